@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="umoc",
+    version="0.1.0",
+    description="UMOC: a self-hosted chat server speaking Socket.IO over WebSocket",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    python_requires=">=3.11",
+    packages=find_packages(include=["umoc", "umoc.*"]) + ["twisted.plugins"],
+    package_data={"umoc.storage": ["schema/*.sql"], "twisted": ["plugins/umoc_plugin.py"]},
+    include_package_data=True,
+    install_requires=[
+        "twisted>=23.10",
+        "autobahn>=23.1",
+        "txredisapi>=1.4.10",
+        "psycopg2-binary>=2.9",
+        "treq>=23.11",
+        "service-identity>=23.1",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "test": [
+            "python-socketio[client]>=5.10",
+            "websocket-client>=1.6",
+            "hypothesis>=6.90",
+            "ruff>=0.5",
+        ],
+    },
+    zip_safe=False,
+)

@@ -1,0 +1,97 @@
+"""Who is connected where, and delivery to them.
+
+`Hub` keeps this node's sockets by user and by session and delivers
+events to them, encoding each event once for all its sockets.  When Redis
+is configured, a `RemoteBus` carries the same deliveries to the other
+nodes (see ``umoc.redisbus``); with none, the node runs alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
+
+from umoc.protocol.socketio import encode_event
+from umoc.transport.engine import Outgoing
+
+if TYPE_CHECKING:
+    from umoc.transport.socketio import ClientSocket
+
+__all__ = ["Hub", "RemoteBus"]
+
+
+class RemoteBus(Protocol):
+    """Fan-out to other nodes (Redis pub/sub)."""
+
+    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes]) -> None: ...
+
+    def publish_end_session(self, session_id: str, message: str) -> None: ...
+
+
+class Hub:
+    """This node's sockets, indexed for delivery."""
+
+    def __init__(self) -> None:
+        self.by_user: dict[int, dict["ClientSocket", None]] = {}
+        self.by_session: dict[str, dict["ClientSocket", None]] = {}
+        self.remote: RemoteBus | None = None
+
+    # -- membership -------------------------------------------------------
+
+    def add(self, socket: "ClientSocket") -> bool:
+        """Register a socket; True when it is its user's first on this node."""
+        sockets = self.by_user.setdefault(socket.user_id, {})
+        first = not sockets
+        sockets[socket] = None
+        self.by_session.setdefault(socket.session_id, {})[socket] = None
+        return first
+
+    def remove(self, socket: "ClientSocket") -> bool:
+        """Forget a socket; True when it was its user's last on this node."""
+        sockets = self.by_user.get(socket.user_id)
+        if sockets is None or socket not in sockets:
+            return False
+        del sockets[socket]
+        session = self.by_session.get(socket.session_id)
+        if session is not None:
+            session.pop(socket, None)
+            if not session:
+                del self.by_session[socket.session_id]
+        if not sockets:
+            del self.by_user[socket.user_id]
+            return True
+        return False
+
+    def is_local(self, user_id: int) -> bool:
+        return user_id in self.by_user
+
+    def session_socket_count(self, session_id: str) -> int:
+        return len(self.by_session.get(session_id, ()))
+
+    def socket_count(self) -> int:
+        return sum(len(s) for s in self.by_user.values())
+
+    # -- delivery ---------------------------------------------------------
+
+    def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any) -> None:
+        """Deliver one event to every socket of these users, on every node."""
+        targets = list(dict.fromkeys(user_ids))
+        frames = encode_event(event, *args)
+        self.deliver_local(targets, Outgoing.from_socketio(frames))
+        if self.remote is not None:
+            self.remote.publish_to_users(targets, frames)
+
+    def deliver_local(self, user_ids: Iterable[int], message: Outgoing) -> None:
+        for user_id in user_ids:
+            for socket in list(self.by_user.get(user_id, ())):
+                socket.send(message)
+
+    def end_session(self, session_id: str, message: str) -> None:
+        """Tell every socket of a session it is no longer valid, then close them, on every node."""
+        self.end_session_local(session_id, message)
+        if self.remote is not None:
+            self.remote.publish_end_session(session_id, message)
+
+    def end_session_local(self, session_id: str, message: str) -> None:
+        for socket in list(self.by_session.get(session_id, ())):
+            socket.emit("session_status", {"valid": False, "message": message})
+            socket.disconnect("session ended")

@@ -1,0 +1,26 @@
+"""Time as UMOC shows it: epoch seconds inside, ISO 8601 UTC on the wire."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+__all__ = ["iso", "iso_or_none", "utc_day"]
+
+
+def iso(epoch: float) -> str:
+    """``2023-01-01T12:00:00Z``: the spec's shape, second precision, always UTC."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_or_none(epoch: float | None) -> str | None:
+    return None if epoch is None else iso(epoch)
+
+
+def utc_day(epoch: float) -> int:
+    """Days since 1970-01-01 in UTC: the unit streaks count in."""
+    return int(epoch // 86400)
+
+
+def wall_clock() -> float:
+    return time.time()

@@ -1,0 +1,366 @@
+"""YAML configuration, read once into frozen dataclasses.
+
+Every section has defaults, so ``twistd -n umoc`` runs with no file at all.
+Unknown keys and wrong types are collected, each with its dotted path, and
+reported together: a sysadmin fixes a config file in one pass, not one
+restart per mistake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_size",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file that must not be started with; ``str()`` lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Duration(float):
+    """Seconds; written in YAML as a number or ``"30s"``, ``"5m"``, ``"7d"``."""
+
+
+class Size(int):
+    """Bytes; written in YAML as a number or ``"512K"``, ``"25M"``, ``"1G"``."""
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+
+
+def parse_duration(value: Any) -> float:
+    """``"7d"`` -> 604800.0; plain numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError('expected a duration like "30s" or "7d"')
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("expected a duration that is not negative")
+        return float(value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", value)
+        if match:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    raise ValueError('expected a duration like "30s" or "7d"')
+
+
+def parse_size(value: Any) -> int:
+    """``"25M"`` -> 26214400; plain numbers are bytes."""
+    if isinstance(value, bool):
+        raise ValueError('expected a size like "512K" or "25M"')
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("expected a size that is not negative")
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgKMG]?[bB]?)\s*", value)
+        if match:
+            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    raise ValueError('expected a size like "512K" or "25M"')
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the one HTTP/WebSocket site listens and where data lives."""
+
+    listen: str = "tcp:8080:interface=127.0.0.1"
+    data_dir: str = "umoc-data"
+    #: Browser origins allowed to open sockets and call /api/ (empty: any origin).
+    allowed_origins: tuple[str, ...] = ()
+    #: Trust X-Forwarded-For from these peer addresses (a reverse proxy).
+    trusted_proxies: tuple[str, ...] = ()
+    #: Largest HTTP request body for the JSON endpoints.
+    max_body: Size = Size(64 * 1024)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """SQLite file under data_dir by default; a PostgreSQL DSN for production."""
+
+    dsn: str = ""
+    pool_min: int = 1
+    pool_max: int = 5
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Rate-limit buckets, presence and fan-out between nodes; empty url: one node alone."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    """Login sessions."""
+
+    ttl: Duration = Duration(7 * 86400)
+    max_per_user: int = 3
+    cleanup_interval: Duration = Duration(60)
+
+
+@dataclass(frozen=True)
+class EngineIOConfig:
+    """Engine.IO transport settings, announced to clients in the OPEN packet."""
+
+    ping_interval: Duration = Duration(25)
+    ping_timeout: Duration = Duration(20)
+    max_payload: Size = Size(1_000_000)
+    #: Bytes queued for one slow client before it is dropped.
+    max_buffered: Size = Size(4 * 1024 * 1024)
+    #: How long a socket may stay unauthenticated before it is closed.
+    connect_timeout: Duration = Duration(45)
+    max_sockets_per_session: int = 10
+    max_sockets_per_ip: int = 200
+    #: How long missed packets are kept for Socket.IO connection state recovery (0: off).
+    recovery_window: Duration = Duration(120)
+
+
+@dataclass(frozen=True)
+class MessagesConfig:
+    """Bounds on what one event may carry."""
+
+    max_content_length: int = 10_000
+    max_payload_depth: int = 16
+    max_ids_per_receipt: int = 500
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: ``rate`` tokens per ``per`` seconds, holding up to ``burst``."""
+
+    rate: float = 10.0
+    per: Duration = Duration(1)
+    burst: int = 30
+
+
+def _rl(rate: float, per: float, burst: int) -> RateLimit:
+    return RateLimit(rate=rate, per=Duration(per), burst=burst)
+
+
+@dataclass(frozen=True)
+class RateLimitsConfig:
+    """One bucket per user (or per IP) and kind of action."""
+
+    enabled: bool = True
+    messages: RateLimit = field(default_factory=lambda: _rl(10, 1, 30))
+    typing: RateLimit = field(default_factory=lambda: _rl(5, 1, 10))
+    reads: RateLimit = field(default_factory=lambda: _rl(20, 1, 60))
+    contacts: RateLimit = field(default_factory=lambda: _rl(10, 60, 20))
+    uploads: RateLimit = field(default_factory=lambda: _rl(10, 60, 20))
+    events: RateLimit = field(default_factory=lambda: _rl(50, 1, 100))
+    login: RateLimit = field(default_factory=lambda: _rl(10, 60, 10))
+    register: RateLimit = field(default_factory=lambda: _rl(5, 3600, 10))
+    connect: RateLimit = field(default_factory=lambda: _rl(30, 60, 60))
+
+
+def _default_allowed_types() -> dict[str, tuple[str, ...]]:
+    return {
+        "image": ("image/jpeg", "image/png", "image/gif", "image/webp"),
+        "video": ("video/mp4", "video/webm", "video/quicktime"),
+        "audio": ("audio/mpeg", "audio/ogg", "audio/wav", "audio/webm", "audio/mp4"),
+        "file": (
+            "application/pdf",
+            "application/zip",
+            "text/plain",
+            "application/octet-stream",
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class UploadsConfig:
+    """File sharing."""
+
+    #: Directory for stored files; relative paths are under server.data_dir.
+    directory: str = "uploads"
+    max_size: Size = Size(25 * 1024 * 1024)
+    expires_in: Duration = Duration(3600)
+    max_file_name: int = 255
+    cleanup_interval: Duration = Duration(300)
+    #: MIME types allowed, by the message type they become.
+    allowed_types: dict[str, tuple[str, ...]] = field(default_factory=_default_allowed_types)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
+    ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    uploads: UploadsConfig = field(default_factory=UploadsConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def uploads_path(self) -> Path:
+        return self.data_path / self.uploads.directory
+
+
+def _type_name(tp: Any) -> str:
+    names = {
+        Duration: 'a duration like "30s" or "7d"',
+        Size: 'a size like "512K" or "25M"',
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        str: "a string",
+    }
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
+    """Check and convert one YAML value against a dataclass field type."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, problems)
+    if tp is Duration:
+        try:
+            return Duration(parse_duration(value))
+        except ValueError as exc:
+            problems.append(f"Error in configuration at '{path}': {exc}")
+            return None
+    if tp is Size:
+        try:
+            return Size(parse_size(value))
+        except ValueError as exc:
+            problems.append(f"Error in configuration at '{path}': {exc}")
+            return None
+    if origin is tuple:
+        if not isinstance(value, list):
+            problems.append(f"Error in configuration at '{path}': expected a list")
+            return None
+        (item_type, _ellipsis) = typing.get_args(tp)
+        return tuple(_convert(v, item_type, f"{path}[{i}]", problems) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"Error in configuration at '{path}': expected a mapping")
+            return None
+        key_type, value_type = typing.get_args(tp)
+        return {
+            _convert(k, key_type, f"{path}", problems): _convert(v, value_type, f"{path}.{k}", problems)
+            for k, v in value.items()
+        }
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported config type at {path}")
+    ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        problems.append(f"Error in configuration at '{path}': expected {_type_name(tp)}, got {value!r}")
+        return None
+    return value
+
+
+def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
+    """Build dataclass ``cls`` from a mapping, recording every problem found."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        where = f"at '{path}'" if path else "at the top level"
+        problems.append(f"Error in configuration {where}: expected a mapping")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in known:
+            problems.append(f"Error in configuration at '{key_path}': unknown key")
+            continue
+        converted = _convert(value, hints[key], key_path, problems)
+        if converted is not None:
+            kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def _check(config: Config) -> list[str]:
+    """Rules that span fields: the ones a type alone cannot express."""
+    problems = []
+
+    def bad(path: str, text: str) -> None:
+        problems.append(f"Error in configuration at '{path}': {text}")
+
+    if config.database.dsn and not config.database.dsn.startswith(("postgresql://", "postgres://", "sqlite:")):
+        bad("database.dsn", 'expected "postgresql://..." or "sqlite:PATH"')
+    if config.database.pool_min < 1 or config.database.pool_max < config.database.pool_min:
+        bad("database.pool_max", "expected 1 <= pool_min <= pool_max")
+    if config.redis.url and not config.redis.url.startswith(("redis://", "unix:")):
+        bad("redis.url", 'expected "redis://HOST:PORT/DB"')
+    if config.sessions.max_per_user < 1:
+        bad("sessions.max_per_user", "expected at least 1")
+    if config.sessions.ttl <= 0:
+        bad("sessions.ttl", "expected a positive duration")
+    if config.engineio.ping_interval <= 0 or config.engineio.ping_timeout <= 0:
+        bad("engineio.ping_interval", "ping_interval and ping_timeout must be positive")
+    if config.engineio.max_payload < 1024:
+        bad("engineio.max_payload", "expected at least 1K")
+    if config.messages.max_content_length < 1:
+        bad("messages.max_content_length", "expected at least 1")
+    for kind in config.uploads.allowed_types:
+        if kind not in ("image", "video", "audio", "file"):
+            bad(f"uploads.allowed_types.{kind}", "expected one of image, video, audio, file")
+    for f in dataclasses.fields(RateLimitsConfig):
+        limit = getattr(config.ratelimits, f.name)
+        if isinstance(limit, RateLimit) and (limit.rate <= 0 or limit.burst < 1 or limit.per <= 0):
+            bad(f"ratelimits.{f.name}", "rate and per must be positive and burst at least 1")
+    return problems
+
+
+def parse_config(data: Any) -> Config:
+    """Build a `Config` from already-parsed YAML; raise `ConfigError` listing every problem."""
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    if not problems:
+        problems.extend(_check(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read ``path`` (or nothing: all defaults) into a `Config`."""
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"Cannot read configuration file {path}: {exc.strerror}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"Configuration file {path} is not valid YAML: {exc}"]) from exc
+    return parse_config(data)
+
+
+def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
+    """Return ``config`` with some fields of some sections replaced (command-line overrides)."""
+    changes = {
+        name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items() if values
+    }
+    return dataclasses.replace(config, **changes)

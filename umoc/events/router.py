@@ -1,0 +1,168 @@
+"""The one dispatch table: event name -> (schema, rate class, handler, response event).
+
+Domain modules (``umoc.events.auth``, ``.contacts``, ...) each export
+``ROUTES``; `build_routes` joins them and refuses duplicates.  Nothing else
+in UMOC switches on event names.
+
+Each socket's events run one at a time, in arrival order, so a client that
+sends two messages sees them stored in that order; different sockets run
+concurrently.  A socket with too many events waiting gets ``error`` for the
+excess instead of growing a queue without bound.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from umoc.events.errors import UserError
+from umoc.events.schema import Schema
+
+if TYPE_CHECKING:
+    from umoc.app import Application
+    from umoc.transport.socketio import ClientSocket
+
+__all__ = ["EventContext", "Route", "Router", "build_routes"]
+
+log = Logger()
+
+Handler = Callable[["EventContext", dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one client event is handled.
+
+    ``response`` names the event the handler's result is emitted as (and the
+    ack carries the same payload); None means the handler emits by itself.
+    ``rate_class`` names a bucket in ``ratelimits`` config.
+    """
+
+    event: str
+    schema: Schema
+    handler: Handler
+    response: str | None = None
+    rate_class: str = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """What a handler knows: the application and the socket that asked."""
+
+    app: "Application"
+    socket: "ClientSocket"
+
+    @property
+    def user_id(self) -> int:
+        return self.socket.identity.user_id
+
+    @property
+    def username(self) -> str:
+        return self.socket.identity.username
+
+    @property
+    def session_id(self) -> str:
+        return self.socket.identity.session_id
+
+    def now(self) -> float:
+        return self.app.clock.seconds()
+
+
+def build_routes(groups: Iterable[Iterable[Route]]) -> dict[str, Route]:
+    table: dict[str, Route] = {}
+    for group in groups:
+        for route in group:
+            if route.event in table:
+                raise ValueError(f"event {route.event!r} routed twice")
+            table[route.event] = route
+    return table
+
+
+class Router:
+    """Validates, rate-limits and runs events; answers with the response event and ack."""
+
+    MAX_QUEUED = 64
+
+    def __init__(self, app: "Application", routes: dict[str, Route]) -> None:
+        self.app = app
+        self.routes = routes
+        self._queues: dict[Any, deque] = {}
+
+    def dispatch(self, socket: "ClientSocket", event: str, args: list[Any], ack_id: int | None) -> None:
+        queue = self._queues.get(socket)
+        if queue is None:
+            queue = self._queues[socket] = deque()
+            queue.append((event, args, ack_id))
+            self._drain(socket, queue)
+        elif len(queue) >= self.MAX_QUEUED:
+            self._reply_error(socket, ack_id, UserError("Too many events in flight; slow down"))
+        else:
+            queue.append((event, args, ack_id))
+
+    def forget(self, socket: "ClientSocket") -> None:
+        queue = self._queues.pop(socket, None)
+        if queue is not None:
+            queue.clear()
+
+    def _drain(self, socket: "ClientSocket", queue: deque) -> None:
+        """Run queued events one after another; synchronous results do not recurse."""
+        while queue:
+            event, args, ack_id = queue[0]
+            d = defer.ensureDeferred(self.handle(socket, event, args, ack_id))
+            if not d.called:
+                def next_one(_: Any) -> None:
+                    if queue:
+                        queue.popleft()
+                    if self._queues.get(socket) is queue:
+                        if queue:
+                            self._drain(socket, queue)
+                        else:
+                            del self._queues[socket]
+                d.addBoth(next_one)
+                return
+            queue.popleft()
+        if self._queues.get(socket) is queue:
+            del self._queues[socket]
+
+    async def handle(self, socket: "ClientSocket", event: str, args: list[Any], ack_id: int | None) -> None:
+        """Run one event; never raises."""
+        self.app.metrics.count_event(event if event in self.routes else "unknown")
+        started = self.app.clock.seconds()
+        try:
+            route = self.routes.get(event)
+            if route is None:
+                raise UserError(f"Unknown event '{event[:64]}'")
+            payload = route.schema.validate(args[0] if args else None)
+            claimed = payload.get("sessionID")
+            if claimed is not None and claimed != socket.identity.session_id:
+                raise UserError("sessionID does not match this connection's session")
+            allowed, retry_after = await self.app.ratelimiter.can_do_action(route.rate_class, f"user:{socket.user_id}")
+            if not allowed:
+                raise UserError("Rate limit exceeded; try again later", retry_after=retry_after)
+            result = await route.handler(EventContext(self.app, socket), payload)
+            if route.response is not None:
+                socket.emit(route.response, result)
+                if ack_id is not None:
+                    socket.ack(ack_id, result)
+            elif ack_id is not None:
+                socket.ack(ack_id, result if result is not None else {"ok": True})
+        except UserError as exc:
+            self.app.metrics.count_error(event if event in self.routes else "unknown")
+            self._reply_error(socket, ack_id, exc)
+        except Exception:  # noqa: BLE001 - one bad event must not end the connection
+            self.app.metrics.count_error(event if event in self.routes else "unknown")
+            log.failure("Error handling event {event}", event=event)
+            self._reply_error(socket, ack_id, UserError("Internal server error"))
+        finally:
+            self.app.metrics.observe_latency(self.app.clock.seconds() - started)
+
+    @staticmethod
+    def _reply_error(socket: "ClientSocket", ack_id: int | None, error: UserError) -> None:
+        payload = error.payload()
+        socket.emit("error", payload)
+        if ack_id is not None:
+            socket.ack(ack_id, {"error": error.message, **error.extra})

@@ -1,0 +1,140 @@
+"""Payload schemas: the shape and types of every event, checked before any rule.
+
+A schema returns a clean dict with exactly its fields (defaults filled in),
+so handlers never see a wrong type, a bool posing as an int, or an unbounded
+string.  Unknown keys are ignored: clients add their own fields.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from umoc.events.errors import UserError
+
+__all__ = [
+    "Bool",
+    "Enum",
+    "Field",
+    "Int",
+    "Number",
+    "Schema",
+    "Str",
+    "Uuid",
+    "UuidList",
+]
+
+_MISSING = object()
+MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Field:
+    """One payload key: its check, whether it is required, its default."""
+
+    name: str
+    check: Callable[[str, Any], Any]
+    required: bool = True
+    default: Any = None
+
+
+def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"Invalid '{name}': expected an integer")
+        if not minimum <= value <= maximum:
+            raise UserError(f"Invalid '{name}': expected an integer from {minimum} to {maximum}")
+        return value
+
+    return check
+
+
+def Int(name: str, required: bool = True, minimum: int = 1, maximum: int = MAX_ID, default: Any = None) -> Field:
+    return Field(name, _int(minimum, maximum), required, default)
+
+
+def Number(name: str, required: bool = True, default: Any = None) -> Field:
+    def check(field: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise UserError(f"Invalid '{field}': expected a number")
+        return value
+
+    return Field(name, check, required, default)
+
+
+def Str(name: str, required: bool = True, max_length: int = 1000, min_length: int = 1, default: Any = None) -> Field:
+    def check(field: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise UserError(f"Invalid '{field}': expected a string")
+        if not min_length <= len(value) <= max_length:
+            raise UserError(f"Invalid '{field}': expected {min_length} to {max_length} characters")
+        return value
+
+    return Field(name, check, required, default)
+
+
+def Bool(name: str, required: bool = True, default: Any = None) -> Field:
+    def check(field: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise UserError(f"Invalid '{field}': expected true or false")
+        return value
+
+    return Field(name, check, required, default)
+
+
+def Enum(name: str, choices: tuple[str, ...], required: bool = True, default: Any = None) -> Field:
+    def check(field: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise UserError(f"Invalid '{field}': expected one of {', '.join(choices)}")
+        return value
+
+    return Field(name, check, required, default)
+
+
+def _uuid(field: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 64:
+        raise UserError(f"Invalid '{field}': expected a UUID string")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise UserError(f"Invalid '{field}': expected a UUID string") from exc
+
+
+def Uuid(name: str, required: bool = True) -> Field:
+    return Field(name, _uuid, required)
+
+
+def UuidList(name: str, max_items: int, required: bool = True) -> Field:
+    def check(field: str, value: Any) -> list[str]:
+        if not isinstance(value, list) or not 1 <= len(value) <= max_items:
+            raise UserError(f"Invalid '{field}': expected a list of 1 to {max_items} UUID strings")
+        seen: dict[str, None] = {}
+        for item in value:
+            seen[_uuid(field, item)] = None
+        return list(seen)
+
+    return Field(name, check, required)
+
+
+class Schema:
+    """An event's payload: a JSON object with these fields."""
+
+    def __init__(self, *fields: Field) -> None:
+        self.fields = fields
+
+    def validate(self, payload: Any) -> dict[str, Any]:
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise UserError("Invalid payload: expected a JSON object")
+        clean: dict[str, Any] = {}
+        for field in self.fields:
+            value = payload.get(field.name, _MISSING)
+            if value is _MISSING or (value is None and not field.required):
+                if field.required:
+                    raise UserError(f"Missing '{field.name}'")
+                clean[field.name] = field.default
+            else:
+                clean[field.name] = field.check(field.name, value)
+        return clean

@@ -1,0 +1,36 @@
+"""Storage: the only package with SQL in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet import defer
+
+from umoc.config import Config
+from umoc.storage.database import Database
+from umoc.storage.users import UserStore
+
+__all__ = ["Storage", "open_storage"]
+
+
+class Storage:
+    """One object per domain, all over one `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.users = UserStore(db)
+
+    def ping(self) -> defer.Deferred[bool]:
+        """For /healthz: can we run a query at all?"""
+        return self.db.run(lambda txn: txn.scalar("SELECT 1") == 1)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_storage(config: Config) -> Storage:
+    """The configured database (SQLite under data_dir unless a PostgreSQL DSN is given)."""
+    db = Database.from_dsn(
+        config.database.dsn, Path(config.server.data_dir), config.database.pool_min, config.database.pool_max
+    )
+    return Storage(db)

@@ -1,0 +1,208 @@
+"""Socket.IO v5 on top of an Engine.IO session.
+
+Wire protocol (https://socket.io/docs/v4/socket-io-protocol/), inside
+Engine.IO MESSAGE packets::
+
+    0{"sessionID":..,"token":..}      ->             CONNECT (auth payload optional;
+                                                     the URL query works too)
+                                      <-  0{"sid":".."}                          accepted
+                                      <-  44{"message":"Invalid session"}        refused, then close
+                                      <-  42["connection_successful",{...}]
+    42["ping",{..}]                   ->             EVENT
+    421["ping",{..}]                  ->             EVENT asking for ack id 1
+                                      <-  431[{..}]  ACK
+    451-["x",{"_placeholder":true,"num":0}] + <bytes>   BINARY_EVENT
+    41                                ->             DISCONNECT (the Engine.IO session stays)
+
+The application (`SocketApp`) decides who may connect and what events do;
+this module only keeps per-namespace sockets and turns packets into calls.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from umoc.protocol.engineio import ProtocolError
+from umoc.protocol.socketio import Decoder, PacketType, SocketPacket, encode, encode_event
+from umoc.transport.engine import EngineSession, Outgoing
+
+__all__ = ["AuthError", "ClientSocket", "Identity", "SocketApp", "SocketIOConnection"]
+
+log = Logger()
+
+
+class AuthError(Exception):
+    """A CONNECT that must be refused; the message goes to the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a socket belongs to, as established at CONNECT."""
+
+    user_id: int
+    username: str
+    session_id: str
+    session_expires: float
+
+
+class SocketApp(Protocol):
+    """What the Socket.IO layer needs from the application."""
+
+    namespaces: frozenset[str]
+
+    def authenticate(self, connection: "SocketIOConnection", auth: Any) -> defer.Deferred[Identity]: ...
+
+    def on_connect(self, socket: "ClientSocket") -> None: ...
+
+    def on_event(self, socket: "ClientSocket", event: str, args: list[Any], ack_id: int | None) -> None: ...
+
+    def on_disconnect(self, socket: "ClientSocket", reason: str) -> None: ...
+
+
+class ClientSocket:
+    """One authenticated client in one namespace."""
+
+    __slots__ = ("sid", "connection", "namespace", "identity", "connected", "__weakref__")
+
+    def __init__(self, connection: "SocketIOConnection", namespace: str, identity: Identity) -> None:
+        self.sid = secrets.token_urlsafe(15)
+        self.connection = connection
+        self.namespace = namespace
+        self.identity = identity
+        self.connected = True
+
+    @property
+    def user_id(self) -> int:
+        return self.identity.user_id
+
+    @property
+    def username(self) -> str:
+        return self.identity.username
+
+    @property
+    def session_id(self) -> str:
+        return self.identity.session_id
+
+    @property
+    def remote_ip(self) -> str:
+        return self.connection.engine.remote_ip
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send one event to this socket only."""
+        if self.connected:
+            self.send(Outgoing.from_socketio(encode_event(event, *args, namespace=self.namespace)))
+
+    def send(self, message: Outgoing) -> None:
+        """Send an already-encoded message (a broadcast encodes once for all sockets)."""
+        if self.connected:
+            self.connection.engine.send(message)
+
+    def ack(self, ack_id: int, *args: Any) -> None:
+        if self.connected:
+            frames = encode(SocketPacket(PacketType.ACK, self.namespace, list(args), ack_id))
+            self.connection.engine.send(Outgoing.from_socketio(frames))
+
+    def disconnect(self, reason: str = "server disconnect") -> None:
+        """Server-initiated disconnect: DISCONNECT for the namespace, then close the connection."""
+        if not self.connected:
+            return
+        frames = encode(SocketPacket(PacketType.DISCONNECT, self.namespace))
+        self.connection.engine.send(Outgoing.from_socketio(frames))
+        self.connection.engine.close(reason)
+
+
+class SocketIOConnection:
+    """The Socket.IO side of one Engine.IO session (an `EngineHandler`)."""
+
+    def __init__(self, engine: EngineSession, app: SocketApp, max_attachments: int = 10, max_depth: int = 32) -> None:
+        self.engine = engine
+        self.app = app
+        self.sockets: dict[str, ClientSocket] = {}
+        self._pending: set[str] = set()
+        self._decoder = Decoder(max_attachments=max_attachments, max_depth=max_depth)
+
+    def send_packet(self, packet: SocketPacket) -> None:
+        self.engine.send(Outgoing.from_socketio(encode(packet)))
+
+    # -- EngineHandler ----------------------------------------------------
+
+    def on_message(self, data: str | bytes) -> None:
+        try:
+            packet = self._decoder.feed(data)
+        except ProtocolError:
+            self.engine.close("parse error")
+            return
+        if packet is not None:
+            self._on_packet(packet)
+
+    def on_close(self, reason: str) -> None:
+        sockets, self.sockets = list(self.sockets.values()), {}
+        for socket in sockets:
+            self._drop(socket, reason)
+
+    # -- packets ----------------------------------------------------------
+
+    def _on_packet(self, packet: SocketPacket) -> None:
+        kind = packet.type
+        nsp = packet.namespace
+        if kind is PacketType.CONNECT:
+            self._on_connect(nsp, packet.data)
+        elif kind in (PacketType.EVENT, PacketType.BINARY_EVENT):
+            socket = self.sockets.get(nsp)
+            if socket is None:
+                return
+            event, *args = packet.data
+            self.app.on_event(socket, event, args, packet.id)
+        elif kind is PacketType.DISCONNECT:
+            socket = self.sockets.pop(nsp, None)
+            if socket is not None:
+                self._drop(socket, "client namespace disconnect")
+        elif kind in (PacketType.ACK, PacketType.BINARY_ACK):
+            # UMOC never asks clients for acks; a stray one is harmless.
+            return
+        else:
+            # CONNECT_ERROR from a client is not a thing.
+            self.engine.close("parse error")
+
+    def _on_connect(self, nsp: str, auth: Any) -> None:
+        if nsp not in self.app.namespaces:
+            self.send_packet(SocketPacket(PacketType.CONNECT_ERROR, nsp, {"message": "Invalid namespace"}))
+            return
+        if nsp in self.sockets or nsp in self._pending:
+            return
+        self._pending.add(nsp)
+        d = self.app.authenticate(self, auth)
+        d.addCallbacks(lambda identity: self._accepted(nsp, identity), lambda f: self._refused(nsp, f))
+        d.addErrback(lambda f: log.failure("Error finishing a CONNECT", f))
+
+    def _accepted(self, nsp: str, identity: Identity) -> None:
+        self._pending.discard(nsp)
+        if self.engine.closed:
+            return
+        socket = ClientSocket(self, nsp, identity)
+        self.sockets[nsp] = socket
+        self.send_packet(SocketPacket(PacketType.CONNECT, nsp, {"sid": socket.sid}))
+        self.app.on_connect(socket)
+
+    def _refused(self, nsp: str, failure: Any) -> None:
+        self._pending.discard(nsp)
+        if failure.check(AuthError):
+            message = str(failure.value)
+        else:
+            log.failure("Error authenticating a socket", failure)
+            message = "Authentication failed"
+        if self.engine.closed:
+            return
+        self.send_packet(SocketPacket(PacketType.CONNECT_ERROR, nsp, {"message": message}))
+        if not self.sockets:
+            self.engine.close("authentication failed")
+
+    def _drop(self, socket: ClientSocket, reason: str) -> None:
+        if socket.connected:
+            socket.connected = False
+            self.app.on_disconnect(socket, reason)

@@ -1,0 +1,198 @@
+"""The WebSocket transport: Autobahn moves frames, `EngineSession` does the rest.
+
+One Engine.IO packet per WebSocket frame: text packets as text frames,
+binary attachments as binary frames with no prefix.  Frames larger than
+``maxPayload`` are refused by Autobahn itself (close code 1009), which ends
+that one connection and nothing else.
+
+Slow readers: the protocol registers as the TCP transport's streaming
+producer, so Twisted says when the kernel buffer is full.  Bytes written
+while paused are counted; past ``max_buffered`` the client is dropped,
+because holding its backlog would hurt everyone else's memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.logger import Logger
+
+from umoc.protocol.engineio import EnginePacket, encode_packet
+from umoc.transport.engine import EngineServer, EngineSession, Outgoing
+
+__all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
+
+log = Logger()
+
+
+def _first(params: dict[str, list[str]]) -> dict[str, str]:
+    return {k: v[0] for k, v in params.items() if v}
+
+
+class EngineWebSocketProtocol(WebSocketServerProtocol):
+    """Carries one Engine.IO session over one WebSocket."""
+
+    name = "websocket"
+    factory: "EngineWebSocketFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: EngineSession | None = None
+        self._query: dict[str, str] = {}
+        self._headers: dict[str, str] = {}
+        self._paused = False
+        self._backlog = 0
+        self._remote_ip = ""
+
+    # -- handshake --------------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        query = _first(request.params)
+        self._query = query
+        self._headers = dict(request.headers)
+        self._remote_ip = self.factory.remote_ip_of(self)
+        problem = self.factory.refuse_reason(query, self._headers, self._remote_ip)
+        if problem:
+            raise ConnectionDeny(problem[0], problem[1])
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Take over flow control from twisted.web's HTTP channel.
+        transport = self.transport
+        try:
+            transport.unregisterProducer()
+        except Exception:  # noqa: BLE001 - no producer registered is fine
+            pass
+        try:
+            transport.registerProducer(self, True)
+        except Exception:  # noqa: BLE001 - a transport without flow control still works
+            log.debug("transport does not accept a producer")
+
+    def onOpen(self) -> None:
+        sid = self._query.get("sid")
+        if sid:
+            # An upgrade from long-polling: the polling transport hands over.
+            self.session = self.factory.engine.sessions.get(sid)
+            upgrade = getattr(self.factory, "upgrade_handler", None)
+            if self.session is None or upgrade is None:
+                self.sendClose(1008, "unknown sid")
+                return
+            upgrade(self.session, self)
+            return
+        self.session = self.factory.engine.open(self, self._remote_ip, self._query, self._headers, [])
+
+    # -- frames -----------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self.session
+        if session is None or session.transport is not self and not getattr(self, "probing", False):
+            return
+        if isBinary:
+            frame: str | bytes = payload
+        else:
+            try:
+                frame = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                session.close("protocol error")
+                return
+        probe_handler = getattr(self, "probe_handler", None)
+        if probe_handler is not None:
+            probe_handler(frame)
+            return
+        session.on_frame(frame)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.session is not None:
+            self.session.transport_closed(self, "transport close")
+
+    # -- EngineTransport --------------------------------------------------
+
+    def send_packets(self, packets: list[EnginePacket]) -> None:
+        for packet in packets:
+            frame = encode_packet(packet)
+            if isinstance(frame, str):
+                self._write(frame.encode("utf-8"), False)
+            else:
+                self._write(frame, True)
+
+    def send_outgoing(self, message: Outgoing) -> None:
+        prepared = message.cache
+        if prepared is None:
+            prepared = message.cache = [
+                self.factory.prepareMessage(f.encode("utf-8") if isinstance(f, str) else f, isinstance(f, bytes))
+                for f in message.frames
+            ]
+        if not self._admit(message.size):
+            return
+        for item in prepared:
+            self.sendPreparedMessage(item)
+
+    def _write(self, payload: bytes, binary: bool) -> None:
+        if self._admit(len(payload)):
+            self.sendMessage(payload, binary)
+
+    def _admit(self, size: int) -> bool:
+        """Count what a paused (slow) client owes; drop it when it owes too much."""
+        if self.state != self.STATE_OPEN:
+            return False
+        if self._paused:
+            self._backlog += size
+            if self._backlog > self.factory.engine.settings.max_buffered:
+                log.info("Dropping a client that does not read ({ip})", ip=self._remote_ip)
+                self.dropConnection(abort=True)
+                return False
+        return True
+
+    def close(self) -> None:
+        if self.state == self.STATE_OPEN:
+            self.sendClose(1000)
+
+    # -- IPushProducer (the TCP transport tells us when it is full) -------
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._backlog = 0
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
+
+class EngineWebSocketFactory(WebSocketServerFactory):
+    """Autobahn factory bound to one `EngineServer`."""
+
+    protocol = EngineWebSocketProtocol
+
+    def __init__(self, engine: EngineServer, gatekeeper: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engine = engine
+        self.gatekeeper = gatekeeper
+        self.upgrade_handler: Any = None
+        self.setProtocolOptions(
+            maxFramePayloadSize=engine.settings.max_payload,
+            maxMessagePayloadSize=engine.settings.max_payload,
+            autoPingInterval=0,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=2,
+            perMessageCompressionAccept=lambda offers: None,
+        )
+
+    def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:
+        peer = protocol.transport.getPeer()
+        return self.gatekeeper.client_ip(getattr(peer, "host", ""), protocol.http_headers)
+
+    def refuse_reason(self, query: dict[str, str], headers: dict[str, str], remote_ip: str) -> tuple[int, str] | None:
+        """Why this WebSocket must not open, as (HTTP status, reason), or None."""
+        if query.get("EIO") != "4":
+            return (400, "Unsupported protocol version")
+        if query.get("transport") != "websocket":
+            return (400, "Transport unknown")
+        if not self.gatekeeper.origin_allowed(headers.get("origin")):
+            return (403, "Origin not allowed")
+        if not self.engine.may_open(remote_ip):
+            return (429, "Too many connections")
+        return None

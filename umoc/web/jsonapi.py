@@ -1,0 +1,88 @@
+"""Small helpers for JSON-over-HTTP resources: bounded bodies, JSON errors, async render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+__all__ = ["HttpError", "JsonResource", "read_json", "write_json"]
+
+log = Logger()
+
+
+class HttpError(Exception):
+    """Becomes ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def write_json(request: IRequest, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    for key, value in (headers or {}).items():
+        request.setHeader(key.encode("latin-1"), value.encode("latin-1"))
+    request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))
+    request.write(data)
+    request.finish()
+
+
+def read_json(request: IRequest, max_body: int) -> dict[str, Any]:
+    """The request body as a JSON object; 413 when too large, 400 when not an object."""
+    body = request.content
+    body.seek(0, 2)
+    size = body.tell()
+    if size > max_body:
+        raise HttpError(413, "Request body too large")
+    body.seek(0)
+    raw = body.read(max_body + 1)
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise HttpError(400, "Request body must be JSON") from exc
+    if not isinstance(data, dict):
+        raise HttpError(400, "Request body must be a JSON object")
+    return data
+
+
+class JsonResource(resource.Resource):
+    """A leaf whose methods are ``async def``; errors become JSON, never HTML tracebacks."""
+
+    isLeaf = True
+    cors: Any = None  # set by the site: a callable(request) adding CORS headers
+
+    def __init__(self, handlers: dict[bytes, Callable[[IRequest], Awaitable[None]]]) -> None:
+        super().__init__()
+        self._handlers = handlers
+
+    def render(self, request: IRequest) -> Any:
+        if self.cors is not None and self.cors(request):
+            return b""
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            write_json(request, 405, {"error": "Method not allowed"},
+                       {"Allow": ", ".join(m.decode() for m in self._handlers)})
+            return server.NOT_DONE_YET
+        d = defer.ensureDeferred(handler(request))
+        d.addErrback(self._failed, request)
+        return server.NOT_DONE_YET
+
+    def _failed(self, failure: Any, request: IRequest) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if failure.check(HttpError):
+            err = failure.value
+            write_json(request, err.status, {"error": err.message}, err.headers)
+        else:
+            log.failure("Error in HTTP handler", failure)
+            write_json(request, 500, {"error": "Internal server error"})
