@@ -239,6 +239,7 @@ def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[in
 
 
 def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], now: float) -> list[str]:
+    message_ids = list(dict.fromkeys(message_ids))
     rows = txn.execute(
         "SELECT m.seq, m.id, m.chat_id, m.sender_id, m.is_group, m.recipient_id, m.deleted_at, uc.joined_seq"
         " FROM messages m LEFT JOIN user_chats uc ON uc.chat_id = m.chat_id AND uc.user_id = ?"
