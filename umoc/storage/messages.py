@@ -288,12 +288,15 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
 def _chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
     rows = txn.execute(
         "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
-        " uc.unread_count, mine.status, theirs.status, " + _MESSAGE_COLUMNS +
+        " uc.unread_count,"
+        # Primary-key lookups per row, not joins: joined on two columns the
+        # planner misjudges the row count badly enough to pick poor plans.
+        " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id),"
+        " (SELECT status FROM contacts WHERE owner_id = uc.peer_id AND contact_id = uc.user_id), "
+        + _MESSAGE_COLUMNS +
         " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
         " LEFT JOIN users pu ON pu.id = uc.peer_id"
-        " LEFT JOIN contacts mine ON mine.owner_id = uc.user_id AND mine.contact_id = uc.peer_id"
-        " LEFT JOIN contacts theirs ON theirs.owner_id = uc.peer_id AND theirs.contact_id = uc.user_id"
-        " LEFT JOIN messages m ON m.seq = c.last_seq"
+        " LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq AND m.deleted_at IS NULL"
         " LEFT JOIN users su ON su.id = m.sender_id"
         " WHERE uc.user_id = ? AND c.closed_at IS NULL"
         " ORDER BY c.last_activity DESC, c.id DESC",
@@ -338,16 +341,28 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
     if ref is None:
         raise RefusedError(UNKNOWN_CHAT)
     internal_id, total = ref
+    offset = (page - 1) * page_size
+    if offset >= total:
+        return History(chat_id, is_group, [], page, page_size, total)
+    # Pages past the middle are read from the oldest end, so no page skips
+    # more than half the chat's messages.
+    if offset > total // 2:
+        start = total - offset - page_size
+        order, limit, skip = "ASC", page_size + min(start, 0), max(start, 0)
+    else:
+        order, limit, skip = "DESC", page_size, offset
     rows = txn.execute(
         "SELECT " + _MESSAGE_COLUMNS + ","
         " CASE WHEN m.sender_id = ?"
         " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq)"
         " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END"
         " FROM messages m JOIN users su ON su.id = m.sender_id"
-        " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq DESC LIMIT ? OFFSET ?",
-        (user_id, user_id, internal_id, page_size, (page - 1) * page_size),
+        " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
+        (user_id, user_id, internal_id, limit, skip),
     ).fetchall()
-    messages = [(_message(r), int(r[11]) > 0) for r in reversed(rows)]
+    if order == "DESC":
+        rows.reverse()
+    messages = [(_message(r), int(r[11]) > 0) for r in rows]
     return History(chat_id, is_group, messages, page, page_size, total)
 
 

@@ -58,7 +58,7 @@ CREATE TABLE messages (
     deleted_at DOUBLE PRECISION
 );
 CREATE UNIQUE INDEX messages_id ON messages (id);
-CREATE INDEX messages_chat_seq ON messages (chat_id, seq);
+CREATE INDEX messages_chat_live ON messages (chat_id, seq) WHERE deleted_at IS NULL;
 CREATE INDEX messages_chat_created ON messages (chat_id, created_at);
 
 -- Who read what: the recipient of a direct message, each member of a group.
