@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from twisted.internet import defer
+
 from tests.support import DatabaseTestCase, for_each_backend, inline
 from umoc.clock import utc_day
 from umoc.storage.database import Txn
@@ -130,6 +132,33 @@ class ChatStorageTestsMixin:
         await self.post(a, b, now=T0 + 6 * DAY + 1)
         contact = await self.storage.contacts.get(b, a)
         self.assertEqual(contact.streak_on(utc_day(T0 + 6 * DAY)), (1, True))
+
+    @inline
+    async def test_concurrent_sends_reads_and_deletes_keep_counters_exact(self) -> None:
+        a, b, c = await self.user("a"), await self.user("b"), await self.user("c")
+        await self.friends(a, b, "b")
+        await self.friends(a, c, "c")
+        group = await self.storage.groups.create(a, "g", None, [b, c], T0, 10)
+        seed = [await self.post(s, r, g, now=T0) for s, r, g in ((a, b, False), (b, a, False), (c, group, True))]
+        work = []
+        for i in range(15):
+            work.append(defer.ensureDeferred(self.post(a, b, now=T0 + i)))
+            work.append(defer.ensureDeferred(self.post(b, a, now=T0 + i)))
+            work.append(defer.ensureDeferred(self.post(b, group, is_group=True, now=T0 + i)))
+        work.append(self.storage.messages.delete(a, seed[0].id, T0 + 1))
+        work.append(self.storage.messages.delete(c, seed[2].id, T0 + 1))
+        work.append(self.storage.messages.mark_read(a, b, [seed[1].id], T0 + 1))
+        results = await defer.DeferredList(work, consumeErrors=True)
+        self.assertEqual([r for ok, r in results if not ok], [])
+        live = await self.db.run(lambda t: t.execute(
+            "SELECT c.id, c.message_count, (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id"
+            " AND m.deleted_at IS NULL), c.last_seq,"
+            " (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.chat_id = c.id AND m.deleted_at IS NULL)"
+            " FROM chats c").fetchall())
+        for chat_id, counted, actual, last_seq, newest in live:
+            self.assertEqual((counted, last_seq), (actual, newest), chat_id)
+        unread = {(e.id, e.is_group): e.unread_count for e in await self.storage.messages.chat_list(a)}
+        self.assertEqual((unread[b, False], unread[group, True]), (15, 15))
 
     @inline
     async def test_missed_since_covers_direct_and_group_messages_in_order(self) -> None:

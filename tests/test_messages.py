@@ -8,6 +8,10 @@ import uuid
 
 from tests.chat_support import ChatCase, reopenable_database
 from tests.support import Client, Server, blocking, for_each_backend, inline
+from umoc.events.access import require_writable_chat
+from umoc.events.errors import UserError
+from umoc.events.messages import post_message
+from umoc.events.router import EventContext
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 NEW_MESSAGE_KEYS = {"message_id", "sender_id", "sender_username", "recipient_id", "content", "type", "timestamp",
@@ -120,6 +124,13 @@ class DirectMessageTestsMixin:
         self.assertEqual((page1["total_pages"], page1["total_messages"], page3["page"]), (3, 25, 3))
         default = await bob.call("get_chat_history", chat_id=alice.id)
         self.assertEqual(len(default["messages"]), 20)
+        # Pages past the middle are read from the other end: same answer.
+        page2 = await bob.call("get_chat_history", chat_id=alice.id, page=2, page_size=10)
+        self.assertEqual([m["content"] for m in page2["messages"]], [f"m{i}" for i in range(5, 15)])
+        page4 = await bob.call("get_chat_history", chat_id=alice.id, page=4, page_size=5)
+        self.assertEqual([m["content"] for m in page4["messages"]], [f"m{i}" for i in range(5, 10)])
+        beyond = await bob.call("get_chat_history", chat_id=alice.id, page=9, page_size=10)
+        self.assertEqual((beyond["messages"], beyond["total_pages"]), ([], 3))
 
     @inline
     async def test_encrypted_content_is_stored_and_relayed_untouched(self) -> None:
@@ -220,6 +231,28 @@ class DirectMessageTestsMixin:
         await alice.client.expect_none("messages_read", within=0)
         await bob.client.expect_none("message_deleted", within=0)
         self.assertIn("message", await carol.client.expect("error"))
+
+    @inline
+    async def test_post_message_and_require_writable_chat_for_other_modules(self) -> None:
+        alice, bob = await self.pair()
+        carol = await self.person("carol")
+        app = self.server.app
+
+        def ctx_of(person):
+            return EventContext(app, next(iter(app.hub.by_user[person.id])))
+
+        await require_writable_chat(ctx_of(alice), bob.id, False)
+        for chat_id, is_group in ((carol.id, False), (alice.id, False), (12345, True)):
+            with self.assertRaises(UserError):
+                await require_writable_chat(ctx_of(alice), chat_id, is_group)
+        content = json.dumps({"file_id": str(uuid.uuid4()), "file_name": "a.pdf"})
+        payload = await post_message(ctx_of(alice), bob.id, False, "file", content)
+        self.assertEqual((payload["type"], payload["content"], payload["recipient_id"]), ("file", content, bob.id))
+        self.assertEqual(await bob.client.expect("new_message"), payload)
+        self.assertEqual(await alice.client.expect("new_message"), payload)
+        with self.assertRaises(UserError):
+            await post_message(ctx_of(carol), alice.id, False, "text", "hi")
+        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM messages"), 1)
 
     @inline
     async def test_missed_since_returns_new_message_payloads_in_order(self) -> None:

@@ -217,6 +217,8 @@ def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[in
         # Someone else's message looks exactly like a missing one.
         raise RefusedError("Message not found")
     seq, chat_id = int(row[0]), int(row[1])
+    # The chat row before member rows, in the order sending takes them: no deadlock.
+    txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
     txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq))
     txn.execute(
         "UPDATE user_chats SET unread_count = unread_count - 1"
