@@ -90,6 +90,12 @@ class ContactTestsMixin:
         contacts = (await alice.call("get_contacts"))["contacts"]
         self.assertEqual([(c["user_id"], c["status"], c["is_online"]) for c in contacts], [(bob.id, "BLOCKED", False)])
         self.assertEqual((await bob.call("get_contacts"))["contacts"], [])
+        mine = await alice.call("get_chat_info", chat_id=bob.id, is_group=False)
+        self.assertEqual((mine["status"], mine["is_online"], mine["last_seen"]), ("BLOCKED", False, None))
+        theirs = await bob.call("get_chat_info", chat_id=alice.id, is_group=False)
+        self.assertEqual((theirs["status"], theirs["is_online"], theirs["username"]), (None, False, "alice"))
+        listed = await bob.call("get_chats")
+        self.assertEqual([(c["id"], c["status"], c["last_seen"]) for c in listed], [(alice.id, "offline", None)])
         before = await self.snapshot()
         for sender, other in ((alice, bob), (bob, alice)):
             answer = await sender.call("send_message", recipient_id=other.id, content="hi", is_group=False, type="text")

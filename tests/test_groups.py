@@ -101,6 +101,7 @@ class GroupTestsMixin:
         self.assertIn("friends", (await alice.call("add_group_member", chat_id=gid, user_id=dave.id))["error"])
         self.assertIn("already", (await alice.call("add_group_member", chat_id=gid, user_id=bob.id))["error"])
         self.assertIn("name", (await alice.call("update_group", chat_id=gid, name="   "))["error"])
+        self.assertIn("Nothing", (await alice.call("update_group", chat_id=gid))["error"])
         self.assertEqual(await self.snapshot(), before)
 
         await self.befriend(alice, dave)

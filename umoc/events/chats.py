@@ -91,14 +91,22 @@ async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
         return group_payload(info, ctx.user_id, online)
     contact = await storage.contacts.get(ctx.user_id, chat_id)
     if contact is None:
-        # A user who blocked us is no longer our contact, but our chat with them remains.
-        peer = await storage.users.by_id(chat_id) if await storage.messages.has_direct_chat(ctx.user_id, chat_id) \
-            else None
+        # A user who blocked us is no longer our contact, but our chat with them
+        # remains: it is shown with no status and no presence.
+        if not await storage.messages.has_direct_chat(ctx.user_id, chat_id):
+            raise UserError(UNKNOWN_CHAT)
+        peer = await storage.users.by_id(chat_id)
         if peer is None:
             raise UserError(UNKNOWN_CHAT)
         return {
-            "id": peer.id, "username": peer.username, "is_online": False, "last_seen": None, "status": None,
-            "is_group": False, "streak": 0, "continue_streak": False,
+            "id": peer.id,
+            "username": peer.username,
+            "is_online": False,
+            "last_seen": None,
+            "status": None,
+            "is_group": False,
+            "streak": 0,
+            "continue_streak": False,
         }
     online = await ctx.app.presence.online_among([chat_id] if contact.mutual_friend else [])
     is_online, last_seen = presence_fields(contact.mutual_friend, chat_id in online, contact.last_seen)

@@ -53,6 +53,8 @@ async def create_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
 
 async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     name = payload["name"]
+    if name is None and payload["description"] is None:
+        raise UserError("Nothing to update: give 'name' or 'description'")
     if name is not None:
         name = name.strip()
         if not name:
