@@ -47,6 +47,9 @@ class DirectMessageTestsMixin:
         self.assertRegex(sent["timestamp"], ISO)
         for client in (alice.client, alice_phone, bob.client):
             self.assertEqual(await client.expect("new_message"), sent)
+        # Committed before anyone was told: the history already holds it.
+        history = await bob.call("get_chat_history", chat_id=alice.id)
+        self.assertEqual([m["message_id"] for m in history["messages"]], [sent["message_id"]])
 
     @inline
     async def test_chats_history_reads_and_unread_counts(self) -> None:
