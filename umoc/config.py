@@ -141,6 +141,9 @@ class MessagesConfig:
     max_content_length: int = 10_000
     max_payload_depth: int = 16
     max_ids_per_receipt: int = 500
+    #: ``encrypted_content`` is opaque ciphertext, relayed untouched; this bounds it.
+    max_encrypted_length: int = 65_536
+    max_group_members: int = 256
 
 
 @dataclass(frozen=True)

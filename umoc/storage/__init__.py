@@ -7,7 +7,10 @@ from pathlib import Path
 from twisted.internet import defer
 
 from umoc.config import Config
+from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database
+from umoc.storage.groups import GroupStore
+from umoc.storage.messages import MessageStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -19,6 +22,9 @@ class Storage:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.users = UserStore(db)
+        self.contacts = ContactStore(db)
+        self.messages = MessageStore(db)
+        self.groups = GroupStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

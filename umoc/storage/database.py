@@ -117,6 +117,7 @@ class Database:
         self._pool = pool
         self.dialect = dialect
         self._integrity_errors = integrity_errors
+        self._closed = False
 
     @classmethod
     def sqlite(cls, path: str | Path) -> "Database":
@@ -164,7 +165,10 @@ class Database:
         return self._pool.runInteraction(interaction)
 
     def close(self) -> None:
-        self._pool.close()
+        """Idempotent: a service stopped by hand (a restart test) is stopped again at cleanup."""
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
 
     # -- migrations -------------------------------------------------------
 

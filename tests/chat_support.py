@@ -1,0 +1,99 @@
+"""Helpers for the chat tests: named users with sockets, friendships, database peeks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tests.support import POSTGRES_DSN, Client, ServerTestCase
+from umoc.storage.database import Database
+
+
+@dataclass
+class Person:
+    """A registered, logged-in user with one connected socket (more can be opened)."""
+
+    login: dict[str, Any]
+    client: Client
+
+    @property
+    def id(self) -> int:
+        return self.login["user_id"]
+
+    @property
+    def name(self) -> str:
+        return self.login["username"]
+
+    def call(self, event: str, **payload: Any) -> Any:
+        """Emit with an ack, the payload carrying this socket's own sessionID."""
+        return self.client.call(event, self.client.with_session(**payload))
+
+
+class ChatCase(ServerTestCase):
+    """A server plus helpers to make users, friendships and groups quickly."""
+
+    async def person(self, name: str) -> Person:
+        login, client = await self.connected_user(name)
+        return Person(login, client)
+
+    async def second_socket(self, person: Person) -> Client:
+        client = await self.connect(person.login)
+        await client.expect("connection_successful")
+        return client
+
+    async def befriend(self, a: Person, b: Person) -> None:
+        added = await a.call("add_contact", contact_username=b.name)
+        assert added.get("status") == "NEW", added
+        accepted = await b.call("accept_contact", contact_id=a.id)
+        assert accepted.get("status") == "FRIEND", accepted
+        await a.client.expect("contact_accepted")
+        for person in (a, b):
+            for event in ("contact_added", "contact_request", "contact_accepted", "user_status"):
+                person.client.drain(event)
+
+    async def rows(self, sql: str, *params: Any) -> list[tuple]:
+        db = self.server.service.storage.db
+        return await db.run(lambda txn: txn.execute(sql, params).fetchall())
+
+    async def scalar(self, sql: str, *params: Any) -> Any:
+        db = self.server.service.storage.db
+        return await db.run(lambda txn: txn.scalar(sql, params))
+
+    async def snapshot(self) -> dict[str, list[tuple]]:
+        """Every chat table's rows, to prove a refused event changed nothing."""
+        tables = {
+            "contacts": "SELECT * FROM contacts ORDER BY owner_id, contact_id",
+            "chats": "SELECT * FROM chats ORDER BY id",
+            "messages": "SELECT * FROM messages ORDER BY seq",
+            "message_reads": "SELECT * FROM message_reads ORDER BY message_seq, user_id",
+            "user_chats": "SELECT * FROM user_chats ORDER BY user_id, chat_id",
+        }
+        return {name: await self.rows(sql) for name, sql in tables.items()}
+
+
+def reopenable_database(test: Any, backend: str) -> Callable[[], Database]:
+    """A factory of `Database` objects that all open the same data (for restart tests)."""
+    if backend == "sqlite":
+        path = os.path.join(tempfile.mkdtemp(prefix="umoc-restart-"), "umoc.sqlite3")
+        return lambda: Database.sqlite(path)
+    import psycopg2
+
+    schema = "umoc_r_" + uuid.uuid4().hex[:16]
+    conn = psycopg2.connect(POSTGRES_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    conn.close()
+
+    def drop() -> None:
+        c = psycopg2.connect(POSTGRES_DSN)
+        c.autocommit = True
+        with c.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        c.close()
+
+    test.addCleanup(drop)
+    return lambda: Database.postgres(POSTGRES_DSN, 1, 5, schema=schema)

@@ -1,0 +1,148 @@
+"""Message events: send, delete, read receipts, typing.
+
+`post_message` is the one way a message enters UMOC (the files events use
+it too): the permission check, the insert and every counter it moves are
+one transaction, and the broadcast happens only after that commits.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from umoc.clock import iso
+from umoc.events.access import MESSAGE_TYPES, refused_as_error, require_writable_chat
+from umoc.events.errors import UserError
+from umoc.events.router import EventContext, Route
+from umoc.events.schema import Bool, Enum, Int, Schema, Str, Uuid, UuidList
+
+__all__ = ["ROUTES", "post_message"]
+
+_SESSION = Str("sessionID", required=False, max_length=64)
+#: Schema-level ceilings; the configured limits (smaller) are checked in the handlers.
+_MAX_TEXT = 1_000_000
+
+
+async def post_message(
+    ctx: EventContext,
+    recipient_id: int,
+    is_group: bool,
+    msg_type: str,
+    content: str,
+    encrypted_content: str | None = None,
+) -> dict[str, Any]:
+    """Store a message from ``ctx``'s user and deliver ``new_message`` to every socket of its audience.
+
+    The audience is both users of a direct chat, or the group's members at
+    the moment the message is stored (the sender's own sockets included).
+    Returns the ``new_message`` payload.  Raises `UserError` when the user
+    may not write to that chat; nothing is stored then.
+    """
+    if msg_type not in MESSAGE_TYPES:
+        raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
+    message, audience = await refused_as_error(
+        ctx.app.storage.messages.post(
+            ctx.user_id, ctx.username, recipient_id, is_group, str(uuid.uuid4()), msg_type, content,
+            encrypted_content, ctx.now(),
+        )
+    )
+    payload = message.new_message()
+    ctx.app.hub.emit_to_users(audience, "new_message", payload)
+    return payload
+
+
+async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    limits = ctx.app.config.messages
+    content = payload["content"]
+    if len(content) > limits.max_content_length:
+        raise UserError(f"Invalid 'content': at most {limits.max_content_length} characters")
+    encrypted = payload["encrypted_content"]
+    if encrypted is not None and len(encrypted) > limits.max_encrypted_length:
+        raise UserError(f"Invalid 'encrypted_content': at most {limits.max_encrypted_length} characters")
+    if payload["type"] != "text":
+        # The spec stores file-like messages as a JSON string of metadata.
+        try:
+            metadata = json.loads(content)
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise UserError("Invalid 'content': a non-text message carries a JSON object")
+    return await post_message(
+        ctx, payload["recipient_id"], payload["is_group"], payload["type"], content, encrypted
+    )
+
+
+async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    now = ctx.now()
+    _chat_id, audience = await refused_as_error(
+        ctx.app.storage.messages.delete(ctx.user_id, payload["message_id"], now)
+    )
+    deleted = {"message_id": payload["message_id"], "sender_id": ctx.user_id, "timestamp": iso(now)}
+    ctx.app.hub.emit_to_users(audience, "message_deleted", deleted)
+    return deleted
+
+
+async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    if len(payload["message_ids"]) > ctx.app.config.messages.max_ids_per_receipt:
+        raise UserError(f"Invalid 'message_ids': at most {ctx.app.config.messages.max_ids_per_receipt} ids")
+    now = ctx.now()
+    ids = await refused_as_error(
+        ctx.app.storage.messages.mark_read(ctx.user_id, payload["sender_id"], payload["message_ids"], now)
+    )
+    receipt = {"reader_id": ctx.user_id, "reader_username": ctx.username, "message_ids": ids, "timestamp": iso(now)}
+    ctx.app.hub.emit_to_users([payload["sender_id"]], "messages_read", receipt)
+    return receipt
+
+
+async def typing(ctx: EventContext, payload: dict[str, Any]) -> None:
+    """Group indicators also carry ``chat_id`` and ``is_group``: without them a client cannot place them."""
+    recipient_id, is_group = payload["recipient_id"], payload["is_group"]
+    indicator: dict[str, Any] = {
+        "user_id": ctx.user_id,
+        "username": ctx.username,
+        "is_typing": payload["is_typing"],
+        "timestamp": ctx.now(),
+    }
+    if is_group:
+        audience = await refused_as_error(ctx.app.storage.groups.typing_audience(recipient_id, ctx.user_id))
+        indicator.update(chat_id=recipient_id, is_group=True)
+    else:
+        await require_writable_chat(ctx, recipient_id, False)
+        audience = [recipient_id]
+    ctx.app.hub.emit_to_users(audience, "typing_indicator", indicator)
+
+
+ROUTES = [
+    Route(
+        "send_message",
+        Schema(
+            _SESSION,
+            Int("recipient_id"),
+            Str("content", max_length=_MAX_TEXT),
+            Bool("is_group", required=False, default=False),
+            Enum("type", MESSAGE_TYPES, required=False, default="text"),
+            Str("encrypted_content", required=False, max_length=_MAX_TEXT),
+        ),
+        send_message,
+        rate_class="messages",
+    ),
+    Route("delete_message", Schema(_SESSION, Uuid("message_id")), delete_message, rate_class="messages"),
+    Route(
+        "read_receipt",
+        Schema(_SESSION, UuidList("message_ids", max_items=10_000), Int("sender_id")),
+        read_receipt,
+        rate_class="reads",
+    ),
+    Route(
+        "typing",
+        Schema(
+            _SESSION,
+            Int("recipient_id"),
+            Bool("is_typing"),
+            Bool("is_group", required=False, default=False),
+        ),
+        typing,
+        rate_class="typing",
+    ),
+]

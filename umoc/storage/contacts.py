@@ -1,0 +1,193 @@
+"""Contacts: requests, friendships, blocks, and the streak kept on each friendship."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+
+from umoc.storage.database import Database, Txn
+from umoc.storage.errors import RefusedError
+from umoc.storage.relations import BLOCKED, FRIEND, NEW, ensure_direct_chat_txn, statuses_txn
+from umoc.streaks import shown
+
+__all__ = ["Contact", "ContactStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One of ``owner``'s contacts, as ``owner`` sees it."""
+
+    user_id: int
+    username: str
+    #: The owner's own row: NEW, FRIEND or BLOCKED.
+    status: str
+    #: Who sent the request (meaningful while NEW).
+    requester_id: int
+    #: Both rows FRIEND: the only case in which presence and streaks are shown.
+    mutual_friend: bool
+    last_seen: float | None
+    streak: int
+    streak_last_day: int | None
+
+    def streak_on(self, today: int) -> tuple[int, bool]:
+        if not self.mutual_friend:
+            return 0, False
+        return shown(self.streak, self.streak_last_day, today)
+
+
+_CONTACT_COLUMNS = (
+    "c.contact_id, u.username, c.status, c.requester_id, r.status, u.last_seen, c.streak, c.streak_last_day"
+    " FROM contacts c JOIN users u ON u.id = c.contact_id"
+    " LEFT JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
+)
+
+
+def _contact(row: tuple) -> Contact:
+    return Contact(
+        int(row[0]), row[1], row[2], int(row[3]), row[2] == FRIEND and row[4] == FRIEND, row[5], int(row[6]), row[7]
+    )
+
+
+def _user_txn(txn: Txn, user_id: int) -> tuple[int, str] | None:
+    row = txn.execute("SELECT id, username FROM users WHERE id = ?", (user_id,)).fetchone()
+    return None if row is None else (int(row[0]), row[1])
+
+
+def _add_txn(txn: Txn, requester_id: int, username: str, now: float) -> tuple[int, str]:
+    row = txn.execute("SELECT id, username FROM users WHERE LOWER(username) = LOWER(?)", (username,)).fetchone()
+    if row is None:
+        raise RefusedError("User not found")
+    target_id, target_name = int(row[0]), row[1]
+    if target_id == requester_id:
+        raise RefusedError("You cannot add yourself as a contact")
+    mine, theirs = statuses_txn(txn, requester_id, target_id, lock=True)
+    if BLOCKED in (mine, theirs):
+        raise RefusedError("You cannot add this user")
+    if mine == FRIEND:
+        raise RefusedError("This user is already your contact")
+    if mine == NEW or theirs == NEW:
+        raise RefusedError("A contact request between you and this user is already pending")
+    txn.executemany(
+        "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (requester_id, target_id, NEW, requester_id, now, now),
+            (target_id, requester_id, NEW, requester_id, now, now),
+        ],
+    )
+    return target_id, target_name
+
+
+def _pending_request_txn(txn: Txn, user_id: int, requester_id: int) -> tuple[int, str]:
+    """The request ``requester_id`` sent ``user_id``, locked; RefusedError if there is none."""
+    row = txn.execute(
+        "SELECT c.requester_id, u.username FROM contacts c JOIN users u ON u.id = c.contact_id"
+        " WHERE c.owner_id = ? AND c.contact_id = ? AND c.status = ?" + txn.dialect.for_update,
+        (user_id, requester_id, NEW),
+    ).fetchone()
+    if row is None or int(row[0]) != requester_id:
+        raise RefusedError("No pending contact request from this user")
+    return requester_id, row[1]
+
+
+def _accept_txn(txn: Txn, user_id: int, requester_id: int, now: float) -> tuple[int, str]:
+    other = _pending_request_txn(txn, user_id, requester_id)
+    txn.execute(
+        "UPDATE contacts SET status = ?, updated_at = ? WHERE (owner_id = ? AND contact_id = ?)"
+        " OR (owner_id = ? AND contact_id = ?)",
+        (FRIEND, now, user_id, requester_id, requester_id, user_id),
+    )
+    ensure_direct_chat_txn(txn, user_id, requester_id, now)
+    return other
+
+
+def _reject_txn(txn: Txn, user_id: int, requester_id: int) -> None:
+    _pending_request_txn(txn, user_id, requester_id)
+    txn.execute(
+        "DELETE FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
+        (user_id, requester_id, requester_id, user_id),
+    )
+
+
+def _block_txn(txn: Txn, user_id: int, target_id: int, now: float) -> None:
+    if target_id == user_id:
+        raise RefusedError("You cannot block yourself")
+    if _user_txn(txn, target_id) is None:
+        raise RefusedError("User not found")
+    mine, theirs = statuses_txn(txn, user_id, target_id, lock=True)
+    if mine is None:
+        txn.execute(
+            "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, target_id, BLOCKED, user_id, now, now),
+        )
+    elif mine != BLOCKED:
+        txn.execute(
+            "UPDATE contacts SET status = ?, updated_at = ?, streak = 0, streak_last_day = NULL"
+            " WHERE owner_id = ? AND contact_id = ?",
+            (BLOCKED, now, user_id, target_id),
+        )
+    if theirs is not None and theirs != BLOCKED:
+        # The blocked user loses the contact: no presence, no messages, no request.
+        txn.execute("DELETE FROM contacts WHERE owner_id = ? AND contact_id = ?", (target_id, user_id))
+
+
+class ContactStore:
+    """Queries and changes on the contacts table; rules that need atomicity live in the txns."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def list(self, owner_id: int) -> defer.Deferred[list[Contact]]:
+        """All of ``owner_id``'s contacts, by username."""
+
+        def txn_fn(txn: Txn) -> list[Contact]:
+            rows = txn.execute(
+                "SELECT " + _CONTACT_COLUMNS + " WHERE c.owner_id = ? ORDER BY LOWER(u.username)", (owner_id,)
+            ).fetchall()
+            return [_contact(r) for r in rows]
+
+        return self._db.run(txn_fn)
+
+    def get(self, owner_id: int, contact_id: int) -> defer.Deferred[Contact | None]:
+        def txn_fn(txn: Txn) -> Contact | None:
+            row = txn.execute(
+                "SELECT " + _CONTACT_COLUMNS + " WHERE c.owner_id = ? AND c.contact_id = ?", (owner_id, contact_id)
+            ).fetchone()
+            return None if row is None else _contact(row)
+
+        return self._db.run(txn_fn)
+
+    def request(self, requester_id: int, username: str, now: float) -> defer.Deferred[tuple[int, str]]:
+        """Send a request to ``username``; ``(user_id, username)`` of the target. Raises `RefusedError`."""
+        return self._db.run(_add_txn, requester_id, username, now)
+
+    def accept(self, user_id: int, requester_id: int, now: float) -> defer.Deferred[tuple[int, str]]:
+        """Accept ``requester_id``'s request (and open the direct chat); ``(id, username)`` of the requester."""
+        return self._db.run(_accept_txn, user_id, requester_id, now)
+
+    def reject(self, user_id: int, requester_id: int) -> defer.Deferred[None]:
+        """Drop ``requester_id``'s request to ``user_id``; both rows go."""
+        return self._db.run(_reject_txn, user_id, requester_id)
+
+    def block(self, user_id: int, target_id: int, now: float) -> defer.Deferred[None]:
+        return self._db.run(_block_txn, user_id, target_id, now)
+
+    def friend_ids(self, user_id: int) -> defer.Deferred[list[int]]:
+        """Users who are ``user_id``'s friends both ways (so neither blocked the other)."""
+
+        def txn_fn(txn: Txn) -> list[int]:
+            rows = txn.execute(
+                "SELECT c.contact_id FROM contacts c JOIN contacts r"
+                " ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
+                " WHERE c.owner_id = ? AND c.status = ? AND r.status = ?",
+                (user_id, FRIEND, FRIEND),
+            ).fetchall()
+            return [int(r[0]) for r in rows]
+
+        return self._db.run(txn_fn)
+
+    def statuses(self, a: int, b: int) -> defer.Deferred[tuple[str | None, str | None]]:
+        """(a's status for b, b's status for a)."""
+        return self._db.run(statuses_txn, a, b)

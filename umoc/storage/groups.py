@@ -1,0 +1,250 @@
+"""Group chats: creation, membership, admins.
+
+A group is a row of ``chats`` (``is_group = 1``) whose id is the group id
+clients see; its members are its ``user_chats`` rows.  Every membership
+change locks the group's row first, as sending a group message does, so a
+message is delivered to exactly the members of the moment it was stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+
+from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.errors import RefusedError
+from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
+from umoc.storage.relations import BLOCKED, FRIEND
+
+__all__ = ["GroupInfo", "GroupMember", "GroupStore", "MembershipChange"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    user_id: int
+    username: str
+    last_seen: float | None
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    id: int
+    name: str
+    description: str | None
+    created_at: float
+    members: list[GroupMember]
+    #: (blocker, blocked) between members: a block hides presence both ways.
+    blocks: frozenset[tuple[int, int]]
+
+    def presence_visible(self, viewer_id: int, member_id: int) -> bool:
+        return (viewer_id, member_id) not in self.blocks and (member_id, viewer_id) not in self.blocks
+
+    def is_admin(self, user_id: int) -> bool:
+        return any(m.user_id == user_id and m.is_admin for m in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """Who is in the group after a change, and who was made admin because of it."""
+
+    members: list[int]
+    promoted: int | None
+    closed: bool
+
+
+def _lock_members_txn(txn: Txn, group_id: int, user_id: int, need_admin: bool) -> dict[int, bool]:
+    """``{member: is_admin}`` of an open group, locked; RefusedError unless ``user_id`` is a member (an admin)."""
+    locked = txn.execute(
+        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL" + txn.dialect.for_update,
+        (group_id,),
+    ).fetchone()
+    if locked is None:
+        raise RefusedError(UNKNOWN_CHAT)
+    rows = txn.execute("SELECT user_id, is_admin FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    members = {int(r[0]): bool(r[1]) for r in rows}
+    if user_id not in members:
+        raise RefusedError(UNKNOWN_CHAT)
+    if need_admin and not members[user_id]:
+        raise RefusedError("Only group admins may do that")
+    return members
+
+
+def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, str]:
+    """``{id: username}`` of ``others``; RefusedError unless each is ``user_id``'s friend both ways."""
+    if not others:
+        return {}
+    rows = txn.execute(
+        "SELECT c.contact_id, u.username FROM contacts c"
+        " JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
+        " JOIN users u ON u.id = c.contact_id"
+        " WHERE c.owner_id = ? AND c.status = ? AND r.status = ? AND c.contact_id IN " + in_clause(others),
+        [user_id, FRIEND, FRIEND, *others],
+    ).fetchall()
+    found = {int(r[0]): r[1] for r in rows}
+    if len(found) != len(others):
+        raise RefusedError("You can only add your friends to a group")
+    return found
+
+
+def _create_txn(
+    txn: Txn, creator_id: int, name: str, description: str | None, member_ids: list[int], now: float, max_members: int
+) -> int:
+    others = [m for m in dict.fromkeys(member_ids) if m != creator_id]
+    if len(others) + 1 > max_members:
+        raise RefusedError(f"A group has at most {max_members} members")
+    _check_friends_txn(txn, creator_id, others)
+    group_id = int(
+        txn.scalar(
+            "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (name, description, creator_id, now, len(others) + 1, now),
+        )
+    )
+    txn.executemany(
+        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at) VALUES (?, ?, 1, ?, ?)",
+        [(creator_id, group_id, 1, now)] + [(m, group_id, 0, now) for m in others],
+    )
+    return group_id
+
+
+def _info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
+    """The group and its members; with ``viewer_id``, RefusedError unless the viewer is a member."""
+    row = txn.execute(
+        "SELECT name, description, created_at FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
+        (group_id,),
+    ).fetchone()
+    if row is None:
+        raise RefusedError(UNKNOWN_CHAT)
+    rows = txn.execute(
+        "SELECT uc.user_id, u.username, u.last_seen, uc.is_admin"
+        " FROM user_chats uc JOIN users u ON u.id = uc.user_id WHERE uc.chat_id = ?"
+        " ORDER BY uc.joined_at, uc.user_id",
+        (group_id,),
+    ).fetchall()
+    members = [GroupMember(int(r[0]), r[1], r[2], bool(r[3])) for r in rows]
+    if viewer_id is not None and all(m.user_id != viewer_id for m in members):
+        raise RefusedError(UNKNOWN_CHAT)
+    blocks = txn.execute(
+        "SELECT b.owner_id, b.contact_id FROM contacts b"
+        " JOIN user_chats o ON o.chat_id = ? AND o.user_id = b.owner_id"
+        " JOIN user_chats t ON t.chat_id = ? AND t.user_id = b.contact_id"
+        " WHERE b.status = ?",
+        (group_id, group_id, BLOCKED),
+    ).fetchall()
+    return GroupInfo(
+        group_id, row[0], row[1], float(row[2]), members, frozenset((int(b[0]), int(b[1])) for b in blocks)
+    )
+
+
+def _update_txn(
+    txn: Txn, group_id: int, admin_id: int, name: str | None, description: str | None
+) -> tuple[list[int], str, str | None]:
+    members = _lock_members_txn(txn, group_id, admin_id, need_admin=True)
+    if name is not None:
+        txn.execute("UPDATE chats SET name = ? WHERE id = ?", (name, group_id))
+    if description is not None:
+        txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
+    row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
+    return list(members), row[0], row[1]
+
+
+def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
+    members = _lock_members_txn(txn, group_id, admin_id, need_admin=True)
+    if user_id in members:
+        raise RefusedError("This user is already a member")
+    if len(members) + 1 > max_members:
+        raise RefusedError(f"A group has at most {max_members} members")
+    username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
+    txn.execute(
+        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_seq)"
+        " SELECT ?, id, 1, 0, ?, last_seq FROM chats WHERE id = ?",
+        (user_id, now, group_id),
+    )
+    txn.execute("UPDATE chats SET member_count = member_count + 1 WHERE id = ?", (group_id,))
+    return username
+
+
+def _remove_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float) -> MembershipChange:
+    members = _lock_members_txn(txn, group_id, actor_id, need_admin=actor_id != user_id)
+    if user_id not in members:
+        raise RefusedError("This user is not a member")
+    txn.execute("DELETE FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
+    del members[user_id]
+    if not members:
+        txn.execute("UPDATE chats SET member_count = 0, closed_at = ? WHERE id = ?", (now, group_id))
+        return MembershipChange([], None, True)
+    txn.execute("UPDATE chats SET member_count = member_count - 1 WHERE id = ?", (group_id,))
+    promoted = None
+    if not any(members.values()):
+        promoted = int(
+            txn.scalar(
+                "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY joined_at, user_id LIMIT 1", (group_id,)
+            )
+        )
+        txn.execute("UPDATE user_chats SET is_admin = 1 WHERE chat_id = ? AND user_id = ?", (group_id, promoted))
+    return MembershipChange(list(members), promoted, False)
+
+
+def _typing_audience_txn(txn: Txn, group_id: int, user_id: int) -> list[int]:
+    members = group_members_txn(txn, group_id)
+    if members is None or user_id not in members:
+        raise RefusedError(UNKNOWN_CHAT)
+    blocked = {
+        int(r[0])
+        for r in txn.execute(
+            "SELECT contact_id FROM contacts WHERE owner_id = ? AND status = ?"
+            " UNION SELECT owner_id FROM contacts WHERE contact_id = ? AND status = ?",
+            (user_id, BLOCKED, user_id, BLOCKED),
+        ).fetchall()
+    }
+    return [m for m in members if m != user_id and m not in blocked]
+
+
+class GroupStore:
+    """Group queries and membership changes (rules checked inside each transaction)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(
+        self, creator_id: int, name: str, description: str | None, member_ids: list[int], now: float, max_members: int
+    ) -> defer.Deferred[int]:
+        """A new group with the creator as its admin; members must be the creator's friends. Raises `RefusedError`."""
+        return self._db.run(_create_txn, creator_id, name, description, member_ids, now, max_members)
+
+    def info(self, group_id: int, viewer_id: int | None) -> defer.Deferred[GroupInfo]:
+        """The group; with ``viewer_id``, RefusedError unless that user is a member."""
+        return self._db.run(_info_txn, group_id, viewer_id)
+
+    def update(
+        self, group_id: int, admin_id: int, name: str | None, description: str | None
+    ) -> defer.Deferred[tuple[list[int], str, str | None]]:
+        """Rename / redescribe (admins only); the members to tell, the name and description now."""
+        return self._db.run(_update_txn, group_id, admin_id, name, description)
+
+    def add_member(
+        self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int
+    ) -> defer.Deferred[str]:
+        """Add one of the admin's friends; the new member's username."""
+        return self._db.run(_add_member_txn, group_id, admin_id, user_id, now, max_members)
+
+    def remove_member(self, group_id: int, actor_id: int, user_id: int, now: float) -> defer.Deferred[MembershipChange]:
+        """An admin removes ``user_id``, or a member leaves (``actor_id == user_id``)."""
+        return self._db.run(_remove_txn, group_id, actor_id, user_id, now)
+
+    def is_member(self, group_id: int, user_id: int) -> defer.Deferred[bool]:
+        def txn_fn(txn: Txn) -> bool:
+            row = txn.execute(
+                "SELECT 1 FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
+                " WHERE uc.chat_id = ? AND uc.user_id = ? AND c.is_group = 1 AND c.closed_at IS NULL",
+                (group_id, user_id),
+            ).fetchone()
+            return row is not None
+
+        return self._db.run(txn_fn)
+
+    def typing_audience(self, group_id: int, user_id: int) -> defer.Deferred[list[int]]:
+        """Members to show ``user_id`` typing to: all but ``user_id`` and anyone a block separates them from."""
+        return self._db.run(_typing_audience_txn, group_id, user_id)

@@ -1,0 +1,434 @@
+"""Messages, reads and the chat list, for direct chats and groups alike.
+
+Every change keeps the counters the lists read (``chats.last_seq``,
+``chats.message_count``, ``user_chats.unread_count``) right in the same
+transaction, so `MessageStore.chat_list` and `MessageStore.history` cost a
+fixed number of queries however many chats or messages there are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+
+from umoc.clock import iso, utc_day
+from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.errors import RefusedError
+from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
+from umoc.streaks import advance
+
+__all__ = ["ChatEntry", "History", "Message", "MessageStore", "UNKNOWN_CHAT"]
+
+#: The one answer for a chat that does not exist and a chat the user is not in.
+UNKNOWN_CHAT = "Unknown chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    seq: int
+    chat_id: int
+    sender_id: int
+    sender_username: str
+    #: The recipient user of a direct message, the group id of a group message.
+    recipient_id: int
+    is_group: bool
+    type: str
+    content: str
+    encrypted_content: str | None
+    created_at: float
+
+    def new_message(self) -> dict[str, Any]:
+        """The spec's ``new_message`` payload (``encrypted_content`` only when there is one)."""
+        payload: dict[str, Any] = {
+            "message_id": self.id,
+            "sender_id": self.sender_id,
+            "sender_username": self.sender_username,
+            "recipient_id": self.recipient_id,
+            "content": self.content,
+            "type": self.type,
+            "timestamp": iso(self.created_at),
+            "is_group": self.is_group,
+        }
+        if self.encrypted_content is not None:
+            payload["encrypted_content"] = self.encrypted_content
+        return payload
+
+    def summary(self) -> dict[str, Any]:
+        """The ``last_message`` object of ``chats``."""
+        return {
+            "message_id": self.id,
+            "sender_id": self.sender_id,
+            "sender_username": self.sender_username,
+            "content": self.content,
+            "type": self.type,
+            "timestamp": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEntry:
+    """One row of a user's chat list."""
+
+    #: What clients call the chat: the peer's user id, or the group id.
+    id: int
+    is_group: bool
+    unread_count: int
+    last_message: Message | None
+    #: Direct chats: the peer, and whether presence may be shown (friends both ways).
+    username: str | None
+    last_seen: float | None
+    presence_visible: bool
+    #: Groups.
+    name: str | None
+    description: str | None
+    member_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    chat_id: int
+    is_group: bool
+    #: ``(message, is_read)``, oldest first.
+    messages: list[tuple[Message, bool]]
+    page: int
+    page_size: int
+    total_messages: int
+
+    @property
+    def total_pages(self) -> int:
+        return max(1, math.ceil(self.total_messages / self.page_size))
+
+
+_MESSAGE_COLUMNS = (
+    "m.id, m.seq, m.chat_id, m.sender_id, su.username, m.recipient_id, m.is_group, m.type, m.content,"
+    " m.encrypted_content, m.created_at"
+)
+
+
+def _message(row: tuple | list) -> Message:
+    return Message(
+        row[0], int(row[1]), int(row[2]), int(row[3]), row[4], int(row[5]), bool(row[6]), row[7], row[8], row[9],
+        float(row[10]),
+    )
+
+
+# -- sending --------------------------------------------------------------
+
+
+def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
+    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id."""
+    rows = txn.execute(
+        "SELECT owner_id, status, last_sent_day, streak, streak_last_day FROM contacts"
+        " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
+        " ORDER BY owner_id" + txn.dialect.for_update,
+        (sender_id, recipient_id, recipient_id, sender_id),
+    ).fetchall()
+    by_owner = {int(r[0]): r for r in rows}
+    mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
+    if mine is None or theirs is None or mine[1] != FRIEND or theirs[1] != FRIEND:
+        raise RefusedError("You can only send direct messages to your friends")
+    day = utc_day(now)
+    if mine[2] != day:
+        txn.execute(
+            "UPDATE contacts SET last_sent_day = ? WHERE owner_id = ? AND contact_id = ?",
+            (day, sender_id, recipient_id),
+        )
+        if theirs[2] == day:
+            streak, last_day = advance(int(mine[3]), mine[4], day)
+            txn.execute(
+                "UPDATE contacts SET streak = ?, streak_last_day = ? WHERE (owner_id = ? AND contact_id = ?)"
+                " OR (owner_id = ? AND contact_id = ?)",
+                (streak, last_day, sender_id, recipient_id, recipient_id, sender_id),
+            )
+    return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
+
+
+def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] | None:
+    """Members of an open group (None if no such open group); ``lock`` serialises with membership changes."""
+    row = txn.execute(
+        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
+        + (txn.dialect.for_update if lock else ""),
+        (group_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _post_txn(
+    txn: Txn,
+    sender_id: int,
+    sender_username: str,
+    recipient_id: int,
+    is_group: bool,
+    message_id: str,
+    msg_type: str,
+    content: str,
+    encrypted_content: str | None,
+    now: float,
+) -> tuple[Message, list[int]]:
+    if is_group:
+        members = group_members_txn(txn, recipient_id, lock=True)
+        if members is None or sender_id not in members:
+            raise RefusedError(UNKNOWN_CHAT)
+        chat_id, audience = recipient_id, members
+    else:
+        if recipient_id == sender_id:
+            raise RefusedError("You cannot send a message to yourself")
+        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
+        audience = [sender_id, recipient_id]
+    seq = int(
+        txn.scalar(
+            "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
+            " encrypted_content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            (message_id, chat_id, sender_id, recipient_id, int(is_group), msg_type, content, encrypted_content, now),
+        )
+    )
+    txn.execute(
+        "UPDATE chats SET message_count = message_count + 1, last_activity = ?,"
+        " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+        (now, seq, seq, chat_id),
+    )
+    txn.execute(
+        "UPDATE user_chats SET unread_count = unread_count + 1 WHERE chat_id = ? AND user_id <> ?",
+        (chat_id, sender_id),
+    )
+    message = Message(
+        message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
+        encrypted_content, now,
+    )
+    return message, audience
+
+
+# -- deleting and reading -------------------------------------------------
+
+
+def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[int, list[int]]:
+    row = txn.execute(
+        "SELECT seq, chat_id, sender_id FROM messages WHERE id = ? AND deleted_at IS NULL" + txn.dialect.for_update,
+        (message_id,),
+    ).fetchone()
+    if row is None or int(row[2]) != user_id:
+        # Someone else's message looks exactly like a missing one.
+        raise RefusedError("Message not found")
+    seq, chat_id = int(row[0]), int(row[1])
+    # The chat row before member rows, in the order sending takes them: no deadlock.
+    txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
+    txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq))
+    txn.execute(
+        "UPDATE user_chats SET unread_count = unread_count - 1"
+        " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ? AND unread_count > 0"
+        " AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
+        (chat_id, user_id, seq, seq),
+    )
+    txn.execute(
+        "UPDATE chats SET message_count = message_count - 1,"
+        " last_seq = CASE WHEN last_seq = ? THEN"
+        " (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ? AND deleted_at IS NULL)"
+        " ELSE last_seq END WHERE id = ?",
+        (seq, chat_id, chat_id),
+    )
+    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (chat_id,)).fetchall()
+    audience = [int(r[0]) for r in rows]
+    if user_id not in audience:
+        audience.append(user_id)
+    return chat_id, audience
+
+
+def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], now: float) -> list[str]:
+    message_ids = list(dict.fromkeys(message_ids))
+    rows = txn.execute(
+        "SELECT m.seq, m.id, m.chat_id, m.sender_id, m.is_group, m.recipient_id, m.deleted_at, uc.joined_seq"
+        " FROM messages m LEFT JOIN user_chats uc ON uc.chat_id = m.chat_id AND uc.user_id = ?"
+        " WHERE m.id IN " + in_clause(message_ids),
+        [reader_id, *message_ids],
+    ).fetchall()
+    if len(rows) != len(message_ids):
+        raise RefusedError("Message not found")
+    for row in rows:
+        addressed = row[7] is not None and (bool(row[4]) or int(row[5]) == reader_id)
+        if int(row[3]) != sender_id or sender_id == reader_id or not addressed:
+            # Not from that sender, or not addressed to the reader: the same answer as missing.
+            raise RefusedError("Message not found")
+    live = [r for r in rows if r[6] is None]
+    seqs = [int(r[0]) for r in live]
+    if seqs:
+        already = {
+            int(r[0])
+            for r in txn.execute(
+                "SELECT message_seq FROM message_reads WHERE user_id = ? AND message_seq IN " + in_clause(seqs),
+                [reader_id, *seqs],
+            ).fetchall()
+        }
+        fresh = [r for r in live if int(r[0]) not in already]
+        if fresh:
+            txn.executemany(
+                "INSERT INTO message_reads (message_seq, user_id, read_at) VALUES (?, ?, ?)",
+                [(int(r[0]), reader_id, now) for r in fresh],
+            )
+            counted: dict[int, int] = {}
+            for r in fresh:
+                if int(r[0]) > int(r[7]):
+                    counted[int(r[2])] = counted.get(int(r[2]), 0) + 1
+            for chat_id, n in counted.items():
+                txn.execute(
+                    "UPDATE user_chats SET unread_count = CASE WHEN unread_count > ? THEN unread_count - ? ELSE 0 END"
+                    " WHERE user_id = ? AND chat_id = ?",
+                    (n, n, reader_id, chat_id),
+                )
+    return message_ids
+
+
+# -- listing --------------------------------------------------------------
+
+
+def _chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
+    rows = txn.execute(
+        "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
+        " uc.unread_count,"
+        # Primary-key lookups per row, not joins: joined on two columns the
+        # planner misjudges the row count badly enough to pick poor plans.
+        " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id),"
+        " (SELECT status FROM contacts WHERE owner_id = uc.peer_id AND contact_id = uc.user_id), "
+        + _MESSAGE_COLUMNS +
+        " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
+        " LEFT JOIN users pu ON pu.id = uc.peer_id"
+        " LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq AND m.deleted_at IS NULL"
+        " LEFT JOIN users su ON su.id = m.sender_id"
+        " WHERE uc.user_id = ? AND c.closed_at IS NULL"
+        " ORDER BY c.last_activity DESC, c.id DESC",
+        (user_id,),
+    ).fetchall()
+    entries = []
+    for r in rows:
+        is_group = bool(r[1])
+        entries.append(
+            ChatEntry(
+                id=int(r[0]) if is_group else int(r[2]),
+                is_group=is_group,
+                unread_count=int(r[8]),
+                last_message=_message(r[11:]) if r[11] is not None else None,
+                username=r[3],
+                last_seen=r[4],
+                presence_visible=r[9] == FRIEND and r[10] == FRIEND,
+                name=r[5],
+                description=r[6],
+                member_count=int(r[7]),
+            )
+        )
+    return entries
+
+
+def _chat_ref_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool) -> tuple[int, int] | None:
+    """(internal chat id, live message count) of a chat ``user_id`` is in, else None."""
+    if is_group:
+        where, param = "uc.chat_id = ? AND uc.is_group = 1", chat_id
+    else:
+        where, param = "uc.peer_id = ?", chat_id
+    row = txn.execute(
+        "SELECT c.id, c.message_count FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
+        " WHERE uc.user_id = ? AND " + where + " AND c.closed_at IS NULL",
+        (user_id, param),
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:
+    ref = _chat_ref_txn(txn, user_id, chat_id, is_group)
+    if ref is None:
+        raise RefusedError(UNKNOWN_CHAT)
+    internal_id, total = ref
+    offset = (page - 1) * page_size
+    if offset >= total:
+        return History(chat_id, is_group, [], page, page_size, total)
+    # Pages past the middle are read from the oldest end, so no page skips
+    # more than half the chat's messages.
+    if offset > total // 2:
+        start = total - offset - page_size
+        order, limit, skip = "ASC", page_size + min(start, 0), max(start, 0)
+    else:
+        order, limit, skip = "DESC", page_size, offset
+    rows = txn.execute(
+        "SELECT " + _MESSAGE_COLUMNS + ","
+        " CASE WHEN m.sender_id = ?"
+        " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq)"
+        " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END"
+        " FROM messages m JOIN users su ON su.id = m.sender_id"
+        " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
+        (user_id, user_id, internal_id, limit, skip),
+    ).fetchall()
+    if order == "DESC":
+        rows.reverse()
+    messages = [(_message(r), int(r[11]) > 0) for r in rows]
+    return History(chat_id, is_group, messages, page, page_size, total)
+
+
+def _missed_txn(txn: Txn, user_id: int, since: float, limit: int) -> list[dict[str, Any]]:
+    rows = txn.execute(
+        "SELECT " + _MESSAGE_COLUMNS + " FROM user_chats uc JOIN messages m ON m.chat_id = uc.chat_id"
+        " JOIN users su ON su.id = m.sender_id"
+        " WHERE uc.user_id = ? AND m.created_at > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
+        (user_id, since, limit),
+    ).fetchall()
+    return [_message(r).new_message() for r in rows]
+
+
+class MessageStore:
+    """Messages and per-user chat state."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def post(
+        self,
+        sender_id: int,
+        sender_username: str,
+        recipient_id: int,
+        is_group: bool,
+        message_id: str,
+        msg_type: str,
+        content: str,
+        encrypted_content: str | None,
+        now: float,
+    ) -> defer.Deferred[tuple[Message, list[int]]]:
+        """Check the sender may write, store, count: one transaction. ``(message, audience user ids)``.
+
+        Raises `RefusedError` when the chat is not writable by the sender.
+        """
+        return self._db.run(
+            _post_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content,
+            encrypted_content, now,
+        )
+
+    def delete(self, user_id: int, message_id: str, now: float) -> defer.Deferred[tuple[int, list[int]]]:
+        """Soft-delete the sender's own message; ``(chat id, audience)``. Raises `RefusedError`."""
+        return self._db.run(_delete_txn, user_id, message_id, now)
+
+    def mark_read(
+        self, reader_id: int, sender_id: int, message_ids: list[str], now: float
+    ) -> defer.Deferred[list[str]]:
+        """Mark messages from ``sender_id`` to the reader (or the reader's groups) read. Raises `RefusedError`."""
+        return self._db.run(_read_txn, reader_id, sender_id, message_ids, now)
+
+    def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
+        """Every chat of the user, newest activity first: one query."""
+        return self._db.run(_chat_list_txn, user_id)
+
+    def history(self, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> defer.Deferred[History]:
+        """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
+        return self._db.run(_history_txn, user_id, chat_id, is_group, page, page_size)
+
+    def missed_since(self, user_id: int, since_epoch: float, limit: int) -> defer.Deferred[list[dict[str, Any]]]:
+        """``new_message`` payloads of every live message in the user's chats after ``since_epoch``, oldest first."""
+        return self._db.run(_missed_txn, user_id, since_epoch, limit)
+
+    def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
+        def txn_fn(txn: Txn) -> bool:
+            return _chat_ref_txn(txn, user_id, peer_id, False) is not None
+
+        return self._db.run(txn_fn)
