@@ -8,6 +8,7 @@ from twisted.internet import defer
 
 from umoc.config import Config
 from umoc.storage.database import Database
+from umoc.storage.files import FileStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -19,6 +20,7 @@ class Storage:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.users = UserStore(db)
+        self.files = FileStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
