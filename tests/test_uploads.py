@@ -8,6 +8,7 @@ through Socket.IO events is in ``test_files_e2e``.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from typing import Any
 
@@ -18,7 +19,7 @@ from twisted.trial import unittest
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
-from tests.support import ServerTestCase, for_each_backend, inline
+from tests.support import ServerTestCase, blocking, for_each_backend, inline
 from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest
 from umoc.events.errors import UserError
@@ -70,6 +71,23 @@ class ChunkedBody:
                 self._task.stop()
             except task.TaskDone:
                 pass
+
+
+def expect_continue_exchange(port: int, file_id: str, token: str, body: bytes) -> tuple[bytes, bytes]:
+    """A raw HTTP/1.1 client that waits for ``100 Continue``: (first answer, rest after sending the body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"PUT /api/upload/{file_id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".encode()
+        )
+        first = sock.recv(65536)
+        if not first.startswith(b"HTTP/1.1 100 "):
+            return first, b""
+        sock.sendall(body)
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+        return first, rest
 
 
 class UploadTestsMixin:
@@ -197,6 +215,15 @@ class UploadTestsMixin:
         file_id, token = await self.prepared(10, expires_in=-1)
         code, body = await self.put(file_id, b"0123456789", token)
         self.assertEqual((code, body), (403, {"error": "Upload token expired"}))
+
+    @inline
+    async def test_100_continue_comes_only_after_the_upload_is_authorised(self) -> None:
+        file_id, token = await self.prepared(10)
+        first, _ = await blocking(expect_continue_exchange, self.server.port, file_id, new_token(), b"0123456789")
+        self.assertTrue(first.startswith(b"HTTP/1.1 401 "), first)
+        first, rest = await blocking(expect_continue_exchange, self.server.port, file_id, token, b"0123456789")
+        self.assertEqual(first, b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.assertTrue(rest.startswith(b"HTTP/1.1 201 "), rest)
 
     @inline
     async def test_unknown_or_malformed_file_id_is_404(self) -> None:

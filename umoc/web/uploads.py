@@ -90,6 +90,8 @@ class UploadReceiver:
         self.limit = uploads.config.max_size
         self.rejected = False
         self.finished = False
+        #: The client sent ``Expect: 100-continue`` and waits for our go-ahead.
+        self.expects_continue = False
         self.temp_path: Path | None = None
         self._file: BinaryIO | None = None
         self._paused = False
@@ -155,6 +157,9 @@ class UploadReceiver:
             self.reject(413, "Body larger than the declared file size")
             return
         self._resume()
+        channel = getattr(self.request, "channel", None)
+        if self.expects_continue and channel is not None and channel.transport is not None:
+            channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.authorised.callback(record)
 
     def write(self, data: bytes) -> None:
@@ -273,6 +278,13 @@ class UploadRequest(server.Request):
         if command in (b"PUT", b"POST") and isinstance(path, bytes) and path.startswith(UPLOAD_PREFIX):
             self.content = _EmptyBody()
             self.receiver = UploadReceiver(self._uploads, self, path, length)
+            expect = self.requestHeaders.getRawHeaders(b"expect")
+            if expect and expect[0].lower() == b"100-continue":
+                # The channel would say "100 Continue" as soon as this returns;
+                # the receiver says it only once the upload is authorised, so a
+                # refused client never sends its body at all.
+                self.requestHeaders.removeHeader(b"expect")
+                self.receiver.expects_continue = getattr(self.channel, "_version", None) == b"HTTP/1.1"
             self.receiver.start()
         else:
             super().gotLength(length)
