@@ -75,8 +75,8 @@ def start_server(data_dir: Path, port: int, max_size_mib: int) -> subprocess.Pop
         )
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "twisted", "--nodaemon", "--pidfile=", "--logfile", str(data_dir / "umoc.log"),
-         "umoc", "--config", str(config)],
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
+         "--logfile", str(data_dir / "umoc.log"), "umoc", "--config", str(config)],
         cwd=ROOT,
     )
     deadline = time.monotonic() + 30

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from typing import Any
 
@@ -19,7 +20,7 @@ from twisted.trial import unittest
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
-from tests.support import ServerTestCase, blocking, for_each_backend, inline
+from tests.support import ServerTestCase, blocking, for_each_backend, inline, sleep, test_config
 from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest
 from umoc.events.errors import UserError
@@ -138,7 +139,7 @@ class UploadTestsMixin:
         return file_id
 
     def temp_files(self) -> list[str]:
-        return os.listdir(self.uploads.temp_dir)
+        return os.listdir(self.uploads.temp_dir) if self.uploads.temp_dir.exists() else []
 
     # -- uploads ------------------------------------------------------------
 
@@ -241,14 +242,37 @@ class UploadTestsMixin:
             lambda txn: txn.execute("UPDATE files SET expires_at = ? WHERE id IN (?, ?)",
                                     (global_reactor.seconds() - expires_in - 1, stale_id, done_id))
         )
-        orphan = self.uploads.temp_dir / f"{stale_id}.abc.part"
+        orphan = self.uploads.temp_path(stale_id)
         orphan.write_bytes(b"half")
+        crashed = self.uploads.temp_path(str(uuid.uuid4()))
+        crashed.write_bytes(b"left over by a crash")
+        long_ago = global_reactor.seconds() - 2 * expires_in - 1
+        os.utime(crashed, (long_ago, long_ago))
+        in_progress = self.uploads.temp_path(str(uuid.uuid4()))
+        in_progress.write_bytes(b"being written")
         self.assertEqual(await self.uploads.purge_expired(), 1)
         self.assertIsNone(await self.files.get(stale_id))
         self.assertFalse(self.uploads.path_for(stale_id).exists())
         self.assertFalse(orphan.exists())
+        self.assertFalse(crashed.exists())
+        self.assertTrue(in_progress.exists())
         self.assertIsNotNone(await self.files.get(fresh_id))
         self.assertTrue(self.uploads.path_for(done_id).exists())
+
+    @inline
+    async def test_the_service_purges_on_its_cleanup_interval(self) -> None:
+        server = await self.start_server(test_config(
+            tempfile.mkdtemp(prefix="umoc-srv-"), uploads={"cleanup_interval": "50ms", "expires_in": "1s"}))
+        files = server.service.storage.files
+        user = await server.user("dave")
+        file_id = str(uuid.uuid4())
+        await files.create(file_id, user["user_id"], user["user_id"], False, "a.txt", "text/plain", 1,
+                           token_digest(new_token()), 0.0, 1.0)
+        for _ in range(100):
+            if await files.get(file_id) is None:
+                break
+            await sleep(0.02)
+        self.assertIsNone(await files.get(file_id))
 
     # -- downloads ----------------------------------------------------------
 

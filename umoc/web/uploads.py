@@ -10,7 +10,9 @@ the database says whether this upload may proceed, then writes each chunk
 to a temporary file as it arrives (``handleContentChunk``) and refuses the
 request with 413 the moment the running size passes the declared size.
 A refused upload is answered at once and the connection closed, instead of
-reading the rest of an unwanted body.
+reading the rest of an unwanted body; a client that sent ``Expect:
+100-continue`` hears ``100 Continue`` only once its upload is authorised, so
+a refused one never sends its body at all.
 
 When the body is complete the resource moves the temporary file into place
 under its ``file_id`` (never the client's name) and records it as whole.
@@ -332,7 +334,6 @@ class Uploads:
         self.config = app.config.uploads
         self.root = app.config.uploads_path
         self.temp_dir = self.root / "tmp"
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
 
     def now(self) -> float:
         return self.app.clock.seconds()
@@ -342,6 +343,8 @@ class Uploads:
         return self.root / file_id[:2] / file_id
 
     def temp_path(self, file_id: str) -> Path:
+        """A fresh name for an upload in progress; the directory is made on first use."""
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
         return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
 
     def request_factory(self) -> Any:
@@ -434,19 +437,34 @@ class Uploads:
         an upload that started in time can still finish and be completed.
         """
         removed = 0
+        cutoff = self.now() - self.config.expires_in
         while True:
-            ids = await self.app.storage.files.purge_expired(self.now() - self.config.expires_in, self.PURGE_BATCH)
-            if ids:
-                await threads.deferToThreadPool(
-                    self.app.clock, self.app.clock.getThreadPool(), self._remove_files, ids
-                )
+            ids = await self.app.storage.files.purge_expired(cutoff, self.PURGE_BATCH)
+            await self._in_thread(self._remove_files, ids)
             removed += len(ids)
             if len(ids) < self.PURGE_BATCH:
-                return removed
+                break
+        # Temporary files nobody has written to for a whole extra window are
+        # leftovers of a crash (uploads in progress touch theirs constantly).
+        await self._in_thread(self._sweep_temp, cutoff - self.config.expires_in)
+        return removed
+
+    def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[None]:
+        """Unlinking large files may take a while: not on the reactor thread."""
+        return threads.deferToThreadPool(self.app.clock, self.app.clock.getThreadPool(), fn, *args)
 
     def _remove_files(self, file_ids: list[str]) -> None:
-        """Runs in a thread: unlinking large files may take a while."""
         for file_id in file_ids:
             self.path_for(file_id).unlink(missing_ok=True)
             for temp in self.temp_dir.glob(f"{file_id}.*.part"):
                 temp.unlink(missing_ok=True)
+
+    def _sweep_temp(self, idle_before: float) -> None:
+        if not self.temp_dir.is_dir():
+            return
+        for temp in self.temp_dir.glob("*.part"):
+            try:
+                if temp.stat().st_mtime < idle_before:
+                    temp.unlink()
+            except FileNotFoundError:
+                continue
