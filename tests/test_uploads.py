@@ -274,6 +274,15 @@ class UploadTestsMixin:
             await sleep(0.02)
         self.assertIsNone(await files.get(file_id))
 
+    @inline
+    async def test_other_endpoints_refuse_oversized_bodies_before_spooling_them(self) -> None:
+        limit = self.uploads.other_body_limit
+        response = await treq.post(self.server.url + "/api/login", data=b"{" * (limit + 1), persistent=False)
+        self.assertEqual((response.code, await response.json()), (413, {"error": "Request body too large"}))
+        response = await treq.post(self.server.url + "/api/login", data=ChunkedBody(limit * 3), persistent=False)
+        self.assertEqual((response.code, await response.json()), (413, {"error": "Request body too large"}))
+        self.assertEqual((await self.server.post("/api/login", {"username": "alice", "password": "x" * 9}))[0], 401)
+
     # -- downloads ----------------------------------------------------------
 
     @inline

@@ -47,7 +47,7 @@ from umoc.web.jsonapi import HttpError, JsonResource, write_json
 if TYPE_CHECKING:
     from umoc.app import Application
 
-__all__ = ["UploadRequest", "Uploads", "content_disposition"]
+__all__ = ["UploadRequest", "Uploads", "content_disposition", "refuse_now"]
 
 log = Logger()
 
@@ -73,6 +73,28 @@ def content_disposition(file_name: str) -> str:
     fallback = "".join(c if " " <= c <= "~" and c not in '"\\%;' else "_" for c in file_name)
     exact = urllib.parse.quote(file_name, safe="")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
+
+
+def refuse_now(request: IRequest, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """Answer a request whose body is still arriving, then close the connection.
+
+    twisted.web cannot finish a `Request` that its channel is still filling,
+    so this writes the JSON error itself, as twisted.web does for malformed
+    requests, and the rest of the unwanted body is never read.
+    """
+    body = json.dumps({"error": message}, separators=(",", ":")).encode("utf-8")
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        "Content-Type: application/json",
+        "Cache-Control: no-store",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{key}: {value}" for key, value in (headers or {}).items()),
+    ]
+    channel = getattr(request, "channel", None)
+    if channel is not None and channel.transport is not None:
+        channel.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        channel.loseConnection()
 
 
 class UploadRefusedError(Exception):
@@ -175,29 +197,12 @@ class UploadReceiver:
         self._file.write(data)
 
     def reject(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        """Answer now, close the connection and forget the partial file.
-
-        The request may still be half-received, so this writes the response
-        itself (as twisted.web does for malformed requests) rather than
-        finishing a `Request` the channel is still filling.
-        """
+        """Answer now, close the connection and forget the partial file."""
         if self.rejected or self.finished:
             return
         self.rejected = True
         self._discard()
-        body = json.dumps({"error": message}, separators=(",", ":")).encode("utf-8")
-        lines = [
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-            "Content-Type: application/json",
-            "Cache-Control: no-store",
-            f"Content-Length: {len(body)}",
-            "Connection: close",
-            *(f"{key}: {value}" for key, value in (headers or {}).items()),
-        ]
-        channel = getattr(self.request, "channel", None)
-        if channel is not None and channel.transport is not None:
-            channel.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-            channel.loseConnection()
+        refuse_now(self.request, status, message, headers)
         if not self.authorised.called:
             self.authorised.errback(UploadRefusedError(message))
             self.authorised.addErrback(lambda f: f.trap(UploadRefusedError))
@@ -263,13 +268,18 @@ class UploadReceiver:
 class UploadRequest(server.Request):
     """A `server.Request` that streams ``/api/upload/`` bodies through an `UploadReceiver`.
 
-    Every other request is buffered as twisted.web always does.
+    Every other request is buffered as twisted.web always does, but only up
+    to the largest body any other endpoint accepts: twisted.web by itself
+    would spool a body of any size to a temporary file before a resource
+    could say no.
     """
 
     def __init__(self, channel: Any, *args: Any, uploads: Uploads, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
         self._uploads = uploads
         self.receiver: UploadReceiver | None = None
+        self._refused = False
+        self._body_size = 0
 
     def gotLength(self, length: int | None) -> None:
         # Method and path are not on the request until the body is complete;
@@ -288,17 +298,30 @@ class UploadRequest(server.Request):
                 self.requestHeaders.removeHeader(b"expect")
                 self.receiver.expects_continue = getattr(self.channel, "_version", None) == b"HTTP/1.1"
             self.receiver.start()
+        elif length is not None and length > self._uploads.other_body_limit:
+            self.content = _EmptyBody()
+            self._refuse_body()
         else:
             super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.receiver is not None:
             self.receiver.write(data)
-        else:
-            super().handleContentChunk(data)
+        elif not self._refused:
+            self._body_size += len(data)
+            if self._body_size > self._uploads.other_body_limit:
+                self.content.close()
+                self.content = _EmptyBody()
+                self._refuse_body()
+            else:
+                super().handleContentChunk(data)
+
+    def _refuse_body(self) -> None:
+        self._refused = True
+        refuse_now(self, 413, "Request body too large")
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        if self.receiver is not None and self.receiver.rejected:
+        if self._refused or (self.receiver is not None and self.receiver.rejected):
             return  # answered already; the connection is closing
         super().requestReceived(command, path, version)
 
@@ -334,6 +357,8 @@ class Uploads:
         self.config = app.config.uploads
         self.root = app.config.uploads_path
         self.temp_dir = self.root / "tmp"
+        #: The largest body any endpoint but uploads accepts (JSON API, Engine.IO polling).
+        self.other_body_limit = max(app.config.server.max_body, app.config.engineio.max_payload)
 
     def now(self) -> float:
         return self.app.clock.seconds()
