@@ -19,6 +19,7 @@ from umoc.app import Application
 from umoc.config import Config
 from umoc.storage import Storage, open_storage
 from umoc.web.site import build_site
+from umoc.web.uploads import Uploads
 
 __all__ = ["UmocService"]
 
@@ -34,7 +35,9 @@ class UmocService(service.MultiService):
         self.reactor = reactor
         self.storage = storage or open_storage(config)
         self.app = Application(config, reactor, self.storage)
-        self.site, self.engine = build_site(self.app)
+        self.uploads = Uploads(self.app)
+        self.site, self.engine = build_site(self.app, extra_api=self.uploads.resources())
+        self.site.requestFactory = self.uploads.request_factory()
         self.port: IListeningPort | None = None
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._loops: list[task.LoopingCall] = []
@@ -56,6 +59,7 @@ class UmocService(service.MultiService):
         log.info("Database ready ({dialect}, schema version {version})",
                  dialect=self.storage.db.dialect.name, version=version)
         self.every(self.config.sessions.cleanup_interval, self._expire_sessions)
+        self.every(self.config.uploads.cleanup_interval, self.uploads.purge_expired)
         endpoint = endpoints.serverFromString(self.reactor, self.config.server.listen)
         listener = StreamServerEndpointService(endpoint, self.site)
         listener._raiseSynchronously = False

@@ -1,5 +1,5 @@
 """Event handlers, one module per domain; `ROUTE_GROUPS` feeds the router's table."""
 
-from umoc.events import chats, contacts, groups, messages, session
+from umoc.events import chats, contacts, files, groups, messages, session
 
-ROUTE_GROUPS = [session.ROUTES, contacts.ROUTES, chats.ROUTES, messages.ROUTES, groups.ROUTES]
+ROUTE_GROUPS = [session.ROUTES, contacts.ROUTES, chats.ROUTES, messages.ROUTES, groups.ROUTES, files.ROUTES]

@@ -9,6 +9,7 @@ from twisted.internet import defer
 from umoc.config import Config
 from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database
+from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.messages import MessageStore
 from umoc.storage.users import UserStore
@@ -25,6 +26,7 @@ class Storage:
         self.contacts = ContactStore(db)
         self.messages = MessageStore(db)
         self.groups = GroupStore(db)
+        self.files = FileStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

@@ -1,0 +1,149 @@
+"""Shared files: the upload's life from prepare to message, and the purge of abandoned ones.
+
+Every step that must happen once (spending the upload token, marking the
+bytes whole, posting the message) is a conditional UPDATE whose row count
+says whether this caller won, so two racing requests, even on two nodes,
+cannot both succeed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+
+from umoc.storage.database import Database, Txn, in_clause
+
+__all__ = ["FileRecord", "FileStore"]
+
+_COLUMNS = (
+    "id, uploader_id, chat_id, is_group, file_name, file_type, file_size, token_hash,"
+    " created_at, expires_at, token_used_at, uploaded_at, completed_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    id: str
+    uploader_id: int
+    chat_id: int
+    is_group: bool
+    file_name: str
+    file_type: str
+    file_size: int
+    token_hash: str
+    created_at: float
+    expires_at: float
+    token_used_at: float | None
+    uploaded_at: float | None
+    completed_at: float | None
+
+
+def _record(row: tuple) -> FileRecord:
+    return FileRecord(
+        row[0], int(row[1]), int(row[2]), bool(row[3]), row[4], row[5], int(row[6]), row[7],
+        float(row[8]), float(row[9]), row[10], row[11], row[12],
+    )
+
+
+def _purge_txn(txn: Txn, before: float, limit: int) -> list[str]:
+    rows = txn.execute(
+        "SELECT id FROM files WHERE completed_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+        (before, limit),
+    ).fetchall()
+    ids = [row[0] for row in rows]
+    if ids:
+        txn.execute("DELETE FROM files WHERE completed_at IS NULL AND id IN " + in_clause(ids), ids)
+    return ids
+
+
+class FileStore:
+    """Queries about shared files; the bytes themselves are the web layer's business."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(
+        self,
+        file_id: str,
+        uploader_id: int,
+        chat_id: int,
+        is_group: bool,
+        file_name: str,
+        file_type: str,
+        file_size: int,
+        token_hash: str,
+        now: float,
+        expires_at: float,
+    ) -> defer.Deferred[None]:
+        """Record a prepared upload; only the token's hash is kept."""
+
+        def txn_fn(txn: Txn) -> None:
+            txn.execute(
+                "INSERT INTO files (id, uploader_id, chat_id, is_group, file_name, file_type, file_size,"
+                " token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (file_id, uploader_id, chat_id, is_group, file_name, file_type, file_size, token_hash, now,
+                 expires_at),
+            )
+
+        return self._db.run(txn_fn)
+
+    def get(self, file_id: str) -> defer.Deferred[FileRecord | None]:
+        def txn_fn(txn: Txn) -> FileRecord | None:
+            row = txn.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
+            return None if row is None else _record(row)
+
+        return self._db.run(txn_fn)
+
+    def spend_token(self, file_id: str, now: float) -> defer.Deferred[bool]:
+        """Mark the upload token used; False if it was used already or has expired (it is single-use)."""
+
+        def txn_fn(txn: Txn) -> bool:
+            return txn.execute(
+                "UPDATE files SET token_used_at = ? WHERE id = ? AND token_used_at IS NULL AND expires_at > ?",
+                (now, file_id, now),
+            ).rowcount == 1
+
+        return self._db.run(txn_fn)
+
+    def mark_uploaded(self, file_id: str, now: float) -> defer.Deferred[bool]:
+        """Every declared byte is in place; False if the row is gone (purged meanwhile)."""
+
+        def txn_fn(txn: Txn) -> bool:
+            return txn.execute(
+                "UPDATE files SET uploaded_at = ? WHERE id = ? AND uploaded_at IS NULL", (now, file_id)
+            ).rowcount == 1
+
+        return self._db.run(txn_fn)
+
+    def claim_completion(self, file_id: str, uploader_id: int, now: float) -> defer.Deferred[bool]:
+        """Take the one right to post this file's message; False if not whole or already taken."""
+
+        def txn_fn(txn: Txn) -> bool:
+            return txn.execute(
+                "UPDATE files SET completed_at = ? WHERE id = ? AND uploader_id = ?"
+                " AND uploaded_at IS NOT NULL AND completed_at IS NULL",
+                (now, file_id, uploader_id),
+            ).rowcount == 1
+
+        return self._db.run(txn_fn)
+
+    def release_completion(self, file_id: str) -> defer.Deferred[None]:
+        """Posting the message failed: let the uploader try upload_file_complete again."""
+
+        def txn_fn(txn: Txn) -> None:
+            txn.execute("UPDATE files SET completed_at = NULL WHERE id = ? AND message_id IS NULL", (file_id,))
+
+        return self._db.run(txn_fn)
+
+    def set_message(self, file_id: str, message_id: str) -> defer.Deferred[None]:
+        """Remember which message shared the file."""
+
+        def txn_fn(txn: Txn) -> None:
+            txn.execute("UPDATE files SET message_id = ? WHERE id = ?", (message_id, file_id))
+
+        return self._db.run(txn_fn)
+
+    def purge_expired(self, before: float, limit: int = 500) -> defer.Deferred[list[str]]:
+        """Delete up to ``limit`` never-completed uploads that expired at or before ``before``; their ids."""
+        return self._db.run(_purge_txn, before, limit)

@@ -1,0 +1,495 @@
+"""``PUT /api/upload/<file_id>`` (POST too) and ``GET /api/files/<file_id>``.
+
+Uploads stream: twisted.web normally collects a whole request body in
+``request.content`` before any resource sees it, which would let anyone with
+an upload URL fill memory or disk with a body larger than the one they
+declared.  `UploadRequest` (the Site's request factory) takes over bodies
+for ``/api/upload/`` as soon as the headers are in (``gotLength``): it
+checks the path, the bearer token and Content-Length, pauses reading while
+the database says whether this upload may proceed, then writes each chunk
+to a temporary file as it arrives (``handleContentChunk``) and refuses the
+request with 413 the moment the running size passes the declared size.
+A refused upload is answered at once and the connection closed, instead of
+reading the rest of an unwanted body; a client that sent ``Expect:
+100-continue`` hears ``100 Continue`` only once its upload is authorised, so
+a refused one never sends its body at all.
+
+When the body is complete the resource moves the temporary file into place
+under its ``file_id`` (never the client's name) and records it as whole.
+
+Downloads are streamed from disk with a `FileSender` to members of the
+chat the file was shared in; everyone else gets the same 404 whether or not
+the file exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import urllib.parse
+import uuid
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.protocols.basic import FileSender
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+from umoc.credentials import token_matches
+from umoc.storage.files import FileRecord
+from umoc.web.jsonapi import HttpError, JsonResource, write_json
+
+if TYPE_CHECKING:
+    from umoc.app import Application
+
+__all__ = ["UploadRequest", "Uploads", "content_disposition", "refuse_now"]
+
+log = Logger()
+
+UPLOAD_PREFIX = b"/api/upload/"
+
+
+def _file_id(raw: bytes) -> str | None:
+    """The canonical UUID string in a path segment, or None."""
+    try:
+        text = raw.decode("ascii")
+        return str(uuid.UUID(text)) if len(text) <= 36 else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def content_disposition(file_name: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact name per RFC 6266 / RFC 5987.
+
+    Names were checked at prepare (no separators or control characters), but
+    the header is built defensively anyway: quotes, backslashes and anything
+    outside printable ASCII never reach the quoted form.
+    """
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%;' else "_" for c in file_name)
+    exact = urllib.parse.quote(file_name, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
+
+
+def refuse_now(request: IRequest, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """Answer a request whose body is still arriving, then close the connection.
+
+    twisted.web cannot finish a `Request` that its channel is still filling,
+    so this writes the JSON error itself, as twisted.web does for malformed
+    requests, and the rest of the unwanted body is never read.
+    """
+    body = json.dumps({"error": message}, separators=(",", ":")).encode("utf-8")
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        "Content-Type: application/json",
+        "Cache-Control: no-store",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{key}: {value}" for key, value in (headers or {}).items()),
+    ]
+    channel = getattr(request, "channel", None)
+    if channel is not None and channel.transport is not None:
+        channel.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        channel.loseConnection()
+
+
+class UploadRefusedError(Exception):
+    """An upload was refused and already answered; nothing more to send."""
+
+
+class UploadReceiver:
+    """One upload request's body: authorised, bounded, streamed to a temporary file."""
+
+    def __init__(self, uploads: Uploads, request: UploadRequest, path: bytes, length: int | None) -> None:
+        self.uploads = uploads
+        self.request = request
+        self.length = length
+        self.file_id = _file_id(path.split(b"?", 1)[0][len(UPLOAD_PREFIX):])
+        self.received = 0
+        #: Largest body accepted: the configured maximum until the declared size is known.
+        self.limit = uploads.config.max_size
+        self.rejected = False
+        self.finished = False
+        #: The client sent ``Expect: 100-continue`` and waits for our go-ahead.
+        self.expects_continue = False
+        self.temp_path: Path | None = None
+        self._file: BinaryIO | None = None
+        self._paused = False
+        #: Fires with the file's record once the upload may proceed.
+        self.authorised: defer.Deferred[FileRecord] = defer.Deferred()
+
+    # -- while headers and body arrive ---------------------------------------
+
+    def start(self) -> None:
+        """Refuse what the headers alone condemn; otherwise ask the database and wait."""
+        if self.file_id is None:
+            self.reject(404, "Unknown upload")
+            return
+        token = self._bearer_token()
+        if token is None:
+            self.reject(401, "Missing upload token", {"WWW-Authenticate": "Bearer"})
+            return
+        if self.length is not None and self.length > self.limit:
+            self.reject(413, "File too large")
+            return
+        self.temp_path = self.uploads.temp_path(self.file_id)
+        fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "wb")
+        self._pause()
+        d = defer.ensureDeferred(self._authorise(self.file_id, token))
+        d.addErrback(self._crashed)
+
+    def _bearer_token(self) -> str | None:
+        header = self.request.getHeader(b"authorization")
+        if header is None:
+            return None
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not 0 < len(token) <= 256:
+            return None
+        return token
+
+    async def _authorise(self, file_id: str, token: str) -> None:
+        files = self.uploads.app.storage.files
+        record = await files.get(file_id)
+        if self.rejected or self.finished:
+            return
+        if record is None:
+            self.reject(404, "Unknown upload")
+        elif not token_matches(token, record.token_hash):
+            self.reject(401, "Invalid upload token", {"WWW-Authenticate": "Bearer"})
+        elif record.uploaded_at is not None:
+            self.reject(409, "File already uploaded")
+        elif record.token_used_at is not None:
+            self.reject(403, "Upload token already used")
+        elif record.expires_at <= self.uploads.now():
+            self.reject(403, "Upload token expired")
+        elif self.length is not None and self.length > record.file_size:
+            self.reject(413, "Body larger than the declared file size")
+        elif self.length is not None and self.length < record.file_size:
+            self.reject(400, "Content-Length must equal the declared file size")
+        elif not await files.spend_token(file_id, self.uploads.now()):
+            self.reject(403, "Upload token already used or expired")
+        if self.rejected or self.finished:
+            return
+        self.limit = record.file_size
+        if self.received > self.limit:
+            self.reject(413, "Body larger than the declared file size")
+            return
+        self._resume()
+        channel = getattr(self.request, "channel", None)
+        if self.expects_continue and channel is not None and channel.transport is not None:
+            channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.authorised.callback(record)
+
+    def write(self, data: bytes) -> None:
+        """One chunk of body: count it, refuse it if it passes the limit, else straight to disk."""
+        if self.rejected or self._file is None:
+            return
+        self.received += len(data)
+        if self.received > self.limit:
+            self.reject(413, "Body larger than the declared file size")
+            return
+        self._file.write(data)
+
+    def reject(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        """Answer now, close the connection and forget the partial file."""
+        if self.rejected or self.finished:
+            return
+        self.rejected = True
+        self._discard()
+        refuse_now(self.request, status, message, headers)
+        if not self.authorised.called:
+            self.authorised.errback(UploadRefusedError(message))
+            self.authorised.addErrback(lambda f: f.trap(UploadRefusedError))
+
+    def connection_lost(self) -> None:
+        """The client went away mid-upload: drop the partial file (the token stays spent)."""
+        if not self.finished and not self.rejected:
+            self.rejected = True
+            self._discard()
+            if not self.authorised.called:
+                self.authorised.errback(UploadRefusedError("connection lost"))
+                self.authorised.addErrback(lambda f: f.trap(UploadRefusedError))
+
+    def _crashed(self, failure: Any) -> None:
+        log.failure("Error authorising an upload", failure)
+        self.reject(500, "Internal server error")
+
+    def _pause(self) -> None:
+        channel = getattr(self.request, "channel", None)
+        if channel is not None and channel.transport is not None:
+            channel.transport.pauseProducing()
+            self._paused = True
+
+    def _resume(self) -> None:
+        channel = getattr(self.request, "channel", None)
+        if self._paused and channel is not None and channel.transport is not None:
+            self._paused = False
+            channel.transport.resumeProducing()
+
+    def _discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.temp_path is not None:
+            self.temp_path.unlink(missing_ok=True)
+            self.temp_path = None
+
+    # -- once the whole body is in -----------------------------------------
+
+    async def complete(self) -> dict[str, Any]:
+        """Check the size, move the file into place by id, record it as whole."""
+        if self.rejected:
+            raise UploadRefusedError("refused already")
+        record = await self.authorised
+        if self.rejected or self._file is None or self.temp_path is None:
+            raise UploadRefusedError("refused already")
+        self._file.close()
+        self._file = None
+        if self.received != record.file_size:
+            self._discard()
+            raise HttpError(400, f"Upload incomplete: {self.received} of {record.file_size} bytes arrived")
+        final = self.uploads.path_for(record.id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.temp_path, final)
+        self.temp_path = None
+        self.finished = True
+        if not await self.uploads.app.storage.files.mark_uploaded(record.id, self.uploads.now()):
+            final.unlink(missing_ok=True)
+            raise HttpError(404, "Unknown upload")
+        return {"file_id": record.id, "file_size": record.file_size}
+
+
+class UploadRequest(server.Request):
+    """A `server.Request` that streams ``/api/upload/`` bodies through an `UploadReceiver`.
+
+    Every other request is buffered as twisted.web always does, but only up
+    to the largest body any other endpoint accepts: twisted.web by itself
+    would spool a body of any size to a temporary file before a resource
+    could say no.
+    """
+
+    def __init__(self, channel: Any, *args: Any, uploads: Uploads, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        self._uploads = uploads
+        self.receiver: UploadReceiver | None = None
+        self._refused = False
+        self._body_size = 0
+
+    def gotLength(self, length: int | None) -> None:
+        # Method and path are not on the request until the body is complete;
+        # the HTTP/1.1 channel has parsed them already (HTTP/2 channels lack
+        # these attributes, and their uploads are refused by the resource).
+        command = getattr(self.channel, "_command", None)
+        path = getattr(self.channel, "_path", None)
+        if command in (b"PUT", b"POST") and isinstance(path, bytes) and path.startswith(UPLOAD_PREFIX):
+            self.content = _EmptyBody()
+            self.receiver = UploadReceiver(self._uploads, self, path, length)
+            expect = self.requestHeaders.getRawHeaders(b"expect")
+            if expect and expect[0].lower() == b"100-continue":
+                # The channel would say "100 Continue" as soon as this returns;
+                # the receiver says it only once the upload is authorised, so a
+                # refused client never sends its body at all.
+                self.requestHeaders.removeHeader(b"expect")
+                self.receiver.expects_continue = getattr(self.channel, "_version", None) == b"HTTP/1.1"
+            self.receiver.start()
+        elif length is not None and length > self._uploads.other_body_limit:
+            self.content = _EmptyBody()
+            self._refuse_body()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.write(data)
+        elif not self._refused:
+            self._body_size += len(data)
+            if self._body_size > self._uploads.other_body_limit:
+                self.content.close()
+                self.content = _EmptyBody()
+                self._refuse_body()
+            else:
+                super().handleContentChunk(data)
+
+    def _refuse_body(self) -> None:
+        self._refused = True
+        refuse_now(self, 413, "Request body too large")
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused or (self.receiver is not None and self.receiver.rejected):
+            return  # answered already; the connection is closing
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.receiver is not None:
+            self.receiver.connection_lost()
+        super().connectionLost(reason)
+
+
+class _EmptyBody:
+    """``request.content`` for a streamed upload: the bytes went to disk, not here."""
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class Uploads:
+    """Where files live, the two resources, the request factory and the purge of abandoned uploads."""
+
+    PURGE_BATCH = 500
+
+    def __init__(self, app: Application) -> None:
+        self.app = app
+        self.config = app.config.uploads
+        self.root = app.config.uploads_path
+        self.temp_dir = self.root / "tmp"
+        #: The largest body any endpoint but uploads accepts (JSON API, Engine.IO polling).
+        self.other_body_limit = max(app.config.server.max_body, app.config.engineio.max_payload)
+
+    def now(self) -> float:
+        return self.app.clock.seconds()
+
+    def path_for(self, file_id: str) -> Path:
+        """Files are named by id only, spread over 256 directories."""
+        return self.root / file_id[:2] / file_id
+
+    def temp_path(self, file_id: str) -> Path:
+        """A fresh name for an upload in progress; the directory is made on first use."""
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
+
+    def request_factory(self) -> Any:
+        return functools.partial(UploadRequest, uploads=self)
+
+    def resources(self) -> dict[bytes, resource.Resource]:
+        """Children of ``/api/`` for `build_site`'s ``extra_api``."""
+        return {
+            b"upload": JsonResource({b"PUT": self._upload, b"POST": self._upload}),
+            b"files": JsonResource({b"GET": self._download}),
+        }
+
+    async def _upload(self, request: IRequest) -> None:
+        receiver = getattr(request, "receiver", None)
+        if receiver is None:
+            raise HttpError(400, "Uploads need HTTP/1.1 and the path /api/upload/<file_id>")
+        try:
+            body = await receiver.complete()
+        except UploadRefusedError:
+            return
+        write_json(request, 201, body)
+
+    # -- downloads ----------------------------------------------------------
+
+    async def _download(self, request: IRequest) -> None:
+        user_id = await self._session_user(request)
+        if user_id is None:
+            raise HttpError(401, "Invalid or expired session")
+        not_found = HttpError(404, "Not found")
+        file_id = _file_id(request.postpath[0]) if len(request.postpath) == 1 else None
+        if file_id is None:
+            raise not_found
+        record = await self.app.storage.files.get(file_id)
+        if record is None or record.completed_at is None or not await self._may_read(record, user_id):
+            raise not_found
+        try:
+            handle = open(self.path_for(file_id), "rb")  # noqa: SIM115 - closed when the transfer ends
+        except FileNotFoundError:
+            log.error("File {file_id} is recorded but missing on disk", file_id=file_id)
+            raise not_found from None
+        size = os.fstat(handle.fileno()).st_size
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", record.file_type.encode("ascii"))
+        request.setHeader(b"Content-Length", str(size).encode("ascii"))
+        request.setHeader(b"Content-Disposition", content_disposition(record.file_name).encode("ascii"))
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.setHeader(b"Content-Security-Policy", b"default-src 'none'; sandbox")
+        request.setHeader(b"Cache-Control", b"private, no-store")
+        sender = FileSender()
+        transfer = sender.beginFileTransfer(handle, request)
+        request.notifyFinish().addErrback(lambda _: sender.stopProducing())
+        try:
+            await transfer
+        except Exception:  # noqa: BLE001 - the client went away mid-download
+            return
+        finally:
+            handle.close()
+        request.finish()
+
+    async def _session_user(self, request: IRequest) -> int | None:
+        """The user of a valid session given as query parameters or X-Session-* headers."""
+
+        def first(arg: bytes, header: bytes) -> str | None:
+            values = request.args.get(arg) or [request.getHeader(header)]
+            value = values[0]
+            if not isinstance(value, bytes) or not 0 < len(value) <= 256:
+                return None
+            return value.decode("latin-1")
+
+        session_id = first(b"sessionID", b"x-session-id")
+        token = first(b"token", b"x-session-token")
+        if session_id is None or token is None:
+            return None
+        record = await self.app.storage.users.session(session_id)
+        if record is None or not token_matches(token, record.token_hash) or record.expires_at <= self.now():
+            return None
+        return record.user_id
+
+    async def _may_read(self, record: FileRecord, user_id: int) -> bool:
+        if record.is_group:
+            return bool(await self.app.storage.groups.is_member(record.chat_id, user_id))
+        return user_id in (record.uploader_id, record.chat_id)
+
+    # -- housekeeping -------------------------------------------------------
+
+    async def purge_expired(self) -> int:
+        """Remove uploads never completed: rows and bytes; returns how many.
+
+        A row is kept for one more ``expires_in`` after its token expires, so
+        an upload that started in time can still finish and be completed.
+        """
+        removed = 0
+        cutoff = self.now() - self.config.expires_in
+        while True:
+            ids = await self.app.storage.files.purge_expired(cutoff, self.PURGE_BATCH)
+            await self._in_thread(self._remove_files, ids)
+            removed += len(ids)
+            if len(ids) < self.PURGE_BATCH:
+                break
+        # Temporary files nobody has written to for a whole extra window are
+        # leftovers of a crash (uploads in progress touch theirs constantly).
+        await self._in_thread(self._sweep_temp, cutoff - self.config.expires_in)
+        return removed
+
+    def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[None]:
+        """Unlinking large files may take a while: not on the reactor thread."""
+        return threads.deferToThreadPool(self.app.clock, self.app.clock.getThreadPool(), fn, *args)
+
+    def _remove_files(self, file_ids: list[str]) -> None:
+        for file_id in file_ids:
+            self.path_for(file_id).unlink(missing_ok=True)
+            for temp in self.temp_dir.glob(f"{file_id}.*.part"):
+                temp.unlink(missing_ok=True)
+
+    def _sweep_temp(self, idle_before: float) -> None:
+        if not self.temp_dir.is_dir():
+            return
+        for temp in self.temp_dir.glob("*.part"):
+            try:
+                if temp.stat().st_mtime < idle_before:
+                    temp.unlink()
+            except FileNotFoundError:
+                continue
