@@ -235,6 +235,10 @@ class Client:
             return self._queues.setdefault(event, queue.Queue())
 
     def _record(self, event: str, *args: Any) -> None:
+        if len(args) == 2 and isinstance(args[1], str):
+            # Connection state recovery appends an offset to hub events; every
+            # event in the spec has one payload, so a trailing string is that offset.
+            args = args[:1]
         self._queue(event).put(args[0] if len(args) == 1 else list(args))
 
     def connect(self, transports: list[str] | None = None, use_query: bool = True, auth: Any = None) -> None:

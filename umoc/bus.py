@@ -14,6 +14,7 @@ from umoc.protocol.socketio import encode_event
 from umoc.transport.engine import Outgoing
 
 if TYPE_CHECKING:
+    from umoc.transport.recovery import RecoveryStore
     from umoc.transport.socketio import ClientSocket
 
 __all__ = ["Hub", "RemoteBus"]
@@ -34,6 +35,8 @@ class Hub:
         self.by_user: dict[int, dict["ClientSocket", None]] = {}
         self.by_session: dict[str, dict["ClientSocket", None]] = {}
         self.remote: RemoteBus | None = None
+        #: Connection state recovery: offsets and the replay log (None when off).
+        self.recovery: RecoveryStore | None = None
 
     # -- membership -------------------------------------------------------
 
@@ -75,8 +78,17 @@ class Hub:
     def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any) -> None:
         """Deliver one event to every socket of these users, on every node."""
         targets = list(dict.fromkeys(user_ids))
-        frames = encode_event(event, *args)
-        self.deliver_local(targets, Outgoing.from_socketio(frames))
+        recovery = self.recovery
+        if recovery is None:
+            frames = encode_event(event, *args)
+            message = Outgoing.from_socketio(frames)
+        else:
+            # One offset per broadcast, the same for every recipient: still encoded once.
+            offset = recovery.next_offset()
+            frames = encode_event(event, *args, offset)
+            message = Outgoing.from_socketio(frames)
+            recovery.record(offset, targets, message)
+        self.deliver_local(targets, message)
         if self.remote is not None:
             self.remote.publish_to_users(targets, frames)
 
