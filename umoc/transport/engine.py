@@ -267,7 +267,8 @@ class EngineServer:
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
-            session.close("server shutting down")
+            # Nothing is kept for polling clients to collect: the server is going away.
+            session.close("server shutting down", notify=False)
 
 
 def encode_packets(packets: list[EnginePacket]) -> list[str | bytes]:
