@@ -221,7 +221,10 @@ class Client:
 
         self.url = url
         self.login = login or {}
-        self.sio = socketio.Client(reconnection=False, request_timeout=10)
+        import requests
+
+        self._http = requests.Session()
+        self.sio = socketio.Client(reconnection=False, request_timeout=10, http_session=self._http)
         self._queues: dict[str, queue.Queue] = {}
         self._lock = threading.Lock()
         self.sio.on("*", self._record)
@@ -253,6 +256,9 @@ class Client:
         except Exception:  # noqa: BLE001 - already gone is fine
             pass
         self.sio.shutdown() if hasattr(self.sio, "shutdown") else None
+        # Long-polling keeps HTTP connections alive; python-engineio drops
+        # its session without closing it when the server disconnects.
+        self._http.close()
 
     def emit(self, event: str, payload: Any = None) -> defer.Deferred:
         return blocking(self.sio.emit, event, payload)

@@ -235,6 +235,8 @@ class EngineServer:
         self.handler_factory = handler_factory
         self.sessions: dict[str, EngineSession] = {}
         self._per_ip: dict[str, int] = {}
+        #: Run by `close_all` after the sessions are closed (transports drop their leftovers).
+        self.shutdown_hooks: list[Callable[[], None]] = []
 
     def new_sid(self) -> str:
         return secrets.token_urlsafe(15)
@@ -269,6 +271,8 @@ class EngineServer:
         for session in list(self.sessions.values()):
             # Nothing is kept for polling clients to collect: the server is going away.
             session.close("server shutting down", notify=False)
+        for hook in self.shutdown_hooks:
+            hook()
 
 
 def encode_packets(packets: list[EnginePacket]) -> list[str | bytes]:

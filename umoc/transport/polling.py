@@ -226,6 +226,11 @@ class PollingResource:
         self.gatekeeper = gatekeeper
         self.cors = cors
         self.transports: dict[str, PollingTransport] = {}
+        engine.shutdown_hooks.append(self._drop_all)
+
+    def _drop_all(self) -> None:
+        for transport in list(self.transports.values()):
+            self.forget(transport)
 
     def forget(self, transport: PollingTransport) -> None:
         if transport._grace is not None and transport._grace.active():

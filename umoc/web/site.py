@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from twisted.web import resource, server
@@ -20,6 +21,30 @@ if TYPE_CHECKING:
     from umoc.app import Application
 
 __all__ = ["build_site"]
+
+
+class UmocSite(server.Site):
+    """A Site that can drop its idle keep-alive connections when the server stops."""
+
+    def __init__(self, root: resource.Resource) -> None:
+        super().__init__(root)
+        self._channels: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._closing = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self._closing:
+            return None  # shutting down: refuse, the port is about to close
+        channel = super().buildProtocol(addr)
+        self._channels.add(channel)
+        return channel
+
+    def close_connections(self) -> None:
+        self._closing = True
+        for channel in list(self._channels):
+            # Site's protocol wraps the real HTTPChannel, which holds the transport.
+            transport = getattr(getattr(channel, "_channel", channel), "transport", None)
+            if transport is not None:
+                transport.abortConnection()
 
 
 class NotFound(resource.Resource):
@@ -86,7 +111,8 @@ def build_site(app: "Application", redis_ping: Any = None, extra_api: dict[bytes
     root.putChild(b"api", api)
     root.putChild(b"healthz", HealthResource(app, redis_ping))
     root.putChild(b"metrics", MetricsResource(app))
-    site = server.Site(root)
+    site = UmocSite(root)
+    engine.shutdown_hooks.append(site.close_connections)
     site.displayTracebacks = False
     site.noisy = False
     return site, engine
