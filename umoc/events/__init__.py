@@ -1,5 +1,5 @@
 """Event handlers, one module per domain; `ROUTE_GROUPS` feeds the router's table."""
 
-from umoc.events import session
+from umoc.events import session, sync
 
-ROUTE_GROUPS = [session.ROUTES]
+ROUTE_GROUPS = [session.ROUTES, sync.ROUTES]
