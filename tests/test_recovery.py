@@ -131,6 +131,22 @@ class RecoveryStoreTests(unittest.TestCase):
         self.broadcast([7], 0)
         self.assertEqual(len(self.store._log), 0)
 
+    def test_events_relayed_from_another_node_are_kept_under_their_own_offset(self) -> None:
+        from umoc.bus import Hub
+
+        hub = Hub()
+        hub.recovery = self.store
+        sock = self.connected()
+        remote = Outgoing.from_socketio(encode_event("new_message", {"n": 1}, "othernode-1"))
+        hub.deliver_local([1], remote, "othernode-1")
+        hub.deliver_local([1], remote, "othernode-1")  # a repeat is not kept twice
+        hub.emit_to_users([1], "new_message", {"n": 2})
+        self.store.detach(sock, "transport close")  # type: ignore[arg-type]
+        restored = self.store.restore({"pid": sock.pid, "offset": "othernode-1"}, identity(), "/")
+        assert restored is not None
+        self.assertEqual(len(restored.missed), 1)
+        self.assertIn('"n":2', restored.missed[0].frames[0])
+
     def test_a_half_open_socket_is_closed_then_recovered(self) -> None:
         sock = self.connected()
         seen, _ = self.broadcast([1], 0)

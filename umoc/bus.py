@@ -78,21 +78,22 @@ class Hub:
     def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any) -> None:
         """Deliver one event to every socket of these users, on every node."""
         targets = list(dict.fromkeys(user_ids))
-        recovery = self.recovery
-        if recovery is None:
+        offset = None
+        if self.recovery is None:
             frames = encode_event(event, *args)
-            message = Outgoing.from_socketio(frames)
         else:
             # One offset per broadcast, the same for every recipient: still encoded once.
-            offset = recovery.next_offset()
+            offset = self.recovery.next_offset()
             frames = encode_event(event, *args, offset)
-            message = Outgoing.from_socketio(frames)
-            recovery.record(offset, targets, message)
-        self.deliver_local(targets, message)
+        self.deliver_local(targets, Outgoing.from_socketio(frames), offset)
         if self.remote is not None:
             self.remote.publish_to_users(targets, frames)
 
-    def deliver_local(self, user_ids: Iterable[int], message: Outgoing) -> None:
+    def deliver_local(self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None) -> None:
+        """Send to this node's sockets of these users; ``offset`` (the event's last argument) keeps it for recovery."""
+        if offset is not None and self.recovery is not None:
+            user_ids = list(user_ids)
+            self.recovery.record(offset, user_ids, message)
         for user_id in user_ids:
             for socket in list(self.by_user.get(user_id, ())):
                 socket.send(message)

@@ -79,6 +79,8 @@ class RecoveryStore:
         self.window = window
         self.max_entries = max_entries
         self._node = secrets.token_hex(4)
+        self._counter = 0
+        #: Position in the log: every kept broadcast gets the next one.
         self._seq = 0
         self._log: deque[_Entry] = deque()
         self._seq_by_offset: dict[str, int] = {}
@@ -93,15 +95,16 @@ class RecoveryStore:
     # -- the log ------------------------------------------------------------
 
     def next_offset(self) -> str:
-        """A new offset, unique on every node (the node id is part of it)."""
-        self._seq += 1
-        return f"{self._node}-{self._seq:x}"
+        """A new offset, unique across nodes (the node id is part of it)."""
+        self._counter += 1
+        return f"{self._node}-{self._counter:x}"
 
     def record(self, offset: str, user_ids: Iterable[int], message: Outgoing) -> None:
-        """Keep a broadcast made with ``offset`` if any of its users may want it replayed."""
+        """Keep a broadcast made with ``offset`` (here or on another node) if one of its users may want it back."""
         users = frozenset(u for u in user_ids if u in self._users)
-        if not users:
+        if not users or offset in self._seq_by_offset:
             return
+        self._seq += 1
         seq = self._seq
         self._log.append(_Entry(seq, users, message, self.clock.seconds()))
         self._seq_by_offset[offset] = seq
