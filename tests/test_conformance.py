@@ -228,6 +228,22 @@ class EngineUpgradeTests(ConformanceCase):
         self.assertEqual(await blocking(sock.recv), "4hello")
 
     @inline
+    async def test_a_probing_websocket_closes_with_its_session(self) -> None:
+        sid, _ = await self.polling.handshake()
+        sock = await self.ws(f"&transport=websocket&sid={sid}")
+        # Nobody answers the pings: the session times out, and the probe goes with it.
+        self.assertTrue(await blocking(sock.closed_within, 1.5))
+
+    @inline
+    async def test_a_bad_probe_is_refused_and_polling_carries_on(self) -> None:
+        sid, _ = await self.polling.handshake()
+        sock = await self.ws(f"&transport=websocket&sid={sid}")
+        await blocking(sock.send, "4hello")
+        self.assertTrue(await blocking(sock.closed_within, 1))
+        self.assertEqual(await self.polling.post(sid, "4still polling"), (200, "ok"))
+        self.assertEqual(await self.polling.get(sid), (200, "4still polling"))
+
+    @inline
     async def test_probe_and_upgrade_sent_back_to_back(self) -> None:
         sid, sock = await self.upgraded(wait_probe=False)
         await blocking(sock.send, "5")

@@ -91,12 +91,15 @@ class Hub:
 
     def deliver_local(self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None) -> None:
         """Send to this node's sockets of these users; ``offset`` (the event's last argument) keeps it for recovery."""
-        if offset is not None and self.recovery is not None:
+        kept = offset is not None and self.recovery is not None
+        if kept:
             user_ids = list(user_ids)
             self.recovery.record(offset, user_ids, message)
         for user_id in user_ids:
             for socket in list(self.by_user.get(user_id, ())):
                 socket.send(message)
+        if kept:
+            message.cache.clear()  # the replay log keeps the frames, not each transport's copy
 
     def end_session(self, session_id: str, message: str) -> None:
         """Tell every socket of a session it is no longer valid, then close them, on every node."""

@@ -104,6 +104,8 @@ class PollingTransport:
         self.upgrading = False
         #: Closed or upgraded away: no more polling on this sid.
         self.done = False
+        #: The WebSocket trying to take over, if any.
+        self.probe: _Probe | None = None
         self._grace: IDelayedCall | None = None
 
     # -- EngineTransport ---------------------------------------------------
@@ -123,6 +125,8 @@ class PollingTransport:
         if self.done:
             return
         self.done = True
+        if self.probe is not None:
+            self.probe.fail()
         session = self.session
         if session is not None and session.notify_close:
             self._queue.append(_CLOSE)
@@ -306,7 +310,7 @@ class PollingResource:
         if session.closed or not isinstance(polling, PollingTransport) or polling.upgrading or polling.done:
             websocket.refuse_upgrade()
             return
-        websocket.probe = _Probe(session, polling, websocket)
+        websocket.probe = polling.probe = _Probe(session, polling, websocket)
 
 
 class _Probe:
@@ -332,7 +336,7 @@ class _Probe:
 
     def _complete(self) -> None:
         websocket, polling, session = self.websocket, self.polling, self.session
-        websocket.probe = None
+        websocket.probe = polling.probe = None
         backlog = polling.take_queue()
         polling.discard()
         session.transport = websocket
@@ -341,9 +345,10 @@ class _Probe:
 
     def fail(self) -> None:
         self.polling.upgrading = False
-        self.websocket.probe = None
+        self.polling.probe = self.websocket.probe = None
         self.websocket.refuse_upgrade()
 
     def on_close(self) -> None:
         """The probing WebSocket went away: polling carries on."""
         self.polling.upgrading = False
+        self.polling.probe = None

@@ -74,7 +74,7 @@ class Recovered:
 class RecoveryStore:
     """Offsets, the recent-broadcast log, and the sockets that may come back."""
 
-    def __init__(self, clock: IReactorTime, window: float, max_entries: int = 200_000) -> None:
+    def __init__(self, clock: IReactorTime, window: float, max_entries: int = 50_000) -> None:
         self.clock = clock
         self.window = window
         self.max_entries = max_entries

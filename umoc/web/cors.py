@@ -40,6 +40,7 @@ class Cors:
             request.setHeader(b"Access-Control-Allow-Methods", _ALLOWED_METHODS)
             request.setHeader(b"Access-Control-Allow-Headers", asked or _DEFAULT_HEADERS)
             request.setHeader(b"Access-Control-Max-Age", self.max_age)
-        request.setResponseCode(204 if origin is not None else 403)
+        # A preflight from an origin that is not allowed gets nothing; a plain OPTIONS (no Origin) is fine.
+        request.setResponseCode(403 if raw is not None and origin is None else 204)
         request.setHeader(b"Content-Length", b"0")
         return True
