@@ -119,7 +119,7 @@ class EngineMessageTests(ConformanceCase):
     async def test_duplicate_poll_closes_the_session(self) -> None:
         sid, _ = await self.polling.handshake()
         first = self.polling.get_deferred(sid)
-        await sleep(0.01)
+        await sleep(0.05)
         second = await self.polling.get_deferred(sid, "&t=burst")
         first_response = await first
         self.assertEqual(second.code, 400)
@@ -131,9 +131,9 @@ class EngineMessageTests(ConformanceCase):
         sid, _ = await self.polling.handshake()
         pending = self.polling.get_deferred(sid)
         pending.addErrback(lambda f: None)
-        await sleep(0.01)
+        await sleep(0.05)
         pending.cancel()
-        await sleep(0.01)
+        await sleep(0.05)
         self.assertEqual((await self.polling.get(sid))[0], 400)
 
     @inline
