@@ -221,7 +221,10 @@ class Client:
 
         self.url = url
         self.login = login or {}
-        self.sio = socketio.Client(reconnection=False, request_timeout=10)
+        import requests
+
+        self._http = requests.Session()
+        self.sio = socketio.Client(reconnection=False, request_timeout=10, http_session=self._http)
         self._queues: dict[str, queue.Queue] = {}
         self._lock = threading.Lock()
         self.sio.on("*", self._record)
@@ -235,6 +238,10 @@ class Client:
             return self._queues.setdefault(event, queue.Queue())
 
     def _record(self, event: str, *args: Any) -> None:
+        if len(args) == 2 and isinstance(args[1], str):
+            # Connection state recovery appends an offset to hub events; every
+            # event in the spec has one payload, so a trailing string is that offset.
+            args = args[:1]
         self._queue(event).put(args[0] if len(args) == 1 else list(args))
 
     def connect(self, transports: list[str] | None = None, use_query: bool = True, auth: Any = None) -> None:
@@ -249,6 +256,9 @@ class Client:
         except Exception:  # noqa: BLE001 - already gone is fine
             pass
         self.sio.shutdown() if hasattr(self.sio, "shutdown") else None
+        # Long-polling keeps HTTP connections alive; python-engineio drops
+        # its session without closing it when the server disconnects.
+        self._http.close()
 
     def emit(self, event: str, payload: Any = None) -> defer.Deferred:
         return blocking(self.sio.emit, event, payload)

@@ -14,6 +14,7 @@ from umoc.protocol.socketio import encode_event
 from umoc.transport.engine import Outgoing
 
 if TYPE_CHECKING:
+    from umoc.transport.recovery import RecoveryStore
     from umoc.transport.socketio import ClientSocket
 
 __all__ = ["Hub", "RemoteBus"]
@@ -34,6 +35,8 @@ class Hub:
         self.by_user: dict[int, dict["ClientSocket", None]] = {}
         self.by_session: dict[str, dict["ClientSocket", None]] = {}
         self.remote: RemoteBus | None = None
+        #: Connection state recovery: offsets and the replay log (None when off).
+        self.recovery: RecoveryStore | None = None
 
     # -- membership -------------------------------------------------------
 
@@ -75,15 +78,28 @@ class Hub:
     def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any) -> None:
         """Deliver one event to every socket of these users, on every node."""
         targets = list(dict.fromkeys(user_ids))
-        frames = encode_event(event, *args)
-        self.deliver_local(targets, Outgoing.from_socketio(frames))
+        offset = None
+        if self.recovery is None:
+            frames = encode_event(event, *args)
+        else:
+            # One offset per broadcast, the same for every recipient: still encoded once.
+            offset = self.recovery.next_offset()
+            frames = encode_event(event, *args, offset)
+        self.deliver_local(targets, Outgoing.from_socketio(frames), offset)
         if self.remote is not None:
             self.remote.publish_to_users(targets, frames)
 
-    def deliver_local(self, user_ids: Iterable[int], message: Outgoing) -> None:
+    def deliver_local(self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None) -> None:
+        """Send to this node's sockets of these users; ``offset`` (the event's last argument) keeps it for recovery."""
+        kept = offset is not None and self.recovery is not None
+        if kept:
+            user_ids = list(user_ids)
+            self.recovery.record(offset, user_ids, message)
         for user_id in user_ids:
             for socket in list(self.by_user.get(user_id, ())):
                 socket.send(message)
+        if kept:
+            message.cache.clear()  # the replay log keeps the frames, not each transport's copy
 
     def end_session(self, session_id: str, message: str) -> None:
         """Tell every socket of a session it is no longer valid, then close them, on every node."""

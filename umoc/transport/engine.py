@@ -43,15 +43,16 @@ class Outgoing:
     """One Engine.IO-level message, encoded once, sent to any number of sessions.
 
     ``frames`` are WebSocket-form frames: str (``"42[...]"``) or raw bytes
-    (binary attachments).  Transports may cache a transport-specific
-    encoding in ``cache`` so a broadcast to N sockets frames its bytes once.
+    (binary attachments).  Transports cache their own encoding in ``cache``
+    under their name, so a broadcast to N sockets, whatever mix of
+    WebSocket and long-polling they use, frames its bytes once per kind.
     """
 
     __slots__ = ("frames", "cache", "size")
 
     def __init__(self, frames: list[str | bytes]) -> None:
         self.frames = frames
-        self.cache: Any = None
+        self.cache: dict[str, Any] = {}
         self.size = sum(len(f) for f in frames)
 
     @classmethod
@@ -99,10 +100,13 @@ class EngineSession:
         self.query = query
         self.headers = headers
         self.closed = False
+        #: Whether the client is told about the close (False: it left, or broke the protocol).
+        self.notify_close = True
         self.handler: EngineHandler | None = None
         self._clock = server.clock
         self._ping_call: IDelayedCall | None = None
         self._timeout_call: IDelayedCall | None = None
+        self._deadline = 0.0
 
     # -- lifecycle --------------------------------------------------------
 
@@ -124,24 +128,45 @@ class EngineSession:
         self._schedule_ping()
 
     def _schedule_ping(self) -> None:
-        self._ping_call = self._clock.callLater(self.server.settings.ping_interval, self._send_ping)
+        cfg = self.server.settings
+        # The PONG is due pingInterval + pingTimeout from now, however late the PING timer runs.
+        self._deadline = self._clock.seconds() + cfg.ping_interval + cfg.ping_timeout
+        self._ping_call = self._clock.callLater(cfg.ping_interval, self._send_ping)
 
     def _send_ping(self) -> None:
         self._ping_call = None
         if self.closed:
             return
         self.transport.send_packets([EnginePacket(EnginePacketType.PING)])
-        self._timeout_call = self._clock.callLater(self.server.settings.ping_timeout, self._ping_timed_out)
+        delay = max(0.0, self._deadline - self._clock.seconds())
+        self._timeout_call = self._clock.callLater(delay, self._ping_timed_out)
+
+    def heartbeat_expired(self) -> bool:
+        """Close the session if its PONG is overdue; True when it is (or already was) closed.
+
+        Long-polling asks on every request, so a session whose timer has
+        not run yet never answers a request after its deadline.
+        """
+        if not self.closed and self._clock.seconds() >= self._deadline:
+            self.close("ping timeout", notify=False)
+        return self.closed
 
     def _ping_timed_out(self) -> None:
         self._timeout_call = None
-        self.close("ping timeout")
+        self.close("ping timeout", notify=False)
 
     def close(self, reason: str = "server close", notify: bool = True) -> None:
-        """End the session; ``notify`` sends CLOSE to the client first when the transport allows."""
+        """End the session.
+
+        ``notify`` is for the transport: True when the server decided to
+        close (logout, bad auth), so packets still queued and a CLOSE reach
+        the client; False when the client left or broke the protocol, so
+        nothing more is owed to it.
+        """
         if self.closed:
             return
         self.closed = True
+        self.notify_close = notify
         for call in (self._ping_call, self._timeout_call):
             if call is not None and call.active():
                 call.cancel()
@@ -157,7 +182,7 @@ class EngineSession:
     def transport_closed(self, transport: EngineTransport, reason: str) -> None:
         """The transport went away (TCP closed, error); only the current one counts."""
         if transport is self.transport:
-            self.close(reason)
+            self.close(reason, notify=False)
 
     # -- traffic ----------------------------------------------------------
 
@@ -179,19 +204,19 @@ class EngineSession:
                 self._timeout_call = None
                 self._schedule_ping()
         elif kind is EnginePacketType.CLOSE:
-            self.close("client close")
+            self.close("client close", notify=False)
         elif kind is EnginePacketType.NOOP:
             pass
         else:
             # PING from a client, OPEN, or UPGRADE outside an upgrade: not allowed.
-            self.close("protocol error")
+            self.close("protocol error", notify=False)
 
     def on_frame(self, frame: str | bytes) -> None:
         """A raw WebSocket frame; bad frames end this session only."""
         try:
             packet = decode_packet(frame)
         except ProtocolError:
-            self.close("protocol error")
+            self.close("protocol error", notify=False)
             return
         self.on_packet(packet)
 
@@ -210,6 +235,8 @@ class EngineServer:
         self.handler_factory = handler_factory
         self.sessions: dict[str, EngineSession] = {}
         self._per_ip: dict[str, int] = {}
+        #: Run by `close_all` after the sessions are closed (transports drop their leftovers).
+        self.shutdown_hooks: list[Callable[[], None]] = []
 
     def new_sid(self) -> str:
         return secrets.token_urlsafe(15)
@@ -242,7 +269,10 @@ class EngineServer:
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
-            session.close("server shutting down")
+            # Nothing is kept for polling clients to collect: the server is going away.
+            session.close("server shutting down", notify=False)
+        for hook in self.shutdown_hooks:
+            hook()
 
 
 def encode_packets(packets: list[EnginePacket]) -> list[str | bytes]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
-__all__ = ["EngineIOResource", "engine_error"]
+if TYPE_CHECKING:
+    from umoc.transport.engine import EngineServer
+
+__all__ = ["EngineIOResource", "engine_error", "engine_resource"]
 
 # Engine.IO's documented HTTP errors.
 UNKNOWN_TRANSPORT = (0, "Transport unknown")
@@ -41,6 +44,8 @@ class EngineIOResource(resource.Resource):
         self._cors = cors
 
     def render(self, request: IRequest) -> Any:
+        if self._cors is not None and self._cors(request):
+            return b""
         args = request.args
         eio = (args.get(b"EIO") or [b""])[0]
         transport = (args.get(b"transport") or [b""])[0]
@@ -56,3 +61,14 @@ class EngineIOResource(resource.Resource):
         return engine_error(request, UNKNOWN_TRANSPORT, cors=self._cors)
 
 
+
+
+def engine_resource(engine: "EngineServer", gatekeeper: Any, cors: Any) -> EngineIOResource:
+    """The whole Engine.IO endpoint for one `EngineServer`: WebSocket, long-polling, upgrades."""
+    from umoc.transport.polling import PollingResource
+    from umoc.transport.websocket import EngineWebSocketFactory
+
+    factory = EngineWebSocketFactory(engine, gatekeeper)
+    polling = PollingResource(engine, gatekeeper, cors)
+    factory.upgrade_handler = polling.upgrade
+    return EngineIOResource(WebSocketResource(factory), polling, cors)

@@ -13,6 +13,13 @@ Engine.IO MESSAGE packets::
                                       <-  431[{..}]  ACK
     451-["x",{"_placeholder":true,"num":0}] + <bytes>   BINARY_EVENT
     41                                ->             DISCONNECT (the Engine.IO session stays)
+    40/chat,                          ->
+                                      <-  44/chat,{"message":"Invalid namespace"}  (only "/" is served)
+
+With connection state recovery on, the CONNECT answer also carries a
+``pid`` and a CONNECT with ``{pid, offset}`` gets back what that socket
+missed (see ``umoc.transport.recovery``).  A session that has not connected
+any namespace within ``connect_timeout`` is closed.
 
 The application (`SocketApp`) decides who may connect and what events do;
 this module only keeps per-namespace sockets and turns packets into calls.
@@ -22,14 +29,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from umoc.protocol.engineio import ProtocolError
 from umoc.protocol.socketio import Decoder, PacketType, SocketPacket, encode, encode_event
 from umoc.transport.engine import EngineSession, Outgoing
+
+if TYPE_CHECKING:
+    from umoc.transport.recovery import RecoveryStore
 
 __all__ = ["AuthError", "ClientSocket", "Identity", "SocketApp", "SocketIOConnection"]
 
@@ -67,14 +78,28 @@ class SocketApp(Protocol):
 class ClientSocket:
     """One authenticated client in one namespace."""
 
-    __slots__ = ("sid", "connection", "namespace", "identity", "connected", "__weakref__")
+    __slots__ = (
+        "sid", "connection", "namespace", "identity", "connected", "auth", "pid", "recovery_start", "__weakref__",
+    )
 
-    def __init__(self, connection: "SocketIOConnection", namespace: str, identity: Identity) -> None:
-        self.sid = secrets.token_urlsafe(15)
+    def __init__(
+        self,
+        connection: "SocketIOConnection",
+        namespace: str,
+        identity: Identity,
+        auth: Any = None,
+        sid: str | None = None,
+    ) -> None:
+        self.sid = sid or secrets.token_urlsafe(15)
         self.connection = connection
         self.namespace = namespace
         self.identity = identity
         self.connected = True
+        #: The CONNECT packet's payload (None when it had none).
+        self.auth = auth
+        #: Private id for connection state recovery; None when recovery is off.
+        self.pid: str | None = None
+        self.recovery_start = 0
 
     @property
     def user_id(self) -> int:
@@ -119,12 +144,34 @@ class ClientSocket:
 class SocketIOConnection:
     """The Socket.IO side of one Engine.IO session (an `EngineHandler`)."""
 
-    def __init__(self, engine: EngineSession, app: SocketApp, max_attachments: int = 10, max_depth: int = 32) -> None:
+    def __init__(
+        self,
+        engine: EngineSession,
+        app: SocketApp,
+        max_attachments: int = 10,
+        max_depth: int = 32,
+        connect_timeout: float | None = None,
+        recovery: "RecoveryStore | None" = None,
+    ) -> None:
         self.engine = engine
         self.app = app
+        self.recovery = recovery
         self.sockets: dict[str, ClientSocket] = {}
         self._pending: set[str] = set()
         self._decoder = Decoder(max_attachments=max_attachments, max_depth=max_depth)
+        self._connect_timer: IDelayedCall | None = None
+        if connect_timeout:
+            self._connect_timer = engine.server.clock.callLater(connect_timeout, self._connect_timed_out)
+
+    def _connect_timed_out(self) -> None:
+        self._connect_timer = None
+        if not self.sockets:
+            self.engine.close("connect timeout", notify=False)
+
+    def _cancel_connect_timer(self) -> None:
+        if self._connect_timer is not None and self._connect_timer.active():
+            self._connect_timer.cancel()
+        self._connect_timer = None
 
     def send_packet(self, packet: SocketPacket) -> None:
         self.engine.send(Outgoing.from_socketio(encode(packet)))
@@ -135,12 +182,13 @@ class SocketIOConnection:
         try:
             packet = self._decoder.feed(data)
         except ProtocolError:
-            self.engine.close("parse error")
+            self.engine.close("parse error", notify=False)
             return
         if packet is not None:
             self._on_packet(packet)
 
     def on_close(self, reason: str) -> None:
+        self._cancel_connect_timer()
         sockets, self.sockets = list(self.sockets.values()), {}
         for socket in sockets:
             self._drop(socket, reason)
@@ -167,7 +215,7 @@ class SocketIOConnection:
             return
         else:
             # CONNECT_ERROR from a client is not a thing.
-            self.engine.close("parse error")
+            self.engine.close("parse error", notify=False)
 
     def _on_connect(self, nsp: str, auth: Any) -> None:
         if nsp not in self.app.namespaces:
@@ -177,16 +225,34 @@ class SocketIOConnection:
             return
         self._pending.add(nsp)
         d = self.app.authenticate(self, auth)
-        d.addCallbacks(lambda identity: self._accepted(nsp, identity), lambda f: self._refused(nsp, f))
+        d.addCallbacks(lambda identity: self._accepted(nsp, identity, auth), lambda f: self._refused(nsp, f))
         d.addErrback(lambda f: log.failure("Error finishing a CONNECT", f))
 
-    def _accepted(self, nsp: str, identity: Identity) -> None:
+    def _accepted(self, nsp: str, identity: Identity, auth: Any) -> None:
+        """CONNECT answer, replay of missed events (recovery), then the application's welcome.
+
+        All in one reactor turn, so no broadcast can slip between the
+        replayed events and live delivery.
+        """
         self._pending.discard(nsp)
         if self.engine.closed:
             return
-        socket = ClientSocket(self, nsp, identity)
+        self._cancel_connect_timer()
+        recovery = self.recovery
+        restored = recovery.restore(auth, identity, nsp) if recovery is not None else None
+        if self.engine.closed:
+            return
+        socket = ClientSocket(self, nsp, identity, auth, restored.sid if restored else None)
         self.sockets[nsp] = socket
-        self.send_packet(SocketPacket(PacketType.CONNECT, nsp, {"sid": socket.sid}))
+        answer: dict[str, Any] = {"sid": socket.sid}
+        if recovery is not None:
+            socket.pid = restored.pid if restored else recovery.new_pid()
+            answer["pid"] = socket.pid
+            recovery.attach(socket, restored.start_seq if restored else None)
+        self.send_packet(SocketPacket(PacketType.CONNECT, nsp, answer))
+        if restored is not None:
+            for message in restored.missed:
+                socket.send(message)
         self.app.on_connect(socket)
 
     def _refused(self, nsp: str, failure: Any) -> None:
@@ -205,4 +271,6 @@ class SocketIOConnection:
     def _drop(self, socket: ClientSocket, reason: str) -> None:
         if socket.connected:
             socket.connected = False
+            if self.recovery is not None:
+                self.recovery.detach(socket, reason)
             self.app.on_disconnect(socket, reason)

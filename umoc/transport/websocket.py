@@ -13,7 +13,7 @@ because holding its backlog would hurt everyone else's memory.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
@@ -21,6 +21,9 @@ from twisted.logger import Logger
 
 from umoc.protocol.engineio import EnginePacket, encode_packet
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
+
+if TYPE_CHECKING:
+    from umoc.transport.polling import _Probe
 
 __all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
 
@@ -45,6 +48,8 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self._paused = False
         self._backlog = 0
         self._remote_ip = ""
+        #: Set while this WebSocket is proving itself to replace long-polling.
+        self.probe: _Probe | None = None
 
     # -- handshake --------------------------------------------------------
 
@@ -74,20 +79,28 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         sid = self._query.get("sid")
         if sid:
             # An upgrade from long-polling: the polling transport hands over.
-            self.session = self.factory.engine.sessions.get(sid)
-            upgrade = getattr(self.factory, "upgrade_handler", None)
-            if self.session is None or upgrade is None:
-                self.sendClose(1008, "unknown sid")
+            session = self.factory.engine.sessions.get(sid)
+            upgrade = self.factory.upgrade_handler
+            if session is None or upgrade is None:
+                self.sendClose(4001, "unknown sid")
                 return
-            upgrade(self.session, self)
+            self.session = session
+            upgrade(session, self)
             return
         self.session = self.factory.engine.open(self, self._remote_ip, self._query, self._headers, [])
+
+    def refuse_upgrade(self) -> None:
+        """This WebSocket may not take over its session (already upgraded, closed, bad probe)."""
+        self.probe = None
+        self.session = None
+        if self.state == self.STATE_OPEN:
+            self.sendClose(4002, "upgrade refused")
 
     # -- frames -----------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
-        if session is None or session.transport is not self and not getattr(self, "probing", False):
+        if session is None:
             return
         if isBinary:
             frame: str | bytes = payload
@@ -95,32 +108,40 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             try:
                 frame = payload.decode("utf-8")
             except UnicodeDecodeError:
-                session.close("protocol error")
+                if self.probe is not None:
+                    self.probe.fail()
+                else:
+                    session.close("protocol error", notify=False)
                 return
-        probe_handler = getattr(self, "probe_handler", None)
-        if probe_handler is not None:
-            probe_handler(frame)
-            return
-        session.on_frame(frame)
+        if self.probe is not None:
+            self.probe.on_frame(frame)
+        elif session.transport is self:
+            session.on_frame(frame)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self.session is not None:
+        if self.probe is not None:
+            probe, self.probe = self.probe, None
+            probe.on_close()
+        elif self.session is not None:
             self.session.transport_closed(self, "transport close")
 
     # -- EngineTransport --------------------------------------------------
 
     def send_packets(self, packets: list[EnginePacket]) -> None:
         for packet in packets:
-            frame = encode_packet(packet)
-            if isinstance(frame, str):
-                self._write(frame.encode("utf-8"), False)
-            else:
-                self._write(frame, True)
+            self.send_frame(encode_packet(packet))
+
+    def send_frame(self, frame: str | bytes) -> None:
+        """One Engine.IO frame: text as a text message, bytes as a binary one."""
+        if isinstance(frame, str):
+            self._write(frame.encode("utf-8"), False)
+        else:
+            self._write(frame, True)
 
     def send_outgoing(self, message: Outgoing) -> None:
-        prepared = message.cache
+        prepared = message.cache.get("websocket")
         if prepared is None:
-            prepared = message.cache = [
+            prepared = message.cache["websocket"] = [
                 self.factory.prepareMessage(f.encode("utf-8") if isinstance(f, str) else f, isinstance(f, bytes))
                 for f in message.frames
             ]
@@ -171,6 +192,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         super().__init__(**kwargs)
         self.engine = engine
         self.gatekeeper = gatekeeper
+        #: Called with (session, protocol) when a WebSocket names an existing sid.
         self.upgrade_handler: Any = None
         self.setProtocolOptions(
             maxFramePayloadSize=engine.settings.max_payload,

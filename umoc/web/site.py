@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.web import resource, server
 
 from umoc.transport.engine import EngineServer
-from umoc.transport.resource import EngineIOResource
+from umoc.transport.recovery import RecoveryStore
+from umoc.transport.resource import engine_resource
 from umoc.transport.socketio import SocketIOConnection
-from umoc.transport.websocket import EngineWebSocketFactory
 from umoc.web.auth import auth_resources
+from umoc.web.cors import Cors
 from umoc.web.gate import Gatekeeper
 from umoc.web.health import HealthResource, MetricsResource
 from umoc.web.jsonapi import write_json
@@ -20,6 +21,30 @@ if TYPE_CHECKING:
     from umoc.app import Application
 
 __all__ = ["build_site"]
+
+
+class UmocSite(server.Site):
+    """A Site that can drop its idle keep-alive connections when the server stops."""
+
+    def __init__(self, root: resource.Resource) -> None:
+        super().__init__(root)
+        self._channels: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._closing = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self._closing:
+            return None  # shutting down: refuse, the port is about to close
+        channel = super().buildProtocol(addr)
+        self._channels.add(channel)
+        return channel
+
+    def close_connections(self) -> None:
+        self._closing = True
+        for channel in list(self._channels):
+            # Site's protocol wraps the real HTTPChannel, which holds the transport.
+            transport = getattr(getattr(channel, "_channel", channel), "transport", None)
+            if transport is not None:
+                transport.abortConnection()
 
 
 class NotFound(resource.Resource):
@@ -38,15 +63,37 @@ class Root(resource.Resource):
 
 
 class Api(Root):
-    pass
+    """``/api/``: CORS headers (and preflight answers) for every endpoint under it."""
+
+    cors: Cors | None = None
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> resource.Resource:
+        if self.cors is not None and self.cors(request):
+            return _Preflight()
+        return super().getChildWithDefault(path, request)
+
+
+class _Preflight(resource.Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        return b""
 
 
 def build_engine(app: "Application") -> EngineServer:
     cfg = app.config
+    recovery = RecoveryStore(app.clock, cfg.engineio.recovery_window) if cfg.engineio.recovery_window > 0 else None
+    app.hub.recovery = recovery
     return EngineServer(
         app.clock,
         cfg.engineio,
-        lambda session: SocketIOConnection(session, app, max_depth=cfg.messages.max_payload_depth + 4),
+        lambda session: SocketIOConnection(
+            session,
+            app,
+            max_depth=cfg.messages.max_payload_depth + 4,
+            connect_timeout=cfg.engineio.connect_timeout,
+            recovery=recovery,
+        ),
     )
 
 
@@ -54,16 +101,18 @@ def build_site(app: "Application", redis_ping: Any = None, extra_api: dict[bytes
     """The Site and its Engine.IO server (the service closes the latter on shutdown)."""
     gate = Gatekeeper(app.config.server.allowed_origins, app.config.server.trusted_proxies)
     engine = build_engine(app)
-    ws_factory = EngineWebSocketFactory(engine, gate)
+    cors = Cors(gate)
     root = Root()
-    root.putChild(b"socket.io", EngineIOResource(WebSocketResource(ws_factory)))
+    root.putChild(b"socket.io", engine_resource(engine, gate, cors))
     api = Api()
+    api.cors = cors
     for name, child in {**auth_resources(app, gate), **(extra_api or {})}.items():
         api.putChild(name, child)
     root.putChild(b"api", api)
     root.putChild(b"healthz", HealthResource(app, redis_ping))
     root.putChild(b"metrics", MetricsResource(app))
-    site = server.Site(root)
+    site = UmocSite(root)
+    engine.shutdown_hooks.append(site.close_connections)
     site.displayTracebacks = False
     site.noisy = False
     return site, engine

@@ -1,0 +1,50 @@
+"""The official JavaScript socket.io-client 4.x, under Node, against a real UMOC server.
+
+Needs ``node`` and ``npm install`` (package.json at the repo root lists
+socket.io-client; .ci/run installs it).  The script is tests/js/two_clients.mjs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from twisted.internet import utils
+
+from tests.support import ServerTestCase, for_each_backend, inline
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "tests" / "js" / "two_clients.mjs"
+NODE = shutil.which("node")
+MISSING = (
+    "node is not installed" if NODE is None
+    else "node_modules/socket.io-client is missing: run npm install"
+    if not (ROOT / "node_modules" / "socket.io-client").is_dir() else None
+)
+
+
+class JsClientTestsMixin:
+    @inline
+    async def test_two_js_clients_poll_upgrade_talk_recover_and_disconnect(self) -> None:
+        out, err, code = await utils.getProcessOutputAndValue(
+            NODE, [str(SCRIPT), self.server.url, "alice", "bob"], env=dict(os.environ), path=str(ROOT)
+        )
+        self.assertEqual(code, 0, err.decode(errors="replace"))
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        self.assertEqual([h["username"] for h in result["hello"]], ["alice", "bob"])
+        self.assertEqual(result["transports"], ["websocket", "websocket"])
+        self.assertEqual(result["pong"]["timestamp"], result["sentTimestamp"])
+        self.assertEqual(result["pongEvent"], result["pong"])
+        self.assertEqual(result["status"]["valid"], True)
+        self.assertEqual(result["badStatus"]["valid"], False)
+        self.assertTrue(result["recovered"])
+        self.assertEqual(result["afterRecovery"]["timestamp"], 1)
+        self.assertEqual(result["disconnectReasons"], ["io client disconnect", "io client disconnect"])
+
+
+if MISSING:
+    JsClientTestsMixin.skip = MISSING  # type: ignore[attr-defined]
+
+for_each_backend(JsClientTestsMixin, ServerTestCase, globals())

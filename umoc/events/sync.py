@@ -1,0 +1,82 @@
+"""``sync``: catch up after a disconnection too long for connection state recovery.
+
+Socket.IO connection state recovery (``umoc.transport.recovery``) replays
+what a socket missed for ``engineio.recovery_window`` seconds, on the node
+that held it.  Past that (or on another node, or after a server restart) a
+client asks for the messages stored since the last one it saw::
+
+    sync {"sessionID": "...", "since": "2023-01-01T12:00:00Z", "limit": 100}
+      -> sync_result {"since": "2023-01-01T12:00:00Z",
+                      "messages": [<new_message objects, oldest first>],
+                      "has_more": false, "server_time": "2023-01-01T12:05:00Z"}
+
+``since`` is ISO 8601 (``Z`` or an offset; fractions allowed) or epoch
+time: seconds, or milliseconds when larger than 1e11 (JavaScript's
+``Date.now()``).  With ``has_more`` the client asks again from the last
+message's timestamp.  Messages come from
+``storage.messages.missed_since(user_id, since_epoch, limit)``: the chats the
+user belongs to, newest state, deleted ones left out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from umoc.clock import iso
+from umoc.events.errors import UserError
+from umoc.events.router import EventContext, Route
+from umoc.events.schema import Field, Int, Schema, Str
+
+__all__ = ["ROUTES", "parse_since"]
+
+MAX_LIMIT = 500
+#: Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
+_MILLISECONDS_ABOVE = 1e11
+
+
+def parse_since(name: str, value: Any) -> float:
+    """``since`` as epoch seconds, from ISO 8601 or an epoch number."""
+    if isinstance(value, bool):
+        raise UserError(f"Invalid '{name}': expected an ISO 8601 time or epoch seconds")
+    if isinstance(value, (int, float)):
+        seconds = value / 1000 if value > _MILLISECONDS_ABOVE else float(value)
+    elif isinstance(value, str) and 0 < len(value) <= 40:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as exc:
+            raise UserError(f"Invalid '{name}': expected an ISO 8601 time like 2023-01-01T12:00:00Z") from exc
+        if parsed.tzinfo is None:
+            raise UserError(f"Invalid '{name}': the time needs a zone (Z or +00:00)")
+        seconds = parsed.timestamp()
+    else:
+        raise UserError(f"Invalid '{name}': expected an ISO 8601 time or epoch seconds")
+    if not 0 <= seconds < _MILLISECONDS_ABOVE:
+        raise UserError(f"Invalid '{name}': out of range")
+    return seconds
+
+
+async def sync(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    since = payload["since"]
+    limit = payload["limit"]
+    found = await ctx.app.storage.messages.missed_since(ctx.user_id, since, limit + 1)
+    return {
+        "since": iso(since),
+        "messages": found[:limit],
+        "has_more": len(found) > limit,
+        "server_time": iso(ctx.now()),
+    }
+
+
+ROUTES = [
+    Route(
+        "sync",
+        Schema(
+            Str("sessionID", required=False, max_length=64),
+            Field("since", parse_since),
+            Int("limit", required=False, minimum=1, maximum=MAX_LIMIT, default=100),
+        ),
+        sync,
+        response="sync_result",
+    ),
+]
