@@ -26,6 +26,9 @@ MISSING = (
 
 
 class JsClientTestsMixin:
+
+    #: Recovery is off by default (offsets are an extra event argument); these tests turn it on.
+    config_overrides = {"engineio": {"recovery_window": 120}}
     @inline
     async def test_two_js_clients_poll_upgrade_talk_recover_and_disconnect(self) -> None:
         out, err, code = await utils.getProcessOutputAndValue(

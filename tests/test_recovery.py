@@ -164,6 +164,9 @@ class RecoveryStoreTests(unittest.TestCase):
 class RecoveryTestsMixin:
     """A real server, a raw Socket.IO client, and a TCP connection cut mid-conversation."""
 
+    #: Recovery is off by default (offsets are an extra event argument); these tests turn it on.
+    config_overrides = {"engineio": {"recovery_window": 120}}
+
     async def open(self, auth: dict[str, Any]) -> tuple[RawWebSocket, dict[str, Any]]:
         url = self.server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
         sock = await blocking(RawWebSocket, url)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from tests.support import ServerTestCase, for_each_backend, inline
+from tests.chat_support import ChatCase
+from tests.support import for_each_backend, inline
 from umoc.clock import iso
 from umoc.events.errors import UserError
 from umoc.events.sync import parse_since
@@ -34,24 +35,20 @@ class SyncTestsMixin:
 
     @inline
     async def test_sync_returns_messages_sent_since_in_order(self) -> None:
-        app = self.server.app
-        if not hasattr(getattr(app.storage, "messages", None), "missed_since") or not {
-            "send_message", "create_group"} <= set(app.router.routes):
-            raise unittest.SkipTest("needs the chat branch: storage.messages.missed_since, send_message, groups")
-        bob_login, bob = await self.connected_user("bob")
-        _, alice = await self.connected_user("alice")
-        group = await alice.call("create_group", alice.with_session(name="team", member_ids=[bob_login["user_id"]]))
-        since = iso(app.clock.seconds() - 1)
+        bob = await self.person("bob")
+        alice = await self.person("alice")
+        await self.befriend(alice, bob)
+        group = await alice.call("create_group", name="team", member_ids=[bob.id])
+        since = iso(self.server.app.clock.seconds() - 1)
         for text in ("one", "two", "three"):
-            sent = await alice.call("send_message", alice.with_session(
-                recipient_id=group["id"], is_group=True, content=text, type="text"))
+            sent = await alice.call("send_message", recipient_id=group["id"], is_group=True, content=text, type="text")
             self.assertNotIn("error", sent)
-        result = await bob.call("sync", bob.with_session(since=since))
+        result = await bob.call("sync", since=since)
         self.assertEqual([m["content"] for m in result["messages"]], ["one", "two", "three"])
         self.assertFalse(result["has_more"])
-        result = await bob.call("sync", bob.with_session(since=since, limit=2))
+        result = await bob.call("sync", since=since, limit=2)
         self.assertEqual([m["content"] for m in result["messages"]], ["one", "two"])
         self.assertTrue(result["has_more"])
 
 
-for_each_backend(SyncTestsMixin, ServerTestCase, globals())
+for_each_backend(SyncTestsMixin, ChatCase, globals())

@@ -131,7 +131,7 @@ class EngineIOConfig:
     max_sockets_per_session: int = 10
     max_sockets_per_ip: int = 200
     #: How long missed packets are kept for Socket.IO connection state recovery (0: off).
-    recovery_window: Duration = Duration(120)
+    recovery_window: Duration = Duration(0)
 
 
 @dataclass(frozen=True)
