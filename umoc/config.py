@@ -106,6 +106,12 @@ class RedisConfig:
     """Rate-limit buckets, presence and fan-out between nodes; empty url: one node alone."""
 
     url: str = ""
+    #: Prepended to every key and channel, so several deployments (or test runs) can share one Redis.
+    prefix: str = "umoc:"
+    #: How long a request waits for Redis before answering from this node's memory instead.
+    timeout: Duration = Duration(0.5)
+    #: A node's presence entries vanish this long after its last heartbeat (a crashed node's users go offline).
+    presence_ttl: Duration = Duration(30)
 
 
 @dataclass(frozen=True)
@@ -312,6 +318,8 @@ def _check(config: Config) -> list[str]:
         bad("database.pool_max", "expected 1 <= pool_min <= pool_max")
     if config.redis.url and not config.redis.url.startswith(("redis://", "unix:")):
         bad("redis.url", 'expected "redis://HOST:PORT/DB"')
+    if config.redis.timeout <= 0 or config.redis.presence_ttl < 3:
+        bad("redis.timeout", "timeout must be positive and presence_ttl at least 3s")
     if config.sessions.max_per_user < 1:
         bad("sessions.max_per_user", "expected at least 1")
     if config.sessions.ttl <= 0:

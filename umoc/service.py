@@ -7,6 +7,7 @@ cannot be migrated stops start-up before the port opens.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from twisted.application import service
@@ -17,6 +18,10 @@ from twisted.logger import Logger
 
 from umoc.app import Application
 from umoc.config import Config
+from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, RedisRatelimiter
+from umoc.redisbus import RedisBus
+from umoc.redisclient import RedisClient, RedisSubscriber
+from umoc.redispresence import RedisPresence
 from umoc.storage import Storage, open_storage
 from umoc.web.site import build_site
 
@@ -34,7 +39,11 @@ class UmocService(service.MultiService):
         self.reactor = reactor
         self.storage = storage or open_storage(config)
         self.app = Application(config, reactor, self.storage)
-        self.site, self.engine = build_site(self.app)
+        self.redis: RedisClient | None = None
+        self._subscriber: RedisSubscriber | None = None
+        if config.redis.url:
+            self._use_redis()
+        self.site, self.engine = build_site(self.app, redis_ping=self.redis.ping if self.redis else None)
         self.port: IListeningPort | None = None
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._loops: list[task.LoopingCall] = []
@@ -51,11 +60,30 @@ class UmocService(service.MultiService):
         if self.reactor.running:
             self.reactor.stop()
 
+    def _use_redis(self) -> None:
+        """Rate limits, presence and fan-out through Redis (several nodes may share it)."""
+        cfg = self.config.redis
+        self.redis = RedisClient(cfg.url, self.reactor, cfg.timeout)
+        node_id = uuid.uuid4().hex
+        self.app.ratelimiter = FailoverRatelimiter(
+            self.redis,
+            RedisRatelimiter(self.redis, self.reactor, self.config.ratelimits, cfg.prefix),
+            MemoryRatelimiter(self.reactor, self.config.ratelimits),
+            self.reactor,
+        )
+        self.app.presence = RedisPresence(self.redis, self.app.hub, node_id, cfg.prefix, cfg.presence_ttl)
+        self.app.hub.remote = RedisBus(self.redis, self.app.hub, node_id, cfg.prefix)
+
     async def _start(self) -> None:
         version = await self.storage.db.migrate()
         log.info("Database ready ({dialect}, schema version {version})",
                  dialect=self.storage.db.dialect.name, version=version)
         self.every(self.config.sessions.cleanup_interval, self._expire_sessions)
+        if self.redis is not None:
+            bus, presence = self.app.hub.remote, self.app.presence
+            assert isinstance(bus, RedisBus) and isinstance(presence, RedisPresence)
+            self._subscriber = self.redis.subscriber(bus.channel, bus.on_message)
+            self.every(presence.heartbeat_interval, presence.heartbeat)
         endpoint = endpoints.serverFromString(self.reactor, self.config.server.listen)
         listener = StreamServerEndpointService(endpoint, self.site)
         listener._raiseSynchronously = False
@@ -93,8 +121,18 @@ class UmocService(service.MultiService):
         self._loops.clear()
         self.engine.close_all()
         d = defer.maybeDeferred(super().stopService)
+        if self.redis is not None:
+            d.addBoth(self._close_redis)
         d.addBoth(self._close_storage)
         return d
+
+    async def _close_redis(self, result: Any) -> Any:
+        assert self.redis is not None and isinstance(self.app.presence, RedisPresence)
+        await self.app.presence.withdraw()
+        if self._subscriber is not None:
+            await self._subscriber.close()
+        await self.redis.close()
+        return result
 
     def _close_storage(self, result: Any) -> Any:
         self.storage.close()
