@@ -125,6 +125,8 @@ class _SubscriberFactory(txredisapi.RedisFactory):
         super().__init__(None, None, 1, isLazy=True, password=target.password)
         self.channel = channel
         self.on_message = on_message
+        self.subscribed = False
+        self._waiting: list[defer.Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
@@ -133,8 +135,23 @@ class _SubscriberFactory(txredisapi.RedisFactory):
 
     def _subscribe(self, protocol: Any) -> None:
         d = protocol.subscribe(self.channel)
-        d.addCallback(lambda _: log.info("Subscribed to Redis channel {channel}", channel=self.channel))
+        d.addCallback(self._subscribed)
         d.addErrback(lambda f: log.failure("Could not subscribe to {channel}", f, channel=self.channel))
+
+
+    def _subscribed(self, _: Any) -> None:
+        log.info("Subscribed to Redis channel {channel}", channel=self.channel)
+        self.subscribed = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def when_subscribed(self) -> defer.Deferred[None]:
+        if self.subscribed:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d
 
 
 class RedisSubscriber:
@@ -149,6 +166,10 @@ class RedisSubscriber:
         else:
             endpoint = endpoints.HostnameEndpoint(reactor, target.host, target.port, timeout=5)
         self._factory.startConnecting(endpoint)
+
+    def when_subscribed(self) -> defer.Deferred[None]:
+        """Fires once the first subscription is in place (messages published before it are missed)."""
+        return self._factory.when_subscribed()
 
     def close(self) -> defer.Deferred[Any]:
         return self._factory.disconnect()

@@ -122,7 +122,7 @@ class UmocService(service.MultiService):
         self.engine.close_all()
         d = defer.maybeDeferred(super().stopService)
         if self.redis is not None:
-            d.addBoth(self._close_redis)
+            d.addBoth(lambda result: defer.ensureDeferred(self._close_redis(result)))
         d.addBoth(self._close_storage)
         return d
 
