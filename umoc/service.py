@@ -92,7 +92,7 @@ class UmocService(service.MultiService):
         self.port = await listener._waitingForPort
         log.info("UMOC listening on {address}", address=self.port.getHost())
 
-    def every(self, interval: float, fn: Any) -> None:
+    def every(self, interval: float, fn: Any) -> task.LoopingCall:
         """Run ``fn`` every ``interval`` seconds on the injected clock; errors are logged, not fatal."""
 
         async def guarded() -> None:
@@ -105,6 +105,7 @@ class UmocService(service.MultiService):
         loop.clock = self.reactor
         loop.start(interval, now=False)
         self._loops.append(loop)
+        return loop
 
     async def _expire_sessions(self) -> None:
         while True:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from umoc.protocol.engineio import ProtocolError
@@ -125,6 +126,20 @@ class SocketIOConnection:
         self.sockets: dict[str, ClientSocket] = {}
         self._pending: set[str] = set()
         self._decoder = Decoder(max_attachments=max_attachments, max_depth=max_depth)
+        # A connection that never authenticates holds a slot of its IP's quota for nothing.
+        self._connect_deadline: IDelayedCall | None = engine.server.clock.callLater(
+            engine.server.settings.connect_timeout, self._connect_timed_out
+        )
+
+    def _connect_timed_out(self) -> None:
+        self._connect_deadline = None
+        if not self.sockets:
+            self.engine.close("connect timeout")
+
+    def _cancel_connect_deadline(self) -> None:
+        if self._connect_deadline is not None and self._connect_deadline.active():
+            self._connect_deadline.cancel()
+        self._connect_deadline = None
 
     def send_packet(self, packet: SocketPacket) -> None:
         self.engine.send(Outgoing.from_socketio(encode(packet)))
@@ -141,6 +156,7 @@ class SocketIOConnection:
             self._on_packet(packet)
 
     def on_close(self, reason: str) -> None:
+        self._cancel_connect_deadline()
         sockets, self.sockets = list(self.sockets.values()), {}
         for socket in sockets:
             self._drop(socket, reason)
@@ -186,6 +202,7 @@ class SocketIOConnection:
             return
         socket = ClientSocket(self, nsp, identity)
         self.sockets[nsp] = socket
+        self._cancel_connect_deadline()
         self.send_packet(SocketPacket(PacketType.CONNECT, nsp, {"sid": socket.sid}))
         self.app.on_connect(socket)
 

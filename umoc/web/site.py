@@ -37,8 +37,26 @@ class Root(resource.Resource):
         return NotFound()
 
 
+class OriginForbidden(resource.Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> Any:
+        write_json(request, 403, {"error": "Origin not allowed"})
+        return server.NOT_DONE_YET
+
+
 class Api(Root):
-    pass
+    """``/api/``: refuses browsers from origins outside ``server.allowed_origins`` (CSRF)."""
+
+    def __init__(self, gate: Gatekeeper) -> None:
+        super().__init__()
+        self._gate = gate
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> resource.Resource:
+        origin = request.getHeader(b"origin")
+        if not self._gate.origin_allowed(origin.decode("latin-1") if origin is not None else None):
+            return OriginForbidden()
+        return super().getChildWithDefault(path, request)
 
 
 def build_engine(app: "Application") -> EngineServer:
@@ -57,7 +75,7 @@ def build_site(app: "Application", redis_ping: Any = None, extra_api: dict[bytes
     ws_factory = EngineWebSocketFactory(engine, gate)
     root = Root()
     root.putChild(b"socket.io", EngineIOResource(WebSocketResource(ws_factory)))
-    api = Api()
+    api = Api(gate)
     for name, child in {**auth_resources(app, gate), **(extra_api or {})}.items():
         api.putChild(name, child)
     root.putChild(b"api", api)
