@@ -20,7 +20,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -88,8 +88,22 @@ class RedisClient:
         factory = getattr(self._conn, "_factory", None)
         return bool(factory is not None and factory.size > 0)
 
+    async def wait_connected(self, timeout: float) -> bool:
+        """At start-up: give the first connection ``timeout`` seconds to come up."""
+        waited = 0.0
+        while not self.connected and waited < timeout:
+            await task.deferLater(self.clock, 0.05, lambda: None)
+            waited += 0.05
+        return self.connected
+
     def call(self, command: str, *args: Any) -> defer.Deferred[Any]:
-        """Run one command; fails with TimeoutError after ``timeout`` seconds."""
+        """Run one command; fails at once without a connection, and after ``timeout`` seconds without an answer.
+
+        Without the first check a command would queue until Redis comes
+        back, and every caller would pay the full timeout meanwhile.
+        """
+        if not self.connected:
+            return defer.fail(txredisapi.ConnectionError("not connected to Redis"))
         d = defer.maybeDeferred(getattr(self._conn, command), *args)
         d.addTimeout(self.timeout, self.clock)
         return d

@@ -80,6 +80,8 @@ class UmocService(service.MultiService):
                  dialect=self.storage.db.dialect.name, version=version)
         self.every(self.config.sessions.cleanup_interval, self._expire_sessions)
         if self.redis is not None:
+            if not await self.redis.wait_connected(self.config.redis.timeout * 4):
+                log.warn("Redis is not reachable yet; starting with in-memory rate limits and local presence")
             bus, presence = self.app.hub.remote, self.app.presence
             assert isinstance(bus, RedisBus) and isinstance(presence, RedisPresence)
             self._subscriber = self.redis.subscriber(bus.channel, bus.on_message)

@@ -179,6 +179,8 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             openHandshakeTimeout=10,
             closeHandshakeTimeout=2,
             perMessageCompressionAccept=lambda offers: None,
+            # Tell a client why it is cut off (1009 for an oversized frame) instead of just dropping TCP.
+            failByDrop=False,
         )
 
     def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:
