@@ -336,3 +336,67 @@ class ConnectTimeoutTests(unittest.TestCase):
         self.app.pending[0].callback(self.identity)
         self.clock.advance(3600)
         self.assertFalse(session.closed)
+
+
+# -- fairness: a flood is handled in batches ------------------------------------------
+
+
+class BatchingTests(unittest.TestCase):
+    """A connection with many frames buffered handles a batch per reactor turn, not reading meanwhile."""
+
+    def setUp(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from umoc.transport.websocket import EngineWebSocketFactory
+        from umoc.web.gate import Gatekeeper
+
+        self.clock = Clock()
+        engine = EngineServer(self.clock, EngineIOConfig(), lambda s: None)
+        self.protocol = EngineWebSocketFactory(engine, Gatekeeper()).buildProtocol(None)
+        self.protocol.transport = StringTransport()
+        self.protocol.state = self.protocol.STATE_OPEN
+        self.left = 0
+        self.handled = 0
+
+        def process_data() -> bool:
+            # Stands in for Autobahn's frame parser: one step per call while frames are buffered.
+            if self.left == 0:
+                return False
+            self.left -= 1
+            self.handled += 1
+            return True
+
+        self.protocol.processData = process_data
+
+    def next_turn(self) -> None:
+        """Run the one pending call, as the next reactor iteration would (Clock.advance(0) runs them all)."""
+        (call,) = self.clock.getDelayedCalls()
+        self.clock.calls.remove(call)
+        call.func(*call.args, **call.kw)
+
+    def test_flood_is_handled_one_batch_per_turn_with_reading_paused(self) -> None:
+        steps = self.protocol.STEPS_PER_TURN
+        self.left = steps * 2 + 5
+        self.protocol.consumeData()
+        self.assertEqual(self.handled, steps)
+        self.assertEqual(self.protocol.transport.producerState, "paused")
+        self.next_turn()
+        self.assertEqual(self.handled, steps * 2)
+        self.assertEqual(self.protocol.transport.producerState, "paused")
+        self.next_turn()
+        self.assertEqual(self.handled, steps * 2 + 5)
+        self.assertEqual(self.protocol.transport.producerState, "producing")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_few_frames_are_handled_at_once_without_pausing(self) -> None:
+        self.left = 3
+        self.protocol.consumeData()
+        self.assertEqual(self.handled, 3)
+        self.assertEqual(self.protocol.transport.producerState, "producing")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closing_cancels_the_next_batch(self) -> None:
+        self.left = self.protocol.STEPS_PER_TURN * 3
+        self.protocol.consumeData()
+        self.protocol.onClose(False, 1006, None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
