@@ -218,3 +218,79 @@ class FailoverWithRealSocketsTests(unittest.TestCase):
         clock.advance(0.5)
         self.assertEqual(self.successResultOf(d), (True, 0.0))
         self.assertEqual(self.successResultOf(limiter.can_do_action("messages", "user:1")), (True, 0.0))
+
+
+class Cuttable:
+    """A TCP proxy in front of the real Redis that a test can cut and restore (an outage)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        from twisted.protocols.portforward import ProxyFactory
+
+        self.factory = ProxyFactory(target_host, target_port)
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.number = self.port.getHost().port
+        self.servers: list[Any] = []
+        build = self.factory.buildProtocol
+
+        def track(addr: Any) -> Any:
+            protocol = build(addr)
+            self.servers.append(protocol)
+            return protocol
+
+        self.factory.buildProtocol = track
+
+    async def cut(self) -> None:
+        await self.port.stopListening()
+        for server in self.servers:
+            server.transport.abortConnection()
+        self.servers.clear()
+
+    def restore(self) -> None:
+        self.port = reactor.listenTCP(self.number, self.factory, interface="127.0.0.1")
+
+    async def close(self) -> None:
+        await self.cut()
+
+
+class RedisOutageTests(unittest.TestCase):
+    if not REDIS_URL:
+        skip = NO_REDIS
+
+    @inline
+    async def test_outage_switches_to_memory_and_recovery_switches_back(self) -> None:
+        target = parse_redis_url(REDIS_URL)
+        proxy = Cuttable(target.host, target.port)
+        self.addCleanup(proxy.close)
+        prefix = f"umoc-test-{uuid.uuid4().hex}:"
+        redis = RedisClient(f"redis://127.0.0.1:{proxy.number}/{target.db}", reactor, 0.5)
+        self.addCleanup(redis.close)
+        await wait_connected(redis)
+        slow = RateLimitsConfig(messages=RateLimit(rate=1, per=60, burst=3))  # no refill during the test
+        limiter = FailoverRatelimiter(
+            redis,
+            RedisRatelimiter(redis, reactor, slow, prefix),
+            MemoryRatelimiter(reactor, slow),
+            reactor,
+            probe_interval=0.1,
+        )
+        self.assertEqual(await limiter.can_do_action("messages", "user:1"), (True, 0.0))
+        self.assertFalse(limiter.using_fallback)
+
+        await proxy.cut()
+        await sleep(0.05)
+        for _ in range(3):
+            allowed, _ = await limiter.can_do_action("messages", "user:1")
+            self.assertTrue(allowed)
+        self.assertTrue(limiter.using_fallback)
+
+        proxy.restore()
+        await wait_connected(redis, timeout=10)
+        for _ in range(100):
+            await limiter.can_do_action("messages", "user:2")
+            if not limiter.using_fallback:
+                break
+            await sleep(0.05)
+        self.assertFalse(limiter.using_fallback)
+        # Back on Redis: user:1's bucket there still holds the one token taken before the outage.
+        allowed = [(await limiter.can_do_action("messages", "user:1"))[0] for _ in range(3)]
+        self.assertEqual(allowed, [True, True, False])

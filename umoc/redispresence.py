@@ -153,7 +153,13 @@ class RedisPresence:
     # -- upkeep -----------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        """Rewrite this node's hash from the hub and push its expiry back."""
+        """Rewrite this node's hash from the hub and push its expiry back.
+
+        Skipped while Redis is away; the first heartbeat after it returns
+        restores this node's users, whatever Redis lost meanwhile.
+        """
+        if not self._redis.connected:
+            return
         args: list[str] = [self._ttl_ms, self.node_id]
         for user_id, sockets in list(self._hub.by_user.items()):
             args += [str(user_id), str(len(sockets))]
