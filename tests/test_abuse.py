@@ -27,6 +27,7 @@ from umoc.transport.socketio import SocketIOConnection
 # -- rate limits ---------------------------------------------------------------
 
 LIMITS = {
+    "connect": {"rate": 1, "per": "60s", "burst": 3},
     "events": {"rate": 1, "per": "60s", "burst": 2},
     "login": {"rate": 1, "per": "60s", "burst": 2},
     "register": {"rate": 1, "per": "60s", "burst": 2},
@@ -46,6 +47,16 @@ class RateLimitTestsMixin:
         error = await client.expect("error")
         self.assertEqual(set(error), {"message", "retry_after"})
         self.assertTrue(0 < error["retry_after"] <= 60, error)
+
+    @inline
+    async def test_connects_over_the_per_ip_limit_get_connect_error(self) -> None:
+        login, _ = await self.connected_user("alice")
+        for _ in range(2):
+            await self.connect(login)
+        ws = await blocking(open_ws, self.server.port, sessionID=login["sessionID"], token=login["token"])
+        self.addCleanup(blocking, ws.close)
+        await blocking(ws.send, "40")
+        self.assertEqual(await blocking(ws.recv), '44{"message":"Too many connection attempts; try again later"}')
 
     @inline
     async def test_login_over_the_limit_is_429_with_retry_after(self) -> None:
@@ -99,7 +110,8 @@ class RateLimitRedisDownTests(RateLimitTestsMixin, ServerTestCase):
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
         probe.close()
-        return test_config(data_dir, ratelimits=LIMITS, redis={"url": f"redis://127.0.0.1:{free}/0"})
+        # A short timeout: start-up waits four of them for Redis before going on without it.
+        return test_config(data_dir, ratelimits=LIMITS, redis={"url": f"redis://127.0.0.1:{free}/0", "timeout": "0.1s"})
 
     @inline
     async def test_healthz_says_redis_is_down_but_the_node_serves(self) -> None:
