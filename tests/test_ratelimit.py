@@ -11,7 +11,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.support import NO_REDIS, REDIS_URL, inline, sleep
-from umoc.config import RateLimit, RateLimitsConfig
+from umoc.config import ConfigError, RateLimit, RateLimitsConfig, parse_config
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, RedisRatelimiter, take_token
 from umoc.redisclient import RedisClient, parse_redis_url
 
@@ -56,6 +56,12 @@ class RedisUrlTests(unittest.TestCase):
         target = parse_redis_url("redis://:s%40cret@redis.example:6380/2")
         self.assertEqual((target.host, target.port, target.db, target.password), ("redis.example", 6380, 2, "s@cret"))
         self.assertEqual(parse_redis_url("unix:/run/redis.sock?db=3").path, "/run/redis.sock")
+
+    def test_config_refuses_bad_redis_settings_with_their_paths(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"redis": {"url": "redis://host/notadb", "timeout": 0, "presence_ttl": "1s"}})
+        paths = [p.split("'")[1] for p in caught.exception.problems]
+        self.assertEqual(paths, ["redis.url", "redis.timeout", "redis.presence_ttl"])
 
 
 # -- Redis --------------------------------------------------------------------
