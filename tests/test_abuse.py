@@ -342,6 +342,17 @@ class ConnectTimeoutTests(unittest.TestCase):
         self.clock.advance(45)
         self.assertTrue(session.closed)
 
+    def test_session_left_with_no_socket_gets_a_new_deadline(self) -> None:
+        session = self.server.open(FakeTransport(), "10.0.0.1", {}, {}, [])
+        session.on_frame("40")
+        self.app.pending[0].callback(self.identity)
+        self.clock.advance(100)
+        session.on_frame("41")
+        self.clock.advance(44)
+        self.assertFalse(session.closed)
+        self.clock.advance(1)
+        self.assertTrue(session.closed)
+
     def test_accepted_session_outlives_the_deadline(self) -> None:
         session = self.server.open(FakeTransport(), "10.0.0.1", {}, {}, [])
         session.on_frame("40")

@@ -126,10 +126,13 @@ class SocketIOConnection:
         self.sockets: dict[str, ClientSocket] = {}
         self._pending: set[str] = set()
         self._decoder = Decoder(max_attachments=max_attachments, max_depth=max_depth)
-        # A connection that never authenticates holds a slot of its IP's quota for nothing.
-        self._connect_deadline: IDelayedCall | None = engine.server.clock.callLater(
-            engine.server.settings.connect_timeout, self._connect_timed_out
-        )
+        self._connect_deadline: IDelayedCall | None = None
+        self._arm_connect_deadline()
+
+    def _arm_connect_deadline(self) -> None:
+        """A connection with no authenticated socket holds a slot of its IP's quota for nothing."""
+        server = self.engine.server
+        self._connect_deadline = server.clock.callLater(server.settings.connect_timeout, self._connect_timed_out)
 
     def _connect_timed_out(self) -> None:
         self._connect_deadline = None
@@ -178,6 +181,8 @@ class SocketIOConnection:
             socket = self.sockets.pop(nsp, None)
             if socket is not None:
                 self._drop(socket, "client namespace disconnect")
+                if not self.sockets and self._connect_deadline is None:
+                    self._arm_connect_deadline()
         elif kind in (PacketType.ACK, PacketType.BINARY_ACK):
             # UMOC never asks clients for acks; a stray one is harmless.
             return
