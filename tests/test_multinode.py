@@ -139,6 +139,17 @@ class MultiNodeTests(ServerTestCase):
         self.assertEqual(await self.b.app.presence.online_among([uid]), {uid})
 
     @inline
+    async def test_every_presence_key_expires_by_itself(self) -> None:
+        alice = await self.a.user("alice")
+        await self.connect_to(self.a, alice)
+        await self._until(lambda: self.b.app.presence.online_among([alice["user_id"]]), {alice["user_id"]})
+        redis, prefix = self.a.service.redis, self.a.app.config.redis.prefix
+        keys = await redis.call("keys", prefix + "presence:*")
+        self.assertEqual(len(keys), 2, keys)  # A's hash and the set of nodes
+        for key in keys:
+            self.assertGreater(int(await redis.call("execute_command", "PTTL", key)), 0, key)
+
+    @inline
     async def test_healthz_reports_redis(self) -> None:
         response = await treq.get(self.a.url + "/healthz", persistent=False)
         body = await response.json()

@@ -2,7 +2,7 @@
 
 Each node owns one hash, ``<prefix>presence:<node id>``, mapping user id to
 the number of sockets that user has on this node, and lists itself in the
-set ``<prefix>presence:nodes``.  The hash expires ``presence_ttl`` seconds
+set ``<prefix>presence:nodes``.  The hash (and the set) expire ``presence_ttl`` seconds
 after the node last touched it; a heartbeat rewrites it from the hub (the
 node's own truth) every third of that.  So a node that crashes takes its
 users offline by itself within ``presence_ttl``, and a Redis that lost its
@@ -60,6 +60,7 @@ if count > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], count)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('SADD', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
   if count ~= 1 then return 0 end
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -96,7 +97,15 @@ if #ARGV > 2 then
   for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
 end
+return 1
+"""
+
+#: KEYS: my hash, nodes set.  ARGV: my node id.
+WITHDRAW_LUA = """
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -167,6 +176,6 @@ class RedisPresence:
 
     def withdraw(self) -> defer.Deferred[Any]:
         """On shutdown: this node's users are no longer online here."""
-        d = self._redis.call("delete", self._key)
+        d = self._redis.eval(WITHDRAW_LUA, [self._key, self._nodes], [self.node_id])
         d.addErrback(lambda _: None)
         return d
