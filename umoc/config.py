@@ -106,6 +106,12 @@ class RedisConfig:
     """Rate-limit buckets, presence and fan-out between nodes; empty url: one node alone."""
 
     url: str = ""
+    #: Prepended to every key and channel, so several deployments (or test runs) can share one Redis.
+    prefix: str = "umoc:"
+    #: How long a request waits for Redis before answering from this node's memory instead.
+    timeout: Duration = Duration(0.5)
+    #: A node's presence entries vanish this long after its last heartbeat (a crashed node's users go offline).
+    presence_ttl: Duration = Duration(30)
 
 
 @dataclass(frozen=True)
@@ -302,6 +308,16 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     return cls(**kwargs)
 
 
+def _redis_url_ok(url: str) -> bool:
+    from umoc.redisclient import parse_redis_url
+
+    try:
+        parse_redis_url(url)
+    except ValueError:
+        return False
+    return True
+
+
 def _check(config: Config) -> list[str]:
     """Rules that span fields: the ones a type alone cannot express."""
     problems = []
@@ -313,8 +329,12 @@ def _check(config: Config) -> list[str]:
         bad("database.dsn", 'expected "postgresql://..." or "sqlite:PATH"')
     if config.database.pool_min < 1 or config.database.pool_max < config.database.pool_min:
         bad("database.pool_max", "expected 1 <= pool_min <= pool_max")
-    if config.redis.url and not config.redis.url.startswith(("redis://", "unix:")):
-        bad("redis.url", 'expected "redis://HOST:PORT/DB"')
+    if config.redis.url and not _redis_url_ok(config.redis.url):
+        bad("redis.url", 'expected "redis://[:PASSWORD@]HOST[:PORT][/DB]" or "unix:/PATH[?db=N]"')
+    if config.redis.timeout <= 0:
+        bad("redis.timeout", "expected a positive duration")
+    if config.redis.presence_ttl < 3:
+        bad("redis.presence_ttl", "expected at least 3s")
     if config.sessions.max_per_user < 1:
         bad("sessions.max_per_user", "expected at least 1")
     if config.sessions.ttl <= 0:

@@ -9,14 +9,20 @@ every node sees the same buckets.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from umoc.config import RateLimit, RateLimitsConfig
 
-__all__ = ["MemoryRatelimiter", "Ratelimiter", "take_token"]
+if TYPE_CHECKING:
+    from umoc.redisclient import RedisClient
+
+__all__ = ["FailoverRatelimiter", "MemoryRatelimiter", "Ratelimiter", "RedisRatelimiter", "take_token"]
+
+log = Logger()
 
 
 class Ratelimiter(Protocol):
@@ -77,3 +83,134 @@ class MemoryRatelimiter:
                 full.append((kind, key))
         for item in full:
             del self._buckets[item]
+
+
+#: `take_token` transcribed, plus storage: one bucket is a hash {t: tokens, u: updated}.
+#: The key expires when the bucket would be full again, because a full bucket
+#: holds no information; Redis forgets idle users by itself.
+#: KEYS[1] bucket; ARGV now, refill per second, burst.
+TAKE_TOKEN_LUA = """
+local now = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local saved = redis.call('HMGET', KEYS[1], 't', 'u')
+local tokens = tonumber(saved[1])
+local updated = tonumber(saved[2])
+if tokens == nil or updated == nil then
+  tokens = burst
+  updated = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - updated) * refill)
+local allowed = 0
+local retry_after = 0
+if tokens >= 1 then
+  allowed = 1
+  tokens = tokens - 1
+else
+  retry_after = math.ceil(((1 - tokens) / refill) * 1000) / 1000
+end
+redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'u', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / refill * 1000) + 1000)
+return {allowed, string.format('%.17g', retry_after)}
+"""
+
+
+class RedisRatelimiter:
+    """Buckets shared by every node; one atomic script per check.
+
+    ``now`` comes from this node's clock (not Redis's ``TIME``) so the
+    answers match `take_token` exactly and tests can drive time; nodes are
+    expected to run NTP.
+    """
+
+    def __init__(self, redis: RedisClient, clock: IReactorTime, settings: RateLimitsConfig, prefix: str) -> None:
+        self._redis = redis
+        self._clock = clock
+        self._settings = settings
+        self._prefix = prefix
+
+    def can_do_action(self, kind: str, key: str) -> defer.Deferred[tuple[bool, float]]:
+        if not self._settings.enabled:
+            return defer.succeed((True, 0.0))
+        limit: RateLimit = getattr(self._settings, kind)
+        args = [repr(self._clock.seconds()), repr(limit.rate / limit.per), str(limit.burst)]
+        d = self._redis.eval(TAKE_TOKEN_LUA, [f"{self._prefix}rl:{kind}:{key}"], args)
+        d.addCallback(_bucket_reply)
+        return d
+
+
+def _bucket_reply(reply: Any) -> tuple[bool, float]:
+    allowed, retry_after = reply
+    if isinstance(retry_after, bytes):
+        retry_after = retry_after.decode("ascii")
+    return int(allowed) == 1, float(retry_after)
+
+
+class FailoverRatelimiter:
+    """Redis while it answers, this node's memory while it does not.
+
+    No request fails or waits long because Redis is away: the request that
+    finds Redis broken (an error, or no answer within ``redis.timeout``) is
+    answered from memory, and so is every request after it without even
+    asking Redis, while a background PING (at most one every
+    ``probe_interval`` seconds) watches for Redis to come back.  Each switch
+    is logged once.  The memory buckets start full, so a failover briefly
+    allows a burst more than the limit: the price of never refusing service
+    because of Redis.
+    """
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        primary: Ratelimiter,
+        fallback: MemoryRatelimiter,
+        clock: IReactorTime,
+        probe_interval: float = 1.0,
+    ) -> None:
+        self._redis = redis
+        self._primary = primary
+        self.fallback = fallback
+        self._clock = clock
+        self._probe_interval = probe_interval
+        self.using_fallback = False
+        self._probing = False
+        self._last_probe = float("-inf")
+
+    def can_do_action(self, kind: str, key: str) -> defer.Deferred[tuple[bool, float]]:
+        if self.using_fallback or not self._redis.connected:
+            self._switch_to_fallback("no connection")
+            self._maybe_probe()
+            return defer.succeed(self.fallback.check_now(kind, key))
+        d = defer.maybeDeferred(self._primary.can_do_action, kind, key)
+
+        def failed(failure: Any) -> tuple[bool, float]:
+            self._switch_to_fallback(failure.getErrorMessage() or failure.type.__name__)
+            return self.fallback.check_now(kind, key)
+
+        d.addErrback(failed)
+        return d
+
+    def _switch_to_fallback(self, why: str) -> None:
+        if not self.using_fallback:
+            self.using_fallback = True
+            self._last_probe = self._clock.seconds()
+            log.warn("Redis unavailable for rate limits ({why}); using in-memory buckets", why=why)
+
+    def _maybe_probe(self) -> None:
+        now = self._clock.seconds()
+        if self._probing or now - self._last_probe < self._probe_interval or not self._redis.connected:
+            return
+        self._probing = True
+        self._last_probe = now
+        d = self._redis.ping()
+
+        def answered(ok: bool) -> None:
+            if ok and self.using_fallback:
+                self.using_fallback = False
+                log.info("Redis is back; rate limits use Redis again")
+
+        def done(result: Any) -> None:
+            self._probing = False
+
+        d.addCallbacks(answered, lambda f: None)
+        d.addBoth(done)

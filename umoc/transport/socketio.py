@@ -159,9 +159,14 @@ class SocketIOConnection:
         self.sockets: dict[str, ClientSocket] = {}
         self._pending: set[str] = set()
         self._decoder = Decoder(max_attachments=max_attachments, max_depth=max_depth)
+        self._connect_timeout = connect_timeout
         self._connect_timer: IDelayedCall | None = None
-        if connect_timeout:
-            self._connect_timer = engine.server.clock.callLater(connect_timeout, self._connect_timed_out)
+        self._arm_connect_timer()
+
+    def _arm_connect_timer(self) -> None:
+        """A connection with no authenticated socket holds a slot of its IP's quota for nothing."""
+        if self._connect_timeout:
+            self._connect_timer = self.engine.server.clock.callLater(self._connect_timeout, self._connect_timed_out)
 
     def _connect_timed_out(self) -> None:
         self._connect_timer = None
@@ -210,6 +215,8 @@ class SocketIOConnection:
             socket = self.sockets.pop(nsp, None)
             if socket is not None:
                 self._drop(socket, "client namespace disconnect")
+                if not self.sockets and self._connect_timer is None:
+                    self._arm_connect_timer()
         elif kind in (PacketType.ACK, PacketType.BINARY_ACK):
             # UMOC never asks clients for acks; a stray one is harmless.
             return

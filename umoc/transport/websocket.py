@@ -5,6 +5,12 @@ binary attachments as binary frames with no prefix.  Frames larger than
 ``maxPayload`` are refused by Autobahn itself (close code 1009), which ends
 that one connection and nothing else.
 
+Fast writers: one TCP read can hold thousands of small frames, and handling
+them all at once would make every other client wait.  A connection handles
+a bounded number of frames, then stops reading and lets the reactor serve
+everyone else before it takes the next batch: a flood costs the flooder
+throughput, not the others latency (``bench/bench_flood.py``).
+
 Slow readers: the protocol registers as the TCP transport's streaming
 producer, so Twisted says when the kernel buffer is full.  Bytes written
 while paused are counted; past ``max_buffered`` the client is dropped,
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from umoc.protocol.engineio import EnginePacket, encode_packet
@@ -40,6 +47,9 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     name = "websocket"
     factory: "EngineWebSocketFactory"
 
+    #: Autobahn steps (about two per frame) one connection may run per reactor turn.
+    STEPS_PER_TURN = 40
+
     def __init__(self) -> None:
         super().__init__()
         self.session: EngineSession | None = None
@@ -50,6 +60,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self._remote_ip = ""
         #: Set while this WebSocket is proving itself to replace long-polling.
         self.probe: _Probe | None = None
+        self._next_batch: IDelayedCall | None = None
 
     # -- handshake --------------------------------------------------------
 
@@ -118,7 +129,30 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         elif session.transport is self:
             session.on_frame(frame)
 
+    def consumeData(self) -> None:
+        """Autobahn's loop, with a budget per reactor turn (see the module docstring)."""
+        if self.state != self.STATE_OPEN and self.state != self.STATE_CLOSING:
+            super().consumeData()
+            return
+        budget = self.STEPS_PER_TURN
+        while budget > 0 and self.processData() and self.state != self.STATE_CLOSED:
+            budget -= 1
+        if budget == 0 and self.state != self.STATE_CLOSED and self._next_batch is None:
+            self.transport.pauseProducing()
+            self._next_batch = self.factory.engine.clock.callLater(0, self._take_next_batch)
+
+    def _take_next_batch(self) -> None:
+        self._next_batch = None
+        if self.state == self.STATE_CLOSED:
+            return
+        self.consumeData()
+        if self._next_batch is None:
+            self.transport.resumeProducing()
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._next_batch is not None and self._next_batch.active():
+            self._next_batch.cancel()
+        self._next_batch = None
         if self.probe is not None:
             probe, self.probe = self.probe, None
             probe.on_close()
@@ -201,6 +235,8 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             openHandshakeTimeout=10,
             closeHandshakeTimeout=2,
             perMessageCompressionAccept=lambda offers: None,
+            # Tell a client why it is cut off (1009 for an oversized frame) instead of just dropping TCP.
+            failByDrop=False,
         )
 
     def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:

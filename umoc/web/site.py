@@ -62,13 +62,27 @@ class Root(resource.Resource):
         return NotFound()
 
 
-class Api(Root):
-    """``/api/``: CORS headers (and preflight answers) for every endpoint under it."""
+class OriginForbidden(resource.Resource):
+    isLeaf = True
 
-    cors: Cors | None = None
+    def render(self, request: Any) -> Any:
+        write_json(request, 403, {"error": "Origin not allowed"})
+        return server.NOT_DONE_YET
+
+
+class Api(Root):
+    """``/api/``: CORS for allowed origins, 403 for browsers from any other origin (CSRF)."""
+
+    def __init__(self, gate: Gatekeeper, cors: Cors) -> None:
+        super().__init__()
+        self._gate = gate
+        self._cors = cors
 
     def getChildWithDefault(self, path: bytes, request: Any) -> resource.Resource:
-        if self.cors is not None and self.cors(request):
+        origin = request.getHeader(b"origin")
+        if not self._gate.origin_allowed(origin.decode("latin-1") if origin is not None else None):
+            return OriginForbidden()
+        if self._cors(request):
             return _Preflight()
         return super().getChildWithDefault(path, request)
 
@@ -104,8 +118,7 @@ def build_site(app: "Application", redis_ping: Any = None, extra_api: dict[bytes
     cors = Cors(gate)
     root = Root()
     root.putChild(b"socket.io", engine_resource(engine, gate, cors))
-    api = Api()
-    api.cors = cors
+    api = Api(gate, cors)
     for name, child in {**auth_resources(app, gate), **(extra_api or {})}.items():
         api.putChild(name, child)
     root.putChild(b"api", api)

@@ -1,0 +1,96 @@
+"""Deliveries between nodes over Redis pub/sub (a `umoc.bus.RemoteBus`).
+
+Every node publishes on one channel, ``<prefix>bus``, and subscribes to it.
+A message is JSON::
+
+    {"n": "<node id>", "k": "u", "u": [user ids], "f": [frames]}   deliver to users
+    {"n": "<node id>", "k": "s", "s": "<session id>", "m": "..."}  end a session
+
+Frames are the already-encoded Socket.IO frames (``'2["new_message",{..}]'``);
+binary attachments travel as ``{"b": base64}``.  The receiving node wraps
+them for Engine.IO once and hands them to its local sockets, so an event is
+serialised once on the node that emitted it, whatever the number of nodes.
+A node ignores its own messages (it has delivered locally already).
+
+Pub/sub is fire-and-forget: a node that is disconnected from Redis misses
+what is published meanwhile; its clients catch up through history.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from umoc.transport.engine import Outgoing
+
+if TYPE_CHECKING:
+    from umoc.bus import Hub
+    from umoc.redisclient import RedisClient
+
+__all__ = ["RedisBus"]
+
+log = Logger()
+
+
+def _pack_frames(frames: list[str | bytes]) -> list[Any]:
+    return [f if isinstance(f, str) else {"b": base64.b64encode(f).decode("ascii")} for f in frames]
+
+
+def _unpack_frames(items: list[Any]) -> list[str | bytes]:
+    return [item if isinstance(item, str) else base64.b64decode(item["b"]) for item in items]
+
+
+class RedisBus:
+    """Publishes this node's deliveries and delivers the other nodes' ones locally."""
+
+    def __init__(self, redis: RedisClient, hub: Hub, node_id: str, prefix: str) -> None:
+        self._redis = redis
+        self._hub = hub
+        self.node_id = node_id
+        self.channel = f"{prefix}bus"
+        self._failing = False
+
+    # -- RemoteBus --------------------------------------------------------
+
+    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes]) -> None:
+        if user_ids:
+            self._publish({"n": self.node_id, "k": "u", "u": list(user_ids), "f": _pack_frames(frames)})
+
+    def publish_end_session(self, session_id: str, message: str) -> None:
+        self._publish({"n": self.node_id, "k": "s", "s": session_id, "m": message})
+
+    def _publish(self, body: dict[str, Any]) -> None:
+        d = self._redis.call("publish", self.channel, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+        d.addCallbacks(self._published, self._publish_failed)
+
+    def _published(self, _: Any) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("Publishing to Redis works again")
+
+    def _publish_failed(self, failure: Any) -> None:
+        # Logged once per outage, not once per event.
+        if not self._failing:
+            self._failing = True
+            log.warn("Cannot publish to Redis ({why}); other nodes miss deliveries", why=failure.getErrorMessage())
+
+    # -- subscriber -------------------------------------------------------
+
+    def on_message(self, channel: Any, message: Any) -> None:
+        """One pub/sub message; anything malformed is logged and dropped."""
+        try:
+            body = json.loads(message)
+            if body.get("n") == self.node_id:
+                return
+            kind = body.get("k")
+            if kind == "u":
+                local = [u for u in body["u"] if self._hub.is_local(u)]
+                if local:
+                    self._hub.deliver_local(local, Outgoing.from_socketio(_unpack_frames(body["f"])))
+            elif kind == "s":
+                self._hub.end_session_local(str(body["s"]), str(body["m"]))
+        except Exception:  # noqa: BLE001 - one bad message must not stop the subscriber
+            log.failure("Dropping a malformed bus message")

@@ -1,0 +1,189 @@
+"""One Redis connection per node, shared by rate limits, presence and the bus.
+
+txredisapi reconnects by itself; this wrapper adds what UMOC needs on top:
+a bounded wait on every command (``redis.timeout``, measured on the injected
+clock) so that a Redis that hangs costs a request half a second at most, a
+cheap "is there a connection at all" check so that requests do not even
+wait while Redis is known to be away, and a reconnecting pub/sub
+subscriber.
+
+One connection, not a pool: txredisapi pipelines commands on a connection,
+and a single connection keeps this node's commands in the order they were
+issued, which presence relies on (an "open" must never overtake the
+"close" that followed it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import txredisapi
+from twisted.internet import defer, endpoints, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+__all__ = ["RedisClient", "RedisSubscriber", "RedisTarget", "parse_redis_url"]
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where Redis is: a TCP host and port, or a Unix socket path."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str = ""
+    db: int = 0
+    password: str | None = None
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """``redis://[:password@]host[:port][/db]`` or ``unix:/path/to/redis.sock[?db=N]``."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        db = parse_qs(parts.query).get("db", ["0"])[0]
+        return RedisTarget(path=parts.path, db=int(db))
+    if parts.scheme != "redis":
+        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+    path = parts.path.strip("/")
+    return RedisTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(path) if path else 0,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class RedisClient:
+    """Commands with a deadline, and whether a connection exists right now."""
+
+    #: txredisapi's own reply timeout: a connection silent this long is dropped and rebuilt.
+    REPLY_TIMEOUT = 10.0
+
+    def __init__(self, url: str, clock: IReactorTime, timeout: float) -> None:
+        self.target = parse_redis_url(url)
+        self.clock = clock
+        self.timeout = timeout
+        common: dict[str, Any] = {
+            "dbid": self.target.db or None,  # no SELECT round trip for the default database
+            "poolsize": 1,
+            "reconnect": True,
+            "password": self.target.password,
+            "connectTimeout": max(1.0, timeout * 4),
+            "replyTimeout": self.REPLY_TIMEOUT,
+            "convertNumbers": False,
+        }
+        if self.target.path:
+            self._conn = txredisapi.lazyUnixConnectionPool(self.target.path, **common)
+        else:
+            self._conn = txredisapi.lazyConnectionPool(self.target.host, self.target.port, **common)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a live connection exists; without one, a command would only wait."""
+        # ConnectionHandler keeps its factory private; the pool size is the honest answer.
+        factory = getattr(self._conn, "_factory", None)
+        return bool(factory is not None and factory.size > 0)
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """At start-up: give the first connection ``timeout`` seconds to come up."""
+        waited = 0.0
+        while not self.connected and waited < timeout:
+            await task.deferLater(self.clock, 0.05, lambda: None)
+            waited += 0.05
+        return self.connected
+
+    def call(self, command: str, *args: Any) -> defer.Deferred[Any]:
+        """Run one command; fails at once without a connection, and after ``timeout`` seconds without an answer.
+
+        Without the first check a command would queue until Redis comes
+        back, and every caller would pay the full timeout meanwhile.
+        """
+        if not self.connected:
+            return defer.fail(txredisapi.ConnectionError("not connected to Redis"))
+        d = defer.maybeDeferred(getattr(self._conn, command), *args)
+        d.addTimeout(self.timeout, self.clock)
+        return d
+
+    def eval(self, script: str, keys: list[str], args: list[Any]) -> defer.Deferred[Any]:
+        """A Lua script: atomic on the Redis side (EVALSHA after the first run)."""
+        return self.call("eval", script, keys, args)
+
+    def ping(self) -> defer.Deferred[bool]:
+        """For /healthz: True when Redis answers PING in time."""
+        d = self.call("ping")
+        d.addCallback(lambda reply: reply in ("PONG", b"PONG"))
+        return d
+
+    def subscriber(self, channel: str, on_message: Callable[[str, Any], None]) -> RedisSubscriber:
+        return RedisSubscriber(self.target, self.clock, channel, on_message)
+
+    def close(self) -> defer.Deferred[Any]:
+        return self._conn.disconnect()
+
+
+class _SubscriberProtocol(txredisapi.SubscriberProtocol):
+    def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
+        self.factory.on_message(channel, message)
+
+
+class _SubscriberFactory(txredisapi.RedisFactory):
+    """Subscribes every new connection, so a reconnect resumes delivery by itself."""
+
+    protocol = _SubscriberProtocol
+
+    def __init__(self, target: RedisTarget, channel: str, on_message: Callable[[str, Any], None]) -> None:
+        super().__init__(None, None, 1, isLazy=True, password=target.password)
+        self.channel = channel
+        self.on_message = on_message
+        self.subscribed = False
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        protocol.whenConnected().addCallback(self._subscribe)
+        return protocol
+
+    def _subscribe(self, protocol: Any) -> None:
+        d = protocol.subscribe(self.channel)
+        d.addCallback(self._subscribed)
+        d.addErrback(lambda f: log.failure("Could not subscribe to {channel}", f, channel=self.channel))
+
+
+    def _subscribed(self, _: Any) -> None:
+        log.info("Subscribed to Redis channel {channel}", channel=self.channel)
+        self.subscribed = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def when_subscribed(self) -> defer.Deferred[None]:
+        if self.subscribed:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+
+class RedisSubscriber:
+    """A pub/sub connection of its own (a subscribed connection can do nothing else)."""
+
+    def __init__(
+        self, target: RedisTarget, reactor: Any, channel: str, on_message: Callable[[str, Any], None]
+    ) -> None:
+        self._factory = _SubscriberFactory(target, channel, on_message)
+        if target.path:
+            endpoint = endpoints.UNIXClientEndpoint(reactor, target.path, timeout=5)
+        else:
+            endpoint = endpoints.HostnameEndpoint(reactor, target.host, target.port, timeout=5)
+        self._factory.startConnecting(endpoint)
+
+    def when_subscribed(self) -> defer.Deferred[None]:
+        """Fires once the first subscription is in place (messages published before it are missed)."""
+        return self._factory.when_subscribed()
+
+    def close(self) -> defer.Deferred[Any]:
+        return self._factory.disconnect()
