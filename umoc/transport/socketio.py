@@ -159,6 +159,8 @@ class SocketIOConnection:
         self.sockets: dict[str, ClientSocket] = {}
         self._pending: set[str] = set()
         self._decoder = Decoder(max_attachments=max_attachments, max_depth=max_depth)
+        if connect_timeout is None:
+            connect_timeout = engine.server.settings.connect_timeout
         self._connect_timeout = connect_timeout
         self._connect_timer: IDelayedCall | None = None
         self._arm_connect_timer()
