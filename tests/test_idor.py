@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,21 +144,30 @@ class AccessControlTestsMixin:
         for person in world.people:
             person.client.drain_all()
 
-    async def assert_nobody_heard_anything(self, world: World) -> None:
-        """Refused events answer the asker with ``error`` and nothing else; everyone else hears nothing."""
+    async def assert_nobody_heard_anything(self, world: World, errors: Counter[str]) -> None:
+        """The askers got their ``error`` events (``errors`` by username) and nothing else; nobody else got any."""
         await sleep(0.3)
         for person in world.people:
             received = person.client.drain_all()
-            received.pop("error", None)
+            self.assertEqual(len(received.pop("error", [])), errors[person.name], person.name)
             self.assertEqual(received, {}, person.name)
 
-    async def refused(self, cases: list[tuple[Person, str, dict[str, Any], str, dict[str, Any] | None]]) -> None:
-        """Each case answers exactly ``expected``; with a second payload (a missing id), the very same answer."""
+    async def refused(
+        self, cases: list[tuple[Person, str, dict[str, Any], str, dict[str, Any] | None]]
+    ) -> Counter[str]:
+        """Each case answers exactly ``expected``; with a second payload (a missing id), the very same answer.
+
+        Returns how many ``error`` events each asker should have received.
+        """
+        errors: Counter[str] = Counter()
         for person, event, payload, expected, missing in cases:
             answer = await person.call(event, **payload)
             self.assertEqual(answer, {"error": expected}, (person.name, event, payload))
+            errors[person.name] += 1
             if missing is not None:
                 self.assertEqual(await person.call(event, **missing), answer, (person.name, event, missing))
+                errors[person.name] += 1
+        return errors
 
     # -- socket events -------------------------------------------------------
 
@@ -175,7 +185,7 @@ class AccessControlTestsMixin:
         text = {"content": "let me in", "type": "text"}
         upload = {"file_name": "a.png", "file_size": 4, "file_type": "image/png"}
         complete = {"file_name": "a.png", "file_type": "image/png"}
-        await self.refused([
+        errors = await self.refused([
             (carol, "get_chat_info", direct, UNKNOWN_CHAT, missing_direct),
             (carol, "get_chat_info", group, UNKNOWN_CHAT, missing_group),
             (carol, "get_chat_history", direct, UNKNOWN_CHAT, missing_direct),
@@ -213,7 +223,7 @@ class AccessControlTestsMixin:
         for answered in ("sync_result", "chats"):
             carol.client.drain(answered)
         self.assertEqual(await self.snapshot(), before)
-        await self.assert_nobody_heard_anything(w)
+        await self.assert_nobody_heard_anything(w, errors)
 
     @inline
     async def test_members_friends_and_the_blocked_cannot_act_beyond_their_rights(self) -> None:
@@ -226,7 +236,7 @@ class AccessControlTestsMixin:
         text = {"content": "still here?", "type": "text"}
         upload = {"file_name": "a.png", "file_size": 4, "file_type": "image/png"}
         complete = {"file_name": "a.png", "file_type": "image/png"}
-        await self.refused([
+        errors = await self.refused([
             # The removed member: the group is as unknown to him as a missing one.
             (dave, "get_chat_info", group, UNKNOWN_CHAT, missing_group),
             (dave, "get_chat_history", group, UNKNOWN_CHAT, missing_group),
@@ -287,7 +297,7 @@ class AccessControlTestsMixin:
         for answered in ("sync_result", "chats"):
             dave.client.drain(answered)
         self.assertEqual(await self.snapshot(), before)
-        await self.assert_nobody_heard_anything(w)
+        await self.assert_nobody_heard_anything(w, errors)
 
     @inline
     async def test_every_event_with_another_users_session_id_is_refused(self) -> None:
@@ -313,7 +323,7 @@ class AccessControlTestsMixin:
         self.assertEqual(status, {"valid": False, "message": "Your session has expired or is invalid"})
         carol.client.drain("session_status")
         self.assertEqual(await self.snapshot(), before)
-        await self.assert_nobody_heard_anything(w)
+        await self.assert_nobody_heard_anything(w, Counter(carol=len(events)))
 
     # -- HTTP ------------------------------------------------------------------
 
@@ -352,7 +362,7 @@ class AccessControlTestsMixin:
         # The rightful tokens still work, each for its own upload only.
         self.assertEqual((await self.put(pending, w.pending_file["upload_token"]))[0], 201)
         self.assertEqual((await self.put(bobs["file_id"], bobs["upload_token"]))[0], 201)
-        await self.assert_nobody_heard_anything(w)
+        await self.assert_nobody_heard_anything(w, Counter())
 
     # -- blocks --------------------------------------------------------------
 
