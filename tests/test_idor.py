@@ -47,6 +47,8 @@ class World:
     to_alice: str
     to_eve: str
     from_eve: str
+    #: alice->eve, read by eve before the block.
+    read_by_eve: str
     dave_in_group: str
     bob_before: str
     bob_after: str
@@ -120,6 +122,7 @@ class AccessControlTestsMixin:
             to_alice=await self.send(bob, alice.id, "to alice"),
             to_eve=await self.send(alice, eve.id, "to eve"),
             from_eve=await self.send(eve, alice.id, "from eve"),
+            read_by_eve=await self.send(alice, eve.id, "read before the block"),
             dave_in_group=await self.send(dave, gid, "dave here", True),
             bob_before=await self.send(bob, gid, "before", True),
             direct_file=await self.shared(alice, bob.id, False),
@@ -129,6 +132,7 @@ class AccessControlTestsMixin:
             pending_file=await self.prepare(alice, bob.id, False),
         )
         self.assertNotIn("error", await alice.call("remove_group_member", chat_id=gid, user_id=dave.id))
+        self.assertNotIn("error", await eve.call("read_receipt", message_ids=[ids["read_by_eve"]], sender_id=alice.id))
         self.assertNotIn("error", await alice.call("block_contact", contact_id=eve.id))
         self.assertEqual((await bob.call("add_contact", contact_username="dave"))["status"], "NEW")
         ids["bob_after"] = await self.send(bob, gid, "after", True)
@@ -382,7 +386,15 @@ class AccessControlTestsMixin:
             self.assertEqual((receipt["reader_id"], receipt["message_ids"]), (reader.id, [message_id]))
             self.assertEqual(await self.scalar(reads, message_id), 1)
         self.assertEqual([c["unread_count"] for c in await eve.call("get_chats")], [0])
-        eve.client.drain("chats")
+        # Nor does either see the other's reads since the block in the history (reads before it stay).
+        seen_by_alice = await alice.call("get_chat_history", chat_id=eve.id)
+        self.assertEqual([(m["content"], m["is_read"]) for m in seen_by_alice["messages"]],
+                         [("to eve", False), ("from eve", True), ("read before the block", True)])
+        seen_by_eve = await eve.call("get_chat_history", chat_id=alice.id)
+        self.assertEqual([(m["content"], m["is_read"]) for m in seen_by_eve["messages"]],
+                         [("to eve", True), ("from eve", False), ("read before the block", True)])
+        for person, answered in ((alice, "chat_history"), (eve, "chat_history"), (eve, "chats")):
+            person.client.drain(answered)
         await sleep(0.3)
         for person in w.people:
             received = person.client.drain_all()
