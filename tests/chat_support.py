@@ -70,6 +70,7 @@ class ChatCase(ServerTestCase):
             "messages": "SELECT * FROM messages ORDER BY seq",
             "message_reads": "SELECT * FROM message_reads ORDER BY message_seq, user_id",
             "user_chats": "SELECT * FROM user_chats ORDER BY user_id, chat_id",
+            "files": "SELECT * FROM files ORDER BY id",
         }
         return {name: await self.rows(sql) for name, sql in tables.items()}
 

@@ -289,6 +289,13 @@ class Client:
         if not q.empty():
             raise AssertionError(f"unexpected {event!r}: {q.get_nowait()!r}")
 
+    def drain_all(self) -> dict[str, list[Any]]:
+        """Everything received so far, by event name (events with nothing left out), removing it."""
+        with self._lock:
+            names = list(self._queues)
+        found = {name: self.drain(name) for name in names}
+        return {name: items for name, items in found.items() if items}
+
     def drain(self, event: str) -> list[Any]:
         """Everything received so far for ``event``, removing it."""
         q = self._queue(event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from twisted.internet import utils
@@ -17,6 +18,8 @@ from tests.support import ServerTestCase, for_each_backend, inline
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "two_clients.mjs"
+NEW_MESSAGE_KEYS = {"message_id", "sender_id", "sender_username", "recipient_id", "content", "type", "timestamp",
+                    "is_group"}
 NODE = shutil.which("node")
 MISSING = (
     "node is not installed" if NODE is None
@@ -30,7 +33,7 @@ class JsClientTestsMixin:
     #: Recovery is off by default (offsets are an extra event argument); these tests turn it on.
     config_overrides = {"engineio": {"recovery_window": 120}}
     @inline
-    async def test_two_js_clients_poll_upgrade_talk_recover_and_disconnect(self) -> None:
+    async def test_two_js_clients_poll_upgrade_befriend_exchange_messages_recover_and_disconnect(self) -> None:
         out, err, code = await utils.getProcessOutputAndValue(
             NODE, [str(SCRIPT), self.server.url, "alice", "bob"], env=dict(os.environ), path=str(ROOT)
         )
@@ -42,6 +45,27 @@ class JsClientTestsMixin:
         self.assertEqual(result["pongEvent"], result["pong"])
         self.assertEqual(result["status"]["valid"], True)
         self.assertEqual(result["badStatus"]["valid"], False)
+        alice, bob = result["hello"]
+        self.assertEqual(result["contactAdded"], {"user_id": bob["user_id"], "username": "bob", "status": "NEW"})
+        self.assertEqual(result["contactRequest"], {"user_id": alice["user_id"], "username": "alice"})
+        self.assertEqual(result["contactAccepted"], {"user_id": alice["user_id"], "username": "alice",
+                                                     "status": "FRIEND"})
+        self.assertEqual(result["contactAcceptedForA"], {"user_id": bob["user_id"], "username": "bob",
+                                                         "status": "FRIEND"})
+        for sent, (sender, recipient, content) in zip(
+            result["messages"], [(alice, bob, "Hello there!"), (bob, alice, "Hi, alice")], strict=True
+        ):
+            message = sent["ack"]
+            self.assertEqual(set(message), NEW_MESSAGE_KEYS)
+            self.assertEqual(
+                {k: v for k, v in message.items() if k not in ("message_id", "timestamp")},
+                {"sender_id": sender["user_id"], "sender_username": sender["username"],
+                 "recipient_id": recipient["user_id"], "content": content, "type": "text", "is_group": False},
+            )
+            uuid.UUID(message["message_id"])
+            self.assertRegex(message["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+            self.assertEqual((sent["received"], sent["echoed"]), (message, message))
+            self.assertTrue(sent["offsetIsString"])
         self.assertTrue(result["recovered"])
         self.assertEqual(result["afterRecovery"]["timestamp"], 1)
         self.assertEqual(result["disconnectReasons"], ["io client disconnect", "io client disconnect"])

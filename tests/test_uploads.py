@@ -227,8 +227,8 @@ class UploadTestsMixin:
         self.assertTrue(rest.startswith(b"HTTP/1.1 201 "), rest)
 
     @inline
-    async def test_unknown_or_malformed_file_id_is_404(self) -> None:
-        self.assertEqual((await self.put(str(uuid.uuid4()), b"x", new_token()))[0], 404)
+    async def test_unknown_file_id_is_401_like_a_wrong_token_and_a_malformed_one_404(self) -> None:
+        self.assertEqual(await self.put(str(uuid.uuid4()), b"x", new_token()), (401, {"error": "Invalid upload token"}))
         self.assertEqual((await self.put("..%2F..%2Fetc", b"x", new_token()))[0], 404)
 
     @inline

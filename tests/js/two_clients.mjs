@@ -4,8 +4,9 @@
 //
 // Registers and logs in both users over HTTP (fetch), connects them with the
 // client's default options (long-polling first, then the upgrade to
-// WebSocket), walks ping / verify_session, drops one client's transport to
-// check connection state recovery, then disconnects.  Prints one JSON line
+// WebSocket), walks ping / verify_session, makes them friends
+// (add_contact / accept_contact), exchanges a message each way, drops one
+// client's transport to check connection state recovery, then disconnects.  Prints one JSON line
 // with what it saw; the trial test (tests/test_js_client.py) asserts on it.
 import { io } from "socket.io-client";
 
@@ -62,6 +63,34 @@ result.pongEvent = (await pongEvent)[0];
 result.sentTimestamp = timestamp;
 result.status = await sb.timeout(TIMEOUT).emitWithAck("verify_session", { sessionID: b.sessionID, token: b.token });
 result.badStatus = await sa.timeout(TIMEOUT).emitWithAck("verify_session", { sessionID: a.sessionID, token: "nope" });
+
+// Friends: a asks, b accepts; each side hears of it.
+const request = next(sb, "contact_request");
+const acceptedForA = next(sa, "contact_accepted");
+result.contactAdded = await sa.timeout(TIMEOUT).emitWithAck("add_contact", {
+  sessionID: a.sessionID, contact_username: nameB,
+});
+result.contactRequest = (await request)[0];
+result.contactAccepted = await sb.timeout(TIMEOUT).emitWithAck("accept_contact", {
+  sessionID: b.sessionID, contact_id: a.user_id,
+});
+result.contactAcceptedForA = (await acceptedForA)[0];
+
+// Messages both ways: the recipient and the sender's own socket receive new_message.
+async function send(from, fromLogin, to, toLogin, content) {
+  const received = next(to, "new_message");
+  const echoed = next(from, "new_message");
+  const ack = await from.timeout(TIMEOUT).emitWithAck("send_message", {
+    sessionID: fromLogin.sessionID, recipient_id: toLogin.user_id, content, is_group: false, type: "text",
+  });
+  const args = await received;
+  // Recovery is on: hub events carry the offset as an extra argument, which handlers may ignore.
+  return { ack, received: args[0], echoed: (await echoed)[0], offsetIsString: typeof args[1] === "string" };
+}
+result.messages = [
+  await send(sa, a, sb, b, "Hello there!"),
+  await send(sb, b, sa, a, "Hi, " + nameA),
+];
 
 // Drop b's transport: the client reconnects by itself and asks to recover.
 const pidBefore = sb._pid;

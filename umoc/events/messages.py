@@ -91,7 +91,10 @@ async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         ctx.app.storage.messages.mark_read(ctx.user_id, payload["sender_id"], payload["message_ids"], now)
     )
     receipt = {"reader_id": ctx.user_id, "reader_username": ctx.username, "message_ids": ids, "timestamp": iso(now)}
-    ctx.app.hub.emit_to_users([payload["sender_id"]], "messages_read", receipt)
+    # Reads of messages sent before a block still count for the reader, but a
+    # block stops everything between the two users, read receipts included.
+    if not await ctx.app.storage.contacts.blocked_between(ctx.user_id, payload["sender_id"]):
+        ctx.app.hub.emit_to_users([payload["sender_id"]], "messages_read", receipt)
     return receipt
 
 

@@ -188,6 +188,14 @@ class ContactStore:
 
         return self._db.run(txn_fn)
 
+    def blocked_between(self, a: int, b: int) -> defer.Deferred[bool]:
+        """Whether either user blocked the other."""
+
+        def txn_fn(txn: Txn) -> bool:
+            return BLOCKED in statuses_txn(txn, a, b)
+
+        return self._db.run(txn_fn)
+
     def statuses(self, a: int, b: int) -> defer.Deferred[tuple[str | None, str | None]]:
         """(a's status for b, b's status for a)."""
         return self._db.run(statuses_txn, a, b)

@@ -17,7 +17,7 @@ from twisted.internet import defer
 from umoc.clock import iso, utc_day
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.errors import RefusedError
-from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
+from umoc.storage.relations import BLOCKED, FRIEND, ensure_direct_chat_txn
 from umoc.streaks import advance
 
 __all__ = ["ChatEntry", "History", "Message", "MessageStore", "UNKNOWN_CHAT"]
@@ -353,14 +353,19 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
         order, limit, skip = "ASC", page_size + min(start, 0), max(start, 0)
     else:
         order, limit, skip = "DESC", page_size, offset
+    # A sender's message counts as read once someone read it, except that a
+    # read made after a block between sender and reader is not shown: a block
+    # stops read receipts both ways (see the read_receipt event).
     rows = txn.execute(
         "SELECT " + _MESSAGE_COLUMNS + ","
         " CASE WHEN m.sender_id = ?"
-        " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq)"
+        " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND NOT EXISTS ("
+        "SELECT 1 FROM contacts b WHERE b.status = ? AND b.updated_at <= r.read_at"
+        " AND ((b.owner_id = ? AND b.contact_id = r.user_id) OR (b.owner_id = r.user_id AND b.contact_id = ?))))"
         " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END"
         " FROM messages m JOIN users su ON su.id = m.sender_id"
         " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
-        (user_id, user_id, internal_id, limit, skip),
+        (user_id, BLOCKED, user_id, user_id, user_id, internal_id, limit, skip),
     ).fetchall()
     if order == "DESC":
         rows.reverse()

@@ -158,9 +158,9 @@ class UploadReceiver:
         record = await files.get(file_id)
         if self.rejected or self.finished:
             return
-        if record is None:
-            self.reject(404, "Unknown upload")
-        elif not token_matches(token, record.token_hash):
+        if record is None or not token_matches(token, record.token_hash):
+            # A missing upload and someone else's get the same answer: without
+            # its token nobody learns whether an upload id exists.
             self.reject(401, "Invalid upload token", {"WWW-Authenticate": "Bearer"})
         elif record.uploaded_at is not None:
             self.reject(409, "File already uploaded")
