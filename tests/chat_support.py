@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tests.support import POSTGRES_DSN, Client, ServerTestCase
+from tests.support import POSTGRES_DSN, Client, ServerTestCase, postgres_schema
 from umoc.storage.database import Database
 
 
@@ -80,21 +79,5 @@ def reopenable_database(test: Any, backend: str) -> Callable[[], Database]:
     if backend == "sqlite":
         path = os.path.join(tempfile.mkdtemp(prefix="umoc-restart-"), "umoc.sqlite3")
         return lambda: Database.sqlite(path)
-    import psycopg2
-
-    schema = "umoc_r_" + uuid.uuid4().hex[:16]
-    conn = psycopg2.connect(POSTGRES_DSN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    conn.close()
-
-    def drop() -> None:
-        c = psycopg2.connect(POSTGRES_DSN)
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        c.close()
-
-    test.addCleanup(drop)
+    schema = postgres_schema(test, "umoc_r_")
     return lambda: Database.postgres(POSTGRES_DSN, 1, 5, schema=schema)

@@ -62,30 +62,31 @@ def sleep(seconds: float) -> defer.Deferred:
 # -- databases ------------------------------------------------------------
 
 
+def postgres_schema(test: unittest.TestCase, prefix: str = "umoc_t_") -> str:
+    """A new, empty PostgreSQL schema, dropped when the test ends."""
+    import psycopg2
+
+    schema = prefix + uuid.uuid4().hex[:16]
+
+    def run(statement: str) -> None:
+        conn = psycopg2.connect(POSTGRES_DSN)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+        conn.close()
+
+    run(f"CREATE SCHEMA {schema}")
+    test.addCleanup(run, f"DROP SCHEMA {schema} CASCADE")
+    return schema
+
+
 def make_database(test: unittest.TestCase, backend: str) -> Database:
     """A fresh, empty database of the given kind, removed when the test ends."""
     if backend == "sqlite":
         path = os.path.join(tempfile.mkdtemp(prefix="umoc-test-"), "umoc.sqlite3")
         return Database.sqlite(path)
     if backend == "postgres":
-        import psycopg2
-
-        schema = "umoc_t_" + uuid.uuid4().hex[:16]
-        conn = psycopg2.connect(POSTGRES_DSN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {schema}")
-        conn.close()
-
-        def drop() -> None:
-            c = psycopg2.connect(POSTGRES_DSN)
-            c.autocommit = True
-            with c.cursor() as cur:
-                cur.execute(f"DROP SCHEMA {schema} CASCADE")
-            c.close()
-
-        test.addCleanup(drop)
-        return Database.postgres(POSTGRES_DSN, 1, 5, schema=schema)
+        return Database.postgres(POSTGRES_DSN, 1, 5, schema=postgres_schema(test))
     raise ValueError(backend)
 
 
@@ -197,13 +198,13 @@ class ServerTestCase(unittest.TestCase):
         for client in self.clients:
             await blocking(client.close)
 
-    async def connect(self, login: dict[str, Any], **kwargs: Any) -> "Client":
+    async def connect(self, login: dict[str, Any], **kwargs: Any) -> Client:
         client = Client(self.server.url, login)
         self.clients.append(client)
         await blocking(client.connect, **kwargs)
         return client
 
-    async def connected_user(self, username: str, **kwargs: Any) -> tuple[dict[str, Any], "Client"]:
+    async def connected_user(self, username: str, **kwargs: Any) -> tuple[dict[str, Any], Client]:
         login = await self.server.user(username)
         client = await self.connect(login, **kwargs)
         await client.expect("connection_successful")

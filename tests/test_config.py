@@ -40,7 +40,9 @@ class ConfigTests(unittest.SynchronousTestCase):
 
     def test_every_problem_is_reported_with_its_path(self) -> None:
         with self.assertRaises(ConfigError) as caught:
-            parse_config({"sessions": {"ttl": "forever", "max_per_usr": 3}, "bogus": 1, "engineio": {"max_payload": "x"}})
+            parse_config(
+                {"sessions": {"ttl": "forever", "max_per_usr": 3}, "bogus": 1, "engineio": {"max_payload": "x"}}
+            )
         problems = caught.exception.problems
         self.assertIn("Error in configuration at 'sessions.ttl': expected a duration like \"30s\" or \"7d\"", problems)
         self.assertIn("Error in configuration at 'sessions.max_per_usr': unknown key", problems)

@@ -2,8 +2,7 @@
 
 prepare -> PUT a few MiB -> complete -> the other member receives
 ``new_message`` with the file's JSON metadata -> downloads the same bytes;
-outsiders are refused.  Needs contacts, messages and groups from the chat
-branch; before that merge the ``FileFlow`` classes skip.
+outsiders are refused.
 """
 
 from __future__ import annotations
@@ -15,50 +14,19 @@ from typing import Any
 
 import treq
 
-from tests.support import Client, ServerTestCase, for_each_backend, inline
-from umoc.events import access
-
-CHAT_BRANCH_MISSING = "PLACEHOLDER" in (access.__doc__ or "")
-
-
-class Member:
-    """A logged-in user with one socket."""
-
-    def __init__(self, login: dict[str, Any], client: Client) -> None:
-        self.login = login
-        self.client = client
-
-    @property
-    def id(self) -> int:
-        return self.login["user_id"]
-
-    @property
-    def name(self) -> str:
-        return self.login["username"]
-
-    def call(self, event: str, **payload: Any) -> Any:
-        return self.client.call(event, self.client.with_session(**payload))
+from tests.chat_support import ChatCase, Person
+from tests.support import ServerTestCase, for_each_backend, inline
 
 
 class FileFlowMixin:
     @inline
     async def setUp(self) -> None:
         await super().setUp()
-        self.alice = await self.member("alice")
-        self.bob = await self.member("bob")
-        self.carol = await self.member("carol")
+        self.alice = await self.person("alice")
+        self.bob = await self.person("bob")
+        self.carol = await self.person("carol")
 
-    async def member(self, name: str) -> Member:
-        login, client = await self.connected_user(name)
-        return Member(login, client)
-
-    async def befriend(self, a: Member, b: Member) -> None:
-        added = await a.call("add_contact", contact_username=b.name)
-        self.assertEqual(added.get("status"), "NEW", added)
-        accepted = await b.call("accept_contact", contact_id=a.id)
-        self.assertEqual(accepted.get("status"), "FRIEND", accepted)
-
-    async def prepare(self, sender: Member, recipient_id: int, is_group: bool, size: int,
+    async def prepare(self, sender: Person, recipient_id: int, is_group: bool, size: int,
                       file_name: str = "holiday.png", file_type: str = "image/png") -> dict[str, Any]:
         return await sender.call("upload_file_prepare", recipient_id=recipient_id, is_group=is_group,
                                  file_name=file_name, file_size=size, file_type=file_type)
@@ -69,14 +37,14 @@ class FileFlowMixin:
         await response.content()
         return response.code
 
-    async def download(self, url: str, who: Member) -> tuple[int, bytes]:
+    async def download(self, url: str, who: Person) -> tuple[int, bytes]:
         response = await treq.get(self.server.url + url,
                                   headers={"X-Session-ID": who.login["sessionID"],
                                            "X-Session-Token": who.login["token"]},
                                   persistent=False)
         return response.code, await response.content()
 
-    async def share(self, sender: Member, recipient_id: int, is_group: bool, data: bytes) -> dict[str, Any]:
+    async def share(self, sender: Person, recipient_id: int, is_group: bool, data: bytes) -> dict[str, Any]:
         """prepare, upload, complete: the ack of upload_file_complete (the new_message payload)."""
         ready = await self.prepare(sender, recipient_id, is_group, len(data))
         self.assertEqual(await self.upload(ready, data), 201)
@@ -167,14 +135,11 @@ class FileFlowMixin:
         self.assertEqual(await self.server.app.storage.db.run(lambda t: t.scalar("SELECT COUNT(*) FROM files")), 0)
 
 
-for_each_backend(FileFlowMixin, ServerTestCase, globals())
-if CHAT_BRANCH_MISSING:
-    for _name in ("FileFlowTestsSQLite", "FileFlowTestsPostgres"):
-        globals()[_name].skip = "needs contacts, messages and groups from the chat branch"
+for_each_backend(FileFlowMixin, ChatCase, globals())
 
 
 class PrepareValidationTestsMixin:
-    """Checks made before the chat is looked at: these need no chat branch."""
+    """Checks made before the chat is looked at."""
 
     @inline
     async def test_bad_names_types_and_sizes_get_error_and_store_nothing(self) -> None:

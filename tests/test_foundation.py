@@ -6,7 +6,7 @@ import uuid
 
 import socketio
 
-from tests.support import ServerTestCase, blocking, for_each_backend, inline
+from tests.support import ServerTestCase, for_each_backend, inline
 
 
 class FoundationTestsMixin:

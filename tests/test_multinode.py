@@ -6,7 +6,6 @@ import tempfile
 import uuid
 from typing import Any
 
-import psycopg2
 import treq
 
 from tests.support import (
@@ -19,26 +18,11 @@ from tests.support import (
     ServerTestCase,
     blocking,
     inline,
+    postgres_schema,
     sleep,
     test_config,
 )
 from umoc.storage.database import Database
-
-
-def shared_schema(test: Any) -> str:
-    """A PostgreSQL schema for this test, dropped afterwards; any number of pools may open it."""
-    schema = "umoc_t_" + uuid.uuid4().hex[:16]
-
-    def run(sql: str) -> None:
-        conn = psycopg2.connect(POSTGRES_DSN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-        conn.close()
-
-    run(f"CREATE SCHEMA {schema}")
-    test.addCleanup(run, f"DROP SCHEMA {schema} CASCADE")
-    return schema
 
 
 class MultiNodeTests(ServerTestCase):
@@ -51,7 +35,7 @@ class MultiNodeTests(ServerTestCase):
     async def setUp(self) -> None:
         self.clients: list[Client] = []
         self.addCleanup(self._disconnect_clients)
-        schema = shared_schema(self)
+        schema = postgres_schema(self)
         prefix = f"umoc-test-{uuid.uuid4().hex}:"
         self.nodes: list[Server] = []
         for _ in range(2):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from tests.support import DatabaseTestCase, for_each_backend, inline
 from umoc.storage.database import SchemaTooNew, _migrate_txn
 from umoc.storage.users import UsernameTaken
-
-from tests.support import DatabaseTestCase, for_each_backend, inline
 
 
 class UserStoreTestsMixin:
