@@ -39,7 +39,11 @@ class MultiNodeTests(ServerTestCase):
         prefix = f"umoc-test-{uuid.uuid4().hex}:"
         self.nodes: list[Server] = []
         for _ in range(2):
-            config = test_config(tempfile.mkdtemp(prefix="umoc-srv-"), redis={"url": REDIS_URL, "prefix": prefix})
+            config = test_config(
+                tempfile.mkdtemp(prefix="umoc-srv-"),
+                redis={"url": REDIS_URL, "prefix": prefix},
+                engineio={"recovery_window": 60},
+            )
             node = await self.start_server(config, Database.postgres(POSTGRES_DSN, 1, 5, schema=schema))
             await node.service._subscriber.when_subscribed()
             self.nodes.append(node)
@@ -60,6 +64,16 @@ class MultiNodeTests(ServerTestCase):
         self.assertEqual(await client.expect("new_message"), {"content": "hello from B", "n": 1})
         self.b.app.hub.emit_to_users([alice["user_id"]], "blob", {"data": b"\x00\x01binary"})
         self.assertEqual(await client.expect("blob"), {"data": b"\x00\x01binary"})
+
+    @inline
+    async def test_event_from_the_other_node_is_kept_for_recovery_with_its_offset(self) -> None:
+        alice = await self.a.user("alice")
+        client = await self.connect_to(self.a, alice)
+        self.b.app.hub.emit_to_users([alice["user_id"]], "notice", {"n": 1})
+        self.assertEqual(await client.expect("notice"), {"n": 1})
+        offsets = list(self.a.app.hub.recovery._seq_by_offset)
+        self.assertEqual(len(offsets), 1)
+        self.assertTrue(offsets[0].startswith(self.b.app.hub.recovery._node))
 
     @inline
     async def test_node_does_not_deliver_its_own_publication_twice(self) -> None:

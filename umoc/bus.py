@@ -23,7 +23,7 @@ __all__ = ["Hub", "RemoteBus"]
 class RemoteBus(Protocol):
     """Fan-out to other nodes (Redis pub/sub)."""
 
-    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes]) -> None: ...
+    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None) -> None: ...
 
     def publish_end_session(self, session_id: str, message: str) -> None: ...
 
@@ -87,7 +87,7 @@ class Hub:
             frames = encode_event(event, *args, offset)
         self.deliver_local(targets, Outgoing.from_socketio(frames), offset)
         if self.remote is not None:
-            self.remote.publish_to_users(targets, frames)
+            self.remote.publish_to_users(targets, frames, offset)
 
     def deliver_local(self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None) -> None:
         """Send to this node's sockets of these users; ``offset`` (the event's last argument) keeps it for recovery."""

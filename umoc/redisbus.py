@@ -3,14 +3,16 @@
 Every node publishes on one channel, ``<prefix>bus``, and subscribes to it.
 A message is JSON::
 
-    {"n": "<node id>", "k": "u", "u": [user ids], "f": [frames]}   deliver to users
+    {"n": "<node id>", "k": "u", "u": [user ids], "f": [frames], "o": offset}   deliver to users
     {"n": "<node id>", "k": "s", "s": "<session id>", "m": "..."}  end a session
 
 Frames are the already-encoded Socket.IO frames (``'2["new_message",{..}]'``);
 binary attachments travel as ``{"b": base64}``.  The receiving node wraps
 them for Engine.IO once and hands them to its local sockets, so an event is
 serialised once on the node that emitted it, whatever the number of nodes.
-A node ignores its own messages (it has delivered locally already).
+A node ignores its own messages (it has delivered locally already).  ``o``
+is the event's connection-state-recovery offset (absent when recovery is
+off), so the receiving node can keep the event for replay too.
 
 Pub/sub is fire-and-forget: a node that is disconnected from Redis misses
 what is published meanwhile; its clients catch up through history.
@@ -55,9 +57,12 @@ class RedisBus:
 
     # -- RemoteBus --------------------------------------------------------
 
-    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes]) -> None:
+    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None) -> None:
         if user_ids:
-            self._publish({"n": self.node_id, "k": "u", "u": list(user_ids), "f": _pack_frames(frames)})
+            body: dict[str, Any] = {"n": self.node_id, "k": "u", "u": list(user_ids), "f": _pack_frames(frames)}
+            if offset is not None:
+                body["o"] = offset
+            self._publish(body)
 
     def publish_end_session(self, session_id: str, message: str) -> None:
         self._publish({"n": self.node_id, "k": "s", "s": session_id, "m": message})
@@ -89,7 +94,12 @@ class RedisBus:
             if kind == "u":
                 local = [u for u in body["u"] if self._hub.is_local(u)]
                 if local:
-                    self._hub.deliver_local(local, Outgoing.from_socketio(_unpack_frames(body["f"])))
+                    offset = body.get("o")
+                    self._hub.deliver_local(
+                        local,
+                        Outgoing.from_socketio(_unpack_frames(body["f"])),
+                        offset if isinstance(offset, str) else None,
+                    )
             elif kind == "s":
                 self._hub.end_session_local(str(body["s"]), str(body["m"]))
         except Exception:  # noqa: BLE001 - one bad message must not stop the subscriber
