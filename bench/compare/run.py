@@ -292,9 +292,10 @@ def table(all_results: dict[str, dict[str, Any]]) -> str:
     names = list(all_results)
     width = max(len(r[0]) for r in rows) + 2
     cols = [max(16, len(n) + 2) for n in names]
-    lines = ["".ljust(width) + "".join(n.rjust(c) for n, c in zip(names, cols))]
+    lines = ["".ljust(width) + "".join(n.rjust(c) for n, c in zip(names, cols, strict=True))]
     for label, get in rows:
-        lines.append(label.ljust(width) + "".join(get(all_results[n]).rjust(c) for n, c in zip(names, cols)))
+        cells = (get(all_results[n]).rjust(c) for n, c in zip(names, cols, strict=True))
+        lines.append(label.ljust(width) + "".join(cells))
     return "\n".join(lines)
 
 

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from twisted.internet import endpoints, reactor  # noqa: E402
 from twisted.web import server  # noqa: E402
 
-from umoc.conformance import ConformanceApp, _Root  # noqa: E402
 from umoc.config import EngineIOConfig  # noqa: E402
+from umoc.conformance import ConformanceApp, _Root  # noqa: E402
 from umoc.protocol.socketio import encode_event  # noqa: E402
 from umoc.transport.engine import EngineServer, Outgoing  # noqa: E402
 from umoc.transport.resource import engine_resource  # noqa: E402
