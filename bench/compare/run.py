@@ -243,20 +243,28 @@ SERVERS: dict[str, Callable[[], Server]] = {
 
 
 def run_server(make: Callable[[], Server], only: list[str] | None, quick: bool,
-               hook: Callable[[Server], None] | None = None) -> dict[str, Any]:
+               profile: str | None = None) -> dict[str, Any]:
     server = make()
     results: dict[str, Any] = {}
     try:
         server.start()
-        if hook is not None:
-            hook(server)
         assert server.process is not None
         results["rss0"] = rss_kb(server.process.pid)
         for key, job in server.jobs(quick).items():
             if only and key not in only:
                 continue
             job = {"url": server.url, "serverPid": server.process.pid, **job}
+            spy = None
+            if profile and server.command()[0] == PY:
+                # Collapsed stacks ("flamegraph" text), one file per server and scenario.
+                out = os.path.join(profile, f"{server.name}-{key}.txt")
+                spy = subprocess.Popen([os.path.join(os.path.dirname(PY), "py-spy"), "record", "--format", "raw",
+                                        "--nonblocking", "-r", "200", "-o", out, "--pid", str(server.process.pid)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             results[key] = loadgen(job)
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+                spy.wait(30)
             print(f"  {server.name:16} {key:9} {json.dumps(results[key])}", file=sys.stderr, flush=True)
             if server.process.poll() is not None:
                 results["died"] = True
@@ -305,12 +313,15 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated scenarios: lat1,lat100,thr,fan,idle1000,idle5000")
     parser.add_argument("--quick", action="store_true", help="3 s runs and fewer fan-out rounds")
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the Python servers during each scenario into DIR")
     args = parser.parse_args()
     only = args.only.split(",") if args.only else None
     results: dict[str, dict[str, Any]] = {}
     for name in args.servers.split(","):
         print(f"== {name}", file=sys.stderr, flush=True)
-        results[name] = run_server(SERVERS[name], only, args.quick)
+        if args.profile:
+            os.makedirs(args.profile, exist_ok=True)
+        results[name] = run_server(SERVERS[name], only, args.quick, args.profile)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
