@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pprint import pformat
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage
@@ -19,7 +20,7 @@ from twisted.trial import unittest
 
 from umoc.config import EngineIOConfig, Size
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
-from umoc.transport.websocket import EngineWebSocketFactory, _unmask, _ws_frame
+from umoc.transport.websocket import EngineWebSocketFactory, _autobahn_pformat, _unmask, _ws_frame
 from umoc.web.gate import Gatekeeper
 
 HANDSHAKE = (
@@ -151,3 +152,10 @@ class FramingTests(unittest.TestCase):
             self.assertEqual(_ws_frame(text), PreparedMessage(text.encode(), False, False, False).payloadHybi)
             data = b"\x07" * size
             self.assertEqual(_ws_frame(data), PreparedMessage(data, True, False, False).payloadHybi)
+
+    def test_autobahn_settings_are_pretty_printed_only_when_logged(self) -> None:
+        settings = [("autoPingInterval", 0, "Factory"), ("maxFramePayloadSize", 1000, "Factory")]
+        lazy = _autobahn_pformat(settings)
+        self.assertNotIsInstance(lazy, str)
+        self.assertEqual("\n{attrs}".format(attrs=lazy), "\n" + pformat(settings))  # noqa: UP032 - as loggers do
+        self.assertEqual(_autobahn_pformat({"a": 1}), pformat({"a": 1}))
