@@ -148,7 +148,7 @@ class PythonSocketIO(Server):
 
 
 class UmocApp(Server):
-    """The real UMOC server with real users, friendships and messages."""
+    """The real UMOC server with real users, friendships and messages (SQLite)."""
 
     name = "umoc-app"
     USERS = 100  # 50 pairs of friends; user 2k and 2k+1 write to each other
@@ -159,12 +159,16 @@ class UmocApp(Server):
         self.http = f"http://127.0.0.1:{self.port}"
         self.logins: list[dict[str, Any]] = []
 
+    def database(self) -> dict[str, Any]:
+        return {}
+
     def command(self) -> list[str]:
         config = os.path.join(self.data_dir, "umoc.yaml")
         with open(config, "w", encoding="utf-8") as f:
             json.dump({  # JSON is YAML
                 "ratelimits": {"enabled": False},
                 "engineio": {"max_sockets_per_session": 10_000, "max_sockets_per_ip": 1_000_000},
+                "database": self.database(),
             }, f)
         return [PY, "-m", "twisted", "umoc", "--config", config,
                 "--listen", f"tcp:{self.port}:interface=127.0.0.1", "--data-dir", self.data_dir]
@@ -234,8 +238,45 @@ class UmocApp(Server):
         }
 
 
+class UmocAppPostgres(UmocApp):
+    """The real UMOC server on PostgreSQL: a fresh database, dropped afterwards.
+
+    The server is ``UMOC_BENCH_POSTGRES`` (default: the local one the tests use).
+    """
+
+    name = "umoc-app-pg"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.admin_dsn = os.environ.get("UMOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+        self.db_name = f"umoc_bench_{os.getpid()}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(self.admin_dsn)
+        try:
+            conn.autocommit = True
+            conn.cursor().execute(sql)
+        finally:
+            conn.close()
+
+    def database(self) -> dict[str, Any]:
+        base = self.admin_dsn.rsplit("/", 1)[0]
+        return {"dsn": f"{base}/{self.db_name}", "pool_max": 5}
+
+    def start(self) -> None:
+        self._admin(f"CREATE DATABASE {self.db_name}")
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self._admin(f"DROP DATABASE IF EXISTS {self.db_name}")
+
+
 SERVERS: dict[str, Callable[[], Server]] = {
     "umoc-app": UmocApp,
+    "umoc-app-pg": UmocAppPostgres,
     "umoc": UmocTransport,
     "node": NodeServer,
     "python-socketio": PythonSocketIO,
@@ -309,7 +350,8 @@ def table(all_results: dict[str, dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from {', '.join(SERVERS)}")
+    parser.add_argument("--servers", default="umoc-app,umoc,node,python-socketio",
+                        help=f"comma-separated, from {', '.join(SERVERS)}")
     parser.add_argument("--only", help="comma-separated scenarios: lat1,lat100,thr,fan,idle1000,idle5000")
     parser.add_argument("--quick", action="store_true", help="3 s runs and fewer fan-out rounds")
     parser.add_argument("--json", help="also write the raw results to this file")
