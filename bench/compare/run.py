@@ -1,6 +1,6 @@
 """UMOC vs the Node.js socket.io server vs python-socketio, side by side.
 
-    /work/venv/bin/python bench/compare/run.py                 # everything (~4 min)
+    /work/venv/bin/python bench/compare/run.py                 # everything (~5 min)
     /work/venv/bin/python bench/compare/run.py --servers umoc,node --quick
 
 Servers (each started here, on 127.0.0.1, one at a time, stopped afterwards):
