@@ -8,7 +8,6 @@ leaked database does not hand out live sessions.
 from __future__ import annotations
 
 import base64
-import ctypes
 import hashlib
 import hmac
 import secrets as _random
@@ -16,27 +15,6 @@ import secrets as _random
 __all__ = ["hash_password", "verify_password", "new_token", "token_digest", "token_matches"]
 
 _N, _R, _P, _DKLEN = 2**14, 8, 1, 32
-
-
-def _keep_scrypt_memory_returnable() -> None:
-    """Stop glibc from keeping each login's 16 MB of scrypt memory for good.
-
-    glibc serves a large allocation with mmap and returns it on free, but
-    each such free raises its mmap threshold to that size, so the next
-    16 MB blocks come from per-thread heaps that are never given back:
-    100 logins across the database/thread pool left the process at 238 MB
-    instead of 62 MB (bench/compare).  Pinning the threshold at glibc's
-    default (128 KiB) turns that off; elsewhere (musl, macOS) nothing happens.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_mmap_threshold = -3
-    mallopt(m_mmap_threshold, 128 * 1024)
-
-
-_keep_scrypt_memory_returnable()
 
 
 def _b64(raw: bytes) -> str:
