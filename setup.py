@@ -26,6 +26,12 @@ setup(
             "hypothesis>=6.90",
             "ruff>=0.5",
         ],
+        # bench/compare: python-socketio's own server on aiohttp, and the profiler.
+        "bench": [
+            "python-socketio>=5.10",
+            "aiohttp>=3.9",
+            "py-spy>=0.3",
+        ],
     },
     zip_safe=False,
 )

@@ -90,6 +90,9 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     #: Largest HTTP request body for the JSON endpoints.
     max_body: Size = Size(64 * 1024)
+    #: One log line per HTTP request.  Off by default: long-polling clients make two
+    #: requests per round trip, and the line costs more than the request itself.
+    access_log: bool = False
 
 
 @dataclass(frozen=True)

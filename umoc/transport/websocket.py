@@ -19,8 +19,11 @@ because holding its backlog would hurt everyone else's memory.
 
 from __future__ import annotations
 
+import struct
+from pprint import pformat
 from typing import TYPE_CHECKING, Any
 
+import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall
@@ -41,11 +44,66 @@ def _first(params: dict[str, list[str]]) -> dict[str, str]:
     return {k: v[0] for k, v in params.items() if v}
 
 
+class _LazyPformat:
+    """``pformat(value)``, computed only when a log line really is written."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return pformat(self.value)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _autobahn_pformat(value: Any, *args: Any, **kwargs: Any) -> Any:
+    """Autobahn pretty-prints every connection's ~40 settings for a debug line, logged or not.
+
+    That is a sixth of the CPU a new WebSocket costs.  The one list it
+    formats (the settings) becomes a lazy value; anything else (dicts it
+    returns from ``__str__``) is formatted at once, as before.
+    """
+    if type(value) is list and not args and not kwargs:
+        return _LazyPformat(value)
+    return pformat(value, *args, **kwargs)
+
+
+_autobahn_protocol.pformat = _autobahn_pformat  # type: ignore[attr-defined]
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR a client frame's payload with its 4-byte mask (RFC 6455 5.3), as one big-int operation."""
+    size = len(payload)
+    if not size:
+        return b""
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
+def _ws_frame(frame: str | bytes) -> bytes:
+    """One unfragmented, unmasked server frame: text for str, binary for bytes (what Autobahn sends)."""
+    if isinstance(frame, str):
+        payload, first = frame.encode("utf-8"), 0x81
+    else:
+        payload, first = bytes(frame), 0x82
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", first, 126, size) + payload
+    return struct.pack("!BBQ", first, 127, size) + payload
+
+
 class EngineWebSocketProtocol(WebSocketServerProtocol):
     """Carries one Engine.IO session over one WebSocket."""
 
     name = "websocket"
-    factory: "EngineWebSocketFactory"
+    factory: EngineWebSocketFactory
 
     #: Autobahn steps (about two per frame) one connection may run per reactor turn.
     STEPS_PER_TURN = 40
@@ -61,6 +119,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         #: Set while this WebSocket is proving itself to replace long-polling.
         self.probe: _Probe | None = None
         self._next_batch: IDelayedCall | None = None
+        self._fast_limit = 0
 
     # -- handshake --------------------------------------------------------
 
@@ -75,6 +134,9 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # Largest frame the fast path takes: one Autobahn would not refuse (limits are set by now).
+        limits = [n for n in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if n > 0]
+        self._fast_limit = min(limits, default=65535)
         # Take over flow control from twisted.web's HTTP channel.
         transport = self.transport
         try:
@@ -110,8 +172,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     # -- frames -----------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        session = self.session
-        if session is None:
+        if self.session is None:
             return
         if isBinary:
             frame: str | bytes = payload
@@ -121,13 +182,86 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             except UnicodeDecodeError:
                 if self.probe is not None:
                     self.probe.fail()
-                else:
-                    session.close("protocol error", notify=False)
+                elif self.session is not None:
+                    self.session.close("protocol error", notify=False)
                 return
+        self._on_frame(frame)
+
+    def _on_frame(self, frame: str | bytes) -> None:
+        session = self.session
+        if session is None:
+            return
         if self.probe is not None:
             self.probe.on_frame(frame)
         elif session.transport is self:
             session.on_frame(frame)
+
+    def _fast_frame(self) -> bool | None:
+        """Handle one common frame without Autobahn's general machinery.
+
+        Nearly every frame a Socket.IO client sends is a small, masked,
+        unfragmented text frame.  Autobahn handles each one in two steps
+        through a dozen methods, a UTF-8 state machine, a per-frame masker
+        object and a Deferred for its "message" observers; here it is a few
+        lines.  Anything else (control frames, fragments, large or partial
+        frames, invalid UTF-8, a connection that is not plainly open) returns
+        None and goes through Autobahn unchanged, so every protocol error is
+        still reported exactly as Autobahn reports it.
+
+        Returns whether more bytes are buffered, or None when the frame was
+        not handled.
+        """
+        if (
+            not self._fast_limit  # connectionMade has not run: nothing is set up yet
+            or self.current_frame is not None
+            or self.inside_message
+            or self.state != self.STATE_OPEN
+            or self.failedByMe
+            or self.logFrames
+        ):
+            return None
+        data = self.data
+        buffered = len(data)
+        if buffered < 6:
+            return None
+        b0 = data[0]
+        if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV bits, text or binary
+            return None
+        b1 = data[1]
+        if not b1 & 0x80:  # unmasked: a protocol violation Autobahn reports
+            return None
+        length = b1 & 0x7F
+        if length < 126:
+            start = 6
+        elif length == 126 and buffered >= 8:
+            length = (data[2] << 8) | data[3]
+            if length < 126:  # not minimally encoded: Autobahn reports it
+                return None
+            start = 8
+        else:
+            return None
+        end = start + length
+        if buffered < end or length > self._fast_limit:
+            return None
+        payload = _unmask(data[start:end], data[start - 4 : start])
+        frame: str | bytes
+        if b0 == 0x81:
+            try:
+                frame = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return None  # Autobahn fails the connection with 1007
+        else:
+            frame = payload
+        self.data = data[end:]
+        stats = self.trafficStats
+        stats.incomingOctetsWebSocketLevel += length
+        stats.incomingOctetsAppLevel += length
+        stats.incomingWebSocketFrames += 1
+        stats.incomingWebSocketMessages += 1
+        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()
+        self._on_frame(frame)
+        return len(self.data) > 0
 
     def consumeData(self) -> None:
         """Autobahn's loop, with a budget per reactor turn (see the module docstring)."""
@@ -135,9 +269,17 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             super().consumeData()
             return
         budget = self.STEPS_PER_TURN
-        while budget > 0 and self.processData() and self.state != self.STATE_CLOSED:
-            budget -= 1
-        if budget == 0 and self.state != self.STATE_CLOSED and self._next_batch is None:
+        while budget > 0 and self.state != self.STATE_CLOSED:
+            more = self._fast_frame()
+            if more is None:
+                if not self.processData():
+                    break
+                budget -= 1
+            elif more:
+                budget -= 2  # the two steps Autobahn takes for one frame
+            else:
+                break
+        if budget <= 0 and self.state != self.STATE_CLOSED and self._next_batch is None:
             self.transport.pauseProducing()
             self._next_batch = self.factory.engine.clock.callLater(0, self._take_next_batch)
 
@@ -167,26 +309,28 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def send_frame(self, frame: str | bytes) -> None:
         """One Engine.IO frame: text as a text message, bytes as a binary one."""
-        if isinstance(frame, str):
-            self._write(frame.encode("utf-8"), False)
-        else:
-            self._write(frame, True)
+        if self._admit(len(frame)):
+            self._send_wire(_ws_frame(frame))
 
     def send_outgoing(self, message: Outgoing) -> None:
-        prepared = message.cache.get("websocket")
-        if prepared is None:
-            prepared = message.cache["websocket"] = [
-                self.factory.prepareMessage(f.encode("utf-8") if isinstance(f, str) else f, isinstance(f, bytes))
-                for f in message.frames
-            ]
-        if not self._admit(message.size):
-            return
-        for item in prepared:
-            self.sendPreparedMessage(item)
+        """Every frame of ``message`` as WebSocket messages, in one write.
 
-    def _write(self, payload: bytes, binary: bool) -> None:
-        if self._admit(len(payload)):
-            self.sendMessage(payload, binary)
+        The wire bytes are built once per `Outgoing` and shared by every
+        WebSocket it goes to.
+        """
+        wire = message.cache.get("websocket")
+        if wire is None:
+            wire = message.cache["websocket"] = b"".join(_ws_frame(f) for f in message.frames)
+        if self._admit(message.size):
+            self._send_wire(wire)
+
+    def _send_wire(self, wire: bytes) -> None:
+        """Autobahn's ``sendData`` without its per-call debug-log arguments, built even when unused."""
+        if self.send_queue or self.logOctets:
+            self.sendData(wire)  # behind Autobahn's queued writes, or logged
+            return
+        self.transport.write(wire)
+        self.trafficStats.outgoingOctetsWireLevel += len(wire)
 
     def _admit(self, size: int) -> bool:
         """Count what a paused (slow) client owes; drop it when it owes too much."""

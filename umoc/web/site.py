@@ -26,10 +26,16 @@ __all__ = ["build_site"]
 class UmocSite(server.Site):
     """A Site that can drop its idle keep-alive connections when the server stops."""
 
-    def __init__(self, root: resource.Resource) -> None:
+    def __init__(self, root: resource.Resource, access_log: bool = False) -> None:
         super().__init__(root)
+        self.access_log = access_log
         self._channels: weakref.WeakSet[Any] = weakref.WeakSet()
         self._closing = False
+
+    def log(self, request: Any) -> None:
+        """The access log line, when ``server.access_log`` asks for it."""
+        if self.access_log:
+            super().log(request)
 
     def buildProtocol(self, addr: Any) -> Any:
         if self._closing:
@@ -124,7 +130,7 @@ def build_site(app: "Application", redis_ping: Any = None, extra_api: dict[bytes
     root.putChild(b"api", api)
     root.putChild(b"healthz", HealthResource(app, redis_ping))
     root.putChild(b"metrics", MetricsResource(app))
-    site = UmocSite(root)
+    site = UmocSite(root, access_log=app.config.server.access_log)
     engine.shutdown_hooks.append(site.close_connections)
     site.displayTracebacks = False
     site.noisy = False

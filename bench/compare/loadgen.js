@@ -1,0 +1,227 @@
+// Load generator: many Socket.IO clients in one process, speaking raw frames over `ws`.
+//
+//   node bench/compare/loadgen.js '<json job>'
+//
+// Raw Engine.IO/Socket.IO text frames ("40", "42[...]", "421[...]") instead of
+// socket.io-client keep the generator cheap, so the server under test is the
+// bottleneck; it answers heartbeats ("2" -> "3") like a real client.  One job
+// per run, bounded in time and count; the result is one JSON line on stdout.
+//
+// job = {
+//   scenario: "latency" | "throughput" | "fanout" | "idle",
+//   url: "ws://127.0.0.1:PORT/socket.io/?EIO=4&transport=websocket",
+//   queries: ["&sessionID=..&token=..", ...]   // per-client URL suffix, cycled (optional)
+//   clients: N,
+//   ack: ["message-with-ack", {...}]           // latency: the event acked
+//   ackTargets: [...]                          // optional: per-client payload overrides, cycled
+//   echo: ["message", {...}], echoReply: "message-back", window: W   // throughput
+//   fanout: ["broadcast", {...}], fanoutEvent: "broadcast", senders: 1, rounds: R // fanout
+//   warmup: s, duration: s, serverPid: pid, settle: s
+// }
+"use strict";
+const WebSocket = require("ws");
+
+const job = JSON.parse(process.argv[2]);
+const hardStop = setTimeout(() => fail("job took too long"), (job.timeout || 120) * 1000);
+
+function fail(why) {
+  console.log(JSON.stringify({ error: why }));
+  process.exit(1);
+}
+
+function rssKb(pid) {
+  try {
+    const status = require("fs").readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+  } catch (e) {
+    return null;
+  }
+}
+
+// One client: resolves once the Socket.IO CONNECT is accepted.
+function connect(i) {
+  const queries = job.queries || [""];
+  const url = job.url + queries[i % queries.length];
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const client = { ws, i, onEvent: null, connected: false };
+    ws.on("message", (data) => {
+      const text = data.toString();
+      if (text === "2") return ws.send("3");
+      if (text[0] === "0") return ws.send("40");
+      if (text.startsWith("40")) {
+        client.connected = true;
+        return resolve(client);
+      }
+      if (text.startsWith("44")) return reject(new Error("CONNECT refused: " + text));
+      if (client.onEvent && text[0] === "4") client.onEvent(text.slice(1));
+    });
+    ws.on("error", reject);
+    ws.on("close", () => {
+      if (!client.connected) reject(new Error("closed before connecting"));
+      client.connected = false;
+    });
+  });
+}
+
+async function connectAll(n) {
+  const clients = new Array(n);
+  let next = 0;
+  const inFlight = Math.min(job.connectConcurrency || 50, n);
+  async function worker() {
+    while (next < n) {
+      const i = next++;
+      clients[i] = await connect(i);
+    }
+  }
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  return clients;
+}
+
+const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
+const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
+
+function pct(sorted, p) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : null;
+}
+
+function cpu(start) {
+  const u = process.cpuUsage(start);
+  return (u.user + u.system) / 1000; // ms
+}
+
+function payloadFor(base, i) {
+  if (!job.ackTargets) return base;
+  return Object.assign({}, base, job.ackTargets[i % job.ackTargets.length]);
+}
+
+async function latency(clients) {
+  const samples = [];
+  let errors = 0;
+  let measuring = false;
+  let running = true;
+  const [event, payload] = job.ack;
+  const loops = clients.map(
+    (c) =>
+      new Promise((done) => {
+        let id = 0;
+        let sent = 0;
+        const body = JSON.stringify(payloadFor(payload, c.i));
+        const send = () => {
+          if (!running || !c.connected) return done();
+          id += 1;
+          sent = now();
+          c.ws.send(`42${id}[${JSON.stringify(event)},${body}]`);
+        };
+        c.onEvent = (text) => {
+          if (text.startsWith(`3${id}[`)) {
+            if (measuring) samples.push(now() - sent);
+            if (text.includes('"error"')) errors += 1;
+            send();
+          }
+        };
+        send();
+      }),
+  );
+  await sleep(job.warmup);
+  measuring = true;
+  const cpu0 = process.cpuUsage();
+  await sleep(job.duration);
+  measuring = false;
+  const cpuMs = cpu(cpu0);
+  running = false;
+  await Promise.race([Promise.all(loops), sleep(5)]);
+  samples.sort((a, b) => a - b);
+  return {
+    samples: samples.length,
+    p50: pct(samples, 0.5),
+    p99: pct(samples, 0.99),
+    perSec: samples.length / job.duration,
+    errors,
+    loadgenCpu: cpuMs / (job.duration * 1000),
+  };
+}
+
+async function throughput(clients) {
+  let received = 0;
+  let running = true;
+  const [event, payload] = job.echo;
+  const prefix = `2["${job.echoReply}"`;
+  for (const c of clients) {
+    const body = `${JSON.stringify(event)},${JSON.stringify(payloadFor(payload, c.i))}]`;
+    let id = 0;
+    // echoAck: each event asks for an ack, and the ack is what completes it.
+    const send = job.echoAck ? () => c.ws.send(`42${++id}[${body}`) : () => c.ws.send(`42[${body}`);
+    const done = job.echoAck ? (text) => text[0] === "3" : (text) => text.startsWith(prefix);
+    c.onEvent = (text) => {
+      if (done(text)) {
+        received += 1;
+        if (running && c.connected) send();
+      }
+    };
+    for (let k = 0; k < job.window; k++) send();
+  }
+  await sleep(job.warmup);
+  const start = received;
+  const cpu0 = process.cpuUsage();
+  await sleep(job.duration);
+  const count = received - start;
+  const cpuMs = cpu(cpu0);
+  running = false;
+  await sleep(1); // let what is in flight drain before the sockets close
+  return { perSec: count / job.duration, loadgenCpu: cpuMs / (job.duration * 1000) };
+}
+
+async function fanout(clients) {
+  const prefix = `2["${job.fanoutEvent}"`;
+  const times = [];
+  let missing = 0;
+  const [event, payload] = job.fanout;
+  const receivers = job.receivers ? clients.slice(0, job.receivers) : clients;
+  const sender = job.senderIndex !== undefined ? clients[job.senderIndex] : clients[0];
+  for (let round = 0; round < job.rounds + 1; round++) {
+    let got = 0;
+    const tag = `r${round}-${Math.random().toString(36).slice(2)}`;
+    const all = new Promise((resolve) => {
+      for (const c of receivers) {
+        c.onEvent = (text) => {
+          if (text.startsWith(prefix) && text.includes(tag)) {
+            got += 1;
+            if (got === receivers.length) resolve();
+          }
+        };
+      }
+    });
+    const body = Object.assign({}, payloadFor(payload, sender.i));
+    body[job.tagField || "text"] = tag;
+    const started = now();
+    sender.ws.send(`42[${JSON.stringify(event)},${JSON.stringify(body)}]`);
+    const finished = await Promise.race([all.then(() => true), sleep(10).then(() => false)]);
+    if (!finished) missing += receivers.length - got;
+    else if (round > 0) times.push(now() - started); // round 0 warms up
+    await sleep(0.05);
+  }
+  times.sort((a, b) => a - b);
+  return { receivers: receivers.length, rounds: times.length, p50: pct(times, 0.5), max: times[times.length - 1], missing };
+}
+
+async function idle(clients) {
+  const before = job.serverPid ? rssKb(job.serverPid) : null;
+  await sleep(job.settle || 2);
+  const open = clients.filter((c) => c.connected).length;
+  return { open, rssKb: job.serverPid ? rssKb(job.serverPid) : null, rssKbAtConnect: before };
+}
+
+(async () => {
+  const t0 = now();
+  const clients = await connectAll(job.clients);
+  const connectMs = now() - t0;
+  const run = { latency, throughput, fanout, idle }[job.scenario];
+  const result = await run(clients);
+  result.connectMs = connectMs;
+  result.baseRssKb = job.baseRssKb;
+  console.log(JSON.stringify(result));
+  for (const c of clients) c.ws.terminate();
+  clearTimeout(hardStop);
+  process.exit(0);
+})().catch((e) => fail(String(e && e.stack ? e.stack : e)));
