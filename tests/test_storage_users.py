@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.support import DatabaseTestCase, for_each_backend, inline
-from umoc.storage.database import SchemaTooNew, _migrate_txn
-from umoc.storage.users import UsernameTaken
+from umoc.storage.database import SchemaTooNewError, _migrate_txn
+from umoc.storage.users import UsernameTakenError
 
 
 class UserStoreTestsMixin:
@@ -15,13 +15,13 @@ class UserStoreTestsMixin:
     @inline
     async def test_schema_newer_than_the_code_is_refused(self) -> None:
         await self.db.run(lambda t: t.execute("INSERT INTO schema_version (version, applied_at) VALUES (999, 0)"))
-        with self.assertRaises(SchemaTooNew):
+        with self.assertRaises(SchemaTooNewError):
             await self.db.run(_migrate_txn, [(1, "")])
 
     @inline
     async def test_usernames_are_unique_case_insensitively(self) -> None:
         await self.storage.users.create("Alice", "h", 1.0)
-        with self.assertRaises(UsernameTaken):
+        with self.assertRaises(UsernameTakenError):
             await self.storage.users.create("alice", "h", 2.0)
         user = await self.storage.users.by_username("ALICE")
         self.assertEqual(user.username, "Alice")

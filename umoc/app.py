@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from umoc.bus import Hub
 from umoc.config import Config
@@ -67,6 +68,9 @@ class Application:
         #: Called after a socket is accepted / after it is gone (presence, recovery...).
         self.connect_hooks: list[Hook] = []
         self.disconnect_hooks: list[Hook] = []
+        #: scrypt runs here: two threads bound its CPU and its 16 MB a hash, whatever the login rate
+        #: (in the reactor's shared pool every thread kept that memory for good).
+        self.password_pool = ThreadPool(minthreads=0, maxthreads=2, name="umoc-passwords")
         self.metrics.gauges["connected_sockets"] = self.hub.socket_count
         self.metrics.gauges["connected_users"] = lambda: len(self.hub.by_user)
         from umoc.events import presence as presence_events

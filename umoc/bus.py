@@ -32,15 +32,15 @@ class Hub:
     """This node's sockets, indexed for delivery."""
 
     def __init__(self) -> None:
-        self.by_user: dict[int, dict["ClientSocket", None]] = {}
-        self.by_session: dict[str, dict["ClientSocket", None]] = {}
+        self.by_user: dict[int, dict[ClientSocket, None]] = {}
+        self.by_session: dict[str, dict[ClientSocket, None]] = {}
         self.remote: RemoteBus | None = None
         #: Connection state recovery: offsets and the replay log (None when off).
         self.recovery: RecoveryStore | None = None
 
     # -- membership -------------------------------------------------------
 
-    def add(self, socket: "ClientSocket") -> bool:
+    def add(self, socket: ClientSocket) -> bool:
         """Register a socket; True when it is its user's first on this node."""
         sockets = self.by_user.setdefault(socket.user_id, {})
         first = not sockets
@@ -48,7 +48,7 @@ class Hub:
         self.by_session.setdefault(socket.session_id, {})[socket] = None
         return first
 
-    def remove(self, socket: "ClientSocket") -> bool:
+    def remove(self, socket: ClientSocket) -> bool:
         """Forget a socket; True when it was its user's last on this node."""
         sockets = self.by_user.get(socket.user_id)
         if sockets is None or socket not in sockets:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = ["iso", "iso_or_none", "utc_day"]
 
 
 def iso(epoch: float) -> str:
     """``2023-01-01T12:00:00Z``: the spec's shape, second precision, always UTC."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_or_none(epoch: float | None) -> str | None:

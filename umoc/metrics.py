@@ -46,7 +46,7 @@ class Metrics:
         lines += [f'umoc_event_errors_total{{event="{_label(e)}"}} {n}' for e, n in sorted(self.errors.items())]
         lines.append("# TYPE umoc_event_latency_seconds histogram")
         running = 0
-        for bound, count in zip(_BUCKETS, self.latency_buckets):
+        for bound, count in zip(_BUCKETS, self.latency_buckets[:-1], strict=True):
             running += count
             lines.append(f'umoc_event_latency_seconds_bucket{{le="{bound}"}} {running}')
         lines.append(f'umoc_event_latency_seconds_bucket{{le="+Inf"}} {self.latency_count}')

@@ -56,6 +56,7 @@ class UmocService(service.MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.app.password_pool.start()
         d = defer.ensureDeferred(self._start())
         d.addCallbacks(self.ready.callback, self._start_failed)
 
@@ -129,6 +130,9 @@ class UmocService(service.MultiService):
                 loop.stop()
         self._loops.clear()
         self.engine.close_all()
+        pool = self.app.password_pool
+        if pool.started and not pool.joined:
+            pool.stop()
         d = defer.maybeDeferred(super().stopService)
         if self.redis is not None:
             d.addBoth(lambda result: defer.ensureDeferred(self._close_redis(result)))

@@ -53,8 +53,8 @@ class Route:
 class EventContext:
     """What a handler knows: the application and the socket that asked."""
 
-    app: "Application"
-    socket: "ClientSocket"
+    app: Application
+    socket: ClientSocket
 
     @property
     def user_id(self) -> int:
@@ -87,12 +87,12 @@ class Router:
 
     MAX_QUEUED = 64
 
-    def __init__(self, app: "Application", routes: dict[str, Route]) -> None:
+    def __init__(self, app: Application, routes: dict[str, Route]) -> None:
         self.app = app
         self.routes = routes
         self._queues: dict[Any, deque] = {}
 
-    def dispatch(self, socket: "ClientSocket", event: str, args: list[Any], ack_id: int | None) -> None:
+    def dispatch(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
         queue = self._queues.get(socket)
         if queue is None:
             queue = self._queues[socket] = deque()
@@ -103,12 +103,12 @@ class Router:
         else:
             queue.append((event, args, ack_id))
 
-    def forget(self, socket: "ClientSocket") -> None:
+    def forget(self, socket: ClientSocket) -> None:
         queue = self._queues.pop(socket, None)
         if queue is not None:
             queue.clear()
 
-    def _drain(self, socket: "ClientSocket", queue: deque) -> None:
+    def _drain(self, socket: ClientSocket, queue: deque) -> None:
         """Run queued events one after another; synchronous results do not recurse."""
         while queue:
             event, args, ack_id = queue[0]
@@ -128,7 +128,7 @@ class Router:
         if self._queues.get(socket) is queue:
             del self._queues[socket]
 
-    async def handle(self, socket: "ClientSocket", event: str, args: list[Any], ack_id: int | None) -> None:
+    async def handle(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
         """Run one event; never raises."""
         self.app.metrics.count_event(event if event in self.routes else "unknown")
         started = self.app.clock.seconds()
@@ -161,7 +161,7 @@ class Router:
             self.app.metrics.observe_latency(self.app.clock.seconds() - started)
 
     @staticmethod
-    def _reply_error(socket: "ClientSocket", ack_id: int | None, error: UserError) -> None:
+    def _reply_error(socket: ClientSocket, ack_id: int | None, error: UserError) -> None:
         payload = error.payload()
         socket.emit("error", payload)
         if ack_id is not None:

@@ -19,13 +19,13 @@ from twisted.enterprise import adbapi
 from twisted.internet import defer
 from twisted.logger import Logger
 
-__all__ = ["Database", "Dialect", "IntegrityError", "SchemaTooNew", "Txn"]
+__all__ = ["Database", "Dialect", "IntegrityError", "SchemaTooNewError", "Txn"]
 
 T = TypeVar("T")
 log = Logger()
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNewError(RuntimeError):
     """The database was migrated by a newer UMOC than this one."""
 
 
@@ -65,7 +65,7 @@ class Txn:
         self.dialect = dialect
         self._integrity_errors = integrity_errors
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> "Txn":
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Txn:
         if self.dialect.paramstyle_format:
             sql = _to_format_style(sql)
         try:
@@ -74,7 +74,7 @@ class Txn:
             raise IntegrityError(str(exc)) from exc
         return self
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> "Txn":
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Txn:
         if self.dialect.paramstyle_format:
             sql = _to_format_style(sql)
         try:
@@ -120,7 +120,7 @@ class Database:
         self._closed = False
 
     @classmethod
-    def sqlite(cls, path: str | Path) -> "Database":
+    def sqlite(cls, path: str | Path) -> Database:
         """One connection: SQLite serialises writers anyway, and one avoids lock waits."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         pool = adbapi.ConnectionPool(
@@ -135,7 +135,7 @@ class Database:
         return cls(pool, SQLITE, (sqlite3.IntegrityError,))
 
     @classmethod
-    def postgres(cls, dsn: str, minimum: int = 1, maximum: int = 5, schema: str | None = None) -> "Database":
+    def postgres(cls, dsn: str, minimum: int = 1, maximum: int = 5, schema: str | None = None) -> Database:
         """``schema`` puts every table in one schema: how tests keep runs apart."""
         import psycopg2
 
@@ -148,7 +148,7 @@ class Database:
         return cls(pool, POSTGRES, (psycopg2.IntegrityError,))
 
     @classmethod
-    def from_dsn(cls, dsn: str, data_dir: Path, minimum: int = 1, maximum: int = 5) -> "Database":
+    def from_dsn(cls, dsn: str, data_dir: Path, minimum: int = 1, maximum: int = 5) -> Database:
         if dsn.startswith(("postgresql://", "postgres://")):
             return cls.postgres(dsn, minimum, maximum)
         path = dsn[len("sqlite:"):] if dsn.startswith("sqlite:") else ""
@@ -209,7 +209,7 @@ def _migrate_txn(txn: Txn, migrations: list[tuple[int, str]]) -> int:
     current = txn.scalar("SELECT MAX(version) FROM schema_version") or 0
     newest = migrations[-1][0] if migrations else 0
     if current > newest:
-        raise SchemaTooNew(f"database schema version {current} is newer than this UMOC's {newest}")
+        raise SchemaTooNewError(f"database schema version {current} is newer than this UMOC's {newest}")
     for version, script in migrations:
         if version <= current:
             continue

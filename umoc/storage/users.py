@@ -8,10 +8,10 @@ from twisted.internet import defer
 
 from umoc.storage.database import Database, IntegrityError, Txn, in_clause
 
-__all__ = ["SessionRecord", "User", "UserStore", "UsernameTaken"]
+__all__ = ["SessionRecord", "User", "UserStore", "UsernameTakenError"]
 
 
-class UsernameTaken(Exception):
+class UsernameTakenError(Exception):
     """Registration with a name that exists already (case-insensitively)."""
 
 
@@ -33,14 +33,14 @@ class SessionRecord:
 
 def _create_user_txn(txn: Txn, username: str, password_hash: str, now: float) -> User:
     if txn.scalar("SELECT id FROM users WHERE LOWER(username) = LOWER(?)", (username,)) is not None:
-        raise UsernameTaken(username)
+        raise UsernameTakenError(username)
     try:
         user_id = txn.scalar(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
             (username, password_hash, now),
         )
     except IntegrityError as exc:
-        raise UsernameTaken(username) from exc
+        raise UsernameTakenError(username) from exc
     return User(int(user_id), username, None)
 
 

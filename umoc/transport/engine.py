@@ -56,7 +56,7 @@ class Outgoing:
         self.size = sum(len(f) for f in frames)
 
     @classmethod
-    def from_socketio(cls, frames: list[str | bytes]) -> "Outgoing":
+    def from_socketio(cls, frames: list[str | bytes]) -> Outgoing:
         """Wrap Socket.IO frames (from ``socketio.encode``) in Engine.IO MESSAGE packets."""
         return cls([("4" + f) if isinstance(f, str) else f for f in frames])
 
@@ -86,7 +86,7 @@ class EngineSession:
 
     def __init__(
         self,
-        server: "EngineServer",
+        server: EngineServer,
         sid: str,
         transport: EngineTransport,
         remote_ip: str,

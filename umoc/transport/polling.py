@@ -94,7 +94,7 @@ class PollingTransport:
 
     name = "polling"
 
-    def __init__(self, owner: "PollingResource") -> None:
+    def __init__(self, owner: PollingResource) -> None:
         self.owner = owner
         self.session: EngineSession | None = None
         self._queue: list[str | bytes] = []
@@ -224,7 +224,7 @@ class PollingTransport:
 class PollingResource:
     """Handles ``transport=polling`` requests for one `EngineServer`."""
 
-    def __init__(self, engine: EngineServer, gatekeeper: "Gatekeeper", cors: Callable[[IRequest], bool]) -> None:
+    def __init__(self, engine: EngineServer, gatekeeper: Gatekeeper, cors: Callable[[IRequest], bool]) -> None:
         self.engine = engine
         self.clock = engine.clock
         self.gatekeeper = gatekeeper
@@ -304,7 +304,7 @@ class PollingResource:
 
     # -- upgrade -----------------------------------------------------------
 
-    def upgrade(self, session: EngineSession, websocket: "EngineWebSocketProtocol") -> None:
+    def upgrade(self, session: EngineSession, websocket: EngineWebSocketProtocol) -> None:
         """A WebSocket arrived with this session's sid: probe it, then switch."""
         polling = session.transport
         if session.closed or not isinstance(polling, PollingTransport) or polling.upgrading or polling.done:
@@ -316,7 +316,7 @@ class PollingResource:
 class _Probe:
     """The probe/upgrade exchange on a WebSocket that wants to replace polling."""
 
-    def __init__(self, session: EngineSession, polling: PollingTransport, websocket: "EngineWebSocketProtocol"):
+    def __init__(self, session: EngineSession, polling: PollingTransport, websocket: EngineWebSocketProtocol):
         self.session = session
         self.polling = polling
         self.websocket = websocket

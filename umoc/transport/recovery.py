@@ -128,14 +128,14 @@ class RecoveryStore:
     def new_pid(self) -> str:
         return secrets.token_urlsafe(18)
 
-    def attach(self, socket: "ClientSocket", start_seq: int | None = None) -> None:
+    def attach(self, socket: ClientSocket, start_seq: int | None = None) -> None:
         """A socket is connected (new, or recovered from ``start_seq``)."""
         assert socket.pid is not None
         self._live[socket.pid] = socket
         socket.recovery_start = self._seq if start_seq is None else start_seq
         self._users[socket.user_id] = self._users.get(socket.user_id, 0) + 1
 
-    def detach(self, socket: "ClientSocket", reason: str) -> None:
+    def detach(self, socket: ClientSocket, reason: str) -> None:
         """A socket is gone; keep its state for the window when the client may come back."""
         if socket.pid is None or self._live.get(socket.pid) is not socket:
             return
@@ -160,7 +160,7 @@ class RecoveryStore:
         else:
             self._users.pop(user_id, None)
 
-    def restore(self, auth: Any, identity: "Identity", namespace: str) -> Recovered | None:
+    def restore(self, auth: Any, identity: Identity, namespace: str) -> Recovered | None:
         """The missed events for a CONNECT carrying ``{pid, offset}``, or None to start afresh.
 
         Call right before the socket is attached, in the same reactor turn,

@@ -63,7 +63,7 @@ class EngineIOResource(resource.Resource):
 
 
 
-def engine_resource(engine: "EngineServer", gatekeeper: Any, cors: Any) -> EngineIOResource:
+def engine_resource(engine: EngineServer, gatekeeper: Any, cors: Any) -> EngineIOResource:
     """The whole Engine.IO endpoint for one `EngineServer`: WebSocket, long-polling, upgrades."""
     from umoc.transport.polling import PollingResource
     from umoc.transport.websocket import EngineWebSocketFactory

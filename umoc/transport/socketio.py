@@ -66,13 +66,13 @@ class SocketApp(Protocol):
 
     namespaces: frozenset[str]
 
-    def authenticate(self, connection: "SocketIOConnection", auth: Any) -> defer.Deferred[Identity]: ...
+    def authenticate(self, connection: SocketIOConnection, auth: Any) -> defer.Deferred[Identity]: ...
 
-    def on_connect(self, socket: "ClientSocket") -> None: ...
+    def on_connect(self, socket: ClientSocket) -> None: ...
 
-    def on_event(self, socket: "ClientSocket", event: str, args: list[Any], ack_id: int | None) -> None: ...
+    def on_event(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None: ...
 
-    def on_disconnect(self, socket: "ClientSocket", reason: str) -> None: ...
+    def on_disconnect(self, socket: ClientSocket, reason: str) -> None: ...
 
 
 class ClientSocket:
@@ -84,7 +84,7 @@ class ClientSocket:
 
     def __init__(
         self,
-        connection: "SocketIOConnection",
+        connection: SocketIOConnection,
         namespace: str,
         identity: Identity,
         auth: Any = None,
@@ -151,7 +151,7 @@ class SocketIOConnection:
         max_attachments: int = 10,
         max_depth: int = 32,
         connect_timeout: float | None = None,
-        recovery: "RecoveryStore | None" = None,
+        recovery: RecoveryStore | None = None,
     ) -> None:
         self.engine = engine
         self.app = app

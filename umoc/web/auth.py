@@ -17,7 +17,7 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 
 from umoc.credentials import DUMMY_HASH, hash_password, new_token, token_digest, token_matches, verify_password
-from umoc.storage.users import UsernameTaken
+from umoc.storage.users import UsernameTakenError
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, write_json
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _string(data: dict[str, Any], key: str, max_length: int = 256) -> str:
 class AuthApi:
     """The three endpoints, sharing the application and the gatekeeper."""
 
-    def __init__(self, app: "Application", gate: "Gatekeeper") -> None:
+    def __init__(self, app: Application, gate: Gatekeeper) -> None:
         self.app = app
         self.gate = gate
 
@@ -54,12 +54,10 @@ class AuthApi:
             raise HttpError(429, "Too many requests; try again later", {"Retry-After": str(seconds)})
 
     def _hash(self, password: str) -> Any:
-        return threads.deferToThreadPool(self.app.clock, self.app.clock.getThreadPool(), hash_password, password)
+        return threads.deferToThreadPool(self.app.clock, self.app.password_pool, hash_password, password)
 
     def _verify(self, password: str, stored: str) -> Any:
-        return threads.deferToThreadPool(
-            self.app.clock, self.app.clock.getThreadPool(), verify_password, password, stored
-        )
+        return threads.deferToThreadPool(self.app.clock, self.app.password_pool, verify_password, password, stored)
 
     async def register(self, request: IRequest) -> None:
         await self._limit("register", f"ip:{self._ip(request)}")
@@ -73,7 +71,7 @@ class AuthApi:
         password_hash = await self._hash(password)
         try:
             user = await self.app.storage.users.create(username, password_hash, self.app.clock.seconds())
-        except UsernameTaken as exc:
+        except UsernameTakenError as exc:
             raise HttpError(409, "Username already taken") from exc
         write_json(request, 201, {"user_id": user.id, "username": user.username})
 
@@ -120,7 +118,7 @@ class AuthApi:
         write_json(request, 200, {"ok": True})
 
 
-def auth_resources(app: "Application", gate: "Gatekeeper") -> dict[bytes, resource.Resource]:
+def auth_resources(app: Application, gate: Gatekeeper) -> dict[bytes, resource.Resource]:
     api = AuthApi(app, gate)
     return {
         b"register": JsonResource({b"POST": api.register}),

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["HealthResource", "MetricsResource"]
 
 
-def HealthResource(app: "Application", redis_ping: Callable[[], defer.Deferred[bool]] | None) -> JsonResource:
+def HealthResource(app: Application, redis_ping: Callable[[], defer.Deferred[bool]] | None) -> JsonResource:
     """200 when every configured back-end answers within two seconds, else 503."""
 
     async def check(request: IRequest) -> None:
@@ -43,7 +43,7 @@ def HealthResource(app: "Application", redis_ping: Callable[[], defer.Deferred[b
 class MetricsResource(resource.Resource):
     isLeaf = True
 
-    def __init__(self, app: "Application") -> None:
+    def __init__(self, app: Application) -> None:
         super().__init__()
         self._app = app
 

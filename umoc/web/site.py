@@ -100,7 +100,7 @@ class _Preflight(resource.Resource):
         return b""
 
 
-def build_engine(app: "Application") -> EngineServer:
+def build_engine(app: Application) -> EngineServer:
     cfg = app.config
     recovery = RecoveryStore(app.clock, cfg.engineio.recovery_window) if cfg.engineio.recovery_window > 0 else None
     app.hub.recovery = recovery
@@ -117,7 +117,11 @@ def build_engine(app: "Application") -> EngineServer:
     )
 
 
-def build_site(app: "Application", redis_ping: Any = None, extra_api: dict[bytes, resource.Resource] | None = None) -> tuple[server.Site, EngineServer]:
+def build_site(
+    app: Application,
+    redis_ping: Any = None,
+    extra_api: dict[bytes, resource.Resource] | None = None,
+) -> tuple[server.Site, EngineServer]:
     """The Site and its Engine.IO server (the service closes the latter on shutdown)."""
     gate = Gatekeeper(app.config.server.allowed_origins, app.config.server.trusted_proxies)
     engine = build_engine(app)
