@@ -246,20 +246,17 @@ def _type_name(tp: Any) -> str:
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+_UNIT_PARSERS: dict[type, Any] = {Duration: parse_duration, Size: parse_size}
+
+
 def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
     """Check and convert one YAML value against a dataclass field type."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path, problems)
-    if tp is Duration:
+    if tp in _UNIT_PARSERS:
         try:
-            return Duration(parse_duration(value))
-        except ValueError as exc:
-            problems.append(f"Error in configuration at '{path}': {exc}")
-            return None
-    if tp is Size:
-        try:
-            return Size(parse_size(value))
+            return tp(_UNIT_PARSERS[tp](value))
         except ValueError as exc:
             problems.append(f"Error in configuration at '{path}': {exc}")
             return None
