@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from tests.fakes import FakeTransport
 from tests.support import NO_REDIS, REDIS_URL, ServerTestCase, blocking, inline, sleep, test_config
 from umoc.config import Config, EngineIOConfig
 from umoc.transport.engine import EngineServer
@@ -276,23 +277,6 @@ class OriginTests(RawSocketTestCase):
 
 
 # -- connect timeout with an injected clock --------------------------------------
-
-
-class FakeTransport:
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.frames: list[Any] = []
-        self.closed = False
-
-    def send_outgoing(self, message: Any) -> None:
-        self.frames.extend(message.frames)
-
-    def send_packets(self, packets: list[Any]) -> None:
-        self.frames.extend(packets)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class AcceptingApp:

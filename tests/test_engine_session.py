@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from tests.fakes import FakeTransport
 from umoc.config import EngineIOConfig
 from umoc.protocol.engineio import EnginePacket, EnginePacketType
-from umoc.transport.engine import EngineServer, Outgoing
-
-
-@dataclass
-class FakeTransport:
-    name: str = "fake"
-    sent: list[Any] = field(default_factory=list)
-    closed: bool = False
-
-    def send_packets(self, packets: list[EnginePacket]) -> None:
-        self.sent.extend(packets)
-
-    def send_outgoing(self, message: Outgoing) -> None:
-        self.sent.append(message)
-
-    def close(self) -> None:
-        self.closed = True
+from umoc.transport.engine import EngineServer
 
 
 class RecordingHandler:

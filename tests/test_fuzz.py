@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from tests.fakes import FakeTransport
 from tests.support import DatabaseTestCase, inline, sleep, test_config
 from umoc.app import Application
 from umoc.events.errors import UserError
-from umoc.protocol.engineio import EnginePacket
 from umoc.transport.engine import EngineServer
 from umoc.transport.socketio import Identity, SocketIOConnection
 
@@ -65,23 +65,6 @@ class FakeSocket:
 
     def disconnect(self, reason: str = "") -> None:
         self.connected = False
-
-
-class FakeTransport:
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-        self.closed = False
-
-    def send_outgoing(self, message: Any) -> None:
-        self.sent.extend(message.frames)
-
-    def send_packets(self, packets: list[EnginePacket]) -> None:
-        self.sent.extend(packets)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class PreAuthenticated:
