@@ -75,6 +75,18 @@ class RawSocketCase(ServerTestCase):
         self.assertEqual(hello[0], "connection_successful")
         return login, sock, answer
 
+    async def polling_user(self, name: str = "alice") -> tuple[dict[str, Any], Polling, str]:
+        """A user connected over long-polling, ``connection_successful`` already read."""
+        login = await self.server.user(name)
+        polling = Polling(self.server.url)
+        sid, _ = await polling.handshake()
+        auth = json.dumps({"sessionID": login["sessionID"], "token": login["token"]})
+        self.assertEqual(await polling.post(sid, "40" + auth), (200, "ok"))
+        received = ""
+        while "connection_successful" not in received:
+            received += (await polling.get(sid))[1]
+        return login, polling, sid
+
 
 class SocketIODetailsTests(RawSocketCase):
     @inline
@@ -95,14 +107,7 @@ class SocketIODetailsTests(RawSocketCase):
 
     @inline
     async def test_binary_events_over_polling(self) -> None:
-        login = await self.server.user("alice")
-        polling = Polling(self.server.url)
-        sid, _ = await polling.handshake()
-        auth = json.dumps({"sessionID": login["sessionID"], "token": login["token"]})
-        self.assertEqual(await polling.post(sid, "40" + auth), (200, "ok"))
-        received = ""
-        while "connection_successful" not in received:
-            received += (await polling.get(sid))[1]
+        _, polling, sid = await self.polling_user()
         body = '451-["nope",{"_placeholder":true,"num":0}]\x1ebAQID'
         self.assertEqual(await polling.post(sid, body), (200, "ok"))
         code, body = await polling.get(sid)
@@ -129,14 +134,7 @@ class SocketIODetailsTests(RawSocketCase):
 
     @inline
     async def test_server_disconnect_reaches_a_polling_client_that_was_not_polling(self) -> None:
-        login = await self.server.user("alice")
-        polling = Polling(self.server.url)
-        sid, _ = await polling.handshake()
-        auth = json.dumps({"sessionID": login["sessionID"], "token": login["token"]})
-        await polling.post(sid, "40" + auth)
-        received = ""
-        while "connection_successful" not in received:
-            received += (await polling.get(sid))[1]
+        login, polling, sid = await self.polling_user()
         self.server.app.end_session(login["sessionID"], "bye")
         code, body = await polling.get(sid)
         self.assertEqual(code, 200)
@@ -147,15 +145,8 @@ class SocketIODetailsTests(RawSocketCase):
 class UpgradeWithoutLossTests(RawSocketCase):
     @inline
     async def test_events_around_the_upgrade_arrive_once_in_order(self) -> None:
-        login = await self.server.user("alice")
+        login, polling, sid = await self.polling_user()
         hub = self.server.app.hub
-        polling = Polling(self.server.url)
-        sid, _ = await polling.handshake()
-        auth = json.dumps({"sessionID": login["sessionID"], "token": login["token"]})
-        await polling.post(sid, "40" + auth)
-        received = ""
-        while "connection_successful" not in received:
-            received += (await polling.get(sid))[1]
 
         def emit(n: int) -> None:
             hub.emit_to_users([login["user_id"]], "new_message", {"n": n})
