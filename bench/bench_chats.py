@@ -23,14 +23,15 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from umoc.app import Application  # noqa: E402
+from seeding import Seeder  # noqa: E402
+
 from umoc.config import Config  # noqa: E402
 from umoc.events import chats as chat_events  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
 from umoc.storage import Storage  # noqa: E402
 from umoc.storage.database import Database, Txn  # noqa: E402
-from umoc.storage.seeding import Seeder  # noqa: E402
 from umoc.transport.socketio import Identity  # noqa: E402
+from umoc.wiring import build_node  # noqa: E402
 
 
 @dataclass
@@ -89,8 +90,8 @@ async def bench(reactor: Any, name: str, db: Database, chats: int, messages: int
     seeded = time.perf_counter() - started
     print(f"{name}: seeded {chats} chats and a {messages}-message chat in {seeded:.1f} s")
 
-    app = Application(Config(), reactor, storage)
-    ctx = EventContext(app, _Socket(Identity(me, "benchme0", str(uuid.uuid4()), now + 86400)))  # type: ignore[arg-type]
+    services = build_node(Config(), reactor, storage).services
+    ctx = EventContext(services, _Socket(Identity(me, "benchme0", str(uuid.uuid4()), now + 86400)))  # type: ignore[arg-type]
 
     times, queries, result = await _timed(lambda: chat_events.get_chats(ctx, {}), runs, counter)
     assert len(result) == chats + 1, len(result)

@@ -54,11 +54,11 @@ class ChatCase(ServerTestCase):
                 person.client.drain(event)
 
     async def rows(self, sql: str, *params: Any) -> list[tuple]:
-        db = self.server.service.storage.db
+        db = self.server.services.storage.db
         return await db.run(lambda txn: txn.execute(sql, params).fetchall())
 
     async def scalar(self, sql: str, *params: Any) -> Any:
-        db = self.server.service.storage.db
+        db = self.server.services.storage.db
         return await db.run(lambda txn: txn.scalar(sql, params))
 
     async def snapshot(self) -> dict[str, list[tuple]]:

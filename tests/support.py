@@ -26,6 +26,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 from umoc.config import Config, parse_config
+from umoc.domain.services import Services
 from umoc.service import UmocService
 from umoc.storage import Storage
 from umoc.storage.database import Database
@@ -142,8 +143,8 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def app(self) -> Any:
-        return self.service.app
+    def services(self) -> Services:
+        return self.service.node.services
 
     async def post(self, path: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
         response = await treq.post(self.url + path, json=body, persistent=False, **kwargs)

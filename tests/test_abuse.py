@@ -95,12 +95,12 @@ class RateLimitRedisTests(RateLimitTestsMixin, ServerTestCase):
 
     @inline
     async def test_buckets_live_in_redis_under_the_prefix(self) -> None:
-        redis = self.server.service.redis
+        redis = self.server.service.node.cluster.redis
         await self.server.register("alice")
-        prefix = self.server.app.config.redis.prefix
+        prefix = self.server.services.config.redis.prefix
         keys = await redis.call("keys", prefix + "rl:*")
         self.assertIn(f"{prefix}rl:register:ip:127.0.0.1", keys)
-        self.assertFalse(self.server.app.ratelimiter.using_fallback)
+        self.assertFalse(self.server.services.ratelimiter.using_fallback)
 
 
 class RateLimitRedisDownTests(RateLimitTestsMixin, ServerTestCase):
@@ -121,7 +121,7 @@ class RateLimitRedisDownTests(RateLimitTestsMixin, ServerTestCase):
         self.assertEqual(await response.json(), {"database": True, "redis": False, "status": "degraded"})
         _, client = await self.connected_user("alice")
         self.assertEqual((await client.call("ping", {"timestamp": 1}))["timestamp"], 1)
-        self.assertTrue(self.server.app.ratelimiter.using_fallback)
+        self.assertTrue(self.server.services.ratelimiter.using_fallback)
 
 
 # -- raw WebSocket helpers ------------------------------------------------------
@@ -202,7 +202,7 @@ class TransportLimitTests(RawSocketTestCase):
         login, good = await self.connected_user("alice")
         ws = await self.open(await self.server.login("alice"))
         await blocking(socketio_connect, ws)
-        depth = self.server.app.config.messages.max_payload_depth + 10
+        depth = self.server.services.config.messages.max_payload_depth + 10
         await blocking(ws.send, '42["ping",' + "[" * depth + "]" * depth + "]")
         self.assertEqual(await blocking(wait_closed, ws), 1000)
         self.assertEqual((await good.call("ping", {"timestamp": 8}))["timestamp"], 8)
@@ -226,7 +226,7 @@ class TransportLimitTests(RawSocketTestCase):
     async def test_socket_that_never_sends_connect_is_closed_after_connect_timeout(self) -> None:
         ws = await self.open()
         self.assertEqual(await blocking(wait_closed, ws), 1000)
-        self.assertEqual(self.server.service.engine.sessions, {})
+        self.assertEqual(self.server.service.node.engine.sessions, {})
 
     @inline
     async def test_client_that_does_not_read_is_dropped_and_others_keep_getting_replies(self) -> None:
@@ -234,7 +234,7 @@ class TransportLimitTests(RawSocketTestCase):
         ws = await self.open(slow_login, rcvbuf=4096)
         await blocking(socketio_connect, ws)  # from here on it never reads again
         fast_login, fast = await self.connected_user("quick")
-        hub = self.server.app.hub
+        hub = self.server.services.hub
         slow_id, fast_id = slow_login["user_id"], fast_login["user_id"]
         chunk = "x" * 8192
         replies = 0
@@ -354,8 +354,8 @@ class BatchingTests(unittest.TestCase):
     def setUp(self) -> None:
         from twisted.internet.testing import StringTransport
 
+        from umoc.transport.gate import Gatekeeper
         from umoc.transport.websocket import EngineWebSocketFactory
-        from umoc.web.gate import Gatekeeper
 
         self.clock = Clock()
         engine = EngineServer(self.clock, EngineIOConfig(), lambda s: None)

@@ -9,9 +9,10 @@ from typing import Any
 from twisted.internet import defer
 
 from tests.support import DatabaseTestCase, for_each_backend, inline
-from umoc.clock import utc_day
+from umoc.domain import payloads
+from umoc.errors import RefusedError
 from umoc.storage.database import Txn
-from umoc.storage.errors import RefusedError
+from umoc.timefmt import utc_day
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC).timestamp()
 DAY = 86400.0
@@ -170,7 +171,7 @@ class ChatStorageTestsMixin:
         direct = await self.post(a, b, now=T0 + 10)
         grouped = await self.post(c, group, is_group=True, now=T0 + 20)
         elsewhere = await self.post(a, c, now=T0 + 30)
-        missed = await self.storage.messages.missed_since(b, T0 + 5, 100)
+        missed = [payloads.new_message(m) for m in await self.storage.messages.missed_since(b, T0 + 5, 100)]
         self.assertEqual([m["message_id"] for m in missed], [direct.id, grouped.id])
         self.assertEqual(missed[1]["recipient_id"], group)
         self.assertNotIn(old.id, [m["message_id"] for m in missed])

@@ -88,7 +88,7 @@ class OptionsTests(unittest.TestCase):
         options = Options()
         options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp()])
         service = makeService(options)
-        self.addCleanup(service.storage.close)
+        self.addCleanup(service.node.services.storage.close)
         self.assertFalse(service.running)
         self.assertIsNone(service.port)
 

@@ -1,6 +1,6 @@
 """Property tests: no input a client can send makes the server raise.
 
-The real `Application` (with a real SQLite database) is driven in-process
+The real socket app (with a real SQLite database) is driven in-process
 through fake sockets, so hypothesis can try thousands of inputs quickly:
 
 * the router, fed any event name and any JSON arguments, answers every
@@ -27,10 +27,11 @@ from twisted.internet.task import Clock
 
 from tests.fakes import FakeTransport
 from tests.support import DatabaseTestCase, inline, sleep, test_config
-from umoc.app import Application
-from umoc.events.errors import UserError
+from umoc.errors import UserError
+from umoc.socketapp import UmocSocketApp
 from umoc.transport.engine import EngineServer
 from umoc.transport.socketio import Identity, SocketIOConnection
+from umoc.wiring import build_node
 
 json_values = st.recursive(
     st.none()
@@ -72,7 +73,7 @@ class PreAuthenticated:
 
     namespaces = frozenset({"/"})
 
-    def __init__(self, app: Application, identity: Identity) -> None:
+    def __init__(self, app: UmocSocketApp, identity: Identity) -> None:
         self.app = app
         self.identity = identity
 
@@ -96,7 +97,8 @@ class FuzzTests(DatabaseTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         config = test_config(self.mktemp(), ratelimits={"enabled": False})
-        self.app = Application(config, self.clock, self.storage)
+        self.node = build_node(config, self.clock, self.storage)
+        self.app = self.node.socketapp
         user = await self.storage.users.create("fuzzer", "x", self.clock.seconds())
         self.identity = Identity(user.id, "fuzzer", "00000000-0000-4000-8000-000000000000", 1e12)
         self.events = sorted(self.app.router.routes)
@@ -178,9 +180,10 @@ class FuzzTests(DatabaseTestCase):
 
     @inline
     async def test_engine_session_survives_any_frames(self) -> None:
-        settings_ = dataclasses.replace(self.app.config.engineio, ping_interval=1e6, ping_timeout=1e6)
+        settings_ = dataclasses.replace(self.node.services.config.engineio, ping_interval=1e6, ping_timeout=1e6)
+        max_depth = self.node.services.config.messages.max_payload_depth + 4
         server = EngineServer(self.clock, settings_, lambda s: SocketIOConnection(
-            s, PreAuthenticated(self.app, self.identity), max_depth=self.app.config.messages.max_payload_depth + 4))
+            s, PreAuthenticated(self.app, self.identity), max_depth=max_depth))
         events = st.sampled_from(self.events) | st.text(max_size=12)
         payloads = st.dictionaries(st.sampled_from(self.fields) | st.text(max_size=8), json_values, max_size=5)
         near_misses = st.builds(
@@ -218,4 +221,4 @@ class FuzzTests(DatabaseTestCase):
         run()
         await self.settle()
         self.assertEqual(server.sessions, {})
-        self.assertEqual(self.app.hub.by_user, {})
+        self.assertEqual(self.node.services.hub.by_user, {})

@@ -8,8 +8,9 @@ import uuid
 
 from tests.chat_support import ChatCase, reopenable_database
 from tests.support import Client, Server, blocking, for_each_backend, inline
-from umoc.events.access import require_writable_chat
-from umoc.events.errors import UserError
+from umoc.domain import payloads
+from umoc.domain.access import require_writable_chat
+from umoc.errors import UserError
 from umoc.events.messages import post_message
 from umoc.events.router import EventContext
 
@@ -239,15 +240,15 @@ class DirectMessageTestsMixin:
     async def test_post_message_and_require_writable_chat_for_other_modules(self) -> None:
         alice, bob = await self.pair()
         carol = await self.person("carol")
-        app = self.server.app
+        services = self.server.services
 
         def ctx_of(person):
-            return EventContext(app, next(iter(app.hub.by_user[person.id])))
+            return EventContext(services, next(iter(services.hub.by_user[person.id])))
 
-        await require_writable_chat(ctx_of(alice), bob.id, False)
+        await require_writable_chat(services.storage, alice.id, bob.id, False)
         for chat_id, is_group in ((carol.id, False), (alice.id, False), (12345, True)):
             with self.assertRaises(UserError):
-                await require_writable_chat(ctx_of(alice), chat_id, is_group)
+                await require_writable_chat(services.storage, alice.id, chat_id, is_group)
         content = json.dumps({"file_id": str(uuid.uuid4()), "file_name": "a.pdf"})
         payload = await post_message(ctx_of(alice), bob.id, False, "file", content)
         self.assertEqual((payload["type"], payload["content"], payload["recipient_id"]), ("file", content, bob.id))
@@ -264,9 +265,10 @@ class DirectMessageTestsMixin:
         second = await self.send(bob, alice, "b")
         third = await self.send(alice, bob, "c")
         await alice.call("delete_message", message_id=third["message_id"])
-        missed = await self.server.app.storage.messages.missed_since(bob.id, 0, 10)
-        self.assertEqual(missed, [first, second])
-        self.assertEqual(await self.server.app.storage.messages.missed_since(bob.id, 0, 1), [first])
+        missed = await self.server.services.storage.messages.missed_since(bob.id, 0, 10)
+        self.assertEqual([payloads.new_message(m) for m in missed], [first, second])
+        missed = await self.server.services.storage.messages.missed_since(bob.id, 0, 1)
+        self.assertEqual([payloads.new_message(m) for m in missed], [first])
 
     @inline
     async def test_messages_survive_a_restart(self) -> None:

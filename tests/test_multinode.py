@@ -45,7 +45,7 @@ class MultiNodeTests(ServerTestCase):
                 engineio={"recovery_window": 60},
             )
             node = await self.start_server(config, Database.postgres(POSTGRES_DSN, 1, 5, schema=schema))
-            await node.service._subscriber.when_subscribed()
+            await node.service.redis_service.subscribed()
             self.nodes.append(node)
         self.a, self.b = self.nodes
 
@@ -60,26 +60,26 @@ class MultiNodeTests(ServerTestCase):
     async def test_event_emitted_on_one_node_reaches_a_socket_on_the_other(self) -> None:
         alice = await self.a.user("alice")
         client = await self.connect_to(self.a, alice)
-        self.b.app.hub.emit_to_users([alice["user_id"]], "new_message", {"content": "hello from B", "n": 1})
+        self.b.services.hub.emit_to_users([alice["user_id"]], "new_message", {"content": "hello from B", "n": 1})
         self.assertEqual(await client.expect("new_message"), {"content": "hello from B", "n": 1})
-        self.b.app.hub.emit_to_users([alice["user_id"]], "blob", {"data": b"\x00\x01binary"})
+        self.b.services.hub.emit_to_users([alice["user_id"]], "blob", {"data": b"\x00\x01binary"})
         self.assertEqual(await client.expect("blob"), {"data": b"\x00\x01binary"})
 
     @inline
     async def test_event_from_the_other_node_is_kept_for_recovery_with_its_offset(self) -> None:
         alice = await self.a.user("alice")
         client = await self.connect_to(self.a, alice)
-        self.b.app.hub.emit_to_users([alice["user_id"]], "notice", {"n": 1})
+        self.b.services.hub.emit_to_users([alice["user_id"]], "notice", {"n": 1})
         self.assertEqual(await client.expect("notice"), {"n": 1})
-        offsets = list(self.a.app.hub.recovery._seq_by_offset)
+        offsets = list(self.a.services.hub.recovery._seq_by_offset)
         self.assertEqual(len(offsets), 1)
-        self.assertTrue(offsets[0].startswith(self.b.app.hub.recovery._node))
+        self.assertTrue(offsets[0].startswith(self.b.services.hub.recovery._node))
 
     @inline
     async def test_node_does_not_deliver_its_own_publication_twice(self) -> None:
         alice = await self.a.user("alice")
         client = await self.connect_to(self.a, alice)
-        self.a.app.hub.emit_to_users([alice["user_id"]], "notice", {"n": 1})
+        self.a.services.hub.emit_to_users([alice["user_id"]], "notice", {"n": 1})
         self.assertEqual(await client.expect("notice"), {"n": 1})
         await client.expect_none("notice", within=0.3)
 
@@ -87,14 +87,14 @@ class MultiNodeTests(ServerTestCase):
     async def test_ending_a_session_on_one_node_closes_its_socket_on_the_other(self) -> None:
         alice = await self.a.user("alice")
         client = await self.connect_to(self.a, alice)
-        self.b.app.end_session(alice["sessionID"], "Your session was ended by a newer login")
+        self.b.services.sessions.end(alice["sessionID"], "Your session was ended by a newer login")
         status = await client.expect("session_status")
         self.assertEqual(status, {"valid": False, "message": "Your session was ended by a newer login"})
         for _ in range(100):
-            if not self.a.app.hub.is_local(alice["user_id"]):
+            if not self.a.services.hub.is_local(alice["user_id"]):
                 break
             await sleep(0.02)
-        self.assertFalse(self.a.app.hub.is_local(alice["user_id"]))
+        self.assertFalse(self.a.services.hub.is_local(alice["user_id"]))
 
     @inline
     async def test_logout_through_one_node_closes_the_socket_held_by_the_other(self) -> None:
@@ -109,39 +109,39 @@ class MultiNodeTests(ServerTestCase):
         alice = await self.a.user("alice")
         bob = await self.b.user("bob")
         uid = alice["user_id"]
-        self.assertEqual(await self.b.app.presence.online_among([uid, bob["user_id"]]), set())
+        self.assertEqual(await self.b.services.presence.online_among([uid, bob["user_id"]]), set())
         client = await self.connect_to(self.a, alice)
-        await self._until(lambda: self.b.app.presence.online_among([uid]), {uid})
+        await self._until(lambda: self.b.services.presence.online_among([uid]), {uid})
         # A second socket on node B: the user does not "come online" again.
         second = await self.connect_to(self.b, await self.b.login("alice"))
-        self.assertFalse(await self.b.app.presence.socket_opened(uid))
+        self.assertFalse(await self.b.services.presence.socket_opened(uid))
         await blocking(client.close)
         await sleep(0.1)
-        self.assertEqual(await self.a.app.presence.online_among([uid]), {uid}, "still online through B")
+        self.assertEqual(await self.a.services.presence.online_among([uid]), {uid}, "still online through B")
         await blocking(second.close)
-        await self._until(lambda: self.a.app.presence.online_among([uid]), set())
+        await self._until(lambda: self.a.services.presence.online_among([uid]), set())
 
     @inline
     async def test_crashed_node_users_go_offline_when_its_heartbeat_lapses(self) -> None:
         alice = await self.a.user("alice")
         await self.connect_to(self.a, alice)
         uid = alice["user_id"]
-        await self._until(lambda: self.b.app.presence.online_among([uid]), {uid})
+        await self._until(lambda: self.b.services.presence.online_among([uid]), {uid})
         # Simulate A's crash: its hash stops being refreshed and expires.
-        key = self.a.app.presence._key
-        await self.a.service.redis.call("execute_command", "PEXPIRE", key, 50)
+        key = self.a.services.presence._key
+        await self.a.service.node.cluster.redis.call("execute_command", "PEXPIRE", key, 50)
         await sleep(0.1)
-        self.assertEqual(await self.b.app.presence.online_among([uid]), set())
+        self.assertEqual(await self.b.services.presence.online_among([uid]), set())
         # A is alive after all: its next heartbeat puts alice back.
-        await self.a.app.presence.heartbeat()
-        self.assertEqual(await self.b.app.presence.online_among([uid]), {uid})
+        await self.a.services.presence.heartbeat()
+        self.assertEqual(await self.b.services.presence.online_among([uid]), {uid})
 
     @inline
     async def test_every_presence_key_expires_by_itself(self) -> None:
         alice = await self.a.user("alice")
         await self.connect_to(self.a, alice)
-        await self._until(lambda: self.b.app.presence.online_among([alice["user_id"]]), {alice["user_id"]})
-        redis, prefix = self.a.service.redis, self.a.app.config.redis.prefix
+        await self._until(lambda: self.b.services.presence.online_among([alice["user_id"]]), {alice["user_id"]})
+        redis, prefix = self.a.service.node.cluster.redis, self.a.services.config.redis.prefix
         keys = await redis.call("keys", prefix + "presence:*")
         self.assertEqual(len(keys), 2, keys)  # A's hash and the set of nodes
         for key in keys:
@@ -156,7 +156,7 @@ class MultiNodeTests(ServerTestCase):
 
     @inline
     async def test_rate_limits_are_shared_between_nodes(self) -> None:
-        limiter_a, limiter_b = self.a.app.ratelimiter, self.b.app.ratelimiter
+        limiter_a, limiter_b = self.a.services.ratelimiter, self.b.services.ratelimiter
         answers = []
         for i in range(12):
             allowed, _ = await (limiter_a if i % 2 else limiter_b).can_do_action("login", "name:shared")

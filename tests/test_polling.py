@@ -12,10 +12,10 @@ from twisted.trial import unittest
 from twisted.web.test.requesthelper import DummyRequest
 
 from umoc.config import EngineIOConfig, parse_config
+from umoc.transport.cors import Cors
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
+from umoc.transport.gate import Gatekeeper
 from umoc.transport.polling import PollingResource
-from umoc.web.cors import Cors
-from umoc.web.gate import Gatekeeper
 
 
 class Recorder:

@@ -11,9 +11,9 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.support import NO_REDIS, REDIS_URL, inline, sleep
-from umoc.config import ConfigError, RateLimit, RateLimitsConfig, parse_config
+from umoc.cluster.redisclient import RedisClient
+from umoc.config import ConfigError, RateLimit, RateLimitsConfig, parse_config, parse_redis_url
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, RedisRatelimiter, take_token
-from umoc.redisclient import RedisClient, parse_redis_url
 
 SETTINGS = RateLimitsConfig(messages=RateLimit(rate=2, per=1, burst=3))
 

@@ -132,10 +132,9 @@ class RecoveryStoreTests(unittest.TestCase):
         self.assertEqual(len(self.store._log), 0)
 
     def test_events_relayed_from_another_node_are_kept_under_their_own_offset(self) -> None:
-        from umoc.bus import Hub
+        from umoc.cluster.hub import Hub
 
-        hub = Hub()
-        hub.recovery = self.store
+        hub = Hub(recovery=self.store)
         sock = self.connected()
         remote = Outgoing.from_socketio(encode_event("new_message", {"n": 1}, "othernode-1"))
         hub.deliver_local([1], remote, "othernode-1")
@@ -177,7 +176,7 @@ class RecoveryTestsMixin:
         return sock, answer
 
     def emit(self, user_id: int, n: int) -> None:
-        self.server.app.hub.emit_to_users([user_id], "new_message", {"n": n})
+        self.server.services.hub.emit_to_users([user_id], "new_message", {"n": n})
 
     async def events(self, sock: RawWebSocket, count: int) -> list[list[Any]]:
         return [await blocking(sock.recv_json_packet, "42") for _ in range(count)]
@@ -274,5 +273,5 @@ class RecoveryOffTests(ServerTestCase):
         await blocking(sock.send, "40" + json.dumps({"sessionID": login["sessionID"], "token": login["token"]}))
         self.assertEqual(set(await blocking(sock.recv_json_packet, "40")), {"sid"})
         await blocking(sock.recv_json_packet, "42")
-        self.server.app.hub.emit_to_users([login["user_id"]], "new_message", {"n": 1})
+        self.server.services.hub.emit_to_users([login["user_id"]], "new_message", {"n": 1})
         self.assertEqual(await blocking(sock.recv_json_packet, "42"), ["new_message", {"n": 1}])

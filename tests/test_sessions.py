@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 
 from tests.support import DatabaseTestCase, ServerTestCase, for_each_backend, inline, sleep, test_config
 from umoc.credentials import token_digest
-from umoc.service import UmocService
+from umoc.service import UmocService, periodic_task
 from umoc.transport.socketio import Identity
 
 
@@ -47,10 +47,11 @@ class ExpiryTestsMixin:
         await users.create_session(user.id, "short", token_digest("t1"), now, now + 30, 3)
         await users.create_session(user.id, "long", token_digest("t2"), now, now + 3600, 3)
         short, long_ = FakeSocket(user.id, "short"), FakeSocket(user.id, "long")
-        service.app.hub.add(short)
-        service.app.hub.add(long_)
-        loop = service.every(config.sessions.cleanup_interval, service._expire_sessions)
-        self.addCleanup(loop.stop)
+        service.node.services.hub.add(short)
+        service.node.services.hub.add(long_)
+        task = periodic_task(config.sessions.cleanup_interval, service.node.services.sessions.expire, clock)
+        task.startService()  # runs now, before anything has expired, then every interval
+        self.addCleanup(task.stopService)
 
         clock.advance(59)  # the first run is one interval after start
         await sleep(0.05)
@@ -72,8 +73,6 @@ class ExpiryTestsMixin:
     @inline
     async def test_failing_expiry_run_is_logged_and_the_next_run_still_happens(self) -> None:
         clock = Clock()
-        config = test_config(tempfile.mkdtemp(prefix="umoc-srv-"))
-        service = UmocService(config, clock, storage=self.storage)
         runs = []
 
         async def flaky() -> None:
@@ -81,11 +80,11 @@ class ExpiryTestsMixin:
             if len(runs) == 1:
                 raise RuntimeError("database went away")
 
-        loop = service.every(10, flaky)
-        self.addCleanup(loop.stop)
+        task = periodic_task(10, flaky, clock)
+        task.startService()
+        self.addCleanup(task.stopService)
         clock.advance(10)
-        clock.advance(10)
-        self.assertEqual(runs, [10, 20])
+        self.assertEqual(runs, [0, 10])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
@@ -104,8 +103,8 @@ class RacingLoginTestsMixin:
         def count(txn: Any) -> int:
             return txn.execute("SELECT COUNT(*) FROM sessions WHERE user_id = ?", (body["user_id"],)).fetchone()[0]
 
-        self.assertEqual(await self.server.service.storage.db.run(count), 3)
-        alive = [login for login in logins if await self.server.app.storage.users.session(login["sessionID"])]
+        self.assertEqual(await self.server.services.storage.db.run(count), 3)
+        alive = [login for login in logins if await self.server.services.storage.users.session(login["sessionID"])]
         self.assertEqual(len(alive), 3)
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from twisted.trial import unittest
 
-from umoc.clock import utc_day
 from umoc.streaks import advance, shown, streak_from_days
+from umoc.timefmt import utc_day
 
 
 def day(text: str) -> int:

@@ -6,9 +6,9 @@ from twisted.trial import unittest
 
 from tests.chat_support import ChatCase
 from tests.support import for_each_backend, inline
-from umoc.clock import iso
-from umoc.events.errors import UserError
+from umoc.errors import UserError
 from umoc.events.sync import parse_since
+from umoc.timefmt import iso
 
 
 class ParseSinceTests(unittest.TestCase):
@@ -39,7 +39,7 @@ class SyncTestsMixin:
         alice = await self.person("alice")
         await self.befriend(alice, bob)
         group = await alice.call("create_group", name="team", member_ids=[bob.id])
-        since = iso(self.server.app.clock.seconds() - 1)
+        since = iso(self.server.services.clock.seconds() - 1)
         for text in ("one", "two", "three"):
             sent = await alice.call("send_message", recipient_id=group["id"], is_group=True, content=text, type="text")
             self.assertNotIn("error", sent)

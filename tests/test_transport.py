@@ -126,7 +126,7 @@ class SocketIODetailsTests(RawSocketCase):
     @inline
     async def test_server_disconnect_over_websocket_sends_disconnect_then_closes(self) -> None:
         login, sock, _ = await self.ws_user()
-        self.server.app.end_session(login["sessionID"], "bye")
+        self.server.services.sessions.end(login["sessionID"], "bye")
         status = await blocking(sock.recv_json_packet, "42")
         self.assertEqual(status, ["session_status", {"valid": False, "message": "bye"}])
         self.assertEqual(await blocking(sock.recv, 5, True), "41")
@@ -135,7 +135,7 @@ class SocketIODetailsTests(RawSocketCase):
     @inline
     async def test_server_disconnect_reaches_a_polling_client_that_was_not_polling(self) -> None:
         login, polling, sid = await self.polling_user()
-        self.server.app.end_session(login["sessionID"], "bye")
+        self.server.services.sessions.end(login["sessionID"], "bye")
         code, body = await polling.get(sid)
         self.assertEqual(code, 200)
         self.assertEqual(body.split("\x1e"), ['42["session_status",{"valid":false,"message":"bye"}]', "41", "1"])
@@ -146,7 +146,7 @@ class UpgradeWithoutLossTests(RawSocketCase):
     @inline
     async def test_events_around_the_upgrade_arrive_once_in_order(self) -> None:
         login, polling, sid = await self.polling_user()
-        hub = self.server.app.hub
+        hub = self.server.services.hub
 
         def emit(n: int) -> None:
             hub.emit_to_users([login["user_id"]], "new_message", {"n": n})

@@ -23,8 +23,8 @@ from zope.interface import implementer
 from tests.support import ServerTestCase, blocking, for_each_backend, inline, sleep, test_config
 from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest
-from umoc.events.errors import UserError
-from umoc.events.files import check_file_name, message_type_for, normalise_type
+from umoc.domain.files import check_file_name, message_type_for, normalise_type
+from umoc.errors import UserError
 from umoc.web.uploads import content_disposition
 
 MAX_SIZE = 1024 * 1024
@@ -100,8 +100,8 @@ class UploadTestsMixin:
         self.alice = await self.server.user("alice")
         self.bob = await self.server.user("bob")
         self.carol = await self.server.user("carol")
-        self.uploads = self.server.service.uploads
-        self.files = self.server.service.storage.files
+        self.uploads = self.server.services.files
+        self.files = self.server.services.storage.files
 
     async def prepared(
         self, size: int, *, file_name: str = "notes.txt", file_type: str = "text/plain", expires_in: float = 600
@@ -233,12 +233,12 @@ class UploadTestsMixin:
 
     @inline
     async def test_expired_uploads_never_completed_are_purged_with_their_bytes(self) -> None:
-        expires_in = self.server.app.config.uploads.expires_in
+        expires_in = self.server.services.config.uploads.expires_in
         stale_id, stale_token = await self.prepared(10, expires_in=1)
         self.assertEqual((await self.put(stale_id, b"0123456789", stale_token))[0], 201)
         fresh_id, _ = await self.prepared(10)
         done_id = await self.shared(b"kept")
-        await self.server.app.storage.db.run(
+        await self.server.services.storage.db.run(
             lambda txn: txn.execute("UPDATE files SET expires_at = ? WHERE id IN (?, ?)",
                                     (global_reactor.seconds() - expires_in - 1, stale_id, done_id))
         )
@@ -263,7 +263,7 @@ class UploadTestsMixin:
     async def test_the_service_purges_on_its_cleanup_interval(self) -> None:
         server = await self.start_server(test_config(
             tempfile.mkdtemp(prefix="umoc-srv-"), uploads={"cleanup_interval": "50ms", "expires_in": "1s"}))
-        files = server.service.storage.files
+        files = server.services.storage.files
         user = await server.user("dave")
         file_id = str(uuid.uuid4())
         await files.create(file_id, user["user_id"], user["user_id"], False, "a.txt", "text/plain", 1,
@@ -276,7 +276,7 @@ class UploadTestsMixin:
 
     @inline
     async def test_other_endpoints_refuse_oversized_bodies_before_spooling_them(self) -> None:
-        limit = self.uploads.other_body_limit
+        limit = self.server.services.config.max_plain_body
         response = await treq.post(self.server.url + "/api/login", data=b"{" * (limit + 1), persistent=False)
         self.assertEqual((response.code, await response.json()), (413, {"error": "Request body too large"}))
         response = await treq.post(self.server.url + "/api/login", data=ChunkedBody(limit * 3), persistent=False)

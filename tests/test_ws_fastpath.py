@@ -20,8 +20,8 @@ from twisted.trial import unittest
 
 from umoc.config import EngineIOConfig, Size
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
+from umoc.transport.gate import Gatekeeper
 from umoc.transport.websocket import EngineWebSocketFactory, _autobahn_pformat, _unmask, _ws_frame
-from umoc.web.gate import Gatekeeper
 
 HANDSHAKE = (
     b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"

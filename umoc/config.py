@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -25,6 +26,8 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "parse_size",
+    "parse_redis_url",
+    "RedisTarget",
 ]
 
 
@@ -233,6 +236,11 @@ class Config:
     def uploads_path(self) -> Path:
         return self.data_path / self.uploads.directory
 
+    @property
+    def max_plain_body(self) -> int:
+        """The largest request body any endpoint but uploads accepts (JSON API, Engine.IO polling)."""
+        return max(self.server.max_body, self.engineio.max_payload)
+
 
 def _type_name(tp: Any) -> str:
     names = {
@@ -308,9 +316,35 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     return cls(**kwargs)
 
 
-def _redis_url_ok(url: str) -> bool:
-    from umoc.redisclient import parse_redis_url
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where Redis is: a TCP host and port, or a Unix socket path."""
 
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str = ""
+    db: int = 0
+    password: str | None = None
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """``redis://[:password@]host[:port][/db]`` or ``unix:/path/to/redis.sock[?db=N]``."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        db = parse_qs(parts.query).get("db", ["0"])[0]
+        return RedisTarget(path=parts.path, db=int(db))
+    if parts.scheme != "redis":
+        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+    path = parts.path.strip("/")
+    return RedisTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(path) if path else 0,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _redis_url_ok(url: str) -> bool:
     try:
         parse_redis_url(url)
     except ValueError:

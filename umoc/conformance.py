@@ -33,11 +33,11 @@ from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web import resource, server
 
 from umoc.config import Duration, EngineIOConfig, Size
+from umoc.transport.cors import Cors
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
+from umoc.transport.gate import Gatekeeper
 from umoc.transport.resource import engine_resource
 from umoc.transport.socketio import ClientSocket, Identity, SocketIOConnection
-from umoc.web.cors import Cors
-from umoc.web.gate import Gatekeeper
 
 __all__ = ["ConformanceApp", "EchoHandler", "build_conformance_site", "conformance_settings", "main"]
 

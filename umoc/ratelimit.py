@@ -9,7 +9,7 @@ every node sees the same buckets.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -17,8 +17,16 @@ from twisted.logger import Logger
 
 from umoc.config import RateLimit, RateLimitsConfig
 
-if TYPE_CHECKING:
-    from umoc.redisclient import RedisClient
+
+class ScriptClient(Protocol):
+    """What the Redis back-end needs of a client (``umoc.cluster.redisclient.RedisClient``)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def eval(self, script: str, keys: list[str], args: list[Any]) -> defer.Deferred[Any]: ...
+
+    def ping(self) -> defer.Deferred[Any]: ...
 
 __all__ = ["FailoverRatelimiter", "MemoryRatelimiter", "Ratelimiter", "RedisRatelimiter", "take_token"]
 
@@ -123,7 +131,7 @@ class RedisRatelimiter:
     expected to run NTP.
     """
 
-    def __init__(self, redis: RedisClient, clock: IReactorTime, settings: RateLimitsConfig, prefix: str) -> None:
+    def __init__(self, redis: ScriptClient, clock: IReactorTime, settings: RateLimitsConfig, prefix: str) -> None:
         self._redis = redis
         self._clock = clock
         self._settings = settings
@@ -161,7 +169,7 @@ class FailoverRatelimiter:
 
     def __init__(
         self,
-        redis: RedisClient,
+        redis: ScriptClient,
         primary: Ratelimiter,
         fallback: MemoryRatelimiter,
         clock: IReactorTime,

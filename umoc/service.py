@@ -1,152 +1,170 @@
-"""The `MultiService` behind ``twistd umoc``.
+"""The `MultiService` behind ``twistd umoc``: it only composes children.
 
-`makeService` only wires objects; `UmocService.startService` does the
-asynchronous part (migrations, Redis, then listening), so a database that
-cannot be migrated stops start-up before the port opens.
+``umoc.wiring`` builds the node; this module runs it.  The children are
+the Redis connection (when configured), one `TimerService` per periodic
+task, and the `Listener` for the configured endpoint.  `UmocService`
+starts them in order once the database is migrated, so a database that
+cannot be migrated stops start-up before the port opens; it stops them in
+reverse, then closes the database.
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from twisted.application import service
-from twisted.application.internet import StreamServerEndpointService
-from twisted.internet import defer, endpoints, task
-from twisted.internet.interfaces import IListeningPort
+from twisted.application.internet import TimerService
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 
-from umoc.app import Application
 from umoc.config import Config
-from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, RedisRatelimiter
-from umoc.redisbus import RedisBus
-from umoc.redisclient import RedisClient, RedisSubscriber
-from umoc.redispresence import RedisPresence
-from umoc.storage import Storage, open_storage
-from umoc.web.site import build_site
-from umoc.web.uploads import Uploads
+from umoc.storage import Storage
+from umoc.wiring import Cluster, Node, build_node
 
-__all__ = ["UmocService"]
+__all__ = ["Listener", "RedisService", "UmocService", "periodic_task"]
 
 log = Logger()
 
 
+def periodic_task(interval: float, fn: Callable[[], Awaitable[Any]], clock: IReactorTime) -> TimerService:
+    """A `TimerService` running ``fn`` now and every ``interval`` seconds; a failing run is logged, not fatal."""
+
+    async def guarded() -> None:
+        try:
+            await fn()
+        except Exception:  # noqa: BLE001 - a periodic task must keep running
+            log.failure("Periodic task {name} failed", name=getattr(fn, "__qualname__", fn))
+
+    timer = TimerService(interval, lambda: defer.ensureDeferred(guarded()))
+    timer.clock = clock
+    return timer
+
+
+class Listener(service.Service):
+    """Listens on an endpoint string; ``listening`` fires with the port (or the reason it cannot)."""
+
+    def __init__(self, reactor: Any, description: str, factory: Any) -> None:
+        self._reactor = reactor
+        self._description = description
+        self._factory = factory
+        self.port: IListeningPort | None = None
+        self.listening: defer.Deferred[IListeningPort] = defer.Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        try:
+            d = endpoints.serverFromString(self._reactor, self._description).listen(self._factory)
+        except Exception:  # noqa: BLE001 - a bad endpoint string fails start-up like a busy port
+            d = defer.fail()
+        d.addCallback(self._listening)
+        d.chainDeferred(self.listening)
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        return port
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        if self.port is None:
+            return defer.succeed(None)
+        port, self.port = self.port, None
+        return defer.maybeDeferred(port.stopListening)
+
+
+class RedisService(service.Service):
+    """Redis for a node sharing it with others: the bus subscription, presence, and a clean goodbye."""
+
+    def __init__(self, cluster: Cluster, connect_timeout: float) -> None:
+        self._cluster = cluster
+        self._connect_timeout = connect_timeout
+        self._subscriber: Any = None
+
+    async def connect(self) -> None:
+        """Subscribe to the bus and wait (bounded) for the command connection."""
+        cluster = self._cluster
+        self._subscriber = cluster.redis.subscriber(cluster.channel, cluster.receiver.on_message)
+        if not await cluster.redis.wait_connected(self._connect_timeout):
+            log.warn("Redis is not reachable yet; starting with in-memory rate limits and local presence")
+
+    def subscribed(self) -> defer.Deferred[None]:
+        """Fires once the bus subscription is in place (deliveries published before it are missed)."""
+        assert self._subscriber is not None, "connect() first"
+        return self._subscriber.when_subscribed()
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        return defer.ensureDeferred(self._close())
+
+    async def _close(self) -> None:
+        await self._cluster.presence.withdraw()
+        if self._subscriber is not None:
+            await self._subscriber.close()
+        await self._cluster.redis.close()
+
+
 class UmocService(service.MultiService):
-    """Storage, the application, periodic tasks and the one listening Site."""
+    """One node: migrations, then Redis, periodic tasks and the listening Site."""
 
     def __init__(self, config: Config, reactor: Any, storage: Storage | None = None) -> None:
         super().__init__()
         self.config = config
-        self.reactor = reactor
-        self.storage = storage or open_storage(config)
-        self.app = Application(config, reactor, self.storage)
-        self.redis: RedisClient | None = None
-        self._subscriber: RedisSubscriber | None = None
-        if config.redis.url:
-            self._use_redis()
-        self.uploads = Uploads(self.app)
-        self.site, self.engine = build_site(
-            self.app, redis_ping=self.redis.ping if self.redis else None, extra_api=self.uploads.resources()
-        )
-        self.site.requestFactory = self.uploads.request_factory()
-        self.port: IListeningPort | None = None
+        self.node: Node = build_node(config, reactor, storage)
+        services = self.node.services
+        self.redis_service: RedisService | None = None
+        if self.node.cluster is not None:
+            self.redis_service = RedisService(self.node.cluster, config.redis.timeout * 4)
+            self.redis_service.setServiceParent(self)
+            presence = self.node.cluster.presence
+            periodic_task(presence.heartbeat_interval, presence.heartbeat, reactor).setServiceParent(self)
+        periodic_task(config.sessions.cleanup_interval, services.sessions.expire, reactor).setServiceParent(self)
+        periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)
+        self.listener = Listener(reactor, config.server.listen, self.node.site)
+        self.listener.setServiceParent(self)
         self.ready: defer.Deferred[None] = defer.Deferred()
-        self._loops: list[task.LoopingCall] = []
-        self._listener: StreamServerEndpointService | None = None
+        self._reactor = reactor
+
+    @property
+    def port(self) -> IListeningPort | None:
+        return self.listener.port
 
     def startService(self) -> None:
-        super().startService()
-        self.app.password_pool.start()
+        service.Service.startService(self)
+        self.node.services.sessions.start()
         d = defer.ensureDeferred(self._start())
         d.addCallbacks(self.ready.callback, self._start_failed)
+
+    async def _start(self) -> None:
+        db = self.node.services.storage.db
+        version = await db.migrate()
+        log.info("Database ready ({dialect}, schema version {version})", dialect=db.dialect.name, version=version)
+        if self.redis_service is not None:
+            self.redis_service.startService()
+            await self.redis_service.connect()
+        for child in self:
+            if not child.running:
+                child.startService()
+        port = await self.listener.listening
+        log.info("UMOC listening on {address}", address=port.getHost())
 
     def _start_failed(self, failure: Any) -> None:
         log.failure("UMOC could not start", failure)
         self.ready.errback(failure)
-        if self.reactor.running:
-            self.reactor.stop()
-
-    def _use_redis(self) -> None:
-        """Rate limits, presence and fan-out through Redis (several nodes may share it)."""
-        cfg = self.config.redis
-        self.redis = RedisClient(cfg.url, self.reactor, cfg.timeout)
-        node_id = uuid.uuid4().hex
-        self.app.ratelimiter = FailoverRatelimiter(
-            self.redis,
-            RedisRatelimiter(self.redis, self.reactor, self.config.ratelimits, cfg.prefix),
-            MemoryRatelimiter(self.reactor, self.config.ratelimits),
-            self.reactor,
-        )
-        self.app.presence = RedisPresence(self.redis, self.app.hub, node_id, cfg.prefix, cfg.presence_ttl)
-        self.app.hub.remote = RedisBus(self.redis, self.app.hub, node_id, cfg.prefix)
-
-    async def _start(self) -> None:
-        version = await self.storage.db.migrate()
-        log.info("Database ready ({dialect}, schema version {version})",
-                 dialect=self.storage.db.dialect.name, version=version)
-        self.every(self.config.sessions.cleanup_interval, self._expire_sessions)
-        self.every(self.config.uploads.cleanup_interval, self.uploads.purge_expired)
-        if self.redis is not None:
-            if not await self.redis.wait_connected(self.config.redis.timeout * 4):
-                log.warn("Redis is not reachable yet; starting with in-memory rate limits and local presence")
-            bus, presence = self.app.hub.remote, self.app.presence
-            assert isinstance(bus, RedisBus) and isinstance(presence, RedisPresence)
-            self._subscriber = self.redis.subscriber(bus.channel, bus.on_message)
-            self.every(presence.heartbeat_interval, presence.heartbeat)
-        endpoint = endpoints.serverFromString(self.reactor, self.config.server.listen)
-        listener = StreamServerEndpointService(endpoint, self.site)
-        listener._raiseSynchronously = False
-        self._listener = listener
-        listener.setServiceParent(self)
-        self.port = await listener._waitingForPort
-        log.info("UMOC listening on {address}", address=self.port.getHost())
-
-    def every(self, interval: float, fn: Any) -> task.LoopingCall:
-        """Run ``fn`` every ``interval`` seconds on the injected clock; errors are logged, not fatal."""
-
-        async def guarded() -> None:
-            try:
-                await fn()
-            except Exception:  # noqa: BLE001 - a periodic task must keep running
-                log.failure("Periodic task {name} failed", name=getattr(fn, "__name__", fn))
-
-        loop = task.LoopingCall(lambda: defer.ensureDeferred(guarded()))
-        loop.clock = self.reactor
-        loop.start(interval, now=False)
-        self._loops.append(loop)
-        return loop
-
-    async def _expire_sessions(self) -> None:
-        while True:
-            expired = await self.storage.users.delete_expired_sessions(self.reactor.seconds())
-            for session_id, _user_id in expired:
-                self.app.end_session(session_id, "Your session has expired")
-            if len(expired) < 1000:
-                return
+        if self._reactor.running:
+            self._reactor.stop()
 
     def stopService(self) -> defer.Deferred[None]:
-        for loop in self._loops:
-            if loop.running:
-                loop.stop()
-        self._loops.clear()
-        self.engine.close_all()
-        pool = self.app.password_pool
-        if pool.started and not pool.joined:
-            pool.stop()
-        d = defer.maybeDeferred(super().stopService)
-        if self.redis is not None:
-            d.addBoth(lambda result: defer.ensureDeferred(self._close_redis(result)))
+        service.Service.stopService(self)
+        self.node.engine.close_all()
+        self.node.services.sessions.stop()
+        running = [child for child in reversed(list(self)) if child.running]
+        d: defer.Deferred[Any] = defer.succeed(None)
+        for child in running:
+            d.addCallback(lambda _, c=child: c.stopService())
         d.addBoth(self._close_storage)
         return d
 
-    async def _close_redis(self, result: Any) -> Any:
-        assert self.redis is not None and isinstance(self.app.presence, RedisPresence)
-        await self.app.presence.withdraw()
-        if self._subscriber is not None:
-            await self._subscriber.close()
-        await self.redis.close()
-        return result
-
-    def _close_storage(self, result: Any) -> Any:
-        self.storage.close()
-        return result
+    def _close_storage(self, result: Any) -> None:
+        self.node.services.storage.close()
+        if isinstance(result, Exception) or hasattr(result, "raiseException"):
+            log.failure("Error stopping UMOC", result)

@@ -5,7 +5,7 @@
 The same app `umoc.conformance` serves (``message`` -> ``message-back``,
 ``message-with-ack`` acknowledged with the same arguments), plus
 ``broadcast`` -> ``broadcast`` to every connected socket, encoded once and
-handed to each socket as one `Outgoing`, exactly as `umoc.bus.Hub` delivers.
+handed to each socket as one `Outgoing`, exactly as `umoc.cluster.hub.Hub` delivers.
 The production codec, `EngineServer`, Autobahn WebSocket transport and
 `SocketIOConnection` run unchanged; unlike ``python -m umoc.conformance``
 the heartbeat is the production default (25 s / 20 s, not the test suites'
@@ -27,11 +27,11 @@ from twisted.web import server  # noqa: E402
 from umoc.config import EngineIOConfig  # noqa: E402
 from umoc.conformance import ConformanceApp, _Root  # noqa: E402
 from umoc.protocol.socketio import encode_event  # noqa: E402
+from umoc.transport.cors import Cors  # noqa: E402
 from umoc.transport.engine import EngineServer, Outgoing  # noqa: E402
+from umoc.transport.gate import Gatekeeper  # noqa: E402
 from umoc.transport.resource import engine_resource  # noqa: E402
 from umoc.transport.socketio import ClientSocket, SocketIOConnection  # noqa: E402
-from umoc.web.cors import Cors  # noqa: E402
-from umoc.web.gate import Gatekeeper  # noqa: E402
 
 
 class BenchApp(ConformanceApp):

@@ -8,56 +8,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.clock import utc_day
-from umoc.events.access import presence_fields, refused_as_error
+from umoc.domain import payloads
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import Int, Schema, Str
+from umoc.events.schema import SESSION_ID, Int, Schema, Str
 from umoc.storage.relations import FRIEND, NEW
+from umoc.timefmt import utc_day
 
 __all__ = ["ROUTES"]
 
-_SESSION = Str("sessionID", required=False, max_length=64)
 
 
 async def get_contacts(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    contacts = await ctx.app.storage.contacts.list(ctx.user_id)
-    online = await ctx.app.presence.online_among([c.user_id for c in contacts if c.mutual_friend])
+    contacts = await ctx.services.storage.contacts.list(ctx.user_id)
+    online = await ctx.services.presence.online_among([c.user_id for c in contacts if c.mutual_friend])
     today = utc_day(ctx.now())
-    items = []
-    for c in contacts:
-        is_online, last_seen = presence_fields(c.mutual_friend, c.user_id in online, c.last_seen)
-        streak, continue_streak = c.streak_on(today)
-        items.append(
-            {
-                "user_id": c.user_id,
-                "username": c.username,
-                "status": c.status,
-                "is_online": is_online,
-                "last_seen": last_seen,
-                "streak": streak,
-                "continue_streak": continue_streak,
-            }
-        )
-    return {"contacts": items}
+    return {"contacts": [payloads.contact_entry(c, online, today) for c in contacts]}
 
 
 async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    target_id, target_name = await refused_as_error(
-        ctx.app.storage.contacts.request(ctx.user_id, payload["contact_username"], ctx.now())
+    target_id, target_name = await (
+        ctx.services.storage.contacts.request(ctx.user_id, payload["contact_username"], ctx.now())
     )
     added = {"user_id": target_id, "username": target_name, "status": NEW}
-    ctx.app.hub.emit_to_users([ctx.user_id], "contact_added", added)
-    ctx.app.hub.emit_to_users([target_id], "contact_request", {"user_id": ctx.user_id, "username": ctx.username})
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_added", added)
+    ctx.services.hub.emit_to_users([target_id], "contact_request", {"user_id": ctx.user_id, "username": ctx.username})
     return added
 
 
 async def accept_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    other_id, other_name = await refused_as_error(
-        ctx.app.storage.contacts.accept(ctx.user_id, payload["contact_id"], ctx.now())
+    other_id, other_name = await (
+        ctx.services.storage.contacts.accept(ctx.user_id, payload["contact_id"], ctx.now())
     )
     mine = {"user_id": other_id, "username": other_name, "status": FRIEND}
-    ctx.app.hub.emit_to_users([ctx.user_id], "contact_accepted", mine)
-    ctx.app.hub.emit_to_users(
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_accepted", mine)
+    ctx.services.hub.emit_to_users(
         [other_id], "contact_accepted", {"user_id": ctx.user_id, "username": ctx.username, "status": FRIEND}
     )
     return mine
@@ -65,31 +49,31 @@ async def accept_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str
 
 async def reject_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     other_id = payload["contact_id"]
-    await refused_as_error(ctx.app.storage.contacts.reject(ctx.user_id, other_id))
+    await ctx.services.storage.contacts.reject(ctx.user_id, other_id)
     mine = {"user_id": other_id}
-    ctx.app.hub.emit_to_users([ctx.user_id], "contact_rejected", mine)
-    ctx.app.hub.emit_to_users([other_id], "contact_rejected", {"user_id": ctx.user_id})
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_rejected", mine)
+    ctx.services.hub.emit_to_users([other_id], "contact_rejected", {"user_id": ctx.user_id})
     return mine
 
 
 async def block_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Only the blocker is told: a block is not announced to the blocked user."""
     target_id = payload["contact_id"]
-    await refused_as_error(ctx.app.storage.contacts.block(ctx.user_id, target_id, ctx.now()))
+    await ctx.services.storage.contacts.block(ctx.user_id, target_id, ctx.now())
     blocked = {"user_id": target_id}
-    ctx.app.hub.emit_to_users([ctx.user_id], "contact_blocked", blocked)
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_blocked", blocked)
     return blocked
 
 
 ROUTES = [
-    Route("get_contacts", Schema(_SESSION), get_contacts, response="contacts"),
+    Route("get_contacts", Schema(SESSION_ID), get_contacts, response="contacts"),
     Route(
         "add_contact",
-        Schema(_SESSION, Str("contact_username", max_length=64)),
+        Schema(SESSION_ID, Str("contact_username", max_length=64)),
         add_contact,
         rate_class="contacts",
     ),
-    Route("accept_contact", Schema(_SESSION, Int("contact_id")), accept_contact, rate_class="contacts"),
-    Route("reject_contact", Schema(_SESSION, Int("contact_id")), reject_contact, rate_class="contacts"),
-    Route("block_contact", Schema(_SESSION, Int("contact_id")), block_contact, rate_class="contacts"),
+    Route("accept_contact", Schema(SESSION_ID, Int("contact_id")), accept_contact, rate_class="contacts"),
+    Route("reject_contact", Schema(SESSION_ID, Int("contact_id")), reject_contact, rate_class="contacts"),
+    Route("block_contact", Schema(SESSION_ID, Int("contact_id")), block_contact, rate_class="contacts"),
 ]

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.events.access import refused_as_error
-from umoc.events.chats import group_payload
-from umoc.events.errors import UserError
+from umoc.domain import payloads
+from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import MAX_ID, Field, Int, Schema, Str
+from umoc.events.schema import MAX_ID, SESSION_ID, Field, Int, Schema, Str
 
 __all__ = ["ROUTES"]
 
-_SESSION = Str("sessionID", required=False, max_length=64)
 _NAME_MAX = 100
 _DESCRIPTION_MAX = 1000
 
@@ -37,18 +35,19 @@ async def create_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     name = payload["name"].strip()
     if not name:
         raise UserError("Invalid 'name': expected a non-blank name")
-    storage = ctx.app.storage
-    group_id = await refused_as_error(
+    storage = ctx.services.storage
+    group_id = await (
         storage.groups.create(
             ctx.user_id, name, payload["description"], payload["member_ids"], ctx.now(),
-            ctx.app.config.messages.max_group_members,
+            ctx.services.config.messages.max_group_members,
         )
     )
     info = await storage.groups.info(group_id, None)
-    online = await ctx.app.presence.online_among([m.user_id for m in info.members])
+    online = await ctx.services.presence.online_among([m.user_id for m in info.members])
     for member in info.members:
-        ctx.app.hub.emit_to_users([member.user_id], "group_created", group_payload(info, member.user_id, online))
-    return group_payload(info, ctx.user_id, online)
+        created = payloads.group_info(info, member.user_id, online)
+        ctx.services.hub.emit_to_users([member.user_id], "group_created", created)
+    return payloads.group_info(info, ctx.user_id, online)
 
 
 async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -59,31 +58,31 @@ async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         name = name.strip()
         if not name:
             raise UserError("Invalid 'name': expected a non-blank name")
-    members, name, description = await refused_as_error(
-        ctx.app.storage.groups.update(payload["chat_id"], ctx.user_id, name, payload["description"])
+    members, name, description = await (
+        ctx.services.storage.groups.update(payload["chat_id"], ctx.user_id, name, payload["description"])
     )
     updated = {"chat_id": payload["chat_id"], "name": name, "description": description}
-    ctx.app.hub.emit_to_users(members, "group_updated", updated)
+    ctx.services.hub.emit_to_users(members, "group_updated", updated)
     return updated
 
 
 async def add_group_member(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     chat_id, user_id = payload["chat_id"], payload["user_id"]
-    username = await refused_as_error(
-        ctx.app.storage.groups.add_member(
-            chat_id, ctx.user_id, user_id, ctx.now(), ctx.app.config.messages.max_group_members
+    username = await (
+        ctx.services.storage.groups.add_member(
+            chat_id, ctx.user_id, user_id, ctx.now(), ctx.services.config.messages.max_group_members
         )
     )
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
-    info = await ctx.app.storage.groups.info(chat_id, None)
-    ctx.app.hub.emit_to_users([m.user_id for m in info.members], "group_member_added", added)
+    info = await ctx.services.storage.groups.info(chat_id, None)
+    ctx.services.hub.emit_to_users([m.user_id for m in info.members], "group_member_added", added)
     return added
 
 
 async def _remove(ctx: EventContext, chat_id: int, user_id: int) -> dict[str, Any]:
-    change = await refused_as_error(ctx.app.storage.groups.remove_member(chat_id, ctx.user_id, user_id, ctx.now()))
+    change = await ctx.services.storage.groups.remove_member(chat_id, ctx.user_id, user_id, ctx.now())
     removed = {"chat_id": chat_id, "user_id": user_id}
-    ctx.app.hub.emit_to_users([*change.members, user_id], "group_member_removed", removed)
+    ctx.services.hub.emit_to_users([*change.members, user_id], "group_member_removed", removed)
     return removed
 
 
@@ -99,7 +98,7 @@ ROUTES = [
     Route(
         "create_group",
         Schema(
-            _SESSION,
+            SESSION_ID,
             Str("name", max_length=_NAME_MAX),
             Str("description", required=False, max_length=_DESCRIPTION_MAX, min_length=0),
             Field("member_ids", _id_list),
@@ -109,14 +108,14 @@ ROUTES = [
     Route(
         "update_group",
         Schema(
-            _SESSION,
+            SESSION_ID,
             Int("chat_id"),
             Str("name", required=False, max_length=_NAME_MAX),
             Str("description", required=False, max_length=_DESCRIPTION_MAX, min_length=0),
         ),
         update_group,
     ),
-    Route("add_group_member", Schema(_SESSION, Int("chat_id"), Int("user_id")), add_group_member),
-    Route("remove_group_member", Schema(_SESSION, Int("chat_id"), Int("user_id")), remove_group_member),
-    Route("leave_group", Schema(_SESSION, Int("chat_id")), leave_group),
+    Route("add_group_member", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), add_group_member),
+    Route("remove_group_member", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), remove_group_member),
+    Route("leave_group", Schema(SESSION_ID, Int("chat_id")), leave_group),
 ]

@@ -11,15 +11,15 @@ import json
 import uuid
 from typing import Any
 
-from umoc.clock import iso
-from umoc.events.access import MESSAGE_TYPES, refused_as_error, require_writable_chat
-from umoc.events.errors import UserError
+from umoc.domain import payloads
+from umoc.domain.access import MESSAGE_TYPES, require_writable_chat
+from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import Bool, Enum, Int, Schema, Str, Uuid, UuidList
+from umoc.events.schema import SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid, UuidList
+from umoc.timefmt import iso
 
 __all__ = ["ROUTES", "post_message"]
 
-_SESSION = Str("sessionID", required=False, max_length=64)
 #: Schema-level ceilings; the configured limits (smaller) are checked in the handlers.
 _MAX_TEXT = 1_000_000
 
@@ -41,19 +41,19 @@ async def post_message(
     """
     if msg_type not in MESSAGE_TYPES:
         raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
-    message, audience = await refused_as_error(
-        ctx.app.storage.messages.post(
+    message, audience = await (
+        ctx.services.storage.messages.post(
             ctx.user_id, ctx.username, recipient_id, is_group, str(uuid.uuid4()), msg_type, content,
             encrypted_content, ctx.now(),
         )
     )
-    payload = message.new_message()
-    ctx.app.hub.emit_to_users(audience, "new_message", payload)
+    payload = payloads.new_message(message)
+    ctx.services.hub.emit_to_users(audience, "new_message", payload)
     return payload
 
 
 async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    limits = ctx.app.config.messages
+    limits = ctx.services.config.messages
     content = payload["content"]
     if len(content) > limits.max_content_length:
         raise UserError(f"Invalid 'content': at most {limits.max_content_length} characters")
@@ -75,26 +75,26 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
 
 async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.now()
-    _chat_id, audience = await refused_as_error(
-        ctx.app.storage.messages.delete(ctx.user_id, payload["message_id"], now)
+    _chat_id, audience = await (
+        ctx.services.storage.messages.delete(ctx.user_id, payload["message_id"], now)
     )
     deleted = {"message_id": payload["message_id"], "sender_id": ctx.user_id, "timestamp": iso(now)}
-    ctx.app.hub.emit_to_users(audience, "message_deleted", deleted)
+    ctx.services.hub.emit_to_users(audience, "message_deleted", deleted)
     return deleted
 
 
 async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    if len(payload["message_ids"]) > ctx.app.config.messages.max_ids_per_receipt:
-        raise UserError(f"Invalid 'message_ids': at most {ctx.app.config.messages.max_ids_per_receipt} ids")
+    if len(payload["message_ids"]) > ctx.services.config.messages.max_ids_per_receipt:
+        raise UserError(f"Invalid 'message_ids': at most {ctx.services.config.messages.max_ids_per_receipt} ids")
     now = ctx.now()
-    ids = await refused_as_error(
-        ctx.app.storage.messages.mark_read(ctx.user_id, payload["sender_id"], payload["message_ids"], now)
+    ids = await (
+        ctx.services.storage.messages.mark_read(ctx.user_id, payload["sender_id"], payload["message_ids"], now)
     )
     receipt = {"reader_id": ctx.user_id, "reader_username": ctx.username, "message_ids": ids, "timestamp": iso(now)}
     # Reads of messages sent before a block still count for the reader, but a
     # block stops everything between the two users, read receipts included.
-    if not await ctx.app.storage.contacts.blocked_between(ctx.user_id, payload["sender_id"]):
-        ctx.app.hub.emit_to_users([payload["sender_id"]], "messages_read", receipt)
+    if not await ctx.services.storage.contacts.blocked_between(ctx.user_id, payload["sender_id"]):
+        ctx.services.hub.emit_to_users([payload["sender_id"]], "messages_read", receipt)
     return receipt
 
 
@@ -108,19 +108,19 @@ async def typing(ctx: EventContext, payload: dict[str, Any]) -> None:
         "timestamp": ctx.now(),
     }
     if is_group:
-        audience = await refused_as_error(ctx.app.storage.groups.typing_audience(recipient_id, ctx.user_id))
+        audience = await ctx.services.storage.groups.typing_audience(recipient_id, ctx.user_id)
         indicator.update(chat_id=recipient_id, is_group=True)
     else:
-        await require_writable_chat(ctx, recipient_id, False)
+        await require_writable_chat(ctx.services.storage, ctx.user_id, recipient_id, False)
         audience = [recipient_id]
-    ctx.app.hub.emit_to_users(audience, "typing_indicator", indicator)
+    ctx.services.hub.emit_to_users(audience, "typing_indicator", indicator)
 
 
 ROUTES = [
     Route(
         "send_message",
         Schema(
-            _SESSION,
+            SESSION_ID,
             Int("recipient_id"),
             Str("content", max_length=_MAX_TEXT),
             Bool("is_group", required=False, default=False),
@@ -130,17 +130,17 @@ ROUTES = [
         send_message,
         rate_class="messages",
     ),
-    Route("delete_message", Schema(_SESSION, Uuid("message_id")), delete_message, rate_class="messages"),
+    Route("delete_message", Schema(SESSION_ID, Uuid("message_id")), delete_message, rate_class="messages"),
     Route(
         "read_receipt",
-        Schema(_SESSION, UuidList("message_ids", max_items=10_000), Int("sender_id")),
+        Schema(SESSION_ID, UuidList("message_ids", max_items=10_000), Int("sender_id")),
         read_receipt,
         rate_class="reads",
     ),
     Route(
         "typing",
         Schema(
-            _SESSION,
+            SESSION_ID,
             Int("recipient_id"),
             Bool("is_typing"),
             Bool("is_group", required=False, default=False),

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from umoc.events.errors import UserError
+from umoc.domain.services import Services
+from umoc.errors import UserError
 from umoc.events.schema import Schema
-
-if TYPE_CHECKING:
-    from umoc.app import Application
-    from umoc.transport.socketio import ClientSocket
+from umoc.transport.socketio import ClientSocket
 
 __all__ = ["EventContext", "Route", "Router", "build_routes"]
 
@@ -51,9 +49,9 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class EventContext:
-    """What a handler knows: the application and the socket that asked."""
+    """What a handler knows: the services and the socket that asked."""
 
-    app: Application
+    services: Services
     socket: ClientSocket
 
     @property
@@ -69,7 +67,7 @@ class EventContext:
         return self.socket.identity.session_id
 
     def now(self) -> float:
-        return self.app.clock.seconds()
+        return self.services.clock.seconds()
 
 
 def build_routes(groups: Iterable[Iterable[Route]]) -> dict[str, Route]:
@@ -87,8 +85,8 @@ class Router:
 
     MAX_QUEUED = 64
 
-    def __init__(self, app: Application, routes: dict[str, Route]) -> None:
-        self.app = app
+    def __init__(self, services: Services, routes: dict[str, Route]) -> None:
+        self.services = services
         self.routes = routes
         self._queues: dict[Any, deque] = {}
 
@@ -130,8 +128,8 @@ class Router:
 
     async def handle(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
         """Run one event; never raises."""
-        self.app.metrics.count_event(event if event in self.routes else "unknown")
-        started = self.app.clock.seconds()
+        self.services.metrics.count_event(event if event in self.routes else "unknown")
+        started = self.services.clock.seconds()
         try:
             route = self.routes.get(event)
             if route is None:
@@ -140,10 +138,11 @@ class Router:
             claimed = payload.get("sessionID")
             if claimed is not None and claimed != socket.identity.session_id:
                 raise UserError("sessionID does not match this connection's session")
-            allowed, retry_after = await self.app.ratelimiter.can_do_action(route.rate_class, f"user:{socket.user_id}")
+            limiter = self.services.ratelimiter
+            allowed, retry_after = await limiter.can_do_action(route.rate_class, f"user:{socket.user_id}")
             if not allowed:
                 raise UserError("Rate limit exceeded; try again later", retry_after=retry_after)
-            result = await route.handler(EventContext(self.app, socket), payload)
+            result = await route.handler(EventContext(self.services, socket), payload)
             if route.response is not None:
                 socket.emit(route.response, result)
                 if ack_id is not None:
@@ -151,14 +150,14 @@ class Router:
             elif ack_id is not None:
                 socket.ack(ack_id, result if result is not None else {"ok": True})
         except UserError as exc:
-            self.app.metrics.count_error(event if event in self.routes else "unknown")
+            self.services.metrics.count_error(event if event in self.routes else "unknown")
             self._reply_error(socket, ack_id, exc)
         except Exception:  # noqa: BLE001 - one bad event must not end the connection
-            self.app.metrics.count_error(event if event in self.routes else "unknown")
+            self.services.metrics.count_error(event if event in self.routes else "unknown")
             log.failure("Error handling event {event}", event=event)
             self._reply_error(socket, ack_id, UserError("Internal server error"))
         finally:
-            self.app.metrics.observe_latency(self.app.clock.seconds() - started)
+            self.services.metrics.observe_latency(self.services.clock.seconds() - started)
 
     @staticmethod
     def _reply_error(socket: ClientSocket, ack_id: int | None, error: UserError) -> None:

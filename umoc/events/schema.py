@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from umoc.events.errors import UserError
+from umoc.errors import UserError
 
 __all__ = [
     "Bool",
@@ -19,6 +19,7 @@ __all__ = [
     "Field",
     "Int",
     "Number",
+    "SESSION_ID",
     "Schema",
     "Str",
     "Uuid",
@@ -138,3 +139,7 @@ class Schema:
             else:
                 clean[field.name] = field.check(field.name, value)
         return clean
+
+
+#: The optional ``sessionID`` every event may carry (the router checks it is the socket's own).
+SESSION_ID = Str("sessionID", required=False, max_length=64)

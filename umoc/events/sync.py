@@ -23,10 +23,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from umoc.clock import iso
-from umoc.events.errors import UserError
+from umoc.domain import payloads
+from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import Field, Int, Schema, Str
+from umoc.events.schema import SESSION_ID, Field, Int, Schema
+from umoc.timefmt import iso
 
 __all__ = ["ROUTES", "parse_since"]
 
@@ -59,10 +60,10 @@ def parse_since(name: str, value: Any) -> float:
 async def sync(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     since = payload["since"]
     limit = payload["limit"]
-    found = await ctx.app.storage.messages.missed_since(ctx.user_id, since, limit + 1)
+    found = await ctx.services.storage.messages.missed_since(ctx.user_id, since, limit + 1)
     return {
         "since": iso(since),
-        "messages": found[:limit],
+        "messages": [payloads.new_message(m) for m in found[:limit]],
         "has_more": len(found) > limit,
         "server_time": iso(ctx.now()),
     }
@@ -72,7 +73,7 @@ ROUTES = [
     Route(
         "sync",
         Schema(
-            Str("sessionID", required=False, max_length=64),
+            SESSION_ID,
             Field("since", parse_since),
             Int("limit", required=False, minimum=1, maximum=MAX_LIMIT, default=100),
         ),

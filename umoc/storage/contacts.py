@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from umoc.errors import RefusedError
 from umoc.storage.database import Database, Txn
-from umoc.storage.errors import RefusedError
 from umoc.storage.relations import BLOCKED, FRIEND, NEW, ensure_direct_chat_txn, statuses_txn
 from umoc.streaks import shown
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from umoc.errors import RefusedError
 from umoc.storage.database import Database, Txn, in_clause
-from umoc.storage.errors import RefusedError
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from twisted.internet import defer
 
-from umoc.clock import iso, utc_day
+from umoc.errors import RefusedError
 from umoc.storage.database import Database, Txn, in_clause
-from umoc.storage.errors import RefusedError
 from umoc.storage.relations import BLOCKED, FRIEND, ensure_direct_chat_txn
 from umoc.streaks import advance
+from umoc.timefmt import utc_day
 
 __all__ = ["ChatEntry", "History", "Message", "MessageStore", "UNKNOWN_CHAT"]
 
@@ -40,33 +39,6 @@ class Message:
     content: str
     encrypted_content: str | None
     created_at: float
-
-    def new_message(self) -> dict[str, Any]:
-        """The spec's ``new_message`` payload (``encrypted_content`` only when there is one)."""
-        payload: dict[str, Any] = {
-            "message_id": self.id,
-            "sender_id": self.sender_id,
-            "sender_username": self.sender_username,
-            "recipient_id": self.recipient_id,
-            "content": self.content,
-            "type": self.type,
-            "timestamp": iso(self.created_at),
-            "is_group": self.is_group,
-        }
-        if self.encrypted_content is not None:
-            payload["encrypted_content"] = self.encrypted_content
-        return payload
-
-    def summary(self) -> dict[str, Any]:
-        """The ``last_message`` object of ``chats``."""
-        return {
-            "message_id": self.id,
-            "sender_id": self.sender_id,
-            "sender_username": self.sender_username,
-            "content": self.content,
-            "type": self.type,
-            "timestamp": iso(self.created_at),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,14 +345,14 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
     return History(chat_id, is_group, messages, page, page_size, total)
 
 
-def _missed_txn(txn: Txn, user_id: int, since: float, limit: int) -> list[dict[str, Any]]:
+def _missed_txn(txn: Txn, user_id: int, since: float, limit: int) -> list[Message]:
     rows = txn.execute(
         "SELECT " + _MESSAGE_COLUMNS + " FROM user_chats uc JOIN messages m ON m.chat_id = uc.chat_id"
         " JOIN users su ON su.id = m.sender_id"
         " WHERE uc.user_id = ? AND m.created_at > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
         (user_id, since, limit),
     ).fetchall()
-    return [_message(r).new_message() for r in rows]
+    return [_message(r) for r in rows]
 
 
 class MessageStore:
@@ -428,8 +400,8 @@ class MessageStore:
         """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
         return self._db.run(_history_txn, user_id, chat_id, is_group, page, page_size)
 
-    def missed_since(self, user_id: int, since_epoch: float, limit: int) -> defer.Deferred[list[dict[str, Any]]]:
-        """``new_message`` payloads of every live message in the user's chats after ``since_epoch``, oldest first."""
+    def missed_since(self, user_id: int, since_epoch: float, limit: int) -> defer.Deferred[list[Message]]:
+        """Every live message in the user's chats after ``since_epoch``, oldest first."""
         return self._db.run(_missed_txn, user_id, since_epoch, limit)
 
     def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:

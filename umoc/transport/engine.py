@@ -30,7 +30,6 @@ from umoc.protocol.engineio import (
     EnginePacketType,
     ProtocolError,
     decode_packet,
-    encode_packet,
     open_packet,
 )
 
@@ -274,6 +273,3 @@ class EngineServer:
         for hook in self.shutdown_hooks:
             hook()
 
-
-def encode_packets(packets: list[EnginePacket]) -> list[str | bytes]:
-    return [encode_packet(p) for p in packets]

@@ -32,7 +32,7 @@ with that sid is closed.
 from __future__ import annotations
 
 import binascii
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -42,17 +42,14 @@ from twisted.web.iweb import IRequest
 from umoc.protocol.engineio import (
     RECORD_SEPARATOR,
     EnginePacket,
-    EnginePacketType,
     ProtocolError,
     decode_payload,
     encode_packet,
 )
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
-from umoc.transport.resource import BAD_HANDSHAKE_METHOD, BAD_REQUEST, FORBIDDEN, UNKNOWN_SID, engine_error
-
-if TYPE_CHECKING:
-    from umoc.transport.websocket import EngineWebSocketProtocol
-    from umoc.web.gate import Gatekeeper
+from umoc.transport.errors import BAD_HANDSHAKE_METHOD, BAD_REQUEST, FORBIDDEN, UNKNOWN_SID, engine_error
+from umoc.transport.gate import Gatekeeper
+from umoc.transport.probe import UpgradeProbe, WebSocketSide
 
 __all__ = ["PollingResource", "PollingTransport"]
 
@@ -105,7 +102,7 @@ class PollingTransport:
         #: Closed or upgraded away: no more polling on this sid.
         self.done = False
         #: The WebSocket trying to take over, if any.
-        self.probe: _Probe | None = None
+        self.probe: UpgradeProbe | None = None
         self._grace: IDelayedCall | None = None
 
     # -- EngineTransport ---------------------------------------------------
@@ -304,51 +301,10 @@ class PollingResource:
 
     # -- upgrade -----------------------------------------------------------
 
-    def upgrade(self, session: EngineSession, websocket: EngineWebSocketProtocol) -> None:
+    def upgrade(self, session: EngineSession, websocket: WebSocketSide) -> None:
         """A WebSocket arrived with this session's sid: probe it, then switch."""
         polling = session.transport
         if session.closed or not isinstance(polling, PollingTransport) or polling.upgrading or polling.done:
             websocket.refuse_upgrade()
             return
-        websocket.probe = polling.probe = _Probe(session, polling, websocket)
-
-
-class _Probe:
-    """The probe/upgrade exchange on a WebSocket that wants to replace polling."""
-
-    def __init__(self, session: EngineSession, polling: PollingTransport, websocket: EngineWebSocketProtocol):
-        self.session = session
-        self.polling = polling
-        self.websocket = websocket
-        self.probed = False
-
-    def on_frame(self, frame: str | bytes) -> None:
-        if self.session.closed:
-            self.websocket.refuse_upgrade()
-        elif not self.probed and frame == "2probe":
-            self.probed = True
-            self.websocket.send_packets([EnginePacket(EnginePacketType.PONG, "probe")])
-            self.polling.release()
-        elif self.probed and frame == "5":
-            self._complete()
-        else:
-            self.fail()
-
-    def _complete(self) -> None:
-        websocket, polling, session = self.websocket, self.polling, self.session
-        websocket.probe = polling.probe = None
-        backlog = polling.take_queue()
-        polling.discard()
-        session.transport = websocket
-        for frame in backlog:
-            websocket.send_frame(frame)
-
-    def fail(self) -> None:
-        self.polling.upgrading = False
-        self.polling.probe = self.websocket.probe = None
-        self.websocket.refuse_upgrade()
-
-    def on_close(self) -> None:
-        """The probing WebSocket went away: polling carries on."""
-        self.polling.upgrading = False
-        self.polling.probe = None
+        websocket.probe = polling.probe = UpgradeProbe(session, polling, websocket)

@@ -27,14 +27,12 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from twisted.internet.interfaces import IReactorTime
 
 from umoc.transport.engine import Outgoing
-
-if TYPE_CHECKING:
-    from umoc.transport.socketio import ClientSocket, Identity
+from umoc.transport.socketio import ClientSocket, Identity
 
 __all__ = ["RECOVERABLE_REASONS", "Recovered", "RecoveryStore"]
 

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
-if TYPE_CHECKING:
-    from umoc.transport.engine import EngineServer
+from umoc.transport.cors import Cors
+from umoc.transport.engine import EngineServer
+from umoc.transport.errors import BAD_REQUEST, UNKNOWN_TRANSPORT, UNSUPPORTED_VERSION, engine_error
+from umoc.transport.gate import Gatekeeper
+from umoc.transport.polling import PollingResource
+from umoc.transport.websocket import EngineWebSocketFactory
 
-__all__ = ["EngineIOResource", "engine_error", "engine_resource"]
-
-# Engine.IO's documented HTTP errors.
-UNKNOWN_TRANSPORT = (0, "Transport unknown")
-UNKNOWN_SID = (1, "Session ID unknown")
-BAD_HANDSHAKE_METHOD = (2, "Bad handshake method")
-BAD_REQUEST = (3, "Bad request")
-FORBIDDEN = (4, "Forbidden")
-UNSUPPORTED_VERSION = (5, "Unsupported protocol version")
-
-
-def engine_error(request: IRequest, error: tuple[int, str], status: int = 400, cors: Any = None) -> bytes:
-    """Engine.IO's JSON error body ``{"code": n, "message": "..."}``."""
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"application/json")
-    if cors is not None:
-        cors(request)
-    return json.dumps({"code": error[0], "message": error[1]}, separators=(",", ":")).encode()
-
+__all__ = ["EngineIOResource", "engine_resource"]
 
 class EngineIOResource(resource.Resource):
     """Dispatches by ``transport``; the polling transport is pluggable (``polling``)."""
@@ -60,14 +45,8 @@ class EngineIOResource(resource.Resource):
             return self._polling.render(request)
         return engine_error(request, UNKNOWN_TRANSPORT, cors=self._cors)
 
-
-
-
-def engine_resource(engine: EngineServer, gatekeeper: Any, cors: Any) -> EngineIOResource:
+def engine_resource(engine: EngineServer, gatekeeper: Gatekeeper, cors: Cors) -> EngineIOResource:
     """The whole Engine.IO endpoint for one `EngineServer`: WebSocket, long-polling, upgrades."""
-    from umoc.transport.polling import PollingResource
-    from umoc.transport.websocket import EngineWebSocketFactory
-
     factory = EngineWebSocketFactory(engine, gatekeeper)
     polling = PollingResource(engine, gatekeeper, cors)
     factory.upgrade_handler = polling.upgrade

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
@@ -39,10 +39,7 @@ from umoc.protocol.engineio import ProtocolError
 from umoc.protocol.socketio import Decoder, PacketType, SocketPacket, encode, encode_event
 from umoc.transport.engine import EngineSession, Outgoing
 
-if TYPE_CHECKING:
-    from umoc.transport.recovery import RecoveryStore
-
-__all__ = ["AuthError", "ClientSocket", "Identity", "SocketApp", "SocketIOConnection"]
+__all__ = ["AuthError", "ClientSocket", "Identity", "Recovery", "Restored", "SocketApp", "SocketIOConnection"]
 
 log = Logger()
 
@@ -73,6 +70,34 @@ class SocketApp(Protocol):
     def on_event(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None: ...
 
     def on_disconnect(self, socket: ClientSocket, reason: str) -> None: ...
+
+
+class Restored(Protocol):
+    """A socket brought back by connection state recovery: its ids and what it missed."""
+
+    @property
+    def sid(self) -> str: ...
+
+    @property
+    def pid(self) -> str: ...
+
+    @property
+    def missed(self) -> list[Outgoing]: ...
+
+    @property
+    def start_seq(self) -> int: ...
+
+
+class Recovery(Protocol):
+    """Connection state recovery as this layer uses it (``umoc.transport.recovery`` implements it)."""
+
+    def restore(self, auth: Any, identity: Identity, namespace: str) -> Restored | None: ...
+
+    def new_pid(self) -> str: ...
+
+    def attach(self, socket: ClientSocket, start_seq: int | None = None) -> None: ...
+
+    def detach(self, socket: ClientSocket, reason: str) -> None: ...
 
 
 class ClientSocket:
@@ -151,7 +176,7 @@ class SocketIOConnection:
         max_attachments: int = 10,
         max_depth: int = 32,
         connect_timeout: float | None = None,
-        recovery: RecoveryStore | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
         self.engine = engine
         self.app = app

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from pprint import pformat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -31,9 +31,8 @@ from twisted.logger import Logger
 
 from umoc.protocol.engineio import EnginePacket, encode_packet
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
-
-if TYPE_CHECKING:
-    from umoc.transport.polling import _Probe
+from umoc.transport.gate import Gatekeeper
+from umoc.transport.probe import UpgradeProbe
 
 __all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
 
@@ -117,7 +116,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self._backlog = 0
         self._remote_ip = ""
         #: Set while this WebSocket is proving itself to replace long-polling.
-        self.probe: _Probe | None = None
+        self.probe: UpgradeProbe | None = None
         self._next_batch: IDelayedCall | None = None
         self._fast_limit = 0
 
@@ -366,7 +365,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
 
     protocol = EngineWebSocketProtocol
 
-    def __init__(self, engine: EngineServer, gatekeeper: Any, **kwargs: Any) -> None:
+    def __init__(self, engine: EngineServer, gatekeeper: Gatekeeper, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine = engine
         self.gatekeeper = gatekeeper

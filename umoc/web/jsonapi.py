@@ -10,6 +10,8 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
+from umoc.errors import UserError
+
 __all__ = ["HttpError", "JsonResource", "read_json", "write_json"]
 
 log = Logger()
@@ -59,15 +61,12 @@ class JsonResource(resource.Resource):
     """A leaf whose methods are ``async def``; errors become JSON, never HTML tracebacks."""
 
     isLeaf = True
-    cors: Any = None  # set by the site: a callable(request) adding CORS headers
 
     def __init__(self, handlers: dict[bytes, Callable[[IRequest], Awaitable[None]]]) -> None:
         super().__init__()
         self._handlers = handlers
 
     def render(self, request: IRequest) -> Any:
-        if self.cors is not None and self.cors(request):
-            return b""
         handler = self._handlers.get(request.method)
         if handler is None:
             write_json(request, 405, {"error": "Method not allowed"},
@@ -80,9 +79,10 @@ class JsonResource(resource.Resource):
     def _failed(self, failure: Any, request: IRequest) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
-        if failure.check(HttpError):
+        if failure.check(HttpError, UserError):
+            # A rule's refusal answers 400 unless it names its own status (e.g. an upload's 413).
             err = failure.value
-            write_json(request, err.status, {"error": err.message}, err.headers)
+            write_json(request, getattr(err, "status", 400), {"error": err.message}, getattr(err, "headers", None))
         else:
             log.failure("Error in HTTP handler", failure)
             write_json(request, 500, {"error": "Internal server error"})

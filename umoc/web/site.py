@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
+from twisted.internet import defer
 from twisted.web import resource, server
 
+from umoc.domain.services import Services
+from umoc.transport.cors import Cors
 from umoc.transport.engine import EngineServer
-from umoc.transport.recovery import RecoveryStore
+from umoc.transport.gate import Gatekeeper
 from umoc.transport.resource import engine_resource
-from umoc.transport.socketio import SocketIOConnection
 from umoc.web.auth import auth_resources
-from umoc.web.cors import Cors
-from umoc.web.gate import Gatekeeper
 from umoc.web.health import HealthResource, MetricsResource
 from umoc.web.jsonapi import write_json
 
-if TYPE_CHECKING:
-    from umoc.app import Application
-
-__all__ = ["build_site"]
+__all__ = ["UmocSite", "build_site"]
 
 
 class UmocSite(server.Site):
@@ -100,42 +97,26 @@ class _Preflight(resource.Resource):
         return b""
 
 
-def build_engine(app: Application) -> EngineServer:
-    cfg = app.config
-    recovery = RecoveryStore(app.clock, cfg.engineio.recovery_window) if cfg.engineio.recovery_window > 0 else None
-    app.hub.recovery = recovery
-    return EngineServer(
-        app.clock,
-        cfg.engineio,
-        lambda session: SocketIOConnection(
-            session,
-            app,
-            max_depth=cfg.messages.max_payload_depth + 4,
-            connect_timeout=cfg.engineio.connect_timeout,
-            recovery=recovery,
-        ),
-    )
-
-
 def build_site(
-    app: Application,
-    redis_ping: Any = None,
-    extra_api: dict[bytes, resource.Resource] | None = None,
-) -> tuple[server.Site, EngineServer]:
-    """The Site and its Engine.IO server (the service closes the latter on shutdown)."""
-    gate = Gatekeeper(app.config.server.allowed_origins, app.config.server.trusted_proxies)
-    engine = build_engine(app)
+    services: Services,
+    engine: EngineServer,
+    gate: Gatekeeper,
+    extra_api: dict[bytes, resource.Resource],
+    redis_ping: Callable[[], defer.Deferred[bool]] | None = None,
+) -> UmocSite:
+    """The one Site: Engine.IO at ``/socket.io/``, the JSON API, health and metrics."""
+    config = services.config
     cors = Cors(gate)
     root = Root()
     root.putChild(b"socket.io", engine_resource(engine, gate, cors))
     api = Api(gate, cors)
-    for name, child in {**auth_resources(app, gate), **(extra_api or {})}.items():
+    for name, child in {**auth_resources(services, gate), **extra_api}.items():
         api.putChild(name, child)
     root.putChild(b"api", api)
-    root.putChild(b"healthz", HealthResource(app, redis_ping))
-    root.putChild(b"metrics", MetricsResource(app))
-    site = UmocSite(root, access_log=app.config.server.access_log)
+    root.putChild(b"healthz", HealthResource(services, redis_ping))
+    root.putChild(b"metrics", MetricsResource(services.metrics))
+    site = UmocSite(root, access_log=config.server.access_log)
     engine.shutdown_hooks.append(site.close_connections)
     site.displayTracebacks = False
     site.noisy = False
-    return site, engine
+    return site

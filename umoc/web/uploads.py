@@ -27,25 +27,22 @@ from __future__ import annotations
 import functools
 import json
 import os
-import secrets
 import urllib.parse
 import uuid
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
-from umoc.credentials import token_matches
+from umoc.domain.files import FileManager, UploadDeniedError
+from umoc.domain.sessions import SessionManager
 from umoc.storage.files import FileRecord
 from umoc.web.jsonapi import HttpError, JsonResource, write_json
-
-if TYPE_CHECKING:
-    from umoc.app import Application
 
 __all__ = ["UploadRequest", "Uploads", "content_disposition", "refuse_now"]
 
@@ -111,7 +108,7 @@ class UploadReceiver:
         self.file_id = _file_id(path.split(b"?", 1)[0][len(UPLOAD_PREFIX):])
         self.received = 0
         #: Largest body accepted: the configured maximum until the declared size is known.
-        self.limit = uploads.config.max_size
+        self.limit = uploads.files.config.max_size
         self.rejected = False
         self.finished = False
         #: The client sent ``Expect: 100-continue`` and waits for our go-ahead.
@@ -136,7 +133,7 @@ class UploadReceiver:
         if self.length is not None and self.length > self.limit:
             self.reject(413, "File too large")
             return
-        self.temp_path = self.uploads.temp_path(self.file_id)
+        self.temp_path = self.uploads.files.temp_path(self.file_id)
         fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file = os.fdopen(fd, "wb")
         self._pause()
@@ -154,27 +151,14 @@ class UploadReceiver:
         return token
 
     async def _authorise(self, file_id: str, token: str) -> None:
-        files = self.uploads.app.storage.files
-        record = await files.get(file_id)
-        if self.rejected or self.finished:
+        try:
+            record = await self.uploads.files.authorise_upload(
+                file_id, token, self.length, lambda: self.rejected or self.finished
+            )
+        except UploadDeniedError as denied:
+            self.reject(denied.status, denied.message, denied.headers or None)
             return
-        if record is None or not token_matches(token, record.token_hash):
-            # A missing upload and someone else's get the same answer: without
-            # its token nobody learns whether an upload id exists.
-            self.reject(401, "Invalid upload token", {"WWW-Authenticate": "Bearer"})
-        elif record.uploaded_at is not None:
-            self.reject(409, "File already uploaded")
-        elif record.token_used_at is not None:
-            self.reject(403, "Upload token already used")
-        elif record.expires_at <= self.uploads.now():
-            self.reject(403, "Upload token expired")
-        elif self.length is not None and self.length > record.file_size:
-            self.reject(413, "Body larger than the declared file size")
-        elif self.length is not None and self.length < record.file_size:
-            self.reject(400, "Content-Length must equal the declared file size")
-        elif not await files.spend_token(file_id, self.uploads.now()):
-            self.reject(403, "Upload token already used or expired")
-        if self.rejected or self.finished:
+        if record is None or self.rejected or self.finished:
             return
         self.limit = record.file_size
         if self.received > self.limit:
@@ -251,18 +235,9 @@ class UploadReceiver:
             raise UploadRefusedError("refused already")
         self._file.close()
         self._file = None
-        if self.received != record.file_size:
-            self._discard()
-            raise HttpError(400, f"Upload incomplete: {self.received} of {record.file_size} bytes arrived")
-        final = self.uploads.path_for(record.id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.temp_path, final)
-        self.temp_path = None
+        temp_path, self.temp_path = self.temp_path, None
         self.finished = True
-        if not await self.uploads.app.storage.files.mark_uploaded(record.id, self.uploads.now()):
-            final.unlink(missing_ok=True)
-            raise HttpError(404, "Unknown upload")
-        return {"file_id": record.id, "file_size": record.file_size}
+        return await self.uploads.files.store_upload(record, temp_path, self.received)
 
 
 class UploadRequest(server.Request):
@@ -348,29 +323,13 @@ class _EmptyBody:
 
 
 class Uploads:
-    """Where files live, the two resources, the request factory and the purge of abandoned uploads."""
+    """The two resources and the request factory, over the `FileManager` and `SessionManager`."""
 
-    PURGE_BATCH = 500
-
-    def __init__(self, app: Application) -> None:
-        self.app = app
-        self.config = app.config.uploads
-        self.root = app.config.uploads_path
-        self.temp_dir = self.root / "tmp"
+    def __init__(self, files: FileManager, sessions: SessionManager, other_body_limit: int) -> None:
+        self.files = files
+        self.sessions = sessions
         #: The largest body any endpoint but uploads accepts (JSON API, Engine.IO polling).
-        self.other_body_limit = max(app.config.server.max_body, app.config.engineio.max_payload)
-
-    def now(self) -> float:
-        return self.app.clock.seconds()
-
-    def path_for(self, file_id: str) -> Path:
-        """Files are named by id only, spread over 256 directories."""
-        return self.root / file_id[:2] / file_id
-
-    def temp_path(self, file_id: str) -> Path:
-        """A fresh name for an upload in progress; the directory is made on first use."""
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
-        return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
+        self.other_body_limit = other_body_limit
 
     def request_factory(self) -> Any:
         return functools.partial(UploadRequest, uploads=self)
@@ -402,11 +361,11 @@ class Uploads:
         file_id = _file_id(request.postpath[0]) if len(request.postpath) == 1 else None
         if file_id is None:
             raise not_found
-        record = await self.app.storage.files.get(file_id)
-        if record is None or record.completed_at is None or not await self._may_read(record, user_id):
+        record = await self.files.readable(file_id, user_id)
+        if record is None:
             raise not_found
         try:
-            handle = open(self.path_for(file_id), "rb")  # noqa: SIM115 - closed when the transfer ends
+            handle = open(self.files.path_for(file_id), "rb")  # noqa: SIM115 - closed when the transfer ends
         except FileNotFoundError:
             log.error("File {file_id} is recorded but missing on disk", file_id=file_id)
             raise not_found from None
@@ -443,53 +402,5 @@ class Uploads:
         token = first(b"token", b"x-session-token")
         if session_id is None or token is None:
             return None
-        record = await self.app.storage.users.session(session_id)
-        if record is None or not token_matches(token, record.token_hash) or record.expires_at <= self.now():
-            return None
-        return record.user_id
-
-    async def _may_read(self, record: FileRecord, user_id: int) -> bool:
-        if record.is_group:
-            return bool(await self.app.storage.groups.is_member(record.chat_id, user_id))
-        return user_id in (record.uploader_id, record.chat_id)
-
-    # -- housekeeping -------------------------------------------------------
-
-    async def purge_expired(self) -> int:
-        """Remove uploads never completed: rows and bytes; returns how many.
-
-        A row is kept for one more ``expires_in`` after its token expires, so
-        an upload that started in time can still finish and be completed.
-        """
-        removed = 0
-        cutoff = self.now() - self.config.expires_in
-        while True:
-            ids = await self.app.storage.files.purge_expired(cutoff, self.PURGE_BATCH)
-            await self._in_thread(self._remove_files, ids)
-            removed += len(ids)
-            if len(ids) < self.PURGE_BATCH:
-                break
-        # Temporary files nobody has written to for a whole extra window are
-        # leftovers of a crash (uploads in progress touch theirs constantly).
-        await self._in_thread(self._sweep_temp, cutoff - self.config.expires_in)
-        return removed
-
-    def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[None]:
-        """Unlinking large files may take a while: not on the reactor thread."""
-        return threads.deferToThreadPool(self.app.clock, self.app.clock.getThreadPool(), fn, *args)
-
-    def _remove_files(self, file_ids: list[str]) -> None:
-        for file_id in file_ids:
-            self.path_for(file_id).unlink(missing_ok=True)
-            for temp in self.temp_dir.glob(f"{file_id}.*.part"):
-                temp.unlink(missing_ok=True)
-
-    def _sweep_temp(self, idle_before: float) -> None:
-        if not self.temp_dir.is_dir():
-            return
-        for temp in self.temp_dir.glob("*.part"):
-            try:
-                if temp.stat().st_mtime < idle_before:
-                    temp.unlink()
-            except FileNotFoundError:
-                continue
+        record = await self.sessions.authenticate(session_id, token)
+        return record.user_id if record is not None else None

@@ -6,7 +6,7 @@ from typing import Iterable, Protocol
 
 from twisted.internet import defer
 
-from umoc.bus import Hub
+from umoc.cluster.hub import Hub
 
 __all__ = ["LocalPresence", "Presence"]
 

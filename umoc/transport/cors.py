@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.web.iweb import IRequest
 
-from umoc.web.gate import Gatekeeper
+from umoc.transport.gate import Gatekeeper
 
 __all__ = ["Cors"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 __all__ = ["iso", "iso_or_none", "utc_day"]
@@ -21,6 +20,3 @@ def utc_day(epoch: float) -> int:
     """Days since 1970-01-01 in UTC: the unit streaks count in."""
     return int(epoch // 86400)
 
-
-def wall_clock() -> float:
-    return time.time()

@@ -1,4 +1,4 @@
-"""Deliveries between nodes over Redis pub/sub (a `umoc.bus.RemoteBus`).
+"""Deliveries between nodes over Redis pub/sub (a `umoc.cluster.hub.RemoteBus`).
 
 Every node publishes on one channel, ``<prefix>bus``, and subscribes to it.
 A message is JSON::
@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.logger import Logger
 
+from umoc.cluster.hub import Hub
+from umoc.cluster.redisclient import RedisClient
 from umoc.transport.engine import Outgoing
 
-if TYPE_CHECKING:
-    from umoc.bus import Hub
-    from umoc.redisclient import RedisClient
-
-__all__ = ["RedisBus"]
+__all__ = ["BusReceiver", "RedisBus", "bus_channel"]
 
 log = Logger()
 
@@ -45,14 +43,17 @@ def _unpack_frames(items: list[Any]) -> list[str | bytes]:
     return [item if isinstance(item, str) else base64.b64decode(item["b"]) for item in items]
 
 
-class RedisBus:
-    """Publishes this node's deliveries and delivers the other nodes' ones locally."""
+def bus_channel(prefix: str) -> str:
+    return f"{prefix}bus"
 
-    def __init__(self, redis: RedisClient, hub: Hub, node_id: str, prefix: str) -> None:
+
+class RedisBus:
+    """Publishes this node's deliveries (the hub's `RemoteBus`)."""
+
+    def __init__(self, redis: RedisClient, node_id: str, prefix: str) -> None:
         self._redis = redis
-        self._hub = hub
         self.node_id = node_id
-        self.channel = f"{prefix}bus"
+        self.channel = bus_channel(prefix)
         self._failing = False
 
     # -- RemoteBus --------------------------------------------------------
@@ -82,7 +83,14 @@ class RedisBus:
             self._failing = True
             log.warn("Cannot publish to Redis ({why}); other nodes miss deliveries", why=failure.getErrorMessage())
 
-    # -- subscriber -------------------------------------------------------
+
+
+class BusReceiver:
+    """Delivers the other nodes' publications to this node's sockets."""
+
+    def __init__(self, hub: Hub, node_id: str) -> None:
+        self._hub = hub
+        self.node_id = node_id
 
     def on_message(self, channel: Any, message: Any) -> None:
         """One pub/sub message; anything malformed is logged and dropped."""

@@ -15,46 +15,18 @@ issued, which presence relies on (an "open" must never overtake the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
 from twisted.internet import defer, endpoints, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["RedisClient", "RedisSubscriber", "RedisTarget", "parse_redis_url"]
+from umoc.config import RedisTarget, parse_redis_url
+
+__all__ = ["RedisClient", "RedisSubscriber"]
 
 log = Logger()
-
-
-@dataclass(frozen=True)
-class RedisTarget:
-    """Where Redis is: a TCP host and port, or a Unix socket path."""
-
-    host: str = "127.0.0.1"
-    port: int = 6379
-    path: str = ""
-    db: int = 0
-    password: str | None = None
-
-
-def parse_redis_url(url: str) -> RedisTarget:
-    """``redis://[:password@]host[:port][/db]`` or ``unix:/path/to/redis.sock[?db=N]``."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        db = parse_qs(parts.query).get("db", ["0"])[0]
-        return RedisTarget(path=parts.path, db=int(db))
-    if parts.scheme != "redis":
-        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
-    path = parts.path.strip("/")
-    return RedisTarget(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 6379,
-        db=int(path) if path else 0,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 class RedisClient:

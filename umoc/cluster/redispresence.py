@@ -1,4 +1,4 @@
-"""Who is online on any node, kept in Redis (a `umoc.presence.Presence`).
+"""Who is online on any node, kept in Redis (a `umoc.cluster.presence.Presence`).
 
 Each node owns one hash, ``<prefix>presence:<node id>``, mapping user id to
 the number of sockets that user has on this node, and lists itself in the
@@ -19,16 +19,14 @@ requests go on, with presence limited to this node until Redis answers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from umoc.presence import LocalPresence
-
-if TYPE_CHECKING:
-    from umoc.bus import Hub
-    from umoc.redisclient import RedisClient
+from umoc.cluster.hub import Hub
+from umoc.cluster.presence import LocalPresence
+from umoc.cluster.redisclient import RedisClient
 
 __all__ = ["RedisPresence"]
 

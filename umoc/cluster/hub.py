@@ -3,19 +3,17 @@
 `Hub` keeps this node's sockets by user and by session and delivers
 events to them, encoding each event once for all its sockets.  When Redis
 is configured, a `RemoteBus` carries the same deliveries to the other
-nodes (see ``umoc.redisbus``); with none, the node runs alone.
+nodes (see ``umoc.cluster.redisbus``); with none, the node runs alone.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from umoc.protocol.socketio import encode_event
 from umoc.transport.engine import Outgoing
-
-if TYPE_CHECKING:
-    from umoc.transport.recovery import RecoveryStore
-    from umoc.transport.socketio import ClientSocket
+from umoc.transport.recovery import RecoveryStore
+from umoc.transport.socketio import ClientSocket
 
 __all__ = ["Hub", "RemoteBus"]
 
@@ -31,12 +29,13 @@ class RemoteBus(Protocol):
 class Hub:
     """This node's sockets, indexed for delivery."""
 
-    def __init__(self) -> None:
+    def __init__(self, recovery: RecoveryStore | None = None, remote: RemoteBus | None = None) -> None:
         self.by_user: dict[int, dict[ClientSocket, None]] = {}
         self.by_session: dict[str, dict[ClientSocket, None]] = {}
-        self.remote: RemoteBus | None = None
+        #: Fan-out to the other nodes (None: this node runs alone).
+        self.remote = remote
         #: Connection state recovery: offsets and the replay log (None when off).
-        self.recovery: RecoveryStore | None = None
+        self.recovery = recovery
 
     # -- membership -------------------------------------------------------
 

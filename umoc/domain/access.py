@@ -1,0 +1,36 @@
+"""Who may write to which chat, for callers that must refuse before doing work of their own.
+
+Storage checks the same rules again inside the transaction that acts on
+them (that is what keeps check and write atomic); this check is for work
+that starts before any transaction, such as accepting a file upload.
+"""
+
+from __future__ import annotations
+
+from umoc.errors import UserError
+from umoc.storage import Storage
+from umoc.storage.messages import UNKNOWN_CHAT
+from umoc.storage.relations import FRIEND
+
+__all__ = ["MESSAGE_TYPES", "require_writable_chat"]
+
+#: The spec's message types.
+MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
+
+
+async def require_writable_chat(storage: Storage, user_id: int, chat_id: int, is_group: bool) -> None:
+    """Raise `UserError` unless the user may send to that chat right now.
+
+    Direct: both users are friends (which also means neither blocked the
+    other).  Group: the user is a member of the open group.  A chat the user
+    cannot see gets the same answer as one that does not exist.
+    """
+    if is_group:
+        if not await storage.groups.is_member(chat_id, user_id):
+            raise UserError(UNKNOWN_CHAT)
+        return
+    if chat_id == user_id:
+        raise UserError("You cannot send a message to yourself")
+    mine, theirs = await storage.contacts.statuses(user_id, chat_id)
+    if mine != FRIEND or theirs != FRIEND:
+        raise UserError("You can only send direct messages to your friends")

@@ -1,0 +1,294 @@
+"""File sharing rules, for both edges: what may be uploaded, by whom, and who may read it.
+
+The Socket.IO edge prepares an upload (``upload_file_prepare``) and turns a
+whole one into a message (``upload_file_complete``); the HTTP edge streams
+the bytes in (``PUT /api/upload/<id>``, authorised here) and out (``GET
+/api/files/<id>``, to chat members only).  Files live under the uploads
+directory by id, never by the client's name; a periodic purge removes
+uploads nobody completed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorTime
+
+from umoc.config import UploadsConfig
+from umoc.credentials import new_token, token_digest, token_matches
+from umoc.domain.access import require_writable_chat
+from umoc.errors import UserError
+from umoc.storage import Storage
+from umoc.storage.files import FileRecord
+
+__all__ = [
+    "FileManager",
+    "UploadDeniedError",
+    "check_file_name",
+    "download_url",
+    "message_type_for",
+    "normalise_type",
+]
+
+#: Separators of any platform a client may save the file on, and NUL.
+_SEPARATORS = frozenset("/\\:\x00")
+#: Bidirectional overrides and isolates: they make "gpj.exe" display as "exe.jpg".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+_MIME = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+def check_file_name(name: str, max_length: int) -> str:
+    """The client's file name if it is a plain name: no path, no control or bidi characters.
+
+    The name is only ever shown and offered back in Content-Disposition (files
+    are stored by id), but clients save files under it, so it must not be able
+    to climb directories or disguise its extension.
+    """
+    if not 1 <= len(name) <= max_length:
+        raise UserError(f"Invalid 'file_name': expected 1 to {max_length} characters")
+    for char in name:
+        if char in _SEPARATORS or char in _BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise UserError("Invalid 'file_name': no path separators or control characters allowed")
+    if not name.strip(" ."):
+        raise UserError("Invalid 'file_name': not a file name")
+    return name
+
+
+def normalise_type(file_type: str) -> str:
+    """MIME types compare case-insensitively; parameters (``; charset=``) are not part of the type."""
+    return file_type.split(";", 1)[0].strip().lower()
+
+
+def message_type_for(file_type: str, config: UploadsConfig) -> str | None:
+    """``image``/``video``/``audio``/``file``: the allow-list the type is in, or None if in none."""
+    if not _MIME.fullmatch(file_type):
+        return None
+    for kind, types in config.allowed_types.items():
+        if file_type in types:
+            return kind
+    return None
+
+
+def download_url(file_id: str) -> str:
+    return f"/api/files/{file_id}"
+
+
+class UploadDeniedError(UserError):
+    """An upload request that may not proceed; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFile:
+    """A whole upload claimed for sharing: the message to post for it."""
+
+    record: FileRecord
+    message_type: str
+    content: str
+
+
+class FileManager:
+    """Prepare, authorise, store, share, read and purge uploads."""
+
+    PURGE_BATCH = 500
+
+    def __init__(self, storage: Storage, clock: IReactorTime, config: UploadsConfig, root: Path) -> None:
+        self._storage = storage
+        self._clock = clock
+        self.config = config
+        self.root = root
+        self.temp_dir = root / "tmp"
+
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    # -- where bytes live -------------------------------------------------------
+
+    def path_for(self, file_id: str) -> Path:
+        """Files are named by id only, spread over 256 directories."""
+        return self.root / file_id[:2] / file_id
+
+    def temp_path(self, file_id: str) -> Path:
+        """A fresh name for an upload in progress; the directory is made on first use."""
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
+
+    # -- Socket.IO: prepare and complete ------------------------------------------
+
+    async def prepare(
+        self, user_id: int, chat_id: int, is_group: bool, file_name: str, file_size: int, file_type: str
+    ) -> dict[str, Any]:
+        """Validate the file and the chat, record the upload, answer with its URL and one-time token."""
+        file_name = check_file_name(file_name, self.config.max_file_name)
+        if file_size > self.config.max_size:
+            raise UserError(f"File too large: at most {self.config.max_size} bytes")
+        file_type = normalise_type(file_type)
+        if message_type_for(file_type, self.config) is None:
+            raise UserError(f"File type '{file_type[:100]}' is not allowed")
+        await require_writable_chat(self._storage, user_id, chat_id, is_group)
+        file_id, token, now = str(uuid.uuid4()), new_token(), self.now()
+        await self._storage.files.create(
+            file_id, user_id, chat_id, is_group, file_name, file_type, file_size,
+            token_digest(token), now, now + self.config.expires_in,
+        )
+        return {
+            "file_id": file_id,
+            "upload_url": f"/api/upload/{file_id}",
+            "upload_token": token,
+            "expires_in": int(self.config.expires_in),
+        }
+
+    async def claim_for_sharing(
+        self, user_id: int, file_id: str, chat_id: int, is_group: bool, file_name: str, file_type: str
+    ) -> SharedFile:
+        """Check a whole upload may be shared, once, in the chat it was prepared for; claim it.
+
+        The caller posts the message and then calls `shared` (or `unclaim`
+        when posting failed), so a file becomes at most one message.
+        """
+        files = self._storage.files
+        record = await files.get(file_id)
+        if record is None or record.uploader_id != user_id:
+            raise UserError("Unknown file")
+        if record.chat_id != chat_id or record.is_group != is_group:
+            raise UserError("The file was prepared for another chat")
+        if record.file_name != file_name or record.file_type != normalise_type(file_type):
+            raise UserError("'file_name' and 'file_type' must be those given to upload_file_prepare")
+        if record.completed_at is not None:
+            raise UserError("File already shared")
+        if record.uploaded_at is None:
+            raise UserError("The file has not arrived whole yet")
+        await require_writable_chat(self._storage, user_id, record.chat_id, record.is_group)
+        if not await files.claim_completion(file_id, user_id, self.now()):
+            raise UserError("File already shared")
+        content = json.dumps(
+            {
+                "file_id": file_id,
+                "file_name": record.file_name,
+                "file_size": record.file_size,
+                "file_type": record.file_type,
+                "url": download_url(file_id),
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return SharedFile(record, message_type_for(record.file_type, self.config) or "file", content)
+
+    def unclaim(self, file_id: str) -> defer.Deferred[None]:
+        return self._storage.files.release_completion(file_id)
+
+    def shared(self, file_id: str, message_id: str) -> defer.Deferred[None]:
+        return self._storage.files.set_message(file_id, message_id)
+
+    # -- HTTP: the bytes in ------------------------------------------------------------
+
+    async def authorise_upload(
+        self, file_id: str, token: str, length: int | None, abandoned: Callable[[], bool] = lambda: False
+    ) -> FileRecord | None:
+        """The upload's record, its token now spent; `UploadDeniedError` says why not.
+
+        None when ``abandoned()`` says the request was answered meanwhile:
+        its token is then left unspent.
+        """
+        files = self._storage.files
+        record = await files.get(file_id)
+        if abandoned():
+            return None
+        if record is None or not token_matches(token, record.token_hash):
+            # A missing upload and someone else's get the same answer: without
+            # its token nobody learns whether an upload id exists.
+            raise UploadDeniedError(401, "Invalid upload token", {"WWW-Authenticate": "Bearer"})
+        if record.uploaded_at is not None:
+            raise UploadDeniedError(409, "File already uploaded")
+        if record.token_used_at is not None:
+            raise UploadDeniedError(403, "Upload token already used")
+        if record.expires_at <= self.now():
+            raise UploadDeniedError(403, "Upload token expired")
+        if length is not None and length > record.file_size:
+            raise UploadDeniedError(413, "Body larger than the declared file size")
+        if length is not None and length < record.file_size:
+            raise UploadDeniedError(400, "Content-Length must equal the declared file size")
+        if not await files.spend_token(file_id, self.now()):
+            raise UploadDeniedError(403, "Upload token already used or expired")
+        return record
+
+    async def store_upload(self, record: FileRecord, temp_path: Path, received: int) -> dict[str, Any]:
+        """Move a whole upload into place by id and record it; `UploadDeniedError` if it is not whole."""
+        if received != record.file_size:
+            temp_path.unlink(missing_ok=True)
+            raise UploadDeniedError(400, f"Upload incomplete: {received} of {record.file_size} bytes arrived")
+        final = self.path_for(record.id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp_path, final)
+        if not await self._storage.files.mark_uploaded(record.id, self.now()):
+            final.unlink(missing_ok=True)
+            raise UploadDeniedError(404, "Unknown upload")
+        return {"file_id": record.id, "file_size": record.file_size}
+
+    # -- HTTP: the bytes out -------------------------------------------------------------
+
+    async def readable(self, file_id: str, user_id: int) -> FileRecord | None:
+        """The shared file's record if ``user_id`` may read it; None for missing and forbidden alike."""
+        record = await self._storage.files.get(file_id)
+        if record is None or record.completed_at is None or not await self.may_read(record, user_id):
+            return None
+        return record
+
+    async def may_read(self, record: FileRecord, user_id: int) -> bool:
+        if record.is_group:
+            return bool(await self._storage.groups.is_member(record.chat_id, user_id))
+        return user_id in (record.uploader_id, record.chat_id)
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    async def purge_expired(self) -> int:
+        """Remove uploads never completed: rows and bytes; returns how many.
+
+        A row is kept for one more ``expires_in`` after its token expires, so
+        an upload that started in time can still finish and be completed.
+        """
+        removed = 0
+        cutoff = self.now() - self.config.expires_in
+        while True:
+            ids = await self._storage.files.purge_expired(cutoff, self.PURGE_BATCH)
+            await self._in_thread(self._remove_files, ids)
+            removed += len(ids)
+            if len(ids) < self.PURGE_BATCH:
+                break
+        # Temporary files nobody has written to for a whole extra window are
+        # leftovers of a crash (uploads in progress touch theirs constantly).
+        await self._in_thread(self._sweep_temp, cutoff - self.config.expires_in)
+        return removed
+
+    def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[None]:
+        """Unlinking large files may take a while: not on the reactor thread."""
+        return threads.deferToThreadPool(self._clock, self._clock.getThreadPool(), fn, *args)
+
+    def _remove_files(self, file_ids: list[str]) -> None:
+        for file_id in file_ids:
+            self.path_for(file_id).unlink(missing_ok=True)
+            for temp in self.temp_dir.glob(f"{file_id}.*.part"):
+                temp.unlink(missing_ok=True)
+
+    def _sweep_temp(self, idle_before: float) -> None:
+        if not self.temp_dir.is_dir():
+            return
+        for temp in self.temp_dir.glob("*.part"):
+            try:
+                if temp.stat().st_mtime < idle_before:
+                    temp.unlink()
+            except FileNotFoundError:
+                continue

@@ -1,0 +1,37 @@
+"""`Services`: everything a handler may use, built once by ``umoc.wiring``.
+
+Handlers get it through their context and reach nothing else: no service
+locator, no attribute swapped in after construction.  Whether presence,
+rate limits and fan-out are local or go through Redis was decided when
+this was built; handlers cannot tell and need not care.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+
+from umoc.cluster.hub import Hub
+from umoc.cluster.presence import Presence
+from umoc.config import Config
+from umoc.domain.files import FileManager
+from umoc.domain.sessions import SessionManager
+from umoc.metrics import Metrics
+from umoc.ratelimit import Ratelimiter
+from umoc.storage import Storage
+
+__all__ = ["Services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Config
+    clock: IReactorTime
+    storage: Storage
+    hub: Hub
+    presence: Presence
+    ratelimiter: Ratelimiter
+    metrics: Metrics
+    sessions: SessionManager
+    files: FileManager

@@ -1,0 +1,153 @@
+"""Login sessions: the one place that creates, checks and ends them.
+
+Both edges use it: the HTTP API registers, logs in and out and checks the
+session of a download; the Socket.IO edge checks a socket's session at
+CONNECT and on ``verify_session``.  Ending a session (logout, a newer login
+past ``sessions.max_per_user``, expiry) tells its sockets on every node.
+
+Password hashing runs on a two-thread pool of its own: scrypt is slow and
+takes 16 MB a hash on purpose, so the bound keeps a login storm from
+eating the reactor's shared pool or memory.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import threads
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.threadpool import ThreadPool
+
+from umoc.cluster.hub import Hub
+from umoc.config import SessionsConfig
+from umoc.credentials import DUMMY_HASH, hash_password, new_token, token_digest, token_matches, verify_password
+from umoc.errors import UserError
+from umoc.storage.users import SessionRecord, User, UsernameTakenError, UserStore
+
+__all__ = ["InvalidCredentialsError", "InvalidSessionError", "Login", "SessionManager", "UsernameTakenError"]
+
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+
+
+class InvalidSessionError(UserError):
+    """A session id and token that do not open a live session."""
+
+
+class InvalidCredentialsError(UserError):
+    """A login with an unknown name or a wrong password (the same answer for both)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A new session: what the client needs to open sockets with it."""
+
+    session_id: str
+    token: str
+    user_id: int
+    username: str
+    expires_at: float
+
+
+class SessionManager:
+    """Register, log in, authenticate, log out, end and expire sessions."""
+
+    EXPIRY_BATCH = 1000
+
+    def __init__(self, users: UserStore, hub: Hub, clock: IReactorTime, config: SessionsConfig) -> None:
+        self._users = users
+        self._hub = hub
+        self._clock = clock
+        self._config = config
+        self.password_pool = ThreadPool(minthreads=0, maxthreads=2, name="umoc-passwords")
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.password_pool.start()
+
+    def stop(self) -> None:
+        if self.password_pool.started and not self.password_pool.joined:
+            self.password_pool.stop()
+
+    def _in_pool(self, fn: Any, *args: Any) -> Any:
+        return threads.deferToThreadPool(self._clock, self.password_pool, fn, *args)
+
+    # -- accounts and logins -----------------------------------------------------
+
+    async def register(self, username: str, password: str) -> User:
+        """A new account; `UserError` for a bad name or password, `UsernameTakenError` if taken."""
+        if not USERNAME.fullmatch(username):
+            raise UserError("username must be 3-32 characters of letters, digits, '_', '.' or '-'")
+        if not 8 <= len(password) <= 256:
+            raise UserError("password must be 8-256 characters")
+        password_hash = await self._in_pool(hash_password, password)
+        return await self._users.create(username, password_hash, self._clock.seconds())
+
+    async def login(self, username: str, password: str) -> Login:
+        """A new session for correct credentials; the oldest sessions past the limit end."""
+        found = await self._users.credentials(username)
+        ok = await self._in_pool(verify_password, password, found[2] if found else DUMMY_HASH)
+        if found is None or not ok:
+            raise InvalidCredentialsError("Invalid username or password")
+        user_id, canonical_name, _ = found
+        session_id, token = str(uuid.uuid4()), new_token()
+        now = self._clock.seconds()
+        expires_at = now + self._config.ttl
+        revoked = await self._users.create_session(
+            user_id, session_id, token_digest(token), now, expires_at, self._config.max_per_user
+        )
+        for old in revoked:
+            self.end(old, "Your session was ended by a newer login")
+        return Login(session_id, token, user_id, canonical_name, expires_at)
+
+    # -- checking -------------------------------------------------------------------
+
+    async def check(self, session_id: str, token: str | None) -> SessionRecord:
+        """The live session with this id, if ``token`` is its token (None: the id alone is enough).
+
+        Raises `InvalidSessionError`: "Invalid session" for an unknown id or a
+        wrong token (one answer, so nothing tells them apart), "Session
+        expired" only to the holder of the right token.
+        """
+        record = await self._users.session(session_id)
+        if record is None or (token is not None and not token_matches(token, record.token_hash)):
+            raise InvalidSessionError("Invalid session")
+        if record.expires_at <= self._clock.seconds():
+            raise InvalidSessionError("Session expired")
+        return record
+
+    async def authenticate(self, session_id: str, token: str | None) -> SessionRecord | None:
+        """`check`, with None for every kind of invalid session."""
+        try:
+            return await self.check(session_id, token)
+        except InvalidSessionError:
+            return None
+
+    # -- ending ---------------------------------------------------------------------
+
+    async def logout(self, session_id: str, token: str) -> bool:
+        """End a session its holder names; False when the id and token do not match a session."""
+        record = await self._users.session(session_id)
+        if record is None or not token_matches(token, record.token_hash):
+            return False
+        await self._users.delete_session(session_id)
+        self.end(session_id, "You have logged out")
+        return True
+
+    def end(self, session_id: str, message: str = "Your session has expired or is invalid") -> None:
+        """A session was revoked or expired: tell its sockets and close them, on every node."""
+        self._hub.end_session(session_id, message)
+
+    async def expire(self) -> int:
+        """Delete expired sessions and close their sockets (a periodic task); how many ended."""
+        ended = 0
+        while True:
+            expired = await self._users.delete_expired_sessions(self._clock.seconds(), self.EXPIRY_BATCH)
+            for session_id, _user_id in expired:
+                self.end(session_id, "Your session has expired")
+            ended += len(expired)
+            if len(expired) < self.EXPIRY_BATCH:
+                return ended

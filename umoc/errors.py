@@ -1,0 +1,37 @@
+"""The one client-facing refusal type, shared by every layer.
+
+A rule that says no raises `UserError` (or its storage flavour
+`RefusedError`) with a message fit for the client: the Socket.IO edge turns
+it into the spec's ``error`` event, the HTTP edge into a JSON error body.
+No layer translates another's errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RefusedError", "UserError"]
+
+
+class UserError(Exception):
+    """Becomes the spec's ``error`` event ``{"message": ...}`` (plus ``extra`` fields).
+
+    Anything else raised in a handler is a bug: it is logged with its
+    traceback and the client gets a generic ``error``; the connection lives on.
+    """
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": self.message, **self.extra}
+
+
+class RefusedError(UserError):
+    """A rule checked inside a transaction said no; nothing was changed.
+
+    Checking inside the transaction (not before it) is what keeps the check
+    and the write atomic.  Being a `UserError`, it reaches the client as is.
+    """

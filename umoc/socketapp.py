@@ -1,0 +1,89 @@
+"""What the Socket.IO transport calls: who may connect, and what connect, events and disconnect do.
+
+`UmocSocketApp` implements ``umoc.transport.socketio.SocketApp``.  A CONNECT
+is authenticated through the `SessionManager` (``sessionID`` and ``token``
+in the CONNECT auth payload, else in the URL query); events go to the one
+route table; connects and disconnects keep the hub and presence in step and
+announce ``user_status`` transitions to friends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from umoc.domain.services import Services
+from umoc.domain.sessions import InvalidSessionError
+from umoc.domain.status import StatusAnnouncer
+from umoc.events.router import Router
+from umoc.transport.socketio import AuthError, ClientSocket, Identity, SocketIOConnection
+
+__all__ = ["UmocSocketApp"]
+
+log = Logger()
+
+
+def _credentials(connection: SocketIOConnection, auth: Any) -> tuple[str, str]:
+    """sessionID and token from the CONNECT auth payload, else from the URL query."""
+    source: Any = auth if isinstance(auth, dict) and "sessionID" in auth else connection.engine.query
+    session_id, token = source.get("sessionID"), source.get("token")
+    if not isinstance(session_id, str) or not isinstance(token, str):
+        raise AuthError("Missing sessionID or token")
+    if not 0 < len(session_id) <= 64 or not 0 < len(token) <= 256:
+        raise AuthError("Invalid session")
+    return session_id, token
+
+
+class UmocSocketApp:
+    """The `SocketApp` of the chat server."""
+
+    namespaces = frozenset({"/"})
+
+    def __init__(self, services: Services, router: Router) -> None:
+        self._services = services
+        self.router = router
+        self._status = StatusAnnouncer(services.presence, services.storage, services.hub, services.clock)
+
+    def authenticate(self, connection: SocketIOConnection, auth: Any) -> defer.Deferred[Identity]:
+        return defer.ensureDeferred(self._authenticate(connection, auth))
+
+    async def _authenticate(self, connection: SocketIOConnection, auth: Any) -> Identity:
+        services = self._services
+        allowed, _ = await services.ratelimiter.can_do_action("connect", f"ip:{connection.engine.remote_ip}")
+        if not allowed:
+            raise AuthError("Too many connection attempts; try again later")
+        session_id, token = _credentials(connection, auth)
+        try:
+            record = await services.sessions.check(session_id, token)
+        except InvalidSessionError as exc:
+            raise AuthError(exc.message) from None
+        if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
+            raise AuthError("Too many connections for this session")
+        return Identity(record.user_id, record.username, record.id, record.expires_at)
+
+    def on_connect(self, socket: ClientSocket) -> None:
+        self._services.hub.add(socket)
+        socket.emit(
+            "connection_successful",
+            {
+                "user_id": socket.user_id,
+                "username": socket.username,
+                "session_expires": int(socket.identity.session_expires),
+            },
+        )
+        self._in_background(self._status.socket_opened(socket.user_id, socket.username))
+
+    def on_event(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
+        self.router.dispatch(socket, event, args, ack_id)
+
+    def on_disconnect(self, socket: ClientSocket, reason: str) -> None:
+        self.router.forget(socket)
+        self._services.hub.remove(socket)
+        self._in_background(self._status.socket_closed(socket.user_id, socket.username))
+
+    @staticmethod
+    def _in_background(work: Awaitable[None]) -> None:
+        d = defer.ensureDeferred(work)
+        d.addErrback(lambda f: log.failure("Error announcing a user's status", f))

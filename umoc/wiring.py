@@ -1,0 +1,127 @@
+"""Build one node from its configuration, once, in dependency order.
+
+This is the only place that chooses between one node alone (in-memory rate
+limits, local presence, no bus) and several nodes behind one Redis.  What
+it returns is finished: nothing is swapped in afterwards.  ``umoc.service``
+turns the result into running services (periodic tasks, Redis, the port).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+
+from umoc.cluster.hub import Hub
+from umoc.cluster.presence import LocalPresence, Presence
+from umoc.cluster.redisbus import BusReceiver, RedisBus
+from umoc.cluster.redisclient import RedisClient
+from umoc.cluster.redispresence import RedisPresence
+from umoc.config import Config
+from umoc.domain.files import FileManager
+from umoc.domain.services import Services
+from umoc.domain.sessions import SessionManager
+from umoc.events import ROUTE_GROUPS
+from umoc.events.router import Router, build_routes
+from umoc.metrics import Metrics
+from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter
+from umoc.socketapp import UmocSocketApp
+from umoc.storage import Storage, open_storage
+from umoc.transport.engine import EngineServer
+from umoc.transport.gate import Gatekeeper
+from umoc.transport.recovery import RecoveryStore
+from umoc.transport.socketio import SocketIOConnection
+from umoc.web.site import UmocSite, build_site
+from umoc.web.uploads import Uploads
+
+__all__ = ["Cluster", "Node", "build_node"]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The Redis side of a node that shares Redis with others."""
+
+    redis: RedisClient
+    presence: RedisPresence
+    receiver: BusReceiver
+    channel: str
+
+
+@dataclass(frozen=True)
+class Node:
+    """Everything one node is made of, ready to be started by ``umoc.service``."""
+
+    services: Services
+    socketapp: UmocSocketApp
+    engine: EngineServer
+    site: UmocSite
+    cluster: Cluster | None
+
+
+def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> Node:
+    """Storage, cluster, domain, edges and the Site, in that order."""
+    clock: IReactorTime = reactor
+    storage = storage or open_storage(config)
+    recovery = (
+        RecoveryStore(clock, config.engineio.recovery_window) if config.engineio.recovery_window > 0 else None
+    )
+    cluster: Cluster | None = None
+    ratelimiter: Ratelimiter
+    presence: Presence
+    if config.redis.url:
+        cfg = config.redis
+        node_id = uuid.uuid4().hex
+        redis = RedisClient(cfg.url, reactor, cfg.timeout)
+        bus = RedisBus(redis, node_id, cfg.prefix)
+        hub = Hub(recovery, remote=bus)
+        ratelimiter = FailoverRatelimiter(
+            redis,
+            RedisRatelimiter(redis, clock, config.ratelimits, cfg.prefix),
+            MemoryRatelimiter(clock, config.ratelimits),
+            clock,
+        )
+        presence = RedisPresence(redis, hub, node_id, cfg.prefix, cfg.presence_ttl)
+        cluster = Cluster(redis, presence, BusReceiver(hub, node_id), bus.channel)
+    else:
+        hub = Hub(recovery)
+        ratelimiter = MemoryRatelimiter(clock, config.ratelimits)
+        presence = LocalPresence(hub)
+    metrics = Metrics()
+    metrics.gauges["connected_sockets"] = hub.socket_count
+    metrics.gauges["connected_users"] = lambda: len(hub.by_user)
+    services = Services(
+        config=config,
+        clock=clock,
+        storage=storage,
+        hub=hub,
+        presence=presence,
+        ratelimiter=ratelimiter,
+        metrics=metrics,
+        sessions=SessionManager(storage.users, hub, clock, config.sessions),
+        files=FileManager(storage, clock, config.uploads, config.uploads_path),
+    )
+    socketapp = UmocSocketApp(services, Router(services, build_routes(ROUTE_GROUPS)))
+    engine = EngineServer(
+        clock,
+        config.engineio,
+        lambda session: SocketIOConnection(
+            session,
+            socketapp,
+            max_depth=config.messages.max_payload_depth + 4,
+            connect_timeout=config.engineio.connect_timeout,
+            recovery=recovery,
+        ),
+    )
+    uploads = Uploads(services.files, services.sessions, config.max_plain_body)
+    redis_ping: Any = cluster.redis.ping if cluster is not None else None
+    site = build_site(
+        services,
+        engine,
+        Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
+        uploads.resources(),
+        redis_ping,
+    )
+    site.requestFactory = uploads.request_factory()
+    return Node(services, socketapp, engine, site, cluster)
