@@ -115,7 +115,7 @@ class Seeder:
 
     def users(self, prefix: str, count: int, now: float) -> defer.Deferred[list[int]]:
         """``count`` users named ``prefix0``...; their ids in order."""
-        return self._db.run(_users_txn, prefix, count, now)
+        return self._db.run("seed", _users_txn, prefix, count, now)
 
     def direct_chats(self, user_id: int, peers: list[int], messages_each: int, now: float) -> defer.Deferred[None]:
         """Friendships and direct chats between ``user_id`` and each peer, with a few messages in each."""
@@ -128,7 +128,7 @@ class Seeder:
             # Fresh statistics, as autovacuum / a DBA would have for real data.
             txn.execute("ANALYZE")
 
-        return self._db.run(txn_fn)
+        return self._db.run("seed", txn_fn)
 
     def history(self, a: int, b: int, count: int, now: float) -> defer.Deferred[None]:
         """``count`` messages alternating between ``a`` and ``b`` in their (new) direct chat."""
@@ -139,4 +139,4 @@ class Seeder:
             _recount_txn(txn, [chat_id])
             txn.execute("ANALYZE")
 
-        return self._db.run(txn_fn)
+        return self._db.run("seed", txn_fn)

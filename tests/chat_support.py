@@ -55,11 +55,11 @@ class ChatCase(ServerTestCase):
 
     async def rows(self, sql: str, *params: Any) -> list[tuple]:
         db = self.server.services.storage.db
-        return await db.run(lambda txn: txn.execute(sql, params).fetchall())
+        return await db.run("test", lambda txn: txn.execute(sql, params).fetchall())
 
     async def scalar(self, sql: str, *params: Any) -> Any:
         db = self.server.services.storage.db
-        return await db.run(lambda txn: txn.scalar(sql, params))
+        return await db.run("test", lambda txn: txn.scalar(sql, params))
 
     async def snapshot(self) -> dict[str, list[tuple]]:
         """Every chat table's rows, to prove a refused event changed nothing."""

@@ -132,7 +132,8 @@ class FileFlowMixin:
         await self.befriend(self.alice, self.bob)
         group = await self.alice.call("create_group", name="Trip", member_ids=[self.bob.id])
         self.assertIn("error", await self.prepare(self.carol, group["id"], True, 10))
-        self.assertEqual(await self.server.services.storage.db.run(lambda t: t.scalar("SELECT COUNT(*) FROM files")), 0)
+        count = await self.server.services.storage.db.run("test", lambda t: t.scalar("SELECT COUNT(*) FROM files"))
+        self.assertEqual(count, 0)
 
 
 for_each_backend(FileFlowMixin, ChatCase, globals())
@@ -161,7 +162,7 @@ class PrepareValidationTestsMixin:
         for change, expected in cases:
             answer = await client.call("upload_file_prepare", client.with_session(**{**good, **change}))
             self.assertIn(expected, answer.get("error", ""), (change, answer))
-        count = await self.server.services.storage.db.run(lambda t: t.scalar("SELECT COUNT(*) FROM files"))
+        count = await self.server.services.storage.db.run("test", lambda t: t.scalar("SELECT COUNT(*) FROM files"))
         self.assertEqual(count, 0)
 
     @inline

@@ -119,9 +119,9 @@ class HttpAuthTests(ServerTestCase):
     async def test_passwords_and_tokens_are_not_stored_in_clear(self) -> None:
         login = await self.server.user("alice")
         db = self.server.services.storage.db
-        row = await db.run(lambda t: t.execute("SELECT password_hash FROM users").fetchone())
+        row = await db.run("test", lambda t: t.execute("SELECT password_hash FROM users").fetchone())
         self.assertTrue(row[0].startswith("scrypt$"))
-        row = await db.run(lambda t: t.execute("SELECT token_hash FROM sessions").fetchone())
+        row = await db.run("test", lambda t: t.execute("SELECT token_hash FROM sessions").fetchone())
         self.assertNotEqual(row[0], login["token"])
 
     @inline

@@ -103,7 +103,7 @@ class RacingLoginTestsMixin:
         def count(txn: Any) -> int:
             return txn.execute("SELECT COUNT(*) FROM sessions WHERE user_id = ?", (body["user_id"],)).fetchone()[0]
 
-        self.assertEqual(await self.server.services.storage.db.run(count), 3)
+        self.assertEqual(await self.server.services.storage.db.run("test", count), 3)
         alive = [login for login in logins if await self.server.services.storage.users.session(login["sessionID"])]
         self.assertEqual(len(alive), 3)
 

@@ -14,9 +14,10 @@ class UserStoreTestsMixin:
 
     @inline
     async def test_schema_newer_than_the_code_is_refused(self) -> None:
-        await self.db.run(lambda t: t.execute("INSERT INTO schema_version (version, applied_at) VALUES (999, 0)"))
+        sql = "INSERT INTO schema_version (version, applied_at) VALUES (999, 0)"
+        await self.db.run("test", lambda t: t.execute(sql))
         with self.assertRaises(SchemaTooNewError):
-            await self.db.run(_migrate_txn, [(1, "")])
+            await self.db.run("test", _migrate_txn, [(1, "")])
 
     @inline
     async def test_usernames_are_unique_case_insensitively(self) -> None:

@@ -239,6 +239,7 @@ class UploadTestsMixin:
         fresh_id, _ = await self.prepared(10)
         done_id = await self.shared(b"kept")
         await self.server.services.storage.db.run(
+            "test",
             lambda txn: txn.execute("UPDATE files SET expires_at = ? WHERE id IN (?, ?)",
                                     (global_reactor.seconds() - expires_in - 1, stale_id, done_id))
         )

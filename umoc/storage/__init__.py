@@ -30,7 +30,7 @@ class Storage:
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
-        return self.db.run(lambda txn: txn.scalar("SELECT 1") == 1)
+        return self.db.run("ping", lambda txn: txn.scalar("SELECT 1") == 1)
 
     def close(self) -> None:
         self.db.close()

@@ -148,7 +148,7 @@ class ContactStore:
             ).fetchall()
             return [_contact(r) for r in rows]
 
-        return self._db.run(txn_fn)
+        return self._db.run("contacts.list", txn_fn)
 
     def get(self, owner_id: int, contact_id: int) -> defer.Deferred[Contact | None]:
         def txn_fn(txn: Txn) -> Contact | None:
@@ -157,22 +157,22 @@ class ContactStore:
             ).fetchone()
             return None if row is None else _contact(row)
 
-        return self._db.run(txn_fn)
+        return self._db.run("contacts.get", txn_fn)
 
     def request(self, requester_id: int, username: str, now: float) -> defer.Deferred[tuple[int, str]]:
         """Send a request to ``username``; ``(user_id, username)`` of the target. Raises `RefusedError`."""
-        return self._db.run(_add_txn, requester_id, username, now)
+        return self._db.run("contacts.request", _add_txn, requester_id, username, now)
 
     def accept(self, user_id: int, requester_id: int, now: float) -> defer.Deferred[tuple[int, str]]:
         """Accept ``requester_id``'s request (and open the direct chat); ``(id, username)`` of the requester."""
-        return self._db.run(_accept_txn, user_id, requester_id, now)
+        return self._db.run("contacts.accept", _accept_txn, user_id, requester_id, now)
 
     def reject(self, user_id: int, requester_id: int) -> defer.Deferred[None]:
         """Drop ``requester_id``'s request to ``user_id``; both rows go."""
-        return self._db.run(_reject_txn, user_id, requester_id)
+        return self._db.run("contacts.reject", _reject_txn, user_id, requester_id)
 
     def block(self, user_id: int, target_id: int, now: float) -> defer.Deferred[None]:
-        return self._db.run(_block_txn, user_id, target_id, now)
+        return self._db.run("contacts.block", _block_txn, user_id, target_id, now)
 
     def friend_ids(self, user_id: int) -> defer.Deferred[list[int]]:
         """Users who are ``user_id``'s friends both ways (so neither blocked the other)."""
@@ -186,7 +186,7 @@ class ContactStore:
             ).fetchall()
             return [int(r[0]) for r in rows]
 
-        return self._db.run(txn_fn)
+        return self._db.run("contacts.friend_ids", txn_fn)
 
     def blocked_between(self, a: int, b: int) -> defer.Deferred[bool]:
         """Whether either user blocked the other."""
@@ -194,8 +194,8 @@ class ContactStore:
         def txn_fn(txn: Txn) -> bool:
             return BLOCKED in statuses_txn(txn, a, b)
 
-        return self._db.run(txn_fn)
+        return self._db.run("contacts.blocked_between", txn_fn)
 
     def statuses(self, a: int, b: int) -> defer.Deferred[tuple[str | None, str | None]]:
         """(a's status for b, b's status for a)."""
-        return self._db.run(statuses_txn, a, b)
+        return self._db.run("contacts.statuses", statuses_txn, a, b)

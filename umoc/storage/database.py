@@ -154,10 +154,13 @@ class Database:
         path = dsn[len("sqlite:"):] if dsn.startswith("sqlite:") else ""
         return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3")
 
-    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
+    def run(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
         """Run ``fn(txn, *args)`` in one transaction in a pool thread.
 
-        ``fn`` must be safe to retry: adbapi rolls back on any exception.
+        ``desc`` names the transaction (``"messages.post"``), as Synapse's
+        ``runInteraction(desc, fn)`` does: the label for metrics and slow
+        transaction logs.  ``fn`` must be safe to retry: adbapi rolls back on
+        any exception.
         """
         def interaction(cursor: Any) -> T:
             return fn(Txn(cursor, self.dialect, self._integrity_errors), *args, **kwargs)
@@ -174,7 +177,7 @@ class Database:
 
     def migrate(self) -> defer.Deferred[int]:
         """Apply the numbered files in ``storage/schema`` not yet applied; return the version."""
-        return self.run(_migrate_txn, _load_migrations(self.dialect))
+        return self.run("migrate", _migrate_txn, _load_migrations(self.dialect))
 
 
 def _load_migrations(dialect: Dialect) -> list[tuple[int, str]]:

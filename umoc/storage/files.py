@@ -86,14 +86,14 @@ class FileStore:
                  expires_at),
             )
 
-        return self._db.run(txn_fn)
+        return self._db.run("files.create", txn_fn)
 
     def get(self, file_id: str) -> defer.Deferred[FileRecord | None]:
         def txn_fn(txn: Txn) -> FileRecord | None:
             row = txn.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
             return None if row is None else _record(row)
 
-        return self._db.run(txn_fn)
+        return self._db.run("files.get", txn_fn)
 
     def spend_token(self, file_id: str, now: float) -> defer.Deferred[bool]:
         """Mark the upload token used; False if it was used already or has expired (it is single-use)."""
@@ -104,7 +104,7 @@ class FileStore:
                 (now, file_id, now),
             ).rowcount == 1
 
-        return self._db.run(txn_fn)
+        return self._db.run("files.spend_token", txn_fn)
 
     def mark_uploaded(self, file_id: str, now: float) -> defer.Deferred[bool]:
         """Every declared byte is in place; False if the row is gone (purged meanwhile)."""
@@ -114,7 +114,7 @@ class FileStore:
                 "UPDATE files SET uploaded_at = ? WHERE id = ? AND uploaded_at IS NULL", (now, file_id)
             ).rowcount == 1
 
-        return self._db.run(txn_fn)
+        return self._db.run("files.mark_uploaded", txn_fn)
 
     def claim_completion(self, file_id: str, uploader_id: int, now: float) -> defer.Deferred[bool]:
         """Take the one right to post this file's message; False if not whole or already taken."""
@@ -126,7 +126,7 @@ class FileStore:
                 (now, file_id, uploader_id),
             ).rowcount == 1
 
-        return self._db.run(txn_fn)
+        return self._db.run("files.claim_completion", txn_fn)
 
     def release_completion(self, file_id: str) -> defer.Deferred[None]:
         """Posting the message failed: let the uploader try upload_file_complete again."""
@@ -134,7 +134,7 @@ class FileStore:
         def txn_fn(txn: Txn) -> None:
             txn.execute("UPDATE files SET completed_at = NULL WHERE id = ? AND message_id IS NULL", (file_id,))
 
-        return self._db.run(txn_fn)
+        return self._db.run("files.release_completion", txn_fn)
 
     def set_message(self, file_id: str, message_id: str) -> defer.Deferred[None]:
         """Remember which message shared the file."""
@@ -142,8 +142,8 @@ class FileStore:
         def txn_fn(txn: Txn) -> None:
             txn.execute("UPDATE files SET message_id = ? WHERE id = ?", (message_id, file_id))
 
-        return self._db.run(txn_fn)
+        return self._db.run("files.set_message", txn_fn)
 
     def purge_expired(self, before: float, limit: int = 500) -> defer.Deferred[list[str]]:
         """Delete up to ``limit`` never-completed uploads that expired at or before ``before``; their ids."""
-        return self._db.run(_purge_txn, before, limit)
+        return self._db.run("files.purge_expired", _purge_txn, before, limit)

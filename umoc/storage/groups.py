@@ -212,27 +212,27 @@ class GroupStore:
         self, creator_id: int, name: str, description: str | None, member_ids: list[int], now: float, max_members: int
     ) -> defer.Deferred[int]:
         """A new group with the creator as its admin; members must be the creator's friends. Raises `RefusedError`."""
-        return self._db.run(_create_txn, creator_id, name, description, member_ids, now, max_members)
+        return self._db.run("groups.create", _create_txn, creator_id, name, description, member_ids, now, max_members)
 
     def info(self, group_id: int, viewer_id: int | None) -> defer.Deferred[GroupInfo]:
         """The group; with ``viewer_id``, RefusedError unless that user is a member."""
-        return self._db.run(_info_txn, group_id, viewer_id)
+        return self._db.run("groups.info", _info_txn, group_id, viewer_id)
 
     def update(
         self, group_id: int, admin_id: int, name: str | None, description: str | None
     ) -> defer.Deferred[tuple[list[int], str, str | None]]:
         """Rename / redescribe (admins only); the members to tell, the name and description now."""
-        return self._db.run(_update_txn, group_id, admin_id, name, description)
+        return self._db.run("groups.update", _update_txn, group_id, admin_id, name, description)
 
     def add_member(
         self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int
     ) -> defer.Deferred[str]:
         """Add one of the admin's friends; the new member's username."""
-        return self._db.run(_add_member_txn, group_id, admin_id, user_id, now, max_members)
+        return self._db.run("groups.add_member", _add_member_txn, group_id, admin_id, user_id, now, max_members)
 
     def remove_member(self, group_id: int, actor_id: int, user_id: int, now: float) -> defer.Deferred[MembershipChange]:
         """An admin removes ``user_id``, or a member leaves (``actor_id == user_id``)."""
-        return self._db.run(_remove_txn, group_id, actor_id, user_id, now)
+        return self._db.run("groups.remove_member", _remove_txn, group_id, actor_id, user_id, now)
 
     def is_member(self, group_id: int, user_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
@@ -243,8 +243,8 @@ class GroupStore:
             ).fetchone()
             return row is not None
 
-        return self._db.run(txn_fn)
+        return self._db.run("groups.is_member", txn_fn)
 
     def typing_audience(self, group_id: int, user_id: int) -> defer.Deferred[list[int]]:
         """Members to show ``user_id`` typing to: all but ``user_id`` and anyone a block separates them from."""
-        return self._db.run(_typing_audience_txn, group_id, user_id)
+        return self._db.run("groups.typing_audience", _typing_audience_txn, group_id, user_id)

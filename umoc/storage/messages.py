@@ -377,35 +377,35 @@ class MessageStore:
 
         Raises `RefusedError` when the chat is not writable by the sender.
         """
-        return self._db.run(
+        return self._db.run("messages.post",
             _post_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content,
             encrypted_content, now,
         )
 
     def delete(self, user_id: int, message_id: str, now: float) -> defer.Deferred[tuple[int, list[int]]]:
         """Soft-delete the sender's own message; ``(chat id, audience)``. Raises `RefusedError`."""
-        return self._db.run(_delete_txn, user_id, message_id, now)
+        return self._db.run("messages.delete", _delete_txn, user_id, message_id, now)
 
     def mark_read(
         self, reader_id: int, sender_id: int, message_ids: list[str], now: float
     ) -> defer.Deferred[list[str]]:
         """Mark messages from ``sender_id`` to the reader (or the reader's groups) read. Raises `RefusedError`."""
-        return self._db.run(_read_txn, reader_id, sender_id, message_ids, now)
+        return self._db.run("messages.mark_read", _read_txn, reader_id, sender_id, message_ids, now)
 
     def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
         """Every chat of the user, newest activity first: one query."""
-        return self._db.run(_chat_list_txn, user_id)
+        return self._db.run("messages.chat_list", _chat_list_txn, user_id)
 
     def history(self, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> defer.Deferred[History]:
         """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
-        return self._db.run(_history_txn, user_id, chat_id, is_group, page, page_size)
+        return self._db.run("messages.history", _history_txn, user_id, chat_id, is_group, page, page_size)
 
     def missed_since(self, user_id: int, since_epoch: float, limit: int) -> defer.Deferred[list[Message]]:
         """Every live message in the user's chats after ``since_epoch``, oldest first."""
-        return self._db.run(_missed_txn, user_id, since_epoch, limit)
+        return self._db.run("messages.missed_since", _missed_txn, user_id, since_epoch, limit)
 
     def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
             return _chat_ref_txn(txn, user_id, peer_id, False) is not None
 
-        return self._db.run(txn_fn)
+        return self._db.run("messages.has_direct_chat", txn_fn)

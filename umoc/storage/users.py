@@ -88,7 +88,7 @@ class UserStore:
         self._db = db
 
     def create(self, username: str, password_hash: str, now: float) -> defer.Deferred[User]:
-        return self._db.run(_create_user_txn, username, password_hash, now)
+        return self._db.run("users.create", _create_user_txn, username, password_hash, now)
 
     def credentials(self, username: str) -> defer.Deferred[tuple[int, str, str] | None]:
         """``(id, username, password_hash)`` for a login, matched case-insensitively."""
@@ -99,14 +99,14 @@ class UserStore:
             ).fetchone()
             return None if row is None else (int(row[0]), row[1], row[2])
 
-        return self._db.run(txn_fn)
+        return self._db.run("users.credentials", txn_fn)
 
     def by_id(self, user_id: int) -> defer.Deferred[User | None]:
         def txn_fn(txn: Txn) -> User | None:
             row = txn.execute("SELECT id, username, last_seen FROM users WHERE id = ?", (user_id,)).fetchone()
             return None if row is None else User(int(row[0]), row[1], row[2])
 
-        return self._db.run(txn_fn)
+        return self._db.run("users.by_id", txn_fn)
 
     def by_username(self, username: str) -> defer.Deferred[User | None]:
         def txn_fn(txn: Txn) -> User | None:
@@ -115,29 +115,31 @@ class UserStore:
             ).fetchone()
             return None if row is None else User(int(row[0]), row[1], row[2])
 
-        return self._db.run(txn_fn)
+        return self._db.run("users.by_username", txn_fn)
 
     def set_last_seen(self, user_id: int, when: float) -> defer.Deferred[None]:
         def txn_fn(txn: Txn) -> None:
             txn.execute("UPDATE users SET last_seen = ? WHERE id = ?", (when, user_id))
 
-        return self._db.run(txn_fn)
+        return self._db.run("users.set_last_seen", txn_fn)
 
     def create_session(
         self, user_id: int, session_id: str, token_hash: str, now: float, expires_at: float, max_sessions: int
     ) -> defer.Deferred[list[str]]:
         """Store a new session; return the ids of older sessions revoked to stay within ``max_sessions``."""
-        return self._db.run(_create_session_txn, user_id, session_id, token_hash, now, expires_at, max_sessions)
+        return self._db.run(
+            "users.create_session", _create_session_txn, user_id, session_id, token_hash, now, expires_at, max_sessions
+        )
 
     def session(self, session_id: str) -> defer.Deferred[SessionRecord | None]:
-        return self._db.run(_session_txn, session_id)
+        return self._db.run("users.session", _session_txn, session_id)
 
     def delete_session(self, session_id: str) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
             return txn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
 
-        return self._db.run(txn_fn)
+        return self._db.run("users.delete_session", txn_fn)
 
     def delete_expired_sessions(self, now: float, limit: int = 1000) -> defer.Deferred[list[tuple[str, int]]]:
         """Delete up to ``limit`` expired sessions; return ``(session_id, user_id)`` of each."""
-        return self._db.run(_expired_txn, now, limit)
+        return self._db.run("users.delete_expired_sessions", _expired_txn, now, limit)
