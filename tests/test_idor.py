@@ -20,7 +20,7 @@ import treq
 
 from tests.chat_support import ChatCase, Person
 from tests.support import for_each_backend, inline, sleep
-from umoc.events import ROUTE_GROUPS
+from umoc.events.routes import ROUTE_GROUPS
 from umoc.events.router import build_routes
 
 MISSING_USER = 10**6

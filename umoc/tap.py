@@ -7,6 +7,7 @@ from typing import Any
 from twisted.python import usage
 
 from umoc.config import Config, ConfigError, load_config, with_overrides
+from umoc.service import UmocService
 
 __all__ = ["Options", "makeService"]
 
@@ -34,8 +35,8 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> Any:
+    # Imported here, not at the top: importing the reactor installs it, and
+    # twistd must have chosen its reactor first.
     from twisted.internet import reactor
-
-    from umoc.service import UmocService
 
     return UmocService(options.config, reactor)

@@ -23,8 +23,8 @@ from umoc.config import Config
 from umoc.domain.files import FileManager
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
-from umoc.events import ROUTE_GROUPS
 from umoc.events.router import Router, build_routes
+from umoc.events.routes import ROUTE_GROUPS
 from umoc.metrics import Metrics
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter
 from umoc.socketapp import UmocSocketApp

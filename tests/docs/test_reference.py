@@ -29,7 +29,7 @@ GUIDE = DOCS / "operator-guide.md"
 
 def routes() -> list[Any]:
     """Every `Route` of the server's one dispatch table (the only place that knows where it lives)."""
-    from umoc.events import ROUTE_GROUPS
+    from umoc.events.routes import ROUTE_GROUPS
 
     return [route for group in ROUTE_GROUPS for route in group]
 

@@ -1,13 +1,5 @@
-"""Event handlers, one module per domain; `ROUTE_GROUPS` feeds the router's table."""
+"""The Socket.IO edge: payload schemas, the one route table, thin handlers per domain.
 
-from umoc.events import chats, contacts, files, groups, messages, session, sync
-
-ROUTE_GROUPS = [
-    session.ROUTES,
-    contacts.ROUTES,
-    chats.ROUTES,
-    messages.ROUTES,
-    groups.ROUTES,
-    files.ROUTES,
-    sync.ROUTES,
-]
+`umoc.events.routes` joins every handler module's ``ROUTES``; importing a
+single module (``umoc.events.schema``) loads nothing else.
+"""
