@@ -26,7 +26,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from tests.fakes import FakeTransport
-from tests.support import DatabaseTestCase, inline, sleep, test_config
+from tests.support import DatabaseTestCase, for_each_backend, inline, sleep, test_config
 from umoc.errors import UserError
 from umoc.socketapp import UmocSocketApp
 from umoc.transport.engine import EngineServer
@@ -38,7 +38,8 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=30),
+    | st.text(max_size=30)
+    | st.text(max_size=10).map(lambda t: t + "\x00"),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
@@ -90,7 +91,12 @@ class PreAuthenticated:
         self.app.on_disconnect(socket, reason)
 
 
-class FuzzTests(DatabaseTestCase):
+class FuzzTestsMixin:
+    backend: str
+
+    def examples(self, on_sqlite: int) -> int:
+        """PostgreSQL round trips cost more: fewer examples there keep the suite fast."""
+        return on_sqlite if self.backend == "sqlite" else on_sqlite // 5
     @inline
     async def setUp(self) -> None:
         await super().setUp()
@@ -112,7 +118,9 @@ class FuzzTests(DatabaseTestCase):
         """
         plausible = (
             st.integers(min_value=-2, max_value=2**64)
+            | st.sampled_from([10**400, -(10**400), float("inf"), float("-inf"), float("nan")])
             | st.floats(allow_nan=False, allow_infinity=False)
+            | st.text(max_size=20).map(lambda t: "\x00" + t)
             | st.text(max_size=40)
             | st.text(min_size=990, max_size=1100)
             | st.uuids().map(str)
@@ -156,7 +164,7 @@ class FuzzTests(DatabaseTestCase):
         payloads = st.dictionaries(st.sampled_from(self.fields) | st.text(max_size=8), json_values, max_size=6)
         junk = st.tuples(event_names, st.lists(payloads | json_values, max_size=3))
 
-        @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=self.examples(500), deadline=None, suppress_health_check=list(HealthCheck))
         @given(call=self.well_formed_calls() | junk, ack_id=st.none() | st.integers(0, 2**53 - 1))
         def run(call: tuple[str, list[Any]], ack_id: int | None) -> None:
             event, args = call
@@ -201,7 +209,7 @@ class FuzzTests(DatabaseTestCase):
         )
         frames = st.lists(events_with_ack | near_misses | st.text(max_size=50) | st.binary(max_size=20), max_size=8)
 
-        @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=self.examples(300), deadline=None, suppress_health_check=list(HealthCheck))
         @given(frames=frames)
         def run(frames: list[str | bytes]) -> None:
             transport = FakeTransport()
@@ -222,3 +230,6 @@ class FuzzTests(DatabaseTestCase):
         await self.settle()
         self.assertEqual(server.sessions, {})
         self.assertEqual(self.node.services.hub.by_user, {})
+
+
+for_each_backend(FuzzTestsMixin, DatabaseTestCase, globals())

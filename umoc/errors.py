@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RefusedError", "UserError"]
+__all__ = ["RefusedError", "UserError", "check_text"]
 
 
 class UserError(Exception):
@@ -35,3 +35,14 @@ class RefusedError(UserError):
     Checking inside the transaction (not before it) is what keeps the check
     and the write atomic.  Being a `UserError`, it reaches the client as is.
     """
+
+
+def check_text(field: str, value: str) -> str:
+    """Refuse NUL (U+0000) in any text a client sends, on either edge, whatever the database.
+
+    PostgreSQL cannot store it (SQLite can), so without this one rule the
+    same input would be stored on one database and fail on the other.
+    """
+    if "\x00" in value:
+        raise UserError(f"Invalid '{field}': the NUL character is not allowed")
+    return value

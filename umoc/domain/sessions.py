@@ -112,6 +112,8 @@ class SessionManager:
         wrong token (one answer, so nothing tells them apart), "Session
         expired" only to the holder of the right token.
         """
+        if "\x00" in session_id:  # no session has one, and PostgreSQL would refuse the lookup
+            raise InvalidSessionError("Invalid session")
         record = await self._users.session(session_id)
         if record is None or (token is not None and not token_matches(token, record.token_hash)):
             raise InvalidSessionError("Invalid session")
@@ -130,7 +132,7 @@ class SessionManager:
 
     async def logout(self, session_id: str, token: str) -> bool:
         """End a session its holder names; False when the id and token do not match a session."""
-        record = await self._users.session(session_id)
+        record = await self._users.session(session_id) if "\x00" not in session_id else None
         if record is None or not token_matches(token, record.token_hash):
             return False
         await self._users.delete_session(session_id)

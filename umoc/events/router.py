@@ -45,6 +45,9 @@ class Route:
     handler: Handler
     response: str | None = None
     rate_class: str = "events"
+    #: A payload ``sessionID`` other than the socket's own is refused before the handler runs,
+    #: unless the handler answers it itself (``verify_session`` says such a session is not valid).
+    foreign_session_refused: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ class Router:
                 raise UserError(f"Unknown event '{event[:64]}'")
             payload = route.schema.validate(args[0] if args else None)
             claimed = payload.get("sessionID")
-            if claimed is not None and claimed != socket.identity.session_id:
+            if claimed is not None and claimed != socket.identity.session_id and route.foreign_session_refused:
                 raise UserError("sessionID does not match this connection's session")
             limiter = self.services.ratelimiter
             allowed, retry_after = await limiter.can_do_action(route.rate_class, f"user:{socket.user_id}")

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from umoc.errors import UserError
+from umoc.errors import UserError, check_text
 
 __all__ = [
     "Bool",
@@ -55,10 +55,16 @@ def Int(name: str, required: bool = True, minimum: int = 1, maximum: int = MAX_I
     return Field(name, _int(minimum, maximum), required, default)
 
 
+#: Numbers beyond JavaScript's safe integers are no one's timestamps or counts.
+MAX_NUMBER = 2**53
+
+
 def Number(name: str, required: bool = True, default: Any = None) -> Field:
     def check(field: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise UserError(f"Invalid '{field}': expected a number")
+        # The comparison also refuses NaN and infinities (JSON's 1e400), and
+        # integers too large for a float (10**400), before anything does arithmetic.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise UserError(f"Invalid '{field}': expected a number from -{MAX_NUMBER} to {MAX_NUMBER}")
         return value
 
     return Field(name, check, required, default)
@@ -70,7 +76,7 @@ def Str(name: str, required: bool = True, max_length: int = 1000, min_length: in
             raise UserError(f"Invalid '{field}': expected a string")
         if not min_length <= len(value) <= max_length:
             raise UserError(f"Invalid '{field}': expected {min_length} to {max_length} characters")
-        return value
+        return check_text(field, value)
 
     return Field(name, check, required, default)
 

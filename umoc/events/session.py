@@ -10,11 +10,22 @@ from umoc.events.schema import SESSION_ID, Number, Schema, Str
 __all__ = ["ROUTES"]
 
 
+INVALID = {"valid": False, "message": "Your session has expired or is invalid"}
+
+
 async def verify_session(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    """Valid when the socket's session still exists, has not expired and (if given) the token matches."""
+    """Valid when the socket's session still exists, has not expired and (if given) the token matches.
+
+    A ``sessionID`` other than the socket's own is, as the spec's answer to
+    any invalid session, ``{"valid": false, ...}``: a socket can only vouch
+    for its own session, and says nothing about anyone else's.
+    """
+    claimed = payload["sessionID"]
+    if claimed is not None and claimed != ctx.session_id:
+        return dict(INVALID)
     record = await ctx.services.sessions.authenticate(ctx.session_id, payload["token"])
     if record is None:
-        return {"valid": False, "message": "Your session has expired or is invalid"}
+        return dict(INVALID)
     return {"valid": True, "expires_at": int(record.expires_at)}
 
 
@@ -31,6 +42,7 @@ ROUTES = [
         Schema(SESSION_ID, Str("token", required=False, max_length=256)),
         verify_session,
         response="session_status",
+        foreign_session_refused=False,
     ),
     Route(
         "ping",

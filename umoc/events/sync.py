@@ -41,6 +41,8 @@ def parse_since(name: str, value: Any) -> float:
     if isinstance(value, bool):
         raise UserError(f"Invalid '{name}': expected an ISO 8601 time or epoch seconds")
     if isinstance(value, (int, float)):
+        if not -_MILLISECONDS_ABOVE * 1000 <= value <= _MILLISECONDS_ABOVE * 1000:  # also NaN, inf, 10**400
+            raise UserError(f"Invalid '{name}': out of range")
         seconds = value / 1000 if value > _MILLISECONDS_ABOVE else float(value)
     elif isinstance(value, str) and 0 < len(value) <= 40:
         try:

@@ -15,6 +15,7 @@ from twisted.web.iweb import IRequest
 
 from umoc.domain.services import Services
 from umoc.domain.sessions import InvalidCredentialsError, UsernameTakenError
+from umoc.errors import check_text
 from umoc.transport.gate import Gatekeeper
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, write_json
 
@@ -24,7 +25,7 @@ def _string(data: dict[str, Any], key: str, max_length: int = 256) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise HttpError(400, f"'{key}' must be a non-empty string")
-    return value
+    return check_text(key, value)
 
 
 class AuthApi:
