@@ -18,6 +18,8 @@ setup(
         "treq>=23.11",
         "service-identity>=23.1",
         "pyyaml>=6.0",
+        # Argon2id password hashing (OWASP parameters) instead of hand-tuned scrypt.
+        "argon2-cffi>=23.1",
     ],
     extras_require={
         "test": [

@@ -84,6 +84,27 @@ class RateLimitMemoryTests(RateLimitTestsMixin, ServerTestCase):
     pass
 
 
+class LoginLockoutTests(ServerTestCase):
+    """Wrong passwords from one address never lock the owner out at another (OWASP's lockout DoS)."""
+
+    config_overrides = {"server": {"trusted_proxies": ["127.0.0.1"]}}
+
+    async def login_from(self, address: str, password: str) -> int:
+        code, _ = await self.server.post(
+            "/api/login", {"username": "alice", "password": password}, headers={"X-Forwarded-For": address}
+        )
+        return code
+
+    @inline
+    async def test_ten_wrong_passwords_from_one_address_do_not_refuse_the_owner_elsewhere(self) -> None:
+        await self.server.register("alice")
+        codes = [await self.login_from("203.0.113.7", "wrong password!") for _ in range(10)]
+        self.assertEqual(set(codes[:5]), {401})
+        self.assertEqual(set(codes[5:]), {429}, "the guessing address is slowed down")
+        self.assertEqual(await self.login_from("198.51.100.20", "correct horse battery"), 200)
+        self.assertEqual(await self.login_from("203.0.113.7", "correct horse battery"), 429)
+
+
 class RateLimitRedisTests(RateLimitTestsMixin, ServerTestCase):
     if not REDIS_URL:
         skip = NO_REDIS

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import uuid
 
 import socketio
@@ -120,9 +123,24 @@ class HttpAuthTests(ServerTestCase):
         login = await self.server.user("alice")
         db = self.server.services.storage.db
         row = await db.run("test", lambda t: t.execute("SELECT password_hash FROM users").fetchone())
-        self.assertTrue(row[0].startswith("scrypt$"))
+        self.assertTrue(row[0].startswith("$argon2id$v=19$m=19456,t=2,p=1$"), row[0])
         row = await db.run("test", lambda t: t.execute("SELECT token_hash FROM sessions").fetchone())
         self.assertNotEqual(row[0], login["token"])
+
+    @inline
+    async def test_an_old_scrypt_hash_verifies_and_is_replaced_by_argon2id_at_login(self) -> None:
+        salt = os.urandom(16)
+        digest = hashlib.scrypt(b"correct horse battery", salt=salt, n=2**14, r=8, p=1, dklen=32)
+        old = f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+        await self.server.services.storage.users.create("alice", old, 0.0)
+        code, _ = await self.server.post("/api/login", {"username": "alice", "password": "wrong password"})
+        self.assertEqual(code, 401)
+        stored = await self.server.services.storage.users.credentials("alice")
+        self.assertEqual(stored[2], old, "a failed login changes nothing")
+        await self.server.login("alice")
+        stored = await self.server.services.storage.users.credentials("alice")
+        self.assertTrue(stored[2].startswith("$argon2id$"), stored[2])
+        await self.server.login("alice")
 
     @inline
     async def test_non_json_body_is_400_json_error(self) -> None:

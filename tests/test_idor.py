@@ -20,8 +20,8 @@ import treq
 
 from tests.chat_support import ChatCase, Person
 from tests.support import for_each_backend, inline, sleep
-from umoc.events.routes import ROUTE_GROUPS
 from umoc.events.router import build_routes
+from umoc.events.routes import ROUTE_GROUPS
 
 MISSING_USER = 10**6
 UNKNOWN_CHAT = "Unknown chat"

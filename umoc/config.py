@@ -183,6 +183,7 @@ class RateLimitsConfig:
     uploads: RateLimit = field(default_factory=lambda: _rl(10, 60, 20))
     events: RateLimit = field(default_factory=lambda: _rl(50, 1, 100))
     login: RateLimit = field(default_factory=lambda: _rl(10, 60, 10))
+    login_name: RateLimit = field(default_factory=lambda: _rl(5, 300, 5))
     register: RateLimit = field(default_factory=lambda: _rl(5, 3600, 10))
     connect: RateLimit = field(default_factory=lambda: _rl(30, 60, 60))
 

@@ -1,8 +1,12 @@
 """Password hashes and bearer tokens.
 
-Passwords are hashed with scrypt (memory-hard, salted) and verified in
-constant time.  Tokens are random and only their SHA-256 is stored, so a
-leaked database does not hand out live sessions.
+Passwords are hashed with Argon2id (argon2-cffi) at OWASP's recommended
+minimum (19 MiB, two passes, one lane): memory-hard and salted, verified in
+constant time.  Hashes made by earlier versions with scrypt
+(``scrypt$n$r$p$salt$hash``) still verify, and `needs_rehash` says so, so a
+successful login can store an Argon2id hash in their place.  Tokens are
+random and only their SHA-256 is stored, so a leaked database does not
+hand out live sessions.
 """
 
 from __future__ import annotations
@@ -12,28 +16,43 @@ import hashlib
 import hmac
 import secrets as _random
 
-__all__ = ["hash_password", "verify_password", "new_token", "token_digest", "token_matches"]
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
-_N, _R, _P, _DKLEN = 2**14, 8, 1, 32
+__all__ = ["hash_password", "needs_rehash", "new_token", "token_digest", "token_matches", "verify_password"]
+
+#: OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
-def hash_password(password: str, *, n: int = _N) -> str:
-    """``scrypt$n$r$p$salt$hash``: parameters travel with the hash so they can grow later."""
-    salt = _random.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=_R, p=_P, dklen=_DKLEN, maxmem=64 * 1024 * 1024)
-    return f"scrypt${n}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+def hash_password(password: str) -> str:
+    """An Argon2id hash in the PHC string format; parameters travel with it."""
+    return _HASHER.hash(password)
 
 
 def verify_password(password: str, stored: str) -> bool:
-    """True when ``password`` matches ``stored``; never raises on a malformed hash."""
+    """True when ``password`` matches ``stored`` (Argon2id, or a legacy scrypt hash); never raises."""
+    if stored.startswith("scrypt$"):
+        return _verify_scrypt(password, stored)
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
+        return _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError, ValueError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """A hash to replace at the next successful login: scrypt, or Argon2id with other parameters."""
+    if stored.startswith("scrypt$"):
+        return True
+    try:
+        return _HASHER.check_needs_rehash(stored)
+    except (InvalidHashError, ValueError):
+        return True
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
+    try:
+        _scheme, n, r, p, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
         actual = hashlib.scrypt(
             password.encode("utf-8"),

@@ -5,9 +5,10 @@ session of a download; the Socket.IO edge checks a socket's session at
 CONNECT and on ``verify_session``.  Ending a session (logout, a newer login
 past ``sessions.max_per_user``, expiry) tells its sockets on every node.
 
-Password hashing runs on a two-thread pool of its own: scrypt is slow and
-takes 16 MB a hash on purpose, so the bound keeps a login storm from
-eating the reactor's shared pool or memory.
+Password hashing runs on a two-thread pool of its own: Argon2id is slow and
+takes 19 MiB a hash on purpose, so the bound keeps a login storm from
+eating the reactor's shared pool or memory.  A login whose stored hash is
+an older kind (scrypt) or weaker parameters stores a fresh hash.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from twisted.python.threadpool import ThreadPool
 
 from umoc.cluster.hub import Hub
 from umoc.config import SessionsConfig
-from umoc.credentials import DUMMY_HASH, hash_password, new_token, token_digest, token_matches, verify_password
+from umoc.credentials import (
+    DUMMY_HASH,
+    hash_password,
+    needs_rehash,
+    new_token,
+    token_digest,
+    token_matches,
+    verify_password,
+)
 from umoc.errors import UserError
 from umoc.storage.users import SessionRecord, User, UsernameTakenError, UserStore
 
@@ -92,7 +101,10 @@ class SessionManager:
         ok = await self._in_pool(verify_password, password, found[2] if found else DUMMY_HASH)
         if found is None or not ok:
             raise InvalidCredentialsError("Invalid username or password")
-        user_id, canonical_name, _ = found
+        user_id, canonical_name, stored_hash = found
+        if needs_rehash(stored_hash):
+            fresh = await self._in_pool(hash_password, password)
+            await self._users.replace_password_hash(user_id, stored_hash, fresh)
         session_id, token = str(uuid.uuid4()), new_token()
         now = self._clock.seconds()
         expires_at = now + self._config.ttl

@@ -101,6 +101,17 @@ class UserStore:
 
         return self._db.run("users.credentials", txn_fn)
 
+    def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> defer.Deferred[bool]:
+        """Store ``new_hash`` if the stored one is still ``old_hash`` (a login's re-hash racing a reset loses)."""
+
+        def txn_fn(txn: Txn) -> bool:
+            txn.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", (new_hash, user_id, old_hash)
+            )
+            return txn.rowcount == 1
+
+        return self._db.run("users.replace_password_hash", txn_fn)
+
     def by_id(self, user_id: int) -> defer.Deferred[User | None]:
         def txn_fn(txn: Txn) -> User | None:
             row = txn.execute("SELECT id, username, last_seen FROM users WHERE id = ?", (user_id,)).fetchone()

@@ -2,8 +2,18 @@
 
 The rules (name and password checks, hashing off the reactor, the dummy
 hash that keeps an unknown name as slow as a wrong password, the session
-limit) are the `SessionManager`'s; this module parses, rate-limits by
-address and name, and writes JSON.
+limit) are the `SessionManager`'s; this module parses, rate-limits and
+writes JSON.
+
+Login limits, and why they are keyed as they are: attempts are counted per
+client address (``ratelimits.login``: one address cannot try many
+accounts fast) and per (username, address) (``ratelimits.login_name``: one
+address cannot guess one account fast).  There is deliberately no limit per
+username alone: with one, anybody could lock any owner out by failing on
+purpose (OWASP's "account lockout" denial of service; Synapse keys its
+failed-login limit by address and account too).  Guessing spread over many
+addresses is bounded by the per-address buckets and by the hashing pool,
+which caps how many Argon2id verifications run at once.
 """
 
 from __future__ import annotations
@@ -59,11 +69,12 @@ class AuthApi:
         write_json(request, 201, {"user_id": user.id, "username": user.username})
 
     async def login(self, request: IRequest) -> None:
-        await self._limit("login", f"ip:{self._ip(request)}")
+        ip = self._ip(request)
+        await self._limit("login", f"ip:{ip}")
         data = read_json(request, self._max_body)
         username = _string(data, "username", 64)
         password = _string(data, "password", 1024)
-        await self._limit("login", f"name:{username.lower()}")
+        await self._limit("login_name", f"{username.lower()}|{ip}")
         try:
             login = await self._sessions.login(username, password)
         except InvalidCredentialsError as exc:
