@@ -136,10 +136,12 @@ class RateLimitRedisDownTests(RateLimitTestsMixin, ServerTestCase):
         return test_config(data_dir, ratelimits=LIMITS, redis={"url": f"redis://127.0.0.1:{free}/0", "timeout": "0.1s"})
 
     @inline
-    async def test_healthz_says_redis_is_down_but_the_node_serves(self) -> None:
-        response = await treq.get(self.server.url + "/healthz", persistent=False)
-        self.assertEqual(response.code, 503)
+    async def test_readyz_says_redis_is_down_but_the_node_stays_ready_and_serves(self) -> None:
+        response = await treq.get(self.server.url + "/readyz", persistent=False)
+        self.assertEqual(response.code, 200, "a Redis outage alone must not take every node out of the balancer")
         self.assertEqual(await response.json(), {"database": True, "redis": False, "status": "degraded"})
+        response = await treq.get(self.server.url + "/healthz", persistent=False)
+        self.assertEqual((response.code, await response.json()), (200, {"status": "ok"}))
         _, client = await self.connected_user("alice")
         self.assertEqual((await client.call("ping", {"timestamp": 1}))["timestamp"], 1)
         self.assertTrue(self.server.services.ratelimiter.using_fallback)

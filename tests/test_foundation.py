@@ -150,8 +150,19 @@ class HttpAuthTests(ServerTestCase):
         self.assertIn("error", await response.json())
 
     @inline
-    async def test_healthz_reports_database(self) -> None:
+    async def test_readyz_reports_database_and_healthz_only_liveness(self) -> None:
         import treq
+        response = await treq.get(self.server.url + "/readyz", persistent=False)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(await response.json(), {"database": True, "status": "ok"})
+        response = await treq.get(self.server.url + "/healthz", persistent=False)
+        self.assertEqual((response.code, await response.json()), (200, {"status": "ok"}))
+
+    @inline
+    async def test_readyz_is_503_when_the_database_is_gone(self) -> None:
+        import treq
+        self.server.services.storage.close()
+        response = await treq.get(self.server.url + "/readyz", persistent=False)
+        self.assertEqual((response.code, (await response.json())["status"]), (503, "unready"))
         response = await treq.get(self.server.url + "/healthz", persistent=False)
         self.assertEqual(response.code, 200)
-        self.assertEqual((await response.json())["database"], True)

@@ -148,8 +148,8 @@ class MultiNodeTests(ServerTestCase):
             self.assertGreater(int(await redis.call("execute_command", "PTTL", key)), 0, key)
 
     @inline
-    async def test_healthz_reports_redis(self) -> None:
-        response = await treq.get(self.a.url + "/healthz", persistent=False)
+    async def test_readyz_reports_redis(self) -> None:
+        response = await treq.get(self.a.url + "/readyz", persistent=False)
         body = await response.json()
         self.assertEqual(response.code, 200)
         self.assertEqual(body, {"database": True, "redis": True, "status": "ok"})

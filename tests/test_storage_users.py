@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
+from twisted.trial import unittest
+
 from tests.support import DatabaseTestCase, for_each_backend, inline
-from umoc.storage.database import SchemaTooNewError, _migrate_txn
+from umoc.storage.database import Database, SchemaTooNewError, _migrate_txn
 from umoc.storage.users import UsernameTakenError
 
 
@@ -54,3 +59,17 @@ class UserStoreTestsMixin:
 
 
 for_each_backend(UserStoreTestsMixin, DatabaseTestCase, globals())
+
+
+class SqliteFileModeTests(unittest.TestCase):
+    @inline
+    async def test_data_directory_is_0700_and_database_files_0600(self) -> None:
+        old_umask = os.umask(0o022)
+        self.addCleanup(os.umask, old_umask)
+        data_dir = os.path.join(self.mktemp(), "data")
+        db = Database.sqlite(os.path.join(data_dir, "umoc.sqlite3"))
+        self.addCleanup(db.close)
+        await db.migrate()
+        self.assertEqual(stat.S_IMODE(os.stat(data_dir).st_mode), 0o700)
+        for name in os.listdir(data_dir):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(data_dir, name)).st_mode), 0o600, name)

@@ -99,6 +99,17 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Who may read ``/metrics``."""
+
+    #: Serve /metrics on this endpoint of its own (e.g. "tcp:9100:interface=127.0.0.1") instead of
+    #: the API port; empty keeps it on the API port.
+    listen: str = ""
+    #: When set, /metrics answers only ``Authorization: Bearer <token>``.
+    token: str = ""
+
+
+@dataclass(frozen=True)
 class DatabaseConfig:
     """SQLite file under data_dir by default; a PostgreSQL DSN for production."""
 
@@ -228,6 +239,7 @@ class Config:
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def data_path(self) -> Path:

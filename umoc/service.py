@@ -119,6 +119,10 @@ class UmocService(service.MultiService):
             periodic_task(presence.heartbeat_interval, presence.heartbeat, reactor).setServiceParent(self)
         periodic_task(config.sessions.cleanup_interval, services.sessions.expire, reactor).setServiceParent(self)
         periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)
+        self.metrics_listener: Listener | None = None
+        if self.node.metrics_site is not None:
+            self.metrics_listener = Listener(reactor, config.metrics.listen, self.node.metrics_site)
+            self.metrics_listener.setServiceParent(self)
         self.listener = Listener(reactor, config.server.listen, self.node.site)
         self.listener.setServiceParent(self)
         self.ready: defer.Deferred[None] = defer.Deferred()
@@ -144,6 +148,9 @@ class UmocService(service.MultiService):
         for child in self:
             if not child.running:
                 child.startService()
+        if self.metrics_listener is not None:
+            metrics_port = await self.metrics_listener.listening
+            log.info("Metrics on {address}", address=metrics_port.getHost())
         port = await self.listener.listening
         log.info("UMOC listening on {address}", address=port.getHost())
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import Site
 
 from umoc.cluster.hub import Hub
 from umoc.cluster.presence import LocalPresence, Presence
@@ -33,7 +34,7 @@ from umoc.transport.engine import EngineServer
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.recovery import RecoveryStore
 from umoc.transport.socketio import SocketIOConnection
-from umoc.web.site import UmocSite, build_site
+from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
 __all__ = ["Cluster", "Node", "build_node"]
@@ -58,6 +59,8 @@ class Node:
     engine: EngineServer
     site: UmocSite
     cluster: Cluster | None
+    #: ``/metrics`` on its own endpoint (``metrics.listen``), else None.
+    metrics_site: Site | None
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> Node:
@@ -124,4 +127,5 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         redis_ping,
     )
     site.requestFactory = uploads.request_factory()
-    return Node(services, socketapp, engine, site, cluster)
+    metrics_site = build_metrics_site(services) if config.metrics.listen else None
+    return Node(services, socketapp, engine, site, cluster, metrics_site)

@@ -123,7 +123,7 @@ class FileManager:
 
     def temp_path(self, file_id: str) -> Path:
         """A fresh name for an upload in progress; the directory is made on first use."""
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
 
     # -- Socket.IO: prepare and complete ------------------------------------------
@@ -231,7 +231,7 @@ class FileManager:
             temp_path.unlink(missing_ok=True)
             raise UploadDeniedError(400, f"Upload incomplete: {received} of {record.file_size} bytes arrived")
         final = self.path_for(record.id)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(temp_path, final)
         if not await self._storage.files.mark_uploaded(record.id, self.now()):
             final.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ cannot be hidden that way are capability flags on `Dialect`, never
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 from dataclasses import dataclass
 from importlib import resources
@@ -121,8 +122,14 @@ class Database:
 
     @classmethod
     def sqlite(cls, path: str | Path) -> Database:
-        """One connection: SQLite serialises writers anyway, and one avoids lock waits."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        """One connection: SQLite serialises writers anyway, and one avoids lock waits.
+
+        The directory is made 0700 and the file 0600 (SQLite gives its WAL and
+        shared-memory files the database file's mode): chats are private.
+        """
+        path = Path(path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         pool = adbapi.ConnectionPool(
             "sqlite3",
             str(path),

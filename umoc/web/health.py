@@ -1,4 +1,16 @@
-"""``GET /healthz`` and ``GET /metrics``."""
+"""``GET /healthz`` (liveness), ``GET /readyz`` (readiness) and ``GET /metrics``.
+
+Liveness says only that the process serves HTTP: an orchestrator that
+restarts a node because its database is slow would make things worse.
+Readiness says whether the node can do its work: the database answers
+within two seconds.  Redis is reported but does not make a node unready:
+without it a node still serves its own clients (rate limits and presence
+fall back to memory), and a load balancer that dropped every node during
+a Redis outage would take the whole service down.
+
+``/metrics`` may require ``Authorization: Bearer <metrics.token>``, or be
+served on its own endpoint (``metrics.listen``) instead of the API port.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +20,25 @@ from twisted.internet import defer
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
+from umoc.credentials import token_digest, token_matches
 from umoc.domain.services import Services
 from umoc.metrics import Metrics
 from umoc.web.jsonapi import JsonResource, write_json
 
-__all__ = ["HealthResource", "MetricsResource"]
+__all__ = ["LivenessResource", "MetricsResource", "ReadinessResource"]
 
 
-def HealthResource(services: Services, redis_ping: Callable[[], defer.Deferred[bool]] | None) -> JsonResource:
-    """200 when every configured back-end answers within two seconds, else 503."""
+def LivenessResource() -> JsonResource:
+    """200 whenever the process answers HTTP."""
+
+    async def alive(request: IRequest) -> None:
+        write_json(request, 200, {"status": "ok"})
+
+    return JsonResource({b"GET": alive})
+
+
+def ReadinessResource(services: Services, redis_ping: Callable[[], defer.Deferred[bool]] | None) -> JsonResource:
+    """200 when the database answers within two seconds, else 503; Redis reported alongside."""
 
     async def check(request: IRequest) -> None:
         async def probe(fn: Callable[[], Any]) -> bool:
@@ -29,23 +51,35 @@ def HealthResource(services: Services, redis_ping: Callable[[], defer.Deferred[b
 
         database = await probe(services.storage.ping)
         body: dict[str, Any] = {"database": database}
-        healthy = database
         if redis_ping is not None:
             body["redis"] = await probe(redis_ping)
-            healthy = healthy and body["redis"]
-        body["status"] = "ok" if healthy else "degraded"
-        write_json(request, 200 if healthy else 503, body)
+        body["status"] = "ok" if database and body.get("redis", True) else ("degraded" if database else "unready")
+        write_json(request, 200 if database else 503, body)
 
     return JsonResource({b"GET": check})
 
 
 class MetricsResource(resource.Resource):
+    """Prometheus text; with a token configured, only for ``Authorization: Bearer <token>``."""
+
     isLeaf = True
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, token: str = "") -> None:
         super().__init__()
         self._metrics = metrics
+        self._token_digest = token_digest(token) if token else None
 
     def render_GET(self, request: IRequest) -> bytes:
+        if self._token_digest is not None and not self._authorised(request):
+            request.setResponseCode(401)
+            request.setHeader(b"WWW-Authenticate", b"Bearer")
+            request.setHeader(b"Content-Type", b"application/json")
+            return b'{"error":"Metrics need the metrics token"}'
         request.setHeader(b"Content-Type", b"text/plain; version=0.0.4")
         return self._metrics.render().encode("utf-8")
+
+    def _authorised(self, request: IRequest) -> bool:
+        assert self._token_digest is not None
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and 0 < len(token) <= 256 and token_matches(token.strip(), self._token_digest)

@@ -13,18 +13,19 @@ from umoc.transport.cors import Cors
 from umoc.transport.engine import EngineServer
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.resource import engine_resource
+from umoc.web.accesslog import access_log_formatter
 from umoc.web.auth import auth_resources
-from umoc.web.health import HealthResource, MetricsResource
+from umoc.web.health import LivenessResource, MetricsResource, ReadinessResource
 from umoc.web.jsonapi import write_json
 
-__all__ = ["UmocSite", "build_site"]
+__all__ = ["UmocSite", "build_metrics_site", "build_site"]
 
 
 class UmocSite(server.Site):
     """A Site that can drop its idle keep-alive connections when the server stops."""
 
-    def __init__(self, root: resource.Resource, access_log: bool = False) -> None:
-        super().__init__(root)
+    def __init__(self, root: resource.Resource, access_log: bool = False, log_formatter: Any = None) -> None:
+        super().__init__(root, logFormatter=log_formatter)
         self.access_log = access_log
         self._channels: weakref.WeakSet[Any] = weakref.WeakSet()
         self._closing = False
@@ -104,7 +105,7 @@ def build_site(
     extra_api: dict[bytes, resource.Resource],
     redis_ping: Callable[[], defer.Deferred[bool]] | None = None,
 ) -> UmocSite:
-    """The one Site: Engine.IO at ``/socket.io/``, the JSON API, health and metrics."""
+    """The one Site: Engine.IO at ``/socket.io/``, the JSON API, health, and metrics unless they have their own."""
     config = services.config
     cors = Cors(gate)
     root = Root()
@@ -113,10 +114,21 @@ def build_site(
     for name, child in {**auth_resources(services, gate), **extra_api}.items():
         api.putChild(name, child)
     root.putChild(b"api", api)
-    root.putChild(b"healthz", HealthResource(services, redis_ping))
-    root.putChild(b"metrics", MetricsResource(services.metrics))
-    site = UmocSite(root, access_log=config.server.access_log)
+    root.putChild(b"healthz", LivenessResource())
+    root.putChild(b"readyz", ReadinessResource(services, redis_ping))
+    if not config.metrics.listen:
+        root.putChild(b"metrics", MetricsResource(services.metrics, config.metrics.token))
+    site = UmocSite(root, access_log=config.server.access_log, log_formatter=access_log_formatter(gate))
     engine.shutdown_hooks.append(site.close_connections)
     site.displayTracebacks = False
+    site.noisy = False
+    return site
+
+
+def build_metrics_site(services: Services) -> server.Site:
+    """``/metrics`` alone, for ``metrics.listen``: scrapers reach it, clients never do."""
+    root = Root()
+    root.putChild(b"metrics", MetricsResource(services.metrics, services.config.metrics.token))
+    site = server.Site(root)
     site.noisy = False
     return site
