@@ -16,6 +16,7 @@ from umoc.web.cors import Cors
 from umoc.web.gate import Gatekeeper
 from umoc.web.health import HealthResource, MetricsResource
 from umoc.web.jsonapi import write_json
+from umoc.webclient.resource import web_client_resource
 
 if TYPE_CHECKING:
     from umoc.app import Application
@@ -127,6 +128,8 @@ def build_site(
     engine = build_engine(app)
     cors = Cors(gate)
     root = Root()
+    if app.config.web_client.enabled:
+        root.children.update(web_client_resource().children)  # "/" and the client's static files
     root.putChild(b"socket.io", engine_resource(engine, gate, cors))
     api = Api(gate, cors)
     for name, child in {**auth_resources(app, gate), **(extra_api or {})}.items():
