@@ -9,7 +9,7 @@
 import {
   Connection, clearSession, downloadUrl, fetchFileUrl, http, isFileId, loadSession, saveSession, uploadFile,
 } from './api.js';
-import {$, dayOf, fill, h, lastSeenText, sizeText, timeOf} from './dom.js';
+import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
 
 const PAGE_SIZE = 30;
 const TYPING_SEND_EVERY = 3000; // ms between typing=true while the user keeps typing
@@ -131,6 +131,8 @@ function stop() {
   });
   fill($('chat-list'));
   fill($('contact-list'));
+  memberChoices = null;
+  renderGroupMemberChoices();
   fill($('message-list'));
   closeChat(false);
 }
@@ -238,12 +240,8 @@ function sortedChats() {
 }
 
 function renderChats() {
-  const list = $('chat-list');
-  const focusedKey = document.activeElement?.closest?.('#chat-list [data-key]')?.dataset.key;
-  fill(list, sortedChats().map(([key, chat]) => renderChatItem(key, chat)));
+  refill($('chat-list'), sortedChats().map(([key, chat]) => renderChatItem(key, chat)));
   $('chat-list-empty').hidden = state.chats.size > 0;
-  if (focusedKey) list.querySelector(`[data-key="${focusedKey}"]`)?.focus();
-  renderGroupMemberChoices();
 }
 
 function renderChatItem(key, chat) {
@@ -258,7 +256,7 @@ function renderChatItem(key, chat) {
   return h('li', null, h('button', {
     type: 'button',
     class: `chat-item${key === state.current ? ' current' : ''}`,
-    dataset: {key},
+    dataset: {key, focus: key},
     'aria-current': key === state.current ? 'true' : null,
     onclick: () => openChat(key),
   },
@@ -293,7 +291,7 @@ function renderContacts() {
   const order = {NEW: 0, FRIEND: 1, BLOCKED: 2};
   const contacts = [...state.contacts.values()].sort((a, b) =>
     (order[a.status] ?? 3) - (order[b.status] ?? 3) || a.username.localeCompare(b.username));
-  fill($('contact-list'), contacts.map(renderContact));
+  refill($('contact-list'), contacts.map(renderContact));
   renderGroupMemberChoices();
 }
 
@@ -303,16 +301,20 @@ function renderContact(c) {
   if (c.status === 'NEW' && isIncoming(c)) {
     status = 'wants to be your contact';
     buttons.push(
-      h('button', {type: 'button', class: 'small', onclick: () => contactAction('accept_contact', c)}, 'Accept'),
-      h('button', {type: 'button', class: 'small secondary', onclick: () => contactAction('reject_contact', c)}, 'Reject'));
+      h('button', {type: 'button', class: 'small', dataset: {focus: `accept${c.user_id}`},
+        onclick: () => contactAction('accept_contact', c)}, 'Accept'),
+      h('button', {type: 'button', class: 'small secondary', dataset: {focus: `reject${c.user_id}`},
+        onclick: () => contactAction('reject_contact', c)}, 'Reject'));
   } else if (c.status === 'NEW') {
     status = 'request sent';
   } else if (c.status === 'FRIEND') {
     status = c.is_online ? 'online' : lastSeenText(c.last_seen);
     if (c.streak > 0) status += ` · streak ${c.streak}`;
     buttons.push(
-      h('button', {type: 'button', class: 'small', onclick: () => openChat(keyOf(false, c.user_id))}, 'Message'),
-      h('button', {type: 'button', class: 'small danger', onclick: () => blockContact(c)}, 'Block'));
+      h('button', {type: 'button', class: 'small', dataset: {focus: `message${c.user_id}`},
+        onclick: () => openChat(keyOf(false, c.user_id))}, 'Message'),
+      h('button', {type: 'button', class: 'small danger', dataset: {focus: `block${c.user_id}`},
+        onclick: () => blockContact(c)}, 'Block'));
   } else {
     status = 'blocked';
   }
@@ -898,12 +900,17 @@ function friends() {
     .sort((a, b) => a.username.localeCompare(b.username));
 }
 
+let memberChoices = null;
 function renderGroupMemberChoices() {
   const box = $('new-group-members');
-  const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
   const list = friends();
-  fill(box, list.length ? list.map((f) => h('label', {class: 'checkbox'},
-    h('input', {type: 'checkbox', value: String(f.user_id), checked: checked.has(String(f.user_id))}), f.username))
+  const signature = list.map((f) => `${f.user_id}:${f.username}`).join(',');
+  if (signature === memberChoices) return; // unchanged: keep the ticks and the focus
+  memberChoices = signature;
+  const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
+  refill(box, list.length ? list.map((f) => h('label', {class: 'checkbox'},
+    h('input', {type: 'checkbox', value: String(f.user_id), checked: checked.has(String(f.user_id)),
+      dataset: {focus: `member${f.user_id}`}}), f.username))
     : h('p', {class: 'muted'}, 'Your friends appear here.'));
 }
 
@@ -1002,13 +1009,14 @@ function renderGroupPanel() {
   if (document.activeElement !== input) input.value = info.name;
   $('rename-group-form').hidden = !admin;
   $('add-member-form').hidden = !admin;
-  fill($('group-members'), info.members.map((m) => h('li', {class: 'member', dataset: {user: String(m.user_id)}},
+  refill($('group-members'), info.members.map((m) => h('li', {class: 'member', dataset: {user: String(m.user_id)}},
     h('span', {class: `presence-dot${m.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}),
     h('span', {class: 'member-name'}, m.user_id === myId() ? `${m.username} (you)` : m.username),
     m.is_admin ? h('span', {class: 'tag'}, 'admin') : null,
     m.is_online ? h('span', {class: 'visually-hidden'}, ', online') : null,
     admin && m.user_id !== myId()
       ? h('button', {type: 'button', class: 'small link danger', 'aria-label': `Remove ${m.username}`,
+        dataset: {focus: `remove${m.user_id}`},
         onclick: () => groupAction('remove_group_member', {chat_id: id, user_id: m.user_id})}, 'Remove')
       : null)));
   const inGroup = new Set(info.members.map((m) => m.user_id));

@@ -33,6 +33,18 @@ export function fill(el, ...children) {
   return append(el, children);
 }
 
+/**
+ * fill(), keeping keyboard focus: an element with data-focus="x" that had focus
+ * gives it to its replacement with the same data-focus.
+ */
+export function refill(el, ...children) {
+  const focused = document.activeElement;
+  const key = el.contains(focused) ? focused.dataset.focus : undefined;
+  fill(el, ...children);
+  if (key) el.querySelector(`[data-focus="${CSS.escape(key)}"]`)?.focus();
+  return el;
+}
+
 export const $ = (id) => document.getElementById(id);
 
 export function timeOf(iso) {
