@@ -127,7 +127,7 @@ export function uploadFile(uploadUrl, uploadToken, file, fileType, onProgress) {
  * One Socket.IO connection with the stock client's default options (it reconnects by
  * itself).  `handlers` maps server -> client event names to functions; every name in it
  * is subscribed, so a new server event is one more entry there.  `hooks` gets connect,
- * disconnect, refused (the server turned the session away) and reconnecting.
+ * disconnect, refused (the server turned the session away) and reconnecting(reason?).
  */
 export class Connection {
   constructor(session, handlers, hooks) {
@@ -139,9 +139,16 @@ export class Connection {
     this.socket.on('connect', () => hooks.connect());
     this.socket.on('disconnect', (reason) => hooks.disconnect(reason));
     this.socket.on('connect_error', (err) => {
-      // The server answered CONNECT_ERROR: the client does not retry that by itself.
-      if (!this.socket.active) hooks.refused(err.message);
-      else hooks.reconnecting();
+      if (this.socket.active) {
+        hooks.reconnecting(); // the network: the client retries by itself
+      } else if (/session/i.test(err.message) && !/too many/i.test(err.message)) {
+        hooks.refused(err.message); // the server turned the session away: log in again
+      } else {
+        // Refused for now (too many connections or attempts): try again later.
+        hooks.reconnecting(err.message);
+        clearTimeout(this.retry);
+        this.retry = setTimeout(() => this.socket.connect(), 10000);
+      }
     });
     this.socket.io.on('reconnect_attempt', () => hooks.reconnecting());
   }
@@ -166,6 +173,7 @@ export class Connection {
   }
 
   close() {
+    clearTimeout(this.retry);
     this.socket.removeAllListeners();
     this.socket.io.removeAllListeners();
     this.socket.disconnect();

@@ -147,7 +147,7 @@ function start(session) {
   state.conn = new Connection(session, SERVER_EVENTS, {
     connect: onConnect,
     disconnect: () => setConnection('Offline: reconnecting…', 'offline'),
-    reconnecting: () => setConnection('Offline: reconnecting…', 'offline'),
+    reconnecting: (reason) => setConnection(reason ? `Not connected: ${reason}` : 'Offline: reconnecting…', 'offline'),
     refused: (message) => {
       stop();
       clearSession();
