@@ -211,7 +211,11 @@ class WebClientTests(unittest.TestCase):
             browsers.append(alice)
             bob = Browser(url, "bob")
             browsers.append(bob)
-            self._story(alice, bob)
+            try:
+                self._story(alice, bob)
+            except Exception:
+                self.keep_evidence(browsers)
+                raise
             for b in browsers:
                 # Tolerated: requests failing while offline on purpose.
                 errors = [e for e in b.errors() if "ERR_INTERNET_DISCONNECTED" not in e]
@@ -219,6 +223,17 @@ class WebClientTests(unittest.TestCase):
         finally:
             for b in browsers:
                 b.quit()
+
+    def keep_evidence(self, browsers: list[Browser]) -> None:
+        """Each browser's screen and console, in trial's working directory, for a failed run."""
+        for b in browsers:
+            try:
+                b.driver.save_screenshot(os.path.abspath(f"web-client-failure-{b.name}.png"))
+                with open(f"web-client-failure-{b.name}.log", "w") as f:
+                    for entry in b.driver.get_log("browser"):
+                        f.write(f"{entry['level']} {entry['message']}\n")
+            except Exception as exc:  # noqa: BLE001 - evidence is best effort
+                print(f"no evidence from {b.name}: {exc}")
 
     def _story(self, alice: Browser, bob: Browser) -> None:
         # Log-in screen, then two new accounts.
