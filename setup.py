@@ -8,7 +8,11 @@ setup(
     long_description_content_type="text/x-rst",
     python_requires=">=3.11",
     packages=find_packages(include=["umoc", "umoc.*"]) + ["twisted.plugins"],
-    package_data={"umoc.storage": ["schema/*.sql"], "twisted": ["plugins/umoc_plugin.py"]},
+    package_data={
+        "umoc.storage": ["schema/*.sql"],
+        "umoc.webclient": ["static/*"],
+        "twisted": ["plugins/umoc_plugin.py"],
+    },
     include_package_data=True,
     install_requires=[
         "twisted>=23.10",
@@ -27,6 +31,8 @@ setup(
             "websocket-client>=1.6",
             "hypothesis>=6.90",
             "ruff>=0.5",
+            # tests/e2e: the web client in headless Chromium (Debian's chromium and chromium-driver).
+            "selenium>=4.10",
         ],
         # bench/compare: python-socketio's own server on aiohttp, and the profiler.
         "bench": [

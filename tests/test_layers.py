@@ -8,7 +8,7 @@ From the top to the bottom::
     socketapp                  what the transport calls
     events                     the Socket.IO edge
     web                        the HTTP edge
-    domain                     rules both edges share
+    domain webclient           rules both edges share; the browser client's static files
     cluster                    hub, presence, Redis
     storage                    SQL
     transport                  WebSocket, long-polling, Engine.IO and Socket.IO sessions
@@ -45,7 +45,7 @@ LAYERS: dict[str, int] = {
     "transport": 4,
     "storage": 5,
     "cluster": 6,
-    "domain": 7,
+    "domain": 7, "webclient": 7,
     "web": 8,
     "events": 9,
     "socketapp": 10,

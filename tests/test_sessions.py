@@ -92,7 +92,9 @@ for_each_backend(ExpiryTestsMixin, DatabaseTestCase, globals())
 
 
 class RacingLoginTestsMixin:
-    config_overrides = {"ratelimits": {name: {"rate": 100, "per": "1s", "burst": 100} for name in ("login", "login_name")}}
+    config_overrides = {
+        "ratelimits": {name: {"rate": 100, "per": "1s", "burst": 100} for name in ("login", "login_name")}
+    }
 
     @inline
     async def test_ten_concurrent_logins_leave_at_most_max_per_user_sessions(self) -> None:

@@ -228,6 +228,14 @@ class UploadsConfig:
 
 
 @dataclass(frozen=True)
+class WebClientConfig:
+    """The browser client served at ``/`` (umoc/webclient)."""
+
+    #: Serve the web client's page and files at the site root; false: ``/`` answers JSON 404.
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -240,6 +248,7 @@ class Config:
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web_client: WebClientConfig = field(default_factory=WebClientConfig)
 
     @property
     def data_path(self) -> Path:

@@ -17,6 +17,7 @@ from umoc.web.accesslog import access_log_formatter
 from umoc.web.auth import auth_resources
 from umoc.web.health import LivenessResource, MetricsResource, ReadinessResource
 from umoc.web.jsonapi import write_json
+from umoc.webclient.resource import web_client_resource
 
 __all__ = ["UmocSite", "build_metrics_site", "build_site"]
 
@@ -109,6 +110,8 @@ def build_site(
     config = services.config
     cors = Cors(gate)
     root = Root()
+    if config.web_client.enabled:
+        root.children.update(web_client_resource().children)  # "/" and the client's static files
     root.putChild(b"socket.io", engine_resource(engine, gate, cors))
     api = Api(gate, cors)
     for name, child in {**auth_resources(services, gate), **extra_api}.items():

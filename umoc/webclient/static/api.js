@@ -1,0 +1,181 @@
+// The server's HTTP endpoints and its Socket.IO connection (DESIGN.md, spec/websocket-api.md).
+
+const SESSION_KEY = 'umoc.session';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class RequestError extends Error {
+  constructor(message, extra = {}) {
+    super(message);
+    this.name = 'RequestError';
+    Object.assign(this, extra);
+  }
+}
+
+async function postJson(path, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: 'POST',
+      headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch {
+    throw new RequestError('The server cannot be reached');
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const message = data && typeof data.error === 'string' ? data.error : `HTTP ${response.status}`;
+    throw new RequestError(message, {status: response.status});
+  }
+  return data;
+}
+
+export const http = {
+  register: (username, password) => postJson('/api/register', {username, password}),
+  login: (username, password) => postJson('/api/login', {username, password}),
+  logout: (session) => postJson('/api/logout', {sessionID: session.sessionID, token: session.token}),
+};
+
+// -- the login session, kept in localStorage so a reload stays logged in --------------
+
+export function loadSession() {
+  try {
+    const s = JSON.parse(localStorage.getItem(SESSION_KEY) || 'null');
+    if (s && typeof s.sessionID === 'string' && typeof s.token === 'string'
+        && !(typeof s.expires_at === 'number' && s.expires_at * 1000 < Date.now())) {
+      return s;
+    }
+  } catch {
+    // unreadable: treated as logged out
+  }
+  return null;
+}
+
+export function saveSession(session) {
+  localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+}
+
+export function clearSession() {
+  localStorage.removeItem(SESSION_KEY);
+}
+
+// -- files ---------------------------------------------------------------------------
+
+export const isFileId = (id) => typeof id === 'string' && UUID.test(id);
+
+/** A download link: GET /api/files/<id> with the session as query parameters. */
+export function downloadUrl(fileId, session) {
+  if (!isFileId(fileId)) return null;
+  const query = new URLSearchParams({sessionID: session.sessionID, token: session.token});
+  return `/api/files/${fileId}?${query}`;
+}
+
+/** The file's bytes as a blob: URL (for image previews; the session goes in headers). */
+export async function fetchFileUrl(fileId, session) {
+  if (!isFileId(fileId)) throw new RequestError('Bad file id');
+  const response = await fetch(`/api/files/${fileId}`, {
+    headers: {'X-Session-ID': session.sessionID, 'X-Session-Token': session.token},
+    cache: 'no-store',
+  });
+  if (!response.ok) throw new RequestError(`HTTP ${response.status}`, {status: response.status});
+  return URL.createObjectURL(await response.blob());
+}
+
+/** PUT the file to the upload URL from upload_file_prepare; onProgress(0..100). */
+export function uploadFile(uploadUrl, uploadToken, file, fileType, onProgress) {
+  return new Promise((resolve, reject) => {
+    if (typeof uploadUrl !== 'string' || !uploadUrl.startsWith('/api/upload/')) {
+      reject(new RequestError('Unexpected upload URL'));
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    xhr.open('PUT', uploadUrl);
+    xhr.setRequestHeader('Authorization', `Bearer ${uploadToken}`);
+    xhr.setRequestHeader('Content-Type', fileType);
+    xhr.upload.addEventListener('progress', (e) => {
+      if (e.lengthComputable) onProgress(Math.round((e.loaded / e.total) * 100));
+    });
+    xhr.addEventListener('load', () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(100);
+        resolve();
+        return;
+      }
+      let message = `Upload failed (HTTP ${xhr.status})`;
+      try {
+        message = JSON.parse(xhr.responseText).error || message;
+      } catch {
+        // not JSON
+      }
+      reject(new RequestError(message, {status: xhr.status}));
+    });
+    xhr.addEventListener('error', () => reject(new RequestError('Upload failed: connection lost')));
+    xhr.addEventListener('abort', () => reject(new RequestError('Upload cancelled')));
+    xhr.send(file);
+  });
+}
+
+// -- the socket ------------------------------------------------------------------------
+
+/**
+ * One Socket.IO connection with the stock client's default options (it reconnects by
+ * itself).  `handlers` maps server -> client event names to functions; every name in it
+ * is subscribed, so a new server event is one more entry there.  `hooks` gets connect,
+ * disconnect, refused (the server turned the session away) and reconnecting(reason?).
+ */
+export class Connection {
+  constructor(session, handlers, hooks) {
+    /* global io */
+    this.socket = io({auth: {sessionID: session.sessionID, token: session.token}});
+    for (const [event, handler] of Object.entries(handlers)) {
+      this.socket.on(event, (data) => handler(data));
+    }
+    this.socket.on('connect', () => hooks.connect());
+    this.socket.on('disconnect', (reason) => hooks.disconnect(reason));
+    this.socket.on('connect_error', (err) => {
+      if (this.socket.active) {
+        hooks.reconnecting(); // the network: the client retries by itself
+      } else if (/session/i.test(err.message) && !/too many/i.test(err.message)) {
+        hooks.refused(err.message); // the server turned the session away: log in again
+      } else {
+        // Refused for now (too many connections or attempts): try again later.
+        hooks.reconnecting(err.message);
+        clearTimeout(this.retry);
+        this.retry = setTimeout(() => this.socket.connect(), 10000);
+      }
+    });
+    this.socket.io.on('reconnect_attempt', () => hooks.reconnecting());
+  }
+
+  /**
+   * Emit with an acknowledgement; resolves with the ack payload or rejects with the
+   * server's error.  The server also emits the named response event (`chats`, ...):
+   * this client takes answers from the ack only, and does not subscribe to those.
+   */
+  async request(event, payload = {}, timeout = 20000) {
+    let reply;
+    try {
+      reply = await this.socket.timeout(timeout).emitWithAck(event, payload);
+    } catch {
+      throw new RequestError('No answer from the server');
+    }
+    if (reply && typeof reply === 'object' && !Array.isArray(reply) && typeof reply.error === 'string') {
+      const {error, ...extra} = reply;
+      throw new RequestError(error, extra);
+    }
+    return reply;
+  }
+
+  close() {
+    clearTimeout(this.retry);
+    this.socket.removeAllListeners();
+    this.socket.io.removeAllListeners();
+    this.socket.disconnect();
+  }
+}

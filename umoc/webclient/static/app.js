@@ -1,0 +1,1163 @@
+// UMOC web client: login, contacts, chats, conversations, files and groups.
+//
+// Only events the server has today are used (umoc/events/*.py ROUTES).  To support a new
+// one, add its server -> client handler to SERVER_EVENTS below, and (for message
+// features such as edit, reply or reactions) an entry to MESSAGE_ACTIONS.
+//
+// Everything users wrote is put on the page as text (dom.js h() / textContent).
+
+import {
+  Connection, clearSession, downloadUrl, fetchFileUrl, http, isFileId, loadSession, saveSession, uploadFile,
+} from './api.js';
+import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
+
+const PAGE_SIZE = 30;
+const TYPING_SEND_EVERY = 3000; // ms between typing=true while the user keeps typing
+const TYPING_IDLE = 4000; // ms of no keystrokes before typing=false
+const TYPING_SHOWN = 6000; // ms a peer's indicator stays without a refresh
+
+const state = {
+  session: null, // {sessionID, token, user_id, username, expires_at}
+  conn: null,
+  chats: new Map(), // chat key -> get_chats entry
+  contacts: new Map(), // user_id -> get_contacts entry
+  outgoing: new Set(), // user ids we asked: a NEW contact does not say who asked
+  convs: new Map(), // chat key -> {list: [message], byId: Map, page, totalPages}
+  groups: new Map(), // group id -> chat_info (group shape)
+  current: null, // chat key on screen
+  typing: new Map(), // chat key -> Map(user_id -> {username, timer})
+  lastMessageAt: 0, // ms epoch of the newest message seen: where `sync` starts after a reconnect
+  everConnected: false,
+  fileUrls: new Map(), // file_id -> blob: URL of the image
+};
+
+const keyOf = (isGroup, id) => `${isGroup ? 'g' : 'd'}${id}`;
+const parseKey = (key) => ({isGroup: key[0] === 'g', id: Number(key.slice(1))});
+const myId = () => state.session?.user_id;
+
+function chatKeyOfMessage(m) {
+  if (m.is_group) return keyOf(true, m.recipient_id);
+  return keyOf(false, m.sender_id === myId() ? m.recipient_id : m.sender_id);
+}
+
+function chatName(key) {
+  const chat = state.chats.get(key);
+  if (chat) return chat.is_group ? chat.name : chat.username;
+  const {isGroup, id} = parseKey(key);
+  if (!isGroup && state.contacts.has(id)) return state.contacts.get(id).username;
+  return isGroup ? 'Group' : 'Chat';
+}
+
+// -- feedback ---------------------------------------------------------------------------
+
+let toastTimer = null;
+function showError(err) {
+  const toast = $('toast');
+  toast.textContent = err instanceof Error ? err.message : String(err);
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { toast.hidden = true; }, 6000);
+}
+
+function announce(text) {
+  $('announce').textContent = text;
+}
+
+function request(event, payload) {
+  return state.conn.request(event, payload);
+}
+
+// -- login ------------------------------------------------------------------------------
+
+function showLogin(message = '') {
+  $('app-view').hidden = true;
+  $('login-view').hidden = false;
+  $('login-error').textContent = message;
+  $('login-username').focus();
+}
+
+async function submitLogin(register) {
+  const username = $('login-username').value.trim();
+  const password = $('login-password').value;
+  const error = $('login-error');
+  error.textContent = '';
+  if (!/^[A-Za-z0-9_.-]{3,32}$/.test(username)) {
+    error.textContent = 'Username: 3 to 32 letters, digits, _ . or -';
+    $('login-username').focus();
+    return;
+  }
+  if (password.length < 8) {
+    error.textContent = 'Password: at least 8 characters';
+    $('login-password').focus();
+    return;
+  }
+  for (const button of [$('login-button'), $('register-button')]) button.disabled = true;
+  try {
+    if (register) await http.register(username, password);
+    const login = await http.login(username, password);
+    saveSession(login);
+    $('login-password').value = '';
+    start(login);
+  } catch (err) {
+    error.textContent = err.status === 409 ? 'That username is taken' : err.message;
+  } finally {
+    for (const button of [$('login-button'), $('register-button')]) button.disabled = false;
+  }
+}
+
+async function logout() {
+  const session = state.session;
+  stop();
+  clearSession();
+  showLogin('You are logged out.');
+  if (session) {
+    try {
+      await http.logout(session);
+    } catch {
+      // the session is forgotten here either way
+    }
+  }
+}
+
+function stop() {
+  state.conn?.close();
+  state.conn = null;
+  for (const url of state.fileUrls.values()) URL.revokeObjectURL(url);
+  for (const typing of state.typing.values()) for (const t of typing.values()) clearTimeout(t.timer);
+  Object.assign(state, {
+    session: null, current: null, lastMessageAt: 0, everConnected: false,
+    chats: new Map(), contacts: new Map(), convs: new Map(), groups: new Map(), typing: new Map(),
+    fileUrls: new Map(), outgoing: new Set(),
+  });
+  fill($('chat-list'));
+  fill($('contact-list'));
+  memberChoices = null;
+  renderGroupMemberChoices();
+  fill($('message-list'));
+  closeChat(false);
+}
+
+function start(session) {
+  state.session = session;
+  state.outgoing = new Set(loadOutgoing());
+  $('login-view').hidden = true;
+  $('app-view').hidden = false;
+  $('me').textContent = session.username;
+  setConnection('Connecting…', 'connecting');
+  state.conn = new Connection(session, SERVER_EVENTS, {
+    connect: onConnect,
+    disconnect: () => setConnection('Offline: reconnecting…', 'offline'),
+    reconnecting: (reason) => setConnection(reason ? `Not connected: ${reason}` : 'Offline: reconnecting…', 'offline'),
+    refused: (message) => {
+      stop();
+      clearSession();
+      showLogin(`Please log in again (${message || 'session ended'}).`);
+    },
+  });
+}
+
+function setConnection(text, kind) {
+  const el = $('connection');
+  el.textContent = text;
+  el.dataset.state = kind;
+}
+
+async function onConnect() {
+  setConnection('Online', 'online');
+  const reconnect = state.everConnected;
+  state.everConnected = true;
+  try {
+    if (reconnect) await catchUp();
+    await Promise.all([loadChats(), loadContacts()]);
+    if (reconnect && state.current) await refreshConversation(state.current);
+    if (!reconnect) openFromHash();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+/** After a reconnect: the messages stored while we were away (`sync`), oldest first. */
+async function catchUp() {
+  if (!state.lastMessageAt) return;
+  // Timestamps have second precision: start a second early, duplicates are dropped by id.
+  let since = new Date(state.lastMessageAt - 1000).toISOString();
+  for (let round = 0; round < 20; round++) {
+    const result = await request('sync', {since, limit: 200});
+    for (const message of result.messages) onNewMessage(message);
+    if (!result.has_more || result.messages.length === 0) break;
+    since = result.messages[result.messages.length - 1].timestamp;
+  }
+}
+
+// -- outgoing contact requests (the contacts list does not say who asked) -----------------
+
+const outgoingKey = () => `umoc.outgoing.${myId()}`;
+function loadOutgoing() {
+  try {
+    const ids = JSON.parse(localStorage.getItem(outgoingKey()) || '[]');
+    return Array.isArray(ids) ? ids.filter(Number.isInteger) : [];
+  } catch {
+    return [];
+  }
+}
+function saveOutgoing() {
+  localStorage.setItem(outgoingKey(), JSON.stringify([...state.outgoing]));
+}
+
+// -- chats ------------------------------------------------------------------------------
+
+function noteTimestamp(iso) {
+  const t = Date.parse(iso || '');
+  if (!Number.isNaN(t) && t > state.lastMessageAt) state.lastMessageAt = t;
+}
+
+async function loadChats() {
+  const chats = await request('get_chats');
+  state.chats = new Map(chats.map((c) => [keyOf(c.is_group, c.id), c]));
+  for (const c of chats) if (c.last_message) noteTimestamp(c.last_message.timestamp);
+  renderChats();
+  renderConversationHeader();
+}
+
+let reloadChatsTimer = null;
+function reloadChatsSoon() {
+  clearTimeout(reloadChatsTimer);
+  reloadChatsTimer = setTimeout(() => loadChats().catch(showError), 300);
+}
+
+function lastMessageText(m) {
+  if (!m) return '';
+  const who = m.sender_id === myId() ? 'You: ' : '';
+  if (m.type === 'text') return who + m.content;
+  const file = parseFile(m);
+  const label = {image: 'Photo', video: 'Video', audio: 'Audio'}[m.type] || 'File';
+  return `${who}${label}${file ? `: ${file.file_name}` : ''}`;
+}
+
+function sortedChats() {
+  const time = (c) => Date.parse(c.last_message?.timestamp || '') || 0;
+  return [...state.chats.entries()].sort(([, a], [, b]) => time(b) - time(a));
+}
+
+function renderChats() {
+  refill($('chat-list'), sortedChats().map(([key, chat]) => renderChatItem(key, chat)));
+  $('chat-list-empty').hidden = state.chats.size > 0;
+}
+
+function renderChatItem(key, chat) {
+  const name = chat.is_group ? chat.name : chat.username;
+  const typers = typingNames(key);
+  const online = !chat.is_group && chat.status === 'online';
+  const unread = chat.unread_count || 0;
+  const preview = typers ? `${typers} typing…` : lastMessageText(chat.last_message);
+  const side = chat.is_group
+    ? h('span', {class: 'chat-meta'}, `${chat.member_count} members`)
+    : h('span', {class: `chat-meta presence ${online ? 'online' : 'offline'}`}, online ? 'online' : lastSeenText(chat.last_seen));
+  return h('li', null, h('button', {
+    type: 'button',
+    class: `chat-item${key === state.current ? ' current' : ''}`,
+    dataset: {key, focus: key},
+    'aria-current': key === state.current ? 'true' : null,
+    onclick: () => openChat(key),
+  },
+  h('span', {class: `avatar${chat.is_group ? ' group' : ''}${online ? ' online' : ''}`, 'aria-hidden': 'true'},
+    (name || '?').slice(0, 1).toUpperCase()),
+  h('span', {class: 'chat-main'},
+    h('span', {class: 'chat-name'}, name),
+    h('span', {class: `chat-last${typers ? ' is-typing' : ''}`}, preview)),
+  h('span', {class: 'chat-side'},
+    side,
+    unread > 0 ? h('span', {class: 'badge', 'aria-label': `${unread} unread`}, String(unread)) : null)));
+}
+
+// -- contacts ---------------------------------------------------------------------------
+
+async function loadContacts() {
+  const {contacts} = await request('get_contacts');
+  state.contacts = new Map(contacts.map((c) => [c.user_id, c]));
+  for (const id of [...state.outgoing]) {
+    if (state.contacts.get(id)?.status !== 'NEW') state.outgoing.delete(id);
+  }
+  saveOutgoing();
+  renderContacts();
+}
+
+function isIncoming(contact) {
+  if (typeof contact.requester_id === 'number') return contact.requester_id !== myId();
+  return !state.outgoing.has(contact.user_id);
+}
+
+function renderContacts() {
+  const order = {NEW: 0, FRIEND: 1, BLOCKED: 2};
+  const contacts = [...state.contacts.values()].sort((a, b) =>
+    (order[a.status] ?? 3) - (order[b.status] ?? 3) || a.username.localeCompare(b.username));
+  refill($('contact-list'), contacts.map(renderContact));
+  renderGroupMemberChoices();
+}
+
+function renderContact(c) {
+  const buttons = [];
+  let status;
+  if (c.status === 'NEW' && isIncoming(c)) {
+    status = 'wants to be your contact';
+    buttons.push(
+      h('button', {type: 'button', class: 'small', dataset: {focus: `accept${c.user_id}`},
+        onclick: () => contactAction('accept_contact', c)}, 'Accept'),
+      h('button', {type: 'button', class: 'small secondary', dataset: {focus: `reject${c.user_id}`},
+        onclick: () => contactAction('reject_contact', c)}, 'Reject'));
+  } else if (c.status === 'NEW') {
+    status = 'request sent';
+  } else if (c.status === 'FRIEND') {
+    status = c.is_online ? 'online' : lastSeenText(c.last_seen);
+    if (c.streak > 0) status += ` · streak ${c.streak}`;
+    buttons.push(
+      h('button', {type: 'button', class: 'small', dataset: {focus: `message${c.user_id}`},
+        onclick: () => openChat(keyOf(false, c.user_id))}, 'Message'),
+      h('button', {type: 'button', class: 'small danger', dataset: {focus: `block${c.user_id}`},
+        onclick: () => blockContact(c)}, 'Block'));
+  } else {
+    status = 'blocked';
+  }
+  const label = `${c.username}: ${status}`;
+  return h('li', {class: 'contact', dataset: {user: String(c.user_id), status: c.status}},
+    h('span', {class: `avatar small${c.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}, c.username.slice(0, 1).toUpperCase()),
+    h('span', {class: 'contact-main'},
+      h('span', {class: 'contact-name'}, c.username),
+      h('span', {class: 'contact-status muted'}, status)),
+    h('span', {class: 'contact-actions', role: 'group', 'aria-label': label}, buttons));
+}
+
+async function addContact(event) {
+  event.preventDefault();
+  const input = $('add-contact-username');
+  const username = input.value.trim();
+  if (!username) return;
+  try {
+    await request('add_contact', {contact_username: username});
+    input.value = '';
+    announce(`Contact request sent to ${username}`);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function contactAction(event, contact) {
+  try {
+    await request(event, {contact_id: contact.user_id});
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function blockContact(contact) {
+  if (!window.confirm(`Block ${contact.username}? Neither of you can then message the other.`)) return;
+  await contactAction('block_contact', contact);
+}
+
+// -- conversation -------------------------------------------------------------------------
+
+function conv(key) {
+  let c = state.convs.get(key);
+  if (!c) {
+    c = {list: [], byId: new Map(), page: 0, totalPages: 0, loaded: false};
+    state.convs.set(key, c);
+  }
+  return c;
+}
+
+function openFromHash() {
+  const key = decodeURIComponent(location.hash.slice(1));
+  if (/^[dg]\d+$/.test(key) && (state.chats.has(key) || key[0] === 'd')) openChat(key, false);
+}
+
+async function openChat(key, focusComposer = true) {
+  state.current = key;
+  if (location.hash !== `#${key}`) history.replaceState(null, '', `#${key}`);
+  $('app-view').classList.add('chat-open');
+  $('no-chat').hidden = true;
+  $('chat-pane').hidden = false;
+  showGroupPanel(false);
+  fill($('typing'));
+  $('composer-input').value = '';
+  renderChats();
+  renderConversationHeader();
+  renderMessages();
+  if (focusComposer) $('composer-input').focus();
+  const c = conv(key);
+  try {
+    if (!c.loaded) await loadPage(key, 1);
+    await loadChatInfo(key);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function closeChat(focusList = true) {
+  const key = state.current;
+  state.current = null;
+  history.replaceState(null, '', location.pathname);
+  $('app-view').classList.remove('chat-open');
+  $('no-chat').hidden = false;
+  $('chat-pane').hidden = true;
+  renderChats();
+  if (focusList && key) $('chat-list').querySelector(`[data-key="${key}"]`)?.focus();
+}
+
+async function loadChatInfo(key) {
+  const {isGroup, id} = parseKey(key);
+  const info = await request('get_chat_info', {chat_id: id, is_group: isGroup});
+  if (isGroup) state.groups.set(id, info);
+  else conv(key).info = info;
+  if (key === state.current) {
+    renderConversationHeader();
+    renderGroupPanel();
+  }
+}
+
+async function loadPage(key, page) {
+  const {isGroup, id} = parseKey(key);
+  const result = await request('get_chat_history', {chat_id: id, is_group: isGroup, page, page_size: PAGE_SIZE});
+  const c = conv(key);
+  const fresh = result.messages.filter((m) => !c.byId.has(m.message_id));
+  for (const m of result.messages) {
+    noteTimestamp(m.timestamp);
+    const known = c.byId.get(m.message_id);
+    if (known) known.is_read = m.is_read;
+  }
+  for (const m of fresh) c.byId.set(m.message_id, m);
+  if (page === 1 && c.loaded) {
+    c.list.push(...fresh);
+    c.list.sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+  } else {
+    c.list.unshift(...fresh);
+  }
+  c.page = Math.max(c.page, page);
+  c.totalPages = result.total_pages;
+  c.loaded = true;
+  if (key === state.current) {
+    if (page === 1) renderMessages();
+    else prependMessages(fresh);
+  }
+  return result;
+}
+
+/** After a reconnect: page 1 again, for read states and deletions we missed. */
+async function refreshConversation(key) {
+  const c = conv(key);
+  if (!c.loaded) return;
+  const result = await loadPage(key, 1);
+  const onPage = new Set(result.messages.map((m) => m.message_id));
+  const oldest = result.messages.length ? Date.parse(result.messages[0].timestamp) : Infinity;
+  for (const m of [...c.list]) {
+    if (!onPage.has(m.message_id) && Date.parse(m.timestamp) > oldest) removeMessage(key, m.message_id);
+  }
+  if (key === state.current) renderMessages();
+}
+
+async function loadOlder() {
+  const key = state.current;
+  const c = conv(key);
+  const button = $('load-older');
+  button.disabled = true;
+  try {
+    await loadPage(key, c.page + 1);
+  } catch (err) {
+    showError(err);
+  } finally {
+    button.disabled = false;
+    updateLoadOlder();
+  }
+}
+
+function updateLoadOlder() {
+  const c = state.current && state.convs.get(state.current);
+  $('load-older').hidden = !c || c.page >= c.totalPages;
+}
+
+function renderConversationHeader() {
+  const key = state.current;
+  if (!key) return;
+  const {isGroup, id} = parseKey(key);
+  $('conversation-title').textContent = chatName(key);
+  let subtitle;
+  const typers = typingNames(key);
+  if (isGroup) {
+    const info = state.groups.get(id);
+    const count = info?.member_count ?? state.chats.get(key)?.member_count;
+    subtitle = count ? `${count} members` : '';
+    if (info) {
+      const online = info.members.filter((m) => m.is_online && m.user_id !== myId()).length;
+      if (online) subtitle += `, ${online} online`;
+    }
+  } else {
+    const chat = state.chats.get(key);
+    const contact = state.contacts.get(id);
+    const online = chat ? chat.status === 'online' : contact?.is_online;
+    subtitle = online ? 'online' : lastSeenText(chat?.last_seen ?? contact?.last_seen);
+    const streak = conv(key).info?.streak ?? contact?.streak;
+    if (streak > 0) subtitle += ` · streak ${streak} day${streak === 1 ? '' : 's'}`;
+  }
+  $('conversation-subtitle').textContent = subtitle;
+  $('typing').textContent = typers ? `${typers} ${typers.includes(' and ') ? 'are' : 'is'} typing…` : '';
+  $('group-button').hidden = !isGroup;
+}
+
+// -- messages ---------------------------------------------------------------------------
+
+/**
+ * What a message offers.  Add edit / reply / react here when the server has
+ * edit_message, reply_to and add_reaction (DESIGN.md "Messaging v2").
+ */
+const MESSAGE_ACTIONS = [
+  {
+    label: 'Delete',
+    className: 'danger',
+    available: (m) => m.sender_id === myId(),
+    async run(m) {
+      if (!window.confirm('Delete this message for everyone?')) return;
+      await request('delete_message', {message_id: m.message_id});
+    },
+  },
+];
+
+function parseFile(m) {
+  if (m.type === 'text') return null;
+  try {
+    const file = JSON.parse(m.content);
+    return file && typeof file === 'object' && isFileId(file.file_id) ? file : null;
+  } catch {
+    return null;
+  }
+}
+
+function renderFile(m, file) {
+  const href = downloadUrl(file.file_id, state.session);
+  const link = h('a', {href, download: file.file_name, class: 'file-link'},
+    h('span', {'aria-hidden': 'true'}, '⬇ '), file.file_name);
+  const details = h('span', {class: 'muted'}, ` ${sizeText(file.file_size)}`);
+  if (m.type !== 'image') return h('div', {class: 'file'}, link, details);
+  const img = h('img', {class: 'preview', alt: file.file_name, dataset: {file: file.file_id}});
+  img.addEventListener('load', () => keepAtBottomIfNear());
+  loadPreview(img, file.file_id);
+  return h('figure', {class: 'file image'}, img, h('figcaption', null, link, details));
+}
+
+async function loadPreview(img, fileId) {
+  try {
+    let url = state.fileUrls.get(fileId);
+    if (!url) {
+      url = await fetchFileUrl(fileId, state.session);
+      state.fileUrls.set(fileId, url);
+    }
+    img.src = url;
+  } catch {
+    img.alt = `${img.alt} (preview unavailable)`;
+    img.classList.add('broken');
+  }
+}
+
+function receiptOf(m) {
+  const read = Boolean(m.is_read);
+  return h('span', {class: `receipt${read ? ' read' : ''}`, title: read ? 'Read' : 'Sent'},
+    h('span', {'aria-hidden': 'true'}, read ? '✓✓' : '✓'),
+    h('span', {class: 'visually-hidden'}, read ? 'Read' : 'Sent'));
+}
+
+function renderMessage(m, isGroup) {
+  const mine = m.sender_id === myId();
+  const file = parseFile(m);
+  const body = file ? renderFile(m, file)
+    : h('div', {class: 'text'}, m.type === 'text' ? m.content : '(unreadable attachment)');
+  const actions = MESSAGE_ACTIONS.filter((a) => a.available(m)).map((a) => h('button', {
+    type: 'button',
+    class: `small link ${a.className || ''}`,
+    onclick: () => a.run(m).catch(showError),
+  }, a.label));
+  return h('li', {class: `message${mine ? ' mine' : ''}`, dataset: {id: m.message_id}},
+    h('div', {class: 'bubble', tabindex: '-1'},
+      isGroup && !mine ? h('span', {class: 'sender'}, m.sender_username) : null,
+      mine ? h('span', {class: 'visually-hidden'}, 'You: ') : (isGroup ? null : h('span', {class: 'visually-hidden'}, `${m.sender_username}: `)),
+      body,
+      h('div', {class: 'meta'},
+        h('time', {datetime: m.timestamp, title: `${dayOf(m.timestamp)} ${timeOf(m.timestamp)}`}, timeOf(m.timestamp)),
+        mine ? receiptOf(m) : null,
+        actions.length ? h('span', {class: 'actions'}, actions) : null)));
+}
+
+function messagesNearBottom() {
+  const box = $('messages');
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+}
+
+function scrollToBottom() {
+  const box = $('messages');
+  box.scrollTop = box.scrollHeight;
+}
+
+let stickToBottom = true;
+function keepAtBottomIfNear() {
+  if (stickToBottom) scrollToBottom();
+}
+
+function renderMessages() {
+  const key = state.current;
+  const list = $('message-list');
+  readObserver.disconnect();
+  if (!key) return fill(list);
+  const c = conv(key);
+  const {isGroup} = parseKey(key);
+  fill(list, c.list.map((m) => renderMessage(m, isGroup)));
+  if (c.loaded && c.list.length === 0) list.append(h('li', {class: 'empty muted'}, 'No messages yet. Say hello!'));
+  for (const m of c.list) watchUnread(m);
+  updateLoadOlder();
+  stickToBottom = true;
+  scrollToBottom();
+}
+
+function prependMessages(messages) {
+  const box = $('messages');
+  const list = $('message-list');
+  const {isGroup} = parseKey(state.current);
+  const before = box.scrollHeight;
+  list.querySelector('.empty')?.remove();
+  list.prepend(...messages.map((m) => renderMessage(m, isGroup)));
+  box.scrollTop += box.scrollHeight - before;
+  for (const m of messages) watchUnread(m);
+}
+
+function appendMessage(m) {
+  const list = $('message-list');
+  const near = messagesNearBottom();
+  list.querySelector('.empty')?.remove();
+  list.append(renderMessage(m, parseKey(state.current).isGroup));
+  if (near || m.sender_id === myId()) {
+    stickToBottom = true;
+    scrollToBottom();
+  }
+  watchUnread(m);
+}
+
+function messageNode(id) {
+  return $('message-list').querySelector(`[data-id="${CSS.escape(id)}"]`);
+}
+
+function onNewMessage(m) {
+  const key = chatKeyOfMessage(m);
+  noteTimestamp(m.timestamp);
+  clearTyping(key, m.sender_id);
+  const c = state.convs.get(key);
+  const fresh = !c || !c.byId.has(m.message_id);
+  if (c && c.loaded && fresh) {
+    const message = {...m, is_read: false};
+    c.byId.set(m.message_id, message);
+    c.list.push(message);
+    if (key === state.current) appendMessage(message);
+  }
+  const chat = state.chats.get(key);
+  if (!chat) {
+    reloadChatsSoon(); // a chat we did not list yet
+    return;
+  }
+  if (fresh) {
+    chat.last_message = m;
+    if (m.sender_id !== myId()) {
+      chat.unread_count = (chat.unread_count || 0) + 1;
+      if (key !== state.current) announce(`New message from ${m.sender_username}`);
+    }
+  }
+  renderChats();
+}
+
+function removeMessage(key, id) {
+  const c = state.convs.get(key);
+  if (!c || !c.byId.has(id)) return false;
+  c.byId.delete(id);
+  c.list = c.list.filter((m) => m.message_id !== id);
+  if (key === state.current) messageNode(id)?.remove();
+  return true;
+}
+
+function onMessageDeleted({message_id: id}) {
+  for (const key of state.convs.keys()) removeMessage(key, id);
+  reloadChatsSoon(); // last message and unread counts may have changed
+}
+
+// -- read receipts: mark incoming messages read once they are on screen -----------------
+
+const pendingReads = new Map(); // message_id -> {key, sender_id}
+const visibleUnread = new Set();
+let readTimer = null;
+
+const readObserver = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const id = entry.target.dataset.id;
+    if (entry.isIntersecting) visibleUnread.add(id);
+    else visibleUnread.delete(id);
+  }
+  queueReads();
+}, {root: null, threshold: 0.5});
+
+function watchUnread(m) {
+  if (m.sender_id === myId() || m.is_read) return;
+  const node = messageNode(m.message_id);
+  if (node) readObserver.observe(node);
+}
+
+function queueReads() {
+  if (document.visibilityState !== 'visible' || !state.current) return;
+  const c = state.convs.get(state.current);
+  if (!c) return;
+  for (const id of visibleUnread) {
+    const m = c.byId.get(id);
+    if (m && !m.is_read && !pendingReads.has(id)) pendingReads.set(id, {key: state.current, sender_id: m.sender_id});
+  }
+  if (pendingReads.size && !readTimer) readTimer = setTimeout(flushReads, 250);
+}
+
+async function flushReads() {
+  readTimer = null;
+  const bySender = new Map();
+  for (const [id, {key, sender_id: sender}] of pendingReads) {
+    if (!bySender.has(sender)) bySender.set(sender, {key, ids: []});
+    bySender.get(sender).ids.push(id);
+  }
+  pendingReads.clear();
+  for (const [sender, {key, ids}] of bySender) {
+    try {
+      const receipt = await request('read_receipt', {sender_id: sender, message_ids: ids});
+      const c = state.convs.get(key);
+      for (const id of receipt.message_ids || ids) {
+        const m = c?.byId.get(id);
+        if (m) m.is_read = true;
+        visibleUnread.delete(id);
+        const node = messageNode(id);
+        if (node) readObserver.unobserve(node);
+      }
+      const chat = state.chats.get(key);
+      if (chat) chat.unread_count = Math.max(0, (chat.unread_count || 0) - ids.length);
+      renderChats();
+    } catch (err) {
+      showError(err);
+    }
+  }
+}
+
+function onMessagesRead({message_ids: ids}) {
+  for (const c of state.convs.values()) {
+    for (const id of ids || []) {
+      const m = c.byId.get(id);
+      if (!m || m.sender_id !== myId() || m.is_read) continue;
+      m.is_read = true;
+      messageNode(id)?.querySelector('.receipt')?.replaceWith(receiptOf(m));
+    }
+  }
+}
+
+// -- sending ----------------------------------------------------------------------------
+
+async function sendText(event) {
+  event.preventDefault();
+  const input = $('composer-input');
+  const content = input.value.trim();
+  if (!content || !state.current) return;
+  const {isGroup, id} = parseKey(state.current);
+  stopTyping();
+  input.value = '';
+  input.rows = 1;
+  try {
+    const message = await request('send_message', {recipient_id: id, is_group: isGroup, content, type: 'text'});
+    onNewMessage(message);
+  } catch (err) {
+    input.value = content;
+    showError(err);
+  }
+}
+
+async function sendFile(file) {
+  if (!file || !state.current) return;
+  const key = state.current;
+  const {isGroup, id} = parseKey(key);
+  const fileType = file.type || 'application/octet-stream';
+  const box = $('upload');
+  const progress = $('upload-progress');
+  const preview = $('upload-preview');
+  const localUrl = fileType.startsWith('image/') ? URL.createObjectURL(file) : null;
+  $('upload-label').textContent = `Uploading ${file.name}`;
+  progress.value = 0;
+  preview.hidden = !localUrl;
+  if (localUrl) preview.src = localUrl;
+  box.hidden = false;
+  let shared = false;
+  try {
+    const ready = await request('upload_file_prepare', {
+      recipient_id: id, is_group: isGroup, file_name: file.name, file_size: file.size, file_type: fileType,
+    });
+    await uploadFile(ready.upload_url, ready.upload_token, file, fileType, (pct) => { progress.value = pct; });
+    if (localUrl) state.fileUrls.set(ready.file_id, localUrl); // our own copy is the preview
+    const message = await request('upload_file_complete', {
+      file_id: ready.file_id, recipient_id: id, is_group: isGroup, file_name: file.name, file_type: fileType,
+    });
+    shared = true;
+    onNewMessage(message);
+    announce(`${file.name} sent`);
+  } catch (err) {
+    showError(err);
+  } finally {
+    box.hidden = true;
+    preview.removeAttribute('src');
+    if (localUrl && !shared) URL.revokeObjectURL(localUrl);
+    $('file-input').value = '';
+  }
+}
+
+// -- typing -----------------------------------------------------------------------------
+
+let typingSentAt = 0;
+let typingTo = null;
+let typingIdleTimer = null;
+
+function emitTyping(key, isTyping) {
+  const {isGroup, id} = parseKey(key);
+  state.conn?.request('typing', {recipient_id: id, is_group: isGroup, is_typing: isTyping}).catch(() => {});
+}
+
+function onComposerInput() {
+  const input = $('composer-input');
+  input.rows = Math.min(5, Math.max(1, input.value.split('\n').length));
+  if (!state.current || !input.value) {
+    stopTyping();
+    return;
+  }
+  const now = Date.now();
+  if (typingTo !== state.current || now - typingSentAt > TYPING_SEND_EVERY) {
+    if (typingTo && typingTo !== state.current) emitTyping(typingTo, false);
+    typingTo = state.current;
+    typingSentAt = now;
+    emitTyping(typingTo, true);
+  }
+  clearTimeout(typingIdleTimer);
+  typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE);
+}
+
+function stopTyping() {
+  clearTimeout(typingIdleTimer);
+  if (typingTo) emitTyping(typingTo, false);
+  typingTo = null;
+  typingSentAt = 0;
+}
+
+function onTypingIndicator(t) {
+  if (t.user_id === myId()) return;
+  const key = t.is_group ? keyOf(true, t.chat_id) : keyOf(false, t.user_id);
+  if (!t.is_typing) {
+    clearTyping(key, t.user_id);
+    return;
+  }
+  if (!state.typing.has(key)) state.typing.set(key, new Map());
+  const typers = state.typing.get(key);
+  clearTimeout(typers.get(t.user_id)?.timer);
+  typers.set(t.user_id, {username: t.username, timer: setTimeout(() => clearTyping(key, t.user_id), TYPING_SHOWN)});
+  renderChats();
+  if (key === state.current) renderConversationHeader();
+}
+
+function clearTyping(key, userId) {
+  const typers = state.typing.get(key);
+  if (!typers?.has(userId)) return;
+  clearTimeout(typers.get(userId).timer);
+  typers.delete(userId);
+  renderChats();
+  if (key === state.current) renderConversationHeader();
+}
+
+function typingNames(key) {
+  const typers = state.typing.get(key);
+  if (!typers || typers.size === 0) return '';
+  return [...typers.values()].map((t) => t.username).join(' and ');
+}
+
+// -- presence -----------------------------------------------------------------------------
+
+function onUserStatus(s) {
+  const online = s.status === 'online';
+  const chat = state.chats.get(keyOf(false, s.user_id));
+  if (chat) Object.assign(chat, {status: s.status, last_seen: online ? chat.last_seen : s.last_seen ?? null});
+  const contact = state.contacts.get(s.user_id);
+  if (contact) Object.assign(contact, {is_online: online, last_seen: online ? contact.last_seen : s.last_seen ?? null});
+  for (const info of state.groups.values()) {
+    for (const m of info.members) if (m.user_id === s.user_id) Object.assign(m, {is_online: online});
+  }
+  renderChats();
+  renderContacts();
+  renderConversationHeader();
+  renderGroupPanel();
+}
+
+// -- groups -----------------------------------------------------------------------------
+
+function friends() {
+  return [...state.contacts.values()].filter((c) => c.status === 'FRIEND')
+    .sort((a, b) => a.username.localeCompare(b.username));
+}
+
+let memberChoices = null;
+function renderGroupMemberChoices() {
+  const box = $('new-group-members');
+  const list = friends();
+  const signature = list.map((f) => `${f.user_id}:${f.username}`).join(',');
+  if (signature === memberChoices) return; // unchanged: keep the ticks and the focus
+  memberChoices = signature;
+  const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
+  refill(box, list.length ? list.map((f) => h('label', {class: 'checkbox'},
+    h('input', {type: 'checkbox', value: String(f.user_id), checked: checked.has(String(f.user_id)),
+      dataset: {focus: `member${f.user_id}`}}), f.username))
+    : h('p', {class: 'muted'}, 'Your friends appear here.'));
+}
+
+async function createGroup(event) {
+  event.preventDefault();
+  const name = $('new-group-name').value.trim();
+  if (!name) return;
+  const memberIds = [...$('new-group-members').querySelectorAll('input:checked')].map((i) => Number(i.value));
+  try {
+    const info = await request('create_group', {name, member_ids: memberIds});
+    onGroupCreated(info);
+    $('new-group-name').value = '';
+    $('new-group').open = false;
+    openChat(keyOf(true, info.id));
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function onGroupCreated(info) {
+  state.groups.set(info.id, info);
+  const key = keyOf(true, info.id);
+  if (!state.chats.has(key)) {
+    state.chats.set(key, {
+      id: info.id, name: info.name, description: info.description, member_count: info.member_count,
+      last_message: null, unread_count: 0, is_group: true,
+    });
+  }
+  renderChats();
+}
+
+function onGroupUpdated(u) {
+  const key = keyOf(true, u.chat_id);
+  const chat = state.chats.get(key);
+  if (chat) Object.assign(chat, {name: u.name, description: u.description});
+  const info = state.groups.get(u.chat_id);
+  if (info) Object.assign(info, {name: u.name, description: u.description});
+  renderChats();
+  if (key === state.current) {
+    renderConversationHeader();
+    renderGroupPanel();
+  }
+}
+
+function onGroupMemberAdded(a) {
+  const key = keyOf(true, a.chat_id);
+  if (a.user_id === myId() || !state.chats.has(key)) {
+    reloadChatsSoon();
+    return;
+  }
+  const chat = state.chats.get(key);
+  chat.member_count = (chat.member_count || 0) + 1;
+  renderChats();
+  if (state.groups.has(a.chat_id)) loadChatInfo(key).catch(showError);
+}
+
+function onGroupMemberRemoved(r) {
+  const key = keyOf(true, r.chat_id);
+  if (r.user_id === myId()) {
+    state.chats.delete(key);
+    state.convs.delete(key);
+    state.groups.delete(r.chat_id);
+    if (state.current === key) closeChat();
+    renderChats();
+    announce('You are no longer in that group');
+    return;
+  }
+  const chat = state.chats.get(key);
+  if (chat) chat.member_count = Math.max(0, (chat.member_count || 1) - 1);
+  const info = state.groups.get(r.chat_id);
+  if (info) {
+    info.members = info.members.filter((m) => m.user_id !== r.user_id);
+    info.member_count = info.members.length;
+  }
+  renderChats();
+  if (key === state.current) {
+    renderConversationHeader();
+    renderGroupPanel();
+  }
+}
+
+function showGroupPanel(show) {
+  $('group-panel').hidden = !show;
+  $('group-button').setAttribute('aria-expanded', String(show));
+  if (show) renderGroupPanel();
+}
+
+function renderGroupPanel() {
+  const key = state.current;
+  if (!key || $('group-panel').hidden) return;
+  const {isGroup, id} = parseKey(key);
+  const info = isGroup && state.groups.get(id);
+  if (!info) return;
+  const admin = info.is_admin;
+  const input = $('rename-group-input');
+  if (document.activeElement !== input) input.value = info.name;
+  $('rename-group-form').hidden = !admin;
+  $('add-member-form').hidden = !admin;
+  refill($('group-members'), info.members.map((m) => h('li', {class: 'member', dataset: {user: String(m.user_id)}},
+    h('span', {class: `presence-dot${m.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}),
+    h('span', {class: 'member-name'}, m.user_id === myId() ? `${m.username} (you)` : m.username),
+    m.is_admin ? h('span', {class: 'tag'}, 'admin') : null,
+    m.is_online ? h('span', {class: 'visually-hidden'}, ', online') : null,
+    admin && m.user_id !== myId()
+      ? h('button', {type: 'button', class: 'small link danger', 'aria-label': `Remove ${m.username}`,
+        dataset: {focus: `remove${m.user_id}`},
+        onclick: () => groupAction('remove_group_member', {chat_id: id, user_id: m.user_id})}, 'Remove')
+      : null)));
+  const inGroup = new Set(info.members.map((m) => m.user_id));
+  const candidates = friends().filter((f) => !inGroup.has(f.user_id));
+  fill($('add-member-select'), candidates.length
+    ? candidates.map((f) => h('option', {value: String(f.user_id)}, f.username))
+    : h('option', {value: ''}, 'No friends left to add'));
+}
+
+async function groupAction(event, payload) {
+  try {
+    await request(event, payload);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function renameGroup(event) {
+  event.preventDefault();
+  const name = $('rename-group-input').value.trim();
+  if (!name) return;
+  await groupAction('update_group', {chat_id: parseKey(state.current).id, name});
+}
+
+async function addMember(event) {
+  event.preventDefault();
+  const userId = Number($('add-member-select').value);
+  if (!userId) return;
+  await groupAction('add_group_member', {chat_id: parseKey(state.current).id, user_id: userId});
+}
+
+async function leaveGroup() {
+  if (!window.confirm(`Leave ${chatName(state.current)}?`)) return;
+  await groupAction('leave_group', {chat_id: parseKey(state.current).id});
+}
+
+// -- server -> client events ------------------------------------------------------------
+
+/**
+ * Every server -> client event this client handles.  New server features add an entry
+ * here (message_edited, reaction_updated, contact_unblocked, contact_removed,
+ * profile_updated, ...).  Answers to our own requests come back as acks (api.js).
+ */
+const SERVER_EVENTS = {
+  connection_successful: (hello) => {
+    if (state.session && hello.user_id) Object.assign(state.session, {user_id: hello.user_id, username: hello.username});
+  },
+  session_status: (s) => {
+    if (s.valid === false) {
+      stop();
+      clearSession();
+      showLogin(s.message || 'Your session has ended. Please log in again.');
+    }
+  },
+  new_message: onNewMessage,
+  message_deleted: onMessageDeleted,
+  messages_read: onMessagesRead,
+  typing_indicator: onTypingIndicator,
+  user_status: onUserStatus,
+  contact_added: (c) => {
+    state.outgoing.add(c.user_id);
+    saveOutgoing();
+    state.contacts.set(c.user_id, {...state.contacts.get(c.user_id), ...c, is_online: false});
+    renderContacts();
+  },
+  contact_request: (c) => {
+    state.outgoing.delete(c.user_id);
+    state.contacts.set(c.user_id, {user_id: c.user_id, username: c.username, status: 'NEW', is_online: false});
+    renderContacts();
+    announce(`${c.username} wants to be your contact`);
+  },
+  contact_accepted: (c) => {
+    state.outgoing.delete(c.user_id);
+    saveOutgoing();
+    loadContacts().catch(showError);
+    reloadChatsSoon();
+    announce(`${c.username} is now your contact`);
+  },
+  contact_rejected: (c) => {
+    state.outgoing.delete(c.user_id);
+    saveOutgoing();
+    state.contacts.delete(c.user_id);
+    renderContacts();
+  },
+  contact_blocked: () => {
+    loadContacts().catch(showError);
+    reloadChatsSoon();
+  },
+  group_created: onGroupCreated,
+  group_updated: onGroupUpdated,
+  group_member_added: onGroupMemberAdded,
+  group_member_removed: onGroupMemberRemoved,
+  error: (e) => console.debug('server error event', e), // requests see their errors in the ack
+};
+
+// -- wiring -----------------------------------------------------------------------------
+
+function wire() {
+  $('login-form').addEventListener('submit', (e) => { e.preventDefault(); submitLogin(false); });
+  $('register-button').addEventListener('click', () => submitLogin(true));
+  $('logout-button').addEventListener('click', logout);
+  $('add-contact-form').addEventListener('submit', addContact);
+  $('new-group-form').addEventListener('submit', createGroup);
+  $('composer').addEventListener('submit', sendText);
+  $('composer-input').addEventListener('input', onComposerInput);
+  $('composer-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      $('composer').requestSubmit();
+    }
+  });
+  $('file-input').addEventListener('change', (e) => sendFile(e.target.files[0]));
+  $('load-older').addEventListener('click', loadOlder);
+  $('back-button').addEventListener('click', () => closeChat());
+  $('group-button').addEventListener('click', () => {
+    const show = $('group-panel').hidden;
+    showGroupPanel(show);
+    if (show) loadChatInfo(state.current).catch(showError);
+  });
+  $('rename-group-form').addEventListener('submit', renameGroup);
+  $('add-member-form').addEventListener('submit', addMember);
+  $('leave-group-button').addEventListener('click', leaveGroup);
+  $('messages').addEventListener('scroll', () => { stickToBottom = messagesNearBottom(); });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && !$('group-panel').hidden) {
+      showGroupPanel(false);
+      $('group-button').focus();
+    } else if (e.key === 'Escape' && state.current && window.matchMedia('(max-width: 720px)').matches) {
+      closeChat();
+    }
+  });
+  document.addEventListener('visibilitychange', queueReads);
+  // "last seen 5 min ago" ages.
+  setInterval(() => {
+    if (!state.session) return;
+    renderChats();
+    renderConversationHeader();
+  }, 60000);
+}
+
+wire();
+const saved = loadSession();
+if (saved) start(saved);
+else showLogin();
