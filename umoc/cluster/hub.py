@@ -4,38 +4,84 @@
 events to them, encoding each event once for all its sockets.  When Redis
 is configured, a `RemoteBus` carries the same deliveries to the other
 nodes (see ``umoc.cluster.redisbus``); with none, the node runs alone.
+
+Two things serve the catch-up after a bus gap (``umoc.domain.catchup``):
+the hub remembers which recent messages (by id) it has delivered to
+which of its users, so nothing is delivered twice, and it can *hold* a
+user's live deliveries while older missed messages are replayed to them,
+so a client sees them in order.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Iterable, Protocol
+
+from twisted.internet.interfaces import IReactorTime
 
 from umoc.protocol.socketio import encode_event
 from umoc.transport.engine import Outgoing
 from umoc.transport.recovery import RecoveryStore
 from umoc.transport.socketio import ClientSocket
 
-__all__ = ["Hub", "RemoteBus"]
+__all__ = ["Delivered", "Hub", "RemoteBus"]
 
 
 class RemoteBus(Protocol):
     """Fan-out to other nodes (Redis pub/sub)."""
 
-    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None) -> None: ...
+    def publish_to_users(
+        self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None, message_id: str | None = None
+    ) -> None: ...
 
     def publish_end_session(self, session_id: str, message: str) -> None: ...
+
+
+class Delivered:
+    """The most recent ``size`` message ids this node delivered, each with the local users it reached."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size = size
+        self._users: OrderedDict[str, set[int]] = OrderedDict()
+
+    def has(self, message_id: str, user_id: int) -> bool:
+        users = self._users.get(message_id)
+        return users is not None and user_id in users
+
+    def add(self, message_id: str, user_ids: Iterable[int]) -> None:
+        users = self._users.get(message_id)
+        if users is None:
+            users = self._users[message_id] = set()
+            while len(self._users) > self.size:
+                self._users.popitem(last=False)
+        users.update(user_ids)
 
 
 class Hub:
     """This node's sockets, indexed for delivery."""
 
-    def __init__(self, recovery: RecoveryStore | None = None, remote: RemoteBus | None = None) -> None:
+    #: Deliveries held for one user during a catch-up, at most; past it they go out at once.
+    MAX_HELD = 10_000
+
+    def __init__(
+        self,
+        recovery: RecoveryStore | None = None,
+        remote: RemoteBus | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self.by_user: dict[int, dict[ClientSocket, None]] = {}
         self.by_session: dict[str, dict[ClientSocket, None]] = {}
         #: Fan-out to the other nodes (None: this node runs alone).
         self.remote = remote
         #: Connection state recovery: offsets and the replay log (None when off).
         self.recovery = recovery
+        self._clock = clock
+        #: When each socket joined (a catch-up does not replay to a socket what predates it).
+        self.joined: dict[ClientSocket, float] = {}
+        #: Which recent ``new_message`` ids reached which local users.
+        self.delivered = Delivered()
+        #: Users whose live deliveries wait while a catch-up replays older messages to them.
+        self._held: dict[int, list[Outgoing]] = {}
 
     # -- membership -------------------------------------------------------
 
@@ -44,6 +90,7 @@ class Hub:
         sockets = self.by_user.setdefault(socket.user_id, {})
         first = not sockets
         sockets[socket] = None
+        self.joined[socket] = self._clock.seconds() if self._clock is not None else 0.0
         self.by_session.setdefault(socket.session_id, {})[socket] = None
         return first
 
@@ -53,6 +100,7 @@ class Hub:
         if sockets is None or socket not in sockets:
             return False
         del sockets[socket]
+        self.joined.pop(socket, None)
         session = self.by_session.get(socket.session_id)
         if session is not None:
             session.pop(socket, None)
@@ -74,8 +122,12 @@ class Hub:
 
     # -- delivery ---------------------------------------------------------
 
-    def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any) -> None:
-        """Deliver one event to every socket of these users, on every node."""
+    def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any, message_id: str | None = None) -> None:
+        """Deliver one event to every socket of these users, on every node.
+
+        ``message_id`` marks a ``new_message``: a catch-up after a bus gap
+        will not deliver it again to whoever it reaches now.
+        """
         targets = list(dict.fromkeys(user_ids))
         offset = None
         if self.recovery is None:
@@ -84,21 +136,76 @@ class Hub:
             # One offset per broadcast, the same for every recipient: still encoded once.
             offset = self.recovery.next_offset()
             frames = encode_event(event, *args, offset)
-        self.deliver_local(targets, Outgoing.from_socketio(frames), offset)
+        self.deliver_local(targets, Outgoing.from_socketio(frames), offset, message_id)
         if self.remote is not None:
-            self.remote.publish_to_users(targets, frames, offset)
+            self.remote.publish_to_users(targets, frames, offset, message_id)
 
-    def deliver_local(self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None) -> None:
-        """Send to this node's sockets of these users; ``offset`` (the event's last argument) keeps it for recovery."""
+    def deliver_local(
+        self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None, message_id: str | None = None
+    ) -> None:
+        """Send to this node's sockets of these users; ``offset`` (the event's last argument) keeps it for recovery.
+
+        With a ``message_id``, users it already reached are skipped, and the
+        rest are remembered as reached.
+        """
+        user_ids = list(user_ids)
+        if message_id is not None:
+            user_ids = [u for u in user_ids if not self.delivered.has(message_id, u)]
+            self.delivered.add(message_id, [u for u in user_ids if u in self.by_user or u in self._held])
         kept = offset is not None and self.recovery is not None
         if kept:
-            user_ids = list(user_ids)
             self.recovery.record(offset, user_ids, message)
         for user_id in user_ids:
+            held = self._held.get(user_id)
+            if held is not None and len(held) < self.MAX_HELD:
+                held.append(message)
+                continue
             for socket in list(self.by_user.get(user_id, ())):
                 socket.send(message)
         if kept:
             message.cache.clear()  # the replay log keeps the frames, not each transport's copy
+
+    # -- catch-up after a bus gap --------------------------------------------
+
+    def hold(self, user_ids: Iterable[int]) -> None:
+        """Queue these users' live deliveries until `release` (a catch-up goes first)."""
+        for user_id in user_ids:
+            self._held.setdefault(user_id, [])
+
+    def release(self, user_id: int) -> None:
+        """Send what was held for this user, in the order it came."""
+        for message in self._held.pop(user_id, ()):
+            for socket in list(self.by_user.get(user_id, ())):
+                socket.send(message)
+            if self.recovery is not None:
+                message.cache.clear()
+
+    def deliver_missed(
+        self, user_id: int, message_id: str, created_at: float, margin: float, event: str, *args: Any
+    ) -> bool:
+        """Replay one missed ``new_message`` to a user's sockets, unless it reached them already.
+
+        Sockets that joined more than ``margin`` seconds after the message
+        was created are left out: what predates a socket is the client's to
+        fetch (``sync``) when it connects.  Goes past a hold.  True when sent.
+        """
+        if self.delivered.has(message_id, user_id):
+            return False
+        sockets = [s for s in self.by_user.get(user_id, ()) if self.joined.get(s, 0.0) - margin <= created_at]
+        self.delivered.add(message_id, [user_id])
+        if not sockets:
+            return False
+        if self.recovery is None:
+            message = Outgoing.from_socketio(encode_event(event, *args))
+        else:
+            offset = self.recovery.next_offset()
+            message = Outgoing.from_socketio(encode_event(event, *args, offset))
+            self.recovery.record(offset, [user_id], message)
+        for socket in sockets:
+            socket.send(message)
+        if self.recovery is not None:
+            message.cache.clear()
+        return True
 
     def end_session(self, session_id: str, message: str) -> None:
         """Tell every socket of a session it is no longer valid, then close them, on every node."""

@@ -3,8 +3,11 @@
 Every node publishes on one channel, ``<prefix>bus``, and subscribes to it.
 A message is JSON::
 
-    {"n": "<node id>", "k": "u", "u": [user ids], "f": [frames], "o": offset}   deliver to users
+    {"n": "<node id>", "k": "u", "u": [user ids], "f": [frames], "o": offset, "i": message id}
+                                                                   deliver to users
     {"n": "<node id>", "k": "s", "s": "<session id>", "m": "..."}  end a session
+    {"n": "<node id>", "k": "p", "p": 7}                           a node's self-ping
+    {"n": "<node id>", "k": "c", "t": 1700000000.5}                catch up since then
 
 Frames are the already-encoded Socket.IO frames (``'2["new_message",{..}]'``);
 binary attachments travel as ``{"b": base64}``.  The receiving node wraps
@@ -12,10 +15,13 @@ them for Engine.IO once and hands them to its local sockets, so an event is
 serialised once on the node that emitted it, whatever the number of nodes.
 A node ignores its own messages (it has delivered locally already).  ``o``
 is the event's connection-state-recovery offset (absent when recovery is
-off), so the receiving node can keep the event for replay too.
+off), so the receiving node can keep the event for replay too.  ``i`` is
+the id of a ``new_message``, so a node never delivers one twice.
 
 Pub/sub is fire-and-forget: a node that is disconnected from Redis misses
-what is published meanwhile; its clients catch up through history.
+what is published meanwhile.  ``umoc.cluster.buswatch`` notices (the last
+two kinds are its own) and the node catches its sockets up from the
+database (``umoc.domain.catchup``).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import base64
 import json
 from typing import Any
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
+from umoc.cluster.buswatch import BusWatch
 from umoc.cluster.hub import Hub
 from umoc.cluster.redisclient import RedisClient
 from umoc.transport.engine import Outgoing
@@ -50,34 +58,54 @@ def bus_channel(prefix: str) -> str:
 class RedisBus:
     """Publishes this node's deliveries (the hub's `RemoteBus`)."""
 
-    def __init__(self, redis: RedisClient, node_id: str, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, node_id: str, prefix: str, watch: BusWatch | None = None) -> None:
         self._redis = redis
         self.node_id = node_id
         self.channel = bus_channel(prefix)
+        self._watch = watch
         self._failing = False
+        self._pending: set[defer.Deferred[Any]] = set()
 
     # -- RemoteBus --------------------------------------------------------
 
-    def publish_to_users(self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None) -> None:
+    def publish_to_users(
+        self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None, message_id: str | None = None
+    ) -> None:
         if user_ids:
             body: dict[str, Any] = {"n": self.node_id, "k": "u", "u": list(user_ids), "f": _pack_frames(frames)}
             if offset is not None:
                 body["o"] = offset
+            if message_id is not None:
+                body["i"] = message_id
             self._publish(body)
 
     def publish_end_session(self, session_id: str, message: str) -> None:
         self._publish({"n": self.node_id, "k": "s", "s": session_id, "m": message})
 
     def _publish(self, body: dict[str, Any]) -> None:
+        at = self._redis.clock.seconds()
         d = self._redis.call("publish", self.channel, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
-        d.addCallbacks(self._published, self._publish_failed)
+        d.addCallbacks(self._published, self._publish_failed, errbackArgs=(at,))
+        if not d.called:
+            self._pending.add(d)
+            d.addBoth(self._done, d)
+
+    def _done(self, result: Any, d: defer.Deferred[Any]) -> Any:
+        self._pending.discard(d)
+        return result
+
+    def flush(self) -> defer.Deferred[Any]:
+        """Fires when every publication issued so far is answered (or has failed)."""
+        return defer.DeferredList(list(self._pending), consumeErrors=True)
 
     def _published(self, _: Any) -> None:
         if self._failing:
             self._failing = False
             log.info("Publishing to Redis works again")
 
-    def _publish_failed(self, failure: Any) -> None:
+    def _publish_failed(self, failure: Any, at: float) -> None:
+        if self._watch is not None:
+            self._watch.publish_failed(at)
         # Logged once per outage, not once per event.
         if not self._failing:
             self._failing = True
@@ -88,27 +116,33 @@ class RedisBus:
 class BusReceiver:
     """Delivers the other nodes' publications to this node's sockets."""
 
-    def __init__(self, hub: Hub, node_id: str) -> None:
+    def __init__(self, hub: Hub, node_id: str, watch: BusWatch | None = None) -> None:
         self._hub = hub
         self.node_id = node_id
+        self._watch = watch
 
     def on_message(self, channel: Any, message: Any) -> None:
         """One pub/sub message; anything malformed is logged and dropped."""
         try:
             body = json.loads(message)
-            if body.get("n") == self.node_id:
-                return
             kind = body.get("k")
+            if body.get("n") == self.node_id:
+                if kind == "p" and self._watch is not None:
+                    self._watch.on_ping(body.get("p"))
+                return
             if kind == "u":
                 local = [u for u in body["u"] if self._hub.is_local(u)]
                 if local:
-                    offset = body.get("o")
+                    offset, message_id = body.get("o"), body.get("i")
                     self._hub.deliver_local(
                         local,
                         Outgoing.from_socketio(_unpack_frames(body["f"])),
                         offset if isinstance(offset, str) else None,
+                        message_id if isinstance(message_id, str) else None,
                     )
             elif kind == "s":
                 self._hub.end_session_local(str(body["s"]), str(body["m"]))
+            elif kind == "c" and self._watch is not None:
+                self._watch.peer_request(body)
         except Exception:  # noqa: BLE001 - one bad message must not stop the subscriber
             log.failure("Dropping a malformed bus message")

@@ -52,6 +52,10 @@ class RedisClient:
             self._conn = txredisapi.lazyUnixConnectionPool(self.target.path, **common)
         else:
             self._conn = txredisapi.lazyConnectionPool(self.target.host, self.target.port, **common)
+        factory = getattr(self._conn, "_factory", None)
+        if factory is not None:
+            # Reconnect within two seconds of Redis coming back (txredisapi backs off to ten).
+            factory.initialDelay, factory.maxDelay = 0.2, 2.0
 
     @property
     def connected(self) -> bool:
@@ -90,8 +94,14 @@ class RedisClient:
         d.addCallback(lambda reply: reply in ("PONG", b"PONG"))
         return d
 
-    def subscriber(self, channel: str, on_message: Callable[[str, Any], None]) -> RedisSubscriber:
-        return RedisSubscriber(self.target, self.clock, channel, on_message)
+    def subscriber(
+        self,
+        channel: str,
+        on_message: Callable[[str, Any], None],
+        on_lost: Callable[[], None] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
+    ) -> RedisSubscriber:
+        return RedisSubscriber(self.target, self.clock, channel, on_message, on_lost, on_subscribed)
 
     def close(self) -> defer.Deferred[Any]:
         return self._conn.disconnect()
@@ -101,17 +111,34 @@ class _SubscriberProtocol(txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         self.factory.on_message(channel, message)
 
+    def connectionLost(self, why: Any) -> None:
+        super().connectionLost(why)
+        self.factory.lost(self)
+
 
 class _SubscriberFactory(txredisapi.RedisFactory):
     """Subscribes every new connection, so a reconnect resumes delivery by itself."""
 
     protocol = _SubscriberProtocol
+    # Come back soon after Redis does: every second away is a second of catch-up.
+    initialDelay = 0.2
+    maxDelay = 2.0
 
-    def __init__(self, target: RedisTarget, channel: str, on_message: Callable[[str, Any], None]) -> None:
+    def __init__(
+        self,
+        target: RedisTarget,
+        channel: str,
+        on_message: Callable[[str, Any], None],
+        on_lost: Callable[[], None] | None,
+        on_subscribed: Callable[[], None] | None,
+    ) -> None:
         super().__init__(None, None, 1, isLazy=True, password=target.password)
         self.channel = channel
         self.on_message = on_message
+        self._on_lost = on_lost
+        self._on_subscribed = on_subscribed
         self.subscribed = False
+        self.current: Any = None
         self._waiting: list[defer.Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> Any:
@@ -120,17 +147,30 @@ class _SubscriberFactory(txredisapi.RedisFactory):
         return protocol
 
     def _subscribe(self, protocol: Any) -> None:
+        self.current = protocol
         d = protocol.subscribe(self.channel)
         d.addCallback(self._subscribed)
         d.addErrback(lambda f: log.failure("Could not subscribe to {channel}", f, channel=self.channel))
 
-
     def _subscribed(self, _: Any) -> None:
-        log.info("Subscribed to Redis channel {channel}", channel=self.channel)
+        if not self.subscribed:
+            log.info("Subscribed to Redis channel {channel}", channel=self.channel)
         self.subscribed = True
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
+        if self._on_subscribed is not None:
+            self._on_subscribed()
+
+    def lost(self, protocol: Any) -> None:
+        if protocol is not self.current:
+            return
+        self.current = None
+        self.subscribed = False
+        if not self.disconnectCalled:
+            log.warn("Lost the Redis subscriber connection; reconnecting")
+            if self._on_lost is not None:
+                self._on_lost()
 
     def when_subscribed(self) -> defer.Deferred[None]:
         if self.subscribed:
@@ -144,9 +184,15 @@ class RedisSubscriber:
     """A pub/sub connection of its own (a subscribed connection can do nothing else)."""
 
     def __init__(
-        self, target: RedisTarget, reactor: Any, channel: str, on_message: Callable[[str, Any], None]
+        self,
+        target: RedisTarget,
+        reactor: Any,
+        channel: str,
+        on_message: Callable[[str, Any], None],
+        on_lost: Callable[[], None] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
     ) -> None:
-        self._factory = _SubscriberFactory(target, channel, on_message)
+        self._factory = _SubscriberFactory(target, channel, on_message, on_lost, on_subscribed)
         if target.path:
             endpoint = endpoints.UNIXClientEndpoint(reactor, target.path, timeout=5)
         else:
@@ -156,6 +202,27 @@ class RedisSubscriber:
     def when_subscribed(self) -> defer.Deferred[None]:
         """Fires once the first subscription is in place (messages published before it are missed)."""
         return self._factory.when_subscribed()
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the connection is up and the SUBSCRIBE was answered (Redis may still have dropped it)."""
+        return self._factory.subscribed and self._factory.current is not None
+
+    @property
+    def protocol(self) -> Any:
+        """The live connection, if any."""
+        return self._factory.current
+
+    def resubscribe(self) -> None:
+        """SUBSCRIBE again on the live connection (harmless if still subscribed)."""
+        if self._factory.current is not None:
+            self._factory._subscribe(self._factory.current)
+
+    def reset(self) -> None:
+        """Drop the connection at once; the factory reconnects and subscribes again."""
+        current = self._factory.current
+        if current is not None and current.transport is not None:
+            current.transport.abortConnection()
 
     def close(self) -> defer.Deferred[Any]:
         return self._factory.disconnect()

@@ -48,7 +48,7 @@ async def post_message(
         )
     )
     payload = payloads.new_message(message)
-    ctx.services.hub.emit_to_users(audience, "new_message", payload)
+    ctx.services.hub.emit_to_users(audience, "new_message", payload, message_id=message.id)
     return payload
 
 

@@ -345,12 +345,12 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
     return History(chat_id, is_group, messages, page, page_size, total)
 
 
-def _missed_txn(txn: Txn, user_id: int, since: float, limit: int) -> list[Message]:
+def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int = 0) -> list[Message]:
     rows = txn.execute(
         "SELECT " + _MESSAGE_COLUMNS + " FROM user_chats uc JOIN messages m ON m.chat_id = uc.chat_id"
         " JOIN users su ON su.id = m.sender_id"
-        " WHERE uc.user_id = ? AND m.created_at > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
-        (user_id, since, limit),
+        " WHERE uc.user_id = ? AND m.created_at > ? AND m.seq > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
+        (user_id, since, after_seq, limit),
     ).fetchall()
     return [_message(r) for r in rows]
 
@@ -400,9 +400,14 @@ class MessageStore:
         """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
         return self._db.run("messages.history", _history_txn, user_id, chat_id, is_group, page, page_size)
 
-    def missed_since(self, user_id: int, since_epoch: float, limit: int) -> defer.Deferred[list[Message]]:
-        """Every live message in the user's chats after ``since_epoch``, oldest first."""
-        return self._db.run("messages.missed_since", _missed_txn, user_id, since_epoch, limit)
+    def missed_since(
+        self, user_id: int, since_epoch: float, limit: int, after_seq: int = 0
+    ) -> defer.Deferred[list[Message]]:
+        """Every live message in the user's chats after ``since_epoch``, oldest first.
+
+        ``after_seq`` pages on: the next page starts after the last ``seq`` seen.
+        """
+        return self._db.run("messages.missed_since", _missed_txn, user_id, since_epoch, limit, after_seq)
 
     def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
