@@ -143,7 +143,7 @@ class MultiNodeTests(ServerTestCase):
         await self._until(lambda: self.b.services.presence.online_among([alice["user_id"]]), {alice["user_id"]})
         redis, prefix = self.a.service.node.cluster.redis, self.a.services.config.redis.prefix
         keys = await redis.call("keys", prefix + "presence:*")
-        self.assertEqual(len(keys), 2, keys)  # A's hash and the set of nodes
+        self.assertEqual(len(keys), 4, keys)  # A's hash and roster, the sets of nodes and of rosters
         for key in keys:
             self.assertGreater(int(await redis.call("execute_command", "PTTL", key)), 0, key)
 

@@ -96,6 +96,8 @@ class ServerConfig:
     #: One log line per HTTP request.  Off by default: long-polling clients make two
     #: requests per round trip, and the line costs more than the request itself.
     access_log: bool = False
+    #: On SIGTERM, how long events already running may take to finish (and users be announced offline).
+    shutdown_timeout: Duration = Duration(10)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class RedisConfig:
     timeout: Duration = Duration(0.5)
     #: A node's presence entries vanish this long after its last heartbeat (a crashed node's users go offline).
     presence_ttl: Duration = Duration(30)
+    #: How often a node checks its bus subscription with a self-ping (a gap is caught up from the database).
+    bus_check_interval: Duration = Duration(1)
 
 
 @dataclass(frozen=True)
@@ -391,6 +395,10 @@ def _check(config: Config) -> list[str]:
         bad("redis.timeout", "expected a positive duration")
     if config.redis.presence_ttl < 3:
         bad("redis.presence_ttl", "expected at least 3s")
+    if config.redis.bus_check_interval <= 0:
+        bad("redis.bus_check_interval", "expected a positive duration")
+    if config.server.shutdown_timeout < 0:
+        bad("server.shutdown_timeout", "expected a duration, 0 or more")
     if config.sessions.max_per_user < 1:
         bad("sessions.max_per_user", "expected at least 1")
     if config.sessions.ttl <= 0:

@@ -4,8 +4,19 @@
 the Redis connection (when configured), one `TimerService` per periodic
 task, and the `Listener` for the configured endpoint.  `UmocService`
 starts them in order once the database is migrated, so a database that
-cannot be migrated stops start-up before the port opens; it stops them in
-reverse, then closes the database.
+cannot be migrated stops start-up before the port opens.
+
+Stopping (SIGTERM) is graceful, within ``server.shutdown_timeout``::
+
+    stop listening                       no new connections
+    refuse events not started yet        ``error``, "send this again once reconnected"
+    wait for the events running          what a client was acknowledged is committed
+    close every socket                   stock clients reconnect by themselves
+                                         (behind a balancer: to another node)
+    wait for the status announcements    friends get ``user_status`` offline for
+                                         users with no socket left anywhere
+    stop the timers, then Redis          presence withdrawn, publications flushed
+    close the database
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 
 from umoc.config import Config
+from umoc.domain.status import StatusAnnouncer
 from umoc.storage import Storage
 from umoc.wiring import Cluster, Node, build_node
 
@@ -75,17 +87,26 @@ class Listener(service.Service):
 class RedisService(service.Service):
     """Redis for a node sharing it with others: the bus subscription, presence, and a clean goodbye."""
 
-    def __init__(self, cluster: Cluster, connect_timeout: float) -> None:
+    def __init__(self, cluster: Cluster, status: StatusAnnouncer, connect_timeout: float) -> None:
         self._cluster = cluster
+        self._status = status
         self._connect_timeout = connect_timeout
         self._subscriber: Any = None
 
     async def connect(self) -> None:
         """Subscribe to the bus and wait (bounded) for the command connection."""
         cluster = self._cluster
-        self._subscriber = cluster.redis.subscriber(cluster.channel, cluster.receiver.on_message)
+        watch = cluster.watch
+        self._subscriber = cluster.redis.subscriber(
+            cluster.channel, cluster.receiver.on_message, watch.subscription_lost, watch.subscribed
+        )
+        watch.attach(self._subscriber)
         if not await cluster.redis.wait_connected(self._connect_timeout):
             log.warn("Redis is not reachable yet; starting with in-memory rate limits and local presence")
+
+    @property
+    def subscriber(self) -> Any:
+        return self._subscriber
 
     def subscribed(self) -> defer.Deferred[None]:
         """Fires once the bus subscription is in place (deliveries published before it are missed)."""
@@ -97,7 +118,9 @@ class RedisService(service.Service):
         return defer.ensureDeferred(self._close())
 
     async def _close(self) -> None:
-        await self._cluster.presence.withdraw()
+        # Users whose sockets closed without their announcement going through are announced here.
+        await self._status.announce_offline(await self._cluster.presence.withdraw())
+        await self._cluster.bus.flush()
         if self._subscriber is not None:
             await self._subscriber.close()
         await self._cluster.redis.close()
@@ -112,11 +135,14 @@ class UmocService(service.MultiService):
         self.node: Node = build_node(config, reactor, storage)
         services = self.node.services
         self.redis_service: RedisService | None = None
-        if self.node.cluster is not None:
-            self.redis_service = RedisService(self.node.cluster, config.redis.timeout * 4)
+        cluster = self.node.cluster
+        if cluster is not None:
+            self.redis_service = RedisService(cluster, self.node.status, config.redis.timeout * 4)
             self.redis_service.setServiceParent(self)
-            presence = self.node.cluster.presence
-            periodic_task(presence.heartbeat_interval, presence.heartbeat, reactor).setServiceParent(self)
+            status, presence = self.node.status, cluster.presence
+            periodic_task(presence.heartbeat_interval, status.heartbeat, reactor).setServiceParent(self)
+            periodic_task(presence.reap_interval, status.reap_dead_nodes, reactor).setServiceParent(self)
+            periodic_task(cluster.watch.interval, cluster.watch.tick, reactor).setServiceParent(self)
         periodic_task(config.sessions.cleanup_interval, services.sessions.expire, reactor).setServiceParent(self)
         periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)
         self.metrics_listener: Listener | None = None
@@ -162,14 +188,43 @@ class UmocService(service.MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         service.Service.stopService(self)
-        self.node.engine.close_all()
-        self.node.services.sessions.stop()
-        running = [child for child in reversed(list(self)) if child.running]
-        d: defer.Deferred[Any] = defer.succeed(None)
-        for child in running:
-            d.addCallback(lambda _, c=child: c.stopService())
+        d = defer.ensureDeferred(self._stop())
         d.addBoth(self._close_storage)
         return d
+
+    async def _stop(self) -> None:
+        """The graceful stop of the module docstring; each wait ends at the shared deadline."""
+        node, clock = self.node, self.node.services.clock
+        deadline = clock.seconds() + self.config.server.shutdown_timeout
+        if self.listener.running:
+            await self.listener.stopService()
+        node.socketapp.router.close()
+        if not await self._until(node.socketapp.router.idle(), deadline):
+            log.warn("Stopping with events still running (server.shutdown_timeout)")
+        node.engine.close_all()
+        node.services.sessions.stop()
+        if not await self._until(node.socketapp.idle(), deadline):
+            log.warn("Stopping before every user's status was announced (server.shutdown_timeout)")
+        for child in reversed(list(self)):
+            if child.running:
+                try:
+                    await child.stopService()
+                except Exception:  # noqa: BLE001 - stop the others all the same
+                    log.failure("Error stopping {service}", service=child)
+
+    def _until(self, d: defer.Deferred[Any], deadline: float) -> defer.Deferred[bool]:
+        """True when ``d`` fires before ``deadline``; False when the deadline comes first (``d`` is left alone)."""
+        clock: IReactorTime = self.node.services.clock
+        waiter: defer.Deferred[bool] = defer.Deferred()
+
+        def settle(done: bool) -> None:
+            if not waiter.called:
+                waiter.callback(done)
+
+        call = clock.callLater(max(0.0, deadline - clock.seconds()), settle, False)
+        d.addBoth(lambda result: (settle(True), result)[1])
+        waiter.addBoth(lambda done: (call.active() and call.cancel(), done)[1])
+        return waiter
 
     def _close_storage(self, result: Any) -> None:
         self.node.services.storage.close()

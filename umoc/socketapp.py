@@ -4,7 +4,8 @@
 is authenticated through the `SessionManager` (``sessionID`` and ``token``
 in the CONNECT auth payload, else in the URL query); events go to the one
 route table; connects and disconnects keep the hub and presence in step and
-announce ``user_status`` transitions to friends.
+announce ``user_status`` transitions to friends.  `UmocSocketApp.idle` lets
+a stopping node wait for the events and announcements under way.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class UmocSocketApp:
 
     namespaces = frozenset({"/"})
 
-    def __init__(self, services: Services, router: Router) -> None:
+    def __init__(self, services: Services, router: Router, status: StatusAnnouncer) -> None:
         self._services = services
         self.router = router
-        self._status = StatusAnnouncer(services.presence, services.storage, services.hub, services.clock)
+        self._status = status
+        self._background: set[defer.Deferred[None]] = set()
 
     def authenticate(self, connection: SocketIOConnection, auth: Any) -> defer.Deferred[Identity]:
         return defer.ensureDeferred(self._authenticate(connection, auth))
@@ -83,7 +85,13 @@ class UmocSocketApp:
         self._services.hub.remove(socket)
         self._in_background(self._status.socket_closed(socket.user_id, socket.username))
 
-    @staticmethod
-    def _in_background(work: Awaitable[None]) -> None:
+    def idle(self) -> defer.Deferred[object]:
+        """Fires when the events running now and the status announcements under way are done."""
+        return defer.DeferredList([self.router.idle(), *self._background], consumeErrors=True)
+
+    def _in_background(self, work: Awaitable[None]) -> None:
         d = defer.ensureDeferred(work)
         d.addErrback(lambda f: log.failure("Error announcing a user's status", f))
+        if not d.called:
+            self._background.add(d)
+            d.addBoth(lambda _: self._background.discard(d))

@@ -15,15 +15,18 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
+from umoc.cluster.buswatch import BusWatch
 from umoc.cluster.hub import Hub
 from umoc.cluster.presence import LocalPresence, Presence
-from umoc.cluster.redisbus import BusReceiver, RedisBus
+from umoc.cluster.redisbus import BusReceiver, RedisBus, bus_channel
 from umoc.cluster.redisclient import RedisClient
 from umoc.cluster.redispresence import RedisPresence
 from umoc.config import Config
+from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
+from umoc.domain.status import StatusAnnouncer
 from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
 from umoc.metrics import Metrics
@@ -46,8 +49,12 @@ class Cluster:
 
     redis: RedisClient
     presence: RedisPresence
+    bus: RedisBus
     receiver: BusReceiver
     channel: str
+    #: Notices gaps in the bus; the node's `CatchUp` listens.
+    watch: BusWatch
+    catchup: CatchUp
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class Node:
     cluster: Cluster | None
     #: ``/metrics`` on its own endpoint (``metrics.listen``), else None.
     metrics_site: Site | None
+    status: StatusAnnouncer
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> Node:
@@ -70,25 +78,26 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
     recovery = (
         RecoveryStore(clock, config.engineio.recovery_window) if config.engineio.recovery_window > 0 else None
     )
-    cluster: Cluster | None = None
     ratelimiter: Ratelimiter
     presence: Presence
+    redis_side: tuple[RedisClient, RedisBus, BusWatch, RedisPresence] | None = None
     if config.redis.url:
         cfg = config.redis
         node_id = uuid.uuid4().hex
         redis = RedisClient(cfg.url, reactor, cfg.timeout)
-        bus = RedisBus(redis, node_id, cfg.prefix)
-        hub = Hub(recovery, remote=bus)
+        watch = BusWatch(redis, node_id, bus_channel(cfg.prefix), clock, cfg.bus_check_interval)
+        bus = RedisBus(redis, node_id, cfg.prefix, watch)
+        hub = Hub(recovery, remote=bus, clock=clock)
         ratelimiter = FailoverRatelimiter(
             redis,
             RedisRatelimiter(redis, clock, config.ratelimits, cfg.prefix),
             MemoryRatelimiter(clock, config.ratelimits),
             clock,
         )
-        presence = RedisPresence(redis, hub, node_id, cfg.prefix, cfg.presence_ttl)
-        cluster = Cluster(redis, presence, BusReceiver(hub, node_id), bus.channel)
+        presence = redis_presence = RedisPresence(redis, hub, node_id, cfg.prefix, cfg.presence_ttl)
+        redis_side = (redis, bus, watch, redis_presence)
     else:
-        hub = Hub(recovery)
+        hub = Hub(recovery, clock=clock)
         ratelimiter = MemoryRatelimiter(clock, config.ratelimits)
         presence = LocalPresence(hub)
     metrics = Metrics()
@@ -105,7 +114,15 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         sessions=SessionManager(storage.users, hub, clock, config.sessions),
         files=FileManager(storage, clock, config.uploads, config.uploads_path),
     )
-    socketapp = UmocSocketApp(services, Router(services, build_routes(ROUTE_GROUPS)))
+    cluster: Cluster | None = None
+    if redis_side is not None:
+        redis, bus, watch, redis_presence = redis_side
+        catchup = CatchUp(hub, storage, clock)
+        watch.listeners.append(catchup.request)
+        receiver = BusReceiver(hub, bus.node_id, watch)
+        cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
+    status = StatusAnnouncer(presence, storage, hub, clock)
+    socketapp = UmocSocketApp(services, Router(services, build_routes(ROUTE_GROUPS)), status)
     engine = EngineServer(
         clock,
         config.engineio,
@@ -128,4 +145,4 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
     )
     site.requestFactory = uploads.request_factory()
     metrics_site = build_metrics_site(services) if config.metrics.listen else None
-    return Node(services, socketapp, engine, site, cluster, metrics_site)
+    return Node(services, socketapp, engine, site, cluster, metrics_site, status)

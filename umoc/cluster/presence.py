@@ -24,6 +24,14 @@ class Presence(Protocol):
         """Uncount a socket; True when the user just went offline everywhere."""
         ...
 
+    async def heartbeat(self) -> list[int]:
+        """Refresh this node's entries; the users to announce online again (see ``redispresence``)."""
+        ...
+
+    async def reap_dead_nodes(self) -> list[int]:
+        """Users of nodes that died who are now online nowhere; each returned to one node only."""
+        ...
+
 
 class LocalPresence:
     """One node alone: the hub is the whole truth.
@@ -42,3 +50,9 @@ class LocalPresence:
 
     def socket_closed(self, user_id: int) -> defer.Deferred[bool]:
         return defer.succeed(not self._hub.is_local(user_id))
+
+    async def heartbeat(self) -> list[int]:
+        return []
+
+    async def reap_dead_nodes(self) -> list[int]:
+        return []

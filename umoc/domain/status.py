@@ -3,11 +3,20 @@
 Only the transitions count (first socket anywhere, last socket anywhere),
 so a second device does not announce its user twice.  Friends means friends
 both ways, which already leaves out anyone a block separates.
+
+Besides sockets opening and closing, two things change who is online: a
+node that dies (its users are claimed by exactly one surviving node, see
+``umoc.cluster.redispresence``, which announces them offline through
+`reap_dead_nodes`), and a node that stops cleanly (`withdraw`).
 """
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
 from umoc.cluster.presence import Presence
@@ -16,8 +25,13 @@ from umoc.timefmt import iso
 
 __all__ = ["StatusAnnouncer"]
 
+log = Logger()
+
 
 class StatusAnnouncer:
+    #: Users announced at once when many change together (a node died): the database is shared.
+    CONCURRENCY = 4
+
     def __init__(self, presence: Presence, storage: Storage, hub: Hub, clock: IReactorTime) -> None:
         self._presence = presence
         self._storage = storage
@@ -26,17 +40,57 @@ class StatusAnnouncer:
 
     async def socket_opened(self, user_id: int, username: str) -> None:
         if await self._presence.socket_opened(user_id):
-            friends = await self._storage.contacts.friend_ids(user_id)
-            status = {"user_id": user_id, "username": username, "status": "online"}
-            self._hub.emit_to_users(friends, "user_status", status)
+            await self._online(user_id, username)
 
     async def socket_closed(self, user_id: int, username: str) -> None:
         if await self._presence.socket_closed(user_id):
-            now = self._clock.seconds()
-            await self._storage.users.set_last_seen(user_id, now)
-            friends = await self._storage.contacts.friend_ids(user_id)
-            self._hub.emit_to_users(
-                friends,
-                "user_status",
-                {"user_id": user_id, "username": username, "status": "offline", "last_seen": iso(now)},
-            )
+            await self._offline(user_id, username)
+
+    async def _online(self, user_id: int, username: str) -> None:
+        friends = await self._storage.contacts.friend_ids(user_id)
+        status = {"user_id": user_id, "username": username, "status": "online"}
+        self._hub.emit_to_users(friends, "user_status", status)
+
+    async def _offline(self, user_id: int, username: str) -> None:
+        now = self._clock.seconds()
+        await self._storage.users.set_last_seen(user_id, now)
+        friends = await self._storage.contacts.friend_ids(user_id)
+        self._hub.emit_to_users(
+            friends,
+            "user_status",
+            {"user_id": user_id, "username": username, "status": "offline", "last_seen": iso(now)},
+        )
+
+    # -- many at once -------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """The presence heartbeat; users another node had declared dead with this one are online again."""
+        await self._each(await self._presence.heartbeat(), online=True)
+
+    async def reap_dead_nodes(self) -> None:
+        """Announce offline the users of nodes that died (this node alone claimed them)."""
+        users = await self._presence.reap_dead_nodes()
+        if users:
+            log.info("A node stopped without saying goodbye; announcing {count} users offline", count=len(users))
+        await self._each(users, online=False)
+
+    async def announce_offline(self, user_ids: Iterable[int]) -> None:
+        await self._each(list(user_ids), online=False)
+
+    async def _each(self, user_ids: list[int], online: bool) -> None:
+        if not user_ids:
+            return
+        semaphore = defer.DeferredSemaphore(self.CONCURRENCY)
+        await defer.gatherResults(
+            [semaphore.run(self._one, user_id, online) for user_id in user_ids], consumeErrors=True
+        )
+
+    def _one(self, user_id: int, online: bool) -> defer.Deferred[Any]:
+        async def announce() -> None:
+            user = await self._storage.users.by_id(user_id)
+            if user is not None:
+                await (self._online if online else self._offline)(user_id, user.username)
+
+        d = defer.ensureDeferred(announce())
+        d.addErrback(lambda f: log.failure("Could not announce user {user_id}", f, user_id=user_id))
+        return d

@@ -8,6 +8,10 @@ Each socket's events run one at a time, in arrival order, so a client that
 sends two messages sees them stored in that order; different sockets run
 concurrently.  A socket with too many events waiting gets ``error`` for the
 excess instead of growing a queue without bound.
+
+When the node stops (`Router.close`), events not started yet are answered
+with ``error`` and new ones too; `Router.idle` fires once those already
+running are done, so what a client was told succeeded is committed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from umoc.events.schema import Schema
 from umoc.transport.socketio import ClientSocket
 
 __all__ = ["EventContext", "Route", "Router", "build_routes"]
+
+#: The answer to events that arrive while the node stops.
+SHUTTING_DOWN = "The server is shutting down; send this again once reconnected"
 
 log = Logger()
 
@@ -92,8 +99,13 @@ class Router:
         self.services = services
         self.routes = routes
         self._queues: dict[Any, deque] = {}
+        self._running: set[defer.Deferred[None]] = set()
+        self.closed = False
 
     def dispatch(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
+        if self.closed:
+            self._reply_error(socket, ack_id, UserError(SHUTTING_DOWN))
+            return
         queue = self._queues.get(socket)
         if queue is None:
             queue = self._queues[socket] = deque()
@@ -109,13 +121,28 @@ class Router:
         if queue is not None:
             queue.clear()
 
+    def close(self) -> None:
+        """Refuse every event not started yet, and those to come (the node is stopping)."""
+        self.closed = True
+        for socket, queue in list(self._queues.items()):
+            refused = [queue.pop() for _ in range(len(queue) - 1)]  # queue[0] is running
+            for _event, _args, ack_id in reversed(refused):
+                self._reply_error(socket, ack_id, UserError(SHUTTING_DOWN))
+
+    def idle(self) -> defer.Deferred[Any]:
+        """Fires when the events running now are done."""
+        return defer.DeferredList(list(self._running), consumeErrors=True)
+
     def _drain(self, socket: ClientSocket, queue: deque) -> None:
         """Run queued events one after another; synchronous results do not recurse."""
         while queue:
             event, args, ack_id = queue[0]
             d = defer.ensureDeferred(self.handle(socket, event, args, ack_id))
             if not d.called:
-                def next_one(_: Any) -> None:
+                self._running.add(d)
+
+                def next_one(_: Any, d: defer.Deferred[None] = d) -> None:
+                    self._running.discard(d)
                     if queue:
                         queue.popleft()
                     if self._queues.get(socket) is queue:
