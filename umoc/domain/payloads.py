@@ -132,20 +132,23 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int]) -> dict[str, A
     }
 
 
-def direct_chat_info(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
-    """The ``chat_info`` shape of a direct chat with a contact."""
+def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
+    """What a contact shows of themselves, in ``contacts`` and in a direct chat's ``chat_info``."""
     is_online, last_seen = presence_fields(contact.mutual_friend, contact.user_id in online, contact.last_seen)
     streak, continue_streak = contact.streak_on(today)
     return {
-        "id": contact.user_id,
         "username": contact.username,
+        "status": contact.status,
         "is_online": is_online,
         "last_seen": last_seen,
-        "status": contact.status,
-        "is_group": False,
         "streak": streak,
         "continue_streak": continue_streak,
     }
+
+
+def direct_chat_info(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
+    """The ``chat_info`` shape of a direct chat with a contact."""
+    return {"id": contact.user_id, **_contact_fields(contact, online, today), "is_group": False}
 
 
 def former_contact_chat_info(user_id: int, username: str) -> dict[str, Any]:
@@ -164,14 +167,4 @@ def former_contact_chat_info(user_id: int, username: str) -> dict[str, Any]:
 
 def contact_entry(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
     """One contact of ``contacts``."""
-    is_online, last_seen = presence_fields(contact.mutual_friend, contact.user_id in online, contact.last_seen)
-    streak, continue_streak = contact.streak_on(today)
-    return {
-        "user_id": contact.user_id,
-        "username": contact.username,
-        "status": contact.status,
-        "is_online": is_online,
-        "last_seen": last_seen,
-        "streak": streak,
-        "continue_streak": continue_streak,
-    }
+    return {"user_id": contact.user_id, **_contact_fields(contact, online, today)}
