@@ -38,7 +38,7 @@ def _users_txn(txn: Txn, prefix: str, count: int, now: float) -> list[int]:
     names = [f"{prefix}{i}" for i in range(count)]
     _bulk_insert_txn(txn, "users", ("username", "password_hash", "created_at"), [(n, "!", now) for n in names])
     rows = txn.execute("SELECT id FROM users WHERE username LIKE ? ORDER BY id", (prefix + "%",)).fetchall()
-    return [int(r[0]) for r in rows]
+    return [int(r["id"]) for r in rows]
 
 
 def _recount_txn(txn: Txn, chat_ids: list[int]) -> None:
@@ -80,11 +80,11 @@ def _direct_chats_txn(txn: Txn, user_id: int, peers: list[int], now: float) -> l
         [(0, min(user_id, p), max(user_id, p), now, 2, now + i) for i, p in enumerate(peers)],
     )
     rows = txn.execute(
-        "SELECT id, CASE WHEN user_lo = ? THEN user_hi ELSE user_lo END FROM chats"
+        "SELECT id, CASE WHEN user_lo = ? THEN user_hi ELSE user_lo END AS peer_id FROM chats"
         " WHERE is_group = 0 AND (user_lo = ? OR user_hi = ?)",
         (user_id, user_id, user_id),
     ).fetchall()
-    chat_of = {int(r[1]): int(r[0]) for r in rows}
+    chat_of = {int(r["peer_id"]): int(r["id"]) for r in rows}
     _bulk_insert_txn(
         txn,
         "user_chats",

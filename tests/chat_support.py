@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from tests.support import POSTGRES_DSN, Client, ServerTestCase, postgres_schema
-from umoc.storage.database import Database
+from umoc.storage.database import Database, Row
 
 
 @dataclass
@@ -53,7 +53,7 @@ class ChatCase(ServerTestCase):
             for event in ("contact_added", "contact_request", "contact_accepted", "user_status"):
                 person.client.drain(event)
 
-    async def rows(self, sql: str, *params: Any) -> list[tuple]:
+    async def rows(self, sql: str, *params: Any) -> list[Row]:
         db = self.server.services.storage.db
         return await db.run("test", lambda txn: txn.execute(sql, params).fetchall())
 
@@ -61,7 +61,7 @@ class ChatCase(ServerTestCase):
         db = self.server.services.storage.db
         return await db.run("test", lambda txn: txn.scalar(sql, params))
 
-    async def snapshot(self) -> dict[str, list[tuple]]:
+    async def snapshot(self) -> dict[str, list[Row]]:
         """Every chat table's rows, to prove a refused event changed nothing."""
         tables = {
             "contacts": "SELECT * FROM contacts ORDER BY owner_id, contact_id",

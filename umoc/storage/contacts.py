@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.storage.database import Database, Txn
+from umoc.storage.database import Database, Row, Txn
 from umoc.storage.relations import BLOCKED, FRIEND, NEW, ensure_direct_chat_txn, statuses_txn
 from umoc.streaks import shown
 
@@ -37,28 +37,36 @@ class Contact:
 
 
 _CONTACT_COLUMNS = (
-    "c.contact_id, u.username, c.status, c.requester_id, r.status, u.last_seen, c.streak, c.streak_last_day"
+    "c.contact_id, u.username, c.status, c.requester_id, r.status AS reverse_status, u.last_seen, c.streak,"
+    " c.streak_last_day"
     " FROM contacts c JOIN users u ON u.id = c.contact_id"
     " LEFT JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
 )
 
 
-def _contact(row: tuple) -> Contact:
+def _contact(row: Row) -> Contact:
     return Contact(
-        int(row[0]), row[1], row[2], int(row[3]), row[2] == FRIEND and row[4] == FRIEND, row[5], int(row[6]), row[7]
+        user_id=int(row["contact_id"]),
+        username=row["username"],
+        status=row["status"],
+        requester_id=int(row["requester_id"]),
+        mutual_friend=row["status"] == FRIEND and row["reverse_status"] == FRIEND,
+        last_seen=row["last_seen"],
+        streak=int(row["streak"]),
+        streak_last_day=row["streak_last_day"],
     )
 
 
 def _user_txn(txn: Txn, user_id: int) -> tuple[int, str] | None:
     row = txn.execute("SELECT id, username FROM users WHERE id = ?", (user_id,)).fetchone()
-    return None if row is None else (int(row[0]), row[1])
+    return None if row is None else (int(row["id"]), row["username"])
 
 
 def _add_txn(txn: Txn, requester_id: int, username: str, now: float) -> tuple[int, str]:
     row = txn.execute("SELECT id, username FROM users WHERE LOWER(username) = LOWER(?)", (username,)).fetchone()
     if row is None:
         raise RefusedError("User not found")
-    target_id, target_name = int(row[0]), row[1]
+    target_id, target_name = int(row["id"]), row["username"]
     if target_id == requester_id:
         raise RefusedError("You cannot add yourself as a contact")
     mine, theirs = statuses_txn(txn, requester_id, target_id, lock=True)
@@ -86,9 +94,9 @@ def _pending_request_txn(txn: Txn, user_id: int, requester_id: int) -> tuple[int
         " WHERE c.owner_id = ? AND c.contact_id = ? AND c.status = ?" + txn.dialect.for_update,
         (user_id, requester_id, NEW),
     ).fetchone()
-    if row is None or int(row[0]) != requester_id:
+    if row is None or int(row["requester_id"]) != requester_id:
         raise RefusedError("No pending contact request from this user")
-    return requester_id, row[1]
+    return requester_id, row["username"]
 
 
 def _accept_txn(txn: Txn, user_id: int, requester_id: int, now: float) -> tuple[int, str]:
@@ -184,7 +192,7 @@ class ContactStore:
                 " WHERE c.owner_id = ? AND c.status = ? AND r.status = ?",
                 (user_id, FRIEND, FRIEND),
             ).fetchall()
-            return [int(r[0]) for r in rows]
+            return [int(r["contact_id"]) for r in rows]
 
         return self._db.run("contacts.friend_ids", txn_fn)
 

@@ -4,6 +4,10 @@ SQL everywhere in ``umoc.storage`` is written once, with ``?`` placeholders;
 `Txn` converts it for psycopg2 in this one place.  The few differences that
 cannot be hidden that way are capability flags on `Dialect`, never
 ``isinstance`` checks in query modules.
+
+Rows are read by column name (``row["unread"]``) on both databases: SQLite
+connections use `sqlite3.Row`, PostgreSQL ones psycopg2's ``DictCursor``.
+Both also index by position, which `Txn.scalar` relies on.
 """
 
 from __future__ import annotations
@@ -14,16 +18,27 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
 from twisted.logger import Logger
 
-__all__ = ["Database", "Dialect", "IntegrityError", "SchemaTooNewError", "Txn"]
+__all__ = ["Database", "Dialect", "IntegrityError", "Row", "SchemaTooNewError", "Txn"]
 
 T = TypeVar("T")
 log = Logger()
+
+
+class Row(Protocol):
+    """A fetched row: ``row["column"]`` (the column's name or its ``AS`` alias) or ``row[0]``.
+
+    `sqlite3.Row` on SQLite, ``psycopg2.extras.DictRow`` on PostgreSQL.  A
+    name two selected columns share is ambiguous (the drivers pick different
+    ones): alias one of them.
+    """
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
 
 
 class SchemaTooNewError(RuntimeError):
@@ -84,10 +99,10 @@ class Txn:
             raise IntegrityError(str(exc)) from exc
         return self
 
-    def fetchone(self) -> tuple | None:
+    def fetchone(self) -> Row | None:
         return self._cursor.fetchone()
 
-    def fetchall(self) -> list[tuple]:
+    def fetchall(self) -> list[Row]:
         return self._cursor.fetchall()
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -101,6 +116,7 @@ class Txn:
 
 
 def _sqlite_open(conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -145,8 +161,10 @@ class Database:
     def postgres(cls, dsn: str, minimum: int = 1, maximum: int = 5, schema: str | None = None) -> Database:
         """``schema`` puts every table in one schema: how tests keep runs apart."""
         import psycopg2
+        import psycopg2.extras
 
-        kwargs: dict[str, Any] = {}
+        # Passed on to psycopg2.connect: rows readable by column name, like sqlite3.Row.
+        kwargs: dict[str, Any] = {"cursor_factory": psycopg2.extras.DictCursor}
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
         pool = adbapi.ConnectionPool(

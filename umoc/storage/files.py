@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
-from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.database import Database, Row, Txn, in_clause
 
 __all__ = ["FileRecord", "FileStore"]
 
@@ -39,10 +39,21 @@ class FileRecord:
     completed_at: float | None
 
 
-def _record(row: tuple) -> FileRecord:
+def _record(row: Row) -> FileRecord:
     return FileRecord(
-        row[0], int(row[1]), int(row[2]), bool(row[3]), row[4], row[5], int(row[6]), row[7],
-        float(row[8]), float(row[9]), row[10], row[11], row[12],
+        id=row["id"],
+        uploader_id=int(row["uploader_id"]),
+        chat_id=int(row["chat_id"]),
+        is_group=bool(row["is_group"]),
+        file_name=row["file_name"],
+        file_type=row["file_type"],
+        file_size=int(row["file_size"]),
+        token_hash=row["token_hash"],
+        created_at=float(row["created_at"]),
+        expires_at=float(row["expires_at"]),
+        token_used_at=row["token_used_at"],
+        uploaded_at=row["uploaded_at"],
+        completed_at=row["completed_at"],
     )
 
 
@@ -51,7 +62,7 @@ def _purge_txn(txn: Txn, before: float, limit: int) -> list[str]:
         "SELECT id FROM files WHERE completed_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
         (before, limit),
     ).fetchall()
-    ids = [row[0] for row in rows]
+    ids = [row["id"] for row in rows]
     if ids:
         txn.execute("DELETE FROM files WHERE completed_at IS NULL AND id IN " + in_clause(ids), ids)
     return ids

@@ -63,7 +63,7 @@ def _lock_members_txn(txn: Txn, group_id: int, user_id: int, need_admin: bool) -
     if locked is None:
         raise RefusedError(UNKNOWN_CHAT)
     rows = txn.execute("SELECT user_id, is_admin FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
-    members = {int(r[0]): bool(r[1]) for r in rows}
+    members = {int(r["user_id"]): bool(r["is_admin"]) for r in rows}
     if user_id not in members:
         raise RefusedError(UNKNOWN_CHAT)
     if need_admin and not members[user_id]:
@@ -82,7 +82,7 @@ def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, s
         " WHERE c.owner_id = ? AND c.status = ? AND r.status = ? AND c.contact_id IN " + in_clause(others),
         [user_id, FRIEND, FRIEND, *others],
     ).fetchall()
-    found = {int(r[0]): r[1] for r in rows}
+    found = {int(r["contact_id"]): r["username"] for r in rows}
     if len(found) != len(others):
         raise RefusedError("You can only add your friends to a group")
     return found
@@ -123,7 +123,7 @@ def _info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         " ORDER BY uc.joined_at, uc.user_id",
         (group_id,),
     ).fetchall()
-    members = [GroupMember(int(r[0]), r[1], r[2], bool(r[3])) for r in rows]
+    members = [GroupMember(int(r["user_id"]), r["username"], r["last_seen"], bool(r["is_admin"])) for r in rows]
     if viewer_id is not None and all(m.user_id != viewer_id for m in members):
         raise RefusedError(UNKNOWN_CHAT)
     blocks = txn.execute(
@@ -134,7 +134,12 @@ def _info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         (group_id, group_id, BLOCKED),
     ).fetchall()
     return GroupInfo(
-        group_id, row[0], row[1], float(row[2]), members, frozenset((int(b[0]), int(b[1])) for b in blocks)
+        group_id,
+        row["name"],
+        row["description"],
+        float(row["created_at"]),
+        members,
+        frozenset((int(b["owner_id"]), int(b["contact_id"])) for b in blocks),
     )
 
 
@@ -147,7 +152,7 @@ def _update_txn(
     if description is not None:
         txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
     row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
-    return list(members), row[0], row[1]
+    return list(members), row["name"], row["description"]
 
 
 def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
@@ -192,9 +197,9 @@ def _typing_audience_txn(txn: Txn, group_id: int, user_id: int) -> list[int]:
     if members is None or user_id not in members:
         raise RefusedError(UNKNOWN_CHAT)
     blocked = {
-        int(r[0])
+        int(r["blocked_id"])
         for r in txn.execute(
-            "SELECT contact_id FROM contacts WHERE owner_id = ? AND status = ?"
+            "SELECT contact_id AS blocked_id FROM contacts WHERE owner_id = ? AND status = ?"
             " UNION SELECT owner_id FROM contacts WHERE contact_id = ? AND status = ?",
             (user_id, BLOCKED, user_id, BLOCKED),
         ).fetchall()

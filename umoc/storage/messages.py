@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.database import Database, Row, Txn, in_clause
 from umoc.storage.relations import BLOCKED, FRIEND, ensure_direct_chat_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
@@ -75,16 +75,48 @@ class History:
         return max(1, math.ceil(self.total_messages / self.page_size))
 
 
-_MESSAGE_COLUMNS = (
-    "m.id, m.seq, m.chat_id, m.sender_id, su.username, m.recipient_id, m.is_group, m.type, m.content,"
-    " m.encrypted_content, m.created_at"
+#: ``(expression, name)`` of each `Message` field, in the order of its fields.
+_MESSAGE_FIELDS = (
+    ("m.id", "id"),
+    ("m.seq", "seq"),
+    ("m.chat_id", "chat_id"),
+    ("m.sender_id", "sender_id"),
+    ("su.username", "sender_username"),
+    ("m.recipient_id", "recipient_id"),
+    ("m.is_group", "is_group"),
+    ("m.type", "type"),
+    ("m.content", "content"),
+    ("m.encrypted_content", "encrypted_content"),
+    ("m.created_at", "created_at"),
 )
 
 
-def _message(row: tuple | list) -> Message:
+def _message_columns(prefix: str = "") -> str:
+    """The select list `_message` reads, each column aliased ``prefix + field name``.
+
+    A prefix keeps the names apart from other columns of the same query (the
+    chat list selects ``c.id`` and ``c.is_group`` too).
+    """
+    return ", ".join(f"{expr} AS {prefix}{name}" for expr, name in _MESSAGE_FIELDS)
+
+
+_MESSAGE_COLUMNS = _message_columns()
+_LAST_MESSAGE_COLUMNS = _message_columns("last_")
+
+
+def _message(row: Row, prefix: str = "") -> Message:
     return Message(
-        row[0], int(row[1]), int(row[2]), int(row[3]), row[4], int(row[5]), bool(row[6]), row[7], row[8], row[9],
-        float(row[10]),
+        id=row[prefix + "id"],
+        seq=int(row[prefix + "seq"]),
+        chat_id=int(row[prefix + "chat_id"]),
+        sender_id=int(row[prefix + "sender_id"]),
+        sender_username=row[prefix + "sender_username"],
+        recipient_id=int(row[prefix + "recipient_id"]),
+        is_group=bool(row[prefix + "is_group"]),
+        type=row[prefix + "type"],
+        content=row[prefix + "content"],
+        encrypted_content=row[prefix + "encrypted_content"],
+        created_at=float(row[prefix + "created_at"]),
     )
 
 
@@ -99,18 +131,18 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
         " ORDER BY owner_id" + txn.dialect.for_update,
         (sender_id, recipient_id, recipient_id, sender_id),
     ).fetchall()
-    by_owner = {int(r[0]): r for r in rows}
+    by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
-    if mine is None or theirs is None or mine[1] != FRIEND or theirs[1] != FRIEND:
+    if mine is None or theirs is None or mine["status"] != FRIEND or theirs["status"] != FRIEND:
         raise RefusedError("You can only send direct messages to your friends")
     day = utc_day(now)
-    if mine[2] != day:
+    if mine["last_sent_day"] != day:
         txn.execute(
             "UPDATE contacts SET last_sent_day = ? WHERE owner_id = ? AND contact_id = ?",
             (day, sender_id, recipient_id),
         )
-        if theirs[2] == day:
-            streak, last_day = advance(int(mine[3]), mine[4], day)
+        if theirs["last_sent_day"] == day:
+            streak, last_day = advance(int(mine["streak"]), mine["streak_last_day"], day)
             txn.execute(
                 "UPDATE contacts SET streak = ?, streak_last_day = ? WHERE (owner_id = ? AND contact_id = ?)"
                 " OR (owner_id = ? AND contact_id = ?)",
@@ -129,7 +161,7 @@ def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] 
     if row is None:
         return None
     rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
-    return [int(r[0]) for r in rows]
+    return [int(r["user_id"]) for r in rows]
 
 
 def _post_txn(
@@ -185,10 +217,10 @@ def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[in
         "SELECT seq, chat_id, sender_id FROM messages WHERE id = ? AND deleted_at IS NULL" + txn.dialect.for_update,
         (message_id,),
     ).fetchone()
-    if row is None or int(row[2]) != user_id:
+    if row is None or int(row["sender_id"]) != user_id:
         # Someone else's message looks exactly like a missing one.
         raise RefusedError("Message not found")
-    seq, chat_id = int(row[0]), int(row[1])
+    seq, chat_id = int(row["seq"]), int(row["chat_id"])
     # The chat row before member rows, in the order sending takes them: no deadlock.
     txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
     txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq))
@@ -206,7 +238,7 @@ def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[in
         (seq, chat_id, chat_id),
     )
     rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (chat_id,)).fetchall()
-    audience = [int(r[0]) for r in rows]
+    audience = [int(r["user_id"]) for r in rows]
     if user_id not in audience:
         audience.append(user_id)
     return chat_id, audience
@@ -223,30 +255,30 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
     if len(rows) != len(message_ids):
         raise RefusedError("Message not found")
     for row in rows:
-        addressed = row[7] is not None and (bool(row[4]) or int(row[5]) == reader_id)
-        if int(row[3]) != sender_id or sender_id == reader_id or not addressed:
+        addressed = row["joined_seq"] is not None and (bool(row["is_group"]) or int(row["recipient_id"]) == reader_id)
+        if int(row["sender_id"]) != sender_id or sender_id == reader_id or not addressed:
             # Not from that sender, or not addressed to the reader: the same answer as missing.
             raise RefusedError("Message not found")
-    live = [r for r in rows if r[6] is None]
-    seqs = [int(r[0]) for r in live]
+    live = [r for r in rows if r["deleted_at"] is None]
+    seqs = [int(r["seq"]) for r in live]
     if seqs:
         already = {
-            int(r[0])
+            int(r["message_seq"])
             for r in txn.execute(
                 "SELECT message_seq FROM message_reads WHERE user_id = ? AND message_seq IN " + in_clause(seqs),
                 [reader_id, *seqs],
             ).fetchall()
         }
-        fresh = [r for r in live if int(r[0]) not in already]
+        fresh = [r for r in live if int(r["seq"]) not in already]
         if fresh:
             txn.executemany(
                 "INSERT INTO message_reads (message_seq, user_id, read_at) VALUES (?, ?, ?)",
-                [(int(r[0]), reader_id, now) for r in fresh],
+                [(int(r["seq"]), reader_id, now) for r in fresh],
             )
             counted: dict[int, int] = {}
             for r in fresh:
-                if int(r[0]) > int(r[7]):
-                    counted[int(r[2])] = counted.get(int(r[2]), 0) + 1
+                if int(r["seq"]) > int(r["joined_seq"]):
+                    counted[int(r["chat_id"])] = counted.get(int(r["chat_id"]), 0) + 1
             for chat_id, n in counted.items():
                 txn.execute(
                     "UPDATE user_chats SET unread_count = CASE WHEN unread_count > ? THEN unread_count - ? ELSE 0 END"
@@ -265,9 +297,9 @@ def _chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
         " uc.unread_count,"
         # Primary-key lookups per row, not joins: joined on two columns the
         # planner misjudges the row count badly enough to pick poor plans.
-        " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id),"
-        " (SELECT status FROM contacts WHERE owner_id = uc.peer_id AND contact_id = uc.user_id), "
-        + _MESSAGE_COLUMNS +
+        " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id) AS my_status,"
+        " (SELECT status FROM contacts WHERE owner_id = uc.peer_id AND contact_id = uc.user_id) AS peer_status, "
+        + _LAST_MESSAGE_COLUMNS +
         " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
         " LEFT JOIN users pu ON pu.id = uc.peer_id"
         " LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq AND m.deleted_at IS NULL"
@@ -278,19 +310,19 @@ def _chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
     ).fetchall()
     entries = []
     for r in rows:
-        is_group = bool(r[1])
+        is_group = bool(r["is_group"])
         entries.append(
             ChatEntry(
-                id=int(r[0]) if is_group else int(r[2]),
+                id=int(r["id"]) if is_group else int(r["peer_id"]),
                 is_group=is_group,
-                unread_count=int(r[8]),
-                last_message=_message(r[11:]) if r[11] is not None else None,
-                username=r[3],
-                last_seen=r[4],
-                presence_visible=r[9] == FRIEND and r[10] == FRIEND,
-                name=r[5],
-                description=r[6],
-                member_count=int(r[7]),
+                unread_count=int(r["unread_count"]),
+                last_message=_message(r, "last_") if r["last_id"] is not None else None,
+                username=r["username"],
+                last_seen=r["last_seen"],
+                presence_visible=r["my_status"] == FRIEND and r["peer_status"] == FRIEND,
+                name=r["name"],
+                description=r["description"],
+                member_count=int(r["member_count"]),
             )
         )
     return entries
@@ -307,7 +339,7 @@ def _chat_ref_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool) -> tuple
         " WHERE uc.user_id = ? AND " + where + " AND c.closed_at IS NULL",
         (user_id, param),
     ).fetchone()
-    return None if row is None else (int(row[0]), int(row[1]))
+    return None if row is None else (int(row["id"]), int(row["message_count"]))
 
 
 def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:
@@ -334,14 +366,14 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
         " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND NOT EXISTS ("
         "SELECT 1 FROM contacts b WHERE b.status = ? AND b.updated_at <= r.read_at"
         " AND ((b.owner_id = ? AND b.contact_id = r.user_id) OR (b.owner_id = r.user_id AND b.contact_id = ?))))"
-        " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END"
+        " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END AS read_count"
         " FROM messages m JOIN users su ON su.id = m.sender_id"
         " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
         (user_id, BLOCKED, user_id, user_id, user_id, internal_id, limit, skip),
     ).fetchall()
     if order == "DESC":
         rows.reverse()
-    messages = [(_message(r), int(r[11]) > 0) for r in rows]
+    messages = [(_message(r), int(r["read_count"]) > 0) for r in rows]
     return History(chat_id, is_group, messages, page, page_size, total)
 
 

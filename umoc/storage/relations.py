@@ -18,7 +18,7 @@ def statuses_txn(txn: Txn, a: int, b: int, lock: bool = False) -> tuple[str | No
         " OR (owner_id = ? AND contact_id = ?) ORDER BY owner_id" + (txn.dialect.for_update if lock else ""),
         (a, b, b, a),
     ).fetchall()
-    found = {int(r[0]): r[1] for r in rows}
+    found = {int(r["owner_id"]): r["status"] for r in rows}
     return found.get(a), found.get(b)
 
 

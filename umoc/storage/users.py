@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
-from umoc.storage.database import Database, IntegrityError, Txn, in_clause
+from umoc.storage.database import Database, IntegrityError, Row, Txn, in_clause
 
 __all__ = ["SessionRecord", "User", "UserStore", "UsernameTakenError"]
 
@@ -29,6 +29,10 @@ class SessionRecord:
     username: str
     token_hash: str
     expires_at: float
+
+
+def _user(row: Row) -> User:
+    return User(int(row["id"]), row["username"], row["last_seen"])
 
 
 def _create_user_txn(txn: Txn, username: str, password_hash: str, now: float) -> User:
@@ -57,7 +61,7 @@ def _create_session_txn(
     rows = txn.execute(
         "SELECT id FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id DESC", (user_id,)
     ).fetchall()
-    revoked = [row[0] for row in rows[max_sessions:]]
+    revoked = [row["id"] for row in rows[max_sessions:]]
     if revoked:
         txn.execute("DELETE FROM sessions WHERE id IN " + in_clause(revoked), revoked)
     return revoked
@@ -69,7 +73,11 @@ def _session_txn(txn: Txn, session_id: str) -> SessionRecord | None:
         " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
         (session_id,),
     ).fetchone()
-    return None if row is None else SessionRecord(row[0], int(row[1]), row[2], row[3], float(row[4]))
+    if row is None:
+        return None
+    return SessionRecord(
+        row["id"], int(row["user_id"]), row["username"], row["token_hash"], float(row["expires_at"])
+    )
 
 
 def _expired_txn(txn: Txn, now: float, limit: int) -> list[tuple[str, int]]:
@@ -77,8 +85,8 @@ def _expired_txn(txn: Txn, now: float, limit: int) -> list[tuple[str, int]]:
         "SELECT id, user_id FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?", (now, limit)
     ).fetchall()
     if rows:
-        txn.execute("DELETE FROM sessions WHERE id IN " + in_clause([r[0] for r in rows]), [r[0] for r in rows])
-    return [(r[0], int(r[1])) for r in rows]
+        txn.execute("DELETE FROM sessions WHERE id IN " + in_clause([r["id"] for r in rows]), [r["id"] for r in rows])
+    return [(r["id"], int(r["user_id"])) for r in rows]
 
 
 class UserStore:
@@ -97,7 +105,7 @@ class UserStore:
             row = txn.execute(
                 "SELECT id, username, password_hash FROM users WHERE LOWER(username) = LOWER(?)", (username,)
             ).fetchone()
-            return None if row is None else (int(row[0]), row[1], row[2])
+            return None if row is None else (int(row["id"]), row["username"], row["password_hash"])
 
         return self._db.run("users.credentials", txn_fn)
 
@@ -115,7 +123,7 @@ class UserStore:
     def by_id(self, user_id: int) -> defer.Deferred[User | None]:
         def txn_fn(txn: Txn) -> User | None:
             row = txn.execute("SELECT id, username, last_seen FROM users WHERE id = ?", (user_id,)).fetchone()
-            return None if row is None else User(int(row[0]), row[1], row[2])
+            return None if row is None else _user(row)
 
         return self._db.run("users.by_id", txn_fn)
 
@@ -124,7 +132,7 @@ class UserStore:
             row = txn.execute(
                 "SELECT id, username, last_seen FROM users WHERE LOWER(username) = LOWER(?)", (username,)
             ).fetchone()
-            return None if row is None else User(int(row[0]), row[1], row[2])
+            return None if row is None else _user(row)
 
         return self._db.run("users.by_username", txn_fn)
 
