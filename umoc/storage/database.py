@@ -6,8 +6,8 @@ cannot be hidden that way are capability flags on `Dialect`, never
 ``isinstance`` checks in query modules.
 
 Rows are read by column name (``row["unread"]``) on both databases: SQLite
-connections use `sqlite3.Row`, PostgreSQL ones psycopg2's ``DictCursor``.
-Both also index by position, which `Txn.scalar` relies on.
+connections use `sqlite3.Row`, PostgreSQL ones `_named_row_cursor`.  Both
+also index by position, which `Txn.scalar` relies on.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ log = Logger()
 class Row(Protocol):
     """A fetched row: ``row["column"]`` (the column's name or its ``AS`` alias) or ``row[0]``.
 
-    `sqlite3.Row` on SQLite, ``psycopg2.extras.DictRow`` on PostgreSQL.  A
-    name two selected columns share is ambiguous (the drivers pick different
-    ones): alias one of them.
+    `sqlite3.Row` on SQLite, a tuple subclass on PostgreSQL.  A name two
+    selected columns share reads the first of them; alias one instead.
     """
 
     def __getitem__(self, key: str | int, /) -> Any: ...
@@ -115,6 +114,63 @@ class Txn:
         return self._cursor.rowcount
 
 
+#: Row classes by column names: one per distinct select list, so a bounded few.
+_row_classes: dict[tuple[str, ...], type[tuple]] = {}
+
+
+def _row_class(names: tuple[str, ...]) -> type[tuple]:
+    """A tuple that also reads ``row["name"]`` (the first column of that name, as `sqlite3.Row` does)."""
+    cls = _row_classes.get(names)
+    if cls is None:
+        index: dict[str, int] = {}
+        for i, name in enumerate(names):
+            index.setdefault(name, i)
+        get = tuple.__getitem__
+
+        def getitem(row: tuple, key: Any) -> Any:
+            return get(row, index[key] if isinstance(key, str) else key)
+
+        def keys(row: tuple) -> list[str]:
+            return list(names)
+
+        namespace = {"__slots__": (), "__getitem__": getitem, "keys": keys}
+        cls = _row_classes[names] = type("PostgresRow", (tuple,), namespace)
+    return cls
+
+
+@functools.lru_cache(maxsize=1)
+def _named_row_cursor() -> type:
+    """A psycopg2 cursor whose rows are `Row`s.
+
+    Not ``psycopg2.extras.DictCursor``: its rows are built in Python, one
+    ``__setitem__`` call per column, which doubled the fetch time of a
+    1,000-row chat list.  Here psycopg2 builds plain tuples in C and each
+    fetch wraps them, in C too, in a tuple subclass for its column names.
+    """
+    import psycopg2.extensions
+
+    class NamedRowCursor(psycopg2.extensions.cursor):
+        def _rows(self) -> type[tuple]:
+            return _row_class(tuple(column[0] for column in self.description))
+
+        def fetchone(self) -> Any:
+            row = super().fetchone()
+            return None if row is None else self._rows()(row)
+
+        def fetchmany(self, size: int | None = None) -> list[Any]:
+            rows = super().fetchmany(self.arraysize if size is None else size)
+            return list(map(self._rows(), rows)) if rows else rows
+
+        def fetchall(self) -> list[Any]:
+            rows = super().fetchall()
+            return list(map(self._rows(), rows)) if rows else rows
+
+        def __iter__(self) -> Any:
+            return iter(self.fetchone, None)
+
+    return NamedRowCursor
+
+
 def _sqlite_open(conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
@@ -161,10 +217,9 @@ class Database:
     def postgres(cls, dsn: str, minimum: int = 1, maximum: int = 5, schema: str | None = None) -> Database:
         """``schema`` puts every table in one schema: how tests keep runs apart."""
         import psycopg2
-        import psycopg2.extras
 
         # Passed on to psycopg2.connect: rows readable by column name, like sqlite3.Row.
-        kwargs: dict[str, Any] = {"cursor_factory": psycopg2.extras.DictCursor}
+        kwargs: dict[str, Any] = {"cursor_factory": _named_row_cursor()}
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
         pool = adbapi.ConnectionPool(
