@@ -118,6 +118,10 @@ class DatabaseConfig:
     dsn: str = ""
     pool_min: int = 1
     pool_max: int = 5
+    #: Longest a transaction may take (waiting for a connection included) before the client gets an error.
+    timeout: Duration = Duration(5)
+    #: Longest a new PostgreSQL connection may take to open.
+    connect_timeout: Duration = Duration(5)
 
 
 @dataclass(frozen=True)

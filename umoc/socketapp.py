@@ -16,8 +16,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from umoc.domain.services import Services
-from umoc.domain.sessions import InvalidSessionError
 from umoc.domain.status import StatusAnnouncer
+from umoc.errors import UserError
 from umoc.events.router import Router
 from umoc.transport.socketio import AuthError, ClientSocket, Identity, SocketIOConnection
 
@@ -59,7 +59,7 @@ class UmocSocketApp:
         session_id, token = _credentials(connection, auth)
         try:
             record = await services.sessions.check(session_id, token)
-        except InvalidSessionError as exc:
+        except UserError as exc:  # an invalid session, or a database past its deadline
             raise AuthError(exc.message) from None
         if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
             raise AuthError("Too many connections for this session")

@@ -74,7 +74,7 @@ class Node:
 def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> Node:
     """Storage, cluster, domain, edges and the Site, in that order."""
     clock: IReactorTime = reactor
-    storage = storage or open_storage(config)
+    storage = storage or open_storage(config, clock)
     recovery = (
         RecoveryStore(clock, config.engineio.recovery_window) if config.engineio.recovery_window > 0 else None
     )

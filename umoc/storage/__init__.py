@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 
 from umoc.config import Config
 from umoc.storage.contacts import ContactStore
-from umoc.storage.database import Database
+from umoc.storage.database import Database, Deadline
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.messages import MessageStore
@@ -36,9 +37,9 @@ class Storage:
         self.db.close()
 
 
-def open_storage(config: Config) -> Storage:
-    """The configured database (SQLite under data_dir unless a PostgreSQL DSN is given)."""
-    db = Database.from_dsn(
-        config.database.dsn, Path(config.server.data_dir), config.database.pool_min, config.database.pool_max
-    )
+def open_storage(config: Config, clock: IReactorTime) -> Storage:
+    """The configured database (SQLite under data_dir unless a PostgreSQL DSN is given), with its deadlines."""
+    cfg = config.database
+    deadline = Deadline(clock, cfg.timeout, cfg.connect_timeout)
+    db = Database.from_dsn(cfg.dsn, Path(config.server.data_dir), cfg.pool_min, cfg.pool_max, deadline)
     return Storage(db)

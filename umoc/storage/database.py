@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,10 @@ from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from umoc.errors import UserError
 
 __all__ = ["Database", "Dialect", "IntegrityError", "Row", "SchemaTooNewError", "Txn"]
 
@@ -46,6 +50,36 @@ class SchemaTooNewError(RuntimeError):
 
 class IntegrityError(Exception):
     """A unique or foreign key constraint failed, whatever the driver."""
+
+
+class DatabaseUnavailableError(UserError):
+    """The database did not answer within its deadline, or refused the connection.
+
+    A `UserError`, so the client gets a clear ``error`` (HTTP 503) instead of a
+    request that hangs; the transaction is rolled back, so nothing half-written
+    stays.
+    """
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; try again shortly")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long a transaction may take, measured on the reactor's clock.
+
+    The reactor-side deadline answers the caller even when the database
+    thread is stuck (a frozen server, a pool with no free connection, a
+    locked SQLite file); PostgreSQL also gets ``statement_timeout`` and
+    ``lock_timeout`` a little shorter, so it usually gives up first and
+    frees the thread.
+    """
+
+    clock: IReactorTime
+    seconds: float
+    connect_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +213,33 @@ def _sqlite_open(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout=5000")
 
 
+class _FailureLog:
+    """One log line per interval while the database keeps failing, with a count, not one per request."""
+
+    INTERVAL = 10.0
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self._count = 0
+        self._last_logged: float | None = None
+
+    def failed(self, desc: str, why: str) -> None:
+        self._count += 1
+        now = self._now()
+        if self._last_logged is None or now - self._last_logged >= self.INTERVAL:
+            log.warn(
+                "Database unavailable ({why}); {count} failed transactions so far, the latest {desc}",
+                why=why, count=self._count, desc=desc,
+            )
+            self._last_logged = now
+
+    def recovered(self) -> None:
+        if self._count:
+            log.info("Database available again after {count} failed transactions", count=self._count)
+            self._count = 0
+            self._last_logged = None
+
+
 def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
@@ -186,14 +247,25 @@ def _placeholders(count: int) -> str:
 class Database:
     """The connection pool; everything runs through `run` in adbapi's threads."""
 
-    def __init__(self, pool: adbapi.ConnectionPool, dialect: Dialect, integrity_errors: tuple) -> None:
+    def __init__(
+        self,
+        pool: adbapi.ConnectionPool,
+        dialect: Dialect,
+        integrity_errors: tuple,
+        unavailable_errors: tuple = (),
+        deadline: Deadline | None = None,
+    ) -> None:
         self._pool = pool
         self.dialect = dialect
         self._integrity_errors = integrity_errors
+        #: Driver errors that mean "the database is not there right now", not "this query is wrong".
+        self._unavailable_errors = unavailable_errors
+        self.deadline = deadline
         self._closed = False
+        self._failures = _FailureLog(deadline.clock.seconds if deadline is not None else time.monotonic)
 
     @classmethod
-    def sqlite(cls, path: str | Path) -> Database:
+    def sqlite(cls, path: str | Path, deadline: Deadline | None = None) -> Database:
         """One connection: SQLite serialises writers anyway, and one avoids lock waits.
 
         The directory is made 0700 and the file 0600 (SQLite gives its WAL and
@@ -211,28 +283,45 @@ class Database:
             cp_openfun=_sqlite_open,
             cp_noisy=False,
         )
-        return cls(pool, SQLITE, (sqlite3.IntegrityError,))
+        return cls(pool, SQLITE, (sqlite3.IntegrityError,), (sqlite3.OperationalError,), deadline)
 
     @classmethod
-    def postgres(cls, dsn: str, minimum: int = 1, maximum: int = 5, schema: str | None = None) -> Database:
+    def postgres(
+        cls,
+        dsn: str,
+        minimum: int = 1,
+        maximum: int = 5,
+        schema: str | None = None,
+        deadline: Deadline | None = None,
+    ) -> Database:
         """``schema`` puts every table in one schema: how tests keep runs apart."""
         import psycopg2
+        import psycopg2.errors
 
         # Passed on to psycopg2.connect: rows readable by column name, like sqlite3.Row.
         kwargs: dict[str, Any] = {"cursor_factory": _named_row_cursor()}
-        if schema:
-            kwargs["options"] = f"-c search_path={schema}"
+        options = [f"-c search_path={schema}"] if schema else []
+        if deadline is not None:
+            # A little under the reactor's deadline, so the server usually gives up first and frees the thread.
+            server_ms = max(100, int(deadline.seconds * 900))
+            options += [f"-c statement_timeout={server_ms}", f"-c lock_timeout={server_ms}"]
+            kwargs["connect_timeout"] = max(1, int(deadline.connect_seconds))
+        if options:
+            kwargs["options"] = " ".join(options)
         pool = adbapi.ConnectionPool(
             "psycopg2", dsn, cp_min=minimum, cp_max=maximum, cp_reconnect=True, cp_noisy=False, **kwargs
         )
-        return cls(pool, POSTGRES, (psycopg2.IntegrityError,))
+        unavailable = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.QueryCanceled)
+        return cls(pool, POSTGRES, (psycopg2.IntegrityError,), unavailable, deadline)
 
     @classmethod
-    def from_dsn(cls, dsn: str, data_dir: Path, minimum: int = 1, maximum: int = 5) -> Database:
+    def from_dsn(
+        cls, dsn: str, data_dir: Path, minimum: int = 1, maximum: int = 5, deadline: Deadline | None = None
+    ) -> Database:
         if dsn.startswith(("postgresql://", "postgres://")):
-            return cls.postgres(dsn, minimum, maximum)
+            return cls.postgres(dsn, minimum, maximum, deadline=deadline)
         path = dsn[len("sqlite:"):] if dsn.startswith("sqlite:") else ""
-        return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3")
+        return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3", deadline)
 
     def run(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
         """Run ``fn(txn, *args)`` in one transaction in a pool thread.
@@ -241,11 +330,42 @@ class Database:
         ``runInteraction(desc, fn)`` does: the label for metrics and slow
         transaction logs.  ``fn`` must be safe to retry: adbapi rolls back on
         any exception.
-        """
-        def interaction(cursor: Any) -> T:
-            return fn(Txn(cursor, self.dialect, self._integrity_errors), *args, **kwargs)
 
-        return self._pool.runInteraction(interaction)
+        Past the `Deadline` (or when the driver says the database is not
+        there) the result is `DatabaseUnavailableError`; a transaction whose
+        caller has been answered so is rolled back, never committed.
+        """
+        expired = False
+
+        def interaction(cursor: Any) -> T:
+            result = fn(Txn(cursor, self.dialect, self._integrity_errors), *args, **kwargs)
+            if expired:
+                raise DatabaseUnavailableError()  # the caller was told it failed: roll back
+            return result
+
+        d = self._pool.runInteraction(interaction)
+        if self.deadline is not None:
+
+            def timed_out(result: Any, timeout: float) -> Any:
+                nonlocal expired
+                expired = True
+                raise DatabaseUnavailableError()
+
+            d.addTimeout(self.deadline.seconds, self.deadline.clock, onTimeoutCancel=timed_out)
+        d.addCallbacks(self._answered, self._failed, errbackArgs=(desc,))
+        return d
+
+    def _answered(self, result: T) -> T:
+        self._failures.recovered()
+        return result
+
+    def _failed(self, failure: Any, desc: str) -> Any:
+        if failure.check(DatabaseUnavailableError) or (
+            self._unavailable_errors and failure.check(*self._unavailable_errors)
+        ):
+            self._failures.failed(desc, failure.getErrorMessage() or failure.type.__name__)
+            raise DatabaseUnavailableError() from failure.value
+        return failure
 
     def close(self) -> None:
         """Idempotent: a service stopped by hand (a restart test) is stopped again at cleanup."""
