@@ -7,6 +7,7 @@ from pathlib import Path
 from twisted.internet import defer
 
 from umoc.config import Config
+from umoc.storage.admin import AdminStore
 from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database
 from umoc.storage.files import FileStore
@@ -27,6 +28,7 @@ class Storage:
         self.messages = MessageStore(db)
         self.groups = GroupStore(db)
         self.files = FileStore(db)
+        self.admin = AdminStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
