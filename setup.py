@@ -41,5 +41,6 @@ setup(
             "py-spy>=0.3",
         ],
     },
+    entry_points={"console_scripts": ["umoc-admin=umoc.admincli:main"]},
     zip_safe=False,
 )

@@ -3,7 +3,7 @@
 From the top to the bottom::
 
     tap                        twistd's Options and makeService
-    service conformance        the MultiService; the protocol conformance server
+    service conformance admincli   the MultiService; the protocol conformance server; umoc-admin
     wiring                     builds a node from config
     socketapp                  what the transport calls
     events                     the Socket.IO edge
@@ -50,7 +50,7 @@ LAYERS: dict[str, int] = {
     "events": 9,
     "socketapp": 10,
     "wiring": 11,
-    "service": 12, "conformance": 12,
+    "service": 12, "conformance": 12, "admincli": 12,
     "tap": 13,
 }
 

@@ -146,6 +146,19 @@ class SessionsConfig:
     ttl: Duration = Duration(7 * 86400)
     max_per_user: int = 3
     cleanup_interval: Duration = Duration(60)
+    #: How often a node checks that the sessions of its sockets still exist, and closes those ended
+    #: elsewhere (by ``umoc-admin`` with no Redis to tell the node, or while Redis was away).
+    check_interval: Duration = Duration(10)
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """Who may create an account with ``POST /api/register``."""
+
+    #: ``open`` (anyone), ``closed`` (nobody; administrators create accounts) or ``invite`` (an invite
+    #: code from an administrator).  Set at run time with ``umoc-admin registration``, the database's
+    #: value overrides this one on every node.
+    mode: str = "open"
 
 
 @dataclass(frozen=True)
@@ -257,6 +270,7 @@ class Config:
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web_client: WebClientConfig = field(default_factory=WebClientConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
 
     @property
     def data_path(self) -> Path:
@@ -407,6 +421,10 @@ def _check(config: Config) -> list[str]:
         bad("sessions.max_per_user", "expected at least 1")
     if config.sessions.ttl <= 0:
         bad("sessions.ttl", "expected a positive duration")
+    if config.sessions.check_interval <= 0:
+        bad("sessions.check_interval", "expected a positive duration")
+    if config.registration.mode not in ("open", "closed", "invite"):
+        bad("registration.mode", "expected one of open, closed, invite")
     if config.engineio.ping_interval <= 0 or config.engineio.ping_timeout <= 0:
         bad("engineio.ping_interval", "ping_interval and ping_timeout must be positive")
     if config.engineio.max_payload < 1024:

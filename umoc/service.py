@@ -144,6 +144,7 @@ class UmocService(service.MultiService):
             periodic_task(presence.reap_interval, status.reap_dead_nodes, reactor).setServiceParent(self)
             periodic_task(cluster.watch.interval, cluster.watch.tick, reactor).setServiceParent(self)
         periodic_task(config.sessions.cleanup_interval, services.sessions.expire, reactor).setServiceParent(self)
+        periodic_task(config.sessions.check_interval, services.sessions.sweep, reactor).setServiceParent(self)
         periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)
         self.metrics_listener: Listener | None = None
         if self.node.metrics_site is not None:

@@ -22,6 +22,7 @@ from umoc.cluster.redisbus import BusReceiver, RedisBus, bus_channel
 from umoc.cluster.redisclient import RedisClient
 from umoc.cluster.redispresence import RedisPresence
 from umoc.config import Config
+from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
 from umoc.domain.services import Services
@@ -37,6 +38,7 @@ from umoc.transport.engine import EngineServer
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.recovery import RecoveryStore
 from umoc.transport.socketio import SocketIOConnection
+from umoc.web.admin import admin_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
@@ -111,7 +113,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         presence=presence,
         ratelimiter=ratelimiter,
         metrics=metrics,
-        sessions=SessionManager(storage.users, hub, clock, config.sessions),
+        sessions=SessionManager(storage.users, hub, clock, config.sessions, config.registration.mode),
         files=FileManager(storage, clock, config.uploads, config.uploads_path),
     )
     cluster: Cluster | None = None
@@ -135,12 +137,13 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         ),
     )
     uploads = Uploads(services.files, services.sessions, config.max_plain_body)
+    admin = Administration(storage, services.sessions, hub, clock)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
     site = build_site(
         services,
         engine,
         Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
-        uploads.resources(),
+        {**uploads.resources(), b"admin": admin_resource(admin, services.sessions, config.server.max_body)},
         redis_ping,
     )
     site.requestFactory = uploads.request_factory()

@@ -9,6 +9,16 @@ Password hashing runs on a two-thread pool of its own: Argon2id is slow and
 takes 19 MiB a hash on purpose, so the bound keeps a login storm from
 eating the reactor's shared pool or memory.  A login whose stored hash is
 an older kind (scrypt) or weaker parameters stores a fresh hash.
+
+Registration follows ``registration.mode`` (open, closed, invite), which an
+administrator's setting in the database overrides; the check and the
+invite's use happen in the transaction that creates the account.  A
+deactivated account can neither log in nor use a session.
+
+Sessions ended without this node being told (``umoc-admin`` on a node with
+no Redis, or while Redis was away) are noticed by `sweep`, a periodic task
+every ``sessions.check_interval``: one query for the sessions of this
+node's sockets, and the sockets of those gone are closed.
 """
 
 from __future__ import annotations
@@ -34,9 +44,25 @@ from umoc.credentials import (
     verify_password,
 )
 from umoc.errors import UserError
-from umoc.storage.users import SessionRecord, User, UsernameTakenError, UserStore
+from umoc.storage.users import (
+    AccountDeactivatedError,
+    Admission,
+    RegistrationRefusedError,
+    SessionRecord,
+    User,
+    UsernameTakenError,
+    UserStore,
+)
 
-__all__ = ["InvalidCredentialsError", "InvalidSessionError", "Login", "SessionManager", "UsernameTakenError"]
+__all__ = [
+    "AccountDisabledError",
+    "InvalidCredentialsError",
+    "InvalidSessionError",
+    "Login",
+    "RegistrationRefusedError",
+    "SessionManager",
+    "UsernameTakenError",
+]
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 
@@ -47,6 +73,10 @@ class InvalidSessionError(UserError):
 
 class InvalidCredentialsError(UserError):
     """A login with an unknown name or a wrong password (the same answer for both)."""
+
+
+class AccountDisabledError(UserError):
+    """The right password for an account an administrator deactivated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +95,18 @@ class SessionManager:
 
     EXPIRY_BATCH = 1000
 
-    def __init__(self, users: UserStore, hub: Hub, clock: IReactorTime, config: SessionsConfig) -> None:
+    #: Sent to the sockets of a session that `sweep` found gone.
+    ENDED_ELSEWHERE = "Your session has ended"
+
+    def __init__(
+        self, users: UserStore, hub: Hub, clock: IReactorTime, config: SessionsConfig, registration_mode: str = "open"
+    ) -> None:
         self._users = users
         self._hub = hub
         self._clock = clock
         self._config = config
+        #: ``registration.mode`` from the configuration (a setting in the database overrides it).
+        self.registration_mode = registration_mode
         self.password_pool = ThreadPool(minthreads=0, maxthreads=2, name="umoc-passwords")
 
     # -- lifecycle ------------------------------------------------------------
@@ -86,14 +123,29 @@ class SessionManager:
 
     # -- accounts and logins -----------------------------------------------------
 
-    async def register(self, username: str, password: str) -> User:
-        """A new account; `UserError` for a bad name or password, `UsernameTakenError` if taken."""
-        if not USERNAME.fullmatch(username):
-            raise UserError("username must be 3-32 characters of letters, digits, '_', '.' or '-'")
+    async def register(self, username: str, password: str, invite: str | None = None) -> User:
+        """A new account by its owner, if the registration mode lets it in.
+
+        `UserError` for a bad name or password, `UsernameTakenError` if
+        taken, `RegistrationRefusedError` when registration is closed or the
+        invite code (invite mode) is missing, unknown or used up.
+        """
+        _check_username(username)
+        password_hash = await self.hash_new_password(password)
+        admission = Admission(self.registration_mode, token_digest(invite) if invite else None)
+        return await self._users.create(username, password_hash, self._clock.seconds(), admission)
+
+    async def create_account(self, username: str, password: str, is_admin: bool = False) -> User:
+        """A new account made by an administrator: whatever the registration mode."""
+        _check_username(username)
+        password_hash = await self.hash_new_password(password)
+        return await self._users.create(username, password_hash, self._clock.seconds(), None, is_admin)
+
+    async def hash_new_password(self, password: str) -> str:
+        """The stored form of a new password; `UserError` when it is too short or too long."""
         if not 8 <= len(password) <= 256:
             raise UserError("password must be 8-256 characters")
-        password_hash = await self._in_pool(hash_password, password)
-        return await self._users.create(username, password_hash, self._clock.seconds())
+        return await self._in_pool(hash_password, password)
 
     async def login(self, username: str, password: str) -> Login:
         """A new session for correct credentials; the oldest sessions past the limit end."""
@@ -101,16 +153,21 @@ class SessionManager:
         ok = await self._in_pool(verify_password, password, found[2] if found else DUMMY_HASH)
         if found is None or not ok:
             raise InvalidCredentialsError("Invalid username or password")
-        user_id, canonical_name, stored_hash = found
+        user_id, canonical_name, stored_hash, active = found
+        if not active:
+            raise AccountDisabledError("This account has been deactivated")
         if needs_rehash(stored_hash):
             fresh = await self._in_pool(hash_password, password)
             await self._users.replace_password_hash(user_id, stored_hash, fresh)
         session_id, token = str(uuid.uuid4()), new_token()
         now = self._clock.seconds()
         expires_at = now + self._config.ttl
-        revoked = await self._users.create_session(
-            user_id, session_id, token_digest(token), now, expires_at, self._config.max_per_user
-        )
+        try:
+            revoked = await self._users.create_session(
+                user_id, session_id, token_digest(token), now, expires_at, self._config.max_per_user
+            )
+        except AccountDeactivatedError:
+            raise AccountDisabledError("This account has been deactivated") from None
         for old in revoked:
             self.end(old, "Your session was ended by a newer login")
         return Login(session_id, token, user_id, canonical_name, expires_at)
@@ -155,6 +212,22 @@ class SessionManager:
         """A session was revoked or expired: tell its sockets and close them, on every node."""
         self._hub.end_session(session_id, message)
 
+    def end_all(self, session_ids: list[str], message: str) -> None:
+        """Sessions already deleted in the database (by an administrator): close their sockets everywhere."""
+        for session_id in session_ids:
+            self.end(session_id, message)
+
+    async def sweep(self) -> int:
+        """Close this node's sockets whose session no longer exists (a periodic task); how many sessions."""
+        local = list(self._hub.by_session)
+        if not local:
+            return 0
+        existing = await self._users.existing_sessions(local)
+        gone = [session_id for session_id in local if session_id not in existing]
+        for session_id in gone:
+            self._hub.end_session_local(session_id, self.ENDED_ELSEWHERE)
+        return len(gone)
+
     async def expire(self) -> int:
         """Delete expired sessions and close their sockets (a periodic task); how many ended."""
         ended = 0
@@ -165,3 +238,8 @@ class SessionManager:
             ended += len(expired)
             if len(expired) < self.EXPIRY_BATCH:
                 return ended
+
+
+def _check_username(username: str) -> None:
+    if not USERNAME.fullmatch(username):
+        raise UserError("username must be 3-32 characters of letters, digits, '_', '.' or '-'")

@@ -8,6 +8,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from umoc.config import Config
+from umoc.storage.admin import AdminStore
 from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database, Deadline
 from umoc.storage.files import FileStore
@@ -28,6 +29,7 @@ class Storage:
         self.messages = MessageStore(db)
         self.groups = GroupStore(db)
         self.files = FileStore(db)
+        self.admin = AdminStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

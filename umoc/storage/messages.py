@@ -212,15 +212,16 @@ def _post_txn(
 # -- deleting and reading -------------------------------------------------
 
 
-def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[int, list[int]]:
+def _soft_delete_txn(txn: Txn, message_id: str, now: float, only_sender: int | None) -> tuple[int, int, list[int]]:
+    """Soft-delete a live message (only ``only_sender``'s, unless None: a moderator); ``(chat, sender, audience)``."""
     row = txn.execute(
         "SELECT seq, chat_id, sender_id FROM messages WHERE id = ? AND deleted_at IS NULL" + txn.dialect.for_update,
         (message_id,),
     ).fetchone()
-    if row is None or int(row["sender_id"]) != user_id:
+    if row is None or (only_sender is not None and int(row["sender_id"]) != only_sender):
         # Someone else's message looks exactly like a missing one.
         raise RefusedError("Message not found")
-    seq, chat_id = int(row["seq"]), int(row["chat_id"])
+    seq, chat_id, sender_id = int(row["seq"]), int(row["chat_id"]), int(row["sender_id"])
     # The chat row before member rows, in the order sending takes them: no deadlock.
     txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
     txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq))
@@ -228,7 +229,7 @@ def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[in
         "UPDATE user_chats SET unread_count = unread_count - 1"
         " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ? AND unread_count > 0"
         " AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
-        (chat_id, user_id, seq, seq),
+        (chat_id, sender_id, seq, seq),
     )
     txn.execute(
         "UPDATE chats SET message_count = message_count - 1,"
@@ -239,8 +240,13 @@ def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[in
     )
     rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (chat_id,)).fetchall()
     audience = [int(r["user_id"]) for r in rows]
-    if user_id not in audience:
-        audience.append(user_id)
+    if sender_id not in audience:
+        audience.append(sender_id)
+    return chat_id, sender_id, audience
+
+
+def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[int, list[int]]:
+    chat_id, _sender_id, audience = _soft_delete_txn(txn, message_id, now, user_id)
     return chat_id, audience
 
 
@@ -417,6 +423,10 @@ class MessageStore:
     def delete(self, user_id: int, message_id: str, now: float) -> defer.Deferred[tuple[int, list[int]]]:
         """Soft-delete the sender's own message; ``(chat id, audience)``. Raises `RefusedError`."""
         return self._db.run("messages.delete", _delete_txn, user_id, message_id, now)
+
+    def moderate_delete(self, message_id: str, now: float) -> defer.Deferred[tuple[int, int, list[int]]]:
+        """Soft-delete anybody's message (an administrator's moderation); ``(chat id, sender id, audience)``."""
+        return self._db.run("messages.moderate_delete", _soft_delete_txn, message_id, now, None)
 
     def mark_read(
         self, reader_id: int, sender_id: int, message_ids: list[str], now: float

@@ -8,11 +8,47 @@ from twisted.internet import defer
 
 from umoc.storage.database import Database, IntegrityError, Row, Txn, in_clause
 
-__all__ = ["SessionRecord", "User", "UserStore", "UsernameTakenError"]
+__all__ = [
+    "REGISTRATION_MODES",
+    "AccountDeactivatedError",
+    "Admission",
+    "RegistrationRefusedError",
+    "SessionRecord",
+    "User",
+    "UserStore",
+    "UsernameTakenError",
+    "registration_mode_txn",
+]
+
+#: ``registration.mode`` values: anyone may register, nobody may, or only with an invite code.
+REGISTRATION_MODES = ("open", "closed", "invite")
+#: The ``settings`` row that overrides ``registration.mode`` from the configuration.
+REGISTRATION_SETTING = "registration_mode"
 
 
 class UsernameTakenError(Exception):
     """Registration with a name that exists already (case-insensitively)."""
+
+
+class RegistrationRefusedError(Exception):
+    """Registration is closed, or needs an invite code that was missing, unknown or used up."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AccountDeactivatedError(Exception):
+    """The account was deactivated by an administrator: no login, no session."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """How a self-registration is let in: the configured mode (the database may override it) and the invite given."""
+
+    default_mode: str
+    #: ``token_digest`` of the invite code the client sent, or None.
+    invite_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +71,42 @@ def _user(row: Row) -> User:
     return User(int(row["id"]), row["username"], row["last_seen"])
 
 
-def _create_user_txn(txn: Txn, username: str, password_hash: str, now: float) -> User:
+def registration_mode_txn(txn: Txn, default_mode: str) -> tuple[str, str]:
+    """``(mode, source)``: the database's setting (source ``"database"``) or else ``default_mode`` (``"config"``)."""
+    stored = txn.scalar("SELECT value FROM settings WHERE name = ?", (REGISTRATION_SETTING,))
+    if stored in REGISTRATION_MODES:
+        return stored, "database"
+    return default_mode, "config"
+
+
+def _admit_txn(txn: Txn, admission: Admission) -> None:
+    """Refuse a self-registration the mode does not allow; spend one use of the invite in invite mode."""
+    mode, _source = registration_mode_txn(txn, admission.default_mode)
+    if mode == "closed":
+        raise RegistrationRefusedError("Registration is closed")
+    if mode == "invite":
+        if admission.invite_hash is None:
+            raise RegistrationRefusedError("Registration needs an invite code")
+        txn.execute(
+            "UPDATE invites SET uses_left = uses_left - 1 WHERE code_hash = ? AND uses_left > 0",
+            (admission.invite_hash,),
+        )
+        if txn.rowcount != 1:
+            raise RegistrationRefusedError("Invalid or used invite code")
+
+
+def _create_user_txn(
+    txn: Txn, username: str, password_hash: str, now: float, admission: Admission | None, is_admin: bool
+) -> User:
     if txn.scalar("SELECT id FROM users WHERE LOWER(username) = LOWER(?)", (username,)) is not None:
         raise UsernameTakenError(username)
+    if admission is not None:
+        # In the same transaction as the insert: an invite is spent only by an account that exists.
+        _admit_txn(txn, admission)
     try:
         user_id = txn.scalar(
-            "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
-            (username, password_hash, now),
+            "INSERT INTO users (username, password_hash, created_at, is_admin) VALUES (?, ?, ?, ?) RETURNING id",
+            (username, password_hash, now, int(is_admin)),
         )
     except IntegrityError as exc:
         raise UsernameTakenError(username) from exc
@@ -52,8 +117,11 @@ def _create_session_txn(
     txn: Txn, user_id: int, session_id: str, token_hash: str, now: float, expires_at: float, max_sessions: int
 ) -> list[str]:
     # Lock the user row so that two racing logins (even on two nodes) count
-    # the same sessions; SQLite serialises writers by itself.
-    txn.execute("SELECT id FROM users WHERE id = ?" + txn.dialect.for_update, (user_id,))
+    # the same sessions; SQLite serialises writers by itself.  A deactivation
+    # that won the lock leaves no session behind it.
+    row = txn.execute("SELECT deactivated_at FROM users WHERE id = ?" + txn.dialect.for_update, (user_id,)).fetchone()
+    if row is None or row["deactivated_at"] is not None:
+        raise AccountDeactivatedError(user_id)
     txn.execute(
         "INSERT INTO sessions (id, user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
         (session_id, user_id, token_hash, now, expires_at),
@@ -70,7 +138,7 @@ def _create_session_txn(
 def _session_txn(txn: Txn, session_id: str) -> SessionRecord | None:
     row = txn.execute(
         "SELECT s.id, s.user_id, u.username, s.token_hash, s.expires_at"
-        " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+        " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND u.deactivated_at IS NULL",
         (session_id,),
     ).fetchone()
     if row is None:
@@ -95,17 +163,26 @@ class UserStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, username: str, password_hash: str, now: float) -> defer.Deferred[User]:
-        return self._db.run("users.create", _create_user_txn, username, password_hash, now)
+    def create(
+        self, username: str, password_hash: str, now: float, admission: Admission | None = None, is_admin: bool = False
+    ) -> defer.Deferred[User]:
+        """A new account; with an `Admission` (self-registration), only if the registration mode lets it in.
 
-    def credentials(self, username: str) -> defer.Deferred[tuple[int, str, str] | None]:
-        """``(id, username, password_hash)`` for a login, matched case-insensitively."""
+        Raises `UsernameTakenError` or `RegistrationRefusedError`.
+        """
+        return self._db.run("users.create", _create_user_txn, username, password_hash, now, admission, is_admin)
 
-        def txn_fn(txn: Txn) -> tuple[int, str, str] | None:
+    def credentials(self, username: str) -> defer.Deferred[tuple[int, str, str, bool] | None]:
+        """``(id, username, password_hash, active)`` for a login, matched case-insensitively."""
+
+        def txn_fn(txn: Txn) -> tuple[int, str, str, bool] | None:
             row = txn.execute(
-                "SELECT id, username, password_hash FROM users WHERE LOWER(username) = LOWER(?)", (username,)
+                "SELECT id, username, password_hash, deactivated_at FROM users WHERE LOWER(username) = LOWER(?)",
+                (username,),
             ).fetchone()
-            return None if row is None else (int(row["id"]), row["username"], row["password_hash"])
+            if row is None:
+                return None
+            return (int(row["id"]), row["username"], row["password_hash"], row["deactivated_at"] is None)
 
         return self._db.run("users.credentials", txn_fn)
 
@@ -158,6 +235,23 @@ class UserStore:
             return txn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
 
         return self._db.run("users.delete_session", txn_fn)
+
+    def existing_sessions(self, session_ids: list[str]) -> defer.Deferred[set[str]]:
+        """Which of these sessions still exist and belong to active users (the others were ended elsewhere)."""
+
+        def txn_fn(txn: Txn) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(session_ids), 500):
+                batch = session_ids[start:start + 500]
+                rows = txn.execute(
+                    "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id"
+                    " WHERE u.deactivated_at IS NULL AND s.id IN " + in_clause(batch),
+                    batch,
+                ).fetchall()
+                found.update(r["id"] for r in rows)
+            return found
+
+        return self._db.run("users.existing_sessions", txn_fn)
 
     def delete_expired_sessions(self, now: float, limit: int = 1000) -> defer.Deferred[list[tuple[str, int]]]:
         """Delete up to ``limit`` expired sessions; return ``(session_id, user_id)`` of each."""

@@ -24,7 +24,12 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 
 from umoc.domain.services import Services
-from umoc.domain.sessions import InvalidCredentialsError, UsernameTakenError
+from umoc.domain.sessions import (
+    AccountDisabledError,
+    InvalidCredentialsError,
+    RegistrationRefusedError,
+    UsernameTakenError,
+)
 from umoc.errors import check_text
 from umoc.transport.gate import Gatekeeper
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, write_json
@@ -62,10 +67,13 @@ class AuthApi:
         data = read_json(request, self._max_body)
         username = _string(data, "username", 64)
         password = _string(data, "password", 1024)
+        invite = _string(data, "invite", 256) if data.get("invite") is not None else None
         try:
-            user = await self._sessions.register(username, password)
+            user = await self._sessions.register(username, password, invite)
         except UsernameTakenError as exc:
             raise HttpError(409, "Username already taken") from exc
+        except RegistrationRefusedError as exc:
+            raise HttpError(403, exc.message) from None
         write_json(request, 201, {"user_id": user.id, "username": user.username})
 
     async def login(self, request: IRequest) -> None:
@@ -79,6 +87,8 @@ class AuthApi:
             login = await self._sessions.login(username, password)
         except InvalidCredentialsError as exc:
             raise HttpError(401, exc.message) from None
+        except AccountDisabledError as exc:
+            raise HttpError(403, exc.message) from None
         write_json(
             request,
             200,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
@@ -29,7 +30,8 @@ class HttpError(Exception):
 
 def write_json(request: IRequest, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
     data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-    request.setResponseCode(status)
+    # The standard reason phrase: twisted.web has none for some codes (429 read "Unknown Status").
+    request.setResponseCode(status, _phrase(status))
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-store")
     for key, value in (headers or {}).items():
@@ -37,6 +39,13 @@ def write_json(request: IRequest, status: int, body: Any, headers: dict[str, str
     request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))
     request.write(data)
     request.finish()
+
+
+def _phrase(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown Status"
 
 
 def read_json(request: IRequest, max_body: int) -> dict[str, Any]:

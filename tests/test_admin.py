@@ -1,0 +1,479 @@
+"""Administration: ``umoc-admin`` on both databases, the admin HTTP API, registration modes.
+
+The CLI runs in-process (`umoc.admincli.run`) against the database a real
+server is using, the way an operator runs it next to a running node.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import uuid
+from typing import Any
+
+import treq
+import yaml
+from twisted.internet import reactor
+
+from tests.chat_support import ChatCase, Person
+from tests.support import (
+    NO_POSTGRES,
+    NO_REDIS,
+    POSTGRES_DSN,
+    REDIS_URL,
+    Client,
+    Server,
+    ServerTestCase,
+    blocking,
+    for_each_backend,
+    inline,
+    postgres_schema,
+    sleep,
+    test_config,
+)
+from umoc import admincli
+from umoc.storage.database import Database
+
+PASSWORD = "correct horse battery"
+
+
+def schema_dsn(schema: str) -> str:
+    """``UMOC_TEST_POSTGRES`` with every table in ``schema`` (libpq's ``options``)."""
+    joiner = "&" if "?" in POSTGRES_DSN else "?"
+    return f"{POSTGRES_DSN}{joiner}options=-csearch_path%3D{schema}"
+
+
+def shared_database(test: Any, backend: str) -> tuple[str, Any]:
+    """A DSN for the CLI and a factory of `Database` objects for servers, all on the same data."""
+    if backend == "sqlite":
+        path = os.path.join(tempfile.mkdtemp(prefix="umoc-admin-"), "umoc.sqlite3")
+        return f"sqlite:{path}", lambda: Database.sqlite(path)
+    schema = postgres_schema(test, "umoc_a_")
+    return schema_dsn(schema), lambda: Database.postgres(POSTGRES_DSN, 1, 5, schema=schema)
+
+
+class AdminCase(ChatCase):
+    """A server, and ``umoc-admin`` pointed at the same database by its own configuration file."""
+
+    #: Extra configuration sections for the server and the CLI alike.
+    shared_config: dict[str, dict[str, Any]] = {}
+
+    @inline
+    async def setUp(self) -> None:
+        self.clients: list[Client] = []
+        self.addCleanup(self._disconnect_clients)
+        self.dsn, self.open_db = shared_database(self, self.backend)
+        self.data_dir = tempfile.mkdtemp(prefix="umoc-srv-")
+        self.server = await self.start_node(self.data_dir)
+        self.config_path = self.write_config(self.data_dir)
+
+    def sections(self, data_dir: str) -> dict[str, dict[str, Any]]:
+        sections: dict[str, dict[str, Any]] = {"database": {"dsn": self.dsn}, "sessions": {"check_interval": 0.2}}
+        for name, values in self.shared_config.items():
+            sections.setdefault(name, {}).update(values)
+        sections.setdefault("server", {})["data_dir"] = data_dir
+        return sections
+
+    async def start_node(self, data_dir: str) -> Server:
+        return await self.start_server(test_config(data_dir, **self.sections(data_dir)), self.open_db())
+
+    def write_config(self, data_dir: str) -> str:
+        path = os.path.join(tempfile.mkdtemp(prefix="umoc-cfg-"), "umoc.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(self.sections(data_dir), f)
+        return path
+
+    async def cli(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = await admincli.run(["--config", self.config_path, *argv], reactor, io.StringIO(stdin), out, err)
+        return code, out.getvalue(), err.getvalue()
+
+    async def cli_ok(self, *argv: str, stdin: str = "") -> str:
+        code, out, err = await self.cli(*argv, stdin=stdin)
+        self.assertEqual((code, err), (0, ""), out)
+        return out
+
+    async def cli_json(self, *argv: str, stdin: str = "") -> Any:
+        return json.loads(await self.cli_ok("--json", *argv, stdin=stdin))
+
+    async def closed(self, client: Client, message: str) -> None:
+        """The socket was told its session ended with ``message``, and closed."""
+        self.assertEqual(await client.expect("session_status"), {"valid": False, "message": message})
+        for _ in range(100):
+            if not client.sio.connected:
+                break
+            await sleep(0.02)
+        self.assertFalse(client.sio.connected)
+
+
+class AdminCliMixin:
+    """Every ``umoc-admin`` command against a running node's database (one node, no Redis)."""
+
+    @inline
+    async def test_create_user_logs_in_and_carries_the_admin_flag(self) -> None:
+        out = await self.cli_ok("create-user", "root", "--admin", "--password-stdin", stdin=PASSWORD + "\n")
+        self.assertIn("Created admin user root", out)
+        await self.cli_ok("create-user", "plain", "--password-stdin", stdin=PASSWORD)
+        login = await self.server.login("root")
+        self.assertEqual(login["username"], "root")
+        users = {u["username"]: u for u in await self.cli_json("list-users")}
+        self.assertEqual((users["root"]["is_admin"], users["plain"]["is_admin"]), (True, False))
+        self.assertEqual(users["root"]["sessions"], 1)
+        code, _, err = await self.cli("create-user", "ROOT", "--password-stdin", stdin=PASSWORD)
+        self.assertEqual((code, err), (1, "umoc-admin: username already taken\n"))
+        code, _, err = await self.cli("create-user", "short", "--password-stdin", stdin="abc\n")
+        self.assertEqual((code, err), (1, "umoc-admin: password must be 8-256 characters\n"))
+        code, _, err = await self.cli("create-user", "nopass")
+        self.assertEqual(code, 1)
+        self.assertIn("--password-stdin", err)
+
+    @inline
+    async def test_create_user_works_while_registration_is_closed(self) -> None:
+        await self.cli_ok("registration", "closed")
+        await self.cli_ok("create-user", "staff", "--password-stdin", stdin=PASSWORD)
+        await self.server.login("staff")
+
+    @inline
+    async def test_list_users_searches_names_case_insensitively_and_literally(self) -> None:
+        for name in ("alice", "Malice", "bob", "al_x", "alyx"):
+            await self.server.register(name)
+        names = [u["username"] for u in await self.cli_json("list-users", "--search", "ALI")]
+        self.assertEqual(names, ["alice", "Malice"])
+        self.assertEqual([u["username"] for u in await self.cli_json("list-users", "--search", "l_")], ["al_x"])
+        self.assertEqual(len(await self.cli_json("list-users")), 5)
+        table = await self.cli_ok("list-users", "--search", "bob")
+        self.assertIn("bob", table)
+        self.assertNotIn("alice", table)
+
+    @inline
+    async def test_deactivate_closes_the_live_socket_and_refuses_login_until_reactivated(self) -> None:
+        alice = await self.person("alice")
+        bob = await self.person("bob")
+        out = await self.cli_ok("deactivate", "alice")
+        self.assertIn("1 sessions ended", out)
+        # No Redis: the node notices within sessions.check_interval (0.2s here).
+        await self.closed(alice.client, "Your session has ended")
+        code, body = await self.server.post("/api/login", {"username": "alice", "password": PASSWORD})
+        self.assertEqual((code, body), (403, {"error": "This account has been deactivated"}))
+        code, _ = await self.server.post("/api/login", {"username": "alice", "password": "wrong password"})
+        self.assertEqual(code, 401, "a wrong password does not learn the account is deactivated")
+        self.assertIsNone(await self.server.services.sessions.authenticate(alice.login["sessionID"], None))
+        self.assertTrue(bob.client.sio.connected)
+        users = {u["username"]: u for u in await self.cli_json("list-users")}
+        self.assertEqual((users["alice"]["active"], users["alice"]["sessions"]), (False, 0))
+        await self.cli_ok("reactivate", "alice")
+        await self.server.login("alice")
+
+    @inline
+    async def test_reset_password_ends_sessions_and_only_the_new_password_works(self) -> None:
+        alice = await self.person("alice")
+        await self.cli_ok("reset-password", "alice", "--password-stdin", stdin="a brand new password\n")
+        await self.closed(alice.client, "Your session has ended")
+        code, _ = await self.server.post("/api/login", {"username": "alice", "password": PASSWORD})
+        self.assertEqual(code, 401)
+        await self.server.login("alice", "a brand new password")
+
+    @inline
+    async def test_revoke_sessions_ends_every_session_but_the_account_stays_usable(self) -> None:
+        alice = await self.person("alice")
+        second = await self.server.login("alice")
+        out = await self.cli_ok("revoke-sessions", "alice")
+        self.assertIn("2 sessions of alice ended", out)
+        await self.closed(alice.client, "Your session has ended")
+        self.assertIsNone(await self.server.services.sessions.authenticate(second["sessionID"], None))
+        await self.server.login("alice")
+
+    @inline
+    async def test_unknown_user_or_message_exits_1_with_one_line(self) -> None:
+        for argv in (("deactivate", "nobody"), ("reactivate", "nobody"), ("revoke-sessions", "nobody"),
+                     ("set-admin", "nobody")):
+            self.assertEqual(await self.cli(*argv), (1, "", "umoc-admin: No such user\n"))
+        for message_id in (str(uuid.uuid4()), "nope"):
+            self.assertEqual(await self.cli("delete-message", message_id), (1, "", "umoc-admin: Message not found\n"))
+
+    @inline
+    async def test_delete_message_soft_deletes_anybodys_message(self) -> None:
+        alice = await self.person("alice")
+        bob = await self.person("bob")
+        await self.befriend(alice, bob)
+        sent = await alice.call("send_message", recipient_id=bob.id, content="rude words")
+        kept = await alice.call("send_message", recipient_id=bob.id, content="polite words")
+        deleted = await self.cli_json("delete-message", sent["message_id"])
+        self.assertEqual((deleted["message_id"], deleted["sender_id"]), (sent["message_id"], alice.id))
+        history = await bob.call("get_chat_history", chat_id=alice.id)
+        self.assertEqual([m["message_id"] for m in history["messages"]], [kept["message_id"]])
+        self.assertIsNotNone(await self.scalar("SELECT deleted_at FROM messages WHERE id = ?", sent["message_id"]))
+        code, _, err = await self.cli("delete-message", sent["message_id"])
+        self.assertEqual((code, err), (1, "umoc-admin: Message not found\n"))
+
+    @inline
+    async def test_registration_modes_set_by_the_cli_apply_to_the_running_node(self) -> None:
+        self.assertEqual(await self.cli_json("registration"), {"mode": "open", "source": "config"})
+        self.assertEqual(await self.cli_json("registration", "closed"), {"mode": "closed", "source": "database"})
+        code, body = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
+        self.assertEqual((code, body), (403, {"error": "Registration is closed"}))
+        await self.cli_ok("registration", "invite")
+        code, body = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
+        self.assertEqual((code, body), (403, {"error": "Registration needs an invite code"}))
+        invite = (await self.cli_ok("create-invite")).strip()
+        code, _ = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD,
+                                                          "invite": invite + "x"})
+        self.assertEqual(code, 403)
+        code, _ = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD, "invite": invite})
+        self.assertEqual(code, 201)
+        code, body = await self.server.post("/api/register", {"username": "mallory", "password": PASSWORD,
+                                                             "invite": invite})
+        self.assertEqual((code, body), (403, {"error": "Invalid or used invite code"}))
+        twice = (await self.cli_json("create-invite", "--uses", "2"))["invite"]
+        for name in ("carol", "dave"):
+            code, _ = await self.server.post("/api/register", {"username": name, "password": PASSWORD,
+                                                              "invite": twice})
+            self.assertEqual(code, 201)
+        code, _ = await self.server.post("/api/register", {"username": "erin", "password": PASSWORD, "invite": twice})
+        self.assertEqual(code, 403)
+        self.assertEqual(await self.cli_json("registration", "default"), {"mode": "open", "source": "config"})
+        await self.server.register("frank")
+
+    @inline
+    async def test_a_taken_name_does_not_spend_the_invite(self) -> None:
+        await self.server.register("eve")
+        await self.cli_ok("registration", "invite")
+        invite = (await self.cli_ok("create-invite")).strip()
+        code, _ = await self.server.post("/api/register", {"username": "EVE", "password": PASSWORD, "invite": invite})
+        self.assertEqual(code, 409)
+        code, _ = await self.server.post("/api/register", {"username": "eve2", "password": PASSWORD, "invite": invite})
+        self.assertEqual(code, 201)
+
+    @inline
+    async def test_set_admin_and_example_config(self) -> None:
+        await self.server.register("alice")
+        self.assertTrue((await self.cli_json("set-admin", "alice"))["is_admin"])
+        self.assertFalse((await self.cli_json("set-admin", "alice", "--off"))["is_admin"])
+        out = await self.cli_ok("example-config")
+        self.assertIn("registration:", out)
+        yaml.safe_load(out)
+
+    @inline
+    async def test_bad_configuration_and_bad_usage_exit_2(self) -> None:
+        code, _, _ = await self.cli("no-such-command")
+        self.assertEqual(code, 2)
+        path = os.path.join(tempfile.mkdtemp(), "bad.yaml")
+        with open(path, "w") as f:
+            f.write("registration: {mode: sometimes}\n")
+        out, err = io.StringIO(), io.StringIO()
+        code = await admincli.run(["--config", path, "list-users"], reactor, io.StringIO(), out, err)
+        self.assertEqual(code, 2)
+        self.assertIn("registration.mode", err.getvalue())
+
+
+for_each_backend(AdminCliMixin, AdminCase, globals())
+
+
+class RegistrationConfigTests(ServerTestCase):
+    config_overrides = {
+        "registration": {"mode": "closed"},
+        "ratelimits": {"register": {"rate": 1, "per": 3600, "burst": 2}},
+    }
+
+    @inline
+    async def test_configured_mode_applies_until_the_database_overrides_it(self) -> None:
+        code, body = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
+        self.assertEqual((code, body), (403, {"error": "Registration is closed"}))
+        await self.server.services.storage.admin.set_registration_mode("open", 0)
+        await self.server.register("eve")
+
+    @inline
+    async def test_too_many_registrations_answer_429_too_many_requests(self) -> None:
+        for _ in range(2):
+            await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
+        response = await treq.post(self.server.url + "/api/register", json={"username": "x", "password": PASSWORD},
+                                   persistent=False)
+        await response.content()
+        self.assertEqual((response.code, response.phrase), (429, b"Too Many Requests"))
+        self.assertTrue(response.headers.getRawHeaders("Retry-After"))
+
+
+# -- the admin HTTP API -------------------------------------------------------
+
+
+class AdminApiMixin:
+    @inline
+    async def setUp(self) -> None:
+        await super().setUp()
+        await self.cli_ok("create-user", "root", "--admin", "--password-stdin", stdin=PASSWORD)
+        self.root = await self.server.login("root")
+
+    async def api(self, method: str, path: str, body: Any = None, login: dict[str, Any] | None = None,
+                  query: bool = False) -> tuple[int, Any]:
+        login = self.root if login is None else login
+        headers: dict[str, str] = {}
+        url = self.server.url + "/api/admin/" + path
+        if login:
+            if query:
+                url += ("&" if "?" in url else "?") + f"sessionID={login['sessionID']}&token={login['token']}"
+            else:
+                headers = {"X-Session-ID": login["sessionID"], "X-Session-Token": login["token"]}
+        kwargs: dict[str, Any] = {"headers": headers, "persistent": False}
+        if body is not None:
+            kwargs["json"] = body
+        response = await treq.request(method, url, **kwargs)
+        text = await response.text()
+        return response.code, (json.loads(text) if text else None)
+
+    @inline
+    async def test_no_session_401_non_admin_403_admin_200(self) -> None:
+        plain = await self.server.user("plain")
+        for method, path, body in (("GET", "users", None), ("POST", "deactivate", {"username": "plain"}),
+                                   ("POST", "invites", {}), ("PUT", "registration", {"mode": "closed"}),
+                                   ("POST", "delete_message", {"message_id": str(uuid.uuid4())})):
+            code, answer = await self.api(method, path, body, login={})
+            self.assertEqual((code, answer), (401, {"error": "Invalid or expired session"}), path)
+            wrong = dict(self.root, token="x" * 43)
+            self.assertEqual((await self.api(method, path, body, login=wrong))[0], 401, path)
+            code, answer = await self.api(method, path, body, login=plain)
+            self.assertEqual((code, answer), (403, {"error": "Administrators only"}), path)
+        self.assertEqual((await self.api("GET", "registration"))[0], 200)
+        self.assertEqual((await self.api("GET", "registration", query=True))[0], 200)
+        self.assertEqual((await self.api("GET", "nothing-here"))[0], 404)
+        self.assertEqual((await self.api("DELETE", "users"))[0], 405)
+
+    @inline
+    async def test_list_and_create_users(self) -> None:
+        await self.server.register("alice")
+        code, body = await self.api("POST", "users", {"username": "bob", "password": PASSWORD, "is_admin": True})
+        self.assertEqual(code, 201)
+        self.assertEqual((body["user"]["username"], body["user"]["is_admin"]), ("bob", True))
+        self.assertEqual((await self.api("POST", "users", {"username": "BOB", "password": PASSWORD}))[0], 409)
+        code, body = await self.api("GET", "users?search=B&limit=10")
+        self.assertEqual((code, [u["username"] for u in body["users"]]), (200, ["bob"]))
+        code, body = await self.api("GET", "users")
+        self.assertEqual([u["username"] for u in body["users"]], ["root", "alice", "bob"])
+        self.assertEqual(set(body["users"][0]), {"user_id", "username", "is_admin", "active", "deactivated_at",
+                                                 "created_at", "last_seen", "sessions"})
+        self.assertEqual((await self.api("GET", "users?limit=0"))[0], 400)
+
+    @inline
+    async def test_deactivate_through_the_api_ends_the_socket_at_once(self) -> None:
+        alice = await self.person("alice")
+        code, body = await self.api("POST", "deactivate", {"user_id": alice.id})
+        self.assertEqual((code, body["sessions_ended"], body["user"]["active"]), (200, 1, False))
+        await self.closed(alice.client, "Your account has been deactivated")
+        code, _ = await self.server.post("/api/login", {"username": "alice", "password": PASSWORD})
+        self.assertEqual(code, 403)
+        self.assertEqual((await self.api("POST", "reactivate", {"username": "alice"}))[0], 200)
+        await self.server.login("alice")
+        code, body = await self.api("POST", "deactivate", {"username": "root"})
+        self.assertEqual((code, body), (400, {"error": "You cannot deactivate your own account"}))
+        self.assertEqual((await self.api("POST", "deactivate", {"username": "nobody"}))[0], 404)
+        self.assertEqual((await self.api("POST", "deactivate", {}))[0], 400)
+
+    @inline
+    async def test_reset_password_and_revoke_sessions(self) -> None:
+        alice = await self.person("alice")
+        code, body = await self.api("POST", "reset_password", {"username": "alice", "password": "another password"})
+        self.assertEqual((code, body), (200, {"sessions_ended": 1}))
+        await self.closed(alice.client, "Your password was reset by an administrator")
+        login = await self.server.login("alice", "another password")
+        client = await self.connect(login)
+        await client.expect("connection_successful")
+        code, body = await self.api("POST", "revoke_sessions", {"user_id": alice.id})
+        self.assertEqual((code, body), (200, {"sessions_ended": 1}))
+        await self.closed(client, "Your session was ended by an administrator")
+        self.assertEqual((await self.api("POST", "reset_password", {"username": "alice", "password": "x"}))[0], 400)
+
+    @inline
+    async def test_delete_message_tells_the_members_at_once(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        sent = await alice.call("send_message", recipient_id=bob.id, content="spam")
+        code, body = await self.api("POST", "delete_message", {"message_id": sent["message_id"]})
+        self.assertEqual(code, 200)
+        for person in (alice, bob):
+            event = await person.client.expect("message_deleted")
+            self.assertEqual((event["message_id"], event["sender_id"]), (sent["message_id"], alice.id))
+        self.assertEqual((await self.api("POST", "delete_message", {"message_id": sent["message_id"]}))[0], 404)
+
+    @inline
+    async def test_registration_mode_and_invites(self) -> None:
+        code, body = await self.api("PUT", "registration", {"mode": "invite"})
+        self.assertEqual((code, body), (200, {"mode": "invite", "source": "database"}))
+        self.assertEqual((await self.api("PUT", "registration", {"mode": "sometimes"}))[0], 400)
+        code, body = await self.api("POST", "invites", {"uses": 1})
+        self.assertEqual((code, body["uses"]), (201, 1))
+        code, _ = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD,
+                                                          "invite": body["invite"]})
+        self.assertEqual(code, 201)
+        self.assertEqual((await self.api("POST", "invites"))[0], 201, "the body is optional")
+        self.assertEqual((await self.api("POST", "invites", {"uses": 0}))[0], 400)
+        code, body = await self.api("PUT", "registration", {"mode": None})
+        self.assertEqual((code, body), (200, {"mode": "open", "source": "config"}))
+
+    @inline
+    async def test_an_admin_who_loses_the_flag_is_refused_at_once(self) -> None:
+        await self.cli_ok("set-admin", "root", "--off")
+        self.assertEqual((await self.api("GET", "users"))[0], 403)
+
+
+for_each_backend(AdminApiMixin, AdminCase, globals())
+
+
+# -- several nodes: the CLI tells them through Redis ------------------------------
+
+
+class AdminAcrossNodesTests(AdminCase):
+    """Two nodes on one PostgreSQL and one Redis; ``umoc-admin`` publishes on their bus."""
+
+    backend = "postgres"
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
+    elif not REDIS_URL:
+        skip = NO_REDIS
+
+    @inline
+    async def setUp(self) -> None:
+        prefix = f"umoc-test-{uuid.uuid4().hex}:"
+        # A long check interval: what closes the sockets here is the bus, not the sweep.
+        self.shared_config = {"redis": {"url": REDIS_URL, "prefix": prefix}, "sessions": {"check_interval": 3600}}
+        await super().setUp()
+        self.a = self.server
+        self.b = await self.start_node(tempfile.mkdtemp(prefix="umoc-srv-"))
+        for node in (self.a, self.b):
+            await node.service.redis_service.subscribed()
+
+    async def on(self, node: Server, name: str) -> Person:
+        login = await node.user(name)
+        client = Client(node.url, login)
+        self.clients.append(client)
+        await blocking(client.connect)
+        await client.expect("connection_successful")
+        return Person(login, client)
+
+    @inline
+    async def test_deactivation_ends_live_sockets_on_every_node_at_once(self) -> None:
+        alice_a = await self.on(self.a, "alice")
+        login_b = await self.b.login("alice")
+        client_b = Client(self.b.url, login_b)
+        self.clients.append(client_b)
+        await blocking(client_b.connect)
+        await client_b.expect("connection_successful")
+        out = await self.cli_ok("deactivate", "alice")
+        self.assertIn("2 sessions ended (running nodes were told through Redis)", out)
+        await self.closed(alice_a.client, "Your account has been deactivated")
+        await self.closed(client_b, "Your account has been deactivated")
+
+    @inline
+    async def test_cli_deletion_reaches_members_on_both_nodes(self) -> None:
+        alice, bob = await self.on(self.a, "alice"), await self.on(self.b, "bob")
+        await self.befriend(alice, bob)
+        sent = await alice.call("send_message", recipient_id=bob.id, content="spam")
+        await self.cli_ok("delete-message", sent["message_id"])
+        for person in (alice, bob):
+            self.assertEqual((await person.client.expect("message_deleted"))["message_id"], sent["message_id"])
+
+    @inline
+    async def test_reset_password_and_revoke_reach_the_other_node(self) -> None:
+        bob = await self.on(self.b, "bob")
+        await self.cli_ok("revoke-sessions", "bob")
+        await self.closed(bob.client, "Your session was ended by an administrator")

@@ -1,0 +1,341 @@
+"""``umoc-admin``: administration from the command line, on the configured database.
+
+::
+
+    umoc-admin --config /etc/umoc/umoc.yaml create-user alice --admin --password-stdin
+    umoc-admin --config ... list-users --search ali
+    umoc-admin --config ... deactivate alice
+
+It reads the same configuration file as ``twistd umoc`` and works on the
+same database (SQLite or PostgreSQL), migrating it first like a node
+does.  Changes that must reach running nodes (ended sessions, a deleted
+message) are published on the Redis bus when ``redis.url`` is set, exactly
+as a node publishes them; with no Redis, running nodes close the sockets
+of ended sessions by themselves within ``sessions.check_interval``, and
+clients see a deleted message when they next load the chat.
+
+Exit status: 0 done, 1 refused or failed (one line on stderr), 2 a usage
+or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+from twisted.internet import defer, task, threads
+
+from umoc.cluster.hub import Hub
+from umoc.cluster.redisbus import RedisBus
+from umoc.cluster.redisclient import RedisClient
+from umoc.config import Config, ConfigError, load_config
+from umoc.domain.admin import Administration, user_json
+from umoc.domain.sessions import SessionManager, UsernameTakenError
+from umoc.errors import UserError
+from umoc.storage import Storage, open_storage
+from umoc.storage.database import Database, SchemaTooNewError
+from umoc.storage.port import PortRefusedError, port_sqlite_to_postgres
+
+__all__ = ["main", "run"]
+
+ACTOR = "umoc-admin"
+
+
+class CommandError(Exception):
+    """A refusal to print as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="umoc-admin", description="Administer a UMOC server's database.")
+    parser.add_argument("--config", "-c", metavar="FILE", help="the server's YAML configuration (default: built-in)")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        # Also accepted after the command; SUPPRESS keeps the value given before it.
+        sub.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return sub
+
+    def password_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input (else prompt twice)")
+
+    p = command("create-user", "create an account, whatever the registration mode")
+    p.add_argument("username")
+    p.add_argument("--admin", action="store_true", help="with the admin flag (may use /api/admin/)")
+    password_option(p)
+    p = command("list-users", "list accounts, by id")
+    p.add_argument("--search", metavar="TEXT", help="only names containing TEXT (case-insensitive)")
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--offset", type=int, default=0)
+    p = command("set-admin", "give an account the admin flag (or take it away with --off)")
+    p.add_argument("username")
+    p.add_argument("--off", action="store_true")
+    p = command("deactivate", "stop an account logging in and end its sessions on every node")
+    p.add_argument("username")
+    p = command("reactivate", "let a deactivated account log in again")
+    p.add_argument("username")
+    p = command("reset-password", "set a new password and end the account's sessions")
+    p.add_argument("username")
+    password_option(p)
+    p = command("revoke-sessions", "end every session of an account on every node")
+    p.add_argument("username")
+    p = command("delete-message", "delete anybody's message (moderation); members get message_deleted")
+    p.add_argument("message_id")
+    p = command("registration", "show or set the registration mode of every node")
+    p.add_argument("mode", nargs="?", choices=["open", "closed", "invite", "default"],
+                   help="'default' goes back to each node's registration.mode")
+    p = command("create-invite", "print a new invite code (for registration mode 'invite')")
+    p.add_argument("--uses", type=int, default=1, help="registrations it allows (default 1)")
+    p = command("port-db", "copy a SQLite database into an empty PostgreSQL database")
+    p.add_argument("--from", dest="source", metavar="sqlite:PATH",
+                   help="the SQLite database (default: the configured one)")
+    p.add_argument("--to", dest="target", metavar="postgresql://...", required=True)
+    command("example-config", "print the example configuration (every key with its default)")
+    return parser
+
+
+def _example_config() -> str:
+    """``etc/umoc.yaml``: from a source checkout or where an installation put it."""
+    here = Path(__file__).resolve().parent
+    for candidate in (
+        here / "umoc.yaml",
+        here.parent / "etc" / "umoc.yaml",
+        Path(sys.prefix) / "share" / "umoc" / "umoc.yaml",
+        Path(sys.prefix) / "etc" / "umoc" / "umoc.yaml",
+    ):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise CommandError("the example configuration is not installed")
+
+
+class Cli:
+    """One run: the parsed arguments, the streams, and what was opened (closed by `close`)."""
+
+    def __init__(self, args: argparse.Namespace, reactor: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> None:
+        self.args = args
+        self.reactor = reactor
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.storage: Storage | None = None
+        self.sessions: SessionManager | None = None
+        self.redis: RedisClient | None = None
+        self.bus: RedisBus | None = None
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stdout)
+
+    def result(self, text: str, data: Any) -> None:
+        self.say(json.dumps(data) if self.args.json else text)
+
+    def password(self) -> str:
+        if self.args.password_stdin:
+            line = self.stdin.readline()
+            password = line[:-1] if line.endswith("\n") else line
+            if not password:
+                raise CommandError("no password on standard input")
+            return password
+        if not self.stdin.isatty():
+            raise CommandError("give --password-stdin, or run in a terminal to be asked")
+        first = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != first:
+            raise CommandError("the passwords differ")
+        return first
+
+    # -- opening and closing --------------------------------------------------
+
+    async def open(self, config: Config) -> Administration:
+        self.storage = open_storage(config)
+        await self.storage.db.migrate()
+        hub = Hub(clock=self.reactor)
+        if config.redis.url:
+            self.redis = RedisClient(config.redis.url, self.reactor, config.redis.timeout)
+            if await self.redis.wait_connected(max(2.0, config.redis.timeout * 4)):
+                self.bus = RedisBus(self.redis, f"admin-{uuid.uuid4().hex}", config.redis.prefix)
+                hub = Hub(remote=self.bus, clock=self.reactor)
+            else:
+                print(f"umoc-admin: warning: Redis is not reachable; running nodes notice ended sessions within "
+                      f"sessions.check_interval ({config.sessions.check_interval:g}s)", file=self.stderr)
+        self.sessions = SessionManager(
+            self.storage.users, hub, self.reactor, config.sessions, config.registration.mode
+        )
+        self.sessions.start()
+        return Administration(self.storage, self.sessions, hub, self.reactor)
+
+    async def close(self) -> None:
+        if self.bus is not None:
+            await self.bus.flush()
+        if self.redis is not None:
+            await self.redis.close()
+        if self.sessions is not None:
+            self.sessions.stop()
+        if self.storage is not None:
+            self.storage.close()
+
+    def told(self, config: Config) -> str:
+        """How running nodes learn of ended sessions, for the operator."""
+        if self.bus is not None:
+            return "running nodes were told through Redis"
+        return f"running nodes close their sockets within sessions.check_interval ({config.sessions.check_interval:g}s)"
+
+    # -- commands ---------------------------------------------------------------
+
+    async def execute(self, config: Config) -> None:
+        args = self.args
+        if args.command == "port-db":
+            await self.port_db(config)
+            return
+        admin = await self.open(config)
+        name = getattr(args, "username", None)
+        if args.command == "create-user":
+            user = await admin.create_user(args.username, self.password(), args.admin, ACTOR)
+            kind = "admin " if user.is_admin else ""
+            self.result(f"Created {kind}user {user.username} (id {user.id})", user_json(user))
+        elif args.command == "list-users":
+            users = await admin.list_users(args.search, args.limit, args.offset)
+            if args.json:
+                self.say(json.dumps([user_json(u) for u in users]))
+                return
+            self.say(f"{'ID':>6}  {'USERNAME':<32}  ADMIN  ACTIVE  SESSIONS  LAST SEEN")
+            for u in users:
+                row = user_json(u)
+                self.say(f"{u.id:>6}  {u.username:<32}  {'yes' if u.is_admin else 'no':<5}  "
+                         f"{'yes' if u.active else 'no':<6}  {u.sessions:>8}  {row['last_seen'] or '-'}")
+        elif args.command == "set-admin":
+            user = await admin.set_admin(name, not args.off, ACTOR)
+            self.result(f"{user.username} is {'an admin' if user.is_admin else 'not an admin'}", user_json(user))
+        elif args.command == "deactivate":
+            user, ended = await admin.deactivate(name, ACTOR)
+            self.result(f"Deactivated {user.username}; {ended} sessions ended ({self.told(config)})",
+                        {"user": user_json(user), "sessions_ended": ended})
+        elif args.command == "reactivate":
+            user = await admin.reactivate(name, ACTOR)
+            self.result(f"Reactivated {user.username}", user_json(user))
+        elif args.command == "reset-password":
+            ended = await admin.reset_password(name, self.password(), ACTOR)
+            self.result(f"Password of {name} reset; {ended} sessions ended ({self.told(config)})",
+                        {"sessions_ended": ended})
+        elif args.command == "revoke-sessions":
+            ended = await admin.revoke_sessions(name, ACTOR)
+            self.result(f"{ended} sessions of {name} ended ({self.told(config)})", {"sessions_ended": ended})
+        elif args.command == "delete-message":
+            deleted = await admin.delete_message(args.message_id, ACTOR)
+            where = "members were told through Redis" if self.bus is not None else \
+                "members see it when they next load the chat (no Redis to tell running nodes)"
+            self.result(f"Deleted message {deleted['message_id']}; {where}", deleted)
+        elif args.command == "registration":
+            if args.mode is None:
+                mode, source = await admin.registration_mode()
+            else:
+                mode, source = await admin.set_registration_mode(
+                    None if args.mode == "default" else args.mode, ACTOR
+                )
+            origin = "set in the database" if source == "database" else "registration.mode in the configuration"
+            self.result(f"Registration is {mode} ({origin})", {"mode": mode, "source": source})
+        elif args.command == "create-invite":
+            code = await admin.create_invite(args.uses, None, ACTOR)
+            self.result(code, {"invite": code, "uses": args.uses})
+
+    async def port_db(self, config: Config) -> None:
+        args = self.args
+        source = args.source or config.database.dsn or f"sqlite:{config.data_path / 'umoc.sqlite3'}"
+        if not source.startswith("sqlite:"):
+            raise CommandError("--from must be sqlite:PATH (the configured database is not SQLite)")
+        path = Path(source[len("sqlite:"):])
+        if not path.is_file():
+            raise CommandError(f"no SQLite database at {path}")
+        if not args.target.startswith(("postgresql://", "postgres://")):
+            raise CommandError("--to must be a postgresql:// DSN")
+        # The same schema version on both sides: the server would migrate them the same way at start-up.
+        for db in (Database.sqlite(path), Database.postgres(args.target, 1, 1)):
+            try:
+                await db.migrate()
+            finally:
+                db.close()
+        report = await threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), port_sqlite_to_postgres, path, args.target
+        )
+        uploads = config.uploads_path.resolve()
+        files = [f for f in uploads.rglob("*") if f.is_file()] if uploads.is_dir() else []
+        data = {
+            "already_copied": report.already_copied,
+            "rows": report.rows,
+            "sequences": report.sequences,
+            "uploads_directory": str(uploads),
+            "upload_files": len(files),
+            "upload_bytes": sum(f.stat().st_size for f in files),
+        }
+        if args.json:
+            self.say(json.dumps(data))
+            return
+        if report.already_copied:
+            self.say("The target already holds exactly these rows: nothing to do.")
+        else:
+            self.say(f"Copied {path} into PostgreSQL:")
+        for table, count in report.rows.items():
+            self.say(f"  {table:<20} {count:>10} rows")
+        for column, following in report.sequences.items():
+            self.say(f"  sequence {column} continues at {following}")
+        self.say(f"Uploaded files are not in the database: copy {uploads} ({len(files)} files, "
+                 f"{data['upload_bytes']} bytes) to the uploads directory every node shares "
+                 "(uploads.directory under server.data_dir), then set database.dsn to the PostgreSQL DSN.")
+
+
+async def run(
+    argv: list[str], reactor: Any, stdin: TextIO | None = None, stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run one command; the exit status.  Used in-process by the tests and by `main`."""
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage
+        return int(exc.code or 0)
+    cli = Cli(args, reactor, stdin, stdout, stderr)
+    try:
+        if args.command == "example-config":
+            stdout.write(_example_config())
+            return 0
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(str(exc), file=stderr)
+            return 2
+        await cli.execute(config)
+        return 0
+    except (CommandError, PortRefusedError, SchemaTooNewError) as exc:
+        print(f"umoc-admin: {exc}", file=stderr)
+    except UsernameTakenError:
+        print("umoc-admin: username already taken", file=stderr)
+    except UserError as exc:
+        print(f"umoc-admin: {exc.message}", file=stderr)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, e.g. the database is down
+        print(f"umoc-admin: {type(exc).__name__}: {exc}".rstrip(), file=stderr)
+    finally:
+        await cli.close()
+    return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``umoc-admin`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+
+    def start(reactor: Any) -> defer.Deferred[None]:
+        d = defer.ensureDeferred(run(argv, reactor))
+
+        def finish(status: int) -> None:
+            if status:
+                raise SystemExit(status)
+
+        return d.addCallback(finish)
+
+    task.react(start)

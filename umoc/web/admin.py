@@ -1,0 +1,211 @@
+"""``/api/admin/``: the administration API, for accounts with the admin flag.
+
+Authenticated like downloads: the session as ``X-Session-ID`` and
+``X-Session-Token`` headers (or ``sessionID``/``token`` query parameters).
+No valid session answers 401, a session of an account without the admin
+flag 403.  JSON in, JSON out; the rules are `Administration`'s::
+
+    GET  users?search=&limit=&offset=   -> 200 {"users": [user, ...]}
+    POST users {username, password, is_admin?}     -> 201 {"user": user}
+    POST deactivate {user_id | username}           -> 200 {"user": user, "sessions_ended": n}
+    POST reactivate {user_id | username}           -> 200 {"user": user}
+    POST reset_password {user_id | username, password} -> 200 {"sessions_ended": n}
+    POST revoke_sessions {user_id | username}      -> 200 {"sessions_ended": n}
+    POST delete_message {message_id}               -> 200 {message_id, sender_id, timestamp}
+    GET  registration                              -> 200 {"mode", "source"}
+    PUT  registration {mode: open|closed|invite|null}  -> 200 {"mode", "source"}
+    POST invites {uses?}                           -> 201 {"invite", "uses"}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+from umoc.domain.admin import Administration, NotFoundError, user_json
+from umoc.domain.sessions import SessionManager, UsernameTakenError
+from umoc.errors import check_text
+from umoc.storage.admin import UserInfo
+from umoc.web.jsonapi import HttpError, JsonResource, read_json, write_json
+
+__all__ = ["admin_resource"]
+
+Handler = Callable[[IRequest], Awaitable[None]]
+
+
+def _query(request: IRequest, name: bytes) -> str | None:
+    values = request.args.get(name)
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _int_arg(request: IRequest, name: bytes, default: int) -> int:
+    raw = _query(request, name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise HttpError(400, f"'{name.decode()}' must be a whole number") from None
+
+
+def _string(data: dict[str, Any], key: str, max_length: int = 256) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise HttpError(400, f"'{key}' must be a non-empty string")
+    return check_text(key, value)
+
+
+def _target(data: dict[str, Any]) -> int | str:
+    """The account a request names: ``user_id`` (an integer) or ``username``."""
+    user_id = data.get("user_id")
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        return user_id
+    if "username" in data:
+        return _string(data, "username", 64)
+    raise HttpError(400, "'user_id' (an integer) or 'username' is required")
+
+
+class AdminApi:
+    """Each endpoint: check the caller is an admin, parse, call `Administration`, write JSON."""
+
+    def __init__(self, admin: Administration, sessions: SessionManager, max_body: int) -> None:
+        self._admin = admin
+        self._sessions = sessions
+        self._max_body = max_body
+
+    async def _caller(self, request: IRequest) -> UserInfo:
+        """The admin making the request; 401 without a valid session, 403 for anyone else."""
+
+        def first(arg: bytes, header: bytes) -> str | None:
+            value = (request.args.get(arg) or [request.getHeader(header)])[0]
+            if not isinstance(value, bytes) or not 0 < len(value) <= 256:
+                return None
+            return value.decode("latin-1")
+
+        session_id = first(b"sessionID", b"x-session-id")
+        token = first(b"token", b"x-session-token")
+        record = await self._sessions.authenticate(session_id, token) if session_id and token else None
+        if record is None:
+            raise HttpError(401, "Invalid or expired session")
+        try:
+            caller = await self._admin.user(record.user_id)
+        except NotFoundError:
+            raise HttpError(401, "Invalid or expired session") from None
+        if not caller.is_admin or not caller.active:
+            raise HttpError(403, "Administrators only")
+        return caller
+
+    def _guarded(self, handler: Callable[[IRequest, UserInfo], Awaitable[None]]) -> Handler:
+        async def run(request: IRequest) -> None:
+            caller = await self._caller(request)
+            try:
+                await handler(request, caller)
+            except NotFoundError as exc:
+                raise HttpError(404, exc.message) from None
+
+        return run
+
+    def _body(self, request: IRequest) -> dict[str, Any]:
+        return read_json(request, self._max_body)
+
+    # -- endpoints ----------------------------------------------------------
+
+    async def list_users(self, request: IRequest, caller: UserInfo) -> None:
+        users = await self._admin.list_users(
+            _query(request, b"search"), _int_arg(request, b"limit", 100), _int_arg(request, b"offset", 0)
+        )
+        write_json(request, 200, {"users": [user_json(u) for u in users]})
+
+    async def create_user(self, request: IRequest, caller: UserInfo) -> None:
+        data = self._body(request)
+        is_admin = data.get("is_admin", False)
+        if not isinstance(is_admin, bool):
+            raise HttpError(400, "'is_admin' must be true or false")
+        try:
+            user = await self._admin.create_user(
+                _string(data, "username", 64), _string(data, "password", 1024), is_admin, caller.username
+            )
+        except UsernameTakenError:
+            raise HttpError(409, "Username already taken") from None
+        write_json(request, 201, {"user": user_json(user)})
+
+    async def deactivate(self, request: IRequest, caller: UserInfo) -> None:
+        target = await self._admin.user(_target(self._body(request)))
+        if target.id == caller.id:
+            raise HttpError(400, "You cannot deactivate your own account")
+        user, ended = await self._admin.deactivate(target.id, caller.username)
+        write_json(request, 200, {"user": user_json(user), "sessions_ended": ended})
+
+    async def reactivate(self, request: IRequest, caller: UserInfo) -> None:
+        user = await self._admin.reactivate(_target(self._body(request)), caller.username)
+        write_json(request, 200, {"user": user_json(user)})
+
+    async def reset_password(self, request: IRequest, caller: UserInfo) -> None:
+        data = self._body(request)
+        ended = await self._admin.reset_password(_target(data), _string(data, "password", 1024), caller.username)
+        write_json(request, 200, {"sessions_ended": ended})
+
+    async def revoke_sessions(self, request: IRequest, caller: UserInfo) -> None:
+        ended = await self._admin.revoke_sessions(_target(self._body(request)), caller.username)
+        write_json(request, 200, {"sessions_ended": ended})
+
+    async def delete_message(self, request: IRequest, caller: UserInfo) -> None:
+        message_id = _string(self._body(request), "message_id", 64)
+        write_json(request, 200, await self._admin.delete_message(message_id, caller.username))
+
+    async def registration(self, request: IRequest, caller: UserInfo) -> None:
+        mode, source = await self._admin.registration_mode()
+        write_json(request, 200, {"mode": mode, "source": source})
+
+    async def set_registration(self, request: IRequest, caller: UserInfo) -> None:
+        data = self._body(request)
+        if "mode" not in data or not (data["mode"] is None or isinstance(data["mode"], str)):
+            raise HttpError(400, "'mode' must be open, closed, invite or null")
+        mode, source = await self._admin.set_registration_mode(data["mode"], caller.username)
+        write_json(request, 200, {"mode": mode, "source": source})
+
+    async def create_invite(self, request: IRequest, caller: UserInfo) -> None:
+        body = request.content
+        body.seek(0, 2)
+        data = self._body(request) if body.tell() else {}
+        uses = data.get("uses", 1)
+        if not isinstance(uses, int) or isinstance(uses, bool):
+            raise HttpError(400, "'uses' must be a whole number")
+        code = await self._admin.create_invite(uses, caller.id, caller.username)
+        write_json(request, 201, {"invite": code, "uses": uses})
+
+
+class _NotFound(resource.Resource):
+    isLeaf = True
+
+    def render(self, request: IRequest) -> Any:
+        write_json(request, 404, {"error": "Not found"})
+        return server.NOT_DONE_YET
+
+
+class _AdminRoot(resource.Resource):
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:
+        return _NotFound()
+
+
+def admin_resource(admin: Administration, sessions: SessionManager, max_body: int) -> resource.Resource:
+    """The ``/api/admin/`` tree."""
+    api = AdminApi(admin, sessions, max_body)
+    g = api._guarded
+    root = _AdminRoot()
+    endpoints: dict[bytes, dict[bytes, Handler]] = {
+        b"users": {b"GET": g(api.list_users), b"POST": g(api.create_user)},
+        b"deactivate": {b"POST": g(api.deactivate)},
+        b"reactivate": {b"POST": g(api.reactivate)},
+        b"reset_password": {b"POST": g(api.reset_password)},
+        b"revoke_sessions": {b"POST": g(api.revoke_sessions)},
+        b"delete_message": {b"POST": g(api.delete_message)},
+        b"registration": {b"GET": g(api.registration), b"PUT": g(api.set_registration),
+                          b"POST": g(api.set_registration)},
+        b"invites": {b"POST": g(api.create_invite)},
+    }
+    for name, handlers in endpoints.items():
+        root.putChild(name, JsonResource(handlers))
+    return root
