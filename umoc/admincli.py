@@ -153,7 +153,7 @@ class Cli:
     # -- opening and closing --------------------------------------------------
 
     async def open(self, config: Config) -> Administration:
-        self.storage = open_storage(config)
+        self.storage = open_storage(config, self.reactor)
         await self.storage.db.migrate()
         hub = Hub(clock=self.reactor)
         if config.redis.url:

@@ -205,6 +205,13 @@ def _named_row_cursor() -> type:
     return NamedRowCursor
 
 
+def _postgres_open(timeout_ms: int, conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = %s", (timeout_ms,))
+        cur.execute("SET lock_timeout = %s", (timeout_ms,))
+    conn.commit()
+
+
 def _sqlite_open(conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
@@ -300,14 +307,14 @@ class Database:
 
         # Passed on to psycopg2.connect: rows readable by column name, like sqlite3.Row.
         kwargs: dict[str, Any] = {"cursor_factory": _named_row_cursor()}
-        options = [f"-c search_path={schema}"] if schema else []
+        if schema:
+            kwargs["options"] = f"-c search_path={schema}"
         if deadline is not None:
-            # A little under the reactor's deadline, so the server usually gives up first and frees the thread.
-            server_ms = max(100, int(deadline.seconds * 900))
-            options += [f"-c statement_timeout={server_ms}", f"-c lock_timeout={server_ms}"]
             kwargs["connect_timeout"] = max(1, int(deadline.connect_seconds))
-        if options:
-            kwargs["options"] = " ".join(options)
+            # A little under the reactor's deadline, so the server usually gives up first and frees the thread.
+            # Set per connection, not through "options", which would replace any the DSN carries.
+            server_ms = max(100, int(deadline.seconds * 900))
+            kwargs["cp_openfun"] = functools.partial(_postgres_open, server_ms)
         pool = adbapi.ConnectionPool(
             "psycopg2", dsn, cp_min=minimum, cp_max=maximum, cp_reconnect=True, cp_noisy=False, **kwargs
         )
