@@ -19,9 +19,11 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from umoc.config import EngineIOConfig, Size
+from umoc.protocol.websocket import encode_frame as _ws_frame
+from umoc.protocol.websocket import unmask as _unmask
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
 from umoc.transport.gate import Gatekeeper
-from umoc.transport.websocket import EngineWebSocketFactory, _autobahn_pformat, _unmask, _ws_frame
+from umoc.transport.websocket import EngineWebSocketFactory, _autobahn_pformat
 
 HANDSHAKE = (
     b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"

@@ -19,7 +19,6 @@ because holding its backlog would hurt everyone else's memory.
 
 from __future__ import annotations
 
-import struct
 from pprint import pformat
 from typing import Any
 
@@ -30,6 +29,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from umoc.protocol.engineio import EnginePacket, encode_packet
+from umoc.protocol.websocket import encode_frame, parse_client_frame
 from umoc.transport.engine import EngineServer, EngineSession, Outgoing
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.probe import UpgradeProbe
@@ -73,29 +73,6 @@ def _autobahn_pformat(value: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 _autobahn_protocol.pformat = _autobahn_pformat  # type: ignore[attr-defined]
-
-
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR a client frame's payload with its 4-byte mask (RFC 6455 5.3), as one big-int operation."""
-    size = len(payload)
-    if not size:
-        return b""
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
-
-
-def _ws_frame(frame: str | bytes) -> bytes:
-    """One unfragmented, unmasked server frame: text for str, binary for bytes (what Autobahn sends)."""
-    if isinstance(frame, str):
-        payload, first = frame.encode("utf-8"), 0x81
-    else:
-        payload, first = bytes(frame), 0x82
-    size = len(payload)
-    if size < 126:
-        return bytes((first, size)) + payload
-    if size < 65536:
-        return struct.pack("!BBH", first, 126, size) + payload
-    return struct.pack("!BBQ", first, 127, size) + payload
 
 
 class EngineWebSocketProtocol(WebSocketServerProtocol):
@@ -219,39 +196,11 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             or self.logFrames
         ):
             return None
-        data = self.data
-        buffered = len(data)
-        if buffered < 6:
+        parsed = parse_client_frame(self.data, self._fast_limit)
+        if parsed is None:
             return None
-        b0 = data[0]
-        if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV bits, text or binary
-            return None
-        b1 = data[1]
-        if not b1 & 0x80:  # unmasked: a protocol violation Autobahn reports
-            return None
-        length = b1 & 0x7F
-        if length < 126:
-            start = 6
-        elif length == 126 and buffered >= 8:
-            length = (data[2] << 8) | data[3]
-            if length < 126:  # not minimally encoded: Autobahn reports it
-                return None
-            start = 8
-        else:
-            return None
-        end = start + length
-        if buffered < end or length > self._fast_limit:
-            return None
-        payload = _unmask(data[start:end], data[start - 4 : start])
-        frame: str | bytes
-        if b0 == 0x81:
-            try:
-                frame = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                return None  # Autobahn fails the connection with 1007
-        else:
-            frame = payload
-        self.data = data[end:]
+        frame, consumed, length = parsed
+        self.data = self.data[consumed:]
         stats = self.trafficStats
         stats.incomingOctetsWebSocketLevel += length
         stats.incomingOctetsAppLevel += length
@@ -309,7 +258,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     def send_frame(self, frame: str | bytes) -> None:
         """One Engine.IO frame: text as a text message, bytes as a binary one."""
         if self._admit(len(frame)):
-            self._send_wire(_ws_frame(frame))
+            self._send_wire(encode_frame(frame))
 
     def send_outgoing(self, message: Outgoing) -> None:
         """Every frame of ``message`` as WebSocket messages, in one write.
@@ -319,7 +268,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         """
         wire = message.cache.get("websocket")
         if wire is None:
-            wire = message.cache["websocket"] = b"".join(_ws_frame(f) for f in message.frames)
+            wire = message.cache["websocket"] = b"".join(encode_frame(f) for f in message.frames)
         if self._admit(message.size):
             self._send_wire(wire)
 
