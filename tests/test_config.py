@@ -1,15 +1,13 @@
-"""Configuration: defaults, the example file, and one clear line per mistake."""
+"""Configuration: defaults, the example file, Redis URLs, and one clear line per mistake."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
-from twisted.python import usage
 from twisted.trial import unittest
 
-from umoc.config import Config, ConfigError, load_config, parse_config, parse_duration, parse_size
-from umoc.tap import Options, makeService
+from umoc.config import Config, ConfigError, load_config, parse_config, parse_duration, parse_redis_url, parse_size
 
 HERE = os.path.dirname(__file__)
 EXAMPLE = os.path.join(HERE, "..", "etc", "umoc.yaml")
@@ -69,32 +67,14 @@ class ConfigTests(unittest.SynchronousTestCase):
             load_config(path + ".missing")
 
 
-class OptionsTests(unittest.TestCase):
-    def test_overrides_replace_config_values(self) -> None:
-        options = Options()
-        options.parseOptions(["--config", EXAMPLE, "--listen", "tcp:0", "--data-dir", "/tmp/x"])
-        self.assertEqual(options.config.server.listen, "tcp:0")
-        self.assertEqual(options.config.server.data_dir, "/tmp/x")
+class RedisUrlTests(unittest.TestCase):
+    def test_parses_host_port_db_and_password(self) -> None:
+        target = parse_redis_url("redis://:s%40cret@redis.example:6380/2")
+        self.assertEqual((target.host, target.port, target.db, target.password), ("redis.example", 6380, 2, "s@cret"))
+        self.assertEqual(parse_redis_url("unix:/run/redis.sock?db=3").path, "/run/redis.sock")
 
-    def test_bad_config_is_a_usage_error_naming_the_key(self) -> None:
-        path = os.path.join(tempfile.mkdtemp(), "bad.yaml")
-        with open(path, "w") as f:
-            f.write("sessions:\n  ttl: forever\n")
-        with self.assertRaises(usage.UsageError) as caught:
-            Options().parseOptions(["--config", path])
-        self.assertIn("sessions.ttl", str(caught.exception))
-
-    def test_make_service_only_wires(self) -> None:
-        options = Options()
-        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp()])
-        service = makeService(options)
-        self.addCleanup(service.node.services.storage.close)
-        self.assertFalse(service.running)
-        self.assertIsNone(service.port)
-
-    def test_plugin_is_discoverable_by_twistd(self) -> None:
-        from twisted.application.service import IServiceMaker
-        from twisted.plugin import getPlugins
-
-        names = [p.tapname for p in getPlugins(IServiceMaker)]
-        self.assertIn("umoc", names)
+    def test_config_refuses_bad_redis_settings_with_their_paths(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"redis": {"url": "redis://host/notadb", "timeout": 0, "presence_ttl": "1s"}})
+        paths = [p.split("'")[1] for p in caught.exception.problems]
+        self.assertEqual(paths, ["redis.url", "redis.timeout", "redis.presence_ttl"])

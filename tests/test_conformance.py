@@ -18,8 +18,8 @@ import websocket
 from twisted.internet import reactor
 from twisted.trial import unittest
 
-from tests.rawclient import Polling, RawWebSocket
-from tests.support import blocking, inline, sleep
+from tests.support.deferreds import blocking, inline, sleep
+from tests.support.rawclient import Polling, RawWebSocket
 from umoc.conformance import build_conformance_site
 
 PING_INTERVAL = 0.3

@@ -10,9 +10,10 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from tests.support import NO_REDIS, REDIS_URL, inline, sleep
+from tests.support.databases import NO_REDIS, REDIS_URL
+from tests.support.deferreds import eventually, inline, sleep
 from umoc.cluster.redisclient import RedisClient
-from umoc.config import ConfigError, RateLimit, RateLimitsConfig, parse_config, parse_redis_url
+from umoc.config import RateLimit, RateLimitsConfig, parse_redis_url
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, RedisRatelimiter, take_token
 
 SETTINGS = RateLimitsConfig(messages=RateLimit(rate=2, per=1, burst=3))
@@ -51,19 +52,6 @@ class MemoryRatelimiterTests(unittest.TestCase):
         self.assertTrue(all(limiter.check_now("messages", "k")[0] for _ in range(100)))
 
 
-class RedisUrlTests(unittest.TestCase):
-    def test_parses_host_port_db_and_password(self) -> None:
-        target = parse_redis_url("redis://:s%40cret@redis.example:6380/2")
-        self.assertEqual((target.host, target.port, target.db, target.password), ("redis.example", 6380, 2, "s@cret"))
-        self.assertEqual(parse_redis_url("unix:/run/redis.sock?db=3").path, "/run/redis.sock")
-
-    def test_config_refuses_bad_redis_settings_with_their_paths(self) -> None:
-        with self.assertRaises(ConfigError) as caught:
-            parse_config({"redis": {"url": "redis://host/notadb", "timeout": 0, "presence_ttl": "1s"}})
-        paths = [p.split("'")[1] for p in caught.exception.problems]
-        self.assertEqual(paths, ["redis.url", "redis.timeout", "redis.presence_ttl"])
-
-
 # -- Redis --------------------------------------------------------------------
 
 
@@ -72,11 +60,8 @@ class HangingServer(protocol.Protocol):
 
 
 async def wait_connected(client: RedisClient, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if client.connected:
-            return
-        await sleep(0.02)
-    raise AssertionError("no Redis connection")
+    if not await eventually(lambda: client.connected, tries=int(timeout / 0.02)):
+        raise AssertionError("no Redis connection")
 
 
 class RedisRatelimiterTests(unittest.TestCase):
@@ -291,11 +276,12 @@ class RedisOutageTests(unittest.TestCase):
 
         proxy.restore()
         await wait_connected(redis, timeout=10)
-        for _ in range(100):
+
+        async def on_fallback() -> bool:
             await limiter.can_do_action("messages", "user:2")
-            if not limiter.using_fallback:
-                break
-            await sleep(0.05)
+            return limiter.using_fallback
+
+        await eventually(on_fallback, False, interval=0.05)
         self.assertFalse(limiter.using_fallback)
         # Back on Redis: user:1's bucket there still holds the one token taken before the outage.
         allowed = [(await limiter.can_do_action("messages", "user:1"))[0] for _ in range(3)]

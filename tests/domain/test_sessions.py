@@ -1,0 +1,92 @@
+"""Session expiry (driven by task.Clock) and the per-user session cap under racing logins."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.deferreds import eventually, inline, sleep
+from tests.support.fakes import FakeSocket
+from tests.support.server import ServerTestCase, test_config
+from umoc.credentials import token_digest
+from umoc.service import UmocService, periodic_task
+
+
+class ExpiryTestsMixin:
+    @inline
+    async def test_periodic_expiry_deletes_expired_sessions_and_closes_their_sockets(self) -> None:
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        config = test_config(tempfile.mkdtemp(prefix="umoc-srv-"), sessions={"cleanup_interval": "60s"})
+        service = UmocService(config, clock, storage=self.storage)
+        users = self.storage.users
+        user = await users.create("alice", "x", clock.seconds())
+        now = clock.seconds()
+        await users.create_session(user.id, "short", token_digest("t1"), now, now + 30, 3)
+        await users.create_session(user.id, "long", token_digest("t2"), now, now + 3600, 3)
+        short, long_ = FakeSocket(user.id, "short"), FakeSocket(user.id, "long")
+        service.node.services.hub.add(short)
+        service.node.services.hub.add(long_)
+        task = periodic_task(config.sessions.cleanup_interval, service.node.services.sessions.expire, clock)
+        task.startService()  # runs now, before anything has expired, then every interval
+        self.addCleanup(task.stopService)
+
+        clock.advance(59)  # the first run is one interval after start
+        await sleep(0.05)
+        self.assertIsNone(short.disconnected)
+        self.assertIsNotNone(await users.session("short"))
+
+        clock.advance(1)
+        await eventually(lambda: short.disconnected is not None)
+        self.assertEqual(short.emitted, [("session_status", {"valid": False, "message": "Your session has expired"})])
+        self.assertEqual(short.disconnected, "session ended")
+        self.assertIsNone(await users.session("short"))
+        self.assertIsNone(long_.disconnected)
+        self.assertEqual(long_.emitted, [])
+        self.assertIsNotNone(await users.session("long"))
+
+    @inline
+    async def test_failing_expiry_run_is_logged_and_the_next_run_still_happens(self) -> None:
+        clock = Clock()
+        runs = []
+
+        async def flaky() -> None:
+            runs.append(clock.seconds())
+            if len(runs) == 1:
+                raise RuntimeError("database went away")
+
+        task = periodic_task(10, flaky, clock)
+        task.startService()
+        self.addCleanup(task.stopService)
+        clock.advance(10)
+        self.assertEqual(runs, [0, 10])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+for_each_backend(ExpiryTestsMixin, DatabaseTestCase, globals())
+
+
+class RacingLoginTestsMixin:
+    config_overrides = {
+        "ratelimits": {name: {"rate": 100, "per": "1s", "burst": 100} for name in ("login", "login_name")}
+    }
+
+    @inline
+    async def test_ten_concurrent_logins_leave_at_most_max_per_user_sessions(self) -> None:
+        body = await self.server.register("alice")
+        logins = await defer.gatherResults([defer.ensureDeferred(self.server.login("alice")) for _ in range(10)])
+        self.assertEqual(len({login["sessionID"] for login in logins}), 10)
+
+        def count(txn: Any) -> int:
+            return txn.execute("SELECT COUNT(*) FROM sessions WHERE user_id = ?", (body["user_id"],)).fetchone()[0]
+
+        self.assertEqual(await self.server.services.storage.db.run("test", count), 3)
+        alive = [login for login in logins if await self.server.services.storage.users.session(login["sessionID"])]
+        self.assertEqual(len(alive), 3)
+
+
+for_each_backend(RacingLoginTestsMixin, ServerTestCase, globals())

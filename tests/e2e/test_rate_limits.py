@@ -1,0 +1,131 @@
+"""Rate limits end to end: in memory, in Redis, and with Redis configured but down."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import treq
+
+from tests.support.databases import NO_REDIS, REDIS_URL
+from tests.support.deferreds import blocking, inline
+from tests.support.server import ServerTestCase, test_config
+from umoc.config import Config
+
+LIMITS = {
+    "connect": {"rate": 1, "per": "60s", "burst": 3},
+    "events": {"rate": 1, "per": "60s", "burst": 2},
+    "login": {"rate": 1, "per": "60s", "burst": 2},
+    "register": {"rate": 1, "per": "60s", "burst": 2},
+}
+
+
+class RateLimitTestsMixin:
+    config_overrides = {"ratelimits": LIMITS}
+
+    @inline
+    async def test_events_over_the_limit_get_error_with_retry_after_and_the_ack_too(self) -> None:
+        _, client = await self.connected_user("alice")
+        for stamp in (1, 2):
+            self.assertEqual((await client.call("ping", {"timestamp": stamp}))["timestamp"], stamp)
+        refused = await client.call("ping", {"timestamp": 3})
+        self.assertEqual(set(refused), {"error", "retry_after"})
+        error = await client.expect("error")
+        self.assertEqual(set(error), {"message", "retry_after"})
+        self.assertTrue(0 < error["retry_after"] <= 60, error)
+
+    @inline
+    async def test_connects_over_the_per_ip_limit_get_connect_error(self) -> None:
+        login, _ = await self.connected_user("alice")
+        for _ in range(2):
+            await self.connect(login)
+        ws = await self.open_websocket(login)
+        await blocking(ws.send, "40")
+        self.assertEqual(await blocking(ws.recv), '44{"message":"Too many connection attempts; try again later"}')
+
+    @inline
+    async def test_login_over_the_limit_is_429_with_retry_after(self) -> None:
+        await self.server.register("alice")
+        for _ in range(2):
+            await self.server.login("alice")
+        response = await treq.post(self.server.url + "/api/login", json={"username": "alice", "password": "nope-nope"},
+                                   persistent=False)
+        self.assertEqual(response.code, 429)
+        self.assertEqual((await response.json()).keys(), {"error"})
+        self.assertTrue(1 <= int(response.headers.getRawHeaders("Retry-After")[0]) <= 60)
+
+    @inline
+    async def test_register_over_the_limit_is_429(self) -> None:
+        await self.server.register("alice")
+        await self.server.register("bobby")
+        code, body = await self.server.post("/api/register", {"username": "carol", "password": "long enough pw"})
+        self.assertEqual(code, 429)
+        code, _ = await self.server.post("/api/login", {"username": "carol", "password": "long enough pw"})
+        self.assertEqual(code, 401, "the refused registration created nothing")
+
+
+class RateLimitMemoryTests(RateLimitTestsMixin, ServerTestCase):
+    pass
+
+
+class LoginLockoutTests(ServerTestCase):
+    """Wrong passwords from one address never lock the owner out at another (OWASP's lockout DoS)."""
+
+    config_overrides = {"server": {"trusted_proxies": ["127.0.0.1"]}}
+
+    async def login_from(self, address: str, password: str) -> int:
+        code, _ = await self.server.post(
+            "/api/login", {"username": "alice", "password": password}, headers={"X-Forwarded-For": address}
+        )
+        return code
+
+    @inline
+    async def test_ten_wrong_passwords_from_one_address_do_not_refuse_the_owner_elsewhere(self) -> None:
+        await self.server.register("alice")
+        codes = [await self.login_from("203.0.113.7", "wrong password!") for _ in range(10)]
+        self.assertEqual(set(codes[:5]), {401})
+        self.assertEqual(set(codes[5:]), {429}, "the guessing address is slowed down")
+        self.assertEqual(await self.login_from("198.51.100.20", "correct horse battery"), 200)
+        self.assertEqual(await self.login_from("203.0.113.7", "correct horse battery"), 429)
+
+
+class RateLimitRedisTests(RateLimitTestsMixin, ServerTestCase):
+    if not REDIS_URL:
+        skip = NO_REDIS
+
+    def config_for_test(self, data_dir: str) -> Config:
+        # A fresh prefix per test: user ids restart at 1 in every test's database.
+        prefix = f"umoc-test-{uuid.uuid4().hex}:"
+        return test_config(data_dir, ratelimits=LIMITS, redis={"url": REDIS_URL, "prefix": prefix})
+
+    @inline
+    async def test_buckets_live_in_redis_under_the_prefix(self) -> None:
+        redis = self.server.service.node.cluster.redis
+        await self.server.register("alice")
+        prefix = self.server.services.config.redis.prefix
+        keys = await redis.call("keys", prefix + "rl:*")
+        self.assertIn(f"{prefix}rl:register:ip:127.0.0.1", keys)
+        self.assertFalse(self.server.services.ratelimiter.using_fallback)
+
+
+class RateLimitRedisDownTests(RateLimitTestsMixin, ServerTestCase):
+    """Redis configured but nothing listening: every request is answered from memory."""
+
+    def config_for_test(self, data_dir: str) -> Config:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+        probe.close()
+        # A short timeout: start-up waits four of them for Redis before going on without it.
+        return test_config(data_dir, ratelimits=LIMITS, redis={"url": f"redis://127.0.0.1:{free}/0", "timeout": "0.1s"})
+
+    @inline
+    async def test_readyz_says_redis_is_down_but_the_node_stays_ready_and_serves(self) -> None:
+        response = await treq.get(self.server.url + "/readyz", persistent=False)
+        self.assertEqual(response.code, 200, "a Redis outage alone must not take every node out of the balancer")
+        self.assertEqual(await response.json(), {"database": True, "redis": False, "status": "degraded"})
+        response = await treq.get(self.server.url + "/healthz", persistent=False)
+        self.assertEqual((response.code, await response.json()), (200, {"status": "ok"}))
+        _, client = await self.connected_user("alice")
+        self.assertEqual((await client.call("ping", {"timestamp": 1}))["timestamp"], 1)
+        self.assertTrue(self.server.services.ratelimiter.using_fallback)

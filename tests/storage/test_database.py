@@ -1,0 +1,48 @@
+"""The database layer: migrations and SQL placeholders on both databases, SQLite file modes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from twisted.trial import unittest
+
+from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.deferreds import inline
+from umoc.storage.database import Database, SchemaTooNewError, _migrate_txn
+
+
+class DatabaseTestsMixin:
+    @inline
+    async def test_migrating_twice_changes_nothing(self) -> None:
+        self.assertEqual(await self.db.migrate(), await self.db.migrate())
+
+    @inline
+    async def test_schema_newer_than_the_code_is_refused(self) -> None:
+        sql = "INSERT INTO schema_version (version, applied_at) VALUES (999, 0)"
+        await self.db.run("test", lambda t: t.execute(sql))
+        with self.assertRaises(SchemaTooNewError):
+            await self.db.run("test", _migrate_txn, [(1, "")])
+
+    @inline
+    async def test_percent_signs_in_values_survive_placeholder_conversion(self) -> None:
+        await self.storage.users.create("pct", "100%?done", 1.0)
+        creds = await self.storage.users.credentials("pct")
+        self.assertEqual(creds[2], "100%?done")
+
+
+for_each_backend(DatabaseTestsMixin, DatabaseTestCase, globals())
+
+
+class SqliteFileModeTests(unittest.TestCase):
+    @inline
+    async def test_data_directory_is_0700_and_database_files_0600(self) -> None:
+        old_umask = os.umask(0o022)
+        self.addCleanup(os.umask, old_umask)
+        data_dir = os.path.join(self.mktemp(), "data")
+        db = Database.sqlite(os.path.join(data_dir, "umoc.sqlite3"))
+        self.addCleanup(db.close)
+        await db.migrate()
+        self.assertEqual(stat.S_IMODE(os.stat(data_dir).st_mode), 0o700)
+        for name in os.listdir(data_dir):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(data_dir, name)).st_mode), 0o600, name)

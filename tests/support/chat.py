@@ -1,0 +1,74 @@
+"""Helpers for the chat tests: named users with sockets, friendships, database peeks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.client import Client
+from tests.support.server import ServerTestCase
+from umoc.storage.database import Row
+
+
+@dataclass
+class Person:
+    """A registered, logged-in user with one connected socket (more can be opened)."""
+
+    login: dict[str, Any]
+    client: Client
+
+    @property
+    def id(self) -> int:
+        return self.login["user_id"]
+
+    @property
+    def name(self) -> str:
+        return self.login["username"]
+
+    def call(self, event: str, **payload: Any) -> Any:
+        """Emit with an ack, the payload carrying this socket's own sessionID."""
+        return self.client.call(event, self.client.with_session(**payload))
+
+
+class ChatCase(ServerTestCase):
+    """A server plus helpers to make users, friendships and groups quickly."""
+
+    async def person(self, name: str) -> Person:
+        login, client = await self.connected_user(name)
+        return Person(login, client)
+
+    async def second_socket(self, person: Person) -> Client:
+        client = await self.connect(person.login)
+        await client.expect("connection_successful")
+        return client
+
+    async def befriend(self, a: Person, b: Person) -> None:
+        added = await a.call("add_contact", contact_username=b.name)
+        assert added.get("status") == "NEW", added
+        accepted = await b.call("accept_contact", contact_id=a.id)
+        assert accepted.get("status") == "FRIEND", accepted
+        await a.client.expect("contact_accepted")
+        for person in (a, b):
+            for event in ("contact_added", "contact_request", "contact_accepted", "user_status"):
+                person.client.drain(event)
+
+    async def rows(self, sql: str, *params: Any) -> list[Row]:
+        db = self.server.services.storage.db
+        return await db.run("test", lambda txn: txn.execute(sql, params).fetchall())
+
+    async def scalar(self, sql: str, *params: Any) -> Any:
+        db = self.server.services.storage.db
+        return await db.run("test", lambda txn: txn.scalar(sql, params))
+
+    async def snapshot(self) -> dict[str, list[Row]]:
+        """Every chat table's rows, to prove a refused event changed nothing."""
+        tables = {
+            "contacts": "SELECT * FROM contacts ORDER BY owner_id, contact_id",
+            "chats": "SELECT * FROM chats ORDER BY id",
+            "messages": "SELECT * FROM messages ORDER BY seq",
+            "message_reads": "SELECT * FROM message_reads ORDER BY message_seq, user_id",
+            "user_chats": "SELECT * FROM user_chats ORDER BY user_id, chat_id",
+            "files": "SELECT * FROM files ORDER BY id",
+        }
+        return {name: await self.rows(sql) for name, sql in tables.items()}
+

@@ -1,0 +1,44 @@
+"""``twistd umoc``: command-line options over the config file, and a makeService that only wires."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from twisted.python import usage
+from twisted.trial import unittest
+
+from umoc.tap import Options, makeService
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "etc", "umoc.yaml")
+
+
+class OptionsTests(unittest.TestCase):
+    def test_overrides_replace_config_values(self) -> None:
+        options = Options()
+        options.parseOptions(["--config", EXAMPLE, "--listen", "tcp:0", "--data-dir", "/tmp/x"])
+        self.assertEqual(options.config.server.listen, "tcp:0")
+        self.assertEqual(options.config.server.data_dir, "/tmp/x")
+
+    def test_bad_config_is_a_usage_error_naming_the_key(self) -> None:
+        path = os.path.join(tempfile.mkdtemp(), "bad.yaml")
+        with open(path, "w") as f:
+            f.write("sessions:\n  ttl: forever\n")
+        with self.assertRaises(usage.UsageError) as caught:
+            Options().parseOptions(["--config", path])
+        self.assertIn("sessions.ttl", str(caught.exception))
+
+    def test_make_service_only_wires(self) -> None:
+        options = Options()
+        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp()])
+        service = makeService(options)
+        self.addCleanup(service.node.services.storage.close)
+        self.assertFalse(service.running)
+        self.assertIsNone(service.port)
+
+    def test_plugin_is_discoverable_by_twistd(self) -> None:
+        from twisted.application.service import IServiceMaker
+        from twisted.plugin import getPlugins
+
+        names = [p.tapname for p in getPlugins(IServiceMaker)]
+        self.assertIn("umoc", names)

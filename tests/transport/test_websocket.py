@@ -1,0 +1,206 @@
+"""The WebSocket protocol: the fast path agrees with Autobahn's frame parser; floods are handled in batches.
+
+The protocol runs on a StringTransport with Autobahn's real handshake and
+state machine; frames are built byte by byte as a browser would send them.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pprint import pformat
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from tests.support.fakes import Recorder
+from umoc.config import EngineIOConfig, Size
+from umoc.protocol.websocket import encode_frame as _ws_frame
+from umoc.protocol.websocket import unmask as _unmask
+from umoc.transport.engine import EngineServer, Outgoing
+from umoc.transport.gate import Gatekeeper
+from umoc.transport.websocket import EngineWebSocketFactory, _autobahn_pformat
+
+HANDSHAKE = (
+    b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+    b"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def client_frame(payload: bytes, opcode: int = 1, fin: bool = True, mask: bytes | None = None) -> bytes:
+    """A masked client-to-server frame."""
+    mask = mask if mask is not None else os.urandom(4)
+    size = len(payload)
+    first = (0x80 if fin else 0) | opcode
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = struct.pack("!BBH", first, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, size)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+class FastPathTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.engine = EngineServer(self.clock, EngineIOConfig(max_payload=Size(1000)), Recorder)
+        self.protocol: Any = EngineWebSocketFactory(self.engine, Gatekeeper()).buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.protocol.closeHandshakeTimeout = 0  # no timer on the real reactor after a failed connection
+        self.protocol.dataReceived(HANDSHAKE)
+        self.assertEqual(self.protocol.state, self.protocol.STATE_OPEN)
+        (session,) = self.engine.sessions.values()
+        self.handler: Recorder = session.handler  # type: ignore[assignment]
+        self.transport.clear()
+
+    def tearDown(self) -> None:
+        for call in self.clock.getDelayedCalls():
+            call.cancel()
+
+    def feed(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+        self.clock.advance(0)  # any batches left for the next reactor turns
+
+    def close_code(self) -> int | None:
+        """The status code of the CLOSE frame the server wrote, if any."""
+        out = self.transport.value()
+        if len(out) >= 4 and out[0] == 0x88:
+            return struct.unpack("!H", out[2:4])[0]
+        return None
+
+    def test_many_frames_in_one_read_arrive_in_order(self) -> None:
+        texts = [f'42["e",{{"n":{i}}}]' for i in range(100)]
+        self.feed(b"".join(client_frame(t.encode()) for t in texts))
+        self.assertEqual(self.handler.messages, [t[1:] for t in texts])
+
+    def test_extended_length_unicode_and_binary_frames(self) -> None:
+        long_text = "4" + "ü" * 300  # 601 bytes: the 16-bit length form
+        self.feed(client_frame(long_text.encode()) + client_frame(b"\x00\x01\xff", opcode=2) + client_frame(b"4"))
+        self.assertEqual(self.handler.messages, ["ü" * 300, b"\x00\x01\xff", ""])
+
+    def test_a_frame_split_across_reads_arrives_once_complete(self) -> None:
+        frame = client_frame(b'42["split"]')
+        for i in range(len(frame)):
+            self.feed(frame[i : i + 1])
+        self.assertEqual(self.handler.messages, ['2["split"]'])
+
+    def test_fragmented_message_goes_through_autobahn_and_fast_frames_follow(self) -> None:
+        self.feed(
+            client_frame(b'42["fr', fin=False)
+            + client_frame(b'ag"]', opcode=0)
+            + client_frame(b'42["next"]')
+        )
+        self.assertEqual(self.handler.messages, ['2["frag"]', '2["next"]'])
+
+    def test_ping_between_frames_is_answered(self) -> None:
+        self.feed(client_frame(b"41") + client_frame(b"hi", opcode=9) + client_frame(b"42"))
+        self.assertEqual(self.handler.messages, ["1", "2"])
+        self.assertIn(b"\x8a\x02hi", self.transport.value())
+
+    def test_invalid_utf8_fails_the_connection_with_1007(self) -> None:
+        self.feed(client_frame(b"4\xff\xfe"))
+        self.assertEqual(self.handler.messages, [])
+        self.assertEqual(self.close_code(), 1007)
+
+    def test_frame_over_max_payload_fails_the_connection_with_1009(self) -> None:
+        self.feed(client_frame(b"4" + b"x" * 1000))
+        self.assertEqual(self.handler.messages, [])
+        self.assertEqual(self.close_code(), 1009)
+
+    def test_unmasked_frame_is_a_protocol_violation(self) -> None:
+        self.feed(b"\x81\x02" + b"42")
+        self.assertEqual(self.handler.messages, [])
+        self.assertEqual(self.close_code(), 1002)
+
+    def test_outgoing_message_is_framed_once_and_shared(self) -> None:
+        message = Outgoing.from_socketio(['2["x"]', b"\x01\x02"])
+        session = next(iter(self.engine.sessions.values()))
+        session.send(message)
+        wire = message.cache["websocket"]
+        self.assertEqual(self.transport.value(), wire)
+        self.assertEqual(wire, b'\x81\x074' + b'2["x"]' + b"\x82\x02\x01\x02")
+
+
+class FramingTests(unittest.TestCase):
+    @given(st.binary(max_size=300), st.binary(min_size=4, max_size=4))
+    def test_unmask_is_the_rfc_xor(self, payload: bytes, mask: bytes) -> None:
+        self.assertEqual(_unmask(payload, mask), bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def test_server_frames_are_the_bytes_autobahn_sends(self) -> None:
+        for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+            text = "a" * size
+            self.assertEqual(_ws_frame(text), PreparedMessage(text.encode(), False, False, False).payloadHybi)
+            data = b"\x07" * size
+            self.assertEqual(_ws_frame(data), PreparedMessage(data, True, False, False).payloadHybi)
+
+    def test_autobahn_settings_are_pretty_printed_only_when_logged(self) -> None:
+        settings = [("autoPingInterval", 0, "Factory"), ("maxFramePayloadSize", 1000, "Factory")]
+        lazy = _autobahn_pformat(settings)
+        self.assertNotIsInstance(lazy, str)
+        self.assertEqual("\n{attrs}".format(attrs=lazy), "\n" + pformat(settings))  # noqa: UP032 - as loggers do
+        self.assertEqual(_autobahn_pformat({"a": 1}), pformat({"a": 1}))
+
+
+class BatchingTests(unittest.TestCase):
+    """A connection with many frames buffered handles a batch per reactor turn, not reading meanwhile."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        engine = EngineServer(self.clock, EngineIOConfig(), lambda s: None)
+        self.protocol = EngineWebSocketFactory(engine, Gatekeeper()).buildProtocol(None)
+        self.protocol.transport = StringTransport()
+        self.protocol.state = self.protocol.STATE_OPEN
+        self.left = 0
+        self.handled = 0
+
+        def process_data() -> bool:
+            # Stands in for Autobahn's frame parser: one step per call while frames are buffered.
+            if self.left == 0:
+                return False
+            self.left -= 1
+            self.handled += 1
+            return True
+
+        self.protocol.processData = process_data
+
+    def next_turn(self) -> None:
+        """Run the one pending call, as the next reactor iteration would (Clock.advance(0) runs them all)."""
+        (call,) = self.clock.getDelayedCalls()
+        self.clock.calls.remove(call)
+        call.func(*call.args, **call.kw)
+
+    def test_flood_is_handled_one_batch_per_turn_with_reading_paused(self) -> None:
+        steps = self.protocol.STEPS_PER_TURN
+        self.left = steps * 2 + 5
+        self.protocol.consumeData()
+        self.assertEqual(self.handled, steps)
+        self.assertEqual(self.protocol.transport.producerState, "paused")
+        self.next_turn()
+        self.assertEqual(self.handled, steps * 2)
+        self.assertEqual(self.protocol.transport.producerState, "paused")
+        self.next_turn()
+        self.assertEqual(self.handled, steps * 2 + 5)
+        self.assertEqual(self.protocol.transport.producerState, "producing")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_few_frames_are_handled_at_once_without_pausing(self) -> None:
+        self.left = 3
+        self.protocol.consumeData()
+        self.assertEqual(self.handled, 3)
+        self.assertEqual(self.protocol.transport.producerState, "producing")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closing_cancels_the_next_batch(self) -> None:
+        self.left = self.protocol.STEPS_PER_TURN * 3
+        self.protocol.consumeData()
+        self.protocol.onClose(False, 1006, None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -1,0 +1,80 @@
+"""``/api/register``, ``/api/login`` and ``/api/logout``; ``/readyz`` and ``/healthz``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+import treq
+
+from tests.support.deferreds import inline
+from tests.support.server import ServerTestCase
+
+
+class HttpAuthTests(ServerTestCase):
+    @inline
+    async def test_register_rejects_taken_and_invalid_names(self) -> None:
+        await self.server.register("alice")
+        code, body = await self.server.post("/api/register", {"username": "ALICE", "password": "long enough pw"})
+        self.assertEqual((code, body), (409, {"error": "Username already taken"}))
+        code, body = await self.server.post("/api/register", {"username": "a/b", "password": "long enough pw"})
+        self.assertEqual(code, 400)
+        code, body = await self.server.post("/api/register", {"username": "bob", "password": "short"})
+        self.assertEqual(code, 400)
+        code, body = await self.server.post("/api/register", {"username": 5, "password": "long enough pw"})
+        self.assertEqual(code, 400)
+
+    @inline
+    async def test_login_with_bad_password_is_401(self) -> None:
+        await self.server.register("alice")
+        code, body = await self.server.post("/api/login", {"username": "alice", "password": "wrong password"})
+        self.assertEqual((code, body), (401, {"error": "Invalid username or password"}))
+        code, body = await self.server.post("/api/login", {"username": "nobody", "password": "wrong password"})
+        self.assertEqual(code, 401)
+
+    @inline
+    async def test_passwords_and_tokens_are_not_stored_in_clear(self) -> None:
+        login = await self.server.user("alice")
+        db = self.server.services.storage.db
+        row = await db.run("test", lambda t: t.execute("SELECT password_hash FROM users").fetchone())
+        self.assertTrue(row[0].startswith("$argon2id$v=19$m=19456,t=2,p=1$"), row[0])
+        row = await db.run("test", lambda t: t.execute("SELECT token_hash FROM sessions").fetchone())
+        self.assertNotEqual(row[0], login["token"])
+
+    @inline
+    async def test_an_old_scrypt_hash_verifies_and_is_replaced_by_argon2id_at_login(self) -> None:
+        salt = os.urandom(16)
+        digest = hashlib.scrypt(b"correct horse battery", salt=salt, n=2**14, r=8, p=1, dklen=32)
+        old = f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+        await self.server.services.storage.users.create("alice", old, 0.0)
+        code, _ = await self.server.post("/api/login", {"username": "alice", "password": "wrong password"})
+        self.assertEqual(code, 401)
+        stored = await self.server.services.storage.users.credentials("alice")
+        self.assertEqual(stored[2], old, "a failed login changes nothing")
+        await self.server.login("alice")
+        stored = await self.server.services.storage.users.credentials("alice")
+        self.assertTrue(stored[2].startswith("$argon2id$"), stored[2])
+        await self.server.login("alice")
+
+    @inline
+    async def test_non_json_body_is_400_json_error(self) -> None:
+        response = await treq.post(self.server.url + "/api/login", data=b"\xff\xfe not json", persistent=False)
+        self.assertEqual(response.code, 400)
+        self.assertIn("error", await response.json())
+
+    @inline
+    async def test_readyz_reports_database_and_healthz_only_liveness(self) -> None:
+        response = await treq.get(self.server.url + "/readyz", persistent=False)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(await response.json(), {"database": True, "status": "ok"})
+        response = await treq.get(self.server.url + "/healthz", persistent=False)
+        self.assertEqual((response.code, await response.json()), (200, {"status": "ok"}))
+
+    @inline
+    async def test_readyz_is_503_when_the_database_is_gone(self) -> None:
+        self.server.services.storage.close()
+        response = await treq.get(self.server.url + "/readyz", persistent=False)
+        self.assertEqual((response.code, (await response.json())["status"]), (503, "unready"))
+        response = await treq.get(self.server.url + "/healthz", persistent=False)
+        self.assertEqual(response.code, 200)
