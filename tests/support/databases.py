@@ -1,15 +1,18 @@
-"""Migrated databases for tests, copied from a template migrated once per run.
+"""Migrated databases for tests, without migrating for every test.
 
 SQLite: the first test in a process migrates a template file; every test
 then gets a copy of it (``shutil.copyfile``).
 
-PostgreSQL (when ``UMOC_TEST_POSTGRES`` is set), as Synapse's tests do: the
-first test in a process creates a template database next to the one the
-DSN names and migrates it, then every test gets its own
-``CREATE DATABASE ... TEMPLATE``, dropped when the test ends.  Names are
-random, so parallel trial workers and other runs on the same server never
-meet; the template is dropped when the process exits.  Without the
-variable the PostgreSQL variants skip.
+PostgreSQL (when ``UMOC_TEST_POSTGRES`` is set): a test gets a schema of
+its own, migrated when the process first needed it; when the test ends its
+rows are deleted and its sequences restarted, and the schema goes back to
+the process's pool for the next test.  Emptying a few small tables costs
+far less than creating and migrating a schema, and cloning a database
+(``CREATE DATABASE ... TEMPLATE``) costs more still: it copies the
+template's system catalogs every time.  Schema names are random, so
+parallel trial workers and other runs on the same server never meet; the
+schemas are dropped when the process exits.  Without the variable the
+PostgreSQL variants skip.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import atexit
 import os
 import shutil
 import tempfile
-import urllib.parse
 import uuid
 from typing import Any, Callable
 
@@ -39,69 +41,105 @@ REDIS_URL = os.environ.get("UMOC_TEST_REDIS", "")
 NO_POSTGRES = "UMOC_TEST_POSTGRES is not set: no PostgreSQL to test against"
 NO_REDIS = "UMOC_TEST_REDIS is not set: no Redis to test against"
 
-_templates: dict[str, str] = {}
+_sqlite_templates: list[str] = []
+_free_schemas: list[str] = []
+#: What each schema's ``schema_version`` held once migrated.
+_migrated_versions: dict[str, list[int]] = {}
 
 
-def postgres_dsn(database: str) -> str:
-    """``UMOC_TEST_POSTGRES`` with another database name."""
-    parts = urllib.parse.urlsplit(POSTGRES_DSN)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
-
-
-def _postgres_admin(statement: str) -> None:
-    """Run CREATE/DROP DATABASE on the DSN's own database (they cannot run in a transaction)."""
+def _postgres(statement: str) -> None:
+    """Run one statement on the DSN's database."""
     import psycopg2
 
     conn = psycopg2.connect(POSTGRES_DSN)
     try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
+        with conn, conn.cursor() as cur:
             cur.execute(statement)
     finally:
         conn.close()
 
 
-async def _template(backend: str) -> str:
-    """The migrated template of this process: a file path (SQLite) or a database name (PostgreSQL)."""
-    if backend in _templates:
-        return _templates[backend]
-    if backend == "sqlite":
+async def _sqlite_template() -> str:
+    """This process's migrated template file."""
+    if not _sqlite_templates:
         folder = tempfile.mkdtemp(prefix="umoc-template-")
         atexit.register(shutil.rmtree, folder, True)
-        template = os.path.join(folder, "template.sqlite3")
-        db = Database.sqlite(template)
-    elif backend == "postgres":
-        template = "umoc_template_" + uuid.uuid4().hex[:16]
-        _postgres_admin(f"CREATE DATABASE {template}")
-        atexit.register(_postgres_admin, f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
-        db = Database.postgres(postgres_dsn(template), 1, 1)
-    else:
-        raise ValueError(backend)
+        path = os.path.join(folder, "template.sqlite3")
+        db = Database.sqlite(path)
+        try:
+            await db.migrate()
+        finally:
+            db.close()  # checkpoints the WAL into the file, which is all that is copied
+        _sqlite_templates.append(path)
+    return _sqlite_templates[0]
+
+
+async def _postgres_schema() -> str:
+    """A migrated, empty schema no test is using."""
+    if _free_schemas:
+        return _free_schemas.pop()
+    schema = "umoc_t_" + uuid.uuid4().hex[:16]
+    _postgres(f"CREATE SCHEMA {schema}")
+    atexit.register(_postgres, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    db = Database.postgres(POSTGRES_DSN, 1, 1, schema=schema)
     try:
         await db.migrate()
+        versions = await db.run("test.versions", lambda txn: txn.execute(
+            "SELECT version FROM schema_version ORDER BY version").fetchall())
     finally:
-        # Closing checkpoints SQLite's WAL into the file, and a PostgreSQL
-        # template must have no connection open while it is copied.
         db.close()
-    _templates[backend] = template
-    return template
+    _migrated_versions[schema] = [version for (version,) in versions]
+    return schema
+
+
+def _empty(schema: str) -> None:
+    """Delete every row but the migrations' and restart every sequence, as if freshly migrated; then reuse it.
+
+    Replication role "replica" skips foreign key triggers, so the tables can
+    be emptied in any order (the test DSN's role is a superuser).
+    """
+    import psycopg2
+
+    conn = psycopg2.connect(POSTGRES_DSN)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT format('DELETE FROM %%I.%%I', schemaname, tablename) FROM pg_tables"
+                " WHERE schemaname = %s AND tablename <> 'schema_version'"
+                " UNION ALL SELECT format('SELECT setval(%%L, 1, false)', schemaname || '.' || sequencename)"
+                " FROM pg_sequences WHERE schemaname = %s",
+                (schema, schema),
+            )
+            statements = [row[0] for row in cur.fetchall()]
+            cur.execute(f"SELECT array_agg(version ORDER BY version) FROM {schema}.schema_version")
+            if cur.fetchone()[0] != _migrated_versions.get(schema):
+                # The test changed the schema itself (a newer version, say): not reusable.
+                cur.execute(f"DROP SCHEMA {schema} CASCADE")
+                return
+            cur.execute("SET LOCAL session_replication_role = replica")
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+    _free_schemas.append(schema)
 
 
 async def reopenable_database(test: unittest.TestCase, backend: str) -> Callable[[], Database]:
-    """A factory of `Database` objects that all open the same migrated data, removed when the test ends.
+    """A factory of `Database` objects that all open the same migrated data, given up when the test ends.
 
     For restart tests, and for several nodes sharing one database.
     """
-    template = await _template(backend)
     if backend == "sqlite":
+        template = await _sqlite_template()
         path = os.path.join(tempfile.mkdtemp(prefix="umoc-test-"), "umoc.sqlite3")
         shutil.copyfile(template, path)
         test.addCleanup(shutil.rmtree, os.path.dirname(path), True)
         return lambda: Database.sqlite(path)
-    name = "umoc_t_" + uuid.uuid4().hex[:16]
-    _postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template}")
-    test.addCleanup(threads.deferToThread, _postgres_admin, f"DROP DATABASE {name} WITH (FORCE)")
-    return lambda: Database.postgres(postgres_dsn(name), 1, 5)
+    if backend == "postgres":
+        schema = await _postgres_schema()
+        test.addCleanup(threads.deferToThread, _empty, schema)
+        return lambda: Database.postgres(POSTGRES_DSN, 1, 5, schema=schema)
+    raise ValueError(backend)
 
 
 async def migrated_database(test: unittest.TestCase, backend: str) -> Database:
