@@ -3,43 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import tempfile
 
 import socketio
 import treq
-from twisted.internet import defer, error, protocol, reactor
+from twisted.internet import error, reactor
 from twisted.trial import unittest
 
+from tests.support.daemon import TWISTD, Daemon
 from tests.support.deferreds import blocking, inline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-
-
-class Daemon(protocol.ProcessProtocol):
-    """Collects output; fires ``listening`` with the port and ``ended`` with the exit status."""
-
-    def __init__(self) -> None:
-        self.output = b""
-        self.listening: defer.Deferred[int] = defer.Deferred()
-        self.ended: defer.Deferred[int] = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        match = re.search(rb"UMOC listening on IPv4Address\(type='TCP', host='127.0.0.1', port=(\d+)\)", self.output)
-        if match and not self.listening.called:
-            self.listening.callback(int(match.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: object) -> None:
-        code = getattr(getattr(reason, "value", None), "exitCode", None)
-        if not self.listening.called:
-            self.listening.errback(RuntimeError(self.output.decode(errors="replace")))
-        self.ended.callback(code)
 
 
 class TwistdTests(unittest.TestCase):

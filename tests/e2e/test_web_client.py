@@ -24,8 +24,8 @@ from typing import Any
 from twisted.internet import error, reactor, threads
 from twisted.trial import unittest
 
-from tests.support import inline
-from tests.test_twistd import TWISTD, Daemon
+from tests.support.daemon import TWISTD, Daemon
+from tests.support.deferreds import inline
 
 try:
     from selenium import webdriver

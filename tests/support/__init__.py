@@ -9,5 +9,6 @@
 * `rawclient`: Engine.IO frames by hand, over WebSocket and long-polling.
 * `fakes`: stand-ins for a socket, its transport and an Engine.IO handler.
 * `node`: a node built in-process on a `Clock`, driven through fake sockets.
+* `daemon`: ``twistd -n umoc`` in a subprocess.
 * `web`: ``DummyRequest``-style requests rendered through the node's `Site`.
 """

@@ -6,7 +6,8 @@ import socket
 
 import treq
 
-from tests.support import ServerTestCase, inline, test_config
+from tests.support.deferreds import inline
+from tests.support.server import ServerTestCase, test_config
 from umoc.config import Config
 
 

@@ -7,8 +7,9 @@ server error", and nothing is stored.
 
 from __future__ import annotations
 
-from tests.chat_support import ChatCase
-from tests.support import for_each_backend, inline
+from tests.support.chat import ChatCase
+from tests.support.databases import for_each_backend
+from tests.support.deferreds import inline
 
 NUL_MESSAGE = "the NUL character is not allowed"
 

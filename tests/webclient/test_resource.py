@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import treq
 
-from tests.support import ServerTestCase, inline
+from tests.support.deferreds import inline
+from tests.support.server import ServerTestCase
 from umoc.webclient.resource import CONTENT_SECURITY_POLICY, STATIC_DIR
 
 

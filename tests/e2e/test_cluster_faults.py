@@ -1,7 +1,7 @@
 """Several nodes when things break: Redis gaps, a crashed node, a stopping node.
 
 Real PostgreSQL and Redis, two or three nodes in this process (as
-``tests/test_multinode.py``).  The Redis outage runs against a private
+``tests/e2e/test_multinode.py``).  The Redis outage runs against a private
 ``redis-server`` this test starts and kills on a free port, never against the
 shared one.
 """
@@ -23,21 +23,10 @@ from twisted.application.internet import TimerService
 from twisted.internet import reactor
 from twisted.protocols import portforward
 
-from tests.support import (
-    NO_POSTGRES,
-    NO_REDIS,
-    POSTGRES_DSN,
-    REDIS_URL,
-    Client,
-    Server,
-    ServerTestCase,
-    blocking,
-    inline,
-    postgres_schema,
-    sleep,
-    test_config,
-)
-from umoc.storage.database import Database
+from tests.support.client import Client
+from tests.support.databases import NO_POSTGRES, NO_REDIS, POSTGRES_DSN, REDIS_URL, reopenable_database
+from tests.support.deferreds import blocking, inline, sleep
+from tests.support.server import Server, ServerTestCase, test_config
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -81,7 +70,7 @@ class PrivateRedis:
 
 
 class ClusterCase(ServerTestCase):
-    """Nodes on one PostgreSQL schema and one Redis, people with sockets on them."""
+    """Nodes on one PostgreSQL database and one Redis, people with sockets on them."""
 
     if not POSTGRES_DSN:
         skip = NO_POSTGRES
@@ -93,7 +82,7 @@ class ClusterCase(ServerTestCase):
         self.clients: list[Client] = []
         self.addCleanup(self._disconnect_clients)
         self._inboxes: dict[int, list[dict[str, Any]]] = {}
-        self.schema = postgres_schema(self)
+        self.database = await reopenable_database(self, "postgres")
         self.prefix = f"umoc-test-{uuid.uuid4().hex}:"
 
     async def start_nodes(self, count: int, redis_url: str = REDIS_URL, presence_ttl: float | None = None,
@@ -110,7 +99,7 @@ class ClusterCase(ServerTestCase):
                 config = dataclasses.replace(
                     config, redis=dataclasses.replace(config.redis, presence_ttl=presence_ttl)
                 )
-            node = await self.start_server(config, Database.postgres(POSTGRES_DSN, 1, 5, schema=self.schema))
+            node = await self.start_server(config, self.database())
             await node.service.redis_service.subscribed()
             nodes.append(node)
         return nodes
