@@ -7,6 +7,7 @@ import re
 from tests.support.chat import ChatCase
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, inline
+from tests.support.node import NodeTestCase
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -144,3 +145,31 @@ class ContactTestsMixin:
 
 
 for_each_backend(ContactTestsMixin, ChatCase, globals())
+
+
+class ContactHandlerTests(NodeTestCase):
+    """The contact events in-process: the app's ``on_event`` on a `Clock`, fake sockets, real SQLite."""
+
+    @inline
+    async def test_request_then_accept_tells_both_sides(self) -> None:
+        alice, bob = await self.connected("alice"), await self.connected("bob")
+        added = await self.call(alice, "add_contact", contact_username="bob")
+        self.assertEqual(added, {"user_id": bob.user_id, "username": "bob", "status": "NEW"})
+        self.assertEqual(alice.events("contact_added"), [added])
+        self.assertEqual(bob.events("contact_request"), [{"user_id": alice.user_id, "username": "alice"}])
+        accepted = await self.call(bob, "accept_contact", contact_id=alice.user_id)
+        self.assertEqual(accepted, {"user_id": alice.user_id, "username": "alice", "status": "FRIEND"})
+        self.assertEqual(alice.events("contact_accepted"), [{"user_id": bob.user_id, "username": "bob",
+                                                             "status": "FRIEND"}])
+        contacts = await self.call(alice, "get_contacts")
+        self.assertEqual([(c["username"], c["status"], c["is_online"]) for c in contacts["contacts"]],
+                         [("bob", "FRIEND", True)])
+
+    @inline
+    async def test_unknown_users_and_requests_are_errors_that_change_nothing(self) -> None:
+        alice = await self.connected("alice")
+        self.assertIn("error", await self.call(alice, "add_contact", contact_username="nobody"))
+        self.assertIn("error", await self.call(alice, "add_contact", contact_username="alice"))
+        self.assertIn("error", await self.call(alice, "accept_contact", contact_id=12345))
+        self.assertEqual(await self.call(alice, "get_contacts"), {"contacts": []})
+        self.assertEqual(len(alice.events("error")), 3)

@@ -10,6 +10,8 @@ from tests.support.chat import ChatCase
 from tests.support.client import Client
 from tests.support.databases import for_each_backend, reopenable_database
 from tests.support.deferreds import blocking, inline
+from tests.support.fakes import FakeSocket
+from tests.support.node import NodeTestCase
 from tests.support.server import Server
 from umoc.domain import payloads
 from umoc.domain.access import require_writable_chat
@@ -306,3 +308,34 @@ class DirectMessageTestsMixin:
 
 
 for_each_backend(DirectMessageTestsMixin, ChatCase, globals())
+
+
+class SendMessageHandlerTests(NodeTestCase):
+    """``send_message`` in-process: the app's ``on_event`` on a `Clock`, fake sockets, real SQLite."""
+
+    async def friends(self) -> tuple[FakeSocket, FakeSocket]:
+        alice, bob = await self.connected("alice"), await self.connected("bob")
+        await self.call(alice, "add_contact", contact_username="bob")
+        await self.call(bob, "accept_contact", contact_id=alice.user_id)
+        return alice, bob
+
+    @inline
+    async def test_message_reaches_both_users_and_the_history(self) -> None:
+        alice, bob = await self.friends()
+        sent = await self.call(alice, "send_message", recipient_id=bob.user_id, content="hi", is_group=False)
+        self.assertEqual(set(sent), NEW_MESSAGE_KEYS)
+        self.assertEqual((sent["sender_id"], sent["recipient_id"], sent["content"], sent["type"]),
+                         (alice.user_id, bob.user_id, "hi", "text"))
+        self.assertRegex(sent["timestamp"], ISO)
+        self.assertEqual(bob.events("new_message"), [sent])
+        self.assertEqual(alice.events("new_message"), [sent])
+        history = await self.call(bob, "get_chat_history", chat_id=alice.user_id)
+        self.assertEqual([m["message_id"] for m in history["messages"]], [sent["message_id"]])
+
+    @inline
+    async def test_strangers_cannot_send_and_nothing_is_stored(self) -> None:
+        alice, carol = await self.connected("alice"), await self.connected("carol")
+        answer = await self.call(carol, "send_message", recipient_id=alice.user_id, content="hi")
+        self.assertIn("friends", answer["error"])
+        self.assertEqual(alice.events("new_message"), [])
+        self.assertEqual(await self.db.run("test", lambda t: t.scalar("SELECT COUNT(*) FROM messages")), 0)

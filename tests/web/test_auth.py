@@ -9,7 +9,9 @@ import os
 import treq
 
 from tests.support.deferreds import inline
+from tests.support.node import NodeTestCase
 from tests.support.server import ServerTestCase
+from tests.support.web import Response, request
 
 
 class HttpAuthTests(ServerTestCase):
@@ -78,3 +80,40 @@ class HttpAuthTests(ServerTestCase):
         self.assertEqual((response.code, (await response.json())["status"]), (503, "unready"))
         response = await treq.get(self.server.url + "/healthz", persistent=False)
         self.assertEqual(response.code, 200)
+
+
+class AuthResourceTests(NodeTestCase):
+    """The three endpoints rendered in-process through the node's Site, over a real SQLite database."""
+
+    use_clock = False
+
+    async def post(self, path: str, body: object) -> Response:
+        return await request(self.node.site, "POST", path, body)
+
+    @inline
+    async def test_register_then_login_then_logout(self) -> None:
+        created = await self.post("/api/register", {"username": "alice", "password": "correct horse battery"})
+        self.assertEqual(created.code, 201)
+        self.assertEqual(set(created.json()), {"user_id", "username"})
+        login = await self.post("/api/login", {"username": "alice", "password": "correct horse battery"})
+        self.assertEqual(login.code, 200)
+        body = login.json()
+        self.assertEqual(set(body), {"sessionID", "token", "user_id", "username", "expires_at"})
+        self.assertIsNotNone(await self.storage.users.session(body["sessionID"]))
+        logout = await self.post("/api/logout", {"sessionID": body["sessionID"], "token": body["token"]})
+        self.assertEqual((logout.code, logout.json()), (200, {"ok": True}))
+        self.assertIsNone(await self.storage.users.session(body["sessionID"]))
+        again = await self.post("/api/logout", {"sessionID": body["sessionID"], "token": body["token"]})
+        self.assertEqual((again.code, again.json()), (401, {"error": "Invalid session"}))
+
+    @inline
+    async def test_bad_bodies_are_400_and_wrong_passwords_401(self) -> None:
+        for body in (b"not json", b"[1]", {"username": "alice"}, {"username": 5, "password": "long enough pw"}):
+            response = await self.post("/api/register", body)
+            self.assertEqual(response.code, 400, body)
+            self.assertIn("error", response.json())
+        await self.post("/api/register", {"username": "alice", "password": "correct horse battery"})
+        taken = await self.post("/api/register", {"username": "ALICE", "password": "correct horse battery"})
+        self.assertEqual((taken.code, taken.json()), (409, {"error": "Username already taken"}))
+        wrong = await self.post("/api/login", {"username": "alice", "password": "wrong password"})
+        self.assertEqual((wrong.code, wrong.json()), (401, {"error": "Invalid username or password"}))

@@ -7,7 +7,9 @@ import socket
 import treq
 
 from tests.support.deferreds import inline
+from tests.support.node import NodeTestCase
 from tests.support.server import ServerTestCase, test_config
+from tests.support.web import request
 from umoc.config import Config
 
 
@@ -43,3 +45,26 @@ class MetricsListenTests(ServerTestCase):
         self.assertEqual(response.code, 404)
         response = await treq.get(f"http://127.0.0.1:{self.metrics_port}/api/login", persistent=False)
         self.assertEqual(response.code, 404)
+
+
+class HealthResourceTests(NodeTestCase):
+    """``/healthz``, ``/readyz`` and ``/metrics`` rendered in-process through the node's Site."""
+
+    use_clock = False
+
+    @inline
+    async def test_healthz_is_liveness_and_readyz_asks_the_database(self) -> None:
+        live = await request(self.node.site, "GET", "/healthz")
+        self.assertEqual((live.code, live.json()), (200, {"status": "ok"}))
+        ready = await request(self.node.site, "GET", "/readyz")
+        self.assertEqual((ready.code, ready.json()), (200, {"database": True, "status": "ok"}))
+        self.storage.close()
+        gone = await request(self.node.site, "GET", "/readyz")
+        self.assertEqual((gone.code, gone.json()), (503, {"database": False, "status": "unready"}))
+
+    @inline
+    async def test_metrics_are_prometheus_text_with_the_socket_gauges(self) -> None:
+        response = await request(self.node.site, "GET", "/metrics")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.header("Content-Type"), "text/plain; version=0.0.4")
+        self.assertIn("connected_sockets", response.body.decode())

@@ -1,4 +1,4 @@
-"""The per-request access log is off unless ``server.access_log`` turns it on."""
+"""The Site: the access log (off unless ``server.access_log`` turns it on), routing, origins and CORS."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from twisted.trial import unittest
 from twisted.web import resource
 from twisted.web.test.requesthelper import DummyRequest
 
+from tests.support.deferreds import inline
+from tests.support.node import NodeTestCase
+from tests.support.web import request
 from umoc.config import Config
 from umoc.transport.gate import Gatekeeper
 from umoc.web.accesslog import access_log_formatter
@@ -49,3 +52,40 @@ class AccessLogTests(unittest.TestCase):
     def test_the_client_address_is_the_one_behind_a_trusted_proxy(self) -> None:
         self.assertTrue(logged_lines(True, forwarded_for=b"203.0.113.9").startswith('"203.0.113.9"'))
         self.assertTrue(logged_lines(True).startswith('"192.168.1.1"'))
+
+
+class RoutingTests(NodeTestCase):
+    """The node's one Site, rendered in-process: JSON for unknown paths, origins checked before CORS."""
+
+    use_clock = False
+    config_overrides = {"server": {"allowed_origins": ["https://chat.example"]}, "web_client": {"enabled": False}}
+
+    @inline
+    async def test_unknown_paths_answer_json_404(self) -> None:
+        for path in ("/nope", "/api/nope", "/api/nope/deeper"):
+            response = await request(self.node.site, "GET", path)
+            self.assertEqual((response.code, response.json()), (404, {"error": "Not found"}), path)
+            self.assertEqual(response.header("Content-Type"), "application/json")
+
+    @inline
+    async def test_api_from_a_foreign_origin_is_403_before_any_handler(self) -> None:
+        response = await request(self.node.site, "POST", "/api/register", {"username": "alice", "password": "x" * 12},
+                                 {"Origin": "https://evil.example"})
+        self.assertEqual((response.code, response.json()), (403, {"error": "Origin not allowed"}))
+        self.assertIsNone(await self.storage.users.by_username("alice"))
+
+    @inline
+    async def test_preflight_from_an_allowed_origin_is_answered_with_cors_headers(self) -> None:
+        response = await request(self.node.site, "OPTIONS", "/api/login", headers={
+            "Origin": "https://chat.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        self.assertEqual(response.code, 204)
+        self.assertEqual(response.header("Access-Control-Allow-Origin"), "https://chat.example")
+        self.assertIn("POST", response.header("Access-Control-Allow-Methods"))
+        self.assertEqual(response.header("Access-Control-Allow-Headers"), "content-type")
+
+    @inline
+    async def test_wrong_method_is_405_naming_the_allowed_one(self) -> None:
+        response = await request(self.node.site, "GET", "/api/login")
+        self.assertEqual((response.code, response.json()), (405, {"error": "Method not allowed"}))
+        self.assertEqual(response.header("Allow"), "POST")

@@ -22,7 +22,9 @@ from zope.interface import implementer
 
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, eventually, inline
+from tests.support.node import NodeTestCase
 from tests.support.server import ServerTestCase, test_config
+from tests.support.web import request
 from umoc.credentials import new_token, token_digest
 from umoc.web.uploads import content_disposition
 
@@ -332,3 +334,37 @@ class ContentDispositionTests(unittest.TestCase):
         value.encode("ascii")
         self.assertTrue(value.startswith('attachment; filename="a__b_c__d.txt"; filename*=UTF-8\'\''))
         self.assertNotIn("\r", value)
+
+
+class DownloadResourceTests(NodeTestCase):
+    """``GET /api/files/<id>`` rendered in-process through the node's Site, over a real SQLite database."""
+
+    async def stored(self, data: bytes) -> tuple[str, int, int, int]:
+        """A file from alice to bob, uploaded and shared: its id and the ids of alice, bob and a stranger."""
+        alice, bob, carol = [(await self.user(name)).id for name in ("alice", "bob", "carol")]
+        file_id, now = str(uuid.uuid4()), self.clock.seconds()
+        await self.storage.contacts.request(alice, "bob", now)
+        await self.storage.contacts.accept(bob, alice, now)
+        files = self.storage.files
+        await files.create(file_id, alice, bob, False, "a.txt", "text/plain", len(data), "digest", now, now + 600)
+        self.services.files.path_for(file_id).parent.mkdir(parents=True, exist_ok=True)
+        self.services.files.path_for(file_id).write_bytes(data)
+        self.assertTrue(await files.mark_uploaded(file_id, now))
+        self.assertTrue(await files.claim_completion(file_id, alice, now))
+        return file_id, alice, bob, carol
+
+    async def session_of(self, user_id: int) -> dict[str, str]:
+        token, now = new_token(), self.clock.seconds()
+        await self.storage.users.create_session(user_id, f"s{user_id}", token_digest(token), now, now + 600, 3)
+        return {"X-Session-ID": f"s{user_id}", "X-Session-Token": token}
+
+    @inline
+    async def test_member_downloads_the_bytes_outsider_gets_404_nobody_401(self) -> None:
+        file_id, alice, bob, carol = await self.stored(b"hello file")
+        got = await request(self.node.site, "GET", f"/api/files/{file_id}", headers=await self.session_of(bob))
+        self.assertEqual((got.code, got.body), (200, b"hello file"))
+        self.assertEqual(got.header("X-Content-Type-Options"), "nosniff")
+        outsider = await request(self.node.site, "GET", f"/api/files/{file_id}", headers=await self.session_of(carol))
+        self.assertEqual((outsider.code, outsider.json()), (404, {"error": "Not found"}))
+        nobody = await request(self.node.site, "GET", f"/api/files/{file_id}")
+        self.assertEqual((nobody.code, nobody.json()), (401, {"error": "Invalid or expired session"}))
