@@ -67,6 +67,16 @@ class World:
         return [self.alice, self.bob, self.carol, self.dave, self.eve]
 
 
+UPLOAD = {"file_name": "a.png", "file_size": 4, "file_type": "image/png"}
+COMPLETE = {"file_name": "a.png", "file_type": "image/png"}
+
+
+def group_targets(gid: int) -> tuple[dict[str, Any], ...]:
+    """The group as a chat and as a recipient, and a missing group both ways: (chat, missing chat, to, to missing)."""
+    return ({"chat_id": gid, "is_group": True}, {"chat_id": gid + 1000, "is_group": True},
+            {"recipient_id": gid, "is_group": True}, {"recipient_id": gid + 1000, "is_group": True})
+
+
 def missing_message() -> str:
     return str(uuid.uuid4())
 
@@ -182,14 +192,12 @@ class AccessControlTestsMixin:
         alice, bob, carol, gid = w.alice, w.bob, w.carol, w.gid
         before = await self.snapshot()
         direct, missing_direct = {"chat_id": alice.id}, {"chat_id": MISSING_USER}
-        group, missing_group = {"chat_id": gid, "is_group": True}, {"chat_id": gid + 1000, "is_group": True}
+        group, missing_group, to_group, to_no_group = group_targets(gid)
         to_alice = {"recipient_id": alice.id, "is_group": False}
         to_nobody = {"recipient_id": MISSING_USER, "is_group": False}
-        to_group = {"recipient_id": gid, "is_group": True}
-        to_no_group = {"recipient_id": gid + 1000, "is_group": True}
         text = {"content": "let me in", "type": "text"}
-        upload = {"file_name": "a.png", "file_size": 4, "file_type": "image/png"}
-        complete = {"file_name": "a.png", "file_type": "image/png"}
+        upload = UPLOAD
+        complete = COMPLETE
         errors = await self.refused([
             (carol, "get_chat_info", direct, UNKNOWN_CHAT, missing_direct),
             (carol, "get_chat_info", group, UNKNOWN_CHAT, missing_group),
@@ -235,12 +243,10 @@ class AccessControlTestsMixin:
         w = await self.world()
         alice, bob, dave, eve, gid = w.alice, w.bob, w.dave, w.eve, w.gid
         before = await self.snapshot()
-        group, missing_group = {"chat_id": gid, "is_group": True}, {"chat_id": gid + 1000, "is_group": True}
-        to_group = {"recipient_id": gid, "is_group": True}
-        to_no_group = {"recipient_id": gid + 1000, "is_group": True}
+        group, missing_group, to_group, to_no_group = group_targets(gid)
         text = {"content": "still here?", "type": "text"}
-        upload = {"file_name": "a.png", "file_size": 4, "file_type": "image/png"}
-        complete = {"file_name": "a.png", "file_type": "image/png"}
+        upload = UPLOAD
+        complete = COMPLETE
         errors = await self.refused([
             # The removed member: the group is as unknown to him as a missing one.
             (dave, "get_chat_info", group, UNKNOWN_CHAT, missing_group),

@@ -12,10 +12,8 @@ import dataclasses
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from typing import Any
 
 import socketio
@@ -24,9 +22,10 @@ from twisted.internet import reactor
 from twisted.protocols import portforward
 
 from tests.support.client import Client
-from tests.support.databases import NO_POSTGRES, NO_REDIS, POSTGRES_DSN, REDIS_URL, reopenable_database
+from tests.support.cluster import ClusterTestCase
+from tests.support.databases import REDIS_URL
 from tests.support.deferreds import blocking, inline, sleep
-from tests.support.server import Server, ServerTestCase, test_config
+from tests.support.server import Server
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -69,48 +68,30 @@ class PrivateRedis:
             self.process = None
 
 
-class ClusterCase(ServerTestCase):
+class ClusterCase(ClusterTestCase):
     """Nodes on one PostgreSQL database and one Redis, people with sockets on them."""
-
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
-    elif not REDIS_URL:
-        skip = NO_REDIS
 
     @inline
     async def setUp(self) -> None:
-        self.clients: list[Client] = []
-        self.addCleanup(self._disconnect_clients)
+        await super().setUp()
         self._inboxes: dict[int, list[dict[str, Any]]] = {}
-        self.database = await reopenable_database(self, "postgres")
-        self.prefix = f"umoc-test-{uuid.uuid4().hex}:"
 
     async def start_nodes(self, count: int, redis_url: str = REDIS_URL, presence_ttl: float | None = None,
                           **sections: dict[str, Any]) -> list[Server]:
         nodes = []
         for _ in range(count):
-            config = test_config(
-                tempfile.mkdtemp(prefix="umoc-srv-"),
-                redis={"url": redis_url, "prefix": self.prefix, "bus_check_interval": "0.2s"},
-                **sections,
-            )
+            config = self.node_config({"url": redis_url, "bus_check_interval": "0.2s"}, **sections)
             if presence_ttl is not None:
                 # Shorter than the configuration allows (3s), to keep the test short.
                 config = dataclasses.replace(
                     config, redis=dataclasses.replace(config.redis, presence_ttl=presence_ttl)
                 )
-            node = await self.start_server(config, self.database())
-            await node.service.redis_service.subscribed()
-            nodes.append(node)
+            nodes.append(await self.start_node(config))
         return nodes
 
     async def person(self, node: Server, name: str) -> tuple[dict[str, Any], Client]:
         login = await node.user(name)
-        client = Client(node.url, login)
-        self.clients.append(client)
-        await blocking(client.connect)
-        await client.expect("connection_successful")
-        return login, client
+        return login, await self.connect_to(node, login)
 
     async def befriend(self, a: tuple[dict[str, Any], Client], b: tuple[dict[str, Any], Client]) -> None:
         (login_a, client_a), (login_b, client_b) = a, b

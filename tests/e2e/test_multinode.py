@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-import tempfile
-import uuid
 from typing import Any
 
 import treq
 
-from tests.support.client import Client
-from tests.support.databases import NO_POSTGRES, NO_REDIS, POSTGRES_DSN, REDIS_URL, reopenable_database
+from tests.support.cluster import ClusterTestCase
 from tests.support.deferreds import blocking, eventually, inline, sleep
-from tests.support.server import Server, ServerTestCase, test_config
+from tests.support.server import Server
 
 
-class MultiNodeTests(ServerTestCase):
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
-    elif not REDIS_URL:
-        skip = NO_REDIS
-
+class MultiNodeTests(ClusterTestCase):
     @inline
     async def setUp(self) -> None:
-        self.clients: list[Client] = []
-        self.addCleanup(self._disconnect_clients)
-        database = await reopenable_database(self, "postgres")
-        prefix = f"umoc-test-{uuid.uuid4().hex}:"
-        self.nodes: list[Server] = []
-        for _ in range(2):
-            config = test_config(
-                tempfile.mkdtemp(prefix="umoc-srv-"),
-                redis={"url": REDIS_URL, "prefix": prefix},
-                engineio={"recovery_window": 60},
-            )
-            node = await self.start_server(config, database())
-            await node.service.redis_service.subscribed()
-            self.nodes.append(node)
+        await super().setUp()
+        self.nodes: list[Server] = [
+            await self.start_node(self.node_config(engineio={"recovery_window": 60})) for _ in range(2)
+        ]
         self.a, self.b = self.nodes
-
-    async def connect_to(self, node: Server, login: dict[str, Any]) -> Client:
-        client = Client(node.url, login)
-        self.clients.append(client)
-        await blocking(client.connect)
-        await client.expect("connection_successful")
-        return client
 
     @inline
     async def test_event_emitted_on_one_node_reaches_a_socket_on_the_other(self) -> None:

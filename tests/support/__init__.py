@@ -8,6 +8,7 @@
 * `chat`: named users with sockets, friendships and database peeks (`ChatCase`).
 * `rawclient`: Engine.IO frames by hand, over WebSocket and long-polling.
 * `fakes`: stand-ins for a socket, its transport and an Engine.IO handler.
+* `cluster`: several nodes on one PostgreSQL database and one Redis.
 * `node`: a node built in-process on a `Clock`, driven through fake sockets.
 * `daemon`: ``twistd -n umoc`` in a subprocess.
 * `web`: ``DummyRequest``-style requests rendered through the node's `Site`.
