@@ -33,7 +33,7 @@ from umoc.storage.database import Database
 
 __all__ = [
     "NO_POSTGRES", "NO_REDIS", "POSTGRES_DSN", "REDIS_URL", "DatabaseTestCase", "for_each_backend",
-    "migrated_database", "reopenable_database",
+    "migrated_database", "postgres_schema", "reopenable_database",
 ]
 
 POSTGRES_DSN = os.environ.get("UMOC_TEST_POSTGRES", "")
@@ -124,6 +124,16 @@ def _empty(schema: str) -> None:
     _free_schemas.append(schema)
 
 
+async def postgres_schema(test: unittest.TestCase) -> str:
+    """A migrated schema of this test's own, emptied for the next test when this one ends.
+
+    For code that is given a DSN or a schema rather than a `Database`.
+    """
+    schema = await _postgres_schema()
+    test.addCleanup(threads.deferToThread, _empty, schema)
+    return schema
+
+
 async def reopenable_database(test: unittest.TestCase, backend: str) -> Callable[[], Database]:
     """A factory of `Database` objects that all open the same migrated data, given up when the test ends.
 
@@ -136,8 +146,7 @@ async def reopenable_database(test: unittest.TestCase, backend: str) -> Callable
         test.addCleanup(shutil.rmtree, os.path.dirname(path), True)
         return lambda: Database.sqlite(path)
     if backend == "postgres":
-        schema = await _postgres_schema()
-        test.addCleanup(threads.deferToThread, _empty, schema)
+        schema = await postgres_schema(test)
         return lambda: Database.postgres(POSTGRES_DSN, 1, 5, schema=schema)
     raise ValueError(backend)
 

@@ -19,8 +19,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.protocols import portforward
 
-from tests.chat_support import ChatCase, Person
-from tests.support import NO_POSTGRES, POSTGRES_DSN, inline, postgres_schema, sleep
+from tests.support.chat import ChatCase, Person
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, postgres_schema
+from tests.support.deferreds import inline, sleep
 from umoc.storage.database import Database, Deadline
 
 DEADLINE = 1.0
@@ -129,7 +130,7 @@ class PostgresDeadlineTests(DeadlineMixin, ChatCase):
         port = reactor.listenTCP(0, self.proxy, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         proxied = POSTGRES_DSN.replace(f"{target.hostname}:{target.port or 5432}", f"127.0.0.1:{port.getHost().port}")
-        self.schema = postgres_schema(self)
+        self.schema = await postgres_schema(self)
         db = Database.postgres(proxied, 1, 5, schema=self.schema, deadline=Deadline(reactor, DEADLINE, DEADLINE))
         self.server = await self.start_server(db=db)
         self.clients = []

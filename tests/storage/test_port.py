@@ -22,9 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import treq
 
-from tests.chat_support import Person
-from tests.support import NO_POSTGRES, POSTGRES_DSN, Client, blocking, inline, test_config
-from tests.test_admin import AdminCase
+from tests.support.admin import AdminCase
+from tests.support.chat import Person
+from tests.support.client import Client
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN
+from tests.support.deferreds import blocking, inline
+from tests.support.server import test_config
 from umoc.storage.database import Database
 
 #: Fields that change with time or with who is online, not with the data copied.
