@@ -20,7 +20,7 @@ from twisted.internet import reactor
 from tests.support.admin import PASSWORD, AdminCase
 from tests.support.chat import Person
 from tests.support.client import Client
-from tests.support.databases import NO_POSTGRES, NO_REDIS, POSTGRES_DSN, REDIS_URL, for_each_backend
+from tests.support.databases import NO_CLUSTER, REDIS_URL, for_each_backend
 from tests.support.deferreds import blocking, inline
 from tests.support.server import Server, ServerTestCase
 from umoc import admincli
@@ -344,10 +344,7 @@ class AdminAcrossNodesTests(AdminCase):
     """Two nodes on one PostgreSQL and one Redis; ``umoc-admin`` publishes on their bus."""
 
     backend = "postgres"
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
-    elif not REDIS_URL:
-        skip = NO_REDIS
+    skip = NO_CLUSTER
 
     @inline
     async def setUp(self) -> None:

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from tests.support.client import Client
-from tests.support.databases import NO_POSTGRES, NO_REDIS, POSTGRES_DSN, REDIS_URL, reopenable_database
+from tests.support.databases import NO_CLUSTER, REDIS_URL, reopenable_database
 from tests.support.deferreds import blocking, inline
 from tests.support.server import Server, ServerTestCase, test_config
 
@@ -17,10 +17,7 @@ __all__ = ["ClusterTestCase"]
 class ClusterTestCase(ServerTestCase):
     """Starts no server by itself: each test starts the nodes it needs with `start_node`."""
 
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
-    elif not REDIS_URL:
-        skip = NO_REDIS
+    skip = NO_CLUSTER
 
     @inline
     async def setUp(self) -> None:

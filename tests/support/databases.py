@@ -32,7 +32,7 @@ from umoc.storage import Storage
 from umoc.storage.database import Database
 
 __all__ = [
-    "NO_POSTGRES", "NO_REDIS", "POSTGRES_DSN", "REDIS_URL", "DatabaseTestCase", "for_each_backend",
+    "NO_CLUSTER", "NO_POSTGRES", "NO_REDIS", "POSTGRES_DSN", "REDIS_URL", "DatabaseTestCase", "for_each_backend",
     "migrated_database", "postgres_schema", "reopenable_database",
 ]
 
@@ -40,6 +40,8 @@ POSTGRES_DSN = os.environ.get("UMOC_TEST_POSTGRES", "")
 REDIS_URL = os.environ.get("UMOC_TEST_REDIS", "")
 NO_POSTGRES = "UMOC_TEST_POSTGRES is not set: no PostgreSQL to test against"
 NO_REDIS = "UMOC_TEST_REDIS is not set: no Redis to test against"
+#: The ``skip`` of tests that need both (several nodes): None when both are there.
+NO_CLUSTER = NO_POSTGRES if not POSTGRES_DSN else NO_REDIS if not REDIS_URL else None
 
 _sqlite_templates: list[str] = []
 _free_schemas: list[str] = []
