@@ -411,8 +411,9 @@ def _statements(script: str) -> list[str]:
 
 def _migrate_txn(txn: Txn, migrations: list[tuple[int, str]]) -> int:
     if txn.dialect.name == "postgres":
-        # Two nodes starting together must not both migrate.
-        txn.execute("SELECT pg_advisory_xact_lock(727274)")
+        # Two nodes starting together must not both migrate: one lock per schema, so databases
+        # (or test schemas) that share a server never wait on each other's migrations.
+        txn.execute("SELECT pg_advisory_xact_lock(727274, hashtext(current_schema()))")
     txn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
     )
