@@ -26,9 +26,8 @@ from twisted.web.iweb import IRequest
 
 from umoc.domain.admin import Administration, NotFoundError, user_json
 from umoc.domain.sessions import SessionManager, UsernameTakenError
-from umoc.errors import check_text
 from umoc.storage.admin import UserInfo
-from umoc.web.jsonapi import HttpError, JsonResource, read_json, write_json
+from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
 __all__ = ["admin_resource"]
 
@@ -50,20 +49,13 @@ def _int_arg(request: IRequest, name: bytes, default: int) -> int:
         raise HttpError(400, f"'{name.decode()}' must be a whole number") from None
 
 
-def _string(data: dict[str, Any], key: str, max_length: int = 256) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise HttpError(400, f"'{key}' must be a non-empty string")
-    return check_text(key, value)
-
-
 def _target(data: dict[str, Any]) -> int | str:
     """The account a request names: ``user_id`` (an integer) or ``username``."""
     user_id = data.get("user_id")
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         return user_id
     if "username" in data:
-        return _string(data, "username", 64)
+        return string_field(data, "username", 64)
     raise HttpError(400, "'user_id' (an integer) or 'username' is required")
 
 
@@ -125,7 +117,7 @@ class AdminApi:
             raise HttpError(400, "'is_admin' must be true or false")
         try:
             user = await self._admin.create_user(
-                _string(data, "username", 64), _string(data, "password", 1024), is_admin, caller.username
+                string_field(data, "username", 64), string_field(data, "password", 1024), is_admin, caller.username
             )
         except UsernameTakenError:
             raise HttpError(409, "Username already taken") from None
@@ -144,7 +136,7 @@ class AdminApi:
 
     async def reset_password(self, request: IRequest, caller: UserInfo) -> None:
         data = self._body(request)
-        ended = await self._admin.reset_password(_target(data), _string(data, "password", 1024), caller.username)
+        ended = await self._admin.reset_password(_target(data), string_field(data, "password", 1024), caller.username)
         write_json(request, 200, {"sessions_ended": ended})
 
     async def revoke_sessions(self, request: IRequest, caller: UserInfo) -> None:
@@ -152,7 +144,7 @@ class AdminApi:
         write_json(request, 200, {"sessions_ended": ended})
 
     async def delete_message(self, request: IRequest, caller: UserInfo) -> None:
-        message_id = _string(self._body(request), "message_id", 64)
+        message_id = string_field(self._body(request), "message_id", 64)
         write_json(request, 200, await self._admin.delete_message(message_id, caller.username))
 
     async def registration(self, request: IRequest, caller: UserInfo) -> None:

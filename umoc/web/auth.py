@@ -18,8 +18,6 @@ which caps how many Argon2id verifications run at once.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
@@ -30,18 +28,10 @@ from umoc.domain.sessions import (
     RegistrationRefusedError,
     UsernameTakenError,
 )
-from umoc.errors import check_text
 from umoc.transport.gate import Gatekeeper
-from umoc.web.jsonapi import HttpError, JsonResource, read_json, write_json
+from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
 __all__ = ["auth_resources"]
-
-def _string(data: dict[str, Any], key: str, max_length: int = 256) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise HttpError(400, f"'{key}' must be a non-empty string")
-    return check_text(key, value)
-
 
 class AuthApi:
     """The three endpoints: parse the body, call the `SessionManager`, write JSON."""
@@ -65,9 +55,9 @@ class AuthApi:
     async def register(self, request: IRequest) -> None:
         await self._limit("register", f"ip:{self._ip(request)}")
         data = read_json(request, self._max_body)
-        username = _string(data, "username", 64)
-        password = _string(data, "password", 1024)
-        invite = _string(data, "invite", 256) if data.get("invite") is not None else None
+        username = string_field(data, "username", 64)
+        password = string_field(data, "password", 1024)
+        invite = string_field(data, "invite", 256) if data.get("invite") is not None else None
         try:
             user = await self._sessions.register(username, password, invite)
         except UsernameTakenError as exc:
@@ -80,8 +70,8 @@ class AuthApi:
         ip = self._ip(request)
         await self._limit("login", f"ip:{ip}")
         data = read_json(request, self._max_body)
-        username = _string(data, "username", 64)
-        password = _string(data, "password", 1024)
+        username = string_field(data, "username", 64)
+        password = string_field(data, "password", 1024)
         await self._limit("login_name", f"{username.lower()}|{ip}")
         try:
             login = await self._sessions.login(username, password)
@@ -103,8 +93,8 @@ class AuthApi:
 
     async def logout(self, request: IRequest) -> None:
         data = read_json(request, self._max_body)
-        session_id = _string(data, "sessionID", 64)
-        token = _string(data, "token", 256)
+        session_id = string_field(data, "sessionID", 64)
+        token = string_field(data, "token", 256)
         if not await self._sessions.logout(session_id, token):
             raise HttpError(401, "Invalid session")
         write_json(request, 200, {"ok": True})

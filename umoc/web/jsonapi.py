@@ -11,9 +11,9 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
-from umoc.errors import UserError
+from umoc.errors import UserError, check_text
 
-__all__ = ["HttpError", "JsonResource", "read_json", "write_json"]
+__all__ = ["HttpError", "JsonResource", "read_json", "string_field", "write_json"]
 
 log = Logger()
 
@@ -95,3 +95,11 @@ class JsonResource(resource.Resource):
         else:
             log.failure("Error in HTTP handler", failure)
             write_json(request, 500, {"error": "Internal server error"})
+
+
+def string_field(data: dict[str, Any], key: str, max_length: int = 256) -> str:
+    """``data[key]`` if it is a non-empty string of at most ``max_length`` characters, with no NUL; else 400."""
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise HttpError(400, f"'{key}' must be a non-empty string")
+    return check_text(key, value)
