@@ -212,10 +212,15 @@ def _postgres_open(timeout_ms: int, conn: Any) -> None:
     conn.commit()
 
 
-def _sqlite_open(conn: sqlite3.Connection) -> None:
+#: ``database.sqlite_synchronous`` -> the PRAGMA's value.
+SQLITE_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+
+
+def _sqlite_open(synchronous: str, conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    # FULL: every commit is fsync'd before the caller hears of it, so an ack means durable.
+    conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS[synchronous]}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
 
@@ -272,8 +277,11 @@ class Database:
         self._failures = _FailureLog(deadline.clock.seconds if deadline is not None else time.monotonic)
 
     @classmethod
-    def sqlite(cls, path: str | Path, deadline: Deadline | None = None) -> Database:
+    def sqlite(cls, path: str | Path, deadline: Deadline | None = None, synchronous: str = "full") -> Database:
         """One connection: SQLite serialises writers anyway, and one avoids lock waits.
+
+        ``synchronous`` is ``"full"`` (every commit fsync'd: what is acknowledged
+        survives a power loss) or ``"normal"`` (fsync at checkpoints only).
 
         The directory is made 0700 and the file 0600 (SQLite gives its WAL and
         shared-memory files the database file's mode): chats are private.
@@ -287,7 +295,7 @@ class Database:
             check_same_thread=False,
             cp_min=1,
             cp_max=1,
-            cp_openfun=_sqlite_open,
+            cp_openfun=functools.partial(_sqlite_open, synchronous),
             cp_noisy=False,
         )
         return cls(pool, SQLITE, (sqlite3.IntegrityError,), (sqlite3.OperationalError,), deadline)
@@ -323,12 +331,18 @@ class Database:
 
     @classmethod
     def from_dsn(
-        cls, dsn: str, data_dir: Path, minimum: int = 1, maximum: int = 5, deadline: Deadline | None = None
+        cls,
+        dsn: str,
+        data_dir: Path,
+        minimum: int = 1,
+        maximum: int = 5,
+        deadline: Deadline | None = None,
+        sqlite_synchronous: str = "full",
     ) -> Database:
         if dsn.startswith(("postgresql://", "postgres://")):
             return cls.postgres(dsn, minimum, maximum, deadline=deadline)
         path = dsn[len("sqlite:"):] if dsn.startswith("sqlite:") else ""
-        return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3", deadline)
+        return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3", deadline, sqlite_synchronous)
 
     def run(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
         """Run ``fn(txn, *args)`` in one transaction in a pool thread.
