@@ -1,9 +1,17 @@
 """Messages, reads and the chat list, for direct chats and groups alike.
 
 Every change keeps the counters the lists read (``chats.last_seq``,
-``chats.message_count``, ``user_chats.unread_count``) right in the same
-transaction, so `MessageStore.chat_list` and `MessageStore.history` cost a
-fixed number of queries however many chats or messages there are.
+``chats.message_count`` and each member's ``base_count``, ``sent_count``,
+``read_count``) right in the same transaction, so `MessageStore.chat_list`
+and `MessageStore.history` cost a fixed number of queries however many chats
+or messages there are.
+
+Unread counts are not kept per member per message: a member's unread count is
+the chat's live messages less those live at their join, those they sent and
+those they read since (migration 007).  A message therefore writes the
+message, the sender's own member row and the chat row: O(1) rows whatever
+the group size.  The chat row is written last, so the two senders of a
+direct chat hold their one shared row only for the commit.
 """
 
 from __future__ import annotations
@@ -193,14 +201,17 @@ def _post_txn(
             (message_id, chat_id, sender_id, recipient_id, int(is_group), msg_type, content, encrypted_content, now),
         )
     )
+    # The sender's own row: nobody else's, so no other sender waits on it.
     txn.execute(
-        "UPDATE chats SET message_count = message_count + 1, last_activity = ?,"
-        " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
-        (now, seq, seq, chat_id),
+        "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (sender_id, chat_id)
     )
+    # Last: the one row both sides of a direct chat write, held only until the commit.
+    # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
     txn.execute(
-        "UPDATE user_chats SET unread_count = unread_count + 1 WHERE chat_id = ? AND user_id <> ?",
-        (chat_id, sender_id),
+        "UPDATE chats SET message_count = message_count + 1,"
+        " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
+        " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+        (now, now, seq, seq, chat_id),
     )
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
@@ -222,13 +233,30 @@ def _soft_delete_txn(txn: Txn, message_id: str, now: float, only_sender: int | N
         # Someone else's message looks exactly like a missing one.
         raise RefusedError("Message not found")
     seq, chat_id, sender_id = int(row["seq"]), int(row["chat_id"]), int(row["sender_id"])
-    # The chat row before member rows, in the order sending takes them: no deadlock.
-    txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
+    # Rows in the order sending takes them, so the two never deadlock: a group
+    # message locks the chat row first, then its sender's member row; a direct
+    # message its sender's member row, then (last) the chat row.
+    is_group = txn.scalar("SELECT is_group FROM chats WHERE id = ?", (chat_id,))
+    if is_group:
+        txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
+    else:
+        txn.execute(
+            "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY user_id" + txn.dialect.for_update, (chat_id,)
+        )
     txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq))
+    # The message leaves exactly one of each member's buckets: live at their
+    # join (base), sent by them since, read by them since, or unread.
     txn.execute(
-        "UPDATE user_chats SET unread_count = unread_count - 1"
-        " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ? AND unread_count > 0"
-        " AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
+        "UPDATE user_chats SET base_count = base_count - 1 WHERE chat_id = ? AND joined_seq >= ?", (chat_id, seq)
+    )
+    txn.execute(
+        "UPDATE user_chats SET sent_count = sent_count - 1 WHERE chat_id = ? AND user_id = ? AND joined_seq < ?",
+        (chat_id, sender_id, seq),
+    )
+    txn.execute(
+        "UPDATE user_chats SET read_count = read_count - 1"
+        " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ?"
+        " AND EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
         (chat_id, sender_id, seq, seq),
     )
     txn.execute(
@@ -285,11 +313,10 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
             for r in fresh:
                 if int(r["seq"]) > int(r["joined_seq"]):
                     counted[int(r["chat_id"])] = counted.get(int(r["chat_id"]), 0) + 1
-            for chat_id, n in counted.items():
+            for chat_id, n in sorted(counted.items()):
                 txn.execute(
-                    "UPDATE user_chats SET unread_count = CASE WHEN unread_count > ? THEN unread_count - ? ELSE 0 END"
-                    " WHERE user_id = ? AND chat_id = ?",
-                    (n, n, reader_id, chat_id),
+                    "UPDATE user_chats SET read_count = read_count + ? WHERE user_id = ? AND chat_id = ?",
+                    (n, reader_id, chat_id),
                 )
     return message_ids
 
@@ -300,7 +327,7 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
 def _chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
     rows = txn.execute(
         "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
-        " uc.unread_count,"
+        " c.message_count - uc.base_count - uc.sent_count - uc.read_count AS unread_count,"
         # Primary-key lookups per row, not joins: joined on two columns the
         # planner misjudges the row count badly enough to pick poor plans.
         " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id) AS my_status,"
