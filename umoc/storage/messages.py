@@ -132,11 +132,20 @@ def _message(row: Row, prefix: str = "") -> Message:
 
 
 def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
-    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id."""
+    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id.
+
+    The two senders of a pair take no lock the other waits for: both rows are
+    read ``FOR KEY SHARE``, which only a block or removal (``FOR UPDATE``)
+    waits on, so a message is never stored after a block committed.  The
+    first message of a day per sender writes that sender's own row; only
+    then, once a day, the pair is serialised (a transaction-scoped lock on
+    the pair) so that two first messages at once still see each other and
+    advance the streak.
+    """
     rows = txn.execute(
-        "SELECT owner_id, status, last_sent_day, streak, streak_last_day FROM contacts"
+        "SELECT owner_id, status, last_sent_day FROM contacts"
         " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
-        " ORDER BY owner_id" + txn.dialect.for_update,
+        " ORDER BY owner_id" + txn.dialect.for_key_share,
         (sender_id, recipient_id, recipient_id, sender_id),
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
@@ -145,18 +154,37 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
         raise RefusedError("You can only send direct messages to your friends")
     day = utc_day(now)
     if mine["last_sent_day"] != day:
-        txn.execute(
-            "UPDATE contacts SET last_sent_day = ? WHERE owner_id = ? AND contact_id = ?",
-            (day, sender_id, recipient_id),
-        )
-        if theirs["last_sent_day"] == day:
-            streak, last_day = advance(int(mine["streak"]), mine["streak_last_day"], day)
-            txn.execute(
-                "UPDATE contacts SET streak = ?, streak_last_day = ? WHERE (owner_id = ? AND contact_id = ?)"
-                " OR (owner_id = ? AND contact_id = ?)",
-                (streak, last_day, sender_id, recipient_id, recipient_id, sender_id),
-            )
+        _first_of_day_txn(txn, sender_id, recipient_id, day)
     return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
+
+
+def _first_of_day_txn(txn: Txn, sender_id: int, recipient_id: int, day: int) -> None:
+    """Record the sender's day; when the peer already wrote today, both rows' streak advances."""
+    if txn.dialect.pair_lock:
+        # Int4 keys: ids past 2**31 wrap, and a shared key only serialises two pairs once a day.
+        key = sorted(i % 2**31 for i in (sender_id, recipient_id))
+        txn.execute(txn.dialect.pair_lock, key)
+    # Read again after the pair lock: a peer's first message of the day that committed meanwhile is seen.
+    rows = txn.execute(
+        "SELECT owner_id, last_sent_day, streak, streak_last_day FROM contacts"
+        " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
+        (sender_id, recipient_id, recipient_id, sender_id),
+    ).fetchall()
+    by_owner = {int(r["owner_id"]): r for r in rows}
+    mine, theirs = by_owner[sender_id], by_owner[recipient_id]
+    if mine["last_sent_day"] == day:
+        return
+    txn.execute(
+        "UPDATE contacts SET last_sent_day = ? WHERE owner_id = ? AND contact_id = ?",
+        (day, sender_id, recipient_id),
+    )
+    if theirs["last_sent_day"] == day:
+        streak, last_day = advance(int(mine["streak"]), mine["streak_last_day"], day)
+        txn.execute(
+            "UPDATE contacts SET streak = ?, streak_last_day = ? WHERE (owner_id = ? AND contact_id = ?)"
+            " OR (owner_id = ? AND contact_id = ?)",
+            (streak, last_day, sender_id, recipient_id, recipient_id, sender_id),
+        )
 
 
 def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] | None:
