@@ -470,24 +470,25 @@ class MessageStore:
 
         Raises `RefusedError` when the chat is not writable by the sender.
         """
-        return self._db.run("messages.post",
-            _post_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content,
+        key = recipient_id if is_group else min(sender_id, recipient_id) * 31 + max(sender_id, recipient_id)
+        return self._db.write(
+            key, _post_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content,
             encrypted_content, now,
         )
 
     def delete(self, user_id: int, message_id: str, now: float) -> defer.Deferred[tuple[int, list[int]]]:
         """Soft-delete the sender's own message; ``(chat id, audience)``. Raises `RefusedError`."""
-        return self._db.run("messages.delete", _delete_txn, user_id, message_id, now)
+        return self._db.write(user_id, _delete_txn, user_id, message_id, now)
 
     def moderate_delete(self, message_id: str, now: float) -> defer.Deferred[tuple[int, int, list[int]]]:
         """Soft-delete anybody's message (an administrator's moderation); ``(chat id, sender id, audience)``."""
-        return self._db.run("messages.moderate_delete", _soft_delete_txn, message_id, now, None)
+        return self._db.write(0, _soft_delete_txn, message_id, now, None)
 
     def mark_read(
         self, reader_id: int, sender_id: int, message_ids: list[str], now: float
     ) -> defer.Deferred[list[str]]:
         """Mark messages from ``sender_id`` to the reader (or the reader's groups) read. Raises `RefusedError`."""
-        return self._db.run("messages.mark_read", _read_txn, reader_id, sender_id, message_ids, now)
+        return self._db.write(reader_id, _read_txn, reader_id, sender_id, message_ids, now)
 
     def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
         """Every chat of the user, newest activity first: one query."""
