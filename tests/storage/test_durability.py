@@ -7,7 +7,7 @@ import tempfile
 
 from twisted.trial import unittest
 
-from tests.support import inline
+from tests.support.deferreds import inline
 from umoc.config import parse_config
 from umoc.storage.database import Database
 

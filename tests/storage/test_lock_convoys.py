@@ -7,7 +7,8 @@ import uuid
 import psycopg2
 from twisted.trial import unittest
 
-from tests.support import NO_POSTGRES, POSTGRES_DSN, inline, make_database
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, migrated_database
+from tests.support.deferreds import inline
 from umoc.storage import Storage
 from umoc.storage.database import POSTGRES, Txn, _named_row_cursor
 from umoc.storage.messages import _direct_permission_txn, _post_txn
@@ -21,9 +22,8 @@ class DirectSendersTests(unittest.TestCase):
 
     @inline
     async def setUp(self) -> None:
-        self.db = make_database(self, "postgres")
+        self.db = await migrated_database(self, "postgres")
         self.addCleanup(self.db.close)
-        await self.db.migrate()
         storage = Storage(self.db)
         self.a = (await storage.users.create("a", "x", T0)).id
         self.b = (await storage.users.create("b", "x", T0)).id

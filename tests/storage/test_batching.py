@@ -6,7 +6,8 @@ import uuid
 
 from twisted.internet import defer
 
-from tests.support import DatabaseTestCase, for_each_backend, inline
+from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.storage.batching import BatchWriter
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.support import DatabaseTestCase, for_each_backend, inline
+from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.deferreds import inline
 from umoc.storage.database import Txn
 from umoc.storage.messages import _post_txn, _read_txn
 
