@@ -2,7 +2,7 @@
 
 Rows go in through multi-row ``INSERT ... VALUES`` with bound parameters,
 then the counters the lists read (``chats.last_seq``, ``message_count``,
-``unread_count``) are recomputed, so the result is indistinguishable from
+``base_count``, ``sent_count``, ``read_count``) are recomputed, so the result is indistinguishable from
 the same data sent one message at a time.  Not used by the server itself.
 """
 
@@ -53,10 +53,14 @@ def _recount_txn(txn: Txn, chat_ids: list[int]) -> None:
             chunk,
         )
         txn.execute(
-            "UPDATE user_chats SET unread_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = user_chats.chat_id"
-            " AND m.sender_id <> user_chats.user_id AND m.deleted_at IS NULL AND m.seq > user_chats.joined_seq"
-            " AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = m.seq"
-            " AND r.user_id = user_chats.user_id))"
+            "UPDATE user_chats SET"
+            " base_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = user_chats.chat_id"
+            " AND m.deleted_at IS NULL AND m.seq <= user_chats.joined_seq),"
+            " sent_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = user_chats.chat_id"
+            " AND m.deleted_at IS NULL AND m.seq > user_chats.joined_seq AND m.sender_id = user_chats.user_id),"
+            " read_count = (SELECT COUNT(*) FROM messages m JOIN message_reads r"
+            " ON r.message_seq = m.seq AND r.user_id = user_chats.user_id WHERE m.chat_id = user_chats.chat_id"
+            " AND m.deleted_at IS NULL AND m.seq > user_chats.joined_seq AND m.sender_id <> user_chats.user_id)"
             f" WHERE chat_id IN ({marks})",
             chunk,
         )

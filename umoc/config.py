@@ -122,6 +122,9 @@ class DatabaseConfig:
     timeout: Duration = Duration(5)
     #: Longest a new PostgreSQL connection may take to open.
     connect_timeout: Duration = Duration(5)
+    #: SQLite's ``PRAGMA synchronous``: ``full`` fsyncs every commit (an acknowledged message survives a
+    #: power loss); ``normal`` only at checkpoints (faster, a power loss can lose the last commits).
+    sqlite_synchronous: str = "full"
 
 
 @dataclass(frozen=True)
@@ -407,6 +410,8 @@ def _check(config: Config) -> list[str]:
         bad("database.dsn", 'expected "postgresql://..." or "sqlite:PATH"')
     if config.database.pool_min < 1 or config.database.pool_max < config.database.pool_min:
         bad("database.pool_max", "expected 1 <= pool_min <= pool_max")
+    if config.database.sqlite_synchronous not in ("full", "normal"):
+        bad("database.sqlite_synchronous", "expected one of full, normal")
     if config.redis.url and not _redis_url_ok(config.redis.url):
         bad("redis.url", 'expected "redis://[:PASSWORD@]HOST[:PORT][/DB]" or "unix:/PATH[?db=N]"')
     if config.redis.timeout <= 0:

@@ -43,5 +43,7 @@ def open_storage(config: Config, clock: IReactorTime) -> Storage:
     """The configured database (SQLite under data_dir unless a PostgreSQL DSN is given), with its deadlines."""
     cfg = config.database
     deadline = Deadline(clock, cfg.timeout, cfg.connect_timeout)
-    db = Database.from_dsn(cfg.dsn, Path(config.server.data_dir), cfg.pool_min, cfg.pool_max, deadline)
+    db = Database.from_dsn(
+        cfg.dsn, Path(config.server.data_dir), cfg.pool_min, cfg.pool_max, deadline, cfg.sqlite_synchronous
+    )
     return Storage(db)

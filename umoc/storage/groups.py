@@ -163,8 +163,8 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
         raise RefusedError(f"A group has at most {max_members} members")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
     txn.execute(
-        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_seq)"
-        " SELECT ?, id, 1, 0, ?, last_seq FROM chats WHERE id = ?",
+        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_seq, base_count)"
+        " SELECT ?, id, 1, 0, ?, last_seq, message_count FROM chats WHERE id = ?",
         (user_id, now, group_id),
     )
     txn.execute("UPDATE chats SET member_count = member_count + 1 WHERE id = ?", (group_id,))

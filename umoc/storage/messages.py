@@ -1,9 +1,17 @@
 """Messages, reads and the chat list, for direct chats and groups alike.
 
 Every change keeps the counters the lists read (``chats.last_seq``,
-``chats.message_count``, ``user_chats.unread_count``) right in the same
-transaction, so `MessageStore.chat_list` and `MessageStore.history` cost a
-fixed number of queries however many chats or messages there are.
+``chats.message_count`` and each member's ``base_count``, ``sent_count``,
+``read_count``) right in the same transaction, so `MessageStore.chat_list`
+and `MessageStore.history` cost a fixed number of queries however many chats
+or messages there are.
+
+Unread counts are not kept per member per message: a member's unread count is
+the chat's live messages less those live at their join, those they sent and
+those they read since (migration 007).  A message therefore writes the
+message, the sender's own member row and the chat row: O(1) rows whatever
+the group size.  The chat row is written last, so the two senders of a
+direct chat hold their one shared row only for the commit.
 """
 
 from __future__ import annotations
@@ -124,11 +132,20 @@ def _message(row: Row, prefix: str = "") -> Message:
 
 
 def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
-    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id."""
+    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id.
+
+    The two senders of a pair take no lock the other waits for: both rows are
+    read ``FOR KEY SHARE``, which only a block or removal (``FOR UPDATE``)
+    waits on, so a message is never stored after a block committed.  The
+    first message of a day per sender writes that sender's own row; only
+    then, once a day, the pair is serialised (a transaction-scoped lock on
+    the pair) so that two first messages at once still see each other and
+    advance the streak.
+    """
     rows = txn.execute(
-        "SELECT owner_id, status, last_sent_day, streak, streak_last_day FROM contacts"
+        "SELECT owner_id, status, last_sent_day FROM contacts"
         " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
-        " ORDER BY owner_id" + txn.dialect.for_update,
+        " ORDER BY owner_id" + txn.dialect.for_key_share,
         (sender_id, recipient_id, recipient_id, sender_id),
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
@@ -137,18 +154,37 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
         raise RefusedError("You can only send direct messages to your friends")
     day = utc_day(now)
     if mine["last_sent_day"] != day:
-        txn.execute(
-            "UPDATE contacts SET last_sent_day = ? WHERE owner_id = ? AND contact_id = ?",
-            (day, sender_id, recipient_id),
-        )
-        if theirs["last_sent_day"] == day:
-            streak, last_day = advance(int(mine["streak"]), mine["streak_last_day"], day)
-            txn.execute(
-                "UPDATE contacts SET streak = ?, streak_last_day = ? WHERE (owner_id = ? AND contact_id = ?)"
-                " OR (owner_id = ? AND contact_id = ?)",
-                (streak, last_day, sender_id, recipient_id, recipient_id, sender_id),
-            )
+        _first_of_day_txn(txn, sender_id, recipient_id, day)
     return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
+
+
+def _first_of_day_txn(txn: Txn, sender_id: int, recipient_id: int, day: int) -> None:
+    """Record the sender's day; when the peer already wrote today, both rows' streak advances."""
+    if txn.dialect.pair_lock:
+        # Int4 keys: ids past 2**31 wrap, and a shared key only serialises two pairs once a day.
+        key = sorted(i % 2**31 for i in (sender_id, recipient_id))
+        txn.execute(txn.dialect.pair_lock, key)
+    # Read again after the pair lock: a peer's first message of the day that committed meanwhile is seen.
+    rows = txn.execute(
+        "SELECT owner_id, last_sent_day, streak, streak_last_day FROM contacts"
+        " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
+        (sender_id, recipient_id, recipient_id, sender_id),
+    ).fetchall()
+    by_owner = {int(r["owner_id"]): r for r in rows}
+    mine, theirs = by_owner[sender_id], by_owner[recipient_id]
+    if mine["last_sent_day"] == day:
+        return
+    txn.execute(
+        "UPDATE contacts SET last_sent_day = ? WHERE owner_id = ? AND contact_id = ?",
+        (day, sender_id, recipient_id),
+    )
+    if theirs["last_sent_day"] == day:
+        streak, last_day = advance(int(mine["streak"]), mine["streak_last_day"], day)
+        txn.execute(
+            "UPDATE contacts SET streak = ?, streak_last_day = ? WHERE (owner_id = ? AND contact_id = ?)"
+            " OR (owner_id = ? AND contact_id = ?)",
+            (streak, last_day, sender_id, recipient_id, recipient_id, sender_id),
+        )
 
 
 def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] | None:
@@ -193,14 +229,17 @@ def _post_txn(
             (message_id, chat_id, sender_id, recipient_id, int(is_group), msg_type, content, encrypted_content, now),
         )
     )
+    # The sender's own row: nobody else's, so no other sender waits on it.
     txn.execute(
-        "UPDATE chats SET message_count = message_count + 1, last_activity = ?,"
-        " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
-        (now, seq, seq, chat_id),
+        "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (sender_id, chat_id)
     )
+    # Last: the one row both sides of a direct chat write, held only until the commit.
+    # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
     txn.execute(
-        "UPDATE user_chats SET unread_count = unread_count + 1 WHERE chat_id = ? AND user_id <> ?",
-        (chat_id, sender_id),
+        "UPDATE chats SET message_count = message_count + 1,"
+        " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
+        " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+        (now, now, seq, seq, chat_id),
     )
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
@@ -222,13 +261,30 @@ def _soft_delete_txn(txn: Txn, message_id: str, now: float, only_sender: int | N
         # Someone else's message looks exactly like a missing one.
         raise RefusedError("Message not found")
     seq, chat_id, sender_id = int(row["seq"]), int(row["chat_id"]), int(row["sender_id"])
-    # The chat row before member rows, in the order sending takes them: no deadlock.
-    txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
+    # Rows in the order sending takes them, so the two never deadlock: a group
+    # message locks the chat row first, then its sender's member row; a direct
+    # message its sender's member row, then (last) the chat row.
+    is_group = txn.scalar("SELECT is_group FROM chats WHERE id = ?", (chat_id,))
+    if is_group:
+        txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
+    else:
+        txn.execute(
+            "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY user_id" + txn.dialect.for_update, (chat_id,)
+        )
     txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq))
+    # The message leaves exactly one of each member's buckets: live at their
+    # join (base), sent by them since, read by them since, or unread.
     txn.execute(
-        "UPDATE user_chats SET unread_count = unread_count - 1"
-        " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ? AND unread_count > 0"
-        " AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
+        "UPDATE user_chats SET base_count = base_count - 1 WHERE chat_id = ? AND joined_seq >= ?", (chat_id, seq)
+    )
+    txn.execute(
+        "UPDATE user_chats SET sent_count = sent_count - 1 WHERE chat_id = ? AND user_id = ? AND joined_seq < ?",
+        (chat_id, sender_id, seq),
+    )
+    txn.execute(
+        "UPDATE user_chats SET read_count = read_count - 1"
+        " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ?"
+        " AND EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
         (chat_id, sender_id, seq, seq),
     )
     txn.execute(
@@ -285,11 +341,10 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
             for r in fresh:
                 if int(r["seq"]) > int(r["joined_seq"]):
                     counted[int(r["chat_id"])] = counted.get(int(r["chat_id"]), 0) + 1
-            for chat_id, n in counted.items():
+            for chat_id, n in sorted(counted.items()):
                 txn.execute(
-                    "UPDATE user_chats SET unread_count = CASE WHEN unread_count > ? THEN unread_count - ? ELSE 0 END"
-                    " WHERE user_id = ? AND chat_id = ?",
-                    (n, n, reader_id, chat_id),
+                    "UPDATE user_chats SET read_count = read_count + ? WHERE user_id = ? AND chat_id = ?",
+                    (n, reader_id, chat_id),
                 )
     return message_ids
 
@@ -300,7 +355,7 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
 def _chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
     rows = txn.execute(
         "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
-        " uc.unread_count,"
+        " c.message_count - uc.base_count - uc.sent_count - uc.read_count AS unread_count,"
         # Primary-key lookups per row, not joins: joined on two columns the
         # planner misjudges the row count badly enough to pick poor plans.
         " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id) AS my_status,"
@@ -415,24 +470,25 @@ class MessageStore:
 
         Raises `RefusedError` when the chat is not writable by the sender.
         """
-        return self._db.run("messages.post",
-            _post_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content,
+        key = recipient_id if is_group else min(sender_id, recipient_id) * 31 + max(sender_id, recipient_id)
+        return self._db.write(
+            key, _post_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content,
             encrypted_content, now,
         )
 
     def delete(self, user_id: int, message_id: str, now: float) -> defer.Deferred[tuple[int, list[int]]]:
         """Soft-delete the sender's own message; ``(chat id, audience)``. Raises `RefusedError`."""
-        return self._db.run("messages.delete", _delete_txn, user_id, message_id, now)
+        return self._db.write(user_id, _delete_txn, user_id, message_id, now)
 
     def moderate_delete(self, message_id: str, now: float) -> defer.Deferred[tuple[int, int, list[int]]]:
         """Soft-delete anybody's message (an administrator's moderation); ``(chat id, sender id, audience)``."""
-        return self._db.run("messages.moderate_delete", _soft_delete_txn, message_id, now, None)
+        return self._db.write(0, _soft_delete_txn, message_id, now, None)
 
     def mark_read(
         self, reader_id: int, sender_id: int, message_ids: list[str], now: float
     ) -> defer.Deferred[list[str]]:
         """Mark messages from ``sender_id`` to the reader (or the reader's groups) read. Raises `RefusedError`."""
-        return self._db.run("messages.mark_read", _read_txn, reader_id, sender_id, message_ids, now)
+        return self._db.write(reader_id, _read_txn, reader_id, sender_id, message_ids, now)
 
     def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
         """Every chat of the user, newest activity first: one query."""

@@ -1,0 +1,48 @@
+"""Group commit: writes waiting together share a transaction, each with its own outcome."""
+
+from __future__ import annotations
+
+import uuid
+
+from twisted.internet import defer
+
+from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.deferreds import inline
+from umoc.errors import RefusedError
+from umoc.storage.batching import BatchWriter
+
+T0 = 1_710_072_000.0
+
+
+class GroupCommitTestsMixin:
+    async def user(self, name: str) -> int:
+        return (await self.storage.users.create(name, "x", T0)).id
+
+    def post(self, sender: int, recipient: int, content: str) -> defer.Deferred:
+        return self.storage.messages.post(sender, "n", recipient, False, str(uuid.uuid4()), "text", content, None, T0)
+
+    @inline
+    async def test_a_refused_message_in_a_batch_fails_alone_and_the_others_commit(self) -> None:
+        a, b, stranger = await self.user("a"), await self.user("b"), await self.user("s")
+        await self.storage.contacts.request(a, "b", T0)
+        await self.storage.contacts.accept(b, a, T0)
+        # One lane, so all go through the same queue (PostgreSQL spreads chats over several).
+        writer = self.db.writer = BatchWriter(self.db.run)
+        batches, items = writer.batches, writer.items
+        # The first starts at once on the idle writer; the rest wait for it and go together.
+        sends = [self.post(a, b, "first")]
+        sends += [self.post(a, b, "ok1"), self.post(a, stranger, "refused"), self.post(b, a, "ok2")]
+        results = await defer.DeferredList(sends, consumeErrors=True)
+        self.assertEqual((writer.batches - batches, writer.items - items), (2, 4))
+        self.assertEqual([ok for ok, _ in results], [True, True, False, True])
+        results[2][1].trap(RefusedError)
+        self.assertEqual(results[2][1].getErrorMessage(), "You can only send direct messages to your friends")
+        stored = await self.db.run("t", lambda txn: [r["content"] for r in txn.execute(
+            "SELECT content FROM messages ORDER BY seq").fetchall()])
+        self.assertEqual(stored, ["first", "ok1", "ok2"])
+        history = await self.storage.messages.history(b, a, False, 1, 10)
+        self.assertEqual(history.total_messages, 3)
+        self.assertEqual({e.id: e.unread_count for e in await self.storage.messages.chat_list(b)}, {a: 2})
+
+
+for_each_backend(GroupCommitTestsMixin, DatabaseTestCase, globals())

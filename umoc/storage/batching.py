@@ -1,0 +1,131 @@
+"""Group commit: the writes waiting at the same moment share one transaction and one fsync.
+
+A `BatchWriter` keeps one queue per lane.  While a lane's transaction runs,
+new writes wait in its queue; when it commits, everything queued becomes the
+next transaction.  An idle lane starts at once, so a lone write waits for
+nobody: batching costs no latency, it only appears under load.
+
+Each write still gets its own outcome.  Every item runs inside its own
+``SAVEPOINT``: one refused (not friends, blocked, unknown message) is rolled
+back to its savepoint and answered with its error while the others commit.
+Nobody is answered before the commit, so an acknowledged write is durable.
+
+SQLite has one lane (one writer anyway).  PostgreSQL has several, each a
+pool connection: a write goes to the lane of its key (a direct chat's pair, a
+group), so writes to one chat queue behind each other in one transaction
+instead of waiting on each other's row locks across connections.  A
+deadlock or serialization failure between lanes rolls the item back to its
+savepoint and runs it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+__all__ = ["BatchWriter", "MAX_BATCH"]
+
+#: Most writes in one transaction: bounds a transaction's length (and its deadline's share per write).
+MAX_BATCH = 256
+#: How often an item hit by a deadlock between lanes is tried again within its batch.
+RETRIES = 3
+
+
+@dataclass
+class _Item:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: defer.Deferred = field(default_factory=defer.Deferred)
+
+
+def _batch_txn(
+    txn: Any,
+    items: list[_Item],
+    retry_errors: tuple[type[BaseException], ...],
+    fatal_errors: tuple[type[BaseException], ...],
+) -> list[Any]:
+    """Run each item under its own savepoint; its result, or its `Failure` (rolled back to the savepoint).
+
+    ``fatal_errors`` (the database is not there, a deadline) fail the whole
+    batch: `Database.run` then answers every caller and rolls back.
+    """
+    txn.begin()
+    outcomes: list[Any] = []
+    for item in items:
+        for attempt in range(RETRIES + 1):
+            txn.execute("SAVEPOINT batch_item")
+            try:
+                result = item.fn(txn, *item.args)
+            except Exception as exc:  # each caller gets its own error; the batch goes on
+                if isinstance(exc, fatal_errors):
+                    raise
+                txn.execute("ROLLBACK TO SAVEPOINT batch_item")
+                txn.execute("RELEASE SAVEPOINT batch_item")
+                if isinstance(exc, retry_errors) and attempt < RETRIES:
+                    continue
+                outcomes.append(Failure(exc))
+            else:
+                txn.execute("RELEASE SAVEPOINT batch_item")
+                outcomes.append(result)
+            break
+    return outcomes
+
+
+class BatchWriter:
+    """Coalesces ``run(fn, *args)`` calls into shared transactions on ``lanes`` connections.
+
+    ``run_transaction(desc, fn, *args)`` is `Database.run`: the batch gets the
+    database's deadline, failure logging and rollback.
+    """
+
+    def __init__(
+        self,
+        run_transaction: Callable[..., defer.Deferred],
+        lanes: int = 1,
+        retry_errors: tuple[type[BaseException], ...] = (),
+        fatal_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self._run = run_transaction
+        self._queues: list[list[_Item]] = [[] for _ in range(max(1, lanes))]
+        self._busy = [False] * len(self._queues)
+        self._retry_errors = retry_errors
+        self._fatal_errors = fatal_errors
+        #: Batches committed and items they carried: for tests and the bench.
+        self.batches = 0
+        self.items = 0
+
+    def run(self, key: int, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+        """``fn(txn, *args)`` in the next transaction of ``key``'s lane; fires after it commits."""
+        lane = key % len(self._queues)
+        item = _Item(fn, args)
+        self._queues[lane].append(item)
+        if not self._busy[lane]:
+            self._start(lane)
+        return item.done
+
+    def _start(self, lane: int) -> None:
+        queue = self._queues[lane]
+        batch, self._queues[lane] = queue[:MAX_BATCH], queue[MAX_BATCH:]
+        self._busy[lane] = True
+        d = self._run("batch", _batch_txn, batch, self._retry_errors, self._fatal_errors)
+        d.addBoth(self._finished, lane, batch)
+
+    def _finished(self, outcome: Any, lane: int, batch: list[_Item]) -> None:
+        self._busy[lane] = False
+        if self._queues[lane]:
+            self._start(lane)
+        if isinstance(outcome, Failure):
+            # The transaction as a whole failed (deadline, lost connection): nothing was committed.
+            for item in batch:
+                item.done.errback(outcome)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for item, result in zip(batch, outcome, strict=True):
+            if isinstance(result, Failure):
+                item.done.errback(result)
+            else:
+                item.done.callback(result)
