@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+import txredisapi
 from twisted.application import service
 from twisted.application.internet import TimerService
 from twisted.internet import defer, endpoints
@@ -32,21 +33,30 @@ from twisted.logger import Logger
 from umoc.config import Config
 from umoc.domain.status import StatusAnnouncer
 from umoc.storage import Storage
+from umoc.storage.database import DatabaseUnavailableError
 from umoc.wiring import Cluster, Node, build_node
 
 __all__ = ["Listener", "RedisService", "UmocService", "periodic_task"]
 
 log = Logger()
 
+#: Failures that mean a back-end is slow or away, not that the code is wrong.
+OUTAGES = (defer.TimeoutError, txredisapi.ConnectionError, DatabaseUnavailableError)
+
 
 def periodic_task(interval: float, fn: Callable[[], Awaitable[Any]], clock: IReactorTime) -> TimerService:
     """A `TimerService` running ``fn`` now and every ``interval`` seconds; a failing run is logged, not fatal."""
 
+    name = getattr(fn, "__qualname__", fn)
+
     async def guarded() -> None:
         try:
             await fn()
+        except OUTAGES as exc:
+            # A back-end that is slow or away: expected, reported by the parts that watch it; no traceback.
+            log.warn("Periodic task {name} skipped a run: {why}", name=name, why=str(exc) or type(exc).__name__)
         except Exception:  # noqa: BLE001 - a periodic task must keep running
-            log.failure("Periodic task {name} failed", name=getattr(fn, "__qualname__", fn))
+            log.failure("Periodic task {name} failed", name=name)
 
     timer = TimerService(interval, lambda: defer.ensureDeferred(guarded()))
     timer.clock = clock
