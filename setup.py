@@ -24,6 +24,11 @@ setup(
         "pyyaml>=6.0",
         # Argon2id password hashing (OWASP parameters) instead of hand-tuned scrypt.
         "argon2-cffi>=23.1",
+        # Web Push (issue 16): RFC 8188/8291 aes128gcm payload encryption (what pywebpush uses) ...
+        "http-ece>=1.2",
+        # ... and RFC 8292 VAPID JWTs; both build on cryptography, used directly for the keys.
+        "py-vapid>=1.9",
+        "cryptography>=42",
     ],
     extras_require={
         "test": [

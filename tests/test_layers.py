@@ -13,7 +13,7 @@ From the top to the bottom::
     storage                    SQL
     transport                  WebSocket, long-polling, Engine.IO and Socket.IO sessions
     protocol                   sans-IO codecs
-    ratelimit                  token buckets (memory or a Redis script client it is given)
+    ratelimit outbound         token buckets (memory or a Redis script client it is given); outbound HTTP
     config                     the YAML configuration
     errors timefmt credentials streaks metrics   leaves
 
@@ -40,7 +40,7 @@ PACKAGE = ROOT / "umoc"
 LAYERS: dict[str, int] = {
     "errors": 0, "timefmt": 0, "credentials": 0, "streaks": 0, "metrics": 0,
     "config": 1,
-    "ratelimit": 2,
+    "ratelimit": 2, "outbound": 2,
     "protocol": 3,
     "transport": 4,
     "storage": 5,

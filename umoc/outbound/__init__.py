@@ -1,0 +1,25 @@
+"""Outbound HTTP that must never hold up the event path: Web Push, push gateways, webhooks.
+
+``queue`` bounds what waits and what runs (per destination too, so one dead
+endpoint cannot take every slot); ``http`` is treq with a deadline on the
+whole exchange; ``webpush`` holds the RFC 8291 encryption and RFC 8292
+VAPID signature; ``signing`` the webhook HMAC.  Nothing here knows about
+users or chats: ``umoc.domain.push`` and ``umoc.domain.webhooks`` decide
+what to send to whom.
+"""
+
+from umoc.outbound.http import HttpClient, HttpResult
+from umoc.outbound.queue import OutboundQueue
+from umoc.outbound.signing import sign_webhook, webhook_headers
+from umoc.outbound.webpush import VapidKey, encrypt_payload, load_or_create_vapid_key
+
+__all__ = [
+    "HttpClient",
+    "HttpResult",
+    "OutboundQueue",
+    "VapidKey",
+    "encrypt_payload",
+    "load_or_create_vapid_key",
+    "sign_webhook",
+    "webhook_headers",
+]
