@@ -28,6 +28,7 @@ __all__ = [
     "parse_size",
     "parse_redis_url",
     "RedisTarget",
+    "WEBHOOK_EVENTS",
 ]
 
 
@@ -259,6 +260,63 @@ class WebClientConfig:
     enabled: bool = True
 
 
+#: Webhook event kinds an entry of ``webhooks`` may ask for.
+WEBHOOK_EVENTS = (
+    "message.created",
+    "message.edited",
+    "message.deleted",
+    "user.registered",
+    "contact.accepted",
+    "group.member_added",
+)
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Push notifications to users with no socket anywhere: Web Push, and Matrix push gateways (Sygnal)."""
+
+    #: Matrix push gateways by name (``default`` serves registrations that name none): the base URL,
+    #: ``/_matrix/push/v1/notify`` is appended.  Clients name a gateway, never give its URL.
+    gateways: dict[str, str] = field(default_factory=dict)
+    #: Whether a push carries the message text; otherwise who wrote, in which chat, and the unread count.
+    include_content: bool = False
+    #: Wait this long before pushing; nothing is sent if the user came online or read it meanwhile.
+    delay: Duration = Duration(0)
+    #: The VAPID ``sub`` claim (RFC 8292): how a push service can reach the operator.
+    vapid_subject: str = "mailto:admin@localhost"
+    #: Longest one push request may take.
+    timeout: Duration = Duration(10)
+    #: Push requests in flight at once (per node).
+    concurrency: int = 20
+    #: Pushes waiting for a free slot; beyond this new pushes are dropped and counted.
+    queue_size: int = 10_000
+    #: Accept ``http://`` Web Push endpoints (development and tests only: real push services use https).
+    allow_insecure_endpoints: bool = False
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One integration: where to POST, the HMAC secret, and the event kinds it wants."""
+
+    url: str = ""
+    secret: str = ""
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryConfig:
+    """How webhooks are delivered: timeouts, retries and the queue."""
+
+    timeout: Duration = Duration(10)
+    #: Attempts per delivery (the first included) before it becomes a logged dead letter.
+    max_attempts: int = 6
+    #: Wait before the first retry; doubled for each one after, up to ``max_backoff``.
+    backoff: Duration = Duration(1)
+    max_backoff: Duration = Duration(300)
+    concurrency: int = 10
+    queue_size: int = 10_000
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration."""
@@ -274,6 +332,9 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web_client: WebClientConfig = field(default_factory=WebClientConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
 
     @property
     def data_path(self) -> Path:
@@ -436,6 +497,27 @@ def _check(config: Config) -> list[str]:
         bad("engineio.max_payload", "expected at least 1K")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
+    for name, url in config.push.gateways.items():
+        if not url.startswith(("http://", "https://")):
+            bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')
+    if not config.push.vapid_subject.startswith(("mailto:", "https://")):
+        bad("push.vapid_subject", 'expected "mailto:ADDRESS" or "https://..."')
+    for path, value in (("push.concurrency", config.push.concurrency), ("push.queue_size", config.push.queue_size),
+                        ("webhook_delivery.concurrency", config.webhook_delivery.concurrency),
+                        ("webhook_delivery.queue_size", config.webhook_delivery.queue_size),
+                        ("webhook_delivery.max_attempts", config.webhook_delivery.max_attempts)):
+        if value < 1:
+            bad(path, "expected at least 1")
+    if config.push.timeout <= 0 or config.webhook_delivery.timeout <= 0:
+        bad("push.timeout", "push.timeout and webhook_delivery.timeout must be positive")
+    for i, hook in enumerate(config.webhooks):
+        if not hook.url.startswith(("http://", "https://")):
+            bad(f"webhooks[{i}].url", 'expected a URL "https://..."')
+        if len(hook.secret) < 16:
+            bad(f"webhooks[{i}].secret", "expected a secret of at least 16 characters")
+        unknown = [kind for kind in hook.events if kind not in WEBHOOK_EVENTS]
+        if unknown or not hook.events:
+            bad(f"webhooks[{i}].events", "expected a list of " + ", ".join(WEBHOOK_EVENTS))
     for kind in config.uploads.allowed_types:
         if kind not in ("image", "video", "audio", "file"):
             bad(f"uploads.allowed_types.{kind}", "expected one of image, video, audio, file")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["iso", "iso_or_none", "utc_day"]
+__all__ = ["iso", "iso_or_none", "parse_iso", "utc_day"]
 
 
 def iso(epoch: float) -> str:
@@ -20,3 +20,14 @@ def utc_day(epoch: float) -> int:
     """Days since 1970-01-01 in UTC: the unit streaks count in."""
     return int(epoch // 86400)
 
+
+
+def parse_iso(text: str) -> float:
+    """``2023-01-01T12:00:00Z`` (or with an offset) -> epoch seconds; ValueError otherwise.
+
+    A time without an offset is read as UTC, the only zone UMOC writes.
+    """
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()

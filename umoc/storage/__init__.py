@@ -9,11 +9,13 @@ from twisted.internet.interfaces import IReactorTime
 
 from umoc.config import Config
 from umoc.storage.admin import AdminStore
+from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database, Deadline
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.messages import MessageStore
+from umoc.storage.push import PushStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -30,6 +32,8 @@ class Storage:
         self.groups = GroupStore(db)
         self.files = FileStore(db)
         self.admin = AdminStore(db)
+        self.push = PushStore(db)
+        self.bots = BotStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
