@@ -20,6 +20,16 @@ class Metrics:
         self.latency_sum = 0.0
         self.latency_count = 0
         self.gauges: dict[str, Callable[[], float]] = {}
+        #: Push attempts by (kind, outcome): ``webpush``/``gateway`` and ``sent``, ``gone``, ``failed``, ``dropped``.
+        self.pushes: Counter[tuple[str, str]] = Counter()
+        #: Webhook deliveries by outcome: ``delivered``, ``retried``, ``dead_letter``, ``dropped``.
+        self.webhooks: Counter[str] = Counter()
+
+    def count_push(self, kind: str, outcome: str) -> None:
+        self.pushes[(kind, outcome)] += 1
+
+    def count_webhook(self, outcome: str) -> None:
+        self.webhooks[outcome] += 1
 
     def count_event(self, event: str) -> None:
         self.events[event[:64]] += 1
@@ -44,6 +54,15 @@ class Metrics:
         lines += [f'umoc_events_total{{event="{_label(e)}"}} {n}' for e, n in sorted(self.events.items())]
         lines.append("# TYPE umoc_event_errors_total counter")
         lines += [f'umoc_event_errors_total{{event="{_label(e)}"}} {n}' for e, n in sorted(self.errors.items())]
+        lines.append("# TYPE umoc_pushes_total counter")
+        lines += [
+            f'umoc_pushes_total{{kind="{_label(k)}",outcome="{_label(o)}"}} {n}'
+            for (k, o), n in sorted(self.pushes.items())
+        ]
+        lines.append("# TYPE umoc_webhook_deliveries_total counter")
+        lines += [
+            f'umoc_webhook_deliveries_total{{outcome="{_label(o)}"}} {n}' for o, n in sorted(self.webhooks.items())
+        ]
         lines.append("# TYPE umoc_event_latency_seconds histogram")
         running = 0
         for bound, count in zip(_BUCKETS, self.latency_buckets[:-1], strict=True):

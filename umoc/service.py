@@ -216,6 +216,13 @@ class UmocService(service.MultiService):
         node.services.sessions.stop()
         if not await self._until(node.socketapp.idle(), deadline):
             log.warn("Stopping before every user's status was announced (server.shutdown_timeout)")
+        outbound = defer.DeferredList(
+            [defer.ensureDeferred(node.services.push.close()), defer.ensureDeferred(node.services.webhooks.close())],
+            consumeErrors=True,
+        )
+        if not await self._until(outbound, deadline):
+            log.warn("Stopping with pushes or webhooks still in flight (server.shutdown_timeout)")
+        await node.http.close()
         for child in reversed(list(self)):
             if child.running:
                 try:

@@ -25,12 +25,15 @@ from umoc.config import Config
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
 from umoc.domain.status import StatusAnnouncer
+from umoc.domain.webhooks import Webhooks
 from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
 from umoc.metrics import Metrics
+from umoc.outbound import HttpClient, load_or_create_vapid_key
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter
 from umoc.socketapp import UmocSocketApp
 from umoc.storage import Storage, open_storage
@@ -39,6 +42,8 @@ from umoc.transport.gate import Gatekeeper
 from umoc.transport.recovery import RecoveryStore
 from umoc.transport.socketio import SocketIOConnection
 from umoc.web.admin import admin_resource
+from umoc.web.bots import bot_resource
+from umoc.web.push import push_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
@@ -71,6 +76,8 @@ class Node:
     #: ``/metrics`` on its own endpoint (``metrics.listen``), else None.
     metrics_site: Site | None
     status: StatusAnnouncer
+    #: Outbound HTTP (pushes, webhooks): its connection pool closes when the node stops.
+    http: HttpClient
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> Node:
@@ -105,6 +112,14 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
     metrics = Metrics()
     metrics.gauges["connected_sockets"] = hub.socket_count
     metrics.gauges["connected_users"] = lambda: len(hub.by_user)
+    # One pool of outbound connections for pushes and webhooks; the VAPID key is made on first start.
+    http = HttpClient(reactor, clock)
+    push = PushNotifier(
+        storage, presence, clock, config.push, metrics, http, load_or_create_vapid_key(config.data_path)
+    )
+    webhooks = Webhooks(config.webhooks, config.webhook_delivery, http, clock, metrics)
+    metrics.gauges["push_queue"] = lambda: len(push.queue)
+    metrics.gauges["webhook_queue"] = lambda: len(webhooks.queue)
     services = Services(
         config=config,
         clock=clock,
@@ -115,6 +130,8 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         metrics=metrics,
         sessions=SessionManager(storage.users, hub, clock, config.sessions, config.registration.mode),
         files=FileManager(storage, clock, config.uploads, config.uploads_path),
+        push=push,
+        webhooks=webhooks,
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -137,15 +154,20 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         ),
     )
     uploads = Uploads(services.files, services.sessions, config.max_plain_body)
-    admin = Administration(storage, services.sessions, hub, clock)
+    admin = Administration(storage, services.sessions, hub, clock, webhooks)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
     site = build_site(
         services,
         engine,
         Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
-        {**uploads.resources(), b"admin": admin_resource(admin, services.sessions, config.server.max_body)},
+        {
+            **uploads.resources(),
+            b"admin": admin_resource(admin, services.sessions, config.server.max_body),
+            b"push": push_resource(push),
+            b"bot": bot_resource(services),
+        },
         redis_ping,
     )
     site.requestFactory = uploads.request_factory()
     metrics_site = build_metrics_site(services) if config.metrics.listen else None
-    return Node(services, socketapp, engine, site, cluster, metrics_site, status)
+    return Node(services, socketapp, engine, site, cluster, metrics_site, status, http)

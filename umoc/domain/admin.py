@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from umoc.cluster.hub import Hub
 from umoc.credentials import new_token, token_digest
 from umoc.domain.sessions import SessionManager
+from umoc.domain.webhooks import Webhooks
 from umoc.errors import UserError
 from umoc.storage import Storage
 from umoc.storage.admin import UserInfo
@@ -61,7 +62,16 @@ def user_json(user: UserInfo) -> dict[str, Any]:
 class Administration:
     """Accounts, sessions, moderation, registration mode and invites; ``actor`` names who did it in the log."""
 
-    def __init__(self, storage: Storage, sessions: SessionManager, hub: Hub, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        sessions: SessionManager,
+        hub: Hub,
+        clock: IReactorTime,
+        webhooks: Webhooks | None = None,
+    ) -> None:
+        #: None for ``umoc-admin``, which sends no webhooks.
+        self._webhooks = webhooks
         self._storage = storage
         self._admin = storage.admin
         self._sessions = sessions
@@ -80,7 +90,36 @@ class Administration:
         created = await self._sessions.create_account(username, password, is_admin)
         log.info("Account {username} created by {actor} (admin: {is_admin})",
                  username=created.username, actor=actor, is_admin=is_admin)
+        if self._webhooks is not None:
+            self._webhooks.emit("user.registered", {"user_id": created.id, "username": created.username})
         return await self.user(created.id)
+
+    async def create_bot(self, username: str, actor: str) -> tuple[UserInfo, str]:
+        """A bot account and its API token (shown once; only a digest is kept).
+
+        A bot has no password anyone knows: it acts only through
+        ``/api/bot/`` with its token.
+        """
+        created = await self._sessions.create_account(username, new_token() + new_token())
+        token = new_token()
+        await self._storage.bots.make_bot(created.id, token_digest(token), self._clock.seconds())
+        log.info("Bot {username} created by {actor}", username=created.username, actor=actor)
+        return await self.user(created.id), token
+
+    async def new_bot_token(self, user: int | str, actor: str) -> str:
+        """Another token for an existing bot (or make an account a bot); older tokens stay valid until revoked."""
+        found = await self.user(user)
+        token = new_token()
+        await self._storage.bots.make_bot(found.id, token_digest(token), self._clock.seconds())
+        log.info("New token for bot {username} by {actor}", username=found.username, actor=actor)
+        return token
+
+    async def revoke_bot_tokens(self, user: int | str, actor: str) -> int:
+        found = await self.user(user)
+        count = await self._storage.bots.revoke_tokens(found.id)
+        log.info("Tokens of bot {username} revoked by {actor}: {count}",
+                 username=found.username, actor=actor, count=count)
+        return count
 
     async def list_users(self, search: str | None = None, limit: int = 100, offset: int = 0) -> list[UserInfo]:
         if not 1 <= limit <= MAX_LIST:
@@ -143,6 +182,8 @@ class Administration:
             raise NotFoundError(exc.message) from None
         deleted = {"message_id": message_id, "sender_id": sender_id, "timestamp": iso(now)}
         self._hub.emit_to_users(audience, "message_deleted", deleted)
+        if self._webhooks is not None:
+            self._webhooks.emit("message.deleted", {**deleted, "deleted_by": actor})
         log.info("Message {message_id} in chat {chat_id} deleted by {actor}",
                  message_id=message_id, chat_id=chat_id, actor=actor)
         return deleted

@@ -16,7 +16,9 @@ from umoc.cluster.hub import Hub
 from umoc.cluster.presence import Presence
 from umoc.config import Config
 from umoc.domain.files import FileManager
+from umoc.domain.push import PushNotifier
 from umoc.domain.sessions import SessionManager
+from umoc.domain.webhooks import Webhooks
 from umoc.metrics import Metrics
 from umoc.ratelimit import Ratelimiter
 from umoc.storage import Storage
@@ -35,3 +37,5 @@ class Services:
     metrics: Metrics
     sessions: SessionManager
     files: FileManager
+    push: PushNotifier
+    webhooks: Webhooks

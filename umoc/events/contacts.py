@@ -32,6 +32,7 @@ async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, A
     added = {"user_id": target_id, "username": target_name, "status": NEW}
     ctx.services.hub.emit_to_users([ctx.user_id], "contact_added", added)
     ctx.services.hub.emit_to_users([target_id], "contact_request", {"user_id": ctx.user_id, "username": ctx.username})
+    ctx.services.push.contact_requested(target_id, ctx.user_id, ctx.username)
     return added
 
 
@@ -43,6 +44,10 @@ async def accept_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     ctx.services.hub.emit_to_users([ctx.user_id], "contact_accepted", mine)
     ctx.services.hub.emit_to_users(
         [other_id], "contact_accepted", {"user_id": ctx.user_id, "username": ctx.username, "status": FRIEND}
+    )
+    ctx.services.webhooks.emit(
+        "contact.accepted",
+        {"user_id": ctx.user_id, "username": ctx.username, "requester_id": other_id, "requester_username": other_name},
     )
     return mine
 

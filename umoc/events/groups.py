@@ -76,6 +76,7 @@ async def add_group_member(ctx: EventContext, payload: dict[str, Any]) -> dict[s
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
     info = await ctx.services.storage.groups.info(chat_id, None)
     ctx.services.hub.emit_to_users([m.user_id for m in info.members], "group_member_added", added)
+    ctx.services.webhooks.emit("group.member_added", {**added, "added_by": ctx.user_id})
     return added
 
 

@@ -1,17 +1,16 @@
 """Message events: send, delete, read receipts, typing.
 
-`post_message` is the one way a message enters UMOC (the files events use
-it too): the permission check, the insert and every counter it moves are
-one transaction, and the broadcast happens only after that commits.
+`post_message` is the one way a message enters UMOC from a socket (the
+files events use it too); it is `umoc.domain.messaging.post_message`, which
+bots' messages go through as well.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import messaging
 from umoc.domain.access import MESSAGE_TYPES, require_writable_chat
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
@@ -32,24 +31,10 @@ async def post_message(
     content: str,
     encrypted_content: str | None = None,
 ) -> dict[str, Any]:
-    """Store a message from ``ctx``'s user and deliver ``new_message`` to every socket of its audience.
-
-    The audience is both users of a direct chat, or the group's members at
-    the moment the message is stored (the sender's own sockets included).
-    Returns the ``new_message`` payload.  Raises `UserError` when the user
-    may not write to that chat; nothing is stored then.
-    """
-    if msg_type not in MESSAGE_TYPES:
-        raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
-    message, audience = await (
-        ctx.services.storage.messages.post(
-            ctx.user_id, ctx.username, recipient_id, is_group, str(uuid.uuid4()), msg_type, content,
-            encrypted_content, ctx.now(),
-        )
+    """`umoc.domain.messaging.post_message` as ``ctx``'s user: store, deliver, push, webhooks."""
+    return await messaging.post_message(
+        ctx.services, ctx.user_id, ctx.username, recipient_id, is_group, msg_type, content, encrypted_content
     )
-    payload = payloads.new_message(message)
-    ctx.services.hub.emit_to_users(audience, "new_message", payload, message_id=message.id)
-    return payload
 
 
 async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +65,7 @@ async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     )
     deleted = {"message_id": payload["message_id"], "sender_id": ctx.user_id, "timestamp": iso(now)}
     ctx.services.hub.emit_to_users(audience, "message_deleted", deleted)
+    ctx.services.webhooks.emit("message.deleted", {**deleted, "deleted_by": ctx.user_id})
     return deleted
 
 

@@ -1,6 +1,6 @@
 """Every handler module's ``ROUTES``: `ROUTE_GROUPS` feeds the router's one table."""
 
-from umoc.events import chats, contacts, files, groups, messages, session, sync
+from umoc.events import chats, contacts, files, groups, messages, push, session, sync
 
 ROUTE_GROUPS = [
     session.ROUTES,
@@ -10,4 +10,5 @@ ROUTE_GROUPS = [
     groups.ROUTES,
     files.ROUTES,
     sync.ROUTES,
+    push.ROUTES,
 ]

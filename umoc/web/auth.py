@@ -64,6 +64,7 @@ class AuthApi:
             raise HttpError(409, "Username already taken") from exc
         except RegistrationRefusedError as exc:
             raise HttpError(403, exc.message) from None
+        self._services.webhooks.emit("user.registered", {"user_id": user.id, "username": user.username})
         write_json(request, 201, {"user_id": user.id, "username": user.username})
 
     async def login(self, request: IRequest) -> None:

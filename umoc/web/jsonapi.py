@@ -13,7 +13,7 @@ from twisted.web.iweb import IRequest
 
 from umoc.errors import UserError, check_text
 
-__all__ = ["HttpError", "JsonResource", "read_json", "string_field", "write_json"]
+__all__ = ["HttpError", "JsonFolder", "JsonResource", "read_json", "string_field", "write_json"]
 
 log = Logger()
 
@@ -103,3 +103,26 @@ def string_field(data: dict[str, Any], key: str, max_length: int = 256) -> str:
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise HttpError(400, f"'{key}' must be a non-empty string")
     return check_text(key, value)
+
+
+class _Missing(resource.Resource):
+    isLeaf = True
+
+    def render(self, request: IRequest) -> Any:
+        write_json(request, 404, {"error": "Not found"})
+        return server.NOT_DONE_YET
+
+
+class JsonFolder(resource.Resource):
+    """A path segment holding named children; any other name answers JSON 404."""
+
+    def __init__(self, children: dict[bytes, resource.Resource]) -> None:
+        super().__init__()
+        for name, child in children.items():
+            self.putChild(name, child)
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:
+        return _Missing()
+
+    def render(self, request: IRequest) -> Any:
+        return _Missing().render(request)

@@ -1,0 +1,49 @@
+"""`post_message`: the one way a message enters UMOC, from a socket or a bot.
+
+The permission check, the insert and every counter it moves are one
+transaction; the broadcast to sockets happens only after that commits, and
+then, never waiting, pushes to recipients with no socket and the
+``message.created`` webhook.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from umoc.domain import payloads
+from umoc.domain.access import MESSAGE_TYPES
+from umoc.domain.services import Services
+from umoc.errors import UserError
+
+__all__ = ["post_message"]
+
+
+async def post_message(
+    services: Services,
+    sender_id: int,
+    sender_username: str,
+    recipient_id: int,
+    is_group: bool,
+    msg_type: str,
+    content: str,
+    encrypted_content: str | None = None,
+) -> dict[str, Any]:
+    """Store a message and deliver ``new_message`` to every socket of its audience.
+
+    The audience is both users of a direct chat, or the group's members at
+    the moment the message is stored (the sender's own sockets included).
+    Returns the ``new_message`` payload.  Raises `UserError` when the user
+    may not write to that chat; nothing is stored then.
+    """
+    if msg_type not in MESSAGE_TYPES:
+        raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
+    message, audience = await services.storage.messages.post(
+        sender_id, sender_username, recipient_id, is_group, str(uuid.uuid4()), msg_type, content,
+        encrypted_content, services.clock.seconds(),
+    )
+    payload = payloads.new_message(message)
+    services.hub.emit_to_users(audience, "new_message", payload, message_id=message.id)
+    services.push.message_posted(message, audience)
+    services.webhooks.emit("message.created", payload)
+    return payload

@@ -1,0 +1,364 @@
+"""Push notifications for users with no socket anywhere: the rules, and the sending.
+
+When a message is stored (or a contact request made), `PushNotifier` waits
+``push.delay``, asks `Presence` which recipients are online on any node,
+and for the others asks storage in one transaction who still needs it:
+not a user who read the message meanwhile, muted the chat, or switched
+pushes off, and only while the message is not deleted.  Each of their
+registrations gets one push, through a bounded `OutboundQueue`; nothing on
+the event path waits for any of it.
+
+Only the node that stored the message runs this, so with several nodes a
+message is pushed once, not once per node.
+
+Two kinds of registration::
+
+    webpush   POST <subscription endpoint>        RFC 8291 aes128gcm body, RFC 8292 VAPID
+    gateway   POST <push.gateways[NAME]>/_matrix/push/v1/notify     Matrix Push Gateway API (Sygnal)
+
+A push service's 404 or 410, or a gateway listing the pushkey in
+``rejected``, removes the registration.  Outcomes are counted in
+``umoc_pushes_total{kind,outcome}``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from umoc.cluster.presence import Presence
+from umoc.config import PushConfig
+from umoc.errors import UserError
+from umoc.metrics import Metrics
+from umoc.outbound import HttpClient, OutboundQueue, VapidKey, encrypt_payload
+from umoc.outbound.http import destination
+from umoc.outbound.webpush import valid_subscription_keys
+from umoc.storage import Storage
+from umoc.storage.messages import Message
+from umoc.storage.push import PushTarget, Registration
+from umoc.timefmt import iso
+
+__all__ = ["Notice", "PushNotifier", "registration_json"]
+
+log = Logger()
+
+NOTIFY_PATH = "/_matrix/push/v1/notify"
+#: Longest text a push carries with ``push.include_content`` (the rest is cut): even at four UTF-8
+#: bytes a character, the Web Push payload stays under RFC 8291's 4096 octets.
+MAX_CONTENT = 700
+#: How long a push service keeps a Web Push message for an unreachable device.
+WEBPUSH_TTL = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What one push says, before it is shaped for a kind of registration."""
+
+    #: ``new_message``, ``mention`` or ``contact_request``.
+    type: str
+    event_id: str
+    #: The chat as the recipient names it: the other user's id, or the group id.
+    chat_id: int
+    is_group: bool
+    sender_id: int
+    sender_username: str
+    unread: int
+    content: str | None = None
+    message_type: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def webpush_payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "chat_id": self.chat_id,
+            "is_group": self.is_group,
+            "sender_id": self.sender_id,
+            "sender_username": self.sender_username,
+            "unread": self.unread,
+        }
+        if self.type != "contact_request":
+            body["message_id"] = self.event_id
+            body["message_type"] = self.message_type
+        if self.content is not None:
+            body["content"] = self.content
+        return body
+
+    def gateway_body(self, registration: Registration) -> dict[str, Any]:
+        notification: dict[str, Any] = {
+            "event_id": self.event_id,
+            "room_id": f"{'group' if self.is_group else 'dm'}:{self.chat_id}",
+            "type": "m.room.message" if self.type != "contact_request" else "umoc.contact_request",
+            "sender": self.sender_username,
+            "sender_display_name": self.sender_username,
+            "prio": "high",
+            "counts": {"unread": self.unread},
+            "devices": [
+                {
+                    "app_id": registration.app_id,
+                    "pushkey": registration.target,
+                    "pushkey_ts": int(registration.created_at),
+                    "data": {},
+                }
+            ],
+        }
+        if self.type == "mention":
+            notification["user_is_target"] = True
+        if self.content is not None:
+            notification["content"] = {"msgtype": "m.text", "body": self.content}
+        return {"notification": notification}
+
+
+def registration_json(registration: Registration) -> dict[str, Any]:
+    """A registration as ``push_registrations`` lists it."""
+    body: dict[str, Any] = {
+        "registration_id": registration.id,
+        "kind": registration.kind,
+        "created_at": iso(registration.created_at),
+    }
+    if registration.kind == "webpush":
+        body["endpoint"] = registration.target
+    else:
+        body.update(app_id=registration.app_id, pushkey=registration.target, gateway=registration.gateway)
+    return body
+
+
+def _text(value: Any, name: str, max_length: int) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
+        raise UserError(f"Invalid '{name}': expected 1 to {max_length} characters")
+    return value
+
+
+class PushNotifier:
+    """Registrations, and pushes for messages and contact requests."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        presence: Presence,
+        clock: IReactorTime,
+        config: PushConfig,
+        metrics: Metrics,
+        http: HttpClient | None,
+        vapid: VapidKey | None,
+    ) -> None:
+        self._storage = storage
+        self._presence = presence
+        self._clock = clock
+        self.config = config
+        self._metrics = metrics
+        self._http = http
+        self.vapid = vapid
+        self.queue = OutboundQueue(config.concurrency, config.queue_size)
+        self._timers: set[Any] = set()
+        self._deciding: set[defer.Deferred[None]] = set()
+
+    # -- registrations -----------------------------------------------------
+
+    async def register(self, user_id: int, session_id: str, payload: dict[str, Any]) -> Registration:
+        """Store a registration from a client's ``register_push``; `UserError` for anything not allowed."""
+        now = self._clock.seconds()
+        registration_id = str(uuid.uuid4())
+        if payload["kind"] == "webpush":
+            subscription = payload["subscription"]
+            if not isinstance(subscription, dict):
+                raise UserError("Invalid 'subscription': expected {endpoint, keys: {p256dh, auth}}")
+            endpoint = _text(subscription.get("endpoint"), "subscription.endpoint", 2048)
+            schemes = ("https://", "http://") if self.config.allow_insecure_endpoints else ("https://",)
+            if not endpoint.startswith(schemes):
+                raise UserError("Invalid 'subscription.endpoint': expected an https:// URL")
+            keys = subscription.get("keys")
+            if not isinstance(keys, dict):
+                raise UserError("Invalid 'subscription.keys': expected {p256dh, auth}")
+            p256dh = _text(keys.get("p256dh"), "subscription.keys.p256dh", 128)
+            auth = _text(keys.get("auth"), "subscription.keys.auth", 64)
+            if not valid_subscription_keys(p256dh, auth):
+                raise UserError("Invalid 'subscription.keys': expected a P-256 key and a 16-byte secret")
+            registration = Registration(registration_id, user_id, "webpush", endpoint, p256dh, auth, None, None, now)
+        else:
+            app_id = _text(payload["app_id"], "app_id", 256)
+            pushkey = _text(payload["pushkey"], "pushkey", 1024)
+            gateway = payload["gateway"] or "default"
+            if gateway not in self.config.gateways:
+                raise UserError(f"Unknown push gateway '{gateway[:64]}'")
+            registration = Registration(registration_id, user_id, "gateway", pushkey, None, None, app_id, gateway, now)
+        return await self._storage.push.register(registration, session_id)
+
+    # -- what to push ------------------------------------------------------
+
+    def message_posted(self, message: Message, audience: list[int]) -> None:
+        """A message was stored and delivered to sockets: push it to its offline recipients, later."""
+        recipients = [u for u in dict.fromkeys(audience) if u != message.sender_id]
+        if recipients:
+            self._after_delay(self._push_message, message, recipients)
+
+    def contact_requested(self, user_id: int, from_id: int, from_username: str) -> None:
+        self._after_delay(self._push_contact_request, user_id, from_id, from_username)
+
+    def _after_delay(self, fn: Any, *args: Any) -> None:
+        def run() -> None:
+            d = defer.ensureDeferred(fn(*args))
+            self._deciding.add(d)
+            d.addErrback(lambda f: log.failure("Deciding a push failed", f))
+            d.addBoth(lambda _: self._deciding.discard(d))
+
+        if self.config.delay <= 0:
+            run()
+            return
+
+        def fire() -> None:
+            self._timers.discard(call)
+            run()
+
+        call = self._clock.callLater(self.config.delay, fire)
+        self._timers.add(call)
+
+    async def _offline(self, user_ids: list[int]) -> list[int]:
+        online = await self._presence.online_among(user_ids)
+        return [u for u in user_ids if u not in online]
+
+    async def _push_message(self, message: Message, recipients: list[int]) -> None:
+        offline = await self._offline(recipients)
+        if not offline:
+            return
+        group_id = message.recipient_id if message.is_group else None
+        targets = await self._storage.push.message_targets(
+            message.seq, message.sender_id, group_id, offline, self._clock.seconds()
+        )
+        for target in targets.values():
+            self._send_all(target, self._message_notice(message, target))
+
+    def _message_notice(self, message: Message, target: PushTarget) -> Notice:
+        mentioned = (
+            message.is_group
+            and message.type == "text"
+            and f"@{target.username.lower()}" in message.content.lower()
+        )
+        content = None
+        if self.config.include_content and message.type == "text":
+            content = message.content[:MAX_CONTENT]
+        return Notice(
+            type="mention" if mentioned else "new_message",
+            event_id=message.id,
+            chat_id=message.recipient_id if message.is_group else message.sender_id,
+            is_group=message.is_group,
+            sender_id=message.sender_id,
+            sender_username=message.sender_username,
+            unread=target.unread,
+            content=content,
+            message_type=message.type,
+        )
+
+    async def _push_contact_request(self, user_id: int, from_id: int, from_username: str) -> None:
+        if not await self._offline([user_id]):
+            return
+        targets = await self._storage.push.targets([user_id])
+        for target in targets.values():
+            notice = Notice(
+                type="contact_request",
+                event_id=f"contact_request:{from_id}:{int(self._clock.seconds())}",
+                chat_id=from_id,
+                is_group=False,
+                sender_id=from_id,
+                sender_username=from_username,
+                unread=target.unread,
+            )
+            self._send_all(target, notice)
+
+    # -- sending -----------------------------------------------------------
+
+    def _send_all(self, target: PushTarget, notice: Notice) -> None:
+        for registration in target.registrations:
+            self.send(registration, notice)
+
+    def send(self, registration: Registration, notice: Notice) -> None:
+        """Queue one push; counted as ``dropped`` when the queue is full or there is nowhere to send it."""
+        if self._http is None:
+            self._metrics.count_push(registration.kind, "dropped")
+            return
+        if registration.kind == "webpush":
+            url = registration.target
+            job = lambda: defer.ensureDeferred(self._webpush(registration, notice))  # noqa: E731
+        else:
+            base = self.config.gateways.get(registration.gateway or "default")
+            if base is None:
+                log.warn("Push gateway {name} is no longer configured", name=registration.gateway)
+                self._metrics.count_push(registration.kind, "dropped")
+                return
+            url = base.rstrip("/") + NOTIFY_PATH
+            job = lambda: defer.ensureDeferred(self._gateway(url, registration, notice))  # noqa: E731
+        if not self.queue.submit(destination(url), job):
+            self._metrics.count_push(registration.kind, "dropped")
+
+    async def _webpush(self, registration: Registration, notice: Notice) -> None:
+        assert self._http is not None and self.vapid is not None
+        data = json.dumps(notice.webpush_payload(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        assert registration.p256dh is not None and registration.auth is not None
+        body = encrypt_payload(data, registration.p256dh, registration.auth)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Encoding": "aes128gcm",
+            "TTL": str(WEBPUSH_TTL),
+            "Urgency": "high",
+            "Authorization": self.vapid.authorization(
+                registration.target, self.config.vapid_subject, self._clock.seconds()
+            ),
+        }
+        try:
+            result = await self._http.post(registration.target, body, headers, self.config.timeout)
+        except Exception as exc:  # noqa: BLE001 - timeouts and refused connections alike
+            self._failed(registration, repr(exc))
+            return
+        if 200 <= result.code < 300:
+            self._metrics.count_push("webpush", "sent")
+        elif result.code in (404, 410):
+            await self._gone(registration, f"HTTP {result.code}")
+        else:
+            self._failed(registration, f"HTTP {result.code}")
+
+    async def _gateway(self, url: str, registration: Registration, notice: Notice) -> None:
+        assert self._http is not None
+        body = json.dumps(notice.gateway_body(registration), separators=(",", ":")).encode("utf-8")
+        try:
+            result = await self._http.post(url, body, {"Content-Type": "application/json"}, self.config.timeout)
+        except Exception as exc:  # noqa: BLE001 - timeouts and refused connections alike
+            self._failed(registration, repr(exc))
+            return
+        if not 200 <= result.code < 300:
+            self._failed(registration, f"HTTP {result.code}")
+            return
+        try:
+            rejected = json.loads(result.body or b"{}").get("rejected", [])
+        except (ValueError, AttributeError):
+            rejected = []
+        if isinstance(rejected, list) and registration.target in rejected:
+            await self._gone(registration, "rejected by the gateway")
+        else:
+            self._metrics.count_push("gateway", "sent")
+
+    async def _gone(self, registration: Registration, why: str) -> None:
+        self._metrics.count_push(registration.kind, "gone")
+        log.info("Push registration {id} of user {user} removed: {why}",
+                 id=registration.id, user=registration.user_id, why=why)
+        await self._storage.push.remove(registration.id)
+
+    def _failed(self, registration: Registration, why: str) -> None:
+        self._metrics.count_push(registration.kind, "failed")
+        log.warn("Push to registration {id} ({kind}) failed: {why}",
+                 id=registration.id, kind=registration.kind, why=why)
+
+    # -- stopping ----------------------------------------------------------
+
+    async def close(self) -> None:
+        """Cancel pushes still waiting for ``push.delay``; let those deciding and sending finish."""
+        for call in list(self._timers):
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+        await defer.DeferredList(list(self._deciding), consumeErrors=True)
+        await self.queue.idle()

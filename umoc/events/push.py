@@ -1,0 +1,110 @@
+"""Push events: registrations, chat mutes and the per-user switch.
+
+A registration belongs to the session that made it, and ends with it
+(logout, expiry, revocation).  The rules of what is pushed when are
+`umoc.domain.push.PushNotifier`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from umoc.domain.push import registration_json
+from umoc.errors import UserError
+from umoc.events.router import EventContext, Route
+from umoc.events.schema import SESSION_ID, Bool, Enum, Field, Int, Schema, Str, Uuid
+from umoc.storage.messages import UNKNOWN_CHAT
+from umoc.timefmt import iso_or_none, parse_iso
+
+__all__ = ["ROUTES"]
+
+
+def _object(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UserError(f"Invalid '{name}': expected a JSON object")
+    return value
+
+
+async def register_push(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    if payload["kind"] == "webpush" and payload["subscription"] is None:
+        raise UserError("Missing 'subscription'")
+    if payload["kind"] == "gateway" and (payload["app_id"] is None or payload["pushkey"] is None):
+        raise UserError("Missing 'app_id' or 'pushkey'")
+    registration = await ctx.services.push.register(ctx.user_id, ctx.session_id, payload)
+    return {"registration_id": registration.id, "kind": registration.kind}
+
+
+async def unregister_push(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    if not await ctx.services.storage.push.unregister(ctx.user_id, payload["registration_id"]):
+        raise UserError("Unknown push registration")
+    return {"registration_id": payload["registration_id"]}
+
+
+async def get_push_registrations(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.services.storage.push
+    registrations = await store.registrations(ctx.user_id)
+    return {"registrations": [registration_json(r) for r in registrations], "enabled": await store.enabled(ctx.user_id)}
+
+
+async def set_push_enabled(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    await ctx.services.storage.push.set_enabled(ctx.user_id, payload["enabled"])
+    return {"enabled": payload["enabled"]}
+
+
+async def _require_chat(ctx: EventContext, chat_id: int, is_group: bool) -> None:
+    storage = ctx.services.storage
+    if is_group:
+        known = await storage.groups.is_member(chat_id, ctx.user_id)
+    else:
+        known = (await storage.contacts.get(ctx.user_id, chat_id)) is not None or (
+            await storage.messages.has_direct_chat(ctx.user_id, chat_id)
+        )
+    if not known:
+        raise UserError(UNKNOWN_CHAT)
+
+
+async def mute_chat(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    chat_id, is_group = payload["chat_id"], payload["is_group"]
+    until = None
+    if payload["until"] is not None:
+        try:
+            until = parse_iso(payload["until"])
+        except ValueError:
+            raise UserError("Invalid 'until': expected an ISO 8601 time like 2026-01-01T12:00:00Z") from None
+        if until <= ctx.now():
+            raise UserError("Invalid 'until': expected a time in the future")
+    await _require_chat(ctx, chat_id, is_group)
+    await ctx.services.storage.push.mute(ctx.user_id, chat_id, is_group, until)
+    return {"chat_id": chat_id, "is_group": is_group, "muted": True, "until": iso_or_none(until)}
+
+
+async def unmute_chat(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    chat_id, is_group = payload["chat_id"], payload["is_group"]
+    await ctx.services.storage.push.unmute(ctx.user_id, chat_id, is_group)
+    return {"chat_id": chat_id, "is_group": is_group, "muted": False, "until": None}
+
+
+_CHAT = (SESSION_ID, Int("chat_id"), Bool("is_group", required=False, default=False))
+
+ROUTES = [
+    Route(
+        "register_push",
+        Schema(
+            SESSION_ID,
+            Enum("kind", ("webpush", "gateway")),
+            Field("subscription", _object, required=False),
+            Str("app_id", required=False, max_length=256),
+            Str("pushkey", required=False, max_length=1024),
+            Str("gateway", required=False, max_length=64),
+        ),
+        register_push,
+        response="push_registered",
+    ),
+    Route("unregister_push", Schema(SESSION_ID, Uuid("registration_id")), unregister_push,
+          response="push_unregistered"),
+    Route("get_push_registrations", Schema(SESSION_ID), get_push_registrations, response="push_registrations"),
+    Route("set_push_enabled", Schema(SESSION_ID, Bool("enabled")), set_push_enabled, response="push_settings"),
+    Route("mute_chat", Schema(*_CHAT, Str("until", required=False, max_length=64)), mute_chat,
+          response="chat_muted"),
+    Route("unmute_chat", Schema(*_CHAT), unmute_chat, response="chat_muted"),
+]

@@ -1,0 +1,108 @@
+"""``/api/bot/``: bot accounts act with their API token, ``Authorization: Bearer <token>``.
+
+::
+
+    POST messages {recipient_id, content, is_group?, type?}  -> 201 new_message payload
+    POST accept_contact {contact_id}                          -> 200 {user_id, username, status}
+
+A bot is a user: it sends to friends and to groups it is a member of, as a
+user's ``send_message`` does, under the same ``ratelimits.messages`` bucket;
+it becomes a friend by accepting a contact request.  No token, or one not
+of an active bot, answers 401.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web import resource
+from twisted.web.iweb import IRequest
+
+from umoc.credentials import token_digest
+from umoc.domain.access import MESSAGE_TYPES
+from umoc.domain.messaging import post_message
+from umoc.domain.services import Services
+from umoc.errors import check_text
+from umoc.storage.relations import FRIEND
+from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, write_json
+
+__all__ = ["bot_resource"]
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise HttpError(400, f"'{key}' must be a positive integer")
+    return value
+
+
+class BotApi:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def _bot(self, request: IRequest) -> tuple[int, str]:
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not 0 < len(token) <= 256:
+            raise HttpError(401, "A bot token is required (Authorization: Bearer <token>)", _CHALLENGE)
+        bot = await self._services.storage.bots.by_token(token_digest(token))
+        if bot is None:
+            raise HttpError(401, "Invalid bot token", _CHALLENGE)
+        allowed, retry_after = await self._services.ratelimiter.can_do_action("messages", f"user:{bot[0]}")
+        if not allowed:
+            seconds = str(max(1, int(retry_after + 0.999)))
+            raise HttpError(429, "Too many requests; try again later", {"Retry-After": seconds})
+        return bot
+
+    async def messages(self, request: IRequest) -> None:
+        bot_id, bot_name = await self._bot(request)
+        data = read_json(request, self._services.config.server.max_body)
+        recipient_id = _int(data, "recipient_id")
+        is_group = data.get("is_group", False)
+        if not isinstance(is_group, bool):
+            raise HttpError(400, "'is_group' must be true or false")
+        msg_type = data.get("type", "text")
+        if msg_type not in MESSAGE_TYPES:
+            raise HttpError(400, f"'type' must be one of {', '.join(MESSAGE_TYPES)}")
+        content = data.get("content")
+        limit = self._services.config.messages.max_content_length
+        if not isinstance(content, str) or not 1 <= len(content) <= limit:
+            raise HttpError(400, f"'content' must be 1-{limit} characters")
+        check_text("content", content)
+        if msg_type != "text":
+            try:
+                metadata = json.loads(content)
+            except ValueError:
+                metadata = None
+            if not isinstance(metadata, dict):
+                raise HttpError(400, "'content' of a non-text message must be a JSON object")
+        payload = await post_message(self._services, bot_id, bot_name, recipient_id, is_group, msg_type, content)
+        write_json(request, 201, payload)
+
+    async def accept_contact(self, request: IRequest) -> None:
+        bot_id, bot_name = await self._bot(request)
+        data = read_json(request, self._services.config.server.max_body)
+        requester_id = _int(data, "contact_id")
+        services = self._services
+        other_id, other_name = await services.storage.contacts.accept(bot_id, requester_id, services.clock.seconds())
+        mine = {"user_id": other_id, "username": other_name, "status": FRIEND}
+        services.hub.emit_to_users([bot_id], "contact_accepted", mine)
+        theirs = {"user_id": bot_id, "username": bot_name, "status": FRIEND}
+        services.hub.emit_to_users([other_id], "contact_accepted", theirs)
+        services.webhooks.emit(
+            "contact.accepted",
+            {"user_id": bot_id, "username": bot_name, "requester_id": other_id, "requester_username": other_name},
+        )
+        write_json(request, 200, mine)
+
+
+def bot_resource(services: Services) -> resource.Resource:
+    api = BotApi(services)
+    return JsonFolder({
+        b"messages": JsonResource({b"POST": api.messages}),
+        b"accept_contact": JsonResource({b"POST": api.accept_contact}),
+    })
