@@ -1,0 +1,369 @@
+"""Push notifications and webhooks against real HTTP servers started in the test.
+
+The Web Push endpoint verifies each request's VAPID signature and decrypts
+its body with the subscription's private key; the gateway receives the
+Matrix notify body; the webhook receiver checks the HMAC.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import treq
+
+from tests.chat_support import ChatCase, Person
+from tests.push_support import Gateway, PushService, WebhookReceiver, serve, until
+from tests.support import blocking, inline, sleep
+from umoc.config import Config, parse_config
+from umoc.domain.admin import Administration
+
+SECRET = "s3cret-for-the-webhook-tests"
+
+
+class PushCase(ChatCase):
+    """A server whose push gateway and webhook point at receivers of the test's own."""
+
+    push_overrides: dict[str, Any] = {}
+
+    @inline
+    async def setUp(self) -> None:
+        self.push_service = PushService()
+        await serve(self, self.push_service)
+        self.gateway = Gateway()
+        await serve(self, self.gateway)
+        self.hooks = WebhookReceiver(SECRET)
+        await serve(self, self.hooks)
+        await super().setUp()
+
+    def config_for_test(self, data_dir: str) -> Config:
+        raw = {
+            "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir},
+            "push": {
+                "allow_insecure_endpoints": True,
+                "gateways": {"default": self.gateway.url, "sygnal": self.gateway.url},
+                "timeout": "2s",
+                **self.push_overrides,
+            },
+            "webhook_delivery": {"backoff": "0.05s", "max_attempts": 3, "timeout": "2s"},
+            "webhooks": [{"url": self.hooks.url + "/hook", "secret": SECRET,
+                          "events": ["message.created", "contact.accepted", "user.registered"]}],
+        }
+        return parse_config(raw)
+
+    async def offline(self, person: Person) -> None:
+        """Close every socket of ``person`` and wait until the server sees them gone."""
+        for client in [c for c in self.clients if c.login.get("user_id") == person.id]:
+            await blocking(client.close)
+        hub = self.server.services.hub
+        await until(lambda: not hub.is_local(person.id), what="the user to go offline")
+
+    async def subscribe(self, person: Person, name: str, behaviour: str = "ok") -> str:
+        sub = self.push_service.subscribe(name, behaviour)
+        answer = await person.call("register_push", kind="webpush", subscription=sub.as_json())
+        self.assertEqual(answer["kind"], "webpush", answer)
+        return answer["registration_id"]
+
+    async def send(self, sender: Person, to: Person, text: str = "hello") -> dict[str, Any]:
+        sent = await sender.call("send_message", recipient_id=to.id, content=text)
+        self.assertIn("message_id", sent, sent)
+        return sent
+
+    async def quiet(self, seconds: float = 0.4) -> None:
+        """Give the server time to (wrongly) send something."""
+        await sleep(seconds)
+        await self.server.services.push.queue.idle()
+
+
+class WebPushTests(PushCase):
+    @inline
+    async def test_vapid_public_key_is_served_and_kept_in_the_data_directory(self) -> None:
+        response = await treq.get(self.server.url + "/api/push/vapid_public_key", persistent=False)
+        body = await response.json()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(len(body["public_key"]), 87)  # 65 bytes, base64url without padding
+        key_file = self.server.services.config.data_path / "vapid_private.pem"
+        self.assertEqual(key_file.stat().st_mode & 0o777, 0o600)
+
+    @inline
+    async def test_offline_user_gets_exactly_one_push_per_message_decrypted_and_signed(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        await self.offline(bob)
+        first = await self.send(alice, bob, "first")
+        second = await self.send(alice, bob, "second")
+        await until(lambda: len(self.push_service.for_("bob")) >= 2, what="two pushes")
+        await self.quiet()
+        self.assertEqual(self.push_service.problems, [])
+        pushes = self.push_service.for_("bob")
+        self.assertEqual([p["message_id"] for p in pushes], [first["message_id"], second["message_id"]])
+        self.assertEqual(pushes[0]["type"], "new_message")
+        self.assertEqual((pushes[0]["chat_id"], pushes[0]["is_group"]), (alice.id, False))
+        self.assertEqual(pushes[0]["sender_username"], "alice")
+        self.assertEqual([p["unread"] for p in pushes], [1, 2])
+        self.assertNotIn("content", pushes[0], "push.include_content is off by default")
+        response = await treq.get(self.server.url + "/api/push/vapid_public_key", persistent=False)
+        published = (await response.json())["public_key"]
+        self.assertEqual(set(self.push_service.vapid_keys), {published})
+        metrics = self.server.services.metrics.pushes
+        self.assertEqual(metrics[("webpush", "sent")], 2)
+
+    @inline
+    async def test_online_user_gets_no_push(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        await self.send(alice, bob)
+        await bob.client.expect("new_message")
+        await self.quiet()
+        self.assertEqual(self.push_service.received, [])
+
+    @inline
+    async def test_muted_chat_gets_no_push_until_unmuted(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        muted = await bob.call("mute_chat", chat_id=alice.id, is_group=False)
+        self.assertEqual(muted, {"chat_id": alice.id, "is_group": False, "muted": True, "until": None})
+        await self.offline(bob)
+        await self.send(alice, bob)
+        await self.quiet()
+        self.assertEqual(self.push_service.received, [])
+        client = await self.connect(bob.login)
+        await client.expect("connection_successful")
+        unmuted = await client.call("unmute_chat", client.with_session(chat_id=alice.id, is_group=False))
+        self.assertEqual(unmuted["muted"], False)
+        await self.offline(bob)
+        await self.send(alice, bob)
+        await until(lambda: len(self.push_service.for_("bob")) == 1, what="a push after unmuting")
+
+    @inline
+    async def test_mute_with_an_end_stops_muting_then(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        until_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1.5))
+        muted = await bob.call("mute_chat", chat_id=alice.id, is_group=False, until=until_text)
+        self.assertEqual(muted["until"], until_text)
+        await self.offline(bob)
+        await self.send(alice, bob)
+        await self.quiet()
+        self.assertEqual(self.push_service.received, [])
+        await sleep(2.0)
+        await self.send(alice, bob)
+        await until(lambda: len(self.push_service.for_("bob")) == 1, what="a push once the mute ended")
+
+    @inline
+    async def test_push_switch_off_sends_nothing(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        self.assertEqual(await bob.call("set_push_enabled", enabled=False), {"enabled": False})
+        listed = await bob.call("get_push_registrations")
+        self.assertEqual(listed["enabled"], False)
+        await self.offline(bob)
+        await self.send(alice, bob)
+        await self.quiet()
+        self.assertEqual(self.push_service.received, [])
+
+    @inline
+    async def test_gone_subscription_is_unregistered(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob", behaviour="gone")
+        await self.offline(bob)
+        await self.send(alice, bob)
+        await until(lambda: len(self.push_service.for_("bob")) == 1)
+        await until(lambda: self.server.services.metrics.pushes[("webpush", "gone")] == 1)
+        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM push_registrations"), 0)
+        await self.send(alice, bob)
+        await self.quiet()
+        self.assertEqual(len(self.push_service.for_("bob")), 1, "no push to a removed registration")
+
+    @inline
+    async def test_dead_endpoint_delays_nothing_else(self) -> None:
+        alice, bob, carol = await self.person("alice"), await self.person("bob"), await self.person("carol")
+        await self.befriend(alice, bob)
+        await self.befriend(alice, carol)
+        # Bob's first device is at a push service that never answers; his second and Carol's answer at once.
+        dead = PushService()
+        await serve(self, dead)
+        sub = dead.subscribe("bob-dead", "hang")
+        await bob.call("register_push", kind="webpush", subscription=sub.as_json())
+        await self.subscribe(bob, "bob-phone")
+        await self.subscribe(carol, "carol")
+        await self.offline(bob)
+        await self.offline(carol)
+        for i in range(5):
+            started = time.monotonic()
+            await self.send(alice, bob, f"to bob {i}")
+            await self.send(alice, carol, f"to carol {i}")
+            self.assertLess(time.monotonic() - started, 1.0, "sending waits for no push")
+        await until(lambda: len(self.push_service.for_("bob-phone")) == 5, timeout=1.5, what="bob's phone")
+        await until(lambda: len(self.push_service.for_("carol")) == 5, timeout=1.5, what="carol's pushes")
+        # The dead endpoint holds its own slots only, and its pushes time out as failures.
+        await until(lambda: self.server.services.metrics.pushes[("webpush", "failed")] >= 1, timeout=5)
+
+    @inline
+    async def test_registrations_are_listed_and_end_with_the_session(self) -> None:
+        bob = await self.person("bob")
+        first = await self.subscribe(bob, "one")
+        answer = await bob.call("register_push", kind="gateway", app_id="com.example.umoc", pushkey="fcm-token")
+        listed = await bob.call("get_push_registrations")
+        self.assertEqual([r["registration_id"] for r in listed["registrations"]], [first, answer["registration_id"]])
+        self.assertEqual(listed["registrations"][1]["gateway"], "default")
+        self.assertEqual(await bob.call("unregister_push", registration_id=first), {"registration_id": first})
+        self.assertIn("error", await bob.call("unregister_push", registration_id=first))
+        logout = {"sessionID": bob.login["sessionID"], "token": bob.login["token"]}
+        code, _ = await self.server.post("/api/logout", logout)
+        self.assertEqual(code, 200)
+        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM push_registrations"), 0)
+
+    @inline
+    async def test_registration_refuses_bad_keys_unknown_gateways_and_plain_http(self) -> None:
+        bob = await self.person("bob")
+        sub = self.push_service.subscribe("x").as_json()
+        sub["keys"]["p256dh"] = "AAAA"
+        self.assertIn("error", await bob.call("register_push", kind="webpush", subscription=sub))
+        self.assertIn("error", await bob.call("register_push", kind="gateway", app_id="a", pushkey="k",
+                                              gateway="http://evil.example"))
+        self.assertIn("error", await bob.call("register_push", kind="webpush"))
+
+    @inline
+    async def test_contact_request_is_pushed_to_an_offline_user(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.subscribe(bob, "bob")
+        await self.offline(bob)
+        await alice.call("add_contact", contact_username="bob")
+        await until(lambda: len(self.push_service.for_("bob")) == 1)
+        push = self.push_service.for_("bob")[0]
+        self.assertEqual(
+            (push["type"], push["sender_id"], push["sender_username"]), ("contact_request", alice.id, "alice")
+        )
+
+    @inline
+    async def test_group_mention_is_marked(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        group = await alice.call("create_group", name="team", member_ids=[bob.id])
+        await self.subscribe(bob, "bob")
+        await self.offline(bob)
+        await alice.call("send_message", recipient_id=group["id"], is_group=True, content="hi @Bob")
+        await until(lambda: len(self.push_service.for_("bob")) == 1)
+        push = self.push_service.for_("bob")[0]
+        self.assertEqual((push["type"], push["chat_id"], push["is_group"]), ("mention", group["id"], True))
+
+
+class IncludeContentTests(PushCase):
+    push_overrides = {"include_content": True, "delay": "2s"}
+
+    def message_pushes(self) -> list[dict[str, Any]]:
+        return [p for p in self.push_service.for_("bob") if p["type"] != "contact_request"]
+
+    @inline
+    async def test_content_is_pushed_when_configured(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        await self.offline(bob)
+        await self.send(alice, bob, "the text")
+        await until(lambda: len(self.message_pushes()) == 1)
+        self.assertEqual(self.message_pushes()[0]["content"], "the text")
+
+    @inline
+    async def test_a_message_read_during_the_delay_is_not_pushed(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        await self.offline(bob)
+        sent = await self.send(alice, bob)
+        # Bob reads it from a new socket within push.delay, then leaves again.
+        client = await self.connect(bob.login)
+        await client.expect("connection_successful")
+        await blocking(client.call, "read_receipt",
+                       client.with_session(message_ids=[sent["message_id"]], sender_id=alice.id))
+        await blocking(client.close)
+        await sleep(2.2)
+        await self.server.services.push.queue.idle()
+        self.assertEqual(self.message_pushes(), [])
+
+
+class GatewayTests(PushCase):
+    @inline
+    async def test_gateway_receives_the_matrix_notify_body_and_rejection_unregisters(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await bob.call("register_push", kind="gateway", app_id="com.example.umoc", pushkey="apns-1", gateway="sygnal")
+        await self.offline(bob)
+        sent = await self.send(alice, bob)
+        await until(lambda: len(self.gateway.received) == 1)
+        notification = self.gateway.received[0]["notification"]
+        self.assertEqual(notification["event_id"], sent["message_id"])
+        self.assertEqual(notification["room_id"], f"dm:{alice.id}")
+        self.assertEqual(notification["counts"], {"unread": 1})
+        self.assertEqual(notification["sender"], "alice")
+        self.assertNotIn("content", notification)
+        self.assertEqual(
+            [(d["app_id"], d["pushkey"]) for d in notification["devices"]], [("com.example.umoc", "apns-1")]
+        )
+        self.gateway.reject.add("apns-1")
+        await self.send(alice, bob)
+        await until(lambda: self.server.services.metrics.pushes[("gateway", "gone")] == 1)
+        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM push_registrations"), 0)
+
+
+class WebhookTests(PushCase):
+    @inline
+    async def test_webhooks_are_signed_and_retried_with_backoff(self) -> None:
+        self.hooks.fail_first = 2
+        await self.server.register("dave")
+        await until(lambda: len(self.hooks.received) == 1, what="user.registered after two failures")
+        self.assertEqual(self.hooks.attempts, 3)
+        self.assertEqual(self.hooks.received[0]["data"]["username"], "dave")
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        sent = await self.send(alice, bob, "hook me")
+        await until(lambda: any(h["event"] == "message.created" for h in self.hooks.received))
+        self.assertEqual(self.hooks.problems, [])
+        kinds = [h["event"] for h in self.hooks.received]
+        self.assertEqual(kinds.count("message.created"), 1)
+        created = next(h for h in self.hooks.received if h["event"] == "message.created")
+        self.assertEqual(created["data"]["message_id"], sent["message_id"])
+        self.assertEqual(created["data"]["content"], "hook me")
+        self.assertEqual(set(created), {"event", "id", "created_at", "data"})
+        self.assertIn("contact.accepted", kinds)
+        self.assertEqual(self.server.services.metrics.webhooks["retried"], 2)
+
+    @inline
+    async def test_a_receiver_that_keeps_failing_becomes_a_dead_letter(self) -> None:
+        self.hooks.fail_first = 100
+        await self.server.register("alice")
+        await until(lambda: self.server.services.metrics.webhooks["dead_letter"] == 1)
+        self.assertEqual(self.hooks.attempts, 3)
+        self.flushLoggedErrors()
+
+
+class BotTests(PushCase):
+    @inline
+    async def test_bot_sends_to_a_friend_and_not_to_a_stranger(self) -> None:
+        services = self.server.services
+        admin = Administration(services.storage, services.sessions, services.hub, services.clock)
+        bot_info, token = await admin.create_bot("helperbot", "test")
+        alice, carol = await self.person("alice"), await self.person("carol")
+        await alice.call("add_contact", contact_username="helperbot")
+        headers = {"Authorization": f"Bearer {token}"}
+        code, body = await self.server.post("/api/bot/accept_contact", {"contact_id": alice.id}, headers=headers)
+        self.assertEqual((code, body["status"]), (200, "FRIEND"))
+        code, body = await self.server.post(
+            "/api/bot/messages", {"recipient_id": alice.id, "content": "beep"}, headers=headers
+        )
+        self.assertEqual(code, 201, body)
+        message = await alice.client.expect("new_message")
+        self.assertEqual((message["sender_id"], message["content"]), (bot_info.id, "beep"))
+        code, body = await self.server.post("/api/bot/messages", {"recipient_id": carol.id, "content": "x"},
+                                            headers=headers)
+        self.assertEqual(code, 400, body)
+        code, _ = await self.server.post("/api/bot/messages", {"recipient_id": alice.id, "content": "x"},
+                                         headers={"Authorization": "Bearer wrong"})
+        self.assertEqual(code, 401)
