@@ -7,16 +7,31 @@ Matrix notify body; the webhook receiver checks the HMAC.
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 import time
+import uuid
 from typing import Any
 
 import treq
 
 from tests.chat_support import ChatCase, Person
 from tests.push_support import Gateway, PushService, WebhookReceiver, serve, until
-from tests.support import blocking, inline, sleep
+from tests.support import (
+    NO_POSTGRES,
+    NO_REDIS,
+    POSTGRES_DSN,
+    REDIS_URL,
+    Client,
+    Server,
+    blocking,
+    inline,
+    postgres_schema,
+    sleep,
+)
 from umoc.config import Config, parse_config
 from umoc.domain.admin import Administration
+from umoc.storage.database import Database
 
 SECRET = "s3cret-for-the-webhook-tests"
 
@@ -367,3 +382,70 @@ class BotTests(PushCase):
         code, _ = await self.server.post("/api/bot/messages", {"recipient_id": alice.id, "content": "x"},
                                          headers={"Authorization": "Bearer wrong"})
         self.assertEqual(code, 401)
+
+
+class TwoNodePushTests(PushCase):
+    """Two nodes on one PostgreSQL schema and one Redis: each message is pushed once, and not to a user online on
+    the other node."""
+
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
+    elif not REDIS_URL:
+        skip = NO_REDIS
+
+    @inline
+    async def setUp(self) -> None:
+        await super().setUp()
+        schema = postgres_schema(self)
+        prefix = f"umoc-test-{uuid.uuid4().hex}:"
+        self.nodes: list[Server] = []
+        for _ in range(2):
+            data_dir = tempfile.mkdtemp(prefix="umoc-srv-")
+            config = self.config_for_test(data_dir)
+            config = dataclasses.replace(config, redis=dataclasses.replace(config.redis, url=REDIS_URL, prefix=prefix))
+            node = await self.start_server(config, Database.postgres(POSTGRES_DSN, 1, 5, schema=schema))
+            await node.service.redis_service.subscribed()
+            self.nodes.append(node)
+
+    async def on(self, node: Server, name: str) -> Person:
+        login = await node.user(name)
+        client = Client(node.url, login)
+        self.clients.append(client)
+        await blocking(client.connect)
+        await client.expect("connection_successful")
+        return Person(login, client)
+
+    @inline
+    async def test_exactly_one_push_per_message_and_none_while_online_on_the_other_node(self) -> None:
+        a, b = self.nodes
+        alice, bob = await self.on(b, "alice"), await self.on(a, "bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        # Bob online on node A: Alice's message through node B pushes nothing.
+        await self.send(alice, bob, "while online")
+        await bob.client.expect("new_message")
+        await sleep(0.5)
+        self.assertEqual(self.push_service.for_("bob"), [])
+        await blocking(bob.client.close)
+        await until(lambda: not a.services.hub.is_local(bob.id))
+        await until_deferred(lambda: b.services.presence.online_among([bob.id]), set())
+        sent = [await self.send(alice, bob, f"offline {i}") for i in range(3)]
+        await until(lambda: len(self.push_service.for_("bob")) >= 3)
+        await sleep(0.5)
+        for node in self.nodes:
+            await node.services.push.queue.idle()
+        # Exactly one push per message (they may arrive in any order: several are in flight at once).
+        self.assertEqual(
+            sorted(p["message_id"] for p in self.push_service.for_("bob")), sorted(m["message_id"] for m in sent)
+        )
+        self.assertEqual(self.push_service.problems, [])
+        self.assertEqual(a.services.metrics.pushes[("webpush", "sent")], 0)
+        self.assertEqual(b.services.metrics.pushes[("webpush", "sent")], 3)
+
+
+async def until_deferred(fn: Any, expected: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (await fn()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expected!r}")
+        await sleep(0.05)
