@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'default' goes back to each node's registration.mode")
     p = command("create-invite", "print a new invite code (for registration mode 'invite')")
     p.add_argument("--uses", type=int, default=1, help="registrations it allows (default 1)")
+    p = command("create-bot", "create a bot account and print its API token (for /api/bot/)")
+    p.add_argument("username")
+    p = command("bot-token", "print a new API token for a bot (its other tokens stay valid)")
+    p.add_argument("username")
+    p = command("revoke-bot-tokens", "revoke every API token of a bot")
+    p.add_argument("username")
     p = command("port-db", "copy a SQLite database into an empty PostgreSQL database")
     p.add_argument("--from", dest="source", metavar="sqlite:PATH",
                    help="the SQLite database (default: the configured one)")
@@ -240,6 +246,15 @@ class Cli:
                 )
             origin = "set in the database" if source == "database" else "registration.mode in the configuration"
             self.result(f"Registration is {mode} ({origin})", {"mode": mode, "source": source})
+        elif args.command == "create-bot":
+            user, token = await admin.create_bot(args.username, ACTOR)
+            self.result(token, {"user": user_json(user), "token": token})
+        elif args.command == "bot-token":
+            token = await admin.new_bot_token(name, ACTOR)
+            self.result(token, {"token": token})
+        elif args.command == "revoke-bot-tokens":
+            count = await admin.revoke_bot_tokens(name, ACTOR)
+            self.result(f"{count} tokens of {name} revoked", {"revoked": count})
         elif args.command == "create-invite":
             code = await admin.create_invite(args.uses, None, ACTOR)
             self.result(code, {"invite": code, "uses": args.uses})
