@@ -99,8 +99,10 @@ def _targets_txn(txn: Txn, user_ids: list[int]) -> dict[int, PushTarget]:
     unread = {
         int(r["user_id"]): int(r["unread"] or 0)
         for r in txn.execute(
-            "SELECT user_id, SUM(unread_count) AS unread FROM user_chats WHERE user_id IN " + in_clause(ids)
-            + " GROUP BY user_id",
+            # The unread count as the chat list computes it (migration 007), summed for the badge.
+            "SELECT uc.user_id, SUM(c.message_count - uc.base_count - uc.sent_count - uc.read_count) AS unread"
+            " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id WHERE uc.user_id IN " + in_clause(ids)
+            + " GROUP BY uc.user_id",
             ids,
         ).fetchall()
     }

@@ -28,7 +28,7 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.trial import unittest
 from twisted.web import resource, server
 
-from tests.support import sleep
+from tests.support.deferreds import sleep
 
 
 def b64url(data: bytes) -> str:

@@ -15,23 +15,14 @@ from typing import Any
 
 import treq
 
-from tests.chat_support import ChatCase, Person
-from tests.push_support import Gateway, PushService, WebhookReceiver, serve, until
-from tests.support import (
-    NO_POSTGRES,
-    NO_REDIS,
-    POSTGRES_DSN,
-    REDIS_URL,
-    Client,
-    Server,
-    blocking,
-    inline,
-    postgres_schema,
-    sleep,
-)
+from tests.support.chat import ChatCase, Person
+from tests.support.client import Client
+from tests.support.databases import NO_CLUSTER, REDIS_URL, reopenable_database
+from tests.support.deferreds import blocking, inline, sleep
+from tests.support.push import Gateway, PushService, WebhookReceiver, serve, until
+from tests.support.server import Server
 from umoc.config import Config, parse_config
 from umoc.domain.admin import Administration
-from umoc.storage.database import Database
 
 SECRET = "s3cret-for-the-webhook-tests"
 
@@ -296,8 +287,9 @@ class IncludeContentTests(PushCase):
         # Bob reads it from a new socket within push.delay, then leaves again.
         client = await self.connect(bob.login)
         await client.expect("connection_successful")
-        await blocking(client.call, "read_receipt",
-                       client.with_session(message_ids=[sent["message_id"]], sender_id=alice.id))
+        read = await client.call("read_receipt", client.with_session(message_ids=[sent["message_id"]],
+                                                                     sender_id=alice.id))
+        self.assertEqual(read["message_ids"], [sent["message_id"]], read)
         await blocking(client.close)
         await sleep(2.2)
         await self.server.services.push.queue.idle()
@@ -388,22 +380,19 @@ class TwoNodePushTests(PushCase):
     """Two nodes on one PostgreSQL schema and one Redis: each message is pushed once, and not to a user online on
     the other node."""
 
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
-    elif not REDIS_URL:
-        skip = NO_REDIS
+    skip = NO_CLUSTER
 
     @inline
     async def setUp(self) -> None:
         await super().setUp()
-        schema = postgres_schema(self)
+        database = await reopenable_database(self, "postgres")
         prefix = f"umoc-test-{uuid.uuid4().hex}:"
         self.nodes: list[Server] = []
         for _ in range(2):
             data_dir = tempfile.mkdtemp(prefix="umoc-srv-")
             config = self.config_for_test(data_dir)
             config = dataclasses.replace(config, redis=dataclasses.replace(config.redis, url=REDIS_URL, prefix=prefix))
-            node = await self.start_server(config, Database.postgres(POSTGRES_DSN, 1, 5, schema=schema))
+            node = await self.start_server(config, database())
             await node.service.redis_service.subscribed()
             self.nodes.append(node)
 
