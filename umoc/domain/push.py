@@ -352,6 +352,10 @@ class PushNotifier:
         log.warn("Push to registration {id} ({kind}) failed: {why}",
                  id=registration.id, kind=registration.kind, why=why)
 
+    def decided(self) -> defer.Deferred[Any]:
+        """Fires when the push decisions under way (presence, then storage) are made."""
+        return defer.DeferredList(list(self._deciding), consumeErrors=True)
+
     # -- stopping ----------------------------------------------------------
 
     async def close(self) -> None:
