@@ -23,6 +23,7 @@ A push service's 404 or 410, or a gateway listing the pushkey in
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -283,7 +284,7 @@ class PushNotifier:
             return
         if registration.kind == "webpush":
             url = registration.target
-            job = lambda: defer.ensureDeferred(self._webpush(registration, notice))  # noqa: E731
+            job = functools.partial(self._job, self._webpush, registration, notice)
         else:
             base = self.config.gateways.get(registration.gateway or "default")
             if base is None:
@@ -291,9 +292,13 @@ class PushNotifier:
                 self._metrics.count_push(registration.kind, "dropped")
                 return
             url = base.rstrip("/") + NOTIFY_PATH
-            job = lambda: defer.ensureDeferred(self._gateway(url, registration, notice))  # noqa: E731
+            job = functools.partial(self._job, self._gateway, url, registration, notice)
         if not self.queue.submit(destination(url), job):
             self._metrics.count_push(registration.kind, "dropped")
+
+    @staticmethod
+    def _job(fn: Any, *args: Any) -> defer.Deferred[None]:
+        return defer.ensureDeferred(fn(*args))
 
     async def _webpush(self, registration: Registration, notice: Notice) -> None:
         assert self._http is not None and self.vapid is not None

@@ -20,6 +20,7 @@ is sent once.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from typing import Any
@@ -70,11 +71,16 @@ class Webhooks:
                 self._submit(hook, kind, body["id"], encoded, 1)
 
     def _submit(self, hook: WebhookConfig, kind: str, delivery_id: str, body: bytes, attempt: int) -> None:
-        job = lambda: defer.ensureDeferred(self._deliver(hook, kind, delivery_id, body, attempt))  # noqa: E731
+        job = functools.partial(self._attempt, hook, kind, delivery_id, body, attempt)
         if not self.queue.submit(destination(hook.url), job):
             self._metrics.count_webhook("dropped")
             log.error("Webhook {id} ({kind}) to {url} dropped: the delivery queue is full",
                       id=delivery_id, kind=kind, url=hook.url)
+
+    def _attempt(
+        self, hook: WebhookConfig, kind: str, delivery_id: str, body: bytes, attempt: int
+    ) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._deliver(hook, kind, delivery_id, body, attempt))
 
     async def _deliver(self, hook: WebhookConfig, kind: str, delivery_id: str, body: bytes, attempt: int) -> None:
         assert self._http is not None
