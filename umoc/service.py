@@ -26,22 +26,42 @@ from typing import Any, Awaitable, Callable
 import txredisapi
 from twisted.application import service
 from twisted.application.internet import TimerService
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, error
 from twisted.internet.interfaces import IListeningPort, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from umoc.config import Config
 from umoc.domain.status import StatusAnnouncer
 from umoc.storage import Storage
-from umoc.storage.database import DatabaseUnavailableError
+from umoc.storage.database import DatabaseUnavailableError, SchemaTooNewError
 from umoc.wiring import Cluster, Node, build_node
 
-__all__ = ["Listener", "RedisService", "UmocService", "periodic_task"]
+__all__ = ["Listener", "RedisService", "StartupError", "UmocService", "describe_start_failure", "periodic_task"]
 
 log = Logger()
 
 #: Failures that mean a back-end is slow or away, not that the code is wrong.
 OUTAGES = (defer.TimeoutError, txredisapi.ConnectionError, DatabaseUnavailableError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def describe_start_failure(failure: Failure) -> str:
+    """The cause of a failed start as one line: what is wrong and, where known, which setting."""
+    reason = failure.value
+    if isinstance(reason, DatabaseUnavailableError):
+        # The driver's own words ("Connection refused", 'database "umoc" does not exist') are the cause.
+        cause = reason.__cause__
+        if cause is None or isinstance(cause, DatabaseUnavailableError):
+            return "the database did not answer within database.timeout"
+        return f"cannot use the database: {_first_line(cause)}"
+    if isinstance(reason, (StartupError, SchemaTooNewError)):
+        return str(reason)
+    return f"{type(reason).__name__}: {_first_line(reason)}"
 
 
 def periodic_task(interval: float, fn: Callable[[], Awaitable[Any]], clock: IReactorTime) -> TimerService:
@@ -63,24 +83,46 @@ def periodic_task(interval: float, fn: Callable[[], Awaitable[Any]], clock: IRea
     return timer
 
 
-class Listener(service.Service):
-    """Listens on an endpoint string; ``listening`` fires with the port (or the reason it cannot)."""
+class StartupError(RuntimeError):
+    """Why a node cannot start, in one line an operator can act on (no traceback needed)."""
 
-    def __init__(self, reactor: Any, description: str, factory: Any) -> None:
+
+class Listener(service.Service):
+    """Listens on an endpoint string; ``listening`` fires with the port (or a `StartupError` saying why not).
+
+    ``key`` names the setting the string came from (``server.listen``), so the
+    error names what to fix.
+    """
+
+    def __init__(self, reactor: Any, description: str, factory: Any, key: str = "server.listen") -> None:
         self._reactor = reactor
         self._description = description
         self._factory = factory
+        self._key = key
         self.port: IListeningPort | None = None
         self.listening: defer.Deferred[IListeningPort] = defer.Deferred()
 
     def startService(self) -> None:
         super().startService()
         try:
-            d = endpoints.serverFromString(self._reactor, self._description).listen(self._factory)
-        except Exception:  # noqa: BLE001 - a bad endpoint string fails start-up like a busy port
-            d = defer.fail()
+            endpoint = endpoints.serverFromString(self._reactor, self._description)
+        except Exception as exc:  # noqa: BLE001 - any parse error (unknown type, bad port, missing key file)
+            d: defer.Deferred[IListeningPort] = defer.fail(
+                StartupError(f"{self._key} {self._description!r} is not a usable endpoint: {_first_line(exc)}")
+            )
+        else:
+            d = endpoint.listen(self._factory)
+            d.addErrback(self._cannot_listen)
         d.addCallback(self._listening)
         d.chainDeferred(self.listening)
+
+    def _cannot_listen(self, failure: Failure) -> IListeningPort:
+        reason = failure.value
+        if isinstance(reason, error.CannotListenError):
+            # "Couldn't listen on 127.0.0.1:8080: [Errno 98] Address already in use." -> the errno's text.
+            cause = getattr(reason.socketError, "strerror", None) or str(reason.socketError)
+            raise StartupError(f"cannot listen on {self._key} {self._description!r}: {cause}")
+        raise StartupError(f"cannot listen on {self._key} {self._description!r}: {_first_line(reason)}")
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
@@ -158,11 +200,13 @@ class UmocService(service.MultiService):
         periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)
         self.metrics_listener: Listener | None = None
         if self.node.metrics_site is not None:
-            self.metrics_listener = Listener(reactor, config.metrics.listen, self.node.metrics_site)
+            self.metrics_listener = Listener(reactor, config.metrics.listen, self.node.metrics_site, "metrics.listen")
             self.metrics_listener.setServiceParent(self)
         self.listener = Listener(reactor, config.server.listen, self.node.site)
         self.listener.setServiceParent(self)
         self.ready: defer.Deferred[None] = defer.Deferred()
+        #: The one line `_start_failed` logged, when start-up failed.
+        self.start_failure: str | None = None
         self._reactor = reactor
 
     @property
@@ -191,8 +235,17 @@ class UmocService(service.MultiService):
         port = await self.listener.listening
         log.info("UMOC listening on {address}", address=port.getHost())
 
-    def _start_failed(self, failure: Any) -> None:
-        log.failure("UMOC could not start", failure)
+    def _start_failed(self, failure: Failure) -> None:
+        """One line naming the cause (a traceback only for the unexpected, at debug level), then stop."""
+        reason = describe_start_failure(failure)
+        log.critical("UMOC could not start: {reason}", reason=reason)
+        if not failure.check(StartupError, SchemaTooNewError, DatabaseUnavailableError):
+            log.failure("The start-up failure in full", failure, level=LogLevel.debug)
+        self.start_failure = reason
+        for listener in (self.listener, self.metrics_listener):
+            if listener is not None:
+                # The one line above says it all: a second failing listener must not add a traceback.
+                listener.listening.addErrback(lambda _: None)
         self.ready.errback(failure)
         if self._reactor.running:
             self._reactor.stop()

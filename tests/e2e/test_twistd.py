@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import sqlite3
 import sys
 import tempfile
 
@@ -18,7 +20,9 @@ from tests.support.deferreds import blocking, inline
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-class TwistdTests(unittest.TestCase):
+class DaemonCase(unittest.TestCase):
+    """Runs ``twistd -n umoc`` in a subprocess, stopped at cleanup."""
+
     def spawn(self, *args: str) -> Daemon:
         work = tempfile.mkdtemp(prefix="umoc-twistd-")
         daemon = Daemon()
@@ -36,6 +40,8 @@ class TwistdTests(unittest.TestCase):
                 pass
             await daemon.ended
 
+
+class TwistdTests(DaemonCase):
     @inline
     async def test_twistd_umoc_serves_auth_and_sockets_on_embedded_sqlite(self) -> None:
         data_dir = tempfile.mkdtemp(prefix="umoc-data-")
@@ -76,3 +82,96 @@ class TwistdTests(unittest.TestCase):
         code = await daemon.ended
         self.assertNotEqual(code, 0)
         self.assertIn(b"Error in configuration at 'sessions.ttl'", daemon.output)
+
+
+def _free_port() -> int:
+    """A port nothing listens on (bound, then closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class StartFailureTests(DaemonCase):
+    """Every start-up failure: one line naming the cause, no traceback, and a status systemd calls a failure."""
+
+    async def fails_with(self, expected: bytes, *args: str) -> bytes:
+        daemon = self.spawn(*args)
+        daemon.listening.addErrback(lambda _: None)
+        code = await daemon.ended
+        self.assertNotEqual(code, 0, daemon.output.decode(errors="replace"))
+        self.assertNotIn(b"Traceback", daemon.output)
+        lines = [line for line in daemon.output.splitlines() if b"could not start" in line or b"Error in" in line]
+        self.assertEqual(len(lines), 1, daemon.output.decode(errors="replace"))
+        self.assertIn(expected, lines[0])
+        return lines[0]
+
+    def config(self, text: str) -> str:
+        path = os.path.join(tempfile.mkdtemp(), "umoc.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    @inline
+    async def test_port_in_use(self) -> None:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        line = await self.fails_with(b"Address already in use", "--listen", f"tcp:{port}:interface=127.0.0.1",
+                                     "--data-dir", tempfile.mkdtemp())
+        self.assertIn(b"cannot listen on server.listen", line)
+
+    @inline
+    async def test_bad_listen_string(self) -> None:
+        await self.fails_with(b"server.listen 'nonsense:1' is not a usable endpoint: Unknown endpoint type",
+                              "--listen", "nonsense:1", "--data-dir", tempfile.mkdtemp())
+
+    @inline
+    async def test_metrics_port_in_use_names_metrics_listen(self) -> None:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        path = self.config(f"metrics:\n  listen: tcp:{taken.getsockname()[1]}:interface=127.0.0.1\n")
+        await self.fails_with(b"cannot listen on metrics.listen", "--config", path,
+                              "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp())
+
+    @inline
+    async def test_postgresql_down(self) -> None:
+        path = self.config(f"database:\n  dsn: postgresql://postgres@127.0.0.1:{_free_port()}/umoc\n")
+        await self.fails_with(b"cannot use the database: connection to server at", "--config", path,
+                              "--listen", "tcp:0:interface=127.0.0.1")
+
+    @inline
+    async def test_postgresql_database_missing(self) -> None:
+        dsn = os.environ.get("UMOC_TEST_POSTGRES")
+        if not dsn:
+            raise unittest.SkipTest("UMOC_TEST_POSTGRES is not set")
+        missing = dsn.rsplit("/", 1)[0] + "/umoc_no_such_database"
+        path = self.config(f"database:\n  dsn: {missing}\n")
+        await self.fails_with(b'database "umoc_no_such_database" does not exist', "--config", path,
+                              "--listen", "tcp:0:interface=127.0.0.1")
+
+    @inline
+    async def test_schema_newer_than_the_code(self) -> None:
+        data_dir = tempfile.mkdtemp()
+        db = sqlite3.connect(os.path.join(data_dir, "umoc.sqlite3"))
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)")
+        db.execute("INSERT INTO schema_version VALUES (999, 0)")
+        db.commit()
+        db.close()
+        await self.fails_with(b"database schema version 999 is newer than this UMOC's", "--data-dir", data_dir,
+                              "--listen", "tcp:0:interface=127.0.0.1")
+
+    @inline
+    async def test_data_dir_that_cannot_be_made(self) -> None:
+        await self.fails_with(b"cannot create /proc/umoc-nowhere", "--data-dir", "/proc/umoc-nowhere",
+                              "--listen", "tcp:0:interface=127.0.0.1")
+
+    @inline
+    async def test_invalid_redis_url(self) -> None:
+        path = self.config("redis:\n  url: redis://127.0.0.1:notaport/0\n")
+        await self.fails_with(b"Error in configuration at 'redis.url'", "--config", path)

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from umoc.errors import UserError
 from umoc.storage.batching import BatchWriter
 
-__all__ = ["Database", "Dialect", "IntegrityError", "Row", "SchemaTooNewError", "Txn"]
+__all__ = ["Database", "DatabaseUnavailableError", "Dialect", "IntegrityError", "Row", "SchemaTooNewError", "Txn"]
 
 T = TypeVar("T")
 log = Logger()
