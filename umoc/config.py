@@ -22,6 +22,8 @@ import yaml
 __all__ = [
     "Config",
     "ConfigError",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -318,6 +320,20 @@ class WebhookDeliveryConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    """What ``twistd umoc`` logs, and how each line looks."""
+
+    #: The least severe level written: debug, info, warn or error.
+    level: str = "info"
+    #: ``text`` (Twisted's usual lines) or ``json`` (one object per line, for log shippers).
+    format: str = "text"
+
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -335,6 +351,7 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def data_path(self) -> Path:
@@ -483,6 +500,10 @@ def _check(config: Config) -> list[str]:
         bad("redis.bus_check_interval", "expected a positive duration")
     if config.server.shutdown_timeout < 0:
         bad("server.shutdown_timeout", "expected a duration, 0 or more")
+    if config.logging.level not in LOG_LEVELS:
+        bad("logging.level", "expected one of " + ", ".join(LOG_LEVELS))
+    if config.logging.format not in LOG_FORMATS:
+        bad("logging.format", "expected one of " + ", ".join(LOG_FORMATS))
     if config.sessions.max_per_user < 1:
         bad("sessions.max_per_user", "expected at least 1")
     if config.sessions.ttl <= 0:

@@ -60,12 +60,21 @@ class UmocSocketApp:
         try:
             record = await services.sessions.check(session_id, token)
         except UserError as exc:  # an invalid session, or a database past its deadline
+            log.info(
+                "Socket refused from {client}: {reason}",
+                event="connect_refused", reason=exc.message, client=connection.engine.remote_ip,
+            )
             raise AuthError(exc.message) from None
         if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
             raise AuthError("Too many connections for this session")
         return Identity(record.user_id, record.username, record.id, record.expires_at)
 
     def on_connect(self, socket: ClientSocket) -> None:
+        log.info(
+            "Socket connected for {username} from {client}",
+            event="connect", username=socket.username, user_id=socket.user_id,
+            client=socket.remote_ip,
+        )
         self._services.hub.add(socket)
         socket.emit(
             "connection_successful",

@@ -1,7 +1,8 @@
 """``twistd umoc``: command-line options and `makeService`.
 
 What only the process does lives here, not in `UmocService` (which tests
-start several times in one process): the exit status.
+start several times in one process): the log observer chosen by
+``logging.level`` and ``logging.format``, and the exit status.
 
 twistd exits 0 whenever its reactor stops, so a node that cannot start
 would look like a clean stop to systemd's ``Restart=on-failure``.
@@ -16,12 +17,15 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from typing import Any
+from typing import IO, Any
 
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
+from twisted.python.components import Componentized
+from twisted.python.logfile import LogFile
 
 from umoc.config import Config, ConfigError, load_config, with_overrides
+from umoc.logs import log_observer
 from umoc.service import UmocService
 
 __all__ = ["EXIT_START_FAILED", "Options", "TwistdService", "makeService"]
@@ -66,15 +70,35 @@ def _exit_now(status: int) -> None:
 
 
 class TwistdService(UmocService):
-    """`UmocService` as twistd runs it: with the process's exit status."""
+    """`UmocService` as twistd runs it: with the process's log observer and exit status."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any, observer: ILogObserver | None) -> None:
         super().__init__(config, reactor)
+        self._observer = observer
         self.ready.addErrback(self._start_failed_exit)
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd parents this service to its Application, then asks the Application for an
+        # ILogObserver (AppLogger.start) before it opens its own default log.
+        if self._observer is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self._observer)
+        super().setServiceParent(parent)
 
     def _start_failed_exit(self, failure: Any) -> None:
         # Already logged in one line by UmocService._start_failed.
         atexit.register(_exit_now, EXIT_START_FAILED)
+
+
+def _log_stream(twistd: Any) -> IO[Any] | None:
+    """Where twistd would log, or None when it was told how (``--syslog``, ``--logger``): its choice stands."""
+    if twistd is None:
+        return sys.stdout
+    if twistd.get("syslog") or twistd.get("logger"):
+        return None
+    name = twistd.get("logfile") or ""
+    if name == "-" or (twistd.get("nodaemon") and not name):
+        return sys.stdout
+    return LogFile.fromFullPath(name or "twistd.log")
 
 
 def makeService(options: Options) -> Any:
@@ -82,7 +106,10 @@ def makeService(options: Options) -> Any:
     # twistd must have chosen its reactor first.
     from twisted.internet import reactor
 
+    config = options.config
+    stream = _log_stream(getattr(options, "parent", None))
+    observer = log_observer(config.logging.level, config.logging.format, stream) if stream is not None else None
     try:
-        return TwistdService(options.config, reactor)
+        return TwistdService(config, reactor, observer)
     except OSError as exc:  # the data directory or SQLite file cannot be made
         raise SystemExit(f"UMOC could not start: cannot create {exc.filename}: {exc.strerror}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -175,3 +176,72 @@ class StartFailureTests(DaemonCase):
     async def test_invalid_redis_url(self) -> None:
         path = self.config("redis:\n  url: redis://127.0.0.1:notaport/0\n")
         await self.fails_with(b"Error in configuration at 'redis.url'", "--config", path)
+
+
+class JsonLogTests(DaemonCase):
+    """``logging.format: json``: every line parses; auth events carry their fields and no secret."""
+
+    @inline
+    async def test_auth_events_as_json_lines_without_secrets(self) -> None:
+        path = os.path.join(tempfile.mkdtemp(), "umoc.yaml")
+        with open(path, "w") as f:
+            f.write("logging:\n  format: json\n  level: info\n"
+                    "server:\n  trusted_proxies: ['127.0.0.1']\nsessions:\n  max_per_user: 1\n")
+        daemon = self.spawn("--config", path, "--listen", "tcp:0:interface=127.0.0.1",
+                            "--data-dir", tempfile.mkdtemp())
+        port = await daemon.listening
+        url = f"http://127.0.0.1:{port}"
+        password = "correct horse battery"
+        via_proxy = {"X-Forwarded-For": "203.0.113.7"}
+
+        async def post(path: str, body: dict) -> treq.response._Response:
+            response = await treq.post(url + path, json=body, headers=via_proxy, persistent=False)
+            await response.content()
+            return response
+
+        await post("/api/register", {"username": "alice", "password": password})
+        self.assertEqual((await post("/api/login", {"username": "alice", "password": "wrong password"})).code, 401)
+        first = await (await treq.post(url + "/api/login", json={"username": "alice", "password": password},
+                                       headers=via_proxy, persistent=False)).json()
+        second = await (await treq.post(url + "/api/login", json={"username": "alice", "password": password},
+                                        headers=via_proxy, persistent=False)).json()
+        client = socketio.Client(reconnection=False)
+        await blocking(client.connect, url, auth={"sessionID": second["sessionID"], "token": second["token"]},
+                       transports=["websocket"], wait_timeout=10)
+        await blocking(client.disconnect)
+        self.assertEqual((await post("/api/logout", {"sessionID": second["sessionID"], "token": second["token"]})).code,
+                         200)
+        self.process.signalProcess(signal.SIGTERM)
+        await daemon.ended
+
+        records = [json.loads(line) for line in daemon.output.splitlines() if line.strip()]
+        for record in records:
+            self.assertEqual(list(record)[:4], ["time", "level", "namespace", "message"])
+        by_event: dict[str, list[dict]] = {}
+        for record in records:
+            by_event.setdefault(record.get("event", ""), []).append(record)
+        failed = by_event["login_failed"][0]
+        self.assertEqual((failed["level"], failed["username"], failed["client"]), ("warn", "alice", "203.0.113.7"))
+        self.assertEqual([r["client"] for r in by_event["login"]], ["203.0.113.7"] * 2)
+        self.assertEqual(by_event["session_revoked"][0]["reason"], "newer_login")
+        self.assertEqual(by_event["logout"][0]["username"], "alice")
+        self.assertEqual(by_event["connect"][0]["username"], "alice")
+        for secret in (password, "wrong password", first["token"], second["token"], first["sessionID"]):
+            self.assertNotIn(secret.encode(), daemon.output)
+
+    @inline
+    async def test_level_warn_drops_info_lines(self) -> None:
+        path = os.path.join(tempfile.mkdtemp(), "umoc.yaml")
+        with open(path, "w") as f:
+            f.write("logging:\n  format: json\n  level: warn\n")
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        daemon = self.spawn("--config", path, "--listen", f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1",
+                            "--data-dir", tempfile.mkdtemp())
+        daemon.listening.addErrback(lambda _: None)
+        self.assertNotEqual(await daemon.ended, 0)
+        records = [json.loads(line) for line in daemon.output.splitlines() if line.strip()]
+        self.assertEqual([r["level"] for r in records], ["critical"])
+        self.assertIn("Address already in use", records[0]["message"])

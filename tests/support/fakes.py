@@ -57,6 +57,7 @@ class Recorder:
 @dataclass
 class FakeEngine:
     closed_with: list[str] = field(default_factory=list)
+    remote_ip: str = "192.0.2.1"
 
     def close(self, reason: str, notify: bool = True) -> None:
         self.closed_with.append(reason)

@@ -30,6 +30,7 @@ from typing import Any
 
 from twisted.internet import threads
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from umoc.cluster.hub import Hub
@@ -63,6 +64,8 @@ __all__ = [
     "SessionManager",
     "UsernameTakenError",
 ]
+
+log = Logger()
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 
@@ -169,6 +172,10 @@ class SessionManager:
         except AccountDeactivatedError:
             raise AccountDisabledError("This account has been deactivated") from None
         for old in revoked:
+            log.info(
+                "Session of {username} revoked by a newer login",
+                event="session_revoked", reason="newer_login", username=canonical_name, user_id=user_id,
+            )
             self.end(old, "Your session was ended by a newer login")
         return Login(session_id, token, user_id, canonical_name, expires_at)
 
@@ -199,14 +206,14 @@ class SessionManager:
 
     # -- ending ---------------------------------------------------------------------
 
-    async def logout(self, session_id: str, token: str) -> bool:
-        """End a session its holder names; False when the id and token do not match a session."""
+    async def logout(self, session_id: str, token: str) -> SessionRecord | None:
+        """End a session its holder names; None when the id and token do not match a session."""
         record = await self._users.session(session_id) if "\x00" not in session_id else None
         if record is None or not token_matches(token, record.token_hash):
-            return False
+            return None
         await self._users.delete_session(session_id)
         self.end(session_id, "You have logged out")
-        return True
+        return record
 
     def end(self, session_id: str, message: str = "Your session has expired or is invalid") -> None:
         """A session was revoked or expired: tell its sockets and close them, on every node."""
@@ -233,7 +240,10 @@ class SessionManager:
         ended = 0
         while True:
             expired = await self._users.delete_expired_sessions(self._clock.seconds(), self.EXPIRY_BATCH)
-            for session_id, _user_id in expired:
+            for session_id, user_id in expired:
+                log.info(
+                    "Session of user {user_id} expired", event="session_revoked", reason="expired", user_id=user_id
+                )
                 self.end(session_id, "Your session has expired")
             ended += len(expired)
             if len(expired) < self.EXPIRY_BATCH:

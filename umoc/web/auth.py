@@ -18,6 +18,7 @@ which caps how many Argon2id verifications run at once.
 
 from __future__ import annotations
 
+from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
@@ -33,6 +34,9 @@ from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, w
 
 __all__ = ["auth_resources"]
 
+log = Logger()
+
+
 class AuthApi:
     """The three endpoints: parse the body, call the `SessionManager`, write JSON."""
 
@@ -46,14 +50,19 @@ class AuthApi:
         headers = {k.decode("latin-1"): v[0].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()}
         return self.gate.client_ip(request.getClientAddress().host, headers)
 
-    async def _limit(self, kind: str, key: str) -> None:
+    async def _limit(self, kind: str, key: str, ip: str, username: str | None = None) -> None:
         allowed, retry_after = await self._services.ratelimiter.can_do_action(kind, key)
         if not allowed:
+            log.warn(
+                "Refused {kind} from {client}: rate limited",
+                event="rate_limited", kind=kind, client=ip, username=username,
+            )
             seconds = max(1, int(retry_after + 0.999))
             raise HttpError(429, "Too many requests; try again later", {"Retry-After": str(seconds)})
 
     async def register(self, request: IRequest) -> None:
-        await self._limit("register", f"ip:{self._ip(request)}")
+        ip = self._ip(request)
+        await self._limit("register", f"ip:{ip}", ip)
         data = read_json(request, self._max_body)
         username = string_field(data, "username", 64)
         password = string_field(data, "password", 1024)
@@ -63,23 +72,35 @@ class AuthApi:
         except UsernameTakenError as exc:
             raise HttpError(409, "Username already taken") from exc
         except RegistrationRefusedError as exc:
+            log.info("Registration refused from {client}: {reason}", event="register_refused", reason=exc.message,
+                     client=ip)
             raise HttpError(403, exc.message) from None
         self._services.webhooks.emit("user.registered", {"user_id": user.id, "username": user.username})
+        log.info(
+            "Registered {username} from {client}", event="register", username=user.username, user_id=user.id, client=ip
+        )
         write_json(request, 201, {"user_id": user.id, "username": user.username})
 
     async def login(self, request: IRequest) -> None:
         ip = self._ip(request)
-        await self._limit("login", f"ip:{ip}")
+        await self._limit("login", f"ip:{ip}", ip)
         data = read_json(request, self._max_body)
         username = string_field(data, "username", 64)
         password = string_field(data, "password", 1024)
-        await self._limit("login_name", f"{username.lower()}|{ip}")
+        await self._limit("login_name", f"{username.lower()}|{ip}", ip, username)
         try:
             login = await self._sessions.login(username, password)
         except InvalidCredentialsError as exc:
+            log.warn("Login failed for {username} from {client}", event="login_failed", username=username, client=ip)
             raise HttpError(401, exc.message) from None
         except AccountDisabledError as exc:
+            log.warn("Login refused for {username} from {client}: account deactivated", event="login_refused",
+                     reason="deactivated", username=username, client=ip)
             raise HttpError(403, exc.message) from None
+        log.info(
+            "Login succeeded for {username} from {client}",
+            event="login", username=login.username, user_id=login.user_id, client=ip,
+        )
         write_json(
             request,
             200,
@@ -96,8 +117,13 @@ class AuthApi:
         data = read_json(request, self._max_body)
         session_id = string_field(data, "sessionID", 64)
         token = string_field(data, "token", 256)
-        if not await self._sessions.logout(session_id, token):
+        record = await self._sessions.logout(session_id, token)
+        if record is None:
             raise HttpError(401, "Invalid session")
+        log.info(
+            "Logout of {username} from {client}",
+            event="logout", username=record.username, user_id=record.user_id, client=self._ip(request),
+        )
         write_json(request, 200, {"ok": True})
 
 
