@@ -109,3 +109,34 @@ class OriginTests(ServerTestCase):
         self.assertEqual(code, 201)
         code, _ = await self.server.post("/api/login", body)  # no Origin: not a browser
         self.assertEqual(code, 200)
+
+    @inline
+    async def test_stock_python_socketio_client_connects_over_websocket(self) -> None:
+        _, client = await self.connected_user("alice")  # transports=["websocket"] only
+        self.assertEqual(client.sio.transport(), "websocket")
+        _, upgraded = await self.connected_user("bob", transports=["polling", "websocket"])
+        for _ in range(50):
+            if upgraded.sio.transport() == "websocket":
+                break
+            await sleep(0.1)
+        self.assertEqual(upgraded.sio.transport(), "websocket")
+
+    @inline
+    async def test_the_servers_own_origin_is_allowed_and_only_that(self) -> None:
+        port = self.server.port
+        await self.open_websocket(origin=f"http://127.0.0.1:{port}")
+        for other in (f"http://127.0.0.1:{port + 1}", f"https://127.0.0.1:{port}", f"http://localhost:{port}"):
+            with self.assertRaises(websocket.WebSocketBadStatusException) as caught:
+                await self.open_websocket(origin=other)
+            self.assertEqual(caught.exception.status_code, 403, other)
+        body = {"username": "carol", "password": "correct horse battery"}
+        code, _ = await self.server.post("/api/register", body, headers={"Origin": f"http://127.0.0.1:{port}"})
+        self.assertEqual(code, 201)
+
+    @inline
+    async def test_own_origin_behind_a_tls_proxy(self) -> None:
+        port = self.server.port
+        body = {"username": "dave", "password": "correct horse battery"}
+        headers = {"Origin": f"https://127.0.0.1:{port}", "X-Forwarded-Proto": "https"}
+        code, _ = await self.server.post("/api/register", body, headers=headers)
+        self.assertEqual(code, 201)

@@ -41,6 +41,7 @@ async def request(
     req.uri = path.encode()
     req.path = path_part.encode()
     req.client = IPv4Address("TCP", peer, 40000)
+    req.isSecure = lambda: False  # IRequest.isSecure, which DummyRequest lacks: plain HTTP
     for pair in filter(None, query.split("&")):
         key, _, value = pair.partition("=")
         req.args.setdefault(key.encode(), []).append(value.encode())

@@ -260,7 +260,8 @@ class PollingResource:
         if request.method != b"GET":
             return engine_error(request, BAD_HANDSHAKE_METHOD, cors=self.cors)
         headers = _headers(request)
-        if not self.gatekeeper.origin_allowed(headers.get("origin")):
+        origin = headers.get("origin")
+        if origin is not None and not self.gatekeeper.origin_allowed(origin, headers, request.isSecure()):
             return engine_error(request, FORBIDDEN, status=403, cors=self.cors)
         remote_ip = self.gatekeeper.client_ip(request.getClientAddress().host, headers)
         if not self.engine.may_open(remote_ip):

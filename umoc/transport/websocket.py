@@ -25,7 +25,7 @@ from typing import Any
 import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.logger import Logger
 
 from umoc.protocol.engineio import EnginePacket, encode_packet
@@ -104,7 +104,8 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self._query = query
         self._headers = dict(request.headers)
         self._remote_ip = self.factory.remote_ip_of(self)
-        problem = self.factory.refuse_reason(query, self._headers, self._remote_ip)
+        secure = ISSLTransport.providedBy(self.transport)
+        problem = self.factory.refuse_reason(query, self._headers, self._remote_ip, secure)
         if problem:
             raise ConnectionDeny(problem[0], problem[1])
 
@@ -335,13 +336,15 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         peer = protocol.transport.getPeer()
         return self.gatekeeper.client_ip(getattr(peer, "host", ""), protocol.http_headers)
 
-    def refuse_reason(self, query: dict[str, str], headers: dict[str, str], remote_ip: str) -> tuple[int, str] | None:
+    def refuse_reason(
+        self, query: dict[str, str], headers: dict[str, str], remote_ip: str, secure: bool = False
+    ) -> tuple[int, str] | None:
         """Why this WebSocket must not open, as (HTTP status, reason), or None."""
         if query.get("EIO") != "4":
             return (400, "Unsupported protocol version")
         if query.get("transport") != "websocket":
             return (400, "Transport unknown")
-        if not self.gatekeeper.origin_allowed(headers.get("origin")):
+        if not self.gatekeeper.origin_allowed(headers.get("origin"), headers, secure):
             return (403, "Origin not allowed")
         if not self.engine.may_open(remote_ip):
             return (429, "Too many connections")

@@ -85,11 +85,21 @@ class Api(Root):
 
     def getChildWithDefault(self, path: bytes, request: Any) -> resource.Resource:
         origin = request.getHeader(b"origin")
-        if not self._gate.origin_allowed(origin.decode("latin-1") if origin is not None else None):
+        if origin is not None and not self._gate.origin_allowed(
+            origin.decode("latin-1"), _own_origin_headers(request), request.isSecure()
+        ):
             return OriginForbidden()
         if self._cors(request):
             return _Preflight()
         return super().getChildWithDefault(path, request)
+
+
+def _own_origin_headers(request: Any) -> dict[str, str]:
+    """What the Gatekeeper needs to know the request's own origin: ``host`` and ``x-forwarded-proto``."""
+    return {
+        name: (request.getHeader(name.encode("ascii")) or b"").decode("latin-1")
+        for name in ("host", "x-forwarded-proto")
+    }
 
 
 class _Preflight(resource.Resource):
