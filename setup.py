@@ -29,6 +29,8 @@ setup(
         # ... and RFC 8292 VAPID JWTs; both build on cryptography, used directly for the keys.
         "py-vapid>=1.9",
         "cryptography>=42",
+        # /metrics: the Prometheus text format, HELP/TYPE lines, histograms, a registry per node.
+        "prometheus-client>=0.17",
     ],
     extras_require={
         "test": [

@@ -55,6 +55,7 @@ class UmocSocketApp:
         services = self._services
         allowed, _ = await services.ratelimiter.can_do_action("connect", f"ip:{connection.engine.remote_ip}")
         if not allowed:
+            services.metrics.refused("connect")
             raise AuthError("Too many connection attempts; try again later")
         session_id, token = _credentials(connection, auth)
         try:

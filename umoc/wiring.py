@@ -80,6 +80,19 @@ class Node:
     http: HttpClient
 
 
+def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
+    """The bus's publish and receive counts and Redis's state, read when scraped."""
+    bus, receiver, redis, watch = cluster.bus, cluster.receiver, cluster.redis, cluster.watch
+    metrics.counter("umoc_bus_published", "Publications on the Redis bus answered by Redis", lambda: bus.published)
+    metrics.counter("umoc_bus_publish_failures", "Publications on the Redis bus that failed or timed out",
+                    lambda: bus.publish_failures)
+    metrics.counter("umoc_bus_received", "Messages from other nodes on the Redis bus, by kind",
+                    lambda: dict(receiver.received), "kind")
+    metrics.gauge("umoc_redis_connected", "1 while the Redis command connection is up", lambda: int(redis.connected))
+    metrics.gauge("umoc_bus_ok", "1 while the bus self-ping finds no gap (0: deliveries may be missed)",
+                  lambda: int(watch.gap_start is None))
+
+
 def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> Node:
     """Storage, cluster, domain, edges and the Site, in that order."""
     clock: IReactorTime = reactor
@@ -110,16 +123,21 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         ratelimiter = MemoryRatelimiter(clock, config.ratelimits)
         presence = LocalPresence(hub)
     metrics = Metrics()
-    metrics.gauges["connected_sockets"] = hub.socket_count
-    metrics.gauges["connected_users"] = lambda: len(hub.by_user)
     # One pool of outbound connections for pushes and webhooks; the VAPID key is made on first start.
     http = HttpClient(reactor, clock)
     push = PushNotifier(
         storage, presence, clock, config.push, metrics, http, load_or_create_vapid_key(config.data_path)
     )
     webhooks = Webhooks(config.webhooks, config.webhook_delivery, http, clock, metrics)
-    metrics.gauges["push_queue"] = lambda: len(push.queue)
-    metrics.gauges["webhook_queue"] = lambda: len(webhooks.queue)
+    metrics.gauge("umoc_push_queue", "Pushes waiting for a slot on this node", lambda: len(push.queue))
+    metrics.gauge("umoc_webhook_queue", "Webhook deliveries waiting for a slot on this node (retries included)",
+                  lambda: len(webhooks.queue))
+    storage.db.observe = metrics.transaction_done
+    metrics.gauge("umoc_connected_sockets", "Sockets connected to this node, by transport",
+                  hub.sockets_by_transport, "transport")
+    metrics.gauge("umoc_connected_users", "Users with a socket on this node", lambda: len(hub.by_user))
+    metrics.counter("umoc_messages_delivered", "new_message sent to a socket of this node",
+                    lambda: hub.messages_delivered)
     services = Services(
         config=config,
         clock=clock,
@@ -140,6 +158,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         watch.listeners.append(catchup.request)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
+        _redis_metrics(metrics, cluster)
     status = StatusAnnouncer(presence, storage, hub, clock)
     socketapp = UmocSocketApp(services, Router(services, build_routes(ROUTE_GROUPS)), status)
     engine = EngineServer(

@@ -66,5 +66,5 @@ class HealthResourceTests(NodeTestCase):
     async def test_metrics_are_prometheus_text_with_the_socket_gauges(self) -> None:
         response = await request(self.node.site, "GET", "/metrics")
         self.assertEqual(response.code, 200)
-        self.assertEqual(response.header("Content-Type"), "text/plain; version=0.0.4")
+        self.assertEqual(response.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
         self.assertIn("connected_sockets", response.body.decode())

@@ -82,6 +82,8 @@ class Hub:
         self.delivered = Delivered()
         #: Users whose live deliveries wait while a catch-up replays older messages to them.
         self._held: dict[int, list[Outgoing]] = {}
+        #: ``new_message`` sent to a socket of this node (a plain number: read by metrics when scraped).
+        self.messages_delivered = 0
 
     # -- membership -------------------------------------------------------
 
@@ -119,6 +121,15 @@ class Hub:
 
     def socket_count(self) -> int:
         return sum(len(s) for s in self.by_user.values())
+
+    def sockets_by_transport(self) -> dict[str, int]:
+        """``{"websocket": n, "polling": m}``: what each socket's Engine.IO session runs over now."""
+        counts = {"websocket": 0, "polling": 0}
+        for sockets in self.by_user.values():
+            for socket in sockets:
+                name = getattr(getattr(socket.connection.engine, "transport", None), "name", "other")
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     # -- delivery ---------------------------------------------------------
 
@@ -160,8 +171,11 @@ class Hub:
             if held is not None and len(held) < self.MAX_HELD:
                 held.append(message)
                 continue
-            for socket in list(self.by_user.get(user_id, ())):
+            sockets = list(self.by_user.get(user_id, ()))
+            for socket in sockets:
                 socket.send(message)
+            if message_id is not None:
+                self.messages_delivered += len(sockets)
         if kept:
             message.cache.clear()  # the replay log keeps the frames, not each transport's copy
 

@@ -65,6 +65,9 @@ class RedisBus:
         self._watch = watch
         self._failing = False
         self._pending: set[defer.Deferred[Any]] = set()
+        #: Publications answered by Redis, and refused or unanswered (plain numbers, read by metrics).
+        self.published = 0
+        self.publish_failures = 0
 
     # -- RemoteBus --------------------------------------------------------
 
@@ -99,11 +102,13 @@ class RedisBus:
         return defer.DeferredList(list(self._pending), consumeErrors=True)
 
     def _published(self, _: Any) -> None:
+        self.published += 1
         if self._failing:
             self._failing = False
             log.info("Publishing to Redis works again")
 
     def _publish_failed(self, failure: Any, at: float) -> None:
+        self.publish_failures += 1
         if self._watch is not None:
             self._watch.publish_failed(at)
         # Logged once per outage, not once per event.
@@ -120,6 +125,8 @@ class BusReceiver:
         self._hub = hub
         self.node_id = node_id
         self._watch = watch
+        #: Messages from the other nodes, by kind (plain numbers, read by metrics).
+        self.received = {"deliveries": 0, "session_ends": 0, "catch_up": 0, "malformed": 0}
 
     def on_message(self, channel: Any, message: Any) -> None:
         """One pub/sub message; anything malformed is logged and dropped."""
@@ -131,6 +138,7 @@ class BusReceiver:
                     self._watch.on_ping(body.get("p"))
                 return
             if kind == "u":
+                self.received["deliveries"] += 1
                 local = [u for u in body["u"] if self._hub.is_local(u)]
                 if local:
                     offset, message_id = body.get("o"), body.get("i")
@@ -141,8 +149,11 @@ class BusReceiver:
                         message_id if isinstance(message_id, str) else None,
                     )
             elif kind == "s":
+                self.received["session_ends"] += 1
                 self._hub.end_session_local(str(body["s"]), str(body["m"]))
             elif kind == "c" and self._watch is not None:
+                self.received["catch_up"] += 1
                 self._watch.peer_request(body)
         except Exception:  # noqa: BLE001 - one bad message must not stop the subscriber
+            self.received["malformed"] += 1
             log.failure("Dropping a malformed bus message")

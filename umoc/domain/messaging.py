@@ -42,6 +42,7 @@ async def post_message(
         sender_id, sender_username, recipient_id, is_group, str(uuid.uuid4()), msg_type, content,
         encrypted_content, services.clock.seconds(),
     )
+    services.metrics.messages_stored.inc()
     payload = payloads.new_message(message)
     services.hub.emit_to_users(audience, "new_message", payload, message_id=message.id)
     services.push.message_posted(message, audience)

@@ -158,8 +158,8 @@ class Router:
 
     async def handle(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
         """Run one event; never raises."""
-        self.services.metrics.count_event(event if event in self.routes else "unknown")
         started = self.services.clock.seconds()
+        ok = False
         try:
             route = self.routes.get(event)
             if route is None:
@@ -171,6 +171,7 @@ class Router:
             limiter = self.services.ratelimiter
             allowed, retry_after = await limiter.can_do_action(route.rate_class, f"user:{socket.user_id}")
             if not allowed:
+                self.services.metrics.refused(route.rate_class)
                 raise UserError("Rate limit exceeded; try again later", retry_after=retry_after)
             result = await route.handler(EventContext(self.services, socket), payload)
             if route.response is not None:
@@ -179,15 +180,16 @@ class Router:
                     socket.ack(ack_id, result)
             elif ack_id is not None:
                 socket.ack(ack_id, result if result is not None else {"ok": True})
+            ok = True
         except UserError as exc:
-            self.services.metrics.count_error(event if event in self.routes else "unknown")
             self._reply_error(socket, ack_id, exc)
         except Exception:  # noqa: BLE001 - one bad event must not end the connection
-            self.services.metrics.count_error(event if event in self.routes else "unknown")
             log.failure("Error handling event {event}", event=event)
             self._reply_error(socket, ack_id, UserError("Internal server error"))
         finally:
-            self.services.metrics.observe_latency(self.services.clock.seconds() - started)
+            self.services.metrics.event_done(
+                event if event in self.routes else "unknown", ok, self.services.clock.seconds() - started
+            )
 
     @staticmethod
     def _reply_error(socket: ClientSocket, ack_id: int | None, error: UserError) -> None:

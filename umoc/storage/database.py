@@ -25,6 +25,7 @@ from twisted.enterprise import adbapi
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from umoc.errors import UserError
 from umoc.storage.batching import BatchWriter
@@ -301,6 +302,9 @@ class Database:
         #: Driver errors that mean "the database is not there right now", not "this query is wrong".
         self._unavailable_errors = unavailable_errors
         self.deadline = deadline
+        #: Told ``(desc, ok, seconds, waited)`` after every transaction (metrics); ``waited`` is the
+        #: time until a pool thread with a connection ran it, None if none did.
+        self.observe: Callable[[str, bool, float, float | None], None] | None = None
         self._closed = False
         self._failures = _FailureLog(deadline.clock.seconds if deadline is not None else time.monotonic)
         #: Group commit for the hot writes (messages, deletes, reads): see `write`.
@@ -390,8 +394,13 @@ class Database:
         caller has been answered so is rolled back, never committed.
         """
         expired = False
+        observe = self.observe
+        started = time.monotonic()
+        waited: list[float] = []
 
         def interaction(cursor: Any) -> T:
+            if observe is not None:
+                waited.append(time.monotonic() - started)
             result = fn(Txn(cursor, self.dialect, self._integrity_errors), *args, **kwargs)
             if expired:
                 raise DatabaseUnavailableError()  # the caller was told it failed: roll back
@@ -407,6 +416,14 @@ class Database:
 
             d.addTimeout(self.deadline.seconds, self.deadline.clock, onTimeoutCancel=timed_out)
         d.addCallbacks(self._answered, self._failed, errbackArgs=(desc,))
+        if observe is not None:
+
+            def done(result: Any) -> Any:
+                ok = not isinstance(result, Failure)
+                observe(desc, ok, time.monotonic() - started, waited[0] if waited else None)
+                return result
+
+            d.addBoth(done)
         return d
 
     def write(self, key: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:

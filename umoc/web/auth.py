@@ -53,6 +53,7 @@ class AuthApi:
     async def _limit(self, kind: str, key: str, ip: str, username: str | None = None) -> None:
         allowed, retry_after = await self._services.ratelimiter.can_do_action(kind, key)
         if not allowed:
+            self._services.metrics.refused(kind)
             log.warn(
                 "Refused {kind} from {client}: rate limited",
                 event="rate_limited", kind=kind, client=ip, username=username,
@@ -91,12 +92,15 @@ class AuthApi:
         try:
             login = await self._sessions.login(username, password)
         except InvalidCredentialsError as exc:
+            self._services.metrics.login(False)
             log.warn("Login failed for {username} from {client}", event="login_failed", username=username, client=ip)
             raise HttpError(401, exc.message) from None
         except AccountDisabledError as exc:
+            self._services.metrics.login(False)
             log.warn("Login refused for {username} from {client}: account deactivated", event="login_refused",
                      reason="deactivated", username=username, client=ip)
             raise HttpError(403, exc.message) from None
+        self._services.metrics.login(True)
         log.info(
             "Login succeeded for {username} from {client}",
             event="login", username=login.username, user_id=login.user_id, client=ip,

@@ -22,7 +22,7 @@ from twisted.web.iweb import IRequest
 
 from umoc.credentials import token_digest, token_matches
 from umoc.domain.services import Services
-from umoc.metrics import Metrics
+from umoc.metrics import CONTENT_TYPE, Metrics
 from umoc.web.jsonapi import JsonResource, write_json
 
 __all__ = ["LivenessResource", "MetricsResource", "ReadinessResource"]
@@ -75,8 +75,8 @@ class MetricsResource(resource.Resource):
             request.setHeader(b"WWW-Authenticate", b"Bearer")
             request.setHeader(b"Content-Type", b"application/json")
             return b'{"error":"Metrics need the metrics token"}'
-        request.setHeader(b"Content-Type", b"text/plain; version=0.0.4")
-        return self._metrics.render().encode("utf-8")
+        request.setHeader(b"Content-Type", CONTENT_TYPE.encode("ascii"))
+        return self._metrics.render()
 
     def _authorised(self, request: IRequest) -> bool:
         assert self._token_digest is not None
