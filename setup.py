@@ -1,4 +1,17 @@
+from glob import glob
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPy(build_py):
+    """Also install etc/umoc.yaml as umoc/umoc.yaml, for umoc-admin example-config: etc/ stays its one source."""
+
+    def run(self) -> None:
+        super().run()
+        self.copy_file("etc/umoc.yaml", str(Path(self.build_lib) / "umoc" / "umoc.yaml"))
+
 
 setup(
     name="umoc",
@@ -13,6 +26,12 @@ setup(
         "umoc.webclient": ["static/*"],
         "twisted": ["plugins/umoc_plugin.py"],
     },
+    # Under <prefix>/share/: the example configuration, the systemd unit and nginx example from etc/,
+    # and the documentation (client API reference, operator guide, changelog).
+    data_files=[
+        ("share/umoc", ["etc/umoc.yaml", "etc/umoc.service", "etc/nginx.conf"]),
+        ("share/doc/umoc", sorted(glob("docs/*.md"))),
+    ],
     include_package_data=True,
     install_requires=[
         "twisted>=23.10",
@@ -40,6 +59,8 @@ setup(
             "ruff>=0.5",
             # tests/e2e: the web client in headless Chromium (Debian's chromium and chromium-driver).
             "selenium>=4.10",
+            # tests/test_packaging.py builds the wheel without build isolation (no index needed).
+            "wheel>=0.40",
         ],
         # bench/compare: python-socketio's own server on aiohttp, and the profiler.
         "bench": [
@@ -48,6 +69,7 @@ setup(
             "py-spy>=0.3",
         ],
     },
+    cmdclass={"build_py": BuildPy},
     entry_points={"console_scripts": ["umoc-admin=umoc.admincli:main"]},
     zip_safe=False,
 )

@@ -112,7 +112,7 @@ def _example_config() -> str:
     """``etc/umoc.yaml``: from a source checkout or where an installation put it."""
     here = Path(__file__).resolve().parent
     for candidate in (
-        here / "umoc.yaml",
+        here / "umoc.yaml",  # setup.py installs etc/umoc.yaml there
         here.parent / "etc" / "umoc.yaml",
         Path(sys.prefix) / "share" / "umoc" / "umoc.yaml",
         Path(sys.prefix) / "etc" / "umoc" / "umoc.yaml",
