@@ -444,7 +444,9 @@ class Database:
         if failure.check(DatabaseUnavailableError) or (
             self._unavailable_errors and failure.check(*self._unavailable_errors)
         ):
-            self._failures.failed(desc, failure.getErrorMessage() or failure.type.__name__)
+            # The driver's first line: psycopg2's messages end in a newline and a hint.
+            why = (failure.getErrorMessage() or "").strip().splitlines()
+            self._failures.failed(desc, why[0].strip() if why else failure.type.__name__)
             raise DatabaseUnavailableError() from failure.value
         return failure
 
