@@ -10,7 +10,9 @@ class BuildPy(build_py):
 
     def run(self) -> None:
         super().run()
-        self.copy_file("etc/umoc.yaml", str(Path(self.build_lib) / "umoc" / "umoc.yaml"))
+        target = Path(self.build_lib) / "umoc" / "umoc.yaml"
+        self.mkpath(str(target.parent))  # an editable build's build_lib starts empty
+        self.copy_file("etc/umoc.yaml", str(target))
 
 
 setup(
