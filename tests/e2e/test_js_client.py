@@ -21,7 +21,7 @@ from tests.support.server import ServerTestCase
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "js" / "two_clients.mjs"
 NEW_MESSAGE_KEYS = {"message_id", "sender_id", "sender_username", "recipient_id", "content", "type", "timestamp",
-                    "is_group"}
+                    "is_group", "display_name", "avatar_url", "reply_to", "mentions", "edited_at", "reactions"}
 NODE = shutil.which("node")
 MISSING = (
     "node is not installed" if NODE is None
@@ -62,7 +62,9 @@ class JsClientTestsMixin:
             self.assertEqual(
                 {k: v for k, v in message.items() if k not in ("message_id", "timestamp")},
                 {"sender_id": sender["user_id"], "sender_username": sender["username"],
-                 "recipient_id": recipient["user_id"], "content": content, "type": "text", "is_group": False},
+                 "recipient_id": recipient["user_id"], "content": content, "type": "text", "is_group": False,
+                 "display_name": None, "avatar_url": None, "reply_to": None, "mentions": [], "edited_at": None,
+                 "reactions": []},
             )
             uuid.UUID(message["message_id"])
             self.assertRegex(message["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
