@@ -25,9 +25,10 @@ class Edit:
 
 
 def _window_text(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)} {unit}"
+            count = int(seconds // size)
+            return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
     return f"{seconds:g} seconds"
 
 
