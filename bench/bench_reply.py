@@ -1,8 +1,8 @@
 """What do a reply and mentions add to send_message?
 
-Runs the real ``send_message`` handler (schema-checked payload -> permission
-check, insert, counters, reply target, mentions, commit -> ``new_message``
-encoded for the hub) against a real database: SQLite in a temp file, and
+Runs the real ``send_message`` route (schema validation, then the handler:
+permission check, insert, counters, reply target, mentions, commit ->
+``new_message`` encoded for the hub) against a real database: SQLite in a temp file, and
 PostgreSQL too when UMOC_TEST_POSTGRES is set.  Plain messages and messages
 with ``reply_to`` and ``mentions`` are sent in alternating blocks in the same
 run, so drift and noise hit both alike; each block's mean is one sample and
@@ -61,7 +61,7 @@ async def _block(ctx: EventContext, payloads: list[dict[str, Any]], in_flight: i
 
     async def worker() -> None:
         for payload in pending:
-            await message_events.send_message(ctx, dict(payload))
+            await _SEND.handler(ctx, _SEND.schema.validate(payload))
 
     await defer.gatherResults([defer.ensureDeferred(worker()) for _ in range(in_flight)], consumeErrors=True)
     n = len(payloads)
@@ -104,7 +104,7 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
         ("direct", friend, False, [friend]),
         (f"group of {args.members}", group, True, users[1:4]),
     ):
-        first = await message_events.send_message(ctx, _payload(recipient, is_group, "target"))
+        first = await _SEND.handler(ctx, _SEND.schema.validate(_payload(recipient, is_group, "a message to reply to")))
         target = first["message_id"]
 
         def plain(i: int, recipient: int = recipient, is_group: bool = is_group) -> dict[str, Any]:
@@ -128,10 +128,12 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
     return rows
 
 
+_SEND = next(route for route in message_events.ROUTES if route.event == "send_message")
+
+
 def _payload(recipient: int, is_group: bool, content: str, **extra: Any) -> dict[str, Any]:
-    """What the schema hands the handler (every field present)."""
-    return {"sessionID": None, "recipient_id": recipient, "content": content, "is_group": is_group, "type": "text",
-            "encrypted_content": None, "reply_to": None, "mentions": None, **extra}
+    """What a client sends."""
+    return {"recipient_id": recipient, "content": content, "is_group": is_group, "type": "text", **extra}
 
 
 def _postgres(dsn: str) -> tuple[Database, Callable[[], None]]:

@@ -71,7 +71,7 @@ class ChatCase(ServerTestCase):
             "files": "SELECT * FROM files ORDER BY id",
             "message_edits": "SELECT * FROM message_edits ORDER BY id",
             "message_reactions": "SELECT * FROM message_reactions ORDER BY message_seq, user_id, emoji",
-            "message_mentions": "SELECT * FROM message_mentions ORDER BY message_seq, user_id",
+            "unread_mentions": "SELECT * FROM unread_mentions ORDER BY user_id, chat_id, message_seq",
             "users": "SELECT id, display_name, status_text, avatar_file_id, send_delivery_receipts FROM users"
                      " ORDER BY id",
         }

@@ -1,14 +1,16 @@
 """Mentions: the members a message names, and each member's unread mentions per chat.
 
-A message writes one row per mentioned user (a bounded few, never one per
-member).  ``read_at`` is set when the mentioned user's read receipt covers
-the message, so ``mention_count`` (unread mentions of me in a chat) is an
-index range over ``message_mentions_unread``.
+Whom a message mentions is a column of the message (``messages.mentions``,
+ids joined by commas), read with it.  Each mentioned member but the sender
+also gets an ``unread_mentions`` row, deleted when that member's read
+receipt covers the message, so ``mention_count`` (unread mentions of me in
+a chat) is a range of that table's key.  A message writes at most one row
+per mention (a bounded few), never one per member.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from twisted.internet import defer
 
@@ -17,64 +19,59 @@ from umoc.storage.database import Database, Txn, in_clause
 
 __all__ = [
     "MentionStore",
-    "insert_mentions_txn",
+    "check_mentions",
+    "insert_unread_mentions_txn",
     "mark_mentions_read_txn",
     "mention_counts_txn",
-    "mentions_for_txn",
+    "parse_mentions",
 ]
 
-#: A user's unread mentions, in the chats the user is in now.
+#: A user's unread mentions, in the chats the user is in now, of live messages.
 _UNREAD = (
-    " FROM message_mentions mm"
-    " JOIN user_chats uc ON uc.user_id = mm.user_id AND uc.chat_id = mm.chat_id"
-    " JOIN messages m ON m.seq = mm.message_seq"
-    " WHERE mm.user_id = ? AND mm.read_at IS NULL AND mm.message_seq > uc.joined_seq AND m.deleted_at IS NULL"
+    " FROM unread_mentions um"
+    " JOIN user_chats uc ON uc.user_id = um.user_id AND uc.chat_id = um.chat_id"
+    " JOIN messages m ON m.seq = um.message_seq"
+    " WHERE um.user_id = ? AND um.message_seq > uc.joined_seq AND m.deleted_at IS NULL"
 )
 
 
-def insert_mentions_txn(
-    txn: Txn, message_seq: int, chat_id: int, sender_id: int, mentions: Sequence[int], members: Sequence[int],
-    now: float,
-) -> list[int]:
-    """Record who ``message_seq`` mentions; RefusedError unless each is a member of the chat.
-
-    Returns the mentioned ids, sorted (the order history shows them in).  A
-    sender's mention of themselves is stored as read: one's own messages are
-    never unread.
-    """
+def check_mentions(mentions: Sequence[int], members: Sequence[int]) -> list[int]:
+    """The mentioned ids, sorted and distinct; RefusedError unless each is a member of the chat."""
     mentioned = sorted(set(mentions))
     outsiders = set(mentioned) - set(members)
     if outsiders:
         raise RefusedError(f"Invalid 'mentions': user {min(outsiders)} is not a member of this chat")
-    txn.executemany(
-        "INSERT INTO message_mentions (message_seq, user_id, chat_id, read_at) VALUES (?, ?, ?, ?)",
-        [(message_seq, user_id, chat_id, now if user_id == sender_id else None) for user_id in mentioned],
-    )
     return mentioned
 
 
-def mentions_for_txn(txn: Txn, seqs: Iterable[int]) -> dict[int, list[int]]:
-    """Who each message mentions, by ``seq`` (only messages with mentions appear): one query."""
-    seqs = sorted(set(seqs))
-    if not seqs:
-        return {}
-    found: dict[int, list[int]] = {}
-    for r in txn.execute(
-        "SELECT message_seq, user_id FROM message_mentions WHERE message_seq IN " + in_clause(seqs)
-        + " ORDER BY message_seq, user_id",
-        seqs,
-    ).fetchall():
-        found.setdefault(int(r["message_seq"]), []).append(int(r["user_id"]))
-    return found
+def mentions_text(mentioned: Sequence[int]) -> str | None:
+    """The ``messages.mentions`` column: ``"3,7"``, or NULL for none."""
+    return ",".join(map(str, mentioned)) if mentioned else None
 
 
-def mark_mentions_read_txn(txn: Txn, reader_id: int, seqs: Sequence[int], now: float) -> None:
+def parse_mentions(text: str | None) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",")) if text else ()
+
+
+def insert_unread_mentions_txn(
+    txn: Txn, message_seq: int, chat_id: int, sender_id: int, mentioned: Sequence[int]
+) -> None:
+    """One statement (psycopg2's executemany is a round trip per row); none when only the sender is named."""
+    others = [user_id for user_id in mentioned if user_id != sender_id]
+    if others:
+        txn.execute(
+            "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(others)),
+            [v for user_id in others for v in (user_id, chat_id, message_seq)],
+        )
+
+
+def mark_mentions_read_txn(txn: Txn, reader_id: int, seqs: Sequence[int]) -> None:
     """The reader read these messages: their mentions of the reader no longer count."""
     if seqs:
         txn.execute(
-            "UPDATE message_mentions SET read_at = ? WHERE user_id = ? AND read_at IS NULL AND message_seq IN "
-            + in_clause(seqs),
-            [now, reader_id, *seqs],
+            "DELETE FROM unread_mentions WHERE user_id = ? AND message_seq IN " + in_clause(seqs),
+            [reader_id, *seqs],
         )
 
 

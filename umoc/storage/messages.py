@@ -24,10 +24,17 @@ from twisted.internet import defer
 
 from umoc.errors import RefusedError
 from umoc.storage.database import Database, Row, Txn, in_clause
-from umoc.storage.mentions import insert_mentions_txn, mark_mentions_read_txn, mention_counts_txn, mentions_for_txn
+from umoc.storage.mentions import (
+    check_mentions,
+    insert_unread_mentions_txn,
+    mark_mentions_read_txn,
+    mention_counts_txn,
+    mentions_text,
+    parse_mentions,
+)
 from umoc.storage.reactions import Reaction, reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND, ensure_direct_chat_txn
-from umoc.storage.replies import NOT_IN_CHAT, ReplyTo, replies_for_txn, reply_target_txn
+from umoc.storage.replies import NOT_IN_CHAT, ReplyTo, replies_for_txn, sender_and_target_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
@@ -57,9 +64,10 @@ class Message:
     delivered_at: float | None = None
     sender_display_name: str | None = None
     sender_avatar_file_id: str | None = None
+    #: Whom the message mentions, ascending.
+    mentions: tuple[int, ...] = ()
     #: Filled by `annotate_txn` for payloads that show them.
     reply_to: ReplyTo | None = None
-    mentions: tuple[int, ...] = ()
     reactions: tuple[Reaction, ...] = ()
 
 
@@ -119,6 +127,7 @@ _MESSAGE_FIELDS = (
     ("m.delivered_at", "delivered_at"),
     ("su.display_name", "sender_display_name"),
     ("su.avatar_file_id", "sender_avatar_file_id"),
+    ("m.mentions", "mentions"),
 )
 
 
@@ -153,6 +162,7 @@ def _message(row: Row, prefix: str = "") -> Message:
         delivered_at=row[prefix + "delivered_at"],
         sender_display_name=row[prefix + "sender_display_name"],
         sender_avatar_file_id=row[prefix + "sender_avatar_file_id"],
+        mentions=parse_mentions(row[prefix + "mentions"]),
     )
 
 
@@ -240,6 +250,7 @@ def _post_txn(
     encrypted_content: str | None,
     now: float,
     reply_to_seq: int | None = None,
+    mentions: Sequence[int] = (),
 ) -> tuple[Message, list[int]]:
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
@@ -254,9 +265,10 @@ def _post_txn(
     seq = int(
         txn.scalar(
             "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
-            " encrypted_content, created_at, reply_to_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            " encrypted_content, created_at, reply_to_seq, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING seq",
             (message_id, chat_id, sender_id, recipient_id, int(is_group), msg_type, content, encrypted_content, now,
-             reply_to_seq),
+             reply_to_seq, mentions_text(mentions)),
         )
     )
     # The sender's own row: nobody else's, so no other sender waits on it.
@@ -273,7 +285,7 @@ def _post_txn(
     )
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
-        encrypted_content, now, reply_to_seq=reply_to_seq,
+        encrypted_content, now, reply_to_seq=reply_to_seq, mentions=tuple(mentions),
     )
     return message, audience
 
@@ -353,7 +365,7 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
             raise RefusedError("Message not found")
     live = [r for r in rows if r["deleted_at"] is None]
     seqs = [int(r["seq"]) for r in live]
-    mark_mentions_read_txn(txn, reader_id, seqs, now)
+    mark_mentions_read_txn(txn, reader_id, seqs)
     if seqs:
         already = {
             int(r["message_seq"])
@@ -486,18 +498,15 @@ def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int
 
 
 def annotate_txn(txn: Txn, messages: Sequence[Message]) -> list[Message]:
-    """The messages with their reply targets, mentions and reactions: three queries whatever their number."""
+    """The messages with their reply targets and reactions: two queries whatever their number (one without replies)."""
     if not messages:
         return []
-    seqs = [m.seq for m in messages]
     replies = replies_for_txn(txn, [m.reply_to_seq for m in messages if m.reply_to_seq is not None])
-    mentions = mentions_for_txn(txn, seqs)
-    reactions = reactions_for_txn(txn, seqs)
+    reactions = reactions_for_txn(txn, [m.seq for m in messages])
     return [
         replace(
             m,
             reply_to=replies.get(m.reply_to_seq) if m.reply_to_seq is not None else None,
-            mentions=tuple(mentions.get(m.seq, ())),
             reactions=tuple(reactions.get(m.seq, ())),
         )
         for m in messages
@@ -519,23 +528,23 @@ def _post_annotated_txn(
     mentions: Sequence[int],
 ) -> tuple[Message, list[int]]:
     """`_post_txn` plus the reply target (same chat, checked), the mentions (members, checked), the sender's profile."""
-    target = reply_target_txn(txn, reply_to) if reply_to is not None else None
+    display_name, avatar_file_id, target = sender_and_target_txn(txn, sender_id, reply_to)
+    mentioned = sorted(set(mentions))
     message, audience = _post_txn(
         txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content, encrypted_content,
-        now, target[0] if target is not None else None,
+        now, target[0] if target is not None else None, mentioned,
     )
+    # Refusals after the insert roll it back with the rest of the transaction.
     if target is not None and target[1] != message.chat_id:
-        raise RefusedError(NOT_IN_CHAT)  # rolls the insert back
-    mentioned = (
-        insert_mentions_txn(txn, message.seq, message.chat_id, sender_id, mentions, audience, now) if mentions else []
-    )
-    profile = txn.execute("SELECT display_name, avatar_file_id FROM users WHERE id = ?", (sender_id,)).fetchone()
+        raise RefusedError(NOT_IN_CHAT)
+    if mentioned:
+        check_mentions(mentioned, audience)
+        insert_unread_mentions_txn(txn, message.seq, message.chat_id, sender_id, mentioned)
     message = replace(
         message,
         reply_to=target[2] if target is not None else None,
-        mentions=tuple(mentioned),
-        sender_display_name=profile["display_name"] if profile is not None else None,
-        sender_avatar_file_id=profile["avatar_file_id"] if profile is not None else None,
+        sender_display_name=display_name,
+        sender_avatar_file_id=avatar_file_id,
     )
     return message, audience
 
