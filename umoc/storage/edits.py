@@ -57,7 +57,7 @@ class EditStore:
 
     def edit(self, user_id: int, message_id: str, content: str, now: float, window: float) -> defer.Deferred[Edit]:
         """Replace the content of the user's own text message (``window`` seconds after sending; 0: any time)."""
-        return self._db.run("messages.edit", _edit_txn, user_id, message_id, content, now, window)
+        return self._db.write(user_id, _edit_txn, user_id, message_id, content, now, window)
 
     def versions(self, message_id: str) -> defer.Deferred[list[tuple[str, float, float]]]:
         """Earlier contents of a message, oldest first: ``(content, written_at, replaced_at)``."""

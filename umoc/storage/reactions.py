@@ -95,8 +95,8 @@ class ReactionStore:
         self, user_id: int, message_id: str, emoji: str, now: float, max_per_user: int
     ) -> defer.Deferred[ReactionChange]:
         """Put ``emoji`` on a message of a chat the user may write to. Raises `RefusedError`."""
-        return self._db.run("reactions.add", _react_txn, user_id, message_id, emoji, True, now, max_per_user)
+        return self._db.write(user_id, _react_txn, user_id, message_id, emoji, True, now, max_per_user)
 
     def remove(self, user_id: int, message_id: str, emoji: str, now: float) -> defer.Deferred[ReactionChange]:
         """Take the user's ``emoji`` off a message. Raises `RefusedError`."""
-        return self._db.run("reactions.remove", _react_txn, user_id, message_id, emoji, False, now, 0)
+        return self._db.write(user_id, _react_txn, user_id, message_id, emoji, False, now, 0)

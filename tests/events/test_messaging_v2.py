@@ -13,8 +13,9 @@ from typing import Any
 
 import treq
 
-from tests.chat_support import ChatCase, Person
-from tests.support import for_each_backend, inline, sleep
+from tests.support.chat import ChatCase, Person
+from tests.support.databases import for_each_backend
+from tests.support.deferreds import inline, sleep
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MISSING = "00000000-0000-4000-8000-000000000000"
