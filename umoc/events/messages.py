@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umoc.domain import messaging
+from umoc.domain import messaging, payloads
 from umoc.domain.access import MESSAGE_TYPES, require_writable_chat
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
@@ -77,9 +77,11 @@ async def edit_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     for users, chat_id in target.views():
         edited = payloads.message_edited(target.id, chat_id, target.is_group, edit.content, edit.edited_at)
         ctx.services.hub.emit_to_users(users, "message_edited", edited)
-    return payloads.message_edited(
+    mine = payloads.message_edited(
         target.id, target.chat_id_for(ctx.user_id), target.is_group, edit.content, edit.edited_at
     )
+    ctx.services.webhooks.emit("message.edited", {**mine, "sender_id": ctx.user_id})
+    return mine
 
 
 async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:

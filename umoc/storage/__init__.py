@@ -18,8 +18,8 @@ from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
-from umoc.storage.push import PushStore
 from umoc.storage.profiles import ProfileStore
+from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
 from umoc.storage.users import UserStore
 
