@@ -194,6 +194,8 @@ class MessagesConfig:
     #: ``encrypted_content`` is opaque ciphertext, relayed untouched; this bounds it.
     max_encrypted_length: int = 65_536
     max_group_members: int = 256
+    #: How long after sending a sender may edit a message; 0 means no limit.
+    edit_window: Duration = Duration(86400)
 
 
 @dataclass(frozen=True)

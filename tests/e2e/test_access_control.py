@@ -322,7 +322,7 @@ class AccessControlTestsMixin:
             "message_id": w.bob_after, "message_ids": [w.bob_after], "sender_id": w.bob.id, "contact_id": w.bob.id,
             "contact_username": "bob", "user_id": w.bob.id, "name": "x", "description": "x", "member_ids": [],
             "file_id": w.pending_file["file_id"], "file_name": "a.png", "file_size": 4, "file_type": "image/png",
-            "since": 0, "limit": 10, "timestamp": 1, "page": 1, "page_size": 10,
+            "since": 0, "limit": 10, "timestamp": 1, "page": 1, "page_size": 10, "emoji": "x",
             "kind": "gateway", "app_id": "com.example", "pushkey": "k", "enabled": False,
             "registration_id": "00000000-0000-0000-0000-000000000000",
         }

@@ -24,7 +24,7 @@ class ContactTestsMixin:
         pending = await bob.call("get_contacts")
         self.assertEqual(pending, {"contacts": [{
             "user_id": alice.id, "username": "alice", "status": "NEW", "is_online": False, "last_seen": None,
-            "streak": 0, "continue_streak": False,
+            "streak": 0, "continue_streak": False, "display_name": None, "avatar_url": None,
         }]})
 
         accepted = await bob.call("accept_contact", contact_id=alice.id)
@@ -36,7 +36,7 @@ class ContactTestsMixin:
         contacts = await alice.call("get_contacts")
         self.assertEqual(contacts, {"contacts": [{
             "user_id": bob.id, "username": "bob", "status": "FRIEND", "is_online": True, "last_seen": None,
-            "streak": 0, "continue_streak": False,
+            "streak": 0, "continue_streak": False, "display_name": None, "avatar_url": None,
         }]})
         self.assertEqual(await alice.client.expect("contacts"), contacts)
 

@@ -26,12 +26,13 @@ class GroupTestsMixin:
     async def test_create_group_tells_every_member_in_the_chat_info_shape(self) -> None:
         alice, bob, carol, dave, created = await self.team()
         self.assertEqual(set(created), {"id", "name", "description", "created_at", "is_group", "members",
-                                        "member_count", "is_admin"})
+                                        "member_count", "is_admin", "mention_count", "display_name", "avatar_url"})
         self.assertEqual((created["name"], created["description"], created["is_group"], created["member_count"],
                           created["is_admin"]), ("Project Team", "Team discussion group", True, 3, True))
         self.assertRegex(created["created_at"], ISO)
         self.assertEqual(created["members"][0], {"user_id": alice.id, "username": "alice", "is_online": True,
-                                                 "last_seen": None, "is_admin": True})
+                                                 "last_seen": None, "is_admin": True, "display_name": None,
+                                                 "avatar_url": None})
         self.assertEqual([(m["user_id"], m["is_admin"]) for m in created["members"]],
                          [(alice.id, True), (bob.id, False), (carol.id, False)])
         self.assertEqual(await alice.client.expect("group_created"), created)
@@ -56,8 +57,8 @@ class GroupTestsMixin:
         self.assertEqual(chats[0], {
             "id": gid, "name": "Project Team", "description": "Team discussion group", "member_count": 3,
             "last_message": {k: sent[k] for k in ("message_id", "sender_id", "sender_username", "content", "type",
-                                                  "timestamp")},
-            "unread_count": 1, "is_group": True,
+                                                  "timestamp", "edited_at")},
+            "unread_count": 1, "mention_count": 0, "is_group": True, "display_name": None, "avatar_url": None,
         })
         self.assertEqual([(c["id"], c["is_group"]) for c in chats[1:]], [(alice.id, False)])
         self.assertEqual([c["unread_count"] for c in await bob.call("get_chats") if c["is_group"]], [0])

@@ -21,7 +21,7 @@ from umoc.events.router import EventContext
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 NEW_MESSAGE_KEYS = {"message_id", "sender_id", "sender_username", "recipient_id", "content", "type", "timestamp",
-                    "is_group"}
+                    "is_group", "display_name", "avatar_url", "reply_to", "mentions", "edited_at", "reactions"}
 
 
 class DirectMessageTestsMixin:
@@ -48,7 +48,8 @@ class DirectMessageTestsMixin:
         self.assertEqual(
             {k: v for k, v in sent.items() if k not in ("message_id", "timestamp")},
             {"sender_id": alice.id, "sender_username": "alice", "recipient_id": bob.id, "content": "Hello there!",
-             "type": "text", "is_group": False},
+             "type": "text", "is_group": False, "display_name": None, "avatar_url": None, "reply_to": None,
+             "mentions": [], "edited_at": None, "reactions": []},
         )
         self.assertRegex(sent["timestamp"], ISO)
         for client in (alice.client, alice_phone, bob.client):
@@ -69,8 +70,8 @@ class DirectMessageTestsMixin:
         self.assertEqual(chats, [{
             "id": alice.id, "username": "alice", "status": "online", "last_seen": None,
             "last_message": {"message_id": reply["message_id"], "sender_id": bob.id, "sender_username": "bob",
-                             "content": "three", "type": "text", "timestamp": reply["timestamp"]},
-            "unread_count": 2, "is_group": False,
+                             "content": "three", "type": "text", "timestamp": reply["timestamp"], "edited_at": None},
+            "unread_count": 2, "mention_count": 0, "is_group": False, "display_name": None, "avatar_url": None,
         }])
         self.assertEqual((await alice.call("get_chats"))[0]["unread_count"], 1)
 
@@ -81,7 +82,8 @@ class DirectMessageTestsMixin:
         self.assertEqual([m["content"] for m in history["messages"]], ["one", "two", "three"])
         self.assertEqual(history["messages"][0], {
             "message_id": first["message_id"], "sender_id": alice.id, "sender_username": "alice", "content": "one",
-            "type": "text", "timestamp": first["timestamp"], "is_read": False,
+            "type": "text", "timestamp": first["timestamp"], "is_read": False, "display_name": None,
+            "avatar_url": None, "reply_to": None, "mentions": [], "edited_at": None, "reactions": [],
         })
 
         ids = [first["message_id"], second["message_id"]]
@@ -184,7 +186,8 @@ class DirectMessageTestsMixin:
         info = await alice.call("get_chat_info", chat_id=bob.id, is_group=False)
         self.assertEqual(await alice.client.expect("chat_info"), info)
         self.assertEqual(info, {"id": bob.id, "username": "bob", "is_online": True, "last_seen": None,
-                                "status": "FRIEND", "is_group": False, "streak": 0, "continue_streak": False})
+                                "status": "FRIEND", "is_group": False, "streak": 0, "continue_streak": False,
+                                "display_name": None, "avatar_url": None, "mention_count": 0})
         await self.send(bob, alice)
         info = await alice.call("get_chat_info", chat_id=bob.id, is_group=False)
         self.assertEqual((info["streak"], info["continue_streak"]), (1, True))

@@ -5,7 +5,8 @@
 // Registers and logs in both users over HTTP (fetch), connects them with the
 // client's default options (long-polling first, then the upgrade to
 // WebSocket), walks ping / verify_session, makes them friends
-// (add_contact / accept_contact), exchanges a message each way, drops one
+// (add_contact / accept_contact), exchanges a message each way, edits, reacts and
+// replies (each side seeing the other's change), drops one
 // client's transport to check connection state recovery, then disconnects.  Prints one JSON line
 // with what it saw; the trial test (tests/test_js_client.py) asserts on it.
 import { io } from "socket.io-client";
@@ -91,6 +92,33 @@ result.messages = [
   await send(sa, a, sb, b, "Hello there!"),
   await send(sb, b, sa, a, "Hi, " + nameA),
 ];
+
+// Messaging v2: a edits its message, b reacts to it and replies, a reacts to the reply;
+// each side sees the other's change, and history shows the result.
+async function both(from, fromLogin, to, event, payload) {
+  const seen = next(to, event);
+  const echoed = next(from, event);
+  const ack = await from.timeout(TIMEOUT).emitWithAck(event === "new_message" ? "send_message" : payload.event, {
+    sessionID: fromLogin.sessionID, ...payload.fields,
+  });
+  return { ack, seen: (await seen)[0], echoed: (await echoed)[0] };
+}
+const first = result.messages[0].ack;
+result.edited = await both(sa, a, sb, "message_edited", {
+  event: "edit_message", fields: { message_id: first.message_id, content: "Hello there! (edited)" },
+});
+result.reacted = await both(sb, b, sa, "reaction_updated", {
+  event: "add_reaction", fields: { message_id: first.message_id, emoji: "👍" },
+});
+result.replied = await both(sb, b, sa, "new_message", {
+  fields: { recipient_id: a.user_id, content: "A reply", reply_to: first.message_id, mentions: [a.user_id] },
+});
+result.reactedToReply = await both(sa, a, sb, "reaction_updated", {
+  event: "add_reaction", fields: { message_id: result.replied.ack.message_id, emoji: "🎉" },
+});
+result.historyForB = await sb.timeout(TIMEOUT).emitWithAck("get_chat_history", {
+  sessionID: b.sessionID, chat_id: a.user_id,
+});
 
 // Drop b's transport: the client reconnects by itself and asks to recover.
 const pidBefore = sb._pid;

@@ -72,7 +72,7 @@ class ChatStorageTestsMixin:
             self.assertGreaterEqual(len(entries), n)
             self.assertEqual(history.total_messages, 3)
         self.assertEqual(counts[0], counts[1])
-        self.assertEqual(counts[0], (1, 2))
+        self.assertEqual(counts[0], (3, 3))
 
     @inline
     async def test_send_is_a_constant_number_of_statements_whatever_the_group_size(self) -> None:

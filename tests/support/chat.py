@@ -69,6 +69,11 @@ class ChatCase(ServerTestCase):
             "message_reads": "SELECT * FROM message_reads ORDER BY message_seq, user_id",
             "user_chats": "SELECT * FROM user_chats ORDER BY user_id, chat_id",
             "files": "SELECT * FROM files ORDER BY id",
+            "message_edits": "SELECT * FROM message_edits ORDER BY id",
+            "message_reactions": "SELECT * FROM message_reactions ORDER BY message_seq, user_id, emoji",
+            "unread_mentions": "SELECT * FROM unread_mentions ORDER BY user_id, chat_id, message_seq",
+            "users": "SELECT id, display_name, status_text, avatar_file_id, send_delivery_receipts FROM users"
+                     " ORDER BY id",
         }
         return {name: await self.rows(sql) for name, sql in tables.items()}
 

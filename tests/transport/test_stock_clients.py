@@ -21,7 +21,7 @@ DEFAULT = ["polling", "websocket"]
 POLLING = ["polling"]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 NEW_MESSAGE_KEYS = {"message_id", "sender_id", "sender_username", "recipient_id", "content", "type", "timestamp",
-                    "is_group"}
+                    "is_group", "display_name", "avatar_url", "reply_to", "mentions", "edited_at", "reactions"}
 
 
 class StockClientTestsMixin:

@@ -248,9 +248,13 @@ class FileManager:
         return record
 
     async def may_read(self, record: FileRecord, user_id: int) -> bool:
+        """Members of the chat the file was shared in; for an avatar, also whoever may see its profile."""
         if record.is_group:
-            return bool(await self._storage.groups.is_member(record.chat_id, user_id))
-        return user_id in (record.uploader_id, record.chat_id)
+            if await self._storage.groups.is_member(record.chat_id, user_id):
+                return True
+        elif user_id in (record.uploader_id, record.chat_id):
+            return True
+        return bool(await self._storage.profiles.avatar_readable(record.id, user_id))
 
     # -- housekeeping -----------------------------------------------------------------------
 

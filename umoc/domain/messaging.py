@@ -28,19 +28,22 @@ async def post_message(
     msg_type: str,
     content: str,
     encrypted_content: str | None = None,
+    reply_to: str | None = None,
+    mentions: list[int] | None = None,
 ) -> dict[str, Any]:
     """Store a message and deliver ``new_message`` to every socket of its audience.
 
     The audience is both users of a direct chat, or the group's members at
     the moment the message is stored (the sender's own sockets included).
     Returns the ``new_message`` payload.  Raises `UserError` when the user
-    may not write to that chat; nothing is stored then.
+    may not write to that chat, or ``reply_to`` is not a message of that chat,
+    or a mentioned user is not a member of it; nothing is stored then.
     """
     if msg_type not in MESSAGE_TYPES:
         raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
     message, audience = await services.storage.messages.post(
         sender_id, sender_username, recipient_id, is_group, str(uuid.uuid4()), msg_type, content,
-        encrypted_content, services.clock.seconds(),
+        encrypted_content, services.clock.seconds(), reply_to, mentions or (),
     )
     services.metrics.messages_stored.inc()
     payload = payloads.new_message(message)

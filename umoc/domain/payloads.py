@@ -9,22 +9,60 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain.files import download_url
 from umoc.storage.contacts import Contact
+from umoc.storage.deliveries import Delivered
 from umoc.storage.groups import GroupInfo
 from umoc.storage.messages import ChatEntry, Message
+from umoc.storage.profiles import Profile, Settings
+from umoc.storage.reactions import Reaction
+from umoc.storage.relations import BLOCKED
+from umoc.storage.replies import ReplyTo
 from umoc.timefmt import iso, iso_or_none
 
 __all__ = [
+    "avatar_url",
     "chat_list_entry",
     "contact_entry",
     "direct_chat_info",
     "former_contact_chat_info",
     "group_info",
     "history_message",
+    "message_edited",
     "message_summary",
+    "messages_delivered",
     "new_message",
     "presence_fields",
+    "profile",
+    "reaction_updated",
+    "reactions",
+    "reply_to",
+    "settings",
 ]
+
+
+def avatar_url(file_id: str | None) -> str | None:
+    """Where an avatar is downloaded (``GET /api/files/<id>``, to those who may see the profile)."""
+    return None if file_id is None else download_url(file_id)
+
+
+def reply_to(reply: ReplyTo | None) -> dict[str, Any] | None:
+    """What a reply shows of the message it answers (DESIGN "Messaging v2")."""
+    if reply is None:
+        return None
+    if reply.deleted:
+        return {"message_id": reply.message_id, "deleted": True}
+    return {
+        "message_id": reply.message_id,
+        "sender_id": reply.sender_id,
+        "sender_username": reply.sender_username,
+        "type": reply.type,
+        "content": reply.content,
+    }
+
+
+def reactions(found: tuple[Reaction, ...] | list[Reaction]) -> list[dict[str, Any]]:
+    return [{"emoji": r.emoji, "count": r.count, "user_ids": list(r.user_ids)} for r in found]
 
 
 def presence_fields(visible: bool, online: bool, last_seen: float | None) -> tuple[bool, str | None]:
@@ -45,6 +83,12 @@ def new_message(message: Message) -> dict[str, Any]:
         "type": message.type,
         "timestamp": iso(message.created_at),
         "is_group": message.is_group,
+        "display_name": message.sender_display_name,
+        "avatar_url": avatar_url(message.sender_avatar_file_id),
+        "reply_to": reply_to(message.reply_to),
+        "mentions": list(message.mentions),
+        "edited_at": iso_or_none(message.edited_at),
+        "reactions": reactions(message.reactions),
     }
     if message.encrypted_content is not None:
         payload["encrypted_content"] = message.encrypted_content
@@ -60,11 +104,12 @@ def message_summary(message: Message) -> dict[str, Any]:
         "content": message.content,
         "type": message.type,
         "timestamp": iso(message.created_at),
+        "edited_at": iso_or_none(message.edited_at),
     }
 
 
-def history_message(message: Message, is_read: bool) -> dict[str, Any]:
-    """One message of ``chat_history``."""
+def history_message(message: Message, is_read: bool, viewer_id: int | None = None) -> dict[str, Any]:
+    """One message of ``chat_history``; ``delivered_at`` on the viewer's own direct messages."""
     item: dict[str, Any] = {
         "message_id": message.id,
         "sender_id": message.sender_id,
@@ -73,7 +118,15 @@ def history_message(message: Message, is_read: bool) -> dict[str, Any]:
         "type": message.type,
         "timestamp": iso(message.created_at),
         "is_read": is_read,
+        "display_name": message.sender_display_name,
+        "avatar_url": avatar_url(message.sender_avatar_file_id),
+        "reply_to": reply_to(message.reply_to),
+        "mentions": list(message.mentions),
+        "edited_at": iso_or_none(message.edited_at),
+        "reactions": reactions(message.reactions),
     }
+    if not message.is_group and message.sender_id == viewer_id:
+        item["delivered_at"] = iso_or_none(message.delivered_at)
     if message.encrypted_content is not None:
         item["encrypted_content"] = message.encrypted_content
     return item
@@ -90,7 +143,10 @@ def chat_list_entry(entry: ChatEntry, online: set[int]) -> dict[str, Any]:
             "member_count": entry.member_count,
             "last_message": last,
             "unread_count": entry.unread_count,
+            "mention_count": entry.mention_count,
             "is_group": True,
+            "display_name": None,
+            "avatar_url": None,
         }
     is_online, last_seen = presence_fields(entry.presence_visible, entry.id in online, entry.last_seen)
     return {
@@ -100,12 +156,18 @@ def chat_list_entry(entry: ChatEntry, online: set[int]) -> dict[str, Any]:
         "last_seen": last_seen,
         "last_message": last,
         "unread_count": entry.unread_count,
+        "mention_count": entry.mention_count,
         "is_group": False,
+        "display_name": entry.display_name,
+        "avatar_url": avatar_url(entry.avatar_file_id),
     }
 
 
-def group_info(info: GroupInfo, viewer_id: int, online: set[int]) -> dict[str, Any]:
-    """The ``chat_info`` shape of a group as ``viewer_id`` sees it (also ``group_created``)."""
+def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count: int = 0) -> dict[str, Any]:
+    """The ``chat_info`` shape of a group as ``viewer_id`` sees it (also ``group_created``).
+
+    A group has no profile of its own yet: ``display_name`` and ``avatar_url`` are null.
+    """
     members = []
     for m in info.members:
         is_online, last_seen = presence_fields(
@@ -118,6 +180,8 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int]) -> dict[str, A
                 "is_online": is_online,
                 "last_seen": last_seen,
                 "is_admin": m.is_admin,
+                "display_name": m.display_name,
+                "avatar_url": avatar_url(m.avatar_file_id),
             }
         )
     return {
@@ -129,11 +193,18 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int]) -> dict[str, A
         "members": members,
         "member_count": len(members),
         "is_admin": info.is_admin(viewer_id),
+        "mention_count": mention_count,
+        "display_name": None,
+        "avatar_url": None,
     }
 
 
 def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
-    """What a contact shows of themselves, in ``contacts`` and in a direct chat's ``chat_info``."""
+    """What a contact shows of themselves, in ``contacts`` and in a direct chat's ``chat_info``.
+
+    A user one has blocked shows no profile (get_profile refuses it too).
+    """
+    shows_profile = contact.status != BLOCKED
     is_online, last_seen = presence_fields(contact.mutual_friend, contact.user_id in online, contact.last_seen)
     streak, continue_streak = contact.streak_on(today)
     return {
@@ -143,16 +214,21 @@ def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str,
         "last_seen": last_seen,
         "streak": streak,
         "continue_streak": continue_streak,
+        "display_name": contact.display_name if shows_profile else None,
+        "avatar_url": avatar_url(contact.avatar_file_id) if shows_profile else None,
     }
 
 
-def direct_chat_info(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
+def direct_chat_info(contact: Contact, online: set[int], today: int, mention_count: int = 0) -> dict[str, Any]:
     """The ``chat_info`` shape of a direct chat with a contact."""
-    return {"id": contact.user_id, **_contact_fields(contact, online, today), "is_group": False}
+    return {
+        "id": contact.user_id, **_contact_fields(contact, online, today), "is_group": False,
+        "mention_count": mention_count,
+    }
 
 
-def former_contact_chat_info(user_id: int, username: str) -> dict[str, Any]:
-    """A direct chat whose peer blocked us: shown with no status and no presence."""
+def former_contact_chat_info(user_id: int, username: str, mention_count: int = 0) -> dict[str, Any]:
+    """A direct chat with someone no longer a contact: no status, no presence, no profile."""
     return {
         "id": user_id,
         "username": username,
@@ -162,9 +238,65 @@ def former_contact_chat_info(user_id: int, username: str) -> dict[str, Any]:
         "is_group": False,
         "streak": 0,
         "continue_streak": False,
+        "display_name": None,
+        "avatar_url": None,
+        "mention_count": mention_count,
     }
 
 
 def contact_entry(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
     """One contact of ``contacts``."""
     return {"user_id": contact.user_id, **_contact_fields(contact, online, today)}
+
+
+def message_edited(message_id: str, chat_id: int, is_group: bool, content: str, edited_at: float) -> dict[str, Any]:
+    """``message_edited``, with ``chat_id`` as its recipient calls the chat."""
+    return {
+        "message_id": message_id,
+        "chat_id": chat_id,
+        "is_group": is_group,
+        "content": content,
+        "edited_at": iso(edited_at),
+    }
+
+
+def reaction_updated(
+    message_id: str, chat_id: int, is_group: bool, user_id: int, emoji: str, added: bool, found: list[Reaction]
+) -> dict[str, Any]:
+    """``reaction_updated``: one user's change and the message's reactions after it."""
+    return {
+        "message_id": message_id,
+        "chat_id": chat_id,
+        "is_group": is_group,
+        "user_id": user_id,
+        "emoji": emoji,
+        "action": "added" if added else "removed",
+        "reactions": reactions(found),
+    }
+
+
+def messages_delivered(delivered: Delivered, recipient_id: int, when: float) -> dict[str, Any]:
+    """``messages_delivered`` to a sender: which of their messages reached ``recipient_id``."""
+    return {
+        "chat_id": delivered.chat_id,
+        "is_group": delivered.is_group,
+        "user_id": recipient_id,
+        "message_ids": delivered.message_ids,
+        "delivered_at": iso(when),
+    }
+
+
+def profile(found: Profile) -> dict[str, Any]:
+    """``profile`` and ``profile_updated``."""
+    return {
+        "user_id": found.user_id,
+        "username": found.username,
+        "display_name": found.display_name,
+        "status_text": found.status_text,
+        "avatar_url": avatar_url(found.avatar_file_id),
+    }
+
+
+def settings(found: Settings) -> dict[str, Any]:
+    """``settings_updated``: the user's settings now."""
+    return {"send_delivery_receipts": found.send_delivery_receipts}

@@ -31,7 +31,8 @@ async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
     if payload["is_group"]:
         info = await storage.groups.info(chat_id, ctx.user_id)
         online = await ctx.services.presence.online_among([m.user_id for m in info.members])
-        return payloads.group_info(info, ctx.user_id, online)
+        mentions = await storage.mentions.count(ctx.user_id, chat_id, True)
+        return payloads.group_info(info, ctx.user_id, online, mentions)
     contact = await storage.contacts.get(ctx.user_id, chat_id)
     if contact is None:
         # A user who blocked us is no longer our contact, but our chat with them
@@ -41,9 +42,11 @@ async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
         peer = await storage.users.by_id(chat_id)
         if peer is None:
             raise UserError(UNKNOWN_CHAT)
-        return payloads.former_contact_chat_info(peer.id, peer.username)
+        mentions = await storage.mentions.count(ctx.user_id, chat_id, False)
+        return payloads.former_contact_chat_info(peer.id, peer.username, mentions)
     online = await ctx.services.presence.online_among([chat_id] if contact.mutual_friend else [])
-    return payloads.direct_chat_info(contact, online, utc_day(ctx.now()))
+    mentions = await storage.mentions.count(ctx.user_id, chat_id, False)
+    return payloads.direct_chat_info(contact, online, utc_day(ctx.now()), mentions)
 
 
 async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +55,7 @@ async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[s
             ctx.user_id, payload["chat_id"], payload["is_group"], payload["page"], payload["page_size"]
         )
     )
-    messages = [payloads.history_message(message, is_read) for message, is_read in history.messages]
+    messages = [payloads.history_message(message, is_read, ctx.user_id) for message, is_read in history.messages]
     return {
         "chat_id": history.chat_id,
         "is_group": history.is_group,

@@ -1,4 +1,4 @@
-"""Contact events: list, request, accept, reject, block.
+"""Contact events: list, request, accept, reject, block, unblock, remove.
 
 Every change is committed before anyone is told, and each notice goes to
 all sockets of the users concerned, so a user's other devices stay in step.
@@ -70,6 +70,24 @@ async def block_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
     return blocked
 
 
+async def unblock_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Only the unblocker is told, as for the block; the two are strangers afterwards."""
+    user_id, username = await ctx.services.storage.contacts.unblock(ctx.user_id, payload["contact_id"])
+    unblocked = {"user_id": user_id, "username": username}
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_unblocked", unblocked)
+    return unblocked
+
+
+async def remove_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Both sides are told, each naming the other; their chat and its history stay."""
+    other_id = payload["contact_id"]
+    await ctx.services.storage.contacts.remove(ctx.user_id, other_id)
+    removed = {"user_id": other_id}
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_removed", removed)
+    ctx.services.hub.emit_to_users([other_id], "contact_removed", {"user_id": ctx.user_id})
+    return removed
+
+
 ROUTES = [
     Route("get_contacts", Schema(SESSION_ID), get_contacts, response="contacts"),
     Route(
@@ -81,4 +99,6 @@ ROUTES = [
     Route("accept_contact", Schema(SESSION_ID, Int("contact_id")), accept_contact, rate_class="contacts"),
     Route("reject_contact", Schema(SESSION_ID, Int("contact_id")), reject_contact, rate_class="contacts"),
     Route("block_contact", Schema(SESSION_ID, Int("contact_id")), block_contact, rate_class="contacts"),
+    Route("unblock_contact", Schema(SESSION_ID, Int("contact_id")), unblock_contact, rate_class="contacts"),
+    Route("remove_contact", Schema(SESSION_ID, Int("contact_id")), remove_contact, rate_class="contacts"),
 ]

@@ -1,4 +1,4 @@
-"""Message events: send, delete, read receipts, typing.
+"""Message events: send (with replies and mentions), edit, delete, read and delivery receipts, typing.
 
 `post_message` is the one way a message enters UMOC from a socket (the
 files events use it too); it is `umoc.domain.messaging.post_message`, which
@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umoc.domain import messaging
+from umoc.domain import messaging, payloads
 from umoc.domain.access import MESSAGE_TYPES, require_writable_chat
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid, UuidList
+from umoc.events.schema import SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
 from umoc.timefmt import iso
 
 __all__ = ["ROUTES", "post_message"]
 
 #: Schema-level ceilings; the configured limits (smaller) are checked in the handlers.
 _MAX_TEXT = 1_000_000
+#: Users one message may mention.
+MAX_MENTIONS = 50
 
 
 async def post_message(
@@ -30,10 +32,13 @@ async def post_message(
     msg_type: str,
     content: str,
     encrypted_content: str | None = None,
+    reply_to: str | None = None,
+    mentions: list[int] | None = None,
 ) -> dict[str, Any]:
     """`umoc.domain.messaging.post_message` as ``ctx``'s user: store, deliver, push, webhooks."""
     return await messaging.post_message(
-        ctx.services, ctx.user_id, ctx.username, recipient_id, is_group, msg_type, content, encrypted_content
+        ctx.services, ctx.user_id, ctx.username, recipient_id, is_group, msg_type, content, encrypted_content,
+        reply_to, mentions,
     )
 
 
@@ -54,8 +59,29 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         if not isinstance(metadata, dict):
             raise UserError("Invalid 'content': a non-text message carries a JSON object")
     return await post_message(
-        ctx, payload["recipient_id"], payload["is_group"], payload["type"], content, encrypted
+        ctx, payload["recipient_id"], payload["is_group"], payload["type"], content, encrypted,
+        payload["reply_to"], payload["mentions"],
     )
+
+
+async def edit_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """``message_edited`` to every member; the ack carries the editor's view of it."""
+    limits = ctx.services.config.messages
+    content = payload["content"]
+    if len(content) > limits.max_content_length:
+        raise UserError(f"Invalid 'content': at most {limits.max_content_length} characters")
+    edit = await ctx.services.storage.edits.edit(
+        ctx.user_id, payload["message_id"], content, ctx.now(), limits.edit_window
+    )
+    target = edit.target
+    for users, chat_id in target.views():
+        edited = payloads.message_edited(target.id, chat_id, target.is_group, edit.content, edit.edited_at)
+        ctx.services.hub.emit_to_users(users, "message_edited", edited)
+    mine = payloads.message_edited(
+        target.id, target.chat_id_for(ctx.user_id), target.is_group, edit.content, edit.edited_at
+    )
+    ctx.services.webhooks.emit("message.edited", {**mine, "sender_id": ctx.user_id})
+    return mine
 
 
 async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +108,19 @@ async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     if not await ctx.services.storage.contacts.blocked_between(ctx.user_id, payload["sender_id"]):
         ctx.services.hub.emit_to_users([payload["sender_id"]], "messages_read", receipt)
     return receipt
+
+
+async def message_delivered(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Tell each sender which of their messages reached this user's client (unless the user turned that off)."""
+    if len(payload["message_ids"]) > ctx.services.config.messages.max_ids_per_receipt:
+        raise UserError(f"Invalid 'message_ids': at most {ctx.services.config.messages.max_ids_per_receipt} ids")
+    now = ctx.now()
+    found = await ctx.services.storage.deliveries.mark_delivered(ctx.user_id, payload["message_ids"], now)
+    for delivered in found:
+        ctx.services.hub.emit_to_users(
+            [delivered.sender_id], "messages_delivered", payloads.messages_delivered(delivered, ctx.user_id, now)
+        )
+    return {"message_ids": [i for d in found for i in d.message_ids]}
 
 
 async def typing(ctx: EventContext, payload: dict[str, Any]) -> None:
@@ -112,8 +151,16 @@ ROUTES = [
             Bool("is_group", required=False, default=False),
             Enum("type", MESSAGE_TYPES, required=False, default="text"),
             Str("encrypted_content", required=False, max_length=_MAX_TEXT),
+            Uuid("reply_to", required=False),
+            IntList("mentions", MAX_MENTIONS, required=False),
         ),
         send_message,
+        rate_class="messages",
+    ),
+    Route(
+        "edit_message",
+        Schema(SESSION_ID, Uuid("message_id"), Str("content", max_length=_MAX_TEXT)),
+        edit_message,
         rate_class="messages",
     ),
     Route("delete_message", Schema(SESSION_ID, Uuid("message_id")), delete_message, rate_class="messages"),
@@ -121,6 +168,12 @@ ROUTES = [
         "read_receipt",
         Schema(SESSION_ID, UuidList("message_ids", max_items=10_000), Int("sender_id")),
         read_receipt,
+        rate_class="reads",
+    ),
+    Route(
+        "message_delivered",
+        Schema(SESSION_ID, UuidList("message_ids", max_items=10_000)),
+        message_delivered,
         rate_class="reads",
     ),
     Route(

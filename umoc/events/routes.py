@@ -1,12 +1,14 @@
 """Every handler module's ``ROUTES``: `ROUTE_GROUPS` feeds the router's one table."""
 
-from umoc.events import chats, contacts, files, groups, messages, push, session, sync
+from umoc.events import chats, contacts, files, groups, messages, profiles, push, reactions, session, sync
 
 ROUTE_GROUPS = [
     session.ROUTES,
     contacts.ROUTES,
     chats.ROUTES,
     messages.ROUTES,
+    reactions.ROUTES,
+    profiles.ROUTES,
     groups.ROUTES,
     files.ROUTES,
     sync.ROUTES,

@@ -18,6 +18,7 @@ __all__ = [
     "Enum",
     "Field",
     "Int",
+    "IntList",
     "Number",
     "SESSION_ID",
     "Schema",
@@ -122,6 +123,20 @@ def UuidList(name: str, max_items: int, required: bool = True) -> Field:
         return list(seen)
 
     return Field(name, check, required)
+
+
+def IntList(name: str, max_items: int, required: bool = True, default: Any = None) -> Field:
+    """A list of up to ``max_items`` ids (positive integers); duplicates dropped, order kept."""
+
+    def check(field: str, value: Any) -> list[int]:
+        if not isinstance(value, list) or len(value) > max_items:
+            raise UserError(f"Invalid '{field}': expected a list of at most {max_items} ids")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= MAX_ID:
+                raise UserError(f"Invalid '{field}': expected a list of at most {max_items} ids")
+        return list(dict.fromkeys(value))
+
+    return Field(name, check, required, default)
 
 
 class Schema:

@@ -12,10 +12,15 @@ from umoc.storage.admin import AdminStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database, Deadline
+from umoc.storage.deliveries import DeliveryStore
+from umoc.storage.edits import EditStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
+from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
+from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
+from umoc.storage.reactions import ReactionStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -34,6 +39,11 @@ class Storage:
         self.admin = AdminStore(db)
         self.push = PushStore(db)
         self.bots = BotStore(db)
+        self.edits = EditStore(db)
+        self.reactions = ReactionStore(db)
+        self.mentions = MentionStore(db)
+        self.deliveries = DeliveryStore(db)
+        self.profiles = ProfileStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

@@ -29,6 +29,8 @@ class Contact:
     last_seen: float | None
     streak: int
     streak_last_day: int | None
+    display_name: str | None = None
+    avatar_file_id: str | None = None
 
     def streak_on(self, today: int) -> tuple[int, bool]:
         if not self.mutual_friend:
@@ -38,7 +40,7 @@ class Contact:
 
 _CONTACT_COLUMNS = (
     "c.contact_id, u.username, c.status, c.requester_id, r.status AS reverse_status, u.last_seen, c.streak,"
-    " c.streak_last_day"
+    " c.streak_last_day, u.display_name, u.avatar_file_id"
     " FROM contacts c JOIN users u ON u.id = c.contact_id"
     " LEFT JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
 )
@@ -54,6 +56,8 @@ def _contact(row: Row) -> Contact:
         last_seen=row["last_seen"],
         streak=int(row["streak"]),
         streak_last_day=row["streak_last_day"],
+        display_name=row["display_name"],
+        avatar_file_id=row["avatar_file_id"],
     )
 
 
@@ -141,6 +145,31 @@ def _block_txn(txn: Txn, user_id: int, target_id: int, now: float) -> None:
         txn.execute("DELETE FROM contacts WHERE owner_id = ? AND contact_id = ?", (target_id, user_id))
 
 
+def _unblock_txn(txn: Txn, user_id: int, target_id: int) -> tuple[int, str]:
+    """Drop the user's block; the two are strangers afterwards (a new request starts over)."""
+    user = _user_txn(txn, target_id)
+    if user is None:
+        raise RefusedError("User not found")
+    mine, _theirs = statuses_txn(txn, user_id, target_id, lock=True)
+    if mine != BLOCKED:
+        raise RefusedError("This user is not blocked")
+    txn.execute("DELETE FROM contacts WHERE owner_id = ? AND contact_id = ?", (user_id, target_id))
+    return user
+
+
+def _remove_txn(txn: Txn, user_id: int, target_id: int) -> None:
+    """End a friendship or a pending request, both sides; the direct chat and its history stay."""
+    mine, theirs = statuses_txn(txn, user_id, target_id, lock=True)
+    if mine == BLOCKED:
+        raise RefusedError("You have blocked this user: use unblock_contact")
+    if mine is None or theirs is None or theirs == BLOCKED:
+        raise RefusedError("This user is not your contact")
+    txn.execute(
+        "DELETE FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
+        (user_id, target_id, target_id, user_id),
+    )
+
+
 class ContactStore:
     """Queries and changes on the contacts table; rules that need atomicity live in the txns."""
 
@@ -181,6 +210,14 @@ class ContactStore:
 
     def block(self, user_id: int, target_id: int, now: float) -> defer.Deferred[None]:
         return self._db.run("contacts.block", _block_txn, user_id, target_id, now)
+
+    def unblock(self, user_id: int, target_id: int) -> defer.Deferred[tuple[int, str]]:
+        """Lift the user's block of ``target_id``; ``(id, username)``. Raises `RefusedError`."""
+        return self._db.run("contacts.unblock", _unblock_txn, user_id, target_id)
+
+    def remove(self, user_id: int, target_id: int) -> defer.Deferred[None]:
+        """Unfriend (or withdraw / decline a pending request): both rows go. Raises `RefusedError`."""
+        return self._db.run("contacts.remove", _remove_txn, user_id, target_id)
 
     def friend_ids(self, user_id: int) -> defer.Deferred[list[int]]:
         """Users who are ``user_id``'s friends both ways (so neither blocked the other)."""

@@ -26,6 +26,8 @@ class GroupMember:
     username: str
     last_seen: float | None
     is_admin: bool
+    display_name: str | None = None
+    avatar_file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +120,18 @@ def _info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
     if row is None:
         raise RefusedError(UNKNOWN_CHAT)
     rows = txn.execute(
-        "SELECT uc.user_id, u.username, u.last_seen, uc.is_admin"
+        "SELECT uc.user_id, u.username, u.last_seen, uc.is_admin, u.display_name, u.avatar_file_id"
         " FROM user_chats uc JOIN users u ON u.id = uc.user_id WHERE uc.chat_id = ?"
         " ORDER BY uc.joined_at, uc.user_id",
         (group_id,),
     ).fetchall()
-    members = [GroupMember(int(r["user_id"]), r["username"], r["last_seen"], bool(r["is_admin"])) for r in rows]
+    members = [
+        GroupMember(
+            int(r["user_id"]), r["username"], r["last_seen"], bool(r["is_admin"]), r["display_name"],
+            r["avatar_file_id"],
+        )
+        for r in rows
+    ]
     if viewer_id is not None and all(m.user_id != viewer_id for m in members):
         raise RefusedError(UNKNOWN_CHAT)
     blocks = txn.execute(

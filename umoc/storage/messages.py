@@ -17,13 +17,24 @@ direct chat hold their one shared row only for the commit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
 from umoc.storage.database import Database, Row, Txn, in_clause
+from umoc.storage.mentions import (
+    check_mentions,
+    insert_unread_mentions_txn,
+    mark_mentions_read_txn,
+    mention_counts_txn,
+    mentions_text,
+    parse_mentions,
+)
+from umoc.storage.reactions import Reaction, reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND, ensure_direct_chat_txn
+from umoc.storage.replies import NOT_IN_CHAT, ReplyTo, replies_for_txn, sender_and_target_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
@@ -47,6 +58,17 @@ class Message:
     content: str
     encrypted_content: str | None
     created_at: float
+    edited_at: float | None = None
+    reply_to_seq: int | None = None
+    #: Direct messages: when the recipient's client first said it arrived.
+    delivered_at: float | None = None
+    sender_display_name: str | None = None
+    sender_avatar_file_id: str | None = None
+    #: Whom the message mentions, ascending.
+    mentions: tuple[int, ...] = ()
+    #: Filled by `annotate_txn` for payloads that show them.
+    reply_to: ReplyTo | None = None
+    reactions: tuple[Reaction, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +88,10 @@ class ChatEntry:
     name: str | None
     description: str | None
     member_count: int
+    #: Filled by `_chat_list_annotated_txn`: unread mentions of the user, the peer's profile.
+    mention_count: int = 0
+    display_name: str | None = None
+    avatar_file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +122,12 @@ _MESSAGE_FIELDS = (
     ("m.content", "content"),
     ("m.encrypted_content", "encrypted_content"),
     ("m.created_at", "created_at"),
+    ("m.edited_at", "edited_at"),
+    ("m.reply_to_seq", "reply_to_seq"),
+    ("m.delivered_at", "delivered_at"),
+    ("su.display_name", "sender_display_name"),
+    ("su.avatar_file_id", "sender_avatar_file_id"),
+    ("m.mentions", "mentions"),
 )
 
 
@@ -125,6 +157,12 @@ def _message(row: Row, prefix: str = "") -> Message:
         content=row[prefix + "content"],
         encrypted_content=row[prefix + "encrypted_content"],
         created_at=float(row[prefix + "created_at"]),
+        edited_at=row[prefix + "edited_at"],
+        reply_to_seq=row[prefix + "reply_to_seq"],
+        delivered_at=row[prefix + "delivered_at"],
+        sender_display_name=row[prefix + "sender_display_name"],
+        sender_avatar_file_id=row[prefix + "sender_avatar_file_id"],
+        mentions=parse_mentions(row[prefix + "mentions"]),
     )
 
 
@@ -211,6 +249,8 @@ def _post_txn(
     content: str,
     encrypted_content: str | None,
     now: float,
+    reply_to_seq: int | None = None,
+    mentions: Sequence[int] = (),
 ) -> tuple[Message, list[int]]:
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
@@ -225,8 +265,10 @@ def _post_txn(
     seq = int(
         txn.scalar(
             "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
-            " encrypted_content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            (message_id, chat_id, sender_id, recipient_id, int(is_group), msg_type, content, encrypted_content, now),
+            " encrypted_content, created_at, reply_to_seq, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING seq",
+            (message_id, chat_id, sender_id, recipient_id, int(is_group), msg_type, content, encrypted_content, now,
+             reply_to_seq, mentions_text(mentions)),
         )
     )
     # The sender's own row: nobody else's, so no other sender waits on it.
@@ -243,7 +285,7 @@ def _post_txn(
     )
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
-        encrypted_content, now,
+        encrypted_content, now, reply_to_seq=reply_to_seq, mentions=tuple(mentions),
     )
     return message, audience
 
@@ -323,6 +365,7 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
             raise RefusedError("Message not found")
     live = [r for r in rows if r["deleted_at"] is None]
     seqs = [int(r["seq"]) for r in live]
+    mark_mentions_read_txn(txn, reader_id, seqs)
     if seqs:
         already = {
             int(r["message_seq"])
@@ -448,6 +491,99 @@ def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int
     return [_message(r) for r in rows]
 
 
+# -- messaging v2: what payloads show beyond the row --------------------------
+#
+# Wrappers around the transactions above, so that these stay as they are:
+# each adds its few queries after the one it wraps, in the same transaction.
+
+
+def annotate_txn(txn: Txn, messages: Sequence[Message]) -> list[Message]:
+    """The messages with their reply targets and reactions: two queries whatever their number (one without replies)."""
+    if not messages:
+        return []
+    replies = replies_for_txn(txn, [m.reply_to_seq for m in messages if m.reply_to_seq is not None])
+    reactions = reactions_for_txn(txn, [m.seq for m in messages])
+    return [
+        replace(
+            m,
+            reply_to=replies.get(m.reply_to_seq) if m.reply_to_seq is not None else None,
+            reactions=tuple(reactions.get(m.seq, ())),
+        )
+        for m in messages
+    ]
+
+
+def _post_annotated_txn(
+    txn: Txn,
+    sender_id: int,
+    sender_username: str,
+    recipient_id: int,
+    is_group: bool,
+    message_id: str,
+    msg_type: str,
+    content: str,
+    encrypted_content: str | None,
+    now: float,
+    reply_to: str | None,
+    mentions: Sequence[int],
+) -> tuple[Message, list[int]]:
+    """`_post_txn` plus the reply target (same chat, checked), the mentions (members, checked), the sender's profile."""
+    display_name, avatar_file_id, target = sender_and_target_txn(txn, sender_id, reply_to)
+    mentioned = sorted(set(mentions))
+    message, audience = _post_txn(
+        txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content, encrypted_content,
+        now, target[0] if target is not None else None, mentioned,
+    )
+    # Refusals after the insert roll it back with the rest of the transaction.
+    if target is not None and target[1] != message.chat_id:
+        raise RefusedError(NOT_IN_CHAT)
+    if mentioned:
+        check_mentions(mentioned, audience)
+        insert_unread_mentions_txn(txn, message.seq, message.chat_id, sender_id, mentioned)
+    message = replace(
+        message,
+        reply_to=target[2] if target is not None else None,
+        sender_display_name=display_name,
+        sender_avatar_file_id=avatar_file_id,
+    )
+    return message, audience
+
+
+def _history_annotated_txn(
+    txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int
+) -> History:
+    history = _history_txn(txn, user_id, chat_id, is_group, page, page_size)
+    annotated = annotate_txn(txn, [m for m, _ in history.messages])
+    return replace(history, messages=[(m, read) for m, (_, read) in zip(annotated, history.messages, strict=True)])
+
+
+def _missed_annotated_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int = 0) -> list[Message]:
+    return annotate_txn(txn, _missed_txn(txn, user_id, since, limit, after_seq))
+
+
+def _chat_list_annotated_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
+    """`_chat_list_txn` plus each chat's unread mentions and each direct chat's peer profile: two queries."""
+    entries = _chat_list_txn(txn, user_id)
+    counts = mention_counts_txn(txn, user_id)
+    peers = {
+        int(r["peer_id"]): (r["display_name"], r["avatar_file_id"])
+        for r in txn.execute(
+            "SELECT uc.peer_id, u.display_name, u.avatar_file_id FROM user_chats uc JOIN users u ON u.id = uc.peer_id"
+            " WHERE uc.user_id = ? AND (u.display_name IS NOT NULL OR u.avatar_file_id IS NOT NULL)",
+            (user_id,),
+        ).fetchall()
+    }
+    return [
+        replace(
+            e,
+            mention_count=counts.get((e.id, e.is_group), 0),
+            display_name=None if e.is_group else peers.get(e.id, (None, None))[0],
+            avatar_file_id=None if e.is_group else peers.get(e.id, (None, None))[1],
+        )
+        for e in entries
+    ]
+
+
 class MessageStore:
     """Messages and per-user chat state."""
 
@@ -465,15 +601,19 @@ class MessageStore:
         content: str,
         encrypted_content: str | None,
         now: float,
+        reply_to: str | None = None,
+        mentions: Sequence[int] = (),
     ) -> defer.Deferred[tuple[Message, list[int]]]:
         """Check the sender may write, store, count: one transaction. ``(message, audience user ids)``.
 
-        Raises `RefusedError` when the chat is not writable by the sender.
+        ``reply_to`` must be a live message of the same chat and ``mentions``
+        members of it. Raises `RefusedError` when the chat is not writable by
+        the sender or a reply target or mention is not right.
         """
         key = recipient_id if is_group else min(sender_id, recipient_id) * 31 + max(sender_id, recipient_id)
         return self._db.write(
-            key, _post_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content,
-            encrypted_content, now,
+            key, _post_annotated_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type,
+            content, encrypted_content, now, reply_to, mentions,
         )
 
     def delete(self, user_id: int, message_id: str, now: float) -> defer.Deferred[tuple[int, list[int]]]:
@@ -491,12 +631,12 @@ class MessageStore:
         return self._db.write(reader_id, _read_txn, reader_id, sender_id, message_ids, now)
 
     def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
-        """Every chat of the user, newest activity first: one query."""
-        return self._db.run("messages.chat_list", _chat_list_txn, user_id)
+        """Every chat of the user, newest activity first: three queries (chats, mentions, peer profiles)."""
+        return self._db.run("messages.chat_list", _chat_list_annotated_txn, user_id)
 
     def history(self, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> defer.Deferred[History]:
         """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
-        return self._db.run("messages.history", _history_txn, user_id, chat_id, is_group, page, page_size)
+        return self._db.run("messages.history", _history_annotated_txn, user_id, chat_id, is_group, page, page_size)
 
     def missed_since(
         self, user_id: int, since_epoch: float, limit: int, after_seq: int = 0
@@ -505,7 +645,7 @@ class MessageStore:
 
         ``after_seq`` pages on: the next page starts after the last ``seq`` seen.
         """
-        return self._db.run("messages.missed_since", _missed_txn, user_id, since_epoch, limit, after_seq)
+        return self._db.run("messages.missed_since", _missed_annotated_txn, user_id, since_epoch, limit, after_seq)
 
     def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:

@@ -1,0 +1,165 @@
+"""Profiles (display name, status text, avatar) and per-user settings.
+
+Who may see a profile: the user, their contacts (a row each way, neither
+blocked: pending requests and friends), and members of an open group they
+share.  The same rule decides who may download the avatar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+
+from umoc.errors import RefusedError
+from umoc.storage.database import Database, Row, Txn
+from umoc.storage.relations import BLOCKED
+
+__all__ = ["Profile", "ProfileStore", "Settings", "UNSET"]
+
+#: Passed for a field the update leaves alone.
+UNSET = object()
+USER_NOT_FOUND = "User not found"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    user_id: int
+    username: str
+    display_name: str | None
+    status_text: str | None
+    avatar_file_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    send_delivery_receipts: bool
+
+
+def _profile(row: Row) -> Profile:
+    return Profile(int(row["id"]), row["username"], row["display_name"], row["status_text"], row["avatar_file_id"])
+
+
+def _profile_txn(txn: Txn, user_id: int) -> Profile | None:
+    row = txn.execute(
+        "SELECT id, username, display_name, status_text, avatar_file_id FROM users WHERE id = ?", (user_id,)
+    ).fetchone()
+    return None if row is None else _profile(row)
+
+
+def visible_txn(txn: Txn, viewer_id: int, user_id: int) -> bool:
+    """Whether ``viewer_id`` may see ``user_id``'s profile and avatar."""
+    if viewer_id == user_id:
+        return True
+    contact = txn.execute(
+        "SELECT 1 FROM contacts c JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
+        " WHERE c.owner_id = ? AND c.contact_id = ? AND c.status <> ? AND r.status <> ?",
+        (viewer_id, user_id, BLOCKED, BLOCKED),
+    ).fetchone()
+    if contact is not None:
+        return True
+    shared = txn.execute(
+        "SELECT 1 FROM user_chats a JOIN user_chats b ON b.chat_id = a.chat_id JOIN chats c ON c.id = a.chat_id"
+        " WHERE a.user_id = ? AND b.user_id = ? AND a.is_group = 1 AND c.closed_at IS NULL LIMIT 1",
+        (viewer_id, user_id),
+    ).fetchone()
+    return shared is not None
+
+
+def contacts_txn(txn: Txn, user_id: int) -> list[int]:
+    """Users with a contact row each way with ``user_id``, neither blocked: who hears of profile changes."""
+    rows = txn.execute(
+        "SELECT c.contact_id FROM contacts c JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
+        " WHERE c.owner_id = ? AND c.status <> ? AND r.status <> ?",
+        (user_id, BLOCKED, BLOCKED),
+    ).fetchall()
+    return [int(r["contact_id"]) for r in rows]
+
+
+def _update_txn(
+    txn: Txn, user_id: int, display_name: object, status_text: object, avatar_file_id: object,
+    image_types: tuple[str, ...], now: float,
+) -> tuple[Profile, list[int]]:
+    if avatar_file_id is not UNSET and avatar_file_id is not None:
+        row = txn.execute(
+            "SELECT uploader_id, file_type, uploaded_at FROM files WHERE id = ?" + txn.dialect.for_update,
+            (avatar_file_id,),
+        ).fetchone()
+        if row is None or int(row["uploader_id"]) != user_id:
+            raise RefusedError("Invalid 'avatar_file_id': unknown file")
+        if row["uploaded_at"] is None:
+            raise RefusedError("Invalid 'avatar_file_id': the file has not arrived whole yet")
+        if row["file_type"] not in image_types:
+            raise RefusedError("Invalid 'avatar_file_id': an avatar must be an image")
+        # Completed files are never purged; an avatar is kept as long as any shared file.
+        txn.execute("UPDATE files SET completed_at = ? WHERE id = ? AND completed_at IS NULL", (now, avatar_file_id))
+    for column, value in (
+        ("display_name", display_name), ("status_text", status_text), ("avatar_file_id", avatar_file_id)
+    ):
+        if value is not UNSET:
+            txn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
+    profile = _profile_txn(txn, user_id)
+    if profile is None:
+        raise RefusedError(USER_NOT_FOUND)
+    return profile, contacts_txn(txn, user_id)
+
+
+def _visible_profile_txn(txn: Txn, viewer_id: int, user_id: int) -> Profile:
+    profile = _profile_txn(txn, user_id)
+    if profile is None or not visible_txn(txn, viewer_id, user_id):
+        raise RefusedError(USER_NOT_FOUND)
+    return profile
+
+
+def _avatar_readable_txn(txn: Txn, file_id: str, viewer_id: int) -> bool:
+    rows = txn.execute("SELECT id FROM users WHERE avatar_file_id = ?", (file_id,)).fetchall()
+    return any(visible_txn(txn, viewer_id, int(r["id"])) for r in rows)
+
+
+class ProfileStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, viewer_id: int, user_id: int) -> defer.Deferred[Profile]:
+        """``user_id``'s profile if ``viewer_id`` may see it; RefusedError (``User not found``) otherwise."""
+        return self._db.run("profiles.get", _visible_profile_txn, viewer_id, user_id)
+
+    def update(
+        self,
+        user_id: int,
+        display_name: object = UNSET,
+        status_text: object = UNSET,
+        avatar_file_id: object = UNSET,
+        image_types: tuple[str, ...] = (),
+        now: float = 0.0,
+    ) -> defer.Deferred[tuple[Profile, list[int]]]:
+        """Change the given fields (None clears one); ``(profile now, contacts to tell)``.
+
+        An avatar must be a whole upload of the user's whose type is one of
+        ``image_types``. Raises `RefusedError`.
+        """
+        return self._db.run(
+            "profiles.update", _update_txn, user_id, display_name, status_text, avatar_file_id, image_types, now
+        )
+
+    def avatar_readable(self, file_id: str, viewer_id: int) -> defer.Deferred[bool]:
+        """Whether ``file_id`` is the avatar of someone whose profile ``viewer_id`` may see."""
+        return self._db.run("profiles.avatar_readable", _avatar_readable_txn, file_id, viewer_id)
+
+    def settings(self, user_id: int) -> defer.Deferred[Settings]:
+        def txn_fn(txn: Txn) -> Settings:
+            return Settings(bool(txn.scalar("SELECT send_delivery_receipts FROM users WHERE id = ?", (user_id,))))
+
+        return self._db.run("profiles.settings", txn_fn)
+
+    def update_settings(self, user_id: int, send_delivery_receipts: bool | None) -> defer.Deferred[Settings]:
+        """Change the settings given (None leaves one alone); the settings now."""
+
+        def txn_fn(txn: Txn) -> Settings:
+            if send_delivery_receipts is not None:
+                txn.execute(
+                    "UPDATE users SET send_delivery_receipts = ? WHERE id = ?", (int(send_delivery_receipts), user_id)
+                )
+            return Settings(bool(txn.scalar("SELECT send_delivery_receipts FROM users WHERE id = ?", (user_id,))))
+
+        return self._db.run("profiles.update_settings", txn_fn)
