@@ -90,3 +90,54 @@ class RacingLoginTestsMixin:
 
 
 for_each_backend(RacingLoginTestsMixin, ServerTestCase, globals())
+
+
+class SessionCacheTestsMixin:
+    """An authenticated connect costs no database round trip, and no ended session is ever served from memory."""
+
+    async def manager_with_lookups(self) -> tuple[Any, Clock, list[str]]:
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        config = test_config(tempfile.mkdtemp(prefix="umoc-srv-"))
+        service = UmocService(config, clock, storage=self.storage)
+        sessions = service.node.services.sessions
+        lookups: list[str] = []
+        real = self.storage.users.session
+
+        def counted(session_id: str) -> Any:
+            lookups.append(session_id)
+            return real(session_id)
+
+        self.storage.users.session = counted  # the real query, counted
+        user = await self.storage.users.create("alice", "x", clock.seconds())
+        now = clock.seconds()
+        await self.storage.users.create_session(user.id, "s1", token_digest("t1"), now, now + 3600, 3)
+        return sessions, clock, lookups
+
+    @inline
+    async def test_a_second_check_is_answered_from_memory_and_still_checks_the_token(self) -> None:
+        sessions, _, lookups = await self.manager_with_lookups()
+        self.assertEqual((await sessions.check("s1", "t1")).id, "s1")
+        self.assertEqual((await sessions.check("s1", "t1")).id, "s1")
+        self.assertEqual(lookups, ["s1"])
+        self.assertIsNone(await sessions.authenticate("s1", "wrong token"))
+
+    @inline
+    async def test_an_ended_session_is_forgotten_at_once(self) -> None:
+        sessions, _, lookups = await self.manager_with_lookups()
+        await sessions.check("s1", "t1")
+        await self.storage.users.delete_session("s1")
+        sessions.end("s1", "revoked")  # as every path that ends a session does, here or through the bus
+        self.assertIsNone(await sessions.authenticate("s1", "t1"))
+        self.assertEqual(lookups, ["s1", "s1"])
+
+    @inline
+    async def test_an_entry_is_trusted_for_check_interval_at_most(self) -> None:
+        sessions, clock, lookups = await self.manager_with_lookups()
+        await sessions.check("s1", "t1")
+        clock.advance(11)  # sessions.check_interval is 10s: an end this node never heard of shows by then
+        await sessions.check("s1", "t1")
+        self.assertEqual(lookups, ["s1", "s1"])
+
+
+for_each_backend(SessionCacheTestsMixin, DatabaseTestCase, globals())

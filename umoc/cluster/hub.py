@@ -15,7 +15,7 @@ so a client sees them in order.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -84,6 +84,8 @@ class Hub:
         self._held: dict[int, list[Outgoing]] = {}
         #: ``new_message`` sent to a socket of this node (a plain number: read by metrics when scraped).
         self.messages_delivered = 0
+        #: Called with the id of every session ended here or on another node (caches forget it).
+        self.session_end_listeners: list[Callable[[str], None]] = []
 
     # -- membership -------------------------------------------------------
 
@@ -228,6 +230,8 @@ class Hub:
             self.remote.publish_end_session(session_id, message)
 
     def end_session_local(self, session_id: str, message: str) -> None:
+        for listener in self.session_end_listeners:
+            listener(session_id)
         for socket in list(self.by_session.get(session_id, ())):
             socket.emit("session_status", {"valid": False, "message": message})
             socket.disconnect("session ended")

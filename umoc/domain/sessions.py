@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,9 @@ class SessionManager:
         #: ``registration.mode`` from the configuration (a setting in the database overrides it).
         self.registration_mode = registration_mode
         self.password_pool = ThreadPool(minthreads=0, maxthreads=2, name="umoc-passwords")
+        #: Recently checked sessions: an authenticated connect costs no database round trip.
+        self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
+        hub.session_end_listeners.append(self.forget)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -190,12 +194,47 @@ class SessionManager:
         """
         if "\x00" in session_id:  # no session has one, and PostgreSQL would refuse the lookup
             raise InvalidSessionError("Invalid session")
-        record = await self._users.session(session_id)
+        record = self._cached(session_id)
+        if record is None:
+            record = await self._users.session(session_id)
+            if record is not None:
+                self._remember(record)
         if record is None or (token is not None and not token_matches(token, record.token_hash)):
             raise InvalidSessionError("Invalid session")
         if record.expires_at <= self._clock.seconds():
             raise InvalidSessionError("Session expired")
         return record
+
+    # -- the session cache ----------------------------------------------------------
+    #
+    # Bounded (CACHE_SIZE, least recently used out) and short-lived: an entry
+    # is trusted for ``sessions.check_interval`` at most, the same bound the
+    # periodic sweep gives a session ended where this node cannot hear it
+    # (``umoc-admin`` with no Redis).  Every session ended here or announced on
+    # the bus (logout, a newer login, expiry, revocation, deactivation) is
+    # forgotten at once through the hub; expiry is checked on every use.
+
+    CACHE_SIZE = 10_000
+
+    def _cached(self, session_id: str) -> SessionRecord | None:
+        entry = self._cache.get(session_id)
+        if entry is None:
+            return None
+        record, cached_at = entry
+        if self._clock.seconds() - cached_at > self._config.check_interval:
+            del self._cache[session_id]
+            return None
+        self._cache.move_to_end(session_id)
+        return record
+
+    def _remember(self, record: SessionRecord) -> None:
+        self._cache[record.id] = (record, self._clock.seconds())
+        if len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def forget(self, session_id: str) -> None:
+        """Drop a session from the cache (it ended, here or on another node)."""
+        self._cache.pop(session_id, None)
 
     async def authenticate(self, session_id: str, token: str | None) -> SessionRecord | None:
         """`check`, with None for every kind of invalid session."""
