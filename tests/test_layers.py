@@ -15,7 +15,7 @@ From the top to the bottom::
     protocol                   sans-IO codecs
     ratelimit outbound         token buckets (memory or a Redis script client it is given); outbound HTTP
     config                     the YAML configuration
-    errors timefmt credentials streaks metrics logs   leaves
+    errors timefmt credentials streaks metrics logs ids   leaves
 
 A module may import its own package's modules and anything in a lower
 layer, never a higher one or a sibling layer (``events`` and ``web`` do not
@@ -38,7 +38,7 @@ PACKAGE = ROOT / "umoc"
 
 #: Rank of each unit; a unit may import only units of a strictly lower rank (or itself).
 LAYERS: dict[str, int] = {
-    "errors": 0, "timefmt": 0, "credentials": 0, "streaks": 0, "metrics": 0, "logs": 0,
+    "errors": 0, "timefmt": 0, "credentials": 0, "streaks": 0, "metrics": 0, "ids": 0, "logs": 0,
     "config": 1,
     "ratelimit": 2, "outbound": 2,
     "protocol": 3,

@@ -8,15 +8,18 @@ then, never waiting, pushes to recipients with no socket and the
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from umoc.domain import payloads
 from umoc.domain.access import MESSAGE_TYPES
 from umoc.domain.services import Services
 from umoc.errors import UserError
+from umoc.ids import MessageIds
 
 __all__ = ["post_message"]
+
+#: Message ids for this process: UUID v4 strings without a system call each (see `umoc.ids`).
+_IDS = MessageIds()
 
 
 async def post_message(
@@ -42,7 +45,7 @@ async def post_message(
     if msg_type not in MESSAGE_TYPES:
         raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
     message, audience = await services.storage.messages.post(
-        sender_id, sender_username, recipient_id, is_group, str(uuid.uuid4()), msg_type, content,
+        sender_id, sender_username, recipient_id, is_group, _IDS.new(), msg_type, content,
         encrypted_content, services.clock.seconds(), reply_to, mentions or (),
     )
     services.metrics.messages_stored.inc()
