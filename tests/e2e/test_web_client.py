@@ -2,7 +2,7 @@
 
 ``twistd -n umoc`` runs in a subprocess; two headless Chromium sessions (selenium,
 Debian's ``chromium`` and ``chromium-driver``) register, become contacts, chat with
-typing indicators and read receipts, share an image, chat in a group, and one reloads
+typing indicators and read receipts, reply, edit and react, share an image, chat in a group, and one reloads
 the page and finds the conversation again.  Screenshots of the main screens go to
 ``docs/screenshots`` (or ``$UMOC_SCREENSHOT_DIR``).
 
@@ -291,11 +291,41 @@ class WebClientTests(unittest.TestCase):
         alice.send("Nice colours, right?")
         bob.text_in(".message .text", "Nice colours, right?")
         alice.shot("conversation.png")
+
+        # Bob replies to that message: both see the quote above his answer.
+        bob.text_in(".message:not(.mine)", "Nice colours, right?").find_element(
+            By.CSS_SELECTOR, '[data-action="reply"]'
+        ).click()
+        bob.text_in("#composer-context-text", "Replying to alice")
+        bob.send("Yes, lovely")
+        bob.text_in(".message.mine .reply-quote", "Nice colours, right?")
+        alice.text_in(".message:not(.mine) .text", "Yes, lovely")
+        alice.text_in(".message:not(.mine) .reply-quote", "Nice colours, right?")
+
+        # Alice edits her message: Bob sees the new text, marked edited.
+        alice.text_in(".message.mine", "Nice colours, right?").find_element(
+            By.CSS_SELECTOR, '[data-action="edit"]'
+        ).click()
+        alice.text_in("#composer-context-text", "Editing")
+        alice.type("#composer-input", "Nice colours, don't you think?")
+        alice.find("#composer-input").send_keys(Keys.ENTER)
+        alice.text_in(".message.mine .text", "don't you think?")
+        bob.text_in(".message:not(.mine) .text", "Nice colours, don't you think?")
+        bob.text_in(".message:not(.mine) .meta .edited", "edited")
+
+        # Bob reacts to it: Alice sees the count.
+        edited = bob.text_in(".message:not(.mine)", "don't you think?")
+        edited.find_element(By.CSS_SELECTOR, '[data-action="react"]').click()
+        thumbs = edited.find_element(By.CSS_SELECTOR, ".reaction-picker button")
+        bob.until(thumbs.is_displayed, "the reaction picker")
+        thumbs.click()
+        bob.visible('.message:not(.mine) .reaction[aria-pressed="true"]')
+        alice.text_in(".message.mine .reaction .reaction-count", "1")
         # Alice deletes a message: it goes from both screens.
         alice.send("Oops, wrong chat")
         bob.text_in(".message .text", "Oops, wrong chat")
         mistake = alice.text_in(".message.mine", "Oops, wrong chat")
-        mistake.find_element(By.CSS_SELECTOR, ".actions button").click()
+        mistake.find_element(By.CSS_SELECTOR, '[data-action="delete"]').click()
         alice.accept_confirmation()
         for b in (alice, bob):
             b.until(lambda b=b: "Oops" not in b.find("#message-list").text, "the deleted message to go")

@@ -1,8 +1,9 @@
 // UMOC web client: login, contacts, chats, conversations, files and groups.
 //
-// Only events the server has today are used (umoc/events/*.py ROUTES).  To support a new
-// one, add its server -> client handler to SERVER_EVENTS below, and (for message
-// features such as edit, reply or reactions) an entry to MESSAGE_ACTIONS.
+// Only events the server has today are used (umoc/events/*.py ROUTES), Messaging v2
+// included (edits, replies, reactions, delivery receipts, unblock/remove, profiles).
+// To support a new one, add its server -> client handler to SERVER_EVENTS below, and
+// (for message features) an entry to MESSAGE_ACTIONS.
 //
 // Everything users wrote is put on the page as text (dom.js h() / textContent).
 
@@ -15,6 +16,8 @@ const PAGE_SIZE = 30;
 const TYPING_SEND_EVERY = 3000; // ms between typing=true while the user keeps typing
 const TYPING_IDLE = 4000; // ms of no keystrokes before typing=false
 const TYPING_SHOWN = 6000; // ms a peer's indicator stays without a refresh
+const REACTION_EMOJI = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+const REACTION_NAMES = {'👍': 'thumbs up', '❤️': 'heart', '😂': 'laughing', '😮': 'surprised', '😢': 'sad', '🎉': 'party'};
 
 const state = {
   session: null, // {sessionID, token, user_id, username, expires_at}
@@ -29,6 +32,8 @@ const state = {
   lastMessageAt: 0, // ms epoch of the newest message seen: where `sync` starts after a reconnect
   everConnected: false,
   fileUrls: new Map(), // file_id -> blob: URL of the image
+  composing: null, // {mode: 'edit' | 'reply', message} while the composer edits or replies
+  profile: null, // our own profile (get_profile / profile_updated)
 };
 
 const keyOf = (isGroup, id) => `${isGroup ? 'g' : 'd'}${id}`;
@@ -40,12 +45,20 @@ function chatKeyOfMessage(m) {
   return keyOf(false, m.sender_id === myId() ? m.recipient_id : m.sender_id);
 }
 
+/** A user's display name when they set one, else their username. */
+const nameOf = (who) => who?.display_name || who?.username || '';
+
 function chatName(key) {
   const chat = state.chats.get(key);
-  if (chat) return chat.is_group ? chat.name : chat.username;
+  if (chat) return chat.is_group ? chat.name : nameOf(chat);
   const {isGroup, id} = parseKey(key);
-  if (!isGroup && state.contacts.has(id)) return state.contacts.get(id).username;
+  if (!isGroup && state.contacts.has(id)) return nameOf(state.contacts.get(id));
   return isGroup ? 'Group' : 'Chat';
+}
+
+function senderName(m) {
+  const contact = state.contacts.get(m.sender_id);
+  return m.display_name || contact?.display_name || m.sender_username;
 }
 
 // -- feedback ---------------------------------------------------------------------------
@@ -127,8 +140,9 @@ function stop() {
   Object.assign(state, {
     session: null, current: null, lastMessageAt: 0, everConnected: false,
     chats: new Map(), contacts: new Map(), convs: new Map(), groups: new Map(), typing: new Map(),
-    fileUrls: new Map(), outgoing: new Set(),
+    fileUrls: new Map(), outgoing: new Set(), composing: null, profile: null,
   });
+  pendingDeliveries.clear();
   fill($('chat-list'));
   fill($('contact-list'));
   memberChoices = null;
@@ -168,7 +182,7 @@ async function onConnect() {
   state.everConnected = true;
   try {
     if (reconnect) await catchUp();
-    await Promise.all([loadChats(), loadContacts()]);
+    await Promise.all([loadChats(), loadContacts(), loadProfile()]);
     if (reconnect && state.current) await refreshConversation(state.current);
     if (!reconnect) openFromHash();
   } catch (err) {
@@ -245,7 +259,7 @@ function renderChats() {
 }
 
 function renderChatItem(key, chat) {
-  const name = chat.is_group ? chat.name : chat.username;
+  const name = chat.is_group ? chat.name : nameOf(chat);
   const typers = typingNames(key);
   const online = !chat.is_group && chat.status === 'online';
   const unread = chat.unread_count || 0;
@@ -313,16 +327,24 @@ function renderContact(c) {
     buttons.push(
       h('button', {type: 'button', class: 'small', dataset: {focus: `message${c.user_id}`},
         onclick: () => openChat(keyOf(false, c.user_id))}, 'Message'),
+      h('button', {type: 'button', class: 'small secondary', dataset: {focus: `removecontact${c.user_id}`},
+        'aria-label': `Remove ${nameOf(c)} from contacts`, onclick: () => removeContact(c)}, 'Remove'),
       h('button', {type: 'button', class: 'small danger', dataset: {focus: `block${c.user_id}`},
         onclick: () => blockContact(c)}, 'Block'));
   } else {
     status = 'blocked';
+    buttons.push(
+      h('button', {type: 'button', class: 'small secondary', dataset: {focus: `unblock${c.user_id}`},
+        'aria-label': `Unblock ${nameOf(c)}`, onclick: () => contactAction('unblock_contact', c)}, 'Unblock'));
   }
-  const label = `${c.username}: ${status}`;
+  const label = `${nameOf(c)}: ${status}`;
+  const shown = nameOf(c);
   return h('li', {class: 'contact', dataset: {user: String(c.user_id), status: c.status}},
-    h('span', {class: `avatar small${c.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}, c.username.slice(0, 1).toUpperCase()),
+    h('span', {class: `avatar small${c.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}, shown.slice(0, 1).toUpperCase()),
     h('span', {class: 'contact-main'},
-      h('span', {class: 'contact-name'}, c.username),
+      h('span', {class: 'contact-name'}, shown,
+        shown !== c.username ? h('span', {class: 'display-username muted'}, ` @${c.username}`) : null),
+      c.status_text ? h('span', {class: 'contact-bio muted'}, c.status_text) : null,
       h('span', {class: 'contact-status muted'}, status)),
     h('span', {class: 'contact-actions', role: 'group', 'aria-label': label}, buttons));
 }
@@ -347,6 +369,74 @@ async function contactAction(event, contact) {
   } catch (err) {
     showError(err);
   }
+}
+
+async function removeContact(contact) {
+  if (!window.confirm(`Remove ${nameOf(contact)} from your contacts?`)) return;
+  await contactAction('remove_contact', contact);
+}
+
+function onContactRemoved({user_id: userId}) {
+  state.contacts.delete(userId);
+  state.outgoing.delete(userId);
+  saveOutgoing();
+  const key = keyOf(false, userId);
+  state.chats.delete(key);
+  if (state.current === key) closeChat(false);
+  renderContacts();
+  renderChats();
+  reloadChatsSoon();
+}
+
+// -- profiles -----------------------------------------------------------------------------
+
+async function loadProfile() {
+  if (!myId()) return;
+  state.profile = await request('get_profile', {user_id: myId()});
+  renderProfile();
+}
+
+function renderProfile() {
+  const p = state.profile;
+  $('me').textContent = p?.display_name ? `${p.display_name} (@${state.session.username})` : state.session.username;
+  for (const [id, field] of [['profile-display-name', 'display_name'], ['profile-status-text', 'status_text']]) {
+    const input = $(id);
+    if (document.activeElement !== input) input.value = p?.[field] || '';
+  }
+}
+
+async function saveProfile(event) {
+  event.preventDefault();
+  try {
+    state.profile = await request('update_profile', {
+      display_name: $('profile-display-name').value.trim(),
+      status_text: $('profile-status-text').value.trim(),
+    });
+    renderProfile();
+    announce('Profile saved');
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function onProfileUpdated(p) {
+  if (p.user_id === myId()) {
+    state.profile = p;
+    renderProfile();
+    return;
+  }
+  const fields = {display_name: p.display_name, avatar_url: p.avatar_url};
+  const contact = state.contacts.get(p.user_id);
+  if (contact) Object.assign(contact, fields, {status_text: p.status_text});
+  const chat = state.chats.get(keyOf(false, p.user_id));
+  if (chat) Object.assign(chat, fields);
+  for (const info of state.groups.values()) {
+    for (const m of info.members) if (m.user_id === p.user_id) Object.assign(m, fields);
+  }
+  renderContacts();
+  renderChats();
+  renderConversationHeader();
+  renderGroupPanel();
 }
 
 async function blockContact(contact) {
@@ -378,6 +468,7 @@ async function openChat(key, focusComposer = true) {
   $('chat-pane').hidden = false;
   showGroupPanel(false);
   fill($('typing'));
+  stopComposing(false);
   $('composer-input').value = '';
   renderChats();
   renderConversationHeader();
@@ -422,7 +513,12 @@ async function loadPage(key, page) {
   for (const m of result.messages) {
     noteTimestamp(m.timestamp);
     const known = c.byId.get(m.message_id);
-    if (known) known.is_read = m.is_read;
+    if (known) {
+      Object.assign(known, {
+        is_read: m.is_read, content: m.content, edited_at: m.edited_at, reactions: m.reactions,
+        reply_to: m.reply_to, delivered_at: known.delivered_at || m.delivered_at,
+      });
+    }
   }
   for (const m of fresh) c.byId.set(m.message_id, m);
   if (page === 1 && c.loaded) {
@@ -505,11 +601,37 @@ function renderConversationHeader() {
 // -- messages ---------------------------------------------------------------------------
 
 /**
- * What a message offers.  Add edit / reply / react here when the server has
- * edit_message, reply_to and add_reaction (DESIGN.md "Messaging v2").
+ * What a message offers (DESIGN.md "Messaging v2").  run(m, button) is called on a click;
+ * `id` names the button (data-action, and data-focus so a re-render keeps the focus).
  */
 const MESSAGE_ACTIONS = [
   {
+    id: 'reply',
+    label: 'Reply',
+    available: () => true,
+    async run(m) { startComposing('reply', m); },
+  },
+  {
+    id: 'react',
+    label: 'React',
+    expands: true,
+    available: () => true,
+    async run(m, button) {
+      const picker = messageNode(m.message_id)?.querySelector('.reaction-picker');
+      if (!picker) return;
+      picker.hidden = !picker.hidden;
+      button.setAttribute('aria-expanded', String(!picker.hidden));
+      if (!picker.hidden) picker.querySelector('button')?.focus();
+    },
+  },
+  {
+    id: 'edit',
+    label: 'Edit',
+    available: (m) => m.sender_id === myId() && m.type === 'text',
+    async run(m) { startComposing('edit', m); },
+  },
+  {
+    id: 'delete',
     label: 'Delete',
     className: 'danger',
     available: (m) => m.sender_id === myId(),
@@ -519,6 +641,60 @@ const MESSAGE_ACTIONS = [
     },
   },
 ];
+
+function preview(text, max = 100) {
+  const t = String(text ?? '');
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
+function quoteText(q) {
+  if (!q || q.deleted) return 'Deleted message';
+  if (q.type && q.type !== 'text') return lastMessageText({...q, sender_id: null});
+  return preview(q.content);
+}
+
+function renderReplyQuote(q) {
+  if (!q) return null;
+  const who = q.deleted ? '' : (q.sender_id === myId() ? 'You' : (state.contacts.get(q.sender_id)?.display_name || q.sender_username || ''));
+  return h('blockquote', {class: 'reply-quote', dataset: {replyTo: q.message_id}},
+    h('span', {class: 'visually-hidden'}, 'In reply to '),
+    who ? h('span', {class: 'reply-sender'}, who) : null,
+    h('span', {class: 'reply-text'}, quoteText(q)));
+}
+
+function toggleReaction(m, emoji) {
+  const mine = (m.reactions || []).some((r) => r.emoji === emoji && (r.user_ids || []).includes(myId()));
+  return request(mine ? 'remove_reaction' : 'add_reaction', {message_id: m.message_id, emoji})
+    .then((r) => applyReactions(r)).catch(showError);
+}
+
+function renderReactions(m) {
+  const list = (m.reactions || []).filter((r) => r.count > 0);
+  const chips = list.map((r) => {
+    const mine = (r.user_ids || []).includes(myId());
+    const name = REACTION_NAMES[r.emoji] || r.emoji;
+    return h('button', {
+      type: 'button', class: 'reaction', 'aria-pressed': String(mine),
+      dataset: {emoji: r.emoji, focus: `chip${m.message_id}${r.emoji}`},
+      'aria-label': `${name}: ${r.count}${mine ? ', including you. Remove your reaction' : '. Add yours'}`,
+      onclick: () => toggleReaction(m, r.emoji),
+    }, h('span', {'aria-hidden': 'true'}, r.emoji), ' ', h('span', {class: 'reaction-count'}, String(r.count)));
+  });
+  const picker = h('div', {class: 'reaction-picker', role: 'group', 'aria-label': 'Choose a reaction', hidden: true},
+    REACTION_EMOJI.map((e) => h('button', {
+      type: 'button', dataset: {emoji: e, focus: `pick${m.message_id}${e}`}, 'aria-label': `React with ${REACTION_NAMES[e]}`,
+      onclick: () => toggleReaction(m, e),
+    }, e)));
+  picker.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape') return;
+    e.stopPropagation();
+    picker.hidden = true;
+    const button = messageNode(m.message_id)?.querySelector('[data-action="react"]');
+    button?.setAttribute('aria-expanded', 'false');
+    button?.focus();
+  });
+  return [chips.length ? h('div', {class: 'reactions', role: 'group', 'aria-label': 'Reactions'}, chips) : null, picker];
+}
 
 function parseFile(m) {
   if (m.type === 'text') return null;
@@ -558,9 +734,11 @@ async function loadPreview(img, fileId) {
 
 function receiptOf(m) {
   const read = Boolean(m.is_read);
-  return h('span', {class: `receipt${read ? ' read' : ''}`, title: read ? 'Read' : 'Sent'},
-    h('span', {'aria-hidden': 'true'}, read ? '✓✓' : '✓'),
-    h('span', {class: 'visually-hidden'}, read ? 'Read' : 'Sent'));
+  const delivered = !read && Boolean(m.delivered_at);
+  const word = read ? 'Read' : (delivered ? 'Delivered' : 'Sent');
+  return h('span', {class: `receipt${read ? ' read' : ''}${delivered ? ' delivered' : ''}`, title: word},
+    h('span', {'aria-hidden': 'true'}, read || delivered ? '✓✓' : '✓'),
+    h('span', {class: 'visually-hidden'}, word));
 }
 
 function renderMessage(m, isGroup) {
@@ -571,17 +749,105 @@ function renderMessage(m, isGroup) {
   const actions = MESSAGE_ACTIONS.filter((a) => a.available(m)).map((a) => h('button', {
     type: 'button',
     class: `small link ${a.className || ''}`,
-    onclick: () => a.run(m).catch(showError),
+    dataset: {action: a.id, focus: `${a.id}${m.message_id}`},
+    'aria-expanded': a.expands ? 'false' : null,
+    onclick: (e) => a.run(m, e.currentTarget).catch(showError),
   }, a.label));
   return h('li', {class: `message${mine ? ' mine' : ''}`, dataset: {id: m.message_id}},
     h('div', {class: 'bubble', tabindex: '-1'},
-      isGroup && !mine ? h('span', {class: 'sender'}, m.sender_username) : null,
-      mine ? h('span', {class: 'visually-hidden'}, 'You: ') : (isGroup ? null : h('span', {class: 'visually-hidden'}, `${m.sender_username}: `)),
+      isGroup && !mine ? h('span', {class: 'sender'}, senderName(m)) : null,
+      mine ? h('span', {class: 'visually-hidden'}, 'You: ') : (isGroup ? null : h('span', {class: 'visually-hidden'}, `${senderName(m)}: `)),
+      renderReplyQuote(m.reply_to),
       body,
+      renderReactions(m),
       h('div', {class: 'meta'},
+        m.edited_at ? h('span', {class: 'edited', title: `Edited ${dayOf(m.edited_at)} ${timeOf(m.edited_at)}`}, 'edited') : null,
         h('time', {datetime: m.timestamp, title: `${dayOf(m.timestamp)} ${timeOf(m.timestamp)}`}, timeOf(m.timestamp)),
         mine ? receiptOf(m) : null,
         actions.length ? h('span', {class: 'actions'}, actions) : null)));
+}
+
+/** Draw one message again where it is, keeping the keyboard focus inside it. */
+function rerenderMessage(key, m) {
+  if (key !== state.current) return;
+  const node = messageNode(m.message_id);
+  if (!node) return;
+  const focused = node.contains(document.activeElement) ? document.activeElement.dataset.focus : undefined;
+  const pickerOpen = node.querySelector('.reaction-picker') && !node.querySelector('.reaction-picker').hidden;
+  const fresh = renderMessage(m, parseKey(key).isGroup);
+  if (pickerOpen) {
+    fresh.querySelector('.reaction-picker').hidden = false;
+    fresh.querySelector('[data-action="react"]')?.setAttribute('aria-expanded', 'true');
+  }
+  node.replaceWith(fresh);
+  if (focused) fresh.querySelector(`[data-focus="${CSS.escape(focused)}"]`)?.focus();
+  watchUnread(m);
+}
+
+function forEachMessage(id, fn) {
+  for (const [key, c] of state.convs) {
+    const m = c.byId.get(id);
+    if (m) fn(key, m);
+  }
+}
+
+function applyReactions(r) {
+  if (!r || !r.message_id) return;
+  forEachMessage(r.message_id, (key, m) => {
+    m.reactions = r.reactions;
+    rerenderMessage(key, m);
+  });
+}
+
+function onReactionUpdated(r) {
+  applyReactions(r);
+  if (r.user_id !== myId() && r.action === 'added') {
+    const who = state.contacts.get(r.user_id);
+    announce(`${nameOf(who) || 'Someone'} reacted ${REACTION_NAMES[r.emoji] || r.emoji}`);
+  }
+}
+
+function onMessageEdited(e) {
+  forEachMessage(e.message_id, (key, m) => {
+    Object.assign(m, {content: e.content, edited_at: e.edited_at});
+    rerenderMessage(key, m);
+  });
+  for (const [key, c] of state.convs) {
+    for (const m of c.list) {
+      if (m.reply_to?.message_id === e.message_id && !m.reply_to.deleted) {
+        m.reply_to = {...m.reply_to, content: preview(e.content)};
+        rerenderMessage(key, m);
+      }
+    }
+  }
+  for (const chat of state.chats.values()) {
+    if (chat.last_message?.message_id === e.message_id) chat.last_message = {...chat.last_message, content: e.content};
+  }
+  renderChats();
+}
+
+// -- composing: editing or replying ----------------------------------------------------
+
+function startComposing(mode, m) {
+  state.composing = {mode, message: m, key: state.current};
+  const input = $('composer-input');
+  const what = m.type === 'text' ? preview(m.content, 60) : lastMessageText({...m, sender_id: null});
+  $('composer-context-text').textContent = mode === 'edit'
+    ? `Editing: ${what}`
+    : `Replying to ${m.sender_id === myId() ? 'yourself' : senderName(m)}: ${what}`;
+  $('composer-context').hidden = false;
+  $('send-button').textContent = mode === 'edit' ? 'Save' : 'Send';
+  if (mode === 'edit') input.value = m.content;
+  input.focus();
+  onComposerInput();
+}
+
+function stopComposing(clear) {
+  const was = state.composing;
+  state.composing = null;
+  $('composer-context').hidden = true;
+  $('send-button').textContent = 'Send';
+  if (clear && was?.mode === 'edit') $('composer-input').value = '';
 }
 
 function messagesNearBottom() {
@@ -641,9 +907,44 @@ function messageNode(id) {
   return $('message-list').querySelector(`[data-id="${CSS.escape(id)}"]`);
 }
 
+// -- delivery receipts: tell senders their messages reached this client ----------------
+
+const pendingDeliveries = new Set();
+let deliveryTimer = null;
+
+function noteDelivered(m) {
+  if (m.sender_id === myId() || m.is_read) return;
+  pendingDeliveries.add(m.message_id);
+  if (!deliveryTimer) deliveryTimer = setTimeout(flushDeliveries, 200);
+}
+
+async function flushDeliveries() {
+  deliveryTimer = null;
+  const ids = [...pendingDeliveries].slice(0, 100);
+  for (const id of ids) pendingDeliveries.delete(id);
+  if (pendingDeliveries.size) deliveryTimer = setTimeout(flushDeliveries, 200);
+  if (!ids.length || !state.conn) return;
+  try {
+    await request('message_delivered', {message_ids: ids});
+  } catch (err) {
+    console.debug('message_delivered', err); // e.g. deleted meanwhile: nothing to show
+  }
+}
+
+function onMessagesDelivered({message_ids: ids, delivered_at: when}) {
+  for (const id of ids || []) {
+    forEachMessage(id, (key, m) => {
+      if (m.sender_id !== myId() || m.delivered_at) return;
+      m.delivered_at = when;
+      if (key === state.current && !m.is_read) messageNode(id)?.querySelector('.receipt')?.replaceWith(receiptOf(m));
+    });
+  }
+}
+
 function onNewMessage(m) {
   const key = chatKeyOfMessage(m);
   noteTimestamp(m.timestamp);
+  noteDelivered(m);
   clearTyping(key, m.sender_id);
   const c = state.convs.get(key);
   const fresh = !c || !c.byId.has(m.message_id);
@@ -679,6 +980,15 @@ function removeMessage(key, id) {
 
 function onMessageDeleted({message_id: id}) {
   for (const key of state.convs.keys()) removeMessage(key, id);
+  if (state.composing?.message.message_id === id) stopComposing(true);
+  for (const [key, c] of state.convs) {
+    for (const m of c.list) {
+      if (m.reply_to?.message_id === id) {
+        m.reply_to = {message_id: id, deleted: true};
+        rerenderMessage(key, m);
+      }
+    }
+  }
   reloadChatsSoon(); // last message and unread counts may have changed
 }
 
@@ -761,14 +1071,26 @@ async function sendText(event) {
   const content = input.value.trim();
   if (!content || !state.current) return;
   const {isGroup, id} = parseKey(state.current);
+  const composing = state.composing?.key === state.current ? state.composing : null;
   stopTyping();
   input.value = '';
   input.rows = 1;
   try {
-    const message = await request('send_message', {recipient_id: id, is_group: isGroup, content, type: 'text'});
+    if (composing?.mode === 'edit') {
+      stopComposing(false);
+      if (content !== composing.message.content) {
+        onMessageEdited(await request('edit_message', {message_id: composing.message.message_id, content}));
+      }
+      return;
+    }
+    const payload = {recipient_id: id, is_group: isGroup, content, type: 'text'};
+    if (composing?.mode === 'reply') payload.reply_to = composing.message.message_id;
+    stopComposing(false);
+    const message = await request('send_message', payload);
     onNewMessage(message);
   } catch (err) {
     input.value = content;
+    if (composing) startComposing(composing.mode, composing.message);
     showError(err);
   }
 }
@@ -1011,11 +1333,11 @@ function renderGroupPanel() {
   $('add-member-form').hidden = !admin;
   refill($('group-members'), info.members.map((m) => h('li', {class: 'member', dataset: {user: String(m.user_id)}},
     h('span', {class: `presence-dot${m.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}),
-    h('span', {class: 'member-name'}, m.user_id === myId() ? `${m.username} (you)` : m.username),
+    h('span', {class: 'member-name'}, m.user_id === myId() ? `${nameOf(m)} (you)` : nameOf(m)),
     m.is_admin ? h('span', {class: 'tag'}, 'admin') : null,
     m.is_online ? h('span', {class: 'visually-hidden'}, ', online') : null,
     admin && m.user_id !== myId()
-      ? h('button', {type: 'button', class: 'small link danger', 'aria-label': `Remove ${m.username}`,
+      ? h('button', {type: 'button', class: 'small link danger', 'aria-label': `Remove ${nameOf(m)}`,
         dataset: {focus: `remove${m.user_id}`},
         onclick: () => groupAction('remove_group_member', {chat_id: id, user_id: m.user_id})}, 'Remove')
       : null)));
@@ -1073,7 +1395,10 @@ const SERVER_EVENTS = {
   },
   new_message: onNewMessage,
   message_deleted: onMessageDeleted,
+  message_edited: onMessageEdited,
+  reaction_updated: onReactionUpdated,
   messages_read: onMessagesRead,
+  messages_delivered: onMessagesDelivered,
   typing_indicator: onTypingIndicator,
   user_status: onUserStatus,
   contact_added: (c) => {
@@ -1105,6 +1430,14 @@ const SERVER_EVENTS = {
     loadContacts().catch(showError);
     reloadChatsSoon();
   },
+  contact_unblocked: (c) => {
+    loadContacts().catch(showError);
+    reloadChatsSoon();
+    announce(`${c.username} is unblocked`);
+  },
+  contact_removed: onContactRemoved,
+  profile_updated: onProfileUpdated,
+  profile: onProfileUpdated,
   group_created: onGroupCreated,
   group_updated: onGroupUpdated,
   group_member_added: onGroupMemberAdded,
@@ -1120,12 +1453,21 @@ function wire() {
   $('logout-button').addEventListener('click', logout);
   $('add-contact-form').addEventListener('submit', addContact);
   $('new-group-form').addEventListener('submit', createGroup);
+  $('profile-form').addEventListener('submit', saveProfile);
+  $('composer-context-cancel').addEventListener('click', () => {
+    stopComposing(true);
+    $('composer-input').focus();
+  });
   $('composer').addEventListener('submit', sendText);
   $('composer-input').addEventListener('input', onComposerInput);
   $('composer-input').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       $('composer').requestSubmit();
+    } else if (e.key === 'Escape' && state.composing) {
+      e.preventDefault();
+      e.stopPropagation();
+      stopComposing(true);
     }
   });
   $('file-input').addEventListener('change', (e) => sendFile(e.target.files[0]));
