@@ -16,6 +16,10 @@ from typing import Any
 import treq
 from twisted.internet import defer, task
 from twisted.internet import reactor as global_reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
@@ -368,3 +372,38 @@ class DownloadResourceTests(NodeTestCase):
         self.assertEqual((outsider.code, outsider.json()), (404, {"error": "Not found"}))
         nobody = await request(self.node.site, "GET", f"/api/files/{file_id}")
         self.assertEqual((nobody.code, nobody.json()), (401, {"error": "Invalid or expired session"}))
+
+
+class UploadResourceTests(NodeTestCase):
+    """``PUT /api/upload/<id>`` in-process: the node's Site and its streaming request factory on a StringTransport."""
+
+    async def prepared(self, size: int) -> tuple[str, str]:
+        alice, bob = (await self.user("alice")).id, (await self.user("bob")).id
+        file_id, token, now = str(uuid.uuid4()), new_token(), self.clock.seconds()
+        await self.storage.files.create(
+            file_id, alice, bob, False, "a.txt", "text/plain", size, token_digest(token), now, now + 600
+        )
+        return file_id, token
+
+    async def put(self, file_id: str, token: str, body: bytes) -> bytes:
+        channel = self.node.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, Failure(ConnectionDone()))
+        head = (
+            f"PUT /api/upload/{file_id} HTTP/1.1\r\nHost: umoc\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        channel.dataReceived(head.encode("ascii") + body)
+        await eventually(lambda: b"\r\n\r\n" in transport.value())
+        return transport.value()
+
+    @inline
+    async def test_an_authorised_body_is_stored_by_id_and_a_wrong_token_is_401(self) -> None:
+        file_id, token = await self.prepared(5)
+        answer = await self.put(file_id, "not the token", b"hello")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
+        self.assertFalse(self.services.files.path_for(file_id).exists())
+        answer = await self.put(file_id, token, b"hello")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 201 "), answer)
+        self.assertEqual(self.services.files.path_for(file_id).read_bytes(), b"hello")
