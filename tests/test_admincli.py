@@ -18,7 +18,7 @@ import yaml
 from twisted.internet import reactor
 
 from tests.support.admin import PASSWORD, AdminCase
-from tests.support.chat import Person
+from tests.support.chat import Person, person_on
 from tests.support.client import Client
 from tests.support.databases import NO_CLUSTER, REDIS_URL, for_each_backend
 from tests.support.deferreds import blocking, inline
@@ -358,12 +358,7 @@ class AdminAcrossNodesTests(AdminCase):
             await node.service.redis_service.subscribed()
 
     async def on(self, node: Server, name: str) -> Person:
-        login = await node.user(name)
-        client = Client(node.url, login)
-        self.clients.append(client)
-        await blocking(client.connect)
-        await client.expect("connection_successful")
-        return Person(login, client)
+        return await person_on(self, node, name)
 
     @inline
     async def test_deactivation_ends_live_sockets_on_every_node_at_once(self) -> None:

@@ -15,8 +15,7 @@ from typing import Any
 
 import treq
 
-from tests.support.chat import ChatCase, Person
-from tests.support.client import Client
+from tests.support.chat import ChatCase, Person, person_on
 from tests.support.databases import NO_CLUSTER, REDIS_URL, reopenable_database
 from tests.support.deferreds import blocking, inline, sleep
 from tests.support.push import Gateway, PushService, WebhookReceiver, serve, until
@@ -397,12 +396,7 @@ class TwoNodePushTests(PushCase):
             self.nodes.append(node)
 
     async def on(self, node: Server, name: str) -> Person:
-        login = await node.user(name)
-        client = Client(node.url, login)
-        self.clients.append(client)
-        await blocking(client.connect)
-        await client.expect("connection_successful")
-        return Person(login, client)
+        return await person_on(self, node, name)
 
     @inline
     async def test_exactly_one_push_per_message_and_none_while_online_on_the_other_node(self) -> None:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.client import Client
-from tests.support.server import ServerTestCase
+from tests.support.deferreds import blocking
+from tests.support.server import Server, ServerTestCase
 from umoc.storage.database import Row
 
 
@@ -77,3 +78,12 @@ class ChatCase(ServerTestCase):
         }
         return {name: await self.rows(sql) for name, sql in tables.items()}
 
+
+async def person_on(test: ServerTestCase, node: Server, name: str) -> Person:
+    """A user registered, logged in and connected to one node of several (disconnected at cleanup)."""
+    login = await node.user(name)
+    client = Client(node.url, login)
+    test.clients.append(client)
+    await blocking(client.connect)
+    await client.expect("connection_successful")
+    return Person(login, client)
