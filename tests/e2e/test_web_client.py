@@ -1,10 +1,11 @@
 """The web client in two real browsers against the real daemon.
 
 ``twistd -n umoc`` runs in a subprocess; two headless Chromium sessions (selenium,
-Debian's ``chromium`` and ``chromium-driver``) register, become contacts, chat with
-typing indicators and read receipts, reply, edit and react, share an image, chat in a group, and one reloads
-the page and finds the conversation again.  Screenshots of the main screens go to
-``docs/screenshots`` (or ``$UMOC_SCREENSHOT_DIR``).
+Debian's ``chromium`` and ``chromium-driver``) register, become contacts, set a profile
+with an avatar, chat with typing indicators and delivery and read receipts, reply, edit
+and react, share an image, chat in a group with a mention, reconnect and catch up, reload
+the page and find the conversation again, and block, unblock and remove each other.
+Screenshots of the main screens go to ``docs/screenshots`` (or ``$UMOC_SCREENSHOT_DIR``).
 
 The browsers are driven synchronously from a thread (selenium blocks); the server is
 another process, and the reactor only waits for that thread.
@@ -57,11 +58,13 @@ def _missing() -> str | None:
     return None
 
 
-def png(width: int = 160, height: int = 100) -> bytes:
-    """A small gradient PNG, made here."""
-    rows = b"".join(
-        b"\x00" + b"".join(bytes((40 + x, 110 + y, 220 - x // 2)) for x in range(width)) for y in range(height)
-    )
+def png(width: int = 160, height: int = 100, warm: bool = False) -> bytes:
+    """A small gradient PNG, made here (blue to green, or warm: orange to pink)."""
+
+    def pixel(x: int, y: int) -> bytes:
+        return bytes((240 - y // 2, 120 + x // 2, 60 + y)) if warm else bytes((40 + x, 110 + y, 220 - x // 2))
+
+    rows = b"".join(b"\x00" + b"".join(pixel(x, y) for x in range(width)) for y in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -146,6 +149,9 @@ class Browser:
                 "const i = document.querySelector(arguments[0]); return !!i && i.complete && i.naturalWidth > 0;", css
             )
         )
+
+    def gone(self, css: str, what: str) -> None:
+        self.until(lambda: not self.driver.find_elements(By.CSS_SELECTOR, css), what)
 
     def accept_confirmation(self) -> None:
         WebDriverWait(self.driver, WAIT).until(expected_conditions.alert_is_present()).accept()
@@ -251,6 +257,26 @@ class WebClientTests(unittest.TestCase):
         bob_chat = alice.visible("#chat-list .chat-item").get_attribute("data-key")
         alice_chat = bob.visible("#chat-list .chat-item").get_attribute("data-key")
         bob.text_in(".chat-item .presence", "online")
+        alice_id, bob_id = alice_chat[1:], bob_chat[1:]
+
+        # Alice's profile: a display name, a status and an avatar; Bob sees them live.
+        avatar = os.path.join(tempfile.mkdtemp(), "alice.png")
+        with open(avatar, "wb") as f:
+            f.write(png(96, 96, warm=True))
+        alice.find("#profile summary").click()
+        alice.type("#profile-display-name", "Alice Liddell")
+        alice.type("#profile-status-text", "Down the rabbit hole")
+        alice.find("#profile-avatar-input").send_keys(avatar)
+        alice.until(lambda: alice.image_loaded("#profile-avatar-preview img"), "the chosen avatar's preview")
+        alice.find("#profile-save").click()
+        alice.text_in("#me", "Alice Liddell")
+        alice.until(lambda: alice.image_loaded("#me .avatar img"), "Alice's own avatar")
+        alice.shot("profile.png")
+        alice.find("#profile summary").click()
+        bob.text_in(f'[data-key="{alice_chat}"] .chat-name', "Alice Liddell")
+        bob.until(lambda: bob.image_loaded(f'[data-key="{alice_chat}"] .avatar img'), "Alice's avatar in the chat list")
+        bob.text_in(f'#contact-list [data-user="{alice_id}"] .contact-bio', "Down the rabbit hole")
+        bob.until(lambda: bob.image_loaded(f'#contact-list [data-user="{alice_id}"] .avatar img'), "in the contacts")
 
         # Alice types: Bob's chat list shows it; then the message arrives unread.
         alice.find(f'[data-key="{bob_chat}"]').click()
@@ -260,11 +286,14 @@ class WebClientTests(unittest.TestCase):
         alice.text_in(".message.mine .text", "Hello Bob")
         bob.text_in(f'[data-key="{alice_chat}"] .badge', "1")
         bob.text_in(f'[data-key="{alice_chat}"] .chat-last', "Hello Bob")
+        alice.visible(".message.mine .receipt.delivered")  # Bob's client has it; he has not read it
         bob.shot("chat-list.png")
 
         # Bob opens it: it is marked read and Alice sees so; Bob types back.
         bob.find(f'[data-key="{alice_chat}"]').click()
         bob.text_in(".message .text", "Hello Bob")
+        bob.until(lambda: bob.image_loaded("#conversation-avatar img"), "Alice's avatar in the header")
+        bob.until(lambda: bob.image_loaded(".message:not(.mine) .avatar img"), "Alice's avatar by her message")
         alice.visible(".message.mine .receipt.read")
         bob.until(
             lambda: not bob.driver.find_elements(By.CSS_SELECTOR, f'[data-key="{alice_chat}"] .badge'),
@@ -296,7 +325,7 @@ class WebClientTests(unittest.TestCase):
         bob.text_in(".message:not(.mine)", "Nice colours, right?").find_element(
             By.CSS_SELECTOR, '[data-action="reply"]'
         ).click()
-        bob.text_in("#composer-context-text", "Replying to alice")
+        bob.text_in("#composer-context-text", "Replying to Alice Liddell")
         bob.send("Yes, lovely")
         bob.text_in(".message.mine .reply-quote", "Nice colours, right?")
         alice.text_in(".message:not(.mine) .text", "Yes, lovely")
@@ -341,7 +370,7 @@ class WebClientTests(unittest.TestCase):
         alice.send("Picnic on Saturday?")
         bob.text_in(f'[data-key="{group}"] .chat-last', "Picnic on Saturday?")
         bob.find(f'[data-key="{group}"]').click()
-        bob.text_in(".message .sender", "alice")
+        bob.text_in(".message .sender", "Alice Liddell")
         bob.send("Count me in")
         alice.text_in(".message .text", "Count me in")
         alice.find("#group-button").click()
@@ -351,6 +380,21 @@ class WebClientTests(unittest.TestCase):
         bob.text_in("#conversation-title", "Weekend picnic")
         alice.text_in("#conversation-title", "Weekend picnic")
         alice.shot("group.png")
+
+        # Bob mentions Alice (typing "@al" offers her) while she is in another chat: her
+        # chat list shows the @ badge; opening the group shows it highlighted and clears it.
+        alice.find(f'[data-key="{bob_chat}"]').click()
+        bob.type("#composer-input", "@al")
+        bob.text_in("#mention-list [role=option]", "Alice Liddell")
+        bob.find("#composer-input").send_keys(Keys.ENTER)
+        bob.until(lambda: bob.find("#composer-input").get_attribute("value") == "@alice ", "the mention picked")
+        bob.find("#composer-input").send_keys("can you bring the blanket?", Keys.ENTER)
+        bob.text_in(".message.mine .text", "bring the blanket")
+        alice.text_in(f'[data-key="{group}"] .badge.mention', "@")
+        alice.find(f'[data-key="{group}"]').click()
+        alice.text_in(".message.mentions-me .mention", "@alice")
+        alice.gone(f'[data-key="{group}"] .badge', "the unread and mention badges to go")
+        alice.shot("mention.png")
 
         # Bob drops off the network while Alice writes to him: back online, the
         # client reconnects and `sync` brings the message (his view of that chat
@@ -368,7 +412,7 @@ class WebClientTests(unittest.TestCase):
         # Bob reloads: still logged in, the same conversation open, the group still there.
         bob.driver.refresh()
         bob.text_in("#connection", "Online")
-        bob.text_in("#conversation-title", "alice")
+        bob.text_in("#conversation-title", "Alice Liddell")
         bob.text_in(".message .text", "Are you there?")
         bob.until(lambda: bob.image_loaded(".message img.preview"), "the image after a reload")
         bob.find(f'[data-key="{group}"]').click()
@@ -381,3 +425,22 @@ class WebClientTests(unittest.TestCase):
         bob.shot("phone.png")
         bob.find("#back-button").click()
         bob.visible("#chat-list")
+        bob.driver.set_window_size(1000, 700)
+
+        # Alice blocks Bob, then lifts the block: they are strangers. She asks again, he
+        # accepts; then Bob removes her and both contact lists lose the other.
+        alice.find(f'[data-focus="block{bob_id}"]').click()
+        alice.accept_confirmation()
+        alice.text_in(f'#contact-list [data-user="{bob_id}"] .contact-status', "blocked")
+        alice.find(f'[data-focus="unblock{bob_id}"]').click()
+        alice.gone(f'#contact-list [data-user="{bob_id}"]', "Bob to leave Alice's contacts")
+        alice.type("#add-contact-username", "bob")
+        alice.find("#add-contact-form button").click()
+        alice.text_in(f'#contact-list [data-user="{bob_id}"]', "request sent")
+        bob.text_in(f'#contact-list [data-user="{alice_id}"]', "wants to be your contact")
+        bob.find(f'[data-focus="accept{alice_id}"]').click()
+        alice.visible(f'[data-focus="removecontact{bob_id}"]')
+        bob.find(f'[data-focus="removecontact{alice_id}"]').click()
+        bob.accept_confirmation()
+        bob.gone(f'#contact-list [data-user="{alice_id}"]', "Alice to leave Bob's contacts")
+        alice.gone(f'#contact-list [data-user="{bob_id}"]', "Bob to leave Alice's contacts")

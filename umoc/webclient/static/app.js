@@ -1,14 +1,16 @@
 // UMOC web client: login, contacts, chats, conversations, files and groups.
 //
 // Only events the server has today are used (umoc/events/*.py ROUTES), Messaging v2
-// included (edits, replies, reactions, delivery receipts, unblock/remove, profiles).
+// included (edits, replies, reactions, mentions, delivery receipts, unblock/remove,
+// profiles and avatars).
 // To support a new one, add its server -> client handler to SERVER_EVENTS below, and
 // (for message features) an entry to MESSAGE_ACTIONS.
 //
 // Everything users wrote is put on the page as text (dom.js h() / textContent).
 
 import {
-  Connection, clearSession, downloadUrl, fetchFileUrl, http, isFileId, loadSession, saveSession, uploadFile,
+  Connection, RequestError, clearSession, downloadUrl, fetchFileUrl, http, isFileId, loadSession, saveSession,
+  uploadFile,
 } from './api.js';
 import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
 
@@ -17,6 +19,9 @@ const TYPING_SEND_EVERY = 3000; // ms between typing=true while the user keeps t
 const TYPING_IDLE = 4000; // ms of no keystrokes before typing=false
 const TYPING_SHOWN = 6000; // ms a peer's indicator stays without a refresh
 const REACTION_EMOJI = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+const MAX_MENTIONS = 50; // send_message's bound
+const MENTION_CHOICES = 6; // members offered at once after "@"
+const USERNAME_AT = /(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]+)/g; // "@alice" in a text
 const REACTION_NAMES = {'👍': 'thumbs up', '❤️': 'heart', '😂': 'laughing', '😮': 'surprised', '😢': 'sad', '🎉': 'party'};
 
 const state = {
@@ -34,6 +39,10 @@ const state = {
   fileUrls: new Map(), // file_id -> blob: URL of the image
   composing: null, // {mode: 'edit' | 'reply', message} while the composer edits or replies
   profile: null, // our own profile (get_profile / profile_updated)
+  people: new Map(), // user_id -> the newest profile_updated seen for them
+  avatars: new Map(), // avatar file_id -> Promise of its blob: URL (one download per avatar)
+  avatarReady: new Map(), // avatar file_id -> blob: URL once downloaded
+  avatarChoice: null, // the profile form's pending change: {file, url} or 'clear'
 };
 
 const keyOf = (isGroup, id) => `${isGroup ? 'g' : 'd'}${id}`;
@@ -48,6 +57,67 @@ function chatKeyOfMessage(m) {
 /** A user's display name when they set one, else their username. */
 const nameOf = (who) => who?.display_name || who?.username || '';
 
+/**
+ * The newest profile we know for a user: ours, a profile_updated, their contact
+ * entry, a group member entry, else `fallback` (e.g. what a message carried).
+ */
+function profileOf(userId, fallback = null) {
+  if (userId === myId() && state.profile) return state.profile;
+  const known = state.people.get(userId) || state.contacts.get(userId);
+  if (known) return known;
+  for (const info of state.groups.values()) {
+    const member = info.members?.find((m) => m.user_id === userId);
+    if (member) return member;
+  }
+  return fallback;
+}
+
+// -- avatars ------------------------------------------------------------------------------
+
+const AVATAR_URL = /^\/api\/files\/([0-9a-f-]{36})$/i;
+
+/** The file id in an `avatar_url` ("/api/files/<id>"), or null. */
+function avatarFileId(url) {
+  const match = AVATAR_URL.exec(typeof url === 'string' ? url : '');
+  return match && isFileId(match[1]) ? match[1] : null;
+}
+
+/** Download an avatar once (with the session in headers) and keep its blob: URL. */
+function loadAvatar(fileId) {
+  let pending = state.avatars.get(fileId);
+  if (!pending) {
+    pending = fetchFileUrl(fileId, state.session).then((url) => {
+      state.avatarReady.set(fileId, url);
+      return url;
+    });
+    state.avatars.set(fileId, pending); // a failure is remembered too: no retry on every render
+  }
+  return pending;
+}
+
+/**
+ * A round avatar: the picture when the user set one, else their initial.  Decorative
+ * (aria-hidden): the name is always written next to it.  `userId` lets a
+ * profile_updated find and redraw it.
+ */
+function avatar(who, {size = '', group = false, online = false, userId = null} = {}) {
+  const name = group ? who?.name : nameOf(who);
+  const el = h('span', {
+    class: `avatar${size ? ` ${size}` : ''}${group ? ' group' : ''}${online ? ' online' : ''}`,
+    'aria-hidden': 'true',
+    dataset: userId === null ? null : {avatarUser: String(userId)},
+  }, (name || '?').slice(0, 1).toUpperCase());
+  const fileId = group ? null : avatarFileId(who?.avatar_url);
+  if (fileId) {
+    const img = h('img', {class: 'avatar-img', alt: ''});
+    const ready = state.avatarReady.get(fileId);
+    if (ready) img.src = ready;
+    else loadAvatar(fileId).then((url) => { img.src = url; }).catch(() => img.remove());
+    el.append(img);
+  }
+  return el;
+}
+
 function chatName(key) {
   const chat = state.chats.get(key);
   if (chat) return chat.is_group ? chat.name : nameOf(chat);
@@ -57,8 +127,8 @@ function chatName(key) {
 }
 
 function senderName(m) {
-  const contact = state.contacts.get(m.sender_id);
-  return m.display_name || contact?.display_name || m.sender_username;
+  return nameOf(profileOf(m.sender_id, {username: m.sender_username, display_name: m.display_name}))
+    || m.sender_username;
 }
 
 // -- feedback ---------------------------------------------------------------------------
@@ -135,13 +205,16 @@ async function logout() {
 function stop() {
   state.conn?.close();
   state.conn = null;
-  for (const url of state.fileUrls.values()) URL.revokeObjectURL(url);
+  for (const url of [...state.fileUrls.values(), ...state.avatarReady.values()]) URL.revokeObjectURL(url);
+  if (state.avatarChoice?.url) URL.revokeObjectURL(state.avatarChoice.url);
   for (const typing of state.typing.values()) for (const t of typing.values()) clearTimeout(t.timer);
   Object.assign(state, {
     session: null, current: null, lastMessageAt: 0, everConnected: false,
     chats: new Map(), contacts: new Map(), convs: new Map(), groups: new Map(), typing: new Map(),
     fileUrls: new Map(), outgoing: new Set(), composing: null, profile: null,
+    people: new Map(), avatars: new Map(), avatarReady: new Map(), avatarChoice: null,
   });
+  closeMentions();
   pendingDeliveries.clear();
   fill($('chat-list'));
   fill($('contact-list'));
@@ -263,6 +336,7 @@ function renderChatItem(key, chat) {
   const typers = typingNames(key);
   const online = !chat.is_group && chat.status === 'online';
   const unread = chat.unread_count || 0;
+  const mentions = chat.mention_count || 0;
   const preview = typers ? `${typers} typing…` : lastMessageText(chat.last_message);
   const side = chat.is_group
     ? h('span', {class: 'chat-meta'}, `${chat.member_count} members`)
@@ -274,14 +348,17 @@ function renderChatItem(key, chat) {
     'aria-current': key === state.current ? 'true' : null,
     onclick: () => openChat(key),
   },
-  h('span', {class: `avatar${chat.is_group ? ' group' : ''}${online ? ' online' : ''}`, 'aria-hidden': 'true'},
-    (name || '?').slice(0, 1).toUpperCase()),
+  chat.is_group ? avatar(chat, {group: true}) : avatar(chat, {online, userId: chat.id}),
   h('span', {class: 'chat-main'},
     h('span', {class: 'chat-name'}, name),
     h('span', {class: `chat-last${typers ? ' is-typing' : ''}`}, preview)),
   h('span', {class: 'chat-side'},
     side,
-    unread > 0 ? h('span', {class: 'badge', 'aria-label': `${unread} unread`}, String(unread)) : null)));
+    h('span', {class: 'badges'},
+      mentions > 0 ? h('span', {class: 'badge mention', title: `${mentions} unread mention${mentions === 1 ? '' : 's'} of you`},
+        h('span', {'aria-hidden': 'true'}, '@'),
+        h('span', {class: 'visually-hidden'}, `${mentions} mention${mentions === 1 ? '' : 's'} of you`)) : null,
+      unread > 0 ? h('span', {class: 'badge', 'aria-label': `${unread} unread`}, String(unread)) : null))));
 }
 
 // -- contacts ---------------------------------------------------------------------------
@@ -340,7 +417,7 @@ function renderContact(c) {
   const label = `${nameOf(c)}: ${status}`;
   const shown = nameOf(c);
   return h('li', {class: 'contact', dataset: {user: String(c.user_id), status: c.status}},
-    h('span', {class: `avatar small${c.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}, shown.slice(0, 1).toUpperCase()),
+    avatar(c, {size: 'small', online: c.is_online, userId: c.user_id}),
     h('span', {class: 'contact-main'},
       h('span', {class: 'contact-name'}, shown,
         shown !== c.username ? h('span', {class: 'display-username muted'}, ` @${c.username}`) : null),
@@ -398,24 +475,103 @@ async function loadProfile() {
 
 function renderProfile() {
   const p = state.profile;
-  $('me').textContent = p?.display_name ? `${p.display_name} (@${state.session.username})` : state.session.username;
+  const username = state.session.username;
+  fill($('me'), avatar(p || {username}, {size: 'small'}),
+    h('span', {class: 'me-name'}, p?.display_name ? `${p.display_name} (@${username})` : username));
   for (const [id, field] of [['profile-display-name', 'display_name'], ['profile-status-text', 'status_text']]) {
     const input = $(id);
     if (document.activeElement !== input) input.value = p?.[field] || '';
+  }
+  renderAvatarChoice();
+}
+
+/** The profile form's avatar: the image chosen and not saved yet, else the saved one. */
+function renderAvatarChoice() {
+  const choice = state.avatarChoice;
+  const p = state.profile || {username: state.session?.username};
+  const shown = choice ? {...p, avatar_url: null} : p; // a choice hides the saved image
+  const preview = avatar(shown, {size: 'large'});
+  if (choice?.url) {
+    preview.append(h('img', {class: 'avatar-img', alt: '', src: choice.url}));
+  }
+  fill($('profile-avatar-preview'), preview);
+  const saved = Boolean(avatarFileId(p.avatar_url));
+  $('profile-avatar-remove').hidden = !(choice?.file || (saved && choice !== 'clear'));
+  $('profile-avatar-status').textContent = choice?.file ? `${choice.file.name}: saved with the profile`
+    : (choice === 'clear' ? 'Removed when you save the profile' : '');
+}
+
+function chooseAvatar(file) {
+  if (!file) return;
+  if (!/^image\/(png|jpeg|gif|webp)$/.test(file.type)) {
+    showError('An avatar must be a PNG, JPEG, GIF or WebP image');
+    $('profile-avatar-input').value = '';
+    return;
+  }
+  if (state.avatarChoice?.url) URL.revokeObjectURL(state.avatarChoice.url);
+  state.avatarChoice = {file, url: URL.createObjectURL(file)};
+  renderAvatarChoice();
+}
+
+function removeAvatarChoice() {
+  if (state.avatarChoice?.url) URL.revokeObjectURL(state.avatarChoice.url);
+  $('profile-avatar-input').value = '';
+  state.avatarChoice = avatarFileId(state.profile?.avatar_url) ? 'clear' : null;
+  renderAvatarChoice();
+  $('profile-avatar-input').focus();
+}
+
+/**
+ * Upload an avatar image; answers its file id for update_profile.  The server takes
+ * uploads for a chat only (upload_file_prepare checks the chat is writable), so the
+ * image goes up through one of ours and is never posted there (no upload_file_complete).
+ */
+async function uploadAvatar(file) {
+  const friend = friends()[0];
+  const group = [...state.chats.values()].find((c) => c.is_group);
+  const chat = friend ? {recipient_id: friend.user_id, is_group: false}
+    : (group ? {recipient_id: group.id, is_group: true} : null);
+  if (!chat) throw new RequestError('Add a contact or join a group first: the server takes uploads through a chat');
+  const progress = $('profile-avatar-progress');
+  progress.value = 0;
+  progress.hidden = false;
+  try {
+    const ready = await request('upload_file_prepare', {
+      ...chat, file_name: file.name, file_size: file.size, file_type: file.type,
+    });
+    await uploadFile(ready.upload_url, ready.upload_token, file, file.type, (pct) => { progress.value = pct; });
+    return ready.file_id;
+  } finally {
+    progress.hidden = true;
   }
 }
 
 async function saveProfile(event) {
   event.preventDefault();
+  const button = $('profile-save');
+  button.disabled = true;
   try {
-    state.profile = await request('update_profile', {
+    const payload = {
       display_name: $('profile-display-name').value.trim(),
       status_text: $('profile-status-text').value.trim(),
-    });
+    };
+    const choice = state.avatarChoice;
+    if (choice?.file) {
+      payload.avatar_file_id = await uploadAvatar(choice.file);
+      state.avatarReady.set(payload.avatar_file_id, choice.url); // our copy: no download
+      state.avatars.set(payload.avatar_file_id, Promise.resolve(choice.url));
+    } else if (choice === 'clear') {
+      payload.avatar_file_id = '';
+    }
+    state.profile = await request('update_profile', payload);
+    state.avatarChoice = null;
+    $('profile-avatar-input').value = '';
     renderProfile();
     announce('Profile saved');
   } catch (err) {
     showError(err);
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -423,20 +579,26 @@ function onProfileUpdated(p) {
   if (p.user_id === myId()) {
     state.profile = p;
     renderProfile();
-    return;
+  } else {
+    state.people.set(p.user_id, p);
+    const fields = {display_name: p.display_name, avatar_url: p.avatar_url};
+    const contact = state.contacts.get(p.user_id);
+    if (contact) Object.assign(contact, fields, {status_text: p.status_text});
+    const chat = state.chats.get(keyOf(false, p.user_id));
+    if (chat) Object.assign(chat, fields);
   }
-  const fields = {display_name: p.display_name, avatar_url: p.avatar_url};
-  const contact = state.contacts.get(p.user_id);
-  if (contact) Object.assign(contact, fields, {status_text: p.status_text});
-  const chat = state.chats.get(keyOf(false, p.user_id));
-  if (chat) Object.assign(chat, fields);
   for (const info of state.groups.values()) {
-    for (const m of info.members) if (m.user_id === p.user_id) Object.assign(m, fields);
+    for (const m of info.members) {
+      if (m.user_id === p.user_id) Object.assign(m, {display_name: p.display_name, avatar_url: p.avatar_url});
+    }
   }
   renderContacts();
   renderChats();
   renderConversationHeader();
   renderGroupPanel();
+  // Their messages on screen: the name and avatar beside each.
+  const c = state.current && state.convs.get(state.current);
+  for (const m of c?.list || []) if (m.sender_id === p.user_id) rerenderMessage(state.current, m);
 }
 
 async function blockContact(contact) {
@@ -469,6 +631,7 @@ async function openChat(key, focusComposer = true) {
   showGroupPanel(false);
   fill($('typing'));
   stopComposing(false);
+  closeMentions();
   $('composer-input').value = '';
   renderChats();
   renderConversationHeader();
@@ -575,6 +738,10 @@ function renderConversationHeader() {
   if (!key) return;
   const {isGroup, id} = parseKey(key);
   $('conversation-title').textContent = chatName(key);
+  const chat = state.chats.get(key);
+  fill($('conversation-avatar'), isGroup
+    ? avatar({name: chatName(key)}, {group: true})
+    : avatar(profileOf(id, chat || {username: chatName(key)}), {userId: id}));
   let subtitle;
   const typers = typingNames(key);
   if (isGroup) {
@@ -586,7 +753,6 @@ function renderConversationHeader() {
       if (online) subtitle += `, ${online} online`;
     }
   } else {
-    const chat = state.chats.get(key);
     const contact = state.contacts.get(id);
     const online = chat ? chat.status === 'online' : contact?.is_online;
     subtitle = online ? 'online' : lastSeenText(chat?.last_seen ?? contact?.last_seen);
@@ -741,11 +907,38 @@ function receiptOf(m) {
     h('span', {class: 'visually-hidden'}, word));
 }
 
+/** Does this message (from someone else) mention me? */
+const mentionsMe = (m) => m.sender_id !== myId() && Array.isArray(m.mentions) && m.mentions.includes(myId());
+
+/** A username for a user id, from whatever we know of them. */
+function usernameOf(userId) {
+  if (userId === myId()) return state.session.username;
+  return profileOf(userId)?.username || state.chats.get(keyOf(false, userId))?.username || null;
+}
+
+/** A text message's words, "@name" of the users it mentions marked (as text nodes, never HTML). */
+function renderText(m) {
+  const mentioned = new Set((m.mentions || []).map(usernameOf).filter(Boolean).map((u) => u.toLowerCase()));
+  if (!mentioned.size) return m.content;
+  const parts = [];
+  let last = 0;
+  for (const match of m.content.matchAll(USERNAME_AT)) {
+    const name = match[2].replace(/\.+$/, '');
+    if (!mentioned.has(name.toLowerCase())) continue;
+    const at = match.index + match[1].length;
+    parts.push(m.content.slice(last, at), h('span', {class: 'mention'}, `@${name}`));
+    last = at + 1 + name.length;
+  }
+  parts.push(m.content.slice(last));
+  return parts;
+}
+
 function renderMessage(m, isGroup) {
   const mine = m.sender_id === myId();
   const file = parseFile(m);
   const body = file ? renderFile(m, file)
-    : h('div', {class: 'text'}, m.type === 'text' ? m.content : '(unreadable attachment)');
+    : h('div', {class: 'text'}, m.type === 'text' ? renderText(m) : '(unreadable attachment)');
+  const forMe = mentionsMe(m);
   const actions = MESSAGE_ACTIONS.filter((a) => a.available(m)).map((a) => h('button', {
     type: 'button',
     class: `small link ${a.className || ''}`,
@@ -753,10 +946,14 @@ function renderMessage(m, isGroup) {
     'aria-expanded': a.expands ? 'false' : null,
     onclick: (e) => a.run(m, e.currentTarget).catch(showError),
   }, a.label));
-  return h('li', {class: `message${mine ? ' mine' : ''}`, dataset: {id: m.message_id}},
+  const sender = mine ? null
+    : profileOf(m.sender_id, {username: m.sender_username, display_name: m.display_name, avatar_url: m.avatar_url});
+  return h('li', {class: `message${mine ? ' mine' : ''}${forMe ? ' mentions-me' : ''}`, dataset: {id: m.message_id}},
+    mine ? null : avatar(sender, {size: 'small', userId: m.sender_id}),
     h('div', {class: 'bubble', tabindex: '-1'},
       isGroup && !mine ? h('span', {class: 'sender'}, senderName(m)) : null,
       mine ? h('span', {class: 'visually-hidden'}, 'You: ') : (isGroup ? null : h('span', {class: 'visually-hidden'}, `${senderName(m)}: `)),
+      forMe ? h('span', {class: 'visually-hidden'}, 'Mentions you. ') : null,
       renderReplyQuote(m.reply_to),
       body,
       renderReactions(m),
@@ -963,7 +1160,12 @@ function onNewMessage(m) {
     chat.last_message = m;
     if (m.sender_id !== myId()) {
       chat.unread_count = (chat.unread_count || 0) + 1;
-      if (key !== state.current) announce(`New message from ${m.sender_username}`);
+      if (mentionsMe(m)) {
+        chat.mention_count = (chat.mention_count || 0) + 1;
+        if (key !== state.current) announce(`${senderName(m)} mentioned you in ${chatName(key)}`);
+      } else if (key !== state.current) {
+        announce(`New message from ${senderName(m)}`);
+      }
     }
   }
   renderChats();
@@ -1036,6 +1238,7 @@ async function flushReads() {
     try {
       const receipt = await request('read_receipt', {sender_id: sender, message_ids: ids});
       const c = state.convs.get(key);
+      const mentioned = ids.filter((id) => c?.byId.has(id) && mentionsMe(c.byId.get(id))).length;
       for (const id of receipt.message_ids || ids) {
         const m = c?.byId.get(id);
         if (m) m.is_read = true;
@@ -1044,7 +1247,10 @@ async function flushReads() {
         if (node) readObserver.unobserve(node);
       }
       const chat = state.chats.get(key);
-      if (chat) chat.unread_count = Math.max(0, (chat.unread_count || 0) - ids.length);
+      if (chat) {
+        chat.unread_count = Math.max(0, (chat.unread_count || 0) - ids.length);
+        chat.mention_count = Math.max(0, (chat.mention_count || 0) - mentioned);
+      }
       renderChats();
     } catch (err) {
       showError(err);
@@ -1063,6 +1269,112 @@ function onMessagesRead({message_ids: ids}) {
   }
 }
 
+// -- mentions: "@" in the composer offers the chat's members --------------------------
+
+const MENTION_TYPED = /(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{0,32})$/; // "@ali" just before the caret
+let mention = null; // {key, start, options: [member], active} while the list is open
+
+/** Who can be mentioned in a chat: the other user of a direct chat, a group's other members. */
+function chatMembers(key) {
+  const {isGroup, id} = parseKey(key);
+  if (isGroup) {
+    return (state.groups.get(id)?.members || []).filter((m) => m.user_id !== myId())
+      .map((m) => ({...profileOf(m.user_id, m), user_id: m.user_id, username: m.username}));
+  }
+  const peer = profileOf(id, state.chats.get(key));
+  return peer?.username ? [{...peer, user_id: id}] : [];
+}
+
+/** The user ids an outgoing text mentions: each "@username" of a member (send_message's `mentions`). */
+function mentionIdsIn(text, key) {
+  const members = new Map(chatMembers(key).map((m) => [m.username.toLowerCase(), m.user_id]));
+  const ids = new Set();
+  for (const match of text.matchAll(USERNAME_AT)) {
+    const id = members.get(match[2].replace(/\.+$/, '').toLowerCase());
+    if (id !== undefined) ids.add(id);
+  }
+  return [...ids].slice(0, MAX_MENTIONS);
+}
+
+function updateMentions() {
+  const input = $('composer-input');
+  const typed = state.current && input.selectionStart === input.selectionEnd
+    ? MENTION_TYPED.exec(input.value.slice(0, input.selectionStart)) : null;
+  if (!typed) {
+    closeMentions();
+    return;
+  }
+  const query = typed[2].toLowerCase();
+  const options = chatMembers(state.current).filter((m) => m.username.toLowerCase().startsWith(query)
+    || (m.display_name || '').toLowerCase().startsWith(query)).slice(0, MENTION_CHOICES);
+  if (!options.length) {
+    closeMentions();
+    return;
+  }
+  const before = mention;
+  mention = {key: state.current, start: input.selectionStart - typed[2].length - 1, options, active: 0};
+  renderMentions();
+  if (!before) announce(`${options.length} member${options.length === 1 ? '' : 's'} to mention: arrow keys to choose, Enter to pick`);
+}
+
+function renderMentions() {
+  const list = $('mention-list');
+  const input = $('composer-input');
+  fill(list, mention.options.map((m, i) => h('li', {
+    id: `mention-option-${i}`,
+    role: 'option',
+    class: `mention-option${i === mention.active ? ' active' : ''}`,
+    'aria-selected': String(i === mention.active),
+    dataset: {user: String(m.user_id)},
+    onmousedown: (e) => e.preventDefault(), // keep the focus in the composer
+    onclick: () => pickMention(i),
+  }, avatar(m, {size: 'small'}), h('span', {class: 'mention-name'}, nameOf(m)),
+  h('span', {class: 'muted'}, ` @${m.username}`))));
+  list.hidden = false;
+  input.setAttribute('aria-activedescendant', `mention-option-${mention.active}`);
+}
+
+function closeMentions() {
+  mention = null;
+  const list = $('mention-list');
+  if (!list) return;
+  list.hidden = true;
+  fill(list);
+  $('composer-input').removeAttribute('aria-activedescendant');
+}
+
+function pickMention(index) {
+  const input = $('composer-input');
+  const member = mention?.options[index];
+  if (!member) return;
+  const text = `@${member.username} `;
+  input.value = input.value.slice(0, mention.start) + text + input.value.slice(input.selectionStart);
+  const caret = mention.start + text.length;
+  input.setSelectionRange(caret, caret);
+  closeMentions();
+  input.focus();
+  announce(`${nameOf(member)} will be mentioned`);
+}
+
+/** Keys while the member list is open; true when the key was used. */
+function mentionKey(e) {
+  if (!mention) return false;
+  const count = mention.options.length;
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    mention.active = (mention.active + (e.key === 'ArrowDown' ? 1 : count - 1)) % count;
+    renderMentions();
+  } else if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
+    pickMention(mention.active);
+  } else if (e.key === 'Escape') {
+    closeMentions();
+  } else {
+    return false;
+  }
+  e.preventDefault();
+  e.stopPropagation();
+  return true;
+}
+
 // -- sending ----------------------------------------------------------------------------
 
 async function sendText(event) {
@@ -1073,6 +1385,7 @@ async function sendText(event) {
   const {isGroup, id} = parseKey(state.current);
   const composing = state.composing?.key === state.current ? state.composing : null;
   stopTyping();
+  closeMentions();
   input.value = '';
   input.rows = 1;
   try {
@@ -1085,6 +1398,8 @@ async function sendText(event) {
     }
     const payload = {recipient_id: id, is_group: isGroup, content, type: 'text'};
     if (composing?.mode === 'reply') payload.reply_to = composing.message.message_id;
+    const mentions = mentionIdsIn(content, state.current);
+    if (mentions.length) payload.mentions = mentions;
     stopComposing(false);
     const message = await request('send_message', payload);
     onNewMessage(message);
@@ -1332,7 +1647,7 @@ function renderGroupPanel() {
   $('rename-group-form').hidden = !admin;
   $('add-member-form').hidden = !admin;
   refill($('group-members'), info.members.map((m) => h('li', {class: 'member', dataset: {user: String(m.user_id)}},
-    h('span', {class: `presence-dot${m.is_online ? ' online' : ''}`, 'aria-hidden': 'true'}),
+    avatar(m.user_id === myId() ? state.profile || m : m, {size: 'small', online: m.is_online, userId: m.user_id}),
     h('span', {class: 'member-name'}, m.user_id === myId() ? `${nameOf(m)} (you)` : nameOf(m)),
     m.is_admin ? h('span', {class: 'tag'}, 'admin') : null,
     m.is_online ? h('span', {class: 'visually-hidden'}, ', online') : null,
@@ -1454,13 +1769,20 @@ function wire() {
   $('add-contact-form').addEventListener('submit', addContact);
   $('new-group-form').addEventListener('submit', createGroup);
   $('profile-form').addEventListener('submit', saveProfile);
+  $('profile-avatar-input').addEventListener('change', (e) => chooseAvatar(e.target.files[0]));
+  $('profile-avatar-remove').addEventListener('click', removeAvatarChoice);
   $('composer-context-cancel').addEventListener('click', () => {
     stopComposing(true);
     $('composer-input').focus();
   });
   $('composer').addEventListener('submit', sendText);
-  $('composer-input').addEventListener('input', onComposerInput);
+  $('composer-input').addEventListener('input', () => {
+    onComposerInput();
+    updateMentions();
+  });
+  $('composer-input').addEventListener('blur', closeMentions);
   $('composer-input').addEventListener('keydown', (e) => {
+    if (!e.isComposing && mentionKey(e)) return;
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       $('composer').requestSubmit();
