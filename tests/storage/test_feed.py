@@ -54,7 +54,7 @@ class FeedTestsMixin:
         return self._ids
 
     async def read_all(self, user_id: int, cursor: str, limit: int) -> tuple[list[dict[str, Any]], str, int]:
-        """Every change after ``cursor`` in pages of ``limit``: the changes as clients get them, the last cursor, pages."""
+        """Every change after ``cursor`` in pages of ``limit``: the changes (as sent), the last cursor, the pages."""
         changes: list[dict[str, Any]] = []
         pages = 0
         while True:

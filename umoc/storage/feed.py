@@ -10,9 +10,12 @@ What a user reads (rows written by `umoc.storage.changes`):
 * the profile streams of themselves and their contacts (a row each way,
   neither blocked: who is told ``profile_updated`` live).
 
-Changes of a message that has since been deleted (or erased) are left out
-but for the deletion itself, and what a change shows is read from the
-rows it names when the feed is read, so deleted text never comes back.
+What a change shows is read from the rows it names when the feed is read,
+and the changes of a message deleted (or erased) since are left out but for
+the deletion itself, so deleted text never comes back.  They are left out
+after the page is chosen (a filter per row inside the per-stream scans cost
+more than the rest of the read), so a page may hold fewer than ``limit``
+changes while ``has_more`` is true; the cursor still moves past them.
 
 Positions: a cursor is an opaque string, ``base64url("1|...")``.
 
@@ -178,11 +181,6 @@ def _pg_cursor(parts: list[str]) -> _PgCursor:
 
 # -- reading ----------------------------------------------------------------
 
-#: A message change is shown while its message is there and not deleted; a deletion while the row is there.
-_MESSAGE_FILTER = (
-    "(c.message_seq IS NULL OR EXISTS (SELECT 1 FROM messages m WHERE m.seq = c.message_seq"
-    " AND (m.deleted_at IS NULL OR c.kind = 'delete')))"
-)
 #: The users whose profile changes a user reads: a contact row each way, neither blocked.
 _PROFILE_READERS = (
     "SELECT k.contact_id FROM contacts k JOIN contacts r ON r.owner_id = k.contact_id AND r.contact_id = k.owner_id"
@@ -190,17 +188,22 @@ _PROFILE_READERS = (
 )
 _ROW = "c.id, c.chat_id, c.user_id, c.profile_id, c.kind, c.message_seq, c.actor_id, c.data, c.created_at"
 
+# Each stream is read from its own index and cut at the page size before the
+# streams are merged: a page costs O(streams x page), not O(changes pending).
 _SQLITE_READ = (
     "SELECT * FROM ("
-    " SELECT " + _ROW + " FROM user_chats uc JOIN changes c ON c.chat_id = uc.chat_id"
-    " WHERE uc.user_id = ? AND c.id > ? AND c.id >= uc.joined_change AND (c.user_id IS NULL OR c.user_id <> ?)"
-    " AND " + _MESSAGE_FILTER +
-    " UNION ALL SELECT " + _ROW + " FROM left_chats lc JOIN changes c ON c.chat_id = lc.chat_id"
-    " WHERE lc.user_id = ? AND lc.left_change > ? AND c.id > ? AND c.id >= lc.joined_change"
-    " AND c.id < lc.left_change AND " + _MESSAGE_FILTER +
-    " UNION ALL SELECT " + _ROW + " FROM changes c WHERE c.user_id = ? AND c.id > ?"
-    " UNION ALL SELECT " + _ROW + " FROM changes c WHERE c.id > ? AND c.profile_id IN (SELECT ? UNION "
-    + _PROFILE_READERS + ")"
+    " SELECT " + _ROW + " FROM user_chats uc JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
+    " WHERE x.chat_id = uc.chat_id AND x.id > ? AND x.id >= uc.joined_change"
+    " AND (x.user_id IS NULL OR x.user_id <> uc.user_id) ORDER BY x.id LIMIT ?) WHERE uc.user_id = ?"
+    # Memberships that ended: until the reader is past the removal (on SQLite ids are in commit order).
+    " UNION ALL SELECT " + _ROW + " FROM left_chats lc JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
+    " WHERE x.chat_id = lc.chat_id AND x.id > ? AND x.id >= lc.joined_change AND x.id < lc.left_change"
+    " ORDER BY x.id LIMIT ?) WHERE lc.user_id = ? AND lc.left_change > ?"
+    " UNION ALL SELECT * FROM (SELECT " + _ROW + " FROM changes c WHERE c.user_id = ? AND c.id > ?"
+    " ORDER BY c.id LIMIT ?)"
+    " UNION ALL SELECT " + _ROW + " FROM (SELECT ? AS reader UNION " + _PROFILE_READERS + ") p"
+    " JOIN changes c ON c.id IN (SELECT x.id FROM changes x WHERE x.profile_id = p.reader AND x.id > ?"
+    " ORDER BY x.id LIMIT ?)"
     ") ORDER BY id LIMIT ?"
 )
 
@@ -209,10 +212,11 @@ def _sqlite_read_txn(txn: Txn, user_id: int, after: int, limit: int) -> tuple[li
     top = int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes"))
     if after > top:
         raise UserError(_BAD_CURSOR)
+    n = limit + 1
     rows = txn.execute(
         _SQLITE_READ,
-        (user_id, after, user_id, user_id, after, after, user_id, after, after, user_id, user_id, BLOCKED, BLOCKED,
-         limit + 1),
+        (after, n, user_id, after, n, user_id, after, user_id, after, n, user_id, user_id, BLOCKED, BLOCKED,
+         after, n, n),
     ).fetchall()
     if len(rows) > limit:
         return rows[:limit], _encode("s", str(int(rows[limit - 1]["id"]))), True
@@ -229,13 +233,13 @@ _PG_READ = (
     "SELECT * FROM ("
     "(SELECT c.* FROM user_chats uc CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c"
     " WHERE c.chat_id = uc.chat_id" + _PG_WINDOW + " AND c.id >= uc.joined_change"
-    " AND (c.user_id IS NULL OR c.user_id <> ?) AND " + _MESSAGE_FILTER +
+    " AND (c.user_id IS NULL OR c.user_id <> uc.user_id)"
     " ORDER BY c.xid, c.id LIMIT ?) c WHERE uc.user_id = ?)"
     # Memberships that ended, until the reader is past the removal (all its changes are then behind).
     " UNION ALL (SELECT c.* FROM left_chats lc JOIN changes r ON r.id = lc.left_change"
     " CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c WHERE c.chat_id = lc.chat_id" + _PG_WINDOW
-    + " AND c.id >= lc.joined_change AND c.id < lc.left_change AND " + _MESSAGE_FILTER
-    + " ORDER BY c.xid, c.id LIMIT ?) c WHERE lc.user_id = ? AND NOT pg_visible_in_snapshot(r.xid, ?::pg_snapshot))"
+    + " AND c.id >= lc.joined_change AND c.id < lc.left_change"
+    " ORDER BY c.xid, c.id LIMIT ?) c WHERE lc.user_id = ? AND NOT pg_visible_in_snapshot(r.xid, ?::pg_snapshot))"
     " UNION ALL (SELECT " + _PG_ROW + " FROM changes c WHERE c.user_id = ?" + _PG_WINDOW
     + " ORDER BY c.xid, c.id LIMIT ?)"
     " UNION ALL (SELECT c.* FROM (SELECT ?::bigint AS reader UNION " + _PROFILE_READERS + ") p"
@@ -255,7 +259,7 @@ def _pg_read_txn(txn: Txn, user_id: int, cursor: _PgCursor, limit: int) -> tuple
     window = (str(after[0]), after[1], cursor.lower, upper)
     rows = txn.execute(
         _PG_READ,
-        (*window, user_id, limit + 1, user_id,
+        (*window, limit + 1, user_id,
          *window, limit + 1, user_id, cursor.lower,
          user_id, *window, limit + 1,
          user_id, user_id, BLOCKED, BLOCKED, *window, limit + 1,
