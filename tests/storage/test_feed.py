@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend, postgres_schema
@@ -160,6 +161,27 @@ class FeedTestsMixin:
         carol_kinds = {c["event"] for c in (await self.read_all(carol, start, 100))[0]}
         self.assertNotIn("contact_blocked", carol_kinds)
         self.assertNotIn("m1", repr((await self.read_all(carol, start, 100))[0]))
+
+    @inline
+    async def test_group_committed_writes_come_out_once_each_in_each_chats_order(self) -> None:
+        alice, bob, carol = await self.users("alice", "bob", "carol")
+        await self.befriend(alice, bob, "bob")
+        await self.befriend(carol, bob, "bob")
+        start = await self.storage.feed.position()
+        senders = [(alice, "alice"), (carol, "carol")]
+        sends = [
+            self.storage.messages.post(senders[i % 2][0], senders[i % 2][1], bob, False,
+                                       f"00000000-0000-4000-8000-{i:012d}", "text", f"message {i}", None, T0)
+            for i in range(80)
+        ]
+        posted = [message for message, _ in await defer.gatherResults(sends)]
+        self.assertGreater(self.db.writer.items, self.db.writer.batches)  # they did share transactions
+        changes, _, _ = await self.read_all(bob, start, 7)
+        self.assertEqual(sorted(c["message_id"] for c in changes), sorted(m.id for m in posted))
+        for sender in (alice, carol):
+            in_feed = [c["message_id"] for c in changes if c["sender_id"] == sender]
+            by_seq = [m.id for m in sorted(posted, key=lambda m: m.seq) if m.sender_id == sender]
+            self.assertEqual(in_feed, by_seq)
 
     @inline
     async def test_the_position_excludes_what_came_before(self) -> None:
