@@ -184,6 +184,17 @@ class FeedTestsMixin:
             self.assertEqual(in_feed, by_seq)
 
     @inline
+    async def test_a_read_across_a_block_is_not_in_the_senders_feed(self) -> None:
+        alice, bob = await self.users("alice", "bob")
+        await self.befriend(alice, bob, "bob")
+        sent = await self.send(bob, "bob", alice, "before the block")
+        start = await self.storage.feed.position()
+        await self.storage.contacts.block(alice, bob, T0)
+        await self.storage.messages.mark_read(alice, bob, [sent], T0)  # counts for alice; bob is not told
+        changes, _, _ = await self.read_all(bob, start, 10)
+        self.assertEqual(changes, [])
+
+    @inline
     async def test_the_position_excludes_what_came_before(self) -> None:
         alice, bob = await self.users("alice", "bob")
         await self.befriend(alice, bob, "bob")
