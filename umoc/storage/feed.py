@@ -42,10 +42,15 @@ in the cursor while paging, with the last ``(xid, id)`` returned).  When a
 page does not fill, the window is done and its upper snapshot becomes the
 next lower one.  Changes of one transaction keep their order (ids grow
 within it), and a transaction that began after another committed has the
-larger xid, so it comes after it.  Nothing is locked: writers pay only the
-row itself.  The indexes lead with the stream and ``xid``, and a read
-starts at ``pg_snapshot_xmin(lower)`` (every older transaction is visible in
-it), so it touches recent rows only.
+larger xid, so it comes after it (a group-commit batch is one transaction:
+its callers' rows come out in the order they ran).  Two transactions that
+overlapped have no order but this one.  Nothing is locked: writers pay only
+the row itself.  A group's membership bounds (``joined_change``,
+``left_chats``) compare ids: fixed once written, so every reader draws the
+same line; a change racing the membership change may fall on either side.
+The indexes lead with the stream and ``xid``, and a read starts at
+``pg_snapshot_xmin(lower)`` (every older transaction is visible in it), so
+it touches recent rows only.
 
 A cursor is refused when it is not one of ours: malformed, of the other
 database, or from the future (past what this database has written).
