@@ -10,10 +10,12 @@ a stopping node wait for the events and announcements under way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Awaitable
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from umoc.domain.services import Services
 from umoc.domain.status import StatusAnnouncer
@@ -21,9 +23,23 @@ from umoc.errors import UserError
 from umoc.events.router import Router
 from umoc.transport.socketio import AuthError, ClientSocket, Identity, SocketIOConnection
 
-__all__ = ["UmocSocketApp"]
+__all__ = ["UmocSocketApp", "UserIdentity"]
 
 log = Logger()
+
+
+@dataclass(frozen=True, slots=True)
+class UserIdentity(Identity):
+    """An `Identity` with where the change feed stood when the user connected.
+
+    Read before the socket joins the hub, so every change after it either
+    reaches the socket live or is after ``cursor`` in the feed (usually both):
+    a client that syncs from it misses nothing.  None when the database did
+    not answer in time (the connect itself needs no database when the
+    session is cached).
+    """
+
+    cursor: str | None = None
 
 
 def _credentials(connection: SocketIOConnection, auth: Any) -> tuple[str, str]:
@@ -35,6 +51,12 @@ def _credentials(connection: SocketIOConnection, auth: Any) -> tuple[str, str]:
     if not 0 < len(session_id) <= 64 or not 0 < len(token) <= 256:
         raise AuthError("Invalid session")
     return session_id, token
+
+
+def _no_position(failure: Failure) -> None:
+    """A connect goes on without a feed position when the database is away (``cursor`` is null)."""
+    failure.trap(UserError)
+    return None
 
 
 class UmocSocketApp:
@@ -58,6 +80,9 @@ class UmocSocketApp:
             services.metrics.refused("connect")
             raise AuthError("Too many connection attempts; try again later")
         session_id, token = _credentials(connection, auth)
+        # Asked alongside the session check, so an uncached session costs no extra wait.
+        position = services.storage.feed.position()
+        position.addErrback(_no_position)
         try:
             record = await services.sessions.check(session_id, token)
         except UserError as exc:  # an invalid session, or a database past its deadline
@@ -66,9 +91,10 @@ class UmocSocketApp:
                 event="connect_refused", reason=exc.message, client=connection.engine.remote_ip,
             )
             raise AuthError(exc.message) from None
+        cursor = await position
         if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
             raise AuthError("Too many connections for this session")
-        return Identity(record.user_id, record.username, record.id, record.expires_at)
+        return UserIdentity(record.user_id, record.username, record.id, record.expires_at, cursor)
 
     def on_connect(self, socket: ClientSocket) -> None:
         log.info(
@@ -83,6 +109,7 @@ class UmocSocketApp:
                 "user_id": socket.user_id,
                 "username": socket.username,
                 "session_expires": int(socket.identity.session_expires),
+                "cursor": socket.identity.cursor if isinstance(socket.identity, UserIdentity) else None,
             },
         )
         self._in_background(self._status.socket_opened(socket.user_id, socket.username))

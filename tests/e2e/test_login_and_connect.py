@@ -21,7 +21,8 @@ class FoundationTestsMixin:
         client = await self.connect(login)
         hello = await client.expect("connection_successful")
         self.assertEqual(hello, {"user_id": login["user_id"], "username": "alice",
-                                 "session_expires": login["expires_at"]})
+                                 "session_expires": login["expires_at"], "cursor": hello["cursor"]})
+        self.assertIsInstance(hello["cursor"], str)  # where the change feed stands: sync {cursor} starts there
 
     @inline
     async def test_connect_with_auth_payload_instead_of_query(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from umoc.domain.files import download_url
 from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
+from umoc.storage.feed import Change
 from umoc.storage.groups import GroupInfo
 from umoc.storage.messages import ChatEntry, Message
 from umoc.storage.profiles import Profile, Settings
@@ -25,6 +26,7 @@ __all__ = [
     "chat_list_entry",
     "contact_entry",
     "direct_chat_info",
+    "feed_change",
     "former_contact_chat_info",
     "group_info",
     "history_message",
@@ -300,3 +302,67 @@ def profile(found: Profile) -> dict[str, Any]:
 def settings(found: Settings) -> dict[str, Any]:
     """``settings_updated``: the user's settings now."""
     return {"send_delivery_receipts": found.send_delivery_receipts}
+
+
+def _chat_id_for(message: Message, viewer_id: int) -> int:
+    """The chat as ``viewer_id`` calls it: the group, or the other user of a direct chat."""
+    if message.is_group or message.sender_id == viewer_id:
+        return message.recipient_id
+    return message.sender_id
+
+
+def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, Any]:
+    """One change of ``sync_result.changes``: ``kind``, ``event`` (the live event's name) and that event's fields.
+
+    Content is the message, profile or group as it is now (the feed keeps no
+    copy of it); the rest is what the live event said when it happened.
+    """
+    kind, message, data, when = change.kind, change.message, change.data, change.created_at
+    fields: dict[str, Any]
+    if kind == "message" and message is not None:
+        event, fields = "new_message", new_message(message)
+    elif kind == "edit" and message is not None:
+        event = "message_edited"
+        fields = message_edited(
+            message.id, _chat_id_for(message, viewer_id), message.is_group, message.content,
+            message.edited_at if message.edited_at is not None else when,
+        )
+    elif kind == "delete" and message is not None:
+        event = "message_deleted"
+        fields = {"message_id": message.id, "sender_id": message.sender_id, "timestamp": iso(when)}
+    elif kind == "reaction" and message is not None:
+        event = "reaction_updated"
+        fields = reaction_updated(
+            message.id, _chat_id_for(message, viewer_id), message.is_group, change.actor_id or 0, data["emoji"],
+            data["action"] == "added", list(message.reactions),
+        )
+    elif kind == "read":
+        event = "messages_read"
+        fields = {
+            "reader_id": change.actor_id, "reader_username": change.actor_username,
+            "message_ids": data["message_ids"], "timestamp": iso(when),
+        }
+    elif kind == "delivered":
+        event = "messages_delivered"
+        fields = {
+            "chat_id": data["chat_id"], "is_group": data["is_group"], "user_id": change.actor_id,
+            "message_ids": data["message_ids"], "delivered_at": iso(when),
+        }
+    elif kind == "contact":
+        event = data["event"]
+        fields = {"user_id": change.actor_id, "username": change.actor_username, "status": data["status"]}
+    elif kind == "group" and change.group is not None:
+        event, fields = "group_created", group_info(change.group, viewer_id, online)
+    elif kind == "group":
+        event = "group_updated"
+        fields = {"chat_id": change.chat_id, "name": data["name"], "description": data["description"]}
+    elif kind == "member_added":
+        event = "group_member_added"
+        fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}
+    elif kind == "member_removed":
+        event, fields = "group_member_removed", {"chat_id": change.chat_id, "user_id": change.actor_id}
+    elif kind == "profile" and change.profile is not None:
+        event, fields = "profile_updated", profile(change.profile)
+    else:
+        raise ValueError(f"a {kind} change without what it names")
+    return {"kind": kind, "event": event, **fields}

@@ -54,7 +54,7 @@ async def accept_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str
 
 async def reject_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     other_id = payload["contact_id"]
-    await ctx.services.storage.contacts.reject(ctx.user_id, other_id)
+    await ctx.services.storage.contacts.reject(ctx.user_id, other_id, ctx.now())
     mine = {"user_id": other_id}
     ctx.services.hub.emit_to_users([ctx.user_id], "contact_rejected", mine)
     ctx.services.hub.emit_to_users([other_id], "contact_rejected", {"user_id": ctx.user_id})
@@ -72,7 +72,7 @@ async def block_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
 
 async def unblock_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Only the unblocker is told, as for the block; the two are strangers afterwards."""
-    user_id, username = await ctx.services.storage.contacts.unblock(ctx.user_id, payload["contact_id"])
+    user_id, username = await ctx.services.storage.contacts.unblock(ctx.user_id, payload["contact_id"], ctx.now())
     unblocked = {"user_id": user_id, "username": username}
     ctx.services.hub.emit_to_users([ctx.user_id], "contact_unblocked", unblocked)
     return unblocked
@@ -81,7 +81,7 @@ async def unblock_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[st
 async def remove_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Both sides are told, each naming the other; their chat and its history stay."""
     other_id = payload["contact_id"]
-    await ctx.services.storage.contacts.remove(ctx.user_id, other_id)
+    await ctx.services.storage.contacts.remove(ctx.user_id, other_id, ctx.now())
     removed = {"user_id": other_id}
     ctx.services.hub.emit_to_users([ctx.user_id], "contact_removed", removed)
     ctx.services.hub.emit_to_users([other_id], "contact_removed", {"user_id": ctx.user_id})

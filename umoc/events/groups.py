@@ -59,7 +59,7 @@ async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         if not name:
             raise UserError("Invalid 'name': expected a non-blank name")
     members, name, description = await (
-        ctx.services.storage.groups.update(payload["chat_id"], ctx.user_id, name, payload["description"])
+        ctx.services.storage.groups.update(payload["chat_id"], ctx.user_id, name, payload["description"], ctx.now())
     )
     updated = {"chat_id": payload["chat_id"], "name": name, "description": description}
     ctx.services.hub.emit_to_users(members, "group_updated", updated)

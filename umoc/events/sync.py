@@ -16,6 +16,20 @@ time: seconds, or milliseconds when larger than 1e11 (JavaScript's
 message's timestamp.  Messages come from
 ``storage.messages.missed_since(user_id, since_epoch, limit)``: the chats the
 user belongs to, newest state, deleted ones left out.
+
+The complete change feed goes by cursor instead (DESIGN "Search, sync,
+account"): every kind of change, in order, each exactly once, whatever the
+timestamps::
+
+    connection_successful {..., "cursor": "<opaque>"}
+    sync {"cursor": "<opaque>", "limit": 100}
+      -> sync_result {"changes": [{"kind": "message", "event": "new_message", ...}, ...],
+                      "cursor": "<opaque>", "has_more": false}
+
+The client keeps the last ``cursor`` it got and asks again with it (at once
+while ``has_more``).  `umoc.storage.feed` says what a user sees and why the
+position is exact on both databases.  A payload gives ``since`` or
+``cursor``, never both.
 """
 
 from __future__ import annotations
@@ -26,7 +40,8 @@ from typing import Any
 from umoc.domain import payloads
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Field, Int, Schema
+from umoc.events.schema import SESSION_ID, Field, Int, Schema, Str
+from umoc.storage.feed import MAX_CURSOR_LENGTH
 from umoc.timefmt import iso
 
 __all__ = ["ROUTES", "parse_since"]
@@ -60,7 +75,11 @@ def parse_since(name: str, value: Any) -> float:
 
 
 async def sync(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    since = payload["since"]
+    since, cursor = payload["since"], payload["cursor"]
+    if (since is None) == (cursor is None):
+        raise UserError("Give either 'cursor' (the change feed) or 'since' (messages since a time)")
+    if cursor is not None:
+        return await _changes(ctx, cursor, payload["limit"])
     limit = payload["limit"]
     found = await ctx.services.storage.messages.missed_since(ctx.user_id, since, limit + 1)
     return {
@@ -71,12 +90,24 @@ async def sync(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _changes(ctx: EventContext, cursor: str, limit: int) -> dict[str, Any]:
+    page = await ctx.services.storage.feed.read(ctx.user_id, cursor, limit)
+    members = sorted({m.user_id for change in page.changes if change.group for m in change.group.members})
+    online = await ctx.services.presence.online_among(members) if members else set()
+    return {
+        "changes": [payloads.feed_change(change, ctx.user_id, online) for change in page.changes],
+        "cursor": page.cursor,
+        "has_more": page.has_more,
+    }
+
+
 ROUTES = [
     Route(
         "sync",
         Schema(
             SESSION_ID,
-            Field("since", parse_since),
+            Field("since", parse_since, required=False),
+            Str("cursor", required=False, max_length=MAX_CURSOR_LENGTH),
             Int("limit", required=False, minimum=1, maximum=MAX_LIMIT, default=100),
         ),
         sync,

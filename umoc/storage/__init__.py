@@ -14,6 +14,7 @@ from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database, Deadline
 from umoc.storage.deliveries import DeliveryStore
 from umoc.storage.edits import EditStore
+from umoc.storage.feed import FeedStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.mentions import MentionStore
@@ -44,6 +45,7 @@ class Storage:
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.profiles = ProfileStore(db)
+        self.feed = FeedStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

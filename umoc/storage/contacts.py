@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn
 from umoc.storage.relations import BLOCKED, FRIEND, NEW, ensure_direct_chat_txn, statuses_txn
 from umoc.streaks import shown
@@ -61,6 +62,11 @@ def _contact(row: Row) -> Contact:
     )
 
 
+def _contact_change(owner_id: int, other_id: int, event: str, status: str | None, now: float) -> NewChange:
+    """A ``contact`` change in ``owner_id``'s own stream: the live event ``owner_id`` got, about ``other_id``."""
+    return NewChange("contact", now, user_id=owner_id, actor_id=other_id, data={"event": event, "status": status})
+
+
 def _user_txn(txn: Txn, user_id: int) -> tuple[int, str] | None:
     row = txn.execute("SELECT id, username FROM users WHERE id = ?", (user_id,)).fetchone()
     return None if row is None else (int(row["id"]), row["username"])
@@ -88,6 +94,11 @@ def _add_txn(txn: Txn, requester_id: int, username: str, now: float) -> tuple[in
             (target_id, requester_id, NEW, requester_id, now, now),
         ],
     )
+    record_txn(
+        txn,
+        _contact_change(requester_id, target_id, "contact_added", NEW, now),
+        _contact_change(target_id, requester_id, "contact_request", NEW, now),
+    )
     return target_id, target_name
 
 
@@ -111,14 +122,24 @@ def _accept_txn(txn: Txn, user_id: int, requester_id: int, now: float) -> tuple[
         (FRIEND, now, user_id, requester_id, requester_id, user_id),
     )
     ensure_direct_chat_txn(txn, user_id, requester_id, now)
+    record_txn(
+        txn,
+        _contact_change(user_id, requester_id, "contact_accepted", FRIEND, now),
+        _contact_change(requester_id, user_id, "contact_accepted", FRIEND, now),
+    )
     return other
 
 
-def _reject_txn(txn: Txn, user_id: int, requester_id: int) -> None:
+def _reject_txn(txn: Txn, user_id: int, requester_id: int, now: float) -> None:
     _pending_request_txn(txn, user_id, requester_id)
     txn.execute(
         "DELETE FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
         (user_id, requester_id, requester_id, user_id),
+    )
+    record_txn(
+        txn,
+        _contact_change(user_id, requester_id, "contact_rejected", None, now),
+        _contact_change(requester_id, user_id, "contact_rejected", None, now),
     )
 
 
@@ -143,9 +164,11 @@ def _block_txn(txn: Txn, user_id: int, target_id: int, now: float) -> None:
     if theirs is not None and theirs != BLOCKED:
         # The blocked user loses the contact: no presence, no messages, no request.
         txn.execute("DELETE FROM contacts WHERE owner_id = ? AND contact_id = ?", (target_id, user_id))
+    # Only the blocker is told, live and in the feed.
+    record_txn(txn, _contact_change(user_id, target_id, "contact_blocked", BLOCKED, now))
 
 
-def _unblock_txn(txn: Txn, user_id: int, target_id: int) -> tuple[int, str]:
+def _unblock_txn(txn: Txn, user_id: int, target_id: int, now: float) -> tuple[int, str]:
     """Drop the user's block; the two are strangers afterwards (a new request starts over)."""
     user = _user_txn(txn, target_id)
     if user is None:
@@ -154,10 +177,11 @@ def _unblock_txn(txn: Txn, user_id: int, target_id: int) -> tuple[int, str]:
     if mine != BLOCKED:
         raise RefusedError("This user is not blocked")
     txn.execute("DELETE FROM contacts WHERE owner_id = ? AND contact_id = ?", (user_id, target_id))
+    record_txn(txn, _contact_change(user_id, target_id, "contact_unblocked", None, now))
     return user
 
 
-def _remove_txn(txn: Txn, user_id: int, target_id: int) -> None:
+def _remove_txn(txn: Txn, user_id: int, target_id: int, now: float) -> None:
     """End a friendship or a pending request, both sides; the direct chat and its history stay."""
     mine, theirs = statuses_txn(txn, user_id, target_id, lock=True)
     if mine == BLOCKED:
@@ -167,6 +191,11 @@ def _remove_txn(txn: Txn, user_id: int, target_id: int) -> None:
     txn.execute(
         "DELETE FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
         (user_id, target_id, target_id, user_id),
+    )
+    record_txn(
+        txn,
+        _contact_change(user_id, target_id, "contact_removed", None, now),
+        _contact_change(target_id, user_id, "contact_removed", None, now),
     )
 
 
@@ -204,20 +233,20 @@ class ContactStore:
         """Accept ``requester_id``'s request (and open the direct chat); ``(id, username)`` of the requester."""
         return self._db.run("contacts.accept", _accept_txn, user_id, requester_id, now)
 
-    def reject(self, user_id: int, requester_id: int) -> defer.Deferred[None]:
+    def reject(self, user_id: int, requester_id: int, now: float) -> defer.Deferred[None]:
         """Drop ``requester_id``'s request to ``user_id``; both rows go."""
-        return self._db.run("contacts.reject", _reject_txn, user_id, requester_id)
+        return self._db.run("contacts.reject", _reject_txn, user_id, requester_id, now)
 
     def block(self, user_id: int, target_id: int, now: float) -> defer.Deferred[None]:
         return self._db.run("contacts.block", _block_txn, user_id, target_id, now)
 
-    def unblock(self, user_id: int, target_id: int) -> defer.Deferred[tuple[int, str]]:
+    def unblock(self, user_id: int, target_id: int, now: float) -> defer.Deferred[tuple[int, str]]:
         """Lift the user's block of ``target_id``; ``(id, username)``. Raises `RefusedError`."""
-        return self._db.run("contacts.unblock", _unblock_txn, user_id, target_id)
+        return self._db.run("contacts.unblock", _unblock_txn, user_id, target_id, now)
 
-    def remove(self, user_id: int, target_id: int) -> defer.Deferred[None]:
+    def remove(self, user_id: int, target_id: int, now: float) -> defer.Deferred[None]:
         """Unfriend (or withdraw / decline a pending request): both rows go. Raises `RefusedError`."""
-        return self._db.run("contacts.remove", _remove_txn, user_id, target_id)
+        return self._db.run("contacts.remove", _remove_txn, user_id, target_id, now)
 
     def friend_ids(self, user_id: int) -> defer.Deferred[list[int]]:
         """Users who are ``user_id``'s friends both ways (so neither blocked the other)."""

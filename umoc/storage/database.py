@@ -100,6 +100,12 @@ class Dialect:
     #: A statement taking a transaction-scoped lock on two integers (PostgreSQL only; SQLite
     #: serialises every writer anyway).
     pair_lock: str = ""
+    #: Whether a ``WITH`` may hold an INSERT that runs with the statement (PostgreSQL only):
+    #: a second write without a second round trip.
+    writes_in_with: bool = False
+    #: Whether ids from a sequence grow in commit order (SQLite: one writer); else the change
+    #: feed orders by transaction snapshots (``umoc.storage.feed``).
+    commit_ordered_ids: bool = True
 
 
 SQLITE = Dialect("sqlite", "", "INTEGER PRIMARY KEY AUTOINCREMENT", False)
@@ -110,6 +116,8 @@ POSTGRES = Dialect(
     True,
     for_key_share=" FOR KEY SHARE",
     pair_lock="SELECT pg_advisory_xact_lock(?, ?)",
+    writes_in_with=True,
+    commit_ordered_ids=False,
 )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.relations import BLOCKED
 from umoc.storage.targets import MESSAGE_NOT_FOUND
@@ -78,10 +79,19 @@ def _delivered_txn(txn: Txn, recipient_id: int, message_ids: list[str], now: flo
         key = (int(r["sender_id"]), int(r["recipient_id"]), is_group)
         grouped.setdefault(key, []).append(r["id"])
     order = {message_id: i for i, message_id in enumerate(message_ids)}
-    return [
+    found = [
         Delivered(sender, chat, is_group, sorted(ids, key=order.__getitem__))
         for (sender, chat, is_group), ids in grouped.items()
     ]
+    # One change per sender told (in each sender's own stream): O(senders), never O(members).
+    record_txn(txn, *(
+        NewChange(
+            "delivered", now, user_id=d.sender_id, actor_id=recipient_id,
+            data={"chat_id": d.chat_id, "is_group": d.is_group, "message_ids": d.message_ids},
+        )
+        for d in found
+    ))
+    return found
 
 
 class DeliveryStore:

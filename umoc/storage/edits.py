@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, with_change
 from umoc.storage.database import Database, Txn
 from umoc.storage.targets import Target, require_writable_txn, target_txn
 
@@ -47,7 +48,10 @@ def _edit_txn(txn: Txn, user_id: int, message_id: str, content: str, now: float,
         "INSERT INTO message_edits (message_seq, content, written_at, replaced_at) VALUES (?, ?, ?, ?)",
         (target.seq, target.content, target.edited_at or target.created_at, now),
     )
-    txn.execute("UPDATE messages SET content = ?, edited_at = ? WHERE seq = ?", (content, now, target.seq))
+    with_change(
+        txn, "UPDATE messages SET content = ?, edited_at = ? WHERE seq = ?", (content, now, target.seq),
+        NewChange("edit", now, chat_id=target.chat_id, message_seq=target.seq, actor_id=user_id),
+    )
     return Edit(target, content, now)
 
 

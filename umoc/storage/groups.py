@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 
-__all__ = ["GroupInfo", "GroupMember", "GroupStore", "MembershipChange"]
+__all__ = ["GroupInfo", "GroupMember", "GroupStore", "MembershipChange", "info_txn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +105,19 @@ def _create_txn(
             (name, description, creator_id, now, len(others) + 1, now),
         )
     )
+    # The members read the group's stream from its creation on.
+    created = record_returning_id_txn(
+        txn, NewChange("group", now, chat_id=group_id, actor_id=creator_id, data={"event": "group_created"})
+    )
     txn.executemany(
-        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at) VALUES (?, ?, 1, ?, ?)",
-        [(creator_id, group_id, 1, now)] + [(m, group_id, 0, now) for m in others],
+        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_change)"
+        " VALUES (?, ?, 1, ?, ?, ?)",
+        [(creator_id, group_id, 1, now, created)] + [(m, group_id, 0, now, created) for m in others],
     )
     return group_id
 
 
-def _info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
+def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
     """The group and its members; with ``viewer_id``, RefusedError unless the viewer is a member."""
     row = txn.execute(
         "SELECT name, description, created_at FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
@@ -152,7 +158,7 @@ def _info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
 
 
 def _update_txn(
-    txn: Txn, group_id: int, admin_id: int, name: str | None, description: str | None
+    txn: Txn, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
 ) -> tuple[list[int], str, str | None]:
     members = _lock_members_txn(txn, group_id, admin_id, need_admin=True)
     if name is not None:
@@ -160,6 +166,10 @@ def _update_txn(
     if description is not None:
         txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
     row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
+    record_txn(txn, NewChange(
+        "group", now, chat_id=group_id, actor_id=admin_id,
+        data={"event": "group_updated", "name": row["name"], "description": row["description"]},
+    ))
     return list(members), row["name"], row["description"]
 
 
@@ -170,10 +180,12 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
+    # The new member reads the group's stream from this change on (it included).
+    added = record_returning_id_txn(txn, NewChange("member_added", now, chat_id=group_id, actor_id=user_id))
     txn.execute(
-        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_seq, base_count)"
-        " SELECT ?, id, 1, 0, ?, last_seq, message_count FROM chats WHERE id = ?",
-        (user_id, now, group_id),
+        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_seq, base_count,"
+        " joined_change) SELECT ?, id, 1, 0, ?, last_seq, message_count, ? FROM chats WHERE id = ?",
+        (user_id, now, added, group_id),
     )
     txn.execute("UPDATE chats SET member_count = member_count + 1 WHERE id = ?", (group_id,))
     return username
@@ -183,7 +195,18 @@ def _remove_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float
     members = _lock_members_txn(txn, group_id, actor_id, need_admin=actor_id != user_id)
     if user_id not in members:
         raise RefusedError("This user is not a member")
-    txn.execute("DELETE FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
+    joined = txn.scalar(
+        "DELETE FROM user_chats WHERE chat_id = ? AND user_id = ? RETURNING joined_change", (group_id, user_id)
+    )
+    # In the group's stream for those who stay, and in the removed user's own: they keep reading what
+    # happened while they were a member (left_chats), nothing after, and learn they left.
+    left = record_returning_id_txn(
+        txn, NewChange("member_removed", now, chat_id=group_id, user_id=user_id, actor_id=user_id)
+    )
+    txn.execute(
+        "INSERT INTO left_chats (user_id, chat_id, joined_change, left_change) VALUES (?, ?, ?, ?)",
+        (user_id, group_id, joined, left),
+    )
     del members[user_id]
     if not members:
         txn.execute("UPDATE chats SET member_count = 0, closed_at = ? WHERE id = ?", (now, group_id))
@@ -229,13 +252,13 @@ class GroupStore:
 
     def info(self, group_id: int, viewer_id: int | None) -> defer.Deferred[GroupInfo]:
         """The group; with ``viewer_id``, RefusedError unless that user is a member."""
-        return self._db.run("groups.info", _info_txn, group_id, viewer_id)
+        return self._db.run("groups.info", info_txn, group_id, viewer_id)
 
     def update(
-        self, group_id: int, admin_id: int, name: str | None, description: str | None
+        self, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
     ) -> defer.Deferred[tuple[list[int], str, str | None]]:
         """Rename / redescribe (admins only); the members to tell, the name and description now."""
-        return self._db.run("groups.update", _update_txn, group_id, admin_id, name, description)
+        return self._db.run("groups.update", _update_txn, group_id, admin_id, name, description, now)
 
     def add_member(
         self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int

@@ -23,6 +23,7 @@ from typing import Sequence
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, with_change
 from umoc.storage.database import Database, Row, Txn, in_clause
 from umoc.storage.mentions import (
     check_mentions,
@@ -38,7 +39,10 @@ from umoc.storage.replies import NOT_IN_CHAT, ReplyTo, replies_for_txn, sender_a
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
-__all__ = ["ChatEntry", "History", "Message", "MessageStore", "UNKNOWN_CHAT"]
+__all__ = [
+    "ChatEntry", "History", "MESSAGE_COLUMNS", "Message", "MessageStore", "UNKNOWN_CHAT", "annotate_txn",
+    "message_from_row",
+]
 
 #: The one answer for a chat that does not exist and a chat the user is not in.
 UNKNOWN_CHAT = "Unknown chat"
@@ -142,6 +146,8 @@ def _message_columns(prefix: str = "") -> str:
 
 _MESSAGE_COLUMNS = _message_columns()
 _LAST_MESSAGE_COLUMNS = _message_columns("last_")
+#: The select list of `message_from_row` (``messages m JOIN users su ON su.id = m.sender_id``).
+MESSAGE_COLUMNS = _MESSAGE_COLUMNS
 
 
 def _message(row: Row, prefix: str = "") -> Message:
@@ -164,6 +170,11 @@ def _message(row: Row, prefix: str = "") -> Message:
         sender_avatar_file_id=row[prefix + "sender_avatar_file_id"],
         mentions=parse_mentions(row[prefix + "mentions"]),
     )
+
+
+def message_from_row(row: Row) -> Message:
+    """A `Message` from a row selected with `MESSAGE_COLUMNS`."""
+    return _message(row)
 
 
 # -- sending --------------------------------------------------------------
@@ -277,11 +288,14 @@ def _post_txn(
     )
     # Last: the one row both sides of a direct chat write, held only until the commit.
     # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
-    txn.execute(
+    # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
+    with_change(
+        txn,
         "UPDATE chats SET message_count = message_count + 1,"
         " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
         " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
         (now, now, seq, seq, chat_id),
+        NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
     )
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
@@ -313,7 +327,10 @@ def _soft_delete_txn(txn: Txn, message_id: str, now: float, only_sender: int | N
         txn.execute(
             "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY user_id" + txn.dialect.for_update, (chat_id,)
         )
-    txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq))
+    with_change(
+        txn, "UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq),
+        NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=only_sender),
+    )
     # The message leaves exactly one of each member's buckets: live at their
     # join (base), sent by them since, read by them since, or unread.
     txn.execute(
@@ -348,6 +365,17 @@ def _delete_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[in
     return chat_id, audience
 
 
+def _record_read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], now: float) -> None:
+    """The ``read`` change in the sender's own stream, unless a block stands between the two (as live)."""
+    change = NewChange("read", now, user_id=sender_id, actor_id=reader_id, data={"message_ids": message_ids})
+    txn.execute(
+        "INSERT INTO changes (chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM contacts WHERE status = ?"
+        " AND ((owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)))",
+        (*change.params(), BLOCKED, reader_id, sender_id, sender_id, reader_id),
+    )
+
+
 def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], now: float) -> list[str]:
     message_ids = list(dict.fromkeys(message_ids))
     rows = txn.execute(
@@ -366,6 +394,7 @@ def _read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], 
     live = [r for r in rows if r["deleted_at"] is None]
     seqs = [int(r["seq"]) for r in live]
     mark_mentions_read_txn(txn, reader_id, seqs)
+    _record_read_txn(txn, reader_id, sender_id, message_ids, now)
     if seqs:
         already = {
             int(r["message_seq"])

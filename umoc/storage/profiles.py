@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn
 from umoc.storage.relations import BLOCKED
 
-__all__ = ["Profile", "ProfileStore", "Settings", "UNSET"]
+__all__ = ["Profile", "ProfileStore", "Settings", "UNSET", "profile_txn"]
 
 #: Passed for a field the update leaves alone.
 UNSET = object()
@@ -40,7 +41,7 @@ def _profile(row: Row) -> Profile:
     return Profile(int(row["id"]), row["username"], row["display_name"], row["status_text"], row["avatar_file_id"])
 
 
-def _profile_txn(txn: Txn, user_id: int) -> Profile | None:
+def profile_txn(txn: Txn, user_id: int) -> Profile | None:
     row = txn.execute(
         "SELECT id, username, display_name, status_text, avatar_file_id FROM users WHERE id = ?", (user_id,)
     ).fetchone()
@@ -98,14 +99,15 @@ def _update_txn(
     ):
         if value is not UNSET:
             txn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
-    profile = _profile_txn(txn, user_id)
+    profile = profile_txn(txn, user_id)
     if profile is None:
         raise RefusedError(USER_NOT_FOUND)
+    record_txn(txn, NewChange("profile", now, profile_id=user_id, actor_id=user_id))
     return profile, contacts_txn(txn, user_id)
 
 
 def _visible_profile_txn(txn: Txn, viewer_id: int, user_id: int) -> Profile:
-    profile = _profile_txn(txn, user_id)
+    profile = profile_txn(txn, user_id)
     if profile is None or not visible_txn(txn, viewer_id, user_id):
         raise RefusedError(USER_NOT_FOUND)
     return profile

@@ -15,6 +15,7 @@ from typing import Iterable
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.targets import Target, require_writable_txn, target_txn
 
@@ -84,6 +85,11 @@ def _react_txn(
         changed = txn.execute(
             "DELETE FROM message_reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?", key
         ).rowcount > 0
+    if changed:
+        record_txn(txn, NewChange(
+            "reaction", now, chat_id=target.chat_id, message_seq=target.seq, actor_id=user_id,
+            data={"emoji": emoji, "action": "added" if add else "removed"},
+        ))
     return ReactionChange(target, changed, reactions_for_txn(txn, [target.seq]).get(target.seq, []))
 
 

@@ -1,0 +1,285 @@
+"""The change feed in storage, on both databases: every kind, in order, once, whatever the timestamps.
+
+Every change here happens at the same instant (``T0``): the order can only
+come from the feed's positions, never from a clock.  The PostgreSQL case
+of two transactions committing out of id order uses two connections of
+its own, so the test decides who commits when.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend, postgres_schema
+from tests.support.deferreds import inline
+from umoc.domain import payloads
+from umoc.errors import UserError
+from umoc.storage import Storage
+from umoc.storage.database import Database
+from umoc.storage.feed import FeedPage
+
+T0 = 1_700_000_000.0
+MAX_MEMBERS = 100
+
+
+def _summary(page_changes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What tells changes apart: kind, event and the ids they name."""
+    return [
+        (c["kind"], c["event"], c.get("message_id") or c.get("chat_id") or c.get("id"), c.get("user_id"),
+         c.get("content"))
+        for c in page_changes
+    ]
+
+
+class FeedTestsMixin:
+    storage: Storage
+
+    async def users(self, *names: str) -> list[int]:
+        return [(await self.storage.users.create(name, "not a hash", T0)).id for name in names]
+
+    async def befriend(self, a: int, b: int, b_name: str) -> None:
+        await self.storage.contacts.request(a, b_name, T0)
+        await self.storage.contacts.accept(b, a, T0)
+
+    async def send(self, sender: int, name: str, to: int, content: str, is_group: bool = False) -> str:
+        message_id = f"00000000-0000-4000-8000-{self.next_id():012d}"
+        await self.storage.messages.post(sender, name, to, is_group, message_id, "text", content, None, T0)
+        return message_id
+
+    def next_id(self) -> int:
+        self._ids = getattr(self, "_ids", 0) + 1
+        return self._ids
+
+    async def read_all(self, user_id: int, cursor: str, limit: int) -> tuple[list[dict[str, Any]], str, int]:
+        """Every change after ``cursor`` in pages of ``limit``: the changes (as sent), the last cursor, the pages."""
+        changes: list[dict[str, Any]] = []
+        pages = 0
+        while True:
+            page: FeedPage = await self.storage.feed.read(user_id, cursor, limit)
+            pages += 1
+            self.assertLessEqual(len(page.changes), limit)
+            changes += [payloads.feed_change(c, user_id, set()) for c in page.changes]
+            cursor = page.cursor
+            if not page.has_more:
+                return changes, cursor, pages
+
+    @inline
+    async def test_every_kind_replays_once_in_order_across_pages_and_nothing_else(self) -> None:
+        alice, bob, carol, dave = await self.users("alice", "bob", "carol", "dave")
+        start = await self.storage.feed.position()
+        await self.befriend(alice, bob, "bob")                      # bob: contact_request, contact_accepted
+        await self.befriend(alice, carol, "carol")                  # not bob's
+        sent = [await self.send(alice, "alice", bob, f"m{i}") for i in range(6)]   # 6 messages, one instant
+        await self.send(alice, "alice", carol, "secret")            # another pair's chat
+        await self.storage.edits.edit(alice, sent[0], "m0 edited", T0, 0)
+        await self.storage.reactions.add(bob, sent[1], "👍", T0, 20)
+        await self.storage.reactions.remove(bob, sent[1], "👍", T0)
+        mine = await self.send(bob, "bob", alice, "from bob")
+        await self.storage.messages.mark_read(alice, bob, [mine], T0)        # bob: read
+        await self.storage.deliveries.mark_delivered(alice, [mine], T0)      # bob: delivered
+        await self.storage.messages.mark_read(bob, alice, [sent[1]], T0)     # alice's, not bob's
+        await self.storage.edits.edit(alice, sent[2], "edited, then deleted", T0, 0)
+        await self.storage.messages.delete(alice, sent[2], T0)               # bob: delete only
+        group = await self.storage.groups.create(alice, "early", None, [carol], T0, MAX_MEMBERS)
+        await self.send(alice, "alice", group, "before bob joined", is_group=True)
+        await self.storage.groups.add_member(group, alice, bob, T0, MAX_MEMBERS)       # bob: member_added
+        await self.send(alice, "alice", group, "while bob is in", is_group=True)        # bob: message
+        await self.storage.groups.update(group, alice, "renamed", None, T0)              # bob: group updated
+        await self.storage.groups.remove_member(group, alice, bob, T0)                   # bob: member_removed
+        await self.send(alice, "alice", group, "after bob left", is_group=True)
+        await self.storage.groups.update(group, alice, "renamed again", None, T0)
+        await self.storage.profiles.update(alice, display_name="Alice", now=T0)         # bob: a contact's profile
+        await self.storage.profiles.update(carol, display_name="Carol", now=T0)         # not bob's contact
+        await self.storage.profiles.update(bob, status_text="here", now=T0)             # bob: his own
+        await self.storage.contacts.block(bob, dave, T0)                                 # bob: contact_blocked
+        team = await self.storage.groups.create(alice, "team", None, [bob], T0, MAX_MEMBERS)  # bob: group created
+
+        changes, cursor, pages = await self.read_all(bob, start, 3)
+        expected = [
+            ("contact", "contact_request", None, alice, None),
+            ("contact", "contact_accepted", None, alice, None),
+            ("message", "new_message", sent[0], None, "m0 edited"),
+            ("message", "new_message", sent[1], None, "m1"),
+            ("message", "new_message", sent[3], None, "m3"),
+            ("message", "new_message", sent[4], None, "m4"),
+            ("message", "new_message", sent[5], None, "m5"),
+            ("edit", "message_edited", sent[0], None, "m0 edited"),
+            ("reaction", "reaction_updated", sent[1], bob, None),
+            ("reaction", "reaction_updated", sent[1], bob, None),
+            ("message", "new_message", mine, None, "from bob"),
+            ("read", "messages_read", None, None, None),
+            ("delivered", "messages_delivered", alice, alice, None),
+            ("delete", "message_deleted", sent[2], None, None),
+            ("member_added", "group_member_added", group, bob, None),
+            ("message", "new_message", None, None, "while bob is in"),
+            ("group", "group_updated", group, None, None),
+            ("member_removed", "group_member_removed", group, bob, None),
+            ("profile", "profile_updated", None, alice, None),
+            ("profile", "profile_updated", None, bob, None),
+            ("contact", "contact_blocked", None, dave, None),
+            ("group", "group_created", team, None, None),
+        ]
+        got = _summary(changes)
+        got[15] = got[15][:2] + (None, None, got[15][4])  # a group message's id is made here; its content tells it
+        self.assertEqual(got, expected)
+        self.assertEqual(pages, 8)  # 22 changes in pages of 3
+        by_kind = {c["kind"]: c for c in changes}
+        self.assertEqual(set(by_kind), {
+            "message", "edit", "delete", "reaction", "read", "delivered", "contact", "group", "member_added",
+            "member_removed", "profile",
+        })
+        self.assertEqual(changes[8]["action"], "added")
+        self.assertEqual(changes[9]["action"], "removed")
+        self.assertEqual(changes[9]["reactions"], [])
+        self.assertEqual(changes[11]["reader_id"], alice)
+        self.assertEqual(changes[11]["message_ids"], [mine])
+        self.assertEqual(changes[12]["message_ids"], [mine])
+        self.assertEqual(changes[7]["chat_id"], alice)  # as bob calls the chat
+        self.assertEqual(changes[16]["name"], "renamed")
+        self.assertEqual(changes[18]["display_name"], "Alice")
+        self.assertEqual([m["user_id"] for m in changes[21]["members"]], [alice, bob])
+        self.assertEqual(changes[1]["username"], "alice")
+        self.assertEqual(changes[1]["status"], "FRIEND")
+        # Deleted text never comes back: not the message, not its edit.
+        self.assertNotIn("edited, then deleted", repr(changes))
+
+        # One read gives the same; from the last cursor, nothing until something new.
+        whole, end, _ = await self.read_all(bob, start, 500)
+        self.assertEqual(whole, changes)
+        self.assertEqual((await self.storage.feed.read(bob, cursor, 10)).changes, [])
+        await self.send(alice, "alice", bob, "later")
+        later, _, _ = await self.read_all(bob, end, 10)
+        self.assertEqual([c.get("content") for c in later], ["later"])
+
+        # Dave sees nothing of bob's block; carol none of bob's chat.
+        dave_changes, _, _ = await self.read_all(dave, start, 100)
+        self.assertEqual(dave_changes, [])
+        carol_kinds = {c["event"] for c in (await self.read_all(carol, start, 100))[0]}
+        self.assertNotIn("contact_blocked", carol_kinds)
+        self.assertNotIn("m1", repr((await self.read_all(carol, start, 100))[0]))
+
+    @inline
+    async def test_group_committed_writes_come_out_once_each_in_each_chats_order(self) -> None:
+        alice, bob, carol = await self.users("alice", "bob", "carol")
+        await self.befriend(alice, bob, "bob")
+        await self.befriend(carol, bob, "bob")
+        start = await self.storage.feed.position()
+        senders = [(alice, "alice"), (carol, "carol")]
+        sends = [
+            self.storage.messages.post(senders[i % 2][0], senders[i % 2][1], bob, False,
+                                       f"00000000-0000-4000-8000-{i:012d}", "text", f"message {i}", None, T0)
+            for i in range(80)
+        ]
+        posted = [message for message, _ in await defer.gatherResults(sends)]
+        self.assertGreater(self.db.writer.items, self.db.writer.batches)  # they did share transactions
+        changes, _, _ = await self.read_all(bob, start, 7)
+        self.assertEqual(sorted(c["message_id"] for c in changes), sorted(m.id for m in posted))
+        for sender in (alice, carol):
+            in_feed = [c["message_id"] for c in changes if c["sender_id"] == sender]
+            by_seq = [m.id for m in sorted(posted, key=lambda m: m.seq) if m.sender_id == sender]
+            self.assertEqual(in_feed, by_seq)
+
+    @inline
+    async def test_a_read_across_a_block_is_not_in_the_senders_feed(self) -> None:
+        alice, bob = await self.users("alice", "bob")
+        await self.befriend(alice, bob, "bob")
+        sent = await self.send(bob, "bob", alice, "before the block")
+        start = await self.storage.feed.position()
+        await self.storage.contacts.block(alice, bob, T0)
+        await self.storage.messages.mark_read(alice, bob, [sent], T0)  # counts for alice; bob is not told
+        changes, _, _ = await self.read_all(bob, start, 10)
+        self.assertEqual(changes, [])
+
+    @inline
+    async def test_the_position_excludes_what_came_before(self) -> None:
+        alice, bob = await self.users("alice", "bob")
+        await self.befriend(alice, bob, "bob")
+        await self.send(alice, "alice", bob, "before")
+        position = await self.storage.feed.position()
+        await self.send(alice, "alice", bob, "after")
+        changes, _, _ = await self.read_all(bob, position, 100)
+        self.assertEqual([c["content"] for c in changes], ["after"])
+
+    @inline
+    async def test_bad_and_foreign_cursors_are_refused(self) -> None:
+        (alice,) = await self.users("alice")
+        good = await self.storage.feed.position()
+        other = "1|p|5:5:|||" if self.backend == "sqlite" else "1|s|0"
+        future = "1|s|99999" if self.backend == "sqlite" else "1|p|1:999999999:|||"
+        for cursor in ("", "not base64 !", "x" * 20000, good + "AA", base64.urlsafe_b64encode(b"2|s|1").decode(),
+                       base64.urlsafe_b64encode(other.encode()).decode(),
+                       base64.urlsafe_b64encode(future.encode()).decode().rstrip("=")):
+            with self.assertRaises(UserError, msg=cursor[:40]):
+                await self.storage.feed.read(alice, cursor, 10)
+
+
+for_each_backend(FeedTestsMixin, DatabaseTestCase, globals())
+
+
+class OutOfOrderCommitTests(unittest.TestCase):
+    """PostgreSQL: a transaction with the smaller id commits after a read went past the larger one."""
+
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
+
+    @inline
+    async def setUp(self) -> None:
+        import psycopg2
+
+        schema = await postgres_schema(self)
+        self.db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
+        self.addCleanup(self.db.close)
+        self.storage = Storage(self.db)
+        self.conns = [psycopg2.connect(POSTGRES_DSN, options=f"-c search_path={schema}") for _ in range(2)]
+        for conn in self.conns:
+            self.addCleanup(conn.close)
+
+    def write(self, conn: Any, owner: int, other: int) -> int:
+        """A contact change in ``owner``'s stream, uncommitted; its id."""
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO changes (user_id, kind, actor_id, data, created_at)"
+                " VALUES (%s, 'contact', %s, '{\"event\":\"contact_removed\",\"status\":null}', %s) RETURNING id",
+                (owner, other, T0),
+            )
+            return cur.fetchone()[0]
+
+    @inline
+    async def test_the_earlier_id_committed_later_is_read_next_time_and_nothing_twice(self) -> None:
+        bob = (await self.storage.users.create("bob", "x", T0)).id
+        others = [(await self.storage.users.create(name, "x", T0)).id for name in ("first", "second")]
+        cursor = await self.storage.feed.position()
+        slow, fast = self.conns
+        slow_id = self.write(slow, bob, others[0])
+        fast_id = self.write(fast, bob, others[1])
+        self.assertLess(slow_id, fast_id)
+        fast.commit()
+        page = await self.storage.feed.read(bob, cursor, 10)
+        self.assertEqual([c.actor_id for c in page.changes], [others[1]])
+        slow.commit()
+        again = await self.storage.feed.read(bob, page.cursor, 10)
+        self.assertEqual([c.actor_id for c in again.changes], [others[0]])
+        self.assertEqual((await self.storage.feed.read(bob, again.cursor, 10)).changes, [])
+
+    @inline
+    async def test_a_commit_while_paging_a_window_waits_for_the_next_window(self) -> None:
+        bob = (await self.storage.users.create("bob", "x", T0)).id
+        others = [(await self.storage.users.create(f"u{i}", "x", T0)).id for i in range(4)]
+        cursor = await self.storage.feed.position()
+        slow, fast = self.conns
+        late = self.write(slow, bob, others[0])
+        for other in others[1:]:
+            self.write(fast, bob, other)
+        fast.commit()
+        first = await self.storage.feed.read(bob, cursor, 2)
+        self.assertTrue(first.has_more)
+        slow.commit()  # committed while the window is paged: not in it, nor skipped
+        second = await self.storage.feed.read(bob, first.cursor, 2)
+        third = await self.storage.feed.read(bob, second.cursor, 2)
+        seen = [c.actor_id for page in (first, second, third) for c in page.changes]
+        self.assertEqual(seen, [others[1], others[2], others[3], others[0]])
+        self.assertGreater(late, 0)

@@ -1,0 +1,78 @@
+"""Writing the change feed: one ``changes`` row per change, in the transaction that makes it.
+
+Every storage transaction that changes something a client is told about
+calls `record_txn` (or folds its row into a statement it runs anyway, with
+`with_change`), so a change is in the feed exactly when it is committed.
+Rows stay O(1) per change whatever a group's size: a group message is one
+row in the group's stream, read by each member through their membership
+(`umoc.storage.feed` reads them; migration 011 describes the columns).
+
+A row keeps ids, not content: a message's text, a username, a profile are
+read from their own rows when the feed is read, so what was deleted or
+erased since never comes back through it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from umoc.storage.database import Txn
+
+__all__ = ["KINDS", "NewChange", "record_returning_id_txn", "record_txn", "with_change"]
+
+#: Every ``kind`` a change may have (the wire names of DESIGN "Search, sync, account").
+KINDS = (
+    "message", "edit", "delete", "reaction", "read", "delivered", "contact", "group", "member_added",
+    "member_removed", "profile",
+)
+
+_COLUMNS = "chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at"
+_INSERT = f"INSERT INTO changes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+@dataclass(frozen=True, slots=True)
+class NewChange:
+    """One row to write: its kind, its stream (``chat_id``, ``user_id`` or ``profile_id``), what it names."""
+
+    kind: str
+    created_at: float
+    chat_id: int | None = None
+    user_id: int | None = None
+    profile_id: int | None = None
+    message_seq: int | None = None
+    actor_id: int | None = None
+    #: Small JSON-able facts the rows named do not hold (an emoji, the event of a contact change).
+    data: dict[str, Any] | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        data = None if self.data is None else json.dumps(self.data, separators=(",", ":"), sort_keys=True)
+        return (self.chat_id, self.user_id, self.profile_id, self.kind, self.message_seq, self.actor_id, data,
+                self.created_at)
+
+
+def record_txn(txn: Txn, *changes: NewChange) -> None:
+    """Write the changes, in order (one statement per row: a multi-row INSERT has no defined id order)."""
+    for change in changes:
+        txn.execute(_INSERT, change.params())
+
+
+def record_returning_id_txn(txn: Txn, change: NewChange) -> int:
+    """Write one change; its id (a group's members are its readers from that change on)."""
+    return int(txn.scalar(_INSERT + " RETURNING id", change.params()))
+
+
+def with_change(txn: Txn, sql: str, params: Sequence[Any], change: NewChange) -> Txn:
+    """Run ``sql`` and write ``change`` with it: one round trip on PostgreSQL.
+
+    PostgreSQL runs a data-modifying ``WITH`` exactly once whether or not the
+    statement reads it, so the change rides on a statement the transaction
+    runs anyway: the send path pays no extra round trip.  SQLite runs in
+    this process (a statement is no round trip) and has no such ``WITH``: two
+    statements.
+    """
+    if txn.dialect.writes_in_with:
+        return txn.execute(f"WITH feed_change AS ({_INSERT}) " + sql, (*change.params(), *params))
+    txn.execute(sql, params)
+    return txn.execute(_INSERT, change.params())

@@ -1,0 +1,367 @@
+"""Reading the change feed: ``sync {cursor}`` pages through what a user may see, never skipping or repeating.
+
+What a user reads (rows written by `umoc.storage.changes`):
+
+* the streams of the chats they are in (direct chats; a group from the
+  change that made them a member, ``user_chats.joined_change``), and of the
+  groups they were in, up to their removal (``left_chats``), nothing after;
+* their own stream (contact changes, receipts to them as a sender, their
+  own removal from a group);
+* the profile streams of themselves and their contacts (a row each way,
+  neither blocked: who is told ``profile_updated`` live).
+
+What a change shows is read from the rows it names when the feed is read,
+and the changes of a message deleted (or erased) since are left out but for
+the deletion itself, so deleted text never comes back.  They are left out
+after the page is chosen (a filter per row inside the per-stream scans cost
+more than the rest of the read), so a page may hold fewer than ``limit``
+changes while ``has_more`` is true; the cursor still moves past them.
+
+Positions: a cursor is an opaque string, ``base64url("1|...")``.
+
+SQLite (``1|s|<id>``).  Every transaction runs on one connection (one
+writer, in commit order; another process waits for the file's write lock),
+so ``changes.id`` (AUTOINCREMENT: never reused) grows in commit order: a
+read takes rows with ``id`` past the cursor, and the cursor becomes the last
+id returned, or the largest id there is when the page is not full.
+
+PostgreSQL (``1|p|<lower>|<upper>|<xid>|<id>``).  Transactions on several
+connections commit in any order: a row with id 5 may commit after one with
+id 6 was read, so an id cursor would skip it.  Each row keeps instead the
+id of the transaction that wrote it (``xid``, the top-level one also under
+the batch's savepoints); a snapshot (``pg_current_snapshot()``) says which
+transactions had committed when it was taken.  A read opens a *window*:
+the rows whose transaction is not visible in ``lower`` (the snapshot that
+closed the previous window) and is visible in ``upper`` (taken now).  Each
+row is in exactly one window, the first whose upper snapshot sees its
+transaction: snapshots only grow, a transaction visible in one stays
+visible in every later one, and one not yet committed is in none so far.
+Within a window rows go by ``(xid, id)``, a total order on rows that can
+no longer change (nothing can join the window: its upper snapshot is kept
+in the cursor while paging, with the last ``(xid, id)`` returned).  When a
+page does not fill, the window is done and its upper snapshot becomes the
+next lower one.  Changes of one transaction keep their order (ids grow
+within it), and a transaction that began after another committed has the
+larger xid, so it comes after it (a group-commit batch is one transaction:
+its callers' rows come out in the order they ran).  Two transactions that
+overlapped have no order but this one.  Nothing is locked: writers pay only
+the row itself.  A group's membership bounds (``joined_change``,
+``left_chats``) compare ids: fixed once written, so every reader draws the
+same line; a change racing the membership change may fall on either side.
+The indexes lead with the stream and ``xid``, and a read starts at
+``pg_snapshot_xmin(lower)`` (every older transaction is visible in it), so
+it touches recent rows only.
+
+A cursor is refused when it is not one of ours: malformed, of the other
+database, or from the future (past what this database has written).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from twisted.internet import defer
+
+from umoc.errors import RefusedError, UserError
+from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.groups import GroupInfo, info_txn
+from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, message_from_row
+from umoc.storage.profiles import Profile, profile_txn
+from umoc.storage.relations import BLOCKED
+
+__all__ = ["Change", "FeedPage", "FeedStore", "MAX_CURSOR_LENGTH"]
+
+#: A cursor longer than this is not one of ours (two snapshots of a server with many connections fit).
+MAX_CURSOR_LENGTH = 16384
+_VERSION = "1"
+_BAD_CURSOR = "Invalid 'cursor': not a cursor from this server"
+_SNAPSHOT = re.compile(r"^(\d{1,20}):(\d{1,20}):((?:\d{1,20}(?:,\d{1,20})*)?)$")
+
+#: Kinds that name a message: left out once it is deleted (but the deletion itself).
+_MESSAGE_KINDS = ("message", "edit", "reaction", "delete")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change as a reader sees it: the row's facts and the records it names, read now."""
+
+    kind: str
+    created_at: float
+    #: The internal chat id (a group's id is what clients call it).
+    chat_id: int | None
+    actor_id: int | None
+    #: The actor's username now (None once the account is gone).
+    actor_username: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+    #: message, edit, reaction, delete: the message as it is now (annotated for ``message``).
+    message: Message | None = None
+    #: ``group`` with event ``group_created``: the group as it is now.
+    group: GroupInfo | None = None
+    profile: Profile | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    changes: list[Change]
+    cursor: str
+    has_more: bool
+
+
+# -- cursors ----------------------------------------------------------------
+
+
+def _encode(*parts: str) -> str:
+    return base64.urlsafe_b64encode("|".join((_VERSION, *parts)).encode("ascii")).decode("ascii").rstrip("=")
+
+
+def _decode(cursor: str) -> list[str]:
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= MAX_CURSOR_LENGTH:
+        raise UserError(_BAD_CURSOR)
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise UserError(_BAD_CURSOR) from None
+    parts = text.split("|")
+    if parts[0] != _VERSION:
+        raise UserError(_BAD_CURSOR)
+    return parts[1:]
+
+
+def _number(text: str) -> int:
+    if not text.isdigit() or len(text) > 19 or int(text) >= 2**63:
+        raise UserError(_BAD_CURSOR)
+    return int(text)
+
+
+def _snapshot(text: str) -> tuple[int, int, list[int]]:
+    """A ``pg_snapshot`` text as PostgreSQL writes it: ``xmin:xmax:xip,...``, xmin <= xip < xmax, ascending."""
+    match = _SNAPSHOT.match(text)
+    if match is None:
+        raise UserError(_BAD_CURSOR)
+    xmin, xmax = int(match[1]), int(match[2])
+    xip = [int(x) for x in match[3].split(",")] if match[3] else []
+    if not 1 <= xmin <= xmax < 2**63 or any(not xmin <= x < xmax for x in xip) or xip != sorted(set(xip)):
+        raise UserError(_BAD_CURSOR)
+    return xmin, xmax, xip
+
+
+@dataclass(frozen=True, slots=True)
+class _PgCursor:
+    lower: str
+    upper: str | None
+    #: The last ``(xid, id)`` returned in the open window.
+    after: tuple[int, int] | None
+
+    def encode(self) -> str:
+        after = self.after or ("", "")
+        return _encode("p", self.lower, self.upper or "", str(after[0]), str(after[1]))
+
+
+def _sqlite_cursor(parts: list[str]) -> int:
+    if len(parts) != 2 or parts[0] != "s":
+        raise UserError(_BAD_CURSOR)
+    return _number(parts[1])
+
+
+def _pg_cursor(parts: list[str]) -> _PgCursor:
+    if len(parts) != 5 or parts[0] != "p":
+        raise UserError(_BAD_CURSOR)
+    _, lower, upper, xid, change_id = parts
+    lo = _snapshot(lower)
+    if not upper:
+        if xid or change_id:
+            raise UserError(_BAD_CURSOR)
+        return _PgCursor(lower, None, None)
+    up = _snapshot(upper)
+    if up[1] < lo[1] or up[0] < lo[0]:  # snapshots only move forward
+        raise UserError(_BAD_CURSOR)
+    after = (_number(xid), _number(change_id)) if xid or change_id else None
+    return _PgCursor(lower, upper, after)
+
+
+# -- reading ----------------------------------------------------------------
+
+#: The users whose profile changes a user reads: a contact row each way, neither blocked.
+_PROFILE_READERS = (
+    "SELECT k.contact_id FROM contacts k JOIN contacts r ON r.owner_id = k.contact_id AND r.contact_id = k.owner_id"
+    " WHERE k.owner_id = ? AND k.status <> ? AND r.status <> ?"
+)
+_ROW = "c.id, c.chat_id, c.user_id, c.profile_id, c.kind, c.message_seq, c.actor_id, c.data, c.created_at"
+
+# Each stream is read from its own index and cut at the page size before the
+# streams are merged: a page costs O(streams x page), not O(changes pending).
+_SQLITE_READ = (
+    "SELECT * FROM ("
+    " SELECT " + _ROW + " FROM user_chats uc JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
+    " WHERE x.chat_id = uc.chat_id AND x.id > ? AND x.id >= uc.joined_change"
+    " AND (x.user_id IS NULL OR x.user_id <> uc.user_id) ORDER BY x.id LIMIT ?) WHERE uc.user_id = ?"
+    # Memberships that ended: until the reader is past the removal (on SQLite ids are in commit order).
+    " UNION ALL SELECT " + _ROW + " FROM left_chats lc JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
+    " WHERE x.chat_id = lc.chat_id AND x.id > ? AND x.id >= lc.joined_change AND x.id < lc.left_change"
+    " ORDER BY x.id LIMIT ?) WHERE lc.user_id = ? AND lc.left_change > ?"
+    " UNION ALL SELECT * FROM (SELECT " + _ROW + " FROM changes c WHERE c.user_id = ? AND c.id > ?"
+    " ORDER BY c.id LIMIT ?)"
+    " UNION ALL SELECT " + _ROW + " FROM (SELECT ? AS reader UNION " + _PROFILE_READERS + ") p"
+    " JOIN changes c ON c.id IN (SELECT x.id FROM changes x WHERE x.profile_id = p.reader AND x.id > ?"
+    " ORDER BY x.id LIMIT ?)"
+    ") ORDER BY id LIMIT ?"
+)
+
+
+def _sqlite_read_txn(txn: Txn, user_id: int, after: int, limit: int) -> tuple[list[Any], str, bool]:
+    top = int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes"))
+    if after > top:
+        raise UserError(_BAD_CURSOR)
+    n = limit + 1
+    rows = txn.execute(
+        _SQLITE_READ,
+        (after, n, user_id, after, n, user_id, after, user_id, after, n, user_id, user_id, BLOCKED, BLOCKED,
+         after, n, n),
+    ).fetchall()
+    if len(rows) > limit:
+        return rows[:limit], _encode("s", str(int(rows[limit - 1]["id"]))), True
+    return rows, _encode("s", str(top)), False
+
+
+#: Rows of one stream in the window past a position, in (xid, id) order.
+_PG_WINDOW = (
+    " AND (c.xid, c.id) > (?::xid8, ?)"
+    " AND NOT pg_visible_in_snapshot(c.xid, ?::pg_snapshot) AND pg_visible_in_snapshot(c.xid, ?::pg_snapshot)"
+)
+_PG_ROW = _ROW + ", c.xid::text AS xid"
+_PG_READ = (
+    "SELECT * FROM ("
+    "(SELECT c.* FROM user_chats uc CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c"
+    " WHERE c.chat_id = uc.chat_id" + _PG_WINDOW + " AND c.id >= uc.joined_change"
+    " AND (c.user_id IS NULL OR c.user_id <> uc.user_id)"
+    " ORDER BY c.xid, c.id LIMIT ?) c WHERE uc.user_id = ?)"
+    # Memberships that ended, until the reader is past the removal (all its changes are then behind).
+    " UNION ALL (SELECT c.* FROM left_chats lc JOIN changes r ON r.id = lc.left_change"
+    " CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c WHERE c.chat_id = lc.chat_id" + _PG_WINDOW
+    + " AND c.id >= lc.joined_change AND c.id < lc.left_change"
+    " ORDER BY c.xid, c.id LIMIT ?) c WHERE lc.user_id = ? AND NOT pg_visible_in_snapshot(r.xid, ?::pg_snapshot))"
+    " UNION ALL (SELECT " + _PG_ROW + " FROM changes c WHERE c.user_id = ?" + _PG_WINDOW
+    + " ORDER BY c.xid, c.id LIMIT ?)"
+    " UNION ALL (SELECT c.* FROM (SELECT ?::bigint AS reader UNION " + _PROFILE_READERS + ") p"
+    " CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c WHERE c.profile_id = p.reader" + _PG_WINDOW
+    + " ORDER BY c.xid, c.id LIMIT ?) c)"
+    ") c ORDER BY c.xid::xid8, c.id LIMIT ?"
+)
+
+
+def _pg_read_txn(txn: Txn, user_id: int, cursor: _PgCursor, limit: int) -> tuple[list[Any], str, bool]:
+    now = txn.scalar("SELECT pg_current_snapshot()::text")
+    if _snapshot(cursor.upper or cursor.lower)[1] > _snapshot(now)[1]:
+        raise UserError(_BAD_CURSOR)  # a snapshot this database has not reached: not ours
+    upper = cursor.upper or now
+    # Every transaction older than the lower snapshot's xmin is visible in it: start there.
+    after = cursor.after or (_snapshot(cursor.lower)[0], 0)
+    window = (str(after[0]), after[1], cursor.lower, upper)
+    rows = txn.execute(
+        _PG_READ,
+        (*window, limit + 1, user_id,
+         *window, limit + 1, user_id, cursor.lower,
+         user_id, *window, limit + 1,
+         user_id, user_id, BLOCKED, BLOCKED, *window, limit + 1,
+         limit + 1),
+    ).fetchall()
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        return rows[:limit], _PgCursor(cursor.lower, upper, (int(last["xid"]), int(last["id"]))).encode(), True
+    return rows, _PgCursor(upper, None, None).encode(), False
+
+
+def _render_txn(txn: Txn, rows: list[Any]) -> list[Change]:
+    """The changes with the records they name, read now: a few queries per page, not per change."""
+    seqs = sorted({int(r["message_seq"]) for r in rows if r["message_seq"] is not None})
+    messages: dict[int, tuple[Message, bool]] = {}
+    if seqs:
+        found = txn.execute(
+            "SELECT " + MESSAGE_COLUMNS + ", m.deleted_at FROM messages m JOIN users su ON su.id = m.sender_id"
+            " WHERE m.seq IN " + in_clause(seqs),
+            seqs,
+        ).fetchall()
+        live = annotate_txn(txn, [message_from_row(r) for r in found if r["deleted_at"] is None])
+        messages = {m.seq: (m, False) for m in live}
+        messages.update({int(r["seq"]): (message_from_row(r), True) for r in found if r["deleted_at"] is not None})
+    actors = sorted({int(r["actor_id"]) for r in rows if r["actor_id"] is not None})
+    usernames: dict[int, str] = {}
+    if actors:
+        usernames = {
+            int(u["id"]): u["username"]
+            for u in txn.execute("SELECT id, username FROM users WHERE id IN " + in_clause(actors), actors).fetchall()
+        }
+    groups: dict[int, GroupInfo | None] = {}
+    profiles: dict[int, Profile | None] = {}
+    changes = []
+    for r in rows:
+        kind, data = r["kind"], json.loads(r["data"]) if r["data"] else {}
+        actor = int(r["actor_id"]) if r["actor_id"] is not None else None
+        change = Change(
+            kind, float(r["created_at"]), int(r["chat_id"]) if r["chat_id"] is not None else None, actor,
+            usernames.get(actor) if actor is not None else None, data,
+        )
+        if kind in _MESSAGE_KINDS:
+            message, deleted = messages.get(int(r["message_seq"]), (None, True))
+            if message is None or (deleted and kind != "delete"):
+                continue  # deleted (or erased) since the page was chosen
+            change = replace(change, message=message)
+        elif kind == "group" and data.get("event") == "group_created":
+            chat_id = int(r["chat_id"])
+            if chat_id not in groups:
+                try:
+                    groups[chat_id] = info_txn(txn, chat_id, None)
+                except RefusedError:
+                    groups[chat_id] = None
+            if groups[chat_id] is None:
+                continue
+            change = replace(change, group=groups[chat_id])
+        elif kind == "profile":
+            user = int(r["profile_id"])
+            if user not in profiles:
+                profiles[user] = profile_txn(txn, user)
+            if profiles[user] is None:
+                continue
+            change = replace(change, profile=profiles[user])
+        changes.append(change)
+    return changes
+
+
+def _position_txn(txn: Txn) -> str:
+    if not txn.dialect.commit_ordered_ids:
+        return _PgCursor(txn.scalar("SELECT pg_current_snapshot()::text"), None, None).encode()
+    return _encode("s", str(int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes"))))
+
+
+class FeedStore:
+    """The user's position in the feed, and pages of it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def position(self) -> defer.Deferred[str]:
+        """A cursor at the latest change committed: reading from it returns only changes after this call."""
+        return self._db.run("feed.position", _position_txn)
+
+    def read(self, user_id: int, cursor: str, limit: int) -> defer.Deferred[FeedPage]:
+        """Up to ``limit`` changes ``user_id`` may see after ``cursor``, oldest first; `UserError` on a bad cursor."""
+        try:
+            parts = _decode(cursor)
+            if self._db.dialect.commit_ordered_ids:
+                position: Any = _sqlite_cursor(parts)
+                read: Any = _sqlite_read_txn
+            else:
+                position, read = _pg_cursor(parts), _pg_read_txn
+        except UserError:
+            return defer.fail()
+
+        def txn_fn(txn: Txn) -> FeedPage:
+            rows, next_cursor, has_more = read(txn, user_id, position, limit)
+            return FeedPage(_render_txn(txn, rows), next_cursor, has_more)
+
+        return self._db.run("feed.read", txn_fn)
