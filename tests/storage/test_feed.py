@@ -205,6 +205,26 @@ class FeedTestsMixin:
         self.assertEqual([c["content"] for c in changes], ["after"])
 
     @inline
+    async def test_positions_asked_together_share_one_query(self) -> None:
+        alice, bob = await self.users("alice", "bob")
+        await self.befriend(alice, bob, "bob")
+        await self.send(alice, "alice", bob, "before")
+        ran: list[str] = []
+        observe = self.storage.db.observe
+        self.storage.db.observe = lambda desc, *rest: (ran.append(desc), observe and observe(desc, *rest))
+        try:
+            together = await defer.gatherResults([self.storage.feed.position() for _ in range(20)])
+        finally:
+            self.storage.db.observe = observe
+        self.assertEqual(ran.count("feed.position"), 1)
+        self.assertEqual(len(set(together)), 1)
+        await self.send(alice, "alice", bob, "after")
+        changes, _, _ = await self.read_all(bob, together[0], 100)
+        self.assertEqual([c["content"] for c in changes], ["after"])
+        later = await self.storage.feed.position()  # a new query once the shared one answered
+        self.assertEqual((await self.read_all(bob, later, 100))[0], [])
+
+    @inline
     async def test_bad_and_foreign_cursors_are_refused(self) -> None:
         (alice,) = await self.users("alice")
         good = await self.storage.feed.position()

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from umoc.errors import RefusedError, UserError
 from umoc.storage.database import Database, Txn, in_clause
@@ -343,10 +344,35 @@ class FeedStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        #: Callers waiting on the position query in flight (None when none is).
+        self._waiting: list[defer.Deferred[str]] | None = None
 
     def position(self) -> defer.Deferred[str]:
-        """A cursor at the latest change committed: reading from it returns only changes after this call."""
-        return self._db.run("feed.position", _position_txn)
+        """A cursor at the latest change committed: reading from it skips nothing after this call.
+
+        Every connect asks for one (``connection_successful.cursor``), so the
+        callers that arrive while a position query is in flight share its
+        answer: a burst of connects costs one query, not one each.  A shared
+        answer may come from a query that started a moment before the call,
+        so a client syncing from it may be told again of a change committed
+        in that moment (which it also got live): never of fewer.
+        """
+        waiter: defer.Deferred[str] = defer.Deferred()
+        if self._waiting is not None:
+            self._waiting.append(waiter)
+            return waiter
+        waiting = self._waiting = [waiter]
+
+        def answer(result: Any) -> None:
+            self._waiting = None
+            for each in waiting:
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(result)
+
+        self._db.run("feed.position", _position_txn).addBoth(answer)
+        return waiter
 
     def read(self, user_id: int, cursor: str, limit: int) -> defer.Deferred[FeedPage]:
         """Up to ``limit`` changes ``user_id`` may see after ``cursor``, oldest first; `UserError` on a bad cursor."""
