@@ -632,11 +632,11 @@ class MessageStore:
 
     def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
         """Every chat of the user, newest activity first: three queries (chats, mentions, peer profiles)."""
-        return self._db.run("messages.chat_list", _chat_list_annotated_txn, user_id)
+        return self._db.read("messages.chat_list", _chat_list_annotated_txn, user_id)
 
     def history(self, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> defer.Deferred[History]:
         """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
-        return self._db.run("messages.history", _history_annotated_txn, user_id, chat_id, is_group, page, page_size)
+        return self._db.read("messages.history", _history_annotated_txn, user_id, chat_id, is_group, page, page_size)
 
     def missed_since(
         self, user_id: int, since_epoch: float, limit: int, after_seq: int = 0
@@ -645,10 +645,10 @@ class MessageStore:
 
         ``after_seq`` pages on: the next page starts after the last ``seq`` seen.
         """
-        return self._db.run("messages.missed_since", _missed_annotated_txn, user_id, since_epoch, limit, after_seq)
+        return self._db.read("messages.missed_since", _missed_annotated_txn, user_id, since_epoch, limit, after_seq)
 
     def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
             return _chat_ref_txn(txn, user_id, peer_id, False) is not None
 
-        return self._db.run("messages.has_direct_chat", txn_fn)
+        return self._db.read("messages.has_direct_chat", txn_fn)

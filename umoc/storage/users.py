@@ -184,7 +184,7 @@ class UserStore:
                 return None
             return (int(row["id"]), row["username"], row["password_hash"], row["deactivated_at"] is None)
 
-        return self._db.run("users.credentials", txn_fn)
+        return self._db.read("users.credentials", txn_fn)
 
     def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> defer.Deferred[bool]:
         """Store ``new_hash`` if the stored one is still ``old_hash`` (a login's re-hash racing a reset loses)."""
@@ -202,7 +202,7 @@ class UserStore:
             row = txn.execute("SELECT id, username, last_seen FROM users WHERE id = ?", (user_id,)).fetchone()
             return None if row is None else _user(row)
 
-        return self._db.run("users.by_id", txn_fn)
+        return self._db.read("users.by_id", txn_fn)
 
     def by_username(self, username: str) -> defer.Deferred[User | None]:
         def txn_fn(txn: Txn) -> User | None:
@@ -211,7 +211,7 @@ class UserStore:
             ).fetchone()
             return None if row is None else _user(row)
 
-        return self._db.run("users.by_username", txn_fn)
+        return self._db.read("users.by_username", txn_fn)
 
     def set_last_seen(self, user_id: int, when: float) -> defer.Deferred[None]:
         def txn_fn(txn: Txn) -> None:
@@ -228,7 +228,7 @@ class UserStore:
         )
 
     def session(self, session_id: str) -> defer.Deferred[SessionRecord | None]:
-        return self._db.run("users.session", _session_txn, session_id)
+        return self._db.read("users.session", _session_txn, session_id)
 
     def delete_session(self, session_id: str) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
@@ -251,7 +251,7 @@ class UserStore:
                 found.update(r["id"] for r in rows)
             return found
 
-        return self._db.run("users.existing_sessions", txn_fn)
+        return self._db.read("users.existing_sessions", txn_fn)
 
     def delete_expired_sessions(self, now: float, limit: int = 1000) -> defer.Deferred[list[tuple[str, int]]]:
         """Delete up to ``limit`` expired sessions; return ``(session_id, user_id)`` of each."""
