@@ -271,18 +271,18 @@ def _post_txn(
              reply_to_seq, mentions_text(mentions)),
         )
     )
-    # The sender's own row: nobody else's, so no other sender waits on it.
-    txn.execute(
-        "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (sender_id, chat_id)
-    )
-    # Last: the one row both sides of a direct chat write, held only until the commit.
-    # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
-    txn.execute(
-        "UPDATE chats SET message_count = message_count + 1,"
-        " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
-        " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
-        (now, now, seq, seq, chat_id),
-    )
+    txn.execute_each((
+        # The sender's own row: nobody else's, so no other sender waits on it.
+        ("UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (sender_id, chat_id)),
+        # Last: the one row both sides of a direct chat write, held only until the commit.
+        # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
+        (
+            "UPDATE chats SET message_count = message_count + 1,"
+            " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
+            " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+            (now, now, seq, seq, chat_id),
+        ),
+    ))
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
         encrypted_content, now, reply_to_seq=reply_to_seq, mentions=tuple(mentions),
