@@ -85,6 +85,25 @@ TEXT = "hello there, this is a short chat message"
 # -- the database, driven directly -----------------------------------------
 
 
+class _CountingCursor:
+    """A driver cursor that counts the statements sent through it (each a round trip on PostgreSQL)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.statements = 0
+
+    def execute(self, *args: Any) -> Any:
+        self.statements += 1
+        return self._cursor.execute(*args)
+
+    def executemany(self, *args: Any) -> Any:
+        self.statements += 1
+        return self._cursor.executemany(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
 class Direct:
     """A bare driver connection with UMOC's `Txn` over it: seeding, the plain loop, counting rows."""
 
@@ -99,7 +118,8 @@ class Direct:
 
             self.conn = psycopg2.connect(target, cursor_factory=dbmod._named_row_cursor())
             self.dialect, errors = dbmod.POSTGRES, (psycopg2.IntegrityError,)
-        self.txn = dbmod.Txn(self.conn.cursor(), self.dialect, errors)
+        self.cursor = _CountingCursor(self.conn.cursor())
+        self.txn = dbmod.Txn(self.cursor, self.dialect, errors)
 
     def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
         self.txn.begin()
@@ -143,16 +163,21 @@ def seed(direct: Direct, pairs: int) -> dict[str, Any]:
 
 
 def plain_loop(direct: Direct, seed_data: dict[str, Any], pairs: int, group: int | None, per_commit: int,
-               seconds: float) -> float:
-    """``send_message``'s transaction in a loop on one connection: messages per second."""
+               seconds: float) -> tuple[float, float]:
+    """``send_message``'s transaction in a loop on one connection: (messages per second, statements per message).
+
+    The statements exclude ``COMMIT`` (and ``BEGIN`` on SQLite, sent by `Txn.begin`).
+    """
     ids = seed_data["ids"]
     names = {uid: f"bench{i}" for i, uid in enumerate(ids)}
     new_id = MessageIds().new
     sent = 0
+    statements = 0
     started = time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:
         direct.txn.begin()
+        before = direct.cursor.statements
         for _ in range(per_commit):
             if group is None:
                 p = sent % pairs
@@ -162,8 +187,9 @@ def plain_loop(direct: Direct, seed_data: dict[str, Any], pairs: int, group: int
                 a = ids[sent % GROUP_SENDERS]
                 post_txn(direct.txn, a, names[a], group, True, new_id(), "text", "plain", None, time.time(), None, ())
             sent += 1
+        statements += direct.cursor.statements - before
         direct.conn.commit()
-    return sent / (time.perf_counter() - started)
+    return sent / (time.perf_counter() - started), statements / sent
 
 
 def plain_sessions(direct: Direct, seed_data: dict[str, Any], seconds: float) -> float:
@@ -248,6 +274,13 @@ class BenchServer(compare.UmocApp):
 # -- runs -----------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process, all threads, so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def loadgen(job: dict[str, Any], pinned: bool) -> dict[str, Any]:
     prefix = ["taskset", "-c", "1"] if pinned else []
     try:
@@ -289,7 +322,16 @@ class Bench:
             job = {**self.base(clients), "scenario": "openloop", "queries": queries, "senders": senders,
                    "ack": ["send_message", {"recipient_id": 0, "content": ""}], "ackTargets": targets,
                    "tag": tag, "tagField": "content", "rate": rate, "drain": 10}
+            spy = self.spy(f"{name}-{'pinned' if pinned else 'unpinned'}-{rate}")
+            cpu0 = cpu_seconds(self.server.process.pid)
             result = loadgen(job, pinned)
+            if result.get("acked"):
+                # The server process's CPU (reactor and database threads; not PostgreSQL's) per acked
+                # message, warm-up and drain included: far steadier than rates on a shared machine.
+                result["cpuUsPerMsg"] = (cpu_seconds(self.server.process.pid) - cpu0) / result["acked"] * 1e6
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+                spy.wait(30)
             if check and "error" not in result:
                 direct = Direct(self.server.kind, self.server.target())
                 try:
@@ -303,6 +345,19 @@ class Bench:
                 break
         return rows
 
+    def spy(self, label: str) -> subprocess.Popen | None:
+        """py-spy on the server (every thread, idle samples kept) into ``--profile``/label.txt, collapsed stacks."""
+        if not self.args.profile:
+            return None
+        assert self.server.process is not None
+        os.makedirs(self.args.profile, exist_ok=True)
+        return subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--format", "raw", "--nonblocking",
+             "--threads", "--idle", "-r", "200", "-o", os.path.join(self.args.profile, f"{label}.txt"),
+             "--pid", str(self.server.process.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
     def mode(self, pinned: bool) -> dict[str, Any]:
         self.server.pin("0" if pinned else "0,1")
         data = self.server.seed_data
@@ -311,6 +366,7 @@ class Bench:
         only = self.args.only
         if not only or "direct" in only:
             rates = [1000, 3000, 5000, 10000] if self.args.quick else [1000, 2000, 3000, 5000, 7500, 10000, 15000]
+            rates = self.args.rates or rates
             targets = [{"recipient_id": ids[i ^ 1]} for i in range(2 * pairs)]
             out["direct"] = self.openloop("direct", rates, 2 * pairs, sessions[:2 * pairs], list(range(2 * pairs)),
                                           targets, pinned, check=True)
@@ -339,16 +395,17 @@ class Bench:
         seconds = 1.5 if self.args.quick else 3
         try:
             group = self.server.seed_data["groups"][max(GROUPS)]
-            result = {
-                "direct_each": plain_loop(direct, self.server.seed_data, self.server.pairs, None, 1, seconds),
-                "direct_100": plain_loop(direct, self.server.seed_data, self.server.pairs, None, 100, seconds),
-                "group1000_each": plain_loop(direct, self.server.seed_data, self.server.pairs, group, 1, seconds),
-                "sessions": plain_sessions(direct, self.server.seed_data, seconds),
-            }
+            data, pairs = self.server.seed_data, self.server.pairs
+            result: dict[str, float] = {}
+            # Per 100 first: every sender's first message of the day (the streak) is behind us then.
+            result["direct_100"], _ = plain_loop(direct, data, pairs, None, 100, seconds)
+            result["direct_each"], result["statements"] = plain_loop(direct, data, pairs, None, 1, seconds)
+            result["group1000_each"], _ = plain_loop(direct, data, pairs, group, 1, seconds)
+            result["sessions"] = plain_sessions(direct, data, seconds)
         finally:
             direct.close()
             os.sched_setaffinity(0, before)
-        log(f"    plain     {json.dumps({k: round(v) for k, v in result.items()})}")
+        log(f"    plain     {json.dumps({k: round(v, 1) for k, v in result.items()})}")
         return result
 
     def idle(self) -> dict[str, Any]:
@@ -374,6 +431,7 @@ def summary(r: dict[str, Any]) -> str:
     return (f"achieved {r['perSec']:8.0f}/s  ack p50 {fmt(r['ackP50'])} p99 {fmt(r['ackP99'])} ms  "
             f"delivery p50 {fmt(r['deliveryP50'])} p99 {fmt(r['deliveryP99'])} ms  "
             f"{r['deliveriesPerSec']:9.0f} deliveries/s  unanswered {r['unanswered']}{stored}{errors}  "
+            f"server CPU {r.get('cpuUsPerMsg', 0):.0f} us/msg  "
             f"loadgen {r['loadgenCpu']:.2f} cores  load {r['load']:.1f}")
 
 
@@ -418,7 +476,7 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                     p = r["plain"]
                     lines.append(f"  plain loop: direct {p['direct_each']:.0f}/s committing each, "
                                  f"{p['direct_100']:.0f}/s per 100; group of 1,000 {p['group1000_each']:.0f}/s; "
-                                 f"session lookups {p['sessions']:.0f}/s")
+                                 f"session lookups {p['sessions']:.0f}/s; {p['statements']:.1f} statements a message")
         lines.append(f"-- summary ({kind})")
         lines.extend(summary_table(modes))
         if "idle" in modes:
@@ -443,6 +501,8 @@ def summary_table(modes: dict[str, Any]) -> list[str]:
             continue
         f: dict[str, float | None] = {}
         f["direct msgs/s (best)"] = median([best(r.get("direct", [])).get("perSec") for r in repeats])
+        f["direct server CPU us/msg at 1000/s"] = median(
+            [at_rate(r.get("direct", []), 1000).get("cpuUsPerMsg") for r in repeats])
         for rate in (3000, 5000):
             f[f"direct ack p99 at {rate}/s (ms)"] = median(
                 [at_rate(r.get("direct", []), rate).get("ackP99") for r in repeats])
@@ -450,6 +510,8 @@ def summary_table(modes: dict[str, Any]) -> list[str]:
             f[f"group{n} msgs/s (best)"] = median([best(r.get(f"group{n}", [])).get("perSec") for r in repeats])
             f[f"group{n} deliveries/s (best)"] = median(
                 [best(r.get(f"group{n}", [])).get("deliveriesPerSec") for r in repeats])
+            f[f"group{n} server CPU us/msg at 50/s"] = median(
+                [at_rate(r.get(f"group{n}", []), 50).get("cpuUsPerMsg") for r in repeats])
         f["connects/s"] = median([r.get("connects", {}).get("perSec") for r in repeats])
         for key, label in (("direct_each", "plain direct, commit each"), ("direct_100", "plain direct, per 100"),
                            ("group1000_each", "plain group1000, commit each"), ("sessions", "plain session lookups")):
@@ -472,10 +534,13 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--modes", default="pinned,unpinned", help="pinned,unpinned")
     parser.add_argument("--only", help="comma-separated: direct,group200,group1000,connects,plain,idle")
+    parser.add_argument("--rates", type=lambda v: [int(x) for x in v.split(",")],
+                        help="offered rates for the direct runs (default: rising until saturation)")
     parser.add_argument("--pairs", type=int, default=100, help="friend pairs writing to each other (default 100)")
     parser.add_argument("--repeats", type=int, default=1, help="repeat the modes, alternating their order")
     parser.add_argument("--quick", action="store_true", help="2 s runs, fewer rates, 2,000 idle sockets")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the server during each open-loop run into DIR")
     args = parser.parse_args()
     args.only = args.only.split(",") if args.only else None
     if shutil.which("taskset") is None:
