@@ -65,8 +65,7 @@ def _batch_txn(
         if isinstance(exc, fatal_errors):
             raise
         # Someone was refused (or lost a deadlock): undo the batch and run it item by item.
-        txn.execute("ROLLBACK TO SAVEPOINT batch_all")
-        txn.execute("RELEASE SAVEPOINT batch_all")
+        txn.rollback_to("batch_all")
         return _one_by_one_txn(txn, items, retry_errors, fatal_errors)
     txn.execute("RELEASE SAVEPOINT batch_all")
     return results
@@ -88,8 +87,7 @@ def _one_by_one_txn(
             except Exception as exc:  # each caller gets its own error; the batch goes on
                 if isinstance(exc, fatal_errors):
                     raise
-                txn.execute("ROLLBACK TO SAVEPOINT batch_item")
-                txn.execute("RELEASE SAVEPOINT batch_item")
+                txn.rollback_to("batch_item")
                 if isinstance(exc, retry_errors) and attempt < RETRIES:
                     continue
                 outcomes.append(Failure(exc))

@@ -122,12 +122,16 @@ def _to_format_style(sql: str) -> str:
 class Txn:
     """A cursor that speaks ``?`` SQL on both databases; what `*_txn` functions receive."""
 
-    __slots__ = ("_cursor", "dialect", "_integrity_errors")
+    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked")
 
     def __init__(self, cursor: Any, dialect: Dialect, integrity_errors: tuple[type[BaseException], ...]) -> None:
         self._cursor = cursor
         self.dialect = dialect
         self._integrity_errors = integrity_errors
+        #: What this transaction read under a lock it still holds (a group's members while its chat row is
+        #: locked), so the next write of the same batch need not read it again.  Emptied by
+        #: `rollback_to`, since a savepoint's rollback may release the lock.
+        self.locked: dict[Any, Any] = {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Txn:
         if self.dialect.paramstyle_format:
@@ -159,6 +163,12 @@ class Txn:
         except self._integrity_errors as exc:
             raise IntegrityError(str(exc)) from exc
         return self
+
+    def rollback_to(self, savepoint: str) -> None:
+        """``ROLLBACK TO`` and ``RELEASE`` a savepoint; forget what was read under locks taken after it."""
+        self.locked.clear()
+        self.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        self.execute(f"RELEASE SAVEPOINT {savepoint}")
 
     def begin(self) -> None:
         """Open the (writing) transaction now, not at the first write.

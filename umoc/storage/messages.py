@@ -226,7 +226,24 @@ def _first_of_day_txn(txn: Txn, sender_id: int, recipient_id: int, day: int) -> 
 
 
 def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] | None:
-    """Members of an open group (None if no such open group); ``lock`` serialises with membership changes."""
+    """Members of an open group (None if no such open group); ``lock`` serialises with membership changes.
+
+    Under ``lock`` the answer holds until the transaction ends (every membership
+    change locks the chat row first; on SQLite the writer holds the file's
+    lock), so the other messages to this group in the same group-commit batch
+    reuse it: a batch reads a group of 1,000 once, not once per message.
+    """
+    key = ("group_members", group_id)
+    if lock and key in txn.locked:
+        known = txn.locked[key]
+        return None if known is None else list(known)
+    members = _group_members_txn(txn, group_id, lock)
+    if lock:
+        txn.locked[key] = None if members is None else tuple(members)
+    return members
+
+
+def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     row = txn.execute(
         "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
         + (txn.dialect.for_update if lock else ""),
