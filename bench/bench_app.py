@@ -381,7 +381,11 @@ class Bench:
         if not only or "connects" in only:
             job = {**self.base(0), "scenario": "connects", "queries": sessions, "concurrency": 50,
                    "duration": self.duration + 1}
+            spy = self.spy(f"connects-{'pinned' if pinned else 'unpinned'}")
             out["connects"] = loadgen(job, pinned)
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(30)
             log(f"    connects  {out['connects']}")
         if not only or "plain" in only:
             out["plain"] = self.plain(pinned)

@@ -157,6 +157,10 @@ def _expired_txn(txn: Txn, now: float, limit: int) -> list[tuple[str, int]]:
     return [(r["id"], int(r["user_id"])) for r in rows]
 
 
+def _set_last_seen_txn(txn: Txn, user_id: int, when: float) -> None:
+    txn.execute("UPDATE users SET last_seen = ? WHERE id = ?", (when, user_id))
+
+
 class UserStore:
     """Intention-revealing queries about users and sessions."""
 
@@ -214,10 +218,8 @@ class UserStore:
         return self._db.read("users.by_username", txn_fn)
 
     def set_last_seen(self, user_id: int, when: float) -> defer.Deferred[None]:
-        def txn_fn(txn: Txn) -> None:
-            txn.execute("UPDATE users SET last_seen = ? WHERE id = ?", (when, user_id))
-
-        return self._db.run("users.set_last_seen", txn_fn)
+        """Through group commit: every user going offline at the same moment shares one commit (one fsync)."""
+        return self._db.write(user_id, _set_last_seen_txn, user_id, when)
 
     def create_session(
         self, user_id: int, session_id: str, token_hash: str, now: float, expires_at: float, max_sessions: int
