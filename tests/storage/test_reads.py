@@ -10,7 +10,7 @@ from twisted.internet import threads
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
-from umoc.storage.database import Txn
+from umoc.storage.database import DatabaseUnavailableError, Txn
 
 T0 = 1_710_072_000.0
 
@@ -60,8 +60,10 @@ class ReadsTestsMixin:
     async def test_a_sqlite_reader_cannot_write(self) -> None:
         if self.backend == "postgres":
             self.skipTest("on PostgreSQL `read` runs on the same pool as writes")
-        with self.assertRaises(sqlite3.OperationalError):  # attempt to write a readonly database
+        with self.assertRaises(DatabaseUnavailableError) as caught:  # the driver's OperationalError, wrapped
             await self.db.read("t", lambda txn: txn.execute("UPDATE users SET last_seen = 1"))
+        self.assertIsInstance(caught.exception.__cause__, sqlite3.OperationalError)
+        self.assertIn("readonly", str(caught.exception.__cause__))
 
 
 for_each_backend(ReadsTestsMixin, DatabaseTestCase, globals())
