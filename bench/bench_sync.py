@@ -8,7 +8,7 @@ rendering, payloads; no sockets) from the cursor taken before, in pages of
 median total and per page.
 
 Writing: the real ``send_message`` route in alternating blocks with the
-feed's row and without it (the baseline swaps the storage's `with_change`
+feed's row and without it (the baseline swaps the storage's `statements_with_change`/`with_change`
 for the bare statement: exactly the feed's write left out, nothing else), 1
 and 16 in flight, medians of the blocks, wall and this process's CPU time::
 
@@ -41,12 +41,19 @@ from umoc.transport.socketio import Identity  # noqa: E402
 from umoc.wiring import build_node  # noqa: E402
 
 _SYNC = next(route for route in sync_events.ROUTES if route.event == "sync")
-_WITH_CHANGE = message_storage.with_change
+_WITH_CHANGE = (message_storage.statements_with_change, message_storage.with_change)
+
+
+def _statements_without_change(txn: Txn, sql: str, params: Any, change: Any) -> list[tuple[str, Any]]:
+    """The baseline: the statement the feed's row rides on, without the row."""
+    return [(sql, params)]
 
 
 def _without_change(txn: Txn, sql: str, params: Any, change: Any) -> Txn:
-    """The baseline: the statement the feed's row rides on, without the row."""
     return txn.execute(sql, params)
+
+
+_WITHOUT_CHANGE = (_statements_without_change, _without_change)
 
 
 async def _gather(work: list[Callable[[], Any]], in_flight: int) -> None:
@@ -120,13 +127,14 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
     for in_flight in (1, 16):
         times: dict[str, list[tuple[float, float]]] = {"feed": [], "none": []}
         for b in range(args.blocks + 1):
-            order = [("feed", _WITH_CHANGE), ("none", _without_change)]
-            for label, fn in order if b % 2 == 0 else reversed(order):
-                message_storage.with_change = fn  # type: ignore[assignment]
+            order = [("feed", _WITH_CHANGE), ("none", _WITHOUT_CHANGE)]
+            for label, (statements, single) in order if b % 2 == 0 else reversed(order):
+                message_storage.statements_with_change = statements  # type: ignore[assignment]
+                message_storage.with_change = single  # type: ignore[assignment]
                 try:
                     sample = await _send_block(me, reader, args.per_block, in_flight)
                 finally:
-                    message_storage.with_change = _WITH_CHANGE
+                    message_storage.statements_with_change, message_storage.with_change = _WITH_CHANGE
                 if b:  # the first round warms up
                     times[label].append(sample)
         wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}

@@ -17,6 +17,11 @@
 //   echo: ["message", {...}], echoReply: "message-back", window: W   // throughput
 //   fanout: ["broadcast", {...}], fanoutEvent: "broadcast", senders: 1, rounds: R // fanout
 //   warmup: s, duration: s, serverPid: pid, settle: s
+//   // openloop (bench/bench_app.py): `rate` events/s in total, sent on a schedule whatever
+//   // the answers, round-robin over `senders` (client indices; default all), each asking an ack;
+//   // `tag` prefixes `tagField` so the audience's copies (`deliveryEvent`) are timed too.
+//   rate: R, tag: "run1", deliveryEvent: "new_message", drain: s
+//   // connects: `concurrency` loops of connect, CONNECT accepted, close, for `duration` s.
 // }
 "use strict";
 const WebSocket = require("ws");
@@ -205,6 +210,140 @@ async function fanout(clients) {
   return { receivers: receivers.length, rounds: times.length, p50: pct(times, 0.5), max: times[times.length - 1], missing };
 }
 
+// Open loop: messages leave on schedule (rate * elapsed), whether or not earlier ones were
+// answered, so a slow server shows as latency and a shortfall, not as a politely lower rate.
+async function openloop(clients) {
+  const [event, payload] = job.ack;
+  const field = job.tagField || "content";
+  const senders = (job.senders || clients.map((c) => c.i)).map((i) => clients[i]);
+  const bodies = senders.map((c) => payloadFor(payload, c.i));
+  const sentAt = []; // by message number k (also its ack id)
+  const measured = []; // k sent inside the measured window
+  const ackMs = [];
+  const deliveryMs = [];
+  let acked = 0;
+  let ackErrors = 0;
+  let firstError = null;
+  let deliveries = 0;
+  let ackedInWindow = 0;
+  let deliveredInWindow = 0;
+  let window = null; // [start, end] in ms
+  const marker = `"${field}":"${job.tag}:`;
+  const deliveryPrefix = `2["${job.deliveryEvent || "new_message"}"`;
+  const senderOf = []; // k -> sending client index
+  for (const c of clients) {
+    c.onEvent = (text) => {
+      if (text[0] === "3") {
+        const k = parseInt(text.slice(1), 10);
+        const t = sentAt[k];
+        if (t === undefined) return;
+        const at = now();
+        if (text.includes('"error"')) {
+          ackErrors += 1;
+          if (firstError === null) firstError = text.slice(0, 200);
+        } else {
+          acked += 1;
+          if (window && at >= window[0] && at <= window[1]) ackedInWindow += 1;
+          if (measured[k]) ackMs.push(at - t);
+        }
+        return;
+      }
+      if (!text.startsWith(deliveryPrefix)) return;
+      const p = text.indexOf(marker);
+      if (p < 0) return;
+      const k = parseInt(text.slice(p + marker.length), 10);
+      if (senderOf[k] === c.i) return; // the sender's own copy
+      deliveries += 1;
+      const at = now();
+      if (window && at >= window[0] && at <= window[1]) deliveredInWindow += 1;
+      if (measured[k]) deliveryMs.push(at - sentAt[k]);
+    };
+  }
+  let k = 0;
+  let next = 0;
+  let measuring = false;
+  const t0 = now();
+  const total = job.warmup + job.duration;
+  const cpu0 = { v: null };
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      const t = now();
+      const elapsed = (t - t0) / 1000;
+      if (!measuring && elapsed >= job.warmup) {
+        measuring = true;
+        window = [t, t + job.duration * 1000];
+        cpu0.v = process.cpuUsage();
+      }
+      const due = Math.floor(job.rate * Math.min(elapsed, total));
+      while (k < due) {
+        const s = next++ % senders.length;
+        const c = senders[s];
+        const body = Object.assign({}, bodies[s]);
+        body[field] = `${job.tag}:${k}:`;
+        sentAt[k] = now();
+        senderOf[k] = c.i;
+        if (measuring) measured[k] = true;
+        if (c.connected) c.ws.send(`42${k}[${JSON.stringify(event)},${JSON.stringify(body)}]`);
+        k += 1;
+      }
+      if (elapsed >= total) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
+  });
+  const cpuMs = cpu(cpu0.v);
+  const drainUntil = now() + (job.drain || 10) * 1000;
+  while (acked + ackErrors < k && now() < drainUntil) await sleep(0.05);
+  await sleep(0.2); // the last deliveries
+  ackMs.sort((a, b) => a - b);
+  deliveryMs.sort((a, b) => a - b);
+  return {
+    offered: job.rate,
+    sent: k,
+    acked,
+    ackErrors,
+    firstError,
+    unanswered: k - acked - ackErrors,
+    perSec: ackedInWindow / job.duration,
+    ackP50: pct(ackMs, 0.5),
+    ackP99: pct(ackMs, 0.99),
+    deliveries,
+    deliveriesPerSec: deliveredInWindow / job.duration,
+    deliveryP50: pct(deliveryMs, 0.5),
+    deliveryP99: pct(deliveryMs, 0.99),
+    loadgenCpu: cpuMs / (job.duration * 1000),
+  };
+}
+
+// Connect (authenticated by the query), wait for the CONNECT to be accepted, close; again.
+async function connects() {
+  let done = 0;
+  let failed = 0;
+  let running = true;
+  let n = 0;
+  const cpu0 = process.cpuUsage();
+  const loops = Array.from({ length: job.concurrency || 50 }, async () => {
+    while (running) {
+      try {
+        const c = await connect(n++);
+        done += 1;
+        c.ws.terminate();
+      } catch (e) {
+        failed += 1;
+      }
+    }
+  });
+  const t0 = now();
+  await sleep(job.duration);
+  const count = done;
+  const seconds = (now() - t0) / 1000;
+  const cpuMs = cpu(cpu0);
+  running = false;
+  await Promise.race([Promise.all(loops), sleep(5)]);
+  return { perSec: count / seconds, failed, loadgenCpu: cpuMs / (seconds * 1000) };
+}
+
 async function idle(clients) {
   const before = job.serverPid ? rssKb(job.serverPid) : null;
   await sleep(job.settle || 2);
@@ -213,10 +352,15 @@ async function idle(clients) {
 }
 
 (async () => {
+  if (job.scenario === "connects") {
+    console.log(JSON.stringify(await connects()));
+    clearTimeout(hardStop);
+    process.exit(0);
+  }
   const t0 = now();
   const clients = await connectAll(job.clients);
   const connectMs = now() - t0;
-  const run = { latency, throughput, fanout, idle }[job.scenario];
+  const run = { latency, throughput, fanout, idle, openloop }[job.scenario];
   const result = await run(clients);
   result.connectMs = connectMs;
   result.baseRssKb = job.baseRssKb;

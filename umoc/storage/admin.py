@@ -108,7 +108,7 @@ class AdminStore:
                 row = txn.execute(_USER_COLUMNS + " WHERE LOWER(u.username) = LOWER(?)", (user,)).fetchone()
             return None if row is None else _user_info(row)
 
-        return self._db.run("admin.find", txn_fn)
+        return self._db.read("admin.find", txn_fn)
 
     def list_users(self, search: str | None, limit: int, offset: int = 0) -> defer.Deferred[list[UserInfo]]:
         """Accounts by id, those whose name contains ``search`` (case-insensitively) when given."""
@@ -123,7 +123,7 @@ class AdminStore:
                 rows = txn.execute(_USER_COLUMNS + " ORDER BY u.id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
             return [_user_info(r) for r in rows]
 
-        return self._db.run("admin.list_users", txn_fn)
+        return self._db.read("admin.list_users", txn_fn)
 
     def set_admin(self, user_id: int, is_admin: bool) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
@@ -159,7 +159,7 @@ class AdminStore:
 
     def registration_mode(self, default_mode: str) -> defer.Deferred[tuple[str, str]]:
         """``(mode, source)``: source ``"database"`` when an administrator set it, else ``"config"``."""
-        return self._db.run("admin.registration_mode", registration_mode_txn, default_mode)
+        return self._db.read("admin.registration_mode", registration_mode_txn, default_mode)
 
     def set_registration_mode(self, mode: str | None, now: float) -> defer.Deferred[None]:
         """Store the mode every node uses from now on; None goes back to each node's configuration."""

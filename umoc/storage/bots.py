@@ -42,4 +42,4 @@ class BotStore:
             ).fetchone()
             return None if row is None else (int(row["id"]), row["username"])
 
-        return self._db.run("bots.by_token", txn_fn)
+        return self._db.read("bots.by_token", txn_fn)

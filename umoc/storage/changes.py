@@ -76,3 +76,12 @@ def with_change(txn: Txn, sql: str, params: Sequence[Any], change: NewChange) ->
         return txn.execute(f"WITH feed_change AS ({_INSERT}) " + sql, (*change.params(), *params))
     txn.execute(sql, params)
     return txn.execute(_INSERT, change.params())
+
+
+def statements_with_change(
+    txn: Txn, sql: str, params: Sequence[Any], change: NewChange
+) -> list[tuple[str, Sequence[Any]]]:
+    """`with_change` as statements for `Txn.execute_each`, to send with others in one round trip."""
+    if txn.dialect.writes_in_with:
+        return [(f"WITH feed_change AS ({_INSERT}) " + sql, (*change.params(), *params))]
+    return [(sql, params), (_INSERT, change.params())]

@@ -214,7 +214,7 @@ class ContactStore:
             ).fetchall()
             return [_contact(r) for r in rows]
 
-        return self._db.run("contacts.list", txn_fn)
+        return self._db.read("contacts.list", txn_fn)
 
     def get(self, owner_id: int, contact_id: int) -> defer.Deferred[Contact | None]:
         def txn_fn(txn: Txn) -> Contact | None:
@@ -223,7 +223,7 @@ class ContactStore:
             ).fetchone()
             return None if row is None else _contact(row)
 
-        return self._db.run("contacts.get", txn_fn)
+        return self._db.read("contacts.get", txn_fn)
 
     def request(self, requester_id: int, username: str, now: float) -> defer.Deferred[tuple[int, str]]:
         """Send a request to ``username``; ``(user_id, username)`` of the target. Raises `RefusedError`."""
@@ -260,7 +260,7 @@ class ContactStore:
             ).fetchall()
             return [int(r["contact_id"]) for r in rows]
 
-        return self._db.run("contacts.friend_ids", txn_fn)
+        return self._db.read("contacts.friend_ids", txn_fn)
 
     def blocked_between(self, a: int, b: int) -> defer.Deferred[bool]:
         """Whether either user blocked the other."""
@@ -268,8 +268,8 @@ class ContactStore:
         def txn_fn(txn: Txn) -> bool:
             return BLOCKED in statuses_txn(txn, a, b)
 
-        return self._db.run("contacts.blocked_between", txn_fn)
+        return self._db.read("contacts.blocked_between", txn_fn)
 
     def statuses(self, a: int, b: int) -> defer.Deferred[tuple[str | None, str | None]]:
         """(a's status for b, b's status for a)."""
-        return self._db.run("contacts.statuses", statuses_txn, a, b)
+        return self._db.read("contacts.statuses", statuses_txn, a, b)

@@ -130,12 +130,16 @@ def _to_format_style(sql: str) -> str:
 class Txn:
     """A cursor that speaks ``?`` SQL on both databases; what `*_txn` functions receive."""
 
-    __slots__ = ("_cursor", "dialect", "_integrity_errors")
+    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked")
 
     def __init__(self, cursor: Any, dialect: Dialect, integrity_errors: tuple[type[BaseException], ...]) -> None:
         self._cursor = cursor
         self.dialect = dialect
         self._integrity_errors = integrity_errors
+        #: What this transaction read under a lock it still holds (a group's members while its chat row is
+        #: locked), so the next write of the same batch need not read it again.  Emptied by
+        #: `rollback_to`, since a savepoint's rollback may release the lock.
+        self.locked: dict[Any, Any] = {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Txn:
         if self.dialect.paramstyle_format:
@@ -146,6 +150,19 @@ class Txn:
             raise IntegrityError(str(exc)) from exc
         return self
 
+    def execute_each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run statements whose results nobody reads, in order: on PostgreSQL in one round trip.
+
+        psycopg2 binds parameters on the client, so the statements go as one
+        ``;``-separated text (values still bound, never formatted in by hand);
+        SQLite's driver takes one statement per call, which costs no round trip.
+        """
+        if not self.dialect.paramstyle_format:
+            for sql, params in statements:
+                self.execute(sql, params)
+            return
+        self.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Txn:
         if self.dialect.paramstyle_format:
             sql = _to_format_style(sql)
@@ -154,6 +171,12 @@ class Txn:
         except self._integrity_errors as exc:
             raise IntegrityError(str(exc)) from exc
         return self
+
+    def rollback_to(self, savepoint: str) -> None:
+        """``ROLLBACK TO`` and ``RELEASE`` a savepoint; forget what was read under locks taken after it."""
+        self.locked.clear()
+        self.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        self.execute(f"RELEASE SAVEPOINT {savepoint}")
 
     def begin(self) -> None:
         """Open the (writing) transaction now, not at the first write.
@@ -260,6 +283,18 @@ def _sqlite_open(synchronous: str, conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout=5000")
 
 
+def _sqlite_open_reader(conn: sqlite3.Connection) -> None:
+    """A WAL reader: it sees every committed transaction and never takes the write lock."""
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA query_only=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+
+
+#: Reader connections beside SQLite's one writer: one per core of the machine this was measured on.
+SQLITE_READERS = 2
+
+
 class _FailureLog:
     """One log line per interval while the database keeps failing, with a count, not one per request."""
 
@@ -303,8 +338,11 @@ class Database:
         deadline: Deadline | None = None,
         write_lanes: int = 1,
         retry_errors: tuple = (),
+        read_pool: adbapi.ConnectionPool | None = None,
     ) -> None:
         self._pool = pool
+        #: Where `read` runs: SQLite's WAL readers, or the one pool on PostgreSQL.
+        self._read_pool = read_pool if read_pool is not None else pool
         self.dialect = dialect
         self._integrity_errors = integrity_errors
         #: Driver errors that mean "the database is not there right now", not "this query is wrong".
@@ -320,7 +358,8 @@ class Database:
 
     @classmethod
     def sqlite(cls, path: str | Path, deadline: Deadline | None = None, synchronous: str = "full") -> Database:
-        """One connection: SQLite serialises writers anyway, and one avoids lock waits.
+        """One writing connection (SQLite serialises writers anyway, and one avoids lock waits)
+        and `SQLITE_READERS` WAL readers for `read`: reads never queue behind the writer.
 
         ``synchronous`` is ``"full"`` (every commit fsync'd: what is acknowledged
         survives a power loss) or ``"normal"`` (fsync at checkpoints only).
@@ -340,7 +379,18 @@ class Database:
             cp_openfun=functools.partial(_sqlite_open, synchronous),
             cp_noisy=False,
         )
-        return cls(pool, SQLITE, (sqlite3.IntegrityError,), (sqlite3.OperationalError,), deadline)
+        readers = adbapi.ConnectionPool(
+            "sqlite3",
+            str(path),
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=SQLITE_READERS,
+            cp_openfun=_sqlite_open_reader,
+            cp_noisy=False,
+        )
+        return cls(
+            pool, SQLITE, (sqlite3.IntegrityError,), (sqlite3.OperationalError,), deadline, read_pool=readers
+        )
 
     @classmethod
     def postgres(
@@ -401,6 +451,23 @@ class Database:
         there) the result is `DatabaseUnavailableError`; a transaction whose
         caller has been answered so is rolled back, never committed.
         """
+        return self._run_in(self._pool, False, desc, fn, args, kwargs)
+
+    def read(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
+        """`run` for a transaction that only reads: on SQLite, on a WAL reader connection.
+
+        It never waits for the writer (a group commit in progress, another
+        process holding the write lock), and sees every transaction committed
+        before it starts: every write acknowledged to a client, since acks
+        follow the commit.  Its statements share one snapshot.  ``fn`` must not
+        write (the reader is ``query_only``).  On PostgreSQL, the same pool as `run`.
+        """
+        return self._run_in(self._read_pool, self._read_pool is not self._pool, desc, fn, args, kwargs)
+
+    def _run_in(
+        self, pool: adbapi.ConnectionPool, snapshot: bool, desc: str, fn: Callable[..., T],
+        args: tuple[Any, ...], kwargs: dict[str, Any],
+    ) -> defer.Deferred[T]:
         expired = False
         observe = self.observe
         started = time.monotonic()
@@ -409,12 +476,16 @@ class Database:
         def interaction(cursor: Any) -> T:
             if observe is not None:
                 waited.append(time.monotonic() - started)
+            if snapshot:
+                # sqlite3 opens no transaction for a SELECT: without one each statement
+                # would see its own snapshot. adbapi's commit ends it.
+                cursor.execute("BEGIN")
             result = fn(Txn(cursor, self.dialect, self._integrity_errors), *args, **kwargs)
             if expired:
                 raise DatabaseUnavailableError()  # the caller was told it failed: roll back
             return result
 
-        d = self._pool.runInteraction(interaction)
+        d = pool.runInteraction(interaction)
         if self.deadline is not None:
 
             def timed_out(result: Any, timeout: float) -> Any:
@@ -463,6 +534,8 @@ class Database:
         if not self._closed:
             self._closed = True
             self._pool.close()
+            if self._read_pool is not self._pool:
+                self._read_pool.close()
 
     # -- migrations -------------------------------------------------------
 

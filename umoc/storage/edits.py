@@ -74,4 +74,4 @@ class EditStore:
             ).fetchall()
             return [(r["content"], float(r["written_at"]), float(r["replaced_at"])) for r in rows]
 
-        return self._db.run("messages.versions", txn_fn)
+        return self._db.read("messages.versions", txn_fn)

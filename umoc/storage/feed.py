@@ -371,7 +371,7 @@ class FeedStore:
                 else:
                     each.callback(result)
 
-        self._db.run("feed.position", _position_txn).addBoth(answer)
+        self._db.read("feed.position", _position_txn).addBoth(answer)
         return waiter
 
     def read(self, user_id: int, cursor: str, limit: int) -> defer.Deferred[FeedPage]:
@@ -390,4 +390,4 @@ class FeedStore:
             rows, next_cursor, has_more = read(txn, user_id, position, limit)
             return FeedPage(_render_txn(txn, rows), next_cursor, has_more)
 
-        return self._db.run("feed.read", txn_fn)
+        return self._db.read("feed.read", txn_fn)

@@ -104,7 +104,7 @@ class FileStore:
             row = txn.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
             return None if row is None else _record(row)
 
-        return self._db.run("files.get", txn_fn)
+        return self._db.read("files.get", txn_fn)
 
     def spend_token(self, file_id: str, now: float) -> defer.Deferred[bool]:
         """Mark the upload token used; False if it was used already or has expired (it is single-use)."""

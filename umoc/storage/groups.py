@@ -252,7 +252,7 @@ class GroupStore:
 
     def info(self, group_id: int, viewer_id: int | None) -> defer.Deferred[GroupInfo]:
         """The group; with ``viewer_id``, RefusedError unless that user is a member."""
-        return self._db.run("groups.info", info_txn, group_id, viewer_id)
+        return self._db.read("groups.info", info_txn, group_id, viewer_id)
 
     def update(
         self, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
@@ -279,8 +279,8 @@ class GroupStore:
             ).fetchone()
             return row is not None
 
-        return self._db.run("groups.is_member", txn_fn)
+        return self._db.read("groups.is_member", txn_fn)
 
     def typing_audience(self, group_id: int, user_id: int) -> defer.Deferred[list[int]]:
         """Members to show ``user_id`` typing to: all but ``user_id`` and anyone a block separates them from."""
-        return self._db.run("groups.typing_audience", _typing_audience_txn, group_id, user_id)
+        return self._db.read("groups.typing_audience", _typing_audience_txn, group_id, user_id)

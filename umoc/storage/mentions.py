@@ -100,4 +100,4 @@ class MentionStore:
             where = " AND uc.chat_id = ? AND uc.is_group = 1" if is_group else " AND uc.peer_id = ?"
             return int(txn.scalar("SELECT COUNT(*)" + _UNREAD + where, (user_id, chat_id)) or 0)
 
-        return self._db.run("mentions.count", txn_fn)
+        return self._db.read("mentions.count", txn_fn)

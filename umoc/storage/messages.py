@@ -23,7 +23,7 @@ from typing import Sequence
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.storage.changes import NewChange, with_change
+from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Database, Row, Txn, in_clause
 from umoc.storage.mentions import (
     check_mentions,
@@ -237,7 +237,24 @@ def _first_of_day_txn(txn: Txn, sender_id: int, recipient_id: int, day: int) -> 
 
 
 def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] | None:
-    """Members of an open group (None if no such open group); ``lock`` serialises with membership changes."""
+    """Members of an open group (None if no such open group); ``lock`` serialises with membership changes.
+
+    Under ``lock`` the answer holds until the transaction ends (every membership
+    change locks the chat row first; on SQLite the writer holds the file's
+    lock), so the other messages to this group in the same group-commit batch
+    reuse it: a batch reads a group of 1,000 once, not once per message.
+    """
+    key = ("group_members", group_id)
+    if lock and key in txn.locked:
+        known = txn.locked[key]
+        return None if known is None else list(known)
+    members = _group_members_txn(txn, group_id, lock)
+    if lock:
+        txn.locked[key] = None if members is None else tuple(members)
+    return members
+
+
+def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     row = txn.execute(
         "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
         + (txn.dialect.for_update if lock else ""),
@@ -282,21 +299,21 @@ def _post_txn(
              reply_to_seq, mentions_text(mentions)),
         )
     )
-    # The sender's own row: nobody else's, so no other sender waits on it.
-    txn.execute(
-        "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (sender_id, chat_id)
-    )
-    # Last: the one row both sides of a direct chat write, held only until the commit.
-    # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
-    # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
-    with_change(
-        txn,
-        "UPDATE chats SET message_count = message_count + 1,"
-        " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
-        " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
-        (now, now, seq, seq, chat_id),
-        NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
-    )
+    txn.execute_each((
+        # The sender's own row: nobody else's, so no other sender waits on it.
+        ("UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (sender_id, chat_id)),
+        # Last: the one row both sides of a direct chat write, held only until the commit.
+        # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
+        # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
+        *statements_with_change(
+            txn,
+            "UPDATE chats SET message_count = message_count + 1,"
+            " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
+            " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+            (now, now, seq, seq, chat_id),
+            NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
+        ),
+    ))
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
         encrypted_content, now, reply_to_seq=reply_to_seq, mentions=tuple(mentions),
@@ -661,11 +678,11 @@ class MessageStore:
 
     def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
         """Every chat of the user, newest activity first: three queries (chats, mentions, peer profiles)."""
-        return self._db.run("messages.chat_list", _chat_list_annotated_txn, user_id)
+        return self._db.read("messages.chat_list", _chat_list_annotated_txn, user_id)
 
     def history(self, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> defer.Deferred[History]:
         """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
-        return self._db.run("messages.history", _history_annotated_txn, user_id, chat_id, is_group, page, page_size)
+        return self._db.read("messages.history", _history_annotated_txn, user_id, chat_id, is_group, page, page_size)
 
     def missed_since(
         self, user_id: int, since_epoch: float, limit: int, after_seq: int = 0
@@ -674,10 +691,10 @@ class MessageStore:
 
         ``after_seq`` pages on: the next page starts after the last ``seq`` seen.
         """
-        return self._db.run("messages.missed_since", _missed_annotated_txn, user_id, since_epoch, limit, after_seq)
+        return self._db.read("messages.missed_since", _missed_annotated_txn, user_id, since_epoch, limit, after_seq)
 
     def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
             return _chat_ref_txn(txn, user_id, peer_id, False) is not None
 
-        return self._db.run("messages.has_direct_chat", txn_fn)
+        return self._db.read("messages.has_direct_chat", txn_fn)

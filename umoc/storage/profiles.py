@@ -124,7 +124,7 @@ class ProfileStore:
 
     def get(self, viewer_id: int, user_id: int) -> defer.Deferred[Profile]:
         """``user_id``'s profile if ``viewer_id`` may see it; RefusedError (``User not found``) otherwise."""
-        return self._db.run("profiles.get", _visible_profile_txn, viewer_id, user_id)
+        return self._db.read("profiles.get", _visible_profile_txn, viewer_id, user_id)
 
     def update(
         self,
@@ -146,13 +146,13 @@ class ProfileStore:
 
     def avatar_readable(self, file_id: str, viewer_id: int) -> defer.Deferred[bool]:
         """Whether ``file_id`` is the avatar of someone whose profile ``viewer_id`` may see."""
-        return self._db.run("profiles.avatar_readable", _avatar_readable_txn, file_id, viewer_id)
+        return self._db.read("profiles.avatar_readable", _avatar_readable_txn, file_id, viewer_id)
 
     def settings(self, user_id: int) -> defer.Deferred[Settings]:
         def txn_fn(txn: Txn) -> Settings:
             return Settings(bool(txn.scalar("SELECT send_delivery_receipts FROM users WHERE id = ?", (user_id,))))
 
-        return self._db.run("profiles.settings", txn_fn)
+        return self._db.read("profiles.settings", txn_fn)
 
     def update_settings(self, user_id: int, send_delivery_receipts: bool | None) -> defer.Deferred[Settings]:
         """Change the settings given (None leaves one alone); the settings now."""

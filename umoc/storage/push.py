@@ -176,13 +176,13 @@ class PushStore:
             ).fetchall()
             return [_registration(r) for r in rows]
 
-        return self._db.run("push.registrations", txn_fn)
+        return self._db.read("push.registrations", txn_fn)
 
     def enabled(self, user_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
             return bool(txn.scalar("SELECT push_enabled FROM users WHERE id = ?", (user_id,)))
 
-        return self._db.run("push.enabled", txn_fn)
+        return self._db.read("push.enabled", txn_fn)
 
     def set_enabled(self, user_id: int, enabled: bool) -> defer.Deferred[None]:
         def txn_fn(txn: Txn) -> None:
@@ -215,10 +215,10 @@ class PushStore:
     def message_targets(
         self, message_seq: int, sender_id: int, group_id: int | None, user_ids: list[int], now: float
     ) -> defer.Deferred[dict[int, PushTarget]]:
-        return self._db.run(
+        return self._db.read(
             "push.message_targets", _message_targets_txn, message_seq, sender_id, group_id, user_ids, now
         )
 
     def targets(self, user_ids: list[int]) -> defer.Deferred[dict[int, PushTarget]]:
         """For pushes that are not messages (a contact request): pushes on, with registrations."""
-        return self._db.run("push.targets", _targets_txn, user_ids)
+        return self._db.read("push.targets", _targets_txn, user_ids)

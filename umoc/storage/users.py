@@ -157,6 +157,10 @@ def _expired_txn(txn: Txn, now: float, limit: int) -> list[tuple[str, int]]:
     return [(r["id"], int(r["user_id"])) for r in rows]
 
 
+def _set_last_seen_txn(txn: Txn, user_id: int, when: float) -> None:
+    txn.execute("UPDATE users SET last_seen = ? WHERE id = ?", (when, user_id))
+
+
 class UserStore:
     """Intention-revealing queries about users and sessions."""
 
@@ -184,7 +188,7 @@ class UserStore:
                 return None
             return (int(row["id"]), row["username"], row["password_hash"], row["deactivated_at"] is None)
 
-        return self._db.run("users.credentials", txn_fn)
+        return self._db.read("users.credentials", txn_fn)
 
     def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> defer.Deferred[bool]:
         """Store ``new_hash`` if the stored one is still ``old_hash`` (a login's re-hash racing a reset loses)."""
@@ -202,7 +206,7 @@ class UserStore:
             row = txn.execute("SELECT id, username, last_seen FROM users WHERE id = ?", (user_id,)).fetchone()
             return None if row is None else _user(row)
 
-        return self._db.run("users.by_id", txn_fn)
+        return self._db.read("users.by_id", txn_fn)
 
     def by_username(self, username: str) -> defer.Deferred[User | None]:
         def txn_fn(txn: Txn) -> User | None:
@@ -211,13 +215,11 @@ class UserStore:
             ).fetchone()
             return None if row is None else _user(row)
 
-        return self._db.run("users.by_username", txn_fn)
+        return self._db.read("users.by_username", txn_fn)
 
     def set_last_seen(self, user_id: int, when: float) -> defer.Deferred[None]:
-        def txn_fn(txn: Txn) -> None:
-            txn.execute("UPDATE users SET last_seen = ? WHERE id = ?", (when, user_id))
-
-        return self._db.run("users.set_last_seen", txn_fn)
+        """Through group commit: every user going offline at the same moment shares one commit (one fsync)."""
+        return self._db.write(user_id, _set_last_seen_txn, user_id, when)
 
     def create_session(
         self, user_id: int, session_id: str, token_hash: str, now: float, expires_at: float, max_sessions: int
@@ -228,7 +230,7 @@ class UserStore:
         )
 
     def session(self, session_id: str) -> defer.Deferred[SessionRecord | None]:
-        return self._db.run("users.session", _session_txn, session_id)
+        return self._db.read("users.session", _session_txn, session_id)
 
     def delete_session(self, session_id: str) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
@@ -251,7 +253,7 @@ class UserStore:
                 found.update(r["id"] for r in rows)
             return found
 
-        return self._db.run("users.existing_sessions", txn_fn)
+        return self._db.read("users.existing_sessions", txn_fn)
 
     def delete_expired_sessions(self, now: float, limit: int = 1000) -> defer.Deferred[list[tuple[str, int]]]:
         """Delete up to ``limit`` expired sessions; return ``(session_id, user_id)`` of each."""
