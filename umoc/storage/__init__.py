@@ -21,6 +21,7 @@ from umoc.storage.messages import MessageStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
+from umoc.storage.search import SearchStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -44,6 +45,7 @@ class Storage:
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.profiles = ProfileStore(db)
+        self.search = SearchStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
