@@ -222,6 +222,37 @@ class SearchStorageTestsMixin:
         found = (await self.find(me, "plum", limit=50)).hits
         self.assertEqual([h.chat_id for h in found], list(reversed(peers))[:50])
 
+    @inline
+    async def test_common_and_rare_words_page_alike_once_statistics_say_which_is_which(self) -> None:
+        alice, bob, carol = await self.trio()
+        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        other = await self.storage.groups.create(bob, "not alice", None, [carol], T0, 10)
+        mine = []
+        for i in range(90):
+            chat, is_group = [(bob, False), (group, True), (other, True)][i % 3]
+            text = f"the news {i}" + (" zebra" if i % 25 == 0 else "")
+            message = await self.post(carol if is_group else alice, chat, text, is_group)
+            if chat != other:
+                mine.append(message)
+        await self.db.run("test.analyze", lambda txn: txn.execute("ANALYZE messages"))
+        if self.backend == "postgres":
+            from umoc.storage.search import _postgres_common_txn
+
+            plans = await self.db.run("test.plans", lambda txn: [
+                _postgres_common_txn(txn, words) for words in ("the", "THE news", "zebra", "the zebra", "nothing")
+            ])
+            self.assertEqual(plans, [True, True, False, False, False])
+        for words, expected in (("the", mine), ("zebra", [m for m in mine if "zebra" in m.content]),
+                                ("news zebra", [m for m in mine if "zebra" in m.content])):
+            seen, before = [], None
+            while True:
+                page = await self.find(alice, words, before=before, limit=7)
+                seen += [hit.message.id for hit in page.hits]
+                if page.next_before is None:
+                    break
+                before = page.next_before
+            self.assertEqual(seen, [m.id for m in reversed(expected)], words)
+
 
 for_each_backend(SearchStorageTestsMixin, DatabaseTestCase, globals())
 

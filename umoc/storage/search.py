@@ -7,16 +7,17 @@ a group they are a member of, with its whole history as
 message only its current text.  File messages (whose content is JSON) are
 not searchable.
 
-The index (migration 010) holds each live text message's words and its
-chat, so one index query intersects "all these words" with "in one of the
-user's chats" and returns the newest matches first:
+The indexes (migration 010) hold each live text message's words:
 
-* SQLite: an FTS5 table (``messages_fts``) walked in ``rowid`` (= ``seq``)
-  order, newest first, stopping after ``limit + 1`` hits; FTS5 skips
-  through a common word's long posting list to the user's chats' entries.
-* PostgreSQL: a GIN index on ``messages.search_vector``; GIN's fast scan
-  reads the user's chats' (short) lists and probes the word's, so the work
-  grows with the hits in the user's chats, never with the whole table.
+* SQLite: an FTS5 table (``messages_fts``) that also holds each message's
+  chat as a token, so one FTS5 query intersects "all these words" with "in
+  one of the user's chats" and walks the matches newest first (``rowid`` =
+  ``seq``), stopping after ``limit + 1``; FTS5 skips through a common
+  word's long posting list to the user's chats' entries.
+* PostgreSQL: a GIN index on ``messages.search_vector``, which cannot give
+  its matches newest first; `_postgres_hits_txn` picks one of two plans by
+  how common the words are, so neither reads a common word's matches
+  across the whole table.
 
 Paging is by ``seq``: a page holds the hits below ``before``, newest first,
 so each hit appears on exactly one page even while new messages arrive.
@@ -106,19 +107,64 @@ def _sqlite_hits_txn(
     ).fetchall()
 
 
+#: PostgreSQL: the words of ``?`` as the index holds them (the same normalisation as the content).
+_PG_WORDS = "plainto_tsquery('simple'::regconfig, regexp_replace(?, '[^[:alnum:]]+', ' ', 'g'))"
+#: PostgreSQL: a word in more than this share of text messages is common (see `_postgres_common_txn`).
+COMMON_SHARE = 0.05
+
+
+def _postgres_common_txn(txn: Txn, text: str) -> bool:
+    """Whether every word of ``text`` is in more than `COMMON_SHARE` of the indexed messages.
+
+    Read from the statistics ANALYZE keeps for the planner (``pg_stats``, the
+    most common lexemes of ``search_vector`` and their frequencies): no scan.
+    Without statistics yet, no word is common.
+    """
+    return bool(
+        txn.scalar(
+            "SELECT COUNT(*) > 0 AND bool_and(COALESCE(e.freq, 0) >= ?) FROM"
+            " unnest(tsvector_to_array(to_tsvector('simple'::regconfig,"
+            " regexp_replace(?, '[^[:alnum:]]+', ' ', 'g')))) AS q (lexeme)"
+            " LEFT JOIN (SELECT e.elem, e.freq FROM pg_stats s,"
+            " unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e (elem, freq)"
+            " WHERE s.schemaname = current_schema() AND s.tablename = 'messages' AND s.attname = 'search_vector')"
+            " e ON e.elem = q.lexeme",
+            (COMMON_SHARE, text),
+        )
+    )
+
+
 def _postgres_hits_txn(
     txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int
 ) -> list[Row]:
-    # The words go through the same normalisation as the indexed text; the chats are
-    # '#<id>' lexemes built here from integers read from the database.
-    in_chats = " | ".join(f"'#{int(c)}'" for c in chats)
-    return txn.execute(
-        "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM messages m JOIN users su ON su.id = m.sender_id"
-        " WHERE m.search_vector @@ (plainto_tsquery('simple'::regconfig,"
-        " regexp_replace(?, '[^[:alnum:]]+', ' ', 'g')) && ?::tsquery)"
-        " AND m.seq < ? AND m.deleted_at IS NULL ORDER BY m.seq DESC LIMIT ?",
-        (*read_count_params(user_id), " ".join(terms), in_chats, before, count),
-    ).fetchall()
+    """Two plans, chosen by how common the words are; each costs what the user's chats hold, not the table.
+
+    A GIN index cannot return its matches newest first, and a common word
+    matches most of the table.  So for common words each of the user's chats
+    is read newest first (``messages_chat_live``) until ``count`` matches:
+    a few rows per chat.  For the others the GIN index finds the word's
+    (few) matches, kept to the user's chats; ``seq + 0`` keeps the planner
+    from walking the whole table backwards by ``seq`` instead, which is what
+    it picks for a user whose chats are a small part of it.
+    """
+    text = " ".join(terms)
+    if _postgres_common_txn(txn, text):
+        sql = (
+            "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM unnest(?::bigint[]) AS c (chat_id)"
+            " CROSS JOIN LATERAL (SELECT h.seq FROM messages h WHERE h.chat_id = c.chat_id AND h.deleted_at IS NULL"
+            " AND h.seq < ? AND h.search_vector @@ " + _PG_WORDS + " ORDER BY h.seq DESC LIMIT ?) hit"
+            " JOIN messages m ON m.seq = hit.seq JOIN users su ON su.id = m.sender_id"
+            " ORDER BY m.seq DESC LIMIT ?"
+        )
+        params: tuple[object, ...] = (list(chats), before, text, count, count)
+    else:
+        sql = (
+            "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM messages m JOIN users su ON su.id = m.sender_id"
+            " WHERE m.search_vector @@ " + _PG_WORDS + " AND m.chat_id = ANY(?::bigint[])"
+            " AND m.deleted_at IS NULL AND m.seq < ? ORDER BY m.seq + 0 DESC LIMIT ?"
+        )
+        params = (text, list(chats), before, count)
+    return txn.execute(sql, (*read_count_params(user_id), *params)).fetchall()
 
 
 _HITS = {"sqlite": _sqlite_hits_txn, "postgres": _postgres_hits_txn}
