@@ -14,10 +14,10 @@ The indexes (migration 010) hold each live text message's words:
   one of the user's chats" and walks the matches newest first (``rowid`` =
   ``seq``), stopping after ``limit + 1``; FTS5 skips through a common
   word's long posting list to the user's chats' entries.
-* PostgreSQL: a GIN index on ``messages.search_vector``, which cannot give
-  its matches newest first; `_postgres_hits_txn` picks one of two plans by
-  how common the words are, so neither reads a common word's matches
-  across the whole table.
+* PostgreSQL: a GIN index on ``messages.search_vector`` (words and the
+  chat as a ``'#<id>'`` lexeme), which cannot give its matches newest
+  first; `_postgres_hits_txn` picks one of two plans by how common the
+  words are, so neither reads a common word's matches across the table.
 
 Paging is by ``seq``: a page holds the hits below ``before``, newest first,
 so each hit appears on exactly one page even while new messages arrive.
@@ -27,8 +27,9 @@ doubled) or the text of ``plainto_tsquery``, so no input is query syntax.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from twisted.internet import defer
 
@@ -44,7 +45,7 @@ from umoc.storage.messages import (
     read_count_params,
 )
 
-__all__ = ["Hit", "SearchPage", "SearchStore"]
+__all__ = ["CommonWords", "Hit", "SearchPage", "SearchStore"]
 
 #: Above every seq: the first page.
 _NEWEST = 2**63 - 1
@@ -90,7 +91,8 @@ def _fts5_phrase(text: str) -> str:
 
 
 def _sqlite_hits_txn(
-    txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int
+    txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int,
+    common: CommonWords,
 ) -> list[Row]:
     # Every term in the text, and the message in one of the chats (chat_id is one token per row).
     match = (
@@ -109,46 +111,60 @@ def _sqlite_hits_txn(
 
 #: PostgreSQL: the words of ``?`` as the index holds them (the same normalisation as the content).
 _PG_WORDS = "plainto_tsquery('simple'::regconfig, regexp_replace(?, '[^[:alnum:]]+', ' ', 'g'))"
-#: PostgreSQL: a word in more than this share of text messages is common (see `_postgres_common_txn`).
-COMMON_SHARE = 0.05
 
 
-def _postgres_common_txn(txn: Txn, text: str) -> bool:
-    """Whether every word of ``text`` is in more than `COMMON_SHARE` of the indexed messages.
+class CommonWords:
+    """PostgreSQL's most common words: those in more than `SHARE` of the indexed messages.
 
-    Read from the statistics ANALYZE keeps for the planner (``pg_stats``, the
-    most common lexemes of ``search_vector`` and their frequencies): no scan.
-    Without statistics yet, no word is common.
+    Read from the statistics ANALYZE keeps for the planner (``pg_stats``: the
+    most common lexemes of ``search_vector`` and their frequencies), at most
+    every `REFRESH` seconds: the view costs milliseconds to plan, too much for
+    every search.  Before the first ANALYZE no word is common.
     """
-    return bool(
-        txn.scalar(
-            "SELECT COUNT(*) > 0 AND bool_and(COALESCE(e.freq, 0) >= ?) FROM"
-            " unnest(tsvector_to_array(to_tsvector('simple'::regconfig,"
-            " regexp_replace(?, '[^[:alnum:]]+', ' ', 'g')))) AS q (lexeme)"
-            " LEFT JOIN (SELECT e.elem, e.freq FROM pg_stats s,"
-            " unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e (elem, freq)"
-            " WHERE s.schemaname = current_schema() AND s.tablename = 'messages' AND s.attname = 'search_vector')"
-            " e ON e.elem = q.lexeme",
-            (COMMON_SHARE, text),
-        )
-    )
+
+    SHARE = 0.05
+    REFRESH = 300.0
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._words: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+
+    def get_txn(self, txn: Txn) -> frozenset[str]:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self.REFRESH:
+            row = txn.execute(
+                "SELECT most_common_elems::text::text[] AS words, most_common_elem_freqs AS shares FROM pg_stats"
+                " WHERE schemaname = current_schema() AND tablename = 'messages' AND attname = 'search_vector'"
+            ).fetchone()
+            words: list[str] = (row["words"] if row is not None else None) or []
+            # The frequencies are followed by three more figures (minimum, maximum, share of nulls).
+            shares: list[float] = ((row["shares"] if row is not None else None) or [])[:len(words)]
+            self._words = frozenset(
+                w for w, share in zip(words, shares, strict=True) if share >= self.SHARE and not w.startswith("#")
+            )
+            self._read_at = now
+        return self._words
 
 
 def _postgres_hits_txn(
-    txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int
+    txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int,
+    common: CommonWords,
 ) -> list[Row]:
-    """Two plans, chosen by how common the words are; each costs what the user's chats hold, not the table.
+    """Two plans, chosen by how common the words are; neither reads a common word's matches across the table.
 
     A GIN index cannot return its matches newest first, and a common word
-    matches most of the table.  So for common words each of the user's chats
-    is read newest first (``messages_chat_live``) until ``count`` matches:
-    a few rows per chat.  For the others the GIN index finds the word's
-    (few) matches, kept to the user's chats; ``seq + 0`` keeps the planner
-    from walking the whole table backwards by ``seq`` instead, which is what
-    it picks for a user whose chats are a small part of it.
+    matches most of the table.  So when every word is common, each of the
+    user's chats is read newest first (``messages_chat_live``) until
+    ``count`` matches: a few rows per chat.  Otherwise the GIN index finds
+    the messages holding the words and one of the user's chats (the
+    ``'#<chat id>'`` lexemes), which it does inside the index, starting from
+    the shorter lists.  (The planner alone, with one query for both, walked
+    the whole table backwards by ``seq`` for common words in the chats of a
+    user with few messages: seconds on a million messages.)
     """
     text = " ".join(terms)
-    if _postgres_common_txn(txn, text):
+    if all(term.lower() in common.get_txn(txn) for term in terms):
         sql = (
             "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM unnest(?::bigint[]) AS c (chat_id)"
             " CROSS JOIN LATERAL (SELECT h.seq FROM messages h WHERE h.chat_id = c.chat_id AND h.deleted_at IS NULL"
@@ -158,12 +174,13 @@ def _postgres_hits_txn(
         )
         params: tuple[object, ...] = (list(chats), before, text, count, count)
     else:
+        # The chats as '#<id>' lexemes, built here from integers read from the database.
         sql = (
             "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM messages m JOIN users su ON su.id = m.sender_id"
-            " WHERE m.search_vector @@ " + _PG_WORDS + " AND m.chat_id = ANY(?::bigint[])"
-            " AND m.deleted_at IS NULL AND m.seq < ? ORDER BY m.seq + 0 DESC LIMIT ?"
+            " WHERE m.search_vector @@ (" + _PG_WORDS + " && ?::tsquery)"
+            " AND m.deleted_at IS NULL AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
         )
-        params = (text, list(chats), before, count)
+        params = (text, " | ".join(f"'#{int(c)}'" for c in chats), before, count)
     return txn.execute(sql, (*read_count_params(user_id), *params)).fetchall()
 
 
@@ -177,6 +194,7 @@ def search_txn(
     chat: tuple[int, bool] | None,
     before: int | None,
     limit: int,
+    common: CommonWords,
 ) -> SearchPage:
     """Up to ``limit`` hits below seq ``before``, newest first: three or four queries whatever the data."""
     if not terms:
@@ -185,7 +203,7 @@ def search_txn(
     if not chats:
         return SearchPage([], None)
     rows = _HITS[txn.dialect.name](
-        txn, user_id, terms, sorted(chats), _NEWEST if before is None else before, limit + 1
+        txn, user_id, terms, sorted(chats), _NEWEST if before is None else before, limit + 1, common
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -198,8 +216,9 @@ def search_txn(
 
 
 class SearchStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.monotonic) -> None:
         self._db = db
+        self._common = CommonWords(clock)
 
     def messages(
         self,
@@ -215,4 +234,4 @@ class SearchStore:
         clients name it: `RefusedError` ``Unknown chat`` if there is no such chat the user
         may read).  ``before`` continues a search below that seq (`SearchPage.next_before`).
         """
-        return self._db.run("messages.search", search_txn, user_id, list(terms), chat, before, limit)
+        return self._db.run("messages.search", search_txn, user_id, list(terms), chat, before, limit, self._common)
