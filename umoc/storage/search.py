@@ -94,6 +94,7 @@ def _sqlite_hits_txn(
     txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int,
     common: CommonWords,
 ) -> list[Row]:
+    """One plan for every word (``common`` is PostgreSQL's concern): FTS5 reads newest first and stops."""
     # Every term in the text, and the message in one of the chats (chat_id is one token per row).
     match = (
         "content : (" + " ".join(_fts5_phrase(t) for t in terms) + ")"
