@@ -219,6 +219,7 @@ class RateLimitsConfig:
     messages: RateLimit = field(default_factory=lambda: _rl(10, 1, 30))
     typing: RateLimit = field(default_factory=lambda: _rl(5, 1, 10))
     reads: RateLimit = field(default_factory=lambda: _rl(20, 1, 60))
+    search: RateLimit = field(default_factory=lambda: _rl(5, 1, 20))
     contacts: RateLimit = field(default_factory=lambda: _rl(10, 60, 20))
     uploads: RateLimit = field(default_factory=lambda: _rl(10, 60, 20))
     events: RateLimit = field(default_factory=lambda: _rl(50, 1, 100))

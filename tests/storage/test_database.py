@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
-from umoc.storage.database import Database, SchemaTooNewError, _migrate_txn
+from umoc.storage.database import Database, SchemaTooNewError, _migrate_txn, _statements
 
 
 class DatabaseTestsMixin:
@@ -46,3 +46,31 @@ class SqliteFileModeTests(unittest.TestCase):
         self.assertEqual(stat.S_IMODE(os.stat(data_dir).st_mode), 0o700)
         for name in os.listdir(data_dir):
             self.assertEqual(stat.S_IMODE(os.stat(os.path.join(data_dir, name)).st_mode), 0o600, name)
+
+
+class StatementSplitTests(unittest.TestCase):
+    """Schema files are split at ``;``, but a trigger's body stays one statement."""
+
+    def test_a_trigger_body_is_not_split(self) -> None:
+        script = (
+            "-- a comment; with a semicolon\n"
+            "CREATE TABLE t (a INTEGER);\n"
+            "create trigger t_ins AFTER INSERT ON t BEGIN\n"
+            "    INSERT INTO u VALUES (new.a);\n"
+            "    INSERT INTO v VALUES (new.a);\n"
+            "END;\n"
+            "CREATE INDEX t_a ON t (a)\n"
+        )
+        self.assertEqual(
+            _statements(script),
+            [
+                "CREATE TABLE t (a INTEGER)",
+                "create trigger t_ins AFTER INSERT ON t BEGIN\n    INSERT INTO u VALUES (new.a);\n"
+                "    INSERT INTO v VALUES (new.a);\nEND",
+                "CREATE INDEX t_a ON t (a)",
+            ],
+        )
+
+    def test_an_unterminated_trigger_is_refused(self) -> None:
+        with self.assertRaises(ValueError):
+            _statements("CREATE TRIGGER x AFTER INSERT ON t BEGIN INSERT INTO u VALUES (1);")

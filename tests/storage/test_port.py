@@ -102,6 +102,9 @@ class PortDbTests(AdminCase):
                                           page_size=100)
             seen[key + ":info"] = await person.call("get_chat_info", chat_id=chat["id"],
                                                     is_group=chat["is_group"])
+        # Search answers the same from PostgreSQL's own index (the FTS5 tables are not copied).
+        for word in ("hello", "HI", "here", "oops", "plan"):
+            seen["search " + word] = await person.call("search_messages", query=word)
         return stable(seen)
 
     async def download(self, url: str, login: dict[str, Any]) -> tuple[int, bytes]:
@@ -113,6 +116,8 @@ class PortDbTests(AdminCase):
     async def test_port_round_trips_every_row_and_file_into_a_fresh_postgres_database(self) -> None:
         people, shared, data = await self.populate()
         before = {p.name: await self.view(p) for p in people}
+        found = {w: len(before["alice"]["search " + w]["results"]) for w in ("hello", "HI", "oops", "plan")}
+        self.assertEqual(found, {"hello": 1, "HI": 2, "oops": 0, "plan": 0})  # "hi alice", "hi all"; not the file
         histories = {k: [m["content"] for m in v["messages"]] for k, v in before["alice"].items()
                      if k.count(":") == 1 and k not in ("contacts", "chats")}
         self.assertEqual(len(histories), 3, before["alice"])
@@ -131,6 +136,7 @@ class PortDbTests(AdminCase):
         report = json.loads(out)
         self.assertFalse(report["already_copied"])
         self.assertEqual({t: report["rows"][t] for t in counts}, counts)
+        self.assertEqual([t for t in report["rows"] if "fts" in t], [])
         self.assertEqual(report["uploads_directory"], os.path.realpath(os.path.join(self.data_dir, "uploads")))
         self.assertEqual((report["upload_files"], report["upload_bytes"]), (1, len(data)))
         self.assertEqual(report["sequences"]["users.id"], counts["users"] + 1)

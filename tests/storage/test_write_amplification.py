@@ -45,8 +45,8 @@ class WriteAmplificationTestsMixin:
         group = await self.storage.groups.create(owner, "g", None, users[1:], T0, size)
         return group, users
 
-    async def rows_per_message(self, group: int, sender: int) -> int:
-        args = (sender, "name", group, True, str(uuid.uuid4()), "text", "hi", None, T0 + 1)
+    async def rows_per_message(self, group: int, sender: int, kind: str = "text") -> int:
+        args = (sender, "name", group, True, str(uuid.uuid4()), kind, "hi", None, T0 + 1)
         _, changed = await self.db.run("test.post", _rows_changed_txn, _post_txn, *args)
         return changed
 
@@ -60,10 +60,14 @@ class WriteAmplificationTestsMixin:
         small_rows = await self.rows_per_message(small, small_users[2])
         large_rows = await self.rows_per_message(large, large_users[2])
         self.assertEqual(small_rows, large_rows)
-        # The message, the sender's own member row, the chat row, the change in the group's feed stream.
-        self.assertEqual(large_rows, 4)
+        # The message, the sender's own member row, the chat row, the change in the group's feed
+        # stream; on SQLite a text message's words also go into the FTS5 index (its trigger writes
+        # the index's own tables: a few rows, the same for any group), which SQLite counts as changes too.
+        self.assertEqual(await self.rows_per_message(large, large_users[3], "image"), 4)
+        if self.backend == "postgres":  # the words are a column of the message row
+            self.assertEqual(large_rows, 4)
         unread = {e.id: e.unread_count for e in await self.storage.messages.chat_list(large_users[5])}
-        self.assertEqual(unread[large], 2)
+        self.assertEqual(unread[large], 3)
 
     @inline
     async def test_a_read_writes_the_readers_rows_only(self) -> None:

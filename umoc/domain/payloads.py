@@ -19,6 +19,7 @@ from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
 from umoc.storage.relations import BLOCKED
 from umoc.storage.replies import ReplyTo
+from umoc.storage.search import Hit
 from umoc.timefmt import iso, iso_or_none
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "reaction_updated",
     "reactions",
     "reply_to",
+    "search_result",
     "settings",
 ]
 
@@ -132,6 +134,16 @@ def history_message(message: Message, is_read: bool, viewer_id: int | None = Non
     if message.encrypted_content is not None:
         item["encrypted_content"] = message.encrypted_content
     return item
+
+
+def search_result(hit: Hit, viewer_id: int, snippet: str) -> dict[str, Any]:
+    """One entry of ``search_results``: the ``chat_history`` message plus its chat and the snippet (HTML)."""
+    return {
+        **history_message(hit.message, hit.is_read, viewer_id),
+        "chat_id": hit.chat_id,
+        "is_group": hit.message.is_group,
+        "snippet": snippet,
+    }
 
 
 def chat_list_entry(entry: ChatEntry, online: set[int]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Every handler module's ``ROUTES``: `ROUTE_GROUPS` feeds the router's one table."""
 
-from umoc.events import chats, contacts, files, groups, messages, profiles, push, reactions, session, sync
+from umoc.events import chats, contacts, files, groups, messages, profiles, push, reactions, search, session, sync
 
 ROUTE_GROUPS = [
     session.ROUTES,
@@ -12,5 +12,6 @@ ROUTE_GROUPS = [
     groups.ROUTES,
     files.ROUTES,
     sync.ROUTES,
+    search.ROUTES,
     push.ROUTES,
 ]

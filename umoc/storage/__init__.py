@@ -22,6 +22,7 @@ from umoc.storage.messages import MessageStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
+from umoc.storage.search import SearchStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -46,6 +47,7 @@ class Storage:
         self.deliveries = DeliveryStore(db)
         self.profiles = ProfileStore(db)
         self.feed = FeedStore(db)
+        self.search = SearchStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -561,9 +562,29 @@ def _load_migrations(dialect: Dialect) -> list[tuple[int, str]]:
     return sorted(chosen.items())
 
 
+_TRIGGER_START = re.compile(r"\s*CREATE\s+TRIGGER\b", re.IGNORECASE)
+_TRIGGER_END = re.compile(r"\bEND\s*$", re.IGNORECASE)
+
+
 def _statements(script: str) -> list[str]:
+    """The script's statements, split at ``;``, except inside a trigger's ``BEGIN ... END``.
+
+    A ``CREATE TRIGGER`` statement runs until the piece that ends in ``END``;
+    schema files hold no ``;`` in string literals.
+    """
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending = f"{pending};{piece}" if pending else piece
+        if _TRIGGER_START.match(pending) and not _TRIGGER_END.search(pending):
+            continue
+        if pending.strip():
+            statements.append(pending.strip())
+        pending = ""
+    if pending.strip():
+        raise ValueError(f"unterminated trigger in a schema file: {pending.strip()[:60]}")
+    return statements
 
 
 def _migrate_txn(txn: Txn, migrations: list[tuple[int, str]]) -> int:

@@ -40,8 +40,8 @@ from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
 __all__ = [
-    "ChatEntry", "History", "MESSAGE_COLUMNS", "Message", "MessageStore", "UNKNOWN_CHAT", "annotate_txn",
-    "message_from_row",
+    "ChatEntry", "History", "MESSAGE_COLUMNS", "Message", "MessageStore", "READ_COUNT", "UNKNOWN_CHAT",
+    "annotate_txn", "message_from_row", "read_count_params",
 ]
 
 #: The one answer for a chat that does not exist and a chat the user is not in.
@@ -492,6 +492,24 @@ def _chat_ref_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool) -> tuple
     return None if row is None else (int(row["id"]), int(row["message_count"]))
 
 
+#: ``read_count`` of message ``m`` as a viewer sees it (`read_count_params` binds its placeholders):
+#: a sender's message counts as read once someone read it, except that a read
+#: made after a block between sender and reader is not shown (a block stops
+#: read receipts both ways: see the read_receipt event); another's message
+#: once the viewer read it.
+READ_COUNT = (
+    "CASE WHEN m.sender_id = ?"
+    " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND NOT EXISTS ("
+    "SELECT 1 FROM contacts b WHERE b.status = ? AND b.updated_at <= r.read_at"
+    " AND ((b.owner_id = ? AND b.contact_id = r.user_id) OR (b.owner_id = r.user_id AND b.contact_id = ?))))"
+    " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END AS read_count"
+)
+
+
+def read_count_params(viewer_id: int) -> tuple[object, ...]:
+    return (viewer_id, BLOCKED, viewer_id, viewer_id, viewer_id)
+
+
 def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:
     ref = _chat_ref_txn(txn, user_id, chat_id, is_group)
     if ref is None:
@@ -507,19 +525,10 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
         order, limit, skip = "ASC", page_size + min(start, 0), max(start, 0)
     else:
         order, limit, skip = "DESC", page_size, offset
-    # A sender's message counts as read once someone read it, except that a
-    # read made after a block between sender and reader is not shown: a block
-    # stops read receipts both ways (see the read_receipt event).
     rows = txn.execute(
-        "SELECT " + _MESSAGE_COLUMNS + ","
-        " CASE WHEN m.sender_id = ?"
-        " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND NOT EXISTS ("
-        "SELECT 1 FROM contacts b WHERE b.status = ? AND b.updated_at <= r.read_at"
-        " AND ((b.owner_id = ? AND b.contact_id = r.user_id) OR (b.owner_id = r.user_id AND b.contact_id = ?))))"
-        " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END AS read_count"
-        " FROM messages m JOIN users su ON su.id = m.sender_id"
+        "SELECT " + _MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM messages m JOIN users su ON su.id = m.sender_id"
         " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
-        (user_id, BLOCKED, user_id, user_id, user_id, internal_id, limit, skip),
+        (*read_count_params(user_id), internal_id, limit, skip),
     ).fetchall()
     if order == "DESC":
         rows.reverse()

@@ -51,10 +51,20 @@ class PortReport:
 
 
 def _source_tables(conn: sqlite3.Connection) -> list[str]:
+    """The data tables: not the migration record, not SQLite's own, not a full-text index.
+
+    A virtual table (the FTS5 index ``messages_fts``) and its shadow tables
+    (``messages_fts_data``, ``_idx``, ...) are SQLite's index of rows copied
+    anyway; PostgreSQL's migrations build its own (``search_vector``).
+    """
     rows = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
     ).fetchall()
-    return [r[0] for r in rows if r[0] not in _SKIP]
+    virtual = [name for name, ddl in rows if (ddl or "").lstrip().upper().startswith("CREATE VIRTUAL TABLE")]
+    return [
+        name for name, _ddl in rows
+        if name not in _SKIP and name not in virtual and not any(name.startswith(v + "_") for v in virtual)
+    ]
 
 
 def _parents(conn: sqlite3.Connection, table: str) -> set[str]:

@@ -1,0 +1,339 @@
+"""Full-text search storage on both databases: who may find what, paging, input that looks like syntax."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime
+
+from twisted.trial import unittest
+
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend
+from tests.support.deferreds import inline
+from umoc.domain.search import query_terms
+from umoc.errors import RefusedError
+from umoc.storage import Storage
+from umoc.storage.database import Database, Txn, _load_migrations, _migrate_txn
+from umoc.storage.search import CommonWords, SearchPage
+
+T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC).timestamp()
+
+
+class SearchStorageTestsMixin:
+    async def user(self, name: str) -> int:
+        return (await self.storage.users.create(name, "x", T0)).id
+
+    async def friends(self, a: int, b: int) -> None:
+        user = await self.storage.users.by_id(b)
+        await self.storage.contacts.request(a, user.username, T0)
+        await self.storage.contacts.accept(b, a, T0)
+
+    async def post(self, sender: int, recipient: int, content: str, is_group: bool = False, kind: str = "text"):
+        message, _ = await self.storage.messages.post(
+            sender, "name", recipient, is_group, str(uuid.uuid4()), kind, content, None, T0
+        )
+        return message
+
+    async def find(self, user: int, query: str, chat=None, before=None, limit=20) -> SearchPage:
+        return await self.storage.search.messages(user, query_terms(query), chat, before, limit)
+
+    async def found(self, user: int, query: str, chat=None) -> list[str]:
+        return [hit.message.content for hit in (await self.find(user, query, chat)).hits]
+
+    async def trio(self) -> tuple[int, int, int]:
+        """alice, bob and carol; alice is friends with both, bob and carol with each other."""
+        alice, bob, carol = await self.user("alice"), await self.user("bob"), await self.user("carol")
+        await self.friends(alice, bob)
+        await self.friends(alice, carol)
+        await self.friends(bob, carol)
+        return alice, bob, carol
+
+    @inline
+    async def test_finds_whole_words_of_text_messages_in_any_case_newest_first(self) -> None:
+        alice, bob, carol = await self.trio()
+        await self.post(alice, bob, "Lunch on Friday?")
+        await self.post(bob, alice, "friday works, lunch at noon")
+        await self.post(carol, alice, "no lunches for me")
+        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        await self.post(carol, group, "LUNCH is on me", is_group=True)
+        self.assertEqual(
+            await self.found(alice, "lunch"), ["LUNCH is on me", "friday works, lunch at noon", "Lunch on Friday?"]
+        )
+        # Every word must be there; the order of the words does not matter.
+        self.assertEqual(await self.found(alice, "friday LUNCH"), ["friday works, lunch at noon", "Lunch on Friday?"])
+        self.assertEqual(await self.found(alice, "lunch tuesday"), [])
+        page = await self.find(bob, "lunch")
+        hit = page.hits[0]
+        self.assertEqual((hit.message.content, hit.chat_id, hit.message.is_group), ("LUNCH is on me", group, True))
+        # bob's own message in his chat with alice: the chat is called by alice's id.
+        self.assertEqual([(h.chat_id, h.message.sender_id) for h in page.hits[1:]], [(alice, bob), (alice, alice)])
+        self.assertIsNone(page.next_before)
+
+    @inline
+    async def test_nothing_from_chats_the_user_cannot_read(self) -> None:
+        alice, bob, carol = await self.trio()
+        dave = await self.user("dave")
+        await self.friends(dave, bob)
+        await self.post(bob, carol, "secret between bob and carol")
+        group = await self.storage.groups.create(bob, "no alice", None, [carol], T0, 10)
+        await self.post(bob, group, "secret in a group without alice", is_group=True)
+        await self.post(alice, bob, "not a secret")
+        self.assertEqual(await self.found(alice, "secret"), ["not a secret"])
+        self.assertEqual(len(await self.found(carol, "secret")), 2)
+        # A member finds what came after they joined; one who leaves finds nothing more of the group.
+        await self.storage.groups.add_member(group, bob, dave, T0, 10)
+        self.assertEqual(await self.found(dave, "secret"), [])
+        await self.post(carol, group, "secret after dave joined", is_group=True)
+        self.assertEqual(await self.found(dave, "secret"), ["secret after dave joined"])
+        await self.storage.groups.remove_member(group, dave, dave, T0)
+        self.assertEqual(await self.found(dave, "secret"), [])
+
+    @inline
+    async def test_a_group_member_finds_nothing_from_before_they_joined(self) -> None:
+        alice, bob, carol = await self.trio()
+        group = await self.storage.groups.create(alice, "team", None, [bob], T0, 10)
+        await self.post(bob, group, "plans before carol joined", is_group=True)
+        await self.storage.groups.add_member(group, alice, carol, T0, 10)
+        await self.post(alice, group, "plans after carol joined", is_group=True)
+        self.assertEqual(await self.found(carol, "plans"), ["plans after carol joined"])
+        self.assertEqual(await self.found(carol, "plans", chat=(group, True)), ["plans after carol joined"])
+        # Those who were there find both.
+        self.assertEqual(await self.found(bob, "plans"), ["plans after carol joined", "plans before carol joined"])
+
+    @inline
+    async def test_deleted_never_and_edited_only_by_the_current_text(self) -> None:
+        alice, bob, _ = await self.trio()
+        gone = await self.post(alice, bob, "delete this apple")
+        kept = await self.post(alice, bob, "an apple stays")
+        changed = await self.post(alice, bob, "a banana first")
+        await self.storage.messages.delete(alice, gone.id, T0 + 1)
+        await self.storage.edits.edit(alice, changed.id, "now a cherry", T0 + 2, 0)
+        self.assertEqual(await self.found(bob, "apple"), [kept.content])
+        self.assertEqual(await self.found(bob, "banana"), [])
+        found = (await self.find(bob, "cherry")).hits
+        self.assertEqual([(h.message.id, h.message.content, h.message.edited_at) for h in found],
+                         [(changed.id, "now a cherry", T0 + 2)])
+        await self.storage.messages.delete(alice, changed.id, T0 + 3)
+        self.assertEqual(await self.found(bob, "cherry"), [])
+
+    @inline
+    async def test_file_messages_are_not_searchable(self) -> None:
+        alice, bob, _ = await self.trio()
+        await self.post(alice, bob, '{"file_id": "x", "file_name": "holiday.png"}', kind="image")
+        await self.post(alice, bob, "holiday pictures coming")
+        self.assertEqual(await self.found(bob, "holiday"), ["holiday pictures coming"])
+        self.assertEqual(await self.found(bob, "file_name"), [])
+
+    @inline
+    async def test_one_chat_only_and_the_same_refusal_for_unknown_and_unreadable_chats(self) -> None:
+        alice, bob, carol = await self.trio()
+        await self.post(alice, bob, "kiwi for bob")
+        await self.post(alice, carol, "kiwi for carol")
+        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        await self.post(alice, group, "kiwi for the team", is_group=True)
+        other = await self.storage.groups.create(bob, "bob and carol", None, [carol], T0, 10)
+        self.assertEqual(await self.found(alice, "kiwi", (bob, False)), ["kiwi for bob"])
+        self.assertEqual(await self.found(alice, "kiwi", (group, True)), ["kiwi for the team"])
+        self.assertEqual(await self.found(alice, "kiwi", (carol, False)), ["kiwi for carol"])
+        for chat in ((other, True), (other + 100, True), (group, False), (bob, True), (alice, False), (10**9, False)):
+            with self.assertRaises(RefusedError) as caught:
+                await self.find(alice, "kiwi", chat)
+            self.assertEqual(caught.exception.message, "Unknown chat")
+
+    @inline
+    async def test_pages_return_each_hit_once_newest_first_while_new_messages_arrive(self) -> None:
+        alice, bob, _ = await self.trio()
+        sent = [await self.post(alice if i % 2 else bob, bob if i % 2 else alice, f"melon number {i}")
+                for i in range(8)]
+        await self.post(alice, bob, "no fruit here")
+        seen, before = [], None
+        while True:
+            page = await self.find(bob, "melon", before=before, limit=3)
+            seen.extend(hit.message.id for hit in page.hits)
+            if len(seen) == 3:
+                await self.post(alice, bob, "a late melon")  # newer than the cursor: not on later pages
+            if page.next_before is None:
+                break
+            self.assertEqual(len(page.hits), 3)
+            before = page.next_before
+        self.assertEqual(seen, [m.id for m in reversed(sent)])
+        exact = await self.find(bob, "melon", limit=9)
+        self.assertEqual(len(exact.hits), 9)
+        self.assertIsNone(exact.next_before)
+
+    @inline
+    async def test_query_syntax_is_just_words(self) -> None:
+        alice, bob, _ = await self.trio()
+        await self.post(alice, bob, 'say "NEAR" or AND the NOT word, col:umn * - ^start')
+        await self.post(alice, bob, "nothing")
+        hostile = [
+            '"', '""', '" OR "', "NEAR(a b)", "a*", "-nothing", "^start", "content:nothing", "chat_id : 1",
+            "{content chat_id}: x", "AND", "OR", "NOT", "a + b", "(((", "'; DROP TABLE messages; --", "x:y",
+            "\\", "%", "?", "$1", "e.mail@x.com", "foo_bar", "nothing OR near",
+        ]
+        for text in hostile:
+            try:
+                terms = query_terms(text)
+            except Exception:  # noqa: BLE001 - no words at all: refused before the database
+                continue
+            await self.storage.search.messages(bob, terms)  # never a syntax error
+        self.assertEqual(await self.found(bob, '"NEAR" AND'), [await self.first_content(bob, "near")])
+        self.assertEqual(await self.found(bob, "-nothing"), ["nothing"])
+        self.assertEqual(await self.found(bob, "nothing OR near"), [])
+        self.assertEqual(await self.found(bob, "chat_id : 1"), [])
+        self.assertEqual(await self.found(bob, "col:umn ^start*"), [await self.first_content(bob, "start")])
+
+    async def first_content(self, user: int, word: str) -> str:
+        return (await self.find(user, word)).hits[0].message.content
+
+    @inline
+    async def test_words_split_at_punctuation_alike_on_both_databases(self) -> None:
+        alice, bob, _ = await self.trio()
+        await self.post(alice, bob, "write to e.mail@example.com or see https://example.org/docs/v1.2")
+        for query in ("mail", "example com", "docs", "https", "v1", "2", "example.org"):
+            self.assertEqual(len(await self.found(bob, query)), 1, query)
+        self.assertEqual(await self.found(bob, "exam"), [])
+
+    @inline
+    async def test_cjk_runs_are_whole_tokens_and_diacritics_are_kept(self) -> None:
+        alice, bob, _ = await self.trio()
+        await self.post(alice, bob, "東京タワーへ行く")
+        await self.post(alice, bob, "東京 tower")
+        await self.post(alice, bob, "Un CAFÉ crème")
+        # A run of CJK characters is one token: only the whole run, or a run set apart by spaces, matches.
+        self.assertEqual(await self.found(bob, "東京"), ["東京 tower"])
+        self.assertEqual(await self.found(bob, "東京タワーへ行く"), ["東京タワーへ行く"])
+        self.assertEqual(await self.found(bob, "タワー"), [])
+        self.assertEqual(await self.found(bob, "café"), ["Un CAFÉ crème"])
+        self.assertEqual(await self.found(bob, "CRÈME"), ["Un CAFÉ crème"])
+        self.assertEqual(await self.found(bob, "cafe"), [])
+
+    @inline
+    async def test_a_user_in_many_chats_searches_them_all(self) -> None:
+        me = await self.user("me")
+        peers = []
+        for i in range(60):
+            peer = await self.user(f"peer{i}")
+            await self.friends(me, peer)
+            peers.append(peer)
+            await self.post(peer, me, f"plum {i}")
+        found = (await self.find(me, "plum", limit=50)).hits
+        self.assertEqual([h.chat_id for h in found], list(reversed(peers))[:50])
+
+    @inline
+    async def test_common_and_rare_words_page_alike_on_either_plan(self) -> None:
+        alice, bob, carol = await self.trio()
+        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        other = await self.storage.groups.create(bob, "not alice", None, [carol], T0, 10)
+        mine = []
+        for i in range(90):
+            chat, is_group = [(bob, False), (group, True), (other, True)][i % 3]
+            text = f"the news {i}" + (" zebra" if i % 25 == 0 else "")
+            message = await self.post(carol if is_group else alice, chat, text, is_group)
+            if chat != other:
+                mine.append(message)
+        await self.db.run("test.analyze", lambda txn: txn.execute("ANALYZE messages"))
+        plans: list[frozenset[str]] = [frozenset()]
+        if self.backend == "postgres":
+            now = [0.0]
+            common = CommonWords(lambda: now[0])
+            self.assertEqual(await self.db.run("test.common", common.get_txn), {"the", "news"})
+            mine.append(await self.post(alice, bob, "the zebra"))
+            await self.db.run("test.analyze", lambda txn: txn.execute("ANALYZE messages"))
+            self.assertEqual(await self.db.run("test.common", common.get_txn), {"the", "news"})  # not re-read yet
+            now[0] += CommonWords.REFRESH
+            self.assertEqual(await self.db.run("test.common", common.get_txn), {"the", "news", "zebra"})
+            plans.append(frozenset({"the", "news", "zebra"}))
+        for words in plans:  # PostgreSQL: the GIN plan, then the one for common words
+
+            class Fixed(CommonWords):
+                def get_txn(self, txn: object, words: frozenset[str] = words) -> frozenset[str]:
+                    return words
+
+            self.patch(self.storage.search, "_common", Fixed(lambda: 0.0))
+            zebras = [m for m in mine if "zebra" in m.content]
+            news_zebras = [m for m in zebras if "news" in m.content]
+            for query, expected in (("the", mine), ("zebra", zebras), ("news zebra", news_zebras)):
+                seen, before = [], None
+                while True:
+                    page = await self.find(alice, query, before=before, limit=7)
+                    seen += [hit.message.id for hit in page.hits]
+                    if page.next_before is None:
+                        break
+                    before = page.next_before
+                self.assertEqual(seen, [m.id for m in reversed(expected)], (query, words))
+
+for_each_backend(SearchStorageTestsMixin, DatabaseTestCase, globals())
+
+
+class SearchMigrationTestsMixin:
+    """Migration 010 indexes the messages already there."""
+
+    backend = "sqlite"
+
+    async def database(self) -> Database:
+        if self.backend == "sqlite":
+            folder = tempfile.mkdtemp(prefix="umoc-search-")
+            self.addCleanup(shutil.rmtree, folder, True)
+            db = Database.sqlite(os.path.join(folder, "umoc.sqlite3"))
+        else:
+            import psycopg2
+
+            schema = "umoc_search_" + uuid.uuid4().hex[:12]
+
+            def run(statement: str) -> None:
+                conn = psycopg2.connect(POSTGRES_DSN)
+                with conn, conn.cursor() as cur:
+                    cur.execute(statement)
+                conn.close()
+
+            run(f"CREATE SCHEMA {schema}")
+            self.addCleanup(run, f"DROP SCHEMA {schema} CASCADE")
+            db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
+        self.addCleanup(db.close)
+        return db
+
+    @inline
+    async def test_migration_indexes_existing_text_messages(self) -> None:
+        db = await self.database()
+        migrations = _load_migrations(db.dialect)
+        await db.run("test.migrate", _migrate_txn, [m for m in migrations if m[0] < 10])
+
+        # Rows as a schema-9 server wrote them (today's code writes tables that schema lacks).
+        def seed(txn: Txn) -> None:
+            for user_id, name in ((1, "alice"), (2, "bob")):
+                txn.execute("INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'x', ?)",
+                            (user_id, name, T0))
+            txn.execute("INSERT INTO chats (id, is_group, user_lo, user_hi, created_at, last_activity)"
+                        " VALUES (1, 0, 1, 2, ?, ?)", (T0, T0))
+            for user_id, peer_id in ((1, 2), (2, 1)):
+                txn.execute("INSERT INTO user_chats (user_id, chat_id, peer_id, is_group, joined_at)"
+                            " VALUES (?, 1, ?, 0, ?)", (user_id, peer_id, T0))
+            for kind, text, deleted_at in (("text", "old grape", None), ("text", "gone grape", T0),
+                                           ("file", "grape.pdf", None), ("text", "other", None)):
+                txn.execute("INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
+                            " created_at, deleted_at) VALUES (?, 1, 1, 2, 0, ?, ?, ?, ?)",
+                            (str(uuid.uuid4()), kind, text, T0, deleted_at))
+
+        await db.run("test.seed", seed)
+        self.assertEqual(await db.migrate(), migrations[-1][0])
+        storage = Storage(db)
+        found = await storage.search.messages(2, ["grape"])
+        self.assertEqual([h.message.content for h in found.hits], ["old grape"])
+        await db.run("test.insert", lambda txn: txn.execute(
+            "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, created_at)"
+            " VALUES (?, 1, 1, 2, 0, 'text', 'new grape', ?)", (str(uuid.uuid4()), T0)))
+        found = await storage.search.messages(2, ["grape"])
+        self.assertEqual([h.message.content for h in found.hits], ["new grape", "old grape"])
+
+
+class SearchMigrationSQLiteTests(SearchMigrationTestsMixin, unittest.TestCase):
+    backend = "sqlite"
+
+
+class SearchMigrationPostgresTests(SearchMigrationTestsMixin, unittest.TestCase):
+    backend = "postgres"
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
