@@ -1,6 +1,6 @@
 """Every handler module's ``ROUTES``: `ROUTE_GROUPS` feeds the router's one table."""
 
-from umoc.events import chats, contacts, files, groups, messages, profiles, push, reactions, session, sync
+from umoc.events import account, chats, contacts, files, groups, messages, profiles, push, reactions, session, sync
 
 ROUTE_GROUPS = [
     session.ROUTES,
@@ -13,4 +13,5 @@ ROUTE_GROUPS = [
     files.ROUTES,
     sync.ROUTES,
     push.ROUTES,
+    account.ROUTES,
 ]

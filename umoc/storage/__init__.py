@@ -8,6 +8,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from umoc.config import Config
+from umoc.storage.accounts import AccountStore
 from umoc.storage.admin import AdminStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
@@ -44,6 +45,7 @@ class Storage:
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.profiles = ProfileStore(db)
+        self.accounts = AccountStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
