@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import uuid
 from typing import Any
 
 import treq
 
 from tests.support.admin import PASSWORD, AdminCase
-from tests.support.chat import Person
-from tests.support.databases import for_each_backend
-from tests.support.deferreds import eventually, inline
+from tests.support.chat import Person, person_on
+from tests.support.client import Client
+from tests.support.databases import NO_CLUSTER, REDIS_URL, for_each_backend
+from tests.support.deferreds import blocking, eventually, inline
 
 
 class AccountDeletionMixin:
@@ -103,7 +106,8 @@ class AccountDeletionMixin:
         self.assertEqual([m["content"] for m in group_history["messages"]], ["" if erase else "hello team"])
         # Her file is gone: 404 like an unknown id, and not on disk.
         self.assertEqual(await self.download(self.file_id, bob), 404)
-        self.assertFalse(os.path.exists(self.server.services.files.path_for(self.file_id)))
+        path = self.server.services.files.path_for(self.file_id)
+        await eventually(lambda: not os.path.exists(path))
         # The group goes on: bob (the longest-standing member left) is its admin now.
         info = await bob.call("get_chat_info", chat_id=self.group_id, is_group=True)
         self.assertEqual([(m["user_id"], m["is_admin"]) for m in info["members"]], [(bob.id, True), (carol.id, False)])
@@ -136,6 +140,7 @@ class AccountDeletionMixin:
         await other.expect("connection_successful")
         second = await self.second_socket(self.alice)
         await self.alice.call("update_profile", display_name="Alice A.", status_text="here")
+        self.server.services.accounts.ERASE_BATCH = 2  # her three messages take two batches
         answer = await self.alice.call("delete_account", password=PASSWORD, erase=True)
         self.assertEqual(answer, {})
         for client in (self.alice.client, second, other):
@@ -273,3 +278,39 @@ class AccountDeletionMixin:
 
 
 for_each_backend(AccountDeletionMixin, AdminCase, globals())
+
+
+class AccountAcrossNodesTests(AdminCase):
+    """Two nodes on one PostgreSQL and one Redis: a deletion on one reaches sockets on the other at once."""
+
+    backend = "postgres"
+    skip = NO_CLUSTER
+
+    @inline
+    async def setUp(self) -> None:
+        prefix = f"umoc-test-{uuid.uuid4().hex}:"
+        # A long check interval: what closes the sockets here is the bus, not the sweep.
+        self.shared_config = {"redis": {"url": REDIS_URL, "prefix": prefix}, "sessions": {"check_interval": 3600}}
+        await super().setUp()
+        self.a = self.server
+        self.b = await self.start_node(tempfile.mkdtemp(prefix="umoc-srv-"))
+        for node in (self.a, self.b):
+            await node.service.redis_service.subscribed()
+
+    @inline
+    async def test_delete_account_on_one_node_ends_her_sessions_and_tells_her_friend_on_the_other(self) -> None:
+        alice, bob = await person_on(self, self.a, "alice"), await person_on(self, self.b, "bob")
+        await self.befriend(alice, bob)
+        login_b = await self.b.login("alice")
+        alice_b = Client(self.b.url, login_b)
+        self.clients.append(alice_b)
+        await blocking(alice_b.connect)
+        await alice_b.expect("connection_successful")
+        self.assertEqual(await alice.call("delete_account", password=PASSWORD), {})
+        for client in (alice.client, alice_b):
+            self.assertEqual(await client.expect("account_deleted"), {})
+            await self.closed(client, "Your account has been deleted")
+            self.assertEqual([e for e in client.order if e in ("account_deleted", "session_status")],
+                             ["account_deleted", "session_status"])
+        self.assertEqual(await bob.client.expect("contact_removed"), {"user_id": alice.id})
+        self.assertIsNone(await self.b.services.sessions.authenticate(login_b["sessionID"], None))

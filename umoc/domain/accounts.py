@@ -2,19 +2,20 @@
 
 Both deletion paths share `Accounts.delete`: the storage transaction of
 ``umoc.storage.accounts`` (after erasing message content in bounded
-batches when asked), then the bytes of the user's uploads leave the disk,
-then everyone concerned is told, in this order:
+batches when asked), then everyone concerned is told, in this order:
 
 - each user who had them as a contact gets ``contact_removed {user_id}``;
 - the members of each group they left get ``group_member_removed``, as for
   ``leave_group`` (an admin leaving last promotes the longest-standing
   member; the last member leaving closes the group);
 - every socket of the user, on every node, gets ``account_deleted {}``;
-- then `Accounts.end_sessions` ends every session they had, on every node,
-  with the usual ``session_status {valid: false}`` and disconnect.
+- then `Accounts.finish` ends every session they had, on every node, with
+  the usual ``session_status {valid: false}`` and disconnect, and removes
+  the bytes of their uploads.
 
-The owner's own path (``delete_account``) ends the sessions one reactor
-turn later, so its socket has the acknowledgement before it is closed.
+The owner's own path (``delete_account``) finishes one reactor turn later
+(`Accounts.finish_later`), so its socket has the acknowledgement before it
+is closed.
 
 The export (`Accounts.export`) yields the JSON document in pieces: the
 messages are read a page at a time, so memory stays bounded whatever the
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -75,14 +77,19 @@ class Accounts:
     async def delete_own(self, user_id: int, password: str, erase: bool) -> DeletedAccount:
         """The owner deletes their account: the password is checked as at login (`InvalidCredentialsError`).
 
-        The sessions are left for the caller to end (`end_sessions`), once
-        it has answered the request.
+        The sessions are left for the caller to end, with `finish_later`,
+        once it has answered the request.
         """
         await self._sessions.check_password(user_id, password)
-        return await self.delete(user_id, erase, f"user {user_id}", end_sessions=False)
+        return await self.delete(user_id, erase, f"user {user_id}", finish=False)
 
-    async def delete(self, user_id: int, erase: bool, actor: str, end_sessions: bool = True) -> DeletedAccount:
-        """Delete the account (see the module); `AccountNotFoundError` if it does not exist or is gone."""
+    async def delete(self, user_id: int, erase: bool, actor: str, finish: bool = True) -> DeletedAccount:
+        """Delete the account (see the module); `AccountNotFoundError` if it does not exist or is gone.
+
+        Nothing is awaited between the commit and ``account_deleted``: a
+        node's session sweep must not close the sockets before they hear it.
+        ``finish`` then ends the sessions and removes the files' bytes.
+        """
         if await self._storage.accounts.profile(user_id) is None:
             raise AccountNotFoundError("No such user")
         erased = 0
@@ -92,24 +99,35 @@ class Accounts:
                 erased += count
                 if count < self.ERASE_BATCH:
                     break
-        deleted = await self._storage.accounts.delete(user_id, self._clock.seconds())
+        deleted = await self._storage.accounts.delete(user_id, self._clock.seconds(), erase)
         if deleted is None:
             raise AccountNotFoundError("No such user")
-        if erase:
-            # Anything sent between the last batch and the deletion (the account could still send then).
-            while count := await self._storage.accounts.erase_batch(user_id, self.ERASE_BATCH):
-                erased += count
-        await self._files.remove(deleted.files)
         self._announce(deleted)
-        if end_sessions:
-            self.end_sessions(deleted)
         log.info(
             "Account {username} (id {user_id}) deleted by {actor}: {sessions} sessions, {groups} groups left,"
-            " {files} files removed, {erased} messages erased",
+            " {files} files, {erased} messages erased",
             event="account_deleted", username=deleted.former_username, user_id=user_id, actor=actor,
-            sessions=len(deleted.sessions), groups=len(deleted.groups), files=len(deleted.files), erased=erased,
+            sessions=len(deleted.sessions), groups=len(deleted.groups), files=len(deleted.files),
+            erased=erased if erase else "no",
         )
+        if finish:
+            await self.finish(deleted)
         return deleted
+
+    async def finish(self, deleted: DeletedAccount) -> None:
+        """End every session of the deleted account on every node, then remove its uploads' bytes."""
+        self._sessions.end_all(deleted.sessions, DELETED)
+        await self._files.remove(deleted.files)
+
+    def finish_later(self, deleted: DeletedAccount) -> None:
+        """`finish` one reactor turn from now: after the caller's answer has gone out."""
+
+        def run() -> None:
+            d = defer.ensureDeferred(self.finish(deleted))
+            d.addErrback(lambda f: log.failure("Finishing the deletion of user {user_id} failed", f,
+                                               user_id=deleted.user_id))
+
+        self._clock.callLater(0, run)
 
     def _announce(self, deleted: DeletedAccount) -> None:
         user_id = deleted.user_id
@@ -120,10 +138,6 @@ class Accounts:
             hub.emit_to_users([*change.members, user_id], "group_member_removed",
                               {"chat_id": group_id, "user_id": user_id})
         hub.emit_to_users([user_id], "account_deleted", {})
-
-    def end_sessions(self, deleted: DeletedAccount) -> None:
-        """Close every socket of the deleted account's sessions, on every node."""
-        self._sessions.end_all(deleted.sessions, DELETED)
 
     # -- export -----------------------------------------------------------------------
 

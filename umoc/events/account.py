@@ -26,7 +26,7 @@ async def delete_account(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     """Sessions end one reactor turn later: after the router has sent this socket its ack."""
     accounts = ctx.services.accounts
     deleted = await accounts.delete_own(ctx.user_id, payload["password"], payload["erase"])
-    ctx.services.clock.callLater(0, accounts.end_sessions, deleted)
+    accounts.finish_later(deleted)
     return {}
 
 

@@ -12,9 +12,10 @@ files they uploaded (the caller removes the bytes once it has committed).
 
 Erasing the content of the user's messages is done in bounded batches
 (`AccountStore.erase_batch`), each its own transaction, before the
-deletion: a long history must not hold one transaction past the
-database's deadline, and an account is only ever reported deleted once
-everything asked for is done.  An erased message keeps its id, chat,
+deletion (which erases, in its own transaction, the few sent meanwhile): a
+long history must not hold one transaction past the database's deadline,
+and an account is only ever reported deleted once everything asked for is
+done.  An erased message keeps its id, chat,
 sender and times; its ``type`` becomes ``"erased"`` and its content
 ``""`` (no client can send that type, so clients can tell), and the
 content it had before edits goes too.  Replies show their target's
@@ -59,7 +60,7 @@ class DeletedAccount:
     files: list[str]
 
 
-def _delete_txn(txn: Txn, user_id: int, now: float) -> DeletedAccount | None:
+def _delete_txn(txn: Txn, user_id: int, now: float, erase: bool) -> DeletedAccount | None:
     row = txn.execute(
         "SELECT username, deleted_at FROM users WHERE id = ?" + txn.dialect.for_update, (user_id,)
     ).fetchone()
@@ -88,6 +89,9 @@ def _delete_txn(txn: Txn, user_id: int, now: float) -> DeletedAccount | None:
     txn.execute("DELETE FROM chat_mutes WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM bot_tokens WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM unread_mentions WHERE user_id = ?", (user_id,))
+    if erase:
+        # What the batches before this did not reach: sent since (sending is rate limited, so few).
+        _erase_txn(txn, user_id, None)
     files = [r["id"] for r in txn.execute("SELECT id FROM files WHERE uploader_id = ?", (user_id,)).fetchall()]
     txn.execute("DELETE FROM files WHERE uploader_id = ?", (user_id,))
     txn.execute(
@@ -99,10 +103,12 @@ def _delete_txn(txn: Txn, user_id: int, now: float) -> DeletedAccount | None:
     return DeletedAccount(user_id, former, sessions, contacts, groups, files)
 
 
-def _erase_batch_txn(txn: Txn, user_id: int, limit: int) -> int:
+def _erase_txn(txn: Txn, user_id: int, limit: int | None) -> int:
+    """Erase the user's first ``limit`` messages not erased yet (None: all of them); how many."""
     rows = txn.execute(
-        "SELECT seq FROM messages WHERE sender_id = ? AND type <> ? ORDER BY seq LIMIT ?",
-        (user_id, ERASED_TYPE, limit),
+        "SELECT seq FROM messages WHERE sender_id = ? AND type <> ? ORDER BY seq"
+        + (" LIMIT ?" if limit is not None else ""),
+        (user_id, ERASED_TYPE, limit) if limit is not None else (user_id, ERASED_TYPE),
     ).fetchall()
     if not rows:
         return 0
@@ -174,13 +180,16 @@ class AccountStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def delete(self, user_id: int, now: float) -> defer.Deferred[DeletedAccount | None]:
-        """Scrub the account and remove what was its own (see the module); None if unknown or deleted already."""
-        return self._db.run("accounts.delete", _delete_txn, user_id, now)
+    def delete(self, user_id: int, now: float, erase: bool) -> defer.Deferred[DeletedAccount | None]:
+        """Scrub the account and remove what was its own (see the module); None if unknown or deleted already.
+
+        With ``erase``, messages `erase_batch` has not reached yet are erased in the same transaction.
+        """
+        return self._db.run("accounts.delete", _delete_txn, user_id, now, erase)
 
     def erase_batch(self, user_id: int, limit: int) -> defer.Deferred[int]:
         """Erase the content of up to ``limit`` of the user's messages not yet erased; how many."""
-        return self._db.run("accounts.erase_batch", _erase_batch_txn, user_id, limit)
+        return self._db.run("accounts.erase_batch", _erase_txn, user_id, limit)
 
     def profile(self, user_id: int) -> defer.Deferred[dict[str, Any] | None]:
         """The user's own row as the export shows it (None once deleted)."""
