@@ -92,14 +92,15 @@ class Accounts:
         """
         if await self._storage.accounts.profile(user_id) is None:
             raise AccountNotFoundError("No such user")
-        erased = 0
+        erased, through = 0, None
         if erase:
+            through = 0
             while True:
-                count = await self._storage.accounts.erase_batch(user_id, self.ERASE_BATCH)
+                count, through = await self._storage.accounts.erase_batch(user_id, through, self.ERASE_BATCH)
                 erased += count
                 if count < self.ERASE_BATCH:
                     break
-        deleted = await self._storage.accounts.delete(user_id, self._clock.seconds(), erase)
+        deleted = await self._storage.accounts.delete(user_id, self._clock.seconds(), through)
         if deleted is None:
             raise AccountNotFoundError("No such user")
         self._announce(deleted)

@@ -60,7 +60,7 @@ class DeletedAccount:
     files: list[str]
 
 
-def _delete_txn(txn: Txn, user_id: int, now: float, erase: bool) -> DeletedAccount | None:
+def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) -> DeletedAccount | None:
     row = txn.execute(
         "SELECT username, deleted_at FROM users WHERE id = ?" + txn.dialect.for_update, (user_id,)
     ).fetchone()
@@ -89,9 +89,9 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erase: bool) -> DeletedAccou
     txn.execute("DELETE FROM chat_mutes WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM bot_tokens WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM unread_mentions WHERE user_id = ?", (user_id,))
-    if erase:
+    if erased_through is not None:
         # What the batches before this did not reach: sent since (sending is rate limited, so few).
-        _erase_txn(txn, user_id, None)
+        _erase_txn(txn, user_id, erased_through, None)
     files = [r["id"] for r in txn.execute("SELECT id FROM files WHERE uploader_id = ?", (user_id,)).fetchall()]
     txn.execute("DELETE FROM files WHERE uploader_id = ?", (user_id,))
     txn.execute(
@@ -103,15 +103,19 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erase: bool) -> DeletedAccou
     return DeletedAccount(user_id, former, sessions, contacts, groups, files)
 
 
-def _erase_txn(txn: Txn, user_id: int, limit: int | None) -> int:
-    """Erase the user's first ``limit`` messages not erased yet (None: all of them); how many."""
+def _erase_txn(txn: Txn, user_id: int, after_seq: int, limit: int | None) -> tuple[int, int]:
+    """Erase the user's next ``limit`` messages past ``after_seq`` (None: all of them); ``(how many, last seq)``.
+
+    Keyset paging on ``messages_sender``: each batch starts where the last
+    ended instead of skipping over what is erased already.
+    """
     rows = txn.execute(
-        "SELECT seq FROM messages WHERE sender_id = ? AND type <> ? ORDER BY seq"
+        "SELECT seq FROM messages WHERE sender_id = ? AND seq > ? AND type <> ? ORDER BY seq"
         + (" LIMIT ?" if limit is not None else ""),
-        (user_id, ERASED_TYPE, limit) if limit is not None else (user_id, ERASED_TYPE),
+        (user_id, after_seq, ERASED_TYPE, limit) if limit is not None else (user_id, after_seq, ERASED_TYPE),
     ).fetchall()
     if not rows:
-        return 0
+        return 0, after_seq
     first, last = int(rows[0]["seq"]), int(rows[-1]["seq"])
     txn.execute(
         "DELETE FROM message_edits WHERE message_seq IN"
@@ -123,7 +127,7 @@ def _erase_txn(txn: Txn, user_id: int, limit: int | None) -> int:
         " WHERE sender_id = ? AND seq BETWEEN ? AND ? AND type <> ?",
         (ERASED_TYPE, user_id, first, last, ERASED_TYPE),
     )
-    return len(rows)
+    return len(rows), last
 
 
 # -- export ------------------------------------------------------------------------
@@ -180,16 +184,17 @@ class AccountStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def delete(self, user_id: int, now: float, erase: bool) -> defer.Deferred[DeletedAccount | None]:
+    def delete(self, user_id: int, now: float, erased_through: int | None) -> defer.Deferred[DeletedAccount | None]:
         """Scrub the account and remove what was its own (see the module); None if unknown or deleted already.
 
-        With ``erase``, messages `erase_batch` has not reached yet are erased in the same transaction.
+        ``erased_through``: the last seq `erase_batch` reached; the user's
+        messages after it are erased in the same transaction (None: no erasing).
         """
-        return self._db.run("accounts.delete", _delete_txn, user_id, now, erase)
+        return self._db.run("accounts.delete", _delete_txn, user_id, now, erased_through)
 
-    def erase_batch(self, user_id: int, limit: int) -> defer.Deferred[int]:
-        """Erase the content of up to ``limit`` of the user's messages not yet erased; how many."""
-        return self._db.run("accounts.erase_batch", _erase_txn, user_id, limit)
+    def erase_batch(self, user_id: int, after_seq: int, limit: int) -> defer.Deferred[tuple[int, int]]:
+        """Erase the content of the user's next ``limit`` messages after ``after_seq``; ``(how many, last seq)``."""
+        return self._db.run("accounts.erase_batch", _erase_txn, user_id, after_seq, limit)
 
     def profile(self, user_id: int) -> defer.Deferred[dict[str, Any] | None]:
         """The user's own row as the export shows it (None once deleted)."""
