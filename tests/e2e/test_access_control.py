@@ -324,7 +324,7 @@ class AccessControlTestsMixin:
             "file_id": w.pending_file["file_id"], "file_name": "a.png", "file_size": 4, "file_type": "image/png",
             "since": 0, "limit": 10, "timestamp": 1, "page": 1, "page_size": 10, "emoji": "x",
             "kind": "gateway", "app_id": "com.example", "pushkey": "k", "enabled": False,
-            "registration_id": "00000000-0000-0000-0000-000000000000",
+            "registration_id": "00000000-0000-0000-0000-000000000000", "password": "correct horse battery",
         }
         events = sorted(build_routes(ROUTE_GROUPS))
         self.assertIn("verify_session", events)

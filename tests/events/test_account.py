@@ -261,6 +261,9 @@ class AccountDeletionMixin:
         self.assertEqual(theirs["files"], [])
         self.assertEqual(theirs["groups"][0]["role"], "member")
         self.assertNotIn("hello team", json.dumps(theirs))
+        code, _, carols = await self.export(self.carol.login)
+        self.assertEqual((code, carols["messages"], carols["files"]), (200, [], []))
+        self.assertEqual([c["user_id"] for c in carols["contacts"]], [self.alice.id])
 
     @inline
     async def test_export_needs_a_session_and_is_rate_limited(self) -> None:
