@@ -245,7 +245,8 @@ class AdminApiMixin:
         plain = await self.server.user("plain")
         for method, path, body in (("GET", "users", None), ("POST", "deactivate", {"username": "plain"}),
                                    ("POST", "invites", {}), ("PUT", "registration", {"mode": "closed"}),
-                                   ("POST", "delete_message", {"message_id": str(uuid.uuid4())})):
+                                   ("POST", "delete_message", {"message_id": str(uuid.uuid4())}),
+                                   ("DELETE", "users/1", None)):
             code, answer = await self.api(method, path, body, login={})
             self.assertEqual((code, answer), (401, {"error": "Invalid or expired session"}), path)
             wrong = dict(self.root, token="x" * 43)
@@ -255,7 +256,7 @@ class AdminApiMixin:
         self.assertEqual((await self.api("GET", "registration"))[0], 200)
         self.assertEqual((await self.api("GET", "registration", query=True))[0], 200)
         self.assertEqual((await self.api("GET", "nothing-here"))[0], 404)
-        self.assertEqual((await self.api("DELETE", "users"))[0], 405)
+        self.assertEqual((await self.api("DELETE", "invites"))[0], 405)
 
     @inline
     async def test_list_and_create_users(self) -> None:
@@ -269,7 +270,7 @@ class AdminApiMixin:
         code, body = await self.api("GET", "users")
         self.assertEqual([u["username"] for u in body["users"]], ["root", "alice", "bob"])
         self.assertEqual(set(body["users"][0]), {"user_id", "username", "is_admin", "active", "deactivated_at",
-                                                 "created_at", "last_seen", "sessions"})
+                                                 "created_at", "last_seen", "sessions", "deleted_at"})
         self.assertEqual((await self.api("GET", "users?limit=0"))[0], 400)
 
     @inline

@@ -5,6 +5,7 @@
     umoc-admin --config /etc/umoc/umoc.yaml create-user alice --admin --password-stdin
     umoc-admin --config ... list-users --search ali
     umoc-admin --config ... deactivate alice
+    umoc-admin --config ... delete-user alice --erase
 
 It reads the same configuration file as ``twistd umoc`` and works on the
 same database (SQLite or PostgreSQL), migrating it first like a node
@@ -34,7 +35,9 @@ from umoc.cluster.hub import Hub
 from umoc.cluster.redisbus import RedisBus
 from umoc.cluster.redisclient import RedisClient
 from umoc.config import Config, ConfigError, load_config
+from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration, user_json
+from umoc.domain.files import FileManager
 from umoc.domain.sessions import SessionManager, UsernameTakenError
 from umoc.errors import UserError
 from umoc.storage import Storage, open_storage
@@ -87,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     password_option(p)
     p = command("revoke-sessions", "end every session of an account on every node")
     p.add_argument("username")
+    p = command("delete-user", "delete an account for good: sessions, contacts, groups, files; messages stay"
+                               " from a deleted user")
+    p.add_argument("username")
+    p.add_argument("--erase", action="store_true", help="also erase the content of every message it sent")
     p = command("delete-message", "delete anybody's message (moderation); members get message_deleted")
     p.add_argument("message_id")
     p = command("registration", "show or set the registration mode of every node")
@@ -174,7 +181,9 @@ class Cli:
             self.storage.users, hub, self.reactor, config.sessions, config.registration.mode
         )
         self.sessions.start()
-        return Administration(self.storage, self.sessions, hub, self.reactor)
+        files = FileManager(self.storage, self.reactor, config.uploads, config.uploads_path)
+        accounts = Accounts(self.storage, self.sessions, hub, files, self.reactor)
+        return Administration(self.storage, self.sessions, hub, self.reactor, accounts=accounts)
 
     async def close(self) -> None:
         if self.bus is not None:
@@ -232,6 +241,12 @@ class Cli:
         elif args.command == "revoke-sessions":
             ended = await admin.revoke_sessions(name, ACTOR)
             self.result(f"{ended} sessions of {name} ended ({self.told(config)})", {"sessions_ended": ended})
+        elif args.command == "delete-user":
+            deleted = await admin.delete_user(name, args.erase, ACTOR)
+            erased = "; its messages' content erased" if args.erase else ""
+            self.result(f"Deleted {deleted['username']} (id {deleted['user_id']}): {deleted['sessions_ended']}"
+                        f" sessions ended, {deleted['groups_left']} groups left, {deleted['files_removed']} files"
+                        f" removed{erased} ({self.told(config)})", deleted)
         elif args.command == "delete-message":
             deleted = await admin.delete_message(args.message_id, ACTOR)
             where = "members were told through Redis" if self.bus is not None else \

@@ -227,6 +227,7 @@ class RateLimitsConfig:
     login_name: RateLimit = field(default_factory=lambda: _rl(5, 300, 5))
     register: RateLimit = field(default_factory=lambda: _rl(5, 3600, 10))
     connect: RateLimit = field(default_factory=lambda: _rl(30, 60, 60))
+    export: RateLimit = field(default_factory=lambda: _rl(5, 3600, 5))
 
 
 def _default_allowed_types() -> dict[str, tuple[str, ...]]:

@@ -22,6 +22,7 @@ from umoc.cluster.redisbus import BusReceiver, RedisBus, bus_channel
 from umoc.cluster.redisclient import RedisClient
 from umoc.cluster.redispresence import RedisPresence
 from umoc.config import Config
+from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
@@ -43,6 +44,7 @@ from umoc.transport.recovery import RecoveryStore
 from umoc.transport.socketio import SocketIOConnection
 from umoc.web.admin import admin_resource
 from umoc.web.bots import bot_resource
+from umoc.web.export import export_resource
 from umoc.web.push import push_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
@@ -138,6 +140,8 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
     metrics.gauge("umoc_connected_users", "Users with a socket on this node", lambda: len(hub.by_user))
     metrics.counter("umoc_messages_delivered", "new_message sent to a socket of this node",
                     lambda: hub.messages_delivered)
+    sessions = SessionManager(storage.users, hub, clock, config.sessions, config.registration.mode)
+    files = FileManager(storage, clock, config.uploads, config.uploads_path)
     services = Services(
         config=config,
         clock=clock,
@@ -146,10 +150,11 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         presence=presence,
         ratelimiter=ratelimiter,
         metrics=metrics,
-        sessions=SessionManager(storage.users, hub, clock, config.sessions, config.registration.mode),
-        files=FileManager(storage, clock, config.uploads, config.uploads_path),
+        sessions=sessions,
+        files=files,
         push=push,
         webhooks=webhooks,
+        accounts=Accounts(storage, sessions, hub, files, clock),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -173,7 +178,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
         ),
     )
     uploads = Uploads(services.files, services.sessions, config.max_plain_body)
-    admin = Administration(storage, services.sessions, hub, clock, webhooks)
+    admin = Administration(storage, services.sessions, hub, clock, webhooks, services.accounts)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
     site = build_site(
         services,
@@ -184,6 +189,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
             b"admin": admin_resource(admin, services.sessions, config.server.max_body),
             b"push": push_resource(push),
             b"bot": bot_resource(services),
+            b"export": export_resource(services),
         },
         redis_ping,
     )

@@ -325,6 +325,7 @@ class AccessControlTestsMixin:
             "since": 0, "limit": 10, "timestamp": 1, "page": 1, "page_size": 10, "emoji": "x",
             "kind": "gateway", "app_id": "com.example", "pushkey": "k", "enabled": False,
             "registration_id": "00000000-0000-0000-0000-000000000000", "query": "hi",
+            "password": "correct horse battery",
         }
         events = sorted(build_routes(ROUTE_GROUPS))
         self.assertIn("verify_session", events)

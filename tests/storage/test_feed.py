@@ -225,6 +225,26 @@ class FeedTestsMixin:
         self.assertEqual((await self.read_all(bob, later, 100))[0], [])
 
     @inline
+    async def test_a_deleted_account_leaves_its_contacts_a_removal_and_its_group_a_departure(self) -> None:
+        alice, bob, carol = await self.users("alice", "bob", "carol")
+        await self.befriend(alice, bob, "bob")
+        await self.befriend(alice, carol, "carol")
+        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        await self.storage.profiles.update(alice, display_name="Alice", now=T0)
+        start = await self.storage.feed.position()
+        await self.storage.accounts.delete(alice, T0 + 1, None)
+        changes, _, _ = await self.read_all(bob, start, 100)
+        self.assertEqual(
+            [(c["kind"], c.get("event"), c.get("user_id"), c.get("chat_id")) for c in changes],
+            [("contact", "contact_removed", alice, None),
+             ("member_removed", "group_member_removed", alice, group)],
+        )
+        # Nothing of hers is left in her own or her profile's stream.
+        left = await self.storage.db.run("count", lambda txn: txn.scalar(
+            "SELECT COUNT(*) FROM changes WHERE (user_id = ? AND chat_id IS NULL) OR profile_id = ?", (alice, alice)))
+        self.assertEqual(left, 0)
+
+    @inline
     async def test_bad_and_foreign_cursors_are_refused(self) -> None:
         (alice,) = await self.users("alice")
         good = await self.storage.feed.position()

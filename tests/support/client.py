@@ -25,6 +25,8 @@ class Client:
         self._http = requests.Session()
         self.sio = socketio.Client(reconnection=False, request_timeout=10, http_session=self._http)
         self._queues: dict[str, queue.Queue] = {}
+        #: Every event's name in the order received (the queues keep each event's own order only).
+        self.order: list[str] = []
         self._lock = threading.Lock()
         self.sio.on("*", self._record)
 
@@ -41,6 +43,8 @@ class Client:
             # Connection state recovery appends an offset to hub events; every
             # event in the spec has one payload, so a trailing string is that offset.
             args = args[:1]
+        with self._lock:
+            self.order.append(event)
         self._queue(event).put(args[0] if len(args) == 1 else list(args))
 
     def connect(self, transports: list[str] | None = None, use_query: bool = True, auth: Any = None) -> None:

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
 from umoc.credentials import new_token, token_digest
+from umoc.domain.accounts import AccountNotFoundError, Accounts
 from umoc.domain.sessions import SessionManager
 from umoc.domain.webhooks import Webhooks
 from umoc.errors import UserError
@@ -56,6 +57,7 @@ def user_json(user: UserInfo) -> dict[str, Any]:
         "created_at": iso(user.created_at),
         "last_seen": iso_or_none(user.last_seen),
         "sessions": user.sessions,
+        "deleted_at": iso_or_none(user.deleted_at),
     }
 
 
@@ -69,7 +71,10 @@ class Administration:
         hub: Hub,
         clock: IReactorTime,
         webhooks: Webhooks | None = None,
+        accounts: Accounts | None = None,
     ) -> None:
+        #: Deletes accounts (None: `delete_user` is unavailable).
+        self._accounts = accounts
         #: None for ``umoc-admin``, which sends no webhooks.
         self._webhooks = webhooks
         self._storage = storage
@@ -84,6 +89,31 @@ class Administration:
         if found is None:
             raise NotFoundError("No such user")
         return found
+
+    async def live_user(self, user: int | str) -> UserInfo:
+        """`user`, refusing a deleted account (nothing may be done to it but look)."""
+        found = await self.user(user)
+        if found.deleted_at is not None:
+            raise UserError("This account has been deleted")
+        return found
+
+    async def delete_user(self, user: int | str, erase: bool, actor: str) -> dict[str, Any]:
+        """Delete the account as its owner's ``delete_account`` does (see `Accounts`); what was removed."""
+        if self._accounts is None:
+            raise UserError("Account deletion is not available here")
+        found = await self.live_user(user)
+        try:
+            deleted = await self._accounts.delete(found.id, erase, actor)
+        except AccountNotFoundError:
+            raise NotFoundError("No such user") from None
+        return {
+            "user_id": found.id,
+            "username": found.username,
+            "erased": erase,
+            "sessions_ended": len(deleted.sessions),
+            "groups_left": len(deleted.groups),
+            "files_removed": len(deleted.files),
+        }
 
     async def create_user(self, username: str, password: str, is_admin: bool, actor: str) -> UserInfo:
         """A new account whatever the registration mode; `UsernameTakenError` if the name is taken."""
@@ -108,7 +138,7 @@ class Administration:
 
     async def new_bot_token(self, user: int | str, actor: str) -> str:
         """Another token for an existing bot (or make an account a bot); older tokens stay valid until revoked."""
-        found = await self.user(user)
+        found = await self.live_user(user)
         token = new_token()
         await self._storage.bots.make_bot(found.id, token_digest(token), self._clock.seconds())
         log.info("New token for bot {username} by {actor}", username=found.username, actor=actor)
@@ -129,7 +159,7 @@ class Administration:
         return await self._admin.list_users(search or None, limit, offset)
 
     async def set_admin(self, user: int | str, is_admin: bool, actor: str) -> UserInfo:
-        found = await self.user(user)
+        found = await self.live_user(user)
         await self._admin.set_admin(found.id, is_admin)
         log.info("Account {username} admin flag set to {is_admin} by {actor}",
                  username=found.username, is_admin=is_admin, actor=actor)
@@ -145,14 +175,14 @@ class Administration:
         return await self.user(found.id), len(ended)
 
     async def reactivate(self, user: int | str, actor: str) -> UserInfo:
-        found = await self.user(user)
+        found = await self.live_user(user)
         await self._admin.reactivate(found.id)
         log.info("Account {username} reactivated by {actor}", username=found.username, actor=actor)
         return await self.user(found.id)
 
     async def reset_password(self, user: int | str, password: str, actor: str) -> int:
         """Set a new password and end every session of the account; how many ended."""
-        found = await self.user(user)
+        found = await self.live_user(user)
         password_hash = await self._sessions.hash_new_password(password)
         ended = await self._admin.set_password(found.id, password_hash)
         self._sessions.end_all(ended, PASSWORD_RESET)

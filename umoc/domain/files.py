@@ -277,6 +277,10 @@ class FileManager:
         await self._in_thread(self._sweep_temp, cutoff - self.config.expires_in)
         return removed
 
+    def remove(self, file_ids: list[str]) -> defer.Deferred[None]:
+        """Remove these uploads' bytes (and any partial upload) from disk; their rows are already gone."""
+        return self._in_thread(self._remove_files, file_ids)
+
     def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[None]:
         """Unlinking large files may take a while: not on the reactor thread."""
         return threads.deferToThreadPool(self._clock, self._clock.getThreadPool(), fn, *args)

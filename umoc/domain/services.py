@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from umoc.cluster.hub import Hub
 from umoc.cluster.presence import Presence
 from umoc.config import Config
+from umoc.domain.accounts import Accounts
 from umoc.domain.files import FileManager
 from umoc.domain.push import PushNotifier
 from umoc.domain.sessions import SessionManager
@@ -39,3 +40,4 @@ class Services:
     files: FileManager
     push: PushNotifier
     webhooks: Webhooks
+    accounts: Accounts

@@ -183,6 +183,17 @@ class SessionManager:
             self.end(old, "Your session was ended by a newer login")
         return Login(session_id, token, user_id, canonical_name, expires_at)
 
+    async def check_password(self, user_id: int, password: str) -> None:
+        """`InvalidCredentialsError` unless ``password`` is the account's own (e.g. before deleting it).
+
+        The same verification as a login, on the same bounded pool; a
+        missing account costs the same work as a wrong password.
+        """
+        stored = await self._users.password_hash(user_id)
+        ok = await self._in_pool(verify_password, password, stored or DUMMY_HASH)
+        if not stored or not ok:
+            raise InvalidCredentialsError("Wrong password")
+
     # -- checking -------------------------------------------------------------------
 
     async def check(self, session_id: str, token: str | None) -> SessionRecord:

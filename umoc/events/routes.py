@@ -1,6 +1,19 @@
 """Every handler module's ``ROUTES``: `ROUTE_GROUPS` feeds the router's one table."""
 
-from umoc.events import chats, contacts, files, groups, messages, profiles, push, reactions, search, session, sync
+from umoc.events import (
+    account,
+    chats,
+    contacts,
+    files,
+    groups,
+    messages,
+    profiles,
+    push,
+    reactions,
+    search,
+    session,
+    sync,
+)
 
 ROUTE_GROUPS = [
     session.ROUTES,
@@ -14,4 +27,5 @@ ROUTE_GROUPS = [
     sync.ROUTES,
     search.ROUTES,
     push.ROUTES,
+    account.ROUTES,
 ]

@@ -8,6 +8,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from umoc.config import Config
+from umoc.storage.accounts import AccountStore
 from umoc.storage.admin import AdminStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
@@ -48,6 +49,7 @@ class Storage:
         self.profiles = ProfileStore(db)
         self.feed = FeedStore(db)
         self.search = SearchStore(db)
+        self.accounts = AccountStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

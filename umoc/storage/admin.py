@@ -29,6 +29,8 @@ class UserInfo:
     last_seen: float | None
     #: Live login sessions.
     sessions: int
+    #: When the account was deleted (its name is a tombstone then), or None.
+    deleted_at: float | None = None
 
     @property
     def active(self) -> bool:
@@ -36,7 +38,7 @@ class UserInfo:
 
 
 _USER_COLUMNS = (
-    "SELECT u.id, u.username, u.is_admin, u.deactivated_at, u.created_at, u.last_seen,"
+    "SELECT u.id, u.username, u.is_admin, u.deactivated_at, u.created_at, u.last_seen, u.deleted_at,"
     " (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id) AS session_count FROM users u"
 )
 
@@ -50,6 +52,7 @@ def _user_info(row: Row) -> UserInfo:
         float(row["created_at"]),
         row["last_seen"],
         int(row["session_count"]),
+        row["deleted_at"],
     )
 
 
@@ -141,7 +144,9 @@ class AdminStore:
 
         def txn_fn(txn: Txn) -> bool:
             txn.execute(
-                "UPDATE users SET deactivated_at = NULL WHERE id = ? AND deactivated_at IS NOT NULL", (user_id,)
+                "UPDATE users SET deactivated_at = NULL"
+                " WHERE id = ? AND deactivated_at IS NOT NULL AND deleted_at IS NULL",
+                (user_id,),
             )
             return txn.rowcount == 1
 

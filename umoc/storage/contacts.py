@@ -68,12 +68,15 @@ def _contact_change(owner_id: int, other_id: int, event: str, status: str | None
 
 
 def _user_txn(txn: Txn, user_id: int) -> tuple[int, str] | None:
-    row = txn.execute("SELECT id, username FROM users WHERE id = ?", (user_id,)).fetchone()
+    """A live account's ``(id, username)``; None for an unknown or deleted one."""
+    row = txn.execute("SELECT id, username FROM users WHERE id = ? AND deleted_at IS NULL", (user_id,)).fetchone()
     return None if row is None else (int(row["id"]), row["username"])
 
 
 def _add_txn(txn: Txn, requester_id: int, username: str, now: float) -> tuple[int, str]:
-    row = txn.execute("SELECT id, username FROM users WHERE LOWER(username) = LOWER(?)", (username,)).fetchone()
+    row = txn.execute(
+        "SELECT id, username FROM users WHERE LOWER(username) = LOWER(?) AND deleted_at IS NULL", (username,)
+    ).fetchone()
     if row is None:
         raise RefusedError("User not found")
     target_id, target_name = int(row["id"]), row["username"]

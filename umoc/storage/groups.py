@@ -18,7 +18,7 @@ from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 
-__all__ = ["GroupInfo", "GroupMember", "GroupStore", "MembershipChange", "info_txn"]
+__all__ = ["GroupInfo", "GroupMember", "GroupStore", "MembershipChange", "info_txn", "remove_member_txn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,7 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
     return username
 
 
-def _remove_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float) -> MembershipChange:
+def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float) -> MembershipChange:
     members = _lock_members_txn(txn, group_id, actor_id, need_admin=actor_id != user_id)
     if user_id not in members:
         raise RefusedError("This user is not a member")
@@ -268,7 +268,7 @@ class GroupStore:
 
     def remove_member(self, group_id: int, actor_id: int, user_id: int, now: float) -> defer.Deferred[MembershipChange]:
         """An admin removes ``user_id``, or a member leaves (``actor_id == user_id``)."""
-        return self._db.run("groups.remove_member", _remove_txn, group_id, actor_id, user_id, now)
+        return self._db.run("groups.remove_member", remove_member_txn, group_id, actor_id, user_id, now)
 
     def is_member(self, group_id: int, user_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:

@@ -181,7 +181,8 @@ class UserStore:
 
         def txn_fn(txn: Txn) -> tuple[int, str, str, bool] | None:
             row = txn.execute(
-                "SELECT id, username, password_hash, deactivated_at FROM users WHERE LOWER(username) = LOWER(?)",
+                "SELECT id, username, password_hash, deactivated_at FROM users"
+                " WHERE LOWER(username) = LOWER(?) AND deleted_at IS NULL",
                 (username,),
             ).fetchone()
             if row is None:
@@ -189,6 +190,14 @@ class UserStore:
             return (int(row["id"]), row["username"], row["password_hash"], row["deactivated_at"] is None)
 
         return self._db.read("users.credentials", txn_fn)
+
+    def password_hash(self, user_id: int) -> defer.Deferred[str | None]:
+        """The stored hash of a live (not deleted) account, for re-checking its owner's password."""
+
+        def txn_fn(txn: Txn) -> str | None:
+            return txn.scalar("SELECT password_hash FROM users WHERE id = ? AND deleted_at IS NULL", (user_id,))
+
+        return self._db.run("users.password_hash", txn_fn)
 
     def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> defer.Deferred[bool]:
         """Store ``new_hash`` if the stored one is still ``old_hash`` (a login's re-hash racing a reset loses)."""

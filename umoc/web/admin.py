@@ -7,6 +7,8 @@ flag 403.  JSON in, JSON out; the rules are `Administration`'s::
 
     GET  users?search=&limit=&offset=   -> 200 {"users": [user, ...]}
     POST users {username, password, is_admin?}     -> 201 {"user": user}
+    DELETE users/<user_id>?erase=true|false        -> 200 {user_id, username, erased, sessions_ended,
+                                                           groups_left, files_removed}
     POST deactivate {user_id | username}           -> 200 {"user": user, "sessions_ended": n}
     POST reactivate {user_id | username}           -> 200 {"user": user}
     POST reset_password {user_id | username, password} -> 200 {"sessions_ended": n}
@@ -123,6 +125,19 @@ class AdminApi:
             raise HttpError(409, "Username already taken") from None
         write_json(request, 201, {"user": user_json(user)})
 
+    async def delete_user(self, request: IRequest, caller: UserInfo) -> None:
+        """``DELETE users/<id>``: as the owner's ``delete_account`` (no password); ``?erase=true`` erases content."""
+        target = request.postpath[0] if len(request.postpath) == 1 else b""
+        if not target.isdigit() or len(target) > 18:
+            raise HttpError(404, "No such user")
+        erase = _query(request, b"erase") or "false"
+        if erase not in ("true", "false"):
+            raise HttpError(400, "'erase' must be true or false")
+        user_id = int(target)
+        if user_id == caller.id:
+            raise HttpError(400, "Delete your own account with delete_account")
+        write_json(request, 200, await self._admin.delete_user(user_id, erase == "true", caller.username))
+
     async def deactivate(self, request: IRequest, caller: UserInfo) -> None:
         target = await self._admin.user(_target(self._body(request)))
         if target.id == caller.id:
@@ -188,7 +203,7 @@ def admin_resource(admin: Administration, sessions: SessionManager, max_body: in
     g = api._guarded
     root = _AdminRoot()
     endpoints: dict[bytes, dict[bytes, Handler]] = {
-        b"users": {b"GET": g(api.list_users), b"POST": g(api.create_user)},
+        b"users": {b"GET": g(api.list_users), b"POST": g(api.create_user), b"DELETE": g(api.delete_user)},
         b"deactivate": {b"POST": g(api.deactivate)},
         b"reactivate": {b"POST": g(api.reactivate)},
         b"reset_password": {b"POST": g(api.reset_password)},

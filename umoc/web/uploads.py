@@ -43,6 +43,7 @@ from umoc.domain.files import FileManager, UploadDeniedError
 from umoc.domain.sessions import SessionManager
 from umoc.storage.files import FileRecord
 from umoc.web.jsonapi import HttpError, JsonResource, write_json
+from umoc.web.sessionauth import request_session
 
 __all__ = ["UploadRequest", "Uploads", "content_disposition", "refuse_now"]
 
@@ -390,17 +391,5 @@ class Uploads:
 
     async def _session_user(self, request: IRequest) -> int | None:
         """The user of a valid session given as query parameters or X-Session-* headers."""
-
-        def first(arg: bytes, header: bytes) -> str | None:
-            values = request.args.get(arg) or [request.getHeader(header)]
-            value = values[0]
-            if not isinstance(value, bytes) or not 0 < len(value) <= 256:
-                return None
-            return value.decode("latin-1")
-
-        session_id = first(b"sessionID", b"x-session-id")
-        token = first(b"token", b"x-session-token")
-        if session_id is None or token is None:
-            return None
-        record = await self.sessions.authenticate(session_id, token)
+        record = await request_session(self.sessions, request)
         return record.user_id if record is not None else None

@@ -312,10 +312,14 @@ function reloadChatsSoon() {
   reloadChatsTimer = setTimeout(() => loadChats().catch(showError), 300);
 }
 
+/** What a message erased with its sender's account (type "erased", content "") shows. */
+const ERASED = '(message erased)';
+
 function lastMessageText(m) {
   if (!m) return '';
   const who = m.sender_id === myId() ? 'You: ' : '';
   if (m.type === 'text') return who + m.content;
+  if (m.type === 'erased') return who + ERASED;
   const file = parseFile(m);
   const label = {image: 'Photo', video: 'Video', audio: 'Audio'}[m.type] || 'File';
   return `${who}${label}${file ? `: ${file.file_name}` : ''}`;
@@ -937,7 +941,8 @@ function renderMessage(m, isGroup) {
   const mine = m.sender_id === myId();
   const file = parseFile(m);
   const body = file ? renderFile(m, file)
-    : h('div', {class: 'text'}, m.type === 'text' ? renderText(m) : '(unreadable attachment)');
+    : h('div', {class: 'text'}, m.type === 'text' ? renderText(m)
+      : m.type === 'erased' ? ERASED : '(unreadable attachment)');
   const forMe = mentionsMe(m);
   const actions = MESSAGE_ACTIONS.filter((a) => a.available(m)).map((a) => h('button', {
     type: 'button',

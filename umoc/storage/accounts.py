@@ -1,0 +1,229 @@
+"""Deleting an account, and reading everything of one account for its export.
+
+A deleted account keeps its ``users`` row (messages reference it, and stay
+in other people's histories), scrubbed: the name becomes `tombstone` (which
+frees the old name and can never be logged in with or looked up), the
+password hash and profile are cleared, ``deleted_at`` and
+``deactivated_at`` are set.  Everything else that was the user's goes in
+the same transaction as the scrub: sessions, contacts (both directions),
+group memberships (by the leave rules of ``umoc.storage.groups``), push
+registrations, mutes, bot tokens, unread mentions, and the rows of the
+files they uploaded (the caller removes the bytes once it has committed).
+
+Erasing the content of the user's messages is done in bounded batches
+(`AccountStore.erase_batch`), each its own transaction, before the
+deletion (which erases, in its own transaction, the few sent meanwhile): a
+long history must not hold one transaction past the database's deadline,
+and an account is only ever reported deleted once everything asked for is
+done.  An erased message keeps its id, chat,
+sender and times; its ``type`` becomes ``"erased"`` and its content
+``""`` (no client can send that type, so clients can tell), and the
+content it had before edits goes too.  Replies show their target's
+current type and content, so they follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+
+from umoc.storage.changes import NewChange, record_txn
+from umoc.storage.database import Database, Row, Txn
+from umoc.storage.groups import MembershipChange, remove_member_txn
+
+__all__ = ["ERASED_TYPE", "AccountStore", "DeletedAccount", "tombstone"]
+
+#: The ``type`` of a message whose content was erased with its sender's account.
+ERASED_TYPE = "erased"
+
+
+def tombstone(user_id: int) -> str:
+    """The name a deleted account keeps: ``:`` is not allowed in usernames, so no live name collides."""
+    return f"deleted:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedAccount:
+    """What a deletion changed, for the caller to tell: whose sockets, which files on disk."""
+
+    user_id: int
+    #: The name the account had (for the log; it is free again now).
+    former_username: str
+    #: Sessions deleted: their sockets are closed on every node.
+    sessions: list[str]
+    #: Users who had the deleted user in their contact list: they get ``contact_removed``.
+    contacts: list[int]
+    #: ``(group id, change)`` for each group the user left.
+    groups: list[tuple[int, MembershipChange]]
+    #: Ids of the files the user uploaded (rows gone; the bytes are the caller's to remove).
+    files: list[str]
+
+
+def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) -> DeletedAccount | None:
+    row = txn.execute(
+        "SELECT username, deleted_at FROM users WHERE id = ?" + txn.dialect.for_update, (user_id,)
+    ).fetchone()
+    if row is None or row["deleted_at"] is not None:
+        return None
+    former = row["username"]
+    sessions = [r["id"] for r in txn.execute("SELECT id FROM sessions WHERE user_id = ?", (user_id,)).fetchall()]
+    txn.execute("DELETE FROM push_registrations WHERE user_id = ?", (user_id,))
+    txn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+    contacts = [
+        int(r["owner_id"])
+        for r in txn.execute(
+            "SELECT owner_id FROM contacts WHERE contact_id = ? ORDER BY owner_id", (user_id,)
+        ).fetchall()
+    ]
+    txn.execute("DELETE FROM contacts WHERE owner_id = ? OR contact_id = ?", (user_id, user_id))
+    # The feed: each former contact's stream records the contact_removed they are told live.
+    if contacts:
+        removed = {"event": "contact_removed", "status": None}
+        record_txn(
+            txn, *(NewChange("contact", now, user_id=owner, actor_id=user_id, data=removed) for owner in contacts)
+        )
+    group_ids = [
+        int(r["chat_id"])
+        for r in txn.execute(
+            "SELECT uc.chat_id FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
+            " WHERE uc.user_id = ? AND uc.is_group = 1 AND c.closed_at IS NULL ORDER BY uc.chat_id",
+            (user_id,),
+        ).fetchall()
+    ]
+    groups = [(group_id, remove_member_txn(txn, group_id, user_id, user_id, now)) for group_id in group_ids]
+    # The user's own stream and profile changes go with them (a change that is also in a chat's
+    # stream, as their removal from a group, stays there for the others), and their past memberships.
+    txn.execute(
+        "DELETE FROM changes WHERE (user_id = ? AND chat_id IS NULL) OR profile_id = ?", (user_id, user_id)
+    )
+    txn.execute("DELETE FROM left_chats WHERE user_id = ?", (user_id,))
+    txn.execute("DELETE FROM chat_mutes WHERE user_id = ?", (user_id,))
+    txn.execute("DELETE FROM bot_tokens WHERE user_id = ?", (user_id,))
+    txn.execute("DELETE FROM unread_mentions WHERE user_id = ?", (user_id,))
+    if erased_through is not None:
+        # What the batches before this did not reach: sent since (sending is rate limited, so few).
+        _erase_txn(txn, user_id, erased_through, None)
+    files = [r["id"] for r in txn.execute("SELECT id FROM files WHERE uploader_id = ?", (user_id,)).fetchall()]
+    txn.execute("DELETE FROM files WHERE uploader_id = ?", (user_id,))
+    txn.execute(
+        "UPDATE users SET username = ?, password_hash = '', display_name = NULL, status_text = NULL,"
+        " avatar_file_id = NULL, is_admin = 0, is_bot = 0, push_enabled = 0,"
+        " deactivated_at = COALESCE(deactivated_at, ?), deleted_at = ? WHERE id = ?",
+        (tombstone(user_id), now, now, user_id),
+    )
+    return DeletedAccount(user_id, former, sessions, contacts, groups, files)
+
+
+def _erase_txn(txn: Txn, user_id: int, after_seq: int, limit: int | None) -> tuple[int, int]:
+    """Erase the user's next ``limit`` messages past ``after_seq`` (None: all of them); ``(how many, last seq)``.
+
+    Keyset paging on ``messages_sender``: each batch starts where the last
+    ended instead of skipping over what is erased already.
+    """
+    rows = txn.execute(
+        "SELECT seq FROM messages WHERE sender_id = ? AND seq > ? AND type <> ? ORDER BY seq"
+        + (" LIMIT ?" if limit is not None else ""),
+        (user_id, after_seq, ERASED_TYPE, limit) if limit is not None else (user_id, after_seq, ERASED_TYPE),
+    ).fetchall()
+    if not rows:
+        return 0, after_seq
+    first, last = int(rows[0]["seq"]), int(rows[-1]["seq"])
+    txn.execute(
+        "DELETE FROM message_edits WHERE message_seq IN"
+        " (SELECT seq FROM messages WHERE sender_id = ? AND seq BETWEEN ? AND ?)",
+        (user_id, first, last),
+    )
+    txn.execute(
+        "UPDATE messages SET type = ?, content = '', encrypted_content = NULL, mentions = NULL"
+        " WHERE sender_id = ? AND seq BETWEEN ? AND ? AND type <> ?",
+        (ERASED_TYPE, user_id, first, last, ERASED_TYPE),
+    )
+    return len(rows), last
+
+
+# -- export ------------------------------------------------------------------------
+
+
+def _profile_txn(txn: Txn, user_id: int) -> dict[str, Any] | None:
+    row = txn.execute(
+        "SELECT id, username, display_name, status_text, avatar_file_id, created_at, last_seen,"
+        " send_delivery_receipts FROM users WHERE id = ? AND deleted_at IS NULL",
+        (user_id,),
+    ).fetchone()
+    return None if row is None else dict(zip(row.keys(), tuple(row), strict=True))
+
+
+def _contacts_txn(txn: Txn, user_id: int) -> list[Row]:
+    return txn.execute(
+        "SELECT c.contact_id, u.username, c.status, c.requester_id, c.created_at, c.updated_at"
+        " FROM contacts c JOIN users u ON u.id = c.contact_id WHERE c.owner_id = ? ORDER BY c.contact_id",
+        (user_id,),
+    ).fetchall()
+
+
+def _groups_txn(txn: Txn, user_id: int) -> list[Row]:
+    return txn.execute(
+        "SELECT c.id, c.name, c.description, c.created_at, uc.is_admin, uc.joined_at"
+        " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
+        " WHERE uc.user_id = ? AND uc.is_group = 1 AND c.closed_at IS NULL ORDER BY c.id",
+        (user_id,),
+    ).fetchall()
+
+
+def _files_txn(txn: Txn, user_id: int, after: str, limit: int) -> list[Row]:
+    return txn.execute(
+        "SELECT id, chat_id, is_group, file_name, file_type, file_size, created_at, completed_at, message_id"
+        " FROM files WHERE uploader_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (user_id, after, limit),
+    ).fetchall()
+
+
+def _messages_txn(txn: Txn, user_id: int, after_seq: int, limit: int) -> list[Row]:
+    """A page of the user's live messages by seq; ``chat_id`` as clients know it (the peer, or the group)."""
+    return txn.execute(
+        "SELECT m.seq, m.id, m.recipient_id, m.is_group, m.type, m.content, m.encrypted_content, m.created_at,"
+        " m.edited_at, t.id AS reply_to"
+        " FROM messages m LEFT JOIN messages t ON t.seq = m.reply_to_seq"
+        " WHERE m.sender_id = ? AND m.seq > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
+        (user_id, after_seq, limit),
+    ).fetchall()
+
+
+class AccountStore:
+    """Account deletion and the export's reads."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def delete(self, user_id: int, now: float, erased_through: int | None) -> defer.Deferred[DeletedAccount | None]:
+        """Scrub the account and remove what was its own (see the module); None if unknown or deleted already.
+
+        ``erased_through``: the last seq `erase_batch` reached; the user's
+        messages after it are erased in the same transaction (None: no erasing).
+        """
+        return self._db.run("accounts.delete", _delete_txn, user_id, now, erased_through)
+
+    def erase_batch(self, user_id: int, after_seq: int, limit: int) -> defer.Deferred[tuple[int, int]]:
+        """Erase the content of the user's next ``limit`` messages after ``after_seq``; ``(how many, last seq)``."""
+        return self._db.run("accounts.erase_batch", _erase_txn, user_id, after_seq, limit)
+
+    def profile(self, user_id: int) -> defer.Deferred[dict[str, Any] | None]:
+        """The user's own row as the export shows it (None once deleted)."""
+        return self._db.run("accounts.profile", _profile_txn, user_id)
+
+    def contacts(self, user_id: int) -> defer.Deferred[list[Row]]:
+        return self._db.run("accounts.contacts", _contacts_txn, user_id)
+
+    def groups(self, user_id: int) -> defer.Deferred[list[Row]]:
+        """Open groups the user is a member of, with their role."""
+        return self._db.run("accounts.groups", _groups_txn, user_id)
+
+    def files_page(self, user_id: int, after: str, limit: int) -> defer.Deferred[list[Row]]:
+        """Files the user uploaded with ids after ``after``, by id."""
+        return self._db.run("accounts.files_page", _files_txn, user_id, after, limit)
+
+    def messages_page(self, user_id: int, after_seq: int, limit: int) -> defer.Deferred[list[Row]]:
+        """The user's live messages with seq after ``after_seq``, oldest first (keyset paging on their index)."""
+        return self._db.run("accounts.messages_page", _messages_txn, user_id, after_seq, limit)
