@@ -218,6 +218,7 @@ function procCpuMs(pid) {
 async function deliver(clients) {
   let delivered = 0;
   let acked = 0;
+  let sentTotal = 0;
   let running = true;
   const [event, payload] = job.echo;
   const prefix = `2["${job.deliverEvent}"`;
@@ -230,7 +231,10 @@ async function deliver(clients) {
     }
     const body = `${JSON.stringify(event)},${JSON.stringify(payloadFor(payload, c.i))}]`;
     let id = 0;
-    const send = () => c.ws.send(`42${++id}[${body}`);
+    const send = () => {
+      sentTotal += 1;
+      c.ws.send(`42${++id}[${body}`);
+    };
     c.onEvent = (text) => {
       if (text[0] === "3") {
         acked += 1;
@@ -257,6 +261,7 @@ async function deliver(clients) {
     acksPerSec: acks / job.duration,
     serverCpuMs,
     cpuUsPerDelivery: count ? (serverCpuMs * 1000) / count : null,
+    sentTotal,
     loadgenCpu: cpuMs / (job.duration * 1000),
   };
 }

@@ -134,6 +134,9 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
+    def after_job(self, key: str, result: dict[str, Any]) -> None:
+        """Called with each scenario's result (to add what the server knows)."""
+
     def jobs(self, quick: bool) -> dict[str, dict[str, Any]]:
         dur = 3 if quick else 5
         return {
@@ -343,8 +346,24 @@ class UmocCluster(UmocAppPostgres):
         shutil.rmtree(self.data_dir_b, ignore_errors=True)
         super().stop()
 
+    def _bus_published(self) -> float:
+        """Node A's ``umoc_bus_published`` counter (PUBLISH commands answered)."""
+        with urllib.request.urlopen(self.http + "/metrics", timeout=30) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("umoc_bus_published_total "):
+                    return float(line.split()[1])
+        return 0.0
+
+    def after_job(self, key: str, result: dict[str, Any]) -> None:
+        published = self._bus_published()
+        # PUBLISH commands per message over the whole job (warm-up and drain included): below 1, batched.
+        sent = result.get("sentTotal")
+        result["publishedPerMessage"] = (published - self._published) / sent if sent else None
+        self._published = published
+
     def jobs(self, quick: bool) -> dict[str, dict[str, Any]]:
         assert self.process is not None and self.process_b is not None
+        self._published = self._bus_published()
         logins = self.logins
         base = {"scenario": "deliver", "clients": len(logins), "queries": [self._query(x) for x in logins],
                 "echo": ["send_message", {"recipient_id": 0, "content": TEXT}],
@@ -395,6 +414,7 @@ def run_server(make: Callable[..., Server], mode: str, only: list[str] | None, q
                          "-r", "200", "-o", out, "--pid", str(pid)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             results[key] = loadgen(job, loadgen_cpus)
+            server.after_job(key, results[key])
             for spy in spies:
                 spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
                 spy.wait(30)
@@ -424,13 +444,18 @@ def mean(values: list[float | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
+def mean_of(r: dict[str, Any], kind: str, field: str) -> float | None:
+    """One field of a cluster scenario, averaged over its interleaved rounds."""
+    return mean([v.get(field) for k, v in r.items() if k.startswith(kind) and isinstance(v, dict)])
+
+
 def cluster_cost(r: dict[str, Any], kind: str) -> float | None:
-    """Server CPU (us) per delivered message, averaged over the interleaved rounds."""
-    return mean([v.get("cpuUsPerDelivery") for k, v in r.items() if k.startswith(kind) and isinstance(v, dict)])
+    """Server CPU (us) per delivered message."""
+    return mean_of(r, kind, "cpuUsPerDelivery")
 
 
 def cluster_rate(r: dict[str, Any], kind: str) -> float | None:
-    return mean([v.get("perSec") for k, v in r.items() if k.startswith(kind) and isinstance(v, dict)])
+    return mean_of(r, kind, "perSec")
 
 
 def get(key: str, field: str) -> Callable[[dict[str, Any]], float | None]:
@@ -479,6 +504,8 @@ def cluster_table(by_mode: dict[str, dict[str, dict[str, Any]]]) -> str:
         ("cross-node: CPU per delivery (us)", lambda r: cluster_cost(r, "cross"), ",.0f"),
         ("cross / local", lambda r: (cluster_cost(r, "cross") or 0) / (cluster_cost(r, "local") or 1) or None,
          ".2f"),
+        ("local: PUBLISH per message", lambda r: mean_of(r, "local", "publishedPerMessage"), ".2f"),
+        ("cross-node: PUBLISH per message", lambda r: mean_of(r, "cross", "publishedPerMessage"), ".2f"),
         ("local: deliveries/s", lambda r: cluster_rate(r, "local"), ",.0f"),
         ("cross-node: deliveries/s", lambda r: cluster_rate(r, "cross"), ",.0f"),
     ]
