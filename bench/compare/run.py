@@ -1,7 +1,7 @@
 """UMOC vs the Node.js socket.io server vs python-socketio, side by side.
 
-    python bench/compare/run.py                 # everything, pinned and unpinned (~12 min)
-    python bench/compare/run.py --quick         # the same, shorter runs (~6 min)
+    python bench/compare/run.py                 # everything, pinned and unpinned, 5 s runs
+    python bench/compare/run.py --quick         # the same with 3 s runs (9 minutes on 2 cores)
     python bench/compare/run.py --servers umoc,node --modes pinned --only lat100,thr
 
 Pinned: each server on CPU 0 (``taskset -c 0``), the load generator on
