@@ -52,6 +52,9 @@ setup(
         "cryptography>=42",
         # /metrics: the Prometheus text format, HELP/TYPE lines, histograms, a registry per node.
         "prometheus-client>=0.17",
+        # The Socket.IO codec's JSON (umoc.protocol.socketio): 3-5x the standard library's speed on chat-sized
+        # payloads, the same output (it falls back to the standard library for anything it would write differently).
+        "orjson>=3.8",
     ],
     extras_require={
         "test": [

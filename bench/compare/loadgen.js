@@ -8,14 +8,17 @@
 // per run, bounded in time and count; the result is one JSON line on stdout.
 //
 // job = {
-//   scenario: "latency" | "throughput" | "fanout" | "idle",
+//   scenario: "latency" | "throughput" | "fanout" | "idle" | "deliver" | "openloop" | "connects",
 //   url: "ws://127.0.0.1:PORT/socket.io/?EIO=4&transport=websocket",
+//   urls: [url, url, ...]                       // per-client URL, cycled (optional; instead of url)
 //   queries: ["&sessionID=..&token=..", ...]   // per-client URL suffix, cycled (optional)
 //   clients: N,
 //   ack: ["message-with-ack", {...}]           // latency: the event acked
 //   ackTargets: [...]                          // optional: per-client payload overrides, cycled
 //   echo: ["message", {...}], echoReply: "message-back", window: W   // throughput
 //   fanout: ["broadcast", {...}], fanoutEvent: "broadcast", senders: 1, rounds: R // fanout
+//   deliver: even clients send `echo` (acked, `window` in flight) to their partner, the next
+//            odd client; counts `deliverEvent` at the odd clients and the CPU time of `cpuPids`
 //   warmup: s, duration: s, serverPid: pid, settle: s
 //   // openloop (bench/bench_app.py): `rate` events/s in total, sent on a schedule whatever
 //   // the answers, round-robin over `senders` (client indices; default all), each asking an ack;
@@ -46,7 +49,7 @@ function rssKb(pid) {
 // One client: resolves once the Socket.IO CONNECT is accepted.
 function connect(i) {
   const queries = job.queries || [""];
-  const url = job.url + queries[i % queries.length];
+  const url = (job.urls ? job.urls[i % job.urls.length] : job.url) + queries[i % queries.length];
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     const client = { ws, i, onEvent: null, connected: false };
@@ -316,6 +319,64 @@ async function openloop(clients) {
   };
 }
 
+// CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat.
+function procCpuMs(pid) {
+  const stat = require("fs").readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
+}
+
+async function deliver(clients) {
+  let delivered = 0;
+  let acked = 0;
+  let sentTotal = 0;
+  let running = true;
+  const [event, payload] = job.echo;
+  const prefix = `2["${job.deliverEvent}"`;
+  for (const c of clients) {
+    if (c.i % 2 === 1) {
+      c.onEvent = (text) => {
+        if (text.startsWith(prefix)) delivered += 1;
+      };
+      continue;
+    }
+    const body = `${JSON.stringify(event)},${JSON.stringify(payloadFor(payload, c.i))}]`;
+    let id = 0;
+    const send = () => {
+      sentTotal += 1;
+      c.ws.send(`42${++id}[${body}`);
+    };
+    c.onEvent = (text) => {
+      if (text[0] === "3") {
+        acked += 1;
+        if (running && c.connected) send();
+      }
+    };
+    for (let k = 0; k < job.window; k++) send();
+  }
+  await sleep(job.warmup);
+  const start = delivered;
+  const acked0 = acked;
+  const server0 = job.cpuPids.map(procCpuMs);
+  const cpu0 = process.cpuUsage();
+  await sleep(job.duration);
+  const count = delivered - start;
+  const server1 = job.cpuPids.map(procCpuMs);
+  const cpuMs = cpu(cpu0);
+  const acks = acked - acked0;
+  running = false;
+  await sleep(1);
+  const serverCpuMs = server1.reduce((sum, v, k) => sum + v - server0[k], 0);
+  return {
+    perSec: count / job.duration,
+    acksPerSec: acks / job.duration,
+    serverCpuMs,
+    cpuUsPerDelivery: count ? (serverCpuMs * 1000) / count : null,
+    sentTotal,
+    loadgenCpu: cpuMs / (job.duration * 1000),
+  };
+}
+
 // Connect (authenticated by the query), wait for the CONNECT to be accepted, close; again.
 async function connects() {
   let done = 0;
@@ -360,7 +421,7 @@ async function idle(clients) {
   const t0 = now();
   const clients = await connectAll(job.clients);
   const connectMs = now() - t0;
-  const run = { latency, throughput, fanout, idle, openloop }[job.scenario];
+  const run = { latency, throughput, fanout, idle, openloop, deliver }[job.scenario];
   const result = await run(clients);
   result.connectMs = connectMs;
   result.baseRssKb = job.baseRssKb;

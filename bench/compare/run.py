@@ -1,7 +1,14 @@
 """UMOC vs the Node.js socket.io server vs python-socketio, side by side.
 
-    /work/venv/bin/python bench/compare/run.py                 # everything (~5 min)
-    /work/venv/bin/python bench/compare/run.py --servers umoc,node --quick
+    python bench/compare/run.py                 # everything, pinned and unpinned, 5 s runs
+    python bench/compare/run.py --quick         # the same with 3 s runs (9 minutes on 2 cores)
+    python bench/compare/run.py --servers umoc,node --modes pinned --only lat100,thr
+
+Pinned: each server on CPU 0 (``taskset -c 0``), the load generator on
+CPU 1, so the server has one core of its own, as in production behind a
+process per core.  Unpinned: neither is pinned.  Each table carries the
+ratio UMOC / Node of the same run, the only number comparable from run to
+run on a shared machine.
 
 Servers (each started here, on 127.0.0.1, one at a time, stopped afterwards):
 
@@ -14,6 +21,11 @@ Servers (each started here, on 127.0.0.1, one at a time, stopped afterwards):
   (``bench/compare/umoc_transport_server.py``).
 * ``node``: socket.io 4.x (``bench/compare/node_server.js``).
 * ``python-socketio``: ``AsyncServer`` on aiohttp (``bench/compare/pysio_server.py``).
+* ``umoc-cluster``: two real UMOC nodes on one PostgreSQL database and one
+  Redis (``UMOC_BENCH_POSTGRES``, ``UMOC_BENCH_REDIS``: default the local
+  ones the tests use); ``send_message`` between friends whose sockets are on
+  the same node and on different nodes, and the server CPU time (both
+  nodes, from ``/proc/<pid>/stat``) per message delivered.
 
 The last three run the same echo/ack/broadcast app, so they compare the
 transports alone.  The load comes from ``bench/compare/loadgen.js`` (Node, raw
@@ -71,8 +83,17 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def loadgen(job: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run([NODE, os.path.join(HERE, "loadgen.js"), json.dumps(job)], cwd=ROOT,
+#: CPU sets per mode: (server, load generator); None leaves a process unpinned.
+MODES: dict[str, tuple[str | None, str | None]] = {"pinned": ("0", "1"), "unpinned": (None, None)}
+
+
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    return command if cpus is None else ["taskset", "-c", cpus, *command]
+
+
+def loadgen(job: dict[str, Any], cpus: str | None = None) -> dict[str, Any]:
+    command = pinned([NODE, os.path.join(HERE, "loadgen.js"), json.dumps(job)], cpus)
+    out = subprocess.run(command, cwd=ROOT,
                          capture_output=True, text=True, timeout=job.get("timeout", 120) + 15)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -89,7 +110,8 @@ class Server:
     name = ""
     ack_event: list[Any] = ["message-with-ack", {"text": TEXT}]
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: str | None = None) -> None:
+        self.cpus = cpus
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.url = f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
@@ -98,7 +120,7 @@ class Server:
         raise NotImplementedError
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command(), cwd=ROOT, stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen(pinned(self.command(), self.cpus), cwd=ROOT, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         wait_port(self.port, self.process)
         time.sleep(0.5)
@@ -112,6 +134,9 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
+    def after_job(self, key: str, result: dict[str, Any]) -> None:
+        """Called with each scenario's result (to add what the server knows)."""
+
     def jobs(self, quick: bool) -> dict[str, dict[str, Any]]:
         dur = 3 if quick else 5
         return {
@@ -121,8 +146,7 @@ class Server:
                     "echoReply": "message-back", "warmup": 1, "duration": dur},
             "fan": {"scenario": "fanout", "clients": 1000, "rounds": 10 if quick else 30,
                     "fanout": ["broadcast", {"text": ""}], "fanoutEvent": "broadcast"},
-            "idle1000": {"scenario": "idle", "clients": 1000, "settle": 2},
-            "idle5000": {"scenario": "idle", "clients": 5000, "settle": 3, "timeout": 180},
+            "idle10000": {"scenario": "idle", "clients": 10_000, "settle": 3, "timeout": 240},
         }
 
 
@@ -153,8 +177,8 @@ class UmocApp(Server):
     name = "umoc-app"
     USERS = 100  # 50 pairs of friends; user 2k and 2k+1 write to each other
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, cpus: str | None = None) -> None:
+        super().__init__(cpus)
         self.data_dir = tempfile.mkdtemp(prefix="umoc-compare-")
         self.http = f"http://127.0.0.1:{self.port}"
         self.logins: list[dict[str, Any]] = []
@@ -162,16 +186,22 @@ class UmocApp(Server):
     def database(self) -> dict[str, Any]:
         return {}
 
+    def config(self) -> dict[str, Any]:
+        return {
+            "ratelimits": {"enabled": False},
+            "engineio": {"max_sockets_per_session": 20_000, "max_sockets_per_ip": 1_000_000},
+            "database": self.database(),
+        }
+
     def command(self) -> list[str]:
-        config = os.path.join(self.data_dir, "umoc.yaml")
+        return self.command_for(self.port, self.data_dir)
+
+    def command_for(self, port: int, data_dir: str) -> list[str]:
+        config = os.path.join(data_dir, "umoc.yaml")
         with open(config, "w", encoding="utf-8") as f:
-            json.dump({  # JSON is YAML
-                "ratelimits": {"enabled": False},
-                "engineio": {"max_sockets_per_session": 10_000, "max_sockets_per_ip": 1_000_000},
-                "database": self.database(),
-            }, f)
+            json.dump(self.config(), f)  # JSON is YAML
         return [PY, "-m", "twisted", "umoc", "--config", config,
-                "--listen", f"tcp:{self.port}:interface=127.0.0.1", "--data-dir", self.data_dir]
+                "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir]
 
     def stop(self) -> None:
         super().stop()
@@ -232,9 +262,8 @@ class UmocApp(Server):
             "fan": {"scenario": "fanout", "clients": 1000, "rounds": 10 if quick else 30, "queries": fan_queries,
                     "fanout": message, "ackTargets": [{"recipient_id": recipient["user_id"]}],
                     "fanoutEvent": "new_message", "tagField": "content"},
-            "idle1000": {"scenario": "idle", "clients": 1000, "settle": 2, "queries": [self._query(recipient)]},
-            "idle5000": {"scenario": "idle", "clients": 5000, "settle": 3, "timeout": 180,
-                         "queries": [self._query(recipient)]},
+            "idle10000": {"scenario": "idle", "clients": 10_000, "settle": 3, "timeout": 240,
+                          "queries": [self._query(recipient)]},
         }
 
 
@@ -246,8 +275,8 @@ class UmocAppPostgres(UmocApp):
 
     name = "umoc-app-pg"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, cpus: str | None = None) -> None:
+        super().__init__(cpus)
         self.admin_dsn = os.environ.get("UMOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
         self.db_name = f"umoc_bench_{os.getpid()}"
 
@@ -274,39 +303,122 @@ class UmocAppPostgres(UmocApp):
         self._admin(f"DROP DATABASE IF EXISTS {self.db_name}")
 
 
-SERVERS: dict[str, Callable[[], Server]] = {
+class UmocCluster(UmocAppPostgres):
+    """Two real UMOC nodes on one PostgreSQL database and one Redis: local vs cross-node delivery.
+
+    50 senders on node A each keep a few ``send_message`` in flight to
+    their friend, whose one socket is on node A too (``local``) or on node
+    B (``cross``).  The result is the server CPU time of both nodes over
+    the measured window divided by the messages the recipients received:
+    what one delivery costs, everything included (database calls, the
+    sender's own copy, the Redis publication every message makes, and
+    for ``cross`` the other node's decoding and delivery).
+    """
+
+    name = "umoc-cluster"
+
+    def __init__(self, cpus: str | None = None) -> None:
+        super().__init__(cpus)
+        self.redis_url = os.environ.get("UMOC_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+        self.prefix = f"umoc-bench-{os.getpid()}-{self.port}:"
+        self.port_b = free_port()
+        self.data_dir_b = tempfile.mkdtemp(prefix="umoc-compare-")
+        self.url_b = f"ws://127.0.0.1:{self.port_b}/socket.io/?EIO=4&transport=websocket"
+        self.process_b: subprocess.Popen | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "redis": {"url": self.redis_url, "prefix": self.prefix}}
+
+    def start(self) -> None:
+        self.process_b = subprocess.Popen(pinned(self.command_for(self.port_b, self.data_dir_b), self.cpus),
+                                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        super().start()  # node A: creates the database, then registers and befriends through A
+        wait_port(self.port_b, self.process_b)
+
+    def stop(self) -> None:
+        if self.process_b is not None and self.process_b.poll() is None:
+            self.process_b.terminate()
+            try:
+                self.process_b.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process_b.kill()
+                self.process_b.wait()
+        shutil.rmtree(self.data_dir_b, ignore_errors=True)
+        super().stop()
+
+    def _bus_published(self) -> float:
+        """Node A's ``umoc_bus_published`` counter (PUBLISH commands answered)."""
+        with urllib.request.urlopen(self.http + "/metrics", timeout=30) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("umoc_bus_published_total "):
+                    return float(line.split()[1])
+        return 0.0
+
+    def after_job(self, key: str, result: dict[str, Any]) -> None:
+        published = self._bus_published()
+        # PUBLISH commands per message over the whole job (warm-up and drain included): below 1, batched.
+        sent = result.get("sentTotal")
+        result["publishedPerMessage"] = (published - self._published) / sent if sent else None
+        self._published = published
+
+    def jobs(self, quick: bool) -> dict[str, dict[str, Any]]:
+        assert self.process is not None and self.process_b is not None
+        self._published = self._bus_published()
+        logins = self.logins
+        base = {"scenario": "deliver", "clients": len(logins), "queries": [self._query(x) for x in logins],
+                "echo": ["send_message", {"recipient_id": 0, "content": TEXT}],
+                "ackTargets": [{"recipient_id": logins[i ^ 1]["user_id"]} for i in range(len(logins))],
+                "deliverEvent": "new_message", "window": 4, "warmup": 1, "duration": 3 if quick else 5,
+                "cpuPids": [self.process.pid, self.process_b.pid]}
+        # Client i is user i; even ones send to the next odd one.
+        rounds = 1 if quick else 2
+        jobs: dict[str, dict[str, Any]] = {}
+        for k in range(rounds):  # interleaved: the machine's load drifts
+            jobs[f"local{k}"] = {**base, "urls": [self.url, self.url]}
+            jobs[f"cross{k}"] = {**base, "urls": [self.url, self.url_b]}
+        return jobs
+
+
+SERVERS: dict[str, Callable[..., Server]] = {
     "umoc-app": UmocApp,
     "umoc-app-pg": UmocAppPostgres,
+    "umoc-cluster": UmocCluster,
     "umoc": UmocTransport,
     "node": NodeServer,
     "python-socketio": PythonSocketIO,
 }
 
 
-def run_server(make: Callable[[], Server], only: list[str] | None, quick: bool,
+def run_server(make: Callable[..., Server], mode: str, only: list[str] | None, quick: bool,
                profile: str | None = None) -> dict[str, Any]:
-    server = make()
+    server_cpus, loadgen_cpus = MODES[mode]
+    server = make(server_cpus)
     results: dict[str, Any] = {}
     try:
         server.start()
         assert server.process is not None
         results["rss0"] = rss_kb(server.process.pid)
         for key, job in server.jobs(quick).items():
-            if only and key not in only:
+            if only and key.rstrip("0123456789") not in only and key not in only:
                 continue
-            job = {"url": server.url, "serverPid": server.process.pid, **job}
-            spy = None
-            if profile and server.command()[0] == PY:
-                # Collapsed stacks ("flamegraph" text), one file per server and scenario.
-                out = os.path.join(profile, f"{server.name}-{key}.txt")
-                spy = subprocess.Popen([os.path.join(os.path.dirname(PY), "py-spy"), "record", "--format", "raw",
-                                        "--nonblocking", "-r", "200", "-o", out, "--pid", str(server.process.pid)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            results[key] = loadgen(job)
-            if spy is not None:
+            job = {"url": server.url, "serverPid": server.process.pid, "baseRssKb": rss_kb(server.process.pid),
+                   **job}
+            spies = []
+            if profile and isinstance(server, UmocApp | UmocTransport):
+                # Collapsed stacks ("flamegraph" text), one file per server process, mode and scenario.
+                pids = [server.process.pid] + job.get("cpuPids", [])[1:]
+                for n, pid in enumerate(pids):
+                    out = os.path.join(profile, f"{server.name}-{mode}-{key}{'-b' if n else ''}.txt")
+                    spies.append(subprocess.Popen(
+                        [os.path.join(os.path.dirname(PY), "py-spy"), "record", "--format", "raw", "--nonblocking",
+                         "-r", "200", "-o", out, "--pid", str(pid)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            results[key] = loadgen(job, loadgen_cpus)
+            server.after_job(key, results[key])
+            for spy in spies:
                 spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
                 spy.wait(30)
-            print(f"  {server.name:16} {key:9} {json.dumps(results[key])}", file=sys.stderr, flush=True)
+            print(f"  {server.name:16} {mode:8} {key:9} {json.dumps(results[key])}", file=sys.stderr, flush=True)
             if server.process.poll() is not None:
                 results["died"] = True
                 break
@@ -319,55 +431,146 @@ def fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def table(all_results: dict[str, dict[str, Any]]) -> str:
-    rows = [
-        ("ack RTT, 1 client, p50 / p99 (ms)", lambda r: f"{fmt(r.get('lat1', {}).get('p50'), '.3f')} / "
-                                                         f"{fmt(r.get('lat1', {}).get('p99'), '.3f')}"),
-        ("ack RTT, 100 clients, p50 / p99 (ms)", lambda r: f"{fmt(r.get('lat100', {}).get('p50'), '.2f')} / "
-                                                            f"{fmt(r.get('lat100', {}).get('p99'), '.2f')}"),
-        ("acks/s, 100 clients", lambda r: fmt(r.get("lat100", {}).get("perSec"), ",.0f")),
-        ("echo msgs/s at saturation", lambda r: fmt(r.get("thr", {}).get("perSec"), ",.0f")),
-        ("  (load generator CPU, cores)", lambda r: fmt(r.get("thr", {}).get("loadgenCpu"), ".2f")),
-        ("fan-out to 1,000 sockets, p50 / max (ms)", lambda r: f"{fmt(r.get('fan', {}).get('p50'), '.1f')} / "
-                                                                f"{fmt(r.get('fan', {}).get('max'), '.1f')}"),
-        ("RSS at start (MB)", lambda r: fmt(r.get("rss0", 0) / 1024 if "rss0" in r else None, ".0f")),
-        ("RSS, 1,000 idle clients (MB)", lambda r: fmt((r.get("idle1000", {}).get("rssKb") or 0) / 1024 or None,
-                                                       ".0f")),
-        ("RSS, 5,000 idle clients (MB)", lambda r: fmt((r.get("idle5000", {}).get("rssKb") or 0) / 1024 or None,
-                                                       ".0f")),
-        ("connect 5,000 clients (s)", lambda r: fmt((r.get("idle5000", {}).get("connectMs") or 0) / 1000 or None,
-                                                    ".1f")),
-    ]
-    names = list(all_results)
-    width = max(len(r[0]) for r in rows) + 2
-    cols = [max(16, len(n) + 2) for n in names]
-    lines = ["".ljust(width) + "".join(n.rjust(c) for n, c in zip(names, cols, strict=True))]
-    for label, get in rows:
-        cells = (get(all_results[n]).rjust(c) for n, c in zip(names, cols, strict=True))
-        lines.append(label.ljust(width) + "".join(cells))
+def per_socket_kb(r: dict[str, Any]) -> float | None:
+    """Idle memory per socket: RSS growth from before connecting to 10,000 sockets held."""
+    idle = r.get("idle10000", {})
+    if not idle.get("rssKb") or not idle.get("baseRssKb") or not idle.get("open"):
+        return None
+    return (idle["rssKb"] - idle["baseRssKb"]) / idle["open"]
+
+
+def mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def mean_of(r: dict[str, Any], kind: str, field: str) -> float | None:
+    """One field of a cluster scenario, averaged over its interleaved rounds."""
+    return mean([v.get(field) for k, v in r.items() if k.startswith(kind) and isinstance(v, dict)])
+
+
+def cluster_cost(r: dict[str, Any], kind: str) -> float | None:
+    """Server CPU (us) per delivered message."""
+    return mean_of(r, kind, "cpuUsPerDelivery")
+
+
+def cluster_rate(r: dict[str, Any], kind: str) -> float | None:
+    return mean_of(r, kind, "perSec")
+
+
+def get(key: str, field: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda r: r.get(key, {}).get(field)
+
+
+#: (label, value getter, format); the ratio column divides UMOC's value by Node's.
+ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
+    ("ack RTT, 1 client, p50 (ms)", get("lat1", "p50"), ".3f"),
+    ("ack RTT, 100 clients, p50 (ms)", get("lat100", "p50"), ".2f"),
+    ("ack RTT, 100 clients, p99 (ms)", get("lat100", "p99"), ".2f"),
+    ("acks/s, 100 clients [target >= node]", get("lat100", "perSec"), ",.0f"),
+    ("echo msgs/s at saturation [target >= node]", get("thr", "perSec"), ",.0f"),
+    ("  (load generator CPU, cores)", get("thr", "loadgenCpu"), ".2f"),
+    ("fan-out to 1,000, p50 (ms) [target <= node]", get("fan", "p50"), ".1f"),
+    ("fan-out to 1,000, max (ms)", get("fan", "max"), ".1f"),
+    ("RSS at start (MB)", lambda r: r["rss0"] / 1024 if "rss0" in r else None, ".0f"),
+    ("RSS, 10,000 idle sockets (MB)", lambda r: (get("idle10000", "rssKb")(r) or 0) / 1024 or None, ".0f"),
+    ("idle socket at 10,000 (KB) [target <= 8]", per_socket_kb, ".1f"),
+    ("connect 10,000 sockets (s)", lambda r: (get("idle10000", "connectMs")(r) or 0) / 1000 or None, ".1f"),
+]
+
+
+def table(mode: str, all_results: dict[str, dict[str, Any]]) -> str:
+    names = [n for n in all_results if n != "umoc-cluster"]
+    ratios = [(f"{n}/node", n) for n in ("umoc", "umoc-app") if n in names and "node" in names]
+    width = max(len(r[0]) for r in ROWS) + 2
+    heads = names + [label for label, _ in ratios]
+    cols = [max(13, len(h) + 2) for h in heads]
+    lines = [f"-- {mode}", "".ljust(width) + "".join(h.rjust(c) for h, c in zip(heads, cols, strict=True))]
+    for label, value, spec in ROWS:
+        cells = [fmt(value(all_results[n]), spec) for n in names]
+        node = value(all_results["node"]) if ratios else None
+        for _, n in ratios:
+            mine = value(all_results[n])
+            cells.append(fmt(mine / node if mine is not None and node else None, ".2f"))
+        lines.append(label.ljust(width) + "".join(c.rjust(w) for c, w in zip(cells, cols, strict=True)))
     return "\n".join(lines)
+
+
+def cluster_table(by_mode: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["-- umoc-cluster: send_message to a friend, server CPU of both nodes per delivery [target cross <= 1.5x]",
+             "".ljust(36) + "".join(m.rjust(12) for m in by_mode)]
+    rows: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
+        ("local: CPU per delivery (us)", lambda r: cluster_cost(r, "local"), ",.0f"),
+        ("cross-node: CPU per delivery (us)", lambda r: cluster_cost(r, "cross"), ",.0f"),
+        ("cross / local", lambda r: (cluster_cost(r, "cross") or 0) / (cluster_cost(r, "local") or 1) or None,
+         ".2f"),
+        ("local: PUBLISH per message", lambda r: mean_of(r, "local", "publishedPerMessage"), ".2f"),
+        ("cross-node: PUBLISH per message", lambda r: mean_of(r, "cross", "publishedPerMessage"), ".2f"),
+        ("local: deliveries/s", lambda r: cluster_rate(r, "local"), ",.0f"),
+        ("cross-node: deliveries/s", lambda r: cluster_rate(r, "cross"), ",.0f"),
+    ]
+    for label, value, spec in rows:
+        lines.append(label.ljust(36) + "".join(fmt(value(r["umoc-cluster"]), spec).rjust(12)
+                                               for r in by_mode.values()))
+    return "\n".join(lines)
+
+
+def summary(by_mode: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The targets' ratios to Node, pinned and unpinned side by side."""
+    picked = [r for r in ROWS if "[target" in r[0]]
+    heads = [f"{n} {m}" for n in ("umoc", "umoc-app") for m in by_mode]
+    lines = ["-- UMOC / Node, same run (acks and echo: higher is better; fan-out and memory: lower)",
+             "".ljust(46) + "".join(h.rjust(18) for h in heads)]
+    for label, value, _ in picked:
+        cells = []
+        for n in ("umoc", "umoc-app"):
+            for results in by_mode.values():
+                if n in results and "node" in results:
+                    mine, node = value(results[n]), value(results["node"])
+                    cells.append(fmt(mine / node if mine is not None and node else None, ".2f"))
+                else:
+                    cells.append("-")
+        lines.append(label.ljust(46) + "".join(c.rjust(18) for c in cells))
+    return "\n".join(lines)
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default="umoc-app,umoc,node,python-socketio",
+    parser.add_argument("--servers", default="umoc-app,umoc,node,python-socketio,umoc-cluster",
                         help=f"comma-separated, from {', '.join(SERVERS)}")
-    parser.add_argument("--only", help="comma-separated scenarios: lat1,lat100,thr,fan,idle1000,idle5000")
-    parser.add_argument("--quick", action="store_true", help="3 s runs and fewer fan-out rounds")
+    parser.add_argument("--modes", default="pinned,unpinned", help="pinned, unpinned or both")
+    parser.add_argument("--only", help="comma-separated scenarios: lat1,lat100,thr,fan,idle10000,local,cross")
+    parser.add_argument("--quick", action="store_true", help="3 s runs, fewer fan-out and cluster rounds")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the Python servers during each scenario into DIR")
     args = parser.parse_args()
     only = args.only.split(",") if args.only else None
-    results: dict[str, dict[str, Any]] = {}
-    for name in args.servers.split(","):
-        print(f"== {name}", file=sys.stderr, flush=True)
-        if args.profile:
-            os.makedirs(args.profile, exist_ok=True)
-        results[name] = run_server(SERVERS[name], only, args.quick, args.profile)
+    by_mode: dict[str, dict[str, dict[str, Any]]] = {}
+    loads = [load_average()]
+    for mode in args.modes.split(","):
+        results = by_mode[mode] = {}
+        for name in args.servers.split(","):
+            print(f"== {name} ({mode}), load {load_average()}", file=sys.stderr, flush=True)
+            if args.profile:
+                os.makedirs(args.profile, exist_ok=True)
+            results[name] = run_server(SERVERS[name], mode, only, args.quick, args.profile)
+    loads.append(load_average())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1)
-    print(table(results))
+            json.dump(by_mode, f, indent=1)
+    print(f"load average before / after: {loads[0]} / {loads[1]}")
+    for mode, results in by_mode.items():
+        if any(n != "umoc-cluster" for n in results):
+            print(table(mode, results))
+    if any("node" in r for r in by_mode.values()):
+        print(summary(by_mode))
+    if all("umoc-cluster" in r for r in by_mode.values()):
+        print(cluster_table(by_mode))
 
 
 if __name__ == "__main__":

@@ -299,6 +299,18 @@ class EncodeTests(SynchronousTestCase):
     def test_nan_and_infinity_are_refused(self) -> None:
         self.assertRaises(ValueError, encode_event, "m", float("nan"))
         self.assertRaises(ValueError, encode_event, "m", float("inf"))
+        self.assertRaises(ValueError, encode_event, "m", {"a": None, "b": [float("nan")]})
+
+    def test_output_is_the_standard_json_encoders_whatever_the_codec(self) -> None:
+        import json
+
+        values: list[Any] = [
+            {"text": "héllo \u2028 \"quoted\"", "n": -0.5, "big": 2**70, "none": None, "t": True},
+            {1: "non-str key"}, [1e16, 1.5, 0.1, 10**18], ("tuple", ["nested", {"x": []}]), "\x00\x7f\U0001f600",
+        ]
+        for value in values:
+            expected = json.dumps(["m", value], ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            self.assertEqual(encode_event("m", value), ["2" + expected], value)
 
     def test_unserialisable_values_raise_type_error(self) -> None:
         self.assertRaises(TypeError, encode_event, "m", {1, 2})
@@ -316,6 +328,14 @@ class EncodeTests(SynchronousTestCase):
         second = encode_event("m", 1)
         self.assertEqual(first, second)
         self.assertIsNot(first, second)
+
+
+class DecodeValueTests(SynchronousTestCase):
+    def test_numbers_are_read_as_the_standard_decoder_reads_them(self) -> None:
+        packet = Decoder().feed('2["m",123456789012345678901234567890,-9223372036854775809,1.5,-0,1e5]')
+        assert packet is not None
+        self.assertEqual(packet.data, ["m", 123456789012345678901234567890, -9223372036854775809, 1.5, 0, 100000.0])
+        self.assertEqual([type(v) for v in packet.data[1:]], [int, int, float, int, float])
 
 
 class DecodeErrorTests(SynchronousTestCase):

@@ -150,6 +150,40 @@ class FramingTests(unittest.TestCase):
         self.assertEqual(_autobahn_pformat({"a": 1}), pformat({"a": 1}))
 
 
+class SharedSettingsTests(unittest.TestCase):
+    """Autobahn's settings live on a protocol class per factory; an open connection keeps no handshake."""
+
+    def connect(self, factory: EngineWebSocketFactory, handshake: bytes = HANDSHAKE) -> tuple[Any, StringTransport]:
+        protocol: Any = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(handshake)
+        self.addCleanup(protocol.dropConnection, True)
+        return protocol, transport
+
+    def factory(self, max_payload: int) -> EngineWebSocketFactory:
+        return EngineWebSocketFactory(EngineServer(Clock(), EngineIOConfig(max_payload=Size(max_payload)), Recorder),
+                                      Gatekeeper())
+
+    def test_each_factory_has_its_own_settings_and_no_connection_copies_them(self) -> None:
+        small, large = self.connect(self.factory(1000))[0], self.connect(self.factory(2000))[0]
+        self.assertEqual((small.maxFramePayloadSize, large.maxFramePayloadSize), (1000, 2000))
+        self.assertNotIn("maxFramePayloadSize", vars(small))
+        self.assertEqual(small.state, small.STATE_OPEN)
+
+    def test_a_compression_offer_is_declined_and_the_connection_opens(self) -> None:
+        offer = HANDSHAKE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+        protocol, transport = self.connect(self.factory(1000), offer)
+        self.assertEqual(protocol.state, protocol.STATE_OPEN)
+        self.assertIn(b"101 Switching Protocols", transport.value())
+        self.assertNotIn(b"permessage-deflate", transport.value())
+
+    def test_an_open_connection_keeps_nothing_of_its_handshake(self) -> None:
+        protocol = self.connect(self.factory(1000))[0]
+        self.assertEqual((protocol.http_request_data, protocol.http_response_data), (None, None))
+        self.assertEqual((protocol.http_headers, protocol._headers, protocol._query), ({}, {}, {}))
+
+
 class BatchingTests(unittest.TestCase):
     """A connection with many frames buffered handles a batch per reactor turn, not reading meanwhile."""
 

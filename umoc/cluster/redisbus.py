@@ -8,12 +8,20 @@ A message is JSON::
     {"n": "<node id>", "k": "s", "s": "<session id>", "m": "..."}  end a session
     {"n": "<node id>", "k": "p", "p": 7}                           a node's self-ping
     {"n": "<node id>", "k": "c", "t": 1700000000.5}                catch up since then
+    {"n": "<node id>", "k": "b", "b": [{"k": "u", ...}, {"k": "s", ...}]}
+                                                                   several of the first two, in order
 
 Frames are the already-encoded Socket.IO frames (``'2["new_message",{..}]'``);
 binary attachments travel as ``{"b": base64}``.  The receiving node wraps
 them for Engine.IO once and hands them to its local sockets, so an event is
 serialised once on the node that emitted it, whatever the number of nodes.
-A node ignores its own messages (it has delivered locally already).  ``o``
+A node ignores its own messages (it has delivered locally already).
+
+Deliveries and session ends are published once per reactor turn: what a
+turn emitted (say, every ``send_message`` whose transaction finished in it)
+goes out as one ``"b"`` message, so the PUBLISH, its reply and the other
+nodes' pub/sub parsing are paid once per turn, not once per event.  A turn
+with one event publishes it alone, as before.  ``o``
 is the event's connection-state-recovery offset (absent when recovery is
 off), so the receiving node can keep the event for replay too.  ``i`` is
 the id of a ``new_message``, so a node never delivers one twice.
@@ -65,6 +73,9 @@ class RedisBus:
         self._watch = watch
         self._failing = False
         self._pending: set[defer.Deferred[Any]] = set()
+        #: Deliveries and session ends of this reactor turn, published together at its end.
+        self._batch: list[dict[str, Any]] = []
+        self._batch_at = 0.0
         #: Publications answered by Redis, and refused or unanswered (plain numbers, read by metrics).
         self.published = 0
         self.publish_failures = 0
@@ -75,18 +86,31 @@ class RedisBus:
         self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None, message_id: str | None = None
     ) -> None:
         if user_ids:
-            body: dict[str, Any] = {"n": self.node_id, "k": "u", "u": list(user_ids), "f": _pack_frames(frames)}
+            body: dict[str, Any] = {"k": "u", "u": list(user_ids), "f": _pack_frames(frames)}
             if offset is not None:
                 body["o"] = offset
             if message_id is not None:
                 body["i"] = message_id
-            self._publish(body)
+            self._add(body)
 
     def publish_end_session(self, session_id: str, message: str) -> None:
-        self._publish({"n": self.node_id, "k": "s", "s": session_id, "m": message})
+        self._add({"k": "s", "s": session_id, "m": message})
 
-    def _publish(self, body: dict[str, Any]) -> None:
-        at = self._redis.clock.seconds()
+    def _add(self, item: dict[str, Any]) -> None:
+        """Queue one publication for the end of this reactor turn (the first one schedules it)."""
+        if not self._batch:
+            self._batch_at = self._redis.clock.seconds()
+            self._redis.clock.callLater(0, self._publish_batch)
+        self._batch.append(item)
+
+    def _publish_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if len(batch) == 1:
+            self._publish({"n": self.node_id, **batch[0]}, self._batch_at)
+        elif batch:
+            self._publish({"n": self.node_id, "k": "b", "b": batch}, self._batch_at)
+
+    def _publish(self, body: dict[str, Any], at: float) -> None:
         d = self._redis.call("publish", self.channel, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
         d.addCallbacks(self._published, self._publish_failed, errbackArgs=(at,))
         if not d.called:
@@ -98,7 +122,8 @@ class RedisBus:
         return result
 
     def flush(self) -> defer.Deferred[Any]:
-        """Fires when every publication issued so far is answered (or has failed)."""
+        """Publishes this turn's batch now; fires when every publication so far is answered (or has failed)."""
+        self._publish_batch()
         return defer.DeferredList(list(self._pending), consumeErrors=True)
 
     def _published(self, _: Any) -> None:
@@ -137,23 +162,32 @@ class BusReceiver:
                 if kind == "p" and self._watch is not None:
                     self._watch.on_ping(body.get("p"))
                 return
-            if kind == "u":
-                self.received["deliveries"] += 1
-                local = [u for u in body["u"] if self._hub.is_local(u)]
-                if local:
-                    offset, message_id = body.get("o"), body.get("i")
-                    self._hub.deliver_local(
-                        local,
-                        Outgoing.from_socketio(_unpack_frames(body["f"])),
-                        offset if isinstance(offset, str) else None,
-                        message_id if isinstance(message_id, str) else None,
-                    )
-            elif kind == "s":
-                self.received["session_ends"] += 1
-                self._hub.end_session_local(str(body["s"]), str(body["m"]))
+            if kind == "b":
+                for item in body["b"]:
+                    self._on_item(item)
             elif kind == "c" and self._watch is not None:
                 self.received["catch_up"] += 1
                 self._watch.peer_request(body)
+            else:
+                self._on_item(body)
         except Exception:  # noqa: BLE001 - one bad message must not stop the subscriber
             self.received["malformed"] += 1
             log.failure("Dropping a malformed bus message")
+
+    def _on_item(self, body: dict[str, Any]) -> None:
+        """One delivery or session end (alone or from a batch)."""
+        kind = body.get("k")
+        if kind == "u":
+            self.received["deliveries"] += 1
+            local = [u for u in body["u"] if self._hub.is_local(u)]
+            if local:
+                offset, message_id = body.get("o"), body.get("i")
+                self._hub.deliver_local(
+                    local,
+                    Outgoing.from_socketio(_unpack_frames(body["f"])),
+                    offset if isinstance(offset, str) else None,
+                    message_id if isinstance(message_id, str) else None,
+                )
+        elif kind == "s":
+            self.received["session_ends"] += 1
+            self._hub.end_session_local(str(body["s"]), str(body["m"]))

@@ -11,6 +11,15 @@ a bounded number of frames, then stops reading and lets the reactor serve
 everyone else before it takes the next batch: a flood costs the flooder
 throughput, not the others latency (``bench/bench_flood.py``).
 
+Writes: what one reactor turn sends to a connection is joined and sent
+with one ``send()`` at the end of the turn, straight to the socket
+(`TurnWriter`).  Twisted's own ``write`` would register the socket for
+writability, wait for the next poll, send, and unregister: two
+``epoll_ctl`` and a reactor dispatch per connection per turn, most of
+what a fan-out to many sockets costs.  Only when the kernel's buffer is
+full does the rest go through Twisted's buffer (and its registration).
+TLS and test transports are written to as before.
+
 Slow readers: the protocol registers as the TCP transport's streaming
 producer, so Twisted says when the kernel buffer is full.  Bytes written
 while paused are counted; past ``max_buffered`` the client is dropped,
@@ -19,12 +28,15 @@ because holding its backlog would hurt everyone else's memory.
 
 from __future__ import annotations
 
+import errno
+import inspect
 from pprint import pformat
 from typing import Any
 
 import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.logger import Logger
 
@@ -75,6 +87,37 @@ def _autobahn_pformat(value: Any, *args: Any, **kwargs: Any) -> Any:
 _autobahn_protocol.pformat = _autobahn_pformat  # type: ignore[attr-defined]
 
 
+class TurnWriter:
+    """Sends, at the end of each reactor turn, what the turn wrote to each connection: one ``send()`` each."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._dirty: list[EngineWebSocketProtocol] = []
+
+    def mark(self, protocol: EngineWebSocketProtocol) -> None:
+        """``protocol`` has bytes waiting (the first connection of a turn schedules the flush)."""
+        if not self._dirty:
+            self._reactor.callLater(0, self.flush)
+        self._dirty.append(protocol)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for protocol in dirty:
+            protocol.flush_writes()
+
+
+def _direct_socket(transport: Any) -> Any:
+    """The socket of a plain TCP connection (None for TLS and anything else: those are written to as usual)."""
+    if type(transport) is tcp.Server and not getattr(transport, "TLS", False):
+        return transport.socket
+    return None
+
+
+_EMPTY: dict[str, Any] = {}
+
+_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR)
+
+
 class EngineWebSocketProtocol(WebSocketServerProtocol):
     """Carries one Engine.IO session over one WebSocket."""
 
@@ -96,6 +139,9 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self.probe: UpgradeProbe | None = None
         self._next_batch: IDelayedCall | None = None
         self._fast_limit = 0
+        #: The socket written to directly, and what this reactor turn wrote (see `TurnWriter`).
+        self._socket: Any = None
+        self._out: list[bytes] | None = None
 
     # -- handshake --------------------------------------------------------
 
@@ -116,6 +162,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self._fast_limit = min(limits, default=65535)
         # Take over flow control from twisted.web's HTTP channel.
         transport = self.transport
+        self._socket = _direct_socket(transport)
         try:
             transport.unregisterProducer()
         except Exception:  # noqa: BLE001 - no producer registered is fine
@@ -126,6 +173,15 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             log.debug("transport does not accept a producer")
 
     def onOpen(self) -> None:
+        try:
+            self._open()
+        finally:
+            # What only the handshake needed: an idle socket should not hold its request for life.
+            self._query, self._headers = _EMPTY, _EMPTY
+            self.http_request_data = self.http_response_data = None
+            self.http_headers = self.http_request_params = _EMPTY
+
+    def _open(self) -> None:
         sid = self._query.get("sid")
         if sid:
             # An upgrade from long-polling: the polling transport hands over.
@@ -278,8 +334,46 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         if self.send_queue or self.logOctets:
             self.sendData(wire)  # behind Autobahn's queued writes, or logged
             return
-        self.transport.write(wire)
         self.trafficStats.outgoingOctetsWireLevel += len(wire)
+        if self._socket is None:
+            self.transport.write(wire)
+        elif self._out is None:
+            self._out = [wire]
+            self.factory.writer_for(self.transport.reactor).mark(self)
+        else:
+            self._out.append(wire)
+
+    def flush_writes(self) -> None:
+        """Send what this turn wrote: straight to the socket while Twisted's buffer is empty."""
+        out, self._out = self._out, None
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        transport = self.transport
+        if transport is None or not transport.connected or transport.disconnecting:
+            return
+        sent = 0
+        if not transport._tempDataLen and transport.offset == len(transport.dataBuffer):
+            try:
+                sent = self._socket.send(data)
+            except OSError as e:
+                if e.errno not in _WOULD_BLOCK:
+                    transport.write(data)  # Twisted finds the error on its next write and closes
+                    return
+        if sent < len(data):
+            # The kernel's buffer is full (or Twisted's holds older bytes): Twisted waits for writability.
+            transport.write(data[sent:] if sent else data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Autobahn's own writes (close, pong) go after what this turn wrote before them."""
+        if self._out is not None:
+            self.flush_writes()
+        super().sendData(data, sync, chopsize)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        if self._out is not None and not abort:
+            self.flush_writes()
+        super().dropConnection(abort)
 
     def _admit(self, size: int) -> bool:
         """Count what a paused (slow) client owes; drop it when it owes too much."""
@@ -321,6 +415,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         self.gatekeeper = gatekeeper
         #: Called with (session, protocol) when a WebSocket names an existing sid.
         self.upgrade_handler: Any = None
+        self._writers: dict[int, TurnWriter] = {}
         self.setProtocolOptions(
             maxFramePayloadSize=engine.settings.max_payload,
             maxMessagePayloadSize=engine.settings.max_payload,
@@ -331,6 +426,29 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             # Tell a client why it is cut off (1009 for an oversized frame) instead of just dropping TCP.
             failByDrop=False,
         )
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        """Autobahn's, then the settings as class attributes of a protocol class of this factory's own.
+
+        Autobahn copies its ~30 settings from the factory into every
+        connection unless the connection already has them: as class
+        attributes they are shared, which saves each idle socket about a
+        kilobyte (its attribute dict stays in a smaller size class).
+        """
+        super().setProtocolOptions(**options)
+        base = type(self).protocol
+        # staticmethod: a function setting (perMessageCompressionAccept) must not become a method.
+        settings = {a: getattr(self, a) for a in base.CONFIG_ATTRS}
+        self.protocol = type(base.__name__, (base,), {
+            a: staticmethod(v) if inspect.isfunction(v) else v for a, v in settings.items()
+        })
+
+    def writer_for(self, reactor: Any) -> TurnWriter:
+        """The `TurnWriter` of the reactor that runs these connections (one in production)."""
+        writer = self._writers.get(id(reactor))
+        if writer is None:
+            writer = self._writers[id(reactor)] = TurnWriter(reactor)
+        return writer
 
     def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:
         peer = protocol.transport.getPeer()
