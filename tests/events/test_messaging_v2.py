@@ -575,6 +575,35 @@ class ProfileTestsMixin(MessagingCase):
         self.assertEqual(await self.download(url, dave), 404)
 
     @inline
+    async def test_an_avatar_needs_no_chat_and_is_never_a_message(self) -> None:
+        erin = await self.person("erin")  # no contacts, no groups
+        ready = await erin.call("upload_file_prepare", purpose="avatar", file_name="me.png", file_size=4,
+                                file_type="image/png")
+        response = await treq.put(self.server.url + ready["upload_url"], data=b"\x89PNG",
+                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
+        await response.content()
+        self.assertEqual(response.code, 201)
+        # It was prepared for no chat: it cannot be posted anywhere.
+        frank = await self.person("frank")
+        await self.befriend(erin, frank)
+        await self.drain(erin, frank)
+        await self.refused(erin, "upload_file_complete", "The file was prepared for another chat",
+                           file_id=ready["file_id"], recipient_id=frank.id, is_group=False, file_name="me.png",
+                           file_type="image/png")
+        updated = await erin.call("update_profile", avatar_file_id=ready["file_id"])
+        url = updated["avatar_url"]
+        self.assertEqual(url, f"/api/files/{ready['file_id']}")
+        self.assertEqual(await self.download(url, frank), 200)
+        self.assertEqual(await self.download(url, await self.person("gina")), 404)
+        await self.refused(erin, "upload_file_prepare", "An avatar must be an image: 'text/plain' is not an allowed "
+                           "image type", purpose="avatar", file_name="a.txt", file_size=4, file_type="text/plain")
+        await self.refused(erin, "upload_file_prepare", "Missing 'recipient_id' or 'is_group' (only an avatar needs "
+                           "no chat)", file_name="a.png", file_size=4, file_type="image/png")
+        await self.refused(erin, "upload_file_prepare", "Invalid 'purpose': expected one of message, avatar",
+                           purpose="banner", file_name="a.png",
+                           file_size=4, file_type="image/png")
+
+    @inline
     async def test_refused_profile_updates_change_nothing(self) -> None:
         alice, bob = await self.pair()
         theirs = await self.upload_image(bob, alice.id)

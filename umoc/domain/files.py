@@ -31,6 +31,7 @@ from umoc.storage import Storage
 from umoc.storage.files import FileRecord
 
 __all__ = [
+    "AVATAR_CHAT",
     "FileManager",
     "UploadDeniedError",
     "check_file_name",
@@ -39,6 +40,8 @@ __all__ = [
     "normalise_type",
 ]
 
+#: The chat an avatar upload is recorded with: none (chat ids start at 1), so it is no chat's file.
+AVATAR_CHAT = 0
 #: Separators of any platform a client may save the file on, and NUL.
 _SEPARATORS = frozenset("/\\:\x00")
 #: Bidirectional overrides and isolates: they make "gpj.exe" display as "exe.jpg".
@@ -139,6 +142,28 @@ class FileManager:
         if message_type_for(file_type, self.config) is None:
             raise UserError(f"File type '{file_type[:100]}' is not allowed")
         await require_writable_chat(self._storage, user_id, chat_id, is_group)
+        return await self._record(user_id, chat_id, is_group, file_name, file_size, file_type)
+
+    async def prepare_avatar(self, user_id: int, file_name: str, file_size: int, file_type: str) -> dict[str, Any]:
+        """An image upload for `update_profile`'s ``avatar_file_id``, tied to no chat.
+
+        Recorded with chat `AVATAR_CHAT` (no chat has id 0), so it can never
+        be shared as a message (`claim_for_sharing` wants the chat it was
+        prepared for) and no chat's members may read it; only its use as an
+        avatar makes it readable (to whoever may see the profile).  Until then
+        it is an abandoned upload like any other, purged when it expires.
+        """
+        file_name = check_file_name(file_name, self.config.max_file_name)
+        if file_size > self.config.max_size:
+            raise UserError(f"File too large: at most {self.config.max_size} bytes")
+        file_type = normalise_type(file_type)
+        if message_type_for(file_type, self.config) != "image":
+            raise UserError(f"An avatar must be an image: '{file_type[:100]}' is not an allowed image type")
+        return await self._record(user_id, AVATAR_CHAT, False, file_name, file_size, file_type)
+
+    async def _record(
+        self, user_id: int, chat_id: int, is_group: bool, file_name: str, file_size: int, file_type: str
+    ) -> dict[str, Any]:
         file_id, token, now = str(uuid.uuid4()), new_token(), self.now()
         await self._storage.files.create(
             file_id, user_id, chat_id, is_group, file_name, file_type, file_size,

@@ -13,15 +13,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.errors import UserError
 from umoc.events import messages
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Int, Schema, Str, Uuid
+from umoc.events.schema import SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
 
 __all__ = ["ROUTES"]
 
 
 async def upload_file_prepare(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.services.files.prepare(
+    """A chat file (``recipient_id``/``is_group``), or with ``purpose: "avatar"`` an image for the profile."""
+    files = ctx.services.files
+    if payload["purpose"] == "avatar":
+        return await files.prepare_avatar(ctx.user_id, payload["file_name"], payload["file_size"], payload["file_type"])
+    if payload["recipient_id"] is None or payload["is_group"] is None:
+        raise UserError("Missing 'recipient_id' or 'is_group' (only an avatar needs no chat)")
+    return await files.prepare(
         ctx.user_id, payload["recipient_id"], payload["is_group"], payload["file_name"], payload["file_size"],
         payload["file_type"],
     )
@@ -49,11 +56,12 @@ ROUTES = [
         "upload_file_prepare",
         Schema(
             SESSION_ID,
-            Int("recipient_id"),
-            Bool("is_group"),
+            Int("recipient_id", required=False),
+            Bool("is_group", required=False),
             Str("file_name", max_length=4096),
             Int("file_size"),
             Str("file_type", max_length=255),
+            Enum("purpose", ("message", "avatar"), required=False, default="message"),
         ),
         upload_file_prepare,
         response="file_upload_ready",

@@ -526,22 +526,16 @@ function removeAvatarChoice() {
 }
 
 /**
- * Upload an avatar image; answers its file id for update_profile.  The server takes
- * uploads for a chat only (upload_file_prepare checks the chat is writable), so the
- * image goes up through one of ours and is never posted there (no upload_file_complete).
+ * Upload an avatar image; answers its file id for update_profile.  `purpose: "avatar"`
+ * ties the upload to no chat: it can only ever become the profile's picture.
  */
 async function uploadAvatar(file) {
-  const friend = friends()[0];
-  const group = [...state.chats.values()].find((c) => c.is_group);
-  const chat = friend ? {recipient_id: friend.user_id, is_group: false}
-    : (group ? {recipient_id: group.id, is_group: true} : null);
-  if (!chat) throw new RequestError('Add a contact or join a group first: the server takes uploads through a chat');
   const progress = $('profile-avatar-progress');
   progress.value = 0;
   progress.hidden = false;
   try {
     const ready = await request('upload_file_prepare', {
-      ...chat, file_name: file.name, file_size: file.size, file_type: file.type,
+      purpose: 'avatar', file_name: file.name, file_size: file.size, file_type: file.type,
     });
     await uploadFile(ready.upload_url, ready.upload_token, file, file.type, (pct) => { progress.value = pct; });
     return ready.file_id;
