@@ -20,7 +20,7 @@ from umoc.storage.database import Database, Txn, in_clause
 __all__ = [
     "MentionStore",
     "check_mentions",
-    "insert_unread_mentions_txn",
+    "unread_mentions_statements",
     "mark_mentions_read_txn",
     "mention_counts_txn",
     "parse_mentions",
@@ -53,17 +53,17 @@ def parse_mentions(text: str | None) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",")) if text else ()
 
 
-def insert_unread_mentions_txn(
-    txn: Txn, message_seq: int, chat_id: int, sender_id: int, mentioned: Sequence[int]
-) -> None:
-    """One statement (psycopg2's executemany is a round trip per row); none when only the sender is named."""
+def unread_mentions_statements(
+    message_seq: int, chat_id: int, sender_id: int, mentioned: Sequence[int]
+) -> list[tuple[str, Sequence[object]]]:
+    """The one INSERT (psycopg2's executemany is a round trip per row) for `Txn.execute_each`; none for self only."""
     others = [user_id for user_id in mentioned if user_id != sender_id]
-    if others:
-        txn.execute(
-            "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES "
-            + ", ".join(["(?, ?, ?)"] * len(others)),
-            [v for user_id in others for v in (user_id, chat_id, message_seq)],
-        )
+    if not others:
+        return []
+    return [(
+        "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES " + ", ".join(["(?, ?, ?)"] * len(others)),
+        [v for user_id in others for v in (user_id, chat_id, message_seq)],
+    )]
 
 
 def mark_mentions_read_txn(txn: Txn, reader_id: int, seqs: Sequence[int]) -> None:

@@ -27,11 +27,11 @@ from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Database, Row, Txn, in_clause
 from umoc.storage.mentions import (
     check_mentions,
-    insert_unread_mentions_txn,
     mark_mentions_read_txn,
     mention_counts_txn,
     mentions_text,
     parse_mentions,
+    unread_mentions_statements,
 )
 from umoc.storage.reactions import Reaction, reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND, ensure_direct_chat_txn
@@ -290,6 +290,8 @@ def _post_txn(
             raise RefusedError("You cannot send a message to yourself")
         chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
         audience = [sender_id, recipient_id]
+    if mentions:
+        check_mentions(mentions, audience)
     seq = int(
         txn.scalar(
             "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
@@ -313,6 +315,8 @@ def _post_txn(
             (now, now, seq, seq, chat_id),
             NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
         ),
+        # Who this message mentions: in the same round trip (a reply with mentions costs none more).
+        *unread_mentions_statements(seq, chat_id, sender_id, mentions),
     ))
     message = Message(
         message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
@@ -592,9 +596,6 @@ def _post_annotated_txn(
     # Refusals after the insert roll it back with the rest of the transaction.
     if target is not None and target[1] != message.chat_id:
         raise RefusedError(NOT_IN_CHAT)
-    if mentioned:
-        check_mentions(mentioned, audience)
-        insert_unread_mentions_txn(txn, message.seq, message.chat_id, sender_id, mentioned)
     message = replace(
         message,
         reply_to=target[2] if target is not None else None,
