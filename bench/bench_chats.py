@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from seeding import Seeder  # noqa: E402
 
+from bench.databases import on_each_database  # noqa: E402
 from umoc.config import Config  # noqa: E402
 from umoc.events import chats as chat_events  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
@@ -109,22 +109,6 @@ async def bench(reactor: Any, name: str, db: Database, chats: int, messages: int
     db.close()
 
 
-def _postgres(dsn: str) -> tuple[Database, Callable[[], None]]:
-    import psycopg2
-
-    schema = "umoc_bench_" + uuid.uuid4().hex[:12]
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-
-    def drop() -> None:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
-
-    return Database.postgres(dsn, 1, 2, schema=schema), drop
-
 
 async def main(reactor: Any) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,17 +117,9 @@ async def main(reactor: Any) -> None:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     counter = _QueryCounter()
-    path = os.path.join(tempfile.mkdtemp(prefix="umoc-bench-"), "bench.sqlite3")
-    await bench(reactor, "SQLite", Database.sqlite(path), args.chats, args.messages, args.runs, counter)
-    dsn = os.environ.get("UMOC_TEST_POSTGRES")
-    if dsn:
-        db, drop = _postgres(dsn)
-        try:
-            await bench(reactor, "PostgreSQL", db, args.chats, args.messages, args.runs, counter)
-        finally:
-            drop()
-    else:
-        print("PostgreSQL: skipped (UMOC_TEST_POSTGRES is not set)")
+    await on_each_database(
+        lambda name, db: bench(reactor, name, db, args.chats, args.messages, args.runs, counter), max_connections=2
+    )
 
 
 if __name__ == "__main__":

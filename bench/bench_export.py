@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 import treq
 from twisted.internet import defer, task
 
-from bench.seeding import Seeder
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.databases import on_each_database  # noqa: E402
+from bench.seeding import Seeder  # noqa: E402
 from umoc.config import parse_config
 from umoc.credentials import new_token, token_digest
 from umoc.service import UmocService
@@ -93,37 +97,13 @@ async def bench(reactor: Any, name: str, db: Database, messages: int) -> None:
         await service.stopService()
 
 
-def _postgres(dsn: str) -> tuple[Database, Callable[[], None]]:
-    import psycopg2
-
-    schema = "umoc_bench_" + uuid.uuid4().hex[:12]
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-
-    def drop() -> None:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
-
-    return Database.postgres(dsn, 1, 5, schema=schema), drop
-
 
 async def main(reactor: Any) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000, help="messages the exporting user sent")
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
-    path = os.path.join(tempfile.mkdtemp(prefix="umoc-bench-"), "bench.sqlite3")
-    await bench(reactor, "SQLite", Database.sqlite(path), args.messages)
-    dsn = os.environ.get("UMOC_TEST_POSTGRES")
-    if dsn and not args.sqlite_only:
-        db, drop = _postgres(dsn)
-        try:
-            await bench(reactor, "PostgreSQL", db, args.messages)
-        finally:
-            drop()
+    await on_each_database(lambda name, db: bench(reactor, name, db, args.messages), args.sqlite_only)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.databases import on_each_database  # noqa: E402
 from umoc.config import parse_config  # noqa: E402
 from umoc.events import messages as message_events  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
@@ -136,22 +136,6 @@ def _payload(recipient: int, is_group: bool, content: str, **extra: Any) -> dict
     return {"recipient_id": recipient, "content": content, "is_group": is_group, "type": "text", **extra}
 
 
-def _postgres(dsn: str) -> tuple[Database, Callable[[], None]]:
-    import psycopg2
-
-    schema = "umoc_bench_" + uuid.uuid4().hex[:12]
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-
-    def drop() -> None:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
-
-    return Database.postgres(dsn, 1, 5, schema=schema), drop
-
 
 async def main(reactor: Any) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,17 +145,7 @@ async def main(reactor: Any) -> None:
     parser.add_argument("--in-flight", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
-    path = os.path.join(tempfile.mkdtemp(prefix="umoc-bench-"), "bench.sqlite3")
-    await bench(reactor, "SQLite", Database.sqlite(path), args)
-    dsn = os.environ.get("UMOC_TEST_POSTGRES")
-    if dsn and not args.sqlite_only:
-        db, drop = _postgres(dsn)
-        try:
-            await bench(reactor, "PostgreSQL", db, args)
-        finally:
-            drop()
-    else:
-        print("PostgreSQL: skipped")
+    await on_each_database(lambda name, db: bench(reactor, name, db, args), args.sqlite_only)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from typing import Any, Callable
@@ -30,7 +29,8 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.bench_reply import _SEND, _payload, _postgres, _Socket  # noqa: E402
+from bench.bench_reply import _SEND, _payload, _Socket  # noqa: E402
+from bench.databases import on_each_database  # noqa: E402
 from umoc.config import parse_config  # noqa: E402
 from umoc.events import sync as sync_events  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
@@ -154,17 +154,7 @@ async def main(reactor: Any) -> None:
     parser.add_argument("--per-block", type=int, default=200)
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
-    path = os.path.join(tempfile.mkdtemp(prefix="umoc-bench-"), "bench.sqlite3")
-    await bench(reactor, "SQLite", Database.sqlite(path), args)
-    dsn = os.environ.get("UMOC_TEST_POSTGRES")
-    if dsn and not args.sqlite_only:
-        db, drop = _postgres(dsn)
-        try:
-            await bench(reactor, "PostgreSQL", db, args)
-        finally:
-            drop()
-    else:
-        print("PostgreSQL: skipped")
+    await on_each_database(lambda name, db: bench(reactor, name, db, args), args.sqlite_only)
 
 
 if __name__ == "__main__":

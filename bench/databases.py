@@ -1,0 +1,52 @@
+"""The databases a benchmark runs on: SQLite in a temporary directory, then PostgreSQL in a throwaway schema.
+
+Every ``bench_*.py`` that measures storage runs the same work on both, and
+must leave nothing behind: the PostgreSQL schema is dropped afterwards,
+whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from typing import Any, Awaitable, Callable
+
+from umoc.storage.database import Database
+
+__all__ = ["on_each_database", "postgres_schema"]
+
+
+def postgres_schema(dsn: str, max_connections: int = 5) -> tuple[Database, Callable[[], None]]:
+    """A `Database` in a new, empty schema on ``dsn``, and the function that drops that schema."""
+    import psycopg2
+
+    schema = "umoc_bench_" + uuid.uuid4().hex[:12]
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+    return Database.postgres(dsn, 1, max_connections, schema=schema), drop
+
+
+async def on_each_database(
+    bench: Callable[[str, Database], Awaitable[Any]], sqlite_only: bool = False, max_connections: int = 5
+) -> None:
+    """``bench(name, db)`` on a fresh SQLite file, then (when ``UMOC_TEST_POSTGRES`` is set) on PostgreSQL."""
+    path = os.path.join(tempfile.mkdtemp(prefix="umoc-bench-"), "bench.sqlite3")
+    await bench("SQLite", Database.sqlite(path))
+    dsn = os.environ.get("UMOC_TEST_POSTGRES")
+    if not dsn or sqlite_only:
+        print("PostgreSQL: skipped" + ("" if dsn else " (UMOC_TEST_POSTGRES is not set)"))
+        return
+    db, drop = postgres_schema(dsn, max_connections)
+    try:
+        await bench("PostgreSQL", db)
+    finally:
+        drop()
