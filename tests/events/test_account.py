@@ -49,12 +49,7 @@ class AccountDeletionMixin:
             person.client.drain_all()
 
     async def share(self, sender: Person, recipient_id: int, data: bytes) -> dict[str, Any]:
-        ready = await sender.call("upload_file_prepare", recipient_id=recipient_id, is_group=False,
-                                  file_name="me.png", file_size=len(data), file_type="image/png")
-        response = await treq.put(self.server.url + ready["upload_url"], data=data,
-                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
-        await response.content()
-        self.assertEqual(response.code, 201)
+        ready = await self.upload(sender, data, recipient_id=recipient_id, is_group=False)
         return await sender.call("upload_file_complete", file_id=ready["file_id"], recipient_id=recipient_id,
                                  is_group=False, file_name="me.png", file_type="image/png")
 

@@ -505,13 +505,8 @@ class ContactV2TestsMixin(MessagingCase):
 class ProfileTestsMixin(MessagingCase):
     async def upload_image(self, owner: Person, chat_id: int, is_group: bool = False,
                            file_type: str = "image/png") -> str:
-        ready = await owner.call("upload_file_prepare", recipient_id=chat_id, is_group=is_group,
-                                 file_name="me.png", file_size=4, file_type=file_type)
-        response = await treq.put(self.server.url + ready["upload_url"], data=b"\x89PNG",
-                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
-        await response.content()
-        self.assertEqual(response.code, 201)
-        return ready["file_id"]
+        return (await self.upload(owner, b"\x89PNG", file_type=file_type, recipient_id=chat_id, is_group=is_group))[
+            "file_id"]
 
     async def download(self, url: str, who: Person) -> int:
         response = await treq.get(self.server.url + url, headers={
@@ -577,12 +572,7 @@ class ProfileTestsMixin(MessagingCase):
     @inline
     async def test_an_avatar_needs_no_chat_and_is_never_a_message(self) -> None:
         erin = await self.person("erin")  # no contacts, no groups
-        ready = await erin.call("upload_file_prepare", purpose="avatar", file_name="me.png", file_size=4,
-                                file_type="image/png")
-        response = await treq.put(self.server.url + ready["upload_url"], data=b"\x89PNG",
-                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
-        await response.content()
-        self.assertEqual(response.code, 201)
+        ready = await self.upload(erin, b"\x89PNG", purpose="avatar")
         # It was prepared for no chat: it cannot be posted anywhere.
         frank = await self.person("frank")
         await self.befriend(erin, frank)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import treq
+
 from tests.support.client import Client
 from tests.support.deferreds import blocking
 from tests.support.server import Server, ServerTestCase
@@ -52,6 +54,18 @@ class ChatCase(ServerTestCase):
         for person in (a, b):
             for event in ("contact_added", "contact_request", "contact_accepted", "user_status"):
                 person.client.drain(event)
+
+    async def upload(self, person: Person, data: bytes, file_name: str = "me.png", file_type: str = "image/png",
+                     **target: Any) -> dict[str, Any]:
+        """``upload_file_prepare`` (``target``: the chat, or ``purpose``) and the PUT; answers the ready payload."""
+        ready = await person.call("upload_file_prepare", file_name=file_name, file_size=len(data), file_type=file_type,
+                                  **target)
+        assert "upload_url" in ready, ready
+        response = await treq.put(self.server.url + ready["upload_url"], data=data,
+                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
+        await response.content()
+        assert response.code == 201, response.code
+        return ready
 
     async def rows(self, sql: str, *params: Any) -> list[Row]:
         db = self.server.services.storage.db
