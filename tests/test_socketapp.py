@@ -22,7 +22,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
@@ -81,7 +81,10 @@ class FuzzTestsMixin:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         config = test_config(self.mktemp(), ratelimits={"enabled": False})
-        self.node = build_node(config, self.clock, self.storage)
+        # delete_account checks a password on the password pool: its result comes back through the real reactor.
+        self.node = build_node(config, self.clock, self.storage, threads_reactor=reactor)
+        self.node.services.sessions.start()
+        self.addCleanup(self.node.services.sessions.stop)
         self.app = self.node.socketapp
         user = await self.storage.users.create("fuzzer", "x", self.clock.seconds())
         self.identity = Identity(user.id, "fuzzer", "00000000-0000-4000-8000-000000000000", 1e12)
@@ -129,8 +132,20 @@ class FuzzTestsMixin:
         return st.one_of(*[calls_for(route) for route in self.app.router.routes.values()])
 
     async def settle(self) -> None:
-        """Let handlers that went to the database finish."""
-        await eventually(lambda: not self.app.router._queues, tries=200, interval=0.01)
+        """Let handlers that went to the database or the password pool finish.
+
+        Up to 10 s: ``delete_account`` checks its password as a login does
+        (Argon2 on a pool of two threads), tens of milliseconds each.
+        """
+        await eventually(lambda: not self.app.router._queues, tries=1000, interval=0.01)
+
+    @inline
+    async def test_a_password_check_answers_on_a_clock_built_node(self) -> None:
+        # The hash runs on the password pool and reports back through the real reactor, not the Clock.
+        socket = FakeSocket.of(self.identity)
+        self.app.on_event(socket, "delete_account", [{"password": "not it"}], 7)  # type: ignore[arg-type]
+        await self.settle()
+        self.assertEqual(socket.acks, [(7, {"error": "Wrong password"})])
 
     @inline
     async def test_router_answers_every_acknowledged_event_once_and_never_fails_internally(self) -> None:

@@ -95,8 +95,12 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
                   lambda: int(watch.gap_start is None))
 
 
-def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> Node:
-    """Storage, cluster, domain, edges and the Site, in that order."""
+def build_node(config: Config, reactor: Any, storage: Storage | None = None, threads_reactor: Any = None) -> Node:
+    """Storage, cluster, domain, edges and the Site, in that order.
+
+    ``threads_reactor`` is for a node run on a `Clock` (tests): the real
+    reactor that password hashes report back to from their threads.
+    """
     clock: IReactorTime = reactor
     storage = storage or open_storage(config, clock)
     recovery = (
@@ -140,7 +144,9 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None) -> 
     metrics.gauge("umoc_connected_users", "Users with a socket on this node", lambda: len(hub.by_user))
     metrics.counter("umoc_messages_delivered", "new_message sent to a socket of this node",
                     lambda: hub.messages_delivered)
-    sessions = SessionManager(storage.users, hub, clock, config.sessions, config.registration.mode)
+    sessions = SessionManager(
+        storage.users, hub, clock, config.sessions, config.registration.mode, threads_reactor or reactor
+    )
     files = FileManager(storage, clock, config.uploads, config.uploads_path)
     services = Services(
         config=config,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import threads
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
@@ -103,11 +103,20 @@ class SessionManager:
     ENDED_ELSEWHERE = "Your session has ended"
 
     def __init__(
-        self, users: UserStore, hub: Hub, clock: IReactorTime, config: SessionsConfig, registration_mode: str = "open"
+        self,
+        users: UserStore,
+        hub: Hub,
+        clock: IReactorTime,
+        config: SessionsConfig,
+        registration_mode: str = "open",
+        threads_reactor: IReactorFromThreads | None = None,
     ) -> None:
         self._users = users
         self._hub = hub
         self._clock = clock
+        #: Where a password hash's result comes back from its thread: the reactor (``clock`` unless a test
+        #: runs the node on a `Clock`, which cannot take calls from threads).
+        self._threads_reactor: Any = threads_reactor or clock
         self._config = config
         #: ``registration.mode`` from the configuration (a setting in the database overrides it).
         self.registration_mode = registration_mode
@@ -126,7 +135,7 @@ class SessionManager:
             self.password_pool.stop()
 
     def _in_pool(self, fn: Any, *args: Any) -> Any:
-        return threads.deferToThreadPool(self._clock, self.password_pool, fn, *args)
+        return threads.deferToThreadPool(self._threads_reactor, self.password_pool, fn, *args)
 
     # -- accounts and logins -----------------------------------------------------
 
