@@ -97,6 +97,15 @@ class Browser:
     def find(self, css: str) -> Any:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
+    def click(self, css: str) -> None:
+        """Find and click, again if a live re-render replaced the element in between."""
+
+        def clicked() -> bool:
+            self.find(css).click()
+            return True
+
+        self.until(clicked, f"a click on {css}")
+
     def until(self, condition: Any, what: str) -> Any:
         try:
             # Lists are re-rendered on live events: an element found a moment ago may be gone.
@@ -130,7 +139,7 @@ class Browser:
         self.driver.get(self.url)
         self.type("#login-username", username)
         self.type("#login-password", PASSWORD)
-        self.find("#register-button").click()
+        self.click("#register-button")
         self.text_in("#me", username)
         self.text_in("#connection", "Online")
 
@@ -250,10 +259,10 @@ class WebClientTests(unittest.TestCase):
         bob.register("bob")
         # Alice asks, Bob accepts: both get the direct chat.
         alice.type("#add-contact-username", "bob")
-        alice.find("#add-contact-form button").click()
+        alice.click("#add-contact-form button")
         alice.text_in("#contact-list .contact", "request sent")
         bob.text_in("#contact-list .contact", "wants to be your contact")
-        bob.find("#contact-list .contact button").click()
+        bob.click("#contact-list .contact button")
         bob_chat = alice.visible("#chat-list .chat-item").get_attribute("data-key")
         alice_chat = bob.visible("#chat-list .chat-item").get_attribute("data-key")
         bob.text_in(".chat-item .presence", "online")
@@ -263,23 +272,23 @@ class WebClientTests(unittest.TestCase):
         avatar = os.path.join(tempfile.mkdtemp(), "alice.png")
         with open(avatar, "wb") as f:
             f.write(png(96, 96, warm=True))
-        alice.find("#profile summary").click()
+        alice.click("#profile summary")
         alice.type("#profile-display-name", "Alice Liddell")
         alice.type("#profile-status-text", "Down the rabbit hole")
         alice.find("#profile-avatar-input").send_keys(avatar)
         alice.until(lambda: alice.image_loaded("#profile-avatar-preview img"), "the chosen avatar's preview")
-        alice.find("#profile-save").click()
+        alice.click("#profile-save")
         alice.text_in("#me", "Alice Liddell")
         alice.until(lambda: alice.image_loaded("#me .avatar img"), "Alice's own avatar")
         alice.shot("profile.png")
-        alice.find("#profile summary").click()
+        alice.click("#profile summary")
         bob.text_in(f'[data-key="{alice_chat}"] .chat-name', "Alice Liddell")
         bob.until(lambda: bob.image_loaded(f'[data-key="{alice_chat}"] .avatar img'), "Alice's avatar in the chat list")
         bob.text_in(f'#contact-list [data-user="{alice_id}"] .contact-bio', "Down the rabbit hole")
         bob.until(lambda: bob.image_loaded(f'#contact-list [data-user="{alice_id}"] .avatar img'), "in the contacts")
 
         # Alice types: Bob's chat list shows it; then the message arrives unread.
-        alice.find(f'[data-key="{bob_chat}"]').click()
+        alice.click(f'[data-key="{bob_chat}"]')
         alice.type("#composer-input", "Hello Bob")
         bob.text_in(".chat-item .chat-last.is-typing", "alice typing")
         alice.find("#composer-input").send_keys(Keys.ENTER)
@@ -290,7 +299,7 @@ class WebClientTests(unittest.TestCase):
         bob.shot("chat-list.png")
 
         # Bob opens it: it is marked read and Alice sees so; Bob types back.
-        bob.find(f'[data-key="{alice_chat}"]').click()
+        bob.click(f'[data-key="{alice_chat}"]')
         bob.text_in(".message .text", "Hello Bob")
         bob.until(lambda: bob.image_loaded("#conversation-avatar img"), "Alice's avatar in the header")
         bob.until(lambda: bob.image_loaded(".message:not(.mine) .avatar img"), "Alice's avatar by her message")
@@ -360,30 +369,30 @@ class WebClientTests(unittest.TestCase):
             b.until(lambda b=b: "Oops" not in b.find("#message-list").text, "the deleted message to go")
 
         # A group: Alice creates it with Bob, both write, Alice renames it.
-        alice.find("#new-group summary").click()
+        alice.click("#new-group summary")
         alice.type("#new-group-name", "Weekend plans")
         alice.visible("#new-group-members input[type=checkbox]").click()
-        alice.find("#new-group-form button[type=submit]").click()
+        alice.click("#new-group-form button[type=submit]")
         alice.text_in("#conversation-title", "Weekend plans")
         group = alice.find(".chat-item.current").get_attribute("data-key")
         self.assertTrue(group.startswith("g"))
         alice.send("Picnic on Saturday?")
         bob.text_in(f'[data-key="{group}"] .chat-last', "Picnic on Saturday?")
-        bob.find(f'[data-key="{group}"]').click()
+        bob.click(f'[data-key="{group}"]')
         bob.text_in(".message .sender", "Alice Liddell")
         bob.send("Count me in")
         alice.text_in(".message .text", "Count me in")
-        alice.find("#group-button").click()
+        alice.click("#group-button")
         alice.text_in("#group-members", "bob")
         alice.type("#rename-group-input", "Weekend picnic")
-        alice.find("#rename-group-form button").click()
+        alice.click("#rename-group-form button")
         bob.text_in("#conversation-title", "Weekend picnic")
         alice.text_in("#conversation-title", "Weekend picnic")
         alice.shot("group.png")
 
         # Bob mentions Alice (typing "@al" offers her) while she is in another chat: her
         # chat list shows the @ badge; opening the group shows it highlighted and clears it.
-        alice.find(f'[data-key="{bob_chat}"]').click()
+        alice.click(f'[data-key="{bob_chat}"]')
         bob.type("#composer-input", "@al")
         bob.text_in("#mention-list [role=option]", "Alice Liddell")
         bob.find("#composer-input").send_keys(Keys.ENTER)
@@ -391,7 +400,7 @@ class WebClientTests(unittest.TestCase):
         bob.find("#composer-input").send_keys("can you bring the blanket?", Keys.ENTER)
         bob.text_in(".message.mine .text", "bring the blanket")
         alice.text_in(f'[data-key="{group}"] .badge.mention', "@")
-        alice.find(f'[data-key="{group}"]').click()
+        alice.click(f'[data-key="{group}"]')
         alice.text_in(".message.mentions-me .mention", "@alice")
         alice.gone(f'[data-key="{group}"] .badge', "the unread and mention badges to go")
         alice.shot("mention.png")
@@ -401,12 +410,12 @@ class WebClientTests(unittest.TestCase):
         # is already loaded, so nothing else would fetch it).
         bob.network(online=False)
         bob.text_in("#connection", "Offline")
-        alice.find(f'[data-key="{bob_chat}"]').click()
+        alice.click(f'[data-key="{bob_chat}"]')
         alice.send("Are you there?")
         bob.network(online=True)
         bob.text_in("#connection", "Online")
         bob.text_in(f'[data-key="{alice_chat}"] .chat-last', "Are you there?")
-        bob.find(f'[data-key="{alice_chat}"]').click()
+        bob.click(f'[data-key="{alice_chat}"]')
         bob.text_in(".message .text", "Are you there?")
 
         # Bob reloads: still logged in, the same conversation open, the group still there.
@@ -415,7 +424,7 @@ class WebClientTests(unittest.TestCase):
         bob.text_in("#conversation-title", "Alice Liddell")
         bob.text_in(".message .text", "Are you there?")
         bob.until(lambda: bob.image_loaded(".message img.preview"), "the image after a reload")
-        bob.find(f'[data-key="{group}"]').click()
+        bob.click(f'[data-key="{group}"]')
         bob.text_in(".message .text", "Count me in")
 
         # A phone-sized window shows one column: the open chat, with a way back.
@@ -423,24 +432,24 @@ class WebClientTests(unittest.TestCase):
         bob.visible("#back-button")
         self.assertFalse(bob.find("#sidebar").is_displayed())
         bob.shot("phone.png")
-        bob.find("#back-button").click()
+        bob.click("#back-button")
         bob.visible("#chat-list")
         bob.driver.set_window_size(1000, 700)
 
         # Alice blocks Bob, then lifts the block: they are strangers. She asks again, he
         # accepts; then Bob removes her and both contact lists lose the other.
-        alice.find(f'[data-focus="block{bob_id}"]').click()
+        alice.click(f'[data-focus="block{bob_id}"]')
         alice.accept_confirmation()
         alice.text_in(f'#contact-list [data-user="{bob_id}"] .contact-status', "blocked")
-        alice.find(f'[data-focus="unblock{bob_id}"]').click()
+        alice.click(f'[data-focus="unblock{bob_id}"]')
         alice.gone(f'#contact-list [data-user="{bob_id}"]', "Bob to leave Alice's contacts")
         alice.type("#add-contact-username", "bob")
-        alice.find("#add-contact-form button").click()
+        alice.click("#add-contact-form button")
         alice.text_in(f'#contact-list [data-user="{bob_id}"]', "request sent")
         bob.text_in(f'#contact-list [data-user="{alice_id}"]', "wants to be your contact")
-        bob.find(f'[data-focus="accept{alice_id}"]').click()
+        bob.click(f'[data-focus="accept{alice_id}"]')
         alice.visible(f'[data-focus="removecontact{bob_id}"]')
-        bob.find(f'[data-focus="removecontact{alice_id}"]').click()
+        bob.click(f'[data-focus="removecontact{alice_id}"]')
         bob.accept_confirmation()
         bob.gone(f'#contact-list [data-user="{alice_id}"]', "Alice to leave Bob's contacts")
         alice.gone(f'#contact-list [data-user="{bob_id}"]', "Bob to leave Alice's contacts")
