@@ -158,6 +158,16 @@ class SessionsConfig:
 
 
 @dataclass(frozen=True)
+class FeedConfig:
+    """The change feed (``sync {cursor}``): how long its rows are kept."""
+
+    #: Changes older than this are deleted; a cursor from before them is refused as expired. 0: kept for ever.
+    retention: Duration = Duration(30 * 86400)
+    #: How often a node deletes expired changes (in batches; several nodes doing it is harmless).
+    prune_interval: Duration = Duration(3600)
+
+
+@dataclass(frozen=True)
 class RegistrationConfig:
     """Who may create an account with ``POST /api/register``."""
 
@@ -345,6 +355,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
@@ -502,6 +513,10 @@ def _check(config: Config) -> list[str]:
         bad("redis.presence_ttl", "expected at least 3s")
     if config.redis.bus_check_interval <= 0:
         bad("redis.bus_check_interval", "expected a positive duration")
+    if config.feed.retention < 0:
+        bad("feed.retention", "expected a duration, 0 to keep changes for ever")
+    if config.feed.prune_interval <= 0:
+        bad("feed.prune_interval", "expected a positive duration")
     if config.server.shutdown_timeout < 0:
         bad("server.shutdown_timeout", "expected a duration, 0 or more")
     if config.logging.level not in LOG_LEVELS:

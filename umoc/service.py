@@ -198,6 +198,11 @@ class UmocService(service.MultiService):
         periodic_task(config.sessions.cleanup_interval, services.sessions.expire, reactor).setServiceParent(self)
         periodic_task(config.sessions.check_interval, services.sessions.sweep, reactor).setServiceParent(self)
         periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)
+        if config.feed.retention > 0:
+            feed, clock, retention = services.storage.feed, services.clock, config.feed.retention
+            periodic_task(
+                config.feed.prune_interval, lambda: feed.prune(clock.seconds() - retention), reactor
+            ).setServiceParent(self)
         self.metrics_listener: Listener | None = None
         if self.node.metrics_site is not None:
             self.metrics_listener = Listener(reactor, config.metrics.listen, self.node.metrics_site, "metrics.listen")

@@ -9,6 +9,7 @@ is away, files, pages, and every refusal.
 from __future__ import annotations
 
 import base64
+import tempfile
 from typing import Any
 
 import treq
@@ -17,7 +18,9 @@ from tests.support.chat import ChatCase, Person, person_on
 from tests.support.client import Client
 from tests.support.cluster import ClusterTestCase
 from tests.support.databases import for_each_backend
-from tests.support.deferreds import blocking, inline
+from tests.support.deferreds import blocking, eventually, inline
+from tests.support.server import test_config
+from umoc.storage.feed import EXPIRED_CURSOR
 
 
 async def feed(person: Person, cursor: str, limit: int = 100) -> tuple[list[dict[str, Any]], str]:
@@ -120,6 +123,24 @@ class FeedTestsMixin:
             answer = await alice.call("sync", **payload)
             self.assertIn(word, answer.get("error", ""), payload)
         self.assertEqual(set(await alice.call("sync", cursor=cursor, limit=500)), {"changes", "cursor", "has_more"})
+
+
+    @inline
+    async def test_the_service_prunes_old_changes_and_an_older_cursor_expires(self) -> None:
+        server = await self.start_server(test_config(
+            tempfile.mkdtemp(prefix="umoc-srv-"), feed={"retention": "1s", "prune_interval": "50ms"}))
+        self.server = server
+        alice, bob = await self.person("alice"), await self.person("bob")
+        cursor = await self.position(bob)
+        await self.befriend(alice, bob)
+        count = "SELECT COUNT(*) FROM changes"
+        db = server.services.storage.db
+        self.assertGreater(await db.run("count", lambda txn: txn.scalar(count)), 0)
+        await eventually(lambda: db.run("count", lambda txn: txn.scalar(count)), 0, tries=300)
+        answer = await bob.call("sync", cursor=cursor)
+        self.assertEqual(answer, {"error": EXPIRED_CURSOR})
+        fresh = await self.position(bob)
+        self.assertEqual((await bob.call("sync", cursor=fresh))["changes"], [])
 
 
 for_each_backend(FeedTestsMixin, ChatCase, globals())

@@ -15,12 +15,12 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend, postgres_schema
-from tests.support.deferreds import inline
+from tests.support.deferreds import eventually, inline
 from umoc.domain import payloads
 from umoc.errors import UserError
 from umoc.storage import Storage
 from umoc.storage.database import Database
-from umoc.storage.feed import FeedPage
+from umoc.storage.feed import EXPIRED_CURSOR, FeedPage
 
 T0 = 1_700_000_000.0
 MAX_MEMBERS = 100
@@ -243,6 +243,38 @@ class FeedTestsMixin:
         left = await self.storage.db.run("count", lambda txn: txn.scalar(
             "SELECT COUNT(*) FROM changes WHERE (user_id = ? AND chat_id IS NULL) OR profile_id = ?", (alice, alice)))
         self.assertEqual(left, 0)
+
+    async def settled_position(self) -> str:
+        """A position past every change written so far (on PostgreSQL: once no older transaction is open anywhere)."""
+        if self.backend == "postgres":
+            def settled(txn: Any) -> bool:
+                return bool(txn.scalar("SELECT pg_snapshot_xmin(pg_current_snapshot()) > MAX(xid) FROM changes"))
+
+            await eventually(lambda: self.storage.db.run("test", settled), tries=500)
+        return await self.storage.feed.position()
+
+    @inline
+    async def test_pruning_expires_the_cursors_from_before_it_and_keeps_the_rest(self) -> None:
+        alice, bob = await self.users("alice", "bob")
+        start = await self.storage.feed.position()
+        await self.befriend(alice, bob, "bob")
+        await self.send(alice, "alice", bob, "old")                          # at T0
+        after_old = await self.settled_position()
+        await self.storage.messages.post(alice, "alice", bob, False, "00000000-0000-4000-8000-00000000ffff", "text",
+                                         "new", None, T0 + 100)
+        count = "SELECT COUNT(*) FROM changes"
+        before = await self.storage.db.run("count", lambda txn: txn.scalar(count + " WHERE created_at < ?", (T0 + 50,)))
+        self.assertEqual(before, 5)  # the request and the acceptance, each on both sides, and "old"
+        self.assertEqual(await self.storage.feed.prune(T0 + 50, batch=2), 5)  # in batches of 2
+        self.assertEqual(await self.storage.feed.prune(T0 + 50), 0)          # nothing more is that old
+        with self.assertRaises(UserError) as refused:
+            await self.storage.feed.read(bob, start, 100)
+        self.assertEqual(refused.exception.message, EXPIRED_CURSOR)
+        changes, _, _ = await self.read_all(bob, after_old, 100)
+        self.assertEqual([c.get("content") for c in changes], ["new"])
+        # A new position reads on; nothing before the cutoff is left.
+        self.assertEqual((await self.read_all(bob, await self.storage.feed.position(), 100))[0], [])
+        self.assertEqual(await self.storage.db.run("count", lambda txn: txn.scalar(count)), 1)
 
     @inline
     async def test_bad_and_foreign_cursors_are_refused(self) -> None:

@@ -75,12 +75,17 @@ from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, messag
 from umoc.storage.profiles import Profile, profile_txn
 from umoc.storage.relations import BLOCKED
 
-__all__ = ["Change", "FeedPage", "FeedStore", "MAX_CURSOR_LENGTH"]
+__all__ = ["Change", "EXPIRED_CURSOR", "FeedPage", "FeedStore", "MAX_CURSOR_LENGTH"]
 
 #: A cursor longer than this is not one of ours (two snapshots of a server with many connections fit).
 MAX_CURSOR_LENGTH = 16384
 _VERSION = "1"
 _BAD_CURSOR = "Invalid 'cursor': not a cursor from this server"
+#: A cursor from before changes that `FeedStore.prune` deleted: the client may have missed some.
+EXPIRED_CURSOR = (
+    "Invalid 'cursor': expired (from before the changes this server still keeps); reload, then start again from"
+    " connection_successful's cursor"
+)
 _SNAPSHOT = re.compile(r"^(\d{1,20}):(\d{1,20}):((?:\d{1,20}(?:,\d{1,20})*)?)$")
 
 #: Kinds that name a message: left out once it is deleted (but the deletion itself).
@@ -214,10 +219,21 @@ _SQLITE_READ = (
 )
 
 
+def _pruned_txn(txn: Txn) -> tuple[int, int | None]:
+    """``(through_id, through_xid)`` of what `FeedStore.prune` deleted; ``(0, None)`` when nothing was."""
+    row = txn.execute("SELECT through_id, through_xid FROM feed_pruned WHERE singleton = 1").fetchone()
+    if row is None:
+        return 0, None
+    return int(row["through_id"]), None if row["through_xid"] is None else int(row["through_xid"])
+
+
 def _sqlite_read_txn(txn: Txn, user_id: int, after: int, limit: int) -> tuple[list[Any], str, bool]:
-    top = int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes"))
+    pruned_through, _ = _pruned_txn(txn)
+    top = max(int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes")), pruned_through)
     if after > top:
         raise UserError(_BAD_CURSOR)
+    if after < pruned_through:  # changes past the cursor are gone
+        raise UserError(EXPIRED_CURSOR)
     n = limit + 1
     rows = txn.execute(
         _SQLITE_READ,
@@ -259,6 +275,10 @@ def _pg_read_txn(txn: Txn, user_id: int, cursor: _PgCursor, limit: int) -> tuple
     now = txn.scalar("SELECT pg_current_snapshot()::text")
     if _snapshot(cursor.upper or cursor.lower)[1] > _snapshot(now)[1]:
         raise UserError(_BAD_CURSOR)  # a snapshot this database has not reached: not ours
+    _, pruned_xid = _pruned_txn(txn)
+    # Every pruned transaction older than the lower snapshot's xmin was visible in it: behind the cursor.
+    if pruned_xid is not None and pruned_xid >= _snapshot(cursor.lower)[0]:
+        raise UserError(EXPIRED_CURSOR)
     upper = cursor.upper or now
     # Every transaction older than the lower snapshot's xmin is visible in it: start there.
     after = cursor.after or (_snapshot(cursor.lower)[0], 0)
@@ -336,7 +356,37 @@ def _render_txn(txn: Txn, rows: list[Any]) -> list[Change]:
 def _position_txn(txn: Txn) -> str:
     if not txn.dialect.commit_ordered_ids:
         return _PgCursor(txn.scalar("SELECT pg_current_snapshot()::text"), None, None).encode()
-    return _encode("s", str(int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes"))))
+    # Past what was pruned too: with every change pruned, MAX(id) alone would be a position before them.
+    top = max(int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes")), _pruned_txn(txn)[0])
+    return _encode("s", str(top))
+
+
+def _prune_txn(txn: Txn, cutoff: float, batch: int) -> int:
+    """One batch of `FeedStore.prune`: the oldest ids first, up to the first change not older than ``cutoff``."""
+    rows = txn.execute("SELECT id, created_at FROM changes ORDER BY id LIMIT ?", (batch,)).fetchall()
+    old = 0
+    for row in rows:
+        if row["created_at"] >= cutoff:
+            break
+        old += 1
+    if not old:
+        return 0
+    through = int(rows[old - 1]["id"])
+    xid = None
+    if not txn.dialect.commit_ordered_ids:
+        xid = int(txn.scalar("SELECT MAX(xid::text::bigint) FROM changes WHERE id <= ?", (through,)))
+    txn.execute("DELETE FROM changes WHERE id <= ?", (through,))
+    # A membership whose removal is gone has nothing left to read.
+    txn.execute("DELETE FROM left_chats WHERE left_change <= ?", (through,))
+    txn.execute(
+        "INSERT INTO feed_pruned (singleton, through_id, through_xid) VALUES (1, ?, ?) ON CONFLICT (singleton) DO"
+        " UPDATE SET through_id = CASE WHEN feed_pruned.through_id > excluded.through_id"
+        " THEN feed_pruned.through_id ELSE excluded.through_id END,"
+        " through_xid = CASE WHEN feed_pruned.through_xid > excluded.through_xid"
+        " THEN feed_pruned.through_xid ELSE excluded.through_xid END",
+        (through, xid),
+    )
+    return old
 
 
 class FeedStore:
@@ -373,6 +423,19 @@ class FeedStore:
 
         self._db.read("feed.position", _position_txn).addBoth(answer)
         return waiter
+
+    async def prune(self, cutoff: float, batch: int = 5000) -> int:
+        """Delete the changes made before ``cutoff`` (epoch seconds), oldest first, in batches; how many went.
+
+        Cursors from before what is deleted are refused from then on
+        (`EXPIRED_CURSOR`), so a client never silently misses a change.
+        """
+        total = 0
+        while True:
+            deleted = await self._db.run("feed.prune", _prune_txn, cutoff, batch)
+            total += deleted
+            if deleted < batch:
+                return total
 
     def read(self, user_id: int, cursor: str, limit: int) -> defer.Deferred[FeedPage]:
         """Up to ``limit`` changes ``user_id`` may see after ``cursor``, oldest first; `UserError` on a bad cursor."""
