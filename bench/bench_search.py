@@ -39,6 +39,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.databases import new_schema_name, postgres_schema  # noqa: E402
 from umoc.config import parse_config  # noqa: E402
 from umoc.events import search as search_events  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
@@ -235,7 +236,7 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace,
         askers = [rng.choice(someone) for _ in range(args.queries)]
 
         async def random_user(i: int, word: str = word, askers: list[int] = askers) -> int:
-            return len((await storage.search.messages(askers[i], [word])).hits)
+            return len((await storage.search.messages(askers[i % len(askers)], [word])).hits)
 
         await timed(20, random_user)  # warm-up
 
@@ -265,26 +266,21 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace,
 
 
 def _postgres(dsn: str) -> tuple[Database, Callable[[], None], Callable[[], None]]:
+    """`postgres_schema`, and what autovacuum would have done by now: statistics, GIN's pending list merged."""
     import psycopg2
 
-    schema = "umoc_bench_" + uuid.uuid4().hex[:12]
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
+    schema = new_schema_name()
+    db, drop = postgres_schema(dsn, 5, schema)
 
     def vacuum() -> None:
-        # What autovacuum would have done by now: statistics, and GIN's pending list merged.
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(f"VACUUM ANALYZE {schema}.messages")
             cur.execute(f"ANALYZE {schema}.user_chats")
-
-    def drop() -> None:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
         conn.close()
 
-    return Database.postgres(dsn, 1, 5, schema=schema), vacuum, drop
+    return db, vacuum, drop
 
 
 async def main(reactor: Any) -> None:

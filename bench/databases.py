@@ -14,14 +14,20 @@ from typing import Any, Awaitable, Callable
 
 from umoc.storage.database import Database
 
-__all__ = ["on_each_database", "postgres_schema"]
+__all__ = ["new_schema_name", "on_each_database", "postgres_schema"]
 
 
-def postgres_schema(dsn: str, max_connections: int = 5) -> tuple[Database, Callable[[], None]]:
-    """A `Database` in a new, empty schema on ``dsn``, and the function that drops that schema."""
+def new_schema_name() -> str:
+    return "umoc_bench_" + uuid.uuid4().hex[:12]
+
+
+def postgres_schema(
+    dsn: str, max_connections: int = 5, schema: str | None = None
+) -> tuple[Database, Callable[[], None]]:
+    """A `Database` in a new, empty schema on ``dsn`` (``schema``, or a fresh name), and the function that drops it."""
     import psycopg2
 
-    schema = "umoc_bench_" + uuid.uuid4().hex[:12]
+    schema = schema or new_schema_name()
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
