@@ -17,10 +17,10 @@ import treq
 import yaml
 from twisted.internet import reactor
 
-from tests.support.admin import PASSWORD, AdminCase
+from tests.support.admin import PASSWORD, AdminCase, TwoNodeAdminCase
 from tests.support.chat import Person, person_on
 from tests.support.client import Client
-from tests.support.databases import NO_CLUSTER, REDIS_URL, for_each_backend
+from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, inline
 from tests.support.server import Server, ServerTestCase
 from umoc import admincli
@@ -341,22 +341,8 @@ for_each_backend(AdminApiMixin, AdminCase, globals())
 # -- several nodes: the CLI tells them through Redis ------------------------------
 
 
-class AdminAcrossNodesTests(AdminCase):
+class AdminAcrossNodesTests(TwoNodeAdminCase):
     """Two nodes on one PostgreSQL and one Redis; ``umoc-admin`` publishes on their bus."""
-
-    backend = "postgres"
-    skip = NO_CLUSTER
-
-    @inline
-    async def setUp(self) -> None:
-        prefix = f"umoc-test-{uuid.uuid4().hex}:"
-        # A long check interval: what closes the sockets here is the bus, not the sweep.
-        self.shared_config = {"redis": {"url": REDIS_URL, "prefix": prefix}, "sessions": {"check_interval": 3600}}
-        await super().setUp()
-        self.a = self.server
-        self.b = await self.start_node(tempfile.mkdtemp(prefix="umoc-srv-"))
-        for node in (self.a, self.b):
-            await node.service.redis_service.subscribed()
 
     async def on(self, node: Server, name: str) -> Person:
         return await person_on(self, node, name)

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import uuid
 from typing import Any
 
 import treq
 
-from tests.support.admin import PASSWORD, AdminCase
+from tests.support.admin import PASSWORD, AdminCase, TwoNodeAdminCase
 from tests.support.chat import Person, person_on
 from tests.support.client import Client
-from tests.support.databases import NO_CLUSTER, REDIS_URL, for_each_backend
+from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, eventually, inline
 
 
@@ -278,22 +276,8 @@ class AccountDeletionMixin:
 for_each_backend(AccountDeletionMixin, AdminCase, globals())
 
 
-class AccountAcrossNodesTests(AdminCase):
+class AccountAcrossNodesTests(TwoNodeAdminCase):
     """Two nodes on one PostgreSQL and one Redis: a deletion on one reaches sockets on the other at once."""
-
-    backend = "postgres"
-    skip = NO_CLUSTER
-
-    @inline
-    async def setUp(self) -> None:
-        prefix = f"umoc-test-{uuid.uuid4().hex}:"
-        # A long check interval: what closes the sockets here is the bus, not the sweep.
-        self.shared_config = {"redis": {"url": REDIS_URL, "prefix": prefix}, "sessions": {"check_interval": 3600}}
-        await super().setUp()
-        self.a = self.server
-        self.b = await self.start_node(tempfile.mkdtemp(prefix="umoc-srv-"))
-        for node in (self.a, self.b):
-            await node.service.redis_service.subscribed()
 
     @inline
     async def test_delete_account_on_one_node_ends_her_sessions_and_tells_her_friend_on_the_other(self) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import tempfile
+import uuid
 from typing import Any
 
 import yaml
@@ -13,13 +14,13 @@ from twisted.internet import reactor
 
 from tests.support.chat import ChatCase
 from tests.support.client import Client
-from tests.support.databases import POSTGRES_DSN, postgres_schema
+from tests.support.databases import NO_CLUSTER, POSTGRES_DSN, REDIS_URL, postgres_schema
 from tests.support.deferreds import eventually, inline
 from tests.support.server import Server, test_config
 from umoc import admincli
 from umoc.storage.database import Database
 
-__all__ = ["PASSWORD", "AdminCase", "schema_dsn", "shared_database"]
+__all__ = ["PASSWORD", "AdminCase", "TwoNodeAdminCase", "schema_dsn", "shared_database"]
 
 PASSWORD = "correct horse battery"
 
@@ -88,3 +89,21 @@ class AdminCase(ChatCase):
         self.assertEqual(await client.expect("session_status"), {"valid": False, "message": message})
         await eventually(lambda: not client.sio.connected)
         self.assertFalse(client.sio.connected)
+
+
+class TwoNodeAdminCase(AdminCase):
+    """Two nodes (``a`` is ``server``, ``b``) on one PostgreSQL and one Redis, and ``umoc-admin`` beside them."""
+
+    backend = "postgres"
+    skip = NO_CLUSTER
+
+    @inline
+    async def setUp(self) -> None:
+        prefix = f"umoc-test-{uuid.uuid4().hex}:"
+        # A long check interval: what closes the sockets here is the bus, not the sweep.
+        self.shared_config = {"redis": {"url": REDIS_URL, "prefix": prefix}, "sessions": {"check_interval": 3600}}
+        await super().setUp()
+        self.a = self.server
+        self.b = await self.start_node(tempfile.mkdtemp(prefix="umoc-srv-"))
+        for node in (self.a, self.b):
+            await node.service.redis_service.subscribed()
