@@ -52,18 +52,13 @@ async def accept_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     return mine
 
 
-def _tell_both(ctx: EventContext, event: str, other_id: int) -> dict[str, Any]:
-    """``event`` to both users, each naming the other; the actor's payload is the answer."""
-    mine = {"user_id": other_id}
-    ctx.services.hub.emit_to_users([ctx.user_id], event, mine)
-    ctx.services.hub.emit_to_users([other_id], event, {"user_id": ctx.user_id})
-    return mine
-
-
 async def reject_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     other_id = payload["contact_id"]
     await ctx.services.storage.contacts.reject(ctx.user_id, other_id, ctx.now())
-    return _tell_both(ctx, "contact_rejected", other_id)
+    mine = {"user_id": other_id}
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_rejected", mine)
+    ctx.services.hub.emit_to_users([other_id], "contact_rejected", {"user_id": ctx.user_id})
+    return mine
 
 
 async def block_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +82,10 @@ async def remove_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     """Both sides are told, each naming the other; their chat and its history stay."""
     other_id = payload["contact_id"]
     await ctx.services.storage.contacts.remove(ctx.user_id, other_id, ctx.now())
-    return _tell_both(ctx, "contact_removed", other_id)
+    removed = {"user_id": other_id}
+    ctx.services.hub.emit_to_users([ctx.user_id], "contact_removed", removed)
+    ctx.services.hub.emit_to_users([other_id], "contact_removed", {"user_id": ctx.user_id})
+    return removed
 
 
 ROUTES = [
