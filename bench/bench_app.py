@@ -153,17 +153,22 @@ def seed(direct: Direct, pairs: int) -> dict[str, Any]:
         for p in range(pairs):
             seeding._direct_chats_txn(txn, ids[2 * p], [ids[2 * p + 1]], now)
         # The creator's friends (user 1 already is, as user 0's pair).
-        seeding._direct_chats_txn(txn, ids[0], ids[2:max(GROUPS)], now)
+        seeding._direct_chats_txn(txn, ids[0], ids[2 : max(GROUPS)], now)
         groups = {n: create_group_txn(txn, ids[0], f"bench{n}", None, ids[1:n], now, max(GROUPS)) for n in GROUPS}
         txn.execute("ANALYZE")
-        return {"ids": ids, "sessions": sessions, "groups": groups,
-                "session_ids": [s.split("=")[1].split("&")[0] for s in sessions]}
+        return {
+            "ids": ids,
+            "sessions": sessions,
+            "groups": groups,
+            "session_ids": [s.split("=")[1].split("&")[0] for s in sessions],
+        }
 
     return direct.transaction(txn_fn)
 
 
-def plain_loop(direct: Direct, seed_data: dict[str, Any], pairs: int, group: int | None, per_commit: int,
-               seconds: float) -> tuple[float, float]:
+def plain_loop(
+    direct: Direct, seed_data: dict[str, Any], pairs: int, group: int | None, per_commit: int, seconds: float
+) -> tuple[float, float]:
     """``send_message``'s transaction in a loop on one connection: (messages per second, statements per message).
 
     The statements exclude ``COMMIT`` (and ``BEGIN`` on SQLite, sent by `Txn.begin`).
@@ -267,8 +272,9 @@ class BenchServer(compare.UmocApp):
     def pin(self, cores: str) -> None:
         """Every thread of the running server onto ``cores`` (``"0"`` or ``"0,1"``)."""
         assert self.process is not None
-        subprocess.run(["taskset", "-a", "-p", "-c", cores, str(self.process.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", cores, str(self.process.pid)], check=True, stdout=subprocess.DEVNULL
+        )
 
 
 # -- runs -----------------------------------------------------------------
@@ -284,8 +290,13 @@ def cpu_seconds(pid: int) -> float:
 def loadgen(job: dict[str, Any], pinned: bool) -> dict[str, Any]:
     prefix = ["taskset", "-c", "1"] if pinned else []
     try:
-        out = subprocess.run(prefix + [compare.NODE, os.path.join(HERE, "compare", "loadgen.js"), json.dumps(job)],
-                             cwd=ROOT, capture_output=True, text=True, timeout=job.get("timeout", 120) + 15)
+        out = subprocess.run(
+            prefix + [compare.NODE, os.path.join(HERE, "compare", "loadgen.js"), json.dumps(job)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=job.get("timeout", 120) + 15,
+        )
     except subprocess.TimeoutExpired:
         return {"error": "load generator timed out"}
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
@@ -297,8 +308,11 @@ def loadgen(job: dict[str, Any], pinned: bool) -> dict[str, Any]:
 def saturated(result: dict[str, Any]) -> bool:
     if "error" in result or result.get("perSec") is None:
         return True
-    return (result["perSec"] < 0.9 * result["offered"] or (result.get("ackP99") or 0) > 1000
-            or result.get("unanswered", 0) > 0)
+    return (
+        result["perSec"] < 0.9 * result["offered"]
+        or (result.get("ackP99") or 0) > 1000
+        or result.get("unanswered", 0) > 0
+    )
 
 
 class Bench:
@@ -310,18 +324,43 @@ class Bench:
 
     def base(self, clients: int) -> dict[str, Any]:
         assert self.server.process is not None
-        return {"url": self.server.url, "serverPid": self.server.process.pid, "clients": clients,
-                "warmup": 1, "duration": self.duration, "connectConcurrency": 100, "timeout": 90}
+        return {
+            "url": self.server.url,
+            "serverPid": self.server.process.pid,
+            "clients": clients,
+            "warmup": 1,
+            "duration": self.duration,
+            "connectConcurrency": 100,
+            "timeout": 90,
+        }
 
-    def openloop(self, name: str, rates: list[int], clients: int, queries: list[str], senders: list[int],
-                 targets: list[dict[str, Any]], pinned: bool, check: bool) -> list[dict[str, Any]]:
+    def openloop(
+        self,
+        name: str,
+        rates: list[int],
+        clients: int,
+        queries: list[str],
+        senders: list[int],
+        targets: list[dict[str, Any]],
+        pinned: bool,
+        check: bool,
+    ) -> list[dict[str, Any]]:
         rows = []
         for rate in rates:
             self.runs += 1
             tag = f"{name}-{os.getpid()}-{self.runs}"
-            job = {**self.base(clients), "scenario": "openloop", "queries": queries, "senders": senders,
-                   "ack": ["send_message", {"recipient_id": 0, "content": ""}], "ackTargets": targets,
-                   "tag": tag, "tagField": "content", "rate": rate, "drain": 10}
+            job = {
+                **self.base(clients),
+                "scenario": "openloop",
+                "queries": queries,
+                "senders": senders,
+                "ack": ["send_message", {"recipient_id": 0, "content": ""}],
+                "ackTargets": targets,
+                "tag": tag,
+                "tagField": "content",
+                "rate": rate,
+                "drain": 10,
+            }
             spy = self.spy(f"{name}-{'pinned' if pinned else 'unpinned'}-{rate}")
             cpu0 = cpu_seconds(self.server.process.pid)
             result = loadgen(job, pinned)
@@ -352,10 +391,23 @@ class Bench:
         assert self.server.process is not None
         os.makedirs(self.args.profile, exist_ok=True)
         return subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--format", "raw", "--nonblocking",
-             "--threads", "--idle", "-r", "200", "-o", os.path.join(self.args.profile, f"{label}.txt"),
-             "--pid", str(self.server.process.pid)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                os.path.join(os.path.dirname(sys.executable), "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--threads",
+                "--idle",
+                "-r",
+                "200",
+                "-o",
+                os.path.join(self.args.profile, f"{label}.txt"),
+                "--pid",
+                str(self.server.process.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def mode(self, pinned: bool) -> dict[str, Any]:
@@ -368,19 +420,26 @@ class Bench:
             rates = [1000, 3000, 5000, 10000] if self.args.quick else [1000, 2000, 3000, 5000, 7500, 10000, 15000]
             rates = self.args.rates or rates
             targets = [{"recipient_id": ids[i ^ 1]} for i in range(2 * pairs)]
-            out["direct"] = self.openloop("direct", rates, 2 * pairs, sessions[:2 * pairs], list(range(2 * pairs)),
-                                          targets, pinned, check=True)
+            out["direct"] = self.openloop(
+                "direct", rates, 2 * pairs, sessions[: 2 * pairs], list(range(2 * pairs)), targets, pinned, check=True
+            )
         for n in GROUPS:
             if only and f"group{n}" not in only:
                 continue
             rates = [50, 200, 500] if self.args.quick else [50, 100, 200, 400, 800, 1600]
             gid = data["groups"][n]
             targets = [{"recipient_id": gid, "is_group": True}]
-            out[f"group{n}"] = self.openloop(f"group{n}", rates, n, sessions[:n], list(range(GROUP_SENDERS)),
-                                             targets, pinned, check=True)
+            out[f"group{n}"] = self.openloop(
+                f"group{n}", rates, n, sessions[:n], list(range(GROUP_SENDERS)), targets, pinned, check=True
+            )
         if not only or "connects" in only:
-            job = {**self.base(0), "scenario": "connects", "queries": sessions, "concurrency": 50,
-                   "duration": self.duration + 1}
+            job = {
+                **self.base(0),
+                "scenario": "connects",
+                "queries": sessions,
+                "concurrency": 50,
+                "duration": self.duration + 1,
+            }
             spy = self.spy(f"connects-{'pinned' if pinned else 'unpinned'}")
             out["connects"] = loadgen(job, pinned)
             if spy is not None:
@@ -417,8 +476,13 @@ class Bench:
         self.server.pin("0,1")
         count = 2000 if self.args.quick else 10_000
         before = compare.rss_kb(self.server.process.pid)
-        job = {**self.base(count), "scenario": "idle", "queries": self.server.seed_data["sessions"], "settle": 3,
-               "timeout": 240}
+        job = {
+            **self.base(count),
+            "scenario": "idle",
+            "queries": self.server.seed_data["sessions"],
+            "settle": 3,
+            "timeout": 240,
+        }
         result = loadgen(job, False)
         result["rssBeforeKb"] = before
         if result.get("rssKb"):
@@ -432,11 +496,13 @@ def summary(r: dict[str, Any]) -> str:
         return f"ERROR {r['error'][:300]}"
     stored = f" stored {r['stored']}/{r['acked']} acked" if "stored" in r else ""
     errors = f" ack errors {r['ackErrors']} ({r['firstError']})" if r.get("ackErrors") else ""
-    return (f"achieved {r['perSec']:8.0f}/s  ack p50 {fmt(r['ackP50'])} p99 {fmt(r['ackP99'])} ms  "
-            f"delivery p50 {fmt(r['deliveryP50'])} p99 {fmt(r['deliveryP99'])} ms  "
-            f"{r['deliveriesPerSec']:9.0f} deliveries/s  unanswered {r['unanswered']}{stored}{errors}  "
-            f"server CPU {r.get('cpuUsPerMsg', 0):.0f} us/msg  "
-            f"loadgen {r['loadgenCpu']:.2f} cores  load {r['load']:.1f}")
+    return (
+        f"achieved {r['perSec']:8.0f}/s  ack p50 {fmt(r['ackP50'])} p99 {fmt(r['ackP99'])} ms  "
+        f"delivery p50 {fmt(r['deliveryP50'])} p99 {fmt(r['deliveryP99'])} ms  "
+        f"{r['deliveriesPerSec']:9.0f} deliveries/s  unanswered {r['unanswered']}{stored}{errors}  "
+        f"server CPU {r.get('cpuUsPerMsg', 0):.0f} us/msg  "
+        f"loadgen {r['loadgenCpu']:.2f} cores  load {r['load']:.1f}"
+    )
 
 
 def fmt(v: float | None) -> str:
@@ -474,20 +540,26 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                         lines.append(f"  {name:9} offered {row.get('offered', 0):6}/s  {summary(row)}")
                 if "connects" in r:
                     c = r["connects"]
-                    lines.append(f"  connects/s {c.get('perSec', 0):.0f} (failed {c.get('failed')}, "
-                                 f"loadgen {c.get('loadgenCpu', 0):.2f} cores)")
+                    lines.append(
+                        f"  connects/s {c.get('perSec', 0):.0f} (failed {c.get('failed')}, "
+                        f"loadgen {c.get('loadgenCpu', 0):.2f} cores)"
+                    )
                 if "plain" in r:
                     p = r["plain"]
-                    lines.append(f"  plain loop: direct {p['direct_each']:.0f}/s committing each, "
-                                 f"{p['direct_100']:.0f}/s per 100; group of 1,000 {p['group1000_each']:.0f}/s; "
-                                 f"session lookups {p['sessions']:.0f}/s; {p['statements']:.1f} statements a message")
+                    lines.append(
+                        f"  plain loop: direct {p['direct_each']:.0f}/s committing each, "
+                        f"{p['direct_100']:.0f}/s per 100; group of 1,000 {p['group1000_each']:.0f}/s; "
+                        f"session lookups {p['sessions']:.0f}/s; {p['statements']:.1f} statements a message"
+                    )
         lines.append(f"-- summary ({kind})")
         lines.extend(summary_table(modes))
         if "idle" in modes:
             i = modes["idle"]
-            lines.append(f"  idle: {i.get('open')} sockets, RSS {i.get('rssBeforeKb', 0) / 1024:.0f} -> "
-                         f"{(i.get('rssKb') or 0) / 1024:.0f} MB, {i.get('perSocketKb', 0):.1f} KB per socket, "
-                         f"connected in {(i.get('connectMs') or 0) / 1000:.1f} s")
+            lines.append(
+                f"  idle: {i.get('open')} sockets, RSS {i.get('rssBeforeKb', 0) / 1024:.0f} -> "
+                f"{(i.get('rssKb') or 0) / 1024:.0f} MB, {i.get('perSocketKb', 0):.1f} KB per socket, "
+                f"connected in {(i.get('connectMs') or 0) / 1000:.1f} s"
+            )
     return "\n".join(lines)
 
 
@@ -506,19 +578,27 @@ def summary_table(modes: dict[str, Any]) -> list[str]:
         f: dict[str, float | None] = {}
         f["direct msgs/s (best)"] = median([best(r.get("direct", [])).get("perSec") for r in repeats])
         f["direct server CPU us/msg at 1000/s"] = median(
-            [at_rate(r.get("direct", []), 1000).get("cpuUsPerMsg") for r in repeats])
+            [at_rate(r.get("direct", []), 1000).get("cpuUsPerMsg") for r in repeats]
+        )
         for rate in (3000, 5000):
             f[f"direct ack p99 at {rate}/s (ms)"] = median(
-                [at_rate(r.get("direct", []), rate).get("ackP99") for r in repeats])
+                [at_rate(r.get("direct", []), rate).get("ackP99") for r in repeats]
+            )
         for n in GROUPS:
             f[f"group{n} msgs/s (best)"] = median([best(r.get(f"group{n}", [])).get("perSec") for r in repeats])
             f[f"group{n} deliveries/s (best)"] = median(
-                [best(r.get(f"group{n}", [])).get("deliveriesPerSec") for r in repeats])
+                [best(r.get(f"group{n}", [])).get("deliveriesPerSec") for r in repeats]
+            )
             f[f"group{n} server CPU us/msg at 50/s"] = median(
-                [at_rate(r.get(f"group{n}", []), 50).get("cpuUsPerMsg") for r in repeats])
+                [at_rate(r.get(f"group{n}", []), 50).get("cpuUsPerMsg") for r in repeats]
+            )
         f["connects/s"] = median([r.get("connects", {}).get("perSec") for r in repeats])
-        for key, label in (("direct_each", "plain direct, commit each"), ("direct_100", "plain direct, per 100"),
-                           ("group1000_each", "plain group1000, commit each"), ("sessions", "plain session lookups")):
+        for key, label in (
+            ("direct_each", "plain direct, commit each"),
+            ("direct_100", "plain direct, per 100"),
+            ("group1000_each", "plain group1000, commit each"),
+            ("sessions", "plain session lookups"),
+        ):
             f[label] = median([r.get("plain", {}).get(key) for r in repeats])
         figures[mode] = f
     if not figures:
@@ -528,8 +608,10 @@ def summary_table(modes: dict[str, Any]) -> list[str]:
     for k in keys:
         p, u = figures.get("pinned", {}).get(k), figures.get("unpinned", {}).get(k)
         ratio = f"{u / p:.2f}" if p and u else "-"
-        lines.append(f"  {k:38}{(f'{p:,.0f}' if p is not None else '-'):>12}"
-                     f"{(f'{u:,.0f}' if u is not None else '-'):>12}{ratio:>8}")
+        lines.append(
+            f"  {k:38}{(f'{p:,.0f}' if p is not None else '-'):>12}"
+            f"{(f'{u:,.0f}' if u is not None else '-'):>12}{ratio:>8}"
+        )
     return lines
 
 
@@ -538,8 +620,11 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--modes", default="pinned,unpinned", help="pinned,unpinned")
     parser.add_argument("--only", help="comma-separated: direct,group200,group1000,connects,plain,idle")
-    parser.add_argument("--rates", type=lambda v: [int(x) for x in v.split(",")],
-                        help="offered rates for the direct runs (default: rising until saturation)")
+    parser.add_argument(
+        "--rates",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="offered rates for the direct runs (default: rising until saturation)",
+    )
     parser.add_argument("--pairs", type=int, default=100, help="friend pairs writing to each other (default 100)")
     parser.add_argument("--repeats", type=int, default=1, help="repeat the modes, alternating their order")
     parser.add_argument("--quick", action="store_true", help="2 s runs, fewer rates, 2,000 idle sockets")
@@ -559,7 +644,7 @@ def main() -> None:
         try:
             server.start()
             for repeat in range(args.repeats):
-                for mode in (modes if repeat % 2 == 0 else modes[::-1]):
+                for mode in modes if repeat % 2 == 0 else modes[::-1]:
                     log(f"  -- {mode} (load {os.getloadavg()[0]:.1f})")
                     out[mode].append(bench.mode(mode == "pinned"))
             if not args.only or "idle" in args.only:

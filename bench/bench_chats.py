@@ -75,8 +75,9 @@ def _line(label: str, times: list[float], queries: int) -> str:
     return f"  {label:<44} median {statistics.median(times):8.2f} ms   p95 {p95:8.2f} ms   {queries} queries/call"
 
 
-async def bench(reactor: Any, name: str, db: Database, chats: int, messages: int, runs: int,
-                counter: _QueryCounter) -> None:
+async def bench(
+    reactor: Any, name: str, db: Database, chats: int, messages: int, runs: int, counter: _QueryCounter
+) -> None:
     await db.migrate()
     storage = Storage(db)
     seeder = Seeder(db)
@@ -107,7 +108,6 @@ async def bench(reactor: Any, name: str, db: Database, chats: int, messages: int
     times, queries, _ = await _timed(lambda: chat_events.get_chat_history(ctx, payload), runs, counter)
     print(_line("get_chat_history page 1 (100/page)", times, queries))
     db.close()
-
 
 
 async def main(reactor: Any) -> None:

@@ -68,9 +68,12 @@ async def bench(reactor: Any, name: str, db: Database, messages: int) -> None:
         sampler.start(0.01)
         received = [0]
         started = time.perf_counter()
-        response = await treq.get(f"http://127.0.0.1:{port}/api/export",
-                                  headers={"X-Session-ID": "bench-session", "X-Session-Token": token},
-                                  persistent=False, unbuffered=True)
+        response = await treq.get(
+            f"http://127.0.0.1:{port}/api/export",
+            headers={"X-Session-ID": "bench-session", "X-Session-Token": token},
+            persistent=False,
+            unbuffered=True,
+        )
         tail = bytearray()
 
         def got(chunk: bytes) -> None:
@@ -81,21 +84,25 @@ async def bench(reactor: Any, name: str, db: Database, messages: int) -> None:
         took = time.perf_counter() - started
         sampler.stop()
         assert response.code == 200 and bytes(tail).endswith(b"]}"), (response.code, bytes(tail))
-        print(f"{name}: export of {messages} messages: {received[0] / 1e6:.1f} MB in {took:.1f}s "
-              f"({messages / took:,.0f} messages/s); RSS before {before / 1e6:.0f} MB, "
-              f"peak during +{(peak[0] - before) / 1e6:.1f} MB")
+        print(
+            f"{name}: export of {messages} messages: {received[0] / 1e6:.1f} MB in {took:.1f}s "
+            f"({messages / took:,.0f} messages/s); RSS before {before / 1e6:.0f} MB, "
+            f"peak during +{(peak[0] - before) / 1e6:.1f} MB"
+        )
         accounts = service.node.services.accounts
         started = time.perf_counter()
         deleted = await accounts.delete(a, True, "bench")
         took = time.perf_counter() - started
-        erased = await db.run("count", lambda t: t.scalar(
-            "SELECT COUNT(*) FROM messages WHERE sender_id = ? AND type = 'erased'", (a,)))
-        print(f"{name}: delete with erase: {erased} messages erased in {took:.1f}s "
-              f"({erased / max(took, 1e-9):,.0f}/s, batches of {accounts.ERASE_BATCH}); "
-              f"{len(deleted.sessions)} session ended")
+        erased = await db.run(
+            "count", lambda t: t.scalar("SELECT COUNT(*) FROM messages WHERE sender_id = ? AND type = 'erased'", (a,))
+        )
+        print(
+            f"{name}: delete with erase: {erased} messages erased in {took:.1f}s "
+            f"({erased / max(took, 1e-9):,.0f}/s, batches of {accounts.ERASE_BATCH}); "
+            f"{len(deleted.sessions)} session ended"
+        )
     finally:
         await service.stopService()
-
 
 
 async def main(reactor: Any) -> None:

@@ -62,9 +62,21 @@ def start_server(ratelimits: bool) -> tuple[subprocess.Popen, str]:
         json.dump({"ratelimits": {"enabled": ratelimits}}, f)  # JSON is YAML
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "twisted", "umoc", "--config", config,
-         "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "twisted",
+            "umoc",
+            "--config",
+            config,
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--data-dir",
+            data_dir,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -143,8 +155,11 @@ def main() -> None:
         flooder_login = user(url, f"flood_{tag}")
         measured_login = user(url, f"calm_{tag}")
         client = socketio.Client(reconnection=False)
-        client.connect(f"{url}/?sessionID={measured_login['sessionID']}&token={measured_login['token']}",
-                       transports=["websocket"], wait_timeout=10)
+        client.connect(
+            f"{url}/?sessionID={measured_login['sessionID']}&token={measured_login['token']}",
+            transports=["websocket"],
+            wait_timeout=10,
+        )
         measure(client, 20)  # warm up
         alone = measure(client, args.samples)
 
@@ -169,8 +184,10 @@ def main() -> None:
         print(f"  alone:        median {a_med:7.2f}   p99 {a_p99:7.2f}")
         print(f"  during flood: median {f_med:7.2f}   p99 {f_p99:7.2f}")
         print(f"  factor:       median {f_med / a_med:7.1f}x  p99 {f_p99 / a_p99:7.1f}x")
-        print(f"  flooder sent {during} events while measuring ({during / max(elapsed, 1e-9):.0f}/s),"
-              f" dropped by the server {drops.value} times")
+        print(
+            f"  flooder sent {during} events while measuring ({during / max(elapsed, 1e-9):.0f}/s),"
+            f" dropped by the server {drops.value} times"
+        )
     finally:
         if process is not None:
             process.terminate()

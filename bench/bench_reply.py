@@ -69,8 +69,12 @@ async def _block(ctx: EventContext, payloads: list[dict[str, Any]], in_flight: i
 
 
 async def _compare(
-    ctx: EventContext, plain: Callable[[int], dict[str, Any]], rich: Callable[[int], dict[str, Any]],
-    blocks: int, per_block: int, in_flight: int,
+    ctx: EventContext,
+    plain: Callable[[int], dict[str, Any]],
+    rich: Callable[[int], dict[str, Any]],
+    blocks: int,
+    per_block: int,
+    in_flight: int,
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """Median (wall, CPU) microseconds per message of each kind, blocks alternating (plain first, then rich first)."""
     await _block(ctx, [plain(i) for i in range(per_block // 4)], in_flight)  # warm-up
@@ -80,6 +84,7 @@ async def _compare(
         order = [(plain, plain_times), (rich, rich_times)]
         for make, times in order if b % 2 == 0 else reversed(order):
             times.append(await _block(ctx, [make(i) for i in range(per_block)], in_flight))
+
     def medians(times: list[tuple[float, float]]) -> tuple[float, float]:
         return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
@@ -110,8 +115,13 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
         def plain(i: int, recipient: int = recipient, is_group: bool = is_group) -> dict[str, Any]:
             return _payload(recipient, is_group, f"message {i}")
 
-        def rich(i: int, recipient: int = recipient, is_group: bool = is_group,
-                 mentions: list[int] = mentions, target: str = target) -> dict[str, Any]:
+        def rich(
+            i: int,
+            recipient: int = recipient,
+            is_group: bool = is_group,
+            mentions: list[int] = mentions,
+            target: str = target,
+        ) -> dict[str, Any]:
             return _payload(recipient, is_group, f"message {i}", reply_to=target, mentions=mentions)
 
         for in_flight in args.in_flight:
@@ -134,7 +144,6 @@ _SEND = next(route for route in message_events.ROUTES if route.event == "send_me
 def _payload(recipient: int, is_group: bool, content: str, **extra: Any) -> dict[str, Any]:
     """What a client sends."""
     return {"recipient_id": recipient, "content": content, "is_group": is_group, "type": "text", **extra}
-
 
 
 async def main(reactor: Any) -> None:

@@ -72,7 +72,7 @@ def _insert_txn(txn: Txn, table: str, columns: Sequence[str], rows: Sequence[Seq
     per = max(1, _MAX_PARAMS // len(columns))
     row_sql = "(" + ",".join("?" * len(columns)) + ")"
     for start in range(0, len(rows), per):
-        chunk = rows[start:start + per]
+        chunk = rows[start : start + per]
         txn.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ",".join([row_sql] * len(chunk)),
             [v for row in chunk for v in row],
@@ -105,8 +105,9 @@ async def seed(db: Database, args: argparse.Namespace) -> World:
     started = time.perf_counter()
 
     def people(txn: Txn) -> list[int]:
-        _insert_txn(txn, "users", ("username", "password_hash", "created_at"),
-                    [(f"s{i}", "!", now) for i in range(args.users)])
+        _insert_txn(
+            txn, "users", ("username", "password_hash", "created_at"), [(f"s{i}", "!", now) for i in range(args.users)]
+        )
         return [int(r["id"]) for r in txn.execute("SELECT id FROM users ORDER BY id").fetchall()]
 
     users = await db.run("seed", people)
@@ -114,10 +115,18 @@ async def seed(db: Database, args: argparse.Namespace) -> World:
     groups = [rng.sample(users, rng.randint(5, 60)) for _ in range(args.groups)]
 
     def chats(txn: Txn) -> tuple[dict[int, list[int]], dict[int, tuple[int, int]]]:
-        _insert_txn(txn, "chats", ("is_group", "user_lo", "user_hi", "created_at", "member_count", "last_activity"),
-                    [(0, min(a, b), max(a, b), now, 2, now) for a, b in pairs])
-        _insert_txn(txn, "chats", ("is_group", "name", "created_by", "created_at", "member_count", "last_activity"),
-                    [(1, f"group {i}", g[0], now, len(g), now) for i, g in enumerate(groups)])
+        _insert_txn(
+            txn,
+            "chats",
+            ("is_group", "user_lo", "user_hi", "created_at", "member_count", "last_activity"),
+            [(0, min(a, b), max(a, b), now, 2, now) for a, b in pairs],
+        )
+        _insert_txn(
+            txn,
+            "chats",
+            ("is_group", "name", "created_by", "created_at", "member_count", "last_activity"),
+            [(1, f"group {i}", g[0], now, len(g), now) for i, g in enumerate(groups)],
+        )
         rows = txn.execute("SELECT id, is_group, user_lo, user_hi FROM chats ORDER BY id").fetchall()
         members: dict[int, list[int]] = {}
         direct: dict[int, tuple[int, int]] = {}
@@ -159,10 +168,25 @@ async def seed(db: Database, args: argparse.Namespace) -> World:
             for w in set(text):
                 counts[w] = counts.get(w, 0) + 1
             per_chat[chat_id] = per_chat.get(chat_id, 0) + 1
-            rows.append((str(uuid.uuid4()), chat_id, sender, recipient, is_group, "text", " ".join(text),
-                         now + (start + i) * 0.5))
-        await db.run("seed", _insert_txn, "messages",
-                     ("id", "chat_id", "sender_id", "recipient_id", "is_group", "type", "content", "created_at"), rows)
+            rows.append(
+                (
+                    str(uuid.uuid4()),
+                    chat_id,
+                    sender,
+                    recipient,
+                    is_group,
+                    "text",
+                    " ".join(text),
+                    now + (start + i) * 0.5,
+                )
+            )
+        await db.run(
+            "seed",
+            _insert_txn,
+            "messages",
+            ("id", "chat_id", "sender_id", "recipient_id", "is_group", "type", "content", "created_at"),
+            rows,
+        )
         print(f"  {start + len(rows):>9,} messages, {time.perf_counter() - started:5.0f} s", flush=True)
     readable: dict[int, int] = {}
     for chat_id, who in members.items():
@@ -224,10 +248,13 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace,
     rng = random.Random(7)
     someone = [u for u in world.users if world.readable.get(u)]
     heaviest = max(world.readable, key=world.readable.get)
-    lightest = sorted(someone, key=world.readable.get)[:args.queries]
-    print(f"  users may read {statistics.median(world.readable.values()):,.0f} messages (median), "
-          f"the heaviest {world.readable[heaviest]:,}, the {len(lightest)} lightest "
-          f"{world.readable[lightest[0]]:,} to {world.readable[lightest[-1]]:,}", flush=True)
+    lightest = sorted(someone, key=world.readable.get)[: args.queries]
+    print(
+        f"  users may read {statistics.median(world.readable.values()):,.0f} messages (median), "
+        f"the heaviest {world.readable[heaviest]:,}, the {len(lightest)} lightest "
+        f"{world.readable[lightest[0]]:,} to {world.readable[lightest[-1]]:,}",
+        flush=True,
+    )
     storage = Storage(db)
     for label, word in (("common", common), ("middling", middling), ("rare", rare)):
         print(f"  {label} word {word!r}: in {world.counts[word]:,} messages", flush=True)
@@ -248,8 +275,10 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace,
 
         for who, run in (("random users", random_user), ("heaviest user", heavy), ("lightest users", light)):
             times, found = await timed(args.queries, run)
-            print(f"    storage, {who:<14} {percentiles(times)} ms  (hits/page: mean {statistics.mean(found):.1f})",
-                  flush=True)
+            print(
+                f"    storage, {who:<14} {percentiles(times)} ms  (hits/page: mean {statistics.mean(found):.1f})",
+                flush=True,
+            )
     config = parse_config({"ratelimits": {"enabled": False}})
     services = build_node(config, reactor, storage).services
     ctx = EventContext(services, _Socket(Identity(heaviest, "s", str(uuid.uuid4()), time.time() + 86400)))  # type: ignore[arg-type]

@@ -106,8 +106,10 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
 
     seeded = time.perf_counter()
     await _gather([post(i) for i in range(args.changes)], 32)
-    print(f"  {name}: {args.changes} messages in {args.chats} chats seeded in {time.perf_counter() - seeded:.1f}s",
-          flush=True)
+    print(
+        f"  {name}: {args.changes} messages in {args.chats} chats seeded in {time.perf_counter() - seeded:.1f}s",
+        flush=True,
+    )
     # Statistics as autovacuum would have them by now (the planner picks ordered index scans then).
     await db.run("bench.analyze", lambda txn: txn.execute("ANALYZE"))
     ctx = EventContext(services, _Socket(Identity(reader, "reader", "s", now + 86400)))  # type: ignore[arg-type]
@@ -118,9 +120,11 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
             assert count == args.changes, count
             samples.append(seconds)
         total = statistics.median(samples)
-        print(f"  {name:<10} sync of {count} changes, pages of {limit:>3}: {total * 1000:7.0f} ms"
-              f" ({pages} pages, {total / pages * 1000:5.1f} ms a page, {total / count * 1e6:5.1f} us a change)",
-              flush=True)
+        print(
+            f"  {name:<10} sync of {count} changes, pages of {limit:>3}: {total * 1000:7.0f} ms"
+            f" ({pages} pages, {total / pages * 1000:5.1f} ms a page, {total / count * 1e6:5.1f} us a change)",
+            flush=True,
+        )
 
     # send_message with and without the feed's row, alternating blocks.
     me = EventContext(services, _Socket(Identity(friends[0], "f0", "s", now + 86400)))  # type: ignore[arg-type]
@@ -139,9 +143,12 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
                     times[label].append(sample)
         wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
         cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
-        print(f"  {name:<10} send_message {in_flight:>2} in flight | wall us/msg: without {wall['none']:6.0f}"
-              f"  with feed {wall['feed']:6.0f}  ratio {wall['feed'] / wall['none']:5.3f} | CPU us/msg: without"
-              f" {cpu['none']:6.0f}  with feed {cpu['feed']:6.0f}  ratio {cpu['feed'] / cpu['none']:5.3f}", flush=True)
+        print(
+            f"  {name:<10} send_message {in_flight:>2} in flight | wall us/msg: without {wall['none']:6.0f}"
+            f"  with feed {wall['feed']:6.0f}  ratio {wall['feed'] / wall['none']:5.3f} | CPU us/msg: without"
+            f" {cpu['none']:6.0f}  with feed {cpu['feed']:6.0f}  ratio {cpu['feed'] / cpu['none']:5.3f}",
+            flush=True,
+        )
     db.close()
 
 

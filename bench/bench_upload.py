@@ -75,8 +75,18 @@ def start_server(data_dir: Path, port: int, max_size_mib: int) -> subprocess.Pop
         )
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-         "--logfile", str(data_dir / "umoc.log"), "umoc", "--config", str(config)],
+        [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "--nodaemon",
+            "--pidfile=",
+            "--logfile",
+            str(data_dir / "umoc.log"),
+            "umoc",
+            "--config",
+            str(config),
+        ],
         cwd=ROOT,
     )
     deadline = time.monotonic() + 30
@@ -152,8 +162,11 @@ def upload(port: int, ready: dict[str, Any], size: int, chunk: int) -> tuple[flo
         "PUT",
         ready["upload_url"],
         body=generated_body(size, chunk, digest),
-        headers={"Authorization": f"Bearer {ready['upload_token']}", "Content-Length": str(size),
-                 "Content-Type": "application/octet-stream"},
+        headers={
+            "Authorization": f"Bearer {ready['upload_token']}",
+            "Content-Length": str(size),
+            "Content-Type": "application/octet-stream",
+        },
     )
     response = conn.getresponse()
     body = response.read()
@@ -199,12 +212,24 @@ def main() -> None:
             bob.call("accept_contact", contact_id=alice.login["user_id"])
             rss_before = peak_rss_mib(server.pid)
 
-            ready = alice.call("upload_file_prepare", recipient_id=bob.login["user_id"], is_group=False,
-                               file_name="bench.bin", file_size=size, file_type="application/octet-stream")
+            ready = alice.call(
+                "upload_file_prepare",
+                recipient_id=bob.login["user_id"],
+                is_group=False,
+                file_name="bench.bin",
+                file_size=size,
+                file_type="application/octet-stream",
+            )
             up_seconds, sent_hash = upload(port, ready, size, chunk)
             rss_after_upload = peak_rss_mib(server.pid)
-            alice.call("upload_file_complete", file_id=ready["file_id"], recipient_id=bob.login["user_id"],
-                       is_group=False, file_name="bench.bin", file_type="application/octet-stream")
+            alice.call(
+                "upload_file_complete",
+                file_id=ready["file_id"],
+                recipient_id=bob.login["user_id"],
+                is_group=False,
+                file_name="bench.bin",
+                file_type="application/octet-stream",
+            )
             message = bob.wait_for("new_message")
             url = json.loads(message["content"])["url"]
             down_seconds, got_hash, got = download(port, url, bob.login, chunk)
@@ -219,8 +244,10 @@ def main() -> None:
     print(f"upload:               {up_seconds:.2f} s  = {args.size_mib / up_seconds:.1f} MiB/s")
     print(f"download:             {down_seconds:.2f} s  = {got / MIB / down_seconds:.1f} MiB/s")
     print(f"bytes identical:      {got == size and got_hash == sent_hash}")
-    print(f"server peak RSS:      {rss_before:.1f} MiB before, {rss_after_upload:.1f} MiB after upload, "
-          f"{rss_after_download:.1f} MiB after download (VmHWM)")
+    print(
+        f"server peak RSS:      {rss_before:.1f} MiB before, {rss_after_upload:.1f} MiB after upload, "
+        f"{rss_after_download:.1f} MiB after download (VmHWM)"
+    )
     if got_hash != sent_hash:
         sys.exit("downloaded bytes differ from the uploaded ones")
 

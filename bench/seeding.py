@@ -27,7 +27,7 @@ def _bulk_insert_txn(txn: Txn, table: str, columns: Sequence[str], rows: Sequenc
     per_statement = max(1, _MAX_PARAMS // len(columns))
     row_sql = "(" + ",".join("?" * len(columns)) + ")"
     for start in range(0, len(rows), per_statement):
-        chunk = rows[start:start + per_statement]
+        chunk = rows[start : start + per_statement]
         txn.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ",".join([row_sql] * len(chunk)),
             [value for row in chunk for value in row],
@@ -43,7 +43,7 @@ def _users_txn(txn: Txn, prefix: str, count: int, now: float) -> list[int]:
 
 def _recount_txn(txn: Txn, chat_ids: list[int]) -> None:
     for start in range(0, len(chat_ids), _MAX_PARAMS):
-        chunk = chat_ids[start:start + _MAX_PARAMS]
+        chunk = chat_ids[start : start + _MAX_PARAMS]
         marks = ",".join("?" * len(chunk))
         txn.execute(
             "UPDATE chats SET"

@@ -105,8 +105,12 @@ class AdminCliMixin:
 
     @inline
     async def test_unknown_user_or_message_exits_1_with_one_line(self) -> None:
-        for argv in (("deactivate", "nobody"), ("reactivate", "nobody"), ("revoke-sessions", "nobody"),
-                     ("set-admin", "nobody")):
+        for argv in (
+            ("deactivate", "nobody"),
+            ("reactivate", "nobody"),
+            ("revoke-sessions", "nobody"),
+            ("set-admin", "nobody"),
+        ):
             self.assertEqual(await self.cli(*argv), (1, "", "umoc-admin: No such user\n"))
         for message_id in (str(uuid.uuid4()), "nope"):
             self.assertEqual(await self.cli("delete-message", message_id), (1, "", "umoc-admin: Message not found\n"))
@@ -136,18 +140,19 @@ class AdminCliMixin:
         code, body = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
         self.assertEqual((code, body), (403, {"error": "Registration needs an invite code"}))
         invite = (await self.cli_ok("create-invite")).strip()
-        code, _ = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD,
-                                                          "invite": invite + "x"})
+        code, _ = await self.server.post(
+            "/api/register", {"username": "eve", "password": PASSWORD, "invite": invite + "x"}
+        )
         self.assertEqual(code, 403)
         code, _ = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD, "invite": invite})
         self.assertEqual(code, 201)
-        code, body = await self.server.post("/api/register", {"username": "mallory", "password": PASSWORD,
-                                                             "invite": invite})
+        code, body = await self.server.post(
+            "/api/register", {"username": "mallory", "password": PASSWORD, "invite": invite}
+        )
         self.assertEqual((code, body), (403, {"error": "Invalid or used invite code"}))
         twice = (await self.cli_json("create-invite", "--uses", "2"))["invite"]
         for name in ("carol", "dave"):
-            code, _ = await self.server.post("/api/register", {"username": name, "password": PASSWORD,
-                                                              "invite": twice})
+            code, _ = await self.server.post("/api/register", {"username": name, "password": PASSWORD, "invite": twice})
             self.assertEqual(code, 201)
         code, _ = await self.server.post("/api/register", {"username": "erin", "password": PASSWORD, "invite": twice})
         self.assertEqual(code, 403)
@@ -206,8 +211,9 @@ class RegistrationConfigTests(ServerTestCase):
     async def test_too_many_registrations_answer_429_too_many_requests(self) -> None:
         for _ in range(2):
             await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
-        response = await treq.post(self.server.url + "/api/register", json={"username": "x", "password": PASSWORD},
-                                   persistent=False)
+        response = await treq.post(
+            self.server.url + "/api/register", json={"username": "x", "password": PASSWORD}, persistent=False
+        )
         await response.content()
         self.assertEqual((response.code, response.phrase), (429, b"Too Many Requests"))
         self.assertTrue(response.headers.getRawHeaders("Retry-After"))
@@ -223,8 +229,9 @@ class AdminApiMixin:
         await self.cli_ok("create-user", "root", "--admin", "--password-stdin", stdin=PASSWORD)
         self.root = await self.server.login("root")
 
-    async def api(self, method: str, path: str, body: Any = None, login: dict[str, Any] | None = None,
-                  query: bool = False) -> tuple[int, Any]:
+    async def api(
+        self, method: str, path: str, body: Any = None, login: dict[str, Any] | None = None, query: bool = False
+    ) -> tuple[int, Any]:
         login = self.root if login is None else login
         headers: dict[str, str] = {}
         url = self.server.url + "/api/admin/" + path
@@ -243,10 +250,14 @@ class AdminApiMixin:
     @inline
     async def test_no_session_401_non_admin_403_admin_200(self) -> None:
         plain = await self.server.user("plain")
-        for method, path, body in (("GET", "users", None), ("POST", "deactivate", {"username": "plain"}),
-                                   ("POST", "invites", {}), ("PUT", "registration", {"mode": "closed"}),
-                                   ("POST", "delete_message", {"message_id": str(uuid.uuid4())}),
-                                   ("DELETE", "users/1", None)):
+        for method, path, body in (
+            ("GET", "users", None),
+            ("POST", "deactivate", {"username": "plain"}),
+            ("POST", "invites", {}),
+            ("PUT", "registration", {"mode": "closed"}),
+            ("POST", "delete_message", {"message_id": str(uuid.uuid4())}),
+            ("DELETE", "users/1", None),
+        ):
             code, answer = await self.api(method, path, body, login={})
             self.assertEqual((code, answer), (401, {"error": "Invalid or expired session"}), path)
             wrong = dict(self.root, token="x" * 43)
@@ -269,8 +280,20 @@ class AdminApiMixin:
         self.assertEqual((code, [u["username"] for u in body["users"]]), (200, ["bob"]))
         code, body = await self.api("GET", "users")
         self.assertEqual([u["username"] for u in body["users"]], ["root", "alice", "bob"])
-        self.assertEqual(set(body["users"][0]), {"user_id", "username", "is_admin", "active", "deactivated_at",
-                                                 "created_at", "last_seen", "sessions", "deleted_at"})
+        self.assertEqual(
+            set(body["users"][0]),
+            {
+                "user_id",
+                "username",
+                "is_admin",
+                "active",
+                "deactivated_at",
+                "created_at",
+                "last_seen",
+                "sessions",
+                "deleted_at",
+            },
+        )
         self.assertEqual((await self.api("GET", "users?limit=0"))[0], 400)
 
     @inline
@@ -321,8 +344,9 @@ class AdminApiMixin:
         self.assertEqual((await self.api("PUT", "registration", {"mode": "sometimes"}))[0], 400)
         code, body = await self.api("POST", "invites", {"uses": 1})
         self.assertEqual((code, body["uses"]), (201, 1))
-        code, _ = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD,
-                                                          "invite": body["invite"]})
+        code, _ = await self.server.post(
+            "/api/register", {"username": "eve", "password": PASSWORD, "invite": body["invite"]}
+        )
         self.assertEqual(code, 201)
         self.assertEqual((await self.api("POST", "invites"))[0], 201, "the body is optional")
         self.assertEqual((await self.api("POST", "invites", {"uses": 0}))[0], 400)

@@ -42,7 +42,7 @@ class ConfigTests(unittest.SynchronousTestCase):
                 {"sessions": {"ttl": "forever", "max_per_usr": 3}, "bogus": 1, "engineio": {"max_payload": "x"}}
             )
         problems = caught.exception.problems
-        self.assertIn("Error in configuration at 'sessions.ttl': expected a duration like \"30s\" or \"7d\"", problems)
+        self.assertIn('Error in configuration at \'sessions.ttl\': expected a duration like "30s" or "7d"', problems)
         self.assertIn("Error in configuration at 'sessions.max_per_usr': unknown key", problems)
         self.assertIn("Error in configuration at 'bogus': unknown key", problems)
         self.assertEqual(len(problems), 4)

@@ -357,4 +357,3 @@ class SocketMessageTests(ConformanceCase):
         sock, _ = await self.ws_open()
         await blocking(sock.send, "40")
         self.assertNotIn("pid", await blocking(sock.recv_json_packet, "40"))
-

@@ -38,19 +38,29 @@ PACKAGE = ROOT / "umoc"
 
 #: Rank of each unit; a unit may import only units of a strictly lower rank (or itself).
 LAYERS: dict[str, int] = {
-    "errors": 0, "timefmt": 0, "credentials": 0, "streaks": 0, "metrics": 0, "ids": 0, "logs": 0,
+    "errors": 0,
+    "timefmt": 0,
+    "credentials": 0,
+    "streaks": 0,
+    "metrics": 0,
+    "ids": 0,
+    "logs": 0,
     "config": 1,
-    "ratelimit": 2, "outbound": 2,
+    "ratelimit": 2,
+    "outbound": 2,
     "protocol": 3,
     "transport": 4,
     "storage": 5,
     "cluster": 6,
-    "domain": 7, "webclient": 7,
+    "domain": 7,
+    "webclient": 7,
     "web": 8,
     "events": 9,
     "socketapp": 10,
     "wiring": 11,
-    "service": 12, "conformance": 12, "admincli": 12,
+    "service": 12,
+    "conformance": 12,
+    "admincli": 12,
     "tap": 13,
 }
 
@@ -171,7 +181,7 @@ class LayerTests(unittest.TestCase):
             state[node] = 1
             for nxt in sorted(graph[node]):
                 if state.get(nxt) == 1:
-                    cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                    cycles.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
                 elif nxt not in state:
                     visit(nxt, path + [nxt])
             state[node] = 2
@@ -191,8 +201,9 @@ class LayerTests(unittest.TestCase):
         for module in ("umoc.protocol.socketio", "umoc.events.schema", "umoc.errors"):
             top = LAYERS[unit_of(module)]
             loaded = self._loaded_by(module)
-            above = sorted(m for m in loaded if unit_of(m) and unit_of(m) != unit_of(module)
-                           and LAYERS[unit_of(m)] >= top)
+            above = sorted(
+                m for m in loaded if unit_of(m) and unit_of(m) != unit_of(module) and LAYERS[unit_of(m)] >= top
+            )
             self.assertEqual(above, [], f"import {module}")
 
     def test_the_pure_modules_load_next_to_nothing(self) -> None:

@@ -36,8 +36,19 @@ EXAMPLE = ROOT / "etc" / "umoc.yaml"
 def _copy_of_checkout() -> Path:
     """The checkout's files (not .git, builds, node_modules) in a fresh directory."""
     target = Path(tempfile.mkdtemp(prefix="umoc-pkg-")) / "src"
-    ignore = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "node_modules", "_trial_temp*",
-                                    "__pycache__", ".venv", "umoc-data", ".hypothesis", ".ruff_cache")
+    ignore = shutil.ignore_patterns(
+        ".git",
+        "build",
+        "dist",
+        "*.egg-info",
+        "node_modules",
+        "_trial_temp*",
+        "__pycache__",
+        ".venv",
+        "umoc-data",
+        ".hypothesis",
+        ".ruff_cache",
+    )
     shutil.copytree(ROOT, target, ignore=ignore)
     return target
 
@@ -92,8 +103,15 @@ class DistributionTests(unittest.TestCase):
         with tarfile.open(sdist) as archive:
             names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
         expected = {
-            "docs/api.md", "docs/operator-guide.md", "docs/CHANGELOG.md", "etc/umoc.yaml", "etc/umoc.service",
-            "etc/nginx.conf", "etc/umoc.compose.yaml", "Dockerfile", "docker-compose.yml",
+            "docs/api.md",
+            "docs/operator-guide.md",
+            "docs/CHANGELOG.md",
+            "etc/umoc.yaml",
+            "etc/umoc.service",
+            "etc/nginx.conf",
+            "etc/umoc.compose.yaml",
+            "Dockerfile",
+            "docker-compose.yml",
         }
         self.assertEqual(expected - names, set())
 
@@ -135,8 +153,7 @@ class DockerComposeTests(unittest.TestCase):
         compose = ["docker", "compose", "-p", project, "-f", str(ROOT / "docker-compose.yml")]
 
         def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-            return subprocess.run([*compose, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=timeout)
+            return subprocess.run([*compose, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
         self.addCleanup(run, "down", "-v", "--remove-orphans")
         up = run("up", "-d", "--build")

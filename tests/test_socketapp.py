@@ -75,6 +75,7 @@ class FuzzTestsMixin:
     def examples(self, on_sqlite: int) -> int:
         """PostgreSQL round trips cost more: fewer examples there keep the suite fast."""
         return on_sqlite if self.backend == "sqlite" else on_sqlite // 5
+
     @inline
     async def setUp(self) -> None:
         await super().setUp()
@@ -180,8 +181,11 @@ class FuzzTestsMixin:
     async def test_engine_session_survives_any_frames(self) -> None:
         settings_ = dataclasses.replace(self.node.services.config.engineio, ping_interval=1e6, ping_timeout=1e6)
         max_depth = self.node.services.config.messages.max_payload_depth + 4
-        server = EngineServer(self.clock, settings_, lambda s: SocketIOConnection(
-            s, PreAuthenticated(self.app, self.identity), max_depth=max_depth))
+        server = EngineServer(
+            self.clock,
+            settings_,
+            lambda s: SocketIOConnection(s, PreAuthenticated(self.app, self.identity), max_depth=max_depth),
+        )
         events = st.sampled_from(self.events) | st.text(max_size=12)
         payloads = st.dictionaries(st.sampled_from(self.fields) | st.text(max_size=8), json_values, max_size=5)
         near_misses = st.builds(

@@ -67,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def password_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--password-stdin", action="store_true",
-                       help="read the password from the first line of standard input (else prompt twice)")
+        p.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of standard input (else prompt twice)",
+        )
 
     p = command("create-user", "create an account, whatever the registration mode")
     p.add_argument("username")
@@ -90,15 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     password_option(p)
     p = command("revoke-sessions", "end every session of an account on every node")
     p.add_argument("username")
-    p = command("delete-user", "delete an account for good: sessions, contacts, groups, files; messages stay"
-                               " from a deleted user")
+    p = command(
+        "delete-user",
+        "delete an account for good: sessions, contacts, groups, files; messages stay from a deleted user",
+    )
     p.add_argument("username")
     p.add_argument("--erase", action="store_true", help="also erase the content of every message it sent")
     p = command("delete-message", "delete anybody's message (moderation); members get message_deleted")
     p.add_argument("message_id")
     p = command("registration", "show or set the registration mode of every node")
-    p.add_argument("mode", nargs="?", choices=["open", "closed", "invite", "default"],
-                   help="'default' goes back to each node's registration.mode")
+    p.add_argument(
+        "mode",
+        nargs="?",
+        choices=["open", "closed", "invite", "default"],
+        help="'default' goes back to each node's registration.mode",
+    )
     p = command("create-invite", "print a new invite code (for registration mode 'invite')")
     p.add_argument("--uses", type=int, default=1, help="registrations it allows (default 1)")
     p = command("create-bot", "create a bot account and print its API token (for /api/bot/)")
@@ -108,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("revoke-bot-tokens", "revoke every API token of a bot")
     p.add_argument("username")
     p = command("port-db", "copy a SQLite database into an empty PostgreSQL database")
-    p.add_argument("--from", dest="source", metavar="sqlite:PATH",
-                   help="the SQLite database (default: the configured one)")
+    p.add_argument(
+        "--from", dest="source", metavar="sqlite:PATH", help="the SQLite database (default: the configured one)"
+    )
     p.add_argument("--to", dest="target", metavar="postgresql://...", required=True)
     command("example-config", "print the example configuration (every key with its default)")
     return parser
@@ -175,11 +185,12 @@ class Cli:
                 self.bus = RedisBus(self.redis, f"admin-{uuid.uuid4().hex}", config.redis.prefix)
                 hub = Hub(remote=self.bus, clock=self.reactor)
             else:
-                print(f"umoc-admin: warning: Redis is not reachable; running nodes notice ended sessions within "
-                      f"sessions.check_interval ({config.sessions.check_interval:g}s)", file=self.stderr)
-        self.sessions = SessionManager(
-            self.storage.users, hub, self.reactor, config.sessions, config.registration.mode
-        )
+                print(
+                    f"umoc-admin: warning: Redis is not reachable; running nodes notice ended sessions within "
+                    f"sessions.check_interval ({config.sessions.check_interval:g}s)",
+                    file=self.stderr,
+                )
+        self.sessions = SessionManager(self.storage.users, hub, self.reactor, config.sessions, config.registration.mode)
         self.sessions.start()
         files = FileManager(self.storage, self.reactor, config.uploads, config.uploads_path)
         accounts = Accounts(self.storage, self.sessions, hub, files, self.reactor)
@@ -222,43 +233,52 @@ class Cli:
             self.say(f"{'ID':>6}  {'USERNAME':<32}  ADMIN  ACTIVE  SESSIONS  LAST SEEN")
             for u in users:
                 row = user_json(u)
-                self.say(f"{u.id:>6}  {u.username:<32}  {'yes' if u.is_admin else 'no':<5}  "
-                         f"{'yes' if u.active else 'no':<6}  {u.sessions:>8}  {row['last_seen'] or '-'}")
+                self.say(
+                    f"{u.id:>6}  {u.username:<32}  {'yes' if u.is_admin else 'no':<5}  "
+                    f"{'yes' if u.active else 'no':<6}  {u.sessions:>8}  {row['last_seen'] or '-'}"
+                )
         elif args.command == "set-admin":
             user = await admin.set_admin(name, not args.off, ACTOR)
             self.result(f"{user.username} is {'an admin' if user.is_admin else 'not an admin'}", user_json(user))
         elif args.command == "deactivate":
             user, ended = await admin.deactivate(name, ACTOR)
-            self.result(f"Deactivated {user.username}; {ended} sessions ended ({self.told(config)})",
-                        {"user": user_json(user), "sessions_ended": ended})
+            self.result(
+                f"Deactivated {user.username}; {ended} sessions ended ({self.told(config)})",
+                {"user": user_json(user), "sessions_ended": ended},
+            )
         elif args.command == "reactivate":
             user = await admin.reactivate(name, ACTOR)
             self.result(f"Reactivated {user.username}", user_json(user))
         elif args.command == "reset-password":
             ended = await admin.reset_password(name, self.password(), ACTOR)
-            self.result(f"Password of {name} reset; {ended} sessions ended ({self.told(config)})",
-                        {"sessions_ended": ended})
+            self.result(
+                f"Password of {name} reset; {ended} sessions ended ({self.told(config)})", {"sessions_ended": ended}
+            )
         elif args.command == "revoke-sessions":
             ended = await admin.revoke_sessions(name, ACTOR)
             self.result(f"{ended} sessions of {name} ended ({self.told(config)})", {"sessions_ended": ended})
         elif args.command == "delete-user":
             deleted = await admin.delete_user(name, args.erase, ACTOR)
             erased = "; its messages' content erased" if args.erase else ""
-            self.result(f"Deleted {deleted['username']} (id {deleted['user_id']}): {deleted['sessions_ended']}"
-                        f" sessions ended, {deleted['groups_left']} groups left, {deleted['files_removed']} files"
-                        f" removed{erased} ({self.told(config)})", deleted)
+            self.result(
+                f"Deleted {deleted['username']} (id {deleted['user_id']}): {deleted['sessions_ended']}"
+                f" sessions ended, {deleted['groups_left']} groups left, {deleted['files_removed']} files"
+                f" removed{erased} ({self.told(config)})",
+                deleted,
+            )
         elif args.command == "delete-message":
             deleted = await admin.delete_message(args.message_id, ACTOR)
-            where = "members were told through Redis" if self.bus is not None else \
-                "members see it when they next load the chat (no Redis to tell running nodes)"
+            where = (
+                "members were told through Redis"
+                if self.bus is not None
+                else "members see it when they next load the chat (no Redis to tell running nodes)"
+            )
             self.result(f"Deleted message {deleted['message_id']}; {where}", deleted)
         elif args.command == "registration":
             if args.mode is None:
                 mode, source = await admin.registration_mode()
             else:
-                mode, source = await admin.set_registration_mode(
-                    None if args.mode == "default" else args.mode, ACTOR
-                )
+                mode, source = await admin.set_registration_mode(None if args.mode == "default" else args.mode, ACTOR)
             origin = "set in the database" if source == "database" else "registration.mode in the configuration"
             self.result(f"Registration is {mode} ({origin})", {"mode": mode, "source": source})
         elif args.command == "create-bot":
@@ -279,7 +299,7 @@ class Cli:
         source = args.source or config.database.dsn or f"sqlite:{config.data_path / 'umoc.sqlite3'}"
         if not source.startswith("sqlite:"):
             raise CommandError("--from must be sqlite:PATH (the configured database is not SQLite)")
-        path = Path(source[len("sqlite:"):])
+        path = Path(source[len("sqlite:") :])
         if not path.is_file():
             raise CommandError(f"no SQLite database at {path}")
         if not args.target.startswith(("postgresql://", "postgres://")):
@@ -314,13 +334,18 @@ class Cli:
             self.say(f"  {table:<20} {count:>10} rows")
         for column, following in report.sequences.items():
             self.say(f"  sequence {column} continues at {following}")
-        self.say(f"Uploaded files are not in the database: copy {uploads} ({len(files)} files, "
-                 f"{data['upload_bytes']} bytes) to the uploads directory every node shares "
-                 "(uploads.directory under server.data_dir), then set database.dsn to the PostgreSQL DSN.")
+        self.say(
+            f"Uploaded files are not in the database: copy {uploads} ({len(files)} files, "
+            f"{data['upload_bytes']} bytes) to the uploads directory every node shares "
+            "(uploads.directory under server.data_dir), then set database.dsn to the PostgreSQL DSN."
+        )
 
 
 async def run(
-    argv: list[str], reactor: Any, stdin: TextIO | None = None, stdout: TextIO | None = None,
+    argv: list[str],
+    reactor: Any,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
     """Run one command; the exit status.  Used in-process by the tests and by `main`."""

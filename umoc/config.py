@@ -542,10 +542,13 @@ def _check(config: Config) -> list[str]:
             bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')
     if not config.push.vapid_subject.startswith(("mailto:", "https://")):
         bad("push.vapid_subject", 'expected "mailto:ADDRESS" or "https://..."')
-    for path, value in (("push.concurrency", config.push.concurrency), ("push.queue_size", config.push.queue_size),
-                        ("webhook_delivery.concurrency", config.webhook_delivery.concurrency),
-                        ("webhook_delivery.queue_size", config.webhook_delivery.queue_size),
-                        ("webhook_delivery.max_attempts", config.webhook_delivery.max_attempts)):
+    for path, value in (
+        ("push.concurrency", config.push.concurrency),
+        ("push.queue_size", config.push.queue_size),
+        ("webhook_delivery.concurrency", config.webhook_delivery.concurrency),
+        ("webhook_delivery.queue_size", config.webhook_delivery.queue_size),
+        ("webhook_delivery.max_attempts", config.webhook_delivery.max_attempts),
+    ):
         if value < 1:
             bad(path, "expected at least 1")
     if config.push.timeout <= 0 or config.webhook_delivery.timeout <= 0:

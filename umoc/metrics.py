@@ -80,21 +80,30 @@ class Metrics:
         self._scrape_time = _ScrapeTime()
         registry.register(self._scrape_time)
         self.events = Counter(
-            "umoc_events", "Socket.IO events handled, by event and outcome (ok, error)",
-            ["event", "outcome"], registry=registry,
+            "umoc_events",
+            "Socket.IO events handled, by event and outcome (ok, error)",
+            ["event", "outcome"],
+            registry=registry,
         )
         self.event_latency = Histogram(
-            "umoc_event_latency_seconds", "Time from an event's arrival to its answer, by event",
-            ["event"], buckets=_EVENT_BUCKETS, registry=registry,
+            "umoc_event_latency_seconds",
+            "Time from an event's arrival to its answer, by event",
+            ["event"],
+            buckets=_EVENT_BUCKETS,
+            registry=registry,
         )
         self.db_transactions = Histogram(
             "umoc_db_transaction_seconds",
             "Database transactions by name (as Database.run names them), from request to result",
-            ["transaction", "outcome"], buckets=_DB_BUCKETS, registry=registry,
+            ["transaction", "outcome"],
+            buckets=_DB_BUCKETS,
+            registry=registry,
         )
         self.db_pool_wait = Histogram(
-            "umoc_db_pool_wait_seconds", "Time a transaction waited for a pool thread and connection",
-            buckets=_DB_BUCKETS, registry=registry,
+            "umoc_db_pool_wait_seconds",
+            "Time a transaction waited for a pool thread and connection",
+            buckets=_DB_BUCKETS,
+            registry=registry,
         )
         self.logins = Counter(
             "umoc_logins", "POST /api/login attempts, by outcome (ok, failed)", ["outcome"], registry=registry
@@ -109,12 +118,18 @@ class Metrics:
         self.pushes: PlainCounter[tuple[str, str]] = PlainCounter()
         #: Webhook deliveries by outcome: ``delivered``, ``retried``, ``dead_letter``, ``dropped``.
         self.webhooks: PlainCounter[str] = PlainCounter()
-        self.counter("umoc_pushes",
-                     "Push attempts by kind (webpush, gateway) and outcome (sent, gone, failed, dropped)",
-                     lambda: dict(self.pushes), ("kind", "outcome"))
-        self.counter("umoc_webhook_deliveries",
-                     "Webhook deliveries by outcome (delivered, retried, dead_letter, dropped)",
-                     lambda: dict(self.webhooks), "outcome")
+        self.counter(
+            "umoc_pushes",
+            "Push attempts by kind (webpush, gateway) and outcome (sent, gone, failed, dropped)",
+            lambda: dict(self.pushes),
+            ("kind", "outcome"),
+        )
+        self.counter(
+            "umoc_webhook_deliveries",
+            "Webhook deliveries by outcome (delivered, retried, dead_letter, dropped)",
+            lambda: dict(self.webhooks),
+            "outcome",
+        )
         # Children cached per label value: labels() costs more than the increment itself.
         self._event_children: dict[str, tuple[Any, Any, Any]] = {}
 

@@ -28,6 +28,7 @@ class ScriptClient(Protocol):
 
     def ping(self) -> defer.Deferred[Any]: ...
 
+
 __all__ = ["FailoverRatelimiter", "MemoryRatelimiter", "Ratelimiter", "RedisRatelimiter", "take_token"]
 
 log = Logger()

@@ -88,7 +88,9 @@ class UmocSocketApp:
         except UserError as exc:  # an invalid session, or a database past its deadline
             log.info(
                 "Socket refused from {client}: {reason}",
-                event="connect_refused", reason=exc.message, client=connection.engine.remote_ip,
+                event="connect_refused",
+                reason=exc.message,
+                client=connection.engine.remote_ip,
             )
             raise AuthError(exc.message) from None
         cursor = await position
@@ -99,7 +101,9 @@ class UmocSocketApp:
     def on_connect(self, socket: ClientSocket) -> None:
         log.info(
             "Socket connected for {username} from {client}",
-            event="connect", username=socket.username, user_id=socket.user_id,
+            event="connect",
+            username=socket.username,
+            user_id=socket.user_id,
             client=socket.remote_ip,
         )
         self._services.hub.add(socket)

@@ -21,7 +21,6 @@ def utc_day(epoch: float) -> int:
     return int(epoch // 86400)
 
 
-
 def parse_iso(text: str) -> float:
     """``2023-01-01T12:00:00Z`` (or with an offset) -> epoch seconds; ValueError otherwise.
 

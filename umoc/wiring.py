@@ -86,13 +86,23 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
     """The bus's publish and receive counts and Redis's state, read when scraped."""
     bus, receiver, redis, watch = cluster.bus, cluster.receiver, cluster.redis, cluster.watch
     metrics.counter("umoc_bus_published", "Publications on the Redis bus answered by Redis", lambda: bus.published)
-    metrics.counter("umoc_bus_publish_failures", "Publications on the Redis bus that failed or timed out",
-                    lambda: bus.publish_failures)
-    metrics.counter("umoc_bus_received", "Messages from other nodes on the Redis bus, by kind",
-                    lambda: dict(receiver.received), "kind")
+    metrics.counter(
+        "umoc_bus_publish_failures",
+        "Publications on the Redis bus that failed or timed out",
+        lambda: bus.publish_failures,
+    )
+    metrics.counter(
+        "umoc_bus_received",
+        "Messages from other nodes on the Redis bus, by kind",
+        lambda: dict(receiver.received),
+        "kind",
+    )
     metrics.gauge("umoc_redis_connected", "1 while the Redis command connection is up", lambda: int(redis.connected))
-    metrics.gauge("umoc_bus_ok", "1 while the bus self-ping finds no gap (0: deliveries may be missed)",
-                  lambda: int(watch.gap_start is None))
+    metrics.gauge(
+        "umoc_bus_ok",
+        "1 while the bus self-ping finds no gap (0: deliveries may be missed)",
+        lambda: int(watch.gap_start is None),
+    )
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None, threads_reactor: Any = None) -> Node:
@@ -103,9 +113,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     """
     clock: IReactorTime = reactor
     storage = storage or open_storage(config, clock)
-    recovery = (
-        RecoveryStore(clock, config.engineio.recovery_window) if config.engineio.recovery_window > 0 else None
-    )
+    recovery = RecoveryStore(clock, config.engineio.recovery_window) if config.engineio.recovery_window > 0 else None
     ratelimiter: Ratelimiter
     presence: Presence
     redis_side: tuple[RedisClient, RedisBus, BusWatch, RedisPresence] | None = None
@@ -136,14 +144,19 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     )
     webhooks = Webhooks(config.webhooks, config.webhook_delivery, http, clock, metrics)
     metrics.gauge("umoc_push_queue", "Pushes waiting for a slot on this node", lambda: len(push.queue))
-    metrics.gauge("umoc_webhook_queue", "Webhook deliveries waiting for a slot on this node (retries included)",
-                  lambda: len(webhooks.queue))
+    metrics.gauge(
+        "umoc_webhook_queue",
+        "Webhook deliveries waiting for a slot on this node (retries included)",
+        lambda: len(webhooks.queue),
+    )
     storage.db.observe = metrics.transaction_done
-    metrics.gauge("umoc_connected_sockets", "Sockets connected to this node, by transport",
-                  hub.sockets_by_transport, "transport")
+    metrics.gauge(
+        "umoc_connected_sockets", "Sockets connected to this node, by transport", hub.sockets_by_transport, "transport"
+    )
     metrics.gauge("umoc_connected_users", "Users with a socket on this node", lambda: len(hub.by_user))
-    metrics.counter("umoc_messages_delivered", "new_message sent to a socket of this node",
-                    lambda: hub.messages_delivered)
+    metrics.counter(
+        "umoc_messages_delivered", "new_message sent to a socket of this node", lambda: hub.messages_delivered
+    )
     sessions = SessionManager(
         storage.users, hub, clock, config.sessions, config.registration.mode, threads_reactor or reactor
     )

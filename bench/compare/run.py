@@ -93,8 +93,7 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
 
 def loadgen(job: dict[str, Any], cpus: str | None = None) -> dict[str, Any]:
     command = pinned([NODE, os.path.join(HERE, "loadgen.js"), json.dumps(job)], cpus)
-    out = subprocess.run(command, cwd=ROOT,
-                         capture_output=True, text=True, timeout=job.get("timeout", 120) + 15)
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=job.get("timeout", 120) + 15)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if not lines:
         return {"error": (out.stderr or out.stdout)[-500:]}
@@ -120,8 +119,9 @@ class Server:
         raise NotImplementedError
 
     def start(self) -> None:
-        self.process = subprocess.Popen(pinned(self.command(), self.cpus), cwd=ROOT, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            pinned(self.command(), self.cpus), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(self.port, self.process)
         time.sleep(0.5)
 
@@ -142,10 +142,22 @@ class Server:
         return {
             "lat1": {"scenario": "latency", "clients": 1, "ack": self.ack_event, "warmup": 1, "duration": dur},
             "lat100": {"scenario": "latency", "clients": 100, "ack": self.ack_event, "warmup": 1, "duration": dur},
-            "thr": {"scenario": "throughput", "clients": 50, "window": 10, "echo": ["message", {"text": TEXT}],
-                    "echoReply": "message-back", "warmup": 1, "duration": dur},
-            "fan": {"scenario": "fanout", "clients": 1000, "rounds": 10 if quick else 30,
-                    "fanout": ["broadcast", {"text": ""}], "fanoutEvent": "broadcast"},
+            "thr": {
+                "scenario": "throughput",
+                "clients": 50,
+                "window": 10,
+                "echo": ["message", {"text": TEXT}],
+                "echoReply": "message-back",
+                "warmup": 1,
+                "duration": dur,
+            },
+            "fan": {
+                "scenario": "fanout",
+                "clients": 1000,
+                "rounds": 10 if quick else 30,
+                "fanout": ["broadcast", {"text": ""}],
+                "fanoutEvent": "broadcast",
+            },
             "idle10000": {"scenario": "idle", "clients": 10_000, "settle": 3, "timeout": 240},
         }
 
@@ -200,16 +212,30 @@ class UmocApp(Server):
         config = os.path.join(data_dir, "umoc.yaml")
         with open(config, "w", encoding="utf-8") as f:
             json.dump(self.config(), f)  # JSON is YAML
-        return [PY, "-m", "twisted", "umoc", "--config", config,
-                "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir]
+        return [
+            PY,
+            "-m",
+            "twisted",
+            "umoc",
+            "--config",
+            config,
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--data-dir",
+            data_dir,
+        ]
 
     def stop(self) -> None:
         super().stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(self.http + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            self.http + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
@@ -229,8 +255,11 @@ class UmocApp(Server):
             clients = []
             for login in (a, b):
                 c = socketio.Client(reconnection=False)
-                c.connect(f"{self.http}/?sessionID={login['sessionID']}&token={login['token']}",
-                          transports=["websocket"], wait_timeout=30)
+                c.connect(
+                    f"{self.http}/?sessionID={login['sessionID']}&token={login['token']}",
+                    transports=["websocket"],
+                    wait_timeout=30,
+                )
                 clients.append(c)
             clients[0].call("add_contact", {"contact_username": b["username"]}, timeout=30)
             clients[1].call("accept_contact", {"contact_id": a["user_id"]}, timeout=30)
@@ -253,17 +282,52 @@ class UmocApp(Server):
         # Client 0 is the sender; clients 1..999 are the recipient's sockets.
         fan_queries = [self._query(sender)] + [self._query(recipient)] * 999
         return {
-            "lat1": {"scenario": "latency", "clients": 1, "queries": everyone, "ack": message,
-                     "ackTargets": partners, "warmup": 1, "duration": dur},
-            "lat100": {"scenario": "latency", "clients": 100, "queries": everyone, "ack": message,
-                       "ackTargets": partners, "warmup": 1, "duration": dur},
-            "thr": {"scenario": "throughput", "clients": 100, "window": 10, "queries": everyone, "echo": message,
-                    "ackTargets": partners, "echoAck": True, "warmup": 1, "duration": dur},
-            "fan": {"scenario": "fanout", "clients": 1000, "rounds": 10 if quick else 30, "queries": fan_queries,
-                    "fanout": message, "ackTargets": [{"recipient_id": recipient["user_id"]}],
-                    "fanoutEvent": "new_message", "tagField": "content"},
-            "idle10000": {"scenario": "idle", "clients": 10_000, "settle": 3, "timeout": 240,
-                          "queries": [self._query(recipient)]},
+            "lat1": {
+                "scenario": "latency",
+                "clients": 1,
+                "queries": everyone,
+                "ack": message,
+                "ackTargets": partners,
+                "warmup": 1,
+                "duration": dur,
+            },
+            "lat100": {
+                "scenario": "latency",
+                "clients": 100,
+                "queries": everyone,
+                "ack": message,
+                "ackTargets": partners,
+                "warmup": 1,
+                "duration": dur,
+            },
+            "thr": {
+                "scenario": "throughput",
+                "clients": 100,
+                "window": 10,
+                "queries": everyone,
+                "echo": message,
+                "ackTargets": partners,
+                "echoAck": True,
+                "warmup": 1,
+                "duration": dur,
+            },
+            "fan": {
+                "scenario": "fanout",
+                "clients": 1000,
+                "rounds": 10 if quick else 30,
+                "queries": fan_queries,
+                "fanout": message,
+                "ackTargets": [{"recipient_id": recipient["user_id"]}],
+                "fanoutEvent": "new_message",
+                "tagField": "content",
+            },
+            "idle10000": {
+                "scenario": "idle",
+                "clients": 10_000,
+                "settle": 3,
+                "timeout": 240,
+                "queries": [self._query(recipient)],
+            },
         }
 
 
@@ -330,8 +394,12 @@ class UmocCluster(UmocAppPostgres):
         return {**super().config(), "redis": {"url": self.redis_url, "prefix": self.prefix}}
 
     def start(self) -> None:
-        self.process_b = subprocess.Popen(pinned(self.command_for(self.port_b, self.data_dir_b), self.cpus),
-                                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process_b = subprocess.Popen(
+            pinned(self.command_for(self.port_b, self.data_dir_b), self.cpus),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         super().start()  # node A: creates the database, then registers and befriends through A
         wait_port(self.port_b, self.process_b)
 
@@ -365,11 +433,18 @@ class UmocCluster(UmocAppPostgres):
         assert self.process is not None and self.process_b is not None
         self._published = self._bus_published()
         logins = self.logins
-        base = {"scenario": "deliver", "clients": len(logins), "queries": [self._query(x) for x in logins],
-                "echo": ["send_message", {"recipient_id": 0, "content": TEXT}],
-                "ackTargets": [{"recipient_id": logins[i ^ 1]["user_id"]} for i in range(len(logins))],
-                "deliverEvent": "new_message", "window": 4, "warmup": 1, "duration": 3 if quick else 5,
-                "cpuPids": [self.process.pid, self.process_b.pid]}
+        base = {
+            "scenario": "deliver",
+            "clients": len(logins),
+            "queries": [self._query(x) for x in logins],
+            "echo": ["send_message", {"recipient_id": 0, "content": TEXT}],
+            "ackTargets": [{"recipient_id": logins[i ^ 1]["user_id"]} for i in range(len(logins))],
+            "deliverEvent": "new_message",
+            "window": 4,
+            "warmup": 1,
+            "duration": 3 if quick else 5,
+            "cpuPids": [self.process.pid, self.process_b.pid],
+        }
         # Client i is user i; even ones send to the next odd one.
         rounds = 1 if quick else 2
         jobs: dict[str, dict[str, Any]] = {}
@@ -389,8 +464,9 @@ SERVERS: dict[str, Callable[..., Server]] = {
 }
 
 
-def run_server(make: Callable[..., Server], mode: str, only: list[str] | None, quick: bool,
-               profile: str | None = None) -> dict[str, Any]:
+def run_server(
+    make: Callable[..., Server], mode: str, only: list[str] | None, quick: bool, profile: str | None = None
+) -> dict[str, Any]:
     server_cpus, loadgen_cpus = MODES[mode]
     server = make(server_cpus)
     results: dict[str, Any] = {}
@@ -401,18 +477,32 @@ def run_server(make: Callable[..., Server], mode: str, only: list[str] | None, q
         for key, job in server.jobs(quick).items():
             if only and key.rstrip("0123456789") not in only and key not in only:
                 continue
-            job = {"url": server.url, "serverPid": server.process.pid, "baseRssKb": rss_kb(server.process.pid),
-                   **job}
+            job = {"url": server.url, "serverPid": server.process.pid, "baseRssKb": rss_kb(server.process.pid), **job}
             spies = []
             if profile and isinstance(server, UmocApp | UmocTransport):
                 # Collapsed stacks ("flamegraph" text), one file per server process, mode and scenario.
                 pids = [server.process.pid] + job.get("cpuPids", [])[1:]
                 for n, pid in enumerate(pids):
                     out = os.path.join(profile, f"{server.name}-{mode}-{key}{'-b' if n else ''}.txt")
-                    spies.append(subprocess.Popen(
-                        [os.path.join(os.path.dirname(PY), "py-spy"), "record", "--format", "raw", "--nonblocking",
-                         "-r", "200", "-o", out, "--pid", str(pid)],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                    spies.append(
+                        subprocess.Popen(
+                            [
+                                os.path.join(os.path.dirname(PY), "py-spy"),
+                                "record",
+                                "--format",
+                                "raw",
+                                "--nonblocking",
+                                "-r",
+                                "200",
+                                "-o",
+                                out,
+                                "--pid",
+                                str(pid),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                    )
             results[key] = loadgen(job, loadgen_cpus)
             server.after_job(key, results[key])
             for spy in spies:
@@ -497,21 +587,21 @@ def table(mode: str, all_results: dict[str, dict[str, Any]]) -> str:
 
 
 def cluster_table(by_mode: dict[str, dict[str, dict[str, Any]]]) -> str:
-    lines = ["-- umoc-cluster: send_message to a friend, server CPU of both nodes per delivery [target cross <= 1.5x]",
-             "".ljust(36) + "".join(m.rjust(12) for m in by_mode)]
+    lines = [
+        "-- umoc-cluster: send_message to a friend, server CPU of both nodes per delivery [target cross <= 1.5x]",
+        "".ljust(36) + "".join(m.rjust(12) for m in by_mode),
+    ]
     rows: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
         ("local: CPU per delivery (us)", lambda r: cluster_cost(r, "local"), ",.0f"),
         ("cross-node: CPU per delivery (us)", lambda r: cluster_cost(r, "cross"), ",.0f"),
-        ("cross / local", lambda r: (cluster_cost(r, "cross") or 0) / (cluster_cost(r, "local") or 1) or None,
-         ".2f"),
+        ("cross / local", lambda r: (cluster_cost(r, "cross") or 0) / (cluster_cost(r, "local") or 1) or None, ".2f"),
         ("local: PUBLISH per message", lambda r: mean_of(r, "local", "publishedPerMessage"), ".2f"),
         ("cross-node: PUBLISH per message", lambda r: mean_of(r, "cross", "publishedPerMessage"), ".2f"),
         ("local: deliveries/s", lambda r: cluster_rate(r, "local"), ",.0f"),
         ("cross-node: deliveries/s", lambda r: cluster_rate(r, "cross"), ",.0f"),
     ]
     for label, value, spec in rows:
-        lines.append(label.ljust(36) + "".join(fmt(value(r["umoc-cluster"]), spec).rjust(12)
-                                               for r in by_mode.values()))
+        lines.append(label.ljust(36) + "".join(fmt(value(r["umoc-cluster"]), spec).rjust(12) for r in by_mode.values()))
     return "\n".join(lines)
 
 
@@ -519,8 +609,10 @@ def summary(by_mode: dict[str, dict[str, dict[str, Any]]]) -> str:
     """The targets' ratios to Node, pinned and unpinned side by side."""
     picked = [r for r in ROWS if "[target" in r[0]]
     heads = [f"{n} {m}" for n in ("umoc", "umoc-app") for m in by_mode]
-    lines = ["-- UMOC / Node, same run (acks and echo: higher is better; fan-out and memory: lower)",
-             "".ljust(46) + "".join(h.rjust(18) for h in heads)]
+    lines = [
+        "-- UMOC / Node, same run (acks and echo: higher is better; fan-out and memory: lower)",
+        "".ljust(46) + "".join(h.rjust(18) for h in heads),
+    ]
     for label, value, _ in picked:
         cells = []
         for n in ("umoc", "umoc-app"):
@@ -541,8 +633,11 @@ def load_average() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default="umoc-app,umoc,node,python-socketio,umoc-cluster",
-                        help=f"comma-separated, from {', '.join(SERVERS)}")
+    parser.add_argument(
+        "--servers",
+        default="umoc-app,umoc,node,python-socketio,umoc-cluster",
+        help=f"comma-separated, from {', '.join(SERVERS)}",
+    )
     parser.add_argument("--modes", default="pinned,unpinned", help="pinned, unpinned or both")
     parser.add_argument("--only", help="comma-separated scenarios: lat1,lat100,thr,fan,idle10000,local,cross")
     parser.add_argument("--quick", action="store_true", help="3 s runs, fewer fan-out and cluster rounds")

@@ -15,8 +15,23 @@ class FileNameAndTypeTests(unittest.TestCase):
             self.assertEqual(check_file_name(name, 255), name)
 
     def test_paths_separators_controls_and_bidi_tricks_are_refused(self) -> None:
-        for name in ("../x", "a/b", "a\\b", "C:x", "a\x00b", "a\nb", "a\x1fb", "a\x7fb", "photo\u202egpj.exe",
-                     ".", "..", " ", "", "a" * 256, "x\u2028y"):
+        for name in (
+            "../x",
+            "a/b",
+            "a\\b",
+            "C:x",
+            "a\x00b",
+            "a\nb",
+            "a\x1fb",
+            "a\x7fb",
+            "photo\u202egpj.exe",
+            ".",
+            "..",
+            " ",
+            "",
+            "a" * 256,
+            "x\u2028y",
+        ):
             with self.assertRaises(UserError, msg=repr(name)):
                 check_file_name(name, 255)
 

@@ -30,8 +30,9 @@ class PushTimingTests(NodeTestCase):
         self.alice = await self.connected("alice")
         self.bob = await self.user("bob")
         now = self.clock.seconds()
-        await self.storage.users.create_session(self.bob.id, "session-bob", token_digest(new_token()), now,
-                                                now + 3600, 3)
+        await self.storage.users.create_session(
+            self.bob.id, "session-bob", token_digest(new_token()), now, now + 3600, 3
+        )
         await self.storage.contacts.request(self.alice.user_id, "bob", now)
         await self.storage.contacts.accept(self.bob.id, self.alice.user_id, now)
         payload = {"kind": "gateway", "app_id": "com.example", "pushkey": "token", "gateway": None}

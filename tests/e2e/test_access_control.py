@@ -73,8 +73,12 @@ COMPLETE = {"file_name": "a.png", "file_type": "image/png"}
 
 def group_targets(gid: int) -> tuple[dict[str, Any], ...]:
     """The group as a chat and as a recipient, and a missing group both ways: (chat, missing chat, to, to missing)."""
-    return ({"chat_id": gid, "is_group": True}, {"chat_id": gid + 1000, "is_group": True},
-            {"recipient_id": gid, "is_group": True}, {"recipient_id": gid + 1000, "is_group": True})
+    return (
+        {"chat_id": gid, "is_group": True},
+        {"chat_id": gid + 1000, "is_group": True},
+        {"recipient_id": gid, "is_group": True},
+        {"recipient_id": gid + 1000, "is_group": True},
+    )
 
 
 def missing_message() -> str:
@@ -92,20 +96,30 @@ class AccessControlTestsMixin:
         return sent["message_id"]
 
     async def prepare(self, sender: Person, recipient_id: int, is_group: bool) -> dict[str, Any]:
-        ready = await sender.call("upload_file_prepare", recipient_id=recipient_id, is_group=is_group,
-                                  file_name="a.png", file_size=4, file_type="image/png")
+        ready = await sender.call(
+            "upload_file_prepare",
+            recipient_id=recipient_id,
+            is_group=is_group,
+            file_name="a.png",
+            file_size=4,
+            file_type="image/png",
+        )
         self.assertNotIn("error", ready)
         return ready
 
     async def put(self, file_id: str, token: str | None, data: bytes = b"data") -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        response = await treq.put(f"{self.server.url}/api/upload/{file_id}", data=data, headers=headers,
-                                  persistent=False)
+        response = await treq.put(
+            f"{self.server.url}/api/upload/{file_id}", data=data, headers=headers, persistent=False
+        )
         return response.code, await response.json()
 
     async def get_file(self, file_id: str, who: Person | None, token: str | None = None) -> tuple[int, Any]:
-        headers = {} if who is None else {"X-Session-ID": who.login["sessionID"],
-                                          "X-Session-Token": token or who.login["token"]}
+        headers = (
+            {}
+            if who is None
+            else {"X-Session-ID": who.login["sessionID"], "X-Session-Token": token or who.login["token"]}
+        )
         response = await treq.get(f"{self.server.url}/api/files/{file_id}", headers=headers, persistent=False)
         body = await response.content()
         return response.code, (body if response.code == 200 else json.loads(body))
@@ -117,8 +131,14 @@ class AccessControlTestsMixin:
 
     async def shared(self, sender: Person, recipient_id: int, is_group: bool) -> str:
         file_id = await self.uploaded(sender, recipient_id, is_group)
-        done = await sender.call("upload_file_complete", file_id=file_id, recipient_id=recipient_id,
-                                 is_group=is_group, file_name="a.png", file_type="image/png")
+        done = await sender.call(
+            "upload_file_complete",
+            file_id=file_id,
+            recipient_id=recipient_id,
+            is_group=is_group,
+            file_name="a.png",
+            file_type="image/png",
+        )
         self.assertNotIn("error", done)
         return file_id
 
@@ -198,38 +218,70 @@ class AccessControlTestsMixin:
         text = {"content": "let me in", "type": "text"}
         upload = UPLOAD
         complete = COMPLETE
-        errors = await self.refused([
-            (carol, "get_chat_info", direct, UNKNOWN_CHAT, missing_direct),
-            (carol, "get_chat_info", group, UNKNOWN_CHAT, missing_group),
-            (carol, "get_chat_history", direct, UNKNOWN_CHAT, missing_direct),
-            (carol, "get_chat_history", group, UNKNOWN_CHAT, missing_group),
-            (carol, "send_message", {**to_alice, **text}, NOT_FRIENDS, {**to_nobody, **text}),
-            (carol, "send_message", {**to_group, **text}, UNKNOWN_CHAT, {**to_no_group, **text}),
-            (carol, "typing", {**to_alice, "is_typing": True}, NOT_FRIENDS, {**to_nobody, "is_typing": True}),
-            (carol, "typing", {**to_group, "is_typing": True}, UNKNOWN_CHAT, {**to_no_group, "is_typing": True}),
-            (carol, "delete_message", {"message_id": w.to_bob}, NOT_FOUND, {"message_id": missing_message()}),
-            (carol, "delete_message", {"message_id": w.bob_after}, NOT_FOUND, None),
-            (carol, "read_receipt", {"message_ids": [w.to_bob], "sender_id": alice.id}, NOT_FOUND,
-             {"message_ids": [missing_message()], "sender_id": alice.id}),
-            (carol, "read_receipt", {"message_ids": [w.bob_after], "sender_id": bob.id}, NOT_FOUND, None),
-            (carol, "upload_file_prepare", {**to_alice, **upload}, NOT_FRIENDS, {**to_nobody, **upload}),
-            (carol, "upload_file_prepare", {**to_group, **upload}, UNKNOWN_CHAT, {**to_no_group, **upload}),
-            (carol, "upload_file_complete", {"file_id": w.eve_file, **to_alice, **complete}, UNKNOWN_FILE,
-             {"file_id": str(uuid.uuid4()), **to_alice, **complete}),
-            (carol, "upload_file_complete", {"file_id": w.dave_file, **to_group, **complete}, UNKNOWN_FILE, None),
-            (carol, "upload_file_complete", {"file_id": w.pending_file["file_id"], "recipient_id": bob.id,
-                                             "is_group": False, **complete}, UNKNOWN_FILE, None),
-            # bob's request went to dave, not to carol.
-            (carol, "accept_contact", {"contact_id": bob.id}, NO_REQUEST, {"contact_id": MISSING_USER}),
-            (carol, "reject_contact", {"contact_id": bob.id}, NO_REQUEST, {"contact_id": MISSING_USER}),
-            (carol, "update_group", {"chat_id": gid, "name": "Mine"}, UNKNOWN_CHAT,
-             {"chat_id": gid + 1000, "name": "Mine"}),
-            (carol, "add_group_member", {"chat_id": gid, "user_id": carol.id}, UNKNOWN_CHAT,
-             {"chat_id": gid + 1000, "user_id": carol.id}),
-            (carol, "remove_group_member", {"chat_id": gid, "user_id": bob.id}, UNKNOWN_CHAT,
-             {"chat_id": gid + 1000, "user_id": bob.id}),
-            (carol, "leave_group", {"chat_id": gid}, UNKNOWN_CHAT, {"chat_id": gid + 1000}),
-        ])
+        errors = await self.refused(
+            [
+                (carol, "get_chat_info", direct, UNKNOWN_CHAT, missing_direct),
+                (carol, "get_chat_info", group, UNKNOWN_CHAT, missing_group),
+                (carol, "get_chat_history", direct, UNKNOWN_CHAT, missing_direct),
+                (carol, "get_chat_history", group, UNKNOWN_CHAT, missing_group),
+                (carol, "send_message", {**to_alice, **text}, NOT_FRIENDS, {**to_nobody, **text}),
+                (carol, "send_message", {**to_group, **text}, UNKNOWN_CHAT, {**to_no_group, **text}),
+                (carol, "typing", {**to_alice, "is_typing": True}, NOT_FRIENDS, {**to_nobody, "is_typing": True}),
+                (carol, "typing", {**to_group, "is_typing": True}, UNKNOWN_CHAT, {**to_no_group, "is_typing": True}),
+                (carol, "delete_message", {"message_id": w.to_bob}, NOT_FOUND, {"message_id": missing_message()}),
+                (carol, "delete_message", {"message_id": w.bob_after}, NOT_FOUND, None),
+                (
+                    carol,
+                    "read_receipt",
+                    {"message_ids": [w.to_bob], "sender_id": alice.id},
+                    NOT_FOUND,
+                    {"message_ids": [missing_message()], "sender_id": alice.id},
+                ),
+                (carol, "read_receipt", {"message_ids": [w.bob_after], "sender_id": bob.id}, NOT_FOUND, None),
+                (carol, "upload_file_prepare", {**to_alice, **upload}, NOT_FRIENDS, {**to_nobody, **upload}),
+                (carol, "upload_file_prepare", {**to_group, **upload}, UNKNOWN_CHAT, {**to_no_group, **upload}),
+                (
+                    carol,
+                    "upload_file_complete",
+                    {"file_id": w.eve_file, **to_alice, **complete},
+                    UNKNOWN_FILE,
+                    {"file_id": str(uuid.uuid4()), **to_alice, **complete},
+                ),
+                (carol, "upload_file_complete", {"file_id": w.dave_file, **to_group, **complete}, UNKNOWN_FILE, None),
+                (
+                    carol,
+                    "upload_file_complete",
+                    {"file_id": w.pending_file["file_id"], "recipient_id": bob.id, "is_group": False, **complete},
+                    UNKNOWN_FILE,
+                    None,
+                ),
+                # bob's request went to dave, not to carol.
+                (carol, "accept_contact", {"contact_id": bob.id}, NO_REQUEST, {"contact_id": MISSING_USER}),
+                (carol, "reject_contact", {"contact_id": bob.id}, NO_REQUEST, {"contact_id": MISSING_USER}),
+                (
+                    carol,
+                    "update_group",
+                    {"chat_id": gid, "name": "Mine"},
+                    UNKNOWN_CHAT,
+                    {"chat_id": gid + 1000, "name": "Mine"},
+                ),
+                (
+                    carol,
+                    "add_group_member",
+                    {"chat_id": gid, "user_id": carol.id},
+                    UNKNOWN_CHAT,
+                    {"chat_id": gid + 1000, "user_id": carol.id},
+                ),
+                (
+                    carol,
+                    "remove_group_member",
+                    {"chat_id": gid, "user_id": bob.id},
+                    UNKNOWN_CHAT,
+                    {"chat_id": gid + 1000, "user_id": bob.id},
+                ),
+                (carol, "leave_group", {"chat_id": gid}, UNKNOWN_CHAT, {"chat_id": gid + 1000}),
+            ]
+        )
         sync = await carol.call("sync", since=0)
         self.assertEqual((sync["messages"], sync["has_more"]), ([], False))
         self.assertEqual(await carol.call("get_chats"), [])
@@ -247,60 +299,107 @@ class AccessControlTestsMixin:
         text = {"content": "still here?", "type": "text"}
         upload = UPLOAD
         complete = COMPLETE
-        errors = await self.refused([
-            # The removed member: the group is as unknown to him as a missing one.
-            (dave, "get_chat_info", group, UNKNOWN_CHAT, missing_group),
-            (dave, "get_chat_history", group, UNKNOWN_CHAT, missing_group),
-            (dave, "send_message", {**to_group, **text}, UNKNOWN_CHAT, {**to_no_group, **text}),
-            (dave, "typing", {**to_group, "is_typing": True}, UNKNOWN_CHAT, {**to_no_group, "is_typing": True}),
-            (dave, "upload_file_prepare", {**to_group, **upload}, UNKNOWN_CHAT, {**to_no_group, **upload}),
-            (dave, "upload_file_complete", {"file_id": w.dave_file, **to_group, **complete}, UNKNOWN_CHAT, None),
-            (dave, "read_receipt", {"message_ids": [w.bob_after], "sender_id": bob.id}, NOT_FOUND,
-             {"message_ids": [missing_message()], "sender_id": bob.id}),
-            (dave, "read_receipt", {"message_ids": [w.bob_before], "sender_id": bob.id}, NOT_FOUND, None),
-            (dave, "delete_message", {"message_id": w.bob_before}, NOT_FOUND, None),
-            (dave, "update_group", {"chat_id": gid, "name": "Mine"}, UNKNOWN_CHAT,
-             {"chat_id": gid + 1000, "name": "Mine"}),
-            (dave, "add_group_member", {"chat_id": gid, "user_id": dave.id}, UNKNOWN_CHAT,
-             {"chat_id": gid + 1000, "user_id": dave.id}),
-            (dave, "remove_group_member", {"chat_id": gid, "user_id": bob.id}, UNKNOWN_CHAT,
-             {"chat_id": gid + 1000, "user_id": bob.id}),
-            (dave, "leave_group", {"chat_id": gid}, UNKNOWN_CHAT, {"chat_id": gid + 1000}),
-            # A member who is not an admin.
-            (bob, "update_group", {"chat_id": gid, "name": "Mine"}, ADMINS_ONLY, None),
-            (bob, "update_group", {"chat_id": gid, "description": "mine"}, ADMINS_ONLY, None),
-            (bob, "add_group_member", {"chat_id": gid, "user_id": dave.id}, ADMINS_ONLY, None),
-            (bob, "remove_group_member", {"chat_id": gid, "user_id": alice.id}, ADMINS_ONLY, None),
-            # Friends may not touch what is not theirs: others' messages, files and requests.
-            (bob, "delete_message", {"message_id": w.to_bob}, NOT_FOUND, None),
-            (alice, "delete_message", {"message_id": w.bob_before}, NOT_FOUND, None),
-            (alice, "read_receipt", {"message_ids": [w.to_bob], "sender_id": alice.id}, NOT_FOUND, None),
-            (alice, "read_receipt", {"message_ids": [w.to_bob], "sender_id": bob.id}, NOT_FOUND, None),
-            (alice, "read_receipt", {"message_ids": [w.to_alice, w.to_bob], "sender_id": bob.id}, NOT_FOUND, None),
-            (bob, "read_receipt", {"message_ids": [w.to_eve], "sender_id": alice.id}, NOT_FOUND, None),
-            (bob, "upload_file_complete", {"file_id": w.pending_file["file_id"], "recipient_id": alice.id,
-                                           "is_group": False, **complete}, UNKNOWN_FILE, None),
-            (alice, "upload_file_complete", {"file_id": w.eve_file, "recipient_id": alice.id, "is_group": False,
-                                             **complete}, UNKNOWN_FILE, None),
-            (bob, "accept_contact", {"contact_id": dave.id}, NO_REQUEST, None),
-            (bob, "reject_contact", {"contact_id": dave.id}, NO_REQUEST, None),
-            (alice, "accept_contact", {"contact_id": bob.id}, NO_REQUEST, None),
-            # The blocked user, and the blocker, can no longer reach each other.
-            (eve, "send_message", {"recipient_id": alice.id, **text}, NOT_FRIENDS, None),
-            (eve, "typing", {"recipient_id": alice.id, "is_typing": True}, NOT_FRIENDS, None),
-            (eve, "upload_file_prepare", {"recipient_id": alice.id, "is_group": False, **upload}, NOT_FRIENDS,
-             None),
-            (eve, "upload_file_complete", {"file_id": w.eve_file, "recipient_id": alice.id, "is_group": False,
-                                           **complete}, NOT_FRIENDS, None),
-            (eve, "delete_message", {"message_id": w.to_eve}, NOT_FOUND, None),
-            (eve, "accept_contact", {"contact_id": alice.id}, NO_REQUEST, None),
-            (eve, "reject_contact", {"contact_id": alice.id}, NO_REQUEST, None),
-            (eve, "add_contact", {"contact_username": "alice"}, "You cannot add this user", None),
-            (alice, "send_message", {"recipient_id": eve.id, **text}, NOT_FRIENDS, None),
-            (alice, "typing", {"recipient_id": eve.id, "is_typing": False}, NOT_FRIENDS, None),
-            (alice, "add_group_member", {"chat_id": gid, "user_id": eve.id},
-             "You can only add your friends to a group", None),
-        ])
+        errors = await self.refused(
+            [
+                # The removed member: the group is as unknown to him as a missing one.
+                (dave, "get_chat_info", group, UNKNOWN_CHAT, missing_group),
+                (dave, "get_chat_history", group, UNKNOWN_CHAT, missing_group),
+                (dave, "send_message", {**to_group, **text}, UNKNOWN_CHAT, {**to_no_group, **text}),
+                (dave, "typing", {**to_group, "is_typing": True}, UNKNOWN_CHAT, {**to_no_group, "is_typing": True}),
+                (dave, "upload_file_prepare", {**to_group, **upload}, UNKNOWN_CHAT, {**to_no_group, **upload}),
+                (dave, "upload_file_complete", {"file_id": w.dave_file, **to_group, **complete}, UNKNOWN_CHAT, None),
+                (
+                    dave,
+                    "read_receipt",
+                    {"message_ids": [w.bob_after], "sender_id": bob.id},
+                    NOT_FOUND,
+                    {"message_ids": [missing_message()], "sender_id": bob.id},
+                ),
+                (dave, "read_receipt", {"message_ids": [w.bob_before], "sender_id": bob.id}, NOT_FOUND, None),
+                (dave, "delete_message", {"message_id": w.bob_before}, NOT_FOUND, None),
+                (
+                    dave,
+                    "update_group",
+                    {"chat_id": gid, "name": "Mine"},
+                    UNKNOWN_CHAT,
+                    {"chat_id": gid + 1000, "name": "Mine"},
+                ),
+                (
+                    dave,
+                    "add_group_member",
+                    {"chat_id": gid, "user_id": dave.id},
+                    UNKNOWN_CHAT,
+                    {"chat_id": gid + 1000, "user_id": dave.id},
+                ),
+                (
+                    dave,
+                    "remove_group_member",
+                    {"chat_id": gid, "user_id": bob.id},
+                    UNKNOWN_CHAT,
+                    {"chat_id": gid + 1000, "user_id": bob.id},
+                ),
+                (dave, "leave_group", {"chat_id": gid}, UNKNOWN_CHAT, {"chat_id": gid + 1000}),
+                # A member who is not an admin.
+                (bob, "update_group", {"chat_id": gid, "name": "Mine"}, ADMINS_ONLY, None),
+                (bob, "update_group", {"chat_id": gid, "description": "mine"}, ADMINS_ONLY, None),
+                (bob, "add_group_member", {"chat_id": gid, "user_id": dave.id}, ADMINS_ONLY, None),
+                (bob, "remove_group_member", {"chat_id": gid, "user_id": alice.id}, ADMINS_ONLY, None),
+                # Friends may not touch what is not theirs: others' messages, files and requests.
+                (bob, "delete_message", {"message_id": w.to_bob}, NOT_FOUND, None),
+                (alice, "delete_message", {"message_id": w.bob_before}, NOT_FOUND, None),
+                (alice, "read_receipt", {"message_ids": [w.to_bob], "sender_id": alice.id}, NOT_FOUND, None),
+                (alice, "read_receipt", {"message_ids": [w.to_bob], "sender_id": bob.id}, NOT_FOUND, None),
+                (alice, "read_receipt", {"message_ids": [w.to_alice, w.to_bob], "sender_id": bob.id}, NOT_FOUND, None),
+                (bob, "read_receipt", {"message_ids": [w.to_eve], "sender_id": alice.id}, NOT_FOUND, None),
+                (
+                    bob,
+                    "upload_file_complete",
+                    {"file_id": w.pending_file["file_id"], "recipient_id": alice.id, "is_group": False, **complete},
+                    UNKNOWN_FILE,
+                    None,
+                ),
+                (
+                    alice,
+                    "upload_file_complete",
+                    {"file_id": w.eve_file, "recipient_id": alice.id, "is_group": False, **complete},
+                    UNKNOWN_FILE,
+                    None,
+                ),
+                (bob, "accept_contact", {"contact_id": dave.id}, NO_REQUEST, None),
+                (bob, "reject_contact", {"contact_id": dave.id}, NO_REQUEST, None),
+                (alice, "accept_contact", {"contact_id": bob.id}, NO_REQUEST, None),
+                # The blocked user, and the blocker, can no longer reach each other.
+                (eve, "send_message", {"recipient_id": alice.id, **text}, NOT_FRIENDS, None),
+                (eve, "typing", {"recipient_id": alice.id, "is_typing": True}, NOT_FRIENDS, None),
+                (
+                    eve,
+                    "upload_file_prepare",
+                    {"recipient_id": alice.id, "is_group": False, **upload},
+                    NOT_FRIENDS,
+                    None,
+                ),
+                (
+                    eve,
+                    "upload_file_complete",
+                    {"file_id": w.eve_file, "recipient_id": alice.id, "is_group": False, **complete},
+                    NOT_FRIENDS,
+                    None,
+                ),
+                (eve, "delete_message", {"message_id": w.to_eve}, NOT_FOUND, None),
+                (eve, "accept_contact", {"contact_id": alice.id}, NO_REQUEST, None),
+                (eve, "reject_contact", {"contact_id": alice.id}, NO_REQUEST, None),
+                (eve, "add_contact", {"contact_username": "alice"}, "You cannot add this user", None),
+                (alice, "send_message", {"recipient_id": eve.id, **text}, NOT_FRIENDS, None),
+                (alice, "typing", {"recipient_id": eve.id, "is_typing": False}, NOT_FRIENDS, None),
+                (
+                    alice,
+                    "add_group_member",
+                    {"chat_id": gid, "user_id": eve.id},
+                    "You can only add your friends to a group",
+                    None,
+                ),
+            ]
+        )
         # The removed member catches up on nothing from the group.
         sync = await dave.call("sync", since=0)
         self.assertEqual(sync["messages"], [])
@@ -317,14 +416,39 @@ class AccessControlTestsMixin:
         before = await self.snapshot()
         # One payload valid for every event's schema, so the sessionID is all that is wrong.
         payload = {
-            "sessionID": alice.client.session_id, "token": alice.login["token"], "recipient_id": w.bob.id,
-            "chat_id": w.gid, "is_group": True, "content": "hi", "type": "text", "is_typing": True,
-            "message_id": w.bob_after, "message_ids": [w.bob_after], "sender_id": w.bob.id, "contact_id": w.bob.id,
-            "contact_username": "bob", "user_id": w.bob.id, "name": "x", "description": "x", "member_ids": [],
-            "file_id": w.pending_file["file_id"], "file_name": "a.png", "file_size": 4, "file_type": "image/png",
-            "since": 0, "limit": 10, "timestamp": 1, "page": 1, "page_size": 10, "emoji": "x",
-            "kind": "gateway", "app_id": "com.example", "pushkey": "k", "enabled": False,
-            "registration_id": "00000000-0000-0000-0000-000000000000", "query": "hi",
+            "sessionID": alice.client.session_id,
+            "token": alice.login["token"],
+            "recipient_id": w.bob.id,
+            "chat_id": w.gid,
+            "is_group": True,
+            "content": "hi",
+            "type": "text",
+            "is_typing": True,
+            "message_id": w.bob_after,
+            "message_ids": [w.bob_after],
+            "sender_id": w.bob.id,
+            "contact_id": w.bob.id,
+            "contact_username": "bob",
+            "user_id": w.bob.id,
+            "name": "x",
+            "description": "x",
+            "member_ids": [],
+            "file_id": w.pending_file["file_id"],
+            "file_name": "a.png",
+            "file_size": 4,
+            "file_type": "image/png",
+            "since": 0,
+            "limit": 10,
+            "timestamp": 1,
+            "page": 1,
+            "page_size": 10,
+            "emoji": "x",
+            "kind": "gateway",
+            "app_id": "com.example",
+            "pushkey": "k",
+            "enabled": False,
+            "registration_id": "00000000-0000-0000-0000-000000000000",
+            "query": "hi",
             "password": "correct horse battery",
         }
         events = sorted(build_routes(ROUTE_GROUPS))
@@ -352,10 +476,17 @@ class AccessControlTestsMixin:
         # Members of the chat may download; everyone else gets what a missing file gets.
         self.assertEqual(await self.get_file(w.direct_file, w.bob), (200, b"data"))
         self.assertEqual(await self.get_file(w.group_file, w.bob), (200, b"data"))
-        for file_id, who in [(w.direct_file, w.carol), (w.direct_file, w.dave), (w.group_file, w.carol),
-                             (w.group_file, w.dave), (w.group_file, w.eve), (w.eve_file, w.alice),
-                             (w.dave_file, w.bob), (w.pending_file["file_id"], w.bob),
-                             (str(uuid.uuid4()), w.alice)]:
+        for file_id, who in [
+            (w.direct_file, w.carol),
+            (w.direct_file, w.dave),
+            (w.group_file, w.carol),
+            (w.group_file, w.dave),
+            (w.group_file, w.eve),
+            (w.eve_file, w.alice),
+            (w.dave_file, w.bob),
+            (w.pending_file["file_id"], w.bob),
+            (str(uuid.uuid4()), w.alice),
+        ]:
             self.assertEqual(await self.get_file(file_id, who), not_found, (file_id, who.name))
         # Someone else's token with one's own session id is no session at all.
         unauthorised = (401, {"error": "Invalid or expired session"})
@@ -401,11 +532,15 @@ class AccessControlTestsMixin:
         self.assertEqual([c["unread_count"] for c in await eve.call("get_chats")], [0])
         # Nor does either see the other's reads since the block in the history (reads before it stay).
         seen_by_alice = await alice.call("get_chat_history", chat_id=eve.id)
-        self.assertEqual([(m["content"], m["is_read"]) for m in seen_by_alice["messages"]],
-                         [("to eve", False), ("from eve", True), ("read before the block", True)])
+        self.assertEqual(
+            [(m["content"], m["is_read"]) for m in seen_by_alice["messages"]],
+            [("to eve", False), ("from eve", True), ("read before the block", True)],
+        )
         seen_by_eve = await eve.call("get_chat_history", chat_id=alice.id)
-        self.assertEqual([(m["content"], m["is_read"]) for m in seen_by_eve["messages"]],
-                         [("to eve", True), ("from eve", False), ("read before the block", True)])
+        self.assertEqual(
+            [(m["content"], m["is_read"]) for m in seen_by_eve["messages"]],
+            [("to eve", True), ("from eve", False), ("read before the block", True)],
+        )
         for person, answered in ((alice, "chat_history"), (eve, "chat_history"), (eve, "chats")):
             person.client.drain(answered)
         await sleep(0.3)

@@ -51,7 +51,8 @@ class PrivateRedis:
         assert REDIS_SERVER is not None
         self.process = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(200):
             try:
@@ -76,16 +77,15 @@ class ClusterCase(ClusterTestCase):
         await super().setUp()
         self._inboxes: dict[int, list[dict[str, Any]]] = {}
 
-    async def start_nodes(self, count: int, redis_url: str = REDIS_URL, presence_ttl: float | None = None,
-                          **sections: dict[str, Any]) -> list[Server]:
+    async def start_nodes(
+        self, count: int, redis_url: str = REDIS_URL, presence_ttl: float | None = None, **sections: dict[str, Any]
+    ) -> list[Server]:
         nodes = []
         for _ in range(count):
             config = self.node_config({"url": redis_url, "bus_check_interval": "0.2s"}, **sections)
             if presence_ttl is not None:
                 # Shorter than the configuration allows (3s), to keep the test short.
-                config = dataclasses.replace(
-                    config, redis=dataclasses.replace(config.redis, presence_ttl=presence_ttl)
-                )
+                config = dataclasses.replace(config, redis=dataclasses.replace(config.redis, presence_ttl=presence_ttl))
             nodes.append(await self.start_node(config))
         return nodes
 

@@ -45,8 +45,12 @@ class KillNineTests(DaemonCase):
 
     def client(self, url: str, login: dict) -> socketio.Client:
         sio = socketio.Client(reconnection=False)
-        sio.connect(url, auth={"sessionID": login["sessionID"], "token": login["token"]},
-                    transports=["websocket"], wait_timeout=10)
+        sio.connect(
+            url,
+            auth={"sessionID": login["sessionID"], "token": login["token"]},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
         return sio
 
     @inline
@@ -70,8 +74,11 @@ class KillNineTests(DaemonCase):
 
         def storm() -> None:
             for i in range(BURST):
-                a.emit("send_message", {"recipient_id": bob["user_id"], "content": f"m{i}", "type": "text"},
-                       callback=on_ack)
+                a.emit(
+                    "send_message",
+                    {"recipient_id": bob["user_id"], "content": f"m{i}", "type": "text"},
+                    callback=on_ack,
+                )
 
         await blocking(storm)
         for _ in range(500):

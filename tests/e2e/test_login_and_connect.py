@@ -20,15 +20,23 @@ class FoundationTestsMixin:
         uuid.UUID(login["sessionID"])
         client = await self.connect(login)
         hello = await client.expect("connection_successful")
-        self.assertEqual(hello, {"user_id": login["user_id"], "username": "alice",
-                                 "session_expires": login["expires_at"], "cursor": hello["cursor"]})
+        self.assertEqual(
+            hello,
+            {
+                "user_id": login["user_id"],
+                "username": "alice",
+                "session_expires": login["expires_at"],
+                "cursor": hello["cursor"],
+            },
+        )
         self.assertIsInstance(hello["cursor"], str)  # where the change feed stands: sync {cursor} starts there
 
     @inline
     async def test_connect_with_auth_payload_instead_of_query(self) -> None:
         login = await self.server.user("alice")
-        client = await self.connect(login, use_query=False,
-                                    auth={"sessionID": login["sessionID"], "token": login["token"]})
+        client = await self.connect(
+            login, use_query=False, auth={"sessionID": login["sessionID"], "token": login["token"]}
+        )
         hello = await client.expect("connection_successful")
         self.assertEqual(hello["user_id"], login["user_id"])
 

@@ -23,8 +23,13 @@ class MalformedInputTests(ServerTestCase):
     @inline
     async def test_wrong_payload_types_get_error_events(self) -> None:
         sock = await self.raw("alice")
-        for frame in ['42["ping","a string"]', '42["ping",{"timestamp":"x"}]', '42["ping",null,1,2]',
-                      '42["nope",{}]', '42["ping",{"timestamp":1,"sessionID":5}]']:
+        for frame in [
+            '42["ping","a string"]',
+            '42["ping",{"timestamp":"x"}]',
+            '42["ping",null,1,2]',
+            '42["nope",{}]',
+            '42["ping",{"timestamp":1,"sessionID":5}]',
+        ]:
             await blocking(sock.send, frame)
             name, payload = await blocking(sock.next_event)
             self.assertEqual(name, "error", frame)
@@ -84,5 +89,8 @@ class unittest_any_pong(dict):
         super().__init__(timestamp=timestamp)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, dict) and other.get("timestamp") == self["timestamp"] and set(other) == {
-            "timestamp", "server_time", "latency"}
+        return (
+            isinstance(other, dict)
+            and other.get("timestamp") == self["timestamp"]
+            and set(other) == {"timestamp", "server_time", "latency"}
+        )

@@ -16,13 +16,27 @@ from umoc.metrics import Metrics
 
 #: Families every node has, and (with Redis) the bus's.
 NODE_FAMILIES = {
-    "umoc_connected_sockets", "umoc_connected_users", "umoc_events", "umoc_event_latency_seconds",
-    "umoc_db_transaction_seconds", "umoc_db_pool_wait_seconds", "umoc_logins", "umoc_ratelimit_refusals",
-    "umoc_messages_stored", "umoc_messages_delivered", "umoc_pushes", "umoc_webhook_deliveries", "umoc_push_queue",
+    "umoc_connected_sockets",
+    "umoc_connected_users",
+    "umoc_events",
+    "umoc_event_latency_seconds",
+    "umoc_db_transaction_seconds",
+    "umoc_db_pool_wait_seconds",
+    "umoc_logins",
+    "umoc_ratelimit_refusals",
+    "umoc_messages_stored",
+    "umoc_messages_delivered",
+    "umoc_pushes",
+    "umoc_webhook_deliveries",
+    "umoc_push_queue",
     "umoc_webhook_queue",
 }
 REDIS_FAMILIES = {
-    "umoc_bus_published", "umoc_bus_publish_failures", "umoc_bus_received", "umoc_redis_connected", "umoc_bus_ok",
+    "umoc_bus_published",
+    "umoc_bus_publish_failures",
+    "umoc_bus_received",
+    "umoc_redis_connected",
+    "umoc_bus_ok",
 }
 
 

@@ -51,8 +51,13 @@ class PushCase(ChatCase):
                 **self.push_overrides,
             },
             "webhook_delivery": {"backoff": "0.05s", "max_attempts": 3, "timeout": "2s"},
-            "webhooks": [{"url": self.hooks.url + "/hook", "secret": SECRET,
-                          "events": ["message.created", "contact.accepted", "user.registered"]}],
+            "webhooks": [
+                {
+                    "url": self.hooks.url + "/hook",
+                    "secret": SECRET,
+                    "events": ["message.created", "contact.accepted", "user.registered"],
+                }
+            ],
         }
         return parse_config(raw)
 
@@ -231,8 +236,10 @@ class WebPushTests(PushCase):
         sub = self.push_service.subscribe("x").as_json()
         sub["keys"]["p256dh"] = "AAAA"
         self.assertIn("error", await bob.call("register_push", kind="webpush", subscription=sub))
-        self.assertIn("error", await bob.call("register_push", kind="gateway", app_id="a", pushkey="k",
-                                              gateway="http://evil.example"))
+        self.assertIn(
+            "error",
+            await bob.call("register_push", kind="gateway", app_id="a", pushkey="k", gateway="http://evil.example"),
+        )
         self.assertIn("error", await bob.call("register_push", kind="webpush"))
 
     @inline
@@ -286,8 +293,9 @@ class IncludeContentTests(PushCase):
         # Bob reads it from a new socket within push.delay, then leaves again.
         client = await self.connect(bob.login)
         await client.expect("connection_successful")
-        read = await client.call("read_receipt", client.with_session(message_ids=[sent["message_id"]],
-                                                                     sender_id=alice.id))
+        read = await client.call(
+            "read_receipt", client.with_session(message_ids=[sent["message_id"]], sender_id=alice.id)
+        )
         self.assertEqual(read["message_ids"], [sent["message_id"]], read)
         await blocking(client.close)
         await sleep(2.2)
@@ -367,11 +375,13 @@ class BotTests(PushCase):
         self.assertEqual(code, 201, body)
         message = await alice.client.expect("new_message")
         self.assertEqual((message["sender_id"], message["content"]), (bot_info.id, "beep"))
-        code, body = await self.server.post("/api/bot/messages", {"recipient_id": carol.id, "content": "x"},
-                                            headers=headers)
+        code, body = await self.server.post(
+            "/api/bot/messages", {"recipient_id": carol.id, "content": "x"}, headers=headers
+        )
         self.assertEqual(code, 400, body)
-        code, _ = await self.server.post("/api/bot/messages", {"recipient_id": alice.id, "content": "x"},
-                                         headers={"Authorization": "Bearer wrong"})
+        code, _ = await self.server.post(
+            "/api/bot/messages", {"recipient_id": alice.id, "content": "x"}, headers={"Authorization": "Bearer wrong"}
+        )
         self.assertEqual(code, 401)
 
 

@@ -48,8 +48,9 @@ class RateLimitTestsMixin:
         await self.server.register("alice")
         for _ in range(2):
             await self.server.login("alice")
-        response = await treq.post(self.server.url + "/api/login", json={"username": "alice", "password": "nope-nope"},
-                                   persistent=False)
+        response = await treq.post(
+            self.server.url + "/api/login", json={"username": "alice", "password": "nope-nope"}, persistent=False
+        )
         self.assertEqual(response.code, 429)
         self.assertEqual((await response.json()).keys(), {"error"})
         self.assertTrue(1 <= int(response.headers.getRawHeaders("Retry-After")[0]) <= 60)

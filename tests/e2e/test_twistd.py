@@ -49,18 +49,25 @@ class TwistdTests(DaemonCase):
         daemon = self.spawn("--listen", "tcp:0:interface=127.0.0.1", "--data-dir", data_dir)
         port = await daemon.listening
         url = f"http://127.0.0.1:{port}"
-        response = await treq.post(url + "/api/register", json={"username": "alice", "password": "long password"},
-                                   persistent=False)
+        response = await treq.post(
+            url + "/api/register", json={"username": "alice", "password": "long password"}, persistent=False
+        )
         self.assertEqual(response.code, 201)
         await response.content()
-        response = await treq.post(url + "/api/login", json={"username": "alice", "password": "long password"},
-                                   persistent=False)
+        response = await treq.post(
+            url + "/api/login", json={"username": "alice", "password": "long password"}, persistent=False
+        )
         login = await response.json()
         client = socketio.Client(reconnection=False)
         hello: list = []
         client.on("connection_successful", hello.append)
-        await blocking(client.connect, url, auth={"sessionID": login["sessionID"], "token": login["token"]},
-                       transports=["websocket"], wait_timeout=10)
+        await blocking(
+            client.connect,
+            url,
+            auth={"sessionID": login["sessionID"], "token": login["token"]},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
         try:
             pong = await blocking(client.call, "ping", {"timestamp": 1}, timeout=10)
         finally:
@@ -121,14 +128,20 @@ class StartFailureTests(DaemonCase):
         taken.listen()
         self.addCleanup(taken.close)
         port = taken.getsockname()[1]
-        line = await self.fails_with(b"Address already in use", "--listen", f"tcp:{port}:interface=127.0.0.1",
-                                     "--data-dir", tempfile.mkdtemp())
+        line = await self.fails_with(
+            b"Address already in use", "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp()
+        )
         self.assertIn(b"cannot listen on server.listen", line)
 
     @inline
     async def test_bad_listen_string(self) -> None:
-        await self.fails_with(b"server.listen 'nonsense:1' is not a usable endpoint: Unknown endpoint type",
-                              "--listen", "nonsense:1", "--data-dir", tempfile.mkdtemp())
+        await self.fails_with(
+            b"server.listen 'nonsense:1' is not a usable endpoint: Unknown endpoint type",
+            "--listen",
+            "nonsense:1",
+            "--data-dir",
+            tempfile.mkdtemp(),
+        )
 
     @inline
     async def test_metrics_port_in_use_names_metrics_listen(self) -> None:
@@ -137,14 +150,26 @@ class StartFailureTests(DaemonCase):
         taken.listen()
         self.addCleanup(taken.close)
         path = self.config(f"metrics:\n  listen: tcp:{taken.getsockname()[1]}:interface=127.0.0.1\n")
-        await self.fails_with(b"cannot listen on metrics.listen", "--config", path,
-                              "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp())
+        await self.fails_with(
+            b"cannot listen on metrics.listen",
+            "--config",
+            path,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--data-dir",
+            tempfile.mkdtemp(),
+        )
 
     @inline
     async def test_postgresql_down(self) -> None:
         path = self.config(f"database:\n  dsn: postgresql://postgres@127.0.0.1:{_free_port()}/umoc\n")
-        await self.fails_with(b"cannot use the database: connection to server at", "--config", path,
-                              "--listen", "tcp:0:interface=127.0.0.1")
+        await self.fails_with(
+            b"cannot use the database: connection to server at",
+            "--config",
+            path,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        )
 
     @inline
     async def test_postgresql_database_missing(self) -> None:
@@ -153,8 +178,13 @@ class StartFailureTests(DaemonCase):
             raise unittest.SkipTest("UMOC_TEST_POSTGRES is not set")
         missing = dsn.rsplit("/", 1)[0] + "/umoc_no_such_database"
         path = self.config(f"database:\n  dsn: {missing}\n")
-        await self.fails_with(b'database "umoc_no_such_database" does not exist', "--config", path,
-                              "--listen", "tcp:0:interface=127.0.0.1")
+        await self.fails_with(
+            b'database "umoc_no_such_database" does not exist',
+            "--config",
+            path,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        )
 
     @inline
     async def test_schema_newer_than_the_code(self) -> None:
@@ -164,13 +194,23 @@ class StartFailureTests(DaemonCase):
         db.execute("INSERT INTO schema_version VALUES (999, 0)")
         db.commit()
         db.close()
-        await self.fails_with(b"database schema version 999 is newer than this UMOC's", "--data-dir", data_dir,
-                              "--listen", "tcp:0:interface=127.0.0.1")
+        await self.fails_with(
+            b"database schema version 999 is newer than this UMOC's",
+            "--data-dir",
+            data_dir,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        )
 
     @inline
     async def test_data_dir_that_cannot_be_made(self) -> None:
-        await self.fails_with(b"cannot create /proc/umoc-nowhere", "--data-dir", "/proc/umoc-nowhere",
-                              "--listen", "tcp:0:interface=127.0.0.1")
+        await self.fails_with(
+            b"cannot create /proc/umoc-nowhere",
+            "--data-dir",
+            "/proc/umoc-nowhere",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        )
 
     @inline
     async def test_invalid_redis_url(self) -> None:
@@ -185,10 +225,11 @@ class JsonLogTests(DaemonCase):
     async def test_auth_events_as_json_lines_without_secrets(self) -> None:
         path = os.path.join(tempfile.mkdtemp(), "umoc.yaml")
         with open(path, "w") as f:
-            f.write("logging:\n  format: json\n  level: info\n"
-                    "server:\n  trusted_proxies: ['127.0.0.1']\nsessions:\n  max_per_user: 1\n")
-        daemon = self.spawn("--config", path, "--listen", "tcp:0:interface=127.0.0.1",
-                            "--data-dir", tempfile.mkdtemp())
+            f.write(
+                "logging:\n  format: json\n  level: info\n"
+                "server:\n  trusted_proxies: ['127.0.0.1']\nsessions:\n  max_per_user: 1\n"
+            )
+        daemon = self.spawn("--config", path, "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp())
         port = await daemon.listening
         url = f"http://127.0.0.1:{port}"
         password = "correct horse battery"
@@ -201,16 +242,34 @@ class JsonLogTests(DaemonCase):
 
         await post("/api/register", {"username": "alice", "password": password})
         self.assertEqual((await post("/api/login", {"username": "alice", "password": "wrong password"})).code, 401)
-        first = await (await treq.post(url + "/api/login", json={"username": "alice", "password": password},
-                                       headers=via_proxy, persistent=False)).json()
-        second = await (await treq.post(url + "/api/login", json={"username": "alice", "password": password},
-                                        headers=via_proxy, persistent=False)).json()
+        first = await (
+            await treq.post(
+                url + "/api/login",
+                json={"username": "alice", "password": password},
+                headers=via_proxy,
+                persistent=False,
+            )
+        ).json()
+        second = await (
+            await treq.post(
+                url + "/api/login",
+                json={"username": "alice", "password": password},
+                headers=via_proxy,
+                persistent=False,
+            )
+        ).json()
         client = socketio.Client(reconnection=False)
-        await blocking(client.connect, url, auth={"sessionID": second["sessionID"], "token": second["token"]},
-                       transports=["websocket"], wait_timeout=10)
+        await blocking(
+            client.connect,
+            url,
+            auth={"sessionID": second["sessionID"], "token": second["token"]},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
         await blocking(client.disconnect)
-        self.assertEqual((await post("/api/logout", {"sessionID": second["sessionID"], "token": second["token"]})).code,
-                         200)
+        self.assertEqual(
+            (await post("/api/logout", {"sessionID": second["sessionID"], "token": second["token"]})).code, 200
+        )
         self.process.signalProcess(signal.SIGTERM)
         await daemon.ended
 
@@ -238,8 +297,14 @@ class JsonLogTests(DaemonCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         self.addCleanup(taken.close)
-        daemon = self.spawn("--config", path, "--listen", f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1",
-                            "--data-dir", tempfile.mkdtemp())
+        daemon = self.spawn(
+            "--config",
+            path,
+            "--listen",
+            f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1",
+            "--data-dir",
+            tempfile.mkdtemp(),
+        )
         daemon.listening.addErrback(lambda _: None)
         self.assertNotEqual(await daemon.ended, 0)
         records = [json.loads(line) for line in daemon.output.splitlines() if line.strip()]

@@ -34,27 +34,46 @@ class AccountDeletionMixin:
         await self.befriend(self.alice, self.carol)
         group = await self.alice.call("create_group", name="Team", member_ids=[self.bob.id, self.carol.id])
         self.group_id = group["id"]
-        self.direct = await self.alice.call("send_message", recipient_id=self.bob.id, content="hello bob",
-                                            is_group=False, type="text")
-        self.in_group = await self.alice.call("send_message", recipient_id=self.group_id, content="hello team",
-                                              is_group=True, type="text")
-        self.reply = await self.bob.call("send_message", recipient_id=self.alice.id, content="hi alice",
-                                         is_group=False, type="text", reply_to=self.direct["message_id"])
+        self.direct = await self.alice.call(
+            "send_message", recipient_id=self.bob.id, content="hello bob", is_group=False, type="text"
+        )
+        self.in_group = await self.alice.call(
+            "send_message", recipient_id=self.group_id, content="hello team", is_group=True, type="text"
+        )
+        self.reply = await self.bob.call(
+            "send_message",
+            recipient_id=self.alice.id,
+            content="hi alice",
+            is_group=False,
+            type="text",
+            reply_to=self.direct["message_id"],
+        )
         self.file_message = await self.share(self.alice, self.bob.id, b"alice's picture bytes")
-        self.file_id = self.file_message["file_id"] if "file_id" in self.file_message else \
-            json.loads(self.file_message["content"])["file_id"]
+        self.file_id = (
+            self.file_message["file_id"]
+            if "file_id" in self.file_message
+            else json.loads(self.file_message["content"])["file_id"]
+        )
         for person in (self.alice, self.bob, self.carol):
             person.client.drain_all()
 
     async def share(self, sender: Person, recipient_id: int, data: bytes) -> dict[str, Any]:
         ready = await self.upload(sender, data, recipient_id=recipient_id, is_group=False)
-        return await sender.call("upload_file_complete", file_id=ready["file_id"], recipient_id=recipient_id,
-                                 is_group=False, file_name="me.png", file_type="image/png")
+        return await sender.call(
+            "upload_file_complete",
+            file_id=ready["file_id"],
+            recipient_id=recipient_id,
+            is_group=False,
+            file_name="me.png",
+            file_type="image/png",
+        )
 
     async def download(self, file_id: str, who: Person) -> int:
-        response = await treq.get(f"{self.server.url}/api/files/{file_id}",
-                                  headers={"X-Session-ID": who.login["sessionID"],
-                                           "X-Session-Token": who.login["token"]}, persistent=False)
+        response = await treq.get(
+            f"{self.server.url}/api/files/{file_id}",
+            headers={"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]},
+            persistent=False,
+        )
         await response.content()
         return response.code
 
@@ -104,26 +123,32 @@ class AccountDeletionMixin:
         # The group goes on: bob (the longest-standing member left) is its admin now.
         info = await bob.call("get_chat_info", chat_id=self.group_id, is_group=True)
         self.assertEqual([(m["user_id"], m["is_admin"]) for m in info["members"]], [(bob.id, True), (carol.id, False)])
-        sent = await bob.call("send_message", recipient_id=self.group_id, content="still here", is_group=True,
-                              type="text")
+        sent = await bob.call(
+            "send_message", recipient_id=self.group_id, content="still here", is_group=True, type="text"
+        )
         self.assertEqual((await carol.client.expect("new_message"))["message_id"], sent["message_id"])
         # Her id resolves to nothing usable.
         self.assertIn("error", await bob.call("get_profile", user_id=alice.id))
         self.assertIn("error", await bob.call("add_contact", contact_username=f"deleted:{alice.id}"))
         self.assertIn("error", await bob.call("block_contact", contact_id=alice.id))
-        self.assertIn("error", await bob.call("send_message", recipient_id=alice.id, content="?", is_group=False,
-                                              type="text"))
+        self.assertIn(
+            "error", await bob.call("send_message", recipient_id=alice.id, content="?", is_group=False, type="text")
+        )
         self.assertIn("error", await bob.call("add_group_member", chat_id=self.group_id, user_id=alice.id))
         self.assertIn("error", await bob.call("create_group", name="x", member_ids=[alice.id]))
-        rows = await self.rows("SELECT username, password_hash, deleted_at, display_name FROM users WHERE id = ?",
-                               alice.id)
-        self.assertEqual((rows[0]["username"], rows[0]["password_hash"], rows[0]["display_name"]),
-                         (f"deleted:{alice.id}", "", None))
+        rows = await self.rows(
+            "SELECT username, password_hash, deleted_at, display_name FROM users WHERE id = ?", alice.id
+        )
+        self.assertEqual(
+            (rows[0]["username"], rows[0]["password_hash"], rows[0]["display_name"]), (f"deleted:{alice.id}", "", None)
+        )
         self.assertIsNotNone(rows[0]["deleted_at"])
         for table in ("sessions", "push_registrations", "chat_mutes"):
             self.assertEqual(await self.scalar(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", alice.id), 0)
-        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM contacts WHERE owner_id = ? OR contact_id = ?",
-                                           alice.id, alice.id), 0)
+        self.assertEqual(
+            await self.scalar("SELECT COUNT(*) FROM contacts WHERE owner_id = ? OR contact_id = ?", alice.id, alice.id),
+            0,
+        )
         self.assertEqual(await self.scalar("SELECT COUNT(*) FROM files WHERE uploader_id = ?", alice.id), 0)
 
     @inline
@@ -179,16 +204,29 @@ class AccountDeletionMixin:
         self.assertEqual((await delete("abc"))[0], 404)
         self.assertEqual((await delete(str(root["user_id"])))[0], 400)
         code, body = await delete(f"{self.alice.id}?erase=true")
-        self.assertEqual((code, body), (200, {"user_id": self.alice.id, "username": "alice", "erased": True,
-                                              "sessions_ended": 1, "groups_left": 1, "files_removed": 1}))
+        self.assertEqual(
+            (code, body),
+            (
+                200,
+                {
+                    "user_id": self.alice.id,
+                    "username": "alice",
+                    "erased": True,
+                    "sessions_ended": 1,
+                    "groups_left": 1,
+                    "files_removed": 1,
+                },
+            ),
+        )
         await self.gone(self.alice.client)
         await self.check_deleted(erase=True)
         self.assertEqual((await delete(str(self.alice.id)))[0], 400, "deleted already")
         users = {u["user_id"]: u for u in await self.cli_json("list-users")}
         self.assertIsNotNone(users[self.alice.id]["deleted_at"])
         code, _, err = await self.cli("reactivate", f"deleted:{self.alice.id}")
-        self.assertEqual((code, err), (1, "umoc-admin: This account has been deleted\n"),
-                         "a deleted account cannot be brought back")
+        self.assertEqual(
+            (code, err), (1, "umoc-admin: This account has been deleted\n"), "a deleted account cannot be brought back"
+        )
 
     @inline
     async def test_umoc_admin_delete_user(self) -> None:
@@ -229,28 +267,40 @@ class AccountDeletionMixin:
         self.assertEqual(headers.getRawHeaders("cache-control"), ["no-store"])
         self.assertEqual(set(data), {"exported_at", "profile", "contacts", "groups", "files", "messages"})
         profile = data["profile"]
-        self.assertEqual((profile["user_id"], profile["username"], profile["display_name"]),
-                         (self.alice.id, "alice", "Alice A."))
-        self.assertEqual([(c["user_id"], c["status"]) for c in data["contacts"]],
-                         [(self.bob.id, "FRIEND"), (self.carol.id, "FRIEND")])
-        self.assertEqual([(g["chat_id"], g["name"], g["role"]) for g in data["groups"]],
-                         [(self.group_id, "Team", "admin")])
-        self.assertEqual([(f["file_id"], f["file_name"], f["chat_id"]) for f in data["files"]],
-                         [(self.file_id, "me.png", self.bob.id)])
+        self.assertEqual(
+            (profile["user_id"], profile["username"], profile["display_name"]), (self.alice.id, "alice", "Alice A.")
+        )
+        self.assertEqual(
+            [(c["user_id"], c["status"]) for c in data["contacts"]],
+            [(self.bob.id, "FRIEND"), (self.carol.id, "FRIEND")],
+        )
+        self.assertEqual(
+            [(g["chat_id"], g["name"], g["role"]) for g in data["groups"]], [(self.group_id, "Team", "admin")]
+        )
+        self.assertEqual(
+            [(f["file_id"], f["file_name"], f["chat_id"]) for f in data["files"]],
+            [(self.file_id, "me.png", self.bob.id)],
+        )
         messages = data["messages"]
-        self.assertEqual([m["message_id"] for m in messages],
-                         [self.direct["message_id"], self.in_group["message_id"], self.file_message["message_id"]])
+        self.assertEqual(
+            [m["message_id"] for m in messages],
+            [self.direct["message_id"], self.in_group["message_id"], self.file_message["message_id"]],
+        )
         first = messages[0]
-        self.assertEqual((first["chat_id"], first["is_group"], first["type"], first["content"], first["reply_to"]),
-                         (self.bob.id, False, "text", "hello bob!", None))
+        self.assertEqual(
+            (first["chat_id"], first["is_group"], first["type"], first["content"], first["reply_to"]),
+            (self.bob.id, False, "text", "hello bob!", None),
+        )
         self.assertIsNotNone(first["edited_at"])
         self.assertEqual((messages[1]["chat_id"], messages[1]["is_group"]), (self.group_id, True))
         self.assertEqual(messages[0]["timestamp"], self.direct["timestamp"])
         # bob's export: his reply (with its reply_to id), none of alice's messages or files.
         code, _, theirs = await self.export(self.bob.login, query=True)
         self.assertEqual(code, 200)
-        self.assertEqual([(m["message_id"], m["reply_to"]) for m in theirs["messages"]],
-                         [(self.reply["message_id"], self.direct["message_id"])])
+        self.assertEqual(
+            [(m["message_id"], m["reply_to"]) for m in theirs["messages"]],
+            [(self.reply["message_id"], self.direct["message_id"])],
+        )
         self.assertEqual(theirs["files"], [])
         self.assertEqual(theirs["groups"][0]["role"], "member")
         self.assertNotIn("hello team", json.dumps(theirs))
@@ -292,7 +342,9 @@ class AccountAcrossNodesTests(TwoNodeAdminCase):
         for client in (alice.client, alice_b):
             self.assertEqual(await client.expect("account_deleted"), {})
             await self.closed(client, "Your account has been deleted")
-            self.assertEqual([e for e in client.order if e in ("account_deleted", "session_status")],
-                             ["account_deleted", "session_status"])
+            self.assertEqual(
+                [e for e in client.order if e in ("account_deleted", "session_status")],
+                ["account_deleted", "session_status"],
+            )
         self.assertEqual(await bob.client.expect("contact_removed"), {"user_id": alice.id})
         self.assertIsNone(await self.b.services.sessions.authenticate(login_b["sessionID"], None))

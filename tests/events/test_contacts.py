@@ -22,22 +22,51 @@ class ContactTestsMixin:
         self.assertEqual(await bob.client.expect("contact_request"), {"user_id": alice.id, "username": "alice"})
 
         pending = await bob.call("get_contacts")
-        self.assertEqual(pending, {"contacts": [{
-            "user_id": alice.id, "username": "alice", "status": "NEW", "is_online": False, "last_seen": None,
-            "streak": 0, "continue_streak": False, "display_name": None, "avatar_url": None,
-        }]})
+        self.assertEqual(
+            pending,
+            {
+                "contacts": [
+                    {
+                        "user_id": alice.id,
+                        "username": "alice",
+                        "status": "NEW",
+                        "is_online": False,
+                        "last_seen": None,
+                        "streak": 0,
+                        "continue_streak": False,
+                        "display_name": None,
+                        "avatar_url": None,
+                    }
+                ]
+            },
+        )
 
         accepted = await bob.call("accept_contact", contact_id=alice.id)
         self.assertEqual(accepted, {"user_id": alice.id, "username": "alice", "status": "FRIEND"})
         self.assertEqual(await bob.client.expect("contact_accepted"), accepted)
-        self.assertEqual(await alice.client.expect("contact_accepted"),
-                         {"user_id": bob.id, "username": "bob", "status": "FRIEND"})
+        self.assertEqual(
+            await alice.client.expect("contact_accepted"), {"user_id": bob.id, "username": "bob", "status": "FRIEND"}
+        )
 
         contacts = await alice.call("get_contacts")
-        self.assertEqual(contacts, {"contacts": [{
-            "user_id": bob.id, "username": "bob", "status": "FRIEND", "is_online": True, "last_seen": None,
-            "streak": 0, "continue_streak": False, "display_name": None, "avatar_url": None,
-        }]})
+        self.assertEqual(
+            contacts,
+            {
+                "contacts": [
+                    {
+                        "user_id": bob.id,
+                        "username": "bob",
+                        "status": "FRIEND",
+                        "is_online": True,
+                        "last_seen": None,
+                        "streak": 0,
+                        "continue_streak": False,
+                        "display_name": None,
+                        "avatar_url": None,
+                    }
+                ]
+            },
+        )
         self.assertEqual(await alice.client.expect("contacts"), contacts)
 
     @inline
@@ -76,8 +105,9 @@ class ContactTestsMixin:
             self.assertIn(needle, answer.get("error", ""), (event, payload, answer))
         answer = await bob.call("add_contact", contact_username="alice")
         self.assertIn("pending", answer["error"])
-        wrong_session = await alice.client.call("add_contact", {"sessionID": bob.login["sessionID"],
-                                                                "contact_username": "carol"})
+        wrong_session = await alice.client.call(
+            "add_contact", {"sessionID": bob.login["sessionID"], "contact_username": "carol"}
+        )
         self.assertIn("sessionID", wrong_session["error"])
         self.assertIn("message", await alice.client.expect("error"))
         self.assertEqual(await self.snapshot(), before)
@@ -135,8 +165,9 @@ class ContactTestsMixin:
         self.assertEqual((contact["is_online"], contact["last_seen"]), (False, offline["last_seen"]))
         again = await self.connect(bob.login)
         await again.expect("connection_successful")
-        self.assertEqual(await alice.client.expect("user_status"),
-                         {"user_id": bob.id, "username": "bob", "status": "online"})
+        self.assertEqual(
+            await alice.client.expect("user_status"), {"user_id": bob.id, "username": "bob", "status": "online"}
+        )
 
     @inline
     async def test_strangers_see_no_presence(self) -> None:
@@ -163,11 +194,13 @@ class ContactHandlerTests(NodeTestCase):
         self.assertEqual(bob.events("contact_request"), [{"user_id": alice.user_id, "username": "alice"}])
         accepted = await self.call(bob, "accept_contact", contact_id=alice.user_id)
         self.assertEqual(accepted, {"user_id": alice.user_id, "username": "alice", "status": "FRIEND"})
-        self.assertEqual(alice.events("contact_accepted"), [{"user_id": bob.user_id, "username": "bob",
-                                                             "status": "FRIEND"}])
+        self.assertEqual(
+            alice.events("contact_accepted"), [{"user_id": bob.user_id, "username": "bob", "status": "FRIEND"}]
+        )
         contacts = await self.call(alice, "get_contacts")
-        self.assertEqual([(c["username"], c["status"], c["is_online"]) for c in contacts["contacts"]],
-                         [("bob", "FRIEND", True)])
+        self.assertEqual(
+            [(c["username"], c["status"], c["is_online"]) for c in contacts["contacts"]], [("bob", "FRIEND", True)]
+        )
 
     @inline
     async def test_unknown_users_and_requests_are_errors_that_change_nothing(self) -> None:

@@ -63,9 +63,13 @@ class FeedTestsMixin:
         changes, cursor = await feed(bob, hello["cursor"], limit=2)
         self.assertEqual(
             [(c["kind"], c["event"]) for c in changes],
-            [("message", "new_message")] * 4 + [
-                ("edit", "message_edited"), ("reaction", "reaction_updated"), ("delete", "message_deleted"),
-                ("profile", "profile_updated"), ("group", "group_created"),
+            [("message", "new_message")] * 4
+            + [
+                ("edit", "message_edited"),
+                ("reaction", "reaction_updated"),
+                ("delete", "message_deleted"),
+                ("profile", "profile_updated"),
+                ("group", "group_created"),
             ],
         )
         self.assertEqual([c["content"] for c in changes[:4]], ["m0 again", "m1", "m3", "m4"])
@@ -89,16 +93,33 @@ class FeedTestsMixin:
         alice, bob = await self.person("alice"), await self.person("bob")
         await self.befriend(alice, bob)
         start = await self.position(bob)
-        ready = await alice.call("upload_file_prepare", recipient_id=bob.id, is_group=False, file_name="a.txt",
-                                 file_size=5, file_type="text/plain")
-        response = await treq.put(self.server.url + ready["upload_url"], data=b"hello",
-                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
+        ready = await alice.call(
+            "upload_file_prepare",
+            recipient_id=bob.id,
+            is_group=False,
+            file_name="a.txt",
+            file_size=5,
+            file_type="text/plain",
+        )
+        response = await treq.put(
+            self.server.url + ready["upload_url"],
+            data=b"hello",
+            headers={"Authorization": f"Bearer {ready['upload_token']}"},
+            persistent=False,
+        )
         await response.content()
-        shared = await alice.call("upload_file_complete", file_id=ready["file_id"], recipient_id=bob.id,
-                                  is_group=False, file_name="a.txt", file_type="text/plain")
+        shared = await alice.call(
+            "upload_file_complete",
+            file_id=ready["file_id"],
+            recipient_id=bob.id,
+            is_group=False,
+            file_name="a.txt",
+            file_type="text/plain",
+        )
         changes, _ = await feed(bob, start)
-        self.assertEqual([(c["kind"], c["message_id"], c["type"]) for c in changes],
-                         [("message", shared["message_id"], "file")])
+        self.assertEqual(
+            [(c["kind"], c["message_id"], c["type"]) for c in changes], [("message", shared["message_id"], "file")]
+        )
 
     async def position(self, person: Person) -> str:
         client = await self.connect(person.login)
@@ -124,11 +145,11 @@ class FeedTestsMixin:
             self.assertIn(word, answer.get("error", ""), payload)
         self.assertEqual(set(await alice.call("sync", cursor=cursor, limit=500)), {"changes", "cursor", "has_more"})
 
-
     @inline
     async def test_the_service_prunes_old_changes_and_an_older_cursor_expires(self) -> None:
-        server = await self.start_server(test_config(
-            tempfile.mkdtemp(prefix="umoc-srv-"), feed={"retention": "1s", "prune_interval": "50ms"}))
+        server = await self.start_server(
+            test_config(tempfile.mkdtemp(prefix="umoc-srv-"), feed={"retention": "1s", "prune_interval": "50ms"})
+        )
         self.server = server
         alice, bob = await self.person("alice"), await self.person("bob")
         cursor = await self.position(bob)

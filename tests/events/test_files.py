@@ -28,30 +28,54 @@ class FileFlowMixin:
         self.bob = await self.person("bob")
         self.carol = await self.person("carol")
 
-    async def prepare(self, sender: Person, recipient_id: int, is_group: bool, size: int,
-                      file_name: str = "holiday.png", file_type: str = "image/png") -> dict[str, Any]:
-        return await sender.call("upload_file_prepare", recipient_id=recipient_id, is_group=is_group,
-                                 file_name=file_name, file_size=size, file_type=file_type)
+    async def prepare(
+        self,
+        sender: Person,
+        recipient_id: int,
+        is_group: bool,
+        size: int,
+        file_name: str = "holiday.png",
+        file_type: str = "image/png",
+    ) -> dict[str, Any]:
+        return await sender.call(
+            "upload_file_prepare",
+            recipient_id=recipient_id,
+            is_group=is_group,
+            file_name=file_name,
+            file_size=size,
+            file_type=file_type,
+        )
 
     async def upload(self, ready: dict[str, Any], data: bytes) -> int:
-        response = await treq.put(self.server.url + ready["upload_url"], data=data,
-                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
+        response = await treq.put(
+            self.server.url + ready["upload_url"],
+            data=data,
+            headers={"Authorization": f"Bearer {ready['upload_token']}"},
+            persistent=False,
+        )
         await response.content()
         return response.code
 
     async def download(self, url: str, who: Person) -> tuple[int, bytes]:
-        response = await treq.get(self.server.url + url,
-                                  headers={"X-Session-ID": who.login["sessionID"],
-                                           "X-Session-Token": who.login["token"]},
-                                  persistent=False)
+        response = await treq.get(
+            self.server.url + url,
+            headers={"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]},
+            persistent=False,
+        )
         return response.code, await response.content()
 
     async def share(self, sender: Person, recipient_id: int, is_group: bool, data: bytes) -> dict[str, Any]:
         """prepare, upload, complete: the ack of upload_file_complete (the new_message payload)."""
         ready = await self.prepare(sender, recipient_id, is_group, len(data))
         self.assertEqual(await self.upload(ready, data), 201)
-        return await sender.call("upload_file_complete", file_id=ready["file_id"], recipient_id=recipient_id,
-                                 is_group=is_group, file_name="holiday.png", file_type="image/png")
+        return await sender.call(
+            "upload_file_complete",
+            file_id=ready["file_id"],
+            recipient_id=recipient_id,
+            is_group=is_group,
+            file_name="holiday.png",
+            file_type="image/png",
+        )
 
     @inline
     async def test_direct_file_reaches_the_friend_who_downloads_the_same_bytes(self) -> None:
@@ -64,8 +88,14 @@ class FileFlowMixin:
         self.assertEqual(ready["expires_in"], 3600)
         self.assertEqual(await self.alice.client.expect("file_upload_ready"), ready)
         self.assertEqual(await self.upload(ready, data), 201)
-        message = await self.alice.call("upload_file_complete", file_id=ready["file_id"], recipient_id=self.bob.id,
-                                        is_group=False, file_name="holiday.png", file_type="image/png")
+        message = await self.alice.call(
+            "upload_file_complete",
+            file_id=ready["file_id"],
+            recipient_id=self.bob.id,
+            is_group=False,
+            file_name="holiday.png",
+            file_type="image/png",
+        )
         received = await self.bob.client.expect("new_message")
         self.assertEqual(received, message)
         self.assertEqual(received["type"], "image")
@@ -73,8 +103,16 @@ class FileFlowMixin:
         self.assertEqual(received["recipient_id"], self.bob.id)
         content = json.loads(received["content"])
         url = f"/api/files/{ready['file_id']}"
-        self.assertEqual(content, {"file_id": ready["file_id"], "file_name": "holiday.png", "file_size": len(data),
-                                   "file_type": "image/png", "url": url})
+        self.assertEqual(
+            content,
+            {
+                "file_id": ready["file_id"],
+                "file_name": "holiday.png",
+                "file_size": len(data),
+                "file_type": "image/png",
+                "url": url,
+            },
+        )
         self.assertEqual(await self.download(url, self.bob), (200, data))
         self.assertEqual((await self.download(url, self.carol))[0], 404)
 
@@ -95,8 +133,13 @@ class FileFlowMixin:
         await self.befriend(self.alice, self.bob)
         ready = await self.prepare(self.alice, self.bob.id, False, 10)
         self.assertEqual(await self.upload(ready, b"0123456789"), 201)
-        payload = {"file_id": ready["file_id"], "recipient_id": self.bob.id, "is_group": False,
-                   "file_name": "holiday.png", "file_type": "image/png"}
+        payload = {
+            "file_id": ready["file_id"],
+            "recipient_id": self.bob.id,
+            "is_group": False,
+            "file_name": "holiday.png",
+            "file_type": "image/png",
+        }
         await self.alice.call("upload_file_complete", **payload)
         again = await self.alice.call("upload_file_complete", **payload)
         self.assertEqual(again, {"error": "File already shared"})
@@ -107,8 +150,14 @@ class FileFlowMixin:
     async def test_complete_before_the_bytes_arrived_is_refused_and_nothing_is_sent(self) -> None:
         await self.befriend(self.alice, self.bob)
         ready = await self.prepare(self.alice, self.bob.id, False, 10)
-        answer = await self.alice.call("upload_file_complete", file_id=ready["file_id"], recipient_id=self.bob.id,
-                                       is_group=False, file_name="holiday.png", file_type="image/png")
+        answer = await self.alice.call(
+            "upload_file_complete",
+            file_id=ready["file_id"],
+            recipient_id=self.bob.id,
+            is_group=False,
+            file_name="holiday.png",
+            file_type="image/png",
+        )
         self.assertEqual(answer, {"error": "The file has not arrived whole yet"})
         await self.bob.client.expect_none("new_message")
 
@@ -119,13 +168,17 @@ class FileFlowMixin:
         ready = await self.prepare(self.alice, self.bob.id, False, 10)
         self.assertEqual(await self.upload(ready, b"0123456789"), 201)
         common = {"file_id": ready["file_id"], "is_group": False, "file_name": "holiday.png", "file_type": "image/png"}
-        self.assertEqual(await self.bob.call("upload_file_complete", recipient_id=self.alice.id, **common),
-                         {"error": "Unknown file"})
-        self.assertEqual(await self.alice.call("upload_file_complete", recipient_id=self.carol.id, **common),
-                         {"error": "The file was prepared for another chat"})
+        self.assertEqual(
+            await self.bob.call("upload_file_complete", recipient_id=self.alice.id, **common), {"error": "Unknown file"}
+        )
+        self.assertEqual(
+            await self.alice.call("upload_file_complete", recipient_id=self.carol.id, **common),
+            {"error": "The file was prepared for another chat"},
+        )
         renamed = {**common, "file_name": "other.png"}
-        self.assertIn("file_name", (await self.alice.call("upload_file_complete", recipient_id=self.bob.id,
-                                                          **renamed))["error"])
+        self.assertIn(
+            "file_name", (await self.alice.call("upload_file_complete", recipient_id=self.bob.id, **renamed))["error"]
+        )
 
     @inline
     async def test_strangers_and_outsiders_cannot_prepare(self) -> None:
@@ -170,8 +223,12 @@ class PrepareValidationTestsMixin:
     @inline
     async def test_complete_for_an_unknown_file_is_an_error(self) -> None:
         _, client = await self.connected_user("alice")
-        answer = await client.call("upload_file_complete", client.with_session(
-            file_id=str(uuid.uuid4()), recipient_id=2, is_group=False, file_name="a.png", file_type="image/png"))
+        answer = await client.call(
+            "upload_file_complete",
+            client.with_session(
+                file_id=str(uuid.uuid4()), recipient_id=2, is_group=False, file_name="a.png", file_type="image/png"
+            ),
+        )
         self.assertEqual(answer, {"error": "Unknown file"})
 
 

@@ -17,24 +17,58 @@ class GroupTestsMixin:
         alice, bob, carol, dave = [await self.person(n) for n in ("alice", "bob", "carol", "dave")]
         await self.befriend(alice, bob)
         await self.befriend(alice, carol)
-        created = await alice.call("create_group", name="Project Team", description="Team discussion group",
-                                   member_ids=[bob.id, carol.id])
+        created = await alice.call(
+            "create_group", name="Project Team", description="Team discussion group", member_ids=[bob.id, carol.id]
+        )
         self.assertNotIn("error", created)
         return alice, bob, carol, dave, created
 
     @inline
     async def test_create_group_tells_every_member_in_the_chat_info_shape(self) -> None:
         alice, bob, carol, dave, created = await self.team()
-        self.assertEqual(set(created), {"id", "name", "description", "created_at", "is_group", "members",
-                                        "member_count", "is_admin", "mention_count", "display_name", "avatar_url"})
-        self.assertEqual((created["name"], created["description"], created["is_group"], created["member_count"],
-                          created["is_admin"]), ("Project Team", "Team discussion group", True, 3, True))
+        self.assertEqual(
+            set(created),
+            {
+                "id",
+                "name",
+                "description",
+                "created_at",
+                "is_group",
+                "members",
+                "member_count",
+                "is_admin",
+                "mention_count",
+                "display_name",
+                "avatar_url",
+            },
+        )
+        self.assertEqual(
+            (
+                created["name"],
+                created["description"],
+                created["is_group"],
+                created["member_count"],
+                created["is_admin"],
+            ),
+            ("Project Team", "Team discussion group", True, 3, True),
+        )
         self.assertRegex(created["created_at"], ISO)
-        self.assertEqual(created["members"][0], {"user_id": alice.id, "username": "alice", "is_online": True,
-                                                 "last_seen": None, "is_admin": True, "display_name": None,
-                                                 "avatar_url": None})
-        self.assertEqual([(m["user_id"], m["is_admin"]) for m in created["members"]],
-                         [(alice.id, True), (bob.id, False), (carol.id, False)])
+        self.assertEqual(
+            created["members"][0],
+            {
+                "user_id": alice.id,
+                "username": "alice",
+                "is_online": True,
+                "last_seen": None,
+                "is_admin": True,
+                "display_name": None,
+                "avatar_url": None,
+            },
+        )
+        self.assertEqual(
+            [(m["user_id"], m["is_admin"]) for m in created["members"]],
+            [(alice.id, True), (bob.id, False), (carol.id, False)],
+        )
         self.assertEqual(await alice.client.expect("group_created"), created)
         for_bob = await bob.client.expect("group_created")
         self.assertEqual(for_bob, {**created, "is_admin": False})
@@ -54,20 +88,33 @@ class GroupTestsMixin:
         await dave.client.expect_none("new_message", within=0.1)
 
         chats = await carol.call("get_chats")
-        self.assertEqual(chats[0], {
-            "id": gid, "name": "Project Team", "description": "Team discussion group", "member_count": 3,
-            "last_message": {k: sent[k] for k in ("message_id", "sender_id", "sender_username", "content", "type",
-                                                  "timestamp", "edited_at")},
-            "unread_count": 1, "mention_count": 0, "is_group": True, "display_name": None, "avatar_url": None,
-        })
+        self.assertEqual(
+            chats[0],
+            {
+                "id": gid,
+                "name": "Project Team",
+                "description": "Team discussion group",
+                "member_count": 3,
+                "last_message": {
+                    k: sent[k]
+                    for k in ("message_id", "sender_id", "sender_username", "content", "type", "timestamp", "edited_at")
+                },
+                "unread_count": 1,
+                "mention_count": 0,
+                "is_group": True,
+                "display_name": None,
+                "avatar_url": None,
+            },
+        )
         self.assertEqual([(c["id"], c["is_group"]) for c in chats[1:]], [(alice.id, False)])
         self.assertEqual([c["unread_count"] for c in await bob.call("get_chats") if c["is_group"]], [0])
 
         self.assertEqual(await alice.call("typing", recipient_id=gid, is_typing=True, is_group=True), {"ok": True})
         for person in (bob, carol):
             indicator = await person.client.expect("typing_indicator")
-            self.assertEqual((indicator["user_id"], indicator["is_typing"], indicator["chat_id"]),
-                             (alice.id, True, gid))
+            self.assertEqual(
+                (indicator["user_id"], indicator["is_typing"], indicator["chat_id"]), (alice.id, True, gid)
+            )
         await alice.client.expect_none("typing_indicator", within=0.1)
 
         receipt = await carol.call("read_receipt", message_ids=[sent["message_id"]], sender_id=bob.id)

@@ -25,8 +25,17 @@ class InputBoundsTestsMixin:
             ("add_contact", {"contact_username": "bo\x00b"}, "contact_username"),
             ("create_group", {"name": "tr\x00ip", "member_ids": [bob.id]}, "name"),
             ("verify_session", {"token": "x\x00"}, "token"),
-            ("upload_file_prepare", {"recipient_id": bob.id, "is_group": False, "file_name": "a\x00.png",
-                                     "file_size": 3, "file_type": "image/png"}, "file_name"),
+            (
+                "upload_file_prepare",
+                {
+                    "recipient_id": bob.id,
+                    "is_group": False,
+                    "file_name": "a\x00.png",
+                    "file_size": 3,
+                    "file_type": "image/png",
+                },
+                "file_name",
+            ),
         ]
         for event, payload, field in cases:
             answer = await alice.call(event, **payload)

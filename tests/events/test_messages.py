@@ -20,8 +20,22 @@ from umoc.events.messages import post_message
 from umoc.events.router import EventContext
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-NEW_MESSAGE_KEYS = {"message_id", "sender_id", "sender_username", "recipient_id", "content", "type", "timestamp",
-                    "is_group", "display_name", "avatar_url", "reply_to", "mentions", "edited_at", "reactions"}
+NEW_MESSAGE_KEYS = {
+    "message_id",
+    "sender_id",
+    "sender_username",
+    "recipient_id",
+    "content",
+    "type",
+    "timestamp",
+    "is_group",
+    "display_name",
+    "avatar_url",
+    "reply_to",
+    "mentions",
+    "edited_at",
+    "reactions",
+}
 
 
 class DirectMessageTestsMixin:
@@ -33,8 +47,9 @@ class DirectMessageTestsMixin:
         return alice, bob
 
     async def send(self, sender, recipient, content="hello", **extra):
-        answer = await sender.call("send_message", recipient_id=recipient.id, content=content, is_group=False,
-                                   type="text", **extra)
+        answer = await sender.call(
+            "send_message", recipient_id=recipient.id, content=content, is_group=False, type="text", **extra
+        )
         self.assertNotIn("error", answer)
         return answer
 
@@ -47,9 +62,20 @@ class DirectMessageTestsMixin:
         uuid.UUID(sent["message_id"])
         self.assertEqual(
             {k: v for k, v in sent.items() if k not in ("message_id", "timestamp")},
-            {"sender_id": alice.id, "sender_username": "alice", "recipient_id": bob.id, "content": "Hello there!",
-             "type": "text", "is_group": False, "display_name": None, "avatar_url": None, "reply_to": None,
-             "mentions": [], "edited_at": None, "reactions": []},
+            {
+                "sender_id": alice.id,
+                "sender_username": "alice",
+                "recipient_id": bob.id,
+                "content": "Hello there!",
+                "type": "text",
+                "is_group": False,
+                "display_name": None,
+                "avatar_url": None,
+                "reply_to": None,
+                "mentions": [],
+                "edited_at": None,
+                "reactions": [],
+            },
         )
         self.assertRegex(sent["timestamp"], ISO)
         for client in (alice.client, alice_phone, bob.client):
@@ -67,30 +93,65 @@ class DirectMessageTestsMixin:
 
         chats = await bob.call("get_chats")
         self.assertEqual(await bob.client.expect("chats"), chats)
-        self.assertEqual(chats, [{
-            "id": alice.id, "username": "alice", "status": "online", "last_seen": None,
-            "last_message": {"message_id": reply["message_id"], "sender_id": bob.id, "sender_username": "bob",
-                             "content": "three", "type": "text", "timestamp": reply["timestamp"], "edited_at": None},
-            "unread_count": 2, "mention_count": 0, "is_group": False, "display_name": None, "avatar_url": None,
-        }])
+        self.assertEqual(
+            chats,
+            [
+                {
+                    "id": alice.id,
+                    "username": "alice",
+                    "status": "online",
+                    "last_seen": None,
+                    "last_message": {
+                        "message_id": reply["message_id"],
+                        "sender_id": bob.id,
+                        "sender_username": "bob",
+                        "content": "three",
+                        "type": "text",
+                        "timestamp": reply["timestamp"],
+                        "edited_at": None,
+                    },
+                    "unread_count": 2,
+                    "mention_count": 0,
+                    "is_group": False,
+                    "display_name": None,
+                    "avatar_url": None,
+                }
+            ],
+        )
         self.assertEqual((await alice.call("get_chats"))[0]["unread_count"], 1)
 
         history = await bob.call("get_chat_history", chat_id=alice.id, is_group=False)
         self.assertEqual(await bob.client.expect("chat_history"), history)
-        self.assertEqual({k: v for k, v in history.items() if k != "messages"},
-                         {"chat_id": alice.id, "is_group": False, "page": 1, "total_pages": 1, "total_messages": 3})
+        self.assertEqual(
+            {k: v for k, v in history.items() if k != "messages"},
+            {"chat_id": alice.id, "is_group": False, "page": 1, "total_pages": 1, "total_messages": 3},
+        )
         self.assertEqual([m["content"] for m in history["messages"]], ["one", "two", "three"])
-        self.assertEqual(history["messages"][0], {
-            "message_id": first["message_id"], "sender_id": alice.id, "sender_username": "alice", "content": "one",
-            "type": "text", "timestamp": first["timestamp"], "is_read": False, "display_name": None,
-            "avatar_url": None, "reply_to": None, "mentions": [], "edited_at": None, "reactions": [],
-        })
+        self.assertEqual(
+            history["messages"][0],
+            {
+                "message_id": first["message_id"],
+                "sender_id": alice.id,
+                "sender_username": "alice",
+                "content": "one",
+                "type": "text",
+                "timestamp": first["timestamp"],
+                "is_read": False,
+                "display_name": None,
+                "avatar_url": None,
+                "reply_to": None,
+                "mentions": [],
+                "edited_at": None,
+                "reactions": [],
+            },
+        )
 
         ids = [first["message_id"], second["message_id"]]
         receipt = await bob.call("read_receipt", message_ids=ids, sender_id=alice.id)
         self.assertEqual(set(receipt), {"reader_id", "reader_username", "message_ids", "timestamp"})
-        self.assertEqual((receipt["reader_id"], receipt["reader_username"], receipt["message_ids"]),
-                         (bob.id, "bob", ids))
+        self.assertEqual(
+            (receipt["reader_id"], receipt["reader_username"], receipt["message_ids"]), (bob.id, "bob", ids)
+        )
         self.assertEqual(await alice.client.expect("messages_read"), receipt)
         await bob.client.expect_none("messages_read", within=0.1)
         self.assertEqual((await bob.call("get_chats"))[0]["unread_count"], 0)
@@ -159,8 +220,7 @@ class DirectMessageTestsMixin:
         meta = json.dumps({"file_id": str(uuid.uuid4()), "file_name": "a.png"})
         sent = await alice.call("send_message", recipient_id=bob.id, content=meta, is_group=False, type="image")
         self.assertEqual((sent["type"], sent["content"]), ("image", meta))
-        answer = await alice.call("send_message", recipient_id=bob.id, content="not json", is_group=False,
-                                  type="image")
+        answer = await alice.call("send_message", recipient_id=bob.id, content="not json", is_group=False, type="image")
         self.assertIn("JSON", answer["error"])
 
     @inline
@@ -171,8 +231,9 @@ class DirectMessageTestsMixin:
         self.assertEqual(answer, {"ok": True})
         indicator = await bob.client.expect("typing_indicator")
         self.assertEqual(set(indicator), {"user_id", "username", "is_typing", "timestamp"})
-        self.assertEqual((indicator["user_id"], indicator["username"], indicator["is_typing"]),
-                         (alice.id, "alice", True))
+        self.assertEqual(
+            (indicator["user_id"], indicator["username"], indicator["is_typing"]), (alice.id, "alice", True)
+        )
         self.assertIsInstance(indicator["timestamp"], float)
         answer = await alice.call("typing", recipient_id=carol.id, is_typing=True, is_group=False)
         self.assertIn("friends", answer["error"])
@@ -185,9 +246,22 @@ class DirectMessageTestsMixin:
         await self.send(alice, bob)
         info = await alice.call("get_chat_info", chat_id=bob.id, is_group=False)
         self.assertEqual(await alice.client.expect("chat_info"), info)
-        self.assertEqual(info, {"id": bob.id, "username": "bob", "is_online": True, "last_seen": None,
-                                "status": "FRIEND", "is_group": False, "streak": 0, "continue_streak": False,
-                                "display_name": None, "avatar_url": None, "mention_count": 0})
+        self.assertEqual(
+            info,
+            {
+                "id": bob.id,
+                "username": "bob",
+                "is_online": True,
+                "last_seen": None,
+                "status": "FRIEND",
+                "is_group": False,
+                "streak": 0,
+                "continue_streak": False,
+                "display_name": None,
+                "avatar_url": None,
+                "mention_count": 0,
+            },
+        )
         await self.send(bob, alice)
         info = await alice.call("get_chat_info", chat_id=bob.id, is_group=False)
         self.assertEqual((info["streak"], info["continue_streak"]), (1, True))
@@ -201,8 +275,12 @@ class DirectMessageTestsMixin:
         to_bob = await self.send(alice, bob, "for bob")
         before = await self.snapshot()
         cases = [
-            (carol, "send_message", {"recipient_id": alice.id, "content": "hi", "is_group": False, "type": "text"},
-             "friends"),
+            (
+                carol,
+                "send_message",
+                {"recipient_id": alice.id, "content": "hi", "is_group": False, "type": "text"},
+                "friends",
+            ),
             (alice, "send_message", {"recipient_id": alice.id, "content": "hi"}, "yourself"),
             (alice, "send_message", {"recipient_id": 99999, "content": "hi"}, "friends"),
             (alice, "send_message", {"recipient_id": str(bob.id), "content": "hi"}, "recipient_id"),
@@ -219,8 +297,12 @@ class DirectMessageTestsMixin:
             (carol, "read_receipt", {"message_ids": [to_bob["message_id"]], "sender_id": alice.id}, "not found"),
             (alice, "read_receipt", {"message_ids": [to_bob["message_id"]], "sender_id": alice.id}, "not found"),
             (bob, "read_receipt", {"message_ids": [to_bob["message_id"]], "sender_id": carol.id}, "not found"),
-            (bob, "read_receipt", {"message_ids": [to_bob["message_id"], str(uuid.uuid4())], "sender_id": alice.id},
-             "not found"),
+            (
+                bob,
+                "read_receipt",
+                {"message_ids": [to_bob["message_id"], str(uuid.uuid4())], "sender_id": alice.id},
+                "not found",
+            ),
             (bob, "read_receipt", {"message_ids": "all", "sender_id": alice.id}, "message_ids"),
             (carol, "get_chat_history", {"chat_id": alice.id, "is_group": False}, "Unknown chat"),
             (carol, "get_chat_info", {"chat_id": alice.id, "is_group": False}, "Unknown chat"),
@@ -233,10 +315,18 @@ class DirectMessageTestsMixin:
             answer = await person.call(event, **payload)
             self.assertIn(needle, answer.get("error", ""), (person.name, event, payload, answer))
         for event in ("send_message", "get_chats", "get_chat_history", "read_receipt", "delete_message"):
-            answer = await alice.client.call(event, {"sessionID": str(uuid.uuid4()), "recipient_id": bob.id,
-                                                     "content": "x", "chat_id": bob.id,
-                                                     "message_ids": [to_bob["message_id"]], "sender_id": bob.id,
-                                                     "message_id": to_bob["message_id"]})
+            answer = await alice.client.call(
+                event,
+                {
+                    "sessionID": str(uuid.uuid4()),
+                    "recipient_id": bob.id,
+                    "content": "x",
+                    "chat_id": bob.id,
+                    "message_ids": [to_bob["message_id"]],
+                    "sender_id": bob.id,
+                    "message_id": to_bob["message_id"],
+                },
+            )
             self.assertIn("sessionID", answer["error"], event)
         self.assertEqual(await self.snapshot(), before)
         await carol.client.expect_none("new_message", within=0.1)
@@ -303,11 +393,11 @@ class DirectMessageTestsMixin:
         await blocking(again.connect)
         await again.expect("connection_successful")
         history = await again.call("get_chat_history", again.with_session(chat_id=login_a["user_id"]))
-        self.assertEqual([(m["message_id"], m["content"]) for m in history["messages"]],
-                         [(sent["message_id"], "persist me")])
+        self.assertEqual(
+            [(m["message_id"], m["content"]) for m in history["messages"]], [(sent["message_id"], "persist me")]
+        )
         chats = await again.call("get_chats", again.with_session())
-        self.assertEqual((chats[0]["unread_count"], chats[0]["last_message"]["message_id"]),
-                         (1, sent["message_id"]))
+        self.assertEqual((chats[0]["unread_count"], chats[0]["last_message"]["message_id"]), (1, sent["message_id"]))
 
 
 for_each_backend(DirectMessageTestsMixin, ChatCase, globals())
@@ -327,8 +417,10 @@ class SendMessageHandlerTests(NodeTestCase):
         alice, bob = await self.friends()
         sent = await self.call(alice, "send_message", recipient_id=bob.user_id, content="hi", is_group=False)
         self.assertEqual(set(sent), NEW_MESSAGE_KEYS)
-        self.assertEqual((sent["sender_id"], sent["recipient_id"], sent["content"], sent["type"]),
-                         (alice.user_id, bob.user_id, "hi", "text"))
+        self.assertEqual(
+            (sent["sender_id"], sent["recipient_id"], sent["content"], sent["type"]),
+            (alice.user_id, bob.user_id, "hi", "text"),
+        )
         self.assertRegex(sent["timestamp"], ISO)
         self.assertEqual(bob.events("new_message"), [sent])
         self.assertEqual(alice.events("new_message"), [sent])

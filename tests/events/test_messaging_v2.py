@@ -42,10 +42,12 @@ class MessagingCase:
             await person.client.expect("group_created")
         return alice, bob, carol, dave, created["id"]
 
-    async def send(self, sender: Person, recipient_id: int, content: str = "hello", is_group: bool = False,
-                   **extra: Any) -> dict[str, Any]:
-        answer = await sender.call("send_message", recipient_id=recipient_id, content=content, is_group=is_group,
-                                   **extra)
+    async def send(
+        self, sender: Person, recipient_id: int, content: str = "hello", is_group: bool = False, **extra: Any
+    ) -> dict[str, Any]:
+        answer = await sender.call(
+            "send_message", recipient_id=recipient_id, content=content, is_group=is_group, **extra
+        )
         self.assertNotIn("error", answer)
         return answer
 
@@ -78,8 +80,10 @@ class EditTestsMixin(MessagingCase):
         phone.drain_all()
         edited = await alice.call("edit_message", message_id=sent["message_id"], content="hello")
         self.assertEqual(set(edited), {"message_id", "chat_id", "is_group", "content", "edited_at"})
-        self.assertEqual((edited["message_id"], edited["chat_id"], edited["is_group"], edited["content"]),
-                         (sent["message_id"], bob.id, False, "hello"))
+        self.assertEqual(
+            (edited["message_id"], edited["chat_id"], edited["is_group"], edited["content"]),
+            (sent["message_id"], bob.id, False, "hello"),
+        )
         self.assertRegex(edited["edited_at"], ISO)
         self.assertEqual(await alice.client.expect("message_edited"), edited)
         self.assertEqual(await phone.expect("message_edited"), edited)
@@ -87,13 +91,13 @@ class EditTestsMixin(MessagingCase):
         self.assertEqual(await bob.client.expect("message_edited"), {**edited, "chat_id": alice.id})
 
         history = await bob.call("get_chat_history", chat_id=alice.id)
-        self.assertEqual((history["messages"][0]["content"], history["messages"][0]["edited_at"]),
-                         ("hello", edited["edited_at"]))
+        self.assertEqual(
+            (history["messages"][0]["content"], history["messages"][0]["edited_at"]), ("hello", edited["edited_at"])
+        )
         last = (await bob.call("get_chats"))[0]["last_message"]
         self.assertEqual((last["content"], last["edited_at"]), ("hello", edited["edited_at"]))
         synced = await bob.call("sync", since=0)
-        self.assertEqual([(m["content"], m["edited_at"]) for m in synced["messages"]],
-                         [("hello", edited["edited_at"])])
+        self.assertEqual([(m["content"], m["edited_at"]) for m in synced["messages"]], [("hello", edited["edited_at"])])
         # The version it replaced is kept.
         versions = await self.server.services.storage.edits.versions(sent["message_id"])
         self.assertEqual([v[0] for v in versions], ["helo"])
@@ -112,8 +116,9 @@ class EditTestsMixin(MessagingCase):
             self.assertEqual(await person.client.expect("message_edited"), edited)
         await dave.client.expect_none("message_edited", within=0.1)
         # A member who is not the sender, and an outsider, are refused.
-        await self.refused(alice, "edit_message", "Only the sender may edit a message",
-                           message_id=sent["message_id"], content="x")
+        await self.refused(
+            alice, "edit_message", "Only the sender may edit a message", message_id=sent["message_id"], content="x"
+        )
         await self.refused(dave, "edit_message", "Message not found", message_id=sent["message_id"], content="x")
 
     @inline
@@ -128,29 +133,51 @@ class EditTestsMixin(MessagingCase):
         await self.sql("UPDATE messages SET created_at = created_at - 86401 WHERE id = ?", old["message_id"])
         await self.drain(alice, bob, carol)
         before = await self.snapshot()
-        await self.refused(bob, "edit_message", "Only the sender may edit a message",
-                           message_id=text["message_id"], content="x")
+        await self.refused(
+            bob, "edit_message", "Only the sender may edit a message", message_id=text["message_id"], content="x"
+        )
         await self.refused(carol, "edit_message", "Message not found", message_id=text["message_id"], content="x")
         await self.refused(alice, "edit_message", "Message not found", message_id=MISSING, content="x")
         await self.refused(alice, "edit_message", "Message not found", message_id=gone["message_id"], content="x")
-        await self.refused(alice, "edit_message", "Only text messages can be edited",
-                           message_id=image["message_id"], content="x")
-        await self.refused(alice, "edit_message",
-                           "Too late to edit: messages can be edited for 1 day after sending",
-                           message_id=old["message_id"], content="x")
-        await self.refused(alice, "edit_message", "Invalid 'content': expected 1 to 1000000 characters",
-                           message_id=text["message_id"], content="")
-        await self.refused(alice, "edit_message", "Invalid 'message_id': expected a UUID string",
-                           message_id="nope", content="x")
+        await self.refused(
+            alice, "edit_message", "Only text messages can be edited", message_id=image["message_id"], content="x"
+        )
+        await self.refused(
+            alice,
+            "edit_message",
+            "Too late to edit: messages can be edited for 1 day after sending",
+            message_id=old["message_id"],
+            content="x",
+        )
+        await self.refused(
+            alice,
+            "edit_message",
+            "Invalid 'content': expected 1 to 1000000 characters",
+            message_id=text["message_id"],
+            content="",
+        )
+        await self.refused(
+            alice, "edit_message", "Invalid 'message_id': expected a UUID string", message_id="nope", content="x"
+        )
         self.assertEqual(await self.snapshot(), before)
         await bob.client.expect_none("message_edited", within=0.1)
         # After a block, and after the friendship ended, the chat is no longer writable.
         await alice.call("block_contact", contact_id=bob.id)
-        await self.refused(alice, "edit_message", "You have blocked this user: unblock them to edit messages",
-                           message_id=text["message_id"], content="x")
+        await self.refused(
+            alice,
+            "edit_message",
+            "You have blocked this user: unblock them to edit messages",
+            message_id=text["message_id"],
+            content="x",
+        )
         await alice.call("unblock_contact", contact_id=bob.id)
-        await self.refused(alice, "edit_message", "You can only edit messages in chats with your friends",
-                           message_id=text["message_id"], content="x")
+        await self.refused(
+            alice,
+            "edit_message",
+            "You can only edit messages in chats with your friends",
+            message_id=text["message_id"],
+            content="x",
+        )
 
 
 class NoEditWindowTestsMixin(MessagingCase):
@@ -175,8 +202,13 @@ class ReplyTestsMixin(MessagingCase):
         long_text = "x" * 150
         first = await self.send(alice, bob.id, long_text)
         reply = await self.send(bob, alice.id, "answer", reply_to=first["message_id"])
-        expected = {"message_id": first["message_id"], "sender_id": alice.id, "sender_username": "alice",
-                    "type": "text", "content": "x" * 100}
+        expected = {
+            "message_id": first["message_id"],
+            "sender_id": alice.id,
+            "sender_username": "alice",
+            "type": "text",
+            "content": "x" * 100,
+        }
         self.assertEqual(reply["reply_to"], expected)
         self.assertEqual((await alice.client.expect("new_message")), first)
         self.assertEqual((await alice.client.expect("new_message"))["reply_to"], expected)
@@ -187,8 +219,9 @@ class ReplyTestsMixin(MessagingCase):
         self.assertEqual(replied((await alice.call("get_chat_history", chat_id=bob.id))["messages"]), expected)
         self.assertEqual(replied((await alice.call("sync", since=0))["messages"]), expected)
         await alice.call("edit_message", message_id=first["message_id"], content="short")
-        self.assertEqual(replied((await bob.call("get_chat_history", chat_id=alice.id))["messages"])["content"],
-                         "short")
+        self.assertEqual(
+            replied((await bob.call("get_chat_history", chat_id=alice.id))["messages"])["content"], "short"
+        )
         await alice.call("delete_message", message_id=first["message_id"])
         gone = {"message_id": first["message_id"], "deleted": True}
         self.assertEqual(replied((await bob.call("get_chat_history", chat_id=alice.id))["messages"]), gone)
@@ -204,13 +237,14 @@ class ReplyTestsMixin(MessagingCase):
         await self.drain(alice, bob, carol, dave)
         before = await self.snapshot()
         bad = "Invalid 'reply_to': no such message in this chat"
-        await self.refused(alice, "send_message", bad, recipient_id=dave.id, content="x",
-                           reply_to=in_group["message_id"])
-        await self.refused(alice, "send_message", bad, recipient_id=gid, is_group=True, content="x",
-                           reply_to=direct["message_id"])
+        await self.refused(
+            alice, "send_message", bad, recipient_id=dave.id, content="x", reply_to=in_group["message_id"]
+        )
+        await self.refused(
+            alice, "send_message", bad, recipient_id=gid, is_group=True, content="x", reply_to=direct["message_id"]
+        )
         await self.refused(alice, "send_message", bad, recipient_id=dave.id, content="x", reply_to=MISSING)
-        await self.refused(alice, "send_message", bad, recipient_id=dave.id, content="x",
-                           reply_to=gone["message_id"])
+        await self.refused(alice, "send_message", bad, recipient_id=dave.id, content="x", reply_to=gone["message_id"])
         self.assertEqual(await self.snapshot(), before)
         for person in (bob, carol, dave):
             await person.client.expect_none("new_message", within=0.05)
@@ -228,9 +262,18 @@ class ReactionTestsMixin(MessagingCase):
         await self.drain(alice, bob, carol, dave)
         phone.drain_all()
         added = await bob.call("add_reaction", message_id=sent["message_id"], emoji="👍")
-        self.assertEqual(added, {"message_id": sent["message_id"], "chat_id": gid, "is_group": True,
-                                 "user_id": bob.id, "emoji": "👍", "action": "added",
-                                 "reactions": [{"emoji": "👍", "count": 1, "user_ids": [bob.id]}]})
+        self.assertEqual(
+            added,
+            {
+                "message_id": sent["message_id"],
+                "chat_id": gid,
+                "is_group": True,
+                "user_id": bob.id,
+                "emoji": "👍",
+                "action": "added",
+                "reactions": [{"emoji": "👍", "count": 1, "user_ids": [bob.id]}],
+            },
+        )
         for client in (alice.client, bob.client, phone, carol.client):
             self.assertEqual(await client.expect("reaction_updated"), added)
         await dave.client.expect_none("reaction_updated", within=0.1)
@@ -238,9 +281,11 @@ class ReactionTestsMixin(MessagingCase):
         await carol.call("add_reaction", message_id=sent["message_id"], emoji=":tada:")
         family = "👨\u200d👩\u200d👧"
         last = await alice.call("add_reaction", message_id=sent["message_id"], emoji=family)
-        expected = [{"emoji": "👍", "count": 2, "user_ids": [bob.id, carol.id]},
-                    {"emoji": ":tada:", "count": 1, "user_ids": [carol.id]},
-                    {"emoji": family, "count": 1, "user_ids": [alice.id]}]
+        expected = [
+            {"emoji": "👍", "count": 2, "user_ids": [bob.id, carol.id]},
+            {"emoji": ":tada:", "count": 1, "user_ids": [carol.id]},
+            {"emoji": family, "count": 1, "user_ids": [alice.id]},
+        ]
         self.assertEqual(last["reactions"], expected)
         history = await carol.call("get_chat_history", chat_id=gid, is_group=True)
         self.assertEqual(history["messages"][0]["reactions"], expected)
@@ -248,8 +293,9 @@ class ReactionTestsMixin(MessagingCase):
         self.assertEqual([m["reactions"] for m in synced["messages"]], [expected])
 
         removed = await carol.call("remove_reaction", message_id=sent["message_id"], emoji="👍")
-        self.assertEqual((removed["action"], removed["reactions"][0]),
-                         ("removed", {"emoji": "👍", "count": 1, "user_ids": [bob.id]}))
+        self.assertEqual(
+            (removed["action"], removed["reactions"][0]), ("removed", {"emoji": "👍", "count": 1, "user_ids": [bob.id]})
+        )
         await self.drain(alice, bob, carol)
         phone.drain_all()
         # Idempotent: a repeat changes nothing and only the asking socket hears of it.
@@ -284,8 +330,13 @@ class ReactionTestsMixin(MessagingCase):
         bad = "Invalid 'emoji': expected 1 to 32 characters with no whitespace"
         for emoji in ("", "a b", "x" * 33, "tab\t", "\n", "\u00a0"):
             await self.refused(alice, "add_reaction", bad, message_id=message_id, emoji=emoji)
-        await self.refused(bob, "add_reaction", "Too many reactions: at most 20 different ones per message",
-                           message_id=message_id, emoji="e20")
+        await self.refused(
+            bob,
+            "add_reaction",
+            "Too many reactions: at most 20 different ones per message",
+            message_id=message_id,
+            emoji="e20",
+        )
         await self.refused(carol, "add_reaction", "Message not found", message_id=message_id, emoji="👍")
         await self.refused(carol, "remove_reaction", "Message not found", message_id=message_id, emoji="e1")
         await self.refused(alice, "add_reaction", "Message not found", message_id=MISSING, emoji="👍")
@@ -295,10 +346,12 @@ class ReactionTestsMixin(MessagingCase):
         self.assertNotIn("error", await alice.call("add_reaction", message_id=message_id, emoji="e20"))
         self.assertNotIn("error", await bob.call("add_reaction", message_id=message_id, emoji="e3"))
         await bob.call("block_contact", contact_id=alice.id)
-        await self.refused(bob, "add_reaction", "You have blocked this user: unblock them to react",
-                           message_id=message_id, emoji="x")
-        await self.refused(alice, "add_reaction", "You can only react in chats with your friends",
-                           message_id=message_id, emoji="x")
+        await self.refused(
+            bob, "add_reaction", "You have blocked this user: unblock them to react", message_id=message_id, emoji="x"
+        )
+        await self.refused(
+            alice, "add_reaction", "You can only react in chats with your friends", message_id=message_id, emoji="x"
+        )
         await alice.call("delete_message", message_id=message_id)
         await self.refused(alice, "remove_reaction", "Message not found", message_id=message_id, emoji="e20")
 
@@ -327,8 +380,9 @@ class MentionTestsMixin(MessagingCase):
         self.assertEqual(group_entry(await bob.call("get_chats"))["mention_count"], 0)
         self.assertEqual((await carol.call("get_chat_info", chat_id=gid, is_group=True))["mention_count"], 2)
         history = await carol.call("get_chat_history", chat_id=gid, is_group=True)
-        self.assertEqual([m["mentions"] for m in history["messages"]],
-                         [sorted([alice.id, carol.id]), [carol.id], [], [bob.id]])
+        self.assertEqual(
+            [m["mentions"] for m in history["messages"]], [sorted([alice.id, carol.id]), [carol.id], [], [bob.id]]
+        )
         self.assertEqual(self_mention["mentions"], [bob.id])
         # Read receipts clear them as they clear unread counts.
         await carol.call("read_receipt", message_ids=[sent["message_id"]], sender_id=bob.id)
@@ -351,14 +405,39 @@ class MentionTestsMixin(MessagingCase):
         self.assertEqual((await bob.call("get_chat_info", chat_id=alice.id))["mention_count"], 1)
         await self.drain(alice, bob, carol, dave)
         before = await self.snapshot()
-        await self.refused(alice, "send_message", f"Invalid 'mentions': user {dave.id} is not a member of this chat",
-                           recipient_id=gid, is_group=True, content="x", mentions=[bob.id, dave.id])
-        await self.refused(alice, "send_message", f"Invalid 'mentions': user {carol.id} is not a member of this chat",
-                           recipient_id=bob.id, content="x", mentions=[carol.id])
-        await self.refused(alice, "send_message", "Invalid 'mentions': expected a list of at most 50 ids",
-                           recipient_id=bob.id, content="x", mentions=["bob"])
-        await self.refused(alice, "send_message", "Invalid 'mentions': expected a list of at most 50 ids",
-                           recipient_id=bob.id, content="x", mentions=list(range(1, 52)))
+        await self.refused(
+            alice,
+            "send_message",
+            f"Invalid 'mentions': user {dave.id} is not a member of this chat",
+            recipient_id=gid,
+            is_group=True,
+            content="x",
+            mentions=[bob.id, dave.id],
+        )
+        await self.refused(
+            alice,
+            "send_message",
+            f"Invalid 'mentions': user {carol.id} is not a member of this chat",
+            recipient_id=bob.id,
+            content="x",
+            mentions=[carol.id],
+        )
+        await self.refused(
+            alice,
+            "send_message",
+            "Invalid 'mentions': expected a list of at most 50 ids",
+            recipient_id=bob.id,
+            content="x",
+            mentions=["bob"],
+        )
+        await self.refused(
+            alice,
+            "send_message",
+            "Invalid 'mentions': expected a list of at most 50 ids",
+            recipient_id=bob.id,
+            content="x",
+            mentions=list(range(1, 52)),
+        )
         self.assertEqual(await self.snapshot(), before)
         await bob.client.expect_none("new_message", within=0.05)
 
@@ -379,8 +458,10 @@ class DeliveryTestsMixin(MessagingCase):
         ack = await bob.call("message_delivered", message_ids=ids)
         self.assertEqual(ack, {"message_ids": ids})
         delivered = await alice.client.expect("messages_delivered")
-        self.assertEqual({k: v for k, v in delivered.items() if k != "delivered_at"},
-                         {"chat_id": bob.id, "is_group": False, "user_id": bob.id, "message_ids": ids})
+        self.assertEqual(
+            {k: v for k, v in delivered.items() if k != "delivered_at"},
+            {"chat_id": bob.id, "is_group": False, "user_id": bob.id, "message_ids": ids},
+        )
         self.assertRegex(delivered["delivered_at"], ISO)
         self.assertEqual(await phone.expect("messages_delivered"), delivered)
         await bob.client.expect_none("messages_delivered", within=0.05)
@@ -399,8 +480,10 @@ class DeliveryTestsMixin(MessagingCase):
         rows_before = await self.snapshot()
         await carol.call("message_delivered", message_ids=[sent["message_id"]])
         delivered = await alice.client.expect("messages_delivered")
-        self.assertEqual((delivered["chat_id"], delivered["is_group"], delivered["user_id"], delivered["message_ids"]),
-                         (gid, True, carol.id, [sent["message_id"]]))
+        self.assertEqual(
+            (delivered["chat_id"], delivered["is_group"], delivered["user_id"], delivered["message_ids"]),
+            (gid, True, carol.id, [sent["message_id"]]),
+        )
         await bob.client.expect_none("messages_delivered", within=0.05)
         # No row per member per group message.
         self.assertEqual(await self.snapshot(), rows_before)
@@ -423,8 +506,12 @@ class DeliveryTestsMixin(MessagingCase):
         before = await self.snapshot()
         for who, ids in ((alice, [sent["message_id"]]), (carol, [sent["message_id"]]), (bob, [MISSING])):
             await self.refused(who, "message_delivered", "Message not found", message_ids=ids)
-        await self.refused(bob, "update_settings", "Invalid 'send_delivery_receipts': expected true or false",
-                           send_delivery_receipts="no")
+        await self.refused(
+            bob,
+            "update_settings",
+            "Invalid 'send_delivery_receipts': expected true or false",
+            send_delivery_receipts="no",
+        )
         self.assertEqual(await self.snapshot(), before)
 
 
@@ -465,16 +552,19 @@ class ContactV2TestsMixin(MessagingCase):
         await alice.call("add_contact", contact_username="bob")
         self.assertEqual(await alice.call("remove_contact", contact_id=bob.id), {"user_id": bob.id})
         self.assertEqual((await bob.call("get_contacts"))["contacts"], [])
-        self.assertEqual(await bob.call("accept_contact", contact_id=alice.id),
-                         {"error": "No pending contact request from this user"})
+        self.assertEqual(
+            await bob.call("accept_contact", contact_id=alice.id),
+            {"error": "No pending contact request from this user"},
+        )
 
     @inline
     async def test_unblock_tells_only_the_unblocker_and_leaves_strangers(self) -> None:
         alice, bob = await self.pair()
         carol = await self.person("carol")
         await alice.call("block_contact", contact_id=bob.id)
-        await self.refused(alice, "remove_contact", "You have blocked this user: use unblock_contact",
-                           contact_id=bob.id)
+        await self.refused(
+            alice, "remove_contact", "You have blocked this user: use unblock_contact", contact_id=bob.id
+        )
         await self.drain(alice, bob)
         unblocked = await alice.call("unblock_contact", contact_id=bob.id)
         self.assertEqual(unblocked, {"user_id": bob.id, "username": "bob"})
@@ -492,8 +582,7 @@ class ContactV2TestsMixin(MessagingCase):
         await bob.call("block_contact", contact_id=alice.id)
         await alice.call("block_contact", contact_id=bob.id)
         await alice.call("unblock_contact", contact_id=bob.id)
-        self.assertEqual(await alice.call("add_contact", contact_username="bob"),
-                         {"error": "You cannot add this user"})
+        self.assertEqual(await alice.call("add_contact", contact_username="bob"), {"error": "You cannot add this user"})
         await bob.call("unblock_contact", contact_id=alice.id)
         await self.befriend(alice, bob)
         await self.send(alice, bob.id, "friends again")
@@ -503,14 +592,19 @@ class ContactV2TestsMixin(MessagingCase):
 
 
 class ProfileTestsMixin(MessagingCase):
-    async def upload_image(self, owner: Person, chat_id: int, is_group: bool = False,
-                           file_type: str = "image/png") -> str:
+    async def upload_image(
+        self, owner: Person, chat_id: int, is_group: bool = False, file_type: str = "image/png"
+    ) -> str:
         return (await self.upload(owner, b"\x89PNG", file_type=file_type, recipient_id=chat_id, is_group=is_group))[
-            "file_id"]
+            "file_id"
+        ]
 
     async def download(self, url: str, who: Person) -> int:
-        response = await treq.get(self.server.url + url, headers={
-            "X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]}, persistent=False)
+        response = await treq.get(
+            self.server.url + url,
+            headers={"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]},
+            persistent=False,
+        )
         await response.content()
         return response.code
 
@@ -521,8 +615,16 @@ class ProfileTestsMixin(MessagingCase):
         phone = await self.second_socket(alice)
         await self.drain(alice, bob, carol, dave)
         updated = await alice.call("update_profile", display_name="  Alice A. ", status_text="On holiday")
-        self.assertEqual(updated, {"user_id": alice.id, "username": "alice", "display_name": "Alice A.",
-                                   "status_text": "On holiday", "avatar_url": None})
+        self.assertEqual(
+            updated,
+            {
+                "user_id": alice.id,
+                "username": "alice",
+                "display_name": "Alice A.",
+                "status_text": "On holiday",
+                "avatar_url": None,
+            },
+        )
         for client in (alice.client, phone, bob.client, carol.client, dave.client):
             self.assertEqual(await client.expect("profile_updated"), updated)
         await erin.client.expect_none("profile_updated", within=0.1)
@@ -577,29 +679,61 @@ class ProfileTestsMixin(MessagingCase):
         frank = await self.person("frank")
         await self.befriend(erin, frank)
         await self.drain(erin, frank)
-        await self.refused(erin, "upload_file_complete", "The file was prepared for another chat",
-                           file_id=ready["file_id"], recipient_id=frank.id, is_group=False, file_name="me.png",
-                           file_type="image/png")
+        await self.refused(
+            erin,
+            "upload_file_complete",
+            "The file was prepared for another chat",
+            file_id=ready["file_id"],
+            recipient_id=frank.id,
+            is_group=False,
+            file_name="me.png",
+            file_type="image/png",
+        )
         updated = await erin.call("update_profile", avatar_file_id=ready["file_id"])
         url = updated["avatar_url"]
         self.assertEqual(url, f"/api/files/{ready['file_id']}")
         self.assertEqual(await self.download(url, frank), 200)
         self.assertEqual(await self.download(url, await self.person("gina")), 404)
-        await self.refused(erin, "upload_file_prepare", "An avatar must be an image: 'text/plain' is not an allowed "
-                           "image type", purpose="avatar", file_name="a.txt", file_size=4, file_type="text/plain")
-        await self.refused(erin, "upload_file_prepare", "Missing 'recipient_id' or 'is_group' (only an avatar needs "
-                           "no chat)", file_name="a.png", file_size=4, file_type="image/png")
-        await self.refused(erin, "upload_file_prepare", "Invalid 'purpose': expected one of message, avatar",
-                           purpose="banner", file_name="a.png",
-                           file_size=4, file_type="image/png")
+        await self.refused(
+            erin,
+            "upload_file_prepare",
+            "An avatar must be an image: 'text/plain' is not an allowed image type",
+            purpose="avatar",
+            file_name="a.txt",
+            file_size=4,
+            file_type="text/plain",
+        )
+        await self.refused(
+            erin,
+            "upload_file_prepare",
+            "Missing 'recipient_id' or 'is_group' (only an avatar needs no chat)",
+            file_name="a.png",
+            file_size=4,
+            file_type="image/png",
+        )
+        await self.refused(
+            erin,
+            "upload_file_prepare",
+            "Invalid 'purpose': expected one of message, avatar",
+            purpose="banner",
+            file_name="a.png",
+            file_size=4,
+            file_type="image/png",
+        )
 
     @inline
     async def test_refused_profile_updates_change_nothing(self) -> None:
         alice, bob = await self.pair()
         theirs = await self.upload_image(bob, alice.id)
         text_file = await self.upload_image(alice, bob.id, file_type="text/plain")
-        pending = await alice.call("upload_file_prepare", recipient_id=bob.id, is_group=False,
-                                   file_name="a.png", file_size=4, file_type="image/png")
+        pending = await alice.call(
+            "upload_file_prepare",
+            recipient_id=bob.id,
+            is_group=False,
+            file_name="a.png",
+            file_size=4,
+            file_type="image/png",
+        )
         await self.drain(alice, bob)
         before = await self.snapshot()
         for payload, message in [
@@ -618,7 +752,15 @@ class ProfileTestsMixin(MessagingCase):
         await bob.client.expect_none("profile_updated", within=0.1)
 
 
-for mixin in (EditTestsMixin, NoEditWindowTestsMixin, ReplyTestsMixin, ReactionTestsMixin, MentionTestsMixin,
-              DeliveryTestsMixin, ContactV2TestsMixin, ProfileTestsMixin):
+for mixin in (
+    EditTestsMixin,
+    NoEditWindowTestsMixin,
+    ReplyTestsMixin,
+    ReactionTestsMixin,
+    MentionTestsMixin,
+    DeliveryTestsMixin,
+    ContactV2TestsMixin,
+    ProfileTestsMixin,
+):
     for_each_backend(mixin, ChatCase, globals())
 del mixin

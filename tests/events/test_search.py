@@ -10,8 +10,19 @@ from tests.support.deferreds import inline
 from umoc.domain.search import encode_cursor
 
 HISTORY_FIELDS = {
-    "message_id", "sender_id", "sender_username", "content", "type", "timestamp", "is_read", "display_name",
-    "avatar_url", "reply_to", "mentions", "edited_at", "reactions",
+    "message_id",
+    "sender_id",
+    "sender_username",
+    "content",
+    "type",
+    "timestamp",
+    "is_read",
+    "display_name",
+    "avatar_url",
+    "reply_to",
+    "mentions",
+    "edited_at",
+    "reactions",
 }
 
 
@@ -54,8 +65,9 @@ class SearchEventTestsMixin:
         await alice.call("send_message", recipient_id=group["id"], is_group=True, content="taco party")
         seen, cursor = [], None
         while True:
-            page = await self.search(bob, query="TACO", chat_id=alice.id, is_group=False, limit=2,
-                                     **({"cursor": cursor} if cursor else {}))
+            page = await self.search(
+                bob, query="TACO", chat_id=alice.id, is_group=False, limit=2, **({"cursor": cursor} if cursor else {})
+            )
             seen += [r["message_id"] for r in page["results"]]
             cursor = page["next_cursor"]
             if cursor is None:
@@ -79,7 +91,7 @@ class SearchEventTestsMixin:
             ({"query": 5}, "Invalid 'query': expected a string"),
             ({"query": ""}, "Invalid 'query': expected 1 to 200 characters"),
             ({"query": "x" * 201}, "Invalid 'query': expected 1 to 200 characters"),
-            ({"query": "  \"*\" -- ( ) : ^ "}, "Invalid 'query': no words to search for (letters or digits)"),
+            ({"query": '  "*" -- ( ) : ^ '}, "Invalid 'query': no words to search for (letters or digits)"),
             ({"query": " ".join(f"w{i}" for i in range(17))}, "Invalid 'query': at most 16 different words"),
             ({"query": "a", "limit": 0}, "Invalid 'limit': expected an integer from 1 to 50"),
             ({"query": "a", "limit": 51}, "Invalid 'limit': expected an integer from 1 to 50"),

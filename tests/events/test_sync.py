@@ -14,8 +14,14 @@ from umoc.timefmt import iso
 
 class ParseSinceTests(unittest.TestCase):
     def test_iso_8601_with_zone_and_epoch_seconds_or_milliseconds(self) -> None:
-        for value in ("2023-01-01T12:00:00Z", "2023-01-01T12:00:00+00:00", "2023-01-01T13:00:00+01:00",
-                      1672574400, 1672574400.0, 1672574400000):
+        for value in (
+            "2023-01-01T12:00:00Z",
+            "2023-01-01T12:00:00+00:00",
+            "2023-01-01T13:00:00+01:00",
+            1672574400,
+            1672574400.0,
+            1672574400000,
+        ):
             self.assertEqual(parse_since("since", value), 1672574400.0, value)
         self.assertEqual(parse_since("since", "2023-01-01T12:00:00.250Z"), 1672574400.25)
 

@@ -62,10 +62,12 @@ class SignatureTests(unittest.SynchronousTestCase):
 class PushConfigTests(unittest.SynchronousTestCase):
     def test_bad_gateways_and_webhooks_are_reported_with_their_paths(self) -> None:
         with self.assertRaises(ConfigError) as caught:
-            parse_config({
-                "push": {"gateways": {"default": "ftp://x"}},
-                "webhooks": [{"url": "https://h.example", "secret": "short", "events": ["message.sent"]}],
-            })
+            parse_config(
+                {
+                    "push": {"gateways": {"default": "ftp://x"}},
+                    "webhooks": [{"url": "https://h.example", "secret": "short", "events": ["message.sent"]}],
+                }
+            )
         text = str(caught.exception)
         for path in ("push.gateways.default", "webhooks[0].secret", "webhooks[0].events"):
             self.assertIn(f"'{path}'", text)

@@ -305,8 +305,11 @@ class EncodeTests(SynchronousTestCase):
         import json
 
         values: list[Any] = [
-            {"text": "héllo \u2028 \"quoted\"", "n": -0.5, "big": 2**70, "none": None, "t": True},
-            {1: "non-str key"}, [1e16, 1.5, 0.1, 10**18], ("tuple", ["nested", {"x": []}]), "\x00\x7f\U0001f600",
+            {"text": 'héllo \u2028 "quoted"', "n": -0.5, "big": 2**70, "none": None, "t": True},
+            {1: "non-str key"},
+            [1e16, 1.5, 0.1, 10**18],
+            ("tuple", ["nested", {"x": []}]),
+            "\x00\x7f\U0001f600",
         ]
         for value in values:
             expected = json.dumps(["m", value], ensure_ascii=False, separators=(",", ":"), allow_nan=False)

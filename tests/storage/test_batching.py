@@ -37,8 +37,9 @@ class GroupCommitTestsMixin:
         self.assertEqual([ok for ok, _ in results], [True, True, False, True])
         results[2][1].trap(RefusedError)
         self.assertEqual(results[2][1].getErrorMessage(), "You can only send direct messages to your friends")
-        stored = await self.db.run("t", lambda txn: [r["content"] for r in txn.execute(
-            "SELECT content FROM messages ORDER BY seq").fetchall()])
+        stored = await self.db.run(
+            "t", lambda txn: [r["content"] for r in txn.execute("SELECT content FROM messages ORDER BY seq").fetchall()]
+        )
         self.assertEqual(stored, ["first", "ok1", "ok2"])
         history = await self.storage.messages.history(b, a, False, 1, 10)
         self.assertEqual(history.total_messages, 3)

@@ -152,11 +152,15 @@ class ChatStorageTestsMixin:
         work.append(self.storage.messages.mark_read(a, b, [seed[1].id], T0 + 1))
         results = await defer.DeferredList(work, consumeErrors=True)
         self.assertEqual([r for ok, r in results if not ok], [])
-        live = await self.db.run("test", lambda t: t.execute(
-            "SELECT c.id, c.message_count, (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id"
-            " AND m.deleted_at IS NULL), c.last_seq,"
-            " (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.chat_id = c.id AND m.deleted_at IS NULL)"
-            " FROM chats c").fetchall())
+        live = await self.db.run(
+            "test",
+            lambda t: t.execute(
+                "SELECT c.id, c.message_count, (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id"
+                " AND m.deleted_at IS NULL), c.last_seq,"
+                " (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.chat_id = c.id AND m.deleted_at IS NULL)"
+                " FROM chats c"
+            ).fetchall(),
+        )
         for chat_id, counted, actual, last_seq, newest in live:
             self.assertEqual((counted, last_seq), (actual, newest), chat_id)
         unread = {(e.id, e.is_group): e.unread_count for e in await self.storage.messages.chat_list(a)}

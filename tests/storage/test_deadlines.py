@@ -211,4 +211,3 @@ class SqliteDeadlineTests(DeadlineMixin, ChatCase):
             return conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
         finally:
             conn.close()
-

@@ -31,8 +31,9 @@ class SQLiteSynchronousTests(unittest.TestCase):
 
     def test_config_default_is_full_and_other_values_are_refused(self) -> None:
         self.assertEqual(parse_config({}).database.sqlite_synchronous, "full")
-        self.assertEqual(parse_config({"database": {"sqlite_synchronous": "normal"}}).database.sqlite_synchronous,
-                         "normal")
+        self.assertEqual(
+            parse_config({"database": {"sqlite_synchronous": "normal"}}).database.sqlite_synchronous, "normal"
+        )
         with self.assertRaises(Exception) as caught:
             parse_config({"database": {"sqlite_synchronous": "off"}})
         self.assertIn("database.sqlite_synchronous", str(caught.exception))

@@ -29,8 +29,13 @@ MAX_MEMBERS = 100
 def _summary(page_changes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What tells changes apart: kind, event and the ids they name."""
     return [
-        (c["kind"], c["event"], c.get("message_id") or c.get("chat_id") or c.get("id"), c.get("user_id"),
-         c.get("content"))
+        (
+            c["kind"],
+            c["event"],
+            c.get("message_id") or c.get("chat_id") or c.get("id"),
+            c.get("user_id"),
+            c.get("content"),
+        )
         for c in page_changes
     ]
 
@@ -71,31 +76,31 @@ class FeedTestsMixin:
     async def test_every_kind_replays_once_in_order_across_pages_and_nothing_else(self) -> None:
         alice, bob, carol, dave = await self.users("alice", "bob", "carol", "dave")
         start = await self.storage.feed.position()
-        await self.befriend(alice, bob, "bob")                      # bob: contact_request, contact_accepted
-        await self.befriend(alice, carol, "carol")                  # not bob's
-        sent = [await self.send(alice, "alice", bob, f"m{i}") for i in range(6)]   # 6 messages, one instant
-        await self.send(alice, "alice", carol, "secret")            # another pair's chat
+        await self.befriend(alice, bob, "bob")  # bob: contact_request, contact_accepted
+        await self.befriend(alice, carol, "carol")  # not bob's
+        sent = [await self.send(alice, "alice", bob, f"m{i}") for i in range(6)]  # 6 messages, one instant
+        await self.send(alice, "alice", carol, "secret")  # another pair's chat
         await self.storage.edits.edit(alice, sent[0], "m0 edited", T0, 0)
         await self.storage.reactions.add(bob, sent[1], "👍", T0, 20)
         await self.storage.reactions.remove(bob, sent[1], "👍", T0)
         mine = await self.send(bob, "bob", alice, "from bob")
-        await self.storage.messages.mark_read(alice, bob, [mine], T0)        # bob: read
-        await self.storage.deliveries.mark_delivered(alice, [mine], T0)      # bob: delivered
-        await self.storage.messages.mark_read(bob, alice, [sent[1]], T0)     # alice's, not bob's
+        await self.storage.messages.mark_read(alice, bob, [mine], T0)  # bob: read
+        await self.storage.deliveries.mark_delivered(alice, [mine], T0)  # bob: delivered
+        await self.storage.messages.mark_read(bob, alice, [sent[1]], T0)  # alice's, not bob's
         await self.storage.edits.edit(alice, sent[2], "edited, then deleted", T0, 0)
-        await self.storage.messages.delete(alice, sent[2], T0)               # bob: delete only
+        await self.storage.messages.delete(alice, sent[2], T0)  # bob: delete only
         group = await self.storage.groups.create(alice, "early", None, [carol], T0, MAX_MEMBERS)
         await self.send(alice, "alice", group, "before bob joined", is_group=True)
-        await self.storage.groups.add_member(group, alice, bob, T0, MAX_MEMBERS)       # bob: member_added
-        await self.send(alice, "alice", group, "while bob is in", is_group=True)        # bob: message
-        await self.storage.groups.update(group, alice, "renamed", None, T0)              # bob: group updated
-        await self.storage.groups.remove_member(group, alice, bob, T0)                   # bob: member_removed
+        await self.storage.groups.add_member(group, alice, bob, T0, MAX_MEMBERS)  # bob: member_added
+        await self.send(alice, "alice", group, "while bob is in", is_group=True)  # bob: message
+        await self.storage.groups.update(group, alice, "renamed", None, T0)  # bob: group updated
+        await self.storage.groups.remove_member(group, alice, bob, T0)  # bob: member_removed
         await self.send(alice, "alice", group, "after bob left", is_group=True)
         await self.storage.groups.update(group, alice, "renamed again", None, T0)
-        await self.storage.profiles.update(alice, display_name="Alice", now=T0)         # bob: a contact's profile
-        await self.storage.profiles.update(carol, display_name="Carol", now=T0)         # not bob's contact
-        await self.storage.profiles.update(bob, status_text="here", now=T0)             # bob: his own
-        await self.storage.contacts.block(bob, dave, T0)                                 # bob: contact_blocked
+        await self.storage.profiles.update(alice, display_name="Alice", now=T0)  # bob: a contact's profile
+        await self.storage.profiles.update(carol, display_name="Carol", now=T0)  # not bob's contact
+        await self.storage.profiles.update(bob, status_text="here", now=T0)  # bob: his own
+        await self.storage.contacts.block(bob, dave, T0)  # bob: contact_blocked
         team = await self.storage.groups.create(alice, "team", None, [bob], T0, MAX_MEMBERS)  # bob: group created
 
         changes, cursor, pages = await self.read_all(bob, start, 3)
@@ -128,10 +133,22 @@ class FeedTestsMixin:
         self.assertEqual(got, expected)
         self.assertEqual(pages, 8)  # 22 changes in pages of 3
         by_kind = {c["kind"]: c for c in changes}
-        self.assertEqual(set(by_kind), {
-            "message", "edit", "delete", "reaction", "read", "delivered", "contact", "group", "member_added",
-            "member_removed", "profile",
-        })
+        self.assertEqual(
+            set(by_kind),
+            {
+                "message",
+                "edit",
+                "delete",
+                "reaction",
+                "read",
+                "delivered",
+                "contact",
+                "group",
+                "member_added",
+                "member_removed",
+                "profile",
+            },
+        )
         self.assertEqual(changes[8]["action"], "added")
         self.assertEqual(changes[9]["action"], "removed")
         self.assertEqual(changes[9]["reactions"], [])
@@ -170,8 +187,17 @@ class FeedTestsMixin:
         start = await self.storage.feed.position()
         senders = [(alice, "alice"), (carol, "carol")]
         sends = [
-            self.storage.messages.post(senders[i % 2][0], senders[i % 2][1], bob, False,
-                                       f"00000000-0000-4000-8000-{i:012d}", "text", f"message {i}", None, T0)
+            self.storage.messages.post(
+                senders[i % 2][0],
+                senders[i % 2][1],
+                bob,
+                False,
+                f"00000000-0000-4000-8000-{i:012d}",
+                "text",
+                f"message {i}",
+                None,
+                T0,
+            )
             for i in range(80)
         ]
         posted = [message for message, _ in await defer.gatherResults(sends)]
@@ -236,17 +262,21 @@ class FeedTestsMixin:
         changes, _, _ = await self.read_all(bob, start, 100)
         self.assertEqual(
             [(c["kind"], c.get("event"), c.get("user_id"), c.get("chat_id")) for c in changes],
-            [("contact", "contact_removed", alice, None),
-             ("member_removed", "group_member_removed", alice, group)],
+            [("contact", "contact_removed", alice, None), ("member_removed", "group_member_removed", alice, group)],
         )
         # Nothing of hers is left in her own or her profile's stream.
-        left = await self.storage.db.run("count", lambda txn: txn.scalar(
-            "SELECT COUNT(*) FROM changes WHERE (user_id = ? AND chat_id IS NULL) OR profile_id = ?", (alice, alice)))
+        left = await self.storage.db.run(
+            "count",
+            lambda txn: txn.scalar(
+                "SELECT COUNT(*) FROM changes WHERE (user_id = ? AND chat_id IS NULL) OR profile_id = ?", (alice, alice)
+            ),
+        )
         self.assertEqual(left, 0)
 
     async def settled_position(self) -> str:
         """A position past every change written so far (on PostgreSQL: once no older transaction is open anywhere)."""
         if self.backend == "postgres":
+
             def settled(txn: Any) -> bool:
                 return bool(txn.scalar("SELECT pg_snapshot_xmin(pg_current_snapshot()) > MAX(xid) FROM changes"))
 
@@ -258,15 +288,16 @@ class FeedTestsMixin:
         alice, bob = await self.users("alice", "bob")
         start = await self.storage.feed.position()
         await self.befriend(alice, bob, "bob")
-        await self.send(alice, "alice", bob, "old")                          # at T0
+        await self.send(alice, "alice", bob, "old")  # at T0
         after_old = await self.settled_position()
-        await self.storage.messages.post(alice, "alice", bob, False, "00000000-0000-4000-8000-00000000ffff", "text",
-                                         "new", None, T0 + 100)
+        await self.storage.messages.post(
+            alice, "alice", bob, False, "00000000-0000-4000-8000-00000000ffff", "text", "new", None, T0 + 100
+        )
         count = "SELECT COUNT(*) FROM changes"
         before = await self.storage.db.run("count", lambda txn: txn.scalar(count + " WHERE created_at < ?", (T0 + 50,)))
         self.assertEqual(before, 5)  # the request and the acceptance, each on both sides, and "old"
         self.assertEqual(await self.storage.feed.prune(T0 + 50, batch=2), 5)  # in batches of 2
-        self.assertEqual(await self.storage.feed.prune(T0 + 50), 0)          # nothing more is that old
+        self.assertEqual(await self.storage.feed.prune(T0 + 50), 0)  # nothing more is that old
         with self.assertRaises(UserError) as refused:
             await self.storage.feed.read(bob, start, 100)
         self.assertEqual(refused.exception.message, EXPIRED_CURSOR)
@@ -282,9 +313,15 @@ class FeedTestsMixin:
         good = await self.storage.feed.position()
         other = "1|p|5:5:|||" if self.backend == "sqlite" else "1|s|0"
         future = "1|s|99999" if self.backend == "sqlite" else "1|p|1:999999999:|||"
-        for cursor in ("", "not base64 !", "x" * 20000, good + "AA", base64.urlsafe_b64encode(b"2|s|1").decode(),
-                       base64.urlsafe_b64encode(other.encode()).decode(),
-                       base64.urlsafe_b64encode(future.encode()).decode().rstrip("=")):
+        for cursor in (
+            "",
+            "not base64 !",
+            "x" * 20000,
+            good + "AA",
+            base64.urlsafe_b64encode(b"2|s|1").decode(),
+            base64.urlsafe_b64encode(other.encode()).decode(),
+            base64.urlsafe_b64encode(future.encode()).decode().rstrip("="),
+        ):
             with self.assertRaises(UserError, msg=cursor[:40]):
                 await self.storage.feed.read(alice, cursor, 10)
 
@@ -315,7 +352,7 @@ class OutOfOrderCommitTests(unittest.TestCase):
         with conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO changes (user_id, kind, actor_id, data, created_at)"
-                " VALUES (%s, 'contact', %s, '{\"event\":\"contact_removed\",\"status\":null}', %s) RETURNING id",
+                ' VALUES (%s, \'contact\', %s, \'{"event":"contact_removed","status":null}\', %s) RETURNING id',
                 (owner, other, T0),
             )
             return cur.fetchone()[0]

@@ -35,8 +35,9 @@ class DirectSendersTests(unittest.TestCase):
         self.schema = await self.db.run("t", lambda txn: txn.scalar("SELECT current_schema()"))
 
     def connection(self) -> Txn:
-        conn = psycopg2.connect(POSTGRES_DSN, options=f"-c search_path={self.schema}",
-                                cursor_factory=_named_row_cursor())
+        conn = psycopg2.connect(
+            POSTGRES_DSN, options=f"-c search_path={self.schema}", cursor_factory=_named_row_cursor()
+        )
         self.addCleanup(conn.close)
         cursor = conn.cursor()
         cursor.execute("SET lock_timeout = '500ms'")
@@ -51,7 +52,9 @@ class DirectSendersTests(unittest.TestCase):
         chat_id = _direct_permission_txn(second, self.b, self.a, T0 + 6)
         second.execute(
             "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, created_at)"
-            " VALUES (?, ?, ?, ?, 0, 'text', 'y', ?)", (str(uuid.uuid4()), chat_id, self.b, self.a, T0 + 6)
+            " VALUES (?, ?, ?, ?, 0, 'text', 'y', ?)",
+            (str(uuid.uuid4()), chat_id, self.b, self.a, T0 + 6),
         )
-        second.execute("UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?",
-                       (self.b, chat_id))
+        second.execute(
+            "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (self.b, chat_id)
+        )

@@ -78,14 +78,30 @@ class PortDbTests(AdminCase):
         for person, text in ((alice, "welcome"), (bob, "thanks"), (carol, "hi all")):
             await person.call("send_message", recipient_id=group["id"], is_group=True, content=text)
         data = os.urandom(100_000)
-        ready = await alice.call("upload_file_prepare", recipient_id=group["id"], is_group=True,
-                                 file_name="plan.pdf", file_size=len(data), file_type="application/pdf")
-        response = await treq.put(self.server.url + ready["upload_url"], data=data,
-                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
+        ready = await alice.call(
+            "upload_file_prepare",
+            recipient_id=group["id"],
+            is_group=True,
+            file_name="plan.pdf",
+            file_size=len(data),
+            file_type="application/pdf",
+        )
+        response = await treq.put(
+            self.server.url + ready["upload_url"],
+            data=data,
+            headers={"Authorization": f"Bearer {ready['upload_token']}"},
+            persistent=False,
+        )
         await response.content()
         self.assertEqual(response.code, 201)
-        shared = await alice.call("upload_file_complete", file_id=ready["file_id"], recipient_id=group["id"],
-                                  is_group=True, file_name="plan.pdf", file_type="application/pdf")
+        shared = await alice.call(
+            "upload_file_complete",
+            file_id=ready["file_id"],
+            recipient_id=group["id"],
+            is_group=True,
+            file_name="plan.pdf",
+            file_type="application/pdf",
+        )
         self.assertNotIn("error", shared)
         return [alice, bob, carol], json.loads(shared["content"]), data
 
@@ -98,18 +114,21 @@ class PortDbTests(AdminCase):
         chats = seen["chats"]["chats"] if isinstance(seen["chats"], dict) else seen["chats"]
         for chat in chats:
             key = f"{'group' if chat['is_group'] else 'direct'}:{chat['id']}"
-            seen[key] = await person.call("get_chat_history", chat_id=chat["id"], is_group=chat["is_group"],
-                                          page_size=100)
-            seen[key + ":info"] = await person.call("get_chat_info", chat_id=chat["id"],
-                                                    is_group=chat["is_group"])
+            seen[key] = await person.call(
+                "get_chat_history", chat_id=chat["id"], is_group=chat["is_group"], page_size=100
+            )
+            seen[key + ":info"] = await person.call("get_chat_info", chat_id=chat["id"], is_group=chat["is_group"])
         # Search answers the same from PostgreSQL's own index (the FTS5 tables are not copied).
         for word in ("hello", "HI", "here", "oops", "plan"):
             seen["search " + word] = await person.call("search_messages", query=word)
         return stable(seen)
 
     async def download(self, url: str, login: dict[str, Any]) -> tuple[int, bytes]:
-        response = await treq.get(self.server.url + url, persistent=False,
-                                   headers={"X-Session-ID": login["sessionID"], "X-Session-Token": login["token"]})
+        response = await treq.get(
+            self.server.url + url,
+            persistent=False,
+            headers={"X-Session-ID": login["sessionID"], "X-Session-Token": login["token"]},
+        )
         return response.code, await response.content()
 
     @inline
@@ -118,14 +137,19 @@ class PortDbTests(AdminCase):
         before = {p.name: await self.view(p) for p in people}
         found = {w: len(before["alice"]["search " + w]["results"]) for w in ("hello", "HI", "oops", "plan")}
         self.assertEqual(found, {"hello": 1, "HI": 2, "oops": 0, "plan": 0})  # "hi alice", "hi all"; not the file
-        histories = {k: [m["content"] for m in v["messages"]] for k, v in before["alice"].items()
-                     if k.count(":") == 1 and k not in ("contacts", "chats")}
+        histories = {
+            k: [m["content"] for m in v["messages"]]
+            for k, v in before["alice"].items()
+            if k.count(":") == 1 and k not in ("contacts", "chats")
+        }
         self.assertEqual(len(histories), 3, before["alice"])
         # alice-carol: 1; alice-bob: 2 (one deleted); the group: 3 and the file.
         self.assertEqual(sorted(map(len, histories.values())), [1, 2, 4])
         self.assertEqual(await self.download(shared["url"], people[1].login), (200, data))
-        counts = {table: await self.scalar(f"SELECT COUNT(*) FROM {table}") for table in
-                  ("users", "sessions", "contacts", "chats", "messages", "message_reads", "user_chats", "files")}
+        counts = {
+            table: await self.scalar(f"SELECT COUNT(*) FROM {table}")
+            for table in ("users", "sessions", "contacts", "chats", "messages", "message_reads", "user_chats", "files")
+        }
         for client in self.clients:
             await blocking(client.close)
         await self.server.service.stopService()
@@ -144,8 +168,9 @@ class PortDbTests(AdminCase):
         code, out, err = await self.cli("port-db", "--from", self.dsn, "--to", target)
         self.assertEqual((code, err), (0, ""))
         self.assertIn("nothing to do", out)
-        self.assertIn(os.path.join(self.data_dir, "uploads"), out.replace(os.path.realpath(self.data_dir),
-                                                                             self.data_dir))
+        self.assertIn(
+            os.path.join(self.data_dir, "uploads"), out.replace(os.path.realpath(self.data_dir), self.data_dir)
+        )
 
         new_dir = tempfile.mkdtemp(prefix="umoc-pg-")
         shutil.copytree(report["uploads_directory"], os.path.join(new_dir, "uploads"))

@@ -113,8 +113,10 @@ class SearchStorageTestsMixin:
         self.assertEqual(await self.found(bob, "apple"), [kept.content])
         self.assertEqual(await self.found(bob, "banana"), [])
         found = (await self.find(bob, "cherry")).hits
-        self.assertEqual([(h.message.id, h.message.content, h.message.edited_at) for h in found],
-                         [(changed.id, "now a cherry", T0 + 2)])
+        self.assertEqual(
+            [(h.message.id, h.message.content, h.message.edited_at) for h in found],
+            [(changed.id, "now a cherry", T0 + 2)],
+        )
         await self.storage.messages.delete(alice, changed.id, T0 + 3)
         self.assertEqual(await self.found(bob, "cherry"), [])
 
@@ -145,8 +147,9 @@ class SearchStorageTestsMixin:
     @inline
     async def test_pages_return_each_hit_once_newest_first_while_new_messages_arrive(self) -> None:
         alice, bob, _ = await self.trio()
-        sent = [await self.post(alice if i % 2 else bob, bob if i % 2 else alice, f"melon number {i}")
-                for i in range(8)]
+        sent = [
+            await self.post(alice if i % 2 else bob, bob if i % 2 else alice, f"melon number {i}") for i in range(8)
+        ]
         await self.post(alice, bob, "no fruit here")
         seen, before = [], None
         while True:
@@ -169,9 +172,30 @@ class SearchStorageTestsMixin:
         await self.post(alice, bob, 'say "NEAR" or AND the NOT word, col:umn * - ^start')
         await self.post(alice, bob, "nothing")
         hostile = [
-            '"', '""', '" OR "', "NEAR(a b)", "a*", "-nothing", "^start", "content:nothing", "chat_id : 1",
-            "{content chat_id}: x", "AND", "OR", "NOT", "a + b", "(((", "'; DROP TABLE messages; --", "x:y",
-            "\\", "%", "?", "$1", "e.mail@x.com", "foo_bar", "nothing OR near",
+            '"',
+            '""',
+            '" OR "',
+            "NEAR(a b)",
+            "a*",
+            "-nothing",
+            "^start",
+            "content:nothing",
+            "chat_id : 1",
+            "{content chat_id}: x",
+            "AND",
+            "OR",
+            "NOT",
+            "a + b",
+            "(((",
+            "'; DROP TABLE messages; --",
+            "x:y",
+            "\\",
+            "%",
+            "?",
+            "$1",
+            "e.mail@x.com",
+            "foo_bar",
+            "nothing OR near",
         ]
         for text in hostile:
             try:
@@ -265,6 +289,7 @@ class SearchStorageTestsMixin:
                     before = page.next_before
                 self.assertEqual(seen, [m.id for m in reversed(expected)], (query, words))
 
+
 for_each_backend(SearchStorageTestsMixin, DatabaseTestCase, globals())
 
 
@@ -304,27 +329,45 @@ class SearchMigrationTestsMixin:
         # Rows as a schema-9 server wrote them (today's code writes tables that schema lacks).
         def seed(txn: Txn) -> None:
             for user_id, name in ((1, "alice"), (2, "bob")):
-                txn.execute("INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'x', ?)",
-                            (user_id, name, T0))
-            txn.execute("INSERT INTO chats (id, is_group, user_lo, user_hi, created_at, last_activity)"
-                        " VALUES (1, 0, 1, 2, ?, ?)", (T0, T0))
+                txn.execute(
+                    "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'x', ?)",
+                    (user_id, name, T0),
+                )
+            txn.execute(
+                "INSERT INTO chats (id, is_group, user_lo, user_hi, created_at, last_activity)"
+                " VALUES (1, 0, 1, 2, ?, ?)",
+                (T0, T0),
+            )
             for user_id, peer_id in ((1, 2), (2, 1)):
-                txn.execute("INSERT INTO user_chats (user_id, chat_id, peer_id, is_group, joined_at)"
-                            " VALUES (?, 1, ?, 0, ?)", (user_id, peer_id, T0))
-            for kind, text, deleted_at in (("text", "old grape", None), ("text", "gone grape", T0),
-                                           ("file", "grape.pdf", None), ("text", "other", None)):
-                txn.execute("INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
-                            " created_at, deleted_at) VALUES (?, 1, 1, 2, 0, ?, ?, ?, ?)",
-                            (str(uuid.uuid4()), kind, text, T0, deleted_at))
+                txn.execute(
+                    "INSERT INTO user_chats (user_id, chat_id, peer_id, is_group, joined_at) VALUES (?, 1, ?, 0, ?)",
+                    (user_id, peer_id, T0),
+                )
+            for kind, text, deleted_at in (
+                ("text", "old grape", None),
+                ("text", "gone grape", T0),
+                ("file", "grape.pdf", None),
+                ("text", "other", None),
+            ):
+                txn.execute(
+                    "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
+                    " created_at, deleted_at) VALUES (?, 1, 1, 2, 0, ?, ?, ?, ?)",
+                    (str(uuid.uuid4()), kind, text, T0, deleted_at),
+                )
 
         await db.run("test.seed", seed)
         self.assertEqual(await db.migrate(), migrations[-1][0])
         storage = Storage(db)
         found = await storage.search.messages(2, ["grape"])
         self.assertEqual([h.message.content for h in found.hits], ["old grape"])
-        await db.run("test.insert", lambda txn: txn.execute(
-            "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, created_at)"
-            " VALUES (?, 1, 1, 2, 0, 'text', 'new grape', ?)", (str(uuid.uuid4()), T0)))
+        await db.run(
+            "test.insert",
+            lambda txn: txn.execute(
+                "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, created_at)"
+                " VALUES (?, 1, 1, 2, 0, 'text', 'new grape', ?)",
+                (str(uuid.uuid4()), T0),
+            ),
+        )
         found = await storage.search.messages(2, ["grape"])
         self.assertEqual([h.message.content for h in found.hits], ["new grape", "old grape"])
 

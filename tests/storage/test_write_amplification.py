@@ -19,9 +19,9 @@ def _rows_changed_txn(txn: Txn, fn: Any, *args: Any) -> tuple[Any, int]:
     def changed() -> int:
         if txn.dialect.name == "sqlite":
             return int(txn.scalar("SELECT total_changes()"))
-        return int(txn.scalar(
-            "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables"
-        ))
+        return int(
+            txn.scalar("SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables")
+        )
 
     before = changed()
     result = fn(txn, *args)

@@ -55,14 +55,20 @@ class ChatCase(ServerTestCase):
             for event in ("contact_added", "contact_request", "contact_accepted", "user_status"):
                 person.client.drain(event)
 
-    async def upload(self, person: Person, data: bytes, file_name: str = "me.png", file_type: str = "image/png",
-                     **target: Any) -> dict[str, Any]:
+    async def upload(
+        self, person: Person, data: bytes, file_name: str = "me.png", file_type: str = "image/png", **target: Any
+    ) -> dict[str, Any]:
         """``upload_file_prepare`` (``target``: the chat, or ``purpose``) and the PUT; answers the ready payload."""
-        ready = await person.call("upload_file_prepare", file_name=file_name, file_size=len(data), file_type=file_type,
-                                  **target)
+        ready = await person.call(
+            "upload_file_prepare", file_name=file_name, file_size=len(data), file_type=file_type, **target
+        )
         assert "upload_url" in ready, ready
-        response = await treq.put(self.server.url + ready["upload_url"], data=data,
-                                  headers={"Authorization": f"Bearer {ready['upload_token']}"}, persistent=False)
+        response = await treq.put(
+            self.server.url + ready["upload_url"],
+            data=data,
+            headers={"Authorization": f"Bearer {ready['upload_token']}"},
+            persistent=False,
+        )
         await response.content()
         assert response.code == 201, response.code
         return ready
@@ -88,7 +94,7 @@ class ChatCase(ServerTestCase):
             "message_reactions": "SELECT * FROM message_reactions ORDER BY message_seq, user_id, emoji",
             "unread_mentions": "SELECT * FROM unread_mentions ORDER BY user_id, chat_id, message_seq",
             "users": "SELECT id, display_name, status_text, avatar_file_id, send_delivery_receipts FROM users"
-                     " ORDER BY id",
+            " ORDER BY id",
         }
         return {name: await self.rows(sql) for name, sql in tables.items()}
 

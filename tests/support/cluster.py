@@ -28,8 +28,11 @@ class ClusterTestCase(ServerTestCase):
         self.prefix = f"umoc-test-{uuid.uuid4().hex}:"
 
     def node_config(self, redis: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Any:
-        return test_config(tempfile.mkdtemp(prefix="umoc-srv-"),
-                           redis={"url": REDIS_URL, "prefix": self.prefix, **(redis or {})}, **sections)
+        return test_config(
+            tempfile.mkdtemp(prefix="umoc-srv-"),
+            redis={"url": REDIS_URL, "prefix": self.prefix, **(redis or {})},
+            **sections,
+        )
 
     async def start_node(self, config: Any) -> Server:
         """A node on this test's database, subscribed to the bus."""

@@ -32,8 +32,16 @@ from umoc.storage import Storage
 from umoc.storage.database import Database
 
 __all__ = [
-    "NO_CLUSTER", "NO_POSTGRES", "NO_REDIS", "POSTGRES_DSN", "REDIS_URL", "DatabaseTestCase", "for_each_backend",
-    "migrated_database", "postgres_schema", "reopenable_database",
+    "NO_CLUSTER",
+    "NO_POSTGRES",
+    "NO_REDIS",
+    "POSTGRES_DSN",
+    "REDIS_URL",
+    "DatabaseTestCase",
+    "for_each_backend",
+    "migrated_database",
+    "postgres_schema",
+    "reopenable_database",
 ]
 
 POSTGRES_DSN = os.environ.get("UMOC_TEST_POSTGRES", "")
@@ -86,8 +94,9 @@ async def _postgres_schema() -> str:
     db = Database.postgres(POSTGRES_DSN, 1, 1, schema=schema)
     try:
         await db.migrate()
-        versions = await db.run("test.versions", lambda txn: txn.execute(
-            "SELECT version FROM schema_version ORDER BY version").fetchall())
+        versions = await db.run(
+            "test.versions", lambda txn: txn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        )
     finally:
         db.close()
     _migrated_versions[schema] = [version for (version,) in versions]

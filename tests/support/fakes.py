@@ -77,8 +77,14 @@ class FakeSocket:
     """
 
     def __init__(
-        self, user_id: int = 1, session_id: str = "s1", username: str | None = None, *,
-        pid: str | None = None, sid: str = "sid-1", session_expires: float = 0.0,
+        self,
+        user_id: int = 1,
+        session_id: str = "s1",
+        username: str | None = None,
+        *,
+        pid: str | None = None,
+        sid: str = "sid-1",
+        session_expires: float = 0.0,
     ) -> None:
         self.identity = Identity(user_id, username or f"user{user_id}", session_id, session_expires)
         self.sid = sid

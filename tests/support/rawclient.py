@@ -66,7 +66,7 @@ class RawWebSocket:
         """The next non-ping message, which must start with ``prefix``; its JSON remainder."""
         message = self.recv(timeout, skip_pings=True)
         assert isinstance(message, str) and message.startswith(prefix), message
-        return json.loads(message[len(prefix):])
+        return json.loads(message[len(prefix) :])
 
     def socketio_connect(self) -> None:
         """CONNECT on "/" (credentials are in the URL) and read through ``connection_successful``."""

@@ -40,7 +40,6 @@ def test_config(data_dir: str, **sections: dict[str, Any]) -> Config:
     return parse_config(raw)
 
 
-
 class Server:
     """A running UmocService on 127.0.0.1:<ephemeral>."""
 

@@ -31,7 +31,11 @@ class Response:
 
 
 async def request(
-    site: server.Site, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+    site: server.Site,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
     peer: str = "127.0.0.1",
 ) -> Response:
     """Render ``method path`` through ``site``; ``body`` is JSON-encoded unless it is bytes."""
@@ -57,5 +61,3 @@ async def request(
         req.finish()
     await finished
     return Response(req)
-
-

@@ -22,16 +22,23 @@ class CorsTests(ServerTestCase):
         self.assertEqual(response.headers.getRawHeaders("Access-Control-Allow-Credentials"), ["true"])
         await response.text()
         await self.server.register("alice")
-        response = await treq.post(self.server.url + "/api/login", headers=origin, persistent=False,
-                                   json={"username": "alice", "password": "correct horse battery"})
+        response = await treq.post(
+            self.server.url + "/api/login",
+            headers=origin,
+            persistent=False,
+            json={"username": "alice", "password": "correct horse battery"},
+        )
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders("Access-Control-Allow-Origin"), ["https://chat.example"])
         await response.text()
 
     @inline
     async def test_preflight_is_answered_for_allowed_origins_only(self) -> None:
-        asked = {"Origin": ["https://chat.example"], "Access-Control-Request-Method": ["POST"],
-                 "Access-Control-Request-Headers": ["content-type"]}
+        asked = {
+            "Origin": ["https://chat.example"],
+            "Access-Control-Request-Method": ["POST"],
+            "Access-Control-Request-Headers": ["content-type"],
+        }
         for path in ("/socket.io/?EIO=4&transport=polling", "/api/login"):
             response = await treq.request("OPTIONS", self.server.url + path, headers=asked, persistent=False)
             self.assertEqual(response.code, 204, path)

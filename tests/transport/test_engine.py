@@ -43,7 +43,7 @@ class EngineSessionTests(unittest.SynchronousTestCase):
         self.assertNotIn(self.session.sid, self.server.sessions)
 
     def test_messages_reach_the_handler(self) -> None:
-        self.session.on_frame("42[\"x\"]")
+        self.session.on_frame('42["x"]')
         self.session.on_frame(b"\x01\x02")
         self.assertEqual(self.handler.messages, ['2["x"]', b"\x01\x02"])
 

@@ -72,7 +72,6 @@ class SocketIODetailsTests(ServerTestCase):
         self.assertEqual((await polling.get(sid))[0], 400)
 
 
-
 class AcceptingApp:
     """Accepts CONNECT when told to; enough of a SocketApp for the deadline."""
 

@@ -20,8 +20,22 @@ from tests.support.server import ServerTestCase
 DEFAULT = ["polling", "websocket"]
 POLLING = ["polling"]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-NEW_MESSAGE_KEYS = {"message_id", "sender_id", "sender_username", "recipient_id", "content", "type", "timestamp",
-                    "is_group", "display_name", "avatar_url", "reply_to", "mentions", "edited_at", "reactions"}
+NEW_MESSAGE_KEYS = {
+    "message_id",
+    "sender_id",
+    "sender_username",
+    "recipient_id",
+    "content",
+    "type",
+    "timestamp",
+    "is_group",
+    "display_name",
+    "avatar_url",
+    "reply_to",
+    "mentions",
+    "edited_at",
+    "reactions",
+}
 
 
 class StockClientTestsMixin:
@@ -72,12 +86,21 @@ class TransportChatTestsMixin:
 
     async def exchange(self, sender: Person, recipient: Person, content: str) -> dict[str, Any]:
         """send_message; both users receive the same spec-shaped new_message."""
-        sent = await sender.call("send_message", recipient_id=recipient.id, content=content, is_group=False,
-                                 type="text")
+        sent = await sender.call(
+            "send_message", recipient_id=recipient.id, content=content, is_group=False, type="text"
+        )
         self.assertEqual(set(sent), NEW_MESSAGE_KEYS, sent)
-        self.assertEqual((sent["sender_id"], sent["sender_username"], sent["recipient_id"], sent["content"],
-                          sent["type"], sent["is_group"]),
-                         (sender.id, sender.name, recipient.id, content, "text", False))
+        self.assertEqual(
+            (
+                sent["sender_id"],
+                sent["sender_username"],
+                sent["recipient_id"],
+                sent["content"],
+                sent["type"],
+                sent["is_group"],
+            ),
+            (sender.id, sender.name, recipient.id, content, "text", False),
+        )
         self.assertRegex(sent["timestamp"], ISO)
         self.assertEqual(await recipient.client.expect("new_message"), sent)
         self.assertEqual(await sender.client.expect("new_message"), sent)
@@ -92,29 +115,34 @@ class TransportChatTestsMixin:
         accepted = await bob.call("accept_contact", contact_id=alice.id)
         self.assertEqual(accepted, {"user_id": alice.id, "username": "alice", "status": "FRIEND"})
         self.assertEqual(await bob.client.expect("contact_accepted"), accepted)
-        self.assertEqual(await alice.client.expect("contact_accepted"),
-                         {"user_id": bob.id, "username": "bob", "status": "FRIEND"})
+        self.assertEqual(
+            await alice.client.expect("contact_accepted"), {"user_id": bob.id, "username": "bob", "status": "FRIEND"}
+        )
 
         first = await self.exchange(alice, bob, "Hello there!")
         reply = await self.exchange(bob, alice, "Hi alice")
 
         receipt = await bob.call("read_receipt", message_ids=[first["message_id"]], sender_id=alice.id)
-        self.assertEqual((receipt["reader_id"], receipt["reader_username"], receipt["message_ids"]),
-                         (bob.id, "bob", [first["message_id"]]))
+        self.assertEqual(
+            (receipt["reader_id"], receipt["reader_username"], receipt["message_ids"]),
+            (bob.id, "bob", [first["message_id"]]),
+        )
         self.assertRegex(receipt["timestamp"], ISO)
         self.assertEqual(await alice.client.expect("messages_read"), receipt)
 
-        self.assertEqual(await alice.call("typing", recipient_id=bob.id, is_typing=True, is_group=False),
-                         {"ok": True})
+        self.assertEqual(await alice.call("typing", recipient_id=bob.id, is_typing=True, is_group=False), {"ok": True})
         indicator = await bob.client.expect("typing_indicator")
-        self.assertEqual((indicator["user_id"], indicator["username"], indicator["is_typing"]),
-                         (alice.id, "alice", True))
+        self.assertEqual(
+            (indicator["user_id"], indicator["username"], indicator["is_typing"]), (alice.id, "alice", True)
+        )
         self.assertIsInstance(indicator["timestamp"], float)
 
         chats = await alice.call("get_chats")
         self.assertEqual(await alice.client.expect("chats"), chats)
-        self.assertEqual([(c["id"], c["is_group"], c["unread_count"], c["last_message"]["message_id"])
-                          for c in chats], [(bob.id, False, 1, reply["message_id"])])
+        self.assertEqual(
+            [(c["id"], c["is_group"], c["unread_count"], c["last_message"]["message_id"]) for c in chats],
+            [(bob.id, False, 1, reply["message_id"])],
+        )
         self.assertEqual(chats[0]["status"], "online")
 
         deleted = await alice.call("delete_message", message_id=first["message_id"])
@@ -124,8 +152,9 @@ class TransportChatTestsMixin:
 
         history = await bob.call("get_chat_history", chat_id=alice.id, is_group=False, page=1, page_size=20)
         self.assertEqual(await bob.client.expect("chat_history"), history)
-        self.assertEqual(([m["message_id"] for m in history["messages"]], history["total_messages"]),
-                         ([reply["message_id"]], 1))
+        self.assertEqual(
+            ([m["message_id"] for m in history["messages"]], history["total_messages"]), ([reply["message_id"]], 1)
+        )
         self.assertEqual(history["messages"][0]["is_read"], False)
 
     @inline

@@ -94,11 +94,7 @@ class FastPathTests(unittest.TestCase):
         self.assertEqual(self.handler.messages, ['2["split"]'])
 
     def test_fragmented_message_goes_through_autobahn_and_fast_frames_follow(self) -> None:
-        self.feed(
-            client_frame(b'42["fr', fin=False)
-            + client_frame(b'ag"]', opcode=0)
-            + client_frame(b'42["next"]')
-        )
+        self.feed(client_frame(b'42["fr', fin=False) + client_frame(b'ag"]', opcode=0) + client_frame(b'42["next"]'))
         self.assertEqual(self.handler.messages, ['2["frag"]', '2["next"]'])
 
     def test_ping_between_frames_is_answered(self) -> None:
@@ -127,7 +123,7 @@ class FastPathTests(unittest.TestCase):
         session.send(message)
         wire = message.cache["websocket"]
         self.assertEqual(self.transport.value(), wire)
-        self.assertEqual(wire, b'\x81\x074' + b'2["x"]' + b"\x82\x02\x01\x02")
+        self.assertEqual(wire, b"\x81\x074" + b'2["x"]' + b"\x82\x02\x01\x02")
 
 
 class FramingTests(unittest.TestCase):
@@ -162,8 +158,9 @@ class SharedSettingsTests(unittest.TestCase):
         return protocol, transport
 
     def factory(self, max_payload: int) -> EngineWebSocketFactory:
-        return EngineWebSocketFactory(EngineServer(Clock(), EngineIOConfig(max_payload=Size(max_payload)), Recorder),
-                                      Gatekeeper())
+        return EngineWebSocketFactory(
+            EngineServer(Clock(), EngineIOConfig(max_payload=Size(max_payload)), Recorder), Gatekeeper()
+        )
 
     def test_each_factory_has_its_own_settings_and_no_connection_copies_them(self) -> None:
         small, large = self.connect(self.factory(1000))[0], self.connect(self.factory(2000))[0]

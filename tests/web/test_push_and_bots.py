@@ -29,10 +29,12 @@ class BotResourceTests(NodeTestCase):
         token = new_token()
         await self.storage.bots.make_bot(bot.id, token_digest(token), self.clock.seconds())
         auth = {"Authorization": f"Bearer {token}"}
-        answer = await request(self.node.site, "POST", "/api/bot/messages",
-                               {"recipient_id": stranger.id, "content": "hi"}, auth)
+        answer = await request(
+            self.node.site, "POST", "/api/bot/messages", {"recipient_id": stranger.id, "content": "hi"}, auth
+        )
         self.assertEqual(answer.code, 400)
         self.assertIn("friends", answer.json()["error"])
-        answer = await request(self.node.site, "POST", "/api/bot/messages",
-                               {"recipient_id": stranger.id, "content": "a\x00"}, auth)
+        answer = await request(
+            self.node.site, "POST", "/api/bot/messages", {"recipient_id": stranger.id, "content": "a\x00"}, auth
+        )
         self.assertEqual(answer.code, 400)

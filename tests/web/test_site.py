@@ -69,16 +69,28 @@ class RoutingTests(NodeTestCase):
 
     @inline
     async def test_api_from_a_foreign_origin_is_403_before_any_handler(self) -> None:
-        response = await request(self.node.site, "POST", "/api/register", {"username": "alice", "password": "x" * 12},
-                                 {"Origin": "https://evil.example"})
+        response = await request(
+            self.node.site,
+            "POST",
+            "/api/register",
+            {"username": "alice", "password": "x" * 12},
+            {"Origin": "https://evil.example"},
+        )
         self.assertEqual((response.code, response.json()), (403, {"error": "Origin not allowed"}))
         self.assertIsNone(await self.storage.users.by_username("alice"))
 
     @inline
     async def test_preflight_from_an_allowed_origin_is_answered_with_cors_headers(self) -> None:
-        response = await request(self.node.site, "OPTIONS", "/api/login", headers={
-            "Origin": "https://chat.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type"})
+        response = await request(
+            self.node.site,
+            "OPTIONS",
+            "/api/login",
+            headers={
+                "Origin": "https://chat.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
         self.assertEqual(response.code, 204)
         self.assertEqual(response.header("Access-Control-Allow-Origin"), "https://chat.example")
         self.assertIn("POST", response.header("Access-Control-Allow-Methods"))

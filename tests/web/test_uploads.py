@@ -114,8 +114,16 @@ class UploadTestsMixin:
         """A prepared upload from alice to bob, as upload_file_prepare records it: ``(file_id, token)``."""
         file_id, token, now = str(uuid.uuid4()), new_token(), global_reactor.seconds()
         await self.files.create(
-            file_id, self.alice["user_id"], self.bob["user_id"], False, file_name, file_type, size,
-            token_digest(token), now, now + expires_in,
+            file_id,
+            self.alice["user_id"],
+            self.bob["user_id"],
+            False,
+            file_name,
+            file_type,
+            size,
+            token_digest(token),
+            now,
+            now + expires_in,
         )
         return file_id, token
 
@@ -245,8 +253,10 @@ class UploadTestsMixin:
         done_id = await self.shared(b"kept")
         await self.server.services.storage.db.run(
             "test",
-            lambda txn: txn.execute("UPDATE files SET expires_at = ? WHERE id IN (?, ?)",
-                                    (global_reactor.seconds() - expires_in - 1, stale_id, done_id))
+            lambda txn: txn.execute(
+                "UPDATE files SET expires_at = ? WHERE id IN (?, ?)",
+                (global_reactor.seconds() - expires_in - 1, stale_id, done_id),
+            ),
         )
         orphan = self.uploads.temp_path(stale_id)
         orphan.write_bytes(b"half")
@@ -267,13 +277,24 @@ class UploadTestsMixin:
 
     @inline
     async def test_the_service_purges_on_its_cleanup_interval(self) -> None:
-        server = await self.start_server(test_config(
-            tempfile.mkdtemp(prefix="umoc-srv-"), uploads={"cleanup_interval": "50ms", "expires_in": "1s"}))
+        server = await self.start_server(
+            test_config(tempfile.mkdtemp(prefix="umoc-srv-"), uploads={"cleanup_interval": "50ms", "expires_in": "1s"})
+        )
         files = server.services.storage.files
         user = await server.user("dave")
         file_id = str(uuid.uuid4())
-        await files.create(file_id, user["user_id"], user["user_id"], False, "a.txt", "text/plain", 1,
-                           token_digest(new_token()), 0.0, 1.0)
+        await files.create(
+            file_id,
+            user["user_id"],
+            user["user_id"],
+            False,
+            "a.txt",
+            "text/plain",
+            1,
+            token_digest(new_token()),
+            0.0,
+            1.0,
+        )
         await eventually(lambda: files.get(file_id), None)
         self.assertIsNone(await files.get(file_id))
 
@@ -336,7 +357,7 @@ class ContentDispositionTests(unittest.TestCase):
     def test_content_disposition_is_ascii_and_quoted(self) -> None:
         value = content_disposition('a";b\\c\r\nd.txt')
         value.encode("ascii")
-        self.assertTrue(value.startswith('attachment; filename="a__b_c__d.txt"; filename*=UTF-8\'\''))
+        self.assertTrue(value.startswith("attachment; filename=\"a__b_c__d.txt\"; filename*=UTF-8''"))
         self.assertNotIn("\r", value)
 
 

@@ -60,9 +60,7 @@ class Subscription(Protocol):
 class BusWatch:
     """Self-pings on the bus; calls ``listeners(since)`` when a gap ends or another node asks."""
 
-    def __init__(
-        self, redis: RedisClient, node_id: str, channel: str, clock: IReactorTime, interval: float
-    ) -> None:
+    def __init__(self, redis: RedisClient, node_id: str, channel: str, clock: IReactorTime, interval: float) -> None:
         self._redis = redis
         self.node_id = node_id
         self.channel = channel
@@ -179,8 +177,9 @@ class BusWatch:
         if failed_at is not None:
             body = json.dumps({"n": self.node_id, "k": "c", "t": failed_at}, separators=(",", ":"))
             d = self._redis.call("publish", self.channel, body)
-            d.addErrback(lambda f: log.warn("Could not ask the other nodes to catch up: {why}",
-                                            why=f.getErrorMessage()))
+            d.addErrback(
+                lambda f: log.warn("Could not ask the other nodes to catch up: {why}", why=f.getErrorMessage())
+            )
         self._notify(since)
 
     def _notify(self, since: float) -> None:

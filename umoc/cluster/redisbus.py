@@ -142,7 +142,6 @@ class RedisBus:
             log.warn("Cannot publish to Redis ({why}); other nodes miss deliveries", why=failure.getErrorMessage())
 
 
-
 class BusReceiver:
     """Delivers the other nodes' publications to this node's sockets."""
 

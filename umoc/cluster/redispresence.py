@@ -64,7 +64,9 @@ end
 #: KEYS: my hash, nodes set, my roster, rosters set.
 #: ARGV: user, local count, ttl ms, my node id, hash prefix, roster ttl ms.
 #: Returns 1 when the user's online state changed everywhere (came online / went offline).
-SET_COUNT_LUA = _ELSEWHERE + """
+SET_COUNT_LUA = (
+    _ELSEWHERE
+    + """
 local count = tonumber(ARGV[2])
 if count > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], count)
@@ -83,6 +85,7 @@ end
 if elsewhere(KEYS[2], ARGV[5], ARGV[4], ARGV[1]) then return 0 end
 return 1
 """
+)
 
 #: KEYS: nodes set.  ARGV: hash prefix, then user ids.  Returns those online on any live node.
 ONLINE_LUA = """
@@ -108,7 +111,9 @@ return result
 #: KEYS: my hash, nodes set, my roster, rosters set, my tombstone.
 #: ARGV: ttl ms, my node id, roster ttl ms, hash prefix, then user/count pairs.
 #: Returns the users to announce online again: the node had been declared dead, and they are nowhere else.
-HEARTBEAT_LUA = _ELSEWHERE + """
+HEARTBEAT_LUA = (
+    _ELSEWHERE
+    + """
 redis.call('DEL', KEYS[1], KEYS[3])
 local revived = {}
 if #ARGV > 4 then
@@ -132,6 +137,7 @@ else
 end
 return revived
 """
+)
 
 #: KEYS: rosters set, nodes set.  ARGV: hash prefix, roster prefix, tombstone prefix, roster ttl ms, my node id.
 #: Claims (deletes) the roster of every node whose hash has expired; returns its users online on no live node.
@@ -161,7 +167,9 @@ return offline
 
 #: KEYS: my hash, nodes set, my roster, rosters set.  ARGV: my node id, hash prefix.
 #: Returns this node's users who are online on no other node.
-WITHDRAW_LUA = _ELSEWHERE + """
+WITHDRAW_LUA = (
+    _ELSEWHERE
+    + """
 local gone = {}
 for _, user in ipairs(redis.call('HKEYS', KEYS[1])) do
   if not elsewhere(KEYS[2], ARGV[2], ARGV[1], user) then table.insert(gone, user) end
@@ -171,6 +179,7 @@ redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 return gone
 """
+)
 
 
 class RedisPresence:
@@ -202,7 +211,12 @@ class RedisPresence:
 
     def _set_count(self, user_id: int, fallback: defer.Deferred[bool]) -> defer.Deferred[bool]:
         args = [
-            str(user_id), str(self._count(user_id)), self._ttl_ms, self.node_id, self._hash_prefix, self._roster_ttl_ms,
+            str(user_id),
+            str(self._count(user_id)),
+            self._ttl_ms,
+            self.node_id,
+            self._hash_prefix,
+            self._roster_ttl_ms,
         ]
         d = self._redis.eval(SET_COUNT_LUA, [self._key, self._nodes, self._roster, self._rosters], args)
         d.addCallback(lambda changed: int(changed) == 1)

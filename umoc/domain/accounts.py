@@ -107,8 +107,13 @@ class Accounts:
         log.info(
             "Account {username} (id {user_id}) deleted by {actor}: {sessions} sessions, {groups} groups left,"
             " {files} files, {erased} messages erased",
-            event="account_deleted", username=deleted.former_username, user_id=user_id, actor=actor,
-            sessions=len(deleted.sessions), groups=len(deleted.groups), files=len(deleted.files),
+            event="account_deleted",
+            username=deleted.former_username,
+            user_id=user_id,
+            actor=actor,
+            sessions=len(deleted.sessions),
+            groups=len(deleted.groups),
+            files=len(deleted.files),
             erased=erased if erase else "no",
         )
         if finish:
@@ -125,8 +130,9 @@ class Accounts:
 
         def run() -> None:
             d = defer.ensureDeferred(self.finish(deleted))
-            d.addErrback(lambda f: log.failure("Finishing the deletion of user {user_id} failed", f,
-                                               user_id=deleted.user_id))
+            d.addErrback(
+                lambda f: log.failure("Finishing the deletion of user {user_id} failed", f, user_id=deleted.user_id)
+            )
 
         self._clock.callLater(0, run)
 
@@ -136,8 +142,9 @@ class Accounts:
         if deleted.contacts:
             hub.emit_to_users(deleted.contacts, "contact_removed", {"user_id": user_id})
         for group_id, change in deleted.groups:
-            hub.emit_to_users([*change.members, user_id], "group_member_removed",
-                              {"chat_id": group_id, "user_id": user_id})
+            hub.emit_to_users(
+                [*change.members, user_id], "group_member_removed", {"chat_id": group_id, "user_id": user_id}
+            )
         hub.emit_to_users([user_id], "account_deleted", {})
 
     # -- export -----------------------------------------------------------------------
@@ -171,16 +178,26 @@ class Accounts:
         }
         yield _dumps(head)[:-1]
         contacts = [
-            {"user_id": int(r["contact_id"]), "username": r["username"], "status": r["status"],
-             "requester_id": int(r["requester_id"]), "created_at": iso(float(r["created_at"])),
-             "updated_at": iso(float(r["updated_at"]))}
+            {
+                "user_id": int(r["contact_id"]),
+                "username": r["username"],
+                "status": r["status"],
+                "requester_id": int(r["requester_id"]),
+                "created_at": iso(float(r["created_at"])),
+                "updated_at": iso(float(r["updated_at"])),
+            }
             for r in await accounts.contacts(user_id)
         ]
         yield ',"contacts":' + _dumps(contacts)
         groups = [
-            {"chat_id": int(r["id"]), "name": r["name"], "description": r["description"],
-             "created_at": iso(float(r["created_at"])), "joined_at": iso(float(r["joined_at"])),
-             "role": "admin" if r["is_admin"] else "member"}
+            {
+                "chat_id": int(r["id"]),
+                "name": r["name"],
+                "description": r["description"],
+                "created_at": iso(float(r["created_at"])),
+                "joined_at": iso(float(r["joined_at"])),
+                "role": "admin" if r["is_admin"] else "member",
+            }
             for r in await accounts.groups(user_id)
         ]
         yield ',"groups":' + _dumps(groups)
@@ -190,12 +207,22 @@ class Accounts:
             rows = await accounts.files_page(user_id, after, self.EXPORT_PAGE)
             if not rows:
                 break
-            items = [_dumps({
-                "file_id": r["id"], "chat_id": int(r["chat_id"]), "is_group": bool(r["is_group"]),
-                "file_name": r["file_name"], "file_type": r["file_type"], "file_size": int(r["file_size"]),
-                "created_at": iso(float(r["created_at"])), "completed_at": iso_or_none(r["completed_at"]),
-                "message_id": r["message_id"],
-            }) for r in rows]
+            items = [
+                _dumps(
+                    {
+                        "file_id": r["id"],
+                        "chat_id": int(r["chat_id"]),
+                        "is_group": bool(r["is_group"]),
+                        "file_name": r["file_name"],
+                        "file_type": r["file_type"],
+                        "file_size": int(r["file_size"]),
+                        "created_at": iso(float(r["created_at"])),
+                        "completed_at": iso_or_none(r["completed_at"]),
+                        "message_id": r["message_id"],
+                    }
+                )
+                for r in rows
+            ]
             yield ("" if first else ",") + ",".join(items)
             first, after = False, rows[-1]["id"]
         yield '],"messages":['

@@ -118,8 +118,12 @@ class Administration:
     async def create_user(self, username: str, password: str, is_admin: bool, actor: str) -> UserInfo:
         """A new account whatever the registration mode; `UsernameTakenError` if the name is taken."""
         created = await self._sessions.create_account(username, password, is_admin)
-        log.info("Account {username} created by {actor} (admin: {is_admin})",
-                 username=created.username, actor=actor, is_admin=is_admin)
+        log.info(
+            "Account {username} created by {actor} (admin: {is_admin})",
+            username=created.username,
+            actor=actor,
+            is_admin=is_admin,
+        )
         if self._webhooks is not None:
             self._webhooks.emit("user.registered", {"user_id": created.id, "username": created.username})
         return await self.user(created.id)
@@ -147,8 +151,9 @@ class Administration:
     async def revoke_bot_tokens(self, user: int | str, actor: str) -> int:
         found = await self.user(user)
         count = await self._storage.bots.revoke_tokens(found.id)
-        log.info("Tokens of bot {username} revoked by {actor}: {count}",
-                 username=found.username, actor=actor, count=count)
+        log.info(
+            "Tokens of bot {username} revoked by {actor}: {count}", username=found.username, actor=actor, count=count
+        )
         return count
 
     async def list_users(self, search: str | None = None, limit: int = 100, offset: int = 0) -> list[UserInfo]:
@@ -161,8 +166,12 @@ class Administration:
     async def set_admin(self, user: int | str, is_admin: bool, actor: str) -> UserInfo:
         found = await self.live_user(user)
         await self._admin.set_admin(found.id, is_admin)
-        log.info("Account {username} admin flag set to {is_admin} by {actor}",
-                 username=found.username, is_admin=is_admin, actor=actor)
+        log.info(
+            "Account {username} admin flag set to {is_admin} by {actor}",
+            username=found.username,
+            is_admin=is_admin,
+            actor=actor,
+        )
         return await self.user(found.id)
 
     async def deactivate(self, user: int | str, actor: str) -> tuple[UserInfo, int]:
@@ -170,8 +179,12 @@ class Administration:
         found = await self.user(user)
         _changed, ended = await self._admin.deactivate(found.id, self._clock.seconds())
         self._sessions.end_all(ended, DEACTIVATED)
-        log.info("Account {username} deactivated by {actor}; {count} sessions ended",
-                 username=found.username, actor=actor, count=len(ended))
+        log.info(
+            "Account {username} deactivated by {actor}; {count} sessions ended",
+            username=found.username,
+            actor=actor,
+            count=len(ended),
+        )
         return await self.user(found.id), len(ended)
 
     async def reactivate(self, user: int | str, actor: str) -> UserInfo:
@@ -186,8 +199,12 @@ class Administration:
         password_hash = await self._sessions.hash_new_password(password)
         ended = await self._admin.set_password(found.id, password_hash)
         self._sessions.end_all(ended, PASSWORD_RESET)
-        log.info("Password of {username} reset by {actor}; {count} sessions ended",
-                 username=found.username, actor=actor, count=len(ended))
+        log.info(
+            "Password of {username} reset by {actor}; {count} sessions ended",
+            username=found.username,
+            actor=actor,
+            count=len(ended),
+        )
         return len(ended)
 
     async def revoke_sessions(self, user: int | str, actor: str) -> int:
@@ -195,8 +212,9 @@ class Administration:
         found = await self.user(user)
         ended = await self._admin.revoke_sessions(found.id)
         self._sessions.end_all(ended, REVOKED)
-        log.info("Sessions of {username} revoked by {actor}: {count}",
-                 username=found.username, actor=actor, count=len(ended))
+        log.info(
+            "Sessions of {username} revoked by {actor}: {count}", username=found.username, actor=actor, count=len(ended)
+        )
         return len(ended)
 
     async def delete_message(self, message_id: str, actor: str) -> dict[str, Any]:
@@ -214,8 +232,12 @@ class Administration:
         self._hub.emit_to_users(audience, "message_deleted", deleted)
         if self._webhooks is not None:
             self._webhooks.emit("message.deleted", {**deleted, "deleted_by": actor})
-        log.info("Message {message_id} in chat {chat_id} deleted by {actor}",
-                 message_id=message_id, chat_id=chat_id, actor=actor)
+        log.info(
+            "Message {message_id} in chat {chat_id} deleted by {actor}",
+            message_id=message_id,
+            chat_id=chat_id,
+            actor=actor,
+        )
         return deleted
 
     async def registration_mode(self) -> tuple[str, str]:

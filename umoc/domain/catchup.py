@@ -96,7 +96,10 @@ class CatchUp:
                 self._hub.release(user_id)
         log.info(
             "Caught up {users} users from {since}: {count} missed messages in {seconds:.2f}s",
-            users=len(users), since=since, count=self.replayed - before, seconds=self._clock.seconds() - started,
+            users=len(users),
+            since=since,
+            count=self.replayed - before,
+            seconds=self._clock.seconds() - started,
         )
 
     def _user_deferred(self, user_id: int, since: float) -> defer.Deferred[Any]:

@@ -166,8 +166,16 @@ class FileManager:
     ) -> dict[str, Any]:
         file_id, token, now = str(uuid.uuid4()), new_token(), self.now()
         await self._storage.files.create(
-            file_id, user_id, chat_id, is_group, file_name, file_type, file_size,
-            token_digest(token), now, now + self.config.expires_in,
+            file_id,
+            user_id,
+            chat_id,
+            is_group,
+            file_name,
+            file_type,
+            file_size,
+            token_digest(token),
+            now,
+            now + self.config.expires_in,
         )
         return {
             "file_id": file_id,

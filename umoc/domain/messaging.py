@@ -45,8 +45,17 @@ async def post_message(
     if msg_type not in MESSAGE_TYPES:
         raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
     message, audience = await services.storage.messages.post(
-        sender_id, sender_username, recipient_id, is_group, _IDS.new(), msg_type, content,
-        encrypted_content, services.clock.seconds(), reply_to, mentions or (),
+        sender_id,
+        sender_username,
+        recipient_id,
+        is_group,
+        _IDS.new(),
+        msg_type,
+        content,
+        encrypted_content,
+        services.clock.seconds(),
+        reply_to,
+        mentions or (),
     )
     services.metrics.messages_stored.inc()
     payload = payloads.new_message(message)

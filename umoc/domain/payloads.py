@@ -236,7 +236,9 @@ def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str,
 def direct_chat_info(contact: Contact, online: set[int], today: int, mention_count: int = 0) -> dict[str, Any]:
     """The ``chat_info`` shape of a direct chat with a contact."""
     return {
-        "id": contact.user_id, **_contact_fields(contact, online, today), "is_group": False,
+        "id": contact.user_id,
+        **_contact_fields(contact, online, today),
+        "is_group": False,
         "mention_count": mention_count,
     }
 
@@ -336,7 +338,10 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
     elif kind == "edit" and message is not None:
         event = "message_edited"
         fields = message_edited(
-            message.id, _chat_id_for(message, viewer_id), message.is_group, message.content,
+            message.id,
+            _chat_id_for(message, viewer_id),
+            message.is_group,
+            message.content,
             message.edited_at if message.edited_at is not None else when,
         )
     elif kind == "delete" and message is not None:
@@ -345,20 +350,30 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
     elif kind == "reaction" and message is not None:
         event = "reaction_updated"
         fields = reaction_updated(
-            message.id, _chat_id_for(message, viewer_id), message.is_group, change.actor_id or 0, data["emoji"],
-            data["action"] == "added", list(message.reactions),
+            message.id,
+            _chat_id_for(message, viewer_id),
+            message.is_group,
+            change.actor_id or 0,
+            data["emoji"],
+            data["action"] == "added",
+            list(message.reactions),
         )
     elif kind == "read":
         event = "messages_read"
         fields = {
-            "reader_id": change.actor_id, "reader_username": change.actor_username,
-            "message_ids": data["message_ids"], "timestamp": iso(when),
+            "reader_id": change.actor_id,
+            "reader_username": change.actor_username,
+            "message_ids": data["message_ids"],
+            "timestamp": iso(when),
         }
     elif kind == "delivered":
         event = "messages_delivered"
         fields = {
-            "chat_id": data["chat_id"], "is_group": data["is_group"], "user_id": change.actor_id,
-            "message_ids": data["message_ids"], "delivered_at": iso(when),
+            "chat_id": data["chat_id"],
+            "is_group": data["is_group"],
+            "user_id": change.actor_id,
+            "message_ids": data["message_ids"],
+            "delivered_at": iso(when),
         }
     elif kind == "contact":
         event = data["event"]

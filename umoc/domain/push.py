@@ -236,9 +236,7 @@ class PushNotifier:
 
     def _message_notice(self, message: Message, target: PushTarget) -> Notice:
         mentioned = (
-            message.is_group
-            and message.type == "text"
-            and f"@{target.username.lower()}" in message.content.lower()
+            message.is_group and message.type == "text" and f"@{target.username.lower()}" in message.content.lower()
         )
         content = None
         if self.config.include_content and message.type == "text":
@@ -348,14 +346,19 @@ class PushNotifier:
 
     async def _gone(self, registration: Registration, why: str) -> None:
         self._metrics.count_push(registration.kind, "gone")
-        log.info("Push registration {id} of user {user} removed: {why}",
-                 id=registration.id, user=registration.user_id, why=why)
+        log.info(
+            "Push registration {id} of user {user} removed: {why}",
+            id=registration.id,
+            user=registration.user_id,
+            why=why,
+        )
         await self._storage.push.remove(registration.id)
 
     def _failed(self, registration: Registration, why: str) -> None:
         self._metrics.count_push(registration.kind, "failed")
-        log.warn("Push to registration {id} ({kind}) failed: {why}",
-                 id=registration.id, kind=registration.kind, why=why)
+        log.warn(
+            "Push to registration {id} ({kind}) failed: {why}", id=registration.id, kind=registration.kind, why=why
+        )
 
     def decided(self) -> defer.Deferred[Any]:
         """Fires when the push decisions under way (presence, then storage) are made."""

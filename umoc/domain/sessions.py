@@ -187,7 +187,10 @@ class SessionManager:
         for old in revoked:
             log.info(
                 "Session of {username} revoked by a newer login",
-                event="session_revoked", reason="newer_login", username=canonical_name, user_id=user_id,
+                event="session_revoked",
+                reason="newer_login",
+                username=canonical_name,
+                user_id=user_id,
             )
             self.end(old, "Your session was ended by a newer login")
         return Login(session_id, token, user_id, canonical_name, expires_at)

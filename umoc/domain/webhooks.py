@@ -74,8 +74,12 @@ class Webhooks:
         job = functools.partial(self._attempt, hook, kind, delivery_id, body, attempt)
         if not self.queue.submit(destination(hook.url), job):
             self._metrics.count_webhook("dropped")
-            log.error("Webhook {id} ({kind}) to {url} dropped: the delivery queue is full",
-                      id=delivery_id, kind=kind, url=hook.url)
+            log.error(
+                "Webhook {id} ({kind}) to {url} dropped: the delivery queue is full",
+                id=delivery_id,
+                kind=kind,
+                url=hook.url,
+            )
 
     def _attempt(
         self, hook: WebhookConfig, kind: str, delivery_id: str, body: bytes, attempt: int
@@ -97,7 +101,12 @@ class Webhooks:
             self._metrics.count_webhook("dead_letter")
             log.error(
                 "Webhook dead letter: {id} ({kind}) to {url} failed {attempts} times, the last: {why}; body {body}",
-                id=delivery_id, kind=kind, url=hook.url, attempts=attempt, why=why, body=body.decode("utf-8"),
+                id=delivery_id,
+                kind=kind,
+                url=hook.url,
+                attempts=attempt,
+                why=why,
+                body=body.decode("utf-8"),
             )
             return
         self._metrics.count_webhook("retried")

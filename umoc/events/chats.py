@@ -50,10 +50,8 @@ async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
 
 
 async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    history = await (
-        ctx.services.storage.messages.history(
-            ctx.user_id, payload["chat_id"], payload["is_group"], payload["page"], payload["page_size"]
-        )
+    history = await ctx.services.storage.messages.history(
+        ctx.user_id, payload["chat_id"], payload["is_group"], payload["page"], payload["page_size"]
     )
     messages = [payloads.history_message(message, is_read, ctx.user_id) for message, is_read in history.messages]
     return {

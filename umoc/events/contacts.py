@@ -17,7 +17,6 @@ from umoc.timefmt import utc_day
 __all__ = ["ROUTES"]
 
 
-
 async def get_contacts(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     contacts = await ctx.services.storage.contacts.list(ctx.user_id)
     online = await ctx.services.presence.online_among([c.user_id for c in contacts if c.mutual_friend])
@@ -26,8 +25,8 @@ async def get_contacts(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
 
 
 async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    target_id, target_name = await (
-        ctx.services.storage.contacts.request(ctx.user_id, payload["contact_username"], ctx.now())
+    target_id, target_name = await ctx.services.storage.contacts.request(
+        ctx.user_id, payload["contact_username"], ctx.now()
     )
     added = {"user_id": target_id, "username": target_name, "status": NEW}
     ctx.services.hub.emit_to_users([ctx.user_id], "contact_added", added)
@@ -37,9 +36,7 @@ async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, A
 
 
 async def accept_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    other_id, other_name = await (
-        ctx.services.storage.contacts.accept(ctx.user_id, payload["contact_id"], ctx.now())
-    )
+    other_id, other_name = await ctx.services.storage.contacts.accept(ctx.user_id, payload["contact_id"], ctx.now())
     mine = {"user_id": other_id, "username": other_name, "status": FRIEND}
     ctx.services.hub.emit_to_users([ctx.user_id], "contact_accepted", mine)
     ctx.services.hub.emit_to_users(

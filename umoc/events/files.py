@@ -29,7 +29,11 @@ async def upload_file_prepare(ctx: EventContext, payload: dict[str, Any]) -> dic
     if payload["recipient_id"] is None or payload["is_group"] is None:
         raise UserError("Missing 'recipient_id' or 'is_group' (only an avatar needs no chat)")
     return await files.prepare(
-        ctx.user_id, payload["recipient_id"], payload["is_group"], payload["file_name"], payload["file_size"],
+        ctx.user_id,
+        payload["recipient_id"],
+        payload["is_group"],
+        payload["file_name"],
+        payload["file_size"],
         payload["file_type"],
     )
 
@@ -38,7 +42,11 @@ async def upload_file_complete(ctx: EventContext, payload: dict[str, Any]) -> di
     """Post the ``new_message`` for a whole upload, once; the ack carries the message."""
     files = ctx.services.files
     shared = await files.claim_for_sharing(
-        ctx.user_id, payload["file_id"], payload["recipient_id"], payload["is_group"], payload["file_name"],
+        ctx.user_id,
+        payload["file_id"],
+        payload["recipient_id"],
+        payload["is_group"],
+        payload["file_name"],
         payload["file_type"],
     )
     record = shared.record

@@ -36,11 +36,13 @@ async def create_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     if not name:
         raise UserError("Invalid 'name': expected a non-blank name")
     storage = ctx.services.storage
-    group_id = await (
-        storage.groups.create(
-            ctx.user_id, name, payload["description"], payload["member_ids"], ctx.now(),
-            ctx.services.config.messages.max_group_members,
-        )
+    group_id = await storage.groups.create(
+        ctx.user_id,
+        name,
+        payload["description"],
+        payload["member_ids"],
+        ctx.now(),
+        ctx.services.config.messages.max_group_members,
     )
     info = await storage.groups.info(group_id, None)
     online = await ctx.services.presence.online_among([m.user_id for m in info.members])
@@ -58,8 +60,8 @@ async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         name = name.strip()
         if not name:
             raise UserError("Invalid 'name': expected a non-blank name")
-    members, name, description = await (
-        ctx.services.storage.groups.update(payload["chat_id"], ctx.user_id, name, payload["description"], ctx.now())
+    members, name, description = await ctx.services.storage.groups.update(
+        payload["chat_id"], ctx.user_id, name, payload["description"], ctx.now()
     )
     updated = {"chat_id": payload["chat_id"], "name": name, "description": description}
     ctx.services.hub.emit_to_users(members, "group_updated", updated)
@@ -68,10 +70,8 @@ async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
 
 async def add_group_member(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     chat_id, user_id = payload["chat_id"], payload["user_id"]
-    username = await (
-        ctx.services.storage.groups.add_member(
-            chat_id, ctx.user_id, user_id, ctx.now(), ctx.services.config.messages.max_group_members
-        )
+    username = await ctx.services.storage.groups.add_member(
+        chat_id, ctx.user_id, user_id, ctx.now(), ctx.services.config.messages.max_group_members
     )
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
     info = await ctx.services.storage.groups.info(chat_id, None)

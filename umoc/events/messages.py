@@ -37,8 +37,16 @@ async def post_message(
 ) -> dict[str, Any]:
     """`umoc.domain.messaging.post_message` as ``ctx``'s user: store, deliver, push, webhooks."""
     return await messaging.post_message(
-        ctx.services, ctx.user_id, ctx.username, recipient_id, is_group, msg_type, content, encrypted_content,
-        reply_to, mentions,
+        ctx.services,
+        ctx.user_id,
+        ctx.username,
+        recipient_id,
+        is_group,
+        msg_type,
+        content,
+        encrypted_content,
+        reply_to,
+        mentions,
     )
 
 
@@ -59,8 +67,14 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         if not isinstance(metadata, dict):
             raise UserError("Invalid 'content': a non-text message carries a JSON object")
     return await post_message(
-        ctx, payload["recipient_id"], payload["is_group"], payload["type"], content, encrypted,
-        payload["reply_to"], payload["mentions"],
+        ctx,
+        payload["recipient_id"],
+        payload["is_group"],
+        payload["type"],
+        content,
+        encrypted,
+        payload["reply_to"],
+        payload["mentions"],
     )
 
 
@@ -86,9 +100,7 @@ async def edit_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
 
 async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     now = ctx.now()
-    _chat_id, audience = await (
-        ctx.services.storage.messages.delete(ctx.user_id, payload["message_id"], now)
-    )
+    _chat_id, audience = await ctx.services.storage.messages.delete(ctx.user_id, payload["message_id"], now)
     deleted = {"message_id": payload["message_id"], "sender_id": ctx.user_id, "timestamp": iso(now)}
     ctx.services.hub.emit_to_users(audience, "message_deleted", deleted)
     ctx.services.webhooks.emit("message.deleted", {**deleted, "deleted_by": ctx.user_id})
@@ -99,9 +111,7 @@ async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     if len(payload["message_ids"]) > ctx.services.config.messages.max_ids_per_receipt:
         raise UserError(f"Invalid 'message_ids': at most {ctx.services.config.messages.max_ids_per_receipt} ids")
     now = ctx.now()
-    ids = await (
-        ctx.services.storage.messages.mark_read(ctx.user_id, payload["sender_id"], payload["message_ids"], now)
-    )
+    ids = await ctx.services.storage.messages.mark_read(ctx.user_id, payload["sender_id"], payload["message_ids"], now)
     receipt = {"reader_id": ctx.user_id, "reader_username": ctx.username, "message_ids": ids, "timestamp": iso(now)}
     # Reads of messages sent before a block still count for the reader, but a
     # block stops everything between the two users, read receipts included.

@@ -100,11 +100,11 @@ ROUTES = [
         register_push,
         response="push_registered",
     ),
-    Route("unregister_push", Schema(SESSION_ID, Uuid("registration_id")), unregister_push,
-          response="push_unregistered"),
+    Route(
+        "unregister_push", Schema(SESSION_ID, Uuid("registration_id")), unregister_push, response="push_unregistered"
+    ),
     Route("get_push_registrations", Schema(SESSION_ID), get_push_registrations, response="push_registrations"),
     Route("set_push_enabled", Schema(SESSION_ID, Bool("enabled")), set_push_enabled, response="push_settings"),
-    Route("mute_chat", Schema(*_CHAT, Str("until", required=False, max_length=64)), mute_chat,
-          response="chat_muted"),
+    Route("mute_chat", Schema(*_CHAT, Str("until", required=False, max_length=64)), mute_chat, response="chat_muted"),
     Route("unmute_chat", Schema(*_CHAT), unmute_chat, response="chat_muted"),
 ]

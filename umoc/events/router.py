@@ -150,6 +150,7 @@ class Router:
                             self._drain(socket, queue)
                         else:
                             del self._queues[socket]
+
                 d.addBoth(next_one)
                 return
             queue.popleft()

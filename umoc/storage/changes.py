@@ -24,8 +24,17 @@ __all__ = ["KINDS", "NewChange", "record_returning_id_txn", "record_txn", "with_
 
 #: Every ``kind`` a change may have (the wire names of DESIGN "Search, sync, account").
 KINDS = (
-    "message", "edit", "delete", "reaction", "read", "delivered", "contact", "group", "member_added",
-    "member_removed", "profile",
+    "message",
+    "edit",
+    "delete",
+    "reaction",
+    "read",
+    "delivered",
+    "contact",
+    "group",
+    "member_added",
+    "member_removed",
+    "profile",
 )
 
 _COLUMNS = "chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at"
@@ -48,8 +57,16 @@ class NewChange:
 
     def params(self) -> tuple[Any, ...]:
         data = None if self.data is None else json.dumps(self.data, separators=(",", ":"), sort_keys=True)
-        return (self.chat_id, self.user_id, self.profile_id, self.kind, self.message_seq, self.actor_id, data,
-                self.created_at)
+        return (
+            self.chat_id,
+            self.user_id,
+            self.profile_id,
+            self.kind,
+            self.message_seq,
+            self.actor_id,
+            data,
+            self.created_at,
+        )
 
 
 def record_txn(txn: Txn, *changes: NewChange) -> None:

@@ -312,7 +312,9 @@ class _FailureLog:
         if self._last_logged is None or now - self._last_logged >= self.INTERVAL:
             log.warn(
                 "Database unavailable ({why}); {count} failed transactions so far, the latest {desc}",
-                why=why, count=self._count, desc=desc,
+                why=why,
+                count=self._count,
+                desc=desc,
             )
             self._last_logged = now
 
@@ -389,9 +391,7 @@ class Database:
             cp_openfun=_sqlite_open_reader,
             cp_noisy=False,
         )
-        return cls(
-            pool, SQLITE, (sqlite3.IntegrityError,), (sqlite3.OperationalError,), deadline, read_pool=readers
-        )
+        return cls(pool, SQLITE, (sqlite3.IntegrityError,), (sqlite3.OperationalError,), deadline, read_pool=readers)
 
     @classmethod
     def postgres(
@@ -437,7 +437,7 @@ class Database:
     ) -> Database:
         if dsn.startswith(("postgresql://", "postgres://")):
             return cls.postgres(dsn, minimum, maximum, deadline=deadline)
-        path = dsn[len("sqlite:"):] if dsn.startswith("sqlite:") else ""
+        path = dsn[len("sqlite:") :] if dsn.startswith("sqlite:") else ""
         return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3", deadline, sqlite_synchronous)
 
     def run(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
@@ -466,8 +466,13 @@ class Database:
         return self._run_in(self._read_pool, self._read_pool is not self._pool, desc, fn, args, kwargs)
 
     def _run_in(
-        self, pool: adbapi.ConnectionPool, snapshot: bool, desc: str, fn: Callable[..., T],
-        args: tuple[Any, ...], kwargs: dict[str, Any],
+        self,
+        pool: adbapi.ConnectionPool,
+        snapshot: bool,
+        desc: str,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> defer.Deferred[T]:
         expired = False
         observe = self.observe
@@ -592,9 +597,7 @@ def _migrate_txn(txn: Txn, migrations: list[tuple[int, str]]) -> int:
         # Two nodes starting together must not both migrate: one lock per schema, so databases
         # (or test schemas) that share a server never wait on each other's migrations.
         txn.execute("SELECT pg_advisory_xact_lock(727274, hashtext(current_schema()))")
-    txn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
-    )
+    txn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)")
     current = txn.scalar("SELECT MAX(version) FROM schema_version") or 0
     newest = migrations[-1][0] if migrations else 0
     if current > newest:

@@ -63,8 +63,10 @@ def _delivered_txn(txn: Txn, recipient_id: int, message_ids: list[str], now: flo
     }
     # Deleted messages, blocked senders and direct messages delivered already are left out.
     fresh = [
-        r for r in rows
-        if r["deleted_at"] is None and int(r["sender_id"]) not in blocked
+        r
+        for r in rows
+        if r["deleted_at"] is None
+        and int(r["sender_id"]) not in blocked
         and (bool(r["is_group"]) or r["delivered_at"] is None)
     ]
     direct = [int(r["seq"]) for r in fresh if not r["is_group"]]
@@ -84,13 +86,19 @@ def _delivered_txn(txn: Txn, recipient_id: int, message_ids: list[str], now: flo
         for (sender, chat, is_group), ids in grouped.items()
     ]
     # One change per sender told (in each sender's own stream): O(senders), never O(members).
-    record_txn(txn, *(
-        NewChange(
-            "delivered", now, user_id=d.sender_id, actor_id=recipient_id,
-            data={"chat_id": d.chat_id, "is_group": d.is_group, "message_ids": d.message_ids},
-        )
-        for d in found
-    ))
+    record_txn(
+        txn,
+        *(
+            NewChange(
+                "delivered",
+                now,
+                user_id=d.sender_id,
+                actor_id=recipient_id,
+                data={"chat_id": d.chat_id, "is_group": d.is_group, "message_ids": d.message_ids},
+            )
+            for d in found
+        ),
+    )
     return found
 
 

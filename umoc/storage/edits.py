@@ -49,7 +49,9 @@ def _edit_txn(txn: Txn, user_id: int, message_id: str, content: str, now: float,
         (target.seq, target.content, target.edited_at or target.created_at, now),
     )
     with_change(
-        txn, "UPDATE messages SET content = ?, edited_at = ? WHERE seq = ?", (content, now, target.seq),
+        txn,
+        "UPDATE messages SET content = ?, edited_at = ? WHERE seq = ?",
+        (content, now, target.seq),
         NewChange("edit", now, chat_id=target.chat_id, message_seq=target.seq, actor_id=user_id),
     )
     return Edit(target, content, now)

@@ -237,8 +237,25 @@ def _sqlite_read_txn(txn: Txn, user_id: int, after: int, limit: int) -> tuple[li
     n = limit + 1
     rows = txn.execute(
         _SQLITE_READ,
-        (after, n, user_id, after, n, user_id, after, user_id, after, n, user_id, user_id, BLOCKED, BLOCKED,
-         after, n, n),
+        (
+            after,
+            n,
+            user_id,
+            after,
+            n,
+            user_id,
+            after,
+            user_id,
+            after,
+            n,
+            user_id,
+            user_id,
+            BLOCKED,
+            BLOCKED,
+            after,
+            n,
+            n,
+        ),
     ).fetchall()
     if len(rows) > limit:
         return rows[:limit], _encode("s", str(int(rows[limit - 1]["id"]))), True
@@ -259,13 +276,22 @@ _PG_READ = (
     " ORDER BY c.xid, c.id LIMIT ?) c WHERE uc.user_id = ?)"
     # Memberships that ended, until the reader is past the removal (all its changes are then behind).
     " UNION ALL (SELECT c.* FROM left_chats lc JOIN changes r ON r.id = lc.left_change"
-    " CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c WHERE c.chat_id = lc.chat_id" + _PG_WINDOW
+    " CROSS JOIN LATERAL (SELECT "
+    + _PG_ROW
+    + " FROM changes c WHERE c.chat_id = lc.chat_id"
+    + _PG_WINDOW
     + " AND c.id >= lc.joined_change AND c.id < lc.left_change"
     " ORDER BY c.xid, c.id LIMIT ?) c WHERE lc.user_id = ? AND NOT pg_visible_in_snapshot(r.xid, ?::pg_snapshot))"
-    " UNION ALL (SELECT " + _PG_ROW + " FROM changes c WHERE c.user_id = ?" + _PG_WINDOW
+    " UNION ALL (SELECT "
+    + _PG_ROW
+    + " FROM changes c WHERE c.user_id = ?"
+    + _PG_WINDOW
     + " ORDER BY c.xid, c.id LIMIT ?)"
     " UNION ALL (SELECT c.* FROM (SELECT ?::bigint AS reader UNION " + _PROFILE_READERS + ") p"
-    " CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c WHERE c.profile_id = p.reader" + _PG_WINDOW
+    " CROSS JOIN LATERAL (SELECT "
+    + _PG_ROW
+    + " FROM changes c WHERE c.profile_id = p.reader"
+    + _PG_WINDOW
     + " ORDER BY c.xid, c.id LIMIT ?) c)"
     ") c ORDER BY c.xid::xid8, c.id LIMIT ?"
 )
@@ -285,11 +311,25 @@ def _pg_read_txn(txn: Txn, user_id: int, cursor: _PgCursor, limit: int) -> tuple
     window = (str(after[0]), after[1], cursor.lower, upper)
     rows = txn.execute(
         _PG_READ,
-        (*window, limit + 1, user_id,
-         *window, limit + 1, user_id, cursor.lower,
-         user_id, *window, limit + 1,
-         user_id, user_id, BLOCKED, BLOCKED, *window, limit + 1,
-         limit + 1),
+        (
+            *window,
+            limit + 1,
+            user_id,
+            *window,
+            limit + 1,
+            user_id,
+            cursor.lower,
+            user_id,
+            *window,
+            limit + 1,
+            user_id,
+            user_id,
+            BLOCKED,
+            BLOCKED,
+            *window,
+            limit + 1,
+            limit + 1,
+        ),
     ).fetchall()
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -324,8 +364,12 @@ def _render_txn(txn: Txn, rows: list[Any]) -> list[Change]:
         kind, data = r["kind"], json.loads(r["data"]) if r["data"] else {}
         actor = int(r["actor_id"]) if r["actor_id"] is not None else None
         change = Change(
-            kind, float(r["created_at"]), int(r["chat_id"]) if r["chat_id"] is not None else None, actor,
-            usernames.get(actor) if actor is not None else None, data,
+            kind,
+            float(r["created_at"]),
+            int(r["chat_id"]) if r["chat_id"] is not None else None,
+            actor,
+            usernames.get(actor) if actor is not None else None,
+            data,
         )
         if kind in _MESSAGE_KINDS:
             message, deleted = messages.get(int(r["message_seq"]), (None, True))

@@ -93,8 +93,7 @@ class FileStore:
             txn.execute(
                 "INSERT INTO files (id, uploader_id, chat_id, is_group, file_name, file_type, file_size,"
                 " token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (file_id, uploader_id, chat_id, is_group, file_name, file_type, file_size, token_hash, now,
-                 expires_at),
+                (file_id, uploader_id, chat_id, is_group, file_name, file_type, file_size, token_hash, now, expires_at),
             )
 
         return self._db.run("files.create", txn_fn)
@@ -110,10 +109,13 @@ class FileStore:
         """Mark the upload token used; False if it was used already or has expired (it is single-use)."""
 
         def txn_fn(txn: Txn) -> bool:
-            return txn.execute(
-                "UPDATE files SET token_used_at = ? WHERE id = ? AND token_used_at IS NULL AND expires_at > ?",
-                (now, file_id, now),
-            ).rowcount == 1
+            return (
+                txn.execute(
+                    "UPDATE files SET token_used_at = ? WHERE id = ? AND token_used_at IS NULL AND expires_at > ?",
+                    (now, file_id, now),
+                ).rowcount
+                == 1
+            )
 
         return self._db.run("files.spend_token", txn_fn)
 
@@ -121,9 +123,12 @@ class FileStore:
         """Every declared byte is in place; False if the row is gone (purged meanwhile)."""
 
         def txn_fn(txn: Txn) -> bool:
-            return txn.execute(
-                "UPDATE files SET uploaded_at = ? WHERE id = ? AND uploaded_at IS NULL", (now, file_id)
-            ).rowcount == 1
+            return (
+                txn.execute(
+                    "UPDATE files SET uploaded_at = ? WHERE id = ? AND uploaded_at IS NULL", (now, file_id)
+                ).rowcount
+                == 1
+            )
 
         return self._db.run("files.mark_uploaded", txn_fn)
 
@@ -131,11 +136,14 @@ class FileStore:
         """Take the one right to post this file's message; False if not whole or already taken."""
 
         def txn_fn(txn: Txn) -> bool:
-            return txn.execute(
-                "UPDATE files SET completed_at = ? WHERE id = ? AND uploader_id = ?"
-                " AND uploaded_at IS NOT NULL AND completed_at IS NULL",
-                (now, file_id, uploader_id),
-            ).rowcount == 1
+            return (
+                txn.execute(
+                    "UPDATE files SET completed_at = ? WHERE id = ? AND uploader_id = ?"
+                    " AND uploaded_at IS NOT NULL AND completed_at IS NULL",
+                    (now, file_id, uploader_id),
+                ).rowcount
+                == 1
+            )
 
         return self._db.run("files.claim_completion", txn_fn)
 

@@ -133,7 +133,11 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
     ).fetchall()
     members = [
         GroupMember(
-            int(r["user_id"]), r["username"], r["last_seen"], bool(r["is_admin"]), r["display_name"],
+            int(r["user_id"]),
+            r["username"],
+            r["last_seen"],
+            bool(r["is_admin"]),
+            r["display_name"],
             r["avatar_file_id"],
         )
         for r in rows
@@ -166,10 +170,16 @@ def _update_txn(
     if description is not None:
         txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
     row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
-    record_txn(txn, NewChange(
-        "group", now, chat_id=group_id, actor_id=admin_id,
-        data={"event": "group_updated", "name": row["name"], "description": row["description"]},
-    ))
+    record_txn(
+        txn,
+        NewChange(
+            "group",
+            now,
+            chat_id=group_id,
+            actor_id=admin_id,
+            data={"event": "group_updated", "name": row["name"], "description": row["description"]},
+        ),
+    )
     return list(members), row["name"], row["description"]
 
 

@@ -60,10 +60,13 @@ def unread_mentions_statements(
     others = [user_id for user_id in mentioned if user_id != sender_id]
     if not others:
         return []
-    return [(
-        "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES " + ", ".join(["(?, ?, ?)"] * len(others)),
-        [v for user_id in others for v in (user_id, chat_id, message_seq)],
-    )]
+    return [
+        (
+            "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(others)),
+            [v for user_id in others for v in (user_id, chat_id, message_seq)],
+        )
+    ]
 
 
 def mark_mentions_read_txn(txn: Txn, reader_id: int, seqs: Sequence[int]) -> None:
@@ -78,7 +81,8 @@ def mark_mentions_read_txn(txn: Txn, reader_id: int, seqs: Sequence[int]) -> Non
 def mention_counts_txn(txn: Txn, user_id: int) -> dict[tuple[int, bool], int]:
     """Unread mentions of ``user_id`` per chat, keyed ``(chat id as the user calls it, is_group)``."""
     rows = txn.execute(
-        "SELECT uc.chat_id, uc.is_group, uc.peer_id, COUNT(*) AS mentions" + _UNREAD
+        "SELECT uc.chat_id, uc.is_group, uc.peer_id, COUNT(*) AS mentions"
+        + _UNREAD
         + " GROUP BY uc.chat_id, uc.is_group, uc.peer_id",
         (user_id,),
     ).fetchall()

@@ -40,8 +40,16 @@ from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
 __all__ = [
-    "ChatEntry", "History", "MESSAGE_COLUMNS", "Message", "MessageStore", "READ_COUNT", "UNKNOWN_CHAT",
-    "annotate_txn", "message_from_row", "read_count_params",
+    "ChatEntry",
+    "History",
+    "MESSAGE_COLUMNS",
+    "Message",
+    "MessageStore",
+    "READ_COUNT",
+    "UNKNOWN_CHAT",
+    "annotate_txn",
+    "message_from_row",
+    "read_count_params",
 ]
 
 #: The one answer for a chat that does not exist and a chat the user is not in.
@@ -297,30 +305,57 @@ def _post_txn(
             "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
             " encrypted_content, created_at, reply_to_seq, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " RETURNING seq",
-            (message_id, chat_id, sender_id, recipient_id, int(is_group), msg_type, content, encrypted_content, now,
-             reply_to_seq, mentions_text(mentions)),
+            (
+                message_id,
+                chat_id,
+                sender_id,
+                recipient_id,
+                int(is_group),
+                msg_type,
+                content,
+                encrypted_content,
+                now,
+                reply_to_seq,
+                mentions_text(mentions),
+            ),
         )
     )
-    txn.execute_each((
-        # The sender's own row: nobody else's, so no other sender waits on it.
-        ("UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?", (sender_id, chat_id)),
-        # Last: the one row both sides of a direct chat write, held only until the commit.
-        # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
-        # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
-        *statements_with_change(
-            txn,
-            "UPDATE chats SET message_count = message_count + 1,"
-            " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
-            " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
-            (now, now, seq, seq, chat_id),
-            NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
-        ),
-        # Who this message mentions: in the same round trip (a reply with mentions costs none more).
-        *unread_mentions_statements(seq, chat_id, sender_id, mentions),
-    ))
+    txn.execute_each(
+        (
+            # The sender's own row: nobody else's, so no other sender waits on it.
+            (
+                "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?",
+                (sender_id, chat_id),
+            ),
+            # Last: the one row both sides of a direct chat write, held only until the commit.
+            # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
+            # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
+            *statements_with_change(
+                txn,
+                "UPDATE chats SET message_count = message_count + 1,"
+                " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
+                " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+                (now, now, seq, seq, chat_id),
+                NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
+            ),
+            # Who this message mentions: in the same round trip (a reply with mentions costs none more).
+            *unread_mentions_statements(seq, chat_id, sender_id, mentions),
+        )
+    )
     message = Message(
-        message_id, seq, chat_id, sender_id, sender_username, recipient_id, is_group, msg_type, content,
-        encrypted_content, now, reply_to_seq=reply_to_seq, mentions=tuple(mentions),
+        message_id,
+        seq,
+        chat_id,
+        sender_id,
+        sender_username,
+        recipient_id,
+        is_group,
+        msg_type,
+        content,
+        encrypted_content,
+        now,
+        reply_to_seq=reply_to_seq,
+        mentions=tuple(mentions),
     )
     return message, audience
 
@@ -349,7 +384,9 @@ def _soft_delete_txn(txn: Txn, message_id: str, now: float, only_sender: int | N
             "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY user_id" + txn.dialect.for_update, (chat_id,)
         )
     with_change(
-        txn, "UPDATE messages SET deleted_at = ? WHERE seq = ?", (now, seq),
+        txn,
+        "UPDATE messages SET deleted_at = ? WHERE seq = ?",
+        (now, seq),
         NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=only_sender),
     )
     # The message leaves exactly one of each member's buckets: live at their
@@ -453,8 +490,8 @@ def _chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
         # planner misjudges the row count badly enough to pick poor plans.
         " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id) AS my_status,"
         " (SELECT status FROM contacts WHERE owner_id = uc.peer_id AND contact_id = uc.user_id) AS peer_status, "
-        + _LAST_MESSAGE_COLUMNS +
-        " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
+        + _LAST_MESSAGE_COLUMNS
+        + " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
         " LEFT JOIN users pu ON pu.id = uc.peer_id"
         " LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq AND m.deleted_at IS NULL"
         " LEFT JOIN users su ON su.id = m.sender_id"
@@ -590,8 +627,18 @@ def _post_annotated_txn(
     display_name, avatar_file_id, target = sender_and_target_txn(txn, sender_id, reply_to)
     mentioned = sorted(set(mentions))
     message, audience = _post_txn(
-        txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type, content, encrypted_content,
-        now, target[0] if target is not None else None, mentioned,
+        txn,
+        sender_id,
+        sender_username,
+        recipient_id,
+        is_group,
+        message_id,
+        msg_type,
+        content,
+        encrypted_content,
+        now,
+        target[0] if target is not None else None,
+        mentioned,
     )
     # Refusals after the insert roll it back with the rest of the transaction.
     if target is not None and target[1] != message.chat_id:
@@ -605,9 +652,7 @@ def _post_annotated_txn(
     return message, audience
 
 
-def _history_annotated_txn(
-    txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int
-) -> History:
+def _history_annotated_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:
     history = _history_txn(txn, user_id, chat_id, is_group, page, page_size)
     annotated = annotate_txn(txn, [m for m, _ in history.messages])
     return replace(history, messages=[(m, read) for m, (_, read) in zip(annotated, history.messages, strict=True)])
@@ -668,8 +713,19 @@ class MessageStore:
         """
         key = recipient_id if is_group else min(sender_id, recipient_id) * 31 + max(sender_id, recipient_id)
         return self._db.write(
-            key, _post_annotated_txn, sender_id, sender_username, recipient_id, is_group, message_id, msg_type,
-            content, encrypted_content, now, reply_to, mentions,
+            key,
+            _post_annotated_txn,
+            sender_id,
+            sender_username,
+            recipient_id,
+            is_group,
+            message_id,
+            msg_type,
+            content,
+            encrypted_content,
+            now,
+            reply_to,
+            mentions,
         )
 
     def delete(self, user_id: int, message_id: str, now: float) -> defer.Deferred[tuple[int, list[int]]]:

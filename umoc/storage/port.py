@@ -62,7 +62,8 @@ def _source_tables(conn: sqlite3.Connection) -> list[str]:
     ).fetchall()
     virtual = [name for name, ddl in rows if (ddl or "").lstrip().upper().startswith("CREATE VIRTUAL TABLE")]
     return [
-        name for name, _ddl in rows
+        name
+        for name, _ddl in rows
         if name not in _SKIP and name not in virtual and not any(name.startswith(v + "_") for v in virtual)
     ]
 
@@ -176,9 +177,7 @@ def _copy_table(source: sqlite3.Connection, cur: Any, table: str, target_columns
 
 def _set_sequence(cur: Any, table: str, column: str) -> int:
     """Point the column's sequence past the largest value copied; the next value it will give."""
-    cur.execute(
-        sql.SQL("SELECT COALESCE(MAX({}), 0) FROM {}").format(sql.Identifier(column), sql.Identifier(table))
-    )
+    cur.execute(sql.SQL("SELECT COALESCE(MAX({}), 0) FROM {}").format(sql.Identifier(column), sql.Identifier(table)))
     largest = int(cur.fetchone()[0])
     cur.execute(
         "SELECT setval(pg_get_serial_sequence(%s, %s), %s, %s)",

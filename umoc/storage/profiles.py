@@ -78,8 +78,13 @@ def contacts_txn(txn: Txn, user_id: int) -> list[int]:
 
 
 def _update_txn(
-    txn: Txn, user_id: int, display_name: object, status_text: object, avatar_file_id: object,
-    image_types: tuple[str, ...], now: float,
+    txn: Txn,
+    user_id: int,
+    display_name: object,
+    status_text: object,
+    avatar_file_id: object,
+    image_types: tuple[str, ...],
+    now: float,
 ) -> tuple[Profile, list[int]]:
     if avatar_file_id is not UNSET and avatar_file_id is not None:
         row = txn.execute(
@@ -95,7 +100,9 @@ def _update_txn(
         # Completed files are never purged; an avatar is kept as long as any shared file.
         txn.execute("UPDATE files SET completed_at = ? WHERE id = ? AND completed_at IS NULL", (now, avatar_file_id))
     for column, value in (
-        ("display_name", display_name), ("status_text", status_text), ("avatar_file_id", avatar_file_id)
+        ("display_name", display_name),
+        ("status_text", status_text),
+        ("avatar_file_id", avatar_file_id),
     ):
         if value is not UNSET:
             txn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))

@@ -44,14 +44,19 @@ _COLUMNS = "id, user_id, kind, target, p256dh, auth, app_id, gateway, created_at
 
 def _registration(row: Row) -> Registration:
     return Registration(
-        row["id"], int(row["user_id"]), row["kind"], row["target"], row["p256dh"], row["auth"], row["app_id"],
-        row["gateway"], float(row["created_at"]),
+        row["id"],
+        int(row["user_id"]),
+        row["kind"],
+        row["target"],
+        row["p256dh"],
+        row["auth"],
+        row["app_id"],
+        row["gateway"],
+        float(row["created_at"]),
     )
 
 
-def _register_txn(
-    txn: Txn, registration: Registration, session_id: str, max_per_user: int
-) -> Registration:
+def _register_txn(txn: Txn, registration: Registration, session_id: str, max_per_user: int) -> Registration:
     """Store a registration; the same device registered again replaces its old row (and its session)."""
     txn.execute(
         "DELETE FROM push_registrations WHERE user_id = ? AND kind = ? AND target = ?",
@@ -60,8 +65,16 @@ def _register_txn(
     txn.execute(
         f"INSERT INTO push_registrations ({_COLUMNS}, session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            registration.id, registration.user_id, registration.kind, registration.target, registration.p256dh,
-            registration.auth, registration.app_id, registration.gateway, registration.created_at, session_id,
+            registration.id,
+            registration.user_id,
+            registration.kind,
+            registration.target,
+            registration.p256dh,
+            registration.auth,
+            registration.app_id,
+            registration.gateway,
+            registration.created_at,
+            session_id,
         ),
     )
     rows = txn.execute(
@@ -101,7 +114,8 @@ def _targets_txn(txn: Txn, user_ids: list[int]) -> dict[int, PushTarget]:
         for r in txn.execute(
             # The unread count as the chat list computes it (migration 007), summed for the badge.
             "SELECT uc.user_id, SUM(c.message_count - uc.base_count - uc.sent_count - uc.read_count) AS unread"
-            " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id WHERE uc.user_id IN " + in_clause(ids)
+            " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id WHERE uc.user_id IN "
+            + in_clause(ids)
             + " GROUP BY uc.user_id",
             ids,
         ).fetchall()

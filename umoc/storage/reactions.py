@@ -50,7 +50,8 @@ def reactions_for_txn(txn: Txn, seqs: Iterable[int]) -> dict[int, list[Reaction]
         return {}
     by_message: dict[int, dict[str, list[int]]] = {}
     for r in txn.execute(
-        "SELECT message_seq, emoji, user_id FROM message_reactions WHERE message_seq IN " + in_clause(seqs)
+        "SELECT message_seq, emoji, user_id FROM message_reactions WHERE message_seq IN "
+        + in_clause(seqs)
         + " ORDER BY message_seq, created_at, user_id",
         seqs,
     ).fetchall():
@@ -67,14 +68,15 @@ def _react_txn(
     require_writable_txn(txn, user_id, target, "react")
     key = (target.seq, user_id, emoji)
     if add:
-        exists = txn.scalar(
-            "SELECT 1 FROM message_reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?", key
-        )
+        exists = txn.scalar("SELECT 1 FROM message_reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?", key)
         changed = exists is None
         if changed:
-            mine = int(txn.scalar(
-                "SELECT COUNT(*) FROM message_reactions WHERE message_seq = ? AND user_id = ?", (target.seq, user_id)
-            ))
+            mine = int(
+                txn.scalar(
+                    "SELECT COUNT(*) FROM message_reactions WHERE message_seq = ? AND user_id = ?",
+                    (target.seq, user_id),
+                )
+            )
             if mine >= max_per_user:
                 raise RefusedError(f"Too many reactions: at most {max_per_user} different ones per message")
             txn.execute(
@@ -82,14 +84,24 @@ def _react_txn(
                 (*key, now),
             )
     else:
-        changed = txn.execute(
-            "DELETE FROM message_reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?", key
-        ).rowcount > 0
+        changed = (
+            txn.execute(
+                "DELETE FROM message_reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?", key
+            ).rowcount
+            > 0
+        )
     if changed:
-        record_txn(txn, NewChange(
-            "reaction", now, chat_id=target.chat_id, message_seq=target.seq, actor_id=user_id,
-            data={"emoji": emoji, "action": "added" if add else "removed"},
-        ))
+        record_txn(
+            txn,
+            NewChange(
+                "reaction",
+                now,
+                chat_id=target.chat_id,
+                message_seq=target.seq,
+                actor_id=user_id,
+                data={"emoji": emoji, "action": "added" if add else "removed"},
+            ),
+        )
     return ReactionChange(target, changed, reactions_for_txn(txn, [target.seq]).get(target.seq, []))
 
 

@@ -99,7 +99,12 @@ def _fts5_phrase(text: str) -> str:
 
 
 def _sqlite_hits_txn(
-    txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int,
+    txn: Txn,
+    user_id: int,
+    terms: Sequence[str],
+    chats: Sequence[int],
+    before: int,
+    count: int,
     common: CommonWords,
 ) -> list[Row]:
     """One plan for every word (``common`` is PostgreSQL's concern): FTS5 reads newest first and stops."""
@@ -112,8 +117,9 @@ def _sqlite_hits_txn(
     return txn.execute(
         "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM messages_fts"
         " CROSS JOIN messages m ON m.seq = messages_fts.rowid JOIN users su ON su.id = m.sender_id"
-        " WHERE messages_fts MATCH ? AND messages_fts.rowid < ? AND m.deleted_at IS NULL" + _SINCE_JOINED +
-        " ORDER BY messages_fts.rowid DESC LIMIT ?",
+        " WHERE messages_fts MATCH ? AND messages_fts.rowid < ? AND m.deleted_at IS NULL"
+        + _SINCE_JOINED
+        + " ORDER BY messages_fts.rowid DESC LIMIT ?",
         (*read_count_params(user_id), match, before, user_id, count),
     ).fetchall()
 
@@ -148,7 +154,7 @@ class CommonWords:
             ).fetchone()
             words: list[str] = (row["words"] if row is not None else None) or []
             # The frequencies are followed by three more figures (minimum, maximum, share of nulls).
-            shares: list[float] = ((row["shares"] if row is not None else None) or [])[:len(words)]
+            shares: list[float] = ((row["shares"] if row is not None else None) or [])[: len(words)]
             self._words = frozenset(
                 w for w, share in zip(words, shares, strict=True) if share >= self.SHARE and not w.startswith("#")
             )
@@ -157,7 +163,12 @@ class CommonWords:
 
 
 def _postgres_hits_txn(
-    txn: Txn, user_id: int, terms: Sequence[str], chats: Sequence[int], before: int, count: int,
+    txn: Txn,
+    user_id: int,
+    terms: Sequence[str],
+    chats: Sequence[int],
+    before: int,
+    count: int,
     common: CommonWords,
 ) -> list[Row]:
     """Two plans, chosen by how common the words are; neither reads a common word's matches across the table.

@@ -143,9 +143,7 @@ def _session_txn(txn: Txn, session_id: str) -> SessionRecord | None:
     ).fetchone()
     if row is None:
         return None
-    return SessionRecord(
-        row["id"], int(row["user_id"]), row["username"], row["token_hash"], float(row["expires_at"])
-    )
+    return SessionRecord(row["id"], int(row["user_id"]), row["username"], row["token_hash"], float(row["expires_at"]))
 
 
 def _expired_txn(txn: Txn, now: float, limit: int) -> list[tuple[str, int]]:
@@ -253,7 +251,7 @@ class UserStore:
         def txn_fn(txn: Txn) -> set[str]:
             found: set[str] = set()
             for start in range(0, len(session_ids), 500):
-                batch = session_ids[start:start + 500]
+                batch = session_ids[start : start + 500]
                 rows = txn.execute(
                     "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id"
                     " WHERE u.deactivated_at IS NULL AND s.id IN " + in_clause(batch),

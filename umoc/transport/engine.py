@@ -272,4 +272,3 @@ class EngineServer:
             session.close("server shutting down", notify=False)
         for hook in self.shutdown_hooks:
             hook()
-

@@ -8,7 +8,12 @@ from typing import Any
 from twisted.web.iweb import IRequest
 
 __all__ = [
-    "BAD_HANDSHAKE_METHOD", "BAD_REQUEST", "FORBIDDEN", "UNKNOWN_SID", "UNKNOWN_TRANSPORT", "UNSUPPORTED_VERSION",
+    "BAD_HANDSHAKE_METHOD",
+    "BAD_REQUEST",
+    "FORBIDDEN",
+    "UNKNOWN_SID",
+    "UNKNOWN_TRANSPORT",
+    "UNSUPPORTED_VERSION",
     "engine_error",
 ]
 

@@ -140,8 +140,12 @@ class RecoveryStore:
         del self._live[socket.pid]
         if reason in RECOVERABLE_REASONS and self.window > 0:
             self._persisted[socket.pid] = _Persisted(
-                socket.sid, socket.user_id, socket.session_id, socket.namespace,
-                socket.recovery_start, self.clock.seconds(),
+                socket.sid,
+                socket.user_id,
+                socket.session_id,
+                socket.namespace,
+                socket.recovery_start,
+                self.clock.seconds(),
             )
         else:
             self._release_user(socket.user_id)

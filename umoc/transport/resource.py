@@ -17,6 +17,7 @@ from umoc.transport.websocket import EngineWebSocketFactory
 
 __all__ = ["EngineIOResource", "engine_resource"]
 
+
 class EngineIOResource(resource.Resource):
     """Dispatches by ``transport``; the polling transport is pluggable (``polling``)."""
 
@@ -44,6 +45,7 @@ class EngineIOResource(resource.Resource):
         if transport == b"polling" and self._polling is not None:
             return self._polling.render(request)
         return engine_error(request, UNKNOWN_TRANSPORT, cors=self._cors)
+
 
 def engine_resource(engine: EngineServer, gatekeeper: Gatekeeper, cors: Cors) -> EngineIOResource:
     """The whole Engine.IO endpoint for one `EngineServer`: WebSocket, long-polling, upgrades."""

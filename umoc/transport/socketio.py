@@ -104,7 +104,15 @@ class ClientSocket:
     """One authenticated client in one namespace."""
 
     __slots__ = (
-        "sid", "connection", "namespace", "identity", "connected", "auth", "pid", "recovery_start", "__weakref__",
+        "sid",
+        "connection",
+        "namespace",
+        "identity",
+        "connected",
+        "auth",
+        "pid",
+        "recovery_start",
+        "__weakref__",
     )
 
     def __init__(

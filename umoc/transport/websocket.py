@@ -439,9 +439,9 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         base = type(self).protocol
         # staticmethod: a function setting (perMessageCompressionAccept) must not become a method.
         settings = {a: getattr(self, a) for a in base.CONFIG_ATTRS}
-        self.protocol = type(base.__name__, (base,), {
-            a: staticmethod(v) if inspect.isfunction(v) else v for a, v in settings.items()
-        })
+        self.protocol = type(
+            base.__name__, (base,), {a: staticmethod(v) if inspect.isfunction(v) else v for a, v in settings.items()}
+        )
 
     def writer_for(self, reactor: Any) -> TurnWriter:
         """The `TurnWriter` of the reactor that runs these connections (one in production)."""

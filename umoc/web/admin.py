@@ -209,8 +209,11 @@ def admin_resource(admin: Administration, sessions: SessionManager, max_body: in
         b"reset_password": {b"POST": g(api.reset_password)},
         b"revoke_sessions": {b"POST": g(api.revoke_sessions)},
         b"delete_message": {b"POST": g(api.delete_message)},
-        b"registration": {b"GET": g(api.registration), b"PUT": g(api.set_registration),
-                          b"POST": g(api.set_registration)},
+        b"registration": {
+            b"GET": g(api.registration),
+            b"PUT": g(api.set_registration),
+            b"POST": g(api.set_registration),
+        },
         b"invites": {b"POST": g(api.create_invite)},
     }
     for name, handlers in endpoints.items():

@@ -56,7 +56,10 @@ class AuthApi:
             self._services.metrics.refused(kind)
             log.warn(
                 "Refused {kind} from {client}: rate limited",
-                event="rate_limited", kind=kind, client=ip, username=username,
+                event="rate_limited",
+                kind=kind,
+                client=ip,
+                username=username,
             )
             seconds = max(1, int(retry_after + 0.999))
             raise HttpError(429, "Too many requests; try again later", {"Retry-After": str(seconds)})
@@ -73,8 +76,9 @@ class AuthApi:
         except UsernameTakenError as exc:
             raise HttpError(409, "Username already taken") from exc
         except RegistrationRefusedError as exc:
-            log.info("Registration refused from {client}: {reason}", event="register_refused", reason=exc.message,
-                     client=ip)
+            log.info(
+                "Registration refused from {client}: {reason}", event="register_refused", reason=exc.message, client=ip
+            )
             raise HttpError(403, exc.message) from None
         self._services.webhooks.emit("user.registered", {"user_id": user.id, "username": user.username})
         log.info(
@@ -97,13 +101,21 @@ class AuthApi:
             raise HttpError(401, exc.message) from None
         except AccountDisabledError as exc:
             self._services.metrics.login(False)
-            log.warn("Login refused for {username} from {client}: account deactivated", event="login_refused",
-                     reason="deactivated", username=username, client=ip)
+            log.warn(
+                "Login refused for {username} from {client}: account deactivated",
+                event="login_refused",
+                reason="deactivated",
+                username=username,
+                client=ip,
+            )
             raise HttpError(403, exc.message) from None
         self._services.metrics.login(True)
         log.info(
             "Login succeeded for {username} from {client}",
-            event="login", username=login.username, user_id=login.user_id, client=ip,
+            event="login",
+            username=login.username,
+            user_id=login.user_id,
+            client=ip,
         )
         write_json(
             request,
@@ -126,7 +138,10 @@ class AuthApi:
             raise HttpError(401, "Invalid session")
         log.info(
             "Logout of {username} from {client}",
-            event="logout", username=record.username, user_id=record.user_id, client=self._ip(request),
+            event="logout",
+            username=record.username,
+            user_id=record.user_id,
+            client=self._ip(request),
         )
         write_json(request, 200, {"ok": True})
 

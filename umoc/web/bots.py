@@ -102,7 +102,9 @@ class BotApi:
 
 def bot_resource(services: Services) -> resource.Resource:
     api = BotApi(services)
-    return JsonFolder({
-        b"messages": JsonResource({b"POST": api.messages}),
-        b"accept_contact": JsonResource({b"POST": api.accept_contact}),
-    })
+    return JsonFolder(
+        {
+            b"messages": JsonResource({b"POST": api.messages}),
+            b"accept_contact": JsonResource({b"POST": api.accept_contact}),
+        }
+    )

@@ -70,8 +70,9 @@ class ExportApi:
         allowed, retry_after = await services.ratelimiter.can_do_action("export", f"user:{record.user_id}")
         if not allowed:
             services.metrics.refused("export")
-            raise HttpError(429, "Too many requests; try again later",
-                            {"Retry-After": str(max(1, int(retry_after + 0.999)))})
+            raise HttpError(
+                429, "Too many requests; try again later", {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+            )
         pieces = await services.accounts.export(record.user_id)
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json; charset=utf-8")

@@ -78,8 +78,9 @@ class JsonResource(resource.Resource):
     def render(self, request: IRequest) -> Any:
         handler = self._handlers.get(request.method)
         if handler is None:
-            write_json(request, 405, {"error": "Method not allowed"},
-                       {"Allow": ", ".join(m.decode() for m in self._handlers)})
+            write_json(
+                request, 405, {"error": "Method not allowed"}, {"Allow": ", ".join(m.decode() for m in self._handlers)}
+            )
             return server.NOT_DONE_YET
         d = defer.ensureDeferred(handler(request))
         d.addErrback(self._failed, request)

@@ -106,7 +106,7 @@ class UploadReceiver:
         self.uploads = uploads
         self.request = request
         self.length = length
-        self.file_id = _file_id(path.split(b"?", 1)[0][len(UPLOAD_PREFIX):])
+        self.file_id = _file_id(path.split(b"?", 1)[0][len(UPLOAD_PREFIX) :])
         self.received = 0
         #: Largest body accepted: the configured maximum until the declared size is known.
         self.limit = uploads.files.config.max_size
