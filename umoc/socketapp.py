@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from umoc.domain import notices
 from umoc.domain.services import Services
 from umoc.domain.status import StatusAnnouncer
 from umoc.errors import UserError
@@ -107,14 +108,15 @@ class UmocSocketApp:
             client=socket.remote_ip,
         )
         self._services.hub.add(socket)
-        socket.emit(
-            "connection_successful",
-            {
-                "user_id": socket.user_id,
-                "username": socket.username,
-                "session_expires": int(socket.identity.session_expires),
-                "cursor": socket.identity.cursor if isinstance(socket.identity, UserIdentity) else None,
-            },
+        socket.tell(
+            notices.CONNECTION_SUCCESSFUL(
+                {
+                    "user_id": socket.user_id,
+                    "username": socket.username,
+                    "session_expires": int(socket.identity.session_expires),
+                    "cursor": socket.identity.cursor if isinstance(socket.identity, UserIdentity) else None,
+                }
+            )
         )
         self._in_background(self._status.socket_opened(socket.user_id, socket.username))
 

@@ -22,6 +22,7 @@ from umoc.cluster.redisbus import BusReceiver, RedisBus, bus_channel
 from umoc.cluster.redisclient import RedisClient
 from umoc.cluster.redispresence import RedisPresence
 from umoc.config import Config
+from umoc.domain import notices
 from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
@@ -123,7 +124,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         redis = RedisClient(cfg.url, reactor, cfg.timeout)
         watch = BusWatch(redis, node_id, bus_channel(cfg.prefix), clock, cfg.bus_check_interval)
         bus = RedisBus(redis, node_id, cfg.prefix, watch)
-        hub = Hub(recovery, remote=bus, clock=clock)
+        hub = Hub(recovery, remote=bus, clock=clock, session_ended=notices.session_ended)
         ratelimiter = FailoverRatelimiter(
             redis,
             RedisRatelimiter(redis, clock, config.ratelimits, cfg.prefix),
@@ -133,7 +134,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         presence = redis_presence = RedisPresence(redis, hub, node_id, cfg.prefix, cfg.presence_ttl)
         redis_side = (redis, bus, watch, redis_presence)
     else:
-        hub = Hub(recovery, clock=clock)
+        hub = Hub(recovery, clock=clock, session_ended=notices.session_ended)
         ratelimiter = MemoryRatelimiter(clock, config.ratelimits)
         presence = LocalPresence(hub)
     metrics = Metrics()

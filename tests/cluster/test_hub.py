@@ -6,11 +6,12 @@ from twisted.trial import unittest
 
 from tests.support.fakes import FakeSocket
 from umoc.cluster.hub import Hub
+from umoc.domain import notices
 
 
 class HubTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
-        self.hub = Hub()
+        self.hub = Hub(session_ended=notices.session_ended)
         self.phone, self.laptop = FakeSocket(1, "s1", "alice", sid="a"), FakeSocket(1, "s2", "alice", sid="b")
         self.bob = FakeSocket(2, "s3", "bob", sid="c")
 

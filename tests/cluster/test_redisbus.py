@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from tests.support.fakes import FakeSocket
 from umoc.cluster.hub import Hub
 from umoc.cluster.redisbus import BusReceiver, RedisBus
+from umoc.domain import notices
 
 
 class PubSub:
@@ -35,8 +36,8 @@ class BatchingTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.redis = PubSub()
         self.bus = RedisBus(self.redis, "node-a", "umoc:")  # type: ignore[arg-type]
-        self.sender = Hub(remote=self.bus)
-        self.other = Hub()
+        self.sender = Hub(remote=self.bus, session_ended=notices.session_ended)
+        self.other = Hub(session_ended=notices.session_ended)
         self.receiver = BusReceiver(self.other, "node-b")
         self.bob, self.carol = FakeSocket(2, "s2", "bob", sid="b"), FakeSocket(3, "s3", "carol", sid="c")
         self.other.add(self.bob)

@@ -13,8 +13,8 @@ from tests.support.deferreds import blocking, inline
 from tests.support.fakes import FakeSocket
 from tests.support.node import NodeTestCase
 from tests.support.server import Server
-from umoc.domain import payloads
 from umoc.domain.access import require_writable_chat
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.messages import post_message
 from umoc.events.router import EventContext
@@ -364,9 +364,9 @@ class DirectMessageTestsMixin:
         third = await self.send(alice, bob, "c")
         await alice.call("delete_message", message_id=third["message_id"])
         missed = await self.server.services.storage.messages.missed_since(bob.id, 0, 10)
-        self.assertEqual([payloads.new_message(m) for m in missed], [first, second])
+        self.assertEqual([shapes.new_message(m) for m in missed], [first, second])
         missed = await self.server.services.storage.messages.missed_since(bob.id, 0, 1)
-        self.assertEqual([payloads.new_message(m) for m in missed], [first])
+        self.assertEqual([shapes.new_message(m) for m in missed], [first])
 
     @inline
     async def test_messages_survive_a_restart(self) -> None:

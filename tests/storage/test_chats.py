@@ -10,7 +10,7 @@ from twisted.internet import defer
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
-from umoc.domain import payloads
+from umoc.domain.notices import shapes
 from umoc.errors import RefusedError
 from umoc.storage.database import Txn
 from umoc.timefmt import utc_day
@@ -176,7 +176,7 @@ class ChatStorageTestsMixin:
         direct = await self.post(a, b, now=T0 + 10)
         grouped = await self.post(c, group, is_group=True, now=T0 + 20)
         elsewhere = await self.post(a, c, now=T0 + 30)
-        missed = [payloads.new_message(m) for m in await self.storage.messages.missed_since(b, T0 + 5, 100)]
+        missed = [shapes.new_message(m) for m in await self.storage.messages.missed_since(b, T0 + 5, 100)]
         self.assertEqual([m["message_id"] for m in missed], [direct.id, grouped.id])
         self.assertEqual(missed[1]["recipient_id"], group)
         self.assertNotIn(old.id, [m["message_id"] for m in missed])

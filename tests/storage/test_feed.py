@@ -16,7 +16,7 @@ from twisted.trial import unittest
 
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend, postgres_schema
 from tests.support.deferreds import eventually, inline
-from umoc.domain import payloads
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.storage import Storage
 from umoc.storage.database import Database
@@ -67,7 +67,7 @@ class FeedTestsMixin:
             page: FeedPage = await self.storage.feed.read(user_id, cursor, limit)
             pages += 1
             self.assertLessEqual(len(page.changes), limit)
-            changes += [payloads.feed_change(c, user_id, set()) for c in page.changes]
+            changes += [shapes.feed_change(c, user_id, set()) for c in page.changes]
             cursor = page.cursor
             if not page.has_more:
                 return changes, cursor, pages

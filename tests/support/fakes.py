@@ -120,6 +120,9 @@ class FakeSocket:
     def remote_ip(self) -> str:
         return "127.0.0.1"
 
+    def tell(self, notice: Any) -> None:
+        self.emit(notice.name, *notice.args)
+
     def emit(self, event: str, *args: Any) -> None:
         self.emitted.append((event, *args))
         self.received.append((event, *args))

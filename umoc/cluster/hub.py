@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from umoc.protocol.socketio import encode_event
 from umoc.transport.engine import Outgoing
 from umoc.transport.recovery import RecoveryStore
-from umoc.transport.socketio import ClientSocket
+from umoc.transport.socketio import Announcement, ClientSocket
 
 __all__ = ["Delivered", "Hub", "RemoteBus"]
 
@@ -68,7 +68,10 @@ class Hub:
         recovery: RecoveryStore | None = None,
         remote: RemoteBus | None = None,
         clock: IReactorTime | None = None,
+        session_ended: Callable[[str], Announcement] | None = None,
     ) -> None:
+        #: Builds what a socket is told when its session ends (``umoc.domain.notices.session_ended``).
+        self.session_ended = session_ended
         self.by_user: dict[int, dict[ClientSocket, None]] = {}
         self.by_session: dict[str, dict[ClientSocket, None]] = {}
         #: Fan-out to the other nodes (None: this node runs alone).
@@ -134,6 +137,10 @@ class Hub:
         return counts
 
     # -- delivery ---------------------------------------------------------
+
+    def tell(self, user_ids: Iterable[int], notice: Announcement, message_id: str | None = None) -> None:
+        """Deliver one declared server event to every socket of these users, on every node."""
+        self.emit_to_users(user_ids, notice.name, *notice.args, message_id=message_id)
 
     def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any, message_id: str | None = None) -> None:
         """Deliver one event to every socket of these users, on every node.
@@ -233,5 +240,6 @@ class Hub:
         for listener in self.session_end_listeners:
             listener(session_id)
         for socket in list(self.by_session.get(session_id, ())):
-            socket.emit("session_status", {"valid": False, "message": message})
+            if self.session_ended is not None:
+                socket.tell(self.session_ended(message))
             socket.disconnect("session ended")

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
+from umoc.domain import notices
 from umoc.domain.files import FileManager, download_url
 from umoc.domain.sessions import SessionManager
 from umoc.errors import UserError
@@ -140,12 +141,12 @@ class Accounts:
         user_id = deleted.user_id
         hub = self._hub
         if deleted.contacts:
-            hub.emit_to_users(deleted.contacts, "contact_removed", {"user_id": user_id})
+            hub.tell(deleted.contacts, notices.CONTACT_REMOVED({"user_id": user_id}))
         for group_id, change in deleted.groups:
-            hub.emit_to_users(
-                [*change.members, user_id], "group_member_removed", {"chat_id": group_id, "user_id": user_id}
+            hub.tell(
+                [*change.members, user_id], notices.GROUP_MEMBER_REMOVED({"chat_id": group_id, "user_id": user_id})
             )
-        hub.emit_to_users([user_id], "account_deleted", {})
+        hub.tell([user_id], notices.ACCOUNT_DELETED({}))
 
     # -- export -----------------------------------------------------------------------
 

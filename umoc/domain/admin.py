@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
 from umoc.credentials import new_token, token_digest
+from umoc.domain import notices
 from umoc.domain.accounts import AccountNotFoundError, Accounts
 from umoc.domain.sessions import SessionManager
 from umoc.domain.webhooks import Webhooks
@@ -229,7 +230,7 @@ class Administration:
         except UserError as exc:
             raise NotFoundError(exc.message) from None
         deleted = {"message_id": message_id, "sender_id": sender_id, "timestamp": iso(now)}
-        self._hub.emit_to_users(audience, "message_deleted", deleted)
+        self._hub.tell(audience, notices.MESSAGE_DELETED(deleted))
         if self._webhooks is not None:
             self._webhooks.emit("message.deleted", {**deleted, "deleted_by": actor})
         log.info(

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
-from umoc.domain import payloads
+from umoc.domain.notices import shapes
 from umoc.storage import Storage
 
 __all__ = ["CatchUp"]
@@ -114,7 +114,7 @@ class CatchUp:
             found = await self._storage.messages.missed_since(user_id, since, self.PAGE, after_seq)
             for message in found:
                 if self._hub.deliver_missed(
-                    user_id, message.id, message.created_at, self.MARGIN, "new_message", payloads.new_message(message)
+                    user_id, message.id, message.created_at, self.MARGIN, "new_message", shapes.new_message(message)
                 ):
                     self.replayed += 1
             count += len(found)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
 from umoc.domain.access import MESSAGE_TYPES
+from umoc.domain.notices import shapes
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.ids import MessageIds
@@ -58,8 +59,8 @@ async def post_message(
         mentions or (),
     )
     services.metrics.messages_stored.inc()
-    payload = payloads.new_message(message)
-    services.hub.emit_to_users(audience, "new_message", payload, message_id=message.id)
+    payload = shapes.new_message(message)
+    services.hub.tell(audience, notices.NEW_MESSAGE(payload), message_id=message.id)
     services.push.message_posted(message, audience)
     services.webhooks.emit("message.created", payload)
     return payload

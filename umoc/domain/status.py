@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
 from umoc.cluster.presence import Presence
+from umoc.domain import notices
 from umoc.storage import Storage
 from umoc.timefmt import iso
 
@@ -49,16 +50,15 @@ class StatusAnnouncer:
     async def _online(self, user_id: int, username: str) -> None:
         friends = await self._storage.contacts.friend_ids(user_id)
         status = {"user_id": user_id, "username": username, "status": "online"}
-        self._hub.emit_to_users(friends, "user_status", status)
+        self._hub.tell(friends, notices.USER_STATUS(status))
 
     async def _offline(self, user_id: int, username: str) -> None:
         now = self._clock.seconds()
         await self._storage.users.set_last_seen(user_id, now)
         friends = await self._storage.contacts.friend_ids(user_id)
-        self._hub.emit_to_users(
+        self._hub.tell(
             friends,
-            "user_status",
-            {"user_id": user_id, "username": username, "status": "offline", "last_seen": iso(now)},
+            notices.USER_STATUS({"user_id": user_id, "username": username, "status": "offline", "last_seen": iso(now)}),
         )
 
     # -- many at once -------------------------------------------------------

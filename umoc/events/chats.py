@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Int, Schema
@@ -23,7 +24,7 @@ MAX_PAGE_SIZE = 100
 async def get_chats(ctx: EventContext, payload: dict[str, Any]) -> list[dict[str, Any]]:
     entries = await ctx.services.storage.messages.chat_list(ctx.user_id)
     online = await ctx.services.presence.online_among([e.id for e in entries if not e.is_group and e.presence_visible])
-    return [payloads.chat_list_entry(e, online) for e in entries]
+    return [shapes.chat_list_entry(e, online) for e in entries]
 
 
 async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +33,7 @@ async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
         info = await storage.groups.info(chat_id, ctx.user_id)
         online = await ctx.services.presence.online_among([m.user_id for m in info.members])
         mentions = await storage.mentions.count(ctx.user_id, chat_id, True)
-        return payloads.group_info(info, ctx.user_id, online, mentions)
+        return shapes.group_info(info, ctx.user_id, online, mentions)
     contact = await storage.contacts.get(ctx.user_id, chat_id)
     if contact is None:
         # A user who blocked us is no longer our contact, but our chat with them
@@ -43,17 +44,17 @@ async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
         if peer is None:
             raise UserError(UNKNOWN_CHAT)
         mentions = await storage.mentions.count(ctx.user_id, chat_id, False)
-        return payloads.former_contact_chat_info(peer.id, peer.username, mentions)
+        return shapes.former_contact_chat_info(peer.id, peer.username, mentions)
     online = await ctx.services.presence.online_among([chat_id] if contact.mutual_friend else [])
     mentions = await storage.mentions.count(ctx.user_id, chat_id, False)
-    return payloads.direct_chat_info(contact, online, utc_day(ctx.now()), mentions)
+    return shapes.direct_chat_info(contact, online, utc_day(ctx.now()), mentions)
 
 
 async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     history = await ctx.services.storage.messages.history(
         ctx.user_id, payload["chat_id"], payload["is_group"], payload["page"], payload["page_size"]
     )
-    messages = [payloads.history_message(message, is_read, ctx.user_id) for message, is_read in history.messages]
+    messages = [shapes.history_message(message, is_read, ctx.user_id) for message, is_read in history.messages]
     return {
         "chat_id": history.chat_id,
         "is_group": history.is_group,
@@ -67,8 +68,8 @@ async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[s
 _CHAT = (SESSION_ID, Int("chat_id"), Bool("is_group", required=False, default=False))
 
 ROUTES = [
-    Route("get_chats", Schema(SESSION_ID), get_chats, response="chats"),
-    Route("get_chat_info", Schema(*_CHAT), get_chat_info, response="chat_info"),
+    Route("get_chats", Schema(SESSION_ID), get_chats, response=notices.CHATS),
+    Route("get_chat_info", Schema(*_CHAT), get_chat_info, response=notices.CHAT_INFO),
     Route(
         "get_chat_history",
         Schema(
@@ -77,7 +78,7 @@ ROUTES = [
             Int("page_size", required=False, default=20, maximum=MAX_PAGE_SIZE),
         ),
         get_chat_history,
-        response="chat_history",
+        response=notices.CHAT_HISTORY,
         rate_class="reads",
     ),
 ]

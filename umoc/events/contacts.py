@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
+from umoc.domain.notices import shapes
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Int, Schema, Str
 from umoc.storage.relations import FRIEND, NEW
@@ -21,7 +22,7 @@ async def get_contacts(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     contacts = await ctx.services.storage.contacts.list(ctx.user_id)
     online = await ctx.services.presence.online_among([c.user_id for c in contacts if c.mutual_friend])
     today = utc_day(ctx.now())
-    return {"contacts": [payloads.contact_entry(c, online, today) for c in contacts]}
+    return {"contacts": [shapes.contact_entry(c, online, today) for c in contacts]}
 
 
 async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -29,8 +30,8 @@ async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, A
         ctx.user_id, payload["contact_username"], ctx.now()
     )
     added = {"user_id": target_id, "username": target_name, "status": NEW}
-    ctx.services.hub.emit_to_users([ctx.user_id], "contact_added", added)
-    ctx.services.hub.emit_to_users([target_id], "contact_request", {"user_id": ctx.user_id, "username": ctx.username})
+    ctx.services.hub.tell([ctx.user_id], notices.CONTACT_ADDED(added))
+    ctx.services.hub.tell([target_id], notices.CONTACT_REQUEST({"user_id": ctx.user_id, "username": ctx.username}))
     ctx.services.push.contact_requested(target_id, ctx.user_id, ctx.username)
     return added
 
@@ -38,9 +39,9 @@ async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, A
 async def accept_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     other_id, other_name = await ctx.services.storage.contacts.accept(ctx.user_id, payload["contact_id"], ctx.now())
     mine = {"user_id": other_id, "username": other_name, "status": FRIEND}
-    ctx.services.hub.emit_to_users([ctx.user_id], "contact_accepted", mine)
-    ctx.services.hub.emit_to_users(
-        [other_id], "contact_accepted", {"user_id": ctx.user_id, "username": ctx.username, "status": FRIEND}
+    ctx.services.hub.tell([ctx.user_id], notices.CONTACT_ACCEPTED(mine))
+    ctx.services.hub.tell(
+        [other_id], notices.CONTACT_ACCEPTED({"user_id": ctx.user_id, "username": ctx.username, "status": FRIEND})
     )
     ctx.services.webhooks.emit(
         "contact.accepted",
@@ -53,8 +54,8 @@ async def reject_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     other_id = payload["contact_id"]
     await ctx.services.storage.contacts.reject(ctx.user_id, other_id, ctx.now())
     mine = {"user_id": other_id}
-    ctx.services.hub.emit_to_users([ctx.user_id], "contact_rejected", mine)
-    ctx.services.hub.emit_to_users([other_id], "contact_rejected", {"user_id": ctx.user_id})
+    ctx.services.hub.tell([ctx.user_id], notices.CONTACT_REJECTED(mine))
+    ctx.services.hub.tell([other_id], notices.CONTACT_REJECTED({"user_id": ctx.user_id}))
     return mine
 
 
@@ -63,7 +64,7 @@ async def block_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
     target_id = payload["contact_id"]
     await ctx.services.storage.contacts.block(ctx.user_id, target_id, ctx.now())
     blocked = {"user_id": target_id}
-    ctx.services.hub.emit_to_users([ctx.user_id], "contact_blocked", blocked)
+    ctx.services.hub.tell([ctx.user_id], notices.CONTACT_BLOCKED(blocked))
     return blocked
 
 
@@ -71,7 +72,7 @@ async def unblock_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[st
     """Only the unblocker is told, as for the block; the two are strangers afterwards."""
     user_id, username = await ctx.services.storage.contacts.unblock(ctx.user_id, payload["contact_id"], ctx.now())
     unblocked = {"user_id": user_id, "username": username}
-    ctx.services.hub.emit_to_users([ctx.user_id], "contact_unblocked", unblocked)
+    ctx.services.hub.tell([ctx.user_id], notices.CONTACT_UNBLOCKED(unblocked))
     return unblocked
 
 
@@ -80,13 +81,13 @@ async def remove_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     other_id = payload["contact_id"]
     await ctx.services.storage.contacts.remove(ctx.user_id, other_id, ctx.now())
     removed = {"user_id": other_id}
-    ctx.services.hub.emit_to_users([ctx.user_id], "contact_removed", removed)
-    ctx.services.hub.emit_to_users([other_id], "contact_removed", {"user_id": ctx.user_id})
+    ctx.services.hub.tell([ctx.user_id], notices.CONTACT_REMOVED(removed))
+    ctx.services.hub.tell([other_id], notices.CONTACT_REMOVED({"user_id": ctx.user_id}))
     return removed
 
 
 ROUTES = [
-    Route("get_contacts", Schema(SESSION_ID), get_contacts, response="contacts"),
+    Route("get_contacts", Schema(SESSION_ID), get_contacts, response=notices.CONTACTS),
     Route(
         "add_contact",
         Schema(SESSION_ID, Str("contact_username", max_length=64)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain import notices
 from umoc.errors import UserError
 from umoc.events import messages
 from umoc.events.router import EventContext, Route
@@ -72,7 +73,7 @@ ROUTES = [
             Enum("purpose", ("message", "avatar"), required=False, default="message"),
         ),
         upload_file_prepare,
-        response="file_upload_ready",
+        response=notices.FILE_UPLOAD_READY,
         rate_class="uploads",
     ),
     Route(

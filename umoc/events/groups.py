@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import MAX_ID, SESSION_ID, Field, Int, Schema, Str
@@ -47,9 +48,9 @@ async def create_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     info = await storage.groups.info(group_id, None)
     online = await ctx.services.presence.online_among([m.user_id for m in info.members])
     for member in info.members:
-        created = payloads.group_info(info, member.user_id, online)
-        ctx.services.hub.emit_to_users([member.user_id], "group_created", created)
-    return payloads.group_info(info, ctx.user_id, online)
+        created = shapes.group_info(info, member.user_id, online)
+        ctx.services.hub.tell([member.user_id], notices.GROUP_CREATED(created))
+    return shapes.group_info(info, ctx.user_id, online)
 
 
 async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +65,7 @@ async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         payload["chat_id"], ctx.user_id, name, payload["description"], ctx.now()
     )
     updated = {"chat_id": payload["chat_id"], "name": name, "description": description}
-    ctx.services.hub.emit_to_users(members, "group_updated", updated)
+    ctx.services.hub.tell(members, notices.GROUP_UPDATED(updated))
     return updated
 
 
@@ -75,7 +76,7 @@ async def add_group_member(ctx: EventContext, payload: dict[str, Any]) -> dict[s
     )
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
     info = await ctx.services.storage.groups.info(chat_id, None)
-    ctx.services.hub.emit_to_users([m.user_id for m in info.members], "group_member_added", added)
+    ctx.services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added))
     ctx.services.webhooks.emit("group.member_added", {**added, "added_by": ctx.user_id})
     return added
 
@@ -83,7 +84,7 @@ async def add_group_member(ctx: EventContext, payload: dict[str, Any]) -> dict[s
 async def _remove(ctx: EventContext, chat_id: int, user_id: int) -> dict[str, Any]:
     change = await ctx.services.storage.groups.remove_member(chat_id, ctx.user_id, user_id, ctx.now())
     removed = {"chat_id": chat_id, "user_id": user_id}
-    ctx.services.hub.emit_to_users([*change.members, user_id], "group_member_removed", removed)
+    ctx.services.hub.tell([*change.members, user_id], notices.GROUP_MEMBER_REMOVED(removed))
     return removed
 
 

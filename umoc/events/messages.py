@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from umoc.domain import messaging, payloads
+from umoc.domain import messaging, notices
 from umoc.domain.access import MESSAGE_TYPES, require_writable_chat
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
@@ -89,9 +90,9 @@ async def edit_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     )
     target = edit.target
     for users, chat_id in target.views():
-        edited = payloads.message_edited(target.id, chat_id, target.is_group, edit.content, edit.edited_at)
-        ctx.services.hub.emit_to_users(users, "message_edited", edited)
-    mine = payloads.message_edited(
+        edited = shapes.message_edited(target.id, chat_id, target.is_group, edit.content, edit.edited_at)
+        ctx.services.hub.tell(users, notices.MESSAGE_EDITED(edited))
+    mine = shapes.message_edited(
         target.id, target.chat_id_for(ctx.user_id), target.is_group, edit.content, edit.edited_at
     )
     ctx.services.webhooks.emit("message.edited", {**mine, "sender_id": ctx.user_id})
@@ -102,7 +103,7 @@ async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     now = ctx.now()
     _chat_id, audience = await ctx.services.storage.messages.delete(ctx.user_id, payload["message_id"], now)
     deleted = {"message_id": payload["message_id"], "sender_id": ctx.user_id, "timestamp": iso(now)}
-    ctx.services.hub.emit_to_users(audience, "message_deleted", deleted)
+    ctx.services.hub.tell(audience, notices.MESSAGE_DELETED(deleted))
     ctx.services.webhooks.emit("message.deleted", {**deleted, "deleted_by": ctx.user_id})
     return deleted
 
@@ -116,7 +117,7 @@ async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     # Reads of messages sent before a block still count for the reader, but a
     # block stops everything between the two users, read receipts included.
     if not await ctx.services.storage.contacts.blocked_between(ctx.user_id, payload["sender_id"]):
-        ctx.services.hub.emit_to_users([payload["sender_id"]], "messages_read", receipt)
+        ctx.services.hub.tell([payload["sender_id"]], notices.MESSAGES_READ(receipt))
     return receipt
 
 
@@ -127,8 +128,8 @@ async def message_delivered(ctx: EventContext, payload: dict[str, Any]) -> dict[
     now = ctx.now()
     found = await ctx.services.storage.deliveries.mark_delivered(ctx.user_id, payload["message_ids"], now)
     for delivered in found:
-        ctx.services.hub.emit_to_users(
-            [delivered.sender_id], "messages_delivered", payloads.messages_delivered(delivered, ctx.user_id, now)
+        ctx.services.hub.tell(
+            [delivered.sender_id], notices.MESSAGES_DELIVERED(shapes.messages_delivered(delivered, ctx.user_id, now))
         )
     return {"message_ids": [i for d in found for i in d.message_ids]}
 
@@ -148,7 +149,7 @@ async def typing(ctx: EventContext, payload: dict[str, Any]) -> None:
     else:
         await require_writable_chat(ctx.services.storage, ctx.user_id, recipient_id, False)
         audience = [recipient_id]
-    ctx.services.hub.emit_to_users(audience, "typing_indicator", indicator)
+    ctx.services.hub.tell(audience, notices.TYPING_INDICATOR(indicator))
 
 
 ROUTES = [

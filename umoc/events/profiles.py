@@ -10,7 +10,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Field, Int, Schema, Uuid
@@ -54,20 +55,20 @@ async def update_profile(ctx: EventContext, payload: dict[str, Any]) -> dict[str
     profile, contacts = await ctx.services.storage.profiles.update(
         ctx.user_id, image_types=image_types, now=ctx.now(), **changes
     )
-    updated = payloads.profile(profile)
-    ctx.services.hub.emit_to_users([ctx.user_id, *contacts], "profile_updated", updated)
+    updated = shapes.profile(profile)
+    ctx.services.hub.tell([ctx.user_id, *contacts], notices.PROFILE_UPDATED(updated))
     return updated
 
 
 async def get_profile(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    return payloads.profile(await ctx.services.storage.profiles.get(ctx.user_id, payload["user_id"]))
+    return shapes.profile(await ctx.services.storage.profiles.get(ctx.user_id, payload["user_id"]))
 
 
 async def update_settings(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Change the settings given; with none given, answer the settings as they are."""
     found = await ctx.services.storage.profiles.update_settings(ctx.user_id, payload["send_delivery_receipts"])
-    updated = payloads.settings(found)
-    ctx.services.hub.emit_to_users([ctx.user_id], "settings_updated", updated)
+    updated = shapes.settings(found)
+    ctx.services.hub.tell([ctx.user_id], notices.SETTINGS_UPDATED(updated))
     return updated
 
 
@@ -83,7 +84,7 @@ ROUTES = [
         update_profile,
         rate_class="contacts",
     ),
-    Route("get_profile", Schema(SESSION_ID, Int("user_id")), get_profile, response="profile"),
+    Route("get_profile", Schema(SESSION_ID, Int("user_id")), get_profile, response=notices.PROFILE),
     Route(
         "update_settings",
         Schema(SESSION_ID, Bool("send_delivery_receipts", required=False)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain import notices
 from umoc.domain.push import registration_json
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
@@ -98,13 +99,18 @@ ROUTES = [
             Str("gateway", required=False, max_length=64),
         ),
         register_push,
-        response="push_registered",
+        response=notices.PUSH_REGISTERED,
     ),
     Route(
-        "unregister_push", Schema(SESSION_ID, Uuid("registration_id")), unregister_push, response="push_unregistered"
+        "unregister_push",
+        Schema(SESSION_ID, Uuid("registration_id")),
+        unregister_push,
+        response=notices.PUSH_UNREGISTERED,
     ),
-    Route("get_push_registrations", Schema(SESSION_ID), get_push_registrations, response="push_registrations"),
-    Route("set_push_enabled", Schema(SESSION_ID, Bool("enabled")), set_push_enabled, response="push_settings"),
-    Route("mute_chat", Schema(*_CHAT, Str("until", required=False, max_length=64)), mute_chat, response="chat_muted"),
-    Route("unmute_chat", Schema(*_CHAT), unmute_chat, response="chat_muted"),
+    Route("get_push_registrations", Schema(SESSION_ID), get_push_registrations, response=notices.PUSH_REGISTRATIONS),
+    Route("set_push_enabled", Schema(SESSION_ID, Bool("enabled")), set_push_enabled, response=notices.PUSH_SETTINGS),
+    Route(
+        "mute_chat", Schema(*_CHAT, Str("until", required=False, max_length=64)), mute_chat, response=notices.CHAT_MUTED
+    ),
+    Route("unmute_chat", Schema(*_CHAT), unmute_chat, response=notices.CHAT_MUTED),
 ]

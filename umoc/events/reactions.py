@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Field, Schema, Uuid
@@ -40,15 +41,15 @@ def _announce(ctx: EventContext, change: ReactionChange, emoji: str, added: bool
     target = change.target
     if change.changed:
         for users, chat_id in target.views():
-            updated = payloads.reaction_updated(
+            updated = shapes.reaction_updated(
                 target.id, chat_id, target.is_group, ctx.user_id, emoji, added, change.reactions
             )
-            ctx.services.hub.emit_to_users(users, "reaction_updated", updated)
-    mine = payloads.reaction_updated(
+            ctx.services.hub.tell(users, notices.REACTION_UPDATED(updated))
+    mine = shapes.reaction_updated(
         target.id, target.chat_id_for(ctx.user_id), target.is_group, ctx.user_id, emoji, added, change.reactions
     )
     if not change.changed:
-        ctx.socket.emit("reaction_updated", mine)
+        ctx.socket.tell(notices.REACTION_UPDATED(mine))
     return mine
 
 

@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from umoc.domain.notices import ERROR, ServerEvent
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.events.schema import Schema
@@ -50,7 +51,7 @@ class Route:
     event: str
     schema: Schema
     handler: Handler
-    response: str | None = None
+    response: ServerEvent | None = None
     rate_class: str = "events"
     #: A payload ``sessionID`` other than the socket's own is refused before the handler runs,
     #: unless the handler answers it itself (``verify_session`` says such a session is not valid).
@@ -176,7 +177,7 @@ class Router:
                 raise UserError("Rate limit exceeded; try again later", retry_after=retry_after)
             result = await route.handler(EventContext(self.services, socket), payload)
             if route.response is not None:
-                socket.emit(route.response, result)
+                socket.tell(route.response(result))
                 if ack_id is not None:
                     socket.ack(ack_id, result)
             elif ack_id is not None:
@@ -195,6 +196,6 @@ class Router:
     @staticmethod
     def _reply_error(socket: ClientSocket, ack_id: int | None, error: UserError) -> None:
         payload = error.payload()
-        socket.emit("error", payload)
+        socket.tell(ERROR(payload))
         if ack_id is not None:
             socket.ack(ack_id, {"error": error.message, **error.extra})

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
+from umoc.domain.notices import shapes
 from umoc.domain.search import MAX_QUERY, decode_cursor, encode_cursor, query_terms, snippet
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Field, Int, Schema, Str
@@ -33,7 +34,7 @@ async def search_messages(ctx: EventContext, payload: dict[str, Any]) -> dict[st
     page = await ctx.services.storage.search.messages(ctx.user_id, terms, chat, payload["cursor"], payload["limit"])
     return {
         "query": payload["query"],
-        "results": [payloads.search_result(hit, ctx.user_id, snippet(hit.message.content, terms)) for hit in page.hits],
+        "results": [shapes.search_result(hit, ctx.user_id, snippet(hit.message.content, terms)) for hit in page.hits],
         "next_cursor": encode_cursor(page.next_before) if page.next_before is not None else None,
     }
 
@@ -50,7 +51,7 @@ ROUTES = [
             Field("cursor", decode_cursor, required=False),
         ),
         search_messages,
-        response="search_results",
+        response=notices.SEARCH_RESULTS,
         rate_class="search",
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain import notices
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Number, Schema, Str
 
@@ -41,13 +42,13 @@ ROUTES = [
         "verify_session",
         Schema(SESSION_ID, Str("token", required=False, max_length=256)),
         verify_session,
-        response="session_status",
+        response=notices.SESSION_STATUS,
         foreign_session_refused=False,
     ),
     Route(
         "ping",
         Schema(SESSION_ID, Number("timestamp")),
         ping,
-        response="pong",
+        response=notices.PONG,
     ),
 ]

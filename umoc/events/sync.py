@@ -37,7 +37,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from umoc.domain import payloads
+from umoc.domain import notices
+from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Field, Int, Schema, Str
@@ -84,7 +85,7 @@ async def sync(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     found = await ctx.services.storage.messages.missed_since(ctx.user_id, since, limit + 1)
     return {
         "since": iso(since),
-        "messages": [payloads.new_message(m) for m in found[:limit]],
+        "messages": [shapes.new_message(m) for m in found[:limit]],
         "has_more": len(found) > limit,
         "server_time": iso(ctx.now()),
     }
@@ -95,7 +96,7 @@ async def _changes(ctx: EventContext, cursor: str, limit: int) -> dict[str, Any]
     members = sorted({m.user_id for change in page.changes if change.group for m in change.group.members})
     online = await ctx.services.presence.online_among(members) if members else set()
     return {
-        "changes": [payloads.feed_change(change, ctx.user_id, online) for change in page.changes],
+        "changes": [shapes.feed_change(change, ctx.user_id, online) for change in page.changes],
         "cursor": page.cursor,
         "has_more": page.has_more,
     }
@@ -111,6 +112,6 @@ ROUTES = [
             Int("limit", required=False, minimum=1, maximum=MAX_LIMIT, default=100),
         ),
         sync,
-        response="sync_result",
+        response=notices.SYNC_RESULT,
     ),
 ]

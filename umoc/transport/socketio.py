@@ -88,6 +88,20 @@ class Restored(Protocol):
     def start_seq(self) -> int: ...
 
 
+class Announcement(Protocol):
+    """A built server event (``umoc.domain.notices.Notice``): its name and its Socket.IO arguments.
+
+    Declared here, structurally, so the layers below the domain can send
+    notices without importing the registry that builds them.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def args(self) -> tuple[Any, ...]: ...
+
+
 class Recovery(Protocol):
     """Connection state recovery as this layer uses it (``umoc.transport.recovery`` implements it)."""
 
@@ -150,8 +164,12 @@ class ClientSocket:
     def remote_ip(self) -> str:
         return self.connection.engine.remote_ip
 
+    def tell(self, notice: Announcement) -> None:
+        """Send one declared server event to this socket only."""
+        self.emit(notice.name, *notice.args)
+
     def emit(self, event: str, *args: Any) -> None:
-        """Send one event to this socket only."""
+        """Send one event to this socket only (the conformance server's echo; the chat server uses `tell`)."""
         if self.connected:
             self.send(Outgoing.from_socketio(encode_event(event, *args, namespace=self.namespace)))
 

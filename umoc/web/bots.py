@@ -20,6 +20,7 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 
 from umoc.credentials import token_digest
+from umoc.domain import notices
 from umoc.domain.access import MESSAGE_TYPES
 from umoc.domain.messaging import post_message
 from umoc.domain.services import Services
@@ -90,9 +91,9 @@ class BotApi:
         services = self._services
         other_id, other_name = await services.storage.contacts.accept(bot_id, requester_id, services.clock.seconds())
         mine = {"user_id": other_id, "username": other_name, "status": FRIEND}
-        services.hub.emit_to_users([bot_id], "contact_accepted", mine)
+        services.hub.tell([bot_id], notices.CONTACT_ACCEPTED(mine))
         theirs = {"user_id": bot_id, "username": bot_name, "status": FRIEND}
-        services.hub.emit_to_users([other_id], "contact_accepted", theirs)
+        services.hub.tell([other_id], notices.CONTACT_ACCEPTED(theirs))
         services.webhooks.emit(
             "contact.accepted",
             {"user_id": bot_id, "username": bot_name, "requester_id": other_id, "requester_username": other_name},

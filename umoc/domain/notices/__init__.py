@@ -1,0 +1,255 @@
+"""Every event the server sends, declared once: its name, its fields, how it is built.
+
+A `ServerEvent` is a declaration; calling it with a payload gives a
+`Notice`, the built event that the hub (``Hub.tell``) or one socket
+(``ClientSocket.tell``) sends.  No emit site names an event with a string
+literal: each passes a notice built from one of the declarations here, so
+this registry is the complete list of what a client can receive, and the
+API reference test (``tests/docs/test_reference.py``) iterates it as it
+iterates the route table.
+
+How records look on the wire (a message, a chat, a contact) lives in
+`umoc.domain.notices.shapes`; this module says which events carry them.
+
+Adding an event: declare it below with its fields (``optional`` for those
+some payloads leave out), give it a heading in ``docs/api.md`` under
+"Server-initiated events", and send ``MY_EVENT(payload)`` through the hub
+or a socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
+
+#: Every declared server event by name (filled as this module loads).
+REGISTRY: dict[str, ServerEvent] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    """One event the server sends: the name clients listen for, and the fields its payload holds."""
+
+    name: str
+    #: Fields every payload of this event carries.
+    fields: tuple[str, ...]
+    #: Fields some payloads carry (a group's chat info, say, or ``retry_after`` on a refusal).
+    optional: tuple[str, ...] = ()
+    #: One line for the reference: when it is sent.
+    summary: str = ""
+
+    def __call__(self, payload: dict[str, Any] | None = None) -> Notice:
+        """The built event with ``payload`` (None: an event with no argument, such as ``account_deleted``)."""
+        return Notice(self, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A server event ready to send: what ``Hub.tell`` and ``ClientSocket.tell`` take."""
+
+    event: ServerEvent
+    payload: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return self.event.name
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The Socket.IO arguments after the event name."""
+        return () if self.payload is None else (self.payload,)
+
+
+def declare(name: str, fields: tuple[str, ...], optional: tuple[str, ...] = (), summary: str = "") -> ServerEvent:
+    """Register a server event; a name declared twice is a bug caught at import."""
+    if name in REGISTRY:
+        raise ValueError(f"server event {name!r} declared twice")
+    event = ServerEvent(name, fields, optional, summary)
+    REGISTRY[name] = event
+    return event
+
+
+# -- the connection ---------------------------------------------------------
+
+CONNECTION_SUCCESSFUL = declare(
+    "connection_successful",
+    ("user_id", "username", "session_expires", "cursor"),
+    summary="once per socket, after CONNECT was accepted",
+)
+SESSION_STATUS = declare(
+    "session_status", ("valid",), ("expires_at", "message"), summary="answers verify_session; sent when a session ends"
+)
+ERROR = declare("error", ("message",), ("retry_after",), summary="a refusal or a failure of one event")
+PONG = declare("pong", ("timestamp",), summary="answers ping")
+
+# -- answers to reads ---------------------------------------------------------
+
+CONTACTS = declare("contacts", ("contacts",), summary="answers get_contacts")
+CHATS = declare("chats", ("list",), summary="answers get_chats")
+CHAT_INFO = declare(
+    "chat_info",
+    ("id", "is_group", "mention_count"),
+    (
+        "username",
+        "display_name",
+        "avatar_url",
+        "status",
+        "is_online",
+        "last_seen",
+        "streak",
+        "continue_streak",
+        "name",
+        "description",
+        "created_at",
+        "is_admin",
+        "member_count",
+        "members",
+    ),
+    summary="answers get_chat_info (a direct chat's or a group's fields)",
+)
+CHAT_HISTORY = declare(
+    "chat_history",
+    ("chat_id", "is_group", "messages", "page", "total_messages", "total_pages"),
+    summary="answers get_chat_history",
+)
+FILE_UPLOAD_READY = declare(
+    "file_upload_ready",
+    ("file_id", "upload_url", "upload_token", "expires_in"),
+    summary="answers upload_file_prepare",
+)
+SYNC_RESULT = declare(
+    "sync_result",
+    ("has_more",),
+    ("messages", "server_time", "since", "changes", "cursor"),
+    summary="answers sync ({since}: messages; {cursor}: changes)",
+)
+SEARCH_RESULTS = declare("search_results", ("query", "results", "next_cursor"), summary="answers search_messages")
+PUSH_REGISTERED = declare("push_registered", ("registration_id", "kind"), summary="answers register_push")
+PUSH_UNREGISTERED = declare("push_unregistered", ("registration_id",), summary="answers unregister_push")
+PUSH_REGISTRATIONS = declare(
+    "push_registrations", ("registrations", "enabled"), summary="answers get_push_registrations"
+)
+PUSH_SETTINGS = declare("push_settings", ("enabled",), summary="answers set_push_enabled")
+CHAT_MUTED = declare(
+    "chat_muted", ("chat_id", "is_group", "muted", "until"), summary="answers mute_chat and unmute_chat"
+)
+PROFILE = declare(
+    "profile",
+    ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    summary="answers get_profile",
+)
+
+# -- presence -------------------------------------------------------------------
+
+USER_STATUS = declare(
+    "user_status", ("user_id", "username", "status"), ("last_seen",), summary="a contact came online or went offline"
+)
+TYPING_INDICATOR = declare(
+    "typing_indicator",
+    ("user_id", "username", "is_typing", "timestamp"),
+    ("chat_id", "is_group"),
+    summary="someone is typing in a chat of yours",
+)
+
+# -- messages ---------------------------------------------------------------------
+
+NEW_MESSAGE = declare(
+    "new_message",
+    (
+        "message_id",
+        "sender_id",
+        "sender_username",
+        "recipient_id",
+        "is_group",
+        "type",
+        "content",
+        "timestamp",
+        "reply_to",
+        "mentions",
+        "reactions",
+        "edited_at",
+        "display_name",
+        "avatar_url",
+    ),
+    ("encrypted_content",),
+    summary="a message was stored in one of your chats",
+)
+MESSAGE_EDITED = declare(
+    "message_edited",
+    ("message_id", "chat_id", "is_group", "content", "edited_at"),
+    summary="a message of one of your chats was edited",
+)
+MESSAGE_DELETED = declare(
+    "message_deleted", ("message_id", "sender_id", "timestamp"), summary="a message of one of your chats was deleted"
+)
+REACTION_UPDATED = declare(
+    "reaction_updated",
+    ("message_id", "chat_id", "is_group", "user_id", "emoji", "action", "reactions"),
+    summary="a reaction was added or removed",
+)
+MESSAGES_READ = declare(
+    "messages_read",
+    ("reader_id", "reader_username", "message_ids", "timestamp"),
+    summary="your messages were read",
+)
+MESSAGES_DELIVERED = declare(
+    "messages_delivered",
+    ("user_id", "chat_id", "is_group", "message_ids", "delivered_at"),
+    summary="your messages reached the recipient's client",
+)
+
+# -- contacts ------------------------------------------------------------------------
+
+CONTACT_ADDED = declare("contact_added", ("user_id", "username", "status"), summary="answers add_contact")
+CONTACT_REQUEST = declare("contact_request", ("user_id", "username"), summary="someone asked to be your contact")
+CONTACT_ACCEPTED = declare(
+    "contact_accepted", ("user_id", "username", "status"), summary="a contact request was accepted"
+)
+CONTACT_REJECTED = declare("contact_rejected", ("user_id",), summary="a contact request was rejected")
+CONTACT_BLOCKED = declare("contact_blocked", ("user_id",), summary="answers block_contact")
+CONTACT_UNBLOCKED = declare("contact_unblocked", ("user_id", "username"), summary="answers unblock_contact")
+CONTACT_REMOVED = declare("contact_removed", ("user_id",), summary="a contact was removed (by either side)")
+
+# -- account and profile ----------------------------------------------------------------
+
+ACCOUNT_DELETED = declare("account_deleted", (), summary="your account was deleted; the session ends")
+PROFILE_UPDATED = declare(
+    "profile_updated",
+    ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    summary="a contact's (or your own) profile changed",
+)
+SETTINGS_UPDATED = declare("settings_updated", ("send_delivery_receipts",), summary="answers update_settings")
+
+# -- groups ---------------------------------------------------------------------------------
+
+GROUP_CREATED = declare(
+    "group_created",
+    (
+        "id",
+        "is_group",
+        "name",
+        "description",
+        "display_name",
+        "avatar_url",
+        "created_at",
+        "is_admin",
+        "member_count",
+        "members",
+        "mention_count",
+    ),
+    summary="a group you are a member of was created",
+)
+GROUP_UPDATED = declare("group_updated", ("chat_id", "name", "description"), summary="a group was renamed")
+GROUP_MEMBER_ADDED = declare(
+    "group_member_added", ("chat_id", "user_id", "username"), summary="someone joined a group of yours"
+)
+GROUP_MEMBER_REMOVED = declare(
+    "group_member_removed", ("chat_id", "user_id"), summary="someone left or was removed from a group of yours"
+)
+
+
+def session_ended(message: str) -> Notice:
+    """What every socket of an ended session is told before it is closed (the hub's builder)."""
+    return SESSION_STATUS({"valid": False, "message": message})
