@@ -13,7 +13,7 @@ From the top to the bottom::
     storage                    SQL
     transport                  WebSocket, long-polling, Engine.IO and Socket.IO sessions
     protocol                   sans-IO codecs
-    ratelimit outbound         token buckets (memory or a Redis script client it is given); outbound HTTP
+    ratelimit outbound records token buckets; outbound HTTP; the frozen records commands take
     config                     the YAML configuration
     errors timefmt credentials streaks metrics logs ids   leaves
 
@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "config": 1,
     "ratelimit": 2,
     "outbound": 2,
+    "records": 2,
     "protocol": 3,
     "transport": 4,
     "storage": 5,

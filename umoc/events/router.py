@@ -27,6 +27,7 @@ from umoc.domain.notices import ERROR, ServerEvent
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.events.schema import Schema
+from umoc.records import Actor
 from umoc.transport.socketio import ClientSocket
 
 __all__ = ["EventContext", "Route", "Router", "build_routes"]
@@ -76,6 +77,12 @@ class EventContext:
     @property
     def session_id(self) -> str:
         return self.socket.identity.session_id
+
+    @property
+    def actor(self) -> Actor:
+        """This socket's user, as the domain commands take them."""
+        identity = self.socket.identity
+        return Actor.user(identity.user_id, identity.username, "socket", identity.session_id)
 
     def now(self) -> float:
         return self.services.clock.seconds()
