@@ -178,7 +178,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     cluster: Cluster | None = None
     if redis_side is not None:
         redis, bus, watch, redis_presence = redis_side
-        catchup = CatchUp(hub, storage, clock)
+        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None)
         watch.listeners.append(catchup.request)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
