@@ -52,6 +52,27 @@ class MemoryRatelimiterTests(unittest.TestCase):
         self.assertTrue(all(limiter.check_now("messages", "k")[0] for _ in range(100)))
 
 
+class RememberedClientsTests(unittest.TestCase):
+    """Marks that exempt a client from a bucket: they expire, and memory keeps a bounded number."""
+
+    def test_a_mark_counts_for_its_kind_and_key_until_it_expires(self) -> None:
+        clock = Clock()
+        limiter = MemoryRatelimiter(clock, SETTINGS)
+        self.assertFalse(self.successResultOf(limiter.remembered("known", ["alice|ip:1", "alice|dev:x"])))
+        self.successResultOf(limiter.remember("known", "alice|dev:x", 60))
+        self.assertTrue(self.successResultOf(limiter.remembered("known", ["alice|ip:1", "alice|dev:x"])))
+        self.assertFalse(limiter.remembered_now("other", ["alice|dev:x"]))
+        clock.advance(60)
+        self.assertFalse(limiter.remembered_now("known", ["alice|dev:x"]))
+
+    def test_memory_keeps_the_newest_marks_only(self) -> None:
+        limiter = MemoryRatelimiter(Clock(), SETTINGS)
+        limiter.MAX_REMEMBERED = 3
+        for n in range(5):
+            limiter.remember_now("known", f"k{n}", 60)
+        self.assertEqual([limiter.remembered_now("known", [f"k{n}"]) for n in range(5)], [False] * 2 + [True] * 3)
+
+
 # -- Redis --------------------------------------------------------------------
 
 
@@ -93,6 +114,17 @@ class RedisRatelimiterTests(unittest.TestCase):
         ttl = int(await self.redis.call("execute_command", "PTTL", key))
         # One token used at 2 per second: full again after 0.5 s, plus a second of slack.
         self.assertTrue(0 < ttl <= 1500, ttl)
+
+    @inline
+    async def test_a_mark_made_through_one_limiter_is_seen_by_another_and_expires(self) -> None:
+        other = RedisRatelimiter(self.redis, self.clock, SETTINGS, self.prefix)
+        self.assertFalse(await other.remembered("known", ["alice|ip:1"]))
+        await self.limiter.remember("known", "alice|ip:1", 60)
+        self.assertTrue(await other.remembered("known", ["bob|ip:1", "alice|ip:1"]))
+        self.assertFalse(await other.remembered("known", ["bob|ip:1"]))
+        self.assertFalse(await other.remembered("known", []))
+        ttl = int(await self.redis.call("execute_command", "PTTL", f"{self.prefix}known:known:alice|ip:1"))
+        self.assertTrue(59_000 < ttl <= 60_000, ttl)
 
     @inline
     async def test_two_limiters_on_one_redis_share_buckets(self) -> None:
@@ -168,6 +200,19 @@ class FailoverTests(unittest.TestCase):
         self.answer()
         self.assertEqual(self.primary.calls, calls + 1)
         self.assertEqual(len(self.switches()), 2, "one line when leaving Redis, one when returning")
+
+    def test_marks_are_kept_in_memory_too_and_read_from_it_while_redis_is_away(self) -> None:
+        remembered: list[str] = []
+        self.primary.remember = lambda kind, key, ttl: defer.succeed(remembered.append(key))  # type: ignore[attr-defined]
+        self.primary.remembered = lambda kind, keys: defer.succeed(False)  # type: ignore[attr-defined]
+        self.successResultOf(self.limiter.remember("known", "alice|ip:1", 60))
+        self.assertEqual(remembered, ["alice|ip:1"], "written to Redis for the other nodes")
+        self.assertTrue(self.successResultOf(self.limiter.remembered("known", ["alice|ip:1"])))
+        self.redis.connected = False
+        self.assertTrue(self.successResultOf(self.limiter.remembered("known", ["alice|ip:1"])))
+        self.assertFalse(self.successResultOf(self.limiter.remembered("known", ["bob|ip:1"])))
+        self.successResultOf(self.limiter.remember("known", "bob|ip:1", 60))
+        self.assertTrue(self.successResultOf(self.limiter.remembered("known", ["bob|ip:1"])))
 
     def test_no_connection_skips_redis_entirely(self) -> None:
         self.redis.connected = False

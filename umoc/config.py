@@ -155,6 +155,12 @@ class SessionsConfig:
     #: How often a node checks that the sessions of its sockets still exist, and closes those ended
     #: elsewhere (by ``umoc-admin`` with no Redis to tell the node, or while Redis was away).
     check_interval: Duration = Duration(10)
+    #: A client (address or ``device_token``) that logged into an account is exempt from the account's
+    #: ``ratelimits.login_account`` bucket this long after its last successful login there.
+    trusted_client_ttl: Duration = Duration(30 * 86400)
+    #: Password hashes (logins, registrations, ``delete_account``) queued or running at once on a node;
+    #: past it a request is refused at once (503, or ``error`` with ``retry_after``) instead of waiting.
+    password_queue: int = 32
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,7 @@ class RateLimitsConfig:
     events: RateLimit = field(default_factory=lambda: _rl(50, 1, 100))
     login: RateLimit = field(default_factory=lambda: _rl(10, 60, 10))
     login_name: RateLimit = field(default_factory=lambda: _rl(5, 300, 5))
+    login_account: RateLimit = field(default_factory=lambda: _rl(10, 300, 10))
     register: RateLimit = field(default_factory=lambda: _rl(5, 3600, 10))
     connect: RateLimit = field(default_factory=lambda: _rl(30, 60, 60))
     export: RateLimit = field(default_factory=lambda: _rl(5, 3600, 5))
@@ -564,6 +571,10 @@ def _check(config: Config) -> list[str]:
     for kind in config.uploads.allowed_types:
         if kind not in ("image", "video", "audio", "file"):
             bad(f"uploads.allowed_types.{kind}", "expected one of image, video, audio, file")
+    if config.sessions.password_queue < 1:
+        bad("sessions.password_queue", "expected at least 1")
+    if config.sessions.trusted_client_ttl <= 0:
+        bad("sessions.trusted_client_ttl", "expected a positive duration")
     for f in dataclasses.fields(RateLimitsConfig):
         limit = getattr(config.ratelimits, f.name)
         if isinstance(limit, RateLimit) and (limit.rate <= 0 or limit.burst < 1 or limit.per <= 0):

@@ -1,14 +1,21 @@
-"""Token buckets, one per (kind of action, user or IP).
+"""Token buckets, one per (kind of action, user or IP), and remembered clients.
 
 ``can_do_action(kind, key)`` answers ``(allowed, retry_after_seconds)`` the
 way Synapse's ``Ratelimiter`` does.  `MemoryRatelimiter` keeps buckets in a
 dict pruned as it is used; the Redis limiter shares the interface so that
 every node sees the same buckets.
+
+``remember(kind, key, ttl)`` and ``remembered(kind, keys)`` keep the other
+half of a limit that must not lock owners out: which clients are exempt
+from a bucket (OWASP's "device cookies": a client that logged into an
+account before is not throttled with the strangers guessing at it; see
+``umoc.web.auth``).  In Redis too, so that a login on one node counts on all.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -37,6 +44,10 @@ log = Logger()
 class Ratelimiter(Protocol):
     def can_do_action(self, kind: str, key: str) -> defer.Deferred[tuple[bool, float]]: ...
 
+    def remember(self, kind: str, key: str, ttl: float) -> defer.Deferred[None]: ...
+
+    def remembered(self, kind: str, keys: list[str]) -> defer.Deferred[bool]: ...
+
 
 def take_token(tokens: float, updated: float, now: float, limit: RateLimit) -> tuple[bool, float, float]:
     """One step of a token bucket: ``(allowed, tokens_left, retry_after)``.
@@ -56,12 +67,16 @@ class MemoryRatelimiter:
     """Buckets in this process: the single-node default and the fallback when Redis is away."""
 
     PRUNE_EVERY = 10_000
+    #: Remembered clients kept at most (the oldest marks go first); each is a few dozen bytes.
+    MAX_REMEMBERED = 100_000
 
     def __init__(self, clock: IReactorTime, settings: RateLimitsConfig) -> None:
         self._clock = clock
         self._settings = settings
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._calls = 0
+        #: (kind, key) -> when the mark expires, oldest mark first.
+        self._remembered: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def limit_for(self, kind: str) -> RateLimit:
         return getattr(self._settings, kind)
@@ -81,6 +96,29 @@ class MemoryRatelimiter:
 
     def can_do_action(self, kind: str, key: str) -> defer.Deferred[tuple[bool, float]]:
         return defer.succeed(self.check_now(kind, key))
+
+    def remember_now(self, kind: str, key: str, ttl: float) -> None:
+        self._remembered.pop((kind, key), None)
+        self._remembered[(kind, key)] = self._clock.seconds() + ttl
+        while len(self._remembered) > self.MAX_REMEMBERED:
+            self._remembered.popitem(last=False)
+
+    def remembered_now(self, kind: str, keys: list[str]) -> bool:
+        now = self._clock.seconds()
+        for key in keys:
+            expires = self._remembered.get((kind, key))
+            if expires is not None and expires > now:
+                return True
+            if expires is not None:
+                del self._remembered[(kind, key)]
+        return False
+
+    def remember(self, kind: str, key: str, ttl: float) -> defer.Deferred[None]:
+        self.remember_now(kind, key, ttl)
+        return defer.succeed(None)
+
+    def remembered(self, kind: str, keys: list[str]) -> defer.Deferred[bool]:
+        return defer.succeed(self.remembered_now(kind, keys))
 
     def _prune(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no information."""
@@ -124,6 +162,23 @@ return {allowed, string.format('%.17g', retry_after)}
 """
 
 
+#: KEYS: marks; 1 when any of them exists.
+ANY_EXISTS_LUA = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    return 1
+  end
+end
+return 0
+"""
+
+#: KEYS[1] mark; ARGV[1] its lifetime in milliseconds.
+REMEMBER_LUA = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return 1
+"""
+
+
 class RedisRatelimiter:
     """Buckets shared by every node; one atomic script per check.
 
@@ -145,6 +200,18 @@ class RedisRatelimiter:
         args = [repr(self._clock.seconds()), repr(limit.rate / limit.per), str(limit.burst)]
         d = self._redis.eval(TAKE_TOKEN_LUA, [f"{self._prefix}rl:{kind}:{key}"], args)
         d.addCallback(_bucket_reply)
+        return d
+
+    def remember(self, kind: str, key: str, ttl: float) -> defer.Deferred[None]:
+        d = self._redis.eval(REMEMBER_LUA, [f"{self._prefix}known:{kind}:{key}"], [str(max(1, int(ttl * 1000)))])
+        d.addCallback(lambda _: None)
+        return d
+
+    def remembered(self, kind: str, keys: list[str]) -> defer.Deferred[bool]:
+        if not keys:
+            return defer.succeed(False)
+        d = self._redis.eval(ANY_EXISTS_LUA, [f"{self._prefix}known:{kind}:{key}" for key in keys], [])
+        d.addCallback(lambda reply: int(reply) == 1)
         return d
 
 
@@ -195,6 +262,33 @@ class FailoverRatelimiter:
         def failed(failure: Any) -> tuple[bool, float]:
             self._switch_to_fallback(failure.getErrorMessage() or failure.type.__name__)
             return self.fallback.check_now(kind, key)
+
+        d.addErrback(failed)
+        return d
+
+    def remember(self, kind: str, key: str, ttl: float) -> defer.Deferred[None]:
+        """Kept in this node's memory as well, so that it still counts here while Redis is away."""
+        self.fallback.remember_now(kind, key, ttl)
+        if self.using_fallback or not self._redis.connected:
+            self._maybe_probe()
+            return defer.succeed(None)
+        d = defer.maybeDeferred(self._primary.remember, kind, key, ttl)
+        d.addErrback(lambda failure: self._switch_to_fallback(failure.getErrorMessage() or failure.type.__name__))
+        return d
+
+    def remembered(self, kind: str, keys: list[str]) -> defer.Deferred[bool]:
+        """In this node's memory, else in Redis while it answers."""
+        if self.fallback.remembered_now(kind, keys):
+            return defer.succeed(True)
+        if self.using_fallback or not self._redis.connected:
+            self._switch_to_fallback("no connection")
+            self._maybe_probe()
+            return defer.succeed(False)
+        d = defer.maybeDeferred(self._primary.remembered, kind, keys)
+
+        def failed(failure: Any) -> bool:
+            self._switch_to_fallback(failure.getErrorMessage() or failure.type.__name__)
+            return False
 
         d.addErrback(failed)
         return d

@@ -170,6 +170,7 @@ class RedisService(service.Service):
         return defer.ensureDeferred(self._close())
 
     async def _close(self) -> None:
+        self._cluster.catchup.stop()
         # Users whose sockets closed without their announcement going through are announced here.
         await self._status.announce_offline(await self._cluster.presence.withdraw())
         await self._cluster.bus.flush()
@@ -195,6 +196,7 @@ class UmocService(service.MultiService):
             periodic_task(presence.heartbeat_interval, status.heartbeat, reactor).setServiceParent(self)
             periodic_task(presence.reap_interval, status.reap_dead_nodes, reactor).setServiceParent(self)
             periodic_task(cluster.watch.interval, cluster.watch.tick, reactor).setServiceParent(self)
+            periodic_task(cluster.catchup.MARK_INTERVAL, cluster.catchup.mark, reactor).setServiceParent(self)
         periodic_task(config.sessions.cleanup_interval, services.sessions.expire, reactor).setServiceParent(self)
         periodic_task(config.sessions.check_interval, services.sessions.sweep, reactor).setServiceParent(self)
         periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)

@@ -161,6 +161,12 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     sessions = SessionManager(
         storage.users, hub, clock, config.sessions, config.registration.mode, threads_reactor or reactor
     )
+    metrics.gauge("umoc_password_hashes", "Password hashes queued or running on this node", lambda: sessions.hashing)
+    metrics.counter(
+        "umoc_password_hashes_refused",
+        "Logins, registrations and password checks refused: sessions.password_queue were waiting",
+        lambda: sessions.hashes_refused,
+    )
     files = FileManager(storage, clock, config.uploads, config.uploads_path)
     services = Services(
         config=config,
@@ -179,7 +185,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     cluster: Cluster | None = None
     if redis_side is not None:
         redis, bus, watch, redis_presence = redis_side
-        catchup = CatchUp(hub, storage, clock)
+        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None)
         watch.listeners.append(catchup.request)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)

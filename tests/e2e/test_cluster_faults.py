@@ -230,6 +230,63 @@ class BusGapTests(ClusterCase):
         self.assertGreater(b.service.node.cluster.catchup.replayed, 0, "the gap was caught up from the database")
 
 
+class IdleGapTests(ClusterCase):
+    """A gap while nobody is connected must not switch the catch-up of later gaps off (issue 22, G4)."""
+
+    async def outage(self, private: PrivateRedis, nodes: list[Server], during: Any = None) -> None:
+        """Redis killed until every node noticed, ``during`` run, Redis back until every node caught up."""
+        watches = [node.service.node.cluster.watch for node in nodes]
+        private.kill()
+        await self.wait_for(lambda: all(watch.gap_start is not None for watch in watches))
+        if during is not None:
+            await during()
+        private.start()
+        catchups = [node.service.node.cluster.catchup for node in nodes]
+        await self.wait_for(
+            lambda: all(watch.gap_start is None for watch in watches) and not any(c.running for c in catchups),
+            timeout=20,
+        )
+
+    @inline
+    async def test_after_a_gap_with_nobody_connected_the_next_gap_is_still_caught_up(self) -> None:
+        if REDIS_SERVER is None:
+            raise self.skipTest("redis-server is not installed")
+        private = PrivateRedis()
+        private.start()
+        self.addCleanup(private.kill)
+        a, b = await self.start_nodes(2, private.url)
+        await self.outage(private, [a, b])  # a blip with nobody on either node
+
+        alice, bob = await self.person(a, "alice"), await self.person(b, "bob")
+        await self.befriend(alice, bob)
+        before = await alice[1].call(
+            "send_message", alice[1].with_session(recipient_id=bob[0]["user_id"], content="before")
+        )
+        await self.received(bob[1], alice[0]["user_id"], ["before"])
+
+        async def write() -> None:
+            # Stored on A and acknowledged while Redis is away: B hears of it only from the database.
+            await self.send(alice, bob[0], "during the gap")
+            edited = await alice[1].call(
+                "edit_message", alice[1].with_session(message_id=before["message_id"], content="before, edited")
+            )
+            self.assertEqual(edited.get("content"), "before, edited", edited)
+
+        await self.outage(private, [a, b], write)
+        await self.received(bob[1], alice[0]["user_id"], ["before", "during the gap"])
+        self.assertGreater(b.service.node.cluster.catchup.replayed, 0, "B caught the second gap up")
+
+        # The edit is not replayed live: the hint says to sync, and the feed from its cursor has it.
+        hint = await bob[1].expect("sync_needed")
+        self.assertEqual(hint["reason"], "cluster_gap")
+        self.assertIsInstance(hint["cursor"], str)
+        page = await bob[1].call("sync", bob[1].with_session(cursor=hint["cursor"], limit=500))
+        events = [(c["event"], c.get("content")) for c in page["changes"]]
+        self.assertIn(("message_edited", "before, edited"), events)
+        self.assertIn(("new_message", "during the gap"), events)
+        self.assertEqual(bob[1].drain("sync_needed"), [], "one hint per gap")
+
+
 class NodeGoneTests(ClusterCase):
     """A node that dies or stops: its users' friends elsewhere are told, once."""
 

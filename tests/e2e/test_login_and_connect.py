@@ -15,7 +15,7 @@ class FoundationTestsMixin:
     @inline
     async def test_register_login_connect_receives_connection_successful(self) -> None:
         login = await self.server.user("alice")
-        self.assertEqual(set(login), {"sessionID", "token", "user_id", "username", "expires_at"})
+        self.assertEqual(set(login), {"sessionID", "token", "user_id", "username", "expires_at", "device_token"})
         self.assertIsInstance(login["user_id"], int)
         uuid.UUID(login["sessionID"])
         client = await self.connect(login)

@@ -30,6 +30,8 @@ NODE_FAMILIES = {
     "umoc_webhook_deliveries",
     "umoc_push_queue",
     "umoc_webhook_queue",
+    "umoc_password_hashes",
+    "umoc_password_hashes_refused",
 }
 REDIS_FAMILIES = {
     "umoc_bus_published",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 import uuid
+from typing import Any
 
 import treq
 
+from tests.support.cluster import ClusterTestCase
 from tests.support.databases import NO_REDIS, REDIS_URL
 from tests.support.deferreds import blocking, inline
 from tests.support.server import ServerTestCase, test_config
@@ -130,3 +132,24 @@ class RateLimitRedisDownTests(RateLimitTestsMixin, ServerTestCase):
         _, client = await self.connected_user("alice")
         self.assertEqual((await client.call("ping", {"timestamp": 1}))["timestamp"], 1)
         self.assertTrue(self.server.services.ratelimiter.using_fallback)
+
+
+class AccountGuessingAcrossNodesTests(ClusterTestCase):
+    """``ratelimits.login_account`` and the clients an account knows are shared by every node (Redis)."""
+
+    async def login_at(self, node: Any, address: str, password: str) -> tuple[int, Any]:
+        return await node.post(
+            "/api/login", {"username": "alice", "password": password}, headers={"X-Forwarded-For": address}
+        )
+
+    @inline
+    async def test_guesses_spread_over_nodes_share_one_bucket_and_the_owner_is_known_everywhere(self) -> None:
+        a, b = [await self.start_node(self.node_config(server={"trusted_proxies": ["127.0.0.1"]})) for _ in range(2)]
+        await a.register("alice")
+        code, _ = await self.login_at(a, "198.51.100.7", "correct horse battery")
+        self.assertEqual(code, 200)
+        codes = [(await self.login_at((a, b)[n % 2], f"10.0.{n}.1", "wrong password!"))[0] for n in range(40)]
+        self.assertLessEqual(codes.count(401), 10, codes)  # one bucket of 10 for both nodes
+        self.assertEqual(codes.count(401) + codes.count(429), 40, codes)
+        code, _ = await self.login_at(b, "198.51.100.7", "correct horse battery")
+        self.assertEqual(code, 200, "the owner's address, known through Redis on the other node")

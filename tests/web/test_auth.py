@@ -98,7 +98,7 @@ class AuthResourceTests(NodeTestCase):
         login = await self.post("/api/login", {"username": "alice", "password": "correct horse battery"})
         self.assertEqual(login.code, 200)
         body = login.json()
-        self.assertEqual(set(body), {"sessionID", "token", "user_id", "username", "expires_at"})
+        self.assertEqual(set(body), {"sessionID", "token", "user_id", "username", "expires_at", "device_token"})
         self.assertIsNotNone(await self.storage.users.session(body["sessionID"]))
         logout = await self.post("/api/logout", {"sessionID": body["sessionID"], "token": body["token"]})
         self.assertEqual((logout.code, logout.json()), (200, {"ok": True}))

@@ -7,8 +7,15 @@ past ``sessions.max_per_user``, expiry) tells its sockets on every node.
 
 Password hashing runs on a two-thread pool of its own: Argon2id is slow and
 takes 19 MiB a hash on purpose, so the bound keeps a login storm from
-eating the reactor's shared pool or memory.  A login whose stored hash is
-an older kind (scrypt) or weaker parameters stores a fresh hash.
+eating the reactor's shared pool or memory.  The hashes waiting for that
+pool are bounded too (``sessions.password_queue``): past the bound a login,
+registration or password check is refused at once with
+`PasswordQueueFullError` (503 with ``Retry-After`` over HTTP, ``error``
+with ``retry_after`` on a socket) rather than queued, so a storm of guesses
+costs a bounded wait to everyone instead of an unbounded one (and unbounded
+memory: every queued job holds its request).  A login whose stored hash is
+an older kind (scrypt) or weaker parameters stores a fresh hash, unless the
+queue is full: then it waits for the next login.
 
 Registration follows ``registration.mode`` (open, closed, invite), which an
 administrator's setting in the database overrides; the check and the
@@ -61,6 +68,7 @@ __all__ = [
     "InvalidCredentialsError",
     "InvalidSessionError",
     "Login",
+    "PasswordQueueFullError",
     "RegistrationRefusedError",
     "SessionManager",
     "UsernameTakenError",
@@ -81,6 +89,22 @@ class InvalidCredentialsError(UserError):
 
 class AccountDisabledError(UserError):
     """The right password for an account an administrator deactivated."""
+
+
+class PasswordQueueFullError(UserError):
+    """Too many password hashes waiting on this node: try again in ``retry_after`` seconds.
+
+    ``status`` and ``headers`` make the HTTP edge answer 503 with
+    ``Retry-After``; on a socket the ``error`` event carries ``retry_after``.
+    """
+
+    status = 503
+    #: Seconds to wait: a full queue drains in about this long (two threads, tens of ms a hash).
+    RETRY_AFTER = 1
+
+    def __init__(self) -> None:
+        super().__init__("The server is busy checking passwords; try again shortly", retry_after=self.RETRY_AFTER)
+        self.headers = {"Retry-After": str(self.RETRY_AFTER)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +145,10 @@ class SessionManager:
         #: ``registration.mode`` from the configuration (a setting in the database overrides it).
         self.registration_mode = registration_mode
         self.password_pool = ThreadPool(minthreads=0, maxthreads=2, name="umoc-passwords")
+        #: Hashes handed to the pool and not finished yet (queued or running).
+        self.hashing = 0
+        #: Hashes refused because ``sessions.password_queue`` were already waiting.
+        self.hashes_refused = 0
         #: Recently checked sessions: an authenticated connect costs no database round trip.
         self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
         hub.session_end_listeners.append(self.forget)
@@ -135,7 +163,18 @@ class SessionManager:
             self.password_pool.stop()
 
     def _in_pool(self, fn: Any, *args: Any) -> Any:
-        return threads.deferToThreadPool(self._threads_reactor, self.password_pool, fn, *args)
+        """Run a hash on the password pool; `PasswordQueueFullError` when ``password_queue`` are waiting."""
+        if self.hashing >= self._config.password_queue:
+            self.hashes_refused += 1
+            raise PasswordQueueFullError()
+        self.hashing += 1
+        d = threads.deferToThreadPool(self._threads_reactor, self.password_pool, fn, *args)
+        d.addBoth(self._hashed)
+        return d
+
+    def _hashed(self, result: Any) -> Any:
+        self.hashing -= 1
+        return result
 
     # -- accounts and logins -----------------------------------------------------
 
@@ -172,7 +211,7 @@ class SessionManager:
         user_id, canonical_name, stored_hash, active = found
         if not active:
             raise AccountDisabledError("This account has been deactivated")
-        if needs_rehash(stored_hash):
+        if needs_rehash(stored_hash) and self.hashing < self._config.password_queue:
             fresh = await self._in_pool(hash_password, password)
             await self._users.replace_password_hash(user_id, stored_hash, fresh)
         session_id, token = str(uuid.uuid4()), new_token()

@@ -36,9 +36,30 @@ async function postJson(path, body) {
   return data;
 }
 
+// The device token a login answered, kept across logouts: this browser's later logins are known to
+// the account, so guesses at it from elsewhere never hold its owner back (ratelimits.login_account).
+const DEVICE_KEY = 'umoc.device';
+
+async function login(username, password) {
+  const body = {username, password};
+  try {
+    const device = localStorage.getItem(DEVICE_KEY);
+    if (device) body.device_token = device;
+  } catch {
+    // no storage: logs in as a client the account does not know yet
+  }
+  const data = await postJson('/api/login', body);
+  try {
+    if (data && typeof data.device_token === 'string') localStorage.setItem(DEVICE_KEY, data.device_token);
+  } catch {
+    // as above
+  }
+  return data;
+}
+
 export const http = {
   register: (username, password) => postJson('/api/register', {username, password}),
-  login: (username, password) => postJson('/api/login', {username, password}),
+  login,
   logout: (session) => postJson('/api/logout', {sessionID: session.sessionID, token: session.token}),
 };
 
