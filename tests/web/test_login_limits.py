@@ -93,7 +93,9 @@ class AccountGuessingTests(LoginCase):
         again = await self.login("192.0.2.1", device_token=first)
         self.assertEqual(again.json()["device_token"], first, "a client keeps its token")
         other = await self.login("192.0.2.1", device_token="made up by the client")
-        self.assertNotEqual(other.json()["device_token"], "made up by the client", "only tokens of the issued form count")
+        self.assertNotEqual(
+            other.json()["device_token"], "made up by the client", "only tokens of the issued form count"
+        )
         wrong_type = await self.login("192.0.2.1", device_token=12345)
         self.assertEqual((wrong_type.code, wrong_type.json()), (400, {"error": "'device_token' must be a string"}))
 

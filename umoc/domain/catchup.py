@@ -59,6 +59,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
+from umoc.domain import notices
 from umoc.domain.notices import shapes
 from umoc.storage import Storage
 from umoc.transport.socketio import ClientSocket
@@ -225,7 +226,7 @@ class CatchUp:
         told = 0
         for sockets in list(self._hub.by_user.values()):
             for socket in list(sockets):
-                socket.emit("sync_needed", {"reason": "cluster_gap", "cursor": self._cursor_for(socket, mark)})
+                socket.tell(notices.SYNC_NEEDED({"reason": "cluster_gap", "cursor": self._cursor_for(socket, mark)}))
                 told += 1
         self.hinted += told
         log.info("Told {sockets} sockets to sync after a bus gap since {since}", sockets=told, since=since)

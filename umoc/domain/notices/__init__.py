@@ -82,7 +82,12 @@ SESSION_STATUS = declare(
     "session_status", ("valid",), ("expires_at", "message"), summary="answers verify_session; sent when a session ends"
 )
 ERROR = declare("error", ("message",), ("retry_after",), summary="a refusal or a failure of one event")
-PONG = declare("pong", ("timestamp",), summary="answers ping")
+PONG = declare("pong", ("timestamp", "server_time", "latency"), summary="answers ping")
+SYNC_NEEDED = declare(
+    "sync_needed",
+    ("reason", "cursor"),
+    summary="after a gap in the cluster's bus: run sync {cursor} for what live events may have missed",
+)
 
 # -- answers to reads ---------------------------------------------------------
 
