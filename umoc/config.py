@@ -309,10 +309,13 @@ class PushConfig:
     vapid_subject: str = "mailto:admin@localhost"
     #: Longest one push request may take.
     timeout: Duration = Duration(10)
-    #: Push requests in flight at once (per node).
+    #: Push requests in flight at once (per node); a quarter of them at most for one user or one host.
     concurrency: int = 20
-    #: Pushes waiting for a free slot; beyond this new pushes are dropped and counted.
+    #: Pushes waiting for a free slot; beyond this new pushes are dropped and counted.  One user or
+    #: one host may fill a quarter of it, so nobody's dead endpoints take everyone's room.
     queue_size: int = 10_000
+    #: The bytes those waiting pushes may hold (each counts its text and endpoint), shared the same way.
+    queue_bytes: Size = Size(16 * 1024 * 1024)
     #: Accept ``http://`` Web Push endpoints (development and tests only: real push services use https).
     allow_insecure_endpoints: bool = False
 
@@ -336,8 +339,13 @@ class WebhookDeliveryConfig:
     #: Wait before the first retry; doubled for each one after, up to ``max_backoff``.
     backoff: Duration = Duration(1)
     max_backoff: Duration = Duration(300)
+    #: Deliveries in flight at once (per node), shared equally among the webhooks.
     concurrency: int = 10
+    #: Deliveries waiting for a slot or a retry, shared equally among the webhooks; beyond a
+    #: webhook's share its new deliveries are dropped (logged and counted), the others' are not.
     queue_size: int = 10_000
+    #: The bytes of the bodies those waiting deliveries hold, shared the same way.
+    queue_bytes: Size = Size(16 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -554,6 +562,8 @@ def _check(config: Config) -> list[str]:
         ("push.queue_size", config.push.queue_size),
         ("webhook_delivery.concurrency", config.webhook_delivery.concurrency),
         ("webhook_delivery.queue_size", config.webhook_delivery.queue_size),
+        ("push.queue_bytes", config.push.queue_bytes),
+        ("webhook_delivery.queue_bytes", config.webhook_delivery.queue_bytes),
         ("webhook_delivery.max_attempts", config.webhook_delivery.max_attempts),
     ):
         if value < 1:

@@ -196,9 +196,10 @@ class WebPushTests(PushCase):
         alice, bob, carol = await self.person("alice"), await self.person("bob"), await self.person("carol")
         await self.befriend(alice, bob)
         await self.befriend(alice, carol)
-        # Bob's first device is at a push service that never answers; his second and Carol's answer at once.
+        # Bob's first device is at a push service (another host) that never answers; his second and Carol's
+        # answer at once.
         dead = PushService()
-        await serve(self, dead)
+        await serve(self, dead, interface="127.0.0.2")
         sub = dead.subscribe("bob-dead", "hang")
         await bob.call("register_push", kind="webpush", subscription=sub.as_json())
         await self.subscribe(bob, "bob-phone")
@@ -265,6 +266,44 @@ class WebPushTests(PushCase):
         await until(lambda: len(self.push_service.for_("bob")) == 1)
         push = self.push_service.for_("bob")[0]
         self.assertEqual((push["type"], push["chat_id"], push["is_group"]), ("mention", group["id"], True))
+
+
+class FairPushTests(PushCase):
+    """One user's registrations at servers that never answer hold that user's share of the push slots only."""
+
+    push_overrides = {"timeout": "60s"}
+
+    def config_for_test(self, data_dir: str) -> Config:
+        config = super().config_for_test(data_dir)
+        return dataclasses.replace(config, ratelimits=dataclasses.replace(config.ratelimits, enabled=False))
+
+    @inline
+    async def test_twenty_dead_registrations_of_one_user_leave_another_users_pushes_flowing(self) -> None:
+        alice, bob, carol = await self.person("alice"), await self.person("bob"), await self.person("carol")
+        await self.befriend(alice, bob)
+        await self.befriend(alice, carol)
+        # Bob's twenty registrations: each at a push service of its own, on 127.0.0.2 up to .21, that never answers.
+        dead = []
+        for i in range(20):
+            service = PushService()
+            await serve(self, service, interface=f"127.0.0.{2 + i}")
+            sub = service.subscribe(f"bob-{i}", "hang")
+            answer = await bob.call("register_push", kind="webpush", subscription=sub.as_json())
+            self.assertEqual(answer.get("kind"), "webpush", answer)
+            dead.append(service)
+        await self.subscribe(carol, "carol")
+        await self.offline(bob)
+        await self.offline(carol)
+        for i in range(20):
+            await self.send(alice, bob, f"to bob {i}")
+            await self.send(alice, carol, f"to carol {i}")
+        await until(lambda: len(self.push_service.for_("carol")) == 20, timeout=10, what="all 20 of carol's pushes")
+        self.assertEqual(self.push_service.problems, [])
+        # Bob's 400 pushes: a quarter of push.concurrency in flight, the others wait their turn (none dropped).
+        self.assertEqual(sum(len(service.received) for service in dead), 5)
+        self.assertEqual(len(self.server.services.push.queue), 395)
+        self.assertEqual(self.server.services.metrics.pushes[("webpush", "dropped")], 0)
+        self.server.services.push.queue.drop_waiting()
 
 
 class IncludeContentTests(PushCase):

@@ -150,11 +150,16 @@ class Gateway(resource.Resource):
 
 
 class WebhookReceiver(resource.Resource):
-    """Checks ``X-UMOC-Signature`` over ``timestamp.body``; the first ``fail_first`` deliveries get 500."""
+    """Checks ``X-UMOC-Signature`` over ``timestamp.body``; the first ``fail_first`` deliveries get 500.
+
+    ``answer_after`` seconds delays every answer (a slow receiver; ``in_flight``
+    and ``max_in_flight`` count the deliveries it holds at once); ``hang``
+    never answers (a dead one: the requests are held until the test ends).
+    """
 
     isLeaf = True
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, answer_after: float = 0, hang: bool = False) -> None:
         super().__init__()
         self.url = ""
         self.secret = secret
@@ -162,8 +167,43 @@ class WebhookReceiver(resource.Resource):
         self.attempts = 0
         self.received: list[dict[str, Any]] = []
         self.problems: list[str] = []
+        self.answer_after = answer_after
+        self.hang = hang
+        self.hanging: list[Any] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._answers: set[Any] = set()
 
-    def render_POST(self, request: Any) -> bytes:
+    def render_POST(self, request: Any) -> Any:
+        if self.hang:
+            self.attempts += 1
+            self.hanging.append(request)
+            return server.NOT_DONE_YET
+        if not self.answer_after:
+            return self.answer(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def later() -> None:
+            self._answers.discard(call)
+            self.in_flight -= 1
+            if not gone:
+                request.write(self.answer(request))
+                request.finish()
+
+        call = reactor.callLater(self.answer_after, later)
+        self._answers.add(call)
+        return server.NOT_DONE_YET
+
+    def stop(self) -> None:
+        """Answers not given yet are never given (the test is over)."""
+        for call in self._answers:
+            call.cancel()
+        self._answers.clear()
+
+    def answer(self, request: Any) -> bytes:
         self.attempts += 1
         body = request.content.read()
         stamp = request.getHeader(b"x-umoc-timestamp").decode()
@@ -181,22 +221,30 @@ class WebhookReceiver(resource.Resource):
         return b"ok"
 
 
-async def serve(test: unittest.TestCase, root: Any) -> str:
-    """Listen on 127.0.0.1 port 0; the base URL.  Closed (hanging requests too) when the test ends."""
+async def serve(test: unittest.TestCase, root: Any, interface: str = "127.0.0.1") -> str:
+    """Listen on ``interface`` (a loopback address) port 0; the base URL.  Closed, hanging requests too,
+    when the test ends."""
     site = server.Site(root)
     site.noisy = False
-    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface=interface).listen(site)
 
     async def close() -> None:
-        for request in getattr(root, "hanging", []):
-            if not request.finished and request.channel is not None:
-                request.channel.transport.abortConnection()
+        abort(root)
+        if hasattr(root, "stop"):
+            root.stop()
         await port.stopListening()
 
     test.addCleanup(lambda: defer.ensureDeferred(close()))
-    url = f"http://127.0.0.1:{port.getHost().port}"
+    url = f"http://{interface}:{port.getHost().port}"
     root.url = url
     return url
+
+
+def abort(root: Any) -> None:
+    """Drop the connections of the requests ``root`` holds unanswered: their senders see the connection lost."""
+    for request in getattr(root, "hanging", []):
+        if not request.finished and request.channel is not None:
+            request.channel.transport.abortConnection()
 
 
 async def until(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:

@@ -6,7 +6,10 @@ and for the others asks storage in one transaction who still needs it:
 not a user who read the message meanwhile, muted the chat, or switched
 pushes off, and only while the message is not deleted.  Each of their
 registrations gets one push, through a bounded `OutboundQueue`; nothing on
-the event path waits for any of it.
+the event path waits for any of it.  The queue is fair per user and per
+host: one user's registrations at servers that never answer hold at most a
+quarter of the slots (and of the room to wait), so everyone else's pushes
+keep flowing.
 
 Only the node that stored the message runs this, so with several nodes a
 message is pushed once, not once per node.
@@ -38,7 +41,6 @@ from umoc.config import PushConfig
 from umoc.errors import UserError
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClient, OutboundQueue, VapidKey, encrypt_payload
-from umoc.outbound.http import destination
 from umoc.outbound.webpush import valid_subscription_keys
 from umoc.storage import Storage
 from umoc.storage.messages import Message
@@ -55,6 +57,9 @@ NOTIFY_PATH = "/_matrix/push/v1/notify"
 MAX_CONTENT = 700
 #: How long a push service keeps a Web Push message for an unreachable device.
 WEBPUSH_TTL = 24 * 3600
+#: What a waiting push holds besides its text and URL (the notice, the registration, the job), for
+#: ``push.queue_bytes``: an estimate on the high side.
+PUSH_OVERHEAD = 1024
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ class PushNotifier:
         self._metrics = metrics
         self._http = http
         self.vapid = vapid
-        self.queue = OutboundQueue(config.concurrency, config.queue_size)
+        self.queue = OutboundQueue(clock, config.concurrency, config.queue_size, config.queue_bytes)
         self._timers: set[Any] = set()
         self._deciding: set[defer.Deferred[None]] = set()
 
@@ -291,7 +296,8 @@ class PushNotifier:
                 return
             url = base.rstrip("/") + NOTIFY_PATH
             job = functools.partial(self._job, self._gateway, url, registration, notice)
-        if not self.queue.submit(destination(url), job):
+        size = PUSH_OVERHEAD + len(url) + len(notice.content.encode("utf-8") if notice.content else b"")
+        if not self.queue.submit(url, job, owner=registration.user_id, size=size):
             self._metrics.count_push(registration.kind, "dropped")
 
     @staticmethod

@@ -11,11 +11,18 @@ wants.  A delivery is one JSON body, the same on every attempt::
 A 2xx answer delivers it.  Anything else (an error status, a refused
 connection, no answer within ``webhook_delivery.timeout``) is retried after
 ``backoff``, doubled each time up to ``max_backoff``, for
-``max_attempts`` in all; then it is a dead letter: logged with its id, kind
-and URL, and counted.  Deliveries wait in a bounded queue (full: dropped
-and counted); a slow receiver holds only its own slots.  Only the node
-where the event happened delivers it, so with several nodes each webhook
-is sent once.
+``max_attempts`` in all; then it is a dead letter: logged with its id, kind,
+URL and attempt count (never its body: that is people's messages), and
+counted.
+
+Each webhook has its own equal share of the queue: of the deliveries in
+flight (``concurrency``), of those waiting for a slot or for a retry
+(``queue_size``), and of the bytes their bodies hold (``queue_bytes``).  A
+receiver that never answers fills only its own share (past it, its own new
+deliveries are dropped, logged and counted) and the others keep flowing; a
+slow one still has its whole share in flight at once.  Only the node where
+the event happened delivers it, so with several nodes each webhook is sent
+once.
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ from twisted.logger import Logger
 from umoc.config import WebhookConfig, WebhookDeliveryConfig
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClient, OutboundQueue, webhook_headers
-from umoc.outbound.http import destination
 from umoc.timefmt import iso
 
 __all__ = ["Webhooks"]
@@ -54,8 +60,17 @@ class Webhooks:
         self._http = http
         self._clock = clock
         self._metrics = metrics
-        self.queue = OutboundQueue(config.concurrency, config.queue_size)
-        self._retries: set[Any] = set()
+        # Shares by webhook only: the URLs are the operator's, and two webhooks on one host must
+        # not share one webhook's slots (a dead one would then hold the healthy one's).
+        self.queue = OutboundQueue(
+            clock,
+            config.concurrency,
+            config.queue_size,
+            config.queue_bytes,
+            owner_share=1 / max(1, len(hooks)),
+            destination_share=1.0,
+            lane_share=1.0,
+        )
 
     def wants(self, kind: str) -> bool:
         return any(kind in hook.events for hook in self._hooks)
@@ -64,29 +79,31 @@ class Webhooks:
         """Queue ``kind`` for every webhook that wants it; returns at once."""
         if self._http is None:
             return
-        for hook in self._hooks:
+        for index, hook in enumerate(self._hooks):
             if kind in hook.events:
                 body = {"event": kind, "id": str(uuid.uuid4()), "created_at": iso(self._clock.seconds()), "data": data}
                 encoded = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-                self._submit(hook, kind, body["id"], encoded, 1)
+                self._submit(index, kind, body["id"], encoded, 1)
 
-    def _submit(self, hook: WebhookConfig, kind: str, delivery_id: str, body: bytes, attempt: int) -> None:
-        job = functools.partial(self._attempt, hook, kind, delivery_id, body, attempt)
-        if not self.queue.submit(destination(hook.url), job):
+    def _submit(self, index: int, kind: str, delivery_id: str, body: bytes, attempt: int, delay: float = 0) -> None:
+        hook = self._hooks[index]
+        job = functools.partial(self._attempt, index, kind, delivery_id, body, attempt)
+        if not self.queue.submit(hook.url, job, owner=index, size=len(body), delay=delay):
             self._metrics.count_webhook("dropped")
             log.error(
-                "Webhook {id} ({kind}) to {url} dropped: the delivery queue is full",
+                "Webhook {id} ({kind}) to {url} dropped before attempt {attempt}: its share of the delivery "
+                "queue is full",
                 id=delivery_id,
                 kind=kind,
                 url=hook.url,
+                attempt=attempt,
             )
 
-    def _attempt(
-        self, hook: WebhookConfig, kind: str, delivery_id: str, body: bytes, attempt: int
-    ) -> defer.Deferred[None]:
-        return defer.ensureDeferred(self._deliver(hook, kind, delivery_id, body, attempt))
+    def _attempt(self, index: int, kind: str, delivery_id: str, body: bytes, attempt: int) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._deliver(index, kind, delivery_id, body, attempt))
 
-    async def _deliver(self, hook: WebhookConfig, kind: str, delivery_id: str, body: bytes, attempt: int) -> None:
+    async def _deliver(self, index: int, kind: str, delivery_id: str, body: bytes, attempt: int) -> None:
+        hook = self._hooks[index]
         assert self._http is not None
         headers = webhook_headers(hook.secret, int(self._clock.seconds()), body)
         try:
@@ -100,31 +117,22 @@ class Webhooks:
         if attempt >= self._config.max_attempts:
             self._metrics.count_webhook("dead_letter")
             log.error(
-                "Webhook dead letter: {id} ({kind}) to {url} failed {attempts} times, the last: {why}; body {body}",
+                "Webhook dead letter: {id} ({kind}) to {url} failed {attempts} times, the last: {why}",
                 id=delivery_id,
                 kind=kind,
                 url=hook.url,
                 attempts=attempt,
                 why=why,
-                body=body.decode("utf-8"),
             )
             return
         self._metrics.count_webhook("retried")
         wait = min(self._config.max_backoff, self._config.backoff * 2 ** (attempt - 1))
-
-        def retry() -> None:
-            self._retries.discard(call)
-            self._submit(hook, kind, delivery_id, body, attempt + 1)
-
-        call = self._clock.callLater(wait, retry)
-        self._retries.add(call)
+        # Queued now, to start after the backoff: its body counts against the bounds meanwhile.
+        self._submit(index, kind, delivery_id, body, attempt + 1, delay=wait)
 
     async def close(self) -> None:
-        """Stop retrying (what is left is logged as undelivered); let deliveries in flight finish."""
-        pending = [call for call in self._retries if call.active()]
-        for call in pending:
-            call.cancel()
+        """Start nothing more (what is left is logged as undelivered); let deliveries in flight finish."""
+        pending = self.queue.drop_waiting()
         if pending:
-            log.warn("{count} webhook deliveries left undelivered at shutdown", count=len(pending))
-        self._retries.clear()
+            log.warn("{count} webhook deliveries left undelivered at shutdown", count=pending)
         await self.queue.idle()

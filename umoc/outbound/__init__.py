@@ -1,7 +1,8 @@
 """Outbound HTTP that must never hold up the event path: Web Push, push gateways, webhooks.
 
-``queue`` bounds what waits and what runs (per destination too, so one dead
-endpoint cannot take every slot); ``http`` is treq with a deadline on the
+``queue`` bounds what waits (in jobs and in bytes) and what runs, fairly per
+owner and per destination host, so one dead endpoint or one user's dead
+registrations cannot take every slot; ``http`` is treq with a deadline on the
 whole exchange; ``webpush`` holds the RFC 8291 encryption and RFC 8292
 VAPID signature; ``signing`` the webhook HMAC.  Nothing here knows about
 users or chats: ``umoc.domain.push`` and ``umoc.domain.webhooks`` decide

@@ -1,0 +1,127 @@
+"""Webhook deliveries share nothing between webhooks: real receivers on loopback, and the logs on a `Clock`.
+
+A receiver that never answers (on 127.0.0.2) must cost a healthy one (on
+127.0.0.1) no delivery; a receiver taking 0.5 s per answer must get its
+whole share in flight at once; dead letters and drops must name the
+delivery, never carry its body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.logger import Logger, formatEvent
+from twisted.trial import unittest
+
+import umoc.domain.webhooks as webhooks_module
+from tests.support.deferreds import inline
+from tests.support.push import WebhookReceiver, abort, serve, until
+from umoc.config import WebhookConfig, WebhookDeliveryConfig
+from umoc.domain.webhooks import Webhooks
+from umoc.logs import json_line
+from umoc.metrics import Metrics
+from umoc.outbound import HttpClient, HttpResult
+
+SECRET = "s3cret-for-the-webhook-tests"
+TEXT = "the words nobody else may read"
+
+
+def hook(url: str) -> WebhookConfig:
+    return WebhookConfig(url=url + "/hook", secret=SECRET, events=("message.created",))
+
+
+class RealReceiverTests(unittest.TestCase):
+    """Real HTTP receivers started in the test; the real HTTP client and reactor."""
+
+    def start(self, hooks: tuple[WebhookConfig, ...], receivers: list[WebhookReceiver], **delivery: Any) -> Webhooks:
+        http = HttpClient(reactor)
+        config = WebhookDeliveryConfig(**delivery)
+        self.metrics = Metrics()
+        webhooks = Webhooks(hooks, config, http, reactor, self.metrics)
+
+        async def stop() -> None:
+            webhooks.queue.drop_waiting()
+            for receiver in receivers:
+                abort(receiver)
+            await webhooks.queue.idle()
+            await http.close()
+
+        self.addCleanup(lambda: defer.ensureDeferred(stop()))
+        return webhooks
+
+    @inline
+    async def test_a_receiver_that_never_answers_costs_a_healthy_one_no_delivery(self) -> None:
+        dead = WebhookReceiver(SECRET, hang=True)
+        await serve(self, dead, interface="127.0.0.2")
+        healthy = WebhookReceiver(SECRET)
+        await serve(self, healthy)
+        webhooks = self.start(
+            (hook(dead.url), hook(healthy.url)), [dead], concurrency=10, queue_size=100, timeout=60, max_attempts=1
+        )
+        for batch in range(15):
+            for n in range(batch * 20, batch * 20 + 20):
+                webhooks.emit("message.created", {"n": n})
+            sent = batch * 20 + 20
+            await until(lambda sent=sent: len(healthy.received) == sent, what=f"{sent} deliveries to the healthy one")
+        self.assertEqual(sorted(h["data"]["n"] for h in healthy.received), list(range(300)), "0 lost")
+        self.assertEqual(healthy.problems, [])
+        # The dead one holds its share: 5 in flight, 50 waiting, the rest of its own dropped and counted.
+        self.assertEqual(dead.attempts, 5)
+        self.assertEqual(len(webhooks.queue), 50)
+        self.assertEqual(self.metrics.webhooks["dropped"], 300 - 55)
+        self.assertEqual(self.metrics.webhooks["delivered"], 300)
+        self.flushLoggedErrors()
+
+    @inline
+    async def test_a_receiver_taking_half_a_second_gets_its_whole_share_in_flight(self) -> None:
+        slow = WebhookReceiver(SECRET, answer_after=0.5)
+        await serve(self, slow)
+        webhooks = self.start((hook(slow.url),), [slow], concurrency=10, timeout=5)
+        started = time.monotonic()
+        for n in range(40):
+            webhooks.emit("message.created", {"n": n})
+        await until(lambda: len(slow.received) == 40, timeout=15, what="40 deliveries")
+        elapsed = time.monotonic() - started
+        self.assertEqual(slow.max_in_flight, 10, "several deliveries in flight to it at once, never past its share")
+        self.assertLess(elapsed, 4.0, "about 20 a second, not 4")
+        self.assertEqual(self.metrics.webhooks["delivered"], 40)
+
+
+class FakeHttp:
+    """Answers every POST with ``code`` at once, and remembers nothing."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> defer.Deferred[HttpResult]:
+        return defer.succeed(HttpResult(self.code, b"", {}))
+
+
+class LogTests(unittest.SynchronousTestCase):
+    def test_dead_letters_and_drops_name_the_delivery_and_never_carry_its_text(self) -> None:
+        events: list[dict[str, Any]] = []
+        self.patch(webhooks_module, "log", Logger(namespace="umoc.domain.webhooks", observer=events.append))
+        clock = task.Clock()
+        metrics = Metrics()
+        config = WebhookDeliveryConfig(concurrency=1, queue_size=1, max_attempts=2, backoff=1)
+        url = "https://hooks.example/hook"
+        webhooks = Webhooks((hook("https://hooks.example"),), config, FakeHttp(500), clock, metrics)  # type: ignore[arg-type]
+        # The first fails and waits 1 s for its retry, filling the queue: the second's retry is dropped.
+        webhooks.emit("message.created", {"content": TEXT, "n": 1})
+        webhooks.emit("message.created", {"content": TEXT, "n": 2})
+        clock.advance(1)
+        self.assertTrue(events)
+        for event in events:
+            for rendered in (formatEvent(event), json_line(event)):
+                self.assertNotIn(TEXT, rendered)
+                self.assertNotIn(json.dumps(TEXT)[1:-1], rendered)
+            self.assertEqual((event["kind"], event["url"]), ("message.created", url))
+            self.assertRegex(event["id"], r"^[0-9a-f-]{36}$")
+        self.assertEqual((metrics.webhooks["dropped"], metrics.webhooks["dead_letter"]), (1, 1))
+        logged = {event["log_format"].split(":")[0].split(" ")[1]: event for event in events}
+        self.assertEqual(set(logged), {"dead", "{id}"})
+        self.assertEqual(logged["dead"]["attempts"], 2)
+        self.assertEqual(logged["{id}"]["attempt"], 2)
