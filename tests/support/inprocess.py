@@ -190,6 +190,16 @@ class LocalServer:
         response = await self.http("POST", path, body, {"Content-Type": "application/json", **(headers or {})})
         return response.code, (response.json() if response.body else None)
 
+    async def register(self, username: str, password: str = "correct horse battery") -> dict[str, Any]:
+        code, body = await self.post("/api/register", {"username": username, "password": password})
+        assert code == 201, (code, body)
+        return body
+
+    async def user(self, username: str) -> dict[str, Any]:
+        """Register and log in through the HTTP API; the login body (sessionID, token, user_id, username)."""
+        await self.register(username)
+        return await self.login(username)
+
     async def login(self, username: str, password: str = "correct horse battery") -> dict[str, Any]:
         """``POST /api/login`` (a user registered through the API or ``umoc-admin``)."""
         code, body = await self.post("/api/login", {"username": username, "password": password})
