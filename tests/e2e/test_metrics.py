@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import treq
@@ -116,3 +117,22 @@ class OneRegistryPerNodeTests(ServerTestCase):
 
     def test_metrics_objects_do_not_share_a_registry(self) -> None:
         self.assertIsNot(Metrics().registry, Metrics().registry)
+
+
+class MetricsListenTests(ServerTestCase):
+    def config_for_test(self, data_dir: str) -> Config:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.metrics_port = probe.getsockname()[1]
+        probe.close()
+        return test_config(data_dir, metrics={"listen": f"tcp:{self.metrics_port}:interface=127.0.0.1"})
+
+    @inline
+    async def test_metrics_are_served_on_their_own_port_only(self) -> None:
+        response = await treq.get(f"http://127.0.0.1:{self.metrics_port}/metrics", persistent=False)
+        self.assertEqual(response.code, 200)
+        self.assertIn("umoc_events_total", await response.text())
+        response = await treq.get(self.server.url + "/metrics", persistent=False)
+        self.assertEqual(response.code, 404)
+        response = await treq.get(f"http://127.0.0.1:{self.metrics_port}/api/login", persistent=False)
+        self.assertEqual(response.code, 404)

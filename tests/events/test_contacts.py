@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.support.chat import ChatCase
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, inline, sleep
+from tests.support.inprocess import InProcessChatCase
 from tests.support.node import NodeTestCase
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -179,7 +179,7 @@ class ContactTestsMixin:
         self.assertEqual((contact["is_online"], contact["last_seen"]), (False, None))
 
 
-for_each_backend(ContactTestsMixin, ChatCase, globals())
+for_each_backend(ContactTestsMixin, InProcessChatCase, globals())
 
 
 class ContactHandlerTests(NodeTestCase):

@@ -9,18 +9,12 @@ is away, files, pages, and every refusal.
 from __future__ import annotations
 
 import base64
-import tempfile
 from typing import Any
 
-import treq
-
-from tests.support.chat import ChatCase, Person, person_on
-from tests.support.client import Client
-from tests.support.cluster import ClusterTestCase
+from tests.support.chat import Person
 from tests.support.databases import for_each_backend
-from tests.support.deferreds import blocking, eventually, inline
-from tests.support.server import test_config
-from umoc.storage.feed import EXPIRED_CURSOR
+from tests.support.deferreds import blocking, inline
+from tests.support.inprocess import InProcessChatCase
 
 
 async def feed(person: Person, cursor: str, limit: int = 100) -> tuple[list[dict[str, Any]], str]:
@@ -101,13 +95,10 @@ class FeedTestsMixin:
             file_size=5,
             file_type="text/plain",
         )
-        response = await treq.put(
-            self.server.url + ready["upload_url"],
-            data=b"hello",
-            headers={"Authorization": f"Bearer {ready['upload_token']}"},
-            persistent=False,
+        uploaded = await self.server.http(
+            "PUT", ready["upload_url"], b"hello", {"Authorization": f"Bearer {ready['upload_token']}"}
         )
-        await response.content()
+        self.assertEqual(uploaded.code, 201)
         shared = await alice.call(
             "upload_file_complete",
             file_id=ready["file_id"],
@@ -145,49 +136,5 @@ class FeedTestsMixin:
             self.assertIn(word, answer.get("error", ""), payload)
         self.assertEqual(set(await alice.call("sync", cursor=cursor, limit=500)), {"changes", "cursor", "has_more"})
 
-    @inline
-    async def test_the_service_prunes_old_changes_and_an_older_cursor_expires(self) -> None:
-        server = await self.start_server(
-            test_config(tempfile.mkdtemp(prefix="umoc-srv-"), feed={"retention": "1s", "prune_interval": "50ms"})
-        )
-        self.server = server
-        alice, bob = await self.person("alice"), await self.person("bob")
-        cursor = await self.position(bob)
-        await self.befriend(alice, bob)
-        count = "SELECT COUNT(*) FROM changes"
-        db = server.services.storage.db
-        self.assertGreater(await db.run("count", lambda txn: txn.scalar(count)), 0)
-        await eventually(lambda: db.run("count", lambda txn: txn.scalar(count)), 0, tries=300)
-        answer = await bob.call("sync", cursor=cursor)
-        self.assertEqual(answer, {"error": EXPIRED_CURSOR})
-        fresh = await self.position(bob)
-        self.assertEqual((await bob.call("sync", cursor=fresh))["changes"], [])
 
-
-for_each_backend(FeedTestsMixin, ChatCase, globals())
-
-
-class TwoNodeFeedTests(ClusterTestCase):
-    """Changes made through node A, synced by a client connected to node B."""
-
-    @inline
-    async def test_changes_made_on_one_node_are_synced_on_the_other(self) -> None:
-        a = await self.start_node(self.node_config())
-        b = await self.start_node(self.node_config())
-        alice = await person_on(self, a, "alice")
-        bob_login = await b.user("bob")
-        bob_client = Client(b.url, bob_login)
-        self.clients.append(bob_client)
-        await blocking(bob_client.connect)
-        start = (await bob_client.expect("connection_successful"))["cursor"]
-        bob = Person(bob_login, bob_client)
-        await alice.call("add_contact", contact_username="bob")
-        await bob.call("accept_contact", contact_id=alice.id)
-        for i in range(3):
-            await alice.call("send_message", recipient_id=bob.id, content=f"over there {i}", type="text")
-        changes, _ = await feed(bob, start, limit=2)
-        self.assertEqual(
-            [(c["kind"], c["event"], c.get("content")) for c in changes],
-            [("contact", "contact_request", None), ("contact", "contact_accepted", None)]
-            + [("message", "new_message", f"over there {i}") for i in range(3)],
-        )
+for_each_backend(FeedTestsMixin, InProcessChatCase, globals())

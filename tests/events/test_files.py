@@ -12,11 +12,10 @@ import os
 import uuid
 from typing import Any
 
-import treq
-
-from tests.support.chat import ChatCase, Person
+from tests.support.chat import Person
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase
 from tests.support.server import ServerTestCase
 
 
@@ -47,22 +46,16 @@ class FileFlowMixin:
         )
 
     async def upload(self, ready: dict[str, Any], data: bytes) -> int:
-        response = await treq.put(
-            self.server.url + ready["upload_url"],
-            data=data,
-            headers={"Authorization": f"Bearer {ready['upload_token']}"},
-            persistent=False,
+        response = await self.server.http(
+            "PUT", ready["upload_url"], data, {"Authorization": f"Bearer {ready['upload_token']}"}
         )
-        await response.content()
         return response.code
 
     async def download(self, url: str, who: Person) -> tuple[int, bytes]:
-        response = await treq.get(
-            self.server.url + url,
-            headers={"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]},
-            persistent=False,
+        response = await self.server.http(
+            "GET", url, None, {"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]}
         )
-        return response.code, await response.content()
+        return response.code, response.body
 
     async def share(self, sender: Person, recipient_id: int, is_group: bool, data: bytes) -> dict[str, Any]:
         """prepare, upload, complete: the ack of upload_file_complete (the new_message payload)."""
@@ -191,7 +184,7 @@ class FileFlowMixin:
         self.assertEqual(count, 0)
 
 
-for_each_backend(FileFlowMixin, ChatCase, globals())
+for_each_backend(FileFlowMixin, InProcessChatCase, globals())
 
 
 class PrepareValidationTestsMixin:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.support.chat import ChatCase
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -238,4 +238,4 @@ class GroupTestsMixin:
         await bob.client.expect_none("typing_indicator")
 
 
-for_each_backend(GroupTestsMixin, ChatCase, globals())
+for_each_backend(GroupTestsMixin, InProcessChatCase, globals())

@@ -7,9 +7,9 @@ server error", and nothing is stored.
 
 from __future__ import annotations
 
-from tests.support.chat import ChatCase
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase
 
 NUL_MESSAGE = "the NUL character is not allowed"
 
@@ -75,4 +75,4 @@ class InputBoundsTestsMixin:
         self.assertEqual((await alice.call("verify_session"))["valid"], True)
 
 
-for_each_backend(InputBoundsTestsMixin, ChatCase, globals())
+for_each_backend(InputBoundsTestsMixin, InProcessChatCase, globals())

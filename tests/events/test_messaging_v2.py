@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import treq
-
-from tests.support.chat import ChatCase, Person
+from tests.support.chat import Person
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline, sleep
+from tests.support.inprocess import InProcessChatCase
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -600,12 +599,9 @@ class ProfileTestsMixin(MessagingCase):
         ]
 
     async def download(self, url: str, who: Person) -> int:
-        response = await treq.get(
-            self.server.url + url,
-            headers={"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]},
-            persistent=False,
+        response = await self.server.http(
+            "GET", url, None, {"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]}
         )
-        await response.content()
         return response.code
 
     @inline
@@ -762,5 +758,5 @@ for mixin in (
     ContactV2TestsMixin,
     ProfileTestsMixin,
 ):
-    for_each_backend(mixin, ChatCase, globals())
+    for_each_backend(mixin, InProcessChatCase, globals())
 del mixin

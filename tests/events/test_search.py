@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.chat import ChatCase, Person
+from tests.support.chat import Person
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase
 from umoc.domain.search import encode_cursor
 
 HISTORY_FIELDS = {
@@ -119,4 +120,4 @@ class SearchEventTestsMixin:
         self.assertEqual((await self.search(alice, query="anything OR x"))["results"], [])
 
 
-for_each_backend(SearchEventTestsMixin, ChatCase, globals())
+for_each_backend(SearchEventTestsMixin, InProcessChatCase, globals())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from tests.support.chat import ChatCase
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase
 from umoc.errors import UserError
 from umoc.events.sync import parse_since
 from umoc.timefmt import iso
@@ -58,4 +58,4 @@ class SyncTestsMixin:
         self.assertTrue(result["has_more"])
 
 
-for_each_backend(SyncTestsMixin, ChatCase, globals())
+for_each_backend(SyncTestsMixin, InProcessChatCase, globals())

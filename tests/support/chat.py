@@ -12,6 +12,20 @@ from tests.support.deferreds import blocking
 from tests.support.server import Server, ServerTestCase
 from umoc.storage.database import Row
 
+#: Every chat table, ordered: ``snapshot`` compares them to prove a refused event changed nothing.
+SNAPSHOT_TABLES = {
+    "contacts": "SELECT * FROM contacts ORDER BY owner_id, contact_id",
+    "chats": "SELECT * FROM chats ORDER BY id",
+    "messages": "SELECT * FROM messages ORDER BY seq",
+    "message_reads": "SELECT * FROM message_reads ORDER BY message_seq, user_id",
+    "user_chats": "SELECT * FROM user_chats ORDER BY user_id, chat_id",
+    "files": "SELECT * FROM files ORDER BY id",
+    "message_edits": "SELECT * FROM message_edits ORDER BY id",
+    "message_reactions": "SELECT * FROM message_reactions ORDER BY message_seq, user_id, emoji",
+    "unread_mentions": "SELECT * FROM unread_mentions ORDER BY user_id, chat_id, message_seq",
+    "users": "SELECT id, display_name, status_text, avatar_file_id, send_delivery_receipts FROM users ORDER BY id",
+}
+
 
 @dataclass
 class Person:
@@ -83,20 +97,7 @@ class ChatCase(ServerTestCase):
 
     async def snapshot(self) -> dict[str, list[Row]]:
         """Every chat table's rows, to prove a refused event changed nothing."""
-        tables = {
-            "contacts": "SELECT * FROM contacts ORDER BY owner_id, contact_id",
-            "chats": "SELECT * FROM chats ORDER BY id",
-            "messages": "SELECT * FROM messages ORDER BY seq",
-            "message_reads": "SELECT * FROM message_reads ORDER BY message_seq, user_id",
-            "user_chats": "SELECT * FROM user_chats ORDER BY user_id, chat_id",
-            "files": "SELECT * FROM files ORDER BY id",
-            "message_edits": "SELECT * FROM message_edits ORDER BY id",
-            "message_reactions": "SELECT * FROM message_reactions ORDER BY message_seq, user_id, emoji",
-            "unread_mentions": "SELECT * FROM unread_mentions ORDER BY user_id, chat_id, message_seq",
-            "users": "SELECT id, display_name, status_text, avatar_file_id, send_delivery_receipts FROM users"
-            " ORDER BY id",
-        }
-        return {name: await self.rows(sql) for name, sql in tables.items()}
+        return {name: await self.rows(sql) for name, sql in SNAPSHOT_TABLES.items()}
 
 
 async def person_on(test: ServerTestCase, node: Server, name: str) -> Person:

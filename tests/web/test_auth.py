@@ -6,15 +6,15 @@ import base64
 import hashlib
 import os
 
-import treq
-
 from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase
 from tests.support.node import NodeTestCase
-from tests.support.server import ServerTestCase
 from tests.support.web import Response, request
 
 
-class HttpAuthTests(ServerTestCase):
+class HttpAuthTests(InProcessChatCase):
+    """The HTTP edge through the node's real HTTP channel, in-process."""
+
     @inline
     async def test_register_rejects_taken_and_invalid_names(self) -> None:
         await self.server.register("alice")
@@ -61,24 +61,24 @@ class HttpAuthTests(ServerTestCase):
 
     @inline
     async def test_non_json_body_is_400_json_error(self) -> None:
-        response = await treq.post(self.server.url + "/api/login", data=b"\xff\xfe not json", persistent=False)
+        response = await self.server.http("POST", "/api/login", b"\xff\xfe not json")
         self.assertEqual(response.code, 400)
-        self.assertIn("error", await response.json())
+        self.assertIn("error", response.json())
 
     @inline
     async def test_readyz_reports_database_and_healthz_only_liveness(self) -> None:
-        response = await treq.get(self.server.url + "/readyz", persistent=False)
+        response = await self.server.http("GET", "/readyz")
         self.assertEqual(response.code, 200)
-        self.assertEqual(await response.json(), {"database": True, "status": "ok"})
-        response = await treq.get(self.server.url + "/healthz", persistent=False)
-        self.assertEqual((response.code, await response.json()), (200, {"status": "ok"}))
+        self.assertEqual(response.json(), {"database": True, "status": "ok"})
+        response = await self.server.http("GET", "/healthz")
+        self.assertEqual((response.code, response.json()), (200, {"status": "ok"}))
 
     @inline
     async def test_readyz_is_503_when_the_database_is_gone(self) -> None:
         self.server.services.storage.close()
-        response = await treq.get(self.server.url + "/readyz", persistent=False)
-        self.assertEqual((response.code, (await response.json())["status"]), (503, "unready"))
-        response = await treq.get(self.server.url + "/healthz", persistent=False)
+        response = await self.server.http("GET", "/readyz")
+        self.assertEqual((response.code, response.json()["status"]), (503, "unready"))
+        response = await self.server.http("GET", "/healthz")
         self.assertEqual(response.code, 200)
 
 

@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import socket
-
-import treq
-
 from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase
 from tests.support.node import NodeTestCase
-from tests.support.server import ServerTestCase, test_config
 from tests.support.web import request
-from umoc.config import Config
 
 
-class MetricsTokenTests(ServerTestCase):
+class MetricsTokenTests(InProcessChatCase):
     config_overrides = {"metrics": {"token": "scrape-me-please"}}
 
     @inline
     async def test_metrics_need_the_token(self) -> None:
-        url = self.server.url + "/metrics"
-        response = await treq.get(url, persistent=False)
+        response = await self.server.http("GET", "/metrics")
         self.assertEqual(response.code, 401)
-        response = await treq.get(url, headers={"Authorization": "Bearer wrong"}, persistent=False)
+        response = await self.server.http("GET", "/metrics", headers={"Authorization": "Bearer wrong"})
         self.assertEqual(response.code, 401)
-        response = await treq.get(url, headers={"Authorization": "Bearer scrape-me-please"}, persistent=False)
+        response = await self.server.http("GET", "/metrics", headers={"Authorization": "Bearer scrape-me-please"})
         self.assertEqual(response.code, 200)
-        self.assertIn("umoc_connected_sockets", await response.text())
-
-
-class MetricsListenTests(ServerTestCase):
-    def config_for_test(self, data_dir: str) -> Config:
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.metrics_port = probe.getsockname()[1]
-        probe.close()
-        return test_config(data_dir, metrics={"listen": f"tcp:{self.metrics_port}:interface=127.0.0.1"})
-
-    @inline
-    async def test_metrics_are_served_on_their_own_port_only(self) -> None:
-        response = await treq.get(f"http://127.0.0.1:{self.metrics_port}/metrics", persistent=False)
-        self.assertEqual(response.code, 200)
-        self.assertIn("umoc_events_total", await response.text())
-        response = await treq.get(self.server.url + "/metrics", persistent=False)
-        self.assertEqual(response.code, 404)
-        response = await treq.get(f"http://127.0.0.1:{self.metrics_port}/api/login", persistent=False)
-        self.assertEqual(response.code, 404)
+        self.assertIn("umoc_connected_sockets", response.text())
 
 
 class HealthResourceTests(NodeTestCase):

@@ -1,0 +1,22 @@
+"""The in-process chat tests once more over a real port with python-socketio, where the wire is the point.
+
+`tests.support.inprocess.LocalClient` and `tests.support.client.Client`
+answer the same interface, so a mixin written for the in-process node runs
+unchanged against the real server: here the direct-message and group flows
+run over WebSocket frames on SQLite, proving that what the in-process tests
+see is what a stock client receives.
+"""
+
+from __future__ import annotations
+
+from tests.events.test_groups import GroupTestsMixin
+from tests.events.test_messages import DirectMessageTestsMixin
+from tests.support.chat import ChatCase
+
+
+class DirectMessagesOverTheWireTests(DirectMessageTestsMixin, ChatCase):
+    backend = "sqlite"
+
+
+class GroupsOverTheWireTests(GroupTestsMixin, ChatCase):
+    backend = "sqlite"
