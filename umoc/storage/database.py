@@ -107,9 +107,15 @@ class Dialect:
     #: Whether ids from a sequence grow in commit order (SQLite: one writer); else the change
     #: feed orders by transaction snapshots (``umoc.storage.feed``).
     commit_ordered_ids: bool = True
+    #: Text that stands for WITHOUT_ROWID after a table definition in schema files (SQLite only).
+    without_rowid: str = ""
+
+    def schema_text(self, text: str) -> str:
+        """A schema file with its dialect fragments filled in (the small differences; see `_load_migrations`)."""
+        return text.replace("SERIAL_PK", self.serial_pk).replace("WITHOUT_ROWID", self.without_rowid)
 
 
-SQLITE = Dialect("sqlite", "", "INTEGER PRIMARY KEY AUTOINCREMENT", False)
+SQLITE = Dialect("sqlite", "", "INTEGER PRIMARY KEY AUTOINCREMENT", False, without_rowid=" WITHOUT ROWID")
 POSTGRES = Dialect(
     "postgres",
     " FOR UPDATE",
@@ -551,20 +557,30 @@ class Database:
 
 
 def _load_migrations(dialect: Dialect) -> list[tuple[int, str]]:
-    """``NNN_name.sql``, or ``NNN_name.<dialect>.sql`` where the dialects differ."""
+    """Each version's script: ``NNN_name.sql`` (what both databases run), then ``NNN_name.<dialect>.sql``.
+
+    One pattern for the dialects' differences in the schema: a small one is a
+    fragment filled in by `Dialect.schema_text` (``SERIAL_PK``,
+    ``WITHOUT_ROWID``); a larger one (another index, a column only one
+    dialect has, full-text search) goes in the version's per-dialect file,
+    which holds only what differs and runs after the shared file.
+    """
     folder = resources.files("umoc.storage") / "schema"
-    chosen: dict[int, str] = {}
+    shared: dict[int, str] = {}
+    own: dict[int, str] = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         name = entry.name
         if not name.endswith(".sql"):
             continue
         parts = name[:-4].split(".")
-        if len(parts) == 2 and parts[1] != dialect.name:
-            continue
         version = int(parts[0].split("_", 1)[0])
-        if len(parts) == 2 or version not in chosen:
-            chosen[version] = entry.read_text(encoding="utf-8").replace("SERIAL_PK", dialect.serial_pk)
-    return sorted(chosen.items())
+        text = dialect.schema_text(entry.read_text(encoding="utf-8"))
+        if len(parts) == 1:
+            shared[version] = text
+        elif parts[1] == dialect.name:
+            own[version] = text
+    scripts = {v: ";\n".join(t for t in (shared.get(v, ""), own.get(v, "")) if t.strip()) for v in {*shared, *own}}
+    return sorted(scripts.items())
 
 
 _TRIGGER_START = re.compile(r"\s*CREATE\s+TRIGGER\b", re.IGNORECASE)

@@ -1,48 +1,10 @@
--- The change feed (``sync {cursor}``): one row per change a client is told
--- about, in the stream of whoever may read it.  A row belongs to at most
--- one of three streams, plus the private one of the user it concerns:
---   chat_id     the chat's stream: its members read it (a group's members
---               only from the change that added them: user_chats.joined_change);
---   user_id     the user's own stream (contact changes, receipts to a sender,
---               their own removal from a group, which also sits in the group's stream);
---   profile_id  the user's profile stream: they and their contacts read it.
--- So a message writes one row however big the group.  Rows name messages by
--- seq and users by id: what clients see is read from the messages and users
--- rows when the feed is read, so a deleted message's text never comes back.
---
 -- PostgreSQL: transactions on several connections commit in any order, so
 -- the id is not a position.  xid is the writing transaction's id; a reader
 -- takes the rows whose transaction committed between two snapshots
 -- (umoc/storage/feed.py explains why that never skips or repeats a row).
 -- The indexes lead with the stream and xid, so a read starts at the oldest
 -- transaction its cursor's snapshot could not see.
-CREATE TABLE changes (
-    id SERIAL_PK,
-    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    chat_id BIGINT,
-    user_id BIGINT,
-    profile_id BIGINT,
-    kind TEXT NOT NULL,
-    message_seq BIGINT,
-    actor_id BIGINT,
-    data TEXT,
-    created_at DOUBLE PRECISION NOT NULL
-);
+ALTER TABLE changes ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX changes_chat ON changes (chat_id, xid, id) WHERE chat_id IS NOT NULL;
 CREATE INDEX changes_user ON changes (user_id, xid, id) WHERE user_id IS NOT NULL;
 CREATE INDEX changes_profile ON changes (profile_id, xid, id) WHERE profile_id IS NOT NULL;
-
--- The change that made the user a member (group creation, member_added): a
--- group's earlier changes are not theirs.  0 for direct chats: all of it.
-ALTER TABLE user_chats ADD COLUMN joined_change BIGINT NOT NULL DEFAULT 0;
-
--- A membership that ended (removed, or left): its changes stay the former
--- member's to read, from joined_change up to (not with) left_change, their
--- member_removed change, which is in their own stream.  One row per removal.
-CREATE TABLE left_chats (
-    user_id BIGINT NOT NULL,
-    chat_id BIGINT NOT NULL,
-    joined_change BIGINT NOT NULL,
-    left_change BIGINT NOT NULL,
-    PRIMARY KEY (user_id, chat_id, left_change)
-)

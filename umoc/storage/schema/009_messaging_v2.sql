@@ -3,9 +3,9 @@
 -- do (an edit, a reaction, a mention), never with a group's size: a message
 -- still writes O(1) rows however many members read it.
 --
--- The .sqlite.sql and .postgres.sql variants differ only in WITHOUT ROWID
--- (SQLite keeps a table keyed by its primary key in one b-tree: one page
--- less written per row, which a mention on the send path pays).
+-- WITHOUT_ROWID is WITHOUT ROWID on SQLite (a table keyed by its primary
+-- key in one b-tree: one page less written per row, which a mention on the
+-- send path pays) and nothing on PostgreSQL.
 
 -- edited_at: when the content was last replaced (NULL: never edited).
 -- reply_to_seq: the message this one answers, in the same chat (no foreign key:
@@ -34,7 +34,7 @@ CREATE TABLE message_reactions (
     emoji TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (message_seq, user_id, emoji)
-) WITHOUT ROWID;
+) WITHOUT_ROWID;
 
 -- Mentions: messages.mentions lists whom a message mentions (comma-separated
 -- ids, for display); unread_mentions holds one row per mentioned member until
@@ -48,7 +48,7 @@ CREATE TABLE unread_mentions (
     chat_id BIGINT NOT NULL,
     message_seq BIGINT NOT NULL,
     PRIMARY KEY (user_id, chat_id, message_seq)
-) WITHOUT ROWID;
+) WITHOUT_ROWID;
 
 -- Profiles and settings.  avatar_file_id names an uploaded image of the user's (files.id).
 ALTER TABLE users ADD COLUMN display_name TEXT;
