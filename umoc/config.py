@@ -415,7 +415,7 @@ _UNIT_PARSERS: dict[type, Any] = {Duration: parse_duration, Size: parse_size}
 def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
     """Check and convert one YAML value against a dataclass field type."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path, problems)
     if tp in _UNIT_PARSERS:
         try:

@@ -131,7 +131,7 @@ class Metrics:
             "outcome",
         )
         # Children cached per label value: labels() costs more than the increment itself.
-        self._event_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._event_children: dict[str, tuple[Counter, Counter, Histogram]] = {}
 
     # -- instruments ---------------------------------------------------------
 
@@ -144,7 +144,7 @@ class Metrics:
                 self.events.labels(event, "error"),
                 self.event_latency.labels(event),
             )
-        children[0 if ok else 1].inc()
+        (children[0] if ok else children[1]).inc()
         children[2].observe(seconds)
 
     def transaction_done(self, name: str, ok: bool, seconds: float, waited: float | None) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from umoc.config import RateLimit, RateLimitsConfig
 
@@ -273,7 +274,11 @@ class FailoverRatelimiter:
             self._maybe_probe()
             return defer.succeed(None)
         d = defer.maybeDeferred(self._primary.remember, kind, key, ttl)
-        d.addErrback(lambda failure: self._switch_to_fallback(failure.getErrorMessage() or failure.type.__name__))
+
+        def failed(failure: Failure) -> None:
+            self._switch_to_fallback(failure.getErrorMessage() or type(failure.value).__name__)
+
+        d.addErrback(failed)
         return d
 
     def remembered(self, kind: str, keys: list[str]) -> defer.Deferred[bool]:

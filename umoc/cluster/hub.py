@@ -172,9 +172,10 @@ class Hub:
         if message_id is not None:
             user_ids = [u for u in user_ids if not self.delivered.has(message_id, u)]
             self.delivered.add(message_id, [u for u in user_ids if u in self.by_user or u in self._held])
-        kept = offset is not None and self.recovery is not None
-        if kept:
+        kept = False
+        if offset is not None and self.recovery is not None:
             self.recovery.record(offset, user_ids, message)
+            kept = True
         for user_id in user_ids:
             held = self._held.get(user_id)
             if held is not None and len(held) < self.MAX_HELD:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import txredisapi
 from twisted.internet import defer, endpoints, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
 from umoc.config import RedisTarget, parse_redis_url
@@ -193,6 +193,7 @@ class RedisSubscriber:
         on_subscribed: Callable[[], None] | None = None,
     ) -> None:
         self._factory = _SubscriberFactory(target, channel, on_message, on_lost, on_subscribed)
+        endpoint: IStreamClientEndpoint
         if target.path:
             endpoint = endpoints.UNIXClientEndpoint(reactor, target.path, timeout=5)
         else:

@@ -43,7 +43,7 @@ RETRIES = 3
 class _Item:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    done: defer.Deferred = field(default_factory=defer.Deferred)
+    done: defer.Deferred[Any] = field(default_factory=defer.Deferred)
 
 
 def _batch_txn(
@@ -107,7 +107,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        run_transaction: Callable[..., defer.Deferred],
+        run_transaction: Callable[..., defer.Deferred[Any]],
         lanes: int = 1,
         retry_errors: tuple[type[BaseException], ...] = (),
         fatal_errors: tuple[type[BaseException], ...] = (),
@@ -121,7 +121,7 @@ class BatchWriter:
         self.batches = 0
         self.items = 0
 
-    def run(self, key: int, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    def run(self, key: int, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """``fn(txn, *args)`` in the next transaction of ``key``'s lane; fires after it commits."""
         lane = key % len(self._queues)
         item = _Item(fn, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 
 from twisted.internet import defer
@@ -251,7 +252,7 @@ class ContactStore:
         """Unfriend (or withdraw / decline a pending request): both rows go. Raises `RefusedError`."""
         return self._db.run("contacts.remove", _remove_txn, user_id, target_id, now)
 
-    def friend_ids(self, user_id: int) -> defer.Deferred[list[int]]:
+    def friend_ids(self, user_id: int) -> defer.Deferred[builtins.list[int]]:  # `list` is a method here
         """Users who are ``user_id``'s friends both ways (so neither blocked the other)."""
 
         def txn_fn(txn: Txn) -> list[int]:

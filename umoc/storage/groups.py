@@ -170,6 +170,7 @@ def _update_txn(
     if description is not None:
         txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
     row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
+    assert row is not None  # _lock_members_txn found the group
     record_txn(
         txn,
         NewChange(

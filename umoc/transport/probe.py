@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import Protocol
 
 from umoc.protocol.engineio import EnginePacket, EnginePacketType
-from umoc.transport.engine import EngineSession
+from umoc.transport.engine import EngineSession, EngineTransport
 
 __all__ = ["PollingSide", "UpgradeProbe", "WebSocketSide"]
 
 
-class WebSocketSide(Protocol):
-    """The WebSocket that wants to take over a polling session."""
+class WebSocketSide(EngineTransport, Protocol):
+    """The WebSocket that wants to take over a polling session (and carries it once it has)."""
 
     probe: UpgradeProbe | None
 

@@ -31,10 +31,11 @@ from __future__ import annotations
 import errno
 import inspect
 from pprint import pformat
-from typing import Any
+from typing import Any, cast
 
 import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import FrameHeader
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
@@ -84,7 +85,7 @@ def _autobahn_pformat(value: Any, *args: Any, **kwargs: Any) -> Any:
     return pformat(value, *args, **kwargs)
 
 
-_autobahn_protocol.pformat = _autobahn_pformat  # type: ignore[attr-defined]
+_autobahn_protocol.pformat = _autobahn_pformat  # type: ignore[assignment]
 
 
 class TurnWriter:
@@ -123,6 +124,19 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     name = "websocket"
     factory: EngineWebSocketFactory
+    #: TCP, TLS or a test's transport: `flush_writes` reads TCP's buffer fields, `_direct_socket` checks which.
+    transport: Any
+    # What Autobahn sets at run time (its settings become class attributes, see `setProtocolOptions`) or
+    # types narrower than it uses them: declared so the checker knows them.
+    maxFramePayloadSize: int
+    maxMessagePayloadSize: int
+    logFrames: bool
+    logOctets: bool
+    autoPingRestartOnAnyTraffic: bool
+    current_frame: FrameHeader | None  # type: ignore[assignment]
+    autoPingTimeoutCall: Any  # a timer once auto-ping is on
+    http_request_data: bytes | None  # type: ignore[assignment]
+    http_response_data: str | None  # type: ignore[assignment]
 
     #: Autobahn steps (about two per frame) one connection may run per reactor turn.
     STEPS_PER_TURN = 40
@@ -407,7 +421,8 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 class EngineWebSocketFactory(WebSocketServerFactory):
     """Autobahn factory bound to one `EngineServer`."""
 
-    protocol = EngineWebSocketProtocol
+    # The base's protocol type does not know that a protocol's ``factory`` is this factory.
+    protocol = EngineWebSocketProtocol  # type: ignore[assignment]
 
     def __init__(self, engine: EngineServer, gatekeeper: Gatekeeper, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -427,7 +442,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             failByDrop=False,
         )
 
-    def setProtocolOptions(self, **options: Any) -> None:
+    def setProtocolOptions(self, *args: Any, **options: Any) -> None:
         """Autobahn's, then the settings as class attributes of a protocol class of this factory's own.
 
         Autobahn copies its ~30 settings from the factory into every
@@ -435,12 +450,17 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         attributes they are shared, which saves each idle socket about a
         kilobyte (its attribute dict stays in a smaller size class).
         """
-        super().setProtocolOptions(**options)
+        super().setProtocolOptions(*args, **options)
         base = type(self).protocol
         # staticmethod: a function setting (perMessageCompressionAccept) must not become a method.
         settings = {a: getattr(self, a) for a in base.CONFIG_ATTRS}
-        self.protocol = type(
-            base.__name__, (base,), {a: staticmethod(v) if inspect.isfunction(v) else v for a, v in settings.items()}
+        self.protocol = cast(
+            "type[EngineWebSocketProtocol]",
+            type(
+                base.__name__,
+                (base,),
+                {a: staticmethod(v) if inspect.isfunction(v) else v for a, v in settings.items()},
+            ),
         )
 
     def writer_for(self, reactor: Any) -> TurnWriter:
