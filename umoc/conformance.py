@@ -30,6 +30,7 @@ from typing import Any
 from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from umoc.config import Duration, EngineIOConfig, Size
@@ -148,7 +149,12 @@ def main(argv: list[str] | None = None) -> None:
         endpoint = endpoints.TCP4ServerEndpoint(reactor, options.port, interface=options.interface)
     d = endpoint.listen(site)
     d.addCallback(lambda port: log.info("Conformance server on {address}", address=port.getHost()))
-    d.addErrback(lambda f: (log.failure("Cannot listen", f), reactor.stop()))
+
+    def cannot_listen(failure: Failure) -> None:
+        log.failure("Cannot listen", failure)
+        reactor.stop()
+
+    d.addErrback(cannot_listen)
 
     def shutdown() -> None:
         for engine in engines:

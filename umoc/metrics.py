@@ -24,7 +24,7 @@ Two kinds of metric:
 from __future__ import annotations
 
 from collections import Counter as PlainCounter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -44,7 +44,7 @@ _EVENT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 _DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 #: A scrape-time value: a number, or {label value (a tuple for several labels): number}.
-Reading = Callable[[], "float | dict[Any, float]"]
+Reading = Callable[[], "float | Mapping[Any, float]"]
 #: No label, one label's name, or several.
 Labels = str | tuple[str, ...] | None
 

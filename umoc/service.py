@@ -45,7 +45,7 @@ log = Logger()
 OUTAGES = (defer.TimeoutError, txredisapi.ConnectionError, DatabaseUnavailableError)
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: object) -> str:
     text = str(exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
@@ -133,7 +133,8 @@ class Listener(service.Service):
         if self.port is None:
             return defer.succeed(None)
         port, self.port = self.port, None
-        return defer.maybeDeferred(port.stopListening)
+        stopped = port.stopListening()  # a Deferred, or None when it stopped at once
+        return stopped if stopped is not None else defer.succeed(None)
 
 
 class RedisService(service.Service):
@@ -299,9 +300,18 @@ class UmocService(service.MultiService):
             if not waiter.called:
                 waiter.callback(done)
 
+        def fired(result: object) -> object:
+            settle(True)
+            return result
+
+        def stop_timer(done: bool) -> bool:
+            if call.active():
+                call.cancel()
+            return done
+
         call = clock.callLater(max(0.0, deadline - clock.seconds()), settle, False)
-        d.addBoth(lambda result: (settle(True), result)[1])
-        waiter.addBoth(lambda done: (call.active() and call.cancel(), done)[1])
+        d.addBoth(fired)
+        waiter.addBoth(stop_timer)
         return waiter
 
     def _close_storage(self, result: Any) -> None:

@@ -11,7 +11,7 @@ a stopping node wait for the events and announcements under way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Awaitable
+from typing import Any, Coroutine
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -128,11 +128,11 @@ class UmocSocketApp:
         self._services.hub.remove(socket)
         self._in_background(self._status.socket_closed(socket.user_id, socket.username))
 
-    def idle(self) -> defer.Deferred[object]:
+    def idle(self) -> defer.Deferred[list[tuple[bool, Any]]]:
         """Fires when the events running now and the status announcements under way are done."""
         return defer.DeferredList([self.router.idle(), *self._background], consumeErrors=True)
 
-    def _in_background(self, work: Awaitable[None]) -> None:
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         d = defer.ensureDeferred(work)
         d.addErrback(lambda f: log.failure("Error announcing a user's status", f))
         if not d.called:

@@ -48,7 +48,8 @@ class HttpClient:
         return d
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> HttpResult:
-        response = await self._client.post(url.encode("utf-8"), data=body, headers={k: [v] for k, v in headers.items()})
+        raw: dict[bytes | str, list[bytes | str]] = {k: [v] for k, v in headers.items()}
+        response = await self._client.post(url.encode("utf-8"), data=body, headers=raw)
         content = await treq.content(response)
         answer_headers = {
             k.decode("latin-1").lower(): v[0].decode("latin-1") for k, v in response.headers.getAllRawHeaders()

@@ -37,7 +37,6 @@ from typing import Any, Callable
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.web.iweb import IRequest
 
 from umoc.protocol.engineio import (
     RECORD_SEPARATOR,
@@ -68,15 +67,15 @@ def _polling_text(frame: str | bytes) -> str:
     return "b" + binascii.b2a_base64(frame, newline=False).decode("ascii")
 
 
-def _headers(request: IRequest) -> dict[str, str]:
+def _headers(request: server.Request) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v[0].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()}
 
 
-def _query(request: IRequest) -> dict[str, str]:
+def _query(request: server.Request) -> dict[str, str]:
     return {k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace") for k, v in request.args.items() if v}
 
 
-def _finish(request: IRequest, body: bytes, content_type: bytes = b"text/plain; charset=UTF-8") -> None:
+def _finish(request: server.Request, body: bytes, content_type: bytes = b"text/plain; charset=UTF-8") -> None:
     if request.finished or getattr(request, "_disconnected", False):
         return
     request.setHeader(b"Content-Type", content_type)
@@ -96,7 +95,7 @@ class PollingTransport:
         self.session: EngineSession | None = None
         self._queue: list[str | bytes] = []
         self._queued_bytes = 0
-        self._request: IRequest | None = None
+        self._request: server.Request | None = None
         #: A WebSocket has answered the probe: GETs are released at once (noop when empty).
         self.upgrading = False
         #: Closed or upgraded away: no more polling on this sid.
@@ -170,7 +169,7 @@ class PollingTransport:
 
     # -- requests ----------------------------------------------------------
 
-    def poll(self, request: IRequest) -> Any:
+    def poll(self, request: server.Request) -> Any:
         """A GET: answer now when there is something to send, else hold it."""
         session = self.session
         if self.done:
@@ -184,10 +183,10 @@ class PollingTransport:
             return server.NOT_DONE_YET
         if self._request is not None:
             # Two GETs at once means two clients (or a broken one) share the sid.
-            body = engine_error(request, BAD_REQUEST, cors=self.owner.cors)
+            refused = engine_error(request, BAD_REQUEST, cors=self.owner.cors)
             if session is not None:
                 session.close("duplicate poll")
-            return body
+            return refused
         self._request = request
         request.notifyFinish().addErrback(self._aborted, request)
         if self._queue:
@@ -196,7 +195,7 @@ class PollingTransport:
             self._answer(_NOOP)
         return server.NOT_DONE_YET
 
-    def _aborted(self, _failure: Any, request: IRequest) -> None:
+    def _aborted(self, _failure: Any, request: server.Request) -> None:
         if self._request is request:
             self._request = None
             if self.session is not None:
@@ -221,7 +220,7 @@ class PollingTransport:
 class PollingResource:
     """Handles ``transport=polling`` requests for one `EngineServer`."""
 
-    def __init__(self, engine: EngineServer, gatekeeper: Gatekeeper, cors: Callable[[IRequest], bool]) -> None:
+    def __init__(self, engine: EngineServer, gatekeeper: Gatekeeper, cors: Callable[[server.Request], bool]) -> None:
         self.engine = engine
         self.clock = engine.clock
         self.gatekeeper = gatekeeper
@@ -241,7 +240,7 @@ class PollingResource:
         if session is not None and self.transports.get(session.sid) is transport:
             del self.transports[session.sid]
 
-    def render(self, request: IRequest) -> Any:
+    def render(self, request: server.Request) -> Any:
         sid = (request.args.get(b"sid") or [b""])[0].decode("utf-8", "replace")
         if not sid:
             return self._handshake(request)
@@ -256,7 +255,7 @@ class PollingResource:
             return self._post(request, transport)
         return engine_error(request, BAD_REQUEST, cors=self.cors)
 
-    def _handshake(self, request: IRequest) -> Any:
+    def _handshake(self, request: server.Request) -> Any:
         if request.method != b"GET":
             return engine_error(request, BAD_HANDSHAKE_METHOD, cors=self.cors)
         headers = _headers(request)
@@ -276,12 +275,13 @@ class PollingResource:
         transport._flush()
         return server.NOT_DONE_YET
 
-    def _post(self, request: IRequest, transport: PollingTransport) -> Any:
+    def _post(self, request: server.Request, transport: PollingTransport) -> Any:
         session = transport.session
         if transport.done or session is None or session.closed:
             return engine_error(request, BAD_REQUEST, cors=self.cors)
         limit = self.engine.settings.max_payload
         content = request.content
+        assert content is not None  # twisted.web reads the body before it renders
         content.seek(0, 2)
         if content.tell() > limit:
             session.close("payload too large", notify=False)

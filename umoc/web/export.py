@@ -15,8 +15,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from twisted.web import resource
-from twisted.web.iweb import IRequest
+from twisted.web import resource, server
 from zope.interface import implementer
 
 from umoc.domain.services import Services
@@ -62,7 +61,7 @@ class ExportApi:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    async def export(self, request: IRequest) -> None:
+    async def export(self, request: server.Request) -> None:
         services = self._services
         record = await request_session(services.sessions, request)
         if record is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -71,11 +71,11 @@ class JsonResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, handlers: dict[bytes, Callable[[IRequest], Awaitable[None]]]) -> None:
+    def __init__(self, handlers: dict[bytes, Callable[[server.Request], Coroutine[Any, Any, None]]]) -> None:
         super().__init__()
         self._handlers = handlers
 
-    def render(self, request: IRequest) -> Any:
+    def render(self, request: server.Request) -> Any:
         handler = self._handlers.get(request.method)
         if handler is None:
             write_json(
@@ -86,7 +86,7 @@ class JsonResource(resource.Resource):
         d.addErrback(self._failed, request)
         return server.NOT_DONE_YET
 
-    def _failed(self, failure: Any, request: IRequest) -> None:
+    def _failed(self, failure: Any, request: server.Request) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
         if failure.check(HttpError, UserError):

@@ -109,7 +109,7 @@ class UploadReceiver:
         self.file_id = _file_id(path.split(b"?", 1)[0][len(UPLOAD_PREFIX) :])
         self.received = 0
         #: Largest body accepted: the configured maximum until the declared size is known.
-        self.limit = uploads.files.config.max_size
+        self.limit: int = uploads.files.config.max_size
         self.rejected = False
         self.finished = False
         #: The client sent ``Expect: 100-continue`` and waits for our go-ahead.
@@ -286,7 +286,8 @@ class UploadRequest(server.Request):
         elif not self._refused:
             self._body_size += len(data)
             if self._body_size > self._uploads.other_body_limit:
-                self.content.close()
+                if self.content is not None:
+                    self.content.close()
                 self.content = _EmptyBody()
                 self._refuse_body()
             else:
@@ -354,12 +355,12 @@ class Uploads:
 
     # -- downloads ----------------------------------------------------------
 
-    async def _download(self, request: IRequest) -> None:
+    async def _download(self, request: server.Request) -> None:
         user_id = await self._session_user(request)
         if user_id is None:
             raise HttpError(401, "Invalid or expired session")
         not_found = HttpError(404, "Not found")
-        file_id = _file_id(request.postpath[0]) if len(request.postpath) == 1 else None
+        file_id = _file_id(request.postpath[0]) if request.postpath and len(request.postpath) == 1 else None
         if file_id is None:
             raise not_found
         record = await self.files.readable(file_id, user_id)
