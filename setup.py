@@ -61,7 +61,12 @@ setup(
             "python-socketio[client]>=5.10",
             "websocket-client>=1.6",
             "hypothesis>=6.90",
+            # .ci/run's checks: ruff (lint and format) and mypy with its Twisted/zope plugin and stubs.
             "ruff>=0.5",
+            "mypy>=2.4",
+            "mypy-zope>=1.0",
+            "types-PyYAML",
+            "types-psycopg2",
             # tests/e2e: the web client in headless Chromium (Debian's chromium and chromium-driver).
             "selenium>=4.10",
             # tests/test_packaging.py builds the wheel without build isolation (no index needed).
