@@ -8,9 +8,9 @@ The layout, top to bottom (README's "Code layout" is the same list)::
     socketapp                     what the transport calls
     events                        the Socket.IO edge: parse, call one command
     web                           the HTTP edge: parse, call one command
-    webclient                     the browser client's static files
     domain.commands               one command per state change (``verb(services, actor, record)``)
     domain                        the rules commands share, the declared server events, feed consumers
+    webclient                     the browser client's static files
     outbound                      outbound HTTP: the agent, queues, Web Push crypto, webhook HMAC
     cluster                       hub, presence, Redis
     storage                       SQL, and only SQL
@@ -60,9 +60,9 @@ LAYOUT: list[set[str]] = [
     {"socketapp"},
     {"events"},
     {"web"},
-    {"webclient"},
     {"domain.commands"},
     {"domain"},
+    {"webclient"},
     {"outbound"},
     {"cluster"},
     {"storage"},
