@@ -9,6 +9,7 @@ restart per mistake.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import types
 import typing
@@ -349,6 +350,20 @@ class WebhookDeliveryConfig:
 
 
 @dataclass(frozen=True)
+class OutboundConfig:
+    """What every outbound request (Web Push, push gateways, webhooks) may reach and read."""
+
+    #: Addresses or networks (``10.1.0.0/16``, ``127.0.0.1``, ``fd00::/8``) that client-chosen URLs (Web Push
+    #: endpoints) may reach although they are loopback, private, link-local and the like.  Never names: a
+    #: name's addresses are the name owner's to change.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Most bytes of an answer's body read (as received: a compressed body is never inflated).
+    max_answer_body: Size = Size(64 * 1024)
+    #: Most bytes of an answer's status line and headers read.
+    max_answer_headers: Size = Size(16 * 1024)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """What ``twistd umoc`` logs, and how each line looks."""
 
@@ -381,6 +396,7 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -578,6 +594,20 @@ def _check(config: Config) -> list[str]:
         unknown = [kind for kind in hook.events if kind not in WEBHOOK_EVENTS]
         if unknown or not hook.events:
             bad(f"webhooks[{i}].events", "expected a list of " + ", ".join(WEBHOOK_EVENTS))
+    for i, entry in enumerate(config.outbound.allowed_hosts):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            bad(
+                f"outbound.allowed_hosts[{i}]",
+                'expected an IP address or network like "10.1.0.0/16" (names are not accepted)',
+            )
+    for path, value in (
+        ("outbound.max_answer_body", config.outbound.max_answer_body),
+        ("outbound.max_answer_headers", config.outbound.max_answer_headers),
+    ):
+        if not 1024 <= value <= 16 * 1024 * 1024:
+            bad(path, "expected a size from 1K to 16M")
     for kind in config.uploads.allowed_types:
         if kind not in ("image", "video", "audio", "file"):
             bad(f"uploads.allowed_types.{kind}", "expected one of image, video, audio, file")

@@ -35,7 +35,7 @@ from umoc.domain.webhooks import Webhooks
 from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
 from umoc.metrics import Metrics
-from umoc.outbound import HttpClient, load_or_create_vapid_key
+from umoc.outbound import HttpClients, load_or_create_vapid_key
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter
 from umoc.socketapp import UmocSocketApp
 from umoc.storage import Storage, open_storage
@@ -79,8 +79,8 @@ class Node:
     #: ``/metrics`` on its own endpoint (``metrics.listen``), else None.
     metrics_site: Site | None
     status: StatusAnnouncer
-    #: Outbound HTTP (pushes, webhooks): its connection pool closes when the node stops.
-    http: HttpClient
+    #: Outbound HTTP (pushes, webhooks): its connection pools close when the node stops.
+    http: HttpClients
 
 
 def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
@@ -138,12 +138,20 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         ratelimiter = MemoryRatelimiter(clock, config.ratelimits)
         presence = LocalPresence(hub)
     metrics = Metrics()
-    # One pool of outbound connections for pushes and webhooks; the VAPID key is made on first start.
-    http = HttpClient(reactor, clock)
+    # Web Push endpoints are the clients' choice: the guarded client; gateways and webhooks are the
+    # operator's: the trusted one.  The VAPID key is made on first start.
+    http = HttpClients.from_config(reactor, clock, config.outbound)
     push = PushNotifier(
-        storage, presence, clock, config.push, metrics, http, load_or_create_vapid_key(config.data_path)
+        storage,
+        presence,
+        clock,
+        config.push,
+        metrics,
+        http.guarded,
+        load_or_create_vapid_key(config.data_path),
+        gateway_http=http.trusted,
     )
-    webhooks = Webhooks(config.webhooks, config.webhook_delivery, http, clock, metrics)
+    webhooks = Webhooks(config.webhooks, config.webhook_delivery, http.trusted, clock, metrics)
     metrics.gauge("umoc_push_queue", "Pushes waiting for a slot on this node", lambda: len(push.queue))
     metrics.gauge(
         "umoc_webhook_queue",

@@ -51,6 +51,8 @@ class PushCase(ChatCase):
                 **self.push_overrides,
             },
             "webhook_delivery": {"backoff": "0.05s", "max_attempts": 3, "timeout": "2s"},
+            # The test's push services listen on loopback: the operator's allow-list lets pushes reach them.
+            "outbound": {"allowed_hosts": ["127.0.0.0/8"]},
             "webhooks": [
                 {
                     "url": self.hooks.url + "/hook",

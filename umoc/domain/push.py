@@ -19,8 +19,18 @@ Two kinds of registration::
     webpush   POST <subscription endpoint>        RFC 8291 aes128gcm body, RFC 8292 VAPID
     gateway   POST <push.gateways[NAME]>/_matrix/push/v1/notify     Matrix Push Gateway API (Sygnal)
 
-A push service's 404 or 410, or a gateway listing the pushkey in
-``rejected``, removes the registration.  Outcomes are counted in
+A Web Push endpoint is the client's choice, so it goes through the guarded
+HTTP client (`umoc.outbound.agent`): ``register_push`` refuses an endpoint
+that is not https, is longer than 2048 characters, carries credentials, or
+whose host is a refused address in any spelling (``127.1``,
+``2130706433``, ``[::ffff:127.0.0.1]``); a name is checked when the push
+is sent, after DNS and again at connect.  What the target answered never
+shows in the registration's fate except for the one answer meant for it: a
+push service's 404 or 410 (never followed from a redirect, which is never
+followed) removes the registration; a refused address, a redirect, an
+answer too large, a timeout or any other status is a failure and leaves it.
+A gateway (the operator's URL, through the trusted client) listing the
+pushkey in ``rejected`` removes it too.  Outcomes are counted in
 ``umoc_pushes_total{kind,outcome}``.
 """
 
@@ -28,9 +38,11 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -40,7 +52,8 @@ from umoc.cluster.presence import Presence
 from umoc.config import PushConfig
 from umoc.errors import UserError
 from umoc.metrics import Metrics
-from umoc.outbound import HttpClient, OutboundQueue, VapidKey, encrypt_payload
+from umoc.outbound import AddressPolicy, HttpClient, OutboundQueue, RefusedAddressError, VapidKey, encrypt_payload
+from umoc.outbound.agent import ip_literal
 from umoc.outbound.webpush import valid_subscription_keys
 from umoc.storage import Storage
 from umoc.storage.messages import Message
@@ -60,6 +73,11 @@ WEBPUSH_TTL = 24 * 3600
 #: What a waiting push holds besides its text and URL (the notice, the registration, the job), for
 #: ``push.queue_bytes``: an estimate on the high side.
 PUSH_OVERHEAD = 1024
+#: Longest Web Push endpoint accepted.
+MAX_ENDPOINT = 2048
+#: A host name: letters, digits and hyphens in dot-separated labels, the last one (the top-level
+#: domain) starting with a letter, so that no spelling of a number passes for a name.
+_HOST_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\.?")
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,32 @@ def registration_json(registration: Registration) -> dict[str, Any]:
     return body
 
 
+def check_endpoint(endpoint: str, policy: AddressPolicy, allow_http: bool = False) -> None:
+    """`UserError` for a Web Push endpoint the server must not send to, decided without asking DNS.
+
+    A name is allowed here (its addresses are checked when a push is
+    sent); an address, in any spelling ``inet_aton`` or IPv6 accepts, must
+    be one ``policy`` permits.
+    """
+    expected = "an http:// or https:// URL" if allow_http else "an https:// URL"
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError:
+        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}") from None
+    schemes = ("https", "http") if allow_http else ("https",)
+    host = parts.hostname or ""
+    if parts.scheme not in schemes or not host or not endpoint.isascii() or port == 0:
+        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}")
+    if "@" in parts.netloc:
+        raise UserError("Invalid 'subscription.endpoint': expected a URL without credentials")
+    address = ip_literal(host)
+    if address is None and not _HOST_NAME.fullmatch(host):
+        raise UserError(f"Invalid 'subscription.endpoint': expected {expected} with a host name or address")
+    if address is not None and not policy.permits(address):
+        raise UserError("Invalid 'subscription.endpoint': this address is not allowed")
+
+
 def _text(value: Any, name: str, max_length: int) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
         raise UserError(f"Invalid '{name}': expected 1 to {max_length} characters")
@@ -152,13 +196,18 @@ class PushNotifier:
         metrics: Metrics,
         http: HttpClient | None,
         vapid: VapidKey | None,
+        gateway_http: HttpClient | None = None,
     ) -> None:
+        """``http`` is the guarded client (Web Push endpoints are the clients' choice); ``gateway_http``
+        the client for the operator's gateways (by default ``http`` too)."""
         self._storage = storage
         self._presence = presence
         self._clock = clock
         self.config = config
         self._metrics = metrics
         self._http = http
+        self._gateway_http = gateway_http or http
+        self._policy = (http.agent.policy if http is not None else None) or AddressPolicy()
         self.vapid = vapid
         self.queue = OutboundQueue(clock, config.concurrency, config.queue_size, config.queue_bytes)
         self._timers: set[Any] = set()
@@ -174,10 +223,8 @@ class PushNotifier:
             subscription = payload["subscription"]
             if not isinstance(subscription, dict):
                 raise UserError("Invalid 'subscription': expected {endpoint, keys: {p256dh, auth}}")
-            endpoint = _text(subscription.get("endpoint"), "subscription.endpoint", 2048)
-            schemes = ("https://", "http://") if self.config.allow_insecure_endpoints else ("https://",)
-            if not endpoint.startswith(schemes):
-                raise UserError("Invalid 'subscription.endpoint': expected an https:// URL")
+            endpoint = _text(subscription.get("endpoint"), "subscription.endpoint", MAX_ENDPOINT)
+            check_endpoint(endpoint, self._policy, self.config.allow_insecure_endpoints)
             keys = subscription.get("keys")
             if not isinstance(keys, dict):
                 raise UserError("Invalid 'subscription.keys': expected {p256dh, auth}")
@@ -320,9 +367,15 @@ class PushNotifier:
         }
         try:
             result = await self._http.post(registration.target, body, headers, self.config.timeout)
-        except Exception as exc:  # noqa: BLE001 - timeouts and refused connections alike
+        except RefusedAddressError as exc:
+            # Never sent: the registration stays, so its fate tells nothing about the address.
+            self._metrics.count_push("webpush", "refused")
+            log.warn("Push to registration {id} (webpush) refused: {why}", id=registration.id, why=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - timeouts, refused connections, answers too large alike
             self._failed(registration, repr(exc))
             return
+        # A redirect (3xx) is not followed and is a failure like any other status but 404 and 410.
         if 200 <= result.code < 300:
             self._metrics.count_push("webpush", "sent")
         elif result.code in (404, 410):
@@ -331,10 +384,10 @@ class PushNotifier:
             self._failed(registration, f"HTTP {result.code}")
 
     async def _gateway(self, url: str, registration: Registration, notice: Notice) -> None:
-        assert self._http is not None
+        assert self._gateway_http is not None
         body = json.dumps(notice.gateway_body(registration), separators=(",", ":")).encode("utf-8")
         try:
-            result = await self._http.post(url, body, {"Content-Type": "application/json"}, self.config.timeout)
+            result = await self._gateway_http.post(url, body, {"Content-Type": "application/json"}, self.config.timeout)
         except Exception as exc:  # noqa: BLE001 - timeouts and refused connections alike
             self._failed(registration, repr(exc))
             return

@@ -1,4 +1,4 @@
-"""treq with one deadline over the whole exchange: connect, send, and read the (bounded) answer."""
+"""POSTs through an `OutboundAgent`, with one deadline over the whole exchange: connect, send, read the answer."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import treq
-from treq.client import HTTPClient
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.client import Agent, HTTPConnectionPool
 
-__all__ = ["HttpClient", "HttpResult", "destination"]
+from umoc.config import OutboundConfig
+from umoc.outbound.agent import AddressPolicy, AnswerLimits, OutboundAgent
 
-#: Most bytes of an answer read; push services and webhook receivers answer briefly.
-MAX_ANSWER = 64 * 1024
+__all__ = ["HttpClient", "HttpClients", "HttpResult", "destination"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,29 +29,51 @@ def destination(url: str) -> str:
 
 
 class HttpClient:
-    """POSTs with a deadline; a connection pool kept per node, so push services see few connections."""
+    """POSTs with a deadline; a connection pool kept per client, so push services see few connections.
 
-    def __init__(self, reactor: Any, clock: IReactorTime | None = None) -> None:
+    With a ``policy`` it is the guarded client for client-chosen URLs (see
+    `umoc.outbound.agent`); without, the trusted one for the operator's.
+    Either way answers are bounded by ``limits`` and redirects not followed.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        clock: IReactorTime | None = None,
+        limits: AnswerLimits | None = None,
+        policy: AddressPolicy | None = None,
+    ) -> None:
         self._clock: IReactorTime = clock or reactor
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
-        self._pool.maxPersistentPerHost = 4
-        self._pool.retryAutomatically = False
-        self._client = HTTPClient(Agent(reactor, pool=self._pool))
+        self.agent = OutboundAgent(reactor, limits or AnswerLimits(), policy)
+
+    def check_url(self, url: str) -> None:
+        """`RefusedAddressError` for a URL whose host is a refused address (no DNS is asked)."""
+        self.agent.check_url(url)
 
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> defer.Deferred[HttpResult]:
-        """The answer, or a `defer.TimeoutError` (or connection error) past ``timeout`` seconds."""
-        d = defer.ensureDeferred(self._post(url, body, headers))
+        """The answer, or a `defer.TimeoutError` (or connection error, `RefusedAddressError`, `AnswerTooLargeError`)
+        past ``timeout`` seconds."""
+        d = self.agent.request(b"POST", url, headers, body)
         d.addTimeout(timeout, self._clock)
-        return d
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> HttpResult:
-        raw: dict[bytes | str, list[bytes | str]] = {k: [v] for k, v in headers.items()}
-        response = await self._client.post(url.encode("utf-8"), data=body, headers=raw)
-        content = await treq.content(response)
-        answer_headers = {
-            k.decode("latin-1").lower(): v[0].decode("latin-1") for k, v in response.headers.getAllRawHeaders()
-        }
-        return HttpResult(response.code, content[:MAX_ANSWER], answer_headers)
+        return d.addCallback(lambda answer: HttpResult(answer.code, answer.body, answer.headers))
 
     def close(self) -> defer.Deferred[None]:
-        return self._pool.closeCachedConnections()
+        return self.agent.close()
+
+
+@dataclass(frozen=True)
+class HttpClients:
+    """A node's two clients: ``guarded`` for client-chosen URLs (Web Push endpoints), ``trusted`` for the
+    operator's (push gateways, webhooks).  Both bound answers and follow no redirects."""
+
+    guarded: HttpClient
+    trusted: HttpClient
+
+    @classmethod
+    def from_config(cls, reactor: Any, clock: IReactorTime, config: OutboundConfig) -> HttpClients:
+        limits = AnswerLimits(body=config.max_answer_body, headers=config.max_answer_headers)
+        policy = AddressPolicy.from_config(config.allowed_hosts)
+        return cls(HttpClient(reactor, clock, limits, policy), HttpClient(reactor, clock, limits))
+
+    def close(self) -> defer.Deferred[Any]:
+        return defer.DeferredList([self.guarded.close(), self.trusted.close()], consumeErrors=True)
