@@ -18,7 +18,7 @@ from twisted.trial import unittest
 
 import umoc.domain.webhooks as webhooks_module
 from tests.support.deferreds import inline
-from tests.support.push import WebhookReceiver, abort, serve, until
+from tests.support.push import FloodServer, WebhookReceiver, abort, serve, serve_flood, until
 from umoc.config import WebhookConfig, WebhookDeliveryConfig
 from umoc.domain.webhooks import Webhooks
 from umoc.logs import json_line
@@ -91,6 +91,19 @@ class RealReceiverTests(unittest.TestCase):
         # Ten at a time take about 2 s; one at a time would take 20 s.  The bound leaves room for a loaded machine.
         self.assertLess(elapsed, 12.0, "about 20 a second, not 2")
         self.assertEqual(self.metrics.webhooks["delivered"], 40)
+
+    @inline
+    async def test_an_answer_that_never_ends_is_cut_off_and_counts_as_a_failure(self) -> None:
+        flood = FloodServer(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n", b"x" * 65536)
+        url = await serve_flood(self, flood)
+        webhooks = self.start((hook(url),), [], timeout=30, max_attempts=2, backoff=0.05)
+        webhooks.emit("message.created", {"n": 1})
+        await until(lambda: self.metrics.webhooks["dead_letter"] == 1, timeout=10, what="a dead letter, not 30 s reads")
+        await until(lambda: flood.lost == 2, what="both connections aborted")
+        self.assertEqual(flood.connections, 2)
+        self.assertEqual(self.metrics.webhooks["delivered"], 0)
+        self.assertLess(flood.sent, 64 * 1024 * 1024, "what the kernel buffered, not what the receiver offered")
+        self.flushLoggedErrors()
 
 
 class FakeHttp:

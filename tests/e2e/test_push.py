@@ -14,14 +14,16 @@ import uuid
 from typing import Any
 
 import treq
+from twisted.web import resource
 
 from tests.support.chat import ChatCase, Person, person_on
 from tests.support.databases import NO_CLUSTER, REDIS_URL, reopenable_database
 from tests.support.deferreds import blocking, inline, sleep
-from tests.support.push import Gateway, PushService, WebhookReceiver, serve, until
+from tests.support.push import Gateway, PushService, Subscription, WebhookReceiver, serve, until
 from tests.support.server import Server
 from umoc.config import Config, parse_config
 from umoc.domain.admin import Administration
+from umoc.storage.push import Registration
 
 SECRET = "s3cret-for-the-webhook-tests"
 
@@ -30,6 +32,8 @@ class PushCase(ChatCase):
     """A server whose push gateway and webhook point at receivers of the test's own."""
 
     push_overrides: dict[str, Any] = {}
+    #: The operator's ``outbound.allowed_hosts``: the test's push services listen on loopback.
+    allowed_hosts: list[str] = ["127.0.0.0/8"]
 
     @inline
     async def setUp(self) -> None:
@@ -51,8 +55,7 @@ class PushCase(ChatCase):
                 **self.push_overrides,
             },
             "webhook_delivery": {"backoff": "0.05s", "max_attempts": 3, "timeout": "2s"},
-            # The test's push services listen on loopback: the operator's allow-list lets pushes reach them.
-            "outbound": {"allowed_hosts": ["127.0.0.0/8"]},
+            "outbound": {"allowed_hosts": self.allowed_hosts},
             "webhooks": [
                 {
                     "url": self.hooks.url + "/hook",
@@ -268,6 +271,117 @@ class WebPushTests(PushCase):
         await until(lambda: len(self.push_service.for_("bob")) == 1)
         push = self.push_service.for_("bob")[0]
         self.assertEqual((push["type"], push["chat_id"], push["is_group"]), ("mention", group["id"], True))
+
+
+class Secret(resource.Resource):
+    """An internal URL: records who asks, answers 404."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = ""
+        self.requests: list[bytes] = []
+
+    def render(self, request: Any) -> bytes:
+        self.requests.append(request.method)
+        request.setResponseCode(404)
+        return b""
+
+
+class RedirectTests(PushCase):
+    @inline
+    async def test_a_redirect_is_not_followed_and_leaves_the_registration(self) -> None:
+        secret = Secret()
+        await serve(self, secret)
+        self.push_service.redirect_to = secret.url + "/admin"
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob", behaviour="redirect")
+        await self.offline(bob)
+        await self.send(alice, bob)
+        await until(lambda: self.server.services.metrics.pushes[("webpush", "failed")] == 1, what="the push failed")
+        self.assertEqual(len(self.push_service.for_("bob")), 1)
+        self.assertEqual(secret.requests, [], "the 303 is never followed")
+        self.assertEqual(self.server.services.metrics.pushes[("webpush", "gone")], 0)
+        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM push_registrations"), 1, "nothing tells it apart")
+
+
+class GuardedPushTests(PushCase):
+    """No allow-list: loopback is what it is in production, a refused address."""
+
+    allowed_hosts: list[str] = []
+
+    @inline
+    async def test_registration_refuses_endpoints_at_refused_addresses_in_every_spelling(self) -> None:
+        bob = await self.person("bob")
+        keys = Subscription("https://x").as_json()["keys"]
+        refused = [
+            "https://127.0.0.1/push",
+            "https://127.1/push",
+            "https://2130706433/push",
+            "https://0x7f000001/push",
+            "https://0x7f.1:8443/push",
+            "https://0177.0.0.1/push",
+            "https://[::1]/push",
+            "https://[::ffff:127.0.0.1]/push",
+            "https://[64:ff9b::a9fe:a9fe]/push",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://0251.0376.0251.0376/latest",
+            "https://10.0.0.1/push",
+            "https://192.168.1.1/push",
+            "https://100.64.0.1/push",
+            "https://[fe80::1%25eth0]/push",
+            "https://0/push",
+        ]
+        for endpoint in refused:
+            answer = await bob.call("register_push", kind="webpush", subscription={"endpoint": endpoint, "keys": keys})
+            self.assertEqual(
+                answer.get("error"), "Invalid 'subscription.endpoint': this address is not allowed", (endpoint, answer)
+            )
+        invalid = [
+            "https://localhost/push",
+            "https://metadata/computeMetadata",
+            "https://1.2.3.4.5/push",
+            "https://user:secret@push.example.com/push",
+            "https://push.example.com:0/push",
+            "https://push.example.com:99999/push",
+            "https://bücher.example/push",
+            "ftp://push.example.com/push",
+            "https://push.example.com/" + "a" * 2048,
+        ]
+        for endpoint in invalid:
+            answer = await bob.call("register_push", kind="webpush", subscription={"endpoint": endpoint, "keys": keys})
+            self.assertIn("Invalid 'subscription.endpoint'", answer.get("error", ""), (endpoint, answer))
+        good = {"endpoint": "https://updates.push.services.mozilla.com/wpush/v2/abc", "keys": keys}
+        answer = await bob.call("register_push", kind="webpush", subscription=good)
+        self.assertEqual(answer.get("kind"), "webpush", answer)
+        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM push_registrations"), 1)
+
+    @inline
+    async def test_a_stored_registration_at_a_refused_address_is_never_contacted_nor_removed(self) -> None:
+        # Stored before this server refused it (an older version, or an allow-list since shortened).
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        sub = self.push_service.subscribe("bob").as_json()
+        registration = Registration(
+            str(uuid.uuid4()),
+            bob.id,
+            "webpush",
+            sub["endpoint"],
+            sub["keys"]["p256dh"],
+            sub["keys"]["auth"],
+            None,
+            None,
+            time.time(),
+        )
+        await self.server.services.storage.push.register(registration, bob.login["sessionID"])
+        await self.offline(bob)
+        await self.send(alice, bob)
+        await until(lambda: self.server.services.metrics.pushes[("webpush", "refused")] == 1, what="the push refused")
+        await self.quiet()
+        self.assertEqual(self.push_service.received, [], "never contacted")
+        self.assertEqual(await self.scalar("SELECT COUNT(*) FROM push_registrations"), 1, "nor removed")
 
 
 class FairPushTests(PushCase):

@@ -23,7 +23,7 @@ from twisted.web import resource
 from zope.interface import implementer
 
 from tests.support.deferreds import inline
-from tests.support.push import serve, until
+from tests.support.push import FloodServer, serve, serve_flood, until
 from umoc.outbound import AddressPolicy, AnswerTooLargeError, HttpClient, RefusedAddressError
 from umoc.outbound.agent import AnswerLimits, GuardedReactor, ip_literal, refused
 
@@ -189,52 +189,6 @@ class Recorder(resource.Resource):
         for name, value in self.headers.items():
             request.setHeader(name, value)
         return self.body
-
-
-class Flood(protocol.Protocol):
-    """On the first bytes of a request: writes ``head``, then ``chunk`` again and again until the connection
-    goes (a pull producer, so the kernel's buffers bound what is in flight)."""
-
-    def __init__(self, owner: FloodServer) -> None:
-        self.owner = owner
-        self.started = False
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self.started:
-            return
-        self.started = True
-        self.owner.connections += 1
-        self.transport.write(self.owner.head)
-        if self.owner.chunk:
-            self.transport.registerProducer(self, False)
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.transport.write(self.owner.chunk)
-        self.owner.sent += len(self.owner.chunk)
-
-    def stopProducing(self) -> None:  # noqa: N802
-        pass
-
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
-        self.owner.lost += 1
-
-
-class FloodServer(protocol.Factory):
-    def __init__(self, head: bytes, chunk: bytes) -> None:
-        self.head = head
-        self.chunk = chunk
-        self.sent = 0
-        self.connections = 0
-        self.lost = 0
-
-    def buildProtocol(self, addr: Any) -> Flood:  # noqa: N802
-        return Flood(self)
-
-
-async def serve_flood(test: unittest.TestCase, flood: FloodServer) -> str:
-    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(flood)
-    test.addCleanup(port.stopListening)
-    return f"http://127.0.0.1:{port.getHost().port}"
 
 
 @implementer(IHostnameResolver)

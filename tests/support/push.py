@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.trial import unittest
 from twisted.web import resource, server
 
@@ -79,7 +79,8 @@ class Subscription:
 
 
 class PushService(resource.Resource):
-    """Web Push endpoints ``/push/<name>``; each name answers 201, 410, or never (``hang``)."""
+    """Web Push endpoints ``/push/<name>``; each name answers 201, 410 (``gone``), 303 to ``redirect_to``
+    (``redirect``), or never (``hang``)."""
 
     isLeaf = True
 
@@ -92,6 +93,8 @@ class PushService(resource.Resource):
         self.vapid_keys: list[str] = []
         self.problems: list[str] = []
         self.hanging: list[Any] = []
+        #: Where ``redirect`` subscriptions send the push (a 303).
+        self.redirect_to = ""
 
     def subscribe(self, name: str, behaviour: str = "ok") -> Subscription:
         path = f"/push/{name}".encode()
@@ -121,6 +124,10 @@ class PushService(resource.Resource):
         if behaviour == "hang":
             self.hanging.append(request)
             return server.NOT_DONE_YET
+        if behaviour == "redirect":
+            request.setResponseCode(303)
+            request.setHeader(b"location", self.redirect_to.encode())
+            return b""
         request.setResponseCode(410 if behaviour == "gone" else 201)
         return b""
 
@@ -219,6 +226,52 @@ class WebhookReceiver(resource.Resource):
             return b""
         self.received.append(json.loads(body))
         return b"ok"
+
+
+class Flood(protocol.Protocol):
+    """On the first bytes of a request: writes ``head``, then ``chunk`` again and again until the connection
+    goes (a pull producer, so the kernel's buffers bound what is in flight)."""
+
+    def __init__(self, owner: FloodServer) -> None:
+        self.owner = owner
+        self.started = False
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        if self.started:
+            return
+        self.started = True
+        self.owner.connections += 1
+        self.transport.write(self.owner.head)
+        if self.owner.chunk:
+            self.transport.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.transport.write(self.owner.chunk)
+        self.owner.sent += len(self.owner.chunk)
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        self.owner.lost += 1
+
+
+class FloodServer(protocol.Factory):
+    def __init__(self, head: bytes, chunk: bytes) -> None:
+        self.head = head
+        self.chunk = chunk
+        self.sent = 0
+        self.connections = 0
+        self.lost = 0
+
+    def buildProtocol(self, addr: Any) -> Flood:  # noqa: N802
+        return Flood(self)
+
+
+async def serve_flood(test: unittest.TestCase, flood: FloodServer) -> str:
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(flood)
+    test.addCleanup(port.stopListening)
+    return f"http://127.0.0.1:{port.getHost().port}"
 
 
 async def serve(test: unittest.TestCase, root: Any, interface: str = "127.0.0.1") -> str:
