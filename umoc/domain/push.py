@@ -426,10 +426,17 @@ class PushNotifier:
     # -- stopping ----------------------------------------------------------
 
     async def close(self) -> None:
-        """Cancel pushes still waiting for ``push.delay``; let those deciding and sending finish."""
+        """Cancel pushes still waiting for ``push.delay`` or for a slot; let those deciding and sending finish.
+
+        Waiting pushes are dropped first: otherwise each push that ends
+        (a dead endpoint's, say) would start another while the node stops.
+        """
         for call in list(self._timers):
             if call.active():
                 call.cancel()
         self._timers.clear()
         await defer.DeferredList(list(self._deciding), consumeErrors=True)
+        dropped = self.queue.drop_waiting()
+        if dropped:
+            log.warn("{count} pushes left unsent at shutdown", count=dropped)
         await self.queue.idle()
