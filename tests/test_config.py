@@ -57,6 +57,24 @@ class ConfigTests(unittest.SynchronousTestCase):
             parse_config({"database": {"dsn": "mysql://x"}})
         self.assertIn("database.dsn", str(caught.exception))
 
+    def test_outbound_allow_list_takes_addresses_and_networks_never_names(self) -> None:
+        config = parse_config({"outbound": {"allowed_hosts": ["127.0.0.1", "10.20.0.0/16", "fd00::/8"]}})
+        self.assertEqual(config.outbound.allowed_hosts, ("127.0.0.1", "10.20.0.0/16", "fd00::/8"))
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(
+                {
+                    "outbound": {
+                        "allowed_hosts": ["push.internal", "10.0.0.0/8"],
+                        "max_answer_body": "100",
+                        "max_answer_headers": "1G",
+                    }
+                }
+            )
+        paths = [p.split("'")[1] for p in caught.exception.problems]
+        self.assertEqual(
+            paths, ["outbound.allowed_hosts[0]", "outbound.max_answer_body", "outbound.max_answer_headers"]
+        )
+
     def test_not_yaml_and_missing_file(self) -> None:
         path = os.path.join(tempfile.mkdtemp(), "bad.yaml")
         with open(path, "w") as f:

@@ -120,7 +120,7 @@ class Metrics:
         self.webhooks: PlainCounter[str] = PlainCounter()
         self.counter(
             "umoc_pushes",
-            "Push attempts by kind (webpush, gateway) and outcome (sent, gone, failed, dropped)",
+            "Push attempts by kind (webpush, gateway) and outcome (sent, gone, failed, refused, dropped)",
             lambda: dict(self.pushes),
             ("kind", "outcome"),
         )

@@ -167,13 +167,15 @@ def check_endpoint(endpoint: str, policy: AddressPolicy, allow_http: bool = Fals
         raise UserError(f"Invalid 'subscription.endpoint': expected {expected}") from None
     schemes = ("https", "http") if allow_http else ("https",)
     host = parts.hostname or ""
-    if parts.scheme not in schemes or not host or not endpoint.isascii() or port == 0:
-        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}")
-    if "@" in parts.netloc:
-        raise UserError("Invalid 'subscription.endpoint': expected a URL without credentials")
     address = ip_literal(host)
-    if address is None and not _HOST_NAME.fullmatch(host):
-        raise UserError(f"Invalid 'subscription.endpoint': expected {expected} with a host name or address")
+    if (
+        parts.scheme not in schemes
+        or not endpoint.isascii()
+        or "@" in parts.netloc  # credentials: no push service needs them
+        or port == 0
+        or (address is None and not _HOST_NAME.fullmatch(host))
+    ):
+        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}")
     if address is not None and not policy.permits(address):
         raise UserError("Invalid 'subscription.endpoint': this address is not allowed")
 
