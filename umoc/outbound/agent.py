@@ -266,6 +266,23 @@ class GuardedReactor:
             raise RefusedAddressError(string=f"refused address {host}")
         return self._reactor.connectTCP(host, port, factory, timeout, bindAddress)
 
+    def connectSSL(  # noqa: N802
+        self,
+        host: str,
+        port: int,
+        factory: Any,
+        contextFactory: Any,
+        timeout: float = 30,
+        bindAddress: Any = None,  # noqa: N803
+    ) -> Any:
+        if not self._policy.permits_text(host):
+            log.info("Outbound: refused a connection to {host}", host=host)
+            raise RefusedAddressError(string=f"refused address {host}")
+        return self._reactor.connectSSL(host, port, factory, contextFactory, timeout, bindAddress)
+
+    def connectUNIX(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        raise RefusedAddressError(string="no UNIX sockets for outbound requests")
+
 
 # -- bounded answers ------------------------------------------------------------------------------
 
@@ -318,11 +335,13 @@ class _BoundedClientProtocol(HTTP11ClientProtocol):
 
     def cut(self, serial: int, reason: Exception) -> None:
         """Abort the connection while it serves answer ``serial``; what waits on it fails with ``reason``."""
-        if serial != self._serial or self.cut_reason is not None or self._state != "WAITING":
+        if serial != self._serial or self.cut_reason is not None:
             return
         self.cut_reason = reason
         self.transport.abortConnection()
-        self._disconnectParser(Failure(reason))
+        if self._state == "WAITING":
+            # Fail what waits now, with the reason; the connectionLost that follows finds nothing to fail.
+            self._disconnectParser(Failure(reason))
 
 
 @dataclass(frozen=True)
