@@ -229,7 +229,7 @@ class _GuardedResolver:
             @staticmethod
             def resolutionComplete() -> None:  # noqa: N802
                 bad = [
-                    a.host
+                    str(getattr(a, "host", a))
                     for a in found
                     if not isinstance(a, (TwistedIPv4, TwistedIPv6)) or not policy.permits_text(a.host)
                 ]
@@ -338,7 +338,8 @@ class _BoundedClientProtocol(HTTP11ClientProtocol):
         if serial != self._serial or self.cut_reason is not None:
             return
         self.cut_reason = reason
-        self.transport.abortConnection()
+        transport: Any = self.transport
+        transport.abortConnection()
         if self._state == "WAITING":
             # Fail what waits now, with the reason; the connectionLost that follows finds nothing to fail.
             self._disconnectParser(Failure(reason))
@@ -471,8 +472,9 @@ class OutboundAgent:
         self.check_url(url)
         producer = _BytesProducer(body) if body is not None else None
         raw_headers = Headers({k.encode("latin-1"): [v.encode("latin-1")] for k, v in headers.items()})
-        d: defer.Deferred[_Exchange] = self._agent.request(method, url.encode("utf-8"), raw_headers, producer)
-        exchange = await d.addErrback(_unwrap)
+        # The pool's `_BoundedClientProtocol` answers with an `_Exchange`, not the bare response.
+        d: defer.Deferred[Any] = self._agent.request(method, url.encode("utf-8"), raw_headers, producer)
+        exchange: _Exchange = await d.addErrback(_unwrap)
         reader = _BodyReader(exchange, self.limits.body)
         exchange.response.deliverBody(reader)
         content = await reader.done
