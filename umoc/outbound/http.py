@@ -46,10 +46,6 @@ class HttpClient:
         self._clock: IReactorTime = clock or reactor
         self.agent = OutboundAgent(reactor, limits or AnswerLimits(), policy)
 
-    def check_url(self, url: str) -> None:
-        """`RefusedAddressError` for a URL whose host is a refused address (no DNS is asked)."""
-        self.agent.check_url(url)
-
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> defer.Deferred[HttpResult]:
         """The answer, or a `defer.TimeoutError` (or connection error, `RefusedAddressError`, `AnswerTooLargeError`)
         past ``timeout`` seconds."""
