@@ -126,6 +126,17 @@ class DatabaseConfig:
     timeout: Duration = Duration(5)
     #: Longest a new PostgreSQL connection may take to open.
     connect_timeout: Duration = Duration(5)
+    #: PostgreSQL TCP keepalives: probes after this much silence on a connection, ...
+    keepalives_idle: Duration = Duration(10)
+    #: ... this far apart; this many unanswered end the connection.
+    keepalives_interval: Duration = Duration(5)
+    keepalives_count: int = 3
+    #: PostgreSQL ``tcp_user_timeout``: a connection whose sent data stays unacknowledged this long ends
+    #: (0: the system's default).
+    tcp_user_timeout: Duration = Duration(10)
+    #: A pool thread still busy this long after its transaction's deadline counts as stuck; when every
+    #: thread is, ``/healthz`` answers 503 so a supervisor restarts the node.
+    stuck_timeout: Duration = Duration(30)
     #: SQLite's ``PRAGMA synchronous``: ``full`` fsyncs every commit (an acknowledged message survives a
     #: power loss); ``normal`` only at checkpoints (faster, a power loss can lose the last commits).
     sqlite_synchronous: str = "full"
@@ -536,6 +547,13 @@ def _check(config: Config) -> list[str]:
         bad("database.pool_max", "expected 1 <= pool_min <= pool_max")
     if config.database.sqlite_synchronous not in ("full", "normal"):
         bad("database.sqlite_synchronous", "expected one of full, normal")
+    for key in ("keepalives_idle", "keepalives_interval", "stuck_timeout"):
+        if getattr(config.database, key) < 1:
+            bad(f"database.{key}", "expected at least 1s")
+    if config.database.keepalives_count < 1:
+        bad("database.keepalives_count", "expected at least 1")
+    if config.database.tcp_user_timeout < 0:
+        bad("database.tcp_user_timeout", "expected a duration, 0 or more")
     if config.redis.url and not _redis_url_ok(config.redis.url):
         bad("redis.url", 'expected "redis://[:PASSWORD@]HOST[:PORT][/DB]" or "unix:/PATH[?db=N]"')
     if config.redis.timeout <= 0:

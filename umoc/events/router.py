@@ -12,6 +12,13 @@ excess instead of growing a queue without bound.
 When the node stops (`Router.close`), events not started yet are answered
 with ``error`` and new ones too; `Router.idle` fires once those already
 running are done, so what a client was told succeeded is committed.
+
+Every event has a deadline, ``database.timeout`` counted from its arrival
+(its wait behind the socket's earlier events included): one whose deadline
+passed before it starts is answered ``error`` with ``code: "timeout"``
+without running; one still running at its deadline is answered so then,
+once, and its late result is dropped (it still completes, and the socket's
+next event still waits for it, so order holds).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from umoc.domain.notices import ERROR, ServerEvent
@@ -34,6 +42,10 @@ __all__ = ["EventContext", "Route", "Router", "build_routes"]
 
 #: The answer to events that arrive while the node stops.
 SHUTTING_DOWN = "The server is shutting down; send this again once reconnected"
+#: The answer to an event whose deadline passed before it started: it was not run.
+NOT_RUN_IN_TIME = "The server could not start this in time; it was not run, send it again"
+#: The answer to an event still running at its deadline: it may yet take effect.
+NOT_DONE_IN_TIME = "The server did not finish this in time; it may still take effect, check before sending it again"
 
 log = Logger()
 
@@ -114,19 +126,34 @@ class Router:
         if self.closed:
             self._reply_error(socket, ack_id, UserError(SHUTTING_DOWN))
             return
+        pending = _Pending(event, args, ack_id, self.services.clock.seconds())
         queue = self._queues.get(socket)
         if queue is None:
             queue = self._queues[socket] = deque()
-            queue.append((event, args, ack_id))
+            queue.append(pending)
             self._drain(socket, queue)
         elif len(queue) >= self.MAX_QUEUED:
             self._reply_error(socket, ack_id, UserError("Too many events in flight; slow down"))
         else:
-            queue.append((event, args, ack_id))
+            # Answered at its deadline even while it still waits behind the socket's earlier events.
+            pending.timer = self.services.clock.callLater(self._timeout(), self._expire, socket, queue, pending)
+            queue.append(pending)
+
+    def _timeout(self) -> float:
+        return self.services.config.database.timeout
+
+    def _expire(self, socket: ClientSocket, queue: deque, pending: _Pending) -> None:
+        """``pending`` waited its whole deadline behind earlier events: answered, and never run."""
+        pending.timer = None
+        if pending in queue:
+            queue.remove(pending)  # never queue[0]: that one runs, its timer cancelled
+        self._reply_error(socket, pending.ack_id, UserError(NOT_RUN_IN_TIME, code="timeout"))
 
     def forget(self, socket: ClientSocket) -> None:
         queue = self._queues.pop(socket, None)
         if queue is not None:
+            for pending in queue:
+                pending.cancel_timer()
             queue.clear()
 
     def close(self) -> None:
@@ -134,8 +161,9 @@ class Router:
         self.closed = True
         for socket, queue in list(self._queues.items()):
             refused = [queue.pop() for _ in range(len(queue) - 1)]  # queue[0] is running
-            for _event, _args, ack_id in reversed(refused):
-                self._reply_error(socket, ack_id, UserError(SHUTTING_DOWN))
+            for pending in reversed(refused):
+                pending.cancel_timer()
+                self._reply_error(socket, pending.ack_id, UserError(SHUTTING_DOWN))
 
     def idle(self) -> defer.Deferred[Any]:
         """Fires when the events running now are done."""
@@ -144,8 +172,9 @@ class Router:
     def _drain(self, socket: ClientSocket, queue: deque) -> None:
         """Run queued events one after another; synchronous results do not recurse."""
         while queue:
-            event, args, ack_id = queue[0]
-            d = defer.ensureDeferred(self.handle(socket, event, args, ack_id))
+            pending = queue[0]
+            pending.cancel_timer()
+            d = defer.ensureDeferred(self.handle(socket, pending.event, pending.args, pending.ack_id, pending.received))
             if not d.called:
                 self._running.add(d)
 
@@ -165,11 +194,20 @@ class Router:
         if self._queues.get(socket) is queue:
             del self._queues[socket]
 
-    async def handle(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
-        """Run one event; never raises."""
-        started = self.services.clock.seconds()
+    async def handle(
+        self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None, received: float | None = None
+    ) -> None:
+        """Run one event, received at ``received`` (now by default), within its deadline; never raises."""
+        clock = self.services.clock
+        started = clock.seconds()
         ok = False
+        answer = _Answer(socket, ack_id)
+        remaining = (started if received is None else received) + self._timeout() - started
+        timer = None
         try:
+            if remaining <= 0:
+                raise UserError(NOT_RUN_IN_TIME, code="timeout")
+            timer = clock.callLater(remaining, answer.error, UserError(NOT_DONE_IN_TIME, code="timeout"))
             route = self.routes.get(event)
             if route is None:
                 raise UserError(f"Unknown event '{event[:64]}'")
@@ -183,19 +221,25 @@ class Router:
                 self.services.metrics.refused(route.rate_class)
                 raise UserError("Rate limit exceeded; try again later", retry_after=retry_after)
             result = await route.handler(EventContext(self.services, socket), payload)
-            if route.response is not None:
+            if answer.given:
+                pass  # answered at the deadline: the late result is dropped
+            elif route.response is not None:
+                answer.given = True
                 socket.tell(route.response(result))
                 if ack_id is not None:
                     socket.ack(ack_id, result)
             elif ack_id is not None:
+                answer.given = True
                 socket.ack(ack_id, result if result is not None else {"ok": True})
-            ok = True
+            ok = not answer.timed_out
         except UserError as exc:
-            self._reply_error(socket, ack_id, exc)
+            answer.error(exc)
         except Exception:  # noqa: BLE001 - one bad event must not end the connection
             log.failure("Error handling event {event}", event=event)
-            self._reply_error(socket, ack_id, UserError("Internal server error"))
+            answer.error(UserError("Internal server error"))
         finally:
+            if timer is not None and timer.active():
+                timer.cancel()
             self.services.metrics.event_done(
                 event if event in self.routes else "unknown", ok, self.services.clock.seconds() - started
             )
@@ -206,3 +250,40 @@ class Router:
         socket.tell(ERROR(payload))
         if ack_id is not None:
             socket.ack(ack_id, {"error": error.message, **error.extra})
+
+
+class _Pending:
+    """An event waiting in its socket's queue, with the timer of its deadline while it waits."""
+
+    __slots__ = ("event", "args", "ack_id", "received", "timer")
+
+    def __init__(self, event: str, args: list[Any], ack_id: int | None, received: float) -> None:
+        self.event = event
+        self.args = args
+        self.ack_id = ack_id
+        self.received = received
+        self.timer: IDelayedCall | None = None
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+
+
+class _Answer:
+    """One event's answer: given once, by its result, its error or its deadline, whichever comes first."""
+
+    __slots__ = ("socket", "ack_id", "given", "timed_out")
+
+    def __init__(self, socket: ClientSocket, ack_id: int | None) -> None:
+        self.socket = socket
+        self.ack_id = ack_id
+        self.given = False
+        self.timed_out = False
+
+    def error(self, error: UserError) -> None:
+        if self.given:
+            return
+        self.given = True
+        self.timed_out = error.extra.get("code") == "timeout"
+        Router._reply_error(self.socket, self.ack_id, error)

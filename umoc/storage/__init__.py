@@ -12,7 +12,7 @@ from umoc.storage.accounts import AccountStore
 from umoc.storage.admin import AdminStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
-from umoc.storage.database import Database, Deadline
+from umoc.storage.database import Database, Deadline, Keepalives
 from umoc.storage.deliveries import DeliveryStore
 from umoc.storage.edits import EditStore
 from umoc.storage.feed import FeedStore
@@ -62,8 +62,9 @@ class Storage:
 def open_storage(config: Config, clock: IReactorTime) -> Storage:
     """The configured database (SQLite under data_dir unless a PostgreSQL DSN is given), with its deadlines."""
     cfg = config.database
-    deadline = Deadline(clock, cfg.timeout, cfg.connect_timeout)
+    deadline = Deadline(clock, cfg.timeout, cfg.connect_timeout, cfg.stuck_timeout)
+    keepalives = Keepalives(cfg.keepalives_idle, cfg.keepalives_interval, cfg.keepalives_count, cfg.tcp_user_timeout)
     db = Database.from_dsn(
-        cfg.dsn, Path(config.server.data_dir), cfg.pool_min, cfg.pool_max, deadline, cfg.sqlite_synchronous
+        cfg.dsn, Path(config.server.data_dir), cfg.pool_min, cfg.pool_max, deadline, cfg.sqlite_synchronous, keepalives
     )
     return Storage(db)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import socket
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -31,7 +33,18 @@ from twisted.python.failure import Failure
 from umoc.errors import UserError
 from umoc.storage.batching import BatchWriter
 
-__all__ = ["Database", "DatabaseUnavailableError", "Dialect", "IntegrityError", "Row", "SchemaTooNewError", "Txn"]
+__all__ = [
+    "Database",
+    "DatabaseUnavailableError",
+    "Deadline",
+    "Dialect",
+    "IntegrityError",
+    "Keepalives",
+    "PoolHealth",
+    "Row",
+    "SchemaTooNewError",
+    "Txn",
+]
 
 T = TypeVar("T")
 log = Logger()
@@ -87,6 +100,54 @@ class Deadline:
     clock: IReactorTime
     seconds: float
     connect_seconds: float = 5.0
+    #: A pool thread still busy this long after its transaction's deadline (its socket was shut down and
+    #: it did not return) counts as stuck; when every thread is, the node is wedged (see `PoolHealth`).
+    stuck_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Keepalives:
+    """TCP settings of every PostgreSQL connection: the kernel notices a server that vanished.
+
+    Without them a connection whose peer went silent (a partition, a
+    dropped NAT entry, a host powered off) waits in libpq's ``poll()``
+    forever.  Keepalive probes start after ``idle`` seconds of silence,
+    ``count`` unanswered ones ``interval`` apart end the connection;
+    ``user_timeout`` ends it when data sent stays unacknowledged that long
+    (0: the system's default).  libpq ignores them on Unix-domain sockets.
+    """
+
+    idle: float = 10.0
+    interval: float = 5.0
+    count: int = 3
+    user_timeout: float = 10.0
+
+    def connect_kwargs(self) -> dict[str, int]:
+        """libpq's connection parameters (whole seconds; ``tcp_user_timeout`` in milliseconds)."""
+        return {
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(self.idle)),
+            "keepalives_interval": max(1, round(self.interval)),
+            "keepalives_count": max(1, self.count),
+            "tcp_user_timeout": max(0, round(self.user_timeout * 1000)),
+        }
+
+
+@dataclass(frozen=True)
+class PoolHealth:
+    """What the watchdog saw of the connection pool `Database.run` uses."""
+
+    #: Threads (each with its connection) the pool may run at once.
+    threads: int
+    #: Transactions running in them now.
+    busy: int
+    #: Threads still busy `Deadline.stuck_seconds` after their transaction's deadline.
+    stuck: int
+
+    @property
+    def wedged(self) -> bool:
+        """Every thread is stuck: no transaction can run until the process restarts."""
+        return self.threads > 0 and self.stuck >= self.threads
 
 
 @dataclass(frozen=True)
@@ -339,19 +400,139 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
+class _Job:
+    """One transaction on its way through a pool: what the deadline and the watchdog act on."""
+
+    __slots__ = ("expired", "severed", "started", "sock")
+
+    def __init__(self) -> None:
+        #: The caller was answered (deadline): the transaction must not start, or must roll back.
+        self.expired = False
+        #: Its connection's socket was shut down: the connection is discarded, never reused.
+        self.severed = False
+        #: `time.monotonic()` when a pool thread started it.
+        self.started = 0.0
+        #: A duplicate of the connection's socket, so a shutdown reaches that socket and no other.
+        self.sock: socket.socket | None = None
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    """A duplicate of a DB-API connection's socket (psycopg2's ``fileno()``); None for SQLite.
+
+    A duplicate, not the number: should libpq close its descriptor and the
+    number be reused, shutting ours down still reaches this connection only.
+    """
+    fileno = getattr(raw, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = os.dup(fileno())
+    except Exception:  # noqa: BLE001 - a closed connection has no socket to guard
+        return None
+    try:
+        return socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
+        return None
+
+
+class _GuardedPool(adbapi.ConnectionPool):
+    """adbapi's pool, knowing which connection each transaction runs on, so it can cut it loose.
+
+    adbapi gives each pool thread one connection.  A transaction whose
+    deadline passed while its thread waits on the network (a server that
+    went silent: libpq's ``poll()`` has no timeout of its own) gets its
+    connection's socket shut down: ``poll()`` returns, libpq reports the
+    connection lost, the thread rolls back and returns, and the connection is
+    discarded; the thread's next transaction opens a new one.  A cancel
+    request is not sent: it would need a new connection to the same silent
+    server, and ``statement_timeout`` already ends the query on a server
+    that is alive.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = threading.Lock()
+        #: Transactions running in a pool thread now.
+        self.jobs: set[_Job] = set()
+
+    def run_job(self, job: _Job, interaction: Callable[[Any], T]) -> defer.Deferred[T]:
+        from twisted.internet import threads
+
+        return threads.deferToThreadPool(self._reactor, self.threadpool, self._run_job, job, interaction)
+
+    def _run_job(self, job: _Job, interaction: Callable[[Any], T]) -> T:
+        if job.expired:  # answered while it waited for a thread: nobody wants it
+            raise DatabaseUnavailableError()
+        conn = self.connectionFactory(self)
+        trans = self.transactionFactory(self, conn)
+        raw = conn._connection
+        sock = _socket_of(raw)
+        with self._guard:
+            job.started = time.monotonic()
+            job.sock = sock
+            self.jobs.add(job)
+        try:
+            if job.expired:  # the deadline passed while the connection opened
+                raise DatabaseUnavailableError()
+            result = interaction(trans)
+            trans.close()
+            conn.commit()
+            return result
+        except BaseException:
+            if job.severed or getattr(raw, "closed", 0):
+                self._discard(raw)  # cut loose or lost: the thread's next transaction opens a new one
+            else:
+                try:
+                    conn.rollback()
+                except BaseException:  # noqa: BLE001 - as adbapi does: the error raised below matters more
+                    log.failure("Rollback failed")
+            raise
+        finally:
+            with self._guard:
+                self.jobs.discard(job)
+                job.sock = None
+            if sock is not None:
+                sock.close()
+
+    def _discard(self, raw: Any) -> None:
+        """Close the calling thread's broken connection and forget it (quietly: the caller hears why)."""
+        try:
+            self.disconnect(raw)
+        except Exception:  # noqa: BLE001 - already gone
+            self.connections.pop(self.threadID(), None)
+
+    def sever(self, job: _Job) -> bool:
+        """Shut down the socket of the connection ``job`` runs on, so its thread returns; from any thread."""
+        with self._guard:
+            if job not in self.jobs or job.severed:
+                return False
+            job.severed = True
+            if job.sock is not None:
+                try:
+                    job.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return True
+
+    def sever_all(self) -> None:
+        for job in list(self.jobs):
+            self.sever(job)
+
+
 class Database:
     """The connection pool; everything runs through `run` in adbapi's threads."""
 
     def __init__(
         self,
-        pool: adbapi.ConnectionPool,
+        pool: _GuardedPool,
         dialect: Dialect,
         integrity_errors: tuple,
         unavailable_errors: tuple = (),
         deadline: Deadline | None = None,
         write_lanes: int = 1,
         retry_errors: tuple = (),
-        read_pool: adbapi.ConnectionPool | None = None,
+        read_pool: _GuardedPool | None = None,
     ) -> None:
         self._pool = pool
         #: Where `read` runs: SQLite's WAL readers, or the one pool on PostgreSQL.
@@ -383,7 +564,7 @@ class Database:
         path = Path(path)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        pool = adbapi.ConnectionPool(
+        pool = _GuardedPool(
             "sqlite3",
             str(path),
             check_same_thread=False,
@@ -392,7 +573,7 @@ class Database:
             cp_openfun=functools.partial(_sqlite_open, synchronous),
             cp_noisy=False,
         )
-        readers = adbapi.ConnectionPool(
+        readers = _GuardedPool(
             "sqlite3",
             str(path),
             check_same_thread=False,
@@ -411,13 +592,14 @@ class Database:
         maximum: int = 5,
         schema: str | None = None,
         deadline: Deadline | None = None,
+        keepalives: Keepalives = Keepalives(),
     ) -> Database:
         """``schema`` puts every table in one schema: how tests keep runs apart."""
         import psycopg2
         import psycopg2.errors
 
-        # Passed on to psycopg2.connect: rows readable by column name, like sqlite3.Row.
-        kwargs: dict[str, Any] = {"cursor_factory": _named_row_cursor()}
+        # Passed on to psycopg2.connect: rows readable by column name, like sqlite3.Row; TCP keepalives.
+        kwargs: dict[str, Any] = {"cursor_factory": _named_row_cursor(), **keepalives.connect_kwargs()}
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
         if deadline is not None:
@@ -426,7 +608,7 @@ class Database:
             # Set per connection, not through "options", which would replace any the DSN carries.
             server_ms = max(100, int(deadline.seconds * 900))
             kwargs["cp_openfun"] = functools.partial(_postgres_open, server_ms)
-        pool = adbapi.ConnectionPool(
+        pool = _GuardedPool(
             "psycopg2", dsn, cp_min=minimum, cp_max=maximum, cp_reconnect=True, cp_noisy=False, **kwargs
         )
         unavailable = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.QueryCanceled)
@@ -444,9 +626,10 @@ class Database:
         maximum: int = 5,
         deadline: Deadline | None = None,
         sqlite_synchronous: str = "full",
+        keepalives: Keepalives = Keepalives(),
     ) -> Database:
         if dsn.startswith(("postgresql://", "postgres://")):
-            return cls.postgres(dsn, minimum, maximum, deadline=deadline)
+            return cls.postgres(dsn, minimum, maximum, deadline=deadline, keepalives=keepalives)
         path = dsn[len("sqlite:") :] if dsn.startswith("sqlite:") else ""
         return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3", deadline, sqlite_synchronous)
 
@@ -460,7 +643,9 @@ class Database:
 
         Past the `Deadline` (or when the driver says the database is not
         there) the result is `DatabaseUnavailableError`; a transaction whose
-        caller has been answered so is rolled back, never committed.
+        caller has been answered so is rolled back, never committed, and one
+        still waiting on the network then has its connection's socket shut
+        down, so its thread returns (`_GuardedPool`).
         """
         return self._run_in(self._pool, False, desc, fn, args, kwargs)
 
@@ -477,14 +662,15 @@ class Database:
 
     def _run_in(
         self,
-        pool: adbapi.ConnectionPool,
+        pool: _GuardedPool,
         snapshot: bool,
         desc: str,
         fn: Callable[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> defer.Deferred[T]:
-        expired = False
+        self.watch()
+        job = _Job()
         observe = self.observe
         started = time.monotonic()
         waited: list[float] = []
@@ -497,16 +683,16 @@ class Database:
                 # would see its own snapshot. adbapi's commit ends it.
                 cursor.execute("BEGIN")
             result = fn(Txn(cursor, self.dialect, self._integrity_errors), *args, **kwargs)
-            if expired:
+            if job.expired:
                 raise DatabaseUnavailableError()  # the caller was told it failed: roll back
             return result
 
-        d = pool.runInteraction(interaction)
+        d = pool.run_job(job, interaction)
         if self.deadline is not None:
 
             def timed_out(result: Any, timeout: float) -> Any:
-                nonlocal expired
-                expired = True
+                job.expired = True
+                pool.sever(job)  # a thread waiting on a silent server returns
                 raise DatabaseUnavailableError()
 
             d.addTimeout(self.deadline.seconds, self.deadline.clock, onTimeoutCancel=timed_out)
@@ -545,10 +731,37 @@ class Database:
             raise DatabaseUnavailableError() from failure.value
         return failure
 
+    def watch(self) -> PoolHealth:
+        """The watchdog, run before every transaction and by the health checks.
+
+        A transaction still running past its deadline (one started late, or
+        whose shutdown came before it reached the network) gets its socket
+        shut down now; the result counts the threads that stayed busy
+        `Deadline.stuck_seconds` longer all the same.
+        """
+        stuck = 0
+        if self.deadline is not None:
+            now = time.monotonic()
+            overdue = self.deadline.seconds
+            for pool in {self._pool, self._read_pool}:
+                for job in list(pool.jobs):
+                    age = now - job.started
+                    if age > overdue:
+                        pool.sever(job)
+                        if pool is self._pool and age > overdue + self.deadline.stuck_seconds:
+                            stuck += 1
+        return PoolHealth(self._pool.max, len(self._pool.jobs), stuck)
+
     def close(self) -> None:
-        """Idempotent: a service stopped by hand (a restart test) is stopped again at cleanup."""
+        """Idempotent: a service stopped by hand (a restart test) is stopped again at cleanup.
+
+        Transactions still running have their sockets shut down first: closing
+        the pool waits for its threads.
+        """
         if not self._closed:
             self._closed = True
+            self._pool.sever_all()
+            self._read_pool.sever_all()
             self._pool.close()
             if self._read_pool is not self._pool:
                 self._read_pool.close()

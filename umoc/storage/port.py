@@ -26,6 +26,8 @@ from typing import Any
 import psycopg2
 from psycopg2 import extras, sql
 
+from umoc.storage.database import Keepalives
+
 __all__ = ["PortRefusedError", "PortReport", "port_sqlite_to_postgres"]
 
 #: Rows sent to PostgreSQL per INSERT.
@@ -118,7 +120,8 @@ def port_sqlite_to_postgres(sqlite_path: str | Path, dsn: str) -> PortReport:
     if not path.is_file():
         raise PortRefusedError(f"no SQLite database at {path}")
     source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    target = psycopg2.connect(dsn)
+    # Keepalives: a server that vanishes mid-copy ends the run with an error instead of a hang.
+    target = psycopg2.connect(dsn, **Keepalives().connect_kwargs())
     try:
         return _port(source, target)
     finally:

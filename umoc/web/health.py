@@ -1,7 +1,11 @@
 """``GET /healthz`` (liveness), ``GET /readyz`` (readiness) and ``GET /metrics``.
 
-Liveness says only that the process serves HTTP: an orchestrator that
-restarts a node because its database is slow would make things worse.
+Liveness says that the process serves HTTP and is not wedged: an
+orchestrator that restarts a node because its database is slow would make
+things worse, so it never asks the database; it fails only when every
+database pool thread is stuck (busy ``database.stuck_timeout`` past its
+deadline even after its connection was cut loose: see
+`umoc.storage.database.Database.watch`), which no database recovery ends.
 Readiness says whether the node can do its work: the database answers
 within two seconds.  Redis is reported but does not make a node unready:
 without it a node still serves its own clients (rate limits and presence
@@ -28,17 +32,30 @@ from umoc.web.jsonapi import JsonResource, write_json
 __all__ = ["LivenessResource", "MetricsResource", "ReadinessResource"]
 
 
-def LivenessResource() -> JsonResource:
-    """200 whenever the process answers HTTP."""
+#: Why a node whose every database thread is stuck is not ready (and not alive).
+WEDGED = "every database connection is stuck; the node needs a restart"
+
+
+def LivenessResource(services: Services | None = None) -> JsonResource:
+    """200 whenever the process answers HTTP, unless every database pool thread is stuck (503)."""
 
     async def alive(request: IRequest) -> None:
+        pool = services.storage.db.watch() if services is not None else None
+        if pool is not None and pool.wedged:
+            write_json(request, 503, {"status": "wedged", "reason": WEDGED, "database_stuck": pool.stuck})
+            return
         write_json(request, 200, {"status": "ok"})
 
     return JsonResource({b"GET": alive})
 
 
 def ReadinessResource(services: Services, redis_ping: Callable[[], defer.Deferred[bool]] | None) -> JsonResource:
-    """200 when the database answers within two seconds, else 503; Redis reported alongside."""
+    """200 when the database answers within two seconds, else 503; Redis reported alongside.
+
+    Pool threads stuck past their deadline are reported as ``database_stuck``;
+    with every one stuck the database is not even asked (the question would
+    only wait behind them) and ``reason`` says so.
+    """
 
     async def check(request: IRequest) -> None:
         async def probe(fn: Callable[[], Any]) -> bool:
@@ -49,8 +66,13 @@ def ReadinessResource(services: Services, redis_ping: Callable[[], defer.Deferre
             except Exception:  # noqa: BLE001 - any failure means "not reachable"
                 return False
 
-        database = await probe(services.storage.ping)
+        pool = services.storage.db.watch()
+        database = False if pool.wedged else await probe(services.storage.ping)
         body: dict[str, Any] = {"database": database}
+        if pool.stuck:
+            body["database_stuck"] = pool.stuck
+        if pool.wedged:
+            body["reason"] = WEDGED
         if redis_ping is not None:
             body["redis"] = await probe(redis_ping)
         body["status"] = "ok" if database and body.get("redis", True) else ("degraded" if database else "unready")

@@ -127,7 +127,7 @@ def build_site(
     for name, child in {**auth_resources(services, gate), **extra_api}.items():
         api.putChild(name, child)
     root.putChild(b"api", api)
-    root.putChild(b"healthz", LivenessResource())
+    root.putChild(b"healthz", LivenessResource(services))
     root.putChild(b"readyz", ReadinessResource(services, redis_ping))
     if not config.metrics.listen:
         root.putChild(b"metrics", MetricsResource(services.metrics, config.metrics.token))

@@ -81,7 +81,7 @@ CONNECTION_SUCCESSFUL = declare(
 SESSION_STATUS = declare(
     "session_status", ("valid",), ("expires_at", "message"), summary="answers verify_session; sent when a session ends"
 )
-ERROR = declare("error", ("message",), ("retry_after",), summary="a refusal or a failure of one event")
+ERROR = declare("error", ("message",), ("retry_after", "code"), summary="a refusal or a failure of one event")
 PONG = declare("pong", ("timestamp", "server_time", "latency"), summary="answers ping")
 SYNC_NEEDED = declare(
     "sync_needed",
