@@ -122,7 +122,7 @@ class Keepalives:
     count: int = 3
     user_timeout: float = 10.0
 
-    def connect_kwargs(self) -> dict[str, int]:
+    def connect_kwargs(self) -> dict[str, Any]:
         """libpq's connection parameters (whole seconds; ``tcp_user_timeout`` in milliseconds)."""
         return {
             "keepalives": 1,
