@@ -196,6 +196,9 @@ class _AdminRoot(resource.Resource):
     def getChild(self, path: bytes, request: IRequest) -> resource.Resource:
         return _NotFound()
 
+    def render(self, request: IRequest) -> Any:
+        return _NotFound().render(request)  # ``/api/admin`` itself, any method (HEAD was a 500)
+
 
 def admin_resource(admin: Administration, sessions: SessionManager, max_body: int) -> resource.Resource:
     """The ``/api/admin/`` tree."""
