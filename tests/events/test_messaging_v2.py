@@ -748,6 +748,52 @@ class ProfileTestsMixin(MessagingCase):
         await bob.client.expect_none("profile_updated", within=0.1)
 
 
+# -- invisible characters (issue 22, G12) -------------------------------------------
+
+
+class InvisibleCharacterTestsMixin(MessagingCase):
+    """Names and reactions others see refuse characters that draw nothing or turn text around."""
+
+    HIDDEN = (
+        ("a\u200bb", "200B"),  # zero-width space
+        ("\u200e", "200E"),  # left-to-right mark
+        ("ab\u200f", "200F"),  # right-to-left mark
+        ("\u202eevil", "202E"),  # right-to-left override
+        ("x\u2066y\u2069", "2066"),  # isolates
+        ("\ufeffhi", "FEFF"),  # byte order mark
+        ("w\u2060j", "2060"),  # word joiner
+        ("\u2064", "2064"),  # invisible plus
+        ("\U000e0041", "E0041"),  # a tag outside an emoji tag sequence
+        ("a\u200db", "200D"),  # ZWJ between letters
+        ("\u3164", "3164"),  # Hangul filler
+    )
+
+    @inline
+    async def test_invisible_and_direction_changing_characters_are_refused(self) -> None:
+        alice, bob = await self.pair()
+        message_id = (await self.send(alice, bob.id, "react to me"))["message_id"]
+        await self.drain(alice, bob)
+        before = await self.snapshot()
+        for text, code in self.HIDDEN:
+            message = f"invisible or direction-changing characters are not allowed (U+{code})"
+            await self.refused(alice, "add_reaction", f"Invalid 'emoji': {message}", message_id=message_id, emoji=text)
+            await self.refused(alice, "update_profile", f"Invalid 'display_name': {message}", display_name=text)
+        self.assertEqual(await self.snapshot(), before)
+        await bob.client.expect_none("reaction_updated", within=0.1)
+        await bob.client.expect_none("profile_updated", within=0.1)
+
+    @inline
+    async def test_emoji_sequences_and_scripts_that_need_joiners_are_accepted(self) -> None:
+        alice, bob = await self.pair()
+        message_id = (await self.send(alice, bob.id, "react to me"))["message_id"]
+        england = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+        for emoji in ("👨\u200d👩\u200d👧", "🏳️\u200d🌈", "👩🏽\u200d💻", england, "❤️"):
+            answer = await bob.call("add_reaction", message_id=message_id, emoji=emoji)
+            self.assertEqual(answer.get("emoji"), emoji)
+        for name in ("می\u200cخواهم", "Alice 👩\u200d💻"):
+            self.assertEqual((await alice.call("update_profile", display_name=name))["display_name"], name)
+
+
 for mixin in (
     EditTestsMixin,
     NoEditWindowTestsMixin,
@@ -757,6 +803,7 @@ for mixin in (
     DeliveryTestsMixin,
     ContactV2TestsMixin,
     ProfileTestsMixin,
+    InvisibleCharacterTestsMixin,
 ):
     for_each_backend(mixin, InProcessChatCase, globals())
 del mixin
