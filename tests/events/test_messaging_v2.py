@@ -59,6 +59,12 @@ class MessagingCase:
     async def sql(self, statement: str, *params: Any) -> None:
         await self.server.services.storage.db.run("test", lambda txn: txn.execute(statement, params))
 
+    async def download(self, url: str, who: Person) -> int:
+        response = await self.server.http(
+            "GET", url, None, {"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]}
+        )
+        return response.code
+
     async def refused(self, person: Person, event: str, message: str, **payload: Any) -> None:
         """The event answers ``error`` with exactly ``message``, as the ack and as the event."""
         answer = await person.call(event, **payload)
@@ -598,12 +604,6 @@ class ProfileTestsMixin(MessagingCase):
             "file_id"
         ]
 
-    async def download(self, url: str, who: Person) -> int:
-        response = await self.server.http(
-            "GET", url, None, {"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]}
-        )
-        return response.code
-
     @inline
     async def test_profile_updates_reach_self_and_contacts_and_show_everywhere(self) -> None:
         alice, bob, carol, dave, gid = await self.team()
@@ -748,6 +748,46 @@ class ProfileTestsMixin(MessagingCase):
         await bob.client.expect_none("profile_updated", within=0.1)
 
 
+# -- who sees a profile (issue 22, G13) ------------------------------------------
+
+
+class ProfileVisibilityTestsMixin(MessagingCase):
+    """A contact request nobody answered shows its two sides each other's name, never their profiles."""
+
+    @inline
+    async def test_an_unanswered_contact_request_shows_no_profile_either_way(self) -> None:
+        alice, mallory = await self.person("alice"), await self.person("mallory")
+        ready = await self.upload(alice, b"\x89PNG", purpose="avatar")
+        mine = await alice.call("update_profile", display_name="Alice A.", avatar_file_id=ready["file_id"])
+        await mallory.call("update_profile", display_name="Mal")
+        self.assertEqual((await mallory.call("add_contact", contact_username="alice"))["status"], "NEW")
+        self.assertEqual(await alice.client.expect("contact_request"), {"user_id": mallory.id, "username": "mallory"})
+        phone = await self.connect(mallory.login)
+        cursor = (await phone.expect("connection_successful"))["cursor"]
+        await self.drain(alice, mallory)
+
+        await self.refused(mallory, "get_profile", "User not found", user_id=alice.id)
+        await self.refused(alice, "get_profile", "User not found", user_id=mallory.id)
+        self.assertEqual(await self.download(mine["avatar_url"], mallory), 404)
+        for viewer, other in ((mallory, alice), (alice, mallory)):
+            (entry,) = (await viewer.call("get_contacts"))["contacts"]
+            self.assertEqual(
+                (entry["user_id"], entry["username"], entry["status"], entry["display_name"], entry["avatar_url"]),
+                (other.id, other.name, "NEW", None, None),
+            )
+        changed = await alice.call("update_profile", status_text="in Lisbon")
+        self.assertEqual(await alice.client.expect("profile_updated"), changed)
+        await mallory.client.expect_none("profile_updated", within=0.2)
+        synced = await mallory.call("sync", cursor=cursor, limit=500)
+        self.assertEqual([c for c in synced["changes"] if c["kind"] == "profile"], [])
+
+        # Once accepted, each sees the other's profile.
+        await alice.call("accept_contact", contact_id=mallory.id)
+        self.assertEqual((await mallory.call("get_profile", user_id=alice.id))["display_name"], "Alice A.")
+        self.assertEqual((await alice.call("get_profile", user_id=mallory.id))["display_name"], "Mal")
+        self.assertEqual(await self.download(mine["avatar_url"], mallory), 200)
+
+
 # -- invisible characters (issue 22, G12) -------------------------------------------
 
 
@@ -804,6 +844,7 @@ for mixin in (
     ContactV2TestsMixin,
     ProfileTestsMixin,
     InvisibleCharacterTestsMixin,
+    ProfileVisibilityTestsMixin,
 ):
     for_each_backend(mixin, InProcessChatCase, globals())
 del mixin
