@@ -104,6 +104,30 @@ class AdminCliMixin:
         await self.server.login("alice")
 
     @inline
+    async def test_bot_token_refuses_admins_and_people_unless_forced(self) -> None:
+        """Issue 22 G15: ``bot-token`` no longer silently turns any account, an admin's too, into a bot."""
+        await self.cli_ok("create-bot", "weatherbot")
+        self.assertTrue((await self.cli_ok("bot-token", "weatherbot")).strip())
+        await self.cli_ok("create-user", "root", "--admin", "--password-stdin", stdin=PASSWORD)
+        await self.server.register("alice")
+        code, out, err = await self.cli("bot-token", "root")
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("root is an administrator", err)
+        self.assertIn("--force", err)
+        code, out, err = await self.cli("bot-token", "alice")
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("alice is not a bot", err)
+        self.assertIn("without its password", err)
+        self.assertIn("--force", err)
+        rows = await self.server.services.storage.db.read(
+            "test", lambda txn: txn.execute("SELECT username, is_bot FROM users ORDER BY id").fetchall()
+        )
+        self.assertEqual([(r[0], int(r[1])) for r in rows], [("weatherbot", 1), ("root", 0), ("alice", 0)])
+        token = (await self.cli_ok("bot-token", "alice", "--force")).strip()
+        self.assertTrue(token)
+        self.assertTrue((await self.cli_ok("bot-token", "root", "--force")).strip())
+
+    @inline
     async def test_unknown_user_or_message_exits_1_with_one_line(self) -> None:
         for argv in (
             ("deactivate", "nobody"),

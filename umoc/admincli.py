@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("username")
     p = command("bot-token", "print a new API token for a bot (its other tokens stay valid)")
     p.add_argument("username")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also for an account that is not a bot yet (an admin's too): it becomes a bot",
+    )
     p = command("revoke-bot-tokens", "revoke every API token of a bot")
     p.add_argument("username")
     p = command("port-db", "copy a SQLite database into an empty PostgreSQL database")
@@ -285,7 +290,7 @@ class Cli:
             user, token = await admin.create_bot(args.username, ACTOR)
             self.result(token, {"user": user_json(user), "token": token})
         elif args.command == "bot-token":
-            token = await admin.new_bot_token(name, ACTOR)
+            token = await admin.new_bot_token(name, ACTOR, args.force)
             self.result(token, {"token": token})
         elif args.command == "revoke-bot-tokens":
             count = await admin.revoke_bot_tokens(name, ACTOR)

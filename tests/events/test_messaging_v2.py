@@ -59,6 +59,12 @@ class MessagingCase:
     async def sql(self, statement: str, *params: Any) -> None:
         await self.server.services.storage.db.run("test", lambda txn: txn.execute(statement, params))
 
+    async def download(self, url: str, who: Person) -> int:
+        response = await self.server.http(
+            "GET", url, None, {"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]}
+        )
+        return response.code
+
     async def refused(self, person: Person, event: str, message: str, **payload: Any) -> None:
         """The event answers ``error`` with exactly ``message``, as the ack and as the event."""
         answer = await person.call(event, **payload)
@@ -598,12 +604,6 @@ class ProfileTestsMixin(MessagingCase):
             "file_id"
         ]
 
-    async def download(self, url: str, who: Person) -> int:
-        response = await self.server.http(
-            "GET", url, None, {"X-Session-ID": who.login["sessionID"], "X-Session-Token": who.login["token"]}
-        )
-        return response.code
-
     @inline
     async def test_profile_updates_reach_self_and_contacts_and_show_everywhere(self) -> None:
         alice, bob, carol, dave, gid = await self.team()
@@ -748,6 +748,92 @@ class ProfileTestsMixin(MessagingCase):
         await bob.client.expect_none("profile_updated", within=0.1)
 
 
+# -- who sees a profile (issue 22, G13) ------------------------------------------
+
+
+class ProfileVisibilityTestsMixin(MessagingCase):
+    """A contact request nobody answered shows its two sides each other's name, never their profiles."""
+
+    @inline
+    async def test_an_unanswered_contact_request_shows_no_profile_either_way(self) -> None:
+        alice, mallory = await self.person("alice"), await self.person("mallory")
+        ready = await self.upload(alice, b"\x89PNG", purpose="avatar")
+        mine = await alice.call("update_profile", display_name="Alice A.", avatar_file_id=ready["file_id"])
+        await mallory.call("update_profile", display_name="Mal")
+        self.assertEqual((await mallory.call("add_contact", contact_username="alice"))["status"], "NEW")
+        self.assertEqual(await alice.client.expect("contact_request"), {"user_id": mallory.id, "username": "mallory"})
+        phone = await self.connect(mallory.login)
+        cursor = (await phone.expect("connection_successful"))["cursor"]
+        await self.drain(alice, mallory)
+
+        await self.refused(mallory, "get_profile", "User not found", user_id=alice.id)
+        await self.refused(alice, "get_profile", "User not found", user_id=mallory.id)
+        self.assertEqual(await self.download(mine["avatar_url"], mallory), 404)
+        for viewer, other in ((mallory, alice), (alice, mallory)):
+            (entry,) = (await viewer.call("get_contacts"))["contacts"]
+            self.assertEqual(
+                (entry["user_id"], entry["username"], entry["status"], entry["display_name"], entry["avatar_url"]),
+                (other.id, other.name, "NEW", None, None),
+            )
+        changed = await alice.call("update_profile", status_text="in Lisbon")
+        self.assertEqual(await alice.client.expect("profile_updated"), changed)
+        await mallory.client.expect_none("profile_updated", within=0.2)
+        synced = await mallory.call("sync", cursor=cursor, limit=500)
+        self.assertEqual([c for c in synced["changes"] if c["kind"] == "profile"], [])
+
+        # Once accepted, each sees the other's profile.
+        await alice.call("accept_contact", contact_id=mallory.id)
+        self.assertEqual((await mallory.call("get_profile", user_id=alice.id))["display_name"], "Alice A.")
+        self.assertEqual((await alice.call("get_profile", user_id=mallory.id))["display_name"], "Mal")
+        self.assertEqual(await self.download(mine["avatar_url"], mallory), 200)
+
+
+# -- invisible characters (issue 22, G12) -------------------------------------------
+
+
+class InvisibleCharacterTestsMixin(MessagingCase):
+    """Names and reactions others see refuse characters that draw nothing or turn text around."""
+
+    HIDDEN = (
+        ("a\u200bb", "200B"),  # zero-width space
+        ("\u200e", "200E"),  # left-to-right mark
+        ("ab\u200f", "200F"),  # right-to-left mark
+        ("\u202eevil", "202E"),  # right-to-left override
+        ("x\u2066y\u2069", "2066"),  # isolates
+        ("\ufeffhi", "FEFF"),  # byte order mark
+        ("w\u2060j", "2060"),  # word joiner
+        ("\u2064", "2064"),  # invisible plus
+        ("\U000e0041", "E0041"),  # a tag outside an emoji tag sequence
+        ("a\u200db", "200D"),  # ZWJ between letters
+        ("\u3164", "3164"),  # Hangul filler
+    )
+
+    @inline
+    async def test_invisible_and_direction_changing_characters_are_refused(self) -> None:
+        alice, bob = await self.pair()
+        message_id = (await self.send(alice, bob.id, "react to me"))["message_id"]
+        await self.drain(alice, bob)
+        before = await self.snapshot()
+        for text, code in self.HIDDEN:
+            message = f"invisible or direction-changing characters are not allowed (U+{code})"
+            await self.refused(alice, "add_reaction", f"Invalid 'emoji': {message}", message_id=message_id, emoji=text)
+            await self.refused(alice, "update_profile", f"Invalid 'display_name': {message}", display_name=text)
+        self.assertEqual(await self.snapshot(), before)
+        await bob.client.expect_none("reaction_updated", within=0.1)
+        await bob.client.expect_none("profile_updated", within=0.1)
+
+    @inline
+    async def test_emoji_sequences_and_scripts_that_need_joiners_are_accepted(self) -> None:
+        alice, bob = await self.pair()
+        message_id = (await self.send(alice, bob.id, "react to me"))["message_id"]
+        england = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+        for emoji in ("👨\u200d👩\u200d👧", "🏳️\u200d🌈", "👩🏽\u200d💻", england, "❤️"):
+            answer = await bob.call("add_reaction", message_id=message_id, emoji=emoji)
+            self.assertEqual(answer.get("emoji"), emoji)
+        for name in ("می\u200cخواهم", "Alice 👩\u200d💻"):
+            self.assertEqual((await alice.call("update_profile", display_name=name))["display_name"], name)
+
+
 for mixin in (
     EditTestsMixin,
     NoEditWindowTestsMixin,
@@ -757,6 +843,8 @@ for mixin in (
     DeliveryTestsMixin,
     ContactV2TestsMixin,
     ProfileTestsMixin,
+    InvisibleCharacterTestsMixin,
+    ProfileVisibilityTestsMixin,
 ):
     for_each_backend(mixin, InProcessChatCase, globals())
 del mixin

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.node import NodeTestCase
-from tests.support.web import Response, request
+from tests.support.web import Response, exchange, request
 from umoc.credentials import new_token, token_digest
 
 
-class AdminResourceTests(NodeTestCase):
+class _AdminSessions(NodeTestCase):
     use_clock = False  # creating users hashes passwords on the hashing pool
 
     async def session_of(self, name: str, admin: bool) -> dict[str, str]:
@@ -21,6 +22,8 @@ class AdminResourceTests(NodeTestCase):
     async def admin_call(self, method: str, path: str, headers: dict[str, str], body: object = None) -> Response:
         return await request(self.node.site, method, "/api/admin/" + path, body, headers)
 
+
+class AdminResourceTests(_AdminSessions):
     @inline
     async def test_no_session_401_non_admin_403_admin_200(self) -> None:
         self.assertEqual((await self.admin_call("GET", "users", {})).code, 401)
@@ -43,3 +46,41 @@ class AdminResourceTests(NodeTestCase):
         self.assertTrue(invite.json()["invite"])
         refused = await self.admin_call("POST", "users", boss, {"username": "c\x00", "password": "long enough pw"})
         self.assertEqual(refused.code, 400)
+
+
+class AdminInputBoundsTestsMixin:
+    """Issue 22 G10: numbers the database cannot hold and NUL in ``search`` are a 400, on either database."""
+
+    @inline
+    async def test_out_of_range_numbers_and_nul_answer_400_with_an_error(self) -> None:
+        boss = await self.session_of("boss", admin=True)
+        huge, negative = str(2**70), "-1"
+        for query in (
+            f"users?offset={huge}",
+            f"users?offset={negative}",
+            f"users?limit={huge}",
+            "users?offset=9223372036854775808",
+            "users?search=a%00b",
+            "users?search=" + "a" * 1000,
+        ):
+            answer = await exchange(self.node.site, "GET", "/api/admin/" + query, headers=boss)  # decodes %00
+            self.assertEqual(answer.code, 400, query)
+            self.assertIsInstance(answer.json()["error"], str)
+        for user_id in (2**70, -1, 0, 2**63):
+            for endpoint, body in (
+                ("deactivate", {"user_id": user_id}),
+                ("reactivate", {"user_id": user_id}),
+                ("revoke_sessions", {"user_id": user_id}),
+                ("reset_password", {"user_id": user_id, "password": "long enough pw"}),
+            ):
+                answer = await self.admin_call("POST", endpoint, boss, body)
+                self.assertEqual(answer.code, 400, (endpoint, user_id))
+                self.assertIn("user_id", answer.json()["error"])
+        for path in (f"users/{2**70}", "users/-1"):
+            self.assertIn((await self.admin_call("DELETE", path, boss)).code, (400, 404), path)
+        # Within range everything still answers as before.
+        self.assertEqual((await self.admin_call("GET", "users?offset=9223372036854775807", boss)).json(), {"users": []})
+        self.assertEqual((await self.admin_call("POST", "deactivate", boss, {"user_id": 2**63 - 1})).code, 404)
+
+
+for_each_backend(AdminInputBoundsTestsMixin, _AdminSessions, globals())

@@ -11,7 +11,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.deferreds import inline
 from tests.support.node import NodeTestCase
-from tests.support.web import request
+from tests.support.web import exchange, request
 from umoc.config import Config
 from umoc.transport.gate import Gatekeeper
 from umoc.web.accesslog import access_log_formatter
@@ -101,3 +101,46 @@ class RoutingTests(NodeTestCase):
         response = await request(self.node.site, "GET", "/api/login")
         self.assertEqual((response.code, response.json()), (405, {"error": "Method not allowed"}))
         self.assertEqual(response.header("Allow"), "POST")
+
+
+class EveryResourceAnswersHeadTests(NodeTestCase):
+    """Issue 22 G9: ``HEAD`` (and any other method) on any resource of the Site is a clean 4xx, never a 500."""
+
+    use_clock = False
+
+    def paths(self) -> list[str]:
+        """Every path of the Site's tree, its folders with and without the trailing slash, plus unknown names."""
+        found: list[str] = ["/", "/nope"]
+
+        def walk(prefix: str, node: resource.Resource) -> None:
+            for name, child in node.children.items():
+                path = f"{prefix}/{name.decode()}"
+                found.extend([path, path + "/", path + "/nope"])
+                walk(path, child)
+
+        walk("", self.node.site.resource)
+        return sorted(set(found))
+
+    @inline
+    async def test_head_on_every_resource_is_a_clean_answer(self) -> None:
+        paths = self.paths()
+        self.assertIn("/api/admin", paths)
+        for path in paths:
+            response = await exchange(self.node.site, "HEAD", path)
+            self.assertIn(response.code, (200, 400, 401, 403, 404, 405), path)
+
+    @inline
+    async def test_unauthenticated_head_on_the_api_folders_is_json_404(self) -> None:
+        for path in ("/api", "/api/admin"):
+            for method in ("HEAD", "GET", "POST", "DELETE"):
+                response = await exchange(self.node.site, method, path)
+                self.assertEqual(response.code, 404, (method, path))
+                self.assertEqual(response.header("Content-Type"), "application/json")
+
+    @inline
+    async def test_no_method_on_any_resource_is_a_server_error(self) -> None:
+        for path in self.paths():
+            for method in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"):
+                response = await exchange(self.node.site, method, path)
+                # 501 is the honest answer to a method twisted.web does not implement for a static file.
+                self.assertTrue(response.code < 500 or response.code == 501, (method, path, response.code))

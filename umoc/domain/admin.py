@@ -141,9 +141,25 @@ class Administration:
         log.info("Bot {username} created by {actor}", username=created.username, actor=actor)
         return await self.user(created.id), token
 
-    async def new_bot_token(self, user: int | str, actor: str) -> str:
-        """Another token for an existing bot (or make an account a bot); older tokens stay valid until revoked."""
+    async def new_bot_token(self, user: int | str, actor: str, force: bool = False) -> str:
+        """Another token for a bot; older tokens stay valid until revoked.
+
+        Any other account becomes a bot only with ``force`` (issue 22, G15): a
+        token lets whoever holds it act as the account without its password,
+        which nobody should get by naming the wrong account, an admin's least.
+        """
         found = await self.live_user(user)
+        if not force and found.is_admin:
+            raise UserError(
+                f"{found.username} is an administrator: a bot token would let anyone holding it send messages"
+                f" and accept contacts as {found.username}; refused without --force"
+            )
+        if not force and not await self._storage.bots.is_bot(found.id):
+            raise UserError(
+                f"{found.username} is not a bot: a token turns the account into one, and anyone holding it sends"
+                f" messages and accepts contacts as {found.username} without its password (its password and"
+                " sessions keep working); refused without --force"
+            )
         token = new_token()
         await self._storage.bots.make_bot(found.id, token_digest(token), self._clock.seconds())
         log.info("New token for bot {username} by {actor}", username=found.username, actor=actor)

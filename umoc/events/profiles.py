@@ -12,7 +12,7 @@ from typing import Any
 
 from umoc.domain import notices
 from umoc.domain.notices import shapes
-from umoc.errors import UserError
+from umoc.errors import UserError, check_visible
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Field, Int, Schema, Uuid
 from umoc.storage.profiles import UNSET
@@ -23,15 +23,19 @@ MAX_DISPLAY_NAME = 64
 MAX_STATUS_TEXT = 200
 
 
-def _line(maximum: int) -> Any:
-    """One line of text, ``""`` to clear: no control characters, outer spaces stripped."""
+def _line(maximum: int, visible: bool = False) -> Any:
+    """One line of text, ``""`` to clear: no control characters, outer spaces stripped.
+
+    ``visible`` (a name others see) also refuses invisible and direction-changing
+    characters (`check_visible`): a name that looks like another's, or blank.
+    """
 
     def check(field: str, value: Any) -> str:
         if not isinstance(value, str) or len(value) > maximum:
             raise UserError(f"Invalid '{field}': expected a string of at most {maximum} characters")
         if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
             raise UserError(f"Invalid '{field}': no control characters or line breaks allowed")
-        return value.strip()
+        return check_visible(field, value).strip() if visible else value.strip()
 
     return check
 
@@ -77,7 +81,7 @@ ROUTES = [
         "update_profile",
         Schema(
             SESSION_ID,
-            Field("display_name", _line(MAX_DISPLAY_NAME), required=False),
+            Field("display_name", _line(MAX_DISPLAY_NAME, visible=True), required=False),
             Field("status_text", _line(MAX_STATUS_TEXT), required=False),
             Field("avatar_file_id", _avatar, required=False),
         ),

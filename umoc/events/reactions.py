@@ -11,7 +11,7 @@ from typing import Any
 
 from umoc.domain import notices
 from umoc.domain.notices import shapes
-from umoc.errors import UserError
+from umoc.errors import UserError, check_visible
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Field, Schema, Uuid
 from umoc.storage.reactions import ReactionChange
@@ -28,13 +28,20 @@ def _emoji(field: str, value: Any) -> str:
     """An emoji or a short code: 1-32 characters, no whitespace or control characters.
 
     Anything else is allowed (an emoji is often several code points joined by
-    U+200D, with variation selectors): clients decide what they show.
+    U+200D, with variation selectors): clients decide what they show.  This
+    is what ``remove_reaction`` takes, so one put on before the rule below
+    can still be taken off.
     """
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_EMOJI:
         raise UserError(_BAD_EMOJI)
     if any(char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in value):
         raise UserError(_BAD_EMOJI)
     return value
+
+
+def _new_emoji(field: str, value: Any) -> str:
+    """What ``add_reaction`` takes: `_emoji`, and nothing invisible outside an emoji sequence (issue 22, G12)."""
+    return check_visible(field, _emoji(field, value))
 
 
 def _announce(ctx: EventContext, change: ReactionChange, emoji: str, added: bool) -> dict[str, Any]:
@@ -67,9 +74,17 @@ async def remove_reaction(ctx: EventContext, payload: dict[str, Any]) -> dict[st
     return _announce(ctx, change, payload["emoji"], False)
 
 
-_REACTION = Schema(SESSION_ID, Uuid("message_id"), Field("emoji", _emoji))
-
 ROUTES = [
-    Route("add_reaction", _REACTION, add_reaction, rate_class="messages"),
-    Route("remove_reaction", _REACTION, remove_reaction, rate_class="messages"),
+    Route(
+        "add_reaction",
+        Schema(SESSION_ID, Uuid("message_id"), Field("emoji", _new_emoji)),
+        add_reaction,
+        rate_class="messages",
+    ),
+    Route(
+        "remove_reaction",
+        Schema(SESSION_ID, Uuid("message_id"), Field("emoji", _emoji)),
+        remove_reaction,
+        rate_class="messages",
+    ),
 ]

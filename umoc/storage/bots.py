@@ -24,6 +24,13 @@ class BotStore:
 
         return self._db.run("bots.make_bot", txn_fn)
 
+    def is_bot(self, user_id: int) -> defer.Deferred[bool]:
+        def txn_fn(txn: Txn) -> bool:
+            row = txn.execute("SELECT is_bot FROM users WHERE id = ?", (user_id,)).fetchone()
+            return row is not None and bool(row["is_bot"])
+
+        return self._db.read("bots.is_bot", txn_fn)
+
     def revoke_tokens(self, user_id: int) -> defer.Deferred[int]:
         def txn_fn(txn: Txn) -> int:
             txn.execute("DELETE FROM bot_tokens WHERE user_id = ?", (user_id,))

@@ -7,8 +7,8 @@ What a user reads (rows written by `umoc.storage.changes`):
   groups they were in, up to their removal (``left_chats``), nothing after;
 * their own stream (contact changes, receipts to them as a sender, their
   own removal from a group);
-* the profile streams of themselves and their contacts (a row each way,
-  neither blocked: who is told ``profile_updated`` live).
+* the profile streams of themselves and their friends (both rows FRIEND:
+  who is told ``profile_updated`` live; a pending request shows no profile).
 
 What a change shows is read from the rows it names when the feed is read,
 and the changes of a message deleted (or erased) since are left out but for
@@ -73,7 +73,7 @@ from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.groups import GroupInfo, info_txn
 from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, message_from_row
 from umoc.storage.profiles import Profile, profile_txn
-from umoc.storage.relations import BLOCKED
+from umoc.storage.relations import FRIEND
 
 __all__ = ["Change", "EXPIRED_CURSOR", "FeedPage", "FeedStore", "MAX_CURSOR_LENGTH"]
 
@@ -192,10 +192,10 @@ def _pg_cursor(parts: list[str]) -> _PgCursor:
 
 # -- reading ----------------------------------------------------------------
 
-#: The users whose profile changes a user reads: a contact row each way, neither blocked.
+#: The users whose profile changes a user reads: friends, both rows FRIEND (issue 22, G13: not a pending request).
 _PROFILE_READERS = (
     "SELECT k.contact_id FROM contacts k JOIN contacts r ON r.owner_id = k.contact_id AND r.contact_id = k.owner_id"
-    " WHERE k.owner_id = ? AND k.status <> ? AND r.status <> ?"
+    " WHERE k.owner_id = ? AND k.status = ? AND r.status = ?"
 )
 _ROW = "c.id, c.chat_id, c.user_id, c.profile_id, c.kind, c.message_seq, c.actor_id, c.data, c.created_at"
 
@@ -250,8 +250,8 @@ def _sqlite_read_txn(txn: Txn, user_id: int, after: int, limit: int) -> tuple[li
             n,
             user_id,
             user_id,
-            BLOCKED,
-            BLOCKED,
+            FRIEND,
+            FRIEND,
             after,
             n,
             n,
@@ -324,8 +324,8 @@ def _pg_read_txn(txn: Txn, user_id: int, cursor: _PgCursor, limit: int) -> tuple
             limit + 1,
             user_id,
             user_id,
-            BLOCKED,
-            BLOCKED,
+            FRIEND,
+            FRIEND,
             *window,
             limit + 1,
             limit + 1,

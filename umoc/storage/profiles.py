@@ -1,8 +1,11 @@
 """Profiles (display name, status text, avatar) and per-user settings.
 
-Who may see a profile: the user, their contacts (a row each way, neither
-blocked: pending requests and friends), and members of an open group they
-share.  The same rule decides who may download the avatar.
+Who may see a profile: the user, their friends (both rows FRIEND, so
+neither blocked), and members of an open group they share.  The same rule
+decides who may download the avatar.  A pending contact request shows its
+two sides each other's id and username (``contact_request``) and nothing
+more: otherwise anyone could read any profile by sending a request its owner
+never answers (issue 22, G13).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from twisted.internet import defer
 from umoc.errors import RefusedError
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn
-from umoc.storage.relations import BLOCKED
+from umoc.storage.relations import FRIEND
 
 __all__ = ["Profile", "ProfileStore", "Settings", "UNSET", "profile_txn"]
 
@@ -54,8 +57,8 @@ def visible_txn(txn: Txn, viewer_id: int, user_id: int) -> bool:
         return True
     contact = txn.execute(
         "SELECT 1 FROM contacts c JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
-        " WHERE c.owner_id = ? AND c.contact_id = ? AND c.status <> ? AND r.status <> ?",
-        (viewer_id, user_id, BLOCKED, BLOCKED),
+        " WHERE c.owner_id = ? AND c.contact_id = ? AND c.status = ? AND r.status = ?",
+        (viewer_id, user_id, FRIEND, FRIEND),
     ).fetchone()
     if contact is not None:
         return True
@@ -68,11 +71,11 @@ def visible_txn(txn: Txn, viewer_id: int, user_id: int) -> bool:
 
 
 def contacts_txn(txn: Txn, user_id: int) -> list[int]:
-    """Users with a contact row each way with ``user_id``, neither blocked: who hears of profile changes."""
+    """``user_id``'s friends (both rows FRIEND): who hears of profile changes."""
     rows = txn.execute(
         "SELECT c.contact_id FROM contacts c JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
-        " WHERE c.owner_id = ? AND c.status <> ? AND r.status <> ?",
-        (user_id, BLOCKED, BLOCKED),
+        " WHERE c.owner_id = ? AND c.status = ? AND r.status = ?",
+        (user_id, FRIEND, FRIEND),
     ).fetchall()
     return [int(r["contact_id"]) for r in rows]
 

@@ -28,6 +28,7 @@ from twisted.web.iweb import IRequest
 
 from umoc.domain.admin import Administration, NotFoundError, user_json
 from umoc.domain.sessions import SessionManager, UsernameTakenError
+from umoc.errors import check_text
 from umoc.storage.admin import UserInfo
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
@@ -41,20 +42,38 @@ def _query(request: IRequest, name: bytes) -> str | None:
     return values[0].decode("utf-8", "replace") if values else None
 
 
+#: The largest number either database stores (a signed 64-bit integer); past it SQLite raises
+#: OverflowError and PostgreSQL "out of range", which were 500s.
+MAX_INT = 2**63 - 1
+
+
 def _int_arg(request: IRequest, name: bytes, default: int) -> int:
     raw = _query(request, name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise HttpError(400, f"'{name.decode()}' must be a whole number") from None
+        value = -1
+    if not 0 <= value <= MAX_INT:
+        raise HttpError(400, f"'{name.decode()}' must be a whole number from 0 to {MAX_INT}")
+    return value
+
+
+def _search(request: IRequest) -> str | None:
+    """``search``: at most 256 characters and no NUL (PostgreSQL refuses NUL: that was a 500)."""
+    search = _query(request, b"search")
+    if search is not None and len(search) > 256:
+        raise HttpError(400, "'search' must be at most 256 characters")
+    return None if search is None else check_text("search", search)
 
 
 def _target(data: dict[str, Any]) -> int | str:
     """The account a request names: ``user_id`` (an integer) or ``username``."""
     user_id = data.get("user_id")
     if isinstance(user_id, int) and not isinstance(user_id, bool):
+        if not 1 <= user_id <= MAX_INT:
+            raise HttpError(400, f"'user_id' must be a whole number from 1 to {MAX_INT}")
         return user_id
     if "username" in data:
         return string_field(data, "username", 64)
@@ -108,7 +127,7 @@ class AdminApi:
 
     async def list_users(self, request: IRequest, caller: UserInfo) -> None:
         users = await self._admin.list_users(
-            _query(request, b"search"), _int_arg(request, b"limit", 100), _int_arg(request, b"offset", 0)
+            _search(request), _int_arg(request, b"limit", 100), _int_arg(request, b"offset", 0)
         )
         write_json(request, 200, {"users": [user_json(u) for u in users]})
 
@@ -195,6 +214,9 @@ class _NotFound(resource.Resource):
 class _AdminRoot(resource.Resource):
     def getChild(self, path: bytes, request: IRequest) -> resource.Resource:
         return _NotFound()
+
+    def render(self, request: IRequest) -> Any:
+        return _NotFound().render(request)  # ``/api/admin`` itself, any method (HEAD was a 500)
 
 
 def admin_resource(admin: Administration, sessions: SessionManager, max_body: int) -> resource.Resource:

@@ -61,10 +61,14 @@ class NotFound(resource.Resource):
 
 
 class Root(resource.Resource):
-    """Unknown paths answer JSON 404, not twisted.web's HTML page."""
+    """Unknown paths answer JSON 404, not twisted.web's HTML page; so does the folder itself (``/api``)."""
 
     def getChild(self, path: bytes, request: Any) -> resource.Resource:
         return NotFound()
+
+    def render(self, request: Any) -> Any:
+        # resource.Resource would answer HEAD with an AttributeError (no render_GET): a 500.
+        return NotFound().render(request)
 
 
 class OriginForbidden(resource.Resource):

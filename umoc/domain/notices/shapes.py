@@ -17,7 +17,6 @@ from umoc.storage.groups import GroupInfo
 from umoc.storage.messages import ChatEntry, Message
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
-from umoc.storage.relations import BLOCKED
 from umoc.storage.replies import ReplyTo
 from umoc.storage.search import Hit
 from umoc.timefmt import iso, iso_or_none
@@ -216,9 +215,10 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
 def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
     """What a contact shows of themselves, in ``contacts`` and in a direct chat's ``chat_info``.
 
-    A user one has blocked shows no profile (get_profile refuses it too).
+    Only a friend (both ways) shows a profile, as `get_profile` decides: not a
+    user one has blocked, nor either side of a pending request (issue 22, G13).
     """
-    shows_profile = contact.status != BLOCKED
+    shows_profile = contact.mutual_friend
     is_online, last_seen = presence_fields(contact.mutual_friend, contact.user_id in online, contact.last_seen)
     streak, continue_streak = contact.streak_on(today)
     return {
