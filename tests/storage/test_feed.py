@@ -18,6 +18,7 @@ from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase,
 from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
+from umoc.records.groups import NewGroup
 from umoc.storage import Storage
 from umoc.storage.database import Database
 from umoc.storage.feed import EXPIRED_CURSOR, FeedPage
@@ -89,7 +90,7 @@ class FeedTestsMixin:
         await self.storage.messages.mark_read(bob, alice, [sent[1]], T0)  # alice's, not bob's
         await self.storage.edits.edit(alice, sent[2], "edited, then deleted", T0, 0)
         await self.storage.messages.delete(alice, sent[2], T0)  # bob: delete only
-        group = await self.storage.groups.create(alice, "early", None, [carol], T0, MAX_MEMBERS)
+        group = await self.storage.groups.create(alice, NewGroup("early", None, [carol]), T0, MAX_MEMBERS)
         await self.send(alice, "alice", group, "before bob joined", is_group=True)
         await self.storage.groups.add_member(group, alice, bob, T0, MAX_MEMBERS)  # bob: member_added
         await self.send(alice, "alice", group, "while bob is in", is_group=True)  # bob: message
@@ -101,7 +102,8 @@ class FeedTestsMixin:
         await self.storage.profiles.update(carol, display_name="Carol", now=T0)  # not bob's contact
         await self.storage.profiles.update(bob, status_text="here", now=T0)  # bob: his own
         await self.storage.contacts.block(bob, dave, T0)  # bob: contact_blocked
-        team = await self.storage.groups.create(alice, "team", None, [bob], T0, MAX_MEMBERS)  # bob: group created
+        # bob: group created
+        team = await self.storage.groups.create(alice, NewGroup("team", None, [bob]), T0, MAX_MEMBERS)
 
         changes, cursor, pages = await self.read_all(bob, start, 3)
         expected = [
@@ -255,7 +257,7 @@ class FeedTestsMixin:
         alice, bob, carol = await self.users("alice", "bob", "carol")
         await self.befriend(alice, bob, "bob")
         await self.befriend(alice, carol, "carol")
-        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        group = await self.storage.groups.create(alice, NewGroup("team", None, [bob, carol]), T0, 10)
         await self.storage.profiles.update(alice, display_name="Alice", now=T0)
         start = await self.storage.feed.position()
         await self.storage.accounts.delete(alice, T0 + 1, None)
