@@ -19,6 +19,7 @@ from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.records.groups import NewGroup
+from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
 from umoc.storage.database import Database
 from umoc.storage.feed import EXPIRED_CURSOR, FeedPage
@@ -98,9 +99,10 @@ class FeedTestsMixin:
         await self.storage.groups.remove_member(group, alice, bob, T0)  # bob: member_removed
         await self.send(alice, "alice", group, "after bob left", is_group=True)
         await self.storage.groups.update(group, alice, "renamed again", None, T0)
-        await self.storage.profiles.update(alice, display_name="Alice", now=T0)  # bob: a contact's profile
-        await self.storage.profiles.update(carol, display_name="Carol", now=T0)  # not bob's contact
-        await self.storage.profiles.update(bob, status_text="here", now=T0)  # bob: his own
+        # bob: a contact's profile
+        await self.storage.profiles.update(alice, ProfileChange(display_name="Alice"), now=T0)
+        await self.storage.profiles.update(carol, ProfileChange(display_name="Carol"), now=T0)  # not bob's contact
+        await self.storage.profiles.update(bob, ProfileChange(status_text="here"), now=T0)  # bob: his own
         await self.storage.contacts.block(bob, dave, T0)  # bob: contact_blocked
         # bob: group created
         team = await self.storage.groups.create(alice, NewGroup("team", None, [bob]), T0, MAX_MEMBERS)
@@ -258,7 +260,7 @@ class FeedTestsMixin:
         await self.befriend(alice, bob, "bob")
         await self.befriend(alice, carol, "carol")
         group = await self.storage.groups.create(alice, NewGroup("team", None, [bob, carol]), T0, 10)
-        await self.storage.profiles.update(alice, display_name="Alice", now=T0)
+        await self.storage.profiles.update(alice, ProfileChange(display_name="Alice"), now=T0)
         start = await self.storage.feed.position()
         await self.storage.accounts.delete(alice, T0 + 1, None)
         changes, _, _ = await self.read_all(bob, start, 100)
