@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +37,8 @@ from twisted.logger import Logger
 
 from umoc.cluster.presence import Presence
 from umoc.config import PushConfig
-from umoc.errors import UserError
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClient, OutboundQueue, VapidKey, encrypt_payload
-from umoc.outbound.webpush import valid_subscription_keys
 from umoc.storage import Storage
 from umoc.storage.messages import Message
 from umoc.storage.push import PushTarget, Registration
@@ -134,12 +131,6 @@ def registration_json(registration: Registration) -> dict[str, Any]:
     return body
 
 
-def _text(value: Any, name: str, max_length: int) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
-        raise UserError(f"Invalid '{name}': expected 1 to {max_length} characters")
-    return value
-
-
 class PushNotifier:
     """Registrations, and pushes for messages and contact requests."""
 
@@ -163,37 +154,6 @@ class PushNotifier:
         self.queue = OutboundQueue(clock, config.concurrency, config.queue_size, config.queue_bytes)
         self._timers: set[Any] = set()
         self._deciding: set[defer.Deferred[None]] = set()
-
-    # -- registrations -----------------------------------------------------
-
-    async def register(self, user_id: int, session_id: str, payload: dict[str, Any]) -> Registration:
-        """Store a registration from a client's ``register_push``; `UserError` for anything not allowed."""
-        now = self._clock.seconds()
-        registration_id = str(uuid.uuid4())
-        if payload["kind"] == "webpush":
-            subscription = payload["subscription"]
-            if not isinstance(subscription, dict):
-                raise UserError("Invalid 'subscription': expected {endpoint, keys: {p256dh, auth}}")
-            endpoint = _text(subscription.get("endpoint"), "subscription.endpoint", 2048)
-            schemes = ("https://", "http://") if self.config.allow_insecure_endpoints else ("https://",)
-            if not endpoint.startswith(schemes):
-                raise UserError("Invalid 'subscription.endpoint': expected an https:// URL")
-            keys = subscription.get("keys")
-            if not isinstance(keys, dict):
-                raise UserError("Invalid 'subscription.keys': expected {p256dh, auth}")
-            p256dh = _text(keys.get("p256dh"), "subscription.keys.p256dh", 128)
-            auth = _text(keys.get("auth"), "subscription.keys.auth", 64)
-            if not valid_subscription_keys(p256dh, auth):
-                raise UserError("Invalid 'subscription.keys': expected a P-256 key and a 16-byte secret")
-            registration = Registration(registration_id, user_id, "webpush", endpoint, p256dh, auth, None, None, now)
-        else:
-            app_id = _text(payload["app_id"], "app_id", 256)
-            pushkey = _text(payload["pushkey"], "pushkey", 1024)
-            gateway = payload["gateway"] or "default"
-            if gateway not in self.config.gateways:
-                raise UserError(f"Unknown push gateway '{gateway[:64]}'")
-            registration = Registration(registration_id, user_id, "gateway", pushkey, None, None, app_id, gateway, now)
-        return await self._storage.push.register(registration, session_id)
 
     # -- what to push ------------------------------------------------------
 
