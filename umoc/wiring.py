@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
@@ -50,7 +50,7 @@ from umoc.web.push import push_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
-__all__ = ["Cluster", "Node", "build_node"]
+__all__ = ["AdminTools", "Cluster", "Node", "build_admin", "build_node"]
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         ),
     )
     uploads = Uploads(services.files, services.sessions, config.max_plain_body)
-    admin = Administration(storage, services.sessions, hub, clock, webhooks, services.accounts)
+    admin = Administration(storage, services.sessions, hub, clock, webhooks)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
     site = build_site(
         services,
@@ -212,7 +212,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
         {
             **uploads.resources(),
-            b"admin": admin_resource(admin, services.sessions, config.server.max_body),
+            b"admin": admin_resource(admin, services),
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),
@@ -222,3 +222,85 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     site.requestFactory = uploads.request_factory()
     metrics_site = build_metrics_site(services) if config.metrics.listen else None
     return Node(services, socketapp, engine, site, cluster, metrics_site, status, http)
+
+
+@dataclass(frozen=True)
+class AdminTools:
+    """What ``umoc-admin`` works with: the same `Services` and `Administration` a node's admin API has.
+
+    Its hub has no sockets; when Redis is configured (and reachable) its bus
+    reaches every running node, so ended sessions and deleted messages are
+    told there at once.  Its webhooks are the configured ones: the CLI fires
+    the same webhooks as the admin API (one attempt each: `close` waits for
+    the deliveries in flight, and retries die with the process).
+    """
+
+    services: Services
+    admin: Administration
+    #: The Redis bus to the running nodes, None without Redis (or when it was unreachable).
+    bus: RedisBus | None
+    redis: RedisClient | None
+    http: HttpClient
+
+    async def close(self) -> None:
+        """Deliver what is in flight, then close everything `build_admin` opened."""
+        services = self.services
+        await services.webhooks.close()
+        if self.bus is not None:
+            await self.bus.flush()
+        if self.redis is not None:
+            await self.redis.close()
+        await self.http.close()
+        services.sessions.stop()
+        services.storage.close()
+
+
+async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None]) -> AdminTools:
+    """The configured database (migrated first, as a node does), a hub to the running nodes, and the services.
+
+    ``warn`` is told, in one line for the operator, when Redis is configured
+    but not reachable.
+    """
+    clock: IReactorTime = reactor
+    metrics = Metrics()
+    storage = open_storage(config, clock)
+    try:
+        await storage.db.migrate()
+    except BaseException:
+        storage.close()
+        raise
+    redis: RedisClient | None = None
+    bus: RedisBus | None = None
+    if config.redis.url:
+        redis = RedisClient(config.redis.url, reactor, config.redis.timeout)
+        if await redis.wait_connected(max(2.0, config.redis.timeout * 4)):
+            bus = RedisBus(redis, f"admin-{uuid.uuid4().hex}", config.redis.prefix)
+        else:
+            warn(
+                "Redis is not reachable; running nodes notice ended sessions within sessions.check_interval "
+                f"({config.sessions.check_interval:g}s)"
+            )
+    hub = Hub(remote=bus, clock=clock, session_ended=notices.session_ended)
+    presence = LocalPresence(hub)
+    http = HttpClient(reactor, clock)
+    webhooks = Webhooks(config.webhooks, config.webhook_delivery, http, clock, metrics)
+    sessions = SessionManager(storage.users, hub, clock, config.sessions, config.registration.mode)
+    sessions.start()
+    files = FileManager(storage, clock, config.uploads, config.uploads_path)
+    services = Services(
+        config=config,
+        clock=clock,
+        storage=storage,
+        hub=hub,
+        presence=presence,
+        ratelimiter=MemoryRatelimiter(clock, config.ratelimits),
+        metrics=metrics,
+        sessions=sessions,
+        files=files,
+        # The CLI pushes nothing (no message or contact request is made here): no VAPID key, no HTTP.
+        push=PushNotifier(storage, presence, clock, config.push, metrics, None, None),
+        webhooks=webhooks,
+        accounts=Accounts(storage, sessions, hub, files, clock),
+    )
+    admin = Administration(storage, sessions, hub, clock, webhooks)
+    return AdminTools(services, admin, bus, redis, http)
