@@ -122,7 +122,15 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         cfg = config.redis
         node_id = uuid.uuid4().hex
         redis = RedisClient(cfg.url, reactor, cfg.timeout)
-        watch = BusWatch(redis, node_id, bus_channel(cfg.prefix), clock, cfg.bus_check_interval)
+        # The catch-up is made below (it needs the hub, which needs this bus): the listener looks it up when called.
+        watch = BusWatch(
+            redis,
+            node_id,
+            bus_channel(cfg.prefix),
+            clock,
+            cfg.bus_check_interval,
+            listeners=[lambda since: catchup.request(since)],
+        )
         bus = RedisBus(redis, node_id, cfg.prefix, watch)
         hub = Hub(recovery, remote=bus, clock=clock, session_ended=notices.session_ended)
         ratelimiter = FailoverRatelimiter(
@@ -186,7 +194,6 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     if redis_side is not None:
         redis, bus, watch, redis_presence = redis_side
         catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None)
-        watch.listeners.append(catchup.request)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
         _redis_metrics(metrics, cluster)
@@ -218,8 +225,8 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             b"export": export_resource(services),
         },
         redis_ping,
+        uploads.request_factory(),
     )
-    site.requestFactory = uploads.request_factory()
     metrics_site = build_metrics_site(services) if config.metrics.listen else None
     return Node(services, socketapp, engine, site, cluster, metrics_site, status, http)
 
