@@ -10,7 +10,10 @@ from tests.support.deferreds import inline
 from tests.support.fakes import FakeSocket
 from tests.support.node import NodeTestCase
 from umoc.credentials import new_token, token_digest
+from umoc.domain.commands import push
 from umoc.domain.push import Notice
+from umoc.records import Actor
+from umoc.records.push import PushRegistration
 from umoc.storage.push import Registration
 
 DELAY = 5.0
@@ -36,7 +39,8 @@ class PushTimingTests(NodeTestCase):
         await self.storage.contacts.request(self.alice.user_id, "bob", now)
         await self.storage.contacts.accept(self.bob.id, self.alice.user_id, now)
         payload = {"kind": "gateway", "app_id": "com.example", "pushkey": "token", "gateway": None}
-        await self.services.push.register(self.bob.id, "session-bob", payload)
+        bob = Actor.user(self.bob.id, "bob", session_id="session-bob")
+        await push.register(self.services, bob, PushRegistration.parse(payload))
 
     async def send(self) -> dict[str, Any]:
         answer = await self.call(self.alice, "send_message", recipient_id=self.bob.id, content="hi")
