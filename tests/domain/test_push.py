@@ -14,6 +14,7 @@ from umoc.domain.commands import push
 from umoc.domain.push import Notice
 from umoc.records import Actor
 from umoc.records.push import PushRegistration
+from umoc.records.sessions import NewSession
 from umoc.storage.push import Registration
 
 DELAY = 5.0
@@ -34,7 +35,7 @@ class PushTimingTests(NodeTestCase):
         self.bob = await self.user("bob")
         now = self.clock.seconds()
         await self.storage.users.create_session(
-            self.bob.id, "session-bob", token_digest(new_token()), now, now + 3600, 3
+            NewSession(self.bob.id, "session-bob", token_digest(new_token()), now, now + 3600), 3
         )
         await self.storage.contacts.request(self.alice.user_id, "bob", now)
         await self.storage.contacts.accept(self.bob.id, self.alice.user_id, now)
