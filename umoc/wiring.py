@@ -145,7 +145,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         hub = Hub(recovery, clock=clock, session_ended=notices.session_ended)
         ratelimiter = MemoryRatelimiter(clock, config.ratelimits)
         presence = LocalPresence(hub)
-    metrics = Metrics()
+    metrics = Metrics(storage.db.transactions)
     # One pool of outbound connections for pushes and webhooks; the VAPID key is made on first start.
     http = HttpClient(reactor, clock)
     push = PushNotifier(
@@ -158,7 +158,6 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         "Webhook deliveries waiting for a slot on this node (retries included)",
         lambda: len(webhooks.queue),
     )
-    storage.db.observe = metrics.transaction_done
     metrics.gauge(
         "umoc_connected_sockets", "Sockets connected to this node, by transport", hub.sockets_by_transport, "transport"
     )
@@ -269,13 +268,13 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None])
     but not reachable.
     """
     clock: IReactorTime = reactor
-    metrics = Metrics()
     storage = open_storage(config, clock)
     try:
         await storage.db.migrate()
     except BaseException:
         storage.close()
         raise
+    metrics = Metrics(storage.db.transactions)
     redis: RedisClient | None = None
     bus: RedisBus | None = None
     if config.redis.url:

@@ -240,12 +240,10 @@ class FeedTestsMixin:
         await self.befriend(alice, bob, "bob")
         await self.send(alice, "alice", bob, "before")
         ran: list[str] = []
-        observe = self.storage.db.observe
-        self.storage.db.observe = lambda desc, *rest: (ran.append(desc), observe and observe(desc, *rest))
-        try:
-            together = await defer.gatherResults([self.storage.feed.position() for _ in range(20)])
-        finally:
-            self.storage.db.observe = observe
+        transactions = self.storage.db.transactions
+        done = transactions.done
+        self.patch(transactions, "done", lambda desc, *rest: (ran.append(desc), done(desc, *rest)))
+        together = await defer.gatherResults([self.storage.feed.position() for _ in range(20)])
         self.assertEqual(ran.count("feed.position"), 1)
         self.assertEqual(len(set(together)), 1)
         await self.send(alice, "alice", bob, "after")

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from umoc.errors import UserError
+from umoc.metrics import TransactionMetrics
 from umoc.storage.batching import BatchWriter
 
 __all__ = ["Database", "DatabaseUnavailableError", "Dialect", "IntegrityError", "Row", "SchemaTooNewError", "Txn"]
@@ -361,9 +362,9 @@ class Database:
         #: Driver errors that mean "the database is not there right now", not "this query is wrong".
         self._unavailable_errors = unavailable_errors
         self.deadline = deadline
-        #: Told ``(desc, ok, seconds, waited)`` after every transaction (metrics); ``waited`` is the
-        #: time until a pool thread with a connection ran it, None if none did.
-        self.observe: Callable[[str, bool, float, float | None], None] | None = None
+        #: Told ``(desc, ok, seconds, waited)`` after every transaction; ``waited`` is the time until
+        #: a pool thread with a connection ran it, None if none did.  The node's `Metrics` shows them.
+        self.transactions = TransactionMetrics()
         self._closed = False
         self._failures = _FailureLog(deadline.clock.seconds if deadline is not None else time.monotonic)
         #: Group commit for the hot writes (messages, deletes, reads): see `write`.
@@ -485,13 +486,12 @@ class Database:
         kwargs: dict[str, Any],
     ) -> defer.Deferred[T]:
         expired = False
-        observe = self.observe
+        observe = self.transactions.done
         started = time.monotonic()
         waited: list[float] = []
 
         def interaction(cursor: Any) -> T:
-            if observe is not None:
-                waited.append(time.monotonic() - started)
+            waited.append(time.monotonic() - started)
             if snapshot:
                 # sqlite3 opens no transaction for a SELECT: without one each statement
                 # would see its own snapshot. adbapi's commit ends it.
@@ -511,14 +511,13 @@ class Database:
 
             d.addTimeout(self.deadline.seconds, self.deadline.clock, onTimeoutCancel=timed_out)
         d.addCallbacks(self._answered, self._failed, errbackArgs=(desc,))
-        if observe is not None:
 
-            def done(result: Any) -> Any:
-                ok = not isinstance(result, Failure)
-                observe(desc, ok, time.monotonic() - started, waited[0] if waited else None)
-                return result
+        def done(result: Any) -> Any:
+            ok = not isinstance(result, Failure)
+            observe(desc, ok, time.monotonic() - started, waited[0] if waited else None)
+            return result
 
-            d.addBoth(done)
+        d.addBoth(done)
         return d
 
     def write(self, key: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
