@@ -218,7 +218,11 @@ class Cli:
         tools = await self.open(config)
         admin, services = tools.admin, tools.services
         name = getattr(args, "username", None)
-        ref = AccountRef(name) if name is not None else None
+
+        def ref() -> AccountRef:
+            """The account the command names (every command that calls this has a ``username``)."""
+            return AccountRef(args.username)
+
         if args.command == "create-user":
             user = await account.create_user(services, ACTOR, NewAccount(args.username, self.password(), args.admin))
             kind = "admin " if user.is_admin else ""
@@ -236,27 +240,27 @@ class Cli:
                     f"{'yes' if u.active else 'no':<6}  {u.sessions:>8}  {row['last_seen'] or '-'}"
                 )
         elif args.command == "set-admin":
-            user = await account.set_admin(services, ACTOR, AdminFlag(ref, not args.off))
+            user = await account.set_admin(services, ACTOR, AdminFlag(ref(), not args.off))
             self.result(f"{user.username} is {'an admin' if user.is_admin else 'not an admin'}", user_json(user))
         elif args.command == "deactivate":
-            user, ended = await account.deactivate(services, ACTOR, ref)
+            user, ended = await account.deactivate(services, ACTOR, ref())
             self.result(
                 f"Deactivated {user.username}; {ended} sessions ended ({self.told(config)})",
                 {"user": user_json(user), "sessions_ended": ended},
             )
         elif args.command == "reactivate":
-            user = await account.reactivate(services, ACTOR, ref)
+            user = await account.reactivate(services, ACTOR, ref())
             self.result(f"Reactivated {user.username}", user_json(user))
         elif args.command == "reset-password":
-            ended = await account.reset_password(services, ACTOR, PasswordReset(ref, self.password()))
+            ended = await account.reset_password(services, ACTOR, PasswordReset(ref(), self.password()))
             self.result(
                 f"Password of {name} reset; {ended} sessions ended ({self.told(config)})", {"sessions_ended": ended}
             )
         elif args.command == "revoke-sessions":
-            ended = await account.revoke_sessions(services, ACTOR, ref)
+            ended = await account.revoke_sessions(services, ACTOR, ref())
             self.result(f"{ended} sessions of {name} ended ({self.told(config)})", {"sessions_ended": ended})
         elif args.command == "delete-user":
-            deleted = await account.delete_user(services, ACTOR, AccountDeletion(ref, args.erase))
+            deleted = await account.delete_user(services, ACTOR, AccountDeletion(ref(), args.erase))
             erased = "; its messages' content erased" if args.erase else ""
             self.result(
                 f"Deleted {deleted['username']} (id {deleted['user_id']}): {deleted['sessions_ended']}"
@@ -284,10 +288,10 @@ class Cli:
             user, token = await bots.create(services, ACTOR, NewBot(args.username))
             self.result(token, {"user": user_json(user), "token": token})
         elif args.command == "bot-token":
-            token = await bots.new_token_for(services, ACTOR, ref)
+            token = await bots.new_token_for(services, ACTOR, ref())
             self.result(token, {"token": token})
         elif args.command == "revoke-bot-tokens":
-            count = await bots.revoke_tokens(services, ACTOR, ref)
+            count = await bots.revoke_tokens(services, ACTOR, ref())
             self.result(f"{count} tokens of {name} revoked", {"revoked": count})
         elif args.command == "create-invite":
             code = await account.create_invite(services, ACTOR, NewInvite(args.uses))
