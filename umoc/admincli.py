@@ -36,7 +36,6 @@ from typing import Any, TextIO
 
 from twisted.internet import defer, task, threads
 
-from umoc.cluster.redisbus import RedisBus
 from umoc.config import Config, ConfigError, load_config
 from umoc.domain.admin import user_json
 from umoc.domain.commands import account, bots
@@ -163,7 +162,6 @@ class Cli:
         self.stdout = stdout
         self.stderr = stderr
         self.tools: AdminTools | None = None
-        self.bus: RedisBus | None = None
 
     def warn(self, line: str) -> None:
         print(f"umoc-admin: warning: {line}", file=self.stderr)
@@ -195,16 +193,20 @@ class Cli:
         self.tools = await build_admin(
             config, self.reactor, lambda line: print(f"umoc-admin: warning: {line}", file=self.stderr)
         )
-        self.bus = self.tools.bus
         return self.tools
 
     async def close(self) -> None:
         if self.tools is not None:
             await self.tools.close()
 
+    @property
+    def redis_bus(self) -> bool:
+        """Whether changes reach the running nodes through Redis now."""
+        return self.tools is not None and self.tools.bus is not None
+
     def told(self, config: Config) -> str:
         """How running nodes learn of ended sessions, for the operator."""
-        if self.bus is not None:
+        if self.redis_bus:
             return "running nodes were told through Redis"
         return f"running nodes close their sockets within sessions.check_interval ({config.sessions.check_interval:g}s)"
 
@@ -272,7 +274,7 @@ class Cli:
             deleted = await admin.delete_message(args.message_id, ACTOR.name)
             where = (
                 "members were told through Redis"
-                if self.bus is not None
+                if self.redis_bus
                 else "members see it when they next load the chat (no Redis to tell running nodes)"
             )
             self.result(f"Deleted message {deleted['message_id']}; {where}", deleted)
