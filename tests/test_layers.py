@@ -131,25 +131,16 @@ _EDGE_READS_A_STORE = (
     "issue 23: the edge reads or writes a store itself instead of calling one domain command; "
     "goes when the area's commands land"
 )
-_ADMIN_BUILDS_ITS_HUB = (
-    "issue 23: umoc-admin builds its own hub and Redis bus; it is to get its objects from the wiring"
-)
 
 #: Imports the map forbids that today's code still has: (importing module, imported module) -> why it stays.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("umoc.events.chats", "umoc.storage.messages"): _EDGE_READS_A_STORE,
-    ("umoc.events.contacts", "umoc.storage.relations"): _EDGE_READS_A_STORE,
-    ("umoc.events.profiles", "umoc.storage.profiles"): _EDGE_READS_A_STORE,
     ("umoc.events.push", "umoc.storage.messages"): _EDGE_READS_A_STORE,
     ("umoc.events.reactions", "umoc.storage.reactions"): _EDGE_READS_A_STORE,
     ("umoc.events.sync", "umoc.storage.feed"): _EDGE_READS_A_STORE,
     ("umoc.web.admin", "umoc.storage.admin"): _EDGE_READS_A_STORE,
-    ("umoc.web.bots", "umoc.storage.relations"): _EDGE_READS_A_STORE,
     ("umoc.web.sessionauth", "umoc.storage.users"): _EDGE_READS_A_STORE,
     ("umoc.web.uploads", "umoc.storage.files"): _EDGE_READS_A_STORE,
-    ("umoc.admincli", "umoc.cluster.hub"): _ADMIN_BUILDS_ITS_HUB,
-    ("umoc.admincli", "umoc.cluster.redisbus"): _ADMIN_BUILDS_ITS_HUB,
-    ("umoc.admincli", "umoc.cluster.redisclient"): _ADMIN_BUILDS_ITS_HUB,
 }
 
 

@@ -15,6 +15,12 @@ as a node publishes them; with no Redis, running nodes close the sockets
 of ended sessions by themselves within ``sessions.check_interval``, and
 clients see a deleted message when they next load the chat.
 
+Every change is the same command the admin API calls
+(`umoc.domain.commands.account`, ``.bots``), on the same services
+(`umoc.wiring.build_admin`): it sends the same events and webhooks
+(``user.registered``, ``message.deleted``); a webhook gets one attempt,
+finished before the command exits.
+
 Exit status: 0 done, 1 refused or failed (one line on stderr), 2 a usage
 or configuration error.
 """
@@ -25,28 +31,35 @@ import argparse
 import getpass
 import json
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
 from twisted.internet import defer, task, threads
 
-from umoc.cluster.hub import Hub
-from umoc.cluster.redisbus import RedisBus
-from umoc.cluster.redisclient import RedisClient
 from umoc.config import Config, ConfigError, load_config
-from umoc.domain.accounts import Accounts
-from umoc.domain.admin import Administration, user_json
-from umoc.domain.files import FileManager
-from umoc.domain.sessions import SessionManager, UsernameTakenError
+from umoc.domain.admin import user_json
+from umoc.domain.commands import account, bots
+from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import UserError
-from umoc.storage import Storage, open_storage
+from umoc.records import Actor
+from umoc.records.account import (
+    AccountDeletion,
+    AccountRef,
+    AdminFlag,
+    NewAccount,
+    NewInvite,
+    PasswordReset,
+    RegistrationMode,
+)
+from umoc.records.bots import NewBot
 from umoc.storage.database import Database, SchemaTooNewError
 from umoc.storage.port import PortRefusedError, port_sqlite_to_postgres
+from umoc.wiring import AdminTools, build_admin
 
 __all__ = ["main", "run"]
 
-ACTOR = "umoc-admin"
+#: Who ``umoc-admin``'s changes are made by, for the commands and the log.
+ACTOR = Actor.operator("umoc-admin", "cli")
 
 
 class CommandError(Exception):
@@ -153,10 +166,10 @@ class Cli:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
-        self.storage: Storage | None = None
-        self.sessions: SessionManager | None = None
-        self.redis: RedisClient | None = None
-        self.bus: RedisBus | None = None
+        self.tools: AdminTools | None = None
+
+    def warn(self, line: str) -> None:
+        print(f"umoc-admin: warning: {line}", file=self.stderr)
 
     def say(self, text: str) -> None:
         print(text, file=self.stdout)
@@ -180,40 +193,25 @@ class Cli:
 
     # -- opening and closing --------------------------------------------------
 
-    async def open(self, config: Config) -> Administration:
-        self.storage = open_storage(config, self.reactor)
-        await self.storage.db.migrate()
-        hub = Hub(clock=self.reactor)
-        if config.redis.url:
-            self.redis = RedisClient(config.redis.url, self.reactor, config.redis.timeout)
-            if await self.redis.wait_connected(max(2.0, config.redis.timeout * 4)):
-                self.bus = RedisBus(self.redis, f"admin-{uuid.uuid4().hex}", config.redis.prefix)
-                hub = Hub(remote=self.bus, clock=self.reactor)
-            else:
-                print(
-                    f"umoc-admin: warning: Redis is not reachable; running nodes notice ended sessions within "
-                    f"sessions.check_interval ({config.sessions.check_interval:g}s)",
-                    file=self.stderr,
-                )
-        self.sessions = SessionManager(self.storage.users, hub, self.reactor, config.sessions, config.registration.mode)
-        self.sessions.start()
-        files = FileManager(self.storage, self.reactor, config.uploads, config.uploads_path)
-        accounts = Accounts(self.storage, self.sessions, hub, files, self.reactor)
-        return Administration(self.storage, self.sessions, hub, self.reactor, accounts=accounts)
+    async def open(self, config: Config) -> AdminTools:
+        """The node's own services and `Administration`, from the wiring (see `build_admin`)."""
+        self.tools = await build_admin(
+            config, self.reactor, lambda line: print(f"umoc-admin: warning: {line}", file=self.stderr)
+        )
+        return self.tools
 
     async def close(self) -> None:
-        if self.bus is not None:
-            await self.bus.flush()
-        if self.redis is not None:
-            await self.redis.close()
-        if self.sessions is not None:
-            self.sessions.stop()
-        if self.storage is not None:
-            self.storage.close()
+        if self.tools is not None:
+            await self.tools.close()
+
+    @property
+    def redis_bus(self) -> bool:
+        """Whether changes reach the running nodes through Redis now."""
+        return self.tools is not None and self.tools.bus is not None
 
     def told(self, config: Config) -> str:
         """How running nodes learn of ended sessions, for the operator."""
-        if self.bus is not None:
+        if self.redis_bus:
             return "running nodes were told through Redis"
         return f"running nodes close their sockets within sessions.check_interval ({config.sessions.check_interval:g}s)"
 
@@ -224,10 +222,16 @@ class Cli:
         if args.command == "port-db":
             await self.port_db(config)
             return
-        admin = await self.open(config)
+        tools = await self.open(config)
+        admin, services = tools.admin, tools.services
         name = getattr(args, "username", None)
+
+        def ref() -> AccountRef:
+            """The account the command names (every command that calls this has a ``username``)."""
+            return AccountRef(args.username)
+
         if args.command == "create-user":
-            user = await admin.create_user(args.username, self.password(), args.admin, ACTOR)
+            user = await account.create_user(services, ACTOR, NewAccount(args.username, self.password(), args.admin))
             kind = "admin " if user.is_admin else ""
             self.result(f"Created {kind}user {user.username} (id {user.id})", user_json(user))
         elif args.command == "list-users":
@@ -243,27 +247,27 @@ class Cli:
                     f"{'yes' if u.active else 'no':<6}  {u.sessions:>8}  {row['last_seen'] or '-'}"
                 )
         elif args.command == "set-admin":
-            user = await admin.set_admin(name, not args.off, ACTOR)
+            user = await account.set_admin(services, ACTOR, AdminFlag(ref(), not args.off))
             self.result(f"{user.username} is {'an admin' if user.is_admin else 'not an admin'}", user_json(user))
         elif args.command == "deactivate":
-            user, ended = await admin.deactivate(name, ACTOR)
+            user, ended = await account.deactivate(services, ACTOR, ref())
             self.result(
                 f"Deactivated {user.username}; {ended} sessions ended ({self.told(config)})",
                 {"user": user_json(user), "sessions_ended": ended},
             )
         elif args.command == "reactivate":
-            user = await admin.reactivate(name, ACTOR)
+            user = await account.reactivate(services, ACTOR, ref())
             self.result(f"Reactivated {user.username}", user_json(user))
         elif args.command == "reset-password":
-            ended = await admin.reset_password(name, self.password(), ACTOR)
+            ended = await account.reset_password(services, ACTOR, PasswordReset(ref(), self.password()))
             self.result(
                 f"Password of {name} reset; {ended} sessions ended ({self.told(config)})", {"sessions_ended": ended}
             )
         elif args.command == "revoke-sessions":
-            ended = await admin.revoke_sessions(name, ACTOR)
+            ended = await account.revoke_sessions(services, ACTOR, ref())
             self.result(f"{ended} sessions of {name} ended ({self.told(config)})", {"sessions_ended": ended})
         elif args.command == "delete-user":
-            deleted = await admin.delete_user(name, args.erase, ACTOR)
+            deleted = await account.delete_user(services, ACTOR, AccountDeletion(ref(), args.erase))
             erased = "; its messages' content erased" if args.erase else ""
             self.result(
                 f"Deleted {deleted['username']} (id {deleted['user_id']}): {deleted['sessions_ended']}"
@@ -272,10 +276,10 @@ class Cli:
                 deleted,
             )
         elif args.command == "delete-message":
-            deleted = await admin.delete_message(args.message_id, ACTOR)
+            deleted = await admin.delete_message(args.message_id, ACTOR.name)
             where = (
                 "members were told through Redis"
-                if self.bus is not None
+                if self.redis_bus
                 else "members see it when they next load the chat (no Redis to tell running nodes)"
             )
             self.result(f"Deleted message {deleted['message_id']}; {where}", deleted)
@@ -283,20 +287,21 @@ class Cli:
             if args.mode is None:
                 mode, source = await admin.registration_mode()
             else:
-                mode, source = await admin.set_registration_mode(None if args.mode == "default" else args.mode, ACTOR)
+                record = RegistrationMode(None if args.mode == "default" else args.mode)
+                mode, source = await account.set_registration_mode(services, ACTOR, record)
             origin = "set in the database" if source == "database" else "registration.mode in the configuration"
             self.result(f"Registration is {mode} ({origin})", {"mode": mode, "source": source})
         elif args.command == "create-bot":
-            user, token = await admin.create_bot(args.username, ACTOR)
+            user, token = await bots.create(services, ACTOR, NewBot(args.username))
             self.result(token, {"user": user_json(user), "token": token})
         elif args.command == "bot-token":
-            token = await admin.new_bot_token(name, ACTOR, args.force)
+            token = await bots.new_token_for(services, ACTOR, ref(), args.force)
             self.result(token, {"token": token})
         elif args.command == "revoke-bot-tokens":
-            count = await admin.revoke_bot_tokens(name, ACTOR)
+            count = await bots.revoke_tokens(services, ACTOR, ref())
             self.result(f"{count} tokens of {name} revoked", {"revoked": count})
         elif args.command == "create-invite":
-            code = await admin.create_invite(args.uses, None, ACTOR)
+            code = await account.create_invite(services, ACTOR, NewInvite(args.uses))
             self.result(code, {"invite": code, "uses": args.uses})
 
     async def port_db(self, config: Config) -> None:

@@ -13,7 +13,7 @@ import ipaddress
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -30,6 +30,7 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "parse_redis_url",
+    "RATE_CLASSES",
     "RedisTarget",
     "WEBHOOK_EVENTS",
 ]
@@ -257,6 +258,10 @@ class RateLimitsConfig:
     register: RateLimit = field(default_factory=lambda: _rl(5, 3600, 10))
     connect: RateLimit = field(default_factory=lambda: _rl(30, 60, 60))
     export: RateLimit = field(default_factory=lambda: _rl(5, 3600, 5))
+
+
+#: Every rate-limit bucket a route or an edge may name (``ratelimits.<name>``).
+RATE_CLASSES: tuple[str, ...] = tuple(f.name for f in fields(RateLimitsConfig) if f.name != "enabled")
 
 
 def _default_allowed_types() -> dict[str, tuple[str, ...]]:

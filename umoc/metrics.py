@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Metrics", "TransactionMetrics"]
 
 #: ``umoc_events_created`` and the like: noise for counters that start with the process.
 prometheus_client.disable_created_metrics()
@@ -71,10 +71,44 @@ class _ScrapeTime(Collector):
         return []
 
 
-class Metrics:
-    """One node's metrics; `render` gives the Prometheus text exposition."""
+class TransactionMetrics:
+    """A database's transaction timings, made with its `Database` and shown by the node's `Metrics`.
+
+    Their histograms belong to no registry until a `Metrics` is built with
+    them: the database exists before the node (tests build it first), and
+    nothing is attached to it afterwards.
+    """
 
     def __init__(self) -> None:
+        self.seconds = Histogram(
+            "umoc_db_transaction_seconds",
+            "Database transactions by name (as Database.run names them), from request to result",
+            ["transaction", "outcome"],
+            buckets=_DB_BUCKETS,
+            registry=None,
+        )
+        self.pool_wait = Histogram(
+            "umoc_db_pool_wait_seconds",
+            "Time a transaction waited for a pool thread and connection",
+            buckets=_DB_BUCKETS,
+            registry=None,
+        )
+
+    def done(self, name: str, ok: bool, seconds: float, waited: float | None) -> None:
+        """One `Database.run`; ``waited`` is the time before a pool thread ran it (None if it never did)."""
+        self.seconds.labels(name, "ok" if ok else "error").observe(seconds)
+        if waited is not None:
+            self.pool_wait.observe(waited)
+
+
+class Metrics:
+    """One node's metrics; `render` gives the Prometheus text exposition.
+
+    ``transactions`` are the node's database's (`Database.transactions`);
+    without them the transaction histograms stay empty.
+    """
+
+    def __init__(self, transactions: TransactionMetrics | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self._scrape_time = _ScrapeTime()
@@ -92,19 +126,9 @@ class Metrics:
             buckets=_EVENT_BUCKETS,
             registry=registry,
         )
-        self.db_transactions = Histogram(
-            "umoc_db_transaction_seconds",
-            "Database transactions by name (as Database.run names them), from request to result",
-            ["transaction", "outcome"],
-            buckets=_DB_BUCKETS,
-            registry=registry,
-        )
-        self.db_pool_wait = Histogram(
-            "umoc_db_pool_wait_seconds",
-            "Time a transaction waited for a pool thread and connection",
-            buckets=_DB_BUCKETS,
-            registry=registry,
-        )
+        self.transactions = transactions if transactions is not None else TransactionMetrics()
+        registry.register(self.transactions.seconds)
+        registry.register(self.transactions.pool_wait)
         self.logins = Counter(
             "umoc_logins", "POST /api/login attempts, by outcome (ok, failed)", ["outcome"], registry=registry
         )
@@ -146,12 +170,6 @@ class Metrics:
             )
         (children[0] if ok else children[1]).inc()
         children[2].observe(seconds)
-
-    def transaction_done(self, name: str, ok: bool, seconds: float, waited: float | None) -> None:
-        """One `Database.run`; ``waited`` is the time before a pool thread ran it (None if it never did)."""
-        self.db_transactions.labels(name, "ok" if ok else "error").observe(seconds)
-        if waited is not None:
-            self.db_pool_wait.observe(waited)
 
     def count_push(self, kind: str, outcome: str) -> None:
         self.pushes[(kind, outcome)] += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
@@ -50,7 +50,7 @@ from umoc.web.push import push_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
-__all__ = ["Cluster", "Node", "build_node"]
+__all__ = ["AdminTools", "Cluster", "Node", "build_admin", "build_node"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,15 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         cfg = config.redis
         node_id = uuid.uuid4().hex
         redis = RedisClient(cfg.url, reactor, cfg.timeout)
-        watch = BusWatch(redis, node_id, bus_channel(cfg.prefix), clock, cfg.bus_check_interval)
+        # The catch-up is made below (it needs the hub, which needs this bus): the listener looks it up when called.
+        watch = BusWatch(
+            redis,
+            node_id,
+            bus_channel(cfg.prefix),
+            clock,
+            cfg.bus_check_interval,
+            listeners=[lambda since: catchup.request(since)],
+        )
         bus = RedisBus(redis, node_id, cfg.prefix, watch)
         hub = Hub(recovery, remote=bus, clock=clock, session_ended=notices.session_ended)
         ratelimiter = FailoverRatelimiter(
@@ -137,7 +145,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         hub = Hub(recovery, clock=clock, session_ended=notices.session_ended)
         ratelimiter = MemoryRatelimiter(clock, config.ratelimits)
         presence = LocalPresence(hub)
-    metrics = Metrics()
+    metrics = Metrics(storage.db.transactions)
     # Web Push endpoints are the clients' choice: the guarded client; gateways and webhooks are the
     # operator's: the trusted one.  The VAPID key is made on first start.
     http = HttpClients.from_config(reactor, clock, config.outbound)
@@ -158,7 +166,6 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         "Webhook deliveries waiting for a slot on this node (retries included)",
         lambda: len(webhooks.queue),
     )
-    storage.db.observe = metrics.transaction_done
     metrics.gauge(
         "umoc_connected_sockets", "Sockets connected to this node, by transport", hub.sockets_by_transport, "transport"
     )
@@ -194,7 +201,6 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     if redis_side is not None:
         redis, bus, watch, redis_presence = redis_side
         catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None)
-        watch.listeners.append(catchup.request)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
         _redis_metrics(metrics, cluster)
@@ -212,7 +218,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         ),
     )
     uploads = Uploads(services.files, services.sessions, config.max_plain_body)
-    admin = Administration(storage, services.sessions, hub, clock, webhooks, services.accounts)
+    admin = Administration(storage, services.sessions, hub, clock, webhooks)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
     site = build_site(
         services,
@@ -220,13 +226,95 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
         {
             **uploads.resources(),
-            b"admin": admin_resource(admin, services.sessions, config.server.max_body),
+            b"admin": admin_resource(admin, services),
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),
         },
         redis_ping,
+        uploads.request_factory(),
     )
-    site.requestFactory = uploads.request_factory()
     metrics_site = build_metrics_site(services) if config.metrics.listen else None
     return Node(services, socketapp, engine, site, cluster, metrics_site, status, http)
+
+
+@dataclass(frozen=True)
+class AdminTools:
+    """What ``umoc-admin`` works with: the same `Services` and `Administration` a node's admin API has.
+
+    Its hub has no sockets; when Redis is configured (and reachable) its bus
+    reaches every running node, so ended sessions and deleted messages are
+    told there at once.  Its webhooks are the configured ones: the CLI fires
+    the same webhooks as the admin API (one attempt each: `close` waits for
+    the deliveries in flight, and retries die with the process).
+    """
+
+    services: Services
+    admin: Administration
+    #: The Redis bus to the running nodes, None without Redis (or when it was unreachable).
+    bus: RedisBus | None
+    redis: RedisClient | None
+    http: HttpClients
+
+    async def close(self) -> None:
+        """Deliver what is in flight, then close everything `build_admin` opened."""
+        services = self.services
+        await services.webhooks.close()
+        if self.bus is not None:
+            await self.bus.flush()
+        if self.redis is not None:
+            await self.redis.close()
+        await self.http.close()
+        services.sessions.stop()
+        services.storage.close()
+
+
+async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None]) -> AdminTools:
+    """The configured database (migrated first, as a node does), a hub to the running nodes, and the services.
+
+    ``warn`` is told, in one line for the operator, when Redis is configured
+    but not reachable.
+    """
+    clock: IReactorTime = reactor
+    storage = open_storage(config, clock)
+    try:
+        await storage.db.migrate()
+    except BaseException:
+        storage.close()
+        raise
+    metrics = Metrics(storage.db.transactions)
+    redis: RedisClient | None = None
+    bus: RedisBus | None = None
+    if config.redis.url:
+        redis = RedisClient(config.redis.url, reactor, config.redis.timeout)
+        if await redis.wait_connected(max(2.0, config.redis.timeout * 4)):
+            bus = RedisBus(redis, f"admin-{uuid.uuid4().hex}", config.redis.prefix)
+        else:
+            warn(
+                "Redis is not reachable; running nodes notice ended sessions within sessions.check_interval "
+                f"({config.sessions.check_interval:g}s)"
+            )
+    hub = Hub(remote=bus, clock=clock, session_ended=notices.session_ended)
+    presence = LocalPresence(hub)
+    http = HttpClients.from_config(reactor, clock, config.outbound)
+    webhooks = Webhooks(config.webhooks, config.webhook_delivery, http.trusted, clock, metrics)
+    sessions = SessionManager(storage.users, hub, clock, config.sessions, config.registration.mode)
+    sessions.start()
+    files = FileManager(storage, clock, config.uploads, config.uploads_path)
+    services = Services(
+        config=config,
+        clock=clock,
+        storage=storage,
+        hub=hub,
+        presence=presence,
+        ratelimiter=MemoryRatelimiter(clock, config.ratelimits),
+        metrics=metrics,
+        sessions=sessions,
+        files=files,
+        # The CLI pushes nothing (no message or contact request is made here): no VAPID key, no HTTP.
+        push=PushNotifier(storage, presence, clock, config.push, metrics, None, None),
+        webhooks=webhooks,
+        accounts=Accounts(storage, sessions, hub, files, clock),
+    )
+    admin = Administration(storage, sessions, hub, clock, webhooks)
+    return AdminTools(services, admin, bus, redis, http)

@@ -10,7 +10,11 @@ from tests.support.deferreds import inline
 from tests.support.fakes import FakeSocket
 from tests.support.node import NodeTestCase
 from umoc.credentials import new_token, token_digest
+from umoc.domain.commands import push
 from umoc.domain.push import Notice
+from umoc.records import Actor
+from umoc.records.push import PushRegistration
+from umoc.records.sessions import NewSession
 from umoc.storage.push import Registration
 
 DELAY = 5.0
@@ -31,12 +35,13 @@ class PushTimingTests(NodeTestCase):
         self.bob = await self.user("bob")
         now = self.clock.seconds()
         await self.storage.users.create_session(
-            self.bob.id, "session-bob", token_digest(new_token()), now, now + 3600, 3
+            NewSession(self.bob.id, "session-bob", token_digest(new_token()), now, now + 3600), 3
         )
         await self.storage.contacts.request(self.alice.user_id, "bob", now)
         await self.storage.contacts.accept(self.bob.id, self.alice.user_id, now)
         payload = {"kind": "gateway", "app_id": "com.example", "pushkey": "token", "gateway": None}
-        await self.services.push.register(self.bob.id, "session-bob", payload)
+        bob = Actor.user(self.bob.id, "bob", session_id="session-bob")
+        await push.register(self.services, bob, PushRegistration.parse(payload))
 
     async def send(self) -> dict[str, Any]:
         answer = await self.call(self.alice, "send_message", recipient_id=self.bob.id, content="hi")

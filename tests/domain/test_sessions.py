@@ -13,6 +13,7 @@ from tests.support.deferreds import eventually, inline, sleep
 from tests.support.fakes import FakeSocket
 from tests.support.server import ServerTestCase, test_config
 from umoc.credentials import token_digest
+from umoc.records.sessions import NewSession
 from umoc.service import UmocService, periodic_task
 
 
@@ -26,8 +27,8 @@ class ExpiryTestsMixin:
         users = self.storage.users
         user = await users.create("alice", "x", clock.seconds())
         now = clock.seconds()
-        await users.create_session(user.id, "short", token_digest("t1"), now, now + 30, 3)
-        await users.create_session(user.id, "long", token_digest("t2"), now, now + 3600, 3)
+        await users.create_session(NewSession(user.id, "short", token_digest("t1"), now, now + 30), 3)
+        await users.create_session(NewSession(user.id, "long", token_digest("t2"), now, now + 3600), 3)
         short, long_ = FakeSocket(user.id, "short"), FakeSocket(user.id, "long")
         service.node.services.hub.add(short)
         service.node.services.hub.add(long_)
@@ -111,7 +112,7 @@ class SessionCacheTestsMixin:
         self.storage.users.session = counted  # the real query, counted
         user = await self.storage.users.create("alice", "x", clock.seconds())
         now = clock.seconds()
-        await self.storage.users.create_session(user.id, "s1", token_digest("t1"), now, now + 3600, 3)
+        await self.storage.users.create_session(NewSession(user.id, "s1", token_digest("t1"), now, now + 3600), 3)
         return sessions, clock, lookups
 
     @inline

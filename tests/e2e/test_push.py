@@ -22,7 +22,9 @@ from tests.support.deferreds import blocking, inline, sleep
 from tests.support.push import Gateway, PushService, Subscription, WebhookReceiver, serve, until
 from tests.support.server import Server
 from umoc.config import Config, parse_config
-from umoc.domain.admin import Administration
+from umoc.domain.commands import bots
+from umoc.records import Actor
+from umoc.records.bots import NewBot
 from umoc.storage.push import Registration
 
 SECRET = "s3cret-for-the-webhook-tests"
@@ -517,8 +519,7 @@ class BotTests(PushCase):
     @inline
     async def test_bot_sends_to_a_friend_and_not_to_a_stranger(self) -> None:
         services = self.server.services
-        admin = Administration(services.storage, services.sessions, services.hub, services.clock)
-        bot_info, token = await admin.create_bot("helperbot", "test")
+        bot_info, token = await bots.create(services, Actor.operator("test", "cli"), NewBot("helperbot"))
         alice, carol = await self.person("alice"), await self.person("carol")
         await alice.call("add_contact", contact_username="helperbot")
         headers = {"Authorization": f"Bearer {token}"}

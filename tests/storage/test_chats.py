@@ -12,6 +12,7 @@ from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.domain.notices import shapes
 from umoc.errors import RefusedError
+from umoc.records.groups import NewGroup
 from umoc.storage.database import Txn
 from umoc.timefmt import utc_day
 
@@ -86,7 +87,7 @@ class ChatStorageTestsMixin:
                 member = await self.user(name)
                 await self.friends(owner, member, name)
                 members.append(member)
-            group = await self.storage.groups.create(owner, "g", None, members, T0, 100)
+            group = await self.storage.groups.create(owner, NewGroup("g", None, members), T0, 100)
             seen.clear()
             await self.post(owner, group, is_group=True)
             sizes.append(len(seen))
@@ -140,7 +141,7 @@ class ChatStorageTestsMixin:
         a, b, c = await self.user("a"), await self.user("b"), await self.user("c")
         await self.friends(a, b, "b")
         await self.friends(a, c, "c")
-        group = await self.storage.groups.create(a, "g", None, [b, c], T0, 10)
+        group = await self.storage.groups.create(a, NewGroup("g", None, [b, c]), T0, 10)
         seed = [await self.post(s, r, g, now=T0) for s, r, g in ((a, b, False), (b, a, False), (c, group, True))]
         work = []
         for i in range(15):
@@ -171,7 +172,7 @@ class ChatStorageTestsMixin:
         a, b, c = await self.user("a"), await self.user("b"), await self.user("c")
         await self.friends(a, b, "b")
         await self.friends(a, c, "c")
-        group = await self.storage.groups.create(a, "g", None, [b, c], T0, 10)
+        group = await self.storage.groups.create(a, NewGroup("g", None, [b, c]), T0, 10)
         old = await self.post(a, b, now=T0)
         direct = await self.post(a, b, now=T0 + 10)
         grouped = await self.post(c, group, is_group=True, now=T0 + 20)
@@ -186,7 +187,7 @@ class ChatStorageTestsMixin:
     async def test_is_member_tracks_membership(self) -> None:
         a, b = await self.user("a"), await self.user("b")
         await self.friends(a, b, "b")
-        group = await self.storage.groups.create(a, "g", None, [b], T0, 10)
+        group = await self.storage.groups.create(a, NewGroup("g", None, [b]), T0, 10)
         self.assertTrue(await self.storage.groups.is_member(group, b))
         await self.storage.groups.remove_member(group, a, b, T0)
         self.assertFalse(await self.storage.groups.is_member(group, b))

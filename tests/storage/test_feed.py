@@ -18,6 +18,8 @@ from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase,
 from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
+from umoc.records.groups import NewGroup
+from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
 from umoc.storage.database import Database
 from umoc.storage.feed import EXPIRED_CURSOR, FeedPage
@@ -89,7 +91,7 @@ class FeedTestsMixin:
         await self.storage.messages.mark_read(bob, alice, [sent[1]], T0)  # alice's, not bob's
         await self.storage.edits.edit(alice, sent[2], "edited, then deleted", T0, 0)
         await self.storage.messages.delete(alice, sent[2], T0)  # bob: delete only
-        group = await self.storage.groups.create(alice, "early", None, [carol], T0, MAX_MEMBERS)
+        group = await self.storage.groups.create(alice, NewGroup("early", None, [carol]), T0, MAX_MEMBERS)
         await self.send(alice, "alice", group, "before bob joined", is_group=True)
         await self.storage.groups.add_member(group, alice, bob, T0, MAX_MEMBERS)  # bob: member_added
         await self.send(alice, "alice", group, "while bob is in", is_group=True)  # bob: message
@@ -97,11 +99,13 @@ class FeedTestsMixin:
         await self.storage.groups.remove_member(group, alice, bob, T0)  # bob: member_removed
         await self.send(alice, "alice", group, "after bob left", is_group=True)
         await self.storage.groups.update(group, alice, "renamed again", None, T0)
-        await self.storage.profiles.update(alice, display_name="Alice", now=T0)  # bob: a contact's profile
-        await self.storage.profiles.update(carol, display_name="Carol", now=T0)  # not bob's contact
-        await self.storage.profiles.update(bob, status_text="here", now=T0)  # bob: his own
+        # bob: a contact's profile
+        await self.storage.profiles.update(alice, ProfileChange(display_name="Alice"), now=T0)
+        await self.storage.profiles.update(carol, ProfileChange(display_name="Carol"), now=T0)  # not bob's contact
+        await self.storage.profiles.update(bob, ProfileChange(status_text="here"), now=T0)  # bob: his own
         await self.storage.contacts.block(bob, dave, T0)  # bob: contact_blocked
-        team = await self.storage.groups.create(alice, "team", None, [bob], T0, MAX_MEMBERS)  # bob: group created
+        # bob: group created
+        team = await self.storage.groups.create(alice, NewGroup("team", None, [bob]), T0, MAX_MEMBERS)
 
         changes, cursor, pages = await self.read_all(bob, start, 3)
         expected = [
@@ -236,12 +240,10 @@ class FeedTestsMixin:
         await self.befriend(alice, bob, "bob")
         await self.send(alice, "alice", bob, "before")
         ran: list[str] = []
-        observe = self.storage.db.observe
-        self.storage.db.observe = lambda desc, *rest: (ran.append(desc), observe and observe(desc, *rest))
-        try:
-            together = await defer.gatherResults([self.storage.feed.position() for _ in range(20)])
-        finally:
-            self.storage.db.observe = observe
+        transactions = self.storage.db.transactions
+        done = transactions.done
+        self.patch(transactions, "done", lambda desc, *rest: (ran.append(desc), done(desc, *rest)))
+        together = await defer.gatherResults([self.storage.feed.position() for _ in range(20)])
         self.assertEqual(ran.count("feed.position"), 1)
         self.assertEqual(len(set(together)), 1)
         await self.send(alice, "alice", bob, "after")
@@ -255,8 +257,8 @@ class FeedTestsMixin:
         alice, bob, carol = await self.users("alice", "bob", "carol")
         await self.befriend(alice, bob, "bob")
         await self.befriend(alice, carol, "carol")
-        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
-        await self.storage.profiles.update(alice, display_name="Alice", now=T0)
+        group = await self.storage.groups.create(alice, NewGroup("team", None, [bob, carol]), T0, 10)
+        await self.storage.profiles.update(alice, ProfileChange(display_name="Alice"), now=T0)
         start = await self.storage.feed.position()
         await self.storage.accounts.delete(alice, T0 + 1, None)
         changes, _, _ = await self.read_all(bob, start, 100)

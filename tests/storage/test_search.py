@@ -14,6 +14,7 @@ from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase,
 from tests.support.deferreds import inline
 from umoc.domain.search import query_terms
 from umoc.errors import RefusedError
+from umoc.records.groups import NewGroup
 from umoc.storage import Storage
 from umoc.storage.database import Database, Txn, _load_migrations, _migrate_txn
 from umoc.storage.search import CommonWords, SearchPage
@@ -56,7 +57,7 @@ class SearchStorageTestsMixin:
         await self.post(alice, bob, "Lunch on Friday?")
         await self.post(bob, alice, "friday works, lunch at noon")
         await self.post(carol, alice, "no lunches for me")
-        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        group = await self.storage.groups.create(alice, NewGroup("team", None, [bob, carol]), T0, 10)
         await self.post(carol, group, "LUNCH is on me", is_group=True)
         self.assertEqual(
             await self.found(alice, "lunch"), ["LUNCH is on me", "friday works, lunch at noon", "Lunch on Friday?"]
@@ -77,7 +78,7 @@ class SearchStorageTestsMixin:
         dave = await self.user("dave")
         await self.friends(dave, bob)
         await self.post(bob, carol, "secret between bob and carol")
-        group = await self.storage.groups.create(bob, "no alice", None, [carol], T0, 10)
+        group = await self.storage.groups.create(bob, NewGroup("no alice", None, [carol]), T0, 10)
         await self.post(bob, group, "secret in a group without alice", is_group=True)
         await self.post(alice, bob, "not a secret")
         self.assertEqual(await self.found(alice, "secret"), ["not a secret"])
@@ -93,7 +94,7 @@ class SearchStorageTestsMixin:
     @inline
     async def test_a_group_member_finds_nothing_from_before_they_joined(self) -> None:
         alice, bob, carol = await self.trio()
-        group = await self.storage.groups.create(alice, "team", None, [bob], T0, 10)
+        group = await self.storage.groups.create(alice, NewGroup("team", None, [bob]), T0, 10)
         await self.post(bob, group, "plans before carol joined", is_group=True)
         await self.storage.groups.add_member(group, alice, carol, T0, 10)
         await self.post(alice, group, "plans after carol joined", is_group=True)
@@ -133,9 +134,9 @@ class SearchStorageTestsMixin:
         alice, bob, carol = await self.trio()
         await self.post(alice, bob, "kiwi for bob")
         await self.post(alice, carol, "kiwi for carol")
-        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
+        group = await self.storage.groups.create(alice, NewGroup("team", None, [bob, carol]), T0, 10)
         await self.post(alice, group, "kiwi for the team", is_group=True)
-        other = await self.storage.groups.create(bob, "bob and carol", None, [carol], T0, 10)
+        other = await self.storage.groups.create(bob, NewGroup("bob and carol", None, [carol]), T0, 10)
         self.assertEqual(await self.found(alice, "kiwi", (bob, False)), ["kiwi for bob"])
         self.assertEqual(await self.found(alice, "kiwi", (group, True)), ["kiwi for the team"])
         self.assertEqual(await self.found(alice, "kiwi", (carol, False)), ["kiwi for carol"])
@@ -249,8 +250,8 @@ class SearchStorageTestsMixin:
     @inline
     async def test_common_and_rare_words_page_alike_on_either_plan(self) -> None:
         alice, bob, carol = await self.trio()
-        group = await self.storage.groups.create(alice, "team", None, [bob, carol], T0, 10)
-        other = await self.storage.groups.create(bob, "not alice", None, [carol], T0, 10)
+        group = await self.storage.groups.create(alice, NewGroup("team", None, [bob, carol]), T0, 10)
+        other = await self.storage.groups.create(bob, NewGroup("not alice", None, [carol]), T0, 10)
         mine = []
         for i in range(90):
             chat, is_group = [(bob, False), (group, True), (other, True)][i % 3]

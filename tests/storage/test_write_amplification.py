@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
+from umoc.records.groups import NewGroup
 from umoc.storage.database import Txn
 from umoc.storage.messages import _post_txn, _read_txn
 
@@ -42,7 +43,7 @@ class WriteAmplificationTestsMixin:
             )
 
         await self.db.run("test.friends", friends_txn)
-        group = await self.storage.groups.create(owner, "g", None, users[1:], T0, size)
+        group = await self.storage.groups.create(owner, NewGroup("g", None, users[1:]), T0, size)
         return group, users
 
     async def rows_per_message(self, group: int, sender: int, kind: str = "text") -> int:

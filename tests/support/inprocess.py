@@ -39,6 +39,7 @@ from tests.support.fakes import FakeSocket
 from tests.support.server import test_config
 from tests.support.web import WireResponse, exchange
 from umoc.credentials import new_token, token_digest
+from umoc.records.sessions import NewSession
 from umoc.storage.database import Row
 from umoc.transport.engine import Outgoing
 from umoc.wiring import Node, build_node
@@ -252,7 +253,7 @@ class InProcessChatCase(DatabaseTestCase):
         user = await self.storage.users.create(name, "not a hash", now)
         session_id, token = f"session-{name}-{next(self._sids)}", new_token()
         ttl = self.config.sessions.ttl
-        await self.storage.users.create_session(user.id, session_id, token_digest(token), now, now + ttl, 3)
+        await self.storage.users.create_session(NewSession(user.id, session_id, token_digest(token), now, now + ttl), 3)
         return {"user_id": user.id, "username": name, "sessionID": session_id, "token": token}
 
     async def connect(self, login: dict[str, Any]) -> LocalClient:

@@ -19,6 +19,7 @@ from tests.support.deferreds import inline
 from tests.support.fakes import FakeSocket
 from tests.support.server import test_config
 from umoc.credentials import new_token, token_digest
+from umoc.records.sessions import NewSession
 from umoc.storage.users import User
 from umoc.wiring import Node, build_node
 
@@ -58,7 +59,9 @@ class NodeTestCase(DatabaseTestCase):
         """A user with a live session and one socket the app has accepted."""
         user = await self.user(name)
         session_id, now = f"session-{name}", self.clock.seconds()
-        await self.storage.users.create_session(user.id, session_id, token_digest(new_token()), now, now + 3600, 3)
+        await self.storage.users.create_session(
+            NewSession(user.id, session_id, token_digest(new_token()), now, now + 3600), 3
+        )
         socket = FakeSocket(user.id, session_id, name)
         self.node.socketapp.on_connect(socket)  # type: ignore[arg-type]
         self.addCleanup(lambda: defer.ensureDeferred(self._disconnect(socket)))

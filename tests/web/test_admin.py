@@ -7,6 +7,7 @@ from tests.support.deferreds import inline
 from tests.support.node import NodeTestCase
 from tests.support.web import Response, exchange, request
 from umoc.credentials import new_token, token_digest
+from umoc.records.sessions import NewSession
 
 
 class _AdminSessions(NodeTestCase):
@@ -16,7 +17,9 @@ class _AdminSessions(NodeTestCase):
         user = await self.user(name)
         await self.storage.admin.set_admin(user.id, admin)
         token, now = new_token(), self.clock.seconds()
-        await self.storage.users.create_session(user.id, f"s-{name}", token_digest(token), now, now + 3600, 3)
+        await self.storage.users.create_session(
+            NewSession(user.id, f"s-{name}", token_digest(token), now, now + 3600), 3
+        )
         return {"X-Session-ID": f"s-{name}", "X-Session-Token": token}
 
     async def admin_call(self, method: str, path: str, headers: dict[str, str], body: object = None) -> Response:

@@ -19,6 +19,7 @@ from tests.support.deferreds import eventually, inline
 from tests.support.node import NodeTestCase
 from tests.support.web import request
 from umoc.credentials import new_token, token_digest
+from umoc.records.sessions import NewSession
 from umoc.web.uploads import content_disposition
 
 MAX_SIZE = 1024 * 1024
@@ -52,7 +53,9 @@ class DownloadResourceTests(NodeTestCase):
 
     async def session_of(self, user_id: int) -> dict[str, str]:
         token, now = new_token(), self.clock.seconds()
-        await self.storage.users.create_session(user_id, f"s{user_id}", token_digest(token), now, now + 600, 3)
+        await self.storage.users.create_session(
+            NewSession(user_id, f"s{user_id}", token_digest(token), now, now + 600), 3
+        )
         return {"X-Session-ID": f"s{user_id}", "X-Session-Token": token}
 
     @inline

@@ -33,7 +33,7 @@ guide).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -60,7 +60,15 @@ class Subscription(Protocol):
 class BusWatch:
     """Self-pings on the bus; calls ``listeners(since)`` when a gap ends or another node asks."""
 
-    def __init__(self, redis: RedisClient, node_id: str, channel: str, clock: IReactorTime, interval: float) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        node_id: str,
+        channel: str,
+        clock: IReactorTime,
+        interval: float,
+        listeners: Iterable[Callable[[float], Any]] = (),
+    ) -> None:
         self._redis = redis
         self.node_id = node_id
         self.channel = channel
@@ -70,7 +78,7 @@ class BusWatch:
         #: A ping not back after this long counts as lost.
         self.deadline = max(interval * 1.5, redis.timeout * 2)
         #: Called with epoch seconds: deliveries since then may have been missed here.
-        self.listeners: list[Callable[[float], Any]] = []
+        self.listeners: tuple[Callable[[float], Any], ...] = tuple(listeners)
         #: When the last ping that came back was sent: the bus worked until then at least.
         self.last_ok = clock.seconds()
         #: Start of the current gap, None while the bus works.
@@ -183,7 +191,7 @@ class BusWatch:
         self._notify(since)
 
     def _notify(self, since: float) -> None:
-        for listener in list(self.listeners):
+        for listener in self.listeners:
             try:
                 listener(since)
             except Exception:  # noqa: BLE001 - one listener must not stop the others

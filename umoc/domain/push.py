@@ -39,7 +39,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,7 +53,6 @@ from umoc.errors import UserError
 from umoc.metrics import Metrics
 from umoc.outbound import AddressPolicy, HttpClient, OutboundQueue, RefusedAddressError, VapidKey, encrypt_payload
 from umoc.outbound.agent import ip_literal
-from umoc.outbound.webpush import valid_subscription_keys
 from umoc.storage import Storage
 from umoc.storage.messages import Message
 from umoc.storage.push import PushTarget, Registration
@@ -180,12 +178,6 @@ def check_endpoint(endpoint: str, policy: AddressPolicy, allow_http: bool = Fals
         raise UserError("Invalid 'subscription.endpoint': this address is not allowed")
 
 
-def _text(value: Any, name: str, max_length: int) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
-        raise UserError(f"Invalid '{name}': expected 1 to {max_length} characters")
-    return value
-
-
 class PushNotifier:
     """Registrations, and pushes for messages and contact requests."""
 
@@ -209,40 +201,12 @@ class PushNotifier:
         self._metrics = metrics
         self._http = http
         self._gateway_http = gateway_http or http
-        self._policy = (http.agent.policy if http is not None else None) or AddressPolicy()
+        #: The addresses Web Push endpoints may reach (`check_endpoint` at registration, the agent at send).
+        self.policy = (http.agent.policy if http is not None else None) or AddressPolicy()
         self.vapid = vapid
         self.queue = OutboundQueue(clock, config.concurrency, config.queue_size, config.queue_bytes)
         self._timers: set[Any] = set()
         self._deciding: set[defer.Deferred[None]] = set()
-
-    # -- registrations -----------------------------------------------------
-
-    async def register(self, user_id: int, session_id: str, payload: dict[str, Any]) -> Registration:
-        """Store a registration from a client's ``register_push``; `UserError` for anything not allowed."""
-        now = self._clock.seconds()
-        registration_id = str(uuid.uuid4())
-        if payload["kind"] == "webpush":
-            subscription = payload["subscription"]
-            if not isinstance(subscription, dict):
-                raise UserError("Invalid 'subscription': expected {endpoint, keys: {p256dh, auth}}")
-            endpoint = _text(subscription.get("endpoint"), "subscription.endpoint", MAX_ENDPOINT)
-            check_endpoint(endpoint, self._policy, self.config.allow_insecure_endpoints)
-            keys = subscription.get("keys")
-            if not isinstance(keys, dict):
-                raise UserError("Invalid 'subscription.keys': expected {p256dh, auth}")
-            p256dh = _text(keys.get("p256dh"), "subscription.keys.p256dh", 128)
-            auth = _text(keys.get("auth"), "subscription.keys.auth", 64)
-            if not valid_subscription_keys(p256dh, auth):
-                raise UserError("Invalid 'subscription.keys': expected a P-256 key and a 16-byte secret")
-            registration = Registration(registration_id, user_id, "webpush", endpoint, p256dh, auth, None, None, now)
-        else:
-            app_id = _text(payload["app_id"], "app_id", 256)
-            pushkey = _text(payload["pushkey"], "pushkey", 1024)
-            gateway = payload["gateway"] or "default"
-            if gateway not in self.config.gateways:
-                raise UserError(f"Unknown push gateway '{gateway[:64]}'")
-            registration = Registration(registration_id, user_id, "gateway", pushkey, None, None, app_id, gateway, now)
-        return await self._storage.push.register(registration, session_id)
 
     # -- what to push ------------------------------------------------------
 

@@ -53,6 +53,7 @@ from umoc.credentials import (
     verify_password,
 )
 from umoc.errors import UserError
+from umoc.records.sessions import NewSession
 from umoc.storage.users import (
     AccountDeactivatedError,
     Admission,
@@ -219,7 +220,7 @@ class SessionManager:
         expires_at = now + self._config.ttl
         try:
             revoked = await self._users.create_session(
-                user_id, session_id, token_digest(token), now, expires_at, self._config.max_per_user
+                NewSession(user_id, session_id, token_digest(token), now, expires_at), self._config.max_per_user
             )
         except AccountDeactivatedError:
             raise AccountDisabledError("This account has been deactivated") from None

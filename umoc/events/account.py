@@ -9,25 +9,25 @@
 The password is checked as a login checks it, and attempts are limited
 like logins (``ratelimits.login_name``, per user), so a stolen session
 cannot guess its way to deleting the account.  What deletion removes and
-who is told is `umoc.domain.accounts.Accounts`'s.
+who is told is `umoc.domain.accounts.Accounts`'s, through the command
+`umoc.domain.commands.account.delete_own`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain.commands import account
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Schema, Str
+from umoc.records.account import OwnDeletion
 
 __all__ = ["ROUTES"]
 
 
 async def delete_account(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Sessions end one reactor turn later: after the router has sent this socket its ack."""
-    accounts = ctx.services.accounts
-    deleted = await accounts.delete_own(ctx.user_id, payload["password"], payload["erase"])
-    accounts.finish_later(deleted)
-    return {}
+    return await account.delete_own(ctx.services, ctx.actor, OwnDeletion(payload["password"], payload["erase"]))
 
 
 ROUTES = [

@@ -1,8 +1,9 @@
 """Push events: registrations, chat mutes and the per-user switch.
 
 A registration belongs to the session that made it, and ends with it
-(logout, expiry, revocation).  The rules of what is pushed when are
-`umoc.domain.push.PushNotifier`'s.
+(logout, expiry, revocation).  Registering, unregistering and the switch
+are commands of `umoc.domain.commands.push`; the rules of what is pushed
+when are `umoc.domain.push.PushNotifier`'s.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
+from umoc.domain.commands import push
 from umoc.domain.push import registration_json
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Enum, Field, Int, Schema, Str, Uuid
+from umoc.records.push import PushRegistration, PushRemoval, PushSwitch
 from umoc.storage.messages import UNKNOWN_CHAT
 from umoc.timefmt import iso_or_none, parse_iso
 
@@ -27,18 +30,11 @@ def _object(name: str, value: Any) -> dict[str, Any]:
 
 
 async def register_push(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    if payload["kind"] == "webpush" and payload["subscription"] is None:
-        raise UserError("Missing 'subscription'")
-    if payload["kind"] == "gateway" and (payload["app_id"] is None or payload["pushkey"] is None):
-        raise UserError("Missing 'app_id' or 'pushkey'")
-    registration = await ctx.services.push.register(ctx.user_id, ctx.session_id, payload)
-    return {"registration_id": registration.id, "kind": registration.kind}
+    return await push.register(ctx.services, ctx.actor, PushRegistration.parse(payload))
 
 
 async def unregister_push(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    if not await ctx.services.storage.push.unregister(ctx.user_id, payload["registration_id"]):
-        raise UserError("Unknown push registration")
-    return {"registration_id": payload["registration_id"]}
+    return await push.unregister(ctx.services, ctx.actor, PushRemoval(payload["registration_id"]))
 
 
 async def get_push_registrations(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +44,7 @@ async def get_push_registrations(ctx: EventContext, payload: dict[str, Any]) -> 
 
 
 async def set_push_enabled(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    await ctx.services.storage.push.set_enabled(ctx.user_id, payload["enabled"])
-    return {"enabled": payload["enabled"]}
+    return await push.set_enabled(ctx.services, ctx.actor, PushSwitch(payload["enabled"]))
 
 
 async def _require_chat(ctx: EventContext, chat_id: int, is_group: bool) -> None:

@@ -1,7 +1,8 @@
 """The one dispatch table: event name -> (schema, rate class, handler, response event).
 
 Domain modules (``umoc.events.auth``, ``.contacts``, ...) each export
-``ROUTES``; `build_routes` joins them and refuses duplicates.  Nothing else
+``ROUTES``; `build_routes` joins them and refuses duplicates and unknown
+rate classes.  Nothing else
 in UMOC switches on event names.
 
 Each socket's events run one at a time, in arrival order, so a client that
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Collection, Iterable
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from umoc.config import RATE_CLASSES
 from umoc.domain.notices import ERROR, ServerEvent
 from umoc.domain.services import Services
 from umoc.errors import UserError
@@ -100,12 +102,24 @@ class EventContext:
         return self.services.clock.seconds()
 
 
-def build_routes(groups: Iterable[Iterable[Route]]) -> dict[str, Route]:
+def build_routes(groups: Iterable[Iterable[Route]], rate_classes: Collection[str] = RATE_CLASSES) -> dict[str, Route]:
+    """One table from the modules' ``ROUTES``.
+
+    `ValueError` at start-up for an event routed twice, or a route whose
+    ``rate_class`` is no bucket in ``ratelimits`` (``rate_classes``): a typo
+    there would otherwise only show when the event is first sent.
+    """
     table: dict[str, Route] = {}
     for group in groups:
         for route in group:
             if route.event in table:
                 raise ValueError(f"event {route.event!r} routed twice")
+            if route.rate_class not in rate_classes:
+                raise ValueError(
+                    f"event {route.event!r}: unknown rate class {route.rate_class!r} (expected one of "
+                    + ", ".join(rate_classes)
+                    + ")"
+                )
             table[route.event] = route
     return table
 

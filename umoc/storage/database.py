@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from umoc.errors import UserError
+from umoc.metrics import TransactionMetrics
 from umoc.storage.batching import BatchWriter
 
 __all__ = [
@@ -515,10 +516,6 @@ class _GuardedPool(adbapi.ConnectionPool):
                     pass
         return True
 
-    def sever_all(self) -> None:
-        for job in list(self.jobs):
-            self.sever(job)
-
 
 class Database:
     """The connection pool; everything runs through `run` in adbapi's threads."""
@@ -542,9 +539,9 @@ class Database:
         #: Driver errors that mean "the database is not there right now", not "this query is wrong".
         self._unavailable_errors = unavailable_errors
         self.deadline = deadline
-        #: Told ``(desc, ok, seconds, waited)`` after every transaction (metrics); ``waited`` is the
-        #: time until a pool thread with a connection ran it, None if none did.
-        self.observe: Callable[[str, bool, float, float | None], None] | None = None
+        #: Told ``(desc, ok, seconds, waited)`` after every transaction; ``waited`` is the time until
+        #: a pool thread with a connection ran it, None if none did.  The node's `Metrics` shows them.
+        self.transactions = TransactionMetrics()
         self._closed = False
         self._failures = _FailureLog(deadline.clock.seconds if deadline is not None else time.monotonic)
         #: Group commit for the hot writes (messages, deletes, reads): see `write`.
@@ -671,13 +668,12 @@ class Database:
     ) -> defer.Deferred[T]:
         self.watch()
         job = _Job()
-        observe = self.observe
+        observe = self.transactions.done
         started = time.monotonic()
         waited: list[float] = []
 
         def interaction(cursor: Any) -> T:
-            if observe is not None:
-                waited.append(time.monotonic() - started)
+            waited.append(time.monotonic() - started)
             if snapshot:
                 # sqlite3 opens no transaction for a SELECT: without one each statement
                 # would see its own snapshot. adbapi's commit ends it.
@@ -697,14 +693,13 @@ class Database:
 
             d.addTimeout(self.deadline.seconds, self.deadline.clock, onTimeoutCancel=timed_out)
         d.addCallbacks(self._answered, self._failed, errbackArgs=(desc,))
-        if observe is not None:
 
-            def done(result: Any) -> Any:
-                ok = not isinstance(result, Failure)
-                observe(desc, ok, time.monotonic() - started, waited[0] if waited else None)
-                return result
+        def done(result: Any) -> Any:
+            ok = not isinstance(result, Failure)
+            observe(desc, ok, time.monotonic() - started, waited[0] if waited else None)
+            return result
 
-            d.addBoth(done)
+        d.addBoth(done)
         return d
 
     def write(self, key: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
@@ -755,13 +750,15 @@ class Database:
     def close(self) -> None:
         """Idempotent: a service stopped by hand (a restart test) is stopped again at cleanup.
 
-        Transactions still running have their sockets shut down first: closing
-        the pool waits for its threads.
+        Closing the pool waits for its threads, so transactions already past
+        their deadline (a silent server) have their sockets shut down first
+        (`watch`); the others finish, bounded by ``statement_timeout`` and the
+        TCP timeouts, rather than being cut and logged as failures of whatever
+        was still running at shutdown.
         """
         if not self._closed:
             self._closed = True
-            self._pool.sever_all()
-            self._read_pool.sever_all()
+            self.watch()
             self._pool.close()
             if self._read_pool is not self._pool:
                 self._read_pool.close()

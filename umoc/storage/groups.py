@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.records.groups import NewGroup
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
@@ -91,10 +92,8 @@ def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, s
     return found
 
 
-def _create_txn(
-    txn: Txn, creator_id: int, name: str, description: str | None, member_ids: list[int], now: float, max_members: int
-) -> int:
-    others = [m for m in dict.fromkeys(member_ids) if m != creator_id]
+def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_members: int) -> int:
+    others = [m for m in group.member_ids if m != creator_id]
     if len(others) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members")
     _check_friends_txn(txn, creator_id, others)
@@ -102,7 +101,7 @@ def _create_txn(
         txn.scalar(
             "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity)"
             " VALUES (1, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (name, description, creator_id, now, len(others) + 1, now),
+            (group.name, group.description, creator_id, now, len(others) + 1, now),
         )
     )
     # The members read the group's stream from its creation on.
@@ -255,11 +254,9 @@ class GroupStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(
-        self, creator_id: int, name: str, description: str | None, member_ids: list[int], now: float, max_members: int
-    ) -> defer.Deferred[int]:
+    def create(self, creator_id: int, group: NewGroup, now: float, max_members: int) -> defer.Deferred[int]:
         """A new group with the creator as its admin; members must be the creator's friends. Raises `RefusedError`."""
-        return self._db.run("groups.create", _create_txn, creator_id, name, description, member_ids, now, max_members)
+        return self._db.run("groups.create", _create_txn, creator_id, group, now, max_members)
 
     def info(self, group_id: int, viewer_id: int | None) -> defer.Deferred[GroupInfo]:
         """The group; with ``viewer_id``, RefusedError unless that user is a member."""

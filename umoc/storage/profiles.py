@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.records.profiles import ProfileChange, SettingsChange
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn
 from umoc.storage.relations import FRIEND
 
-__all__ = ["Profile", "ProfileStore", "Settings", "UNSET", "profile_txn"]
+__all__ = ["Profile", "ProfileStore", "Settings", "profile_txn"]
 
-#: Passed for a field the update leaves alone.
-UNSET = object()
 USER_NOT_FOUND = "User not found"
 
 
@@ -81,15 +80,11 @@ def contacts_txn(txn: Txn, user_id: int) -> list[int]:
 
 
 def _update_txn(
-    txn: Txn,
-    user_id: int,
-    display_name: object,
-    status_text: object,
-    avatar_file_id: object,
-    image_types: tuple[str, ...],
-    now: float,
+    txn: Txn, user_id: int, change: ProfileChange, image_types: tuple[str, ...], now: float
 ) -> tuple[Profile, list[int]]:
-    if avatar_file_id is not UNSET and avatar_file_id is not None:
+    fields = change.fields()
+    avatar_file_id = fields.get("avatar_file_id")
+    if avatar_file_id is not None:
         row = txn.execute(
             "SELECT uploader_id, file_type, uploaded_at FROM files WHERE id = ?" + txn.dialect.for_update,
             (avatar_file_id,),
@@ -102,13 +97,8 @@ def _update_txn(
             raise RefusedError("Invalid 'avatar_file_id': an avatar must be an image")
         # Completed files are never purged; an avatar is kept as long as any shared file.
         txn.execute("UPDATE files SET completed_at = ? WHERE id = ? AND completed_at IS NULL", (now, avatar_file_id))
-    for column, value in (
-        ("display_name", display_name),
-        ("status_text", status_text),
-        ("avatar_file_id", avatar_file_id),
-    ):
-        if value is not UNSET:
-            txn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
+    for column, value in fields.items():
+        txn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
     profile = profile_txn(txn, user_id)
     if profile is None:
         raise RefusedError(USER_NOT_FOUND)
@@ -137,22 +127,14 @@ class ProfileStore:
         return self._db.read("profiles.get", _visible_profile_txn, viewer_id, user_id)
 
     def update(
-        self,
-        user_id: int,
-        display_name: object = UNSET,
-        status_text: object = UNSET,
-        avatar_file_id: object = UNSET,
-        image_types: tuple[str, ...] = (),
-        now: float = 0.0,
+        self, user_id: int, change: ProfileChange, image_types: tuple[str, ...] = (), now: float = 0.0
     ) -> defer.Deferred[tuple[Profile, list[int]]]:
-        """Change the given fields (None clears one); ``(profile now, contacts to tell)``.
+        """Change the fields ``change`` sets (None clears one); ``(profile now, contacts to tell)``.
 
         An avatar must be a whole upload of the user's whose type is one of
         ``image_types``. Raises `RefusedError`.
         """
-        return self._db.run(
-            "profiles.update", _update_txn, user_id, display_name, status_text, avatar_file_id, image_types, now
-        )
+        return self._db.run("profiles.update", _update_txn, user_id, change, image_types, now)
 
     def avatar_readable(self, file_id: str, viewer_id: int) -> defer.Deferred[bool]:
         """Whether ``file_id`` is the avatar of someone whose profile ``viewer_id`` may see."""
@@ -164,13 +146,14 @@ class ProfileStore:
 
         return self._db.read("profiles.settings", txn_fn)
 
-    def update_settings(self, user_id: int, send_delivery_receipts: bool | None) -> defer.Deferred[Settings]:
+    def update_settings(self, user_id: int, change: SettingsChange) -> defer.Deferred[Settings]:
         """Change the settings given (None leaves one alone); the settings now."""
 
         def txn_fn(txn: Txn) -> Settings:
-            if send_delivery_receipts is not None:
+            if change.send_delivery_receipts is not None:
                 txn.execute(
-                    "UPDATE users SET send_delivery_receipts = ? WHERE id = ?", (int(send_delivery_receipts), user_id)
+                    "UPDATE users SET send_delivery_receipts = ? WHERE id = ?",
+                    (int(change.send_delivery_receipts), user_id),
                 )
             return Settings(bool(txn.scalar("SELECT send_delivery_receipts FROM users WHERE id = ?", (user_id,))))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from umoc.records.sessions import NewSession
 from umoc.storage.database import Database, IntegrityError, Row, Txn, in_clause
 
 __all__ = [
@@ -113,9 +114,8 @@ def _create_user_txn(
     return User(int(user_id), username, None)
 
 
-def _create_session_txn(
-    txn: Txn, user_id: int, session_id: str, token_hash: str, now: float, expires_at: float, max_sessions: int
-) -> list[str]:
+def _create_session_txn(txn: Txn, session: NewSession, max_sessions: int) -> list[str]:
+    user_id = session.user_id
     # Lock the user row so that two racing logins (even on two nodes) count
     # the same sessions; SQLite serialises writers by itself.  A deactivation
     # that won the lock leaves no session behind it.
@@ -124,7 +124,7 @@ def _create_session_txn(
         raise AccountDeactivatedError(user_id)
     txn.execute(
         "INSERT INTO sessions (id, user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-        (session_id, user_id, token_hash, now, expires_at),
+        (session.session_id, user_id, session.token_hash, session.created_at, session.expires_at),
     )
     rows = txn.execute(
         "SELECT id FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id DESC", (user_id,)
@@ -228,13 +228,9 @@ class UserStore:
         """Through group commit: every user going offline at the same moment shares one commit (one fsync)."""
         return self._db.write(user_id, _set_last_seen_txn, user_id, when)
 
-    def create_session(
-        self, user_id: int, session_id: str, token_hash: str, now: float, expires_at: float, max_sessions: int
-    ) -> defer.Deferred[list[str]]:
+    def create_session(self, session: NewSession, max_sessions: int) -> defer.Deferred[list[str]]:
         """Store a new session; return the ids of older sessions revoked to stay within ``max_sessions``."""
-        return self._db.run(
-            "users.create_session", _create_session_txn, user_id, session_id, token_hash, now, expires_at, max_sessions
-        )
+        return self._db.run("users.create_session", _create_session_txn, session, max_sessions)
 
     def session(self, session_id: str) -> defer.Deferred[SessionRecord | None]:
         return self._db.read("users.session", _session_txn, session_id)

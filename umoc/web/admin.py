@@ -3,7 +3,9 @@
 Authenticated like downloads: the session as ``X-Session-ID`` and
 ``X-Session-Token`` headers (or ``sessionID``/``token`` query parameters).
 No valid session answers 401, a session of an account without the admin
-flag 403.  JSON in, JSON out; the rules are `Administration`'s::
+flag 403.  JSON in, JSON out; each change is one command of
+`umoc.domain.commands.account` (which ``umoc-admin`` calls too), acting as
+the calling admin::
 
     GET  users?search=&limit=&offset=   -> 200 {"users": [user, ...]}
     POST users {username, password, is_admin?}     -> 201 {"user": user}
@@ -27,8 +29,19 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from umoc.domain.admin import Administration, NotFoundError, user_json
-from umoc.domain.sessions import SessionManager, UsernameTakenError
+from umoc.domain.commands import account
+from umoc.domain.services import Services
+from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import check_text
+from umoc.records import Actor
+from umoc.records.account import (
+    AccountDeletion,
+    AccountRef,
+    NewAccount,
+    NewInvite,
+    PasswordReset,
+    RegistrationMode,
+)
 from umoc.storage.admin import UserInfo
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
@@ -68,25 +81,31 @@ def _search(request: IRequest) -> str | None:
     return None if search is None else check_text("search", search)
 
 
-def _target(data: dict[str, Any]) -> int | str:
+def _target(data: dict[str, Any]) -> AccountRef:
     """The account a request names: ``user_id`` (an integer) or ``username``."""
     user_id = data.get("user_id")
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         if not 1 <= user_id <= MAX_INT:
             raise HttpError(400, f"'user_id' must be a whole number from 1 to {MAX_INT}")
-        return user_id
+        return AccountRef(user_id)
     if "username" in data:
-        return string_field(data, "username", 64)
+        return AccountRef(string_field(data, "username", 64))
     raise HttpError(400, "'user_id' (an integer) or 'username' is required")
 
 
-class AdminApi:
-    """Each endpoint: check the caller is an admin, parse, call `Administration`, write JSON."""
+def _actor(caller: UserInfo) -> Actor:
+    """The admin making a request, as the account commands take them."""
+    return Actor.operator(caller.username, "admin_api", caller.id)
 
-    def __init__(self, admin: Administration, sessions: SessionManager, max_body: int) -> None:
+
+class AdminApi:
+    """Each endpoint: check the caller is an admin, parse, call one command (or `Administration`), write JSON."""
+
+    def __init__(self, admin: Administration, services: Services) -> None:
         self._admin = admin
-        self._sessions = sessions
-        self._max_body = max_body
+        self._services = services
+        self._sessions = services.sessions
+        self._max_body = services.config.server.max_body
 
     async def _caller(self, request: IRequest) -> UserInfo:
         """The admin making the request; 401 without a valid session, 403 for anyone else."""
@@ -137,9 +156,8 @@ class AdminApi:
         if not isinstance(is_admin, bool):
             raise HttpError(400, "'is_admin' must be true or false")
         try:
-            user = await self._admin.create_user(
-                string_field(data, "username", 64), string_field(data, "password", 1024), is_admin, caller.username
-            )
+            record = NewAccount(string_field(data, "username", 64), string_field(data, "password", 1024), is_admin)
+            user = await account.create_user(self._services, _actor(caller), record)
         except UsernameTakenError:
             raise HttpError(409, "Username already taken") from None
         write_json(request, 201, {"user": user_json(user)})
@@ -152,29 +170,25 @@ class AdminApi:
         erase = _query(request, b"erase") or "false"
         if erase not in ("true", "false"):
             raise HttpError(400, "'erase' must be true or false")
-        user_id = int(target)
-        if user_id == caller.id:
-            raise HttpError(400, "Delete your own account with delete_account")
-        write_json(request, 200, await self._admin.delete_user(user_id, erase == "true", caller.username))
+        record = AccountDeletion(AccountRef(int(target)), erase == "true")
+        write_json(request, 200, await account.delete_user(self._services, _actor(caller), record))
 
     async def deactivate(self, request: IRequest, caller: UserInfo) -> None:
-        target = await self._admin.user(_target(self._body(request)))
-        if target.id == caller.id:
-            raise HttpError(400, "You cannot deactivate your own account")
-        user, ended = await self._admin.deactivate(target.id, caller.username)
+        user, ended = await account.deactivate(self._services, _actor(caller), _target(self._body(request)))
         write_json(request, 200, {"user": user_json(user), "sessions_ended": ended})
 
     async def reactivate(self, request: IRequest, caller: UserInfo) -> None:
-        user = await self._admin.reactivate(_target(self._body(request)), caller.username)
+        user = await account.reactivate(self._services, _actor(caller), _target(self._body(request)))
         write_json(request, 200, {"user": user_json(user)})
 
     async def reset_password(self, request: IRequest, caller: UserInfo) -> None:
         data = self._body(request)
-        ended = await self._admin.reset_password(_target(data), string_field(data, "password", 1024), caller.username)
+        record = PasswordReset(_target(data), string_field(data, "password", 1024))
+        ended = await account.reset_password(self._services, _actor(caller), record)
         write_json(request, 200, {"sessions_ended": ended})
 
     async def revoke_sessions(self, request: IRequest, caller: UserInfo) -> None:
-        ended = await self._admin.revoke_sessions(_target(self._body(request)), caller.username)
+        ended = await account.revoke_sessions(self._services, _actor(caller), _target(self._body(request)))
         write_json(request, 200, {"sessions_ended": ended})
 
     async def delete_message(self, request: IRequest, caller: UserInfo) -> None:
@@ -189,7 +203,9 @@ class AdminApi:
         data = self._body(request)
         if "mode" not in data or not (data["mode"] is None or isinstance(data["mode"], str)):
             raise HttpError(400, "'mode' must be open, closed, invite or null")
-        mode, source = await self._admin.set_registration_mode(data["mode"], caller.username)
+        mode, source = await account.set_registration_mode(
+            self._services, _actor(caller), RegistrationMode(data["mode"])
+        )
         write_json(request, 200, {"mode": mode, "source": source})
 
     async def create_invite(self, request: IRequest, caller: UserInfo) -> None:
@@ -199,7 +215,7 @@ class AdminApi:
         uses = data.get("uses", 1)
         if not isinstance(uses, int) or isinstance(uses, bool):
             raise HttpError(400, "'uses' must be a whole number")
-        code = await self._admin.create_invite(uses, caller.id, caller.username)
+        code = await account.create_invite(self._services, _actor(caller), NewInvite(uses))
         write_json(request, 201, {"invite": code, "uses": uses})
 
 
@@ -219,9 +235,9 @@ class _AdminRoot(resource.Resource):
         return _NotFound().render(request)  # ``/api/admin`` itself, any method (HEAD was a 500)
 
 
-def admin_resource(admin: Administration, sessions: SessionManager, max_body: int) -> resource.Resource:
+def admin_resource(admin: Administration, services: Services) -> resource.Resource:
     """The ``/api/admin/`` tree."""
-    api = AdminApi(admin, sessions, max_body)
+    api = AdminApi(admin, services)
     g = api._guarded
     root = _AdminRoot()
     endpoints: dict[bytes, dict[bytes, Handler]] = {

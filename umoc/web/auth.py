@@ -2,8 +2,9 @@
 
 The rules (name and password checks, hashing off the reactor, the dummy
 hash that keeps an unknown name as slow as a wrong password, the session
-limit) are the `SessionManager`'s; this module parses, rate-limits and
-writes JSON.
+limit) are the `SessionManager`'s; a registration is the command
+`umoc.domain.commands.account.register` (which fires ``user.registered``).
+This module parses, rate-limits and writes JSON.
 
 Login limits, and why they are keyed as they are: attempts are counted per
 client address (``ratelimits.login``: one address cannot try many
@@ -44,6 +45,7 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 
 from umoc.credentials import new_token, token_digest
+from umoc.domain.commands import account
 from umoc.domain.services import Services
 from umoc.domain.sessions import (
     AccountDisabledError,
@@ -51,6 +53,8 @@ from umoc.domain.sessions import (
     RegistrationRefusedError,
     UsernameTakenError,
 )
+from umoc.records import Actor
+from umoc.records.account import NewAccount
 from umoc.transport.gate import Gatekeeper
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
@@ -105,8 +109,9 @@ class AuthApi:
         username = string_field(data, "username", 64)
         password = string_field(data, "password", 1024)
         invite = string_field(data, "invite", 256) if data.get("invite") is not None else None
+        actor = Actor(None, f"client {ip}", "server_api")
         try:
-            user = await self._sessions.register(username, password, invite)
+            user = await account.register(self._services, actor, NewAccount(username, password, invite=invite))
         except UsernameTakenError as exc:
             raise HttpError(409, "Username already taken") from exc
         except RegistrationRefusedError as exc:
@@ -114,7 +119,6 @@ class AuthApi:
                 "Registration refused from {client}: {reason}", event="register_refused", reason=exc.message, client=ip
             )
             raise HttpError(403, exc.message) from None
-        self._services.webhooks.emit("user.registered", {"user_id": user.id, "username": user.username})
         log.info(
             "Registered {username} from {client}", event="register", username=user.username, user_id=user.id, client=ip
         )

@@ -20,12 +20,13 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 
 from umoc.credentials import token_digest
-from umoc.domain import notices
 from umoc.domain.access import MESSAGE_TYPES
+from umoc.domain.commands import contacts
 from umoc.domain.messaging import post_message
 from umoc.domain.services import Services
 from umoc.errors import check_text
-from umoc.storage.relations import FRIEND
+from umoc.records import Actor
+from umoc.records.contacts import ContactChange
 from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, write_json
 
 __all__ = ["bot_resource"]
@@ -87,17 +88,8 @@ class BotApi:
     async def accept_contact(self, request: IRequest) -> None:
         bot_id, bot_name = await self._bot(request)
         data = read_json(request, self._services.config.server.max_body)
-        requester_id = _int(data, "contact_id")
-        services = self._services
-        other_id, other_name = await services.storage.contacts.accept(bot_id, requester_id, services.clock.seconds())
-        mine = {"user_id": other_id, "username": other_name, "status": FRIEND}
-        services.hub.tell([bot_id], notices.CONTACT_ACCEPTED(mine))
-        theirs = {"user_id": bot_id, "username": bot_name, "status": FRIEND}
-        services.hub.tell([other_id], notices.CONTACT_ACCEPTED(theirs))
-        services.webhooks.emit(
-            "contact.accepted",
-            {"user_id": bot_id, "username": bot_name, "requester_id": other_id, "requester_username": other_name},
-        )
+        actor = Actor.user(bot_id, bot_name, "bot")
+        mine = await contacts.accept(self._services, actor, ContactChange(_int(data, "contact_id")))
         write_json(request, 200, mine)
 
 

@@ -25,8 +25,14 @@ __all__ = ["UmocSite", "build_metrics_site", "build_site"]
 class UmocSite(server.Site):
     """A Site that can drop its idle keep-alive connections when the server stops."""
 
-    def __init__(self, root: resource.Resource, access_log: bool = False, log_formatter: Any = None) -> None:
-        super().__init__(root, logFormatter=log_formatter)
+    def __init__(
+        self,
+        root: resource.Resource,
+        access_log: bool = False,
+        log_formatter: Any = None,
+        request_factory: Any = None,
+    ) -> None:
+        super().__init__(root, requestFactory=request_factory, logFormatter=log_formatter)
         self.access_log = access_log
         self._channels: weakref.WeakSet[Any] = weakref.WeakSet()
         self._closing = False
@@ -119,6 +125,7 @@ def build_site(
     gate: Gatekeeper,
     extra_api: dict[bytes, resource.Resource],
     redis_ping: Callable[[], defer.Deferred[bool]] | None = None,
+    request_factory: Any = None,
 ) -> UmocSite:
     """The one Site: Engine.IO at ``/socket.io/``, the JSON API, health, and metrics unless they have their own."""
     config = services.config
@@ -135,7 +142,12 @@ def build_site(
     root.putChild(b"readyz", ReadinessResource(services, redis_ping))
     if not config.metrics.listen:
         root.putChild(b"metrics", MetricsResource(services.metrics, config.metrics.token))
-    site = UmocSite(root, access_log=config.server.access_log, log_formatter=access_log_formatter(gate))
+    site = UmocSite(
+        root,
+        access_log=config.server.access_log,
+        log_formatter=access_log_formatter(gate),
+        request_factory=request_factory,
+    )
     engine.shutdown_hooks.append(site.close_connections)
     site.displayTracebacks = False
     site.noisy = False

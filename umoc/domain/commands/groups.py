@@ -1,0 +1,66 @@
+"""Group commands (DESIGN.md "Groups"): create, update, add a member, remove one, leave.
+
+Only members learn anything about a group; everyone else gets the same
+error as for a group that does not exist.  The creator is the first admin;
+when the last admin leaves, the longest-standing member becomes admin; when
+the last member leaves, the group is closed.  The rules are checked inside
+the store's transaction (`umoc.storage.groups`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from umoc.domain import notices
+from umoc.domain.notices import shapes
+from umoc.domain.services import Services
+from umoc.records import Actor
+from umoc.records.groups import GroupChange, GroupMember, NewGroup
+
+__all__ = ["add_member", "create", "remove_member", "update"]
+
+
+async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str, Any]:
+    """Every member gets ``group_created`` in the ``chat_info`` shape, seen through their own eyes."""
+    storage = services.storage
+    group_id = await storage.groups.create(
+        actor.uid, record, services.clock.seconds(), services.config.messages.max_group_members
+    )
+    info = await storage.groups.info(group_id, None)
+    online = await services.presence.online_among([m.user_id for m in info.members])
+    for member in info.members:
+        services.hub.tell([member.user_id], notices.GROUP_CREATED(shapes.group_info(info, member.user_id, online)))
+    return shapes.group_info(info, actor.uid, online)
+
+
+async def update(services: Services, actor: Actor, record: GroupChange) -> dict[str, Any]:
+    """Admins only; every member gets ``group_updated`` with the name and description now."""
+    members, name, description = await services.storage.groups.update(
+        record.chat_id, actor.uid, record.name, record.description, services.clock.seconds()
+    )
+    updated = {"chat_id": record.chat_id, "name": name, "description": description}
+    services.hub.tell(members, notices.GROUP_UPDATED(updated))
+    return updated
+
+
+async def add_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
+    """An admin adds a friend; every member (the new one too) is told; ``group.member_added`` webhook."""
+    chat_id, user_id = record.chat_id, record.user_id
+    username = await services.storage.groups.add_member(
+        chat_id, actor.uid, user_id, services.clock.seconds(), services.config.messages.max_group_members
+    )
+    added = {"chat_id": chat_id, "user_id": user_id, "username": username}
+    info = await services.storage.groups.info(chat_id, None)
+    services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added))
+    services.webhooks.emit("group.member_added", {**added, "added_by": actor.uid})
+    return added
+
+
+async def remove_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
+    """An admin removes ``user_id``, or a member leaves (``user_id`` is the actor); the members and they are told."""
+    change = await services.storage.groups.remove_member(
+        record.chat_id, actor.uid, record.user_id, services.clock.seconds()
+    )
+    removed = {"chat_id": record.chat_id, "user_id": record.user_id}
+    services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed))
+    return removed
