@@ -13,7 +13,11 @@ does.  Changes that must reach running nodes (ended sessions, a deleted
 message) are published on the Redis bus when ``redis.url`` is set, exactly
 as a node publishes them; with no Redis, running nodes close the sockets
 of ended sessions by themselves within ``sessions.check_interval``, and
-clients see a deleted message when they next load the chat.
+clients see a deleted message when they next load or sync the chat (its
+feed row is written either way).  A message is deleted by the same command
+as a user's own deletion (`umoc.domain.commands.messages.delete`), so the
+``message.deleted`` webhook is sent too, from this process, which waits for
+each webhook's first attempt before it exits.
 
 Exit status: 0 done, 1 refused or failed (one line on stderr), 2 a usage
 or configuration error.
@@ -35,14 +39,18 @@ from umoc.cluster.hub import Hub
 from umoc.cluster.redisbus import RedisBus
 from umoc.cluster.redisclient import RedisClient
 from umoc.config import Config, ConfigError, load_config
-from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration, user_json
-from umoc.domain.files import FileManager
+from umoc.domain.commands import messages
+from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager, UsernameTakenError
 from umoc.errors import UserError
+from umoc.outbound import HttpClient
+from umoc.records import Actor
+from umoc.records.messages import Deletion
 from umoc.storage import Storage, open_storage
 from umoc.storage.database import Database, SchemaTooNewError
 from umoc.storage.port import PortRefusedError, port_sqlite_to_postgres
+from umoc.wiring import build_tool_services
 
 __all__ = ["main", "run"]
 
@@ -152,6 +160,8 @@ class Cli:
         self.sessions: SessionManager | None = None
         self.redis: RedisClient | None = None
         self.bus: RedisBus | None = None
+        self.services: Services | None = None
+        self.http: HttpClient | None = None
 
     def say(self, text: str) -> None:
         print(text, file=self.stdout)
@@ -192,11 +202,16 @@ class Cli:
                 )
         self.sessions = SessionManager(self.storage.users, hub, self.reactor, config.sessions, config.registration.mode)
         self.sessions.start()
-        files = FileManager(self.storage, self.reactor, config.uploads, config.uploads_path)
-        accounts = Accounts(self.storage, self.sessions, hub, files, self.reactor)
-        return Administration(self.storage, self.sessions, hub, self.reactor, accounts=accounts)
+        self.http = HttpClient(self.reactor, self.reactor)
+        self.services = build_tool_services(config, self.reactor, self.storage, hub, self.sessions, self.http)
+        return Administration(self.storage, self.sessions, hub, self.reactor, accounts=self.services.accounts)
 
     async def close(self) -> None:
+        if self.services is not None:
+            # First attempts of the webhooks sent (a moderator's deletion): answered or timed out.
+            await self.services.webhooks.close()
+        if self.http is not None:
+            await self.http.close()
         if self.bus is not None:
             await self.bus.flush()
         if self.redis is not None:
@@ -267,7 +282,12 @@ class Cli:
                 deleted,
             )
         elif args.command == "delete-message":
-            deleted = await admin.delete_message(args.message_id, ACTOR)
+            assert self.services is not None
+            try:
+                deletion = Deletion(args.message_id)
+            except UserError:
+                raise UserError("Message not found") from None
+            deleted = await messages.delete(self.services, Actor.operator(ACTOR, "cli"), deletion)
             where = (
                 "members were told through Redis"
                 if self.bus is not None

@@ -50,7 +50,7 @@ from umoc.web.push import push_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
-__all__ = ["Cluster", "Node", "build_node"]
+__all__ = ["Cluster", "Node", "build_node", "build_tool_services"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,36 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
         "umoc_bus_ok",
         "1 while the bus self-ping finds no gap (0: deliveries may be missed)",
         lambda: int(watch.gap_start is None),
+    )
+
+
+def build_tool_services(
+    config: Config, reactor: Any, storage: Storage, hub: Hub, sessions: SessionManager, http: HttpClient
+) -> Services:
+    """The `Services` of a tool beside the running nodes (``umoc-admin``), so it calls the same commands.
+
+    It has no sockets of its own: ``hub`` reaches the nodes' sockets through
+    the Redis bus when there is one (else members see a change when they next
+    load or sync: every command writes its feed row).  Webhooks are sent from
+    here through ``http`` (the tool waits for first attempts before it
+    exits); nothing is pushed (it holds no VAPID key) and nothing is rate limited.
+    """
+    metrics = Metrics()
+    presence = LocalPresence(hub)
+    files = FileManager(storage, reactor, config.uploads, config.uploads_path)
+    return Services(
+        config=config,
+        clock=reactor,
+        storage=storage,
+        hub=hub,
+        presence=presence,
+        ratelimiter=MemoryRatelimiter(reactor, config.ratelimits),
+        metrics=metrics,
+        sessions=sessions,
+        files=files,
+        push=PushNotifier(storage, presence, reactor, config.push, metrics, None, None),
+        webhooks=Webhooks(config.webhooks, config.webhook_delivery, http, reactor, metrics),
+        accounts=Accounts(storage, sessions, hub, files, reactor),
     )
 
 
@@ -212,7 +242,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
         {
             **uploads.resources(),
-            b"admin": admin_resource(admin, services.sessions, config.server.max_body),
+            b"admin": admin_resource(admin, services),
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),

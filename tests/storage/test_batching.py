@@ -9,6 +9,8 @@ from twisted.internet import defer
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
+from umoc.records import Actor
+from umoc.records.messages import NewMessage
 from umoc.storage.batching import BatchWriter
 
 T0 = 1_710_072_000.0
@@ -19,7 +21,9 @@ class GroupCommitTestsMixin:
         return (await self.storage.users.create(name, "x", T0)).id
 
     def post(self, sender: int, recipient: int, content: str) -> defer.Deferred:
-        return self.storage.messages.post(sender, "n", recipient, False, str(uuid.uuid4()), "text", content, None, T0)
+        return self.storage.messages.post(
+            Actor.user(sender, "n"), NewMessage(recipient, False, content), str(uuid.uuid4()), T0
+        )
 
     @inline
     async def test_a_refused_message_in_a_batch_fails_alone_and_the_others_commit(self) -> None:

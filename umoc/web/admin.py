@@ -27,7 +27,12 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from umoc.domain.admin import Administration, NotFoundError, user_json
-from umoc.domain.sessions import SessionManager, UsernameTakenError
+from umoc.domain.commands import messages
+from umoc.domain.services import Services
+from umoc.domain.sessions import UsernameTakenError
+from umoc.errors import RefusedError, UserError
+from umoc.records import Actor
+from umoc.records.messages import Deletion
 from umoc.storage.admin import UserInfo
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
@@ -64,10 +69,11 @@ def _target(data: dict[str, Any]) -> int | str:
 class AdminApi:
     """Each endpoint: check the caller is an admin, parse, call `Administration`, write JSON."""
 
-    def __init__(self, admin: Administration, sessions: SessionManager, max_body: int) -> None:
+    def __init__(self, admin: Administration, services: Services) -> None:
         self._admin = admin
-        self._sessions = sessions
-        self._max_body = max_body
+        self._services = services
+        self._sessions = services.sessions
+        self._max_body = services.config.server.max_body
 
     async def _caller(self, request: IRequest) -> UserInfo:
         """The admin making the request; 401 without a valid session, 403 for anyone else."""
@@ -159,8 +165,15 @@ class AdminApi:
         write_json(request, 200, {"sessions_ended": ended})
 
     async def delete_message(self, request: IRequest, caller: UserInfo) -> None:
-        message_id = string_field(self._body(request), "message_id", 64)
-        write_json(request, 200, await self._admin.delete_message(message_id, caller.username))
+        """As the sender's own ``delete_message`` (`umoc.domain.commands.messages.delete`), for anybody's message."""
+        try:
+            deletion = Deletion(string_field(self._body(request), "message_id", 64))
+            actor = Actor.operator(f"admin:{caller.username}", "admin_api", caller.id)
+            write_json(request, 200, await messages.delete(self._services, actor, deletion))
+        except RefusedError as exc:
+            raise HttpError(404, exc.message) from None
+        except UserError:
+            raise HttpError(404, "Message not found") from None
 
     async def registration(self, request: IRequest, caller: UserInfo) -> None:
         mode, source = await self._admin.registration_mode()
@@ -197,9 +210,9 @@ class _AdminRoot(resource.Resource):
         return _NotFound()
 
 
-def admin_resource(admin: Administration, sessions: SessionManager, max_body: int) -> resource.Resource:
+def admin_resource(admin: Administration, services: Services) -> resource.Resource:
     """The ``/api/admin/`` tree."""
-    api = AdminApi(admin, sessions, max_body)
+    api = AdminApi(admin, services)
     g = api._guarded
     root = _AdminRoot()
     endpoints: dict[bytes, dict[bytes, Handler]] = {
