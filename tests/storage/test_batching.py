@@ -10,7 +10,7 @@ from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.records import Actor
-from umoc.records.messages import NewMessage
+from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.batching import BatchWriter
 
 T0 = 1_710_072_000.0
@@ -48,6 +48,26 @@ class GroupCommitTestsMixin:
         history = await self.storage.messages.history(b, a, False, 1, 10)
         self.assertEqual(history.total_messages, 3)
         self.assertEqual({e.id: e.unread_count for e in await self.storage.messages.chat_list(b)}, {a: 2})
+
+    @inline
+    async def test_each_write_is_observed_under_its_own_name_beside_its_batch(self) -> None:
+        a, b, stranger = await self.user("a"), await self.user("b"), await self.user("s")
+        await self.storage.contacts.request(a, "b", T0)
+        await self.storage.contacts.accept(b, a, T0)
+        seen: list[tuple[str, bool, float | None]] = []
+        self.db.observe = lambda name, ok, seconds, waited: seen.append((name, ok, waited))
+        self.addCleanup(setattr, self.db, "observe", None)
+        sent = await self.post(a, b, "one")
+        await defer.DeferredList([self.post(a, b, "two"), self.post(a, stranger, "refused")], consumeErrors=True)
+        await self.storage.messages.delete(Actor.user(a, "a"), Deletion(sent[0].id), T0)
+        writes = [(name, ok) for name, ok, waited in seen if name != "batch"]
+        self.assertEqual(
+            sorted(writes),
+            [("messages.delete", True), ("messages.post", False), ("messages.post", True), ("messages.post", True)],
+        )
+        # A write's own series has no pool wait (its batch's has): it is timed from request to result.
+        self.assertTrue(all(waited is None for name, _, waited in seen if name != "batch"))
+        self.assertIn("batch", [name for name, _, _ in seen])
 
 
 for_each_backend(GroupCommitTestsMixin, DatabaseTestCase, globals())

@@ -32,11 +32,14 @@ __all__ = ["Server", "ServerTestCase", "test_config"]
 reactor.suggestThreadPoolSize(32)
 
 
-def test_config(data_dir: str, **sections: dict[str, Any]) -> Config:
-    """Defaults, port 0, the given data dir, and per-test overrides as YAML-shaped dicts."""
+def test_config(data_dir: str, **sections: Any) -> Config:
+    """Defaults, port 0, the given data dir, and per-test overrides as YAML-shaped dicts (``webhooks``: a list)."""
     raw: dict[str, Any] = {"server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir}}
     for key, values in sections.items():
-        raw.setdefault(key, {}).update(values)
+        if isinstance(values, dict):
+            raw.setdefault(key, {}).update(values)
+        else:
+            raw[key] = values
     return parse_config(raw)
 
 
