@@ -168,11 +168,7 @@ class FileManager:
         await self._storage.files.create(
             file_id,
             user_id,
-            offer.chat_id,
-            offer.is_group,
-            offer.file_name,
-            offer.file_type,
-            offer.file_size,
+            offer,
             token_digest(token),
             now,
             now + self.config.expires_in,
