@@ -39,12 +39,11 @@ def _announce(services: Services, actor: Actor, change: ReactionChange, emoji: s
     if change.changed:
         for users, chat_id in target.views():
             updated = shapes.reaction_updated(
-                target.id, chat_id, target.is_group, actor.uid, emoji, added, change.reactions
+                (target.id, chat_id, target.is_group), actor.uid, emoji, added, change.reactions
             )
             services.hub.tell(users, notices.REACTION_UPDATED(updated))
-    mine = shapes.reaction_updated(
-        target.id, target.chat_id_for(actor.uid), target.is_group, actor.uid, emoji, added, change.reactions
-    )
+    where = (target.id, target.chat_id_for(actor.uid), target.is_group)
+    mine = shapes.reaction_updated(where, actor.uid, emoji, added, change.reactions)
     return Reacted(mine, change.changed)
 
 
