@@ -132,6 +132,8 @@ class Metrics:
         )
         # Children cached per label value: labels() costs more than the increment itself.
         self._event_children: dict[str, tuple[Any, Any, Any]] = {}
+        #: The same for transactions: every message stored observes one (its ``messages.post``).
+        self._transaction_children: dict[tuple[str, bool], Any] = {}
 
     # -- instruments ---------------------------------------------------------
 
@@ -148,8 +150,15 @@ class Metrics:
         children[2].observe(seconds)
 
     def transaction_done(self, name: str, ok: bool, seconds: float, waited: float | None) -> None:
-        """One `Database.run`; ``waited`` is the time before a pool thread ran it (None if it never did)."""
-        self.db_transactions.labels(name, "ok" if ok else "error").observe(seconds)
+        """One `Database.run`, or one write of a group-commit batch (``waited`` None).
+
+        ``waited`` is the time before a pool thread ran it (None if it never did,
+        or for a write of a batch: its batch has the pool wait).
+        """
+        child = self._transaction_children.get((name, ok))
+        if child is None:
+            child = self._transaction_children[(name, ok)] = self.db_transactions.labels(name, "ok" if ok else "error")
+        child.observe(seconds)
         if waited is not None:
             self.db_pool_wait.observe(waited)
 
