@@ -19,7 +19,7 @@ and groups of 200 and 1,000 members.  Then, for each mode:
   the group, every member connected: msgs/s, deliveries/s, p50/p99.
 * **connects**: authenticated Socket.IO connects per second (connect with a
   session, CONNECT accepted, close), 50 at a time.
-* **plain**: the statements ``send_message`` runs (``_post_annotated_txn``,
+* **plain**: the statements ``send_message`` runs (``umoc.storage.messages.write.post_txn``,
   called on a bare ``sqlite3`` / ``psycopg2`` connection: no reactor,
   threads, savepoints or sockets), committing each message and every 100,
   for a direct chat and the 1,000-member group; and the session lookup a
@@ -57,9 +57,11 @@ sys.path.insert(0, ROOT)
 
 from umoc.credentials import new_token, token_digest  # noqa: E402
 from umoc.ids import MessageIds  # noqa: E402
+from umoc.records import Actor  # noqa: E402
+from umoc.records.messages import NewMessage  # noqa: E402
 from umoc.storage import database as dbmod  # noqa: E402
 from umoc.storage.groups import _create_txn as create_group_txn  # noqa: E402
-from umoc.storage.messages import _post_annotated_txn as post_txn  # noqa: E402
+from umoc.storage.messages.write import post_txn  # noqa: E402
 from umoc.storage.users import _create_session_txn as create_session_txn  # noqa: E402
 from umoc.storage.users import _session_txn as session_txn  # noqa: E402
 
@@ -187,10 +189,10 @@ def plain_loop(
             if group is None:
                 p = sent % pairs
                 a, b = (ids[2 * p], ids[2 * p + 1]) if sent % 2 == 0 else (ids[2 * p + 1], ids[2 * p])
-                post_txn(direct.txn, a, names[a], b, False, new_id(), "text", "plain", None, time.time(), None, ())
+                post_txn(direct.txn, Actor.user(a, names[a]), NewMessage(b, False, "plain"), new_id(), time.time())
             else:
                 a = ids[sent % GROUP_SENDERS]
-                post_txn(direct.txn, a, names[a], group, True, new_id(), "text", "plain", None, time.time(), None, ())
+                post_txn(direct.txn, Actor.user(a, names[a]), NewMessage(group, True, "plain"), new_id(), time.time())
             sent += 1
         statements += direct.cursor.statements - before
         direct.conn.commit()

@@ -34,6 +34,8 @@ from bench.databases import on_each_database  # noqa: E402
 from umoc.config import parse_config  # noqa: E402
 from umoc.events import sync as sync_events  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
+from umoc.records import Actor  # noqa: E402
+from umoc.records.messages import NewMessage  # noqa: E402
 from umoc.storage import Storage  # noqa: E402
 from umoc.storage import messages as message_storage  # noqa: E402
 from umoc.storage.database import Database, Txn  # noqa: E402
@@ -101,7 +103,7 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
     def post(i: int) -> Callable[[], Any]:
         sender = friends[i % len(friends)]
         return lambda: storage.messages.post(
-            sender, f"f{i % len(friends)}", reader, False, str(uuid.uuid4()), "text", f"change {i}", None, now
+            Actor.user(sender, f"f{i % len(friends)}"), NewMessage(reader, False, f"change {i}"), str(uuid.uuid4()), now
         )
 
     seeded = time.perf_counter()

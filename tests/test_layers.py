@@ -135,8 +135,6 @@ _EDGE_READS_A_STORE = (
 #: Imports the map forbids that today's code still has: (importing module, imported module) -> why it stays.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("umoc.events.chats", "umoc.storage.messages"): _EDGE_READS_A_STORE,
-    ("umoc.events.push", "umoc.storage.messages"): _EDGE_READS_A_STORE,
-    ("umoc.events.reactions", "umoc.storage.reactions"): _EDGE_READS_A_STORE,
     ("umoc.events.sync", "umoc.storage.feed"): _EDGE_READS_A_STORE,
     ("umoc.web.admin", "umoc.storage.admin"): _EDGE_READS_A_STORE,
     ("umoc.web.sessionauth", "umoc.storage.users"): _EDGE_READS_A_STORE,

@@ -13,7 +13,11 @@ does.  Changes that must reach running nodes (ended sessions, a deleted
 message) are published on the Redis bus when ``redis.url`` is set, exactly
 as a node publishes them; with no Redis, running nodes close the sockets
 of ended sessions by themselves within ``sessions.check_interval``, and
-clients see a deleted message when they next load the chat.
+clients see a deleted message when they next load or sync the chat (its
+feed row is written either way).  A message is deleted by the same command
+as a user's own deletion (`umoc.domain.commands.messages.delete`), so the
+``message.deleted`` webhook is sent too, from this process, which waits for
+each webhook's first attempt before it exits.
 
 Every change is the same command the admin API calls
 (`umoc.domain.commands.account`, ``.bots``), on the same services
@@ -38,7 +42,7 @@ from twisted.internet import defer, task, threads
 
 from umoc.config import Config, ConfigError, load_config
 from umoc.domain.admin import user_json
-from umoc.domain.commands import account, bots
+from umoc.domain.commands import account, bots, messages
 from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import UserError
 from umoc.records import Actor
@@ -52,6 +56,7 @@ from umoc.records.account import (
     RegistrationMode,
 )
 from umoc.records.bots import NewBot
+from umoc.records.messages import Deletion
 from umoc.storage.database import Database, SchemaTooNewError
 from umoc.storage.port import PortRefusedError, port_sqlite_to_postgres
 from umoc.wiring import AdminTools, build_admin
@@ -276,7 +281,11 @@ class Cli:
                 deleted,
             )
         elif args.command == "delete-message":
-            deleted = await admin.delete_message(args.message_id, ACTOR.name)
+            try:
+                deletion = Deletion(args.message_id)
+            except UserError:
+                raise UserError("Message not found") from None
+            deleted = await messages.delete(services, ACTOR, deletion)
             where = (
                 "members were told through Redis"
                 if self.redis_bus

@@ -93,10 +93,21 @@ class TransactionMetrics:
             buckets=_DB_BUCKETS,
             registry=None,
         )
+        self._children: dict[tuple[str, bool], Any] = {}
 
     def done(self, name: str, ok: bool, seconds: float, waited: float | None) -> None:
-        """One `Database.run`; ``waited`` is the time before a pool thread ran it (None if it never did)."""
-        self.seconds.labels(name, "ok" if ok else "error").observe(seconds)
+        """One `Database.run`, or one write of a group-commit batch (``waited`` None).
+
+        ``waited`` is the time before a pool thread ran it (None if it never
+        did, or for a write of a batch: its batch has the pool wait).  Every
+        message stored observes one (its ``messages.post``): children are
+        cached per label value, as `Metrics.event_done`'s are, since
+        ``labels()`` costs more than the observation.
+        """
+        child = self._children.get((name, ok))
+        if child is None:
+            child = self._children[(name, ok)] = self.seconds.labels(name, "ok" if ok else "error")
+        child.observe(seconds)
         if waited is not None:
             self.pool_wait.observe(waited)
 

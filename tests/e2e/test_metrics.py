@@ -99,6 +99,8 @@ class MetricsAfterTrafficTests(ChatCase):
         # 2 logins, then 3 wrong passwords (the 4th attempt was refused before the database)
         self.assertEqual(transactions[(("outcome", "ok"), ("transaction", "users.credentials"))], 5)
         self.assertGreaterEqual(transactions[(("outcome", "ok"), ("transaction", "batch"))], 1)  # group commit
+        # The one message sent, under its own name too, beside the batch it shared.
+        self.assertEqual(transactions[(("outcome", "ok"), ("transaction", "messages.post"))], 1)
         self.assertGreater(found["umoc_db_pool_wait_seconds_count"][()], 5)
         if REDIS_URL:
             self.assertEqual(found["umoc_redis_connected"][()], 1)

@@ -269,10 +269,14 @@ class WebPushTests(PushCase):
         group = await alice.call("create_group", name="team", member_ids=[bob.id])
         await self.subscribe(bob, "bob")
         await self.offline(bob)
+        # "@bob" in the text mentions nobody: the mention is the id the client gives, as the badge counts it.
         await alice.call("send_message", recipient_id=group["id"], is_group=True, content="hi @Bob")
         await until(lambda: len(self.push_service.for_("bob")) == 1)
-        push = self.push_service.for_("bob")[0]
-        self.assertEqual((push["type"], push["chat_id"], push["is_group"]), ("mention", group["id"], True))
+        await alice.call("send_message", recipient_id=group["id"], is_group=True, content="hi Bob", mentions=[bob.id])
+        await until(lambda: len(self.push_service.for_("bob")) == 2)
+        plain, mention = self.push_service.for_("bob")
+        self.assertEqual(plain["type"], "new_message")
+        self.assertEqual((mention["type"], mention["chat_id"], mention["is_group"]), ("mention", group["id"], True))
 
 
 class Secret(resource.Resource):

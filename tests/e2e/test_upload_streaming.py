@@ -25,6 +25,7 @@ from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, eventually, inline
 from tests.support.server import ServerTestCase, test_config
 from umoc.credentials import new_token, token_digest
+from umoc.records.files import FileOffer
 
 MAX_SIZE = 1024 * 1024
 
@@ -110,11 +111,7 @@ class UploadTestsMixin:
         await self.files.create(
             file_id,
             self.alice["user_id"],
-            self.bob["user_id"],
-            False,
-            file_name,
-            file_type,
-            size,
+            FileOffer(self.bob["user_id"], False, file_name, size, file_type),
             token_digest(token),
             now,
             now + expires_in,
@@ -280,11 +277,7 @@ class UploadTestsMixin:
         await files.create(
             file_id,
             user["user_id"],
-            user["user_id"],
-            False,
-            "a.txt",
-            "text/plain",
-            1,
+            FileOffer(user["user_id"], False, "a.txt", 1, "text/plain"),
             token_digest(new_token()),
             0.0,
             1.0,

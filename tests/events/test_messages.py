@@ -12,10 +12,11 @@ from tests.support.fakes import FakeSocket
 from tests.support.inprocess import InProcessChatCase
 from tests.support.node import NodeTestCase
 from umoc.domain.access import require_writable_chat
+from umoc.domain.commands import messages
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
-from umoc.events.messages import post_message
-from umoc.events.router import EventContext
+from umoc.records import Actor
+from umoc.records.messages import NewMessage
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 NEW_MESSAGE_KEYS = {
@@ -333,25 +334,24 @@ class DirectMessageTestsMixin:
         self.assertIn("message", await carol.client.expect("error"))
 
     @inline
-    async def test_post_message_and_require_writable_chat_for_other_modules(self) -> None:
+    async def test_the_send_command_and_require_writable_chat_for_other_modules(self) -> None:
         alice, bob = await self.pair()
         carol = await self.person("carol")
         services = self.server.services
-
-        def ctx_of(person):
-            return EventContext(services, next(iter(services.hub.by_user[person.id])))
 
         await require_writable_chat(services.storage, alice.id, bob.id, False)
         for chat_id, is_group in ((carol.id, False), (alice.id, False), (12345, True)):
             with self.assertRaises(UserError):
                 await require_writable_chat(services.storage, alice.id, chat_id, is_group)
         content = json.dumps({"file_id": str(uuid.uuid4()), "file_name": "a.pdf"})
-        payload = await post_message(ctx_of(alice), bob.id, False, "file", content)
+        payload = await messages.send(
+            services, Actor.user(alice.id, "alice"), NewMessage(bob.id, False, content, "file")
+        )
         self.assertEqual((payload["type"], payload["content"], payload["recipient_id"]), ("file", content, bob.id))
         self.assertEqual(await bob.client.expect("new_message"), payload)
         self.assertEqual(await alice.client.expect("new_message"), payload)
         with self.assertRaises(UserError):
-            await post_message(ctx_of(carol), alice.id, False, "text", "hi")
+            await messages.send(services, Actor.user(carol.id, "carol"), NewMessage(alice.id, False, "hi"))
         self.assertEqual(await self.scalar("SELECT COUNT(*) FROM messages"), 1)
 
     @inline

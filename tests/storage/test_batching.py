@@ -9,6 +9,8 @@ from twisted.internet import defer
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
+from umoc.records import Actor
+from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.batching import BatchWriter
 
 T0 = 1_710_072_000.0
@@ -19,7 +21,9 @@ class GroupCommitTestsMixin:
         return (await self.storage.users.create(name, "x", T0)).id
 
     def post(self, sender: int, recipient: int, content: str) -> defer.Deferred:
-        return self.storage.messages.post(sender, "n", recipient, False, str(uuid.uuid4()), "text", content, None, T0)
+        return self.storage.messages.post(
+            Actor.user(sender, "n"), NewMessage(recipient, False, content), str(uuid.uuid4()), T0
+        )
 
     @inline
     async def test_a_refused_message_in_a_batch_fails_alone_and_the_others_commit(self) -> None:
@@ -44,6 +48,42 @@ class GroupCommitTestsMixin:
         history = await self.storage.messages.history(b, a, False, 1, 10)
         self.assertEqual(history.total_messages, 3)
         self.assertEqual({e.id: e.unread_count for e in await self.storage.messages.chat_list(b)}, {a: 2})
+
+    @inline
+    async def test_each_write_is_observed_under_its_own_name_beside_its_batch(self) -> None:
+        a, b, stranger = await self.user("a"), await self.user("b"), await self.user("s")
+        await self.storage.contacts.request(a, "b", T0)
+        await self.storage.contacts.accept(b, a, T0)
+        before, before_waits = self.counts(), self.pool_waits()
+        sent = await self.post(a, b, "one")
+        await defer.DeferredList([self.post(a, b, "two"), self.post(a, stranger, "refused")], consumeErrors=True)
+        await self.storage.messages.delete(Actor.user(a, "a"), Deletion(sent[0].id), T0)
+        after = self.counts()
+        grew = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
+        writes = {key: n for key, n in grew.items() if key[0] != "batch"}
+        self.assertEqual(
+            writes, {("messages.delete", "ok"): 1, ("messages.post", "error"): 1, ("messages.post", "ok"): 2}
+        )
+        self.assertIn(("batch", "ok"), grew, "the batches are observed too")
+        # A write's own series has no pool wait (its batch's has): one pool wait per batch, none per write.
+        self.assertLessEqual(self.pool_waits() - before_waits, grew[("batch", "ok")] + grew.get(("batch", "error"), 0))
+
+    def counts(self) -> dict[tuple[str, str], float]:
+        """Observations of the database's transaction histogram, by (transaction, outcome)."""
+        return {
+            (sample.labels["transaction"], sample.labels["outcome"]): sample.value
+            for metric in self.db.transactions.seconds.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_count")
+        }
+
+    def pool_waits(self) -> float:
+        return sum(
+            sample.value
+            for metric in self.db.transactions.pool_wait.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_count")
+        )
 
 
 for_each_backend(GroupCommitTestsMixin, DatabaseTestCase, globals())

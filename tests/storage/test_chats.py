@@ -12,7 +12,9 @@ from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.domain.notices import shapes
 from umoc.errors import RefusedError
+from umoc.records import Actor
 from umoc.records.groups import NewGroup
+from umoc.records.messages import Deletion, NewMessage, ReadReceipt
 from umoc.storage.database import Txn
 from umoc.timefmt import utc_day
 
@@ -30,7 +32,7 @@ class ChatStorageTestsMixin:
 
     async def post(self, sender: int, recipient: int, is_group: bool = False, now: float = T0, content: str = "x"):
         message, _ = await self.storage.messages.post(
-            sender, "name", recipient, is_group, str(uuid.uuid4()), "text", content, None, now
+            Actor.user(sender, "name"), NewMessage(recipient, is_group, content), str(uuid.uuid4()), now
         )
         return message
 
@@ -103,18 +105,18 @@ class ChatStorageTestsMixin:
             return (await self.storage.messages.chat_list(b))[0].unread_count
 
         self.assertEqual(await unread(), 3)
-        await self.storage.messages.mark_read(b, a, [m1.id], T0 + 10)
+        await self.storage.messages.mark_read(b, ReadReceipt(a, (m1.id,)), T0 + 10)
         self.assertEqual(await unread(), 2)
-        await self.storage.messages.delete(a, m1.id, T0 + 11)  # already read: no change
+        await self.storage.messages.delete(Actor.user(a, "a"), Deletion(m1.id), T0 + 11)  # already read: no change
         self.assertEqual(await unread(), 2)
-        await self.storage.messages.delete(a, m2.id, T0 + 12)  # unread: one fewer
+        await self.storage.messages.delete(Actor.user(a, "a"), Deletion(m2.id), T0 + 12)  # unread: one fewer
         self.assertEqual(await unread(), 1)
-        await self.storage.messages.mark_read(b, a, [m3.id, m3.id], T0 + 13)
+        await self.storage.messages.mark_read(b, ReadReceipt(a, (m3.id, m3.id)), T0 + 13)
         self.assertEqual(await unread(), 0)
         entry = (await self.storage.messages.chat_list(b))[0]
         self.assertEqual(entry.last_message.id, m3.id)
         with self.assertRaises(RefusedError):
-            await self.storage.messages.mark_read(a, a, [m3.id], T0)
+            await self.storage.messages.mark_read(a, ReadReceipt(a, (m3.id,)), T0)
 
     @inline
     async def test_streak_counts_consecutive_mutual_days_and_breaks_on_a_gap(self) -> None:
@@ -148,9 +150,9 @@ class ChatStorageTestsMixin:
             work.append(defer.ensureDeferred(self.post(a, b, now=T0 + i)))
             work.append(defer.ensureDeferred(self.post(b, a, now=T0 + i)))
             work.append(defer.ensureDeferred(self.post(b, group, is_group=True, now=T0 + i)))
-        work.append(self.storage.messages.delete(a, seed[0].id, T0 + 1))
-        work.append(self.storage.messages.delete(c, seed[2].id, T0 + 1))
-        work.append(self.storage.messages.mark_read(a, b, [seed[1].id], T0 + 1))
+        work.append(self.storage.messages.delete(Actor.user(a, "a"), Deletion(seed[0].id), T0 + 1))
+        work.append(self.storage.messages.delete(Actor.user(c, "c"), Deletion(seed[2].id), T0 + 1))
+        work.append(self.storage.messages.mark_read(a, ReadReceipt(b, (seed[1].id,)), T0 + 1))
         results = await defer.DeferredList(work, consumeErrors=True)
         self.assertEqual([r for ok, r in results if not ok], [])
         live = await self.db.run(

@@ -18,7 +18,9 @@ from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase,
 from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
+from umoc.records import Actor
 from umoc.records.groups import NewGroup
+from umoc.records.messages import Deletion, Edit, NewMessage, Reaction, ReadReceipt
 from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
 from umoc.storage.database import Database
@@ -54,7 +56,7 @@ class FeedTestsMixin:
 
     async def send(self, sender: int, name: str, to: int, content: str, is_group: bool = False) -> str:
         message_id = f"00000000-0000-4000-8000-{self.next_id():012d}"
-        await self.storage.messages.post(sender, name, to, is_group, message_id, "text", content, None, T0)
+        await self.storage.messages.post(Actor.user(sender, name), NewMessage(to, is_group, content), message_id, T0)
         return message_id
 
     def next_id(self) -> int:
@@ -82,15 +84,15 @@ class FeedTestsMixin:
         await self.befriend(alice, carol, "carol")  # not bob's
         sent = [await self.send(alice, "alice", bob, f"m{i}") for i in range(6)]  # 6 messages, one instant
         await self.send(alice, "alice", carol, "secret")  # another pair's chat
-        await self.storage.edits.edit(alice, sent[0], "m0 edited", T0, 0)
-        await self.storage.reactions.add(bob, sent[1], "👍", T0, 20)
-        await self.storage.reactions.remove(bob, sent[1], "👍", T0)
+        await self.storage.edits.edit(alice, Edit(sent[0], "m0 edited"), T0, 0)
+        await self.storage.reactions.add(bob, Reaction(sent[1], "👍"), T0, 20)
+        await self.storage.reactions.remove(bob, Reaction(sent[1], "👍"), T0)
         mine = await self.send(bob, "bob", alice, "from bob")
-        await self.storage.messages.mark_read(alice, bob, [mine], T0)  # bob: read
+        await self.storage.messages.mark_read(alice, ReadReceipt(bob, (mine,)), T0)  # bob: read
         await self.storage.deliveries.mark_delivered(alice, [mine], T0)  # bob: delivered
-        await self.storage.messages.mark_read(bob, alice, [sent[1]], T0)  # alice's, not bob's
-        await self.storage.edits.edit(alice, sent[2], "edited, then deleted", T0, 0)
-        await self.storage.messages.delete(alice, sent[2], T0)  # bob: delete only
+        await self.storage.messages.mark_read(bob, ReadReceipt(alice, (sent[1],)), T0)  # alice's, not bob's
+        await self.storage.edits.edit(alice, Edit(sent[2], "edited, then deleted"), T0, 0)
+        await self.storage.messages.delete(Actor.user(alice, "alice"), Deletion(sent[2]), T0)  # bob: delete only
         group = await self.storage.groups.create(alice, NewGroup("early", None, [carol]), T0, MAX_MEMBERS)
         await self.send(alice, "alice", group, "before bob joined", is_group=True)
         await self.storage.groups.add_member(group, alice, bob, T0, MAX_MEMBERS)  # bob: member_added
@@ -192,14 +194,9 @@ class FeedTestsMixin:
         senders = [(alice, "alice"), (carol, "carol")]
         sends = [
             self.storage.messages.post(
-                senders[i % 2][0],
-                senders[i % 2][1],
-                bob,
-                False,
+                Actor.user(*senders[i % 2]),
+                NewMessage(bob, False, f"message {i}"),
                 f"00000000-0000-4000-8000-{i:012d}",
-                "text",
-                f"message {i}",
-                None,
                 T0,
             )
             for i in range(80)
@@ -220,7 +217,7 @@ class FeedTestsMixin:
         sent = await self.send(bob, "bob", alice, "before the block")
         start = await self.storage.feed.position()
         await self.storage.contacts.block(alice, bob, T0)
-        await self.storage.messages.mark_read(alice, bob, [sent], T0)  # counts for alice; bob is not told
+        await self.storage.messages.mark_read(alice, ReadReceipt(bob, (sent,)), T0)  # counts for alice; bob is not told
         changes, _, _ = await self.read_all(bob, start, 10)
         self.assertEqual(changes, [])
 
@@ -293,7 +290,7 @@ class FeedTestsMixin:
         await self.send(alice, "alice", bob, "old")  # at T0
         after_old = await self.settled_position()
         await self.storage.messages.post(
-            alice, "alice", bob, False, "00000000-0000-4000-8000-00000000ffff", "text", "new", None, T0 + 100
+            Actor.user(alice, "alice"), NewMessage(bob, False, "new"), "00000000-0000-4000-8000-00000000ffff", T0 + 100
         )
         count = "SELECT COUNT(*) FROM changes"
         before = await self.storage.db.run("count", lambda txn: txn.scalar(count + " WHERE created_at < ?", (T0 + 50,)))

@@ -9,9 +9,11 @@ from twisted.trial import unittest
 
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, migrated_database
 from tests.support.deferreds import inline
+from umoc.records import Actor
+from umoc.records.messages import NewMessage
 from umoc.storage import Storage
 from umoc.storage.database import POSTGRES, Txn, _named_row_cursor
-from umoc.storage.messages import _direct_permission_txn, _post_txn
+from umoc.storage.messages.write import _direct_permission_txn, post_txn
 
 T0 = 1_710_072_000.0
 
@@ -30,8 +32,8 @@ class DirectSendersTests(unittest.TestCase):
         await storage.contacts.request(self.a, "b", T0)
         await storage.contacts.accept(self.b, self.a, T0)
         # The chat exists and both wrote today: the steady state of a conversation.
-        await storage.messages.post(self.a, "a", self.b, False, str(uuid.uuid4()), "text", "x", None, T0)
-        await storage.messages.post(self.b, "b", self.a, False, str(uuid.uuid4()), "text", "x", None, T0)
+        await storage.messages.post(Actor.user(self.a, "a"), NewMessage(self.b, False, "x"), str(uuid.uuid4()), T0)
+        await storage.messages.post(Actor.user(self.b, "b"), NewMessage(self.a, False, "x"), str(uuid.uuid4()), T0)
         self.schema = await self.db.run("t", lambda txn: txn.scalar("SELECT current_schema()"))
 
     def connection(self) -> Txn:
@@ -46,7 +48,7 @@ class DirectSendersTests(unittest.TestCase):
     def test_a_send_in_flight_does_not_block_the_peers_permission_check_and_insert(self) -> None:
         first, second = self.connection(), self.connection()
         # a's message: every statement run, not yet committed (its locks held).
-        _post_txn(first, self.a, "a", self.b, False, str(uuid.uuid4()), "text", "x", None, T0 + 5)
+        post_txn(first, Actor.user(self.a, "a"), NewMessage(self.b, False, "x"), str(uuid.uuid4()), T0 + 5)
         # b's message meanwhile: the permission check, the insert and b's own row do not wait
         # (before, both contacts rows were locked FOR UPDATE: this hit lock_timeout).
         chat_id = _direct_permission_txn(second, self.b, self.a, T0 + 6)

@@ -10,6 +10,8 @@ from twisted.internet import threads
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
+from umoc.records import Actor
+from umoc.records.messages import NewMessage
 from umoc.storage.database import DatabaseUnavailableError, Txn
 
 T0 = 1_710_072_000.0
@@ -27,7 +29,9 @@ class ReadsTestsMixin:
     async def test_a_read_sees_every_write_acknowledged_before_it(self) -> None:
         a, b = await self.friends()
         for i in range(5):
-            await self.storage.messages.post(a, "a", b, False, str(uuid.uuid4()), "text", f"m{i}", None, T0 + i)
+            await self.storage.messages.post(
+                Actor.user(a, "a"), NewMessage(b, False, f"m{i}"), str(uuid.uuid4()), T0 + i
+            )
             history = await self.storage.messages.history(b, a, False, 1, 10)
             self.assertEqual(history.total_messages, i + 1, "the acknowledged message is there at once")
         self.assertEqual({e.id: e.unread_count for e in await self.storage.messages.chat_list(b)}, {a: 5})

@@ -14,7 +14,9 @@ from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase,
 from tests.support.deferreds import inline
 from umoc.domain.search import query_terms
 from umoc.errors import RefusedError
+from umoc.records import Actor
 from umoc.records.groups import NewGroup
+from umoc.records.messages import Deletion, Edit, NewMessage
 from umoc.storage import Storage
 from umoc.storage.database import Database, Txn, _load_migrations, _migrate_txn
 from umoc.storage.search import CommonWords, SearchPage
@@ -33,7 +35,7 @@ class SearchStorageTestsMixin:
 
     async def post(self, sender: int, recipient: int, content: str, is_group: bool = False, kind: str = "text"):
         message, _ = await self.storage.messages.post(
-            sender, "name", recipient, is_group, str(uuid.uuid4()), kind, content, None, T0
+            Actor.user(sender, "name"), NewMessage(recipient, is_group, content, kind), str(uuid.uuid4()), T0
         )
         return message
 
@@ -109,8 +111,8 @@ class SearchStorageTestsMixin:
         gone = await self.post(alice, bob, "delete this apple")
         kept = await self.post(alice, bob, "an apple stays")
         changed = await self.post(alice, bob, "a banana first")
-        await self.storage.messages.delete(alice, gone.id, T0 + 1)
-        await self.storage.edits.edit(alice, changed.id, "now a cherry", T0 + 2, 0)
+        await self.storage.messages.delete(Actor.user(alice, "alice"), Deletion(gone.id), T0 + 1)
+        await self.storage.edits.edit(alice, Edit(changed.id, "now a cherry"), T0 + 2, 0)
         self.assertEqual(await self.found(bob, "apple"), [kept.content])
         self.assertEqual(await self.found(bob, "banana"), [])
         found = (await self.find(bob, "cherry")).hits
@@ -118,7 +120,7 @@ class SearchStorageTestsMixin:
             [(h.message.id, h.message.content, h.message.edited_at) for h in found],
             [(changed.id, "now a cherry", T0 + 2)],
         )
-        await self.storage.messages.delete(alice, changed.id, T0 + 3)
+        await self.storage.messages.delete(Actor.user(alice, "alice"), Deletion(changed.id), T0 + 3)
         self.assertEqual(await self.found(bob, "cherry"), [])
 
     @inline

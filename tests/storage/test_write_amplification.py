@@ -7,9 +7,12 @@ from typing import Any
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
+from umoc.records import Actor
 from umoc.records.groups import NewGroup
+from umoc.records.messages import NewMessage
 from umoc.storage.database import Txn
-from umoc.storage.messages import _post_txn, _read_txn
+from umoc.storage.messages.write import post_txn
+from umoc.storage.receipts import read_txn
 
 T0 = 1_710_072_000.0
 
@@ -47,8 +50,8 @@ class WriteAmplificationTestsMixin:
         return group, users
 
     async def rows_per_message(self, group: int, sender: int, kind: str = "text") -> int:
-        args = (sender, "name", group, True, str(uuid.uuid4()), kind, "hi", None, T0 + 1)
-        _, changed = await self.db.run("test.post", _rows_changed_txn, _post_txn, *args)
+        args = (Actor.user(sender, "name"), NewMessage(group, True, "hi", kind), str(uuid.uuid4()), T0 + 1)
+        _, changed = await self.db.run("test.post", _rows_changed_txn, post_txn, *args)
         return changed
 
     @inline
@@ -74,9 +77,9 @@ class WriteAmplificationTestsMixin:
     async def test_a_read_writes_the_readers_rows_only(self) -> None:
         large, users = await self.group_of(300, "l")
         message, _ = await self.storage.messages.post(
-            users[1], "l1", large, True, str(uuid.uuid4()), "text", "hi", None, T0 + 1
+            Actor.user(users[1], "l1"), NewMessage(large, True, "hi"), str(uuid.uuid4()), T0 + 1
         )
-        _, changed = await self.db.run("test.read", _rows_changed_txn, _read_txn, users[7], users[1], [message.id], T0)
+        _, changed = await self.db.run("test.read", _rows_changed_txn, read_txn, users[7], users[1], [message.id], T0)
         # One message_reads row, the reader's member row, the read change in the sender's feed stream.
         self.assertEqual(changed, 3)
 

@@ -43,8 +43,8 @@ async def shared_database(test: Any, backend: str) -> tuple[str, Any]:
 class AdminCase(ChatCase):
     """A server, and ``umoc-admin`` pointed at the same database by its own configuration file."""
 
-    #: Extra configuration sections for the server and the CLI alike.
-    shared_config: dict[str, dict[str, Any]] = {}
+    #: Extra configuration sections for the server and the CLI alike (``webhooks`` is a list).
+    shared_config: dict[str, Any] = {}
 
     @inline
     async def setUp(self) -> None:
@@ -55,10 +55,13 @@ class AdminCase(ChatCase):
         self.server = await self.start_node(self.data_dir)
         self.config_path = self.write_config(self.data_dir)
 
-    def sections(self, data_dir: str) -> dict[str, dict[str, Any]]:
-        sections: dict[str, dict[str, Any]] = {"database": {"dsn": self.dsn}, "sessions": {"check_interval": 0.2}}
+    def sections(self, data_dir: str) -> dict[str, Any]:
+        sections: dict[str, Any] = {"database": {"dsn": self.dsn}, "sessions": {"check_interval": 0.2}}
         for name, values in self.shared_config.items():
-            sections.setdefault(name, {}).update(values)
+            if isinstance(values, dict):
+                sections.setdefault(name, {}).update(values)
+            else:
+                sections[name] = values
         sections.setdefault("server", {})["data_dir"] = data_dir
         return sections
 

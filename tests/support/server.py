@@ -33,13 +33,13 @@ reactor.suggestThreadPoolSize(32)
 
 
 def test_config(data_dir: str, **sections: Any) -> Config:
-    """Defaults, port 0, the given data dir, and per-test overrides as YAML-shaped dicts (or lists: ``webhooks``)."""
+    """Defaults, port 0, the given data dir, and per-test overrides as YAML-shaped dicts (``webhooks``: a list)."""
     raw: dict[str, Any] = {"server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir}}
     for key, values in sections.items():
-        if isinstance(values, list):
-            raw[key] = values
-        else:
+        if isinstance(values, dict):
             raw.setdefault(key, {}).update(values)
+        else:
+            raw[key] = values
     return parse_config(raw)
 
 

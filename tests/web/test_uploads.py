@@ -19,6 +19,7 @@ from tests.support.deferreds import eventually, inline
 from tests.support.node import NodeTestCase
 from tests.support.web import request
 from umoc.credentials import new_token, token_digest
+from umoc.records.files import FileOffer
 from umoc.records.sessions import NewSession
 from umoc.web.uploads import content_disposition
 
@@ -44,7 +45,9 @@ class DownloadResourceTests(NodeTestCase):
         await self.storage.contacts.request(alice, "bob", now)
         await self.storage.contacts.accept(bob, alice, now)
         files = self.storage.files
-        await files.create(file_id, alice, bob, False, "a.txt", "text/plain", len(data), "digest", now, now + 600)
+        await files.create(
+            file_id, alice, FileOffer(bob, False, "a.txt", len(data), "text/plain"), "digest", now, now + 600
+        )
         self.services.files.path_for(file_id).parent.mkdir(parents=True, exist_ok=True)
         self.services.files.path_for(file_id).write_bytes(data)
         self.assertTrue(await files.mark_uploaded(file_id, now))
@@ -77,7 +80,7 @@ class UploadResourceTests(NodeTestCase):
         alice, bob = (await self.user("alice")).id, (await self.user("bob")).id
         file_id, token, now = str(uuid.uuid4()), new_token(), self.clock.seconds()
         await self.storage.files.create(
-            file_id, alice, bob, False, "a.txt", "text/plain", size, token_digest(token), now, now + 600
+            file_id, alice, FileOffer(bob, False, "a.txt", size, "text/plain"), token_digest(token), now, now + 600
         )
         return file_id, token
 

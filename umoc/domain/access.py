@@ -12,10 +12,7 @@ from umoc.storage import Storage
 from umoc.storage.messages import UNKNOWN_CHAT
 from umoc.storage.relations import FRIEND
 
-__all__ = ["MESSAGE_TYPES", "require_writable_chat"]
-
-#: The spec's message types.
-MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
+__all__ = ["require_writable_chat"]
 
 
 async def require_writable_chat(storage: Storage, user_id: int, chat_id: int, is_group: bool) -> None:

@@ -6,20 +6,20 @@ are told, how invite codes are made) are commands in
 callers get it from ``umoc.wiring`` with a `Hub`: a node's own (its
 sockets, and the Redis bus to the others), or for ``umoc-admin`` one with
 no sockets whose bus, when Redis is configured, reaches every running node.
+A moderator's deletion of a message is `umoc.domain.commands.messages.delete`,
+as the sender's own.
 With no Redis, running nodes notice ended sessions by themselves within
 ``sessions.check_interval`` (`SessionManager.sweep`).
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from umoc.cluster.hub import Hub
-from umoc.domain import notices
 from umoc.domain.sessions import SessionManager
 from umoc.domain.webhooks import Webhooks
 from umoc.errors import UserError
@@ -96,28 +96,6 @@ class Administration:
         if offset < 0:
             raise UserError("offset must not be negative")
         return await self._admin.list_users(search or None, limit, offset)
-
-    async def delete_message(self, message_id: str, actor: str) -> dict[str, Any]:
-        """Soft-delete anybody's message as its sender's deletion does; the chat's members get ``message_deleted``."""
-        try:
-            message_id = str(uuid.UUID(message_id))
-        except ValueError:
-            raise NotFoundError("Message not found") from None
-        now = self._clock.seconds()
-        try:
-            chat_id, sender_id, audience = await self._storage.messages.moderate_delete(message_id, now)
-        except UserError as exc:
-            raise NotFoundError(exc.message) from None
-        deleted = {"message_id": message_id, "sender_id": sender_id, "timestamp": iso(now)}
-        self._hub.tell(audience, notices.MESSAGE_DELETED(deleted))
-        self._webhooks.emit("message.deleted", {**deleted, "deleted_by": actor})
-        log.info(
-            "Message {message_id} in chat {chat_id} deleted by {actor}",
-            message_id=message_id,
-            chat_id=chat_id,
-            actor=actor,
-        )
-        return deleted
 
     async def registration_mode(self) -> tuple[str, str]:
         """``(mode, source)``: ``"database"`` when set by an administrator, else ``"config"``."""

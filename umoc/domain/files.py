@@ -27,6 +27,7 @@ from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest, token_matches
 from umoc.domain.access import require_writable_chat
 from umoc.errors import UserError
+from umoc.records.files import FileOffer, FileShare
 from umoc.storage import Storage
 from umoc.storage.files import FileRecord
 
@@ -131,18 +132,18 @@ class FileManager:
 
     # -- Socket.IO: prepare and complete ------------------------------------------
 
-    async def prepare(
-        self, user_id: int, chat_id: int, is_group: bool, file_name: str, file_size: int, file_type: str
-    ) -> dict[str, Any]:
+    async def prepare(self, user_id: int, offer: FileOffer) -> dict[str, Any]:
         """Validate the file and the chat, record the upload, answer with its URL and one-time token."""
-        file_name = check_file_name(file_name, self.config.max_file_name)
-        if file_size > self.config.max_size:
+        file_name = check_file_name(offer.file_name, self.config.max_file_name)
+        if offer.file_size > self.config.max_size:
             raise UserError(f"File too large: at most {self.config.max_size} bytes")
-        file_type = normalise_type(file_type)
+        file_type = normalise_type(offer.file_type)
         if message_type_for(file_type, self.config) is None:
             raise UserError(f"File type '{file_type[:100]}' is not allowed")
-        await require_writable_chat(self._storage, user_id, chat_id, is_group)
-        return await self._record(user_id, chat_id, is_group, file_name, file_size, file_type)
+        await require_writable_chat(self._storage, user_id, offer.chat_id, offer.is_group)
+        return await self._record(
+            user_id, FileOffer(offer.chat_id, offer.is_group, file_name, offer.file_size, file_type)
+        )
 
     async def prepare_avatar(self, user_id: int, file_name: str, file_size: int, file_type: str) -> dict[str, Any]:
         """An image upload for `update_profile`'s ``avatar_file_id``, tied to no chat.
@@ -159,20 +160,15 @@ class FileManager:
         file_type = normalise_type(file_type)
         if message_type_for(file_type, self.config) != "image":
             raise UserError(f"An avatar must be an image: '{file_type[:100]}' is not an allowed image type")
-        return await self._record(user_id, AVATAR_CHAT, False, file_name, file_size, file_type)
+        return await self._record(user_id, FileOffer(AVATAR_CHAT, False, file_name, file_size, file_type))
 
-    async def _record(
-        self, user_id: int, chat_id: int, is_group: bool, file_name: str, file_size: int, file_type: str
-    ) -> dict[str, Any]:
+    async def _record(self, user_id: int, offer: FileOffer) -> dict[str, Any]:
+        """Record a checked offer (its name and type normalised) as an upload waiting for its bytes."""
         file_id, token, now = str(uuid.uuid4()), new_token(), self.now()
         await self._storage.files.create(
             file_id,
             user_id,
-            chat_id,
-            is_group,
-            file_name,
-            file_type,
-            file_size,
+            offer,
             token_digest(token),
             now,
             now + self.config.expires_in,
@@ -184,21 +180,19 @@ class FileManager:
             "expires_in": int(self.config.expires_in),
         }
 
-    async def claim_for_sharing(
-        self, user_id: int, file_id: str, chat_id: int, is_group: bool, file_name: str, file_type: str
-    ) -> SharedFile:
+    async def claim_for_sharing(self, user_id: int, share: FileShare) -> SharedFile:
         """Check a whole upload may be shared, once, in the chat it was prepared for; claim it.
 
         The caller posts the message and then calls `shared` (or `unclaim`
         when posting failed), so a file becomes at most one message.
         """
-        files = self._storage.files
+        files, file_id = self._storage.files, share.file_id
         record = await files.get(file_id)
         if record is None or record.uploader_id != user_id:
             raise UserError("Unknown file")
-        if record.chat_id != chat_id or record.is_group != is_group:
+        if record.chat_id != share.chat_id or record.is_group != share.is_group:
             raise UserError("The file was prepared for another chat")
-        if record.file_name != file_name or record.file_type != normalise_type(file_type):
+        if record.file_name != share.file_name or record.file_type != normalise_type(share.file_type):
             raise UserError("'file_name' and 'file_type' must be those given to upload_file_prepare")
         if record.completed_at is not None:
             raise UserError("File already shared")

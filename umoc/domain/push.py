@@ -253,9 +253,8 @@ class PushNotifier:
             self._send_all(target, self._message_notice(message, target))
 
     def _message_notice(self, message: Message, target: PushTarget) -> Notice:
-        mentioned = (
-            message.is_group and message.type == "text" and f"@{target.username.lower()}" in message.content.lower()
-        )
+        # The ids the sender's client gave, as the unread-mention badge counts them: not "@name" in the text.
+        mentioned = target.user_id in message.mentions
         content = None
         if self.config.include_content and message.type == "text":
             content = message.content[:MAX_CONTENT]

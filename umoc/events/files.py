@@ -5,8 +5,8 @@ the right to write to the chat) and hands out a single-use upload token;
 the bytes then go over plain HTTP (``umoc.web.uploads``), never through the
 socket.  Complete turns a whole upload into a chat message whose content is
 the file's metadata as a JSON string, as the spec's Type Definitions say.
-The rules are `umoc.domain.files.FileManager`'s; these handlers only post
-the message.
+The rules are `umoc.domain.files.FileManager`'s, the message is posted by
+`umoc.domain.commands.messages.share_file`.
 """
 
 from __future__ import annotations
@@ -14,50 +14,35 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
+from umoc.domain.commands import messages
 from umoc.errors import UserError
-from umoc.events import messages
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
+from umoc.records.files import FileOffer, FileShare
 
 __all__ = ["ROUTES"]
 
 
 async def upload_file_prepare(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """A chat file (``recipient_id``/``is_group``), or with ``purpose: "avatar"`` an image for the profile."""
-    files = ctx.services.files
     if payload["purpose"] == "avatar":
-        return await files.prepare_avatar(ctx.user_id, payload["file_name"], payload["file_size"], payload["file_type"])
+        return await ctx.services.files.prepare_avatar(
+            ctx.user_id, payload["file_name"], payload["file_size"], payload["file_type"]
+        )
     if payload["recipient_id"] is None or payload["is_group"] is None:
         raise UserError("Missing 'recipient_id' or 'is_group' (only an avatar needs no chat)")
-    return await files.prepare(
-        ctx.user_id,
-        payload["recipient_id"],
-        payload["is_group"],
-        payload["file_name"],
-        payload["file_size"],
-        payload["file_type"],
+    offer = FileOffer(
+        payload["recipient_id"], payload["is_group"], payload["file_name"], payload["file_size"], payload["file_type"]
     )
+    return await messages.prepare_file(ctx.services, ctx.actor, offer)
 
 
 async def upload_file_complete(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Post the ``new_message`` for a whole upload, once; the ack carries the message."""
-    files = ctx.services.files
-    shared = await files.claim_for_sharing(
-        ctx.user_id,
-        payload["file_id"],
-        payload["recipient_id"],
-        payload["is_group"],
-        payload["file_name"],
-        payload["file_type"],
+    share = FileShare(
+        payload["file_id"], payload["recipient_id"], payload["is_group"], payload["file_name"], payload["file_type"]
     )
-    record = shared.record
-    try:
-        message = await messages.post_message(ctx, record.chat_id, record.is_group, shared.message_type, shared.content)
-    except BaseException:
-        await files.unclaim(record.id)
-        raise
-    await files.shared(record.id, message["message_id"])
-    return message
+    return await messages.share_file(ctx.services, ctx.actor, share)
 
 
 ROUTES = [

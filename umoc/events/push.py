@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
-from umoc.domain.commands import push
+from umoc.domain.commands import chats, push
 from umoc.domain.push import registration_json
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Enum, Field, Int, Schema, Str, Uuid
+from umoc.records.messages import Mute
 from umoc.records.push import PushRegistration, PushRemoval, PushSwitch
-from umoc.storage.messages import UNKNOWN_CHAT
-from umoc.timefmt import iso_or_none, parse_iso
+from umoc.timefmt import parse_iso
 
 __all__ = ["ROUTES"]
 
@@ -47,37 +47,18 @@ async def set_push_enabled(ctx: EventContext, payload: dict[str, Any]) -> dict[s
     return await push.set_enabled(ctx.services, ctx.actor, PushSwitch(payload["enabled"]))
 
 
-async def _require_chat(ctx: EventContext, chat_id: int, is_group: bool) -> None:
-    storage = ctx.services.storage
-    if is_group:
-        known = await storage.groups.is_member(chat_id, ctx.user_id)
-    else:
-        known = (await storage.contacts.get(ctx.user_id, chat_id)) is not None or (
-            await storage.messages.has_direct_chat(ctx.user_id, chat_id)
-        )
-    if not known:
-        raise UserError(UNKNOWN_CHAT)
-
-
 async def mute_chat(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    chat_id, is_group = payload["chat_id"], payload["is_group"]
     until = None
     if payload["until"] is not None:
         try:
             until = parse_iso(payload["until"])
         except ValueError:
             raise UserError("Invalid 'until': expected an ISO 8601 time like 2026-01-01T12:00:00Z") from None
-        if until <= ctx.now():
-            raise UserError("Invalid 'until': expected a time in the future")
-    await _require_chat(ctx, chat_id, is_group)
-    await ctx.services.storage.push.mute(ctx.user_id, chat_id, is_group, until)
-    return {"chat_id": chat_id, "is_group": is_group, "muted": True, "until": iso_or_none(until)}
+    return await chats.mute(ctx.services, ctx.actor, Mute(payload["chat_id"], payload["is_group"], True, until))
 
 
 async def unmute_chat(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    chat_id, is_group = payload["chat_id"], payload["is_group"]
-    await ctx.services.storage.push.unmute(ctx.user_id, chat_id, is_group)
-    return {"chat_id": chat_id, "is_group": is_group, "muted": False, "until": None}
+    return await chats.mute(ctx.services, ctx.actor, Mute(payload["chat_id"], payload["is_group"], False))
 
 
 _CHAT = (SESSION_ID, Int("chat_id"), Bool("is_group", required=False, default=False))

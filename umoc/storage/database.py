@@ -545,7 +545,7 @@ class Database:
         self._closed = False
         self._failures = _FailureLog(deadline.clock.seconds if deadline is not None else time.monotonic)
         #: Group commit for the hot writes (messages, deletes, reads): see `write`.
-        self.writer = BatchWriter(self.run, write_lanes, retry_errors, unavailable_errors)
+        self.writer = BatchWriter(self.run, write_lanes, retry_errors, unavailable_errors, self.transactions.done)
 
     @classmethod
     def sqlite(cls, path: str | Path, deadline: Deadline | None = None, synchronous: str = "full") -> Database:
@@ -702,15 +702,19 @@ class Database:
         d.addBoth(done)
         return d
 
-    def write(self, key: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+    def write(self, desc: str, key: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """Run ``fn(txn, *args)`` in the next group-commit batch of ``key``'s lane.
+
+        ``desc`` names the write (``"messages.post"``) as `run`'s names a
+        transaction: the batch is observed as ``"batch"``, and each write in it
+        under its own name, from its request to its result.
 
         Like `run`, but the writes waiting at the same moment share one
         transaction (one fsync), each under its own savepoint so each caller
         gets its own result or error; it fires after the commit.  Writes with
         the same ``key`` (a chat) go through one lane, in order.
         """
-        return self.writer.run(key, fn, *args)
+        return self.writer.run(desc, key, fn, *args)
 
     def _answered(self, result: T) -> T:
         self._failures.recovered()

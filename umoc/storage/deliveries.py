@@ -111,4 +111,4 @@ class DeliveryStore:
 
         Raises `RefusedError` unless every message is addressed to the recipient.
         """
-        return self._db.write(recipient_id, _delivered_txn, recipient_id, message_ids, now)
+        return self._db.write("messages.delivered", recipient_id, _delivered_txn, recipient_id, message_ids, now)

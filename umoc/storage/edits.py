@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.records import messages as records
 from umoc.storage.changes import NewChange, with_change
 from umoc.storage.database import Database, Txn
 from umoc.storage.targets import Target, require_writable_txn, target_txn
@@ -33,8 +34,9 @@ def _window_text(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-def _edit_txn(txn: Txn, user_id: int, message_id: str, content: str, now: float, window: float) -> Edit:
-    target = target_txn(txn, user_id, message_id, lock=True)
+def _edit_txn(txn: Txn, user_id: int, change: records.Edit, now: float, window: float) -> Edit:
+    content = change.content
+    target = target_txn(txn, user_id, change.message_id, lock=True)
     if target.sender_id != user_id:
         raise RefusedError("Only the sender may edit a message")
     if target.type != "text":
@@ -61,9 +63,9 @@ class EditStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def edit(self, user_id: int, message_id: str, content: str, now: float, window: float) -> defer.Deferred[Edit]:
+    def edit(self, user_id: int, change: records.Edit, now: float, window: float) -> defer.Deferred[Edit]:
         """Replace the content of the user's own text message (``window`` seconds after sending; 0: any time)."""
-        return self._db.write(user_id, _edit_txn, user_id, message_id, content, now, window)
+        return self._db.write("messages.edit", user_id, _edit_txn, user_id, change, now, window)
 
     def versions(self, message_id: str) -> defer.Deferred[list[tuple[str, float, float]]]:
         """Earlier contents of a message, oldest first: ``(content, written_at, replaced_at)``."""

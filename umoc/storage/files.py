@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from umoc.records.files import FileOffer
 from umoc.storage.database import Database, Row, Txn, in_clause
 
 __all__ = ["FileRecord", "FileStore"]
@@ -75,25 +76,16 @@ class FileStore:
         self._db = db
 
     def create(
-        self,
-        file_id: str,
-        uploader_id: int,
-        chat_id: int,
-        is_group: bool,
-        file_name: str,
-        file_type: str,
-        file_size: int,
-        token_hash: str,
-        now: float,
-        expires_at: float,
+        self, file_id: str, uploader_id: int, offer: FileOffer, token_hash: str, now: float, expires_at: float
     ) -> defer.Deferred[None]:
-        """Record a prepared upload; only the token's hash is kept."""
+        """Record a prepared upload (``offer`` checked, its name and type normalised); only the token's hash is kept."""
+        row = (file_id, uploader_id, offer.chat_id, offer.is_group, offer.file_name, offer.file_type, offer.file_size)
 
         def txn_fn(txn: Txn) -> None:
             txn.execute(
                 "INSERT INTO files (id, uploader_id, chat_id, is_group, file_name, file_type, file_size,"
                 " token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (file_id, uploader_id, chat_id, is_group, file_name, file_type, file_size, token_hash, now, expires_at),
+                (*row, token_hash, now, expires_at),
             )
 
         return self._db.run("files.create", txn_fn)

@@ -15,6 +15,7 @@ from typing import Iterable
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
+from umoc.records import messages as records
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.targets import Target, require_writable_txn, target_txn
@@ -62,9 +63,10 @@ def reactions_for_txn(txn: Txn, seqs: Iterable[int]) -> dict[int, list[Reaction]
 
 
 def _react_txn(
-    txn: Txn, user_id: int, message_id: str, emoji: str, add: bool, now: float, max_per_user: int
+    txn: Txn, user_id: int, reaction: records.Reaction, add: bool, now: float, max_per_user: int
 ) -> ReactionChange:
-    target = target_txn(txn, user_id, message_id, lock=True)
+    emoji = reaction.emoji
+    target = target_txn(txn, user_id, reaction.message_id, lock=True)
     require_writable_txn(txn, user_id, target, "react")
     key = (target.seq, user_id, emoji)
     if add:
@@ -110,11 +112,11 @@ class ReactionStore:
         self._db = db
 
     def add(
-        self, user_id: int, message_id: str, emoji: str, now: float, max_per_user: int
+        self, user_id: int, reaction: records.Reaction, now: float, max_per_user: int
     ) -> defer.Deferred[ReactionChange]:
-        """Put ``emoji`` on a message of a chat the user may write to. Raises `RefusedError`."""
-        return self._db.write(user_id, _react_txn, user_id, message_id, emoji, True, now, max_per_user)
+        """Put the emoji on a message of a chat the user may write to. Raises `RefusedError`."""
+        return self._db.write("reactions.add", user_id, _react_txn, user_id, reaction, True, now, max_per_user)
 
-    def remove(self, user_id: int, message_id: str, emoji: str, now: float) -> defer.Deferred[ReactionChange]:
-        """Take the user's ``emoji`` off a message. Raises `RefusedError`."""
-        return self._db.write(user_id, _react_txn, user_id, message_id, emoji, False, now, 0)
+    def remove(self, user_id: int, reaction: records.Reaction, now: float) -> defer.Deferred[ReactionChange]:
+        """Take the user's emoji off a message. Raises `RefusedError`."""
+        return self._db.write("reactions.remove", user_id, _react_txn, user_id, reaction, False, now, 0)

@@ -226,7 +226,7 @@ class UserStore:
 
     def set_last_seen(self, user_id: int, when: float) -> defer.Deferred[None]:
         """Through group commit: every user going offline at the same moment shares one commit (one fsync)."""
-        return self._db.write(user_id, _set_last_seen_txn, user_id, when)
+        return self._db.write("users.last_seen", user_id, _set_last_seen_txn, user_id, when)
 
     def create_session(self, session: NewSession, max_sessions: int) -> defer.Deferred[list[str]]:
         """Store a new session; return the ids of older sessions revoked to stay within ``max_sessions``."""

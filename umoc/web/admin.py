@@ -29,10 +29,10 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from umoc.domain.admin import Administration, NotFoundError, user_json
-from umoc.domain.commands import account
+from umoc.domain.commands import account, messages
 from umoc.domain.services import Services
 from umoc.domain.sessions import UsernameTakenError
-from umoc.errors import check_text
+from umoc.errors import RefusedError, UserError, check_text
 from umoc.records import Actor
 from umoc.records.account import (
     AccountDeletion,
@@ -42,6 +42,7 @@ from umoc.records.account import (
     PasswordReset,
     RegistrationMode,
 )
+from umoc.records.messages import Deletion
 from umoc.storage.admin import UserInfo
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
@@ -192,8 +193,14 @@ class AdminApi:
         write_json(request, 200, {"sessions_ended": ended})
 
     async def delete_message(self, request: IRequest, caller: UserInfo) -> None:
-        message_id = string_field(self._body(request), "message_id", 64)
-        write_json(request, 200, await self._admin.delete_message(message_id, caller.username))
+        """As the sender's own ``delete_message`` (`umoc.domain.commands.messages.delete`), for anybody's message."""
+        try:
+            deletion = Deletion(string_field(self._body(request), "message_id", 64))
+            write_json(request, 200, await messages.delete(self._services, _actor(caller), deletion))
+        except RefusedError as exc:
+            raise HttpError(404, exc.message) from None
+        except UserError:
+            raise HttpError(404, "Message not found") from None
 
     async def registration(self, request: IRequest, caller: UserInfo) -> None:
         mode, source = await self._admin.registration_mode()

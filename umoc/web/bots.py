@@ -13,20 +13,17 @@ of an active bot, answers 401.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
 from umoc.credentials import token_digest
-from umoc.domain.access import MESSAGE_TYPES
-from umoc.domain.commands import contacts
-from umoc.domain.messaging import post_message
+from umoc.domain.commands import contacts, messages
 from umoc.domain.services import Services
-from umoc.errors import check_text
 from umoc.records import Actor
 from umoc.records.contacts import ContactChange
+from umoc.records.messages import NewMessage
 from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, write_json
 
 __all__ = ["bot_resource"]
@@ -63,26 +60,16 @@ class BotApi:
     async def messages(self, request: IRequest) -> None:
         bot_id, bot_name = await self._bot(request)
         data = read_json(request, self._services.config.server.max_body)
-        recipient_id = _int(data, "recipient_id")
         is_group = data.get("is_group", False)
         if not isinstance(is_group, bool):
             raise HttpError(400, "'is_group' must be true or false")
-        msg_type = data.get("type", "text")
-        if msg_type not in MESSAGE_TYPES:
-            raise HttpError(400, f"'type' must be one of {', '.join(MESSAGE_TYPES)}")
-        content = data.get("content")
-        limit = self._services.config.messages.max_content_length
-        if not isinstance(content, str) or not 1 <= len(content) <= limit:
-            raise HttpError(400, f"'content' must be 1-{limit} characters")
-        check_text("content", content)
-        if msg_type != "text":
-            try:
-                metadata = json.loads(content)
-            except ValueError:
-                metadata = None
-            if not isinstance(metadata, dict):
-                raise HttpError(400, "'content' of a non-text message must be a JSON object")
-        payload = await post_message(self._services, bot_id, bot_name, recipient_id, is_group, msg_type, content)
+        msg_type, content = data.get("type", "text"), data.get("content")
+        if not isinstance(msg_type, str):
+            raise HttpError(400, "'type' must be a string")
+        if not isinstance(content, str):
+            raise HttpError(400, "'content' must be a string")
+        new = NewMessage(_int(data, "recipient_id"), is_group, content, msg_type)
+        payload = await messages.send(self._services, Actor.user(bot_id, bot_name, "bot"), new)
         write_json(request, 201, payload)
 
     async def accept_contact(self, request: IRequest) -> None:

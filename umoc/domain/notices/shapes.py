@@ -277,9 +277,13 @@ def message_edited(message_id: str, chat_id: int, is_group: bool, content: str, 
 
 
 def reaction_updated(
-    message_id: str, chat_id: int, is_group: bool, user_id: int, emoji: str, added: bool, found: list[Reaction]
+    where: tuple[str, int, bool], user_id: int, emoji: str, added: bool, found: list[Reaction]
 ) -> dict[str, Any]:
-    """``reaction_updated``: one user's change and the message's reactions after it."""
+    """``reaction_updated``: one user's change and the message's reactions after it.
+
+    ``where`` is ``(message_id, chat_id, is_group)``, the chat id as the viewer calls the chat.
+    """
+    message_id, chat_id, is_group = where
     return {
         "message_id": message_id,
         "chat_id": chat_id,
@@ -350,9 +354,7 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
     elif kind == "reaction" and message is not None:
         event = "reaction_updated"
         fields = reaction_updated(
-            message.id,
-            _chat_id_for(message, viewer_id),
-            message.is_group,
+            (message.id, _chat_id_for(message, viewer_id), message.is_group),
             change.actor_id or 0,
             data["emoji"],
             data["action"] == "added",

@@ -1,0 +1,36 @@
+"""Files shared in chats: the upload a client announces, and the finished upload it shares as a message.
+
+The file's own rules (allowed types, sizes, names) are the configuration's
+and live in `umoc.domain.files.FileManager`, which takes these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FileOffer", "FileShare"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileOffer:
+    """A file a user is about to upload to a chat (``upload_file_prepare``)."""
+
+    chat_id: int
+    is_group: bool
+    file_name: str
+    file_size: int
+    file_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileShare:
+    """A whole upload to share in the chat it was prepared for (``upload_file_complete``).
+
+    ``file_name`` and ``file_type`` must be those the upload was prepared with.
+    """
+
+    file_id: str
+    chat_id: int
+    is_group: bool
+    file_name: str
+    file_type: str

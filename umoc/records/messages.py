@@ -1,0 +1,207 @@
+"""Messages and what is done to them, as records that check themselves once.
+
+Every edge that sends, edits, deletes, reacts to or reads messages (socket
+handlers, ``/api/bot/``, ``/api/admin/``, ``umoc-admin``) builds one of
+these and hands it to a command in ``umoc.domain.commands``; the command
+calls ``checked(limits)`` (the configured bounds) before anything else, so
+the rules on what a message may hold are these and nowhere else.  The
+schema bounds of each edge (``umoc.events.schema``, the bot's JSON parsing)
+only say what type a field has.
+
+Storage takes the same records: `NewMessage` goes from the edge to
+``MessageStore.post`` as one object.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from umoc.config import MessagesConfig
+from umoc.errors import UserError, check_text, check_visible
+
+__all__ = [
+    "Deletion",
+    "Delivered",
+    "Edit",
+    "MAX_EMOJI",
+    "MAX_MENTIONS",
+    "MESSAGE_TYPES",
+    "Mute",
+    "NewMessage",
+    "Reaction",
+    "ReadReceipt",
+    "Typing",
+    "message_id",
+]
+
+#: The spec's message types.
+MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
+#: Users one message may mention.
+MAX_MENTIONS = 50
+MAX_EMOJI = 32
+_BAD_EMOJI = f"Invalid 'emoji': expected 1 to {MAX_EMOJI} characters with no whitespace"
+
+
+def message_id(value: str, field: str = "message_id") -> str:
+    """A message id in its one spelling (lower-case UUID), or `UserError`."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        raise UserError(f"Invalid '{field}': expected a UUID") from None
+
+
+def _content(content: str, limits: MessagesConfig) -> None:
+    if not 1 <= len(content) <= limits.max_content_length:
+        raise UserError(f"Invalid 'content': expected 1 to {limits.max_content_length} characters")
+    check_text("content", content)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to send: to a user (``is_group`` false) or a group, as the sender's client gives it.
+
+    ``content`` of a non-text message is the file's metadata as a JSON
+    object (the spec's Type Definitions); ``mentions`` are user ids, sorted
+    and without repeats once checked.
+    """
+
+    recipient_id: int
+    is_group: bool
+    content: str
+    type: str = "text"
+    encrypted_content: str | None = None
+    reply_to: str | None = None
+    mentions: tuple[int, ...] = ()
+
+    def checked(self, limits: MessagesConfig) -> NewMessage:
+        """This message if it is within ``limits`` and well formed (mentions normalised), else `UserError`."""
+        if self.type not in MESSAGE_TYPES:
+            raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
+        _content(self.content, limits)
+        encrypted = self.encrypted_content
+        if encrypted is not None:
+            if len(encrypted) > limits.max_encrypted_length:
+                raise UserError(f"Invalid 'encrypted_content': at most {limits.max_encrypted_length} characters")
+            check_text("encrypted_content", encrypted)
+        if self.type != "text":
+            try:
+                metadata = json.loads(self.content)
+            except ValueError:
+                metadata = None
+            if not isinstance(metadata, dict):
+                raise UserError("Invalid 'content': a non-text message carries a JSON object")
+        mentions = self.mentions
+        if mentions:
+            if len(mentions) > MAX_MENTIONS:
+                raise UserError(f"Invalid 'mentions': at most {MAX_MENTIONS} users")
+            normal = tuple(sorted(set(mentions)))
+            if normal != mentions:
+                return NewMessage(
+                    self.recipient_id,
+                    self.is_group,
+                    self.content,
+                    self.type,
+                    encrypted,
+                    self.reply_to,
+                    normal,
+                )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """New content for the sender's own text message."""
+
+    message_id: str
+    content: str
+
+    def checked(self, limits: MessagesConfig) -> Edit:
+        _content(self.content, limits)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A message to delete: the sender's own, or (by an operator) anybody's."""
+
+    message_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """An emoji (or a short code) put on or taken off a message.
+
+    Anything of 1-32 characters with no whitespace or control characters
+    (an emoji is often several code points joined by U+200D, with variation
+    selectors): clients decide what they show.
+    """
+
+    message_id: str
+    emoji: str
+
+    def __post_init__(self) -> None:
+        emoji = self.emoji
+        if not isinstance(emoji, str) or not 1 <= len(emoji) <= MAX_EMOJI:
+            raise UserError(_BAD_EMOJI)
+        if any(char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in emoji):
+            raise UserError(_BAD_EMOJI)
+
+    @classmethod
+    def put_on(cls, message_id: str, emoji: str) -> Reaction:
+        """A reaction to add: also nothing invisible outside an emoji sequence (issue 22, G12).
+
+        Taking one off accepts what the constructor accepts, so a reaction put
+        on before that rule can still be taken off.
+        """
+        reaction = cls(message_id, emoji)
+        check_visible("emoji", reaction.emoji)
+        return reaction
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    """Messages from ``sender_id`` the reader has read."""
+
+    sender_id: int
+    message_ids: tuple[str, ...]
+
+    def checked(self, limits: MessagesConfig) -> ReadReceipt:
+        if len(self.message_ids) > limits.max_ids_per_receipt:
+            raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Messages that reached the user's client."""
+
+    message_ids: tuple[str, ...]
+
+    def checked(self, limits: MessagesConfig) -> Delivered:
+        if len(self.message_ids) > limits.max_ids_per_receipt:
+            raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """The user started or stopped typing in a chat."""
+
+    recipient_id: int
+    is_group: bool
+    is_typing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """Pushes for one chat off (until ``until``, epoch seconds; None: until unmuted), or back on."""
+
+    chat_id: int
+    is_group: bool
+    muted: bool = True
+    until: float | None = None

@@ -1,0 +1,118 @@
+"""Messages, reads and the chat list, for direct chats and groups alike: `MessageStore`.
+
+By concern, as Synapse splits its event stores:
+
+* ``rows``: `Message`, `ChatEntry`, `History`, the select lists and the mapping from rows;
+* ``write``: posting and deleting, each one named write of the group commit
+  (``messages.post``, ``messages.delete``);
+* ``read``: the chat list, history pages, missed messages and their annotations;
+* read receipts are ``umoc.storage.receipts``, beside ``umoc.storage.deliveries``.
+
+`MessageStore` is the one object the domain holds; the names other stores
+import are re-exported here.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from umoc.records import Actor
+from umoc.records.messages import Deletion, NewMessage, ReadReceipt
+from umoc.storage.database import Database, Txn
+from umoc.storage.messages.read import (
+    READ_COUNT,
+    annotate_txn,
+    chat_list_txn,
+    chat_ref_txn,
+    history_txn,
+    missed_txn,
+    read_count_params,
+)
+from umoc.storage.messages.rows import (
+    MESSAGE_COLUMNS,
+    UNKNOWN_CHAT,
+    ChatEntry,
+    History,
+    Message,
+    message_from_row,
+)
+from umoc.storage.messages.write import Deleted, delete_txn, group_members_txn, post_txn
+from umoc.storage.receipts import read_txn
+
+__all__ = [
+    "ChatEntry",
+    "Deleted",
+    "History",
+    "MESSAGE_COLUMNS",
+    "Message",
+    "MessageStore",
+    "READ_COUNT",
+    "UNKNOWN_CHAT",
+    "annotate_txn",
+    "group_members_txn",
+    "message_from_row",
+    "read_count_params",
+]
+
+
+def _chat_key(sender_id: int, new: NewMessage) -> int:
+    """The group-commit lane key of a chat: the group, or the pair of a direct chat."""
+    if new.is_group:
+        return new.recipient_id
+    a, b = sender_id, new.recipient_id
+    return min(a, b) * 31 + max(a, b)
+
+
+class MessageStore:
+    """Messages and per-user chat state."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def post(
+        self, sender: Actor, new: NewMessage, message_id: str, now: float
+    ) -> defer.Deferred[tuple[Message, list[int]]]:
+        """Check the sender may write, store, count: one write, ``messages.post``. ``(message, audience)``.
+
+        ``new`` is a checked `NewMessage`: its ``reply_to`` must be a live
+        message of the same chat and its ``mentions`` members of it.  Raises
+        `RefusedError` when the chat is not writable by the sender or a reply
+        target or mention is not right.
+        """
+        return self._db.write("messages.post", _chat_key(sender.uid, new), post_txn, sender, new, message_id, now)
+
+    def delete(self, actor: Actor, deletion: Deletion, now: float) -> defer.Deferred[Deleted]:
+        """Soft-delete the actor's own message (anybody's for an operator). Raises `RefusedError`."""
+        return self._db.write("messages.delete", actor.user_id or 0, delete_txn, actor, deletion, now)
+
+    def mark_read(self, reader_id: int, receipt: ReadReceipt, now: float) -> defer.Deferred[list[str]]:
+        """Mark messages from ``receipt.sender_id`` to the reader (or the reader's groups) read.
+
+        Raises `RefusedError`; returns the ids, without repeats.
+        """
+        return self._db.write(
+            "messages.read", reader_id, read_txn, reader_id, receipt.sender_id, list(receipt.message_ids), now
+        )
+
+    def chat_list(self, user_id: int) -> defer.Deferred[list[ChatEntry]]:
+        """Every chat of the user, newest activity first: three queries (chats, mentions, peer profiles)."""
+        return self._db.read("messages.chat_list", chat_list_txn, user_id)
+
+    def history(self, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> defer.Deferred[History]:
+        """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
+        return self._db.read("messages.history", history_txn, user_id, chat_id, is_group, page, page_size)
+
+    def missed_since(
+        self, user_id: int, since_epoch: float, limit: int, after_seq: int = 0
+    ) -> defer.Deferred[list[Message]]:
+        """Every live message in the user's chats after ``since_epoch``, oldest first.
+
+        ``after_seq`` pages on: the next page starts after the last ``seq`` seen.
+        """
+        return self._db.read("messages.missed_since", missed_txn, user_id, since_epoch, limit, after_seq)
+
+    def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
+        def txn_fn(txn: Txn) -> bool:
+            return chat_ref_txn(txn, user_id, peer_id, False) is not None
+
+        return self._db.read("messages.has_direct_chat", txn_fn)

@@ -1,0 +1,289 @@
+"""Message writes: posting and deleting, each one transaction of the group commit.
+
+Every change keeps the counters the reads use (``chats.last_seq``,
+``chats.message_count`` and each member's ``base_count``, ``sent_count``,
+``read_count``) right in the same transaction, so the chat list and a
+history page cost a fixed number of queries however many chats or messages
+there are.
+
+Unread counts are not kept per member per message: a member's unread count is
+the chat's live messages less those live at their join, those they sent and
+those they read since (migration 007).  A message therefore writes the
+message, the sender's own member row and the chat row: O(1) rows whatever
+the group size.  The chat row is written last, so the two senders of a
+direct chat hold their one shared row only for the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from umoc.errors import RefusedError
+from umoc.records import Actor
+from umoc.records.messages import Deletion, NewMessage
+from umoc.storage.changes import NewChange, statements_with_change, with_change
+from umoc.storage.database import Txn
+from umoc.storage.mentions import check_mentions, mentions_text, unread_mentions_statements
+from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
+from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
+from umoc.storage.replies import NOT_IN_CHAT, sender_and_target_txn
+from umoc.streaks import advance
+from umoc.timefmt import utc_day
+
+__all__ = ["Deleted", "delete_txn", "group_members_txn", "post_txn"]
+
+# -- sending --------------------------------------------------------------
+
+
+def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
+    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id.
+
+    The two senders of a pair take no lock the other waits for: both rows are
+    read ``FOR KEY SHARE``, which only a block or removal (``FOR UPDATE``)
+    waits on, so a message is never stored after a block committed.  The
+    first message of a day per sender writes that sender's own row; only
+    then, once a day, the pair is serialised (a transaction-scoped lock on
+    the pair) so that two first messages at once still see each other and
+    advance the streak.
+    """
+    rows = txn.execute(
+        "SELECT owner_id, status, last_sent_day FROM contacts"
+        " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
+        " ORDER BY owner_id" + txn.dialect.for_key_share,
+        (sender_id, recipient_id, recipient_id, sender_id),
+    ).fetchall()
+    by_owner = {int(r["owner_id"]): r for r in rows}
+    mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
+    if mine is None or theirs is None or mine["status"] != FRIEND or theirs["status"] != FRIEND:
+        raise RefusedError("You can only send direct messages to your friends")
+    day = utc_day(now)
+    if mine["last_sent_day"] != day:
+        _first_of_day_txn(txn, sender_id, recipient_id, day)
+    return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
+
+
+def _first_of_day_txn(txn: Txn, sender_id: int, recipient_id: int, day: int) -> None:
+    """Record the sender's day; when the peer already wrote today, both rows' streak advances."""
+    if txn.dialect.pair_lock:
+        # Int4 keys: ids past 2**31 wrap, and a shared key only serialises two pairs once a day.
+        key = sorted(i % 2**31 for i in (sender_id, recipient_id))
+        txn.execute(txn.dialect.pair_lock, key)
+    # Read again after the pair lock: a peer's first message of the day that committed meanwhile is seen.
+    rows = txn.execute(
+        "SELECT owner_id, last_sent_day, streak, streak_last_day FROM contacts"
+        " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
+        (sender_id, recipient_id, recipient_id, sender_id),
+    ).fetchall()
+    by_owner = {int(r["owner_id"]): r for r in rows}
+    mine, theirs = by_owner[sender_id], by_owner[recipient_id]
+    if mine["last_sent_day"] == day:
+        return
+    txn.execute(
+        "UPDATE contacts SET last_sent_day = ? WHERE owner_id = ? AND contact_id = ?",
+        (day, sender_id, recipient_id),
+    )
+    if theirs["last_sent_day"] == day:
+        streak, last_day = advance(int(mine["streak"]), mine["streak_last_day"], day)
+        txn.execute(
+            "UPDATE contacts SET streak = ?, streak_last_day = ? WHERE (owner_id = ? AND contact_id = ?)"
+            " OR (owner_id = ? AND contact_id = ?)",
+            (streak, last_day, sender_id, recipient_id, recipient_id, sender_id),
+        )
+
+
+def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] | None:
+    """Members of an open group (None if no such open group); ``lock`` serialises with membership changes.
+
+    Under ``lock`` the answer holds until the transaction ends (every membership
+    change locks the chat row first; on SQLite the writer holds the file's
+    lock), so the other messages to this group in the same group-commit batch
+    reuse it: a batch reads a group of 1,000 once, not once per message.
+    """
+    key = ("group_members", group_id)
+    if lock and key in txn.locked:
+        known = txn.locked[key]
+        return None if known is None else list(known)
+    members = _group_members_txn(txn, group_id, lock)
+    if lock:
+        txn.locked[key] = None if members is None else tuple(members)
+    return members
+
+
+def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
+    row = txn.execute(
+        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
+        + (txn.dialect.for_update if lock else ""),
+        (group_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    return [int(r["user_id"]) for r in rows]
+
+
+def _insert_txn(
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, reply_to_seq: int | None
+) -> tuple[Message, list[int]]:
+    """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions."""
+    sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
+    if is_group:
+        members = group_members_txn(txn, recipient_id, lock=True)
+        if members is None or sender_id not in members:
+            raise RefusedError(UNKNOWN_CHAT)
+        chat_id, audience = recipient_id, members
+    else:
+        if recipient_id == sender_id:
+            raise RefusedError("You cannot send a message to yourself")
+        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
+        audience = [sender_id, recipient_id]
+    if mentions:
+        check_mentions(mentions, audience)
+    seq = int(
+        txn.scalar(
+            "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
+            " encrypted_content, created_at, reply_to_seq, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING seq",
+            (
+                message_id,
+                chat_id,
+                sender_id,
+                recipient_id,
+                int(is_group),
+                new.type,
+                new.content,
+                new.encrypted_content,
+                now,
+                reply_to_seq,
+                mentions_text(mentions),
+            ),
+        )
+    )
+    txn.execute_each(
+        (
+            # The sender's own row: nobody else's, so no other sender waits on it.
+            (
+                "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?",
+                (sender_id, chat_id),
+            ),
+            # Last: the one row both sides of a direct chat write, held only until the commit.
+            # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
+            # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
+            *statements_with_change(
+                txn,
+                "UPDATE chats SET message_count = message_count + 1,"
+                " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
+                " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+                (now, now, seq, seq, chat_id),
+                NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
+            ),
+            # Who this message mentions: in the same round trip (a reply with mentions costs none more).
+            *unread_mentions_statements(seq, chat_id, sender_id, mentions),
+        )
+    )
+    message = Message(
+        message_id,
+        seq,
+        chat_id,
+        sender_id,
+        sender.name,
+        recipient_id,
+        is_group,
+        new.type,
+        new.content,
+        new.encrypted_content,
+        now,
+        reply_to_seq=reply_to_seq,
+        mentions=mentions,
+    )
+    return message, audience
+
+
+def post_txn(txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float) -> tuple[Message, list[int]]:
+    """Store ``new`` (a checked `NewMessage`) from ``sender``; ``(message, audience user ids)``.
+
+    The message as payloads show it: with its reply target (a live message of
+    the same chat, checked), its mentions (members, checked) and the
+    sender's profile.  Raises `RefusedError`; a refusal after the insert
+    rolls it back with the rest of the transaction.
+    """
+    display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
+    message, audience = _insert_txn(txn, sender, new, message_id, now, target[0] if target is not None else None)
+    if target is not None and target[1] != message.chat_id:
+        raise RefusedError(NOT_IN_CHAT)
+    message = replace(
+        message,
+        reply_to=target[2] if target is not None else None,
+        sender_display_name=display_name,
+        sender_avatar_file_id=avatar_file_id,
+    )
+    return message, audience
+
+
+# -- deleting -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A message soft-deleted: its chat, its sender, and who is told (the members, and the sender)."""
+
+    chat_id: int
+    sender_id: int
+    audience: list[int]
+
+
+def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Deleted:
+    """Soft-delete a live message: the actor's own, or anybody's for an operator (`Actor.is_admin`).
+
+    The feed row's actor is ``actor.user_id`` (None: an operator acting for no user).
+    """
+    row = txn.execute(
+        "SELECT seq, chat_id, sender_id FROM messages WHERE id = ? AND deleted_at IS NULL" + txn.dialect.for_update,
+        (deletion.message_id,),
+    ).fetchone()
+    if row is None or (not actor.is_admin and int(row["sender_id"]) != actor.user_id):
+        # Someone else's message looks exactly like a missing one.
+        raise RefusedError("Message not found")
+    seq, chat_id, sender_id = int(row["seq"]), int(row["chat_id"]), int(row["sender_id"])
+    # Rows in the order sending takes them, so the two never deadlock: a group
+    # message locks the chat row first, then its sender's member row; a direct
+    # message its sender's member row, then (last) the chat row.
+    is_group = txn.scalar("SELECT is_group FROM chats WHERE id = ?", (chat_id,))
+    if is_group:
+        txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
+    else:
+        txn.execute(
+            "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY user_id" + txn.dialect.for_update, (chat_id,)
+        )
+    with_change(
+        txn,
+        "UPDATE messages SET deleted_at = ? WHERE seq = ?",
+        (now, seq),
+        NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=actor.user_id),
+    )
+    # The message leaves exactly one of each member's buckets: live at their
+    # join (base), sent by them since, read by them since, or unread.
+    txn.execute(
+        "UPDATE user_chats SET base_count = base_count - 1 WHERE chat_id = ? AND joined_seq >= ?", (chat_id, seq)
+    )
+    txn.execute(
+        "UPDATE user_chats SET sent_count = sent_count - 1 WHERE chat_id = ? AND user_id = ? AND joined_seq < ?",
+        (chat_id, sender_id, seq),
+    )
+    txn.execute(
+        "UPDATE user_chats SET read_count = read_count - 1"
+        " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ?"
+        " AND EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
+        (chat_id, sender_id, seq, seq),
+    )
+    txn.execute(
+        "UPDATE chats SET message_count = message_count - 1,"
+        " last_seq = CASE WHEN last_seq = ? THEN"
+        " (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ? AND deleted_at IS NULL)"
+        " ELSE last_seq END WHERE id = ?",
+        (seq, chat_id, chat_id),
+    )
+    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (chat_id,)).fetchall()
+    audience = [int(r["user_id"]) for r in rows]
+    if sender_id not in audience:
+        audience.append(sender_id)
+    return Deleted(chat_id, sender_id, audience)
