@@ -310,7 +310,8 @@ class FileManager:
 
     def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[None]:
         """Unlinking large files may take a while: not on the reactor thread."""
-        return threads.deferToThreadPool(self._clock, self._clock.getThreadPool(), fn, *args)
+        reactor: Any = self._clock  # the node's reactor: its thread pool (a Clock in tests never unlinks)
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
 
     def _remove_files(self, file_ids: list[str]) -> None:
         for file_id in file_ids:

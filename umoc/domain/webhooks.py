@@ -81,7 +81,12 @@ class Webhooks:
             return
         for index, hook in enumerate(self._hooks):
             if kind in hook.events:
-                body = {"event": kind, "id": str(uuid.uuid4()), "created_at": iso(self._clock.seconds()), "data": data}
+                body: dict[str, Any] = {
+                    "event": kind,
+                    "id": str(uuid.uuid4()),
+                    "created_at": iso(self._clock.seconds()),
+                    "data": data,
+                }
                 encoded = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
                 self._submit(index, kind, body["id"], encoded, 1)
 

@@ -132,7 +132,7 @@ class Router:
     def __init__(self, services: Services, routes: dict[str, Route]) -> None:
         self.services = services
         self.routes = routes
-        self._queues: dict[Any, deque] = {}
+        self._queues: dict[Any, deque[_Pending]] = {}
         self._running: set[defer.Deferred[None]] = set()
         self.closed = False
 
@@ -156,7 +156,7 @@ class Router:
     def _timeout(self) -> float:
         return self.services.config.database.timeout
 
-    def _expire(self, socket: ClientSocket, queue: deque, pending: _Pending) -> None:
+    def _expire(self, socket: ClientSocket, queue: deque[_Pending], pending: _Pending) -> None:
         """``pending`` waited its whole deadline behind earlier events: answered, and never run."""
         pending.timer = None
         if pending in queue:
@@ -183,7 +183,7 @@ class Router:
         """Fires when the events running now are done."""
         return defer.DeferredList(list(self._running), consumeErrors=True)
 
-    def _drain(self, socket: ClientSocket, queue: deque) -> None:
+    def _drain(self, socket: ClientSocket, queue: deque[_Pending]) -> None:
         """Run queued events one after another; synchronous results do not recurse."""
         while queue:
             pending = queue[0]

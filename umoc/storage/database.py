@@ -280,10 +280,10 @@ class Txn:
 
 
 #: Row classes by column names: one per distinct select list, so a bounded few.
-_row_classes: dict[tuple[str, ...], type[tuple]] = {}
+_row_classes: dict[tuple[str, ...], type[tuple[Any, ...]]] = {}
 
 
-def _row_class(names: tuple[str, ...]) -> type[tuple]:
+def _row_class(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
     """A tuple that also reads ``row["name"]`` (the first column of that name, as `sqlite3.Row` does)."""
     cls = _row_classes.get(names)
     if cls is None:
@@ -292,10 +292,10 @@ def _row_class(names: tuple[str, ...]) -> type[tuple]:
             index.setdefault(name, i)
         get = tuple.__getitem__
 
-        def getitem(row: tuple, key: Any) -> Any:
+        def getitem(row: tuple[Any, ...], key: Any) -> Any:
             return get(row, index[key] if isinstance(key, str) else key)
 
-        def keys(row: tuple) -> list[str]:
+        def keys(row: tuple[Any, ...]) -> list[str]:
             return list(names)
 
         namespace = {"__slots__": (), "__getitem__": getitem, "keys": keys}
@@ -315,8 +315,9 @@ def _named_row_cursor() -> type:
     import psycopg2.extensions
 
     class NamedRowCursor(psycopg2.extensions.cursor):
-        def _rows(self) -> type[tuple]:
-            return _row_class(tuple(column[0] for column in self.description))
+        def _rows(self) -> type[tuple[Any, ...]]:
+            # Only called after a fetch returned rows, so the statement had a select list.
+            return _row_class(tuple(column[0] for column in self.description or ()))
 
         def fetchone(self) -> Any:
             row = super().fetchone()
@@ -481,7 +482,7 @@ class _GuardedPool(adbapi.ConnectionPool):
             conn.commit()
             return result
         except BaseException:
-            if job.severed or getattr(raw, "closed", 0):
+            if job.severed or getattr(raw, "closed", False):
                 self._discard(raw)  # cut loose or lost: the thread's next transaction opens a new one
             else:
                 try:
@@ -524,11 +525,11 @@ class Database:
         self,
         pool: _GuardedPool,
         dialect: Dialect,
-        integrity_errors: tuple,
-        unavailable_errors: tuple = (),
+        integrity_errors: tuple[type[BaseException], ...],
+        unavailable_errors: tuple[type[BaseException], ...] = (),
         deadline: Deadline | None = None,
         write_lanes: int = 1,
-        retry_errors: tuple = (),
+        retry_errors: tuple[type[BaseException], ...] = (),
         read_pool: _GuardedPool | None = None,
     ) -> None:
         self._pool = pool

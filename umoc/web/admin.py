@@ -23,7 +23,7 @@ the calling admin::
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
@@ -48,7 +48,7 @@ from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, w
 
 __all__ = ["admin_resource"]
 
-Handler = Callable[[IRequest], Awaitable[None]]
+Handler = Callable[[server.Request], Coroutine[Any, Any, None]]
 
 
 def _query(request: IRequest, name: bytes) -> str | None:
@@ -131,7 +131,7 @@ class AdminApi:
         return caller
 
     def _guarded(self, handler: Callable[[IRequest, UserInfo], Awaitable[None]]) -> Handler:
-        async def run(request: IRequest) -> None:
+        async def run(request: server.Request) -> None:
             caller = await self._caller(request)
             try:
                 await handler(request, caller)
