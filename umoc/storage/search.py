@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from twisted.internet import defer
 
@@ -98,16 +98,9 @@ def _fts5_phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _sqlite_hits_txn(
-    txn: Txn,
-    user_id: int,
-    terms: Sequence[str],
-    chats: Sequence[int],
-    before: int,
-    count: int,
-    common: CommonWords,
-) -> list[Row]:
+def _sqlite_hits_txn(txn: Txn, scan: _Scan, common: CommonWords) -> list[Row]:
     """One plan for every word (``common`` is PostgreSQL's concern): FTS5 reads newest first and stops."""
+    user_id, terms, chats, before, count = scan
     # Every term in the text, and the message in one of the chats (chat_id is one token per row).
     match = (
         "content : (" + " ".join(_fts5_phrase(t) for t in terms) + ")"
@@ -162,15 +155,7 @@ class CommonWords:
         return self._words
 
 
-def _postgres_hits_txn(
-    txn: Txn,
-    user_id: int,
-    terms: Sequence[str],
-    chats: Sequence[int],
-    before: int,
-    count: int,
-    common: CommonWords,
-) -> list[Row]:
+def _postgres_hits_txn(txn: Txn, scan: _Scan, common: CommonWords) -> list[Row]:
     """Two plans, chosen by how common the words are; neither reads a common word's matches across the table.
 
     A GIN index cannot return its matches newest first, and a common word
@@ -183,6 +168,7 @@ def _postgres_hits_txn(
     the whole table backwards by ``seq`` for common words in the chats of a
     user with few messages: seconds on a million messages.)
     """
+    user_id, terms, chats, before, count = scan
     text = " ".join(terms)
     if all(term.lower() in common.get_txn(txn) for term in terms):
         sql = (
@@ -207,24 +193,37 @@ def _postgres_hits_txn(
 _HITS = {"sqlite": _sqlite_hits_txn, "postgres": _postgres_hits_txn}
 
 
-def search_txn(
-    txn: Txn,
-    user_id: int,
-    terms: Sequence[str],
-    chat: tuple[int, bool] | None,
-    before: int | None,
-    limit: int,
-    common: CommonWords,
-) -> SearchPage:
+class SearchQuery(NamedTuple):
+    """What one ``search_messages`` page asks: the user's words, in one chat or all, below a position."""
+
+    user_id: int
+    terms: Sequence[str]
+    chat: tuple[int, bool] | None
+    before: int | None
+    limit: int
+
+
+class _Scan(NamedTuple):
+    """A query resolved against the user's chats, as the dialect's hit function reads it."""
+
+    user_id: int
+    terms: Sequence[str]
+    chats: Sequence[int]
+    before: int
+    #: How many rows to read (one more than the page, to know whether another follows).
+    rows: int
+
+
+def search_txn(txn: Txn, query: SearchQuery, common: CommonWords) -> SearchPage:
     """Up to ``limit`` hits below seq ``before``, newest first: three or four queries whatever the data."""
+    user_id, terms, chat, before, limit = query
     if not terms:
         raise ValueError("search needs at least one term")
     chats = _readable_chats_txn(txn, user_id, chat)
     if not chats:
         return SearchPage([], None)
-    rows = _HITS[txn.dialect.name](
-        txn, user_id, terms, sorted(chats), _NEWEST if before is None else before, limit + 1, common
-    )
+    scan = _Scan(user_id, terms, sorted(chats), _NEWEST if before is None else before, limit + 1)
+    rows = _HITS[txn.dialect.name](txn, scan, common)
     more = len(rows) > limit
     rows = rows[:limit]
     messages = annotate_txn(txn, [message_from_row(r) for r in rows])
@@ -254,4 +253,6 @@ class SearchStore:
         clients name it: `RefusedError` ``Unknown chat`` if there is no such chat the user
         may read).  ``before`` continues a search below that seq (`SearchPage.next_before`).
         """
-        return self._db.read("messages.search", search_txn, user_id, list(terms), chat, before, limit, self._common)
+        return self._db.read(
+            "messages.search", search_txn, SearchQuery(user_id, list(terms), chat, before, limit), self._common
+        )
