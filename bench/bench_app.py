@@ -58,7 +58,9 @@ sys.path.insert(0, ROOT)
 from umoc.credentials import new_token, token_digest  # noqa: E402
 from umoc.ids import MessageIds  # noqa: E402
 from umoc.records import Actor  # noqa: E402
+from umoc.records.groups import NewGroup  # noqa: E402
 from umoc.records.messages import NewMessage  # noqa: E402
+from umoc.records.sessions import NewSession  # noqa: E402
 from umoc.storage import database as dbmod  # noqa: E402
 from umoc.storage.groups import _create_txn as create_group_txn  # noqa: E402
 from umoc.storage.messages.write import post_txn  # noqa: E402
@@ -150,13 +152,13 @@ def seed(direct: Direct, pairs: int) -> dict[str, Any]:
         sessions = []
         for uid in ids:
             sid, token = str(uuid.uuid4()), new_token()
-            create_session_txn(txn, uid, sid, token_digest(token), now, now + 86400, 10)
+            create_session_txn(txn, NewSession(uid, sid, token_digest(token), now, now + 86400), 10)
             sessions.append(f"&sessionID={sid}&token={token}")
         for p in range(pairs):
             seeding._direct_chats_txn(txn, ids[2 * p], [ids[2 * p + 1]], now)
         # The creator's friends (user 1 already is, as user 0's pair).
         seeding._direct_chats_txn(txn, ids[0], ids[2 : max(GROUPS)], now)
-        groups = {n: create_group_txn(txn, ids[0], f"bench{n}", None, ids[1:n], now, max(GROUPS)) for n in GROUPS}
+        groups = {n: create_group_txn(txn, ids[0], NewGroup(f"bench{n}", None, tuple(ids[1:n])), now, max(GROUPS)) for n in GROUPS}
         txn.execute("ANALYZE")
         return {
             "ids": ids,
