@@ -158,7 +158,10 @@ def seed(direct: Direct, pairs: int) -> dict[str, Any]:
             seeding._direct_chats_txn(txn, ids[2 * p], [ids[2 * p + 1]], now)
         # The creator's friends (user 1 already is, as user 0's pair).
         seeding._direct_chats_txn(txn, ids[0], ids[2 : max(GROUPS)], now)
-        groups = {n: create_group_txn(txn, ids[0], NewGroup(f"bench{n}", None, tuple(ids[1:n])), now, max(GROUPS)) for n in GROUPS}
+        groups = {
+            n: create_group_txn(txn, ids[0], NewGroup(f"bench{n}", None, tuple(ids[1:n])), now, max(GROUPS))
+            for n in GROUPS
+        }
         txn.execute("ANALYZE")
         return {
             "ids": ids,

@@ -9,7 +9,8 @@ from twisted.trial import unittest
 
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
-from umoc.storage.database import Database, SchemaTooNewError, _migrate_txn, _statements
+from umoc.storage.database import Database, SchemaTooNewError
+from umoc.storage.engine.migrations import _migrate_txn, _statements
 
 
 class DatabaseTestsMixin:

@@ -1,38 +1,40 @@
-"""One adbapi connection pool over SQLite or PostgreSQL, and the migrations.
+"""The database: one `Database` over the engine's pool, dialect and migrations, with group commit.
 
-SQL everywhere in ``umoc.storage`` is written once, with ``?`` placeholders;
-`Txn` converts it for psycopg2 in this one place.  The few differences that
-cannot be hidden that way are capability flags on `Dialect`, never
-``isinstance`` checks in query modules.
-
-Rows are read by column name (``row["unread"]``) on both databases: SQLite
-connections use `sqlite3.Row`, PostgreSQL ones `_named_row_cursor`.  Both
-also index by position, which `Txn.scalar` relies on.
+The stores (``umoc.storage.*``) import what they need from here: `Txn`,
+`Row`, ``in_clause``, `Database`; the pieces live in ``umoc.storage.engine``
+(dialect, transaction, pool, migrations) and ``umoc.storage.batching``.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
-import socket
 import sqlite3
-import threading
 import time
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
+from typing import Any, Callable, TypeVar
 
-from twisted.enterprise import adbapi
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from umoc.errors import UserError
 from umoc.metrics import TransactionMetrics
 from umoc.storage.batching import BatchWriter
+from umoc.storage.engine.dialect import POSTGRES, SQLITE, Dialect
+from umoc.storage.engine.migrations import SchemaTooNewError, _load_migrations, _migrate_txn
+from umoc.storage.engine.pool import (
+    SQLITE_READERS,
+    DatabaseUnavailableError,
+    Deadline,
+    Keepalives,
+    PoolHealth,
+    _GuardedPool,
+    _Job,
+    _postgres_open,
+    _sqlite_open,
+    _sqlite_open_reader,
+)
+from umoc.storage.engine.txn import IntegrityError, Row, Txn, _named_row_cursor, in_clause
 
 __all__ = [
     "Database",
@@ -45,328 +47,13 @@ __all__ = [
     "Row",
     "SchemaTooNewError",
     "Txn",
+    "in_clause",
 ]
 
 T = TypeVar("T")
+
+
 log = Logger()
-
-
-class Row(Protocol):
-    """A fetched row: ``row["column"]`` (the column's name or its ``AS`` alias) or ``row[0]``.
-
-    `sqlite3.Row` on SQLite, a tuple subclass on PostgreSQL.  A name two
-    selected columns share reads the first of them; alias one instead.
-    """
-
-    def __getitem__(self, key: str | int, /) -> Any: ...
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-    def keys(self) -> list[str]: ...
-
-
-class SchemaTooNewError(RuntimeError):
-    """The database was migrated by a newer UMOC than this one."""
-
-
-class IntegrityError(Exception):
-    """A unique or foreign key constraint failed, whatever the driver."""
-
-
-class DatabaseUnavailableError(UserError):
-    """The database did not answer within its deadline, or refused the connection.
-
-    A `UserError`, so the client gets a clear ``error`` (HTTP 503) instead of a
-    request that hangs; the transaction is rolled back, so nothing half-written
-    stays.
-    """
-
-    status = 503
-
-    def __init__(self) -> None:
-        super().__init__("The database is unavailable; try again shortly")
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """How long a transaction may take, measured on the reactor's clock.
-
-    The reactor-side deadline answers the caller even when the database
-    thread is stuck (a frozen server, a pool with no free connection, a
-    locked SQLite file); PostgreSQL also gets ``statement_timeout`` and
-    ``lock_timeout`` a little shorter, so it usually gives up first and
-    frees the thread.
-    """
-
-    clock: IReactorTime
-    seconds: float
-    connect_seconds: float = 5.0
-    #: A pool thread still busy this long after its transaction's deadline (its socket was shut down and
-    #: it did not return) counts as stuck; when every thread is, the node is wedged (see `PoolHealth`).
-    stuck_seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class Keepalives:
-    """TCP settings of every PostgreSQL connection: the kernel notices a server that vanished.
-
-    Without them a connection whose peer went silent (a partition, a
-    dropped NAT entry, a host powered off) waits in libpq's ``poll()``
-    forever.  Keepalive probes start after ``idle`` seconds of silence,
-    ``count`` unanswered ones ``interval`` apart end the connection;
-    ``user_timeout`` ends it when data sent stays unacknowledged that long
-    (0: the system's default).  libpq ignores them on Unix-domain sockets.
-    """
-
-    idle: float = 10.0
-    interval: float = 5.0
-    count: int = 3
-    user_timeout: float = 10.0
-
-    def connect_kwargs(self) -> dict[str, Any]:
-        """libpq's connection parameters (whole seconds; ``tcp_user_timeout`` in milliseconds)."""
-        return {
-            "keepalives": 1,
-            "keepalives_idle": max(1, round(self.idle)),
-            "keepalives_interval": max(1, round(self.interval)),
-            "keepalives_count": max(1, self.count),
-            "tcp_user_timeout": max(0, round(self.user_timeout * 1000)),
-        }
-
-
-@dataclass(frozen=True)
-class PoolHealth:
-    """What the watchdog saw of the connection pool `Database.run` uses."""
-
-    #: Threads (each with its connection) the pool may run at once.
-    threads: int
-    #: Transactions running in them now.
-    busy: int
-    #: Threads still busy `Deadline.stuck_seconds` after their transaction's deadline.
-    stuck: int
-
-    @property
-    def wedged(self) -> bool:
-        """Every thread is stuck: no transaction can run until the process restarts."""
-        return self.threads > 0 and self.stuck >= self.threads
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between the two databases, as data."""
-
-    name: str
-    #: Appended to a SELECT that must lock the rows it reads (PostgreSQL only).
-    for_update: str
-    #: Text that stands for SERIAL_PK in schema files.
-    serial_pk: str
-    paramstyle_format: bool
-    #: Appended to a SELECT whose rows must not be deleted or locked FOR UPDATE until the
-    #: transaction ends, while others may still read, share-lock and update them (PostgreSQL only).
-    for_key_share: str = ""
-    #: A statement taking a transaction-scoped lock on two integers (PostgreSQL only; SQLite
-    #: serialises every writer anyway).
-    pair_lock: str = ""
-    #: Whether a ``WITH`` may hold an INSERT that runs with the statement (PostgreSQL only):
-    #: a second write without a second round trip.
-    writes_in_with: bool = False
-    #: Whether ids from a sequence grow in commit order (SQLite: one writer); else the change
-    #: feed orders by transaction snapshots (``umoc.storage.feed``).
-    commit_ordered_ids: bool = True
-    #: Text that stands for WITHOUT_ROWID after a table definition in schema files (SQLite only).
-    without_rowid: str = ""
-
-    def schema_text(self, text: str) -> str:
-        """A schema file with its dialect fragments filled in (the small differences; see `_load_migrations`)."""
-        return text.replace("SERIAL_PK", self.serial_pk).replace("WITHOUT_ROWID", self.without_rowid)
-
-
-SQLITE = Dialect("sqlite", "", "INTEGER PRIMARY KEY AUTOINCREMENT", False, without_rowid=" WITHOUT ROWID")
-POSTGRES = Dialect(
-    "postgres",
-    " FOR UPDATE",
-    "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
-    True,
-    for_key_share=" FOR KEY SHARE",
-    pair_lock="SELECT pg_advisory_xact_lock(?, ?)",
-    writes_in_with=True,
-    commit_ordered_ids=False,
-)
-
-
-@functools.lru_cache(maxsize=1024)
-def _to_format_style(sql: str) -> str:
-    """``?`` placeholders -> psycopg2's ``%s`` (literal ``%`` doubled first)."""
-    return sql.replace("%", "%%").replace("?", "%s")
-
-
-class Txn:
-    """A cursor that speaks ``?`` SQL on both databases; what `*_txn` functions receive."""
-
-    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked")
-
-    def __init__(self, cursor: Any, dialect: Dialect, integrity_errors: tuple[type[BaseException], ...]) -> None:
-        self._cursor = cursor
-        self.dialect = dialect
-        self._integrity_errors = integrity_errors
-        #: What this transaction read under a lock it still holds (a group's members while its chat row is
-        #: locked), so the next write of the same batch need not read it again.  Emptied by
-        #: `rollback_to`, since a savepoint's rollback may release the lock.
-        self.locked: dict[Any, Any] = {}
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Txn:
-        if self.dialect.paramstyle_format:
-            sql = _to_format_style(sql)
-        try:
-            self._cursor.execute(sql, tuple(params))
-        except self._integrity_errors as exc:
-            raise IntegrityError(str(exc)) from exc
-        return self
-
-    def execute_each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run statements whose results nobody reads, in order: on PostgreSQL in one round trip.
-
-        psycopg2 binds parameters on the client, so the statements go as one
-        ``;``-separated text (values still bound, never formatted in by hand);
-        SQLite's driver takes one statement per call, which costs no round trip.
-        """
-        if not self.dialect.paramstyle_format:
-            for sql, params in statements:
-                self.execute(sql, params)
-            return
-        self.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Txn:
-        if self.dialect.paramstyle_format:
-            sql = _to_format_style(sql)
-        try:
-            self._cursor.executemany(sql, [tuple(r) for r in rows])
-        except self._integrity_errors as exc:
-            raise IntegrityError(str(exc)) from exc
-        return self
-
-    def rollback_to(self, savepoint: str) -> None:
-        """``ROLLBACK TO`` and ``RELEASE`` a savepoint; forget what was read under locks taken after it."""
-        self.locked.clear()
-        self.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
-        self.execute(f"RELEASE SAVEPOINT {savepoint}")
-
-    def begin(self) -> None:
-        """Open the (writing) transaction now, not at the first write.
-
-        SQLite (through `sqlite3`) opens it lazily; a ``SAVEPOINT`` outside one
-        would start its own transaction and commit at its ``RELEASE``; ``IMMEDIATE``
-        takes the write lock first (waiting ``busy_timeout``), so reads before
-        the first write never meet a busy upgrade.
-        psycopg2 is always inside one.
-        """
-        if self.dialect.name == "sqlite" and not self._cursor.connection.in_transaction:
-            self._cursor.execute("BEGIN IMMEDIATE")
-
-    def fetchone(self) -> Row | None:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Row]:
-        return self._cursor.fetchall()
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row, or None."""
-        row = self.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-
-#: Row classes by column names: one per distinct select list, so a bounded few.
-_row_classes: dict[tuple[str, ...], type[tuple[Any, ...]]] = {}
-
-
-def _row_class(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
-    """A tuple that also reads ``row["name"]`` (the first column of that name, as `sqlite3.Row` does)."""
-    cls = _row_classes.get(names)
-    if cls is None:
-        index: dict[str, int] = {}
-        for i, name in enumerate(names):
-            index.setdefault(name, i)
-        get = tuple.__getitem__
-
-        def getitem(row: tuple[Any, ...], key: Any) -> Any:
-            return get(row, index[key] if isinstance(key, str) else key)
-
-        def keys(row: tuple[Any, ...]) -> list[str]:
-            return list(names)
-
-        namespace = {"__slots__": (), "__getitem__": getitem, "keys": keys}
-        cls = _row_classes[names] = type("PostgresRow", (tuple,), namespace)
-    return cls
-
-
-@functools.lru_cache(maxsize=1)
-def _named_row_cursor() -> type:
-    """A psycopg2 cursor whose rows are `Row`s.
-
-    Not ``psycopg2.extras.DictCursor``: its rows are built in Python, one
-    ``__setitem__`` call per column, which doubled the fetch time of a
-    1,000-row chat list.  Here psycopg2 builds plain tuples in C and each
-    fetch wraps them, in C too, in a tuple subclass for its column names.
-    """
-    import psycopg2.extensions
-
-    class NamedRowCursor(psycopg2.extensions.cursor):
-        def _rows(self) -> type[tuple[Any, ...]]:
-            # Only called after a fetch returned rows, so the statement had a select list.
-            return _row_class(tuple(column[0] for column in self.description or ()))
-
-        def fetchone(self) -> Any:
-            row = super().fetchone()
-            return None if row is None else self._rows()(row)
-
-        def fetchmany(self, size: int | None = None) -> list[Any]:
-            rows = super().fetchmany(self.arraysize if size is None else size)
-            return list(map(self._rows(), rows)) if rows else rows
-
-        def fetchall(self) -> list[Any]:
-            rows = super().fetchall()
-            return list(map(self._rows(), rows)) if rows else rows
-
-        def __iter__(self) -> Any:
-            return iter(self.fetchone, None)
-
-    return NamedRowCursor
-
-
-def _postgres_open(timeout_ms: int, conn: Any) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = %s", (timeout_ms,))
-        cur.execute("SET lock_timeout = %s", (timeout_ms,))
-    conn.commit()
-
-
-#: ``database.sqlite_synchronous`` -> the PRAGMA's value.
-SQLITE_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
-
-
-def _sqlite_open(synchronous: str, conn: sqlite3.Connection) -> None:
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: every commit is fsync'd before the caller hears of it, so an ack means durable.
-    conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS[synchronous]}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-
-
-def _sqlite_open_reader(conn: sqlite3.Connection) -> None:
-    """A WAL reader: it sees every committed transaction and never takes the write lock."""
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA query_only=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-
-
-#: Reader connections beside SQLite's one writer: one per core of the machine this was measured on.
-SQLITE_READERS = 2
 
 
 class _FailureLog:
@@ -396,126 +83,6 @@ class _FailureLog:
             log.info("Database available again after {count} failed transactions", count=self._count)
             self._count = 0
             self._last_logged = None
-
-
-def _placeholders(count: int) -> str:
-    return ",".join("?" * count)
-
-
-class _Job:
-    """One transaction on its way through a pool: what the deadline and the watchdog act on."""
-
-    __slots__ = ("expired", "severed", "started", "sock")
-
-    def __init__(self) -> None:
-        #: The caller was answered (deadline): the transaction must not start, or must roll back.
-        self.expired = False
-        #: Its connection's socket was shut down: the connection is discarded, never reused.
-        self.severed = False
-        #: `time.monotonic()` when a pool thread started it.
-        self.started = 0.0
-        #: A duplicate of the connection's socket, so a shutdown reaches that socket and no other.
-        self.sock: socket.socket | None = None
-
-
-def _socket_of(raw: Any) -> socket.socket | None:
-    """A duplicate of a DB-API connection's socket (psycopg2's ``fileno()``); None for SQLite.
-
-    A duplicate, not the number: should libpq close its descriptor and the
-    number be reused, shutting ours down still reaches this connection only.
-    """
-    fileno = getattr(raw, "fileno", None)
-    if fileno is None:
-        return None
-    try:
-        fd = os.dup(fileno())
-    except Exception:  # noqa: BLE001 - a closed connection has no socket to guard
-        return None
-    try:
-        return socket.socket(fileno=fd)
-    except OSError:
-        os.close(fd)
-        return None
-
-
-class _GuardedPool(adbapi.ConnectionPool):
-    """adbapi's pool, knowing which connection each transaction runs on, so it can cut it loose.
-
-    adbapi gives each pool thread one connection.  A transaction whose
-    deadline passed while its thread waits on the network (a server that
-    went silent: libpq's ``poll()`` has no timeout of its own) gets its
-    connection's socket shut down: ``poll()`` returns, libpq reports the
-    connection lost, the thread rolls back and returns, and the connection is
-    discarded; the thread's next transaction opens a new one.  A cancel
-    request is not sent: it would need a new connection to the same silent
-    server, and ``statement_timeout`` already ends the query on a server
-    that is alive.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._guard = threading.Lock()
-        #: Transactions running in a pool thread now.
-        self.jobs: set[_Job] = set()
-
-    def run_job(self, job: _Job, interaction: Callable[[Any], T]) -> defer.Deferred[T]:
-        from twisted.internet import threads
-
-        return threads.deferToThreadPool(self._reactor, self.threadpool, self._run_job, job, interaction)
-
-    def _run_job(self, job: _Job, interaction: Callable[[Any], T]) -> T:
-        if job.expired:  # answered while it waited for a thread: nobody wants it
-            raise DatabaseUnavailableError()
-        conn = self.connectionFactory(self)
-        trans = self.transactionFactory(self, conn)
-        raw = conn._connection
-        sock = _socket_of(raw)
-        with self._guard:
-            job.started = time.monotonic()
-            job.sock = sock
-            self.jobs.add(job)
-        try:
-            if job.expired:  # the deadline passed while the connection opened
-                raise DatabaseUnavailableError()
-            result = interaction(trans)
-            trans.close()
-            conn.commit()
-            return result
-        except BaseException:
-            if job.severed or getattr(raw, "closed", False):
-                self._discard(raw)  # cut loose or lost: the thread's next transaction opens a new one
-            else:
-                try:
-                    conn.rollback()
-                except BaseException:  # noqa: BLE001 - as adbapi does: the error raised below matters more
-                    log.failure("Rollback failed")
-            raise
-        finally:
-            with self._guard:
-                self.jobs.discard(job)
-                job.sock = None
-            if sock is not None:
-                sock.close()
-
-    def _discard(self, raw: Any) -> None:
-        """Close the calling thread's broken connection and forget it (quietly: the caller hears why)."""
-        try:
-            self.disconnect(raw)
-        except Exception:  # noqa: BLE001 - already gone
-            self.connections.pop(self.threadID(), None)
-
-    def sever(self, job: _Job) -> bool:
-        """Shut down the socket of the connection ``job`` runs on, so its thread returns; from any thread."""
-        with self._guard:
-            if job not in self.jobs or job.severed:
-                return False
-            job.severed = True
-            if job.sock is not None:
-                try:
-                    job.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        return True
 
 
 class Database:
@@ -744,13 +311,13 @@ class Database:
             now = time.monotonic()
             overdue = self.deadline.seconds
             for pool in {self._pool, self._read_pool}:
-                for job in list(pool.jobs):
+                for job in pool.running_jobs():
                     age = now - job.started
                     if age > overdue:
                         pool.sever(job)
                         if pool is self._pool and age > overdue + self.deadline.stuck_seconds:
                             stuck += 1
-        return PoolHealth(self._pool.max, len(self._pool.jobs), stuck)
+        return PoolHealth(self._pool.max, len(self._pool.running_jobs()), stuck)
 
     def close(self) -> None:
         """Idempotent: a service stopped by hand (a restart test) is stopped again at cleanup.
@@ -773,82 +340,3 @@ class Database:
     def migrate(self) -> defer.Deferred[int]:
         """Apply the numbered files in ``storage/schema`` not yet applied; return the version."""
         return self.run("migrate", _migrate_txn, _load_migrations(self.dialect))
-
-
-def _load_migrations(dialect: Dialect) -> list[tuple[int, str]]:
-    """Each version's script: ``NNN_name.sql`` (what both databases run), then ``NNN_name.<dialect>.sql``.
-
-    One pattern for the dialects' differences in the schema: a small one is a
-    fragment filled in by `Dialect.schema_text` (``SERIAL_PK``,
-    ``WITHOUT_ROWID``); a larger one (another index, a column only one
-    dialect has, full-text search) goes in the version's per-dialect file,
-    which holds only what differs and runs after the shared file.
-    """
-    folder = resources.files("umoc.storage") / "schema"
-    shared: dict[int, str] = {}
-    own: dict[int, str] = {}
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        name = entry.name
-        if not name.endswith(".sql"):
-            continue
-        parts = name[:-4].split(".")
-        version = int(parts[0].split("_", 1)[0])
-        text = dialect.schema_text(entry.read_text(encoding="utf-8"))
-        if len(parts) == 1:
-            shared[version] = text
-        elif parts[1] == dialect.name:
-            own[version] = text
-    scripts = {v: ";\n".join(t for t in (shared.get(v, ""), own.get(v, "")) if t.strip()) for v in {*shared, *own}}
-    return sorted(scripts.items())
-
-
-_TRIGGER_START = re.compile(r"\s*CREATE\s+TRIGGER\b", re.IGNORECASE)
-_TRIGGER_END = re.compile(r"\bEND\s*$", re.IGNORECASE)
-
-
-def _statements(script: str) -> list[str]:
-    """The script's statements, split at ``;``, except inside a trigger's ``BEGIN ... END``.
-
-    A ``CREATE TRIGGER`` statement runs until the piece that ends in ``END``;
-    schema files hold no ``;`` in string literals.
-    """
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    statements: list[str] = []
-    pending = ""
-    for piece in "\n".join(lines).split(";"):
-        pending = f"{pending};{piece}" if pending else piece
-        if _TRIGGER_START.match(pending) and not _TRIGGER_END.search(pending):
-            continue
-        if pending.strip():
-            statements.append(pending.strip())
-        pending = ""
-    if pending.strip():
-        raise ValueError(f"unterminated trigger in a schema file: {pending.strip()[:60]}")
-    return statements
-
-
-def _migrate_txn(txn: Txn, migrations: list[tuple[int, str]]) -> int:
-    if txn.dialect.name == "postgres":
-        # Two nodes starting together must not both migrate: one lock per schema, so databases
-        # (or test schemas) that share a server never wait on each other's migrations.
-        txn.execute("SELECT pg_advisory_xact_lock(727274, hashtext(current_schema()))")
-    txn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)")
-    current = txn.scalar("SELECT MAX(version) FROM schema_version") or 0
-    newest = migrations[-1][0] if migrations else 0
-    if current > newest:
-        raise SchemaTooNewError(f"database schema version {current} is newer than this UMOC's {newest}")
-    for version, script in migrations:
-        if version <= current:
-            continue
-        for statement in _statements(script):
-            txn.execute(statement)
-        txn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 0)", (version,))
-        log.info("Applied schema migration {version}", version=version)
-    return max(current, newest)
-
-
-def in_clause(values: Sequence[Any]) -> str:
-    """``(?,?,?)`` for a bound ``IN`` list; callers pass the values as parameters."""
-    if not values:
-        raise ValueError("an IN list needs at least one value")
-    return f"({_placeholders(len(values))})"

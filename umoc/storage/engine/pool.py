@@ -1,0 +1,258 @@
+"""The connection pool: adbapi's threads, each with its connection, guarded by deadlines.
+
+A transaction past its `Deadline` is answered at once on the reactor; one
+whose thread waits on a silent server has its connection's socket shut
+down so the thread returns (`_GuardedPool`); PostgreSQL connections carry
+TCP `Keepalives`.  `PoolHealth` is what the health checks read.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from umoc.errors import UserError
+
+T = TypeVar("T")
+log = Logger()
+
+
+class DatabaseUnavailableError(UserError):
+    """The database did not answer within its deadline, or refused the connection.
+
+    A `UserError`, so the client gets a clear ``error`` (HTTP 503) instead of a
+    request that hangs; the transaction is rolled back, so nothing half-written
+    stays.
+    """
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; try again shortly")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long a transaction may take, measured on the reactor's clock.
+
+    The reactor-side deadline answers the caller even when the database
+    thread is stuck (a frozen server, a pool with no free connection, a
+    locked SQLite file); PostgreSQL also gets ``statement_timeout`` and
+    ``lock_timeout`` a little shorter, so it usually gives up first and
+    frees the thread.
+    """
+
+    clock: IReactorTime
+    seconds: float
+    connect_seconds: float = 5.0
+    #: A pool thread still busy this long after its transaction's deadline (its socket was shut down and
+    #: it did not return) counts as stuck; when every thread is, the node is wedged (see `PoolHealth`).
+    stuck_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Keepalives:
+    """TCP settings of every PostgreSQL connection: the kernel notices a server that vanished.
+
+    Without them a connection whose peer went silent (a partition, a
+    dropped NAT entry, a host powered off) waits in libpq's ``poll()``
+    forever.  Keepalive probes start after ``idle`` seconds of silence,
+    ``count`` unanswered ones ``interval`` apart end the connection;
+    ``user_timeout`` ends it when data sent stays unacknowledged that long
+    (0: the system's default).  libpq ignores them on Unix-domain sockets.
+    """
+
+    idle: float = 10.0
+    interval: float = 5.0
+    count: int = 3
+    user_timeout: float = 10.0
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """libpq's connection parameters (whole seconds; ``tcp_user_timeout`` in milliseconds)."""
+        return {
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(self.idle)),
+            "keepalives_interval": max(1, round(self.interval)),
+            "keepalives_count": max(1, self.count),
+            "tcp_user_timeout": max(0, round(self.user_timeout * 1000)),
+        }
+
+
+@dataclass(frozen=True)
+class PoolHealth:
+    """What the watchdog saw of the connection pool `Database.run` uses."""
+
+    #: Threads (each with its connection) the pool may run at once.
+    threads: int
+    #: Transactions running in them now.
+    busy: int
+    #: Threads still busy `Deadline.stuck_seconds` after their transaction's deadline.
+    stuck: int
+
+    @property
+    def wedged(self) -> bool:
+        """Every thread is stuck: no transaction can run until the process restarts."""
+        return self.threads > 0 and self.stuck >= self.threads
+
+
+def _postgres_open(timeout_ms: int, conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = %s", (timeout_ms,))
+        cur.execute("SET lock_timeout = %s", (timeout_ms,))
+    conn.commit()
+
+
+#: ``database.sqlite_synchronous`` -> the PRAGMA's value.
+SQLITE_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+
+
+def _sqlite_open(synchronous: str, conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: every commit is fsync'd before the caller hears of it, so an ack means durable.
+    conn.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS[synchronous]}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+
+
+def _sqlite_open_reader(conn: sqlite3.Connection) -> None:
+    """A WAL reader: it sees every committed transaction and never takes the write lock."""
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA query_only=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+
+
+#: Reader connections beside SQLite's one writer: one per core of the machine this was measured on.
+SQLITE_READERS = 2
+
+
+class _Job:
+    """One transaction on its way through a pool: what the deadline and the watchdog act on."""
+
+    __slots__ = ("expired", "severed", "started", "sock")
+
+    def __init__(self) -> None:
+        #: The caller was answered (deadline): the transaction must not start, or must roll back.
+        self.expired = False
+        #: Its connection's socket was shut down: the connection is discarded, never reused.
+        self.severed = False
+        #: `time.monotonic()` when a pool thread started it.
+        self.started = 0.0
+        #: A duplicate of the connection's socket, so a shutdown reaches that socket and no other.
+        self.sock: socket.socket | None = None
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    """A duplicate of a DB-API connection's socket (psycopg2's ``fileno()``); None for SQLite.
+
+    A duplicate, not the number: should libpq close its descriptor and the
+    number be reused, shutting ours down still reaches this connection only.
+    """
+    fileno = getattr(raw, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = os.dup(fileno())
+    except Exception:  # noqa: BLE001 - a closed connection has no socket to guard
+        return None
+    try:
+        return socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
+        return None
+
+
+class _GuardedPool(adbapi.ConnectionPool):
+    """adbapi's pool, knowing which connection each transaction runs on, so it can cut it loose.
+
+    adbapi gives each pool thread one connection.  A transaction whose
+    deadline passed while its thread waits on the network (a server that
+    went silent: libpq's ``poll()`` has no timeout of its own) gets its
+    connection's socket shut down: ``poll()`` returns, libpq reports the
+    connection lost, the thread rolls back and returns, and the connection is
+    discarded; the thread's next transaction opens a new one.  A cancel
+    request is not sent: it would need a new connection to the same silent
+    server, and ``statement_timeout`` already ends the query on a server
+    that is alive.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = threading.Lock()
+        #: Transactions running in a pool thread now.
+        self.jobs: set[_Job] = set()
+
+    def run_job(self, job: _Job, interaction: Callable[[Any], T]) -> defer.Deferred[T]:
+        from twisted.internet import threads
+
+        return threads.deferToThreadPool(self._reactor, self.threadpool, self._run_job, job, interaction)
+
+    def _run_job(self, job: _Job, interaction: Callable[[Any], T]) -> T:
+        if job.expired:  # answered while it waited for a thread: nobody wants it
+            raise DatabaseUnavailableError()
+        conn = self.connectionFactory(self)
+        trans = self.transactionFactory(self, conn)
+        raw = conn._connection
+        sock = _socket_of(raw)
+        with self._guard:
+            job.started = time.monotonic()
+            job.sock = sock
+            self.jobs.add(job)
+        try:
+            if job.expired:  # the deadline passed while the connection opened
+                raise DatabaseUnavailableError()
+            result = interaction(trans)
+            trans.close()
+            conn.commit()
+            return result
+        except BaseException:
+            if job.severed or getattr(raw, "closed", False):
+                self._discard(raw)  # cut loose or lost: the thread's next transaction opens a new one
+            else:
+                try:
+                    conn.rollback()
+                except BaseException:  # noqa: BLE001 - as adbapi does: the error raised below matters more
+                    log.failure("Rollback failed")
+            raise
+        finally:
+            with self._guard:
+                self.jobs.discard(job)
+                job.sock = None
+            if sock is not None:
+                sock.close()
+
+    def _discard(self, raw: Any) -> None:
+        """Close the calling thread's broken connection and forget it (quietly: the caller hears why)."""
+        try:
+            self.disconnect(raw)
+        except Exception:  # noqa: BLE001 - already gone
+            self.connections.pop(self.threadID(), None)
+
+    def sever(self, job: _Job) -> bool:
+        """Shut down the socket of the connection ``job`` runs on, so its thread returns; from any thread."""
+        with self._guard:
+            if job not in self.jobs or job.severed:
+                return False
+            job.severed = True
+            if job.sock is not None:
+                try:
+                    job.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return True
+
+    def running_jobs(self) -> list[_Job]:
+        """The transactions running in a pool thread now (a copy, taken under the lock: threads change the set)."""
+        with self._guard:
+            return list(self.jobs)

@@ -1,0 +1,179 @@
+"""One transaction as the stores see it: `Txn` over a DB-API cursor, and rows read by column name.
+
+Rows are read by column name (``row["unread"]``) on both databases: SQLite
+connections use `sqlite3.Row`, PostgreSQL ones `_named_row_cursor`.  Both
+also index by position, which `Txn.scalar` relies on.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterator, Protocol, Sequence
+
+from umoc.storage.engine.dialect import Dialect, _to_format_style
+
+
+class Row(Protocol):
+    """A fetched row: ``row["column"]`` (the column's name or its ``AS`` alias) or ``row[0]``.
+
+    `sqlite3.Row` on SQLite, a tuple subclass on PostgreSQL.  A name two
+    selected columns share reads the first of them; alias one instead.
+    """
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class IntegrityError(Exception):
+    """A unique or foreign key constraint failed, whatever the driver."""
+
+
+class Txn:
+    """A cursor that speaks ``?`` SQL on both databases; what `*_txn` functions receive."""
+
+    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked")
+
+    def __init__(self, cursor: Any, dialect: Dialect, integrity_errors: tuple[type[BaseException], ...]) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+        self._integrity_errors = integrity_errors
+        #: What this transaction read under a lock it still holds (a group's members while its chat row is
+        #: locked), so the next write of the same batch need not read it again.  Emptied by
+        #: `rollback_to`, since a savepoint's rollback may release the lock.
+        self.locked: dict[Any, Any] = {}
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Txn:
+        if self.dialect.paramstyle_format:
+            sql = _to_format_style(sql)
+        try:
+            self._cursor.execute(sql, tuple(params))
+        except self._integrity_errors as exc:
+            raise IntegrityError(str(exc)) from exc
+        return self
+
+    def execute_each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run statements whose results nobody reads, in order: on PostgreSQL in one round trip.
+
+        psycopg2 binds parameters on the client, so the statements go as one
+        ``;``-separated text (values still bound, never formatted in by hand);
+        SQLite's driver takes one statement per call, which costs no round trip.
+        """
+        if not self.dialect.paramstyle_format:
+            for sql, params in statements:
+                self.execute(sql, params)
+            return
+        self.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Txn:
+        if self.dialect.paramstyle_format:
+            sql = _to_format_style(sql)
+        try:
+            self._cursor.executemany(sql, [tuple(r) for r in rows])
+        except self._integrity_errors as exc:
+            raise IntegrityError(str(exc)) from exc
+        return self
+
+    def rollback_to(self, savepoint: str) -> None:
+        """``ROLLBACK TO`` and ``RELEASE`` a savepoint; forget what was read under locks taken after it."""
+        self.locked.clear()
+        self.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+        self.execute(f"RELEASE SAVEPOINT {savepoint}")
+
+    def begin(self) -> None:
+        """Open the (writing) transaction now, not at the first write.
+
+        SQLite (through `sqlite3`) opens it lazily; a ``SAVEPOINT`` outside one
+        would start its own transaction and commit at its ``RELEASE``; ``IMMEDIATE``
+        takes the write lock first (waiting ``busy_timeout``), so reads before
+        the first write never meet a busy upgrade.
+        psycopg2 is always inside one.
+        """
+        if self.dialect.name == "sqlite" and not self._cursor.connection.in_transaction:
+            self._cursor.execute("BEGIN IMMEDIATE")
+
+    def fetchone(self) -> Row | None:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Row]:
+        return self._cursor.fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+
+#: Row classes by column names: one per distinct select list, so a bounded few.
+_row_classes: dict[tuple[str, ...], type[tuple[Any, ...]]] = {}
+
+
+def _row_class(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
+    """A tuple that also reads ``row["name"]`` (the first column of that name, as `sqlite3.Row` does)."""
+    cls = _row_classes.get(names)
+    if cls is None:
+        index: dict[str, int] = {}
+        for i, name in enumerate(names):
+            index.setdefault(name, i)
+        get = tuple.__getitem__
+
+        def getitem(row: tuple[Any, ...], key: Any) -> Any:
+            return get(row, index[key] if isinstance(key, str) else key)
+
+        def keys(row: tuple[Any, ...]) -> list[str]:
+            return list(names)
+
+        namespace = {"__slots__": (), "__getitem__": getitem, "keys": keys}
+        cls = _row_classes[names] = type("PostgresRow", (tuple,), namespace)
+    return cls
+
+
+@functools.lru_cache(maxsize=1)
+def _named_row_cursor() -> type:
+    """A psycopg2 cursor whose rows are `Row`s.
+
+    Not ``psycopg2.extras.DictCursor``: its rows are built in Python, one
+    ``__setitem__`` call per column, which doubled the fetch time of a
+    1,000-row chat list.  Here psycopg2 builds plain tuples in C and each
+    fetch wraps them, in C too, in a tuple subclass for its column names.
+    """
+    import psycopg2.extensions
+
+    class NamedRowCursor(psycopg2.extensions.cursor):
+        def _rows(self) -> type[tuple[Any, ...]]:
+            # Only called after a fetch returned rows, so the statement had a select list.
+            return _row_class(tuple(column[0] for column in self.description or ()))
+
+        def fetchone(self) -> Any:
+            row = super().fetchone()
+            return None if row is None else self._rows()(row)
+
+        def fetchmany(self, size: int | None = None) -> list[Any]:
+            rows = super().fetchmany(self.arraysize if size is None else size)
+            return list(map(self._rows(), rows)) if rows else rows
+
+        def fetchall(self) -> list[Any]:
+            rows = super().fetchall()
+            return list(map(self._rows(), rows)) if rows else rows
+
+        def __iter__(self) -> Any:
+            return iter(self.fetchone, None)
+
+    return NamedRowCursor
+
+
+def _placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def in_clause(values: Sequence[Any]) -> str:
+    """``(?,?,?)`` for a bound ``IN`` list; callers pass the values as parameters."""
+    if not values:
+        raise ValueError("an IN list needs at least one value")
+    return f"({_placeholders(len(values))})"
