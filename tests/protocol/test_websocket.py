@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from umoc.protocol.websocket import encode_frame, parse_client_frame, unmask
+from umoc.protocol import websocket
+from umoc.protocol.websocket import encode_frame, parse_client_frame, unmask, unmask_pure, unmask_wsaccel
 
 #: RFC 6455 5.7: "A single-frame masked text message" containing "Hello".
 MASKED_HELLO = bytes([0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
@@ -16,6 +17,41 @@ def masked(first: int, payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> byt
     size = len(payload)
     header = bytes([first, 0x80 | size]) if size < 126 else bytes([first, 0x80 | 126, size >> 8, size & 0xFF])
     return header + mask + unmask(payload, mask)
+
+
+def rfc_xor(payload: bytes, mask: bytes) -> bytes:
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class UnmaskTests(unittest.TestCase):
+    """Both implementations give the RFC's XOR; wsaccel's is the one used when it is installed."""
+
+    SIZES = (0, 1, 3, 4, 5, 125, 126, 127, 1000, 4099, 65535)
+
+    def implementations(self) -> list:
+        found = [unmask_pure]
+        if websocket._XorMasker is not None:
+            found.append(unmask_wsaccel)
+        return found
+
+    def test_the_rfc_hello(self) -> None:
+        for impl in self.implementations():
+            self.assertEqual(impl(MASKED_HELLO[6:], MASKED_HELLO[2:6]), b"Hello", impl)
+
+    def test_every_size_and_offset_of_the_mask(self) -> None:
+        payload = bytes(range(256)) * 257
+        mask = b"\x37\xfa\x21\x3d"
+        for impl in self.implementations():
+            for size in self.SIZES:
+                self.assertEqual(impl(payload[:size], mask), rfc_xor(payload[:size], mask), (impl, size))
+
+    def test_wsaccel_is_used_when_installed(self) -> None:
+        try:
+            import wsaccel.xormask  # noqa: F401
+        except ImportError:
+            self.assertIs(unmask, unmask_pure)
+        else:
+            self.assertIs(unmask, unmask_wsaccel)
 
 
 class ParseClientFrameTests(unittest.TestCase):

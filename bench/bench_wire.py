@@ -1,0 +1,298 @@
+"""The Socket.IO wire hot path in instructions, under callgrind (issue 26).
+
+    python bench/bench_wire.py                  # every workload under callgrind: a table of instructions per unit
+    python bench/bench_wire.py --only ingest16,broadcast
+    python bench/bench_wire.py --memory         # bytes each idle connected socket holds (tracemalloc)
+    python bench/bench_wire.py --once WORKLOAD N   # one run, no valgrind (what the driver runs under it)
+
+The machine this project is developed on is shared by several sessions at
+once, so wall-clock timings there say more about the neighbours than about
+the code.  Callgrind counts the instructions the process executes, which
+does not depend on load: the same code on the same input gives the same
+count to within a few hundred instructions per unit, run after run.  A
+count is not a time (it ignores cache misses, branch prediction and the
+kernel's share of a ``send()``), but a change that removes Python work
+shows up in it one for one, which is what these steps are about.
+
+Each workload runs once with ``N`` units after its warm-up and once with
+none; the difference over ``N`` is the cost of one unit, without the
+imports, the set-up and first-call costs.  ``PYTHONHASHSEED`` is fixed.
+
+The workloads drive the real code on in-memory transports, no sockets:
+
+``ingest1`` / ``ingest16``
+    Masked client WebSocket frames carrying ``421["send_message",{...}]``
+    (an EVENT asking for ack 1, as socket.io-client writes it) go to the
+    real `EngineWebSocketProtocol` (Autobahn's protocol with UMOC's fast
+    path) through ``dataReceived``, one frame per read or 16 per read, and
+    on through `EngineSession` and `SocketIOConnection` to a stub
+    ``on_event`` that stands where `Router.dispatch` is called and only
+    counts.  Unit: one frame.
+``acks``
+    As ``ingest1``, and the stub answers each event with an ack carrying a
+    ``new_message``-sized payload, as the router does for ``send_message``:
+    the codec's encoder and the write to the transport.  Unit: one frame.
+``broadcast``
+    1,000 connected WebSockets, each its own user, in a real `Hub`; one
+    ``new_message`` sent with ``Hub.emit_to_users`` to all 1,000 users.
+    Unit: one broadcast (1,000 deliveries).
+``connect``
+    A new connection through the real HTTP site (twisted.web's channel,
+    the Engine.IO resource, Autobahn's resource and opening handshake),
+    Engine.IO OPEN, then ``40{"sessionID":..,"token":..}``; the stub
+    ``authenticate`` answers at once (a session cache hit) and the stub
+    ``on_connect`` adds the socket to the hub and tells it
+    ``connection_successful``, as `UmocSocketApp` does.  Unit: one connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import struct
+import subprocess
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+WORKLOADS = {
+    # name: (units measured, warm-up units)
+    "ingest1": (2000, 200),
+    "ingest16": (4000, 320),
+    "acks": (2000, 200),
+    "broadcast": (20, 3),
+    "connect": (200, 20),
+}
+
+MASK = b"\x37\xfa\x21\x3d"
+SESSION_ID = "3f2c1d7e-9a4b-4c55-8e21-0b7d9c6a1f42"
+TOKEN = "q9Xv3kP0s8LmZ2wR7tYb5nHc1dJf6gAe4uWx0zQy"
+EVENT_TEXT = (
+    '421["send_message",{"recipient_id":1042,"content":"Hello there! Are we still on for tonight?",'
+    f'"is_group":false,"type":"text","sessionID":"{SESSION_ID}"}}]'
+)
+NEW_MESSAGE = {
+    "message_id": "0d6f8a52-3b1e-4c8e-9f7a-2a1c5e9b7d31",
+    "sender_id": 17,
+    "sender_username": "johndoe",
+    "recipient_id": 1042,
+    "content": "Hello there! Are we still on for tonight?",
+    "type": "text",
+    "timestamp": "2026-12-06T12:00:00Z",
+    "is_group": False,
+    "display_name": None,
+    "avatar_url": None,
+    "reply_to": None,
+    "mentions": [],
+    "edited_at": None,
+    "reactions": [],
+}
+HANDSHAKE = (
+    b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+    b"Host: 127.0.0.1:3000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"User-Agent: bench_wire\r\n\r\n"
+)
+
+
+def client_frame(text: str, mask: bytes = MASK) -> bytes:
+    """One masked client text frame, as a browser writes it."""
+    payload = text.encode("utf-8")
+    size = len(payload)
+    head = bytes((0x81, 0x80 | size)) if size < 126 else struct.pack("!BBH", 0x81, 0x80 | 126, size)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+class Node:
+    """The transport stack of one node on in-memory transports, with a stub application."""
+
+    def __init__(self, acks: bool = False) -> None:
+        from twisted.internet.task import Clock
+        from twisted.web import resource, server
+
+        from umoc.cluster.hub import Hub
+        from umoc.config import EngineIOConfig
+        from umoc.transport.cors import Cors
+        from umoc.transport.engine import EngineServer
+        from umoc.transport.gate import Gatekeeper
+        from umoc.transport.resource import engine_resource
+        from umoc.transport.socketio import SocketIOConnection
+
+        self.clock = Clock()
+        self.hub = Hub(clock=self.clock)
+        app = _App(self, acks)
+        self.app = app
+        settings = EngineIOConfig(max_sockets_per_ip=1_000_000)
+        gate = Gatekeeper()
+        self.engine = EngineServer(self.clock, settings, lambda session: SocketIOConnection(session, app))
+        root = resource.Resource()
+        root.putChild(b"socket.io", engine_resource(self.engine, gate, Cors(gate)))
+        self.site = server.Site(root)
+        self.site.noisy = False
+        self.site.log = lambda request: None  # no access log on stdout
+        self.events = 0
+        self._next_user = 0
+
+    def connect(self) -> Any:
+        """One WebSocket through the HTTP site up to a connected Socket.IO socket; its transport."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        transport.protocol = channel  # as a TCP transport has it (Autobahn's resource swaps it)
+        channel.makeConnection(transport)
+        channel.dataReceived(HANDSHAKE)
+        protocol = transport.protocol
+        protocol.dataReceived(client_frame(f'40{{"sessionID":"{SESSION_ID}","token":"{TOKEN}"}}'))
+        self.clock.advance(0)
+        return transport
+
+
+class _App:
+    """Stands where `UmocSocketApp` is: a cached session's identity, the hub, the router's dispatch call."""
+
+    namespaces = frozenset({"/"})
+
+    def __init__(self, node: Node, acks: bool) -> None:
+        self.node = node
+        self.acks = acks
+
+    def authenticate(self, connection: Any, auth: Any) -> Any:
+        from twisted.internet import defer
+
+        from umoc.transport.socketio import Identity
+
+        self.node._next_user += 1
+        return defer.succeed(Identity(self.node._next_user, f"user{self.node._next_user}", SESSION_ID, 2e9))
+
+    def on_connect(self, socket: Any) -> None:
+        self.node.hub.add(socket)
+        socket.emit(
+            "connection_successful",
+            {"user_id": socket.user_id, "username": socket.username, "session_expires": 2000000000, "cursor": None},
+        )
+
+    def on_event(self, socket: Any, event: str, args: list[Any], ack_id: int | None) -> None:
+        # Router.dispatch(socket, event, args, ack_id) would be called here.
+        self.node.events += 1
+        if self.acks and ack_id is not None:
+            socket.ack(ack_id, NEW_MESSAGE)
+
+    def on_disconnect(self, socket: Any, reason: str) -> None:
+        self.node.hub.remove(socket)
+
+
+def _ingest(n: int, per_read: int, acks: bool = False) -> None:
+    node = Node(acks)
+    transport = node.connect()
+    protocol = transport.protocol
+    frame = client_frame(EVENT_TEXT)
+    read = frame * per_read
+    clock = node.clock
+    for _ in range(n // per_read):
+        protocol.dataReceived(read)
+        clock.advance(0)
+        transport.clear()
+    assert node.events == n // per_read * per_read, node.events
+
+
+def run(workload: str, units: int) -> None:
+    """``units`` of ``workload`` after its warm-up."""
+    warm = WORKLOADS[workload][1]
+    if workload in ("ingest1", "ingest16", "acks"):
+        per_read = 16 if workload == "ingest16" else 1
+        _ingest(warm + units, per_read, acks=workload == "acks")
+    elif workload == "broadcast":
+        node = Node()
+        transports = [node.connect() for _ in range(1000)]
+        users = list(range(1, 1001))
+        for i in range(warm + units):
+            node.hub.emit_to_users(users, "new_message", NEW_MESSAGE)
+            node.clock.advance(0)
+            if i == 0:
+                assert all(b"new_message" in t.value() for t in transports)
+            for t in transports:
+                t.clear()
+    elif workload == "connect":
+        node = Node()
+        for _ in range(warm + units):
+            transport = node.connect()
+            transport.clear()
+        assert len(node.hub.by_user) == warm + units
+    else:
+        raise SystemExit(f"unknown workload {workload!r}")
+
+
+def memory(sockets: int = 1000) -> float:
+    """Python heap bytes per idle connected socket (tracemalloc), after a connect and a few events each."""
+    import tracemalloc
+
+    node = Node(acks=True)
+    frame = client_frame(EVENT_TEXT)
+    warm = [node.connect() for _ in range(50)]
+    for t in warm:
+        t.protocol.dataReceived(frame)
+        t.clear()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = []
+    for _ in range(sockets):
+        t = node.connect()
+        t.protocol.dataReceived(frame)
+        node.clock.advance(0)
+        t.clear()
+        kept.append(t)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / sockets
+
+
+def instructions(workload: str, units: int) -> int:
+    """Instructions callgrind counts for one run of ``workload`` with ``units`` units."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        os.path.abspath(__file__),
+        "--once",
+        workload,
+        str(units),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or match is None:
+        raise SystemExit(f"{workload}: callgrind failed\n{done.stderr[-3000:]}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--once", nargs=2, metavar=("WORKLOAD", "N"))
+    parser.add_argument("--only", help="comma-separated workloads: " + ",".join(WORKLOADS))
+    parser.add_argument("--memory", action="store_true")
+    args = parser.parse_args()
+    if args.once:
+        run(args.once[0], int(args.once[1]))
+        return
+    if args.memory:
+        print(f"idle connected socket: {memory():.0f} bytes of Python heap (tracemalloc, 1,000 sockets)")
+        return
+    names = args.only.split(",") if args.only else list(WORKLOADS)
+    print(f"{'workload':<10} {'units':>6} {'instructions per unit':>22}")
+    for name in names:
+        units = WORKLOADS[name][0]
+        per_unit = (instructions(name, units) - instructions(name, 0)) / units
+        print(f"{name:<10} {units:>6} {per_unit:>22,.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
