@@ -53,6 +53,9 @@ class Size(int):
 
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: One origin in a CSP source list: scheme, host (a name, IPv4 or [IPv6]) and an optional port; no path,
+#: no wildcard, nothing that could end the directive (";", spaces, quotes).
+_CSP_ORIGIN = re.compile(r"(?:https?|wss?)://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
 
 
@@ -298,6 +301,9 @@ class WebClientConfig:
 
     #: Serve the web client's page and files at the site root; false: ``/`` answers JSON 404.
     enabled: bool = True
+    #: Origins the page may connect to besides its own (its CSP ``connect-src``), e.g.
+    #: "wss://chat.example.com"; empty: only the server's own origin (http and ws alike).
+    connect_src: tuple[str, ...] = ()
 
 
 #: Webhook event kinds an entry of ``webhooks`` may ask for.
@@ -631,6 +637,12 @@ def _check(config: Config) -> list[str]:
     ):
         if not 1024 <= value <= 16 * 1024 * 1024:
             bad(path, "expected a size from 1K to 16M")
+    for i, origin in enumerate(config.web_client.connect_src):
+        if not _CSP_ORIGIN.fullmatch(origin):
+            bad(
+                f"web_client.connect_src[{i}]",
+                'expected an origin like "wss://chat.example.com" or "https://api.example.com:8443"',
+            )
     for kind in config.uploads.allowed_types:
         if kind not in ("image", "video", "audio", "file"):
             bad(f"uploads.allowed_types.{kind}", "expected one of image, video, audio, file")

@@ -132,7 +132,8 @@ def build_site(
     cors = Cors(gate)
     root = Root()
     if config.web_client.enabled:
-        root.children.update(web_client_resource().children)  # "/" and the client's static files
+        # "/" and the client's static files
+        root.children.update(web_client_resource(config.web_client.connect_src).children)
     root.putChild(b"socket.io", engine_resource(engine, gate, cors))
     api = Api(gate, cors)
     for name, child in {**auth_resources(services, gate), **extra_api}.items():

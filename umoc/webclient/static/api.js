@@ -90,14 +90,11 @@ export function clearSession() {
 
 export const isFileId = (id) => typeof id === 'string' && UUID.test(id);
 
-/** A download link: GET /api/files/<id> with the session as query parameters. */
-export function downloadUrl(fileId, session) {
-  if (!isFileId(fileId)) return null;
-  const query = new URLSearchParams({sessionID: session.sessionID, token: session.token});
-  return `/api/files/${fileId}?${query}`;
-}
-
-/** The file's bytes as a blob: URL (for image previews; the session goes in headers). */
+/**
+ * The file's bytes as a blob: URL, for previews and downloads alike.  The session goes in
+ * headers, never in a URL: a link with the token in it would end up in the browser's history,
+ * its downloads list, and any log or proxy that sees the address (issue 22, G14).
+ */
 export async function fetchFileUrl(fileId, session) {
   if (!isFileId(fileId)) throw new RequestError('Bad file id');
   const response = await fetch(`/api/files/${fileId}`, {

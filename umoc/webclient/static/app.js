@@ -9,7 +9,7 @@
 // Everything users wrote is put on the page as text (dom.js h() / textContent).
 
 import {
-  Connection, RequestError, clearSession, downloadUrl, fetchFileUrl, http, isFileId, loadSession, saveSession,
+  Connection, RequestError, clearSession, fetchFileUrl, http, isFileId, loadSession, saveSession,
   uploadFile,
 } from './api.js';
 import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
@@ -871,15 +871,32 @@ function parseFile(m) {
 }
 
 function renderFile(m, file) {
-  const href = downloadUrl(file.file_id, state.session);
-  const link = h('a', {href, download: file.file_name, class: 'file-link'},
-    h('span', {'aria-hidden': 'true'}, '⬇ '), file.file_name);
+  // No session in the address: the click fetches the file with the session in headers and
+  // saves the blob: URL (issue 22, G14).  The href is the bare path, which answers 401 alone.
+  const link = h('a', {href: `/api/files/${file.file_id}`, download: file.file_name, class: 'file-link',
+    dataset: {file: file.file_id}}, h('span', {'aria-hidden': 'true'}, '⬇ '), file.file_name);
+  link.addEventListener('click', (e) => {
+    e.preventDefault();
+    saveFile(file).catch(showError);
+  });
   const details = h('span', {class: 'muted'}, ` ${sizeText(file.file_size)}`);
   if (m.type !== 'image') return h('div', {class: 'file'}, link, details);
   const img = h('img', {class: 'preview', alt: file.file_name, dataset: {file: file.file_id}});
   img.addEventListener('load', () => keepAtBottomIfNear());
   loadPreview(img, file.file_id);
   return h('figure', {class: 'file image'}, img, h('figcaption', null, link, details));
+}
+
+/** Download a file through a blob: URL (the session goes in headers, not in the link). */
+async function saveFile(file) {
+  let url = state.fileUrls.get(file.file_id); // an image already previewed is not fetched again
+  const kept = Boolean(url);
+  if (!url) url = await fetchFileUrl(file.file_id, state.session);
+  const a = h('a', {href: url, download: file.file_name, hidden: true});
+  document.body.append(a);
+  a.click();
+  a.remove();
+  if (!kept) setTimeout(() => URL.revokeObjectURL(url), 60000); // the download has started by then
 }
 
 async function loadPreview(img, fileId) {
