@@ -13,6 +13,14 @@ batches when asked), then everyone concerned is told, in this order:
   the usual ``session_status {valid: false}`` and disconnect, and removes
   the bytes of their uploads.
 
+With ``erase``, the user's reactions go too, in batches after the
+messages': each batch's removals reach the chats' members at once as
+``reaction_updated`` (``action: "removed"``, ``user_id`` the deleted user),
+as a ``remove_reaction`` would.  Once the account is gone, `Accounts` scrubs
+the database in the background (`AccountStore.scrub`: SQLite's search index
+rewritten and its WAL truncated, so no erased word stays on disk), one scrub
+at a time, erasures meanwhile folded into one more run.
+
 The owner's own path (``delete_account``) finishes one reactor turn later
 (`Accounts.finish_later`), so its socket has the acknowledgement before it
 is closed.
@@ -34,10 +42,11 @@ from twisted.logger import Logger
 from umoc.cluster.hub import Hub
 from umoc.domain import notices
 from umoc.domain.files import FileManager, download_url
+from umoc.domain.notices import shapes
 from umoc.domain.sessions import SessionManager
 from umoc.errors import UserError
 from umoc.storage import Storage
-from umoc.storage.accounts import DeletedAccount
+from umoc.storage.accounts import DeletedAccount, RemovedReaction
 from umoc.timefmt import iso, iso_or_none
 
 __all__ = ["DELETED", "Accounts", "AccountNotFoundError"]
@@ -72,6 +81,9 @@ class Accounts:
         self._hub = hub
         self._files = files
         self._clock = clock
+        #: The background scrub under way (None: none), and whether an erasure since asks for another.
+        self._scrubbing: defer.Deferred[None] | None = None
+        self._scrub_again = False
 
     # -- deletion ---------------------------------------------------------------------
 
@@ -101,10 +113,20 @@ class Accounts:
                 erased += count
                 if count < self.ERASE_BATCH:
                     break
+            while True:
+                removed, done = await self._storage.accounts.unreact_batch(
+                    user_id, self._clock.seconds(), self.ERASE_BATCH
+                )
+                self._unreacted(user_id, removed)
+                if done < self.ERASE_BATCH:
+                    break
         deleted = await self._storage.accounts.delete(user_id, self._clock.seconds(), through)
         if deleted is None:
             raise AccountNotFoundError("No such user")
         self._announce(deleted)
+        if erase:
+            self._unreacted(user_id, deleted.reactions)
+            self.scrub()
         log.info(
             "Account {username} (id {user_id}) deleted by {actor}: {sessions} sessions, {groups} groups left,"
             " {files} files, {erased} messages erased",
@@ -136,6 +158,53 @@ class Accounts:
             )
 
         self._clock.callLater(0, run)
+
+    def _unreacted(self, user_id: int, removed: list[RemovedReaction]) -> None:
+        """``reaction_updated`` (removed) for each of the deleted user's reactions, to the chat's members."""
+        for one in removed:
+            target = one.target
+            for users, chat_id in target.views():
+                updated = shapes.reaction_updated(
+                    (target.id, chat_id, target.is_group), user_id, one.emoji, False, one.reactions
+                )
+                self._hub.tell(users, notices.REACTION_UPDATED(updated))
+
+    def scrub(self) -> defer.Deferred[None]:
+        """Scrub the database in the background (see the module); fires when no scrub is left to run."""
+        if self._scrubbing is not None:
+            self._scrub_again = True
+            return self.scrubbed()
+        self._scrubbing = defer.ensureDeferred(self._scrub())
+        return self.scrubbed()
+
+    def scrubbed(self) -> defer.Deferred[None]:
+        """Fires once no scrub is running (at once if none is)."""
+        running = self._scrubbing
+        if running is None:
+            return defer.succeed(None)
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def passed(result: None) -> None:  # _scrub logs its failures: it never fails
+            done.callback(None)
+
+        running.addCallback(passed)
+        return done
+
+    async def _scrub(self) -> None:
+        try:
+            while True:
+                self._scrub_again = False
+                try:
+                    outcome = await self._storage.accounts.scrub()
+                except Exception:  # noqa: BLE001 - the erasure itself is done; log and go on
+                    log.failure("Scrubbing the database after an erasure failed")
+                else:
+                    if outcome is not None and outcome[0]:
+                        log.warn("The WAL checkpoint after an erasure was held back by a reader; the next one ends it")
+                if not self._scrub_again:
+                    break
+        finally:
+            self._scrubbing = None
 
     def _announce(self, deleted: DeletedAccount) -> None:
         user_id = deleted.user_id

@@ -19,21 +19,38 @@ done.  An erased message keeps its id, chat,
 sender and times; its ``type`` becomes ``"erased"`` and its content
 ``""`` (no client can send that type, so clients can tell), and the
 content it had before edits goes too.  Replies show their target's
-current type and content, so they follow.
+current type and content, so they follow.  The user's reactions go too, in
+batches of their own (`AccountStore.unreact_batch`) and for the few put on
+meanwhile in the deletion's transaction: each removal is a ``reaction``
+change (action ``"removed"``) in the chat's feed, and the caller tells the
+chat's members with ``reaction_updated``.
+
+Erased words must not stay on disk either (issue 22, G11).  On SQLite the
+erasing transactions run with ``PRAGMA secure_delete`` (freed space and
+pages are zeroed), but an FTS5 ``'delete'`` only adds a tombstone: the words
+stay in the index's segments until they are merged.  `AccountStore.scrub`
+rewrites the index (``'optimize'``) and checkpoints the WAL into the file,
+truncating it.  On PostgreSQL the old row versions stay in the table and
+index files and in the WAL until VACUUM and WAL recycling (see the operator
+guide); `scrub` does nothing there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
 
 from twisted.internet import defer
 
 from umoc.storage.changes import NewChange, record_txn
-from umoc.storage.database import Database, Row, Txn
+from umoc.storage.database import Database, Row, Txn, in_clause
 from umoc.storage.groups import MembershipChange, remove_member_txn
+from umoc.storage.reactions import Reaction, reactions_for_txn
+from umoc.storage.targets import Target, target_by_seq_txn
 
-__all__ = ["ERASED_TYPE", "AccountStore", "DeletedAccount", "tombstone"]
+__all__ = ["ERASED_TYPE", "AccountStore", "DeletedAccount", "RemovedReaction", "tombstone"]
+
+T = TypeVar("T")
 
 #: The ``type`` of a message whose content was erased with its sender's account.
 ERASED_TYPE = "erased"
@@ -59,6 +76,18 @@ class DeletedAccount:
     groups: list[tuple[int, MembershipChange]]
     #: Ids of the files the user uploaded (rows gone; the bytes are the caller's to remove).
     files: list[str]
+    #: With erasing: the reactions put on since the last `AccountStore.unreact_batch`, now removed.
+    reactions: list[RemovedReaction] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedReaction:
+    """One emoji of the deleted user taken off a live message, for ``reaction_updated``."""
+
+    target: Target
+    emoji: str
+    #: The message's reactions after the removal.
+    reactions: list[Reaction]
 
 
 def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) -> DeletedAccount | None:
@@ -100,9 +129,11 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) 
     txn.execute("DELETE FROM chat_mutes WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM bot_tokens WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM unread_mentions WHERE user_id = ?", (user_id,))
+    unreacted: list[RemovedReaction] = []
     if erased_through is not None:
         # What the batches before this did not reach: sent since (sending is rate limited, so few).
         _erase_txn(txn, user_id, erased_through, None)
+        unreacted = _unreact_txn(txn, user_id, now, None)[0]
     files = [r["id"] for r in txn.execute("SELECT id FROM files WHERE uploader_id = ?", (user_id,)).fetchall()]
     txn.execute("DELETE FROM files WHERE uploader_id = ?", (user_id,))
     txn.execute(
@@ -111,7 +142,7 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) 
         " deactivated_at = COALESCE(deactivated_at, ?), deleted_at = ? WHERE id = ?",
         (tombstone(user_id), now, now, user_id),
     )
-    return DeletedAccount(user_id, former, sessions, contacts, groups, files)
+    return DeletedAccount(user_id, former, sessions, contacts, groups, files, unreacted)
 
 
 def _erase_txn(txn: Txn, user_id: int, after_seq: int, limit: int | None) -> tuple[int, int]:
@@ -139,6 +170,91 @@ def _erase_txn(txn: Txn, user_id: int, after_seq: int, limit: int | None) -> tup
         (ERASED_TYPE, user_id, first, last, ERASED_TYPE),
     )
     return len(rows), last
+
+
+def _unreact_txn(txn: Txn, user_id: int, now: float, limit: int | None) -> tuple[list[RemovedReaction], int]:
+    """Remove the user's reactions on their next ``limit`` messages (None: all); ``(live ones, messages)``.
+
+    Keyset paging on ``message_reactions_user``: what a batch removes is gone,
+    so each batch starts at the user's first remaining reaction.  Each removal
+    is a ``reaction`` change in the chat's feed; removals from deleted messages
+    are neither recorded nor returned (nobody sees those reactions).
+    """
+    rows = txn.execute(
+        "SELECT DISTINCT message_seq FROM message_reactions WHERE user_id = ? ORDER BY message_seq"
+        + (" LIMIT ?" if limit is not None else ""),
+        (user_id, limit) if limit is not None else (user_id,),
+    ).fetchall()
+    seqs = [int(r["message_seq"]) for r in rows]
+    if not seqs:
+        return [], 0
+    emojis = txn.execute(
+        "SELECT message_seq, emoji FROM message_reactions WHERE user_id = ? AND message_seq IN "
+        + in_clause(seqs)
+        + " ORDER BY message_seq, created_at, emoji",
+        (user_id, *seqs),
+    ).fetchall()
+    txn.execute(
+        "DELETE FROM message_reactions WHERE user_id = ? AND message_seq IN " + in_clause(seqs), (user_id, *seqs)
+    )
+    after = reactions_for_txn(txn, seqs)
+    targets = {seq: target_by_seq_txn(txn, seq) for seq in seqs}
+    removed = [
+        RemovedReaction(target, r["emoji"], after.get(target.seq, []))
+        for r in emojis
+        if (target := targets[int(r["message_seq"])]) is not None
+    ]
+    if removed:
+        record_txn(
+            txn,
+            *(
+                NewChange(
+                    "reaction",
+                    now,
+                    chat_id=one.target.chat_id,
+                    message_seq=one.target.seq,
+                    actor_id=user_id,
+                    data={"emoji": one.emoji, "action": "removed"},
+                )
+                for one in removed
+            ),
+        )
+    return removed, len(seqs)
+
+
+def _secure(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` with SQLite's ``secure_delete`` on: what it deletes or overwrites is zeroed in the pages.
+
+    Only for erasing (it costs a write of every freed byte); SQLite has one
+    writing connection, so the pragma is set back before any other write runs.
+    """
+
+    def run(txn: Txn, *args: Any) -> T:
+        if txn.dialect.name != "sqlite":
+            return fn(txn, *args)
+        txn.execute("PRAGMA secure_delete = ON")
+        try:
+            return fn(txn, *args)
+        finally:
+            txn.execute("PRAGMA secure_delete = OFF")
+
+    return run
+
+
+def _optimize_txn(txn: Txn) -> None:
+    """Rewrite the FTS5 index as one segment: the words of deleted rows go with their tombstones."""
+    txn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+
+
+def _checkpoint_txn(txn: Txn) -> tuple[int, int, int]:
+    """Copy the WAL into the database file and truncate it to zero bytes; ``(busy, frames, checkpointed)``.
+
+    A PRAGMA opens no transaction in sqlite3's default mode, and a checkpoint
+    must run outside one.
+    """
+    row = txn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert row is not None  # the pragma always answers one row
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 # -- export ------------------------------------------------------------------------
@@ -201,11 +317,35 @@ class AccountStore:
         ``erased_through``: the last seq `erase_batch` reached; the user's
         messages after it are erased in the same transaction (None: no erasing).
         """
-        return self._db.run("accounts.delete", _delete_txn, user_id, now, erased_through)
+        fn = _delete_txn if erased_through is None else _secure(_delete_txn)
+        return self._db.run("accounts.delete", fn, user_id, now, erased_through)
 
     def erase_batch(self, user_id: int, after_seq: int, limit: int) -> defer.Deferred[tuple[int, int]]:
         """Erase the content of the user's next ``limit`` messages after ``after_seq``; ``(how many, last seq)``."""
-        return self._db.run("accounts.erase_batch", _erase_txn, user_id, after_seq, limit)
+        return self._db.run("accounts.erase_batch", _secure(_erase_txn), user_id, after_seq, limit)
+
+    def unreact_batch(self, user_id: int, now: float, limit: int) -> defer.Deferred[tuple[list[RemovedReaction], int]]:
+        """Remove the user's reactions on ``limit`` messages; ``(the live ones removed, messages done)``.
+
+        Fewer messages than ``limit`` done: none are left.
+        """
+        return self._db.run("accounts.unreact_batch", _secure(_unreact_txn), user_id, now, limit)
+
+    async def scrub(self) -> tuple[int, int, int] | None:
+        """After an erasure, leave no erased word in the SQLite file or WAL; None on PostgreSQL.
+
+        ``'optimize'`` rewrites the whole FTS5 index in one write transaction
+        (time and bytes in proportion to the index: every writer waits for it,
+        and past ``database.timeout`` it is rolled back), with ``secure_delete``
+        on so the old segments' pages are zeroed; then the WAL is checkpointed
+        into the file and truncated.  Answers the checkpoint's ``(busy, frames,
+        checkpointed)``: busy 1 means a reader held it back (the WAL keeps its
+        frames until the next checkpoint).
+        """
+        if self._db.dialect.name != "sqlite":
+            return None
+        await self._db.run("accounts.scrub", _secure(_optimize_txn))
+        return await self._db.run("accounts.checkpoint", _checkpoint_txn)
 
     def profile(self, user_id: int) -> defer.Deferred[dict[str, Any] | None]:
         """The user's own row as the export shows it (None once deleted)."""

@@ -10,12 +10,13 @@ in a group.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from umoc.errors import RefusedError
 from umoc.storage.database import Txn
 from umoc.storage.relations import BLOCKED, FRIEND, statuses_txn
 
-__all__ = ["MESSAGE_NOT_FOUND", "Target", "require_writable_txn", "target_txn"]
+__all__ = ["MESSAGE_NOT_FOUND", "Target", "require_writable_txn", "target_by_seq_txn", "target_txn"]
 
 MESSAGE_NOT_FOUND = "Message not found"
 
@@ -65,6 +66,10 @@ def target_txn(txn: Txn, user_id: int, message_id: str, lock: bool = False) -> T
     ).fetchone()
     if row is None or row["deleted_at"] is not None or row["closed_at"] is not None:
         raise RefusedError(MESSAGE_NOT_FOUND)
+    return _target(txn, row)
+
+
+def _target(txn: Txn, row: Any) -> Target:
     is_group = bool(row["is_group"])
     sender_id, recipient_id = int(row["sender_id"]), int(row["recipient_id"])
     if is_group:
@@ -86,6 +91,19 @@ def target_txn(txn: Txn, user_id: int, message_id: str, lock: bool = False) -> T
         edited_at=row["edited_at"],
         members=members,
     )
+
+
+def target_by_seq_txn(txn: Txn, seq: int) -> Target | None:
+    """The live message ``seq`` whoever asks (None if deleted, or its chat closed): for changes made by the server."""
+    row = txn.execute(
+        "SELECT m.seq, m.id, m.chat_id, m.sender_id, m.recipient_id, m.is_group, m.type, m.content,"
+        " m.encrypted_content, m.created_at, m.edited_at, m.deleted_at, c.closed_at"
+        " FROM messages m JOIN chats c ON c.id = m.chat_id WHERE m.seq = ?",
+        (seq,),
+    ).fetchone()
+    if row is None or row["deleted_at"] is not None or row["closed_at"] is not None:
+        return None
+    return _target(txn, row)
 
 
 def require_writable_txn(txn: Txn, user_id: int, target: Target, doing: str) -> None:
