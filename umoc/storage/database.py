@@ -234,7 +234,7 @@ class Database:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> defer.Deferred[T]:
-        self.watch()
+        self._sever_overdue()
         job = _Job()
         observe = self.transactions.done
         started = time.monotonic()
@@ -299,25 +299,37 @@ class Database:
         return failure
 
     def watch(self) -> PoolHealth:
-        """The watchdog, run before every transaction and by the health checks.
+        """The watchdog, run by the health checks (and, without building a report, before every transaction).
 
         A transaction still running past its deadline (one started late, or
         whose shutdown came before it reached the network) gets its socket
         shut down now; the result counts the threads that stayed busy
         `Deadline.stuck_seconds` longer all the same.
         """
-        stuck = 0
-        if self.deadline is not None:
-            now = time.monotonic()
-            overdue = self.deadline.seconds
-            for pool in {self._pool, self._read_pool}:
-                for job in pool.running_jobs():
-                    age = now - job.started
-                    if age > overdue:
-                        pool.sever(job)
-                        if pool is self._pool and age > overdue + self.deadline.stuck_seconds:
-                            stuck += 1
+        stuck = self._sever_overdue()
         return PoolHealth(self._pool.max, len(self._pool.running_jobs()), stuck)
+
+    def _sever_overdue(self) -> int:
+        """Shut down the sockets of transactions past their deadline; how many writer threads are stuck.
+
+        Runs before every transaction, on the reactor: with nothing running
+        (the common case between batches) it touches no lock.
+        """
+        stuck = 0
+        if self.deadline is None:
+            return stuck
+        now = time.monotonic()
+        overdue = self.deadline.seconds
+        for pool in (self._pool, self._read_pool) if self._read_pool is not self._pool else (self._pool,):
+            if not pool.jobs:
+                continue
+            for job in pool.running_jobs():
+                age = now - job.started
+                if age > overdue:
+                    pool.sever(job)
+                    if pool is self._pool and age > overdue + self.deadline.stuck_seconds:
+                        stuck += 1
+        return stuck
 
     def close(self) -> None:
         """Idempotent: a service stopped by hand (a restart test) is stopped again at cleanup.
@@ -330,7 +342,7 @@ class Database:
         """
         if not self._closed:
             self._closed = True
-            self.watch()
+            self._sever_overdue()
             self._pool.close()
             if self._read_pool is not self._pool:
                 self._read_pool.close()
