@@ -187,6 +187,13 @@ class FeedConfig:
     retention: Duration = Duration(30 * 86400)
     #: How often a node deletes expired changes (in batches; several nodes doing it is harmless).
     prune_interval: Duration = Duration(3600)
+    #: How often the feed's consumers (webhooks, push: the outbox) look for changes committed by another
+    #: process (another node, ``umoc-admin``); changes made on the node that tails them are read at once.
+    consumer_poll_interval: Duration = Duration(1)
+    #: How long a node tails a consumer without renewing its lease; when it dies, another takes over after this.
+    consumer_lease: Duration = Duration(30)
+    #: Changes a consumer reads at a time.
+    consumer_batch: int = 100
 
 
 @dataclass(frozen=True)
@@ -341,6 +348,11 @@ class PushConfig:
     queue_bytes: Size = Size(16 * 1024 * 1024)
     #: Accept ``http://`` Web Push endpoints (development and tests only: real push services use https).
     allow_insecure_endpoints: bool = False
+    #: Attempts per push (the first included) when the push service fails (no answer, an error status
+    #: other than 404/410); retried after ``backoff``, doubled up to ``max_backoff``.
+    max_attempts: int = 4
+    backoff: Duration = Duration(1)
+    max_backoff: Duration = Duration(60)
 
 
 @dataclass(frozen=True)
@@ -577,6 +589,16 @@ def _check(config: Config) -> list[str]:
         bad("feed.retention", "expected a duration, 0 to keep changes for ever")
     if config.feed.prune_interval <= 0:
         bad("feed.prune_interval", "expected a positive duration")
+    if config.feed.consumer_poll_interval <= 0:
+        bad("feed.consumer_poll_interval", "expected a positive duration")
+    if config.feed.consumer_lease < 3 * config.feed.consumer_poll_interval:
+        bad("feed.consumer_lease", "expected at least three times feed.consumer_poll_interval")
+    if config.feed.consumer_batch < 1:
+        bad("feed.consumer_batch", "expected at least 1")
+    if config.push.max_attempts < 1:
+        bad("push.max_attempts", "expected at least 1")
+    if config.push.backoff <= 0 or config.push.max_backoff < config.push.backoff:
+        bad("push.backoff", "expected a positive duration, no longer than push.max_backoff")
     if config.server.shutdown_timeout < 0:
         bad("server.shutdown_timeout", "expected a duration, 0 or more")
     if config.logging.level not in LOG_LEVELS:

@@ -15,6 +15,8 @@ Stopping (SIGTERM) is graceful, within ``server.shutdown_timeout``::
                                          (behind a balancer: to another node)
     wait for the status announcements    friends get ``user_status`` offline for
                                          users with no socket left anywhere
+    stop the feed's consumers            pushes and webhooks in flight finish, their
+                                         position is stored, their leases given up
     stop the timers, then Redis          presence withdrawn, publications flushed
     close the database
 """
@@ -237,6 +239,9 @@ class UmocService(service.MultiService):
         for child in self:
             if not child.running:
                 child.startService()
+        # The outbox's consumers: a first claim before the port opens (a new consumer starts where the feed is).
+        services = self.node.services
+        await defer.DeferredList([services.push.start(), services.webhooks.start()], consumeErrors=True)
         if self.metrics_listener is not None:
             metrics_port = await self.metrics_listener.listening
             log.info("Metrics on {address}", address=metrics_port.getHost())

@@ -27,6 +27,7 @@ from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.outbox import Tail, node_holder
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
@@ -149,6 +150,8 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     # Web Push endpoints are the clients' choice: the guarded client; gateways and webhooks are the
     # operator's: the trusted one.  The VAPID key is made on first start.
     http = HttpClients.from_config(reactor, clock, config.outbound)
+    # Pushes and webhooks are delivered from the change feed (the outbox), by the node holding each lease.
+    tail = Tail(storage.outbox, config.feed, node_holder())
     push = PushNotifier(
         storage,
         presence,
@@ -158,8 +161,9 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         http.guarded,
         load_or_create_vapid_key(config.data_path),
         gateway_http=http.trusted,
+        tail=tail,
     )
-    webhooks = Webhooks(config.webhooks, config.webhook_delivery, http.trusted, clock, metrics)
+    webhooks = Webhooks(config.webhooks, config.webhook_delivery, http.trusted, clock, metrics, tail)
     metrics.gauge("umoc_push_queue", "Pushes waiting for a slot on this node", lambda: len(push.queue))
     metrics.gauge(
         "umoc_webhook_queue",
@@ -244,9 +248,10 @@ class AdminTools:
 
     Its hub has no sockets; when Redis is configured (and reachable) its bus
     reaches every running node, so ended sessions and deleted messages are
-    told there at once.  Its webhooks are the configured ones: the CLI fires
-    the same webhooks as the admin API (one attempt each: `close` waits for
-    the deliveries in flight, and retries die with the process).
+    told there at once.  It delivers no webhook itself: its changes are in
+    the feed like every edge's, and the node tailing the ``webhooks``
+    consumer delivers them (within ``feed.consumer_poll_interval``, or when
+    a node next starts), with retries, as for the admin API.
     """
 
     services: Services

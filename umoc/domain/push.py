@@ -1,18 +1,26 @@
 """Push notifications for users with no socket anywhere: the rules, and the sending.
 
-When a message is stored (or a contact request made), `PushNotifier` waits
-``push.delay``, asks `Presence` which recipients are online on any node,
-and for the others asks storage in one transaction who still needs it:
-not a user who read the message meanwhile, muted the chat, or switched
-pushes off, and only while the message is not deleted.  Each of their
-registrations gets one push, through a bounded `OutboundQueue`; nothing on
-the event path waits for any of it.  The queue is fair per user and per
-host: one user's registrations at servers that never answer hold at most a
-quarter of the slots (and of the room to wait), so everyone else's pushes
-keep flowing.
+What to push comes from the change feed, the one durable outbox
+(`umoc.domain.outbox`): the ``push`` consumer reads each new message and
+contact request (on one node at a time, whichever node stored it), waits
+until ``push.delay`` after it was made, asks `Presence` which recipients are
+online on any node, and for the others asks storage in one transaction who
+still needs it: not a user who read the message meanwhile, muted the chat,
+or switched pushes off, and only while the message is not deleted (what is
+pushed is read from the rows then: an erased message is never sent).  Each
+of their registrations gets one push, through a bounded `OutboundQueue`;
+nothing on the event path waits for any of it.  The queue is fair per user
+and per host: one user's registrations at servers that never answer hold
+at most a quarter of the slots (and of the room to wait), so everyone
+else's pushes keep flowing.
 
-Only the node that stored the message runs this, so with several nodes a
-message is pushed once, not once per node.
+A push that fails (no answer, an error status but 404/410) is tried again
+after ``push.backoff``, doubled up to ``push.max_backoff``, for
+``push.max_attempts`` in all.  The consumer's position passes a change only
+once its pushes are done, so a crash between the commit and the push
+delays it, never loses it; a push may be repeated after a crash (at least
+once: the same ``message_id`` / ``event_id``), and with several nodes only
+the node holding the consumer's lease pushes, so each is sent once.
 
 Two kinds of registration::
 
@@ -49,12 +57,14 @@ from twisted.logger import Logger
 
 from umoc.cluster.presence import Presence
 from umoc.config import PushConfig
+from umoc.domain.outbox import FeedConsumer, Tail
 from umoc.errors import UserError
 from umoc.metrics import Metrics
 from umoc.outbound import AddressPolicy, HttpClient, OutboundQueue, RefusedAddressError, VapidKey, encrypt_payload
 from umoc.outbound.agent import ip_literal
 from umoc.storage import Storage
 from umoc.storage.messages import Message
+from umoc.storage.outbox import OutboxRow
 from umoc.storage.push import PushTarget, Registration
 from umoc.timefmt import iso
 
@@ -191,9 +201,11 @@ class PushNotifier:
         http: HttpClient | None,
         vapid: VapidKey | None,
         gateway_http: HttpClient | None = None,
+        tail: Tail | None = None,
     ) -> None:
         """``http`` is the guarded client (Web Push endpoints are the clients' choice); ``gateway_http``
-        the client for the operator's gateways (by default ``http`` too)."""
+        the client for the operator's gateways (by default ``http`` too).  With a ``tail`` (a node) the
+        ``push`` consumer of the feed decides and sends; without (``umoc-admin``) nothing is pushed from here."""
         self._storage = storage
         self._presence = presence
         self._clock = clock
@@ -205,37 +217,66 @@ class PushNotifier:
         self.policy = (http.agent.policy if http is not None else None) or AddressPolicy()
         self.vapid = vapid
         self.queue = OutboundQueue(clock, config.concurrency, config.queue_size, config.queue_bytes)
+        #: Pushes past a share of the queue, to be offered again after ``push.backoff``.
+        self.waiting = 0
         self._timers: set[Any] = set()
         self._deciding: set[defer.Deferred[None]] = set()
+        self.consumer: FeedConsumer | None = None
+        if tail is not None and http is not None:
+            self.consumer = FeedConsumer("push", tail, clock, ("message", "contact"), self.deliver_row)
 
     # -- what to push ------------------------------------------------------
 
-    def message_posted(self, message: Message, audience: list[int]) -> None:
-        """A message was stored and delivered to sockets: push it to its offline recipients, later."""
-        recipients = [u for u in dict.fromkeys(audience) if u != message.sender_id]
-        if recipients:
-            self._after_delay(self._push_message, message, recipients)
+    def start(self) -> defer.Deferred[Any]:
+        return self.consumer.start() if self.consumer is not None else defer.succeed(None)
 
-    def contact_requested(self, user_id: int, from_id: int, from_username: str) -> None:
-        self._after_delay(self._push_contact_request, user_id, from_id, from_username)
+    def wake(self) -> None:
+        """A message or contact request was committed here: the consumer reads it now, not at its next poll."""
+        if self.consumer is not None:
+            self.consumer.wake()
 
-    def _after_delay(self, fn: Any, *args: Any) -> None:
+    def deliver_row(self, row: OutboxRow) -> defer.Deferred[None]:
+        """Push one change (a message, a contact request) once ``push.delay`` after it; fires when done."""
+        change = row.change
+        if change is None:
+            return defer.succeed(None)
+        if row.kind == "message" and change.message is not None and row.audience:
+            work: Any = functools.partial(self._push_message, change.message, list(row.audience))
+        elif (
+            row.kind == "contact"
+            and change.data.get("event") == "contact_request"
+            and row.owner_id is not None
+            and change.actor_id is not None
+        ):
+            work = functools.partial(
+                self._push_contact_request, row.owner_id, change.actor_id, change.actor_username or "", row.change_id
+            )
+        else:
+            return defer.succeed(None)
+        return self._after_delay(change.created_at + self.config.delay, work)
+
+    def _after_delay(self, when: float, fn: Any) -> defer.Deferred[None]:
+        finished: defer.Deferred[None] = defer.Deferred()
+
         def run() -> None:
-            d = defer.ensureDeferred(fn(*args))
+            d = defer.ensureDeferred(fn())
             self._deciding.add(d)
             d.addErrback(lambda f: log.failure("Deciding a push failed", f))
             d.addBoth(lambda _: self._deciding.discard(d))
+            d.chainDeferred(finished)
 
-        if self.config.delay <= 0:
+        wait = when - self._clock.seconds()
+        if wait <= 0:
             run()
-            return
+            return finished
 
         def fire() -> None:
             self._timers.discard(call)
             run()
 
-        call = self._clock.callLater(self.config.delay, fire)
+        call = self._clock.callLater(wait, fire)
         self._timers.add(call)
+        return finished
 
     async def _offline(self, user_ids: list[int]) -> list[int]:
         online = await self._presence.online_among(user_ids)
@@ -249,8 +290,7 @@ class PushNotifier:
         targets = await self._storage.push.message_targets(
             message.seq, message.sender_id, group_id, offline, self._clock.seconds()
         )
-        for target in targets.values():
-            self._send_all(target, self._message_notice(message, target))
+        await self._send_all_and_wait([(target, self._message_notice(message, target)) for target in targets.values()])
 
     def _message_notice(self, message: Message, target: PushTarget) -> Notice:
         # The ids the sender's client gave, as the unread-mention badge counts them: not "@name" in the text.
@@ -270,53 +310,98 @@ class PushNotifier:
             message_type=message.type,
         )
 
-    async def _push_contact_request(self, user_id: int, from_id: int, from_username: str) -> None:
+    async def _push_contact_request(self, user_id: int, from_id: int, from_username: str, change_id: int) -> None:
         if not await self._offline([user_id]):
             return
         targets = await self._storage.push.targets([user_id])
-        for target in targets.values():
-            notice = Notice(
-                type="contact_request",
-                event_id=f"contact_request:{from_id}:{int(self._clock.seconds())}",
-                chat_id=from_id,
-                is_group=False,
-                sender_id=from_id,
-                sender_username=from_username,
-                unread=target.unread,
+        notices = [
+            (
+                target,
+                Notice(
+                    type="contact_request",
+                    # The same on a repeat after a crash: the change it comes from.
+                    event_id=f"contact_request:{change_id}",
+                    chat_id=from_id,
+                    is_group=False,
+                    sender_id=from_id,
+                    sender_username=from_username,
+                    unread=target.unread,
+                ),
             )
-            self._send_all(target, notice)
+            for target in targets.values()
+        ]
+        await self._send_all_and_wait(notices)
 
     # -- sending -----------------------------------------------------------
 
-    def _send_all(self, target: PushTarget, notice: Notice) -> None:
-        for registration in target.registrations:
-            self.send(registration, notice)
+    async def _send_all_and_wait(self, notices: list[tuple[PushTarget, Notice]]) -> None:
+        sent = [self.send(registration, notice) for target, notice in notices for registration in target.registrations]
+        if sent:
+            await defer.DeferredList(sent, consumeErrors=True)
 
-    def send(self, registration: Registration, notice: Notice) -> None:
-        """Queue one push; counted as ``dropped`` when the queue is full or there is nowhere to send it."""
+    def send(self, registration: Registration, notice: Notice) -> defer.Deferred[None]:
+        """Queue one push (tried again on failure); fires when it is sent, gone, refused or out of attempts.
+
+        Counted as ``dropped`` when there is nowhere to send it (no HTTP client, a gateway no longer
+        configured).  Past its user's or host's share of the queue it waits and is offered again.
+        """
+        finished: defer.Deferred[None] = defer.Deferred()
         if self._http is None:
             self._metrics.count_push(registration.kind, "dropped")
-            return
+            finished.callback(None)
+            return finished
         if registration.kind == "webpush":
             url = registration.target
-            job = functools.partial(self._job, self._webpush, registration, notice)
         else:
             base = self.config.gateways.get(registration.gateway or "default")
             if base is None:
                 log.warn("Push gateway {name} is no longer configured", name=registration.gateway)
                 self._metrics.count_push(registration.kind, "dropped")
-                return
+                finished.callback(None)
+                return finished
             url = base.rstrip("/") + NOTIFY_PATH
-            job = functools.partial(self._job, self._gateway, url, registration, notice)
-        size = PUSH_OVERHEAD + len(url) + len(notice.content.encode("utf-8") if notice.content else b"")
-        if not self.queue.submit(url, job, owner=registration.user_id, size=size):
-            self._metrics.count_push(registration.kind, "dropped")
+        self._submit(_Push(registration, notice, url, finished), 1)
+        return finished
 
-    @staticmethod
-    def _job(fn: Any, *args: Any) -> defer.Deferred[None]:
-        return defer.ensureDeferred(fn(*args))
+    def _submit(self, push: _Push, attempt: int, delay: float = 0) -> None:
+        notice = push.notice
+        size = PUSH_OVERHEAD + len(push.url) + len(notice.content.encode("utf-8") if notice.content else b"")
+        job = functools.partial(self._job, push, attempt)
+        if self.queue.submit(push.url, job, owner=push.registration.user_id, size=size, delay=delay):
+            return
+        # Past a share of the queue: wait outside it (the feed position waits for this push) and offer it again.
+        self.waiting += 1
 
-    async def _webpush(self, registration: Registration, notice: Notice) -> None:
+        def again() -> None:
+            self._timers.discard(call)
+            self.waiting -= 1
+            self._submit(push, attempt)
+
+        call = self._clock.callLater(max(delay, self.config.backoff), again)
+        self._timers.add(call)
+
+    def _job(self, push: _Push, attempt: int) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._attempt(push, attempt))
+
+    async def _attempt(self, push: _Push, attempt: int) -> None:
+        registration = push.registration
+        if registration.kind == "webpush":
+            why = await self._webpush(registration, push.notice)
+        else:
+            why = await self._gateway(push.url, registration, push.notice)
+        if why is None:
+            push.finished.callback(None)
+            return
+        if attempt >= self.config.max_attempts:
+            self._failed(registration, why)
+            push.finished.callback(None)
+            return
+        self._metrics.count_push(registration.kind, "retried")
+        wait = min(self.config.max_backoff, self.config.backoff * 2 ** (attempt - 1))
+        self._submit(push, attempt + 1, delay=wait)
+
+    async def _webpush(self, registration: Registration, notice: Notice) -> str | None:
+        """One attempt; None when it is done for good, else why it failed (to try again)."""
         assert self._http is not None and self.vapid is not None
         data = json.dumps(notice.webpush_payload(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         assert registration.p256dh is not None and registration.auth is not None
@@ -336,29 +421,28 @@ class PushNotifier:
             # Never sent: the registration stays, so its fate tells nothing about the address.
             self._metrics.count_push("webpush", "refused")
             log.warn("Push to registration {id} (webpush) refused: {why}", id=registration.id, why=str(exc))
-            return
+            return None
         except Exception as exc:  # noqa: BLE001 - timeouts, refused connections, answers too large alike
-            self._failed(registration, repr(exc))
-            return
+            return repr(exc)
         # A redirect (3xx) is not followed and is a failure like any other status but 404 and 410.
         if 200 <= result.code < 300:
             self._metrics.count_push("webpush", "sent")
         elif result.code in (404, 410):
             await self._gone(registration, f"HTTP {result.code}")
         else:
-            self._failed(registration, f"HTTP {result.code}")
+            return f"HTTP {result.code}"
+        return None
 
-    async def _gateway(self, url: str, registration: Registration, notice: Notice) -> None:
+    async def _gateway(self, url: str, registration: Registration, notice: Notice) -> str | None:
+        """One attempt; None when it is done for good, else why it failed (to try again)."""
         assert self._gateway_http is not None
         body = json.dumps(notice.gateway_body(registration), separators=(",", ":")).encode("utf-8")
         try:
             result = await self._gateway_http.post(url, body, {"Content-Type": "application/json"}, self.config.timeout)
         except Exception as exc:  # noqa: BLE001 - timeouts and refused connections alike
-            self._failed(registration, repr(exc))
-            return
+            return repr(exc)
         if not 200 <= result.code < 300:
-            self._failed(registration, f"HTTP {result.code}")
-            return
+            return f"HTTP {result.code}"
         try:
             rejected = json.loads(result.body or b"{}").get("rejected", [])
         except (ValueError, AttributeError):
@@ -367,6 +451,7 @@ class PushNotifier:
             await self._gone(registration, "rejected by the gateway")
         else:
             self._metrics.count_push("gateway", "sent")
+        return None
 
     async def _gone(self, registration: Registration, why: str) -> None:
         self._metrics.count_push(registration.kind, "gone")
@@ -385,23 +470,45 @@ class PushNotifier:
         )
 
     def decided(self) -> defer.Deferred[Any]:
-        """Fires when the push decisions under way (presence, then storage) are made."""
-        return defer.DeferredList(list(self._deciding), consumeErrors=True)
+        """Fires when the feed reads and the push decisions under way (presence, then storage) are made."""
+
+        async def wait() -> None:
+            if self.consumer is not None:
+                await self.consumer.idle()
+            await defer.DeferredList(list(self._deciding), consumeErrors=True)
+
+        return defer.ensureDeferred(wait())
 
     # -- stopping ----------------------------------------------------------
 
     async def close(self) -> None:
-        """Cancel pushes still waiting for ``push.delay`` or for a slot; let those deciding and sending finish.
+        """Stop reading the feed; drop pushes waiting for ``push.delay``, a slot or a retry (the next node to tail
+        the feed sends them); let those deciding and sending finish, then store how far the consumer got.
 
         Waiting pushes are dropped first: otherwise each push that ends
         (a dead endpoint's, say) would start another while the node stops.
         """
+        if self.consumer is not None:
+            self.consumer.halt()
         for call in list(self._timers):
             if call.active():
                 call.cancel()
         self._timers.clear()
         await defer.DeferredList(list(self._deciding), consumeErrors=True)
-        dropped = self.queue.drop_waiting()
+        dropped = self.queue.drop_waiting() + self.waiting
+        self.waiting = 0
         if dropped:
-            log.warn("{count} pushes left unsent at shutdown", count=dropped)
+            log.info("{count} pushes left for the next node to tail the feed", count=dropped)
         await self.queue.idle()
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class _Push:
+    """One notice for one registration: the same on every attempt."""
+
+    registration: Registration
+    notice: Notice
+    url: str
+    finished: defer.Deferred[None]

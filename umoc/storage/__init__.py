@@ -20,6 +20,7 @@ from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
+from umoc.storage.outbox import OutboxStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
@@ -48,6 +49,7 @@ class Storage:
         self.deliveries = DeliveryStore(db)
         self.profiles = ProfileStore(db)
         self.feed = FeedStore(db)
+        self.outbox = OutboxStore(db)
         self.search = SearchStore(db)
         self.accounts = AccountStore(db)
 

@@ -35,6 +35,8 @@ KINDS = (
     "member_added",
     "member_removed",
     "profile",
+    # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.
+    "registered",
 )
 
 _COLUMNS = "chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at"

@@ -63,9 +63,14 @@ def _contact(row: Row) -> Contact:
     )
 
 
-def _contact_change(owner_id: int, other_id: int, event: str, status: str | None, now: float) -> NewChange:
+def _contact_change(
+    owner_id: int, other_id: int, event: str, status: str | None, now: float, accepted_by: int | None = None
+) -> NewChange:
     """A ``contact`` change in ``owner_id``'s own stream: the live event ``owner_id`` got, about ``other_id``."""
-    return NewChange("contact", now, user_id=owner_id, actor_id=other_id, data={"event": event, "status": status})
+    data: dict[str, object] = {"event": event, "status": status}
+    if accepted_by is not None:
+        data["accepted_by"] = accepted_by
+    return NewChange("contact", now, user_id=owner_id, actor_id=other_id, data=data)
 
 
 def _user_txn(txn: Txn, user_id: int) -> tuple[int, str] | None:
@@ -126,10 +131,11 @@ def _accept_txn(txn: Txn, user_id: int, requester_id: int, now: float) -> tuple[
         (FRIEND, now, user_id, requester_id, requester_id, user_id),
     )
     ensure_direct_chat_txn(txn, user_id, requester_id, now)
+    # The accepter's own row is the one the ``contact.accepted`` webhook is rendered from.
     record_txn(
         txn,
-        _contact_change(user_id, requester_id, "contact_accepted", FRIEND, now),
-        _contact_change(requester_id, user_id, "contact_accepted", FRIEND, now),
+        _contact_change(user_id, requester_id, "contact_accepted", FRIEND, now, accepted_by=user_id),
+        _contact_change(requester_id, user_id, "contact_accepted", FRIEND, now, accepted_by=user_id),
     )
     return other
 

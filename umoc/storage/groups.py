@@ -191,7 +191,10 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
         raise RefusedError(f"A group has at most {max_members} members")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
     # The new member reads the group's stream from this change on (it included).
-    added = record_returning_id_txn(txn, NewChange("member_added", now, chat_id=group_id, actor_id=user_id))
+    # ``added_by`` for the ``group.member_added`` webhook, rendered from this row (`umoc.domain.webhooks`).
+    added = record_returning_id_txn(
+        txn, NewChange("member_added", now, chat_id=group_id, actor_id=user_id, data={"added_by": admin_id})
+    )
     txn.execute(
         "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_seq, base_count,"
         " joined_change) SELECT ?, id, 1, 0, ?, last_seq, message_count, ? FROM chats WHERE id = ?",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.records.sessions import NewSession
+from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, IntegrityError, Row, Txn, in_clause
 
 __all__ = [
@@ -111,6 +112,8 @@ def _create_user_txn(
         )
     except IntegrityError as exc:
         raise UsernameTakenError(username) from exc
+    # In no stream: for the ``user.registered`` webhook, whichever edge made the account.
+    record_txn(txn, NewChange("registered", now, actor_id=int(user_id)))
     return User(int(user_id), username, None)
 
 

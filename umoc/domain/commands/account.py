@@ -77,7 +77,8 @@ async def _info(services: Services, user_id: int) -> UserInfo:
 
 
 def _registered(services: Services, user: User | UserInfo) -> None:
-    services.webhooks.emit("user.registered", {"user_id": user.id, "username": user.username})
+    """The account's feed row was written with it: the ``user.registered`` webhook is read from there."""
+    services.webhooks.wake()
 
 
 # -- registration ------------------------------------------------------------------

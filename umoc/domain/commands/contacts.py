@@ -26,7 +26,7 @@ async def request(services: Services, actor: Actor, record: ContactRequest) -> d
     added = {"user_id": target_id, "username": target_name, "status": NEW}
     services.hub.tell([actor.uid], notices.CONTACT_ADDED(added))
     services.hub.tell([target_id], notices.CONTACT_REQUEST({"user_id": actor.uid, "username": actor.name}))
-    services.push.contact_requested(target_id, actor.uid, actor.name)
+    services.push.wake()  # the request's feed row is pushed to the target if offline
     return added
 
 
@@ -39,10 +39,7 @@ async def accept(services: Services, actor: Actor, record: ContactChange) -> dic
     services.hub.tell([actor.uid], notices.CONTACT_ACCEPTED(mine))
     theirs = {"user_id": actor.uid, "username": actor.name, "status": FRIEND}
     services.hub.tell([other_id], notices.CONTACT_ACCEPTED(theirs))
-    services.webhooks.emit(
-        "contact.accepted",
-        {"user_id": actor.uid, "username": actor.name, "requester_id": other_id, "requester_username": other_name},
-    )
+    services.webhooks.wake()  # ``contact.accepted``, read from the feed
     return mine
 
 

@@ -3,8 +3,9 @@
 `send` is the one way a message enters UMOC, from a socket, a bot or a
 shared upload: the permission check, the insert and every counter it moves
 are one write (``messages.post``); the broadcast to sockets happens only
-after that commits, and then, never waiting, pushes to recipients with no
-socket and the ``message.created`` webhook.
+after that commits, and then, never waiting, wakes the feed's consumers
+that push to recipients with no socket and send the ``message.created``
+webhook (`umoc.domain.outbox`: they read the message from the feed).
 
 `delete` is the one way a message leaves: the sender's own from a socket,
 anybody's for an operator (`Actor.is_admin`: ``/api/admin/`` and
@@ -51,8 +52,9 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     services.metrics.messages_stored.inc()
     payload = shapes.new_message(message)
     services.hub.tell(audience, notices.NEW_MESSAGE(payload), message_id=message.id)
-    services.push.message_posted(message, audience)
-    services.webhooks.emit("message.created", payload)
+    # Push and the ``message.created`` webhook read the message from the feed (the outbox): wake them.
+    services.push.wake()
+    services.webhooks.wake()
     return payload
 
 
@@ -94,7 +96,7 @@ async def edit(services: Services, actor: Actor, change: Edit) -> dict[str, Any]
     mine = shapes.message_edited(
         target.id, target.chat_id_for(actor.uid), target.is_group, edited.content, edited.edited_at
     )
-    services.webhooks.emit("message.edited", {**mine, "sender_id": actor.uid})
+    services.webhooks.wake()
     return mine
 
 
@@ -108,7 +110,7 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
     deleted = await services.storage.messages.delete(actor, deletion, now)
     payload = {"message_id": deletion.message_id, "sender_id": deleted.sender_id, "timestamp": iso(now)}
     services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload))
-    services.webhooks.emit("message.deleted", {**payload, "deleted_by": actor.user_id})
+    services.webhooks.wake()
     if actor.is_admin:
         log.info(
             "Message {message_id} in chat {chat_id} deleted by {actor}",

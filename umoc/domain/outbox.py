@@ -1,0 +1,332 @@
+"""`FeedConsumer`: tails the change feed for one consumer (webhooks, push), from a position stored in the database.
+
+The feed is the outbox: every change is written in its own transaction
+(`umoc.storage.changes`), so once a client is answered the change is
+durable, and whatever must follow it (a webhook, a push) is found again
+from the feed after any crash.  A consumer::
+
+    claim the lease  ->  read a batch after the position  ->  deliver each row  ->  store the position
+        (one node)       (feed order, rows rendered now)      (retries, back-off)    (after every row
+                                                                                       before it is done)
+
+* Positions: `umoc.storage.outbox` reads in feed order (ids on SQLite,
+  snapshot windows on PostgreSQL) and says why nothing is skipped; the
+  position stored is always one whose rows are all done (delivered, or
+  dead-lettered after their attempts), so a crash repeats deliveries at
+  most, never loses one: at least once.
+* Pipelining: reading does not wait for a batch's deliveries; up to
+  ``MAX_BATCHES`` batches are under way, and the stored position moves to
+  the end of the oldest batches that are done, in order.  A receiver that
+  is down holds the position back only until its deliveries are
+  dead-lettered; the others' keep flowing meanwhile (the queue is fair).
+* Waking: a command that wrote a change this consumer reads calls `wake`
+  (in-process, after the commit): the next read starts at once, and reads
+  that pile up while one runs become one.  Changes committed by another
+  process (another node, ``umoc-admin``) are found by the poll every
+  ``feed.consumer_poll_interval``.
+* One node at a time: a lease row (see `umoc.storage.outbox` for why not an
+  advisory lock).  The holder renews it with each position stored and at
+  least every third of ``feed.consumer_lease``; the others try to take it
+  as often, and do once it has expired (its holder died) or was given up
+  (its holder stopped cleanly).  A holder that finds its lease taken drops
+  what it was doing: the new holder starts from the stored position.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from umoc.config import FeedConfig
+from umoc.storage.outbox import OutboxBatch, OutboxRow, OutboxStore
+
+__all__ = ["FeedConsumer", "Tail", "node_holder"]
+
+log = Logger()
+
+#: Batches read but not all delivered yet, at most: what a consumer holds in memory is bounded by this.
+MAX_BATCHES = 4
+
+
+def node_holder() -> str:
+    """How this process names itself in a lease: host, pid and a random part (a restarted pid is another holder)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Tail:
+    """What a consumer needs to tail the feed: the store, the settings, and this node's name in leases."""
+
+    store: OutboxStore
+    config: FeedConfig
+    holder: str
+
+
+@dataclass(eq=False)
+class _Batch:
+    position: str
+    remaining: int
+    had_rows: bool
+
+
+class FeedConsumer:
+    """One consumer's tail of the feed; ``deliver(row)`` returns a Deferred that fires when the row is done."""
+
+    def __init__(
+        self,
+        name: str,
+        tail: Tail,
+        clock: IReactorTime,
+        kinds: tuple[str, ...],
+        deliver: Callable[[OutboxRow], defer.Deferred[Any]],
+    ) -> None:
+        self.name = name
+        self._store = tail.store
+        self._config = tail.config
+        self.holder = tail.holder
+        self._clock = clock
+        self.kinds = kinds
+        self._deliver = deliver
+        self.holding = False
+        #: Bumped when the lease is lost: answers and deliveries of an older generation are ignored.
+        self._generation = 0
+        #: Where the next read starts (ahead of what is stored while batches are under way).
+        self._read_from: str | None = None
+        #: The position of the last batch whose rows, and every earlier batch's, are done.
+        self._done_at: str | None = None
+        self._stored_at: str | None = None
+        self._batches: deque[_Batch] = deque()
+        self._reading = False
+        self._again = False
+        self._storing: defer.Deferred[Any] | None = None
+        self._store_again = False
+        self._claiming = False
+        self._renewed = 0.0
+        self._next_claim = 0.0
+        self._timer: IDelayedCall | None = None
+        self._stopped = True
+        self._busy: set[defer.Deferred[Any]] = set()
+
+    # -- running ------------------------------------------------------------
+
+    def start(self) -> defer.Deferred[Any]:
+        """Try to take the lease now, then poll every ``feed.consumer_poll_interval``; fires after that first try.
+
+        A consumer seen for the first time starts at the feed's position when
+        it first claims, so a node waits for this before it takes requests.
+        """
+        if not self._stopped:
+            return defer.succeed(None)
+        self._stopped = False
+        self._tick()
+        return self.idle()
+
+    def idle(self) -> defer.Deferred[Any]:
+        """Fires when the claim, read and store under way now are done (for a clean stop and for tests)."""
+        return defer.DeferredList(list(self._busy), consumeErrors=True)
+
+    def wake(self) -> None:
+        """A change this consumer reads was committed here: read it now (if this node holds the lease)."""
+        if self.holding and not self._stopped:
+            self._pump()
+
+    async def stop(self) -> None:
+        """Stop reading; store how far deliveries got; give the lease up so another node takes over at once.
+
+        Deliveries still waiting are the deliverer's to drop (its queue): their
+        rows are after the stored position, so the next holder repeats them.
+        """
+        self.halt()
+        await defer.DeferredList(list(self._busy), consumeErrors=True)
+        if self.holding:
+            if self._done_at is not None and self._done_at != self._stored_at:
+                self._store_done()
+            while self._storing is not None:
+                await defer.DeferredList([self._storing], consumeErrors=True)
+            try:
+                await self._store.release(self.name, self.holder)
+            except Exception as exc:  # noqa: BLE001 - the lease then expires by itself
+                log.warn("Feed consumer {name} could not give its lease up: {why}", name=self.name, why=repr(exc))
+        self.holding = False
+
+    def halt(self) -> None:
+        """Read nothing more (deliveries under way still count when they finish); `stop` then stores and releases."""
+        self._stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _track(self, d: defer.Deferred[Any]) -> defer.Deferred[Any]:
+        self._busy.add(d)
+
+        def settled(result: Any) -> Any:
+            self._busy.discard(d)
+            return result
+
+        d.addBoth(settled)
+        return d
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._stopped:
+            return
+        now = self._clock.seconds()
+        lease = self._config.consumer_lease
+        if not self.holding:
+            if not self._claiming and now >= self._next_claim:
+                self._claim(now)
+        else:
+            if now - self._renewed >= lease / 3:
+                self._store_done()
+            self._pump()
+        self._timer = self._clock.callLater(self._config.consumer_poll_interval, self._tick)
+
+    def _claim(self, now: float) -> None:
+        self._claiming = True
+        self._next_claim = now + self._config.consumer_lease / 3
+
+        def claimed(position: str | None) -> None:
+            self._claiming = False
+            if position is None or self._stopped:
+                return
+            log.info("Feed consumer {name} tailed by this node ({holder})", name=self.name, holder=self.holder)
+            self.holding = True
+            self._renewed = now
+            self._read_from = self._done_at = self._stored_at = position
+            self._pump()
+
+        def failed(failure: Any) -> None:
+            self._claiming = False
+            log.warn(
+                "Feed consumer {name} could not claim its lease: {why}", name=self.name, why=failure.getErrorMessage()
+            )
+
+        self._track(self._store.claim(self.name, self.holder, now, self._config.consumer_lease)).addCallbacks(
+            claimed, failed
+        )
+
+    def _lost(self) -> None:
+        log.warn("Feed consumer {name}: another node took the lease over; stopping here", name=self.name)
+        self.holding = False
+        self._generation += 1
+        self._batches.clear()
+        self._read_from = self._done_at = self._stored_at = None
+        self._next_claim = self._clock.seconds() + self._config.consumer_lease / 3
+
+    # -- reading ------------------------------------------------------------
+
+    def _pump(self) -> None:
+        if self._stopped or not self.holding:
+            return
+        if self._reading:
+            self._again = True
+            return
+        if len(self._batches) >= MAX_BATCHES:
+            return  # a batch that completes pumps again
+        assert self._read_from is not None
+        self._reading, self._again = True, False
+        generation = self._generation
+        d = self._store.read(self._read_from, self.kinds, self._config.consumer_batch)
+
+        def read(batch: OutboxBatch) -> None:
+            self._reading = False
+            if generation != self._generation or self._stopped:
+                return
+            if batch.expired:
+                log.error(
+                    "Feed consumer {name} was behind feed.retention: changes pruned before it reached them were "
+                    "never delivered",
+                    name=self.name,
+                )
+            self._read_from = batch.position
+            entry = _Batch(batch.position, len(batch.rows), bool(batch.rows))
+            self._batches.append(entry)
+            for row in batch.rows:
+                self._start(row, entry, generation)
+            if not batch.rows:
+                self._completed()
+            if batch.full or self._again:
+                self._clock.callLater(0, self._pump)
+
+        def failed(failure: Any) -> None:
+            self._reading = False
+            log.warn(
+                "Feed consumer {name} could not read the feed: {why}", name=self.name, why=failure.getErrorMessage()
+            )
+
+        self._track(d).addCallbacks(read, failed)
+
+    def _start(self, row: OutboxRow, entry: _Batch, generation: int) -> None:
+        try:
+            d = self._deliver(row)
+        except Exception:  # noqa: BLE001 - a row that cannot be rendered must not stop the consumer
+            log.failure("Feed consumer {name} failed on change {id}", name=self.name, id=row.change_id)
+            d = defer.succeed(None)
+
+        def done(result: Any) -> None:
+            if generation != self._generation:
+                return
+            entry.remaining -= 1
+            if entry.remaining == 0:
+                self._completed()
+
+        d.addErrback(
+            lambda f: log.failure("Feed consumer {name} failed on change {id}", f, name=self.name, id=row.change_id)
+        )
+        d.addBoth(done)
+
+    def _completed(self) -> None:
+        """Move the done position past the batches at the head that are done; store it if rows were delivered."""
+        delivered = False
+        while self._batches and self._batches[0].remaining <= 0:
+            entry = self._batches.popleft()
+            self._done_at = entry.position
+            delivered = delivered or entry.had_rows
+        if delivered:
+            self._store_done()
+        self._pump()
+
+    # -- storing ------------------------------------------------------------
+
+    def _store_done(self) -> None:
+        """Store the done position (renewing the lease); one write at a time, the last position wins."""
+        if not self.holding or self._done_at is None:
+            return
+        if self._storing is not None:
+            self._store_again = True
+            return
+        position, generation, now = self._done_at, self._generation, self._clock.seconds()
+        d = self._store.advance(self.name, self.holder, position, now, self._config.consumer_lease)
+
+        def stored(ok: bool) -> None:
+            if generation != self._generation:
+                return
+            if not ok:
+                self._lost()
+                return
+            self._stored_at, self._renewed = position, now
+
+        def failed(failure: Any) -> None:
+            log.warn(
+                "Feed consumer {name} could not store its position: {why}",
+                name=self.name,
+                why=failure.getErrorMessage(),
+            )
+
+        def finished(_: Any) -> None:
+            self._storing = None
+            if self._store_again and generation == self._generation:
+                self._store_again = False
+                if self._done_at != self._stored_at:
+                    self._store_done()
+
+        self._storing = self._track(d)
+        d.addCallbacks(stored, failed).addBoth(finished)

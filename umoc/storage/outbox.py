@@ -1,0 +1,270 @@
+"""The change feed as the one durable outbox: each consumer's stored position, its lease, and the rows after it.
+
+A consumer (``webhooks``, ``push``) reads every stream of the feed at once,
+only the kinds it delivers, in feed order, from the position it stored in
+``feed_consumers`` (migration 016).  It stores a new position only once the
+deliveries of every row before it are done, so a node that dies between a
+commit and a delivery leaves the position behind that row: the node that
+tails the consumer next delivers it (at least once, never lost).
+
+Order, with the positions of `umoc.storage.feed` (the same cursor strings):
+
+SQLite: one writer, so ``changes.id`` grows in commit order: the rows with
+an id past the position, by id; the next position is the last id returned,
+or, when the page is not full, the largest id there is in the read's
+snapshot (every row up to it is committed and was seen).
+
+PostgreSQL: ids do not grow in commit order (a row with id 5 may commit
+after one with id 6 was read), so an id cursor alone would skip rows.  The
+read opens the same snapshot windows as ``sync`` does (see
+`umoc.storage.feed`): the rows whose transaction is not visible in the
+lower snapshot and is visible in the upper one, by ``(xid, id)``.  A row is
+in exactly one window, the first whose upper snapshot sees its transaction
+(snapshots only grow; a transaction still running is in none yet), and
+within a window ``(xid, id)`` is a total order that can no longer change, so
+paging inside it with the last ``(xid, id)`` skips and repeats nothing.
+The position is only ever written after its rows, so a restart resumes in
+the window, after the last row done.  The index ``changes_outbox`` holds
+the consumers' kinds by ``(xid, id)``, and the read starts at the lower
+snapshot's xmin: it touches recent rows only.
+
+One node tails a consumer at a time, by a *lease row* rather than an
+advisory lock: ``holder`` and ``lease_until`` in the consumer's row, taken
+when it is free or expired, renewed with every position written, given up
+at a clean stop.  Why a lease: it needs no connection held for ever outside
+the pool (a session advisory lock lives on one connection, and a pool may
+close or replace it under us), it works the same on SQLite, and it fences:
+the position moves only ``WHERE holder = me``, so a node that was paused
+past its lease (a stalled VM, a cut network) and comes back can repeat a
+delivery the new holder also makes, but can never move the position over
+rows it did not deliver.  A node that dies simply stops renewing: the
+others take over when ``lease_until`` passes (``feed.consumer_lease``).
+Leases compare the nodes' clocks, so they must agree to well within a lease
+(NTP); a clock that is off costs a duplicate delivery, never a lost one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+
+from umoc.storage.database import Database, Row, Txn, in_clause
+from umoc.storage.feed import (
+    _PG_ROW,
+    _PG_WINDOW,
+    _ROW,
+    Change,
+    _decode,
+    _encode,
+    _pg_cursor,
+    _PgCursor,
+    _position_txn,
+    _pruned_txn,
+    _render_txn,
+    _snapshot,
+    _sqlite_cursor,
+)
+
+__all__ = ["OUTBOX_KINDS", "OutboxBatch", "OutboxRow", "OutboxStore"]
+
+#: The kinds a consumer may read: the predicate of the PostgreSQL index ``changes_outbox`` (keep them equal).
+OUTBOX_KINDS = ("message", "edit", "delete", "contact", "member_added", "registered")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One change as a consumer sees it at delivery time."""
+
+    change_id: int
+    kind: str
+    #: What the row names, read now; None when that is gone (a message deleted or erased since).
+    change: Change | None
+    #: The row's own stream (``contact`` changes: whose contact list changed) and that user's name now.
+    owner_id: int | None = None
+    owner_username: str | None = None
+    #: ``message``: the chat's members when the message was written, but its sender.
+    audience: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBatch:
+    rows: list[OutboxRow]
+    #: The position after these rows: store it once they are delivered.
+    position: str
+    #: A full page: more rows may be waiting, read again at once.
+    full: bool
+    #: The position was from before changes pruned since (``feed.retention``): some were never delivered.
+    expired: bool = False
+
+
+def _sqlite_rows(txn: Txn, position: str, kinds: tuple[str, ...], limit: int) -> tuple[list[Row], str, bool, bool]:
+    after = _sqlite_cursor(_decode(position))
+    pruned_through, _ = _pruned_txn(txn)
+    rows = txn.execute(
+        "SELECT "
+        + _ROW
+        + " FROM changes c WHERE c.id > ? AND c.kind IN "
+        + in_clause(kinds)
+        + " ORDER BY c.id LIMIT ?",
+        (after, *kinds, limit + 1),
+    ).fetchall()
+    if len(rows) > limit:
+        return rows[:limit], _encode("s", str(int(rows[limit - 1]["id"]))), True, after < pruned_through
+    top = max(int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes")), pruned_through, after)
+    return rows, _encode("s", str(top)), False, after < pruned_through
+
+
+def _pg_rows(txn: Txn, position: str, kinds: tuple[str, ...], limit: int) -> tuple[list[Row], str, bool, bool]:
+    cursor = _pg_cursor(_decode(position))
+    _, pruned_xid = _pruned_txn(txn)
+    expired = pruned_xid is not None and pruned_xid >= _snapshot(cursor.lower)[0]
+    upper = cursor.upper or txn.scalar("SELECT pg_current_snapshot()::text")
+    after = cursor.after or (_snapshot(cursor.lower)[0], 0)
+    rows = txn.execute(
+        "SELECT "
+        + _PG_ROW
+        + " FROM changes c WHERE c.kind IN "
+        + in_clause(kinds)
+        + _PG_WINDOW
+        # The window's rows are few; its bounds are what the index is read by.
+        + " ORDER BY c.xid, c.id LIMIT ?",
+        (*kinds, str(after[0]), after[1], cursor.lower, upper, limit + 1),
+    ).fetchall()
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        return rows[:limit], _PgCursor(cursor.lower, upper, (int(last["xid"]), int(last["id"]))).encode(), True, expired
+    return rows, _PgCursor(upper, None, None).encode(), False, expired
+
+
+def _read_txn(txn: Txn, position: str, kinds: tuple[str, ...], limit: int) -> OutboxBatch:
+    read = _sqlite_rows if txn.dialect.commit_ordered_ids else _pg_rows
+    rows, next_position, full, expired = read(txn, position, kinds, limit)
+    if not rows:
+        return OutboxBatch([], next_position, full, expired)
+    rendered = _render_txn(txn, list(rows))
+    # `_render_txn` keeps the rows' order and leaves out those whose records are gone: match them up again.
+    by_row: dict[int, Change] = {}
+    it = iter(rendered)
+    pending = next(it, None)
+    for row in rows:
+        if pending is not None and _same(row, pending):
+            by_row[int(row["id"])] = pending
+            pending = next(it, None)
+    owners = sorted({int(r["user_id"]) for r in rows if r["user_id"] is not None})
+    names: dict[int, str] = {}
+    if owners:
+        names = {
+            int(u["id"]): u["username"]
+            for u in txn.execute("SELECT id, username FROM users WHERE id IN " + in_clause(owners), owners).fetchall()
+        }
+    chats = sorted({int(r["chat_id"]) for r in rows if r["kind"] == "message" and r["chat_id"] is not None})
+    members: dict[int, list[tuple[int, int]]] = {}
+    if chats:
+        for m in txn.execute(
+            "SELECT chat_id, user_id, joined_change FROM user_chats WHERE chat_id IN " + in_clause(chats), chats
+        ).fetchall():
+            members.setdefault(int(m["chat_id"]), []).append((int(m["user_id"]), int(m["joined_change"])))
+    out = []
+    for row in rows:
+        change_id, kind = int(row["id"]), row["kind"]
+        owner = int(row["user_id"]) if row["user_id"] is not None else None
+        audience: tuple[int, ...] = ()
+        if kind == "message" and row["chat_id"] is not None:
+            sender = int(row["actor_id"]) if row["actor_id"] is not None else None
+            # A group's members from the change that added them: those added later never saw this message.
+            audience = tuple(
+                u for u, joined in members.get(int(row["chat_id"]), []) if u != sender and joined <= change_id
+            )
+        out.append(
+            OutboxRow(
+                change_id,
+                kind,
+                by_row.get(change_id),
+                owner,
+                names.get(owner) if owner is not None else None,
+                audience,
+            )
+        )
+    return OutboxBatch(out, next_position, full, expired)
+
+
+def _same(row: Row, change: Change) -> bool:
+    """Whether ``change`` is what `_render_txn` made of ``row`` (it keeps kind, time, chat, actor, message)."""
+    actor = int(row["actor_id"]) if row["actor_id"] is not None else None
+    chat = int(row["chat_id"]) if row["chat_id"] is not None else None
+    seq = int(row["message_seq"]) if row["message_seq"] is not None else None
+    return (
+        change.kind == row["kind"]
+        and (seq is None or (change.message is not None and change.message.seq == seq))
+        and change.created_at == float(row["created_at"])
+        and change.chat_id == chat
+        and change.actor_id == actor
+    )
+
+
+def _claim_txn(txn: Txn, name: str, holder: str, now: float, lease: float) -> str | None:
+    """Take or renew the lease: the stored position when this node holds it now, None when another does.
+
+    A consumer seen for the first time starts at the feed's latest position:
+    what happened before it existed is not delivered.
+    """
+    txn.begin()
+    if txn.execute("SELECT 1 FROM feed_consumers WHERE name = ?", (name,)).fetchone() is None:
+        txn.execute(
+            "INSERT INTO feed_consumers (name, position, holder, lease_until, updated_at) VALUES (?, ?, NULL, 0, ?)"
+            " ON CONFLICT (name) DO NOTHING",
+            (name, _position_txn(txn), now),
+        )
+    txn.execute(
+        "UPDATE feed_consumers SET holder = ?, lease_until = ?, updated_at = ?"
+        " WHERE name = ? AND (holder = ? OR holder IS NULL OR lease_until < ?)",
+        (holder, now + lease, now, name, holder, now),
+    )
+    if txn.rowcount != 1:
+        return None
+    return str(txn.scalar("SELECT position FROM feed_consumers WHERE name = ?", (name,)))
+
+
+class OutboxStore:
+    """`claim` the lease, `read` the rows after a position, `advance` the position (fenced by the lease)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def claim(self, name: str, holder: str, now: float, lease: float) -> defer.Deferred[str | None]:
+        return self._db.run("outbox.claim", _claim_txn, name, holder, now, lease)
+
+    def read(self, position: str, kinds: tuple[str, ...], limit: int) -> defer.Deferred[OutboxBatch]:
+        """Up to ``limit`` rows of ``kinds`` after ``position``, in feed order, rendered from the live rows."""
+        if not kinds or not set(kinds) <= set(OUTBOX_KINDS):
+            raise ValueError(f"a consumer reads some of {OUTBOX_KINDS}, not {kinds}")
+        return self._db.read("outbox.read", _read_txn, position, kinds, limit)
+
+    def advance(self, name: str, holder: str, position: str, now: float, lease: float) -> defer.Deferred[bool]:
+        """Store ``position`` and renew the lease; False (nothing stored) when ``holder`` lost the lease."""
+
+        def txn_fn(txn: Txn) -> bool:
+            txn.execute(
+                "UPDATE feed_consumers SET position = ?, lease_until = ?, updated_at = ? WHERE name = ? AND holder = ?",
+                (position, now + lease, now, name, holder),
+            )
+            return txn.rowcount == 1
+
+        return self._db.run("outbox.advance", txn_fn)
+
+    def release(self, name: str, holder: str) -> defer.Deferred[None]:
+        """Give the lease up (a clean stop): another node takes over at once, not when it expires."""
+
+        def txn_fn(txn: Txn) -> None:
+            txn.execute(
+                "UPDATE feed_consumers SET holder = NULL, lease_until = 0 WHERE name = ? AND holder = ?", (name, holder)
+            )
+
+        return self._db.run("outbox.release", txn_fn)
+
+    def position(self, name: str) -> defer.Deferred[str | None]:
+        """The stored position (for tests and the operator)."""
+        return self._db.read(
+            "outbox.position", lambda txn: txn.scalar("SELECT position FROM feed_consumers WHERE name = ?", (name,))
+        )
