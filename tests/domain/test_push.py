@@ -30,7 +30,7 @@ class PushTimingTests(NodeTestCase):
     async def setUp(self) -> None:
         await super().setUp()
         self.sent: list[tuple[Registration, Notice]] = []
-        self.services.push.send = lambda registration, notice: self.sent.append((registration, notice))
+        self.services.push.send = self.record  # type: ignore[method-assign]
         self.alice = await self.connected("alice")
         self.bob = await self.user("bob")
         now = self.clock.seconds()
@@ -42,6 +42,13 @@ class PushTimingTests(NodeTestCase):
         payload = {"kind": "gateway", "app_id": "com.example", "pushkey": "token", "gateway": None}
         bob = Actor.user(self.bob.id, "bob", session_id="session-bob")
         await push.register(self.services, bob, PushRegistration.parse(payload))
+        # The push consumer of the feed, as a node starts it: it reads the feed from here on.
+        await self.services.push.start()
+        self.addCleanup(lambda: defer.ensureDeferred(self.services.push.close()))
+
+    def record(self, registration: Registration, notice: Notice) -> defer.Deferred[None]:
+        self.sent.append((registration, notice))
+        return defer.succeed(None)
 
     async def send(self) -> dict[str, Any]:
         answer = await self.call(self.alice, "send_message", recipient_id=self.bob.id, content="hi")

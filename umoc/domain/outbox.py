@@ -15,8 +15,8 @@ from the feed after any crash.  A consumer::
   dead-lettered after their attempts), so a crash repeats deliveries at
   most, never loses one: at least once.
 * Pipelining: reading does not wait for a batch's deliveries; up to
-  ``MAX_BATCHES`` batches are under way, and the stored position moves to
-  the end of the oldest batches that are done, in order.  A receiver that
+  ``MAX_BATCHES`` batches' worth of rows are under way, and the stored
+  position moves to the end of the oldest batches that are done, in order.  A receiver that
   is down holds the position back only until its deliveries are
   dead-lettered; the others' keep flowing meanwhile (the queue is fair).
 * Waking: a command that wrote a change this consumer reads calls `wake`
@@ -52,7 +52,8 @@ __all__ = ["FeedConsumer", "Tail", "node_holder"]
 
 log = Logger()
 
-#: Batches read but not all delivered yet, at most: what a consumer holds in memory is bounded by this.
+#: Rows read but not delivered yet, at most, in batches of ``feed.consumer_batch``: what a consumer holds in
+#: memory is bounded by this many batches' rows (reading waits past it).
 MAX_BATCHES = 4
 
 
@@ -104,6 +105,9 @@ class FeedConsumer:
         self._done_at: str | None = None
         self._stored_at: str | None = None
         self._batches: deque[_Batch] = deque()
+        self._rows_in_flight = 0
+        #: Reading waits for rows to complete (past ``MAX_BATCHES`` batches' worth).
+        self._blocked = False
         self._reading = False
         self._again = False
         self._storing: defer.Deferred[Any] | None = None
@@ -218,6 +222,7 @@ class FeedConsumer:
         self.holding = False
         self._generation += 1
         self._batches.clear()
+        self._rows_in_flight = 0
         self._read_from = self._done_at = self._stored_at = None
         self._next_claim = self._clock.seconds() + self._config.consumer_lease / 3
 
@@ -229,8 +234,10 @@ class FeedConsumer:
         if self._reading:
             self._again = True
             return
-        if len(self._batches) >= MAX_BATCHES:
-            return  # a batch that completes pumps again
+        if self._rows_in_flight >= MAX_BATCHES * self._config.consumer_batch:
+            self._blocked = True  # a row that completes pumps again
+            return
+        self._blocked = False
         assert self._read_from is not None
         self._reading, self._again = True, False
         generation = self._generation
@@ -249,6 +256,7 @@ class FeedConsumer:
             self._read_from = batch.position
             entry = _Batch(batch.position, len(batch.rows), bool(batch.rows))
             self._batches.append(entry)
+            self._rows_in_flight += len(batch.rows)
             for row in batch.rows:
                 self._start(row, entry, generation)
             if not batch.rows:
@@ -275,8 +283,11 @@ class FeedConsumer:
             if generation != self._generation:
                 return
             entry.remaining -= 1
+            self._rows_in_flight -= 1
             if entry.remaining == 0:
                 self._completed()
+            if self._blocked:
+                self._pump()
 
         d.addErrback(
             lambda f: log.failure("Feed consumer {name} failed on change {id}", f, name=self.name, id=row.change_id)
@@ -292,7 +303,6 @@ class FeedConsumer:
             delivered = delivered or entry.had_rows
         if delivered:
             self._store_done()
-        self._pump()
 
     # -- storing ------------------------------------------------------------
 
