@@ -3,7 +3,7 @@
 A receiver that never answers (on 127.0.0.2) must cost a healthy one (on
 127.0.0.1) no delivery; a receiver taking 0.5 s per answer must get its
 whole share in flight at once; dead letters must name the delivery,
-never carry its body.  (What is delivered, from the change feed: 
+never carry its body.  (What is delivered, from the change feed:
 ``tests.domain.test_outbox`` and ``tests.e2e.test_outbox``.)
 """
 
