@@ -41,6 +41,9 @@ rows it did not deliver.  A node that dies simply stops renewing: the
 others take over when ``lease_until`` passes (``feed.consumer_lease``).
 Leases compare the nodes' clocks, so they must agree to well within a lease
 (NTP); a clock that is off costs a duplicate delivery, never a lost one.
+SQLite has one node (`Dialect.shared_by_nodes` is false): a node starting
+takes the lease whoever held it, since that can only be itself before a
+crash, so a restart resumes at once instead of after the lease.
 """
 
 from __future__ import annotations
@@ -216,11 +219,18 @@ def _claim_txn(txn: Txn, name: str, holder: str, now: float, lease: float) -> st
             " ON CONFLICT (name) DO NOTHING",
             (name, _position_txn(txn), now),
         )
-    txn.execute(
-        "UPDATE feed_consumers SET holder = ?, lease_until = ?, updated_at = ?"
-        " WHERE name = ? AND (holder = ? OR holder IS NULL OR lease_until < ?)",
-        (holder, now + lease, now, name, holder, now),
-    )
+    if txn.dialect.shared_by_nodes:
+        txn.execute(
+            "UPDATE feed_consumers SET holder = ?, lease_until = ?, updated_at = ?"
+            " WHERE name = ? AND (holder = ? OR holder IS NULL OR lease_until < ?)",
+            (holder, now + lease, now, name, holder, now),
+        )
+    else:
+        # One node: a holder still named here is this node before a crash or restart.
+        txn.execute(
+            "UPDATE feed_consumers SET holder = ?, lease_until = ?, updated_at = ? WHERE name = ?",
+            (holder, now + lease, now, name),
+        )
     if txn.rowcount != 1:
         return None
     return str(txn.scalar("SELECT position FROM feed_consumers WHERE name = ?", (name,)))

@@ -36,6 +36,9 @@ class Dialect:
     commit_ordered_ids: bool = True
     #: Text that stands for WITHOUT_ROWID after a table definition in schema files (SQLite only).
     without_rowid: str = ""
+    #: Whether several nodes may share the database (PostgreSQL); SQLite has one node, so the feed's
+    #: consumers need no lease between nodes there (``umoc.storage.outbox``).
+    shared_by_nodes: bool = False
 
     def schema_text(self, text: str) -> str:
         """A schema file with its dialect fragments filled in (the small differences; see `_load_migrations`)."""
@@ -54,6 +57,7 @@ POSTGRES = Dialect(
     pair_lock="SELECT pg_advisory_xact_lock(?, ?)",
     writes_in_with=True,
     commit_ordered_ids=False,
+    shared_by_nodes=True,
 )
 
 
