@@ -22,8 +22,11 @@ from tests.support.chat import Person, person_on
 from tests.support.client import Client
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, inline
+from tests.support.push import WebhookReceiver, serve, until
 from tests.support.server import Server, ServerTestCase
 from umoc import admincli
+
+HOOK_SECRET = "s3cret-for-the-webhook-tests"
 
 
 class AdminCliMixin:
@@ -422,3 +425,68 @@ class AdminAcrossNodesTests(TwoNodeAdminCase):
         bob = await self.on(self.b, "bob")
         await self.cli_ok("revoke-sessions", "bob")
         await self.closed(bob.client, "Your session was ended by an administrator")
+
+
+class EveryEdgeWebhooksMixin:
+    """``umoc-admin``, the admin API and the socket and HTTP paths write the same feed rows: the same webhooks.
+
+    The CLI sends nothing itself: the node tailing the ``webhooks`` consumer
+    finds the CLI's changes in the feed (by its poll, as another process's).
+    """
+
+    @inline
+    async def setUp(self) -> None:
+        self.hooks = WebhookReceiver(HOOK_SECRET)
+        await serve(self, self.hooks)
+        self.shared_config = {
+            "webhooks": [
+                {
+                    "url": self.hooks.url + "/hook",
+                    "secret": HOOK_SECRET,
+                    "events": ["user.registered", "message.created", "message.deleted"],
+                }
+            ],
+            "webhook_delivery": {"backoff": "0.05s"},
+            "feed": {"consumer_poll_interval": "0.2s", "consumer_lease": "1s"},
+        }
+        await super().setUp()
+
+    def received(self, kind: str) -> list[dict[str, Any]]:
+        return [h for h in self.hooks.received if h["event"] == kind]
+
+    @inline
+    async def test_user_registered_and_message_deleted_whichever_edge_made_them(self) -> None:
+        await self.server.register("viahttp")
+        await self.cli_ok("create-user", "root", "--admin", "--password-stdin", stdin=PASSWORD)
+        root = await self.server.login("root")
+        headers = {"X-Session-ID": root["sessionID"], "X-Session-Token": root["token"]}
+        response = await treq.post(
+            self.server.url + "/api/admin/users",
+            json={"username": "viaapi", "password": PASSWORD},
+            headers=headers,
+            persistent=False,
+        )
+        self.assertEqual(response.code, 201)
+        await response.content()
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        by_socket = await alice.call("delete_message", message_id=(await self.send(alice, bob))["message_id"])
+        by_cli = await self.cli_json("delete-message", (await self.send(alice, bob))["message_id"])
+        await until(lambda: len(self.received("message.deleted")) == 2, what="both deletions")
+        await until(lambda: len(self.received("user.registered")) == 5, what="five registrations")
+        names = sorted(h["data"]["username"] for h in self.received("user.registered"))
+        self.assertEqual(names, ["alice", "bob", "root", "viaapi", "viahttp"])
+        deleted = {h["data"]["message_id"]: h["data"] for h in self.received("message.deleted")}
+        self.assertEqual(deleted[by_socket["message_id"]], {**by_socket, "deleted_by": alice.id})
+        self.assertEqual(deleted[by_cli["message_id"]]["deleted_by"], None)
+        self.assertEqual(len(self.received("message.created")), 2)
+        ids = [h["id"] for h in self.hooks.received]
+        self.assertEqual(len(ids), len(set(ids)), "each once")
+
+    async def send(self, sender: Person, to: Person) -> dict[str, Any]:
+        sent = await sender.call("send_message", recipient_id=to.id, content="to delete")
+        self.assertIn("message_id", sent, sent)
+        return sent
+
+
+for_each_backend(EveryEdgeWebhooksMixin, AdminCase, globals())
