@@ -15,15 +15,15 @@ as a node publishes them; with no Redis, running nodes close the sockets
 of ended sessions by themselves within ``sessions.check_interval``, and
 clients see a deleted message when they next load or sync the chat (its
 feed row is written either way).  A message is deleted by the same command
-as a user's own deletion (`umoc.domain.commands.messages.delete`), so the
-``message.deleted`` webhook is sent too, from this process, which waits for
-each webhook's first attempt before it exits.
+as a user's own deletion (`umoc.domain.commands.messages.delete`).
 
 Every change is the same command the admin API calls
 (`umoc.domain.commands.account`, ``.bots``), on the same services
-(`umoc.wiring.build_admin`): it sends the same events and webhooks
-(``user.registered``, ``message.deleted``); a webhook gets one attempt,
-finished before the command exits.
+(`umoc.wiring.build_admin`): it writes the same feed rows, and so the same
+webhooks (``user.registered``, ``message.deleted``) follow.  This process
+sends none itself: the node tailing the feed's ``webhooks`` consumer finds
+the rows within ``feed.consumer_poll_interval`` and delivers them with
+retries (with no node running, the next one to start does).
 
 Exit status: 0 done, 1 refused or failed (one line on stderr), 2 a usage
 or configuration error.

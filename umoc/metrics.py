@@ -149,13 +149,13 @@ class Metrics:
         self.messages_stored = Counter(
             "umoc_messages_stored", "Messages stored (sent by a client of this node)", registry=registry
         )
-        #: Push attempts by (kind, outcome): ``webpush``/``gateway`` and ``sent``, ``gone``, ``failed``, ``dropped``.
+        #: Push attempts by (kind, outcome): ``webpush``/``gateway`` and ``sent``, ``gone``, ``failed``, ``retried``, ``dropped``.
         self.pushes: PlainCounter[tuple[str, str]] = PlainCounter()
         #: Webhook deliveries by outcome: ``delivered``, ``retried``, ``dead_letter``, ``dropped``.
         self.webhooks: PlainCounter[str] = PlainCounter()
         self.counter(
             "umoc_pushes",
-            "Push attempts by kind (webpush, gateway) and outcome (sent, gone, failed, refused, dropped)",
+            "Push attempts by kind (webpush, gateway) and outcome (sent, gone, failed, retried, refused, dropped)",
             lambda: dict(self.pushes),
             ("kind", "outcome"),
         )
