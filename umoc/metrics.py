@@ -149,9 +149,10 @@ class Metrics:
         self.messages_stored = Counter(
             "umoc_messages_stored", "Messages stored (sent by a client of this node)", registry=registry
         )
-        #: Push attempts by (kind, outcome): ``webpush``/``gateway`` and ``sent``, ``gone``, ``failed``, ``retried``, ``dropped``.
+        #: Push attempts by (kind, outcome): ``webpush``/``gateway`` and ``sent``, ``gone``, ``failed``,
+        #: ``retried``, ``refused``, ``dropped``.
         self.pushes: PlainCounter[tuple[str, str]] = PlainCounter()
-        #: Webhook deliveries by outcome: ``delivered``, ``retried``, ``dead_letter``, ``dropped``.
+        #: Webhook deliveries by outcome: ``delivered``, ``retried``, ``dead_letter``.
         self.webhooks: PlainCounter[str] = PlainCounter()
         self.counter(
             "umoc_pushes",
@@ -161,7 +162,7 @@ class Metrics:
         )
         self.counter(
             "umoc_webhook_deliveries",
-            "Webhook deliveries by outcome (delivered, retried, dead_letter, dropped)",
+            "Webhook deliveries by outcome (delivered, retried, dead_letter)",
             lambda: dict(self.webhooks),
             "outcome",
         )
