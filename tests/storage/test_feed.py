@@ -294,8 +294,9 @@ class FeedTestsMixin:
         )
         count = "SELECT COUNT(*) FROM changes"
         before = await self.storage.db.run("count", lambda txn: txn.scalar(count + " WHERE created_at < ?", (T0 + 50,)))
-        self.assertEqual(before, 5)  # the request and the acceptance, each on both sides, and "old"
-        self.assertEqual(await self.storage.feed.prune(T0 + 50, batch=2), 5)  # in batches of 2
+        # The two accounts (``registered``), the request and the acceptance, each on both sides, and "old".
+        self.assertEqual(before, 7)
+        self.assertEqual(await self.storage.feed.prune(T0 + 50, batch=2), 7)  # in batches of 2
         self.assertEqual(await self.storage.feed.prune(T0 + 50), 0)  # nothing more is that old
         with self.assertRaises(UserError) as refused:
             await self.storage.feed.read(bob, start, 100)
