@@ -52,6 +52,9 @@ __all__ = ["FeedConsumer", "Tail", "node_holder"]
 
 log = Logger()
 
+#: Seconds a finished batch waits before its position is stored, so that the batches finishing meanwhile
+#: share one write: a crash then repeats at most this much more.
+STORE_DELAY = 0.05
 #: Rows read but not delivered yet, at most, in batches of ``feed.consumer_batch``: what a consumer holds in
 #: memory is bounded by this many batches' rows (reading waits past it).
 MAX_BATCHES = 4
@@ -116,6 +119,7 @@ class FeedConsumer:
         self._renewed = 0.0
         self._next_claim = 0.0
         self._timer: IDelayedCall | None = None
+        self._store_call: IDelayedCall | None = None
         self._stopped = True
         self._busy: set[defer.Deferred[Any]] = set()
 
@@ -164,9 +168,10 @@ class FeedConsumer:
     def halt(self) -> None:
         """Read nothing more (deliveries under way still count when they finish); `stop` then stores and releases."""
         self._stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for call in (self._timer, self._store_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._store_call = None
 
     def _track(self, d: defer.Deferred[Any]) -> defer.Deferred[Any]:
         self._busy.add(d)
@@ -301,8 +306,13 @@ class FeedConsumer:
             entry = self._batches.popleft()
             self._done_at = entry.position
             delivered = delivered or entry.had_rows
-        if delivered:
-            self._store_done()
+        if delivered and self._store_call is None and not self._stopped:
+            # Batches completing within this moment share one write (the position moves once).
+            self._store_call = self._clock.callLater(STORE_DELAY, self._store_soon)
+
+    def _store_soon(self) -> None:
+        self._store_call = None
+        self._store_done()
 
     # -- storing ------------------------------------------------------------
 
