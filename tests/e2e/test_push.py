@@ -564,8 +564,10 @@ class TwoNodePushTests(PushCase):
             data_dir = tempfile.mkdtemp(prefix="umoc-srv-")
             config = self.config_for_test(data_dir)
             config = dataclasses.replace(config, redis=dataclasses.replace(config.redis, url=REDIS_URL, prefix=prefix))
-            # The node not holding the push consumer's lease finds the other's changes by this poll.
-            config = dataclasses.replace(config, feed=dataclasses.replace(config.feed, consumer_poll_interval=0.1))
+            # The node not holding the push consumer's lease finds the other's changes by this poll, and takes
+            # the lease over a second after its holder stops renewing it.
+            feed = dataclasses.replace(config.feed, consumer_poll_interval=0.1, consumer_lease=1.0)
+            config = dataclasses.replace(config, feed=feed)
             node = await self.start_server(config, database())
             await node.service.redis_service.subscribed()
             self.nodes.append(node)
@@ -599,6 +601,32 @@ class TwoNodePushTests(PushCase):
         # Only the node holding the push consumer's lease sends (whichever it is): 3 in all.
         sent_by = sorted(node.services.metrics.pushes[("webpush", "sent")] for node in self.nodes)
         self.assertEqual(sent_by, [0, len(self.push_service.for_("bob"))])
+
+
+    @inline
+    async def test_the_other_node_takes_the_pushes_over_when_the_holder_stops(self) -> None:
+        a, b = self.nodes
+        alice, bob = await self.on(b, "alice"), await self.on(a, "bob")
+        await self.befriend(alice, bob)
+        await self.subscribe(bob, "bob")
+        await blocking(bob.client.close)
+        await until(lambda: not a.services.hub.is_local(bob.id))
+        await until_deferred(lambda: b.services.presence.online_among([bob.id]), set())
+        holders = [node for node in self.nodes if node.services.push.consumer.holding]  # type: ignore[union-attr]
+        self.assertEqual(len(holders), 1, "one node tails the push consumer")
+        holder = holders[0]
+        other = b if holder is a else a
+        # The holder freezes (no renewal, no hand-over: as if it had died).  Messages keep coming through node B.
+        holder.services.push.consumer.halt()  # type: ignore[union-attr]
+        sent = [await self.send(alice, bob, f"after {i}") for i in range(2)]
+        await until(lambda: len([p for p in self.push_service.for_("bob") if "message_id" in p]) >= 2, timeout=10)
+        await sleep(0.3)
+        pushed = [p["message_id"] for p in self.push_service.for_("bob") if "message_id" in p]
+        self.assertEqual(sorted(pushed), sorted(m["message_id"] for m in sent), "each once, none lost")
+        self.assertTrue(other.services.push.consumer.holding)  # type: ignore[union-attr]
+        # Everything bob got after the freeze came from the other node (a contact request the frozen node had
+        # decided but not yet stored as done may come again: at least once).
+        self.assertEqual(other.services.metrics.pushes[("webpush", "sent")], len(self.push_service.for_("bob")))
 
 
 async def until_deferred(fn: Any, expected: Any, timeout: float = 5.0) -> None:
