@@ -602,7 +602,6 @@ class TwoNodePushTests(PushCase):
         sent_by = sorted(node.services.metrics.pushes[("webpush", "sent")] for node in self.nodes)
         self.assertEqual(sent_by, [0, len(self.push_service.for_("bob"))])
 
-
     @inline
     async def test_the_other_node_takes_the_pushes_over_when_the_holder_stops(self) -> None:
         a, b = self.nodes
