@@ -105,7 +105,7 @@ def render(row: OutboxRow) -> tuple[str, dict[str, Any]] | None:
             "timestamp": iso(change.created_at),
             "deleted_by": change.actor_id,
         }
-    if row.kind == "registered" and change.actor_id is not None:
+    if row.kind == "registered" and change.actor_id is not None and change.actor_username is not None:
         return "user.registered", {"user_id": change.actor_id, "username": change.actor_username}
     if (
         row.kind == "contact"
