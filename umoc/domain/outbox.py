@@ -16,9 +16,12 @@ from the feed after any crash.  A consumer::
   most, never loses one: at least once.
 * Pipelining: reading does not wait for a batch's deliveries; up to
   ``MAX_BATCHES`` batches' worth of rows are under way, and the stored
-  position moves to the end of the oldest batches that are done, in order.  A receiver that
-  is down holds the position back only until its deliveries are
-  dead-lettered; the others' keep flowing meanwhile (the queue is fair).
+  position moves to the end of the oldest batches that are done, in
+  order (batches finishing within ``STORE_DELAY`` share one write).  A
+  receiver that is down holds the position back only until its deliveries
+  are dead-lettered; the others' keep flowing meanwhile (the queue is
+  fair), until it holds that many rows: then reading waits, nothing is
+  dropped.
 * Waking: a command that wrote a change this consumer reads calls `wake`
   (in-process, after the commit): the next read starts at once, and reads
   that pile up while one runs become one.  Changes committed by another
@@ -30,6 +33,10 @@ from the feed after any crash.  A consumer::
   as often, and do once it has expired (its holder died) or was given up
   (its holder stopped cleanly).  A holder that finds its lease taken drops
   what it was doing: the new holder starts from the stored position.
+  SQLite has one node: a restarted node takes the lease back at once.
+* Cost on the send path: `wake` only; the reads, the renderings and the
+  position writes happen after the answer, shared by whatever committed
+  meanwhile.
 """
 
 from __future__ import annotations
