@@ -75,6 +75,19 @@ class ConfigTests(unittest.SynchronousTestCase):
             paths, ["outbound.allowed_hosts[0]", "outbound.max_answer_body", "outbound.max_answer_headers"]
         )
 
+    def test_the_outbox_settings_are_checked_with_their_paths(self) -> None:
+        config = parse_config({"feed": {"consumer_poll_interval": "2s", "consumer_lease": "1m"}})
+        self.assertEqual((config.feed.consumer_poll_interval, config.feed.consumer_lease), (2, 60))
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(
+                {
+                    "feed": {"consumer_poll_interval": "10s", "consumer_lease": "20s", "consumer_batch": 0},
+                    "push": {"max_attempts": 0, "backoff": "2m", "max_backoff": "1m"},
+                }
+            )
+        paths = [p.split("'")[1] for p in caught.exception.problems]
+        self.assertEqual(paths, ["feed.consumer_lease", "feed.consumer_batch", "push.max_attempts", "push.backoff"])
+
     def test_not_yaml_and_missing_file(self) -> None:
         path = os.path.join(tempfile.mkdtemp(), "bad.yaml")
         with open(path, "w") as f:
