@@ -20,7 +20,7 @@ from typing import Any
 
 import socketio
 import treq
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import endpoints, reactor
 from twisted.web import resource, server
 
 from tests.e2e.test_twistd import DaemonCase
@@ -204,6 +204,3 @@ def _quietly_disconnect(client: socketio.Client) -> None:
         client.disconnect()
     except Exception:  # noqa: BLE001 - the server was killed under it
         pass
-
-
-__all__ = ["OutboxKillTests", "defer"]
