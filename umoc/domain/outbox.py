@@ -98,8 +98,12 @@ class FeedConsumer:
         clock: IReactorTime,
         kinds: tuple[str, ...],
         deliver: Callable[[OutboxRow], defer.Deferred[Any]],
+        max_rows: int | None = None,
     ) -> None:
+        """``max_rows``: rows read and not done yet, at most (``MAX_BATCHES`` batches by default); a consumer
+        whose rows wait on purpose (push, for ``push.delay``) needs more."""
         self.name = name
+        self._max_rows = max_rows or MAX_BATCHES * tail.config.consumer_batch
         self._store = tail.store
         self._config = tail.config
         self.holder = tail.holder
@@ -246,7 +250,7 @@ class FeedConsumer:
         if self._reading:
             self._again = True
             return
-        if self._rows_in_flight >= MAX_BATCHES * self._config.consumer_batch:
+        if self._rows_in_flight >= self._max_rows:
             self._blocked = True  # a row that completes pumps again
             return
         self._blocked = False

@@ -223,7 +223,10 @@ class PushNotifier:
         self._deciding: set[defer.Deferred[None]] = set()
         self.consumer: FeedConsumer | None = None
         if tail is not None and http is not None:
-            self.consumer = FeedConsumer("push", tail, clock, ("message", "contact"), self.deliver_row)
+            # Rows wait here for push.delay: as many as the queue may hold, not only a few batches.
+            self.consumer = FeedConsumer(
+                "push", tail, clock, ("message", "contact"), self.deliver_row, max(config.queue_size, 1)
+            )
 
     # -- what to push ------------------------------------------------------
 
