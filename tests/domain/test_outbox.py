@@ -152,6 +152,31 @@ class ConsumerTestsMixin(ConsumerHelpers):
         self.assertEqual(again.ids, [b, c, d], "at least once: b repeated with what followed it, a not")
 
     @inline
+    async def test_reading_waits_past_four_batches_not_done_and_goes_on_as_they_finish(self) -> None:
+        consumer, recorder = self.consumer()
+        await consumer.start()
+        recorder.hold = True
+        await self.users(*(f"u{i}" for i in range(12)))
+        consumer.wake()
+        await self.settle()
+        limit = 4 * CONFIG.consumer_batch
+        read = len(recorder.ids)
+        # It stops once four batches' rows are under way (the read that crosses the line is the last).
+        self.assertTrue(limit <= read < limit + CONFIG.consumer_batch, read)
+        await self.advance(CONFIG.consumer_poll_interval * 3)
+        self.assertEqual(len(recorder.ids), read, "the poll reads nothing more either")
+        for change_id in recorder.ids[:3]:
+            recorder.held[change_id].callback(None)
+        await self.settle()
+        self.assertGreater(len(recorder.ids), read, "rows done: reading goes on")
+        recorder.hold = False
+        for held in list(recorder.held.values()):
+            if not held.called:
+                held.callback(None)
+        await self.settle()
+        self.assertEqual(recorder.ids, await self.registered_ids())
+
+    @inline
     async def test_rows_render_from_the_live_rows_a_deleted_message_is_not_sent(self) -> None:
         consumer, recorder = self.consumer()
         await consumer.start()
