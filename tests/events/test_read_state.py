@@ -251,7 +251,9 @@ class ReadStateTestsMixin(MessagingCase):
         await self.refused(alice, "get_read_receipts", "Message not found", message_id=MISSING)
         await alice.call("delete_message", message_id=direct["message_id"])
         await self.refused(alice, "get_read_receipts", "Message not found", message_id=direct["message_id"])
-        await self.refused(alice, "get_read_receipts", "Invalid 'message_id': expected a UUID string", message_id="nope")
+        await self.refused(
+            alice, "get_read_receipts", "Invalid 'message_id': expected a UUID string", message_id="nope"
+        )
 
     @inline
     async def test_a_read_after_a_block_is_not_listed(self) -> None:
