@@ -1,5 +1,8 @@
 """Message events: send (with replies and mentions), edit, delete, read and delivery receipts, typing.
 
+Plus the reader's own read state (``mark_unread``) and a sender's view of
+who got and read a message (``get_read_receipts``).
+
 Each handler builds a record from its payload and calls one command of
 `umoc.domain.commands.messages`, which the bot and admin edges call too.
 The schemas here only say what type each field has; the records check
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
-from umoc.domain.commands import messages
+from umoc.domain.commands import chats, messages
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
 from umoc.records.messages import (
@@ -20,8 +23,10 @@ from umoc.records.messages import (
     Deletion,
     Delivered,
     Edit,
+    MarkUnread,
     NewMessage,
     ReadReceipt,
+    ReceiptsQuery,
     Typing,
 )
 
@@ -66,6 +71,15 @@ async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     return await messages.mark_read(ctx.services, ctx.actor, receipt)
 
 
+async def mark_unread(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    mark = MarkUnread(payload["chat_id"], payload["is_group"], payload["from_message_id"])
+    return await chats.mark_unread(ctx.services, ctx.actor, mark)
+
+
+async def get_read_receipts(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    return await messages.read_receipts(ctx.services, ctx.actor, ReceiptsQuery(payload["message_id"]))
+
+
 async def message_delivered(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     return await messages.mark_delivered(ctx.services, ctx.actor, Delivered(tuple(payload["message_ids"])))
 
@@ -103,6 +117,19 @@ ROUTES = [
         "read_receipt",
         Schema(SESSION_ID, UuidList("message_ids", max_items=10_000), Int("sender_id")),
         read_receipt,
+        rate_class="reads",
+    ),
+    Route(
+        "mark_unread",
+        Schema(SESSION_ID, Int("chat_id"), Bool("is_group", required=False, default=False), Uuid("from_message_id")),
+        mark_unread,
+        rate_class="reads",
+    ),
+    Route(
+        "get_read_receipts",
+        Schema(SESSION_ID, Uuid("message_id")),
+        get_read_receipts,
+        response=notices.READ_RECEIPTS,
         rate_class="reads",
     ),
     Route(

@@ -27,12 +27,14 @@ __all__ = [
     "Delivered",
     "Edit",
     "MAX_EMOJI",
+    "MarkUnread",
     "MAX_MENTIONS",
     "MESSAGE_TYPES",
     "Mute",
     "NewMessage",
     "Reaction",
     "ReadReceipt",
+    "ReceiptsQuery",
     "Typing",
     "client_msg_id",
     "message_id",
@@ -188,6 +190,28 @@ class ReadReceipt:
         if len(self.message_ids) > limits.max_ids_per_receipt:
             raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class MarkUnread:
+    """The reader's own view: ``from_message_id`` and every later message of the chat are unread again."""
+
+    chat_id: int
+    is_group: bool
+    from_message_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "from_message_id", message_id(self.from_message_id, "from_message_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptsQuery:
+    """Who got and who read one of the asker's own messages."""
+
+    message_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from umoc.storage.messages import MessageStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
+from umoc.storage.readstate import ReadStateStore
 from umoc.storage.search import SearchStore
 from umoc.storage.users import UserStore
 
@@ -46,6 +47,7 @@ class Storage:
         self.reactions = ReactionStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
+        self.readstate = ReadStateStore(db)
         self.profiles = ProfileStore(db)
         self.feed = FeedStore(db)
         self.search = SearchStore(db)

@@ -35,6 +35,8 @@ KINDS = (
     "member_added",
     "member_removed",
     "profile",
+    "chat_read",
+    "chat_muted",
 )
 
 _COLUMNS = "chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at"

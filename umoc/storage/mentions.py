@@ -22,6 +22,7 @@ __all__ = [
     "check_mentions",
     "unread_mentions_statements",
     "mark_mentions_read_txn",
+    "mention_count_txn",
     "mention_counts_txn",
     "parse_mentions",
 ]
@@ -76,6 +77,11 @@ def mark_mentions_read_txn(txn: Txn, reader_id: int, seqs: Sequence[int]) -> Non
             "DELETE FROM unread_mentions WHERE user_id = ? AND message_seq IN " + in_clause(seqs),
             [reader_id, *seqs],
         )
+
+
+def mention_count_txn(txn: Txn, user_id: int, internal_chat_id: int) -> int:
+    """Unread mentions of ``user_id`` in one chat, by its internal id (``chats.id``)."""
+    return int(txn.scalar("SELECT COUNT(*)" + _UNREAD + " AND uc.chat_id = ?", (user_id, internal_chat_id)) or 0)
 
 
 def mention_counts_txn(txn: Txn, user_id: int) -> dict[tuple[int, bool], int]:

@@ -28,7 +28,7 @@ from umoc.errors import UserError
 from umoc.ids import MessageIds
 from umoc.records import Actor
 from umoc.records.files import FileOffer, FileShare
-from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, Typing
+from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
 from umoc.storage.messages import KeyTakenError, Message
 from umoc.timefmt import iso
 
@@ -39,6 +39,7 @@ __all__ = [
     "mark_delivered",
     "mark_read",
     "prepare_file",
+    "read_receipts",
     "send",
     "share_file",
     "typing",
@@ -208,16 +209,37 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
 
 
 async def mark_read(services: Services, actor: Actor, receipt: ReadReceipt) -> dict[str, Any]:
-    """Mark messages read; ``messages_read`` to their sender unless a block stands between the two."""
+    """Mark messages read; ``messages_read`` to their sender unless a block stands between the two.
+
+    Every socket of the reader, on every node, gets ``chat_read`` for each
+    chat the messages are in: the badge a read on one device clears clears
+    on all of them.
+    """
     receipt = receipt.checked(services.config.messages)
     now = services.clock.seconds()
-    ids = await services.storage.messages.mark_read(actor.uid, receipt, now)
-    answer = {"reader_id": actor.uid, "reader_username": actor.name, "message_ids": ids, "timestamp": iso(now)}
+    read = await services.storage.messages.mark_read(actor.uid, receipt, now)
+    answer = {
+        "reader_id": actor.uid,
+        "reader_username": actor.name,
+        "message_ids": read.message_ids,
+        "timestamp": iso(now),
+    }
+    for state in read.chats:
+        services.hub.tell([actor.uid], notices.CHAT_READ(shapes.chat_read(state)))
     # Reads of messages sent before a block still count for the reader, but a
     # block stops everything between the two users, read receipts included.
     if not await services.storage.contacts.blocked_between(actor.uid, receipt.sender_id):
         services.hub.tell([receipt.sender_id], notices.MESSAGES_READ(answer))
     return answer
+
+
+async def read_receipts(services: Services, actor: Actor, query: ReceiptsQuery) -> dict[str, Any]:
+    """Who got and who read one of the actor's own messages (``read_receipts``).
+
+    Anybody else's message, deleted or unknown, is the same "Message not
+    found": the answer reveals nothing about messages that are not theirs.
+    """
+    return shapes.read_receipts(await services.storage.readstate.receipts(actor.uid, query.message_id))
 
 
 async def mark_delivered(services: Services, actor: Actor, delivered: Delivered) -> dict[str, Any]:

@@ -138,8 +138,16 @@ PUSH_REGISTRATIONS = declare(
 )
 PUSH_SETTINGS = declare("push_settings", ("enabled",), summary="answers set_push_enabled")
 CHAT_MUTED = declare(
-    "chat_muted", ("chat_id", "is_group", "muted", "until"), summary="answers mute_chat and unmute_chat"
+    "chat_muted",
+    ("chat_id", "is_group", "muted", "until"),
+    summary="answers mute_chat and unmute_chat, to every socket of the user",
 )
+CHAT_READ = declare(
+    "chat_read",
+    ("chat_id", "is_group", "last_read_message_id", "unread_count", "mention_count"),
+    summary="your read state of a chat changed (read_receipt, mark_unread), to every socket of yours",
+)
+READ_RECEIPTS = declare("read_receipts", ("message_id", "read_by", "delivered_to"), summary="answers get_read_receipts")
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),

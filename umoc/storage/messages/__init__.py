@@ -38,7 +38,7 @@ from umoc.storage.messages.rows import (
     message_from_row,
 )
 from umoc.storage.messages.write import Deleted, KeyTakenError, delete_txn, group_members_txn, post_txn
-from umoc.storage.receipts import read_txn
+from umoc.storage.receipts import Read, read_txn
 
 __all__ = [
     "ChatEntry",
@@ -94,10 +94,11 @@ class MessageStore:
         """Soft-delete the actor's own message (anybody's for an operator). Raises `RefusedError`."""
         return self._db.write("messages.delete", actor.user_id or 0, delete_txn, actor, deletion, now)
 
-    def mark_read(self, reader_id: int, receipt: ReadReceipt, now: float) -> defer.Deferred[list[str]]:
+    def mark_read(self, reader_id: int, receipt: ReadReceipt, now: float) -> defer.Deferred[Read]:
         """Mark messages from ``receipt.sender_id`` to the reader (or the reader's groups) read.
 
-        Raises `RefusedError`; returns the ids, without repeats.
+        Raises `RefusedError`; returns the ids, without repeats, and the
+        reader's state of each chat they are in (recorded as ``chat_read``).
         """
         return self._db.write(
             "messages.read", reader_id, read_txn, reader_id, receipt.sender_id, list(receipt.message_ids), now

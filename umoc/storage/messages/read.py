@@ -93,13 +93,14 @@ def chat_ref_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool) -> tuple[
 #: a sender's message counts as read once someone read it, except that a read
 #: made after a block between sender and reader is not shown (a block stops
 #: read receipts both ways: see the read_receipt event); another's message
-#: once the viewer read it.
+#: once the viewer read it (and did not mark it unread since: mark_unread).
 READ_COUNT = (
     "CASE WHEN m.sender_id = ?"
     " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND NOT EXISTS ("
     "SELECT 1 FROM contacts b WHERE b.status = ? AND b.updated_at <= r.read_at"
     " AND ((b.owner_id = ? AND b.contact_id = r.user_id) OR (b.owner_id = r.user_id AND b.contact_id = ?))))"
-    " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END AS read_count"
+    " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?"
+    " AND r.marked_unread = 0) END AS read_count"
 )
 
 

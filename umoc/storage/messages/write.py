@@ -341,7 +341,8 @@ def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Delete
     txn.execute(
         "UPDATE user_chats SET read_count = read_count - 1"
         " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ?"
-        " AND EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
+        " AND EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id"
+        " AND r.marked_unread = 0)",
         (chat_id, sender_id, seq, seq),
     )
     txn.execute(
