@@ -200,7 +200,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     cluster: Cluster | None = None
     if redis_side is not None:
         redis, bus, watch, redis_presence = redis_side
-        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None)
+        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None, presence)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
         _redis_metrics(metrics, cluster)
