@@ -29,7 +29,6 @@ from tests.support.databases import NO_REDIS, REDIS_URL
 from tests.support.deferreds import inline, sleep
 
 
-
 def identity(event: str, payload: dict[str, Any]) -> str:
     """What makes one live event one and not another: a second event with it is a duplicate."""
     ids = {
