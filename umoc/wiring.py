@@ -104,6 +104,17 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
         "1 while the bus self-ping finds no gap (0: deliveries may be missed)",
         lambda: int(watch.gap_start is None),
     )
+    catchup = cluster.catchup
+    metrics.counter(
+        "umoc_catchup_replayed",
+        "Live events a bus gap lost, replayed from the change feed (one per user and change)",
+        lambda: catchup.replayed,
+    )
+    metrics.counter(
+        "umoc_catchup_hints",
+        "sync_needed sent after a bus gap that could not be replayed exactly",
+        lambda: catchup.hinted,
+    )
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None, threads_reactor: Any = None) -> Node:
