@@ -73,9 +73,6 @@ class Delivered:
             _, (added, _) = self._users.popitem(last=False)
             self.complete_since = max(self.complete_since, added)
 
-    def __len__(self) -> int:
-        return len(self._users)
-
 
 class Hub:
     """This node's sockets, indexed for delivery."""

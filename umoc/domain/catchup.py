@@ -232,8 +232,8 @@ class CatchUp:
                 rest = await self._replay(user_id, cursor, sockets, replayed)
             except UserError as exc:  # pruned past the position: nothing exact to sync from
                 log.warn("No catch-up for user {user_id}: {why}", user_id=user_id, why=exc.message)
-                rest = None
                 hints.extend((socket, None) for socket in sockets)
+                continue
             except Exception:  # noqa: BLE001 - the others are caught up still; these sync from here
                 log.failure("Catch-up of user {user_id} failed", user_id=user_id)
                 hints.extend((socket, cursor) for socket in sockets)
