@@ -124,6 +124,9 @@ class CatchUpAfterCutMixin:
             await call(bob, "accept_contact", contact_id=login_alice["user_id"])
 
         await self.cut_for(proxy, b, meanwhile)
+        await self.wait_for(  # type: ignore[attr-defined]
+            lambda: any(name == "contact_accepted" for name, _ in alices.since(alice_before))
+        )
         await sleep(0.5)  # anything late or repeated would come now
         # Bob's own answer went out live on B during the cut; then the catch-up, in the order of the changes.
         self.assertEqual(inbox.since(before)[0][0], "contact_accepted")
