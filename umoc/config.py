@@ -228,6 +228,8 @@ class MessagesConfig:
     max_group_members: int = 256
     #: How long after sending a sender may edit a message; 0 means no limit.
     edit_window: Duration = Duration(86400)
+    #: How long a ``client_msg_id`` stays the sender's: a retry within it is answered as a duplicate.
+    idempotency_window: Duration = Duration(86400)
 
 
 @dataclass(frozen=True)
@@ -595,6 +597,8 @@ def _check(config: Config) -> list[str]:
         bad("engineio.ping_interval", "ping_interval and ping_timeout must be positive")
     if config.engineio.max_payload < 1024:
         bad("engineio.max_payload", "expected at least 1K")
+    if config.messages.idempotency_window <= 0:
+        bad("messages.idempotency_window", "expected a positive duration")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
     for name, url in config.push.gateways.items():

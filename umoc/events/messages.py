@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain import notices
 from umoc.domain.commands import messages
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
+from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
 from umoc.records.messages import (
     MAX_MENTIONS,
     MESSAGE_TYPES,
@@ -24,7 +25,7 @@ from umoc.records.messages import (
     Typing,
 )
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "answer_sent"]
 
 #: Schema-level ceilings; the configured limits (smaller) are the records'.
 _MAX_TEXT = 1_000_000
@@ -39,8 +40,16 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         payload["encrypted_content"],
         payload["reply_to"],
         tuple(payload["mentions"] or ()),
+        payload["client_msg_id"],
     )
-    return await messages.send(ctx.services, ctx.actor, new)
+    return answer_sent(ctx, await messages.send(ctx.services, ctx.actor, new))
+
+
+def answer_sent(ctx: EventContext, sent: dict[str, Any]) -> dict[str, Any]:
+    """A retry told nobody (``duplicate``): the asking socket still gets its ``new_message``, as the ack."""
+    if sent.get("duplicate"):
+        ctx.socket.tell(notices.NEW_MESSAGE(sent))
+    return sent
 
 
 async def edit_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +87,7 @@ ROUTES = [
             Str("encrypted_content", required=False, max_length=_MAX_TEXT),
             Uuid("reply_to", required=False),
             IntList("mentions", MAX_MENTIONS, required=False),
+            CLIENT_MSG_ID,
         ),
         send_message,
         rate_class="messages",

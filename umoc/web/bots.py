@@ -2,7 +2,9 @@
 
 ::
 
-    POST messages {recipient_id, content, is_group?, type?}  -> 201 new_message payload
+    POST messages {recipient_id, content, is_group?, type?, client_msg_id?}
+                                                              -> 201 new_message payload (200 with
+                                                                 "duplicate": true for a retry)
     POST accept_contact {contact_id}                          -> 200 {user_id, username, status}
 
 A bot is a user: it sends to friends and to groups it is a member of, as a
@@ -68,9 +70,12 @@ class BotApi:
             raise HttpError(400, "'type' must be a string")
         if not isinstance(content, str):
             raise HttpError(400, "'content' must be a string")
-        new = NewMessage(_int(data, "recipient_id"), is_group, content, msg_type)
+        key = data.get("client_msg_id")
+        if key is not None and not isinstance(key, str):
+            raise HttpError(400, "'client_msg_id' must be a string")
+        new = NewMessage(_int(data, "recipient_id"), is_group, content, msg_type, client_msg_id=key)
         payload = await messages.send(self._services, Actor.user(bot_id, bot_name, "bot"), new)
-        write_json(request, 201, payload)
+        write_json(request, 200 if payload.get("duplicate") else 201, payload)
 
     async def accept_contact(self, request: IRequest) -> None:
         bot_id, bot_name = await self._bot(request)

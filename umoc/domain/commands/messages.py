@@ -15,6 +15,7 @@ user's id, or null for ``umoc-admin`` (an operator acting for no account).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.logger import Logger
@@ -23,15 +24,30 @@ from umoc.domain import notices
 from umoc.domain.access import require_writable_chat
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
+from umoc.errors import UserError
 from umoc.ids import MessageIds
 from umoc.records import Actor
 from umoc.records.files import FileOffer, FileShare
 from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, Typing
+from umoc.storage.messages import KeyTakenError, Message
 from umoc.timefmt import iso
 
-__all__ = ["delete", "edit", "mark_delivered", "mark_read", "prepare_file", "send", "share_file", "typing"]
+__all__ = [
+    "KEY_REUSED",
+    "delete",
+    "edit",
+    "mark_delivered",
+    "mark_read",
+    "prepare_file",
+    "send",
+    "share_file",
+    "typing",
+]
 
 log = Logger()
+
+#: The answer to a send whose ``client_msg_id`` the sender gave another message within the window.
+KEY_REUSED = "'client_msg_id' was used for another message"
 
 #: Message ids for this process: UUID v4 strings without a system call each (see `umoc.ids`).
 _IDS = MessageIds()
@@ -45,15 +61,64 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     Raises `UserError` when the message is not well formed, the actor may
     not write to that chat, ``reply_to`` is not a message of that chat, or
     a mentioned user is not a member of it; nothing is stored then.
+
+    With a ``client_msg_id``, the sender's own sockets get it in their
+    ``new_message`` (the recipients never see it), and a send whose key the
+    sender used within ``messages.idempotency_window`` stores and tells
+    nobody: a retry of that message (same chat, type, content, reply and
+    mentions) is answered with its payload and ``"duplicate": true``,
+    anything else is refused.  The unique index decides which of two
+    racing sends (two nodes, two sockets) is the first.
     """
     new = new.checked(services.config.messages)
-    message, audience = await services.storage.messages.post(actor, new, _IDS.new(), services.clock.seconds())
+    now = services.clock.seconds()
+    try:
+        message, audience = await services.storage.messages.post(
+            actor, new, _IDS.new(), now, _keys_since(services, now)
+        )
+    except KeyTakenError as taken:
+        return _retried(new, taken.original)
     services.metrics.messages_stored.inc()
     payload = shapes.new_message(message)
-    services.hub.tell(audience, notices.NEW_MESSAGE(payload), key=replay.message(message.id))
+    delivery = replay.message(message.id)
+    client_msg_id = new.client_msg_id
+    if client_msg_id is None:
+        services.hub.tell(audience, notices.NEW_MESSAGE(payload), key=delivery)
+        mine = payload
+    else:
+        mine = {**payload, "client_msg_id": client_msg_id}
+        services.hub.tell([actor.uid], notices.NEW_MESSAGE(mine), key=delivery)
+        others = [user_id for user_id in audience if user_id != actor.uid]
+        if others:
+            services.hub.tell(others, notices.NEW_MESSAGE(payload), key=delivery)
     services.push.message_posted(message, audience)
     services.webhooks.emit("message.created", payload)
-    return payload
+    return mine
+
+
+def _keys_since(services: Services, now: float) -> float:
+    """The oldest send whose ``client_msg_id`` still holds."""
+    return now - services.config.messages.idempotency_window
+
+
+def _retried(new: NewMessage, original: Message) -> dict[str, Any]:
+    """The answer to a send whose key ``original`` holds: its payload if ``new`` is a retry of it, else refused."""
+    same = (
+        original.recipient_id == new.recipient_id
+        and original.is_group == new.is_group
+        and original.type == new.type
+        and original.content == new.content
+        and original.encrypted_content == new.encrypted_content
+        and (original.reply_to.message_id if original.reply_to is not None else None) == new.reply_to
+        and original.mentions == new.mentions
+    )
+    if not same:
+        raise UserError(KEY_REUSED)
+    return _duplicate(original, new.client_msg_id)
+
+
+def _duplicate(original: Message, client_msg_id: str | None) -> dict[str, Any]:
+    return {**shapes.new_message(original), "client_msg_id": client_msg_id, "duplicate": True}
 
 
 async def prepare_file(services: Services, actor: Actor, offer: FileOffer) -> dict[str, Any]:
@@ -69,17 +134,41 @@ async def share_file(services: Services, actor: Actor, share: FileShare) -> dict
     with that message.
     """
     files = services.files
-    upload = await files.claim_for_sharing(actor.uid, share)
-    record = upload.record
     try:
-        message = await send(
-            services, actor, NewMessage(record.chat_id, record.is_group, upload.content, upload.message_type)
-        )
+        upload = await files.claim_for_sharing(actor.uid, share)
+    except UserError:
+        # Already shared: by this very share, retried with its key? Only then is it answered.
+        if share.client_msg_id is None:
+            raise
+        original = await services.storage.messages.by_client_msg_id(actor.uid, share.client_msg_id)
+        if original is None or original.created_at < _keys_since(services, services.clock.seconds()):
+            raise
+        if not _shares(original, share):
+            raise UserError(KEY_REUSED) from None
+        return _duplicate(original, share.client_msg_id)
+    record = upload.record
+    new = NewMessage(
+        record.chat_id, record.is_group, upload.content, upload.message_type, client_msg_id=share.client_msg_id
+    )
+    try:
+        message = await send(services, actor, new)
     except BaseException:
         await files.unclaim(record.id)
         raise
+    # A duplicate here is this file's message, stored by a share whose claim was never marked done.
     await files.shared(record.id, message["message_id"])
     return message
+
+
+def _shares(original: Message, share: FileShare) -> bool:
+    """Whether ``original`` is the message that shared ``share``'s file in ``share``'s chat."""
+    if original.recipient_id != share.chat_id or original.is_group != share.is_group or original.type == "text":
+        return False
+    try:
+        metadata = json.loads(original.content)
+    except ValueError:
+        return False
+    return isinstance(metadata, dict) and metadata.get("file_id") == share.file_id
 
 
 async def edit(services: Services, actor: Actor, change: Edit) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from twisted.enterprise import adbapi
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -192,10 +192,11 @@ class _GuardedPool(adbapi.ConnectionPool):
         self._guard = threading.Lock()
         #: Transactions running in a pool thread now.
         self.jobs: set[_Job] = set()
+        #: Per pool thread: its connection and the duplicate of that connection's socket, made once
+        #: per connection (three system calls per transaction otherwise), closed with the connection.
+        self._sockets: dict[int, tuple[Any, socket.socket | None]] = {}
 
     def run_job(self, job: _Job, interaction: Callable[[Any], T]) -> defer.Deferred[T]:
-        from twisted.internet import threads
-
         return threads.deferToThreadPool(self._reactor, self.threadpool, self._run_job, job, interaction)
 
     def _run_job(self, job: _Job, interaction: Callable[[Any], T]) -> T:
@@ -204,7 +205,7 @@ class _GuardedPool(adbapi.ConnectionPool):
         conn = self.connectionFactory(self)
         trans = self.transactionFactory(self, conn)
         raw = conn._connection
-        sock = _socket_of(raw)
+        sock = self._socket_for(raw)
         with self._guard:
             job.started = time.monotonic()
             job.sock = sock
@@ -229,8 +230,30 @@ class _GuardedPool(adbapi.ConnectionPool):
             with self._guard:
                 self.jobs.discard(job)
                 job.sock = None
+
+    def _socket_for(self, raw: Any) -> socket.socket | None:
+        """The calling thread's connection's socket duplicate: made when the connection is new, then kept."""
+        tid = self.threadID()
+        cached = self._sockets.get(tid)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        sock = _socket_of(raw)
+        with self._guard:
+            old = self._sockets.get(tid)
+            self._sockets[tid] = (raw, sock)
+        if old is not None and old[1] is not None:
+            old[1].close()
+        return sock
+
+    def _close(self, conn: Any) -> None:
+        """adbapi closes a connection (discarded, or the pool closing): its socket duplicate goes with it."""
+        with self._guard:
+            gone = [tid for tid, (raw, _) in self._sockets.items() if raw is conn]
+            socks = [self._sockets.pop(tid)[1] for tid in gone]
+        for sock in socks:
             if sock is not None:
                 sock.close()
+        super()._close(conn)
 
     def _discard(self, raw: Any) -> None:
         """Close the calling thread's broken connection and forget it (quietly: the caller hears why)."""

@@ -32,6 +32,7 @@ __all__ = [
     "chat_list_txn",
     "chat_ref_txn",
     "history_txn",
+    "keyed_message_txn",
     "missed_txn",
     "read_count_params",
 ]
@@ -156,6 +157,16 @@ def annotate_txn(txn: Txn, messages: Sequence[Message]) -> list[Message]:
         )
         for m in messages
     ]
+
+
+def keyed_message_txn(txn: Txn, sender_id: int, client_msg_id: str) -> Message | None:
+    """The sender's message stored with this key (deleted or not), annotated as `new_message` shows it; None."""
+    row = txn.execute(
+        "SELECT " + MESSAGE_COLUMNS + " FROM messages m JOIN users su ON su.id = m.sender_id"
+        " WHERE m.sender_id = ? AND m.client_msg_id = ?",
+        (sender_id, client_msg_id),
+    ).fetchone()
+    return None if row is None else annotate_txn(txn, [message_from_row(row)])[0]
 
 
 def history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:

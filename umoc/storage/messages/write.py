@@ -24,15 +24,50 @@ from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Txn
 from umoc.storage.mentions import check_mentions, mentions_text, unread_mentions_statements
+from umoc.storage.messages.read import keyed_message_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
 from umoc.storage.replies import NOT_IN_CHAT, sender_and_target_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
-__all__ = ["Deleted", "delete_txn", "group_members_txn", "post_txn"]
+__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_txn"]
 
 # -- sending --------------------------------------------------------------
+
+_INSERT = (
+    "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
+    " encrypted_content, created_at, reply_to_seq, mentions"
+)
+_INSERT_VALUES = ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+#: A message without a key: no index on client_msg_id is touched (the index is partial).
+_INSERT_PLAIN = _INSERT + _INSERT_VALUES + ") RETURNING seq"
+#: A keyed message: no row (None) when the sender already has one with that key.
+_INSERT_KEYED = (
+    _INSERT
+    + ", client_msg_id"
+    + _INSERT_VALUES
+    + ", ?) ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING seq"
+)
+#: Tries at storing a keyed message whose key keeps being taken from expired rows by others meanwhile.
+_KEY_TRIES = 3
+
+
+class KeyTakenError(Exception):
+    """The sender already stored a message with this ``client_msg_id`` within the window: ``original``.
+
+    Raised out of the write (so the batch rolls this item back: whatever the
+    permission check wrote, a day's streak, goes too) and answered by the
+    command, which decides whether the new message is a retry of it.
+    """
+
+    def __init__(self, original: Message) -> None:
+        super().__init__(original.id)
+        self.original = original
+
+
+class _KeyInUseError(Exception):
+    """The insert met a row with the same ``(sender_id, client_msg_id)``; nothing was inserted."""
 
 
 def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
@@ -138,26 +173,28 @@ def _insert_txn(
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
-    seq = int(
-        txn.scalar(
-            "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
-            " encrypted_content, created_at, reply_to_seq, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING seq",
-            (
-                message_id,
-                chat_id,
-                sender_id,
-                recipient_id,
-                int(is_group),
-                new.type,
-                new.content,
-                new.encrypted_content,
-                now,
-                reply_to_seq,
-                mentions_text(mentions),
-            ),
-        )
+    params = (
+        message_id,
+        chat_id,
+        sender_id,
+        recipient_id,
+        int(is_group),
+        new.type,
+        new.content,
+        new.encrypted_content,
+        now,
+        reply_to_seq,
+        mentions_text(mentions),
     )
+    if new.client_msg_id is None:
+        seq = int(txn.scalar(_INSERT_PLAIN, params))
+    else:
+        # The unique index finds a retry (on PostgreSQL after waiting for a racing
+        # transaction that holds the same key to end): no SELECT before the insert.
+        stored = txn.scalar(_INSERT_KEYED, (*params, new.client_msg_id))
+        if stored is None:
+            raise _KeyInUseError()
+        seq = int(stored)
     txn.execute_each(
         (
             # The sender's own row: nobody else's, so no other sender waits on it.
@@ -198,16 +235,30 @@ def _insert_txn(
     return message, audience
 
 
-def post_txn(txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float) -> tuple[Message, list[int]]:
+def post_txn(
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
+) -> tuple[Message, list[int]]:
     """Store ``new`` (a checked `NewMessage`) from ``sender``; ``(message, audience user ids)``.
 
     The message as payloads show it: with its reply target (a live message of
     the same chat, checked), its mentions (members, checked) and the
     sender's profile.  Raises `RefusedError`; a refusal after the insert
     rolls it back with the rest of the transaction.
+
+    A ``client_msg_id`` the sender gave a message stored at or after
+    ``keys_since`` raises `KeyTakenError` with that message; one of an older
+    message is taken from it (`_take_expired_key_txn`).
     """
     display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
-    message, audience = _insert_txn(txn, sender, new, message_id, now, target[0] if target is not None else None)
+    reply_to_seq = target[0] if target is not None else None
+    for _ in range(_KEY_TRIES):
+        try:
+            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq)
+            break
+        except _KeyInUseError:
+            _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
+    else:
+        raise RefusedError("'client_msg_id' is in use by another message being sent; send again")
     if target is not None and target[1] != message.chat_id:
         raise RefusedError(NOT_IN_CHAT)
     message = replace(
@@ -217,6 +268,24 @@ def post_txn(txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: flo
         sender_avatar_file_id=avatar_file_id,
     )
     return message, audience
+
+
+def _take_expired_key_txn(txn: Txn, sender_id: int, client_msg_id: str, keys_since: float) -> None:
+    """The key's message if it is recent (`KeyTakenError`); else the key is taken off it, free for the next insert.
+
+    Expired keys are not swept: each stays on its row, in the index, until a
+    send reuses it, which clears it here, in its own transaction, before it
+    inserts.  So the unique index always holds at most one row per key and
+    a retry is found by the index alone, however old the key.
+    """
+    original = keyed_message_txn(txn, sender_id, client_msg_id)
+    if original is None:
+        return  # gone meanwhile (taken by a racing send from an expired row): insert again
+    if original.created_at >= keys_since:
+        raise KeyTakenError(original)
+    txn.execute(
+        "UPDATE messages SET client_msg_id = NULL WHERE seq = ? AND client_msg_id = ?", (original.seq, client_msg_id)
+    )
 
 
 # -- deleting -----------------------------------------------------------------
