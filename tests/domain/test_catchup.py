@@ -387,6 +387,11 @@ class ReplayMappingMixin:
         await self.call_ok(alice, "remove_reaction", message_id=sent[3]["message_id"], emoji="🎉")
         await self.call_ok(bob, "message_delivered", message_ids=[sent[2]["message_id"]])
         await self.call_ok(alice, "read_receipt", message_ids=[mine["message_id"]], sender_id=bob.user_id)
+        await self.call_ok(
+            alice, "mark_unread", chat_id=bob.user_id, is_group=False, from_message_id=mine["message_id"]
+        )
+        await self.call_ok(alice, "mute_chat", chat_id=bob.user_id, is_group=False)
+        await self.call_ok(alice, "unmute_chat", chat_id=bob.user_id, is_group=False)
         group = await self.call_ok(alice, "create_group", name="g", member_ids=[bob.user_id])
         await self.call_ok(alice, "update_group", chat_id=group["id"], name="g2")
         await self.call_ok(alice, "add_group_member", chat_id=group["id"], user_id=carol.user_id)
@@ -426,6 +431,9 @@ class ReplayMappingMixin:
             <= kinds,
             kinds,
         )
+        alice_kinds = [e[0] for e in self.since(alice, start[alice])]
+        self.assertEqual(alice_kinds.count("chat_read"), 2, alice_kinds)  # the read, then mark_unread
+        self.assertEqual(alice_kinds.count("chat_muted"), 2, alice_kinds)  # muted, then unmuted
         dave_kinds = {e[0] for e in self.since(dave, start[dave])}
         self.assertLessEqual({"contact_removed", "contact_request", "contact_rejected", "contact_accepted"}, dave_kinds)
 

@@ -227,11 +227,13 @@ async def mark_read(services: Services, actor: Actor, receipt: ReadReceipt) -> d
         "timestamp": iso(now),
     }
     for state in read.chats:
-        services.hub.tell([actor.uid], notices.CHAT_READ(shapes.chat_read(state)))
+        shown = shapes.chat_read(state)
+        services.hub.tell([actor.uid], notices.CHAT_READ(shown), key=replay.chat_read(shown, now))
     # Reads of messages sent before a block still count for the reader, but a
     # block stops everything between the two users, read receipts included.
     if not await services.storage.contacts.blocked_between(actor.uid, receipt.sender_id):
-        services.hub.tell([receipt.sender_id], notices.MESSAGES_READ(answer), key=replay.read(actor.uid, ids, now))
+        key = replay.read(actor.uid, read.message_ids, now)
+        services.hub.tell([receipt.sender_id], notices.MESSAGES_READ(answer), key=key)
     return answer
 
 

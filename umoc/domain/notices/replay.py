@@ -44,6 +44,8 @@ from umoc.domain.notices import shapes
 from umoc.storage.feed import Change
 
 __all__ = [
+    "chat_muted",
+    "chat_read",
     "contact",
     "delete",
     "delivered",
@@ -106,6 +108,20 @@ def profile(user_id: int, at: float) -> str:
     return _key("profile", user_id, at)
 
 
+def chat_read(state: dict[str, Any], at: float) -> str:
+    """A user's read state of one chat (their own stream: only they are told).
+
+    The state is in the key: a read and a ``mark_unread`` of one chat in
+    the same instant are two changes, both told.
+    """
+    return _key("chat_read", *state.values(), at)
+
+
+def chat_muted(state: dict[str, Any], at: float) -> str:
+    """A user's chat muted or unmuted, with its ``until`` (their own stream: only they are told)."""
+    return _key("chat_muted", *state.values(), at)
+
+
 def key(change: Change) -> str | None:
     """The delivery key of a change read from the feed; None for one that names nothing any more."""
     kind, at, data, msg = change.kind, change.created_at, change.data, change.message
@@ -135,6 +151,10 @@ def key(change: Change) -> str | None:
         return member(kind, change.chat_id or 0, change.actor_id or 0, at)
     if kind == "profile":
         return profile(change.actor_id or 0, at)
+    if kind == "chat_read":
+        return chat_read(dict(data), at)
+    if kind == "chat_muted":
+        return chat_muted(shapes.chat_muted(data["chat_id"], data["is_group"], data["until"], data["muted"]), at)
     return None
 
 
