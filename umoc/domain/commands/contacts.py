@@ -58,16 +58,7 @@ async def accept(services: Services, actor: Actor, record: ContactChange) -> dic
 async def reject(services: Services, actor: Actor, record: ContactChange) -> dict[str, Any]:
     other_id, now = record.contact_id, services.clock.seconds()
     await services.storage.contacts.reject(actor.uid, other_id, now)
-    mine = {"user_id": other_id}
-    services.hub.tell(
-        [actor.uid], notices.CONTACT_REJECTED(mine), key=replay.contact(other_id, "contact_rejected", now)
-    )
-    services.hub.tell(
-        [other_id],
-        notices.CONTACT_REJECTED({"user_id": actor.uid}),
-        key=replay.contact(actor.uid, "contact_rejected", now),
-    )
-    return mine
+    return _tell_both(services, actor.uid, other_id, notices.CONTACT_REJECTED, now)
 
 
 async def block(services: Services, actor: Actor, record: ContactChange) -> dict[str, Any]:
@@ -95,13 +86,14 @@ async def remove(services: Services, actor: Actor, record: ContactChange) -> dic
     """Both sides are told, each naming the other; their chat and its history stay."""
     other_id, now = record.contact_id, services.clock.seconds()
     await services.storage.contacts.remove(actor.uid, other_id, now)
-    removed = {"user_id": other_id}
-    services.hub.tell(
-        [actor.uid], notices.CONTACT_REMOVED(removed), key=replay.contact(other_id, "contact_removed", now)
-    )
-    services.hub.tell(
-        [other_id],
-        notices.CONTACT_REMOVED({"user_id": actor.uid}),
-        key=replay.contact(actor.uid, "contact_removed", now),
-    )
-    return removed
+    return _tell_both(services, actor.uid, other_id, notices.CONTACT_REMOVED, now)
+
+
+def _tell_both(
+    services: Services, actor_id: int, other_id: int, event: notices.ServerEvent, now: float
+) -> dict[str, Any]:
+    """``event`` to both users' sockets, each naming the other, keyed for the catch-up; the actor's payload."""
+    mine = {"user_id": other_id}
+    services.hub.tell([actor_id], event(mine), key=replay.contact(other_id, event.name, now))
+    services.hub.tell([other_id], event({"user_id": actor_id}), key=replay.contact(actor_id, event.name, now))
+    return mine
