@@ -111,11 +111,11 @@ class OverloadAdmissionTests(unittest.TestCase):
     def test_retry_after_is_the_wait_between_the_bound_and_its_cap(self) -> None:
         self.write(1)
         self.clock.advance(0.51)
-        self.assertEqual(self.admission.refusal("socket").payload()["retry_after"], 0.6)  # type: ignore[union-attr]
+        self.assertEqual(self.admission.refusal("socket").payload()["retry_after"], 0.5)  # type: ignore[union-attr]
         self.clock.advance(2)
         error = self.admission.refusal("socket")
         assert error is not None
-        self.assertEqual((error.retry_after, error.headers["Retry-After"]), (2.6, "3"))
+        self.assertEqual((error.retry_after, error.headers["Retry-After"]), (2.5, "3"))
         self.clock.advance(60)
         self.assertEqual(self.admission.refusal("socket").retry_after, MAX_RETRY_AFTER)  # type: ignore[union-attr]
 

@@ -140,7 +140,7 @@ class WriteAdmission:
             self._last_warning = now
             self._unlogged = 0
             self._warned = True
-        return OverloadedError(math.ceil(min(max(wait, self.bound), MAX_RETRY_AFTER) * 10) / 10)
+        return OverloadedError(round(min(max(wait, self.bound), MAX_RETRY_AFTER), 1))
 
     def check(self, edge: str) -> None:
         """Raise `OverloadedError` unless a new write may start."""
