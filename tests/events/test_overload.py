@@ -99,12 +99,13 @@ class OverloadedRouterMixin:
 
         release.set()
         await self.holding
-        self.assertIn("message_id", await first)
-        self.assertIn("message_id", await early)
+        sent_first, sent_early = await first, await early
+        self.assertIn("message_id", sent_first)
+        self.assertIn("message_id", sent_early)
         self.assertEqual(self.db.writer.oldest_wait(), 0)
         after = await self.send(alice, "send_message", recipient_id=bob.user_id, content="after")
         self.assertIn("message_id", after, "admitted again once the backlog drained")
-        acked = {(await first)["message_id"], (await early)["message_id"], after["message_id"]}
+        acked = {sent_first["message_id"], sent_early["message_id"], after["message_id"]}
         stored = await self.db.run("t", lambda txn: txn.execute("SELECT id, content FROM messages").fetchall())
         self.assertEqual({str(row["id"]) for row in stored}, acked)
         self.assertEqual(sorted(row["content"] for row in stored), ["after", "early", "first"])
