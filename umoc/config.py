@@ -106,6 +106,10 @@ class ServerConfig:
     access_log: bool = False
     #: On SIGTERM, how long events already running may take to finish (and users be announced offline).
     shutdown_timeout: Duration = Duration(10)
+    #: New writes (events that change state, the bot API, uploads) are refused at once, with
+    #: ``code: "overloaded"`` (503 over HTTP), while the oldest write waiting to commit has waited longer
+    #: than this; 0 turns the rule off.
+    overload_wait: Duration = Duration(0.5)
 
 
 @dataclass(frozen=True)
@@ -581,6 +585,8 @@ def _check(config: Config) -> list[str]:
         bad("feed.prune_interval", "expected a positive duration")
     if config.server.shutdown_timeout < 0:
         bad("server.shutdown_timeout", "expected a duration, 0 or more")
+    if config.server.overload_wait < 0:
+        bad("server.overload_wait", "expected a duration, 0 (off) or more")
     if config.logging.level not in LOG_LEVELS:
         bad("logging.level", "expected one of " + ", ".join(LOG_LEVELS))
     if config.logging.format not in LOG_FORMATS:

@@ -27,6 +27,7 @@ from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.overload import WriteAdmission
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
@@ -194,6 +195,16 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         lambda: sessions.hashes_refused,
     )
     files = FileManager(storage, clock, config.uploads, config.uploads_path)
+    db = storage.db
+
+    def write_wait() -> float:
+        return db.writer.oldest_wait()
+
+    metrics.gauge(
+        "umoc_write_wait_seconds",
+        "How long the oldest write waiting to commit has waited (server.overload_wait refuses writes past it)",
+        write_wait,
+    )
     services = Services(
         config=config,
         clock=clock,
@@ -207,6 +218,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         push=push,
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
+        admission=WriteAdmission(write_wait, config.server.overload_wait, clock, metrics),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -228,7 +240,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             recovery=recovery,
         ),
     )
-    uploads = Uploads(services.files, services.sessions, config.max_plain_body)
+    uploads = Uploads(services.files, services.sessions, config.max_plain_body, services.admission)
     admin = Administration(storage, services.sessions, hub, clock, webhooks)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
     site = build_site(
@@ -326,6 +338,8 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None])
         push=PushNotifier(storage, presence, clock, config.push, metrics, None, None),
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
+        # The operator's own commands are never refused: nothing else writes through this process.
+        admission=WriteAdmission(lambda: 0.0, 0, clock),
     )
     admin = Administration(storage, sessions, hub, clock, webhooks)
     return AdminTools(services, admin, bus, redis, http)

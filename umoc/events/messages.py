@@ -131,6 +131,7 @@ ROUTES = [
         get_read_receipts,
         response=notices.READ_RECEIPTS,
         rate_class="reads",
+        writes=False,
     ),
     Route(
         "message_delivered",
@@ -148,5 +149,6 @@ ROUTES = [
         ),
         typing,
         rate_class="typing",
+        writes=False,  # told to sockets, never stored
     ),
 ]

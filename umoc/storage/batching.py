@@ -126,11 +126,16 @@ class BatchWriter:
         retry_errors: tuple[type[BaseException], ...] = (),
         fatal_errors: tuple[type[BaseException], ...] = (),
         observe: Observe | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._run = run_transaction
+        #: The clock writes are timed by (a `Clock`'s ``seconds`` in tests).
+        self._now = now
         self._observe = observe
         self._queues: list[list[_Item]] = [[] for _ in range(max(1, lanes))]
         self._busy = [False] * len(self._queues)
+        #: Per lane, when the oldest write of its running batch was asked for (None: no batch running).
+        self._running_since: list[float | None] = [None] * len(self._queues)
         self._retry_errors = retry_errors
         self._fatal_errors = fatal_errors
         #: Batches committed and items they carried: for tests and the bench.
@@ -143,26 +148,46 @@ class BatchWriter:
         ``name`` labels the write in the metrics (a literal, as `Database.run`'s ``desc``).
         """
         lane = key % len(self._queues)
-        item = _Item(name, fn, args, time.monotonic())
+        item = _Item(name, fn, args, self._now())
         self._queues[lane].append(item)
         if not self._busy[lane]:
             self._start(lane)
         return item.done
 
+    def oldest_wait(self) -> float:
+        """Seconds the oldest unanswered write of the most backed-up lane has waited so far (0: none waits).
+
+        A lane's oldest is the first write of its running batch, else the
+        first still queued; per lane that is O(1), whatever the queue's
+        length.  It rises while the database falls behind (a batch that does
+        not commit, a queue growing faster than batches drain it) and falls
+        back to a batch's own time once the lane catches up.
+        """
+        now, oldest = self._now(), 0.0
+        for lane, queue in enumerate(self._queues):
+            since = self._running_since[lane]
+            if since is None and queue:
+                since = queue[0].started
+            if since is not None and now - since > oldest:
+                oldest = now - since
+        return oldest
+
     def _start(self, lane: int) -> None:
         queue = self._queues[lane]
         batch, self._queues[lane] = queue[:MAX_BATCH], queue[MAX_BATCH:]
         self._busy[lane] = True
+        self._running_since[lane] = batch[0].started
         d = self._run("batch", _batch_txn, batch, self._retry_errors, self._fatal_errors)
         d.addBoth(self._finished, lane, batch)
 
     def _finished(self, outcome: Any, lane: int, batch: list[_Item]) -> None:
         self._busy[lane] = False
+        self._running_since[lane] = None
         if self._queues[lane]:
             self._start(lane)
         observe = self._observe
         if observe is not None:
-            now = time.monotonic()
+            now = self._now()
             failed = isinstance(outcome, Failure)
             for i, item in enumerate(batch):
                 observe(item.name, not (failed or isinstance(outcome[i], Failure)), now - item.started, None)

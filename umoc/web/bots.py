@@ -10,7 +10,9 @@
 A bot is a user: it sends to friends and to groups it is a member of, as a
 user's ``send_message`` does, under the same ``ratelimits.messages`` bucket;
 it becomes a friend by accepting a contact request.  No token, or one not
-of an active bot, answers 401.
+of an active bot, answers 401.  While the node is overloaded
+(``server.overload_wait``) both answer 503 with ``Retry-After`` at once,
+before the token is looked up: nothing was done.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class BotApi:
         self._services = services
 
     async def _bot(self, request: IRequest) -> tuple[int, str]:
+        self._services.admission.check("bot")  # before any database work, the token's lookup included
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         token = token.strip()
