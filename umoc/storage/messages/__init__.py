@@ -37,7 +37,14 @@ from umoc.storage.messages.rows import (
     Message,
     message_from_row,
 )
-from umoc.storage.messages.write import Deleted, KeyTakenError, delete_txn, group_members_txn, post_txn
+from umoc.storage.messages.write import (
+    Deleted,
+    KeyTakenError,
+    delete_txn,
+    group_members_txn,
+    post_direct_batch_txn,
+    post_txn,
+)
 from umoc.storage.receipts import Read, read_txn
 
 __all__ = [
@@ -84,7 +91,11 @@ class MessageStore:
         ``keys_since``: the unique index decides, also between nodes.
         """
         key = _chat_key(sender.uid, new)
-        return self._db.write("messages.post", key, post_txn, sender, new, message_id, now, keys_since)
+        # Where the schema has it, a batch's direct messages are one call (one round trip).
+        together = post_direct_batch_txn if self._db.dialect.batch_functions and not new.is_group else None
+        return self._db.write(
+            "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together
+        )
 
     def by_client_msg_id(self, sender_id: int, client_msg_id: str) -> defer.Deferred[Message | None]:
         """The sender's message with this key (as `new_message` shows it), whenever it was stored; or None."""

@@ -17,21 +17,22 @@ direct chat hold their one shared row only for the commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from umoc.errors import RefusedError
 from umoc.records import Actor
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
-from umoc.storage.database import Txn
+from umoc.storage.database import Row, Txn
 from umoc.storage.mentions import check_mentions, mentions_text, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
-from umoc.storage.replies import NOT_IN_CHAT, sender_and_target_txn
+from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
-__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_txn"]
+__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_direct_batch_txn", "post_txn"]
 
 # -- sending --------------------------------------------------------------
 
@@ -49,8 +50,13 @@ _INSERT_KEYED = (
     + _INSERT_VALUES
     + ", ?) ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING seq"
 )
-#: Tries at storing a keyed message whose key keeps being taken from expired rows by others meanwhile.
+#: Tries at storing a keyed message whose key keeps being taken from expired rows by others meanwhile
+#: (also in migration 018's function).
 _KEY_TRIES = 3
+
+TO_SELF = "You cannot send a message to yourself"
+NOT_FRIENDS = "You can only send direct messages to your friends"
+KEY_BUSY = "'client_msg_id' is in use by another message being sent; send again"
 
 
 class KeyTakenError(Exception):
@@ -90,7 +96,7 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
     if mine is None or theirs is None or mine["status"] != FRIEND or theirs["status"] != FRIEND:
-        raise RefusedError("You can only send direct messages to your friends")
+        raise RefusedError(NOT_FRIENDS)
     day = utc_day(now)
     if mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
@@ -168,7 +174,7 @@ def _insert_txn(
         chat_id, audience = recipient_id, members
     else:
         if recipient_id == sender_id:
-            raise RefusedError("You cannot send a message to yourself")
+            raise RefusedError(TO_SELF)
         chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
         audience = [sender_id, recipient_id]
     if mentions:
@@ -258,7 +264,7 @@ def post_txn(
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
     else:
-        raise RefusedError("'client_msg_id' is in use by another message being sent; send again")
+        raise RefusedError(KEY_BUSY)
     if target is not None and target[1] != message.chat_id:
         raise RefusedError(NOT_IN_CHAT)
     message = replace(
@@ -268,6 +274,92 @@ def post_txn(
         sender_avatar_file_id=avatar_file_id,
     )
     return message, audience
+
+
+#: Migration 018's function: a batch's direct messages in one statement, one row each, in order.
+_POST_DIRECT = (
+    "SELECT * FROM post_direct_messages(?::BIGINT[], ?::BIGINT[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
+    " ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[])"
+)
+
+
+def post_direct_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """`post_txn` for each of a batch's direct messages, in one round trip (PostgreSQL, migration 018).
+
+    ``calls`` are `post_txn`'s arguments after ``txn``.  Each outcome is
+    ``(message, audience)`` or the exception refusing that message alone
+    (`RefusedError`, `KeyTakenError`), which wrote nothing; the others are
+    stored.  The function raises where post_txn's outcome needs a write
+    undone (a racing key); the batch then goes message by message.
+    """
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for sender, new, message_id, now, keys_since in calls:
+        values = (
+            sender.uid,
+            new.recipient_id,
+            message_id,
+            new.type,
+            new.content,
+            new.encrypted_content,
+            now,
+            new.reply_to,
+            mentions_text(new.mentions),
+            new.client_msg_id,
+            keys_since,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = txn.execute(_POST_DIRECT, columns).fetchall()
+    return [_direct_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
+
+
+def _direct_outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
+    """One row of ``post_direct_messages`` as `post_txn` answers: ``(message, audience)``, or its exception."""
+    sender, new, message_id, now, _ = call
+    outcome = row["o_outcome"]
+    if outcome == "key_taken":
+        original = keyed_message_txn(txn, sender.uid, new.client_msg_id or "")
+        return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY)
+    if outcome == "mentions":
+        try:
+            check_mentions(new.mentions, [sender.uid, new.recipient_id])
+        except RefusedError as exc:
+            return exc
+    if outcome != "stored":
+        return RefusedError(_REFUSALS.get(outcome, NOT_IN_CHAT))
+    target = None
+    if new.reply_to is not None:
+        target = ReplyTo(
+            message_id=new.reply_to,
+            deleted=False,
+            sender_id=int(row["o_reply_sender_id"]),
+            sender_username=row["o_reply_username"],
+            type=row["o_reply_type"],
+            content=row["o_reply_content"][:REPLY_PREVIEW],
+        )
+    message = Message(
+        message_id,
+        int(row["o_seq"]),
+        int(row["o_chat_id"]),
+        sender.uid,
+        sender.name,
+        new.recipient_id,
+        False,
+        new.type,
+        new.content,
+        new.encrypted_content,
+        now,
+        reply_to_seq=int(row["o_reply_seq"]) if target is not None else None,
+        mentions=new.mentions,
+        reply_to=target,
+        sender_display_name=row["o_display_name"],
+        sender_avatar_file_id=row["o_avatar_file_id"],
+    )
+    return message, [sender.uid, new.recipient_id]
+
+
+#: The function's refusals by their code ("mentions" and "key_taken" are answered with what they name).
+_REFUSALS = {"not_in_chat": NOT_IN_CHAT, "to_self": TO_SELF, "not_friends": NOT_FRIENDS}
 
 
 def _take_expired_key_txn(txn: Txn, sender_id: int, client_msg_id: str, keys_since: float) -> None:
