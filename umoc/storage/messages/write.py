@@ -25,7 +25,7 @@ from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
 from umoc.storage.mentions import check_mentions, mentions_text, unread_mentions_statements
-from umoc.storage.messages.read import keyed_message_txn
+from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
@@ -318,7 +318,8 @@ def _direct_outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
     sender, new, message_id, now, _ = call
     outcome = row["o_outcome"]
     if outcome == "key_taken":
-        original = keyed_message_txn(txn, sender.uid, new.client_msg_id or "")
+        # By its seq: a later message of the batch may have taken the key off it since.
+        original = message_at_txn(txn, int(row["o_arg"]))
         return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY)
     if outcome == "mentions":
         try:
