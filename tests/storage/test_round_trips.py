@@ -3,7 +3,7 @@
 Round trips are counted as the statements psycopg2 sends (``execute``
 calls on the pool's cursors); psycopg2's own ``BEGIN`` and ``COMMIT`` are one
 each per batch, whatever the batch holds, and are not counted.  The batch
-path (migration 018's ``post_direct_messages``) must store exactly what
+path (migration 018's ``post_messages``) must store exactly what
 `post_txn`, statement by statement, stores: the same rows in every table
 it writes, the same answer to every message.
 """
@@ -21,6 +21,7 @@ from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, postgres_schema
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.records import Actor
+from umoc.records.groups import NewGroup
 from umoc.records.messages import NewMessage
 from umoc.storage import Storage
 from umoc.storage.database import Database, Txn
@@ -138,6 +139,21 @@ class RoundTripTests(unittest.TestCase):
         self.assertEqual(stored, 1 + 1 + 50 + 2)
 
     @inline
+    async def test_a_batch_of_group_messages_is_one_round_trip_too(self) -> None:
+        db, storage = await self.database()
+        users = await self.friends(db, storage, *(f"u{i}" for i in range(6)))
+        group = await storage.groups.create(users[0], NewGroup("g", None, tuple(users[1:])), T0, 10)
+        sends = [
+            (Actor.user(users[i % 6], "u"), NewMessage(group, True, f"hi {i}", mentions=(users[0],)), f"g-{i}", T0 + i)
+            for i in range(50)
+        ]
+        results, count = await self.one_batch(db, storage, sends)
+        self.assertEqual(count, 1)
+        self.assertEqual({tuple(sorted(audience)) for _, audience in results}, {tuple(users)})
+        # Mentioned by the 41 messages the others sent (a sender's own mention counts for none).
+        self.assertEqual(await storage.mentions.count(users[0], group, True), 41)
+
+    @inline
     async def test_a_refused_message_in_the_middle_of_a_batch_fails_alone(self) -> None:
         db, storage = await self.database()
         a, b = await self.friends(db, storage, "a", "b")
@@ -165,6 +181,7 @@ class RoundTripTests(unittest.TestCase):
         for db, storage in ((batch_db, batch_storage), (plain_db, plain_storage)):
             await self.friends(db, storage, "a", "b", "c")
             await storage.users.create("stranger", "x", T0)
+            group = await storage.groups.create(1, NewGroup("g", None, (2,)), T0, 10)
         a, b, c, stranger = Actor.user(1, "a"), Actor.user(2, "b"), Actor.user(3, "c"), 4
         await batch_storage.messages.post(a, NewMessage(2, False, "seed", client_msg_id="old"), "seed", T0)
         await plain_db.run("t", post_txn, a, NewMessage(2, False, "seed", client_msg_id="old"), "seed", T0)
@@ -183,8 +200,15 @@ class RoundTripTests(unittest.TestCase):
             (a, NewMessage(2, False, "fresh key", client_msg_id="new"), "m11", day2 + 10),
             (a, NewMessage(3, False, "old key", client_msg_id="old"), "m12", day2 + 11),  # expired: taken over
             (c, NewMessage(2, False, "c to b, new chat", client_msg_id="new"), "m13", day2 + 12),
+            (b, NewMessage(group, True, "to the group", mentions=(1,)), "g1", day2 + 13),
+            (a, NewMessage(group, True, "mentions c", mentions=(3,)), "g2", day2 + 14),  # c is no member
+            (c, NewMessage(group, True, "not my group"), "g3", day2 + 15),
+            (a, NewMessage(group, True, "reply in the group", reply_to="g1"), "g4", day2 + 16),
+            (b, NewMessage(group, True, "reply elsewhere", reply_to="m1"), "g5", day2 + 17),
+            (a, NewMessage(group, True, "keyed", client_msg_id="gk", mentions=(1, 2)), "g6", day2 + 18),
+            (a, NewMessage(999, True, "no such group"), "g7", day2 + 19),
         ]
-        keys_since = [T0 - 1] * 11 + [day2, day2]
+        keys_since = [T0 - 1] * 11 + [day2, day2] + [T0 - 1] * 7
         batched, count = await self.one_batch(
             batch_db, batch_storage, [(*send, since) for send, since in zip(sends, keys_since, strict=True)]
         )
@@ -200,7 +224,8 @@ class RoundTripTests(unittest.TestCase):
         self.assertEqual([_answer(r, batch_ranks) for r in batched], [_answer(r, plain_ranks) for r in plain])
         self.assertEqual(
             [isinstance(r, Failure) for r in batched],
-            [False, False, False, True, True, True, False, True, True, True, False, False, False],
+            [False, False, False, True, True, True, False, True, True, True, False, False, False]
+            + [False, True, True, False, True, False, True],
         )
         for table, sql in TABLES.items():
             rows = [

@@ -42,7 +42,7 @@ from umoc.storage.messages.write import (
     KeyTakenError,
     delete_txn,
     group_members_txn,
-    post_direct_batch_txn,
+    post_batch_txn,
     post_txn,
 )
 from umoc.storage.receipts import Read, read_txn
@@ -91,8 +91,8 @@ class MessageStore:
         ``keys_since``: the unique index decides, also between nodes.
         """
         key = _chat_key(sender.uid, new)
-        # Where the schema has it, a batch's direct messages are one call (one round trip).
-        together = post_direct_batch_txn if self._db.dialect.batch_functions and not new.is_group else None
+        # Where the schema has it, a batch's messages are one call (one round trip).
+        together = post_batch_txn if self._db.dialect.batch_functions else None
         return self._db.write(
             "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together
         )

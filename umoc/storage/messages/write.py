@@ -24,7 +24,7 @@ from umoc.records import Actor
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
-from umoc.storage.mentions import check_mentions, mentions_text, unread_mentions_statements
+from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
@@ -32,7 +32,7 @@ from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
-__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_direct_batch_txn", "post_txn"]
+__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_batch_txn", "post_txn"]
 
 # -- sending --------------------------------------------------------------
 
@@ -276,27 +276,32 @@ def post_txn(
     return message, audience
 
 
-#: Migration 018's function: a batch's direct messages in one statement, one row each, in order.
-_POST_DIRECT = (
-    "SELECT * FROM post_direct_messages(?::BIGINT[], ?::BIGINT[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
-    " ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[])"
+#: Migration 018's function: a batch's messages in one statement, one row each, in order.
+_POST_MESSAGES = (
+    "SELECT * FROM post_messages(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
+    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[])"
 )
 
 
-def post_direct_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
-    """`post_txn` for each of a batch's direct messages, in one round trip (PostgreSQL, migration 018).
+def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """`post_txn` for each of a batch's messages, in one round trip (PostgreSQL, migration 018).
 
     ``calls`` are `post_txn`'s arguments after ``txn``.  Each outcome is
     ``(message, audience)`` or the exception refusing that message alone
     (`RefusedError`, `KeyTakenError`), which wrote nothing; the others are
     stored.  The function raises where post_txn's outcome needs a write
     undone (a racing key); the batch then goes message by message.
+
+    A group's members come back once per call, with its first stored
+    message, and are kept in ``txn.locked`` as `group_members_txn` keeps
+    them: the group's row stays locked until the commit.
     """
-    columns: list[list[Any]] = [[] for _ in range(11)]
+    columns: list[list[Any]] = [[] for _ in range(12)]
     for sender, new, message_id, now, keys_since in calls:
         values = (
             sender.uid,
             new.recipient_id,
+            new.is_group,
             message_id,
             new.type,
             new.content,
@@ -309,12 +314,12 @@ def post_direct_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    rows = txn.execute(_POST_DIRECT, columns).fetchall()
-    return [_direct_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
+    rows = txn.execute(_POST_MESSAGES, columns).fetchall()
+    return [_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
 
 
-def _direct_outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
-    """One row of ``post_direct_messages`` as `post_txn` answers: ``(message, audience)``, or its exception."""
+def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
+    """One row of ``post_messages`` as `post_txn` answers: ``(message, audience)``, or its exception."""
     sender, new, message_id, now, _ = call
     outcome = row["o_outcome"]
     if outcome == "key_taken":
@@ -322,12 +327,16 @@ def _direct_outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         original = message_at_txn(txn, int(row["o_arg"]))
         return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY)
     if outcome == "mentions":
-        try:
-            check_mentions(new.mentions, [sender.uid, new.recipient_id])
-        except RefusedError as exc:
-            return exc
+        return outsider_error(int(row["o_arg"]))
     if outcome != "stored":
         return RefusedError(_REFUSALS.get(outcome, NOT_IN_CHAT))
+    if new.is_group:
+        key = ("group_members", new.recipient_id)
+        if row["o_members"] is not None:
+            txn.locked[key] = tuple(int(m) for m in row["o_members"])
+        audience = list(txn.locked[key])
+    else:
+        audience = [sender.uid, new.recipient_id]
     target = None
     if new.reply_to is not None:
         target = ReplyTo(
@@ -345,7 +354,7 @@ def _direct_outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         sender.uid,
         sender.name,
         new.recipient_id,
-        False,
+        new.is_group,
         new.type,
         new.content,
         new.encrypted_content,
@@ -356,11 +365,11 @@ def _direct_outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         sender_display_name=row["o_display_name"],
         sender_avatar_file_id=row["o_avatar_file_id"],
     )
-    return message, [sender.uid, new.recipient_id]
+    return message, audience
 
 
 #: The function's refusals by their code ("mentions" and "key_taken" are answered with what they name).
-_REFUSALS = {"not_in_chat": NOT_IN_CHAT, "to_self": TO_SELF, "not_friends": NOT_FRIENDS}
+_REFUSALS = {"not_in_chat": NOT_IN_CHAT, "to_self": TO_SELF, "not_friends": NOT_FRIENDS, "unknown_chat": UNKNOWN_CHAT}
 
 
 def _take_expired_key_txn(txn: Txn, sender_id: int, client_msg_id: str, keys_since: float) -> None:

@@ -25,9 +25,10 @@
 -- Upgrading: a later change to post_txn's writes ships a migration with
 -- CREATE OR REPLACE FUNCTION (or DROP and CREATE when the arguments change),
 -- in the same release as the Python that calls it.
-CREATE FUNCTION post_direct_messages(
+CREATE FUNCTION post_messages(
     p_sender BIGINT[],
     p_recipient BIGINT[],
+    p_is_group BOOLEAN[],
     p_id TEXT[],
     p_type TEXT[],
     p_content TEXT[],
@@ -48,7 +49,8 @@ CREATE FUNCTION post_direct_messages(
     o_reply_sender_id BIGINT,
     o_reply_username TEXT,
     o_reply_type TEXT,
-    o_reply_content TEXT
+    o_reply_content TEXT,
+    o_members BIGINT[]
 ) LANGUAGE plpgsql AS $$
 DECLARE
     i INTEGER;
@@ -74,10 +76,13 @@ DECLARE
     v_key_created DOUBLE PRECISION;
     v_seq BIGINT;
     v_tries INTEGER;
+    v_group BOOLEAN;
+    v_told BIGINT[] := '{}';
 BEGIN
     FOR i IN 1 .. COALESCE(array_length(p_sender, 1), 0) LOOP
         v_sender := p_sender[i];
         v_recipient := p_recipient[i];
+        v_group := p_is_group[i];
         v_now := p_created[i];
         v_day := floor(v_now / 86400)::INTEGER;
         o_outcome := NULL;
@@ -91,6 +96,7 @@ BEGIN
         o_reply_username := NULL;
         o_reply_type := NULL;
         o_reply_content := NULL;
+        o_members := NULL;
 
         -- The sender's profile and the reply target (sender_and_target_txn).
         SELECT s.display_name, s.avatar_file_id, m.seq, m.id, m.chat_id, m.sender_id, u.username, m.type,
@@ -102,47 +108,69 @@ BEGIN
         v_found := FOUND;
         IF NOT v_found THEN
             -- No such sender: post_txn's insert fails on the foreign key; let it say so.
-            RAISE EXCEPTION 'post_direct_messages: no such sender';
+            RAISE EXCEPTION 'post_messages: no such sender';
         END IF;
         IF p_reply_to[i] IS NOT NULL AND (v_target_id IS NULL OR v_target_deleted IS NOT NULL) THEN
             o_outcome := 'not_in_chat';
             RETURN NEXT;
             CONTINUE;
         END IF;
-        IF v_recipient = v_sender THEN
-            o_outcome := 'to_self';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-
-        -- Both rows FRIEND, kept so until the commit (a block waits: FOR UPDATE).
-        v_mine := NULL;
-        v_theirs := NULL;
-        SELECT max(CASE WHEN owner_id = v_sender THEN status END),
-               max(CASE WHEN owner_id = v_recipient THEN status END),
-               max(CASE WHEN owner_id = v_sender THEN last_sent_day END)
-          INTO v_mine, v_theirs, v_mine_day
-          FROM (SELECT owner_id, status, last_sent_day FROM contacts
-                 WHERE (owner_id = v_sender AND contact_id = v_recipient)
-                    OR (owner_id = v_recipient AND contact_id = v_sender)
-                 ORDER BY owner_id FOR KEY SHARE) AS pair;
-        IF v_mine IS DISTINCT FROM 'FRIEND' OR v_theirs IS DISTINCT FROM 'FRIEND' THEN
-            o_outcome := 'not_friends';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-
-        SELECT c.id INTO v_chat FROM chats c
-         WHERE c.user_lo = LEAST(v_sender, v_recipient) AND c.user_hi = GREATEST(v_sender, v_recipient);
-
-        -- Mentions: the sender or the recipient only (check_mentions).
         v_mentioned := COALESCE(string_to_array(p_mentions[i], ',')::BIGINT[], '{}');
-        SELECT min(u) INTO v_outsider FROM unnest(v_mentioned) AS u WHERE u <> v_sender AND u <> v_recipient;
-        IF v_outsider IS NOT NULL THEN
-            o_outcome := 'mentions';
-            o_arg := v_outsider;
-            RETURN NEXT;
-            CONTINUE;
+        IF v_group THEN
+            -- An open group the sender is in (group_members_txn): its row locked until the commit, so
+            -- membership holds for the batch.
+            PERFORM 1 FROM chats c WHERE c.id = v_recipient AND c.is_group = 1 AND c.closed_at IS NULL FOR UPDATE;
+            IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM user_chats uc
+                                         WHERE uc.user_id = v_sender AND uc.chat_id = v_recipient) THEN
+                o_outcome := 'unknown_chat';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            v_chat := v_recipient;
+            SELECT min(u) INTO v_outsider FROM unnest(v_mentioned) AS u
+             WHERE NOT EXISTS (SELECT 1 FROM user_chats uc WHERE uc.user_id = u AND uc.chat_id = v_chat);
+            IF v_outsider IS NOT NULL THEN
+                o_outcome := 'mentions';
+                o_arg := v_outsider;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        ELSE
+            IF v_recipient = v_sender THEN
+                o_outcome := 'to_self';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+
+            -- Both rows FRIEND, kept so until the commit (a block waits: FOR UPDATE).
+            v_mine := NULL;
+            v_theirs := NULL;
+            SELECT max(CASE WHEN owner_id = v_sender THEN status END),
+                   max(CASE WHEN owner_id = v_recipient THEN status END),
+                   max(CASE WHEN owner_id = v_sender THEN last_sent_day END)
+              INTO v_mine, v_theirs, v_mine_day
+              FROM (SELECT owner_id, status, last_sent_day FROM contacts
+                     WHERE (owner_id = v_sender AND contact_id = v_recipient)
+                        OR (owner_id = v_recipient AND contact_id = v_sender)
+                     ORDER BY owner_id FOR KEY SHARE) AS pair;
+            IF v_mine IS DISTINCT FROM 'FRIEND' OR v_theirs IS DISTINCT FROM 'FRIEND' THEN
+                o_outcome := 'not_friends';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+
+            SELECT c.id INTO v_chat FROM chats c
+             WHERE c.user_lo = LEAST(v_sender, v_recipient) AND c.user_hi = GREATEST(v_sender, v_recipient);
+
+            -- Mentions: the sender or the recipient only (check_mentions).
+            SELECT min(u) INTO v_outsider FROM unnest(v_mentioned) AS u WHERE u <> v_sender AND u <> v_recipient;
+            IF v_outsider IS NOT NULL THEN
+                o_outcome := 'mentions';
+                o_arg := v_outsider;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+
         END IF;
 
         -- Whether the key is held already: post_txn's insert would find so before anything below.
@@ -179,15 +207,15 @@ BEGIN
         IF p_key[i] IS NULL THEN
             INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, encrypted_content,
                                   created_at, reply_to_seq, mentions)
-            VALUES (p_id[i], v_chat, v_sender, v_recipient, 0, p_type[i], p_content[i], p_encrypted[i], v_now,
-                    o_reply_seq, p_mentions[i])
+            VALUES (p_id[i], v_chat, v_sender, v_recipient, v_group::INTEGER, p_type[i], p_content[i],
+                    p_encrypted[i], v_now, o_reply_seq, p_mentions[i])
             RETURNING seq INTO v_seq;
         ELSE
             FOR v_tries IN 1 .. 3 LOOP
                 INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,
                                       encrypted_content, created_at, reply_to_seq, mentions, client_msg_id)
-                VALUES (p_id[i], v_chat, v_sender, v_recipient, 0, p_type[i], p_content[i], p_encrypted[i], v_now,
-                        o_reply_seq, p_mentions[i], p_key[i])
+                VALUES (p_id[i], v_chat, v_sender, v_recipient, v_group::INTEGER, p_type[i], p_content[i],
+                        p_encrypted[i], v_now, o_reply_seq, p_mentions[i], p_key[i])
                 ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
                 RETURNING seq INTO v_seq;
                 EXIT WHEN v_seq IS NOT NULL;
@@ -197,7 +225,7 @@ BEGIN
                     IF v_key_created >= p_keys_since[i] THEN
                         IF v_created_chat THEN
                             -- Taken meanwhile by a racing send: the new chat must go too.
-                            RAISE EXCEPTION 'post_direct_messages: key taken meanwhile';
+                            RAISE EXCEPTION 'post_messages: key taken meanwhile';
                         END IF;
                         o_outcome := 'key_taken';
                         o_arg := v_key_seq;
@@ -211,12 +239,12 @@ BEGIN
                 CONTINUE;
             END IF;
             IF v_seq IS NULL THEN
-                RAISE EXCEPTION 'post_direct_messages: key in use';
+                RAISE EXCEPTION 'post_messages: key in use';
             END IF;
         END IF;
 
         -- The sender's first message of the day (_first_of_day_txn): once a day the pair is serialised.
-        IF v_mine_day IS DISTINCT FROM v_day THEN
+        IF NOT v_group AND v_mine_day IS DISTINCT FROM v_day THEN
             PERFORM pg_advisory_xact_lock(
                 LEAST(mod(v_sender, 2147483648), mod(v_recipient, 2147483648))::INTEGER,
                 GREATEST(mod(v_sender, 2147483648), mod(v_recipient, 2147483648))::INTEGER);
@@ -258,6 +286,11 @@ BEGIN
         INSERT INTO unread_mentions (user_id, chat_id, message_seq)
         SELECT DISTINCT u, v_chat, v_seq FROM unnest(v_mentioned) AS u WHERE u <> v_sender;
 
+        IF v_group AND NOT v_chat = ANY(v_told) THEN
+            -- The audience, once per group per call: the caller keeps it for the group's other messages.
+            o_members := ARRAY(SELECT uc.user_id FROM user_chats uc WHERE uc.chat_id = v_chat);
+            v_told := v_told || v_chat;
+        END IF;
         o_outcome := 'stored';
         o_seq := v_seq;
         o_chat_id := v_chat;
