@@ -174,6 +174,22 @@ class RoundTripTests(unittest.TestCase):
         self.assertEqual([e.unread_count for e in await storage.messages.chat_list(b)], [49])
 
     @inline
+    async def test_a_batch_the_function_gives_up_on_goes_message_by_message(self) -> None:
+        """The function raises (here: a sender with no user row); the batch is written again by `post_txn`."""
+        db, storage = await self.database()
+        a, b = await self.friends(db, storage, "a", "b")
+        sends = [(Actor.user(a, "a"), NewMessage(b, False, f"ok {i}"), f"m-{i}", T0 + i) for i in range(5)]
+        sends[2] = (Actor.user(999, "ghost"), NewMessage(b, False, "ghost"), "m-2", T0 + 2)
+        results, count = await self.one_batch(db, storage, sends)
+        self.assertGreater(count, 5, "the call, then the statements of each message")
+        self.assertEqual([isinstance(r, Failure) for r in results], [False, False, True, False, False])
+        self.assertEqual(results[2].getErrorMessage(), "You can only send direct messages to your friends")
+        contents = await db.run(
+            "t", lambda txn: [r[0] for r in txn.execute("SELECT content FROM messages ORDER BY seq").fetchall()]
+        )
+        self.assertEqual(contents, ["ok 0", "ok 1", "ok 3", "ok 4"])
+
+    @inline
     async def test_the_batch_stores_and_answers_what_post_txn_does_message_by_message(self) -> None:
         """The same sends, in one batch through the function and one by one through `post_txn`."""
         batch_db, batch_storage = await self.database()

@@ -4,7 +4,8 @@ By concern, as Synapse splits its event stores:
 
 * ``rows``: `Message`, `ChatEntry`, `History`, the select lists and the mapping from rows;
 * ``write``: posting and deleting, each one named write of the group commit
-  (``messages.post``, ``messages.delete``);
+  (``messages.post``, ``messages.delete``; on PostgreSQL a batch's posts are
+  one call of a function, ``post_batch_txn``);
 * ``read``: the chat list, history pages, missed messages and their annotations;
 * read receipts are ``umoc.storage.receipts``, beside ``umoc.storage.deliveries``.
 

@@ -12,6 +12,13 @@ those they read since (migration 007).  A message therefore writes the
 message, the sender's own member row and the chat row: O(1) rows whatever
 the group size.  The chat row is written last, so the two senders of a
 direct chat hold their one shared row only for the commit.
+
+On PostgreSQL a group-commit batch's messages are written by one call of
+migration 018's ``post_messages`` (`post_batch_txn`), which does what
+`post_txn` does for each, so a batch costs one round trip whatever its
+size; `post_txn` stays the write of one message (SQLite, and a batch the
+function gives up on).  A change to what `post_txn` writes needs the same
+change in a new migration replacing the function.
 """
 
 from __future__ import annotations
