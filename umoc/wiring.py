@@ -104,6 +104,17 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
         "1 while the bus self-ping finds no gap (0: deliveries may be missed)",
         lambda: int(watch.gap_start is None),
     )
+    catchup = cluster.catchup
+    metrics.counter(
+        "umoc_catchup_replayed",
+        "Live events a bus gap lost, replayed from the change feed (one per user and change)",
+        lambda: catchup.replayed,
+    )
+    metrics.counter(
+        "umoc_catchup_hints",
+        "sync_needed sent after a bus gap that could not be replayed exactly",
+        lambda: catchup.hinted,
+    )
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None, threads_reactor: Any = None) -> Node:
@@ -200,7 +211,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     cluster: Cluster | None = None
     if redis_side is not None:
         redis, bus, watch, redis_presence = redis_side
-        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None)
+        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None, presence)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
         _redis_metrics(metrics, cluster)

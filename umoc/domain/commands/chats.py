@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
-from umoc.domain.notices import shapes
+from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.records import Actor
@@ -46,7 +46,7 @@ async def mute(services: Services, actor: Actor, change: Mute) -> dict[str, Any]
         await _require_chat(services, actor.uid, change.chat_id, change.is_group)
     await services.storage.push.mute(actor.uid, change, now)
     payload = shapes.chat_muted(change.chat_id, change.is_group, change.until, change.muted)
-    services.hub.tell([actor.uid], notices.CHAT_MUTED(payload))
+    services.hub.tell([actor.uid], notices.CHAT_MUTED(payload), key=replay.chat_muted(payload, now))
     return payload
 
 
@@ -57,7 +57,8 @@ async def mark_unread(services: Services, actor: Actor, mark: MarkUnread) -> dic
     gets ``chat_read`` with the new counts.  Raises `UserError` when the
     actor is not in the chat or the message is not a live one of it.
     """
-    state = await services.storage.readstate.mark_unread(actor.uid, mark, services.clock.seconds())
+    now = services.clock.seconds()
+    state = await services.storage.readstate.mark_unread(actor.uid, mark, now)
     payload = shapes.chat_read(state)
-    services.hub.tell([actor.uid], notices.CHAT_READ(payload))
+    services.hub.tell([actor.uid], notices.CHAT_READ(payload), key=replay.chat_read(payload, now))
     return payload

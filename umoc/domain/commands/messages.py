@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from umoc.domain import notices
 from umoc.domain.access import require_writable_chat
-from umoc.domain.notices import shapes
+from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.ids import MessageIds
@@ -81,16 +81,17 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
         return _retried(new, taken.original)
     services.metrics.messages_stored.inc()
     payload = shapes.new_message(message)
-    key = new.client_msg_id
-    if key is None:
-        services.hub.tell(audience, notices.NEW_MESSAGE(payload), message_id=message.id)
+    delivery = replay.message(message.id)
+    client_msg_id = new.client_msg_id
+    if client_msg_id is None:
+        services.hub.tell(audience, notices.NEW_MESSAGE(payload), key=delivery)
         mine = payload
     else:
-        mine = {**payload, "client_msg_id": key}
-        services.hub.tell([actor.uid], notices.NEW_MESSAGE(mine), message_id=message.id)
+        mine = {**payload, "client_msg_id": client_msg_id}
+        services.hub.tell([actor.uid], notices.NEW_MESSAGE(mine), key=delivery)
         others = [user_id for user_id in audience if user_id != actor.uid]
         if others:
-            services.hub.tell(others, notices.NEW_MESSAGE(payload), message_id=message.id)
+            services.hub.tell(others, notices.NEW_MESSAGE(payload), key=delivery)
     services.push.message_posted(message, audience)
     services.webhooks.emit("message.created", payload)
     return mine
@@ -177,9 +178,10 @@ async def edit(services: Services, actor: Actor, change: Edit) -> dict[str, Any]
     change = change.checked(limits)
     edited = await services.storage.edits.edit(actor.uid, change, services.clock.seconds(), limits.edit_window)
     target = edited.target
+    key = replay.edit(target.id, edited.edited_at)
     for users, chat_id in target.views():
         shown = shapes.message_edited(target.id, chat_id, target.is_group, edited.content, edited.edited_at)
-        services.hub.tell(users, notices.MESSAGE_EDITED(shown))
+        services.hub.tell(users, notices.MESSAGE_EDITED(shown), key=key)
     mine = shapes.message_edited(
         target.id, target.chat_id_for(actor.uid), target.is_group, edited.content, edited.edited_at
     )
@@ -196,7 +198,7 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
     now = services.clock.seconds()
     deleted = await services.storage.messages.delete(actor, deletion, now)
     payload = {"message_id": deletion.message_id, "sender_id": deleted.sender_id, "timestamp": iso(now)}
-    services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload))
+    services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload), key=replay.delete(deletion.message_id, now))
     services.webhooks.emit("message.deleted", {**payload, "deleted_by": actor.user_id})
     if actor.is_admin:
         log.info(
@@ -225,11 +227,13 @@ async def mark_read(services: Services, actor: Actor, receipt: ReadReceipt) -> d
         "timestamp": iso(now),
     }
     for state in read.chats:
-        services.hub.tell([actor.uid], notices.CHAT_READ(shapes.chat_read(state)))
+        shown = shapes.chat_read(state)
+        services.hub.tell([actor.uid], notices.CHAT_READ(shown), key=replay.chat_read(shown, now))
     # Reads of messages sent before a block still count for the reader, but a
     # block stops everything between the two users, read receipts included.
     if not await services.storage.contacts.blocked_between(actor.uid, receipt.sender_id):
-        services.hub.tell([receipt.sender_id], notices.MESSAGES_READ(answer))
+        key = replay.read(actor.uid, read.message_ids, now)
+        services.hub.tell([receipt.sender_id], notices.MESSAGES_READ(answer), key=key)
     return answer
 
 
@@ -248,7 +252,11 @@ async def mark_delivered(services: Services, actor: Actor, delivered: Delivered)
     now = services.clock.seconds()
     found = await services.storage.deliveries.mark_delivered(actor.uid, list(delivered.message_ids), now)
     for each in found:
-        services.hub.tell([each.sender_id], notices.MESSAGES_DELIVERED(shapes.messages_delivered(each, actor.uid, now)))
+        services.hub.tell(
+            [each.sender_id],
+            notices.MESSAGES_DELIVERED(shapes.messages_delivered(each, actor.uid, now)),
+            key=replay.delivered(actor.uid, each.chat_id, each.is_group, now),
+        )
     return {"message_ids": [i for d in found for i in d.message_ids]}
 
 

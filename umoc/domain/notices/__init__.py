@@ -10,11 +10,16 @@ iterates the route table.
 
 How records look on the wire (a message, a chat, a contact) lives in
 `umoc.domain.notices.shapes`; this module says which events carry them.
+`umoc.domain.notices.replay` says which event each change of the feed was,
+and the delivery key that names it (``hub.tell(..., key=...)``), for the
+catch-up after a gap in the cluster's bus.
 
 Adding an event: declare it below with its fields (``optional`` for those
 some payloads leave out), give it a heading in ``docs/api.md`` under
 "Server-initiated events", and send ``MY_EVENT(payload)`` through the hub
-or a socket.
+or a socket.  An event that tells of a change the feed records also goes
+with its delivery key (``hub.tell(users, MY_EVENT(payload), key=...)``),
+and `replay` maps the feed row back to it, so a bus gap replays it once.
 """
 
 from __future__ import annotations
