@@ -6,8 +6,13 @@ next transaction.  An idle lane starts at once, so a lone write waits for
 nobody: batching costs no latency, it only appears under load.
 
 Each write still gets its own outcome.  A batch first runs all its items
-under one ``SAVEPOINT`` (two statements per batch, not per item: on
-PostgreSQL each is a round trip).  If any item raises (not friends,
+under one ``SAVEPOINT`` (sent with the batch's first statement: no round
+trip of its own on PostgreSQL, and not released, as the commit follows).
+Writes of one kind may also be written together: the batch's items naming
+the same ``together`` function go to it in one call (on PostgreSQL, the
+direct messages of a batch are one call of a PL/pgSQL function taking
+arrays, whatever their number), which answers each item with its result or
+the refusal of that item alone.  If any item raises (not friends,
 blocked, unknown message), the batch goes back to that savepoint and runs
 again with every item under its own savepoint: the refused one is rolled
 back to its savepoint and answered with its error while the others commit.
@@ -50,12 +55,18 @@ RETRIES = 3
 Observe = Callable[[str, bool, float, "float | None"], None]
 
 
+#: ``together(txn, [args of each item])``: the items' outcomes, in order, each a result or the exception
+#: refusing that item alone (having written nothing); raising sends the batch item by item through ``fn``.
+Together = Callable[[Any, list[tuple[Any, ...]]], list[Any]]
+
+
 @dataclass(slots=True)
 class _Item:
     name: str
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     started: float
+    together: Together | None = None
     done: defer.Deferred[Any] = field(default_factory=defer.Deferred)
 
 
@@ -65,23 +76,43 @@ def _batch_txn(
     retry_errors: tuple[type[BaseException], ...],
     fatal_errors: tuple[type[BaseException], ...],
 ) -> list[Any]:
-    """Each item's result, or its `Failure` (rolled back to its savepoint).
+    """Each item's result, or its `Failure` (rolled back to its savepoint, or refused by its ``together``).
 
     ``fatal_errors`` (the database is not there, a deadline) fail the whole
-    batch: `Database.run` then answers every caller and rolls back.
+    batch: `Database.run` then answers every caller and rolls back.  The
+    savepoint rides on the batch's first statement (`Txn.savepoint`) and is
+    not released: the commit follows.
     """
     txn.begin()
-    txn.execute("SAVEPOINT batch_all")
+    txn.savepoint("batch_all")
     try:
-        results = [item.fn(txn, *item.args) for item in items]
+        return _all_txn(txn, items)
     except Exception as exc:
         if isinstance(exc, fatal_errors):
             raise
         # Someone was refused (or lost a deadlock): undo the batch and run it item by item.
         txn.rollback_to("batch_all")
         return _one_by_one_txn(txn, items, retry_errors, fatal_errors)
-    txn.execute("RELEASE SAVEPOINT batch_all")
-    return results
+
+
+def _all_txn(txn: Any, items: list[_Item]) -> list[Any]:
+    """Every item in order; those sharing a ``together`` in one call of it, where the first of them stands."""
+    outcomes: list[Any] = [None] * len(items)
+    shared: dict[Together, list[int]] = {}
+    for i, item in enumerate(items):
+        if item.together is not None:
+            shared.setdefault(item.together, []).append(i)
+    for i, item in enumerate(items):
+        if item.together is None:
+            outcomes[i] = item.fn(txn, *item.args)
+            continue
+        members = shared.get(item.together)
+        if members is None or members[0] != i:
+            continue  # answered with the first of its kind
+        results = item.together(txn, [items[j].args for j in members])
+        for j, result in zip(members, results, strict=True):
+            outcomes[j] = Failure(result) if isinstance(result, BaseException) else result
+    return outcomes
 
 
 def _one_by_one_txn(
@@ -142,13 +173,18 @@ class BatchWriter:
         self.batches = 0
         self.items = 0
 
-    def run(self, name: str, key: int, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+    def run(
+        self, name: str, key: int, fn: Callable[..., Any], *args: Any, together: Together | None = None
+    ) -> defer.Deferred[Any]:
         """``fn(txn, *args)`` in the next transaction of ``key``'s lane; fires after it commits.
 
         ``name`` labels the write in the metrics (a literal, as `Database.run`'s ``desc``).
+        ``together``, when given, writes all the batch's items that name it in one call
+        (one round trip on PostgreSQL); ``fn`` still writes the item when the batch
+        goes item by item.
         """
         lane = key % len(self._queues)
-        item = _Item(name, fn, args, self._now())
+        item = _Item(name, fn, args, self._now(), together)
         self._queues[lane].append(item)
         if not self._busy[lane]:
             self._start(lane)

@@ -24,6 +24,7 @@ __all__ = [
     "mark_mentions_read_txn",
     "mention_count_txn",
     "mention_counts_txn",
+    "outsider_error",
     "parse_mentions",
 ]
 
@@ -41,8 +42,13 @@ def check_mentions(mentions: Sequence[int], members: Sequence[int]) -> list[int]
     mentioned = sorted(set(mentions))
     outsiders = set(mentioned) - set(members)
     if outsiders:
-        raise RefusedError(f"Invalid 'mentions': user {min(outsiders)} is not a member of this chat")
+        raise outsider_error(min(outsiders))
     return mentioned
+
+
+def outsider_error(user_id: int) -> RefusedError:
+    """The refusal of a message mentioning ``user_id``, who is not a member of its chat."""
+    return RefusedError(f"Invalid 'mentions': user {user_id} is not a member of this chat")
 
 
 def mentions_text(mentioned: Sequence[int]) -> str | None:

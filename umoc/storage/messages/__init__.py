@@ -4,7 +4,8 @@ By concern, as Synapse splits its event stores:
 
 * ``rows``: `Message`, `ChatEntry`, `History`, the select lists and the mapping from rows;
 * ``write``: posting and deleting, each one named write of the group commit
-  (``messages.post``, ``messages.delete``);
+  (``messages.post``, ``messages.delete``; on PostgreSQL a batch's posts are
+  one call of a function, ``post_batch_txn``);
 * ``read``: the chat list, history pages, missed messages and their annotations;
 * read receipts are ``umoc.storage.receipts``, beside ``umoc.storage.deliveries``.
 
@@ -37,7 +38,14 @@ from umoc.storage.messages.rows import (
     Message,
     message_from_row,
 )
-from umoc.storage.messages.write import Deleted, KeyTakenError, delete_txn, group_members_txn, post_txn
+from umoc.storage.messages.write import (
+    Deleted,
+    KeyTakenError,
+    delete_txn,
+    group_members_txn,
+    post_batch_txn,
+    post_txn,
+)
 from umoc.storage.receipts import Read, read_txn
 
 __all__ = [
@@ -84,7 +92,11 @@ class MessageStore:
         ``keys_since``: the unique index decides, also between nodes.
         """
         key = _chat_key(sender.uid, new)
-        return self._db.write("messages.post", key, post_txn, sender, new, message_id, now, keys_since)
+        # Where the schema has it, a batch's messages are one call (one round trip).
+        together = post_batch_txn if self._db.dialect.batch_functions else None
+        return self._db.write(
+            "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together
+        )
 
     def by_client_msg_id(self, sender_id: int, client_msg_id: str) -> defer.Deferred[Message | None]:
         """The sender's message with this key (as `new_message` shows it), whenever it was stored; or None."""

@@ -170,6 +170,14 @@ def keyed_message_txn(txn: Txn, sender_id: int, client_msg_id: str) -> Message |
     return None if row is None else annotate_txn(txn, [message_from_row(row)])[0]
 
 
+def message_at_txn(txn: Txn, seq: int) -> Message | None:
+    """The message with this ``seq`` (deleted or not), annotated as `new_message` shows it; None."""
+    row = txn.execute(
+        "SELECT " + MESSAGE_COLUMNS + " FROM messages m JOIN users su ON su.id = m.sender_id WHERE m.seq = ?", (seq,)
+    ).fetchone()
+    return None if row is None else annotate_txn(txn, [message_from_row(row)])[0]
+
+
 def history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:
     """One page of a chat, with reply targets and reactions."""
     history = _history_txn(txn, user_id, chat_id, is_group, page, page_size)
