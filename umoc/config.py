@@ -106,6 +106,10 @@ class ServerConfig:
     access_log: bool = False
     #: On SIGTERM, how long events already running may take to finish (and users be announced offline).
     shutdown_timeout: Duration = Duration(10)
+    #: New writes (events that change state, the bot API, uploads) are refused at once, with
+    #: ``code: "overloaded"`` (503 over HTTP), while the oldest write waiting to commit has waited longer
+    #: than this; 0 turns the rule off.
+    overload_wait: Duration = Duration(0.5)
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,8 @@ class MessagesConfig:
     max_group_members: int = 256
     #: How long after sending a sender may edit a message; 0 means no limit.
     edit_window: Duration = Duration(86400)
+    #: How long a ``client_msg_id`` stays the sender's: a retry within it is answered as a duplicate.
+    idempotency_window: Duration = Duration(86400)
 
 
 @dataclass(frozen=True)
@@ -601,6 +607,8 @@ def _check(config: Config) -> list[str]:
         bad("push.backoff", "expected a positive duration, no longer than push.max_backoff")
     if config.server.shutdown_timeout < 0:
         bad("server.shutdown_timeout", "expected a duration, 0 or more")
+    if config.server.overload_wait < 0:
+        bad("server.overload_wait", "expected a duration, 0 (off) or more")
     if config.logging.level not in LOG_LEVELS:
         bad("logging.level", "expected one of " + ", ".join(LOG_LEVELS))
     if config.logging.format not in LOG_FORMATS:
@@ -617,6 +625,8 @@ def _check(config: Config) -> list[str]:
         bad("engineio.ping_interval", "ping_interval and ping_timeout must be positive")
     if config.engineio.max_payload < 1024:
         bad("engineio.max_payload", "expected at least 1K")
+    if config.messages.idempotency_window <= 0:
+        bad("messages.idempotency_window", "expected a positive duration")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
     for name, url in config.push.gateways.items():

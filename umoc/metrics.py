@@ -9,7 +9,7 @@ Two kinds of metric:
 * **Instruments** (``Counter``, ``Histogram``) counted where things happen:
   events by name and outcome and their latency, database transactions by
   name and the wait for a pool connection, logins, rate-limit refusals,
-  messages stored.  Label sets are bounded: event names are the route
+  overload refusals, messages stored.  Label sets are bounded: event names are the route
   table's (anything else is ``unknown``), transaction names are literals in
   ``umoc.storage``.  prometheus-client costs about 1 µs an increment where a
   ``collections.Counter`` cost 0.3 µs; against the 600 µs a ``send_message``
@@ -146,6 +146,13 @@ class Metrics:
         self.ratelimit_refusals = Counter(
             "umoc_ratelimit_refusals", "Actions refused by a rate limit, by bucket", ["bucket"], registry=registry
         )
+        self.overload_refusals = Counter(
+            "umoc_overload_refusals",
+            "Writes refused at once because the oldest write waiting to commit had waited past "
+            "server.overload_wait, by edge (socket, bot, upload)",
+            ["edge"],
+            registry=registry,
+        )
         self.messages_stored = Counter(
             "umoc_messages_stored", "Messages stored (sent by a client of this node)", registry=registry
         )
@@ -194,6 +201,10 @@ class Metrics:
 
     def refused(self, bucket: str) -> None:
         self.ratelimit_refusals.labels(bucket).inc()
+
+    def overloaded(self, edge: str) -> None:
+        """A write refused by ``server.overload_wait`` (``edge``: socket, bot, upload)."""
+        self.overload_refusals.labels(edge).inc()
 
     # -- read at scrape time -------------------------------------------------------
 

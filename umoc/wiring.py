@@ -28,6 +28,7 @@ from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
 from umoc.domain.outbox import Tail, node_holder
+from umoc.domain.overload import WriteAdmission
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
@@ -104,6 +105,17 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
         "umoc_bus_ok",
         "1 while the bus self-ping finds no gap (0: deliveries may be missed)",
         lambda: int(watch.gap_start is None),
+    )
+    catchup = cluster.catchup
+    metrics.counter(
+        "umoc_catchup_replayed",
+        "Live events a bus gap lost, replayed from the change feed (one per user and change)",
+        lambda: catchup.replayed,
+    )
+    metrics.counter(
+        "umoc_catchup_hints",
+        "sync_needed sent after a bus gap that could not be replayed exactly",
+        lambda: catchup.hinted,
     )
 
 
@@ -187,6 +199,16 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         lambda: sessions.hashes_refused,
     )
     files = FileManager(storage, clock, config.uploads, config.uploads_path)
+    db = storage.db
+
+    def write_wait() -> float:
+        return db.writer.oldest_wait()
+
+    metrics.gauge(
+        "umoc_write_wait_seconds",
+        "How long the oldest write waiting to commit has waited (server.overload_wait refuses writes past it)",
+        write_wait,
+    )
     services = Services(
         config=config,
         clock=clock,
@@ -200,11 +222,12 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         push=push,
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
+        admission=WriteAdmission(write_wait, config.server.overload_wait, clock, metrics),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
         redis, bus, watch, redis_presence = redis_side
-        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None)
+        catchup = CatchUp(hub, storage, clock, lambda: watch.gap_start is None, presence)
         receiver = BusReceiver(hub, bus.node_id, watch)
         cluster = Cluster(redis, redis_presence, bus, receiver, bus.channel, watch, catchup)
         _redis_metrics(metrics, cluster)
@@ -221,7 +244,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             recovery=recovery,
         ),
     )
-    uploads = Uploads(services.files, services.sessions, config.max_plain_body)
+    uploads = Uploads(services.files, services.sessions, config.max_plain_body, services.admission)
     admin = Administration(storage, services.sessions, hub, clock, webhooks)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
     site = build_site(
@@ -320,6 +343,8 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None])
         push=PushNotifier(storage, presence, clock, config.push, metrics, None, None),
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
+        # The operator's own commands are never refused: nothing else writes through this process.
+        admission=WriteAdmission(lambda: 0.0, 0, clock),
     )
     admin = Administration(storage, sessions, hub, clock, webhooks)
     return AdminTools(services, admin, bus, redis, http)

@@ -24,6 +24,9 @@
 //   // the answers, round-robin over `senders` (client indices; default all), each asking an ack;
 //   // `tag` prefixes `tagField` so the audience's copies (`deliveryEvent`) are timed too.
 //   rate: R, tag: "run1", deliveryEvent: "new_message", drain: s
+//   // Ack errors are counted by their `code` (ackErrorCodes; "other" without one); those with
+//   // code "overloaded" (refused at once, nothing stored) are also `refused`, with their own rate
+//   // and ack latency, and `firstError` is the first error of any other kind.
 //   // connects: `concurrency` loops of connect, CONNECT accepted, close, for `duration` s.
 // }
 "use strict";
@@ -227,6 +230,10 @@ async function openloop(clients) {
   let acked = 0;
   let ackErrors = 0;
   let firstError = null;
+  const ackErrorCodes = {};
+  let refused = 0;
+  let refusedInWindow = 0;
+  const refusedMs = [];
   let deliveries = 0;
   let ackedInWindow = 0;
   let deliveredInWindow = 0;
@@ -243,7 +250,14 @@ async function openloop(clients) {
         const at = now();
         if (text.includes('"error"')) {
           ackErrors += 1;
-          if (firstError === null) firstError = text.slice(0, 200);
+          const m = /"code":"([A-Za-z_]+)"/.exec(text);
+          const code = m ? m[1] : "other";
+          ackErrorCodes[code] = (ackErrorCodes[code] || 0) + 1;
+          if (code === "overloaded") {
+            refused += 1;
+            if (window && at >= window[0] && at <= window[1]) refusedInWindow += 1;
+            if (measured[k]) refusedMs.push(at - t);
+          } else if (firstError === null) firstError = text.slice(0, 200);
         } else {
           acked += 1;
           if (window && at >= window[0] && at <= window[1]) ackedInWindow += 1;
@@ -301,12 +315,18 @@ async function openloop(clients) {
   await sleep(0.2); // the last deliveries
   ackMs.sort((a, b) => a - b);
   deliveryMs.sort((a, b) => a - b);
+  refusedMs.sort((a, b) => a - b);
   return {
     offered: job.rate,
     sent: k,
     acked,
     ackErrors,
+    ackErrorCodes,
     firstError,
+    refused,
+    refusedPerSec: refusedInWindow / job.duration,
+    refusedP50: pct(refusedMs, 0.5),
+    refusedP99: pct(refusedMs, 0.99),
     unanswered: k - acked - ackErrors,
     perSec: ackedInWindow / job.duration,
     ackP50: pct(ackMs, 0.5),

@@ -425,6 +425,7 @@ class AccessControlTestsMixin:
             "type": "text",
             "is_typing": True,
             "message_id": w.bob_after,
+            "from_message_id": w.bob_after,
             "message_ids": [w.bob_after],
             "sender_id": w.bob.id,
             "contact_id": w.bob.id,
@@ -547,6 +548,10 @@ class AccessControlTestsMixin:
         for person in w.people:
             received = person.client.drain_all()
             received.pop("contact_blocked", None)
+            # Each reader's own devices hear of their own badge (chat_read), of their chat with the other only.
+            own = {eve.id: alice.id, alice.id: eve.id}
+            for state in received.pop("chat_read", []):
+                self.assertEqual(state["chat_id"], own[person.id], person.name)
             self.assertEqual(received, {}, person.name)
 
 

@@ -4,13 +4,15 @@
 answer the same interface, so a mixin written for the in-process node runs
 unchanged against the real server: here the direct-message and group flows
 run over WebSocket frames on SQLite, proving that what the in-process tests
-see is what a stock client receives.
+see is what a stock client receives.  The read state tests (issue 24) run
+with two real clients logged in as the same user.
 """
 
 from __future__ import annotations
 
 from tests.events.test_groups import GroupTestsMixin
 from tests.events.test_messages import DirectMessageTestsMixin
+from tests.events.test_read_state import ReadStateTestsMixin
 from tests.support.chat import ChatCase
 
 
@@ -19,4 +21,10 @@ class DirectMessagesOverTheWireTests(DirectMessageTestsMixin, ChatCase):
 
 
 class GroupsOverTheWireTests(GroupTestsMixin, ChatCase):
+    backend = "sqlite"
+
+
+class ReadStateOverTheWireTests(ReadStateTestsMixin, ChatCase):
+    """Two python-socketio clients logged in as one user: each gets ``chat_read`` and ``chat_muted`` once."""
+
     backend = "sqlite"

@@ -40,6 +40,8 @@ REDIS_FAMILIES = {
     "umoc_bus_received",
     "umoc_redis_connected",
     "umoc_bus_ok",
+    "umoc_catchup_replayed",
+    "umoc_catchup_hints",
 }
 
 

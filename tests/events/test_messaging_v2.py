@@ -479,7 +479,7 @@ class DeliveryTestsMixin(MessagingCase):
         await alice.client.expect_none("messages_delivered", within=0.1)
 
     @inline
-    async def test_group_receipts_are_relayed_live_to_the_sender(self) -> None:
+    async def test_group_receipts_are_relayed_live_to_the_sender_and_kept_per_member(self) -> None:
         alice, bob, carol, dave, gid = await self.team()
         sent = await self.send(alice, gid, "hello team", is_group=True)
         rows_before = await self.snapshot()
@@ -490,8 +490,11 @@ class DeliveryTestsMixin(MessagingCase):
             (gid, True, carol.id, [sent["message_id"]]),
         )
         await bob.client.expect_none("messages_delivered", within=0.05)
-        # No row per member per group message.
-        self.assertEqual(await self.snapshot(), rows_before)
+        # One row for the member who reported it (for get_read_receipts), none for the others.
+        after = await self.snapshot()
+        self.assertEqual([int(r["user_id"]) for r in after.pop("message_deliveries")], [carol.id])
+        rows_before.pop("message_deliveries")
+        self.assertEqual(after, rows_before)
 
     @inline
     async def test_the_privacy_setting_stops_receipts_and_refusals_change_nothing(self) -> None:

@@ -300,6 +300,9 @@ class EncodeTests(SynchronousTestCase):
         self.assertRaises(ValueError, encode_event, "m", float("nan"))
         self.assertRaises(ValueError, encode_event, "m", float("inf"))
         self.assertRaises(ValueError, encode_event, "m", {"a": None, "b": [float("nan")]})
+        # Deep inside, beside nulls (the output orjson gives has "null" for both): still refused.
+        self.assertRaises(ValueError, encode_event, "m", {"a": None, "b": {"c": ({"d": [1.5, -float("inf")]},)}})
+        self.assertEqual(encode_event("m", {"a": None, "b": [1.5, "null"]}), ['2["m",{"a":null,"b":[1.5,"null"]}]'])
 
     def test_output_is_the_standard_json_encoders_whatever_the_codec(self) -> None:
         import json

@@ -20,7 +20,7 @@ from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.records import Actor
 from umoc.records.groups import NewGroup
-from umoc.records.messages import Deletion, Edit, NewMessage, Reaction, ReadReceipt
+from umoc.records.messages import Deletion, Edit, MarkUnread, Mute, NewMessage, Reaction, ReadReceipt
 from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
 from umoc.storage.database import Database
@@ -90,7 +90,10 @@ class FeedTestsMixin:
         mine = await self.send(bob, "bob", alice, "from bob")
         await self.storage.messages.mark_read(alice, ReadReceipt(bob, (mine,)), T0)  # bob: read
         await self.storage.deliveries.mark_delivered(alice, [mine], T0)  # bob: delivered
-        await self.storage.messages.mark_read(bob, ReadReceipt(alice, (sent[1],)), T0)  # alice's, not bob's
+        await self.storage.messages.mark_read(bob, ReadReceipt(alice, (sent[1],)), T0)  # alice's; bob: chat_read
+        await self.storage.readstate.mark_unread(bob, MarkUnread(alice, False, sent[1]), T0)  # bob: chat_read
+        await self.storage.push.mute(bob, Mute(alice, False, True, T0 + 60), T0)  # bob: chat_muted
+        await self.storage.push.mute(alice, Mute(bob, False), T0)  # alice's own
         await self.storage.edits.edit(alice, Edit(sent[2], "edited, then deleted"), T0, 0)
         await self.storage.messages.delete(Actor.user(alice, "alice"), Deletion(sent[2]), T0)  # bob: delete only
         group = await self.storage.groups.create(alice, NewGroup("early", None, [carol]), T0, MAX_MEMBERS)
@@ -124,6 +127,9 @@ class FeedTestsMixin:
             ("message", "new_message", mine, None, "from bob"),
             ("read", "messages_read", None, None, None),
             ("delivered", "messages_delivered", alice, alice, None),
+            ("chat_read", "chat_read", alice, None, None),
+            ("chat_read", "chat_read", alice, None, None),
+            ("chat_muted", "chat_muted", alice, None, None),
             ("delete", "message_deleted", sent[2], None, None),
             ("member_added", "group_member_added", group, bob, None),
             ("message", "new_message", None, None, "while bob is in"),
@@ -135,9 +141,17 @@ class FeedTestsMixin:
             ("group", "group_created", team, None, None),
         ]
         got = _summary(changes)
-        got[15] = got[15][:2] + (None, None, got[15][4])  # a group message's id is made here; its content tells it
+        got[18] = got[18][:2] + (None, None, got[18][4])  # a group message's id is made here; its content tells it
         self.assertEqual(got, expected)
-        self.assertEqual(pages, 8)  # 22 changes in pages of 3
+        self.assertEqual(pages, 9)  # 25 changes in pages of 3
+        # What bob's other devices are told: the counts as they were then, and the mute.
+        read, unread, muted = changes[13:16]
+        self.assertEqual(
+            (read["last_read_message_id"], read["unread_count"], read["mention_count"], read["is_group"]),
+            (sent[1], 5, 0, False),
+        )
+        self.assertEqual((unread["last_read_message_id"], unread["unread_count"]), (None, 6))
+        self.assertEqual((muted["muted"], muted["until"], muted["is_group"]), (True, "2023-11-14T22:14:20Z", False))
         by_kind = {c["kind"]: c for c in changes}
         self.assertEqual(
             set(by_kind),
@@ -153,6 +167,8 @@ class FeedTestsMixin:
                 "member_added",
                 "member_removed",
                 "profile",
+                "chat_read",
+                "chat_muted",
             },
         )
         self.assertEqual(changes[8]["action"], "added")
@@ -162,9 +178,9 @@ class FeedTestsMixin:
         self.assertEqual(changes[11]["message_ids"], [mine])
         self.assertEqual(changes[12]["message_ids"], [mine])
         self.assertEqual(changes[7]["chat_id"], alice)  # as bob calls the chat
-        self.assertEqual(changes[16]["name"], "renamed")
-        self.assertEqual(changes[18]["display_name"], "Alice")
-        self.assertEqual([m["user_id"] for m in changes[21]["members"]], [alice, bob])
+        self.assertEqual(changes[19]["name"], "renamed")
+        self.assertEqual(changes[21]["display_name"], "Alice")
+        self.assertEqual([m["user_id"] for m in changes[24]["members"]], [alice, bob])
         self.assertEqual(changes[1]["username"], "alice")
         self.assertEqual(changes[1]["status"], "FRIEND")
         # Deleted text never comes back: not the message, not its edit.

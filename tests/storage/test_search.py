@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import uuid
 from datetime import UTC, datetime
 
 from twisted.trial import unittest
 
-from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend
+from tests.support.databases import (
+    NO_POSTGRES,
+    POSTGRES_DSN,
+    DatabaseTestCase,
+    database_before,
+    for_each_backend,
+    seed_pair_txn,
+)
 from tests.support.deferreds import inline
 from umoc.domain.search import query_terms
 from umoc.errors import RefusedError
@@ -18,7 +22,7 @@ from umoc.records import Actor
 from umoc.records.groups import NewGroup
 from umoc.records.messages import Deletion, Edit, NewMessage
 from umoc.storage import Storage
-from umoc.storage.database import Database, Txn, _load_migrations, _migrate_txn
+from umoc.storage.database import Txn, _load_migrations
 from umoc.storage.search import CommonWords, SearchPage
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC).timestamp()
@@ -301,46 +305,13 @@ class SearchMigrationTestsMixin:
 
     backend = "sqlite"
 
-    async def database(self) -> Database:
-        if self.backend == "sqlite":
-            folder = tempfile.mkdtemp(prefix="umoc-search-")
-            self.addCleanup(shutil.rmtree, folder, True)
-            db = Database.sqlite(os.path.join(folder, "umoc.sqlite3"))
-        else:
-            import psycopg2
-
-            schema = "umoc_search_" + uuid.uuid4().hex[:12]
-
-            def run(statement: str) -> None:
-                conn = psycopg2.connect(POSTGRES_DSN)
-                with conn, conn.cursor() as cur:
-                    cur.execute(statement)
-                conn.close()
-
-            run(f"CREATE SCHEMA {schema}")
-            self.addCleanup(run, f"DROP SCHEMA {schema} CASCADE")
-            db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
-        self.addCleanup(db.close)
-        return db
-
     @inline
     async def test_migration_indexes_existing_text_messages(self) -> None:
-        db = await self.database()
-        migrations = _load_migrations(db.dialect)
-        await db.run("test.migrate", _migrate_txn, [m for m in migrations if m[0] < 10])
+        db = await database_before(self, self.backend, 10)
 
         # Rows as a schema-9 server wrote them (today's code writes tables that schema lacks).
         def seed(txn: Txn) -> None:
-            for user_id, name in ((1, "alice"), (2, "bob")):
-                txn.execute(
-                    "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'x', ?)",
-                    (user_id, name, T0),
-                )
-            txn.execute(
-                "INSERT INTO chats (id, is_group, user_lo, user_hi, created_at, last_activity)"
-                " VALUES (1, 0, 1, 2, ?, ?)",
-                (T0, T0),
-            )
+            seed_pair_txn(txn, T0)
             for user_id, peer_id in ((1, 2), (2, 1)):
                 txn.execute(
                     "INSERT INTO user_chats (user_id, chat_id, peer_id, is_group, joined_at) VALUES (?, 1, ?, 0, ?)",
@@ -359,7 +330,7 @@ class SearchMigrationTestsMixin:
                 )
 
         await db.run("test.seed", seed)
-        self.assertEqual(await db.migrate(), migrations[-1][0])
+        self.assertEqual(await db.migrate(), _load_migrations(db.dialect)[-1][0])
         storage = Storage(db)
         found = await storage.search.messages(2, ["grape"])
         self.assertEqual([h.message.content for h in found.hits], ["old grape"])

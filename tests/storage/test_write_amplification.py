@@ -80,8 +80,9 @@ class WriteAmplificationTestsMixin:
             Actor.user(users[1], "l1"), NewMessage(large, True, "hi"), str(uuid.uuid4()), T0 + 1
         )
         _, changed = await self.db.run("test.read", _rows_changed_txn, read_txn, users[7], users[1], [message.id], T0)
-        # One message_reads row, the reader's member row, the read change in the sender's feed stream.
-        self.assertEqual(changed, 3)
+        # One message_reads row, the reader's member row, the read change in the sender's feed stream,
+        # the chat_read change in the reader's own (their other devices' sync).
+        self.assertEqual(changed, 4)
 
 
 for_each_backend(WriteAmplificationTestsMixin, DatabaseTestCase, globals())

@@ -18,6 +18,7 @@ SNAPSHOT_TABLES = {
     "chats": "SELECT * FROM chats ORDER BY id",
     "messages": "SELECT * FROM messages ORDER BY seq",
     "message_reads": "SELECT * FROM message_reads ORDER BY message_seq, user_id",
+    "message_deliveries": "SELECT * FROM message_deliveries ORDER BY message_seq, user_id",
     "user_chats": "SELECT * FROM user_chats ORDER BY user_id, chat_id",
     "files": "SELECT * FROM files ORDER BY id",
     "message_edits": "SELECT * FROM message_edits ORDER BY id",

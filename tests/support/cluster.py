@@ -1,4 +1,7 @@
-"""Several nodes in this process on one PostgreSQL database and one Redis (both required, else the tests skip)."""
+"""Several nodes in this process on one database (PostgreSQL unless a test says SQLite) and one Redis.
+
+PostgreSQL and Redis are required (else the tests skip); a test on SQLite needs Redis only.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +18,21 @@ __all__ = ["ClusterTestCase"]
 
 
 class ClusterTestCase(ServerTestCase):
-    """Starts no server by itself: each test starts the nodes it needs with `start_node`."""
+    """Starts no server by itself: each test starts the nodes it needs with `start_node`.
+
+    ``backend``: the database the nodes share, PostgreSQL by default; a
+    subclass may say ``"sqlite"`` (one file, both nodes in this process) and
+    skip with `NO_REDIS` only.
+    """
 
     skip = NO_CLUSTER
+    backend = "postgres"
 
     @inline
     async def setUp(self) -> None:
         self.clients: list[Client] = []
         self.addCleanup(self._disconnect_clients)
-        self.database = await reopenable_database(self, "postgres")
+        self.database = await reopenable_database(self, self.backend)
         #: A Redis key prefix of this test's own: user ids restart at 1 in every test's database.
         self.prefix = f"umoc-test-{uuid.uuid4().hex}:"
 

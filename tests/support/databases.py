@@ -42,6 +42,9 @@ __all__ = [
     "migrated_database",
     "postgres_schema",
     "reopenable_database",
+    "database_before",
+    "seed_pair_txn",
+    "unmigrated_database",
 ]
 
 POSTGRES_DSN = os.environ.get("UMOC_TEST_POSTGRES", "")
@@ -189,3 +192,44 @@ def for_each_backend(mixin: type, base: type, module_globals: dict[str, Any]) ->
     postgres_cls = type(name + "Postgres", (mixin, base), attrs)
     module_globals[sqlite_cls.__name__] = sqlite_cls
     module_globals[postgres_cls.__name__] = postgres_cls
+
+
+def unmigrated_database(test: Any, backend: str, label: str) -> Database:
+    """A database of its own for ``test``, not migrated (a migration test applies versions itself).
+
+    SQLite: a file in a new folder; PostgreSQL: a new schema.  Both are
+    removed, and the database closed, when the test ends.
+    """
+    if backend == "sqlite":
+        folder = tempfile.mkdtemp(prefix=f"umoc-{label}-")
+        test.addCleanup(shutil.rmtree, folder, True)
+        db = Database.sqlite(os.path.join(folder, "umoc.sqlite3"))
+    else:
+        schema = f"umoc_{label}_" + uuid.uuid4().hex[:12]
+        _postgres(f"CREATE SCHEMA {schema}")
+        test.addCleanup(_postgres, f"DROP SCHEMA {schema} CASCADE")
+        db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
+    test.addCleanup(db.close)
+    return db
+
+
+async def database_before(test: Any, backend: str, version: int) -> Database:
+    """A database of its own for ``test``, migrated up to (not with) ``version``: for that migration's test."""
+    from umoc.storage.engine.migrations import _load_migrations, _migrate_txn
+
+    db = unmigrated_database(test, backend, f"v{version}")
+    older = [m for m in _load_migrations(db.dialect) if m[0] < version]
+    await db.run("test.migrate", _migrate_txn, older)
+    return db
+
+
+def seed_pair_txn(txn: Any, at: float) -> None:
+    """Users 1 (alice) and 2 (bob) and their direct chat 1, in the columns every schema since 001 has."""
+    for user_id, name in ((1, "alice"), (2, "bob")):
+        txn.execute(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'x', ?)", (user_id, name, at)
+        )
+    txn.execute(
+        "INSERT INTO chats (id, is_group, user_lo, user_hi, created_at, last_activity) VALUES (1, 0, 1, 2, ?, ?)",
+        (at, at),
+    )

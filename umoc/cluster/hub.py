@@ -6,10 +6,11 @@ is configured, a `RemoteBus` carries the same deliveries to the other
 nodes (see ``umoc.cluster.redisbus``); with none, the node runs alone.
 
 Two things serve the catch-up after a bus gap (``umoc.domain.catchup``):
-the hub remembers which recent messages (by id) it has delivered to
-which of its users, so nothing is delivered twice, and it can *hold* a
-user's live deliveries while older missed messages are replayed to them,
-so a client sees them in order.
+the hub remembers which recent deliveries (by a *key* naming the change
+each told, ``umoc.domain.notices.replay``) it made to which of its users,
+so nothing is delivered twice, and it can *hold* a user's live deliveries
+while older missed changes are replayed to them, so a client sees them in
+order.
 """
 
 from __future__ import annotations
@@ -24,37 +25,53 @@ from umoc.transport.engine import Outgoing
 from umoc.transport.recovery import RecoveryStore
 from umoc.transport.socketio import Announcement, ClientSocket
 
-__all__ = ["Delivered", "Hub", "RemoteBus"]
+__all__ = ["Delivered", "Hub", "RemoteBus", "is_message_key"]
+
+
+def is_message_key(key: str) -> bool:
+    """A ``new_message``'s key (its message id) rather than another change's (a JSON array)."""
+    return not key.startswith("[")
 
 
 class RemoteBus(Protocol):
     """Fan-out to other nodes (Redis pub/sub)."""
 
     def publish_to_users(
-        self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None, message_id: str | None = None
+        self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None, key: str | None = None
     ) -> None: ...
 
     def publish_end_session(self, session_id: str, message: str) -> None: ...
 
 
 class Delivered:
-    """The most recent ``size`` message ids this node delivered, each with the local users it reached."""
+    """The most recent ``size`` delivery keys this node used, each with the local users it reached.
 
-    def __init__(self, size: int = 50_000) -> None:
+    Bounded by count, oldest (least recently added to) first out.
+    `complete_since` says from when on nothing was forgotten: a catch-up
+    that reads the feed from a position taken before it cannot tell what
+    reached its sockets, and does not replay from there.
+    """
+
+    def __init__(self, clock: IReactorTime | None = None, size: int = 100_000) -> None:
         self.size = size
-        self._users: OrderedDict[str, set[int]] = OrderedDict()
+        self._clock = clock
+        self._users: OrderedDict[str, tuple[float, set[int]]] = OrderedDict()
+        #: Every delivery made at or after this time (clock seconds) is remembered.
+        self.complete_since = 0.0
 
-    def has(self, message_id: str, user_id: int) -> bool:
-        users = self._users.get(message_id)
-        return users is not None and user_id in users
+    def has(self, key: str, user_id: int) -> bool:
+        entry = self._users.get(key)
+        return entry is not None and user_id in entry[1]
 
-    def add(self, message_id: str, user_ids: Iterable[int]) -> None:
-        users = self._users.get(message_id)
-        if users is None:
-            users = self._users[message_id] = set()
-            while len(self._users) > self.size:
-                self._users.popitem(last=False)
+    def add(self, key: str, user_ids: Iterable[int]) -> None:
+        now = self._clock.seconds() if self._clock is not None else 0.0
+        entry = self._users.pop(key, None)
+        users = entry[1] if entry is not None else set()
         users.update(user_ids)
+        self._users[key] = (now, users)
+        while len(self._users) > self.size:
+            _, (added, _) = self._users.popitem(last=False)
+            self.complete_since = max(self.complete_since, added)
 
 
 class Hub:
@@ -81,8 +98,8 @@ class Hub:
         self._clock = clock
         #: When each socket joined (a catch-up does not replay to a socket what predates it).
         self.joined: dict[ClientSocket, float] = {}
-        #: Which recent ``new_message`` ids reached which local users.
-        self.delivered = Delivered()
+        #: Which recent delivery keys reached which local users.
+        self.delivered = Delivered(clock)
         #: Users whose live deliveries wait while a catch-up replays older messages to them.
         self._held: dict[int, list[Outgoing]] = {}
         #: ``new_message`` sent to a socket of this node (a plain number: read by metrics when scraped).
@@ -138,15 +155,16 @@ class Hub:
 
     # -- delivery ---------------------------------------------------------
 
-    def tell(self, user_ids: Iterable[int], notice: Announcement, message_id: str | None = None) -> None:
+    def tell(self, user_ids: Iterable[int], notice: Announcement, key: str | None = None) -> None:
         """Deliver one declared server event to every socket of these users, on every node."""
-        self.emit_to_users(user_ids, notice.name, *notice.args, message_id=message_id)
+        self.emit_to_users(user_ids, notice.name, *notice.args, key=key)
 
-    def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any, message_id: str | None = None) -> None:
+    def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any, key: str | None = None) -> None:
         """Deliver one event to every socket of these users, on every node.
 
-        ``message_id`` marks a ``new_message``: a catch-up after a bus gap
-        will not deliver it again to whoever it reaches now.
+        ``key`` names the change the event tells of (a feed change's delivery
+        key): a catch-up after a bus gap will not deliver it again to whoever
+        it reaches now.
         """
         targets = list(dict.fromkeys(user_ids))
         offset = None
@@ -156,22 +174,22 @@ class Hub:
             # One offset per broadcast, the same for every recipient: still encoded once.
             offset = self.recovery.next_offset()
             frames = encode_event(event, *args, offset)
-        self.deliver_local(targets, Outgoing.from_socketio(frames), offset, message_id)
+        self.deliver_local(targets, Outgoing.from_socketio(frames), offset, key)
         if self.remote is not None:
-            self.remote.publish_to_users(targets, frames, offset, message_id)
+            self.remote.publish_to_users(targets, frames, offset, key)
 
     def deliver_local(
-        self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None, message_id: str | None = None
+        self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None, key: str | None = None
     ) -> None:
         """Send to this node's sockets of these users; ``offset`` (the event's last argument) keeps it for recovery.
 
-        With a ``message_id``, users it already reached are skipped, and the
-        rest are remembered as reached.
+        With a ``key``, users it already reached are skipped, and the rest
+        are remembered as reached.
         """
         user_ids = list(user_ids)
-        if message_id is not None:
-            user_ids = [u for u in user_ids if not self.delivered.has(message_id, u)]
-            self.delivered.add(message_id, [u for u in user_ids if u in self.by_user or u in self._held])
+        if key is not None:
+            user_ids = [u for u in user_ids if not self.delivered.has(key, u)]
+            self.delivered.add(key, [u for u in user_ids if u in self.by_user or u in self._held])
         kept = False
         if offset is not None and self.recovery is not None:
             self.recovery.record(offset, user_ids, message)
@@ -184,7 +202,7 @@ class Hub:
             sockets = list(self.by_user.get(user_id, ()))
             for socket in sockets:
                 socket.send(message)
-            if message_id is not None:
+            if key is not None and is_message_key(key):
                 self.messages_delivered += len(sockets)
         if kept:
             message.cache.clear()  # the replay log keeps the frames, not each transport's copy
@@ -204,32 +222,21 @@ class Hub:
             if self.recovery is not None:
                 message.cache.clear()
 
-    def deliver_missed(
-        self, user_id: int, message_id: str, created_at: float, margin: float, event: str, *args: Any
-    ) -> bool:
-        """Replay one missed ``new_message`` to a user's sockets, unless it reached them already.
-
-        Sockets that joined more than ``margin`` seconds after the message
-        was created are left out: what predates a socket is the client's to
-        fetch (``sync``) when it connects.  Goes past a hold.  True when sent.
-        """
-        if self.delivered.has(message_id, user_id):
-            return False
-        sockets = [s for s in self.by_user.get(user_id, ()) if self.joined.get(s, 0.0) - margin <= created_at]
-        self.delivered.add(message_id, [user_id])
+    def replay(self, sockets: Iterable[ClientSocket], event: str, *args: Any) -> None:
+        """Send one missed event to these sockets (a catch-up's), past a hold; kept for recovery like any other."""
+        sockets = list(sockets)
         if not sockets:
-            return False
+            return
         if self.recovery is None:
             message = Outgoing.from_socketio(encode_event(event, *args))
         else:
             offset = self.recovery.next_offset()
             message = Outgoing.from_socketio(encode_event(event, *args, offset))
-            self.recovery.record(offset, [user_id], message)
+            self.recovery.record(offset, list(dict.fromkeys(s.user_id for s in sockets)), message)
         for socket in sockets:
             socket.send(message)
         if self.recovery is not None:
             message.cache.clear()
-        return True
 
     def end_session(self, session_id: str, message: str) -> None:
         """Tell every socket of a session it is no longer valid, then close them, on every node."""

@@ -3,7 +3,7 @@
 Every node publishes on one channel, ``<prefix>bus``, and subscribes to it.
 A message is JSON::
 
-    {"n": "<node id>", "k": "u", "u": [user ids], "f": [frames], "o": offset, "i": message id}
+    {"n": "<node id>", "k": "u", "u": [user ids], "f": [frames], "o": offset, "i": delivery key}
                                                                    deliver to users
     {"n": "<node id>", "k": "s", "s": "<session id>", "m": "..."}  end a session
     {"n": "<node id>", "k": "p", "p": 7}                           a node's self-ping
@@ -24,7 +24,9 @@ nodes' pub/sub parsing are paid once per turn, not once per event.  A turn
 with one event publishes it alone, as before.  ``o``
 is the event's connection-state-recovery offset (absent when recovery is
 off), so the receiving node can keep the event for replay too.  ``i`` is
-the id of a ``new_message``, so a node never delivers one twice.
+the delivery key of the change the event tells of (a ``new_message``'s
+id, or ``umoc.domain.notices.replay``'s key of another change), so the
+catch-up after a gap never delivers it twice.
 
 Pub/sub is fire-and-forget: a node that is disconnected from Redis misses
 what is published meanwhile.  ``umoc.cluster.buswatch`` notices (the last
@@ -83,14 +85,14 @@ class RedisBus:
     # -- RemoteBus --------------------------------------------------------
 
     def publish_to_users(
-        self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None, message_id: str | None = None
+        self, user_ids: list[int], frames: list[str | bytes], offset: str | None = None, key: str | None = None
     ) -> None:
         if user_ids:
             body: dict[str, Any] = {"k": "u", "u": list(user_ids), "f": _pack_frames(frames)}
             if offset is not None:
                 body["o"] = offset
-            if message_id is not None:
-                body["i"] = message_id
+            if key is not None:
+                body["i"] = key
             self._add(body)
 
     def publish_end_session(self, session_id: str, message: str) -> None:
@@ -180,12 +182,12 @@ class BusReceiver:
             self.received["deliveries"] += 1
             local = [u for u in body["u"] if self._hub.is_local(u)]
             if local:
-                offset, message_id = body.get("o"), body.get("i")
+                offset, key = body.get("o"), body.get("i")
                 self._hub.deliver_local(
                     local,
                     Outgoing.from_socketio(_unpack_frames(body["f"])),
                     offset if isinstance(offset, str) else None,
-                    message_id if isinstance(message_id, str) else None,
+                    key if isinstance(key, str) else None,
                 )
         elif kind == "s":
             self.received["session_ends"] += 1

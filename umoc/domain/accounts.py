@@ -42,7 +42,7 @@ from twisted.logger import Logger
 from umoc.cluster.hub import Hub
 from umoc.domain import notices
 from umoc.domain.files import FileManager, download_url
-from umoc.domain.notices import shapes
+from umoc.domain.notices import replay, shapes
 from umoc.domain.sessions import SessionManager
 from umoc.errors import UserError
 from umoc.storage import Storage
@@ -114,18 +114,18 @@ class Accounts:
                 if count < self.ERASE_BATCH:
                     break
             while True:
-                removed, done = await self._storage.accounts.unreact_batch(
-                    user_id, self._clock.seconds(), self.ERASE_BATCH
-                )
-                self._unreacted(user_id, removed)
+                at = self._clock.seconds()
+                removed, done = await self._storage.accounts.unreact_batch(user_id, at, self.ERASE_BATCH)
+                self._unreacted(user_id, removed, at)
                 if done < self.ERASE_BATCH:
                     break
-        deleted = await self._storage.accounts.delete(user_id, self._clock.seconds(), through)
+        at = self._clock.seconds()
+        deleted = await self._storage.accounts.delete(user_id, at, through)
         if deleted is None:
             raise AccountNotFoundError("No such user")
-        self._announce(deleted)
+        self._announce(deleted, at)
         if erase:
-            self._unreacted(user_id, deleted.reactions)
+            self._unreacted(user_id, deleted.reactions, at)
             self.scrub()
         log.info(
             "Account {username} (id {user_id}) deleted by {actor}: {sessions} sessions, {groups} groups left,"
@@ -159,15 +159,16 @@ class Accounts:
 
         self._clock.callLater(0, run)
 
-    def _unreacted(self, user_id: int, removed: list[RemovedReaction]) -> None:
+    def _unreacted(self, user_id: int, removed: list[RemovedReaction], at: float) -> None:
         """``reaction_updated`` (removed) for each of the deleted user's reactions, to the chat's members."""
         for one in removed:
             target = one.target
+            key = replay.reaction(target.id, user_id, one.emoji, False, at)
             for users, chat_id in target.views():
                 updated = shapes.reaction_updated(
                     (target.id, chat_id, target.is_group), user_id, one.emoji, False, one.reactions
                 )
-                self._hub.tell(users, notices.REACTION_UPDATED(updated))
+                self._hub.tell(users, notices.REACTION_UPDATED(updated), key=key)
 
     def scrub(self) -> defer.Deferred[None]:
         """Scrub the database in the background (see the module); fires when no scrub is left to run."""
@@ -206,14 +207,18 @@ class Accounts:
         finally:
             self._scrubbing = None
 
-    def _announce(self, deleted: DeletedAccount) -> None:
+    def _announce(self, deleted: DeletedAccount, at: float) -> None:
+        """What the deletion's feed rows say, live; ``at`` is the time the store was given."""
         user_id = deleted.user_id
         hub = self._hub
         if deleted.contacts:
-            hub.tell(deleted.contacts, notices.CONTACT_REMOVED({"user_id": user_id}))
+            key = replay.contact(user_id, "contact_removed", at)
+            hub.tell(deleted.contacts, notices.CONTACT_REMOVED({"user_id": user_id}), key=key)
         for group_id, change in deleted.groups:
             hub.tell(
-                [*change.members, user_id], notices.GROUP_MEMBER_REMOVED({"chat_id": group_id, "user_id": user_id})
+                [*change.members, user_id],
+                notices.GROUP_MEMBER_REMOVED({"chat_id": group_id, "user_id": user_id}),
+                key=replay.member("member_removed", group_id, user_id, at),
             )
         hub.tell([user_id], notices.ACCOUNT_DELETED({}))
 

@@ -17,6 +17,7 @@ from umoc.cluster.presence import Presence
 from umoc.config import Config
 from umoc.domain.accounts import Accounts
 from umoc.domain.files import FileManager
+from umoc.domain.overload import WriteAdmission
 from umoc.domain.push import PushNotifier
 from umoc.domain.sessions import SessionManager
 from umoc.domain.webhooks import Webhooks
@@ -41,3 +42,5 @@ class Services:
     push: PushNotifier
     webhooks: Webhooks
     accounts: Accounts
+    #: Whether a new write may start now (``server.overload_wait``): the edges ask before any database work.
+    admission: WriteAdmission

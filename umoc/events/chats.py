@@ -68,8 +68,8 @@ async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[s
 _CHAT = (SESSION_ID, Int("chat_id"), Bool("is_group", required=False, default=False))
 
 ROUTES = [
-    Route("get_chats", Schema(SESSION_ID), get_chats, response=notices.CHATS),
-    Route("get_chat_info", Schema(*_CHAT), get_chat_info, response=notices.CHAT_INFO),
+    Route("get_chats", Schema(SESSION_ID), get_chats, response=notices.CHATS, writes=False),
+    Route("get_chat_info", Schema(*_CHAT), get_chat_info, response=notices.CHAT_INFO, writes=False),
     Route(
         "get_chat_history",
         Schema(
@@ -80,5 +80,6 @@ ROUTES = [
         get_chat_history,
         response=notices.CHAT_HISTORY,
         rate_class="reads",
+        writes=False,
     ),
 ]

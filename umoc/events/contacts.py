@@ -44,7 +44,7 @@ async def add_contact(ctx: EventContext, payload: dict[str, Any]) -> dict[str, A
 
 
 ROUTES = [
-    Route("get_contacts", Schema(SESSION_ID), get_contacts, response=notices.CONTACTS),
+    Route("get_contacts", Schema(SESSION_ID), get_contacts, response=notices.CONTACTS, writes=False),
     Route(
         "add_contact",
         Schema(SESSION_ID, Str("contact_username", max_length=64)),

@@ -16,8 +16,9 @@ from typing import Any
 from umoc.domain import notices
 from umoc.domain.commands import messages
 from umoc.errors import UserError
+from umoc.events.messages import answer_sent
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
+from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
 from umoc.records.files import FileOffer, FileShare
 
 __all__ = ["ROUTES"]
@@ -40,9 +41,14 @@ async def upload_file_prepare(ctx: EventContext, payload: dict[str, Any]) -> dic
 async def upload_file_complete(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Post the ``new_message`` for a whole upload, once; the ack carries the message."""
     share = FileShare(
-        payload["file_id"], payload["recipient_id"], payload["is_group"], payload["file_name"], payload["file_type"]
+        payload["file_id"],
+        payload["recipient_id"],
+        payload["is_group"],
+        payload["file_name"],
+        payload["file_type"],
+        payload["client_msg_id"],
     )
-    return await messages.share_file(ctx.services, ctx.actor, share)
+    return answer_sent(ctx, await messages.share_file(ctx.services, ctx.actor, share))
 
 
 ROUTES = [
@@ -70,6 +76,7 @@ ROUTES = [
             Bool("is_group"),
             Str("file_name", max_length=4096),
             Str("file_type", max_length=255),
+            CLIENT_MSG_ID,
         ),
         upload_file_complete,
         rate_class="messages",

@@ -1,5 +1,8 @@
 """Message events: send (with replies and mentions), edit, delete, read and delivery receipts, typing.
 
+Plus the reader's own read state (``mark_unread``) and a sender's view of
+who got and read a message (``get_read_receipts``).
+
 Each handler builds a record from its payload and calls one command of
 `umoc.domain.commands.messages`, which the bot and admin edges call too.
 The schemas here only say what type each field has; the records check
@@ -10,21 +13,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from umoc.domain.commands import messages
+from umoc.domain import notices
+from umoc.domain.commands import chats, messages
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
+from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
 from umoc.records.messages import (
     MAX_MENTIONS,
     MESSAGE_TYPES,
     Deletion,
     Delivered,
     Edit,
+    MarkUnread,
     NewMessage,
     ReadReceipt,
+    ReceiptsQuery,
     Typing,
 )
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "answer_sent"]
 
 #: Schema-level ceilings; the configured limits (smaller) are the records'.
 _MAX_TEXT = 1_000_000
@@ -39,8 +45,16 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         payload["encrypted_content"],
         payload["reply_to"],
         tuple(payload["mentions"] or ()),
+        payload["client_msg_id"],
     )
-    return await messages.send(ctx.services, ctx.actor, new)
+    return answer_sent(ctx, await messages.send(ctx.services, ctx.actor, new))
+
+
+def answer_sent(ctx: EventContext, sent: dict[str, Any]) -> dict[str, Any]:
+    """A retry told nobody (``duplicate``): the asking socket still gets its ``new_message``, as the ack."""
+    if sent.get("duplicate"):
+        ctx.socket.tell(notices.NEW_MESSAGE(sent))
+    return sent
 
 
 async def edit_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +69,15 @@ async def delete_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str
 async def read_receipt(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     receipt = ReadReceipt(payload["sender_id"], tuple(payload["message_ids"]))
     return await messages.mark_read(ctx.services, ctx.actor, receipt)
+
+
+async def mark_unread(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    mark = MarkUnread(payload["chat_id"], payload["is_group"], payload["from_message_id"])
+    return await chats.mark_unread(ctx.services, ctx.actor, mark)
+
+
+async def get_read_receipts(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    return await messages.read_receipts(ctx.services, ctx.actor, ReceiptsQuery(payload["message_id"]))
 
 
 async def message_delivered(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +101,7 @@ ROUTES = [
             Str("encrypted_content", required=False, max_length=_MAX_TEXT),
             Uuid("reply_to", required=False),
             IntList("mentions", MAX_MENTIONS, required=False),
+            CLIENT_MSG_ID,
         ),
         send_message,
         rate_class="messages",
@@ -96,6 +120,20 @@ ROUTES = [
         rate_class="reads",
     ),
     Route(
+        "mark_unread",
+        Schema(SESSION_ID, Int("chat_id"), Bool("is_group", required=False, default=False), Uuid("from_message_id")),
+        mark_unread,
+        rate_class="reads",
+    ),
+    Route(
+        "get_read_receipts",
+        Schema(SESSION_ID, Uuid("message_id")),
+        get_read_receipts,
+        response=notices.READ_RECEIPTS,
+        rate_class="reads",
+        writes=False,
+    ),
+    Route(
         "message_delivered",
         Schema(SESSION_ID, UuidList("message_ids", max_items=10_000)),
         message_delivered,
@@ -111,5 +149,6 @@ ROUTES = [
         ),
         typing,
         rate_class="typing",
+        writes=False,  # told to sockets, never stored
     ),
 ]

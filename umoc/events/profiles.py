@@ -57,7 +57,7 @@ ROUTES = [
         update_profile,
         rate_class="contacts",
     ),
-    Route("get_profile", Schema(SESSION_ID, Int("user_id")), get_profile, response=notices.PROFILE),
+    Route("get_profile", Schema(SESSION_ID, Int("user_id")), get_profile, response=notices.PROFILE, writes=False),
     Route(
         "update_settings",
         Schema(SESSION_ID, Bool("send_delivery_receipts", required=False)),

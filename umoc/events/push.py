@@ -83,10 +83,15 @@ ROUTES = [
         unregister_push,
         response=notices.PUSH_UNREGISTERED,
     ),
-    Route("get_push_registrations", Schema(SESSION_ID), get_push_registrations, response=notices.PUSH_REGISTRATIONS),
-    Route("set_push_enabled", Schema(SESSION_ID, Bool("enabled")), set_push_enabled, response=notices.PUSH_SETTINGS),
     Route(
-        "mute_chat", Schema(*_CHAT, Str("until", required=False, max_length=64)), mute_chat, response=notices.CHAT_MUTED
+        "get_push_registrations",
+        Schema(SESSION_ID),
+        get_push_registrations,
+        response=notices.PUSH_REGISTRATIONS,
+        writes=False,
     ),
-    Route("unmute_chat", Schema(*_CHAT), unmute_chat, response=notices.CHAT_MUTED),
+    Route("set_push_enabled", Schema(SESSION_ID, Bool("enabled")), set_push_enabled, response=notices.PUSH_SETTINGS),
+    # No response event: the command tells chat_muted to every socket of the user, this one included.
+    Route("mute_chat", Schema(*_CHAT, Str("until", required=False, max_length=64)), mute_chat),
+    Route("unmute_chat", Schema(*_CHAT), unmute_chat),
 ]

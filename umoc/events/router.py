@@ -20,6 +20,12 @@ passed before it starts is answered ``error`` with ``code: "timeout"``
 without running; one still running at its deadline is answered so then,
 once, and its late result is dropped (it still completes, and the socket's
 next event still waits for it, so order holds).
+
+Past ``server.overload_wait`` (`umoc.domain.overload`) an event that writes
+(``Route.writes``) is refused with ``code: "overloaded"`` and
+``retry_after`` without running: on arrival if it would wait behind the
+socket's earlier events (answered at once, before them), else when it
+starts, before its payload is validated or a token drawn from its bucket.
 """
 
 from __future__ import annotations
@@ -71,6 +77,9 @@ class Route:
     #: A payload ``sessionID`` other than the socket's own is refused before the handler runs,
     #: unless the handler answers it itself (``verify_session`` says such a session is not valid).
     foreign_session_refused: bool = True
+    #: The event may change state: refused while the node is overloaded (`umoc.domain.overload`).
+    #: Only events that change nothing say False.
+    writes: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +157,20 @@ class Router:
             self._drain(socket, queue)
         elif len(queue) >= self.MAX_QUEUED:
             self._reply_error(socket, ack_id, UserError("Too many events in flight; slow down"))
+        elif (refusal := self._overloaded(event)) is not None:
+            # Refused now rather than after the socket's earlier events: it would not run anyway.
+            self._reply_error(socket, ack_id, refusal)
         else:
             # Answered at its deadline even while it still waits behind the socket's earlier events.
             pending.timer = self.services.clock.callLater(self._timeout(), self._expire, socket, queue, pending)
             queue.append(pending)
+
+    def _overloaded(self, event: str) -> UserError | None:
+        """The refusal for a write while the node is overloaded, else None (reads and unknown events)."""
+        route = self.routes.get(event)
+        if route is None or not route.writes:
+            return None
+        return self.services.admission.refusal("socket")
 
     def _timeout(self) -> float:
         return self.services.config.database.timeout
@@ -225,6 +244,8 @@ class Router:
             route = self.routes.get(event)
             if route is None:
                 raise UserError(f"Unknown event '{event[:64]}'")
+            if route.writes:
+                self.services.admission.check("socket")
             payload = route.schema.validate(args[0] if args else None)
             claimed = payload.get("sessionID")
             if claimed is not None and claimed != socket.identity.session_id and route.foreign_session_refused:

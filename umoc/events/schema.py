@@ -15,6 +15,7 @@ from umoc.errors import UserError, check_text
 
 __all__ = [
     "Bool",
+    "CLIENT_MSG_ID",
     "Enum",
     "Field",
     "Int",
@@ -164,3 +165,6 @@ class Schema:
 
 #: The optional ``sessionID`` every event may carry (the router checks it is the socket's own).
 SESSION_ID = Str("sessionID", required=False, max_length=64)
+#: The sender's optional key for a message (``send_message``, ``upload_file_complete``); its
+#: characters are `umoc.records.messages.client_msg_id`'s to check.
+CLIENT_MSG_ID = Str("client_msg_id", required=False, max_length=64)

@@ -53,5 +53,6 @@ ROUTES = [
         search_messages,
         response=notices.SEARCH_RESULTS,
         rate_class="search",
+        writes=False,
     ),
 ]

@@ -44,11 +44,13 @@ ROUTES = [
         verify_session,
         response=notices.SESSION_STATUS,
         foreign_session_refused=False,
+        writes=False,
     ),
     Route(
         "ping",
         Schema(SESSION_ID, Number("timestamp")),
         ping,
         response=notices.PONG,
+        writes=False,
     ),
 ]

@@ -113,5 +113,6 @@ ROUTES = [
         ),
         sync,
         response=notices.SYNC_RESULT,
+        writes=False,
     ),
 ]

@@ -95,13 +95,31 @@ _BYTES_TYPES = (bytes, bytearray, memoryview)
 _PLAIN_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # orjson where it gives exactly the standard encoder's output: anything it does not
 # take (bytes, integers past 64 bits, non-str keys, dataclasses, datetimes,
-# subclasses) raises TypeError, and since it writes NaN and Infinity as null, an
-# output with "null" in it is encoded again by the standard encoder, which refuses them.
+# subclasses) raises TypeError.  It writes NaN and Infinity as null, which the
+# standard encoder refuses: an output with "null" in it (most payloads: every
+# optional field left empty) is checked for such floats (`_finite`) and, if it
+# holds one, encoded again by the standard encoder, which raises.
 _ORJSON_OPTIONS = (
     (_orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_SUBCLASS)
     if _orjson is not None
     else 0
 )
+
+
+def _finite(data: Any) -> bool:
+    """Whether ``data`` holds no NaN or infinity, at any depth (a walk, no recursion: depth is the client's)."""
+    stack = [data]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is dict:
+            extend(value.values())
+        elif kind is list or kind is tuple:
+            extend(value)
+        elif isinstance(value, float) and value - value != 0.0:  # NaN and both infinities give NaN
+            return False
+    return True
 
 
 def _plain_dumps(data: Any) -> str:
@@ -112,7 +130,7 @@ def _plain_dumps(data: Any) -> str:
         except TypeError:
             pass  # the standard encoder decides (bytes are swapped for placeholders there)
         else:
-            if b"null" not in out:
+            if b"null" not in out or _finite(data):
                 return out.decode("utf-8")
     return _PLAIN_ENCODER.encode(data)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from umoc.records.messages import client_msg_id
+
 __all__ = ["FileOffer", "FileShare"]
 
 
@@ -26,7 +28,8 @@ class FileOffer:
 class FileShare:
     """A whole upload to share in the chat it was prepared for (``upload_file_complete``).
 
-    ``file_name`` and ``file_type`` must be those the upload was prepared with.
+    ``file_name`` and ``file_type`` must be those the upload was prepared with;
+    ``client_msg_id`` is the sender's key for the message, as `NewMessage`'s.
     """
 
     file_id: str
@@ -34,3 +37,7 @@ class FileShare:
     is_group: bool
     file_name: str
     file_type: str
+    client_msg_id: str | None = None
+
+    def __post_init__(self) -> None:
+        client_msg_id(self.client_msg_id)

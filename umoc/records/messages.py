@@ -15,8 +15,9 @@ Storage takes the same records: `NewMessage` goes from the edge to
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from umoc.config import MessagesConfig
 from umoc.errors import UserError, check_text, check_visible
@@ -26,13 +27,16 @@ __all__ = [
     "Delivered",
     "Edit",
     "MAX_EMOJI",
+    "MarkUnread",
     "MAX_MENTIONS",
     "MESSAGE_TYPES",
     "Mute",
     "NewMessage",
     "Reaction",
     "ReadReceipt",
+    "ReceiptsQuery",
     "Typing",
+    "client_msg_id",
     "message_id",
 ]
 
@@ -52,6 +56,22 @@ def message_id(value: str, field: str = "message_id") -> str:
         raise UserError(f"Invalid '{field}': expected a UUID") from None
 
 
+#: What a client's own message key may be (``client_msg_id``).
+_CLIENT_MSG_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def client_msg_id(value: object) -> str | None:
+    """A client's key for a message it sends (None: no key), or `UserError`.
+
+    1 to 64 characters of ``A-Z a-z 0-9 _ -``: a UUID, a counter, a ULID all fit.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or _CLIENT_MSG_ID.fullmatch(value) is None:
+        raise UserError("Invalid 'client_msg_id': expected 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+    return value
+
+
 def _content(content: str, limits: MessagesConfig) -> None:
     if not 1 <= len(content) <= limits.max_content_length:
         raise UserError(f"Invalid 'content': expected 1 to {limits.max_content_length} characters")
@@ -64,7 +84,9 @@ class NewMessage:
 
     ``content`` of a non-text message is the file's metadata as a JSON
     object (the spec's Type Definitions); ``mentions`` are user ids, sorted
-    and without repeats once checked.
+    and without repeats once checked.  ``client_msg_id`` is the sender's own
+    key for it: a retry with the same key is answered with the message
+    stored the first time (``umoc.domain.commands.messages.send``).
     """
 
     recipient_id: int
@@ -74,9 +96,11 @@ class NewMessage:
     encrypted_content: str | None = None
     reply_to: str | None = None
     mentions: tuple[int, ...] = ()
+    client_msg_id: str | None = None
 
     def checked(self, limits: MessagesConfig) -> NewMessage:
         """This message if it is within ``limits`` and well formed (mentions normalised), else `UserError`."""
+        client_msg_id(self.client_msg_id)
         if self.type not in MESSAGE_TYPES:
             raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
         _content(self.content, limits)
@@ -98,15 +122,7 @@ class NewMessage:
                 raise UserError(f"Invalid 'mentions': at most {MAX_MENTIONS} users")
             normal = tuple(sorted(set(mentions)))
             if normal != mentions:
-                return NewMessage(
-                    self.recipient_id,
-                    self.is_group,
-                    self.content,
-                    self.type,
-                    encrypted,
-                    self.reply_to,
-                    normal,
-                )
+                return replace(self, mentions=normal)
         return self
 
 
@@ -174,6 +190,28 @@ class ReadReceipt:
         if len(self.message_ids) > limits.max_ids_per_receipt:
             raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class MarkUnread:
+    """The reader's own view: ``from_message_id`` and every later message of the chat are unread again."""
+
+    chat_id: int
+    is_group: bool
+    from_message_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "from_message_id", message_id(self.from_message_id, "from_message_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptsQuery:
+    """Who got and who read one of the asker's own messages."""
+
+    message_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NewSession"]
+__all__ = ["LoginAttempt", "NewSession", "SessionCredentials"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +20,24 @@ class NewSession:
     def __post_init__(self) -> None:
         if not self.expires_at > self.created_at:
             raise ValueError("a session must expire after it is created")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """``POST /api/login``: a name and password, and the ``device_token`` the client sent (None if nothing).
+
+    A device token not of the form this server issues is treated as absent
+    by the command.
+    """
+
+    username: str
+    password: str
+    device_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCredentials:
+    """A session's id and its token, as its holder presents them (``POST /api/logout``)."""
+
+    session_id: str
+    token: str

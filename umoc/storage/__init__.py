@@ -24,6 +24,7 @@ from umoc.storage.outbox import OutboxStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
+from umoc.storage.readstate import ReadStateStore
 from umoc.storage.search import SearchStore
 from umoc.storage.users import UserStore
 
@@ -47,6 +48,7 @@ class Storage:
         self.reactions = ReactionStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
+        self.readstate = ReadStateStore(db)
         self.profiles = ProfileStore(db)
         self.feed = FeedStore(db)
         self.outbox = OutboxStore(db)

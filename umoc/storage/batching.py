@@ -6,8 +6,13 @@ next transaction.  An idle lane starts at once, so a lone write waits for
 nobody: batching costs no latency, it only appears under load.
 
 Each write still gets its own outcome.  A batch first runs all its items
-under one ``SAVEPOINT`` (two statements per batch, not per item: on
-PostgreSQL each is a round trip).  If any item raises (not friends,
+under one ``SAVEPOINT`` (sent with the batch's first statement: no round
+trip of its own on PostgreSQL, and not released, as the commit follows).
+Writes of one kind may also be written together: the batch's items naming
+the same ``together`` function go to it in one call (on PostgreSQL, the
+direct messages of a batch are one call of a PL/pgSQL function taking
+arrays, whatever their number), which answers each item with its result or
+the refusal of that item alone.  If any item raises (not friends,
 blocked, unknown message), the batch goes back to that savepoint and runs
 again with every item under its own savepoint: the refused one is rolled
 back to its savepoint and answered with its error while the others commit.
@@ -50,12 +55,18 @@ RETRIES = 3
 Observe = Callable[[str, bool, float, "float | None"], None]
 
 
+#: ``together(txn, [args of each item])``: the items' outcomes, in order, each a result or the exception
+#: refusing that item alone (having written nothing); raising sends the batch item by item through ``fn``.
+Together = Callable[[Any, list[tuple[Any, ...]]], list[Any]]
+
+
 @dataclass(slots=True)
 class _Item:
     name: str
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     started: float
+    together: Together | None = None
     done: defer.Deferred[Any] = field(default_factory=defer.Deferred)
 
 
@@ -65,23 +76,43 @@ def _batch_txn(
     retry_errors: tuple[type[BaseException], ...],
     fatal_errors: tuple[type[BaseException], ...],
 ) -> list[Any]:
-    """Each item's result, or its `Failure` (rolled back to its savepoint).
+    """Each item's result, or its `Failure` (rolled back to its savepoint, or refused by its ``together``).
 
     ``fatal_errors`` (the database is not there, a deadline) fail the whole
-    batch: `Database.run` then answers every caller and rolls back.
+    batch: `Database.run` then answers every caller and rolls back.  The
+    savepoint rides on the batch's first statement (`Txn.savepoint`) and is
+    not released: the commit follows.
     """
     txn.begin()
-    txn.execute("SAVEPOINT batch_all")
+    txn.savepoint("batch_all")
     try:
-        results = [item.fn(txn, *item.args) for item in items]
+        return _all_txn(txn, items)
     except Exception as exc:
         if isinstance(exc, fatal_errors):
             raise
         # Someone was refused (or lost a deadlock): undo the batch and run it item by item.
         txn.rollback_to("batch_all")
         return _one_by_one_txn(txn, items, retry_errors, fatal_errors)
-    txn.execute("RELEASE SAVEPOINT batch_all")
-    return results
+
+
+def _all_txn(txn: Any, items: list[_Item]) -> list[Any]:
+    """Every item in order; those sharing a ``together`` in one call of it, where the first of them stands."""
+    outcomes: list[Any] = [None] * len(items)
+    shared: dict[Together, list[int]] = {}
+    for i, item in enumerate(items):
+        if item.together is not None:
+            shared.setdefault(item.together, []).append(i)
+    for i, item in enumerate(items):
+        if item.together is None:
+            outcomes[i] = item.fn(txn, *item.args)
+            continue
+        members = shared.get(item.together)
+        if members is None or members[0] != i:
+            continue  # answered with the first of its kind
+        results = item.together(txn, [items[j].args for j in members])
+        for j, result in zip(members, results, strict=True):
+            outcomes[j] = Failure(result) if isinstance(result, BaseException) else result
+    return outcomes
 
 
 def _one_by_one_txn(
@@ -126,43 +157,73 @@ class BatchWriter:
         retry_errors: tuple[type[BaseException], ...] = (),
         fatal_errors: tuple[type[BaseException], ...] = (),
         observe: Observe | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._run = run_transaction
+        #: The clock writes are timed by (a `Clock`'s ``seconds`` in tests).
+        self._now = now
         self._observe = observe
         self._queues: list[list[_Item]] = [[] for _ in range(max(1, lanes))]
         self._busy = [False] * len(self._queues)
+        #: Per lane, when the oldest write of its running batch was asked for (None: no batch running).
+        self._running_since: list[float | None] = [None] * len(self._queues)
         self._retry_errors = retry_errors
         self._fatal_errors = fatal_errors
         #: Batches committed and items they carried: for tests and the bench.
         self.batches = 0
         self.items = 0
 
-    def run(self, name: str, key: int, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+    def run(
+        self, name: str, key: int, fn: Callable[..., Any], *args: Any, together: Together | None = None
+    ) -> defer.Deferred[Any]:
         """``fn(txn, *args)`` in the next transaction of ``key``'s lane; fires after it commits.
 
         ``name`` labels the write in the metrics (a literal, as `Database.run`'s ``desc``).
+        ``together``, when given, writes all the batch's items that name it in one call
+        (one round trip on PostgreSQL); ``fn`` still writes the item when the batch
+        goes item by item.
         """
         lane = key % len(self._queues)
-        item = _Item(name, fn, args, time.monotonic())
+        item = _Item(name, fn, args, self._now(), together)
         self._queues[lane].append(item)
         if not self._busy[lane]:
             self._start(lane)
         return item.done
 
+    def oldest_wait(self) -> float:
+        """Seconds the oldest unanswered write of the most backed-up lane has waited so far (0: none waits).
+
+        A lane's oldest is the first write of its running batch, else the
+        first still queued; per lane that is O(1), whatever the queue's
+        length.  It rises while the database falls behind (a batch that does
+        not commit, a queue growing faster than batches drain it) and falls
+        back to a batch's own time once the lane catches up.
+        """
+        now, oldest = self._now(), 0.0
+        for lane, queue in enumerate(self._queues):
+            since = self._running_since[lane]
+            if since is None and queue:
+                since = queue[0].started
+            if since is not None and now - since > oldest:
+                oldest = now - since
+        return oldest
+
     def _start(self, lane: int) -> None:
         queue = self._queues[lane]
         batch, self._queues[lane] = queue[:MAX_BATCH], queue[MAX_BATCH:]
         self._busy[lane] = True
+        self._running_since[lane] = batch[0].started
         d = self._run("batch", _batch_txn, batch, self._retry_errors, self._fatal_errors)
         d.addBoth(self._finished, lane, batch)
 
     def _finished(self, outcome: Any, lane: int, batch: list[_Item]) -> None:
         self._busy[lane] = False
+        self._running_since[lane] = None
         if self._queues[lane]:
             self._start(lane)
         observe = self._observe
         if observe is not None:
-            now = time.monotonic()
+            now = self._now()
             failed = isinstance(outcome, Failure)
             for i, item in enumerate(batch):
                 observe(item.name, not (failed or isinstance(outcome[i], Failure)), now - item.started, None)

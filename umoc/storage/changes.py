@@ -35,6 +35,8 @@ KINDS = (
     "member_added",
     "member_removed",
     "profile",
+    "chat_read",
+    "chat_muted",
     # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.
     "registered",
 )

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from umoc.metrics import TransactionMetrics
-from umoc.storage.batching import BatchWriter
+from umoc.storage.batching import BatchWriter, Together
 from umoc.storage.engine.dialect import POSTGRES, SQLITE, Dialect
 from umoc.storage.engine.migrations import SchemaTooNewError, _load_migrations, _migrate_txn
 from umoc.storage.engine.pool import (
@@ -270,7 +270,9 @@ class Database:
         d.addBoth(done)
         return d
 
-    def write(self, desc: str, key: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+    def write(
+        self, desc: str, key: int, fn: Callable[..., T], *args: Any, together: Together | None = None
+    ) -> defer.Deferred[T]:
         """Run ``fn(txn, *args)`` in the next group-commit batch of ``key``'s lane.
 
         ``desc`` names the write (``"messages.post"``) as `run`'s names a
@@ -281,8 +283,11 @@ class Database:
         transaction (one fsync), each under its own savepoint so each caller
         gets its own result or error; it fires after the commit.  Writes with
         the same ``key`` (a chat) go through one lane, in order.
+
+        ``together(txn, [args, ...])`` writes all the writes of a batch that
+        name it at once (`BatchWriter.run`); ``fn`` stays the write of one.
         """
-        return self.writer.run(desc, key, fn, *args)
+        return self.writer.run(desc, key, fn, *args, together=together)
 
     def _answered(self, result: T) -> T:
         self._failures.recovered()

@@ -1,10 +1,12 @@
 """Delivery receipts: a recipient's client says messages reached it.
 
 A direct message keeps the time of its first receipt (``messages.delivered_at``,
-shown to its sender in history).  A group message keeps none: a receipt per
-member would be a row per member per message, so group receipts are only
-relayed live to the sender.  A user whose ``send_delivery_receipts`` setting
-is off sends none, and a block between sender and recipient stops them.
+shown to its sender in history).  Every recipient's first receipt is also a
+``message_deliveries`` row (migration 016), which ``get_read_receipts`` lists
+for the sender: one row per member who reported it, as ``message_reads``
+holds one per reader.  Group receipts are relayed live to the sender each
+time they come.  A user whose ``send_delivery_receipts`` setting is off sends
+none, and a block between sender and recipient stops them.
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ def _delivered_txn(txn: Txn, recipient_id: int, message_ids: list[str], now: flo
         txn.execute(
             "UPDATE messages SET delivered_at = ? WHERE delivered_at IS NULL AND seq IN " + in_clause(direct),
             [now, *direct],
+        )
+    if fresh:
+        txn.execute(
+            "INSERT INTO message_deliveries (message_seq, user_id, delivered_at) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(fresh))
+            + " ON CONFLICT (message_seq, user_id) DO NOTHING",
+            [v for r in fresh for v in (int(r["seq"]), recipient_id, now)],
         )
     grouped: dict[tuple[int, int, bool], list[str]] = {}
     for r in fresh:

@@ -22,7 +22,9 @@ __all__ = [
     "check_mentions",
     "unread_mentions_statements",
     "mark_mentions_read_txn",
+    "mention_count_txn",
     "mention_counts_txn",
+    "outsider_error",
     "parse_mentions",
 ]
 
@@ -40,8 +42,13 @@ def check_mentions(mentions: Sequence[int], members: Sequence[int]) -> list[int]
     mentioned = sorted(set(mentions))
     outsiders = set(mentioned) - set(members)
     if outsiders:
-        raise RefusedError(f"Invalid 'mentions': user {min(outsiders)} is not a member of this chat")
+        raise outsider_error(min(outsiders))
     return mentioned
+
+
+def outsider_error(user_id: int) -> RefusedError:
+    """The refusal of a message mentioning ``user_id``, who is not a member of its chat."""
+    return RefusedError(f"Invalid 'mentions': user {user_id} is not a member of this chat")
 
 
 def mentions_text(mentioned: Sequence[int]) -> str | None:
@@ -76,6 +83,11 @@ def mark_mentions_read_txn(txn: Txn, reader_id: int, seqs: Sequence[int]) -> Non
             "DELETE FROM unread_mentions WHERE user_id = ? AND message_seq IN " + in_clause(seqs),
             [reader_id, *seqs],
         )
+
+
+def mention_count_txn(txn: Txn, user_id: int, internal_chat_id: int) -> int:
+    """Unread mentions of ``user_id`` in one chat, by its internal id (``chats.id``)."""
+    return int(txn.scalar("SELECT COUNT(*)" + _UNREAD + " AND uc.chat_id = ?", (user_id, internal_chat_id)) or 0)
 
 
 def mention_counts_txn(txn: Txn, user_id: int) -> dict[tuple[int, bool], int]:

@@ -2,7 +2,7 @@
 
 A consumer (``webhooks``, ``push``) reads every stream of the feed at once,
 only the kinds it delivers, in feed order, from the position it stored in
-``feed_consumers`` (migration 016).  It stores a new position only once the
+``feed_consumers`` (migration 017).  It stores a new position only once the
 deliveries of every row before it are done, so a node that dies between a
 commit and a delivery leaves the position behind that row: the node that
 tails the consumer next delivers it (at least once, never lost).

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from umoc.records.messages import Mute
+from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn, in_clause
 
 __all__ = ["PushStore", "PushTarget", "Registration"]
@@ -204,27 +206,24 @@ class PushStore:
 
         return self._db.run("push.set_enabled", txn_fn)
 
-    def mute(self, user_id: int, chat_id: int, is_group: bool, until: float | None) -> defer.Deferred[None]:
+    def mute(self, user_id: int, change: Mute, now: float) -> defer.Deferred[None]:
+        """Pushes for the chat off until ``change.until`` (None: until unmuted), or back on (``change.muted`` false).
+
+        Recorded as a ``chat_muted`` change in the user's own stream, for their other devices' ``sync``.
+        """
+        key = (user_id, change.chat_id, int(change.is_group))
+
         def txn_fn(txn: Txn) -> None:
-            txn.execute(
-                "DELETE FROM chat_mutes WHERE user_id = ? AND chat_id = ? AND is_group = ?",
-                (user_id, chat_id, int(is_group)),
-            )
-            txn.execute(
-                "INSERT INTO chat_mutes (user_id, chat_id, is_group, muted_until) VALUES (?, ?, ?, ?)",
-                (user_id, chat_id, int(is_group), until),
-            )
+            txn.execute("DELETE FROM chat_mutes WHERE user_id = ? AND chat_id = ? AND is_group = ?", key)
+            if change.muted:
+                txn.execute(
+                    "INSERT INTO chat_mutes (user_id, chat_id, is_group, muted_until) VALUES (?, ?, ?, ?)",
+                    (*key, change.until),
+                )
+            data = {"chat_id": change.chat_id, "is_group": change.is_group, "muted": change.muted}
+            record_txn(txn, NewChange("chat_muted", now, user_id=user_id, data={**data, "until": change.until}))
 
-        return self._db.run("push.mute", txn_fn)
-
-    def unmute(self, user_id: int, chat_id: int, is_group: bool) -> defer.Deferred[None]:
-        def txn_fn(txn: Txn) -> None:
-            txn.execute(
-                "DELETE FROM chat_mutes WHERE user_id = ? AND chat_id = ? AND is_group = ?",
-                (user_id, chat_id, int(is_group)),
-            )
-
-        return self._db.run("push.unmute", txn_fn)
+        return self._db.run("push.unmute" if not change.muted else "push.mute", txn_fn)
 
     def message_targets(
         self, message_seq: int, sender_id: int, group_id: int | None, user_ids: list[int], now: float

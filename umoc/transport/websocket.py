@@ -282,6 +282,22 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self._on_frame(frame)
         return len(self.data) > 0
 
+    def dataReceived(self, data: bytes) -> None:
+        """Autobahn's, without the debug line its Twisted adapter builds on every read.
+
+        That line's arguments (``hltype``, ``hlval``: colour escapes around a
+        qualified name, the peer and the length) are computed before the
+        logger looks at the level, so each read paid for a message nobody
+        logs.  Only an open connection takes the short path; the handshake
+        and Autobahn's octet logging go through Autobahn unchanged.
+        """
+        if self.state != self.STATE_OPEN or self.logOctets:
+            self._dataReceived(data)
+            return
+        self.trafficStats.incomingOctetsWireLevel += len(data)
+        self.data += data
+        self.consumeData()
+
     def consumeData(self) -> None:
         """Autobahn's loop, with a budget per reactor turn (see the module docstring)."""
         if self.state != self.STATE_OPEN and self.state != self.STATE_CLOSING:

@@ -2,13 +2,17 @@
 
 ::
 
-    POST messages {recipient_id, content, is_group?, type?}  -> 201 new_message payload
+    POST messages {recipient_id, content, is_group?, type?, client_msg_id?}
+                                                              -> 201 new_message payload (200 with
+                                                                 "duplicate": true for a retry)
     POST accept_contact {contact_id}                          -> 200 {user_id, username, status}
 
 A bot is a user: it sends to friends and to groups it is a member of, as a
 user's ``send_message`` does, under the same ``ratelimits.messages`` bucket;
 it becomes a friend by accepting a contact request.  No token, or one not
-of an active bot, answers 401.
+of an active bot, answers 401.  While the node is overloaded
+(``server.overload_wait``) both answer 503 with ``Retry-After`` at once,
+before the token is looked up: nothing was done.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class BotApi:
         self._services = services
 
     async def _bot(self, request: IRequest) -> tuple[int, str]:
+        self._services.admission.check("bot")  # before any database work, the token's lookup included
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -68,9 +73,12 @@ class BotApi:
             raise HttpError(400, "'type' must be a string")
         if not isinstance(content, str):
             raise HttpError(400, "'content' must be a string")
-        new = NewMessage(_int(data, "recipient_id"), is_group, content, msg_type)
+        key = data.get("client_msg_id")
+        if key is not None and not isinstance(key, str):
+            raise HttpError(400, "'client_msg_id' must be a string")
+        new = NewMessage(_int(data, "recipient_id"), is_group, content, msg_type, client_msg_id=key)
         payload = await messages.send(self._services, Actor.user(bot_id, bot_name, "bot"), new)
-        write_json(request, 201, payload)
+        write_json(request, 200 if payload.get("duplicate") else 201, payload)
 
     async def accept_contact(self, request: IRequest) -> None:
         bot_id, bot_name = await self._bot(request)

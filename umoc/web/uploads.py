@@ -5,8 +5,10 @@ Uploads stream: twisted.web normally collects a whole request body in
 an upload URL fill memory or disk with a body larger than the one they
 declared.  `UploadRequest` (the Site's request factory) takes over bodies
 for ``/api/upload/`` as soon as the headers are in (``gotLength``): it
-checks the path, the bearer token and Content-Length, pauses reading while
-the database says whether this upload may proceed, then writes each chunk
+checks the path, the bearer token and Content-Length, refuses it with 503
+and ``Retry-After`` while the node is overloaded (``server.overload_wait``:
+the token stays unspent, the same request may be sent again), pauses
+reading while the database says whether this upload may proceed, then writes each chunk
 to a temporary file as it arrives (``handleContentChunk``) and refuses the
 request with 413 the moment the running size passes the declared size.
 A refused upload is answered at once and the connection closed, instead of
@@ -40,6 +42,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from umoc.domain.files import FileManager, UploadDeniedError
+from umoc.domain.overload import WriteAdmission
 from umoc.domain.sessions import SessionManager
 from umoc.storage.files import FileRecord
 from umoc.web.jsonapi import HttpError, JsonResource, write_json
@@ -133,6 +136,10 @@ class UploadReceiver:
             return
         if self.length is not None and self.length > self.limit:
             self.reject(413, "File too large")
+            return
+        overloaded = self.uploads.admission.refusal("upload")
+        if overloaded is not None:
+            self.reject(overloaded.status, overloaded.message, overloaded.headers)
             return
         self.temp_path = self.uploads.files.temp_path(self.file_id)
         fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -327,9 +334,13 @@ class _EmptyBody:
 class Uploads:
     """The two resources and the request factory, over the `FileManager` and `SessionManager`."""
 
-    def __init__(self, files: FileManager, sessions: SessionManager, other_body_limit: int) -> None:
+    def __init__(
+        self, files: FileManager, sessions: SessionManager, other_body_limit: int, admission: WriteAdmission
+    ) -> None:
         self.files = files
         self.sessions = sessions
+        #: Refuses uploads before their body is read while the node is overloaded.
+        self.admission = admission
         #: The largest body any endpoint but uploads accepts (JSON API, Engine.IO polling).
         self.other_body_limit = other_body_limit
 

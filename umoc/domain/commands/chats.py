@@ -1,21 +1,24 @@
-"""Chats: a user's own settings for one chat (``mute`` and ``unmute`` its pushes).
+"""Chats: a user's own state of one chat (``mute`` its pushes, ``mark_unread``), shared by their devices.
 
-A mute is the user's alone: nobody else is told, and it changes only what
-`umoc.domain.push.PushNotifier` pushes for that chat.
+A mute or a mark is the user's alone: nobody else is told, and a mute changes
+only what `umoc.domain.push.PushNotifier` pushes for that chat.  Every socket
+of the user, on every node, is told (``chat_muted``, ``chat_read``), so each
+device shows the same state whichever one changed it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain import notices
+from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.records import Actor
-from umoc.records.messages import Mute
+from umoc.records.messages import MarkUnread, Mute
 from umoc.storage.messages import UNKNOWN_CHAT
-from umoc.timefmt import iso_or_none
 
-__all__ = ["mute"]
+__all__ = ["mark_unread", "mute"]
 
 
 async def _require_chat(services: Services, user_id: int, chat_id: int, is_group: bool) -> None:
@@ -32,13 +35,30 @@ async def _require_chat(services: Services, user_id: int, chat_id: int, is_group
 
 
 async def mute(services: Services, actor: Actor, change: Mute) -> dict[str, Any]:
-    """Pushes for a chat off (until ``change.until``, a time in the future) or back on; the ``chat_muted`` payload."""
-    chat_id, is_group = change.chat_id, change.is_group
-    if not change.muted:
-        await services.storage.push.unmute(actor.uid, chat_id, is_group)
-        return {"chat_id": chat_id, "is_group": is_group, "muted": False, "until": None}
-    if change.until is not None and change.until <= services.clock.seconds():
-        raise UserError("Invalid 'until': expected a time in the future")
-    await _require_chat(services, actor.uid, chat_id, is_group)
-    await services.storage.push.mute(actor.uid, chat_id, is_group, change.until)
-    return {"chat_id": chat_id, "is_group": is_group, "muted": True, "until": iso_or_none(change.until)}
+    """Pushes for a chat off (until ``change.until``, a time in the future) or back on.
+
+    ``chat_muted`` to every socket of the user; the payload.
+    """
+    now = services.clock.seconds()
+    if change.muted:
+        if change.until is not None and change.until <= now:
+            raise UserError("Invalid 'until': expected a time in the future")
+        await _require_chat(services, actor.uid, change.chat_id, change.is_group)
+    await services.storage.push.mute(actor.uid, change, now)
+    payload = shapes.chat_muted(change.chat_id, change.is_group, change.until, change.muted)
+    services.hub.tell([actor.uid], notices.CHAT_MUTED(payload), key=replay.chat_muted(payload, now))
+    return payload
+
+
+async def mark_unread(services: Services, actor: Actor, mark: MarkUnread) -> dict[str, Any]:
+    """``mark.from_message_id`` and every later message of the chat unread again for the actor alone.
+
+    The senders still see their messages read; every socket of the actor
+    gets ``chat_read`` with the new counts.  Raises `UserError` when the
+    actor is not in the chat or the message is not a live one of it.
+    """
+    now = services.clock.seconds()
+    state = await services.storage.readstate.mark_unread(actor.uid, mark, now)
+    payload = shapes.chat_read(state)
+    services.hub.tell([actor.uid], notices.CHAT_READ(payload), key=replay.chat_read(payload, now))
+    return payload

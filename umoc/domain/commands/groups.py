@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
-from umoc.domain.notices import shapes
+from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
 from umoc.records.groups import GroupChange, GroupMember, NewGroup
@@ -22,45 +22,47 @@ __all__ = ["add_member", "create", "remove_member", "update"]
 
 async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str, Any]:
     """Every member gets ``group_created`` in the ``chat_info`` shape, seen through their own eyes."""
-    storage = services.storage
-    group_id = await storage.groups.create(
-        actor.uid, record, services.clock.seconds(), services.config.messages.max_group_members
-    )
+    storage, now = services.storage, services.clock.seconds()
+    group_id = await storage.groups.create(actor.uid, record, now, services.config.messages.max_group_members)
     info = await storage.groups.info(group_id, None)
     online = await services.presence.online_among([m.user_id for m in info.members])
+    key = replay.group(group_id, "group_created", now)
     for member in info.members:
-        services.hub.tell([member.user_id], notices.GROUP_CREATED(shapes.group_info(info, member.user_id, online)))
+        shown = shapes.group_info(info, member.user_id, online)
+        services.hub.tell([member.user_id], notices.GROUP_CREATED(shown), key=key)
     return shapes.group_info(info, actor.uid, online)
 
 
 async def update(services: Services, actor: Actor, record: GroupChange) -> dict[str, Any]:
     """Admins only; every member gets ``group_updated`` with the name and description now."""
+    now = services.clock.seconds()
     members, name, description = await services.storage.groups.update(
-        record.chat_id, actor.uid, record.name, record.description, services.clock.seconds()
+        record.chat_id, actor.uid, record.name, record.description, now
     )
     updated = {"chat_id": record.chat_id, "name": name, "description": description}
-    services.hub.tell(members, notices.GROUP_UPDATED(updated))
+    services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
     return updated
 
 
 async def add_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
     """An admin adds a friend; every member (the new one too) is told; ``group.member_added`` webhook."""
-    chat_id, user_id = record.chat_id, record.user_id
+    chat_id, user_id, now = record.chat_id, record.user_id, services.clock.seconds()
     username = await services.storage.groups.add_member(
-        chat_id, actor.uid, user_id, services.clock.seconds(), services.config.messages.max_group_members
+        chat_id, actor.uid, user_id, now, services.config.messages.max_group_members
     )
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
     info = await services.storage.groups.info(chat_id, None)
-    services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added))
+    key = replay.member("member_added", chat_id, user_id, now)
+    services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added), key=key)
     services.webhooks.wake()  # ``group.member_added``, read from the feed
     return added
 
 
 async def remove_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
     """An admin removes ``user_id``, or a member leaves (``user_id`` is the actor); the members and they are told."""
-    change = await services.storage.groups.remove_member(
-        record.chat_id, actor.uid, record.user_id, services.clock.seconds()
-    )
+    now = services.clock.seconds()
+    change = await services.storage.groups.remove_member(record.chat_id, actor.uid, record.user_id, now)
     removed = {"chat_id": record.chat_id, "user_id": record.user_id}
-    services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed))
+    key = replay.member("member_removed", record.chat_id, record.user_id, now)
+    services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed), key=key)
     return removed

@@ -16,23 +16,40 @@ user's id, or null for ``umoc-admin`` (an operator acting for no account).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.logger import Logger
 
 from umoc.domain import notices
 from umoc.domain.access import require_writable_chat
-from umoc.domain.notices import shapes
+from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
+from umoc.errors import UserError
 from umoc.ids import MessageIds
 from umoc.records import Actor
 from umoc.records.files import FileOffer, FileShare
-from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, Typing
+from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
+from umoc.storage.messages import KeyTakenError, Message
 from umoc.timefmt import iso
 
-__all__ = ["delete", "edit", "mark_delivered", "mark_read", "prepare_file", "send", "share_file", "typing"]
+__all__ = [
+    "KEY_REUSED",
+    "delete",
+    "edit",
+    "mark_delivered",
+    "mark_read",
+    "prepare_file",
+    "read_receipts",
+    "send",
+    "share_file",
+    "typing",
+]
 
 log = Logger()
+
+#: The answer to a send whose ``client_msg_id`` the sender gave another message within the window.
+KEY_REUSED = "'client_msg_id' was used for another message"
 
 #: Message ids for this process: UUID v4 strings without a system call each (see `umoc.ids`).
 _IDS = MessageIds()
@@ -46,16 +63,65 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     Raises `UserError` when the message is not well formed, the actor may
     not write to that chat, ``reply_to`` is not a message of that chat, or
     a mentioned user is not a member of it; nothing is stored then.
+
+    With a ``client_msg_id``, the sender's own sockets get it in their
+    ``new_message`` (the recipients never see it), and a send whose key the
+    sender used within ``messages.idempotency_window`` stores and tells
+    nobody: a retry of that message (same chat, type, content, reply and
+    mentions) is answered with its payload and ``"duplicate": true``,
+    anything else is refused.  The unique index decides which of two
+    racing sends (two nodes, two sockets) is the first.
     """
     new = new.checked(services.config.messages)
-    message, audience = await services.storage.messages.post(actor, new, _IDS.new(), services.clock.seconds())
+    now = services.clock.seconds()
+    try:
+        message, audience = await services.storage.messages.post(
+            actor, new, _IDS.new(), now, _keys_since(services, now)
+        )
+    except KeyTakenError as taken:
+        return _retried(new, taken.original)
     services.metrics.messages_stored.inc()
     payload = shapes.new_message(message)
-    services.hub.tell(audience, notices.NEW_MESSAGE(payload), message_id=message.id)
+    delivery = replay.message(message.id)
+    client_msg_id = new.client_msg_id
+    if client_msg_id is None:
+        services.hub.tell(audience, notices.NEW_MESSAGE(payload), key=delivery)
+        mine = payload
+    else:
+        mine = {**payload, "client_msg_id": client_msg_id}
+        services.hub.tell([actor.uid], notices.NEW_MESSAGE(mine), key=delivery)
+        others = [user_id for user_id in audience if user_id != actor.uid]
+        if others:
+            services.hub.tell(others, notices.NEW_MESSAGE(payload), key=delivery)
     # Push and the ``message.created`` webhook read the message from the feed (the outbox): wake them.
     services.push.wake()
     services.webhooks.wake()
-    return payload
+    return mine
+
+
+def _keys_since(services: Services, now: float) -> float:
+    """The oldest send whose ``client_msg_id`` still holds."""
+    return now - services.config.messages.idempotency_window
+
+
+def _retried(new: NewMessage, original: Message) -> dict[str, Any]:
+    """The answer to a send whose key ``original`` holds: its payload if ``new`` is a retry of it, else refused."""
+    same = (
+        original.recipient_id == new.recipient_id
+        and original.is_group == new.is_group
+        and original.type == new.type
+        and original.content == new.content
+        and original.encrypted_content == new.encrypted_content
+        and (original.reply_to.message_id if original.reply_to is not None else None) == new.reply_to
+        and original.mentions == new.mentions
+    )
+    if not same:
+        raise UserError(KEY_REUSED)
+    return _duplicate(original, new.client_msg_id)
+
+
+def _duplicate(original: Message, client_msg_id: str | None) -> dict[str, Any]:
+    return {**shapes.new_message(original), "client_msg_id": client_msg_id, "duplicate": True}
 
 
 async def prepare_file(services: Services, actor: Actor, offer: FileOffer) -> dict[str, Any]:
@@ -71,17 +137,41 @@ async def share_file(services: Services, actor: Actor, share: FileShare) -> dict
     with that message.
     """
     files = services.files
-    upload = await files.claim_for_sharing(actor.uid, share)
-    record = upload.record
     try:
-        message = await send(
-            services, actor, NewMessage(record.chat_id, record.is_group, upload.content, upload.message_type)
-        )
+        upload = await files.claim_for_sharing(actor.uid, share)
+    except UserError:
+        # Already shared: by this very share, retried with its key? Only then is it answered.
+        if share.client_msg_id is None:
+            raise
+        original = await services.storage.messages.by_client_msg_id(actor.uid, share.client_msg_id)
+        if original is None or original.created_at < _keys_since(services, services.clock.seconds()):
+            raise
+        if not _shares(original, share):
+            raise UserError(KEY_REUSED) from None
+        return _duplicate(original, share.client_msg_id)
+    record = upload.record
+    new = NewMessage(
+        record.chat_id, record.is_group, upload.content, upload.message_type, client_msg_id=share.client_msg_id
+    )
+    try:
+        message = await send(services, actor, new)
     except BaseException:
         await files.unclaim(record.id)
         raise
+    # A duplicate here is this file's message, stored by a share whose claim was never marked done.
     await files.shared(record.id, message["message_id"])
     return message
+
+
+def _shares(original: Message, share: FileShare) -> bool:
+    """Whether ``original`` is the message that shared ``share``'s file in ``share``'s chat."""
+    if original.recipient_id != share.chat_id or original.is_group != share.is_group or original.type == "text":
+        return False
+    try:
+        metadata = json.loads(original.content)
+    except ValueError:
+        return False
+    return isinstance(metadata, dict) and metadata.get("file_id") == share.file_id
 
 
 async def edit(services: Services, actor: Actor, change: Edit) -> dict[str, Any]:
@@ -90,9 +180,10 @@ async def edit(services: Services, actor: Actor, change: Edit) -> dict[str, Any]
     change = change.checked(limits)
     edited = await services.storage.edits.edit(actor.uid, change, services.clock.seconds(), limits.edit_window)
     target = edited.target
+    key = replay.edit(target.id, edited.edited_at)
     for users, chat_id in target.views():
         shown = shapes.message_edited(target.id, chat_id, target.is_group, edited.content, edited.edited_at)
-        services.hub.tell(users, notices.MESSAGE_EDITED(shown))
+        services.hub.tell(users, notices.MESSAGE_EDITED(shown), key=key)
     mine = shapes.message_edited(
         target.id, target.chat_id_for(actor.uid), target.is_group, edited.content, edited.edited_at
     )
@@ -109,8 +200,8 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
     now = services.clock.seconds()
     deleted = await services.storage.messages.delete(actor, deletion, now)
     payload = {"message_id": deletion.message_id, "sender_id": deleted.sender_id, "timestamp": iso(now)}
-    services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload))
-    services.webhooks.wake()
+    services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload), key=replay.delete(deletion.message_id, now))
+    services.webhooks.wake()  # ``message.deleted``, read from the feed
     if actor.is_admin:
         log.info(
             "Message {message_id} in chat {chat_id} deleted by {actor}",
@@ -122,16 +213,39 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
 
 
 async def mark_read(services: Services, actor: Actor, receipt: ReadReceipt) -> dict[str, Any]:
-    """Mark messages read; ``messages_read`` to their sender unless a block stands between the two."""
+    """Mark messages read; ``messages_read`` to their sender unless a block stands between the two.
+
+    Every socket of the reader, on every node, gets ``chat_read`` for each
+    chat the messages are in: the badge a read on one device clears clears
+    on all of them.
+    """
     receipt = receipt.checked(services.config.messages)
     now = services.clock.seconds()
-    ids = await services.storage.messages.mark_read(actor.uid, receipt, now)
-    answer = {"reader_id": actor.uid, "reader_username": actor.name, "message_ids": ids, "timestamp": iso(now)}
+    read = await services.storage.messages.mark_read(actor.uid, receipt, now)
+    answer = {
+        "reader_id": actor.uid,
+        "reader_username": actor.name,
+        "message_ids": read.message_ids,
+        "timestamp": iso(now),
+    }
+    for state in read.chats:
+        shown = shapes.chat_read(state)
+        services.hub.tell([actor.uid], notices.CHAT_READ(shown), key=replay.chat_read(shown, now))
     # Reads of messages sent before a block still count for the reader, but a
     # block stops everything between the two users, read receipts included.
     if not await services.storage.contacts.blocked_between(actor.uid, receipt.sender_id):
-        services.hub.tell([receipt.sender_id], notices.MESSAGES_READ(answer))
+        key = replay.read(actor.uid, read.message_ids, now)
+        services.hub.tell([receipt.sender_id], notices.MESSAGES_READ(answer), key=key)
     return answer
+
+
+async def read_receipts(services: Services, actor: Actor, query: ReceiptsQuery) -> dict[str, Any]:
+    """Who got and who read one of the actor's own messages (``read_receipts``).
+
+    Anybody else's message, deleted or unknown, is the same "Message not
+    found": the answer reveals nothing about messages that are not theirs.
+    """
+    return shapes.read_receipts(await services.storage.readstate.receipts(actor.uid, query.message_id))
 
 
 async def mark_delivered(services: Services, actor: Actor, delivered: Delivered) -> dict[str, Any]:
@@ -140,7 +254,11 @@ async def mark_delivered(services: Services, actor: Actor, delivered: Delivered)
     now = services.clock.seconds()
     found = await services.storage.deliveries.mark_delivered(actor.uid, list(delivered.message_ids), now)
     for each in found:
-        services.hub.tell([each.sender_id], notices.MESSAGES_DELIVERED(shapes.messages_delivered(each, actor.uid, now)))
+        services.hub.tell(
+            [each.sender_id],
+            notices.MESSAGES_DELIVERED(shapes.messages_delivered(each, actor.uid, now)),
+            key=replay.delivered(actor.uid, each.chat_id, each.is_group, now),
+        )
     return {"message_ids": [i for d in found for i in d.message_ids]}
 
 

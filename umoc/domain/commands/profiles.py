@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
-from umoc.domain.notices import shapes
+from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
 from umoc.records.profiles import ProfileChange, SettingsChange
@@ -21,9 +21,10 @@ __all__ = ["update", "update_settings"]
 async def update(services: Services, actor: Actor, record: ProfileChange) -> dict[str, Any]:
     """Change the profile; the user and their contacts get ``profile_updated``."""
     image_types = tuple(services.config.uploads.allowed_types.get("image", ()))
-    profile, contacts = await services.storage.profiles.update(actor.uid, record, image_types, services.clock.seconds())
+    now = services.clock.seconds()
+    profile, contacts = await services.storage.profiles.update(actor.uid, record, image_types, now)
     updated = shapes.profile(profile)
-    services.hub.tell([actor.uid, *contacts], notices.PROFILE_UPDATED(updated))
+    services.hub.tell([actor.uid, *contacts], notices.PROFILE_UPDATED(updated), key=replay.profile(actor.uid, now))
     return updated
 
 

@@ -10,11 +10,16 @@ iterates the route table.
 
 How records look on the wire (a message, a chat, a contact) lives in
 `umoc.domain.notices.shapes`; this module says which events carry them.
+`umoc.domain.notices.replay` says which event each change of the feed was,
+and the delivery key that names it (``hub.tell(..., key=...)``), for the
+catch-up after a gap in the cluster's bus.
 
 Adding an event: declare it below with its fields (``optional`` for those
 some payloads leave out), give it a heading in ``docs/api.md`` under
 "Server-initiated events", and send ``MY_EVENT(payload)`` through the hub
-or a socket.
+or a socket.  An event that tells of a change the feed records also goes
+with its delivery key (``hub.tell(users, MY_EVENT(payload), key=...)``),
+and `replay` maps the feed row back to it, so a bus gap replays it once.
 """
 
 from __future__ import annotations
@@ -138,8 +143,16 @@ PUSH_REGISTRATIONS = declare(
 )
 PUSH_SETTINGS = declare("push_settings", ("enabled",), summary="answers set_push_enabled")
 CHAT_MUTED = declare(
-    "chat_muted", ("chat_id", "is_group", "muted", "until"), summary="answers mute_chat and unmute_chat"
+    "chat_muted",
+    ("chat_id", "is_group", "muted", "until"),
+    summary="answers mute_chat and unmute_chat, to every socket of the user",
 )
+CHAT_READ = declare(
+    "chat_read",
+    ("chat_id", "is_group", "last_read_message_id", "unread_count", "mention_count"),
+    summary="your read state of a chat changed (read_receipt, mark_unread), to every socket of yours",
+)
+READ_RECEIPTS = declare("read_receipts", ("message_id", "read_by", "delivered_to"), summary="answers get_read_receipts")
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),

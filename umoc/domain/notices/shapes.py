@@ -17,6 +17,8 @@ from umoc.storage.groups import GroupInfo
 from umoc.storage.messages import ChatEntry, Message
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
+from umoc.storage.readstate import Receipts
+from umoc.storage.receipts import ReadState
 from umoc.storage.replies import ReplyTo
 from umoc.storage.search import Hit
 from umoc.timefmt import iso, iso_or_none
@@ -306,6 +308,25 @@ def messages_delivered(delivered: Delivered, recipient_id: int, when: float) -> 
     }
 
 
+def chat_read(state: ReadState) -> dict[str, Any]:
+    """``chat_read``: the user's read state of one chat, as every device of theirs shows it."""
+    return state.fields()
+
+
+def chat_muted(chat_id: int, is_group: bool, until: float | None, muted: bool = True) -> dict[str, Any]:
+    """``chat_muted``: pushes for the chat off (until ``until``, or until unmuted), or back on."""
+    return {"chat_id": chat_id, "is_group": is_group, "muted": muted, "until": iso_or_none(until) if muted else None}
+
+
+def read_receipts(found: Receipts) -> dict[str, Any]:
+    """``read_receipts``: who read and who got one of the asker's messages, earliest first."""
+    return {
+        "message_id": found.message_id,
+        "read_by": [{"user_id": user_id, "read_at": iso(when)} for user_id, when in found.read_by],
+        "delivered_to": [{"user_id": user_id, "delivered_at": iso(when)} for user_id, when in found.delivered_to],
+    }
+
+
 def profile(found: Profile) -> dict[str, Any]:
     """``profile`` and ``profile_updated``."""
     return {
@@ -390,6 +411,10 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}
     elif kind == "member_removed":
         event, fields = "group_member_removed", {"chat_id": change.chat_id, "user_id": change.actor_id}
+    elif kind == "chat_read":
+        event, fields = "chat_read", dict(data)
+    elif kind == "chat_muted":
+        event, fields = "chat_muted", chat_muted(data["chat_id"], data["is_group"], data["until"], data["muted"])
     elif kind == "profile" and change.profile is not None:
         event, fields = "profile_updated", profile(change.profile)
     else:

@@ -34,6 +34,9 @@ class Dialect:
     #: Whether ids from a sequence grow in commit order (SQLite: one writer); else the change
     #: feed orders by transaction snapshots (``umoc.storage.feed``).
     commit_ordered_ids: bool = True
+    #: Whether the schema holds functions writing a group-commit batch's messages in one call
+    #: (migration 018, PostgreSQL only: there each statement is a round trip; SQLite runs in this process).
+    batch_functions: bool = False
     #: Text that stands for WITHOUT_ROWID after a table definition in schema files (SQLite only).
     without_rowid: str = ""
     #: Whether several nodes may share the database (PostgreSQL); SQLite has one node, so the feed's
@@ -57,6 +60,7 @@ POSTGRES = Dialect(
     pair_lock="SELECT pg_advisory_xact_lock(?, ?)",
     writes_in_with=True,
     commit_ordered_ids=False,
+    batch_functions=True,
     shared_by_nodes=True,
 )
 

@@ -55,10 +55,11 @@ _TRIGGER_END = re.compile(r"\bEND\s*$", re.IGNORECASE)
 
 
 def _statements(script: str) -> list[str]:
-    """The script's statements, split at ``;``, except inside a trigger's ``BEGIN ... END``.
+    """The script's statements, split at ``;``, except inside a trigger's ``BEGIN ... END`` or a ``$$`` body.
 
     A ``CREATE TRIGGER`` statement runs until the piece that ends in ``END``;
-    schema files hold no ``;`` in string literals.
+    a function's body (PostgreSQL, between ``$$`` and ``$$``) runs to its
+    closing ``$$``; schema files hold no ``;`` in string literals.
     """
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     statements: list[str] = []
@@ -67,11 +68,13 @@ def _statements(script: str) -> list[str]:
         pending = f"{pending};{piece}" if pending else piece
         if _TRIGGER_START.match(pending) and not _TRIGGER_END.search(pending):
             continue
+        if pending.count("$$") % 2:
+            continue
         if pending.strip():
             statements.append(pending.strip())
         pending = ""
     if pending.strip():
-        raise ValueError(f"unterminated trigger in a schema file: {pending.strip()[:60]}")
+        raise ValueError(f"unterminated trigger or function body in a schema file: {pending.strip()[:60]}")
     return statements
 
 

@@ -34,7 +34,7 @@ class IntegrityError(Exception):
 class Txn:
     """A cursor that speaks ``?`` SQL on both databases; what `*_txn` functions receive."""
 
-    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked")
+    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked", "_ahead")
 
     def __init__(self, cursor: Any, dialect: Dialect, integrity_errors: tuple[type[BaseException], ...]) -> None:
         self._cursor = cursor
@@ -44,10 +44,15 @@ class Txn:
         #: locked), so the next write of the same batch need not read it again.  Emptied by
         #: `rollback_to`, since a savepoint's rollback may release the lock.
         self.locked: dict[Any, Any] = {}
+        #: Savepoints not sent yet: on PostgreSQL they go with the next statement, in its round trip.
+        self._ahead: list[str] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Txn:
         if self.dialect.paramstyle_format:
             sql = _to_format_style(sql)
+            if self._ahead:
+                sql = "; ".join((*self._ahead, sql))
+                self._ahead.clear()
         try:
             self._cursor.execute(sql, tuple(params))
         except self._integrity_errors as exc:
@@ -68,6 +73,9 @@ class Txn:
         self.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Txn:
+        if self._ahead:
+            self._cursor.execute("; ".join(self._ahead))  # alone: executemany would repeat it per row
+            self._ahead.clear()
         if self.dialect.paramstyle_format:
             sql = _to_format_style(sql)
         try:
@@ -76,9 +84,21 @@ class Txn:
             raise IntegrityError(str(exc)) from exc
         return self
 
+    def savepoint(self, savepoint: str) -> None:
+        """``SAVEPOINT``: on PostgreSQL sent ahead of the next statement, in its round trip, not one of its own."""
+        if self.dialect.paramstyle_format:
+            self._ahead.append(f"SAVEPOINT {savepoint}")
+        else:
+            self.execute(f"SAVEPOINT {savepoint}")
+
     def rollback_to(self, savepoint: str) -> None:
         """``ROLLBACK TO`` and ``RELEASE`` a savepoint; forget what was read under locks taken after it."""
         self.locked.clear()
+        ahead = f"SAVEPOINT {savepoint}"
+        if ahead in self._ahead:
+            # Never sent: nothing was run since, so nothing to undo.
+            del self._ahead[self._ahead.index(ahead) :]
+            return
         self.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
         self.execute(f"RELEASE SAVEPOINT {savepoint}")
 

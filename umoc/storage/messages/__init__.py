@@ -4,7 +4,8 @@ By concern, as Synapse splits its event stores:
 
 * ``rows``: `Message`, `ChatEntry`, `History`, the select lists and the mapping from rows;
 * ``write``: posting and deleting, each one named write of the group commit
-  (``messages.post``, ``messages.delete``);
+  (``messages.post``, ``messages.delete``; on PostgreSQL a batch's posts are
+  one call of a function, ``post_batch_txn``);
 * ``read``: the chat list, history pages, missed messages and their annotations;
 * read receipts are ``umoc.storage.receipts``, beside ``umoc.storage.deliveries``.
 
@@ -25,6 +26,7 @@ from umoc.storage.messages.read import (
     chat_list_txn,
     chat_ref_txn,
     history_txn,
+    keyed_message_txn,
     missed_txn,
     read_count_params,
 )
@@ -36,13 +38,21 @@ from umoc.storage.messages.rows import (
     Message,
     message_from_row,
 )
-from umoc.storage.messages.write import Deleted, delete_txn, group_members_txn, post_txn
-from umoc.storage.receipts import read_txn
+from umoc.storage.messages.write import (
+    Deleted,
+    KeyTakenError,
+    delete_txn,
+    group_members_txn,
+    post_batch_txn,
+    post_txn,
+)
+from umoc.storage.receipts import Read, read_txn
 
 __all__ = [
     "ChatEntry",
     "Deleted",
     "History",
+    "KeyTakenError",
     "MESSAGE_COLUMNS",
     "Message",
     "MessageStore",
@@ -70,25 +80,37 @@ class MessageStore:
         self._db = db
 
     def post(
-        self, sender: Actor, new: NewMessage, message_id: str, now: float
+        self, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
     ) -> defer.Deferred[tuple[Message, list[int]]]:
         """Check the sender may write, store, count: one write, ``messages.post``. ``(message, audience)``.
 
         ``new`` is a checked `NewMessage`: its ``reply_to`` must be a live
         message of the same chat and its ``mentions`` members of it.  Raises
         `RefusedError` when the chat is not writable by the sender or a reply
-        target or mention is not right.
+        target or mention is not right, and `KeyTakenError` (nothing stored) when
+        the sender's ``new.client_msg_id`` is on a message stored at or after
+        ``keys_since``: the unique index decides, also between nodes.
         """
-        return self._db.write("messages.post", _chat_key(sender.uid, new), post_txn, sender, new, message_id, now)
+        key = _chat_key(sender.uid, new)
+        # Where the schema has it, a batch's messages are one call (one round trip).
+        together = post_batch_txn if self._db.dialect.batch_functions else None
+        return self._db.write(
+            "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together
+        )
+
+    def by_client_msg_id(self, sender_id: int, client_msg_id: str) -> defer.Deferred[Message | None]:
+        """The sender's message with this key (as `new_message` shows it), whenever it was stored; or None."""
+        return self._db.read("messages.by_client_msg_id", keyed_message_txn, sender_id, client_msg_id)
 
     def delete(self, actor: Actor, deletion: Deletion, now: float) -> defer.Deferred[Deleted]:
         """Soft-delete the actor's own message (anybody's for an operator). Raises `RefusedError`."""
         return self._db.write("messages.delete", actor.user_id or 0, delete_txn, actor, deletion, now)
 
-    def mark_read(self, reader_id: int, receipt: ReadReceipt, now: float) -> defer.Deferred[list[str]]:
+    def mark_read(self, reader_id: int, receipt: ReadReceipt, now: float) -> defer.Deferred[Read]:
         """Mark messages from ``receipt.sender_id`` to the reader (or the reader's groups) read.
 
-        Raises `RefusedError`; returns the ids, without repeats.
+        Raises `RefusedError`; returns the ids, without repeats, and the
+        reader's state of each chat they are in (recorded as ``chat_read``).
         """
         return self._db.write(
             "messages.read", reader_id, read_txn, reader_id, receipt.sender_id, list(receipt.message_ids), now

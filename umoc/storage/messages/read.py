@@ -32,6 +32,7 @@ __all__ = [
     "chat_list_txn",
     "chat_ref_txn",
     "history_txn",
+    "keyed_message_txn",
     "missed_txn",
     "read_count_params",
 ]
@@ -92,13 +93,14 @@ def chat_ref_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool) -> tuple[
 #: a sender's message counts as read once someone read it, except that a read
 #: made after a block between sender and reader is not shown (a block stops
 #: read receipts both ways: see the read_receipt event); another's message
-#: once the viewer read it.
+#: once the viewer read it (and did not mark it unread since: mark_unread).
 READ_COUNT = (
     "CASE WHEN m.sender_id = ?"
     " THEN (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND NOT EXISTS ("
     "SELECT 1 FROM contacts b WHERE b.status = ? AND b.updated_at <= r.read_at"
     " AND ((b.owner_id = ? AND b.contact_id = r.user_id) OR (b.owner_id = r.user_id AND b.contact_id = ?))))"
-    " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?) END AS read_count"
+    " ELSE (SELECT COUNT(*) FROM message_reads r WHERE r.message_seq = m.seq AND r.user_id = ?"
+    " AND r.marked_unread = 0) END AS read_count"
 )
 
 
@@ -156,6 +158,24 @@ def annotate_txn(txn: Txn, messages: Sequence[Message]) -> list[Message]:
         )
         for m in messages
     ]
+
+
+def keyed_message_txn(txn: Txn, sender_id: int, client_msg_id: str) -> Message | None:
+    """The sender's message stored with this key (deleted or not), annotated as `new_message` shows it; None."""
+    row = txn.execute(
+        "SELECT " + MESSAGE_COLUMNS + " FROM messages m JOIN users su ON su.id = m.sender_id"
+        " WHERE m.sender_id = ? AND m.client_msg_id = ?",
+        (sender_id, client_msg_id),
+    ).fetchone()
+    return None if row is None else annotate_txn(txn, [message_from_row(row)])[0]
+
+
+def message_at_txn(txn: Txn, seq: int) -> Message | None:
+    """The message with this ``seq`` (deleted or not), annotated as `new_message` shows it; None."""
+    row = txn.execute(
+        "SELECT " + MESSAGE_COLUMNS + " FROM messages m JOIN users su ON su.id = m.sender_id WHERE m.seq = ?", (seq,)
+    ).fetchone()
+    return None if row is None else annotate_txn(txn, [message_from_row(row)])[0]
 
 
 def history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:

@@ -12,27 +12,75 @@ those they read since (migration 007).  A message therefore writes the
 message, the sender's own member row and the chat row: O(1) rows whatever
 the group size.  The chat row is written last, so the two senders of a
 direct chat hold their one shared row only for the commit.
+
+On PostgreSQL a group-commit batch's messages are written by one call of
+migration 018's ``post_messages`` (`post_batch_txn`), which does what
+`post_txn` does for each, so a batch costs one round trip whatever its
+size; `post_txn` stays the write of one message (SQLite, and a batch the
+function gives up on).  A change to what `post_txn` writes needs the same
+change in a new migration replacing the function.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from umoc.errors import RefusedError
 from umoc.records import Actor
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
-from umoc.storage.database import Txn
-from umoc.storage.mentions import check_mentions, mentions_text, unread_mentions_statements
+from umoc.storage.database import Row, Txn
+from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
+from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
-from umoc.storage.replies import NOT_IN_CHAT, sender_and_target_txn
+from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
-__all__ = ["Deleted", "delete_txn", "group_members_txn", "post_txn"]
+__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_batch_txn", "post_txn"]
 
 # -- sending --------------------------------------------------------------
+
+_INSERT = (
+    "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
+    " encrypted_content, created_at, reply_to_seq, mentions"
+)
+_INSERT_VALUES = ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+#: A message without a key: no index on client_msg_id is touched (the index is partial).
+_INSERT_PLAIN = _INSERT + _INSERT_VALUES + ") RETURNING seq"
+#: A keyed message: no row (None) when the sender already has one with that key.
+_INSERT_KEYED = (
+    _INSERT
+    + ", client_msg_id"
+    + _INSERT_VALUES
+    + ", ?) ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING seq"
+)
+#: Tries at storing a keyed message whose key keeps being taken from expired rows by others meanwhile
+#: (also in migration 018's function).
+_KEY_TRIES = 3
+
+TO_SELF = "You cannot send a message to yourself"
+NOT_FRIENDS = "You can only send direct messages to your friends"
+KEY_BUSY = "'client_msg_id' is in use by another message being sent; send again"
+
+
+class KeyTakenError(Exception):
+    """The sender already stored a message with this ``client_msg_id`` within the window: ``original``.
+
+    Raised out of the write (so the batch rolls this item back: whatever the
+    permission check wrote, a day's streak, goes too) and answered by the
+    command, which decides whether the new message is a retry of it.
+    """
+
+    def __init__(self, original: Message) -> None:
+        super().__init__(original.id)
+        self.original = original
+
+
+class _KeyInUseError(Exception):
+    """The insert met a row with the same ``(sender_id, client_msg_id)``; nothing was inserted."""
 
 
 def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
@@ -55,7 +103,7 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
     if mine is None or theirs is None or mine["status"] != FRIEND or theirs["status"] != FRIEND:
-        raise RefusedError("You can only send direct messages to your friends")
+        raise RefusedError(NOT_FRIENDS)
     day = utc_day(now)
     if mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
@@ -133,31 +181,33 @@ def _insert_txn(
         chat_id, audience = recipient_id, members
     else:
         if recipient_id == sender_id:
-            raise RefusedError("You cannot send a message to yourself")
+            raise RefusedError(TO_SELF)
         chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
-    seq = int(
-        txn.scalar(
-            "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content,"
-            " encrypted_content, created_at, reply_to_seq, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING seq",
-            (
-                message_id,
-                chat_id,
-                sender_id,
-                recipient_id,
-                int(is_group),
-                new.type,
-                new.content,
-                new.encrypted_content,
-                now,
-                reply_to_seq,
-                mentions_text(mentions),
-            ),
-        )
+    params = (
+        message_id,
+        chat_id,
+        sender_id,
+        recipient_id,
+        int(is_group),
+        new.type,
+        new.content,
+        new.encrypted_content,
+        now,
+        reply_to_seq,
+        mentions_text(mentions),
     )
+    if new.client_msg_id is None:
+        seq = int(txn.scalar(_INSERT_PLAIN, params))
+    else:
+        # The unique index finds a retry (on PostgreSQL after waiting for a racing
+        # transaction that holds the same key to end): no SELECT before the insert.
+        stored = txn.scalar(_INSERT_KEYED, (*params, new.client_msg_id))
+        if stored is None:
+            raise _KeyInUseError()
+        seq = int(stored)
     txn.execute_each(
         (
             # The sender's own row: nobody else's, so no other sender waits on it.
@@ -198,16 +248,30 @@ def _insert_txn(
     return message, audience
 
 
-def post_txn(txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float) -> tuple[Message, list[int]]:
+def post_txn(
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
+) -> tuple[Message, list[int]]:
     """Store ``new`` (a checked `NewMessage`) from ``sender``; ``(message, audience user ids)``.
 
     The message as payloads show it: with its reply target (a live message of
     the same chat, checked), its mentions (members, checked) and the
     sender's profile.  Raises `RefusedError`; a refusal after the insert
     rolls it back with the rest of the transaction.
+
+    A ``client_msg_id`` the sender gave a message stored at or after
+    ``keys_since`` raises `KeyTakenError` with that message; one of an older
+    message is taken from it (`_take_expired_key_txn`).
     """
     display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
-    message, audience = _insert_txn(txn, sender, new, message_id, now, target[0] if target is not None else None)
+    reply_to_seq = target[0] if target is not None else None
+    for _ in range(_KEY_TRIES):
+        try:
+            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq)
+            break
+        except _KeyInUseError:
+            _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
+    else:
+        raise RefusedError(KEY_BUSY)
     if target is not None and target[1] != message.chat_id:
         raise RefusedError(NOT_IN_CHAT)
     message = replace(
@@ -217,6 +281,120 @@ def post_txn(txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: flo
         sender_avatar_file_id=avatar_file_id,
     )
     return message, audience
+
+
+#: Migration 018's function: a batch's messages in one statement, one row each, in order.
+_POST_MESSAGES = (
+    "SELECT * FROM post_messages(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
+    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[])"
+)
+
+
+def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """`post_txn` for each of a batch's messages, in one round trip (PostgreSQL, migration 018).
+
+    ``calls`` are `post_txn`'s arguments after ``txn``.  Each outcome is
+    ``(message, audience)`` or the exception refusing that message alone
+    (`RefusedError`, `KeyTakenError`), which wrote nothing; the others are
+    stored.  The function raises where post_txn's outcome needs a write
+    undone (a racing key); the batch then goes message by message.
+
+    A group's members come back once per call, with its first stored
+    message, and are kept in ``txn.locked`` as `group_members_txn` keeps
+    them: the group's row stays locked until the commit.
+    """
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    for sender, new, message_id, now, keys_since in calls:
+        values = (
+            sender.uid,
+            new.recipient_id,
+            new.is_group,
+            message_id,
+            new.type,
+            new.content,
+            new.encrypted_content,
+            now,
+            new.reply_to,
+            mentions_text(new.mentions),
+            new.client_msg_id,
+            keys_since,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = txn.execute(_POST_MESSAGES, columns).fetchall()
+    return [_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
+
+
+def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
+    """One row of ``post_messages`` as `post_txn` answers: ``(message, audience)``, or its exception."""
+    sender, new, message_id, now, _ = call
+    outcome = row["o_outcome"]
+    if outcome == "key_taken":
+        # By its seq: a later message of the batch may have taken the key off it since.
+        original = message_at_txn(txn, int(row["o_arg"]))
+        return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY)
+    if outcome == "mentions":
+        return outsider_error(int(row["o_arg"]))
+    if outcome != "stored":
+        return RefusedError(_REFUSALS.get(outcome, NOT_IN_CHAT))
+    if new.is_group:
+        key = ("group_members", new.recipient_id)
+        if row["o_members"] is not None:
+            txn.locked[key] = tuple(int(m) for m in row["o_members"])
+        audience = list(txn.locked[key])
+    else:
+        audience = [sender.uid, new.recipient_id]
+    target = None
+    if new.reply_to is not None:
+        target = ReplyTo(
+            message_id=new.reply_to,
+            deleted=False,
+            sender_id=int(row["o_reply_sender_id"]),
+            sender_username=row["o_reply_username"],
+            type=row["o_reply_type"],
+            content=row["o_reply_content"][:REPLY_PREVIEW],
+        )
+    message = Message(
+        message_id,
+        int(row["o_seq"]),
+        int(row["o_chat_id"]),
+        sender.uid,
+        sender.name,
+        new.recipient_id,
+        new.is_group,
+        new.type,
+        new.content,
+        new.encrypted_content,
+        now,
+        reply_to_seq=int(row["o_reply_seq"]) if target is not None else None,
+        mentions=new.mentions,
+        reply_to=target,
+        sender_display_name=row["o_display_name"],
+        sender_avatar_file_id=row["o_avatar_file_id"],
+    )
+    return message, audience
+
+
+#: The function's refusals by their code ("mentions" and "key_taken" are answered with what they name).
+_REFUSALS = {"not_in_chat": NOT_IN_CHAT, "to_self": TO_SELF, "not_friends": NOT_FRIENDS, "unknown_chat": UNKNOWN_CHAT}
+
+
+def _take_expired_key_txn(txn: Txn, sender_id: int, client_msg_id: str, keys_since: float) -> None:
+    """The key's message if it is recent (`KeyTakenError`); else the key is taken off it, free for the next insert.
+
+    Expired keys are not swept: each stays on its row, in the index, until a
+    send reuses it, which clears it here, in its own transaction, before it
+    inserts.  So the unique index always holds at most one row per key and
+    a retry is found by the index alone, however old the key.
+    """
+    original = keyed_message_txn(txn, sender_id, client_msg_id)
+    if original is None:
+        return  # gone meanwhile (taken by a racing send from an expired row): insert again
+    if original.created_at >= keys_since:
+        raise KeyTakenError(original)
+    txn.execute(
+        "UPDATE messages SET client_msg_id = NULL WHERE seq = ? AND client_msg_id = ?", (original.seq, client_msg_id)
+    )
 
 
 # -- deleting -----------------------------------------------------------------
@@ -272,7 +450,8 @@ def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Delete
     txn.execute(
         "UPDATE user_chats SET read_count = read_count - 1"
         " WHERE chat_id = ? AND user_id <> ? AND joined_seq < ?"
-        " AND EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id)",
+        " AND EXISTS (SELECT 1 FROM message_reads r WHERE r.message_seq = ? AND r.user_id = user_chats.user_id"
+        " AND r.marked_unread = 0)",
         (chat_id, sender_id, seq, seq),
     )
     txn.execute(

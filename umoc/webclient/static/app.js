@@ -1254,7 +1254,6 @@ async function flushReads() {
     try {
       const receipt = await request('read_receipt', {sender_id: sender, message_ids: ids});
       const c = state.convs.get(key);
-      const mentioned = ids.filter((id) => c?.byId.has(id) && mentionsMe(c.byId.get(id))).length;
       for (const id of receipt.message_ids || ids) {
         const m = c?.byId.get(id);
         if (m) m.is_read = true;
@@ -1262,11 +1261,7 @@ async function flushReads() {
         const node = messageNode(id);
         if (node) readObserver.unobserve(node);
       }
-      const chat = state.chats.get(key);
-      if (chat) {
-        chat.unread_count = Math.max(0, (chat.unread_count || 0) - ids.length);
-        chat.mention_count = Math.max(0, (chat.mention_count || 0) - mentioned);
-      }
+      // The badge itself comes with chat_read, to this tab and the user's every other device.
       renderChats();
     } catch (err) {
       showError(err);
@@ -1729,6 +1724,13 @@ const SERVER_EVENTS = {
   message_edited: onMessageEdited,
   reaction_updated: onReactionUpdated,
   messages_read: onMessagesRead,
+  chat_read: (r) => {
+    // A read (or mark_unread) on any of this user's devices: the badge as the server counts it.
+    const chat = state.chats.get(keyOf(r.is_group, r.chat_id));
+    if (!chat) return;
+    Object.assign(chat, {unread_count: r.unread_count, mention_count: r.mention_count});
+    renderChats();
+  },
   messages_delivered: onMessagesDelivered,
   typing_indicator: onTypingIndicator,
   user_status: onUserStatus,

@@ -1,0 +1,314 @@
+"""PostgreSQL: a group-commit batch of direct messages is one round trip, whatever its size (issue 25).
+
+Round trips are counted as the statements psycopg2 sends (``execute``
+calls on the pool's cursors); psycopg2's own ``BEGIN`` and ``COMMIT`` are one
+each per batch, whatever the batch holds, and are not counted.  The batch
+path (migration 018's ``post_messages``) must store exactly what
+`post_txn`, statement by statement, stores: the same rows in every table
+it writes, the same answer to every message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, postgres_schema
+from tests.support.deferreds import inline
+from umoc.errors import RefusedError
+from umoc.records import Actor
+from umoc.records.groups import NewGroup
+from umoc.records.messages import NewMessage
+from umoc.storage import Storage
+from umoc.storage.database import Database, Txn
+from umoc.storage.engine.txn import _named_row_cursor
+from umoc.storage.messages import KeyTakenError, Message
+from umoc.storage.messages.write import post_txn
+
+T0 = 1_710_072_000.0
+DAY = 86_400.0
+#: The tables a message writes, each in a stable order (``changes.xid`` is the transaction's: left out).
+TABLES = {
+    "messages": "SELECT seq, id, chat_id, sender_id, recipient_id, is_group, type, content, encrypted_content,"
+    " created_at, reply_to_seq, mentions, client_msg_id, deleted_at FROM messages ORDER BY seq",
+    "chats": "SELECT id, is_group, user_lo, user_hi, created_at, member_count, message_count, last_seq,"
+    " last_activity FROM chats ORDER BY id",
+    "user_chats": "SELECT user_id, chat_id, peer_id, is_group, joined_at, joined_seq, base_count, sent_count,"
+    " read_count FROM user_chats ORDER BY user_id, chat_id",
+    "contacts": "SELECT owner_id, contact_id, status, last_sent_day, streak, streak_last_day FROM contacts"
+    " ORDER BY owner_id, contact_id",
+    "changes": "SELECT id, chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at"
+    " FROM changes ORDER BY id",
+    "unread_mentions": "SELECT user_id, chat_id, message_seq FROM unread_mentions ORDER BY 1, 2, 3",
+}
+
+
+class _Counted:
+    """How many statements the pool's cursors sent."""
+
+    statements = 0
+
+
+def _counting_cursor() -> type:
+    base = _named_row_cursor()
+
+    class CountingCursor(base):  # type: ignore[misc, valid-type]
+        def execute(self, query: Any, vars: Any = None) -> Any:
+            _Counted.statements += 1
+            return super().execute(query, vars)
+
+        def executemany(self, query: Any, vars_list: Any) -> Any:
+            _Counted.statements += len(vars_list)  # psycopg2 sends one statement per row
+            return super().executemany(query, vars_list)
+
+    return CountingCursor
+
+
+class RoundTripTests(unittest.TestCase):
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
+
+    async def database(self) -> tuple[Database, Storage]:
+        """A migrated schema's database with one write lane, its statements counted."""
+        schema = await postgres_schema(self)
+        db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)  # one lane: a batch per queue
+        # Before its first connection: every cursor of this pool counts what it sends.
+        db._pool.connkw["cursor_factory"] = _counting_cursor()
+        self.addCleanup(db.close)
+        return db, Storage(db)
+
+    async def friends(self, db: Database, storage: Storage, *names: str) -> list[int]:
+        """Users, each pair of them friends (rows put in directly: no direct chat exists yet)."""
+        users = [(await storage.users.create(name, "x", T0)).id for name in names]
+
+        def friends_txn(txn: Txn) -> None:
+            txn.executemany(
+                "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
+                " VALUES (?, ?, 'FRIEND', ?, ?, ?)",
+                [(a, b, a, T0, T0) for a in users for b in users if a != b],
+            )
+
+        await db.run("test.friends", friends_txn)
+        return users
+
+    async def one_batch(self, db: Database, storage: Storage, sends: list[tuple[Any, ...]]) -> tuple[list[Any], int]:
+        """Post ``sends`` in one batch: each answer (or `Failure`) and the statements the batch sent.
+
+        A first write holds the lane, so every post queues behind it and goes in the next batch together.
+        """
+        batches = db.writer.batches
+        _Counted.statements = 0
+        plug = db.write("test.plug", 0, lambda txn: None)
+        posts = [storage.messages.post(*send) for send in sends]
+        await plug
+        results = await defer.DeferredList(posts, consumeErrors=True)
+        self.assertEqual(db.writer.batches - batches, 2, "the plug's batch, then all the posts in one")
+        return [r for _, r in results], _Counted.statements
+
+    @inline
+    async def test_a_batch_of_fifty_direct_messages_costs_the_round_trips_of_a_batch_of_one(self) -> None:
+        db, storage = await self.database()
+        a, b, c = await self.friends(db, storage, "a", "b", "c")
+        sender, peer = Actor.user(a, "a"), Actor.user(b, "b")
+        # A warm-up: the chat exists, today's streak day is written, a reply target is there.
+        first, _ = await storage.messages.post(sender, NewMessage(b, False, "first"), "m-0", T0)
+
+        def send(i: int) -> tuple[Any, ...]:
+            who, to = (sender, b) if i % 2 else (peer, a)
+            new = NewMessage(to, False, f"text {i}", mentions=(to,) if i % 3 == 0 else ())
+            if i % 5 == 0:
+                new = NewMessage(to, False, f"reply {i}", reply_to=first.id, client_msg_id=f"k{i}")
+            return who, new, f"m-{i}", T0 + i
+
+        ones, one = await self.one_batch(db, storage, [send(1)])
+        fifties, fifty = await self.one_batch(db, storage, [send(i) for i in range(2, 52)])
+        self.assertEqual(fifty, one)
+        self.assertEqual(one, 1, "the batch's savepoint rides on the one call")
+        self.assertFalse([r for r in ones + fifties if isinstance(r, Failure)])
+        # Across the pairs of one lane too (a new chat, a first message of the day).
+        mixed, count = await self.one_batch(
+            db, storage, [(sender, NewMessage(c, False, "hi c"), "m-c", T0 + DAY), send(60)]
+        )
+        self.assertFalse([r for r in mixed if isinstance(r, Failure)])
+        self.assertEqual(count, 1)
+        stored = await db.run("t", lambda txn: txn.scalar("SELECT count(*) FROM messages"))
+        self.assertEqual(stored, 1 + 1 + 50 + 2)
+
+    @inline
+    async def test_a_batch_of_group_messages_is_one_round_trip_too(self) -> None:
+        db, storage = await self.database()
+        users = await self.friends(db, storage, *(f"u{i}" for i in range(6)))
+        group = await storage.groups.create(users[0], NewGroup("g", None, tuple(users[1:])), T0, 10)
+        sends = [
+            (Actor.user(users[i % 6], "u"), NewMessage(group, True, f"hi {i}", mentions=(users[0],)), f"g-{i}", T0 + i)
+            for i in range(50)
+        ]
+        results, count = await self.one_batch(db, storage, sends)
+        self.assertEqual(count, 1)
+        self.assertEqual({tuple(sorted(audience)) for _, audience in results}, {tuple(users)})
+        # Mentioned by the 41 messages the others sent (a sender's own mention counts for none).
+        self.assertEqual(await storage.mentions.count(users[0], group, True), 41)
+
+    @inline
+    async def test_a_refused_message_in_the_middle_of_a_batch_fails_alone(self) -> None:
+        db, storage = await self.database()
+        a, b = await self.friends(db, storage, "a", "b")
+        stranger = (await storage.users.create("s", "x", T0)).id
+        sender = Actor.user(a, "a")
+        sends = [(sender, NewMessage(b, False, f"ok {i}"), f"m-{i}", T0 + i) for i in range(50)]
+        sends[25] = (sender, NewMessage(stranger, False, "refused"), "m-25", T0 + 25)
+        results, count = await self.one_batch(db, storage, sends)
+        self.assertEqual(count, 1, "the refusal was answered within the call")
+        refused = [i for i, r in enumerate(results) if isinstance(r, Failure)]
+        self.assertEqual(refused, [25])
+        results[25].trap(RefusedError)
+        self.assertEqual(results[25].getErrorMessage(), "You can only send direct messages to your friends")
+        contents = await db.run(
+            "t", lambda txn: [r[0] for r in txn.execute("SELECT content FROM messages ORDER BY seq").fetchall()]
+        )
+        self.assertEqual(contents, [f"ok {i}" for i in range(50) if i != 25])
+        self.assertEqual([e.unread_count for e in await storage.messages.chat_list(b)], [49])
+
+    @inline
+    async def test_a_batch_the_function_gives_up_on_goes_message_by_message(self) -> None:
+        """The function raises (here: a sender with no user row); the batch is written again by `post_txn`."""
+        db, storage = await self.database()
+        a, b = await self.friends(db, storage, "a", "b")
+        sends = [(Actor.user(a, "a"), NewMessage(b, False, f"ok {i}"), f"m-{i}", T0 + i) for i in range(5)]
+        sends[2] = (Actor.user(999, "ghost"), NewMessage(b, False, "ghost"), "m-2", T0 + 2)
+        results, count = await self.one_batch(db, storage, sends)
+        self.assertGreater(count, 5, "the call, then the statements of each message")
+        self.assertEqual([isinstance(r, Failure) for r in results], [False, False, True, False, False])
+        self.assertEqual(results[2].getErrorMessage(), "You can only send direct messages to your friends")
+        contents = await db.run(
+            "t", lambda txn: [r[0] for r in txn.execute("SELECT content FROM messages ORDER BY seq").fetchall()]
+        )
+        self.assertEqual(contents, ["ok 0", "ok 1", "ok 3", "ok 4"])
+
+    @inline
+    async def test_the_batch_stores_and_answers_what_post_txn_does_message_by_message(self) -> None:
+        """The same sends, in one batch through the function and one by one through `post_txn`."""
+        batch_db, batch_storage = await self.database()
+        plain_db, plain_storage = await self.database()
+        for db, storage in ((batch_db, batch_storage), (plain_db, plain_storage)):
+            await self.friends(db, storage, "a", "b", "c")
+            await storage.users.create("stranger", "x", T0)
+            group = await storage.groups.create(1, NewGroup("g", None, (2,)), T0, 10)
+        a, b, c, stranger = Actor.user(1, "a"), Actor.user(2, "b"), Actor.user(3, "c"), 4
+        await batch_storage.messages.post(a, NewMessage(2, False, "seed", client_msg_id="old"), "seed", T0)
+        await plain_db.run("t", post_txn, a, NewMessage(2, False, "seed", client_msg_id="old"), "seed", T0)
+        day2 = T0 + DAY
+        sends: list[tuple[Any, ...]] = [
+            (a, NewMessage(2, False, "day two"), "m1", day2),  # a's first of the day
+            (b, NewMessage(1, False, "back", mentions=(1,)), "m2", day2 + 1),  # b's: the streak advances
+            (a, NewMessage(3, False, "new chat", mentions=(1, 3)), "m3", day2 + 2),
+            (a, NewMessage(2, False, "mentions c", mentions=(3,)), "m4", day2 + 3),  # c is no member
+            (a, NewMessage(stranger, False, "refused"), "m5", day2 + 4),
+            (a, NewMessage(1, False, "myself"), "m6", day2 + 5),
+            (b, NewMessage(1, False, "reply", reply_to="m1"), "m7", day2 + 6),
+            (c, NewMessage(1, False, "reply elsewhere", reply_to="m1"), "m8", day2 + 7),  # target in a-b
+            (c, NewMessage(1, False, "reply to nothing", reply_to="nope"), "m9", day2 + 8),
+            (a, NewMessage(2, False, "seed", client_msg_id="old"), "m10", day2 + 9),  # a retry within the window
+            (a, NewMessage(2, False, "fresh key", client_msg_id="new"), "m11", day2 + 10),
+            (a, NewMessage(3, False, "old key", client_msg_id="old"), "m12", day2 + 11),  # expired: taken over
+            (c, NewMessage(2, False, "c to b, new chat", client_msg_id="new"), "m13", day2 + 12),
+            (b, NewMessage(group, True, "to the group", mentions=(1,)), "g1", day2 + 13),
+            (a, NewMessage(group, True, "mentions c", mentions=(3,)), "g2", day2 + 14),  # c is no member
+            (c, NewMessage(group, True, "not my group"), "g3", day2 + 15),
+            (a, NewMessage(group, True, "reply in the group", reply_to="g1"), "g4", day2 + 16),
+            (b, NewMessage(group, True, "reply elsewhere", reply_to="m1"), "g5", day2 + 17),
+            (a, NewMessage(group, True, "keyed", client_msg_id="gk", mentions=(1, 2)), "g6", day2 + 18),
+            (a, NewMessage(999, True, "no such group"), "g7", day2 + 19),
+        ]
+        keys_since = [T0 - 1] * 11 + [day2, day2] + [T0 - 1] * 7
+        batched, count = await self.one_batch(
+            batch_db, batch_storage, [(*send, since) for send, since in zip(sends, keys_since, strict=True)]
+        )
+        self.assertEqual(count, 3, "the call, then the retried key's message (its row, its reactions)")
+        plain = []
+        for send, since in zip(sends, keys_since, strict=True):
+            try:
+                plain.append(await plain_db.run("t", post_txn, *send, since))
+            except (RefusedError, KeyTakenError):
+                plain.append(Failure())
+        # Numbers a refused insert used up on one path are gaps: compare seqs and ids by their order.
+        batch_ranks, plain_ranks = await _ranks(batch_db), await _ranks(plain_db)
+        self.assertEqual([_answer(r, batch_ranks) for r in batched], [_answer(r, plain_ranks) for r in plain])
+        self.assertEqual(
+            [isinstance(r, Failure) for r in batched],
+            [False, False, False, True, True, True, False, True, True, True, False, False, False]
+            + [False, True, True, False, True, False, True],
+        )
+        for table, sql in TABLES.items():
+            rows = [
+                _ranked(await db.run("t", lambda txn, sql=sql: txn.execute(sql).fetchall()), ranks)
+                for db, ranks in ((batch_db, batch_ranks), (plain_db, plain_ranks))
+            ]
+            self.assertEqual(rows[0], rows[1], table)
+
+
+#: Columns holding a message's seq, a chat's id or a change's id.
+_NUMBERED = {
+    "seq": "seq",
+    "last_seq": "seq",
+    "reply_to_seq": "seq",
+    "message_seq": "seq",
+    "joined_seq": "seq",
+    "chat_id": "chat",
+}
+
+
+async def _ranks(db: Database) -> dict[str, dict[int, int]]:
+    """Each message seq, chat id and change id by its rank (1, 2, ...), with 0 for 0."""
+
+    def ranks_txn(txn: Txn) -> dict[str, dict[int, int]]:
+        ranks = {}
+        for kind, sql in (
+            ("seq", "SELECT seq FROM messages ORDER BY seq"),
+            ("chat", "SELECT id FROM chats ORDER BY id"),
+            ("change", "SELECT id FROM changes ORDER BY id"),
+        ):
+            ranks[kind] = {0: 0, **{int(r[0]): i for i, r in enumerate(txn.execute(sql).fetchall(), 1)}}
+        return ranks
+
+    return await db.run("t", ranks_txn)
+
+
+def _ranked(rows: list[Any], ranks: dict[str, dict[int, int]]) -> list[tuple[Any, ...]]:
+    """The rows with every seq and id replaced by its rank."""
+    out = []
+    for row in rows:
+        values = []
+        for name, value in zip(row.keys(), row, strict=True):
+            kind = _NUMBERED.get(name, "")
+            if name == "id" and isinstance(value, int):
+                kind = "chat" if "is_group" in row.keys() else "change"
+            if kind and value is not None:
+                value = ranks[kind][int(value)]
+            values.append(value)
+        out.append(tuple(values))
+    return out
+
+
+def _answer(result: Any, ranks: dict[str, dict[int, int]]) -> Any:
+    """What a caller sees of one post: its message and audience, or its error (and the original of a key)."""
+    if isinstance(result, Failure):
+        if result.check(KeyTakenError):
+            return ("KeyTakenError", _message(result.value.original, ranks))
+        return (result.type.__name__, result.getErrorMessage())
+    message, audience = result
+    return _message(message, ranks), audience
+
+
+def _message(message: Message, ranks: dict[str, dict[int, int]]) -> Message:
+    seqs = ranks["seq"]
+    return replace(
+        message,
+        seq=seqs[message.seq],
+        chat_id=ranks["chat"][message.chat_id],
+        reply_to_seq=None if message.reply_to_seq is None else seqs[message.reply_to_seq],
+    )

@@ -1,0 +1,174 @@
+"""Sessions: log in, log out, and the limits that keep guessing a password slow.
+
+``POST /api/login`` and ``/api/logout`` only parse and call these (and a
+later sign-in edge, such as OIDC, would too); the password rules, hashing
+off the reactor, the dummy hash that keeps an unknown name as slow as a
+wrong password, and the session limit are the `SessionManager`'s.
+
+Login limits, and why they are keyed as they are: attempts are counted per
+client address (``ratelimits.login``: one address cannot try many
+accounts fast) and per (username, address) (``ratelimits.login_name``: one
+address cannot guess one account fast).  Guessing one account from many
+addresses is bounded per account (``ratelimits.login_account``), but only
+for clients the account does not know.  A plain per-account limit would let
+anybody lock any owner out by failing on purpose (OWASP's "account lockout"
+denial of service); a proof of work or a captcha would need every client to
+change, and a delay alone bounds nothing (the guesses just wait in
+parallel).  So this follows OWASP's "device cookies" instead::
+
+    login {username, password, device_token?} from a client (the actor, named by its address)
+      known client?  the address, or the device token, logged into this account within
+                     sessions.trusted_client_ttl (marks in Redis when configured: every node sees them)
+        yes -> no per-account bucket: the owner at home or on their own phone is never held back
+        no  -> ratelimits.login_account, keyed by the account: RateLimitedError (429 + Retry-After)
+      success -> the address and the device token are marked known for the account;
+                 the answer carries "device_token" (a new one unless a well-formed one was sent)
+
+An attacker spread over many addresses shares one small bucket per account;
+the owner keeps logging in from any client that has logged in before (a
+client that keeps its ``device_token`` is known wherever it connects from).
+The owner on a new device during an attack waits ``Retry-After``, like any
+stranger: the price of not knowing them.  The device token is a random
+secret kept only as a digest; it is no credential (the password is still
+needed), it only spares its holder the per-account bucket.  Every hash
+waits in a bounded queue (``sessions.password_queue``): past it,
+`PasswordQueueFullError`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.logger import Logger
+
+from umoc.credentials import new_token, token_digest
+from umoc.domain.services import Services
+from umoc.domain.sessions import AccountDisabledError, InvalidCredentialsError, InvalidSessionError
+from umoc.errors import UserError
+from umoc.records import Actor
+from umoc.records.sessions import LoginAttempt, SessionCredentials
+from umoc.storage.users import SessionRecord
+
+__all__ = ["RateLimitedError", "check_limit", "client_actor", "login", "logout"]
+
+log = Logger()
+
+#: What `new_token` makes: a ``device_token`` of any other form was not issued here and is ignored.
+DEVICE_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+#: The `umoc.ratelimit` kind under which clients known to an account are remembered.
+KNOWN_CLIENTS = "login_known"
+TOO_MANY = "Too many requests; try again later"
+TOO_MANY_ON_ACCOUNT = "Too many login attempts on this account; try again later, or from a device that logged in before"
+
+
+class RateLimitedError(UserError):
+    """A limit of `umoc.ratelimit` is spent: HTTP 429 with ``Retry-After`` (whole seconds, at least 1)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+
+
+async def check_limit(
+    services: Services, kind: str, key: str, client: str, username: str | None = None, message: str = TOO_MANY
+) -> None:
+    """Take one from ``kind``'s bucket for ``key``; `RateLimitedError` (logged, counted) when it is empty."""
+    allowed, retry_after = await services.ratelimiter.can_do_action(kind, key)
+    if not allowed:
+        services.metrics.refused(kind)
+        log.warn(
+            "Refused {kind} from {client}: rate limited",
+            event="rate_limited",
+            kind=kind,
+            client=client,
+            username=username,
+        )
+        raise RateLimitedError(message, retry_after)
+
+
+def _known_keys(account: str, client: str, device_token: str | None) -> list[str]:
+    """The marks that make a client known to an account: its address, and its device token's digest."""
+    keys = [f"{account}|ip:{client}"]
+    if device_token is not None:
+        keys.append(f"{account}|dev:{token_digest(device_token)}")
+    return keys
+
+
+def client_actor(address: str) -> Actor:
+    """Who logs in or out: nobody yet, a client known by its address (as the gate saw it)."""
+    return Actor(None, address, "server_api")
+
+
+async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict[str, Any]:
+    """A new session for the right name and password, within the login limits; the login answer.
+
+    ``actor`` is the client (`client_actor`): its name is its address, which
+    the limits and the known-client marks are keyed by.
+
+    Raises `RateLimitedError`, `InvalidCredentialsError` (the same for an
+    unknown name and a wrong password), `AccountDisabledError` or
+    `PasswordQueueFullError`; each failure is logged and counted.
+    """
+    client, username = actor.name, attempt.username
+    await check_limit(services, "login", f"ip:{client}", client)
+    account = username.lower()
+    await check_limit(services, "login_name", f"{account}|{client}", client, username)
+    sent = attempt.device_token
+    device_token = sent if sent is not None and DEVICE_TOKEN.fullmatch(sent) else None
+    limiter = services.ratelimiter
+    if not await limiter.remembered(KNOWN_CLIENTS, _known_keys(account, client, device_token)):
+        await check_limit(services, "login_account", account, client, username, TOO_MANY_ON_ACCOUNT)
+    try:
+        session = await services.sessions.login(username, attempt.password)
+    except InvalidCredentialsError:
+        services.metrics.login(False)
+        log.warn("Login failed for {username} from {client}", event="login_failed", username=username, client=client)
+        raise
+    except AccountDisabledError:
+        services.metrics.login(False)
+        log.warn(
+            "Login refused for {username} from {client}: account deactivated",
+            event="login_refused",
+            reason="deactivated",
+            username=username,
+            client=client,
+        )
+        raise
+    services.metrics.login(True)
+    device_token = device_token or new_token()
+    ttl = services.config.sessions.trusted_client_ttl
+    for key in _known_keys(session.username.lower(), client, device_token):
+        await limiter.remember(KNOWN_CLIENTS, key, ttl)
+    log.info(
+        "Login succeeded for {username} from {client}",
+        event="login",
+        username=session.username,
+        user_id=session.user_id,
+        client=client,
+    )
+    return {
+        "sessionID": session.session_id,
+        "token": session.token,
+        "user_id": session.user_id,
+        "username": session.username,
+        "expires_at": int(session.expires_at),
+        "device_token": device_token,
+    }
+
+
+async def logout(services: Services, actor: Actor, credentials: SessionCredentials) -> SessionRecord:
+    """End the session its holder names (its sockets are told); `InvalidSessionError` if they do not match."""
+    record = await services.sessions.logout(credentials.session_id, credentials.token)
+    if record is None:
+        raise InvalidSessionError("Invalid session")
+    log.info(
+        "Logout of {username} from {client}",
+        event="logout",
+        username=record.username,
+        user_id=record.user_id,
+        client=actor.name,
+    )
+    return record

@@ -1,0 +1,149 @@
+"""Admission for writes: past what the database commits in time, refuse at once instead of queueing.
+
+Under open-loop load beyond capacity nothing else bounds a write's wait:
+the group commit's queue (`umoc.storage.batching.BatchWriter`) and each
+socket's event queue grow, and acknowledgements stretch to seconds before
+the event deadline (``database.timeout``) finally answers ``timeout``.  A
+client is better served by a quick "not now" it can retry than by a slow
+"maybe".
+
+The rule is measured by what a new write would suffer: the age of the
+oldest write not yet answered by the group commit (`BatchWriter.oldest_wait`:
+the first of a running batch, else the first queued).  While it is past
+``server.overload_wait`` every new write is refused at once, before any
+database work, with::
+
+    error / ack   {"message" | "error": "The server is overloaded; ...",
+                   "code": "overloaded", "retry_after": seconds}
+    HTTP          503, Retry-After: whole seconds, {"error": "The server is overloaded; ..."}
+
+Why the oldest write's age and not the queue's length: it is what clients
+feel, needs no estimate of a batch's time (which swings with the batch's
+size, the fsync, a checkpoint), and it also catches a database that stopped
+answering with nothing queued behind the stuck batch (a held lock, a silent
+server), where a length would read zero.  Once writes are refused the
+backlog drains; the first write answered after it falls under the bound
+ends the refusals, so recovery needs no timer.  Writes outside the group
+commit (a group's creation, contacts) are refused by the same rule: on
+SQLite they share its one writing connection, on PostgreSQL its pool.
+
+With several lanes (PostgreSQL) the most backed-up lane decides for every
+write: the edge refuses before the command has found the write's lane (a
+chat's key, or several).  The lanes share the pool's threads and the
+database's cores, so one far behind is the node falling behind.
+
+Reads (history, chat lists, ``sync``, search, ``ping``, ``typing``) are not
+refused: they change nothing, so serving them late can neither lose nor
+double anything; on SQLite they run on WAL readers beside the writer and do
+not lengthen its queue; and a client told to retry its writes needs them to
+find out where it stands.  Their bound is the event deadline and the
+socket's queue of 64.  Logins and the admin API are not refused either
+(logins have ``sessions.password_queue``; an operator must be able to act
+on an overloaded node).
+
+``retry_after`` is the oldest write's wait (at least the bound, at most
+`MAX_RETRY_AFTER`): how far behind the database is, which is about how long
+its backlog takes to clear once nothing new joins it.  Clients should add
+their own jitter.
+
+Cost per event: one call of ``oldest_wait`` (a loop over the lanes, one on
+SQLite) and a comparison; no timer.  Refusals are counted in
+``umoc_overload_refusals_total{edge}``; the log gets one warning per
+`LOG_INTERVAL` at most while refusing, with the count, and one line when
+writes are admitted again after a warning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from umoc.errors import UserError
+from umoc.metrics import Metrics
+
+__all__ = ["MAX_RETRY_AFTER", "OVERLOADED", "OverloadedError", "WriteAdmission"]
+
+log = Logger()
+
+#: The refusal's message (its ``code`` is ``"overloaded"``).
+OVERLOADED = "The server is overloaded; this was not done, send it again in a moment"
+#: The longest ``retry_after`` given, in seconds.
+MAX_RETRY_AFTER = 5.0
+#: At most one warning this often (seconds) while writes are refused.
+LOG_INTERVAL = 10.0
+
+
+class OverloadedError(UserError):
+    """A write refused before it started: nothing was done, it may be sent again after ``retry_after``.
+
+    ``status`` and ``headers`` make the HTTP edge answer 503 with ``Retry-After``.
+    """
+
+    status = 503
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(OVERLOADED, code="overloaded", retry_after=retry_after)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+
+
+class WriteAdmission:
+    """Says whether a new write may start, from ``wait()`` (the oldest write's wait) against ``bound``.
+
+    ``bound`` 0 admits everything.  ``metrics`` counts refusals per edge.
+    """
+
+    def __init__(
+        self, wait: Callable[[], float], bound: float, clock: IReactorTime, metrics: Metrics | None = None
+    ) -> None:
+        self._wait = wait
+        self.bound = bound
+        self._clock = clock
+        self._metrics = metrics
+        #: Writes refused since the last warning.
+        self._unlogged = 0
+        #: Writes refused since the last one admitted, and whether a warning was logged meanwhile.
+        self._episode = 0
+        self._warned = False
+        self._last_warning: float | None = None
+
+    def refusal(self, edge: str) -> OverloadedError | None:
+        """The error to answer a new write with, or None if it may start.
+
+        ``edge`` labels the refusal in the metric: ``socket``, ``bot``, ``upload``.
+        """
+        if self.bound <= 0:
+            return None
+        wait = self._wait()
+        if wait <= self.bound:
+            if self._episode:
+                if self._warned:
+                    log.info("Writes admitted again after {count} refused while overloaded", count=self._episode)
+                self._episode, self._warned = 0, False
+            return None
+        if self._metrics is not None:
+            self._metrics.overloaded(edge)
+        self._unlogged += 1
+        self._episode += 1
+        now = self._clock.seconds()
+        if self._last_warning is None or now - self._last_warning >= LOG_INTERVAL:
+            log.warn(
+                "Overloaded: refusing new writes, the oldest write has waited {wait:.2f}s "
+                "(server.overload_wait {bound}s); {count} refused since the last warning",
+                wait=wait,
+                bound=self.bound,
+                count=self._unlogged,
+            )
+            self._last_warning = now
+            self._unlogged = 0
+            self._warned = True
+        return OverloadedError(round(min(max(wait, self.bound), MAX_RETRY_AFTER), 1))
+
+    def check(self, edge: str) -> None:
+        """Raise `OverloadedError` unless a new write may start."""
+        error = self.refusal(edge)
+        if error is not None:
+            raise error
