@@ -93,3 +93,29 @@ class PushTimingTests(NodeTestCase):
         await self.storage.users.delete_session("session-bob")
         await self.advance(DELAY + 1)
         self.assertEqual(self.sent, [])
+
+
+class PushOnlyReadTests(PushTimingTests):
+    """The push consumer reads only the rows that concern somebody with a registered device (issue 24's cost)."""
+
+    @inline
+    async def test_rows_nobody_can_be_pushed_for_are_read_past_not_returned(self) -> None:
+        carol = await self.user("carol")
+        now = self.clock.seconds()
+        await self.storage.contacts.request(self.alice.user_id, "carol", now)
+        await self.storage.contacts.accept(carol.id, self.alice.user_id, now)
+        position = await self.storage.feed.position()
+        to_carol = await self.call(self.alice, "send_message", recipient_id=carol.id, content="no device")
+        to_bob = await self.send()
+        kinds = ("message", "contact")
+        pushable = await self.storage.outbox.read(position, kinds, 10, True)
+        self.assertEqual(
+            [r.change.message.id for r in pushable.rows if r.change and r.change.message], [to_bob["message_id"]]
+        )
+        self.assertTrue(pushable.skipped, "carol's message was read past")
+        everything = await self.storage.outbox.read(position, kinds, 10)
+        ids = [r.change.message.id for r in everything.rows if r.change and r.change.message]
+        self.assertEqual(ids, [to_carol["message_id"], to_bob["message_id"]])
+        self.assertEqual(pushable.position, everything.position, "the position moves past both all the same")
+        nothing = await self.storage.outbox.read(pushable.position, kinds, 10, True)
+        self.assertEqual((nothing.rows, nothing.skipped), ([], False))

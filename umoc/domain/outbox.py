@@ -99,9 +99,11 @@ class FeedConsumer:
         kinds: tuple[str, ...],
         deliver: Callable[[OutboxRow], defer.Deferred[Any]],
         max_rows: int | None = None,
+        push_only: bool = False,
     ) -> None:
         """``max_rows``: rows read and not done yet, at most (``MAX_BATCHES`` batches by default); a consumer
-        whose rows wait on purpose (push, for ``push.delay``) needs more."""
+        whose rows wait on purpose (push, for ``push.delay``) needs more.  ``push_only``: read only the rows
+        that concern a user with a push registration (`OutboxStore.read`)."""
         self.name = name
         self._max_rows = max_rows or MAX_BATCHES * tail.config.consumer_batch
         self._store = tail.store
@@ -110,6 +112,7 @@ class FeedConsumer:
         self._clock = clock
         self.kinds = kinds
         self._deliver = deliver
+        self._push_only = push_only
         self.holding = False
         #: Bumped when the lease is lost: answers and deliveries of an older generation are ignored.
         self._generation = 0
@@ -257,7 +260,7 @@ class FeedConsumer:
         assert self._read_from is not None
         self._reading, self._again = True, False
         generation = self._generation
-        d = self._store.read(self._read_from, self.kinds, self._config.consumer_batch)
+        d = self._store.read(self._read_from, self.kinds, self._config.consumer_batch, self._push_only)
 
         def read(batch: OutboxBatch) -> None:
             self._reading = False
@@ -270,7 +273,8 @@ class FeedConsumer:
                     name=self.name,
                 )
             self._read_from = batch.position
-            entry = _Batch(batch.position, len(batch.rows), bool(batch.rows))
+            # Rows read past without delivery (a push nobody can get) move the stored position too.
+            entry = _Batch(batch.position, len(batch.rows), bool(batch.rows) or batch.skipped)
             self._batches.append(entry)
             self._rows_in_flight += len(batch.rows)
             for row in batch.rows:

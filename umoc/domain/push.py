@@ -225,7 +225,13 @@ class PushNotifier:
         if tail is not None and http is not None:
             # Rows wait here for push.delay: as many as the queue may hold, not only a few batches.
             self.consumer = FeedConsumer(
-                "push", tail, clock, ("message", "contact"), self.deliver_row, max(config.queue_size, 1)
+                "push",
+                tail,
+                clock,
+                ("message", "contact"),
+                self.deliver_row,
+                max(config.queue_size, 1),
+                push_only=True,
             )
 
     # -- what to push ------------------------------------------------------
