@@ -194,6 +194,9 @@ class FeedConfig:
     #: How often the feed's consumers (webhooks, push: the outbox) look for changes committed by another
     #: process (another node, ``umoc-admin``); changes made on the node that tails them are read at once.
     consumer_poll_interval: Duration = Duration(1)
+    #: After a read, how long changes made here gather before the next read (one read for many: each costs
+    #: a few queries and a thread hop, whatever its size).  0: read at every commit.
+    consumer_wake_delay: Duration = Duration(0.05)
     #: How long a node tails a consumer without renewing its lease; when it dies, another takes over after this.
     consumer_lease: Duration = Duration(30)
     #: Changes a consumer reads at a time.
@@ -597,6 +600,8 @@ def _check(config: Config) -> list[str]:
         bad("feed.prune_interval", "expected a positive duration")
     if config.feed.consumer_poll_interval <= 0:
         bad("feed.consumer_poll_interval", "expected a positive duration")
+    if config.feed.consumer_wake_delay < 0 or config.feed.consumer_wake_delay > config.feed.consumer_poll_interval:
+        bad("feed.consumer_wake_delay", "expected a duration from 0 to feed.consumer_poll_interval")
     if config.feed.consumer_lease < 3 * config.feed.consumer_poll_interval:
         bad("feed.consumer_lease", "expected at least three times feed.consumer_poll_interval")
     if config.feed.consumer_batch < 1:

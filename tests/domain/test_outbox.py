@@ -10,6 +10,7 @@ adbapi's threads: `settle` waits for it between clock steps.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -30,7 +31,7 @@ from umoc.storage.outbox import OutboxRow
 
 T0 = 1_700_000_000.0
 LEASE = 30.0
-CONFIG = FeedConfig(consumer_poll_interval=1, consumer_lease=LEASE, consumer_batch=2)
+CONFIG = FeedConfig(consumer_poll_interval=1, consumer_lease=LEASE, consumer_batch=2, consumer_wake_delay=0)
 
 
 class Recorder:
@@ -118,6 +119,40 @@ class ConsumerTestsMixin(ConsumerHelpers):
         stored = await self.storage.outbox.position("webhooks")
         again = await self.storage.outbox.read(stored, consumer.kinds, 10)  # type: ignore[arg-type]
         self.assertEqual(again.rows, [], "the stored position is past every row delivered")
+
+    @inline
+    async def test_commits_within_the_wake_delay_share_one_read(self) -> None:
+        recorder = Recorder()
+        config = dataclasses.replace(CONFIG, consumer_batch=100, consumer_wake_delay=0.05)
+        consumer = FeedConsumer(
+            "webhooks", Tail(self.storage.outbox, config, "node-w"), self.clock, ("registered",), recorder
+        )
+        self.consumers.append(consumer)
+        self.addCleanup(consumer.halt)  # type: ignore[attr-defined]
+        await consumer.start()
+        reads = []
+        store_read = self.storage.outbox.read
+
+        def counted(*args: Any) -> Any:
+            reads.append(self.clock.seconds())
+            return store_read(*args)
+
+        self.storage.outbox.read = counted  # type: ignore[method-assign]
+        self.addCleanup(setattr, self.storage.outbox, "read", store_read)  # type: ignore[attr-defined]
+        await self.advance(0.1)  # past the delay after the read the claim made (the next poll is at 1 s)
+        await self.users("a")
+        consumer.wake()  # the first in a while: read at once
+        await self.settle()
+        self.assertEqual(len(reads), 1)
+        for name in ("b", "c", "d"):
+            await self.users(name)
+            consumer.wake()  # within 50 ms of that read: put off
+            await self.settle()
+        self.assertEqual(len(reads), 1)
+        self.assertEqual([r.change.actor_username for r in recorder.rows if r.change], ["a"])
+        await self.advance(0.05)
+        self.assertEqual(len(reads), 2, "the three commits, one read")
+        self.assertEqual([r.change.actor_username for r in recorder.rows if r.change], ["a", "b", "c", "d"])
 
     @inline
     async def test_a_crash_repeats_the_rows_not_done_and_never_skips_one(self) -> None:

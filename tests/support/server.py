@@ -34,7 +34,11 @@ reactor.suggestThreadPoolSize(32)
 
 def test_config(data_dir: str, **sections: Any) -> Config:
     """Defaults, port 0, the given data dir, and per-test overrides as YAML-shaped dicts (``webhooks``: a list)."""
-    raw: dict[str, Any] = {"server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir}}
+    raw: dict[str, Any] = {
+        "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir},
+        # Tests on a Clock read the feed at each commit (`FeedConsumer.wake`); the delay has its own test.
+        "feed": {"consumer_wake_delay": "0s"},
+    }
     for key, values in sections.items():
         if isinstance(values, dict):
             raw.setdefault(key, {}).update(values)
