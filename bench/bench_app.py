@@ -82,6 +82,7 @@ def _load(name: str, path: str) -> Any:
 
 compare = _load("bench_compare_run", os.path.join(HERE, "compare", "run.py"))
 seeding = _load("bench_seeding", os.path.join(HERE, "seeding.py"))
+bench_databases = _load("bench_databases", os.path.join(HERE, "databases.py"))
 
 USERS = 1000
 GROUPS = (200, 1000)
@@ -90,25 +91,6 @@ TEXT = "hello there, this is a short chat message"
 
 
 # -- the database, driven directly -----------------------------------------
-
-
-class _CountingCursor:
-    """A driver cursor that counts the statements sent through it (each a round trip on PostgreSQL)."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-        self.statements = 0
-
-    def execute(self, *args: Any) -> Any:
-        self.statements += 1
-        return self._cursor.execute(*args)
-
-    def executemany(self, *args: Any) -> Any:
-        self.statements += 1
-        return self._cursor.executemany(*args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
 
 
 class Direct:
@@ -125,7 +107,7 @@ class Direct:
 
             self.conn = psycopg2.connect(target, cursor_factory=dbmod._named_row_cursor())
             self.dialect, errors = dbmod.POSTGRES, (psycopg2.IntegrityError,)
-        self.cursor = _CountingCursor(self.conn.cursor())
+        self.cursor = bench_databases.CountingCursor(self.conn.cursor())
         self.txn = dbmod.Txn(self.cursor, self.dialect, errors)
 
     def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -25,6 +25,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import seeding  # noqa: E402
+from databases import CountingCursor  # noqa: E402
 
 from umoc.ids import MessageIds  # noqa: E402
 from umoc.records import Actor  # noqa: E402
@@ -35,25 +36,8 @@ from umoc.storage.messages.write import post_batch_txn, post_txn  # noqa: E402
 PAIRS = 100
 
 
-class _CountingCursor:
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-        self.statements = 0
-
-    def execute(self, *args: Any) -> Any:
-        self.statements += 1
-        return self._cursor.execute(*args)
-
-    def executemany(self, *args: Any) -> Any:
-        self.statements += 1
-        return self._cursor.executemany(*args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-
 def loop(
-    conn: Any, txn: dbmod.Txn, cursor: _CountingCursor, ids: list[int], per_commit: int, seconds: float
+    conn: Any, txn: dbmod.Txn, cursor: CountingCursor, ids: list[int], per_commit: int, seconds: float
 ) -> tuple[float, float]:
     """Messages per second and statements per message (psycopg2's BEGIN and the COMMIT not counted).
 
@@ -99,7 +83,7 @@ def main() -> None:
     admin.cursor().execute(f"CREATE SCHEMA {schema}")
     conn = psycopg2.connect(dsn, cursor_factory=dbmod._named_row_cursor(), options=f"-c search_path={schema}")
     try:
-        cursor = _CountingCursor(conn.cursor())
+        cursor = CountingCursor(conn.cursor())
         txn = dbmod.Txn(cursor, dbmod.POSTGRES, (psycopg2.IntegrityError,))
         dbmod._migrate_txn(txn, dbmod._load_migrations(dbmod.POSTGRES))
         now = time.time()

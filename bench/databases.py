@@ -14,7 +14,26 @@ from typing import Any, Awaitable, Callable
 
 from umoc.storage.database import Database
 
-__all__ = ["new_schema_name", "on_each_database", "postgres_schema"]
+__all__ = ["CountingCursor", "new_schema_name", "on_each_database", "postgres_schema"]
+
+
+class CountingCursor:
+    """A driver cursor that counts the statements sent through it (each a round trip on PostgreSQL)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.statements = 0
+
+    def execute(self, *args: Any) -> Any:
+        self.statements += 1
+        return self._cursor.execute(*args)
+
+    def executemany(self, *args: Any) -> Any:
+        self.statements += 1
+        return self._cursor.executemany(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 
 def new_schema_name() -> str:

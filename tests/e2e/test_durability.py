@@ -17,7 +17,6 @@ import sqlite3
 import tempfile
 import threading
 
-import socketio
 import treq
 
 from tests.e2e.test_twistd import DaemonCase
@@ -43,16 +42,6 @@ class KillNineTests(DaemonCase):
         response = await treq.post(url + "/api/login", json=body, persistent=False)
         return await response.json()
 
-    def client(self, url: str, login: dict) -> socketio.Client:
-        sio = socketio.Client(reconnection=False)
-        sio.connect(
-            url,
-            auth={"sessionID": login["sessionID"], "token": login["token"]},
-            transports=["websocket"],
-            wait_timeout=10,
-        )
-        return sio
-
     @inline
     async def test_every_acknowledged_message_survives_kill_9(self) -> None:
         data_dir = tempfile.mkdtemp(prefix="umoc-kill9-")
@@ -60,7 +49,6 @@ class KillNineTests(DaemonCase):
         alice, bob = await self.login(url, "alice"), await self.login(url, "bob")
         a = await blocking(self.client, url, alice)
         b = await blocking(self.client, url, bob)
-        self.addCleanup(lambda: blocking(_quietly_disconnect, a, b))
         await blocking(a.call, "add_contact", {"contact_username": "bob"}, timeout=10)
         await blocking(b.call, "accept_contact", {"contact_id": alice["user_id"]}, timeout=10)
 
@@ -100,11 +88,3 @@ class KillNineTests(DaemonCase):
         finally:
             db.close()
         self.assertEqual(survivors_needed - stored, set(), "acknowledged messages lost")
-
-
-def _quietly_disconnect(*clients: socketio.Client) -> None:
-    for client in clients:
-        try:
-            client.disconnect()
-        except Exception:  # noqa: BLE001 - the server was killed under it
-            pass

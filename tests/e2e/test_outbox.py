@@ -92,17 +92,6 @@ class OutboxKillTests(DaemonCase):
         response = await treq.post(url + "/api/login", json=body, persistent=False)
         return await response.json()
 
-    def client(self, url: str, login: dict[str, Any]) -> socketio.Client:
-        sio = socketio.Client(reconnection=False)
-        sio.connect(
-            url,
-            auth={"sessionID": login["sessionID"], "token": login["token"]},
-            transports=["websocket"],
-            wait_timeout=10,
-        )
-        self.addCleanup(blocking, _quietly_disconnect, sio)
-        return sio
-
     async def friends(self, url: str) -> tuple[socketio.Client, dict[str, Any], dict[str, Any]]:
         """Alice connected, Bob a friend of hers; Bob's socket is returned closed (he is offline)."""
         alice, bob = await self.login(url, "alice"), await self.login(url, "bob")
@@ -197,10 +186,3 @@ class OutboxKillTests(DaemonCase):
         await sleep(0.5)
         self.assertEqual([p["message_id"] for p in pushes.for_("bob")], [message_id])
         self.assertEqual(pushes.problems, [])
-
-
-def _quietly_disconnect(client: socketio.Client) -> None:
-    try:
-        client.disconnect()
-    except Exception:  # noqa: BLE001 - the server was killed under it
-        pass

@@ -20,8 +20,8 @@ from typing import Any
 import treq
 
 from tests.support.chat import ChatCase, Person
-from tests.support.databases import for_each_backend
-from tests.support.deferreds import blocking, eventually, inline
+from tests.support.databases import for_each_backend, hold_writer
+from tests.support.deferreds import eventually, inline
 from tests.support.server import test_config
 from umoc.config import Config
 from umoc.domain.overload import OVERLOADED
@@ -57,18 +57,8 @@ class OverloadedServerMixin:
         return test_config(data_dir, ratelimits={"enabled": False}, server={"overload_wait": f"{BOUND}s"})
 
     async def hold_writer(self) -> threading.Event:
-        held, release = threading.Event(), threading.Event()
-        postgres = self.backend == "postgres"
-
-        def hold(txn: Any) -> None:
-            if postgres:
-                txn.execute("LOCK TABLE messages IN SHARE MODE")
-            held.set()
-            release.wait(4)  # within database.timeout
-
-        self.holding = self.server.services.storage.db.run("test.hold", hold)
-        self.addCleanup(lambda: (release.set(), self.holding)[1])
-        await blocking(held.wait, 10)
+        # Released within database.timeout.
+        release, self.holding = await hold_writer(self, self.server.services.storage.db, self.backend == "postgres", 4)
         return release
 
     @inline

@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+from typing import Any
 
 import socketio
 import treq
@@ -32,6 +33,19 @@ class DaemonCase(unittest.TestCase):
         self.addCleanup(self._stop, daemon)
         self.work = work
         return daemon
+
+    def client(self, url: str, login: dict[str, Any]) -> socketio.Client:
+        """A python-socketio client of ``login``'s session over WebSocket (blocking: call it in a thread),
+        disconnected at cleanup even if the daemon was killed under it."""
+        sio = socketio.Client(reconnection=False)
+        sio.connect(
+            url,
+            auth={"sessionID": login["sessionID"], "token": login["token"]},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        self.addCleanup(blocking, _quietly_disconnect, sio)
+        return sio
 
     async def _stop(self, daemon: Daemon) -> None:
         if not daemon.ended.called:
@@ -90,6 +104,13 @@ class TwistdTests(DaemonCase):
         code = await daemon.ended
         self.assertNotEqual(code, 0)
         self.assertIn(b"Error in configuration at 'sessions.ttl'", daemon.output)
+
+
+def _quietly_disconnect(client: socketio.Client) -> None:
+    try:
+        client.disconnect()
+    except Exception:  # noqa: BLE001 - the server was killed under it
+        pass
 
 
 def _free_port() -> int:

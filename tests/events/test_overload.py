@@ -17,8 +17,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.support.databases import for_each_backend
-from tests.support.deferreds import blocking, inline
+from tests.support.databases import for_each_backend, hold_writer
+from tests.support.deferreds import inline
 from tests.support.node import NodeTestCase
 from tests.support.web import request
 from umoc.credentials import new_token, token_digest
@@ -71,18 +71,7 @@ class OverloadedRouterMixin:
 
     async def hold_writer(self) -> threading.Event:
         """A transaction that keeps new writes from committing until the returned event is set."""
-        held, release = threading.Event(), threading.Event()
-        postgres = self.backend == "postgres"
-
-        def hold(txn: Any) -> None:
-            if postgres:
-                txn.execute("LOCK TABLE messages IN SHARE MODE")
-            held.set()
-            release.wait(10)
-
-        self.holding = self.db.run("test.hold", hold)
-        self.addCleanup(lambda: (release.set(), self.holding)[1])
-        await blocking(held.wait, 10)
+        release, self.holding = await hold_writer(self, self.db, self.backend == "postgres", 10)
         return release
 
     def refusal(self, answer: defer.Deferred[Any]) -> dict[str, Any]:

@@ -21,10 +21,11 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from typing import Any, Callable
 
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.trial import unittest
 
 from tests.support.deferreds import inline
@@ -43,6 +44,7 @@ __all__ = [
     "postgres_schema",
     "reopenable_database",
     "database_before",
+    "hold_writer",
     "seed_pair_txn",
     "unmigrated_database",
 ]
@@ -233,3 +235,26 @@ def seed_pair_txn(txn: Any, at: float) -> None:
         "INSERT INTO chats (id, is_group, user_lo, user_hi, created_at, last_activity) VALUES (1, 0, 1, 2, ?, ?)",
         (at, at),
     )
+
+
+async def hold_writer(
+    test: Any, db: Database, postgres: bool, seconds: float
+) -> tuple[threading.Event, defer.Deferred[Any]]:
+    """A transaction that keeps new writes from committing until the event is set (or ``seconds``); with it,
+    the transaction's Deferred.
+
+    On SQLite it holds the one writer; on PostgreSQL it locks ``messages``
+    against writes.  Released, and awaited, at cleanup.
+    """
+    held, release = threading.Event(), threading.Event()
+
+    def hold(txn: Any) -> None:
+        if postgres:
+            txn.execute("LOCK TABLE messages IN SHARE MODE")
+        held.set()
+        release.wait(seconds)
+
+    holding = db.run("test.hold", hold)
+    test.addCleanup(lambda: (release.set(), holding)[1])
+    await threads.deferToThread(held.wait, 10)
+    return release, holding

@@ -55,7 +55,7 @@ from twisted.logger import Logger
 from umoc.config import FeedConfig
 from umoc.storage.outbox import OutboxBatch, OutboxRow, OutboxStore
 
-__all__ = ["FeedConsumer", "Tail", "node_holder"]
+__all__ = ["FeedConsumer", "Tail", "halt_deliveries", "hand_over", "node_holder"]
 
 log = Logger()
 
@@ -384,3 +384,26 @@ class FeedConsumer:
 
         self._storing = self._track(d)
         d.addCallbacks(stored, failed).addBoth(finished)
+
+
+def halt_deliveries(consumer: FeedConsumer | None, timers: set[Any]) -> None:
+    """A deliverer stopping: its consumer reads nothing more and its retry timers are cancelled."""
+    if consumer is not None:
+        consumer.halt()
+    for call in list(timers):
+        if call.active():
+            call.cancel()
+    timers.clear()
+
+
+async def hand_over(consumer: FeedConsumer | None, queue: Any, left: int, what: str) -> None:
+    """Let the deliveries in flight finish, then store how far the consumer got and give its lease up.
+
+    ``left`` deliveries were dropped unsent: their rows are after the stored
+    position, so whichever node tails the feed next sends them.
+    """
+    if left:
+        log.info("{count} {what} left for the next node to tail the feed", count=left, what=what)
+    await queue.idle()
+    if consumer is not None:
+        await consumer.stop()

@@ -57,7 +57,7 @@ from twisted.logger import Logger
 
 from umoc.cluster.presence import Presence
 from umoc.config import PushConfig
-from umoc.domain.outbox import FeedConsumer, Tail
+from umoc.domain.outbox import FeedConsumer, Tail, halt_deliveries, hand_over
 from umoc.errors import UserError
 from umoc.metrics import Metrics
 from umoc.outbound import AddressPolicy, HttpClient, OutboundQueue, RefusedAddressError, VapidKey, encrypt_payload
@@ -497,20 +497,10 @@ class PushNotifier:
         Waiting pushes are dropped first: otherwise each push that ends
         (a dead endpoint's, say) would start another while the node stops.
         """
-        if self.consumer is not None:
-            self.consumer.halt()
-        for call in list(self._timers):
-            if call.active():
-                call.cancel()
-        self._timers.clear()
+        halt_deliveries(self.consumer, self._timers)
         await defer.DeferredList(list(self._deciding), consumeErrors=True)
-        dropped = self.queue.drop_waiting() + self.waiting
-        self.waiting = 0
-        if dropped:
-            log.info("{count} pushes left for the next node to tail the feed", count=dropped)
-        await self.queue.idle()
-        if self.consumer is not None:
-            await self.consumer.stop()
+        left, self.waiting = self.queue.drop_waiting() + self.waiting, 0
+        await hand_over(self.consumer, self.queue, left, "pushes")
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ from twisted.logger import Logger
 
 from umoc.config import WebhookConfig, WebhookDeliveryConfig
 from umoc.domain.notices import shapes
-from umoc.domain.outbox import FeedConsumer, Tail
+from umoc.domain.outbox import FeedConsumer, Tail, halt_deliveries, hand_over
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClient, OutboundQueue, webhook_headers
 from umoc.storage.messages import Message
@@ -259,19 +259,9 @@ class Webhooks:
     async def close(self) -> None:
         """Stop the consumer; start nothing more (it is delivered again from the feed by whoever tails it next);
         let deliveries in flight finish."""
-        if self.consumer is not None:
-            self.consumer.halt()
-        for call in list(self._timers):
-            if call.active():
-                call.cancel()
-        self._timers.clear()
-        pending = self.queue.drop_waiting() + self.waiting
-        self.waiting = 0
-        if pending:
-            log.info("{count} webhook deliveries left for the next node to tail the feed", count=pending)
-        await self.queue.idle()
-        if self.consumer is not None:
-            await self.consumer.stop()
+        halt_deliveries(self.consumer, self._timers)
+        left, self.waiting = self.queue.drop_waiting() + self.waiting, 0
+        await hand_over(self.consumer, self.queue, left, "webhook deliveries")
 
 
 @dataclass(frozen=True, slots=True)
