@@ -127,19 +127,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "tap": BASE | {"service"},
 }
 
-_EDGE_READS_A_STORE = (
-    "issue 23: the edge reads or writes a store itself instead of calling one domain command; "
-    "goes when the area's commands land"
-)
-
 #: Imports the map forbids that today's code still has: (importing module, imported module) -> why it stays.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("umoc.events.chats", "umoc.storage.messages"): _EDGE_READS_A_STORE,
-    ("umoc.events.sync", "umoc.storage.feed"): _EDGE_READS_A_STORE,
-    ("umoc.web.admin", "umoc.storage.admin"): _EDGE_READS_A_STORE,
-    ("umoc.web.sessionauth", "umoc.storage.users"): _EDGE_READS_A_STORE,
-    ("umoc.web.uploads", "umoc.storage.files"): _EDGE_READS_A_STORE,
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

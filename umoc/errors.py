@@ -11,7 +11,11 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-__all__ = ["RefusedError", "UserError", "check_text", "check_visible"]
+__all__ = ["UNKNOWN_CHAT", "RefusedError", "UserError", "check_text", "check_visible"]
+
+
+#: A chat the user is not in, or that does not exist: one answer for both, so nothing leaks.
+UNKNOWN_CHAT = "Unknown chat"
 
 
 class UserError(Exception):

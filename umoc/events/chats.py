@@ -10,10 +10,9 @@ from typing import Any
 
 from umoc.domain import notices
 from umoc.domain.notices import shapes
-from umoc.errors import UserError
+from umoc.errors import UNKNOWN_CHAT, UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Int, Schema
-from umoc.storage.messages import UNKNOWN_CHAT
 from umoc.timefmt import utc_day
 
 __all__ = ["ROUTES"]

@@ -22,6 +22,7 @@ __all__ = [
     "OwnDeletion",
     "PasswordReset",
     "RegistrationMode",
+    "UserInfo",
 ]
 
 MAX_USERNAME = 64
@@ -140,3 +141,24 @@ class NewInvite:
     def __post_init__(self) -> None:
         if isinstance(self.uses, bool) or not isinstance(self.uses, int) or not 1 <= self.uses <= MAX_INVITE_USES:
             raise UserError(f"uses must be 1-{MAX_INVITE_USES}")
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """An account as an administrator sees it."""
+
+    id: int
+    username: str
+    is_admin: bool
+    #: When an administrator deactivated it (epoch seconds), or None while active.
+    deactivated_at: float | None
+    created_at: float
+    last_seen: float | None
+    #: Live login sessions.
+    sessions: int
+    #: When the account was deleted (its name is a tombstone then), or None.
+    deleted_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.deactivated_at is None

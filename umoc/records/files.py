@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from umoc.records.messages import client_msg_id
 
-__all__ = ["FileOffer", "FileShare"]
+__all__ = ["FileOffer", "FileRecord", "FileShare"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +41,22 @@ class FileShare:
 
     def __post_init__(self) -> None:
         client_msg_id(self.client_msg_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """An upload as stored: who offered it for which chat, its declared name and type, where it stands."""
+
+    id: str
+    uploader_id: int
+    chat_id: int
+    is_group: bool
+    file_name: str
+    file_type: str
+    file_size: int
+    token_hash: str
+    created_at: float
+    expires_at: float
+    token_used_at: float | None
+    uploaded_at: float | None
+    completed_at: float | None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LoginAttempt", "NewSession", "SessionCredentials"]
+__all__ = ["LoginAttempt", "NewSession", "SessionCredentials", "SessionRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +41,14 @@ class SessionCredentials:
 
     session_id: str
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A live login session as stored: the digest of its token, never the token."""
+
+    id: str
+    user_id: int
+    username: str
+    token_hash: str
+    expires_at: float

@@ -6,35 +6,13 @@ returns their ids, so the caller can close their sockets on every node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from twisted.internet import defer
 
+from umoc.records.account import UserInfo
 from umoc.storage.database import Database, Row, Txn
 from umoc.storage.users import REGISTRATION_MODES, REGISTRATION_SETTING, registration_mode_txn
 
 __all__ = ["AdminStore", "UserInfo"]
-
-
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    """An account as an administrator sees it."""
-
-    id: int
-    username: str
-    is_admin: bool
-    #: When an administrator deactivated it (epoch seconds), or None while active.
-    deactivated_at: float | None
-    created_at: float
-    last_seen: float | None
-    #: Live login sessions.
-    sessions: int
-    #: When the account was deleted (its name is a tombstone then), or None.
-    deleted_at: float | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.deactivated_at is None
 
 
 _USER_COLUMNS = (

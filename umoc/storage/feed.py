@@ -69,6 +69,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from umoc.errors import RefusedError, UserError
+from umoc.records.feed import MAX_CURSOR_LENGTH
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.groups import GroupInfo, info_txn
 from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, message_from_row
@@ -77,8 +78,6 @@ from umoc.storage.relations import FRIEND
 
 __all__ = ["Change", "EXPIRED_CURSOR", "FeedPage", "FeedStore", "MAX_CURSOR_LENGTH"]
 
-#: A cursor longer than this is not one of ours (two snapshots of a server with many connections fit).
-MAX_CURSOR_LENGTH = 16384
 _VERSION = "1"
 _BAD_CURSOR = "Invalid 'cursor': not a cursor from this server"
 #: A cursor from before changes that `FeedStore.prune` deleted: the client may have missed some.

@@ -8,11 +8,9 @@ cannot both succeed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from twisted.internet import defer
 
-from umoc.records.files import FileOffer
+from umoc.records.files import FileOffer, FileRecord
 from umoc.storage.database import Database, Row, Txn, in_clause
 
 __all__ = ["FileRecord", "FileStore"]
@@ -21,23 +19,6 @@ _COLUMNS = (
     "id, uploader_id, chat_id, is_group, file_name, file_type, file_size, token_hash,"
     " created_at, expires_at, token_used_at, uploaded_at, completed_at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    id: str
-    uploader_id: int
-    chat_id: int
-    is_group: bool
-    file_name: str
-    file_type: str
-    file_size: int
-    token_hash: str
-    created_at: float
-    expires_at: float
-    token_used_at: float | None
-    uploaded_at: float | None
-    completed_at: float | None
 
 
 def _record(row: Row) -> FileRecord:

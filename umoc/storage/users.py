@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
-from umoc.records.sessions import NewSession
+from umoc.records.sessions import NewSession, SessionRecord
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, IntegrityError, Row, Txn, in_clause
 
@@ -58,15 +58,6 @@ class User:
     id: int
     username: str
     last_seen: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    id: str
-    user_id: int
-    username: str
-    token_hash: str
-    expires_at: float
 
 
 def _user(row: Row) -> User:

@@ -41,9 +41,9 @@ from umoc.records.account import (
     NewInvite,
     PasswordReset,
     RegistrationMode,
+    UserInfo,
 )
 from umoc.records.messages import Deletion
-from umoc.storage.admin import UserInfo
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
 __all__ = ["admin_resource"]

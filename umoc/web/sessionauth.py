@@ -10,7 +10,7 @@ from __future__ import annotations
 from twisted.web.iweb import IRequest
 
 from umoc.domain.sessions import SessionManager
-from umoc.storage.users import SessionRecord
+from umoc.records.sessions import SessionRecord
 
 __all__ = ["request_session"]
 

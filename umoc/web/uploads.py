@@ -44,7 +44,7 @@ from twisted.web.iweb import IRequest
 from umoc.domain.files import FileManager, UploadDeniedError
 from umoc.domain.overload import WriteAdmission
 from umoc.domain.sessions import SessionManager
-from umoc.storage.files import FileRecord
+from umoc.records.files import FileRecord
 from umoc.web.jsonapi import HttpError, JsonResource, write_json
 from umoc.web.sessionauth import request_session
 

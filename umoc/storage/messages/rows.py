@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from umoc.errors import UNKNOWN_CHAT
 from umoc.storage.database import Row
 from umoc.storage.mentions import parse_mentions
 from umoc.storage.reactions import Reaction
@@ -26,7 +27,6 @@ __all__ = [
 ]
 
 #: The one answer for a chat that does not exist and a chat the user is not in.
-UNKNOWN_CHAT = "Unknown chat"
 
 
 @dataclass(frozen=True, slots=True)
