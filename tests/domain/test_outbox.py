@@ -16,9 +16,14 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.trial import unittest
 
-from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend, postgres_schema
+from tests.support.databases import (
+    NO_POSTGRES,
+    POSTGRES_DSN,
+    DatabaseTestCase,
+    TwoWritersTestCase,
+    for_each_backend,
+)
 from tests.support.deferreds import inline
 from umoc.config import FeedConfig
 from umoc.domain.outbox import FeedConsumer, Tail
@@ -26,7 +31,6 @@ from umoc.domain.webhooks import render, webhook_id
 from umoc.records import Actor
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage import Storage
-from umoc.storage.database import Database
 from umoc.storage.outbox import OutboxRow
 
 T0 = 1_700_000_000.0
@@ -287,23 +291,8 @@ class LeaseTests(ConsumerHelpers, DatabaseTestCase):
         self.assertEqual(recorder.ids, await self.registered_ids())
 
 
-class OutOfOrderCommitTests(unittest.TestCase):
+class OutOfOrderCommitTests(TwoWritersTestCase):
     """PostgreSQL: a consumer reads a row whose smaller id committed after it had read past a larger one."""
-
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
-
-    @inline
-    async def setUp(self) -> None:
-        import psycopg2
-
-        schema = await postgres_schema(self)
-        self.db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
-        self.addCleanup(self.db.close)
-        self.storage = Storage(self.db)
-        self.conns = [psycopg2.connect(POSTGRES_DSN, options=f"-c search_path={schema}") for _ in range(2)]
-        for conn in self.conns:
-            self.addCleanup(conn.close)
 
     def write(self, conn: Any, user_id: int) -> int:
         """A ``registered`` change, uncommitted; its id."""

@@ -12,9 +12,12 @@ import base64
 from typing import Any
 
 from twisted.internet import defer
-from twisted.trial import unittest
 
-from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend, postgres_schema
+from tests.support.databases import (
+    DatabaseTestCase,
+    TwoWritersTestCase,
+    for_each_backend,
+)
 from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
@@ -23,7 +26,6 @@ from umoc.records.groups import NewGroup
 from umoc.records.messages import Deletion, Edit, MarkUnread, Mute, NewMessage, Reaction, ReadReceipt
 from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
-from umoc.storage.database import Database
 from umoc.storage.feed import EXPIRED_CURSOR, FeedPage
 
 T0 = 1_700_000_000.0
@@ -345,23 +347,8 @@ class FeedTestsMixin:
 for_each_backend(FeedTestsMixin, DatabaseTestCase, globals())
 
 
-class OutOfOrderCommitTests(unittest.TestCase):
+class OutOfOrderCommitTests(TwoWritersTestCase):
     """PostgreSQL: a transaction with the smaller id commits after a read went past the larger one."""
-
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
-
-    @inline
-    async def setUp(self) -> None:
-        import psycopg2
-
-        schema = await postgres_schema(self)
-        self.db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
-        self.addCleanup(self.db.close)
-        self.storage = Storage(self.db)
-        self.conns = [psycopg2.connect(POSTGRES_DSN, options=f"-c search_path={schema}") for _ in range(2)]
-        for conn in self.conns:
-            self.addCleanup(conn.close)
 
     def write(self, conn: Any, owner: int, other: int) -> int:
         """A contact change in ``owner``'s stream, uncommitted; its id."""

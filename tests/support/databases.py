@@ -43,6 +43,7 @@ __all__ = [
     "migrated_database",
     "postgres_schema",
     "reopenable_database",
+    "TwoWritersTestCase",
     "database_before",
     "hold_writer",
     "seed_pair_txn",
@@ -258,3 +259,26 @@ async def hold_writer(
     test.addCleanup(lambda: (release.set(), holding)[1])
     await threads.deferToThread(held.wait, 10)
     return release, holding
+
+
+class TwoWritersTestCase(unittest.TestCase):
+    """PostgreSQL: a store on a schema of its own, and two raw connections to it that commit when a test says.
+
+    For the feed's ordering: a transaction with the smaller id may commit
+    after a reader went past a larger one.
+    """
+
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
+
+    @inline
+    async def setUp(self) -> None:
+        import psycopg2
+
+        schema = await postgres_schema(self)
+        self.db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
+        self.addCleanup(self.db.close)
+        self.storage = Storage(self.db)
+        self.conns = [psycopg2.connect(POSTGRES_DSN, options=f"-c search_path={schema}") for _ in range(2)]
+        for conn in self.conns:
+            self.addCleanup(conn.close)
