@@ -108,7 +108,7 @@ class ServerConfig:
     shutdown_timeout: Duration = Duration(10)
     #: New writes (events that change state, the bot API, uploads) are refused at once, with
     #: ``code: "overloaded"`` (503 over HTTP), while the oldest write waiting to commit has waited longer
-    #: than this; 0 turns the rule off.
+    #: than this, or the reactor runs later than this; 0 turns the rule off.
     overload_wait: Duration = Duration(0.5)
 
 

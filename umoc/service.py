@@ -226,6 +226,8 @@ class UmocService(service.MultiService):
     def startService(self) -> None:
         service.Service.startService(self)
         self.node.services.sessions.start()
+        if self.config.server.overload_wait > 0:
+            self.node.lag.start()
         d = defer.ensureDeferred(self._start())
         d.addCallbacks(self.ready.callback, self._start_failed)
 
@@ -280,6 +282,7 @@ class UmocService(service.MultiService):
             log.warn("Stopping with events still running (server.shutdown_timeout)")
         node.engine.close_all()
         node.services.sessions.stop()
+        node.lag.stop()
         if not await self._until(node.socketapp.idle(), deadline):
             log.warn("Stopping before every user's status was announced (server.shutdown_timeout)")
         outbound = defer.DeferredList(

@@ -28,7 +28,7 @@ from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
 from umoc.domain.outbox import Tail, node_holder
-from umoc.domain.overload import WriteAdmission
+from umoc.domain.overload import ReactorLag, WriteAdmission
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
@@ -83,6 +83,8 @@ class Node:
     status: StatusAnnouncer
     #: Outbound HTTP (pushes, webhooks): its connection pools close when the node stops.
     http: HttpClients
+    #: How late the reactor runs (overload admission); the service starts and stops it.
+    lag: ReactorLag
 
 
 def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
@@ -201,13 +203,26 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     files = FileManager(storage, clock, config.uploads, config.uploads_path)
     db = storage.db
 
+    lag = ReactorLag(clock)
+
     def write_wait() -> float:
         return db.writer.oldest_wait()
+
+    def admission_wait() -> float:
+        """What a new write would wait: the database's backlog or the reactor's, whichever is longer."""
+        wait = db.writer.oldest_wait()
+        behind = lag.lag()
+        return behind if behind > wait else wait
 
     metrics.gauge(
         "umoc_write_wait_seconds",
         "How long the oldest write waiting to commit has waited (server.overload_wait refuses writes past it)",
         write_wait,
+    )
+    metrics.gauge(
+        "umoc_reactor_lag_seconds",
+        "How late the reactor runs what is due (server.overload_wait refuses writes past it too)",
+        lag.lag,
     )
     services = Services(
         config=config,
@@ -222,7 +237,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         push=push,
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
-        admission=WriteAdmission(write_wait, config.server.overload_wait, clock, metrics),
+        admission=WriteAdmission(admission_wait, config.server.overload_wait, clock, metrics),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -262,7 +277,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         uploads.request_factory(),
     )
     metrics_site = build_metrics_site(services) if config.metrics.listen else None
-    return Node(services, socketapp, engine, site, cluster, metrics_site, status, http)
+    return Node(services, socketapp, engine, site, cluster, metrics_site, status, http, lag)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from umoc.config import ConfigError, parse_config
-from umoc.domain.overload import MAX_RETRY_AFTER, OVERLOADED, OverloadedError, WriteAdmission
+from umoc.domain.overload import (
+    LAG_INTERVAL,
+    MAX_RETRY_AFTER,
+    OVERLOADED,
+    OverloadedError,
+    ReactorLag,
+    WriteAdmission,
+)
 from umoc.metrics import Metrics
 from umoc.storage.batching import BatchWriter
 
@@ -155,3 +162,52 @@ class OverloadConfigTests(unittest.TestCase):
         with self.assertRaises(ConfigError) as caught:
             parse_config({"server": {"overload_wait": -1}})
         self.assertIn("server.overload_wait", str(caught.exception))
+
+
+class ReactorLagTests(unittest.TestCase):
+    """`ReactorLag` on a `Clock`: a reactor running late is seen as it happens, and forgotten once it catches up."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.lag = ReactorLag(self.clock)
+        self.metrics = Metrics()
+        self.admission = WriteAdmission(self.lag.lag, BOUND, self.clock, self.metrics)
+
+    def test_not_started_it_reads_zero_and_schedules_nothing(self) -> None:
+        self.clock.advance(5)
+        self.assertEqual(self.lag.lag(), 0.0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_reactor_on_time_has_no_lag(self) -> None:
+        self.lag.start()
+        for _ in range(20):
+            self.clock.advance(LAG_INTERVAL)
+        self.assertEqual(self.lag.lag(), 0.0)
+        self.assertIsNone(self.admission.refusal("socket"))
+
+    def test_a_long_pass_is_seen_before_the_timer_runs_and_refuses_writes(self) -> None:
+        self.lag.start()
+        # A pass over busy connections that has run 0.8 s: the timer due after 0.1 s has not run yet.
+        self.clock.rightNow += 0.9
+        self.assertAlmostEqual(self.lag.lag(), 0.8)
+        refusal = self.admission.refusal("socket")
+        assert refusal is not None
+        self.assertEqual(refusal.extra["code"], "overloaded")
+        self.assertEqual(refusal.retry_after, 0.8)
+
+    def test_the_last_lateness_holds_until_the_next_timer_and_recovery_clears_it(self) -> None:
+        self.lag.start()
+        self.clock.advance(0.7)  # the timer runs 0.6 s late
+        self.assertAlmostEqual(self.lag.lag(), 0.6)
+        self.assertIsNotNone(self.admission.refusal("socket"))
+        self.clock.advance(LAG_INTERVAL)  # the next one runs on time
+        self.assertEqual(self.lag.lag(), 0.0)
+        self.assertIsNone(self.admission.refusal("socket"))
+
+    def test_stop_cancels_its_timer_and_reads_zero(self) -> None:
+        self.lag.start()
+        self.clock.advance(0.7)
+        self.lag.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.lag.lag(), 0.0)

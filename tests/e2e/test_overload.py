@@ -129,5 +129,25 @@ class OverloadedServerMixin:
         await put.content()
         self.assertEqual(put.code, 201)
 
+    @inline
+    async def test_a_reactor_running_late_refuses_writes_until_it_catches_up(self) -> None:
+        """The backlog in the node's own core, not the database's: a send read after a long pass is refused."""
+        alice, bob = await self.person("alice"), await self.person("bob")
+        await self.befriend(alice, bob)
+        acks = Acks()
+        acks.emit(alice, "late")  # sent by the client's thread now; the reactor reads it after the pass below
+        time.sleep(3 * BOUND)  # a pass over busy connections that takes longer than the bound
+        self.assertEqual(await eventually(acks.count, 1, tries=100, interval=0.01), 1)
+        answer, _ = acks.answers["late"]
+        self.assertEqual((answer["code"], answer["error"]), ("overloaded", OVERLOADED))
+        self.assertGreaterEqual(answer["retry_after"], BOUND)
+        # The reactor is on time again: writes are admitted, and only they are stored.
+        lag = self.server.service.node.lag
+        self.assertTrue(await eventually(lambda: lag.lag() < BOUND, tries=100, interval=0.02))
+        sent = await alice.call("send_message", recipient_id=bob.id, content="on time", type="text")
+        self.assertIn("message_id", sent)
+        rows = await self.rows("SELECT id, content FROM messages ORDER BY seq")
+        self.assertEqual([(str(r["id"]), r["content"]) for r in rows], [(sent["message_id"], "on time")])
+
 
 for_each_backend(OverloadedServerMixin, ChatCase, globals())

@@ -9,7 +9,9 @@ client is better served by a quick "not now" it can retry than by a slow
 
 The rule is measured by what a new write would suffer: the age of the
 oldest write not yet answered by the group commit (`BatchWriter.oldest_wait`:
-the first of a running batch, else the first queued).  While it is past
+the first of a running batch, else the first queued), or how late the
+reactor runs (`ReactorLag`: the node's own core is the bottleneck and frames
+wait in the kernel to be read), whichever is larger.  While it is past
 ``server.overload_wait`` every new write is refused at once, before any
 database work, with::
 
@@ -58,13 +60,13 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from umoc.errors import UserError
 from umoc.metrics import Metrics
 
-__all__ = ["MAX_RETRY_AFTER", "OVERLOADED", "OverloadedError", "WriteAdmission"]
+__all__ = ["LAG_INTERVAL", "MAX_RETRY_AFTER", "OVERLOADED", "OverloadedError", "ReactorLag", "WriteAdmission"]
 
 log = Logger()
 
@@ -74,6 +76,8 @@ OVERLOADED = "The server is overloaded; this was not done, send it again in a mo
 MAX_RETRY_AFTER = 5.0
 #: At most one warning this often (seconds) while writes are refused.
 LOG_INTERVAL = 10.0
+#: How often (seconds) `ReactorLag` asks the reactor to run it.
+LAG_INTERVAL = 0.1
 
 
 class OverloadedError(UserError):
@@ -88,6 +92,61 @@ class OverloadedError(UserError):
         super().__init__(OVERLOADED, code="overloaded", retry_after=retry_after)
         self.retry_after = retry_after
         self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+
+
+class ReactorLag:
+    """How late the reactor runs what is due: about how long a frame arriving now waits to be handled.
+
+    The database's backlog (`BatchWriter.oldest_wait`) is not the only one.
+    When the node's one core is the bottleneck (parsing, encoding, fan-out:
+    an open-loop flood of cheap writes on SQLite, whose commits keep up), the
+    backlog is frames waiting in the kernel's socket buffers for the reactor
+    to read them, and the group commit's queue stays short: the database rule
+    alone never refused, while acknowledgements stretched to seconds.  That
+    backlog shows as the reactor running late: a timer due every
+    `LAG_INTERVAL` fires as late as one pass over every busy connection
+    takes, which is what a frame arriving now waits before it is read.
+
+    ``lag()`` is the larger of the last timer's lateness and how overdue the
+    next one is already (so a pass that is running long is seen before it
+    ends, by the events it handles).  Cost: ten timer calls a second, and a
+    clock read per check.  Not started (a node on a test `Clock` that never
+    starts it) it reads 0.
+    """
+
+    def __init__(self, clock: IReactorTime, interval: float = LAG_INTERVAL) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._due: float | None = None
+        self._last = 0.0
+        self._call: IDelayedCall | None = None
+
+    def start(self) -> None:
+        if self._call is None:
+            self._schedule()
+
+    def stop(self) -> None:
+        call, self._call, self._due = self._call, None, None
+        self._last = 0.0
+        if call is not None and call.active():
+            call.cancel()
+
+    def _schedule(self) -> None:
+        self._due = self._clock.seconds() + self._interval
+        self._call = self._clock.callLater(self._interval, self._tick)
+
+    def _tick(self) -> None:
+        due = self._due if self._due is not None else self._clock.seconds()
+        self._last = max(0.0, self._clock.seconds() - due)
+        self._schedule()
+
+    def lag(self) -> float:
+        """Seconds the reactor is behind (0 when it runs what is due on time, or when not started)."""
+        due = self._due
+        if due is None:
+            return 0.0
+        overdue = self._clock.seconds() - due
+        return overdue if overdue > self._last else self._last
 
 
 class WriteAdmission:
@@ -131,8 +190,9 @@ class WriteAdmission:
         now = self._clock.seconds()
         if self._last_warning is None or now - self._last_warning >= LOG_INTERVAL:
             log.warn(
-                "Overloaded: refusing new writes, the oldest write has waited {wait:.2f}s "
-                "(server.overload_wait {bound}s); {count} refused since the last warning",
+                "Overloaded: refusing new writes, a new write would wait {wait:.2f}s "
+                "(the oldest write waiting to commit, or the reactor running late; server.overload_wait {bound}s); "
+                "{count} refused since the last warning",
                 wait=wait,
                 bound=self.bound,
                 count=self._unlogged,
