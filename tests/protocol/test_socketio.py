@@ -296,12 +296,21 @@ class EncodeTests(SynchronousTestCase):
         self.assertNotIn("\x1e", frame)
         self.assertEqual(decode_all(frame).data, ["m", "a\x1eb"])
 
-    def test_nan_and_infinity_are_refused(self) -> None:
-        self.assertRaises(ValueError, encode_event, "m", float("nan"))
-        self.assertRaises(ValueError, encode_event, "m", float("inf"))
-        self.assertRaises(ValueError, encode_event, "m", {"a": None, "b": [float("nan")]})
-        # Deep inside, beside nulls (the output orjson gives has "null" for both): still refused.
-        self.assertRaises(ValueError, encode_event, "m", {"a": None, "b": {"c": ({"d": [1.5, -float("inf")]},)}})
+    def test_nan_and_infinity_are_sent_as_null_as_javascript_does(self) -> None:
+        """JSON has no NaN or infinity: JSON.stringify (the reference server) writes null, and so do we, on every path."""
+        self.assertEqual(encode_event("m", float("nan")), ['2["m",null]'])
+        self.assertEqual(encode_event("m", float("inf")), ['2["m",null]'])
+        self.assertEqual(
+            encode_event("m", {"a": None, "b": {"c": ({"d": [1.5, -float("inf")]},)}}),
+            ['2["m",{"a":null,"b":{"c":[{"d":[1.5,null]}]}}]'],
+        )
+        # The standard encoder's paths too: an integer past 64 bits (orjson refuses it) and binary attachments.
+        self.assertEqual(encode_event("m", [2**70, float("nan")]), [f'2["m",[{2**70},null]]'])
+        self.assertEqual(
+            encode_event("m", {"f": b"\x01", "x": float("-inf")}),
+            ['51-["m",{"f":{"_placeholder":true,"num":0},"x":null}]', b"\x01"],
+        )
+        self.assertEqual(encode(SocketPacket(P.CONNECT, "/", {"x": float("nan")})), ['0{"x":null}'])
         self.assertEqual(encode_event("m", {"a": None, "b": [1.5, "null"]}), ['2["m",{"a":null,"b":[1.5,"null"]}]'])
 
     def test_output_is_the_standard_json_encoders_whatever_the_codec(self) -> None:

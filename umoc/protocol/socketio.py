@@ -91,14 +91,21 @@ _BYTES_TYPES = (bytes, bytearray, memoryview)
 
 # One shared encoder for the common, binary-free case: building a JSONEncoder
 # per call would cost more than encoding a short chat message.  allow_nan is
-# off because NaN/Infinity are not JSON and JavaScript peers would reject them.
+# off because NaN/Infinity are not JSON and JavaScript peers would reject them;
+# `_standard_dumps` sends them as null instead, as orjson does.
 _PLAIN_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # orjson where it gives exactly the standard encoder's output: anything it does not
 # take (bytes, integers past 64 bits, non-str keys, dataclasses, datetimes,
-# subclasses) raises TypeError.  It writes NaN and Infinity as null, which the
-# standard encoder refuses: an output with "null" in it (most payloads: every
-# optional field left empty) is checked for such floats (`_finite`) and, if it
-# holds one, encoded again by the standard encoder, which raises.
+# subclasses) raises TypeError and the standard encoder decides.
+#
+# NaN and the infinities are not JSON.  They are sent as null, as JavaScript's
+# JSON.stringify (and so the reference socket.io server) sends them, on every
+# path: orjson writes null by itself; the standard encoder refuses them, and the
+# rare payloads that take its path are then encoded again with each one nulled
+# (`_nulled`).  Clients cannot send them (the decoder refuses NaN, Infinity and
+# numbers past a double), so only a server bug could emit one.  Refusing them
+# instead cost every output a walk of its payload: ten times orjson's own time
+# for a new_message (bench/README.md, bench_wire).
 _ORJSON_OPTIONS = (
     (_orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_SUBCLASS)
     if _orjson is not None
@@ -106,33 +113,34 @@ _ORJSON_OPTIONS = (
 )
 
 
-def _finite(data: Any) -> bool:
-    """Whether ``data`` holds no NaN or infinity, at any depth (a walk, no recursion: depth is the client's)."""
-    stack = [data]
-    pop, extend = stack.pop, stack.extend
-    while stack:
-        value = pop()
-        kind = type(value)
-        if kind is dict:
-            extend(value.values())
-        elif kind is list or kind is tuple:
-            extend(value)
-        elif isinstance(value, float) and value - value != 0.0:  # NaN and both infinities give NaN
-            return False
-    return True
+def _nulled(data: Any) -> Any:
+    """``data`` with every NaN or infinity, at any depth, replaced by None (tuples become lists, as in JSON)."""
+    kind = type(data)
+    if kind is dict:
+        return {key: _nulled(value) for key, value in data.items()}
+    if kind is list or kind is tuple:
+        return [_nulled(value) for value in data]
+    if isinstance(data, float) and data - data != 0.0:  # NaN and both infinities give NaN
+        return None
+    return data
+
+
+def _standard_dumps(encoder: json.JSONEncoder, data: Any) -> str:
+    """``encoder``'s JSON for ``data``, non-finite floats written as null."""
+    try:
+        return encoder.encode(data)
+    except ValueError:
+        return encoder.encode(_nulled(data))
 
 
 def _plain_dumps(data: Any) -> str:
     """JSON for a binary-free payload; TypeError when it holds something else (bytes, say)."""
     if _orjson is not None:
         try:
-            out = _orjson.dumps(data, option=_ORJSON_OPTIONS)
+            return _orjson.dumps(data, option=_ORJSON_OPTIONS).decode("utf-8")
         except TypeError:
             pass  # the standard encoder decides (bytes are swapped for placeholders there)
-        else:
-            if b"null" not in out or _finite(data):
-                return out.decode("utf-8")
-    return _PLAIN_ENCODER.encode(data)
+    return _standard_dumps(_PLAIN_ENCODER, data)
 
 
 def _dumps_with_attachments(data: Any) -> tuple[str, list[bytes]]:
@@ -151,7 +159,11 @@ def _dumps_with_attachments(data: Any) -> tuple[str, list[bytes]]:
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
     encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default)
-    return encoder.encode(data), attachments
+    try:
+        return encoder.encode(data), attachments
+    except ValueError:
+        attachments.clear()
+        return encoder.encode(_nulled(data)), attachments
 
 
 def _frames(ptype: PacketType, namespace: str, ack_id: int | None, data: Any) -> list[str | bytes]:
@@ -170,7 +182,7 @@ def _frames(ptype: PacketType, namespace: str, ack_id: int | None, data: Any) ->
             if attachments:
                 ptype = _TO_BINARY[ptype]
     else:
-        body = _PLAIN_ENCODER.encode(data)
+        body = _standard_dumps(_PLAIN_ENCODER, data)
 
     head = _TYPE_CHARS[ptype]
     if ptype in _BINARY_TYPES:
