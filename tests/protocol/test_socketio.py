@@ -297,7 +297,7 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(decode_all(frame).data, ["m", "a\x1eb"])
 
     def test_nan_and_infinity_are_sent_as_null_as_javascript_does(self) -> None:
-        """JSON has no NaN or infinity: JSON.stringify (the reference server) writes null, and so do we, on every path."""
+        """JSON has no NaN or infinity: JSON.stringify (the reference server) writes null; so do we, every path."""
         self.assertEqual(encode_event("m", float("nan")), ['2["m",null]'])
         self.assertEqual(encode_event("m", float("inf")), ['2["m",null]'])
         self.assertEqual(
