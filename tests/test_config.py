@@ -25,6 +25,19 @@ class ConfigTests(unittest.SynchronousTestCase):
     def test_example_file_matches_the_defaults(self) -> None:
         self.assertEqual(load_config(EXAMPLE), Config())
 
+    def test_trusted_networks_are_addresses_or_networks(self) -> None:
+        config = parse_config({"ratelimits": {"trusted_networks": ["10.0.0.0/8", "203.0.113.7", "2001:db8::/32"]}})
+        self.assertEqual(config.ratelimits.trusted_networks, ("10.0.0.0/8", "203.0.113.7", "2001:db8::/32"))
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"ratelimits": {"trusted_networks": ["10.0.0.0/8", "office.example.com"]}})
+        self.assertEqual(
+            caught.exception.problems,
+            [
+                "Error in configuration at 'ratelimits.trusted_networks[1]': "
+                'expected an IP address or network like "10.0.0.0/8"'
+            ],
+        )
+
     def test_durations_and_sizes(self) -> None:
         self.assertEqual(parse_duration("30s"), 30)
         self.assertEqual(parse_duration("7d"), 604800)

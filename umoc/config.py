@@ -264,6 +264,11 @@ class RateLimitsConfig:
     """One bucket per user (or per IP) and kind of action."""
 
     enabled: bool = True
+    #: Client addresses or networks (``10.0.0.0/8``, ``203.0.113.7``), matched against the address as
+    #: resolved through ``server.trusted_proxies``, that skip the limits keyed by address alone
+    #: (``login``, ``register``, ``connect``, ``engineio.max_sockets_per_ip``): a company behind one NAT.
+    #: Limits keyed by user or account still apply (``connect`` is then taken per user).
+    trusted_networks: tuple[str, ...] = ()
     messages: RateLimit = field(default_factory=lambda: _rl(10, 1, 30))
     typing: RateLimit = field(default_factory=lambda: _rl(5, 1, 10))
     reads: RateLimit = field(default_factory=lambda: _rl(20, 1, 60))
@@ -280,7 +285,7 @@ class RateLimitsConfig:
 
 
 #: Every rate-limit bucket a route or an edge may name (``ratelimits.<name>``).
-RATE_CLASSES: tuple[str, ...] = tuple(f.name for f in fields(RateLimitsConfig) if f.name != "enabled")
+RATE_CLASSES: tuple[str, ...] = tuple(f.name for f in fields(RateLimitsConfig) if f.type in ("RateLimit", RateLimit))
 
 
 def _default_allowed_types() -> dict[str, tuple[str, ...]]:
@@ -660,6 +665,11 @@ def _check(config: Config) -> list[str]:
         unknown = [kind for kind in hook.events if kind not in WEBHOOK_EVENTS]
         if unknown or not hook.events:
             bad(f"webhooks[{i}].events", "expected a list of " + ", ".join(WEBHOOK_EVENTS))
+    for i, entry in enumerate(config.ratelimits.trusted_networks):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            bad(f"ratelimits.trusted_networks[{i}]", 'expected an IP address or network like "10.0.0.0/8"')
     for i, entry in enumerate(config.outbound.allowed_hosts):
         try:
             ipaddress.ip_network(entry, strict=False)
