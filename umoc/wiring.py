@@ -171,7 +171,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         config.push,
         metrics,
         http.guarded,
-        load_or_create_vapid_key(config.data_path),
+        load_or_create_vapid_key(config.data_path, config.push.vapid_private_key_file),
         gateway_http=http.trusted,
         tail=tail,
     )
