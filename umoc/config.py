@@ -106,7 +106,7 @@ class ServerConfig:
     data_dir: str = "umoc-data"
     #: Browser origins allowed to open sockets and call /api/ (empty: any origin).
     allowed_origins: tuple[str, ...] = ()
-    #: Trust X-Forwarded-For from these peer addresses (a reverse proxy).
+    #: Trust X-Forwarded-For from these peer addresses or networks (a reverse proxy).
     trusted_proxies: tuple[str, ...] = ()
     #: Largest HTTP request body for the JSON endpoints.
     max_body: Size = Size(64 * 1024)
@@ -685,6 +685,11 @@ def _check(config: Config) -> list[str]:
         unknown = [kind for kind in hook.events if kind not in WEBHOOK_EVENTS]
         if unknown or not hook.events:
             bad(f"webhooks[{i}].events", "expected a list of " + ", ".join(WEBHOOK_EVENTS))
+    for i, entry in enumerate(config.server.trusted_proxies):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            bad(f"server.trusted_proxies[{i}]", 'expected an IP address or network like "10.0.0.5" or "172.16.0.0/12"')
     for i, entry in enumerate(config.ratelimits.trusted_networks):
         try:
             ipaddress.ip_network(entry, strict=False)

@@ -65,3 +65,44 @@ class ProxyExampleTests(unittest.TestCase):
         (example,) = fenced("haproxy")
         self.assertIn("X-Forwarded-Proto", example)
         self.assertIn("option forwardfor", example)
+
+
+def location_block(text: str) -> list[str]:
+    """The directives of an nginx file's ``location / { ... }``."""
+    lines = directives(text)
+    start = lines.index("location / {")
+    return lines[start + 1 : lines.index("}", start)]
+
+
+class ComposeTests(unittest.TestCase):
+    def test_the_scaled_service_publishes_no_fixed_port_and_nginx_does(self) -> None:
+        import yaml
+
+        compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+        self.assertNotIn("ports", compose["services"]["umoc"], "docker compose --scale umoc=2 needs no fixed port")
+        self.assertIn("ports", compose["services"]["nginx"])
+        mounted = compose["services"]["nginx"]["volumes"]
+        self.assertIn("./etc/nginx.compose.conf:/etc/nginx/conf.d/default.conf:ro", mounted)
+
+    def test_compose_nginx_proxies_as_the_shipped_configuration_does(self) -> None:
+        compose = (ROOT / "etc" / "nginx.compose.conf").read_text(encoding="utf-8")
+        self.assertEqual(location_block(compose), location_block(SHIPPED.read_text(encoding="utf-8")))
+        shipped = set(directives(SHIPPED.read_text(encoding="utf-8")))
+        self.assertIn("hash $remote_addr consistent;", shipped & set(directives(compose)))
+
+    def test_compose_nginx_configuration_loads(self) -> None:
+        nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+        if nginx is None:
+            raise unittest.SkipTest("nginx is not installed (Debian package nginx-light)")
+        work = Path(tempfile.mkdtemp(prefix="umoc-nginx-compose-"))
+        site = (ROOT / "etc" / "nginx.compose.conf").read_text(encoding="utf-8")
+        (work / "site.conf").write_text(
+            site.replace("umoc:8080", "127.0.0.1:9").replace("listen 80;", "listen 127.0.0.1:9;")
+        )
+        (work / "nginx.conf").write_text(
+            f"pid {work}/nginx.pid;\nerror_log {work}/error.log;\nevents {{}}\n"
+            f"http {{ client_body_temp_path {work}/body; proxy_temp_path {work}/proxy; include {work}/site.conf; }}\n"
+        )
+        command = [nginx, "-t", "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")]
+        checked = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        self.assertEqual(checked.returncode, 0, checked.stderr)
