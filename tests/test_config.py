@@ -25,6 +25,19 @@ class ConfigTests(unittest.SynchronousTestCase):
     def test_example_file_matches_the_defaults(self) -> None:
         self.assertEqual(load_config(EXAMPLE), Config())
 
+    def test_trusted_networks_are_addresses_or_networks(self) -> None:
+        config = parse_config({"ratelimits": {"trusted_networks": ["10.0.0.0/8", "203.0.113.7", "2001:db8::/32"]}})
+        self.assertEqual(config.ratelimits.trusted_networks, ("10.0.0.0/8", "203.0.113.7", "2001:db8::/32"))
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"ratelimits": {"trusted_networks": ["10.0.0.0/8", "office.example.com"]}})
+        self.assertEqual(
+            caught.exception.problems,
+            [
+                "Error in configuration at 'ratelimits.trusted_networks[1]': "
+                'expected an IP address or network like "10.0.0.0/8"'
+            ],
+        )
+
     def test_durations_and_sizes(self) -> None:
         self.assertEqual(parse_duration("30s"), 30)
         self.assertEqual(parse_duration("7d"), 604800)
@@ -109,3 +122,135 @@ class RedisUrlTests(unittest.TestCase):
             parse_config({"redis": {"url": "redis://host/notadb", "timeout": 0, "presence_ttl": "1s"}})
         paths = [p.split("'")[1] for p in caught.exception.problems]
         self.assertEqual(paths, ["redis.url", "redis.timeout", "redis.presence_ttl"])
+
+
+class SecretFileTests(unittest.SynchronousTestCase):
+    """``*_file`` keys: a secret read from a file (Docker secrets, systemd credentials), not the YAML."""
+
+    def secret(self, text: str) -> str:
+        path = os.path.join(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def test_each_secret_is_read_from_its_file_without_the_trailing_newline(self) -> None:
+        config = parse_config(
+            {
+                "database": {"dsn_file": self.secret("postgresql://umoc:p%40ss@db/umoc\n")},
+                "metrics": {"token_file": self.secret("metrics-token\r\n")},
+                "redis": {"url_file": self.secret("redis://:pw@redis:6379/0")},
+                "webhooks": [
+                    {
+                        "url": "https://hooks.example",
+                        "secret_file": self.secret("s" * 20 + "\n"),
+                        "events": ["user.registered"],
+                    }
+                ],
+            }
+        )
+        self.assertEqual(config.database.dsn, "postgresql://umoc:p%40ss@db/umoc")
+        self.assertEqual(config.metrics.token, "metrics-token")
+        self.assertEqual(config.redis.url, "redis://:pw@redis:6379/0")
+        self.assertEqual(config.webhooks[0].secret, "s" * 20)
+
+    def test_a_secret_read_from_a_file_is_checked_like_one_written_inline(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"database": {"dsn_file": self.secret("mysql://nope\n")}})
+        self.assertEqual([p.split("'")[1] for p in caught.exception.problems], ["database.dsn"])
+
+    def test_both_a_secret_and_its_file_is_an_error(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"metrics": {"token": "inline", "token_file": self.secret("from a file")}})
+        self.assertEqual(
+            caught.exception.problems,
+            ["Error in configuration at 'metrics.token_file': set token or token_file, not both"],
+        )
+
+    def test_missing_or_empty_files_are_errors_with_their_paths(self) -> None:
+        missing, empty = os.path.join(tempfile.mkdtemp(), "nope"), self.secret("\n")
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(
+                {
+                    "database": {"dsn_file": missing},
+                    "redis": {"url_file": empty},
+                    "push": {"vapid_private_key_file": missing},
+                }
+            )
+        self.assertEqual(
+            caught.exception.problems,
+            [
+                f"Error in configuration at 'database.dsn_file': cannot read {missing}: No such file or directory",
+                f"Error in configuration at 'redis.url_file': {empty} is empty",
+                f"Error in configuration at 'push.vapid_private_key_file': cannot read {missing}",
+            ],
+        )
+
+    def test_the_vapid_key_is_read_from_its_file_and_never_generated_beside_it(self) -> None:
+        from py_vapid import Vapid02
+
+        from umoc.outbound import load_or_create_vapid_key
+
+        vapid = Vapid02()
+        vapid.generate_keys()
+        key_file = self.secret(vapid.private_pem().decode("ascii"))
+        data_dir = self.mktemp()
+        config = parse_config({"push": {"vapid_private_key_file": key_file}, "server": {"data_dir": data_dir}})
+        key = load_or_create_vapid_key(config.data_path, config.push.vapid_private_key_file)
+        expected = load_or_create_vapid_key(config.data_path, key_file)
+        self.assertEqual(key.public_key, expected.public_key)
+        self.assertFalse(os.path.exists(data_dir), "no key generated in the data directory")
+
+
+class EnvironmentSubstitutionTests(unittest.SynchronousTestCase):
+    """``${VAR}`` and ``${VAR:-default}`` in the values of a configuration file."""
+
+    def load(self, text: str, **environ: str) -> Config:
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        self.patch(os, "environ", environ)
+        return load_config(path)
+
+    def test_variables_and_defaults_are_substituted_in_values(self) -> None:
+        config = self.load(
+            "database:\n"
+            '  dsn: "postgresql://umoc:${DB_PASSWORD}@${DB_HOST:-localhost}:5432/umoc"\n'
+            "  pool_max: ${POOL_MAX:-8}\n"
+            "metrics:\n"
+            "  token: ${METRICS_TOKEN}\n"
+            "ratelimits:\n"
+            "  enabled: ${LIMITS:-true}\n",
+            DB_PASSWORD="s3cret",
+            METRICS_TOKEN="tok",
+        )
+        self.assertEqual(config.database.dsn, "postgresql://umoc:s3cret@localhost:5432/umoc")
+        self.assertEqual(config.database.pool_max, 8, "a value that is one reference is read as a YAML scalar")
+        self.assertEqual(config.metrics.token, "tok")
+        self.assertIs(config.ratelimits.enabled, True)
+
+    def test_an_unset_variable_without_a_default_is_an_error_with_its_path(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            self.load("metrics:\n  token: ${METRICS_TOKEN}\nredis:\n  url: ${REDIS_URL:-}\n")
+        self.assertEqual(
+            caught.exception.problems,
+            [
+                "Error in configuration at 'metrics.token': environment variable METRICS_TOKEN is not set"
+                " (write ${METRICS_TOKEN:-DEFAULT} to give a default)"
+            ],
+        )
+
+    def test_a_variable_cannot_change_the_structure_and_a_doubled_dollar_is_literal(self) -> None:
+        config = self.load(
+            "metrics:\n  token: ${TOKEN}\ndatabase:\n  dsn: 'sqlite:/tmp/$${NOT_A_VAR}.db'\n",
+            TOKEN="x\nserver:\n  listen: tcp:1",
+        )
+        self.assertEqual(config.metrics.token, "x\nserver:\n  listen: tcp:1")
+        self.assertEqual(config.server.listen, "tcp:8080:interface=127.0.0.1")
+        self.assertEqual(config.database.dsn, "sqlite:/tmp/${NOT_A_VAR}.db")
+
+    def test_a_file_secret_path_may_come_from_the_environment(self) -> None:
+        directory = tempfile.mkdtemp()
+        with open(os.path.join(directory, "dsn"), "w") as f:
+            f.write("postgresql://umoc@db/umoc\n")
+        config = self.load("database:\n  dsn_file: ${CREDENTIALS_DIRECTORY}/dsn\n", CREDENTIALS_DIRECTORY=directory)
+        self.assertEqual(config.database.dsn, "postgresql://umoc@db/umoc")

@@ -109,6 +109,7 @@ class DistributionTests(unittest.TestCase):
             "etc/umoc.yaml",
             "etc/umoc.service",
             "etc/nginx.conf",
+            "etc/nginx.compose.conf",
             "etc/umoc.compose.yaml",
             "Dockerfile",
             "docker-compose.yml",

@@ -14,9 +14,22 @@ from tests.support.databases import NO_REDIS, REDIS_URL
 from tests.support.deferreds import eventually, inline, sleep
 from umoc.cluster.redisclient import RedisClient
 from umoc.config import RateLimit, RateLimitsConfig, parse_redis_url
-from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, RedisRatelimiter, take_token
+from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, RedisRatelimiter, TrustedNetworks, take_token
 
 SETTINGS = RateLimitsConfig(messages=RateLimit(rate=2, per=1, burst=3))
+
+
+class TrustedNetworksTests(unittest.TestCase):
+    def test_addresses_in_the_networks_are_trusted_and_others_not(self) -> None:
+        networks = TrustedNetworks(("10.0.0.0/8", "203.0.113.7", "2001:db8::/32"))
+        for address in ("10.1.2.3", "203.0.113.7", "2001:db8::1", "::ffff:10.9.9.9", "10.0.0.1"):
+            self.assertIn(address, networks)
+        for address in ("11.0.0.1", "203.0.113.8", "2001:db9::1", "::ffff:11.0.0.1", "not an address", ""):
+            self.assertNotIn(address, networks)
+
+    def test_no_networks_trust_nobody(self) -> None:
+        self.assertFalse(TrustedNetworks(()))
+        self.assertNotIn("127.0.0.1", TrustedNetworks(()))
 
 
 class TakeTokenTests(unittest.TestCase):

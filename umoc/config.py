@@ -4,18 +4,27 @@ Every section has defaults, so ``twistd -n umoc`` runs with no file at all.
 Unknown keys and wrong types are collected, each with its dotted path, and
 reported together: a sysadmin fixes a config file in one pass, not one
 restart per mistake.
+
+Secrets need not be in the file.  Every string value may name environment
+variables, ``${VAR}`` or ``${VAR:-default}`` (substituted in the parsed
+values, never in the YAML text, so a variable cannot change the file's
+structure); and each secret has a ``*_file`` twin (``database.dsn_file``,
+``metrics.token_file``, ``redis.url_file``, ``webhooks[].secret_file``)
+naming a file whose content is the value, as Docker secrets and systemd
+credentials provide them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
@@ -97,7 +106,7 @@ class ServerConfig:
     data_dir: str = "umoc-data"
     #: Browser origins allowed to open sockets and call /api/ (empty: any origin).
     allowed_origins: tuple[str, ...] = ()
-    #: Trust X-Forwarded-For from these peer addresses (a reverse proxy).
+    #: Trust X-Forwarded-For from these peer addresses or networks (a reverse proxy).
     trusted_proxies: tuple[str, ...] = ()
     #: Largest HTTP request body for the JSON endpoints.
     max_body: Size = Size(64 * 1024)
@@ -121,6 +130,8 @@ class MetricsConfig:
     listen: str = ""
     #: When set, /metrics answers only ``Authorization: Bearer <token>``.
     token: str = ""
+    #: A file holding the token instead (its content, a trailing newline stripped).
+    token_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,8 @@ class DatabaseConfig:
     """SQLite file under data_dir by default; a PostgreSQL DSN for production."""
 
     dsn: str = ""
+    #: A file holding the DSN instead (it carries the password): its content, a trailing newline stripped.
+    dsn_file: str = ""
     pool_min: int = 1
     pool_max: int = 5
     #: Longest a transaction may take (waiting for a connection included) before the client gets an error.
@@ -155,6 +168,8 @@ class RedisConfig:
     """Rate-limit buckets, presence and fan-out between nodes; empty url: one node alone."""
 
     url: str = ""
+    #: A file holding the URL instead (it may carry the password).
+    url_file: str = ""
     #: Prepended to every key and channel, so several deployments (or test runs) can share one Redis.
     prefix: str = "umoc:"
     #: How long a request waits for Redis before answering from this node's memory instead.
@@ -264,6 +279,11 @@ class RateLimitsConfig:
     """One bucket per user (or per IP) and kind of action."""
 
     enabled: bool = True
+    #: Client addresses or networks (``10.0.0.0/8``, ``203.0.113.7``), matched against the address as
+    #: resolved through ``server.trusted_proxies``, that skip the limits keyed by address alone
+    #: (``login``, ``register``, ``connect``, ``engineio.max_sockets_per_ip``): a company behind one NAT.
+    #: Limits keyed by user or account still apply (``connect`` is then taken per user).
+    trusted_networks: tuple[str, ...] = ()
     messages: RateLimit = field(default_factory=lambda: _rl(10, 1, 30))
     typing: RateLimit = field(default_factory=lambda: _rl(5, 1, 10))
     reads: RateLimit = field(default_factory=lambda: _rl(20, 1, 60))
@@ -280,7 +300,7 @@ class RateLimitsConfig:
 
 
 #: Every rate-limit bucket a route or an edge may name (``ratelimits.<name>``).
-RATE_CLASSES: tuple[str, ...] = tuple(f.name for f in fields(RateLimitsConfig) if f.name != "enabled")
+RATE_CLASSES: tuple[str, ...] = tuple(f.name for f in fields(RateLimitsConfig) if f.type in ("RateLimit", RateLimit))
 
 
 def _default_allowed_types() -> dict[str, tuple[str, ...]]:
@@ -346,6 +366,9 @@ class PushConfig:
     delay: Duration = Duration(0)
     #: The VAPID ``sub`` claim (RFC 8292): how a push service can reach the operator.
     vapid_subject: str = "mailto:admin@localhost"
+    #: A PEM file with the VAPID private key (all nodes must use one key); empty: the node generates one
+    #: in ``<data_dir>/vapid_private.pem`` on first start.
+    vapid_private_key_file: str = ""
     #: Longest one push request may take.
     timeout: Duration = Duration(10)
     #: Push requests in flight at once (per node); a quarter of them at most for one user or one host.
@@ -370,6 +393,8 @@ class WebhookConfig:
 
     url: str = ""
     secret: str = ""
+    #: A file holding the secret instead.
+    secret_file: str = ""
     events: tuple[str, ...] = ()
 
 
@@ -660,6 +685,16 @@ def _check(config: Config) -> list[str]:
         unknown = [kind for kind in hook.events if kind not in WEBHOOK_EVENTS]
         if unknown or not hook.events:
             bad(f"webhooks[{i}].events", "expected a list of " + ", ".join(WEBHOOK_EVENTS))
+    for i, entry in enumerate(config.server.trusted_proxies):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            bad(f"server.trusted_proxies[{i}]", 'expected an IP address or network like "10.0.0.5" or "172.16.0.0/12"')
+    for i, entry in enumerate(config.ratelimits.trusted_networks):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            bad(f"ratelimits.trusted_networks[{i}]", 'expected an IP address or network like "10.0.0.0/8"')
     for i, entry in enumerate(config.outbound.allowed_hosts):
         try:
             ipaddress.ip_network(entry, strict=False)
@@ -694,10 +729,118 @@ def _check(config: Config) -> list[str]:
     return problems
 
 
+#: (section, key) of every secret with a ``<key>_file`` twin; ``webhooks`` entries have ``secret_file``.
+SECRET_FILES: tuple[tuple[str, str], ...] = (("database", "dsn"), ("metrics", "token"), ("redis", "url"))
+
+
+def read_secret_file(path: str) -> str:
+    """A secret file's content, without the trailing newline editors and ``echo`` add; `OSError` if unreadable."""
+    with open(path, encoding="utf-8") as secret:
+        text = secret.read()
+    return text.rstrip("\r\n")
+
+
+def _secret_from_file(value: str, file: str, path: str, problems: list[str]) -> str:
+    """``value``, or the content of ``file`` when that is set (both set: a problem at ``path``)."""
+    if not file:
+        return value
+    key = path.rsplit(".", 1)[-1]
+    if value:
+        problems.append(f"Error in configuration at '{path}_file': set {key} or {key}_file, not both")
+        return value
+    try:
+        secret = read_secret_file(file)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.append(f"Error in configuration at '{path}_file': cannot read {file}: {why}")
+        return value
+    if not secret:
+        problems.append(f"Error in configuration at '{path}_file': {file} is empty")
+    return secret
+
+
+def _read_secret_files(config: Config, problems: list[str]) -> Config:
+    """`config` with every ``*_file`` secret read into its key."""
+    changes: dict[str, Any] = {}
+    for section, key in SECRET_FILES:
+        part = getattr(config, section)
+        value = _secret_from_file(getattr(part, key), getattr(part, f"{key}_file"), f"{section}.{key}", problems)
+        changes[section] = dataclasses.replace(part, **{key: value})
+    changes["webhooks"] = tuple(
+        dataclasses.replace(
+            hook, secret=_secret_from_file(hook.secret, hook.secret_file, f"webhooks[{i}].secret", problems)
+        )
+        for i, hook in enumerate(config.webhooks)
+    )
+    key_file = config.push.vapid_private_key_file
+    if key_file and not os.access(key_file, os.R_OK):
+        problems.append(f"Error in configuration at 'push.vapid_private_key_file': cannot read {key_file}")
+    return dataclasses.replace(config, **changes)
+
+
+#: ``${VAR}``, ``${VAR:-default}``, or ``$${`` (a literal ``${``).
+_ENV_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute_environment(data: Any, environ: Mapping[str, str], path: str = "") -> tuple[Any, list[str]]:
+    """``data`` (parsed YAML) with ``${VAR}`` and ``${VAR:-default}`` replaced in every string value.
+
+    ``:-`` takes the default when the variable is unset or empty, as in the
+    shell; an unset variable without a default is a problem.  A value that
+    is one reference alone is read as a YAML scalar after substitution, so
+    ``pool_max: ${POOL_MAX:-5}`` is a number.  Keys are never substituted.
+    Returns the new data and the problems found.
+    """
+    problems: list[str] = []
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+
+        def one(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            found = environ.get(name, "")
+            if found:
+                return found
+            if default is not None:
+                return default
+            if name in environ:
+                return ""
+            problems.append(
+                f"Error in configuration at '{where}': environment variable {name} is not set"
+                f" (write ${{{name}:-DEFAULT}} to give a default)"
+            )
+            return ""
+
+        result = _ENV_REFERENCE.sub(one, value)
+        if _ENV_REFERENCE.fullmatch(value) and value != "$${":
+            try:
+                scalar = yaml.safe_load(result) if result else ""
+            except yaml.YAMLError:
+                return result
+            if isinstance(scalar, (bool, int, float)):
+                return scalar
+        return result
+
+    return walk(data, path), problems
+
+
 def parse_config(data: Any) -> Config:
-    """Build a `Config` from already-parsed YAML; raise `ConfigError` listing every problem."""
+    """Build a `Config` from already-parsed YAML; raise `ConfigError` listing every problem.
+
+    ``*_file`` secrets are read here, so that a configuration given as data
+    (tests, ``umoc-admin``) is resolved like a file.
+    """
     problems: list[str] = []
     config = _build(Config, data, "", problems)
+    if not problems:
+        config = _read_secret_files(config, problems)
     if not problems:
         problems.extend(_check(config))
     if problems:
@@ -717,6 +860,9 @@ def load_config(path: str | Path | None) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"Configuration file {path} is not valid YAML: {exc}"]) from exc
+    data, problems = substitute_environment(data, os.environ)
+    if problems:
+        raise ConfigError(problems)
     return parse_config(data)
 
 

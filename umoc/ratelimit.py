@@ -14,6 +14,8 @@ account before is not throttled with the strangers guessing at it; see
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -37,7 +39,15 @@ class ScriptClient(Protocol):
     def ping(self) -> defer.Deferred[Any]: ...
 
 
-__all__ = ["FailoverRatelimiter", "MemoryRatelimiter", "Ratelimiter", "RedisRatelimiter", "take_token"]
+__all__ = [
+    "FailoverRatelimiter",
+    "MemoryRatelimiter",
+    "Ratelimiter",
+    "RedisRatelimiter",
+    "TrustedNetworks",
+    "take_token",
+    "trusted_networks",
+]
 
 log = Logger()
 
@@ -322,3 +332,49 @@ class FailoverRatelimiter:
 
         d.addCallbacks(answered, lambda f: None)
         d.addBoth(done)
+
+
+class TrustedNetworks:
+    """``ratelimits.trusted_networks``: client addresses that per-address limits do not count.
+
+    ``address in networks`` for a client address as the gate resolved it.
+
+    A company of thousands behind one egress address looks, to a per-address
+    limit, like one very busy client: at ``ratelimits.login``'s 10 a minute,
+    5,000 people need eight hours to log in.  Addresses in these networks skip
+    every limit keyed by the client address alone (``login``, ``register``,
+    ``connect``, ``engineio.max_sockets_per_ip``); limits keyed by the user or
+    account still apply to them, so guessing a password from inside is as slow
+    as ever (``login_name`` per name and address, ``login_account`` per
+    account, and ``connect`` is taken per user instead of per address).
+
+    Not to be confused with ``server.trusted_proxies``: that list says whose
+    ``X-Forwarded-For`` is believed, i.e. *which* address a request comes
+    from; this one is matched against that resolved client address and says
+    how much that client may do.  A proxy's own address belongs in
+    ``trusted_proxies``, never here (every client would then be exempt
+    whenever the proxy's header was missing or not believed).
+    """
+
+    def __init__(self, cidrs: tuple[str, ...]) -> None:
+        self._networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, address: object) -> bool:
+        if not self._networks or not isinstance(address, str):
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:  # not an address at all (a Unix socket peer, a test's name): never trusted
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # "::ffff:10.0.0.1" on a dual-stack socket is 10.0.0.1
+        return any(ip in network for network in self._networks)
+
+
+@functools.lru_cache(maxsize=8)
+def trusted_networks(cidrs: tuple[str, ...]) -> TrustedNetworks:
+    """The parsed networks of ``ratelimits.trusted_networks`` (already validated by the config), once."""
+    return TrustedNetworks(cidrs)

@@ -22,6 +22,7 @@ from umoc.domain.services import Services
 from umoc.domain.status import StatusAnnouncer
 from umoc.errors import UserError
 from umoc.events.router import Router
+from umoc.ratelimit import trusted_networks
 from umoc.transport.socketio import AuthError, ClientSocket, Identity, SocketIOConnection
 
 __all__ = ["UmocSocketApp", "UserIdentity"]
@@ -76,10 +77,11 @@ class UmocSocketApp:
 
     async def _authenticate(self, connection: SocketIOConnection, auth: Any) -> Identity:
         services = self._services
-        allowed, _ = await services.ratelimiter.can_do_action("connect", f"ip:{connection.engine.remote_ip}")
-        if not allowed:
-            services.metrics.refused("connect")
-            raise AuthError("Too many connection attempts; try again later")
+        # Per address, but per user for a trusted network (one address for a whole company): there
+        # the bucket is taken once the session says who connects.
+        trusted = connection.engine.remote_ip in trusted_networks(services.config.ratelimits.trusted_networks)
+        if not trusted:
+            await self._take_connect(f"ip:{connection.engine.remote_ip}")
         session_id, token = _credentials(connection, auth)
         # Asked alongside the session check, so an uncached session costs no extra wait.
         position = services.storage.feed.position()
@@ -94,10 +96,18 @@ class UmocSocketApp:
                 client=connection.engine.remote_ip,
             )
             raise AuthError(exc.message) from None
+        if trusted:
+            await self._take_connect(f"user:{record.user_id}")
         cursor = await position
         if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
             raise AuthError("Too many connections for this session")
         return UserIdentity(record.user_id, record.username, record.id, record.expires_at, cursor)
+
+    async def _take_connect(self, key: str) -> None:
+        allowed, _ = await self._services.ratelimiter.can_do_action("connect", key)
+        if not allowed:
+            self._services.metrics.refused("connect")
+            raise AuthError("Too many connection attempts; try again later")
 
     def on_connect(self, socket: ClientSocket) -> None:
         log.info(

@@ -38,7 +38,7 @@ from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClients, load_or_create_vapid_key
-from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter
+from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter, trusted_networks
 from umoc.socketapp import UmocSocketApp
 from umoc.storage import Storage, open_storage
 from umoc.transport.engine import EngineServer
@@ -173,7 +173,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         config.push,
         metrics,
         http.guarded,
-        load_or_create_vapid_key(config.data_path),
+        load_or_create_vapid_key(config.data_path, config.push.vapid_private_key_file),
         gateway_http=http.trusted,
         tail=tail,
     )
@@ -258,6 +258,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             connect_timeout=config.engineio.connect_timeout,
             recovery=recovery,
         ),
+        unlimited=trusted_networks(config.ratelimits.trusted_networks),
     )
     uploads = Uploads(services.files, services.sessions, config.max_plain_body, services.admission)
     admin = Administration(storage, services.sessions, hub, clock, webhooks)

@@ -6,6 +6,7 @@ import socket
 import uuid
 from typing import Any
 
+import socketio
 import treq
 
 from tests.support.cluster import ClusterTestCase
@@ -153,3 +154,67 @@ class AccountGuessingAcrossNodesTests(ClusterTestCase):
         self.assertEqual(codes.count(401) + codes.count(429), 40, codes)
         code, _ = await self.login_at(b, "198.51.100.7", "correct horse battery")
         self.assertEqual(code, 200, "the owner's address, known through Redis on the other node")
+
+
+class CompanyBehindNatTests(ServerTestCase):
+    """``ratelimits.trusted_networks``: a company behind one address logs in; guessing is as slow as ever."""
+
+    COMPANY, OUTSIDE = "198.51.100.7", "203.0.113.9"
+    config_overrides = {
+        "server": {"trusted_proxies": ["127.0.0.1"]},
+        "ratelimits": {
+            "trusted_networks": ["198.51.100.0/24"],
+            "connect": {"rate": 1, "per": "60s", "burst": 2},
+        },
+        "engineio": {"max_sockets_per_ip": 2},
+    }
+
+    async def post_from(self, address: str, path: str, name: str, password: str = "correct horse battery") -> int:
+        code, _ = await self.server.post(
+            path, {"username": name, "password": password}, headers={"X-Forwarded-For": address}
+        )
+        return code
+
+    @inline
+    async def test_many_people_register_and_log_in_from_one_trusted_address(self) -> None:
+        names = [f"employee{n}" for n in range(14)]  # past the register and login bursts (10 each)
+        registered = [await self.post_from(self.COMPANY, "/api/register", name) for name in names]
+        self.assertEqual(set(registered), {201})
+        logged_in = [await self.post_from(self.COMPANY, "/api/login", name) for name in names]
+        self.assertEqual(set(logged_in), {200})
+        # The same people from an address that is not trusted: the per-address bucket holds them.
+        outside = [await self.post_from(self.OUTSIDE, "/api/login", name) for name in names]
+        self.assertEqual(outside, [200] * 10 + [429] * 4)
+
+    @inline
+    async def test_a_trusted_address_still_guesses_one_password_slowly(self) -> None:
+        await self.post_from(self.COMPANY, "/api/register", "alice")
+        codes = [await self.post_from(self.COMPANY, "/api/login", "alice", "wrong password!") for _ in range(7)]
+        self.assertEqual(codes, [401] * 5 + [429] * 2, "ratelimits.login_name, per name and address")
+        self.assertEqual(await self.post_from(self.COMPANY, "/api/login", "bobby"), 401, "others are not held")
+
+    @inline
+    async def test_sockets_from_a_trusted_address_are_limited_per_user_not_per_address(self) -> None:
+        logins = [await self.server.user(name) for name in ("alice", "bobby", "carol")]
+        for login in logins:  # three users: past connect's burst (2) and max_sockets_per_ip (2)
+            await self.socket_from(self.COMPANY, login)
+        await self.socket_from(self.COMPANY, logins[0])
+        with self.assertRaises(socketio.exceptions.ConnectionError):
+            await self.socket_from(self.COMPANY, logins[0])  # alice's own connect bucket is spent
+        await self.socket_from(self.OUTSIDE, logins[1])
+        await self.socket_from(self.OUTSIDE, logins[2])
+        with self.assertRaises(socketio.exceptions.ConnectionError):
+            await self.socket_from(self.OUTSIDE, logins[0])
+
+    async def socket_from(self, address: str, login: dict[str, Any]) -> socketio.Client:
+        client = socketio.Client(reconnection=False)
+        self.addCleanup(blocking, client.disconnect)
+        await blocking(
+            client.connect,
+            self.server.url,
+            headers={"X-Forwarded-For": address},
+            auth={"sessionID": login["sessionID"], "token": login["token"]},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        return client

@@ -61,8 +61,11 @@ class VapidKey:
         return self.vapid.sign(claims)["Authorization"]
 
 
-def load_or_create_vapid_key(data_dir: Path) -> VapidKey:
-    """The key in ``data_dir``, generated (and written 0600) when there is none."""
+def load_or_create_vapid_key(data_dir: Path, key_file: str = "") -> VapidKey:
+    """The key in ``key_file`` (``push.vapid_private_key_file``: never generated), else the one in
+    ``data_dir``, generated (and written 0600) when there is none."""
+    if key_file:
+        return VapidKey(Vapid02.from_pem(Path(key_file).read_bytes()))
     path = data_dir / VAPID_FILE
     if path.exists():
         return VapidKey(Vapid02.from_pem(path.read_bytes()))

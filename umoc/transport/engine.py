@@ -20,7 +20,7 @@ session's `EngineHandler` (the Socket.IO layer).
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Container, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -228,10 +228,13 @@ class EngineServer:
         clock: IReactorTime,
         settings: Any,
         handler_factory: Callable[[EngineSession], EngineHandler],
+        unlimited: Container[str] = (),
     ) -> None:
         self.clock = clock
         self.settings = settings
         self.handler_factory = handler_factory
+        #: Addresses exempt from ``max_sockets_per_ip`` (``ratelimits.trusted_networks``).
+        self.unlimited = unlimited
         self.sessions: dict[str, EngineSession] = {}
         self._per_ip: dict[str, int] = {}
         #: Run by `close_all` after the sessions are closed (transports drop their leftovers).
@@ -241,8 +244,8 @@ class EngineServer:
         return secrets.token_urlsafe(15)
 
     def may_open(self, remote_ip: str) -> bool:
-        """Whether ``remote_ip`` is under its connection limit."""
-        return self._per_ip.get(remote_ip, 0) < self.settings.max_sockets_per_ip
+        """Whether ``remote_ip`` is under its connection limit (or has none: a trusted network)."""
+        return self._per_ip.get(remote_ip, 0) < self.settings.max_sockets_per_ip or remote_ip in self.unlimited
 
     def open(
         self,

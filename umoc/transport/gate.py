@@ -29,6 +29,7 @@ list holds:
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Mapping
 
 __all__ = ["Gatekeeper", "own_origins"]
@@ -52,6 +53,8 @@ class Gatekeeper:
     def __init__(self, allowed_origins: tuple[str, ...] = (), trusted_proxies: tuple[str, ...] = ()) -> None:
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.trusted_proxies = frozenset(trusted_proxies)
+        #: Entries may be networks ("172.16.0.0/12": a container network whose proxy's address changes).
+        self._proxy_networks = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies if "/" in p)
 
     def origin_allowed(
         self, origin: str | None, headers: Mapping[str, str] | None = None, secure: bool = False
@@ -75,9 +78,21 @@ class Gatekeeper:
             return None
         return origin
 
+    def is_proxy(self, address: str) -> bool:
+        """Whether ``address`` is one of ``server.trusted_proxies``, or in one of its networks."""
+        if address in self.trusted_proxies:
+            return True
+        if not self._proxy_networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._proxy_networks)
+
     def client_ip(self, peer_host: str, headers: Mapping[str, str] | None) -> str:
         """The peer address, or the last untrusted X-Forwarded-For hop behind a trusted proxy."""
-        if peer_host in self.trusted_proxies and headers:
+        if self.is_proxy(peer_host) and headers:
             forwarded = None
             for key, value in headers.items():
                 if key.lower() == "x-forwarded-for":
@@ -85,6 +100,6 @@ class Gatekeeper:
             if forwarded:
                 hops = [h.strip() for h in forwarded.split(",") if h.strip()]
                 for hop in reversed(hops):
-                    if hop not in self.trusted_proxies:
+                    if not self.is_proxy(hop):
                         return hop
         return peer_host

@@ -52,7 +52,7 @@ class AuthApi:
 
     async def register(self, request: IRequest) -> None:
         ip = self._ip(request)
-        await sessions.check_limit(self._services, "register", f"ip:{ip}", ip)
+        await sessions.check_address_limit(self._services, "register", ip)
         data = read_json(request, self._max_body)
         username = string_field(data, "username", 64)
         password = string_field(data, "password", 1024)

@@ -24,6 +24,12 @@ parallel).  So this follows OWASP's "device cookies" instead::
       success -> the address and the device token are marked known for the account;
                  the answer carries "device_token" (a new one unless a well-formed one was sent)
 
+Addresses in ``ratelimits.trusted_networks`` (a company behind one NAT:
+thousands of people, one address) skip ``ratelimits.login``, the one
+bucket keyed by the address alone (`check_address_limit`); ``login_name``
+and ``login_account`` still hold them, so one colleague guessing another's
+password is as slow as any stranger.
+
 An attacker spread over many addresses shares one small bucket per account;
 the owner keeps logging in from any client that has logged in before (a
 client that keeps its ``device_token`` is known wherever it connects from).
@@ -46,11 +52,12 @@ from umoc.credentials import new_token, token_digest
 from umoc.domain.services import Services
 from umoc.domain.sessions import AccountDisabledError, InvalidCredentialsError, InvalidSessionError
 from umoc.errors import UserError
+from umoc.ratelimit import trusted_networks
 from umoc.records import Actor
 from umoc.records.sessions import LoginAttempt, SessionCredentials
 from umoc.storage.users import SessionRecord
 
-__all__ = ["RateLimitedError", "check_limit", "client_actor", "login", "logout"]
+__all__ = ["RateLimitedError", "check_address_limit", "check_limit", "client_actor", "is_trusted", "login", "logout"]
 
 log = Logger()
 
@@ -89,6 +96,23 @@ async def check_limit(
         raise RateLimitedError(message, retry_after)
 
 
+def is_trusted(services: Services, client: str) -> bool:
+    """Whether ``client`` (an address as the gate resolved it) is in ``ratelimits.trusted_networks``."""
+    return client in trusted_networks(services.config.ratelimits.trusted_networks)
+
+
+async def check_address_limit(services: Services, kind: str, client: str) -> None:
+    """`check_limit` on the bucket ``kind`` keyed by the client's address, unless the address is trusted.
+
+    For limits that know nothing of the client but its address (``login``,
+    ``register``): a trusted network (``ratelimits.trusted_networks``) is
+    one address for a whole company, so counting it would hold everyone
+    back for the few; it is not counted at all.
+    """
+    if not is_trusted(services, client):
+        await check_limit(services, kind, f"ip:{client}", client)
+
+
 def _known_keys(account: str, client: str, device_token: str | None) -> list[str]:
     """The marks that make a client known to an account: its address, and its device token's digest."""
     keys = [f"{account}|ip:{client}"]
@@ -113,7 +137,7 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
     `PasswordQueueFullError`; each failure is logged and counted.
     """
     client, username = actor.name, attempt.username
-    await check_limit(services, "login", f"ip:{client}", client)
+    await check_address_limit(services, "login", client)
     account = username.lower()
     await check_limit(services, "login_name", f"{account}|{client}", client, username)
     sent = attempt.device_token
