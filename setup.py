@@ -38,10 +38,10 @@ setup(
         "umoc.webclient": ["static/*"],
         "twisted": ["plugins/umoc_plugin.py"],
     },
-    # Under <prefix>/share/: the example configuration, the systemd unit and nginx example from etc/,
-    # and the documentation (client API reference, operator guide, changelog).
+    # Under <prefix>/share/: the example configuration, the systemd unit, the nginx example and the Grafana dashboard
+    # from etc/, and the documentation (client API reference, operator guide, changelog).
     data_files=[
-        ("share/umoc", ["etc/umoc.yaml", "etc/umoc.service", "etc/nginx.conf"]),
+        ("share/umoc", ["etc/umoc.yaml", "etc/umoc.service", "etc/nginx.conf", "etc/grafana-umoc.json"]),
         ("share/doc/umoc", sorted(glob("docs/*.md"))),
     ],
     include_package_data=True,

@@ -97,6 +97,7 @@ class DistributionTests(unittest.TestCase):
             f"{data}/data/share/umoc/umoc.yaml",
             f"{data}/data/share/umoc/umoc.service",
             f"{data}/data/share/umoc/nginx.conf",
+            f"{data}/data/share/umoc/grafana-umoc.json",
             *(f"{data}/data/share/doc/umoc/{p.name}" for p in (ROOT / "docs").glob("*.md")),
         }
         self.assertEqual(expected - names, set())
@@ -113,6 +114,8 @@ class DistributionTests(unittest.TestCase):
             "etc/umoc.service",
             "etc/nginx.conf",
             "etc/umoc.compose.yaml",
+            "etc/grafana-umoc.json",
+            "tests/compat/PREVIOUS_RELEASE",
             "Dockerfile",
             "docker-compose.yml",
         }
