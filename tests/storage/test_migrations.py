@@ -8,10 +8,13 @@ the same.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from twisted.trial import unittest
 
+import umoc
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, unmigrated_database
 from tests.support.deferreds import inline
 from umoc.storage.database import Database, SchemaTooNewError, Txn
@@ -151,3 +154,21 @@ class DeclarationTests(unittest.TestCase):
         for dialect in (SQLITE, POSTGRES):
             versions = [m.version for m in _load_migrations(dialect)]
             self.assertEqual(versions, sorted(set(versions)))
+
+
+class CompatibilityTableTests(unittest.TestCase):
+    """The CHANGELOG's compatibility table keeps up with the migrations this release ships."""
+
+    def test_this_releases_row_names_its_schema_and_compatibility_versions(self) -> None:
+        from umoc.storage.engine.dialect import POSTGRES
+
+        changelog = (Path(__file__).resolve().parents[2] / "docs" / "CHANGELOG.md").read_text(encoding="utf-8")
+        self.assertRegex(changelog, rf"(?m)^## {re.escape(umoc.__version__)} - \d{{4}}-\d{{2}}-\d{{2}}$")
+        row = re.search(rf"(?m)^\| {re.escape(umoc.__version__)} \| (.*)$", changelog)
+        assert row is not None, f"no row for {umoc.__version__} in the CHANGELOG's compatibility table"
+        schema, compat = [cell.strip() for cell in row.group(1).split("|")[:2]]
+        migrations = _load_migrations(POSTGRES)
+        legacy = [m.version for m in migrations if m.version <= LEGACY_LAST]
+        expected_compat = max(legacy + [m.compat for m in migrations if m.compat is not None])
+        self.assertEqual(schema, f"{migrations[-1].version:03d}")
+        self.assertEqual(compat.split()[0], f"{expected_compat:03d}")
