@@ -15,8 +15,10 @@ it, read the history.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +62,7 @@ def _previous_tree() -> str:
     if archive.returncode != 0:
         raise RuntimeError(archive.stderr.decode(errors="replace"))
     folder = tempfile.mkdtemp(prefix="umoc-previous-")
+    atexit.register(shutil.rmtree, folder, True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(folder, filter="data")
     return folder
@@ -99,6 +102,7 @@ class PreviousReleaseTests(unittest.TestCase):
 
     def spawn_previous(self, tree: str, dsn: str) -> Daemon:
         work = tempfile.mkdtemp(prefix="umoc-previous-run-")
+        self.addCleanup(shutil.rmtree, work, True)
         config = os.path.join(work, "umoc.yaml")
         with open(config, "w") as f:
             f.write(f"database:\n  dsn: {dsn}\n")
