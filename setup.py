@@ -1,3 +1,4 @@
+import re
 from glob import glob
 from pathlib import Path
 
@@ -15,9 +16,18 @@ class BuildPy(build_py):
         self.copy_file("etc/umoc.yaml", str(target))
 
 
+def _version() -> str:
+    """``umoc.__version__``, read from the file's text: importing umoc here would need its dependencies installed."""
+    text = Path(__file__).with_name("umoc").joinpath("__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("umoc/__init__.py has no __version__ line")
+    return match.group(1)
+
+
 setup(
     name="umoc",
-    version="0.1.0",
+    version=_version(),
     description="UMOC: a self-hosted chat server speaking Socket.IO over WebSocket",
     long_description=open("README.rst", encoding="utf-8").read(),
     long_description_content_type="text/x-rst",
@@ -28,10 +38,10 @@ setup(
         "umoc.webclient": ["static/*"],
         "twisted": ["plugins/umoc_plugin.py"],
     },
-    # Under <prefix>/share/: the example configuration, the systemd unit and nginx example from etc/,
-    # and the documentation (client API reference, operator guide, changelog).
+    # Under <prefix>/share/: the example configuration, the systemd unit, the nginx example and the Grafana dashboard
+    # from etc/, and the documentation (client API reference, operator guide, changelog).
     data_files=[
-        ("share/umoc", ["etc/umoc.yaml", "etc/umoc.service", "etc/nginx.conf"]),
+        ("share/umoc", ["etc/umoc.yaml", "etc/umoc.service", "etc/nginx.conf", "etc/grafana-umoc.json"]),
         ("share/doc/umoc", sorted(glob("docs/*.md"))),
     ],
     include_package_data=True,

@@ -71,18 +71,19 @@ LAYOUT: list[set[str]] = [
     {"records", "ratelimit"},
     {"config"},
     {"errors", "timefmt", "credentials", "streaks", "metrics", "logs", "ids"},
-    {"umoc"},  # the root package's ``__init__``: empty
+    {"umoc"},  # the root package's ``__init__``: ``__version__`` only
 ]
 
 #: Small modules with no ``umoc`` import of their own, usable from anywhere above the codecs.
 LEAVES = frozenset({"errors", "timefmt", "credentials", "streaks", "metrics", "logs", "ids"})
-#: What nearly every unit may use: the leaves and the configuration.
-BASE = LEAVES | {"config"}
+#: What nearly every unit may use: the leaves, the configuration and the root's ``__version__``.
+BASE = LEAVES | {"config", "umoc"}
 
 #: For each unit, the units it may import (its own modules always).  Anything else fails.
 ALLOWED: dict[str, frozenset[str]] = {
     "umoc": frozenset(),
-    **{leaf: frozenset() for leaf in LEAVES},
+    # A leaf may read the release (``umoc.__version__``: metrics' umoc_build_info), nothing else.
+    **{leaf: frozenset({"umoc"}) for leaf in LEAVES},
     "config": frozenset(),
     "ratelimit": frozenset({"config"}),
     # Records validate themselves against limits from the configuration; nothing above.

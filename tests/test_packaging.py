@@ -26,6 +26,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial import unittest
 
+import umoc
 from umoc.admincli import run
 from umoc.config import load_config
 
@@ -85,6 +86,8 @@ class DistributionTests(unittest.TestCase):
             # setup.py's build_py copies it there, for umoc-admin example-config
             self.assertEqual(archive.read("umoc/umoc.yaml").decode("utf-8"), EXAMPLE.read_text(encoding="utf-8"))
             entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+            # setup.py's version is umoc.__version__, read from the file's text.
+            self.assertTrue(entry_points.startswith(f"umoc-{umoc.__version__}.dist-info/"), entry_points)
             self.assertIn("umoc-admin", archive.read(entry_points).decode())
         data = next(n.split("/")[0] for n in names if ".data/" in n)
         expected = {
@@ -94,6 +97,7 @@ class DistributionTests(unittest.TestCase):
             f"{data}/data/share/umoc/umoc.yaml",
             f"{data}/data/share/umoc/umoc.service",
             f"{data}/data/share/umoc/nginx.conf",
+            f"{data}/data/share/umoc/grafana-umoc.json",
             *(f"{data}/data/share/doc/umoc/{p.name}" for p in (ROOT / "docs").glob("*.md")),
         }
         self.assertEqual(expected - names, set())
@@ -111,6 +115,8 @@ class DistributionTests(unittest.TestCase):
             "etc/nginx.conf",
             "etc/nginx.compose.conf",
             "etc/umoc.compose.yaml",
+            "etc/grafana-umoc.json",
+            "tests/compat/PREVIOUS_RELEASE",
             "Dockerfile",
             "docker-compose.yml",
         }

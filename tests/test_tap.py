@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 
 from twisted.python import usage
 from twisted.trial import unittest
 
+import umoc
+from tests.support.daemon import TWISTD
 from umoc.tap import Options, makeService
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "etc", "umoc.yaml")
@@ -42,3 +46,11 @@ class OptionsTests(unittest.TestCase):
 
         names = [p.tapname for p in getPlugins(IServiceMaker)]
         self.assertIn("umoc", names)
+
+    def test_twistd_umoc_version_prints_umocs_version(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "umoc", "--version"], cwd=root, capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, rf"^umoc {umoc.__version__} \(Twisted \d+\.\d+\.\d+, Python 3\.")

@@ -1,0 +1,9 @@
+"""UMOC: a self-hosted chat server speaking Socket.IO over WebSocket.
+
+``__version__`` is the one place the release is written: setup.py reads it
+from this file's text (without importing anything), ``twistd umoc
+--version``, ``/healthz`` and the ``umoc_build_info`` metric show it.  The
+CHANGELOG's compatibility table maps each release to its schema version.
+"""
+
+__version__ = "0.2.0"

@@ -19,17 +19,26 @@ Two kinds of metric:
   and receive counts, whether Redis is connected, the push and webhook
   queues), and the push and webhook outcomes, kept here as plain counters.  Those objects import
   nothing from here, and a fan-out to a thousand sockets pays nothing extra.
+
+A private registry has none of prometheus-client's default collectors, so
+two are added by hand: ``process_*`` (CPU seconds, resident memory, open
+files, start time: read from ``/proc`` at scrape time, Linux only) and
+``umoc_build_info{version, python}`` = 1, which tells a dashboard which
+release each node runs during a rolling upgrade.
 """
 
 from __future__ import annotations
 
+import platform
 from collections import Counter as PlainCounter
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+import umoc
 
 __all__ = ["CONTENT_TYPE", "Metrics", "TransactionMetrics"]
 
@@ -124,6 +133,13 @@ class Metrics:
         registry = self.registry
         self._scrape_time = _ScrapeTime()
         registry.register(self._scrape_time)
+        ProcessCollector(registry=registry)
+        self.gauge(
+            "umoc_build_info",
+            "Always 1; the labels say which UMOC release (umoc.__version__) and Python this node runs",
+            lambda: {(umoc.__version__, platform.python_version()): 1},
+            ("version", "python"),
+        )
         self.events = Counter(
             "umoc_events",
             "Socket.IO events handled, by event and outcome (ok, error)",

@@ -24,6 +24,7 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 
+import umoc
 from umoc.config import Config, ConfigError, load_config, with_overrides
 from umoc.logs import log_observer
 from umoc.service import UmocService
@@ -44,6 +45,16 @@ class Options(usage.Options):
         ["listen", "l", None, 'Endpoint to listen on, e.g. "tcp:8080:interface=127.0.0.1"'],
         ["data-dir", "d", None, "Directory for the SQLite database and uploads"],
     ]
+
+    def opt_version(self) -> None:
+        """Print UMOC's version (with Twisted's and Python's) and exit."""
+        # usage.Options shows this docstring in --help; twistd's own --version (before "umoc") prints Twisted's only.
+        import twisted
+
+        print(f"umoc {umoc.__version__} (Twisted {twisted.__version__}, Python {sys.version.split()[0]})")
+        sys.exit(0)
+
+    opt_V = opt_version
 
     def postOptions(self) -> None:
         try:

@@ -9,6 +9,7 @@ from typing import Any
 import socketio
 import treq
 
+import umoc
 from tests.support.cluster import ClusterTestCase
 from tests.support.databases import NO_REDIS, REDIS_URL
 from tests.support.deferreds import blocking, inline
@@ -129,7 +130,7 @@ class RateLimitRedisDownTests(RateLimitTestsMixin, ServerTestCase):
         self.assertEqual(response.code, 200, "a Redis outage alone must not take every node out of the balancer")
         self.assertEqual(await response.json(), {"database": True, "redis": False, "status": "degraded"})
         response = await treq.get(self.server.url + "/healthz", persistent=False)
-        self.assertEqual((response.code, await response.json()), (200, {"status": "ok"}))
+        self.assertEqual((response.code, await response.json()), (200, {"status": "ok", "version": umoc.__version__}))
         _, client = await self.connected_user("alice")
         self.assertEqual((await client.call("ping", {"timestamp": 1}))["timestamp"], 1)
         self.assertTrue(self.server.services.ratelimiter.using_fallback)

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 import treq
 from twisted.internet import defer
 
+import umoc
 from tests.e2e.test_twistd import DaemonCase
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, postgres_schema
 from tests.support.deferreds import inline, sleep
@@ -71,7 +72,7 @@ class SilentDatabaseDaemonTests(DaemonCase):
         self.assertEqual(codes, [503] * 4)
         self.assertLess(time.monotonic() - started, 8, "answered within the deadlines, not hung")
         self.assertEqual((await self.get("/readyz"))[0], 503)
-        self.assertEqual(await self.get("/healthz"), (200, {"status": "ok"}))
+        self.assertEqual(await self.get("/healthz"), (200, {"status": "ok", "version": umoc.__version__}))
         await sleep(3)  # the partition lasts
 
         proxy.silent = False

@@ -16,8 +16,10 @@ import treq
 from twisted.internet import error, reactor
 from twisted.trial import unittest
 
+import umoc
 from tests.support.daemon import TWISTD, Daemon
 from tests.support.deferreds import blocking, inline
+from umoc.storage.database import Database
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -216,12 +218,32 @@ class StartFailureTests(DaemonCase):
         db.commit()
         db.close()
         await self.fails_with(
-            b"database schema version 999 is newer than this UMOC's",
+            b"the database's schema (version 999) needs code of schema version 999 or newer; this is UMOC",
             "--data-dir",
             data_dir,
             "--listen",
             "tcp:0:interface=127.0.0.1",
         )
+
+    @inline
+    async def test_a_schema_whose_compat_version_is_above_the_codes_is_refused_with_status_1(self) -> None:
+        # What an older node meets after a newer release ran a contract migration: it must not start.
+        data_dir = tempfile.mkdtemp()
+        db = Database.sqlite(os.path.join(data_dir, "umoc.sqlite3"))
+        version = await db.migrate()
+        await db.run("test", lambda txn: txn.execute("UPDATE schema_compat_version SET compat_version = 999"))
+        db.close()
+        daemon = self.spawn("--data-dir", data_dir, "--listen", "tcp:0:interface=127.0.0.1")
+        daemon.listening.addErrback(lambda _: None)
+        self.assertEqual(await daemon.ended, 1)
+        lines = [line for line in daemon.output.splitlines() if b"could not start" in line]
+        self.assertEqual(len(lines), 1, daemon.output.decode(errors="replace"))
+        self.assertIn(
+            f"the database's schema (version {version}) needs code of schema version 999 or newer;"
+            f" this is UMOC {umoc.__version__} (schema version {version})".encode(),
+            lines[0],
+        )
+        self.assertNotIn(b"Traceback", daemon.output)
 
     @inline
     async def test_data_dir_that_cannot_be_made(self) -> None:

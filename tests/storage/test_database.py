@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.storage.database import Database, SchemaTooNewError
-from umoc.storage.engine.migrations import _migrate_txn, _statements
+from umoc.storage.engine.migrations import Migration, _migrate_txn, _statements
 
 
 class DatabaseTestsMixin:
@@ -23,7 +23,7 @@ class DatabaseTestsMixin:
         sql = "INSERT INTO schema_version (version, applied_at) VALUES (999, 0)"
         await self.db.run("test", lambda t: t.execute(sql))
         with self.assertRaises(SchemaTooNewError):
-            await self.db.run("test", _migrate_txn, [(1, "")])
+            await self.db.run("test", _migrate_txn, [Migration(1, "", None)])
 
     @inline
     async def test_percent_signs_in_values_survive_placeholder_conversion(self) -> None:

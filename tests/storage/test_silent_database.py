@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
+import umoc
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, postgres_schema
 from tests.support.deferreds import inline, sleep
 from tests.support.server import test_config
@@ -182,10 +183,15 @@ class WedgedHealthTests(unittest.TestCase):
 
     @inline
     async def test_a_silent_database_is_unready_but_alive_and_a_wedged_pool_is_neither(self) -> None:
-        self.assertEqual(await self.health(), ((200, {"status": "ok"}), (200, {"database": True, "status": "ok"})))
+        self.assertEqual(
+            await self.health(),
+            ((200, {"status": "ok", "version": umoc.__version__}), (200, {"database": True, "status": "ok"})),
+        )
         self.proxy.silent = True
         live, ready = await self.health()
-        self.assertEqual(live, (200, {"status": "ok"}), "an outage alone never gets the node restarted")
+        self.assertEqual(
+            live, (200, {"status": "ok", "version": umoc.__version__}), "an outage alone never gets the node restarted"
+        )
         self.assertEqual(ready, (503, {"database": False, "status": "unready"}))
         self.proxy.silent = False
         self.assertTrue(await until(lambda: self.busy() == 0, 2.0))
@@ -198,7 +204,9 @@ class WedgedHealthTests(unittest.TestCase):
         self.assertTrue(await until(lambda: self.db.watch().wedged, DEADLINE + STUCK + 1))
         live, ready = await self.health()
         reason = "every database connection is stuck; the node needs a restart"
-        self.assertEqual(live, (503, {"status": "wedged", "reason": reason, "database_stuck": 2}))
+        self.assertEqual(
+            live, (503, {"status": "wedged", "reason": reason, "database_stuck": 2, "version": umoc.__version__})
+        )
         self.assertEqual(ready, (503, {"database": False, "database_stuck": 2, "reason": reason, "status": "unready"}))
         release.set()
         self.assertTrue(await until(lambda: self.busy() == 0, 2.0))
@@ -208,7 +216,10 @@ class WedgedHealthTests(unittest.TestCase):
             if ready_again[0] == 200:
                 break
             await sleep(0.1)
-        self.assertEqual((live, ready_again), ((200, {"status": "ok"}), (200, {"database": True, "status": "ok"})))
+        self.assertEqual(
+            (live, ready_again),
+            ((200, {"status": "ok", "version": umoc.__version__}), (200, {"database": True, "status": "ok"})),
+        )
 
     def busy(self) -> int:
         return self.db.watch().busy

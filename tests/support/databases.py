@@ -110,7 +110,7 @@ async def _postgres_schema() -> str:
 
 
 def _empty(schema: str) -> None:
-    """Delete every row but the migrations' and restart every sequence, as if freshly migrated; then reuse it.
+    """Delete every row but the migration runner's and restart every sequence, as if freshly migrated; then reuse it.
 
     Replication role "replica" skips foreign key triggers, so the tables can
     be emptied in any order (the test DSN's role is a superuser).
@@ -122,7 +122,8 @@ def _empty(schema: str) -> None:
         with conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT format('DELETE FROM %%I.%%I', schemaname, tablename) FROM pg_tables"
-                " WHERE schemaname = %s AND tablename <> 'schema_version'"
+                " WHERE schemaname = %s"
+                " AND tablename NOT IN ('schema_version', 'schema_migrations', 'schema_compat_version')"
                 " UNION ALL SELECT format('SELECT setval(%%L, 1, false)', schemaname || '.' || sequencename)"
                 " FROM pg_sequences WHERE schemaname = %s",
                 (schema, schema),

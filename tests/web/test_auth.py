@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 
+import umoc
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase
 from tests.support.node import NodeTestCase
@@ -71,7 +72,7 @@ class HttpAuthTests(InProcessChatCase):
         self.assertEqual(response.code, 200)
         self.assertEqual(response.json(), {"database": True, "status": "ok"})
         response = await self.server.http("GET", "/healthz")
-        self.assertEqual((response.code, response.json()), (200, {"status": "ok"}))
+        self.assertEqual((response.code, response.json()), (200, {"status": "ok", "version": umoc.__version__}))
 
     @inline
     async def test_readyz_is_503_when_the_database_is_gone(self) -> None:

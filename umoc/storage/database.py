@@ -21,7 +21,13 @@ from twisted.python.failure import Failure
 from umoc.metrics import TransactionMetrics
 from umoc.storage.batching import BatchWriter, Together
 from umoc.storage.engine.dialect import POSTGRES, SQLITE, Dialect
-from umoc.storage.engine.migrations import SchemaTooNewError, _load_migrations, _migrate_txn
+from umoc.storage.engine.migrations import (
+    SchemaState,
+    SchemaTooNewError,
+    _load_migrations,
+    _migrate_txn,
+    schema_state_txn,
+)
 from umoc.storage.engine.pool import (
     SQLITE_READERS,
     DatabaseUnavailableError,
@@ -45,6 +51,7 @@ __all__ = [
     "Keepalives",
     "PoolHealth",
     "Row",
+    "SchemaState",
     "SchemaTooNewError",
     "Txn",
     "in_clause",
@@ -355,5 +362,14 @@ class Database:
     # -- migrations -------------------------------------------------------
 
     def migrate(self) -> defer.Deferred[int]:
-        """Apply the numbered files in ``storage/schema`` not yet applied; return the version."""
+        """Apply the numbered files in ``storage/schema`` not yet applied; return the schema version.
+
+        Raises `SchemaTooNewError` when the database's compatibility version
+        is above this code's newest migration; on a newer schema that is
+        still compatible it applies nothing and returns the database's version.
+        """
         return self.run("migrate", _migrate_txn, _load_migrations(self.dialect))
+
+    def schema_state(self) -> defer.Deferred[SchemaState]:
+        """The schema version and compatibility version, read without migrating anything."""
+        return self.run("schema_state", schema_state_txn)

@@ -32,8 +32,8 @@ __all__ = ["PortRefusedError", "PortReport", "port_sqlite_to_postgres"]
 
 #: Rows sent to PostgreSQL per INSERT.
 BATCH = 1000
-#: Tables that are not data: the migration record is written by each database's own migrations.
-_SKIP = {"schema_version"}
+#: Tables that are not data: the migration runner's own, written by each database's migrations.
+_SKIP = {"schema_version", "schema_migrations", "schema_compat_version"}
 
 
 class PortRefusedError(Exception):

@@ -24,6 +24,7 @@ from twisted.internet import defer
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
+import umoc
 from umoc.credentials import token_digest, token_matches
 from umoc.domain.services import Services
 from umoc.metrics import CONTENT_TYPE, Metrics
@@ -37,14 +38,19 @@ WEDGED = "every database connection is stuck; the node needs a restart"
 
 
 def LivenessResource(services: Services | None = None) -> JsonResource:
-    """200 whenever the process answers HTTP, unless every database pool thread is stuck (503)."""
+    """200 whenever the process answers HTTP, unless every database pool thread is stuck (503).
+
+    Both bodies carry ``version`` (``umoc.__version__``): during a rolling
+    upgrade a probe shows which release each node runs.
+    """
 
     async def alive(request: IRequest) -> None:
         pool = services.storage.db.watch() if services is not None else None
         if pool is not None and pool.wedged:
-            write_json(request, 503, {"status": "wedged", "reason": WEDGED, "database_stuck": pool.stuck})
+            body = {"status": "wedged", "reason": WEDGED, "database_stuck": pool.stuck, "version": umoc.__version__}
+            write_json(request, 503, body)
             return
-        write_json(request, 200, {"status": "ok"})
+        write_json(request, 200, {"status": "ok", "version": umoc.__version__})
 
     return JsonResource({b"GET": alive})
 
