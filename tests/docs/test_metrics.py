@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "etc" / "grafana-umoc.json"
 #: The pages that document metrics as they are now (the CHANGELOG records old names on purpose).
 PAGES = [ROOT / "docs" / "api.md", ROOT / "docs" / "operator-guide.md", ROOT / "README.rst"]
-_METRIC = re.compile(r"\b((?:umoc|process)_[a-z][a-z_]*)")
+_METRIC = re.compile(r"\b((?:umoc|process)_[a-z][a-z_]*[a-z])(?![a-z_])")  # not a prefix such as `umoc_port_...`
 
 
 #: The series a family of each type has, whether or not a labelled child exists yet.
