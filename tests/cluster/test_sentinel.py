@@ -2,7 +2,7 @@
 
 The parsing runs alone; the rest against a real master, replica and
 sentinel started here on loopback (``tests/support/sentinel.py``), skipped
-without ``redis-server``.
+without ``redis-server`` or without ``UMOC_TEST_REDIS`` (no Redis tests wanted).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import txredisapi
 from twisted.internet import endpoints, reactor
 from twisted.trial import unittest
 
+from tests.support.databases import NO_REDIS, REDIS_URL
 from tests.support.deferreds import inline, sleep
 from tests.support.sentinel import REDIS_SERVER, SentinelSet, free_port
 from umoc.cluster.redisclient import RedisClient, _MasterFactory, redis_client
@@ -48,7 +49,9 @@ class NoSentinelTests(unittest.TestCase):
 
 
 class LiveSentinelTests(unittest.TestCase):
-    if REDIS_SERVER is None:
+    if not REDIS_URL:
+        skip = NO_REDIS
+    elif REDIS_SERVER is None:
         skip = "redis-server is not installed: no master, replica and sentinel to ask"
 
     def setUp(self) -> None:
