@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["REDIS_SERVER", "SentinelSet", "free_port"]
 
@@ -25,35 +26,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(port: int, *args: str, timeout: float = 1.0) -> bytes:
-    """One command over RESP with a blocking socket: for set-up and polling, outside the reactor's way."""
+def command(port: int, *args: str, timeout: float = 1.0) -> Any:
+    """One command over RESP with a blocking socket (set-up and polling): the reply, bytes and lists."""
     payload = f"*{len(args)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(payload)
-        chunks = b""
-        s.settimeout(timeout)
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                break
-            chunks += chunk
-            if not chunk or chunks.endswith(b"\r\n") and _complete(chunks):
-                break
-        return chunks
+        with s.makefile("rb") as reply:
+            return _read(reply)
 
 
-def _complete(reply: bytes) -> bool:
-    """Good enough for the replies read here: one line, or an array whose last element has arrived."""
-    if reply[:1] in (b"+", b"-", b":"):
-        return True
-    if reply[:1] == b"$":
-        size = int(reply[1 : reply.index(b"\r\n")])
-        return size < 0 or len(reply) >= reply.index(b"\r\n") + 2 + size + 2
-    if reply[:1] == b"*":
-        count = int(reply[1 : reply.index(b"\r\n")])
-        return count <= 0 or reply.count(b"\r\n") >= 1 + 2 * count
-    return True
+def _read(reply: Any) -> Any:
+    line = reply.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind in (b"+", b":"):
+        return rest
+    if kind == b"-":
+        raise OSError(rest.decode())
+    if kind == b"$":
+        size = int(rest)
+        return None if size < 0 else reply.read(size + 2)[:-2]
+    if kind == b"*":
+        count = int(rest)
+        return None if count < 0 else [_read(reply) for _ in range(count)]
+    raise OSError(f"unexpected reply {line!r}")
 
 
 class SentinelSet:
@@ -101,15 +96,15 @@ class SentinelSet:
         self._wait_port(self.sentinel_port)
         self._wait(lambda: b"master_link_status:up" in command(self.replica_port, "INFO", "replication"))
         # The sentinel must know the replica (from the master's INFO) before the master may die.
+        replica = f"127.0.0.1:{self.replica_port}".encode()
         self._wait(
-            lambda: f"{self.replica_port}".encode() in command(self.sentinel_port, "SENTINEL", "REPLICAS", self.name)
+            lambda: any(replica in entry for entry in command(self.sentinel_port, "SENTINEL", "REPLICAS", self.name))
         )
 
     def master_port_now(self) -> int | None:
         """The master's port as the sentinel says it now."""
         reply = command(self.sentinel_port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name, timeout=0.5)
-        lines = reply.split(b"\r\n")
-        return int(lines[4]) if len(lines) > 4 and lines[4].isdigit() else None
+        return int(reply[1]) if reply else None
 
     def kill_master(self) -> None:
         """SIGKILL: no goodbye to anyone."""
@@ -126,7 +121,11 @@ class SentinelSet:
 
     @staticmethod
     def _wait_port(port: int) -> None:
-        SentinelSet._wait(lambda: bool(socket.create_connection(("127.0.0.1", port), timeout=0.1).close() or True))
+        def accepts() -> bool:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return True
+
+        SentinelSet._wait(accepts)
 
     @staticmethod
     def _wait(probe: object, timeout: float = 10.0) -> None:

@@ -26,7 +26,7 @@ from twisted.internet import defer, endpoints, task
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
-from umoc.cluster.sentinel import MasterEndpoint, MasterOnly, Sentinels, follow_failover
+from umoc.cluster.sentinel import FollowsFailover, MasterEndpoint, MasterOnly, Sentinels
 from umoc.config import RedisConfig, RedisTarget, parse_host_port, parse_redis_url
 
 __all__ = ["RedisClient", "RedisSubscriber", "redis_client"]
@@ -79,7 +79,6 @@ class RedisClient:
             replyTimeout=self.REPLY_TIMEOUT,
             convertNumbers=False,
         )
-        follow_failover(factory)
         factory.startConnecting(MasterEndpoint(self.clock, sentinels, max(1.0, self.timeout * 4)))
         return factory.handler
 
@@ -153,7 +152,7 @@ class _MasterProtocol(MasterOnly, txredisapi.RedisProtocol):
     """A command connection that is used only once ROLE said master."""
 
 
-class _MasterFactory(txredisapi.RedisFactory):
+class _MasterFactory(FollowsFailover, txredisapi.RedisFactory):
     protocol = _MasterProtocol
 
 
@@ -234,7 +233,7 @@ class _MasterSubscriberProtocol(MasterOnly, _SubscriberProtocol):
     """The bus subscription on the master only (a replica's would go quiet at the next switch)."""
 
 
-class _MasterSubscriberFactory(_SubscriberFactory):
+class _MasterSubscriberFactory(FollowsFailover, _SubscriberFactory):
     protocol = _MasterSubscriberProtocol
 
 
@@ -254,7 +253,6 @@ class RedisSubscriber:
         if master is not None:
             # Through Sentinel: the endpoint asks where the master is on every (re)connect.
             self._factory = _MasterSubscriberFactory(target, channel, on_message, on_lost, on_subscribed)
-            follow_failover(self._factory)
             self._factory.startConnecting(master)
             return
         self._factory = _SubscriberFactory(target, channel, on_message, on_lost, on_subscribed)

@@ -34,7 +34,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
-__all__ = ["MasterEndpoint", "MasterOnly", "Sentinels", "follow_failover"]
+__all__ = ["FollowsFailover", "MasterEndpoint", "MasterOnly", "Sentinels"]
 
 log = Logger()
 
@@ -69,7 +69,8 @@ class Sentinels:
             for host, port in addresses
         ]
         for conn in self._connections:
-            follow_failover(conn._factory)
+            # A sentinel restarted is asked again within half a second (txredisapi waits up to ten).
+            conn._factory.initialDelay, conn._factory.maxDelay = 0.1, 0.5
 
     def master(self) -> defer.Deferred[tuple[str, int]]:
         """The master's address, as the first connected sentinel that knows a live one says."""
@@ -171,18 +172,17 @@ class MasterOnly:
         return (yield super().connectionMade())  # type: ignore[misc]
 
 
-def follow_failover(factory: Any) -> None:
-    """Reconnect soon: the first retry at once (the address is asked anew), then at most half a second apart.
+class FollowsFailover:
+    """A factory mix-in: reconnect soon, the first retry at once (the address is asked anew), then at most 0.5 s apart.
 
     A failover is over within seconds, and while the master is held down
     an attempt costs one question to a sentinel and no connection, so
     waiting longer between attempts would only delay the recovery: the
     first attempt after the promotion comes within half a second of it.
     """
-    factory.initialDelay, factory.maxDelay = 0.1, 0.5
-    plain = factory.retryDelay
 
-    def retry_delay(attempt: int) -> float:
-        return 0.0 if attempt <= 1 else float(plain(attempt))
+    initialDelay = 0.1
+    maxDelay = 0.5
 
-    factory.retryDelay = retry_delay
+    def retryDelay(self, attempt: int) -> float:
+        return 0.0 if attempt <= 1 else float(super().retryDelay(attempt))  # type: ignore[misc]
