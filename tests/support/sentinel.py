@@ -82,6 +82,10 @@ class SentinelSet:
         self._server(
             "replica", "--port", str(self.replica_port), "--replicaof", "127.0.0.1", str(self.master_port), *plain
         )
+        # In sync before the sentinel starts: it learns the replicas from the master's INFO, at once
+        # when it connects and then only every ten seconds.
+        self._wait(lambda: b"master_link_status:up" in command(self.replica_port, "INFO", "replication"))
+        self._wait(lambda: b"slave0:" in command(self.master_port, "INFO", "replication"))
         conf = self.dir / "sentinel.conf"
         conf.write_text(
             f"port {self.sentinel_port}\n"
@@ -94,7 +98,6 @@ class SentinelSet:
         )
         self._server("sentinel", str(conf), "--sentinel")
         self._wait_port(self.sentinel_port)
-        self._wait(lambda: b"master_link_status:up" in command(self.replica_port, "INFO", "replication"))
         # The sentinel must know the replica (from the master's INFO) before the master may die.
         replica = f"127.0.0.1:{self.replica_port}".encode()
         self._wait(
@@ -128,7 +131,7 @@ class SentinelSet:
         SentinelSet._wait(accepts)
 
     @staticmethod
-    def _wait(probe: object, timeout: float = 10.0) -> None:
+    def _wait(probe: object, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
