@@ -7,7 +7,16 @@ import tempfile
 
 from twisted.trial import unittest
 
-from umoc.config import Config, ConfigError, load_config, parse_config, parse_duration, parse_redis_url, parse_size
+from umoc.config import (
+    Config,
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_host_port,
+    parse_redis_url,
+    parse_size,
+)
 
 HERE = os.path.dirname(__file__)
 EXAMPLE = os.path.join(HERE, "..", "etc", "umoc.yaml")
@@ -254,3 +263,39 @@ class EnvironmentSubstitutionTests(unittest.SynchronousTestCase):
             f.write("postgresql://umoc@db/umoc\n")
         config = self.load("database:\n  dsn_file: ${CREDENTIALS_DIRECTORY}/dsn\n", CREDENTIALS_DIRECTORY=directory)
         self.assertEqual(config.database.dsn, "postgresql://umoc@db/umoc")
+
+
+class RedisSentinelConfigTests(unittest.TestCase):
+    def test_sentinels_master_name_and_password_are_read(self) -> None:
+        config = parse_config(
+            {"redis": {"sentinels": ["10.0.0.1:26379", "[::1]:26380"], "master_name": "chat", "password": "pw"}}
+        )
+        self.assertEqual(config.redis.sentinels, ("10.0.0.1:26379", "[::1]:26380"))
+        self.assertEqual((config.redis.master_name, config.redis.password), ("chat", "pw"))
+        self.assertTrue(config.redis.enabled)
+        self.assertEqual([parse_host_port(s) for s in config.redis.sentinels], [("10.0.0.1", 26379), ("::1", 26380)])
+
+    def test_no_url_and_no_sentinels_is_one_node_alone(self) -> None:
+        self.assertFalse(parse_config({}).redis.enabled)
+        self.assertTrue(parse_config({"redis": {"url": "redis://127.0.0.1"}}).redis.enabled)
+        self.assertEqual(parse_config({}).redis.master_name, "umoc")
+
+    def test_url_and_sentinels_together_are_refused(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"redis": {"url": "redis://127.0.0.1", "sentinels": ["127.0.0.1:26379"]}})
+        self.assertEqual(
+            caught.exception.problems,
+            ["Error in configuration at 'redis.sentinels': expected either redis.url or redis.sentinels"],
+        )
+
+    def test_bad_sentinel_addresses_empty_name_and_stray_password_are_refused_with_their_paths(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"redis": {"sentinels": ["10.0.0.1", "host:0", "h:26379"], "master_name": ""}})
+        paths = [p.split("'")[1] for p in caught.exception.problems]
+        self.assertEqual(paths, ["redis.sentinels[0]", "redis.sentinels[1]", "redis.master_name"])
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"redis": {"url": "redis://127.0.0.1", "password": "pw"}})
+        self.assertIn("'redis.password': only with redis.sentinels", caught.exception.problems[0])
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"redis": {"sentinels": "127.0.0.1:26379"}})
+        self.assertEqual(caught.exception.problems, ["Error in configuration at 'redis.sentinels': expected a list"])

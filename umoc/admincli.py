@@ -10,7 +10,7 @@
 It reads the same configuration file as ``twistd umoc`` and works on the
 same database (SQLite or PostgreSQL), migrating it first like a node
 does.  Changes that must reach running nodes (ended sessions, a deleted
-message) are published on the Redis bus when ``redis.url`` is set, exactly
+message) are published on the Redis bus when ``redis.url`` (or ``redis.sentinels``) is set, exactly
 as a node publishes them; with no Redis, running nodes close the sockets
 of ended sessions by themselves within ``sessions.check_interval``, and
 clients see a deleted message when they next load or sync the chat (its

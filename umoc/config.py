@@ -38,6 +38,7 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "parse_size",
+    "parse_host_port",
     "parse_redis_url",
     "RATE_CLASSES",
     "RedisTarget",
@@ -165,11 +166,19 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class RedisConfig:
-    """Rate-limit buckets, presence and fan-out between nodes; empty url: one node alone."""
+    """Rate-limit buckets, presence and fan-out between nodes; no url and no sentinels: one node alone."""
 
     url: str = ""
     #: A file holding the URL instead (it may carry the password).
     url_file: str = ""
+    #: Redis Sentinel instead of ``url``: ``"HOST:PORT"`` of each sentinel, asked for the master on every
+    #: (re)connect, so that a node follows a failover by itself.
+    sentinels: tuple[str, ...] = ()
+    #: The name the sentinels monitor the master under.
+    master_name: str = "umoc"
+    #: The master's (and replicas') password with ``sentinels`` (a ``url`` carries its own); the sentinels
+    #: themselves are asked without one.
+    password: str = ""
     #: Prepended to every key and channel, so several deployments (or test runs) can share one Redis.
     prefix: str = "umoc:"
     #: How long a request waits for Redis before answering from this node's memory instead.
@@ -178,6 +187,11 @@ class RedisConfig:
     presence_ttl: Duration = Duration(30)
     #: How often a node checks its bus subscription with a self-ping (a gap is caught up from the database).
     bus_check_interval: Duration = Duration(1)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this node shares Redis with others (through a URL or through sentinels)."""
+        return bool(self.url or self.sentinels)
 
 
 @dataclass(frozen=True)
@@ -583,12 +597,41 @@ def parse_redis_url(url: str) -> RedisTarget:
     )
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:26379"`` for IPv6) -> ``(host, port)``: where a sentinel listens."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
 def _redis_url_ok(url: str) -> bool:
     try:
         parse_redis_url(url)
     except ValueError:
         return False
     return True
+
+
+def _check_sentinels(redis: RedisConfig) -> list[str]:
+    """``redis.sentinels`` and its companions: one way to find Redis, each sentinel a HOST:PORT."""
+    problems = []
+    if redis.url and redis.sentinels:
+        problems.append("Error in configuration at 'redis.sentinels': expected either redis.url or redis.sentinels")
+    for i, entry in enumerate(redis.sentinels):
+        try:
+            parse_host_port(entry)
+        except ValueError:
+            problems.append(f"Error in configuration at 'redis.sentinels[{i}]': expected \"HOST:PORT\"")
+    if redis.sentinels and not redis.master_name:
+        problems.append("Error in configuration at 'redis.master_name': expected the name the sentinels monitor")
+    if redis.password and not redis.sentinels:
+        problems.append(
+            "Error in configuration at 'redis.password': only with redis.sentinels (put it in redis.url otherwise)"
+        )
+    return problems
 
 
 def _check(config: Config) -> list[str]:
@@ -613,6 +656,7 @@ def _check(config: Config) -> list[str]:
         bad("database.tcp_user_timeout", "expected a duration, 0 or more")
     if config.redis.url and not _redis_url_ok(config.redis.url):
         bad("redis.url", 'expected "redis://[:PASSWORD@]HOST[:PORT][/DB]" or "unix:/PATH[?db=N]"')
+    problems.extend(_check_sentinels(config.redis))
     if config.redis.timeout <= 0:
         bad("redis.timeout", "expected a positive duration")
     if config.redis.presence_ttl < 3:

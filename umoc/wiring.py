@@ -19,7 +19,7 @@ from umoc.cluster.buswatch import BusWatch
 from umoc.cluster.hub import Hub
 from umoc.cluster.presence import LocalPresence, Presence
 from umoc.cluster.redisbus import BusReceiver, RedisBus, bus_channel
-from umoc.cluster.redisclient import RedisClient
+from umoc.cluster.redisclient import RedisClient, redis_client
 from umoc.cluster.redispresence import RedisPresence
 from umoc.config import Config
 from umoc.domain import notices
@@ -133,10 +133,10 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     ratelimiter: Ratelimiter
     presence: Presence
     redis_side: tuple[RedisClient, RedisBus, BusWatch, RedisPresence] | None = None
-    if config.redis.url:
+    if config.redis.enabled:
         cfg = config.redis
         node_id = uuid.uuid4().hex
-        redis = RedisClient(cfg.url, reactor, cfg.timeout)
+        redis = redis_client(cfg, reactor)
         # The catch-up is made below (it needs the hub, which needs this bus): the listener looks it up when called.
         watch = BusWatch(
             redis,
@@ -329,8 +329,8 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None])
     metrics = Metrics(storage.db.transactions)
     redis: RedisClient | None = None
     bus: RedisBus | None = None
-    if config.redis.url:
-        redis = RedisClient(config.redis.url, reactor, config.redis.timeout)
+    if config.redis.enabled:
+        redis = redis_client(config.redis, reactor)
         if await redis.wait_connected(max(2.0, config.redis.timeout * 4)):
             bus = RedisBus(redis, f"admin-{uuid.uuid4().hex}", config.redis.prefix)
         else:

@@ -7,6 +7,10 @@ cheap "is there a connection at all" check so that requests do not even
 wait while Redis is known to be away, and a reconnecting pub/sub
 subscriber.
 
+With ``redis.sentinels`` instead of ``redis.url``, both connections find
+the master through ``umoc.cluster.sentinel`` on every (re)connect, so a
+failover is followed like any other lost connection.
+
 One connection, not a pool: txredisapi pipelines commands on a connection,
 and a single connection keeps this node's commands in the order they were
 issued, which presence relies on (an "open" must never overtake the
@@ -22,9 +26,10 @@ from twisted.internet import defer, endpoints, task
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
-from umoc.config import RedisTarget, parse_redis_url
+from umoc.cluster.sentinel import FollowsFailover, MasterEndpoint, MasterOnly, Sentinels
+from umoc.config import RedisConfig, RedisTarget, parse_host_port, parse_redis_url
 
-__all__ = ["RedisClient", "RedisSubscriber"]
+__all__ = ["RedisClient", "RedisSubscriber", "redis_client"]
 
 log = Logger()
 
@@ -35,10 +40,16 @@ class RedisClient:
     #: txredisapi's own reply timeout: a connection silent this long is dropped and rebuilt.
     REPLY_TIMEOUT = 10.0
 
-    def __init__(self, url: str, clock: IReactorTime, timeout: float) -> None:
-        self.target = parse_redis_url(url)
+    def __init__(self, url: str, clock: IReactorTime, timeout: float, sentinels: Sentinels | None = None) -> None:
         self.clock = clock
         self.timeout = timeout
+        #: Where the master is, when it is found through Sentinel (``url`` is then unused).
+        self.sentinels = sentinels
+        if sentinels is not None:
+            self.target = RedisTarget(password=sentinels.password)
+            self._conn = self._through_sentinels(sentinels)
+            return
+        self.target = parse_redis_url(url)
         common: dict[str, Any] = {
             "dbid": self.target.db or None,  # no SELECT round trip for the default database
             "poolsize": 1,
@@ -56,6 +67,20 @@ class RedisClient:
         if factory is not None:
             # Reconnect within two seconds of Redis coming back (txredisapi backs off to ten).
             factory.initialDelay, factory.maxDelay = 0.2, 2.0
+
+    def _through_sentinels(self, sentinels: Sentinels) -> Any:
+        """One lazy connection to whichever server the sentinels name master at each (re)connect."""
+        factory = _MasterFactory(
+            None,
+            None,
+            1,
+            isLazy=True,
+            password=self.target.password,
+            replyTimeout=self.REPLY_TIMEOUT,
+            convertNumbers=False,
+        )
+        factory.startConnecting(MasterEndpoint(self.clock, sentinels, max(1.0, self.timeout * 4)))
+        return factory.handler
 
     @property
     def connected(self) -> bool:
@@ -101,10 +126,34 @@ class RedisClient:
         on_lost: Callable[[], None] | None = None,
         on_subscribed: Callable[[], None] | None = None,
     ) -> RedisSubscriber:
-        return RedisSubscriber(self.target, self.clock, channel, on_message, on_lost, on_subscribed)
+        endpoint = None
+        if self.sentinels is not None:
+            endpoint = MasterEndpoint(self.clock, self.sentinels, 5)
+        return RedisSubscriber(self.target, self.clock, channel, on_message, on_lost, on_subscribed, endpoint)
 
     def close(self) -> defer.Deferred[Any]:
-        return self._conn.disconnect()
+        d = self._conn.disconnect()
+        if self.sentinels is not None:
+            sentinels = self.sentinels
+            d.addBoth(lambda _: sentinels.close())
+        return d
+
+
+def redis_client(config: RedisConfig, reactor: Any) -> RedisClient:
+    """The client ``config`` asks for: a plain ``redis.url``, or the master behind ``redis.sentinels``."""
+    if not config.sentinels:
+        return RedisClient(config.url, reactor, config.timeout)
+    addresses = [parse_host_port(entry) for entry in config.sentinels]
+    sentinels = Sentinels(addresses, config.master_name, reactor, max(1.0, config.timeout * 2), config.password)
+    return RedisClient("", reactor, config.timeout, sentinels)
+
+
+class _MasterProtocol(MasterOnly, txredisapi.RedisProtocol):
+    """A command connection that is used only once ROLE said master."""
+
+
+class _MasterFactory(FollowsFailover, txredisapi.RedisFactory):
+    protocol = _MasterProtocol
 
 
 class _SubscriberProtocol(txredisapi.SubscriberProtocol):
@@ -180,6 +229,14 @@ class _SubscriberFactory(txredisapi.RedisFactory):
         return d
 
 
+class _MasterSubscriberProtocol(MasterOnly, _SubscriberProtocol):
+    """The bus subscription on the master only (a replica's would go quiet at the next switch)."""
+
+
+class _MasterSubscriberFactory(FollowsFailover, _SubscriberFactory):
+    protocol = _MasterSubscriberProtocol
+
+
 class RedisSubscriber:
     """A pub/sub connection of its own (a subscribed connection can do nothing else)."""
 
@@ -191,7 +248,13 @@ class RedisSubscriber:
         on_message: Callable[[str, Any], None],
         on_lost: Callable[[], None] | None = None,
         on_subscribed: Callable[[], None] | None = None,
+        master: IStreamClientEndpoint | None = None,
     ) -> None:
+        if master is not None:
+            # Through Sentinel: the endpoint asks where the master is on every (re)connect.
+            self._factory = _MasterSubscriberFactory(target, channel, on_message, on_lost, on_subscribed)
+            self._factory.startConnecting(master)
+            return
         self._factory = _SubscriberFactory(target, channel, on_message, on_lost, on_subscribed)
         endpoint: IStreamClientEndpoint
         if target.path:

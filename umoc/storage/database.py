@@ -183,7 +183,12 @@ class Database:
         pool = _GuardedPool(
             "psycopg2", dsn, cp_min=minimum, cp_max=maximum, cp_reconnect=True, cp_noisy=False, **kwargs
         )
-        unavailable = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.QueryCanceled)
+        # A server that refuses writes (a primary demoted, a standby reached) is no primary: the connection is
+        # discarded (and those opened with it) so the next ones find the new primary through the DSN's
+        # target_session_attrs=read-write, and the caller hears "unavailable, try again".
+        read_only = psycopg2.errors.ReadOnlySqlTransaction
+        pool.discard_errors = (read_only,)
+        unavailable = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.QueryCanceled, read_only)
         # Batches on every connection but one, left for reads.
         lanes = max(1, maximum - 1)
         retry = (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)

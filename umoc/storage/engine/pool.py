@@ -185,16 +185,30 @@ class _GuardedPool(adbapi.ConnectionPool):
     request is not sent: it would need a new connection to the same silent
     server, and ``statement_timeout`` already ends the query on a server
     that is alive.
+
+    A connection found lost, or on a server that refuses writes
+    (``discard_errors``: PostgreSQL's ``read_only_sql_transaction``, a
+    primary demoted or a standby reached), is discarded too, and so is every
+    other connection opened before it, each at its next use rather than
+    failing a request of its own: after a failover of a multi-host DSN
+    (``target_session_attrs=read-write``) they all point at the old primary,
+    and each new one is opened on the new primary.
     """
+
+    #: Errors that mean this connection's server no longer takes writes: discard it and its siblings.
+    discard_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._guard = threading.Lock()
         #: Transactions running in a pool thread now.
         self.jobs: set[_Job] = set()
-        #: Per pool thread: its connection and the duplicate of that connection's socket, made once
-        #: per connection (three system calls per transaction otherwise), closed with the connection.
-        self._sockets: dict[int, tuple[Any, socket.socket | None]] = {}
+        #: Per pool thread: its connection, the duplicate of that connection's socket, made once
+        #: per connection (three system calls per transaction otherwise), closed with the connection,
+        #: and the `generation` the connection was opened in.
+        self._sockets: dict[int, tuple[Any, socket.socket | None, int]] = {}
+        #: Bumped when a connection is found lost or read-only: connections opened before are stale.
+        self.generation = 0
 
     def run_job(self, job: _Job, interaction: Callable[[Any], T]) -> defer.Deferred[T]:
         return threads.deferToThreadPool(self._reactor, self.threadpool, self._run_job, job, interaction)
@@ -203,8 +217,11 @@ class _GuardedPool(adbapi.ConnectionPool):
         if job.expired:  # answered while it waited for a thread: nobody wants it
             raise DatabaseUnavailableError()
         conn = self.connectionFactory(self)
-        trans = self.transactionFactory(self, conn)
         raw = conn._connection
+        if self._stale(raw):
+            conn.reconnect()  # opened before a sibling was found lost: open a new one, on the new primary
+            raw = conn._connection
+        trans = self.transactionFactory(self, conn)
         sock = self._socket_for(raw)
         with self._guard:
             job.started = time.monotonic()
@@ -217,9 +234,12 @@ class _GuardedPool(adbapi.ConnectionPool):
             trans.close()
             conn.commit()
             return result
-        except BaseException:
-            if job.severed or getattr(raw, "closed", False):
-                self._discard(raw)  # cut loose or lost: the thread's next transaction opens a new one
+        except BaseException as exc:
+            lost = bool(getattr(raw, "closed", False)) or isinstance(exc, self.discard_errors)
+            if lost:
+                self._outdate(raw)
+            if job.severed or lost:
+                self._discard(raw)  # cut loose, lost or read-only: the thread's next transaction opens a new one
             else:
                 try:
                     conn.rollback()
@@ -240,15 +260,27 @@ class _GuardedPool(adbapi.ConnectionPool):
         sock = _socket_of(raw)
         with self._guard:
             old = self._sockets.get(tid)
-            self._sockets[tid] = (raw, sock)
+            self._sockets[tid] = (raw, sock, self.generation)
         if old is not None and old[1] is not None:
             old[1].close()
         return sock
 
+    def _stale(self, raw: Any) -> bool:
+        """Whether the calling thread's connection was opened before one was found lost or read-only."""
+        cached = self._sockets.get(self.threadID())
+        return cached is not None and cached[0] is raw and cached[2] < self.generation
+
+    def _outdate(self, raw: Any) -> None:
+        """``raw`` was found lost or read-only: every connection opened up to now is stale (once per generation)."""
+        cached = self._sockets.get(self.threadID())
+        with self._guard:
+            if cached is None or cached[0] is not raw or cached[2] == self.generation:
+                self.generation += 1
+
     def _close(self, conn: Any) -> None:
         """adbapi closes a connection (discarded, or the pool closing): its socket duplicate goes with it."""
         with self._guard:
-            gone = [tid for tid, (raw, _) in self._sockets.items() if raw is conn]
+            gone = [tid for tid, (raw, _, _) in self._sockets.items() if raw is conn]
             socks = [self._sockets.pop(tid)[1] for tid in gone]
         for sock in socks:
             if sock is not None:
