@@ -1,37 +1,124 @@
-"""The one client-facing refusal type, shared by every layer.
+"""The one client-facing refusal type, shared by every layer, and the codes it carries.
 
 A rule that says no raises `UserError` (or its storage flavour
-`RefusedError`) with a message fit for the client: the Socket.IO edge turns
-it into the spec's ``error`` event, the HTTP edge into a JSON error body.
-No layer translates another's errors.
+`RefusedError`) with a message fit for the client and a stable ``code``
+from `CODES`: the Socket.IO edge turns it into the ``error`` event
+``{"message", "code", ...}`` and the ack ``{"error", "code", ...}``, the
+HTTP edge into a JSON error body ``{"error", "code"}``.  No layer
+translates another's errors.
+
+Clients branch on ``code``, never on ``message``: messages are for people
+and may be reworded in any release; codes are part of the contract
+(``docs/api.md``, "Error codes").  A code is added only when a client has
+to act differently on it; removing or renaming one is a breaking change.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["UNKNOWN_CHAT", "RefusedError", "UserError", "check_text", "check_visible"]
+__all__ = [
+    "CODES",
+    "UNKNOWN_CHAT",
+    "Code",
+    "RefusedError",
+    "UserError",
+    "check_text",
+    "check_visible",
+    "http_status",
+]
+
+#: Every code a refusal may carry.  `CODES` holds the same names with what they mean.
+Code = Literal[
+    "invalid_argument",
+    "unknown_event",
+    "not_authenticated",
+    "account_disabled",
+    "forbidden",
+    "invite_required",
+    "not_found",
+    "conflict",
+    "too_large",
+    "rate_limited",
+    "too_many_pending",
+    "overloaded",
+    "unavailable",
+    "timeout",
+    "internal",
+]
+
+#: code -> (the HTTP status it answers with, what it means and what a client does about it).
+#: ``docs/api.md`` has one row per code ("Error codes"); ``tests/test_contract.py`` checks both.
+CODES: dict[str, tuple[int, str]] = {
+    "invalid_argument": (
+        400,
+        "The request is malformed: a field missing, of the wrong type or out of bounds. "
+        "Sending it again unchanged fails the same way.",
+    ),
+    "unknown_event": (400, "No event of this name is routed (a newer client on an older server, or a typo)."),
+    "not_authenticated": (401, "No valid session, token or password: log in (again)."),
+    "account_disabled": (403, "The account was deactivated by an administrator."),
+    "forbidden": (403, "Not allowed for you: not friends, not a group admin, administrators only, ..."),
+    "invite_required": (403, "Registration needs a valid invite code (missing, unknown or used up)."),
+    "not_found": (
+        404,
+        "No such chat, message, file, user or registration, or one you may not see: the same answer for both.",
+    ),
+    "conflict": (
+        409,
+        "The current state forbids it: a username taken, a file already shared, a `client_msg_id` reused.",
+    ),
+    "too_large": (413, "A body or file over its size limit."),
+    "rate_limited": (429, "A rate limit is spent: `retry_after` (seconds) says when to try again."),
+    "too_many_pending": (429, "Too many events wait on this socket: wait for answers before sending more."),
+    "overloaded": (
+        503,
+        "The server is behind on its writes; nothing was done: send it again after `retry_after` seconds.",
+    ),
+    "unavailable": (
+        503,
+        "The database is away, the password checks are queued full, or the node is stopping: try again shortly"
+        " (after `retry_after` where given, after reconnecting when the node stops).",
+    ),
+    "timeout": (504, "Not answered within the event's deadline; the message says whether it may still take effect."),
+    "internal": (500, "A server fault (logged with its traceback); the connection stays open."),
+}
 
 
 #: A chat the user is not in, or that does not exist: one answer for both, so nothing leaks.
 UNKNOWN_CHAT = "Unknown chat"
 
 
-class UserError(Exception):
-    """Becomes the spec's ``error`` event ``{"message": ...}`` (plus ``extra`` fields).
+def http_status(code: str) -> int:
+    """The HTTP status a refusal with ``code`` answers with (a class's own ``status`` wins)."""
+    return CODES[code][0]
 
+
+class UserError(Exception):
+    """Becomes the ``error`` event ``{"message", "code"}`` (plus ``extra`` fields such as ``retry_after``).
+
+    ``code`` is required and must be one of `CODES`: a client acts on it.
     Anything else raised in a handler is a bug: it is logged with its
-    traceback and the client gets a generic ``error``; the connection lives on.
+    traceback and the client gets ``code: "internal"``; the connection lives on.
     """
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, *, code: Code | None = None, **extra: Any) -> None:
+        code = code or "invalid_argument"  # transitional: every raise site gets its own code next
+        if code not in CODES:
+            raise ValueError(f"unregistered error code {code!r}")
         super().__init__(message)
         self.message = message
+        self.code: str = code
         self.extra = extra
 
     def payload(self) -> dict[str, Any]:
-        return {"message": self.message, **self.extra}
+        """The ``error`` event's payload."""
+        return {"message": self.message, "code": self.code, **self.extra}
+
+    def ack(self) -> dict[str, Any]:
+        """The ack's payload: ``error`` for ``message``, as the spec has it."""
+        return {"error": self.message, "code": self.code, **self.extra}
 
 
 class RefusedError(UserError):
@@ -49,7 +136,7 @@ def check_text(field: str, value: str) -> str:
     same input would be stored on one database and fail on the other.
     """
     if "\x00" in value:
-        raise UserError(f"Invalid '{field}': the NUL character is not allowed")
+        raise UserError(f"Invalid '{field}': the NUL character is not allowed", code="invalid_argument")
     return value
 
 
@@ -98,7 +185,8 @@ def check_visible(field: str, value: str) -> str:
         )
         if not joins and (unicodedata.category(char) in ("Cf", "Cs") or char in _BLANK_LETTERS):
             raise UserError(
-                f"Invalid '{field}': invisible or direction-changing characters are not allowed (U+{ord(char):04X})"
+                f"Invalid '{field}': invisible or direction-changing characters are not allowed (U+{ord(char):04X})",
+                code="invalid_argument",
             )
         index += 1
     return value
