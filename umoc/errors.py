@@ -26,7 +26,6 @@ __all__ = [
     "UserError",
     "check_text",
     "check_visible",
-    "http_status",
 ]
 
 #: Every code a refusal may carry.  `CODES` holds the same names with what they mean.
@@ -39,6 +38,7 @@ Code = Literal[
     "invite_required",
     "not_found",
     "conflict",
+    "cursor_expired",
     "too_large",
     "rate_limited",
     "too_many_pending",
@@ -48,51 +48,33 @@ Code = Literal[
     "internal",
 ]
 
-#: code -> (the HTTP status it answers with, what it means and what a client does about it).
+#: code -> what it means and what a client does about it.
 #: ``docs/api.md`` has one row per code ("Error codes"); ``tests/test_contract.py`` checks both.
-CODES: dict[str, tuple[int, str]] = {
-    "invalid_argument": (
-        400,
-        "The request is malformed: a field missing, of the wrong type or out of bounds. "
-        "Sending it again unchanged fails the same way.",
-    ),
-    "unknown_event": (400, "No event of this name is routed (a newer client on an older server, or a typo)."),
-    "not_authenticated": (401, "No valid session, token or password: log in (again)."),
-    "account_disabled": (403, "The account was deactivated by an administrator."),
-    "forbidden": (403, "Not allowed for you: not friends, not a group admin, administrators only, ..."),
-    "invite_required": (403, "Registration needs a valid invite code (missing, unknown or used up)."),
-    "not_found": (
-        404,
-        "No such chat, message, file, user or registration, or one you may not see: the same answer for both.",
-    ),
-    "conflict": (
-        409,
-        "The current state forbids it: a username taken, a file already shared, a `client_msg_id` reused.",
-    ),
-    "too_large": (413, "A body or file over its size limit."),
-    "rate_limited": (429, "A rate limit is spent: `retry_after` (seconds) says when to try again."),
-    "too_many_pending": (429, "Too many events wait on this socket: wait for answers before sending more."),
-    "overloaded": (
-        503,
-        "The server is behind on its writes; nothing was done: send it again after `retry_after` seconds.",
-    ),
-    "unavailable": (
-        503,
-        "The database is away, the password checks are queued full, or the node is stopping: try again shortly"
-        " (after `retry_after` where given, after reconnecting when the node stops).",
-    ),
-    "timeout": (504, "Not answered within the event's deadline; the message says whether it may still take effect."),
-    "internal": (500, "A server fault (logged with its traceback); the connection stays open."),
+CODES: dict[str, str] = {
+    "invalid_argument": "The request is malformed: a field missing, of the wrong type or out of bounds."
+    " Sending it again unchanged fails the same way.",
+    "unknown_event": "No event of this name is routed (a newer client on an older server, or a typo).",
+    "not_authenticated": "No valid session, token or password: log in (again).",
+    "account_disabled": "The account was deactivated by an administrator.",
+    "forbidden": "Not allowed for you: not friends, not a group admin, administrators only, a rule of the server.",
+    "invite_required": "Registration needs a valid invite code (missing, unknown or used up).",
+    "not_found": "No such chat, message, file, user or registration, or one you may not see: the same answer.",
+    "conflict": "The current state forbids it: a username taken, a file already shared, a `client_msg_id` reused.",
+    "cursor_expired": "A `sync` cursor from before the changes the server still keeps: reload, then sync from"
+    " `connection_successful`'s cursor.",
+    "too_large": "A body or file over its size limit.",
+    "rate_limited": "A rate limit is spent: wait `retry_after` seconds (the `Retry-After` header on HTTP).",
+    "too_many_pending": "Too many events wait on this socket: wait for answers before sending more.",
+    "overloaded": "The server is behind on its writes; nothing was done: send it again after `retry_after` seconds.",
+    "unavailable": "The database is away, the password checks are queued full, or the node is stopping: try again"
+    " shortly (after `retry_after` where given; after reconnecting when the node stops).",
+    "timeout": "Not answered within the event's deadline; the message says whether it may still take effect.",
+    "internal": "A server fault (logged with its traceback); the connection stays open.",
 }
 
 
 #: A chat the user is not in, or that does not exist: one answer for both, so nothing leaks.
 UNKNOWN_CHAT = "Unknown chat"
-
-
-def http_status(code: str) -> int:
-    """The HTTP status a refusal with ``code`` answers with (a class's own ``status`` wins)."""
-    return CODES[code][0]
 
 
 class UserError(Exception):
@@ -103,13 +85,12 @@ class UserError(Exception):
     traceback and the client gets ``code: "internal"``; the connection lives on.
     """
 
-    def __init__(self, message: str, *, code: Code | None = None, **extra: Any) -> None:
-        code = code or "invalid_argument"  # transitional: every raise site gets its own code next
+    def __init__(self, message: str, *, code: Code, **extra: Any) -> None:
         if code not in CODES:
             raise ValueError(f"unregistered error code {code!r}")
         super().__init__(message)
         self.message = message
-        self.code: str = code
+        self.code: Code = code
         self.extra = extra
 
     def payload(self) -> dict[str, Any]:

@@ -36,13 +36,13 @@ REGISTRATION_MODES = ("open", "closed", "invite")
 
 def _string(field: str, value: object, maximum: int) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= maximum:
-        raise UserError(f"'{field}' must be a string of 1-{maximum} characters")
+        raise UserError(f"'{field}' must be a string of 1-{maximum} characters", code="invalid_argument")
     return check_text(field, value)
 
 
 def _bool(field: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise UserError(f"'{field}' must be true or false")
+        raise UserError(f"'{field}' must be true or false", code="invalid_argument")
     return value
 
 
@@ -129,7 +129,7 @@ class RegistrationMode:
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in REGISTRATION_MODES:
-            raise UserError("mode must be one of " + ", ".join(REGISTRATION_MODES))
+            raise UserError("mode must be one of " + ", ".join(REGISTRATION_MODES), code="invalid_argument")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +140,7 @@ class NewInvite:
 
     def __post_init__(self) -> None:
         if isinstance(self.uses, bool) or not isinstance(self.uses, int) or not 1 <= self.uses <= MAX_INVITE_USES:
-            raise UserError(f"uses must be 1-{MAX_INVITE_USES}")
+            raise UserError(f"uses must be 1-{MAX_INVITE_USES}", code="invalid_argument")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,5 +17,5 @@ class NewBot:
 
     def __post_init__(self) -> None:
         if not isinstance(self.username, str) or not 1 <= len(self.username) <= 64:
-            raise UserError("'username' must be a string of 1-64 characters")
+            raise UserError("'username' must be a string of 1-64 characters", code="invalid_argument")
         check_text("username", self.username)

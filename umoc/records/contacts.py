@@ -17,7 +17,7 @@ MAX_USERNAME = 64
 def user_id(field: str, value: object) -> int:
     """``value`` as a user id (a positive integer, never a bool); `UserError` naming ``field`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        raise UserError(f"Invalid '{field}': expected an integer from 1 to {MAX_ID}")
+        raise UserError(f"Invalid '{field}': expected an integer from 1 to {MAX_ID}", code="invalid_argument")
     return value
 
 
@@ -29,7 +29,9 @@ class ContactRequest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.username, str) or not 1 <= len(self.username) <= MAX_USERNAME:
-            raise UserError(f"Invalid 'contact_username': expected 1 to {MAX_USERNAME} characters")
+            raise UserError(
+                f"Invalid 'contact_username': expected 1 to {MAX_USERNAME} characters", code="invalid_argument"
+            )
         check_text("contact_username", self.username)
 
 

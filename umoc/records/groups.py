@@ -17,10 +17,10 @@ MAX_ID_LIST = 10_000
 
 def _name(value: object) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME:
-        raise UserError(f"Invalid 'name': expected 1 to {MAX_NAME} characters")
+        raise UserError(f"Invalid 'name': expected 1 to {MAX_NAME} characters", code="invalid_argument")
     name = check_text("name", value).strip()
     if not name:
-        raise UserError("Invalid 'name': expected a non-blank name")
+        raise UserError("Invalid 'name': expected a non-blank name", code="invalid_argument")
     return name
 
 
@@ -28,16 +28,16 @@ def _description(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
-        raise UserError(f"Invalid 'description': expected 0 to {MAX_DESCRIPTION} characters")
+        raise UserError(f"Invalid 'description': expected 0 to {MAX_DESCRIPTION} characters", code="invalid_argument")
     return check_text("description", value)
 
 
 def _ids(field: str, value: object) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or len(value) > MAX_ID_LIST:
-        raise UserError(f"Invalid '{field}': expected a list of user ids")
+        raise UserError(f"Invalid '{field}': expected a list of user ids", code="invalid_argument")
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= 2**63 - 1:
-            raise UserError(f"Invalid '{field}': expected a list of user ids")
+            raise UserError(f"Invalid '{field}': expected a list of user ids", code="invalid_argument")
     return tuple(dict.fromkeys(value))
 
 
@@ -66,7 +66,7 @@ class GroupChange:
     def __post_init__(self) -> None:
         user_id("chat_id", self.chat_id)
         if self.name is None and self.description is None:
-            raise UserError("Nothing to update: give 'name' or 'description'")
+            raise UserError("Nothing to update: give 'name' or 'description'", code="invalid_argument")
         if self.name is not None:
             object.__setattr__(self, "name", _name(self.name))
         object.__setattr__(self, "description", _description(self.description))

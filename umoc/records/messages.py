@@ -53,7 +53,7 @@ def message_id(value: str, field: str = "message_id") -> str:
     try:
         return str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError):
-        raise UserError(f"Invalid '{field}': expected a UUID") from None
+        raise UserError(f"Invalid '{field}': expected a UUID", code="invalid_argument") from None
 
 
 #: What a client's own message key may be (``client_msg_id``).
@@ -68,13 +68,18 @@ def client_msg_id(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or _CLIENT_MSG_ID.fullmatch(value) is None:
-        raise UserError("Invalid 'client_msg_id': expected 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+        raise UserError(
+            "Invalid 'client_msg_id': expected 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+            code="invalid_argument",
+        )
     return value
 
 
 def _content(content: str, limits: MessagesConfig) -> None:
     if not 1 <= len(content) <= limits.max_content_length:
-        raise UserError(f"Invalid 'content': expected 1 to {limits.max_content_length} characters")
+        raise UserError(
+            f"Invalid 'content': expected 1 to {limits.max_content_length} characters", code="invalid_argument"
+        )
     check_text("content", content)
 
 
@@ -102,12 +107,15 @@ class NewMessage:
         """This message if it is within ``limits`` and well formed (mentions normalised), else `UserError`."""
         client_msg_id(self.client_msg_id)
         if self.type not in MESSAGE_TYPES:
-            raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}")
+            raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}", code="invalid_argument")
         _content(self.content, limits)
         encrypted = self.encrypted_content
         if encrypted is not None:
             if len(encrypted) > limits.max_encrypted_length:
-                raise UserError(f"Invalid 'encrypted_content': at most {limits.max_encrypted_length} characters")
+                raise UserError(
+                    f"Invalid 'encrypted_content': at most {limits.max_encrypted_length} characters",
+                    code="invalid_argument",
+                )
             check_text("encrypted_content", encrypted)
         if self.type != "text":
             try:
@@ -115,11 +123,11 @@ class NewMessage:
             except ValueError:
                 metadata = None
             if not isinstance(metadata, dict):
-                raise UserError("Invalid 'content': a non-text message carries a JSON object")
+                raise UserError("Invalid 'content': a non-text message carries a JSON object", code="invalid_argument")
         mentions = self.mentions
         if mentions:
             if len(mentions) > MAX_MENTIONS:
-                raise UserError(f"Invalid 'mentions': at most {MAX_MENTIONS} users")
+                raise UserError(f"Invalid 'mentions': at most {MAX_MENTIONS} users", code="invalid_argument")
             normal = tuple(sorted(set(mentions)))
             if normal != mentions:
                 return replace(self, mentions=normal)
@@ -163,9 +171,9 @@ class Reaction:
     def __post_init__(self) -> None:
         emoji = self.emoji
         if not isinstance(emoji, str) or not 1 <= len(emoji) <= MAX_EMOJI:
-            raise UserError(_BAD_EMOJI)
+            raise UserError(_BAD_EMOJI, code="invalid_argument")
         if any(char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in emoji):
-            raise UserError(_BAD_EMOJI)
+            raise UserError(_BAD_EMOJI, code="invalid_argument")
 
     @classmethod
     def put_on(cls, message_id: str, emoji: str) -> Reaction:
@@ -188,7 +196,7 @@ class ReadReceipt:
 
     def checked(self, limits: MessagesConfig) -> ReadReceipt:
         if len(self.message_ids) > limits.max_ids_per_receipt:
-            raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids")
+            raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids", code="invalid_argument")
         return self
 
 
@@ -222,7 +230,7 @@ class Delivered:
 
     def checked(self, limits: MessagesConfig) -> Delivered:
         if len(self.message_ids) > limits.max_ids_per_receipt:
-            raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids")
+            raise UserError(f"Invalid 'message_ids': at most {limits.max_ids_per_receipt} ids", code="invalid_argument")
         return self
 
 

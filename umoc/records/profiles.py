@@ -35,9 +35,11 @@ def _line(field: str, value: object, maximum: int, visible: bool = False) -> str
     characters (`check_visible`): a name that looks like another's, or blank.
     """
     if not isinstance(value, str) or len(value) > maximum:
-        raise UserError(f"Invalid '{field}': expected a string of at most {maximum} characters")
+        raise UserError(
+            f"Invalid '{field}': expected a string of at most {maximum} characters", code="invalid_argument"
+        )
     if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
-        raise UserError(f"Invalid '{field}': no control characters or line breaks allowed")
+        raise UserError(f"Invalid '{field}': no control characters or line breaks allowed", code="invalid_argument")
     if visible:
         check_visible(field, value)
     return value.strip() or None
@@ -48,11 +50,11 @@ def _file_id(field: str, value: object) -> str | None:
     if value == "":
         return None
     if not isinstance(value, str) or len(value) > 64:
-        raise UserError(f"Invalid '{field}': expected a UUID string")
+        raise UserError(f"Invalid '{field}': expected a UUID string", code="invalid_argument")
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise UserError(f"Invalid '{field}': expected a UUID string") from None
+        raise UserError(f"Invalid '{field}': expected a UUID string", code="invalid_argument") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,9 @@ class ProfileChange:
         if self.avatar_file_id is not UNSET and self.avatar_file_id is not None:
             object.__setattr__(self, "avatar_file_id", _file_id("avatar_file_id", self.avatar_file_id))
         if self.display_name is UNSET and self.status_text is UNSET and self.avatar_file_id is UNSET:
-            raise UserError("Nothing to update: give 'display_name', 'status_text' or 'avatar_file_id'")
+            raise UserError(
+                "Nothing to update: give 'display_name', 'status_text' or 'avatar_file_id'", code="invalid_argument"
+            )
 
     def fields(self) -> dict[str, str | None]:
         """The fields this change sets (None: cleared), by column name."""
@@ -100,4 +104,4 @@ class SettingsChange:
 
     def __post_init__(self) -> None:
         if self.send_delivery_receipts is not None and not isinstance(self.send_delivery_receipts, bool):
-            raise UserError("Invalid 'send_delivery_receipts': expected true or false")
+            raise UserError("Invalid 'send_delivery_receipts': expected true or false", code="invalid_argument")

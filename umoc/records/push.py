@@ -13,7 +13,7 @@ __all__ = ["PushRegistration", "PushRemoval", "PushSwitch"]
 
 def _text(value: Any, name: str, max_length: int) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
-        raise UserError(f"Invalid '{name}': expected 1 to {max_length} characters")
+        raise UserError(f"Invalid '{name}': expected 1 to {max_length} characters", code="invalid_argument")
     return value
 
 
@@ -41,30 +41,32 @@ class PushRegistration:
         if kind == "webpush":
             subscription = payload.get("subscription")
             if subscription is None:
-                raise UserError("Missing 'subscription'")
+                raise UserError("Missing 'subscription'", code="invalid_argument")
             if not isinstance(subscription, dict):
-                raise UserError("Invalid 'subscription': expected {endpoint, keys: {p256dh, auth}}")
+                raise UserError(
+                    "Invalid 'subscription': expected {endpoint, keys: {p256dh, auth}}", code="invalid_argument"
+                )
             endpoint = _text(subscription.get("endpoint"), "subscription.endpoint", 2048)
             keys = subscription.get("keys")
             if not isinstance(keys, dict):
-                raise UserError("Invalid 'subscription.keys': expected {p256dh, auth}")
+                raise UserError("Invalid 'subscription.keys': expected {p256dh, auth}", code="invalid_argument")
             return cls("webpush", endpoint, keys.get("p256dh"), keys.get("auth"))
         if kind == "gateway":
             if payload.get("app_id") is None or payload.get("pushkey") is None:
-                raise UserError("Missing 'app_id' or 'pushkey'")
+                raise UserError("Missing 'app_id' or 'pushkey'", code="invalid_argument")
             return cls(
                 "gateway",
                 app_id=payload["app_id"],
                 pushkey=payload["pushkey"],
                 gateway=payload.get("gateway") or "default",
             )
-        raise UserError("Invalid 'kind': expected webpush or gateway")
+        raise UserError("Invalid 'kind': expected webpush or gateway", code="invalid_argument")
 
     def __post_init__(self) -> None:
         if self.kind == "webpush":
             endpoint = _text(self.endpoint, "subscription.endpoint", 2048)
             if not endpoint.startswith(("https://", "http://")):
-                raise UserError("Invalid 'subscription.endpoint': expected an https:// URL")
+                raise UserError("Invalid 'subscription.endpoint': expected an https:// URL", code="invalid_argument")
             _text(self.p256dh, "subscription.keys.p256dh", 128)
             _text(self.auth, "subscription.keys.auth", 64)
         elif self.kind == "gateway":
@@ -72,7 +74,7 @@ class PushRegistration:
             _text(self.pushkey, "pushkey", 1024)
             _text(self.gateway, "gateway", 64)
         else:
-            raise UserError("Invalid 'kind': expected webpush or gateway")
+            raise UserError("Invalid 'kind': expected webpush or gateway", code="invalid_argument")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ class PushRemoval:
         try:
             object.__setattr__(self, "registration_id", str(uuid.UUID(str(self.registration_id))))
         except ValueError:
-            raise UserError("Invalid 'registration_id': expected a UUID string") from None
+            raise UserError("Invalid 'registration_id': expected a UUID string", code="invalid_argument") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,4 +98,4 @@ class PushSwitch:
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
-            raise UserError("Invalid 'enabled': expected true or false")
+            raise UserError("Invalid 'enabled': expected true or false", code="invalid_argument")

@@ -84,17 +84,17 @@ def _add_txn(txn: Txn, requester_id: int, username: str, now: float) -> tuple[in
         "SELECT id, username FROM users WHERE LOWER(username) = LOWER(?) AND deleted_at IS NULL", (username,)
     ).fetchone()
     if row is None:
-        raise RefusedError("User not found")
+        raise RefusedError("User not found", code="not_found")
     target_id, target_name = int(row["id"]), row["username"]
     if target_id == requester_id:
-        raise RefusedError("You cannot add yourself as a contact")
+        raise RefusedError("You cannot add yourself as a contact", code="invalid_argument")
     mine, theirs = statuses_txn(txn, requester_id, target_id, lock=True)
     if BLOCKED in (mine, theirs):
-        raise RefusedError("You cannot add this user")
+        raise RefusedError("You cannot add this user", code="forbidden")
     if mine == FRIEND:
-        raise RefusedError("This user is already your contact")
+        raise RefusedError("This user is already your contact", code="conflict")
     if mine == NEW or theirs == NEW:
-        raise RefusedError("A contact request between you and this user is already pending")
+        raise RefusedError("A contact request between you and this user is already pending", code="conflict")
     txn.executemany(
         "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -119,7 +119,7 @@ def _pending_request_txn(txn: Txn, user_id: int, requester_id: int) -> tuple[int
         (user_id, requester_id, NEW),
     ).fetchone()
     if row is None or int(row["requester_id"]) != requester_id:
-        raise RefusedError("No pending contact request from this user")
+        raise RefusedError("No pending contact request from this user", code="not_found")
     return requester_id, row["username"]
 
 
@@ -155,9 +155,9 @@ def _reject_txn(txn: Txn, user_id: int, requester_id: int, now: float) -> None:
 
 def _block_txn(txn: Txn, user_id: int, target_id: int, now: float) -> None:
     if target_id == user_id:
-        raise RefusedError("You cannot block yourself")
+        raise RefusedError("You cannot block yourself", code="invalid_argument")
     if _user_txn(txn, target_id) is None:
-        raise RefusedError("User not found")
+        raise RefusedError("User not found", code="not_found")
     mine, theirs = statuses_txn(txn, user_id, target_id, lock=True)
     if mine is None:
         txn.execute(
@@ -182,10 +182,10 @@ def _unblock_txn(txn: Txn, user_id: int, target_id: int, now: float) -> tuple[in
     """Drop the user's block; the two are strangers afterwards (a new request starts over)."""
     user = _user_txn(txn, target_id)
     if user is None:
-        raise RefusedError("User not found")
+        raise RefusedError("User not found", code="not_found")
     mine, _theirs = statuses_txn(txn, user_id, target_id, lock=True)
     if mine != BLOCKED:
-        raise RefusedError("This user is not blocked")
+        raise RefusedError("This user is not blocked", code="conflict")
     txn.execute("DELETE FROM contacts WHERE owner_id = ? AND contact_id = ?", (user_id, target_id))
     record_txn(txn, _contact_change(user_id, target_id, "contact_unblocked", None, now))
     return user
@@ -195,9 +195,9 @@ def _remove_txn(txn: Txn, user_id: int, target_id: int, now: float) -> None:
     """End a friendship or a pending request, both sides; the direct chat and its history stay."""
     mine, theirs = statuses_txn(txn, user_id, target_id, lock=True)
     if mine == BLOCKED:
-        raise RefusedError("You have blocked this user: use unblock_contact")
+        raise RefusedError("You have blocked this user: use unblock_contact", code="conflict")
     if mine is None or theirs is None or theirs == BLOCKED:
-        raise RefusedError("This user is not your contact")
+        raise RefusedError("This user is not your contact", code="not_found")
     txn.execute(
         "DELETE FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)",
         (user_id, target_id, target_id, user_id),

@@ -44,12 +44,12 @@ def _delivered_txn(txn: Txn, recipient_id: int, message_ids: list[str], now: flo
         [recipient_id, *message_ids],
     ).fetchall()
     if len(rows) != len(message_ids):
-        raise RefusedError(MESSAGE_NOT_FOUND)
+        raise RefusedError(MESSAGE_NOT_FOUND, code="not_found")
     for r in rows:
         addressed = bool(r["is_group"]) or int(r["recipient_id"]) == recipient_id
         if r["user_id"] is None or not addressed or int(r["sender_id"]) == recipient_id:
             # Not a message to this user: the same answer as a missing one.
-            raise RefusedError(MESSAGE_NOT_FOUND)
+            raise RefusedError(MESSAGE_NOT_FOUND, code="not_found")
     if not txn.scalar("SELECT send_delivery_receipts FROM users WHERE id = ?", (recipient_id,)):
         return []
     senders = sorted({int(r["sender_id"]) for r in rows})

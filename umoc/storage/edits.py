@@ -38,13 +38,15 @@ def _edit_txn(txn: Txn, user_id: int, change: records.Edit, now: float, window: 
     content = change.content
     target = target_txn(txn, user_id, change.message_id, lock=True)
     if target.sender_id != user_id:
-        raise RefusedError("Only the sender may edit a message")
+        raise RefusedError("Only the sender may edit a message", code="forbidden")
     if target.type != "text":
-        raise RefusedError("Only text messages can be edited")
+        raise RefusedError("Only text messages can be edited", code="forbidden")
     if target.encrypted:
-        raise RefusedError("Messages with encrypted_content cannot be edited")
+        raise RefusedError("Messages with encrypted_content cannot be edited", code="forbidden")
     if window and now - target.created_at > window:
-        raise RefusedError(f"Too late to edit: messages can be edited for {_window_text(window)} after sending")
+        raise RefusedError(
+            f"Too late to edit: messages can be edited for {_window_text(window)} after sending", code="forbidden"
+        )
     require_writable_txn(txn, user_id, target, "edit messages")
     txn.execute(
         "INSERT INTO message_edits (message_seq, content, written_at, replaced_at) VALUES (?, ?, ?, ?)",

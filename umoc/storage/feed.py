@@ -126,20 +126,20 @@ def _encode(*parts: str) -> str:
 
 def _decode(cursor: str) -> list[str]:
     if not isinstance(cursor, str) or not 0 < len(cursor) <= MAX_CURSOR_LENGTH:
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
-        raise UserError(_BAD_CURSOR) from None
+        raise UserError(_BAD_CURSOR, code="invalid_argument") from None
     parts = text.split("|")
     if parts[0] != _VERSION:
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     return parts[1:]
 
 
 def _number(text: str) -> int:
     if not text.isdigit() or len(text) > 19 or int(text) >= 2**63:
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     return int(text)
 
 
@@ -147,11 +147,11 @@ def _snapshot(text: str) -> tuple[int, int, list[int]]:
     """A ``pg_snapshot`` text as PostgreSQL writes it: ``xmin:xmax:xip,...``, xmin <= xip < xmax, ascending."""
     match = _SNAPSHOT.match(text)
     if match is None:
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     xmin, xmax = int(match[1]), int(match[2])
     xip = [int(x) for x in match[3].split(",")] if match[3] else []
     if not 1 <= xmin <= xmax < 2**63 or any(not xmin <= x < xmax for x in xip) or xip != sorted(set(xip)):
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     return xmin, xmax, xip
 
 
@@ -169,22 +169,22 @@ class _PgCursor:
 
 def _sqlite_cursor(parts: list[str]) -> int:
     if len(parts) != 2 or parts[0] != "s":
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     return _number(parts[1])
 
 
 def _pg_cursor(parts: list[str]) -> _PgCursor:
     if len(parts) != 5 or parts[0] != "p":
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     _, lower, upper, xid, change_id = parts
     lo = _snapshot(lower)
     if not upper:
         if xid or change_id:
-            raise UserError(_BAD_CURSOR)
+            raise UserError(_BAD_CURSOR, code="invalid_argument")
         return _PgCursor(lower, None, None)
     up = _snapshot(upper)
     if up[1] < lo[1] or up[0] < lo[0]:  # snapshots only move forward
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     after = (_number(xid), _number(change_id)) if xid or change_id else None
     return _PgCursor(lower, upper, after)
 
@@ -230,9 +230,9 @@ def _sqlite_read_txn(txn: Txn, user_id: int, after: int, limit: int) -> tuple[li
     pruned_through, _ = _pruned_txn(txn)
     top = max(int(txn.scalar("SELECT COALESCE(MAX(id), 0) FROM changes")), pruned_through)
     if after > top:
-        raise UserError(_BAD_CURSOR)
+        raise UserError(_BAD_CURSOR, code="invalid_argument")
     if after < pruned_through:  # changes past the cursor are gone
-        raise UserError(EXPIRED_CURSOR)
+        raise UserError(EXPIRED_CURSOR, code="cursor_expired")
     n = limit + 1
     rows = txn.execute(
         _SQLITE_READ,
@@ -299,11 +299,11 @@ _PG_READ = (
 def _pg_read_txn(txn: Txn, user_id: int, cursor: _PgCursor, limit: int) -> tuple[list[Any], str, bool]:
     now = txn.scalar("SELECT pg_current_snapshot()::text")
     if _snapshot(cursor.upper or cursor.lower)[1] > _snapshot(now)[1]:
-        raise UserError(_BAD_CURSOR)  # a snapshot this database has not reached: not ours
+        raise UserError(_BAD_CURSOR, code="invalid_argument")  # a snapshot this database has not reached: not ours
     _, pruned_xid = _pruned_txn(txn)
     # Every pruned transaction older than the lower snapshot's xmin was visible in it: behind the cursor.
     if pruned_xid is not None and pruned_xid >= _snapshot(cursor.lower)[0]:
-        raise UserError(EXPIRED_CURSOR)
+        raise UserError(EXPIRED_CURSOR, code="cursor_expired")
     upper = cursor.upper or now
     # Every transaction older than the lower snapshot's xmin is visible in it: start there.
     after = cursor.after or (_snapshot(cursor.lower)[0], 0)

@@ -65,13 +65,13 @@ def _lock_members_txn(txn: Txn, group_id: int, user_id: int, need_admin: bool) -
         (group_id,),
     ).fetchone()
     if locked is None:
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     rows = txn.execute("SELECT user_id, is_admin FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
     members = {int(r["user_id"]): bool(r["is_admin"]) for r in rows}
     if user_id not in members:
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     if need_admin and not members[user_id]:
-        raise RefusedError("Only group admins may do that")
+        raise RefusedError("Only group admins may do that", code="forbidden")
     return members
 
 
@@ -88,14 +88,14 @@ def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, s
     ).fetchall()
     found = {int(r["contact_id"]): r["username"] for r in rows}
     if len(found) != len(others):
-        raise RefusedError("You can only add your friends to a group")
+        raise RefusedError("You can only add your friends to a group", code="forbidden")
     return found
 
 
 def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_members: int) -> int:
     others = [m for m in group.member_ids if m != creator_id]
     if len(others) + 1 > max_members:
-        raise RefusedError(f"A group has at most {max_members} members")
+        raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     _check_friends_txn(txn, creator_id, others)
     group_id = int(
         txn.scalar(
@@ -123,7 +123,7 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         (group_id,),
     ).fetchone()
     if row is None:
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     rows = txn.execute(
         "SELECT uc.user_id, u.username, u.last_seen, uc.is_admin, u.display_name, u.avatar_file_id"
         " FROM user_chats uc JOIN users u ON u.id = uc.user_id WHERE uc.chat_id = ?"
@@ -142,7 +142,7 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         for r in rows
     ]
     if viewer_id is not None and all(m.user_id != viewer_id for m in members):
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     blocks = txn.execute(
         "SELECT b.owner_id, b.contact_id FROM contacts b"
         " JOIN user_chats o ON o.chat_id = ? AND o.user_id = b.owner_id"
@@ -186,9 +186,9 @@ def _update_txn(
 def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
     members = _lock_members_txn(txn, group_id, admin_id, need_admin=True)
     if user_id in members:
-        raise RefusedError("This user is already a member")
+        raise RefusedError("This user is already a member", code="conflict")
     if len(members) + 1 > max_members:
-        raise RefusedError(f"A group has at most {max_members} members")
+        raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
     # The new member reads the group's stream from this change on (it included).
     # ``added_by`` for the ``group.member_added`` webhook, rendered from this row (`umoc.domain.webhooks`).
@@ -207,7 +207,7 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
 def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float) -> MembershipChange:
     members = _lock_members_txn(txn, group_id, actor_id, need_admin=actor_id != user_id)
     if user_id not in members:
-        raise RefusedError("This user is not a member")
+        raise RefusedError("This user is not a member", code="not_found")
     joined = txn.scalar(
         "DELETE FROM user_chats WHERE chat_id = ? AND user_id = ? RETURNING joined_change", (group_id, user_id)
     )
@@ -239,7 +239,7 @@ def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now:
 def _typing_audience_txn(txn: Txn, group_id: int, user_id: int) -> list[int]:
     members = group_members_txn(txn, group_id)
     if members is None or user_id not in members:
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     blocked = {
         int(r["blocked_id"])
         for r in txn.execute(

@@ -48,7 +48,7 @@ def check_mentions(mentions: Sequence[int], members: Sequence[int]) -> list[int]
 
 def outsider_error(user_id: int) -> RefusedError:
     """The refusal of a message mentioning ``user_id``, who is not a member of its chat."""
-    return RefusedError(f"Invalid 'mentions': user {user_id} is not a member of this chat")
+    return RefusedError(f"Invalid 'mentions': user {user_id} is not a member of this chat", code="invalid_argument")
 
 
 def mentions_text(mentioned: Sequence[int]) -> str | None:

@@ -90,18 +90,18 @@ def _update_txn(
             (avatar_file_id,),
         ).fetchone()
         if row is None or int(row["uploader_id"]) != user_id:
-            raise RefusedError("Invalid 'avatar_file_id': unknown file")
+            raise RefusedError("Invalid 'avatar_file_id': unknown file", code="invalid_argument")
         if row["uploaded_at"] is None:
-            raise RefusedError("Invalid 'avatar_file_id': the file has not arrived whole yet")
+            raise RefusedError("Invalid 'avatar_file_id': the file has not arrived whole yet", code="invalid_argument")
         if row["file_type"] not in image_types:
-            raise RefusedError("Invalid 'avatar_file_id': an avatar must be an image")
+            raise RefusedError("Invalid 'avatar_file_id': an avatar must be an image", code="invalid_argument")
         # Completed files are never purged; an avatar is kept as long as any shared file.
         txn.execute("UPDATE files SET completed_at = ? WHERE id = ? AND completed_at IS NULL", (now, avatar_file_id))
     for column, value in fields.items():
         txn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
     profile = profile_txn(txn, user_id)
     if profile is None:
-        raise RefusedError(USER_NOT_FOUND)
+        raise RefusedError(USER_NOT_FOUND, code="not_found")
     record_txn(txn, NewChange("profile", now, profile_id=user_id, actor_id=user_id))
     return profile, contacts_txn(txn, user_id)
 
@@ -109,7 +109,7 @@ def _update_txn(
 def _visible_profile_txn(txn: Txn, viewer_id: int, user_id: int) -> Profile:
     profile = profile_txn(txn, user_id)
     if profile is None or not visible_txn(txn, viewer_id, user_id):
-        raise RefusedError(USER_NOT_FOUND)
+        raise RefusedError(USER_NOT_FOUND, code="not_found")
     return profile
 
 

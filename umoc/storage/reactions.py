@@ -80,7 +80,9 @@ def _react_txn(
                 )
             )
             if mine >= max_per_user:
-                raise RefusedError(f"Too many reactions: at most {max_per_user} different ones per message")
+                raise RefusedError(
+                    f"Too many reactions: at most {max_per_user} different ones per message", code="conflict"
+                )
             txn.execute(
                 "INSERT INTO message_reactions (message_seq, user_id, emoji, created_at) VALUES (?, ?, ?, ?)",
                 (*key, now),

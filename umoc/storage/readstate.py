@@ -45,7 +45,7 @@ def _unread_txn(txn: Txn, user_id: int, mark: MarkUnread, now: float) -> ReadSta
         (user_id, mark.chat_id),
     ).fetchone()
     if chat is None:
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     chat_id, joined_seq = int(chat["chat_id"]), int(chat["joined_seq"])
     # The lock a deletion takes first (a group's row; a direct chat's member rows), so a message deleted
     # meanwhile leaves each member's read_count exactly once: before this reads it, or after this committed.
@@ -59,7 +59,7 @@ def _unread_txn(txn: Txn, user_id: int, mark: MarkUnread, now: float) -> ReadSta
         "SELECT seq FROM messages WHERE id = ? AND chat_id = ? AND deleted_at IS NULL", (mark.from_message_id, chat_id)
     )
     if seq is None:
-        raise RefusedError(MESSAGE_NOT_FOUND)
+        raise RefusedError(MESSAGE_NOT_FOUND, code="not_found")
     # Reads of live messages since the user joined are what read_count counts (migration 007).
     counted = int(
         txn.scalar(
@@ -107,7 +107,7 @@ def _receipts_txn(txn: Txn, sender_id: int, message_id: str) -> Receipts:
     ).fetchone()
     if row is None or int(row["sender_id"]) != sender_id:
         # Another's message looks exactly like a missing one.
-        raise RefusedError(MESSAGE_NOT_FOUND)
+        raise RefusedError(MESSAGE_NOT_FOUND, code="not_found")
     seq = int(row["seq"])
     # As history's read flag: a read made after a block between the two is not shown (nor was it told).
     read_by = txn.execute(

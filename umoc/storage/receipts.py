@@ -101,12 +101,12 @@ def read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], n
         [reader_id, *message_ids],
     ).fetchall()
     if len(rows) != len(message_ids):
-        raise RefusedError("Message not found")
+        raise RefusedError("Message not found", code="not_found")
     for row in rows:
         addressed = row["joined_seq"] is not None and (bool(row["is_group"]) or int(row["recipient_id"]) == reader_id)
         if int(row["sender_id"]) != sender_id or sender_id == reader_id or not addressed:
             # Not from that sender, or not addressed to the reader: the same answer as missing.
-            raise RefusedError("Message not found")
+            raise RefusedError("Message not found", code="not_found")
     live = [r for r in rows if r["deleted_at"] is None]
     seqs = [int(r["seq"]) for r in live]
     mark_mentions_read_txn(txn, reader_id, seqs)

@@ -75,7 +75,7 @@ def sender_and_target_txn(
     target = None
     if message_id is not None:
         if row["id"] is None or row["deleted_at"] is not None:
-            raise RefusedError(NOT_IN_CHAT)
+            raise RefusedError(NOT_IN_CHAT, code="invalid_argument")
         target = int(row["seq"]), int(row["chat_id"]), _reply(row)
     return row["sender_display_name"], row["sender_avatar_file_id"], target
 

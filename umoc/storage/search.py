@@ -82,7 +82,7 @@ def _readable_chats_txn(txn: Txn, user_id: int, chat: tuple[int, bool] | None) -
         params.append(chat_id)
     rows = txn.execute(sql, params).fetchall()
     if chat is not None and not rows:
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     return {int(r["chat_id"]): int(r["chat_id"]) if r["is_group"] else int(r["peer_id"]) for r in rows}
 
 

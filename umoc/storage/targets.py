@@ -65,7 +65,7 @@ def target_txn(txn: Txn, user_id: int, message_id: str, lock: bool = False) -> T
         (user_id, message_id),
     ).fetchone()
     if row is None or row["deleted_at"] is not None or row["closed_at"] is not None:
-        raise RefusedError(MESSAGE_NOT_FOUND)
+        raise RefusedError(MESSAGE_NOT_FOUND, code="not_found")
     return _target(txn, row)
 
 
@@ -118,6 +118,6 @@ def require_writable_txn(txn: Txn, user_id: int, target: Target, doing: str) -> 
     peer = target.chat_id_for(user_id)
     mine, theirs = statuses_txn(txn, user_id, peer)
     if mine == BLOCKED:
-        raise RefusedError(f"You have blocked this user: unblock them to {doing}")
+        raise RefusedError(f"You have blocked this user: unblock them to {doing}", code="forbidden")
     if mine != FRIEND or theirs != FRIEND:
-        raise RefusedError(f"You can only {doing} in chats with your friends")
+        raise RefusedError(f"You can only {doing} in chats with your friends", code="forbidden")

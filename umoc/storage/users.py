@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from umoc.errors import Code
 from umoc.records.sessions import NewSession, SessionRecord
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, IntegrityError, Row, Txn, in_clause
@@ -35,9 +36,11 @@ class UsernameTakenError(Exception):
 class RegistrationRefusedError(Exception):
     """Registration is closed, or needs an invite code that was missing, unknown or used up."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: Code) -> None:
         super().__init__(message)
         self.message = message
+        #: ``forbidden`` (closed) or ``invite_required``: what the HTTP edge answers with.
+        self.code = code
 
 
 class AccountDeactivatedError(Exception):
@@ -76,16 +79,16 @@ def _admit_txn(txn: Txn, admission: Admission) -> None:
     """Refuse a self-registration the mode does not allow; spend one use of the invite in invite mode."""
     mode, _source = registration_mode_txn(txn, admission.default_mode)
     if mode == "closed":
-        raise RegistrationRefusedError("Registration is closed")
+        raise RegistrationRefusedError("Registration is closed", "forbidden")
     if mode == "invite":
         if admission.invite_hash is None:
-            raise RegistrationRefusedError("Registration needs an invite code")
+            raise RegistrationRefusedError("Registration needs an invite code", "invite_required")
         txn.execute(
             "UPDATE invites SET uses_left = uses_left - 1 WHERE code_hash = ? AND uses_left > 0",
             (admission.invite_hash,),
         )
         if txn.rowcount != 1:
-            raise RegistrationRefusedError("Invalid or used invite code")
+            raise RegistrationRefusedError("Invalid or used invite code", "invite_required")
 
 
 def _create_user_txn(

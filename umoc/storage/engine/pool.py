@@ -38,7 +38,7 @@ class DatabaseUnavailableError(UserError):
     status = 503
 
     def __init__(self) -> None:
-        super().__init__("The database is unavailable; try again shortly")
+        super().__init__("The database is unavailable; try again shortly", code="unavailable")
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def read_count_params(viewer_id: int) -> tuple[object, ...]:
 def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:
     ref = chat_ref_txn(txn, user_id, chat_id, is_group)
     if ref is None:
-        raise RefusedError(UNKNOWN_CHAT)
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
     internal_id, total = ref
     offset = (page - 1) * page_size
     if offset >= total:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from umoc.errors import RefusedError
+from umoc.errors import Code, RefusedError
 from umoc.records import Actor
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
@@ -103,7 +103,7 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
     if mine is None or theirs is None or mine["status"] != FRIEND or theirs["status"] != FRIEND:
-        raise RefusedError(NOT_FRIENDS)
+        raise RefusedError(NOT_FRIENDS, code="forbidden")
     day = utc_day(now)
     if mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
@@ -177,11 +177,11 @@ def _insert_txn(
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
         if members is None or sender_id not in members:
-            raise RefusedError(UNKNOWN_CHAT)
+            raise RefusedError(UNKNOWN_CHAT, code="not_found")
         chat_id, audience = recipient_id, members
     else:
         if recipient_id == sender_id:
-            raise RefusedError(TO_SELF)
+            raise RefusedError(TO_SELF, code="invalid_argument")
         chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
         audience = [sender_id, recipient_id]
     if mentions:
@@ -271,9 +271,9 @@ def post_txn(
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
     else:
-        raise RefusedError(KEY_BUSY)
+        raise RefusedError(KEY_BUSY, code="conflict")
     if target is not None and target[1] != message.chat_id:
-        raise RefusedError(NOT_IN_CHAT)
+        raise RefusedError(NOT_IN_CHAT, code="invalid_argument")
     message = replace(
         message,
         reply_to=target[2] if target is not None else None,
@@ -332,11 +332,12 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
     if outcome == "key_taken":
         # By its seq: a later message of the batch may have taken the key off it since.
         original = message_at_txn(txn, int(row["o_arg"]))
-        return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY)
+        return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY, code="conflict")
     if outcome == "mentions":
         return outsider_error(int(row["o_arg"]))
     if outcome != "stored":
-        return RefusedError(_REFUSALS.get(outcome, NOT_IN_CHAT))
+        refusal, code = _REFUSALS.get(outcome, _REFUSALS["not_in_chat"])
+        return RefusedError(refusal, code=code)
     if new.is_group:
         key = ("group_members", new.recipient_id)
         if row["o_members"] is not None:
@@ -375,8 +376,14 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
     return message, audience
 
 
-#: The function's refusals by their code ("mentions" and "key_taken" are answered with what they name).
-_REFUSALS = {"not_in_chat": NOT_IN_CHAT, "to_self": TO_SELF, "not_friends": NOT_FRIENDS, "unknown_chat": UNKNOWN_CHAT}
+#: The function's refusals by its outcome, with their messages and error codes
+#: ("mentions" and "key_taken" are answered with what they name).
+_REFUSALS: dict[str, tuple[str, Code]] = {
+    "not_in_chat": (NOT_IN_CHAT, "invalid_argument"),
+    "to_self": (TO_SELF, "invalid_argument"),
+    "not_friends": (NOT_FRIENDS, "forbidden"),
+    "unknown_chat": (UNKNOWN_CHAT, "not_found"),
+}
 
 
 def _take_expired_key_txn(txn: Txn, sender_id: int, client_msg_id: str, keys_since: float) -> None:
@@ -420,7 +427,7 @@ def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Delete
     ).fetchone()
     if row is None or (not actor.is_admin and int(row["sender_id"]) != actor.user_id):
         # Someone else's message looks exactly like a missing one.
-        raise RefusedError("Message not found")
+        raise RefusedError("Message not found", code="not_found")
     seq, chat_id, sender_id = int(row["seq"]), int(row["chat_id"]), int(row["sender_id"])
     # Rows in the order sending takes them, so the two never deadlock: a group
     # message locks the chat row first, then its sender's member row; a direct
