@@ -284,7 +284,7 @@ class Cli:
             try:
                 deletion = Deletion(args.message_id)
             except UserError:
-                raise UserError("Message not found") from None
+                raise UserError("Message not found", code="not_found") from None
             deleted = await messages.delete(services, ACTOR, deletion)
             where = (
                 "members were told through Redis"

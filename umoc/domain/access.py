@@ -24,10 +24,10 @@ async def require_writable_chat(storage: Storage, user_id: int, chat_id: int, is
     """
     if is_group:
         if not await storage.groups.is_member(chat_id, user_id):
-            raise UserError(UNKNOWN_CHAT)
+            raise UserError(UNKNOWN_CHAT, code="not_found")
         return
     if chat_id == user_id:
-        raise UserError("You cannot send a message to yourself")
+        raise UserError("You cannot send a message to yourself", code="invalid_argument")
     mine, theirs = await storage.contacts.statuses(user_id, chat_id)
     if mine != FRIEND or theirs != FRIEND:
-        raise UserError("You can only send direct messages to your friends")
+        raise UserError("You can only send direct messages to your friends", code="forbidden")

@@ -60,6 +60,9 @@ DELETED = "Your account has been deleted"
 class AccountNotFoundError(UserError):
     """No such account, or it was deleted already."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="not_found")
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -38,6 +38,9 @@ MAX_LIST = 1000
 class NotFoundError(UserError):
     """No such account or message."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="not_found")
+
 
 def user_json(user: UserInfo) -> dict[str, Any]:
     """An account as ``umoc-admin --json`` and ``/api/admin/`` show it."""
@@ -87,14 +90,14 @@ class Administration:
         """`user`, refusing a deleted account (nothing may be done to it but look)."""
         found = await self.user(user)
         if found.deleted_at is not None:
-            raise UserError("This account has been deleted")
+            raise UserError("This account has been deleted", code="not_found")
         return found
 
     async def list_users(self, search: str | None = None, limit: int = 100, offset: int = 0) -> list[UserInfo]:
         if not 1 <= limit <= MAX_LIST:
-            raise UserError(f"limit must be 1-{MAX_LIST}")
+            raise UserError(f"limit must be 1-{MAX_LIST}", code="invalid_argument")
         if offset < 0:
-            raise UserError("offset must not be negative")
+            raise UserError("offset must not be negative", code="invalid_argument")
         return await self._admin.list_users(search or None, limit, offset)
 
     async def registration_mode(self) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest, token_matches
 from umoc.domain.access import require_writable_chat
-from umoc.errors import UserError
+from umoc.errors import Code, UserError
 from umoc.records.files import FileOffer, FileShare
 from umoc.storage import Storage
 from umoc.storage.files import FileRecord
@@ -58,12 +58,14 @@ def check_file_name(name: str, max_length: int) -> str:
     to climb directories or disguise its extension.
     """
     if not 1 <= len(name) <= max_length:
-        raise UserError(f"Invalid 'file_name': expected 1 to {max_length} characters")
+        raise UserError(f"Invalid 'file_name': expected 1 to {max_length} characters", code="invalid_argument")
     for char in name:
         if char in _SEPARATORS or char in _BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
-            raise UserError("Invalid 'file_name': no path separators or control characters allowed")
+            raise UserError(
+                "Invalid 'file_name': no path separators or control characters allowed", code="invalid_argument"
+            )
     if not name.strip(" ."):
-        raise UserError("Invalid 'file_name': not a file name")
+        raise UserError("Invalid 'file_name': not a file name", code="invalid_argument")
     return name
 
 
@@ -89,8 +91,8 @@ def download_url(file_id: str) -> str:
 class UploadDeniedError(UserError):
     """An upload request that may not proceed; ``status`` is the HTTP answer."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, message: str, code: Code, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, code=code)
         self.status = status
         self.headers = headers or {}
 
@@ -136,10 +138,10 @@ class FileManager:
         """Validate the file and the chat, record the upload, answer with its URL and one-time token."""
         file_name = check_file_name(offer.file_name, self.config.max_file_name)
         if offer.file_size > self.config.max_size:
-            raise UserError(f"File too large: at most {self.config.max_size} bytes")
+            raise UserError(f"File too large: at most {self.config.max_size} bytes", code="too_large")
         file_type = normalise_type(offer.file_type)
         if message_type_for(file_type, self.config) is None:
-            raise UserError(f"File type '{file_type[:100]}' is not allowed")
+            raise UserError(f"File type '{file_type[:100]}' is not allowed", code="invalid_argument")
         await require_writable_chat(self._storage, user_id, offer.chat_id, offer.is_group)
         return await self._record(
             user_id, FileOffer(offer.chat_id, offer.is_group, file_name, offer.file_size, file_type)
@@ -156,10 +158,12 @@ class FileManager:
         """
         file_name = check_file_name(file_name, self.config.max_file_name)
         if file_size > self.config.max_size:
-            raise UserError(f"File too large: at most {self.config.max_size} bytes")
+            raise UserError(f"File too large: at most {self.config.max_size} bytes", code="too_large")
         file_type = normalise_type(file_type)
         if message_type_for(file_type, self.config) != "image":
-            raise UserError(f"An avatar must be an image: '{file_type[:100]}' is not an allowed image type")
+            raise UserError(
+                f"An avatar must be an image: '{file_type[:100]}' is not an allowed image type", code="invalid_argument"
+            )
         return await self._record(user_id, FileOffer(AVATAR_CHAT, False, file_name, file_size, file_type))
 
     async def _record(self, user_id: int, offer: FileOffer) -> dict[str, Any]:
@@ -189,18 +193,20 @@ class FileManager:
         files, file_id = self._storage.files, share.file_id
         record = await files.get(file_id)
         if record is None or record.uploader_id != user_id:
-            raise UserError("Unknown file")
+            raise UserError("Unknown file", code="not_found")
         if record.chat_id != share.chat_id or record.is_group != share.is_group:
-            raise UserError("The file was prepared for another chat")
+            raise UserError("The file was prepared for another chat", code="invalid_argument")
         if record.file_name != share.file_name or record.file_type != normalise_type(share.file_type):
-            raise UserError("'file_name' and 'file_type' must be those given to upload_file_prepare")
+            raise UserError(
+                "'file_name' and 'file_type' must be those given to upload_file_prepare", code="invalid_argument"
+            )
         if record.completed_at is not None:
-            raise UserError("File already shared")
+            raise UserError("File already shared", code="conflict")
         if record.uploaded_at is None:
-            raise UserError("The file has not arrived whole yet")
+            raise UserError("The file has not arrived whole yet", code="conflict")
         await require_writable_chat(self._storage, user_id, record.chat_id, record.is_group)
         if not await files.claim_completion(file_id, user_id, self.now()):
-            raise UserError("File already shared")
+            raise UserError("File already shared", code="conflict")
         content = json.dumps(
             {
                 "file_id": file_id,
@@ -237,32 +243,34 @@ class FileManager:
         if record is None or not token_matches(token, record.token_hash):
             # A missing upload and someone else's get the same answer: without
             # its token nobody learns whether an upload id exists.
-            raise UploadDeniedError(401, "Invalid upload token", {"WWW-Authenticate": "Bearer"})
+            raise UploadDeniedError(401, "Invalid upload token", "not_authenticated", {"WWW-Authenticate": "Bearer"})
         if record.uploaded_at is not None:
-            raise UploadDeniedError(409, "File already uploaded")
+            raise UploadDeniedError(409, "File already uploaded", "conflict")
         if record.token_used_at is not None:
-            raise UploadDeniedError(403, "Upload token already used")
+            raise UploadDeniedError(403, "Upload token already used", "forbidden")
         if record.expires_at <= self.now():
-            raise UploadDeniedError(403, "Upload token expired")
+            raise UploadDeniedError(403, "Upload token expired", "forbidden")
         if length is not None and length > record.file_size:
-            raise UploadDeniedError(413, "Body larger than the declared file size")
+            raise UploadDeniedError(413, "Body larger than the declared file size", "too_large")
         if length is not None and length < record.file_size:
-            raise UploadDeniedError(400, "Content-Length must equal the declared file size")
+            raise UploadDeniedError(400, "Content-Length must equal the declared file size", "invalid_argument")
         if not await files.spend_token(file_id, self.now()):
-            raise UploadDeniedError(403, "Upload token already used or expired")
+            raise UploadDeniedError(403, "Upload token already used or expired", "forbidden")
         return record
 
     async def store_upload(self, record: FileRecord, temp_path: Path, received: int) -> dict[str, Any]:
         """Move a whole upload into place by id and record it; `UploadDeniedError` if it is not whole."""
         if received != record.file_size:
             temp_path.unlink(missing_ok=True)
-            raise UploadDeniedError(400, f"Upload incomplete: {received} of {record.file_size} bytes arrived")
+            raise UploadDeniedError(
+                400, f"Upload incomplete: {received} of {record.file_size} bytes arrived", "invalid_argument"
+            )
         final = self.path_for(record.id)
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(temp_path, final)
         if not await self._storage.files.mark_uploaded(record.id, self.now()):
             final.unlink(missing_ok=True)
-            raise UploadDeniedError(404, "Unknown upload")
+            raise UploadDeniedError(404, "Unknown upload", "not_found")
         return {"file_id": record.id, "file_size": record.file_size}
 
     # -- HTTP: the bytes out -------------------------------------------------------------

@@ -172,7 +172,7 @@ def check_endpoint(endpoint: str, policy: AddressPolicy, allow_http: bool = Fals
         parts = urlsplit(endpoint)
         port = parts.port
     except ValueError:
-        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}") from None
+        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}", code="invalid_argument") from None
     schemes = ("https", "http") if allow_http else ("https",)
     host = parts.hostname or ""
     address = ip_literal(host)
@@ -183,9 +183,9 @@ def check_endpoint(endpoint: str, policy: AddressPolicy, allow_http: bool = Fals
         or port == 0
         or (address is None and not _HOST_NAME.fullmatch(host))
     ):
-        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}")
+        raise UserError(f"Invalid 'subscription.endpoint': expected {expected}", code="invalid_argument")
     if address is not None and not policy.permits(address):
-        raise UserError("Invalid 'subscription.endpoint': this address is not allowed")
+        raise UserError("Invalid 'subscription.endpoint': this address is not allowed", code="invalid_argument")
 
 
 class PushNotifier:

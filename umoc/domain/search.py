@@ -47,9 +47,9 @@ def query_terms(query: str) -> list[str]:
     for word in _WORD.findall(query):
         seen.setdefault(word.casefold(), word)
     if not seen:
-        raise UserError("Invalid 'query': no words to search for (letters or digits)")
+        raise UserError("Invalid 'query': no words to search for (letters or digits)", code="invalid_argument")
     if len(seen) > MAX_TERMS:
-        raise UserError(f"Invalid 'query': at most {MAX_TERMS} different words")
+        raise UserError(f"Invalid 'query': at most {MAX_TERMS} different words", code="invalid_argument")
     return list(seen.values())
 
 
@@ -59,7 +59,7 @@ def encode_cursor(seq: int) -> str:
 
 def decode_cursor(name: str, value: Any) -> int:
     """The seq a cursor from `encode_cursor` carries; `UserError` for anything else."""
-    error = UserError(f"Invalid '{name}': not a cursor from search_results")
+    error = UserError(f"Invalid '{name}': not a cursor from search_results", code="invalid_argument")
     if not isinstance(value, str) or not 0 < len(value) <= 64:
         raise error
     try:

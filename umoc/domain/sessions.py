@@ -83,13 +83,22 @@ USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 class InvalidSessionError(UserError):
     """A session id and token that do not open a live session."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="not_authenticated")
+
 
 class InvalidCredentialsError(UserError):
     """A login with an unknown name or a wrong password (the same answer for both)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="not_authenticated")
+
 
 class AccountDisabledError(UserError):
     """The right password for an account an administrator deactivated."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="account_disabled")
 
 
 class PasswordQueueFullError(UserError):
@@ -104,7 +113,9 @@ class PasswordQueueFullError(UserError):
     RETRY_AFTER = 1
 
     def __init__(self) -> None:
-        super().__init__("The server is busy checking passwords; try again shortly", retry_after=self.RETRY_AFTER)
+        super().__init__(
+            "The server is busy checking passwords; try again shortly", code="unavailable", retry_after=self.RETRY_AFTER
+        )
         self.headers = {"Retry-After": str(self.RETRY_AFTER)}
 
 
@@ -200,7 +211,7 @@ class SessionManager:
     async def hash_new_password(self, password: str) -> str:
         """The stored form of a new password; `UserError` when it is too short or too long."""
         if not 8 <= len(password) <= 256:
-            raise UserError("password must be 8-256 characters")
+            raise UserError("password must be 8-256 characters", code="invalid_argument")
         return await self._in_pool(hash_password, password)
 
     async def login(self, username: str, password: str) -> Login:
@@ -354,4 +365,4 @@ class SessionManager:
 
 def _check_username(username: str) -> None:
     if not USERNAME.fullmatch(username):
-        raise UserError("username must be 3-32 characters of letters, digits, '_', '.' or '-'")
+        raise UserError("username must be 3-32 characters of letters, digits, '_', '.' or '-'", code="invalid_argument")

@@ -59,7 +59,7 @@ REVOKED = "Your session was ended by an administrator"
 def require_admin(actor: Actor) -> None:
     """Refuse anyone but an administrator (an admin user, ``umoc-admin``)."""
     if not actor.is_admin:
-        raise UserError("Administrators only")
+        raise UserError("Administrators only", code="forbidden")
 
 
 async def find(services: Services, ref: AccountRef, live: bool = False) -> UserInfo:
@@ -68,7 +68,7 @@ async def find(services: Services, ref: AccountRef, live: bool = False) -> UserI
     if found is None:
         raise NotFoundError("No such user")
     if live and found.deleted_at is not None:
-        raise UserError("This account has been deleted")
+        raise UserError("This account has been deleted", code="not_found")
     return found
 
 
@@ -87,7 +87,7 @@ def _registered(services: Services, user: User | UserInfo) -> None:
 async def register(services: Services, actor: Actor, record: NewAccount) -> User:
     """An owner registers, if the registration mode lets them in (`RegistrationRefusedError` if not)."""
     if record.is_admin:
-        raise UserError("Only an administrator may create an administrator")
+        raise UserError("Only an administrator may create an administrator", code="forbidden")
     user = await services.sessions.register(record.username, record.password, record.invite)
     _registered(services, user)
     return user
@@ -128,7 +128,7 @@ async def deactivate(services: Services, actor: Actor, record: AccountRef) -> tu
     require_admin(actor)
     found = await find(services, record)
     if found.id == actor.user_id:
-        raise UserError("You cannot deactivate your own account")
+        raise UserError("You cannot deactivate your own account", code="invalid_argument")
     _changed, ended = await services.storage.admin.deactivate(found.id, services.clock.seconds())
     services.sessions.end_all(ended, DEACTIVATED)
     log.info(
@@ -217,7 +217,7 @@ async def delete_user(services: Services, actor: Actor, record: AccountDeletion)
     require_admin(actor)
     found = await find(services, record.account, live=True)
     if found.id == actor.user_id:
-        raise UserError("Delete your own account with delete_account")
+        raise UserError("Delete your own account with delete_account", code="invalid_argument")
     try:
         deleted = await services.accounts.delete(found.id, record.erase, actor.name)
     except AccountNotFoundError:

@@ -44,13 +44,15 @@ async def new_token_for(services: Services, actor: Actor, record: AccountRef, fo
     if not force and found.is_admin:
         raise UserError(
             f"{found.username} is an administrator: a bot token would let anyone holding it send messages"
-            f" and accept contacts as {found.username}; refused without --force"
+            f" and accept contacts as {found.username}; refused without --force",
+            code="forbidden",
         )
     if not force and not await services.storage.bots.is_bot(found.id):
         raise UserError(
             f"{found.username} is not a bot: a token turns the account into one, and anyone holding it sends"
             f" messages and accepts contacts as {found.username} without its password (its password and"
-            " sessions keep working); refused without --force"
+            " sessions keep working); refused without --force",
+            code="forbidden",
         )
     token = new_token()
     await services.storage.bots.make_bot(found.id, token_digest(token), services.clock.seconds())

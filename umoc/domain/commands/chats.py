@@ -31,7 +31,7 @@ async def _require_chat(services: Services, user_id: int, chat_id: int, is_group
             await storage.messages.has_direct_chat(user_id, chat_id)
         )
     if not known:
-        raise UserError(UNKNOWN_CHAT)
+        raise UserError(UNKNOWN_CHAT, code="not_found")
 
 
 async def mute(services: Services, actor: Actor, change: Mute) -> dict[str, Any]:
@@ -42,7 +42,7 @@ async def mute(services: Services, actor: Actor, change: Mute) -> dict[str, Any]
     now = services.clock.seconds()
     if change.muted:
         if change.until is not None and change.until <= now:
-            raise UserError("Invalid 'until': expected a time in the future")
+            raise UserError("Invalid 'until': expected a time in the future", code="invalid_argument")
         await _require_chat(services, actor.uid, change.chat_id, change.is_group)
     await services.storage.push.mute(actor.uid, change, now)
     payload = shapes.chat_muted(change.chat_id, change.is_group, change.until, change.muted)

@@ -116,7 +116,7 @@ def _retried(new: NewMessage, original: Message) -> dict[str, Any]:
         and original.mentions == new.mentions
     )
     if not same:
-        raise UserError(KEY_REUSED)
+        raise UserError(KEY_REUSED, code="conflict")
     return _duplicate(original, new.client_msg_id)
 
 
@@ -147,7 +147,7 @@ async def share_file(services: Services, actor: Actor, share: FileShare) -> dict
         if original is None or original.created_at < _keys_since(services, services.clock.seconds()):
             raise
         if not _shares(original, share):
-            raise UserError(KEY_REUSED) from None
+            raise UserError(KEY_REUSED, code="conflict") from None
         return _duplicate(original, share.client_msg_id)
     record = upload.record
     new = NewMessage(

@@ -24,7 +24,7 @@ __all__ = ["register", "set_enabled", "unregister"]
 async def register(services: Services, actor: Actor, record: PushRegistration) -> dict[str, Any]:
     """Store the registration for the actor's session; `UserError` for what the server's policy refuses."""
     if actor.session_id is None:
-        raise UserError("Push registrations belong to a session")
+        raise UserError("Push registrations belong to a session", code="forbidden")
     config = services.config.push
     now = services.clock.seconds()
     registration_id = str(uuid.uuid4())
@@ -32,14 +32,16 @@ async def register(services: Services, actor: Actor, record: PushRegistration) -
         assert record.endpoint is not None and record.p256dh is not None and record.auth is not None
         check_endpoint(record.endpoint, services.push.policy, config.allow_insecure_endpoints)
         if not valid_subscription_keys(record.p256dh, record.auth):
-            raise UserError("Invalid 'subscription.keys': expected a P-256 key and a 16-byte secret")
+            raise UserError(
+                "Invalid 'subscription.keys': expected a P-256 key and a 16-byte secret", code="invalid_argument"
+            )
         row = Registration(
             registration_id, actor.uid, "webpush", record.endpoint, record.p256dh, record.auth, None, None, now
         )
     else:
         assert record.pushkey is not None
         if record.gateway not in config.gateways:
-            raise UserError(f"Unknown push gateway '{record.gateway[:64]}'")
+            raise UserError(f"Unknown push gateway '{record.gateway[:64]}'", code="invalid_argument")
         row = Registration(
             registration_id, actor.uid, "gateway", record.pushkey, None, None, record.app_id, record.gateway, now
         )
@@ -49,7 +51,7 @@ async def register(services: Services, actor: Actor, record: PushRegistration) -
 
 async def unregister(services: Services, actor: Actor, record: PushRemoval) -> dict[str, Any]:
     if not await services.storage.push.unregister(actor.uid, record.registration_id):
-        raise UserError("Unknown push registration")
+        raise UserError("Unknown push registration", code="not_found")
     return {"registration_id": record.registration_id}
 
 

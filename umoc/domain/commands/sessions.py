@@ -75,7 +75,7 @@ class RateLimitedError(UserError):
     status = 429
 
     def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message, retry_after=retry_after)
+        super().__init__(message, code="rate_limited", retry_after=retry_after)
         self.headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
 
 
