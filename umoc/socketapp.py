@@ -49,9 +49,9 @@ def _credentials(connection: SocketIOConnection, auth: Any) -> tuple[str, str]:
     source: Any = auth if isinstance(auth, dict) and "sessionID" in auth else connection.engine.query
     session_id, token = source.get("sessionID"), source.get("token")
     if not isinstance(session_id, str) or not isinstance(token, str):
-        raise AuthError("Missing sessionID or token")
+        raise AuthError("Missing sessionID or token", "not_authenticated")
     if not 0 < len(session_id) <= 64 or not 0 < len(token) <= 256:
-        raise AuthError("Invalid session")
+        raise AuthError("Invalid session", "not_authenticated")
     return session_id, token
 
 
@@ -95,19 +95,19 @@ class UmocSocketApp:
                 reason=exc.message,
                 client=connection.engine.remote_ip,
             )
-            raise AuthError(exc.message) from None
+            raise AuthError(exc.message, exc.code) from None
         if trusted:
             await self._take_connect(f"user:{record.user_id}")
         cursor = await position
         if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
-            raise AuthError("Too many connections for this session")
+            raise AuthError("Too many connections for this session", "conflict")
         return UserIdentity(record.user_id, record.username, record.id, record.expires_at, cursor)
 
     async def _take_connect(self, key: str) -> None:
-        allowed, _ = await self._services.ratelimiter.can_do_action("connect", key)
+        allowed, retry_after = await self._services.ratelimiter.can_do_action("connect", key)
         if not allowed:
             self._services.metrics.refused("connect")
-            raise AuthError("Too many connection attempts; try again later")
+            raise AuthError("Too many connection attempts; try again later", "rate_limited", retry_after)
 
     def on_connect(self, socket: ClientSocket) -> None:
         log.info(

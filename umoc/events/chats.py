@@ -38,10 +38,10 @@ async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str,
         # A user who blocked us is no longer our contact, but our chat with them
         # remains: it is shown with no status and no presence.
         if not await storage.messages.has_direct_chat(ctx.user_id, chat_id):
-            raise UserError(UNKNOWN_CHAT)
+            raise UserError(UNKNOWN_CHAT, code="not_found")
         peer = await storage.users.by_id(chat_id)
         if peer is None:
-            raise UserError(UNKNOWN_CHAT)
+            raise UserError(UNKNOWN_CHAT, code="not_found")
         mentions = await storage.mentions.count(ctx.user_id, chat_id, False)
         return shapes.former_contact_chat_info(peer.id, peer.username, mentions)
     online = await ctx.services.presence.online_among([chat_id] if contact.mutual_friend else [])

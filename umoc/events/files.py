@@ -31,7 +31,7 @@ async def upload_file_prepare(ctx: EventContext, payload: dict[str, Any]) -> dic
             ctx.user_id, payload["file_name"], payload["file_size"], payload["file_type"]
         )
     if payload["recipient_id"] is None or payload["is_group"] is None:
-        raise UserError("Missing 'recipient_id' or 'is_group' (only an avatar needs no chat)")
+        raise UserError("Missing 'recipient_id' or 'is_group' (only an avatar needs no chat)", code="invalid_argument")
     offer = FileOffer(
         payload["recipient_id"], payload["is_group"], payload["file_name"], payload["file_size"], payload["file_type"]
     )

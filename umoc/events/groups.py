@@ -20,7 +20,7 @@ __all__ = ["ROUTES"]
 def _id_list(field: str, value: Any) -> list[int]:
     """A JSON list (its ids are checked by `NewGroup`)."""
     if not isinstance(value, list) or len(value) > MAX_ID_LIST:
-        raise UserError(f"Invalid '{field}': expected a list of user ids")
+        raise UserError(f"Invalid '{field}': expected a list of user ids", code="invalid_argument")
     return value
 
 

@@ -25,7 +25,7 @@ __all__ = ["ROUTES"]
 
 def _object(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UserError(f"Invalid '{name}': expected a JSON object")
+        raise UserError(f"Invalid '{name}': expected a JSON object", code="invalid_argument")
     return value
 
 
@@ -53,7 +53,9 @@ async def mute_chat(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any
         try:
             until = parse_iso(payload["until"])
         except ValueError:
-            raise UserError("Invalid 'until': expected an ISO 8601 time like 2026-01-01T12:00:00Z") from None
+            raise UserError(
+                "Invalid 'until': expected an ISO 8601 time like 2026-01-01T12:00:00Z", code="invalid_argument"
+            ) from None
     return await chats.mute(ctx.services, ctx.actor, Mute(payload["chat_id"], payload["is_group"], True, until))
 
 

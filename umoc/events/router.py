@@ -147,7 +147,7 @@ class Router:
 
     def dispatch(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
         if self.closed:
-            self._reply_error(socket, ack_id, UserError(SHUTTING_DOWN))
+            self._reply_error(socket, ack_id, UserError(SHUTTING_DOWN, code="unavailable"))
             return
         pending = _Pending(event, args, ack_id, self.services.clock.seconds())
         queue = self._queues.get(socket)
@@ -156,7 +156,9 @@ class Router:
             queue.append(pending)
             self._drain(socket, queue)
         elif len(queue) >= self.MAX_QUEUED:
-            self._reply_error(socket, ack_id, UserError("Too many events in flight; slow down"))
+            self._reply_error(
+                socket, ack_id, UserError("Too many events in flight; slow down", code="too_many_pending")
+            )
         elif (refusal := self._overloaded(event)) is not None:
             # Refused now rather than after the socket's earlier events: it would not run anyway.
             self._reply_error(socket, ack_id, refusal)
@@ -196,7 +198,7 @@ class Router:
             refused = [queue.pop() for _ in range(len(queue) - 1)]  # queue[0] is running
             for pending in reversed(refused):
                 pending.cancel_timer()
-                self._reply_error(socket, pending.ack_id, UserError(SHUTTING_DOWN))
+                self._reply_error(socket, pending.ack_id, UserError(SHUTTING_DOWN, code="unavailable"))
 
     def idle(self) -> defer.Deferred[Any]:
         """Fires when the events running now are done."""
@@ -243,18 +245,18 @@ class Router:
             timer = clock.callLater(remaining, answer.error, UserError(NOT_DONE_IN_TIME, code="timeout"))
             route = self.routes.get(event)
             if route is None:
-                raise UserError(f"Unknown event '{event[:64]}'")
+                raise UserError(f"Unknown event '{event[:64]}'", code="unknown_event")
             if route.writes:
                 self.services.admission.check("socket")
             payload = route.schema.validate(args[0] if args else None)
             claimed = payload.get("sessionID")
             if claimed is not None and claimed != socket.identity.session_id and route.foreign_session_refused:
-                raise UserError("sessionID does not match this connection's session")
+                raise UserError("sessionID does not match this connection's session", code="invalid_argument")
             limiter = self.services.ratelimiter
             allowed, retry_after = await limiter.can_do_action(route.rate_class, f"user:{socket.user_id}")
             if not allowed:
                 self.services.metrics.refused(route.rate_class)
-                raise UserError("Rate limit exceeded; try again later", retry_after=retry_after)
+                raise UserError("Rate limit exceeded; try again later", retry_after=retry_after, code="rate_limited")
             result = await route.handler(EventContext(self.services, socket), payload)
             if answer.given:
                 pass  # answered at the deadline: the late result is dropped
@@ -271,7 +273,7 @@ class Router:
             answer.error(exc)
         except Exception:  # noqa: BLE001 - one bad event must not end the connection
             log.failure("Error handling event {event}", event=event)
-            answer.error(UserError("Internal server error"))
+            answer.error(UserError("Internal server error", code="internal"))
         finally:
             if timer is not None and timer.active():
                 timer.cancel()
@@ -281,10 +283,9 @@ class Router:
 
     @staticmethod
     def _reply_error(socket: ClientSocket, ack_id: int | None, error: UserError) -> None:
-        payload = error.payload()
-        socket.tell(ERROR(payload))
+        socket.tell(ERROR(error.payload()))
         if ack_id is not None:
-            socket.ack(ack_id, {"error": error.message, **error.extra})
+            socket.ack(ack_id, error.ack())
 
 
 class _Pending:
@@ -320,5 +321,5 @@ class _Answer:
         if self.given:
             return
         self.given = True
-        self.timed_out = error.extra.get("code") == "timeout"
+        self.timed_out = error.code == "timeout"
         Router._reply_error(self.socket, self.ack_id, error)

@@ -45,9 +45,11 @@ class Field:
 def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"Invalid '{name}': expected an integer")
+            raise UserError(f"Invalid '{name}': expected an integer", code="invalid_argument")
         if not minimum <= value <= maximum:
-            raise UserError(f"Invalid '{name}': expected an integer from {minimum} to {maximum}")
+            raise UserError(
+                f"Invalid '{name}': expected an integer from {minimum} to {maximum}", code="invalid_argument"
+            )
         return value
 
     return check
@@ -66,7 +68,9 @@ def Number(name: str, required: bool = True, default: Any = None) -> Field:
         # The comparison also refuses NaN and infinities (JSON's 1e400), and
         # integers too large for a float (10**400), before anything does arithmetic.
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -MAX_NUMBER <= value <= MAX_NUMBER:
-            raise UserError(f"Invalid '{field}': expected a number from -{MAX_NUMBER} to {MAX_NUMBER}")
+            raise UserError(
+                f"Invalid '{field}': expected a number from -{MAX_NUMBER} to {MAX_NUMBER}", code="invalid_argument"
+            )
         return value
 
     return Field(name, check, required, default)
@@ -75,9 +79,11 @@ def Number(name: str, required: bool = True, default: Any = None) -> Field:
 def Str(name: str, required: bool = True, max_length: int = 1000, min_length: int = 1, default: Any = None) -> Field:
     def check(field: str, value: Any) -> str:
         if not isinstance(value, str):
-            raise UserError(f"Invalid '{field}': expected a string")
+            raise UserError(f"Invalid '{field}': expected a string", code="invalid_argument")
         if not min_length <= len(value) <= max_length:
-            raise UserError(f"Invalid '{field}': expected {min_length} to {max_length} characters")
+            raise UserError(
+                f"Invalid '{field}': expected {min_length} to {max_length} characters", code="invalid_argument"
+            )
         return check_text(field, value)
 
     return Field(name, check, required, default)
@@ -86,7 +92,7 @@ def Str(name: str, required: bool = True, max_length: int = 1000, min_length: in
 def Bool(name: str, required: bool = True, default: Any = None) -> Field:
     def check(field: str, value: Any) -> bool:
         if not isinstance(value, bool):
-            raise UserError(f"Invalid '{field}': expected true or false")
+            raise UserError(f"Invalid '{field}': expected true or false", code="invalid_argument")
         return value
 
     return Field(name, check, required, default)
@@ -95,7 +101,7 @@ def Bool(name: str, required: bool = True, default: Any = None) -> Field:
 def Enum(name: str, choices: tuple[str, ...], required: bool = True, default: Any = None) -> Field:
     def check(field: str, value: Any) -> str:
         if not isinstance(value, str) or value not in choices:
-            raise UserError(f"Invalid '{field}': expected one of {', '.join(choices)}")
+            raise UserError(f"Invalid '{field}': expected one of {', '.join(choices)}", code="invalid_argument")
         return value
 
     return Field(name, check, required, default)
@@ -103,11 +109,11 @@ def Enum(name: str, choices: tuple[str, ...], required: bool = True, default: An
 
 def _uuid(field: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > 64:
-        raise UserError(f"Invalid '{field}': expected a UUID string")
+        raise UserError(f"Invalid '{field}': expected a UUID string", code="invalid_argument")
     try:
         return str(uuid.UUID(value))
     except ValueError as exc:
-        raise UserError(f"Invalid '{field}': expected a UUID string") from exc
+        raise UserError(f"Invalid '{field}': expected a UUID string", code="invalid_argument") from exc
 
 
 def Uuid(name: str, required: bool = True) -> Field:
@@ -117,7 +123,9 @@ def Uuid(name: str, required: bool = True) -> Field:
 def UuidList(name: str, max_items: int, required: bool = True) -> Field:
     def check(field: str, value: Any) -> list[str]:
         if not isinstance(value, list) or not 1 <= len(value) <= max_items:
-            raise UserError(f"Invalid '{field}': expected a list of 1 to {max_items} UUID strings")
+            raise UserError(
+                f"Invalid '{field}': expected a list of 1 to {max_items} UUID strings", code="invalid_argument"
+            )
         seen: dict[str, None] = {}
         for item in value:
             seen[_uuid(field, item)] = None
@@ -131,10 +139,12 @@ def IntList(name: str, max_items: int, required: bool = True, default: Any = Non
 
     def check(field: str, value: Any) -> list[int]:
         if not isinstance(value, list) or len(value) > max_items:
-            raise UserError(f"Invalid '{field}': expected a list of at most {max_items} ids")
+            raise UserError(f"Invalid '{field}': expected a list of at most {max_items} ids", code="invalid_argument")
         for item in value:
             if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= MAX_ID:
-                raise UserError(f"Invalid '{field}': expected a list of at most {max_items} ids")
+                raise UserError(
+                    f"Invalid '{field}': expected a list of at most {max_items} ids", code="invalid_argument"
+                )
         return list(dict.fromkeys(value))
 
     return Field(name, check, required, default)
@@ -150,13 +160,13 @@ class Schema:
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):
-            raise UserError("Invalid payload: expected a JSON object")
+            raise UserError("Invalid payload: expected a JSON object", code="invalid_argument")
         clean: dict[str, Any] = {}
         for field in self.fields:
             value = payload.get(field.name, _MISSING)
             if value is _MISSING or (value is None and not field.required):
                 if field.required:
-                    raise UserError(f"Missing '{field.name}'")
+                    raise UserError(f"Missing '{field.name}'", code="invalid_argument")
                 clean[field.name] = field.default
             else:
                 clean[field.name] = field.check(field.name, value)

@@ -55,30 +55,34 @@ _MILLISECONDS_ABOVE = 1e11
 def parse_since(name: str, value: Any) -> float:
     """``since`` as epoch seconds, from ISO 8601 or an epoch number."""
     if isinstance(value, bool):
-        raise UserError(f"Invalid '{name}': expected an ISO 8601 time or epoch seconds")
+        raise UserError(f"Invalid '{name}': expected an ISO 8601 time or epoch seconds", code="invalid_argument")
     if isinstance(value, (int, float)):
         if not -_MILLISECONDS_ABOVE * 1000 <= value <= _MILLISECONDS_ABOVE * 1000:  # also NaN, inf, 10**400
-            raise UserError(f"Invalid '{name}': out of range")
+            raise UserError(f"Invalid '{name}': out of range", code="invalid_argument")
         seconds = value / 1000 if value > _MILLISECONDS_ABOVE else float(value)
     elif isinstance(value, str) and 0 < len(value) <= 40:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError as exc:
-            raise UserError(f"Invalid '{name}': expected an ISO 8601 time like 2023-01-01T12:00:00Z") from exc
+            raise UserError(
+                f"Invalid '{name}': expected an ISO 8601 time like 2023-01-01T12:00:00Z", code="invalid_argument"
+            ) from exc
         if parsed.tzinfo is None:
-            raise UserError(f"Invalid '{name}': the time needs a zone (Z or +00:00)")
+            raise UserError(f"Invalid '{name}': the time needs a zone (Z or +00:00)", code="invalid_argument")
         seconds = parsed.timestamp()
     else:
-        raise UserError(f"Invalid '{name}': expected an ISO 8601 time or epoch seconds")
+        raise UserError(f"Invalid '{name}': expected an ISO 8601 time or epoch seconds", code="invalid_argument")
     if not 0 <= seconds < _MILLISECONDS_ABOVE:
-        raise UserError(f"Invalid '{name}': out of range")
+        raise UserError(f"Invalid '{name}': out of range", code="invalid_argument")
     return seconds
 
 
 async def sync(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     since, cursor = payload["since"], payload["cursor"]
     if (since is None) == (cursor is None):
-        raise UserError("Give either 'cursor' (the change feed) or 'since' (messages since a time)")
+        raise UserError(
+            "Give either 'cursor' (the change feed) or 'since' (messages since a time)", code="invalid_argument"
+        )
     if cursor is not None:
         return await _changes(ctx, cursor, payload["limit"])
     limit = payload["limit"]

@@ -6,7 +6,8 @@ Engine.IO MESSAGE packets::
     0{"sessionID":..,"token":..}      ->             CONNECT (auth payload optional;
                                                      the URL query works too)
                                       <-  0{"sid":".."}                          accepted
-                                      <-  44{"message":"Invalid session"}        refused, then close
+                                      <-  44{"message":"Invalid session",        refused, then close
+                                             "data":{"code":"not_authenticated"}}
                                       <-  42["connection_successful",{...}]
     42["ping",{..}]                   ->             EVENT
     421["ping",{..}]                  ->             EVENT asking for ack id 1
@@ -14,7 +15,7 @@ Engine.IO MESSAGE packets::
     451-["x",{"_placeholder":true,"num":0}] + <bytes>   BINARY_EVENT
     41                                ->             DISCONNECT (the Engine.IO session stays)
     40/chat,                          ->
-                                      <-  44/chat,{"message":"Invalid namespace"}  (only "/" is served)
+                                      <-  44/chat,{"message":"Invalid namespace",...}  (only "/" is served)
 
 With connection state recovery on, the CONNECT answer also carries a
 ``pid`` and a CONNECT with ``{pid, offset}`` gets back what that socket
@@ -35,6 +36,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from umoc.errors import Code
 from umoc.protocol.engineio import ProtocolError
 from umoc.protocol.socketio import Decoder, PacketType, SocketPacket, encode, encode_event
 from umoc.transport.engine import EngineSession, Outgoing
@@ -45,7 +47,26 @@ log = Logger()
 
 
 class AuthError(Exception):
-    """A CONNECT that must be refused; the message goes to the client."""
+    """A CONNECT that must be refused; the message and the code go to the client.
+
+    CONNECT_ERROR ``{"message": message, "data": {"code": code}}``: socket.io-client
+    shows ``data`` as the ``connect_error`` error's ``data`` property, as
+    Socket.IO's own servers send it; ``code`` is one of `umoc.errors.CODES`.
+    """
+
+    def __init__(self, message: str, code: Code, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retry_after = retry_after
+
+
+def _refusal(message: str, code: Code, retry_after: float | None = None) -> dict[str, Any]:
+    """The CONNECT_ERROR payload (``retry_after`` in ``data`` when there is one)."""
+    data: dict[str, Any] = {"code": code}
+    if retry_after is not None:
+        data["retry_after"] = retry_after
+    return {"message": message, "data": data}
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +300,7 @@ class SocketIOConnection:
 
     def _on_connect(self, nsp: str, auth: Any) -> None:
         if nsp not in self.app.namespaces:
-            self.send_packet(SocketPacket(PacketType.CONNECT_ERROR, nsp, {"message": "Invalid namespace"}))
+            self.send_packet(SocketPacket(PacketType.CONNECT_ERROR, nsp, _refusal("Invalid namespace", "not_found")))
             return
         if nsp in self.sockets or nsp in self._pending:
             return
@@ -318,13 +339,13 @@ class SocketIOConnection:
     def _refused(self, nsp: str, failure: Any) -> None:
         self._pending.discard(nsp)
         if failure.check(AuthError):
-            message = str(failure.value)
+            refusal = _refusal(failure.value.message, failure.value.code, failure.value.retry_after)
         else:
             log.failure("Error authenticating a socket", failure)
-            message = "Authentication failed"
+            refusal = _refusal("Authentication failed", "internal")
         if self.engine.closed:
             return
-        self.send_packet(SocketPacket(PacketType.CONNECT_ERROR, nsp, {"message": message}))
+        self.send_packet(SocketPacket(PacketType.CONNECT_ERROR, nsp, refusal))
         if not self.sockets:
             self.engine.close("authentication failed")
 
