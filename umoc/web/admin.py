@@ -70,7 +70,7 @@ def _int_arg(request: IRequest, name: bytes, default: int) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= MAX_INT:
-        raise HttpError(400, f"'{name.decode()}' must be a whole number from 0 to {MAX_INT}")
+        raise HttpError(400, f"'{name.decode()}' must be a whole number from 0 to {MAX_INT}", code="invalid_argument")
     return value
 
 
@@ -78,7 +78,7 @@ def _search(request: IRequest) -> str | None:
     """``search``: at most 256 characters and no NUL (PostgreSQL refuses NUL: that was a 500)."""
     search = _query(request, b"search")
     if search is not None and len(search) > 256:
-        raise HttpError(400, "'search' must be at most 256 characters")
+        raise HttpError(400, "'search' must be at most 256 characters", code="invalid_argument")
     return None if search is None else check_text("search", search)
 
 
@@ -87,11 +87,11 @@ def _target(data: dict[str, Any]) -> AccountRef:
     user_id = data.get("user_id")
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         if not 1 <= user_id <= MAX_INT:
-            raise HttpError(400, f"'user_id' must be a whole number from 1 to {MAX_INT}")
+            raise HttpError(400, f"'user_id' must be a whole number from 1 to {MAX_INT}", code="invalid_argument")
         return AccountRef(user_id)
     if "username" in data:
         return AccountRef(string_field(data, "username", 64))
-    raise HttpError(400, "'user_id' (an integer) or 'username' is required")
+    raise HttpError(400, "'user_id' (an integer) or 'username' is required", code="invalid_argument")
 
 
 def _actor(caller: UserInfo) -> Actor:
@@ -121,13 +121,13 @@ class AdminApi:
         token = first(b"token", b"x-session-token")
         record = await self._sessions.authenticate(session_id, token) if session_id and token else None
         if record is None:
-            raise HttpError(401, "Invalid or expired session")
+            raise HttpError(401, "Invalid or expired session", code="not_authenticated")
         try:
             caller = await self._admin.user(record.user_id)
         except NotFoundError:
-            raise HttpError(401, "Invalid or expired session") from None
+            raise HttpError(401, "Invalid or expired session", code="not_authenticated") from None
         if not caller.is_admin or not caller.active:
-            raise HttpError(403, "Administrators only")
+            raise HttpError(403, "Administrators only", code="forbidden")
         return caller
 
     def _guarded(self, handler: Callable[[IRequest, UserInfo], Awaitable[None]]) -> Handler:
@@ -136,7 +136,7 @@ class AdminApi:
             try:
                 await handler(request, caller)
             except NotFoundError as exc:
-                raise HttpError(404, exc.message) from None
+                raise HttpError(404, exc.message, code="not_found") from None
 
         return run
 
@@ -155,22 +155,22 @@ class AdminApi:
         data = self._body(request)
         is_admin = data.get("is_admin", False)
         if not isinstance(is_admin, bool):
-            raise HttpError(400, "'is_admin' must be true or false")
+            raise HttpError(400, "'is_admin' must be true or false", code="invalid_argument")
         try:
             record = NewAccount(string_field(data, "username", 64), string_field(data, "password", 1024), is_admin)
             user = await account.create_user(self._services, _actor(caller), record)
         except UsernameTakenError:
-            raise HttpError(409, "Username already taken") from None
+            raise HttpError(409, "Username already taken", code="conflict") from None
         write_json(request, 201, {"user": user_json(user)})
 
     async def delete_user(self, request: IRequest, caller: UserInfo) -> None:
         """``DELETE users/<id>``: as the owner's ``delete_account`` (no password); ``?erase=true`` erases content."""
         target = request.postpath[0] if len(request.postpath) == 1 else b""
         if not target.isdigit() or len(target) > 18:
-            raise HttpError(404, "No such user")
+            raise HttpError(404, "No such user", code="not_found")
         erase = _query(request, b"erase") or "false"
         if erase not in ("true", "false"):
-            raise HttpError(400, "'erase' must be true or false")
+            raise HttpError(400, "'erase' must be true or false", code="invalid_argument")
         record = AccountDeletion(AccountRef(int(target)), erase == "true")
         write_json(request, 200, await account.delete_user(self._services, _actor(caller), record))
 
@@ -198,9 +198,9 @@ class AdminApi:
             deletion = Deletion(string_field(self._body(request), "message_id", 64))
             write_json(request, 200, await messages.delete(self._services, _actor(caller), deletion))
         except RefusedError as exc:
-            raise HttpError(404, exc.message) from None
+            raise HttpError(404, exc.message, code="not_found") from None
         except UserError:
-            raise HttpError(404, "Message not found") from None
+            raise HttpError(404, "Message not found", code="not_found") from None
 
     async def registration(self, request: IRequest, caller: UserInfo) -> None:
         mode, source = await self._admin.registration_mode()
@@ -209,7 +209,7 @@ class AdminApi:
     async def set_registration(self, request: IRequest, caller: UserInfo) -> None:
         data = self._body(request)
         if "mode" not in data or not (data["mode"] is None or isinstance(data["mode"], str)):
-            raise HttpError(400, "'mode' must be open, closed, invite or null")
+            raise HttpError(400, "'mode' must be open, closed, invite or null", code="invalid_argument")
         mode, source = await account.set_registration_mode(
             self._services, _actor(caller), RegistrationMode(data["mode"])
         )
@@ -221,7 +221,7 @@ class AdminApi:
         data = self._body(request) if body.tell() else {}
         uses = data.get("uses", 1)
         if not isinstance(uses, int) or isinstance(uses, bool):
-            raise HttpError(400, "'uses' must be a whole number")
+            raise HttpError(400, "'uses' must be a whole number", code="invalid_argument")
         code = await account.create_invite(self._services, _actor(caller), NewInvite(uses))
         write_json(request, 201, {"invite": code, "uses": uses})
 
@@ -230,7 +230,7 @@ class _NotFound(resource.Resource):
     isLeaf = True
 
     def render(self, request: IRequest) -> Any:
-        write_json(request, 404, {"error": "Not found"})
+        write_json(request, 404, {"error": "Not found", "code": "not_found"})
         return server.NOT_DONE_YET
 
 

@@ -61,12 +61,12 @@ class AuthApi:
         try:
             user = await account.register(self._services, actor, NewAccount(username, password, invite=invite))
         except UsernameTakenError as exc:
-            raise HttpError(409, "Username already taken") from exc
+            raise HttpError(409, "Username already taken", code="conflict") from exc
         except RegistrationRefusedError as exc:
             log.info(
                 "Registration refused from {client}: {reason}", event="register_refused", reason=exc.message, client=ip
             )
-            raise HttpError(403, exc.message) from None
+            raise HttpError(403, exc.message, code=exc.code) from None
         log.info(
             "Registered {username} from {client}", event="register", username=user.username, user_id=user.id, client=ip
         )
@@ -81,9 +81,9 @@ class AuthApi:
         try:
             answer = await sessions.login(self._services, sessions.client_actor(ip), attempt)
         except InvalidCredentialsError as exc:
-            raise HttpError(401, exc.message) from None
+            raise HttpError(401, exc.message, code="not_authenticated") from None
         except AccountDisabledError as exc:
-            raise HttpError(403, exc.message) from None
+            raise HttpError(403, exc.message, code="account_disabled") from None
         write_json(request, 200, answer)
 
     async def logout(self, request: IRequest) -> None:
@@ -92,7 +92,7 @@ class AuthApi:
         try:
             await sessions.logout(self._services, sessions.client_actor(self._ip(request)), credentials)
         except InvalidSessionError as exc:
-            raise HttpError(401, exc.message) from None
+            raise HttpError(401, exc.message, code="not_authenticated") from None
         write_json(request, 200, {"ok": True})
 
 
@@ -102,7 +102,7 @@ def _device_token(data: dict[str, Any]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 256:
-        raise HttpError(400, "'device_token' must be a string")
+        raise HttpError(400, "'device_token' must be a string", code="invalid_argument")
     return value
 
 

@@ -38,7 +38,7 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 def _int(data: dict[str, Any], key: str) -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
-        raise HttpError(400, f"'{key}' must be a positive integer")
+        raise HttpError(400, f"'{key}' must be a positive integer", code="invalid_argument")
     return value
 
 
@@ -52,14 +52,16 @@ class BotApi:
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not 0 < len(token) <= 256:
-            raise HttpError(401, "A bot token is required (Authorization: Bearer <token>)", _CHALLENGE)
+            raise HttpError(
+                401, "A bot token is required (Authorization: Bearer <token>)", _CHALLENGE, code="not_authenticated"
+            )
         bot = await self._services.storage.bots.by_token(token_digest(token))
         if bot is None:
-            raise HttpError(401, "Invalid bot token", _CHALLENGE)
+            raise HttpError(401, "Invalid bot token", _CHALLENGE, code="not_authenticated")
         allowed, retry_after = await self._services.ratelimiter.can_do_action("messages", f"user:{bot[0]}")
         if not allowed:
             seconds = str(max(1, int(retry_after + 0.999)))
-            raise HttpError(429, "Too many requests; try again later", {"Retry-After": seconds})
+            raise HttpError(429, "Too many requests; try again later", {"Retry-After": seconds}, code="rate_limited")
         return bot
 
     async def messages(self, request: IRequest) -> None:
@@ -67,15 +69,15 @@ class BotApi:
         data = read_json(request, self._services.config.server.max_body)
         is_group = data.get("is_group", False)
         if not isinstance(is_group, bool):
-            raise HttpError(400, "'is_group' must be true or false")
+            raise HttpError(400, "'is_group' must be true or false", code="invalid_argument")
         msg_type, content = data.get("type", "text"), data.get("content")
         if not isinstance(msg_type, str):
-            raise HttpError(400, "'type' must be a string")
+            raise HttpError(400, "'type' must be a string", code="invalid_argument")
         if not isinstance(content, str):
-            raise HttpError(400, "'content' must be a string")
+            raise HttpError(400, "'content' must be a string", code="invalid_argument")
         key = data.get("client_msg_id")
         if key is not None and not isinstance(key, str):
-            raise HttpError(400, "'client_msg_id' must be a string")
+            raise HttpError(400, "'client_msg_id' must be a string", code="invalid_argument")
         new = NewMessage(_int(data, "recipient_id"), is_group, content, msg_type, client_msg_id=key)
         payload = await messages.send(self._services, Actor.user(bot_id, bot_name, "bot"), new)
         write_json(request, 200 if payload.get("duplicate") else 201, payload)

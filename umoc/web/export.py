@@ -65,12 +65,15 @@ class ExportApi:
         services = self._services
         record = await request_session(services.sessions, request)
         if record is None:
-            raise HttpError(401, "Invalid or expired session")
+            raise HttpError(401, "Invalid or expired session", code="not_authenticated")
         allowed, retry_after = await services.ratelimiter.can_do_action("export", f"user:{record.user_id}")
         if not allowed:
             services.metrics.refused("export")
             raise HttpError(
-                429, "Too many requests; try again later", {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+                429,
+                "Too many requests; try again later",
+                {"Retry-After": str(max(1, int(retry_after + 0.999)))},
+                code="rate_limited",
             )
         pieces = await services.accounts.export(record.user_id)
         request.setResponseCode(200)

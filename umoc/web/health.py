@@ -102,7 +102,7 @@ class MetricsResource(resource.Resource):
             request.setResponseCode(401)
             request.setHeader(b"WWW-Authenticate", b"Bearer")
             request.setHeader(b"Content-Type", b"application/json")
-            return b'{"error":"Metrics need the metrics token"}'
+            return b'{"error":"Metrics need the metrics token","code":"not_authenticated"}'
         request.setHeader(b"Content-Type", CONTENT_TYPE.encode("ascii"))
         return self._metrics.render()
 

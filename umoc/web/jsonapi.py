@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
-from umoc.errors import UserError, check_text
+from umoc.errors import Code, UserError, check_text
 
 __all__ = ["HttpError", "JsonFolder", "JsonResource", "read_json", "string_field", "write_json"]
 
@@ -19,12 +19,13 @@ log = Logger()
 
 
 class HttpError(Exception):
-    """Becomes ``{"error": message}`` with ``status``."""
+    """Becomes ``{"error": message, "code": code}`` with ``status``; ``code`` is one of `umoc.errors.CODES`."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, *, code: Code) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code: Code = code
         self.headers = headers or {}
 
 
@@ -54,15 +55,15 @@ def read_json(request: IRequest, max_body: int) -> dict[str, Any]:
     body.seek(0, 2)
     size = body.tell()
     if size > max_body:
-        raise HttpError(413, "Request body too large")
+        raise HttpError(413, "Request body too large", code="too_large")
     body.seek(0)
     raw = body.read(max_body + 1)
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise HttpError(400, "Request body must be JSON") from exc
+        raise HttpError(400, "Request body must be JSON", code="invalid_argument") from exc
     if not isinstance(data, dict):
-        raise HttpError(400, "Request body must be a JSON object")
+        raise HttpError(400, "Request body must be a JSON object", code="invalid_argument")
     return data
 
 
@@ -78,9 +79,8 @@ class JsonResource(resource.Resource):
     def render(self, request: server.Request) -> Any:
         handler = self._handlers.get(request.method)
         if handler is None:
-            write_json(
-                request, 405, {"error": "Method not allowed"}, {"Allow": ", ".join(m.decode() for m in self._handlers)}
-            )
+            allow = {"Allow": ", ".join(m.decode() for m in self._handlers)}
+            write_json(request, 405, {"error": "Method not allowed", "code": "invalid_argument"}, allow)
             return server.NOT_DONE_YET
         d = defer.ensureDeferred(handler(request))
         d.addErrback(self._failed, request)
@@ -92,17 +92,18 @@ class JsonResource(resource.Resource):
         if failure.check(HttpError, UserError):
             # A rule's refusal answers 400 unless it names its own status (e.g. an upload's 413).
             err = failure.value
-            write_json(request, getattr(err, "status", 400), {"error": err.message}, getattr(err, "headers", None))
+            body = {"error": err.message, "code": err.code}
+            write_json(request, getattr(err, "status", 400), body, getattr(err, "headers", None))
         else:
             log.failure("Error in HTTP handler", failure)
-            write_json(request, 500, {"error": "Internal server error"})
+            write_json(request, 500, {"error": "Internal server error", "code": "internal"})
 
 
 def string_field(data: dict[str, Any], key: str, max_length: int = 256) -> str:
     """``data[key]`` if it is a non-empty string of at most ``max_length`` characters, with no NUL; else 400."""
     value = data.get(key)
     if not isinstance(value, str) or not value or len(value) > max_length:
-        raise HttpError(400, f"'{key}' must be a non-empty string")
+        raise HttpError(400, f"'{key}' must be a non-empty string", code="invalid_argument")
     return check_text(key, value)
 
 
@@ -110,7 +111,7 @@ class _Missing(resource.Resource):
     isLeaf = True
 
     def render(self, request: IRequest) -> Any:
-        write_json(request, 404, {"error": "Not found"})
+        write_json(request, 404, {"error": "Not found", "code": "not_found"})
         return server.NOT_DONE_YET
 
 

@@ -62,7 +62,7 @@ class NotFound(resource.Resource):
     isLeaf = True
 
     def render(self, request: Any) -> Any:
-        write_json(request, 404, {"error": "Not found"})
+        write_json(request, 404, {"error": "Not found", "code": "not_found"})
         return server.NOT_DONE_YET
 
 
@@ -81,7 +81,7 @@ class OriginForbidden(resource.Resource):
     isLeaf = True
 
     def render(self, request: Any) -> Any:
-        write_json(request, 403, {"error": "Origin not allowed"})
+        write_json(request, 403, {"error": "Origin not allowed", "code": "forbidden"})
         return server.NOT_DONE_YET
 
 

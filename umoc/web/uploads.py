@@ -44,6 +44,7 @@ from twisted.web.iweb import IRequest
 from umoc.domain.files import FileManager, UploadDeniedError
 from umoc.domain.overload import WriteAdmission
 from umoc.domain.sessions import SessionManager
+from umoc.errors import Code
 from umoc.records.files import FileRecord
 from umoc.web.jsonapi import HttpError, JsonResource, write_json
 from umoc.web.sessionauth import request_session
@@ -76,14 +77,14 @@ def content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
-def refuse_now(request: IRequest, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+def refuse_now(request: IRequest, status: int, message: str, code: Code, headers: dict[str, str] | None = None) -> None:
     """Answer a request whose body is still arriving, then close the connection.
 
     twisted.web cannot finish a `Request` that its channel is still filling,
     so this writes the JSON error itself, as twisted.web does for malformed
     requests, and the rest of the unwanted body is never read.
     """
-    body = json.dumps({"error": message}, separators=(",", ":")).encode("utf-8")
+    body = json.dumps({"error": message, "code": code}, separators=(",", ":")).encode("utf-8")
     lines = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         "Content-Type: application/json",
@@ -128,18 +129,18 @@ class UploadReceiver:
     def start(self) -> None:
         """Refuse what the headers alone condemn; otherwise ask the database and wait."""
         if self.file_id is None:
-            self.reject(404, "Unknown upload")
+            self.reject(404, "Unknown upload", "not_found")
             return
         token = self._bearer_token()
         if token is None:
-            self.reject(401, "Missing upload token", {"WWW-Authenticate": "Bearer"})
+            self.reject(401, "Missing upload token", "not_authenticated", {"WWW-Authenticate": "Bearer"})
             return
         if self.length is not None and self.length > self.limit:
-            self.reject(413, "File too large")
+            self.reject(413, "File too large", "too_large")
             return
         overloaded = self.uploads.admission.refusal("upload")
         if overloaded is not None:
-            self.reject(overloaded.status, overloaded.message, overloaded.headers)
+            self.reject(overloaded.status, overloaded.message, "overloaded", overloaded.headers)
             return
         self.temp_path = self.uploads.files.temp_path(self.file_id)
         fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -164,13 +165,13 @@ class UploadReceiver:
                 file_id, token, self.length, lambda: self.rejected or self.finished
             )
         except UploadDeniedError as denied:
-            self.reject(denied.status, denied.message, denied.headers or None)
+            self.reject(denied.status, denied.message, denied.code, denied.headers or None)
             return
         if record is None or self.rejected or self.finished:
             return
         self.limit = record.file_size
         if self.received > self.limit:
-            self.reject(413, "Body larger than the declared file size")
+            self.reject(413, "Body larger than the declared file size", "too_large")
             return
         self._resume()
         channel = getattr(self.request, "channel", None)
@@ -184,17 +185,17 @@ class UploadReceiver:
             return
         self.received += len(data)
         if self.received > self.limit:
-            self.reject(413, "Body larger than the declared file size")
+            self.reject(413, "Body larger than the declared file size", "too_large")
             return
         self._file.write(data)
 
-    def reject(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def reject(self, status: int, message: str, code: Code, headers: dict[str, str] | None = None) -> None:
         """Answer now, close the connection and forget the partial file."""
         if self.rejected or self.finished:
             return
         self.rejected = True
         self._discard()
-        refuse_now(self.request, status, message, headers)
+        refuse_now(self.request, status, message, code, headers)
         if not self.authorised.called:
             self.authorised.errback(UploadRefusedError(message))
             self.authorised.addErrback(lambda f: f.trap(UploadRefusedError))
@@ -210,7 +211,7 @@ class UploadReceiver:
 
     def _crashed(self, failure: Any) -> None:
         log.failure("Error authorising an upload", failure)
-        self.reject(500, "Internal server error")
+        self.reject(500, "Internal server error", "internal")
 
     def _pause(self) -> None:
         channel = getattr(self.request, "channel", None)
@@ -302,7 +303,7 @@ class UploadRequest(server.Request):
 
     def _refuse_body(self) -> None:
         self._refused = True
-        refuse_now(self, 413, "Request body too large")
+        refuse_now(self, 413, "Request body too large", "too_large")
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._refused or (self.receiver is not None and self.receiver.rejected):
@@ -357,7 +358,7 @@ class Uploads:
     async def _upload(self, request: IRequest) -> None:
         receiver = getattr(request, "receiver", None)
         if receiver is None:
-            raise HttpError(400, "Uploads need HTTP/1.1 and the path /api/upload/<file_id>")
+            raise HttpError(400, "Uploads need HTTP/1.1 and the path /api/upload/<file_id>", code="invalid_argument")
         try:
             body = await receiver.complete()
         except UploadRefusedError:
@@ -369,8 +370,8 @@ class Uploads:
     async def _download(self, request: server.Request) -> None:
         user_id = await self._session_user(request)
         if user_id is None:
-            raise HttpError(401, "Invalid or expired session")
-        not_found = HttpError(404, "Not found")
+            raise HttpError(401, "Invalid or expired session", code="not_authenticated")
+        not_found = HttpError(404, "Not found", code="not_found")
         file_id = _file_id(request.postpath[0]) if request.postpath and len(request.postpath) == 1 else None
         if file_id is None:
             raise not_found
