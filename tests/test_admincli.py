@@ -77,7 +77,9 @@ class AdminCliMixin:
         # No Redis: the node notices within sessions.check_interval (0.2s here).
         await self.closed(alice.client, "Your session has ended")
         code, body = await self.server.post("/api/login", {"username": "alice", "password": PASSWORD})
-        self.assertEqual((code, body), (403, {"error": "This account has been deactivated"}))
+        self.assertEqual(
+            (code, body), (403, {"error": "This account has been deactivated", "code": "account_disabled"})
+        )
         code, _ = await self.server.post("/api/login", {"username": "alice", "password": "wrong password"})
         self.assertEqual(code, 401, "a wrong password does not learn the account is deactivated")
         self.assertIsNone(await self.server.services.sessions.authenticate(alice.login["sessionID"], None))
@@ -162,10 +164,10 @@ class AdminCliMixin:
         self.assertEqual(await self.cli_json("registration"), {"mode": "open", "source": "config"})
         self.assertEqual(await self.cli_json("registration", "closed"), {"mode": "closed", "source": "database"})
         code, body = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
-        self.assertEqual((code, body), (403, {"error": "Registration is closed"}))
+        self.assertEqual((code, body), (403, {"error": "Registration is closed", "code": "forbidden"}))
         await self.cli_ok("registration", "invite")
         code, body = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
-        self.assertEqual((code, body), (403, {"error": "Registration needs an invite code"}))
+        self.assertEqual((code, body), (403, {"error": "Registration needs an invite code", "code": "invite_required"}))
         invite = (await self.cli_ok("create-invite")).strip()
         code, _ = await self.server.post(
             "/api/register", {"username": "eve", "password": PASSWORD, "invite": invite + "x"}
@@ -176,7 +178,7 @@ class AdminCliMixin:
         code, body = await self.server.post(
             "/api/register", {"username": "mallory", "password": PASSWORD, "invite": invite}
         )
-        self.assertEqual((code, body), (403, {"error": "Invalid or used invite code"}))
+        self.assertEqual((code, body), (403, {"error": "Invalid or used invite code", "code": "invite_required"}))
         twice = (await self.cli_json("create-invite", "--uses", "2"))["invite"]
         for name in ("carol", "dave"):
             code, _ = await self.server.post("/api/register", {"username": name, "password": PASSWORD, "invite": twice})
@@ -230,7 +232,7 @@ class RegistrationConfigTests(ServerTestCase):
     @inline
     async def test_configured_mode_applies_until_the_database_overrides_it(self) -> None:
         code, body = await self.server.post("/api/register", {"username": "eve", "password": PASSWORD})
-        self.assertEqual((code, body), (403, {"error": "Registration is closed"}))
+        self.assertEqual((code, body), (403, {"error": "Registration is closed", "code": "forbidden"}))
         await self.server.services.storage.admin.set_registration_mode("open", 0)
         await self.server.register("eve")
 
@@ -286,11 +288,13 @@ class AdminApiMixin:
             ("DELETE", "users/1", None),
         ):
             code, answer = await self.api(method, path, body, login={})
-            self.assertEqual((code, answer), (401, {"error": "Invalid or expired session"}), path)
+            self.assertEqual(
+                (code, answer), (401, {"error": "Invalid or expired session", "code": "not_authenticated"}), path
+            )
             wrong = dict(self.root, token="x" * 43)
             self.assertEqual((await self.api(method, path, body, login=wrong))[0], 401, path)
             code, answer = await self.api(method, path, body, login=plain)
-            self.assertEqual((code, answer), (403, {"error": "Administrators only"}), path)
+            self.assertEqual((code, answer), (403, {"error": "Administrators only", "code": "forbidden"}), path)
         self.assertEqual((await self.api("GET", "registration"))[0], 200)
         self.assertEqual((await self.api("GET", "registration", query=True))[0], 200)
         self.assertEqual((await self.api("GET", "nothing-here"))[0], 404)
@@ -334,7 +338,9 @@ class AdminApiMixin:
         self.assertEqual((await self.api("POST", "reactivate", {"username": "alice"}))[0], 200)
         await self.server.login("alice")
         code, body = await self.api("POST", "deactivate", {"username": "root"})
-        self.assertEqual((code, body), (400, {"error": "You cannot deactivate your own account"}))
+        self.assertEqual(
+            (code, body), (400, {"error": "You cannot deactivate your own account", "code": "invalid_argument"})
+        )
         self.assertEqual((await self.api("POST", "deactivate", {"username": "nobody"}))[0], 404)
         self.assertEqual((await self.api("POST", "deactivate", {}))[0], 400)
 

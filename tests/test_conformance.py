@@ -289,7 +289,9 @@ class SocketConnectTests(ConformanceCase):
     async def test_unknown_namespace_gets_connect_error(self) -> None:
         sock, _ = await self.ws_open()
         await blocking(sock.send, "40/random")
-        self.assertEqual(await blocking(sock.recv), '44/random,{"message":"Invalid namespace"}')
+        self.assertEqual(
+            await blocking(sock.recv), '44/random,{"message":"Invalid namespace","data":{"code":"not_found"}}'
+        )
 
     @inline
     async def test_invalid_handshake_or_none_closes(self) -> None:

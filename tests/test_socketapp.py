@@ -146,7 +146,7 @@ class FuzzTestsMixin:
         socket = FakeSocket.of(self.identity)
         self.app.on_event(socket, "delete_account", [{"password": "not it"}], 7)  # type: ignore[arg-type]
         await self.settle()
-        self.assertEqual(socket.acks, [(7, {"error": "Wrong password"})])
+        self.assertEqual(socket.acks, [(7, {"error": "Wrong password", "code": "not_authenticated"})])
 
     @inline
     async def test_router_answers_every_acknowledged_event_once_and_never_fails_internally(self) -> None:

@@ -72,7 +72,7 @@ class FakeFeed:
             return defer.fail(self.fail)
         start = int(cursor[1:])
         if start < self.pruned:
-            return defer.fail(UserError(EXPIRED_CURSOR))
+            return defer.fail(UserError(EXPIRED_CURSOR, code="cursor_expired"))
         found, end = [], start
         for index in range(start, len(self.rows)):
             if len(found) == limit:

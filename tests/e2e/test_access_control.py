@@ -21,6 +21,7 @@ import treq
 from tests.support.chat import ChatCase, Person
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline, sleep
+from umoc.errors import CODES
 from umoc.events.router import build_routes
 from umoc.events.routes import ROUTE_GROUPS
 
@@ -197,7 +198,8 @@ class AccessControlTestsMixin:
         errors: Counter[str] = Counter()
         for person, event, payload, expected, missing in cases:
             answer = await person.call(event, **payload)
-            self.assertEqual(answer, {"error": expected}, (person.name, event, payload))
+            self.assertEqual(answer, {"error": expected, "code": answer.get("code")}, (person.name, event, payload))
+            self.assertIn(answer["code"], CODES, (person.name, event, payload))
             errors[person.name] += 1
             if missing is not None:
                 self.assertEqual(await person.call(event, **missing), answer, (person.name, event, missing))
@@ -459,7 +461,7 @@ class AccessControlTestsMixin:
             if event == "verify_session":  # the spec's answer to an invalid session
                 self.assertEqual(answer, {"valid": False, "message": "Your session has expired or is invalid"})
             else:
-                self.assertEqual(answer, {"error": FOREIGN_SESSION}, event)
+                self.assertEqual(answer, {"error": FOREIGN_SESSION, "code": "invalid_argument"}, event)
         # Another user's token with one's own session is merely not valid.
         status = await carol.call("verify_session", token=alice.login["token"])
         self.assertEqual(status, {"valid": False, "message": "Your session has expired or is invalid"})
@@ -473,7 +475,7 @@ class AccessControlTestsMixin:
     async def test_downloads_and_uploads_refuse_others_alike_for_real_and_missing_files(self) -> None:
         w = await self.world()
         before = await self.snapshot()
-        not_found = (404, {"error": "Not found"})
+        not_found = (404, {"error": "Not found", "code": "not_found"})
         # Members of the chat may download; everyone else gets what a missing file gets.
         self.assertEqual(await self.get_file(w.direct_file, w.bob), (200, b"data"))
         self.assertEqual(await self.get_file(w.group_file, w.bob), (200, b"data"))
@@ -490,7 +492,7 @@ class AccessControlTestsMixin:
         ]:
             self.assertEqual(await self.get_file(file_id, who), not_found, (file_id, who.name))
         # Someone else's token with one's own session id is no session at all.
-        unauthorised = (401, {"error": "Invalid or expired session"})
+        unauthorised = (401, {"error": "Invalid or expired session", "code": "not_authenticated"})
         self.assertEqual(await self.get_file(w.direct_file, w.bob, token=w.alice.login["token"]), unauthorised)
         self.assertEqual(await self.get_file(w.direct_file, None), unauthorised)
         self.assertEqual(await self.get_file(str(uuid.uuid4()), None), unauthorised)
@@ -501,11 +503,13 @@ class AccessControlTestsMixin:
         bobs = await self.prepare(w.bob, w.alice.id, False)
         w.bob.client.drain("file_upload_ready")
         after_prepare = await self.snapshot()
-        refused = (401, {"error": "Invalid upload token"})
+        refused = (401, {"error": "Invalid upload token", "code": "not_authenticated"})
         for token in (bobs["upload_token"], w.alice.login["token"], w.bob.login["token"]):
             self.assertEqual(await self.put(pending, token), refused)
             self.assertEqual(await self.put(str(uuid.uuid4()), token), refused)
-        self.assertEqual(await self.put(pending, None), (401, {"error": "Missing upload token"}))
+        self.assertEqual(
+            await self.put(pending, None), (401, {"error": "Missing upload token", "code": "not_authenticated"})
+        )
         self.assertEqual(await self.snapshot(), after_prepare)
         self.assertEqual(before["files"], [r for r in after_prepare["files"] if r[0] != bobs["file_id"]])
         # The rightful tokens still work, each for its own upload only.

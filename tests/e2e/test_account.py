@@ -176,7 +176,7 @@ class AccountDeletionMixin:
         before = await self.snapshot()
         for _ in range(5):
             answer = await self.alice.call("delete_account", password="not my password", erase=True)
-            self.assertEqual(answer, {"error": "Wrong password"})
+            self.assertEqual(answer, {"error": "Wrong password", "code": "not_authenticated"})
         limited = await self.alice.call("delete_account", password=PASSWORD)
         self.assertIn("Rate limit", limited["error"])
         self.assertEqual(await self.snapshot(), before)
@@ -310,7 +310,9 @@ class AccountDeletionMixin:
 
     @inline
     async def test_export_needs_a_session_and_is_rate_limited(self) -> None:
-        self.assertEqual((await self.export(None))[:3:2], (401, {"error": "Invalid or expired session"}))
+        self.assertEqual(
+            (await self.export(None))[:3:2], (401, {"error": "Invalid or expired session", "code": "not_authenticated"})
+        )
         self.assertEqual((await self.export(dict(self.alice.login, token="x" * 43)))[0], 401)
         for _ in range(5):
             self.assertEqual((await self.export(self.alice.login))[0], 200)

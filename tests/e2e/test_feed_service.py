@@ -33,7 +33,7 @@ class FeedServiceTestsMixin:
         self.assertGreater(await db.run("count", lambda txn: txn.scalar(count)), 0)
         await eventually(lambda: db.run("count", lambda txn: txn.scalar(count)), 0, tries=300)
         answer = await bob.call("sync", cursor=cursor)
-        self.assertEqual(answer, {"error": EXPIRED_CURSOR})
+        self.assertEqual(answer, {"error": EXPIRED_CURSOR, "code": "cursor_expired"})
         fresh = await self.position(bob)
         self.assertEqual((await bob.call("sync", cursor=fresh))["changes"], [])
 

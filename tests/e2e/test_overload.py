@@ -105,7 +105,7 @@ class OverloadedServerMixin:
             self.assertGreaterEqual(answer["retry_after"], BOUND)
             self.assertLess(seconds, 1.0, "answered without waiting for the database")
         self.assertEqual((put.code, put.headers.getRawHeaders("Retry-After")), (503, ["1"]))
-        self.assertEqual(put_body, {"error": OVERLOADED})
+        self.assertEqual(put_body, {"error": OVERLOADED, "code": "overloaded"})
         self.assertEqual((bot.code, bot.headers.getRawHeaders("Retry-After")), (503, ["1"]))
 
         release.set()

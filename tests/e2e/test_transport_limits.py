@@ -104,7 +104,7 @@ class OriginTests(ServerTestCase):
     async def test_api_from_a_foreign_origin_is_403_and_changes_nothing(self) -> None:
         body = {"username": "alice", "password": "correct horse battery"}
         code, answer = await self.server.post("/api/register", body, headers={"Origin": "https://evil.example"})
-        self.assertEqual((code, answer), (403, {"error": "Origin not allowed"}))
+        self.assertEqual((code, answer), (403, {"error": "Origin not allowed", "code": "forbidden"}))
         code, _ = await self.server.post("/api/register", body, headers={"Origin": "https://chat.example"})
         self.assertEqual(code, 201)
         code, _ = await self.server.post("/api/login", body)  # no Origin: not a browser

@@ -170,7 +170,7 @@ class UploadTestsMixin:
     @inline
     async def test_declared_content_length_over_the_maximum_is_413_before_any_lookup(self) -> None:
         code, body = await self.put(str(uuid.uuid4()), b"x" * (MAX_SIZE + 1), "whatever")
-        self.assertEqual((code, body), (413, {"error": "File too large"}))
+        self.assertEqual((code, body), (413, {"error": "File too large", "code": "too_large"}))
 
     @inline
     async def test_content_length_over_the_prepared_size_is_413_and_keeps_the_token(self) -> None:
@@ -184,11 +184,11 @@ class UploadTestsMixin:
     async def test_streamed_body_passing_the_declared_size_is_cut_off_with_413(self) -> None:
         file_id, token = await self.prepared(100_000)
         code, body = await self.put(file_id, ChunkedBody(600_000, chunk=16 * 1024), token)
-        self.assertEqual((code, body), (413, {"error": "Body larger than the declared file size"}))
+        self.assertEqual((code, body), (413, {"error": "Body larger than the declared file size", "code": "too_large"}))
         self.assertEqual(self.temp_files(), [])
         self.assertFalse(self.uploads.path_for(file_id).exists())
         code, body = await self.put(file_id, b"x" * 100_000, token)
-        self.assertEqual((code, body), (403, {"error": "Upload token already used"}))
+        self.assertEqual((code, body), (403, {"error": "Upload token already used", "code": "forbidden"}))
 
     @inline
     async def test_streamed_body_short_of_the_declared_size_is_not_whole(self) -> None:
@@ -211,7 +211,7 @@ class UploadTestsMixin:
         file_id, token = await self.prepared(10)
         self.assertEqual((await self.put(file_id, b"0123456789", token))[0], 201)
         code, body = await self.put(file_id, b"9876543210", token)
-        self.assertEqual((code, body), (409, {"error": "File already uploaded"}))
+        self.assertEqual((code, body), (409, {"error": "File already uploaded", "code": "conflict"}))
         with open(self.uploads.path_for(file_id), "rb") as f:
             self.assertEqual(f.read(), b"0123456789")
 
@@ -219,7 +219,7 @@ class UploadTestsMixin:
     async def test_expired_token_is_403(self) -> None:
         file_id, token = await self.prepared(10, expires_in=-1)
         code, body = await self.put(file_id, b"0123456789", token)
-        self.assertEqual((code, body), (403, {"error": "Upload token expired"}))
+        self.assertEqual((code, body), (403, {"error": "Upload token expired", "code": "forbidden"}))
 
     @inline
     async def test_100_continue_comes_only_after_the_upload_is_authorised(self) -> None:
@@ -232,7 +232,10 @@ class UploadTestsMixin:
 
     @inline
     async def test_unknown_file_id_is_401_like_a_wrong_token_and_a_malformed_one_404(self) -> None:
-        self.assertEqual(await self.put(str(uuid.uuid4()), b"x", new_token()), (401, {"error": "Invalid upload token"}))
+        self.assertEqual(
+            await self.put(str(uuid.uuid4()), b"x", new_token()),
+            (401, {"error": "Invalid upload token", "code": "not_authenticated"}),
+        )
         self.assertEqual((await self.put("..%2F..%2Fetc", b"x", new_token()))[0], 404)
 
     @inline
@@ -289,9 +292,13 @@ class UploadTestsMixin:
     async def test_other_endpoints_refuse_oversized_bodies_before_spooling_them(self) -> None:
         limit = self.server.services.config.max_plain_body
         response = await treq.post(self.server.url + "/api/login", data=b"{" * (limit + 1), persistent=False)
-        self.assertEqual((response.code, await response.json()), (413, {"error": "Request body too large"}))
+        self.assertEqual(
+            (response.code, await response.json()), (413, {"error": "Request body too large", "code": "too_large"})
+        )
         response = await treq.post(self.server.url + "/api/login", data=ChunkedBody(limit * 3), persistent=False)
-        self.assertEqual((response.code, await response.json()), (413, {"error": "Request body too large"}))
+        self.assertEqual(
+            (response.code, await response.json()), (413, {"error": "Request body too large", "code": "too_large"})
+        )
         self.assertEqual((await self.server.post("/api/login", {"username": "alice", "password": "x" * 9}))[0], 401)
 
     # -- downloads ----------------------------------------------------------
@@ -317,8 +324,8 @@ class UploadTestsMixin:
         file_id = await self.shared(b"secret")
         outsider = await self.get(file_id, self.carol)
         nothing = await self.get(str(uuid.uuid4()), self.carol)
-        self.assertEqual((outsider.code, await outsider.json()), (404, {"error": "Not found"}))
-        self.assertEqual((nothing.code, await nothing.json()), (404, {"error": "Not found"}))
+        self.assertEqual((outsider.code, await outsider.json()), (404, {"error": "Not found", "code": "not_found"}))
+        self.assertEqual((nothing.code, await nothing.json()), (404, {"error": "Not found", "code": "not_found"}))
 
     @inline
     async def test_file_not_yet_completed_is_404_even_for_the_recipient(self) -> None:

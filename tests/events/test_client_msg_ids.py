@@ -78,11 +78,11 @@ class ClientMsgIdTestsMixin:
         first = await self.send(alice, bob, "one", client_msg_id="k")
         for recipient, content in ((bob, "two"), (carol, "one")):
             answer = await self.send(alice, recipient, content, client_msg_id="k")
-            self.assertEqual(answer, {"error": KEY_REUSED})
+            self.assertEqual(answer, {"error": KEY_REUSED, "code": "conflict"})
         answer = await alice.call(
             "send_message", recipient_id=bob.id, content="one", is_group=False, client_msg_id="k", mentions=[bob.id]
         )
-        self.assertEqual(answer, {"error": KEY_REUSED})
+        self.assertEqual(answer, {"error": KEY_REUSED, "code": "conflict"})
         self.assertEqual(await self.message_count(), 1)
         # Another user's same key is another key.
         theirs = await self.send(bob, alice, "one", client_msg_id="k")
@@ -101,7 +101,7 @@ class ClientMsgIdTestsMixin:
             ("a/b", "Invalid 'client_msg_id': expected 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"),
         ):
             answer = await self.send(alice, bob, "hi", client_msg_id=bad)
-            self.assertEqual(answer, {"error": message}, bad)
+            self.assertEqual(answer, {"error": message, "code": "invalid_argument"}, bad)
         self.assertEqual(await self.message_count(), 0)
         ok = await self.send(alice, bob, "hi", client_msg_id="A-z_0" + "9" * 59)
         self.assertEqual(len(ok["client_msg_id"]), 64)
@@ -135,12 +135,14 @@ class ClientMsgIdTestsMixin:
         await bob.client.expect_none("new_message")
         self.assertEqual(bob.client.drain("new_message"), [])
         # Without its key a second completion is refused as before; another file under the key too.
-        self.assertEqual(await alice.call("upload_file_complete", **complete), {"error": "File already shared"})
+        self.assertEqual(
+            await alice.call("upload_file_complete", **complete), {"error": "File already shared", "code": "conflict"}
+        )
         other = await self.upload(alice, b"\x89PNG other", recipient_id=bob.id, is_group=False)
         answer = await alice.call(
             "upload_file_complete", **{**complete, "file_id": other["file_id"]}, client_msg_id="file-1"
         )
-        self.assertEqual(answer, {"error": KEY_REUSED})
+        self.assertEqual(answer, {"error": KEY_REUSED, "code": "conflict"})
         # The refused file may still be shared, under a key of its own.
         shared = await alice.call(
             "upload_file_complete", **{**complete, "file_id": other["file_id"]}, client_msg_id="file-2"
@@ -200,7 +202,7 @@ class ClientMsgIdWindowTests(NodeTestCase):
         again = await request(self.node.site, "POST", "/api/bot/messages", body, auth)
         self.assertEqual((again.code, again.json()), (200, {**first.json(), "duplicate": True}))
         other = await request(self.node.site, "POST", "/api/bot/messages", {**body, "content": "Build failed"}, auth)
-        self.assertEqual((other.code, other.json()), (400, {"error": KEY_REUSED}))
+        self.assertEqual((other.code, other.json()), (400, {"error": KEY_REUSED, "code": "conflict"}))
         bad = await request(self.node.site, "POST", "/api/bot/messages", {**body, "client_msg_id": 7}, auth)
         self.assertEqual(bad.code, 400)
         self.assertEqual(await self.db.run("t", lambda txn: txn.scalar("SELECT COUNT(*) FROM messages")), 1)

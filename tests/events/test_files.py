@@ -135,7 +135,7 @@ class FileFlowMixin:
         }
         await self.alice.call("upload_file_complete", **payload)
         again = await self.alice.call("upload_file_complete", **payload)
-        self.assertEqual(again, {"error": "File already shared"})
+        self.assertEqual(again, {"error": "File already shared", "code": "conflict"})
         await self.bob.client.expect("new_message")
         await self.bob.client.expect_none("new_message")
 
@@ -151,7 +151,7 @@ class FileFlowMixin:
             file_name="holiday.png",
             file_type="image/png",
         )
-        self.assertEqual(answer, {"error": "The file has not arrived whole yet"})
+        self.assertEqual(answer, {"error": "The file has not arrived whole yet", "code": "conflict"})
         await self.bob.client.expect_none("new_message")
 
     @inline
@@ -162,11 +162,12 @@ class FileFlowMixin:
         self.assertEqual(await self.upload(ready, b"0123456789"), 201)
         common = {"file_id": ready["file_id"], "is_group": False, "file_name": "holiday.png", "file_type": "image/png"}
         self.assertEqual(
-            await self.bob.call("upload_file_complete", recipient_id=self.alice.id, **common), {"error": "Unknown file"}
+            await self.bob.call("upload_file_complete", recipient_id=self.alice.id, **common),
+            {"error": "Unknown file", "code": "not_found"},
         )
         self.assertEqual(
             await self.alice.call("upload_file_complete", recipient_id=self.carol.id, **common),
-            {"error": "The file was prepared for another chat"},
+            {"error": "The file was prepared for another chat", "code": "invalid_argument"},
         )
         renamed = {**common, "file_name": "other.png"}
         self.assertIn(
@@ -222,7 +223,7 @@ class PrepareValidationTestsMixin:
                 file_id=str(uuid.uuid4()), recipient_id=2, is_group=False, file_name="a.png", file_type="image/png"
             ),
         )
-        self.assertEqual(answer, {"error": "Unknown file"})
+        self.assertEqual(answer, {"error": "Unknown file", "code": "not_found"})
 
 
 for_each_backend(PrepareValidationTestsMixin, ServerTestCase, globals())

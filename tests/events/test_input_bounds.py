@@ -39,7 +39,7 @@ class InputBoundsTestsMixin:
         ]
         for event, payload, field in cases:
             answer = await alice.call(event, **payload)
-            self.assertEqual(answer, {"error": f"Invalid '{field}': {NUL_MESSAGE}"}, event)
+            self.assertEqual(answer, {"error": f"Invalid '{field}': {NUL_MESSAGE}", "code": "invalid_argument"}, event)
         self.assertEqual(await self.snapshot(), before)
 
     @inline
@@ -60,7 +60,7 @@ class InputBoundsTestsMixin:
         alice = await self.person("alice")
         for since in (10**400, -(10**400), 1e300, -1e300):
             answer = await alice.call("sync", since=since)
-            self.assertEqual(answer, {"error": "Invalid 'since': out of range"}, since)
+            self.assertEqual(answer, {"error": "Invalid 'since': out of range", "code": "invalid_argument"}, since)
         answer = await alice.call("ping", timestamp=10**400)
         self.assertIn("Invalid 'timestamp'", answer["error"])
         answer = await alice.call("get_chat_history", chat_id=1, page=10**30)

@@ -15,6 +15,7 @@ from tests.support.chat import Person
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline, sleep
 from tests.support.inprocess import InProcessChatCase
+from umoc.errors import CODES
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -66,9 +67,10 @@ class MessagingCase:
         return response.code
 
     async def refused(self, person: Person, event: str, message: str, **payload: Any) -> None:
-        """The event answers ``error`` with exactly ``message``, as the ack and as the event."""
+        """The event answers ``error`` with exactly ``message`` and a registered code, as the ack and as the event."""
         answer = await person.call(event, **payload)
-        self.assertEqual(answer, {"error": message}, event)
+        self.assertEqual(answer, {"error": message, "code": answer.get("code")}, event)
+        self.assertIn(answer["code"], CODES, event)
         self.assertEqual((await person.client.expect("error"))["message"], message)
 
 
@@ -562,7 +564,7 @@ class ContactV2TestsMixin(MessagingCase):
         self.assertEqual((await bob.call("get_contacts"))["contacts"], [])
         self.assertEqual(
             await bob.call("accept_contact", contact_id=alice.id),
-            {"error": "No pending contact request from this user"},
+            {"error": "No pending contact request from this user", "code": "not_found"},
         )
 
     @inline
@@ -590,7 +592,10 @@ class ContactV2TestsMixin(MessagingCase):
         await bob.call("block_contact", contact_id=alice.id)
         await alice.call("block_contact", contact_id=bob.id)
         await alice.call("unblock_contact", contact_id=bob.id)
-        self.assertEqual(await alice.call("add_contact", contact_username="bob"), {"error": "You cannot add this user"})
+        self.assertEqual(
+            await alice.call("add_contact", contact_username="bob"),
+            {"error": "You cannot add this user", "code": "forbidden"},
+        )
         await bob.call("unblock_contact", contact_id=alice.id)
         await self.befriend(alice, bob)
         await self.send(alice, bob.id, "friends again")

@@ -109,7 +109,7 @@ class OverloadedRouterMixin:
         # The bot API says 503 with Retry-After before looking its token up.
         answer = await request(self.node.site, "POST", "/api/bot/messages", {"recipient_id": 1, "content": "hi"})
         self.assertEqual((answer.code, answer.header("Retry-After")), (503, "1"))
-        self.assertEqual(answer.json(), {"error": OVERLOADED})
+        self.assertEqual(answer.json(), {"error": OVERLOADED, "code": "overloaded"})
 
         release.set()
         await self.holding

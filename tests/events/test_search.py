@@ -110,8 +110,8 @@ class SearchEventTestsMixin:
         ]
         for payload, message in cases:
             answer = await self.search(alice, **payload)
-            self.assertEqual(answer, {"error": message}, payload)
-            self.assertEqual(await alice.client.expect("error"), {"message": message})
+            self.assertEqual(answer, {"error": message, "code": "invalid_argument"}, payload)
+            self.assertEqual(await alice.client.expect("error"), {"message": message, "code": "invalid_argument"})
         # Query syntax is only words: no error, and it matches the words.
         for query in ('"anything', "anything*", "NEAR(anything)", "-anything", "anything OR x", "^anything:"):
             answer = await self.search(alice, query=query)

@@ -92,14 +92,14 @@ class DeadlineMixin:
         before = await self.count_messages()
         started = time.monotonic()
         answer = await alice.call("send_message", recipient_id=bob.id, content="while frozen", type="text")
-        self.assertEqual(answer, {"error": UNAVAILABLE})
+        self.assertEqual(answer, {"error": UNAVAILABLE, "code": "unavailable"})
         answer = await alice.call("get_chat_history", chat_id=bob.id)
         if self.reads_frozen:
-            self.assertEqual(answer, {"error": UNAVAILABLE})
+            self.assertEqual(answer, {"error": UNAVAILABLE, "code": "unavailable"})
         else:
             self.assertEqual(answer["messages"], [], "the read answered; nothing refused is there")
         code, body = await self.server.post("/api/login", {"username": "alice", "password": "correct horse battery"})
-        self.assertEqual((code, body), (503, {"error": UNAVAILABLE}))
+        self.assertEqual((code, body), (503, {"error": UNAVAILABLE, "code": "unavailable"}))
         self.assertLess(time.monotonic() - started, 3 * (DEADLINE + 1.0), "each call answered within its deadline")
         return before
 
@@ -181,7 +181,7 @@ class SqliteDeadlineTests(DeadlineMixin, ChatCase):
             self.assertEqual([m["content"] for m in history["messages"]], ["acknowledged"], "an acked write is seen")
             self.assertEqual([c["last_message"]["content"] for c in chats], ["acknowledged"])
             answer = await alice.call("send_message", recipient_id=bob.id, content="while locked", type="text")
-            self.assertEqual(answer, {"error": UNAVAILABLE}, "a write still meets its deadline")
+            self.assertEqual(answer, {"error": UNAVAILABLE, "code": "unavailable"}, "a write still meets its deadline")
         finally:
             self.thaw()
 

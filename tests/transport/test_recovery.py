@@ -218,7 +218,10 @@ class RecoveryTestsMixin:
         await blocking(sock.close)
         bad = await self.open_websocket()
         await blocking(bad.send, "40" + json.dumps({**auth, "token": "x" * 43, "pid": answer["pid"]}))
-        self.assertEqual(await blocking(bad.recv_json_packet, "44"), {"message": "Invalid session"})
+        self.assertEqual(
+            await blocking(bad.recv_json_packet, "44"),
+            {"message": "Invalid session", "data": {"code": "not_authenticated"}},
+        )
 
 
 for_each_backend(RecoveryTestsMixin, ServerTestCase, globals())

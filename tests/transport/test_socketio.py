@@ -23,7 +23,9 @@ class SocketIODetailsTests(ServerTestCase):
     async def test_other_namespaces_get_invalid_namespace(self) -> None:
         _, sock, _ = await self.ws_user()
         await blocking(sock.send, '40/admin,{"token":"x"}')
-        self.assertEqual(await blocking(sock.recv, 5, True), '44/admin,{"message":"Invalid namespace"}')
+        self.assertEqual(
+            await blocking(sock.recv, 5, True), '44/admin,{"message":"Invalid namespace","data":{"code":"not_found"}}'
+        )
 
     @inline
     async def test_binary_events_are_dispatched_and_unknown_ones_get_error(self) -> None:
@@ -33,7 +35,10 @@ class SocketIODetailsTests(ServerTestCase):
         self.assertEqual((await blocking(sock.recv_json_packet, "42"))[0:1], ["pong"])
         await blocking(sock.send, '451-["nope",{"_placeholder":true,"num":0}]')
         await blocking(sock.send, b"\x02")
-        self.assertEqual(await blocking(sock.recv_json_packet, "42"), ["error", {"message": "Unknown event 'nope'"}])
+        self.assertEqual(
+            await blocking(sock.recv_json_packet, "42"),
+            ["error", {"message": "Unknown event 'nope'", "code": "unknown_event"}],
+        )
 
     @inline
     async def test_binary_events_over_polling(self) -> None:
@@ -41,7 +46,7 @@ class SocketIODetailsTests(ServerTestCase):
         body = '451-["nope",{"_placeholder":true,"num":0}]\x1ebAQID'
         self.assertEqual(await polling.post(sid, body), (200, "ok"))
         code, body = await polling.get(sid)
-        self.assertEqual((code, body), (200, '42["error",{"message":"Unknown event \'nope\'"}]'))
+        self.assertEqual((code, body), (200, '42["error",{"message":"Unknown event \'nope\'","code":"unknown_event"}]'))
 
     @inline
     async def test_client_disconnect_keeps_the_engineio_session(self) -> None:

@@ -20,7 +20,7 @@ class HttpAuthTests(InProcessChatCase):
     async def test_register_rejects_taken_and_invalid_names(self) -> None:
         await self.server.register("alice")
         code, body = await self.server.post("/api/register", {"username": "ALICE", "password": "long enough pw"})
-        self.assertEqual((code, body), (409, {"error": "Username already taken"}))
+        self.assertEqual((code, body), (409, {"error": "Username already taken", "code": "conflict"}))
         code, body = await self.server.post("/api/register", {"username": "a/b", "password": "long enough pw"})
         self.assertEqual(code, 400)
         code, body = await self.server.post("/api/register", {"username": "bob", "password": "short"})
@@ -32,7 +32,7 @@ class HttpAuthTests(InProcessChatCase):
     async def test_login_with_bad_password_is_401(self) -> None:
         await self.server.register("alice")
         code, body = await self.server.post("/api/login", {"username": "alice", "password": "wrong password"})
-        self.assertEqual((code, body), (401, {"error": "Invalid username or password"}))
+        self.assertEqual((code, body), (401, {"error": "Invalid username or password", "code": "not_authenticated"}))
         code, body = await self.server.post("/api/login", {"username": "nobody", "password": "wrong password"})
         self.assertEqual(code, 401)
 
@@ -105,7 +105,7 @@ class AuthResourceTests(NodeTestCase):
         self.assertEqual((logout.code, logout.json()), (200, {"ok": True}))
         self.assertIsNone(await self.storage.users.session(body["sessionID"]))
         again = await self.post("/api/logout", {"sessionID": body["sessionID"], "token": body["token"]})
-        self.assertEqual((again.code, again.json()), (401, {"error": "Invalid session"}))
+        self.assertEqual((again.code, again.json()), (401, {"error": "Invalid session", "code": "not_authenticated"}))
 
     @inline
     async def test_bad_bodies_are_400_and_wrong_passwords_401(self) -> None:
@@ -115,6 +115,8 @@ class AuthResourceTests(NodeTestCase):
             self.assertIn("error", response.json())
         await self.post("/api/register", {"username": "alice", "password": "correct horse battery"})
         taken = await self.post("/api/register", {"username": "ALICE", "password": "correct horse battery"})
-        self.assertEqual((taken.code, taken.json()), (409, {"error": "Username already taken"}))
+        self.assertEqual((taken.code, taken.json()), (409, {"error": "Username already taken", "code": "conflict"}))
         wrong = await self.post("/api/login", {"username": "alice", "password": "wrong password"})
-        self.assertEqual((wrong.code, wrong.json()), (401, {"error": "Invalid username or password"}))
+        self.assertEqual(
+            (wrong.code, wrong.json()), (401, {"error": "Invalid username or password", "code": "not_authenticated"})
+        )

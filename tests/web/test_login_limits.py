@@ -97,7 +97,10 @@ class AccountGuessingTests(LoginCase):
             other.json()["device_token"], "made up by the client", "only tokens of the issued form count"
         )
         wrong_type = await self.login("192.0.2.1", device_token=12345)
-        self.assertEqual((wrong_type.code, wrong_type.json()), (400, {"error": "'device_token' must be a string"}))
+        self.assertEqual(
+            (wrong_type.code, wrong_type.json()),
+            (400, {"error": "'device_token' must be a string", "code": "invalid_argument"}),
+        )
 
     @inline
     async def test_neither_the_password_nor_the_device_token_is_kept_in_clear(self) -> None:

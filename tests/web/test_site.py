@@ -64,7 +64,7 @@ class RoutingTests(NodeTestCase):
     async def test_unknown_paths_answer_json_404(self) -> None:
         for path in ("/nope", "/api/nope", "/api/nope/deeper"):
             response = await request(self.node.site, "GET", path)
-            self.assertEqual((response.code, response.json()), (404, {"error": "Not found"}), path)
+            self.assertEqual((response.code, response.json()), (404, {"error": "Not found", "code": "not_found"}), path)
             self.assertEqual(response.header("Content-Type"), "application/json")
 
     @inline
@@ -76,7 +76,7 @@ class RoutingTests(NodeTestCase):
             {"username": "alice", "password": "x" * 12},
             {"Origin": "https://evil.example"},
         )
-        self.assertEqual((response.code, response.json()), (403, {"error": "Origin not allowed"}))
+        self.assertEqual((response.code, response.json()), (403, {"error": "Origin not allowed", "code": "forbidden"}))
         self.assertIsNone(await self.storage.users.by_username("alice"))
 
     @inline
@@ -99,7 +99,9 @@ class RoutingTests(NodeTestCase):
     @inline
     async def test_wrong_method_is_405_naming_the_allowed_one(self) -> None:
         response = await request(self.node.site, "GET", "/api/login")
-        self.assertEqual((response.code, response.json()), (405, {"error": "Method not allowed"}))
+        self.assertEqual(
+            (response.code, response.json()), (405, {"error": "Method not allowed", "code": "invalid_argument"})
+        )
         self.assertEqual(response.header("Allow"), "POST")
 
 

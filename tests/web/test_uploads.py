@@ -68,9 +68,11 @@ class DownloadResourceTests(NodeTestCase):
         self.assertEqual((got.code, got.body), (200, b"hello file"))
         self.assertEqual(got.header("X-Content-Type-Options"), "nosniff")
         outsider = await request(self.node.site, "GET", f"/api/files/{file_id}", headers=await self.session_of(carol))
-        self.assertEqual((outsider.code, outsider.json()), (404, {"error": "Not found"}))
+        self.assertEqual((outsider.code, outsider.json()), (404, {"error": "Not found", "code": "not_found"}))
         nobody = await request(self.node.site, "GET", f"/api/files/{file_id}")
-        self.assertEqual((nobody.code, nobody.json()), (401, {"error": "Invalid or expired session"}))
+        self.assertEqual(
+            (nobody.code, nobody.json()), (401, {"error": "Invalid or expired session", "code": "not_authenticated"})
+        )
 
 
 class UploadResourceTests(NodeTestCase):

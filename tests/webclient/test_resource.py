@@ -75,4 +75,4 @@ class WebClientDisabledTests(ServerTestCase):
         for path in ("/", "/app.js"):
             response = await treq.get(self.server.url + path, persistent=False)
             self.assertEqual(response.code, 404)
-            self.assertEqual(await response.json(), {"error": "Not found"})
+            self.assertEqual(await response.json(), {"error": "Not found", "code": "not_found"})
