@@ -1,4 +1,4 @@
-"""Group events (DESIGN.md "Groups"): create, update, add, remove, leave.
+"""Group events (docs/api.md "Groups"): create, update, add, remove, leave.
 
 Each is one command of `umoc.domain.commands.groups`; the rules (who may
 do what, who is told) are there and in the store.
@@ -53,7 +53,9 @@ ROUTES = [
             SESSION_ID,
             Str("name", max_length=MAX_NAME),
             Str("description", required=False, max_length=MAX_DESCRIPTION, min_length=0),
-            Field("member_ids", _id_list),
+            Field(
+                "member_ids", _id_list, schema={"type": "array", "items": {"type": "integer"}, "maxItems": MAX_ID_LIST}
+            ),
         ),
         create_group,
     ),

@@ -15,7 +15,7 @@ from umoc.domain.commands import profiles
 from umoc.domain.notices import shapes
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Field, Int, Schema
-from umoc.records.profiles import UNSET, ProfileChange, SettingsChange
+from umoc.records.profiles import MAX_DISPLAY_NAME, MAX_STATUS_TEXT, UNSET, ProfileChange, SettingsChange
 
 __all__ = ["ROUTES"]
 
@@ -50,9 +50,9 @@ ROUTES = [
         "update_profile",
         Schema(
             SESSION_ID,
-            Field("display_name", _any, required=False),
-            Field("status_text", _any, required=False),
-            Field("avatar_file_id", _any, required=False),
+            Field("display_name", _any, required=False, schema={"type": "string", "maxLength": MAX_DISPLAY_NAME}),
+            Field("status_text", _any, required=False, schema={"type": "string", "maxLength": MAX_STATUS_TEXT}),
+            Field("avatar_file_id", _any, required=False, schema={"type": "string"}),  # a UUID, or "" to clear
         ),
         update_profile,
         rate_class="contacts",

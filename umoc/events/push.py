@@ -71,7 +71,7 @@ ROUTES = [
         Schema(
             SESSION_ID,
             Enum("kind", ("webpush", "gateway")),
-            Field("subscription", _object, required=False),
+            Field("subscription", _object, required=False, schema={"type": "object"}),
             Str("app_id", required=False, max_length=256),
             Str("pushkey", required=False, max_length=1024),
             Str("gateway", required=False, max_length=64),

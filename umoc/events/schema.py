@@ -7,6 +7,7 @@ string.  Unknown keys are ignored: clients add their own fields.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,6 +21,7 @@ __all__ = [
     "Field",
     "Int",
     "IntList",
+    "JsonSchema",
     "Number",
     "SESSION_ID",
     "Schema",
@@ -32,14 +34,23 @@ _MISSING = object()
 MAX_ID = 2**63 - 1
 
 
+#: A JSON Schema fragment: what the generated contract (``python -m umoc.contract``) says a field holds.
+JsonSchema = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Field:
-    """One payload key: its check, whether it is required, its default."""
+    """One payload key: its check, whether it is required, its default, and its JSON type for the contract.
+
+    ``schema`` describes what ``check`` accepts (the fields built below fill
+    it in); a hand-made ``Field`` gives it, or the contract test fails.
+    """
 
     name: str
     check: Callable[[str, Any], Any]
     required: bool = True
     default: Any = None
+    schema: JsonSchema | None = dataclasses.field(default=None, compare=False, hash=False)
 
 
 def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
@@ -56,7 +67,8 @@ def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
 
 
 def Int(name: str, required: bool = True, minimum: int = 1, maximum: int = MAX_ID, default: Any = None) -> Field:
-    return Field(name, _int(minimum, maximum), required, default)
+    schema = {"type": "integer", "minimum": minimum, "maximum": maximum}
+    return Field(name, _int(minimum, maximum), required, default, schema)
 
 
 #: Numbers beyond JavaScript's safe integers are no one's timestamps or counts.
@@ -73,7 +85,7 @@ def Number(name: str, required: bool = True, default: Any = None) -> Field:
             )
         return value
 
-    return Field(name, check, required, default)
+    return Field(name, check, required, default, {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER})
 
 
 def Str(name: str, required: bool = True, max_length: int = 1000, min_length: int = 1, default: Any = None) -> Field:
@@ -86,7 +98,7 @@ def Str(name: str, required: bool = True, max_length: int = 1000, min_length: in
             )
         return check_text(field, value)
 
-    return Field(name, check, required, default)
+    return Field(name, check, required, default, {"type": "string", "minLength": min_length, "maxLength": max_length})
 
 
 def Bool(name: str, required: bool = True, default: Any = None) -> Field:
@@ -95,7 +107,7 @@ def Bool(name: str, required: bool = True, default: Any = None) -> Field:
             raise UserError(f"Invalid '{field}': expected true or false", code="invalid_argument")
         return value
 
-    return Field(name, check, required, default)
+    return Field(name, check, required, default, {"type": "boolean"})
 
 
 def Enum(name: str, choices: tuple[str, ...], required: bool = True, default: Any = None) -> Field:
@@ -104,7 +116,7 @@ def Enum(name: str, choices: tuple[str, ...], required: bool = True, default: An
             raise UserError(f"Invalid '{field}': expected one of {', '.join(choices)}", code="invalid_argument")
         return value
 
-    return Field(name, check, required, default)
+    return Field(name, check, required, default, {"type": "string", "enum": list(choices)})
 
 
 def _uuid(field: str, value: Any) -> str:
@@ -116,8 +128,12 @@ def _uuid(field: str, value: Any) -> str:
         raise UserError(f"Invalid '{field}': expected a UUID string", code="invalid_argument") from exc
 
 
+#: What `_uuid` accepts.
+UUID_SCHEMA: JsonSchema = {"type": "string", "format": "uuid"}
+
+
 def Uuid(name: str, required: bool = True) -> Field:
-    return Field(name, _uuid, required)
+    return Field(name, _uuid, required, schema=UUID_SCHEMA)
 
 
 def UuidList(name: str, max_items: int, required: bool = True) -> Field:
@@ -131,7 +147,9 @@ def UuidList(name: str, max_items: int, required: bool = True) -> Field:
             seen[_uuid(field, item)] = None
         return list(seen)
 
-    return Field(name, check, required)
+    return Field(
+        name, check, required, schema={"type": "array", "items": UUID_SCHEMA, "minItems": 1, "maxItems": max_items}
+    )
 
 
 def IntList(name: str, max_items: int, required: bool = True, default: Any = None) -> Field:
@@ -147,7 +165,8 @@ def IntList(name: str, max_items: int, required: bool = True, default: Any = Non
                 )
         return list(dict.fromkeys(value))
 
-    return Field(name, check, required, default)
+    items = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    return Field(name, check, required, default, {"type": "array", "items": items, "maxItems": max_items})
 
 
 class Schema:

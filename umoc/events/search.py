@@ -48,7 +48,7 @@ ROUTES = [
             Int("chat_id", required=False),
             Bool("is_group", required=False, default=False),
             Int("limit", required=False, minimum=1, maximum=MAX_LIMIT, default=20),
-            Field("cursor", decode_cursor, required=False),
+            Field("cursor", decode_cursor, required=False, schema={"type": "string", "maxLength": 64}),
         ),
         search_messages,
         response=notices.SEARCH_RESULTS,

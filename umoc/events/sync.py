@@ -17,8 +17,8 @@ message's timestamp.  Messages come from
 ``storage.messages.missed_since(user_id, since_epoch, limit)``: the chats the
 user belongs to, newest state, deleted ones left out.
 
-The complete change feed goes by cursor instead (DESIGN "Search, sync,
-account"): every kind of change, in order, each exactly once, whatever the
+The complete change feed goes by cursor instead (``docs/api.md``, "Connection
+state recovery and sync"): every kind of change, in order, each exactly once, whatever the
 timestamps::
 
     connection_successful {..., "cursor": "<opaque>"}
@@ -111,7 +111,7 @@ ROUTES = [
         "sync",
         Schema(
             SESSION_ID,
-            Field("since", parse_since, required=False),
+            Field("since", parse_since, required=False, schema={"type": ["string", "number"]}),
             Str("cursor", required=False, max_length=MAX_CURSOR_LENGTH),
             Int("limit", required=False, minimum=1, maximum=MAX_LIMIT, default=100),
         ),

@@ -15,7 +15,8 @@ and the delivery key that names it (``hub.tell(..., key=...)``), for the
 catch-up after a gap in the cluster's bus.
 
 Adding an event: declare it below with its fields (``optional`` for those
-some payloads leave out), give it a heading in ``docs/api.md`` under
+some payloads leave out; a field name new to the server also gets its JSON
+type in `umoc.domain.notices.types`), give it a heading in ``docs/api.md`` under
 "Server-initiated events", and send ``MY_EVENT(payload)`` through the hub
 or a socket.  An event that tells of a change the feed records also goes
 with its delivery key (``hub.tell(users, MY_EVENT(payload), key=...)``),
@@ -24,8 +25,10 @@ and `replay` maps the feed row back to it, so a bus gap replays it once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from umoc.domain.notices.types import FIELD_TYPES, NUMBER, JsonSchema
 
 __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 
@@ -44,6 +47,12 @@ class ServerEvent:
     optional: tuple[str, ...] = ()
     #: One line for the reference: when it is sent.
     summary: str = ""
+    #: JSON types of fields whose type here differs from `FIELD_TYPES` (``pong``'s numeric ``timestamp``).
+    types: dict[str, JsonSchema] = field(default_factory=dict, compare=False, hash=False)
+
+    def field_type(self, name: str) -> JsonSchema:
+        """The JSON Schema of field ``name`` in this event (`KeyError` for a field typed nowhere)."""
+        return self.types[name] if name in self.types else FIELD_TYPES[name]
 
     def __call__(self, payload: dict[str, Any] | None = None) -> Notice:
         """The built event with ``payload`` (None: an event with no argument, such as ``account_deleted``)."""
@@ -67,11 +76,20 @@ class Notice:
         return () if self.payload is None else (self.payload,)
 
 
-def declare(name: str, fields: tuple[str, ...], optional: tuple[str, ...] = (), summary: str = "") -> ServerEvent:
-    """Register a server event; a name declared twice is a bug caught at import."""
+def declare(
+    name: str,
+    fields: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    summary: str = "",
+    types: dict[str, JsonSchema] | None = None,
+) -> ServerEvent:
+    """Register a server event; a name declared twice, or a field with no JSON type, is a bug caught at import."""
     if name in REGISTRY:
         raise ValueError(f"server event {name!r} declared twice")
-    event = ServerEvent(name, fields, optional, summary)
+    event = ServerEvent(name, fields, optional, summary, types or {})
+    untyped = [each for each in (*fields, *optional) if each not in event.types and each not in FIELD_TYPES]
+    if untyped:
+        raise ValueError(f"server event {name!r}: no JSON type for {untyped} (add it to umoc.domain.notices.types)")
     REGISTRY[name] = event
     return event
 
@@ -86,8 +104,13 @@ CONNECTION_SUCCESSFUL = declare(
 SESSION_STATUS = declare(
     "session_status", ("valid",), ("expires_at", "message"), summary="answers verify_session; sent when a session ends"
 )
-ERROR = declare("error", ("message",), ("retry_after", "code"), summary="a refusal or a failure of one event")
-PONG = declare("pong", ("timestamp", "server_time", "latency"), summary="answers ping")
+ERROR = declare("error", ("message", "code"), ("retry_after",), summary="a refusal or a failure of one event")
+PONG = declare(
+    "pong",
+    ("timestamp", "server_time", "latency"),
+    summary="answers ping",
+    types={"timestamp": NUMBER, "server_time": NUMBER},  # epoch milliseconds
+)
 SYNC_NEEDED = declare(
     "sync_needed",
     ("reason", "cursor"),
@@ -169,6 +192,7 @@ TYPING_INDICATOR = declare(
     ("user_id", "username", "is_typing", "timestamp"),
     ("chat_id", "is_group"),
     summary="someone is typing in a chat of yours",
+    types={"timestamp": NUMBER},  # epoch seconds
 )
 
 # -- messages ---------------------------------------------------------------------

@@ -52,7 +52,7 @@ def avatar_url(file_id: str | None) -> str | None:
 
 
 def reply_to(reply: ReplyTo | None) -> dict[str, Any] | None:
-    """What a reply shows of the message it answers (DESIGN "Messaging v2")."""
+    """What a reply shows of the message it answers (``reply_to`` in docs/api.md)."""
     if reply is None:
         return None
     if reply.deleted:

@@ -1,0 +1,120 @@
+"""The JSON type of every field the server sends, for the generated contract (``python -m umoc.contract``).
+
+One table by field name: across the events a name means one thing (a
+``chat_id`` is always an integer, an ``edited_at`` always a time or null),
+so each is typed once here.  The few names whose type differs by event
+(``timestamp``: an ISO time in ``new_message``, epoch milliseconds in
+``pong``) are typed again where their event is declared (``declare(...,
+types=...)``).  Fragments are JSON Schema, as AsyncAPI 3 takes them.
+Nested records (a message of ``chat_history``, a member of ``chat_info``)
+are plain objects here; their fields are described in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from umoc.errors import CODES
+from umoc.records.messages import MESSAGE_TYPES
+
+__all__ = ["FIELD_TYPES", "INTEGER", "NUMBER", "STRING", "TIME", "JsonSchema", "nullable"]
+
+JsonSchema = dict[str, Any]
+
+STRING: JsonSchema = {"type": "string"}
+INTEGER: JsonSchema = {"type": "integer"}
+NUMBER: JsonSchema = {"type": "number"}
+BOOLEAN: JsonSchema = {"type": "boolean"}
+#: ISO 8601 UTC with second precision, ``"2023-01-01T12:00:00Z"``.
+TIME: JsonSchema = {"type": "string", "format": "date-time"}
+OBJECT: JsonSchema = {"type": "object"}
+OBJECTS: JsonSchema = {"type": "array", "items": OBJECT}
+
+
+def nullable(schema: JsonSchema) -> JsonSchema:
+    """``schema`` or null."""
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _list(items: JsonSchema) -> JsonSchema:
+    return {"type": "array", "items": items}
+
+
+FIELD_TYPES: dict[str, JsonSchema] = {
+    "action": {"type": "string", "enum": ["added", "removed"]},
+    "avatar_url": nullable(STRING),
+    "changes": OBJECTS,
+    "chat_id": INTEGER,
+    "code": {"type": "string", "enum": list(CODES)},
+    "contacts": OBJECTS,
+    "content": STRING,
+    "continue_streak": BOOLEAN,
+    "created_at": TIME,
+    "cursor": nullable(STRING),
+    "delivered_at": TIME,
+    "delivered_to": OBJECTS,
+    "description": nullable(STRING),
+    "display_name": nullable(STRING),
+    "edited_at": nullable(TIME),
+    "emoji": STRING,
+    "enabled": BOOLEAN,
+    "encrypted_content": STRING,
+    "expires_at": INTEGER,
+    "expires_in": INTEGER,
+    "file_id": STRING,
+    "has_more": BOOLEAN,
+    "id": INTEGER,
+    "is_admin": BOOLEAN,
+    "is_group": BOOLEAN,
+    "is_online": BOOLEAN,
+    "is_typing": BOOLEAN,
+    "kind": {"type": "string", "enum": ["webpush", "gateway"]},
+    "last_read_message_id": nullable(STRING),
+    "last_seen": nullable(TIME),
+    "latency": NUMBER,
+    "list": OBJECTS,
+    "member_count": INTEGER,
+    "members": OBJECTS,
+    "mention_count": INTEGER,
+    "mentions": _list(INTEGER),
+    "message": STRING,
+    "message_id": STRING,
+    "message_ids": _list(STRING),
+    "messages": OBJECTS,
+    "muted": BOOLEAN,
+    "name": STRING,
+    "next_cursor": nullable(STRING),
+    "page": INTEGER,
+    "query": STRING,
+    "reactions": OBJECTS,
+    "read_by": OBJECTS,
+    "reader_id": INTEGER,
+    "reader_username": STRING,
+    "reason": STRING,
+    "recipient_id": INTEGER,
+    "registration_id": STRING,
+    "registrations": OBJECTS,
+    "reply_to": nullable(OBJECT),
+    "results": OBJECTS,
+    "retry_after": NUMBER,
+    "send_delivery_receipts": BOOLEAN,
+    "sender_id": INTEGER,
+    "sender_username": STRING,
+    "server_time": TIME,
+    "session_expires": INTEGER,
+    "since": TIME,
+    "status": nullable(STRING),
+    "status_text": nullable(STRING),
+    "streak": INTEGER,
+    "timestamp": TIME,
+    "total_messages": INTEGER,
+    "total_pages": INTEGER,
+    "type": {"type": "string", "enum": list(MESSAGE_TYPES)},
+    "unread_count": INTEGER,
+    "until": nullable(TIME),
+    "upload_token": STRING,
+    "upload_url": STRING,
+    "user_id": INTEGER,
+    "username": STRING,
+    "valid": BOOLEAN,
+}
