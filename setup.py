@@ -39,10 +39,10 @@ setup(
         "twisted": ["plugins/umoc_plugin.py"],
     },
     # Under <prefix>/share/: the example configuration, the systemd unit, the nginx example and the Grafana dashboard
-    # from etc/, and the documentation (client API reference, operator guide, changelog).
+    # from etc/, and the documentation (client API reference and its generated contract, operator guide, changelog).
     data_files=[
         ("share/umoc", ["etc/umoc.yaml", "etc/umoc.service", "etc/nginx.conf", "etc/grafana-umoc.json"]),
-        ("share/doc/umoc", sorted(glob("docs/*.md"))),
+        ("share/doc/umoc", sorted(glob("docs/*.md")) + ["docs/asyncapi.yaml", "docs/umoc.d.ts"]),
     ],
     include_package_data=True,
     install_requires=[

@@ -1,9 +1,10 @@
-"""Which part of ``umoc/`` may import which: an explicit map, derived from DESIGN.md "Layout".
+"""Which part of ``umoc/`` may import which: an explicit map, derived from README's "Code layout".
 
 The layout, top to bottom (README's "Code layout" is the same list)::
 
     tap                           twistd's Options and makeService
     service admincli conformance  the MultiService; umoc-admin; the protocol conformance server
+    contract                      prints the client contract (AsyncAPI, TypeScript) from the tables below
     wiring                        builds a node from config
     socketapp                     what the transport calls
     events                        the Socket.IO edge: parse, call one command
@@ -52,10 +53,10 @@ from twisted.trial import unittest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "umoc"
 
-#: DESIGN.md "Layout", top to bottom; a unit may import only units of a later row (never its own row's others).
+#: README's "Code layout", top to bottom; a unit may import only units of a later row (never its own row's others).
 LAYOUT: list[set[str]] = [
     {"tap"},
-    {"service", "admincli", "conformance"},
+    {"service", "admincli", "conformance", "contract"},
     {"wiring"},
     {"socketapp"},
     {"events"},
@@ -126,6 +127,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "admincli": BASE | {"wiring", "domain.commands", "domain", "records", "storage"},
     "conformance": BASE | {"transport", "protocol"},
     "tap": BASE | {"service"},
+    # Reads the route table and the declared server events to print the client contract; nothing imports it.
+    "contract": BASE | {"events", "domain", "umoc"},
 }
 
 #: Imports the map forbids that today's code still has: (importing module, imported module) -> why it stays.
