@@ -22,7 +22,7 @@ from umoc.storage.database import Txn
 
 __all__ = ["KINDS", "NewChange", "record_returning_id_txn", "record_txn", "with_change"]
 
-#: Every ``kind`` a change may have (the wire names of DESIGN "Search, sync, account").
+#: Every ``kind`` a change may have (the wire names of ``sync {cursor}`` in docs/api.md).
 KINDS = (
     "message",
     "edit",

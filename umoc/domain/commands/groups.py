@@ -1,4 +1,4 @@
-"""Group commands (DESIGN.md "Groups"): create, update, add a member, remove one, leave.
+"""Group commands (docs/api.md "Groups"): create, update, add a member, remove one, leave.
 
 Only members learn anything about a group; everyone else gets the same
 error as for a group that does not exist.  The creator is the first admin;

@@ -1,4 +1,4 @@
-// The server's HTTP endpoints and its Socket.IO connection (DESIGN.md, spec/websocket-api.md).
+// The server's HTTP endpoints and its Socket.IO connection (docs/api.md).
 
 const SESSION_KEY = 'umoc.session';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

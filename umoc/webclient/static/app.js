@@ -765,7 +765,7 @@ function renderConversationHeader() {
 // -- messages ---------------------------------------------------------------------------
 
 /**
- * What a message offers (DESIGN.md "Messaging v2").  run(m, button) is called on a click;
+ * What a message offers (docs/api.md, "Messages").  run(m, button) is called on a click;
  * `id` names the button (data-action, and data-focus so a re-render keeps the focus).
  */
 const MESSAGE_ACTIONS = [
