@@ -17,7 +17,8 @@ database work, with::
 
     error / ack   {"message" | "error": "The server is overloaded; ...",
                    "code": "overloaded", "retry_after": seconds}
-    HTTP          503, Retry-After: whole seconds, {"error": "The server is overloaded; ..."}
+    HTTP          503, Retry-After: whole seconds, {"error": "The server is overloaded; ...",
+                                                    "code": "overloaded"}
 
 Why the oldest write's age and not the queue's length: it is what clients
 feel, needs no estimate of a batch's time (which swings with the batch's

@@ -5,6 +5,11 @@ Domain modules (``umoc.events.auth``, ``.contacts``, ...) each export
 rate classes.  Nothing else
 in UMOC switches on event names.
 
+Every refusal answers the ``error`` event ``{"message", "code", ...}`` and,
+when asked, the ack ``{"error", "code", ...}`` (`UserError.payload`,
+`UserError.ack`); ``code`` is one of `umoc.errors.CODES`, ``internal`` for
+an exception that is no `UserError`.
+
 Each socket's events run one at a time, in arrival order, so a client that
 sends two messages sees them stored in that order; different sockets run
 concurrently.  A socket with too many events waiting gets ``error`` for the
