@@ -193,7 +193,7 @@ class ReactorLagTests(unittest.TestCase):
         self.assertAlmostEqual(self.lag.lag(), 0.8)
         refusal = self.admission.refusal("socket")
         assert refusal is not None
-        self.assertEqual(refusal.extra["code"], "overloaded")
+        self.assertEqual(refusal.code, "overloaded")
         self.assertEqual(refusal.retry_after, 0.8)
 
     def test_the_last_lateness_holds_until_the_next_timer_and_recovery_clears_it(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from typing import Any
@@ -33,9 +34,10 @@ class RateLimitTestsMixin:
         for stamp in (1, 2):
             self.assertEqual((await client.call("ping", {"timestamp": stamp}))["timestamp"], stamp)
         refused = await client.call("ping", {"timestamp": 3})
-        self.assertEqual(set(refused), {"error", "retry_after"})
+        self.assertEqual(set(refused), {"error", "code", "retry_after"})
+        self.assertEqual(refused["code"], "rate_limited")
         error = await client.expect("error")
-        self.assertEqual(set(error), {"message", "retry_after"})
+        self.assertEqual(set(error), {"message", "code", "retry_after"})
         self.assertTrue(0 < error["retry_after"] <= 60, error)
 
     @inline
@@ -45,7 +47,12 @@ class RateLimitTestsMixin:
             await self.connect(login)
         ws = await self.open_websocket(login)
         await blocking(ws.send, "40")
-        self.assertEqual(await blocking(ws.recv), '44{"message":"Too many connection attempts; try again later"}')
+        frame = await blocking(ws.recv)
+        self.assertEqual(frame[:2], "44")
+        refusal = json.loads(frame[2:])
+        self.assertEqual(refusal["message"], "Too many connection attempts; try again later")
+        self.assertEqual(refusal["data"]["code"], "rate_limited")
+        self.assertTrue(0 < refusal["data"]["retry_after"] <= 60, refusal)
 
     @inline
     async def test_login_over_the_limit_is_429_with_retry_after(self) -> None:
@@ -56,7 +63,8 @@ class RateLimitTestsMixin:
             self.server.url + "/api/login", json={"username": "alice", "password": "nope-nope"}, persistent=False
         )
         self.assertEqual(response.code, 429)
-        self.assertEqual((await response.json()).keys(), {"error"})
+        body = await response.json()
+        self.assertEqual((body.keys(), body["code"]), ({"error", "code"}, "rate_limited"))
         self.assertTrue(1 <= int(response.headers.getRawHeaders("Retry-After")[0]) <= 60)
 
     @inline

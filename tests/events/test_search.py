@@ -110,8 +110,9 @@ class SearchEventTestsMixin:
         ]
         for payload, message in cases:
             answer = await self.search(alice, **payload)
-            self.assertEqual(answer, {"error": message, "code": "invalid_argument"}, payload)
-            self.assertEqual(await alice.client.expect("error"), {"message": message, "code": "invalid_argument"})
+            code = "not_found" if message == "Unknown chat" else "invalid_argument"
+            self.assertEqual(answer, {"error": message, "code": code}, payload)
+            self.assertEqual(await alice.client.expect("error"), {"message": message, "code": code})
         # Query syntax is only words: no error, and it matches the words.
         for query in ('"anything', "anything*", "NEAR(anything)", "-anything", "anything OR x", "^anything:"):
             answer = await self.search(alice, query=query)
