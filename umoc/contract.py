@@ -41,6 +41,13 @@ _ACK_ERROR: JsonSchema = {
 }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes a schema shared by several fields out each time, not as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def routes() -> list[Route]:
     """Every client event the server routes, in the table's order."""
     return [route for group in ROUTE_GROUPS for route in group]
@@ -52,7 +59,7 @@ def _request_schema(route: Route) -> JsonSchema:
     for field in route.schema.fields:
         if field.schema is None:
             raise ValueError(f"{route.event}.{field.name}: a Field without a JSON schema (give it schema=...)")
-        properties[field.name] = field.schema
+        properties[field.name] = field.schema if field.default is None else {**field.schema, "default": field.default}
         if field.required:
             required.append(field.name)
     schema: JsonSchema = {"type": "object"}
@@ -153,7 +160,7 @@ def asyncapi() -> str:
             },
         },
     }
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
 # -- TypeScript ---------------------------------------------------------------
