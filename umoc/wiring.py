@@ -145,6 +145,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             clock,
             cfg.bus_check_interval,
             listeners=[lambda since: catchup.request(since)],
+            resubscribed=[lambda: catchup.hold_for_gap()],
         )
         bus = RedisBus(redis, node_id, cfg.prefix, watch)
         hub = Hub(recovery, remote=bus, clock=clock, session_ended=notices.session_ended)
