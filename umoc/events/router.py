@@ -249,6 +249,7 @@ class Router:
                 raise UserError(NOT_RUN_IN_TIME, code="timeout")
             timer = clock.callLater(remaining, answer.error, UserError(NOT_DONE_IN_TIME, code="timeout"))
             route = self.routes.get(event)
+            reads = self.services.storage.reads
             if route is None:
                 raise UserError(f"Unknown event '{event[:64]}'", code="unknown_event")
             if route.writes:
@@ -262,7 +263,14 @@ class Router:
             if not allowed:
                 self.services.metrics.refused(route.rate_class)
                 raise UserError("Rate limit exceeded; try again later", retry_after=retry_after, code="rate_limited")
-            result = await route.handler(EventContext(self.services, socket), payload)
+            if route.writes and reads.replicated:
+                try:
+                    result = await route.handler(EventContext(self.services, socket), payload)
+                finally:
+                    # Committed (or refused, or failed halfway): this user's reads go to the primary for now.
+                    reads.wrote(socket.user_id)
+            else:
+                result = await route.handler(EventContext(self.services, socket), payload)
             if answer.given:
                 pass  # answered at the deadline: the late result is dropped
             elif route.response is not None:
