@@ -105,6 +105,9 @@ class ReadReplicaTests(ServerTestCase):
         # history 1, search 2, sync 2, the export 5 (profile, contacts, groups, files, messages).
         self.assertEqual(self.reads.served["replica"] - served["replica"], 10, self.reads.served)
         self.assertEqual(self.reads.served["primary"] - served["primary"], 0, self.reads.served)
+        scraped = self.server.services.metrics.render().decode()
+        self.assertIn('umoc_replica_reads_total{side="replica"}', scraped)
+        self.assertIn("umoc_replica_lag_seconds", scraped)
 
         # Alice just wrote: her reads go to the primary, and see her message.
         theirs = await history(a, bob["user_id"])

@@ -69,8 +69,10 @@ class ReadRouterTests(unittest.TestCase):
 
     @inline
     async def test_a_replica_behind_by_more_than_the_bound_is_not_read(self) -> None:
+        self.assertEqual(self.reads.lag(), float("inf"))
         self.cover(self.clock.seconds())
         self.clock.advance(5)
+        self.assertEqual(self.reads.lag(), 5.0)
         self.assertEqual(await self.reads.read("t", 1, _which_txn), "replica")
         self.clock.advance(0.1)
         self.assertEqual(await self.reads.read("t", 1, _which_txn), "primary")
@@ -89,6 +91,7 @@ class ReadRouterTests(unittest.TestCase):
         alone.wrote(1)
         self.assertEqual(await alone.read("t", 1, _which_txn), "primary")
         self.assertEqual(alone._writes, {})
+        self.assertEqual(alone.served, {"replica": 0, "primary": 0})
         self.assertFalse(alone.replicated)
 
     def test_positions_compare_as_postgresql_orders_them(self) -> None:

@@ -38,6 +38,7 @@ up to ``read_max_lag`` behind.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -115,7 +116,7 @@ class ReadRouter:
         self.covered: _Sample | None = None
         #: User id -> reactor time their last write committed; dropped once the replica has it.
         self._writes: dict[int, float] = {}
-        #: Reads answered by each side, for tests and metrics.
+        #: Reads answered by each side with a replica, for tests and ``umoc_replica_reads_total``.
         self.served = {"replica": 0, "primary": 0}
         self._unusable_logged = False
 
@@ -128,6 +129,12 @@ class ReadRouter:
         """``user_id``'s write has committed: their reads go to the primary until the replica has it."""
         if self._replica is not None and self._clock is not None:
             self._writes[user_id] = self._clock.seconds()
+
+    def lag(self) -> float:
+        """Seconds since the newest measure the replica has reached was taken; infinite when none is."""
+        if self.covered is None or self._clock is None:
+            return math.inf
+        return max(0.0, self._clock.seconds() - self.covered.at)
 
     def serves(self, user_id: int) -> bool:
         """Whether ``user_id``'s next read goes to the replica (history, search, ``sync``, export)."""
@@ -147,7 +154,9 @@ class ReadRouter:
 
     def read(self, desc: str, user_id: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """``fn(txn, *args)`` for ``user_id``, on the replica when that is safe, else on the primary."""
-        if self._replica is None or self._replica_for(user_id) is None:
+        if self._replica is None:
+            return self._primary.read(desc, fn, *args)
+        if self._replica_for(user_id) is None:
             self.served["primary"] += 1
             return self._primary.read(desc, fn, *args)
         return self._on_replica(desc, fn, args, fn, args)
@@ -155,7 +164,9 @@ class ReadRouter:
     def read_covered(self, desc: str, user_id: int, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """Like `read`, for ``fn(txn, covered, *args)``: ``covered`` is the primary snapshot the replica
         has replayed, or None on the primary; ``fn`` raises `ReplicaBehindError` for what it does not cover."""
-        covered = self._replica_for(user_id) if self._replica is not None else None
+        if self._replica is None:
+            return self._primary.read(desc, fn, None, *args)
+        covered = self._replica_for(user_id)
         if covered is None:
             self.served["primary"] += 1
             return self._primary.read(desc, fn, None, *args)
