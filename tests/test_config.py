@@ -162,6 +162,36 @@ class SecretFileTests(unittest.SynchronousTestCase):
         self.assertEqual(config.redis.url, "redis://:pw@redis:6379/0")
         self.assertEqual(config.webhooks[0].secret, "s" * 20)
 
+    def test_two_secrets_of_one_section_are_both_read_from_their_files(self) -> None:
+        config = parse_config(
+            {
+                "database": {
+                    "dsn_file": self.secret("postgresql://umoc:a@db1/umoc\n"),
+                    "read_dsn_file": self.secret("postgresql://umoc:b@db2/umoc\n"),
+                }
+            }
+        )
+        self.assertEqual(config.database.dsn, "postgresql://umoc:a@db1/umoc")
+        self.assertEqual(config.database.read_dsn, "postgresql://umoc:b@db2/umoc")
+
+    def test_a_replica_needs_postgresql_on_both_sides_and_a_lag_bound_above_the_measure(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"database": {"read_dsn": "postgresql://db2/umoc", "read_max_lag": "1s"}})
+        self.assertEqual(
+            caught.exception.problems,
+            [
+                "Error in configuration at 'database.read_dsn': a replica needs a PostgreSQL database.dsn"
+                " (SQLite has none)",
+                "Error in configuration at 'database.read_max_lag': expected at least 2s (the replica's position"
+                " is measured once a second)",
+            ],
+        )
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"database": {"dsn": "postgresql://db1/umoc", "read_dsn": "sqlite:/tmp/x"}})
+        self.assertEqual([p.split("'")[1] for p in caught.exception.problems], ["database.read_dsn"])
+        config = parse_config({"database": {"dsn": "postgresql://db1/umoc", "read_dsn": "postgresql://db2/umoc"}})
+        self.assertEqual((config.database.read_dsn, config.database.read_max_lag), ("postgresql://db2/umoc", 5))
+
     def test_a_secret_read_from_a_file_is_checked_like_one_written_inline(self) -> None:
         with self.assertRaises(ConfigError) as caught:
             parse_config({"database": {"dsn_file": self.secret("mysql://nope\n")}})

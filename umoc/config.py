@@ -162,6 +162,14 @@ class DatabaseConfig:
     #: SQLite's ``PRAGMA synchronous``: ``full`` fsyncs every commit (an acknowledged message survives a
     #: power loss); ``normal`` only at checkpoints (faster, a power loss can lose the last commits).
     sqlite_synchronous: str = "full"
+    #: A PostgreSQL streaming replica for history, search, ``sync`` and exports (empty: all on ``dsn``); a
+    #: user's reads go to the primary until the replica has replayed that user's last write.
+    read_dsn: str = ""
+    #: A file holding ``read_dsn`` instead (it carries the password).
+    read_dsn_file: str = ""
+    #: A replica further behind the primary than this (or not answering) is not read from: every read goes
+    #: to the primary until it catches up.
+    read_max_lag: Duration = Duration(5)
 
 
 @dataclass(frozen=True)
@@ -647,6 +655,13 @@ def _check(config: Config) -> list[str]:
         bad("database.pool_max", "expected 1 <= pool_min <= pool_max")
     if config.database.sqlite_synchronous not in ("full", "normal"):
         bad("database.sqlite_synchronous", "expected one of full, normal")
+    if config.database.read_dsn:
+        if not config.database.read_dsn.startswith(("postgresql://", "postgres://")):
+            bad("database.read_dsn", 'expected "postgresql://..." (a streaming replica of database.dsn)')
+        elif not config.database.dsn.startswith(("postgresql://", "postgres://")):
+            bad("database.read_dsn", "a replica needs a PostgreSQL database.dsn (SQLite has none)")
+    if config.database.read_max_lag < 2:
+        bad("database.read_max_lag", "expected at least 2s (the replica's position is measured once a second)")
     for key in ("keepalives_idle", "keepalives_interval", "stuck_timeout"):
         if getattr(config.database, key) < 1:
             bad(f"database.{key}", "expected at least 1s")
@@ -774,7 +789,12 @@ def _check(config: Config) -> list[str]:
 
 
 #: (section, key) of every secret with a ``<key>_file`` twin; ``webhooks`` entries have ``secret_file``.
-SECRET_FILES: tuple[tuple[str, str], ...] = (("database", "dsn"), ("metrics", "token"), ("redis", "url"))
+SECRET_FILES: tuple[tuple[str, str], ...] = (
+    ("database", "dsn"),
+    ("database", "read_dsn"),
+    ("metrics", "token"),
+    ("redis", "url"),
+)
 
 
 def read_secret_file(path: str) -> str:
@@ -807,7 +827,7 @@ def _read_secret_files(config: Config, problems: list[str]) -> Config:
     """`config` with every ``*_file`` secret read into its key."""
     changes: dict[str, Any] = {}
     for section, key in SECRET_FILES:
-        part = getattr(config, section)
+        part = changes.get(section, getattr(config, section))  # a section may have several secrets
         value = _secret_from_file(getattr(part, key), getattr(part, f"{key}_file"), f"{section}.{key}", problems)
         changes[section] = dataclasses.replace(part, **{key: value})
     changes["webhooks"] = tuple(

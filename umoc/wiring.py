@@ -41,6 +41,7 @@ from umoc.outbound import HttpClients, load_or_create_vapid_key
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter, trusted_networks
 from umoc.socketapp import UmocSocketApp
 from umoc.storage import Storage, open_storage
+from umoc.storage.replica import ReadRouter
 from umoc.transport.engine import EngineServer
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.recovery import RecoveryStore
@@ -85,6 +86,21 @@ class Node:
     http: HttpClients
     #: How late the reactor runs (overload admission); the service starts and stops it.
     lag: ReactorLag
+
+
+def _replica_metrics(metrics: Metrics, reads: ReadRouter) -> None:
+    """With ``database.read_dsn``: how far behind the replica is, and which side answered the reads it may take."""
+    metrics.gauge(
+        "umoc_replica_lag_seconds",
+        "Age of the newest primary position the replica (database.read_dsn) has replayed (+Inf: none)",
+        reads.lag,
+    )
+    metrics.counter(
+        "umoc_replica_reads",
+        "History, search, sync and export reads, by the side that answered them",
+        lambda: dict(reads.served),
+        "side",
+    )
 
 
 def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
@@ -225,6 +241,8 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         "How late the reactor runs what is due (server.overload_wait refuses writes past it too)",
         lag.lag,
     )
+    if storage.reads.replicated:
+        _replica_metrics(metrics, storage.reads)
     services = Services(
         config=config,
         clock=clock,
