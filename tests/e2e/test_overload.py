@@ -104,9 +104,12 @@ class OverloadedServerMixin:
             self.assertEqual(answer["error"], OVERLOADED)
             self.assertGreaterEqual(answer["retry_after"], BOUND)
             self.assertLess(seconds, 1.0, "answered without waiting for the database")
-        self.assertEqual((put.code, put.headers.getRawHeaders("Retry-After")), (503, ["1"]))
+        # Whole seconds, at least 1 (more when a loaded machine's reactor runs late as well).
+        self.assertEqual(put.code, 503)
+        self.assertGreaterEqual(int(put.headers.getRawHeaders("Retry-After")[0]), 1)
         self.assertEqual(put_body, {"error": OVERLOADED, "code": "overloaded"})
-        self.assertEqual((bot.code, bot.headers.getRawHeaders("Retry-After")), (503, ["1"]))
+        self.assertEqual(bot.code, 503)
+        self.assertGreaterEqual(int(bot.headers.getRawHeaders("Retry-After")[0]), 1)
 
         release.set()
         sent = await first
