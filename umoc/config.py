@@ -118,8 +118,11 @@ class ServerConfig:
     shutdown_timeout: Duration = Duration(10)
     #: New writes (events that change state, the bot API, uploads) are refused at once, with
     #: ``code: "overloaded"`` (503 over HTTP), while the oldest write waiting to commit has waited longer
-    #: than this, or the reactor runs later than this; 0 turns the rule off.
+    #: than this; 0 turns the rule off.
     overload_wait: Duration = Duration(0.5)
+    #: The same refusal while the reactor runs later than this (the node's own CPU is the backlog:
+    #: frames wait in the kernel to be read); 0 turns the rule off and its timer with it.
+    overload_lag: Duration = Duration(0.5)
 
 
 @dataclass(frozen=True)
@@ -698,6 +701,8 @@ def _check(config: Config) -> list[str]:
         bad("server.shutdown_timeout", "expected a duration, 0 or more")
     if config.server.overload_wait < 0:
         bad("server.overload_wait", "expected a duration, 0 (off) or more")
+    if config.server.overload_lag < 0:
+        bad("server.overload_lag", "expected a duration, 0 (off) or more")
     if config.logging.level not in LOG_LEVELS:
         bad("logging.level", "expected one of " + ", ".join(LOG_LEVELS))
     if config.logging.format not in LOG_FORMATS:

@@ -229,7 +229,7 @@ class UmocService(service.MultiService):
     def startService(self) -> None:
         service.Service.startService(self)
         self.node.services.sessions.start()
-        if self.config.server.overload_wait > 0:
+        if self.config.server.overload_lag > 0:
             self.node.lag.start()
         d = defer.ensureDeferred(self._start())
         d.addCallbacks(self.ready.callback, self._start_failed)

@@ -225,12 +225,6 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     def write_wait() -> float:
         return db.writer.oldest_wait()
 
-    def admission_wait() -> float:
-        """What a new write would wait: the database's backlog or the reactor's, whichever is longer."""
-        wait = db.writer.oldest_wait()
-        behind = lag.lag()
-        return behind if behind > wait else wait
-
     metrics.gauge(
         "umoc_write_wait_seconds",
         "How long the oldest write waiting to commit has waited (server.overload_wait refuses writes past it)",
@@ -238,7 +232,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     )
     metrics.gauge(
         "umoc_reactor_lag_seconds",
-        "How late the reactor runs what is due (server.overload_wait refuses writes past it too)",
+        "How late the reactor runs what is due (server.overload_lag refuses writes past it)",
         lag.lag,
     )
     if storage.reads.replicated:
@@ -256,7 +250,9 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         push=push,
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
-        admission=WriteAdmission(admission_wait, config.server.overload_wait, clock, metrics),
+        admission=WriteAdmission(
+            write_wait, config.server.overload_wait, clock, metrics, lag.lag, config.server.overload_lag
+        ),
     )
     cluster: Cluster | None = None
     if redis_side is not None:

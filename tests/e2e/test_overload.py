@@ -54,7 +54,8 @@ class Acks:
 
 class OverloadedServerMixin:
     def config_for_test(self, data_dir: str) -> Config:
-        return test_config(data_dir, ratelimits={"enabled": False}, server={"overload_wait": f"{BOUND}s"})
+        server = {"overload_wait": f"{BOUND}s", "overload_lag": f"{BOUND}s"}
+        return test_config(data_dir, ratelimits={"enabled": False}, server=server)
 
     async def hold_writer(self) -> threading.Event:
         # Released within database.timeout.

@@ -35,7 +35,9 @@ reactor.suggestThreadPoolSize(32)
 def test_config(data_dir: str, **sections: Any) -> Config:
     """Defaults, port 0, the given data dir, and per-test overrides as YAML-shaped dicts (``webhooks``: a list)."""
     raw: dict[str, Any] = {
-        "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir},
+        # overload_lag off: tests share a loaded machine, and their clients' threads the reactor's GIL,
+        # so its lateness there is the tests', not the server's (tests.e2e.test_overload turns it on).
+        "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir, "overload_lag": "0s"},
         # Tests on a Clock read the feed at each commit (`FeedConsumer.wake`); the delay has its own test.
         "feed": {"consumer_wake_delay": "0s"},
     }
