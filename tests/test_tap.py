@@ -24,6 +24,16 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(options.config.server.listen, "tcp:0")
         self.assertEqual(options.config.server.data_dir, "/tmp/x")
 
+    def test_umoc_data_dir_overrides_the_file_and_data_dir_overrides_both(self) -> None:
+        """The same precedence as ``umoc-admin``'s (`umoc.config.data_dir_override`): both find one database."""
+        self.patch(os, "environ", {**os.environ, "UMOC_DATA_DIR": "/srv/umoc"})
+        options = Options()
+        options.parseOptions(["--config", EXAMPLE])
+        self.assertEqual(options.config.server.data_dir, "/srv/umoc")
+        options = Options()
+        options.parseOptions(["--config", EXAMPLE, "--data-dir", "/tmp/x"])
+        self.assertEqual(options.config.server.data_dir, "/tmp/x")
+
     def test_bad_config_is_a_usage_error_naming_the_key(self) -> None:
         path = os.path.join(tempfile.mkdtemp(), "bad.yaml")
         with open(path, "w") as f:
