@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 
+from twisted.internet import defer, reactor, task
 from twisted.python import usage
 from twisted.trial import unittest
 
 import umoc
 from tests.support.daemon import TWISTD
-from umoc.tap import Options, makeService
+from umoc.tap import Options, _log_stream, makeService
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "etc", "umoc.yaml")
 
@@ -64,3 +66,28 @@ class OptionsTests(unittest.TestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertRegex(result.stdout, rf"^umoc {umoc.__version__} \(Twisted \d+\.\d+\.\d+, Python 3\.")
+
+
+class LogFileTests(unittest.TestCase):
+    def test_logfile_is_not_rotated_by_size_and_sigusr1_reopens_it_for_logrotate(self) -> defer.Deferred[None]:
+        self.addCleanup(signal.signal, signal.SIGUSR1, signal.getsignal(signal.SIGUSR1))
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        path = os.path.join(tempfile.mkdtemp(), "umoc.log")
+        stream = _log_stream({"logfile": path})
+        assert stream is not None
+        self.addCleanup(stream.close)
+        self.assertIsNone(getattr(stream, "rotateLength", 0))
+        stream.write("before\n")
+        stream.flush()
+        os.rename(path, path + ".1")  # what logrotate does, then it signals
+        handler = signal.getsignal(signal.SIGUSR1)
+        assert callable(handler)
+        handler(signal.SIGUSR1, None)
+
+        def written() -> None:
+            stream.write("after\n")
+            stream.flush()
+            with open(path) as new, open(path + ".1") as old:
+                self.assertEqual((old.read(), new.read()), ("before\n", "after\n"))
+
+        return task.deferLater(reactor, 0.01, written)
