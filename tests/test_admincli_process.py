@@ -291,7 +291,7 @@ class RatelimitResetTests(unittest.TestCase):
             json.loads(out_text)["reset"],
             ["rl:connect:ip:203.0.113.7", "rl:login_name:alice|203.0.113.7", "rl:login_name:bob|203.0.113.7"],
         )
-        code, out_text, err = await self.cli("--json", "ratelimit", "reset", "--user", "ALICE")
+        code, out_text, err = await self.cli("ratelimit", "reset", "--user", "ALICE", "--json")
         self.assertEqual((code, err), (0, ""))
         self.assertEqual(json.loads(out_text)["reset"], ["rl:login_account:alice", "rl:messages:user:1"])
         p = self.prefix

@@ -120,13 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def also_after(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         # Also accepted after the command; SUPPRESS keeps the value given before it.
         sub.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sub.add_argument("--data-dir", "-d", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sub
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return also_after(commands.add_parser(name, help=help_text, description=help_text))
 
     def password_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -194,11 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     command("schema-status", "show the database's schema version and the pending migrations")
     p = command("ratelimit", "rate-limit buckets kept in Redis")
     actions = p.add_subparsers(dest="ratelimit_command", required=True, metavar="ACTION")
-    reset = actions.add_parser(
-        "reset",
-        help="empty the buckets of a client address and/or an account",
-        description="Empty the rate-limit buckets of a client address and/or an account, on every node "
-        "(they are in Redis; with no redis.url they are in each node's memory, out of reach).",
+    reset = also_after(
+        actions.add_parser(
+            "reset",
+            help="empty the buckets of a client address and/or an account",
+            description="Empty the rate-limit buckets of a client address and/or an account, on every node "
+            "(they are in Redis; with no redis.url they are in each node's memory, out of reach).",
+        )
     )
     reset.add_argument("--address", metavar="IP", help="buckets keyed by this client address")
     reset.add_argument("--user", metavar="NAME", help="buckets keyed by this account (its id and its name)")
