@@ -67,6 +67,11 @@ async def admin_here(*argv: str, stdin: str = "") -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
+def where_it_is(status: SchemaStatus) -> tuple[int | None, int, tuple[int, ...]]:
+    """A status's versions, without the compatibility version (`tests.storage.test_migrations` checks it)."""
+    return status.current, status.newest, status.pending
+
+
 def write_config(folder: str, sections: dict[str, Any]) -> str:
     path = os.path.join(folder, "umoc.yaml")
     with open(path, "w", encoding="utf-8") as f:
@@ -207,9 +212,10 @@ class SchemaMixin:
         cwd = self.folder("cwd")
         refused = await blocking(admin, "--config", config, "list-users", cwd=cwd)
         self.assertRefused(refused, f"version {previous}", f"needs {newest}", "umoc-admin migrate")
-        self.assertEqual(await db.schema_status(), SchemaStatus(previous, newest, (newest,)))
+        self.assertEqual(where_it_is(await db.schema_status()), (previous, newest, (newest,)))
         status = await admin_here("--config", config, "schema-status", "--json")
-        self.assertEqual(json.loads(status.stdout), {"version": previous, "newest": newest, "pending": [newest]})
+        shown = json.loads(status.stdout)
+        self.assertEqual((shown["version"], shown["newest"], shown["pending"]), (previous, newest, [newest]))
         dry = await admin_here("--config", config, "migrate", "--dry-run")
         self.assertEqual(dry.returncode, 0, dry.stderr)
         self.assertIn(f"Would apply migrations {newest:03d}", dry.stdout)
@@ -218,10 +224,31 @@ class SchemaMixin:
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn(f"schema version {newest}", done.stdout)
         self.assertIn(f"Applied schema migration {newest}", done.stderr)  # the change, logged
-        self.assertEqual(await db.schema_status(), SchemaStatus(newest, newest, ()))
+        self.assertEqual(where_it_is(await db.schema_status()), (newest, newest, ()))
         listed = await admin_here("--config", config, "list-users", "--json")
         self.assertEqual((listed.returncode, listed.stdout), (0, "[]\n"), listed.stderr)
         self.assertIn("up to date", (await admin_here("--config", config, "schema-status")).stdout)
+
+    @inline
+    async def test_a_newer_schema_is_used_while_compatible_and_refused_once_contracted_past_the_code(self) -> None:
+        config, db, newest = await self.database(0)
+
+        def newer(txn: Txn, compat: int) -> None:
+            txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)", (newest + 1,))
+            txn.execute("UPDATE schema_compat_version SET compat_version = ?", (compat,))
+
+        await db.run("test.expand", newer, newest)  # a release after this one expanded the schema
+        listed = await admin_here("--config", config, "list-users", "--json")
+        self.assertEqual((listed.returncode, listed.stdout, listed.stderr), (0, "[]\n", ""))
+        self.assertIn("may still run on it", (await admin_here("--config", config, "schema-status")).stdout)
+        await db.run(
+            "test.contract", lambda txn: txn.execute("DELETE FROM schema_migrations WHERE version > ?", (newest,))
+        )
+        await db.run("test.contract", newer, newest + 1)  # ... and then contracted it past this code
+        for argv in (["list-users"], ["migrate"], ["schema-status"]):
+            self.assertRefused(
+                await admin_here("--config", config, *argv), f"needs code of schema version {newest + 1}"
+            )
 
     @inline
     async def test_a_database_with_no_schema_is_refused_and_stays_empty(self) -> None:
