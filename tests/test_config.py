@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 from twisted.trial import unittest
@@ -16,6 +17,7 @@ from umoc.config import (
     parse_host_port,
     parse_redis_url,
     parse_size,
+    with_overrides,
 )
 
 HERE = os.path.dirname(__file__)
@@ -31,8 +33,27 @@ class ConfigTests(unittest.SynchronousTestCase):
         self.assertEqual(config.sessions.max_per_user, 3)
         self.assertEqual(config.sessions.ttl, 7 * 86400)
 
-    def test_example_file_matches_the_defaults(self) -> None:
-        self.assertEqual(load_config(EXAMPLE), Config())
+    def test_example_file_matches_the_defaults_but_for_the_data_directory(self) -> None:
+        """The example is the production file: its data_dir is the unit's and the image's, not ./umoc-data."""
+        self.assertEqual(load_config(EXAMPLE), with_overrides(Config(), server={"data_dir": "/var/lib/umoc"}))
+
+    def test_the_unit_the_image_and_the_example_configurations_name_one_data_directory(self) -> None:
+        etc = os.path.join(HERE, "..", "etc")
+        with open(os.path.join(etc, "umoc.service"), encoding="utf-8") as f:
+            unit = re.search(r"^ExecStart=.* --data-dir (\S+)", f.read(), re.MULTILINE)
+        with open(os.path.join(HERE, "..", "Dockerfile"), encoding="utf-8") as f:
+            dockerfile = f.read()
+        image = re.search(r"^ENV UMOC_DATA_DIR=(\S+)", dockerfile, re.MULTILINE)
+        command = re.search(r'"--data-dir", "([^"]+)"', dockerfile)
+        assert unit is not None and image is not None and command is not None
+        found = {
+            "unit": unit.group(1),
+            "image": image.group(1),
+            "image command": command.group(1),
+            "example": load_config(EXAMPLE).server.data_dir,
+            "compose": load_config(os.path.join(etc, "umoc.compose.yaml")).server.data_dir,
+        }
+        self.assertEqual(found, dict.fromkeys(found, "/var/lib/umoc"))
 
     def test_trusted_networks_are_addresses_or_networks(self) -> None:
         config = parse_config({"ratelimits": {"trusted_networks": ["10.0.0.0/8", "203.0.113.7", "2001:db8::/32"]}})

@@ -34,6 +34,8 @@ __all__ = [
     "ConfigError",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "DATA_DIR_ENV",
+    "data_dir_override",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -941,3 +943,20 @@ def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
         name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items() if values
     }
     return dataclasses.replace(config, **changes)
+
+
+#: The environment variable ``twistd umoc`` and ``umoc-admin`` both read for the data directory.
+DATA_DIR_ENV = "UMOC_DATA_DIR"
+
+
+def data_dir_override(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The data directory the command line or the environment names, else None (``server.data_dir`` stands).
+
+    ``--data-dir`` wins over ``UMOC_DATA_DIR``, which wins over the file:
+    the server and ``umoc-admin`` call this same function, so the same unit
+    file, container environment or shell finds the same database.
+    """
+    if given:
+        return given
+    value = (os.environ if environ is None else environ).get(DATA_DIR_ENV, "")
+    return value or None

@@ -328,19 +328,15 @@ class AdminTools:
         services.storage.close()
 
 
-async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None]) -> AdminTools:
-    """The configured database (migrated first, as a node does), a hub to the running nodes, and the services.
+async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None], storage: Storage) -> AdminTools:
+    """The services on ``storage`` (opened and checked by the caller), and a hub to the running nodes.
 
-    ``warn`` is told, in one line for the operator, when Redis is configured
-    but not reachable.
+    Nothing here creates or migrates the database: ``umoc-admin`` checks
+    that its schema is the code's before it calls this, and refuses
+    otherwise.  ``warn`` is told, in one line for the operator, when Redis
+    is configured but not reachable.
     """
     clock: IReactorTime = reactor
-    storage = open_storage(config, clock)
-    try:
-        await storage.db.migrate()
-    except BaseException:
-        storage.close()
-        raise
     metrics = Metrics(storage.db.transactions)
     redis: RedisClient | None = None
     bus: RedisBus | None = None
