@@ -27,12 +27,14 @@ from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.identity import Identities
 from umoc.domain.outbox import Tail, node_holder
 from umoc.domain.overload import ReactorLag, WriteAdmission
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
 from umoc.domain.status import StatusAnnouncer
+from umoc.domain.tokens import TokenVerifier
 from umoc.domain.webhooks import Webhooks
 from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
@@ -119,6 +121,14 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
         "sync_needed sent after a bus gap that could not be replayed exactly",
         lambda: catchup.hinted,
     )
+
+
+def _identities(
+    config: Config, clock: IReactorTime, storage: Storage, sessions: SessionManager, http: HttpClients
+) -> Identities:
+    """Token sign-in: a verifier when ``auth.jwt`` is on (its key set fetched with the trusted client)."""
+    verifier = TokenVerifier(config.auth.jwt, clock, http.trusted) if config.auth.jwt.enabled else None
+    return Identities(config, verifier, storage.identities, sessions, clock)
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None, threads_reactor: Any = None) -> Node:
@@ -238,6 +248,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
         admission=WriteAdmission(admission_wait, config.server.overload_wait, clock, metrics),
+        identities=_identities(config, clock, storage, sessions, http),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -361,6 +372,7 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None])
         accounts=Accounts(storage, sessions, hub, files, clock),
         # The operator's own commands are never refused: nothing else writes through this process.
         admission=WriteAdmission(lambda: 0.0, 0, clock),
+        identities=_identities(config, clock, storage, sessions, http),
     )
     admin = Administration(storage, sessions, hub, clock, webhooks)
     return AdminTools(services, admin, bus, redis, http)

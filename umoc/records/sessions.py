@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LoginAttempt", "NewSession", "SessionCredentials", "SessionRecord"]
+__all__ = ["LoginAttempt", "NewSession", "SessionCredentials", "SessionRecord", "TokenCredentials"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,10 @@ class SessionRecord:
     username: str
     token_hash: str
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredentials:
+    """A token from the operator's identity provider, exchanged for a session (``POST /api/token/session``)."""
+
+    token: str

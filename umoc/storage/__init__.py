@@ -18,6 +18,7 @@ from umoc.storage.edits import EditStore
 from umoc.storage.feed import FeedStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
+from umoc.storage.identities import IdentityStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
 from umoc.storage.outbox import OutboxStore
@@ -54,6 +55,7 @@ class Storage:
         self.outbox = OutboxStore(db)
         self.search = SearchStore(db)
         self.accounts = AccountStore(db)
+        self.identities = IdentityStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

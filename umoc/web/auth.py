@@ -1,4 +1,4 @@
-"""``POST /api/register``, ``/api/login`` and ``/api/logout``: parse the body, call the command, write JSON.
+"""``POST /api/register``, ``/api/login``, ``/api/logout`` and ``/api/token/session``: parse, call, write JSON.
 
 Registration is `umoc.domain.commands.account.register` (which fires
 ``user.registered``); logging in and out, with the login limits and why
@@ -26,11 +26,12 @@ from umoc.domain.sessions import (
     RegistrationRefusedError,
     UsernameTakenError,
 )
+from umoc.domain.tokens import MAX_TOKEN_LENGTH, TokenError
 from umoc.records import Actor
 from umoc.records.account import NewAccount
-from umoc.records.sessions import LoginAttempt, SessionCredentials
+from umoc.records.sessions import LoginAttempt, SessionCredentials, TokenCredentials
 from umoc.transport.gate import Gatekeeper
-from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
+from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, string_field, write_json
 
 __all__ = ["auth_resources"]
 
@@ -86,6 +87,17 @@ class AuthApi:
             raise HttpError(403, exc.message, code="account_disabled") from None
         write_json(request, 200, answer)
 
+    async def token_session(self, request: IRequest) -> None:
+        data = read_json(request, self._max_body)
+        credentials = TokenCredentials(string_field(data, "token", MAX_TOKEN_LENGTH))
+        try:
+            answer = await sessions.token_session(self._services, sessions.client_actor(self._ip(request)), credentials)
+        except TokenError as exc:
+            raise HttpError(401, exc.message, code="not_authenticated") from None
+        except AccountDisabledError as exc:
+            raise HttpError(403, exc.message, code="account_disabled") from None
+        write_json(request, 200, answer)
+
     async def logout(self, request: IRequest) -> None:
         data = read_json(request, self._max_body)
         credentials = SessionCredentials(string_field(data, "sessionID", 64), string_field(data, "token", 256))
@@ -112,4 +124,5 @@ def auth_resources(services: Services, gate: Gatekeeper) -> dict[bytes, resource
         b"register": JsonResource({b"POST": api.register}),
         b"login": JsonResource({b"POST": api.login}),
         b"logout": JsonResource({b"POST": api.logout}),
+        b"token": JsonFolder({b"session": JsonResource({b"POST": api.token_session})}),
     }

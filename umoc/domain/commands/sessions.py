@@ -49,15 +49,25 @@ from typing import Any
 from twisted.logger import Logger
 
 from umoc.credentials import new_token, token_digest
+from umoc.domain.commands.account import PasswordsDisabledError
 from umoc.domain.services import Services
 from umoc.domain.sessions import AccountDisabledError, InvalidCredentialsError, InvalidSessionError
 from umoc.errors import UserError
 from umoc.ratelimit import trusted_networks
 from umoc.records import Actor
-from umoc.records.sessions import LoginAttempt, SessionCredentials
+from umoc.records.sessions import LoginAttempt, SessionCredentials, TokenCredentials
 from umoc.storage.users import SessionRecord
 
-__all__ = ["RateLimitedError", "check_address_limit", "check_limit", "client_actor", "is_trusted", "login", "logout"]
+__all__ = [
+    "RateLimitedError",
+    "check_address_limit",
+    "check_limit",
+    "client_actor",
+    "is_trusted",
+    "login",
+    "logout",
+    "token_session",
+]
 
 log = Logger()
 
@@ -137,6 +147,8 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
     `PasswordQueueFullError`; each failure is logged and counted.
     """
     client, username = actor.name, attempt.username
+    if not services.config.auth.password.enabled:
+        raise PasswordsDisabledError()
     await check_address_limit(services, "login", client)
     account = username.lower()
     await check_limit(services, "login_name", f"{account}|{client}", client, username)
@@ -180,6 +192,43 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
         "username": session.username,
         "expires_at": int(session.expires_at),
         "device_token": device_token,
+    }
+
+
+async def token_session(services: Services, actor: Actor, record: TokenCredentials) -> dict[str, Any]:
+    """An ordinary session for the user a valid token names (``POST /api/token/session``); the login answer.
+
+    The token is checked as at CONNECT (`umoc.domain.identity`), within the
+    ``ratelimits.login`` bucket of the client's address: a token is a
+    credential, and guessing one must be as slow as guessing a password.
+    Raises `TokenError` (``Invalid token``, ``Token expired``, ``Unknown key
+    id``), `AccountDisabledError` or `RateLimitedError`.
+    """
+    client = actor.name
+    await check_address_limit(services, "login", client)
+    try:
+        signed_in = await services.identities.user_for(record.token)
+    except UserError:
+        services.metrics.login(False)
+        raise
+    user = signed_in.user
+    session = await services.sessions.open_session(user.user_id, user.username)
+    services.metrics.login(True)
+    log.info(
+        "Token sign-in of {username} from {client}",
+        event="login",
+        username=user.username,
+        user_id=user.user_id,
+        client=client,
+        via="token",
+    )
+    return {
+        "sessionID": session.session_id,
+        "token": session.token,
+        "user_id": session.user_id,
+        "username": session.username,
+        "expires_at": int(session.expires_at),
+        "external_id": signed_in.token.subject,
     }
 
 
