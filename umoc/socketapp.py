@@ -96,7 +96,7 @@ class UmocSocketApp:
         trusted = connection.engine.remote_ip in trusted_networks(services.config.ratelimits.trusted_networks)
         if not trusted:
             await self._take_connect(f"ip:{connection.engine.remote_ip}")
-        bearer = _bearer_token(auth) if services.identities.enabled else None
+        bearer = _bearer_token(auth)
         external_id = None
         if bearer is None:
             session_id, token = _credentials(connection, auth)

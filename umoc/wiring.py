@@ -51,6 +51,7 @@ from umoc.web.admin import admin_resource
 from umoc.web.bots import bot_resource
 from umoc.web.export import export_resource
 from umoc.web.push import push_resource
+from umoc.web.serverapi import server_api_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
@@ -284,6 +285,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),
+            b"server": server_api_resource(services),
         },
         redis_ping,
         uploads.request_factory(),

@@ -177,3 +177,14 @@ class TokenConnectTestsMixin:
 
 
 for_each_backend(TokenConnectTestsMixin, ServerTestCase, globals())
+
+
+class PasswordsOffTests(ServerTestCase):
+    config_overrides = {"auth": {"password": {"enabled": False}}}
+
+    @inline
+    async def test_register_and_login_are_refused_when_passwords_are_off(self) -> None:
+        refusal = {"error": "Password accounts are disabled on this server", "code": "forbidden"}
+        body = {"username": "alice", "password": "correct horse battery"}
+        self.assertEqual(await self.server.post("/api/register", body), (403, refusal))
+        self.assertEqual(await self.server.post("/api/login", body), (403, refusal))

@@ -19,19 +19,26 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 
+import jwt as pyjwt
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from umoc.config import Config
+from umoc.config import Config, JwtAuthConfig
 from umoc.domain.sessions import USERNAME, AccountDisabledError, SessionManager
 from umoc.domain.tokens import INVALID, TokenError, TokenVerifier, VerifiedToken
 from umoc.records.identity import ExternalUser, IdentityRecord
 from umoc.records.sessions import SessionRecord
 from umoc.storage.identities import IdentityStore, NoSuchIdentityError
 
-__all__ = ["Identities", "SignedIn", "username_candidates"]
+__all__ = ["UMOC_ISSUER", "Identities", "SignedIn", "username_candidates"]
+
+#: The ``iss`` of the tokens UMOC signs itself (``POST /api/server/tokens``).
+UMOC_ISSUER = "urn:umoc:server-api"
+#: The issuer of the server API's users when ``auth.jwt.issuer`` is not set.
+DEFAULT_SERVER_ISSUER = "umoc"
 
 log = Logger()
 
@@ -78,22 +85,73 @@ class Identities:
         clock: IReactorTime,
     ) -> None:
         self._config = config
-        #: None when ``auth.jwt`` is off: every token is refused.
+        #: None when ``auth.jwt`` is off: only UMOC's own tokens are accepted.
         self.verifier = verifier
         self._store = store
         self._sessions = sessions
         self._clock = clock
+        #: Checks UMOC's own tokens, made at first use (`_own_verifier`).
+        self._own: TokenVerifier | None = None
 
     @property
-    def enabled(self) -> bool:
-        return self.verifier is not None
+    def server_issuer(self) -> str:
+        """The issuer of the server API's users: ``auth.jwt.issuer``, so its ``external_id`` is the provider's
+        subject and one person is one user whichever way they come in; ``umoc`` when no provider is set."""
+        return self._config.auth.jwt.issuer or DEFAULT_SERVER_ISSUER
+
+    async def _own_verifier(self) -> TokenVerifier:
+        """Checks UMOC's own tokens: HS256 with the secret every node reads from the database (made once)."""
+        if self._own is None:
+            secret = await self._store.signing_secret(secrets.token_urlsafe(48), self._clock.seconds())
+            own = JwtAuthConfig(
+                enabled=True,
+                hmac_secret=secret,
+                algorithms=("HS256",),
+                issuer=UMOC_ISSUER,
+                audience=self._config.auth.jwt.audience or "umoc",
+                leeway=self._config.auth.jwt.leeway,
+            )
+            self._own = TokenVerifier(own, self._clock, None)
+        return self._own
+
+    async def mint(self, subject: str, ttl: float) -> str:
+        """A token UMOC signs for the server API's user ``subject``, good for ``ttl`` seconds.
+
+        ``iat`` keeps milliseconds: a token minted just after a revocation is
+        not refused as one issued in the same second before it.
+        """
+        own = await self._own_verifier()
+        now = self._clock.seconds()
+        claims = {
+            "iss": UMOC_ISSUER,
+            "aud": own.config.audience,
+            "sub": subject,
+            "iat": round(now, 3),
+            "exp": int(now + ttl),
+            "jti": secrets.token_urlsafe(12),
+        }
+        return pyjwt.encode(claims, own.config.hmac_secret, algorithm="HS256", headers={"kid": "umoc"})
+
+    async def _verify(self, token: str) -> tuple[VerifiedToken, bool]:
+        """UMOC's own tokens by their ``iss`` (as the server API's users), the provider's with ``auth.jwt``."""
+        try:
+            issuer = pyjwt.decode(token, options={"verify_signature": False}).get("iss")
+        except pyjwt.PyJWTError:
+            issuer = None
+        if issuer == UMOC_ISSUER:
+            verified = await (await self._own_verifier()).verify(token)
+            names = VerifiedToken(
+                self.server_issuer, verified.subject, None, None, verified.issued_at, verified.expires_at
+            )
+            return names, True
+        if self.verifier is None:
+            raise TokenError(INVALID)
+        return await self.verifier.verify(token), False
 
     async def user_for(self, token: str) -> SignedIn:
         """The user a valid token names (created on first sight when allowed); `TokenError` or
         `AccountDisabledError` otherwise."""
-        if self.verifier is None:
-            raise TokenError(INVALID)
-        verified = await self.verifier.verify(token)
+        verified, own = await self._verify(token)
         jwt = self._config.auth.jwt
         record = ExternalUser(
             verified.issuer,
@@ -101,7 +159,8 @@ class Identities:
             username_candidates(verified.issuer, verified.subject, verified.username),
             verified.display_name[:64] if verified.display_name else None,
             self._clock.seconds(),
-            create=jwt.auto_create_users,
+            # UMOC's own tokens are minted for users the server API made: never a new one from them.
+            create=jwt.auto_create_users and not own,
         )
         try:
             user = await self._store.find_or_create(record)

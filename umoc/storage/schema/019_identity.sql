@@ -11,6 +11,8 @@ CREATE TABLE external_identities (
     subject TEXT NOT NULL,
     user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     created_at DOUBLE PRECISION NOT NULL,
+    -- The server API's "extra": a JSON object the operator's backend keeps with the user.
+    extra TEXT,
     PRIMARY KEY (issuer, subject)
 );
 CREATE INDEX external_identities_user ON external_identities (user_id);
@@ -18,3 +20,13 @@ CREATE INDEX external_identities_user ON external_identities (user_id);
 -- tokens_valid_after: a token issued (iat) before this time is refused for
 -- the user (a revocation); NULL: every token of the user is accepted.
 ALTER TABLE users ADD COLUMN tokens_valid_after DOUBLE PRECISION;
+
+-- Server keys (the server API's bearer keys, "umoc-admin create-server-key"):
+-- a key is "umoc_sk.<id>.<secret>"; only a digest of it is kept, found by id
+-- and compared in constant time.
+CREATE TABLE server_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    key_hash TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
