@@ -71,6 +71,8 @@ setup(
         # Identity (issue 28): JSON Web Tokens and key sets (JWKS) from the operator's identity provider; the
         # crypto extra is cryptography, already required above, for RS/PS/ES/EdDSA.
         "PyJWT[crypto]>=2.8",
+        # TOTP (RFC 6238) second factor: the codes and otpauth:// URIs authenticator apps read.
+        "pyotp>=2.9",
     ],
     extras_require={
         "test": [

@@ -297,11 +297,21 @@ class JwtAuthConfig:
 
 
 @dataclass(frozen=True)
+class TotpAuthConfig:
+    """Time-based one-time codes (RFC 6238) as a second factor of password accounts."""
+
+    #: Users may turn TOTP on (``/api/account/totp/...``); off, no new setups (logins of users who have it
+    #: still need codes).
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     """How users prove who they are: UMOC passwords, and tokens from the operator's identity provider."""
 
     password: PasswordAuthConfig = field(default_factory=PasswordAuthConfig)
     jwt: JwtAuthConfig = field(default_factory=JwtAuthConfig)
+    totp: TotpAuthConfig = field(default_factory=TotpAuthConfig)
 
 
 @dataclass(frozen=True)

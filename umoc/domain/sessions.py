@@ -219,6 +219,15 @@ class SessionManager:
 
     async def login(self, username: str, password: str) -> Login:
         """A new session for correct credentials; the oldest sessions past the limit end."""
+        user_id, canonical_name = await self.check_credentials(username, password)
+        return await self.open_session(user_id, canonical_name)
+
+    async def check_credentials(self, username: str, password: str) -> tuple[int, str]:
+        """``(user_id, username as stored)`` for the right password of an active account.
+
+        `InvalidCredentialsError` (the same work for an unknown name as for a
+        wrong password) or `AccountDisabledError`; an old hash is replaced.
+        """
         found = await self._users.credentials(username)
         ok = await self._in_pool(verify_password, password, found[2] if found else DUMMY_HASH)
         if found is None or not ok:
@@ -229,7 +238,7 @@ class SessionManager:
         if needs_rehash(stored_hash) and self.hashing < self._config.password_queue:
             fresh = await self._in_pool(hash_password, password)
             await self._users.replace_password_hash(user_id, stored_hash, fresh)
-        return await self.open_session(user_id, canonical_name)
+        return user_id, canonical_name
 
     async def open_session(self, user_id: int, username: str) -> Login:
         """A new ordinary session for a user who proved who they are (a password, a token); the oldest past

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LoginAttempt", "NewSession", "SessionCredentials", "SessionRecord", "TokenCredentials"]
+__all__ = ["LoginAttempt", "NewSession", "SessionCredentials", "SessionRecord", "TokenCredentials", "TotpCode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,8 @@ class LoginAttempt:
     username: str
     password: str
     device_token: str | None = None
+    #: The TOTP code, for an account with TOTP on (None: not sent).
+    totp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +61,10 @@ class TokenCredentials:
     """A token from the operator's identity provider, exchanged for a session (``POST /api/token/session``)."""
 
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class TotpCode:
+    """``POST /api/account/totp/enable`` and ``disable``: the code the user's app shows now."""
+
+    code: str

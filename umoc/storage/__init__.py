@@ -27,6 +27,7 @@ from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
 from umoc.storage.readstate import ReadStateStore
 from umoc.storage.search import SearchStore
+from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -56,6 +57,7 @@ class Storage:
         self.search = SearchStore(db)
         self.accounts = AccountStore(db)
         self.identities = IdentityStore(db)
+        self.totp = TotpStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

@@ -52,6 +52,7 @@ from umoc.credentials import new_token, token_digest
 from umoc.domain.commands.account import PasswordsDisabledError
 from umoc.domain.services import Services
 from umoc.domain.sessions import AccountDisabledError, InvalidCredentialsError, InvalidSessionError
+from umoc.domain.totp import matching_step
 from umoc.errors import UserError
 from umoc.ratelimit import trusted_networks
 from umoc.records import Actor
@@ -158,7 +159,12 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
     if not await limiter.remembered(KNOWN_CLIENTS, _known_keys(account, client, device_token)):
         await check_limit(services, "login_account", account, client, username, TOO_MANY_ON_ACCOUNT)
     try:
-        session = await services.sessions.login(username, attempt.password)
+        user_id, canonical_name = await services.sessions.check_credentials(username, attempt.password)
+        await _second_factor(services, user_id, canonical_name, attempt.totp, client)
+        session = await services.sessions.open_session(user_id, canonical_name)
+    except TotpError:
+        services.metrics.login(False)
+        raise
     except InvalidCredentialsError:
         services.metrics.login(False)
         log.warn("Login failed for {username} from {client}", event="login_failed", username=username, client=client)
@@ -193,6 +199,52 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
         "expires_at": int(session.expires_at),
         "device_token": device_token,
     }
+
+
+class TotpError(UserError):
+    """The right password of an account with TOTP on, and no code or a wrong one: 401 ``totp_required``."""
+
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="not_authenticated")
+
+
+TOTP_REQUIRED = "TOTP code required"
+TOTP_WRONG = "Invalid TOTP code"
+
+
+async def _second_factor(services: Services, user_id: int, username: str, code: str | None, client: str) -> None:
+    """Nothing for an account without TOTP; else the code must be this moment's, and not used before.
+
+    A wrong code is counted against the login limits as a wrong password
+    is, and more: besides the buckets this attempt already took, it takes
+    one from ``ratelimits.login_account`` even for a client the account
+    knows (whoever sends it knows the password: only the codes stand
+    between them and the account, from any address).
+    """
+    state = await services.storage.totp.state(user_id)
+    if state.secret is None:
+        return
+    if code is None:
+        log.info(
+            "Login of {username} from {client}: TOTP code required",
+            event="login_totp_required",
+            username=username,
+            client=client,
+        )
+        raise TotpError(TOTP_REQUIRED)
+    step = matching_step(state.secret, code, services.clock.seconds())
+    if step is None or not await services.storage.totp.use_step(user_id, step):
+        log.warn(
+            "Login failed for {username} from {client}: wrong TOTP code",
+            event="login_failed",
+            reason="totp",
+            username=username,
+            client=client,
+        )
+        await check_limit(services, "login_account", username.lower(), client, username, TOO_MANY_ON_ACCOUNT)
+        raise TotpError(TOTP_WRONG)
 
 
 async def token_session(services: Services, actor: Actor, record: TokenCredentials) -> dict[str, Any]:

@@ -30,3 +30,11 @@ CREATE TABLE server_keys (
     key_hash TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL
 );
+
+-- TOTP (RFC 6238) for password accounts: totp_secret is set while TOTP is on;
+-- totp_pending is a secret set up but not yet confirmed with a code;
+-- totp_last_step is the time step of the last code accepted (a code is good
+-- once).  The secrets must be kept as they are: a code is computed from them.
+ALTER TABLE users ADD COLUMN totp_secret TEXT;
+ALTER TABLE users ADD COLUMN totp_pending TEXT;
+ALTER TABLE users ADD COLUMN totp_last_step BIGINT;
