@@ -341,3 +341,12 @@ class JwtConfigTests(unittest.SynchronousTestCase):
             f.write("s" * 40 + "\n")
         config = parse_config({"auth": {"jwt": {"enabled": True, "issuer": "i", "hmac_secret_file": path}}})
         self.assertEqual(config.auth.jwt.hmac_secret, "s" * 40)
+
+
+class OidcConfigTests(unittest.SynchronousTestCase):
+    def test_enabled_needs_issuer_client_callback_and_openid(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"auth": {"oidc": {"enabled": True, "scopes": ["profile"], "redirect_url": "https://h/x"}}})
+        text = str(caught.exception)
+        for path in ("issuer", "client_id", "redirect_url", "scopes"):
+            self.assertIn(f"'auth.oidc.{path}'", text)

@@ -10,7 +10,7 @@ variables, ``${VAR}`` or ``${VAR:-default}`` (substituted in the parsed
 values, never in the YAML text, so a variable cannot change the file's
 structure); and each secret has a ``*_file`` twin (``database.dsn_file``,
 ``metrics.token_file``, ``redis.url_file``, ``webhooks[].secret_file``,
-``auth.jwt.hmac_secret_file``)
+``auth.jwt.hmac_secret_file``, ``auth.oidc.client_secret_file``)
 naming a file whose content is the value, as Docker secrets and systemd
 credentials provide them.
 """
@@ -297,6 +297,22 @@ class JwtAuthConfig:
 
 
 @dataclass(frozen=True)
+class OidcAuthConfig:
+    """Sign-in with an OpenID Connect provider (authorization code with PKCE) for the web client."""
+
+    enabled: bool = False
+    #: The provider's issuer URL; ``<issuer>/.well-known/openid-configuration`` is read from it.
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    #: A file whose content is ``client_secret``.
+    client_secret_file: str = ""
+    scopes: tuple[str, ...] = ("openid", "profile")
+    #: This server's callback as registered at the provider: ``https://HOST/api/oidc/callback``.
+    redirect_url: str = ""
+
+
+@dataclass(frozen=True)
 class TotpAuthConfig:
     """Time-based one-time codes (RFC 6238) as a second factor of password accounts."""
 
@@ -311,6 +327,7 @@ class AuthConfig:
 
     password: PasswordAuthConfig = field(default_factory=PasswordAuthConfig)
     jwt: JwtAuthConfig = field(default_factory=JwtAuthConfig)
+    oidc: OidcAuthConfig = field(default_factory=OidcAuthConfig)
     totp: TotpAuthConfig = field(default_factory=TotpAuthConfig)
 
 
@@ -744,6 +761,28 @@ def _check_jwt(jwt: JwtAuthConfig) -> list[str]:
     return problems
 
 
+def _check_oidc(oidc: OidcAuthConfig) -> list[str]:
+    """``auth.oidc``: an issuer and a callback URL, a client id, and the openid scope."""
+    if not oidc.enabled:
+        return []
+    problems = []
+
+    def bad(key: str, text: str) -> None:
+        problems.append(f"Error in configuration at 'auth.oidc.{key}': {text}")
+
+    if not oidc.issuer.startswith(("https://", "http://")):
+        bad("issuer", 'expected the provider\'s issuer URL "https://..."')
+    if not oidc.client_id:
+        bad("client_id", "expected the client id registered at the provider")
+    if not oidc.redirect_url.startswith(("https://", "http://")) or not oidc.redirect_url.endswith(
+        "/api/oidc/callback"
+    ):
+        bad("redirect_url", 'expected this server\'s callback "https://HOST/api/oidc/callback"')
+    if "openid" not in oidc.scopes:
+        bad("scopes", "expected a list with openid")
+    return problems
+
+
 def _check(config: Config) -> list[str]:
     """Rules that span fields: the ones a type alone cannot express."""
     problems = []
@@ -804,6 +843,7 @@ def _check(config: Config) -> list[str]:
     if config.sessions.check_interval <= 0:
         bad("sessions.check_interval", "expected a positive duration")
     problems.extend(_check_jwt(config.auth.jwt))
+    problems.extend(_check_oidc(config.auth.oidc))
     if config.registration.mode not in ("open", "closed", "invite"):
         bad("registration.mode", "expected one of open, closed, invite")
     if config.engineio.ping_interval <= 0 or config.engineio.ping_timeout <= 0:
@@ -929,7 +969,13 @@ def _read_secret_files(config: Config, problems: list[str]) -> Config:
     )
     jwt = config.auth.jwt
     secret = _secret_from_file(jwt.hmac_secret, jwt.hmac_secret_file, "auth.jwt.hmac_secret", problems)
-    changes["auth"] = dataclasses.replace(config.auth, jwt=dataclasses.replace(jwt, hmac_secret=secret))
+    oidc = config.auth.oidc
+    client_secret = _secret_from_file(oidc.client_secret, oidc.client_secret_file, "auth.oidc.client_secret", problems)
+    changes["auth"] = dataclasses.replace(
+        config.auth,
+        jwt=dataclasses.replace(jwt, hmac_secret=secret),
+        oidc=dataclasses.replace(oidc, client_secret=client_secret),
+    )
     key_file = config.push.vapid_private_key_file
     if key_file and not os.access(key_file, os.R_OK):
         problems.append(f"Error in configuration at 'push.vapid_private_key_file': cannot read {key_file}")

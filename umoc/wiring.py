@@ -28,6 +28,7 @@ from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
 from umoc.domain.identity import Identities
+from umoc.domain.oidc import OidcSignIn
 from umoc.domain.outbox import Tail, node_holder
 from umoc.domain.overload import ReactorLag, WriteAdmission
 from umoc.domain.push import PushNotifier
@@ -249,7 +250,8 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
         admission=WriteAdmission(admission_wait, config.server.overload_wait, clock, metrics),
-        identities=_identities(config, clock, storage, sessions, http),
+        identities=(identities := _identities(config, clock, storage, sessions, http)),
+        oidc=OidcSignIn(config, identities, http.trusted, clock),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -374,7 +376,8 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None])
         accounts=Accounts(storage, sessions, hub, files, clock),
         # The operator's own commands are never refused: nothing else writes through this process.
         admission=WriteAdmission(lambda: 0.0, 0, clock),
-        identities=_identities(config, clock, storage, sessions, http),
+        identities=(identities := _identities(config, clock, storage, sessions, http)),
+        oidc=OidcSignIn(config, identities, http.trusted, clock),
     )
     admin = Administration(storage, sessions, hub, clock, webhooks)
     return AdminTools(services, admin, bus, redis, http)

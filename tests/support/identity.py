@@ -6,8 +6,10 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -15,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.internet import reactor
 from twisted.web import resource, server
 
-__all__ = ["ISSUER", "JwksServer", "SigningKey", "b64", "hs256_with", "unsigned"]
+__all__ = ["ISSUER", "JwksServer", "OpenIdProvider", "SigningKey", "b64", "hs256_with", "unsigned"]
 
 ISSUER = "https://idp.example.test"
 
@@ -105,3 +107,101 @@ class JwksServer:
 
     def stop(self) -> Any:
         return self.port.stopListening()
+
+
+class _Json(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, render: Any) -> None:
+        super().__init__()
+        self._render = render
+
+    def render(self, request: Any) -> bytes:
+        code, body, headers = self._render(request)
+        request.setResponseCode(code)
+        for name, value in headers.items():
+            request.setHeader(name.encode(), value.encode())
+        if body is None:
+            return b""
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps(body).encode()
+
+
+class OpenIdProvider:
+    """A small OpenID provider on 127.0.0.1 port 0: discovery, authorize (signs ``user`` in at once), a token
+    endpoint checking the code, the redirect URI, the client's secret and PKCE (S256), and its key set."""
+
+    def __init__(self, client_id: str, client_secret: str, redirect_uri: str) -> None:
+        self.client_id, self.client_secret, self.redirect_uri = client_id, client_secret, redirect_uri
+        self.key = SigningKey.rsa("op-1")
+        self.user = {"sub": "op-user-1", "preferred_username": "olive", "name": "Olive Oyl"}
+        #: Set to a string to sign ID tokens with another nonce than the one asked for.
+        self.forced_nonce: str | None = None
+        self._codes: dict[str, dict[str, str]] = {}
+        root = resource.Resource()
+        well_known = resource.Resource()
+        well_known.putChild(b"openid-configuration", _Json(self._discovery))
+        root.putChild(b".well-known", well_known)
+        root.putChild(b"authorize", _Json(self._authorize))
+        root.putChild(b"token", _Json(self._token))
+        root.putChild(b"jwks", _Json(lambda r: (200, {"keys": [self.key.public_jwk()]}, {})))
+        site = server.Site(root)
+        site.noisy = False
+        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port.getHost().port}"
+
+    def stop(self) -> Any:
+        return self.port.stopListening()
+
+    def _discovery(self, request: Any) -> tuple[int, Any, dict[str, str]]:
+        base = self.issuer
+        document = {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/jwks",
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+        return 200, document, {}
+
+    def _authorize(self, request: Any) -> tuple[int, Any, dict[str, str]]:
+        args = {k.decode(): v[0].decode() for k, v in request.args.items()}
+        if (
+            args.get("client_id") != self.client_id
+            or args.get("redirect_uri") != self.redirect_uri
+            or args.get("response_type") != "code"
+            or args.get("code_challenge_method") != "S256"
+            or "openid" not in args.get("scope", "").split()
+        ):
+            return 400, {"error": "invalid_request"}, {}
+        code = b64(hashlib.sha256(json.dumps(args).encode()).digest())
+        self._codes[code] = args
+        location = f"{self.redirect_uri}?{urlencode({'code': code, 'state': args['state']})}"
+        return 302, None, {"Location": location}
+
+    def _token(self, request: Any) -> tuple[int, Any, dict[str, str]]:
+        form = {k.decode(): v[0].decode() for k, v in request.args.items()}
+        asked = self._codes.pop(form.get("code", ""), None)
+        if (
+            asked is None
+            or form.get("grant_type") != "authorization_code"
+            or form.get("redirect_uri") != self.redirect_uri
+            or form.get("client_id") != self.client_id
+            or form.get("client_secret") != self.client_secret
+            or b64(hashlib.sha256(form.get("code_verifier", "").encode()).digest()) != asked["code_challenge"]
+        ):
+            return 400, {"error": "invalid_grant"}, {}
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.client_id,
+            "iat": now,
+            "exp": now + 300,
+            "nonce": self.forced_nonce if self.forced_nonce is not None else asked["nonce"],
+            **self.user,
+        }
+        return 200, {"access_token": "at", "token_type": "Bearer", "id_token": self.key.sign(claims)}, {}

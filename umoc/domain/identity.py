@@ -152,15 +152,23 @@ class Identities:
         """The user a valid token names (created on first sight when allowed); `TokenError` or
         `AccountDisabledError` otherwise."""
         verified, own = await self._verify(token)
-        jwt = self._config.auth.jwt
+        # UMOC's own tokens are minted for users the server API made: never a new one from them.
+        return await self.sign_in(verified, self._config.auth.jwt.auto_create_users and not own)
+
+    async def signing_key(self) -> bytes:
+        """The secret of UMOC's own signatures (its tokens, the OIDC sign-in's state cookie)."""
+        return (await self._own_verifier()).config.hmac_secret.encode("utf-8")
+
+    async def sign_in(self, verified: VerifiedToken, create: bool) -> SignedIn:
+        """The user a verified token (or OIDC ID token) names, made when new if ``create``; the checks every
+        way in shares: an active account, no revocation since the token was issued."""
         record = ExternalUser(
             verified.issuer,
             verified.subject,
             username_candidates(verified.issuer, verified.subject, verified.username),
             verified.display_name[:64] if verified.display_name else None,
             self._clock.seconds(),
-            # UMOC's own tokens are minted for users the server API made: never a new one from them.
-            create=jwt.auto_create_users and not own,
+            create=create,
         )
         try:
             user = await self._store.find_or_create(record)

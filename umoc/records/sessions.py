@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LoginAttempt", "NewSession", "SessionCredentials", "SessionRecord", "TokenCredentials", "TotpCode"]
+__all__ = [
+    "LoginAttempt",
+    "NewSession",
+    "SessionCredentials",
+    "SessionRecord",
+    "OidcCallback",
+    "TokenCredentials",
+    "TotpCode",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +76,12 @@ class TotpCode:
     """``POST /api/account/totp/enable`` and ``disable``: the code the user's app shows now."""
 
     code: str
+
+
+@dataclass(frozen=True, slots=True)
+class OidcCallback:
+    """``GET /api/oidc/callback``: the provider's ``code`` and ``state``, and the state cookie the browser kept."""
+
+    code: str
+    state: str
+    cookie: str | None

@@ -32,6 +32,7 @@ from umoc.records.account import NewAccount
 from umoc.records.sessions import LoginAttempt, SessionCredentials, TokenCredentials, TotpCode
 from umoc.transport.gate import Gatekeeper
 from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, string_field, write_json
+from umoc.web.oidc import oidc_resource
 from umoc.web.sessionauth import request_session
 
 __all__ = ["auth_resources"]
@@ -149,6 +150,7 @@ def _device_token(data: dict[str, Any]) -> str | None:
 def auth_resources(services: Services, gate: Gatekeeper) -> dict[bytes, resource.Resource]:
     api = AuthApi(services, gate)
     return {
+        b"oidc": oidc_resource(services, gate),
         b"register": JsonResource({b"POST": api.register}),
         b"login": JsonResource({b"POST": api.login}),
         b"logout": JsonResource({b"POST": api.logout}),

@@ -50,13 +50,14 @@ from twisted.logger import Logger
 
 from umoc.credentials import new_token, token_digest
 from umoc.domain.commands.account import PasswordsDisabledError
+from umoc.domain.oidc import Started
 from umoc.domain.services import Services
 from umoc.domain.sessions import AccountDisabledError, InvalidCredentialsError, InvalidSessionError
 from umoc.domain.totp import matching_step
 from umoc.errors import UserError
 from umoc.ratelimit import trusted_networks
 from umoc.records import Actor
-from umoc.records.sessions import LoginAttempt, SessionCredentials, TokenCredentials
+from umoc.records.sessions import LoginAttempt, OidcCallback, SessionCredentials, TokenCredentials
 from umoc.storage.users import SessionRecord
 
 __all__ = [
@@ -281,6 +282,45 @@ async def token_session(services: Services, actor: Actor, record: TokenCredentia
         "username": session.username,
         "expires_at": int(session.expires_at),
         "external_id": signed_in.token.subject,
+    }
+
+
+async def oidc_start(services: Services, actor: Actor) -> Started:
+    """Where to send the browser to sign in at the OIDC provider, and the state cookie (``GET /api/oidc/login``)."""
+    await check_address_limit(services, "login", actor.name)
+    return await services.oidc.start()
+
+
+async def oidc_session(services: Services, actor: Actor, record: OidcCallback) -> dict[str, Any]:
+    """A new ordinary session for the user the OIDC provider signed in (``GET /api/oidc/callback``).
+
+    Raises `OidcError` (also for a token the provider signed that does not
+    verify), `AccountDisabledError` or `RateLimitedError`.
+    """
+    client = actor.name
+    await check_address_limit(services, "login", client)
+    try:
+        signed_in = await services.oidc.finish(record.code, record.state, record.cookie)
+    except UserError:
+        services.metrics.login(False)
+        raise
+    user = signed_in.user
+    session = await services.sessions.open_session(user.user_id, user.username)
+    services.metrics.login(True)
+    log.info(
+        "OIDC sign-in of {username} from {client}",
+        event="login",
+        username=user.username,
+        user_id=user.user_id,
+        client=client,
+        via="oidc",
+    )
+    return {
+        "sessionID": session.session_id,
+        "token": session.token,
+        "user_id": session.user_id,
+        "username": session.username,
+        "expires_at": int(session.expires_at),
     }
 
 

@@ -10,7 +10,7 @@
 
 import {
   Connection, RequestError, clearSession, fetchFileUrl, http, isFileId, loadSession, saveSession,
-  uploadFile,
+  takeOidcResult, uploadFile,
 } from './api.js';
 import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
 
@@ -177,11 +177,18 @@ async function submitLogin(register) {
   for (const button of [$('login-button'), $('register-button')]) button.disabled = true;
   try {
     if (register) await http.register(username, password);
-    const login = await http.login(username, password);
+    const login = await http.login(username, password, $('login-totp').value.trim());
     saveSession(login);
     $('login-password').value = '';
+    $('login-totp').value = '';
+    $('login-totp-row').hidden = true;
     start(login);
   } catch (err) {
+    if (err.totpRequired) {
+      // The password was right and the account has TOTP on: ask for the code.
+      $('login-totp-row').hidden = false;
+      $('login-totp').focus();
+    }
     error.textContent = err.status === 409 ? 'That username is taken' : err.message;
   } finally {
     for (const button of [$('login-button'), $('register-button')]) button.disabled = false;
@@ -1840,6 +1847,14 @@ function wire() {
 }
 
 wire();
+const oidc = takeOidcResult();
+if (oidc.session) saveSession(oidc.session);
 const saved = loadSession();
 if (saved) start(saved);
-else showLogin();
+else showLogin(oidc.error);
+http.oidcConfig().then((offered) => {
+  if (!offered.enabled) return;
+  $('oidc-button').textContent = `Sign in with ${offered.provider}`;
+  $('oidc-button').addEventListener('click', () => { window.location.assign('/api/oidc/login'); });
+  $('oidc-row').hidden = false;
+});
