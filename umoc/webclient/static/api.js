@@ -11,12 +11,12 @@ export class RequestError extends Error {
   }
 }
 
-async function postJson(path, body) {
+async function postJson(path, body, headers = {}) {
   let response;
   try {
     response = await fetch(path, {
       method: 'POST',
-      headers: {'Content-Type': 'application/json'},
+      headers: {'Content-Type': 'application/json', ...headers},
       body: JSON.stringify(body),
       cache: 'no-store',
     });
@@ -62,6 +62,10 @@ export const http = {
   register: (username, password) => postJson('/api/register', {username, password}),
   login,
   logout: (session) => postJson('/api/logout', {sessionID: session.sessionID, token: session.token}),
+  // TOTP of a password account: 'setup' -> {secret, otpauth_uri}; 'enable' / 'disable' with {code}.
+  totp: (session, step, body = {}) => postJson(`/api/account/totp/${step}`, body, {
+    'X-Session-ID': session.sessionID, 'X-Session-Token': session.token,
+  }),
   // {"enabled", "provider"}: whether the server offers sign-in with an OpenID provider (auth.oidc).
   oidcConfig: async () => {
     try {

@@ -580,6 +580,47 @@ async function saveProfile(event) {
   }
 }
 
+// -- TOTP: set up (a key for the app), then confirm with a code; or turn off with a code ------------
+
+let totpStep = null; // 'enable' after setup, 'disable' after "Turn off"
+
+function showTotpCode(step, message) {
+  totpStep = step;
+  $('totp-code-row').hidden = false;
+  $('totp-confirm').hidden = false;
+  $('totp-status').textContent = message;
+  $('totp-code').value = '';
+  $('totp-code').focus();
+}
+
+async function setUpTotp() {
+  try {
+    const setup = await http.totp(state.session, 'setup');
+    $('totp-secret').textContent = setup.secret;
+    $('totp-uri').href = setup.otpauth_uri;
+    $('totp-setup-info').hidden = false;
+    showTotpCode('enable', 'Then type the code the app shows to turn it on.');
+  } catch (err) {
+    $('totp-status').textContent = err.message;
+  }
+}
+
+async function confirmTotp(event) {
+  event.preventDefault();
+  if (!totpStep) return;
+  try {
+    const answer = await http.totp(state.session, totpStep, {code: $('totp-code').value.trim()});
+    totpStep = null;
+    $('totp-code-row').hidden = true;
+    $('totp-confirm').hidden = true;
+    $('totp-setup-info').hidden = true;
+    $('totp-status').textContent = answer.enabled
+      ? 'On: logins ask for a code from your app.' : 'Off: logins need your password only.';
+  } catch (err) {
+    $('totp-status').textContent = err.message;
+  }
+}
+
 function onProfileUpdated(p) {
   if (p.user_id === myId()) {
     state.profile = p;
@@ -1794,6 +1835,9 @@ function wire() {
   $('add-contact-form').addEventListener('submit', addContact);
   $('new-group-form').addEventListener('submit', createGroup);
   $('profile-form').addEventListener('submit', saveProfile);
+  $('totp-form').addEventListener('submit', confirmTotp);
+  $('totp-setup').addEventListener('click', setUpTotp);
+  $('totp-disable').addEventListener('click', () => showTotpCode('disable', 'Type a code from your app to turn it off.'));
   $('profile-avatar-input').addEventListener('change', (e) => chooseAvatar(e.target.files[0]));
   $('profile-avatar-remove').addEventListener('click', removeAvatarChoice);
   $('composer-context-cancel').addEventListener('click', () => {
