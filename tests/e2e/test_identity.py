@@ -157,6 +157,14 @@ class TokenConnectTestsMixin:
         self.assertEqual((await again.expect("connection_successful"))["user_id"], hello["user_id"])
 
     @inline
+    async def test_a_deactivated_users_token_is_refused(self) -> None:
+        client = await self.connect({}, use_query=False, auth={"token": self.rsa.sign(claims())})
+        hello = await client.expect("connection_successful")
+        await self.server.services.storage.admin.deactivate(hello["user_id"], time.time())
+        answer = await self.refused(self.ec.sign(claims()))
+        self.assertEqual(answer, {"message": "This account has been deactivated", "data": {"code": "account_disabled"}})
+
+    @inline
     async def test_token_exchanged_for_an_ordinary_session(self) -> None:
         code, body = await self.server.post("/api/token/session", {"token": self.ec.sign(claims())})
         self.assertEqual(code, 200, body)
