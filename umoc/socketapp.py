@@ -2,9 +2,10 @@
 
 `UmocSocketApp` implements ``umoc.transport.socketio.SocketApp``.  A CONNECT
 is authenticated through the `SessionManager` (``sessionID`` and ``token``
-in the CONNECT auth payload, else in the URL query), or with ``auth.jwt``
-on by a token from the operator's identity provider (``{"token"}`` alone in
-the auth payload: `umoc.domain.identity`); events go to the one
+in the CONNECT auth payload, else in the URL query), or by a token alone in
+the auth payload (``{"token"}``: the operator's identity provider's with
+``auth.jwt`` on, or UMOC's own from the server API; `umoc.domain.identity`),
+which gets a session of its own; events go to the one
 route table; connects and disconnects keep the hub and presence in step and
 announce ``user_status`` transitions to friends.  `UmocSocketApp.idle` lets
 a stopping node wait for the events and announcements under way.
@@ -44,7 +45,7 @@ class UserIdentity(Identity):
     """
 
     cursor: str | None = None
-    #: The subject of the token the socket connected with (``auth.jwt``); None for a session's socket.
+    #: The subject of the token the socket connected with; None for a socket of a login's session.
     external_id: str | None = None
 
 
