@@ -18,6 +18,7 @@ from umoc.storage.edits import EditStore
 from umoc.storage.feed import FeedStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
+from umoc.storage.identities import IdentityStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
 from umoc.storage.outbox import OutboxStore
@@ -27,6 +28,7 @@ from umoc.storage.reactions import ReactionStore
 from umoc.storage.readstate import ReadStateStore
 from umoc.storage.replica import ReadRouter
 from umoc.storage.search import SearchStore
+from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -57,6 +59,8 @@ class Storage:
         self.outbox = OutboxStore(db)
         self.search = SearchStore(db, reads=self.reads)
         self.accounts = AccountStore(db, self.reads)
+        self.identities = IdentityStore(db)
+        self.totp = TotpStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

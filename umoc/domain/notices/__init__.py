@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from umoc.domain.notices.types import FIELD_TYPES, NUMBER, JsonSchema
+from umoc.domain.notices.types import FIELD_TYPES, NUMBER, STRING, JsonSchema
 
 __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 
@@ -99,7 +99,9 @@ def declare(
 CONNECTION_SUCCESSFUL = declare(
     "connection_successful",
     ("user_id", "username", "session_expires", "cursor"),
+    ("external_id",),
     summary="once per socket, after CONNECT was accepted",
+    types={"external_id": STRING},  # a token socket's subject (auth.jwt)
 )
 SESSION_STATUS = declare(
     "session_status", ("valid",), ("expires_at", "message"), summary="answers verify_session; sent when a session ends"
