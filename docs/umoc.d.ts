@@ -162,6 +162,13 @@ export interface ReadReceiptsEvent {
   delivered_to: (Record<string, unknown>)[];
 }
 
+/** answers get_pinned */
+export interface PinnedMessagesEvent {
+  chat_id: number;
+  is_group: boolean;
+  messages: (Record<string, unknown>)[];
+}
+
 /** answers get_profile */
 export interface ProfileEvent {
   user_id: number;
@@ -233,6 +240,15 @@ export interface ReactionUpdatedEvent {
   emoji: string;
   action: "added" | "removed";
   reactions: (Record<string, unknown>)[];
+}
+
+/** a message of one of your chats was pinned or unpinned */
+export interface MessagePinnedEvent {
+  chat_id: number;
+  is_group: boolean;
+  message_id: string;
+  pinned: boolean;
+  by: number;
 }
 
 /** your messages were read */
@@ -469,6 +485,22 @@ export interface RemoveReactionRequest {
   emoji: string;
 }
 
+export interface PinMessageRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
+export interface UnpinMessageRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
+export interface GetPinnedRequest {
+  sessionID?: string;
+  chat_id: number;
+  is_group?: boolean;
+}
+
 export interface UpdateProfileRequest {
   sessionID?: string;
   display_name?: string;
@@ -615,6 +647,7 @@ export interface ServerToClientEvents {
   chat_muted: (payload: ChatMutedEvent) => void;
   chat_read: (payload: ChatReadEvent) => void;
   read_receipts: (payload: ReadReceiptsEvent) => void;
+  pinned_messages: (payload: PinnedMessagesEvent) => void;
   profile: (payload: ProfileEvent) => void;
   user_status: (payload: UserStatusEvent) => void;
   typing_indicator: (payload: TypingIndicatorEvent) => void;
@@ -622,6 +655,7 @@ export interface ServerToClientEvents {
   message_edited: (payload: MessageEditedEvent) => void;
   message_deleted: (payload: MessageDeletedEvent) => void;
   reaction_updated: (payload: ReactionUpdatedEvent) => void;
+  message_pinned: (payload: MessagePinnedEvent) => void;
   messages_read: (payload: MessagesReadEvent) => void;
   messages_delivered: (payload: MessagesDeliveredEvent) => void;
   contact_added: (payload: ContactAddedEvent) => void;
@@ -663,6 +697,9 @@ export interface ClientToServerEvents {
   typing: (payload: TypingRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   add_reaction: (payload: AddReactionRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   remove_reaction: (payload: RemoveReactionRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  pin_message: (payload: PinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unpin_message: (payload: UnpinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_pinned: (payload: GetPinnedRequest, ack?: (answer: PinnedMessagesEvent | AckError) => void) => void;
   update_profile: (payload: UpdateProfileRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   get_profile: (payload: GetProfileRequest, ack?: (answer: ProfileEvent | AckError) => void) => void;
   update_settings: (payload: UpdateSettingsRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;

@@ -286,6 +286,8 @@ class MessagesConfig:
     edit_window: Duration = Duration(86400)
     #: How long a ``client_msg_id`` stays the sender's: a retry within it is answered as a duplicate.
     idempotency_window: Duration = Duration(86400)
+    #: Pinned messages one chat may hold (``pin_message`` past it is refused).
+    max_pins: int = 50
 
 
 @dataclass(frozen=True)
@@ -725,6 +727,8 @@ def _check(config: Config) -> list[str]:
         bad("messages.idempotency_window", "expected a positive duration")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
+    if config.messages.max_pins < 1:
+        bad("messages.max_pins", "expected at least 1")
     for name, url in config.push.gateways.items():
         if not url.startswith(("http://", "https://")):
             bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')

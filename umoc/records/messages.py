@@ -32,6 +32,8 @@ __all__ = [
     "MESSAGE_TYPES",
     "Mute",
     "NewMessage",
+    "Pin",
+    "PinnedQuery",
     "Reaction",
     "ReadReceipt",
     "ReceiptsQuery",
@@ -210,6 +212,25 @@ class MarkUnread:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "from_message_id", message_id(self.from_message_id, "from_message_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A message to pin (``pinned``) or unpin in its chat."""
+
+    message_id: str
+    pinned: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedQuery:
+    """The pinned messages of one chat, as the asker calls it (a friend's user id, or a group id)."""
+
+    chat_id: int
+    is_group: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from umoc.storage.groups import GroupStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
 from umoc.storage.outbox import OutboxStore
+from umoc.storage.pins import PinStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
@@ -49,6 +50,7 @@ class Storage:
         self.bots = BotStore(db)
         self.edits = EditStore(db)
         self.reactions = ReactionStore(db)
+        self.pins = PinStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.readstate = ReadStateStore(db)

@@ -89,7 +89,7 @@ EXPIRED_CURSOR = (
 _SNAPSHOT = re.compile(r"^(\d{1,20}):(\d{1,20}):((?:\d{1,20}(?:,\d{1,20})*)?)$")
 
 #: Kinds that name a message: left out once it is deleted (but the deletion itself).
-_MESSAGE_KINDS = ("message", "edit", "reaction", "delete")
+_MESSAGE_KINDS = ("message", "edit", "reaction", "delete", "pin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class Change:
     #: The actor's username now (None once the account is gone).
     actor_username: str | None
     data: dict[str, Any] = field(default_factory=dict)
-    #: message, edit, reaction, delete: the message as it is now (annotated for ``message``).
+    #: message, edit, reaction, delete, pin: the message as it is now (annotated for ``message``).
     message: Message | None = None
     #: ``group`` with event ``group_created``: the group as it is now.
     group: GroupInfo | None = None

@@ -176,6 +176,7 @@ CHAT_READ = declare(
     summary="your read state of a chat changed (read_receipt, mark_unread), to every socket of yours",
 )
 READ_RECEIPTS = declare("read_receipts", ("message_id", "read_by", "delivered_to"), summary="answers get_read_receipts")
+PINNED_MESSAGES = declare("pinned_messages", ("chat_id", "is_group", "messages"), summary="answers get_pinned")
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
@@ -230,6 +231,11 @@ REACTION_UPDATED = declare(
     "reaction_updated",
     ("message_id", "chat_id", "is_group", "user_id", "emoji", "action", "reactions"),
     summary="a reaction was added or removed",
+)
+MESSAGE_PINNED = declare(
+    "message_pinned",
+    ("chat_id", "is_group", "message_id", "pinned", "by"),
+    summary="a message of one of your chats was pinned or unpinned",
 )
 MESSAGES_READ = declare(
     "messages_read",

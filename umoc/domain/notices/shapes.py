@@ -297,6 +297,15 @@ def reaction_updated(
     }
 
 
+def message_pinned(where: tuple[str, int, bool], pinned: bool, by: int) -> dict[str, Any]:
+    """``message_pinned``: a message pinned or unpinned by ``by``.
+
+    ``where`` is ``(message_id, chat_id, is_group)``, the chat id as the viewer calls the chat.
+    """
+    message_id, chat_id, is_group = where
+    return {"chat_id": chat_id, "is_group": is_group, "message_id": message_id, "pinned": pinned, "by": by}
+
+
 def messages_delivered(delivered: Delivered, recipient_id: int, when: float) -> dict[str, Any]:
     """``messages_delivered`` to a sender: which of their messages reached ``recipient_id``."""
     return {
@@ -380,6 +389,11 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
             data["emoji"],
             data["action"] == "added",
             list(message.reactions),
+        )
+    elif kind == "pin" and message is not None:
+        event = "message_pinned"
+        fields = message_pinned(
+            (message.id, _chat_id_for(message, viewer_id), message.is_group), bool(data["pinned"]), change.actor_id or 0
         )
     elif kind == "read":
         event = "messages_read"

@@ -43,6 +43,7 @@ def _list(items: JsonSchema) -> JsonSchema:
 FIELD_TYPES: dict[str, JsonSchema] = {
     "action": {"type": "string", "enum": ["added", "removed"]},
     "avatar_url": nullable(STRING),
+    "by": INTEGER,
     "changes": OBJECTS,
     "chat_id": INTEGER,
     "code": {"type": "string", "enum": list(CODES)},
@@ -85,6 +86,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "name": STRING,
     "next_cursor": nullable(STRING),
     "page": INTEGER,
+    "pinned": BOOLEAN,
     "query": STRING,
     "reactions": OBJECTS,
     "read_by": OBJECTS,
