@@ -79,6 +79,7 @@ export interface ChatInfoEvent {
   is_admin?: boolean;
   member_count?: number;
   members?: (Record<string, unknown>)[];
+  extra?: Record<string, unknown>;
 }
 
 /** answers get_chat_history */
@@ -176,6 +177,7 @@ export interface ProfileEvent {
   display_name: string | null;
   status_text: string | null;
   avatar_url: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** a contact came online or went offline */
@@ -203,7 +205,7 @@ export interface NewMessageEvent {
   sender_username: string;
   recipient_id: number;
   is_group: boolean;
-  type: "text" | "image" | "video" | "audio" | "file";
+  type: "text" | "image" | "video" | "audio" | "file" | `custom:${string}`;
   content: string;
   timestamp: string;
   reply_to: Record<string, unknown> | null;
@@ -213,6 +215,7 @@ export interface NewMessageEvent {
   display_name: string | null;
   avatar_url: string | null;
   encrypted_content?: string;
+  extra?: Record<string, unknown>;
 }
 
 /** a message of one of your chats was edited */
@@ -316,6 +319,7 @@ export interface ProfileUpdatedEvent {
   display_name: string | null;
   status_text: string | null;
   avatar_url: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** answers update_settings */
@@ -336,13 +340,15 @@ export interface GroupCreatedEvent {
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
+  extra?: Record<string, unknown>;
 }
 
-/** a group was renamed */
+/** a group was renamed or its extra set */
 export interface GroupUpdatedEvent {
   chat_id: number;
   name: string;
   description: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** someone joined a group of yours */
@@ -425,11 +431,12 @@ export interface SendMessageRequest {
   recipient_id: number;
   content: string;
   is_group?: boolean;
-  type?: "text" | "image" | "video" | "audio" | "file";
+  type?: "text" | "image" | "video" | "audio" | "file" | `custom:${string}`;
   encrypted_content?: string;
   reply_to?: string;
   mentions?: number[];
   client_msg_id?: string;
+  extra?: Record<string, unknown>;
 }
 
 export interface EditMessageRequest {
@@ -506,6 +513,7 @@ export interface UpdateProfileRequest {
   display_name?: string;
   status_text?: string;
   avatar_file_id?: string;
+  extra?: Record<string, unknown>;
 }
 
 export interface GetProfileRequest {
@@ -523,6 +531,7 @@ export interface CreateGroupRequest {
   name: string;
   description?: string;
   member_ids: number[];
+  extra?: Record<string, unknown>;
 }
 
 export interface UpdateGroupRequest {
@@ -530,6 +539,7 @@ export interface UpdateGroupRequest {
   chat_id: number;
   name?: string;
   description?: string;
+  extra?: Record<string, unknown>;
 }
 
 export interface AddGroupMemberRequest {

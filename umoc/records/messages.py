@@ -30,6 +30,7 @@ __all__ = [
     "MarkUnread",
     "MAX_MENTIONS",
     "MESSAGE_TYPES",
+    "MESSAGE_TYPE_SCHEMA",
     "Mute",
     "NewMessage",
     "Pin",
@@ -38,12 +39,30 @@ __all__ = [
     "ReadReceipt",
     "ReceiptsQuery",
     "Typing",
+    "CUSTOM_TYPE",
+    "MAX_EXTRA_DEPTH",
     "client_msg_id",
+    "extra",
+    "extra_text",
     "message_id",
+    "message_type",
 ]
 
 #: The spec's message types.
 MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
+#: An app's own message type (``custom:location``): any content, with ``extra``; the server reads neither.
+CUSTOM_TYPE = re.compile(r"custom:[a-z0-9_.-]{1,40}")
+#: The JSON Schema of a message type, for the generated contract.
+MESSAGE_TYPE_SCHEMA: dict[str, object] = {
+    "anyOf": [
+        {"type": "string", "enum": list(MESSAGE_TYPES)},
+        {"type": "string", "pattern": "^custom:[a-z0-9_.-]{1,40}$"},
+    ]
+}
+#: The types whose content is a file's metadata (a JSON object).
+_FILE_TYPES = frozenset(MESSAGE_TYPES) - {"text"}
+#: Nesting of an ``extra`` object (the object itself is level 1).
+MAX_EXTRA_DEPTH = 8
 #: Users one message may mention.
 MAX_MENTIONS = 50
 MAX_EMOJI = 32
@@ -77,6 +96,54 @@ def client_msg_id(value: object) -> str | None:
     return value
 
 
+def message_type(value: str) -> str:
+    """A message type: one of `MESSAGE_TYPES` or ``custom:<name>`` (1-40 of ``a-z 0-9 _ . -``); or `UserError`."""
+    if value in MESSAGE_TYPES or (isinstance(value, str) and CUSTOM_TYPE.fullmatch(value)):
+        return value
+    raise UserError(
+        f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}"
+        " or custom:<name> (1 to 40 of a-z, 0-9, '_', '.', '-')",
+        code="invalid_argument",
+    )
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def extra(value: object, max_bytes: int) -> dict[str, object] | None:
+    """An app's custom data (None: none), or `UserError`.
+
+    A JSON object of at most ``max_bytes`` bytes as UTF-8 compact JSON and
+    `MAX_EXTRA_DEPTH` levels of nesting; no NaN or infinities (not JSON).
+    The server stores and relays it; it never reads inside.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UserError("Invalid 'extra': expected a JSON object", code="invalid_argument")
+    if _depth(value) > MAX_EXTRA_DEPTH:
+        raise UserError(f"Invalid 'extra': at most {MAX_EXTRA_DEPTH} levels of nesting", code="invalid_argument")
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (TypeError, ValueError):
+        raise UserError("Invalid 'extra': expected a JSON object", code="invalid_argument") from None
+    if size > max_bytes:
+        raise UserError(f"Invalid 'extra': at most {max_bytes} bytes as JSON", code="invalid_argument")
+    return value
+
+
+def extra_text(value: dict[str, object] | None) -> str | None:
+    """How ``extra`` is stored: compact JSON, None for none (an empty object clears a profile's or a group's)."""
+    if not value:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _content(content: str, limits: MessagesConfig) -> None:
     if not 1 <= len(content) <= limits.max_content_length:
         raise UserError(
@@ -104,12 +171,14 @@ class NewMessage:
     reply_to: str | None = None
     mentions: tuple[int, ...] = ()
     client_msg_id: str | None = None
+    #: The app's custom data (`extra`), relayed as given.
+    extra: dict[str, object] | None = None
 
     def checked(self, limits: MessagesConfig) -> NewMessage:
         """This message if it is within ``limits`` and well formed (mentions normalised), else `UserError`."""
         client_msg_id(self.client_msg_id)
-        if self.type not in MESSAGE_TYPES:
-            raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}", code="invalid_argument")
+        message_type(self.type)
+        extra(self.extra, limits.max_extra_bytes)
         _content(self.content, limits)
         encrypted = self.encrypted_content
         if encrypted is not None:
@@ -119,7 +188,7 @@ class NewMessage:
                     code="invalid_argument",
                 )
             check_text("encrypted_content", encrypted)
-        if self.type != "text":
+        if self.type in _FILE_TYPES:
             try:
                 metadata = json.loads(self.content)
             except ValueError:

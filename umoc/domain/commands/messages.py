@@ -114,6 +114,7 @@ def _retried(new: NewMessage, original: Message) -> dict[str, Any]:
         and original.encrypted_content == new.encrypted_content
         and (original.reply_to.message_id if original.reply_to is not None else None) == new.reply_to
         and original.mentions == new.mentions
+        and original.extra == new.extra
     )
     if not same:
         raise UserError(KEY_REUSED, code="conflict")

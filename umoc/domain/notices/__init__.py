@@ -139,6 +139,7 @@ CHAT_INFO = declare(
         "is_admin",
         "member_count",
         "members",
+        "extra",
     ),
     summary="answers get_chat_info (a direct chat's or a group's fields)",
 )
@@ -180,6 +181,7 @@ PINNED_MESSAGES = declare("pinned_messages", ("chat_id", "is_group", "messages")
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    ("extra",),
     summary="answers get_profile",
 )
 
@@ -216,7 +218,7 @@ NEW_MESSAGE = declare(
         "display_name",
         "avatar_url",
     ),
-    ("encrypted_content",),
+    ("encrypted_content", "extra"),
     summary="a message was stored in one of your chats",
 )
 MESSAGE_EDITED = declare(
@@ -266,6 +268,7 @@ ACCOUNT_DELETED = declare("account_deleted", (), summary="your account was delet
 PROFILE_UPDATED = declare(
     "profile_updated",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    ("extra",),
     summary="a contact's (or your own) profile changed",
 )
 SETTINGS_UPDATED = declare("settings_updated", ("send_delivery_receipts",), summary="answers update_settings")
@@ -287,9 +290,12 @@ GROUP_CREATED = declare(
         "members",
         "mention_count",
     ),
+    ("extra",),
     summary="a group you are a member of was created",
 )
-GROUP_UPDATED = declare("group_updated", ("chat_id", "name", "description"), summary="a group was renamed")
+GROUP_UPDATED = declare(
+    "group_updated", ("chat_id", "name", "description"), ("extra",), summary="a group was renamed or its extra set"
+)
 GROUP_MEMBER_ADDED = declare(
     "group_member_added", ("chat_id", "user_id", "username"), summary="someone joined a group of yours"
 )

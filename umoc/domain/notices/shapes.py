@@ -97,6 +97,8 @@ def new_message(message: Message) -> dict[str, Any]:
     }
     if message.encrypted_content is not None:
         payload["encrypted_content"] = message.encrypted_content
+    if message.extra is not None:
+        payload["extra"] = message.extra
     return payload
 
 
@@ -134,6 +136,8 @@ def history_message(message: Message, is_read: bool, viewer_id: int | None = Non
         item["delivered_at"] = iso_or_none(message.delivered_at)
     if message.encrypted_content is not None:
         item["encrypted_content"] = message.encrypted_content
+    if message.extra is not None:
+        item["extra"] = message.extra
     return item
 
 
@@ -211,7 +215,16 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         "mention_count": mention_count,
         "display_name": None,
         "avatar_url": None,
+        **({"extra": info.extra} if info.extra is not None else {}),
     }
+
+
+def group_updated(chat_id: int, name: str, description: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """``group_updated``: the group's fields after the change (``extra`` only when it has one)."""
+    shown: dict[str, Any] = {"chat_id": chat_id, "name": name, "description": description}
+    if extra is not None:
+        shown["extra"] = extra
+    return shown
 
 
 def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
@@ -337,14 +350,17 @@ def read_receipts(found: Receipts) -> dict[str, Any]:
 
 
 def profile(found: Profile) -> dict[str, Any]:
-    """``profile`` and ``profile_updated``."""
-    return {
+    """``profile`` and ``profile_updated`` (``extra`` only when the user set one)."""
+    shown: dict[str, Any] = {
         "user_id": found.user_id,
         "username": found.username,
         "display_name": found.display_name,
         "status_text": found.status_text,
         "avatar_url": avatar_url(found.avatar_file_id),
     }
+    if found.extra is not None:
+        shown["extra"] = found.extra
+    return shown
 
 
 def settings(found: Settings) -> dict[str, Any]:
@@ -419,7 +435,7 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         event, fields = "group_created", group_info(change.group, viewer_id, online)
     elif kind == "group":
         event = "group_updated"
-        fields = {"chat_id": change.chat_id, "name": data["name"], "description": data["description"]}
+        fields = group_updated(change.chat_id or 0, data["name"], data["description"], data.get("extra"))
     elif kind == "member_added":
         event = "group_member_added"
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.errors import CODES
-from umoc.records.messages import MESSAGE_TYPES
+from umoc.records.messages import MESSAGE_TYPE_SCHEMA
 
 __all__ = ["FIELD_TYPES", "INTEGER", "NUMBER", "STRING", "TIME", "JsonSchema", "nullable"]
 
@@ -57,6 +57,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "description": nullable(STRING),
     "display_name": nullable(STRING),
     "edited_at": nullable(TIME),
+    "extra": OBJECT,
     "emoji": STRING,
     "enabled": BOOLEAN,
     "encrypted_content": STRING,
@@ -111,7 +112,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "timestamp": TIME,
     "total_messages": INTEGER,
     "total_pages": INTEGER,
-    "type": {"type": "string", "enum": list(MESSAGE_TYPES)},
+    "type": MESSAGE_TYPE_SCHEMA,
     "unread_count": INTEGER,
     "until": nullable(TIME),
     "upload_token": STRING,

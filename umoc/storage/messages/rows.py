@@ -7,8 +7,10 @@ column of ``messages`` is added here once.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from umoc.errors import UNKNOWN_CHAT
 from umoc.storage.database import Row
@@ -54,6 +56,8 @@ class Message:
     #: Filled by `annotate_txn` for payloads that show them.
     reply_to: ReplyTo | None = None
     reactions: tuple[Reaction, ...] = ()
+    #: The app's custom data (``extra``), None when the message has none.
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,7 @@ _MESSAGE_FIELDS = (
     ("su.display_name", "sender_display_name"),
     ("su.avatar_file_id", "sender_avatar_file_id"),
     ("m.mentions", "mentions"),
+    ("m.extra", "extra"),
 )
 
 
@@ -151,4 +156,5 @@ def message_from_row(row: Row, prefix: str = "") -> Message:
         sender_display_name=row[prefix + "sender_display_name"],
         sender_avatar_file_id=row[prefix + "sender_avatar_file_id"],
         mentions=parse_mentions(row[prefix + "mentions"]),
+        extra=None if row[prefix + "extra"] is None else json.loads(row[prefix + "extra"]),
     )

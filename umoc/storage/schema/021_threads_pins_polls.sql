@@ -13,3 +13,11 @@ CREATE TABLE message_pins (
     pinned_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX message_pins_chat ON message_pins (chat_id, pinned_at);
+
+-- Custom data (extra): an app's JSON object, compact text, at most
+-- messages.max_extra_bytes; null when none.  Older code neither writes nor
+-- reads it.  migration 018's post_messages stores no extra: a message with
+-- one is written by post_txn (a plain message's statements are unchanged).
+ALTER TABLE messages ADD COLUMN extra TEXT;
+ALTER TABLE users ADD COLUMN extra TEXT;
+ALTER TABLE chats ADD COLUMN extra TEXT;
