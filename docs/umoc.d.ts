@@ -205,7 +205,7 @@ export interface NewMessageEvent {
   sender_username: string;
   recipient_id: number;
   is_group: boolean;
-  type: "text" | "image" | "video" | "audio" | "file" | `custom:${string}`;
+  type: "text" | "image" | "video" | "audio" | "file" | "poll" | `custom:${string}`;
   content: string;
   timestamp: string;
   reply_to: Record<string, unknown> | null;
@@ -216,6 +216,7 @@ export interface NewMessageEvent {
   avatar_url: string | null;
   encrypted_content?: string;
   extra?: Record<string, unknown>;
+  poll?: Record<string, unknown>;
 }
 
 /** a message of one of your chats was edited */
@@ -252,6 +253,16 @@ export interface MessagePinnedEvent {
   message_id: string;
   pinned: boolean;
   by: number;
+}
+
+/** a vote was cast or a poll closed in one of your chats */
+export interface PollUpdatedEvent {
+  message_id: string;
+  chat_id: number;
+  is_group: boolean;
+  options: (Record<string, unknown>)[];
+  voters: number;
+  closed: boolean;
 }
 
 /** your messages were read */
@@ -431,12 +442,13 @@ export interface SendMessageRequest {
   recipient_id: number;
   content: string;
   is_group?: boolean;
-  type?: "text" | "image" | "video" | "audio" | "file" | `custom:${string}`;
+  type?: "text" | "image" | "video" | "audio" | "file" | "poll" | `custom:${string}`;
   encrypted_content?: string;
   reply_to?: string;
   mentions?: number[];
   client_msg_id?: string;
   extra?: Record<string, unknown>;
+  poll?: Record<string, unknown>;
 }
 
 export interface EditMessageRequest {
@@ -506,6 +518,17 @@ export interface GetPinnedRequest {
   sessionID?: string;
   chat_id: number;
   is_group?: boolean;
+}
+
+export interface VotePollRequest {
+  sessionID?: string;
+  message_id: string;
+  option_ids: number[];
+}
+
+export interface ClosePollRequest {
+  sessionID?: string;
+  message_id: string;
 }
 
 export interface UpdateProfileRequest {
@@ -666,6 +689,7 @@ export interface ServerToClientEvents {
   message_deleted: (payload: MessageDeletedEvent) => void;
   reaction_updated: (payload: ReactionUpdatedEvent) => void;
   message_pinned: (payload: MessagePinnedEvent) => void;
+  poll_updated: (payload: PollUpdatedEvent) => void;
   messages_read: (payload: MessagesReadEvent) => void;
   messages_delivered: (payload: MessagesDeliveredEvent) => void;
   contact_added: (payload: ContactAddedEvent) => void;
@@ -710,6 +734,8 @@ export interface ClientToServerEvents {
   pin_message: (payload: PinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   unpin_message: (payload: UnpinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   get_pinned: (payload: GetPinnedRequest, ack?: (answer: PinnedMessagesEvent | AckError) => void) => void;
+  vote_poll: (payload: VotePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  close_poll: (payload: ClosePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   update_profile: (payload: UpdateProfileRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   get_profile: (payload: GetProfileRequest, ack?: (answer: ProfileEvent | AckError) => void) => void;
   update_settings: (payload: UpdateSettingsRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;

@@ -25,6 +25,7 @@ from umoc.records.messages import (
     Edit,
     MarkUnread,
     NewMessage,
+    NewPoll,
     ReadReceipt,
     ReceiptsQuery,
     Typing,
@@ -48,6 +49,7 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         tuple(payload["mentions"] or ()),
         payload["client_msg_id"],
         payload["extra"],
+        NewPoll.parse(payload["poll"]),
     )
     return answer_sent(ctx, await messages.send(ctx.services, ctx.actor, new))
 
@@ -105,6 +107,7 @@ ROUTES = [
             IntList("mentions", MAX_MENTIONS, required=False),
             CLIENT_MSG_ID,
             Obj("extra", required=False),
+            Obj("poll", required=False),
         ),
         send_message,
         rate_class="messages",

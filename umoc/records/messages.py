@@ -18,6 +18,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from umoc.config import MessagesConfig
 from umoc.errors import UserError, check_text, check_visible
@@ -33,6 +34,9 @@ __all__ = [
     "MESSAGE_TYPE_SCHEMA",
     "Mute",
     "NewMessage",
+    "NewPoll",
+    "PollClose",
+    "PollVote",
     "Pin",
     "PinnedQuery",
     "Reaction",
@@ -49,7 +53,7 @@ __all__ = [
 ]
 
 #: The spec's message types.
-MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
+MESSAGE_TYPES = ("text", "image", "video", "audio", "file", "poll")
 #: An app's own message type (``custom:location``): any content, with ``extra``; the server reads neither.
 CUSTOM_TYPE = re.compile(r"custom:[a-z0-9_.-]{1,40}")
 #: The JSON Schema of a message type, for the generated contract.
@@ -60,7 +64,7 @@ MESSAGE_TYPE_SCHEMA: dict[str, object] = {
     ]
 }
 #: The types whose content is a file's metadata (a JSON object).
-_FILE_TYPES = frozenset(MESSAGE_TYPES) - {"text"}
+_FILE_TYPES = frozenset(MESSAGE_TYPES) - {"text", "poll"}
 #: Nesting of an ``extra`` object (the object itself is level 1).
 MAX_EXTRA_DEPTH = 8
 #: Users one message may mention.
@@ -152,6 +156,93 @@ def _content(content: str, limits: MessagesConfig) -> None:
     check_text("content", content)
 
 
+#: Options of a poll, and the characters of one.
+MIN_POLL_OPTIONS, MAX_POLL_OPTIONS, MAX_POLL_OPTION = 2, 10, 200
+
+
+def _poll_time(value: object) -> float | None:
+    """``closes_at``: ISO 8601 with a zone, or epoch seconds; None for none."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e11:
+        return float(value)
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.timestamp()
+    raise UserError(
+        "Invalid 'poll.closes_at': expected an ISO 8601 time with a zone or epoch seconds", code="invalid_argument"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewPoll:
+    """A poll's options (ids 0, 1, ... in this order), whether a voter may pick several, and when it closes."""
+
+    options: tuple[str, ...]
+    multiple: bool = False
+    closes_at: float | None = None
+
+    @classmethod
+    def parse(cls, value: object) -> NewPoll | None:
+        """``send_message``'s ``poll`` object (None: none), or `UserError`."""
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) - {"options", "multiple", "closes_at"}:
+            raise UserError(
+                "Invalid 'poll': expected {options: [2 to 10 strings], multiple?, closes_at?}", code="invalid_argument"
+            )
+        options = value.get("options")
+        if not isinstance(options, list) or not MIN_POLL_OPTIONS <= len(options) <= MAX_POLL_OPTIONS:
+            raise UserError(
+                f"Invalid 'poll.options': expected {MIN_POLL_OPTIONS} to {MAX_POLL_OPTIONS} strings",
+                code="invalid_argument",
+            )
+        for option in options:
+            if not isinstance(option, str) or not 1 <= len(option.strip()) <= MAX_POLL_OPTION:
+                raise UserError(
+                    f"Invalid 'poll.options': each 1 to {MAX_POLL_OPTION} characters", code="invalid_argument"
+                )
+            check_text("poll.options", option)
+        multiple = value.get("multiple", False)
+        if not isinstance(multiple, bool):
+            raise UserError("Invalid 'poll.multiple': expected true or false", code="invalid_argument")
+        return cls(tuple(option.strip() for option in options), multiple, _poll_time(value.get("closes_at")))
+
+
+@dataclass(frozen=True, slots=True)
+class PollVote:
+    """The voter's whole choice on a poll (it replaces their earlier one; empty: the vote is taken back)."""
+
+    message_id: str
+    option_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
+        ids = self.option_ids
+        if len(ids) > MAX_POLL_OPTIONS or any(
+            isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < MAX_POLL_OPTIONS for i in ids
+        ):
+            raise UserError(
+                f"Invalid 'option_ids': expected a list of option ids (0 to {MAX_POLL_OPTIONS - 1})",
+                code="invalid_argument",
+            )
+        object.__setattr__(self, "option_ids", tuple(sorted(set(ids))))
+
+
+@dataclass(frozen=True, slots=True)
+class PollClose:
+    """A poll its sender (or a group admin) closes: no more votes."""
+
+    message_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
+
+
 @dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to send: to a user (``is_group`` false) or a group, as the sender's client gives it.
@@ -173,6 +264,8 @@ class NewMessage:
     client_msg_id: str | None = None
     #: The app's custom data (`extra`), relayed as given.
     extra: dict[str, object] | None = None
+    #: ``type`` "poll": its options (``content`` is the question).
+    poll: NewPoll | None = None
 
     def checked(self, limits: MessagesConfig) -> NewMessage:
         """This message if it is within ``limits`` and well formed (mentions normalised), else `UserError`."""
@@ -195,6 +288,12 @@ class NewMessage:
                 metadata = None
             if not isinstance(metadata, dict):
                 raise UserError("Invalid 'content': a non-text message carries a JSON object", code="invalid_argument")
+        if (self.type == "poll") != (self.poll is not None):
+            raise UserError(
+                "Invalid 'poll': a message of type poll, and only one, carries 'poll'", code="invalid_argument"
+            )
+        if self.poll is not None and self.encrypted_content is not None:
+            raise UserError("Invalid 'encrypted_content': a poll is not encrypted", code="invalid_argument")
         mentions = self.mentions
         if mentions:
             if len(mentions) > MAX_MENTIONS:

@@ -79,7 +79,7 @@ def _pinned_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, limit: int
         " ORDER BY p.pinned_at DESC, p.message_seq DESC LIMIT ?",
         (ref[0], limit),
     ).fetchall()
-    return annotate_txn(txn, [message_from_row(r) for r in rows])
+    return annotate_txn(txn, [message_from_row(r) for r in rows], user_id)
 
 
 class PinStore:

@@ -55,5 +55,5 @@ async def pinned(services: Services, actor: Actor, query: PinnedQuery) -> dict[s
     return {
         "chat_id": query.chat_id,
         "is_group": query.is_group,
-        "messages": [shapes.new_message(message) for message in found],
+        "messages": [shapes.new_message(message, services.clock.seconds()) for message in found],
     }

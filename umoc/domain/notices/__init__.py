@@ -218,7 +218,7 @@ NEW_MESSAGE = declare(
         "display_name",
         "avatar_url",
     ),
-    ("encrypted_content", "extra"),
+    ("encrypted_content", "extra", "poll"),
     summary="a message was stored in one of your chats",
 )
 MESSAGE_EDITED = declare(
@@ -238,6 +238,11 @@ MESSAGE_PINNED = declare(
     "message_pinned",
     ("chat_id", "is_group", "message_id", "pinned", "by"),
     summary="a message of one of your chats was pinned or unpinned",
+)
+POLL_UPDATED = declare(
+    "poll_updated",
+    ("message_id", "chat_id", "is_group", "options", "voters", "closed"),
+    summary="a vote was cast or a poll closed in one of your chats",
 )
 MESSAGES_READ = declare(
     "messages_read",

@@ -15,6 +15,7 @@ back bit for bit)::
     message_deleted      ["delete", message_id, at]
     reaction_updated     ["reaction", message_id, user_id, emoji, "added"|"removed", at]
     message_pinned       ["pin", message_id, user_id, pinned, at]
+    poll_updated         ["poll", message_id, user_id, "vote"|"close", at]
     messages_read        ["read", reader_id, [message_ids], at]
     messages_delivered   ["delivered", recipient_id, chat_id, is_group, at]
     contact_*            ["contact", other_user_id, event, at]      (the reader's own stream)
@@ -57,6 +58,7 @@ __all__ = [
     "message",
     "notice",
     "pin",
+    "poll",
     "profile",
     "reaction",
     "read",
@@ -86,6 +88,11 @@ def reaction(message_id: str, user_id: int, emoji: str, added: bool, at: float) 
 
 def pin(message_id: str, user_id: int, pinned: bool, at: float) -> str:
     return _key("pin", message_id, user_id, bool(pinned), at)
+
+
+def poll(message_id: str, user_id: int, event: str, at: float) -> str:
+    """A vote (``event`` "vote") or a close ("close") of a poll."""
+    return _key("poll", message_id, user_id, event, at)
 
 
 def read(reader_id: int, message_ids: list[str], at: float) -> str:
@@ -131,7 +138,7 @@ def chat_muted(state: dict[str, Any], at: float) -> str:
 def key(change: Change) -> str | None:
     """The delivery key of a change read from the feed; None for one that names nothing any more."""
     kind, at, data, msg = change.kind, change.created_at, change.data, change.message
-    if kind in ("message", "edit", "delete", "reaction", "pin") and msg is None:
+    if kind in ("message", "edit", "delete", "reaction", "pin", "poll") and msg is None:
         return None
     if kind == "message":
         assert msg is not None
@@ -148,6 +155,9 @@ def key(change: Change) -> str | None:
     if kind == "pin":
         assert msg is not None
         return pin(msg.id, change.actor_id or 0, bool(data["pinned"]), at)
+    if kind == "poll":
+        assert msg is not None
+        return poll(msg.id, change.actor_id or 0, data["event"], at)
     if kind == "read":
         return read(change.actor_id or 0, list(data["message_ids"]), at)
     if kind == "delivered":

@@ -15,6 +15,7 @@ from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
 from umoc.storage.groups import GroupInfo
 from umoc.storage.messages import ChatEntry, Message
+from umoc.storage.polls import Poll
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
 from umoc.storage.readstate import Receipts
@@ -77,8 +78,41 @@ def presence_fields(visible: bool, online: bool, last_seen: float | None) -> tup
     return online, iso_or_none(last_seen)
 
 
-def new_message(message: Message) -> dict[str, Any]:
-    """The spec's ``new_message`` payload (``encrypted_content`` only when there is one)."""
+def poll(found: Poll, now: float | None) -> dict[str, Any]:
+    """``new_message.poll``: options with their votes, and the viewer's own (``my_votes``).
+
+    ``closed`` also once ``closes_at`` has passed at ``now`` (None: only when closed by hand).
+    """
+    return {
+        "options": [
+            {"id": i, "text": text, "votes": votes}
+            for i, (text, votes) in enumerate(zip(found.options, found.counts, strict=True))
+        ],
+        "multiple": found.multiple,
+        "closes_at": iso_or_none(found.closes_at),
+        "closed": found.closed(now),
+        "my_votes": list(found.my_votes),
+    }
+
+
+def poll_updated(where: tuple[str, int, bool], found: Poll, now: float | None) -> dict[str, Any]:
+    """``poll_updated``: the tallies after a vote or a close; ``where`` as for `reaction_updated`."""
+    message_id, chat_id, is_group = where
+    return {
+        "message_id": message_id,
+        "chat_id": chat_id,
+        "is_group": is_group,
+        "options": [{"id": i, "votes": votes} for i, votes in enumerate(found.counts)],
+        "voters": found.voters,
+        "closed": found.closed(now),
+    }
+
+
+def new_message(message: Message, now: float | None = None) -> dict[str, Any]:
+    """The spec's ``new_message`` payload (``encrypted_content``, ``extra``, ``poll`` only when there is one).
+
+    ``now`` decides whether a poll whose ``closes_at`` passed shows closed.
+    """
     payload: dict[str, Any] = {
         "message_id": message.id,
         "sender_id": message.sender_id,
@@ -99,6 +133,8 @@ def new_message(message: Message) -> dict[str, Any]:
         payload["encrypted_content"] = message.encrypted_content
     if message.extra is not None:
         payload["extra"] = message.extra
+    if message.poll is not None:
+        payload["poll"] = poll(message.poll, now)
     return payload
 
 
@@ -115,7 +151,9 @@ def message_summary(message: Message) -> dict[str, Any]:
     }
 
 
-def history_message(message: Message, is_read: bool, viewer_id: int | None = None) -> dict[str, Any]:
+def history_message(
+    message: Message, is_read: bool, viewer_id: int | None = None, now: float | None = None
+) -> dict[str, Any]:
     """One message of ``chat_history``; ``delivered_at`` on the viewer's own direct messages."""
     item: dict[str, Any] = {
         "message_id": message.id,
@@ -138,6 +176,8 @@ def history_message(message: Message, is_read: bool, viewer_id: int | None = Non
         item["encrypted_content"] = message.encrypted_content
     if message.extra is not None:
         item["extra"] = message.extra
+    if message.poll is not None:
+        item["poll"] = poll(message.poll, now)
     return item
 
 
@@ -411,6 +451,9 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         fields = message_pinned(
             (message.id, _chat_id_for(message, viewer_id), message.is_group), bool(data["pinned"]), change.actor_id or 0
         )
+    elif kind == "poll" and message is not None and message.poll is not None:
+        event = "poll_updated"
+        fields = poll_updated((message.id, _chat_id_for(message, viewer_id), message.is_group), message.poll, when)
     elif kind == "read":
         event = "messages_read"
         fields = {

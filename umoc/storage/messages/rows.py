@@ -15,6 +15,7 @@ from typing import Any
 from umoc.errors import UNKNOWN_CHAT
 from umoc.storage.database import Row
 from umoc.storage.mentions import parse_mentions
+from umoc.storage.polls import Poll
 from umoc.storage.reactions import Reaction
 from umoc.storage.replies import ReplyTo
 
@@ -58,6 +59,8 @@ class Message:
     reactions: tuple[Reaction, ...] = ()
     #: The app's custom data (``extra``), None when the message has none.
     extra: dict[str, Any] | None = None
+    #: A poll message's poll, filled by `annotate_txn` (with the viewer's own votes when it knew the viewer).
+    poll: Poll | None = None
 
 
 @dataclass(frozen=True, slots=True)

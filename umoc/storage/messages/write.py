@@ -35,6 +35,7 @@ from umoc.storage.database import Row, Txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
+from umoc.storage.polls import insert_poll_txn
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.streaks import advance
@@ -285,6 +286,7 @@ def post_txn(
         reply_to=target[2] if target is not None else None,
         sender_display_name=display_name,
         sender_avatar_file_id=avatar_file_id,
+        poll=insert_poll_txn(txn, message.seq, new.poll) if new.poll is not None else None,
     )
     return message, audience
 

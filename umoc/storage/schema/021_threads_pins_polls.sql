@@ -21,3 +21,25 @@ CREATE INDEX message_pins_chat ON message_pins (chat_id, pinned_at);
 ALTER TABLE messages ADD COLUMN extra TEXT;
 ALTER TABLE users ADD COLUMN extra TEXT;
 ALTER TABLE chats ADD COLUMN extra TEXT;
+
+-- Polls: one row per poll message (content is the question), its options
+-- (JSON list of texts; an option's id is its index), and the tallies kept
+-- with each vote (counts: JSON list of ints, voters: how many vote sets), so
+-- a vote writes O(1) rows: its voter's one vote set, this row, the feed row.
+CREATE TABLE polls (
+    message_seq BIGINT PRIMARY KEY REFERENCES messages (seq),
+    options TEXT NOT NULL,
+    multiple INTEGER NOT NULL DEFAULT 0,
+    closes_at DOUBLE PRECISION,
+    closed_at DOUBLE PRECISION,
+    counts TEXT NOT NULL,
+    voters INTEGER NOT NULL DEFAULT 0
+);
+-- One vote set per user and poll (option_ids: JSON list, ascending).
+CREATE TABLE poll_votes (
+    message_seq BIGINT NOT NULL REFERENCES polls (message_seq),
+    user_id BIGINT NOT NULL REFERENCES users (id),
+    option_ids TEXT NOT NULL,
+    voted_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (message_seq, user_id)
+);
