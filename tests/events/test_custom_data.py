@@ -9,6 +9,7 @@ function, the others through ``post_txn``).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet import defer
@@ -185,3 +186,49 @@ class CustomProfileAndGroupTestsMixin(MessagingCase):
 
 for_each_backend(CustomMessageTestsMixin, InProcessChatCase, globals())
 for_each_backend(CustomProfileAndGroupTestsMixin, InProcessChatCase, globals())
+
+
+class CustomDataErasureTestsMixin(MessagingCase):
+    """What an account leaves behind of its custom data and its polls (issue 30 beside issue 22's erasure)."""
+
+    config_overrides: dict[str, dict[str, Any]] = {"ratelimits": {"enabled": False}}
+
+    async def values(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self.rows(sql, *params)]
+
+    @inline
+    async def test_export_carries_extra_and_deletion_erases_it_and_the_votes(self) -> None:
+        alice, bob, carol, dave, gid = await self.team()
+        await alice.call("update_profile", extra={"theme": "dark"})
+        card = await self.send(alice, gid, "here", is_group=True, type="custom:location", extra={"lat": 1})
+        poll = await self.send(alice, gid, "When?", is_group=True, type="poll", poll={"options": ["mon", "tue"]})
+        await bob.call("vote_poll", message_id=poll["message_id"], option_ids=[1])
+        await alice.call("vote_poll", message_id=poll["message_id"], option_ids=[1])
+        response = await self.server.http(
+            "GET",
+            "/api/export",
+            None,
+            {"X-Session-ID": alice.login["sessionID"], "X-Session-Token": alice.login["token"]},
+        )
+        exported = json.loads(response.body)
+        self.assertEqual(exported["profile"]["extra"], {"theme": "dark"})
+        self.assertEqual([m.get("extra") for m in exported["messages"]], [{"lat": 1}, None])
+        # bob leaves without erasing: which option he chose goes, the tally keeps his vote.
+        accounts = self.server.services.accounts
+        await accounts.delete(bob.id, False, "admin")
+        self.assertEqual(await self.values("SELECT user_id FROM poll_votes"), [(alice.id,)])
+        # alice erases: her profile's and her messages' extra, her poll's options and votes go.
+        await accounts.delete(alice.id, True, "admin")
+        self.assertEqual(await self.values("SELECT extra FROM users WHERE id = ?", alice.id), [(None,)])
+        rows = await self.values("SELECT type, extra FROM messages WHERE sender_id = ? ORDER BY seq", alice.id)
+        self.assertEqual(rows, [("erased", None), ("erased", None)])
+        self.assertEqual(await self.values("SELECT COUNT(*) FROM polls"), [(0,)])
+        self.assertEqual(await self.values("SELECT COUNT(*) FROM poll_votes"), [(0,)])
+        history = await carol.call("get_chat_history", chat_id=gid, is_group=True)
+        self.assertEqual(
+            [(m["type"], "extra" in m, "poll" in m) for m in history["messages"]][-2:], [("erased", False, False)] * 2
+        )
+        self.assertEqual(card["extra"], {"lat": 1})
+
+
+for_each_backend(CustomDataErasureTestsMixin, InProcessChatCase, globals())
