@@ -80,6 +80,7 @@ export interface ChatInfoEvent {
   is_admin?: boolean;
   member_count?: number;
   members?: (Record<string, unknown>)[];
+  extra?: Record<string, unknown>;
 }
 
 /** answers get_chat_history */
@@ -163,6 +164,13 @@ export interface ReadReceiptsEvent {
   delivered_to: (Record<string, unknown>)[];
 }
 
+/** answers get_pinned */
+export interface PinnedMessagesEvent {
+  chat_id: number;
+  is_group: boolean;
+  messages: (Record<string, unknown>)[];
+}
+
 /** answers get_profile */
 export interface ProfileEvent {
   user_id: number;
@@ -170,6 +178,7 @@ export interface ProfileEvent {
   display_name: string | null;
   status_text: string | null;
   avatar_url: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** a contact came online or went offline */
@@ -197,7 +206,7 @@ export interface NewMessageEvent {
   sender_username: string;
   recipient_id: number;
   is_group: boolean;
-  type: "text" | "image" | "video" | "audio" | "file";
+  type: "text" | "image" | "video" | "audio" | "file" | "poll" | `custom:${string}`;
   content: string;
   timestamp: string;
   reply_to: Record<string, unknown> | null;
@@ -207,6 +216,8 @@ export interface NewMessageEvent {
   display_name: string | null;
   avatar_url: string | null;
   encrypted_content?: string;
+  extra?: Record<string, unknown>;
+  poll?: Record<string, unknown>;
 }
 
 /** a message of one of your chats was edited */
@@ -234,6 +245,25 @@ export interface ReactionUpdatedEvent {
   emoji: string;
   action: "added" | "removed";
   reactions: (Record<string, unknown>)[];
+}
+
+/** a message of one of your chats was pinned or unpinned */
+export interface MessagePinnedEvent {
+  chat_id: number;
+  is_group: boolean;
+  message_id: string;
+  pinned: boolean;
+  by: number;
+}
+
+/** a vote was cast or a poll closed in one of your chats */
+export interface PollUpdatedEvent {
+  message_id: string;
+  chat_id: number;
+  is_group: boolean;
+  options: (Record<string, unknown>)[];
+  voters: number;
+  closed: boolean;
 }
 
 /** your messages were read */
@@ -301,6 +331,7 @@ export interface ProfileUpdatedEvent {
   display_name: string | null;
   status_text: string | null;
   avatar_url: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** answers update_settings */
@@ -321,13 +352,15 @@ export interface GroupCreatedEvent {
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
+  extra?: Record<string, unknown>;
 }
 
-/** a group was renamed */
+/** a group was renamed or its extra set */
 export interface GroupUpdatedEvent {
   chat_id: number;
   name: string;
   description: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** someone joined a group of yours */
@@ -410,11 +443,13 @@ export interface SendMessageRequest {
   recipient_id: number;
   content: string;
   is_group?: boolean;
-  type?: "text" | "image" | "video" | "audio" | "file";
+  type?: "text" | "image" | "video" | "audio" | "file" | "poll" | `custom:${string}`;
   encrypted_content?: string;
   reply_to?: string;
   mentions?: number[];
   client_msg_id?: string;
+  extra?: Record<string, unknown>;
+  poll?: Record<string, unknown>;
 }
 
 export interface EditMessageRequest {
@@ -470,11 +505,39 @@ export interface RemoveReactionRequest {
   emoji: string;
 }
 
+export interface PinMessageRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
+export interface UnpinMessageRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
+export interface GetPinnedRequest {
+  sessionID?: string;
+  chat_id: number;
+  is_group?: boolean;
+}
+
+export interface VotePollRequest {
+  sessionID?: string;
+  message_id: string;
+  option_ids: number[];
+}
+
+export interface ClosePollRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
 export interface UpdateProfileRequest {
   sessionID?: string;
   display_name?: string;
   status_text?: string;
   avatar_file_id?: string;
+  extra?: Record<string, unknown>;
 }
 
 export interface GetProfileRequest {
@@ -492,6 +555,7 @@ export interface CreateGroupRequest {
   name: string;
   description?: string;
   member_ids: number[];
+  extra?: Record<string, unknown>;
 }
 
 export interface UpdateGroupRequest {
@@ -499,6 +563,7 @@ export interface UpdateGroupRequest {
   chat_id: number;
   name?: string;
   description?: string;
+  extra?: Record<string, unknown>;
 }
 
 export interface AddGroupMemberRequest {
@@ -616,6 +681,7 @@ export interface ServerToClientEvents {
   chat_muted: (payload: ChatMutedEvent) => void;
   chat_read: (payload: ChatReadEvent) => void;
   read_receipts: (payload: ReadReceiptsEvent) => void;
+  pinned_messages: (payload: PinnedMessagesEvent) => void;
   profile: (payload: ProfileEvent) => void;
   user_status: (payload: UserStatusEvent) => void;
   typing_indicator: (payload: TypingIndicatorEvent) => void;
@@ -623,6 +689,8 @@ export interface ServerToClientEvents {
   message_edited: (payload: MessageEditedEvent) => void;
   message_deleted: (payload: MessageDeletedEvent) => void;
   reaction_updated: (payload: ReactionUpdatedEvent) => void;
+  message_pinned: (payload: MessagePinnedEvent) => void;
+  poll_updated: (payload: PollUpdatedEvent) => void;
   messages_read: (payload: MessagesReadEvent) => void;
   messages_delivered: (payload: MessagesDeliveredEvent) => void;
   contact_added: (payload: ContactAddedEvent) => void;
@@ -664,6 +732,11 @@ export interface ClientToServerEvents {
   typing: (payload: TypingRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   add_reaction: (payload: AddReactionRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   remove_reaction: (payload: RemoveReactionRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  pin_message: (payload: PinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unpin_message: (payload: UnpinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_pinned: (payload: GetPinnedRequest, ack?: (answer: PinnedMessagesEvent | AckError) => void) => void;
+  vote_poll: (payload: VotePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  close_poll: (payload: ClosePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   update_profile: (payload: UpdateProfileRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   get_profile: (payload: GetProfileRequest, ack?: (answer: ProfileEvent | AckError) => void) => void;
   update_settings: (payload: UpdateSettingsRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;

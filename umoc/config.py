@@ -375,6 +375,10 @@ class MessagesConfig:
     edit_window: Duration = Duration(86400)
     #: How long a ``client_msg_id`` stays the sender's: a retry within it is answered as a duplicate.
     idempotency_window: Duration = Duration(86400)
+    #: Pinned messages one chat may hold (``pin_message`` past it is refused).
+    max_pins: int = 50
+    #: Bytes of an ``extra`` object (compact JSON) on a message, a profile or a group.
+    max_extra_bytes: int = 4096
 
 
 @dataclass(frozen=True)
@@ -876,6 +880,10 @@ def _check(config: Config) -> list[str]:
         bad("messages.idempotency_window", "expected a positive duration")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
+    if not 2 <= config.messages.max_extra_bytes <= 1_000_000:
+        bad("messages.max_extra_bytes", "expected 2 to 1000000")
+    if config.messages.max_pins < 1:
+        bad("messages.max_pins", "expected at least 1")
     for name, url in config.push.gateways.items():
         if not url.startswith(("http://", "https://")):
             bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')

@@ -446,6 +446,7 @@ class AccessControlTestsMixin:
             "page": 1,
             "page_size": 10,
             "emoji": "x",
+            "option_ids": [0],
             "kind": "gateway",
             "app_id": "com.example",
             "pushkey": "k",

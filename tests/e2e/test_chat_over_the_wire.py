@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from tests.events.test_groups import GroupTestsMixin
 from tests.events.test_messages import DirectMessageTestsMixin
+from tests.events.test_pins import PinTestsMixin
+from tests.events.test_polls import PollTestsMixin
 from tests.events.test_read_state import ReadStateTestsMixin
 from tests.support.chat import ChatCase
 
@@ -27,4 +29,14 @@ class GroupsOverTheWireTests(GroupTestsMixin, ChatCase):
 class ReadStateOverTheWireTests(ReadStateTestsMixin, ChatCase):
     """Two python-socketio clients logged in as one user: each gets ``chat_read`` and ``chat_muted`` once."""
 
+    backend = "sqlite"
+
+
+class PinsOverTheWireTests(PinTestsMixin, ChatCase):
+    """Issue 30: pins and polls with stock python-socketio clients."""
+
+    backend = "sqlite"
+
+
+class PollsOverTheWireTests(PollTestsMixin, ChatCase):
     backend = "sqlite"

@@ -36,6 +36,7 @@ READS = {
     "get_contacts",
     "get_profile",
     "get_read_receipts",
+    "get_pinned",
     "get_push_registrations",
     "search_messages",
     "sync",

@@ -252,6 +252,7 @@ class Accounts:
                 "created_at": iso(float(profile["created_at"])),
                 "last_seen": iso_or_none(profile["last_seen"]),
                 "settings": {"send_delivery_receipts": bool(profile["send_delivery_receipts"])},
+                **({"extra": json.loads(profile["extra"])} if profile["extra"] is not None else {}),
             },
         }
         yield _dumps(head)[:-1]
@@ -327,4 +328,6 @@ def _exported_message(row: Any) -> dict[str, Any]:
     }
     if row["encrypted_content"] is not None:
         item["encrypted_content"] = row["encrypted_content"]
+    if row["extra"] is not None:
+        item["extra"] = json.loads(row["extra"])
     return item

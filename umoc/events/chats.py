@@ -53,7 +53,8 @@ async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[s
     history = await ctx.services.storage.messages.history(
         ctx.user_id, payload["chat_id"], payload["is_group"], payload["page"], payload["page_size"]
     )
-    messages = [shapes.history_message(message, is_read, ctx.user_id) for message, is_read in history.messages]
+    now = ctx.now()
+    messages = [shapes.history_message(m, is_read, ctx.user_id, now) for m, is_read in history.messages]
     return {
         "chat_id": history.chat_id,
         "is_group": history.is_group,

@@ -11,7 +11,7 @@ from typing import Any
 from umoc.domain.commands import groups
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Field, Int, Schema, Str
+from umoc.events.schema import SESSION_ID, Field, Int, Obj, Schema, Str
 from umoc.records.groups import MAX_DESCRIPTION, MAX_ID_LIST, MAX_NAME, GroupChange, GroupMember, NewGroup
 
 __all__ = ["ROUTES"]
@@ -25,12 +25,12 @@ def _id_list(field: str, value: Any) -> list[int]:
 
 
 async def create_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    group = NewGroup(payload["name"], payload["description"], payload["member_ids"])
+    group = NewGroup(payload["name"], payload["description"], payload["member_ids"], payload["extra"])
     return await groups.create(ctx.services, ctx.actor, group)
 
 
 async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    change = GroupChange(payload["chat_id"], payload["name"], payload["description"])
+    change = GroupChange(payload["chat_id"], payload["name"], payload["description"], payload["extra"])
     return await groups.update(ctx.services, ctx.actor, change)
 
 
@@ -56,6 +56,7 @@ ROUTES = [
             Field(
                 "member_ids", _id_list, schema={"type": "array", "items": {"type": "integer"}, "maxItems": MAX_ID_LIST}
             ),
+            Obj("extra", required=False),
         ),
         create_group,
     ),
@@ -66,6 +67,7 @@ ROUTES = [
             Int("chat_id"),
             Str("name", required=False, max_length=MAX_NAME),
             Str("description", required=False, max_length=MAX_DESCRIPTION, min_length=0),
+            Obj("extra", required=False),
         ),
         update_group,
     ),

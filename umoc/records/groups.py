@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from umoc.config import MessagesConfig
 from umoc.errors import UserError, check_text
 from umoc.records.contacts import user_id
+from umoc.records.messages import extra as check_extra
 
 __all__ = ["MAX_DESCRIPTION", "MAX_NAME", "GroupChange", "GroupMember", "NewGroup"]
 
@@ -48,28 +50,44 @@ class NewGroup:
     name: str
     description: str | None = None
     member_ids: tuple[int, ...] = ()
+    #: The app's custom data (a JSON object), bounded by `checked`.
+    extra: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", _name(self.name))
         object.__setattr__(self, "description", _description(self.description))
         object.__setattr__(self, "member_ids", _ids("member_ids", self.member_ids))
 
+    def checked(self, limits: MessagesConfig) -> NewGroup:
+        """This group if its ``extra`` is within ``limits``, else `UserError`."""
+        check_extra(self.extra, limits.max_extra_bytes)
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class GroupChange:
-    """A new name and/or description for the group ``chat_id`` (None: left as it is)."""
+    """A new name, description and/or ``extra`` for the group ``chat_id``.
+
+    None leaves a field as it is; an ``extra`` of ``{}`` clears it.
+    """
 
     chat_id: int
     name: str | None = None
     description: str | None = None
+    extra: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         user_id("chat_id", self.chat_id)
-        if self.name is None and self.description is None:
-            raise UserError("Nothing to update: give 'name' or 'description'", code="invalid_argument")
+        if self.name is None and self.description is None and self.extra is None:
+            raise UserError("Nothing to update: give 'name', 'description' or 'extra'", code="invalid_argument")
         if self.name is not None:
             object.__setattr__(self, "name", _name(self.name))
         object.__setattr__(self, "description", _description(self.description))
+
+    def checked(self, limits: MessagesConfig) -> GroupChange:
+        """This change if its ``extra`` is within ``limits``, else `UserError`."""
+        check_extra(self.extra, limits.max_extra_bytes)
+        return self
 
 
 @dataclass(frozen=True, slots=True)

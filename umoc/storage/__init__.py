@@ -22,6 +22,8 @@ from umoc.storage.identities import IdentityStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
 from umoc.storage.outbox import OutboxStore
+from umoc.storage.pins import PinStore
+from umoc.storage.polls import PollStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
@@ -51,6 +53,8 @@ class Storage:
         self.bots = BotStore(db)
         self.edits = EditStore(db)
         self.reactions = ReactionStore(db)
+        self.pins = PinStore(db)
+        self.polls = PollStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.readstate = ReadStateStore(db)

@@ -8,18 +8,29 @@ message is delivered to exactly the members of the moment it was stored.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.records.groups import NewGroup
+from umoc.records.groups import GroupChange, NewGroup
+from umoc.records.messages import extra_text
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 
-__all__ = ["GroupInfo", "GroupMember", "GroupStore", "MembershipChange", "info_txn", "remove_member_txn"]
+__all__ = [
+    "GroupInfo",
+    "GroupMember",
+    "GroupStore",
+    "GroupUpdated",
+    "MembershipChange",
+    "info_txn",
+    "remove_member_txn",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +52,24 @@ class GroupInfo:
     members: list[GroupMember]
     #: (blocker, blocked) between members: a block hides presence both ways.
     blocks: frozenset[tuple[int, int]]
+    #: The app's custom data (None: none).
+    extra: dict[str, Any] | None = None
 
     def presence_visible(self, viewer_id: int, member_id: int) -> bool:
         return (viewer_id, member_id) not in self.blocks and (member_id, viewer_id) not in self.blocks
 
     def is_admin(self, user_id: int) -> bool:
         return any(m.user_id == user_id and m.is_admin for m in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUpdated:
+    """The members to tell of an update, and the group's name, description and ``extra`` after it."""
+
+    members: list[int]
+    name: str
+    description: str | None
+    extra: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +122,9 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_memb
     _check_friends_txn(txn, creator_id, others)
     group_id = int(
         txn.scalar(
-            "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity)"
-            " VALUES (1, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (group.name, group.description, creator_id, now, len(others) + 1, now),
+            "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity,"
+            " extra) VALUES (1, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (group.name, group.description, creator_id, now, len(others) + 1, now, extra_text(group.extra)),
         )
     )
     # The members read the group's stream from its creation on.
@@ -119,7 +142,7 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_memb
 def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
     """The group and its members; with ``viewer_id``, RefusedError unless the viewer is a member."""
     row = txn.execute(
-        "SELECT name, description, created_at FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
+        "SELECT name, description, created_at, extra FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
         (group_id,),
     ).fetchone()
     if row is None:
@@ -157,30 +180,27 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         float(row["created_at"]),
         members,
         frozenset((int(b["owner_id"]), int(b["contact_id"])) for b in blocks),
+        None if row["extra"] is None else json.loads(row["extra"]),
     )
 
 
-def _update_txn(
-    txn: Txn, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
-) -> tuple[list[int], str, str | None]:
+def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> GroupUpdated:
+    group_id, name, description = change.chat_id, change.name, change.description
     members = _lock_members_txn(txn, group_id, admin_id, need_admin=True)
     if name is not None:
         txn.execute("UPDATE chats SET name = ? WHERE id = ?", (name, group_id))
     if description is not None:
         txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
-    row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
+    if change.extra is not None:
+        txn.execute("UPDATE chats SET extra = ? WHERE id = ?", (extra_text(change.extra), group_id))
+    row = txn.execute("SELECT name, description, extra FROM chats WHERE id = ?", (group_id,)).fetchone()
     assert row is not None  # _lock_members_txn found the group
-    record_txn(
-        txn,
-        NewChange(
-            "group",
-            now,
-            chat_id=group_id,
-            actor_id=admin_id,
-            data={"event": "group_updated", "name": row["name"], "description": row["description"]},
-        ),
-    )
-    return list(members), row["name"], row["description"]
+    extra = None if row["extra"] is None else json.loads(row["extra"])
+    data: dict[str, Any] = {"event": "group_updated", "name": row["name"], "description": row["description"]}
+    if extra is not None:
+        data["extra"] = extra
+    record_txn(txn, NewChange("group", now, chat_id=group_id, actor_id=admin_id, data=data))
+    return GroupUpdated(list(members), row["name"], row["description"], extra)
 
 
 def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
@@ -265,11 +285,9 @@ class GroupStore:
         """The group; with ``viewer_id``, RefusedError unless that user is a member."""
         return self._db.read("groups.info", info_txn, group_id, viewer_id)
 
-    def update(
-        self, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
-    ) -> defer.Deferred[tuple[list[int], str, str | None]]:
-        """Rename / redescribe (admins only); the members to tell, the name and description now."""
-        return self._db.run("groups.update", _update_txn, group_id, admin_id, name, description, now)
+    def update(self, admin_id: int, change: GroupChange, now: float) -> defer.Deferred[GroupUpdated]:
+        """Rename / redescribe / set ``extra`` (admins only); the members to tell, the group's fields now."""
+        return self._db.run("groups.update", _update_txn, admin_id, change, now)
 
     def add_member(
         self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int

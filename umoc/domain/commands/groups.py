@@ -22,6 +22,7 @@ __all__ = ["add_member", "create", "remove_member", "update"]
 
 async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str, Any]:
     """Every member gets ``group_created`` in the ``chat_info`` shape, seen through their own eyes."""
+    record = record.checked(services.config.messages)
     storage, now = services.storage, services.clock.seconds()
     group_id = await storage.groups.create(actor.uid, record, now, services.config.messages.max_group_members)
     info = await storage.groups.info(group_id, None)
@@ -34,13 +35,13 @@ async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str
 
 
 async def update(services: Services, actor: Actor, record: GroupChange) -> dict[str, Any]:
-    """Admins only; every member gets ``group_updated`` with the name and description now."""
+    """Admins only; every member gets ``group_updated`` with the name, description and ``extra`` now."""
+    record = record.checked(services.config.messages)
     now = services.clock.seconds()
-    members, name, description = await services.storage.groups.update(
-        record.chat_id, actor.uid, record.name, record.description, now
-    )
-    updated = {"chat_id": record.chat_id, "name": name, "description": description}
-    services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
+    done = await services.storage.groups.update(actor.uid, record, now)
+    updated = shapes.group_updated(record.chat_id, done.name, done.description, done.extra)
+    key = replay.group(record.chat_id, "group_updated", now)
+    services.hub.tell(done.members, notices.GROUP_UPDATED(updated), key=key)
     return updated
 
 

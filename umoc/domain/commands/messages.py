@@ -74,6 +74,8 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     """
     new = new.checked(services.config.messages)
     now = services.clock.seconds()
+    if new.poll is not None and new.poll.closes_at is not None and new.poll.closes_at <= now:
+        raise UserError("Invalid 'poll.closes_at': already past", code="invalid_argument")
     try:
         message, audience = await services.storage.messages.post(
             actor, new, _IDS.new(), now, _keys_since(services, now)
@@ -81,7 +83,7 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     except KeyTakenError as taken:
         return _retried(new, taken.original)
     services.metrics.messages_stored.inc()
-    payload = shapes.new_message(message)
+    payload = shapes.new_message(message, now)
     delivery = replay.message(message.id)
     client_msg_id = new.client_msg_id
     if client_msg_id is None:
@@ -114,10 +116,19 @@ def _retried(new: NewMessage, original: Message) -> dict[str, Any]:
         and original.encrypted_content == new.encrypted_content
         and (original.reply_to.message_id if original.reply_to is not None else None) == new.reply_to
         and original.mentions == new.mentions
+        and original.extra == new.extra
+        and _same_poll(original, new)
     )
     if not same:
         raise UserError(KEY_REUSED, code="conflict")
     return _duplicate(original, new.client_msg_id)
+
+
+def _same_poll(original: Message, new: NewMessage) -> bool:
+    if original.poll is None or new.poll is None:
+        return original.poll is None and new.poll is None
+    found, asked = original.poll, new.poll
+    return (found.options, found.multiple, found.closes_at) == (asked.options, asked.multiple, asked.closes_at)
 
 
 def _duplicate(original: Message, client_msg_id: str | None) -> dict[str, Any]:

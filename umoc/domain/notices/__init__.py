@@ -141,6 +141,7 @@ CHAT_INFO = declare(
         "is_admin",
         "member_count",
         "members",
+        "extra",
     ),
     summary="answers get_chat_info (a direct chat's or a group's fields)",
 )
@@ -178,9 +179,11 @@ CHAT_READ = declare(
     summary="your read state of a chat changed (read_receipt, mark_unread), to every socket of yours",
 )
 READ_RECEIPTS = declare("read_receipts", ("message_id", "read_by", "delivered_to"), summary="answers get_read_receipts")
+PINNED_MESSAGES = declare("pinned_messages", ("chat_id", "is_group", "messages"), summary="answers get_pinned")
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    ("extra",),
     summary="answers get_profile",
 )
 
@@ -217,7 +220,7 @@ NEW_MESSAGE = declare(
         "display_name",
         "avatar_url",
     ),
-    ("encrypted_content",),
+    ("encrypted_content", "extra", "poll"),
     summary="a message was stored in one of your chats",
 )
 MESSAGE_EDITED = declare(
@@ -232,6 +235,16 @@ REACTION_UPDATED = declare(
     "reaction_updated",
     ("message_id", "chat_id", "is_group", "user_id", "emoji", "action", "reactions"),
     summary="a reaction was added or removed",
+)
+MESSAGE_PINNED = declare(
+    "message_pinned",
+    ("chat_id", "is_group", "message_id", "pinned", "by"),
+    summary="a message of one of your chats was pinned or unpinned",
+)
+POLL_UPDATED = declare(
+    "poll_updated",
+    ("message_id", "chat_id", "is_group", "options", "voters", "closed"),
+    summary="a vote was cast or a poll closed in one of your chats",
 )
 MESSAGES_READ = declare(
     "messages_read",
@@ -262,6 +275,7 @@ ACCOUNT_DELETED = declare("account_deleted", (), summary="your account was delet
 PROFILE_UPDATED = declare(
     "profile_updated",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    ("extra",),
     summary="a contact's (or your own) profile changed",
 )
 SETTINGS_UPDATED = declare("settings_updated", ("send_delivery_receipts",), summary="answers update_settings")
@@ -283,9 +297,12 @@ GROUP_CREATED = declare(
         "members",
         "mention_count",
     ),
+    ("extra",),
     summary="a group you are a member of was created",
 )
-GROUP_UPDATED = declare("group_updated", ("chat_id", "name", "description"), summary="a group was renamed")
+GROUP_UPDATED = declare(
+    "group_updated", ("chat_id", "name", "description"), ("extra",), summary="a group was renamed or its extra set"
+)
 GROUP_MEMBER_ADDED = declare(
     "group_member_added", ("chat_id", "user_id", "username"), summary="someone joined a group of yours"
 )

@@ -14,6 +14,8 @@ back bit for bit)::
     message_edited       ["edit", message_id, at]
     message_deleted      ["delete", message_id, at]
     reaction_updated     ["reaction", message_id, user_id, emoji, "added"|"removed", at]
+    message_pinned       ["pin", message_id, user_id, pinned, at]
+    poll_updated         ["poll", message_id, user_id, "vote"|"close", at]
     messages_read        ["read", reader_id, [message_ids], at]
     messages_delivered   ["delivered", recipient_id, chat_id, is_group, at]
     contact_*            ["contact", other_user_id, event, at]      (the reader's own stream)
@@ -55,6 +57,8 @@ __all__ = [
     "member",
     "message",
     "notice",
+    "pin",
+    "poll",
     "profile",
     "reaction",
     "read",
@@ -80,6 +84,15 @@ def delete(message_id: str, at: float) -> str:
 
 def reaction(message_id: str, user_id: int, emoji: str, added: bool, at: float) -> str:
     return _key("reaction", message_id, user_id, emoji, "added" if added else "removed", at)
+
+
+def pin(message_id: str, user_id: int, pinned: bool, at: float) -> str:
+    return _key("pin", message_id, user_id, bool(pinned), at)
+
+
+def poll(message_id: str, user_id: int, event: str, at: float) -> str:
+    """A vote (``event`` "vote") or a close ("close") of a poll."""
+    return _key("poll", message_id, user_id, event, at)
 
 
 def read(reader_id: int, message_ids: list[str], at: float) -> str:
@@ -125,7 +138,7 @@ def chat_muted(state: dict[str, Any], at: float) -> str:
 def key(change: Change) -> str | None:
     """The delivery key of a change read from the feed; None for one that names nothing any more."""
     kind, at, data, msg = change.kind, change.created_at, change.data, change.message
-    if kind in ("message", "edit", "delete", "reaction") and msg is None:
+    if kind in ("message", "edit", "delete", "reaction", "pin", "poll") and msg is None:
         return None
     if kind == "message":
         assert msg is not None
@@ -139,6 +152,12 @@ def key(change: Change) -> str | None:
     if kind == "reaction":
         assert msg is not None
         return reaction(msg.id, change.actor_id or 0, data["emoji"], data["action"] == "added", at)
+    if kind == "pin":
+        assert msg is not None
+        return pin(msg.id, change.actor_id or 0, bool(data["pinned"]), at)
+    if kind == "poll":
+        assert msg is not None
+        return poll(msg.id, change.actor_id or 0, data["event"], at)
     if kind == "read":
         return read(change.actor_id or 0, list(data["message_ids"]), at)
     if kind == "delivered":

@@ -15,6 +15,7 @@ from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
 from umoc.storage.groups import GroupInfo
 from umoc.storage.messages import ChatEntry, Message
+from umoc.storage.polls import Poll
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
 from umoc.storage.readstate import Receipts
@@ -77,8 +78,41 @@ def presence_fields(visible: bool, online: bool, last_seen: float | None) -> tup
     return online, iso_or_none(last_seen)
 
 
-def new_message(message: Message) -> dict[str, Any]:
-    """The spec's ``new_message`` payload (``encrypted_content`` only when there is one)."""
+def poll(found: Poll, now: float | None) -> dict[str, Any]:
+    """``new_message.poll``: options with their votes, and the viewer's own (``my_votes``).
+
+    ``closed`` also once ``closes_at`` has passed at ``now`` (None: only when closed by hand).
+    """
+    return {
+        "options": [
+            {"id": i, "text": text, "votes": votes}
+            for i, (text, votes) in enumerate(zip(found.options, found.counts, strict=True))
+        ],
+        "multiple": found.multiple,
+        "closes_at": iso_or_none(found.closes_at),
+        "closed": found.closed(now),
+        "my_votes": list(found.my_votes),
+    }
+
+
+def poll_updated(where: tuple[str, int, bool], found: Poll, now: float | None) -> dict[str, Any]:
+    """``poll_updated``: the tallies after a vote or a close; ``where`` as for `reaction_updated`."""
+    message_id, chat_id, is_group = where
+    return {
+        "message_id": message_id,
+        "chat_id": chat_id,
+        "is_group": is_group,
+        "options": [{"id": i, "votes": votes} for i, votes in enumerate(found.counts)],
+        "voters": found.voters,
+        "closed": found.closed(now),
+    }
+
+
+def new_message(message: Message, now: float | None = None) -> dict[str, Any]:
+    """The spec's ``new_message`` payload (``encrypted_content``, ``extra``, ``poll`` only when there is one).
+
+    ``now`` decides whether a poll whose ``closes_at`` passed shows closed.
+    """
     payload: dict[str, Any] = {
         "message_id": message.id,
         "sender_id": message.sender_id,
@@ -97,6 +131,10 @@ def new_message(message: Message) -> dict[str, Any]:
     }
     if message.encrypted_content is not None:
         payload["encrypted_content"] = message.encrypted_content
+    if message.extra is not None:
+        payload["extra"] = message.extra
+    if message.poll is not None:
+        payload["poll"] = poll(message.poll, now)
     return payload
 
 
@@ -113,7 +151,9 @@ def message_summary(message: Message) -> dict[str, Any]:
     }
 
 
-def history_message(message: Message, is_read: bool, viewer_id: int | None = None) -> dict[str, Any]:
+def history_message(
+    message: Message, is_read: bool, viewer_id: int | None = None, now: float | None = None
+) -> dict[str, Any]:
     """One message of ``chat_history``; ``delivered_at`` on the viewer's own direct messages."""
     item: dict[str, Any] = {
         "message_id": message.id,
@@ -134,6 +174,10 @@ def history_message(message: Message, is_read: bool, viewer_id: int | None = Non
         item["delivered_at"] = iso_or_none(message.delivered_at)
     if message.encrypted_content is not None:
         item["encrypted_content"] = message.encrypted_content
+    if message.extra is not None:
+        item["extra"] = message.extra
+    if message.poll is not None:
+        item["poll"] = poll(message.poll, now)
     return item
 
 
@@ -211,7 +255,16 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         "mention_count": mention_count,
         "display_name": None,
         "avatar_url": None,
+        **({"extra": info.extra} if info.extra is not None else {}),
     }
+
+
+def group_updated(chat_id: int, name: str, description: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """``group_updated``: the group's fields after the change (``extra`` only when it has one)."""
+    shown: dict[str, Any] = {"chat_id": chat_id, "name": name, "description": description}
+    if extra is not None:
+        shown["extra"] = extra
+    return shown
 
 
 def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
@@ -297,6 +350,15 @@ def reaction_updated(
     }
 
 
+def message_pinned(where: tuple[str, int, bool], pinned: bool, by: int) -> dict[str, Any]:
+    """``message_pinned``: a message pinned or unpinned by ``by``.
+
+    ``where`` is ``(message_id, chat_id, is_group)``, the chat id as the viewer calls the chat.
+    """
+    message_id, chat_id, is_group = where
+    return {"chat_id": chat_id, "is_group": is_group, "message_id": message_id, "pinned": pinned, "by": by}
+
+
 def messages_delivered(delivered: Delivered, recipient_id: int, when: float) -> dict[str, Any]:
     """``messages_delivered`` to a sender: which of their messages reached ``recipient_id``."""
     return {
@@ -328,14 +390,17 @@ def read_receipts(found: Receipts) -> dict[str, Any]:
 
 
 def profile(found: Profile) -> dict[str, Any]:
-    """``profile`` and ``profile_updated``."""
-    return {
+    """``profile`` and ``profile_updated`` (``extra`` only when the user set one)."""
+    shown: dict[str, Any] = {
         "user_id": found.user_id,
         "username": found.username,
         "display_name": found.display_name,
         "status_text": found.status_text,
         "avatar_url": avatar_url(found.avatar_file_id),
     }
+    if found.extra is not None:
+        shown["extra"] = found.extra
+    return shown
 
 
 def settings(found: Settings) -> dict[str, Any]:
@@ -381,6 +446,14 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
             data["action"] == "added",
             list(message.reactions),
         )
+    elif kind == "pin" and message is not None:
+        event = "message_pinned"
+        fields = message_pinned(
+            (message.id, _chat_id_for(message, viewer_id), message.is_group), bool(data["pinned"]), change.actor_id or 0
+        )
+    elif kind == "poll" and message is not None and message.poll is not None:
+        event = "poll_updated"
+        fields = poll_updated((message.id, _chat_id_for(message, viewer_id), message.is_group), message.poll, when)
     elif kind == "read":
         event = "messages_read"
         fields = {
@@ -405,7 +478,7 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         event, fields = "group_created", group_info(change.group, viewer_id, online)
     elif kind == "group":
         event = "group_updated"
-        fields = {"chat_id": change.chat_id, "name": data["name"], "description": data["description"]}
+        fields = group_updated(change.chat_id or 0, data["name"], data["description"], data.get("extra"))
     elif kind == "member_added":
         event = "group_member_added"
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.errors import CODES
-from umoc.records.messages import MESSAGE_TYPES
+from umoc.records.messages import MESSAGE_TYPE_SCHEMA
 
 __all__ = ["FIELD_TYPES", "INTEGER", "NUMBER", "STRING", "TIME", "JsonSchema", "nullable"]
 
@@ -43,8 +43,10 @@ def _list(items: JsonSchema) -> JsonSchema:
 FIELD_TYPES: dict[str, JsonSchema] = {
     "action": {"type": "string", "enum": ["added", "removed"]},
     "avatar_url": nullable(STRING),
+    "by": INTEGER,
     "changes": OBJECTS,
     "chat_id": INTEGER,
+    "closed": BOOLEAN,
     "code": {"type": "string", "enum": list(CODES)},
     "contacts": OBJECTS,
     "content": STRING,
@@ -56,6 +58,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "description": nullable(STRING),
     "display_name": nullable(STRING),
     "edited_at": nullable(TIME),
+    "extra": OBJECT,
     "emoji": STRING,
     "enabled": BOOLEAN,
     "encrypted_content": STRING,
@@ -84,7 +87,10 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "muted": BOOLEAN,
     "name": STRING,
     "next_cursor": nullable(STRING),
+    "options": OBJECTS,
     "page": INTEGER,
+    "pinned": BOOLEAN,
+    "poll": OBJECT,
     "query": STRING,
     "reactions": OBJECTS,
     "read_by": OBJECTS,
@@ -109,7 +115,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "timestamp": TIME,
     "total_messages": INTEGER,
     "total_pages": INTEGER,
-    "type": {"type": "string", "enum": list(MESSAGE_TYPES)},
+    "type": MESSAGE_TYPE_SCHEMA,
     "unread_count": INTEGER,
     "until": nullable(TIME),
     "upload_token": STRING,
@@ -117,4 +123,5 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "user_id": INTEGER,
     "username": STRING,
     "valid": BOOLEAN,
+    "voters": INTEGER,
 }

@@ -23,6 +23,7 @@ change in a new migration replacing the function.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from umoc.storage.database import Row, Txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
+from umoc.storage.polls import insert_poll_txn
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.streaks import advance
@@ -50,13 +52,12 @@ _INSERT = (
 _INSERT_VALUES = ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 #: A message without a key: no index on client_msg_id is touched (the index is partial).
 _INSERT_PLAIN = _INSERT + _INSERT_VALUES + ") RETURNING seq"
+_KEYED = " ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING seq"
 #: A keyed message: no row (None) when the sender already has one with that key.
-_INSERT_KEYED = (
-    _INSERT
-    + ", client_msg_id"
-    + _INSERT_VALUES
-    + ", ?) ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING seq"
-)
+_INSERT_KEYED = _INSERT + ", client_msg_id" + _INSERT_VALUES + ", ?)" + _KEYED
+#: The same with the app's ``extra`` (migration 021): a message without it is the statement above, unchanged.
+_INSERT_PLAIN_EXTRA = _INSERT + ", extra" + _INSERT_VALUES + ", ?) RETURNING seq"
+_INSERT_KEYED_EXTRA = _INSERT + ", extra, client_msg_id" + _INSERT_VALUES + ", ?, ?)" + _KEYED
 #: Tries at storing a keyed message whose key keeps being taken from expired rows by others meanwhile
 #: (also in migration 018's function).
 _KEY_TRIES = 3
@@ -186,7 +187,7 @@ def _insert_txn(
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
-    params = (
+    params: tuple[Any, ...] = (
         message_id,
         chat_id,
         sender_id,
@@ -199,12 +200,17 @@ def _insert_txn(
         reply_to_seq,
         mentions_text(mentions),
     )
+    if new.extra is not None:
+        insert_plain, insert_keyed = _INSERT_PLAIN_EXTRA, _INSERT_KEYED_EXTRA
+        params = (*params, json.dumps(new.extra, separators=(",", ":"), ensure_ascii=False))  # {} stays {}
+    else:
+        insert_plain, insert_keyed = _INSERT_PLAIN, _INSERT_KEYED
     if new.client_msg_id is None:
-        seq = int(txn.scalar(_INSERT_PLAIN, params))
+        seq = int(txn.scalar(insert_plain, params))
     else:
         # The unique index finds a retry (on PostgreSQL after waiting for a racing
         # transaction that holds the same key to end): no SELECT before the insert.
-        stored = txn.scalar(_INSERT_KEYED, (*params, new.client_msg_id))
+        stored = txn.scalar(insert_keyed, (*params, new.client_msg_id))
         if stored is None:
             raise _KeyInUseError()
         seq = int(stored)
@@ -244,6 +250,7 @@ def _insert_txn(
         now,
         reply_to_seq=reply_to_seq,
         mentions=mentions,
+        extra=new.extra,
     )
     return message, audience
 
@@ -279,6 +286,7 @@ def post_txn(
         reply_to=target[2] if target is not None else None,
         sender_display_name=display_name,
         sender_avatar_file_id=avatar_file_id,
+        poll=insert_poll_txn(txn, message.seq, new.poll) if new.poll is not None else None,
     )
     return message, audience
 
