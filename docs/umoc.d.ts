@@ -77,6 +77,7 @@ export interface ChatInfoEvent {
   description?: string | null;
   created_at?: string;
   is_admin?: boolean;
+  role?: "owner" | "admin" | "moderator" | "member" | "reader";
   member_count?: number;
   members?: (Record<string, unknown>)[];
 }
@@ -317,6 +318,7 @@ export interface GroupCreatedEvent {
   avatar_url: string | null;
   created_at: string;
   is_admin: boolean;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -340,6 +342,14 @@ export interface GroupMemberAddedEvent {
 export interface GroupMemberRemovedEvent {
   chat_id: number;
   user_id: number;
+}
+
+/** a member's role changed in a group of yours (set_member_role, or a new owner when the owner left) */
+export interface MemberRoleChangedEvent {
+  chat_id: number;
+  user_id: number;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  by: number | null;
 }
 
 export interface VerifySessionRequest {
@@ -517,6 +527,13 @@ export interface LeaveGroupRequest {
   chat_id: number;
 }
 
+export interface SetMemberRoleRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+}
+
 export interface UploadFilePrepareRequest {
   sessionID?: string;
   recipient_id?: number;
@@ -638,6 +655,7 @@ export interface ServerToClientEvents {
   group_updated: (payload: GroupUpdatedEvent) => void;
   group_member_added: (payload: GroupMemberAddedEvent) => void;
   group_member_removed: (payload: GroupMemberRemovedEvent) => void;
+  member_role_changed: (payload: MemberRoleChangedEvent) => void;
 }
 
 export interface ClientToServerEvents {
@@ -671,6 +689,7 @@ export interface ClientToServerEvents {
   add_group_member: (payload: AddGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   remove_group_member: (payload: RemoveGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   leave_group: (payload: LeaveGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  set_member_role: (payload: SetMemberRoleRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   upload_file_prepare: (payload: UploadFilePrepareRequest, ack?: (answer: FileUploadReadyEvent | AckError) => void) => void;
   upload_file_complete: (payload: UploadFileCompleteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   sync: (payload: SyncRequest, ack?: (answer: SyncResultEvent | AckError) => void) => void;

@@ -301,7 +301,7 @@ def _answer(result: Any, ranks: dict[str, dict[int, int]]) -> Any:
             return ("KeyTakenError", _message(result.value.original, ranks))
         return (result.type.__name__, result.getErrorMessage())
     message, audience = result
-    return _message(message, ranks), audience
+    return _message(message, ranks), sorted(audience)  # the members in no particular order
 
 
 def _message(message: Message, ranks: dict[str, dict[int, int]]) -> Message:

@@ -1,4 +1,4 @@
-"""Group events (docs/api.md "Groups"): create, update, add, remove, leave.
+"""Group events (docs/api.md "Groups"): create, update, add, remove, leave, set a role.
 
 Each is one command of `umoc.domain.commands.groups`; the rules (who may
 do what, who is told) are there and in the store.
@@ -11,8 +11,17 @@ from typing import Any
 from umoc.domain.commands import groups
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Field, Int, Schema, Str
-from umoc.records.groups import MAX_DESCRIPTION, MAX_ID_LIST, MAX_NAME, GroupChange, GroupMember, NewGroup
+from umoc.events.schema import SESSION_ID, Enum, Field, Int, Schema, Str
+from umoc.records.groups import (
+    MAX_DESCRIPTION,
+    MAX_ID_LIST,
+    MAX_NAME,
+    ROLES,
+    GroupChange,
+    GroupMember,
+    NewGroup,
+    RoleChange,
+)
 
 __all__ = ["ROUTES"]
 
@@ -46,6 +55,11 @@ async def leave_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, A
     return await groups.remove_member(ctx.services, ctx.actor, GroupMember(payload["chat_id"], ctx.user_id))
 
 
+async def set_member_role(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    change = RoleChange(payload["chat_id"], payload["user_id"], payload["role"])
+    return await groups.set_member_role(ctx.services, ctx.actor, change)
+
+
 ROUTES = [
     Route(
         "create_group",
@@ -72,4 +86,9 @@ ROUTES = [
     Route("add_group_member", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), add_group_member),
     Route("remove_group_member", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), remove_group_member),
     Route("leave_group", Schema(SESSION_ID, Int("chat_id")), leave_group),
+    Route(
+        "set_member_role",
+        Schema(SESSION_ID, Int("chat_id"), Int("user_id"), Enum("role", ROLES)),
+        set_member_role,
+    ),
 ]

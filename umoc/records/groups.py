@@ -1,18 +1,89 @@
-"""Group changes: a new group, a rename or new description, a member added or removed."""
+"""Group changes: a new group, a rename or new description, a member added or removed, a role set.
+
+Roles, highest first: ``owner`` > ``admin`` > ``moderator`` > ``member`` >
+``reader`` (`ROLES`).  What each may do is `ALLOWED`, the one table every
+check reads (the stores ask `may`), so the permission matrix test walks it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from umoc.errors import UserError, check_text
 from umoc.records.contacts import user_id
 
-__all__ = ["MAX_DESCRIPTION", "MAX_NAME", "GroupChange", "GroupMember", "NewGroup"]
+__all__ = [
+    "ACTIONS",
+    "ALLOWED",
+    "MAX_DESCRIPTION",
+    "MAX_NAME",
+    "MUTED",
+    "ROLES",
+    "ROLE_REFUSED",
+    "Action",
+    "GroupChange",
+    "GroupMember",
+    "NewGroup",
+    "Role",
+    "RoleChange",
+    "may",
+    "outranks",
+]
 
 MAX_NAME = 100
 MAX_DESCRIPTION = 1000
 #: Most ids one ``member_ids`` list may hold (the group's size is bounded by ``messages.max_group_members``).
 MAX_ID_LIST = 10_000
+
+
+Role = Literal["owner", "admin", "moderator", "member", "reader"]
+#: Highest first: a role may act on (remove, set the role of) only those below it.
+ROLES: tuple[Role, ...] = ("owner", "admin", "moderator", "member", "reader")
+
+#: What a role may do in its group, beyond reading (which every member does).
+Action = Literal["send", "react", "type", "delete_others", "moderate", "update_group", "manage_members", "set_roles"]
+ACTIONS: tuple[Action, ...] = (
+    "send",
+    "react",
+    "type",
+    "delete_others",
+    "moderate",
+    "update_group",
+    "manage_members",
+    "set_roles",
+)
+#: The lowest role allowed each action (docs/api.md "Roles"): members send, react and type;
+#: moderators also delete others' messages and moderate (mute, ban, approve joins); admins also
+#: update the group, add and remove members and set roles below their own; the owner everything.
+_LOWEST: dict[Action, Role] = {
+    "send": "member",
+    "react": "member",
+    "type": "member",
+    "delete_others": "moderator",
+    "moderate": "moderator",
+    "update_group": "admin",
+    "manage_members": "admin",
+    "set_roles": "admin",
+}
+ALLOWED: dict[Role, frozenset[Action]] = {
+    role: frozenset(a for a, lowest in _LOWEST.items() if ROLES.index(role) <= ROLES.index(lowest)) for role in ROLES
+}
+
+#: The refusal of an action the actor's role does not allow (code ``forbidden``).
+ROLE_REFUSED = "Your role does not allow that"
+#: The refusal of a message, reaction or typing from a muted member (code ``forbidden``).
+MUTED = "You are muted in this group"
+
+
+def may(role: str, action: Action) -> bool:
+    """Whether ``role`` may do ``action`` (an unknown role may do nothing)."""
+    return role in ALLOWED and action in ALLOWED[role]
+
+
+def outranks(role: str, other: str) -> bool:
+    """Whether ``role`` is strictly above ``other``."""
+    return ROLES.index(role) < ROLES.index(other)
 
 
 def _name(value: object) -> str:
@@ -82,3 +153,18 @@ class GroupMember:
     def __post_init__(self) -> None:
         user_id("chat_id", self.chat_id)
         user_id("user_id", self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChange:
+    """``user_id`` of the group ``chat_id`` to have ``role`` (one of `ROLES`)."""
+
+    chat_id: int
+    user_id: int
+    role: str
+
+    def __post_init__(self) -> None:
+        user_id("chat_id", self.chat_id)
+        user_id("user_id", self.user_id)
+        if self.role not in ROLES:
+            raise UserError(f"Invalid 'role': expected one of {', '.join(ROLES)}", code="invalid_argument")

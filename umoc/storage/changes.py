@@ -34,6 +34,8 @@ KINDS = (
     "group",
     "member_added",
     "member_removed",
+    # A member's role set (``data``: role, by), in the group's stream (issue 29).
+    "member_role",
     "profile",
     "chat_read",
     "chat_muted",

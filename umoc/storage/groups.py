@@ -1,9 +1,11 @@
-"""Group chats: creation, membership, admins.
+"""Group chats: creation, membership, roles.
 
 A group is a row of ``chats`` (``is_group = 1``) whose id is the group id
-clients see; its members are its ``user_chats`` rows.  Every membership
-change locks the group's row first, as sending a group message does, so a
-message is delivered to exactly the members of the moment it was stored.
+clients see; its members are its ``user_chats`` rows, each with its
+``role`` (migration 020; ``is_admin`` kept true for owner and admin).
+Every membership or role change locks the group's row first, as sending a
+group message does, so a message is delivered to exactly the members of the
+moment it was stored, and checked against the sender's role of that moment.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.records.groups import NewGroup
+from umoc.records.groups import ROLE_REFUSED, ROLES, Action, NewGroup, may, outranks
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
 from umoc.storage.relations import BLOCKED, FRIEND
+from umoc.storage.standing import require_standing_txn
 
-__all__ = ["GroupInfo", "GroupMember", "GroupStore", "MembershipChange", "info_txn", "remove_member_txn"]
+__all__ = [
+    "GroupInfo",
+    "GroupMember",
+    "GroupStore",
+    "MembershipChange",
+    "RoleChanged",
+    "info_txn",
+    "remove_member_txn",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +38,14 @@ class GroupMember:
     user_id: int
     username: str
     last_seen: float | None
-    is_admin: bool
+    role: str
     display_name: str | None = None
     avatar_file_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """What payloads keep calling ``is_admin``: owner or admin."""
+        return self.role in ("owner", "admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,31 +64,54 @@ class GroupInfo:
     def is_admin(self, user_id: int) -> bool:
         return any(m.user_id == user_id and m.is_admin for m in self.members)
 
+    def role(self, user_id: int) -> str | None:
+        """``user_id``'s role (None: not a member)."""
+        return next((m.role for m in self.members if m.user_id == user_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """``user_id`` now has ``role``, set by ``by`` (None: automatically, when the owner left)."""
+
+    user_id: int
+    role: str
+    by: int | None
+
 
 @dataclass(frozen=True, slots=True)
 class MembershipChange:
-    """Who is in the group after a change, and who was made admin because of it."""
+    """Who is in the group after a change, and whose role changed because of it (a new owner)."""
 
     members: list[int]
-    promoted: int | None
+    promoted: RoleChanged | None
     closed: bool
 
 
-def _lock_members_txn(txn: Txn, group_id: int, user_id: int, need_admin: bool) -> dict[int, bool]:
-    """``{member: is_admin}`` of an open group, locked; RefusedError unless ``user_id`` is a member (an admin)."""
+def _lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | None) -> dict[int, str]:
+    """``{member: role}`` of an open group, locked; RefusedError unless ``user_id`` is a member allowed ``action``."""
     locked = txn.execute(
         "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL" + txn.dialect.for_update,
         (group_id,),
     ).fetchone()
     if locked is None:
         raise RefusedError(UNKNOWN_CHAT, code="not_found")
-    rows = txn.execute("SELECT user_id, is_admin FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
-    members = {int(r["user_id"]): bool(r["is_admin"]) for r in rows}
+    rows = txn.execute("SELECT user_id, role FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    members = {int(r["user_id"]): r["role"] for r in rows}
     if user_id not in members:
         raise RefusedError(UNKNOWN_CHAT, code="not_found")
-    if need_admin and not members[user_id]:
-        raise RefusedError("Only group admins may do that", code="forbidden")
+    if action is not None and not may(members[user_id], action):
+        raise RefusedError(ROLE_REFUSED, code="forbidden")
     return members
+
+
+def _set_role_txn(txn: Txn, group_id: int, user_id: int, role: str, by: int | None, now: float) -> RoleChanged:
+    """Write ``user_id``'s new role (and ``is_admin`` with it) and its feed row, ``member_role``."""
+    txn.execute(
+        "UPDATE user_chats SET role = ?, is_admin = ? WHERE chat_id = ? AND user_id = ?",
+        (role, int(role in ("owner", "admin")), group_id, user_id),
+    )
+    record_txn(txn, NewChange("member_role", now, chat_id=group_id, actor_id=user_id, data={"role": role, "by": by}))
+    return RoleChanged(user_id, role, by)
 
 
 def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, str]:
@@ -109,9 +148,9 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_memb
         txn, NewChange("group", now, chat_id=group_id, actor_id=creator_id, data={"event": "group_created"})
     )
     txn.executemany(
-        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_change)"
-        " VALUES (?, ?, 1, ?, ?, ?)",
-        [(creator_id, group_id, 1, now, created)] + [(m, group_id, 0, now, created) for m in others],
+        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, role, joined_at, joined_change)"
+        " VALUES (?, ?, 1, ?, ?, ?, ?)",
+        [(creator_id, group_id, 1, "owner", now, created)] + [(m, group_id, 0, "member", now, created) for m in others],
     )
     return group_id
 
@@ -125,7 +164,7 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
     if row is None:
         raise RefusedError(UNKNOWN_CHAT, code="not_found")
     rows = txn.execute(
-        "SELECT uc.user_id, u.username, u.last_seen, uc.is_admin, u.display_name, u.avatar_file_id"
+        "SELECT uc.user_id, u.username, u.last_seen, uc.role, u.display_name, u.avatar_file_id"
         " FROM user_chats uc JOIN users u ON u.id = uc.user_id WHERE uc.chat_id = ?"
         " ORDER BY uc.joined_at, uc.user_id",
         (group_id,),
@@ -135,7 +174,7 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
             int(r["user_id"]),
             r["username"],
             r["last_seen"],
-            bool(r["is_admin"]),
+            r["role"],
             r["display_name"],
             r["avatar_file_id"],
         )
@@ -163,7 +202,7 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
 def _update_txn(
     txn: Txn, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
 ) -> tuple[list[int], str, str | None]:
-    members = _lock_members_txn(txn, group_id, admin_id, need_admin=True)
+    members = _lock_members_txn(txn, group_id, admin_id, "update_group")
     if name is not None:
         txn.execute("UPDATE chats SET name = ? WHERE id = ?", (name, group_id))
     if description is not None:
@@ -184,7 +223,7 @@ def _update_txn(
 
 
 def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
-    members = _lock_members_txn(txn, group_id, admin_id, need_admin=True)
+    members = _lock_members_txn(txn, group_id, admin_id, "manage_members")
     if user_id in members:
         raise RefusedError("This user is already a member", code="conflict")
     if len(members) + 1 > max_members:
@@ -196,8 +235,8 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
         txn, NewChange("member_added", now, chat_id=group_id, actor_id=user_id, data={"added_by": admin_id})
     )
     txn.execute(
-        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, joined_at, joined_seq, base_count,"
-        " joined_change) SELECT ?, id, 1, 0, ?, last_seq, message_count, ? FROM chats WHERE id = ?",
+        "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, role, joined_at, joined_seq, base_count,"
+        " joined_change) SELECT ?, id, 1, 0, 'member', ?, last_seq, message_count, ? FROM chats WHERE id = ?",
         (user_id, now, added, group_id),
     )
     txn.execute("UPDATE chats SET member_count = member_count + 1 WHERE id = ?", (group_id,))
@@ -205,9 +244,18 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
 
 
 def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float) -> MembershipChange:
-    members = _lock_members_txn(txn, group_id, actor_id, need_admin=actor_id != user_id)
+    """``actor_id`` removes ``user_id`` (a role below their own), or leaves (``actor_id == user_id``).
+
+    When the owner leaves, the highest-ranked of those who stay (the
+    longest-standing among equals) becomes owner: a ``member_role`` change
+    with ``by`` None, announced as any role change.
+    """
+    leaving = actor_id == user_id
+    members = _lock_members_txn(txn, group_id, actor_id, None if leaving else "manage_members")
     if user_id not in members:
         raise RefusedError("This user is not a member", code="not_found")
+    if not leaving and not outranks(members[actor_id], members[user_id]):
+        raise RefusedError(ROLE_REFUSED, code="forbidden")
     joined = txn.scalar(
         "DELETE FROM user_chats WHERE chat_id = ? AND user_id = ? RETURNING joined_change", (group_id, user_id)
     )
@@ -220,26 +268,50 @@ def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now:
         "INSERT INTO left_chats (user_id, chat_id, joined_change, left_change) VALUES (?, ?, ?, ?)",
         (user_id, group_id, joined, left),
     )
-    del members[user_id]
+    role = members.pop(user_id)
     if not members:
         txn.execute("UPDATE chats SET member_count = 0, closed_at = ? WHERE id = ?", (now, group_id))
         return MembershipChange([], None, True)
     txn.execute("UPDATE chats SET member_count = member_count - 1 WHERE id = ?", (group_id,))
     promoted = None
-    if not any(members.values()):
-        promoted = int(
-            txn.scalar(
-                "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY joined_at, user_id LIMIT 1", (group_id,)
-            )
-        )
-        txn.execute("UPDATE user_chats SET is_admin = 1 WHERE chat_id = ? AND user_id = ?", (group_id, promoted))
+    if role == "owner":
+        rows = txn.execute(
+            "SELECT user_id, role FROM user_chats WHERE chat_id = ? ORDER BY joined_at, user_id", (group_id,)
+        ).fetchall()
+        heir = min(rows, key=lambda r: ROLES.index(r["role"]) if r["role"] in ROLES else len(ROLES))
+        promoted = _set_role_txn(txn, group_id, int(heir["user_id"]), "owner", None, now)
     return MembershipChange(list(members), promoted, False)
 
 
-def _typing_audience_txn(txn: Txn, group_id: int, user_id: int) -> list[int]:
+def _set_member_role_txn(
+    txn: Txn, group_id: int, actor_id: int, user_id: int, role: str, now: float
+) -> tuple[list[int], list[RoleChanged]]:
+    """The members and the role changes made: ``user_id`` to ``role``, by ``actor_id``.
+
+    An admin sets roles below their own on members below them; the owner
+    also hands the group over (``role`` owner: the old owner becomes admin).
+    Setting the role someone has already changes nothing and writes nothing.
+    """
+    members = _lock_members_txn(txn, group_id, actor_id, "set_roles")
+    if user_id not in members:
+        raise RefusedError("This user is not a member", code="not_found")
+    mine = members[actor_id]
+    if members[user_id] == role:
+        return list(members), []
+    handover = mine == "owner" and role == "owner" and user_id != actor_id
+    if not handover and (not outranks(mine, members[user_id]) or not outranks(mine, role)):
+        raise RefusedError(ROLE_REFUSED, code="forbidden")
+    changes = [_set_role_txn(txn, group_id, user_id, role, actor_id, now)]
+    if handover:
+        changes.append(_set_role_txn(txn, group_id, actor_id, "admin", actor_id, now))
+    return list(members), changes
+
+
+def _typing_audience_txn(txn: Txn, group_id: int, user_id: int, now: float) -> list[int]:
     members = group_members_txn(txn, group_id)
     if members is None or user_id not in members:
         raise RefusedError(UNKNOWN_CHAT, code="not_found")
+    require_standing_txn(txn, group_id, user_id, "type", now)
     blocked = {
         int(r["blocked_id"])
         for r in txn.execute(
@@ -292,6 +364,15 @@ class GroupStore:
 
         return self._db.read("groups.is_member", txn_fn)
 
-    def typing_audience(self, group_id: int, user_id: int) -> defer.Deferred[list[int]]:
-        """Members to show ``user_id`` typing to: all but ``user_id`` and anyone a block separates them from."""
-        return self._db.read("groups.typing_audience", _typing_audience_txn, group_id, user_id)
+    def typing_audience(self, group_id: int, user_id: int, now: float) -> defer.Deferred[list[int]]:
+        """Members to show ``user_id`` typing to: all but ``user_id`` and anyone a block separates them from.
+
+        Refused (`RefusedError`) for a reader or a muted member, who do not type.
+        """
+        return self._db.read("groups.typing_audience", _typing_audience_txn, group_id, user_id, now)
+
+    def set_member_role(
+        self, group_id: int, actor_id: int, user_id: int, role: str, now: float
+    ) -> defer.Deferred[tuple[list[int], list[RoleChanged]]]:
+        """``user_id``'s role set by ``actor_id``; the members to tell and the changes made (none: unchanged)."""
+        return self._db.run("groups.set_member_role", _set_member_role_txn, group_id, actor_id, user_id, role, now)

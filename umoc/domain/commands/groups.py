@@ -1,8 +1,9 @@
-"""Group commands (docs/api.md "Groups"): create, update, add a member, remove one, leave.
+"""Group commands (docs/api.md "Groups"): create, update, add a member, remove one, leave, set a role.
 
 Only members learn anything about a group; everyone else gets the same
-error as for a group that does not exist.  The creator is the first admin;
-when the last admin leaves, the longest-standing member becomes admin; when
+error as for a group that does not exist.  The creator is the owner
+(roles: `umoc.records.groups`); when the owner leaves, the highest-ranked
+longest-standing member becomes owner, announced as any role change; when
 the last member leaves, the group is closed.  The rules are checked inside
 the store's transaction (`umoc.storage.groups`).
 """
@@ -15,9 +16,10 @@ from umoc.domain import notices
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import GroupChange, GroupMember, NewGroup
+from umoc.records.groups import GroupChange, GroupMember, NewGroup, RoleChange
+from umoc.storage.groups import RoleChanged
 
-__all__ = ["add_member", "create", "remove_member", "update"]
+__all__ = ["add_member", "create", "remove_member", "set_member_role", "update"]
 
 
 async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str, Any]:
@@ -59,10 +61,35 @@ async def add_member(services: Services, actor: Actor, record: GroupMember) -> d
 
 
 async def remove_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
-    """An admin removes ``user_id``, or a member leaves (``user_id`` is the actor); the members and they are told."""
+    """An admin removes ``user_id``, or a member leaves (``user_id`` is the actor); the members and they are told.
+
+    The owner leaving makes another member owner: ``member_role_changed`` with ``by`` null.
+    """
     now = services.clock.seconds()
     change = await services.storage.groups.remove_member(record.chat_id, actor.uid, record.user_id, now)
     removed = {"chat_id": record.chat_id, "user_id": record.user_id}
     key = replay.member("member_removed", record.chat_id, record.user_id, now)
     services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed), key=key)
+    if change.promoted is not None:
+        _announce_role(services, record.chat_id, change.members, change.promoted, now)
     return removed
+
+
+async def set_member_role(services: Services, actor: Actor, record: RoleChange) -> dict[str, Any]:
+    """Admins set roles below their own; the owner hands over (two changes); every member is told each.
+
+    The answer is the ``member_role_changed`` of ``user_id`` (unchanged: the
+    role they had, nothing told or written).
+    """
+    now = services.clock.seconds()
+    members, changes = await services.storage.groups.set_member_role(
+        record.chat_id, actor.uid, record.user_id, record.role, now
+    )
+    for change in changes:
+        _announce_role(services, record.chat_id, members, change, now)
+    return shapes.member_role_changed(record.chat_id, RoleChanged(record.user_id, record.role, actor.uid))
+
+
+def _announce_role(services: Services, chat_id: int, members: list[int], change: RoleChanged, now: float) -> None:
+    key = replay.member_role(chat_id, change.user_id, change.role, now)
+    services.hub.tell(members, notices.MEMBER_ROLE_CHANGED(shapes.member_role_changed(chat_id, change)), key=key)

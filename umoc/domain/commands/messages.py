@@ -274,7 +274,7 @@ async def typing(services: Services, actor: Actor, state: Typing) -> None:
         "timestamp": services.clock.seconds(),
     }
     if state.is_group:
-        audience = await services.storage.groups.typing_audience(state.recipient_id, actor.uid)
+        audience = await services.storage.groups.typing_audience(state.recipient_id, actor.uid, indicator["timestamp"])
         indicator.update(chat_id=state.recipient_id, is_group=True)
     else:
         await require_writable_chat(services.storage, actor.uid, state.recipient_id, False)

@@ -137,6 +137,7 @@ CHAT_INFO = declare(
         "description",
         "created_at",
         "is_admin",
+        "role",
         "member_count",
         "members",
     ),
@@ -277,6 +278,7 @@ GROUP_CREATED = declare(
         "avatar_url",
         "created_at",
         "is_admin",
+        "role",
         "member_count",
         "members",
         "mention_count",
@@ -289,6 +291,11 @@ GROUP_MEMBER_ADDED = declare(
 )
 GROUP_MEMBER_REMOVED = declare(
     "group_member_removed", ("chat_id", "user_id"), summary="someone left or was removed from a group of yours"
+)
+MEMBER_ROLE_CHANGED = declare(
+    "member_role_changed",
+    ("chat_id", "user_id", "role", "by"),
+    summary="a member's role changed in a group of yours (set_member_role, or a new owner when the owner left)",
 )
 
 

@@ -20,6 +20,7 @@ back bit for bit)::
     group_created/updated ["group", chat_id, event, at]
     group_member_added   ["member_added", chat_id, user_id, at]
     group_member_removed ["member_removed", chat_id, user_id, at]
+    member_role_changed  ["member_role", chat_id, user_id, role, at]
     profile_updated      ["profile", user_id, at]
 
 The time makes two changes of the same things apart (an emoji added, removed
@@ -53,6 +54,7 @@ __all__ = [
     "group",
     "key",
     "member",
+    "member_role",
     "message",
     "notice",
     "profile",
@@ -104,6 +106,11 @@ def member(kind: str, chat_id: int, user_id: int, at: float) -> str:
     return _key(kind, chat_id, user_id, at)
 
 
+def member_role(chat_id: int, user_id: int, role: str, at: float) -> str:
+    """A member's new role (a handover is two changes at one time: the role tells them apart)."""
+    return _key("member_role", chat_id, user_id, role, at)
+
+
 def profile(user_id: int, at: float) -> str:
     return _key("profile", user_id, at)
 
@@ -149,6 +156,8 @@ def key(change: Change) -> str | None:
         return group(change.chat_id or 0, data.get("event", "group_updated"), at)
     if kind in ("member_added", "member_removed"):
         return member(kind, change.chat_id or 0, change.actor_id or 0, at)
+    if kind == "member_role":
+        return member_role(change.chat_id or 0, change.actor_id or 0, data["role"], at)
     if kind == "profile":
         return profile(change.actor_id or 0, at)
     if kind == "chat_read":

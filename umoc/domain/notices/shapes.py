@@ -13,7 +13,7 @@ from umoc.domain.files import download_url
 from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
-from umoc.storage.groups import GroupInfo
+from umoc.storage.groups import GroupInfo, RoleChanged
 from umoc.storage.messages import ChatEntry, Message
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
@@ -195,6 +195,7 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
                 "is_online": is_online,
                 "last_seen": last_seen,
                 "is_admin": m.is_admin,
+                "role": m.role,
                 "display_name": m.display_name,
                 "avatar_url": avatar_url(m.avatar_file_id),
             }
@@ -208,10 +209,16 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         "members": members,
         "member_count": len(members),
         "is_admin": info.is_admin(viewer_id),
+        "role": info.role(viewer_id) or "member",
         "mention_count": mention_count,
         "display_name": None,
         "avatar_url": None,
     }
+
+
+def member_role_changed(chat_id: int, change: RoleChanged) -> dict[str, Any]:
+    """``member_role_changed``: ``by`` is null for an automatic promotion (the owner left)."""
+    return {"chat_id": chat_id, "user_id": change.user_id, "role": change.role, "by": change.by}
 
 
 def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
@@ -411,6 +418,9 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}
     elif kind == "member_removed":
         event, fields = "group_member_removed", {"chat_id": change.chat_id, "user_id": change.actor_id}
+    elif kind == "member_role":
+        event = "member_role_changed"
+        fields = member_role_changed(change.chat_id or 0, RoleChanged(change.actor_id or 0, data["role"], data["by"]))
     elif kind == "chat_read":
         event, fields = "chat_read", dict(data)
     elif kind == "chat_muted":

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.errors import CODES
+from umoc.records.groups import ROLES
 from umoc.records.messages import MESSAGE_TYPES
 
 __all__ = ["FIELD_TYPES", "INTEGER", "NUMBER", "STRING", "TIME", "JsonSchema", "nullable"]
@@ -43,6 +44,7 @@ def _list(items: JsonSchema) -> JsonSchema:
 FIELD_TYPES: dict[str, JsonSchema] = {
     "action": {"type": "string", "enum": ["added", "removed"]},
     "avatar_url": nullable(STRING),
+    "by": nullable(INTEGER),
     "changes": OBJECTS,
     "chat_id": INTEGER,
     "code": {"type": "string", "enum": list(CODES)},
@@ -97,6 +99,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "reply_to": nullable(OBJECT),
     "results": OBJECTS,
     "retry_after": NUMBER,
+    "role": {"type": "string", "enum": list(ROLES)},
     "send_delivery_receipts": BOOLEAN,
     "sender_id": INTEGER,
     "sender_username": STRING,

@@ -14,7 +14,7 @@ the group size.  The chat row is written last, so the two senders of a
 direct chat hold their one shared row only for the commit.
 
 On PostgreSQL a group-commit batch's messages are written by one call of
-migration 018's ``post_messages`` (`post_batch_txn`), which does what
+migration 018's ``post_messages`` (as migration 020 replaced it; `post_batch_txn`), which does what
 `post_txn` does for each, so a batch costs one round trip whatever its
 size; `post_txn` stays the write of one message (SQLite, and a batch the
 function gives up on).  A change to what `post_txn` writes needs the same
@@ -28,6 +28,7 @@ from typing import Any
 
 from umoc.errors import Code, RefusedError
 from umoc.records import Actor
+from umoc.records.groups import MUTED, ROLE_REFUSED
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
@@ -36,6 +37,7 @@ from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
+from umoc.storage.standing import check_standing, require_standing_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
@@ -165,8 +167,27 @@ def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     ).fetchone()
     if row is None:
         return None
-    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    rows = txn.execute("SELECT user_id, role, muted_until FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    if lock:
+        # Each member's standing, read with the members (no query of its own): `_check_standing` reads it.
+        txn.locked[("group_standing", group_id)] = {
+            int(r["user_id"]): (r["role"], r["muted_until"]) for r in rows if r["role"] == "reader" or r["muted_until"]
+        }
     return [int(r["user_id"]) for r in rows]
+
+
+def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None:
+    """Refuse a group message from a reader or a muted member (migration 020's function checks the same).
+
+    The standings come with the members (`_group_members_txn`); only a batch
+    whose members came back from ``post_messages`` reads the sender's row.
+    """
+    standing = txn.locked.get(("group_standing", group_id))
+    if standing is None:
+        require_standing_txn(txn, group_id, sender_id, "send", now)
+        return
+    role, muted_until = standing.get(sender_id, ("member", None))
+    check_standing(role, muted_until, "send", now)
 
 
 def _insert_txn(
@@ -178,6 +199,7 @@ def _insert_txn(
         members = group_members_txn(txn, recipient_id, lock=True)
         if members is None or sender_id not in members:
             raise RefusedError(UNKNOWN_CHAT, code="not_found")
+        _check_standing(txn, recipient_id, sender_id, now)
         chat_id, audience = recipient_id, members
     else:
         if recipient_id == sender_id:
@@ -383,6 +405,8 @@ _REFUSALS: dict[str, tuple[str, Code]] = {
     "to_self": (TO_SELF, "invalid_argument"),
     "not_friends": (NOT_FRIENDS, "forbidden"),
     "unknown_chat": (UNKNOWN_CHAT, "not_found"),
+    "role": (ROLE_REFUSED, "forbidden"),
+    "muted": (MUTED, "forbidden"),
 }
 
 

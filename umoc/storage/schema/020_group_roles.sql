@@ -1,0 +1,23 @@
+-- migration: expand
+-- Issue 29: roles and moderation in groups (docs/api.md "Groups").
+--
+-- role: owner > admin > moderator > member > reader (umoc.records.groups.ROLES);
+-- direct chats' rows keep the default and never read it.  is_admin stays, true
+-- exactly for owner and admin, so code before this migration, which reads and
+-- writes only is_admin, runs on unchanged (a member it adds is a member; one
+-- it promotes when the last admin leaves is an admin by is_admin only).
+-- muted_until: a member muted until then (NULL: not muted) reads but does not
+-- send, react or type.
+ALTER TABLE user_chats ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+ALTER TABLE user_chats ADD COLUMN muted_until DOUBLE PRECISION;
+
+-- Existing groups: the creator is the owner, everyone else a member; where the
+-- creator left, the admin promoted then (the longest-standing) is the owner.
+UPDATE user_chats SET role = 'owner'
+ WHERE is_group = 1 AND user_id = (SELECT c.created_by FROM chats c WHERE c.id = user_chats.chat_id);
+UPDATE user_chats SET role = 'owner'
+ WHERE is_group = 1
+   AND NOT EXISTS (SELECT 1 FROM user_chats o WHERE o.chat_id = user_chats.chat_id AND o.role = 'owner')
+   AND user_id = (SELECT a.user_id FROM user_chats a WHERE a.chat_id = user_chats.chat_id AND a.is_admin = 1
+                   ORDER BY a.joined_at, a.user_id LIMIT 1);
+UPDATE user_chats SET is_admin = CASE WHEN role IN ('owner', 'admin') THEN 1 ELSE 0 END WHERE is_group = 1;
