@@ -223,6 +223,7 @@ export interface MessageDeletedEvent {
   message_id: string;
   sender_id: number;
   timestamp: string;
+  deleted_by: number | null;
 }
 
 /** a reaction was added or removed */
@@ -350,6 +351,28 @@ export interface MemberRoleChangedEvent {
   user_id: number;
   role: "owner" | "admin" | "moderator" | "member" | "reader";
   by: number | null;
+}
+
+/** a member of a group of yours was banned (also to the banned user, before group_member_removed) */
+export interface MemberBannedEvent {
+  chat_id: number;
+  user_id: number;
+  until: string | null;
+  reason: string | null;
+  by: number | null;
+}
+
+/** a member of a group of yours was muted, or unmuted (until: the moment it was lifted) */
+export interface MemberMutedEvent {
+  chat_id: number;
+  user_id: number;
+  until: string | null;
+}
+
+/** answers get_bans */
+export interface BansEvent {
+  chat_id: number;
+  bans: (Record<string, unknown>)[];
 }
 
 export interface VerifySessionRequest {
@@ -534,6 +557,39 @@ export interface SetMemberRoleRequest {
   role: "owner" | "admin" | "moderator" | "member" | "reader";
 }
 
+export interface BanMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  duration?: number;
+  reason?: string;
+  delete_messages?: "none" | "1h" | "24h" | "all";
+}
+
+export interface UnbanMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface GetBansRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface MuteMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  duration?: number;
+}
+
+export interface UnmuteMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
 export interface UploadFilePrepareRequest {
   sessionID?: string;
   recipient_id?: number;
@@ -656,6 +712,9 @@ export interface ServerToClientEvents {
   group_member_added: (payload: GroupMemberAddedEvent) => void;
   group_member_removed: (payload: GroupMemberRemovedEvent) => void;
   member_role_changed: (payload: MemberRoleChangedEvent) => void;
+  member_banned: (payload: MemberBannedEvent) => void;
+  member_muted: (payload: MemberMutedEvent) => void;
+  bans: (payload: BansEvent) => void;
 }
 
 export interface ClientToServerEvents {
@@ -690,6 +749,11 @@ export interface ClientToServerEvents {
   remove_group_member: (payload: RemoveGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   leave_group: (payload: LeaveGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   set_member_role: (payload: SetMemberRoleRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  ban_member: (payload: BanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unban_member: (payload: UnbanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_bans: (payload: GetBansRequest, ack?: (answer: BansEvent | AckError) => void) => void;
+  mute_member: (payload: MuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unmute_member: (payload: UnmuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   upload_file_prepare: (payload: UploadFilePrepareRequest, ack?: (answer: FileUploadReadyEvent | AckError) => void) => void;
   upload_file_complete: (payload: UploadFileCompleteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   sync: (payload: SyncRequest, ack?: (answer: SyncResultEvent | AckError) => void) => void;

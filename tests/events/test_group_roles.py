@@ -12,12 +12,46 @@ REFUSED = "Your role does not allow that"
 
 #: What each role may do, as docs/api.md "Roles" says it (not read from the code's own table).
 MATRIX: dict[str, set[str]] = {
-    "owner": {"send", "react", "type", "update_group", "add_member", "remove_member", "set_role"},
-    "admin": {"send", "react", "type", "update_group", "add_member", "remove_member", "set_role"},
-    "moderator": {"send", "react", "type"},
+    "owner": {
+        "send",
+        "react",
+        "type",
+        "delete_others",
+        "mute",
+        "ban",
+        "update_group",
+        "add_member",
+        "remove_member",
+        "set_role",
+    },
+    "admin": {
+        "send",
+        "react",
+        "type",
+        "delete_others",
+        "mute",
+        "ban",
+        "update_group",
+        "add_member",
+        "remove_member",
+        "set_role",
+    },
+    "moderator": {"send", "react", "type", "delete_others", "mute", "ban"},
     "member": {"send", "react", "type"},
     "reader": set(),
 }
+ACTIONS = (
+    "send",
+    "react",
+    "type",
+    "delete_others",
+    "mute",
+    "ban",
+    "update_group",
+    "add_member",
+    "remove_member",
+    "set_role",
+)
 
 
 class GroupRoleTestsMixin:
@@ -36,6 +70,12 @@ class GroupRoleTestsMixin:
             return await person.call("add_reaction", message_id=ids["message_id"], emoji="👍")
         if action == "type":
             return await person.call("typing", recipient_id=gid, is_typing=True, is_group=True)
+        if action == "delete_others":
+            return await person.call("delete_message", message_id=ids["victim_message_id"])
+        if action == "mute":
+            return await person.call("mute_member", chat_id=gid, user_id=ids["set_target"], duration=60)
+        if action == "ban":
+            return await person.call("ban_member", chat_id=gid, user_id=ids["ban_target"])
         if action == "update_group":
             return await person.call("update_group", chat_id=gid, description=f"by {person.name}")
         if action == "add_member":
@@ -43,15 +83,18 @@ class GroupRoleTestsMixin:
         if action == "remove_member":
             return await person.call("remove_group_member", chat_id=gid, user_id=ids["target"])
         assert action == "set_role"
-        return await person.call("set_member_role", chat_id=gid, user_id=ids["target"], role="reader")
+        return await person.call("set_member_role", chat_id=gid, user_id=ids["set_target"], role="reader")
 
     @inline
     async def test_each_role_may_do_exactly_what_the_matrix_says(self) -> None:
         owner = await self.person("owner")
         actors = {role: await self.person(role) for role in ("admin", "moderator", "member", "reader")}
         actors["owner"] = owner
-        # Per actor: a member to remove, one to set the role of, and a friend of theirs to add.
-        targets = {role: (await self.person(f"rm{role}"), await self.person(f"set{role}")) for role in MATRIX}
+        # Per actor: a member to remove, one to mute and set the role of, one to ban, and a friend of theirs to add.
+        targets = {
+            role: (await self.person(f"rm{role}"), await self.person(f"set{role}"), await self.person(f"ban{role}"))
+            for role in MATRIX
+        }
         friends = {role: await self.person(f"new{role}") for role in MATRIX}
         gid = await self.group_of(
             owner, *[actors[r] for r in MATRIX if r != "owner"], *[t for pair in targets.values() for t in pair]
@@ -62,17 +105,22 @@ class GroupRoleTestsMixin:
         for role, friend in friends.items():
             await self.befriend(actors[role], friend)
         posted = await owner.call("send_message", recipient_id=gid, content="react to me", is_group=True)
+        victims = {}
+        for role, (removed, _, _) in targets.items():
+            sent = await removed.call("send_message", recipient_id=gid, content="delete me", is_group=True)
+            victims[role] = sent["message_id"]
 
         for role, actor in actors.items():
             self.assertEqual((await actor.call("get_chat_info", chat_id=gid, is_group=True))["role"], role)
             ids = {
                 "message_id": posted["message_id"],
+                "victim_message_id": victims[role],
                 "friend": friends[role].id,
                 "target": targets[role][0].id,
+                "set_target": targets[role][1].id,
+                "ban_target": targets[role][2].id,
             }
-            for action in ("send", "react", "type", "update_group", "add_member", "remove_member", "set_role"):
-                if action == "set_role":
-                    ids["target"] = targets[role][1].id
+            for action in ACTIONS:
                 answer = await self.act(actor, action, gid, **ids)
                 if action in MATRIX[role]:
                     self.assertNotIn("error", answer, (role, action))

@@ -37,6 +37,7 @@ READS = {
     "get_profile",
     "get_read_receipts",
     "get_push_registrations",
+    "get_bans",
     "search_messages",
     "sync",
     "verify_session",

@@ -16,17 +16,23 @@ from umoc.records.contacts import user_id
 __all__ = [
     "ACTIONS",
     "ALLOWED",
+    "DELETE_WINDOWS",
+    "MAX_DURATION",
+    "MAX_REASON",
     "MAX_DESCRIPTION",
     "MAX_NAME",
     "MUTED",
     "ROLES",
     "ROLE_REFUSED",
     "Action",
+    "Ban",
     "GroupChange",
     "GroupMember",
+    "Mute",
     "NewGroup",
     "Role",
     "RoleChange",
+    "USER_BANNED",
     "may",
     "outranks",
 ]
@@ -72,6 +78,8 @@ ALLOWED: dict[Role, frozenset[Action]] = {
 
 #: The refusal of an action the actor's role does not allow (code ``forbidden``).
 ROLE_REFUSED = "Your role does not allow that"
+#: Adding a user whose ban from the group holds (code ``forbidden``).
+USER_BANNED = "This user is banned from this group"
 #: The refusal of a message, reaction or typing from a muted member (code ``forbidden``).
 MUTED = "You are muted in this group"
 
@@ -168,3 +176,59 @@ class RoleChange:
         user_id("user_id", self.user_id)
         if self.role not in ROLES:
             raise UserError(f"Invalid 'role': expected one of {', '.join(ROLES)}", code="invalid_argument")
+
+
+#: The longest ban or mute with a ``duration`` (ten years); without one it lasts until lifted.
+MAX_DURATION = 10 * 365 * 86400
+MAX_REASON = 500
+#: ``delete_messages`` of a ban: how far back the banned member's messages in the group go (None: none).
+DELETE_WINDOWS: dict[str, float | None] = {"none": None, "1h": 3600.0, "24h": 86400.0, "all": float("inf")}
+
+
+def _duration(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DURATION:
+        raise UserError(f"Invalid 'duration': expected 1 to {MAX_DURATION} seconds", code="invalid_argument")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """``user_id`` out of the group ``chat_id`` for ``duration`` seconds (None: until unbanned).
+
+    ``delete_messages`` (a key of `DELETE_WINDOWS`) also deletes their messages in the group sent that recently.
+    """
+
+    chat_id: int
+    user_id: int
+    duration: int | None = None
+    reason: str | None = None
+    delete_messages: str = "none"
+
+    def __post_init__(self) -> None:
+        user_id("chat_id", self.chat_id)
+        user_id("user_id", self.user_id)
+        object.__setattr__(self, "duration", _duration(self.duration))
+        if self.reason is not None:
+            if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON:
+                raise UserError(f"Invalid 'reason': expected 0 to {MAX_REASON} characters", code="invalid_argument")
+            object.__setattr__(self, "reason", check_text("reason", self.reason))
+        if self.delete_messages not in DELETE_WINDOWS:
+            raise UserError(
+                f"Invalid 'delete_messages': expected one of {', '.join(DELETE_WINDOWS)}", code="invalid_argument"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """``user_id`` of the group ``chat_id`` muted for ``duration`` seconds (None: until unmuted)."""
+
+    chat_id: int
+    user_id: int
+    duration: int | None = None
+
+    def __post_init__(self) -> None:
+        user_id("chat_id", self.chat_id)
+        user_id("user_id", self.user_id)
+        object.__setattr__(self, "duration", _duration(self.duration))

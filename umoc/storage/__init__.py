@@ -20,6 +20,7 @@ from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
+from umoc.storage.moderation import ModerationStore
 from umoc.storage.outbox import OutboxStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
@@ -40,6 +41,7 @@ class Storage:
         self.contacts = ContactStore(db)
         self.messages = MessageStore(db)
         self.groups = GroupStore(db)
+        self.moderation = ModerationStore(db)
         self.files = FileStore(db)
         self.admin = AdminStore(db)
         self.push = PushStore(db)

@@ -36,6 +36,9 @@ KINDS = (
     "member_removed",
     # A member's role set (``data``: role, by), in the group's stream (issue 29).
     "member_role",
+    # A member banned (``data``: until, reason, by) or muted (``data``: until, by), in the group's stream.
+    "member_banned",
+    "member_muted",
     "profile",
     "chat_read",
     "chat_muted",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.records.groups import ROLE_REFUSED, ROLES, Action, NewGroup, may, outranks
+from umoc.records.groups import ROLE_REFUSED, ROLES, USER_BANNED, Action, NewGroup, may, outranks
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
@@ -28,7 +28,9 @@ __all__ = [
     "GroupStore",
     "MembershipChange",
     "RoleChanged",
+    "active_ban_txn",
     "info_txn",
+    "lock_members_txn",
     "remove_member_txn",
 ]
 
@@ -87,7 +89,7 @@ class MembershipChange:
     closed: bool
 
 
-def _lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | None) -> dict[int, str]:
+def lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | None) -> dict[int, str]:
     """``{member: role}`` of an open group, locked; RefusedError unless ``user_id`` is a member allowed ``action``."""
     locked = txn.execute(
         "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL" + txn.dialect.for_update,
@@ -102,6 +104,12 @@ def _lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | No
     if action is not None and not may(members[user_id], action):
         raise RefusedError(ROLE_REFUSED, code="forbidden")
     return members
+
+
+def active_ban_txn(txn: Txn, group_id: int, user_id: int, now: float) -> bool:
+    """Whether a ban of ``user_id`` from the group holds at ``now`` (``group_bans``, `umoc.storage.moderation`)."""
+    row = txn.execute("SELECT until FROM group_bans WHERE chat_id = ? AND user_id = ?", (group_id, user_id)).fetchone()
+    return row is not None and (row["until"] is None or float(row["until"]) > now)
 
 
 def _set_role_txn(txn: Txn, group_id: int, user_id: int, role: str, by: int | None, now: float) -> RoleChanged:
@@ -202,13 +210,13 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
 def _update_txn(
     txn: Txn, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
 ) -> tuple[list[int], str, str | None]:
-    members = _lock_members_txn(txn, group_id, admin_id, "update_group")
+    members = lock_members_txn(txn, group_id, admin_id, "update_group")
     if name is not None:
         txn.execute("UPDATE chats SET name = ? WHERE id = ?", (name, group_id))
     if description is not None:
         txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
     row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
-    assert row is not None  # _lock_members_txn found the group
+    assert row is not None  # lock_members_txn found the group
     record_txn(
         txn,
         NewChange(
@@ -223,9 +231,11 @@ def _update_txn(
 
 
 def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
-    members = _lock_members_txn(txn, group_id, admin_id, "manage_members")
+    members = lock_members_txn(txn, group_id, admin_id, "manage_members")
     if user_id in members:
         raise RefusedError("This user is already a member", code="conflict")
+    if active_ban_txn(txn, group_id, user_id, now):
+        raise RefusedError(USER_BANNED, code="forbidden")
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
@@ -251,7 +261,7 @@ def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now:
     with ``by`` None, announced as any role change.
     """
     leaving = actor_id == user_id
-    members = _lock_members_txn(txn, group_id, actor_id, None if leaving else "manage_members")
+    members = lock_members_txn(txn, group_id, actor_id, None if leaving else "manage_members")
     if user_id not in members:
         raise RefusedError("This user is not a member", code="not_found")
     if not leaving and not outranks(members[actor_id], members[user_id]):
@@ -292,7 +302,7 @@ def _set_member_role_txn(
     also hands the group over (``role`` owner: the old owner becomes admin).
     Setting the role someone has already changes nothing and writes nothing.
     """
-    members = _lock_members_txn(txn, group_id, actor_id, "set_roles")
+    members = lock_members_txn(txn, group_id, actor_id, "set_roles")
     if user_id not in members:
         raise RefusedError("This user is not a member", code="not_found")
     mine = members[actor_id]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from umoc.domain.notices.types import FIELD_TYPES, NUMBER, JsonSchema
+from umoc.domain.notices.types import FIELD_TYPES, NUMBER, STRING, JsonSchema, nullable
 
 __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 
@@ -225,7 +225,9 @@ MESSAGE_EDITED = declare(
     summary="a message of one of your chats was edited",
 )
 MESSAGE_DELETED = declare(
-    "message_deleted", ("message_id", "sender_id", "timestamp"), summary="a message of one of your chats was deleted"
+    "message_deleted",
+    ("message_id", "sender_id", "timestamp", "deleted_by"),
+    summary="a message of one of your chats was deleted",
 )
 REACTION_UPDATED = declare(
     "reaction_updated",
@@ -297,6 +299,19 @@ MEMBER_ROLE_CHANGED = declare(
     ("chat_id", "user_id", "role", "by"),
     summary="a member's role changed in a group of yours (set_member_role, or a new owner when the owner left)",
 )
+
+MEMBER_BANNED = declare(
+    "member_banned",
+    ("chat_id", "user_id", "until", "reason", "by"),
+    summary="a member of a group of yours was banned (also to the banned user, before group_member_removed)",
+    types={"reason": nullable(STRING)},
+)
+MEMBER_MUTED = declare(
+    "member_muted",
+    ("chat_id", "user_id", "until"),
+    summary="a member of a group of yours was muted, or unmuted (until: the moment it was lifted)",
+)
+BANS = declare("bans", ("chat_id", "bans"), summary="answers get_bans")
 
 
 def session_ended(message: str) -> Notice:

@@ -21,6 +21,8 @@ back bit for bit)::
     group_member_added   ["member_added", chat_id, user_id, at]
     group_member_removed ["member_removed", chat_id, user_id, at]
     member_role_changed  ["member_role", chat_id, user_id, role, at]
+    member_banned        ["member_banned", chat_id, user_id, at]
+    member_muted         ["member_muted", chat_id, user_id, at]
     profile_updated      ["profile", user_id, at]
 
 The time makes two changes of the same things apart (an emoji added, removed
@@ -102,7 +104,7 @@ def group(chat_id: int, event: str, at: float) -> str:
 
 
 def member(kind: str, chat_id: int, user_id: int, at: float) -> str:
-    """``kind``: ``member_added`` or ``member_removed``."""
+    """``kind``: ``member_added``, ``member_removed``, ``member_banned`` or ``member_muted``."""
     return _key(kind, chat_id, user_id, at)
 
 
@@ -154,7 +156,7 @@ def key(change: Change) -> str | None:
         return contact(change.actor_id or 0, data["event"], at)
     if kind == "group":
         return group(change.chat_id or 0, data.get("event", "group_updated"), at)
-    if kind in ("member_added", "member_removed"):
+    if kind in ("member_added", "member_removed", "member_banned", "member_muted"):
         return member(kind, change.chat_id or 0, change.actor_id or 0, at)
     if kind == "member_role":
         return member_role(change.chat_id or 0, change.actor_id or 0, data["role"], at)

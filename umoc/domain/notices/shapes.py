@@ -15,6 +15,7 @@ from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
 from umoc.storage.groups import GroupInfo, RoleChanged
 from umoc.storage.messages import ChatEntry, Message
+from umoc.storage.moderation import BanEntry
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
 from umoc.storage.readstate import Receipts
@@ -221,6 +222,30 @@ def member_role_changed(chat_id: int, change: RoleChanged) -> dict[str, Any]:
     return {"chat_id": chat_id, "user_id": change.user_id, "role": change.role, "by": change.by}
 
 
+def member_banned(
+    chat_id: int, user_id: int, until: float | None, reason: str | None, by: int | None
+) -> dict[str, Any]:
+    """``member_banned``: ``until`` null for a ban until lifted."""
+    return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until), "reason": reason, "by": by}
+
+
+def member_muted(chat_id: int, user_id: int, until: float | None) -> dict[str, Any]:
+    """``member_muted``: ``until`` null until unmuted; an unmute says the moment it was lifted."""
+    return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until)}
+
+
+def ban_entry(ban: BanEntry) -> dict[str, Any]:
+    """One ban of ``bans``."""
+    return {
+        "user_id": ban.user_id,
+        "username": ban.username,
+        "until": iso_or_none(ban.until),
+        "reason": ban.reason,
+        "by": ban.by,
+        "created_at": iso(ban.created_at),
+    }
+
+
 def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
     """What a contact shows of themselves, in ``contacts`` and in a direct chat's ``chat_info``.
 
@@ -378,7 +403,12 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         )
     elif kind == "delete" and message is not None:
         event = "message_deleted"
-        fields = {"message_id": message.id, "sender_id": message.sender_id, "timestamp": iso(when)}
+        fields = {
+            "message_id": message.id,
+            "sender_id": message.sender_id,
+            "timestamp": iso(when),
+            "deleted_by": change.actor_id,
+        }
     elif kind == "reaction" and message is not None:
         event = "reaction_updated"
         fields = reaction_updated(
@@ -421,6 +451,11 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
     elif kind == "member_role":
         event = "member_role_changed"
         fields = member_role_changed(change.chat_id or 0, RoleChanged(change.actor_id or 0, data["role"], data["by"]))
+    elif kind == "member_banned":
+        event = "member_banned"
+        fields = member_banned(change.chat_id or 0, change.actor_id or 0, data["until"], data["reason"], data["by"])
+    elif kind == "member_muted":
+        event, fields = "member_muted", member_muted(change.chat_id or 0, change.actor_id or 0, data["until"])
     elif kind == "chat_read":
         event, fields = "chat_read", dict(data)
     elif kind == "chat_muted":

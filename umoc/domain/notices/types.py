@@ -44,6 +44,7 @@ def _list(items: JsonSchema) -> JsonSchema:
 FIELD_TYPES: dict[str, JsonSchema] = {
     "action": {"type": "string", "enum": ["added", "removed"]},
     "avatar_url": nullable(STRING),
+    "bans": OBJECTS,
     "by": nullable(INTEGER),
     "changes": OBJECTS,
     "chat_id": INTEGER,
@@ -55,6 +56,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "cursor": nullable(STRING),
     "delivered_at": TIME,
     "delivered_to": OBJECTS,
+    "deleted_by": nullable(INTEGER),
     "description": nullable(STRING),
     "display_name": nullable(STRING),
     "edited_at": nullable(TIME),

@@ -28,7 +28,7 @@ from typing import Any
 
 from umoc.errors import Code, RefusedError
 from umoc.records import Actor
-from umoc.records.groups import MUTED, ROLE_REFUSED
+from umoc.records.groups import MUTED, ROLE_REFUSED, may, outranks
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
@@ -41,7 +41,16 @@ from umoc.storage.standing import check_standing, require_standing_txn
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
-__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_batch_txn", "post_txn"]
+__all__ = [
+    "Deleted",
+    "KeyTakenError",
+    "LiveMessage",
+    "delete_txn",
+    "group_members_txn",
+    "post_batch_txn",
+    "post_txn",
+    "soft_delete_txn",
+]
 
 # -- sending --------------------------------------------------------------
 
@@ -438,21 +447,60 @@ class Deleted:
     chat_id: int
     sender_id: int
     audience: list[int]
+    message_id: str = ""
 
 
 def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Deleted:
-    """Soft-delete a live message: the actor's own, or anybody's for an operator (`Actor.is_admin`).
+    """Soft-delete a live message: the actor's own, anybody's for an operator (`Actor.is_admin`), or, in a
+    group, a lower member's (or a former member's) for a moderator and above.
 
-    The feed row's actor is ``actor.user_id`` (None: an operator acting for no user).
+    The feed row's actor is ``actor.user_id`` (None: an operator acting for no user): ``deleted_by``.
     """
     row = txn.execute(
-        "SELECT seq, chat_id, sender_id FROM messages WHERE id = ? AND deleted_at IS NULL" + txn.dialect.for_update,
+        "SELECT seq, chat_id, sender_id, is_group FROM messages WHERE id = ? AND deleted_at IS NULL"
+        + txn.dialect.for_update,
         (deletion.message_id,),
     ).fetchone()
-    if row is None or (not actor.is_admin and int(row["sender_id"]) != actor.user_id):
-        # Someone else's message looks exactly like a missing one.
+    if row is None:
         raise RefusedError("Message not found", code="not_found")
     seq, chat_id, sender_id = int(row["seq"]), int(row["chat_id"]), int(row["sender_id"])
+    if not actor.is_admin and sender_id != actor.user_id:
+        if not row["is_group"]:
+            # Someone else's message looks exactly like a missing one.
+            raise RefusedError("Message not found", code="not_found")
+        _require_moderator_txn(txn, chat_id, actor.uid, sender_id)
+    return soft_delete_txn(txn, LiveMessage(seq, chat_id, sender_id, deletion.message_id), actor.user_id, now)
+
+
+def _require_moderator_txn(txn: Txn, chat_id: int, actor_id: int, sender_id: int) -> None:
+    """Refuse unless ``actor_id`` is a member whose role deletes others' messages and outranks the sender's."""
+    roles = {
+        int(r["user_id"]): r["role"]
+        for r in txn.execute(
+            "SELECT user_id, role FROM user_chats WHERE chat_id = ? AND user_id IN (?, ?)",
+            (chat_id, actor_id, sender_id),
+        ).fetchall()
+    }
+    if actor_id not in roles:
+        raise RefusedError("Message not found", code="not_found")
+    mine = roles[actor_id]
+    if not may(mine, "delete_others") or (sender_id in roles and not outranks(mine, roles[sender_id])):
+        raise RefusedError(ROLE_REFUSED, code="forbidden")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMessage:
+    """A live message to delete, found (and its deletion allowed) by the caller."""
+
+    seq: int
+    chat_id: int
+    sender_id: int
+    message_id: str
+
+
+def soft_delete_txn(txn: Txn, message: LiveMessage, actor_id: int | None, now: float) -> Deleted:
+    """Soft-delete ``message`` with its feed row (``actor_id``: who deleted it) and the counters it was in."""
+    seq, chat_id, sender_id = message.seq, message.chat_id, message.sender_id
     # Rows in the order sending takes them, so the two never deadlock: a group
     # message locks the chat row first, then its sender's member row; a direct
     # message its sender's member row, then (last) the chat row.
@@ -467,7 +515,7 @@ def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Delete
         txn,
         "UPDATE messages SET deleted_at = ? WHERE seq = ?",
         (now, seq),
-        NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=actor.user_id),
+        NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=actor_id),
     )
     # The message leaves exactly one of each member's buckets: live at their
     # join (base), sent by them since, read by them since, or unread.
@@ -496,4 +544,4 @@ def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Delete
     audience = [int(r["user_id"]) for r in rows]
     if sender_id not in audience:
         audience.append(sender_id)
-    return Deleted(chat_id, sender_id, audience)
+    return Deleted(chat_id, sender_id, audience, message.message_id)

@@ -21,3 +21,15 @@ UPDATE user_chats SET role = 'owner'
    AND user_id = (SELECT a.user_id FROM user_chats a WHERE a.chat_id = user_chats.chat_id AND a.is_admin = 1
                    ORDER BY a.joined_at, a.user_id LIMIT 1);
 UPDATE user_chats SET is_admin = CASE WHEN role IN ('owner', 'admin') THEN 1 ELSE 0 END WHERE is_group = 1;
+
+-- Bans (issue 29): a banned user is out of the group and cannot be added or
+-- join again until `until` (NULL: for good) or an unban deletes the row.
+CREATE TABLE group_bans (
+    chat_id BIGINT NOT NULL REFERENCES chats (id),
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    until DOUBLE PRECISION,
+    reason TEXT,
+    banned_by BIGINT,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (chat_id, user_id)
+);
