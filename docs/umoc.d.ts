@@ -78,6 +78,12 @@ export interface ChatInfoEvent {
   created_at?: string;
   is_admin?: boolean;
   role?: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
   member_count?: number;
   members?: (Record<string, unknown>)[];
 }
@@ -320,16 +326,28 @@ export interface GroupCreatedEvent {
   created_at: string;
   is_admin: boolean;
   role: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility: "private" | "public";
+  join_rule: "invite" | "open" | "request";
+  kind: "group" | "broadcast";
+  topic: string;
+  slow_mode: number;
+  read_only: boolean;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
 }
 
-/** a group was renamed */
+/** a group's name, description or settings changed */
 export interface GroupUpdatedEvent {
   chat_id: number;
   name: string;
   description: string | null;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
 }
 
 /** someone joined a group of yours */
@@ -524,6 +542,12 @@ export interface CreateGroupRequest {
   name: string;
   description?: string;
   member_ids: number[];
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
 }
 
 export interface UpdateGroupRequest {
@@ -531,6 +555,12 @@ export interface UpdateGroupRequest {
   chat_id: number;
   name?: string;
   description?: string;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
 }
 
 export interface AddGroupMemberRequest {

@@ -38,6 +38,12 @@ class GroupTestsMixin:
                 "member_count",
                 "is_admin",
                 "role",
+                "visibility",
+                "join_rule",
+                "kind",
+                "topic",
+                "slow_mode",
+                "read_only",
                 "mention_count",
                 "display_name",
                 "avatar_url",
@@ -54,6 +60,17 @@ class GroupTestsMixin:
             ("Project Team", "Team discussion group", True, 3, True),
         )
         self.assertEqual(created["role"], "owner")
+        self.assertEqual(
+            {k: created[k] for k in ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")},
+            {
+                "visibility": "private",
+                "join_rule": "invite",
+                "kind": "group",
+                "topic": "",
+                "slow_mode": 0,
+                "read_only": False,
+            },
+        )
         self.assertRegex(created["created_at"], ISO)
         self.assertEqual(
             created["members"][0],
@@ -143,7 +160,20 @@ class GroupTestsMixin:
         alice, bob, carol, dave, created = await self.team()
         gid = created["id"]
         updated = await alice.call("update_group", chat_id=gid, name="Renamed")
-        self.assertEqual(updated, {"chat_id": gid, "name": "Renamed", "description": "Team discussion group"})
+        self.assertEqual(
+            updated,
+            {
+                "chat_id": gid,
+                "name": "Renamed",
+                "description": "Team discussion group",
+                "visibility": "private",
+                "join_rule": "invite",
+                "kind": "group",
+                "topic": "",
+                "slow_mode": 0,
+                "read_only": False,
+            },
+        )
         for person in (alice, bob, carol):
             self.assertEqual(await person.client.expect("group_updated"), updated)
         before = await self.snapshot()

@@ -11,12 +11,18 @@ from typing import Any
 from umoc.domain.commands import groups
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Enum, Field, Int, Schema, Str
+from umoc.events.schema import SESSION_ID, Bool, Enum, Field, Int, Schema, Str
 from umoc.records.groups import (
+    JOIN_RULES,
+    KINDS,
     MAX_DESCRIPTION,
     MAX_ID_LIST,
     MAX_NAME,
+    MAX_SLOW_MODE,
+    MAX_TOPIC,
     ROLES,
+    SETTINGS,
+    VISIBILITIES,
     GroupChange,
     GroupMember,
     NewGroup,
@@ -34,13 +40,26 @@ def _id_list(field: str, value: Any) -> list[int]:
 
 
 async def create_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    group = NewGroup(payload["name"], payload["description"], payload["member_ids"])
+    given = {name: payload[name] for name in SETTINGS if payload[name] is not None}
+    group = NewGroup(payload["name"], payload["description"], payload["member_ids"], **given)
     return await groups.create(ctx.services, ctx.actor, group)
 
 
 async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    change = GroupChange(payload["chat_id"], payload["name"], payload["description"])
+    settings = {name: payload[name] for name in SETTINGS}
+    change = GroupChange(payload["chat_id"], payload["name"], payload["description"], **settings)
     return await groups.update(ctx.services, ctx.actor, change)
+
+
+#: The settings fields of create_group and update_group (each optional).
+_SETTING_FIELDS = (
+    Enum("visibility", VISIBILITIES, required=False),
+    Enum("join_rule", JOIN_RULES, required=False),
+    Enum("kind", KINDS, required=False),
+    Str("topic", required=False, max_length=MAX_TOPIC, min_length=0),
+    Int("slow_mode", required=False, minimum=0, maximum=MAX_SLOW_MODE),
+    Bool("read_only", required=False),
+)
 
 
 async def add_group_member(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +89,7 @@ ROUTES = [
             Field(
                 "member_ids", _id_list, schema={"type": "array", "items": {"type": "integer"}, "maxItems": MAX_ID_LIST}
             ),
+            *_SETTING_FIELDS,
         ),
         create_group,
     ),
@@ -80,6 +100,7 @@ ROUTES = [
             Int("chat_id"),
             Str("name", required=False, max_length=MAX_NAME),
             Str("description", required=False, max_length=MAX_DESCRIPTION, min_length=0),
+            *_SETTING_FIELDS,
         ),
         update_group,
     ),

@@ -23,10 +23,17 @@ __all__ = [
     "MAX_NAME",
     "MUTED",
     "ROLES",
+    "READ_ONLY",
     "ROLE_REFUSED",
     "Action",
     "Ban",
     "GroupChange",
+    "JOIN_RULES",
+    "KINDS",
+    "MAX_SLOW_MODE",
+    "MAX_TOPIC",
+    "SETTINGS",
+    "VISIBILITIES",
     "GroupMember",
     "Mute",
     "NewGroup",
@@ -78,6 +85,8 @@ ALLOWED: dict[Role, frozenset[Action]] = {
 
 #: The refusal of an action the actor's role does not allow (code ``forbidden``).
 ROLE_REFUSED = "Your role does not allow that"
+#: A message to a read-only group from below admin (code ``forbidden``).
+READ_ONLY = "This group is read-only"
 #: Adding a user whose ban from the group holds (code ``forbidden``).
 USER_BANNED = "This user is banned from this group"
 #: The refusal of a message, reaction or typing from a muted member (code ``forbidden``).
@@ -120,35 +129,81 @@ def _ids(field: str, value: object) -> tuple[int, ...]:
     return tuple(dict.fromkeys(value))
 
 
+VISIBILITIES = ("private", "public")
+JOIN_RULES = ("invite", "open", "request")
+KINDS = ("group", "broadcast")
+MAX_TOPIC = 250
+MAX_SLOW_MODE = 21600
+#: The settings a group has besides its name and description, as payloads name them.
+SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")
+
+
+def _one_of(field: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise UserError(f"Invalid '{field}': expected one of {', '.join(choices)}", code="invalid_argument")
+
+
+def _settings(record: NewGroup | GroupChange) -> None:
+    """Check the settings fields of a `NewGroup` or a `GroupChange` (None: not given)."""
+    _one_of("visibility", record.visibility, VISIBILITIES)
+    _one_of("join_rule", record.join_rule, JOIN_RULES)
+    _one_of("kind", record.kind, KINDS)
+    topic: object = record.topic
+    if topic is not None:
+        if not isinstance(topic, str) or len(topic) > MAX_TOPIC:
+            raise UserError(f"Invalid 'topic': expected 0 to {MAX_TOPIC} characters", code="invalid_argument")
+        check_text("topic", topic)
+    slow: object = record.slow_mode
+    if slow is not None and (isinstance(slow, bool) or not isinstance(slow, int) or not 0 <= slow <= MAX_SLOW_MODE):
+        raise UserError(f"Invalid 'slow_mode': expected 0 to {MAX_SLOW_MODE} seconds", code="invalid_argument")
+    if record.read_only is not None and not isinstance(record.read_only, bool):
+        raise UserError("Invalid 'read_only': expected true or false", code="invalid_argument")
+
+
 @dataclass(frozen=True, slots=True)
 class NewGroup:
-    """A group to create: its name (outer spaces stripped), description and first members (besides the creator)."""
+    """A group to create: its name (outer spaces stripped), description, first members (besides the creator)
+    and settings (defaults: a private ``group`` joined by invitation, no topic, no slow mode, not read-only)."""
 
     name: str
     description: str | None = None
     member_ids: tuple[int, ...] = ()
+    visibility: str = "private"
+    join_rule: str = "invite"
+    kind: str = "group"
+    topic: str = ""
+    slow_mode: int = 0
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", _name(self.name))
         object.__setattr__(self, "description", _description(self.description))
         object.__setattr__(self, "member_ids", _ids("member_ids", self.member_ids))
+        _settings(self)
 
 
 @dataclass(frozen=True, slots=True)
 class GroupChange:
-    """A new name and/or description for the group ``chat_id`` (None: left as it is)."""
+    """New values for the group ``chat_id`` (None: left as it is)."""
 
     chat_id: int
     name: str | None = None
     description: str | None = None
+    visibility: str | None = None
+    join_rule: str | None = None
+    kind: str | None = None
+    topic: str | None = None
+    slow_mode: int | None = None
+    read_only: bool | None = None
 
     def __post_init__(self) -> None:
         user_id("chat_id", self.chat_id)
-        if self.name is None and self.description is None:
-            raise UserError("Nothing to update: give 'name' or 'description'", code="invalid_argument")
+        if all(getattr(self, f) is None for f in ("name", "description", *SETTINGS)):
+            raise UserError("Nothing to update: give 'name', 'description' or a setting", code="invalid_argument")
         if self.name is not None:
             object.__setattr__(self, "name", _name(self.name))
         object.__setattr__(self, "description", _description(self.description))
+        _settings(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,13 @@ moment it was stored, and checked against the sender's role of that moment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.records.groups import ROLE_REFUSED, ROLES, USER_BANNED, Action, NewGroup, may, outranks
+from umoc.records.groups import ROLE_REFUSED, ROLES, USER_BANNED, Action, GroupChange, NewGroup, may, outranks
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
@@ -59,6 +60,8 @@ class GroupInfo:
     members: list[GroupMember]
     #: (blocker, blocked) between members: a block hides presence both ways.
     blocks: frozenset[tuple[int, int]]
+    #: visibility, join_rule, kind, topic, slow_mode, read_only (`umoc.records.groups.SETTINGS`).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def presence_visible(self, viewer_id: int, member_id: int) -> bool:
         return (viewer_id, member_id) not in self.blocks and (member_id, viewer_id) not in self.blocks
@@ -146,9 +149,23 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_memb
     _check_friends_txn(txn, creator_id, others)
     group_id = int(
         txn.scalar(
-            "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity)"
-            " VALUES (1, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (group.name, group.description, creator_id, now, len(others) + 1, now),
+            "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity,"
+            " visibility, join_rule, kind, topic, slow_mode, read_only)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                group.name,
+                group.description,
+                creator_id,
+                now,
+                len(others) + 1,
+                now,
+                group.visibility,
+                group.join_rule,
+                group.kind,
+                group.topic,
+                group.slow_mode,
+                int(group.read_only),
+            ),
         )
     )
     # The members read the group's stream from its creation on.
@@ -166,7 +183,7 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_memb
 def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
     """The group and its members; with ``viewer_id``, RefusedError unless the viewer is a member."""
     row = txn.execute(
-        "SELECT name, description, created_at FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
+        "SELECT " + _GROUP_COLUMNS + ", created_at FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
         (group_id,),
     ).fetchone()
     if row is None:
@@ -204,30 +221,54 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         float(row["created_at"]),
         members,
         frozenset((int(b["owner_id"]), int(b["contact_id"])) for b in blocks),
+        settings_of(row),
     )
 
 
-def _update_txn(
-    txn: Txn, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
-) -> tuple[list[int], str, str | None]:
+def settings_of(row: Any) -> dict[str, Any]:
+    """A ``chats`` row's settings as payloads show them."""
+    return {
+        "visibility": row["visibility"],
+        "join_rule": row["join_rule"],
+        "kind": row["kind"],
+        "topic": row["topic"],
+        "slow_mode": int(row["slow_mode"]),
+        "read_only": bool(row["read_only"]),
+    }
+
+
+#: What ``group_updated`` shows of a group (and `info_txn` reads).
+_GROUP_COLUMNS = "name, description, visibility, join_rule, kind, topic, slow_mode, read_only"
+
+
+def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tuple[list[int], dict[str, Any]]:
+    group_id = change.chat_id
     members = lock_members_txn(txn, group_id, admin_id, "update_group")
-    if name is not None:
-        txn.execute("UPDATE chats SET name = ? WHERE id = ?", (name, group_id))
-    if description is not None:
-        txn.execute("UPDATE chats SET description = ? WHERE id = ?", (description, group_id))
-    row = txn.execute("SELECT name, description FROM chats WHERE id = ?", (group_id,)).fetchone()
-    assert row is not None  # lock_members_txn found the group
-    record_txn(
-        txn,
-        NewChange(
-            "group",
-            now,
-            chat_id=group_id,
-            actor_id=admin_id,
-            data={"event": "group_updated", "name": row["name"], "description": row["description"]},
+    txn.execute(
+        "UPDATE chats SET name = COALESCE(?, name), description = COALESCE(?, description),"
+        " visibility = COALESCE(?, visibility), join_rule = COALESCE(?, join_rule), kind = COALESCE(?, kind),"
+        " topic = COALESCE(?, topic), slow_mode = COALESCE(?, slow_mode), read_only = COALESCE(?, read_only)"
+        " WHERE id = ?",
+        (
+            change.name,
+            change.description,
+            change.visibility,
+            change.join_rule,
+            change.kind,
+            change.topic,
+            change.slow_mode,
+            None if change.read_only is None else int(change.read_only),
+            group_id,
         ),
     )
-    return list(members), row["name"], row["description"]
+    row = txn.execute("SELECT " + _GROUP_COLUMNS + " FROM chats WHERE id = ?", (group_id,)).fetchone()
+    assert row is not None  # lock_members_txn found the group
+    updated = {"chat_id": group_id, "name": row["name"], "description": row["description"], **settings_of(row)}
+    record_txn(
+        txn,
+        NewChange("group", now, chat_id=group_id, actor_id=admin_id, data={"event": "group_updated", **updated}),
+    )
+    return list(members), updated
 
 
 def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
@@ -348,10 +389,11 @@ class GroupStore:
         return self._db.read("groups.info", info_txn, group_id, viewer_id)
 
     def update(
-        self, group_id: int, admin_id: int, name: str | None, description: str | None, now: float
-    ) -> defer.Deferred[tuple[list[int], str, str | None]]:
-        """Rename / redescribe (admins only); the members to tell, the name and description now."""
-        return self._db.run("groups.update", _update_txn, group_id, admin_id, name, description, now)
+        self, admin_id: int, change: GroupChange, now: float
+    ) -> defer.Deferred[tuple[list[int], dict[str, Any]]]:
+        """Change a group's name, description or settings (admins and the owner); the members to tell and
+        ``group_updated``'s payload (the group now)."""
+        return self._db.run("groups.update", _update_txn, admin_id, change, now)
 
     def add_member(
         self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int

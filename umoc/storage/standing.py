@@ -7,11 +7,42 @@ here, one row, in the transaction that acts.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from umoc.errors import RefusedError
-from umoc.records.groups import MUTED, ROLE_REFUSED, Action, may
+from umoc.records.groups import MUTED, READ_ONLY, ROLE_REFUSED, Action, may
 from umoc.storage.database import Txn
 
-__all__ = ["check_standing", "require_standing_txn"]
+__all__ = ["GroupSettings", "check_settings", "check_standing", "require_standing_txn"]
+
+#: Roles that post in a broadcast and are not slowed by slow mode; `_READ_ONLY_WRITERS` post in a read-only group.
+_ABOVE_SLOW = ("owner", "admin", "moderator")
+_READ_ONLY_WRITERS = ("owner", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSettings:
+    """What a group's own settings say about sending: its ``kind``, ``read_only`` and ``slow_mode`` (seconds)."""
+
+    kind: str
+    read_only: bool
+    slow_mode: int
+
+    def slows(self, role: str) -> bool:
+        """Whether slow mode applies to ``role`` (whether its last message time must be read)."""
+        return self.slow_mode > 0 and role not in _ABOVE_SLOW
+
+
+def check_settings(role: str, settings: GroupSettings, last_sent_at: float | None, now: float) -> None:
+    """Refuse a message the group's settings forbid ``role`` (the same checks as migration 020's function)."""
+    if settings.kind == "broadcast" and role not in _ABOVE_SLOW:
+        raise RefusedError(ROLE_REFUSED, code="forbidden")
+    if settings.read_only and role not in _READ_ONLY_WRITERS:
+        raise RefusedError(READ_ONLY, code="forbidden")
+    if settings.slows(role) and last_sent_at is not None and last_sent_at + settings.slow_mode > now:
+        wait = math.ceil(last_sent_at + settings.slow_mode - now)
+        raise RefusedError(f"Slow mode: wait {wait} seconds", code="rate_limited", retry_after=wait)
 
 
 def check_standing(role: str, muted_until: float | None, action: Action, now: float) -> None:

@@ -36,12 +36,9 @@ async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str
 
 
 async def update(services: Services, actor: Actor, record: GroupChange) -> dict[str, Any]:
-    """Admins only; every member gets ``group_updated`` with the name and description now."""
+    """Admins and the owner; every member gets ``group_updated``: the name, description and settings now."""
     now = services.clock.seconds()
-    members, name, description = await services.storage.groups.update(
-        record.chat_id, actor.uid, record.name, record.description, now
-    )
-    updated = {"chat_id": record.chat_id, "name": name, "description": description}
+    members, updated = await services.storage.groups.update(actor.uid, record, now)
     services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
     return updated
 

@@ -35,6 +35,10 @@ __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 #: Every declared server event by name (filled as this module loads).
 REGISTRY: dict[str, ServerEvent] = {}
 
+#: A group's settings (issue 29), in chat_info, group_created and group_updated; a group's ``kind``.
+_SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")
+_GROUP_KIND: dict[str, JsonSchema] = {"kind": {"type": "string", "enum": ["group", "broadcast"]}}
+
 
 @dataclass(frozen=True, slots=True)
 class ServerEvent:
@@ -138,10 +142,12 @@ CHAT_INFO = declare(
         "created_at",
         "is_admin",
         "role",
+        *_SETTINGS,
         "member_count",
         "members",
     ),
     summary="answers get_chat_info (a direct chat's or a group's fields)",
+    types=_GROUP_KIND,
 )
 CHAT_HISTORY = declare(
     "chat_history",
@@ -281,13 +287,21 @@ GROUP_CREATED = declare(
         "created_at",
         "is_admin",
         "role",
+        *_SETTINGS,
         "member_count",
         "members",
         "mention_count",
     ),
     summary="a group you are a member of was created",
+    types=_GROUP_KIND,
 )
-GROUP_UPDATED = declare("group_updated", ("chat_id", "name", "description"), summary="a group was renamed")
+GROUP_UPDATED = declare(
+    "group_updated",
+    ("chat_id", "name", "description"),
+    _SETTINGS,
+    summary="a group's name, description or settings changed",
+    types=_GROUP_KIND,
+)
 GROUP_MEMBER_ADDED = declare(
     "group_member_added", ("chat_id", "user_id", "username"), summary="someone joined a group of yours"
 )

@@ -211,6 +211,7 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         "member_count": len(members),
         "is_admin": info.is_admin(viewer_id),
         "role": info.role(viewer_id) or "member",
+        **info.settings,
         "mention_count": mention_count,
         "display_name": None,
         "avatar_url": None,
@@ -442,7 +443,8 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         event, fields = "group_created", group_info(change.group, viewer_id, online)
     elif kind == "group":
         event = "group_updated"
-        fields = {"chat_id": change.chat_id, "name": data["name"], "description": data["description"]}
+        # Rows from before the settings (migration 020) say only the name and description.
+        fields = {"chat_id": change.chat_id, **{k: v for k, v in data.items() if k != "event"}}
     elif kind == "member_added":
         event = "group_member_added"
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}

@@ -28,7 +28,7 @@ from typing import Any
 
 from umoc.errors import Code, RefusedError
 from umoc.records import Actor
-from umoc.records.groups import MUTED, ROLE_REFUSED, may, outranks
+from umoc.records.groups import MUTED, READ_ONLY, ROLE_REFUSED, may, outranks
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
@@ -37,7 +37,7 @@ from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
-from umoc.storage.standing import check_standing, require_standing_txn
+from umoc.storage.standing import GroupSettings, check_settings, check_standing
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
@@ -170,33 +170,53 @@ def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] 
 
 def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     row = txn.execute(
-        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
+        "SELECT id, kind, read_only, slow_mode FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
         + (txn.dialect.for_update if lock else ""),
         (group_id,),
     ).fetchone()
     if row is None:
         return None
+    if lock:
+        settings = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
+        txn.locked[("group_settings", group_id)] = settings
     rows = txn.execute("SELECT user_id, role, muted_until FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
     if lock:
-        # Each member's standing, read with the members (no query of its own): `_check_standing` reads it.
+        # Each member's standing other than a plain member's, read with the members (no query of its own).
         txn.locked[("group_standing", group_id)] = {
-            int(r["user_id"]): (r["role"], r["muted_until"]) for r in rows if r["role"] == "reader" or r["muted_until"]
+            int(r["user_id"]): (r["role"], r["muted_until"]) for r in rows if r["role"] != "member" or r["muted_until"]
         }
     return [int(r["user_id"]) for r in rows]
 
 
 def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None:
-    """Refuse a group message from a reader or a muted member (migration 020's function checks the same).
+    """Refuse a group message the sender's role, mute or the group's settings forbid (as migration 020's function).
 
-    The standings come with the members (`_group_members_txn`); only a batch
-    whose members came back from ``post_messages`` reads the sender's row.
+    The standings and settings come with the members (`_group_members_txn`):
+    an ordinary group costs no query here.  Slow mode reads the sender's last
+    message time afresh (an earlier message of the same batch wrote it); a
+    batch whose members came back from ``post_messages`` reads the sender's row.
     """
     standing = txn.locked.get(("group_standing", group_id))
-    if standing is None:
-        require_standing_txn(txn, group_id, sender_id, "send", now)
-        return
-    role, muted_until = standing.get(sender_id, ("member", None))
+    settings = txn.locked.get(("group_settings", group_id))
+    if standing is None or settings is None:
+        row = txn.execute(
+            "SELECT uc.role, uc.muted_until, uc.last_sent_at, c.kind, c.read_only, c.slow_mode"
+            " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id WHERE uc.chat_id = ? AND uc.user_id = ?",
+            (group_id, sender_id),
+        ).fetchone()
+        if row is None:
+            raise RefusedError(UNKNOWN_CHAT, code="not_found")
+        role, muted_until, last_sent_at = row["role"], row["muted_until"], row["last_sent_at"]
+        settings = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
+    else:
+        role, muted_until = standing.get(sender_id, ("member", None))
+        last_sent_at = None
+        if settings.slows(role):
+            last_sent_at = txn.scalar(
+                "SELECT last_sent_at FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, sender_id)
+            )
     check_standing(role, muted_until, "send", now)
+    check_settings(role, settings, last_sent_at, now)
 
 
 def _insert_txn(
@@ -243,8 +263,8 @@ def _insert_txn(
         (
             # The sender's own row: nobody else's, so no other sender waits on it.
             (
-                "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?",
-                (sender_id, chat_id),
+                "UPDATE user_chats SET sent_count = sent_count + 1, last_sent_at = ? WHERE user_id = ? AND chat_id = ?",
+                (now, sender_id, chat_id),
             ),
             # Last: the one row both sides of a direct chat write, held only until the commit.
             # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
@@ -366,6 +386,9 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY, code="conflict")
     if outcome == "mentions":
         return outsider_error(int(row["o_arg"]))
+    if outcome == "slow_mode":
+        wait = int(row["o_arg"])
+        return RefusedError(f"Slow mode: wait {wait} seconds", code="rate_limited", retry_after=wait)
     if outcome != "stored":
         refusal, code = _REFUSALS.get(outcome, _REFUSALS["not_in_chat"])
         return RefusedError(refusal, code=code)
@@ -416,6 +439,7 @@ _REFUSALS: dict[str, tuple[str, Code]] = {
     "unknown_chat": (UNKNOWN_CHAT, "not_found"),
     "role": (ROLE_REFUSED, "forbidden"),
     "muted": (MUTED, "forbidden"),
+    "read_only": (READ_ONLY, "forbidden"),
 }
 
 

@@ -1,8 +1,10 @@
 -- migration: expand
 -- PostgreSQL only (issue 29): post_messages as migration 018 made it, with one
 -- more check on a group message, in the same statement as the membership check:
--- the sender's role (a reader does not send: outcome 'role') and mute (muted
--- until after the message's time: outcome 'muted').  Same arguments and result
+-- the sender's role (a reader does not send: outcome 'role'), mute (muted
+-- until after the message's time: outcome 'muted') and the group's settings
+-- (kind broadcast: 'role'; read_only: 'read_only'; slow_mode: 'slow_mode' with
+-- the seconds to wait in o_arg); each message writes the sender's last_sent_at.  Same arguments and result
 -- columns, so code before this migration calls it unchanged (it answers the two
 -- new outcomes as its fallback refusal).  umoc/storage/messages/write.py's
 -- post_txn does the same checks (_check_standing).
@@ -61,6 +63,10 @@ DECLARE
     v_told BIGINT[] := '{}';
     v_role TEXT;
     v_muted DOUBLE PRECISION;
+    v_last_sent DOUBLE PRECISION;
+    v_kind TEXT;
+    v_read_only INTEGER;
+    v_slow_mode INTEGER;
 BEGIN
     FOR i IN 1 .. COALESCE(array_length(p_sender, 1), 0) LOOP
         v_sender := p_sender[i];
@@ -102,12 +108,14 @@ BEGIN
         IF v_group THEN
             -- An open group the sender is in (group_members_txn): its row locked until the commit, so
             -- membership holds for the batch.
-            PERFORM 1 FROM chats c WHERE c.id = v_recipient AND c.is_group = 1 AND c.closed_at IS NULL FOR UPDATE;
+            SELECT c.kind, c.read_only, c.slow_mode INTO v_kind, v_read_only, v_slow_mode FROM chats c
+             WHERE c.id = v_recipient AND c.is_group = 1 AND c.closed_at IS NULL FOR UPDATE;
             v_found := FOUND;
             v_role := NULL;
             v_muted := NULL;
+            v_last_sent := NULL;
             IF v_found THEN
-                SELECT uc.role, uc.muted_until INTO v_role, v_muted FROM user_chats uc
+                SELECT uc.role, uc.muted_until, uc.last_sent_at INTO v_role, v_muted, v_last_sent FROM user_chats uc
                  WHERE uc.user_id = v_sender AND uc.chat_id = v_recipient;
             END IF;
             IF v_role IS NULL THEN
@@ -123,6 +131,25 @@ BEGIN
             END IF;
             IF v_muted IS NOT NULL AND v_muted > v_now THEN
                 o_outcome := 'muted';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            -- The group's settings: a broadcast takes moderators and above, a read-only group admins and
+            -- above; slow mode spaces the messages of those below moderator (o_arg: seconds to wait).
+            IF v_kind = 'broadcast' AND v_role NOT IN ('owner', 'admin', 'moderator') THEN
+                o_outcome := 'role';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            IF v_read_only = 1 AND v_role NOT IN ('owner', 'admin') THEN
+                o_outcome := 'read_only';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            IF v_slow_mode > 0 AND v_role NOT IN ('owner', 'admin', 'moderator') AND v_last_sent IS NOT NULL
+               AND v_last_sent + v_slow_mode > v_now THEN
+                o_outcome := 'slow_mode';
+                o_arg := ceil(v_last_sent + v_slow_mode - v_now)::BIGINT;
                 RETURN NEXT;
                 CONTINUE;
             END IF;
@@ -276,7 +303,8 @@ BEGIN
             END IF;
         END IF;
 
-        UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = v_sender AND chat_id = v_chat;
+        UPDATE user_chats SET sent_count = sent_count + 1, last_sent_at = v_now
+         WHERE user_id = v_sender AND chat_id = v_chat;
         INSERT INTO changes (chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at)
         VALUES (v_chat, NULL, NULL, 'message', v_seq, v_sender, NULL, v_now);
         UPDATE chats SET message_count = message_count + 1,

@@ -33,3 +33,24 @@ CREATE TABLE group_bans (
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (chat_id, user_id)
 );
+
+-- Group settings (issue 29; docs/api.md "Group settings").  Direct chats' rows
+-- keep the defaults and never read them.  last_sent_at: the member's newest
+-- message, for slow mode (written with sent_count, in the same statement).
+ALTER TABLE chats ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private';
+ALTER TABLE chats ADD COLUMN join_rule TEXT NOT NULL DEFAULT 'invite';
+ALTER TABLE chats ADD COLUMN kind TEXT NOT NULL DEFAULT 'group';
+ALTER TABLE chats ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+ALTER TABLE chats ADD COLUMN slow_mode INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE chats ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE user_chats ADD COLUMN last_sent_at DOUBLE PRECISION;
+-- The directory (list_public_groups): public open groups by id.
+CREATE INDEX chats_public ON chats (id) WHERE visibility = 'public' AND closed_at IS NULL;
+
+-- Requests to join a group whose join_rule is 'request', until approved or rejected.
+CREATE TABLE join_requests (
+    chat_id BIGINT NOT NULL REFERENCES chats (id),
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (chat_id, user_id)
+);
