@@ -393,6 +393,46 @@ export interface BansEvent {
   bans: (Record<string, unknown>)[];
 }
 
+/** answers list_public_groups */
+export interface PublicGroupsEvent {
+  groups: (Record<string, unknown>)[];
+  next_cursor: string | null;
+}
+
+/** you joined a group (join_group, join_by_invite, or your request approved): its chat_info */
+export interface GroupJoinedEvent {
+  id: number;
+  is_group: boolean;
+  name: string;
+  description: string | null;
+  display_name: string | null;
+  avatar_url: string | null;
+  created_at: string;
+  is_admin: boolean;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility: "private" | "public";
+  join_rule: "invite" | "open" | "request";
+  kind: "group" | "broadcast";
+  topic: string;
+  slow_mode: number;
+  read_only: boolean;
+  member_count: number;
+  members: (Record<string, unknown>)[];
+  mention_count: number;
+}
+
+/** someone asked to join a group you moderate */
+export interface JoinRequestedEvent {
+  chat_id: number;
+  user_id: number;
+  username: string;
+}
+
+/** your request to join a group was rejected */
+export interface JoinRejectedEvent {
+  chat_id: number;
+}
+
 export interface VerifySessionRequest {
   sessionID?: string;
   token?: string;
@@ -620,6 +660,30 @@ export interface UnmuteMemberRequest {
   user_id: number;
 }
 
+export interface ListPublicGroupsRequest {
+  sessionID?: string;
+  query?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface JoinGroupRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface ApproveJoinRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface RejectJoinRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
 export interface UploadFilePrepareRequest {
   sessionID?: string;
   recipient_id?: number;
@@ -745,6 +809,10 @@ export interface ServerToClientEvents {
   member_banned: (payload: MemberBannedEvent) => void;
   member_muted: (payload: MemberMutedEvent) => void;
   bans: (payload: BansEvent) => void;
+  public_groups: (payload: PublicGroupsEvent) => void;
+  group_joined: (payload: GroupJoinedEvent) => void;
+  join_requested: (payload: JoinRequestedEvent) => void;
+  join_rejected: (payload: JoinRejectedEvent) => void;
 }
 
 export interface ClientToServerEvents {
@@ -784,6 +852,10 @@ export interface ClientToServerEvents {
   get_bans: (payload: GetBansRequest, ack?: (answer: BansEvent | AckError) => void) => void;
   mute_member: (payload: MuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   unmute_member: (payload: UnmuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  list_public_groups: (payload: ListPublicGroupsRequest, ack?: (answer: PublicGroupsEvent | AckError) => void) => void;
+  join_group: (payload: JoinGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  approve_join: (payload: ApproveJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  reject_join: (payload: RejectJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   upload_file_prepare: (payload: UploadFilePrepareRequest, ack?: (answer: FileUploadReadyEvent | AckError) => void) => void;
   upload_file_complete: (payload: UploadFileCompleteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   sync: (payload: SyncRequest, ack?: (answer: SyncResultEvent | AckError) => void) => void;

@@ -38,6 +38,7 @@ READS = {
     "get_read_receipts",
     "get_push_registrations",
     "get_bans",
+    "list_public_groups",
     "search_messages",
     "sync",
     "verify_session",

@@ -17,6 +17,8 @@ __all__ = [
     "ACTIONS",
     "ALLOWED",
     "DELETE_WINDOWS",
+    "DirectoryPage",
+    "MAX_QUERY",
     "MAX_DURATION",
     "MAX_REASON",
     "MAX_DESCRIPTION",
@@ -287,3 +289,26 @@ class Mute:
         user_id("chat_id", self.chat_id)
         user_id("user_id", self.user_id)
         object.__setattr__(self, "duration", _duration(self.duration))
+
+
+MAX_QUERY = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryPage:
+    """A page of ``list_public_groups``: ``query`` (None: every public group), after the ``cursor`` given."""
+
+    query: str | None = None
+    cursor: str | None = None
+    limit: int = 20
+
+    def __post_init__(self) -> None:
+        if self.query is not None:
+            check_text("query", self.query)
+        if self.cursor is not None and (not self.cursor.isdigit() or len(self.cursor) > 19):
+            raise UserError("Invalid 'cursor': not a cursor from public_groups", code="invalid_argument")
+
+    @property
+    def after(self) -> int:
+        """The last group id of the page before (0: the first page)."""
+        return int(self.cursor) if self.cursor else 0

@@ -18,6 +18,7 @@ from umoc.storage.edits import EditStore
 from umoc.storage.feed import FeedStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
+from umoc.storage.joining import JoiningStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
 from umoc.storage.moderation import ModerationStore
@@ -42,6 +43,7 @@ class Storage:
         self.messages = MessageStore(db)
         self.groups = GroupStore(db)
         self.moderation = ModerationStore(db)
+        self.joining = JoiningStore(db)
         self.files = FileStore(db)
         self.admin = AdminStore(db)
         self.push = PushStore(db)

@@ -39,6 +39,9 @@ KINDS = (
     # A member banned (``data``: until, reason, by) or muted (``data``: until, by), in the group's stream.
     "member_banned",
     "member_muted",
+    # A request to join (``data``: chat_id), in each moderator's own stream; its rejection in the requester's.
+    "join_requested",
+    "join_rejected",
     "profile",
     "chat_read",
     "chat_muted",

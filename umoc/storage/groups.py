@@ -31,6 +31,7 @@ __all__ = [
     "RoleChanged",
     "active_ban_txn",
     "info_txn",
+    "insert_member_txn",
     "lock_members_txn",
     "remove_member_txn",
 ]
@@ -280,10 +281,19 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
+    insert_member_txn(txn, group_id, user_id, admin_id, now)
+    return username
+
+
+def insert_member_txn(txn: Txn, group_id: int, user_id: int, added_by: int | None, now: float) -> None:
+    """``user_id`` a ``member`` of the (locked, checked) group from now on, with the ``member_added`` feed row.
+
+    ``added_by``: the admin who added them, the moderator who approved their request, or None (they joined).
+    """
     # The new member reads the group's stream from this change on (it included).
     # ``added_by`` for the ``group.member_added`` webhook, rendered from this row (`umoc.domain.webhooks`).
     added = record_returning_id_txn(
-        txn, NewChange("member_added", now, chat_id=group_id, actor_id=user_id, data={"added_by": admin_id})
+        txn, NewChange("member_added", now, chat_id=group_id, actor_id=user_id, data={"added_by": added_by})
     )
     txn.execute(
         "INSERT INTO user_chats (user_id, chat_id, is_group, is_admin, role, joined_at, joined_seq, base_count,"
@@ -291,7 +301,6 @@ def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: f
         (user_id, now, added, group_id),
     )
     txn.execute("UPDATE chats SET member_count = member_count + 1 WHERE id = ?", (group_id,))
-    return username
 
 
 def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float) -> MembershipChange:

@@ -326,6 +326,19 @@ MEMBER_MUTED = declare(
     summary="a member of a group of yours was muted, or unmuted (until: the moment it was lifted)",
 )
 BANS = declare("bans", ("chat_id", "bans"), summary="answers get_bans")
+PUBLIC_GROUPS = declare("public_groups", ("groups", "next_cursor"), summary="answers list_public_groups")
+GROUP_JOINED = declare(
+    "group_joined",
+    GROUP_CREATED.fields,
+    summary="you joined a group (join_group, join_by_invite, or your request approved): its chat_info",
+    types=_GROUP_KIND,
+)
+JOIN_REQUESTED = declare(
+    "join_requested",
+    ("chat_id", "user_id", "username"),
+    summary="someone asked to join a group you moderate",
+)
+JOIN_REJECTED = declare("join_rejected", ("chat_id",), summary="your request to join a group was rejected")
 
 
 def session_ended(message: str) -> Notice:

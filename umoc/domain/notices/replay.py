@@ -23,6 +23,8 @@ back bit for bit)::
     member_role_changed  ["member_role", chat_id, user_id, role, at]
     member_banned        ["member_banned", chat_id, user_id, at]
     member_muted         ["member_muted", chat_id, user_id, at]
+    join_requested       ["join_requested", chat_id, user_id, at]  (each moderator's own stream)
+    join_rejected        ["join_rejected", chat_id, at]            (the requester's own stream)
     profile_updated      ["profile", user_id, at]
 
 The time makes two changes of the same things apart (an emoji added, removed
@@ -54,6 +56,8 @@ __all__ = [
     "delivered",
     "edit",
     "group",
+    "join_rejected",
+    "join_requested",
     "key",
     "member",
     "member_role",
@@ -113,6 +117,14 @@ def member_role(chat_id: int, user_id: int, role: str, at: float) -> str:
     return _key("member_role", chat_id, user_id, role, at)
 
 
+def join_requested(chat_id: int, user_id: int, at: float) -> str:
+    return _key("join_requested", chat_id, user_id, at)
+
+
+def join_rejected(chat_id: int, at: float) -> str:
+    return _key("join_rejected", chat_id, at)
+
+
 def profile(user_id: int, at: float) -> str:
     return _key("profile", user_id, at)
 
@@ -158,6 +170,10 @@ def key(change: Change) -> str | None:
         return group(change.chat_id or 0, data.get("event", "group_updated"), at)
     if kind in ("member_added", "member_removed", "member_banned", "member_muted"):
         return member(kind, change.chat_id or 0, change.actor_id or 0, at)
+    if kind == "join_requested":
+        return join_requested(data["chat_id"], change.actor_id or 0, at)
+    if kind == "join_rejected":
+        return join_rejected(data["chat_id"], at)
     if kind == "member_role":
         return member_role(change.chat_id or 0, change.actor_id or 0, data["role"], at)
     if kind == "profile":

@@ -14,6 +14,7 @@ from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
 from umoc.storage.groups import GroupInfo, RoleChanged
+from umoc.storage.joining import PublicGroup
 from umoc.storage.messages import ChatEntry, Message
 from umoc.storage.moderation import BanEntry
 from umoc.storage.profiles import Profile, Settings
@@ -233,6 +234,19 @@ def member_banned(
 def member_muted(chat_id: int, user_id: int, until: float | None) -> dict[str, Any]:
     """``member_muted``: ``until`` null until unmuted; an unmute says the moment it was lifted."""
     return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until)}
+
+
+def public_group(group: PublicGroup) -> dict[str, Any]:
+    """One group of ``public_groups`` (a group has no avatar yet: ``avatar_url`` is null)."""
+    return {
+        "chat_id": group.chat_id,
+        "name": group.name,
+        "topic": group.topic,
+        "avatar_url": None,
+        "member_count": group.member_count,
+        "kind": group.kind,
+        "join_rule": group.join_rule,
+    }
 
 
 def ban_entry(ban: BanEntry) -> dict[str, Any]:
@@ -458,6 +472,11 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         fields = member_banned(change.chat_id or 0, change.actor_id or 0, data["until"], data["reason"], data["by"])
     elif kind == "member_muted":
         event, fields = "member_muted", member_muted(change.chat_id or 0, change.actor_id or 0, data["until"])
+    elif kind == "join_requested":
+        event = "join_requested"
+        fields = {"chat_id": data["chat_id"], "user_id": change.actor_id, "username": change.actor_username}
+    elif kind == "join_rejected":
+        event, fields = "join_rejected", {"chat_id": data["chat_id"]}
     elif kind == "chat_read":
         event, fields = "chat_read", dict(data)
     elif kind == "chat_muted":

@@ -66,6 +66,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "expires_at": INTEGER,
     "expires_in": INTEGER,
     "file_id": STRING,
+    "groups": OBJECTS,
     "has_more": BOOLEAN,
     "id": INTEGER,
     "is_admin": BOOLEAN,

@@ -1,0 +1,109 @@
+"""Joining groups (issue 29): the directory, open joins, requests approved and rejected, on both databases."""
+
+from __future__ import annotations
+
+from tests.support.databases import for_each_backend
+from tests.support.deferreds import inline
+from tests.support.inprocess import InProcessChatCase, LocalPerson
+
+
+class GroupJoiningTestsMixin:
+    async def owned(self, owner: LocalPerson, name: str, **settings: object) -> int:
+        created = await owner.call("create_group", name=name, member_ids=[], **settings)
+        assert "error" not in created, created
+        return created["id"]
+
+    @inline
+    async def test_the_directory_lists_public_groups_by_id_with_search_and_paging(self) -> None:
+        alice, bob = await self.person("alice"), await self.person("bob")
+        ids = [
+            await self.owned(alice, f"Python {i}", visibility="public", join_rule="open", topic="snakes")
+            for i in range(3)
+        ]
+        await self.owned(alice, "Private python")
+        cooking = await self.owned(alice, "Cooking", visibility="public", join_rule="request", kind="broadcast")
+        first = await bob.call("list_public_groups", limit=2)
+        self.assertEqual(
+            first["groups"][0],
+            {
+                "chat_id": ids[0],
+                "name": "Python 0",
+                "topic": "snakes",
+                "avatar_url": None,
+                "member_count": 1,
+                "kind": "group",
+                "join_rule": "open",
+            },
+        )
+        self.assertEqual([g["chat_id"] for g in first["groups"]], ids[:2])
+        rest = await bob.call("list_public_groups", limit=2, cursor=first["next_cursor"])
+        self.assertEqual([g["chat_id"] for g in rest["groups"]], [ids[2], cooking])
+        self.assertIsNone(rest["next_cursor"])
+        found = await bob.call("list_public_groups", query="PYTH")
+        self.assertEqual(([g["chat_id"] for g in found["groups"]], found["next_cursor"]), (ids, None))
+        self.assertEqual((await bob.call("list_public_groups", query="SNAKE%"))["groups"], [])
+        self.assertEqual((await bob.call("list_public_groups", cursor="x1"))["code"], "invalid_argument")
+        self.assertEqual((await bob.call("list_public_groups", limit=51))["code"], "invalid_argument")
+
+    @inline
+    async def test_an_open_group_is_joined_at_once_and_everyone_is_told(self) -> None:
+        alice, bob, carol = [await self.person(n) for n in ("alice", "bob", "carol")]
+        gid = await self.owned(alice, "Open", visibility="public", join_rule="open")
+        joined = await bob.call("join_group", chat_id=gid)
+        self.assertEqual(
+            (joined["id"], joined["role"], joined["member_count"], joined["is_group"]), (gid, "member", 2, True)
+        )
+        self.assertEqual(await bob.client.expect("group_joined"), joined)
+        added = {"chat_id": gid, "user_id": bob.id, "username": "bob"}
+        for person in (alice, bob):
+            self.assertEqual(await person.client.expect("group_member_added"), added)
+        answer = await bob.call("join_group", chat_id=gid)
+        self.assertEqual((answer["error"], answer["code"]), ("Already a member", "conflict"))
+        self.assertNotIn("error", await bob.call("send_message", recipient_id=gid, content="hi", is_group=True))
+        # Banned: no way back in by joining.
+        await alice.call("ban_member", chat_id=gid, user_id=bob.id)
+        answer = await bob.call("join_group", chat_id=gid)
+        self.assertEqual((answer["error"], answer["code"]), ("You are banned from this group", "forbidden"))
+        # An invitation-only group: "not open" when public, unknown when private.
+        public = await self.owned(alice, "Invite", visibility="public")
+        private = await self.owned(alice, "Secret")
+        answer = await carol.call("join_group", chat_id=public)
+        self.assertEqual((answer["error"], answer["code"]), ("This group is not open", "forbidden"))
+        for chat_id in (private, private + 1000):
+            self.assertEqual((await carol.call("join_group", chat_id=chat_id))["error"], "Unknown chat")
+
+    @inline
+    async def test_a_request_is_told_to_moderators_and_approved_or_rejected(self) -> None:
+        alice, bob, carol, dave = [await self.person(n) for n in ("alice", "bob", "carol", "dave")]
+        await self.befriend(alice, bob)
+        gid = (await alice.call("create_group", name="Ask", member_ids=[bob.id], join_rule="request"))["id"]
+        self.assertEqual(await carol.call("join_group", chat_id=gid), {"status": "requested"})
+        asked = {"chat_id": gid, "user_id": carol.id, "username": "carol"}
+        self.assertEqual(await alice.client.expect("join_requested"), asked)
+        await bob.client.expect_none("join_requested")
+        # Asking again changes nothing and tells nobody again.
+        self.assertEqual(await carol.call("join_group", chat_id=gid), {"status": "requested"})
+        await alice.client.expect_none("join_requested")
+        answer = await bob.call("approve_join", chat_id=gid, user_id=carol.id)
+        self.assertEqual((answer["error"], answer["code"]), ("Your role does not allow that", "forbidden"))
+
+        approved = await alice.call("approve_join", chat_id=gid, user_id=carol.id)
+        self.assertEqual(approved, asked)
+        for person in (alice, bob, carol):
+            self.assertEqual(await person.client.expect("group_member_added"), asked)
+        self.assertEqual((await carol.client.expect("group_joined"))["id"], gid)
+        answer = await alice.call("approve_join", chat_id=gid, user_id=carol.id)
+        self.assertEqual((answer["error"], answer["code"]), ("No such join request", "not_found"))
+
+        later = await self.connect(dave.login)
+        cursor = (await later.expect("connection_successful"))["cursor"]
+        await dave.call("join_group", chat_id=gid)
+        rejected = await alice.call("reject_join", chat_id=gid, user_id=dave.id)
+        self.assertEqual(rejected, {"chat_id": gid, "user_id": dave.id})
+        self.assertEqual(await dave.client.expect("join_rejected"), {"chat_id": gid})
+        self.assertEqual((await dave.call("get_chat_info", chat_id=gid, is_group=True))["error"], "Unknown chat")
+        changes = (await dave.call("sync", cursor=cursor))["changes"]
+        self.assertEqual(changes, [{"kind": "join_rejected", "event": "join_rejected", "chat_id": gid}])
+
+
+for_each_backend(GroupJoiningTestsMixin, InProcessChatCase, globals())

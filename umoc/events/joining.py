@@ -1,0 +1,54 @@
+"""Joining events (docs/api.md "Joining groups"): list_public_groups, join_group, approve_join, reject_join.
+
+Each is one command of `umoc.domain.commands.joining`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from umoc.domain import notices
+from umoc.domain.commands import joining
+from umoc.events.router import EventContext, Route
+from umoc.events.schema import SESSION_ID, Int, Schema, Str
+from umoc.records.groups import MAX_QUERY, DirectoryPage, GroupMember
+
+__all__ = ["ROUTES"]
+
+
+async def list_public_groups(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    page = DirectoryPage(payload["query"], payload["cursor"], payload["limit"])
+    return await joining.public_groups(ctx.services, ctx.actor, page)
+
+
+async def join_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    return await joining.join(ctx.services, ctx.actor, payload["chat_id"])
+
+
+async def approve_join(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    record = GroupMember(payload["chat_id"], payload["user_id"])
+    return await joining.answer(ctx.services, ctx.actor, record, approve=True)
+
+
+async def reject_join(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    record = GroupMember(payload["chat_id"], payload["user_id"])
+    return await joining.answer(ctx.services, ctx.actor, record, approve=False)
+
+
+ROUTES = [
+    Route(
+        "list_public_groups",
+        Schema(
+            SESSION_ID,
+            Str("query", required=False, max_length=MAX_QUERY),
+            Str("cursor", required=False, max_length=32),
+            Int("limit", required=False, minimum=1, maximum=50, default=20),
+        ),
+        list_public_groups,
+        response=notices.PUBLIC_GROUPS,
+        writes=False,
+    ),
+    Route("join_group", Schema(SESSION_ID, Int("chat_id")), join_group),
+    Route("approve_join", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), approve_join),
+    Route("reject_join", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), reject_join),
+]

@@ -1,0 +1,154 @@
+"""Joining groups (issue 29): the directory of public groups, joins, and requests to join.
+
+A group's ``join_rule`` (migration 020) says how outsiders get in:
+``invite`` (only added by an admin), ``open`` (``join_group`` joins at
+once) or ``request`` (a ``join_requests`` row until a moderator approves or
+rejects it).  Each join locks the group's row first, as every membership
+change does.  A request is told to the group's moderators and above through
+their own feed streams (one row each, ``join_requested``), and a rejection
+to the requester through theirs (``join_rejected``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+
+from umoc.errors import RefusedError
+from umoc.records.groups import GroupMember, may
+from umoc.storage.changes import NewChange, record_txn
+from umoc.storage.database import Database, Txn
+from umoc.storage.groups import active_ban_txn, insert_member_txn, lock_members_txn
+from umoc.storage.messages import UNKNOWN_CHAT
+
+__all__ = ["Joined", "JoiningStore", "PublicGroup"]
+
+NOT_OPEN = "This group is not open"
+BANNED = "You are banned from this group"
+ALREADY = "Already a member"
+NO_REQUEST = "No such join request"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicGroup:
+    """One group of the directory."""
+
+    chat_id: int
+    name: str
+    topic: str
+    member_count: int
+    kind: str
+    join_rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A join (``status`` "joined": ``told`` are the members now) or a request ("requested": ``told`` are
+    the moderators and above to tell); ``username`` the joiner's."""
+
+    status: str
+    username: str
+    told: list[int]
+
+
+def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[PublicGroup]:
+    sql = (
+        "SELECT id, name, topic, member_count, kind, join_rule FROM chats"
+        " WHERE visibility = 'public' AND closed_at IS NULL AND is_group = 1 AND id > ?"
+    )
+    params: list[Any] = [after]
+    if query:
+        pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql += " AND (LOWER(name) LIKE ? ESCAPE '\\' OR LOWER(topic) LIKE ? ESCAPE '\\')"
+        params += [pattern, pattern]
+    rows = txn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)).fetchall()
+    return [
+        PublicGroup(int(r["id"]), r["name"], r["topic"], int(r["member_count"]), r["kind"], r["join_rule"])
+        for r in rows
+    ]
+
+
+def _join_txn(txn: Txn, group_id: int, user_id: int, now: float, max_members: int) -> Joined:
+    row = txn.execute(
+        "SELECT visibility, join_rule, member_count FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
+        + txn.dialect.for_update,
+        (group_id,),
+    ).fetchone()
+    if row is None:
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
+    members = {
+        int(r["user_id"]): r["role"]
+        for r in txn.execute("SELECT user_id, role FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    }
+    if user_id in members:
+        raise RefusedError(ALREADY, code="conflict")
+    if row["join_rule"] == "invite":
+        # A private group by invitation is not there for outsiders at all.
+        if row["visibility"] != "public":
+            raise RefusedError(UNKNOWN_CHAT, code="not_found")
+        raise RefusedError(NOT_OPEN, code="forbidden")
+    if active_ban_txn(txn, group_id, user_id, now):
+        raise RefusedError(BANNED, code="forbidden")
+    if len(members) + 1 > max_members:
+        raise RefusedError(f"A group has at most {max_members} members", code="conflict")
+    username = txn.scalar("SELECT username FROM users WHERE id = ?", (user_id,))
+    if row["join_rule"] == "open":
+        insert_member_txn(txn, group_id, user_id, None, now)
+        return Joined("joined", username, [*members, user_id])
+    moderators = [m for m, role in members.items() if may(role, "moderate")]
+    asked = txn.scalar("SELECT 1 FROM join_requests WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
+    if asked is None:
+        txn.execute(
+            "INSERT INTO join_requests (chat_id, user_id, created_at) VALUES (?, ?, ?)", (group_id, user_id, now)
+        )
+        for moderator in moderators:
+            record_txn(
+                txn,
+                NewChange("join_requested", now, user_id=moderator, actor_id=user_id, data={"chat_id": group_id}),
+            )
+    return Joined("requested", username, moderators if asked is None else [])
+
+
+def _answer_txn(
+    txn: Txn, actor_id: int, request: GroupMember, approve: bool, now: float, max_members: int
+) -> tuple[str, list[int]]:
+    """Approve or reject a request: the requester's username and the members now."""
+    group_id, user_id = request.chat_id, request.user_id
+    members = lock_members_txn(txn, group_id, actor_id, "moderate")
+    asked = txn.scalar("SELECT 1 FROM join_requests WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
+    if asked is None:
+        raise RefusedError(NO_REQUEST, code="not_found")
+    txn.execute("DELETE FROM join_requests WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
+    username = txn.scalar("SELECT username FROM users WHERE id = ?", (user_id,))
+    if not approve:
+        record_txn(txn, NewChange("join_rejected", now, user_id=user_id, actor_id=actor_id, data={"chat_id": group_id}))
+        return username, list(members)
+    if user_id in members:
+        raise RefusedError(ALREADY, code="conflict")
+    if len(members) + 1 > max_members:
+        raise RefusedError(f"A group has at most {max_members} members", code="conflict")
+    insert_member_txn(txn, group_id, user_id, actor_id, now)
+    return username, [*members, user_id]
+
+
+class JoiningStore:
+    """The directory, joins and join requests (rules checked inside each transaction)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def public(self, query: str | None, after: int, limit: int) -> defer.Deferred[list[PublicGroup]]:
+        """Public groups with ids after ``after``, by id, whose name or topic contains ``query`` (any case)."""
+        return self._db.read("joining.public", _public_txn, query, after, limit)
+
+    def join(self, group_id: int, user_id: int, now: float, max_members: int) -> defer.Deferred[Joined]:
+        """Join an open group, or ask to join one by request. Raises `RefusedError`."""
+        return self._db.run("joining.join", _join_txn, group_id, user_id, now, max_members)
+
+    def answer(
+        self, actor_id: int, request: GroupMember, approve: bool, now: float, max_members: int
+    ) -> defer.Deferred[tuple[str, list[int]]]:
+        """A moderator approves (the requester becomes a member) or rejects a request to join."""
+        return self._db.run("joining.answer", _answer_txn, actor_id, request, approve, now, max_members)
