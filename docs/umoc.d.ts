@@ -433,6 +433,21 @@ export interface JoinRejectedEvent {
   chat_id: number;
 }
 
+/** answers create_invite_link */
+export interface InviteLinkEvent {
+  code: string;
+  chat_id: number;
+  uses: number;
+  max_uses: number | null;
+  expires_at: number | null;
+}
+
+/** answers get_invite_links */
+export interface InviteLinksEvent {
+  chat_id: number;
+  links: (Record<string, unknown>)[];
+}
+
 export interface VerifySessionRequest {
   sessionID?: string;
   token?: string;
@@ -684,6 +699,28 @@ export interface RejectJoinRequest {
   user_id: number;
 }
 
+export interface CreateInviteLinkRequest {
+  sessionID?: string;
+  chat_id: number;
+  max_uses?: number;
+  expires_in?: number;
+}
+
+export interface GetInviteLinksRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface RevokeInviteLinkRequest {
+  sessionID?: string;
+  code: string;
+}
+
+export interface JoinByInviteRequest {
+  sessionID?: string;
+  code: string;
+}
+
 export interface UploadFilePrepareRequest {
   sessionID?: string;
   recipient_id?: number;
@@ -813,6 +850,8 @@ export interface ServerToClientEvents {
   group_joined: (payload: GroupJoinedEvent) => void;
   join_requested: (payload: JoinRequestedEvent) => void;
   join_rejected: (payload: JoinRejectedEvent) => void;
+  invite_link: (payload: InviteLinkEvent) => void;
+  invite_links: (payload: InviteLinksEvent) => void;
 }
 
 export interface ClientToServerEvents {
@@ -856,6 +895,10 @@ export interface ClientToServerEvents {
   join_group: (payload: JoinGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   approve_join: (payload: ApproveJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   reject_join: (payload: RejectJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  create_invite_link: (payload: CreateInviteLinkRequest, ack?: (answer: InviteLinkEvent | AckError) => void) => void;
+  get_invite_links: (payload: GetInviteLinksRequest, ack?: (answer: InviteLinksEvent | AckError) => void) => void;
+  revoke_invite_link: (payload: RevokeInviteLinkRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  join_by_invite: (payload: JoinByInviteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   upload_file_prepare: (payload: UploadFilePrepareRequest, ack?: (answer: FileUploadReadyEvent | AckError) => void) => void;
   upload_file_complete: (payload: UploadFileCompleteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   sync: (payload: SyncRequest, ack?: (answer: SyncResultEvent | AckError) => void) => void;

@@ -107,3 +107,64 @@ class GroupJoiningTestsMixin:
 
 
 for_each_backend(GroupJoiningTestsMixin, InProcessChatCase, globals())
+
+
+class InviteLinkTestsMixin:
+    @inline
+    async def test_invite_links_join_count_their_uses_expire_and_are_revoked(self) -> None:
+        alice, bob, carol, dave, erin = [await self.person(n) for n in ("alice", "bob", "carol", "dave", "erin")]
+        gid = (await alice.call("create_group", name="Links", member_ids=[]))["id"]
+        link = await alice.call("create_invite_link", chat_id=gid, max_uses=2, expires_in=3600)
+        self.assertEqual(
+            {k: link[k] for k in ("chat_id", "uses", "max_uses")}, {"chat_id": gid, "uses": 0, "max_uses": 2}
+        )
+        self.assertIsInstance(link["expires_at"], int)
+        self.assertGreaterEqual(len(link["code"]), 32)
+        # Only the digest is stored.
+        self.assertIsNone(await self.scalar("SELECT id FROM group_invites WHERE code_hash = ?", link["code"]))
+        self.assertEqual((await bob.call("create_invite_link", chat_id=gid))["error"], "Unknown chat")
+
+        joined = await bob.call("join_by_invite", code=link["code"])
+        self.assertEqual((joined["id"], joined["role"]), (gid, "member"))
+        self.assertEqual(await bob.client.expect("group_joined"), joined)
+        self.assertEqual((await alice.client.expect("group_member_added"))["user_id"], bob.id)
+        self.assertEqual((await bob.call("join_by_invite", code=link["code"]))["error"], "Already a member")
+        answer = await bob.call("create_invite_link", chat_id=gid)
+        self.assertEqual((answer["error"], answer["code"]), ("Your role does not allow that", "forbidden"))
+        listed = await alice.call("get_invite_links", chat_id=gid)
+        self.assertEqual(len(listed["links"]), 1)
+        entry = listed["links"][0]
+        self.assertEqual((entry["code"], entry["uses"], entry["created_by"]), (None, 1, alice.id))
+        self.assertEqual(entry["code_prefix"], link["code"][:6])
+
+        self.assertNotIn("error", await carol.call("join_by_invite", code=link["code"]))
+        spent = await dave.call("join_by_invite", code=link["code"])
+        self.assertEqual((spent["error"], spent["code"]), ("Invalid or expired invite", "not_found"))
+        self.assertEqual((await alice.call("get_invite_links", chat_id=gid))["links"], [])
+
+        other = await alice.call("create_invite_link", chat_id=gid)
+        self.assertIsNone(other["max_uses"])
+        self.assertIsNone(other["expires_at"])
+        revoked = await alice.call("revoke_invite_link", code=other["code"])
+        self.assertEqual(revoked, {"chat_id": gid, "code": other["code"]})
+        self.assertEqual((await dave.call("join_by_invite", code=other["code"]))["error"], "Invalid or expired invite")
+        self.assertEqual((await dave.call("join_by_invite", code="nonsense"))["error"], "Invalid or expired invite")
+
+        # Expired: past its time, nobody joins by it.
+        short = await alice.call("create_invite_link", chat_id=gid, expires_in=60)
+        await self.node.services.storage.db.run(
+            "test",
+            lambda txn: txn.execute(
+                "UPDATE group_invites SET expires_at = 1 WHERE code_prefix = ?", (short["code"][:6],)
+            ),
+        )
+        self.assertEqual((await erin.call("join_by_invite", code=short["code"]))["error"], "Invalid or expired invite")
+        # A ban holds against links too.
+        await alice.call("ban_member", chat_id=gid, user_id=carol.id)
+        third = await alice.call("create_invite_link", chat_id=gid)
+        self.assertEqual(
+            (await carol.call("join_by_invite", code=third["code"]))["error"], "You are banned from this group"
+        )
+
+
+for_each_backend(InviteLinkTestsMixin, InProcessChatCase, globals())

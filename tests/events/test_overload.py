@@ -39,6 +39,7 @@ READS = {
     "get_push_registrations",
     "get_bans",
     "list_public_groups",
+    "get_invite_links",
     "search_messages",
     "sync",
     "verify_session",

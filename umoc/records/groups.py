@@ -18,6 +18,9 @@ __all__ = [
     "ALLOWED",
     "DELETE_WINDOWS",
     "DirectoryPage",
+    "MAX_INVITE_TTL",
+    "MAX_INVITE_USES",
+    "NewInviteLink",
     "MAX_QUERY",
     "MAX_DURATION",
     "MAX_REASON",
@@ -312,3 +315,25 @@ class DirectoryPage:
     def after(self) -> int:
         """The last group id of the page before (0: the first page)."""
         return int(self.cursor) if self.cursor else 0
+
+
+MAX_INVITE_USES = 100_000
+MAX_INVITE_TTL = 365 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class NewInviteLink:
+    """A link to join ``chat_id``: at most ``max_uses`` joins, for ``expires_in`` seconds (None: no limit)."""
+
+    chat_id: int
+    max_uses: int | None = None
+    expires_in: int | None = None
+
+    def __post_init__(self) -> None:
+        user_id("chat_id", self.chat_id)
+        for name, value, top in (
+            ("max_uses", self.max_uses, MAX_INVITE_USES),
+            ("expires_in", self.expires_in, MAX_INVITE_TTL),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top):
+                raise UserError(f"Invalid '{name}': expected 1 to {top}", code="invalid_argument")

@@ -93,10 +93,11 @@ class MembershipChange:
     closed: bool
 
 
-def lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | None) -> dict[int, str]:
+def lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | None, lock: bool = True) -> dict[int, str]:
     """``{member: role}`` of an open group, locked; RefusedError unless ``user_id`` is a member allowed ``action``."""
     locked = txn.execute(
-        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL" + txn.dialect.for_update,
+        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
+        + (txn.dialect.for_update if lock else ""),
         (group_id,),
     ).fetchone()
     if locked is None:

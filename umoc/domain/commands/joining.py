@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.credentials import new_token
 from umoc.domain import notices
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import DirectoryPage, GroupMember
+from umoc.records.groups import DirectoryPage, GroupMember, NewInviteLink
 
-__all__ = ["answer", "join", "public_groups"]
+__all__ = ["answer", "create_link", "join", "join_by_invite", "links", "public_groups", "revoke_link"]
 
 
 async def public_groups(services: Services, actor: Actor, page: DirectoryPage) -> dict[str, Any]:
@@ -58,6 +59,32 @@ async def answer(services: Services, actor: Actor, record: GroupMember, approve:
         return {"chat_id": chat_id, "user_id": user_id}
     await _welcome(services, chat_id, user_id, username, members, now)
     return {"chat_id": chat_id, "user_id": user_id, "username": username}
+
+
+async def create_link(services: Services, actor: Actor, link: NewInviteLink) -> dict[str, Any]:
+    """``invite_link``: the new link with its code, shown this once (admins and the owner)."""
+    made = await services.storage.joining.create_link(actor.uid, link, new_token(), services.clock.seconds())
+    return shapes.invite_link(made)
+
+
+async def links(services: Services, actor: Actor, chat_id: int) -> dict[str, Any]:
+    """``invite_links``: the group's usable links, without their codes."""
+    found = await services.storage.joining.links(chat_id, actor.uid, services.clock.seconds())
+    return {"chat_id": chat_id, "links": [shapes.invite_link(link) for link in found]}
+
+
+async def revoke_link(services: Services, actor: Actor, code: str) -> dict[str, Any]:
+    """Revoke a link: nobody joins by it any more; the ack is ``{chat_id, code}``."""
+    chat_id = await services.storage.joining.revoke_link(actor.uid, code, services.clock.seconds())
+    return {"chat_id": chat_id, "code": code}
+
+
+async def join_by_invite(services: Services, actor: Actor, code: str) -> dict[str, Any]:
+    """Join by a link as an ``open`` group is joined: the ``group_joined`` payload."""
+    now = services.clock.seconds()
+    max_members = services.config.messages.max_group_members
+    chat_id, joined = await services.storage.joining.join_by_invite(code, actor.uid, now, max_members)
+    return await _welcome(services, chat_id, actor.uid, joined.username, joined.told, now)
 
 
 async def _welcome(

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from umoc.domain.notices.types import FIELD_TYPES, NUMBER, STRING, JsonSchema, nullable
+from umoc.domain.notices.types import FIELD_TYPES, INTEGER, NUMBER, STRING, JsonSchema, nullable
 
 __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 
@@ -339,6 +339,14 @@ JOIN_REQUESTED = declare(
     summary="someone asked to join a group you moderate",
 )
 JOIN_REJECTED = declare("join_rejected", ("chat_id",), summary="your request to join a group was rejected")
+_LINK_TYPES: dict[str, JsonSchema] = {"code": STRING, "expires_at": nullable(INTEGER)}
+INVITE_LINK = declare(
+    "invite_link",
+    ("code", "chat_id", "uses", "max_uses", "expires_at"),
+    summary="answers create_invite_link",
+    types=_LINK_TYPES,
+)
+INVITE_LINKS = declare("invite_links", ("chat_id", "links"), summary="answers get_invite_links")
 
 
 def session_ended(message: str) -> Notice:

@@ -14,7 +14,7 @@ from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
 from umoc.storage.groups import GroupInfo, RoleChanged
-from umoc.storage.joining import PublicGroup
+from umoc.storage.joining import InviteLink, PublicGroup
 from umoc.storage.messages import ChatEntry, Message
 from umoc.storage.moderation import BanEntry
 from umoc.storage.profiles import Profile, Settings
@@ -247,6 +247,26 @@ def public_group(group: PublicGroup) -> dict[str, Any]:
         "kind": group.kind,
         "join_rule": group.join_rule,
     }
+
+
+def invite_link(link: InviteLink) -> dict[str, Any]:
+    """``invite_link`` (with its ``code``) and each of ``invite_links`` (without it: ``code`` null, ``link_id``,
+    ``code_prefix``, ``created_by`` and ``created_at`` to tell them apart)."""
+    shown: dict[str, Any] = {
+        "code": link.code,
+        "chat_id": link.chat_id,
+        "uses": link.uses,
+        "max_uses": link.max_uses,
+        "expires_at": None if link.expires_at is None else int(link.expires_at),
+    }
+    if link.code is None:
+        shown.update(
+            link_id=link.link_id,
+            code_prefix=link.code_prefix,
+            created_by=link.created_by,
+            created_at=iso(link.created_at),
+        )
+    return shown
 
 
 def ban_entry(ban: BanEntry) -> dict[str, Any]:

@@ -54,3 +54,22 @@ CREATE TABLE join_requests (
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (chat_id, user_id)
 );
+
+-- Invite links to a group: only a digest of each code is stored, as for
+-- registration invites (code_prefix, its first characters, tells links apart
+-- in lists).  A link is spent at max_uses (NULL: no limit), dead after
+-- expires_at (NULL: never) or once revoked.
+CREATE TABLE group_invites (
+    id SERIAL_PK,
+    chat_id BIGINT NOT NULL REFERENCES chats (id),
+    code_hash TEXT NOT NULL,
+    code_prefix TEXT NOT NULL,
+    created_by BIGINT,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION,
+    max_uses INTEGER,
+    uses INTEGER NOT NULL DEFAULT 0,
+    revoked_at DOUBLE PRECISION
+);
+CREATE UNIQUE INDEX group_invites_code ON group_invites (code_hash);
+CREATE INDEX group_invites_chat ON group_invites (chat_id, id);
