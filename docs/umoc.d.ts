@@ -393,6 +393,13 @@ export interface BansEvent {
   bans: (Record<string, unknown>)[];
 }
 
+/** answers get_members */
+export interface MembersEvent {
+  chat_id: number;
+  members: (Record<string, unknown>)[];
+  next_cursor: string | null;
+}
+
 /** answers list_public_groups */
 export interface PublicGroupsEvent {
   groups: (Record<string, unknown>)[];
@@ -635,6 +642,13 @@ export interface LeaveGroupRequest {
   chat_id: number;
 }
 
+export interface GetMembersRequest {
+  sessionID?: string;
+  chat_id: number;
+  cursor?: string;
+  limit?: number;
+}
+
 export interface SetMemberRoleRequest {
   sessionID?: string;
   chat_id: number;
@@ -846,6 +860,7 @@ export interface ServerToClientEvents {
   member_banned: (payload: MemberBannedEvent) => void;
   member_muted: (payload: MemberMutedEvent) => void;
   bans: (payload: BansEvent) => void;
+  members: (payload: MembersEvent) => void;
   public_groups: (payload: PublicGroupsEvent) => void;
   group_joined: (payload: GroupJoinedEvent) => void;
   join_requested: (payload: JoinRequestedEvent) => void;
@@ -885,6 +900,7 @@ export interface ClientToServerEvents {
   add_group_member: (payload: AddGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   remove_group_member: (payload: RemoveGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   leave_group: (payload: LeaveGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_members: (payload: GetMembersRequest, ack?: (answer: MembersEvent | AckError) => void) => void;
   set_member_role: (payload: SetMemberRoleRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   ban_member: (payload: BanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   unban_member: (payload: UnbanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;

@@ -7,6 +7,7 @@ from typing import Any
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase, LocalPerson
+from umoc.errors import RefusedError
 
 REFUSED = "Your role does not allow that"
 
@@ -199,3 +200,46 @@ class GroupRoleTestsMixin:
 
 
 for_each_backend(GroupRoleTestsMixin, InProcessChatCase, globals())
+
+
+class GroupMembersTestsMixin:
+    @inline
+    async def test_get_members_pages_by_id_and_chat_info_lists_only_the_first_members(self) -> None:
+        alice, bob, carol, dave = [await self.person(n) for n in ("alice", "bob", "carol", "dave")]
+        for other in (bob, carol, dave):
+            await self.befriend(alice, other)
+        gid = (await alice.call("create_group", name="M", member_ids=[bob.id, carol.id, dave.id]))["id"]
+        await alice.call("set_member_role", chat_id=gid, user_id=carol.id, role="moderator")
+        await dave.call("block_contact", contact_id=alice.id)
+        first = await dave.call("get_members", chat_id=gid, limit=2)
+        self.assertEqual(
+            first["members"][0],
+            {
+                "user_id": alice.id,
+                "username": "alice",
+                "display_name": None,
+                "avatar_url": None,
+                "role": "owner",
+                "online": False,  # dave blocked her: her presence is hidden from him
+            },
+        )
+        self.assertEqual([m["user_id"] for m in first["members"]], [alice.id, bob.id])
+        self.assertEqual(first["members"][1]["online"], True)
+        rest = await dave.call("get_members", chat_id=gid, limit=2, cursor=first["next_cursor"])
+        self.assertEqual(
+            [(m["user_id"], m["role"]) for m in rest["members"]], [(carol.id, "moderator"), (dave.id, "member")]
+        )
+        self.assertIsNone(rest["next_cursor"])
+        outsider = await self.person("erin")
+        self.assertEqual((await outsider.call("get_members", chat_id=gid))["error"], "Unknown chat")
+        self.assertEqual((await dave.call("get_members", chat_id=gid, limit=201))["code"], "invalid_argument")
+        # chat_info lists the first members only; the count and the viewer's own role stay whole.
+        storage = self.node.services.storage
+        info = await storage.groups.info(gid, dave.id, 2)
+        self.assertEqual(([m.user_id for m in info.members], info.member_count), ([alice.id, bob.id], 4))
+        self.assertEqual((info.role(dave.id), info.is_admin(dave.id)), ("member", False))
+        with self.assertRaises(RefusedError):
+            await storage.groups.info(gid, outsider.id, 2)
+
+
+for_each_backend(GroupMembersTestsMixin, InProcessChatCase, globals())

@@ -40,6 +40,7 @@ READS = {
     "get_bans",
     "list_public_groups",
     "get_invite_links",
+    "get_members",
     "search_messages",
     "sync",
     "verify_session",

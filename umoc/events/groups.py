@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from umoc.domain import notices
 from umoc.domain.commands import groups
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
@@ -25,6 +26,7 @@ from umoc.records.groups import (
     VISIBILITIES,
     GroupChange,
     GroupMember,
+    MembersPageAsked,
     NewGroup,
     RoleChange,
 )
@@ -79,6 +81,11 @@ async def set_member_role(ctx: EventContext, payload: dict[str, Any]) -> dict[st
     return await groups.set_member_role(ctx.services, ctx.actor, change)
 
 
+async def get_members(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
+    page = MembersPageAsked(payload["chat_id"], payload["cursor"], payload["limit"])
+    return await groups.members(ctx.services, ctx.actor, page)
+
+
 ROUTES = [
     Route(
         "create_group",
@@ -107,6 +114,18 @@ ROUTES = [
     Route("add_group_member", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), add_group_member),
     Route("remove_group_member", Schema(SESSION_ID, Int("chat_id"), Int("user_id")), remove_group_member),
     Route("leave_group", Schema(SESSION_ID, Int("chat_id")), leave_group),
+    Route(
+        "get_members",
+        Schema(
+            SESSION_ID,
+            Int("chat_id"),
+            Str("cursor", required=False, max_length=32),
+            Int("limit", required=False, minimum=1, maximum=200, default=100),
+        ),
+        get_members,
+        response=notices.MEMBERS,
+        writes=False,
+    ),
     Route(
         "set_member_role",
         Schema(SESSION_ID, Int("chat_id"), Int("user_id"), Enum("role", ROLES)),

@@ -18,6 +18,7 @@ __all__ = [
     "ALLOWED",
     "DELETE_WINDOWS",
     "DirectoryPage",
+    "LISTED_MEMBERS",
     "MAX_INVITE_TTL",
     "MAX_INVITE_USES",
     "NewInviteLink",
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_DESCRIPTION",
     "MAX_NAME",
     "MUTED",
+    "MembersPageAsked",
     "ROLES",
     "READ_ONLY",
     "ROLE_REFUSED",
@@ -295,6 +297,9 @@ class Mute:
 
 
 MAX_QUERY = 100
+#: How many members ``chat_info`` (and ``group_joined``, and a replayed ``group_created``) lists: the first
+#: who joined; ``get_members`` pages through all of them.
+LISTED_MEMBERS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,3 +342,22 @@ class NewInviteLink:
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top):
                 raise UserError(f"Invalid '{name}': expected 1 to {top}", code="invalid_argument")
+
+
+@dataclass(frozen=True, slots=True)
+class MembersPageAsked:
+    """A page of ``get_members`` of the group ``chat_id``, after the ``cursor`` given (None: the first)."""
+
+    chat_id: int
+    cursor: str | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        user_id("chat_id", self.chat_id)
+        if self.cursor is not None and (not self.cursor.isdigit() or len(self.cursor) > 19):
+            raise UserError("Invalid 'cursor': not a cursor from members", code="invalid_argument")
+
+    @property
+    def after(self) -> int:
+        """The last user id of the page before (0: the first page)."""
+        return int(self.cursor) if self.cursor else 0

@@ -16,7 +16,16 @@ from typing import Any
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.records.groups import ROLE_REFUSED, ROLES, USER_BANNED, Action, GroupChange, NewGroup, may, outranks
+from umoc.records.groups import (
+    ROLE_REFUSED,
+    ROLES,
+    USER_BANNED,
+    Action,
+    GroupChange,
+    NewGroup,
+    may,
+    outranks,
+)
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
@@ -27,6 +36,7 @@ __all__ = [
     "GroupInfo",
     "GroupMember",
     "GroupStore",
+    "MembersPage",
     "MembershipChange",
     "RoleChanged",
     "active_ban_txn",
@@ -63,16 +73,20 @@ class GroupInfo:
     blocks: frozenset[tuple[int, int]]
     #: visibility, join_rule, kind, topic, slow_mode, read_only (`umoc.records.groups.SETTINGS`).
     settings: dict[str, Any] = field(default_factory=dict)
+    #: How many members the group has (``members`` may list only the first of them).
+    member_count: int = 0
+    #: The role of a viewer the list stopped before.
+    unlisted: dict[int, str] = field(default_factory=dict)
 
     def presence_visible(self, viewer_id: int, member_id: int) -> bool:
         return (viewer_id, member_id) not in self.blocks and (member_id, viewer_id) not in self.blocks
 
     def is_admin(self, user_id: int) -> bool:
-        return any(m.user_id == user_id and m.is_admin for m in self.members)
+        return self.role(user_id) in ("owner", "admin")
 
     def role(self, user_id: int) -> str | None:
         """``user_id``'s role (None: not a member)."""
-        return next((m.role for m in self.members if m.user_id == user_id), None)
+        return next((m.role for m in self.members if m.user_id == user_id), self.unlisted.get(user_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +196,15 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_memb
     return group_id
 
 
-def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
-    """The group and its members; with ``viewer_id``, RefusedError unless the viewer is a member."""
+def info_txn(txn: Txn, group_id: int, viewer_id: int | None, limit: int | None = None) -> GroupInfo:
+    """The group and its members (the first ``limit`` who joined; None: all of them).
+
+    With ``viewer_id``, RefusedError unless the viewer is a member; their own
+    role is known even when the list stops before them.
+    """
     row = txn.execute(
-        "SELECT " + _GROUP_COLUMNS + ", created_at FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
+        "SELECT " + _GROUP_COLUMNS + ", created_at, member_count FROM chats"
+        " WHERE id = ? AND is_group = 1 AND closed_at IS NULL",
         (group_id,),
     ).fetchone()
     if row is None:
@@ -193,8 +212,8 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
     rows = txn.execute(
         "SELECT uc.user_id, u.username, u.last_seen, uc.role, u.display_name, u.avatar_file_id"
         " FROM user_chats uc JOIN users u ON u.id = uc.user_id WHERE uc.chat_id = ?"
-        " ORDER BY uc.joined_at, uc.user_id",
-        (group_id,),
+        " ORDER BY uc.joined_at, uc.user_id" + (" LIMIT ?" if limit is not None else ""),
+        (group_id,) if limit is None else (group_id, limit),
     ).fetchall()
     members = [
         GroupMember(
@@ -207,15 +226,37 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         )
         for r in rows
     ]
+    unlisted: dict[int, str] = {}
     if viewer_id is not None and all(m.user_id != viewer_id for m in members):
-        raise RefusedError(UNKNOWN_CHAT, code="not_found")
-    blocks = txn.execute(
-        "SELECT b.owner_id, b.contact_id FROM contacts b"
-        " JOIN user_chats o ON o.chat_id = ? AND o.user_id = b.owner_id"
-        " JOIN user_chats t ON t.chat_id = ? AND t.user_id = b.contact_id"
-        " WHERE b.status = ?",
-        (group_id, group_id, BLOCKED),
-    ).fetchall()
+        role = None
+        if limit is not None and len(members) == limit:
+            role = txn.scalar("SELECT role FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, viewer_id))
+        if role is None:
+            raise RefusedError(UNKNOWN_CHAT, code="not_found")
+        unlisted[viewer_id] = role
+    if limit is None:
+        blocks = txn.execute(
+            "SELECT b.owner_id, b.contact_id FROM contacts b"
+            " JOIN user_chats o ON o.chat_id = ? AND o.user_id = b.owner_id"
+            " JOIN user_chats t ON t.chat_id = ? AND t.user_id = b.contact_id"
+            " WHERE b.status = ?",
+            (group_id, group_id, BLOCKED),
+        ).fetchall()
+    else:
+        # Only between the viewer and those listed: what the payload shows.
+        listed = [m.user_id for m in members]
+        blocks = (
+            txn.execute(
+                "SELECT owner_id, contact_id FROM contacts WHERE status = ? AND ((owner_id = ? AND contact_id IN "
+                + in_clause(listed)
+                + ") OR (contact_id = ? AND owner_id IN "
+                + in_clause(listed)
+                + "))",
+                [BLOCKED, viewer_id, *listed, viewer_id, *listed],
+            ).fetchall()
+            if listed and viewer_id is not None
+            else []
+        )
     return GroupInfo(
         group_id,
         row["name"],
@@ -224,7 +265,49 @@ def info_txn(txn: Txn, group_id: int, viewer_id: int | None) -> GroupInfo:
         members,
         frozenset((int(b["owner_id"]), int(b["contact_id"])) for b in blocks),
         settings_of(row),
+        int(row["member_count"]),
+        unlisted,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MembersPage:
+    """A page of ``get_members``: the members, and the blocks between the viewer and them."""
+
+    members: list[GroupMember]
+    blocks: frozenset[tuple[int, int]]
+
+
+def _members_page_txn(txn: Txn, group_id: int, viewer_id: int, after: int, limit: int) -> MembersPage:
+    viewer = txn.scalar(
+        "SELECT 1 FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
+        " WHERE uc.chat_id = ? AND uc.user_id = ? AND c.is_group = 1 AND c.closed_at IS NULL",
+        (group_id, viewer_id),
+    )
+    if viewer is None:
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
+    rows = txn.execute(
+        "SELECT uc.user_id, u.username, u.last_seen, uc.role, u.display_name, u.avatar_file_id"
+        " FROM user_chats uc JOIN users u ON u.id = uc.user_id WHERE uc.chat_id = ? AND uc.user_id > ?"
+        " ORDER BY uc.user_id LIMIT ?",
+        (group_id, after, limit),
+    ).fetchall()
+    members = [
+        GroupMember(int(r["user_id"]), r["username"], r["last_seen"], r["role"], r["display_name"], r["avatar_file_id"])
+        for r in rows
+    ]
+    listed = [m.user_id for m in members]
+    blocks = []
+    if listed:
+        blocks = txn.execute(
+            "SELECT owner_id, contact_id FROM contacts WHERE status = ? AND ((owner_id = ? AND contact_id IN "
+            + in_clause(listed)
+            + ") OR (contact_id = ? AND owner_id IN "
+            + in_clause(listed)
+            + "))",
+            [BLOCKED, viewer_id, *listed, viewer_id, *listed],
+        ).fetchall()
+    return MembersPage(members, frozenset((int(b["owner_id"]), int(b["contact_id"])) for b in blocks))
 
 
 def settings_of(row: Any) -> dict[str, Any]:
@@ -394,9 +477,13 @@ class GroupStore:
         """A new group with the creator as its admin; members must be the creator's friends. Raises `RefusedError`."""
         return self._db.run("groups.create", _create_txn, creator_id, group, now, max_members)
 
-    def info(self, group_id: int, viewer_id: int | None) -> defer.Deferred[GroupInfo]:
-        """The group; with ``viewer_id``, RefusedError unless that user is a member."""
-        return self._db.read("groups.info", info_txn, group_id, viewer_id)
+    def info(self, group_id: int, viewer_id: int | None, limit: int | None = None) -> defer.Deferred[GroupInfo]:
+        """The group with its first ``limit`` members (None: all); with ``viewer_id``, RefusedError unless a member."""
+        return self._db.read("groups.info", info_txn, group_id, viewer_id, limit)
+
+    def members_page(self, group_id: int, viewer_id: int, after: int, limit: int) -> defer.Deferred[MembersPage]:
+        """Members with ids after ``after``, by id (RefusedError unless the viewer is a member)."""
+        return self._db.read("groups.members_page", _members_page_txn, group_id, viewer_id, after, limit)
 
     def update(
         self, admin_id: int, change: GroupChange, now: float

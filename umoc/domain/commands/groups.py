@@ -10,16 +10,17 @@ the store's transaction (`umoc.storage.groups`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from umoc.domain import notices
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import GroupChange, GroupMember, NewGroup, RoleChange
+from umoc.records.groups import GroupChange, GroupMember, MembersPageAsked, NewGroup, RoleChange
 from umoc.storage.groups import RoleChanged
 
-__all__ = ["add_member", "create", "remove_member", "set_member_role", "update"]
+__all__ = ["add_member", "create", "members", "remove_member", "set_member_role", "update"]
 
 
 async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str, Any]:
@@ -90,3 +91,13 @@ async def set_member_role(services: Services, actor: Actor, record: RoleChange) 
 def _announce_role(services: Services, chat_id: int, members: list[int], change: RoleChanged, now: float) -> None:
     key = replay.member_role(chat_id, change.user_id, change.role, now)
     services.hub.tell(members, notices.MEMBER_ROLE_CHANGED(shapes.member_role_changed(chat_id, change)), key=key)
+
+
+async def members(services: Services, actor: Actor, page: MembersPageAsked) -> dict[str, Any]:
+    """``members``: a page of the group's members by user id, for any member; ``next_cursor`` null at the end."""
+    found = await services.storage.groups.members_page(page.chat_id, actor.uid, page.after, page.limit + 1)
+    more = len(found.members) > page.limit
+    shown = replace(found, members=found.members[: page.limit])
+    online = await services.presence.online_among([m.user_id for m in shown.members])
+    cursor = str(shown.members[-1].user_id) if more else None
+    return shapes.members_page(page.chat_id, shown, online, cursor)

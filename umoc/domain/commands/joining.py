@@ -17,7 +17,7 @@ from umoc.domain import notices
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import DirectoryPage, GroupMember, NewInviteLink
+from umoc.records.groups import LISTED_MEMBERS, DirectoryPage, GroupMember, NewInviteLink
 
 __all__ = ["answer", "create_link", "join", "join_by_invite", "links", "public_groups", "revoke_link"]
 
@@ -94,7 +94,7 @@ async def _welcome(
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
     key = replay.member("member_added", chat_id, user_id, now)
     services.hub.tell(members, notices.GROUP_MEMBER_ADDED(added), key=key)
-    info = await services.storage.groups.info(chat_id, None)
+    info = await services.storage.groups.info(chat_id, user_id, LISTED_MEMBERS)
     online = await services.presence.online_among([m.user_id for m in info.members])
     shown = shapes.group_info(info, user_id, online)
     services.hub.tell([user_id], notices.GROUP_JOINED(shown))

@@ -326,6 +326,7 @@ MEMBER_MUTED = declare(
     summary="a member of a group of yours was muted, or unmuted (until: the moment it was lifted)",
 )
 BANS = declare("bans", ("chat_id", "bans"), summary="answers get_bans")
+MEMBERS = declare("members", ("chat_id", "members", "next_cursor"), summary="answers get_members")
 PUBLIC_GROUPS = declare("public_groups", ("groups", "next_cursor"), summary="answers list_public_groups")
 GROUP_JOINED = declare(
     "group_joined",

@@ -13,7 +13,7 @@ from umoc.domain.files import download_url
 from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
-from umoc.storage.groups import GroupInfo, RoleChanged
+from umoc.storage.groups import GroupInfo, MembersPage, RoleChanged
 from umoc.storage.joining import InviteLink, PublicGroup
 from umoc.storage.messages import ChatEntry, Message
 from umoc.storage.moderation import BanEntry
@@ -209,7 +209,7 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         "created_at": iso(info.created_at),
         "is_group": True,
         "members": members,
-        "member_count": len(members),
+        "member_count": info.member_count or len(members),
         "is_admin": info.is_admin(viewer_id),
         "role": info.role(viewer_id) or "member",
         **info.settings,
@@ -234,6 +234,25 @@ def member_banned(
 def member_muted(chat_id: int, user_id: int, until: float | None) -> dict[str, Any]:
     """``member_muted``: ``until`` null until unmuted; an unmute says the moment it was lifted."""
     return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until)}
+
+
+def members_page(chat_id: int, page: MembersPage, online: set[int], next_cursor: str | None) -> dict[str, Any]:
+    """``members``: each member's profile, role and presence (hidden, false, across a block with the viewer)."""
+    return {
+        "chat_id": chat_id,
+        "members": [
+            {
+                "user_id": m.user_id,
+                "username": m.username,
+                "display_name": m.display_name,
+                "avatar_url": avatar_url(m.avatar_file_id),
+                "role": m.role,
+                "online": m.user_id in online and not any(m.user_id in pair for pair in page.blocks),
+            }
+            for m in page.members
+        ],
+        "next_cursor": next_cursor,
+    }
 
 
 def public_group(group: PublicGroup) -> dict[str, Any]:
