@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from umoc.credentials import token_digest
 from umoc.errors import RefusedError
-from umoc.records.groups import GroupMember, NewInviteLink, may
+from umoc.records.groups import USER_BANNED, GroupMember, NewInviteLink, may
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn
 from umoc.storage.groups import active_ban_txn, insert_member_txn, lock_members_txn
@@ -132,6 +132,8 @@ def _answer_txn(
         return username, list(members)
     if user_id in members:
         raise RefusedError(ALREADY, code="conflict")
+    if active_ban_txn(txn, group_id, user_id, now):
+        raise RefusedError(USER_BANNED, code="forbidden")
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     insert_member_txn(txn, group_id, user_id, actor_id, now)
