@@ -106,3 +106,28 @@ class GroupSettingsTestsMixin:
 
 
 for_each_backend(GroupSettingsTestsMixin, InProcessChatCase, globals())
+
+
+class MemberCapTestsMixin:
+    config_overrides = {
+        "ratelimits": {"enabled": False},
+        "messages": {"max_group_members": 2},
+        "groups": {"max_members_broadcast": 3},
+    }
+
+    @inline
+    async def test_a_broadcast_holds_max_members_broadcast_and_a_group_max_group_members(self) -> None:
+        alice, bob, carol, dave = [await self.person(n) for n in ("alice", "bob", "carol", "dave")]
+        for other in (bob, carol):
+            await self.befriend(alice, other)
+        refused = await alice.call("create_group", name="G", member_ids=[bob.id, carol.id])
+        self.assertEqual((refused["error"], refused["code"]), ("A group has at most 2 members", "conflict"))
+        made = await alice.call(
+            "create_group", name="B", member_ids=[bob.id, carol.id], kind="broadcast", join_rule="open"
+        )
+        self.assertEqual(made["member_count"], 3)
+        full = await dave.call("join_group", chat_id=made["id"])
+        self.assertEqual((full["error"], full["code"]), ("A group has at most 3 members", "conflict"))
+
+
+for_each_backend(MemberCapTestsMixin, InProcessChatCase, globals())

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_DESCRIPTION",
     "MAX_NAME",
     "MUTED",
+    "MemberLimits",
     "MembersPageAsked",
     "ROLES",
     "READ_ONLY",
@@ -48,6 +49,7 @@ __all__ = [
     "RoleChange",
     "USER_BANNED",
     "may",
+    "member_cap",
     "outranks",
 ]
 
@@ -361,3 +363,19 @@ class MembersPageAsked:
     def after(self) -> int:
         """The last user id of the page before (0: the first page)."""
         return int(self.cursor) if self.cursor else 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLimits:
+    """The most members a group may have: ``broadcast`` for a ``broadcast``, ``group`` for any other."""
+
+    group: int
+    broadcast: int
+
+    def cap(self, kind: str) -> int:
+        return self.broadcast if kind == "broadcast" else self.group
+
+
+def member_cap(limits: int | MemberLimits, kind: str) -> int:
+    """The cap for a group of ``kind`` (a plain number caps every kind alike)."""
+    return limits if isinstance(limits, int) else limits.cap(kind)

@@ -22,8 +22,10 @@ from umoc.records.groups import (
     USER_BANNED,
     Action,
     GroupChange,
+    MemberLimits,
     NewGroup,
     may,
+    member_cap,
     outranks,
 )
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
@@ -158,8 +160,9 @@ def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, s
     return found
 
 
-def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, max_members: int) -> int:
+def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, limits: int | MemberLimits) -> int:
     others = [m for m in group.member_ids if m != creator_id]
+    max_members = member_cap(limits, group.kind)
     if len(others) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     _check_friends_txn(txn, creator_id, others)
@@ -356,12 +359,15 @@ def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tup
     return list(members), updated
 
 
-def _add_member_txn(txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, max_members: int) -> str:
+def _add_member_txn(
+    txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, limits: int | MemberLimits
+) -> str:
     members = lock_members_txn(txn, group_id, admin_id, "manage_members")
     if user_id in members:
         raise RefusedError("This user is already a member", code="conflict")
     if active_ban_txn(txn, group_id, user_id, now):
         raise RefusedError(USER_BANNED, code="forbidden")
+    max_members = member_cap(limits, txn.scalar("SELECT kind FROM chats WHERE id = ?", (group_id,)))
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
@@ -473,7 +479,9 @@ class GroupStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, creator_id: int, group: NewGroup, now: float, max_members: int) -> defer.Deferred[int]:
+    def create(
+        self, creator_id: int, group: NewGroup, now: float, max_members: int | MemberLimits
+    ) -> defer.Deferred[int]:
         """A new group with the creator as its admin; members must be the creator's friends. Raises `RefusedError`."""
         return self._db.run("groups.create", _create_txn, creator_id, group, now, max_members)
 
@@ -493,7 +501,7 @@ class GroupStore:
         return self._db.run("groups.update", _update_txn, admin_id, change, now)
 
     def add_member(
-        self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int
+        self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int | MemberLimits
     ) -> defer.Deferred[str]:
         """Add one of the admin's friends; the new member's username."""
         return self._db.run("groups.add_member", _add_member_txn, group_id, admin_id, user_id, now, max_members)

@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from umoc.credentials import token_digest
 from umoc.errors import RefusedError
-from umoc.records.groups import USER_BANNED, GroupMember, NewInviteLink, may
+from umoc.records.groups import USER_BANNED, GroupMember, MemberLimits, NewInviteLink, may, member_cap
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn
 from umoc.storage.groups import active_ban_txn, insert_member_txn, lock_members_txn
@@ -74,10 +74,12 @@ def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[Pub
     ]
 
 
-def _join_txn(txn: Txn, group_id: int, user_id: int, now: float, max_members: int, invited: bool = False) -> Joined:
+def _join_txn(
+    txn: Txn, group_id: int, user_id: int, now: float, limits: int | MemberLimits, invited: bool = False
+) -> Joined:
     """Join (``invited``: by an invite link, as to an ``open`` group whatever the rule) or ask to."""
     row = txn.execute(
-        "SELECT visibility, join_rule, member_count FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
+        "SELECT visibility, join_rule, kind FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
         + txn.dialect.for_update,
         (group_id,),
     ).fetchone()
@@ -96,6 +98,7 @@ def _join_txn(txn: Txn, group_id: int, user_id: int, now: float, max_members: in
         raise RefusedError(NOT_OPEN, code="forbidden")
     if active_ban_txn(txn, group_id, user_id, now):
         raise RefusedError(BANNED, code="forbidden")
+    max_members = member_cap(limits, row["kind"])
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = txn.scalar("SELECT username FROM users WHERE id = ?", (user_id,))
@@ -117,7 +120,7 @@ def _join_txn(txn: Txn, group_id: int, user_id: int, now: float, max_members: in
 
 
 def _answer_txn(
-    txn: Txn, actor_id: int, request: GroupMember, approve: bool, now: float, max_members: int
+    txn: Txn, actor_id: int, request: GroupMember, approve: bool, now: float, limits: int | MemberLimits
 ) -> tuple[str, list[int]]:
     """Approve or reject a request: the requester's username and the members now."""
     group_id, user_id = request.chat_id, request.user_id
@@ -134,6 +137,7 @@ def _answer_txn(
         raise RefusedError(ALREADY, code="conflict")
     if active_ban_txn(txn, group_id, user_id, now):
         raise RefusedError(USER_BANNED, code="forbidden")
+    max_members = member_cap(limits, txn.scalar("SELECT kind FROM chats WHERE id = ?", (group_id,)))
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     insert_member_txn(txn, group_id, user_id, actor_id, now)
@@ -207,7 +211,9 @@ def _revoke_link_txn(txn: Txn, actor_id: int, code: str, now: float) -> int:
     return int(row["chat_id"])
 
 
-def _join_by_invite_txn(txn: Txn, code: str, user_id: int, now: float, max_members: int) -> tuple[int, Joined]:
+def _join_by_invite_txn(
+    txn: Txn, code: str, user_id: int, now: float, limits: int | MemberLimits
+) -> tuple[int, Joined]:
     row = txn.execute(
         "SELECT id, chat_id, expires_at, max_uses, uses FROM group_invites WHERE code_hash = ? AND revoked_at IS NULL"
         + txn.dialect.for_update,
@@ -221,7 +227,7 @@ def _join_by_invite_txn(txn: Txn, code: str, user_id: int, now: float, max_membe
         raise RefusedError(INVALID_INVITE, code="not_found")
     group_id = int(row["chat_id"])
     try:
-        joined = _join_txn(txn, group_id, user_id, now, max_members, invited=True)
+        joined = _join_txn(txn, group_id, user_id, now, limits, invited=True)
     except RefusedError as refused:
         if refused.message == UNKNOWN_CHAT:  # the group closed since
             raise RefusedError(INVALID_INVITE, code="not_found") from None
@@ -240,15 +246,15 @@ class JoiningStore:
         """Public groups with ids after ``after``, by id, whose name or topic contains ``query`` (any case)."""
         return self._db.read("joining.public", _public_txn, query, after, limit)
 
-    def join(self, group_id: int, user_id: int, now: float, max_members: int) -> defer.Deferred[Joined]:
+    def join(self, group_id: int, user_id: int, now: float, limits: int | MemberLimits) -> defer.Deferred[Joined]:
         """Join an open group, or ask to join one by request. Raises `RefusedError`."""
-        return self._db.run("joining.join", _join_txn, group_id, user_id, now, max_members)
+        return self._db.run("joining.join", _join_txn, group_id, user_id, now, limits)
 
     def answer(
-        self, actor_id: int, request: GroupMember, approve: bool, now: float, max_members: int
+        self, actor_id: int, request: GroupMember, approve: bool, now: float, limits: int | MemberLimits
     ) -> defer.Deferred[tuple[str, list[int]]]:
         """A moderator approves (the requester becomes a member) or rejects a request to join."""
-        return self._db.run("joining.answer", _answer_txn, actor_id, request, approve, now, max_members)
+        return self._db.run("joining.answer", _answer_txn, actor_id, request, approve, now, limits)
 
     def create_link(self, actor_id: int, link: NewInviteLink, code: str, now: float) -> defer.Deferred[InviteLink]:
         """A new invite link (admins and the owner), with ``code`` (a fresh secret: only its digest is kept)."""
@@ -263,7 +269,7 @@ class JoiningStore:
         return self._db.run("joining.revoke_link", _revoke_link_txn, actor_id, code, now)
 
     def join_by_invite(
-        self, code: str, user_id: int, now: float, max_members: int
+        self, code: str, user_id: int, now: float, limits: int | MemberLimits
     ) -> defer.Deferred[tuple[int, Joined]]:
         """Join the link's group as an open group is joined; the group and the join."""
-        return self._db.run("joining.join_by_invite", _join_by_invite_txn, code, user_id, now, max_members)
+        return self._db.run("joining.join_by_invite", _join_by_invite_txn, code, user_id, now, limits)

@@ -17,7 +17,7 @@ from umoc.domain import notices
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import GroupChange, GroupMember, MembersPageAsked, NewGroup, RoleChange
+from umoc.records.groups import GroupChange, GroupMember, MemberLimits, MembersPageAsked, NewGroup, RoleChange
 from umoc.storage.groups import RoleChanged
 
 __all__ = ["add_member", "create", "members", "remove_member", "set_member_role", "update"]
@@ -26,7 +26,7 @@ __all__ = ["add_member", "create", "members", "remove_member", "set_member_role"
 async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str, Any]:
     """Every member gets ``group_created`` in the ``chat_info`` shape, seen through their own eyes."""
     storage, now = services.storage, services.clock.seconds()
-    group_id = await storage.groups.create(actor.uid, record, now, services.config.messages.max_group_members)
+    group_id = await storage.groups.create(actor.uid, record, now, _limits(services))
     info = await storage.groups.info(group_id, None)
     online = await services.presence.online_among([m.user_id for m in info.members])
     key = replay.group(group_id, "group_created", now)
@@ -47,9 +47,7 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
 async def add_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
     """An admin adds a friend; every member (the new one too) is told; ``group.member_added`` webhook."""
     chat_id, user_id, now = record.chat_id, record.user_id, services.clock.seconds()
-    username = await services.storage.groups.add_member(
-        chat_id, actor.uid, user_id, now, services.config.messages.max_group_members
-    )
+    username = await services.storage.groups.add_member(chat_id, actor.uid, user_id, now, _limits(services))
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
     info = await services.storage.groups.info(chat_id, None)
     key = replay.member("member_added", chat_id, user_id, now)
@@ -101,3 +99,8 @@ async def members(services: Services, actor: Actor, page: MembersPageAsked) -> d
     online = await services.presence.online_among([m.user_id for m in shown.members])
     cursor = str(shown.members[-1].user_id) if more else None
     return shapes.members_page(page.chat_id, shown, online, cursor)
+
+
+def _limits(services: Services) -> MemberLimits:
+    """The member caps of the configuration: ``messages.max_group_members``, ``groups.max_members_broadcast``."""
+    return MemberLimits(services.config.messages.max_group_members, services.config.groups.max_members_broadcast)

@@ -17,7 +17,7 @@ from umoc.domain import notices
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import LISTED_MEMBERS, DirectoryPage, GroupMember, NewInviteLink
+from umoc.records.groups import LISTED_MEMBERS, DirectoryPage, GroupMember, MemberLimits, NewInviteLink
 
 __all__ = ["answer", "create_link", "join", "join_by_invite", "links", "public_groups", "revoke_link"]
 
@@ -36,7 +36,7 @@ async def public_groups(services: Services, actor: Actor, page: DirectoryPage) -
 async def join(services: Services, actor: Actor, chat_id: int) -> dict[str, Any]:
     """Join at once (``open``: the ``group_joined`` payload), or ask (``request``: ``{"status": "requested"}``)."""
     now = services.clock.seconds()
-    joined = await services.storage.joining.join(chat_id, actor.uid, now, services.config.messages.max_group_members)
+    joined = await services.storage.joining.join(chat_id, actor.uid, now, _limits(services))
     if joined.status == "requested":
         asked = {"chat_id": chat_id, "user_id": actor.uid, "username": joined.username}
         key = replay.join_requested(chat_id, actor.uid, now)
@@ -51,7 +51,7 @@ async def answer(services: Services, actor: Actor, record: GroupMember, approve:
     The ack: ``group_member_added``'s payload, or ``{chat_id, user_id}`` for a rejection.
     """
     now, chat_id, user_id = services.clock.seconds(), record.chat_id, record.user_id
-    max_members = services.config.messages.max_group_members
+    max_members = _limits(services)
     username, members = await services.storage.joining.answer(actor.uid, record, approve, now, max_members)
     if not approve:
         rejected = {"chat_id": chat_id}
@@ -82,7 +82,7 @@ async def revoke_link(services: Services, actor: Actor, code: str) -> dict[str, 
 async def join_by_invite(services: Services, actor: Actor, code: str) -> dict[str, Any]:
     """Join by a link as an ``open`` group is joined: the ``group_joined`` payload."""
     now = services.clock.seconds()
-    max_members = services.config.messages.max_group_members
+    max_members = _limits(services)
     chat_id, joined = await services.storage.joining.join_by_invite(code, actor.uid, now, max_members)
     return await _welcome(services, chat_id, actor.uid, joined.username, joined.told, now)
 
@@ -100,3 +100,8 @@ async def _welcome(
     services.hub.tell([user_id], notices.GROUP_JOINED(shown))
     services.webhooks.wake()  # ``group.member_added``, read from the feed
     return shown
+
+
+def _limits(services: Services) -> MemberLimits:
+    """The member caps of the configuration: ``messages.max_group_members``, ``groups.max_members_broadcast``."""
+    return MemberLimits(services.config.messages.max_group_members, services.config.groups.max_members_broadcast)
