@@ -21,6 +21,9 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/umoc --shell /usr/sbin/nolo
 
 USER umoc
 WORKDIR /var/lib/umoc
+# Read by twistd umoc and umoc-admin alike, so `docker exec <container> umoc-admin --config
+# /etc/umoc/umoc.yaml list-users` finds the node's database whatever data_dir a mounted file names.
+ENV UMOC_DATA_DIR=/var/lib/umoc
 VOLUME ["/var/lib/umoc"]
 EXPOSE 8080
 

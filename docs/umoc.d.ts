@@ -21,6 +21,7 @@ export interface ConnectionSuccessfulEvent {
   username: string;
   session_expires: number;
   cursor: string | null;
+  external_id?: string;
 }
 
 /** answers verify_session; sent when a session ends */

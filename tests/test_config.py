@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 from twisted.trial import unittest
@@ -16,6 +17,7 @@ from umoc.config import (
     parse_host_port,
     parse_redis_url,
     parse_size,
+    with_overrides,
 )
 
 HERE = os.path.dirname(__file__)
@@ -31,8 +33,27 @@ class ConfigTests(unittest.SynchronousTestCase):
         self.assertEqual(config.sessions.max_per_user, 3)
         self.assertEqual(config.sessions.ttl, 7 * 86400)
 
-    def test_example_file_matches_the_defaults(self) -> None:
-        self.assertEqual(load_config(EXAMPLE), Config())
+    def test_example_file_matches_the_defaults_but_for_the_data_directory(self) -> None:
+        """The example is the production file: its data_dir is the unit's and the image's, not ./umoc-data."""
+        self.assertEqual(load_config(EXAMPLE), with_overrides(Config(), server={"data_dir": "/var/lib/umoc"}))
+
+    def test_the_unit_the_image_and_the_example_configurations_name_one_data_directory(self) -> None:
+        etc = os.path.join(HERE, "..", "etc")
+        with open(os.path.join(etc, "umoc.service"), encoding="utf-8") as f:
+            unit = re.search(r"^ExecStart=.* --data-dir (\S+)", f.read(), re.MULTILINE)
+        with open(os.path.join(HERE, "..", "Dockerfile"), encoding="utf-8") as f:
+            dockerfile = f.read()
+        image = re.search(r"^ENV UMOC_DATA_DIR=(\S+)", dockerfile, re.MULTILINE)
+        command = re.search(r'"--data-dir", "([^"]+)"', dockerfile)
+        assert unit is not None and image is not None and command is not None
+        found = {
+            "unit": unit.group(1),
+            "image": image.group(1),
+            "image command": command.group(1),
+            "example": load_config(EXAMPLE).server.data_dir,
+            "compose": load_config(os.path.join(etc, "umoc.compose.yaml")).server.data_dir,
+        }
+        self.assertEqual(found, dict.fromkeys(found, "/var/lib/umoc"))
 
     def test_trusted_networks_are_addresses_or_networks(self) -> None:
         config = parse_config({"ratelimits": {"trusted_networks": ["10.0.0.0/8", "203.0.113.7", "2001:db8::/32"]}})
@@ -161,6 +182,36 @@ class SecretFileTests(unittest.SynchronousTestCase):
         self.assertEqual(config.metrics.token, "metrics-token")
         self.assertEqual(config.redis.url, "redis://:pw@redis:6379/0")
         self.assertEqual(config.webhooks[0].secret, "s" * 20)
+
+    def test_two_secrets_of_one_section_are_both_read_from_their_files(self) -> None:
+        config = parse_config(
+            {
+                "database": {
+                    "dsn_file": self.secret("postgresql://umoc:a@db1/umoc\n"),
+                    "read_dsn_file": self.secret("postgresql://umoc:b@db2/umoc\n"),
+                }
+            }
+        )
+        self.assertEqual(config.database.dsn, "postgresql://umoc:a@db1/umoc")
+        self.assertEqual(config.database.read_dsn, "postgresql://umoc:b@db2/umoc")
+
+    def test_a_replica_needs_postgresql_on_both_sides_and_a_lag_bound_above_the_measure(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"database": {"read_dsn": "postgresql://db2/umoc", "read_max_lag": "1s"}})
+        self.assertEqual(
+            caught.exception.problems,
+            [
+                "Error in configuration at 'database.read_dsn': a replica needs a PostgreSQL database.dsn"
+                " (SQLite has none)",
+                "Error in configuration at 'database.read_max_lag': expected at least 2s (the replica's position"
+                " is measured once a second)",
+            ],
+        )
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"database": {"dsn": "postgresql://db1/umoc", "read_dsn": "sqlite:/tmp/x"}})
+        self.assertEqual([p.split("'")[1] for p in caught.exception.problems], ["database.read_dsn"])
+        config = parse_config({"database": {"dsn": "postgresql://db1/umoc", "read_dsn": "postgresql://db2/umoc"}})
+        self.assertEqual((config.database.read_dsn, config.database.read_max_lag), ("postgresql://db2/umoc", 5))
 
     def test_a_secret_read_from_a_file_is_checked_like_one_written_inline(self) -> None:
         with self.assertRaises(ConfigError) as caught:
@@ -299,3 +350,54 @@ class RedisSentinelConfigTests(unittest.TestCase):
         with self.assertRaises(ConfigError) as caught:
             parse_config({"redis": {"sentinels": "127.0.0.1:26379"}})
         self.assertEqual(caught.exception.problems, ["Error in configuration at 'redis.sentinels': expected a list"])
+
+
+class JwtConfigTests(unittest.SynchronousTestCase):
+    """``auth.jwt``: off by default; when on, an issuer, known algorithms and one key, every problem by path."""
+
+    def test_off_by_default_and_needs_nothing(self) -> None:
+        config = parse_config({})
+        self.assertFalse(config.auth.jwt.enabled)
+        self.assertTrue(config.auth.password.enabled)
+
+    def test_enabled_without_issuer_key_or_with_none_reports_each(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"auth": {"jwt": {"enabled": True, "algorithms": ["none"]}}})
+        text = str(caught.exception)
+        for path in ("auth.jwt.issuer", "auth.jwt.algorithms", "auth.jwt.jwks_url"):
+            self.assertIn(f"'{path}'", text)
+
+    def test_short_hmac_secret_and_two_public_keys_are_refused(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(
+                {
+                    "auth": {
+                        "jwt": {
+                            "enabled": True,
+                            "issuer": "https://idp",
+                            "hmac_secret": "short",
+                            "jwks_url": "https://idp/jwks",
+                            "public_key_file": "/nonexistent.pem",
+                        }
+                    }
+                }
+            )
+        text = str(caught.exception)
+        self.assertIn("'auth.jwt.hmac_secret': expected a secret of at least 32 characters", text)
+        self.assertIn("'auth.jwt.public_key_file': set jwks_url or public_key_file, not both", text)
+
+    def test_hmac_secret_file_is_read(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("s" * 40 + "\n")
+        config = parse_config({"auth": {"jwt": {"enabled": True, "issuer": "i", "hmac_secret_file": path}}})
+        self.assertEqual(config.auth.jwt.hmac_secret, "s" * 40)
+
+
+class OidcConfigTests(unittest.SynchronousTestCase):
+    def test_enabled_needs_issuer_client_callback_and_openid(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"auth": {"oidc": {"enabled": True, "scopes": ["profile"], "redirect_url": "https://h/x"}}})
+        text = str(caught.exception)
+        for path in ("issuer", "client_id", "redirect_url", "scopes"):
+            self.assertIn(f"'auth.oidc.{path}'", text)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 
+from twisted.internet import defer, reactor, task
 from twisted.python import usage
 from twisted.trial import unittest
 
 import umoc
 from tests.support.daemon import TWISTD
-from umoc.tap import Options, makeService
+from umoc.tap import Options, _log_stream, makeService
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "etc", "umoc.yaml")
 
@@ -22,6 +24,16 @@ class OptionsTests(unittest.TestCase):
         options = Options()
         options.parseOptions(["--config", EXAMPLE, "--listen", "tcp:0", "--data-dir", "/tmp/x"])
         self.assertEqual(options.config.server.listen, "tcp:0")
+        self.assertEqual(options.config.server.data_dir, "/tmp/x")
+
+    def test_umoc_data_dir_overrides_the_file_and_data_dir_overrides_both(self) -> None:
+        """The same precedence as ``umoc-admin``'s (`umoc.config.data_dir_override`): both find one database."""
+        self.patch(os, "environ", {**os.environ, "UMOC_DATA_DIR": "/srv/umoc"})
+        options = Options()
+        options.parseOptions(["--config", EXAMPLE])
+        self.assertEqual(options.config.server.data_dir, "/srv/umoc")
+        options = Options()
+        options.parseOptions(["--config", EXAMPLE, "--data-dir", "/tmp/x"])
         self.assertEqual(options.config.server.data_dir, "/tmp/x")
 
     def test_bad_config_is_a_usage_error_naming_the_key(self) -> None:
@@ -54,3 +66,28 @@ class OptionsTests(unittest.TestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertRegex(result.stdout, rf"^umoc {umoc.__version__} \(Twisted \d+\.\d+\.\d+, Python 3\.")
+
+
+class LogFileTests(unittest.TestCase):
+    def test_logfile_is_not_rotated_by_size_and_sigusr1_reopens_it_for_logrotate(self) -> defer.Deferred[None]:
+        self.addCleanup(signal.signal, signal.SIGUSR1, signal.getsignal(signal.SIGUSR1))
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        path = os.path.join(tempfile.mkdtemp(), "umoc.log")
+        stream = _log_stream({"logfile": path})
+        assert stream is not None
+        self.addCleanup(stream.close)
+        self.assertIsNone(getattr(stream, "rotateLength", 0))
+        stream.write("before\n")
+        stream.flush()
+        os.rename(path, path + ".1")  # what logrotate does, then it signals
+        handler = signal.getsignal(signal.SIGUSR1)
+        assert callable(handler)
+        handler(signal.SIGUSR1, None)
+
+        def written() -> None:
+            stream.write("after\n")
+            stream.flush()
+            with open(path) as new, open(path + ".1") as old:
+                self.assertEqual((old.read(), new.read()), ("before\n", "after\n"))
+
+        return task.deferLater(reactor, 0.01, written)

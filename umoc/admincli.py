@@ -2,14 +2,25 @@
 
 ::
 
-    umoc-admin --config /etc/umoc/umoc.yaml create-user alice --admin --password-stdin
-    umoc-admin --config ... list-users --search ali
-    umoc-admin --config ... deactivate alice
-    umoc-admin --config ... delete-user alice --erase
+    umoc-admin --config /etc/umoc/umoc.yaml --data-dir /var/lib/umoc create-user alice --admin --password-stdin
+    umoc-admin --config ... --data-dir ... list-users --search ali
+    umoc-admin --config ... --data-dir ... deactivate alice
+    umoc-admin --config ... --data-dir ... delete-user alice --erase
 
-It reads the same configuration file as ``twistd umoc`` and works on the
-same database (SQLite or PostgreSQL), migrating it first like a node
-does.  Changes that must reach running nodes (ended sessions, a deleted
+It reads the same configuration file as ``twistd umoc``, and the same
+``--data-dir`` and ``UMOC_DATA_DIR`` (`umoc.config.data_dir_override`), so
+the arguments of the node's unit find the node's database (SQLite or
+PostgreSQL).  It never creates a database and never migrates one
+implicitly: a SQLite file that is not there, a database with no UMOC
+schema, or a schema behind or ahead of the code is refused in one line
+naming what was looked at, before anything is written.  Only ``migrate``
+applies migrations, and only when asked; ``schema-status`` shows them.
+The point is that a wrong path or a forgotten argument can no longer make
+a fresh database and report success while the node's stays untouched.
+
+Each change is logged on standard error in the node's ``logging.format``,
+the same line the command logs on a node (e.g. ``Account alice
+deactivated by umoc-admin``).  Changes that must reach running nodes (ended sessions, a deleted
 message) are published on the Redis bus when ``redis.url`` (or ``redis.sentinels``) is set, exactly
 as a node publishes them; with no Redis, running nodes close the sockets
 of ended sessions by themselves within ``sessions.check_interval``, and
@@ -26,25 +37,46 @@ the rows within ``feed.consumer_poll_interval`` and delivers them with
 retries (with no node running, the next one to start does).
 
 Exit status: 0 done, 1 refused or failed (one line on stderr), 2 a usage
-or configuration error.
+or configuration error.  A reader that stops early (``list-users | head``)
+ends the output quietly: the command's work stands, the status is 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO, cast
+from urllib.parse import urlsplit
 
 from twisted.internet import defer, task, threads
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    LogEvent,
+    PredicateResult,
+    globalLogBeginner,
+)
 
-from umoc.config import Config, ConfigError, load_config
+from umoc.config import (
+    DATA_DIR_ENV,
+    RATE_CLASSES,
+    Config,
+    ConfigError,
+    data_dir_override,
+    load_config,
+    with_overrides,
+)
 from umoc.domain.admin import user_json
-from umoc.domain.commands import account, bots, messages
+from umoc.domain.commands import account, bots, messages, ratelimits, serverapi
+from umoc.domain.commands.ratelimits import BucketSelection
 from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import UserError
+from umoc.logs import log_observer
 from umoc.records import Actor
 from umoc.records.account import (
     AccountDeletion,
@@ -56,8 +88,10 @@ from umoc.records.account import (
     RegistrationMode,
 )
 from umoc.records.bots import NewBot
+from umoc.records.identity import NewServerKey
 from umoc.records.messages import Deletion
-from umoc.storage.database import Database, SchemaTooNewError
+from umoc.storage import Storage, open_storage
+from umoc.storage.database import Database, SchemaStatus, SchemaTooNewError
 from umoc.storage.port import PortRefusedError, port_sqlite_to_postgres
 from umoc.wiring import AdminTools, build_admin
 
@@ -67,6 +101,10 @@ __all__ = ["main", "run"]
 ACTOR = Actor.operator("umoc-admin", "cli")
 
 
+#: The loggers whose lines record a change (see `log_changes`): the commands, migrations, bucket resets.
+CHANGE_LOGGERS = ("umoc.domain.commands", "umoc.storage.engine.migrations")
+
+
 class CommandError(Exception):
     """A refusal to print as one line, exit status 1."""
 
@@ -74,15 +112,24 @@ class CommandError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="umoc-admin", description="Administer a UMOC server's database.")
     parser.add_argument("--config", "-c", metavar="FILE", help="the server's YAML configuration (default: built-in)")
+    parser.add_argument(
+        "--data-dir",
+        "-d",
+        metavar="DIR",
+        help=f"the server's data directory, as twistd umoc --data-dir (default: ${DATA_DIR_ENV}, else server.data_dir)",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def also_after(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         # Also accepted after the command; SUPPRESS keeps the value given before it.
         sub.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--data-dir", "-d", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sub
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return also_after(commands.add_parser(name, help=help_text, description=help_text))
 
     def password_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -128,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command("create-invite", "print a new invite code (for registration mode 'invite')")
     p.add_argument("--uses", type=int, default=1, help="registrations it allows (default 1)")
+    p = command(
+        "create-server-key", "print a new server key for the server API (/api/server/); only its digest is kept"
+    )
+    p.add_argument("name", help="a label for the key (1-64 of letters, digits, '_', '.' or '-')")
+    p = command("delete-server-key", "delete a server key by name: the server API refuses it from now on")
+    p.add_argument("name")
     p = command("create-bot", "create a bot account and print its API token (for /api/bot/)")
     p.add_argument("username")
     p = command("bot-token", "print a new API token for a bot (its other tokens stay valid)")
@@ -145,7 +198,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--to", dest="target", metavar="postgresql://...", required=True)
     command("example-config", "print the example configuration (every key with its default)")
+    p = command("migrate", "apply the pending schema migrations (what a node does at start-up)")
+    p.add_argument("--dry-run", action="store_true", help="list the migrations that would run; change nothing")
+    command("schema-status", "show the database's schema version and the pending migrations")
+    p = command("ratelimit", "rate-limit buckets kept in Redis")
+    actions = p.add_subparsers(dest="ratelimit_command", required=True, metavar="ACTION")
+    reset = also_after(
+        actions.add_parser(
+            "reset",
+            help="empty the buckets of a client address and/or an account",
+            description="Empty the rate-limit buckets of a client address and/or an account, on every node "
+            "(they are in Redis; with no redis.url they are in each node's memory, out of reach).",
+        )
+    )
+    reset.add_argument("--address", metavar="IP", help="buckets keyed by this client address")
+    reset.add_argument("--user", metavar="NAME", help="buckets keyed by this account (its id and its name)")
+    reset.add_argument(
+        "--class",
+        dest="classes",
+        action="append",
+        choices=RATE_CLASSES,
+        metavar="CLASS",
+        help="only this ratelimits.<CLASS> (repeatable; default: every class)",
+    )
     return parser
+
+
+def where(config: Config) -> str:
+    """The database ``config`` names, for a refusal: a SQLite file's absolute path, or PostgreSQL sans password."""
+    path = Database.sqlite_path(config.database.dsn, config.data_path)
+    if path is not None:
+        return str(path.resolve())
+    parts = urlsplit(config.database.dsn)
+    return f"postgresql://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _versions(versions: tuple[int, ...]) -> str:
+    return ", ".join(f"{v:03d}" for v in versions)
 
 
 def _example_config() -> str:
@@ -172,6 +261,7 @@ class Cli:
         self.stdout = stdout
         self.stderr = stderr
         self.tools: AdminTools | None = None
+        self.storage: Storage | None = None
 
     def warn(self, line: str) -> None:
         print(f"umoc-admin: warning: {line}", file=self.stderr)
@@ -198,16 +288,49 @@ class Cli:
 
     # -- opening and closing --------------------------------------------------
 
+    def open_storage(self, config: Config) -> Storage:
+        """The configured database, refused if it is a SQLite file that is not there (never created here)."""
+        path = Database.sqlite_path(config.database.dsn, config.data_path)
+        if path is not None and not path.is_file():
+            raise CommandError(
+                f"no database at {path.resolve()}: umoc-admin never creates one; give the server's"
+                f" --data-dir (or {DATA_DIR_ENV}) and --config, or start the server once to create it"
+            )
+        self.storage = open_storage(config, self.reactor)
+        return self.storage
+
+    async def status(self, config: Config, storage: Storage) -> SchemaStatus:
+        """The schema's status; refused when there is no UMOC schema or it is newer than the code."""
+        status = await storage.db.schema_status()
+        if status.current is None:
+            raise CommandError(
+                f"no UMOC schema in {where(config)}: umoc-admin never creates one; check --config and --data-dir,"
+                " or start the server once to create it"
+            )
+        if status.too_new:
+            # The node's own refusal: a schema contracted past this code (a newer, compatible one is fine).
+            raise SchemaTooNewError(status.refusal())
+        return status
+
     async def open(self, config: Config) -> AdminTools:
-        """The node's own services and `Administration`, from the wiring (see `build_admin`)."""
+        """The node's own services and `Administration` (see `build_admin`), on a schema that is the code's."""
+        storage = self.open_storage(config)
+        status = await self.status(config, storage)
+        if status.pending:
+            raise CommandError(
+                f"the schema of {where(config)} is at version {status.current}, this UMOC needs {status.newest}:"
+                " run `umoc-admin migrate` (or start the server) first; nothing was changed"
+            )
         self.tools = await build_admin(
-            config, self.reactor, lambda line: print(f"umoc-admin: warning: {line}", file=self.stderr)
+            config, self.reactor, lambda line: print(f"umoc-admin: warning: {line}", file=self.stderr), storage
         )
         return self.tools
 
     async def close(self) -> None:
         if self.tools is not None:
             await self.tools.close()
+        elif self.storage is not None:
+            self.storage.close()
 
     @property
     def redis_bus(self) -> bool:
@@ -226,6 +349,12 @@ class Cli:
         args = self.args
         if args.command == "port-db":
             await self.port_db(config)
+            return
+        if args.command in ("migrate", "schema-status"):
+            await self.migrate(config)
+            return
+        if args.command == "ratelimit":
+            await self.reset_ratelimits(config)
             return
         tools = await self.open(config)
         admin, services = tools.admin, tools.services
@@ -309,9 +438,79 @@ class Cli:
         elif args.command == "revoke-bot-tokens":
             count = await bots.revoke_tokens(services, ACTOR, ref())
             self.result(f"{count} tokens of {name} revoked", {"revoked": count})
+        elif args.command == "create-server-key":
+            key = await serverapi.create_server_key(services, ACTOR, NewServerKey(args.name))
+            self.result(key, {"name": args.name, "key": key})
+        elif args.command == "delete-server-key":
+            await serverapi.delete_server_key(services, ACTOR, NewServerKey(args.name))
+            self.result(f"Server key {args.name} deleted", {"name": args.name, "deleted": True})
         elif args.command == "create-invite":
             code = await account.create_invite(services, ACTOR, NewInvite(args.uses))
             self.result(code, {"invite": code, "uses": args.uses})
+
+    async def migrate(self, config: Config) -> None:
+        """``migrate [--dry-run]`` and ``schema-status``: the only commands that look at a schema behind the code."""
+        storage = self.open_storage(config)
+        status = await self.status(config, storage)
+        data: dict[str, Any] = {
+            "version": status.current,
+            "newest": status.newest,
+            "pending": list(status.pending),
+            "compat": status.compat,
+        }
+        if self.args.command == "migrate" and not self.args.dry_run and status.pending:
+            data["version"] = await storage.db.migrate()
+            data["applied"], data["pending"] = data["pending"], []
+            self.result(
+                f"Applied migrations {_versions(status.pending)} to {where(config)}: schema version {data['version']}",
+                data,
+            )
+            return
+        if not status.pending and status.current is not None and status.current > status.newest:
+            self.result(
+                f"Schema version {status.current} ({where(config)}): newer than this UMOC's {status.newest},"
+                f" which may still run on it (compatibility version {status.compat})",
+                data,
+            )
+        elif not status.pending:
+            self.result(f"Schema version {status.current} ({where(config)}): up to date", data)
+        elif self.args.command == "migrate":
+            self.result(f"Would apply migrations {_versions(status.pending)} to {where(config)}; nothing changed", data)
+        else:
+            self.result(
+                f"Schema version {status.current} ({where(config)}); this UMOC's is {status.newest};"
+                f" pending: {_versions(status.pending)} (run `umoc-admin migrate`)",
+                data,
+            )
+
+    async def reset_ratelimits(self, config: Config) -> None:
+        """``ratelimit reset``: delete the selected buckets in Redis (the nodes' memory is out of reach)."""
+        args = self.args
+        if args.address is None and args.user is None:
+            raise CommandError("give --address, --user or both")
+        address = None
+        if args.address is not None:
+            try:
+                address = str(ipaddress.ip_address(args.address))
+            except ValueError:
+                raise CommandError(f"not an IP address: {args.address}") from None
+        if not config.redis.url:
+            raise CommandError(
+                "no redis.url: rate limits are kept in each node's memory, out of umoc-admin's reach;"
+                " they refill by themselves (ratelimits.<class>), and restarting a node empties its buckets"
+            )
+        # The database too (checked like every command's), for the account and for the Redis the nodes use.
+        tools = await self.open(config)
+        user_id = name = None
+        if args.user is not None:
+            user = await tools.admin.user(args.user)
+            user_id, name = user.id, user.username.lower()
+        if tools.redis is None or tools.bus is None:
+            raise CommandError("Redis is not reachable at redis.url: nothing was reset")
+        selection = BucketSelection(tuple(args.classes or RATE_CLASSES), address, user_id, name)
+        done = await ratelimits.reset(tools.redis, config.redis.prefix, ACTOR, selection)
+        listed = ", ".join(done) if done else "none was held (a full bucket is not kept)"
+        self.result(f"Reset {len(done)} rate-limit buckets on every node: {listed}", {"reset": done})
 
     async def port_db(self, config: Config) -> None:
         args = self.args
@@ -320,15 +519,26 @@ class Cli:
             raise CommandError("--from must be sqlite:PATH (the configured database is not SQLite)")
         path = Path(source[len("sqlite:") :])
         if not path.is_file():
-            raise CommandError(f"no SQLite database at {path}")
+            raise CommandError(f"no SQLite database at {path.resolve()}")
         if not args.target.startswith(("postgresql://", "postgres://")):
             raise CommandError("--to must be a postgresql:// DSN")
-        # The same schema version on both sides: the server would migrate them the same way at start-up.
-        for db in (Database.sqlite(path), Database.postgres(args.target, 1, 1)):
-            try:
-                await db.migrate()
-            finally:
-                db.close()
+        # The source is read as it is: never created or migrated here.  It must be at the code's version,
+        # because the target (new and empty, the one database umoc-admin may fill) is migrated to it.
+        db = Database.sqlite(path)
+        try:
+            status = await db.schema_status()
+        finally:
+            db.close()
+        if not status.up_to_date:
+            raise CommandError(
+                f"the SQLite database {path.resolve()} is at schema version {status.current or 0}, this UMOC's is"
+                f" {status.newest}: start the server on it once (or `umoc-admin migrate` with it configured) first"
+            )
+        target = Database.postgres(args.target, 1, 1)
+        try:
+            await target.migrate()
+        finally:
+            target.close()
         report = await threads.deferToThreadPool(
             self.reactor, self.reactor.getThreadPool(), port_sqlite_to_postgres, path, args.target
         )
@@ -360,14 +570,47 @@ class Cli:
         )
 
 
+def log_changes(config: Config, stream: TextIO) -> None:
+    """Log the changes this process makes on ``stream``, in the node's ``logging.format`` and ``level``.
+
+    Only the loggers of `CHANGE_LOGGERS`: the same lines a node logs for
+    the same change made through its admin API, not the chatter of the
+    services the commands run on.
+    """
+
+    def is_change(event: LogEvent) -> PredicateResult:
+        namespace = event.get("log_namespace", "")
+        return PredicateResult.maybe if namespace.startswith(CHANGE_LOGGERS) else PredicateResult.no
+
+    changes = cast(ILogFilterPredicate, is_change)  # a plain callable is what FilteringLogObserver calls
+    observer = FilteringLogObserver(log_observer(config.logging.level, config.logging.format, stream), [changes])
+    globalLogBeginner.beginLoggingTo([observer], discardBuffer=True, redirectStandardIO=False)
+
+
+def _stdout_gone(stdout: TextIO) -> None:
+    """The reader left (``| head``): point the descriptor at /dev/null so that the flush at exit stays quiet."""
+    try:
+        fd = stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 async def run(
     argv: list[str],
     reactor: Any,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    begin_logging: Callable[[Config], None] | None = None,
 ) -> int:
-    """Run one command; the exit status.  Used in-process by the tests and by `main`."""
+    """Run one command; the exit status.  Used in-process by the tests and by `main`.
+
+    ``begin_logging`` is given the configuration once it is loaded (`main`
+    passes `log_changes`; the in-process tests log nothing).
+    """
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     try:
@@ -378,13 +621,24 @@ async def run(
     try:
         if args.command == "example-config":
             stdout.write(_example_config())
+            stdout.flush()
             return 0
         try:
             config = load_config(args.config)
         except ConfigError as exc:
             print(str(exc), file=stderr)
             return 2
+        data_dir = data_dir_override(args.data_dir)
+        if data_dir:
+            config = with_overrides(config, server={"data_dir": data_dir})
+        if begin_logging is not None:
+            begin_logging(config)
         await cli.execute(config)
+        stdout.flush()
+        return 0
+    except BrokenPipeError:
+        # The reader stopped early (`list-users | head -1`): what was done stands, nothing to say.
+        _stdout_gone(stdout)
         return 0
     except (CommandError, PortRefusedError, SchemaTooNewError) as exc:
         print(f"umoc-admin: {exc}", file=stderr)
@@ -404,7 +658,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
 
     def start(reactor: Any) -> defer.Deferred[None]:
-        d = defer.ensureDeferred(run(argv, reactor))
+        d = defer.ensureDeferred(run(argv, reactor, begin_logging=lambda config: log_changes(config, sys.stderr)))
 
         def finish(status: int) -> None:
             if status:

@@ -9,7 +9,8 @@ Secrets need not be in the file.  Every string value may name environment
 variables, ``${VAR}`` or ``${VAR:-default}`` (substituted in the parsed
 values, never in the YAML text, so a variable cannot change the file's
 structure); and each secret has a ``*_file`` twin (``database.dsn_file``,
-``metrics.token_file``, ``redis.url_file``, ``webhooks[].secret_file``)
+``metrics.token_file``, ``redis.url_file``, ``webhooks[].secret_file``,
+``auth.jwt.hmac_secret_file``, ``auth.oidc.client_secret_file``)
 naming a file whose content is the value, as Docker secrets and systemd
 credentials provide them.
 """
@@ -34,6 +35,8 @@ __all__ = [
     "ConfigError",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "DATA_DIR_ENV",
+    "data_dir_override",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -118,8 +121,11 @@ class ServerConfig:
     shutdown_timeout: Duration = Duration(10)
     #: New writes (events that change state, the bot API, uploads) are refused at once, with
     #: ``code: "overloaded"`` (503 over HTTP), while the oldest write waiting to commit has waited longer
-    #: than this, or the reactor runs later than this; 0 turns the rule off.
+    #: than this; 0 turns the rule off.
     overload_wait: Duration = Duration(0.5)
+    #: The same refusal while the reactor runs later than this (the node's own CPU is the backlog:
+    #: frames wait in the kernel to be read); 0 turns the rule off and its timer with it.
+    overload_lag: Duration = Duration(0.5)
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,14 @@ class DatabaseConfig:
     #: SQLite's ``PRAGMA synchronous``: ``full`` fsyncs every commit (an acknowledged message survives a
     #: power loss); ``normal`` only at checkpoints (faster, a power loss can lose the last commits).
     sqlite_synchronous: str = "full"
+    #: A PostgreSQL streaming replica for history, search, ``sync`` and exports (empty: all on ``dsn``); a
+    #: user's reads go to the primary until the replica has replayed that user's last write.
+    read_dsn: str = ""
+    #: A file holding ``read_dsn`` instead (it carries the password).
+    read_dsn_file: str = ""
+    #: A replica further behind the primary than this (or not answering) is not read from: every read goes
+    #: to the primary until it catches up.
+    read_max_lag: Duration = Duration(5)
 
 
 @dataclass(frozen=True)
@@ -240,6 +254,94 @@ class RegistrationConfig:
     #: code from an administrator).  Set at run time with ``umoc-admin registration``, the database's
     #: value overrides this one on every node.
     mode: str = "open"
+
+
+@dataclass(frozen=True)
+class PasswordAuthConfig:
+    """Accounts with a UMOC password: ``POST /api/register`` and ``/api/login``."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class JwtClaimsConfig:
+    """Which claims of a token name the user: its stable subject, its username, its display name."""
+
+    subject: str = "sub"
+    username: str = "preferred_username"
+    display_name: str = "name"
+
+
+#: Algorithms a token may be signed with (``auth.jwt.algorithms``); ``none`` is never one.
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256")
+
+
+@dataclass(frozen=True)
+class JwtAuthConfig:
+    """Tokens signed by the operator's own identity provider or backend, accepted at CONNECT.
+
+    The key is ``hmac_secret`` (HS256), a PEM ``public_key_file`` or a ``jwks_url``
+    (RS256, ES256, EdDSA ...); an HMAC secret only ever verifies HS* tokens and a
+    public key only asymmetric ones, so one can never stand in for the other.
+    """
+
+    enabled: bool = False
+    #: The identity provider's JSON Web Key Set, fetched through the trusted outbound agent and cached.
+    jwks_url: str = ""
+    #: The shared secret of HS256 tokens (at least 32 characters); ``hmac_secret_file`` names a file instead.
+    #: An algorithm in ``algorithms`` whose kind of key is not configured is refused.
+    hmac_secret: str = ""
+    hmac_secret_file: str = ""
+    #: A PEM public key (RSA, EC or Ed25519) verifying every asymmetric token.
+    public_key_file: str = ""
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA", "HS256")
+    #: The ``iss`` every token must carry; users are found by (issuer, subject).
+    issuer: str = ""
+    #: The ``aud`` every token must name.
+    audience: str = "umoc"
+    #: Clock skew allowed on ``exp``, ``nbf`` and ``iat``.
+    leeway: Duration = Duration(30)
+    #: How long fetched keys are used before they are fetched again; an unknown ``kid`` refetches them at most
+    #: once in this long.
+    jwks_refresh: Duration = Duration(600)
+    claims: JwtClaimsConfig = field(default_factory=JwtClaimsConfig)
+    #: Create a user at the first valid token of an unknown subject (false: only users made by the server API).
+    auto_create_users: bool = True
+
+
+@dataclass(frozen=True)
+class OidcAuthConfig:
+    """Sign-in with an OpenID Connect provider (authorization code with PKCE) for the web client."""
+
+    enabled: bool = False
+    #: The provider's issuer URL; ``<issuer>/.well-known/openid-configuration`` is read from it.
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    #: A file whose content is ``client_secret``.
+    client_secret_file: str = ""
+    scopes: tuple[str, ...] = ("openid", "profile")
+    #: This server's callback as registered at the provider: ``https://HOST/api/oidc/callback``.
+    redirect_url: str = ""
+
+
+@dataclass(frozen=True)
+class TotpAuthConfig:
+    """Time-based one-time codes (RFC 6238) as a second factor of password accounts."""
+
+    #: Users may turn TOTP on (``/api/account/totp/...``); off, no new setups (logins of users who have it
+    #: still need codes).
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How users prove who they are: UMOC passwords, and tokens from the operator's identity provider."""
+
+    password: PasswordAuthConfig = field(default_factory=PasswordAuthConfig)
+    jwt: JwtAuthConfig = field(default_factory=JwtAuthConfig)
+    oidc: OidcAuthConfig = field(default_factory=OidcAuthConfig)
+    totp: TotpAuthConfig = field(default_factory=TotpAuthConfig)
 
 
 @dataclass(frozen=True)
@@ -475,6 +577,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
@@ -643,6 +746,65 @@ def _check_sentinels(redis: RedisConfig) -> list[str]:
     return problems
 
 
+def _check_jwt(jwt: JwtAuthConfig) -> list[str]:
+    """``auth.jwt``: an issuer, an audience, known algorithms, and a key for each kind of algorithm allowed."""
+    if not jwt.enabled:
+        return []
+    problems = []
+
+    def bad(key: str, text: str) -> None:
+        problems.append(f"Error in configuration at 'auth.jwt.{key}': {text}")
+
+    if not jwt.issuer:
+        bad("issuer", "expected the issuer (iss) the tokens carry")
+    if not jwt.audience:
+        bad("audience", "expected the audience (aud) the tokens name")
+    unknown = [a for a in jwt.algorithms if a not in JWT_ALGORITHMS]
+    if unknown or not jwt.algorithms:
+        bad("algorithms", "expected a list of " + ", ".join(JWT_ALGORITHMS))
+    # An algorithm whose kind of key is not configured is simply never accepted; one key is needed.
+    if not (jwt.hmac_secret or jwt.jwks_url or jwt.public_key_file):
+        bad("jwks_url", "expected jwks_url, public_key_file or hmac_secret")
+    if jwt.hmac_secret and len(jwt.hmac_secret) < 32:
+        bad("hmac_secret", "expected a secret of at least 32 characters")
+    if jwt.jwks_url and jwt.public_key_file:
+        bad("public_key_file", "set jwks_url or public_key_file, not both")
+    if jwt.jwks_url and not jwt.jwks_url.startswith(("http://", "https://")):
+        bad("jwks_url", 'expected a URL "https://..."')
+    if jwt.public_key_file and not os.access(jwt.public_key_file, os.R_OK):
+        bad("public_key_file", f"cannot read {jwt.public_key_file}")
+    if jwt.leeway < 0:
+        bad("leeway", "expected a duration, 0 or more")
+    if jwt.jwks_refresh <= 0:
+        bad("jwks_refresh", "expected a positive duration")
+    for key in ("subject", "username", "display_name"):
+        if not getattr(jwt.claims, key):
+            bad(f"claims.{key}", "expected a claim name")
+    return problems
+
+
+def _check_oidc(oidc: OidcAuthConfig) -> list[str]:
+    """``auth.oidc``: an issuer and a callback URL, a client id, and the openid scope."""
+    if not oidc.enabled:
+        return []
+    problems = []
+
+    def bad(key: str, text: str) -> None:
+        problems.append(f"Error in configuration at 'auth.oidc.{key}': {text}")
+
+    if not oidc.issuer.startswith(("https://", "http://")):
+        bad("issuer", 'expected the provider\'s issuer URL "https://..."')
+    if not oidc.client_id:
+        bad("client_id", "expected the client id registered at the provider")
+    if not oidc.redirect_url.startswith(("https://", "http://")) or not oidc.redirect_url.endswith(
+        "/api/oidc/callback"
+    ):
+        bad("redirect_url", 'expected this server\'s callback "https://HOST/api/oidc/callback"')
+    if "openid" not in oidc.scopes:
+        bad("scopes", "expected a list with openid")
+    return problems
+
+
 def _check(config: Config) -> list[str]:
     """Rules that span fields: the ones a type alone cannot express."""
     problems = []
@@ -656,6 +818,13 @@ def _check(config: Config) -> list[str]:
         bad("database.pool_max", "expected 1 <= pool_min <= pool_max")
     if config.database.sqlite_synchronous not in ("full", "normal"):
         bad("database.sqlite_synchronous", "expected one of full, normal")
+    if config.database.read_dsn:
+        if not config.database.read_dsn.startswith(("postgresql://", "postgres://")):
+            bad("database.read_dsn", 'expected "postgresql://..." (a streaming replica of database.dsn)')
+        elif not config.database.dsn.startswith(("postgresql://", "postgres://")):
+            bad("database.read_dsn", "a replica needs a PostgreSQL database.dsn (SQLite has none)")
+    if config.database.read_max_lag < 2:
+        bad("database.read_max_lag", "expected at least 2s (the replica's position is measured once a second)")
     for key in ("keepalives_idle", "keepalives_interval", "stuck_timeout"):
         if getattr(config.database, key) < 1:
             bad(f"database.{key}", "expected at least 1s")
@@ -692,6 +861,8 @@ def _check(config: Config) -> list[str]:
         bad("server.shutdown_timeout", "expected a duration, 0 or more")
     if config.server.overload_wait < 0:
         bad("server.overload_wait", "expected a duration, 0 (off) or more")
+    if config.server.overload_lag < 0:
+        bad("server.overload_lag", "expected a duration, 0 (off) or more")
     if config.logging.level not in LOG_LEVELS:
         bad("logging.level", "expected one of " + ", ".join(LOG_LEVELS))
     if config.logging.format not in LOG_FORMATS:
@@ -702,6 +873,8 @@ def _check(config: Config) -> list[str]:
         bad("sessions.ttl", "expected a positive duration")
     if config.sessions.check_interval <= 0:
         bad("sessions.check_interval", "expected a positive duration")
+    problems.extend(_check_jwt(config.auth.jwt))
+    problems.extend(_check_oidc(config.auth.oidc))
     if config.registration.mode not in ("open", "closed", "invite"):
         bad("registration.mode", "expected one of open, closed, invite")
     if config.engineio.ping_interval <= 0 or config.engineio.ping_timeout <= 0:
@@ -785,7 +958,12 @@ def _check(config: Config) -> list[str]:
 
 
 #: (section, key) of every secret with a ``<key>_file`` twin; ``webhooks`` entries have ``secret_file``.
-SECRET_FILES: tuple[tuple[str, str], ...] = (("database", "dsn"), ("metrics", "token"), ("redis", "url"))
+SECRET_FILES: tuple[tuple[str, str], ...] = (
+    ("database", "dsn"),
+    ("database", "read_dsn"),
+    ("metrics", "token"),
+    ("redis", "url"),
+)
 
 
 def read_secret_file(path: str) -> str:
@@ -818,7 +996,7 @@ def _read_secret_files(config: Config, problems: list[str]) -> Config:
     """`config` with every ``*_file`` secret read into its key."""
     changes: dict[str, Any] = {}
     for section, key in SECRET_FILES:
-        part = getattr(config, section)
+        part = changes.get(section, getattr(config, section))  # a section may have several secrets
         value = _secret_from_file(getattr(part, key), getattr(part, f"{key}_file"), f"{section}.{key}", problems)
         changes[section] = dataclasses.replace(part, **{key: value})
     changes["webhooks"] = tuple(
@@ -826,6 +1004,15 @@ def _read_secret_files(config: Config, problems: list[str]) -> Config:
             hook, secret=_secret_from_file(hook.secret, hook.secret_file, f"webhooks[{i}].secret", problems)
         )
         for i, hook in enumerate(config.webhooks)
+    )
+    jwt = config.auth.jwt
+    secret = _secret_from_file(jwt.hmac_secret, jwt.hmac_secret_file, "auth.jwt.hmac_secret", problems)
+    oidc = config.auth.oidc
+    client_secret = _secret_from_file(oidc.client_secret, oidc.client_secret_file, "auth.oidc.client_secret", problems)
+    changes["auth"] = dataclasses.replace(
+        config.auth,
+        jwt=dataclasses.replace(jwt, hmac_secret=secret),
+        oidc=dataclasses.replace(oidc, client_secret=client_secret),
     )
     key_file = config.push.vapid_private_key_file
     if key_file and not os.access(key_file, os.R_OK):
@@ -927,3 +1114,20 @@ def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
         name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items() if values
     }
     return dataclasses.replace(config, **changes)
+
+
+#: The environment variable ``twistd umoc`` and ``umoc-admin`` both read for the data directory.
+DATA_DIR_ENV = "UMOC_DATA_DIR"
+
+
+def data_dir_override(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The data directory the command line or the environment names, else None (``server.data_dir`` stands).
+
+    ``--data-dir`` wins over ``UMOC_DATA_DIR``, which wins over the file:
+    the server and ``umoc-admin`` call this same function, so the same unit
+    file, container environment or shell finds the same database.
+    """
+    if given:
+        return given
+    value = (os.environ if environ is None else environ).get(DATA_DIR_ENV, "")
+    return value or None

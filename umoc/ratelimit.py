@@ -45,11 +45,17 @@ __all__ = [
     "Ratelimiter",
     "RedisRatelimiter",
     "TrustedNetworks",
+    "bucket_key",
     "take_token",
     "trusted_networks",
 ]
 
 log = Logger()
+
+
+def bucket_key(prefix: str, kind: str, key: str) -> str:
+    """The Redis key of ``kind``'s bucket for ``key``: one spelling for the limiter and ``umoc-admin``."""
+    return f"{prefix}rl:{kind}:{key}"
 
 
 class Ratelimiter(Protocol):
@@ -209,7 +215,7 @@ class RedisRatelimiter:
             return defer.succeed((True, 0.0))
         limit: RateLimit = getattr(self._settings, kind)
         args = [repr(self._clock.seconds()), repr(limit.rate / limit.per), str(limit.burst)]
-        d = self._redis.eval(TAKE_TOKEN_LUA, [f"{self._prefix}rl:{kind}:{key}"], args)
+        d = self._redis.eval(TAKE_TOKEN_LUA, [bucket_key(self._prefix, kind, key)], args)
         d.addCallback(_bucket_reply)
         return d
 

@@ -203,6 +203,9 @@ class UmocService(service.MultiService):
         periodic_task(config.sessions.cleanup_interval, services.sessions.expire, reactor).setServiceParent(self)
         periodic_task(config.sessions.check_interval, services.sessions.sweep, reactor).setServiceParent(self)
         periodic_task(config.uploads.cleanup_interval, services.files.purge_expired, reactor).setServiceParent(self)
+        if services.storage.reads.replicated:
+            reads = services.storage.reads
+            periodic_task(reads.INTERVAL, reads.poll, reactor).setServiceParent(self)
         if config.feed.retention > 0:
             feed, clock, retention = services.storage.feed, services.clock, config.feed.retention
             periodic_task(
@@ -226,7 +229,7 @@ class UmocService(service.MultiService):
     def startService(self) -> None:
         service.Service.startService(self)
         self.node.services.sessions.start()
-        if self.config.server.overload_wait > 0:
+        if self.config.server.overload_lag > 0:
             self.node.lag.start()
         d = defer.ensureDeferred(self._start())
         d.addCallbacks(self.ready.callback, self._start_failed)

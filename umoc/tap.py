@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
-from typing import IO, Any
+from typing import IO, Any, cast
 
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 
 import umoc
-from umoc.config import Config, ConfigError, load_config, with_overrides
+from umoc.config import DATA_DIR_ENV, Config, ConfigError, data_dir_override, load_config, with_overrides
 from umoc.logs import log_observer
 from umoc.service import UmocService
 
@@ -38,12 +40,17 @@ log = Logger()
 
 
 class Options(usage.Options):
-    """``--config`` names the YAML file; ``--listen`` and ``--data-dir`` override it."""
+    """``--config`` names the YAML file; ``--listen`` and ``--data-dir`` (or ``UMOC_DATA_DIR``) override it."""
 
     optParameters = [
         ["config", "c", None, "YAML configuration file (default: built-in defaults)"],
         ["listen", "l", None, 'Endpoint to listen on, e.g. "tcp:8080:interface=127.0.0.1"'],
-        ["data-dir", "d", None, "Directory for the SQLite database and uploads"],
+        [
+            "data-dir",
+            "d",
+            None,
+            f"Directory for the SQLite database and uploads (default: ${DATA_DIR_ENV}, else the file's)",
+        ],
     ]
 
     def opt_version(self) -> None:
@@ -64,8 +71,9 @@ class Options(usage.Options):
         overrides: dict[str, Any] = {}
         if self["listen"]:
             overrides["listen"] = self["listen"]
-        if self["data-dir"]:
-            overrides["data_dir"] = self["data-dir"]
+        data_dir = data_dir_override(self["data-dir"])
+        if data_dir:
+            overrides["data_dir"] = data_dir
         self.config: Config = with_overrides(config, server=overrides)
 
 
@@ -109,7 +117,28 @@ def _log_stream(twistd: Any) -> IO[Any] | None:
     name = twistd.get("logfile") or ""
     if name == "-" or (twistd.get("nodaemon") and not name):
         return sys.stdout
-    return LogFile.fromFullPath(name or "twistd.log")
+    # No rotation by size (twistd's LogFile would rotate at 1 MB and keep every old file):
+    # logrotate moves the file and sends SIGUSR1, on which the file is reopened.
+    logfile = LogFile.fromFullPath(name or "twistd.log", rotateLength=None)
+    _reopen_on_sigusr1(logfile)
+    return logfile
+
+
+def _reopen_on_sigusr1(logfile: LogFile) -> None:
+    """SIGUSR1 reopens ``--logfile`` (after logrotate moved it), unless something else handles SIGUSR1.
+
+    twistd installs such a handler only for the log it opens itself, which
+    it does not when the application brings its own observer, as UMOC does.
+    """
+    if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None):
+        return
+
+    def reopen(signum: int, frame: Any) -> None:
+        from twisted.internet import reactor
+
+        cast(IReactorThreads, reactor).callFromThread(logfile.reopen)
+
+    signal.signal(signal.SIGUSR1, reopen)
 
 
 def makeService(options: Options) -> Any:

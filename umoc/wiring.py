@@ -27,12 +27,15 @@ from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.identity import Identities
+from umoc.domain.oidc import OidcSignIn
 from umoc.domain.outbox import Tail, node_holder
 from umoc.domain.overload import ReactorLag, WriteAdmission
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
 from umoc.domain.status import StatusAnnouncer
+from umoc.domain.tokens import TokenVerifier
 from umoc.domain.webhooks import Webhooks
 from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
@@ -41,6 +44,7 @@ from umoc.outbound import HttpClients, load_or_create_vapid_key
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter, trusted_networks
 from umoc.socketapp import UmocSocketApp
 from umoc.storage import Storage, open_storage
+from umoc.storage.replica import ReadRouter
 from umoc.transport.engine import EngineServer
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.recovery import RecoveryStore
@@ -49,6 +53,7 @@ from umoc.web.admin import admin_resource
 from umoc.web.bots import bot_resource
 from umoc.web.export import export_resource
 from umoc.web.push import push_resource
+from umoc.web.serverapi import server_api_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
@@ -87,6 +92,21 @@ class Node:
     lag: ReactorLag
 
 
+def _replica_metrics(metrics: Metrics, reads: ReadRouter) -> None:
+    """With ``database.read_dsn``: how far behind the replica is, and which side answered the reads it may take."""
+    metrics.gauge(
+        "umoc_replica_lag_seconds",
+        "Age of the newest primary position the replica (database.read_dsn) has replayed (+Inf: none)",
+        reads.lag,
+    )
+    metrics.counter(
+        "umoc_replica_reads",
+        "History, search, sync and export reads, by the side that answered them",
+        lambda: dict(reads.served),
+        "side",
+    )
+
+
 def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
     """The bus's publish and receive counts and Redis's state, read when scraped."""
     bus, receiver, redis, watch = cluster.bus, cluster.receiver, cluster.redis, cluster.watch
@@ -121,6 +141,14 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
     )
 
 
+def _identities(
+    config: Config, clock: IReactorTime, storage: Storage, sessions: SessionManager, http: HttpClients
+) -> Identities:
+    """Token sign-in: a verifier when ``auth.jwt`` is on (its key set fetched with the trusted client)."""
+    verifier = TokenVerifier(config.auth.jwt, clock, http.trusted) if config.auth.jwt.enabled else None
+    return Identities(config, verifier, storage.identities, sessions, clock)
+
+
 def build_node(config: Config, reactor: Any, storage: Storage | None = None, threads_reactor: Any = None) -> Node:
     """Storage, cluster, domain, edges and the Site, in that order.
 
@@ -145,6 +173,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             clock,
             cfg.bus_check_interval,
             listeners=[lambda since: catchup.request(since)],
+            resubscribed=[lambda: catchup.hold_for_gap()],
         )
         bus = RedisBus(redis, node_id, cfg.prefix, watch)
         hub = Hub(recovery, remote=bus, clock=clock, session_ended=notices.session_ended)
@@ -208,12 +237,6 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     def write_wait() -> float:
         return db.writer.oldest_wait()
 
-    def admission_wait() -> float:
-        """What a new write would wait: the database's backlog or the reactor's, whichever is longer."""
-        wait = db.writer.oldest_wait()
-        behind = lag.lag()
-        return behind if behind > wait else wait
-
     metrics.gauge(
         "umoc_write_wait_seconds",
         "How long the oldest write waiting to commit has waited (server.overload_wait refuses writes past it)",
@@ -221,9 +244,11 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     )
     metrics.gauge(
         "umoc_reactor_lag_seconds",
-        "How late the reactor runs what is due (server.overload_wait refuses writes past it too)",
+        "How late the reactor runs what is due (server.overload_lag refuses writes past it)",
         lag.lag,
     )
+    if storage.reads.replicated:
+        _replica_metrics(metrics, storage.reads)
     services = Services(
         config=config,
         clock=clock,
@@ -237,7 +262,11 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         push=push,
         webhooks=webhooks,
         accounts=Accounts(storage, sessions, hub, files, clock),
-        admission=WriteAdmission(admission_wait, config.server.overload_wait, clock, metrics),
+        admission=WriteAdmission(
+            write_wait, config.server.overload_wait, clock, metrics, lag.lag, config.server.overload_lag
+        ),
+        identities=(identities := _identities(config, clock, storage, sessions, http)),
+        oidc=OidcSignIn(config, identities, http.trusted, clock),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -273,6 +302,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),
+            b"server": server_api_resource(services),
         },
         redis_ping,
         uploads.request_factory(),
@@ -313,19 +343,15 @@ class AdminTools:
         services.storage.close()
 
 
-async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None]) -> AdminTools:
-    """The configured database (migrated first, as a node does), a hub to the running nodes, and the services.
+async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None], storage: Storage) -> AdminTools:
+    """The services on ``storage`` (opened and checked by the caller), and a hub to the running nodes.
 
-    ``warn`` is told, in one line for the operator, when Redis is configured
-    but not reachable.
+    Nothing here creates or migrates the database: ``umoc-admin`` checks
+    that its schema is the code's before it calls this, and refuses
+    otherwise.  ``warn`` is told, in one line for the operator, when Redis
+    is configured but not reachable.
     """
     clock: IReactorTime = reactor
-    storage = open_storage(config, clock)
-    try:
-        await storage.db.migrate()
-    except BaseException:
-        storage.close()
-        raise
     metrics = Metrics(storage.db.transactions)
     redis: RedisClient | None = None
     bus: RedisBus | None = None
@@ -361,6 +387,8 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None])
         accounts=Accounts(storage, sessions, hub, files, clock),
         # The operator's own commands are never refused: nothing else writes through this process.
         admission=WriteAdmission(lambda: 0.0, 0, clock),
+        identities=(identities := _identities(config, clock, storage, sessions, http)),
+        oidc=OidcSignIn(config, identities, http.trusted, clock),
     )
     admin = Administration(storage, sessions, hub, clock, webhooks)
     return AdminTools(services, admin, bus, redis, http)

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from tests.support.deferreds import inline
 from tests.support.node import NodeTestCase
 from umoc.metrics import Metrics
-from umoc.wiring import _redis_metrics
+from umoc.wiring import _redis_metrics, _replica_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "etc" / "grafana-umoc.json"
@@ -52,6 +52,12 @@ def _redis_names() -> set[str]:
     return _names(metrics)
 
 
+def _replica_names() -> set[str]:
+    metrics = Metrics()
+    _replica_metrics(metrics, SimpleNamespace(lag=lambda: 0.5, served={"replica": 0, "primary": 0}))  # type: ignore[arg-type]
+    return _names(metrics)
+
+
 def _dashboard_metrics() -> set[str]:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     texts = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
@@ -63,7 +69,7 @@ class MetricNamesTests(NodeTestCase):
     use_clock = False
 
     def exposed(self) -> set[str]:
-        return _names(self.services.metrics) | _redis_names()
+        return _names(self.services.metrics) | _redis_names() | _replica_names()
 
     @inline
     async def test_every_metric_in_the_grafana_dashboard_exists(self) -> None:

@@ -153,6 +153,24 @@ class CatchUpTests(unittest.SynchronousTestCase):
         gate.pop().callback(None)
         self.assertEqual([r["message_ids"] for r in socket.events("messages_read")], [["m1"], ["m2"]])
 
+    def test_deliveries_between_the_resubscription_and_the_catch_up_come_after_the_replay(self) -> None:
+        socket = self.join()
+        self.feed.add(1, read_change(1, T0))  # lost in the gap
+        self.catchup.hold_for_gap()  # subscribed again; the ping that ends the gap is on its way
+        self.live(1, read_change(2, T0 + 1))  # another node's publication arrives first
+        self.assertEqual(socket.received, [], "held until the replay")
+        self.gap(T0 - 1)
+        self.assertEqual([r["message_ids"] for r in socket.events("messages_read")], [["m1"], ["m2"]])
+
+    def test_a_hold_with_no_catch_up_after_it_is_released_after_its_limit(self) -> None:
+        socket = self.join()
+        self.catchup.hold_for_gap()
+        self.live(1, read_change(2, T0 + 1))
+        self.assertEqual(socket.received, [])
+        self.clock.advance(CatchUp.EARLY_HOLD_LIMIT)
+        self.assertEqual([r["message_ids"] for r in socket.events("messages_read")], [["m2"]])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_a_gap_with_nobody_connected_leaves_later_gaps_caught_up(self) -> None:
         self.gap(T0 - 5)  # nobody here: nothing to do, and it finishes at once
         self.assertFalse(self.catchup.running)

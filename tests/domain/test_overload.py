@@ -211,3 +211,33 @@ class ReactorLagTests(unittest.TestCase):
         self.lag.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.lag.lag(), 0.0)
+
+
+class TwoBoundsTests(unittest.TestCase):
+    """`WriteAdmission` with both rules: either backlog past its own bound refuses; a bound of 0 ignores its backlog."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.wait = self.lag = 0.0
+
+    def admission(self, bound: float, lag_bound: float) -> WriteAdmission:
+        return WriteAdmission(lambda: self.wait, bound, self.clock, None, lambda: self.lag, lag_bound)
+
+    def test_either_backlog_past_its_bound_refuses_and_retry_after_is_the_larger(self) -> None:
+        admission = self.admission(0.5, 0.2)
+        self.wait, self.lag = 0.4, 0.1
+        self.assertIsNone(admission.refusal("socket"))
+        self.lag = 0.3
+        refusal = admission.refusal("socket")
+        assert refusal is not None
+        self.assertEqual(refusal.retry_after, 0.4, "the larger backlog")
+        self.wait, self.lag = 0.9, 0.0
+        refusal = admission.refusal("socket")
+        assert refusal is not None
+        self.assertEqual(refusal.retry_after, 0.9)
+
+    def test_a_bound_of_zero_ignores_its_backlog(self) -> None:
+        self.wait, self.lag = 10.0, 10.0
+        self.assertIsNone(self.admission(0, 0).refusal("socket"))
+        self.assertIsNotNone(self.admission(0, 0.5).refusal("socket"))
+        self.assertIsNotNone(self.admission(0.5, 0).refusal("socket"))

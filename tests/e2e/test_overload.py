@@ -54,7 +54,8 @@ class Acks:
 
 class OverloadedServerMixin:
     def config_for_test(self, data_dir: str) -> Config:
-        return test_config(data_dir, ratelimits={"enabled": False}, server={"overload_wait": f"{BOUND}s"})
+        server = {"overload_wait": f"{BOUND}s", "overload_lag": f"{BOUND}s"}
+        return test_config(data_dir, ratelimits={"enabled": False}, server=server)
 
     async def hold_writer(self) -> threading.Event:
         # Released within database.timeout.
@@ -104,9 +105,12 @@ class OverloadedServerMixin:
             self.assertEqual(answer["error"], OVERLOADED)
             self.assertGreaterEqual(answer["retry_after"], BOUND)
             self.assertLess(seconds, 1.0, "answered without waiting for the database")
-        self.assertEqual((put.code, put.headers.getRawHeaders("Retry-After")), (503, ["1"]))
+        # Whole seconds, at least 1 (more when a loaded machine's reactor runs late as well).
+        self.assertEqual(put.code, 503)
+        self.assertGreaterEqual(int(put.headers.getRawHeaders("Retry-After")[0]), 1)
         self.assertEqual(put_body, {"error": OVERLOADED, "code": "overloaded"})
-        self.assertEqual((bot.code, bot.headers.getRawHeaders("Retry-After")), (503, ["1"]))
+        self.assertEqual(bot.code, 503)
+        self.assertGreaterEqual(int(bot.headers.getRawHeaders("Retry-After")[0]), 1)
 
         release.set()
         sent = await first

@@ -59,9 +59,9 @@ class MigrationCompatTestsMixin:
     async def test_a_fresh_database_records_its_version_and_compat_version(self) -> None:
         db, code = await self.migrated([])
         newest = code[-1].version
-        # The newest migration from before the declarations (SQLite has no 018: 017 there).
-        legacy = max(m.version for m in code if m.version <= LEGACY_LAST)
-        self.assertEqual(await db.run("test", schema_state_txn), SchemaState(newest, legacy))
+        # The compatibility version starts at the newest legacy migration the dialect has (SQLite has no 018).
+        legacy_newest = max(m.version for m in code if m.version <= LEGACY_LAST)
+        self.assertEqual(await db.run("test", schema_state_txn), SchemaState(newest, legacy_newest))
         self.assertEqual(await db.run("test", _versions("schema_migrations")), [m.version for m in code])
         # The table releases up to 0.1.0 read holds their migrations only.
         self.assertEqual(
@@ -72,7 +72,7 @@ class MigrationCompatTestsMixin:
     async def test_a_database_last_migrated_before_the_compat_version_keeps_its_record(self) -> None:
         db = unmigrated_database(self, self.backend, "compat")
         code = _load_migrations(db.dialect)
-        # What 0.1.0 migrated (up to LEGACY_LAST), without the tables it did not know.
+        # What 0.1.0 migrated: the legacy migrations only (it had none past LEGACY_LAST).
         await db.run("test.migrate", _migrate_txn, [m for m in code if m.version <= LEGACY_LAST])
 
         def as_0_1_0_left_it(txn: Txn) -> None:

@@ -276,7 +276,7 @@ class TwoWritersTestCase(unittest.TestCase):
     async def setUp(self) -> None:
         import psycopg2
 
-        schema = await postgres_schema(self)
+        self.schema = schema = await postgres_schema(self)
         self.db = Database.postgres(POSTGRES_DSN, 1, 2, schema=schema)
         self.addCleanup(self.db.close)
         self.storage = Storage(self.db)

@@ -35,7 +35,9 @@ reactor.suggestThreadPoolSize(32)
 def test_config(data_dir: str, **sections: Any) -> Config:
     """Defaults, port 0, the given data dir, and per-test overrides as YAML-shaped dicts (``webhooks``: a list)."""
     raw: dict[str, Any] = {
-        "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir},
+        # overload_lag off: tests share a loaded machine, and their clients' threads the reactor's GIL,
+        # so its lateness there is the tests', not the server's (tests.e2e.test_overload turns it on).
+        "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir, "overload_lag": "0s"},
         # Tests on a Clock read the feed at each commit (`FeedConsumer.wake`); the delay has its own test.
         "feed": {"consumer_wake_delay": "0s"},
     }
@@ -106,14 +108,17 @@ class ServerTestCase(unittest.TestCase):
     def config_for_test(self, data_dir: str) -> Config:
         return test_config(data_dir, **self.config_overrides)
 
-    async def start_server(self, config: Config | None = None, db: Database | None = None) -> Server:
+    async def start_server(
+        self, config: Config | None = None, db: Database | None = None, storage: Storage | None = None
+    ) -> Server:
+        """A started server on ``config``, over ``storage`` (with its replica), or ``db``, or a fresh database."""
         data_dir = tempfile.mkdtemp(prefix="umoc-srv-")
         config = config or self.config_for_test(data_dir)
         if config.server.data_dir != data_dir and not config.server.data_dir.startswith(tempfile.gettempdir()):
             config = dataclasses.replace(config, server=dataclasses.replace(config.server, data_dir=data_dir))
-        if db is None:
-            db = await migrated_database(self, self.backend)
-        service = UmocService(config, reactor, storage=Storage(db))
+        if storage is None:
+            storage = Storage(db if db is not None else await migrated_database(self, self.backend))
+        service = UmocService(config, reactor, storage=storage)
         service.startService()
         self.addCleanup(service.stopService)
         await service.ready

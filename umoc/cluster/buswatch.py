@@ -68,6 +68,7 @@ class BusWatch:
         clock: IReactorTime,
         interval: float,
         listeners: Iterable[Callable[[float], Any]] = (),
+        resubscribed: Iterable[Callable[[], Any]] = (),
     ) -> None:
         self._redis = redis
         self.node_id = node_id
@@ -79,6 +80,8 @@ class BusWatch:
         self.deadline = max(interval * 1.5, redis.timeout * 2)
         #: Called with epoch seconds: deliveries since then may have been missed here.
         self.listeners: tuple[Callable[[float], Any], ...] = tuple(listeners)
+        #: Called when the subscription is back during a gap, before the ping that will end it.
+        self.resubscribed: tuple[Callable[[], Any], ...] = tuple(resubscribed)
         #: When the last ping that came back was sent: the bus worked until then at least.
         self.last_ok = clock.seconds()
         #: Start of the current gap, None while the bus works.
@@ -155,6 +158,11 @@ class BusWatch:
     def subscribed(self) -> None:
         """A (re)subscription is in place: check it at once rather than at the next tick."""
         if self.gap_start is not None:
+            for listener in self.resubscribed:
+                try:
+                    listener()
+                except Exception:  # noqa: BLE001 - the ping must still go out
+                    log.failure("Resubscription listener failed")
             self.ping()
 
     def publish_failed(self, at: float) -> None:

@@ -151,16 +151,25 @@ class ReactorLag:
 
 
 class WriteAdmission:
-    """Says whether a new write may start, from ``wait()`` (the oldest write's wait) against ``bound``.
+    """Says whether a new write may start: ``wait()`` (the oldest write's wait) against ``bound``, and
+    ``lag()`` (the reactor's, `ReactorLag.lag`) against ``lag_bound``.
 
-    ``bound`` 0 admits everything.  ``metrics`` counts refusals per edge.
+    A bound of 0 turns its rule off.  ``metrics`` counts refusals per edge.
     """
 
     def __init__(
-        self, wait: Callable[[], float], bound: float, clock: IReactorTime, metrics: Metrics | None = None
+        self,
+        wait: Callable[[], float],
+        bound: float,
+        clock: IReactorTime,
+        metrics: Metrics | None = None,
+        lag: Callable[[], float] | None = None,
+        lag_bound: float = 0.0,
     ) -> None:
         self._wait = wait
         self.bound = bound
+        self._lag = lag
+        self.lag_bound = lag_bound if lag is not None else 0.0
         self._clock = clock
         self._metrics = metrics
         #: Writes refused since the last warning.
@@ -175,15 +184,19 @@ class WriteAdmission:
 
         ``edge`` labels the refusal in the metric: ``socket``, ``bot``, ``upload``.
         """
-        if self.bound <= 0:
+        bound, lag_bound = self.bound, self.lag_bound
+        if bound <= 0 and lag_bound <= 0:
             return None
-        wait = self._wait()
-        if wait <= self.bound:
+        wait = self._wait() if bound > 0 else 0.0
+        lag = self._lag() if lag_bound > 0 and self._lag is not None else 0.0
+        if (bound <= 0 or wait <= bound) and (lag_bound <= 0 or lag <= lag_bound):
             if self._episode:
                 if self._warned:
                     log.info("Writes admitted again after {count} refused while overloaded", count=self._episode)
                 self._episode, self._warned = 0, False
             return None
+        floor = min(b for b in (bound, lag_bound) if b > 0)
+        wait = max(wait, lag)
         if self._metrics is not None:
             self._metrics.overloaded(edge)
         self._unlogged += 1
@@ -192,16 +205,17 @@ class WriteAdmission:
         if self._last_warning is None or now - self._last_warning >= LOG_INTERVAL:
             log.warn(
                 "Overloaded: refusing new writes, a new write would wait {wait:.2f}s "
-                "(the oldest write waiting to commit, or the reactor running late; server.overload_wait {bound}s); "
-                "{count} refused since the last warning",
+                "(the oldest write waiting to commit, or the reactor running late; server.overload_wait {bound}s, "
+                "server.overload_lag {lag_bound}s); {count} refused since the last warning",
                 wait=wait,
                 bound=self.bound,
+                lag_bound=self.lag_bound,
                 count=self._unlogged,
             )
             self._last_warning = now
             self._unlogged = 0
             self._warned = True
-        return OverloadedError(round(min(max(wait, self.bound), MAX_RETRY_AFTER), 1))
+        return OverloadedError(round(min(max(wait, floor), MAX_RETRY_AFTER), 1))
 
     def check(self, edge: str) -> None:
         """Raise `OverloadedError` unless a new write may start."""

@@ -31,6 +31,10 @@ Past ``server.overload_wait`` (`umoc.domain.overload`) an event that writes
 ``retry_after`` without running: on arrival if it would wait behind the
 socket's earlier events (answered at once, before them), else when it
 starts, before its payload is validated or a token drawn from its bucket.
+
+With a replica (``database.read_dsn``), a socket's user is marked once an
+event that writes has completed (its commit done), so their own reads go to
+the primary until the replica has it (`umoc.storage.replica`).
 """
 
 from __future__ import annotations
@@ -149,6 +153,8 @@ class Router:
         self._queues: dict[Any, deque[_Pending]] = {}
         self._running: set[defer.Deferred[None]] = set()
         self.closed = False
+        #: With a replica (``database.read_dsn``), who wrote is remembered for read-your-writes; else None.
+        self._reads = services.storage.reads if services.storage.reads.replicated else None
 
     def dispatch(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
         if self.closed:
@@ -262,7 +268,14 @@ class Router:
             if not allowed:
                 self.services.metrics.refused(route.rate_class)
                 raise UserError("Rate limit exceeded; try again later", retry_after=retry_after, code="rate_limited")
-            result = await route.handler(EventContext(self.services, socket), payload)
+            if self._reads is not None and route.writes:
+                try:
+                    result = await route.handler(EventContext(self.services, socket), payload)
+                finally:
+                    # Committed (or refused, or failed halfway): this user's reads go to the primary for now.
+                    self._reads.wrote(socket.user_id)
+            else:
+                result = await route.handler(EventContext(self.services, socket), payload)
             if answer.given:
                 pass  # answered at the deadline: the late result is dropped
             elif route.response is not None:

@@ -18,6 +18,7 @@ from umoc.storage.edits import EditStore
 from umoc.storage.feed import FeedStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
+from umoc.storage.identities import IdentityStore
 from umoc.storage.joining import JoiningStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
@@ -27,7 +28,9 @@ from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
 from umoc.storage.readstate import ReadStateStore
+from umoc.storage.replica import ReadRouter
 from umoc.storage.search import SearchStore
+from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -36,11 +39,13 @@ __all__ = ["Storage", "open_storage"]
 class Storage:
     """One object per domain, all over one `Database`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, reads: ReadRouter | None = None) -> None:
         self.db = db
+        #: Where history, search, ``sync`` and exports are read: the replica when safe (``database.read_dsn``).
+        self.reads = reads if reads is not None else ReadRouter(db)
         self.users = UserStore(db)
         self.contacts = ContactStore(db)
-        self.messages = MessageStore(db)
+        self.messages = MessageStore(db, self.reads)
         self.groups = GroupStore(db)
         self.moderation = ModerationStore(db)
         self.joining = JoiningStore(db)
@@ -54,10 +59,12 @@ class Storage:
         self.deliveries = DeliveryStore(db)
         self.readstate = ReadStateStore(db)
         self.profiles = ProfileStore(db)
-        self.feed = FeedStore(db)
+        self.feed = FeedStore(db, self.reads)
         self.outbox = OutboxStore(db)
-        self.search = SearchStore(db)
-        self.accounts = AccountStore(db)
+        self.search = SearchStore(db, reads=self.reads)
+        self.accounts = AccountStore(db, self.reads)
+        self.identities = IdentityStore(db)
+        self.totp = TotpStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
@@ -65,14 +72,19 @@ class Storage:
 
     def close(self) -> None:
         self.db.close()
+        self.reads.close()
 
 
 def open_storage(config: Config, clock: IReactorTime) -> Storage:
-    """The configured database (SQLite under data_dir unless a PostgreSQL DSN is given), with its deadlines."""
+    """The configured database (SQLite under data_dir unless a PostgreSQL DSN is given), with its deadlines,
+    and its replica (``database.read_dsn``) behind the `ReadRouter`."""
     cfg = config.database
     deadline = Deadline(clock, cfg.timeout, cfg.connect_timeout, cfg.stuck_timeout)
     keepalives = Keepalives(cfg.keepalives_idle, cfg.keepalives_interval, cfg.keepalives_count, cfg.tcp_user_timeout)
     db = Database.from_dsn(
         cfg.dsn, Path(config.server.data_dir), cfg.pool_min, cfg.pool_max, deadline, cfg.sqlite_synchronous, keepalives
     )
-    return Storage(db)
+    replica = None
+    if cfg.read_dsn:
+        replica = Database.postgres(cfg.read_dsn, cfg.pool_min, cfg.pool_max, deadline=deadline, keepalives=keepalives)
+    return Storage(db, ReadRouter(db, replica, clock, cfg.read_max_lag))

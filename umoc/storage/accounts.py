@@ -46,6 +46,7 @@ from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn, in_clause
 from umoc.storage.groups import MembershipChange, remove_member_txn
 from umoc.storage.reactions import Reaction, reactions_for_txn
+from umoc.storage.replica import ReadRouter
 from umoc.storage.targets import Target, target_by_seq_txn
 
 __all__ = ["ERASED_TYPE", "AccountStore", "DeletedAccount", "RemovedReaction", "tombstone"]
@@ -308,8 +309,10 @@ def _messages_txn(txn: Txn, user_id: int, after_seq: int, limit: int) -> list[Ro
 class AccountStore:
     """Account deletion and the export's reads."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, reads: ReadRouter | None = None) -> None:
         self._db = db
+        #: The export's reads may come from the replica (`ReadRouter`).
+        self._reads = reads if reads is not None else ReadRouter(db)
 
     def delete(self, user_id: int, now: float, erased_through: int | None) -> defer.Deferred[DeletedAccount | None]:
         """Scrub the account and remove what was its own (see the module); None if unknown or deleted already.
@@ -349,19 +352,19 @@ class AccountStore:
 
     def profile(self, user_id: int) -> defer.Deferred[dict[str, Any] | None]:
         """The user's own row as the export shows it (None once deleted)."""
-        return self._db.run("accounts.profile", _profile_txn, user_id)
+        return self._reads.read("accounts.profile", user_id, _profile_txn, user_id)
 
     def contacts(self, user_id: int) -> defer.Deferred[list[Row]]:
-        return self._db.run("accounts.contacts", _contacts_txn, user_id)
+        return self._reads.read("accounts.contacts", user_id, _contacts_txn, user_id)
 
     def groups(self, user_id: int) -> defer.Deferred[list[Row]]:
         """Open groups the user is a member of, with their role."""
-        return self._db.run("accounts.groups", _groups_txn, user_id)
+        return self._reads.read("accounts.groups", user_id, _groups_txn, user_id)
 
     def files_page(self, user_id: int, after: str, limit: int) -> defer.Deferred[list[Row]]:
         """Files the user uploaded with ids after ``after``, by id."""
-        return self._db.run("accounts.files_page", _files_txn, user_id, after, limit)
+        return self._reads.read("accounts.files_page", user_id, _files_txn, user_id, after, limit)
 
     def messages_page(self, user_id: int, after_seq: int, limit: int) -> defer.Deferred[list[Row]]:
         """The user's live messages with seq after ``after_seq``, oldest first (keyset paging on their index)."""
-        return self._db.run("accounts.messages_page", _messages_txn, user_id, after_seq, limit)
+        return self._reads.read("accounts.messages_page", user_id, _messages_txn, user_id, after_seq, limit)

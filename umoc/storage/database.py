@@ -23,9 +23,11 @@ from umoc.storage.batching import BatchWriter, Together
 from umoc.storage.engine.dialect import POSTGRES, SQLITE, Dialect
 from umoc.storage.engine.migrations import (
     SchemaState,
+    SchemaStatus,
     SchemaTooNewError,
     _load_migrations,
     _migrate_txn,
+    _status_txn,
     schema_state_txn,
 )
 from umoc.storage.engine.pool import (
@@ -52,6 +54,7 @@ __all__ = [
     "PoolHealth",
     "Row",
     "SchemaState",
+    "SchemaStatus",
     "SchemaTooNewError",
     "Txn",
     "in_clause",
@@ -205,10 +208,22 @@ class Database:
         sqlite_synchronous: str = "full",
         keepalives: Keepalives = Keepalives(),
     ) -> Database:
-        if dsn.startswith(("postgresql://", "postgres://")):
+        path = cls.sqlite_path(dsn, data_dir)
+        if path is None:
             return cls.postgres(dsn, minimum, maximum, deadline=deadline, keepalives=keepalives)
+        return cls.sqlite(path, deadline, sqlite_synchronous)
+
+    @staticmethod
+    def sqlite_path(dsn: str, data_dir: Path) -> Path | None:
+        """The SQLite file ``database.dsn`` names (``<data_dir>/umoc.sqlite3`` when empty); None for PostgreSQL.
+
+        One answer for the server and ``umoc-admin``, which must find the
+        same file (and refuse, rather than create, one that is not there).
+        """
+        if dsn.startswith(("postgresql://", "postgres://")):
+            return None
         path = dsn[len("sqlite:") :] if dsn.startswith("sqlite:") else ""
-        return cls.sqlite(Path(path) if path else data_dir / "umoc.sqlite3", deadline, sqlite_synchronous)
+        return Path(path) if path else data_dir / "umoc.sqlite3"
 
     def run(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
         """Run ``fn(txn, *args)`` in one transaction in a pool thread.
@@ -378,3 +393,11 @@ class Database:
     def schema_state(self) -> defer.Deferred[SchemaState]:
         """The schema version and compatibility version, read without migrating anything."""
         return self.run("schema_state", schema_state_txn)
+
+    def schema_status(self) -> defer.Deferred[SchemaStatus]:
+        """The applied version and the pending migrations, changing nothing (no table is created)."""
+        return self.read("schema_status", _status_txn, _load_migrations(self.dialect))
+
+    async def pending_migrations(self) -> tuple[int, ...]:
+        """The versions `migrate` would apply now, in order."""
+        return (await self.schema_status()).pending

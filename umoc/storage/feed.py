@@ -76,6 +76,7 @@ from umoc.storage.groups import GroupInfo, info_txn
 from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, message_from_row
 from umoc.storage.profiles import Profile, profile_txn
 from umoc.storage.relations import FRIEND
+from umoc.storage.replica import ReadRouter, ReplicaBehindError
 
 __all__ = ["Change", "EXPIRED_CURSOR", "FeedPage", "FeedStore", "MAX_CURSOR_LENGTH"]
 
@@ -297,10 +298,31 @@ _PG_READ = (
 )
 
 
-def _pg_read_txn(txn: Txn, user_id: int, cursor: _PgCursor, limit: int) -> tuple[list[Any], str, bool]:
-    now = txn.scalar("SELECT pg_current_snapshot()::text")
-    if _snapshot(cursor.upper or cursor.lower)[1] > _snapshot(now)[1]:
-        raise UserError(_BAD_CURSOR, code="invalid_argument")  # a snapshot this database has not reached: not ours
+def _covers(outer: tuple[int, int, list[int]], inner: tuple[int, int, list[int]]) -> bool:
+    """Whether every transaction visible in snapshot ``inner`` is visible in ``outer`` (false when unsure)."""
+    xmin, xmax, xip = inner
+    running = set(xip)
+    return xmax <= outer[1] and all(x in running for x in outer[2] if x < xmax)
+
+
+def _pg_read_txn(
+    txn: Txn, user_id: int, cursor: _PgCursor, limit: int, covered: str | None = None
+) -> tuple[list[Any], str, bool]:
+    """One page; ``covered`` (on a replica, `ReadRouter`) is a primary snapshot the replica has replayed.
+
+    On a replica the window closes at ``covered``, never at the replica's own
+    ``pg_current_snapshot()``: a standby's snapshot lists no transaction in
+    progress, so it would call visible a transaction it has not replayed, and
+    the cursor would move past rows it never saw.
+    """
+    if covered is None:
+        now = txn.scalar("SELECT pg_current_snapshot()::text")
+        if _snapshot(cursor.upper or cursor.lower)[1] > _snapshot(now)[1]:
+            raise UserError(_BAD_CURSOR, code="invalid_argument")  # a snapshot this database has not reached
+    else:
+        now = covered
+        if not _covers(_snapshot(covered), _snapshot(cursor.upper or cursor.lower)):
+            raise ReplicaBehindError()  # the replica is behind this cursor: the primary answers
     _, pruned_xid = _pruned_txn(txn)
     # Every pruned transaction older than the lower snapshot's xmin was visible in it: behind the cursor.
     if pruned_xid is not None and pruned_xid >= _snapshot(cursor.lower)[0]:
@@ -436,8 +458,9 @@ def _prune_txn(txn: Txn, cutoff: float, batch: int) -> int:
 class FeedStore:
     """The user's position in the feed, and pages of it."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, reads: ReadRouter | None = None) -> None:
         self._db = db
+        self._reads = reads if reads is not None else ReadRouter(db)
         #: Callers waiting on the position query in flight (None when none is).
         self._waiting: list[defer.Deferred[str]] | None = None
 
@@ -493,8 +516,11 @@ class FeedStore:
         except UserError:
             return defer.fail()
 
-        def txn_fn(txn: Txn) -> FeedPage:
-            rows, next_cursor, has_more = read(txn, user_id, position, limit)
+        def txn_fn(txn: Txn, covered: str | None) -> FeedPage:
+            if covered is None:
+                rows, next_cursor, has_more = read(txn, user_id, position, limit)
+            else:
+                rows, next_cursor, has_more = _pg_read_txn(txn, user_id, position, limit, covered)
             return FeedPage(_render_txn(txn, rows), next_cursor, has_more)
 
-        return self._db.read("feed.read", txn_fn)
+        return self._reads.read_covered("feed.read", user_id, txn_fn)

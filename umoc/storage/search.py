@@ -45,6 +45,7 @@ from umoc.storage.messages import (
     message_from_row,
     read_count_params,
 )
+from umoc.storage.replica import ReadRouter
 
 __all__ = ["CommonWords", "Hit", "SearchPage", "SearchStore"]
 
@@ -235,8 +236,12 @@ def search_txn(txn: Txn, query: SearchQuery, common: CommonWords) -> SearchPage:
 
 
 class SearchStore:
-    def __init__(self, db: Database, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, db: Database, clock: Callable[[], float] = time.monotonic, reads: ReadRouter | None = None
+    ) -> None:
         self._db = db
+        #: Searches may come from the replica (`ReadRouter`).
+        self._reads = reads if reads is not None else ReadRouter(db)
         self._common = CommonWords(clock)
 
     def messages(
@@ -253,6 +258,6 @@ class SearchStore:
         clients name it: `RefusedError` ``Unknown chat`` if there is no such chat the user
         may read).  ``before`` continues a search below that seq (`SearchPage.next_before`).
         """
-        return self._db.read(
-            "messages.search", search_txn, SearchQuery(user_id, list(terms), chat, before, limit), self._common
+        return self._reads.read(
+            "messages.search", user_id, search_txn, SearchQuery(user_id, list(terms), chat, before, limit), self._common
         )

@@ -103,7 +103,9 @@ def declare(
 CONNECTION_SUCCESSFUL = declare(
     "connection_successful",
     ("user_id", "username", "session_expires", "cursor"),
+    ("external_id",),
     summary="once per socket, after CONNECT was accepted",
+    types={"external_id": STRING},  # a token socket's subject (auth.jwt)
 )
 SESSION_STATUS = declare(
     "session_status", ("valid",), ("expires_at", "message"), summary="answers verify_session; sent when a session ends"

@@ -33,6 +33,7 @@ runner of its time, one no older code could run on).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from importlib import resources
 from typing import NamedTuple
 
@@ -42,7 +43,7 @@ import umoc
 from umoc.storage.engine.dialect import Dialect
 from umoc.storage.engine.txn import Txn
 
-__all__ = ["LEGACY_LAST", "Migration", "SchemaState", "SchemaTooNewError", "schema_state_txn"]
+__all__ = ["LEGACY_LAST", "Migration", "SchemaState", "SchemaStatus", "SchemaTooNewError", "schema_state_txn"]
 
 log = Logger()
 
@@ -74,6 +75,37 @@ class SchemaState(NamedTuple):
     version: int
     #: The oldest code schema version that may run on it.
     compat: int
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands against this code's migrations, read without changing anything.
+
+    For ``umoc-admin``, which acts only on a schema its code may run on and
+    never migrates unless told to (`_status_txn`).
+    """
+
+    #: The newest migration applied; None when no migration was ever recorded (no bookkeeping table).
+    current: int | None
+    #: This code's schema version: its newest migration.
+    newest: int
+    #: The versions `Database.migrate` would apply, in order.
+    pending: tuple[int, ...]
+    #: The oldest code schema version that may run on the database (0 when nothing is recorded).
+    compat: int = 0
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current is not None and not self.pending and not self.too_new
+
+    @property
+    def too_new(self) -> bool:
+        """Whether the schema was contracted past this code (a newer but compatible schema is not too new)."""
+        return self.current is not None and self.compat > self.newest
+
+    def refusal(self) -> str:
+        """The one line a node prints when it refuses this schema."""
+        return _refusal(SchemaState(self.current or 0, self.compat), self.newest)
 
 
 def _declared_compat(version: int, texts: list[str]) -> int | None:
@@ -263,3 +295,17 @@ def _migrate_txn(txn: Txn, migrations: list[Migration]) -> int:
         txn.execute("DELETE FROM schema_compat_version")
         txn.execute("INSERT INTO schema_compat_version (compat_version) VALUES (?)", (compat,))
     return max(state.version, newest)
+
+
+def _status_txn(txn: Txn, migrations: list[Migration]) -> SchemaStatus:
+    """The applied version, the pending ones and the compatibility version; creates nothing.
+
+    `_migrate_txn` would apply exactly ``pending`` (every migration past the
+    schema version), so ``umoc-admin migrate --dry-run`` lists what ``migrate`` runs.
+    """
+    newest = migrations[-1].version if migrations else 0
+    if not _tables_txn(txn) & {"schema_version", "schema_migrations"}:
+        return SchemaStatus(None, newest, tuple(m.version for m in migrations))
+    state = schema_state_txn(txn)
+    pending = tuple(m.version for m in migrations if m.version > state.version)
+    return SchemaStatus(state.version, newest, pending, state.compat)

@@ -47,6 +47,7 @@ from umoc.storage.messages.write import (
     post_txn,
 )
 from umoc.storage.receipts import Read, read_txn
+from umoc.storage.replica import ReadRouter
 
 __all__ = [
     "ChatEntry",
@@ -76,8 +77,10 @@ def _chat_key(sender_id: int, new: NewMessage) -> int:
 class MessageStore:
     """Messages and per-user chat state."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, reads: ReadRouter | None = None) -> None:
         self._db = db
+        #: History and ``sync {since}`` may come from the replica (`ReadRouter`).
+        self._reads = reads if reads is not None else ReadRouter(db)
 
     def post(
         self, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
@@ -122,7 +125,7 @@ class MessageStore:
 
     def history(self, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> defer.Deferred[History]:
         """One page (1 = newest) of a chat the user is in. Raises `RefusedError` otherwise."""
-        return self._db.read("messages.history", history_txn, user_id, chat_id, is_group, page, page_size)
+        return self._reads.read("messages.history", user_id, history_txn, user_id, chat_id, is_group, page, page_size)
 
     def missed_since(
         self, user_id: int, since_epoch: float, limit: int, after_seq: int = 0
@@ -131,7 +134,7 @@ class MessageStore:
 
         ``after_seq`` pages on: the next page starts after the last ``seq`` seen.
         """
-        return self._db.read("messages.missed_since", missed_txn, user_id, since_epoch, limit, after_seq)
+        return self._reads.read("messages.missed_since", user_id, missed_txn, user_id, since_epoch, limit, after_seq)
 
     def has_direct_chat(self, user_id: int, peer_id: int) -> defer.Deferred[bool]:
         def txn_fn(txn: Txn) -> bool:
