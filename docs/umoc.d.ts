@@ -78,6 +78,13 @@ export interface ChatInfoEvent {
   description?: string | null;
   created_at?: string;
   is_admin?: boolean;
+  role?: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
   member_count?: number;
   members?: (Record<string, unknown>)[];
   extra?: Record<string, unknown>;
@@ -234,6 +241,7 @@ export interface MessageDeletedEvent {
   message_id: string;
   sender_id: number;
   timestamp: string;
+  deleted_by: number | null;
 }
 
 /** a reaction was added or removed */
@@ -253,7 +261,7 @@ export interface MessagePinnedEvent {
   is_group: boolean;
   message_id: string;
   pinned: boolean;
-  by: number;
+  by: number | null;
 }
 
 /** a vote was cast or a poll closed in one of your chats */
@@ -349,17 +357,30 @@ export interface GroupCreatedEvent {
   avatar_url: string | null;
   created_at: string;
   is_admin: boolean;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility: "private" | "public";
+  join_rule: "invite" | "open" | "request";
+  kind: "group" | "broadcast";
+  topic: string;
+  slow_mode: number;
+  read_only: boolean;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
   extra?: Record<string, unknown>;
 }
 
-/** a group was renamed or its extra set */
+/** a group's name, description or settings changed */
 export interface GroupUpdatedEvent {
   chat_id: number;
   name: string;
   description: string | null;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
   extra?: Record<string, unknown>;
 }
 
@@ -374,6 +395,98 @@ export interface GroupMemberAddedEvent {
 export interface GroupMemberRemovedEvent {
   chat_id: number;
   user_id: number;
+}
+
+/** a member's role changed in a group of yours (set_member_role, or a new owner when the owner left) */
+export interface MemberRoleChangedEvent {
+  chat_id: number;
+  user_id: number;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  by: number | null;
+}
+
+/** a member of a group of yours was banned (also to the banned user, before group_member_removed) */
+export interface MemberBannedEvent {
+  chat_id: number;
+  user_id: number;
+  until: string | null;
+  reason: string | null;
+  by: number | null;
+}
+
+/** a member of a group of yours was muted, or unmuted (until: the moment it was lifted) */
+export interface MemberMutedEvent {
+  chat_id: number;
+  user_id: number;
+  until: string | null;
+}
+
+/** answers get_bans */
+export interface BansEvent {
+  chat_id: number;
+  bans: (Record<string, unknown>)[];
+}
+
+/** answers get_members */
+export interface MembersEvent {
+  chat_id: number;
+  members: (Record<string, unknown>)[];
+  next_cursor: string | null;
+}
+
+/** answers list_public_groups */
+export interface PublicGroupsEvent {
+  groups: (Record<string, unknown>)[];
+  next_cursor: string | null;
+}
+
+/** you joined a group (join_group, join_by_invite, or your request approved): its chat_info */
+export interface GroupJoinedEvent {
+  id: number;
+  is_group: boolean;
+  name: string;
+  description: string | null;
+  display_name: string | null;
+  avatar_url: string | null;
+  created_at: string;
+  is_admin: boolean;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility: "private" | "public";
+  join_rule: "invite" | "open" | "request";
+  kind: "group" | "broadcast";
+  topic: string;
+  slow_mode: number;
+  read_only: boolean;
+  member_count: number;
+  members: (Record<string, unknown>)[];
+  mention_count: number;
+}
+
+/** someone asked to join a group you moderate */
+export interface JoinRequestedEvent {
+  chat_id: number;
+  user_id: number;
+  username: string;
+}
+
+/** your request to join a group was rejected */
+export interface JoinRejectedEvent {
+  chat_id: number;
+}
+
+/** answers create_invite_link */
+export interface InviteLinkEvent {
+  code: string;
+  chat_id: number;
+  uses: number;
+  max_uses: number | null;
+  expires_at: number | null;
+}
+
+/** answers get_invite_links */
+export interface InviteLinksEvent {
+  chat_id: number;
+  links: (Record<string, unknown>)[];
 }
 
 export interface VerifySessionRequest {
@@ -556,6 +669,12 @@ export interface CreateGroupRequest {
   description?: string;
   member_ids: number[];
   extra?: Record<string, unknown>;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
 }
 
 export interface UpdateGroupRequest {
@@ -564,6 +683,12 @@ export interface UpdateGroupRequest {
   name?: string;
   description?: string;
   extra?: Record<string, unknown>;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
 }
 
 export interface AddGroupMemberRequest {
@@ -581,6 +706,99 @@ export interface RemoveGroupMemberRequest {
 export interface LeaveGroupRequest {
   sessionID?: string;
   chat_id: number;
+}
+
+export interface GetMembersRequest {
+  sessionID?: string;
+  chat_id: number;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface SetMemberRoleRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+}
+
+export interface BanMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  duration?: number;
+  reason?: string;
+  delete_messages?: "none" | "1h" | "24h" | "all";
+}
+
+export interface UnbanMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface GetBansRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface MuteMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  duration?: number;
+}
+
+export interface UnmuteMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface ListPublicGroupsRequest {
+  sessionID?: string;
+  query?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface JoinGroupRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface ApproveJoinRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface RejectJoinRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface CreateInviteLinkRequest {
+  sessionID?: string;
+  chat_id: number;
+  max_uses?: number;
+  expires_in?: number;
+}
+
+export interface GetInviteLinksRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface RevokeInviteLinkRequest {
+  sessionID?: string;
+  code: string;
+}
+
+export interface JoinByInviteRequest {
+  sessionID?: string;
+  code: string;
 }
 
 export interface UploadFilePrepareRequest {
@@ -707,6 +925,17 @@ export interface ServerToClientEvents {
   group_updated: (payload: GroupUpdatedEvent) => void;
   group_member_added: (payload: GroupMemberAddedEvent) => void;
   group_member_removed: (payload: GroupMemberRemovedEvent) => void;
+  member_role_changed: (payload: MemberRoleChangedEvent) => void;
+  member_banned: (payload: MemberBannedEvent) => void;
+  member_muted: (payload: MemberMutedEvent) => void;
+  bans: (payload: BansEvent) => void;
+  members: (payload: MembersEvent) => void;
+  public_groups: (payload: PublicGroupsEvent) => void;
+  group_joined: (payload: GroupJoinedEvent) => void;
+  join_requested: (payload: JoinRequestedEvent) => void;
+  join_rejected: (payload: JoinRejectedEvent) => void;
+  invite_link: (payload: InviteLinkEvent) => void;
+  invite_links: (payload: InviteLinksEvent) => void;
 }
 
 export interface ClientToServerEvents {
@@ -745,6 +974,21 @@ export interface ClientToServerEvents {
   add_group_member: (payload: AddGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   remove_group_member: (payload: RemoveGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   leave_group: (payload: LeaveGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_members: (payload: GetMembersRequest, ack?: (answer: MembersEvent | AckError) => void) => void;
+  set_member_role: (payload: SetMemberRoleRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  ban_member: (payload: BanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unban_member: (payload: UnbanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_bans: (payload: GetBansRequest, ack?: (answer: BansEvent | AckError) => void) => void;
+  mute_member: (payload: MuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unmute_member: (payload: UnmuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  list_public_groups: (payload: ListPublicGroupsRequest, ack?: (answer: PublicGroupsEvent | AckError) => void) => void;
+  join_group: (payload: JoinGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  approve_join: (payload: ApproveJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  reject_join: (payload: RejectJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  create_invite_link: (payload: CreateInviteLinkRequest, ack?: (answer: InviteLinkEvent | AckError) => void) => void;
+  get_invite_links: (payload: GetInviteLinksRequest, ack?: (answer: InviteLinksEvent | AckError) => void) => void;
+  revoke_invite_link: (payload: RevokeInviteLinkRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  join_by_invite: (payload: JoinByInviteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   upload_file_prepare: (payload: UploadFilePrepareRequest, ack?: (answer: FileUploadReadyEvent | AckError) => void) => void;
   upload_file_complete: (payload: UploadFileCompleteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   sync: (payload: SyncRequest, ack?: (answer: SyncResultEvent | AckError) => void) => void;

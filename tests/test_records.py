@@ -35,7 +35,7 @@ class RecordTests(unittest.TestCase):
         self.assertEqual((group.name, group.member_ids), ("team", (3, 2)))
         self.refused("Invalid 'name': expected a non-blank name", NewGroup, "   ")
         self.refused("Invalid 'member_ids': expected a list of user ids", NewGroup, "team", None, [1, True])
-        self.refused("Nothing to update: give 'name', 'description' or 'extra'", GroupChange, 1)
+        self.refused("Nothing to update: give 'name', 'description', 'extra' or a setting", GroupChange, 1)
         self.assertEqual(GroupChange(1, description="").description, "")
         self.refused("Invalid 'user_id': expected an integer from 1 to 9223372036854775807", GroupMember, 1, -1)
 

@@ -382,6 +382,14 @@ class MessagesConfig:
 
 
 @dataclass(frozen=True)
+class GroupsConfig:
+    """Bounds on groups beyond ``messages.max_group_members`` (issue 29)."""
+
+    #: Members of one ``broadcast`` group (a message to it is O(1) rows whatever this is).
+    max_members_broadcast: int = 100_000
+
+
+@dataclass(frozen=True)
 class RateLimit:
     """A token bucket: ``rate`` tokens per ``per`` seconds, holding up to ``burst``."""
 
@@ -577,6 +585,7 @@ class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
+    groups: GroupsConfig = field(default_factory=GroupsConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -878,6 +887,8 @@ def _check(config: Config) -> list[str]:
         bad("engineio.max_payload", "expected at least 1K")
     if config.messages.idempotency_window <= 0:
         bad("messages.idempotency_window", "expected a positive duration")
+    if config.groups.max_members_broadcast < 1:
+        bad("groups.max_members_broadcast", "expected at least 1")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
     if not 2 <= config.messages.max_extra_bytes <= 1_000_000:

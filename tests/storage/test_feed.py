@@ -279,7 +279,12 @@ class FeedTestsMixin:
         changes, _, _ = await self.read_all(bob, start, 100)
         self.assertEqual(
             [(c["kind"], c.get("event"), c.get("user_id"), c.get("chat_id")) for c in changes],
-            [("contact", "contact_removed", alice, None), ("member_removed", "group_member_removed", alice, group)],
+            [
+                ("contact", "contact_removed", alice, None),
+                ("member_removed", "group_member_removed", alice, group),
+                # She owned it: bob, who joined with carol and has the lower id, is its owner now.
+                ("member_role", "member_role_changed", bob, group),
+            ],
         )
         # Nothing of hers is left in her own or her profile's stream.
         left = await self.storage.db.run(

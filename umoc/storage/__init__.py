@@ -19,8 +19,10 @@ from umoc.storage.feed import FeedStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
 from umoc.storage.identities import IdentityStore
+from umoc.storage.joining import JoiningStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
+from umoc.storage.moderation import ModerationStore
 from umoc.storage.outbox import OutboxStore
 from umoc.storage.pins import PinStore
 from umoc.storage.polls import PollStore
@@ -47,6 +49,8 @@ class Storage:
         self.contacts = ContactStore(db)
         self.messages = MessageStore(db, self.reads)
         self.groups = GroupStore(db)
+        self.moderation = ModerationStore(db)
+        self.joining = JoiningStore(db)
         self.files = FileStore(db)
         self.admin = AdminStore(db)
         self.push = PushStore(db)

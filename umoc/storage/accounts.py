@@ -286,7 +286,7 @@ def _contacts_txn(txn: Txn, user_id: int) -> list[Row]:
 
 def _groups_txn(txn: Txn, user_id: int) -> list[Row]:
     return txn.execute(
-        "SELECT c.id, c.name, c.description, c.created_at, uc.is_admin, uc.joined_at"
+        "SELECT c.id, c.name, c.description, c.created_at, uc.role, uc.joined_at"
         " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
         " WHERE uc.user_id = ? AND uc.is_group = 1 AND c.closed_at IS NULL ORDER BY c.id",
         (user_id,),

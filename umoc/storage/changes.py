@@ -34,6 +34,14 @@ KINDS = (
     "group",
     "member_added",
     "member_removed",
+    # A member's role set (``data``: role, by), in the group's stream (issue 29).
+    "member_role",
+    # A member banned (``data``: until, reason, by) or muted (``data``: until, by), in the group's stream.
+    "member_banned",
+    "member_muted",
+    # A request to join (``data``: chat_id), in each moderator's own stream; its rejection in the requester's.
+    "join_requested",
+    "join_rejected",
     "profile",
     "chat_read",
     "chat_muted",

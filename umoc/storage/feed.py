@@ -70,6 +70,7 @@ from twisted.python.failure import Failure
 
 from umoc.errors import RefusedError, UserError
 from umoc.records.feed import MAX_CURSOR_LENGTH
+from umoc.records.groups import LISTED_MEMBERS
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.groups import GroupInfo, info_txn
 from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, message_from_row
@@ -401,7 +402,7 @@ def _render_txn(txn: Txn, rows: list[Any], viewer_id: int | None = None) -> list
             chat_id = int(r["chat_id"])
             if chat_id not in groups:
                 try:
-                    groups[chat_id] = info_txn(txn, chat_id, None)
+                    groups[chat_id] = info_txn(txn, chat_id, None, LISTED_MEMBERS)
                 except RefusedError:
                     groups[chat_id] = None
             if groups[chat_id] is None:

@@ -110,9 +110,9 @@ def polls_for_txn(txn: Txn, seqs: Iterable[int], viewer_id: int | None = None) -
     return polls
 
 
-def _poll_target_txn(txn: Txn, user_id: int, message_id: str) -> tuple[Target, Poll]:
+def _poll_target_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[Target, Poll]:
     target = target_txn(txn, user_id, message_id, lock=True)
-    require_writable_txn(txn, user_id, target, "vote")
+    require_writable_txn(txn, user_id, target, "vote", "react", now)
     polls = polls_for_txn(txn, [target.seq], user_id)
     if target.type != "poll" or target.seq not in polls:
         raise RefusedError(NOT_A_POLL, code="invalid_argument")
@@ -120,7 +120,7 @@ def _poll_target_txn(txn: Txn, user_id: int, message_id: str) -> tuple[Target, P
 
 
 def _vote_txn(txn: Txn, user_id: int, vote: PollVote, now: float) -> PollChange:
-    target, poll = _poll_target_txn(txn, user_id, vote.message_id)
+    target, poll = _poll_target_txn(txn, user_id, vote.message_id, now)
     if poll.closed(now):
         raise RefusedError(POLL_CLOSED, code="conflict")
     chosen = vote.option_ids
@@ -159,7 +159,7 @@ def _vote_txn(txn: Txn, user_id: int, vote: PollVote, now: float) -> PollChange:
 
 
 def _close_txn(txn: Txn, user_id: int, close: PollClose, now: float) -> PollChange:
-    target, poll = _poll_target_txn(txn, user_id, close.message_id)
+    target, poll = _poll_target_txn(txn, user_id, close.message_id, now)
     if target.sender_id != user_id:
         admin = txn.scalar(
             "SELECT is_admin FROM user_chats WHERE chat_id = ? AND user_id = ?", (target.chat_id, user_id)

@@ -206,11 +206,17 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
     """Soft-delete a message; ``message_deleted`` to its chat's members, the ``message.deleted`` webhook.
 
     A user deletes their own message (anybody else's is "Message not
-    found"); an operator (`Actor.is_admin`) anybody's, logged.
+    found"), a group's moderator and above a lower member's; an operator
+    (`Actor.is_admin`) anybody's, logged.  ``deleted_by`` is the deleting user (null: an operator).
     """
     now = services.clock.seconds()
     deleted = await services.storage.messages.delete(actor, deletion, now)
-    payload = {"message_id": deletion.message_id, "sender_id": deleted.sender_id, "timestamp": iso(now)}
+    payload = {
+        "message_id": deletion.message_id,
+        "sender_id": deleted.sender_id,
+        "timestamp": iso(now),
+        "deleted_by": actor.user_id,
+    }
     services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload), key=replay.delete(deletion.message_id, now))
     services.webhooks.wake()  # ``message.deleted``, read from the feed
     if actor.is_admin:
@@ -285,7 +291,7 @@ async def typing(services: Services, actor: Actor, state: Typing) -> None:
         "timestamp": services.clock.seconds(),
     }
     if state.is_group:
-        audience = await services.storage.groups.typing_audience(state.recipient_id, actor.uid)
+        audience = await services.storage.groups.typing_audience(state.recipient_id, actor.uid, indicator["timestamp"])
         indicator.update(chat_id=state.recipient_id, is_group=True)
     else:
         await require_writable_chat(services.storage, actor.uid, state.recipient_id, False)

@@ -28,12 +28,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from umoc.domain.notices.types import FIELD_TYPES, NUMBER, STRING, JsonSchema
+from umoc.domain.notices.types import FIELD_TYPES, INTEGER, NUMBER, STRING, JsonSchema, nullable
 
 __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 
 #: Every declared server event by name (filled as this module loads).
 REGISTRY: dict[str, ServerEvent] = {}
+
+#: A group's settings (issue 29), in chat_info, group_created and group_updated; a group's ``kind``.
+_SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")
+_GROUP_KIND: dict[str, JsonSchema] = {"kind": {"type": "string", "enum": ["group", "broadcast"]}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +143,14 @@ CHAT_INFO = declare(
         "description",
         "created_at",
         "is_admin",
+        "role",
+        *_SETTINGS,
         "member_count",
         "members",
         "extra",
     ),
     summary="answers get_chat_info (a direct chat's or a group's fields)",
+    types=_GROUP_KIND,
 )
 CHAT_HISTORY = declare(
     "chat_history",
@@ -229,7 +236,9 @@ MESSAGE_EDITED = declare(
     summary="a message of one of your chats was edited",
 )
 MESSAGE_DELETED = declare(
-    "message_deleted", ("message_id", "sender_id", "timestamp"), summary="a message of one of your chats was deleted"
+    "message_deleted",
+    ("message_id", "sender_id", "timestamp", "deleted_by"),
+    summary="a message of one of your chats was deleted",
 )
 REACTION_UPDATED = declare(
     "reaction_updated",
@@ -293,15 +302,22 @@ GROUP_CREATED = declare(
         "avatar_url",
         "created_at",
         "is_admin",
+        "role",
+        *_SETTINGS,
         "member_count",
         "members",
         "mention_count",
     ),
     ("extra",),
     summary="a group you are a member of was created",
+    types=_GROUP_KIND,
 )
 GROUP_UPDATED = declare(
-    "group_updated", ("chat_id", "name", "description"), ("extra",), summary="a group was renamed or its extra set"
+    "group_updated",
+    ("chat_id", "name", "description"),
+    (*_SETTINGS, "extra"),
+    summary="a group's name, description or settings changed",
+    types=_GROUP_KIND,
 )
 GROUP_MEMBER_ADDED = declare(
     "group_member_added", ("chat_id", "user_id", "username"), summary="someone joined a group of yours"
@@ -309,6 +325,46 @@ GROUP_MEMBER_ADDED = declare(
 GROUP_MEMBER_REMOVED = declare(
     "group_member_removed", ("chat_id", "user_id"), summary="someone left or was removed from a group of yours"
 )
+MEMBER_ROLE_CHANGED = declare(
+    "member_role_changed",
+    ("chat_id", "user_id", "role", "by"),
+    summary="a member's role changed in a group of yours (set_member_role, or a new owner when the owner left)",
+)
+
+MEMBER_BANNED = declare(
+    "member_banned",
+    ("chat_id", "user_id", "until", "reason", "by"),
+    summary="a member of a group of yours was banned (also to the banned user, before group_member_removed)",
+    types={"reason": nullable(STRING)},
+)
+MEMBER_MUTED = declare(
+    "member_muted",
+    ("chat_id", "user_id", "until"),
+    summary="a member of a group of yours was muted, or unmuted (until: the moment it was lifted)",
+)
+BANS = declare("bans", ("chat_id", "bans"), summary="answers get_bans")
+MEMBERS = declare("members", ("chat_id", "members", "next_cursor"), summary="answers get_members")
+PUBLIC_GROUPS = declare("public_groups", ("groups", "next_cursor"), summary="answers list_public_groups")
+GROUP_JOINED = declare(
+    "group_joined",
+    GROUP_CREATED.fields,
+    summary="you joined a group (join_group, join_by_invite, or your request approved): its chat_info",
+    types=_GROUP_KIND,
+)
+JOIN_REQUESTED = declare(
+    "join_requested",
+    ("chat_id", "user_id", "username"),
+    summary="someone asked to join a group you moderate",
+)
+JOIN_REJECTED = declare("join_rejected", ("chat_id",), summary="your request to join a group was rejected")
+_LINK_TYPES: dict[str, JsonSchema] = {"code": STRING, "expires_at": nullable(INTEGER)}
+INVITE_LINK = declare(
+    "invite_link",
+    ("code", "chat_id", "uses", "max_uses", "expires_at"),
+    summary="answers create_invite_link",
+    types=_LINK_TYPES,
+)
+INVITE_LINKS = declare("invite_links", ("chat_id", "links"), summary="answers get_invite_links")
 
 
 def session_ended(message: str) -> Notice:

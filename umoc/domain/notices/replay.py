@@ -22,6 +22,11 @@ back bit for bit)::
     group_created/updated ["group", chat_id, event, at]
     group_member_added   ["member_added", chat_id, user_id, at]
     group_member_removed ["member_removed", chat_id, user_id, at]
+    member_role_changed  ["member_role", chat_id, user_id, role, at]
+    member_banned        ["member_banned", chat_id, user_id, at]
+    member_muted         ["member_muted", chat_id, user_id, at]
+    join_requested       ["join_requested", chat_id, user_id, at]  (each moderator's own stream)
+    join_rejected        ["join_rejected", chat_id, at]            (the requester's own stream)
     profile_updated      ["profile", user_id, at]
 
 The time makes two changes of the same things apart (an emoji added, removed
@@ -53,8 +58,11 @@ __all__ = [
     "delivered",
     "edit",
     "group",
+    "join_rejected",
+    "join_requested",
     "key",
     "member",
+    "member_role",
     "message",
     "notice",
     "pin",
@@ -113,8 +121,21 @@ def group(chat_id: int, event: str, at: float) -> str:
 
 
 def member(kind: str, chat_id: int, user_id: int, at: float) -> str:
-    """``kind``: ``member_added`` or ``member_removed``."""
+    """``kind``: ``member_added``, ``member_removed``, ``member_banned`` or ``member_muted``."""
     return _key(kind, chat_id, user_id, at)
+
+
+def member_role(chat_id: int, user_id: int, role: str, at: float) -> str:
+    """A member's new role (a handover is two changes at one time: the role tells them apart)."""
+    return _key("member_role", chat_id, user_id, role, at)
+
+
+def join_requested(chat_id: int, user_id: int, at: float) -> str:
+    return _key("join_requested", chat_id, user_id, at)
+
+
+def join_rejected(chat_id: int, at: float) -> str:
+    return _key("join_rejected", chat_id, at)
 
 
 def profile(user_id: int, at: float) -> str:
@@ -166,8 +187,14 @@ def key(change: Change) -> str | None:
         return contact(change.actor_id or 0, data["event"], at)
     if kind == "group":
         return group(change.chat_id or 0, data.get("event", "group_updated"), at)
-    if kind in ("member_added", "member_removed"):
+    if kind in ("member_added", "member_removed", "member_banned", "member_muted"):
         return member(kind, change.chat_id or 0, change.actor_id or 0, at)
+    if kind == "join_requested":
+        return join_requested(data["chat_id"], change.actor_id or 0, at)
+    if kind == "join_rejected":
+        return join_rejected(data["chat_id"], at)
+    if kind == "member_role":
+        return member_role(change.chat_id or 0, change.actor_id or 0, data["role"], at)
     if kind == "profile":
         return profile(change.actor_id or 0, at)
     if kind == "chat_read":

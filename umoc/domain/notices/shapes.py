@@ -13,8 +13,10 @@ from umoc.domain.files import download_url
 from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
-from umoc.storage.groups import GroupInfo
+from umoc.storage.groups import GroupInfo, MembersPage, RoleChanged
+from umoc.storage.joining import InviteLink, PublicGroup
 from umoc.storage.messages import ChatEntry, Message
+from umoc.storage.moderation import BanEntry
 from umoc.storage.polls import Poll
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
@@ -239,6 +241,7 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
                 "is_online": is_online,
                 "last_seen": last_seen,
                 "is_admin": m.is_admin,
+                "role": m.role,
                 "display_name": m.display_name,
                 "avatar_url": avatar_url(m.avatar_file_id),
             }
@@ -250,8 +253,10 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         "created_at": iso(info.created_at),
         "is_group": True,
         "members": members,
-        "member_count": len(members),
+        "member_count": info.member_count or len(members),
         "is_admin": info.is_admin(viewer_id),
+        "role": info.role(viewer_id) or "member",
+        **info.settings,
         "mention_count": mention_count,
         "display_name": None,
         "avatar_url": None,
@@ -259,12 +264,85 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
     }
 
 
-def group_updated(chat_id: int, name: str, description: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
-    """``group_updated``: the group's fields after the change (``extra`` only when it has one)."""
-    shown: dict[str, Any] = {"chat_id": chat_id, "name": name, "description": description}
-    if extra is not None:
-        shown["extra"] = extra
+def member_role_changed(chat_id: int, change: RoleChanged) -> dict[str, Any]:
+    """``member_role_changed``: ``by`` is null for an automatic promotion (the owner left)."""
+    return {"chat_id": chat_id, "user_id": change.user_id, "role": change.role, "by": change.by}
+
+
+def member_banned(
+    chat_id: int, user_id: int, until: float | None, reason: str | None, by: int | None
+) -> dict[str, Any]:
+    """``member_banned``: ``until`` null for a ban until lifted."""
+    return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until), "reason": reason, "by": by}
+
+
+def member_muted(chat_id: int, user_id: int, until: float | None) -> dict[str, Any]:
+    """``member_muted``: ``until`` null until unmuted; an unmute says the moment it was lifted."""
+    return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until)}
+
+
+def members_page(chat_id: int, page: MembersPage, online: set[int], next_cursor: str | None) -> dict[str, Any]:
+    """``members``: each member's profile, role and presence (hidden, false, across a block with the viewer)."""
+    return {
+        "chat_id": chat_id,
+        "members": [
+            {
+                "user_id": m.user_id,
+                "username": m.username,
+                "display_name": m.display_name,
+                "avatar_url": avatar_url(m.avatar_file_id),
+                "role": m.role,
+                "online": m.user_id in online and not any(m.user_id in pair for pair in page.blocks),
+            }
+            for m in page.members
+        ],
+        "next_cursor": next_cursor,
+    }
+
+
+def public_group(group: PublicGroup) -> dict[str, Any]:
+    """One group of ``public_groups`` (a group has no avatar yet: ``avatar_url`` is null)."""
+    return {
+        "chat_id": group.chat_id,
+        "name": group.name,
+        "topic": group.topic,
+        "avatar_url": None,
+        "member_count": group.member_count,
+        "kind": group.kind,
+        "join_rule": group.join_rule,
+    }
+
+
+def invite_link(link: InviteLink) -> dict[str, Any]:
+    """``invite_link`` (with its ``code``) and each of ``invite_links`` (without it: ``code`` null, ``link_id``,
+    ``code_prefix``, ``created_by`` and ``created_at`` to tell them apart)."""
+    shown: dict[str, Any] = {
+        "code": link.code,
+        "chat_id": link.chat_id,
+        "uses": link.uses,
+        "max_uses": link.max_uses,
+        "expires_at": None if link.expires_at is None else int(link.expires_at),
+    }
+    if link.code is None:
+        shown.update(
+            link_id=link.link_id,
+            code_prefix=link.code_prefix,
+            created_by=link.created_by,
+            created_at=iso(link.created_at),
+        )
     return shown
+
+
+def ban_entry(ban: BanEntry) -> dict[str, Any]:
+    """One ban of ``bans``."""
+    return {
+        "user_id": ban.user_id,
+        "username": ban.username,
+        "until": iso_or_none(ban.until),
+        "reason": ban.reason,
+        "by": ban.by,
+        "created_at": iso(ban.created_at),
+    }
 
 
 def _contact_fields(contact: Contact, online: set[int], today: int) -> dict[str, Any]:
@@ -436,7 +514,12 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         )
     elif kind == "delete" and message is not None:
         event = "message_deleted"
-        fields = {"message_id": message.id, "sender_id": message.sender_id, "timestamp": iso(when)}
+        fields = {
+            "message_id": message.id,
+            "sender_id": message.sender_id,
+            "timestamp": iso(when),
+            "deleted_by": change.actor_id,
+        }
     elif kind == "reaction" and message is not None:
         event = "reaction_updated"
         fields = reaction_updated(
@@ -478,12 +561,26 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         event, fields = "group_created", group_info(change.group, viewer_id, online)
     elif kind == "group":
         event = "group_updated"
-        fields = group_updated(change.chat_id or 0, data["name"], data["description"], data.get("extra"))
+        # Rows from before the settings (migration 020) say only the name and description.
+        fields = {"chat_id": change.chat_id, **{k: v for k, v in data.items() if k != "event"}}
     elif kind == "member_added":
         event = "group_member_added"
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}
     elif kind == "member_removed":
         event, fields = "group_member_removed", {"chat_id": change.chat_id, "user_id": change.actor_id}
+    elif kind == "member_role":
+        event = "member_role_changed"
+        fields = member_role_changed(change.chat_id or 0, RoleChanged(change.actor_id or 0, data["role"], data["by"]))
+    elif kind == "member_banned":
+        event = "member_banned"
+        fields = member_banned(change.chat_id or 0, change.actor_id or 0, data["until"], data["reason"], data["by"])
+    elif kind == "member_muted":
+        event, fields = "member_muted", member_muted(change.chat_id or 0, change.actor_id or 0, data["until"])
+    elif kind == "join_requested":
+        event = "join_requested"
+        fields = {"chat_id": data["chat_id"], "user_id": change.actor_id, "username": change.actor_username}
+    elif kind == "join_rejected":
+        event, fields = "join_rejected", {"chat_id": data["chat_id"]}
     elif kind == "chat_read":
         event, fields = "chat_read", dict(data)
     elif kind == "chat_muted":
