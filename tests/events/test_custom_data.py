@@ -163,9 +163,11 @@ class CustomProfileAndGroupTestsMixin(MessagingCase):
         info = await bob.call("get_chat_info", chat_id=created["id"], is_group=True)
         self.assertEqual(info["extra"], {"color": "#f00"})
         updated = await alice.call("update_group", chat_id=created["id"], extra={"color": "#0f0"})
+        shown = {k: updated[k] for k in ("chat_id", "name", "description", "extra")}
         self.assertEqual(
-            updated, {"chat_id": created["id"], "name": "Team", "description": None, "extra": {"color": "#0f0"}}
+            shown, {"chat_id": created["id"], "name": "Team", "description": None, "extra": {"color": "#0f0"}}
         )
+        self.assertEqual(updated["visibility"], "private", "the settings beside it")
         self.assertEqual(await bob.client.expect("group_updated"), updated)
         cleared = await alice.call("update_group", chat_id=created["id"], extra={})
         self.assertNotIn("extra", cleared)
