@@ -44,7 +44,7 @@ waits in a bounded queue (``sessions.password_queue``): past it,
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Awaitable, TypeVar
 
 from twisted.logger import Logger
 
@@ -257,32 +257,10 @@ async def token_session(services: Services, actor: Actor, record: TokenCredentia
     Raises `TokenError` (``Invalid token``, ``Token expired``, ``Unknown key
     id``), `AccountDisabledError` or `RateLimitedError`.
     """
-    client = actor.name
-    await check_address_limit(services, "login", client)
-    try:
-        signed_in = await services.identities.user_for(record.token)
-    except UserError:
-        services.metrics.login(False)
-        raise
-    user = signed_in.user
-    session = await services.sessions.open_session(user.user_id, user.username)
-    services.metrics.login(True)
-    log.info(
-        "Token sign-in of {username} from {client}",
-        event="login",
-        username=user.username,
-        user_id=user.user_id,
-        client=client,
-        via="token",
-    )
-    return {
-        "sessionID": session.session_id,
-        "token": session.token,
-        "user_id": session.user_id,
-        "username": session.username,
-        "expires_at": int(session.expires_at),
-        "external_id": signed_in.token.subject,
-    }
+    await check_address_limit(services, "login", actor.name)
+    signed_in = await _signed_in(services, services.identities.user_for(record.token))
+    shown = await _open_signed_in(services, actor, signed_in.user, "token")
+    return {**shown, "external_id": signed_in.token.subject}
 
 
 async def oidc_start(services: Services, actor: Actor) -> Started:
@@ -297,23 +275,34 @@ async def oidc_session(services: Services, actor: Actor, record: OidcCallback) -
     Raises `OidcError` (also for a token the provider signed that does not
     verify), `AccountDisabledError` or `RateLimitedError`.
     """
-    client = actor.name
-    await check_address_limit(services, "login", client)
+    await check_address_limit(services, "login", actor.name)
+    signed_in = await _signed_in(services, services.oidc.finish(record.code, record.state, record.cookie))
+    return await _open_signed_in(services, actor, signed_in.user, "oidc")
+
+
+T = TypeVar("T")
+
+
+async def _signed_in(services: Services, verifying: Awaitable[T]) -> T:
+    """What an identity check gives, counting a refusal as a failed login."""
     try:
-        signed_in = await services.oidc.finish(record.code, record.state, record.cookie)
+        return await verifying
     except UserError:
         services.metrics.login(False)
         raise
-    user = signed_in.user
+
+
+async def _open_signed_in(services: Services, actor: Actor, user: Any, via: str) -> dict[str, Any]:
+    """A new ordinary session for ``user``, whom a token or the OIDC provider vouched for; counted and logged."""
     session = await services.sessions.open_session(user.user_id, user.username)
     services.metrics.login(True)
     log.info(
-        "OIDC sign-in of {username} from {client}",
+        "Sign-in of {username} from {client} ({via})",
         event="login",
         username=user.username,
         user_id=user.user_id,
-        client=client,
-        via="oidc",
+        client=actor.name,
+        via=via,
     )
     return {
         "sessionID": session.session_id,
