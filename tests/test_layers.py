@@ -71,12 +71,12 @@ LAYOUT: list[set[str]] = [
     {"protocol"},
     {"records", "ratelimit"},
     {"config"},
-    {"errors", "timefmt", "credentials", "streaks", "metrics", "logs", "ids"},
+    {"errors", "timefmt", "credentials", "streaks", "metrics", "logs", "ids", "gcpolicy"},
     {"umoc"},  # the root package's ``__init__``: ``__version__`` only
 ]
 
 #: Small modules with no ``umoc`` import of their own, usable from anywhere above the codecs.
-LEAVES = frozenset({"errors", "timefmt", "credentials", "streaks", "metrics", "logs", "ids"})
+LEAVES = frozenset({"errors", "timefmt", "credentials", "streaks", "metrics", "logs", "ids", "gcpolicy"})
 #: What nearly every unit may use: the leaves, the configuration and the root's ``__version__``.
 BASE = LEAVES | {"config", "umoc"}
 
