@@ -356,6 +356,10 @@ class UploadsConfig:
     cleanup_interval: Duration = Duration(300)
     #: MIME types allowed, by the message type they become.
     allowed_types: dict[str, tuple[str, ...]] = field(default_factory=_default_allowed_types)
+    #: Images with more pixels than this (by their header) get no thumbnail: decompression bombs.
+    max_image_pixels: int = 50_000_000
+    #: Images decoded for thumbnails at once, each in a thread of the reactor's pool.
+    thumbnail_threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -725,6 +729,10 @@ def _check(config: Config) -> list[str]:
         bad("messages.idempotency_window", "expected a positive duration")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
+    if config.uploads.max_image_pixels < 1:
+        bad("uploads.max_image_pixels", "expected at least 1")
+    if config.uploads.thumbnail_threads < 1:
+        bad("uploads.thumbnail_threads", "expected at least 1")
     for name, url in config.push.gateways.items():
         if not url.startswith(("http://", "https://")):
             bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')

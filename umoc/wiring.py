@@ -217,7 +217,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         "Logins, registrations and password checks refused: sessions.password_queue were waiting",
         lambda: sessions.hashes_refused,
     )
-    files = FileManager(storage, clock, config.uploads, config.uploads_path)
+    files = FileManager(storage, clock, config.uploads, config.uploads_path, threads_reactor)
     db = storage.db
 
     lag = ReactorLag(clock)
