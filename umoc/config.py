@@ -286,6 +286,9 @@ class MessagesConfig:
     edit_window: Duration = Duration(86400)
     #: How long a ``client_msg_id`` stays the sender's: a retry within it is answered as a duplicate.
     idempotency_window: Duration = Duration(86400)
+    #: Fetch the first http(s) URL of a text message (through the guarded outbound agent) and send
+    #: ``message_preview`` with its title, description, site name and image.
+    link_previews: bool = True
 
 
 @dataclass(frozen=True)
@@ -463,6 +466,22 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
+class PreviewsConfig:
+    """Link previews (``messages.link_previews``): how they are fetched and how long they are kept."""
+
+    #: How long a URL's fetch (or its failure) is reused before the URL is fetched again.
+    ttl: Duration = Duration(86400)
+    #: The whole fetch of a page, redirects included; the image has as long again.
+    timeout: Duration = Duration(10)
+    #: Most bytes of a page read; a larger page has no preview.
+    max_page_size: Size = Size(1024 * 1024)
+    #: Most bytes of a page's image read; a larger image is left out of the preview.
+    max_image_size: Size = Size(5 * 1024 * 1024)
+    #: Redirects followed, each checked again against the outbound address policy.
+    max_redirects: int = 3
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """What ``twistd umoc`` logs, and how each line looks."""
 
@@ -496,6 +515,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    previews: PreviewsConfig = field(default_factory=PreviewsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -729,6 +749,10 @@ def _check(config: Config) -> list[str]:
         bad("messages.idempotency_window", "expected a positive duration")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
+    if config.previews.ttl <= 0 or config.previews.timeout <= 0:
+        bad("previews.ttl", "previews.ttl and previews.timeout must be positive")
+    if config.previews.max_redirects < 0:
+        bad("previews.max_redirects", "expected 0 or more")
     if config.uploads.max_image_pixels < 1:
         bad("uploads.max_image_pixels", "expected at least 1")
     if config.uploads.thumbnail_threads < 1:

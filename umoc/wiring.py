@@ -29,6 +29,7 @@ from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
 from umoc.domain.outbox import Tail, node_holder
 from umoc.domain.overload import ReactorLag, WriteAdmission
+from umoc.domain.previews import LinkPreviews
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
@@ -38,6 +39,8 @@ from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClients, load_or_create_vapid_key
+from umoc.outbound.agent import AddressPolicy
+from umoc.outbound.previews import PreviewFetcher
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter, trusted_networks
 from umoc.socketapp import UmocSocketApp
 from umoc.storage import Storage, open_storage
@@ -252,6 +255,21 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         accounts=Accounts(storage, sessions, hub, files, clock),
         admission=WriteAdmission(
             write_wait, config.server.overload_wait, clock, metrics, lag.lag, config.server.overload_lag
+        ),
+        previews=LinkPreviews(
+            storage,
+            hub,
+            clock,
+            config,
+            PreviewFetcher(
+                reactor,
+                clock,
+                config.previews,
+                AddressPolicy.from_config(config.outbound.allowed_hosts),
+                files.thumbnailer.run,
+                files.preview_image_path,
+                config.outbound.max_answer_headers,
+            ),
         ),
     )
     cluster: Cluster | None = None

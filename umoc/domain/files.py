@@ -137,6 +137,10 @@ class FileManager:
         """Files are named by id only, spread over 256 directories."""
         return self.root / file_id[:2] / file_id
 
+    def preview_image_path(self, image_id: str, size: str) -> Path:
+        """UMOC's thumbnails of link preview images: ``<uploads>/previews/<first two>/<image_id>.<size>``."""
+        return self.root / "previews" / image_id[:2] / f"{image_id}.{size}"
+
     def thumbnail_path(self, file_id: str, size: str) -> Path:
         """Beside the file: ``<file_id>.small`` and ``<file_id>.medium``."""
         return self.root / file_id[:2] / f"{file_id}.{size}"

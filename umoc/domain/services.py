@@ -18,6 +18,7 @@ from umoc.config import Config
 from umoc.domain.accounts import Accounts
 from umoc.domain.files import FileManager
 from umoc.domain.overload import WriteAdmission
+from umoc.domain.previews import LinkPreviews
 from umoc.domain.push import PushNotifier
 from umoc.domain.sessions import SessionManager
 from umoc.domain.webhooks import Webhooks
@@ -44,3 +45,5 @@ class Services:
     accounts: Accounts
     #: Whether a new write may start now (``server.overload_wait``): the edges ask before any database work.
     admission: WriteAdmission
+    #: Link previews (``messages.link_previews``); None where nothing is sent (``umoc-admin``).
+    previews: LinkPreviews | None = None

@@ -21,6 +21,7 @@ from umoc.storage.groups import GroupStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
 from umoc.storage.outbox import OutboxStore
+from umoc.storage.previews import PreviewStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
@@ -44,6 +45,7 @@ class Storage:
         self.messages = MessageStore(db, self.reads)
         self.groups = GroupStore(db)
         self.files = FileStore(db)
+        self.previews = PreviewStore(db)
         self.admin = AdminStore(db)
         self.push = PushStore(db)
         self.bots = BotStore(db)

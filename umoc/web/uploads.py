@@ -361,6 +361,7 @@ class Uploads:
         return {
             b"upload": JsonResource({b"PUT": self._upload, b"POST": self._upload}),
             b"files": JsonResource({b"GET": self._download}),
+            b"previews": JsonResource({b"GET": self._preview_image}),
         }
 
     async def _upload(self, request: IRequest) -> None:
@@ -396,7 +397,7 @@ class Uploads:
         if record is None:
             raise not_found
         if size is not None:
-            await self._send_thumbnail(request, file_id, size)
+            await self._send_thumbnail(request, self.files.thumbnail_path(file_id, size))
             return
         try:
             handle = open(self.files.path_for(file_id), "rb")  # noqa: SIM115 - closed when the transfer ends
@@ -420,10 +421,23 @@ class Uploads:
             handle.close()
         request.finish()
 
-    async def _send_thumbnail(self, request: server.Request, file_id: str, size: str) -> None:
+    async def _preview_image(self, request: server.Request) -> None:
+        """UMOC's thumbnail of a link preview's image, to any signed-in user (it shows a public page)."""
+        if await self._session_user(request) is None:
+            raise HttpError(401, "Invalid or expired session", code="not_authenticated")
+        postpath = request.postpath or []
+        image_id = _file_id(postpath[0]) if len(postpath) == 1 else None
+        if image_id is None:
+            raise HttpError(404, "Not found", code="not_found")
+        raw = (request.args or {}).get(b"size", [b"medium"])[0].decode("latin-1")
+        if raw not in SIZES:
+            raise HttpError(400, "Invalid 'size': expected small or medium", code="invalid_argument")
+        await self._send_thumbnail(request, self.files.preview_image_path(image_id, raw))
+
+    async def _send_thumbnail(self, request: server.Request, path: Path) -> None:
         """A few KB made by UMOC itself (its type from its own first bytes); 404 when the image has none."""
         try:
-            data = self.files.thumbnail_path(file_id, size).read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             raise HttpError(404, "Not found", code="not_found") from None
         request.setResponseCode(200)

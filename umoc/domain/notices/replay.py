@@ -21,6 +21,7 @@ back bit for bit)::
     group_member_added   ["member_added", chat_id, user_id, at]
     group_member_removed ["member_removed", chat_id, user_id, at]
     profile_updated      ["profile", user_id, at]
+    message_preview      ["preview", message_id]              (a message gets at most one preview)
 
 The time makes two changes of the same things apart (an emoji added, removed
 and added again).  A key is per receiving user: the hub remembers which
@@ -55,6 +56,7 @@ __all__ = [
     "member",
     "message",
     "notice",
+    "preview",
     "profile",
     "reaction",
     "read",
@@ -68,6 +70,10 @@ def _key(*parts: Any) -> str:
 
 def message(message_id: str) -> str:
     return message_id
+
+
+def preview(message_id: str) -> str:
+    return _key("preview", message_id)
 
 
 def edit(message_id: str, at: float) -> str:
@@ -125,8 +131,11 @@ def chat_muted(state: dict[str, Any], at: float) -> str:
 def key(change: Change) -> str | None:
     """The delivery key of a change read from the feed; None for one that names nothing any more."""
     kind, at, data, msg = change.kind, change.created_at, change.data, change.message
-    if kind in ("message", "edit", "delete", "reaction") and msg is None:
+    if kind in ("message", "edit", "delete", "reaction", "preview") and msg is None:
         return None
+    if kind == "preview":
+        assert msg is not None
+        return preview(msg.id)
     if kind == "message":
         assert msg is not None
         return message(msg.id)

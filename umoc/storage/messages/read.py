@@ -22,6 +22,7 @@ from umoc.storage.messages.rows import (
     Message,
     message_from_row,
 )
+from umoc.storage.previews import previews_for_txn
 from umoc.storage.reactions import reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 from umoc.storage.replies import replies_for_txn
@@ -145,16 +146,22 @@ def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int
 
 
 def annotate_txn(txn: Txn, messages: Sequence[Message]) -> list[Message]:
-    """The messages with their reply targets and reactions: two queries whatever their number (one without replies)."""
+    """The messages with their reply targets, reactions and link previews: three queries whatever their number.
+
+    (Two without replies; the previews' only when a text message has a link.)
+    """
     if not messages:
         return []
     replies = replies_for_txn(txn, [m.reply_to_seq for m in messages if m.reply_to_seq is not None])
     reactions = reactions_for_txn(txn, [m.seq for m in messages])
+    # Only a text with a link can have a preview: a page without one costs no query.
+    previews = previews_for_txn(txn, [m.seq for m in messages if m.type == "text" and "http" in m.content])
     return [
         replace(
             m,
             reply_to=replies.get(m.reply_to_seq) if m.reply_to_seq is not None else None,
             reactions=tuple(reactions.get(m.seq, ())),
+            preview=previews.get(m.seq),
         )
         for m in messages
     ]

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from umoc.errors import UNKNOWN_CHAT
+from umoc.records.previews import LinkPreview
 from umoc.storage.database import Row
 from umoc.storage.mentions import parse_mentions
 from umoc.storage.reactions import Reaction
@@ -54,6 +55,8 @@ class Message:
     #: Filled by `annotate_txn` for payloads that show them.
     reply_to: ReplyTo | None = None
     reactions: tuple[Reaction, ...] = ()
+    #: Its link preview (``message_preview``), filled by `annotate_txn`.
+    preview: LinkPreview | None = None
 
 
 @dataclass(frozen=True, slots=True)
