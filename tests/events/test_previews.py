@@ -187,3 +187,64 @@ class RefusedByDefaultTests(InProcessChatCase):
             await alice.call("send_message", recipient_id=bob.id, is_group=False, content=f"http://{host}:{port}/page")
         await self.node.services.previews.idle()
         self.assertEqual(site.hits, {})
+
+
+class SlowSite(resource.Resource):
+    """A page whose answer never ends: the client must give up on its own."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render_GET(self, request: Any) -> Any:  # noqa: N802 - twisted.web's name
+        request.setHeader(b"Content-Type", b"text/html")
+        request.write(b"<html><head><title>slow")
+        self.requests.append(request)
+        return server.NOT_DONE_YET
+
+
+class BoundedFetchTestsMixin:
+    """A slow page and an oversized one give no preview; the limits are the configured ones."""
+
+    config_overrides = {
+        "ratelimits": {"enabled": False},
+        "messages": {"link_previews": True},
+        "outbound": {"allowed_hosts": ["127.0.0.1"]},
+        "previews": {"timeout": "0.5s", "max_page_size": "64K"},
+    }
+
+    @inline
+    async def setUp(self) -> None:
+        await super().setUp()  # type: ignore[misc]
+        self.alice = await self.person("alice")
+        self.bob = await self.person("bob")
+        await self.befriend(self.alice, self.bob)
+        self.addCleanup(self.node.services.previews.close)
+
+    async def history_after(self, url: str) -> dict[str, Any]:
+        await self.alice.call("send_message", recipient_id=self.bob.id, is_group=False, content=url)
+        await self.node.services.previews.idle()
+        history = await self.bob.call("get_chat_history", chat_id=self.alice.id, is_group=False)
+        return history["messages"][-1]
+
+    @inline
+    async def test_a_page_that_never_ends_gives_no_preview_after_the_timeout(self) -> None:
+        slow = SlowSite()
+        port = listen(self, slow)
+        started = reactor.seconds()  # type: ignore[attr-defined]
+        self.assertNotIn("preview", await self.history_after(f"http://127.0.0.1:{port}/slow"))
+        self.assertEqual(len(slow.requests), 1)
+        self.assertLess(reactor.seconds() - started, 5)  # type: ignore[attr-defined]
+
+    @inline
+    async def test_a_page_over_max_page_size_gives_no_preview(self) -> None:
+        big = b"<html><head><title>Big</title></head><body>" + b"x" * 100_000 + b"</body></html>"
+        site = Site({b"/big": ("text/html", big), b"/small": ("text/html", b"<title>Small</title>")})
+        port = listen(self, site)
+        self.assertNotIn("preview", await self.history_after(f"http://127.0.0.1:{port}/big"))
+        self.assertEqual((await self.history_after(f"http://127.0.0.1:{port}/small"))["preview"]["title"], "Small")
+
+
+for_each_backend(BoundedFetchTestsMixin, InProcessChatCase, globals())
