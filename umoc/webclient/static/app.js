@@ -882,8 +882,15 @@ function renderFile(m, file) {
   const details = h('span', {class: 'muted'}, ` ${sizeText(file.file_size)}`);
   if (m.type !== 'image') return h('div', {class: 'file'}, link, details);
   const img = h('img', {class: 'preview', alt: file.file_name, dataset: {file: file.file_id}});
+  const thumbnail = typeof file.thumbnail_url === 'string';
+  if (thumbnail && Number.isInteger(file.width) && Number.isInteger(file.height)) {
+    // The server's 320 px thumbnail (issue 32): its box is known before it arrives, so nothing jumps.
+    const scale = Math.min(1, 320 / Math.max(file.width, file.height, 1));
+    img.width = Math.max(1, Math.round(file.width * scale));
+    img.height = Math.max(1, Math.round(file.height * scale));
+  }
   img.addEventListener('load', () => keepAtBottomIfNear());
-  loadPreview(img, file.file_id);
+  loadPreview(img, file.file_id, thumbnail);
   return h('figure', {class: 'file image'}, img, h('figcaption', null, link, details));
 }
 
@@ -899,12 +906,14 @@ async function saveFile(file) {
   if (!kept) setTimeout(() => URL.revokeObjectURL(url), 60000); // the download has started by then
 }
 
-async function loadPreview(img, fileId) {
+async function loadPreview(img, fileId, thumbnail = false) {
+  // A thumbnail is kept under its own key: saving the file must download the file itself.
+  const key = thumbnail ? `${fileId}#thumbnail` : fileId;
   try {
-    let url = state.fileUrls.get(fileId);
+    let url = state.fileUrls.get(key) || state.fileUrls.get(fileId); // the whole image will do too
     if (!url) {
-      url = await fetchFileUrl(fileId, state.session);
-      state.fileUrls.set(fileId, url);
+      url = await fetchFileUrl(fileId, state.session, thumbnail);
+      state.fileUrls.set(key, url);
     }
     img.src = url;
   } catch {
