@@ -106,6 +106,18 @@ export async function fetchFileUrl(fileId, session, thumbnail = false) {
   return URL.createObjectURL(await response.blob());
 }
 
+/** A link preview's image (UMOC's copy, `/api/previews/<uuid>`) as a blob: URL; the session in headers. */
+export async function fetchPreviewImageUrl(imageUrl, session) {
+  const id = typeof imageUrl === 'string' && imageUrl.startsWith('/api/previews/') ? imageUrl.slice(14) : '';
+  if (!isFileId(id)) throw new RequestError('Bad preview image');
+  const response = await fetch(`/api/previews/${id}`, {
+    headers: {'X-Session-ID': session.sessionID, 'X-Session-Token': session.token},
+    cache: 'no-store',
+  });
+  if (!response.ok) throw new RequestError(`HTTP ${response.status}`, {status: response.status});
+  return URL.createObjectURL(await response.blob());
+}
+
 /** PUT the file to the upload URL from upload_file_prepare; onProgress(0..100). */
 export function uploadFile(uploadUrl, uploadToken, file, fileType, onProgress) {
   return new Promise((resolve, reject) => {
