@@ -36,6 +36,12 @@ log = Logger()
 
 
 class LinkPreviews:
+    #: Pages fetched at once on this node; more wait their turn.
+    MAX_FETCHES = 8
+    #: Previews started and not finished past which a new message gets none (a flood of links
+    #: must not grow memory without bound; its messages are delivered all the same).
+    MAX_PENDING = 500
+
     def __init__(
         self, storage: Storage, hub: Hub, clock: IReactorTime, config: Config, fetcher: PreviewFetcher
     ) -> None:
@@ -48,6 +54,9 @@ class LinkPreviews:
         self._fetching: dict[str, defer.Deferred[LinkPreview | None]] = {}
         #: Background tasks under way (tests wait for them with `idle`).
         self._tasks: set[defer.Deferred[None]] = set()
+        self._slots = defer.DeferredSemaphore(self.MAX_FETCHES)
+        #: Messages left without a preview because `MAX_PENDING` were under way.
+        self.dropped = 0
 
     def after_send(self, message: Message, audience: list[int]) -> None:
         """Called once the message is stored and told: start its preview if it may have one."""
@@ -57,6 +66,9 @@ class LinkPreviews:
             or message.encrypted_content is not None
             or "http" not in message.content
         ):
+            return
+        if len(self._tasks) >= self.MAX_PENDING:
+            self.dropped += 1
             return
         d = defer.ensureDeferred(self._preview(message, audience))
         self._tasks.add(d)
@@ -96,7 +108,7 @@ class LinkPreviews:
         running = self._fetching.get(url)
         if running is not None:
             return await _follow(running)
-        d = defer.ensureDeferred(self._fetch(url))
+        d = self._slots.run(lambda: defer.ensureDeferred(self._fetch(url)))
         self._fetching[url] = d
         try:
             return await _follow(d)
