@@ -71,6 +71,11 @@ setup(
         # The WebSocket fast path's unmasking (umoc.protocol.websocket): C, a third to a quarter of the pure path's
         # instructions; a binary wheel on PyPI (manylinux, CPython 3.8-3.13), and the code falls back without it.
         "wsaccel>=0.6.6",
+        # Identity (issue 28): JSON Web Tokens and key sets (JWKS) from the operator's identity provider; the
+        # crypto extra is cryptography, already required above, for RS/PS/ES/EdDSA.
+        "PyJWT[crypto]>=2.8",
+        # TOTP (RFC 6238) second factor: the codes and otpauth:// URIs authenticator apps read.
+        "pyotp>=2.9",
     ],
     extras_require={
         "test": [

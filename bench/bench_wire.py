@@ -183,6 +183,10 @@ class Node:
         self.site.log = lambda request: None  # no access log on stdout
         self.events = 0
         self._next_user = 0
+        if os.environ.get("BENCH_WIRE_GC") != "default":
+            from umoc import gcpolicy
+
+            gcpolicy.settle()  # as the node twistd runs does once it listens
 
     def connect(self) -> Any:
         """One WebSocket through the HTTP site up to a connected Socket.IO socket; its transport."""

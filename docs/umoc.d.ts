@@ -21,6 +21,7 @@ export interface ConnectionSuccessfulEvent {
   username: string;
   session_expires: number;
   cursor: string | null;
+  external_id?: string;
 }
 
 /** answers verify_session; sent when a session ends */
@@ -77,8 +78,16 @@ export interface ChatInfoEvent {
   description?: string | null;
   created_at?: string;
   is_admin?: boolean;
+  role?: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
   member_count?: number;
   members?: (Record<string, unknown>)[];
+  extra?: Record<string, unknown>;
 }
 
 /** answers get_chat_history */
@@ -162,6 +171,13 @@ export interface ReadReceiptsEvent {
   delivered_to: (Record<string, unknown>)[];
 }
 
+/** answers get_pinned */
+export interface PinnedMessagesEvent {
+  chat_id: number;
+  is_group: boolean;
+  messages: (Record<string, unknown>)[];
+}
+
 /** answers get_profile */
 export interface ProfileEvent {
   user_id: number;
@@ -169,6 +185,7 @@ export interface ProfileEvent {
   display_name: string | null;
   status_text: string | null;
   avatar_url: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** a contact came online or went offline */
@@ -196,7 +213,7 @@ export interface NewMessageEvent {
   sender_username: string;
   recipient_id: number;
   is_group: boolean;
-  type: "text" | "image" | "video" | "audio" | "file";
+  type: "text" | "image" | "video" | "audio" | "file" | "poll" | `custom:${string}`;
   content: string;
   timestamp: string;
   reply_to: Record<string, unknown> | null;
@@ -206,6 +223,8 @@ export interface NewMessageEvent {
   display_name: string | null;
   avatar_url: string | null;
   encrypted_content?: string;
+  extra?: Record<string, unknown>;
+  poll?: Record<string, unknown>;
 }
 
 /** a message of one of your chats was edited */
@@ -230,6 +249,7 @@ export interface MessageDeletedEvent {
   message_id: string;
   sender_id: number;
   timestamp: string;
+  deleted_by: number | null;
 }
 
 /** a reaction was added or removed */
@@ -241,6 +261,25 @@ export interface ReactionUpdatedEvent {
   emoji: string;
   action: "added" | "removed";
   reactions: (Record<string, unknown>)[];
+}
+
+/** a message of one of your chats was pinned or unpinned */
+export interface MessagePinnedEvent {
+  chat_id: number;
+  is_group: boolean;
+  message_id: string;
+  pinned: boolean;
+  by: number | null;
+}
+
+/** a vote was cast or a poll closed in one of your chats */
+export interface PollUpdatedEvent {
+  message_id: string;
+  chat_id: number;
+  is_group: boolean;
+  options: (Record<string, unknown>)[];
+  voters: number;
+  closed: boolean;
 }
 
 /** your messages were read */
@@ -308,6 +347,7 @@ export interface ProfileUpdatedEvent {
   display_name: string | null;
   status_text: string | null;
   avatar_url: string | null;
+  extra?: Record<string, unknown>;
 }
 
 /** answers update_settings */
@@ -325,16 +365,31 @@ export interface GroupCreatedEvent {
   avatar_url: string | null;
   created_at: string;
   is_admin: boolean;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility: "private" | "public";
+  join_rule: "invite" | "open" | "request";
+  kind: "group" | "broadcast";
+  topic: string;
+  slow_mode: number;
+  read_only: boolean;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
+  extra?: Record<string, unknown>;
 }
 
-/** a group was renamed */
+/** a group's name, description or settings changed */
 export interface GroupUpdatedEvent {
   chat_id: number;
   name: string;
   description: string | null;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
+  extra?: Record<string, unknown>;
 }
 
 /** someone joined a group of yours */
@@ -348,6 +403,98 @@ export interface GroupMemberAddedEvent {
 export interface GroupMemberRemovedEvent {
   chat_id: number;
   user_id: number;
+}
+
+/** a member's role changed in a group of yours (set_member_role, or a new owner when the owner left) */
+export interface MemberRoleChangedEvent {
+  chat_id: number;
+  user_id: number;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  by: number | null;
+}
+
+/** a member of a group of yours was banned (also to the banned user, before group_member_removed) */
+export interface MemberBannedEvent {
+  chat_id: number;
+  user_id: number;
+  until: string | null;
+  reason: string | null;
+  by: number | null;
+}
+
+/** a member of a group of yours was muted, or unmuted (until: the moment it was lifted) */
+export interface MemberMutedEvent {
+  chat_id: number;
+  user_id: number;
+  until: string | null;
+}
+
+/** answers get_bans */
+export interface BansEvent {
+  chat_id: number;
+  bans: (Record<string, unknown>)[];
+}
+
+/** answers get_members */
+export interface MembersEvent {
+  chat_id: number;
+  members: (Record<string, unknown>)[];
+  next_cursor: string | null;
+}
+
+/** answers list_public_groups */
+export interface PublicGroupsEvent {
+  groups: (Record<string, unknown>)[];
+  next_cursor: string | null;
+}
+
+/** you joined a group (join_group, join_by_invite, or your request approved): its chat_info */
+export interface GroupJoinedEvent {
+  id: number;
+  is_group: boolean;
+  name: string;
+  description: string | null;
+  display_name: string | null;
+  avatar_url: string | null;
+  created_at: string;
+  is_admin: boolean;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+  visibility: "private" | "public";
+  join_rule: "invite" | "open" | "request";
+  kind: "group" | "broadcast";
+  topic: string;
+  slow_mode: number;
+  read_only: boolean;
+  member_count: number;
+  members: (Record<string, unknown>)[];
+  mention_count: number;
+}
+
+/** someone asked to join a group you moderate */
+export interface JoinRequestedEvent {
+  chat_id: number;
+  user_id: number;
+  username: string;
+}
+
+/** your request to join a group was rejected */
+export interface JoinRejectedEvent {
+  chat_id: number;
+}
+
+/** answers create_invite_link */
+export interface InviteLinkEvent {
+  code: string;
+  chat_id: number;
+  uses: number;
+  max_uses: number | null;
+  expires_at: number | null;
+}
+
+/** answers get_invite_links */
+export interface InviteLinksEvent {
+  chat_id: number;
+  links: (Record<string, unknown>)[];
 }
 
 export interface VerifySessionRequest {
@@ -417,11 +564,13 @@ export interface SendMessageRequest {
   recipient_id: number;
   content: string;
   is_group?: boolean;
-  type?: "text" | "image" | "video" | "audio" | "file";
+  type?: "text" | "image" | "video" | "audio" | "file" | "poll" | `custom:${string}`;
   encrypted_content?: string;
   reply_to?: string;
   mentions?: number[];
   client_msg_id?: string;
+  extra?: Record<string, unknown>;
+  poll?: Record<string, unknown>;
 }
 
 export interface EditMessageRequest {
@@ -477,11 +626,39 @@ export interface RemoveReactionRequest {
   emoji: string;
 }
 
+export interface PinMessageRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
+export interface UnpinMessageRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
+export interface GetPinnedRequest {
+  sessionID?: string;
+  chat_id: number;
+  is_group?: boolean;
+}
+
+export interface VotePollRequest {
+  sessionID?: string;
+  message_id: string;
+  option_ids: number[];
+}
+
+export interface ClosePollRequest {
+  sessionID?: string;
+  message_id: string;
+}
+
 export interface UpdateProfileRequest {
   sessionID?: string;
   display_name?: string;
   status_text?: string;
   avatar_file_id?: string;
+  extra?: Record<string, unknown>;
 }
 
 export interface GetProfileRequest {
@@ -499,6 +676,13 @@ export interface CreateGroupRequest {
   name: string;
   description?: string;
   member_ids: number[];
+  extra?: Record<string, unknown>;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
 }
 
 export interface UpdateGroupRequest {
@@ -506,6 +690,13 @@ export interface UpdateGroupRequest {
   chat_id: number;
   name?: string;
   description?: string;
+  extra?: Record<string, unknown>;
+  visibility?: "private" | "public";
+  join_rule?: "invite" | "open" | "request";
+  kind?: "group" | "broadcast";
+  topic?: string;
+  slow_mode?: number;
+  read_only?: boolean;
 }
 
 export interface AddGroupMemberRequest {
@@ -523,6 +714,99 @@ export interface RemoveGroupMemberRequest {
 export interface LeaveGroupRequest {
   sessionID?: string;
   chat_id: number;
+}
+
+export interface GetMembersRequest {
+  sessionID?: string;
+  chat_id: number;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface SetMemberRoleRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  role: "owner" | "admin" | "moderator" | "member" | "reader";
+}
+
+export interface BanMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  duration?: number;
+  reason?: string;
+  delete_messages?: "none" | "1h" | "24h" | "all";
+}
+
+export interface UnbanMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface GetBansRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface MuteMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+  duration?: number;
+}
+
+export interface UnmuteMemberRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface ListPublicGroupsRequest {
+  sessionID?: string;
+  query?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface JoinGroupRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface ApproveJoinRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface RejectJoinRequest {
+  sessionID?: string;
+  chat_id: number;
+  user_id: number;
+}
+
+export interface CreateInviteLinkRequest {
+  sessionID?: string;
+  chat_id: number;
+  max_uses?: number;
+  expires_in?: number;
+}
+
+export interface GetInviteLinksRequest {
+  sessionID?: string;
+  chat_id: number;
+}
+
+export interface RevokeInviteLinkRequest {
+  sessionID?: string;
+  code: string;
+}
+
+export interface JoinByInviteRequest {
+  sessionID?: string;
+  code: string;
 }
 
 export interface UploadFilePrepareRequest {
@@ -623,6 +907,7 @@ export interface ServerToClientEvents {
   chat_muted: (payload: ChatMutedEvent) => void;
   chat_read: (payload: ChatReadEvent) => void;
   read_receipts: (payload: ReadReceiptsEvent) => void;
+  pinned_messages: (payload: PinnedMessagesEvent) => void;
   profile: (payload: ProfileEvent) => void;
   user_status: (payload: UserStatusEvent) => void;
   typing_indicator: (payload: TypingIndicatorEvent) => void;
@@ -631,6 +916,8 @@ export interface ServerToClientEvents {
   message_preview: (payload: MessagePreviewEvent) => void;
   message_deleted: (payload: MessageDeletedEvent) => void;
   reaction_updated: (payload: ReactionUpdatedEvent) => void;
+  message_pinned: (payload: MessagePinnedEvent) => void;
+  poll_updated: (payload: PollUpdatedEvent) => void;
   messages_read: (payload: MessagesReadEvent) => void;
   messages_delivered: (payload: MessagesDeliveredEvent) => void;
   contact_added: (payload: ContactAddedEvent) => void;
@@ -647,6 +934,17 @@ export interface ServerToClientEvents {
   group_updated: (payload: GroupUpdatedEvent) => void;
   group_member_added: (payload: GroupMemberAddedEvent) => void;
   group_member_removed: (payload: GroupMemberRemovedEvent) => void;
+  member_role_changed: (payload: MemberRoleChangedEvent) => void;
+  member_banned: (payload: MemberBannedEvent) => void;
+  member_muted: (payload: MemberMutedEvent) => void;
+  bans: (payload: BansEvent) => void;
+  members: (payload: MembersEvent) => void;
+  public_groups: (payload: PublicGroupsEvent) => void;
+  group_joined: (payload: GroupJoinedEvent) => void;
+  join_requested: (payload: JoinRequestedEvent) => void;
+  join_rejected: (payload: JoinRejectedEvent) => void;
+  invite_link: (payload: InviteLinkEvent) => void;
+  invite_links: (payload: InviteLinksEvent) => void;
 }
 
 export interface ClientToServerEvents {
@@ -672,6 +970,11 @@ export interface ClientToServerEvents {
   typing: (payload: TypingRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   add_reaction: (payload: AddReactionRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   remove_reaction: (payload: RemoveReactionRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  pin_message: (payload: PinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unpin_message: (payload: UnpinMessageRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_pinned: (payload: GetPinnedRequest, ack?: (answer: PinnedMessagesEvent | AckError) => void) => void;
+  vote_poll: (payload: VotePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  close_poll: (payload: ClosePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   update_profile: (payload: UpdateProfileRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   get_profile: (payload: GetProfileRequest, ack?: (answer: ProfileEvent | AckError) => void) => void;
   update_settings: (payload: UpdateSettingsRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
@@ -680,6 +983,21 @@ export interface ClientToServerEvents {
   add_group_member: (payload: AddGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   remove_group_member: (payload: RemoveGroupMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   leave_group: (payload: LeaveGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_members: (payload: GetMembersRequest, ack?: (answer: MembersEvent | AckError) => void) => void;
+  set_member_role: (payload: SetMemberRoleRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  ban_member: (payload: BanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unban_member: (payload: UnbanMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_bans: (payload: GetBansRequest, ack?: (answer: BansEvent | AckError) => void) => void;
+  mute_member: (payload: MuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  unmute_member: (payload: UnmuteMemberRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  list_public_groups: (payload: ListPublicGroupsRequest, ack?: (answer: PublicGroupsEvent | AckError) => void) => void;
+  join_group: (payload: JoinGroupRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  approve_join: (payload: ApproveJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  reject_join: (payload: RejectJoinRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  create_invite_link: (payload: CreateInviteLinkRequest, ack?: (answer: InviteLinkEvent | AckError) => void) => void;
+  get_invite_links: (payload: GetInviteLinksRequest, ack?: (answer: InviteLinksEvent | AckError) => void) => void;
+  revoke_invite_link: (payload: RevokeInviteLinkRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  join_by_invite: (payload: JoinByInviteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   upload_file_prepare: (payload: UploadFilePrepareRequest, ack?: (answer: FileUploadReadyEvent | AckError) => void) => void;
   upload_file_complete: (payload: UploadFileCompleteRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   sync: (payload: SyncRequest, ack?: (answer: SyncResultEvent | AckError) => void) => void;

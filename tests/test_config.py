@@ -350,3 +350,54 @@ class RedisSentinelConfigTests(unittest.TestCase):
         with self.assertRaises(ConfigError) as caught:
             parse_config({"redis": {"sentinels": "127.0.0.1:26379"}})
         self.assertEqual(caught.exception.problems, ["Error in configuration at 'redis.sentinels': expected a list"])
+
+
+class JwtConfigTests(unittest.SynchronousTestCase):
+    """``auth.jwt``: off by default; when on, an issuer, known algorithms and one key, every problem by path."""
+
+    def test_off_by_default_and_needs_nothing(self) -> None:
+        config = parse_config({})
+        self.assertFalse(config.auth.jwt.enabled)
+        self.assertTrue(config.auth.password.enabled)
+
+    def test_enabled_without_issuer_key_or_with_none_reports_each(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"auth": {"jwt": {"enabled": True, "algorithms": ["none"]}}})
+        text = str(caught.exception)
+        for path in ("auth.jwt.issuer", "auth.jwt.algorithms", "auth.jwt.jwks_url"):
+            self.assertIn(f"'{path}'", text)
+
+    def test_short_hmac_secret_and_two_public_keys_are_refused(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(
+                {
+                    "auth": {
+                        "jwt": {
+                            "enabled": True,
+                            "issuer": "https://idp",
+                            "hmac_secret": "short",
+                            "jwks_url": "https://idp/jwks",
+                            "public_key_file": "/nonexistent.pem",
+                        }
+                    }
+                }
+            )
+        text = str(caught.exception)
+        self.assertIn("'auth.jwt.hmac_secret': expected a secret of at least 32 characters", text)
+        self.assertIn("'auth.jwt.public_key_file': set jwks_url or public_key_file, not both", text)
+
+    def test_hmac_secret_file_is_read(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("s" * 40 + "\n")
+        config = parse_config({"auth": {"jwt": {"enabled": True, "issuer": "i", "hmac_secret_file": path}}})
+        self.assertEqual(config.auth.jwt.hmac_secret, "s" * 40)
+
+
+class OidcConfigTests(unittest.SynchronousTestCase):
+    def test_enabled_needs_issuer_client_callback_and_openid(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"auth": {"oidc": {"enabled": True, "scopes": ["profile"], "redirect_url": "https://h/x"}}})
+        text = str(caught.exception)
+        for path in ("issuer", "client_id", "redirect_url", "scopes"):
+            self.assertIn(f"'auth.oidc.{path}'", text)

@@ -35,7 +35,7 @@ class RecordTests(unittest.TestCase):
         self.assertEqual((group.name, group.member_ids), ("team", (3, 2)))
         self.refused("Invalid 'name': expected a non-blank name", NewGroup, "   ")
         self.refused("Invalid 'member_ids': expected a list of user ids", NewGroup, "team", None, [1, True])
-        self.refused("Nothing to update: give 'name' or 'description'", GroupChange, 1)
+        self.refused("Nothing to update: give 'name', 'description', 'extra' or a setting", GroupChange, 1)
         self.assertEqual(GroupChange(1, description="").description, "")
         self.refused("Invalid 'user_id': expected an integer from 1 to 9223372036854775807", GroupMember, 1, -1)
 
@@ -43,7 +43,9 @@ class RecordTests(unittest.TestCase):
         change = ProfileChange(display_name="  Alice  ", status_text="")
         self.assertEqual(change.fields(), {"display_name": "Alice", "status_text": None})
         self.assertIs(change.avatar_file_id, UNSET)
-        self.refused("Nothing to update: give 'display_name', 'status_text' or 'avatar_file_id'", ProfileChange)
+        self.refused(
+            "Nothing to update: give 'display_name', 'status_text', 'avatar_file_id' or 'extra'", ProfileChange
+        )
         self.refused(
             "Invalid 'display_name': no control characters or line breaks allowed", ProfileChange, "two\nlines"
         )

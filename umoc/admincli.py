@@ -72,7 +72,7 @@ from umoc.config import (
     with_overrides,
 )
 from umoc.domain.admin import user_json
-from umoc.domain.commands import account, bots, messages, ratelimits
+from umoc.domain.commands import account, bots, messages, ratelimits, serverapi
 from umoc.domain.commands.ratelimits import BucketSelection
 from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import UserError
@@ -88,6 +88,7 @@ from umoc.records.account import (
     RegistrationMode,
 )
 from umoc.records.bots import NewBot
+from umoc.records.identity import NewServerKey
 from umoc.records.messages import Deletion
 from umoc.storage import Storage, open_storage
 from umoc.storage.database import Database, SchemaStatus, SchemaTooNewError
@@ -174,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command("create-invite", "print a new invite code (for registration mode 'invite')")
     p.add_argument("--uses", type=int, default=1, help="registrations it allows (default 1)")
+    p = command(
+        "create-server-key", "print a new server key for the server API (/api/server/); only its digest is kept"
+    )
+    p.add_argument("name", help="a label for the key (1-64 of letters, digits, '_', '.' or '-')")
+    p = command("delete-server-key", "delete a server key by name: the server API refuses it from now on")
+    p.add_argument("name")
     p = command("create-bot", "create a bot account and print its API token (for /api/bot/)")
     p.add_argument("username")
     p = command("bot-token", "print a new API token for a bot (its other tokens stay valid)")
@@ -431,6 +438,12 @@ class Cli:
         elif args.command == "revoke-bot-tokens":
             count = await bots.revoke_tokens(services, ACTOR, ref())
             self.result(f"{count} tokens of {name} revoked", {"revoked": count})
+        elif args.command == "create-server-key":
+            key = await serverapi.create_server_key(services, ACTOR, NewServerKey(args.name))
+            self.result(key, {"name": args.name, "key": key})
+        elif args.command == "delete-server-key":
+            await serverapi.delete_server_key(services, ACTOR, NewServerKey(args.name))
+            self.result(f"Server key {args.name} deleted", {"name": args.name, "deleted": True})
         elif args.command == "create-invite":
             code = await account.create_invite(services, ACTOR, NewInvite(args.uses))
             self.result(code, {"invite": code, "uses": args.uses})

@@ -9,7 +9,8 @@ Secrets need not be in the file.  Every string value may name environment
 variables, ``${VAR}`` or ``${VAR:-default}`` (substituted in the parsed
 values, never in the YAML text, so a variable cannot change the file's
 structure); and each secret has a ``*_file`` twin (``database.dsn_file``,
-``metrics.token_file``, ``redis.url_file``, ``webhooks[].secret_file``)
+``metrics.token_file``, ``redis.url_file``, ``webhooks[].secret_file``,
+``auth.jwt.hmac_secret_file``, ``auth.oidc.client_secret_file``)
 naming a file whose content is the value, as Docker secrets and systemd
 credentials provide them.
 """
@@ -256,6 +257,94 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True)
+class PasswordAuthConfig:
+    """Accounts with a UMOC password: ``POST /api/register`` and ``/api/login``."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class JwtClaimsConfig:
+    """Which claims of a token name the user: its stable subject, its username, its display name."""
+
+    subject: str = "sub"
+    username: str = "preferred_username"
+    display_name: str = "name"
+
+
+#: Algorithms a token may be signed with (``auth.jwt.algorithms``); ``none`` is never one.
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256")
+
+
+@dataclass(frozen=True)
+class JwtAuthConfig:
+    """Tokens signed by the operator's own identity provider or backend, accepted at CONNECT.
+
+    The key is ``hmac_secret`` (HS256), a PEM ``public_key_file`` or a ``jwks_url``
+    (RS256, ES256, EdDSA ...); an HMAC secret only ever verifies HS* tokens and a
+    public key only asymmetric ones, so one can never stand in for the other.
+    """
+
+    enabled: bool = False
+    #: The identity provider's JSON Web Key Set, fetched through the trusted outbound agent and cached.
+    jwks_url: str = ""
+    #: The shared secret of HS256 tokens (at least 32 characters); ``hmac_secret_file`` names a file instead.
+    #: An algorithm in ``algorithms`` whose kind of key is not configured is refused.
+    hmac_secret: str = ""
+    hmac_secret_file: str = ""
+    #: A PEM public key (RSA, EC or Ed25519) verifying every asymmetric token.
+    public_key_file: str = ""
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA", "HS256")
+    #: The ``iss`` every token must carry; users are found by (issuer, subject).
+    issuer: str = ""
+    #: The ``aud`` every token must name.
+    audience: str = "umoc"
+    #: Clock skew allowed on ``exp``, ``nbf`` and ``iat``.
+    leeway: Duration = Duration(30)
+    #: How long fetched keys are used before they are fetched again; an unknown ``kid`` refetches them at most
+    #: once in this long.
+    jwks_refresh: Duration = Duration(600)
+    claims: JwtClaimsConfig = field(default_factory=JwtClaimsConfig)
+    #: Create a user at the first valid token of an unknown subject (false: only users made by the server API).
+    auto_create_users: bool = True
+
+
+@dataclass(frozen=True)
+class OidcAuthConfig:
+    """Sign-in with an OpenID Connect provider (authorization code with PKCE) for the web client."""
+
+    enabled: bool = False
+    #: The provider's issuer URL; ``<issuer>/.well-known/openid-configuration`` is read from it.
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    #: A file whose content is ``client_secret``.
+    client_secret_file: str = ""
+    scopes: tuple[str, ...] = ("openid", "profile")
+    #: This server's callback as registered at the provider: ``https://HOST/api/oidc/callback``.
+    redirect_url: str = ""
+
+
+@dataclass(frozen=True)
+class TotpAuthConfig:
+    """Time-based one-time codes (RFC 6238) as a second factor of password accounts."""
+
+    #: Users may turn TOTP on (``/api/account/totp/...``); off, no new setups (logins of users who have it
+    #: still need codes).
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How users prove who they are: UMOC passwords, and tokens from the operator's identity provider."""
+
+    password: PasswordAuthConfig = field(default_factory=PasswordAuthConfig)
+    jwt: JwtAuthConfig = field(default_factory=JwtAuthConfig)
+    oidc: OidcAuthConfig = field(default_factory=OidcAuthConfig)
+    totp: TotpAuthConfig = field(default_factory=TotpAuthConfig)
+
+
+@dataclass(frozen=True)
 class EngineIOConfig:
     """Engine.IO transport settings, announced to clients in the OPEN packet."""
 
@@ -289,6 +378,18 @@ class MessagesConfig:
     #: Fetch the first http(s) URL of a text message (through the guarded outbound agent) and send
     #: ``message_preview`` with its title, description, site name and image.
     link_previews: bool = True
+    #: Pinned messages one chat may hold (``pin_message`` past it is refused).
+    max_pins: int = 50
+    #: Bytes of an ``extra`` object (compact JSON) on a message, a profile or a group.
+    max_extra_bytes: int = 4096
+
+
+@dataclass(frozen=True)
+class GroupsConfig:
+    """Bounds on groups beyond ``messages.max_group_members`` (issue 29)."""
+
+    #: Members of one ``broadcast`` group (a message to it is O(1) rows whatever this is).
+    max_members_broadcast: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -503,9 +604,11 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
+    groups: GroupsConfig = field(default_factory=GroupsConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -671,6 +774,65 @@ def _check_sentinels(redis: RedisConfig) -> list[str]:
     return problems
 
 
+def _check_jwt(jwt: JwtAuthConfig) -> list[str]:
+    """``auth.jwt``: an issuer, an audience, known algorithms, and a key for each kind of algorithm allowed."""
+    if not jwt.enabled:
+        return []
+    problems = []
+
+    def bad(key: str, text: str) -> None:
+        problems.append(f"Error in configuration at 'auth.jwt.{key}': {text}")
+
+    if not jwt.issuer:
+        bad("issuer", "expected the issuer (iss) the tokens carry")
+    if not jwt.audience:
+        bad("audience", "expected the audience (aud) the tokens name")
+    unknown = [a for a in jwt.algorithms if a not in JWT_ALGORITHMS]
+    if unknown or not jwt.algorithms:
+        bad("algorithms", "expected a list of " + ", ".join(JWT_ALGORITHMS))
+    # An algorithm whose kind of key is not configured is simply never accepted; one key is needed.
+    if not (jwt.hmac_secret or jwt.jwks_url or jwt.public_key_file):
+        bad("jwks_url", "expected jwks_url, public_key_file or hmac_secret")
+    if jwt.hmac_secret and len(jwt.hmac_secret) < 32:
+        bad("hmac_secret", "expected a secret of at least 32 characters")
+    if jwt.jwks_url and jwt.public_key_file:
+        bad("public_key_file", "set jwks_url or public_key_file, not both")
+    if jwt.jwks_url and not jwt.jwks_url.startswith(("http://", "https://")):
+        bad("jwks_url", 'expected a URL "https://..."')
+    if jwt.public_key_file and not os.access(jwt.public_key_file, os.R_OK):
+        bad("public_key_file", f"cannot read {jwt.public_key_file}")
+    if jwt.leeway < 0:
+        bad("leeway", "expected a duration, 0 or more")
+    if jwt.jwks_refresh <= 0:
+        bad("jwks_refresh", "expected a positive duration")
+    for key in ("subject", "username", "display_name"):
+        if not getattr(jwt.claims, key):
+            bad(f"claims.{key}", "expected a claim name")
+    return problems
+
+
+def _check_oidc(oidc: OidcAuthConfig) -> list[str]:
+    """``auth.oidc``: an issuer and a callback URL, a client id, and the openid scope."""
+    if not oidc.enabled:
+        return []
+    problems = []
+
+    def bad(key: str, text: str) -> None:
+        problems.append(f"Error in configuration at 'auth.oidc.{key}': {text}")
+
+    if not oidc.issuer.startswith(("https://", "http://")):
+        bad("issuer", 'expected the provider\'s issuer URL "https://..."')
+    if not oidc.client_id:
+        bad("client_id", "expected the client id registered at the provider")
+    if not oidc.redirect_url.startswith(("https://", "http://")) or not oidc.redirect_url.endswith(
+        "/api/oidc/callback"
+    ):
+        bad("redirect_url", 'expected this server\'s callback "https://HOST/api/oidc/callback"')
+    if "openid" not in oidc.scopes:
+        bad("scopes", "expected a list with openid")
+    return problems
+
+
 def _check(config: Config) -> list[str]:
     """Rules that span fields: the ones a type alone cannot express."""
     problems = []
@@ -739,6 +901,8 @@ def _check(config: Config) -> list[str]:
         bad("sessions.ttl", "expected a positive duration")
     if config.sessions.check_interval <= 0:
         bad("sessions.check_interval", "expected a positive duration")
+    problems.extend(_check_jwt(config.auth.jwt))
+    problems.extend(_check_oidc(config.auth.oidc))
     if config.registration.mode not in ("open", "closed", "invite"):
         bad("registration.mode", "expected one of open, closed, invite")
     if config.engineio.ping_interval <= 0 or config.engineio.ping_timeout <= 0:
@@ -747,6 +911,8 @@ def _check(config: Config) -> list[str]:
         bad("engineio.max_payload", "expected at least 1K")
     if config.messages.idempotency_window <= 0:
         bad("messages.idempotency_window", "expected a positive duration")
+    if config.groups.max_members_broadcast < 1:
+        bad("groups.max_members_broadcast", "expected at least 1")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
     if config.previews.ttl <= 0 or config.previews.timeout <= 0:
@@ -757,6 +923,10 @@ def _check(config: Config) -> list[str]:
         bad("uploads.max_image_pixels", "expected at least 1")
     if config.uploads.thumbnail_threads < 1:
         bad("uploads.thumbnail_threads", "expected at least 1")
+    if not 2 <= config.messages.max_extra_bytes <= 1_000_000:
+        bad("messages.max_extra_bytes", "expected 2 to 1000000")
+    if config.messages.max_pins < 1:
+        bad("messages.max_pins", "expected at least 1")
     for name, url in config.push.gateways.items():
         if not url.startswith(("http://", "https://")):
             bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')
@@ -874,6 +1044,15 @@ def _read_secret_files(config: Config, problems: list[str]) -> Config:
             hook, secret=_secret_from_file(hook.secret, hook.secret_file, f"webhooks[{i}].secret", problems)
         )
         for i, hook in enumerate(config.webhooks)
+    )
+    jwt = config.auth.jwt
+    secret = _secret_from_file(jwt.hmac_secret, jwt.hmac_secret_file, "auth.jwt.hmac_secret", problems)
+    oidc = config.auth.oidc
+    client_secret = _secret_from_file(oidc.client_secret, oidc.client_secret_file, "auth.oidc.client_secret", problems)
+    changes["auth"] = dataclasses.replace(
+        config.auth,
+        jwt=dataclasses.replace(jwt, hmac_secret=secret),
+        oidc=dataclasses.replace(oidc, client_secret=client_secret),
     )
     key_file = config.push.vapid_private_key_file
     if key_file and not os.access(key_file, os.R_OK):

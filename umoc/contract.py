@@ -176,6 +176,10 @@ def _ts_type(schema: JsonSchema) -> str:
         return schema["$ref"].rsplit("/", 1)[-1]
     if "enum" in schema:
         return " | ".join(f'"{value}"' for value in schema["enum"])
+    if "anyOf" in schema:
+        return " | ".join(_ts_type(each) for each in schema["anyOf"])
+    if "pattern" in schema and schema["pattern"].startswith("^custom:"):
+        return "`custom:${string}`"
     kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
     names = []
     for kind in kinds:

@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from umoc import gcpolicy
 from umoc.config import Config
 from umoc.domain.status import StatusAnnouncer
 from umoc.storage import Storage
@@ -185,6 +186,10 @@ class RedisService(service.Service):
 class UmocService(service.MultiService):
     """One node: migrations, then Redis, periodic tasks and the listening Site."""
 
+    #: Freeze start-up's objects and widen the collector's nursery once listening (`umoc.gcpolicy`):
+    #: for the process twistd runs, not for a test process that starts many nodes.
+    settle_gc = False
+
     def __init__(self, config: Config, reactor: Any, storage: Storage | None = None) -> None:
         super().__init__()
         self.config = config
@@ -252,6 +257,8 @@ class UmocService(service.MultiService):
             log.info("Metrics on {address}", address=metrics_port.getHost())
         port = await self.listener.listening
         log.info("UMOC listening on {address}", address=port.getHost())
+        if self.settle_gc:
+            gcpolicy.settle()
 
     def _start_failed(self, failure: Failure) -> None:
         """One line naming the cause (a traceback only for the unexpected, at debug level), then stop."""

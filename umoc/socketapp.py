@@ -2,7 +2,10 @@
 
 `UmocSocketApp` implements ``umoc.transport.socketio.SocketApp``.  A CONNECT
 is authenticated through the `SessionManager` (``sessionID`` and ``token``
-in the CONNECT auth payload, else in the URL query); events go to the one
+in the CONNECT auth payload, else in the URL query), or by a token alone in
+the auth payload (``{"token"}``: the operator's identity provider's with
+``auth.jwt`` on, or UMOC's own from the server API; `umoc.domain.identity`),
+which gets a session of its own; events go to the one
 route table; connects and disconnects keep the hub and presence in step and
 announce ``user_status`` transitions to friends.  `UmocSocketApp.idle` lets
 a stopping node wait for the events and announcements under way.
@@ -42,6 +45,18 @@ class UserIdentity(Identity):
     """
 
     cursor: str | None = None
+    #: The subject of the token the socket connected with; None for a socket of a login's session.
+    external_id: str | None = None
+
+
+def _bearer_token(auth: Any) -> str | None:
+    """The token of a CONNECT auth payload ``{"token": "<JWT>"}`` (no ``sessionID``); None for any other."""
+    if not isinstance(auth, dict) or "sessionID" in auth or "token" not in auth:
+        return None
+    token = auth["token"]
+    if not isinstance(token, str) or not token:
+        raise AuthError("Invalid token", "not_authenticated")
+    return token
 
 
 def _credentials(connection: SocketIOConnection, auth: Any) -> tuple[str, str]:
@@ -82,13 +97,20 @@ class UmocSocketApp:
         trusted = connection.engine.remote_ip in trusted_networks(services.config.ratelimits.trusted_networks)
         if not trusted:
             await self._take_connect(f"ip:{connection.engine.remote_ip}")
-        session_id, token = _credentials(connection, auth)
+        bearer = _bearer_token(auth)
+        external_id = None
+        if bearer is None:
+            session_id, token = _credentials(connection, auth)
         # Asked alongside the session check, so an uncached session costs no extra wait.
         position = services.storage.feed.position()
         position.addErrback(_no_position)
         try:
-            record = await services.sessions.check(session_id, token)
-        except UserError as exc:  # an invalid session, or a database past its deadline
+            if bearer is None:
+                record = await services.sessions.check(session_id, token)
+            else:
+                record, external_id = await services.identities.socket_session(bearer)
+                session_id = record.id
+        except UserError as exc:  # an invalid session or token, or a database past its deadline
             log.info(
                 "Socket refused from {client}: {reason}",
                 event="connect_refused",
@@ -101,7 +123,7 @@ class UmocSocketApp:
         cursor = await position
         if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
             raise AuthError("Too many connections for this session", "conflict")
-        return UserIdentity(record.user_id, record.username, record.id, record.expires_at, cursor)
+        return UserIdentity(record.user_id, record.username, record.id, record.expires_at, cursor, external_id)
 
     async def _take_connect(self, key: str) -> None:
         allowed, retry_after = await self._services.ratelimiter.can_do_action("connect", key)
@@ -118,16 +140,16 @@ class UmocSocketApp:
             client=socket.remote_ip,
         )
         self._services.hub.add(socket)
-        socket.tell(
-            notices.CONNECTION_SUCCESSFUL(
-                {
-                    "user_id": socket.user_id,
-                    "username": socket.username,
-                    "session_expires": int(socket.identity.session_expires),
-                    "cursor": socket.identity.cursor if isinstance(socket.identity, UserIdentity) else None,
-                }
-            )
-        )
+        identity = socket.identity
+        hello: dict[str, Any] = {
+            "user_id": socket.user_id,
+            "username": socket.username,
+            "session_expires": int(identity.session_expires),
+            "cursor": identity.cursor if isinstance(identity, UserIdentity) else None,
+        }
+        if isinstance(identity, UserIdentity) and identity.external_id is not None:
+            hello["external_id"] = identity.external_id  # a token's socket: the subject it named
+        socket.tell(notices.CONNECTION_SUCCESSFUL(hello))
         self._in_background(self._status.socket_opened(socket.user_id, socket.username))
 
     def on_event(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:

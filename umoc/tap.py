@@ -91,6 +91,8 @@ def _exit_now(status: int) -> None:
 class TwistdService(UmocService):
     """`UmocService` as twistd runs it: with the process's log observer and exit status."""
 
+    settle_gc = True
+
     def __init__(self, config: Config, reactor: Any, observer: ILogObserver | None) -> None:
         super().__init__(config, reactor)
         self._observer = observer

@@ -27,6 +27,8 @@ from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.identity import Identities
+from umoc.domain.oidc import OidcSignIn
 from umoc.domain.outbox import Tail, node_holder
 from umoc.domain.overload import ReactorLag, WriteAdmission
 from umoc.domain.previews import LinkPreviews
@@ -34,6 +36,7 @@ from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
 from umoc.domain.status import StatusAnnouncer
+from umoc.domain.tokens import TokenVerifier
 from umoc.domain.webhooks import Webhooks
 from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
@@ -53,6 +56,7 @@ from umoc.web.admin import admin_resource
 from umoc.web.bots import bot_resource
 from umoc.web.export import export_resource
 from umoc.web.push import push_resource
+from umoc.web.serverapi import server_api_resource
 from umoc.web.site import UmocSite, build_metrics_site, build_site
 from umoc.web.uploads import Uploads
 
@@ -138,6 +142,14 @@ def _redis_metrics(metrics: Metrics, cluster: Cluster) -> None:
         "sync_needed sent after a bus gap that could not be replayed exactly",
         lambda: catchup.hinted,
     )
+
+
+def _identities(
+    config: Config, clock: IReactorTime, storage: Storage, sessions: SessionManager, http: HttpClients
+) -> Identities:
+    """Token sign-in: a verifier when ``auth.jwt`` is on (its key set fetched with the trusted client)."""
+    verifier = TokenVerifier(config.auth.jwt, clock, http.trusted) if config.auth.jwt.enabled else None
+    return Identities(config, verifier, storage.identities, sessions, clock)
 
 
 def build_node(config: Config, reactor: Any, storage: Storage | None = None, threads_reactor: Any = None) -> Node:
@@ -271,6 +283,8 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
                 config.outbound.max_answer_headers,
             ),
         ),
+        identities=(identities := _identities(config, clock, storage, sessions, http)),
+        oidc=OidcSignIn(config, identities, http.trusted, clock),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -306,6 +320,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),
+            b"server": server_api_resource(services),
         },
         redis_ping,
         uploads.request_factory(),
@@ -390,6 +405,8 @@ async def build_admin(config: Config, reactor: Any, warn: Callable[[str], None],
         accounts=Accounts(storage, sessions, hub, files, clock),
         # The operator's own commands are never refused: nothing else writes through this process.
         admission=WriteAdmission(lambda: 0.0, 0, clock),
+        identities=(identities := _identities(config, clock, storage, sessions, http)),
+        oidc=OidcSignIn(config, identities, http.trusted, clock),
     )
     admin = Administration(storage, sessions, hub, clock, webhooks)
     return AdminTools(services, admin, bus, redis, http)

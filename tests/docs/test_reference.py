@@ -106,8 +106,8 @@ def _default(f: dataclasses.Field) -> Any:
 def config_keys(cls: type = Config, prefix: str = "") -> Iterator[str]:
     """Dotted names of every key a configuration file may hold.
 
-    A section's fields are ``section.key``.  A field holding a small record
-    (one rate-limit bucket) is a key itself, and the record's own fields are
+    A section's fields are ``section.key`` (``section.sub.key`` in a section's own sections).
+    A field holding a small record (one rate-limit bucket) is a key itself, and the record's own fields are
     documented once, generically, as ``section.<name>.field``.  A mapping
     field is a key, and so is each of its default entries.
     """
@@ -115,7 +115,8 @@ def config_keys(cls: type = Config, prefix: str = "") -> Iterator[str]:
     for f in dataclasses.fields(cls):
         path = prefix + f.name
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp) and not prefix:
+        # A section, or a section within one (``auth.jwt``, ``auth.jwt.claims``: their classes end in Config).
+        if dataclasses.is_dataclass(tp) and (not prefix or tp.__name__.endswith("Config")):
             yield from config_keys(tp, path + ".")
             continue
         yield path

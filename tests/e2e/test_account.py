@@ -275,7 +275,7 @@ class AccountDeletionMixin:
             [(self.bob.id, "FRIEND"), (self.carol.id, "FRIEND")],
         )
         self.assertEqual(
-            [(g["chat_id"], g["name"], g["role"]) for g in data["groups"]], [(self.group_id, "Team", "admin")]
+            [(g["chat_id"], g["name"], g["role"]) for g in data["groups"]], [(self.group_id, "Team", "owner")]
         )
         self.assertEqual(
             [(f["file_id"], f["file_name"], f["chat_id"]) for f in data["files"]],

@@ -121,7 +121,7 @@ class MessageEdgesMixin:
         answers[by_cli] = await self.cli_json("delete-message", by_cli)
         deleted_by = {own: alice.id, moderated: self.root["user_id"], by_cli: None}
         for message_id, answer in answers.items():
-            self.assertEqual(set(answer), {"message_id", "sender_id", "timestamp"})
+            self.assertEqual(set(answer), {"message_id", "sender_id", "timestamp", "deleted_by"})
             self.assertEqual((answer["message_id"], answer["sender_id"]), (message_id, alice.id))
             hook = await self.webhook("message.deleted", message_id)
             self.assertEqual(hook, {**answer, "deleted_by": deleted_by[message_id]})

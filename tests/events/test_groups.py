@@ -37,6 +37,13 @@ class GroupTestsMixin:
                 "members",
                 "member_count",
                 "is_admin",
+                "role",
+                "visibility",
+                "join_rule",
+                "kind",
+                "topic",
+                "slow_mode",
+                "read_only",
                 "mention_count",
                 "display_name",
                 "avatar_url",
@@ -52,6 +59,18 @@ class GroupTestsMixin:
             ),
             ("Project Team", "Team discussion group", True, 3, True),
         )
+        self.assertEqual(created["role"], "owner")
+        self.assertEqual(
+            {k: created[k] for k in ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")},
+            {
+                "visibility": "private",
+                "join_rule": "invite",
+                "kind": "group",
+                "topic": "",
+                "slow_mode": 0,
+                "read_only": False,
+            },
+        )
         self.assertRegex(created["created_at"], ISO)
         self.assertEqual(
             created["members"][0],
@@ -61,17 +80,18 @@ class GroupTestsMixin:
                 "is_online": True,
                 "last_seen": None,
                 "is_admin": True,
+                "role": "owner",
                 "display_name": None,
                 "avatar_url": None,
             },
         )
         self.assertEqual(
-            [(m["user_id"], m["is_admin"]) for m in created["members"]],
-            [(alice.id, True), (bob.id, False), (carol.id, False)],
+            [(m["user_id"], m["is_admin"], m["role"]) for m in created["members"]],
+            [(alice.id, True, "owner"), (bob.id, False, "member"), (carol.id, False, "member")],
         )
         self.assertEqual(await alice.client.expect("group_created"), created)
         for_bob = await bob.client.expect("group_created")
-        self.assertEqual(for_bob, {**created, "is_admin": False})
+        self.assertEqual(for_bob, {**created, "is_admin": False, "role": "member"})
         self.assertEqual((await carol.client.expect("group_created"))["id"], created["id"])
         await dave.client.expect_none("group_created")
         info = await bob.call("get_chat_info", chat_id=created["id"], is_group=True)
@@ -140,13 +160,27 @@ class GroupTestsMixin:
         alice, bob, carol, dave, created = await self.team()
         gid = created["id"]
         updated = await alice.call("update_group", chat_id=gid, name="Renamed")
-        self.assertEqual(updated, {"chat_id": gid, "name": "Renamed", "description": "Team discussion group"})
+        self.assertEqual(
+            updated,
+            {
+                "chat_id": gid,
+                "name": "Renamed",
+                "description": "Team discussion group",
+                "visibility": "private",
+                "join_rule": "invite",
+                "kind": "group",
+                "topic": "",
+                "slow_mode": 0,
+                "read_only": False,
+            },
+        )
         for person in (alice, bob, carol):
             self.assertEqual(await person.client.expect("group_updated"), updated)
         before = await self.snapshot()
-        self.assertIn("admin", (await bob.call("update_group", chat_id=gid, name="Mine"))["error"])
-        self.assertIn("admin", (await bob.call("add_group_member", chat_id=gid, user_id=dave.id))["error"])
-        self.assertIn("admin", (await bob.call("remove_group_member", chat_id=gid, user_id=carol.id))["error"])
+        refused = "Your role does not allow that"
+        self.assertEqual((await bob.call("update_group", chat_id=gid, name="Mine"))["error"], refused)
+        self.assertEqual((await bob.call("add_group_member", chat_id=gid, user_id=dave.id))["error"], refused)
+        self.assertEqual((await bob.call("remove_group_member", chat_id=gid, user_id=carol.id))["error"], refused)
         self.assertIn("friends", (await alice.call("add_group_member", chat_id=gid, user_id=dave.id))["error"])
         self.assertIn("already", (await alice.call("add_group_member", chat_id=gid, user_id=bob.id))["error"])
         self.assertIn("name", (await alice.call("update_group", chat_id=gid, name="   "))["error"])
@@ -209,18 +243,39 @@ class GroupTestsMixin:
         self.assertEqual(await self.scalar("SELECT member_count FROM chats WHERE id = ?", gid), 2)
 
     @inline
-    async def test_last_admin_leaving_promotes_longest_member_and_empty_group_closes(self) -> None:
+    async def test_owner_leaving_makes_the_highest_longest_member_owner_announced_and_empty_group_closes(
+        self,
+    ) -> None:
         alice, bob, carol, dave, created = await self.team()
         gid = created["id"]
+        await alice.call("set_member_role", chat_id=gid, user_id=carol.id, role="moderator")
+        for person in (alice, bob, carol):
+            await person.client.expect("member_role_changed")
+        later = await self.connect(bob.login)
+        cursor = (await later.expect("connection_successful"))["cursor"]
         left = await alice.call("leave_group", chat_id=gid)
         self.assertEqual(left, {"chat_id": gid, "user_id": alice.id})
         for person in (alice, bob, carol):
             self.assertEqual(await person.client.expect("group_member_removed"), left)
-        info = await bob.call("get_chat_info", chat_id=gid, is_group=True)
-        self.assertEqual((info["is_admin"], info["member_count"]), (True, 2))
-        self.assertEqual([(m["username"], m["is_admin"]) for m in info["members"]], [("bob", True), ("carol", False)])
-        await bob.call("leave_group", chat_id=gid)
+        # carol, a moderator, outranks bob, who joined as early: she becomes owner, by nobody.
+        promoted = {"chat_id": gid, "user_id": carol.id, "role": "owner", "by": None}
+        for person in (bob, carol):
+            self.assertEqual(await person.client.expect("member_role_changed"), promoted)
+        await alice.client.expect_none("member_role_changed")
+        info = await carol.call("get_chat_info", chat_id=gid, is_group=True)
+        self.assertEqual((info["is_admin"], info["role"], info["member_count"]), (True, "owner", 2))
+        self.assertEqual(
+            [(m["username"], m["is_admin"], m["role"]) for m in info["members"]],
+            [("bob", False, "member"), ("carol", True, "owner")],
+        )
+        changes = (await bob.call("sync", cursor=cursor))["changes"]
+        self.assertIn({"kind": "member_role", "event": "member_role_changed", **promoted}, changes)
         await carol.call("leave_group", chat_id=gid)
+        self.assertEqual(
+            (await bob.client.expect("member_role_changed")),
+            {"chat_id": gid, "user_id": bob.id, "role": "owner", "by": None},
+        )
+        await bob.call("leave_group", chat_id=gid)
         self.assertIsNotNone(await self.scalar("SELECT closed_at FROM chats WHERE id = ?", gid))
         self.assertEqual((await carol.call("get_chat_info", chat_id=gid, is_group=True))["error"], "Unknown chat")
 

@@ -166,7 +166,7 @@ class DirectMessageTestsMixin:
         first = await self.send(alice, bob, "keep")
         second = await self.send(alice, bob, "oops")
         deleted = await alice.call("delete_message", message_id=second["message_id"])
-        self.assertEqual(set(deleted), {"message_id", "sender_id", "timestamp"})
+        self.assertEqual(set(deleted), {"message_id", "sender_id", "timestamp", "deleted_by"})
         self.assertEqual((deleted["message_id"], deleted["sender_id"]), (second["message_id"], alice.id))
         self.assertRegex(deleted["timestamp"], ISO)
         self.assertEqual(await bob.client.expect("message_deleted"), deleted)

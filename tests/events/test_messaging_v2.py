@@ -741,7 +741,7 @@ class ProfileTestsMixin(MessagingCase):
         await self.drain(alice, bob)
         before = await self.snapshot()
         for payload, message in [
-            ({}, "Nothing to update: give 'display_name', 'status_text' or 'avatar_file_id'"),
+            ({}, "Nothing to update: give 'display_name', 'status_text', 'avatar_file_id' or 'extra'"),
             ({"display_name": "two\nlines"}, "Invalid 'display_name': no control characters or line breaks allowed"),
             ({"display_name": "x" * 65}, "Invalid 'display_name': expected a string of at most 64 characters"),
             ({"status_text": "x" * 201}, "Invalid 'status_text': expected a string of at most 200 characters"),

@@ -33,6 +33,30 @@ class NewMessageTests(unittest.SynchronousTestCase):
         self.refused(NewMessage(2, False, "hi", "sticker"), "Invalid 'type'")
         self.refused(NewMessage(2, True, "hi", mentions=tuple(range(1, MAX_MENTIONS + 2))), "mentions")
 
+    def test_custom_types_carry_any_content(self) -> None:
+        for name in ("custom:location", "custom:a", "custom:" + "x" * 40, "custom:v1.card_x-y"):
+            message = NewMessage(2, False, "not json", name)
+            self.assertIs(message.checked(LIMITS), message)
+        for name in ("custom:", "custom:" + "x" * 41, "custom:Loc", "custom:a b", "Custom:a", "custom:é"):
+            self.refused(NewMessage(2, False, "hi", name), "Invalid 'type'")
+
+    def test_extra_is_a_json_object_bounded_in_bytes_and_depth(self) -> None:
+        limits = MessagesConfig(max_extra_bytes=32)
+        for extra in ({"lat": 1.5, "tags": ["a"], "n": 0}, {"k": "é" * 12}, {"a": [[[[[[[1]]]]]]]}):
+            fits = NewMessage(2, False, "hi", extra=extra)  # within 32 bytes and 8 levels
+            self.assertIs(fits.checked(limits), fits)
+        refused = [
+            ({"k": "é" * 13}, "at most 32 bytes"),  # 13 two-byte characters: 34 bytes as UTF-8 JSON
+            ([1], "expected a JSON object"),
+            ("{}", "expected a JSON object"),
+            ({"a": float("nan")}, "expected a JSON object"),
+            ({"a": [[[[[[[[1]]]]]]]]}, "at most 8 levels"),
+        ]
+        for extra, why in refused:
+            with self.assertRaises(UserError) as caught:
+                NewMessage(2, False, "hi", extra=extra).checked(limits)  # type: ignore[arg-type]
+            self.assertIn(why, caught.exception.message)
+
 
 class OtherRecordTests(unittest.SynchronousTestCase):
     def test_edit_receipt_deletion_and_reaction_check_themselves(self) -> None:

@@ -22,7 +22,7 @@ from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.records import Actor
-from umoc.records.groups import NewGroup
+from umoc.records.groups import GroupChange, NewGroup
 from umoc.records.messages import Deletion, Edit, MarkUnread, Mute, NewMessage, Reaction, ReadReceipt
 from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
@@ -102,10 +102,10 @@ class FeedTestsMixin:
         await self.send(alice, "alice", group, "before bob joined", is_group=True)
         await self.storage.groups.add_member(group, alice, bob, T0, MAX_MEMBERS)  # bob: member_added
         await self.send(alice, "alice", group, "while bob is in", is_group=True)  # bob: message
-        await self.storage.groups.update(group, alice, "renamed", None, T0)  # bob: group updated
+        await self.storage.groups.update(alice, GroupChange(group, "renamed"), T0)  # bob: group updated
         await self.storage.groups.remove_member(group, alice, bob, T0)  # bob: member_removed
         await self.send(alice, "alice", group, "after bob left", is_group=True)
-        await self.storage.groups.update(group, alice, "renamed again", None, T0)
+        await self.storage.groups.update(alice, GroupChange(group, "renamed again"), T0)
         # bob: a contact's profile
         await self.storage.profiles.update(alice, ProfileChange(display_name="Alice"), now=T0)
         await self.storage.profiles.update(carol, ProfileChange(display_name="Carol"), now=T0)  # not bob's contact
@@ -279,7 +279,12 @@ class FeedTestsMixin:
         changes, _, _ = await self.read_all(bob, start, 100)
         self.assertEqual(
             [(c["kind"], c.get("event"), c.get("user_id"), c.get("chat_id")) for c in changes],
-            [("contact", "contact_removed", alice, None), ("member_removed", "group_member_removed", alice, group)],
+            [
+                ("contact", "contact_removed", alice, None),
+                ("member_removed", "group_member_removed", alice, group),
+                # She owned it: bob, who joined with carol and has the lower id, is its owner now.
+                ("member_role", "member_role_changed", bob, group),
+            ],
         )
         # Nothing of hers is left in her own or her profile's stream.
         left = await self.storage.db.run(

@@ -49,19 +49,21 @@ def _legacy_runner_would_refuse(txn: Txn) -> bool:
 class MigrationCompatTestsMixin:
     backend = "sqlite"
 
-    async def migrated(self, extra: list[Migration]) -> tuple[Database, list[Migration]]:
+    async def migrated(self, extra: list[Migration], through: int | None = None) -> tuple[Database, list[Migration]]:
+        """A database migrated by this code plus ``extra`` (only up to version ``through`` when given)."""
         db = unmigrated_database(self, self.backend, "compat")
         code = _load_migrations(db.dialect)
-        await db.run("test.migrate", _migrate_txn, code + extra)
+        applied = code if through is None else [m for m in code if m.version <= through]
+        await db.run("test.migrate", _migrate_txn, applied + extra)
         return db, code
 
     @inline
     async def test_a_fresh_database_records_its_version_and_compat_version(self) -> None:
         db, code = await self.migrated([])
         newest = code[-1].version
-        # No contract migration yet: the compat version is the newest legacy one (017 on SQLite, which has no 018).
-        legacy = max(m.version for m in code if m.version <= LEGACY_LAST)
-        self.assertEqual(await db.run("test", schema_state_txn), SchemaState(newest, legacy))
+        # The newest legacy migration, raised only by a later contract migration (expand ones keep it).
+        compat = max([m.version for m in code if m.version <= LEGACY_LAST] + [m.compat for m in code if m.compat])
+        self.assertEqual(await db.run("test", schema_state_txn), SchemaState(newest, compat))
         self.assertEqual(await db.run("test", _versions("schema_migrations")), [m.version for m in code])
         # The table releases up to 0.1.0 read holds their migrations only.
         self.assertEqual(
@@ -70,10 +72,7 @@ class MigrationCompatTestsMixin:
 
     @inline
     async def test_a_database_last_migrated_before_the_compat_version_keeps_its_record(self) -> None:
-        # As 0.1.0 left it: its migrations only, and none of the tables that came after.
-        db = unmigrated_database(self, self.backend, "compat")
-        code = _load_migrations(db.dialect)
-        await db.run("test.migrate", _migrate_txn, [m for m in code if m.version <= LEGACY_LAST])
+        db, code = await self.migrated([], through=LEGACY_LAST)  # as 0.1.0 migrated it: nothing newer
 
         def as_0_1_0_left_it(txn: Txn) -> None:
             txn.execute("DROP TABLE schema_migrations")

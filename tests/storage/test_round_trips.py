@@ -198,6 +198,16 @@ class RoundTripTests(unittest.TestCase):
             await self.friends(db, storage, "a", "b", "c")
             await storage.users.create("stranger", "x", T0)
             group = await storage.groups.create(1, NewGroup("g", None, (2,)), T0, 10)
+            # A group where b reads only and c is muted until day two's 100th second (migration 020).
+            moderated = await storage.groups.create(1, NewGroup("m", None, (2, 3)), T0, 10)
+            await db.run(
+                "t",
+                lambda txn, g=moderated: txn.execute(
+                    "UPDATE user_chats SET role = CASE user_id WHEN 2 THEN 'reader' ELSE role END,"
+                    " muted_until = CASE user_id WHEN 3 THEN ? END WHERE chat_id = ?",
+                    (T0 + DAY + 100, g),
+                ),
+            )
         a, b, c, stranger = Actor.user(1, "a"), Actor.user(2, "b"), Actor.user(3, "c"), 4
         await batch_storage.messages.post(a, NewMessage(2, False, "seed", client_msg_id="old"), "seed", T0)
         await plain_db.run("t", post_txn, a, NewMessage(2, False, "seed", client_msg_id="old"), "seed", T0)
@@ -223,8 +233,11 @@ class RoundTripTests(unittest.TestCase):
             (b, NewMessage(group, True, "reply elsewhere", reply_to="m1"), "g5", day2 + 17),
             (a, NewMessage(group, True, "keyed", client_msg_id="gk", mentions=(1, 2)), "g6", day2 + 18),
             (a, NewMessage(999, True, "no such group"), "g7", day2 + 19),
+            (b, NewMessage(moderated, True, "a reader"), "r1", day2 + 20),
+            (c, NewMessage(moderated, True, "muted"), "r2", day2 + 21),
+            (c, NewMessage(moderated, True, "mute over"), "r3", day2 + 200),
         ]
-        keys_since = [T0 - 1] * 11 + [day2, day2] + [T0 - 1] * 7
+        keys_since = [T0 - 1] * 11 + [day2, day2] + [T0 - 1] * 10
         batched, count = await self.one_batch(
             batch_db, batch_storage, [(*send, since) for send, since in zip(sends, keys_since, strict=True)]
         )
@@ -241,7 +254,8 @@ class RoundTripTests(unittest.TestCase):
         self.assertEqual(
             [isinstance(r, Failure) for r in batched],
             [False, False, False, True, True, True, False, True, True, True, False, False, False]
-            + [False, True, True, False, True, False, True],
+            + [False, True, True, False, True, False, True]
+            + [True, True, False],
         )
         for table, sql in TABLES.items():
             rows = [
@@ -301,7 +315,7 @@ def _answer(result: Any, ranks: dict[str, dict[int, int]]) -> Any:
             return ("KeyTakenError", _message(result.value.original, ranks))
         return (result.type.__name__, result.getErrorMessage())
     message, audience = result
-    return _message(message, ranks), audience
+    return _message(message, ranks), sorted(audience)  # the members in no particular order
 
 
 def _message(message: Message, ranks: dict[str, dict[int, int]]) -> Message:

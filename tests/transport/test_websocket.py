@@ -145,6 +145,16 @@ class FramingTests(unittest.TestCase):
         self.assertEqual("\n{attrs}".format(attrs=lazy), "\n" + pformat(settings))  # noqa: UP032 - as loggers do
         self.assertEqual(_autobahn_pformat({"a": 1}), pformat({"a": 1}))
 
+    def test_autobahn_names_methods_only_when_logged(self) -> None:
+        import autobahn.twisted.websocket
+        import autobahn.websocket.protocol
+        from autobahn.util import hltype
+
+        for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+            lazy = module.hltype(EngineWebSocketFactory.__init__)  # type: ignore[attr-defined]
+            self.assertNotIsInstance(lazy, str)
+            self.assertEqual("{func}: x".format(func=lazy), hltype(EngineWebSocketFactory.__init__) + ": x")  # noqa: UP032
+
 
 class SharedSettingsTests(unittest.TestCase):
     """Autobahn's settings live on a protocol class per factory; an open connection keeps no handshake."""

@@ -223,6 +223,10 @@ class Accounts:
                 notices.GROUP_MEMBER_REMOVED({"chat_id": group_id, "user_id": user_id}),
                 key=replay.member("member_removed", group_id, user_id, at),
             )
+            if change.promoted is not None:
+                promoted = shapes.member_role_changed(group_id, change.promoted)
+                key = replay.member_role(group_id, change.promoted.user_id, change.promoted.role, at)
+                hub.tell(change.members, notices.MEMBER_ROLE_CHANGED(promoted), key=key)
         hub.tell([user_id], notices.ACCOUNT_DELETED({}))
 
     # -- export -----------------------------------------------------------------------
@@ -252,6 +256,7 @@ class Accounts:
                 "created_at": iso(float(profile["created_at"])),
                 "last_seen": iso_or_none(profile["last_seen"]),
                 "settings": {"send_delivery_receipts": bool(profile["send_delivery_receipts"])},
+                **({"extra": json.loads(profile["extra"])} if profile["extra"] is not None else {}),
             },
         }
         yield _dumps(head)[:-1]
@@ -274,7 +279,7 @@ class Accounts:
                 "description": r["description"],
                 "created_at": iso(float(r["created_at"])),
                 "joined_at": iso(float(r["joined_at"])),
-                "role": "admin" if r["is_admin"] else "member",
+                "role": r["role"],
             }
             for r in await accounts.groups(user_id)
         ]
@@ -327,4 +332,6 @@ def _exported_message(row: Any) -> dict[str, Any]:
     }
     if row["encrypted_content"] is not None:
         item["encrypted_content"] = row["encrypted_content"]
+    if row["extra"] is not None:
+        item["extra"] = json.loads(row["extra"])
     return item

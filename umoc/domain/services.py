@@ -17,6 +17,8 @@ from umoc.cluster.presence import Presence
 from umoc.config import Config
 from umoc.domain.accounts import Accounts
 from umoc.domain.files import FileManager
+from umoc.domain.identity import Identities
+from umoc.domain.oidc import OidcSignIn
 from umoc.domain.overload import WriteAdmission
 from umoc.domain.previews import LinkPreviews
 from umoc.domain.push import PushNotifier
@@ -43,6 +45,10 @@ class Services:
     push: PushNotifier
     webhooks: Webhooks
     accounts: Accounts
+    #: Users signing in with a token from the operator's identity provider (``auth.jwt``).
+    identities: Identities
+    #: Sign-in with an OpenID Connect provider (``auth.oidc``).
+    oidc: OidcSignIn
     #: Whether a new write may start now (``server.overload_wait``): the edges ask before any database work.
     admission: WriteAdmission
     #: Link previews (``messages.link_previews``); None where nothing is sent (``umoc-admin``).

@@ -54,6 +54,7 @@ from umoc.credentials import (
 )
 from umoc.errors import UserError
 from umoc.records.sessions import NewSession
+from umoc.storage.database import IntegrityError
 from umoc.storage.users import (
     AccountDeactivatedError,
     Admission,
@@ -78,6 +79,8 @@ __all__ = [
 log = Logger()
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+#: The namespace of the session ids derived from a token's digest (`SessionManager.token_session`).
+_TOKEN_SESSIONS = uuid.UUID("6f1c7a52-2b8e-4d0a-9c7e-3f5b1d2e8a40")
 
 
 class InvalidSessionError(UserError):
@@ -216,6 +219,15 @@ class SessionManager:
 
     async def login(self, username: str, password: str) -> Login:
         """A new session for correct credentials; the oldest sessions past the limit end."""
+        user_id, canonical_name = await self.check_credentials(username, password)
+        return await self.open_session(user_id, canonical_name)
+
+    async def check_credentials(self, username: str, password: str) -> tuple[int, str]:
+        """``(user_id, username as stored)`` for the right password of an active account.
+
+        `InvalidCredentialsError` (the same work for an unknown name as for a
+        wrong password) or `AccountDisabledError`; an old hash is replaced.
+        """
         found = await self._users.credentials(username)
         ok = await self._in_pool(verify_password, password, found[2] if found else DUMMY_HASH)
         if found is None or not ok:
@@ -226,6 +238,11 @@ class SessionManager:
         if needs_rehash(stored_hash) and self.hashing < self._config.password_queue:
             fresh = await self._in_pool(hash_password, password)
             await self._users.replace_password_hash(user_id, stored_hash, fresh)
+        return user_id, canonical_name
+
+    async def open_session(self, user_id: int, username: str) -> Login:
+        """A new ordinary session for a user who proved who they are (a password, a token); the oldest past
+        ``sessions.max_per_user`` end.  `AccountDisabledError` for a deactivated account."""
         session_id, token = str(uuid.uuid4()), new_token()
         now = self._clock.seconds()
         expires_at = now + self._config.ttl
@@ -240,11 +257,45 @@ class SessionManager:
                 "Session of {username} revoked by a newer login",
                 event="session_revoked",
                 reason="newer_login",
-                username=canonical_name,
+                username=username,
                 user_id=user_id,
             )
             self.end(old, "Your session was ended by a newer login")
-        return Login(session_id, token, user_id, canonical_name, expires_at)
+        return Login(session_id, token, user_id, username, expires_at)
+
+    async def token_session(self, user_id: int, token: str, expires_at: float) -> SessionRecord:
+        """The session of a socket that connected with a token (``auth.jwt``): one per token, ending with it.
+
+        Its id is derived from the token's digest, so a client reconnecting
+        with the same token (socket.io-client does) gets the same session
+        back rather than a new row each time; a session ended since (logout,
+        revocation, expiry) is replaced by a new one, since the token was
+        checked again.  No older session is revoked (``max_per_user``
+        counts logins, not the tabs of a page that mints a token each).
+        Its own token is random and handed to nobody: the socket holds the
+        session, and ``POST /api/token/session`` gives an ordinary one.
+        """
+        session_id = str(uuid.uuid5(_TOKEN_SESSIONS, token_digest(token)))
+        for attempt in range(2):
+            try:
+                record = await self.check(session_id, None)
+            except InvalidSessionError:
+                pass
+            else:
+                if record.user_id == user_id:
+                    return record
+            if attempt:
+                session_id = str(uuid.uuid4())  # the derived id is spent (an expired row): a fresh one
+            now = self._clock.seconds()
+            new = NewSession(user_id, session_id, token_digest(new_token()), now, max(expires_at, now + 1))
+            try:
+                await self._users.create_session(new, None)
+            except AccountDeactivatedError:
+                raise AccountDisabledError("This account has been deactivated") from None
+            except IntegrityError:
+                continue  # the same token connecting on another node first, or an expired row of it
+            return await self.check(session_id, None)
+        raise InvalidSessionError("Invalid session")
 
     async def check_password(self, user_id: int, password: str) -> None:
         """`InvalidCredentialsError` unless ``password`` is the account's own (e.g. before deleting it).

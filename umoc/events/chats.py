@@ -13,6 +13,7 @@ from umoc.domain.notices import shapes
 from umoc.errors import UNKNOWN_CHAT, UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Bool, Int, Schema
+from umoc.records.groups import LISTED_MEMBERS
 from umoc.timefmt import utc_day
 
 __all__ = ["ROUTES"]
@@ -29,7 +30,7 @@ async def get_chats(ctx: EventContext, payload: dict[str, Any]) -> list[dict[str
 async def get_chat_info(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     chat_id, storage = payload["chat_id"], ctx.services.storage
     if payload["is_group"]:
-        info = await storage.groups.info(chat_id, ctx.user_id)
+        info = await storage.groups.info(chat_id, ctx.user_id, LISTED_MEMBERS)
         online = await ctx.services.presence.online_among([m.user_id for m in info.members])
         mentions = await storage.mentions.count(ctx.user_id, chat_id, True)
         return shapes.group_info(info, ctx.user_id, online, mentions)
@@ -53,7 +54,8 @@ async def get_chat_history(ctx: EventContext, payload: dict[str, Any]) -> dict[s
     history = await ctx.services.storage.messages.history(
         ctx.user_id, payload["chat_id"], payload["is_group"], payload["page"], payload["page_size"]
     )
-    messages = [shapes.history_message(message, is_read, ctx.user_id) for message, is_read in history.messages]
+    now = ctx.now()
+    messages = [shapes.history_message(m, is_read, ctx.user_id, now) for m, is_read in history.messages]
     return {
         "chat_id": history.chat_id,
         "is_group": history.is_group,

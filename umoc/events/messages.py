@@ -16,18 +16,20 @@ from typing import Any
 from umoc.domain import notices
 from umoc.domain.commands import chats, messages
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Enum, Int, IntList, Schema, Str, Uuid, UuidList
+from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Field, Int, IntList, Obj, Schema, Str, Uuid, UuidList
 from umoc.records.messages import (
     MAX_MENTIONS,
-    MESSAGE_TYPES,
+    MESSAGE_TYPE_SCHEMA,
     Deletion,
     Delivered,
     Edit,
     MarkUnread,
     NewMessage,
+    NewPoll,
     ReadReceipt,
     ReceiptsQuery,
     Typing,
+    message_type,
 )
 
 __all__ = ["ROUTES", "answer_sent"]
@@ -46,6 +48,8 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         payload["reply_to"],
         tuple(payload["mentions"] or ()),
         payload["client_msg_id"],
+        payload["extra"],
+        NewPoll.parse(payload["poll"]),
     )
     return answer_sent(ctx, await messages.send(ctx.services, ctx.actor, new))
 
@@ -97,11 +101,13 @@ ROUTES = [
             Int("recipient_id"),
             Str("content", max_length=_MAX_TEXT),
             Bool("is_group", required=False, default=False),
-            Enum("type", MESSAGE_TYPES, required=False, default="text"),
+            Field("type", lambda _name, value: message_type(value), False, "text", MESSAGE_TYPE_SCHEMA),
             Str("encrypted_content", required=False, max_length=_MAX_TEXT),
             Uuid("reply_to", required=False),
             IntList("mentions", MAX_MENTIONS, required=False),
             CLIENT_MSG_ID,
+            Obj("extra", required=False),
+            Obj("poll", required=False),
         ),
         send_message,
         rate_class="messages",

@@ -32,7 +32,8 @@ def _given(payload: dict[str, Any], name: str) -> Any:
 
 
 async def update_profile(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    change = ProfileChange(*(_given(payload, name) for name in ("display_name", "status_text", "avatar_file_id")))
+    names = ("display_name", "status_text", "avatar_file_id", "extra")
+    change = ProfileChange(*(_given(payload, name) for name in names))
     return await profiles.update(ctx.services, ctx.actor, change)
 
 
@@ -53,6 +54,7 @@ ROUTES = [
             Field("display_name", _any, required=False, schema={"type": "string", "maxLength": MAX_DISPLAY_NAME}),
             Field("status_text", _any, required=False, schema={"type": "string", "maxLength": MAX_STATUS_TEXT}),
             Field("avatar_file_id", _any, required=False, schema={"type": "string"}),  # a UUID, or "" to clear
+            Field("extra", _any, required=False, schema={"type": "object"}),  # {} clears
         ),
         update_profile,
         rate_class="contacts",

@@ -132,6 +132,17 @@ def _uuid(field: str, value: Any) -> str:
 UUID_SCHEMA: JsonSchema = {"type": "string", "format": "uuid"}
 
 
+def _object(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UserError(f"Invalid '{name}': expected a JSON object", code="invalid_argument")
+    return value
+
+
+def Obj(name: str, required: bool = True) -> Field:
+    """A JSON object; what it may hold is its record's to check (size, depth)."""
+    return Field(name, _object, required, None, {"type": "object"})
+
+
 def Uuid(name: str, required: bool = True) -> Field:
     return Field(name, _uuid, required, schema=UUID_SCHEMA)
 

@@ -89,7 +89,7 @@ async def sync(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
     found = await ctx.services.storage.messages.missed_since(ctx.user_id, since, limit + 1)
     return {
         "since": iso(since),
-        "messages": [shapes.new_message(m) for m in found[:limit]],
+        "messages": [shapes.new_message(m, ctx.now()) for m in found[:limit]],
         "has_more": len(found) > limit,
         "server_time": iso(ctx.now()),
     }

@@ -1,4 +1,4 @@
-"""POSTs through an `OutboundAgent`, with one deadline over the whole exchange: connect, send, read the answer."""
+"""Requests through an `OutboundAgent`, with one deadline over the whole exchange: connect, send, read the answer."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def destination(url: str) -> str:
 
 
 class HttpClient:
-    """POSTs with a deadline; a connection pool kept per client, so push services see few connections.
+    """POSTs (and GETs) with a deadline; a connection pool kept per client, so push services see few connections.
 
     With a ``policy`` it is the guarded client for client-chosen URLs (see
     `umoc.outbound.agent`); without, the trusted one for the operator's.
@@ -53,6 +53,12 @@ class HttpClient:
         d.addTimeout(timeout, self._clock)
         return d.addCallback(lambda answer: HttpResult(answer.code, answer.body, answer.headers))
 
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> defer.Deferred[HttpResult]:
+        """A GET (an identity provider's key set), bounded and with a deadline like `post`."""
+        d = self.agent.request(b"GET", url, headers, None)
+        d.addTimeout(timeout, self._clock)
+        return d.addCallback(lambda answer: HttpResult(answer.code, answer.body, answer.headers))
+
     def close(self) -> defer.Deferred[None]:
         return self.agent.close()
 
@@ -60,7 +66,8 @@ class HttpClient:
 @dataclass(frozen=True)
 class HttpClients:
     """A node's two clients: ``guarded`` for client-chosen URLs (Web Push endpoints), ``trusted`` for the
-    operator's (push gateways, webhooks).  Both bound answers and follow no redirects."""
+    operator's (push gateways, webhooks, an identity provider's key set).  Both bound answers and follow no
+    redirects."""
 
     guarded: HttpClient
     trusted: HttpClient

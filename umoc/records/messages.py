@@ -18,6 +18,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from umoc.config import MessagesConfig
 from umoc.errors import UserError, check_text, check_visible
@@ -30,18 +31,42 @@ __all__ = [
     "MarkUnread",
     "MAX_MENTIONS",
     "MESSAGE_TYPES",
+    "MESSAGE_TYPE_SCHEMA",
     "Mute",
     "NewMessage",
+    "NewPoll",
+    "PollClose",
+    "PollVote",
+    "Pin",
+    "PinnedQuery",
     "Reaction",
     "ReadReceipt",
     "ReceiptsQuery",
     "Typing",
+    "CUSTOM_TYPE",
+    "MAX_EXTRA_DEPTH",
     "client_msg_id",
+    "extra",
+    "extra_text",
     "message_id",
+    "message_type",
 ]
 
 #: The spec's message types.
-MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
+MESSAGE_TYPES = ("text", "image", "video", "audio", "file", "poll")
+#: An app's own message type (``custom:location``): any content, with ``extra``; the server reads neither.
+CUSTOM_TYPE = re.compile(r"custom:[a-z0-9_.-]{1,40}")
+#: The JSON Schema of a message type, for the generated contract.
+MESSAGE_TYPE_SCHEMA: dict[str, object] = {
+    "anyOf": [
+        {"type": "string", "enum": list(MESSAGE_TYPES)},
+        {"type": "string", "pattern": "^custom:[a-z0-9_.-]{1,40}$"},
+    ]
+}
+#: The types whose content is a file's metadata (a JSON object).
+_FILE_TYPES = frozenset(MESSAGE_TYPES) - {"text", "poll"}
+#: Nesting of an ``extra`` object (the object itself is level 1).
+MAX_EXTRA_DEPTH = 8
 #: Users one message may mention.
 MAX_MENTIONS = 50
 MAX_EMOJI = 32
@@ -75,12 +100,147 @@ def client_msg_id(value: object) -> str | None:
     return value
 
 
+def message_type(value: str) -> str:
+    """A message type: one of `MESSAGE_TYPES` or ``custom:<name>`` (1-40 of ``a-z 0-9 _ . -``); or `UserError`."""
+    if value in MESSAGE_TYPES or (isinstance(value, str) and CUSTOM_TYPE.fullmatch(value)):
+        return value
+    raise UserError(
+        f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}"
+        " or custom:<name> (1 to 40 of a-z, 0-9, '_', '.', '-')",
+        code="invalid_argument",
+    )
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def extra(value: object, max_bytes: int) -> dict[str, object] | None:
+    """An app's custom data (None: none), or `UserError`.
+
+    A JSON object of at most ``max_bytes`` bytes as UTF-8 compact JSON and
+    `MAX_EXTRA_DEPTH` levels of nesting; no NaN or infinities (not JSON).
+    The server stores and relays it; it never reads inside.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UserError("Invalid 'extra': expected a JSON object", code="invalid_argument")
+    if _depth(value) > MAX_EXTRA_DEPTH:
+        raise UserError(f"Invalid 'extra': at most {MAX_EXTRA_DEPTH} levels of nesting", code="invalid_argument")
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (TypeError, ValueError):
+        raise UserError("Invalid 'extra': expected a JSON object", code="invalid_argument") from None
+    if size > max_bytes:
+        raise UserError(f"Invalid 'extra': at most {max_bytes} bytes as JSON", code="invalid_argument")
+    return value
+
+
+def extra_text(value: dict[str, object] | None) -> str | None:
+    """How ``extra`` is stored: compact JSON, None for none (an empty object clears a profile's or a group's)."""
+    if not value:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _content(content: str, limits: MessagesConfig) -> None:
     if not 1 <= len(content) <= limits.max_content_length:
         raise UserError(
             f"Invalid 'content': expected 1 to {limits.max_content_length} characters", code="invalid_argument"
         )
     check_text("content", content)
+
+
+#: Options of a poll, and the characters of one.
+MIN_POLL_OPTIONS, MAX_POLL_OPTIONS, MAX_POLL_OPTION = 2, 10, 200
+
+
+def _poll_time(value: object) -> float | None:
+    """``closes_at``: ISO 8601 with a zone, or epoch seconds; None for none."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e11:
+        return float(value)
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.timestamp()
+    raise UserError(
+        "Invalid 'poll.closes_at': expected an ISO 8601 time with a zone or epoch seconds", code="invalid_argument"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewPoll:
+    """A poll's options (ids 0, 1, ... in this order), whether a voter may pick several, and when it closes."""
+
+    options: tuple[str, ...]
+    multiple: bool = False
+    closes_at: float | None = None
+
+    @classmethod
+    def parse(cls, value: object) -> NewPoll | None:
+        """``send_message``'s ``poll`` object (None: none), or `UserError`."""
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) - {"options", "multiple", "closes_at"}:
+            raise UserError(
+                "Invalid 'poll': expected {options: [2 to 10 strings], multiple?, closes_at?}", code="invalid_argument"
+            )
+        options = value.get("options")
+        if not isinstance(options, list) or not MIN_POLL_OPTIONS <= len(options) <= MAX_POLL_OPTIONS:
+            raise UserError(
+                f"Invalid 'poll.options': expected {MIN_POLL_OPTIONS} to {MAX_POLL_OPTIONS} strings",
+                code="invalid_argument",
+            )
+        for option in options:
+            if not isinstance(option, str) or not 1 <= len(option.strip()) <= MAX_POLL_OPTION:
+                raise UserError(
+                    f"Invalid 'poll.options': each 1 to {MAX_POLL_OPTION} characters", code="invalid_argument"
+                )
+            check_text("poll.options", option)
+        multiple = value.get("multiple", False)
+        if not isinstance(multiple, bool):
+            raise UserError("Invalid 'poll.multiple': expected true or false", code="invalid_argument")
+        return cls(tuple(option.strip() for option in options), multiple, _poll_time(value.get("closes_at")))
+
+
+@dataclass(frozen=True, slots=True)
+class PollVote:
+    """The voter's whole choice on a poll (it replaces their earlier one; empty: the vote is taken back)."""
+
+    message_id: str
+    option_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
+        ids = self.option_ids
+        if len(ids) > MAX_POLL_OPTIONS or any(
+            isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < MAX_POLL_OPTIONS for i in ids
+        ):
+            raise UserError(
+                f"Invalid 'option_ids': expected a list of option ids (0 to {MAX_POLL_OPTIONS - 1})",
+                code="invalid_argument",
+            )
+        object.__setattr__(self, "option_ids", tuple(sorted(set(ids))))
+
+
+@dataclass(frozen=True, slots=True)
+class PollClose:
+    """A poll its sender (or a group admin) closes: no more votes."""
+
+    message_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +262,16 @@ class NewMessage:
     reply_to: str | None = None
     mentions: tuple[int, ...] = ()
     client_msg_id: str | None = None
+    #: The app's custom data (`extra`), relayed as given.
+    extra: dict[str, object] | None = None
+    #: ``type`` "poll": its options (``content`` is the question).
+    poll: NewPoll | None = None
 
     def checked(self, limits: MessagesConfig) -> NewMessage:
         """This message if it is within ``limits`` and well formed (mentions normalised), else `UserError`."""
         client_msg_id(self.client_msg_id)
-        if self.type not in MESSAGE_TYPES:
-            raise UserError(f"Invalid 'type': expected one of {', '.join(MESSAGE_TYPES)}", code="invalid_argument")
+        message_type(self.type)
+        extra(self.extra, limits.max_extra_bytes)
         _content(self.content, limits)
         encrypted = self.encrypted_content
         if encrypted is not None:
@@ -117,13 +281,19 @@ class NewMessage:
                     code="invalid_argument",
                 )
             check_text("encrypted_content", encrypted)
-        if self.type != "text":
+        if self.type in _FILE_TYPES:
             try:
                 metadata = json.loads(self.content)
             except ValueError:
                 metadata = None
             if not isinstance(metadata, dict):
                 raise UserError("Invalid 'content': a non-text message carries a JSON object", code="invalid_argument")
+        if (self.type == "poll") != (self.poll is not None):
+            raise UserError(
+                "Invalid 'poll': a message of type poll, and only one, carries 'poll'", code="invalid_argument"
+            )
+        if self.poll is not None and self.encrypted_content is not None:
+            raise UserError("Invalid 'encrypted_content': a poll is not encrypted", code="invalid_argument")
         mentions = self.mentions
         if mentions:
             if len(mentions) > MAX_MENTIONS:
@@ -210,6 +380,25 @@ class MarkUnread:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "from_message_id", message_id(self.from_message_id, "from_message_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A message to pin (``pinned``) or unpin in its chat."""
+
+    message_id: str
+    pinned: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", message_id(self.message_id))
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedQuery:
+    """The pinned messages of one chat, as the asker calls it (a friend's user id, or a group id)."""
+
+    chat_id: int
+    is_group: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
+from umoc.config import MessagesConfig
 from umoc.errors import UserError, check_visible
+from umoc.records.messages import extra as check_extra
+from umoc.records.messages import extra_text
 
 __all__ = ["MAX_DISPLAY_NAME", "MAX_STATUS_TEXT", "UNSET", "ProfileChange", "SettingsChange", "Unset"]
 
@@ -68,6 +71,8 @@ class ProfileChange:
     display_name: str | None | Unset = UNSET
     status_text: str | None | Unset = UNSET
     avatar_file_id: str | None | Unset = UNSET
+    #: The app's custom data (a JSON object; ``{}`` clears it), bounded by `checked`.
+    extra: dict[str, object] | None | Unset = UNSET
 
     def __post_init__(self) -> None:
         if self.display_name is not UNSET and self.display_name is not None:
@@ -78,19 +83,30 @@ class ProfileChange:
             object.__setattr__(self, "status_text", _line("status_text", self.status_text, MAX_STATUS_TEXT))
         if self.avatar_file_id is not UNSET and self.avatar_file_id is not None:
             object.__setattr__(self, "avatar_file_id", _file_id("avatar_file_id", self.avatar_file_id))
-        if self.display_name is UNSET and self.status_text is UNSET and self.avatar_file_id is UNSET:
+        if self.extra is not UNSET and not isinstance(self.extra, dict):
+            raise UserError("Invalid 'extra': expected a JSON object", code="invalid_argument")
+        if all(value is UNSET for value in (self.display_name, self.status_text, self.avatar_file_id, self.extra)):
             raise UserError(
-                "Nothing to update: give 'display_name', 'status_text' or 'avatar_file_id'", code="invalid_argument"
+                "Nothing to update: give 'display_name', 'status_text', 'avatar_file_id' or 'extra'",
+                code="invalid_argument",
             )
 
+    def checked(self, limits: MessagesConfig) -> ProfileChange:
+        """This change if its ``extra`` is within ``limits`` (`check_extra`), else `UserError`."""
+        if not isinstance(self.extra, Unset):
+            check_extra(self.extra, limits.max_extra_bytes)
+        return self
+
     def fields(self) -> dict[str, str | None]:
-        """The fields this change sets (None: cleared), by column name."""
+        """The fields this change sets (None: cleared), by column name; ``extra`` as compact JSON."""
+        extra: str | None | Unset = self.extra if isinstance(self.extra, Unset) else extra_text(self.extra)
         return {
             name: value
             for name, value in (
                 ("display_name", self.display_name),
                 ("status_text", self.status_text),
                 ("avatar_file_id", self.avatar_file_id),
+                ("extra", extra),
             )
             if not isinstance(value, Unset)
         }

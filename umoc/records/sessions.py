@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LoginAttempt", "NewSession", "SessionCredentials", "SessionRecord"]
+__all__ = [
+    "LoginAttempt",
+    "NewSession",
+    "SessionCredentials",
+    "SessionRecord",
+    "OidcCallback",
+    "TokenCredentials",
+    "TotpCode",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,8 @@ class LoginAttempt:
     username: str
     password: str
     device_token: str | None = None
+    #: The TOTP code, for an account with TOTP on (None: not sent).
+    totp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +62,26 @@ class SessionRecord:
     username: str
     token_hash: str
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredentials:
+    """A token from the operator's identity provider, exchanged for a session (``POST /api/token/session``)."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class TotpCode:
+    """``POST /api/account/totp/enable`` and ``disable``: the code the user's app shows now."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class OidcCallback:
+    """``GET /api/oidc/callback``: the provider's ``code`` and ``state``, and the state cookie the browser kept."""
+
+    code: str
+    state: str
+    cookie: str | None

@@ -18,9 +18,14 @@ from umoc.storage.edits import EditStore
 from umoc.storage.feed import FeedStore
 from umoc.storage.files import FileStore
 from umoc.storage.groups import GroupStore
+from umoc.storage.identities import IdentityStore
+from umoc.storage.joining import JoiningStore
 from umoc.storage.mentions import MentionStore
 from umoc.storage.messages import MessageStore
+from umoc.storage.moderation import ModerationStore
 from umoc.storage.outbox import OutboxStore
+from umoc.storage.pins import PinStore
+from umoc.storage.polls import PollStore
 from umoc.storage.previews import PreviewStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
@@ -28,6 +33,7 @@ from umoc.storage.reactions import ReactionStore
 from umoc.storage.readstate import ReadStateStore
 from umoc.storage.replica import ReadRouter
 from umoc.storage.search import SearchStore
+from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
 
 __all__ = ["Storage", "open_storage"]
@@ -44,6 +50,8 @@ class Storage:
         self.contacts = ContactStore(db)
         self.messages = MessageStore(db, self.reads)
         self.groups = GroupStore(db)
+        self.moderation = ModerationStore(db)
+        self.joining = JoiningStore(db)
         self.files = FileStore(db)
         self.previews = PreviewStore(db)
         self.admin = AdminStore(db)
@@ -51,6 +59,8 @@ class Storage:
         self.bots = BotStore(db)
         self.edits = EditStore(db)
         self.reactions = ReactionStore(db)
+        self.pins = PinStore(db)
+        self.polls = PollStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.readstate = ReadStateStore(db)
@@ -59,6 +69,8 @@ class Storage:
         self.outbox = OutboxStore(db)
         self.search = SearchStore(db, reads=self.reads)
         self.accounts = AccountStore(db, self.reads)
+        self.identities = IdentityStore(db)
+        self.totp = TotpStore(db)
 
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""

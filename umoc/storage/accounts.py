@@ -130,6 +130,8 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) 
     txn.execute("DELETE FROM chat_mutes WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM bot_tokens WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM unread_mentions WHERE user_id = ?", (user_id,))
+    # Which options they voted for goes; the tallies keep their votes, as cast (a secret ballot's count).
+    txn.execute("DELETE FROM poll_votes WHERE user_id = ?", (user_id,))
     unreacted: list[RemovedReaction] = []
     if erased_through is not None:
         # What the batches before this did not reach: sent since (sending is rate limited, so few).
@@ -139,7 +141,7 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) 
     txn.execute("DELETE FROM files WHERE uploader_id = ?", (user_id,))
     txn.execute(
         "UPDATE users SET username = ?, password_hash = '', display_name = NULL, status_text = NULL,"
-        " avatar_file_id = NULL, is_admin = 0, is_bot = 0, push_enabled = 0,"
+        " avatar_file_id = NULL, extra = NULL, is_admin = 0, is_bot = 0, push_enabled = 0,"
         " deactivated_at = COALESCE(deactivated_at, ?), deleted_at = ? WHERE id = ?",
         (tombstone(user_id), now, now, user_id),
     )
@@ -165,8 +167,12 @@ def _erase_txn(txn: Txn, user_id: int, after_seq: int, limit: int | None) -> tup
         " (SELECT seq FROM messages WHERE sender_id = ? AND seq BETWEEN ? AND ?)",
         (user_id, first, last),
     )
+    # Their polls' options and votes go (before the type changes: the rows are found by it).
+    polls = "(SELECT seq FROM messages WHERE sender_id = ? AND seq BETWEEN ? AND ? AND type = 'poll')"
+    txn.execute("DELETE FROM poll_votes WHERE message_seq IN " + polls, (user_id, first, last))
+    txn.execute("DELETE FROM polls WHERE message_seq IN " + polls, (user_id, first, last))
     txn.execute(
-        "UPDATE messages SET type = ?, content = '', encrypted_content = NULL, mentions = NULL"
+        "UPDATE messages SET type = ?, content = '', encrypted_content = NULL, mentions = NULL, extra = NULL"
         " WHERE sender_id = ? AND seq BETWEEN ? AND ? AND type <> ?",
         (ERASED_TYPE, user_id, first, last, ERASED_TYPE),
     )
@@ -264,7 +270,7 @@ def _checkpoint_txn(txn: Txn) -> tuple[int, int, int]:
 def _profile_txn(txn: Txn, user_id: int) -> dict[str, Any] | None:
     row = txn.execute(
         "SELECT id, username, display_name, status_text, avatar_file_id, created_at, last_seen,"
-        " send_delivery_receipts FROM users WHERE id = ? AND deleted_at IS NULL",
+        " send_delivery_receipts, extra FROM users WHERE id = ? AND deleted_at IS NULL",
         (user_id,),
     ).fetchone()
     return None if row is None else dict(zip(row.keys(), tuple(row), strict=True))
@@ -280,7 +286,7 @@ def _contacts_txn(txn: Txn, user_id: int) -> list[Row]:
 
 def _groups_txn(txn: Txn, user_id: int) -> list[Row]:
     return txn.execute(
-        "SELECT c.id, c.name, c.description, c.created_at, uc.is_admin, uc.joined_at"
+        "SELECT c.id, c.name, c.description, c.created_at, uc.role, uc.joined_at"
         " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id"
         " WHERE uc.user_id = ? AND uc.is_group = 1 AND c.closed_at IS NULL ORDER BY c.id",
         (user_id,),
@@ -299,7 +305,7 @@ def _messages_txn(txn: Txn, user_id: int, after_seq: int, limit: int) -> list[Ro
     """A page of the user's live messages by seq; ``chat_id`` as clients know it (the peer, or the group)."""
     return txn.execute(
         "SELECT m.seq, m.id, m.recipient_id, m.is_group, m.type, m.content, m.encrypted_content, m.created_at,"
-        " m.edited_at, t.id AS reply_to"
+        " m.edited_at, t.id AS reply_to, m.extra"
         " FROM messages m LEFT JOIN messages t ON t.seq = m.reply_to_seq"
         " WHERE m.sender_id = ? AND m.seq > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
         (user_id, after_seq, limit),

@@ -34,11 +34,21 @@ KINDS = (
     "group",
     "member_added",
     "member_removed",
+    # A member's role set (``data``: role, by), in the group's stream (issue 29).
+    "member_role",
+    # A member banned (``data``: until, reason, by) or muted (``data``: until, by), in the group's stream.
+    "member_banned",
+    "member_muted",
+    # A request to join (``data``: chat_id), in each moderator's own stream; its rejection in the requester's.
+    "join_requested",
+    "join_rejected",
     "profile",
     "chat_read",
     "chat_muted",
     # A link preview attached to a text message (``message_preview``).
     "preview",
+    "pin",
+    "poll",
     # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.
     "registered",
 )

@@ -47,7 +47,7 @@ def _edit_txn(txn: Txn, user_id: int, change: records.Edit, now: float, window: 
         raise RefusedError(
             f"Too late to edit: messages can be edited for {_window_text(window)} after sending", code="forbidden"
         )
-    require_writable_txn(txn, user_id, target, "edit messages")
+    require_writable_txn(txn, user_id, target, "edit messages", "send", now)
     txn.execute(
         "INSERT INTO message_edits (message_seq, content, written_at, replaced_at) VALUES (?, ?, ?, ?)",
         (target.seq, target.content, target.edited_at or target.created_at, now),

@@ -70,6 +70,7 @@ from twisted.python.failure import Failure
 
 from umoc.errors import RefusedError, UserError
 from umoc.records.feed import MAX_CURSOR_LENGTH
+from umoc.records.groups import LISTED_MEMBERS
 from umoc.storage.database import Database, Txn, in_clause
 from umoc.storage.groups import GroupInfo, info_txn
 from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, message_from_row
@@ -89,7 +90,7 @@ EXPIRED_CURSOR = (
 _SNAPSHOT = re.compile(r"^(\d{1,20}):(\d{1,20}):((?:\d{1,20}(?:,\d{1,20})*)?)$")
 
 #: Kinds that name a message: left out once it is deleted (but the deletion itself).
-_MESSAGE_KINDS = ("message", "edit", "reaction", "delete", "preview")
+_MESSAGE_KINDS = ("message", "edit", "reaction", "delete", "preview", "pin", "poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ class Change:
     #: The actor's username now (None once the account is gone).
     actor_username: str | None
     data: dict[str, Any] = field(default_factory=dict)
-    #: message, edit, reaction, delete: the message as it is now (annotated for ``message``).
+    #: message, edit, reaction, delete, pin, poll: the message as it is now (annotated for ``message``).
     message: Message | None = None
     #: ``group`` with event ``group_created``: the group as it is now.
     group: GroupInfo | None = None
@@ -358,7 +359,7 @@ def _pg_read_txn(
     return rows, _PgCursor(upper, None, None).encode(), False
 
 
-def _render_txn(txn: Txn, rows: list[Any]) -> list[Change]:
+def _render_txn(txn: Txn, rows: list[Any], viewer_id: int | None = None) -> list[Change]:
     """The changes with the records they name, read now: a few queries per page, not per change."""
     seqs = sorted({int(r["message_seq"]) for r in rows if r["message_seq"] is not None})
     messages: dict[int, tuple[Message, bool]] = {}
@@ -368,7 +369,7 @@ def _render_txn(txn: Txn, rows: list[Any]) -> list[Change]:
             " WHERE m.seq IN " + in_clause(seqs),
             seqs,
         ).fetchall()
-        live = annotate_txn(txn, [message_from_row(r) for r in found if r["deleted_at"] is None])
+        live = annotate_txn(txn, [message_from_row(r) for r in found if r["deleted_at"] is None], viewer_id)
         messages = {m.seq: (m, False) for m in live}
         messages.update({int(r["seq"]): (message_from_row(r), True) for r in found if r["deleted_at"] is not None})
     actors = sorted({int(r["actor_id"]) for r in rows if r["actor_id"] is not None})
@@ -401,7 +402,7 @@ def _render_txn(txn: Txn, rows: list[Any]) -> list[Change]:
             chat_id = int(r["chat_id"])
             if chat_id not in groups:
                 try:
-                    groups[chat_id] = info_txn(txn, chat_id, None)
+                    groups[chat_id] = info_txn(txn, chat_id, None, LISTED_MEMBERS)
                 except RefusedError:
                     groups[chat_id] = None
             if groups[chat_id] is None:
@@ -520,6 +521,6 @@ class FeedStore:
                 rows, next_cursor, has_more = read(txn, user_id, position, limit)
             else:
                 rows, next_cursor, has_more = _pg_read_txn(txn, user_id, position, limit, covered)
-            return FeedPage(_render_txn(txn, rows), next_cursor, has_more)
+            return FeedPage(_render_txn(txn, rows, user_id), next_cursor, has_more)
 
         return self._reads.read_covered("feed.read", user_id, txn_fn)

@@ -10,7 +10,9 @@ never answers (issue 22, G13).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet import defer
 
@@ -32,6 +34,8 @@ class Profile:
     display_name: str | None
     status_text: str | None
     avatar_file_id: str | None
+    #: The app's custom data (None: none).
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +44,15 @@ class Settings:
 
 
 def _profile(row: Row) -> Profile:
-    return Profile(int(row["id"]), row["username"], row["display_name"], row["status_text"], row["avatar_file_id"])
+    extra = None if row["extra"] is None else json.loads(row["extra"])
+    return Profile(
+        int(row["id"]), row["username"], row["display_name"], row["status_text"], row["avatar_file_id"], extra
+    )
 
 
 def profile_txn(txn: Txn, user_id: int) -> Profile | None:
     row = txn.execute(
-        "SELECT id, username, display_name, status_text, avatar_file_id FROM users WHERE id = ?", (user_id,)
+        "SELECT id, username, display_name, status_text, avatar_file_id, extra FROM users WHERE id = ?", (user_id,)
     ).fetchone()
     return None if row is None else _profile(row)
 

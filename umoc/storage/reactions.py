@@ -67,7 +67,7 @@ def _react_txn(
 ) -> ReactionChange:
     emoji = reaction.emoji
     target = target_txn(txn, user_id, reaction.message_id, lock=True)
-    require_writable_txn(txn, user_id, target, "react")
+    require_writable_txn(txn, user_id, target, "react", "react", now)
     key = (target.seq, user_id, emoji)
     if add:
         exists = txn.scalar("SELECT 1 FROM message_reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?", key)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from umoc.errors import RefusedError
+from umoc.records.groups import Action
 from umoc.storage.database import Txn
 from umoc.storage.relations import BLOCKED, FRIEND, statuses_txn
+from umoc.storage.standing import require_standing_txn
 
 __all__ = ["MESSAGE_NOT_FOUND", "Target", "require_writable_txn", "target_by_seq_txn", "target_txn"]
 
@@ -106,14 +108,16 @@ def target_by_seq_txn(txn: Txn, seq: int) -> Target | None:
     return _target(txn, row)
 
 
-def require_writable_txn(txn: Txn, user_id: int, target: Target, doing: str) -> None:
+def require_writable_txn(txn: Txn, user_id: int, target: Target, doing: str, action: Action, now: float) -> None:
     """Refuse unless ``user_id`` may still write in the target's chat (``doing``: "edit messages", ...).
 
-    Group membership was checked by `target_txn`.  A direct chat needs both
+    Group membership was checked by `target_txn`; a reader or a muted member
+    may not write (`require_standing_txn`).  A direct chat needs both
     users to be friends; the blocked user is not told of the block (the
     same answer as for a stranger), the blocker is reminded of it.
     """
     if target.is_group:
+        require_standing_txn(txn, target.chat_id, user_id, action, now)
         return
     peer = target.chat_id_for(user_id)
     mine, theirs = statuses_txn(txn, user_id, peer)

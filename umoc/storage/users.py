@@ -111,7 +111,7 @@ def _create_user_txn(
     return User(int(user_id), username, None)
 
 
-def _create_session_txn(txn: Txn, session: NewSession, max_sessions: int) -> list[str]:
+def _create_session_txn(txn: Txn, session: NewSession, max_sessions: int | None) -> list[str]:
     user_id = session.user_id
     # Lock the user row so that two racing logins (even on two nodes) count
     # the same sessions; SQLite serialises writers by itself.  A deactivation
@@ -123,6 +123,8 @@ def _create_session_txn(txn: Txn, session: NewSession, max_sessions: int) -> lis
         "INSERT INTO sessions (id, user_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
         (session.session_id, user_id, session.token_hash, session.created_at, session.expires_at),
     )
+    if max_sessions is None:
+        return []
     rows = txn.execute(
         "SELECT id FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id DESC", (user_id,)
     ).fetchall()
@@ -225,8 +227,11 @@ class UserStore:
         """Through group commit: every user going offline at the same moment shares one commit (one fsync)."""
         return self._db.write("users.last_seen", user_id, _set_last_seen_txn, user_id, when)
 
-    def create_session(self, session: NewSession, max_sessions: int) -> defer.Deferred[list[str]]:
-        """Store a new session; return the ids of older sessions revoked to stay within ``max_sessions``."""
+    def create_session(self, session: NewSession, max_sessions: int | None) -> defer.Deferred[list[str]]:
+        """Store a new session; return the ids of older sessions revoked to stay within ``max_sessions``.
+
+        None: no older session is revoked (a socket's session from a token: one per token, ended with it).
+        """
         return self._db.run("users.create_session", _create_session_txn, session, max_sessions)
 
     def session(self, session_id: str) -> defer.Deferred[SessionRecord | None]:

@@ -33,6 +33,7 @@ import inspect
 from pprint import pformat
 from typing import Any, cast
 
+import autobahn.twisted.websocket as _autobahn_twisted_websocket
 import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import FrameHeader
@@ -86,6 +87,31 @@ def _autobahn_pformat(value: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 _autobahn_protocol.pformat = _autobahn_pformat  # type: ignore[assignment]
+
+
+class _LazyHltype:
+    """``hltype(obj)``, computed only when a log line really is written."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __str__(self) -> str:
+        return str(_autobahn_hltype(self.obj))
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+_autobahn_hltype = _autobahn_protocol.hltype
+# Autobahn names the method in debug lines on every connect (onConnect, _connectionMade,
+# processHandshake, connectionMade, connectionLost): four qualified names coloured per
+# connect, logged or not, were about 6% of what a new WebSocket costs (bench_wire connect).
+_autobahn_protocol.hltype = _LazyHltype
+_autobahn_twisted_websocket.hltype = _LazyHltype
 
 
 class TurnWriter:

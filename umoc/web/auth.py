@@ -1,4 +1,4 @@
-"""``POST /api/register``, ``/api/login`` and ``/api/logout``: parse the body, call the command, write JSON.
+"""``POST /api/register``, ``/api/login``, ``/api/logout`` and ``/api/token/session``: parse, call, write JSON.
 
 Registration is `umoc.domain.commands.account.register` (which fires
 ``user.registered``); logging in and out, with the login limits and why
@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
-from umoc.domain.commands import account, sessions
+from umoc.domain.commands import account, sessions, totp
 from umoc.domain.services import Services
 from umoc.domain.sessions import (
     AccountDisabledError,
@@ -26,11 +26,14 @@ from umoc.domain.sessions import (
     RegistrationRefusedError,
     UsernameTakenError,
 )
+from umoc.domain.tokens import MAX_TOKEN_LENGTH, TokenError
 from umoc.records import Actor
 from umoc.records.account import NewAccount
-from umoc.records.sessions import LoginAttempt, SessionCredentials
+from umoc.records.sessions import LoginAttempt, SessionCredentials, TokenCredentials, TotpCode
 from umoc.transport.gate import Gatekeeper
-from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
+from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, string_field, write_json
+from umoc.web.oidc import oidc_resource
+from umoc.web.sessionauth import request_session
 
 __all__ = ["auth_resources"]
 
@@ -75,16 +78,54 @@ class AuthApi:
     async def login(self, request: IRequest) -> None:
         ip = self._ip(request)
         data = read_json(request, self._max_body)
+        totp = data.get("totp")
+        if totp is not None and (not isinstance(totp, str) or len(totp) > 16):
+            raise HttpError(400, "'totp' must be a string", code="invalid_argument")
         attempt = LoginAttempt(
-            string_field(data, "username", 64), string_field(data, "password", 1024), _device_token(data)
+            string_field(data, "username", 64), string_field(data, "password", 1024), _device_token(data), totp
         )
         try:
             answer = await sessions.login(self._services, sessions.client_actor(ip), attempt)
+        except sessions.TotpError as exc:
+            body = {"error": exc.message, "code": exc.code, "totp_required": True}
+            write_json(request, 401, body)
+            return
         except InvalidCredentialsError as exc:
             raise HttpError(401, exc.message, code="not_authenticated") from None
         except AccountDisabledError as exc:
             raise HttpError(403, exc.message, code="account_disabled") from None
         write_json(request, 200, answer)
+
+    async def token_session(self, request: IRequest) -> None:
+        data = read_json(request, self._max_body)
+        credentials = TokenCredentials(string_field(data, "token", MAX_TOKEN_LENGTH))
+        try:
+            answer = await sessions.token_session(self._services, sessions.client_actor(self._ip(request)), credentials)
+        except TokenError as exc:
+            raise HttpError(401, exc.message, code="not_authenticated") from None
+        except AccountDisabledError as exc:
+            raise HttpError(403, exc.message, code="account_disabled") from None
+        write_json(request, 200, answer)
+
+    async def _session_actor(self, request: IRequest) -> Actor:
+        record = await request_session(self._sessions, request)
+        if record is None:
+            raise HttpError(401, "Invalid or expired session", code="not_authenticated")
+        return Actor.user(record.user_id, record.username, "server_api", record.id)
+
+    async def totp_setup(self, request: IRequest) -> None:
+        actor = await self._session_actor(request)
+        write_json(request, 200, await totp.setup(self._services, actor))
+
+    async def totp_enable(self, request: IRequest) -> None:
+        actor = await self._session_actor(request)
+        code = TotpCode(string_field(read_json(request, self._max_body), "code", 16))
+        write_json(request, 200, await totp.enable(self._services, actor, code, self._ip(request)))
+
+    async def totp_disable(self, request: IRequest) -> None:
+        actor = await self._session_actor(request)
+        code = TotpCode(string_field(read_json(request, self._max_body), "code", 16))
+        write_json(request, 200, await totp.disable(self._services, actor, code, self._ip(request)))
 
     async def logout(self, request: IRequest) -> None:
         data = read_json(request, self._max_body)
@@ -109,7 +150,20 @@ def _device_token(data: dict[str, Any]) -> str | None:
 def auth_resources(services: Services, gate: Gatekeeper) -> dict[bytes, resource.Resource]:
     api = AuthApi(services, gate)
     return {
+        b"oidc": oidc_resource(services, gate),
         b"register": JsonResource({b"POST": api.register}),
         b"login": JsonResource({b"POST": api.login}),
         b"logout": JsonResource({b"POST": api.logout}),
+        b"token": JsonFolder({b"session": JsonResource({b"POST": api.token_session})}),
+        b"account": JsonFolder(
+            {
+                b"totp": JsonFolder(
+                    {
+                        b"setup": JsonResource({b"POST": api.totp_setup}),
+                        b"enable": JsonResource({b"POST": api.totp_enable}),
+                        b"disable": JsonResource({b"POST": api.totp_disable}),
+                    }
+                )
+            }
+        ),
     }

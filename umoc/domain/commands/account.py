@@ -84,10 +84,21 @@ def _registered(services: Services, user: User | UserInfo) -> None:
 # -- registration ------------------------------------------------------------------
 
 
+class PasswordsDisabledError(UserError):
+    """``auth.password.enabled: false``: users come from the identity provider only (403)."""
+
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("Password accounts are disabled on this server", code="forbidden")
+
+
 async def register(services: Services, actor: Actor, record: NewAccount) -> User:
     """An owner registers, if the registration mode lets them in (`RegistrationRefusedError` if not)."""
     if record.is_admin:
         raise UserError("Only an administrator may create an administrator", code="forbidden")
+    if not services.config.auth.password.enabled:
+        raise PasswordsDisabledError()
     user = await services.sessions.register(record.username, record.password, record.invite)
     _registered(services, user)
     return user

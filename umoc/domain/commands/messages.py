@@ -74,6 +74,8 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     """
     new = new.checked(services.config.messages)
     now = services.clock.seconds()
+    if new.poll is not None and new.poll.closes_at is not None and new.poll.closes_at <= now:
+        raise UserError("Invalid 'poll.closes_at': already past", code="invalid_argument")
     try:
         message, audience = await services.storage.messages.post(
             actor, new, _IDS.new(), now, _keys_since(services, now)
@@ -81,7 +83,7 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     except KeyTakenError as taken:
         return _retried(new, taken.original)
     services.metrics.messages_stored.inc()
-    payload = shapes.new_message(message)
+    payload = shapes.new_message(message, now)
     delivery = replay.message(message.id)
     client_msg_id = new.client_msg_id
     if client_msg_id is None:
@@ -116,10 +118,19 @@ def _retried(new: NewMessage, original: Message) -> dict[str, Any]:
         and original.encrypted_content == new.encrypted_content
         and (original.reply_to.message_id if original.reply_to is not None else None) == new.reply_to
         and original.mentions == new.mentions
+        and original.extra == new.extra
+        and _same_poll(original, new)
     )
     if not same:
         raise UserError(KEY_REUSED, code="conflict")
     return _duplicate(original, new.client_msg_id)
+
+
+def _same_poll(original: Message, new: NewMessage) -> bool:
+    if original.poll is None or new.poll is None:
+        return original.poll is None and new.poll is None
+    found, asked = original.poll, new.poll
+    return (found.options, found.multiple, found.closes_at) == (asked.options, asked.multiple, asked.closes_at)
 
 
 def _duplicate(original: Message, client_msg_id: str | None) -> dict[str, Any]:
@@ -197,11 +208,17 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
     """Soft-delete a message; ``message_deleted`` to its chat's members, the ``message.deleted`` webhook.
 
     A user deletes their own message (anybody else's is "Message not
-    found"); an operator (`Actor.is_admin`) anybody's, logged.
+    found"), a group's moderator and above a lower member's; an operator
+    (`Actor.is_admin`) anybody's, logged.  ``deleted_by`` is the deleting user (null: an operator).
     """
     now = services.clock.seconds()
     deleted = await services.storage.messages.delete(actor, deletion, now)
-    payload = {"message_id": deletion.message_id, "sender_id": deleted.sender_id, "timestamp": iso(now)}
+    payload = {
+        "message_id": deletion.message_id,
+        "sender_id": deleted.sender_id,
+        "timestamp": iso(now),
+        "deleted_by": actor.user_id,
+    }
     services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload), key=replay.delete(deletion.message_id, now))
     services.webhooks.wake()  # ``message.deleted``, read from the feed
     if actor.is_admin:
@@ -276,7 +293,7 @@ async def typing(services: Services, actor: Actor, state: Typing) -> None:
         "timestamp": services.clock.seconds(),
     }
     if state.is_group:
-        audience = await services.storage.groups.typing_audience(state.recipient_id, actor.uid)
+        audience = await services.storage.groups.typing_audience(state.recipient_id, actor.uid, indicator["timestamp"])
         indicator.update(chat_id=state.recipient_id, is_group=True)
     else:
         await require_writable_chat(services.storage, actor.uid, state.recipient_id, False)

@@ -20,6 +20,7 @@ __all__ = ["update", "update_settings"]
 
 async def update(services: Services, actor: Actor, record: ProfileChange) -> dict[str, Any]:
     """Change the profile; the user and their contacts get ``profile_updated``."""
+    record = record.checked(services.config.messages)
     image_types = tuple(services.config.uploads.allowed_types.get("image", ()))
     now = services.clock.seconds()
     profile, contacts = await services.storage.profiles.update(actor.uid, record, image_types, now)

@@ -49,15 +49,27 @@ from typing import Any
 from twisted.logger import Logger
 
 from umoc.credentials import new_token, token_digest
+from umoc.domain.commands.account import PasswordsDisabledError
+from umoc.domain.oidc import Started
 from umoc.domain.services import Services
 from umoc.domain.sessions import AccountDisabledError, InvalidCredentialsError, InvalidSessionError
+from umoc.domain.totp import matching_step
 from umoc.errors import UserError
 from umoc.ratelimit import trusted_networks
 from umoc.records import Actor
-from umoc.records.sessions import LoginAttempt, SessionCredentials
+from umoc.records.sessions import LoginAttempt, OidcCallback, SessionCredentials, TokenCredentials
 from umoc.storage.users import SessionRecord
 
-__all__ = ["RateLimitedError", "check_address_limit", "check_limit", "client_actor", "is_trusted", "login", "logout"]
+__all__ = [
+    "RateLimitedError",
+    "check_address_limit",
+    "check_limit",
+    "client_actor",
+    "is_trusted",
+    "login",
+    "logout",
+    "token_session",
+]
 
 log = Logger()
 
@@ -137,6 +149,8 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
     `PasswordQueueFullError`; each failure is logged and counted.
     """
     client, username = actor.name, attempt.username
+    if not services.config.auth.password.enabled:
+        raise PasswordsDisabledError()
     await check_address_limit(services, "login", client)
     account = username.lower()
     await check_limit(services, "login_name", f"{account}|{client}", client, username)
@@ -146,7 +160,12 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
     if not await limiter.remembered(KNOWN_CLIENTS, _known_keys(account, client, device_token)):
         await check_limit(services, "login_account", account, client, username, TOO_MANY_ON_ACCOUNT)
     try:
-        session = await services.sessions.login(username, attempt.password)
+        user_id, canonical_name = await services.sessions.check_credentials(username, attempt.password)
+        await _second_factor(services, user_id, canonical_name, attempt.totp, client)
+        session = await services.sessions.open_session(user_id, canonical_name)
+    except TotpError:
+        services.metrics.login(False)
+        raise
     except InvalidCredentialsError:
         services.metrics.login(False)
         log.warn("Login failed for {username} from {client}", event="login_failed", username=username, client=client)
@@ -180,6 +199,128 @@ async def login(services: Services, actor: Actor, attempt: LoginAttempt) -> dict
         "username": session.username,
         "expires_at": int(session.expires_at),
         "device_token": device_token,
+    }
+
+
+class TotpError(UserError):
+    """The right password of an account with TOTP on, and no code or a wrong one: 401 ``totp_required``."""
+
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="not_authenticated")
+
+
+TOTP_REQUIRED = "TOTP code required"
+TOTP_WRONG = "Invalid TOTP code"
+
+
+async def _second_factor(services: Services, user_id: int, username: str, code: str | None, client: str) -> None:
+    """Nothing for an account without TOTP; else the code must be this moment's, and not used before.
+
+    A wrong code is counted against the login limits as a wrong password
+    is, and more: besides the buckets this attempt already took, it takes
+    one from ``ratelimits.login_account`` even for a client the account
+    knows (whoever sends it knows the password: only the codes stand
+    between them and the account, from any address).
+    """
+    state = await services.storage.totp.state(user_id)
+    if state.secret is None:
+        return
+    if code is None:
+        log.info(
+            "Login of {username} from {client}: TOTP code required",
+            event="login_totp_required",
+            username=username,
+            client=client,
+        )
+        raise TotpError(TOTP_REQUIRED)
+    step = matching_step(state.secret, code, services.clock.seconds())
+    if step is None or not await services.storage.totp.use_step(user_id, step):
+        log.warn(
+            "Login failed for {username} from {client}: wrong TOTP code",
+            event="login_failed",
+            reason="totp",
+            username=username,
+            client=client,
+        )
+        await check_limit(services, "login_account", username.lower(), client, username, TOO_MANY_ON_ACCOUNT)
+        raise TotpError(TOTP_WRONG)
+
+
+async def token_session(services: Services, actor: Actor, record: TokenCredentials) -> dict[str, Any]:
+    """An ordinary session for the user a valid token names (``POST /api/token/session``); the login answer.
+
+    The token is checked as at CONNECT (`umoc.domain.identity`), within the
+    ``ratelimits.login`` bucket of the client's address: a token is a
+    credential, and guessing one must be as slow as guessing a password.
+    Raises `TokenError` (``Invalid token``, ``Token expired``, ``Unknown key
+    id``), `AccountDisabledError` or `RateLimitedError`.
+    """
+    client = actor.name
+    await check_address_limit(services, "login", client)
+    try:
+        signed_in = await services.identities.user_for(record.token)
+    except UserError:
+        services.metrics.login(False)
+        raise
+    user = signed_in.user
+    session = await services.sessions.open_session(user.user_id, user.username)
+    services.metrics.login(True)
+    log.info(
+        "Token sign-in of {username} from {client}",
+        event="login",
+        username=user.username,
+        user_id=user.user_id,
+        client=client,
+        via="token",
+    )
+    return {
+        "sessionID": session.session_id,
+        "token": session.token,
+        "user_id": session.user_id,
+        "username": session.username,
+        "expires_at": int(session.expires_at),
+        "external_id": signed_in.token.subject,
+    }
+
+
+async def oidc_start(services: Services, actor: Actor) -> Started:
+    """Where to send the browser to sign in at the OIDC provider, and the state cookie (``GET /api/oidc/login``)."""
+    await check_address_limit(services, "login", actor.name)
+    return await services.oidc.start()
+
+
+async def oidc_session(services: Services, actor: Actor, record: OidcCallback) -> dict[str, Any]:
+    """A new ordinary session for the user the OIDC provider signed in (``GET /api/oidc/callback``).
+
+    Raises `OidcError` (also for a token the provider signed that does not
+    verify), `AccountDisabledError` or `RateLimitedError`.
+    """
+    client = actor.name
+    await check_address_limit(services, "login", client)
+    try:
+        signed_in = await services.oidc.finish(record.code, record.state, record.cookie)
+    except UserError:
+        services.metrics.login(False)
+        raise
+    user = signed_in.user
+    session = await services.sessions.open_session(user.user_id, user.username)
+    services.metrics.login(True)
+    log.info(
+        "OIDC sign-in of {username} from {client}",
+        event="login",
+        username=user.username,
+        user_id=user.user_id,
+        client=client,
+        via="oidc",
+    )
+    return {
+        "sessionID": session.session_id,
+        "token": session.token,
+        "user_id": session.user_id,
+        "username": session.username,
+        "expires_at": int(session.expires_at),
     }
 
 

@@ -28,12 +28,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from umoc.domain.notices.types import FIELD_TYPES, NUMBER, JsonSchema
+from umoc.domain.notices.types import FIELD_TYPES, INTEGER, NUMBER, STRING, JsonSchema, nullable
 
 __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 
 #: Every declared server event by name (filled as this module loads).
 REGISTRY: dict[str, ServerEvent] = {}
+
+#: A group's settings (issue 29), in chat_info, group_created and group_updated; a group's ``kind``.
+_SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")
+_GROUP_KIND: dict[str, JsonSchema] = {"kind": {"type": "string", "enum": ["group", "broadcast"]}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +103,9 @@ def declare(
 CONNECTION_SUCCESSFUL = declare(
     "connection_successful",
     ("user_id", "username", "session_expires", "cursor"),
+    ("external_id",),
     summary="once per socket, after CONNECT was accepted",
+    types={"external_id": STRING},  # a token socket's subject (auth.jwt)
 )
 SESSION_STATUS = declare(
     "session_status", ("valid",), ("expires_at", "message"), summary="answers verify_session; sent when a session ends"
@@ -137,10 +143,14 @@ CHAT_INFO = declare(
         "description",
         "created_at",
         "is_admin",
+        "role",
+        *_SETTINGS,
         "member_count",
         "members",
+        "extra",
     ),
     summary="answers get_chat_info (a direct chat's or a group's fields)",
+    types=_GROUP_KIND,
 )
 CHAT_HISTORY = declare(
     "chat_history",
@@ -176,9 +186,11 @@ CHAT_READ = declare(
     summary="your read state of a chat changed (read_receipt, mark_unread), to every socket of yours",
 )
 READ_RECEIPTS = declare("read_receipts", ("message_id", "read_by", "delivered_to"), summary="answers get_read_receipts")
+PINNED_MESSAGES = declare("pinned_messages", ("chat_id", "is_group", "messages"), summary="answers get_pinned")
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    ("extra",),
     summary="answers get_profile",
 )
 
@@ -215,7 +227,7 @@ NEW_MESSAGE = declare(
         "display_name",
         "avatar_url",
     ),
-    ("encrypted_content",),
+    ("encrypted_content", "extra", "poll"),
     summary="a message was stored in one of your chats",
 )
 MESSAGE_EDITED = declare(
@@ -229,12 +241,24 @@ MESSAGE_PREVIEW = declare(
     summary="a text message's link preview, fetched by the server after the message was sent",
 )
 MESSAGE_DELETED = declare(
-    "message_deleted", ("message_id", "sender_id", "timestamp"), summary="a message of one of your chats was deleted"
+    "message_deleted",
+    ("message_id", "sender_id", "timestamp", "deleted_by"),
+    summary="a message of one of your chats was deleted",
 )
 REACTION_UPDATED = declare(
     "reaction_updated",
     ("message_id", "chat_id", "is_group", "user_id", "emoji", "action", "reactions"),
     summary="a reaction was added or removed",
+)
+MESSAGE_PINNED = declare(
+    "message_pinned",
+    ("chat_id", "is_group", "message_id", "pinned", "by"),
+    summary="a message of one of your chats was pinned or unpinned",
+)
+POLL_UPDATED = declare(
+    "poll_updated",
+    ("message_id", "chat_id", "is_group", "options", "voters", "closed"),
+    summary="a vote was cast or a poll closed in one of your chats",
 )
 MESSAGES_READ = declare(
     "messages_read",
@@ -265,6 +289,7 @@ ACCOUNT_DELETED = declare("account_deleted", (), summary="your account was delet
 PROFILE_UPDATED = declare(
     "profile_updated",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
+    ("extra",),
     summary="a contact's (or your own) profile changed",
 )
 SETTINGS_UPDATED = declare("settings_updated", ("send_delivery_receipts",), summary="answers update_settings")
@@ -282,19 +307,69 @@ GROUP_CREATED = declare(
         "avatar_url",
         "created_at",
         "is_admin",
+        "role",
+        *_SETTINGS,
         "member_count",
         "members",
         "mention_count",
     ),
+    ("extra",),
     summary="a group you are a member of was created",
+    types=_GROUP_KIND,
 )
-GROUP_UPDATED = declare("group_updated", ("chat_id", "name", "description"), summary="a group was renamed")
+GROUP_UPDATED = declare(
+    "group_updated",
+    ("chat_id", "name", "description"),
+    (*_SETTINGS, "extra"),
+    summary="a group's name, description or settings changed",
+    types=_GROUP_KIND,
+)
 GROUP_MEMBER_ADDED = declare(
     "group_member_added", ("chat_id", "user_id", "username"), summary="someone joined a group of yours"
 )
 GROUP_MEMBER_REMOVED = declare(
     "group_member_removed", ("chat_id", "user_id"), summary="someone left or was removed from a group of yours"
 )
+MEMBER_ROLE_CHANGED = declare(
+    "member_role_changed",
+    ("chat_id", "user_id", "role", "by"),
+    summary="a member's role changed in a group of yours (set_member_role, or a new owner when the owner left)",
+)
+
+MEMBER_BANNED = declare(
+    "member_banned",
+    ("chat_id", "user_id", "until", "reason", "by"),
+    summary="a member of a group of yours was banned (also to the banned user, before group_member_removed)",
+    types={"reason": nullable(STRING)},
+)
+MEMBER_MUTED = declare(
+    "member_muted",
+    ("chat_id", "user_id", "until"),
+    summary="a member of a group of yours was muted, or unmuted (until: the moment it was lifted)",
+)
+BANS = declare("bans", ("chat_id", "bans"), summary="answers get_bans")
+MEMBERS = declare("members", ("chat_id", "members", "next_cursor"), summary="answers get_members")
+PUBLIC_GROUPS = declare("public_groups", ("groups", "next_cursor"), summary="answers list_public_groups")
+GROUP_JOINED = declare(
+    "group_joined",
+    GROUP_CREATED.fields,
+    summary="you joined a group (join_group, join_by_invite, or your request approved): its chat_info",
+    types=_GROUP_KIND,
+)
+JOIN_REQUESTED = declare(
+    "join_requested",
+    ("chat_id", "user_id", "username"),
+    summary="someone asked to join a group you moderate",
+)
+JOIN_REJECTED = declare("join_rejected", ("chat_id",), summary="your request to join a group was rejected")
+_LINK_TYPES: dict[str, JsonSchema] = {"code": STRING, "expires_at": nullable(INTEGER)}
+INVITE_LINK = declare(
+    "invite_link",
+    ("code", "chat_id", "uses", "max_uses", "expires_at"),
+    summary="answers create_invite_link",
+    types=_LINK_TYPES,
+)
+INVITE_LINKS = declare("invite_links", ("chat_id", "links"), summary="answers get_invite_links")
 
 
 def session_ended(message: str) -> Notice:

@@ -14,12 +14,19 @@ back bit for bit)::
     message_edited       ["edit", message_id, at]
     message_deleted      ["delete", message_id, at]
     reaction_updated     ["reaction", message_id, user_id, emoji, "added"|"removed", at]
+    message_pinned       ["pin", message_id, user_id, pinned, at]
+    poll_updated         ["poll", message_id, user_id, "vote"|"close", at]
     messages_read        ["read", reader_id, [message_ids], at]
     messages_delivered   ["delivered", recipient_id, chat_id, is_group, at]
     contact_*            ["contact", other_user_id, event, at]      (the reader's own stream)
     group_created/updated ["group", chat_id, event, at]
     group_member_added   ["member_added", chat_id, user_id, at]
     group_member_removed ["member_removed", chat_id, user_id, at]
+    member_role_changed  ["member_role", chat_id, user_id, role, at]
+    member_banned        ["member_banned", chat_id, user_id, at]
+    member_muted         ["member_muted", chat_id, user_id, at]
+    join_requested       ["join_requested", chat_id, user_id, at]  (each moderator's own stream)
+    join_rejected        ["join_rejected", chat_id, at]            (the requester's own stream)
     profile_updated      ["profile", user_id, at]
     message_preview      ["preview", message_id]              (a message gets at most one preview)
 
@@ -52,11 +59,16 @@ __all__ = [
     "delivered",
     "edit",
     "group",
+    "join_rejected",
+    "join_requested",
     "key",
     "member",
+    "member_role",
     "message",
     "notice",
     "preview",
+    "pin",
+    "poll",
     "profile",
     "reaction",
     "read",
@@ -88,6 +100,15 @@ def reaction(message_id: str, user_id: int, emoji: str, added: bool, at: float) 
     return _key("reaction", message_id, user_id, emoji, "added" if added else "removed", at)
 
 
+def pin(message_id: str, user_id: int, pinned: bool, at: float) -> str:
+    return _key("pin", message_id, user_id, bool(pinned), at)
+
+
+def poll(message_id: str, user_id: int, event: str, at: float) -> str:
+    """A vote (``event`` "vote") or a close ("close") of a poll."""
+    return _key("poll", message_id, user_id, event, at)
+
+
 def read(reader_id: int, message_ids: list[str], at: float) -> str:
     return _key("read", reader_id, message_ids, at)
 
@@ -106,8 +127,21 @@ def group(chat_id: int, event: str, at: float) -> str:
 
 
 def member(kind: str, chat_id: int, user_id: int, at: float) -> str:
-    """``kind``: ``member_added`` or ``member_removed``."""
+    """``kind``: ``member_added``, ``member_removed``, ``member_banned`` or ``member_muted``."""
     return _key(kind, chat_id, user_id, at)
+
+
+def member_role(chat_id: int, user_id: int, role: str, at: float) -> str:
+    """A member's new role (a handover is two changes at one time: the role tells them apart)."""
+    return _key("member_role", chat_id, user_id, role, at)
+
+
+def join_requested(chat_id: int, user_id: int, at: float) -> str:
+    return _key("join_requested", chat_id, user_id, at)
+
+
+def join_rejected(chat_id: int, at: float) -> str:
+    return _key("join_rejected", chat_id, at)
 
 
 def profile(user_id: int, at: float) -> str:
@@ -131,7 +165,7 @@ def chat_muted(state: dict[str, Any], at: float) -> str:
 def key(change: Change) -> str | None:
     """The delivery key of a change read from the feed; None for one that names nothing any more."""
     kind, at, data, msg = change.kind, change.created_at, change.data, change.message
-    if kind in ("message", "edit", "delete", "reaction", "preview") and msg is None:
+    if kind in ("message", "edit", "delete", "reaction", "preview", "pin", "poll") and msg is None:
         return None
     if kind == "preview":
         assert msg is not None
@@ -148,6 +182,12 @@ def key(change: Change) -> str | None:
     if kind == "reaction":
         assert msg is not None
         return reaction(msg.id, change.actor_id or 0, data["emoji"], data["action"] == "added", at)
+    if kind == "pin":
+        assert msg is not None
+        return pin(msg.id, change.actor_id or 0, bool(data["pinned"]), at)
+    if kind == "poll":
+        assert msg is not None
+        return poll(msg.id, change.actor_id or 0, data["event"], at)
     if kind == "read":
         return read(change.actor_id or 0, list(data["message_ids"]), at)
     if kind == "delivered":
@@ -156,8 +196,14 @@ def key(change: Change) -> str | None:
         return contact(change.actor_id or 0, data["event"], at)
     if kind == "group":
         return group(change.chat_id or 0, data.get("event", "group_updated"), at)
-    if kind in ("member_added", "member_removed"):
+    if kind in ("member_added", "member_removed", "member_banned", "member_muted"):
         return member(kind, change.chat_id or 0, change.actor_id or 0, at)
+    if kind == "join_requested":
+        return join_requested(data["chat_id"], change.actor_id or 0, at)
+    if kind == "join_rejected":
+        return join_rejected(data["chat_id"], at)
+    if kind == "member_role":
+        return member_role(change.chat_id or 0, change.actor_id or 0, data["role"], at)
     if kind == "profile":
         return profile(change.actor_id or 0, at)
     if kind == "chat_read":

@@ -14,8 +14,11 @@ from umoc.records.previews import LinkPreview
 from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
-from umoc.storage.groups import GroupInfo
+from umoc.storage.groups import GroupInfo, MembersPage, RoleChanged
+from umoc.storage.joining import InviteLink, PublicGroup
 from umoc.storage.messages import ChatEntry, Message
+from umoc.storage.moderation import BanEntry
+from umoc.storage.polls import Poll
 from umoc.storage.profiles import Profile, Settings
 from umoc.storage.reactions import Reaction
 from umoc.storage.readstate import Receipts
@@ -78,8 +81,41 @@ def presence_fields(visible: bool, online: bool, last_seen: float | None) -> tup
     return online, iso_or_none(last_seen)
 
 
-def new_message(message: Message) -> dict[str, Any]:
-    """The spec's ``new_message`` payload (``encrypted_content`` only when there is one)."""
+def poll(found: Poll, now: float | None) -> dict[str, Any]:
+    """``new_message.poll``: options with their votes, and the viewer's own (``my_votes``).
+
+    ``closed`` also once ``closes_at`` has passed at ``now`` (None: only when closed by hand).
+    """
+    return {
+        "options": [
+            {"id": i, "text": text, "votes": votes}
+            for i, (text, votes) in enumerate(zip(found.options, found.counts, strict=True))
+        ],
+        "multiple": found.multiple,
+        "closes_at": iso_or_none(found.closes_at),
+        "closed": found.closed(now),
+        "my_votes": list(found.my_votes),
+    }
+
+
+def poll_updated(where: tuple[str, int, bool], found: Poll, now: float | None) -> dict[str, Any]:
+    """``poll_updated``: the tallies after a vote or a close; ``where`` as for `reaction_updated`."""
+    message_id, chat_id, is_group = where
+    return {
+        "message_id": message_id,
+        "chat_id": chat_id,
+        "is_group": is_group,
+        "options": [{"id": i, "votes": votes} for i, votes in enumerate(found.counts)],
+        "voters": found.voters,
+        "closed": found.closed(now),
+    }
+
+
+def new_message(message: Message, now: float | None = None) -> dict[str, Any]:
+    """The spec's ``new_message`` payload (``encrypted_content``, ``extra``, ``poll`` only when there is one).
+
+    ``now`` decides whether a poll whose ``closes_at`` passed shows closed.
+    """
     payload: dict[str, Any] = {
         "message_id": message.id,
         "sender_id": message.sender_id,
@@ -98,6 +134,10 @@ def new_message(message: Message) -> dict[str, Any]:
     }
     if message.encrypted_content is not None:
         payload["encrypted_content"] = message.encrypted_content
+    if message.extra is not None:
+        payload["extra"] = message.extra
+    if message.poll is not None:
+        payload["poll"] = poll(message.poll, now)
     return payload
 
 
@@ -141,7 +181,9 @@ def message_summary(message: Message) -> dict[str, Any]:
     }
 
 
-def history_message(message: Message, is_read: bool, viewer_id: int | None = None) -> dict[str, Any]:
+def history_message(
+    message: Message, is_read: bool, viewer_id: int | None = None, now: float | None = None
+) -> dict[str, Any]:
     """One message of ``chat_history``; ``delivered_at`` on the viewer's own direct messages."""
     item: dict[str, Any] = {
         "message_id": message.id,
@@ -164,6 +206,10 @@ def history_message(message: Message, is_read: bool, viewer_id: int | None = Non
         item["encrypted_content"] = message.encrypted_content
     if message.preview is not None:
         item["preview"] = preview(message.preview)
+    if message.extra is not None:
+        item["extra"] = message.extra
+    if message.poll is not None:
+        item["poll"] = poll(message.poll, now)
     return item
 
 
@@ -225,6 +271,7 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
                 "is_online": is_online,
                 "last_seen": last_seen,
                 "is_admin": m.is_admin,
+                "role": m.role,
                 "display_name": m.display_name,
                 "avatar_url": avatar_url(m.avatar_file_id),
             }
@@ -236,11 +283,95 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         "created_at": iso(info.created_at),
         "is_group": True,
         "members": members,
-        "member_count": len(members),
+        "member_count": info.member_count or len(members),
         "is_admin": info.is_admin(viewer_id),
+        "role": info.role(viewer_id) or "member",
+        **info.settings,
         "mention_count": mention_count,
         "display_name": None,
         "avatar_url": None,
+        **({"extra": info.extra} if info.extra is not None else {}),
+    }
+
+
+def member_role_changed(chat_id: int, change: RoleChanged) -> dict[str, Any]:
+    """``member_role_changed``: ``by`` is null for an automatic promotion (the owner left)."""
+    return {"chat_id": chat_id, "user_id": change.user_id, "role": change.role, "by": change.by}
+
+
+def member_banned(
+    chat_id: int, user_id: int, until: float | None, reason: str | None, by: int | None
+) -> dict[str, Any]:
+    """``member_banned``: ``until`` null for a ban until lifted."""
+    return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until), "reason": reason, "by": by}
+
+
+def member_muted(chat_id: int, user_id: int, until: float | None) -> dict[str, Any]:
+    """``member_muted``: ``until`` null until unmuted; an unmute says the moment it was lifted."""
+    return {"chat_id": chat_id, "user_id": user_id, "until": iso_or_none(until)}
+
+
+def members_page(chat_id: int, page: MembersPage, online: set[int], next_cursor: str | None) -> dict[str, Any]:
+    """``members``: each member's profile, role and presence (hidden, false, across a block with the viewer)."""
+    return {
+        "chat_id": chat_id,
+        "members": [
+            {
+                "user_id": m.user_id,
+                "username": m.username,
+                "display_name": m.display_name,
+                "avatar_url": avatar_url(m.avatar_file_id),
+                "role": m.role,
+                "online": m.user_id in online and not any(m.user_id in pair for pair in page.blocks),
+            }
+            for m in page.members
+        ],
+        "next_cursor": next_cursor,
+    }
+
+
+def public_group(group: PublicGroup) -> dict[str, Any]:
+    """One group of ``public_groups`` (a group has no avatar yet: ``avatar_url`` is null)."""
+    return {
+        "chat_id": group.chat_id,
+        "name": group.name,
+        "topic": group.topic,
+        "avatar_url": None,
+        "member_count": group.member_count,
+        "kind": group.kind,
+        "join_rule": group.join_rule,
+    }
+
+
+def invite_link(link: InviteLink) -> dict[str, Any]:
+    """``invite_link`` (with its ``code``) and each of ``invite_links`` (without it: ``code`` null, ``link_id``,
+    ``code_prefix``, ``created_by`` and ``created_at`` to tell them apart)."""
+    shown: dict[str, Any] = {
+        "code": link.code,
+        "chat_id": link.chat_id,
+        "uses": link.uses,
+        "max_uses": link.max_uses,
+        "expires_at": None if link.expires_at is None else int(link.expires_at),
+    }
+    if link.code is None:
+        shown.update(
+            link_id=link.link_id,
+            code_prefix=link.code_prefix,
+            created_by=link.created_by,
+            created_at=iso(link.created_at),
+        )
+    return shown
+
+
+def ban_entry(ban: BanEntry) -> dict[str, Any]:
+    """One ban of ``bans``."""
+    return {
+        "user_id": ban.user_id,
+        "username": ban.username,
+        "until": iso_or_none(ban.until),
+        "reason": ban.reason,
+        "by": ban.by,
+        "created_at": iso(ban.created_at),
     }
 
 
@@ -327,6 +458,15 @@ def reaction_updated(
     }
 
 
+def message_pinned(where: tuple[str, int, bool], pinned: bool, by: int) -> dict[str, Any]:
+    """``message_pinned``: a message pinned or unpinned by ``by``.
+
+    ``where`` is ``(message_id, chat_id, is_group)``, the chat id as the viewer calls the chat.
+    """
+    message_id, chat_id, is_group = where
+    return {"chat_id": chat_id, "is_group": is_group, "message_id": message_id, "pinned": pinned, "by": by}
+
+
 def messages_delivered(delivered: Delivered, recipient_id: int, when: float) -> dict[str, Any]:
     """``messages_delivered`` to a sender: which of their messages reached ``recipient_id``."""
     return {
@@ -358,14 +498,17 @@ def read_receipts(found: Receipts) -> dict[str, Any]:
 
 
 def profile(found: Profile) -> dict[str, Any]:
-    """``profile`` and ``profile_updated``."""
-    return {
+    """``profile`` and ``profile_updated`` (``extra`` only when the user set one)."""
+    shown: dict[str, Any] = {
         "user_id": found.user_id,
         "username": found.username,
         "display_name": found.display_name,
         "status_text": found.status_text,
         "avatar_url": avatar_url(found.avatar_file_id),
     }
+    if found.extra is not None:
+        shown["extra"] = found.extra
+    return shown
 
 
 def settings(found: Settings) -> dict[str, Any]:
@@ -403,7 +546,12 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         event, fields = "message_preview", message_preview(message, _chat_id_for(message, viewer_id))
     elif kind == "delete" and message is not None:
         event = "message_deleted"
-        fields = {"message_id": message.id, "sender_id": message.sender_id, "timestamp": iso(when)}
+        fields = {
+            "message_id": message.id,
+            "sender_id": message.sender_id,
+            "timestamp": iso(when),
+            "deleted_by": change.actor_id,
+        }
     elif kind == "reaction" and message is not None:
         event = "reaction_updated"
         fields = reaction_updated(
@@ -413,6 +561,14 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
             data["action"] == "added",
             list(message.reactions),
         )
+    elif kind == "pin" and message is not None:
+        event = "message_pinned"
+        fields = message_pinned(
+            (message.id, _chat_id_for(message, viewer_id), message.is_group), bool(data["pinned"]), change.actor_id or 0
+        )
+    elif kind == "poll" and message is not None and message.poll is not None:
+        event = "poll_updated"
+        fields = poll_updated((message.id, _chat_id_for(message, viewer_id), message.is_group), message.poll, when)
     elif kind == "read":
         event = "messages_read"
         fields = {
@@ -437,12 +593,26 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         event, fields = "group_created", group_info(change.group, viewer_id, online)
     elif kind == "group":
         event = "group_updated"
-        fields = {"chat_id": change.chat_id, "name": data["name"], "description": data["description"]}
+        # Rows from before the settings (migration 020) say only the name and description.
+        fields = {"chat_id": change.chat_id, **{k: v for k, v in data.items() if k != "event"}}
     elif kind == "member_added":
         event = "group_member_added"
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}
     elif kind == "member_removed":
         event, fields = "group_member_removed", {"chat_id": change.chat_id, "user_id": change.actor_id}
+    elif kind == "member_role":
+        event = "member_role_changed"
+        fields = member_role_changed(change.chat_id or 0, RoleChanged(change.actor_id or 0, data["role"], data["by"]))
+    elif kind == "member_banned":
+        event = "member_banned"
+        fields = member_banned(change.chat_id or 0, change.actor_id or 0, data["until"], data["reason"], data["by"])
+    elif kind == "member_muted":
+        event, fields = "member_muted", member_muted(change.chat_id or 0, change.actor_id or 0, data["until"])
+    elif kind == "join_requested":
+        event = "join_requested"
+        fields = {"chat_id": data["chat_id"], "user_id": change.actor_id, "username": change.actor_username}
+    elif kind == "join_rejected":
+        event, fields = "join_rejected", {"chat_id": data["chat_id"]}
     elif kind == "chat_read":
         event, fields = "chat_read", dict(data)
     elif kind == "chat_muted":

@@ -95,8 +95,11 @@ class MessageStore:
         ``keys_since``: the unique index decides, also between nodes.
         """
         key = _chat_key(sender.uid, new)
-        # Where the schema has it, a batch's messages are one call (one round trip).
-        together = post_batch_txn if self._db.dialect.batch_functions else None
+        # Where the schema has it, a batch's messages are one call (one round trip).  Migration 018's
+        # function stores no ``extra`` nor poll: such a message is written by post_txn, in the same batch
+        # (after or before the function's share: a batch's writes are concurrent sends, unordered anyway).
+        plain = new.extra is None and new.poll is None
+        together = post_batch_txn if self._db.dialect.batch_functions and plain else None
         return self._db.write(
             "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together
         )

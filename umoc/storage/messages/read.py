@@ -22,6 +22,7 @@ from umoc.storage.messages.rows import (
     Message,
     message_from_row,
 )
+from umoc.storage.polls import polls_for_txn
 from umoc.storage.previews import previews_for_txn
 from umoc.storage.reactions import reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND
@@ -145,10 +146,11 @@ def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int
     return [message_from_row(r) for r in rows]
 
 
-def annotate_txn(txn: Txn, messages: Sequence[Message]) -> list[Message]:
-    """The messages with their reply targets, reactions and link previews: three queries whatever their number.
+def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = None) -> list[Message]:
+    """The messages with their reply targets, reactions, polls (``viewer_id``'s votes in them) and link previews.
 
-    (Two without replies; the previews' only when a text message has a link.)
+    Two queries whatever their number (one without replies), and one or two
+    more only when there are polls among them, one more only when a text has a link.
     """
     if not messages:
         return []
@@ -156,12 +158,14 @@ def annotate_txn(txn: Txn, messages: Sequence[Message]) -> list[Message]:
     reactions = reactions_for_txn(txn, [m.seq for m in messages])
     # Only a text with a link can have a preview: a page without one costs no query.
     previews = previews_for_txn(txn, [m.seq for m in messages if m.type == "text" and "http" in m.content])
+    polls = polls_for_txn(txn, [m.seq for m in messages if m.type == "poll"], viewer_id)
     return [
         replace(
             m,
             reply_to=replies.get(m.reply_to_seq) if m.reply_to_seq is not None else None,
             reactions=tuple(reactions.get(m.seq, ())),
             preview=previews.get(m.seq),
+            poll=polls.get(m.seq),
         )
         for m in messages
     ]
@@ -174,7 +178,7 @@ def keyed_message_txn(txn: Txn, sender_id: int, client_msg_id: str) -> Message |
         " WHERE m.sender_id = ? AND m.client_msg_id = ?",
         (sender_id, client_msg_id),
     ).fetchone()
-    return None if row is None else annotate_txn(txn, [message_from_row(row)])[0]
+    return None if row is None else annotate_txn(txn, [message_from_row(row)], sender_id)[0]
 
 
 def message_at_txn(txn: Txn, seq: int) -> Message | None:
@@ -188,12 +192,12 @@ def message_at_txn(txn: Txn, seq: int) -> Message | None:
 def history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int, page_size: int) -> History:
     """One page of a chat, with reply targets and reactions."""
     history = _history_txn(txn, user_id, chat_id, is_group, page, page_size)
-    annotated = annotate_txn(txn, [m for m, _ in history.messages])
+    annotated = annotate_txn(txn, [m for m, _ in history.messages], user_id)
     return replace(history, messages=[(m, read) for m, (_, read) in zip(annotated, history.messages, strict=True)])
 
 
 def missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int = 0) -> list[Message]:
-    return annotate_txn(txn, _missed_txn(txn, user_id, since, limit, after_seq))
+    return annotate_txn(txn, _missed_txn(txn, user_id, since, limit, after_seq), user_id)
 
 
 def chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:

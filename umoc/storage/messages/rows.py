@@ -7,13 +7,16 @@ column of ``messages`` is added here once.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from umoc.errors import UNKNOWN_CHAT
 from umoc.records.previews import LinkPreview
 from umoc.storage.database import Row
 from umoc.storage.mentions import parse_mentions
+from umoc.storage.polls import Poll
 from umoc.storage.reactions import Reaction
 from umoc.storage.replies import ReplyTo
 
@@ -57,6 +60,10 @@ class Message:
     reactions: tuple[Reaction, ...] = ()
     #: Its link preview (``message_preview``), filled by `annotate_txn`.
     preview: LinkPreview | None = None
+    #: The app's custom data (``extra``), None when the message has none.
+    extra: dict[str, Any] | None = None
+    #: A poll message's poll, filled by `annotate_txn` (with the viewer's own votes when it knew the viewer).
+    poll: Poll | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,7 @@ _MESSAGE_FIELDS = (
     ("su.display_name", "sender_display_name"),
     ("su.avatar_file_id", "sender_avatar_file_id"),
     ("m.mentions", "mentions"),
+    ("m.extra", "extra"),
 )
 
 
@@ -154,4 +162,5 @@ def message_from_row(row: Row, prefix: str = "") -> Message:
         sender_display_name=row[prefix + "sender_display_name"],
         sender_avatar_file_id=row[prefix + "sender_avatar_file_id"],
         mentions=parse_mentions(row[prefix + "mentions"]),
+        extra=None if row[prefix + "extra"] is None else json.loads(row[prefix + "extra"]),
     )

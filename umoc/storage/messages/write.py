@@ -14,7 +14,7 @@ the group size.  The chat row is written last, so the two senders of a
 direct chat hold their one shared row only for the commit.
 
 On PostgreSQL a group-commit batch's messages are written by one call of
-migration 018's ``post_messages`` (`post_batch_txn`), which does what
+migration 018's ``post_messages`` (as migration 020 replaced it; `post_batch_txn`), which does what
 `post_txn` does for each, so a batch costs one round trip whatever its
 size; `post_txn` stays the write of one message (SQLite, and a batch the
 function gives up on).  A change to what `post_txn` writes needs the same
@@ -23,23 +23,36 @@ change in a new migration replacing the function.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from umoc.errors import Code, RefusedError
 from umoc.records import Actor
+from umoc.records.groups import MUTED, READ_ONLY, ROLE_REFUSED, may, outranks
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
+from umoc.storage.polls import insert_poll_txn
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
+from umoc.storage.standing import GroupSettings, check_settings, check_standing
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
-__all__ = ["Deleted", "KeyTakenError", "delete_txn", "group_members_txn", "post_batch_txn", "post_txn"]
+__all__ = [
+    "Deleted",
+    "KeyTakenError",
+    "LiveMessage",
+    "delete_txn",
+    "group_members_txn",
+    "post_batch_txn",
+    "post_txn",
+    "soft_delete_txn",
+]
 
 # -- sending --------------------------------------------------------------
 
@@ -50,13 +63,12 @@ _INSERT = (
 _INSERT_VALUES = ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 #: A message without a key: no index on client_msg_id is touched (the index is partial).
 _INSERT_PLAIN = _INSERT + _INSERT_VALUES + ") RETURNING seq"
+_KEYED = " ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING seq"
 #: A keyed message: no row (None) when the sender already has one with that key.
-_INSERT_KEYED = (
-    _INSERT
-    + ", client_msg_id"
-    + _INSERT_VALUES
-    + ", ?) ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING seq"
-)
+_INSERT_KEYED = _INSERT + ", client_msg_id" + _INSERT_VALUES + ", ?)" + _KEYED
+#: The same with the app's ``extra`` (migration 021): a message without it is the statement above, unchanged.
+_INSERT_PLAIN_EXTRA = _INSERT + ", extra" + _INSERT_VALUES + ", ?) RETURNING seq"
+_INSERT_KEYED_EXTRA = _INSERT + ", extra, client_msg_id" + _INSERT_VALUES + ", ?, ?)" + _KEYED
 #: Tries at storing a keyed message whose key keeps being taken from expired rows by others meanwhile
 #: (also in migration 018's function).
 _KEY_TRIES = 3
@@ -159,14 +171,53 @@ def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] 
 
 def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     row = txn.execute(
-        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
+        "SELECT id, kind, read_only, slow_mode FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
         + (txn.dialect.for_update if lock else ""),
         (group_id,),
     ).fetchone()
     if row is None:
         return None
-    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    if lock:
+        settings = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
+        txn.locked[("group_settings", group_id)] = settings
+    rows = txn.execute("SELECT user_id, role, muted_until FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    if lock:
+        # Each member's standing other than a plain member's, read with the members (no query of its own).
+        txn.locked[("group_standing", group_id)] = {
+            int(r["user_id"]): (r["role"], r["muted_until"]) for r in rows if r["role"] != "member" or r["muted_until"]
+        }
     return [int(r["user_id"]) for r in rows]
+
+
+def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None:
+    """Refuse a group message the sender's role, mute or the group's settings forbid (as migration 020's function).
+
+    The standings and settings come with the members (`_group_members_txn`):
+    an ordinary group costs no query here.  Slow mode reads the sender's last
+    message time afresh (an earlier message of the same batch wrote it); a
+    batch whose members came back from ``post_messages`` reads the sender's row.
+    """
+    standing = txn.locked.get(("group_standing", group_id))
+    settings = txn.locked.get(("group_settings", group_id))
+    if standing is None or settings is None:
+        row = txn.execute(
+            "SELECT uc.role, uc.muted_until, uc.last_sent_at, c.kind, c.read_only, c.slow_mode"
+            " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id WHERE uc.chat_id = ? AND uc.user_id = ?",
+            (group_id, sender_id),
+        ).fetchone()
+        if row is None:
+            raise RefusedError(UNKNOWN_CHAT, code="not_found")
+        role, muted_until, last_sent_at = row["role"], row["muted_until"], row["last_sent_at"]
+        settings = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
+    else:
+        role, muted_until = standing.get(sender_id, ("member", None))
+        last_sent_at = None
+        if settings.slows(role):
+            last_sent_at = txn.scalar(
+                "SELECT last_sent_at FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, sender_id)
+            )
+    check_standing(role, muted_until, "send", now)
+    check_settings(role, settings, last_sent_at, now)
 
 
 def _insert_txn(
@@ -178,6 +229,7 @@ def _insert_txn(
         members = group_members_txn(txn, recipient_id, lock=True)
         if members is None or sender_id not in members:
             raise RefusedError(UNKNOWN_CHAT, code="not_found")
+        _check_standing(txn, recipient_id, sender_id, now)
         chat_id, audience = recipient_id, members
     else:
         if recipient_id == sender_id:
@@ -186,7 +238,7 @@ def _insert_txn(
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
-    params = (
+    params: tuple[Any, ...] = (
         message_id,
         chat_id,
         sender_id,
@@ -199,12 +251,17 @@ def _insert_txn(
         reply_to_seq,
         mentions_text(mentions),
     )
+    if new.extra is not None:
+        insert_plain, insert_keyed = _INSERT_PLAIN_EXTRA, _INSERT_KEYED_EXTRA
+        params = (*params, json.dumps(new.extra, separators=(",", ":"), ensure_ascii=False))  # {} stays {}
+    else:
+        insert_plain, insert_keyed = _INSERT_PLAIN, _INSERT_KEYED
     if new.client_msg_id is None:
-        seq = int(txn.scalar(_INSERT_PLAIN, params))
+        seq = int(txn.scalar(insert_plain, params))
     else:
         # The unique index finds a retry (on PostgreSQL after waiting for a racing
         # transaction that holds the same key to end): no SELECT before the insert.
-        stored = txn.scalar(_INSERT_KEYED, (*params, new.client_msg_id))
+        stored = txn.scalar(insert_keyed, (*params, new.client_msg_id))
         if stored is None:
             raise _KeyInUseError()
         seq = int(stored)
@@ -212,8 +269,8 @@ def _insert_txn(
         (
             # The sender's own row: nobody else's, so no other sender waits on it.
             (
-                "UPDATE user_chats SET sent_count = sent_count + 1 WHERE user_id = ? AND chat_id = ?",
-                (sender_id, chat_id),
+                "UPDATE user_chats SET sent_count = sent_count + 1, last_sent_at = ? WHERE user_id = ? AND chat_id = ?",
+                (now, sender_id, chat_id),
             ),
             # Last: the one row both sides of a direct chat write, held only until the commit.
             # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
@@ -244,6 +301,7 @@ def _insert_txn(
         now,
         reply_to_seq=reply_to_seq,
         mentions=mentions,
+        extra=new.extra,
     )
     return message, audience
 
@@ -279,6 +337,7 @@ def post_txn(
         reply_to=target[2] if target is not None else None,
         sender_display_name=display_name,
         sender_avatar_file_id=avatar_file_id,
+        poll=insert_poll_txn(txn, message.seq, new.poll) if new.poll is not None else None,
     )
     return message, audience
 
@@ -335,6 +394,9 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         return KeyTakenError(original) if original is not None else RefusedError(KEY_BUSY, code="conflict")
     if outcome == "mentions":
         return outsider_error(int(row["o_arg"]))
+    if outcome == "slow_mode":
+        wait = int(row["o_arg"])
+        return RefusedError(f"Slow mode: wait {wait} seconds", code="rate_limited", retry_after=wait)
     if outcome != "stored":
         refusal, code = _REFUSALS.get(outcome, _REFUSALS["not_in_chat"])
         return RefusedError(refusal, code=code)
@@ -383,6 +445,9 @@ _REFUSALS: dict[str, tuple[str, Code]] = {
     "to_self": (TO_SELF, "invalid_argument"),
     "not_friends": (NOT_FRIENDS, "forbidden"),
     "unknown_chat": (UNKNOWN_CHAT, "not_found"),
+    "role": (ROLE_REFUSED, "forbidden"),
+    "muted": (MUTED, "forbidden"),
+    "read_only": (READ_ONLY, "forbidden"),
 }
 
 
@@ -414,21 +479,60 @@ class Deleted:
     chat_id: int
     sender_id: int
     audience: list[int]
+    message_id: str = ""
 
 
 def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Deleted:
-    """Soft-delete a live message: the actor's own, or anybody's for an operator (`Actor.is_admin`).
+    """Soft-delete a live message: the actor's own, anybody's for an operator (`Actor.is_admin`), or, in a
+    group, a lower member's (or a former member's) for a moderator and above.
 
-    The feed row's actor is ``actor.user_id`` (None: an operator acting for no user).
+    The feed row's actor is ``actor.user_id`` (None: an operator acting for no user): ``deleted_by``.
     """
     row = txn.execute(
-        "SELECT seq, chat_id, sender_id FROM messages WHERE id = ? AND deleted_at IS NULL" + txn.dialect.for_update,
+        "SELECT seq, chat_id, sender_id, is_group FROM messages WHERE id = ? AND deleted_at IS NULL"
+        + txn.dialect.for_update,
         (deletion.message_id,),
     ).fetchone()
-    if row is None or (not actor.is_admin and int(row["sender_id"]) != actor.user_id):
-        # Someone else's message looks exactly like a missing one.
+    if row is None:
         raise RefusedError("Message not found", code="not_found")
     seq, chat_id, sender_id = int(row["seq"]), int(row["chat_id"]), int(row["sender_id"])
+    if not actor.is_admin and sender_id != actor.user_id:
+        if not row["is_group"]:
+            # Someone else's message looks exactly like a missing one.
+            raise RefusedError("Message not found", code="not_found")
+        _require_moderator_txn(txn, chat_id, actor.uid, sender_id)
+    return soft_delete_txn(txn, LiveMessage(seq, chat_id, sender_id, deletion.message_id), actor.user_id, now)
+
+
+def _require_moderator_txn(txn: Txn, chat_id: int, actor_id: int, sender_id: int) -> None:
+    """Refuse unless ``actor_id`` is a member whose role deletes others' messages and outranks the sender's."""
+    roles = {
+        int(r["user_id"]): r["role"]
+        for r in txn.execute(
+            "SELECT user_id, role FROM user_chats WHERE chat_id = ? AND user_id IN (?, ?)",
+            (chat_id, actor_id, sender_id),
+        ).fetchall()
+    }
+    if actor_id not in roles:
+        raise RefusedError("Message not found", code="not_found")
+    mine = roles[actor_id]
+    if not may(mine, "delete_others") or (sender_id in roles and not outranks(mine, roles[sender_id])):
+        raise RefusedError(ROLE_REFUSED, code="forbidden")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMessage:
+    """A live message to delete, found (and its deletion allowed) by the caller."""
+
+    seq: int
+    chat_id: int
+    sender_id: int
+    message_id: str
+
+
+def soft_delete_txn(txn: Txn, message: LiveMessage, actor_id: int | None, now: float) -> Deleted:
+    """Soft-delete ``message`` with its feed row (``actor_id``: who deleted it) and the counters it was in."""
+    seq, chat_id, sender_id = message.seq, message.chat_id, message.sender_id
     # Rows in the order sending takes them, so the two never deadlock: a group
     # message locks the chat row first, then its sender's member row; a direct
     # message its sender's member row, then (last) the chat row.
@@ -443,7 +547,7 @@ def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Delete
         txn,
         "UPDATE messages SET deleted_at = ? WHERE seq = ?",
         (now, seq),
-        NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=actor.user_id),
+        NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=actor_id),
     )
     # The message leaves exactly one of each member's buckets: live at their
     # join (base), sent by them since, read by them since, or unread.
@@ -472,4 +576,4 @@ def delete_txn(txn: Txn, actor: Actor, deletion: Deletion, now: float) -> Delete
     audience = [int(r["user_id"]) for r in rows]
     if sender_id not in audience:
         audience.append(sender_id)
-    return Deleted(chat_id, sender_id, audience)
+    return Deleted(chat_id, sender_id, audience, message.message_id)

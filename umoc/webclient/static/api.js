@@ -11,12 +11,12 @@ export class RequestError extends Error {
   }
 }
 
-async function postJson(path, body) {
+async function postJson(path, body, headers = {}) {
   let response;
   try {
     response = await fetch(path, {
       method: 'POST',
-      headers: {'Content-Type': 'application/json'},
+      headers: {'Content-Type': 'application/json', ...headers},
       body: JSON.stringify(body),
       cache: 'no-store',
     });
@@ -31,7 +31,7 @@ async function postJson(path, body) {
   }
   if (!response.ok) {
     const message = data && typeof data.error === 'string' ? data.error : `HTTP ${response.status}`;
-    throw new RequestError(message, {status: response.status});
+    throw new RequestError(message, {status: response.status, totpRequired: Boolean(data && data.totp_required)});
   }
   return data;
 }
@@ -40,8 +40,9 @@ async function postJson(path, body) {
 // the account, so guesses at it from elsewhere never hold its owner back (ratelimits.login_account).
 const DEVICE_KEY = 'umoc.device';
 
-async function login(username, password) {
+async function login(username, password, totp = '') {
   const body = {username, password};
+  if (totp) body.totp = totp;
   try {
     const device = localStorage.getItem(DEVICE_KEY);
     if (device) body.device_token = device;
@@ -61,7 +62,40 @@ export const http = {
   register: (username, password) => postJson('/api/register', {username, password}),
   login,
   logout: (session) => postJson('/api/logout', {sessionID: session.sessionID, token: session.token}),
+  // TOTP of a password account: 'setup' -> {secret, otpauth_uri}; 'enable' / 'disable' with {code}.
+  totp: (session, step, body = {}) => postJson(`/api/account/totp/${step}`, body, {
+    'X-Session-ID': session.sessionID, 'X-Session-Token': session.token,
+  }),
+  // {"enabled", "provider"}: whether the server offers sign-in with an OpenID provider (auth.oidc).
+  oidcConfig: async () => {
+    try {
+      const response = await fetch('/api/oidc/config', {cache: 'no-store'});
+      return response.ok ? await response.json() : {enabled: false};
+    } catch {
+      return {enabled: false};
+    }
+  },
 };
+
+// The OIDC callback hands the session over in the URL's fragment (#oidc=<base64url JSON>), or a
+// refusal (#oidc_error=<message>); either is taken out of the address bar at once.
+export function takeOidcResult() {
+  const hash = window.location.hash;
+  if (!hash.startsWith('#oidc')) return {session: null, error: ''};
+  window.history.replaceState(null, '', window.location.pathname + window.location.search);
+  const [key, value = ''] = hash.slice(1).split('=', 2);
+  if (key === 'oidc_error') return {session: null, error: decodeURIComponent(value)};
+  try {
+    const text = atob(value.replace(/-/g, '+').replace(/_/g, '/'));
+    const session = JSON.parse(text);
+    if (session && typeof session.sessionID === 'string' && typeof session.token === 'string') {
+      return {session, error: ''};
+    }
+  } catch {
+    // fall through
+  }
+  return {session: null, error: 'The sign-in did not finish; sign in again'};
+}
 
 // -- the login session, kept in localStorage so a reload stays logged in --------------
 

@@ -10,7 +10,7 @@
 
 import {
   Connection, RequestError, clearSession, fetchFileUrl, fetchPreviewImageUrl, http, isFileId, loadSession,
-  saveSession, uploadFile,
+  saveSession, takeOidcResult, uploadFile,
 } from './api.js';
 import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
 
@@ -177,11 +177,18 @@ async function submitLogin(register) {
   for (const button of [$('login-button'), $('register-button')]) button.disabled = true;
   try {
     if (register) await http.register(username, password);
-    const login = await http.login(username, password);
+    const login = await http.login(username, password, $('login-totp').value.trim());
     saveSession(login);
     $('login-password').value = '';
+    $('login-totp').value = '';
+    $('login-totp-row').hidden = true;
     start(login);
   } catch (err) {
+    if (err.totpRequired) {
+      // The password was right and the account has TOTP on: ask for the code.
+      $('login-totp-row').hidden = false;
+      $('login-totp').focus();
+    }
     error.textContent = err.status === 409 ? 'That username is taken' : err.message;
   } finally {
     for (const button of [$('login-button'), $('register-button')]) button.disabled = false;
@@ -570,6 +577,47 @@ async function saveProfile(event) {
     showError(err);
   } finally {
     button.disabled = false;
+  }
+}
+
+// -- TOTP: set up (a key for the app), then confirm with a code; or turn off with a code ------------
+
+let totpStep = null; // 'enable' after setup, 'disable' after "Turn off"
+
+function showTotpCode(step, message) {
+  totpStep = step;
+  $('totp-code-row').hidden = false;
+  $('totp-confirm').hidden = false;
+  $('totp-status').textContent = message;
+  $('totp-code').value = '';
+  $('totp-code').focus();
+}
+
+async function setUpTotp() {
+  try {
+    const setup = await http.totp(state.session, 'setup');
+    $('totp-secret').textContent = setup.secret;
+    $('totp-uri').href = setup.otpauth_uri;
+    $('totp-setup-info').hidden = false;
+    showTotpCode('enable', 'Then type the code the app shows to turn it on.');
+  } catch (err) {
+    $('totp-status').textContent = err.message;
+  }
+}
+
+async function confirmTotp(event) {
+  event.preventDefault();
+  if (!totpStep) return;
+  try {
+    const answer = await http.totp(state.session, totpStep, {code: $('totp-code').value.trim()});
+    totpStep = null;
+    $('totp-code-row').hidden = true;
+    $('totp-confirm').hidden = true;
+    $('totp-setup-info').hidden = true;
+    $('totp-status').textContent = answer.enabled
+      ? 'On: logins ask for a code from your app.' : 'Off: logins need your password only.';
+  } catch (err) {
+    $('totp-status').textContent = err.message;
   }
 }
 
@@ -1829,6 +1877,9 @@ function wire() {
   $('add-contact-form').addEventListener('submit', addContact);
   $('new-group-form').addEventListener('submit', createGroup);
   $('profile-form').addEventListener('submit', saveProfile);
+  $('totp-form').addEventListener('submit', confirmTotp);
+  $('totp-setup').addEventListener('click', setUpTotp);
+  $('totp-disable').addEventListener('click', () => showTotpCode('disable', 'Type a code from your app to turn it off.'));
   $('profile-avatar-input').addEventListener('change', (e) => chooseAvatar(e.target.files[0]));
   $('profile-avatar-remove').addEventListener('click', removeAvatarChoice);
   $('composer-context-cancel').addEventListener('click', () => {
@@ -1882,6 +1933,14 @@ function wire() {
 }
 
 wire();
+const oidc = takeOidcResult();
+if (oidc.session) saveSession(oidc.session);
 const saved = loadSession();
 if (saved) start(saved);
-else showLogin();
+else showLogin(oidc.error);
+http.oidcConfig().then((offered) => {
+  if (!offered.enabled) return;
+  $('oidc-button').textContent = `Sign in with ${offered.provider}`;
+  $('oidc-button').addEventListener('click', () => { window.location.assign('/api/oidc/login'); });
+  $('oidc-row').hidden = false;
+});
