@@ -53,6 +53,9 @@ setup(
         "treq>=23.11",
         "service-identity>=23.1",
         "pyyaml>=6.0",
+        # Thumbnails of shared images (issue 32): the maintained decoder for JPEG, PNG, WebP and GIF, with
+        # reduced-scale JPEG decoding (draft) and header-only size reads for the decompression-bomb check.
+        "Pillow>=10.1",
         # Argon2id password hashing (OWASP parameters) instead of hand-tuned scrypt.
         "argon2-cffi>=23.1",
         # Web Push (issue 16): RFC 8188/8291 aes128gcm payload encryption (what pywebpush uses) ...

@@ -236,6 +236,14 @@ export interface MessageEditedEvent {
   edited_at: string | null;
 }
 
+/** a text message's link preview, fetched by the server after the message was sent */
+export interface MessagePreviewEvent {
+  message_id: string;
+  chat_id: number;
+  is_group: boolean;
+  preview: Record<string, unknown>;
+}
+
 /** a message of one of your chats was deleted */
 export interface MessageDeletedEvent {
   message_id: string;
@@ -905,6 +913,7 @@ export interface ServerToClientEvents {
   typing_indicator: (payload: TypingIndicatorEvent) => void;
   new_message: (payload: NewMessageEvent) => void;
   message_edited: (payload: MessageEditedEvent) => void;
+  message_preview: (payload: MessagePreviewEvent) => void;
   message_deleted: (payload: MessageDeletedEvent) => void;
   reaction_updated: (payload: ReactionUpdatedEvent) => void;
   message_pinned: (payload: MessagePinnedEvent) => void;

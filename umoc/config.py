@@ -375,6 +375,9 @@ class MessagesConfig:
     edit_window: Duration = Duration(86400)
     #: How long a ``client_msg_id`` stays the sender's: a retry within it is answered as a duplicate.
     idempotency_window: Duration = Duration(86400)
+    #: Fetch the first http(s) URL of a text message (through the guarded outbound agent) and send
+    #: ``message_preview`` with its title, description, site name and image.
+    link_previews: bool = True
     #: Pinned messages one chat may hold (``pin_message`` past it is refused).
     max_pins: int = 50
     #: Bytes of an ``extra`` object (compact JSON) on a message, a profile or a group.
@@ -457,6 +460,10 @@ class UploadsConfig:
     cleanup_interval: Duration = Duration(300)
     #: MIME types allowed, by the message type they become.
     allowed_types: dict[str, tuple[str, ...]] = field(default_factory=_default_allowed_types)
+    #: Images with more pixels than this (by their header) get no thumbnail: decompression bombs.
+    max_image_pixels: int = 50_000_000
+    #: Images decoded for thumbnails at once, each in a thread of the reactor's pool.
+    thumbnail_threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -560,6 +567,22 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
+class PreviewsConfig:
+    """Link previews (``messages.link_previews``): how they are fetched and how long they are kept."""
+
+    #: How long a URL's fetch (or its failure) is reused before the URL is fetched again.
+    ttl: Duration = Duration(86400)
+    #: The whole fetch of a page, redirects included; the image has as long again.
+    timeout: Duration = Duration(10)
+    #: Most bytes of a page read; a larger page has no preview.
+    max_page_size: Size = Size(1024 * 1024)
+    #: Most bytes of a page's image read; a larger image is left out of the preview.
+    max_image_size: Size = Size(5 * 1024 * 1024)
+    #: Redirects followed, each checked again against the outbound address policy.
+    max_redirects: int = 3
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """What ``twistd umoc`` logs, and how each line looks."""
 
@@ -595,6 +618,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    previews: PreviewsConfig = field(default_factory=PreviewsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -891,6 +915,14 @@ def _check(config: Config) -> list[str]:
         bad("groups.max_members_broadcast", "expected at least 1")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
+    if config.previews.ttl <= 0 or config.previews.timeout <= 0:
+        bad("previews.ttl", "previews.ttl and previews.timeout must be positive")
+    if config.previews.max_redirects < 0:
+        bad("previews.max_redirects", "expected 0 or more")
+    if config.uploads.max_image_pixels < 1:
+        bad("uploads.max_image_pixels", "expected at least 1")
+    if config.uploads.thumbnail_threads < 1:
+        bad("uploads.thumbnail_threads", "expected at least 1")
     if not 2 <= config.messages.max_extra_bytes <= 1_000_000:
         bad("messages.max_extra_bytes", "expected 2 to 1000000")
     if config.messages.max_pins < 1:

@@ -302,6 +302,8 @@ class UmocService(service.MultiService):
         if not await self._until(outbound, deadline):
             log.warn("Stopping with pushes or webhooks still in flight (server.shutdown_timeout)")
         await node.http.close()
+        if node.services.previews is not None:
+            await node.services.previews.close()
         for child in reversed(list(self)):
             if child.running:
                 try:

@@ -31,6 +31,7 @@ from umoc.domain.identity import Identities
 from umoc.domain.oidc import OidcSignIn
 from umoc.domain.outbox import Tail, node_holder
 from umoc.domain.overload import ReactorLag, WriteAdmission
+from umoc.domain.previews import LinkPreviews
 from umoc.domain.push import PushNotifier
 from umoc.domain.services import Services
 from umoc.domain.sessions import SessionManager
@@ -41,6 +42,8 @@ from umoc.events.router import Router, build_routes
 from umoc.events.routes import ROUTE_GROUPS
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClients, load_or_create_vapid_key
+from umoc.outbound.agent import AddressPolicy
+from umoc.outbound.previews import PreviewFetcher
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter, trusted_networks
 from umoc.socketapp import UmocSocketApp
 from umoc.storage import Storage, open_storage
@@ -229,7 +232,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         "Logins, registrations and password checks refused: sessions.password_queue were waiting",
         lambda: sessions.hashes_refused,
     )
-    files = FileManager(storage, clock, config.uploads, config.uploads_path)
+    files = FileManager(storage, clock, config.uploads, config.uploads_path, threads_reactor)
     db = storage.db
 
     lag = ReactorLag(clock)
@@ -264,6 +267,21 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         accounts=Accounts(storage, sessions, hub, files, clock),
         admission=WriteAdmission(
             write_wait, config.server.overload_wait, clock, metrics, lag.lag, config.server.overload_lag
+        ),
+        previews=LinkPreviews(
+            storage,
+            hub,
+            clock,
+            config,
+            PreviewFetcher(
+                reactor,
+                clock,
+                config.previews,
+                AddressPolicy.from_config(config.outbound.allowed_hosts),
+                files.thumbnailer.run,
+                files.preview_image_path,
+                config.outbound.max_answer_headers,
+            ),
         ),
         identities=(identities := _identities(config, clock, storage, sessions, http)),
         oidc=OidcSignIn(config, identities, http.trusted, clock),

@@ -25,6 +25,7 @@ from typing import Any
 from twisted.internet import error, reactor, threads
 from twisted.trial import unittest
 
+from tests.events.test_previews import PAGE, Site, listen
 from tests.support.daemon import TWISTD, Daemon
 from tests.support.deferreds import inline
 
@@ -185,6 +186,10 @@ class WebClientTests(unittest.TestCase):
 
     def spawn(self) -> Daemon:
         work = tempfile.mkdtemp(prefix="umoc-web-")
+        # Link previews of the test's own site on 127.0.0.1 (loopback is refused unless listed).
+        config = os.path.join(work, "umoc.yaml")
+        with open(config, "w") as f:
+            f.write('outbound:\n  allowed_hosts: ["127.0.0.1"]\n')
         daemon = Daemon()
         argv = [
             sys.executable,
@@ -194,6 +199,8 @@ class WebClientTests(unittest.TestCase):
             "--pidfile",
             os.path.join(work, "twistd.pid"),
             "umoc",
+            "--config",
+            config,
             "--listen",
             "tcp:0:interface=127.0.0.1",
             "--data-dir",
@@ -217,6 +224,10 @@ class WebClientTests(unittest.TestCase):
     async def test_two_browsers_chat_share_an_image_and_meet_in_a_group(self) -> None:
         daemon = self.spawn()
         port = await daemon.listening
+        # A page with OpenGraph tags and an image, for the link card.
+        self.site_port = listen(
+            self, Site({b"/page": ("text/html; charset=utf-8", PAGE), b"/img.png": ("image/png", png())})
+        )
         await threads.deferToThread(self.story, f"http://127.0.0.1:{port}/")
 
     def story(self, url: str) -> None:
@@ -323,6 +334,11 @@ class WebClientTests(unittest.TestCase):
         alice.until(lambda: alice.image_loaded(".message.mine img.preview"), "Alice's image preview")
         bob.until(lambda: bob.image_loaded(".message img.preview"), "Bob's image preview")
         bob.text_in(".message figcaption a", "sunset.png")
+        # A link: the server fetches the page and both sides show its card, with the server's copy of its image.
+        alice.send(f"Look at http://127.0.0.1:{self.site_port}/page")
+        bob.text_in(".message .link-card-title", "Caf\u00e9 & Co")
+        alice.text_in(".message.mine .link-card-site", "Example")
+        bob.until(lambda: bob.image_loaded(".message .link-card-image"), "the link card's image")
         href = bob.find(".message figcaption a").get_attribute("href")
         self.assertIn("/api/files/", href)
         self.assertNotIn("token", href)  # issue 22 G14: the click fetches with headers and saves a blob: URL

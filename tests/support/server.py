@@ -40,6 +40,8 @@ def test_config(data_dir: str, **sections: Any) -> Config:
         "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir, "overload_lag": "0s"},
         # Tests on a Clock read the feed at each commit (`FeedConsumer.wake`); the delay has its own test.
         "feed": {"consumer_wake_delay": "0s"},
+        # No test reaches the internet: previews are on only where a test serves the pages itself.
+        "messages": {"link_previews": False},
     }
     for key, values in sections.items():
         if isinstance(values, dict):

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest, token_matches
 from umoc.domain.access import require_writable_chat
+from umoc.domain.thumbnails import SIZES, ImageInfo, Thumbnailer
 from umoc.errors import Code, UserError
 from umoc.records.files import FileOffer, FileShare
 from umoc.storage import Storage
@@ -39,6 +40,7 @@ __all__ = [
     "download_url",
     "message_type_for",
     "normalise_type",
+    "thumbnail_url",
 ]
 
 #: The chat an avatar upload is recorded with: none (chat ids start at 1), so it is no chat's file.
@@ -88,6 +90,11 @@ def download_url(file_id: str) -> str:
     return f"/api/files/{file_id}"
 
 
+def thumbnail_url(file_id: str) -> str:
+    """The medium thumbnail; ``?size=small`` asks for the small one."""
+    return f"/api/files/{file_id}/thumbnail?size=medium"
+
+
 class UploadDeniedError(UserError):
     """An upload request that may not proceed; ``status`` is the HTTP answer."""
 
@@ -111,12 +118,15 @@ class FileManager:
 
     PURGE_BATCH = 500
 
-    def __init__(self, storage: Storage, clock: IReactorTime, config: UploadsConfig, root: Path) -> None:
+    def __init__(
+        self, storage: Storage, clock: IReactorTime, config: UploadsConfig, root: Path, threads_reactor: Any = None
+    ) -> None:
         self._storage = storage
         self._clock = clock
         self.config = config
         self.root = root
         self.temp_dir = root / "tmp"
+        self.thumbnailer = Thumbnailer(threads_reactor or clock, config.thumbnail_threads, config.max_image_pixels)
 
     def now(self) -> float:
         return self._clock.seconds()
@@ -126,6 +136,14 @@ class FileManager:
     def path_for(self, file_id: str) -> Path:
         """Files are named by id only, spread over 256 directories."""
         return self.root / file_id[:2] / file_id
+
+    def preview_image_path(self, image_id: str, size: str) -> Path:
+        """UMOC's thumbnails of link preview images: ``<uploads>/previews/<first two>/<image_id>.<size>``."""
+        return self.root / "previews" / image_id[:2] / f"{image_id}.{size}"
+
+    def thumbnail_path(self, file_id: str, size: str) -> Path:
+        """Beside the file: ``<file_id>.small`` and ``<file_id>.medium``."""
+        return self.root / file_id[:2] / f"{file_id}.{size}"
 
     def temp_path(self, file_id: str) -> Path:
         """A fresh name for an upload in progress; the directory is made on first use."""
@@ -207,18 +225,32 @@ class FileManager:
         await require_writable_chat(self._storage, user_id, record.chat_id, record.is_group)
         if not await files.claim_completion(file_id, user_id, self.now()):
             raise UserError("File already shared", code="conflict")
-        content = json.dumps(
-            {
-                "file_id": file_id,
-                "file_name": record.file_name,
-                "file_size": record.file_size,
-                "file_type": record.file_type,
-                "url": download_url(file_id),
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        return SharedFile(record, message_type_for(record.file_type, self.config) or "file", content)
+        message_type = message_type_for(record.file_type, self.config) or "file"
+        metadata: dict[str, Any] = {
+            "file_id": file_id,
+            "file_name": record.file_name,
+            "file_size": record.file_size,
+            "file_type": record.file_type,
+            "url": download_url(file_id),
+        }
+        if message_type == "image":
+            try:
+                image = await self.thumbnails(file_id)
+            except BaseException:
+                await files.release_completion(file_id)
+                raise
+            if image is not None:
+                metadata.update(width=image.width, height=image.height, thumbnail_url=thumbnail_url(file_id))
+        content = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+        return SharedFile(record, message_type, content)
+
+    def thumbnails(self, file_id: str) -> defer.Deferred[ImageInfo | None]:
+        """Make the file's thumbnails off the reactor; its displayed size, or None if it has none.
+
+        Only Pillow's sniffing of the bytes decides the format (the declared
+        type merely says an image is expected); see `umoc.domain.thumbnails`.
+        """
+        return self.thumbnailer.run(self.path_for(file_id), lambda size: self.thumbnail_path(file_id, size))
 
     def unclaim(self, file_id: str) -> defer.Deferred[None]:
         return self._storage.files.release_completion(file_id)
@@ -324,6 +356,8 @@ class FileManager:
     def _remove_files(self, file_ids: list[str]) -> None:
         for file_id in file_ids:
             self.path_for(file_id).unlink(missing_ok=True)
+            for size in SIZES:
+                self.thumbnail_path(file_id, size).unlink(missing_ok=True)
             for temp in self.temp_dir.glob(f"{file_id}.*.part"):
                 temp.unlink(missing_ok=True)
 

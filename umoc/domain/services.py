@@ -20,6 +20,7 @@ from umoc.domain.files import FileManager
 from umoc.domain.identity import Identities
 from umoc.domain.oidc import OidcSignIn
 from umoc.domain.overload import WriteAdmission
+from umoc.domain.previews import LinkPreviews
 from umoc.domain.push import PushNotifier
 from umoc.domain.sessions import SessionManager
 from umoc.domain.webhooks import Webhooks
@@ -50,3 +51,5 @@ class Services:
     oidc: OidcSignIn
     #: Whether a new write may start now (``server.overload_wait``): the edges ask before any database work.
     admission: WriteAdmission
+    #: Link previews (``messages.link_previews``); None where nothing is sent (``umoc-admin``).
+    previews: LinkPreviews | None = None

@@ -26,6 +26,7 @@ from umoc.storage.moderation import ModerationStore
 from umoc.storage.outbox import OutboxStore
 from umoc.storage.pins import PinStore
 from umoc.storage.polls import PollStore
+from umoc.storage.previews import PreviewStore
 from umoc.storage.profiles import ProfileStore
 from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
@@ -52,6 +53,7 @@ class Storage:
         self.moderation = ModerationStore(db)
         self.joining = JoiningStore(db)
         self.files = FileStore(db)
+        self.previews = PreviewStore(db)
         self.admin = AdminStore(db)
         self.push = PushStore(db)
         self.bots = BotStore(db)

@@ -45,6 +45,8 @@ KINDS = (
     "profile",
     "chat_read",
     "chat_muted",
+    # A link preview attached to a text message (``message_preview``).
+    "preview",
     "pin",
     "poll",
     # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.

@@ -90,7 +90,7 @@ EXPIRED_CURSOR = (
 _SNAPSHOT = re.compile(r"^(\d{1,20}):(\d{1,20}):((?:\d{1,20}(?:,\d{1,20})*)?)$")
 
 #: Kinds that name a message: left out once it is deleted (but the deletion itself).
-_MESSAGE_KINDS = ("message", "edit", "reaction", "delete", "pin", "poll")
+_MESSAGE_KINDS = ("message", "edit", "reaction", "delete", "preview", "pin", "poll")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""``PUT /api/upload/<file_id>`` (POST too) and ``GET /api/files/<file_id>``.
+"""``PUT /api/upload/<file_id>`` (POST too), ``GET /api/files/<file_id>`` and its ``/thumbnail``.
 
 Uploads stream: twisted.web normally collects a whole request body in
 ``request.content`` before any resource sees it, which would let anyone with
@@ -44,6 +44,7 @@ from twisted.web.iweb import IRequest
 from umoc.domain.files import FileManager, UploadDeniedError
 from umoc.domain.overload import WriteAdmission
 from umoc.domain.sessions import SessionManager
+from umoc.domain.thumbnails import SIZES, thumbnail_type
 from umoc.errors import Code
 from umoc.records.files import FileRecord
 from umoc.web.jsonapi import HttpError, JsonResource, write_json
@@ -316,6 +317,13 @@ class UploadRequest(server.Request):
         super().connectionLost(reason)
 
 
+def _private_headers(request: IRequest) -> None:
+    """Never interpreted as anything but its type, never run, never kept by a shared cache."""
+    request.setHeader(b"X-Content-Type-Options", b"nosniff")
+    request.setHeader(b"Content-Security-Policy", b"default-src 'none'; sandbox")
+    request.setHeader(b"Cache-Control", b"private, no-store")
+
+
 class _EmptyBody:
     """``request.content`` for a streamed upload: the bytes went to disk, not here."""
 
@@ -353,6 +361,7 @@ class Uploads:
         return {
             b"upload": JsonResource({b"PUT": self._upload, b"POST": self._upload}),
             b"files": JsonResource({b"GET": self._download}),
+            b"previews": JsonResource({b"GET": self._preview_image}),
         }
 
     async def _upload(self, request: IRequest) -> None:
@@ -368,29 +377,39 @@ class Uploads:
     # -- downloads ----------------------------------------------------------
 
     async def _download(self, request: server.Request) -> None:
+        """The file, or with ``/thumbnail`` after its id one of its thumbnails; the same access check."""
         user_id = await self._session_user(request)
         if user_id is None:
             raise HttpError(401, "Invalid or expired session", code="not_authenticated")
         not_found = HttpError(404, "Not found", code="not_found")
-        file_id = _file_id(request.postpath[0]) if request.postpath and len(request.postpath) == 1 else None
-        if file_id is None:
+        postpath = request.postpath or []
+        file_id = _file_id(postpath[0]) if len(postpath) in (1, 2) else None
+        thumbnail = len(postpath) == 2
+        if file_id is None or (thumbnail and postpath[1] != b"thumbnail"):
             raise not_found
+        size = None
+        if thumbnail:
+            raw = (request.args or {}).get(b"size", [b"medium"])[0]
+            size = raw.decode("latin-1")
+            if size not in SIZES:
+                raise HttpError(400, "Invalid 'size': expected small or medium", code="invalid_argument")
         record = await self.files.readable(file_id, user_id)
         if record is None:
             raise not_found
+        if size is not None:
+            await self._send_thumbnail(request, self.files.thumbnail_path(file_id, size))
+            return
         try:
             handle = open(self.files.path_for(file_id), "rb")  # noqa: SIM115 - closed when the transfer ends
         except FileNotFoundError:
             log.error("File {file_id} is recorded but missing on disk", file_id=file_id)
             raise not_found from None
-        size = os.fstat(handle.fileno()).st_size
+        size_bytes = os.fstat(handle.fileno()).st_size
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", record.file_type.encode("ascii"))
-        request.setHeader(b"Content-Length", str(size).encode("ascii"))
+        request.setHeader(b"Content-Length", str(size_bytes).encode("ascii"))
         request.setHeader(b"Content-Disposition", content_disposition(record.file_name).encode("ascii"))
-        request.setHeader(b"X-Content-Type-Options", b"nosniff")
-        request.setHeader(b"Content-Security-Policy", b"default-src 'none'; sandbox")
-        request.setHeader(b"Cache-Control", b"private, no-store")
+        _private_headers(request)
         sender = FileSender()
         transfer = sender.beginFileTransfer(handle, request)
         request.notifyFinish().addErrback(lambda _: sender.stopProducing())
@@ -400,6 +419,32 @@ class Uploads:
             return
         finally:
             handle.close()
+        request.finish()
+
+    async def _preview_image(self, request: server.Request) -> None:
+        """UMOC's thumbnail of a link preview's image, to any signed-in user (it shows a public page)."""
+        if await self._session_user(request) is None:
+            raise HttpError(401, "Invalid or expired session", code="not_authenticated")
+        postpath = request.postpath or []
+        image_id = _file_id(postpath[0]) if len(postpath) == 1 else None
+        if image_id is None:
+            raise HttpError(404, "Not found", code="not_found")
+        raw = (request.args or {}).get(b"size", [b"medium"])[0].decode("latin-1")
+        if raw not in SIZES:
+            raise HttpError(400, "Invalid 'size': expected small or medium", code="invalid_argument")
+        await self._send_thumbnail(request, self.files.preview_image_path(image_id, raw))
+
+    async def _send_thumbnail(self, request: server.Request, path: Path) -> None:
+        """A few KB made by UMOC itself (its type from its own first bytes); 404 when the image has none."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise HttpError(404, "Not found", code="not_found") from None
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", thumbnail_type(data).encode("ascii"))
+        request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))
+        _private_headers(request)
+        request.write(data)
         request.finish()
 
     async def _session_user(self, request: IRequest) -> int | None:

@@ -98,6 +98,8 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     # Push and the ``message.created`` webhook read the message from the feed (the outbox): wake them.
     services.push.wake()
     services.webhooks.wake()
+    if services.previews is not None:
+        services.previews.after_send(message, audience)  # a substring test unless the text has "http"
     return mine
 
 

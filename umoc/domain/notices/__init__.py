@@ -235,6 +235,11 @@ MESSAGE_EDITED = declare(
     ("message_id", "chat_id", "is_group", "content", "edited_at"),
     summary="a message of one of your chats was edited",
 )
+MESSAGE_PREVIEW = declare(
+    "message_preview",
+    ("message_id", "chat_id", "is_group", "preview"),
+    summary="a text message's link preview, fetched by the server after the message was sent",
+)
 MESSAGE_DELETED = declare(
     "message_deleted",
     ("message_id", "sender_id", "timestamp", "deleted_by"),

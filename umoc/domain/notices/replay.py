@@ -28,6 +28,7 @@ back bit for bit)::
     join_requested       ["join_requested", chat_id, user_id, at]  (each moderator's own stream)
     join_rejected        ["join_rejected", chat_id, at]            (the requester's own stream)
     profile_updated      ["profile", user_id, at]
+    message_preview      ["preview", message_id]              (a message gets at most one preview)
 
 The time makes two changes of the same things apart (an emoji added, removed
 and added again).  A key is per receiving user: the hub remembers which
@@ -65,6 +66,7 @@ __all__ = [
     "member_role",
     "message",
     "notice",
+    "preview",
     "pin",
     "poll",
     "profile",
@@ -80,6 +82,10 @@ def _key(*parts: Any) -> str:
 
 def message(message_id: str) -> str:
     return message_id
+
+
+def preview(message_id: str) -> str:
+    return _key("preview", message_id)
 
 
 def edit(message_id: str, at: float) -> str:
@@ -159,8 +165,11 @@ def chat_muted(state: dict[str, Any], at: float) -> str:
 def key(change: Change) -> str | None:
     """The delivery key of a change read from the feed; None for one that names nothing any more."""
     kind, at, data, msg = change.kind, change.created_at, change.data, change.message
-    if kind in ("message", "edit", "delete", "reaction", "pin", "poll") and msg is None:
+    if kind in ("message", "edit", "delete", "reaction", "preview", "pin", "poll") and msg is None:
         return None
+    if kind == "preview":
+        assert msg is not None
+        return preview(msg.id)
     if kind == "message":
         assert msg is not None
         return message(msg.id)

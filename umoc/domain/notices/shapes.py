@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain.files import download_url
+from umoc.records.previews import LinkPreview
 from umoc.storage.contacts import Contact
 from umoc.storage.deliveries import Delivered
 from umoc.storage.feed import Change
@@ -140,6 +141,33 @@ def new_message(message: Message, now: float | None = None) -> dict[str, Any]:
     return payload
 
 
+def preview_image_url(image_id: str | None) -> str | None:
+    """Where UMOC serves its thumbnail of a preview's image; the site's own URL is never shown."""
+    return None if image_id is None else f"/api/previews/{image_id}"
+
+
+def preview(found: LinkPreview) -> dict[str, Any]:
+    """The ``preview`` object of ``message_preview`` and of history."""
+    return {
+        "url": found.url,
+        "title": found.title,
+        "description": found.description,
+        "image_url": preview_image_url(found.image_id),
+        "site_name": found.site_name,
+    }
+
+
+def message_preview(message: Message, chat_id: int) -> dict[str, Any]:
+    """``message_preview`` for a viewer who calls the chat ``chat_id``."""
+    assert message.preview is not None
+    return {
+        "message_id": message.id,
+        "chat_id": chat_id,
+        "is_group": message.is_group,
+        "preview": preview(message.preview),
+    }
+
+
 def message_summary(message: Message) -> dict[str, Any]:
     """The ``last_message`` object of ``chats``."""
     return {
@@ -176,6 +204,8 @@ def history_message(
         item["delivered_at"] = iso_or_none(message.delivered_at)
     if message.encrypted_content is not None:
         item["encrypted_content"] = message.encrypted_content
+    if message.preview is not None:
+        item["preview"] = preview(message.preview)
     if message.extra is not None:
         item["extra"] = message.extra
     if message.poll is not None:
@@ -512,6 +542,8 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
             message.content,
             message.edited_at if message.edited_at is not None else when,
         )
+    elif kind == "preview" and message is not None and message.preview is not None:
+        event, fields = "message_preview", message_preview(message, _chat_id_for(message, viewer_id))
     elif kind == "delete" and message is not None:
         event = "message_deleted"
         fields = {

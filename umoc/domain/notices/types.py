@@ -87,6 +87,17 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "members": OBJECTS,
     "mention_count": INTEGER,
     "mentions": _list(INTEGER),
+    "preview": {
+        "type": "object",
+        "properties": {
+            "url": STRING,
+            "title": nullable(STRING),
+            "description": nullable(STRING),
+            "image_url": nullable(STRING),
+            "site_name": nullable(STRING),
+        },
+        "required": ["url", "title", "description", "image_url", "site_name"],
+    },
     "message": STRING,
     "message_id": STRING,
     "message_ids": _list(STRING),

@@ -23,6 +23,7 @@ from umoc.storage.messages.rows import (
     message_from_row,
 )
 from umoc.storage.polls import polls_for_txn
+from umoc.storage.previews import previews_for_txn
 from umoc.storage.reactions import reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 from umoc.storage.replies import replies_for_txn
@@ -146,21 +147,24 @@ def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int
 
 
 def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = None) -> list[Message]:
-    """The messages with their reply targets, reactions and polls (``viewer_id``'s votes in them).
+    """The messages with their reply targets, reactions, polls (``viewer_id``'s votes in them) and link previews.
 
     Two queries whatever their number (one without replies), and one or two
-    more only when there are polls among them.
+    more only when there are polls among them, one more only when a text has a link.
     """
     if not messages:
         return []
     replies = replies_for_txn(txn, [m.reply_to_seq for m in messages if m.reply_to_seq is not None])
     reactions = reactions_for_txn(txn, [m.seq for m in messages])
+    # Only a text with a link can have a preview: a page without one costs no query.
+    previews = previews_for_txn(txn, [m.seq for m in messages if m.type == "text" and "http" in m.content])
     polls = polls_for_txn(txn, [m.seq for m in messages if m.type == "poll"], viewer_id)
     return [
         replace(
             m,
             reply_to=replies.get(m.reply_to_seq) if m.reply_to_seq is not None else None,
             reactions=tuple(reactions.get(m.seq, ())),
+            preview=previews.get(m.seq),
             poll=polls.get(m.seq),
         )
         for m in messages

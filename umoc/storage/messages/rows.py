@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from umoc.errors import UNKNOWN_CHAT
+from umoc.records.previews import LinkPreview
 from umoc.storage.database import Row
 from umoc.storage.mentions import parse_mentions
 from umoc.storage.polls import Poll
@@ -57,6 +58,8 @@ class Message:
     #: Filled by `annotate_txn` for payloads that show them.
     reply_to: ReplyTo | None = None
     reactions: tuple[Reaction, ...] = ()
+    #: Its link preview (``message_preview``), filled by `annotate_txn`.
+    preview: LinkPreview | None = None
     #: The app's custom data (``extra``), None when the message has none.
     extra: dict[str, Any] | None = None
     #: A poll message's poll, filled by `annotate_txn` (with the viewer's own votes when it knew the viewer).

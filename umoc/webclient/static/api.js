@@ -129,9 +129,22 @@ export const isFileId = (id) => typeof id === 'string' && UUID.test(id);
  * headers, never in a URL: a link with the token in it would end up in the browser's history,
  * its downloads list, and any log or proxy that sees the address (issue 22, G14).
  */
-export async function fetchFileUrl(fileId, session) {
+export async function fetchFileUrl(fileId, session, thumbnail = false) {
   if (!isFileId(fileId)) throw new RequestError('Bad file id');
-  const response = await fetch(`/api/files/${fileId}`, {
+  const path = thumbnail ? `/api/files/${fileId}/thumbnail?size=medium` : `/api/files/${fileId}`;
+  const response = await fetch(path, {
+    headers: {'X-Session-ID': session.sessionID, 'X-Session-Token': session.token},
+    cache: 'no-store',
+  });
+  if (!response.ok) throw new RequestError(`HTTP ${response.status}`, {status: response.status});
+  return URL.createObjectURL(await response.blob());
+}
+
+/** A link preview's image (UMOC's copy, `/api/previews/<uuid>`) as a blob: URL; the session in headers. */
+export async function fetchPreviewImageUrl(imageUrl, session) {
+  const id = typeof imageUrl === 'string' && imageUrl.startsWith('/api/previews/') ? imageUrl.slice(14) : '';
+  if (!isFileId(id)) throw new RequestError('Bad preview image');
+  const response = await fetch(`/api/previews/${id}`, {
     headers: {'X-Session-ID': session.sessionID, 'X-Session-Token': session.token},
     cache: 'no-store',
   });

@@ -9,8 +9,8 @@
 // Everything users wrote is put on the page as text (dom.js h() / textContent).
 
 import {
-  Connection, RequestError, clearSession, fetchFileUrl, http, isFileId, loadSession, saveSession,
-  takeOidcResult, uploadFile,
+  Connection, RequestError, clearSession, fetchFileUrl, fetchPreviewImageUrl, http, isFileId, loadSession,
+  saveSession, takeOidcResult, uploadFile,
 } from './api.js';
 import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
 
@@ -930,8 +930,15 @@ function renderFile(m, file) {
   const details = h('span', {class: 'muted'}, ` ${sizeText(file.file_size)}`);
   if (m.type !== 'image') return h('div', {class: 'file'}, link, details);
   const img = h('img', {class: 'preview', alt: file.file_name, dataset: {file: file.file_id}});
+  const thumbnail = typeof file.thumbnail_url === 'string';
+  if (thumbnail && Number.isInteger(file.width) && Number.isInteger(file.height)) {
+    // The server's 320 px thumbnail (issue 32): its box is known before it arrives, so nothing jumps.
+    const scale = Math.min(1, 320 / Math.max(file.width, file.height, 1));
+    img.width = Math.max(1, Math.round(file.width * scale));
+    img.height = Math.max(1, Math.round(file.height * scale));
+  }
   img.addEventListener('load', () => keepAtBottomIfNear());
-  loadPreview(img, file.file_id);
+  loadPreview(img, file.file_id, thumbnail);
   return h('figure', {class: 'file image'}, img, h('figcaption', null, link, details));
 }
 
@@ -947,12 +954,14 @@ async function saveFile(file) {
   if (!kept) setTimeout(() => URL.revokeObjectURL(url), 60000); // the download has started by then
 }
 
-async function loadPreview(img, fileId) {
+async function loadPreview(img, fileId, thumbnail = false) {
+  // A thumbnail is kept under its own key: saving the file must download the file itself.
+  const key = thumbnail ? `${fileId}#thumbnail` : fileId;
   try {
-    let url = state.fileUrls.get(fileId);
+    let url = state.fileUrls.get(key) || state.fileUrls.get(fileId); // the whole image will do too
     if (!url) {
-      url = await fetchFileUrl(fileId, state.session);
-      state.fileUrls.set(fileId, url);
+      url = await fetchFileUrl(fileId, state.session, thumbnail);
+      state.fileUrls.set(key, url);
     }
     img.src = url;
   } catch {
@@ -1020,12 +1029,44 @@ function renderMessage(m, isGroup) {
       forMe ? h('span', {class: 'visually-hidden'}, 'Mentions you. ') : null,
       renderReplyQuote(m.reply_to),
       body,
+      m.type === 'text' ? renderLinkCard(m.preview) : null,
       renderReactions(m),
       h('div', {class: 'meta'},
         m.edited_at ? h('span', {class: 'edited', title: `Edited ${dayOf(m.edited_at)} ${timeOf(m.edited_at)}`}, 'edited') : null,
         h('time', {datetime: m.timestamp, title: `${dayOf(m.timestamp)} ${timeOf(m.timestamp)}`}, timeOf(m.timestamp)),
         mine ? receiptOf(m) : null,
         actions.length ? h('span', {class: 'actions'}, actions) : null)));
+}
+
+/**
+ * A text message's link card (issue 32): the page's title, description and site name as the
+ * server fetched them, and the server's copy of its image (the page's site is never contacted
+ * for it).  The link opens in a new tab with no referrer.
+ */
+function renderLinkCard(p) {
+  if (!p || typeof p.url !== 'string' || !/^https?:\/\//i.test(p.url)) return null;
+  const img = typeof p.image_url === 'string' ? h('img', {class: 'link-card-image', alt: ''}) : null;
+  if (img && state.fileUrls.has(p.image_url)) {
+    img.src = state.fileUrls.get(p.image_url);
+  } else if (img) {
+    fetchPreviewImageUrl(p.image_url, state.session).then((url) => {
+      state.fileUrls.set(p.image_url, url); // revoked with the others at logout
+      img.src = url;
+    }).catch(() => img.remove());
+  }
+  return h('a', {class: 'link-card', href: p.url, target: '_blank', rel: 'noopener noreferrer nofollow'},
+    img,
+    h('span', {class: 'link-card-text'},
+      p.site_name ? h('span', {class: 'link-card-site muted'}, p.site_name) : null,
+      p.title ? h('strong', {class: 'link-card-title'}, p.title) : null,
+      p.description ? h('span', {class: 'link-card-description'}, p.description) : null));
+}
+
+function onMessagePreview(e) {
+  forEachMessage(e.message_id, (key, m) => {
+    m.preview = e.preview;
+    rerenderMessage(key, m);
+  });
 }
 
 /** Draw one message again where it is, keeping the keyboard focus inside it. */
@@ -1770,6 +1811,7 @@ const SERVER_EVENTS = {
   new_message: onNewMessage,
   message_deleted: onMessageDeleted,
   message_edited: onMessageEdited,
+  message_preview: onMessagePreview,
   reaction_updated: onReactionUpdated,
   messages_read: onMessagesRead,
   chat_read: (r) => {
