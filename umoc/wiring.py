@@ -292,13 +292,14 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     uploads = Uploads(services.files, services.sessions, config.max_plain_body, services.admission)
     admin = Administration(storage, services.sessions, hub, clock, webhooks)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
+    gate = Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies)
     site = build_site(
         services,
         engine,
-        Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
+        gate,
         {
             **uploads.resources(),
-            b"admin": admin_resource(admin, services),
+            b"admin": admin_resource(admin, services, gate),
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),

@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from umoc.config import Config
 from umoc.storage.accounts import AccountStore
 from umoc.storage.admin import AdminStore
+from umoc.storage.audit import AuditStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database, Deadline, Keepalives
@@ -49,6 +50,7 @@ class Storage:
         self.groups = GroupStore(db)
         self.files = FileStore(db)
         self.admin = AdminStore(db)
+        self.audit = AuditStore(db)
         self.push = PushStore(db)
         self.bots = BotStore(db)
         self.edits = EditStore(db)

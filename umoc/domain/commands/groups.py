@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
+from umoc.domain.commands.audit import record_moderation
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
@@ -42,6 +43,7 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
     updated = shapes.group_updated(record.chat_id, done.name, done.description, done.extra)
     key = replay.group(record.chat_id, "group_updated", now)
     services.hub.tell(done.members, notices.GROUP_UPDATED(updated), key=key)
+    await record_moderation(services, actor, "group.update", record.chat_id)
     return updated
 
 
@@ -56,6 +58,7 @@ async def add_member(services: Services, actor: Actor, record: GroupMember) -> d
     key = replay.member("member_added", chat_id, user_id, now)
     services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added), key=key)
     services.webhooks.wake()  # ``group.member_added``, read from the feed
+    await record_moderation(services, actor, "group.add_member", chat_id, user_id)
     return added
 
 
@@ -66,4 +69,5 @@ async def remove_member(services: Services, actor: Actor, record: GroupMember) -
     removed = {"chat_id": record.chat_id, "user_id": record.user_id}
     key = replay.member("member_removed", record.chat_id, record.user_id, now)
     services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed), key=key)
+    await record_moderation(services, actor, "group.remove_member", record.chat_id, record.user_id)
     return removed

@@ -23,11 +23,13 @@ from twisted.logger import Logger
 
 from umoc.domain import notices
 from umoc.domain.access import require_writable_chat
+from umoc.domain.commands.audit import record as audit
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.ids import MessageIds
 from umoc.records import Actor
+from umoc.records.audit import AuditEntry
 from umoc.records.files import FileOffer, FileShare
 from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
 from umoc.storage.messages import KeyTakenError, Message
@@ -214,6 +216,10 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
     services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload), key=replay.delete(deletion.message_id, now))
     services.webhooks.wake()  # ``message.deleted``, read from the feed
     if actor.is_admin:
+        details = {"sender_id": deleted.sender_id}
+        await audit(
+            services, AuditEntry(actor, "message.delete", "message", deletion.message_id, deleted.chat_id, details)
+        )
         log.info(
             "Message {message_id} in chat {chat_id} deleted by {actor}",
             message_id=deletion.message_id,
