@@ -417,6 +417,8 @@ class RateLimitsConfig:
     register: RateLimit = field(default_factory=lambda: _rl(5, 3600, 10))
     connect: RateLimit = field(default_factory=lambda: _rl(30, 60, 60))
     export: RateLimit = field(default_factory=lambda: _rl(5, 3600, 5))
+    #: Per user: ``report`` (a report costs a moderator's time).
+    reports: RateLimit = field(default_factory=lambda: _rl(5, 3600, 20))
 
 
 #: Every rate-limit bucket a route or an edge may name (``ratelimits.<name>``).
@@ -470,6 +472,8 @@ WEBHOOK_EVENTS = (
     "user.registered",
     "contact.accepted",
     "group.member_added",
+    "report.created",
+    "report.resolved",
 )
 
 

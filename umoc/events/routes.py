@@ -12,6 +12,7 @@ from umoc.events import (
     profiles,
     push,
     reactions,
+    reports,
     search,
     session,
     sync,
@@ -32,4 +33,5 @@ ROUTE_GROUPS = [
     search.ROUTES,
     push.ROUTES,
     account.ROUTES,
+    reports.ROUTES,
 ]

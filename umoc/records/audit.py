@@ -38,6 +38,7 @@ ACTIONS = (
     "group.update",
     "group.add_member",
     "group.remove_member",
+    "report.resolve",
 )
 
 _CURSOR = re.compile(r"[1-9][0-9]{0,17}")

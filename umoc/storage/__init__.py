@@ -30,6 +30,7 @@ from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
 from umoc.storage.readstate import ReadStateStore
 from umoc.storage.replica import ReadRouter
+from umoc.storage.reports import ReportStore
 from umoc.storage.search import SearchStore
 from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
@@ -57,6 +58,7 @@ class Storage:
         self.reactions = ReactionStore(db)
         self.pins = PinStore(db)
         self.polls = PollStore(db)
+        self.reports = ReportStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.readstate = ReadStateStore(db)

@@ -20,6 +20,8 @@ the calling admin::
     PUT  registration {mode: open|closed|invite|null}  -> 200 {"mode", "source"}
     POST invites {uses?}                           -> 201 {"invite", "uses"}
     GET  audit?cursor=&limit=&actor=&action=&since=&until= -> 200 {"entries": [entry, ...], "next_cursor"}
+    GET  reports?status=open|resolved|all&cursor=&limit=  -> 200 {"reports": [report, ...], "next_cursor"}
+    POST reports/<id>/resolve {action, note?}     -> 200 {"report": report}
 
 Every change is recorded in the audit log (`umoc.domain.commands.audit`) with
 the calling admin and the client's address (behind ``server.trusted_proxies``,
@@ -34,7 +36,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from umoc.domain.admin import Administration, NotFoundError, user_json
-from umoc.domain.commands import account, audit, messages
+from umoc.domain.commands import account, audit, messages, reports
 from umoc.domain.services import Services
 from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import RefusedError, UserError, check_text
@@ -50,6 +52,7 @@ from umoc.records.account import (
 )
 from umoc.records.audit import AuditQuery
 from umoc.records.messages import Deletion
+from umoc.records.reports import ReportQuery, ReportResolution
 from umoc.timefmt import parse_iso
 from umoc.transport.gate import Gatekeeper
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
@@ -262,6 +265,40 @@ class AdminApi:
         rows, next_cursor = await audit.list_entries(self._services, caller, query)
         write_json(request, 200, {"entries": [audit.entry_json(r) for r in rows], "next_cursor": next_cursor})
 
+    async def list_reports(self, request: IRequest, caller: Actor) -> None:
+        """``GET reports``: newest first, ``status`` open (the default), resolved or all."""
+        if request.postpath and request.postpath != [b""]:
+            raise HttpError(404, "Not found", code="not_found")
+        status = _query(request, b"status") or "open"
+        try:
+            query = ReportQuery(
+                None if status == "all" else status, _query(request, b"cursor"), _int_arg(request, b"limit", 50)
+            )
+        except UserError as exc:
+            raise HttpError(400, exc.message, code="invalid_argument") from None
+        rows, next_cursor = await reports.list_reports(self._services, caller, query)
+        write_json(request, 200, {"reports": [reports.report_json(r) for r in rows], "next_cursor": next_cursor})
+
+    async def resolve_report(self, request: IRequest, caller: Actor) -> None:
+        """``POST reports/<id>/resolve {action, note?}``."""
+        path = request.postpath
+        if len(path) != 2 or path[1] != b"resolve" or not path[0].isdigit() or len(path[0]) > 18:
+            raise HttpError(404, "No such report", code="not_found")
+        data = self._body(request)
+        note = data.get("note")
+        if note is not None and not isinstance(note, str):
+            raise HttpError(400, "'note' must be a string", code="invalid_argument")
+        try:
+            record = ReportResolution(int(path[0]), string_field(data, "action", 32), note or None)
+        except UserError as exc:
+            raise HttpError(400, exc.message, code="invalid_argument") from None
+        try:
+            resolved = await reports.resolve(self._services, caller, record)
+        except UserError as exc:
+            status = {"conflict": 409, "not_found": 404, "forbidden": 403}.get(exc.code, 400)
+            raise HttpError(status, exc.message, code=exc.code) from None
+        write_json(request, 200, {"report": reports.report_json(resolved)})
+
 
 class _NotFound(resource.Resource):
     isLeaf = True
@@ -298,6 +335,7 @@ def admin_resource(admin: Administration, services: Services, gate: Gatekeeper |
         },
         b"invites": {b"POST": g(api.create_invite)},
         b"audit": {b"GET": g(api.list_audit)},
+        b"reports": {b"GET": g(api.list_reports), b"POST": g(api.resolve_report)},
     }
     for name, handlers in endpoints.items():
         root.putChild(name, JsonResource(handlers))
