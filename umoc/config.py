@@ -381,6 +381,36 @@ class MessagesConfig:
     max_extra_bytes: int = 4096
 
 
+BLOCKLIST_ACTIONS = ("reject", "mask")
+
+
+@dataclass(frozen=True)
+class BlocklistConfig:
+    """Words and regular expressions refused (or masked) in what users send; empty: no check at all."""
+
+    #: Whole words, case-insensitive (``"spam"`` does not match ``"spammer"``).
+    words: tuple[str, ...] = ()
+    #: Python regular expressions, searched case-insensitively anywhere in the text.
+    regexes: tuple[str, ...] = ()
+    #: ``reject`` refuses the message; ``mask`` stores it with each match replaced by ``*``.
+    action: str = "reject"
+
+
+@dataclass(frozen=True)
+class NewAccountsConfig:
+    """What accounts younger than ``age`` may not do yet (0: no limits)."""
+
+    age: Duration = Duration(0)
+    no_links: bool = False
+    no_uploads: bool = False
+
+
+@dataclass(frozen=True)
+class ModerationConfig:
+    blocklist: BlocklistConfig = field(default_factory=BlocklistConfig)
+    new_accounts: NewAccountsConfig = field(default_factory=NewAccountsConfig)
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """A token bucket: ``rate`` tokens per ``per`` seconds, holding up to ``burst``."""
@@ -581,6 +611,7 @@ class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -888,6 +919,22 @@ def _check(config: Config) -> list[str]:
         bad("messages.max_extra_bytes", "expected 2 to 1000000")
     if config.messages.max_pins < 1:
         bad("messages.max_pins", "expected at least 1")
+    blocklist = config.moderation.blocklist
+    if blocklist.action not in BLOCKLIST_ACTIONS:
+        bad("moderation.blocklist.action", "expected reject or mask")
+    for i, word in enumerate(blocklist.words):
+        if not word.strip():
+            bad(f"moderation.blocklist.words[{i}]", "expected a word, not an empty string")
+    for i, pattern in enumerate(blocklist.regexes):
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            bad(f"moderation.blocklist.regexes[{i}]", f"not a regular expression: {exc}")
+            continue
+        if compiled.search(""):
+            bad(f"moderation.blocklist.regexes[{i}]", "matches the empty string (it would match every message)")
+    if config.moderation.new_accounts.age < 0:
+        bad("moderation.new_accounts.age", "expected a duration, 0 or more")
     for name, url in config.push.gateways.items():
         if not url.startswith(("http://", "https://")):
             bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')

@@ -16,6 +16,7 @@ user's id, or null for ``umoc-admin`` (an operator acting for no account).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -24,6 +25,7 @@ from twisted.logger import Logger
 from umoc.domain import notices
 from umoc.domain.access import require_writable_chat
 from umoc.domain.commands.audit import record as audit
+from umoc.domain.moderation import check_new_account, check_text
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.errors import UserError
@@ -31,7 +33,7 @@ from umoc.ids import MessageIds
 from umoc.records import Actor
 from umoc.records.audit import AuditEntry
 from umoc.records.files import FileOffer, FileShare
-from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
+from umoc.records.messages import FILE_TYPES, Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
 from umoc.storage.messages import KeyTakenError, Message
 from umoc.timefmt import iso
 
@@ -75,6 +77,7 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     racing sends (two nodes, two sockets) is the first.
     """
     new = new.checked(services.config.messages)
+    new = await _moderated(services, actor, new)
     now = services.clock.seconds()
     if new.poll is not None and new.poll.closes_at is not None and new.poll.closes_at <= now:
         raise UserError("Invalid 'poll.closes_at': already past", code="invalid_argument")
@@ -101,6 +104,18 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     services.push.wake()
     services.webhooks.wake()
     return mine
+
+
+async def _moderated(services: Services, actor: Actor, new: NewMessage) -> NewMessage:
+    """``moderation``: the blocklist on a text (or poll question, or custom type's) content, new accounts' links.
+
+    A file message's content is its metadata and ``encrypted_content`` is opaque: neither is read.
+    """
+    if new.type in FILE_TYPES:
+        return new
+    content = check_text(services.config.moderation.blocklist, new.content)
+    await check_new_account(services, actor, content)
+    return new if content == new.content else dataclasses.replace(new, content=content)
 
 
 def _keys_since(services: Services, now: float) -> float:
@@ -139,6 +154,7 @@ def _duplicate(original: Message, client_msg_id: str | None) -> dict[str, Any]:
 
 async def prepare_file(services: Services, actor: Actor, offer: FileOffer) -> dict[str, Any]:
     """Check a file about to be uploaded to a chat; its upload URL and one-time token."""
+    await check_new_account(services, actor, None, upload=True)
     return await services.files.prepare(actor.uid, offer)
 
 
@@ -191,6 +207,10 @@ async def edit(services: Services, actor: Actor, change: Edit) -> dict[str, Any]
     """``message_edited`` to every member (each with their own chat id); the editor's view of it."""
     limits = services.config.messages
     change = change.checked(limits)
+    content = check_text(services.config.moderation.blocklist, change.content)
+    await check_new_account(services, actor, content)
+    if content != change.content:
+        change = dataclasses.replace(change, content=content)
     edited = await services.storage.edits.edit(actor.uid, change, services.clock.seconds(), limits.edit_window)
     target = edited.target
     key = replay.edit(target.id, edited.edited_at)
