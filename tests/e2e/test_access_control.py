@@ -454,6 +454,8 @@ class AccessControlTestsMixin:
             "registration_id": "00000000-0000-0000-0000-000000000000",
             "query": "hi",
             "password": "correct horse battery",
+            "target": "message",
+            "category": "spam",
         }
         events = sorted(build_routes(ROUTE_GROUPS))
         self.assertIn("verify_session", events)

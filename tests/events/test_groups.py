@@ -210,7 +210,7 @@ class GroupTestsMixin:
         self.assertEqual(await self.scalar("SELECT member_count FROM chats WHERE id = ?", gid), 2)
         # A group admin removing someone is moderation, in the audit log; leaving is not.
         await bob.call("remove_group_member", chat_id=gid, user_id=bob.id)
-        rows = await self.storage.audit.list(AuditQuery())
+        rows = await self.server.services.storage.audit.list(AuditQuery())
         self.assertEqual(
             [(r.actor_id, r.via, r.action, r.target_id, r.chat_id) for r in rows],
             [(alice.id, "socket", "group.remove_member", str(carol.id), gid)],
