@@ -405,6 +405,26 @@ class NewAccountsConfig:
     no_uploads: bool = False
 
 
+HOOK_FAILURE_ACTIONS = ("allow", "reject")
+
+
+@dataclass(frozen=True)
+class BeforeMessageHookConfig:
+    """A POST to the operator's service before each message is stored; empty ``url``: no hook."""
+
+    url: str = ""
+    secret: str = ""
+    #: How long the answer may take; past it (or on any failure) ``on_failure`` decides.
+    timeout: Duration = Duration(1.5)
+    #: ``allow``: store the message unchecked; ``reject``: refuse it.
+    on_failure: str = "allow"
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    before_message: BeforeMessageHookConfig = field(default_factory=BeforeMessageHookConfig)
+
+
 @dataclass(frozen=True)
 class ModerationConfig:
     blocklist: BlocklistConfig = field(default_factory=BlocklistConfig)
@@ -612,6 +632,7 @@ class Config:
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -933,6 +954,16 @@ def _check(config: Config) -> list[str]:
             continue
         if compiled.search(""):
             bad(f"moderation.blocklist.regexes[{i}]", "matches the empty string (it would match every message)")
+    before = config.hooks.before_message
+    if before.url:
+        if not before.url.startswith(("http://", "https://")):
+            bad("hooks.before_message.url", 'expected "https://..." (or "http://...")')
+        if len(before.secret) < 16:
+            bad("hooks.before_message.secret", "expected at least 16 characters (it signs each request)")
+        if before.timeout <= 0:
+            bad("hooks.before_message.timeout", "expected a positive duration")
+        if before.on_failure not in HOOK_FAILURE_ACTIONS:
+            bad("hooks.before_message.on_failure", "expected allow or reject")
     if config.moderation.new_accounts.age < 0:
         bad("moderation.new_accounts.age", "expected a duration, 0 or more")
     for name, url in config.push.gateways.items():

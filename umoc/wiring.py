@@ -27,6 +27,7 @@ from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.hooks import BeforeMessageHook
 from umoc.domain.identity import Identities
 from umoc.domain.oidc import OidcSignIn
 from umoc.domain.outbox import Tail, node_holder
@@ -267,6 +268,11 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         ),
         identities=(identities := _identities(config, clock, storage, sessions, http)),
         oidc=OidcSignIn(config, identities, http.trusted, clock),
+        before_message=(
+            BeforeMessageHook(config.hooks.before_message, http.trusted, clock)
+            if config.hooks.before_message.url
+            else None
+        ),
     )
     cluster: Cluster | None = None
     if redis_side is not None:

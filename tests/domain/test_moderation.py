@@ -47,3 +47,11 @@ class ModerationConfigTests(unittest.SynchronousTestCase):
         problems = "\n".join(caught.exception.problems)
         for key in ("blocklist.action", "blocklist.words[0]", "blocklist.regexes[0]", "blocklist.regexes[1]"):
             self.assertIn(f"moderation.{key}'", problems)
+
+    def test_a_before_message_hook_needs_a_url_a_secret_and_a_known_failure_action(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"hooks": {"before_message": {"url": "ftp://x", "secret": "short", "on_failure": "maybe"}}})
+        problems = "\n".join(caught.exception.problems)
+        for key in ("url", "secret", "on_failure"):
+            self.assertIn(f"hooks.before_message.{key}'", problems)
+        self.assertEqual(parse_config({}).hooks.before_message.url, "")

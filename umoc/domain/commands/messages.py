@@ -78,6 +78,8 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     """
     new = new.checked(services.config.messages)
     new = await _moderated(services, actor, new)
+    if services.before_message is not None:
+        new = await _hooked(services, actor, new)
     now = services.clock.seconds()
     if new.poll is not None and new.poll.closes_at is not None and new.poll.closes_at <= now:
         raise UserError("Invalid 'poll.closes_at': already past", code="invalid_argument")
@@ -116,6 +118,27 @@ async def _moderated(services: Services, actor: Actor, new: NewMessage) -> NewMe
     content = check_text(services.config.moderation.blocklist, new.content)
     await check_new_account(services, actor, content)
     return new if content == new.content else dataclasses.replace(new, content=content)
+
+
+async def _hooked(services: Services, actor: Actor, new: NewMessage) -> NewMessage:
+    """``hooks.before_message``: allowed as is, its content replaced (checked again), or refused."""
+    assert services.before_message is not None
+    message = {
+        "type": new.type,
+        "content": new.content,
+        "encrypted_content": new.encrypted_content,
+        "reply_to": new.reply_to,
+        "mentions": list(new.mentions),
+        "client_msg_id": new.client_msg_id,
+    }
+    sender = {"user_id": actor.uid, "username": actor.name}
+    chat = {"chat_id": new.recipient_id, "is_group": new.is_group}
+    verdict = await services.before_message.check(message, sender, chat)
+    if verdict.action == "reject":
+        raise UserError(f"Message rejected: {verdict.reason}", code="forbidden")
+    if verdict.action == "replace" and verdict.content is not None:
+        return dataclasses.replace(new, content=verdict.content).checked(services.config.messages)
+    return new
 
 
 def _keys_since(services: Services, now: float) -> float:
