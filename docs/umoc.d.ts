@@ -272,6 +272,13 @@ export interface MessagePinnedEvent {
   by: number | null;
 }
 
+/** a member reported a message or the group itself, to the group's moderators */
+export interface ReportCreatedEvent {
+  report_id: string;
+  chat_id: number;
+  category: string;
+}
+
 /** a vote was cast or a poll closed in one of your chats */
 export interface PollUpdatedEvent {
   message_id: string;
@@ -887,6 +894,17 @@ export interface DeleteAccountRequest {
   erase?: boolean;
 }
 
+export interface ReportRequest {
+  sessionID?: string;
+  target: "message" | "user" | "chat";
+  category: "spam" | "harassment" | "inappropriate" | "illegal" | "other";
+  message_id?: string;
+  user_id?: number;
+  chat_id?: number;
+  is_group?: boolean;
+  reason?: string;
+}
+
 export interface ServerToClientEvents {
   connection_successful: (payload: ConnectionSuccessfulEvent) => void;
   session_status: (payload: SessionStatusEvent) => void;
@@ -917,6 +935,7 @@ export interface ServerToClientEvents {
   message_deleted: (payload: MessageDeletedEvent) => void;
   reaction_updated: (payload: ReactionUpdatedEvent) => void;
   message_pinned: (payload: MessagePinnedEvent) => void;
+  report_created: (payload: ReportCreatedEvent) => void;
   poll_updated: (payload: PollUpdatedEvent) => void;
   messages_read: (payload: MessagesReadEvent) => void;
   messages_delivered: (payload: MessagesDeliveredEvent) => void;
@@ -1009,4 +1028,5 @@ export interface ClientToServerEvents {
   mute_chat: (payload: MuteChatRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   unmute_chat: (payload: UnmuteChatRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   delete_account: (payload: DeleteAccountRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  report: (payload: ReportRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
 }

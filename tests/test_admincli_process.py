@@ -260,6 +260,40 @@ class SchemaMixin:
             self.assertRefused(await admin_here("--config", config, *argv), "no UMOC schema")
         self.assertIsNone((await db.schema_status()).current)  # not even the schema_version table
 
+    @inline
+    async def test_the_audit_log_holds_what_the_cli_did_and_lists_it(self) -> None:
+        config, db, _newest = await self.database(0)
+        made = await admin_here("--config", config, "create-user", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+        self.assertEqual(made.returncode, 0, made.stderr)
+        cwd = self.folder("cwd")
+        done = await blocking(admin, "--config", config, "deactivate", "alice", cwd=cwd)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        # The entry is in the database, written by that process (who, what, from where).
+        rows = await db.run(
+            "test.audit",
+            lambda txn: [
+                (r["actor_id"], r["actor_name"], r["via"], r["address"], r["action"], r["target_type"])
+                for r in txn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+            ],
+        )
+        self.assertEqual(
+            rows,
+            [
+                (None, "umoc-admin", "cli", "cli", "user.create", "user"),
+                (None, "umoc-admin", "cli", "cli", "user.deactivate", "user"),
+            ],
+        )
+        listed = await blocking(admin, "--config", config, "audit", "--json", "--action", "user.deactivate", cwd=cwd)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        shown = json.loads(listed.stdout)
+        self.assertEqual([e["action"] for e in shown["entries"]], ["user.deactivate"])
+        self.assertEqual(shown["entries"][0]["actor"]["address"], "cli")
+        self.assertIsNone(shown["next_cursor"])
+        table = await admin_here("--config", config, "audit", "--limit", "1")
+        self.assertIn("user.deactivate", table.stdout)
+        self.assertIn("More: --cursor", table.stdout)
+        self.assertRefused(await admin_here("--config", config, "audit", "--since", "yesterday"), "--since")
+
 
 for_each_backend(SchemaMixin, ProcessCase, globals())
 

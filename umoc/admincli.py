@@ -6,6 +6,7 @@
     umoc-admin --config ... --data-dir ... list-users --search ali
     umoc-admin --config ... --data-dir ... deactivate alice
     umoc-admin --config ... --data-dir ... delete-user alice --erase
+    umoc-admin --config ... --data-dir ... audit --actor alice --since 2026-12-01
 
 It reads the same configuration file as ``twistd umoc``, and the same
 ``--data-dir`` and ``UMOC_DATA_DIR`` (`umoc.config.data_dir_override`), so
@@ -17,6 +18,9 @@ naming what was looked at, before anything is written.  Only ``migrate``
 applies migrations, and only when asked; ``schema-status`` shows them.
 The point is that a wrong path or a forgotten argument can no longer make
 a fresh database and report success while the node's stays untouched.
+
+Each change is also recorded in the audit log with the address ``cli``
+(``umoc-admin audit`` lists it, as ``GET /api/admin/audit`` does).
 
 Each change is logged on standard error in the node's ``logging.format``,
 the same line the command logs on a node (e.g. ``Account alice
@@ -72,7 +76,7 @@ from umoc.config import (
     with_overrides,
 )
 from umoc.domain.admin import user_json
-from umoc.domain.commands import account, bots, messages, ratelimits, serverapi
+from umoc.domain.commands import account, audit, bots, messages, ratelimits, serverapi
 from umoc.domain.commands.ratelimits import BucketSelection
 from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import UserError
@@ -87,18 +91,20 @@ from umoc.records.account import (
     PasswordReset,
     RegistrationMode,
 )
+from umoc.records.audit import ACTIONS, AuditQuery
 from umoc.records.bots import NewBot
 from umoc.records.identity import NewServerKey
 from umoc.records.messages import Deletion
 from umoc.storage import Storage, open_storage
 from umoc.storage.database import Database, SchemaStatus, SchemaTooNewError
 from umoc.storage.port import PortRefusedError, port_sqlite_to_postgres
+from umoc.timefmt import parse_iso
 from umoc.wiring import AdminTools, build_admin
 
 __all__ = ["main", "run"]
 
 #: Who ``umoc-admin``'s changes are made by, for the commands and the log.
-ACTOR = Actor.operator("umoc-admin", "cli")
+ACTOR = Actor.operator("umoc-admin", "cli", address="cli")
 
 
 #: The loggers whose lines record a change (see `log_changes`): the commands, migrations, bucket resets.
@@ -166,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--erase", action="store_true", help="also erase the content of every message it sent")
     p = command("delete-message", "delete anybody's message (moderation); members get message_deleted")
     p.add_argument("message_id")
+    p = command("audit", "list the audit log of administrative and moderation actions, newest first")
+    p.add_argument("--actor", metavar="NAME", help="only actions by this account (or 'umoc-admin')")
+    p.add_argument("--action", metavar="ACTION", choices=ACTIONS, help="only this action (e.g. user.deactivate)")
+    p.add_argument("--since", metavar="TIME", help="only at or after TIME (ISO 8601, e.g. 2026-12-01T00:00:00Z)")
+    p.add_argument("--until", metavar="TIME", help="only before TIME (ISO 8601)")
+    p.add_argument("--limit", type=int, default=50, help="entries per page (1-200, default 50)")
+    p.add_argument("--cursor", metavar="CURSOR", help="the page after the one that printed this cursor")
     p = command("registration", "show or set the registration mode of every node")
     p.add_argument(
         "mode",
@@ -421,6 +434,8 @@ class Cli:
                 else "members see it when they next load the chat (no Redis to tell running nodes)"
             )
             self.result(f"Deleted message {deleted['message_id']}; {where}", deleted)
+        elif args.command == "audit":
+            await self.audit(services)
         elif args.command == "registration":
             if args.mode is None:
                 mode, source = await admin.registration_mode()
@@ -447,6 +462,39 @@ class Cli:
         elif args.command == "create-invite":
             code = await account.create_invite(services, ACTOR, NewInvite(args.uses))
             self.result(code, {"invite": code, "uses": args.uses})
+
+    async def audit(self, services: Any) -> None:
+        """``audit``: one page of the audit log, newest first; the next page's cursor last."""
+        args = self.args
+
+        def when(text: str | None, option: str) -> float | None:
+            try:
+                return None if text is None else parse_iso(text)
+            except ValueError:
+                raise CommandError(f"{option} must be an ISO 8601 time (e.g. 2026-12-01T00:00:00Z)") from None
+
+        query = AuditQuery(
+            args.cursor, args.limit, args.actor, args.action, when(args.since, "--since"), when(args.until, "--until")
+        )
+        rows, next_cursor = await audit.list_entries(services, ACTOR, query)
+        entries = [audit.entry_json(r) for r in rows]
+        if args.json:
+            self.say(json.dumps({"entries": entries, "next_cursor": next_cursor}))
+            return
+        self.say(f"{'ID':>6}  {'TIME':<20}  {'ACTOR':<20}  {'FROM':<15}  {'ACTION':<22}  TARGET")
+        for e in entries:
+            target = f"{e['target_type']} {e['target_id']}" if e["target_type"] else "-"
+            if e["chat_id"] is not None and e["target_type"] != "group":
+                target += f" (group {e['chat_id']})"
+            if e["details"]:
+                target += " " + json.dumps(e["details"], sort_keys=True)
+            actor = e["actor"]
+            self.say(
+                f"{e['id']:>6}  {e['created_at']:<20}  {actor['name']:<20}  {actor['address'] or '-':<15}  "
+                f"{e['action']:<22}  {target}"
+            )
+        if next_cursor is not None:
+            self.say(f"More: --cursor {next_cursor}")
 
     async def migrate(self, config: Config) -> None:
         """``migrate [--dry-run]`` and ``schema-status``: the only commands that look at a schema behind the code."""

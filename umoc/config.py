@@ -384,6 +384,56 @@ class MessagesConfig:
     max_extra_bytes: int = 4096
 
 
+BLOCKLIST_ACTIONS = ("reject", "mask")
+
+
+@dataclass(frozen=True)
+class BlocklistConfig:
+    """Words and regular expressions refused (or masked) in what users send; empty: no check at all."""
+
+    #: Whole words, case-insensitive (``"spam"`` does not match ``"spammer"``).
+    words: tuple[str, ...] = ()
+    #: Python regular expressions, searched case-insensitively anywhere in the text.
+    regexes: tuple[str, ...] = ()
+    #: ``reject`` refuses the message; ``mask`` stores it with each match replaced by ``*``.
+    action: str = "reject"
+
+
+@dataclass(frozen=True)
+class NewAccountsConfig:
+    """What accounts younger than ``age`` may not do yet (0: no limits)."""
+
+    age: Duration = Duration(0)
+    no_links: bool = False
+    no_uploads: bool = False
+
+
+HOOK_FAILURE_ACTIONS = ("allow", "reject")
+
+
+@dataclass(frozen=True)
+class BeforeMessageHookConfig:
+    """A POST to the operator's service before each message is stored; empty ``url``: no hook."""
+
+    url: str = ""
+    secret: str = ""
+    #: How long the answer may take; past it (or on any failure) ``on_failure`` decides.
+    timeout: Duration = Duration(1.5)
+    #: ``allow``: store the message unchecked; ``reject``: refuse it.
+    on_failure: str = "allow"
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    before_message: BeforeMessageHookConfig = field(default_factory=BeforeMessageHookConfig)
+
+
+@dataclass(frozen=True)
+class ModerationConfig:
+    blocklist: BlocklistConfig = field(default_factory=BlocklistConfig)
+    new_accounts: NewAccountsConfig = field(default_factory=NewAccountsConfig)
+
+
 @dataclass(frozen=True)
 class GroupsConfig:
     """Bounds on groups beyond ``messages.max_group_members`` (issue 29)."""
@@ -428,6 +478,8 @@ class RateLimitsConfig:
     register: RateLimit = field(default_factory=lambda: _rl(5, 3600, 10))
     connect: RateLimit = field(default_factory=lambda: _rl(30, 60, 60))
     export: RateLimit = field(default_factory=lambda: _rl(5, 3600, 5))
+    #: Per user: ``report`` (a report costs a moderator's time).
+    reports: RateLimit = field(default_factory=lambda: _rl(5, 3600, 20))
 
 
 #: Every rate-limit bucket a route or an edge may name (``ratelimits.<name>``).
@@ -485,6 +537,8 @@ WEBHOOK_EVENTS = (
     "user.registered",
     "contact.accepted",
     "group.member_added",
+    "report.created",
+    "report.resolved",
 )
 
 
@@ -609,6 +663,8 @@ class Config:
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     groups: GroupsConfig = field(default_factory=GroupsConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -927,6 +983,32 @@ def _check(config: Config) -> list[str]:
         bad("messages.max_extra_bytes", "expected 2 to 1000000")
     if config.messages.max_pins < 1:
         bad("messages.max_pins", "expected at least 1")
+    blocklist = config.moderation.blocklist
+    if blocklist.action not in BLOCKLIST_ACTIONS:
+        bad("moderation.blocklist.action", "expected reject or mask")
+    for i, word in enumerate(blocklist.words):
+        if not word.strip():
+            bad(f"moderation.blocklist.words[{i}]", "expected a word, not an empty string")
+    for i, pattern in enumerate(blocklist.regexes):
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            bad(f"moderation.blocklist.regexes[{i}]", f"not a regular expression: {exc}")
+            continue
+        if compiled.search(""):
+            bad(f"moderation.blocklist.regexes[{i}]", "matches the empty string (it would match every message)")
+    before = config.hooks.before_message
+    if before.url:
+        if not before.url.startswith(("http://", "https://")):
+            bad("hooks.before_message.url", 'expected "https://..." (or "http://...")')
+        if len(before.secret) < 16:
+            bad("hooks.before_message.secret", "expected at least 16 characters (it signs each request)")
+        if before.timeout <= 0:
+            bad("hooks.before_message.timeout", "expected a positive duration")
+        if before.on_failure not in HOOK_FAILURE_ACTIONS:
+            bad("hooks.before_message.on_failure", "expected allow or reject")
+    if config.moderation.new_accounts.age < 0:
+        bad("moderation.new_accounts.age", "expected a duration, 0 or more")
     for name, url in config.push.gateways.items():
         if not url.startswith(("http://", "https://")):
             bad(f"push.gateways.{name}", 'expected a URL "https://HOST[:PORT]"')

@@ -27,6 +27,7 @@ from umoc.domain.accounts import Accounts
 from umoc.domain.admin import Administration
 from umoc.domain.catchup import CatchUp
 from umoc.domain.files import FileManager
+from umoc.domain.hooks import BeforeMessageHook
 from umoc.domain.identity import Identities
 from umoc.domain.oidc import OidcSignIn
 from umoc.domain.outbox import Tail, node_holder
@@ -285,6 +286,11 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
         ),
         identities=(identities := _identities(config, clock, storage, sessions, http)),
         oidc=OidcSignIn(config, identities, http.trusted, clock),
+        before_message=(
+            BeforeMessageHook(config.hooks.before_message, http.trusted, clock)
+            if config.hooks.before_message.url
+            else None
+        ),
     )
     cluster: Cluster | None = None
     if redis_side is not None:
@@ -310,13 +316,14 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     uploads = Uploads(services.files, services.sessions, config.max_plain_body, services.admission)
     admin = Administration(storage, services.sessions, hub, clock, webhooks)
     redis_ping: Any = cluster.redis.ping if cluster is not None else None
+    gate = Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies)
     site = build_site(
         services,
         engine,
-        Gatekeeper(config.server.allowed_origins, config.server.trusted_proxies),
+        gate,
         {
             **uploads.resources(),
-            b"admin": admin_resource(admin, services),
+            b"admin": admin_resource(admin, services, gate),
             b"push": push_resource(push),
             b"bot": bot_resource(services),
             b"export": export_resource(services),

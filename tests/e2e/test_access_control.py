@@ -457,6 +457,8 @@ class AccessControlTestsMixin:
             "code": "x",
             "role": "member",
             "password": "correct horse battery",
+            "target": "message",
+            "category": "spam",
         }
         events = sorted(build_routes(ROUTE_GROUPS))
         self.assertIn("verify_session", events)

@@ -7,6 +7,7 @@ import re
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase
+from umoc.records.audit import AuditQuery
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -241,6 +242,14 @@ class GroupTestsMixin:
         answer = await carol.call("send_message", recipient_id=gid, content="still here?", is_group=True)
         self.assertEqual(answer["error"], "Unknown chat")
         self.assertEqual(await self.scalar("SELECT member_count FROM chats WHERE id = ?", gid), 2)
+        # A group admin removing someone is moderation, in the audit log; leaving is not.
+        await bob.call("remove_group_member", chat_id=gid, user_id=bob.id)
+        rows = await self.server.services.storage.audit.list(AuditQuery())
+        self.assertEqual(
+            [(r.actor_id, r.via, r.action, r.target_id, r.chat_id) for r in rows],
+            [(alice.id, "socket", "group.remove_member", str(carol.id), gid)],
+        )
+        self.assertTrue(rows[0].address)
 
     @inline
     async def test_owner_leaving_makes_the_highest_longest_member_owner_announced_and_empty_group_closes(

@@ -51,6 +51,45 @@ class AdminResourceTests(_AdminSessions):
         self.assertEqual(refused.code, 400)
 
 
+class AuditLogTestsMixin:
+    """The admin API's changes are in the audit log with the admin and their address, listed paged and filtered."""
+
+    @inline
+    async def test_admin_api_changes_are_audited_and_listed(self) -> None:
+        boss = await self.session_of("boss", admin=True)
+        plain = await self.session_of("plain", admin=False)
+        created = await self.admin_call("POST", "users", boss, {"username": "carol", "password": "long enough pw"})
+        self.assertEqual(created.code, 201)
+        carol = created.json()["user"]["user_id"]
+        self.assertEqual((await self.admin_call("POST", "deactivate", boss, {"username": "carol"})).code, 200)
+        self.assertEqual((await self.admin_call("PUT", "registration", boss, {"mode": "closed"})).code, 200)
+        listed = await self.admin_call("GET", "audit", boss)
+        self.assertEqual(listed.code, 200)
+        entries = listed.json()["entries"]
+        self.assertEqual([e["action"] for e in entries], ["registration_mode.set", "user.deactivate", "user.create"])
+        boss_id = (await self.storage.admin.find("boss")).id  # type: ignore[union-attr]
+        self.assertEqual(
+            entries[1]["actor"], {"user_id": boss_id, "name": "boss", "via": "admin_api", "address": "127.0.0.1"}
+        )
+        self.assertEqual((entries[1]["target_type"], entries[1]["target_id"]), ("user", str(carol)))
+        self.assertEqual(entries[0]["details"], {"mode": "closed"})
+        # Paged newest first, and filtered.
+        first = (await self.admin_call("GET", "audit?limit=2", boss)).json()
+        self.assertEqual(len(first["entries"]), 2)
+        rest = (await self.admin_call("GET", f"audit?limit=2&cursor={first['next_cursor']}", boss)).json()
+        self.assertEqual(([e["action"] for e in rest["entries"]], rest["next_cursor"]), (["user.create"], None))
+        only = (await self.admin_call("GET", "audit?action=user.deactivate&actor=BOSS", boss)).json()
+        self.assertEqual([e["action"] for e in only["entries"]], ["user.deactivate"])
+        later = (await self.admin_call("GET", "audit?since=2999-01-01T00:00:00Z", boss)).json()
+        self.assertEqual(later["entries"], [])
+        for query in ("cursor=abc", "action=nope", "since=yesterday", "limit=0"):
+            self.assertEqual((await self.admin_call("GET", "audit?" + query, boss)).code, 400, query)
+        self.assertEqual((await self.admin_call("GET", "audit", plain)).code, 403)
+
+
+for_each_backend(AuditLogTestsMixin, _AdminSessions, globals())
+
+
 class AdminInputBoundsTestsMixin:
     """Issue 22 G10: numbers the database cannot hold and NUL in ``search`` are a 400, on either database."""
 

@@ -17,6 +17,7 @@ from umoc.cluster.presence import Presence
 from umoc.config import Config
 from umoc.domain.accounts import Accounts
 from umoc.domain.files import FileManager
+from umoc.domain.hooks import BeforeMessageHook
 from umoc.domain.identity import Identities
 from umoc.domain.oidc import OidcSignIn
 from umoc.domain.overload import WriteAdmission
@@ -53,3 +54,5 @@ class Services:
     admission: WriteAdmission
     #: Link previews (``messages.link_previews``); None where nothing is sent (``umoc-admin``).
     previews: LinkPreviews | None = None
+    #: ``hooks.before_message``: None when no hook is configured (and in ``umoc-admin``, which sends nothing).
+    before_message: BeforeMessageHook | None = None

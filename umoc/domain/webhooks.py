@@ -69,6 +69,8 @@ KIND_SOURCES = {
     "user.registered": "registered",
     "contact.accepted": "contact",
     "group.member_added": "member_added",
+    "report.created": "report",
+    "report.resolved": "report",
 }
 _NAMESPACE = uuid.UUID("5d0b0a57-8f0e-4c5e-9a55-0f1c7ab5e0d1")
 
@@ -119,6 +121,11 @@ def render(row: OutboxRow) -> tuple[str, dict[str, Any]] | None:
             "requester_id": change.actor_id,
             "requester_username": change.actor_username,
         }
+    if row.kind == "report" and data.get("event") in ("report_created", "report_resolved"):
+        # The ids only: the report (its evidence too) is read through the admin API.
+        kind = "report.created" if data["event"] == "report_created" else "report.resolved"
+        key = "reporter_id" if kind == "report.created" else "resolved_by"
+        return kind, {"report_id": str(data["id"]), key: change.actor_id, **data.get("shown", {})}
     if row.kind == "member_added":
         return "group.member_added", {
             "chat_id": change.chat_id,

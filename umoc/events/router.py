@@ -114,7 +114,7 @@ class EventContext:
     def actor(self) -> Actor:
         """This socket's user, as the domain commands take them."""
         identity = self.socket.identity
-        return Actor.user(identity.user_id, identity.username, "socket", identity.session_id)
+        return Actor.user(identity.user_id, identity.username, "socket", identity.session_id, self.socket.remote_ip)
 
     def now(self) -> float:
         return self.services.clock.seconds()

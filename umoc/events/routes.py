@@ -14,6 +14,7 @@ from umoc.events import (
     profiles,
     push,
     reactions,
+    reports,
     search,
     session,
     sync,
@@ -36,4 +37,5 @@ ROUTE_GROUPS = [
     search.ROUTES,
     push.ROUTES,
     account.ROUTES,
+    reports.ROUTES,
 ]

@@ -39,14 +39,24 @@ class Actor:
     via: Via = "socket"
     session_id: str | None = None
     is_admin: bool = False
+    #: Where the request came from, for the audit log: the client address (HTTP, sockets), ``"cli"`` for
+    #: ``umoc-admin``; None when nobody said.
+    address: str | None = None
 
     @classmethod
-    def user(cls, user_id: int, username: str, via: Via = "socket", session_id: str | None = None) -> Actor:
-        return cls(user_id, username, via, session_id)
+    def user(
+        cls,
+        user_id: int,
+        username: str,
+        via: Via = "socket",
+        session_id: str | None = None,
+        address: str | None = None,
+    ) -> Actor:
+        return cls(user_id, username, via, session_id, False, address)
 
     @classmethod
-    def operator(cls, name: str, via: Via, user_id: int | None = None) -> Actor:
-        return cls(user_id, name, via, None, True)
+    def operator(cls, name: str, via: Via, user_id: int | None = None, address: str | None = None) -> Actor:
+        return cls(user_id, name, via, None, True, address)
 
     @property
     def uid(self) -> int:

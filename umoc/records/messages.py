@@ -24,6 +24,7 @@ from umoc.config import MessagesConfig
 from umoc.errors import UserError, check_text, check_visible
 
 __all__ = [
+    "FILE_TYPES",
     "Deletion",
     "Delivered",
     "Edit",
@@ -65,6 +66,8 @@ MESSAGE_TYPE_SCHEMA: dict[str, object] = {
 }
 #: The types whose content is a file's metadata (a JSON object).
 _FILE_TYPES = frozenset(MESSAGE_TYPES) - {"text", "poll"}
+#: The types whose ``content`` is an upload's metadata (JSON), not words.
+FILE_TYPES = _FILE_TYPES
 #: Nesting of an ``extra`` object (the object itself is level 1).
 MAX_EXTRA_DEPTH = 8
 #: Users one message may mention.

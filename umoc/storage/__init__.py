@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from umoc.config import Config
 from umoc.storage.accounts import AccountStore
 from umoc.storage.admin import AdminStore
+from umoc.storage.audit import AuditStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
 from umoc.storage.database import Database, Deadline, Keepalives
@@ -32,6 +33,7 @@ from umoc.storage.push import PushStore
 from umoc.storage.reactions import ReactionStore
 from umoc.storage.readstate import ReadStateStore
 from umoc.storage.replica import ReadRouter
+from umoc.storage.reports import ReportStore
 from umoc.storage.search import SearchStore
 from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
@@ -55,12 +57,14 @@ class Storage:
         self.files = FileStore(db)
         self.previews = PreviewStore(db)
         self.admin = AdminStore(db)
+        self.audit = AuditStore(db)
         self.push = PushStore(db)
         self.bots = BotStore(db)
         self.edits = EditStore(db)
         self.reactions = ReactionStore(db)
         self.pins = PinStore(db)
         self.polls = PollStore(db)
+        self.reports = ReportStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.readstate = ReadStateStore(db)

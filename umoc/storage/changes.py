@@ -51,6 +51,8 @@ KINDS = (
     "poll",
     # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.
     "registered",
+    # A report filed or resolved (``report.created``, ``report.resolved``): in no stream, for the outbox.
+    "report",
 )
 
 _COLUMNS = "chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at"

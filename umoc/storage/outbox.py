@@ -71,8 +71,8 @@ from umoc.storage.feed import (
 
 __all__ = ["OUTBOX_KINDS", "OutboxBatch", "OutboxRow", "OutboxStore"]
 
-#: The kinds a consumer may read: the predicate of the PostgreSQL index ``changes_outbox`` (keep them equal).
-OUTBOX_KINDS = ("message", "edit", "delete", "contact", "member_added", "registered")
+#: The kinds a consumer may read: the predicate of the PostgreSQL index ``changes_outbox_v2`` (keep them equal).
+OUTBOX_KINDS = ("message", "edit", "delete", "contact", "member_added", "registered", "report")
 
 
 @dataclass(frozen=True, slots=True)

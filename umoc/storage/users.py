@@ -214,6 +214,15 @@ class UserStore:
 
         return self._db.read("users.by_id", txn_fn)
 
+    def created_at(self, user_id: int) -> defer.Deferred[float | None]:
+        """When the account was made (``moderation.new_accounts``); None if there is none."""
+
+        def txn_fn(txn: Txn) -> float | None:
+            value = txn.scalar("SELECT created_at FROM users WHERE id = ?", (user_id,))
+            return None if value is None else float(value)
+
+        return self._db.read("users.created_at", txn_fn)
+
     def by_username(self, username: str) -> defer.Deferred[User | None]:
         def txn_fn(txn: Txn) -> User | None:
             row = txn.execute(

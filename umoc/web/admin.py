@@ -19,6 +19,13 @@ the calling admin::
     GET  registration                              -> 200 {"mode", "source"}
     PUT  registration {mode: open|closed|invite|null}  -> 200 {"mode", "source"}
     POST invites {uses?}                           -> 201 {"invite", "uses"}
+    GET  audit?cursor=&limit=&actor=&action=&since=&until= -> 200 {"entries": [entry, ...], "next_cursor"}
+    GET  reports?status=open|resolved|all&cursor=&limit=  -> 200 {"reports": [report, ...], "next_cursor"}
+    POST reports/<id>/resolve {action, note?}     -> 200 {"report": report}
+
+Every change is recorded in the audit log (`umoc.domain.commands.audit`) with
+the calling admin and the client's address (behind ``server.trusted_proxies``,
+the one they forwarded).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from umoc.domain.admin import Administration, NotFoundError, user_json
-from umoc.domain.commands import account, messages
+from umoc.domain.commands import account, audit, messages, reports
 from umoc.domain.services import Services
 from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import RefusedError, UserError, check_text
@@ -43,7 +50,11 @@ from umoc.records.account import (
     RegistrationMode,
     UserInfo,
 )
+from umoc.records.audit import AuditQuery
 from umoc.records.messages import Deletion
+from umoc.records.reports import ReportQuery, ReportResolution
+from umoc.timefmt import parse_iso
+from umoc.transport.gate import Gatekeeper
 from umoc.web.jsonapi import HttpError, JsonResource, read_json, string_field, write_json
 
 __all__ = ["admin_resource"]
@@ -78,7 +89,7 @@ def _search(request: IRequest) -> str | None:
     """``search``: at most 256 characters and no NUL (PostgreSQL refuses NUL: that was a 500)."""
     search = _query(request, b"search")
     if search is not None and len(search) > 256:
-        raise HttpError(400, "'search' must be at most 256 characters", code="invalid_argument")
+        raise HttpError(400, "'search' must be at most 256 characters", code="invalid_argument") from None
     return None if search is None else check_text("search", search)
 
 
@@ -91,19 +102,28 @@ def _target(data: dict[str, Any]) -> AccountRef:
         return AccountRef(user_id)
     if "username" in data:
         return AccountRef(string_field(data, "username", 64))
-    raise HttpError(400, "'user_id' (an integer) or 'username' is required", code="invalid_argument")
+    raise HttpError(400, "'user_id' (an integer) or 'username' is required", code="invalid_argument") from None
 
 
-def _actor(caller: UserInfo) -> Actor:
-    """The admin making a request, as the account commands take them."""
-    return Actor.operator(caller.username, "admin_api", caller.id)
+def _time_arg(request: IRequest, name: bytes) -> float | None:
+    """An ISO 8601 time (``2026-12-06T10:00:00Z``) or epoch seconds, as epoch seconds."""
+    raw = _query(request, name)
+    if raw is None:
+        return None
+    try:
+        return float(raw) if raw.replace(".", "", 1).isdigit() else parse_iso(raw)
+    except ValueError:
+        raise HttpError(
+            400, f"'{name.decode()}' must be an ISO 8601 time or epoch seconds", code="invalid_argument"
+        ) from None
 
 
 class AdminApi:
     """Each endpoint: check the caller is an admin, parse, call one command (or `Administration`), write JSON."""
 
-    def __init__(self, admin: Administration, services: Services) -> None:
+    def __init__(self, admin: Administration, services: Services, gate: Gatekeeper | None = None) -> None:
         self._admin = admin
+        self._gate = gate or Gatekeeper()
         self._services = services
         self._sessions = services.sessions
         self._max_body = services.config.server.max_body
@@ -130,11 +150,17 @@ class AdminApi:
             raise HttpError(403, "Administrators only", code="forbidden")
         return caller
 
-    def _guarded(self, handler: Callable[[IRequest, UserInfo], Awaitable[None]]) -> Handler:
+    def _guarded(self, handler: Callable[[IRequest, Actor], Awaitable[None]]) -> Handler:
         async def run(request: server.Request) -> None:
             caller = await self._caller(request)
+            headers = {
+                k.decode("latin-1"): v[0].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()
+            }
+            address = self._gate.client_ip(request.getClientAddress().host, headers)
+            # The admin making the request, as the commands take them: who and from where (the audit log).
+            actor = Actor.operator(caller.username, "admin_api", caller.id, address)
             try:
-                await handler(request, caller)
+                await handler(request, actor)
             except NotFoundError as exc:
                 raise HttpError(404, exc.message, code="not_found") from None
 
@@ -145,85 +171,133 @@ class AdminApi:
 
     # -- endpoints ----------------------------------------------------------
 
-    async def list_users(self, request: IRequest, caller: UserInfo) -> None:
+    async def list_users(self, request: IRequest, caller: Actor) -> None:
         users = await self._admin.list_users(
             _search(request), _int_arg(request, b"limit", 100), _int_arg(request, b"offset", 0)
         )
         write_json(request, 200, {"users": [user_json(u) for u in users]})
 
-    async def create_user(self, request: IRequest, caller: UserInfo) -> None:
+    async def create_user(self, request: IRequest, caller: Actor) -> None:
         data = self._body(request)
         is_admin = data.get("is_admin", False)
         if not isinstance(is_admin, bool):
-            raise HttpError(400, "'is_admin' must be true or false", code="invalid_argument")
+            raise HttpError(400, "'is_admin' must be true or false", code="invalid_argument") from None
         try:
             record = NewAccount(string_field(data, "username", 64), string_field(data, "password", 1024), is_admin)
-            user = await account.create_user(self._services, _actor(caller), record)
+            user = await account.create_user(self._services, caller, record)
         except UsernameTakenError:
             raise HttpError(409, "Username already taken", code="conflict") from None
         write_json(request, 201, {"user": user_json(user)})
 
-    async def delete_user(self, request: IRequest, caller: UserInfo) -> None:
+    async def delete_user(self, request: IRequest, caller: Actor) -> None:
         """``DELETE users/<id>``: as the owner's ``delete_account`` (no password); ``?erase=true`` erases content."""
         target = request.postpath[0] if len(request.postpath) == 1 else b""
         if not target.isdigit() or len(target) > 18:
             raise HttpError(404, "No such user", code="not_found")
         erase = _query(request, b"erase") or "false"
         if erase not in ("true", "false"):
-            raise HttpError(400, "'erase' must be true or false", code="invalid_argument")
+            raise HttpError(400, "'erase' must be true or false", code="invalid_argument") from None
         record = AccountDeletion(AccountRef(int(target)), erase == "true")
-        write_json(request, 200, await account.delete_user(self._services, _actor(caller), record))
+        write_json(request, 200, await account.delete_user(self._services, caller, record))
 
-    async def deactivate(self, request: IRequest, caller: UserInfo) -> None:
-        user, ended = await account.deactivate(self._services, _actor(caller), _target(self._body(request)))
+    async def deactivate(self, request: IRequest, caller: Actor) -> None:
+        user, ended = await account.deactivate(self._services, caller, _target(self._body(request)))
         write_json(request, 200, {"user": user_json(user), "sessions_ended": ended})
 
-    async def reactivate(self, request: IRequest, caller: UserInfo) -> None:
-        user = await account.reactivate(self._services, _actor(caller), _target(self._body(request)))
+    async def reactivate(self, request: IRequest, caller: Actor) -> None:
+        user = await account.reactivate(self._services, caller, _target(self._body(request)))
         write_json(request, 200, {"user": user_json(user)})
 
-    async def reset_password(self, request: IRequest, caller: UserInfo) -> None:
+    async def reset_password(self, request: IRequest, caller: Actor) -> None:
         data = self._body(request)
         record = PasswordReset(_target(data), string_field(data, "password", 1024))
-        ended = await account.reset_password(self._services, _actor(caller), record)
+        ended = await account.reset_password(self._services, caller, record)
         write_json(request, 200, {"sessions_ended": ended})
 
-    async def revoke_sessions(self, request: IRequest, caller: UserInfo) -> None:
-        ended = await account.revoke_sessions(self._services, _actor(caller), _target(self._body(request)))
+    async def revoke_sessions(self, request: IRequest, caller: Actor) -> None:
+        ended = await account.revoke_sessions(self._services, caller, _target(self._body(request)))
         write_json(request, 200, {"sessions_ended": ended})
 
-    async def delete_message(self, request: IRequest, caller: UserInfo) -> None:
+    async def delete_message(self, request: IRequest, caller: Actor) -> None:
         """As the sender's own ``delete_message`` (`umoc.domain.commands.messages.delete`), for anybody's message."""
         try:
             deletion = Deletion(string_field(self._body(request), "message_id", 64))
-            write_json(request, 200, await messages.delete(self._services, _actor(caller), deletion))
+            write_json(request, 200, await messages.delete(self._services, caller, deletion))
         except RefusedError as exc:
             raise HttpError(404, exc.message, code="not_found") from None
         except UserError:
             raise HttpError(404, "Message not found", code="not_found") from None
 
-    async def registration(self, request: IRequest, caller: UserInfo) -> None:
+    async def registration(self, request: IRequest, caller: Actor) -> None:
         mode, source = await self._admin.registration_mode()
         write_json(request, 200, {"mode": mode, "source": source})
 
-    async def set_registration(self, request: IRequest, caller: UserInfo) -> None:
+    async def set_registration(self, request: IRequest, caller: Actor) -> None:
         data = self._body(request)
         if "mode" not in data or not (data["mode"] is None or isinstance(data["mode"], str)):
-            raise HttpError(400, "'mode' must be open, closed, invite or null", code="invalid_argument")
-        mode, source = await account.set_registration_mode(
-            self._services, _actor(caller), RegistrationMode(data["mode"])
-        )
+            raise HttpError(400, "'mode' must be open, closed, invite or null", code="invalid_argument") from None
+        mode, source = await account.set_registration_mode(self._services, caller, RegistrationMode(data["mode"]))
         write_json(request, 200, {"mode": mode, "source": source})
 
-    async def create_invite(self, request: IRequest, caller: UserInfo) -> None:
+    async def create_invite(self, request: IRequest, caller: Actor) -> None:
         body = request.content
         body.seek(0, 2)
         data = self._body(request) if body.tell() else {}
         uses = data.get("uses", 1)
         if not isinstance(uses, int) or isinstance(uses, bool):
-            raise HttpError(400, "'uses' must be a whole number", code="invalid_argument")
-        code = await account.create_invite(self._services, _actor(caller), NewInvite(uses))
+            raise HttpError(400, "'uses' must be a whole number", code="invalid_argument") from None
+        code = await account.create_invite(self._services, caller, NewInvite(uses))
         write_json(request, 201, {"invite": code, "uses": uses})
+
+    async def list_audit(self, request: IRequest, caller: Actor) -> None:
+        """``GET audit``: the audit log, newest first, filtered and paged (`AuditQuery`)."""
+        try:
+            query = AuditQuery(
+                _query(request, b"cursor"),
+                _int_arg(request, b"limit", 50),
+                _query(request, b"actor"),
+                _query(request, b"action"),
+                _time_arg(request, b"since"),
+                _time_arg(request, b"until"),
+            )
+        except UserError as exc:
+            raise HttpError(400, exc.message, code="invalid_argument") from None
+        rows, next_cursor = await audit.list_entries(self._services, caller, query)
+        write_json(request, 200, {"entries": [audit.entry_json(r) for r in rows], "next_cursor": next_cursor})
+
+    async def list_reports(self, request: IRequest, caller: Actor) -> None:
+        """``GET reports``: newest first, ``status`` open (the default), resolved or all."""
+        if request.postpath and request.postpath != [b""]:
+            raise HttpError(404, "Not found", code="not_found")
+        status = _query(request, b"status") or "open"
+        try:
+            query = ReportQuery(
+                None if status == "all" else status, _query(request, b"cursor"), _int_arg(request, b"limit", 50)
+            )
+        except UserError as exc:
+            raise HttpError(400, exc.message, code="invalid_argument") from None
+        rows, next_cursor = await reports.list_reports(self._services, caller, query)
+        write_json(request, 200, {"reports": [reports.report_json(r) for r in rows], "next_cursor": next_cursor})
+
+    async def resolve_report(self, request: IRequest, caller: Actor) -> None:
+        """``POST reports/<id>/resolve {action, note?}``."""
+        path = request.postpath
+        if len(path) != 2 or path[1] != b"resolve" or not path[0].isdigit() or len(path[0]) > 18:
+            raise HttpError(404, "No such report", code="not_found")
+        data = self._body(request)
+        note = data.get("note")
+        if note is not None and not isinstance(note, str):
+            raise HttpError(400, "'note' must be a string", code="invalid_argument")
+        try:
+            record = ReportResolution(int(path[0]), string_field(data, "action", 32), note or None)
+        except UserError as exc:
+            raise HttpError(400, exc.message, code="invalid_argument") from None
+        try:
+            resolved = await reports.resolve(self._services, caller, record)
+        except UserError as exc:
+            status = {"conflict": 409, "not_found": 404, "forbidden": 403}.get(exc.code, 400)
+            raise HttpError(status, exc.message, code=exc.code) from None
+        write_json(request, 200, {"report": reports.report_json(resolved)})
 
 
 class _NotFound(resource.Resource):
@@ -242,9 +316,9 @@ class _AdminRoot(resource.Resource):
         return _NotFound().render(request)  # ``/api/admin`` itself, any method (HEAD was a 500)
 
 
-def admin_resource(admin: Administration, services: Services) -> resource.Resource:
-    """The ``/api/admin/`` tree."""
-    api = AdminApi(admin, services)
+def admin_resource(admin: Administration, services: Services, gate: Gatekeeper | None = None) -> resource.Resource:
+    """The ``/api/admin/`` tree; ``gate`` finds the client's address behind trusted proxies."""
+    api = AdminApi(admin, services, gate)
     g = api._guarded
     root = _AdminRoot()
     endpoints: dict[bytes, dict[bytes, Handler]] = {
@@ -260,6 +334,8 @@ def admin_resource(admin: Administration, services: Services) -> resource.Resour
             b"POST": g(api.set_registration),
         },
         b"invites": {b"POST": g(api.create_invite)},
+        b"audit": {b"GET": g(api.list_audit)},
+        b"reports": {b"GET": g(api.list_reports), b"POST": g(api.resolve_report)},
     }
     for name, handlers in endpoints.items():
         root.putChild(name, JsonResource(handlers))

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from umoc.credentials import new_token, token_digest
 from umoc.domain.accounts import AccountNotFoundError
 from umoc.domain.admin import NotFoundError
+from umoc.domain.commands.audit import record as audit
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.records import Actor
@@ -31,6 +32,7 @@ from umoc.records.account import (
     PasswordReset,
     RegistrationMode,
 )
+from umoc.records.audit import AuditEntry
 from umoc.storage.admin import UserInfo
 from umoc.storage.users import User
 
@@ -108,6 +110,16 @@ async def create_user(services: Services, actor: Actor, record: NewAccount) -> U
     """An administrator creates an account whatever the registration mode; `UsernameTakenError` if taken."""
     require_admin(actor)
     created = await services.sessions.create_account(record.username, record.password, record.is_admin)
+    await audit(
+        services,
+        AuditEntry(
+            actor,
+            "user.create",
+            "user",
+            str(created.id),
+            details={"username": created.username, "is_admin": record.is_admin},
+        ),
+    )
     log.info(
         "Account {username} created by {actor} (admin: {is_admin})",
         username=created.username,
@@ -124,7 +136,8 @@ async def create_user(services: Services, actor: Actor, record: NewAccount) -> U
 async def set_admin(services: Services, actor: Actor, record: AdminFlag) -> UserInfo:
     require_admin(actor)
     found = await find(services, record.account, live=True)
-    await services.storage.admin.set_admin(found.id, record.is_admin)
+    entry = AuditEntry(actor, "user.set_admin", "user", str(found.id), details={"is_admin": record.is_admin})
+    await services.storage.admin.set_admin(found.id, record.is_admin, entry, services.clock.seconds())
     log.info(
         "Account {username} admin flag set to {is_admin} by {actor}",
         username=found.username,
@@ -140,7 +153,8 @@ async def deactivate(services: Services, actor: Actor, record: AccountRef) -> tu
     found = await find(services, record)
     if found.id == actor.user_id:
         raise UserError("You cannot deactivate your own account", code="invalid_argument")
-    _changed, ended = await services.storage.admin.deactivate(found.id, services.clock.seconds())
+    entry = AuditEntry(actor, "user.deactivate", "user", str(found.id))
+    _changed, ended = await services.storage.admin.deactivate(found.id, services.clock.seconds(), entry)
     services.sessions.end_all(ended, DEACTIVATED)
     log.info(
         "Account {username} deactivated by {actor}; {count} sessions ended",
@@ -154,7 +168,8 @@ async def deactivate(services: Services, actor: Actor, record: AccountRef) -> tu
 async def reactivate(services: Services, actor: Actor, record: AccountRef) -> UserInfo:
     require_admin(actor)
     found = await find(services, record, live=True)
-    await services.storage.admin.reactivate(found.id)
+    entry = AuditEntry(actor, "user.reactivate", "user", str(found.id))
+    await services.storage.admin.reactivate(found.id, entry, services.clock.seconds())
     log.info("Account {username} reactivated by {actor}", username=found.username, actor=actor.name)
     return await _info(services, found.id)
 
@@ -164,7 +179,8 @@ async def reset_password(services: Services, actor: Actor, record: PasswordReset
     require_admin(actor)
     found = await find(services, record.account, live=True)
     password_hash = await services.sessions.hash_new_password(record.password)
-    ended = await services.storage.admin.set_password(found.id, password_hash)
+    entry = AuditEntry(actor, "user.reset_password", "user", str(found.id))
+    ended = await services.storage.admin.set_password(found.id, password_hash, entry, services.clock.seconds())
     services.sessions.end_all(ended, PASSWORD_RESET)
     log.info(
         "Password of {username} reset by {actor}; {count} sessions ended",
@@ -179,7 +195,8 @@ async def revoke_sessions(services: Services, actor: Actor, record: AccountRef) 
     """End every session of the account on every node; how many."""
     require_admin(actor)
     found = await find(services, record)
-    ended = await services.storage.admin.revoke_sessions(found.id)
+    entry = AuditEntry(actor, "user.revoke_sessions", "user", str(found.id))
+    ended = await services.storage.admin.revoke_sessions(found.id, entry, services.clock.seconds())
     services.sessions.end_all(ended, REVOKED)
     log.info(
         "Sessions of {username} revoked by {actor}: {count}",
@@ -194,7 +211,8 @@ async def set_registration_mode(services: Services, actor: Actor, record: Regist
     """Set the mode for every node (None: back to each node's ``registration.mode``); ``(mode, source)``."""
     require_admin(actor)
     admin = services.storage.admin
-    await admin.set_registration_mode(record.mode, services.clock.seconds())
+    entry = AuditEntry(actor, "registration_mode.set", details={"mode": record.mode})
+    await admin.set_registration_mode(record.mode, services.clock.seconds(), entry)
     log.info("Registration mode set to {mode} by {actor}", mode=record.mode or "the configuration's", actor=actor.name)
     return await admin.registration_mode(services.sessions.registration_mode)
 
@@ -203,7 +221,10 @@ async def create_invite(services: Services, actor: Actor, record: NewInvite) -> 
     """A new invite code good for ``uses`` registrations; only its digest is stored."""
     require_admin(actor)
     code = new_token()
-    await services.storage.admin.create_invite(token_digest(code), record.uses, actor.user_id, services.clock.seconds())
+    entry = AuditEntry(actor, "invite.create", details={"uses": record.uses})
+    await services.storage.admin.create_invite(
+        token_digest(code), record.uses, actor.user_id, services.clock.seconds(), entry
+    )
     log.info("Invite for {uses} registrations created by {actor}", uses=record.uses, actor=actor.name)
     return code
 
@@ -233,6 +254,8 @@ async def delete_user(services: Services, actor: Actor, record: AccountDeletion)
         deleted = await services.accounts.delete(found.id, record.erase, actor.name)
     except AccountNotFoundError:
         raise NotFoundError("No such user") from None
+    details = {"username": found.username, "erase": record.erase}
+    await audit(services, AuditEntry(actor, "user.delete", "user", str(found.id), details=details))
     return {
         "user_id": found.id,
         "username": found.username,

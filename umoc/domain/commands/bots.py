@@ -10,10 +10,12 @@ from twisted.logger import Logger
 
 from umoc.credentials import new_token, token_digest
 from umoc.domain.commands.account import find, require_admin
+from umoc.domain.commands.audit import record as audit
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.records import Actor
 from umoc.records.account import AccountRef
+from umoc.records.audit import AuditEntry
 from umoc.records.bots import NewBot
 from umoc.storage.admin import UserInfo
 
@@ -28,6 +30,9 @@ async def create(services: Services, actor: Actor, record: NewBot) -> tuple[User
     created = await services.sessions.create_account(record.username, new_token() + new_token())
     token = new_token()
     await services.storage.bots.make_bot(created.id, token_digest(token), services.clock.seconds())
+    await audit(
+        services, AuditEntry(actor, "bot.create", "user", str(created.id), details={"username": created.username})
+    )
     log.info("Bot {username} created by {actor}", username=created.username, actor=actor.name)
     return await find(services, AccountRef(created.id)), token
 
@@ -56,6 +61,7 @@ async def new_token_for(services: Services, actor: Actor, record: AccountRef, fo
         )
     token = new_token()
     await services.storage.bots.make_bot(found.id, token_digest(token), services.clock.seconds())
+    await audit(services, AuditEntry(actor, "bot.new_token", "user", str(found.id), details={"force": force}))
     log.info("New token for bot {username} by {actor}", username=found.username, actor=actor.name)
     return token
 
@@ -64,6 +70,7 @@ async def revoke_tokens(services: Services, actor: Actor, record: AccountRef) ->
     require_admin(actor)
     found = await find(services, record)
     count = await services.storage.bots.revoke_tokens(found.id)
+    await audit(services, AuditEntry(actor, "bot.revoke_tokens", "user", str(found.id), details={"revoked": count}))
     log.info(
         "Tokens of bot {username} revoked by {actor}: {count}", username=found.username, actor=actor.name, count=count
     )

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from umoc.domain import notices
+from umoc.domain.commands.audit import record_moderation
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
@@ -43,6 +44,7 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
     now = services.clock.seconds()
     members, updated = await services.storage.groups.update(actor.uid, record, now)
     services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
+    await record_moderation(services, actor, "group.update", record.chat_id)
     return updated
 
 
@@ -55,6 +57,7 @@ async def add_member(services: Services, actor: Actor, record: GroupMember) -> d
     key = replay.member("member_added", chat_id, user_id, now)
     services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added), key=key)
     services.webhooks.wake()  # ``group.member_added``, read from the feed
+    await record_moderation(services, actor, "group.add_member", chat_id, user_id)
     return added
 
 
@@ -70,6 +73,7 @@ async def remove_member(services: Services, actor: Actor, record: GroupMember) -
     services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed), key=key)
     if change.promoted is not None:
         _announce_role(services, record.chat_id, change.members, change.promoted, now)
+    await record_moderation(services, actor, "group.remove_member", record.chat_id, record.user_id)
     return removed
 
 
@@ -85,6 +89,8 @@ async def set_member_role(services: Services, actor: Actor, record: RoleChange) 
     )
     for change in changes:
         _announce_role(services, record.chat_id, members, change, now)
+    if changes:
+        await record_moderation(services, actor, "group.set_role", record.chat_id, record.user_id, role=record.role)
     return shapes.member_role_changed(record.chat_id, RoleChanged(record.user_id, record.role, actor.uid))
 
 

@@ -16,6 +16,7 @@ user's id, or null for ``umoc-admin`` (an operator acting for no account).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -23,13 +24,16 @@ from twisted.logger import Logger
 
 from umoc.domain import notices
 from umoc.domain.access import require_writable_chat
+from umoc.domain.commands.audit import record as audit
+from umoc.domain.moderation import check_new_account, check_text
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.ids import MessageIds
 from umoc.records import Actor
+from umoc.records.audit import AuditEntry
 from umoc.records.files import FileOffer, FileShare
-from umoc.records.messages import Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
+from umoc.records.messages import FILE_TYPES, Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
 from umoc.storage.messages import KeyTakenError, Message
 from umoc.timefmt import iso
 
@@ -73,6 +77,9 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     racing sends (two nodes, two sockets) is the first.
     """
     new = new.checked(services.config.messages)
+    new = await _moderated(services, actor, new)
+    if services.before_message is not None:
+        new = await _hooked(services, actor, new)
     now = services.clock.seconds()
     if new.poll is not None and new.poll.closes_at is not None and new.poll.closes_at <= now:
         raise UserError("Invalid 'poll.closes_at': already past", code="invalid_argument")
@@ -101,6 +108,39 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     if services.previews is not None:
         services.previews.after_send(message, audience)  # a substring test unless the text has "http"
     return mine
+
+
+async def _moderated(services: Services, actor: Actor, new: NewMessage) -> NewMessage:
+    """``moderation``: the blocklist on a text (or poll question, or custom type's) content, new accounts' links.
+
+    A file message's content is its metadata and ``encrypted_content`` is opaque: neither is read.
+    """
+    if new.type in FILE_TYPES:
+        return new
+    content = check_text(services.config.moderation.blocklist, new.content)
+    await check_new_account(services, actor, content)
+    return new if content == new.content else dataclasses.replace(new, content=content)
+
+
+async def _hooked(services: Services, actor: Actor, new: NewMessage) -> NewMessage:
+    """``hooks.before_message``: allowed as is, its content replaced (checked again), or refused."""
+    assert services.before_message is not None
+    message = {
+        "type": new.type,
+        "content": new.content,
+        "encrypted_content": new.encrypted_content,
+        "reply_to": new.reply_to,
+        "mentions": list(new.mentions),
+        "client_msg_id": new.client_msg_id,
+    }
+    sender = {"user_id": actor.uid, "username": actor.name}
+    chat = {"chat_id": new.recipient_id, "is_group": new.is_group}
+    verdict = await services.before_message.check(message, sender, chat)
+    if verdict.action == "reject":
+        raise UserError(f"Message rejected: {verdict.reason}", code="forbidden")
+    if verdict.action == "replace" and verdict.content is not None:
+        return dataclasses.replace(new, content=verdict.content).checked(services.config.messages)
+    return new
 
 
 def _keys_since(services: Services, now: float) -> float:
@@ -139,6 +179,7 @@ def _duplicate(original: Message, client_msg_id: str | None) -> dict[str, Any]:
 
 async def prepare_file(services: Services, actor: Actor, offer: FileOffer) -> dict[str, Any]:
     """Check a file about to be uploaded to a chat; its upload URL and one-time token."""
+    await check_new_account(services, actor, None, upload=True)
     return await services.files.prepare(actor.uid, offer)
 
 
@@ -191,6 +232,10 @@ async def edit(services: Services, actor: Actor, change: Edit) -> dict[str, Any]
     """``message_edited`` to every member (each with their own chat id); the editor's view of it."""
     limits = services.config.messages
     change = change.checked(limits)
+    content = check_text(services.config.moderation.blocklist, change.content)
+    await check_new_account(services, actor, content)
+    if content != change.content:
+        change = dataclasses.replace(change, content=content)
     edited = await services.storage.edits.edit(actor.uid, change, services.clock.seconds(), limits.edit_window)
     target = edited.target
     key = replay.edit(target.id, edited.edited_at)
@@ -222,6 +267,10 @@ async def delete(services: Services, actor: Actor, deletion: Deletion) -> dict[s
     services.hub.tell(deleted.audience, notices.MESSAGE_DELETED(payload), key=replay.delete(deletion.message_id, now))
     services.webhooks.wake()  # ``message.deleted``, read from the feed
     if actor.is_admin:
+        details = {"sender_id": deleted.sender_id}
+        await audit(
+            services, AuditEntry(actor, "message.delete", "message", deletion.message_id, deleted.chat_id, details)
+        )
         log.info(
             "Message {message_id} in chat {chat_id} deleted by {actor}",
             message_id=deletion.message_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from umoc.domain import notices
+from umoc.domain.commands.audit import record_moderation
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
@@ -43,12 +44,16 @@ async def ban(services: Services, actor: Actor, record: Ban) -> dict[str, Any]:
     hub.tell(told, notices.GROUP_MEMBER_REMOVED(removed), key=key)
     if banned.deleted:
         services.webhooks.wake()  # ``message.deleted``, read from the feed
+    await record_moderation(
+        services, actor, "group.ban_member", chat_id, user_id, until=entry.until, deleted=len(banned.deleted)
+    )
     return payload
 
 
 async def unban(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
     """Lift a ban in force; only the ack answers (``{chat_id, user_id}``)."""
     await services.storage.moderation.unban(record.chat_id, actor.uid, record.user_id, services.clock.seconds())
+    await record_moderation(services, actor, "group.unban_member", record.chat_id, record.user_id)
     return {"chat_id": record.chat_id, "user_id": record.user_id}
 
 
@@ -75,4 +80,6 @@ async def _mute(services: Services, actor: Actor, record: Mute, lift: bool) -> d
     payload = shapes.member_muted(record.chat_id, record.user_id, muted.until)
     key = replay.member("member_muted", record.chat_id, record.user_id, now)
     services.hub.tell(muted.members, notices.MEMBER_MUTED(payload), key=key)
+    action = "group.unmute_member" if lift else "group.mute_member"
+    await record_moderation(services, actor, action, record.chat_id, record.user_id, until=muted.until)
     return payload

@@ -23,10 +23,12 @@ from twisted.logger import Logger
 
 from umoc.credentials import token_digest, token_matches
 from umoc.domain.commands import profiles
+from umoc.domain.commands.audit import record as audit
 from umoc.domain.identity import username_candidates
 from umoc.domain.services import Services
 from umoc.errors import UserError
 from umoc.records import Actor
+from umoc.records.audit import AuditEntry
 from umoc.records.identity import ExternalRef, ExternalUser, NewServerKey, ServerUser, TokenRequest
 from umoc.records.profiles import ProfileChange
 from umoc.storage.identities import ServerKeyNameTakenError
@@ -77,6 +79,7 @@ async def create_server_key(services: Services, actor: Actor, record: NewServerK
         )
     except ServerKeyNameTakenError:
         raise UserError(f"A server key named {record.name!r} exists already", code="conflict") from None
+    await audit(services, AuditEntry(actor, "server_key.create", "server_key", record.name))
     log.info("Server key {name} created by {actor}", event="server_key_created", name=record.name, actor=actor.name)
     return key
 
@@ -86,6 +89,7 @@ async def delete_server_key(services: Services, actor: Actor, record: NewServerK
     _require_operator(actor)
     if not await services.storage.identities.delete_server_key(record.name):
         raise UserError(f"No server key named {record.name!r}", code="not_found")
+    await audit(services, AuditEntry(actor, "server_key.delete", "server_key", record.name))
     log.info("Server key {name} deleted by {actor}", event="server_key_deleted", name=record.name, actor=actor.name)
 
 

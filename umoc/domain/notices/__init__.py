@@ -255,6 +255,11 @@ MESSAGE_PINNED = declare(
     ("chat_id", "is_group", "message_id", "pinned", "by"),
     summary="a message of one of your chats was pinned or unpinned",
 )
+REPORT_CREATED = declare(
+    "report_created",
+    ("report_id", "chat_id", "category"),
+    summary="a member reported a message or the group itself, to the group's moderators",
+)
 POLL_UPDATED = declare(
     "poll_updated",
     ("message_id", "chat_id", "is_group", "options", "voters", "closed"),

@@ -116,6 +116,8 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "reader_id": INTEGER,
     "reader_username": STRING,
     "reason": STRING,
+    "report_id": STRING,
+    "category": STRING,
     "recipient_id": INTEGER,
     "registration_id": STRING,
     "registrations": OBJECTS,
