@@ -241,3 +241,15 @@ class TwoBoundsTests(unittest.TestCase):
         self.assertIsNone(self.admission(0, 0).refusal("socket"))
         self.assertIsNotNone(self.admission(0, 0.5).refusal("socket"))
         self.assertIsNotNone(self.admission(0.5, 0).refusal("socket"))
+
+
+class QueuedWriteTests(unittest.TestCase):
+    """A write that already waited past the bound behind its socket's earlier events is refused when it starts."""
+
+    def test_its_own_wait_counts_against_the_bound_and_sets_retry_after(self) -> None:
+        admission = WriteAdmission(lambda: 0.0, BOUND, Clock())
+        self.assertIsNone(admission.refusal("socket", queued=BOUND))
+        refusal = admission.refusal("socket", queued=1.2)
+        assert refusal is not None
+        self.assertEqual((refusal.code, refusal.retry_after), ("overloaded", 1.2))
+        self.assertIsNone(WriteAdmission(lambda: 0.0, 0, Clock()).refusal("socket", queued=9.0), "0: off")

@@ -84,6 +84,22 @@ class OverloadedRouterMixin:
         return self.successResultOf(answer)
 
     @inline
+    async def test_a_write_that_waited_past_the_bound_behind_its_socket_is_refused_when_it_starts(self) -> None:
+        """The backlog of a socket's own queue, which neither the writer's nor the reactor's shows."""
+        alice, bob = self.alice, self.bob
+        router = self.node.socketapp.router
+        payload = {"recipient_id": bob.user_id, "content": "late"}
+        late = alice.answer(7)
+        # As `_drain` starts an event that arrived 0.7 s ago, behind the socket's earlier ones.
+        await router.handle(alice, "send_message", [payload], 7, received=self.clock.seconds() - 0.7)
+        self.assertEqual(self.refusal(late), {"error": OVERLOADED, "code": "overloaded", "retry_after": 0.7})
+        on_time = alice.answer(8)
+        await router.handle(alice, "send_message", [payload], 8, received=self.clock.seconds() - (BOUND - 0.1))
+        self.assertIn("message_id", await on_time, "under the bound it runs")
+        stored = await self.db.run("t", lambda txn: txn.execute("SELECT content FROM messages").fetchall())
+        self.assertEqual([row["content"] for row in stored], ["late"])
+
+    @inline
     async def test_writes_are_refused_at_once_reads_served_and_only_the_acked_stored(self) -> None:
         alice, bob = self.alice, self.bob
         carol = await self.connected("carol")

@@ -11,7 +11,10 @@ The rule is measured by what a new write would suffer: the age of the
 oldest write not yet answered by the group commit (`BatchWriter.oldest_wait`:
 the first of a running batch, else the first queued), or how late the
 reactor runs (`ReactorLag`: the node's own core is the bottleneck and frames
-wait in the kernel to be read), whichever is larger.  While it is past
+wait in the kernel to be read), whichever is larger; and for a socket
+event, how long it has itself waited behind its socket's earlier events
+(each socket's events run one after another, so under load most of an
+ack's wait is there, where neither of the others sees it).  While it is past
 ``server.overload_wait`` every new write is refused at once, before any
 database work, with::
 
@@ -179,15 +182,19 @@ class WriteAdmission:
         self._warned = False
         self._last_warning: float | None = None
 
-    def refusal(self, edge: str) -> OverloadedError | None:
+    def refusal(self, edge: str, queued: float = 0.0) -> OverloadedError | None:
         """The error to answer a new write with, or None if it may start.
 
         ``edge`` labels the refusal in the metric: ``socket``, ``bot``, ``upload``.
+        ``queued``: how long this write already waited before it could start
+        (behind its socket's earlier events), held against ``bound`` like the
+        database's backlog: a write that has waited that long is answered at
+        once instead of adding its own commit to the backlog.
         """
         bound, lag_bound = self.bound, self.lag_bound
         if bound <= 0 and lag_bound <= 0:
             return None
-        wait = self._wait() if bound > 0 else 0.0
+        wait = max(self._wait(), queued) if bound > 0 else 0.0
         lag = self._lag() if lag_bound > 0 and self._lag is not None else 0.0
         if (bound <= 0 or wait <= bound) and (lag_bound <= 0 or lag <= lag_bound):
             if self._episode:
@@ -217,8 +224,8 @@ class WriteAdmission:
             self._warned = True
         return OverloadedError(round(min(max(wait, floor), MAX_RETRY_AFTER), 1))
 
-    def check(self, edge: str) -> None:
-        """Raise `OverloadedError` unless a new write may start."""
-        error = self.refusal(edge)
+    def check(self, edge: str, queued: float = 0.0) -> None:
+        """Raise `OverloadedError` unless a new write may start (``queued``: as for `refusal`)."""
+        error = self.refusal(edge, queued)
         if error is not None:
             raise error
