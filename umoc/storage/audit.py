@@ -13,7 +13,7 @@ import json
 from twisted.internet import defer
 
 from umoc.records.audit import AuditEntry, AuditQuery, AuditRow
-from umoc.storage.database import Database, Row, Txn
+from umoc.storage.database import Database, Row, Txn, newest_first_txn
 
 __all__ = ["AuditStore", "write_audit_txn"]
 
@@ -60,28 +60,15 @@ def _row(row: Row) -> AuditRow:
 
 
 def _list_txn(txn: Txn, query: AuditQuery) -> list[AuditRow]:
-    # Each filter is a fixed clause with its own placeholder; only which clauses appear varies.
-    clauses: list[str] = []
-    params: list[object] = []
-    if query.before_id is not None:
-        clauses.append("id < ?")
-        params.append(query.before_id)
-    if query.actor is not None:
-        clauses.append("LOWER(actor_name) = LOWER(?)")
-        params.append(query.actor)
-    if query.action is not None:
-        clauses.append("action = ?")
-        params.append(query.action)
-    if query.since is not None:
-        clauses.append("created_at >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("created_at < ?")
-        params.append(query.until)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    params.append(query.limit + 1)
-    rows = txn.execute(f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY id DESC LIMIT ?", tuple(params)).fetchall()
-    return [_row(r) for r in rows]
+    given = (
+        ("id < ?", query.before_id),
+        ("LOWER(actor_name) = LOWER(?)", query.actor),
+        ("action = ?", query.action),
+        ("created_at >= ?", query.since),
+        ("created_at < ?", query.until),
+    )
+    conditions = [(clause, value) for clause, value in given if value is not None]
+    return [_row(r) for r in newest_first_txn(txn, "audit_log", _COLUMNS, conditions, query.limit + 1)]
 
 
 class AuditStore:

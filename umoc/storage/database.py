@@ -42,7 +42,7 @@ from umoc.storage.engine.pool import (
     _sqlite_open,
     _sqlite_open_reader,
 )
-from umoc.storage.engine.txn import IntegrityError, Row, Txn, _named_row_cursor, in_clause
+from umoc.storage.engine.txn import IntegrityError, Row, Txn, _named_row_cursor, in_clause, newest_first_txn
 
 __all__ = [
     "Database",
@@ -58,6 +58,7 @@ __all__ = [
     "SchemaTooNewError",
     "Txn",
     "in_clause",
+    "newest_first_txn",
 ]
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from umoc.records.audit import AuditEntry
 from umoc.records.reports import NewReport, ReportQuery, ReportResolution, ReportRow
 from umoc.storage.audit import write_audit_txn
 from umoc.storage.changes import NewChange, record_txn
-from umoc.storage.database import Database, Row, Txn
+from umoc.storage.database import Database, Row, Txn, newest_first_txn
 from umoc.storage.targets import MESSAGE_NOT_FOUND
 
 __all__ = ["FiledReport", "ReportStore", "moderators_txn"]
@@ -164,18 +164,9 @@ def _resolve_txn(
 
 
 def _list_txn(txn: Txn, query: ReportQuery) -> list[ReportRow]:
-    clauses: list[str] = []
-    params: list[object] = []
-    if query.status is not None:
-        clauses.append("status = ?")
-        params.append(query.status)
-    if query.before_id is not None:
-        clauses.append("id < ?")
-        params.append(query.before_id)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    params.append(query.limit + 1)
-    rows = txn.execute("SELECT " + _COLUMNS + " FROM reports" + where + " ORDER BY id DESC LIMIT ?", params).fetchall()
-    return [_row(r) for r in rows]
+    given = (("status = ?", query.status), ("id < ?", query.before_id))
+    conditions = [(clause, value) for clause, value in given if value is not None]
+    return [_row(r) for r in newest_first_txn(txn, "reports", _COLUMNS, conditions, query.limit + 1)]
 
 
 class ReportStore:

@@ -197,3 +197,19 @@ def in_clause(values: Sequence[Any]) -> str:
     if not values:
         raise ValueError("an IN list needs at least one value")
     return f"({_placeholders(len(values))})"
+
+
+def newest_first_txn(
+    txn: Txn, table: str, columns: str, conditions: Sequence[tuple[str, Any]], limit: int
+) -> list[Row]:
+    """Rows of ``table`` newest first by ``id``: at most ``limit``, those matching every condition.
+
+    Each condition is a fixed SQL clause with one placeholder and its value,
+    so only which clauses appear varies, never what they say; ``table`` and
+    ``columns`` are the caller's constants.  The listings page with an
+    ``("id < ?", before)`` condition.
+    """
+    where = " WHERE " + " AND ".join(clause for clause, _ in conditions) if conditions else ""
+    params = [value for _, value in conditions]
+    params.append(limit)
+    return txn.execute(f"SELECT {columns} FROM {table}{where} ORDER BY id DESC LIMIT ?", params).fetchall()
