@@ -436,10 +436,9 @@ class Uploads:
 
     async def _send_thumbnail(self, request: server.Request, path: Path) -> None:
         """A few KB made by UMOC itself (its type from its own first bytes); 404 when the image has none."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise HttpError(404, "Not found", code="not_found") from None
+        data = await self.files.read_thumbnail(path)
+        if data is None:
+            raise HttpError(404, "Not found", code="not_found")
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", thumbnail_type(data).encode("ascii"))
         request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))
