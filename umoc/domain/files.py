@@ -18,7 +18,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -149,6 +149,10 @@ class FileManager:
         """A fresh name for an upload in progress; the directory is made on first use."""
         self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
+
+    def open_file(self, file_id: str) -> defer.Deferred[tuple[BinaryIO, int] | None]:
+        """The stored file opened for reading and its size, opened in a thread; None when it is missing."""
+        return self.thumbnailer.io(_open_if_there, self.path_for(file_id))
 
     def read_thumbnail(self, path: Path) -> defer.Deferred[bytes | None]:
         """A thumbnail's bytes (None when the image has none), read in a thread."""
@@ -372,6 +376,14 @@ class FileManager:
                     temp.unlink()
             except FileNotFoundError:
                 continue
+
+
+def _open_if_there(path: Path) -> tuple[BinaryIO, int] | None:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - the caller closes it when the transfer ends
+    except FileNotFoundError:
+        return None
+    return handle, os.fstat(handle.fileno()).st_size
 
 
 def _read_if_there(path: Path) -> bytes | None:

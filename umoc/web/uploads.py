@@ -17,11 +17,12 @@ reading the rest of an unwanted body; a client that sent ``Expect:
 a refused one never sends its body at all.
 
 When the body is complete the resource moves the temporary file into place
-under its ``file_id`` (never the client's name) and records it as whole.
+(in a thread) under its ``file_id`` (never the client's name) and records it
+as whole.
 
-Downloads are streamed from disk with a `FileSender` to members of the
-chat the file was shared in; everyone else gets the same 404 whether or not
-the file exists.
+Downloads are opened in a thread and streamed from disk with a `FileSender`
+to members of the chat the file was shared in; everyone else gets the same
+404 whether or not the file exists.  Thumbnails are read whole in a thread.
 """
 
 from __future__ import annotations
@@ -399,12 +400,11 @@ class Uploads:
         if size is not None:
             await self._send_thumbnail(request, self.files.thumbnail_path(file_id, size))
             return
-        try:
-            handle = open(self.files.path_for(file_id), "rb")  # noqa: SIM115 - closed when the transfer ends
-        except FileNotFoundError:
+        opened = await self.files.open_file(file_id)
+        if opened is None:
             log.error("File {file_id} is recorded but missing on disk", file_id=file_id)
-            raise not_found from None
-        size_bytes = os.fstat(handle.fileno()).st_size
+            raise not_found
+        handle, size_bytes = opened
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", record.file_type.encode("ascii"))
         request.setHeader(b"Content-Length", str(size_bytes).encode("ascii"))
