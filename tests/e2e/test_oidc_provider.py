@@ -37,16 +37,19 @@ def fragment_session(location: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4)))
 
 
-class RealProviderTestsMixin:
-    server: Any
+class RealProviderCase(ServerTestCase):
+    """A server whose ``auth.oidc`` names oidc-provider, started first; a browser; the way through."""
+
     skip = MISSING
+    #: Empty: a public client (PKCE alone, no secret at the token endpoint).
+    client_secret = CLIENT_SECRET
 
     @inline
     async def setUp(self) -> None:
-        self.op = NodeOpenIdProvider(CLIENT_ID, CLIENT_SECRET, CALLBACK)
+        self.op = NodeOpenIdProvider(CLIENT_ID, self.client_secret, CALLBACK)
         self.addCleanup(self.op.stop)
         await self.op.start()
-        await super().setUp()  # type: ignore[misc]
+        await super().setUp()
         self.browser = Browser({"umoc.test": f"127.0.0.1:{self.server.port}"})
 
     def config_for_test(self, data_dir: str) -> Config:
@@ -57,7 +60,7 @@ class RealProviderTestsMixin:
                     "enabled": True,
                     "issuer": self.op.issuer,
                     "client_id": CLIENT_ID,
-                    "client_secret": CLIENT_SECRET,
+                    "client_secret": self.client_secret,
                     "redirect_url": CALLBACK,
                 }
             },
@@ -89,6 +92,12 @@ class RealProviderTestsMixin:
             return int(txn.scalar("SELECT COUNT(*) FROM users"))
 
         return await self.server.services.storage.db.run("test.users", count)
+
+
+class RealProviderTestsMixin:
+    browser: Browser
+    op: NodeOpenIdProvider
+    server: Any
 
     @inline
     async def test_code_flow_with_pkce_at_oidc_provider_gives_a_session_a_socket_uses(self) -> None:
@@ -168,4 +177,22 @@ class RealProviderTestsMixin:
         self.assertEqual((await client.expect("connection_successful"))["user_id"], session["user_id"])
 
 
-for_each_backend(RealProviderTestsMixin, ServerTestCase, globals())
+for_each_backend(RealProviderTestsMixin, RealProviderCase, globals())
+
+
+class PublicClientTestsMixin:
+    """A client registered without a secret (``token_endpoint_auth_method: none``): PKCE alone proves the
+    code's redeemer started the sign-in."""
+
+    client_secret = ""
+
+    @inline
+    async def test_a_public_client_signs_in_with_pkce_alone(self) -> None:
+        location, prompts = await self.sign_in()
+        self.assertEqual(prompts, ["login", "consent"])
+        session = fragment_session(location)
+        client = await self.connect(session)
+        self.assertEqual((await client.expect("connection_successful"))["username"], "olive")
+
+
+for_each_backend(PublicClientTestsMixin, RealProviderCase, globals())

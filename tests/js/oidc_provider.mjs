@@ -1,11 +1,13 @@
 // A real OpenID provider for UMOC's tests: the certified `oidc-provider` package (npm), on 127.0.0.1.
 //
-//   node tests/js/oidc_provider.mjs CLIENT_ID CLIENT_SECRET REDIRECT_URI
+//   node tests/js/oidc_provider.mjs CLIENT_ID CLIENT_SECRET REDIRECT_URI [PORT]
 //
-// Listens on 127.0.0.1 port 0, then prints one line of JSON, {"issuer": "http://127.0.0.1:PORT"}, and serves
+// Listens on 127.0.0.1 port PORT (0, any free port, when not given; the operator guide's worked example
+// gives one), then prints one line of JSON, {"issuer": "http://127.0.0.1:PORT"}, and serves
 // until stdin closes (the test ends) or it is killed.  One client is registered: the authorization code
 // grant, PKCE required (S256), the secret sent in the token request's body (client_secret_post: what UMOC
-// does) and REDIRECT_URI as its only redirect URI.  Sign-in is the package's development interactions
+// does) and REDIRECT_URI as its only redirect URI; an empty CLIENT_SECRET registers a public client instead
+// (token_endpoint_auth_method none: PKCE alone).  Sign-in is the package's development interactions
 // (an HTML login form whose `login` becomes the account id, then a consent form), driven by the test with
 // cookies as a browser would.  The account's claims: sub = login, preferred_username = login, name =
 // "Login" capitalised; they travel in the ID token (conformIdTokenClaims: false), which is where UMOC
@@ -16,9 +18,9 @@ import { createServer } from 'node:http';
 
 import Provider from 'oidc-provider';
 
-const [clientId, clientSecret, redirectUri] = process.argv.slice(2);
+const [clientId, clientSecret, redirectUri, port = '0'] = process.argv.slice(2);
 if (!redirectUri) {
-  process.stderr.write('usage: oidc_provider.mjs CLIENT_ID CLIENT_SECRET REDIRECT_URI\n');
+  process.stderr.write('usage: oidc_provider.mjs CLIENT_ID CLIENT_SECRET REDIRECT_URI [PORT]\n');
   process.exit(2);
 }
 
@@ -34,17 +36,17 @@ function account(accountId) {
 }
 
 const server = createServer();
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(port), '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, {
     clients: [
       {
         client_id: clientId,
-        client_secret: clientSecret,
+        ...(clientSecret ? { client_secret: clientSecret } : {}),
         redirect_uris: [redirectUri],
         grant_types: ['authorization_code'],
         response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_post',
+        token_endpoint_auth_method: clientSecret ? 'client_secret_post' : 'none',
         id_token_signed_response_alg: 'RS256',
       },
     ],
