@@ -115,6 +115,10 @@ class RealProviderTestsMixin:
         self.assertEqual((hello["user_id"], hello["username"]), (session["user_id"], "olive"))
         pong = await client.call("ping", client.with_session(timestamp=1636750000000))
         self.assertEqual(pong["timestamp"], 1636750000000)
+        # No UMOC password, so no TOTP here: a second factor is the provider's business.
+        headers = {"X-Session-ID": session["sessionID"], "X-Session-Token": session["token"]}
+        code, body = await self.server.post("/api/account/totp/setup", {}, headers=headers)
+        self.assertEqual((code, body["code"]), (403, "forbidden"))
 
         # The provider remembers the browser and the consent: straight back, the same user, a new session.
         location, prompts = await self.sign_in()
