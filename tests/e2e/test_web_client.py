@@ -77,7 +77,8 @@ def png(width: int = 160, height: int = 100, warm: bool = False) -> bytes:
 class Browser:
     """One headless Chromium with the few steps the story needs."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, *extra: str) -> None:
+        """``extra``: more Chromium switches (``--host-resolver-rules=...``)."""
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for arg in (
@@ -88,6 +89,7 @@ class Browser:
             "--window-size=1000,700",
             "--lang=en-US",
             "--hide-scrollbars",
+            *extra,
         ):
             options.add_argument(arg)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
