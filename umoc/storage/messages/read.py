@@ -27,6 +27,7 @@ from umoc.storage.previews import previews_for_txn
 from umoc.storage.reactions import reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 from umoc.storage.replies import replies_for_txn
+from umoc.storage.threadrows import summaries_for_txn
 
 __all__ = [
     "READ_COUNT",
@@ -72,6 +73,7 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
                 name=r["name"],
                 description=r["description"],
                 member_count=int(r["member_count"]),
+                internal_id=int(r["id"]),
             )
         )
     return entries
@@ -127,7 +129,9 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
         order, limit, skip = "DESC", page_size, offset
     rows = txn.execute(
         "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM messages m JOIN users su ON su.id = m.sender_id"
-        " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
+        # A thread's replies stay out of the main timeline (and of its count) unless also_in_chat.
+        " WHERE m.chat_id = ? AND m.deleted_at IS NULL AND (m.thread_root_seq IS NULL OR m.also_in_chat = 1)"
+        " ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
         (*read_count_params(user_id), internal_id, limit, skip),
     ).fetchall()
     if order == "DESC":
@@ -147,10 +151,12 @@ def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int
 
 
 def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = None) -> list[Message]:
-    """The messages with their reply targets, reactions, polls (``viewer_id``'s votes in them) and link previews.
+    """The messages with their reply targets, reactions, polls (``viewer_id``'s votes in them), link previews
+    and thread summaries.
 
     Two queries whatever their number (one without replies), and one or two
-    more only when there are polls among them, one more only when a text has a link.
+    more only when there are polls among them, one more only when a text has a link,
+    one more only when a thread root is among them.
     """
     if not messages:
         return []
@@ -159,6 +165,7 @@ def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = 
     # Only a text with a link can have a preview: a page without one costs no query.
     previews = previews_for_txn(txn, [m.seq for m in messages if m.type == "text" and "http" in m.content])
     polls = polls_for_txn(txn, [m.seq for m in messages if m.type == "poll"], viewer_id)
+    threads = summaries_for_txn(txn, [m.seq for m in messages if m.is_thread_root])
     return [
         replace(
             m,
@@ -166,6 +173,7 @@ def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = 
             reactions=tuple(reactions.get(m.seq, ())),
             preview=previews.get(m.seq),
             poll=polls.get(m.seq),
+            thread=threads.get(m.seq),
         )
         for m in messages
     ]
@@ -200,10 +208,23 @@ def missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int 
     return annotate_txn(txn, _missed_txn(txn, user_id, since, limit, after_seq), user_id)
 
 
+def followed_unread_txn(txn: Txn, user_id: int) -> dict[int, int]:
+    """Unread replies of the threads the user follows, by internal chat id (chats without any left out)."""
+    rows = txn.execute(
+        "SELECT f.chat_id, SUM(t.reply_count - f.read_count) AS unread FROM thread_follows f"
+        " JOIN threads t ON t.root_seq = f.root_seq"
+        " WHERE f.user_id = ? AND f.following = 1 AND t.reply_count > f.read_count GROUP BY f.chat_id",
+        (user_id,),
+    ).fetchall()
+    return {int(r["chat_id"]): int(r["unread"]) for r in rows}
+
+
 def chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
-    """Every chat of the user plus its unread mentions and each direct chat's peer profile: three queries."""
+    """Every chat of the user plus its unread mentions, followed threads' unread replies and each direct
+    chat's peer profile: four queries."""
     entries = _chat_list_rows_txn(txn, user_id)
     counts = mention_counts_txn(txn, user_id)
+    threads = followed_unread_txn(txn, user_id)
     peers = {
         int(r["peer_id"]): (r["display_name"], r["avatar_file_id"])
         for r in txn.execute(
@@ -216,6 +237,7 @@ def chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
         replace(
             e,
             mention_count=counts.get((e.id, e.is_group), 0),
+            unread_count=e.unread_count + threads.get(e.internal_id, 0),
             display_name=None if e.is_group else peers.get(e.id, (None, None))[0],
             avatar_file_id=None if e.is_group else peers.get(e.id, (None, None))[1],
         )
