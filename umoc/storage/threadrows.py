@@ -125,7 +125,8 @@ def reply_statements_txn(
             (root.seq, sender_id, root.chat_id, count),
         )
     )
-    # The root's sender (at the first reply) and who is mentioned follow, their read position kept.
+    # The root's sender (at the first reply) and who is mentioned follow: a new follower has this
+    # reply unread (not the replies before it); a follower's read position is kept.
     followers = [u for u in dict.fromkeys(mentions) if u != sender_id]
     if count == 1:
         if root.sender_id != sender_id and root.sender_id not in followers:
@@ -135,8 +136,8 @@ def reply_statements_txn(
         statements.append(
             (
                 "INSERT INTO thread_follows (root_seq, user_id, chat_id, following, read_count)"
-                " VALUES (?, ?, ?, 1, 0) ON CONFLICT (root_seq, user_id) DO UPDATE SET following = 1",
-                (root.seq, user_id, root.chat_id),
+                " VALUES (?, ?, ?, 1, ?) ON CONFLICT (root_seq, user_id) DO UPDATE SET following = 1",
+                (root.seq, user_id, root.chat_id, count - 1),
             )
         )
     return summary, statements
