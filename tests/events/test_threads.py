@@ -175,7 +175,10 @@ class ThreadTestsMixin(MessagingCase):
         replayed = [c for c in page.changes if c.kind == "thread_follow"]
         self.assertEqual(
             [replay.key(c) for c in replayed],
-            [replay.thread_follow(root["message_id"], f, c.created_at) for f, c in zip((True, False), replayed)],
+            [
+                replay.thread_follow(root["message_id"], f, c.created_at)
+                for f, c in zip((True, False), replayed, strict=True)
+            ],
         )
         # Nobody else's stream holds it.
         others, _ = await feed(alice, cursor)
@@ -282,13 +285,13 @@ class ThreadTestsMixin(MessagingCase):
         await self.reply(bob, gid, root["message_id"], "first")
         after = [await self.count(f"SELECT COUNT(*) FROM {t}") for t in tables]
         # The reply, its feed row, the thread, and two follows (bob replying, alice the root's sender).
-        self.assertEqual([a - b for a, b in zip(after, counts)], [1, 1, 1, 2])
+        self.assertEqual([a - b for a, b in zip(after, counts, strict=True)], [1, 1, 1, 2])
         await self.reply(carol, gid, root["message_id"], "second")
         again = [await self.count(f"SELECT COUNT(*) FROM {t}") for t in tables]
-        self.assertEqual([a - b for a, b in zip(again, after)], [1, 1, 0, 1])
+        self.assertEqual([a - b for a, b in zip(again, after, strict=True)], [1, 1, 0, 1])
         await self.send(alice, gid, "plain", is_group=True)
         plain = [await self.count(f"SELECT COUNT(*) FROM {t}") for t in tables]
-        self.assertEqual([a - b for a, b in zip(plain, again)], [1, 1, 0, 0])
+        self.assertEqual([a - b for a, b in zip(plain, again, strict=True)], [1, 1, 0, 0])
 
     @inline
     async def test_replies_are_searchable_and_push_reaches_followers_only(self) -> None:
