@@ -45,6 +45,10 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
     rows = txn.execute(
         "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
         " c.message_count - uc.base_count - uc.sent_count - uc.read_count AS unread_count,"
+        # The unread replies of the threads the user follows in the chat (an index range per chat).
+        " (SELECT COALESCE(SUM(t.reply_count - f.read_count), 0) FROM thread_follows f"
+        " JOIN threads t ON t.root_seq = f.root_seq WHERE f.user_id = uc.user_id AND f.chat_id = uc.chat_id"
+        " AND f.following = 1 AND t.reply_count > f.read_count) AS thread_unread,"
         # Primary-key lookups per row, not joins: joined on two columns the
         # planner misjudges the row count badly enough to pick poor plans.
         " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id) AS my_status,"
@@ -65,7 +69,7 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
             ChatEntry(
                 id=int(r["id"]) if is_group else int(r["peer_id"]),
                 is_group=is_group,
-                unread_count=int(r["unread_count"]),
+                unread_count=int(r["unread_count"]) + int(r["thread_unread"]),
                 last_message=message_from_row(r, "last_") if r["last_id"] is not None else None,
                 username=r["username"],
                 last_seen=r["last_seen"],
@@ -73,7 +77,6 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
                 name=r["name"],
                 description=r["description"],
                 member_count=int(r["member_count"]),
-                internal_id=int(r["id"]),
             )
         )
     return entries
@@ -208,23 +211,11 @@ def missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int 
     return annotate_txn(txn, _missed_txn(txn, user_id, since, limit, after_seq), user_id)
 
 
-def followed_unread_txn(txn: Txn, user_id: int) -> dict[int, int]:
-    """Unread replies of the threads the user follows, by internal chat id (chats without any left out)."""
-    rows = txn.execute(
-        "SELECT f.chat_id, SUM(t.reply_count - f.read_count) AS unread FROM thread_follows f"
-        " JOIN threads t ON t.root_seq = f.root_seq"
-        " WHERE f.user_id = ? AND f.following = 1 AND t.reply_count > f.read_count GROUP BY f.chat_id",
-        (user_id,),
-    ).fetchall()
-    return {int(r["chat_id"]): int(r["unread"]) for r in rows}
-
-
 def chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
-    """Every chat of the user plus its unread mentions, followed threads' unread replies and each direct
-    chat's peer profile: four queries."""
+    """Every chat of the user (unread counts with the followed threads' replies) plus its unread mentions
+    and each direct chat's peer profile: three queries."""
     entries = _chat_list_rows_txn(txn, user_id)
     counts = mention_counts_txn(txn, user_id)
-    threads = followed_unread_txn(txn, user_id)
     peers = {
         int(r["peer_id"]): (r["display_name"], r["avatar_file_id"])
         for r in txn.execute(
@@ -237,7 +228,6 @@ def chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
         replace(
             e,
             mention_count=counts.get((e.id, e.is_group), 0),
-            unread_count=e.unread_count + threads.get(e.internal_id, 0),
             display_name=None if e.is_group else peers.get(e.id, (None, None))[0],
             avatar_file_id=None if e.is_group else peers.get(e.id, (None, None))[1],
         )

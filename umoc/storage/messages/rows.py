@@ -97,8 +97,6 @@ class ChatEntry:
     mention_count: int = 0
     display_name: str | None = None
     avatar_file_id: str | None = None
-    #: ``chats.id`` (what the storage calls the chat).
-    internal_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
