@@ -294,25 +294,27 @@ def _insert_txn(
         if stored is None:
             raise _KeyInUseError()
         seq = int(stored)
-    change = NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id)
     in_thread: ThreadSummary | None = None
-    thread_statements: list[tuple[str, Any]] = []
-    if root is not None:
+    if root is None:
+        change = NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id)
+        txn.execute_each(
+            (
+                *_chat_statements(txn, chat_id, sender_id, seq, now, change),
+                # Who this message mentions: in the same round trip (a reply with mentions costs none more).
+                *unread_mentions_statements(seq, chat_id, sender_id, mentions),
+            )
+        )
+    else:
         change = NewChange(
             "message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id, data={"thread": root.seq}
         )
+        if new.also_in_chat:
+            # The chat's rows before the thread's, in the order a deletion takes them (no deadlock).
+            txn.execute_each(_chat_statements(txn, chat_id, sender_id, seq, now, change))
         in_thread, thread_statements = reply_statements_txn(
             txn, root, seq, sender_id, mentions, now, None if new.also_in_chat else change
         )
-    in_chat = root is None or new.also_in_chat
-    txn.execute_each(
-        (
-            *(_chat_statements(txn, chat_id, sender_id, seq, now, change) if in_chat else ()),
-            *thread_statements,
-            # Who this message mentions: in the same round trip (a reply with mentions costs none more).
-            *unread_mentions_statements(seq, chat_id, sender_id, mentions),
-        )
-    )
+        txn.execute_each((*thread_statements, *unread_mentions_statements(seq, chat_id, sender_id, mentions)))
     message = Message(
         message_id,
         seq,
