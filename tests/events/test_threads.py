@@ -277,6 +277,39 @@ class ThreadTestsMixin(MessagingCase):
         )
 
     @inline
+    async def test_direct_threads_reads_and_deletions_keep_the_main_counts_right(self) -> None:
+        alice, bob = await self.pair()
+        root = await self.send(alice, bob.id, "lunch?")
+        await self.drain(alice, bob)
+        reply = await self.send(bob, alice.id, "sure", thread_id=root["message_id"])
+        both = await self.send(bob, alice.id, "at noon", thread_id=root["message_id"], also_in_chat=True)
+        # Each side names the chat as it calls it.
+        self.assertEqual((await alice.client.expect("thread_updated"))["chat_id"], bob.id)
+        self.assertEqual((await bob.client.expect("thread_updated"))["chat_id"], alice.id)
+
+        def unread(chats: list[dict[str, Any]], peer: int) -> int:
+            return int(next(c for c in chats if c["id"] == peer and not c["is_group"])["unread_count"])
+
+        # alice: the also_in_chat reply in the main timeline, and two unread replies of her followed thread.
+        self.assertEqual(unread(await alice.call("get_chats"), bob.id), 3)
+        # A read receipt of the thread-only reply leaves the main count alone (it was never in it).
+        await alice.call("read_receipt", message_ids=[reply["message_id"], both["message_id"]], sender_id=bob.id)
+        await alice.call("get_thread", thread_id=root["message_id"])
+        self.assertEqual(unread(await alice.call("get_chats"), bob.id), 0)
+        history = await alice.call("get_chat_history", chat_id=bob.id)
+        self.assertEqual(history["total_messages"], 2)
+        # Deleting the thread-only reply changes no main count; deleting the other does.
+        await bob.call("delete_message", message_id=reply["message_id"])
+        self.assertEqual((await alice.call("get_chat_history", chat_id=bob.id))["total_messages"], 2)
+        await bob.call("delete_message", message_id=both["message_id"])
+        history = await alice.call("get_chat_history", chat_id=bob.id)
+        self.assertEqual(
+            ([m["message_id"] for m in history["messages"]], history["total_messages"]), ([root["message_id"]], 1)
+        )
+        self.assertNotIn("thread", history["messages"][0])
+        self.assertEqual(unread(await bob.call("get_chats"), alice.id), 1)  # the root, never read by receipt
+
+    @inline
     async def test_a_reply_writes_o1_rows_and_a_plain_send_none_of_them(self) -> None:
         alice, bob, carol, dave, gid = await self.team()
         root = await self.send(alice, gid, "root", is_group=True)
