@@ -80,21 +80,18 @@ def reply_root_txn(txn: Txn, thread_id: str) -> ThreadRoot:
 
 
 def reply_statements_txn(
-    txn: Txn,
-    root: ThreadRoot,
-    reply_seq: int,
-    sender_id: int,
-    mentions: Sequence[int],
-    now: float,
-    change: NewChange | None,
+    txn: Txn, root: ThreadRoot, change: NewChange, mentions: Sequence[int], in_chat: bool
 ) -> tuple[ThreadSummary, list[tuple[str, Sequence[Any]]]]:
     """The thread's summary with this reply, and the statements that write it (for ``execute_each``).
 
-    The thread's row is made if need be and locked, so concurrent replies
-    count one after the other.  ``change`` (the reply's feed row, when the
-    reply is not also in the chat, whose counters carry it otherwise) rides
-    on the thread's update.
+    ``change`` is the reply's feed row (its message, sender and time): it
+    rides on the thread's update unless the reply is also in the chat
+    (``in_chat``), whose counters' update carries it then.  The thread's row
+    is made if need be and locked, so concurrent replies count one after
+    the other.
     """
+    reply_seq, sender_id, now = change.message_seq, change.actor_id, change.created_at
+    assert reply_seq is not None and sender_id is not None
     txn.execute(
         "INSERT INTO threads (root_seq, chat_id) VALUES (?, ?) ON CONFLICT (root_seq) DO NOTHING",
         (root.seq, root.chat_id),
@@ -113,10 +110,10 @@ def reply_statements_txn(
         (now, json.dumps(list(participants)), reply_seq, reply_seq, root.seq),
     )
     statements: list[tuple[str, Sequence[Any]]] = []
-    if change is not None:
-        statements.extend(statements_with_change(txn, update[0], update[1], change))
-    else:
+    if in_chat:
         statements.append(update)
+    else:
+        statements.extend(statements_with_change(txn, update[0], update[1], change))
     # Replying follows, and reads the thread up to this reply.
     statements.append(
         (

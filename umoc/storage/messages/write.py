@@ -42,7 +42,6 @@ from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and
 from umoc.storage.standing import GroupSettings, check_settings, check_standing
 from umoc.storage.threadrows import (
     THREAD_NOT_IN_CHAT,
-    ThreadRoot,
     ThreadSummary,
     reply_deleted_txn,
     reply_root_txn,
@@ -233,19 +232,14 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
 
 
 def _insert_txn(
-    txn: Txn,
-    sender: Actor,
-    new: NewMessage,
-    message_id: str,
-    now: float,
-    reply_to_seq: int | None,
-    root: ThreadRoot | None = None,
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, reply_to_seq: int | None
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
 
-    A thread reply (``root``) also writes its thread's row and follows
-    (`reply_statements_txn`); unless it is also in the chat it leaves the
-    chat's counters alone, and its feed row rides on the thread's row.
+    A thread reply (``new.thread_id``) also writes its thread's row and
+    follows (`reply_statements_txn`); unless it is also in the chat it leaves
+    the chat's counters alone, and its feed row rides on the thread's row.
+    A plain message reads nothing more.
     """
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
     if is_group:
@@ -261,6 +255,7 @@ def _insert_txn(
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
+    root = reply_root_txn(txn, new.thread_id) if new.thread_id is not None else None
     if root is not None and root.chat_id != chat_id:
         raise RefusedError(THREAD_NOT_IN_CHAT, code="invalid_argument")
     params: tuple[Any, ...] = (
@@ -311,9 +306,7 @@ def _insert_txn(
         if new.also_in_chat:
             # The chat's rows before the thread's, in the order a deletion takes them (no deadlock).
             txn.execute_each(_chat_statements(txn, chat_id, sender_id, seq, now, change))
-        in_thread, thread_statements = reply_statements_txn(
-            txn, root, seq, sender_id, mentions, now, None if new.also_in_chat else change
-        )
+        in_thread, thread_statements = reply_statements_txn(txn, root, change, mentions, new.also_in_chat)
         txn.execute_each((*thread_statements, *unread_mentions_statements(seq, chat_id, sender_id, mentions)))
     message = Message(
         message_id,
@@ -378,10 +371,9 @@ def post_txn(
     """
     display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
     reply_to_seq = target[0] if target is not None else None
-    root = reply_root_txn(txn, new.thread_id) if new.thread_id is not None else None
     for _ in range(_KEY_TRIES):
         try:
-            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq, root)
+            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq)
             break
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
