@@ -401,6 +401,21 @@ class WebClientTests(unittest.TestCase):
         bob.text_in(".message .sender", "Alice Liddell")
         bob.send("Count me in")
         alice.text_in(".message .text", "Count me in")
+        # Bob answers in a thread: Alice sees the reply count under her message and opens the thread;
+        # the reply stays out of the main timeline.
+        bob.text_in("#message-list .message:not(.mine)", "Picnic on Saturday?").find_element(
+            By.CSS_SELECTOR, '[data-action="thread"]'
+        ).click()
+        bob.visible("#thread-panel")
+        bob.type("#thread-input", "What time?")
+        bob.find("#thread-input").send_keys(Keys.ENTER)
+        bob.text_in("#thread-list .message.mine .text", "What time?")
+        alice.text_in("#message-list .thread-summary", "1 reply")
+        alice.click("#message-list .thread-summary")
+        alice.text_in("#thread-list .message:not(.mine) .text", "What time?")
+        self.assertNotIn("What time?", alice.find("#message-list").text)
+        alice.click("#thread-close")
+        bob.click("#thread-close")
         alice.click("#group-button")
         alice.text_in("#group-members", "bob")
         alice.type("#rename-group-input", "Weekend picnic")

@@ -35,6 +35,7 @@ from umoc.storage.readstate import ReadStateStore
 from umoc.storage.replica import ReadRouter
 from umoc.storage.reports import ReportStore
 from umoc.storage.search import SearchStore
+from umoc.storage.threads import ThreadStore
 from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
 
@@ -63,6 +64,7 @@ class Storage:
         self.edits = EditStore(db)
         self.reactions = ReactionStore(db)
         self.pins = PinStore(db)
+        self.threads = ThreadStore(db)
         self.polls = PollStore(db)
         self.reports = ReportStore(db)
         self.mentions = MentionStore(db)

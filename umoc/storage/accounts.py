@@ -132,6 +132,8 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) 
     txn.execute("DELETE FROM unread_mentions WHERE user_id = ?", (user_id,))
     # Which options they voted for goes; the tallies keep their votes, as cast (a secret ballot's count).
     txn.execute("DELETE FROM poll_votes WHERE user_id = ?", (user_id,))
+    # The threads they followed (the threads keep their counts and participants, as ids).
+    txn.execute("DELETE FROM thread_follows WHERE user_id = ?", (user_id,))
     unreacted: list[RemovedReaction] = []
     if erased_through is not None:
         # What the batches before this did not reach: sent since (sending is rate limited, so few).
@@ -305,7 +307,7 @@ def _messages_txn(txn: Txn, user_id: int, after_seq: int, limit: int) -> list[Ro
     """A page of the user's live messages by seq; ``chat_id`` as clients know it (the peer, or the group)."""
     return txn.execute(
         "SELECT m.seq, m.id, m.recipient_id, m.is_group, m.type, m.content, m.encrypted_content, m.created_at,"
-        " m.edited_at, t.id AS reply_to, m.extra"
+        " m.edited_at, t.id AS reply_to, m.extra, m.thread_id, m.also_in_chat"
         " FROM messages m LEFT JOIN messages t ON t.seq = m.reply_to_seq"
         " WHERE m.sender_id = ? AND m.seq > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
         (user_id, after_seq, limit),

@@ -33,6 +33,7 @@ const state = {
   convs: new Map(), // chat key -> {list: [message], byId: Map, page, totalPages}
   groups: new Map(), // group id -> chat_info (group shape)
   current: null, // chat key on screen
+  thread: null, // the open thread: {key, id, root, replies}
   typing: new Map(), // chat key -> Map(user_id -> {username, timer})
   lastMessageAt: 0, // ms epoch of the newest message seen: where `sync` starts after a reconnect
   everConnected: false,
@@ -216,7 +217,7 @@ function stop() {
   if (state.avatarChoice?.url) URL.revokeObjectURL(state.avatarChoice.url);
   for (const typing of state.typing.values()) for (const t of typing.values()) clearTimeout(t.timer);
   Object.assign(state, {
-    session: null, current: null, lastMessageAt: 0, everConnected: false,
+    session: null, current: null, thread: null, lastMessageAt: 0, everConnected: false,
     chats: new Map(), contacts: new Map(), convs: new Map(), groups: new Map(), typing: new Map(),
     fileUrls: new Map(), outgoing: new Set(), composing: null, profile: null,
     people: new Map(), avatars: new Map(), avatarReady: new Map(), avatarChoice: null,
@@ -675,6 +676,7 @@ async function openChat(key, focusComposer = true) {
   $('no-chat').hidden = true;
   $('chat-pane').hidden = false;
   showGroupPanel(false);
+  closeThread();
   fill($('typing'));
   stopComposing(false);
   closeMentions();
@@ -822,6 +824,13 @@ const MESSAGE_ACTIONS = [
     label: 'Reply',
     available: () => true,
     async run(m) { startComposing('reply', m); },
+  },
+  {
+    id: 'thread',
+    label: 'Reply in thread',
+    // Threads are one level deep: a reply's own replies go to its root (docs/api.md, "Threads").
+    available: (m) => !m.thread_id,
+    async run(m) { await openThread(m); },
   },
   {
     id: 'react',
@@ -1031,6 +1040,7 @@ function renderMessage(m, isGroup) {
       body,
       m.type === 'text' ? renderLinkCard(m.preview) : null,
       renderReactions(m),
+      renderThreadSummary(m),
       h('div', {class: 'meta'},
         m.edited_at ? h('span', {class: 'edited', title: `Edited ${dayOf(m.edited_at)} ${timeOf(m.edited_at)}`}, 'edited') : null,
         h('time', {datetime: m.timestamp, title: `${dayOf(m.timestamp)} ${timeOf(m.timestamp)}`}, timeOf(m.timestamp)),
@@ -1243,7 +1253,87 @@ function onMessagesDelivered({message_ids: ids, delivered_at: when}) {
   }
 }
 
+// -- threads (docs/api.md, "Threads") ----------------------------------------------------
+
+/** "3 replies" under a root: opens its thread. */
+function renderThreadSummary(m) {
+  const n = m.thread?.reply_count || 0;
+  if (!n) return null;
+  return h('button', {
+    type: 'button', class: 'small link thread-summary', dataset: {action: 'open-thread', focus: `open${m.message_id}`},
+    onclick: () => openThread(m).catch(showError),
+  }, `${n} ${n === 1 ? 'reply' : 'replies'}`);
+}
+
+function renderThreadPanel() {
+  const t = state.thread;
+  $('thread-panel').hidden = !t;
+  if (!t) {
+    fill($('thread-list'));
+    return;
+  }
+  const isGroup = parseKey(t.key).isGroup;
+  const root = renderMessage(t.root, isGroup);
+  root.classList.add('root');
+  refill($('thread-list'), root, ...t.replies.map((m) => renderMessage(m, isGroup)));
+}
+
+async function openThread(m) {
+  const key = state.current;
+  const page = await request('get_thread', {thread_id: m.message_id});
+  state.thread = {key, id: page.thread_id, root: page.root, replies: page.messages};
+  renderThreadPanel();
+  $('thread-input').focus();
+}
+
+function closeThread() {
+  state.thread = null;
+  renderThreadPanel();
+}
+
+async function sendThreadReply(event) {
+  event.preventDefault();
+  const t = state.thread;
+  const text = $('thread-input').value.trim();
+  if (!t || !text) return;
+  const {isGroup, id} = parseKey(t.key);
+  const message = await request('send_message', {
+    recipient_id: id, is_group: isGroup, content: text, thread_id: t.id, also_in_chat: $('thread-also').checked,
+  });
+  $('thread-input').value = '';
+  $('thread-also').checked = false;
+  onNewMessage(message);
+}
+
+/** A reply: into the open thread; into the main timeline only when also_in_chat. */
+function onThreadReply(m) {
+  const t = state.thread;
+  if (t && t.id === m.thread_id && !t.replies.some((r) => r.message_id === m.message_id)) {
+    t.replies.push(m);
+    renderThreadPanel();
+  }
+}
+
+function onThreadUpdated(u) {
+  const summary = {reply_count: u.reply_count, last_reply_at: u.last_reply_at, participant_ids: u.participant_ids};
+  forEachMessage(u.thread_id, (key, m) => {
+    m.thread = summary;
+    rerenderMessage(key, m);
+  });
+  if (state.thread && state.thread.id === u.thread_id) {
+    state.thread.root.thread = summary;
+    renderThreadPanel();
+  }
+}
+
 function onNewMessage(m) {
+  if (m.thread_id) {
+    onThreadReply(m);
+    if (!m.also_in_chat) {
+      noteTimestamp(m.timestamp);
+      return; // its thread's count comes with thread_updated; followers' unread with get_chats
+    }
+  }
   const key = chatKeyOfMessage(m);
   noteTimestamp(m.timestamp);
   noteDelivered(m);
@@ -1809,6 +1899,7 @@ const SERVER_EVENTS = {
     }
   },
   new_message: onNewMessage,
+  thread_updated: onThreadUpdated,
   message_deleted: onMessageDeleted,
   message_edited: onMessageEdited,
   message_preview: onMessagePreview,
@@ -1905,6 +1996,14 @@ function wire() {
   });
   $('file-input').addEventListener('change', (e) => sendFile(e.target.files[0]));
   $('load-older').addEventListener('click', loadOlder);
+  $('thread-composer').addEventListener('submit', (e) => sendThreadReply(e).catch(showError));
+  $('thread-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      $('thread-composer').requestSubmit();
+    }
+  });
+  $('thread-close').addEventListener('click', closeThread);
   $('back-button').addEventListener('click', () => closeChat());
   $('group-button').addEventListener('click', () => {
     const show = $('group-panel').hidden;
