@@ -123,6 +123,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "registrations": OBJECTS,
     "reply_to": nullable(OBJECT),
     "results": OBJECTS,
+    "retention": INTEGER,
     "retry_after": NUMBER,
     "role": {"type": "string", "enum": list(ROLES)},
     "send_delivery_receipts": BOOLEAN,
