@@ -85,6 +85,7 @@ export interface ChatInfoEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   member_count?: number;
   members?: (Record<string, unknown>)[];
   extra?: Record<string, unknown>;
@@ -379,6 +380,7 @@ export interface GroupCreatedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  retention: number;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -396,6 +398,7 @@ export interface GroupUpdatedEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   extra?: Record<string, unknown>;
 }
 
@@ -472,6 +475,7 @@ export interface GroupJoinedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  retention: number;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -690,6 +694,7 @@ export interface CreateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
 }
 
 export interface UpdateGroupRequest {
@@ -704,6 +709,7 @@ export interface UpdateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
 }
 
 export interface AddGroupMemberRequest {
