@@ -289,6 +289,7 @@ class UmocService(service.MultiService):
         """The graceful stop of the module docstring; each wait ends at the shared deadline."""
         node, clock = self.node, self.node.services.clock
         deadline = clock.seconds() + self.config.server.shutdown_timeout
+        self.purger.close()  # a purge under way ends after its batch in hand
         if self.listener.running:
             await self.listener.stopService()
         node.socketapp.router.close()

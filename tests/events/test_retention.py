@@ -170,5 +170,21 @@ class RetentionMixin:
         await bob.call("send_message", recipient_id=gid, is_group=True, content="after")
         self.assertEqual(await (await self.later(2 * 3600, forever)).run(), 0)
 
+    @inline
+    async def test_a_stopping_node_ends_its_run_after_the_batch_in_hand(self) -> None:
+        alice, bob, carol, gid = await self.people()
+        for n in range(5):
+            await bob.call("send_message", recipient_id=gid, is_group=True, content=f"old {n}")
+        purger = await self.later(2 * DAY)
+        store, walk = self.storage.retention, self.storage.retention.walk
+
+        def walk_then_stop(*args: Any) -> Any:
+            purger.close()  # the node stops while this batch is under way
+            return walk(*args)
+
+        self.patch(store, "walk", walk_then_stop)
+        self.assertEqual(await purger.run(), 2)
+        self.assertEqual(len(await self.rows("SELECT seq FROM messages")), 3)
+
 
 for_each_backend(RetentionMixin, InProcessChatCase, globals())

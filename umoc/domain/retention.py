@@ -5,7 +5,8 @@ the send path: each batch is one chat's transaction of at most
 ``retention.batch`` messages (`umoc.storage.retention`), and the files of
 a batch leave the disk once it has committed, in the reactor's thread pool.
 Several nodes purging at once is harmless: each transaction checks again
-what is still due.
+what is still due.  A stopping node ends its run after the batch in hand
+(`Purger.close`), so a long first run never holds up a shutdown.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class Purger:
         self._files = files
         self._clock = clock
         self._config = config
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop after the batch in hand (the node is stopping); the next node to run carries on."""
+        self._closed = True
 
     async def run(self) -> int:
         """Purge what is due now; how many messages went."""
@@ -38,13 +44,13 @@ class Purger:
         default, batch = float(self._config.messages), self._config.batch
         purged = 0
         for chat_id in await self._store.own_policies():
-            while True:
+            while not self._closed:
                 done = await self._store.purge_oldest(chat_id, default, now, batch)
                 purged += await self._removed(done)
-                if done.messages < batch:
+                if done.messages < batch or self._closed:
                     break
         if default > 0:
-            while True:
+            while not self._closed:
                 start, reached, found, more = await self._store.walk(now - default, batch)
                 for chat_id, seqs in found.items():
                     purged += await self._removed(await self._store.purge(chat_id, seqs, default, now))
