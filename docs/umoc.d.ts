@@ -85,6 +85,7 @@ export interface ChatInfoEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   member_count?: number;
   members?: (Record<string, unknown>)[];
   extra?: Record<string, unknown>;
@@ -412,6 +413,7 @@ export interface GroupCreatedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  retention: number;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -429,6 +431,7 @@ export interface GroupUpdatedEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   extra?: Record<string, unknown>;
 }
 
@@ -505,6 +508,7 @@ export interface GroupJoinedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  retention: number;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -746,6 +750,7 @@ export interface CreateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
 }
 
 export interface UpdateGroupRequest {
@@ -760,6 +765,7 @@ export interface UpdateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
 }
 
 export interface AddGroupMemberRequest {

@@ -173,8 +173,8 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, limits: 
     group_id = int(
         txn.scalar(
             "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity,"
-            " visibility, join_rule, kind, topic, slow_mode, read_only, extra)"
-            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " visibility, join_rule, kind, topic, slow_mode, read_only, retention, extra)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 group.name,
                 group.description,
@@ -188,6 +188,7 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, limits: 
                 group.topic,
                 group.slow_mode,
                 int(group.read_only),
+                group.retention,
                 extra_text(group.extra),
             ),
         )
@@ -328,21 +329,26 @@ def settings_of(row: Any) -> dict[str, Any]:
         "topic": row["topic"],
         "slow_mode": int(row["slow_mode"]),
         "read_only": bool(row["read_only"]),
+        "retention": int(row["retention"]),
     }
 
 
 #: What ``group_updated`` shows of a group (and `info_txn` reads).
-_GROUP_COLUMNS = "name, description, visibility, join_rule, kind, topic, slow_mode, read_only"
+_GROUP_COLUMNS = "name, description, visibility, join_rule, kind, topic, slow_mode, read_only, retention"
 
 
 def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tuple[list[int], dict[str, Any]]:
     group_id = change.chat_id
     members = lock_members_txn(txn, group_id, admin_id, "update_group")
+    if change.retention == 0 and txn.scalar("SELECT retention FROM chats WHERE id = ?", (group_id,)):
+        # Its old messages fall under the server's retention again: the purge's walk looks at them once
+        # more (umoc.storage.retention.reset_walk_txn, which imports this module).
+        txn.execute("UPDATE retention_state SET through_seq = 0 WHERE singleton = 1")
     txn.execute(
         "UPDATE chats SET name = COALESCE(?, name), description = COALESCE(?, description),"
         " visibility = COALESCE(?, visibility), join_rule = COALESCE(?, join_rule), kind = COALESCE(?, kind),"
-        " topic = COALESCE(?, topic), slow_mode = COALESCE(?, slow_mode), read_only = COALESCE(?, read_only)"
-        " WHERE id = ?",
+        " topic = COALESCE(?, topic), slow_mode = COALESCE(?, slow_mode), read_only = COALESCE(?, read_only),"
+        " retention = COALESCE(?, retention) WHERE id = ?",
         (
             change.name,
             change.description,
@@ -352,6 +358,7 @@ def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tup
             change.topic,
             change.slow_mode,
             None if change.read_only is None else int(change.read_only),
+            change.retention,
             group_id,
         ),
     )

@@ -130,6 +130,7 @@ FIELD_TYPES: dict[str, JsonSchema] = {
     "reply_to": nullable(OBJECT),
     "results": OBJECTS,
     "root": OBJECT,
+    "retention": INTEGER,
     "retry_after": NUMBER,
     "role": {"type": "string", "enum": list(ROLES)},
     "send_delivery_receipts": BOOLEAN,

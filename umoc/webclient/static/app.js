@@ -7,9 +7,13 @@
 // (for message features) an entry to MESSAGE_ACTIONS.
 //
 // Everything users wrote is put on the page as text (dom.js h() / textContent).
+//
+// Reports (issue 31): any message of someone else can be reported (`report`); an administrator
+// (whoever GET /api/admin/reports answers) gets a Reports button listing the open ones, each
+// resolved through the admin API (dismiss, delete the message, ban from the group, deactivate).
 
 import {
-  Connection, RequestError, clearSession, fetchFileUrl, fetchPreviewImageUrl, http, isFileId, loadSession,
+  Connection, RequestError, admin, clearSession, fetchFileUrl, fetchPreviewImageUrl, http, isFileId, loadSession,
   saveSession, takeOidcResult, uploadFile,
 } from './api.js';
 import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
@@ -229,6 +233,8 @@ function stop() {
   memberChoices = null;
   renderGroupMemberChoices();
   fill($('message-list'));
+  $('reports-button').hidden = true;
+  for (const id of ['report-dialog', 'reports-dialog']) if ($(id).open) $(id).close();
   closeChat(false);
 }
 
@@ -238,6 +244,8 @@ function start(session) {
   $('login-view').hidden = true;
   $('app-view').hidden = false;
   $('me').textContent = session.username;
+  $('reports-button').hidden = true;
+  checkAdmin();
   setConnection('Connecting…', 'connecting');
   state.conn = new Connection(session, SERVER_EVENTS, {
     connect: onConnect,
@@ -249,6 +257,112 @@ function start(session) {
       showLogin(`Please log in again (${message || 'session ended'}).`);
     },
   });
+}
+
+// -- reports ----------------------------------------------------------------------------
+
+let reporting = null; // the message the report dialog is about
+let reportsCursor = null; // the admin list's next page
+
+function openReport(m) {
+  reporting = m;
+  const quote = m.type === 'text' ? preview(m.content, 200) : lastMessageText({...m, sender_id: null});
+  $('report-quote').textContent = `${senderName(m) || 'Someone'}: ${quote}`;
+  $('report-category').value = 'spam';
+  $('report-reason').value = '';
+  $('report-error').textContent = '';
+  $('report-dialog').showModal();
+  $('report-category').focus();
+}
+
+async function sendReport(event) {
+  event.preventDefault();
+  if (!reporting) return;
+  const payload = {target: 'message', message_id: reporting.message_id, category: $('report-category').value};
+  const reason = $('report-reason').value.trim();
+  if (reason) payload.reason = reason;
+  $('report-send').disabled = true;
+  try {
+    await request('report', payload);
+  } catch (err) {
+    $('report-error').textContent = err.message;
+    return;
+  } finally {
+    $('report-send').disabled = false;
+  }
+  reporting = null;
+  $('report-dialog').close();
+  announce('Report sent to the administrators');
+  showError('Thank you: the administrators will look at it.');
+}
+
+/** Administrators only: the Reports button shows when the admin API answers this session. */
+async function checkAdmin() {
+  const session = state.session;
+  try {
+    await admin.openReports(session);
+  } catch {
+    return;
+  }
+  if (state.session === session) $('reports-button').hidden = false;
+}
+
+const RESOLUTIONS = [
+  {action: 'dismiss', label: 'Dismiss', available: () => true},
+  {action: 'delete_message', label: 'Delete message', available: (r) => Boolean(r.message_id),
+    confirm: 'Delete the reported message for everyone?'},
+  {action: 'ban_member', label: 'Ban from group', available: (r) => r.is_group && r.chat_id !== null && r.user_id !== null,
+    confirm: 'Ban this account from the group?'},
+  {action: 'deactivate_user', label: 'Deactivate account', className: 'danger', available: (r) => r.user_id !== null,
+    confirm: 'Deactivate this account? It can no longer log in.'},
+];
+
+function renderReport(r) {
+  const evidence = r.evidence;
+  const what = evidence
+    ? `${evidence.type === 'text' ? preview(evidence.content, 300) : `(${evidence.type})`}`
+    : `${r.target} ${r.target === 'user' ? r.user_id : r.chat_id}`;
+  const buttons = RESOLUTIONS.filter((a) => a.available(r)).map((a) => h('button', {
+    type: 'button',
+    class: `small ${a.className || 'secondary'}`,
+    dataset: {resolve: a.action, focus: `resolve-${a.action}-${r.report_id}`},
+    onclick: () => resolveReport(r, a).catch(showError),
+  }, a.label));
+  return h('li', {class: 'report', dataset: {report: r.report_id}},
+    h('div', {class: 'report-head'},
+      h('span', {class: 'tag'}, r.category),
+      h('span', {class: 'muted'}, `${r.target} · reported by user ${r.reporter_id} · ${dayOf(r.created_at)} ${timeOf(r.created_at)}`)),
+    h('p', {class: 'report-quote'},
+      evidence ? `User ${evidence.sender_id}${r.is_group ? ` in group ${r.chat_id}` : ''}: ` : '', what),
+    r.reason ? h('p', {class: 'help'}, `Reason: ${r.reason}`) : null,
+    h('div', {class: 'button-row', role: 'group', 'aria-label': `Resolve report ${r.report_id}`}, buttons));
+}
+
+async function loadReports(more = false) {
+  const list = $('reports-list');
+  if (!more) {
+    reportsCursor = null;
+    list.replaceChildren();
+  }
+  $('reports-status').textContent = 'Loading…';
+  const page = await admin.openReports(state.session, more ? reportsCursor || '' : '');
+  for (const r of page.reports) list.append(renderReport(r));
+  reportsCursor = page.next_cursor;
+  $('reports-more').hidden = !reportsCursor;
+  $('reports-status').textContent = list.children.length ? '' : 'No open reports.';
+}
+
+async function openReports() {
+  $('reports-dialog').showModal();
+  await loadReports();
+}
+
+async function resolveReport(r, resolution) {
+  if (resolution.confirm && !window.confirm(resolution.confirm)) return;
+  await admin.resolveReport(state.session, r.report_id, resolution.action);
+  document.querySelector(`#reports-list [data-report="${CSS.escape(r.report_id)}"]`)?.remove();
+  announce(`Report ${r.report_id} resolved: ${resolution.label}`);
+  if (!$('reports-list').children.length) $('reports-status').textContent = 'No open reports.';
 }
 
 function setConnection(text, kind) {
@@ -850,6 +964,12 @@ const MESSAGE_ACTIONS = [
     label: 'Edit',
     available: (m) => m.sender_id === myId() && m.type === 'text',
     async run(m) { startComposing('edit', m); },
+  },
+  {
+    id: 'report',
+    label: 'Report',
+    available: (m) => m.sender_id !== myId() && m.type !== 'erased',
+    async run(m) { openReport(m); },
   },
   {
     id: 'delete',
@@ -1965,6 +2085,11 @@ function wire() {
   $('login-form').addEventListener('submit', (e) => { e.preventDefault(); submitLogin(false); });
   $('register-button').addEventListener('click', () => submitLogin(true));
   $('logout-button').addEventListener('click', logout);
+  $('report-form').addEventListener('submit', sendReport);
+  $('report-cancel').addEventListener('click', () => $('report-dialog').close());
+  $('reports-button').addEventListener('click', () => openReports().catch(showError));
+  $('reports-more').addEventListener('click', () => loadReports(true).catch(showError));
+  $('reports-close').addEventListener('click', () => $('reports-dialog').close());
   $('add-contact-form').addEventListener('submit', addContact);
   $('new-group-form').addEventListener('submit', createGroup);
   $('profile-form').addEventListener('submit', saveProfile);
