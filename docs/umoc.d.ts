@@ -85,6 +85,7 @@ export interface ChatInfoEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  avatar_file_id?: string | null;
   member_count?: number;
   members?: (Record<string, unknown>)[];
   extra?: Record<string, unknown>;
@@ -379,6 +380,7 @@ export interface GroupCreatedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -396,6 +398,8 @@ export interface GroupUpdatedEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  avatar_file_id?: string | null;
+  avatar_url?: string | null;
   extra?: Record<string, unknown>;
 }
 
@@ -472,6 +476,7 @@ export interface GroupJoinedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -690,6 +695,7 @@ export interface CreateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  avatar_file_id?: string;
 }
 
 export interface UpdateGroupRequest {
@@ -704,6 +710,7 @@ export interface UpdateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  avatar_file_id?: string;
 }
 
 export interface AddGroupMemberRequest {

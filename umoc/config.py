@@ -440,6 +440,17 @@ class GroupsConfig:
 
     #: Members of one ``broadcast`` group (a message to it is O(1) rows whatever this is).
     max_members_broadcast: int = 100_000
+    #: Who may create a ``public`` group (or make one public): ``all`` users, or server ``admins`` only.
+    public_creation: str = "all"
+
+
+@dataclass(frozen=True)
+class ContactsConfig:
+    """Who may reach whom (issue 29)."""
+
+    #: True: direct messages, and adding someone to a group, need both users to be friends.  False
+    #: (app-style chat, "message the seller"): anyone may message or add anyone who has not blocked them.
+    require_friendship: bool = True
 
 
 @dataclass(frozen=True)
@@ -663,6 +674,7 @@ class Config:
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     groups: GroupsConfig = field(default_factory=GroupsConfig)
+    contacts: ContactsConfig = field(default_factory=ContactsConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
@@ -969,6 +981,8 @@ def _check(config: Config) -> list[str]:
         bad("messages.idempotency_window", "expected a positive duration")
     if config.groups.max_members_broadcast < 1:
         bad("groups.max_members_broadcast", "expected at least 1")
+    if config.groups.public_creation not in ("all", "admins"):
+        bad("groups.public_creation", "expected one of all, admins")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
     if config.previews.ttl <= 0 or config.previews.timeout <= 0:

@@ -59,6 +59,8 @@ class GroupSettingsTestsMixin:
                 "topic": "",
                 "slow_mode": 30,
                 "read_only": False,
+                "avatar_file_id": None,
+                "avatar_url": None,
             },
         )
         for person in (alice, bob, carol):

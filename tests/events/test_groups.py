@@ -45,6 +45,7 @@ class GroupTestsMixin:
                 "topic",
                 "slow_mode",
                 "read_only",
+                "avatar_file_id",
                 "mention_count",
                 "display_name",
                 "avatar_url",
@@ -173,6 +174,8 @@ class GroupTestsMixin:
                 "topic": "",
                 "slow_mode": 0,
                 "read_only": False,
+                "avatar_file_id": None,
+                "avatar_url": None,
             },
         )
         for person in (alice, bob, carol):

@@ -44,14 +44,16 @@ __all__ = ["Storage", "open_storage"]
 class Storage:
     """One object per domain, all over one `Database`."""
 
-    def __init__(self, db: Database, reads: ReadRouter | None = None) -> None:
+    def __init__(self, db: Database, reads: ReadRouter | None = None, require_friendship: bool = True) -> None:
+        """``require_friendship``: ``contacts.require_friendship``, the rule of direct chats and adding members."""
         self.db = db
+        self.require_friendship = require_friendship
         #: Where history, search, ``sync`` and exports are read: the replica when safe (``database.read_dsn``).
         self.reads = reads if reads is not None else ReadRouter(db)
         self.users = UserStore(db)
         self.contacts = ContactStore(db)
-        self.messages = MessageStore(db, self.reads)
-        self.groups = GroupStore(db)
+        self.messages = MessageStore(db, self.reads, require_friendship)
+        self.groups = GroupStore(db, require_friendship)
         self.moderation = ModerationStore(db)
         self.joining = JoiningStore(db)
         self.files = FileStore(db)
@@ -60,10 +62,10 @@ class Storage:
         self.audit = AuditStore(db)
         self.push = PushStore(db)
         self.bots = BotStore(db)
-        self.edits = EditStore(db)
-        self.reactions = ReactionStore(db)
-        self.pins = PinStore(db)
-        self.polls = PollStore(db)
+        self.edits = EditStore(db, require_friendship)
+        self.reactions = ReactionStore(db, require_friendship)
+        self.pins = PinStore(db, require_friendship)
+        self.polls = PollStore(db, require_friendship)
         self.reports = ReportStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
@@ -97,4 +99,4 @@ def open_storage(config: Config, clock: IReactorTime) -> Storage:
     replica = None
     if cfg.read_dsn:
         replica = Database.postgres(cfg.read_dsn, cfg.pool_min, cfg.pool_max, deadline=deadline, keepalives=keepalives)
-    return Storage(db, ReadRouter(db, replica, clock, cfg.read_max_lag))
+    return Storage(db, ReadRouter(db, replica, clock, cfg.read_max_lag), config.contacts.require_friendship)

@@ -21,7 +21,7 @@ from umoc.errors import RefusedError
 from umoc.records.groups import USER_BANNED, GroupMember, MemberLimits, NewInviteLink, may, member_cap
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn
-from umoc.storage.groups import active_ban_txn, insert_member_txn, lock_members_txn
+from umoc.storage.groups import active_ban_txn, insert_member_txn, lock_members_txn, told_of_members_txn
 from umoc.storage.messages import UNKNOWN_CHAT
 
 __all__ = ["InviteLink", "Joined", "JoiningStore", "PublicGroup"]
@@ -45,6 +45,7 @@ class PublicGroup:
     member_count: int
     kind: str
     join_rule: str
+    avatar_file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Joined:
 
 def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[PublicGroup]:
     sql = (
-        "SELECT id, name, topic, member_count, kind, join_rule FROM chats"
+        "SELECT id, name, topic, member_count, kind, join_rule, avatar_file_id FROM chats"
         " WHERE visibility = 'public' AND closed_at IS NULL AND is_group = 1 AND id > ?"
     )
     params: list[Any] = [after]
@@ -69,7 +70,9 @@ def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[Pub
         params += [pattern, pattern]
     rows = txn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)).fetchall()
     return [
-        PublicGroup(int(r["id"]), r["name"], r["topic"], int(r["member_count"]), r["kind"], r["join_rule"])
+        PublicGroup(
+            int(r["id"]), r["name"], r["topic"], int(r["member_count"]), r["kind"], r["join_rule"], r["avatar_file_id"]
+        )
         for r in rows
     ]
 
@@ -104,7 +107,7 @@ def _join_txn(
     username = txn.scalar("SELECT username FROM users WHERE id = ?", (user_id,))
     if row["join_rule"] == "open" or invited:
         insert_member_txn(txn, group_id, user_id, None, now)
-        return Joined("joined", username, [*members, user_id])
+        return Joined("joined", username, told_of_members_txn(txn, group_id, members, user_id))
     moderators = [m for m, role in members.items() if may(role, "moderate")]
     asked = txn.scalar("SELECT 1 FROM join_requests WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
     if asked is None:
@@ -141,7 +144,7 @@ def _answer_txn(
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     insert_member_txn(txn, group_id, user_id, actor_id, now)
-    return username, [*members, user_id]
+    return username, told_of_members_txn(txn, group_id, members, user_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,14 @@ from umoc.domain.commands.audit import record_moderation
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import GroupChange, GroupMember, MemberLimits, MembersPageAsked, NewGroup, RoleChange
+from umoc.records.groups import (
+    GroupChange,
+    GroupMember,
+    MemberLimits,
+    MembersPageAsked,
+    NewGroup,
+    RoleChange,
+)
 from umoc.storage.groups import RoleChanged
 
 __all__ = ["add_member", "create", "members", "remove_member", "set_member_role", "update"]
@@ -28,7 +35,9 @@ async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str
     """Every member gets ``group_created`` in the ``chat_info`` shape, seen through their own eyes."""
     record = record.checked(services.config.messages)
     storage, now = services.storage, services.clock.seconds()
-    group_id = await storage.groups.create(actor.uid, record, now, _limits(services))
+    group_id = await storage.groups.create(
+        actor.uid, record, now, _limits(services), _image_types(services), _public_admins_only(services, actor)
+    )
     info = await storage.groups.info(group_id, None)
     online = await services.presence.online_among([m.user_id for m in info.members])
     key = replay.group(group_id, "group_created", now)
@@ -42,7 +51,10 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
     """Admins and the owner; every member gets ``group_updated``: the name, description, settings and ``extra`` now."""
     record = record.checked(services.config.messages)
     now = services.clock.seconds()
-    members, updated = await services.storage.groups.update(actor.uid, record, now)
+    members, written = await services.storage.groups.update(
+        actor.uid, record, now, _image_types(services), _public_admins_only(services, actor)
+    )
+    updated = shapes.group_updated(written)
     services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
     await record_moderation(services, actor, "group.update", record.chat_id)
     return updated
@@ -51,11 +63,10 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
 async def add_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
     """An admin adds a friend; every member (the new one too) is told; ``group.member_added`` webhook."""
     chat_id, user_id, now = record.chat_id, record.user_id, services.clock.seconds()
-    username = await services.storage.groups.add_member(chat_id, actor.uid, user_id, now, _limits(services))
+    username, told = await services.storage.groups.add_member(chat_id, actor.uid, user_id, now, _limits(services))
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
-    info = await services.storage.groups.info(chat_id, None)
     key = replay.member("member_added", chat_id, user_id, now)
-    services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added), key=key)
+    services.hub.tell(told, notices.GROUP_MEMBER_ADDED(added), key=key)
     services.webhooks.wake()  # ``group.member_added``, read from the feed
     await record_moderation(services, actor, "group.add_member", chat_id, user_id)
     return added
@@ -107,6 +118,17 @@ async def members(services: Services, actor: Actor, page: MembersPageAsked) -> d
     online = await services.presence.online_among([m.user_id for m in shown.members])
     cursor = str(shown.members[-1].user_id) if more else None
     return shapes.members_page(page.chat_id, shown, online, cursor)
+
+
+def _public_admins_only(services: Services, actor: Actor) -> bool:
+    """``groups.public_creation: admins``: only server administrators (the user's ``is_admin``, checked by the
+    store) make a group public; an operator acting through the admin API may."""
+    return services.config.groups.public_creation == "admins" and not actor.is_admin
+
+
+def _image_types(services: Services) -> tuple[str, ...]:
+    """What a group's picture may be: ``uploads.allowed_types.image``."""
+    return tuple(services.config.uploads.allowed_types.get("image", ()))
 
 
 def _limits(services: Services) -> MemberLimits:

@@ -37,7 +37,7 @@ from umoc.storage.mentions import check_mentions, mentions_text, outsider_error,
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.polls import insert_poll_txn
-from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
+from umoc.storage.relations import FRIEND, ensure_direct_chat_txn, reachable
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.storage.standing import GroupSettings, check_settings, check_standing
 from umoc.streaks import advance
@@ -75,6 +75,9 @@ _KEY_TRIES = 3
 
 TO_SELF = "You cannot send a message to yourself"
 NOT_FRIENDS = "You can only send direct messages to your friends"
+#: A direct message a block stops when friendship is not required (``contacts.require_friendship: false``).
+BLOCKED_REFUSAL = "You cannot send direct messages to this user"
+USER_NOT_FOUND = "User not found"
 KEY_BUSY = "'client_msg_id' is in use by another message being sent; send again"
 
 
@@ -95,8 +98,11 @@ class _KeyInUseError(Exception):
     """The insert met a row with the same ``(sender_id, client_msg_id)``; nothing was inserted."""
 
 
-def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
+def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float, require_friendship: bool) -> int:
     """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id.
+
+    Without ``require_friendship`` (``contacts.require_friendship: false``) any
+    two users a block does not separate may write; streaks stay between friends.
 
     The two senders of a pair take no lock the other waits for: both rows are
     read ``FOR KEY SHARE``, which only a block or removal (``FOR UPDATE``)
@@ -114,10 +120,16 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
-    if mine is None or theirs is None or mine["status"] != FRIEND or theirs["status"] != FRIEND:
-        raise RefusedError(NOT_FRIENDS, code="forbidden")
+    mine_status = None if mine is None else mine["status"]
+    theirs_status = None if theirs is None else theirs["status"]
+    if not reachable(mine_status, theirs_status, require_friendship):
+        raise RefusedError(NOT_FRIENDS if require_friendship else BLOCKED_REFUSAL, code="forbidden")
+    if theirs is None and not require_friendship:
+        # No contact row: a stranger, who must exist (and not be deleted) to be written to.
+        if txn.scalar("SELECT 1 FROM users WHERE id = ? AND deleted_at IS NULL", (recipient_id,)) is None:
+            raise RefusedError(USER_NOT_FOUND, code="not_found")
     day = utc_day(now)
-    if mine["last_sent_day"] != day:
+    if mine is not None and mine_status == FRIEND and theirs_status == FRIEND and mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
     return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
 
@@ -221,7 +233,13 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
 
 
 def _insert_txn(
-    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, reply_to_seq: int | None
+    txn: Txn,
+    sender: Actor,
+    new: NewMessage,
+    message_id: str,
+    now: float,
+    reply_to_seq: int | None,
+    require_friendship: bool,
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions."""
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
@@ -234,7 +252,7 @@ def _insert_txn(
     else:
         if recipient_id == sender_id:
             raise RefusedError(TO_SELF, code="invalid_argument")
-        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
+        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now, require_friendship)
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
@@ -307,7 +325,13 @@ def _insert_txn(
 
 
 def post_txn(
-    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
+    txn: Txn,
+    sender: Actor,
+    new: NewMessage,
+    message_id: str,
+    now: float,
+    keys_since: float = 0.0,
+    require_friendship: bool = True,
 ) -> tuple[Message, list[int]]:
     """Store ``new`` (a checked `NewMessage`) from ``sender``; ``(message, audience user ids)``.
 
@@ -318,13 +342,14 @@ def post_txn(
 
     A ``client_msg_id`` the sender gave a message stored at or after
     ``keys_since`` raises `KeyTakenError` with that message; one of an older
-    message is taken from it (`_take_expired_key_txn`).
+    message is taken from it (`_take_expired_key_txn`).  ``require_friendship``:
+    ``contacts.require_friendship`` (`_direct_permission_txn`).
     """
     display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
     reply_to_seq = target[0] if target is not None else None
     for _ in range(_KEY_TRIES):
         try:
-            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq)
+            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq, require_friendship)
             break
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
@@ -342,10 +367,11 @@ def post_txn(
     return message, audience
 
 
-#: Migration 018's function: a batch's messages in one statement, one row each, in order.
+#: Migration 018's function (as migration 026 replaced it): a batch's messages in one statement, one row each,
+#: in order.  The last argument is ``contacts.require_friendship`` (the same for every message of a node).
 _POST_MESSAGES = (
     "SELECT * FROM post_messages(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
-    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[])"
+    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[], ?::BOOLEAN)"
 )
 
 
@@ -363,7 +389,10 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     them: the group's row stays locked until the commit.
     """
     columns: list[list[Any]] = [[] for _ in range(12)]
-    for sender, new, message_id, now, keys_since in calls:
+    require_friendship = True
+    for call in calls:
+        sender, new, message_id, now, keys_since = call[:5]
+        require_friendship = call[5] if len(call) > 5 else True
         values = (
             sender.uid,
             new.recipient_id,
@@ -380,13 +409,13 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    rows = txn.execute(_POST_MESSAGES, columns).fetchall()
+    rows = txn.execute(_POST_MESSAGES, [*columns, require_friendship]).fetchall()
     return [_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
 
 
 def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
     """One row of ``post_messages`` as `post_txn` answers: ``(message, audience)``, or its exception."""
-    sender, new, message_id, now, _ = call
+    sender, new, message_id, now = call[:4]
     outcome = row["o_outcome"]
     if outcome == "key_taken":
         # By its seq: a later message of the batch may have taken the key off it since.
@@ -444,6 +473,8 @@ _REFUSALS: dict[str, tuple[str, Code]] = {
     "not_in_chat": (NOT_IN_CHAT, "invalid_argument"),
     "to_self": (TO_SELF, "invalid_argument"),
     "not_friends": (NOT_FRIENDS, "forbidden"),
+    "blocked": (BLOCKED_REFUSAL, "forbidden"),
+    "no_user": (USER_NOT_FOUND, "not_found"),
     "unknown_chat": (UNKNOWN_CHAT, "not_found"),
     "role": (ROLE_REFUSED, "forbidden"),
     "muted": (MUTED, "forbidden"),
