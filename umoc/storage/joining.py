@@ -202,16 +202,24 @@ def _links_txn(txn: Txn, group_id: int, actor_id: int, now: float) -> list[Invit
     return [_link(r) for r in rows]
 
 
-def _revoke_link_txn(txn: Txn, actor_id: int, code: str, now: float) -> int:
-    """Revoke the link ``code``; its group. Someone who may not manage the group learns nothing of it."""
+def _revoke_link_txn(
+    txn: Txn, actor_id: int, code: str | None, now: float, link_id: int | None = None
+) -> tuple[int, int]:
+    """Revoke the link ``code`` (or ``link_id``); ``(its group, its id)``. Someone who may not manage the group
+    learns nothing of it."""
+    key: str | int | None
+    if code is not None:
+        where, key = "code_hash = ?", token_digest(code)
+    else:
+        where, key = "id = ?", link_id
     row = txn.execute(
-        "SELECT id, chat_id FROM group_invites WHERE code_hash = ? AND revoked_at IS NULL", (token_digest(code),)
+        "SELECT id, chat_id FROM group_invites WHERE " + where + " AND revoked_at IS NULL", (key,)
     ).fetchone()
     if row is None:
         raise RefusedError(INVALID_INVITE, code="not_found")
     lock_members_txn(txn, int(row["chat_id"]), actor_id, "manage_members")
     txn.execute("UPDATE group_invites SET revoked_at = ? WHERE id = ?", (now, int(row["id"])))
-    return int(row["chat_id"])
+    return int(row["chat_id"]), int(row["id"])
 
 
 def _join_by_invite_txn(
@@ -267,9 +275,11 @@ class JoiningStore:
         """The group's usable links, without their codes."""
         return self._db.read("joining.links", _links_txn, group_id, actor_id, now)
 
-    def revoke_link(self, actor_id: int, code: str, now: float) -> defer.Deferred[int]:
-        """Revoke a link; the group it was for."""
-        return self._db.run("joining.revoke_link", _revoke_link_txn, actor_id, code, now)
+    def revoke_link(
+        self, actor_id: int, code: str | None, now: float, link_id: int | None = None
+    ) -> defer.Deferred[tuple[int, int]]:
+        """Revoke a link named by its code or its id; ``(the group it was for, its id)``."""
+        return self._db.run("joining.revoke_link", _revoke_link_txn, actor_id, code, now, link_id)
 
     def join_by_invite(
         self, code: str, user_id: int, now: float, limits: int | MemberLimits
