@@ -548,6 +548,11 @@ WEBHOOK_EVENTS = (
     "user.registered",
     "contact.accepted",
     "group.member_added",
+    "group.updated",
+    "group.member_removed",
+    "group.member_role_changed",
+    "group.member_banned",
+    "group.member_muted",
     "report.created",
     "report.resolved",
 )

@@ -9,6 +9,7 @@ from typing import Any
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase, LocalPerson
+from umoc.domain.webhooks import render
 
 NOT_FRIENDS = "You can only send direct messages to your friends"
 BLOCKED = "You cannot send direct messages to this user"
@@ -229,7 +230,41 @@ class BroadcastAudienceTestsMixin:
         self.assertIn(joined, ann.client.drain("group_member_added"))
 
 
+class GroupWebhooksTestsMixin:
+    """Each group change of issue 29 is a webhook, rendered from its feed row as the members saw it live."""
+
+    config_overrides: dict[str, dict[str, Any]] = {"ratelimits": {"enabled": False}}
+
+    @inline
+    async def test_updates_roles_mutes_bans_and_leaving_are_webhooks_with_the_live_payloads(self) -> None:
+        alice, bob, carol = [await self.person(n) for n in ("alice", "bob", "carol")]
+        for other in (bob, carol):
+            await self.befriend(alice, other)
+        gid = (await alice.call("create_group", name="Hooks", member_ids=[bob.id, carol.id]))["id"]
+        position = await self.storage.feed.position()
+        updated = await alice.call("update_group", chat_id=gid, topic="hooked")
+        role = await alice.call("set_member_role", chat_id=gid, user_id=bob.id, role="moderator")
+        muted = await bob.call("mute_member", chat_id=gid, user_id=carol.id, duration=60)
+        banned = await bob.call("ban_member", chat_id=gid, user_id=carol.id, reason="spam")
+        await bob.call("leave_group", chat_id=gid)
+        kinds = ("group", "member_removed", "member_role", "member_banned", "member_muted")
+        batch = await self.storage.outbox.read(position, kinds, 100)
+        hooks = [rendered for rendered in map(render, batch.rows) if rendered is not None]
+        self.assertEqual(
+            hooks,
+            [
+                ("group.updated", updated),
+                ("group.member_role_changed", role),
+                ("group.member_muted", {**muted, "by": bob.id}),
+                ("group.member_banned", banned),
+                ("group.member_removed", {"chat_id": gid, "user_id": carol.id}),
+                ("group.member_removed", {"chat_id": gid, "user_id": bob.id}),
+            ],
+        )
+
+
 for_each_backend(OpenContactsTestsMixin, InProcessChatCase, globals())
+for_each_backend(GroupWebhooksTestsMixin, InProcessChatCase, globals())
 for_each_backend(FriendsOnlyTestsMixin, InProcessChatCase, globals())
 for_each_backend(GroupAvatarTestsMixin, InProcessChatCase, globals())
 for_each_backend(PublicCreationTestsMixin, InProcessChatCase, globals())

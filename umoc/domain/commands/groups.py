@@ -56,6 +56,7 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
     )
     updated = shapes.group_updated(written)
     services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
+    services.webhooks.wake()  # ``group.updated``, read from the feed
     await record_moderation(services, actor, "group.update", record.chat_id)
     return updated
 
@@ -84,6 +85,7 @@ async def remove_member(services: Services, actor: Actor, record: GroupMember) -
     services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed), key=key)
     if change.promoted is not None:
         _announce_role(services, record.chat_id, change.members, change.promoted, now)
+    services.webhooks.wake()  # ``group.member_removed`` (and ``group.member_role_changed``), read from the feed
     await record_moderation(services, actor, "group.remove_member", record.chat_id, record.user_id)
     return removed
 
@@ -101,6 +103,7 @@ async def set_member_role(services: Services, actor: Actor, record: RoleChange) 
     for change in changes:
         _announce_role(services, record.chat_id, members, change, now)
     if changes:
+        services.webhooks.wake()  # ``group.member_role_changed``, read from the feed
         await record_moderation(services, actor, "group.set_role", record.chat_id, record.user_id, role=record.role)
     return shapes.member_role_changed(record.chat_id, RoleChanged(record.user_id, record.role, actor.uid))
 

@@ -8,6 +8,14 @@
 -- migration, which passes twelve arguments, calls it unchanged; the old
 -- twelve-argument function is dropped so that call is not ambiguous.
 -- umoc/storage/messages/write.py's post_txn does the same (_direct_permission_txn).
+--
+-- The outbox consumers now also read the group changes of issue 29 (group.updated,
+-- group.member_removed, group.member_role_changed, group.member_banned,
+-- group.member_muted webhooks): an index whose predicate includes them
+-- (umoc/storage/outbox.py OUTBOX_KINDS).  changes_outbox_v2 stays for older code.
+CREATE INDEX changes_outbox_v3 ON changes (xid, id)
+    WHERE kind IN ('message', 'edit', 'delete', 'contact', 'member_added', 'registered', 'report', 'group',
+                   'member_removed', 'member_role', 'member_banned', 'member_muted');
 DROP FUNCTION post_messages(BIGINT[], BIGINT[], BOOLEAN[], TEXT[], TEXT[], TEXT[], TEXT[], DOUBLE PRECISION[],
                             TEXT[], TEXT[], TEXT[], DOUBLE PRECISION[]);
 CREATE FUNCTION post_messages(
