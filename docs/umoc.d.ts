@@ -815,7 +815,8 @@ export interface GetInviteLinksRequest {
 
 export interface RevokeInviteLinkRequest {
   sessionID?: string;
-  code: string;
+  code?: string;
+  link_id?: number;
 }
 
 export interface JoinByInviteRequest {
