@@ -113,10 +113,23 @@ def seed(direct: Any, readers: int) -> dict[str, Any]:
 class BroadcastServer(app.BenchServer):
     """`bench_app.BenchServer` (the real server on a seeded database), seeded with the broadcast instead."""
 
-    def __init__(self, kind: str, readers: int) -> None:
+    def __init__(self, kind: str, readers: int, overload: bool = True) -> None:
         super().__init__(kind, pairs=0)
         self.readers = readers
+        #: False: ``server.overload_wait`` and ``server.overload_lag`` off, to see the fan-out's own ceiling.
+        self.overload = overload
         self.db_name = f"umoc_bench_broadcast_{os.getpid()}"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        if not self.overload:
+            config = cmd[cmd.index("--config") + 1]
+            with open(config, encoding="utf-8") as f:
+                settings = json.load(f)
+            settings.setdefault("server", {}).update(overload_wait="0s", overload_lag="0s")
+            with open(config, "w", encoding="utf-8") as f:
+                json.dump(settings, f)
+        return cmd
 
     def start(self) -> None:
         if self.kind == "postgres":
@@ -232,7 +245,7 @@ def line(r: dict[str, Any]) -> str:
         return "-" if v is None else format(v, spec)
 
     return (
-        f"msgs/s {f(r['perSec'])}  deliveries/s {f(r['deliveriesPerSec'])}"
+        f"msgs/s {f(r['perSec'], '.1f')}  deliveries/s {f(r['deliveriesPerSec'])}"
         f"  ack p50/p99 {f(r['ackP50'], '.1f')}/{f(r['ackP99'], '.1f')} ms"
         f"  delivery p50/p99 {f(r['deliveryP50'], '.1f')}/{f(r['deliveryP99'], '.1f')} ms"
         f"  server CPU/delivery {f(r.get('serverCpuUsPerDelivery'), '.1f')} us"
@@ -265,13 +278,24 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--rates", default="1,2,4,8,16", help="messages per second, comma-separated")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per rate")
+    parser.add_argument(
+        "--no-overload",
+        action="store_true",
+        help="server.overload_wait and overload_lag off: the fan-out's own ceiling, not the refusals",
+    )
     args = parser.parse_args()
     raise_fd_limit(args.readers)
-    server = BroadcastServer(args.database, args.readers)
+    server = BroadcastServer(args.database, args.readers, overload=not args.no_overload)
     log(f"seeding {args.readers} readers ({args.database}) ...")
     started = time.time()
     server.start()
-    results: dict[str, Any] = {"database": args.database, "readers": args.readers, "fanout": []}
+    results: dict[str, Any] = {
+        "database": args.database,
+        "readers": args.readers,
+        "overload_refusals": not args.no_overload,
+        "load_before": os.getloadavg()[0],
+        "fanout": [],
+    }
     try:
         log(f"  seeded and started in {time.time() - started:.0f} s")
         results["rows_per_message"] = rows = rows_per_message(server)
