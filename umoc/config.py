@@ -438,6 +438,9 @@ class ModerationConfig:
 class GroupsConfig:
     """Bounds on groups beyond ``messages.max_group_members`` (issue 29)."""
 
+    #: Members of one group other than a broadcast, the creator included (DESIGN's name; 0: unset, the
+    #: older ``messages.max_group_members`` bounds it, 256 by default).
+    max_members: int = 0
     #: Members of one ``broadcast`` group (a message to it is O(1) rows whatever this is).
     max_members_broadcast: int = 100_000
     #: Who may create a ``public`` group (or make one public): ``all`` users, or server ``admins`` only.
@@ -701,6 +704,13 @@ class Config:
     @property
     def uploads_path(self) -> Path:
         return self.data_path / self.uploads.directory
+
+    @property
+    def group_member_cap(self) -> int:
+        """Members of one group but a broadcast: ``groups.max_members``, else ``messages.max_group_members``."""
+        if self.groups.max_members:
+            return self.groups.max_members
+        return self.messages.max_group_members
 
     @property
     def max_plain_body(self) -> int:
@@ -986,6 +996,8 @@ def _check(config: Config) -> list[str]:
         bad("messages.idempotency_window", "expected a positive duration")
     if config.groups.max_members_broadcast < 1:
         bad("groups.max_members_broadcast", "expected at least 1")
+    if config.groups.max_members < 0:
+        bad("groups.max_members", "expected at least 1 (0: messages.max_group_members)")
     if config.groups.public_creation not in ("all", "admins"):
         bad("groups.public_creation", "expected one of all, admins")
     if config.messages.max_content_length < 1:

@@ -104,5 +104,6 @@ async def _welcome(
 
 
 def _limits(services: Services) -> MemberLimits:
-    """The member caps of the configuration: ``messages.max_group_members``, ``groups.max_members_broadcast``."""
-    return MemberLimits(services.config.messages.max_group_members, services.config.groups.max_members_broadcast)
+    """The member caps of the configuration: ``groups.max_members`` (or ``messages.max_group_members``),
+    ``groups.max_members_broadcast``."""
+    return MemberLimits(services.config.group_member_cap, services.config.groups.max_members_broadcast)
