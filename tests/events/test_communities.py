@@ -119,6 +119,7 @@ class GroupAvatarTestsMixin:
         self.assertEqual((created["avatar_file_id"], created["avatar_url"]), (picture, url))
         info = await bob.call("get_chat_info", chat_id=gid, is_group=True)
         self.assertEqual(info["avatar_url"], url)
+        self.assertEqual([c["avatar_url"] for c in await bob.call("get_chats") if c["is_group"]], [url])
         self.assertEqual(await self.download(url, bob), 200)
         self.assertEqual(await self.download(url, erin), 404)  # a private group's picture: members only
         # Public: the directory shows it and anyone may fetch it.

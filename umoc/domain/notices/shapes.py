@@ -238,7 +238,7 @@ def chat_list_entry(entry: ChatEntry, online: set[int]) -> dict[str, Any]:
             "mention_count": entry.mention_count,
             "is_group": True,
             "display_name": None,
-            "avatar_url": None,
+            "avatar_url": avatar_url(entry.avatar_file_id),
         }
     is_online, last_seen = presence_fields(entry.presence_visible, entry.id in online, entry.last_seen)
     return {
