@@ -514,6 +514,13 @@ class WebClientTests(unittest.TestCase):
         bob.text_in("#announce", "You are now moderator")
         alice.shot("group-roles.png")
 
+        # A picture for the group: Bob's chat list shows it.
+        picture = os.path.join(tempfile.mkdtemp(), "club.png")
+        with open(picture, "wb") as f:
+            f.write(png(96, 96))
+        alice.find("#group-avatar-input").send_keys(picture)
+        bob.until(lambda: bob.image_loaded(f'[data-key="{group}"] .avatar img'), "the group's picture in Bob's chats")
+
         # A mute greys out Bob's composer; lifted, he writes again.
         alice.click(f'[data-focus="mute{bob_user}"]')
         bob.until(lambda: not bob.find("#composer-input").is_enabled(), "Bob's composer to be disabled by the mute")
@@ -542,7 +549,15 @@ class WebClientTests(unittest.TestCase):
 
         # A fresh invite code brings Bob back in.
         alice.click("#invite-create-form button")
-        code = alice.visible("#invite-new .invite-code").text
+        old = code
+        code = alice.until(
+            lambda: (
+                (alice.find("#invite-new .invite-code").text or None)
+                if alice.find("#invite-new .invite-code").text != old
+                else None
+            ),
+            "the new invite code",
+        )
         bob.type("#invite-join-code", code)
         bob.click("#invite-join-form button")
         bob.text_in("#conversation-title", "Book club")

@@ -541,8 +541,7 @@ function removeAvatarChoice() {
  * Upload an avatar image; answers its file id for update_profile.  `purpose: "avatar"`
  * ties the upload to no chat: it can only ever become the profile's picture.
  */
-async function uploadAvatar(file) {
-  const progress = $('profile-avatar-progress');
+async function uploadAvatar(file, progress = $('profile-avatar-progress')) {
   progress.value = 0;
   progress.hidden = false;
   try {
@@ -1701,6 +1700,7 @@ function onGroupUpdated(u) {
   const key = keyOf(true, u.chat_id);
   const chat = state.chats.get(key);
   if (chat) Object.assign(chat, {name: u.name, description: u.description});
+  if (chat && 'avatar_url' in u) chat.avatar_url = u.avatar_url;
   const info = state.groups.get(u.chat_id);
   if (info) {
     Object.assign(info, {name: u.name, description: u.description});
@@ -1846,6 +1846,18 @@ async function saveGroupSettings(event) {
     read_only: $('group-read-only-input').checked,
     kind: $('group-broadcast-input').checked ? 'broadcast' : 'group',
   }, 'Group settings saved');
+}
+
+/** A group's picture: an image upload of ours (as a profile's avatar), set at once; `null` removes it. */
+async function setGroupPicture(file) {
+  const {id} = parseKey(state.current);
+  try {
+    const fileId = file ? await uploadAvatar(file, $('upload-progress')) : '';
+    await groupAction('update_group', {chat_id: id, avatar_file_id: fileId}, file ? 'Group picture set' : 'Group picture removed');
+  } catch (err) {
+    showError(err);
+  }
+  $('group-avatar-input').value = '';
 }
 
 /** One member of the panel: their role, and what the viewer's role lets them do to a lower one. */
@@ -2016,6 +2028,7 @@ async function loadInvites(groupId) {
       'aria-label': `Revoke the link ${link.code_prefix}`,
       onclick: async () => {
         await groupAction('revoke_invite_link', {link_id: link.link_id}, 'Link revoked');
+        fill($('invite-new')); // the code shown may be the one just revoked
         loadInvites(groupId).catch(showError);
       }}, 'Revoke'))));
 }
@@ -2253,6 +2266,8 @@ function wire() {
   });
   $('rename-group-form').addEventListener('submit', renameGroup);
   $('group-settings-form').addEventListener('submit', saveGroupSettings);
+  $('group-avatar-input').addEventListener('change', (e) => { if (e.target.files[0]) setGroupPicture(e.target.files[0]); });
+  $('group-avatar-remove').addEventListener('click', () => setGroupPicture(null));
   $('group-members-more').addEventListener('click', loadMoreMembers);
   $('invite-create-form').addEventListener('submit', createInvite);
   $('directory-form').addEventListener('submit', (e) => searchDirectory(e));
