@@ -89,6 +89,7 @@ def seed(direct: Any, readers: int) -> dict[str, Any]:
     direct.transaction(dbmod._migrate_txn, dbmod._load_migrations(direct.dialect))
 
     def txn_fn(txn: dbmod.Txn) -> dict[str, Any]:
+        txn.rules = dbmod.Rules(require_friendship=False)
         ids = seeding._users_txn(txn, "bcast", readers + 1, now)
         sessions = []
         for uid in ids:
@@ -99,8 +100,8 @@ def seed(direct: Any, readers: int) -> dict[str, Any]:
         groups = {}
         for name, members in (("small", ids[1:4]), ("large", ids[1:])):
             record = NewGroup(f"live-{name}", None, tuple(members), kind="broadcast")
-            # require_friendship False: a broadcast's audience joins without friendships.
-            groups[name] = create_group_txn(txn, host, record, now, LIMITS, (), False)
+            # contacts.require_friendship: false (txn.rules): a broadcast's audience needs no friendships.
+            groups[name] = create_group_txn(txn, host, record, now, LIMITS)
             txn.execute(
                 "UPDATE user_chats SET role = 'reader' WHERE chat_id = ? AND user_id <> ?", (groups[name], host)
             )
@@ -168,7 +169,7 @@ def rows_per_message(server: BroadcastServer) -> dict[str, Any]:
                     if path == "post_txn":
                         post_txn(direct.txn, *args)
                     else:
-                        outcome = post_batch_txn(direct.txn, [(*args, 0.0, True)])[0]
+                        outcome = post_batch_txn(direct.txn, [(*args, 0.0)])[0]
                         assert not isinstance(outcome, Exception), outcome
                     result[f"{path} {name}"] = _changed(direct.txn) - before
                 finally:

@@ -40,7 +40,6 @@ from tests.support.server import test_config
 from tests.support.web import WireResponse, exchange
 from umoc.credentials import new_token, token_digest
 from umoc.records.sessions import NewSession
-from umoc.storage import Storage
 from umoc.storage.database import Row
 from umoc.transport.engine import Outgoing
 from umoc.wiring import Node, build_node
@@ -230,9 +229,6 @@ class InProcessChatCase(DatabaseTestCase):
     async def setUp(self) -> None:
         await super().setUp()
         self.config = test_config(self.mktemp(), **self.config_overrides)
-        if not self.config.contacts.require_friendship:
-            # The rule lives in the stores (as open_storage builds them from the configuration).
-            self.storage = Storage(self.storage.db, self.storage.reads, require_friendship=False)
         self.node: Node = build_node(self.config, reactor, self.storage)
         self.server = LocalServer(self.node)
         self.node.services.sessions.start()

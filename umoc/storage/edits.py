@@ -34,9 +34,7 @@ def _window_text(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-def _edit_txn(
-    txn: Txn, user_id: int, change: records.Edit, now: float, window: float, require_friendship: bool = True
-) -> Edit:
+def _edit_txn(txn: Txn, user_id: int, change: records.Edit, now: float, window: float) -> Edit:
     content = change.content
     target = target_txn(txn, user_id, change.message_id, lock=True)
     if target.sender_id != user_id:
@@ -49,7 +47,7 @@ def _edit_txn(
         raise RefusedError(
             f"Too late to edit: messages can be edited for {_window_text(window)} after sending", code="forbidden"
         )
-    require_writable_txn(txn, user_id, target, "edit messages", "send", now, require_friendship)
+    require_writable_txn(txn, user_id, target, "edit messages", "send", now)
     txn.execute(
         "INSERT INTO message_edits (message_seq, content, written_at, replaced_at) VALUES (?, ?, ?, ?)",
         (target.seq, target.content, target.edited_at or target.created_at, now),
@@ -64,16 +62,12 @@ def _edit_txn(
 
 
 class EditStore:
-    def __init__(self, db: Database, require_friendship: bool = True) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        #: ``contacts.require_friendship``: whether acting in a direct chat needs both users to be friends.
-        self._require_friendship = require_friendship
 
     def edit(self, user_id: int, change: records.Edit, now: float, window: float) -> defer.Deferred[Edit]:
         """Replace the content of the user's own text message (``window`` seconds after sending; 0: any time)."""
-        return self._db.write(
-            "messages.edit", user_id, _edit_txn, user_id, change, now, window, self._require_friendship
-        )
+        return self._db.write("messages.edit", user_id, _edit_txn, user_id, change, now, window)
 
     def versions(self, message_id: str) -> defer.Deferred[list[tuple[str, float, float]]]:
         """Earlier contents of a message, oldest first: ``(content, written_at, replaced_at)``."""

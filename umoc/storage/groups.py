@@ -165,15 +165,15 @@ def _set_role_txn(txn: Txn, group_id: int, user_id: int, role: str, by: int | No
     return RoleChanged(user_id, role, by)
 
 
-def _check_friends_txn(txn: Txn, user_id: int, others: list[int], require_friendship: bool = True) -> dict[int, str]:
+def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, str]:
     """``{id: username}`` of ``others``; RefusedError unless each is ``user_id``'s friend both ways.
 
-    Without ``require_friendship`` (``contacts.require_friendship: false``): unless each is a user no block
-    separates from ``user_id``.
+    Without ``txn.rules.require_friendship`` (``contacts.require_friendship: false``): unless each is a
+    user no block separates from ``user_id``.
     """
     if not others:
         return {}
-    if not require_friendship:
+    if not txn.rules.require_friendship:
         return _check_unblocked_txn(txn, user_id, others)
     rows = txn.execute(
         "SELECT c.contact_id, u.username FROM contacts c"
@@ -220,20 +220,17 @@ def _create_txn(
     group: NewGroup,
     now: float,
     limits: int | MemberLimits,
-    image_types: tuple[str, ...] = (),
-    require_friendship: bool = True,
-    public_admins_only: bool = False,
 ) -> int:
-    if group.visibility == "public" and public_admins_only:
+    if group.visibility == "public" and txn.rules.public_admins_only:
         _require_server_admin_txn(txn, creator_id)
     others = [m for m in group.member_ids if m != creator_id]
     max_members = member_cap(limits, group.kind)
     if len(others) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
-    _check_friends_txn(txn, creator_id, others, require_friendship)
+    _check_friends_txn(txn, creator_id, others)
     avatar = group.avatar_file_id or None
     if avatar is not None:
-        check_avatar_txn(txn, creator_id, avatar, image_types, now)
+        check_avatar_txn(txn, creator_id, avatar, txn.rules.image_types, now)
     group_id = int(
         txn.scalar(
             "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity,"
@@ -401,22 +398,15 @@ def settings_of(row: Any) -> dict[str, Any]:
 _GROUP_COLUMNS = "name, description, visibility, join_rule, kind, topic, slow_mode, read_only, avatar_file_id"
 
 
-def _update_txn(
-    txn: Txn,
-    admin_id: int,
-    change: GroupChange,
-    now: float,
-    image_types: tuple[str, ...] = (),
-    public_admins_only: bool = False,
-) -> tuple[list[int], dict[str, Any]]:
+def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tuple[list[int], dict[str, Any]]:
     group_id = change.chat_id
     members = lock_members_txn(txn, group_id, admin_id, "update_group")
-    if change.visibility == "public" and public_admins_only:
+    if change.visibility == "public" and txn.rules.public_admins_only:
         _require_server_admin_txn(txn, admin_id)
     if change.avatar_file_id is not None:
         # "" clears the picture; a file must be the admin's own image upload.
         if change.avatar_file_id:
-            check_avatar_txn(txn, admin_id, change.avatar_file_id, image_types, now)
+            check_avatar_txn(txn, admin_id, change.avatar_file_id, txn.rules.image_types, now)
         txn.execute("UPDATE chats SET avatar_file_id = ? WHERE id = ?", (change.avatar_file_id or None, group_id))
     txn.execute(
         "UPDATE chats SET name = COALESCE(?, name), description = COALESCE(?, description),"
@@ -456,7 +446,6 @@ def _add_member_txn(
     user_id: int,
     now: float,
     limits: int | MemberLimits,
-    require_friendship: bool = True,
 ) -> tuple[str, list[int]]:
     members = lock_members_txn(txn, group_id, admin_id, "manage_members")
     if user_id in members:
@@ -466,7 +455,7 @@ def _add_member_txn(
     max_members = member_cap(limits, txn.scalar("SELECT kind FROM chats WHERE id = ?", (group_id,)))
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
-    username = _check_friends_txn(txn, admin_id, [user_id], require_friendship)[user_id]
+    username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
     insert_member_txn(txn, group_id, user_id, admin_id, now)
     return username, told_of_members_txn(txn, group_id, members, user_id)
 
@@ -595,10 +584,8 @@ def _typing_audience_txn(txn: Txn, group_id: int, user_id: int, now: float) -> l
 class GroupStore:
     """Group queries and membership changes (rules checked inside each transaction)."""
 
-    def __init__(self, db: Database, require_friendship: bool = True) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        #: ``contacts.require_friendship``: whether only friends may be added to a group.
-        self._require_friendship = require_friendship
 
     def create(
         self,
@@ -606,22 +593,10 @@ class GroupStore:
         group: NewGroup,
         now: float,
         max_members: int | MemberLimits,
-        image_types: tuple[str, ...] = (),
-        public_admins_only: bool = False,
     ) -> defer.Deferred[int]:
         """A new group with the creator as its owner; members must be the creator's friends (unless
         ``contacts.require_friendship`` is false); an avatar an image the creator uploaded. Raises `RefusedError`."""
-        return self._db.run(
-            "groups.create",
-            _create_txn,
-            creator_id,
-            group,
-            now,
-            max_members,
-            image_types,
-            self._require_friendship,
-            public_admins_only,
-        )
+        return self._db.run("groups.create", _create_txn, creator_id, group, now, max_members)
 
     def info(self, group_id: int, viewer_id: int | None, limit: int | None = None) -> defer.Deferred[GroupInfo]:
         """The group with its first ``limit`` members (None: all); with ``viewer_id``, RefusedError unless a member."""
@@ -632,31 +607,17 @@ class GroupStore:
         return self._db.read("groups.members_page", _members_page_txn, group_id, viewer_id, after, limit)
 
     def update(
-        self,
-        admin_id: int,
-        change: GroupChange,
-        now: float,
-        image_types: tuple[str, ...] = (),
-        public_admins_only: bool = False,
+        self, admin_id: int, change: GroupChange, now: float
     ) -> defer.Deferred[tuple[list[int], dict[str, Any]]]:
         """Change a group's name, description, settings or ``extra`` (admins and the owner); the members to tell and
         ``group_updated``'s payload (the group now)."""
-        return self._db.run("groups.update", _update_txn, admin_id, change, now, image_types, public_admins_only)
+        return self._db.run("groups.update", _update_txn, admin_id, change, now)
 
     def add_member(
         self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int | MemberLimits
     ) -> defer.Deferred[tuple[str, list[int]]]:
         """Add one of the admin's friends; the new member's username and who to tell (`told_of_members_txn`)."""
-        return self._db.run(
-            "groups.add_member",
-            _add_member_txn,
-            group_id,
-            admin_id,
-            user_id,
-            now,
-            max_members,
-            self._require_friendship,
-        )
+        return self._db.run("groups.add_member", _add_member_txn, group_id, admin_id, user_id, now, max_members)
 
     def remove_member(self, group_id: int, actor_id: int, user_id: int, now: float) -> defer.Deferred[MembershipChange]:
         """An admin removes ``user_id``, or a member leaves (``actor_id == user_id``)."""

@@ -43,11 +43,9 @@ def _live_pins_txn(txn: Txn, chat_id: int) -> int:
     )
 
 
-def _pin_txn(
-    txn: Txn, user_id: int, message_id: str, pin: bool, now: float, max_pins: int, require_friendship: bool = True
-) -> PinChange:
+def _pin_txn(txn: Txn, user_id: int, message_id: str, pin: bool, now: float, max_pins: int) -> PinChange:
     target = target_txn(txn, user_id, message_id, lock=True)
-    require_writable_txn(txn, user_id, target, "pin messages", "pin", now, require_friendship)
+    require_writable_txn(txn, user_id, target, "pin messages", "pin", now)
     if pin:
         changed = txn.scalar("SELECT 1 FROM message_pins WHERE message_seq = ?", (target.seq,)) is None
         if changed:
@@ -85,22 +83,16 @@ def _pinned_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, limit: int
 
 
 class PinStore:
-    def __init__(self, db: Database, require_friendship: bool = True) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        #: ``contacts.require_friendship``: whether acting in a direct chat needs both users to be friends.
-        self._require_friendship = require_friendship
 
     def pin(self, user_id: int, message_id: str, now: float, max_pins: int) -> defer.Deferred[PinChange]:
         """Pin a message of a chat the user may write to. Raises `RefusedError` (also past ``max_pins``)."""
-        return self._db.write(
-            "pins.pin", user_id, _pin_txn, user_id, message_id, True, now, max_pins, self._require_friendship
-        )
+        return self._db.write("pins.pin", user_id, _pin_txn, user_id, message_id, True, now, max_pins)
 
     def unpin(self, user_id: int, message_id: str, now: float) -> defer.Deferred[PinChange]:
         """Unpin a message of a chat the user may write to. Raises `RefusedError`."""
-        return self._db.write(
-            "pins.unpin", user_id, _pin_txn, user_id, message_id, False, now, 0, self._require_friendship
-        )
+        return self._db.write("pins.unpin", user_id, _pin_txn, user_id, message_id, False, now, 0)
 
     def pinned(self, user_id: int, chat_id: int, is_group: bool, limit: int) -> defer.Deferred[list[Message]]:
         """The live pinned messages of a chat the user is in, newest pin first. Raises `RefusedError` otherwise."""

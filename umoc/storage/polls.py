@@ -110,19 +110,17 @@ def polls_for_txn(txn: Txn, seqs: Iterable[int], viewer_id: int | None = None) -
     return polls
 
 
-def _poll_target_txn(
-    txn: Txn, user_id: int, message_id: str, now: float, require_friendship: bool = True
-) -> tuple[Target, Poll]:
+def _poll_target_txn(txn: Txn, user_id: int, message_id: str, now: float) -> tuple[Target, Poll]:
     target = target_txn(txn, user_id, message_id, lock=True)
-    require_writable_txn(txn, user_id, target, "vote", "react", now, require_friendship)
+    require_writable_txn(txn, user_id, target, "vote", "react", now)
     polls = polls_for_txn(txn, [target.seq], user_id)
     if target.type != "poll" or target.seq not in polls:
         raise RefusedError(NOT_A_POLL, code="invalid_argument")
     return target, polls[target.seq]
 
 
-def _vote_txn(txn: Txn, user_id: int, vote: PollVote, now: float, require_friendship: bool = True) -> PollChange:
-    target, poll = _poll_target_txn(txn, user_id, vote.message_id, now, require_friendship)
+def _vote_txn(txn: Txn, user_id: int, vote: PollVote, now: float) -> PollChange:
+    target, poll = _poll_target_txn(txn, user_id, vote.message_id, now)
     if poll.closed(now):
         raise RefusedError(POLL_CLOSED, code="conflict")
     chosen = vote.option_ids
@@ -160,8 +158,8 @@ def _vote_txn(txn: Txn, user_id: int, vote: PollVote, now: float, require_friend
     return PollChange(target, after, True)
 
 
-def _close_txn(txn: Txn, user_id: int, close: PollClose, now: float, require_friendship: bool = True) -> PollChange:
-    target, poll = _poll_target_txn(txn, user_id, close.message_id, now, require_friendship)
+def _close_txn(txn: Txn, user_id: int, close: PollClose, now: float) -> PollChange:
+    target, poll = _poll_target_txn(txn, user_id, close.message_id, now)
     if target.sender_id != user_id:
         admin = txn.scalar(
             "SELECT is_admin FROM user_chats WHERE chat_id = ? AND user_id = ?", (target.chat_id, user_id)
@@ -182,15 +180,13 @@ def _close_txn(txn: Txn, user_id: int, close: PollClose, now: float, require_fri
 
 
 class PollStore:
-    def __init__(self, db: Database, require_friendship: bool = True) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        #: ``contacts.require_friendship``: whether acting in a direct chat needs both users to be friends.
-        self._require_friendship = require_friendship
 
     def vote(self, user_id: int, vote: PollVote, now: float) -> defer.Deferred[PollChange]:
         """Replace the user's vote set on a poll of a chat they may write to. Raises `RefusedError`."""
-        return self._db.write("polls.vote", user_id, _vote_txn, user_id, vote, now, self._require_friendship)
+        return self._db.write("polls.vote", user_id, _vote_txn, user_id, vote, now)
 
     def close(self, user_id: int, close: PollClose, now: float) -> defer.Deferred[PollChange]:
         """Close a poll (its sender, or a group admin). Raises `RefusedError`."""
-        return self._db.write("polls.close", user_id, _close_txn, user_id, close, now, self._require_friendship)
+        return self._db.write("polls.close", user_id, _close_txn, user_id, close, now)

@@ -63,17 +63,11 @@ def reactions_for_txn(txn: Txn, seqs: Iterable[int]) -> dict[int, list[Reaction]
 
 
 def _react_txn(
-    txn: Txn,
-    user_id: int,
-    reaction: records.Reaction,
-    add: bool,
-    now: float,
-    max_per_user: int,
-    require_friendship: bool = True,
+    txn: Txn, user_id: int, reaction: records.Reaction, add: bool, now: float, max_per_user: int
 ) -> ReactionChange:
     emoji = reaction.emoji
     target = target_txn(txn, user_id, reaction.message_id, lock=True)
-    require_writable_txn(txn, user_id, target, "react", "react", now, require_friendship)
+    require_writable_txn(txn, user_id, target, "react", "react", now)
     key = (target.seq, user_id, emoji)
     if add:
         exists = txn.scalar("SELECT 1 FROM message_reactions WHERE message_seq = ? AND user_id = ? AND emoji = ?", key)
@@ -116,21 +110,15 @@ def _react_txn(
 
 
 class ReactionStore:
-    def __init__(self, db: Database, require_friendship: bool = True) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        #: ``contacts.require_friendship``: whether acting in a direct chat needs both users to be friends.
-        self._require_friendship = require_friendship
 
     def add(
         self, user_id: int, reaction: records.Reaction, now: float, max_per_user: int
     ) -> defer.Deferred[ReactionChange]:
         """Put the emoji on a message of a chat the user may write to. Raises `RefusedError`."""
-        return self._db.write(
-            "reactions.add", user_id, _react_txn, user_id, reaction, True, now, max_per_user, self._require_friendship
-        )
+        return self._db.write("reactions.add", user_id, _react_txn, user_id, reaction, True, now, max_per_user)
 
     def remove(self, user_id: int, reaction: records.Reaction, now: float) -> defer.Deferred[ReactionChange]:
         """Take the user's emoji off a message. Raises `RefusedError`."""
-        return self._db.write(
-            "reactions.remove", user_id, _react_txn, user_id, reaction, False, now, 0, self._require_friendship
-        )
+        return self._db.write("reactions.remove", user_id, _react_txn, user_id, reaction, False, now, 0)

@@ -108,14 +108,12 @@ def target_by_seq_txn(txn: Txn, seq: int) -> Target | None:
     return _target(txn, row)
 
 
-def require_writable_txn(
-    txn: Txn, user_id: int, target: Target, doing: str, action: Action, now: float, require_friendship: bool = True
-) -> None:
+def require_writable_txn(txn: Txn, user_id: int, target: Target, doing: str, action: Action, now: float) -> None:
     """Refuse unless ``user_id`` may still write in the target's chat (``doing``: "edit messages", ...).
 
     Group membership was checked by `target_txn`; a reader or a muted member
     may not write (`require_standing_txn`).  A direct chat needs both
-    users to be friends (``require_friendship``; without it, only that
+    users to be friends (without ``txn.rules.require_friendship``, only that
     neither blocked the other); the blocked user is not told of the block
     (the same answer as for a stranger), the blocker is reminded of it.
     """
@@ -126,7 +124,7 @@ def require_writable_txn(
     mine, theirs = statuses_txn(txn, user_id, peer)
     if mine == BLOCKED:
         raise RefusedError(f"You have blocked this user: unblock them to {doing}", code="forbidden")
-    if not reachable(mine, theirs, require_friendship):
-        if not require_friendship:
+    if not reachable(mine, theirs, txn.rules.require_friendship):
+        if not txn.rules.require_friendship:
             raise RefusedError(f"You cannot {doing} in this chat", code="forbidden")
         raise RefusedError(f"You can only {doing} in chats with your friends", code="forbidden")

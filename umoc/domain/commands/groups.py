@@ -35,9 +35,7 @@ async def create(services: Services, actor: Actor, record: NewGroup) -> dict[str
     """Every member gets ``group_created`` in the ``chat_info`` shape, seen through their own eyes."""
     record = record.checked(services.config.messages)
     storage, now = services.storage, services.clock.seconds()
-    group_id = await storage.groups.create(
-        actor.uid, record, now, _limits(services), _image_types(services), _public_admins_only(services, actor)
-    )
+    group_id = await storage.groups.create(actor.uid, record, now, _limits(services))
     info = await storage.groups.info(group_id, None)
     online = await services.presence.online_among([m.user_id for m in info.members])
     key = replay.group(group_id, "group_created", now)
@@ -51,9 +49,7 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
     """Admins and the owner; every member gets ``group_updated``: the name, description, settings and ``extra`` now."""
     record = record.checked(services.config.messages)
     now = services.clock.seconds()
-    members, written = await services.storage.groups.update(
-        actor.uid, record, now, _image_types(services), _public_admins_only(services, actor)
-    )
+    members, written = await services.storage.groups.update(actor.uid, record, now)
     updated = shapes.group_updated(written)
     services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
     services.webhooks.wake()  # ``group.updated``, read from the feed
@@ -121,17 +117,6 @@ async def members(services: Services, actor: Actor, page: MembersPageAsked) -> d
     online = await services.presence.online_among([m.user_id for m in shown.members])
     cursor = str(shown.members[-1].user_id) if more else None
     return shapes.members_page(page.chat_id, shown, online, cursor)
-
-
-def _public_admins_only(services: Services, actor: Actor) -> bool:
-    """``groups.public_creation: admins``: only server administrators (the user's ``is_admin``, checked by the
-    store) make a group public; an operator acting through the admin API may."""
-    return services.config.groups.public_creation == "admins" and not actor.is_admin
-
-
-def _image_types(services: Services) -> tuple[str, ...]:
-    """What a group's picture may be: ``uploads.allowed_types.image``."""
-    return tuple(services.config.uploads.allowed_types.get("image", ()))
 
 
 def _limits(services: Services) -> MemberLimits:

@@ -77,10 +77,8 @@ def _chat_key(sender_id: int, new: NewMessage) -> int:
 class MessageStore:
     """Messages and per-user chat state."""
 
-    def __init__(self, db: Database, reads: ReadRouter | None = None, require_friendship: bool = True) -> None:
+    def __init__(self, db: Database, reads: ReadRouter | None = None) -> None:
         self._db = db
-        #: ``contacts.require_friendship``: whether a direct message needs both users to be friends.
-        self._require_friendship = require_friendship
         #: History and ``sync {since}`` may come from the replica (`ReadRouter`).
         self._reads = reads if reads is not None else ReadRouter(db)
 
@@ -103,16 +101,7 @@ class MessageStore:
         plain = new.extra is None and new.poll is None
         together = post_batch_txn if self._db.dialect.batch_functions and plain else None
         return self._db.write(
-            "messages.post",
-            key,
-            post_txn,
-            sender,
-            new,
-            message_id,
-            now,
-            keys_since,
-            self._require_friendship,
-            together=together,
+            "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together
         )
 
     def by_client_msg_id(self, sender_id: int, client_msg_id: str) -> defer.Deferred[Message | None]:

@@ -98,11 +98,11 @@ class _KeyInUseError(Exception):
     """The insert met a row with the same ``(sender_id, client_msg_id)``; nothing was inserted."""
 
 
-def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float, require_friendship: bool) -> int:
+def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
     """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id.
 
-    Without ``require_friendship`` (``contacts.require_friendship: false``) any
-    two users a block does not separate may write; streaks stay between friends.
+    Without ``txn.rules.require_friendship`` (``contacts.require_friendship: false``)
+    any two users a block does not separate may write; streaks stay between friends.
 
     The two senders of a pair take no lock the other waits for: both rows are
     read ``FOR KEY SHARE``, which only a block or removal (``FOR UPDATE``)
@@ -120,6 +120,7 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
+    require_friendship = txn.rules.require_friendship
     mine_status = None if mine is None else mine["status"]
     theirs_status = None if theirs is None else theirs["status"]
     if not reachable(mine_status, theirs_status, require_friendship):
@@ -233,13 +234,7 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
 
 
 def _insert_txn(
-    txn: Txn,
-    sender: Actor,
-    new: NewMessage,
-    message_id: str,
-    now: float,
-    reply_to_seq: int | None,
-    require_friendship: bool,
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, reply_to_seq: int | None
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions."""
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
@@ -252,7 +247,7 @@ def _insert_txn(
     else:
         if recipient_id == sender_id:
             raise RefusedError(TO_SELF, code="invalid_argument")
-        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now, require_friendship)
+        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
@@ -325,13 +320,7 @@ def _insert_txn(
 
 
 def post_txn(
-    txn: Txn,
-    sender: Actor,
-    new: NewMessage,
-    message_id: str,
-    now: float,
-    keys_since: float = 0.0,
-    require_friendship: bool = True,
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
 ) -> tuple[Message, list[int]]:
     """Store ``new`` (a checked `NewMessage`) from ``sender``; ``(message, audience user ids)``.
 
@@ -342,14 +331,13 @@ def post_txn(
 
     A ``client_msg_id`` the sender gave a message stored at or after
     ``keys_since`` raises `KeyTakenError` with that message; one of an older
-    message is taken from it (`_take_expired_key_txn`).  ``require_friendship``:
-    ``contacts.require_friendship`` (`_direct_permission_txn`).
+    message is taken from it (`_take_expired_key_txn`).
     """
     display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
     reply_to_seq = target[0] if target is not None else None
     for _ in range(_KEY_TRIES):
         try:
-            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq, require_friendship)
+            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq)
             break
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
@@ -368,7 +356,7 @@ def post_txn(
 
 
 #: Migration 018's function (as migration 026 replaced it): a batch's messages in one statement, one row each,
-#: in order.  The last argument is ``contacts.require_friendship`` (the same for every message of a node).
+#: in order.  The last argument is ``txn.rules.require_friendship`` (``contacts.require_friendship``).
 _POST_MESSAGES = (
     "SELECT * FROM post_messages(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
     " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[], ?::BOOLEAN)"
@@ -389,10 +377,7 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     them: the group's row stays locked until the commit.
     """
     columns: list[list[Any]] = [[] for _ in range(12)]
-    require_friendship = True
-    for call in calls:
-        sender, new, message_id, now, keys_since = call[:5]
-        require_friendship = call[5] if len(call) > 5 else True
+    for sender, new, message_id, now, keys_since in calls:
         values = (
             sender.uid,
             new.recipient_id,
@@ -409,13 +394,13 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    rows = txn.execute(_POST_MESSAGES, [*columns, require_friendship]).fetchall()
+    rows = txn.execute(_POST_MESSAGES, [*columns, txn.rules.require_friendship]).fetchall()
     return [_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
 
 
 def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
     """One row of ``post_messages`` as `post_txn` answers: ``(message, audience)``, or its exception."""
-    sender, new, message_id, now = call[:4]
+    sender, new, message_id, now, _ = call
     outcome = row["o_outcome"]
     if outcome == "key_taken":
         # By its seq: a later message of the batch may have taken the key off it since.
