@@ -85,6 +85,7 @@ export interface ChatInfoEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   avatar_file_id?: string | null;
   member_count?: number;
   members?: (Record<string, unknown>)[];
@@ -179,6 +180,26 @@ export interface PinnedMessagesEvent {
   messages: (Record<string, unknown>)[];
 }
 
+/** answers get_thread (oldest reply first) */
+export interface ThreadHistoryEvent {
+  thread_id: string;
+  root: Record<string, unknown>;
+  messages: (Record<string, unknown>)[];
+  has_more: boolean;
+}
+
+/** answers get_threads (latest reply first) */
+export interface ThreadsEvent {
+  threads: (Record<string, unknown>)[];
+  next_cursor: string | null;
+}
+
+/** answers follow_thread; to every socket of yours when you follow or unfollow a thread */
+export interface ThreadFollowedEvent {
+  thread_id: string;
+  following: boolean;
+}
+
 /** answers get_profile */
 export interface ProfileEvent {
   user_id: number;
@@ -226,6 +247,9 @@ export interface NewMessageEvent {
   encrypted_content?: string;
   extra?: Record<string, unknown>;
   poll?: Record<string, unknown>;
+  thread_id?: string;
+  also_in_chat?: boolean;
+  thread?: Record<string, unknown>;
 }
 
 /** a message of one of your chats was edited */
@@ -278,6 +302,16 @@ export interface ReportCreatedEvent {
   report_id: string;
   chat_id: number;
   category: string;
+}
+
+/** a thread of one of your chats got a reply */
+export interface ThreadUpdatedEvent {
+  chat_id: number;
+  is_group: boolean;
+  thread_id: string;
+  reply_count: number;
+  last_reply_at: string | null;
+  participant_ids: number[];
 }
 
 /** a vote was cast or a poll closed in one of your chats */
@@ -380,6 +414,7 @@ export interface GroupCreatedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  retention: number;
   avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
@@ -398,6 +433,7 @@ export interface GroupUpdatedEvent {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   avatar_file_id?: string | null;
   avatar_url?: string | null;
   extra?: Record<string, unknown>;
@@ -476,6 +512,7 @@ export interface GroupJoinedEvent {
   topic: string;
   slow_mode: number;
   read_only: boolean;
+  retention: number;
   avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
@@ -583,6 +620,8 @@ export interface SendMessageRequest {
   client_msg_id?: string;
   extra?: Record<string, unknown>;
   poll?: Record<string, unknown>;
+  thread_id?: string;
+  also_in_chat?: boolean;
 }
 
 export interface EditMessageRequest {
@@ -665,6 +704,27 @@ export interface ClosePollRequest {
   message_id: string;
 }
 
+export interface GetThreadRequest {
+  sessionID?: string;
+  thread_id: string;
+  before?: string;
+  limit?: number;
+}
+
+export interface GetThreadsRequest {
+  sessionID?: string;
+  chat_id?: number;
+  is_group?: boolean;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface FollowThreadRequest {
+  sessionID?: string;
+  thread_id: string;
+  follow?: boolean;
+}
+
 export interface UpdateProfileRequest {
   sessionID?: string;
   display_name?: string;
@@ -695,6 +755,7 @@ export interface CreateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   avatar_file_id?: string;
 }
 
@@ -710,6 +771,7 @@ export interface UpdateGroupRequest {
   topic?: string;
   slow_mode?: number;
   read_only?: boolean;
+  retention?: number;
   avatar_file_id?: string;
 }
 
@@ -842,6 +904,8 @@ export interface UploadFileCompleteRequest {
   file_name: string;
   file_type: string;
   client_msg_id?: string;
+  thread_id?: string;
+  also_in_chat?: boolean;
 }
 
 export interface SyncRequest {
@@ -934,6 +998,9 @@ export interface ServerToClientEvents {
   chat_read: (payload: ChatReadEvent) => void;
   read_receipts: (payload: ReadReceiptsEvent) => void;
   pinned_messages: (payload: PinnedMessagesEvent) => void;
+  thread_history: (payload: ThreadHistoryEvent) => void;
+  threads: (payload: ThreadsEvent) => void;
+  thread_followed: (payload: ThreadFollowedEvent) => void;
   profile: (payload: ProfileEvent) => void;
   user_status: (payload: UserStatusEvent) => void;
   typing_indicator: (payload: TypingIndicatorEvent) => void;
@@ -944,6 +1011,7 @@ export interface ServerToClientEvents {
   reaction_updated: (payload: ReactionUpdatedEvent) => void;
   message_pinned: (payload: MessagePinnedEvent) => void;
   report_created: (payload: ReportCreatedEvent) => void;
+  thread_updated: (payload: ThreadUpdatedEvent) => void;
   poll_updated: (payload: PollUpdatedEvent) => void;
   messages_read: (payload: MessagesReadEvent) => void;
   messages_delivered: (payload: MessagesDeliveredEvent) => void;
@@ -1002,6 +1070,9 @@ export interface ClientToServerEvents {
   get_pinned: (payload: GetPinnedRequest, ack?: (answer: PinnedMessagesEvent | AckError) => void) => void;
   vote_poll: (payload: VotePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   close_poll: (payload: ClosePollRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
+  get_thread: (payload: GetThreadRequest, ack?: (answer: ThreadHistoryEvent | AckError) => void) => void;
+  get_threads: (payload: GetThreadsRequest, ack?: (answer: ThreadsEvent | AckError) => void) => void;
+  follow_thread: (payload: FollowThreadRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   update_profile: (payload: UpdateProfileRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;
   get_profile: (payload: GetProfileRequest, ack?: (answer: ProfileEvent | AckError) => void) => void;
   update_settings: (payload: UpdateSettingsRequest, ack?: (answer: Record<string, unknown> | AckError) => void) => void;

@@ -294,6 +294,40 @@ class SchemaMixin:
         self.assertIn("More: --cursor", table.stdout)
         self.assertRefused(await admin_here("--config", config, "audit", "--since", "yesterday"), "--since")
 
+    @inline
+    async def test_legal_holds_are_set_listed_lifted_and_audited(self) -> None:
+        config, _db, _newest = await self.database(0)
+        made = await admin_here("--config", config, "create-user", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+        self.assertEqual(made.returncode, 0, made.stderr)
+        cwd = self.folder("cwd")
+        held = await blocking(admin, "--config", config, "legal-hold", "alice", "on", "--reason", "case 42", cwd=cwd)
+        self.assertEqual(held.returncode, 0, held.stderr)
+        self.assertIn("alice is on legal hold", held.stdout)
+        self.assertIn("Legal hold of alice set by umoc-admin", held.stderr)  # the change, logged
+        listed = json.loads((await admin_here("--config", config, "legal-hold", "--list", "--json")).stdout)
+        self.assertEqual(
+            [(h["username"], h["by"], h["reason"]) for h in listed["holds"]], [("alice", "umoc-admin", "case 42")]
+        )
+        again = await admin_here("--config", config, "legal-hold", "alice", "on")
+        self.assertIn("(no change)", again.stdout)
+        lifted = await admin_here("--config", config, "legal-hold", "alice", "off", "--json")
+        self.assertEqual(json.loads(lifted.stdout), {"username": "alice", "legal_hold": False, "changed": True})
+        self.assertEqual(len((await admin_here("--config", config, "legal-hold")).stdout.splitlines()), 1)
+        self.assertRefused(await admin_here("--config", config, "legal-hold", "alice"), "on or off")
+        self.assertRefused(await admin_here("--config", config, "legal-hold", "nobody", "on"), "No such user")
+        # Every request is in the audit log, as umoc-admin from the command line.
+        shown = json.loads(
+            (await admin_here("--config", config, "audit", "--json", "--action", "user.legal_hold")).stdout
+        )
+        self.assertEqual(
+            [(e["actor"]["name"], e["actor"]["address"], e["details"]) for e in reversed(shown["entries"])],
+            [
+                ("umoc-admin", "cli", {"on": True, "reason": "case 42"}),
+                ("umoc-admin", "cli", {"on": True}),
+                ("umoc-admin", "cli", {"on": False}),
+            ],
+        )
+
 
 for_each_backend(SchemaMixin, ProcessCase, globals())
 

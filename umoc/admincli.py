@@ -7,6 +7,7 @@
     umoc-admin --config ... --data-dir ... deactivate alice
     umoc-admin --config ... --data-dir ... delete-user alice --erase
     umoc-admin --config ... --data-dir ... audit --actor alice --since 2026-12-01
+    umoc-admin --config ... --data-dir ... legal-hold alice on --reason "case 42"
 
 It reads the same configuration file as ``twistd umoc``, and the same
 ``--data-dir`` and ``UMOC_DATA_DIR`` (`umoc.config.data_dir_override`), so
@@ -76,7 +77,7 @@ from umoc.config import (
     with_overrides,
 )
 from umoc.domain.admin import user_json
-from umoc.domain.commands import account, audit, bots, messages, ratelimits, serverapi
+from umoc.domain.commands import account, audit, bots, messages, ratelimits, retention, serverapi
 from umoc.domain.commands.ratelimits import BucketSelection
 from umoc.domain.sessions import UsernameTakenError
 from umoc.errors import UserError
@@ -86,6 +87,7 @@ from umoc.records.account import (
     AccountDeletion,
     AccountRef,
     AdminFlag,
+    LegalHold,
     NewAccount,
     NewInvite,
     PasswordReset,
@@ -98,7 +100,7 @@ from umoc.records.messages import Deletion
 from umoc.storage import Storage, open_storage
 from umoc.storage.database import Database, SchemaStatus, SchemaTooNewError
 from umoc.storage.port import PortRefusedError, port_sqlite_to_postgres
-from umoc.timefmt import parse_iso
+from umoc.timefmt import iso, parse_iso
 from umoc.wiring import AdminTools, build_admin
 
 __all__ = ["main", "run"]
@@ -172,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--erase", action="store_true", help="also erase the content of every message it sent")
     p = command("delete-message", "delete anybody's message (moderation); members get message_deleted")
     p.add_argument("message_id")
+    p = command(
+        "legal-hold",
+        "keep every message and file of an account from the retention purge (on), or stop (off); "
+        "with no account, list the holds",
+    )
+    p.add_argument("username", nargs="?", help="the account (omit to list every hold)")
+    p.add_argument("state", nargs="?", choices=["on", "off"], help="on: hold; off: lift the hold")
+    p.add_argument("--reason", metavar="TEXT", help="why (a case number, say), kept with the hold and audited")
+    p.add_argument("--list", action="store_true", help="list every hold in force (the default with no account)")
     p = command("audit", "list the audit log of administrative and moderation actions, newest first")
     p.add_argument("--actor", metavar="NAME", help="only actions by this account (or 'umoc-admin')")
     p.add_argument("--action", metavar="ACTION", choices=ACTIONS, help="only this action (e.g. user.deactivate)")
@@ -436,6 +447,8 @@ class Cli:
             self.result(f"Deleted message {deleted['message_id']}; {where}", deleted)
         elif args.command == "audit":
             await self.audit(services)
+        elif args.command == "legal-hold":
+            await self.legal_hold(services)
         elif args.command == "registration":
             if args.mode is None:
                 mode, source = await admin.registration_mode()
@@ -462,6 +475,44 @@ class Cli:
         elif args.command == "create-invite":
             code = await account.create_invite(services, ACTOR, NewInvite(args.uses))
             self.result(code, {"invite": code, "uses": args.uses})
+
+    async def legal_hold(self, services: Any) -> None:
+        """``legal-hold USER on|off [--reason]``, or ``legal-hold [--list]``."""
+        args = self.args
+        if args.username is None or args.list:
+            if args.username is not None or args.state is not None:
+                raise CommandError("--list takes no account: legal-hold --list")
+            holds = await retention.legal_holds(services, ACTOR)
+            shown = [
+                {
+                    "user_id": h.user_id,
+                    "username": h.username,
+                    "since": iso(h.created_at),
+                    "by": h.created_by,
+                    "reason": h.reason,
+                }
+                for h in holds
+            ]
+            if args.json:
+                self.say(json.dumps({"holds": shown}))
+                return
+            self.say(f"{'ID':>6}  {'USERNAME':<32}  {'SINCE':<20}  {'BY':<20}  REASON")
+            for h in shown:
+                self.say(
+                    f"{h['user_id']:>6}  {h['username']:<32}  {h['since']:<20}  {h['by']:<20}  {h['reason'] or '-'}"
+                )
+            return
+        if args.state is None:
+            raise CommandError("say on or off: legal-hold USER on|off")
+        on = args.state == "on"
+        username, changed = await retention.set_legal_hold(
+            services, ACTOR, LegalHold(AccountRef(args.username), on, args.reason)
+        )
+        state = "on legal hold" if on else "not on legal hold"
+        self.result(
+            f"{username} is {state}" + ("" if changed else " (no change)"),
+            {"username": username, "legal_hold": on, "changed": changed},
+        )
 
     async def audit(self, services: Any) -> None:
         """``audit``: one page of the audit log, newest first; the next page's cursor last."""

@@ -435,6 +435,19 @@ class ModerationConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long messages are kept (issue 31): the server's default; a group's admins may set their own."""
+
+    #: Messages (and their files) older than this are purged, unless their sender is on legal hold or
+    #: their group has a retention of its own. 0: kept for ever.
+    messages: Duration = Duration(0)
+    #: How often a node runs the purge (in batches; several nodes doing it is harmless).
+    purge_interval: Duration = Duration(3600)
+    #: Messages purged per transaction (one chat's at a time).
+    batch: int = 500
+
+
+@dataclass(frozen=True)
 class GroupsConfig:
     """Bounds on groups beyond ``messages.max_group_members`` (issue 29)."""
 
@@ -684,6 +697,7 @@ class Config:
     groups: GroupsConfig = field(default_factory=GroupsConfig)
     contacts: ContactsConfig = field(default_factory=ContactsConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     ratelimits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
@@ -1000,6 +1014,12 @@ def _check(config: Config) -> list[str]:
         bad("groups.max_members", "expected at least 1 (0: messages.max_group_members)")
     if config.groups.public_creation not in ("all", "admins"):
         bad("groups.public_creation", "expected one of all, admins")
+    if config.retention.messages < 0:
+        bad("retention.messages", "expected a duration, 0 to keep messages for ever")
+    if config.retention.purge_interval <= 0:
+        bad("retention.purge_interval", "expected a positive duration")
+    if not 1 <= config.retention.batch <= 5000:
+        bad("retention.batch", "expected 1 to 5000")
     if config.messages.max_content_length < 1:
         bad("messages.max_content_length", "expected at least 1")
     if config.previews.ttl <= 0 or config.previews.timeout <= 0:

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from umoc import gcpolicy
 from umoc.config import Config
+from umoc.domain.retention import Purger
 from umoc.domain.status import StatusAnnouncer
 from umoc.storage import Storage
 from umoc.storage.database import DatabaseUnavailableError, SchemaTooNewError
@@ -216,6 +217,9 @@ class UmocService(service.MultiService):
             periodic_task(
                 config.feed.prune_interval, lambda: feed.prune(clock.seconds() - retention), reactor
             ).setServiceParent(self)
+        # Retention: always on, as a group's admins may set a policy of their own whatever the server's.
+        self.purger = Purger(services.storage, services.files, services.clock, config.retention)
+        periodic_task(config.retention.purge_interval, self.purger.run, reactor).setServiceParent(self)
         self.metrics_listener: Listener | None = None
         if self.node.metrics_site is not None:
             self.metrics_listener = Listener(reactor, config.metrics.listen, self.node.metrics_site, "metrics.listen")
@@ -285,6 +289,7 @@ class UmocService(service.MultiService):
         """The graceful stop of the module docstring; each wait ends at the shared deadline."""
         node, clock = self.node, self.node.services.clock
         deadline = clock.seconds() + self.config.server.shutdown_timeout
+        self.purger.close()  # a purge under way ends after its batch in hand
         if self.listener.running:
             await self.listener.stopService()
         node.socketapp.router.close()

@@ -459,6 +459,8 @@ class AccessControlTestsMixin:
             "password": "correct horse battery",
             "target": "message",
             "category": "spam",
+            "thread_id": w.bob_after,
+            "follow": True,
         }
         events = sorted(build_routes(ROUTE_GROUPS))
         self.assertIn("verify_session", events)

@@ -125,6 +125,7 @@ class TokenConnectTestsMixin:
         cases = {
             "expired": (self.rsa.sign(claims(iat=now - 600, exp=now - 120)), "Token expired"),
             "not yet valid": (self.rsa.sign(claims(nbf=now + 600)), "Invalid token"),
+            "issued in the future": (self.rsa.sign(claims(iat=now + 600, exp=now + 900)), "Invalid token"),
             "wrong audience": (self.rsa.sign(claims(aud="other-app")), "Invalid token"),
             "wrong issuer": (self.rsa.sign(claims(iss="https://evil.example")), "Invalid token"),
             "unknown kid": (SigningKey.rsa("nope").sign(claims()), "Unknown key id"),

@@ -98,26 +98,34 @@ class ReportsMixin:
         (shown,) = listed["reports"]
         self.assertEqual((shown["report_id"], shown["status"], shown["reason"]), (report_id, "open", "an ad"))
         self.assertEqual((shown["evidence"]["content"], shown["evidence"]["sender_id"]), ("buy cheap pills", bob.id))
-        # Resolved by deactivating the sender (ban_member until groups have bans); once only.
+        # Resolved by banning the sender from the reported group (root is no member of it); once only.
         code, resolved = await self.admin(
             "POST", f"reports/{report_id}/resolve", {"action": "ban_member", "note": "ads"}
         )
         self.assertEqual(code, 200, resolved)
         self.assertEqual((resolved["report"]["status"], resolved["report"]["action"]), ("resolved", "ban_member"))
+        banned = await bob.client.expect("member_banned")
+        self.assertEqual((banned["chat_id"], banned["user_id"]), (gid, bob.id))
+        self.assertEqual(await alice.client.expect("group_member_removed"), {"chat_id": gid, "user_id": bob.id})
         code, again = await self.admin("POST", f"reports/{report_id}/resolve", {"action": "dismiss"})
         self.assertEqual((code, again["code"]), (409, "conflict"))
         self.assertEqual((await self.admin("POST", "reports/999999/resolve", {"action": "dismiss"}))[0], 404)
         self.assertEqual((await self.admin("POST", f"reports/{report_id}/resolve", {"action": "nuke"}))[0], 400)
+        # A ban, not a deactivation: bob's account is active, he is out of the group and cannot be added back.
         bob_now = [u for u in (await self.admin("GET", "users?search=bob"))[1]["users"] if u["username"] == "bob"]
-        self.assertFalse(bob_now[0]["active"])
+        self.assertTrue(bob_now[0]["active"])
+        bans = await alice.call("get_bans", chat_id=gid)
+        self.assertEqual([b["user_id"] for b in bans["bans"]], [bob.id])
+        readd = await alice.call("add_group_member", chat_id=gid, user_id=bob.id)
+        self.assertIn("error", readd)
         self.assertEqual((await self.webhook("report.resolved", report_id))["action"], "ban_member")
         self.assertEqual((await self.admin("GET", "reports"))[1]["reports"], [])
         self.assertEqual(len((await self.admin("GET", "reports?status=resolved"))[1]["reports"]), 1)
-        # The resolution and its deactivation are in the audit log, by root from its address.
+        # The resolution and its ban are in the audit log, by root from its address.
         code, audit = await self.admin("GET", "audit")
         actions = [(e["action"], e["actor"]["name"], e["actor"]["via"]) for e in audit["entries"]]
         self.assertEqual(
-            actions[:2], [("report.resolve", "root", "admin_api"), ("user.deactivate", "root", "admin_api")]
+            actions[:2], [("report.resolve", "root", "admin_api"), ("group.ban_member", "root", "admin_api")]
         )
         self.assertEqual(audit["entries"][0]["actor"]["address"], "127.0.0.1")
 
@@ -139,6 +147,14 @@ class ReportsMixin:
             "POST", f"reports/{user_report['report_id']}/resolve", {"action": "delete_message"}
         )
         self.assertEqual((code, refused_action["code"]), (400, "invalid_argument"))
+        # A user report names no group to ban from; deactivating is its own action.
+        path = f"reports/{user_report['report_id']}/resolve"
+        code, refused_ban = await self.admin("POST", path, {"action": "ban_member"})
+        self.assertEqual((code, refused_ban["code"]), (400, "invalid_argument"))
+        code, resolved = await self.admin("POST", path, {"action": "deactivate_user"})
+        self.assertEqual(code, 200, resolved)
+        dave_now = [u for u in (await self.admin("GET", "users?search=dave"))[1]["users"] if u["username"] == "dave"]
+        self.assertFalse(dave_now[0]["active"])
 
 
 for_each_backend(ReportsMixin, AdminCase, globals())

@@ -13,6 +13,7 @@ from tests.support.client import Client
 from tests.support.cluster import ClusterTestCase
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import blocking, eventually, inline
+from tests.support.rawclient import RawWebSocket
 from tests.support.server import Server
 from umoc.domain.commands import serverapi
 from umoc.records import Actor
@@ -128,6 +129,22 @@ class RevocationAcrossNodesTests(ClusterTestCase):
             )
             await eventually(lambda c=client: not c.sio.connected)
         self.assertFalse(a.services.hub.is_local(made["user_id"]) or b.services.hub.is_local(made["user_id"]))
+        # The token from before the revocation is refused on both nodes, and opens no session.
+        sessions = await self._sessions(a)
+        for node in (a, b):
+            sock = await blocking(RawWebSocket, node.ws_url())
+            self.addCleanup(blocking, sock.close)
+            await blocking(sock.read_open)
+            await blocking(sock.send, '40{"token":"' + minted["token"] + '"}')
+            answer = await blocking(sock.recv_json_packet, "44")
+            self.assertEqual(answer, {"message": "Invalid token", "data": {"code": "not_authenticated"}})
+        self.assertEqual(await self._sessions(a), sessions)
+
+    async def _sessions(self, node: Server) -> int:
+        def count(txn: Any) -> int:
+            return int(txn.scalar("SELECT COUNT(*) FROM sessions"))
+
+        return await node.services.storage.db.run("test.sessions", count)
 
     async def _token_client(self, node: Server, token: str) -> Client:
         client = Client(node.url, {})

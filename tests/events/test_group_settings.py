@@ -11,7 +11,7 @@ from umoc.errors import RefusedError
 from umoc.records import Actor
 from umoc.records.messages import NewMessage
 
-SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")
+SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention")
 
 
 class GroupSettingsTestsMixin:
@@ -44,9 +44,12 @@ class GroupSettingsTestsMixin:
                 "topic": "Rules: be kind",
                 "slow_mode": 0,
                 "read_only": False,
+                "retention": 0,
             },
         )
-        updated = await alice.call("update_group", chat_id=gid, slow_mode=30, join_rule="open", topic="")
+        updated = await alice.call(
+            "update_group", chat_id=gid, slow_mode=30, join_rule="open", topic="", retention=7 * 86400
+        )
         self.assertEqual(
             updated,
             {
@@ -59,6 +62,7 @@ class GroupSettingsTestsMixin:
                 "topic": "",
                 "slow_mode": 30,
                 "read_only": False,
+                "retention": 7 * 86400,
                 "avatar_file_id": None,
                 "avatar_url": None,
             },
@@ -66,7 +70,14 @@ class GroupSettingsTestsMixin:
         for person in (alice, bob, carol):
             self.assertEqual(await person.client.expect("group_updated"), updated)
         self.assertEqual((await bob.call("update_group", chat_id=gid, read_only=True))["code"], "forbidden")
-        for bad in ({"slow_mode": 21601}, {"kind": "channel"}, {"visibility": "secret"}, {"topic": "x" * 251}):
+        for bad in (
+            {"slow_mode": 21601},
+            {"retention": 60},
+            {"retention": 315360001},
+            {"kind": "channel"},
+            {"visibility": "secret"},
+            {"topic": "x" * 251},
+        ):
             answer = await alice.call("update_group", chat_id=gid, **bad)
             self.assertEqual(answer["code"], "invalid_argument", bad)
 

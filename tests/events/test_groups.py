@@ -12,6 +12,9 @@ from umoc.records.audit import AuditQuery
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
+SETTING_NAMES = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention")
+
+
 class GroupTestsMixin:
     async def team(self):
         """alice (creator) with friends bob and carol in a group; dave is an outsider (friend of nobody)."""
@@ -45,6 +48,7 @@ class GroupTestsMixin:
                 "topic",
                 "slow_mode",
                 "read_only",
+                "retention",
                 "avatar_file_id",
                 "mention_count",
                 "display_name",
@@ -63,7 +67,10 @@ class GroupTestsMixin:
         )
         self.assertEqual(created["role"], "owner")
         self.assertEqual(
-            {k: created[k] for k in ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only")},
+            {
+                k: created[k]
+                for k in ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention")
+            },
             {
                 "visibility": "private",
                 "join_rule": "invite",
@@ -71,6 +78,7 @@ class GroupTestsMixin:
                 "topic": "",
                 "slow_mode": 0,
                 "read_only": False,
+                "retention": 0,
             },
         )
         self.assertRegex(created["created_at"], ISO)
@@ -174,6 +182,7 @@ class GroupTestsMixin:
                 "topic": "",
                 "slow_mode": 0,
                 "read_only": False,
+                "retention": 0,
                 "avatar_file_id": None,
                 "avatar_url": None,
             },

@@ -37,6 +37,7 @@ READS = {
     "get_profile",
     "get_read_receipts",
     "get_pinned",
+    "get_threads",
     "get_push_registrations",
     "get_bans",
     "list_public_groups",

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import treq
 from PIL import Image
+from twisted.python import threadable
 
 from tests.domain.test_thumbnails import image_bytes, png_bomb
 from tests.support.chat import ChatCase, Person
@@ -107,6 +110,43 @@ class ThumbnailFlowMixin:
         message = await self.share_image(self.alice, self.bob.id, False, data, "application/octet-stream")
         self.assertEqual(message["type"], "file")
         self.assertNotIn("thumbnail_url", json.loads(message["content"]))
+
+    @inline
+    async def test_an_upload_its_thumbnails_and_their_download_touch_no_file_on_the_reactor_thread(self) -> None:
+        """Moving the upload into place, encoding, writing and serving its thumbnails: all in worker threads."""
+        await self.befriend(self.alice, self.bob)
+        data = image_bytes("JPEG", (1600, 1200))
+        root = str(self.node.services.files.root)
+        seen: list[tuple[str, bool]] = []
+        save, replace, read_bytes = Image.Image.save, os.replace, Path.read_bytes
+
+        def note(what: str, path: Any) -> None:
+            if str(path).startswith(root):
+                seen.append((f"{what} {Path(path).name}", threadable.isInIOThread()))
+
+        def saving(image: Image.Image, fp: Any, *args: Any, **kwargs: Any) -> None:
+            note("save", fp)
+            save(image, fp, *args, **kwargs)
+
+        def replacing(source: Any, target: Any) -> None:
+            note("replace", target)
+            replace(source, target)
+
+        def reading(path: Path) -> bytes:
+            note("read", path)
+            return read_bytes(path)
+
+        self.patch(Image.Image, "save", saving)
+        self.patch(os, "replace", replacing)
+        self.patch(Path, "read_bytes", reading)
+        message = await self.share_image(self.alice, self.bob.id, False, data, "image/jpeg")
+        file_id = json.loads(message["content"])["file_id"]
+        for size in ("small", "medium"):
+            self.assertEqual((await self.fetch(f"/api/files/{file_id}/thumbnail?size={size}", self.bob))[0], 200)
+        kinds = sorted({what.split()[0] for what, _ in seen})
+        self.assertEqual(kinds, ["read", "replace", "save"])
+        self.assertEqual(len(seen), 1 + 2 * 2 + 2)  # the upload moved; 2 thumbnails saved and moved; 2 read
+        self.assertEqual([what for what, on_reactor in seen if on_reactor], [])
 
 
 for_each_backend(ThumbnailFlowMixin, InProcessChatCase, globals())

@@ -8,10 +8,13 @@ Every refusal is checked on the listener too: it saw no request.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from twisted.internet import reactor
+from twisted.python import threadable
 from twisted.trial import unittest
 
 from tests.domain.test_thumbnails import image_bytes
@@ -108,3 +111,46 @@ class PreviewGuardTests(unittest.TestCase):
         fetcher = self.fetcher(["127.0.0.1"])
         self.assertIsNone(await fetcher.fetch(f"http://user:secret@127.0.0.1:{self.port}/page"))
         self.assertEqual(self.site.hits, {})
+
+
+class PreviewImageThreadTests(unittest.TestCase):
+    """The page's image is thumbnailed from memory; every file it makes is written off the reactor."""
+
+    @inline
+    async def test_a_preview_image_is_never_written_or_read_on_the_reactor_thread(self) -> None:
+        site = Site({b"/page": ("text/html", PAGE), b"/img.png": ("image/png", image_bytes("PNG", (100, 50)))})
+        port = listen(self, site)
+        images = Path(self.mktemp())
+        writes: list[tuple[str, bool]] = []
+        save, replace, write_bytes = Image.Image.save, os.replace, Path.write_bytes
+
+        def saving(image: Image.Image, fp: Any, *args: Any, **kwargs: Any) -> None:
+            writes.append((f"save {fp}", threadable.isInIOThread()))
+            save(image, fp, *args, **kwargs)
+
+        def replacing(source: Any, target: Any) -> None:
+            writes.append((f"replace {target}", threadable.isInIOThread()))
+            replace(source, target)
+
+        def writing(path: Path, data: Any) -> int:
+            writes.append((f"write_bytes {path}", threadable.isInIOThread()))
+            return write_bytes(path, data)
+
+        self.patch(Image.Image, "save", saving)
+        self.patch(os, "replace", replacing)
+        self.patch(Path, "write_bytes", writing)
+        fetcher = PreviewFetcher(
+            reactor,
+            reactor,  # type: ignore[arg-type]
+            PreviewsConfig(),
+            AddressPolicy.from_config(["127.0.0.1"]),
+            Thumbnailer(reactor, 1, 50_000_000).run,
+            lambda image_id, size: images / image_id[:2] / f"{image_id}.{size}",
+        )
+        self.addCleanup(fetcher.close)
+        found = await fetcher.fetch(f"http://127.0.0.1:{port}/page")
+        assert found is not None and found.image_id is not None
+        made = sorted(p.name for p in images.rglob("*") if p.is_file())
+        self.assertEqual(made, sorted(f"{found.image_id}.{size}" for size in ("small", "medium")))
+        self.assertEqual(len(writes), 4)  # each size encoded to a temporary file, then moved into place
+        self.assertEqual([what for what, on_reactor in writes if on_reactor], [])

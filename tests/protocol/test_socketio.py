@@ -22,8 +22,10 @@ from umoc.protocol.socketio import (
     PacketType,
     ProtocolError,
     SocketPacket,
+    decode_plain_event,
     encode,
     encode_event,
+    plain_ack_text,
 )
 
 P = PacketType
@@ -566,3 +568,99 @@ class PropertyTests(SynchronousTestCase):
         frames = encode(SocketPacket(P.ACK, "/", args, ack_id))
         packet = decode_all(*frames, decoder=Decoder(max_attachments=1000))
         self.assertEqual((packet.data, packet.id), (args, ack_id))
+
+
+def _general(text: str) -> Any:
+    """What the general decoder makes of ``text``: (ack id, data) of an EVENT on "/", another packet, or the error."""
+    try:
+        packet = Decoder().feed(text)
+    except ProtocolError as e:
+        return ("error", type(e))
+    if packet is not None and packet.type is P.EVENT and packet.namespace == "/":
+        return (packet.id, packet.data)
+    return ("other", packet)
+
+
+class PlainPathTests(SynchronousTestCase):
+    """The short paths give exactly what the general decoder and encoder give."""
+
+    def assert_same_as_general(self, text: str) -> None:
+        try:
+            fast: Any = decode_plain_event(text, 32)
+        except ProtocolError as e:
+            fast = ("error", type(e))
+        if fast is None:
+            return  # left to the general decoder: nothing to compare
+        self.assertEqual(fast, _general(text), text)
+
+    def test_common_events(self) -> None:
+        self.assertEqual(decode_plain_event('2["a",{"b":1}]', 32), (None, ["a", {"b": 1}]))
+        self.assertEqual(decode_plain_event('217["a"]', 32), (17, ["a"]))
+        self.assertEqual(decode_plain_event('2007["a"]', 32), (7, ["a"]))
+
+    def test_everything_else_is_left_to_the_general_decoder(self) -> None:
+        for text in (
+            '0{"token":"x"}',
+            '2/admin,["a"]',
+            '21/admin,["a"]',
+            '51-["a",{"_placeholder":true,"num":0}]',
+            "2",
+            '2{"a":1}',
+            "2 [1]",
+        ):
+            self.assertIsNone(decode_plain_event(text, 32), text)
+
+    def test_refusals_match_the_general_decoder(self) -> None:
+        for text in (
+            "2[]",
+            "2[1]",
+            '2["a"',
+            "2[NaN]",
+            '2["a",1e999]',
+            "2" + str(MAX_ACK_ID + 1) + '["a"]',
+            "2" + "9" * 40 + '["a"]',
+            "2" + "[" * 40 + '"a"' + "]" * 40,
+        ):
+            self.assertRaises(ProtocolError, decode_plain_event, text, 32)
+            self.assertEqual(_general(text)[0], "error", text)
+
+    def test_long_numbers_keep_their_digits(self) -> None:
+        big = 12345678901234567890123
+        self.assertEqual(decode_plain_event(f'2["a",{big}]', 32), (None, ["a", big]))
+        self.assertEqual(
+            decode_plain_event('2["a","\\u00e9 1234567890123456789"]', 32),
+            (None, ["a", "\u00e9 1234567890123456789"]),
+        )
+
+    @settings(max_examples=300)
+    @given(st.text(alphabet='0123456789-/,[]{}":_abcNe.\\u', max_size=60))
+    def test_near_misses_decode_as_the_general_decoder_does(self, tail: str) -> None:
+        self.assert_same_as_general("2" + tail)
+
+    @settings(max_examples=300)
+    @given(
+        st.text(min_size=0, max_size=10),
+        st.lists(_json_values(), max_size=4),
+        st.none() | st.integers(min_value=0, max_value=MAX_ACK_ID),
+    )
+    def test_encoded_events_decode_as_the_general_decoder_does(
+        self, event: str, args: list[Any], ack_id: int | None
+    ) -> None:
+        frames = encode_event(event, *args, ack_id=ack_id)
+        if len(frames) == 1:
+            self.assert_same_as_general(frames[0])  # type: ignore[arg-type]
+
+    @settings(max_examples=300)
+    @given(st.lists(_json_values(), max_size=4), st.integers(min_value=0, max_value=MAX_ACK_ID))
+    def test_plain_ack_text_is_what_encode_gives(self, args: list[Any], ack_id: int) -> None:
+        text = plain_ack_text(ack_id, tuple(args))
+        frames = encode(SocketPacket(P.ACK, "/", args, ack_id))
+        if text is None:
+            self.assertGreater(len(frames), 1)  # bytes: a binary ACK, left to the general encoder
+        else:
+            self.assertEqual([text], frames)
+
+    def test_plain_ack_text_leaves_namespaces_and_bytes_to_the_general_encoder(self) -> None:
+        self.assertIsNone(plain_ack_text(1, ({"a": 1},), "/admin"))
+        self.assertIsNone(plain_ack_text(1, (b"\x00",)))
+        self.assertEqual(plain_ack_text(3, ({"x": float("nan")},)), '33[{"x":null}]')

@@ -334,4 +334,7 @@ def _exported_message(row: Any) -> dict[str, Any]:
         item["encrypted_content"] = row["encrypted_content"]
     if row["extra"] is not None:
         item["extra"] = json.loads(row["extra"])
+    if row["thread_id"] is not None:
+        item["thread_id"] = row["thread_id"]
+        item["also_in_chat"] = bool(row["also_in_chat"])
     return item

@@ -18,9 +18,9 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from umoc.config import UploadsConfig
@@ -149,6 +149,14 @@ class FileManager:
         """A fresh name for an upload in progress; the directory is made on first use."""
         self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
+
+    def open_file(self, file_id: str) -> defer.Deferred[tuple[BinaryIO, int] | None]:
+        """The stored file opened for reading and its size, opened in a thread; None when it is missing."""
+        return self.thumbnailer.io(_open_if_there, self.path_for(file_id))
+
+    def read_thumbnail(self, path: Path) -> defer.Deferred[bytes | None]:
+        """A thumbnail's bytes (None when the image has none), read in a thread."""
+        return self.thumbnailer.io(_read_if_there, path)
 
     # -- Socket.IO: prepare and complete ------------------------------------------
 
@@ -293,15 +301,14 @@ class FileManager:
     async def store_upload(self, record: FileRecord, temp_path: Path, received: int) -> dict[str, Any]:
         """Move a whole upload into place by id and record it; `UploadDeniedError` if it is not whole."""
         if received != record.file_size:
-            temp_path.unlink(missing_ok=True)
+            await self.thumbnailer.io(temp_path.unlink, True)
             raise UploadDeniedError(
                 400, f"Upload incomplete: {received} of {record.file_size} bytes arrived", "invalid_argument"
             )
         final = self.path_for(record.id)
-        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.replace(temp_path, final)
+        await self.thumbnailer.io(_move_into_place, temp_path, final)
         if not await self._storage.files.mark_uploaded(record.id, self.now()):
-            final.unlink(missing_ok=True)
+            await self.thumbnailer.io(final.unlink, True)
             raise UploadDeniedError(404, "Unknown upload", "not_found")
         return {"file_id": record.id, "file_size": record.file_size}
 
@@ -350,8 +357,7 @@ class FileManager:
 
     def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[None]:
         """Unlinking large files may take a while: not on the reactor thread."""
-        reactor: Any = self._clock  # the node's reactor: its thread pool (a Clock in tests never unlinks)
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+        return self.thumbnailer.io(fn, *args)
 
     def _remove_files(self, file_ids: list[str]) -> None:
         for file_id in file_ids:
@@ -370,3 +376,23 @@ class FileManager:
                     temp.unlink()
             except FileNotFoundError:
                 continue
+
+
+def _open_if_there(path: Path) -> tuple[BinaryIO, int] | None:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - the caller closes it when the transfer ends
+    except FileNotFoundError:
+        return None
+    return handle, os.fstat(handle.fileno()).st_size
+
+
+def _read_if_there(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _move_into_place(temp_path: Path, final: Path) -> None:
+    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.replace(temp_path, final)

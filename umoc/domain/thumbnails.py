@@ -9,7 +9,11 @@ Decoding a client's image is the riskiest thing UMOC does with its bytes, so:
   claim 100 000 x 100 000 pixels: a decompression bomb);
 - decoding and resizing run in a thread, never on the reactor, at most
   ``uploads.thumbnail_threads`` at a time, so a 12-megapixel photo delays
-  nobody else's acks;
+  nobody else's acks; so does every file read and write of media work (a
+  thumbnail written or served, a preview image, an upload moved into place),
+  at most `Thumbnailer.IO_THREADS` at a time;
+- Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) stays on behind ours:
+  anything it refuses is simply not thumbnailed;
 - the thumbnail is a fresh image built from pixels only: no EXIF (GPS
   position, camera serial), no ICC or XMP, no comments are carried over.
 
@@ -19,11 +23,12 @@ truncated) simply has none; the file itself stays shared and downloadable.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -31,6 +36,8 @@ from twisted.logger import Logger
 __all__ = ["SIZES", "ImageInfo", "Thumbnailer", "make_thumbnails", "thumbnail_type"]
 
 log = Logger()
+
+T = TypeVar("T")
 
 #: ``?size=`` names and their longest side in pixels.
 SIZES: dict[str, int] = {"small": 64, "medium": 320}
@@ -53,22 +60,25 @@ def thumbnail_type(data: bytes) -> str:
     return "image/png" if data.startswith(b"\x89PNG\r\n\x1a\n") else "image/jpeg"
 
 
-def make_thumbnails(source: Path, target: Callable[[str], Path], max_pixels: int) -> ImageInfo | None:
+def make_thumbnails(source: Path | bytes, target: Callable[[str], Path], max_pixels: int) -> ImageInfo | None:
     """Write every size of `SIZES` for the image at ``source`` to ``target(size)``; its dimensions.
 
-    None (and nothing written) when the bytes are not one of `FORMATS`, the
-    header claims more than ``max_pixels`` pixels, or decoding fails.  Runs in
-    a thread: blocking, CPU-bound.
+    ``source`` is a file or, for an image fetched for a link preview, its
+    bytes (never written to disk).  None (and nothing written) when the bytes
+    are not one of `FORMATS`, the header claims more than ``max_pixels``
+    pixels, or decoding fails.  Runs in a thread: blocking, CPU-bound, and
+    it reads and writes files.
     """
     from PIL import Image, ImageOps
 
+    name = source.name if isinstance(source, Path) else "(fetched)"
     try:
-        with Image.open(source, formats=FORMATS) as image:
+        with Image.open(source if isinstance(source, Path) else io.BytesIO(source), formats=FORMATS) as image:
             width, height = image.size
             if width <= 0 or height <= 0 or width * height > max_pixels:
                 log.info(
                     "Image {source} not thumbnailed: {width}x{height} is over {max_pixels} pixels",
-                    source=source.name,
+                    source=name,
                     width=width,
                     height=height,
                     max_pixels=max_pixels,
@@ -81,14 +91,17 @@ def make_thumbnails(source: Path, target: Callable[[str], Path], max_pixels: int
             frame = ImageOps.exif_transpose(image.copy()) or image
             alpha = frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info)
             frame = frame.convert("RGBA" if alpha else "RGB")
-            for name, side in SIZES.items():
+            for size, side in SIZES.items():
                 scaled = frame.copy()
                 scaled.thumbnail((side, side), Image.Resampling.LANCZOS)
-                _save_clean(scaled, target(name), alpha)
-    except (Image.DecompressionBombError, Image.UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        log.info("Image {source} not thumbnailed: not a decodable image", source=source.name)
-        for name in SIZES:
-            target(name).unlink(missing_ok=True)
+                _save_clean(scaled, target(size), alpha)
+    except Image.DecompressionBombError:
+        log.info("Image {source} not thumbnailed: over Pillow's own pixel limit", source=name)
+        return None
+    except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        log.info("Image {source} not thumbnailed: not a decodable image", source=name)
+        for size in SIZES:
+            target(size).unlink(missing_ok=True)
         return None
     if orientation in _TRANSPOSED:
         width, height = height, width
@@ -100,6 +113,7 @@ def _save_clean(image: Any, path: Path, alpha: bool) -> None:
     from PIL import Image
 
     clean = Image.frombytes(image.mode, image.size, image.tobytes())
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     if alpha:
         clean.save(temp, "PNG", optimize=True)
@@ -109,22 +123,34 @@ def _save_clean(image: Any, path: Path, alpha: bool) -> None:
 
 
 class Thumbnailer:
-    """Runs `make_thumbnails` in the reactor's thread pool, at most ``concurrency`` at once.
+    """Runs `make_thumbnails`, and the file work around media, in the reactor's thread pool.
 
-    ``reactor`` is where threads report back; a `Clock` (in-process tests)
-    has no thread pool, and there the work runs inline.
+    At most ``concurrency`` images decode at once; apart from them, at most
+    `IO_THREADS` file reads and writes (`io`), so a thumbnail served for a
+    download never queues behind 12-megapixel photos being decoded.  Both
+    together stay under the reactor pool's ten threads, leaving room for
+    name resolution.  ``reactor`` is where threads report back; a `Clock`
+    (in-process tests) has no thread pool, and there the work runs inline.
     """
+
+    IO_THREADS = 4
 
     def __init__(self, reactor: Any, concurrency: int, max_pixels: int) -> None:
         self._reactor = reactor
         self._slots = defer.DeferredSemaphore(max(1, concurrency))
+        self._io = defer.DeferredSemaphore(self.IO_THREADS)
         self._max_pixels = max_pixels
 
-    def run(self, source: Path, target: Callable[[str], Path]) -> defer.Deferred[ImageInfo | None]:
-        return self._slots.run(self._in_thread, source, target)
+    def run(self, source: Path | bytes, target: Callable[[str], Path]) -> defer.Deferred[ImageInfo | None]:
+        """`make_thumbnails` in a thread, once a decoding slot is free."""
+        return self._slots.run(self._in_thread, make_thumbnails, source, target, self._max_pixels)
 
-    def _in_thread(self, source: Path, target: Callable[[str], Path]) -> defer.Deferred[ImageInfo | None]:
+    def io(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """``fn(*args)``, a blocking file operation, in a thread once an I/O slot is free."""
+        return self._io.run(self._in_thread, fn, *args)
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         pool = getattr(self._reactor, "getThreadPool", None)
         if pool is None:
-            return defer.maybeDeferred(make_thumbnails, source, target, self._max_pixels)
-        return threads.deferToThreadPool(self._reactor, pool(), make_thumbnails, source, target, self._max_pixels)
+            return defer.maybeDeferred(fn, *args)
+        return threads.deferToThreadPool(self._reactor, pool(), fn, *args)

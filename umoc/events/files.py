@@ -47,6 +47,8 @@ async def upload_file_complete(ctx: EventContext, payload: dict[str, Any]) -> di
         payload["file_name"],
         payload["file_type"],
         payload["client_msg_id"],
+        payload["thread_id"],
+        payload["also_in_chat"],
     )
     return answer_sent(ctx, await messages.share_file(ctx.services, ctx.actor, share))
 
@@ -77,6 +79,8 @@ ROUTES = [
             Str("file_name", max_length=4096),
             Str("file_type", max_length=255),
             CLIENT_MSG_ID,
+            Uuid("thread_id", required=False),
+            Bool("also_in_chat", required=False, default=False),
         ),
         upload_file_complete,
         rate_class="messages",

@@ -19,6 +19,7 @@ from umoc.records.groups import (
     MAX_DESCRIPTION,
     MAX_ID_LIST,
     MAX_NAME,
+    MAX_RETENTION,
     MAX_SLOW_MODE,
     MAX_TOPIC,
     ROLES,
@@ -68,6 +69,7 @@ _SETTING_FIELDS = (
     Str("topic", required=False, max_length=MAX_TOPIC, min_length=0),
     Int("slow_mode", required=False, minimum=0, maximum=MAX_SLOW_MODE),
     Bool("read_only", required=False),
+    Int("retention", required=False, minimum=0, maximum=MAX_RETENTION),
     # A UUID, or "" to clear (`umoc.records.groups` checks it).
     Field("avatar_file_id", _avatar, required=False, schema={"type": "string", "maxLength": 64}),
 )

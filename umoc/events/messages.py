@@ -50,6 +50,8 @@ async def send_message(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
         payload["client_msg_id"],
         payload["extra"],
         NewPoll.parse(payload["poll"]),
+        payload["thread_id"],
+        payload["also_in_chat"],
     )
     return answer_sent(ctx, await messages.send(ctx.services, ctx.actor, new))
 
@@ -108,6 +110,8 @@ ROUTES = [
             CLIENT_MSG_ID,
             Obj("extra", required=False),
             Obj("poll", required=False),
+            Uuid("thread_id", required=False),
+            Bool("also_in_chat", required=False, default=False),
         ),
         send_message,
         rate_class="messages",

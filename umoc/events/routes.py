@@ -18,6 +18,7 @@ from umoc.events import (
     search,
     session,
     sync,
+    threads,
 )
 
 ROUTE_GROUPS = [
@@ -28,6 +29,7 @@ ROUTE_GROUPS = [
     reactions.ROUTES,
     pins.ROUTES,
     polls.ROUTES,
+    threads.ROUTES,
     profiles.ROUTES,
     groups.ROUTES,
     moderation.ROUTES,

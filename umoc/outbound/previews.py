@@ -18,7 +18,8 @@ markup, pure Python (no C library to harden) and stops at ``<body>`` here.
 
 The page's image (``og:image``) is fetched once, thumbnailed with the same
 code as shared images (format sniffed, pixel limit, metadata stripped; the
-domain's thumbnailer is handed in) and
+domain's thumbnailer is handed in), straight from the bytes fetched and in
+the thumbnailer's threads (no file is read or written on the reactor), and
 kept under ``<uploads>/previews/``; clients get UMOC's copy, never the
 site's URL.
 """
@@ -166,7 +167,7 @@ class PreviewFetcher:
         clock: IReactorTime,
         config: PreviewsConfig,
         policy: AddressPolicy,
-        thumbnail: Callable[[Path, Callable[[str], Path]], defer.Deferred[Any]],
+        thumbnail: Callable[[bytes, Callable[[str], Path]], defer.Deferred[Any]],
         image_path: Callable[[str, str], Path],
         max_headers: int = 16 * 1024,
     ) -> None:
@@ -218,18 +219,12 @@ class PreviewFetcher:
         return None
 
     async def _image(self, url: str) -> str | None:
-        """Fetch the page's image once and thumbnail it; its id, or None."""
+        """Fetch the page's image once and thumbnail it (from memory, in a thread); its id, or None."""
         got = await self._get(self._images, url)
         if got is None or got[1].code != 200:
             return None
         image_id = str(uuid.uuid4())
-        source = self.image_path(image_id, "source")
-        source.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        source.write_bytes(got[1].body)
-        try:
-            info = await self._thumbnail(source, lambda size: self.image_path(image_id, size))
-        finally:
-            source.unlink(missing_ok=True)
+        info = await self._thumbnail(got[1].body, lambda size: self.image_path(image_id, size))
         return image_id if info is not None else None
 
     def close(self) -> defer.Deferred[Any]:

@@ -17,6 +17,7 @@ __all__ = [
     "AccountDeletion",
     "AccountRef",
     "AdminFlag",
+    "LegalHold",
     "NewAccount",
     "NewInvite",
     "OwnDeletion",
@@ -87,6 +88,21 @@ class AdminFlag:
 
     def __post_init__(self) -> None:
         _bool("is_admin", self.is_admin)
+
+
+@dataclass(frozen=True, slots=True)
+class LegalHold:
+    """Set (``on``) or lift a legal hold: the purge keeps every message and file of the account."""
+
+    account: AccountRef
+    on: bool
+    #: Why, for the audit log and ``legal-hold --list`` (a case number, say): at most 500 characters.
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _bool("on", self.on)
+        if self.reason is not None:
+            _string("reason", self.reason, 500)
 
 
 @dataclass(frozen=True, slots=True)

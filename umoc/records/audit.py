@@ -27,6 +27,7 @@ ACTIONS = (
     "user.reset_password",
     "user.revoke_sessions",
     "user.delete",
+    "user.legal_hold",
     "message.delete",
     "registration_mode.set",
     "invite.create",

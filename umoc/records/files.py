@@ -38,6 +38,9 @@ class FileShare:
     file_name: str
     file_type: str
     client_msg_id: str | None = None
+    #: As `NewMessage`'s: the file is a reply in this thread (checked when the message is).
+    thread_id: str | None = None
+    also_in_chat: bool = False
 
     def __post_init__(self) -> None:
         client_msg_id(self.client_msg_id)

@@ -151,8 +151,11 @@ JOIN_RULES = ("invite", "open", "request")
 KINDS = ("group", "broadcast")
 MAX_TOPIC = 250
 MAX_SLOW_MODE = 21600
+#: A group's own retention (seconds): 0 (the server's ``retention.messages``) or from an hour to ten years.
+MIN_RETENTION = 3600
+MAX_RETENTION = 315_360_000
 #: The settings a group has besides its name and description, as payloads name them.
-SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "avatar_file_id")
+SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention", "avatar_file_id")
 #: Refused when ``groups.public_creation`` is ``admins`` and a user who is not one makes a group public.
 PUBLIC_REFUSED = "Only administrators may create public groups"
 
@@ -177,6 +180,14 @@ def _settings(record: NewGroup | GroupChange) -> None:
         raise UserError(f"Invalid 'slow_mode': expected 0 to {MAX_SLOW_MODE} seconds", code="invalid_argument")
     if record.read_only is not None and not isinstance(record.read_only, bool):
         raise UserError("Invalid 'read_only': expected true or false", code="invalid_argument")
+    keep: object = record.retention
+    if keep is not None and (
+        isinstance(keep, bool) or not isinstance(keep, int) or not (keep == 0 or MIN_RETENTION <= keep <= MAX_RETENTION)
+    ):
+        raise UserError(
+            f"Invalid 'retention': expected 0 (the server's) or {MIN_RETENTION} to {MAX_RETENTION} seconds",
+            code="invalid_argument",
+        )
     if record.avatar_file_id is not None:
         object.__setattr__(record, "avatar_file_id", _avatar(record.avatar_file_id))
 
@@ -207,6 +218,8 @@ class NewGroup:
     topic: str = ""
     slow_mode: int = 0
     read_only: bool = False
+    #: Seconds its messages are kept (0: the server's ``retention.messages``).
+    retention: int = 0
     #: The group's picture: an image the creator uploaded (None or ``""``: none).
     avatar_file_id: str | None = None
     #: The app's custom data (a JSON object), bounded by `checked`.
@@ -237,6 +250,7 @@ class GroupChange:
     topic: str | None = None
     slow_mode: int | None = None
     read_only: bool | None = None
+    retention: int | None = None
     #: An image the admin uploaded, or ``""`` to clear the picture.
     avatar_file_id: str | None = None
     extra: dict[str, object] | None = None

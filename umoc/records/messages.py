@@ -38,6 +38,9 @@ __all__ = [
     "NewPoll",
     "PollClose",
     "PollVote",
+    "ThreadFollow",
+    "ThreadQuery",
+    "ThreadsQuery",
     "Pin",
     "PinnedQuery",
     "Reaction",
@@ -269,6 +272,10 @@ class NewMessage:
     extra: dict[str, object] | None = None
     #: ``type`` "poll": its options (``content`` is the question).
     poll: NewPoll | None = None
+    #: A reply in the thread of this message (a reply to a reply goes to its root), and whether the
+    #: reply shows in the chat's main timeline too.
+    thread_id: str | None = None
+    also_in_chat: bool = False
 
     def checked(self, limits: MessagesConfig) -> NewMessage:
         """This message if it is within ``limits`` and well formed (mentions normalised), else `UserError`."""
@@ -297,6 +304,12 @@ class NewMessage:
             )
         if self.poll is not None and self.encrypted_content is not None:
             raise UserError("Invalid 'encrypted_content': a poll is not encrypted", code="invalid_argument")
+        if self.thread_id is not None:
+            thread = message_id(self.thread_id, "thread_id")
+            if thread != self.thread_id:
+                return replace(self, thread_id=thread).checked(limits)
+        elif self.also_in_chat:
+            raise UserError("Invalid 'also_in_chat': only a thread reply ('thread_id') has it", code="invalid_argument")
         mentions = self.mentions
         if mentions:
             if len(mentions) > MAX_MENTIONS:
@@ -443,3 +456,64 @@ class Mute:
     is_group: bool
     muted: bool = True
     until: float | None = None
+
+
+#: Replies one ``get_thread`` page and threads one ``get_threads`` page may hold.
+MAX_THREAD_PAGE, DEFAULT_THREAD_PAGE = 100, 50
+
+
+def _page_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_THREAD_PAGE:
+        raise UserError(f"Invalid 'limit': expected 1 to {MAX_THREAD_PAGE}", code="invalid_argument")
+    return limit
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadQuery:
+    """A page of a thread's replies, oldest first, before the reply ``before`` (None: the newest page).
+
+    The newest page also reads the thread for a follower (their unread replies of it are read).
+    """
+
+    thread_id: str
+    before: str | None = None
+    limit: int = DEFAULT_THREAD_PAGE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "thread_id", message_id(self.thread_id, "thread_id"))
+        if self.before is not None:
+            object.__setattr__(self, "before", message_id(self.before, "before"))
+        _page_limit(self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadsQuery:
+    """The threads of one chat (``chat_id``) or, without one, those the asker follows; latest reply first.
+
+    ``cursor`` is the previous page's ``next_cursor``.
+    """
+
+    chat_id: int | None = None
+    is_group: bool = False
+    cursor: str | None = None
+    limit: int = DEFAULT_THREAD_PAGE
+
+    def __post_init__(self) -> None:
+        _page_limit(self.limit)
+        if self.cursor is not None and (not self.cursor.isdigit() or len(self.cursor) > 20):
+            raise UserError("Invalid 'cursor': expected a next_cursor of get_threads", code="invalid_argument")
+
+    @property
+    def before_seq(self) -> int | None:
+        return None if self.cursor is None else int(self.cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadFollow:
+    """Follow (``follow``) or stop following a thread: its replies count as unread, and push, to followers."""
+
+    thread_id: str
+    follow: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "thread_id", message_id(self.thread_id, "thread_id"))

@@ -34,7 +34,9 @@ from umoc.storage.reactions import ReactionStore
 from umoc.storage.readstate import ReadStateStore
 from umoc.storage.replica import ReadRouter
 from umoc.storage.reports import ReportStore
+from umoc.storage.retention import RetentionStore
 from umoc.storage.search import SearchStore
+from umoc.storage.threads import ThreadStore
 from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
 
@@ -67,8 +69,10 @@ class Storage:
         self.edits = EditStore(db)
         self.reactions = ReactionStore(db)
         self.pins = PinStore(db)
+        self.threads = ThreadStore(db)
         self.polls = PollStore(db)
         self.reports = ReportStore(db)
+        self.retention = RetentionStore(db)
         self.mentions = MentionStore(db)
         self.deliveries = DeliveryStore(db)
         self.readstate = ReadStateStore(db)

@@ -49,7 +49,7 @@ from umoc.storage.reactions import Reaction, reactions_for_txn
 from umoc.storage.replica import ReadRouter
 from umoc.storage.targets import Target, target_by_seq_txn
 
-__all__ = ["ERASED_TYPE", "AccountStore", "DeletedAccount", "RemovedReaction", "tombstone"]
+__all__ = ["ERASED_TYPE", "AccountStore", "DeletedAccount", "RemovedReaction", "secure", "tombstone"]
 
 T = TypeVar("T")
 
@@ -132,6 +132,8 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) 
     txn.execute("DELETE FROM unread_mentions WHERE user_id = ?", (user_id,))
     # Which options they voted for goes; the tallies keep their votes, as cast (a secret ballot's count).
     txn.execute("DELETE FROM poll_votes WHERE user_id = ?", (user_id,))
+    # The threads they followed (the threads keep their counts and participants, as ids).
+    txn.execute("DELETE FROM thread_follows WHERE user_id = ?", (user_id,))
     unreacted: list[RemovedReaction] = []
     if erased_through is not None:
         # What the batches before this did not reach: sent since (sending is rate limited, so few).
@@ -229,7 +231,7 @@ def _unreact_txn(txn: Txn, user_id: int, now: float, limit: int | None) -> tuple
     return removed, len(seqs)
 
 
-def _secure(fn: Callable[..., T]) -> Callable[..., T]:
+def secure(fn: Callable[..., T]) -> Callable[..., T]:
     """``fn`` with SQLite's ``secure_delete`` on: what it deletes or overwrites is zeroed in the pages.
 
     Only for erasing (it costs a write of every freed byte); SQLite has one
@@ -305,7 +307,7 @@ def _messages_txn(txn: Txn, user_id: int, after_seq: int, limit: int) -> list[Ro
     """A page of the user's live messages by seq; ``chat_id`` as clients know it (the peer, or the group)."""
     return txn.execute(
         "SELECT m.seq, m.id, m.recipient_id, m.is_group, m.type, m.content, m.encrypted_content, m.created_at,"
-        " m.edited_at, t.id AS reply_to, m.extra"
+        " m.edited_at, t.id AS reply_to, m.extra, m.thread_id, m.also_in_chat"
         " FROM messages m LEFT JOIN messages t ON t.seq = m.reply_to_seq"
         " WHERE m.sender_id = ? AND m.seq > ? AND m.deleted_at IS NULL ORDER BY m.seq LIMIT ?",
         (user_id, after_seq, limit),
@@ -326,19 +328,19 @@ class AccountStore:
         ``erased_through``: the last seq `erase_batch` reached; the user's
         messages after it are erased in the same transaction (None: no erasing).
         """
-        fn = _delete_txn if erased_through is None else _secure(_delete_txn)
+        fn = _delete_txn if erased_through is None else secure(_delete_txn)
         return self._db.run("accounts.delete", fn, user_id, now, erased_through)
 
     def erase_batch(self, user_id: int, after_seq: int, limit: int) -> defer.Deferred[tuple[int, int]]:
         """Erase the content of the user's next ``limit`` messages after ``after_seq``; ``(how many, last seq)``."""
-        return self._db.run("accounts.erase_batch", _secure(_erase_txn), user_id, after_seq, limit)
+        return self._db.run("accounts.erase_batch", secure(_erase_txn), user_id, after_seq, limit)
 
     def unreact_batch(self, user_id: int, now: float, limit: int) -> defer.Deferred[tuple[list[RemovedReaction], int]]:
         """Remove the user's reactions on ``limit`` messages; ``(the live ones removed, messages done)``.
 
         Fewer messages than ``limit`` done: none are left.
         """
-        return self._db.run("accounts.unreact_batch", _secure(_unreact_txn), user_id, now, limit)
+        return self._db.run("accounts.unreact_batch", secure(_unreact_txn), user_id, now, limit)
 
     async def scrub(self) -> tuple[int, int, int] | None:
         """After an erasure, leave no erased word in the SQLite file or WAL; None on PostgreSQL.
@@ -353,7 +355,7 @@ class AccountStore:
         """
         if self._db.dialect.name != "sqlite":
             return None
-        await self._db.run("accounts.scrub", _secure(_optimize_txn))
+        await self._db.run("accounts.scrub", secure(_optimize_txn))
         return await self._db.run("accounts.checkpoint", _checkpoint_txn)
 
     def profile(self, user_id: int) -> defer.Deferred[dict[str, Any] | None]:

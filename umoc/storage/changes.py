@@ -48,6 +48,8 @@ KINDS = (
     # A link preview attached to a text message (``message_preview``).
     "preview",
     "pin",
+    # A thread followed or unfollowed (``data``: thread_id, following), in the user's own stream.
+    "thread_follow",
     "poll",
     # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.
     "registered",

@@ -234,8 +234,8 @@ def _create_txn(
     group_id = int(
         txn.scalar(
             "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity,"
-            " visibility, join_rule, kind, topic, slow_mode, read_only, extra, avatar_file_id)"
-            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " visibility, join_rule, kind, topic, slow_mode, read_only, retention, extra, avatar_file_id)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 group.name,
                 group.description,
@@ -249,6 +249,7 @@ def _create_txn(
                 group.topic,
                 group.slow_mode,
                 int(group.read_only),
+                group.retention,
                 extra_text(group.extra),
                 avatar,
             ),
@@ -390,12 +391,15 @@ def settings_of(row: Any) -> dict[str, Any]:
         "topic": row["topic"],
         "slow_mode": int(row["slow_mode"]),
         "read_only": bool(row["read_only"]),
+        "retention": int(row["retention"]),
         "avatar_file_id": row["avatar_file_id"],
     }
 
 
 #: What ``group_updated`` shows of a group (and `info_txn` reads).
-_GROUP_COLUMNS = "name, description, visibility, join_rule, kind, topic, slow_mode, read_only, avatar_file_id"
+_GROUP_COLUMNS = (
+    "name, description, visibility, join_rule, kind, topic, slow_mode, read_only, retention, avatar_file_id"
+)
 
 
 def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tuple[list[int], dict[str, Any]]:
@@ -408,11 +412,15 @@ def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tup
         if change.avatar_file_id:
             check_avatar_txn(txn, admin_id, change.avatar_file_id, txn.rules.image_types, now)
         txn.execute("UPDATE chats SET avatar_file_id = ? WHERE id = ?", (change.avatar_file_id or None, group_id))
+    if change.retention == 0 and txn.scalar("SELECT retention FROM chats WHERE id = ?", (group_id,)):
+        # Its old messages fall under the server's retention again: the purge's walk looks at them once
+        # more (umoc.storage.retention.reset_walk_txn, which imports this module).
+        txn.execute("UPDATE retention_state SET through_seq = 0 WHERE singleton = 1")
     txn.execute(
         "UPDATE chats SET name = COALESCE(?, name), description = COALESCE(?, description),"
         " visibility = COALESCE(?, visibility), join_rule = COALESCE(?, join_rule), kind = COALESCE(?, kind),"
-        " topic = COALESCE(?, topic), slow_mode = COALESCE(?, slow_mode), read_only = COALESCE(?, read_only)"
-        " WHERE id = ?",
+        " topic = COALESCE(?, topic), slow_mode = COALESCE(?, slow_mode), read_only = COALESCE(?, read_only),"
+        " retention = COALESCE(?, retention) WHERE id = ?",
         (
             change.name,
             change.description,
@@ -422,6 +430,7 @@ def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tup
             change.topic,
             change.slow_mode,
             None if change.read_only is None else int(change.read_only),
+            change.retention,
             group_id,
         ),
     )

@@ -72,10 +72,19 @@ def _target(members: dict[int, str], actor_id: int, user_id: int) -> None:
         raise RefusedError(ROLE_REFUSED, code="forbidden")
 
 
-def _ban_txn(txn: Txn, actor_id: int, ban: Ban, now: float) -> Banned:
+def _ban_txn(txn: Txn, actor_id: int, ban: Ban, now: float, operator: bool = False) -> Banned:
+    """A moderator's ban of a lower member; with ``operator``, a server administrator's (resolving a report).
+
+    An administrator need not be a member and outranks every role; the
+    reported user may have left the group already: the ban is recorded all
+    the same (they cannot come back), with nothing to remove.
+    """
     group_id, user_id = ban.chat_id, ban.user_id
-    members = lock_members_txn(txn, group_id, actor_id, "moderate")
-    _target(members, actor_id, user_id)
+    if operator:
+        members = _operator_lock_txn(txn, group_id)
+    else:
+        members = lock_members_txn(txn, group_id, actor_id, "moderate")
+        _target(members, actor_id, user_id)
     deleted = []
     window = DELETE_WINDOWS[ban.delete_messages]
     if window is not None:
@@ -105,9 +114,24 @@ def _ban_txn(txn: Txn, actor_id: int, ban: Ban, now: float) -> Banned:
             data={"until": until, "reason": ban.reason, "by": actor_id},
         ),
     )
-    removal = remove_member_txn(txn, group_id, user_id, user_id, now)
+    if user_id in members:
+        removal = remove_member_txn(txn, group_id, user_id, user_id, now)
+    else:
+        removal = MembershipChange(list(members), None, False)
     username = txn.scalar("SELECT username FROM users WHERE id = ?", (user_id,))
     return Banned(BanEntry(user_id, username, until, ban.reason, actor_id, now), removal, deleted)
+
+
+def _operator_lock_txn(txn: Txn, group_id: int) -> dict[int, str]:
+    """``{member: role}`` of an open group, locked, for an administrator who may not be a member."""
+    locked = txn.execute(
+        "SELECT id FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL" + txn.dialect.for_update,
+        (group_id,),
+    ).fetchone()
+    if locked is None:
+        raise RefusedError(UNKNOWN_CHAT, code="not_found")
+    rows = txn.execute("SELECT user_id, role FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    return {int(r["user_id"]): r["role"] for r in rows}
 
 
 def _unban_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now: float) -> None:
@@ -171,9 +195,12 @@ class ModerationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def ban(self, actor_id: int, ban: Ban, now: float) -> defer.Deferred[Banned]:
-        """Ban a lower member: their messages deleted as asked, then removed. Raises `RefusedError`."""
-        return self._db.run("moderation.ban", _ban_txn, actor_id, ban, now)
+    def ban(self, actor_id: int, ban: Ban, now: float, operator: bool = False) -> defer.Deferred[Banned]:
+        """Ban a lower member: their messages deleted as asked, then removed. Raises `RefusedError`.
+
+        ``operator``: a server administrator's ban (a report resolved with ``ban_member``): no role check.
+        """
+        return self._db.run("moderation.ban", _ban_txn, actor_id, ban, now, operator)
 
     def unban(self, group_id: int, actor_id: int, user_id: int, now: float) -> defer.Deferred[None]:
         """Lift a ban in force (moderators and above)."""

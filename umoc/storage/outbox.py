@@ -48,6 +48,7 @@ crash, so a restart resumes at once instead of after the lease.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from twisted.internet import defer
@@ -68,6 +69,7 @@ from umoc.storage.feed import (
     _snapshot,
     _sqlite_cursor,
 )
+from umoc.storage.threadrows import followers_txn
 
 __all__ = ["OUTBOX_KINDS", "OutboxBatch", "OutboxRow", "OutboxStore"]
 
@@ -168,14 +170,21 @@ def _read_txn(txn: Txn, position: str, kinds: tuple[str, ...], limit: int, push_
             "SELECT chat_id, user_id, joined_change FROM user_chats WHERE chat_id IN " + in_clause(chats), chats
         ).fetchall():
             members.setdefault(int(m["chat_id"]), []).append((int(m["user_id"]), int(m["joined_change"])))
+    # A thread reply reaches its thread's followers only (migration 024; its row's data names the root).
+    roots = {int(r["id"]): _thread_root(r) for r in rows if r["kind"] == "message" and r["chat_id"] is not None}
+    followers = followers_txn(txn, sorted({root for root in roots.values() if root is not None}))
     audiences: dict[int, tuple[int, ...]] = {}
     for row in rows:
         if row["kind"] == "message" and row["chat_id"] is not None:
             change_id = int(row["id"])
             sender = int(row["actor_id"]) if row["actor_id"] is not None else None
+            root = roots[change_id]
+            following = set(followers.get(root, ())) if root is not None else None
             # A group's members from the change that added them: those added later never saw this message.
             audiences[change_id] = tuple(
-                u for u, joined in members.get(int(row["chat_id"]), []) if u != sender and joined <= change_id
+                u
+                for u, joined in members.get(int(row["chat_id"]), [])
+                if u != sender and joined <= change_id and (following is None or u in following)
             )
     skipped = False
     if push_only:
@@ -214,6 +223,13 @@ def _read_txn(txn: Txn, position: str, kinds: tuple[str, ...], limit: int, push_
             )
         )
     return OutboxBatch(out, next_position, full, expired, skipped)
+
+
+def _thread_root(row: Row) -> int | None:
+    """The root of a thread reply's message row (its ``data`` says ``{"thread": root_seq}``); None otherwise."""
+    if row["data"] is None or '"thread"' not in row["data"]:
+        return None
+    return int(json.loads(row["data"])["thread"])
 
 
 def _reaching_devices(txn: Txn, rows: list[Row], owners: list[int], audiences: dict[int, tuple[int, ...]]) -> list[Row]:

@@ -65,13 +65,14 @@ def _unread_txn(txn: Txn, user_id: int, mark: MarkUnread, now: float) -> ReadSta
         txn.scalar(
             "SELECT COUNT(*) FROM message_reads r JOIN messages m ON m.seq = r.message_seq"
             " WHERE r.user_id = ? AND r.marked_unread = 0 AND m.chat_id = ? AND m.seq >= ? AND m.seq > ?"
-            " AND m.deleted_at IS NULL",
+            " AND m.deleted_at IS NULL AND (m.thread_root_seq IS NULL OR m.also_in_chat = 1)",
             (user_id, chat_id, seq, joined_seq),
         )
     )
     txn.execute(
         "UPDATE message_reads SET marked_unread = 1 WHERE user_id = ? AND marked_unread = 0 AND message_seq IN"
-        " (SELECT seq FROM messages WHERE chat_id = ? AND seq >= ? AND deleted_at IS NULL)",
+        " (SELECT seq FROM messages WHERE chat_id = ? AND seq >= ? AND deleted_at IS NULL"
+        " AND (thread_root_seq IS NULL OR also_in_chat = 1))",
         (user_id, chat_id, seq),
     )
     if counted:

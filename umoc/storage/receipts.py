@@ -95,7 +95,8 @@ def _record_read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list
 def read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], now: float) -> Read:
     message_ids = list(dict.fromkeys(message_ids))
     rows = txn.execute(
-        "SELECT m.seq, m.id, m.chat_id, m.sender_id, m.is_group, m.recipient_id, m.deleted_at, uc.joined_seq"
+        "SELECT m.seq, m.id, m.chat_id, m.sender_id, m.is_group, m.recipient_id, m.deleted_at, uc.joined_seq,"
+        " m.thread_root_seq, m.also_in_chat"
         " FROM messages m LEFT JOIN user_chats uc ON uc.chat_id = m.chat_id AND uc.user_id = ?"
         " WHERE m.id IN " + in_clause(message_ids),
         [reader_id, *message_ids],
@@ -137,7 +138,9 @@ def read_txn(txn: Txn, reader_id: int, sender_id: int, message_ids: list[str], n
             )
         counted: dict[int, int] = {}
         for r in fresh + again:
-            if int(r["seq"]) > int(r["joined_seq"]):
+            # A thread reply only in its thread is in none of the chat's counters (migration 024).
+            in_chat = r["thread_root_seq"] is None or bool(r["also_in_chat"])
+            if in_chat and int(r["seq"]) > int(r["joined_seq"]):
                 counted[int(r["chat_id"])] = counted.get(int(r["chat_id"]), 0) + 1
         for chat_id, n in sorted(counted.items()):
             txn.execute(

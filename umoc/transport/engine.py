@@ -49,14 +49,21 @@ class Outgoing:
 
     __slots__ = ("frames", "cache", "size")
 
-    def __init__(self, frames: list[str | bytes]) -> None:
+    def __init__(self, frames: list[str | bytes], size: int | None = None) -> None:
         self.frames = frames
         self.cache: dict[str, Any] = {}
-        self.size = sum(len(f) for f in frames)
+        #: What the frames hold (characters of text, bytes of binary), for the slow-reader bound;
+        #: a caller that knows it (one text frame: its length) saves the sum.
+        self.size = sum(len(f) for f in frames) if size is None else size
 
     @classmethod
     def from_socketio(cls, frames: list[str | bytes]) -> Outgoing:
         """Wrap Socket.IO frames (from ``socketio.encode``) in Engine.IO MESSAGE packets."""
+        if len(frames) == 1:
+            first = frames[0]
+            if type(first) is str:  # nearly always: one text packet, no attachments
+                text = "4" + first
+                return cls([text], len(text))
         return cls([("4" + f) if isinstance(f, str) else f for f in frames])
 
 

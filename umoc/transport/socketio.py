@@ -38,7 +38,15 @@ from twisted.logger import Logger
 
 from umoc.errors import Code
 from umoc.protocol.engineio import ProtocolError
-from umoc.protocol.socketio import Decoder, PacketType, SocketPacket, encode, encode_event
+from umoc.protocol.socketio import (
+    Decoder,
+    PacketType,
+    SocketPacket,
+    decode_plain_event,
+    encode,
+    encode_event,
+    plain_ack_text,
+)
 from umoc.transport.engine import EngineSession, Outgoing
 
 __all__ = ["AuthError", "ClientSocket", "Identity", "Recovery", "Restored", "SocketApp", "SocketIOConnection"]
@@ -201,8 +209,13 @@ class ClientSocket:
 
     def ack(self, ack_id: int, *args: Any) -> None:
         if self.connected:
-            frames = encode(SocketPacket(PacketType.ACK, self.namespace, list(args), ack_id))
-            self.connection.engine.send(Outgoing.from_socketio(frames))
+            text = plain_ack_text(ack_id, args, self.namespace)
+            if text is not None:
+                text = "4" + text
+                self.connection.engine.send(Outgoing([text], len(text)))
+            else:
+                frames = encode(SocketPacket(PacketType.ACK, self.namespace, list(args), ack_id))
+                self.connection.engine.send(Outgoing.from_socketio(frames))
 
     def disconnect(self, reason: str = "server disconnect") -> None:
         """Server-initiated disconnect: DISCONNECT for the namespace, then close the connection."""
@@ -258,8 +271,22 @@ class SocketIOConnection:
     # -- EngineHandler ----------------------------------------------------
 
     def on_message(self, data: str | bytes) -> None:
+        decoder = self._decoder
+        if type(data) is str and data[:1] == "2" and not decoder.waiting:
+            # The common case (an EVENT on "/") without the general decoder's steps.
+            try:
+                event = decode_plain_event(data, decoder.max_depth)
+            except ProtocolError:
+                self.engine.close("parse error", notify=False)
+                return
+            if event is not None:
+                socket = self.sockets.get("/")
+                if socket is not None:
+                    payload = event[1]
+                    self.app.on_event(socket, payload[0], payload[1:], event[0])
+                return
         try:
-            packet = self._decoder.feed(data)
+            packet = decoder.feed(data)
         except ProtocolError:
             self.engine.close("parse error", notify=False)
             return

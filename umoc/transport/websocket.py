@@ -264,6 +264,13 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         session = self.session
         if session is None:
             return
+        if type(frame) is str and frame[:1] == "4" and self.probe is None and session.transport is self:
+            # An Engine.IO MESSAGE, nearly every frame: straight to the Socket.IO side, as
+            # `EngineSession.on_packet` would hand it, without decoding a packet object first.
+            handler = session.handler
+            if handler is not None:
+                handler.on_message(frame[1:])
+            return
         if self.probe is not None:
             self.probe.on_frame(frame)
         elif session.transport is self:
@@ -381,7 +388,9 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         """
         wire = message.cache.get("websocket")
         if wire is None:
-            wire = message.cache["websocket"] = b"".join(encode_frame(f) for f in message.frames)
+            frames = message.frames
+            wire = encode_frame(frames[0]) if len(frames) == 1 else b"".join(encode_frame(f) for f in frames)
+            message.cache["websocket"] = wire
         if self._admit(message.size):
             self._send_wire(wire)
 

@@ -17,11 +17,12 @@ reading the rest of an unwanted body; a client that sent ``Expect:
 a refused one never sends its body at all.
 
 When the body is complete the resource moves the temporary file into place
-under its ``file_id`` (never the client's name) and records it as whole.
+(in a thread) under its ``file_id`` (never the client's name) and records it
+as whole.
 
-Downloads are streamed from disk with a `FileSender` to members of the
-chat the file was shared in; everyone else gets the same 404 whether or not
-the file exists.
+Downloads are opened in a thread and streamed from disk with a `FileSender`
+to members of the chat the file was shared in; everyone else gets the same
+404 whether or not the file exists.  Thumbnails are read whole in a thread.
 """
 
 from __future__ import annotations
@@ -399,12 +400,11 @@ class Uploads:
         if size is not None:
             await self._send_thumbnail(request, self.files.thumbnail_path(file_id, size))
             return
-        try:
-            handle = open(self.files.path_for(file_id), "rb")  # noqa: SIM115 - closed when the transfer ends
-        except FileNotFoundError:
+        opened = await self.files.open_file(file_id)
+        if opened is None:
             log.error("File {file_id} is recorded but missing on disk", file_id=file_id)
-            raise not_found from None
-        size_bytes = os.fstat(handle.fileno()).st_size
+            raise not_found
+        handle, size_bytes = opened
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", record.file_type.encode("ascii"))
         request.setHeader(b"Content-Length", str(size_bytes).encode("ascii"))
@@ -436,10 +436,9 @@ class Uploads:
 
     async def _send_thumbnail(self, request: server.Request, path: Path) -> None:
         """A few KB made by UMOC itself (its type from its own first bytes); 404 when the image has none."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise HttpError(404, "Not found", code="not_found") from None
+        data = await self.files.read_thumbnail(path)
+        if data is None:
+            raise HttpError(404, "Not found", code="not_found")
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", thumbnail_type(data).encode("ascii"))
         request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))

@@ -35,6 +35,7 @@ from umoc.records.audit import AuditEntry
 from umoc.records.files import FileOffer, FileShare
 from umoc.records.messages import FILE_TYPES, Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
 from umoc.storage.messages import KeyTakenError, Message
+from umoc.storage.threadrows import ThreadSummary
 from umoc.timefmt import iso
 
 __all__ = [
@@ -102,12 +103,26 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
         others = [user_id for user_id in audience if user_id != actor.uid]
         if others:
             services.hub.tell(others, notices.NEW_MESSAGE(payload), key=delivery)
+    if message.in_thread is not None:
+        _thread_updated(services, message, message.in_thread, audience)
     # Push and the ``message.created`` webhook read the message from the feed (the outbox): wake them.
     services.push.wake()
     services.webhooks.wake()
     if services.previews is not None:
         services.previews.after_send(message, audience)  # a substring test unless the text has "http"
     return mine
+
+
+def _thread_updated(services: Services, reply: Message, summary: ThreadSummary, audience: list[int]) -> None:
+    """``thread_updated`` to the chat's members (each with the chat id they know it by), after a reply."""
+    assert reply.thread_id is not None
+    if reply.is_group:
+        views = [(audience, reply.recipient_id)]
+    else:
+        views = [([reply.sender_id], reply.recipient_id), ([reply.recipient_id], reply.sender_id)]
+    for users, chat_id in views:
+        shown = shapes.thread_updated((reply.thread_id, chat_id, reply.is_group), summary)
+        services.hub.tell(users, notices.THREAD_UPDATED(shown))
 
 
 async def _moderated(services: Services, actor: Actor, new: NewMessage) -> NewMessage:
@@ -160,6 +175,8 @@ def _retried(new: NewMessage, original: Message) -> dict[str, Any]:
         and original.mentions == new.mentions
         and original.extra == new.extra
         and _same_poll(original, new)
+        and original.thread_id == new.thread_id
+        and original.also_in_chat == new.also_in_chat
     )
     if not same:
         raise UserError(KEY_REUSED, code="conflict")
@@ -205,7 +222,13 @@ async def share_file(services: Services, actor: Actor, share: FileShare) -> dict
         return _duplicate(original, share.client_msg_id)
     record = upload.record
     new = NewMessage(
-        record.chat_id, record.is_group, upload.content, upload.message_type, client_msg_id=share.client_msg_id
+        record.chat_id,
+        record.is_group,
+        upload.content,
+        upload.message_type,
+        client_msg_id=share.client_msg_id,
+        thread_id=share.thread_id,
+        also_in_chat=share.also_in_chat,
     )
     try:
         message = await send(services, actor, new)

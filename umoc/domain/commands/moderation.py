@@ -23,9 +23,13 @@ __all__ = ["ban", "bans", "mute", "unban", "unmute"]
 
 
 async def ban(services: Services, actor: Actor, record: Ban) -> dict[str, Any]:
-    """Ban ``record.user_id``; the answer is the ``member_banned`` payload."""
+    """Ban ``record.user_id``; the answer is the ``member_banned`` payload.
+
+    A server administrator (an operator actor: the admin API resolving a
+    report with ``ban_member``) bans from any group, member or not, any role.
+    """
     now = services.clock.seconds()
-    banned = await services.storage.moderation.ban(actor.uid, record, now)
+    banned = await services.storage.moderation.ban(actor.uid, record, now, operator=actor.is_admin)
     hub, chat_id, user_id = services.hub, record.chat_id, record.user_id
     for deleted in banned.deleted:
         payload = {

@@ -15,12 +15,13 @@ from typing import Any
 
 from umoc.domain import notices
 from umoc.domain.admin import NotFoundError
-from umoc.domain.commands import account, messages
+from umoc.domain.commands import account, messages, moderation
 from umoc.domain.services import Services
 from umoc.errors import RefusedError, UserError
 from umoc.records import Actor
 from umoc.records.account import AccountRef
 from umoc.records.audit import AuditEntry
+from umoc.records.groups import Ban
 from umoc.records.messages import Deletion
 from umoc.records.reports import NewReport, ReportQuery, ReportResolution, ReportRow
 from umoc.timefmt import iso, iso_or_none
@@ -63,8 +64,13 @@ async def resolve(services: Services, actor: Actor, record: ReportResolution) ->
             await messages.delete(services, actor, Deletion(report.message_id))
         except RefusedError:
             pass  # deleted already (by its sender, or another admin): the report is resolved all the same
-    elif record.action in ("ban_member", "deactivate_user"):
-        # ban_member: groups have no bans yet (the communities work adds them); deactivating is the nearest.
+    elif record.action == "ban_member":
+        # Out of the reported group, for good (unban_member lifts it); the account itself stays active.
+        offender = report.offender_id
+        if report.chat_id is None or not report.is_group or offender is None:
+            raise UserError("This report names no member of a group", code="invalid_argument")
+        await moderation.ban(services, actor, Ban(report.chat_id, offender))
+    elif record.action == "deactivate_user":
         offender = report.offender_id
         if offender is None:
             raise UserError("This report names no account", code="invalid_argument")

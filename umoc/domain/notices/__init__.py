@@ -36,7 +36,7 @@ __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 REGISTRY: dict[str, ServerEvent] = {}
 
 #: A group's settings (issue 29), in chat_info, group_created and group_updated; a group's ``kind``.
-_SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "avatar_file_id")
+_SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention", "avatar_file_id")
 _GROUP_KIND: dict[str, JsonSchema] = {"kind": {"type": "string", "enum": ["group", "broadcast"]}}
 
 
@@ -187,6 +187,15 @@ CHAT_READ = declare(
 )
 READ_RECEIPTS = declare("read_receipts", ("message_id", "read_by", "delivered_to"), summary="answers get_read_receipts")
 PINNED_MESSAGES = declare("pinned_messages", ("chat_id", "is_group", "messages"), summary="answers get_pinned")
+THREAD_HISTORY = declare(
+    "thread_history", ("thread_id", "root", "messages", "has_more"), summary="answers get_thread (oldest reply first)"
+)
+THREADS = declare("threads", ("threads", "next_cursor"), summary="answers get_threads (latest reply first)")
+THREAD_FOLLOWED = declare(
+    "thread_followed",
+    ("thread_id", "following"),
+    summary="answers follow_thread; to every socket of yours when you follow or unfollow a thread",
+)
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
@@ -227,7 +236,7 @@ NEW_MESSAGE = declare(
         "display_name",
         "avatar_url",
     ),
-    ("encrypted_content", "extra", "poll"),
+    ("encrypted_content", "extra", "poll", "thread_id", "also_in_chat", "thread"),
     summary="a message was stored in one of your chats",
 )
 MESSAGE_EDITED = declare(
@@ -259,6 +268,11 @@ REPORT_CREATED = declare(
     "report_created",
     ("report_id", "chat_id", "category"),
     summary="a member reported a message or the group itself, to the group's moderators",
+)
+THREAD_UPDATED = declare(
+    "thread_updated",
+    ("chat_id", "is_group", "thread_id", "reply_count", "last_reply_at", "participant_ids"),
+    summary="a thread of one of your chats got a reply",
 )
 POLL_UPDATED = declare(
     "poll_updated",

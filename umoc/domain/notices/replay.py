@@ -29,6 +29,7 @@ back bit for bit)::
     join_rejected        ["join_rejected", chat_id, at]            (the requester's own stream)
     profile_updated      ["profile", user_id, at]
     message_preview      ["preview", message_id]              (a message gets at most one preview)
+    thread_followed      ["thread_follow", thread_id, following, at]  (the follower's own stream)
 
 The time makes two changes of the same things apart (an emoji added, removed
 and added again).  A key is per receiving user: the hub remembers which
@@ -72,6 +73,7 @@ __all__ = [
     "profile",
     "reaction",
     "read",
+    "thread_follow",
 ]
 
 
@@ -157,6 +159,10 @@ def chat_read(state: dict[str, Any], at: float) -> str:
     return _key("chat_read", *state.values(), at)
 
 
+def thread_follow(thread_id: str, following: bool, at: float) -> str:
+    return _key("thread_follow", thread_id, following, at)
+
+
 def chat_muted(state: dict[str, Any], at: float) -> str:
     """A user's chat muted or unmuted, with its ``until`` (their own stream: only they are told)."""
     return _key("chat_muted", *state.values(), at)
@@ -210,6 +216,8 @@ def key(change: Change) -> str | None:
         return chat_read(dict(data), at)
     if kind == "chat_muted":
         return chat_muted(shapes.chat_muted(data["chat_id"], data["is_group"], data["until"], data["muted"]), at)
+    if kind == "thread_follow":
+        return thread_follow(data["thread_id"], bool(data["following"]), at)
     return None
 
 

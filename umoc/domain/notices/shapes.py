@@ -25,6 +25,8 @@ from umoc.storage.readstate import Receipts
 from umoc.storage.receipts import ReadState
 from umoc.storage.replies import ReplyTo
 from umoc.storage.search import Hit
+from umoc.storage.threadrows import ThreadSummary
+from umoc.storage.threads import ThreadEntry, ThreadPage
 from umoc.timefmt import iso, iso_or_none
 
 __all__ = [
@@ -139,7 +141,56 @@ def new_message(message: Message, now: float | None = None) -> dict[str, Any]:
         payload["extra"] = message.extra
     if message.poll is not None:
         payload["poll"] = poll(message.poll, now)
+    _threaded(payload, message)
     return payload
+
+
+def _threaded(payload: dict[str, Any], message: Message) -> None:
+    """A thread reply's ``thread_id`` and ``also_in_chat``; a root's ``thread`` summary (only when so)."""
+    if message.thread_id is not None:
+        payload["thread_id"] = message.thread_id
+        payload["also_in_chat"] = message.also_in_chat
+    if message.thread is not None:
+        payload["thread"] = thread(message.thread)
+
+
+def thread(summary: ThreadSummary) -> dict[str, Any]:
+    """A root's ``thread``: ``{reply_count, last_reply_at, participant_ids}``."""
+    return {
+        "reply_count": summary.reply_count,
+        "last_reply_at": iso_or_none(summary.last_reply_at),
+        "participant_ids": list(summary.participant_ids),
+    }
+
+
+def thread_updated(where: tuple[str, int, bool], summary: ThreadSummary) -> dict[str, Any]:
+    """``thread_updated``: ``where`` is ``(thread_id, chat_id as the viewer calls it, is_group)``."""
+    thread_id, chat_id, is_group = where
+    return {"chat_id": chat_id, "is_group": is_group, "thread_id": thread_id, **thread(summary)}
+
+
+def thread_history(page: ThreadPage, now: float | None = None) -> dict[str, Any]:
+    """``thread_history``: the root and a page of its replies (oldest first), as ``new_message`` shows them."""
+    return {
+        "thread_id": page.ref.thread_id,
+        "root": new_message(page.root, now),
+        "messages": [new_message(m, now) for m in page.messages],
+        "has_more": page.has_more,
+    }
+
+
+def thread_entry(entry: ThreadEntry, now: float | None = None) -> dict[str, Any]:
+    """One of ``threads.threads``."""
+    return {
+        "thread_id": entry.thread_id,
+        "chat_id": entry.chat_id,
+        "is_group": entry.is_group,
+        "root": new_message(entry.root, now),
+        "reply_count": entry.summary.reply_count,
+        "last_reply_at": iso_or_none(entry.summary.last_reply_at),
+        "unread_count": entry.unread_count,
+        "following": entry.following,
+    }
 
 
 def preview_image_url(image_id: str | None) -> str | None:
@@ -211,6 +262,7 @@ def history_message(
         item["extra"] = message.extra
     if message.poll is not None:
         item["poll"] = poll(message.poll, now)
+    _threaded(item, message)
     return item
 
 
@@ -625,6 +677,8 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
         event, fields = "chat_read", dict(data)
     elif kind == "chat_muted":
         event, fields = "chat_muted", chat_muted(data["chat_id"], data["is_group"], data["until"], data["muted"])
+    elif kind == "thread_follow":
+        event, fields = "thread_followed", {"thread_id": data["thread_id"], "following": data["following"]}
     elif kind == "profile" and change.profile is not None:
         event, fields = "profile_updated", profile(change.profile)
     else:

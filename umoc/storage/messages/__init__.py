@@ -98,7 +98,8 @@ class MessageStore:
         # Where the schema has it, a batch's messages are one call (one round trip).  Migration 018's
         # function stores no ``extra`` nor poll: such a message is written by post_txn, in the same batch
         # (after or before the function's share: a batch's writes are concurrent sends, unordered anyway).
-        plain = new.extra is None and new.poll is None
+        # Nor a thread reply (migration 024): post_txn too.
+        plain = new.extra is None and new.poll is None and new.thread_id is None
         together = post_batch_txn if self._db.dialect.batch_functions and plain else None
         return self._db.write(
             "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together

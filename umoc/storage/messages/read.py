@@ -27,6 +27,7 @@ from umoc.storage.previews import previews_for_txn
 from umoc.storage.reactions import reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 from umoc.storage.replies import replies_for_txn
+from umoc.storage.threadrows import summaries_for_txn
 
 __all__ = [
     "READ_COUNT",
@@ -45,6 +46,10 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
         "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
         " c.avatar_file_id AS group_avatar,"
         " c.message_count - uc.base_count - uc.sent_count - uc.read_count AS unread_count,"
+        # The unread replies of the threads the user follows in the chat (an index range per chat).
+        " (SELECT COALESCE(SUM(t.reply_count - f.read_count), 0) FROM thread_follows f"
+        " JOIN threads t ON t.root_seq = f.root_seq WHERE f.user_id = uc.user_id AND f.chat_id = uc.chat_id"
+        " AND f.following = 1 AND t.reply_count > f.read_count) AS thread_unread,"
         # Primary-key lookups per row, not joins: joined on two columns the
         # planner misjudges the row count badly enough to pick poor plans.
         " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id) AS my_status,"
@@ -65,7 +70,7 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
             ChatEntry(
                 id=int(r["id"]) if is_group else int(r["peer_id"]),
                 is_group=is_group,
-                unread_count=int(r["unread_count"]),
+                unread_count=int(r["unread_count"]) + int(r["thread_unread"]),
                 last_message=message_from_row(r, "last_") if r["last_id"] is not None else None,
                 username=r["username"],
                 last_seen=r["last_seen"],
@@ -129,7 +134,9 @@ def _history_txn(txn: Txn, user_id: int, chat_id: int, is_group: bool, page: int
         order, limit, skip = "DESC", page_size, offset
     rows = txn.execute(
         "SELECT " + MESSAGE_COLUMNS + ", " + READ_COUNT + " FROM messages m JOIN users su ON su.id = m.sender_id"
-        " WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
+        # A thread's replies stay out of the main timeline (and of its count) unless also_in_chat.
+        " WHERE m.chat_id = ? AND m.deleted_at IS NULL AND (m.thread_root_seq IS NULL OR m.also_in_chat = 1)"
+        " ORDER BY m.seq " + order + " LIMIT ? OFFSET ?",
         (*read_count_params(user_id), internal_id, limit, skip),
     ).fetchall()
     if order == "DESC":
@@ -149,10 +156,12 @@ def _missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int
 
 
 def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = None) -> list[Message]:
-    """The messages with their reply targets, reactions, polls (``viewer_id``'s votes in them) and link previews.
+    """The messages with their reply targets, reactions, polls (``viewer_id``'s votes in them), link previews
+    and thread summaries.
 
     Two queries whatever their number (one without replies), and one or two
-    more only when there are polls among them, one more only when a text has a link.
+    more only when there are polls among them, one more only when a text has a link,
+    one more only when a thread root is among them.
     """
     if not messages:
         return []
@@ -161,6 +170,7 @@ def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = 
     # Only a text with a link can have a preview: a page without one costs no query.
     previews = previews_for_txn(txn, [m.seq for m in messages if m.type == "text" and "http" in m.content])
     polls = polls_for_txn(txn, [m.seq for m in messages if m.type == "poll"], viewer_id)
+    threads = summaries_for_txn(txn, [m.seq for m in messages if m.is_thread_root])
     return [
         replace(
             m,
@@ -168,6 +178,7 @@ def annotate_txn(txn: Txn, messages: Sequence[Message], viewer_id: int | None = 
             reactions=tuple(reactions.get(m.seq, ())),
             preview=previews.get(m.seq),
             poll=polls.get(m.seq),
+            thread=threads.get(m.seq),
         )
         for m in messages
     ]
@@ -203,7 +214,8 @@ def missed_txn(txn: Txn, user_id: int, since: float, limit: int, after_seq: int 
 
 
 def chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
-    """Every chat of the user plus its unread mentions and each direct chat's peer profile: three queries."""
+    """Every chat of the user (unread counts with the followed threads' replies) plus its unread mentions
+    and each direct chat's peer profile: three queries."""
     entries = _chat_list_rows_txn(txn, user_id)
     counts = mention_counts_txn(txn, user_id)
     peers = {

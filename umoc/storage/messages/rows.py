@@ -19,6 +19,7 @@ from umoc.storage.mentions import parse_mentions
 from umoc.storage.polls import Poll
 from umoc.storage.reactions import Reaction
 from umoc.storage.replies import ReplyTo
+from umoc.storage.threadrows import ThreadSummary
 
 __all__ = [
     "ChatEntry",
@@ -64,6 +65,15 @@ class Message:
     extra: dict[str, Any] | None = None
     #: A poll message's poll, filled by `annotate_txn` (with the viewer's own votes when it knew the viewer).
     poll: Poll | None = None
+    #: A thread reply: its root's seq and id (``thread_id``), and whether it is shown in the chat too.
+    thread_root_seq: int | None = None
+    thread_id: str | None = None
+    also_in_chat: bool = False
+    #: A root with replies (flagged at its first): its ``thread`` summary, filled by `annotate_txn`.
+    is_thread_root: bool = False
+    thread: ThreadSummary | None = None
+    #: A reply just written: its thread's summary with it (for ``thread_updated``); never read back.
+    in_thread: ThreadSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,10 @@ _MESSAGE_FIELDS = (
     ("su.avatar_file_id", "sender_avatar_file_id"),
     ("m.mentions", "mentions"),
     ("m.extra", "extra"),
+    ("m.thread_root_seq", "thread_root_seq"),
+    ("m.thread_id", "thread_id"),
+    ("m.also_in_chat", "also_in_chat"),
+    ("m.is_thread_root", "is_thread_root"),
 )
 
 
@@ -164,4 +178,8 @@ def message_from_row(row: Row, prefix: str = "") -> Message:
         sender_avatar_file_id=row[prefix + "sender_avatar_file_id"],
         mentions=parse_mentions(row[prefix + "mentions"]),
         extra=None if row[prefix + "extra"] is None else json.loads(row[prefix + "extra"]),
+        thread_root_seq=row[prefix + "thread_root_seq"],
+        thread_id=row[prefix + "thread_id"],
+        also_in_chat=bool(row[prefix + "also_in_chat"]),
+        is_thread_root=bool(row[prefix + "is_thread_root"]),
     )

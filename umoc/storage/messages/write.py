@@ -40,6 +40,13 @@ from umoc.storage.polls import insert_poll_txn
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn, reachable
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.storage.standing import GroupSettings, check_settings, check_standing
+from umoc.storage.threadrows import (
+    THREAD_NOT_IN_CHAT,
+    ThreadSummary,
+    reply_deleted_txn,
+    reply_root_txn,
+    reply_statements_txn,
+)
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
 
@@ -69,6 +76,10 @@ _INSERT_KEYED = _INSERT + ", client_msg_id" + _INSERT_VALUES + ", ?)" + _KEYED
 #: The same with the app's ``extra`` (migration 021): a message without it is the statement above, unchanged.
 _INSERT_PLAIN_EXTRA = _INSERT + ", extra" + _INSERT_VALUES + ", ?) RETURNING seq"
 _INSERT_KEYED_EXTRA = _INSERT + ", extra, client_msg_id" + _INSERT_VALUES + ", ?, ?)" + _KEYED
+#: A thread reply (migration 024), with or without ``extra``: a plain message's statements are unchanged.
+_THREAD = ", thread_root_seq, thread_id, also_in_chat"
+_INSERT_PLAIN_THREAD = _INSERT + _THREAD + ", extra" + _INSERT_VALUES + ", ?, ?, ?, ?) RETURNING seq"
+_INSERT_KEYED_THREAD = _INSERT + _THREAD + ", extra, client_msg_id" + _INSERT_VALUES + ", ?, ?, ?, ?, ?)" + _KEYED
 #: Tries at storing a keyed message whose key keeps being taken from expired rows by others meanwhile
 #: (also in migration 018's function).
 _KEY_TRIES = 3
@@ -236,7 +247,13 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
 def _insert_txn(
     txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, reply_to_seq: int | None
 ) -> tuple[Message, list[int]]:
-    """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions."""
+    """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
+
+    A thread reply (``new.thread_id``) also writes its thread's row and
+    follows (`reply_statements_txn`); unless it is also in the chat it leaves
+    the chat's counters alone, and its feed row rides on the thread's row.
+    A plain message reads nothing more.
+    """
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
@@ -251,6 +268,9 @@ def _insert_txn(
         audience = [sender_id, recipient_id]
     if mentions:
         check_mentions(mentions, audience)
+    root = reply_root_txn(txn, new.thread_id) if new.thread_id is not None else None
+    if root is not None and root.chat_id != chat_id:
+        raise RefusedError(THREAD_NOT_IN_CHAT, code="invalid_argument")
     params: tuple[Any, ...] = (
         message_id,
         chat_id,
@@ -264,7 +284,11 @@ def _insert_txn(
         reply_to_seq,
         mentions_text(mentions),
     )
-    if new.extra is not None:
+    if root is not None:
+        insert_plain, insert_keyed = _INSERT_PLAIN_THREAD, _INSERT_KEYED_THREAD
+        extra = None if new.extra is None else json.dumps(new.extra, separators=(",", ":"), ensure_ascii=False)
+        params = (*params, root.seq, root.id, int(new.also_in_chat), extra)
+    elif new.extra is not None:
         insert_plain, insert_keyed = _INSERT_PLAIN_EXTRA, _INSERT_KEYED_EXTRA
         params = (*params, json.dumps(new.extra, separators=(",", ":"), ensure_ascii=False))  # {} stays {}
     else:
@@ -278,28 +302,25 @@ def _insert_txn(
         if stored is None:
             raise _KeyInUseError()
         seq = int(stored)
-    txn.execute_each(
-        (
-            # The sender's own row: nobody else's, so no other sender waits on it.
+    in_thread: ThreadSummary | None = None
+    if root is None:
+        change = NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id)
+        txn.execute_each(
             (
-                "UPDATE user_chats SET sent_count = sent_count + 1, last_sent_at = ? WHERE user_id = ? AND chat_id = ?",
-                (now, sender_id, chat_id),
-            ),
-            # Last: the one row both sides of a direct chat write, held only until the commit.
-            # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
-            # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
-            *statements_with_change(
-                txn,
-                "UPDATE chats SET message_count = message_count + 1,"
-                " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
-                " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
-                (now, now, seq, seq, chat_id),
-                NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id),
-            ),
-            # Who this message mentions: in the same round trip (a reply with mentions costs none more).
-            *unread_mentions_statements(seq, chat_id, sender_id, mentions),
+                *_chat_statements(txn, chat_id, sender_id, seq, now, change),
+                # Who this message mentions: in the same round trip (a reply with mentions costs none more).
+                *unread_mentions_statements(seq, chat_id, sender_id, mentions),
+            )
         )
-    )
+    else:
+        change = NewChange(
+            "message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id, data={"thread": root.seq}
+        )
+        if new.also_in_chat:
+            # The chat's rows before the thread's, in the order a deletion takes them (no deadlock).
+            txn.execute_each(_chat_statements(txn, chat_id, sender_id, seq, now, change))
+        in_thread, thread_statements = reply_statements_txn(txn, root, change, mentions, new.also_in_chat)
+        txn.execute_each((*thread_statements, *unread_mentions_statements(seq, chat_id, sender_id, mentions)))
     message = Message(
         message_id,
         seq,
@@ -315,8 +336,36 @@ def _insert_txn(
         reply_to_seq=reply_to_seq,
         mentions=mentions,
         extra=new.extra,
+        thread_root_seq=root.seq if root is not None else None,
+        thread_id=root.id if root is not None else None,
+        also_in_chat=root is not None and new.also_in_chat,
+        in_thread=in_thread,
     )
     return message, audience
+
+
+def _chat_statements(
+    txn: Txn, chat_id: int, sender_id: int, seq: int, now: float, change: NewChange
+) -> list[tuple[str, Any]]:
+    """A message of the main timeline: the sender's and the chat's counters, the feed row riding on the latter."""
+    return [
+        # The sender's own row: nobody else's, so no other sender waits on it.
+        (
+            "UPDATE user_chats SET sent_count = sent_count + 1, last_sent_at = ? WHERE user_id = ? AND chat_id = ?",
+            (now, sender_id, chat_id),
+        ),
+        # Last: the one row both sides of a direct chat write, held only until the commit.
+        # last_seq and last_activity only move forward, whichever of two concurrent senders commits first.
+        # The feed's row rides on the same statement (no round trip of its own on PostgreSQL).
+        *statements_with_change(
+            txn,
+            "UPDATE chats SET message_count = message_count + 1,"
+            " last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END,"
+            " last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+            (now, now, seq, seq, chat_id),
+            change,
+        ),
+    ]
 
 
 def post_txn(
@@ -565,6 +614,12 @@ def soft_delete_txn(txn: Txn, message: LiveMessage, actor_id: int | None, now: f
         (now, seq),
         NewChange("delete", now, chat_id=chat_id, message_seq=seq, actor_id=actor_id),
     )
+    thread = txn.execute("SELECT thread_root_seq, also_in_chat FROM messages WHERE seq = ?", (seq,)).fetchone()
+    if thread is not None and thread["thread_root_seq"] is not None:
+        reply_deleted_txn(txn, int(thread["thread_root_seq"]))
+        if not thread["also_in_chat"]:
+            # A reply only in its thread was in none of the chat's counters.
+            return Deleted(chat_id, sender_id, _audience_txn(txn, chat_id, sender_id), message.message_id)
     # The message leaves exactly one of each member's buckets: live at their
     # join (base), sent by them since, read by them since, or unread.
     txn.execute(
@@ -588,8 +643,13 @@ def soft_delete_txn(txn: Txn, message: LiveMessage, actor_id: int | None, now: f
         " ELSE last_seq END WHERE id = ?",
         (seq, chat_id, chat_id),
     )
+    return Deleted(chat_id, sender_id, _audience_txn(txn, chat_id, sender_id), message.message_id)
+
+
+def _audience_txn(txn: Txn, chat_id: int, sender_id: int) -> list[int]:
+    """Who is told of a deletion: the chat's members, and the sender."""
     rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (chat_id,)).fetchall()
     audience = [int(r["user_id"]) for r in rows]
     if sender_id not in audience:
         audience.append(sender_id)
-    return Deleted(chat_id, sender_id, audience, message.message_id)
+    return audience

@@ -77,6 +77,44 @@ export const http = {
   },
 };
 
+// The admin API's reports (administrators only; anybody else gets 403, `forbidden`).
+async function adminFetch(session, method, path, body) {
+  let response;
+  try {
+    response = await fetch(`/api/admin/${path}`, {
+      method,
+      headers: {
+        'X-Session-ID': session.sessionID, 'X-Session-Token': session.token,
+        ...(body === undefined ? {} : {'Content-Type': 'application/json'}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch {
+    throw new RequestError('The server cannot be reached');
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const message = data && typeof data.error === 'string' ? data.error : `HTTP ${response.status}`;
+    throw new RequestError(message, {status: response.status});
+  }
+  return data;
+}
+
+export const admin = {
+  // {reports: [report], next_cursor}: open reports, newest first.
+  openReports: (session, cursor = '') => adminFetch(
+    session, 'GET', `reports?status=open&limit=50${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`),
+  // action: dismiss | delete_message | ban_member | deactivate_user -> {report}
+  resolveReport: (session, reportId, action, note) => adminFetch(
+    session, 'POST', `reports/${encodeURIComponent(reportId)}/resolve`, note ? {action, note} : {action}),
+};
+
 // The OIDC callback hands the session over in the URL's fragment (#oidc=<base64url JSON>), or a
 // refusal (#oidc_error=<message>); either is taken out of the address bar at once.
 export function takeOidcResult() {

@@ -7,9 +7,13 @@
 // (for message features) an entry to MESSAGE_ACTIONS.
 //
 // Everything users wrote is put on the page as text (dom.js h() / textContent).
+//
+// Reports (issue 31): any message of someone else can be reported (`report`); an administrator
+// (whoever GET /api/admin/reports answers) gets a Reports button listing the open ones, each
+// resolved through the admin API (dismiss, delete the message, ban from the group, deactivate).
 
 import {
-  Connection, RequestError, clearSession, fetchFileUrl, fetchPreviewImageUrl, http, isFileId, loadSession,
+  Connection, RequestError, admin, clearSession, fetchFileUrl, fetchPreviewImageUrl, http, isFileId, loadSession,
   saveSession, takeOidcResult, uploadFile,
 } from './api.js';
 import {$, dayOf, fill, h, lastSeenText, refill, sizeText, timeOf} from './dom.js';
@@ -33,6 +37,7 @@ const state = {
   convs: new Map(), // chat key -> {list: [message], byId: Map, page, totalPages}
   groups: new Map(), // group id -> chat_info (group shape)
   current: null, // chat key on screen
+  thread: null, // the open thread: {key, id, root, replies}
   typing: new Map(), // chat key -> Map(user_id -> {username, timer})
   lastMessageAt: 0, // ms epoch of the newest message seen: where `sync` starts after a reconnect
   everConnected: false,
@@ -219,7 +224,7 @@ function stop() {
   if (state.avatarChoice?.url) URL.revokeObjectURL(state.avatarChoice.url);
   for (const typing of state.typing.values()) for (const t of typing.values()) clearTimeout(t.timer);
   Object.assign(state, {
-    session: null, current: null, lastMessageAt: 0, everConnected: false,
+    session: null, current: null, thread: null, lastMessageAt: 0, everConnected: false,
     chats: new Map(), contacts: new Map(), convs: new Map(), groups: new Map(), typing: new Map(),
     fileUrls: new Map(), outgoing: new Set(), composing: null, profile: null,
     people: new Map(), avatars: new Map(), avatarReady: new Map(), avatarChoice: null,
@@ -233,6 +238,8 @@ function stop() {
   memberChoices = null;
   renderGroupMemberChoices();
   fill($('message-list'));
+  $('reports-button').hidden = true;
+  for (const id of ['report-dialog', 'reports-dialog']) if ($(id).open) $(id).close();
   closeChat(false);
 }
 
@@ -242,6 +249,8 @@ function start(session) {
   $('login-view').hidden = true;
   $('app-view').hidden = false;
   $('me').textContent = session.username;
+  $('reports-button').hidden = true;
+  checkAdmin();
   setConnection('Connecting…', 'connecting');
   state.conn = new Connection(session, SERVER_EVENTS, {
     connect: onConnect,
@@ -253,6 +262,112 @@ function start(session) {
       showLogin(`Please log in again (${message || 'session ended'}).`);
     },
   });
+}
+
+// -- reports ----------------------------------------------------------------------------
+
+let reporting = null; // the message the report dialog is about
+let reportsCursor = null; // the admin list's next page
+
+function openReport(m) {
+  reporting = m;
+  const quote = m.type === 'text' ? preview(m.content, 200) : lastMessageText({...m, sender_id: null});
+  $('report-quote').textContent = `${senderName(m) || 'Someone'}: ${quote}`;
+  $('report-category').value = 'spam';
+  $('report-reason').value = '';
+  $('report-error').textContent = '';
+  $('report-dialog').showModal();
+  $('report-category').focus();
+}
+
+async function sendReport(event) {
+  event.preventDefault();
+  if (!reporting) return;
+  const payload = {target: 'message', message_id: reporting.message_id, category: $('report-category').value};
+  const reason = $('report-reason').value.trim();
+  if (reason) payload.reason = reason;
+  $('report-send').disabled = true;
+  try {
+    await request('report', payload);
+  } catch (err) {
+    $('report-error').textContent = err.message;
+    return;
+  } finally {
+    $('report-send').disabled = false;
+  }
+  reporting = null;
+  $('report-dialog').close();
+  announce('Report sent to the administrators');
+  showError('Thank you: the administrators will look at it.');
+}
+
+/** Administrators only: the Reports button shows when the admin API answers this session. */
+async function checkAdmin() {
+  const session = state.session;
+  try {
+    await admin.openReports(session);
+  } catch {
+    return;
+  }
+  if (state.session === session) $('reports-button').hidden = false;
+}
+
+const RESOLUTIONS = [
+  {action: 'dismiss', label: 'Dismiss', available: () => true},
+  {action: 'delete_message', label: 'Delete message', available: (r) => Boolean(r.message_id),
+    confirm: 'Delete the reported message for everyone?'},
+  {action: 'ban_member', label: 'Ban from group', available: (r) => r.is_group && r.chat_id !== null && r.user_id !== null,
+    confirm: 'Ban this account from the group?'},
+  {action: 'deactivate_user', label: 'Deactivate account', className: 'danger', available: (r) => r.user_id !== null,
+    confirm: 'Deactivate this account? It can no longer log in.'},
+];
+
+function renderReport(r) {
+  const evidence = r.evidence;
+  const what = evidence
+    ? `${evidence.type === 'text' ? preview(evidence.content, 300) : `(${evidence.type})`}`
+    : `${r.target} ${r.target === 'user' ? r.user_id : r.chat_id}`;
+  const buttons = RESOLUTIONS.filter((a) => a.available(r)).map((a) => h('button', {
+    type: 'button',
+    class: `small ${a.className || 'secondary'}`,
+    dataset: {resolve: a.action, focus: `resolve-${a.action}-${r.report_id}`},
+    onclick: () => resolveReport(r, a).catch(showError),
+  }, a.label));
+  return h('li', {class: 'report', dataset: {report: r.report_id}},
+    h('div', {class: 'report-head'},
+      h('span', {class: 'tag'}, r.category),
+      h('span', {class: 'muted'}, `${r.target} · reported by user ${r.reporter_id} · ${dayOf(r.created_at)} ${timeOf(r.created_at)}`)),
+    h('p', {class: 'report-quote'},
+      evidence ? `User ${evidence.sender_id}${r.is_group ? ` in group ${r.chat_id}` : ''}: ` : '', what),
+    r.reason ? h('p', {class: 'help'}, `Reason: ${r.reason}`) : null,
+    h('div', {class: 'button-row', role: 'group', 'aria-label': `Resolve report ${r.report_id}`}, buttons));
+}
+
+async function loadReports(more = false) {
+  const list = $('reports-list');
+  if (!more) {
+    reportsCursor = null;
+    list.replaceChildren();
+  }
+  $('reports-status').textContent = 'Loading…';
+  const page = await admin.openReports(state.session, more ? reportsCursor || '' : '');
+  for (const r of page.reports) list.append(renderReport(r));
+  reportsCursor = page.next_cursor;
+  $('reports-more').hidden = !reportsCursor;
+  $('reports-status').textContent = list.children.length ? '' : 'No open reports.';
+}
+
+async function openReports() {
+  $('reports-dialog').showModal();
+  await loadReports();
+}
+
+async function resolveReport(r, resolution) {
+  if (resolution.confirm && !window.confirm(resolution.confirm)) return;
+  await admin.resolveReport(state.session, r.report_id, resolution.action);
+  document.querySelector(`#reports-list [data-report="${CSS.escape(r.report_id)}"]`)?.remove();
+  announce(`Report ${r.report_id} resolved: ${resolution.label}`);
+  if (!$('reports-list').children.length) $('reports-status').textContent = 'No open reports.';
 }
 
 function setConnection(text, kind) {
@@ -679,6 +794,7 @@ async function openChat(key, focusComposer = true) {
   $('no-chat').hidden = true;
   $('chat-pane').hidden = false;
   showGroupPanel(false);
+  closeThread();
   fill($('typing'));
   stopComposing(false);
   closeMentions();
@@ -836,6 +952,13 @@ const MESSAGE_ACTIONS = [
     async run(m) { startComposing('reply', m); },
   },
   {
+    id: 'thread',
+    label: 'Reply in thread',
+    // Threads are one level deep: a reply's own replies go to its root (docs/api.md, "Threads").
+    available: (m) => !m.thread_id,
+    async run(m) { await openThread(m); },
+  },
+  {
     id: 'react',
     label: 'React',
     expands: true,
@@ -853,6 +976,12 @@ const MESSAGE_ACTIONS = [
     label: 'Edit',
     available: (m) => m.sender_id === myId() && m.type === 'text',
     async run(m) { startComposing('edit', m); },
+  },
+  {
+    id: 'report',
+    label: 'Report',
+    available: (m) => m.sender_id !== myId() && m.type !== 'erased',
+    async run(m) { openReport(m); },
   },
   {
     id: 'delete',
@@ -1043,6 +1172,7 @@ function renderMessage(m, isGroup) {
       body,
       m.type === 'text' ? renderLinkCard(m.preview) : null,
       renderReactions(m),
+      renderThreadSummary(m),
       h('div', {class: 'meta'},
         m.edited_at ? h('span', {class: 'edited', title: `Edited ${dayOf(m.edited_at)} ${timeOf(m.edited_at)}`}, 'edited') : null,
         h('time', {datetime: m.timestamp, title: `${dayOf(m.timestamp)} ${timeOf(m.timestamp)}`}, timeOf(m.timestamp)),
@@ -1255,7 +1385,87 @@ function onMessagesDelivered({message_ids: ids, delivered_at: when}) {
   }
 }
 
+// -- threads (docs/api.md, "Threads") ----------------------------------------------------
+
+/** "3 replies" under a root: opens its thread. */
+function renderThreadSummary(m) {
+  const n = m.thread?.reply_count || 0;
+  if (!n) return null;
+  return h('button', {
+    type: 'button', class: 'small link thread-summary', dataset: {action: 'open-thread', focus: `open${m.message_id}`},
+    onclick: () => openThread(m).catch(showError),
+  }, `${n} ${n === 1 ? 'reply' : 'replies'}`);
+}
+
+function renderThreadPanel() {
+  const t = state.thread;
+  $('thread-panel').hidden = !t;
+  if (!t) {
+    fill($('thread-list'));
+    return;
+  }
+  const isGroup = parseKey(t.key).isGroup;
+  const root = renderMessage(t.root, isGroup);
+  root.classList.add('root');
+  refill($('thread-list'), root, ...t.replies.map((m) => renderMessage(m, isGroup)));
+}
+
+async function openThread(m) {
+  const key = state.current;
+  const page = await request('get_thread', {thread_id: m.message_id});
+  state.thread = {key, id: page.thread_id, root: page.root, replies: page.messages};
+  renderThreadPanel();
+  $('thread-input').focus();
+}
+
+function closeThread() {
+  state.thread = null;
+  renderThreadPanel();
+}
+
+async function sendThreadReply(event) {
+  event.preventDefault();
+  const t = state.thread;
+  const text = $('thread-input').value.trim();
+  if (!t || !text) return;
+  const {isGroup, id} = parseKey(t.key);
+  const message = await request('send_message', {
+    recipient_id: id, is_group: isGroup, content: text, thread_id: t.id, also_in_chat: $('thread-also').checked,
+  });
+  $('thread-input').value = '';
+  $('thread-also').checked = false;
+  onNewMessage(message);
+}
+
+/** A reply: into the open thread; into the main timeline only when also_in_chat. */
+function onThreadReply(m) {
+  const t = state.thread;
+  if (t && t.id === m.thread_id && !t.replies.some((r) => r.message_id === m.message_id)) {
+    t.replies.push(m);
+    renderThreadPanel();
+  }
+}
+
+function onThreadUpdated(u) {
+  const summary = {reply_count: u.reply_count, last_reply_at: u.last_reply_at, participant_ids: u.participant_ids};
+  forEachMessage(u.thread_id, (key, m) => {
+    m.thread = summary;
+    rerenderMessage(key, m);
+  });
+  if (state.thread && state.thread.id === u.thread_id) {
+    state.thread.root.thread = summary;
+    renderThreadPanel();
+  }
+}
+
 function onNewMessage(m) {
+  if (m.thread_id) {
+    onThreadReply(m);
+    if (!m.also_in_chat) {
+      noteTimestamp(m.timestamp);
+      return; // its thread's count comes with thread_updated; followers' unread with get_chats
+    }
+  }
   const key = chatKeyOfMessage(m);
   noteTimestamp(m.timestamp);
   noteDelivered(m);
@@ -2156,6 +2366,7 @@ const SERVER_EVENTS = {
     }
   },
   new_message: onNewMessage,
+  thread_updated: onThreadUpdated,
   message_deleted: onMessageDeleted,
   message_edited: onMessageEdited,
   message_preview: onMessagePreview,
@@ -2227,6 +2438,11 @@ function wire() {
   $('login-form').addEventListener('submit', (e) => { e.preventDefault(); submitLogin(false); });
   $('register-button').addEventListener('click', () => submitLogin(true));
   $('logout-button').addEventListener('click', logout);
+  $('report-form').addEventListener('submit', sendReport);
+  $('report-cancel').addEventListener('click', () => $('report-dialog').close());
+  $('reports-button').addEventListener('click', () => openReports().catch(showError));
+  $('reports-more').addEventListener('click', () => loadReports(true).catch(showError));
+  $('reports-close').addEventListener('click', () => $('reports-dialog').close());
   $('add-contact-form').addEventListener('submit', addContact);
   $('new-group-form').addEventListener('submit', createGroup);
   $('profile-form').addEventListener('submit', saveProfile);
@@ -2258,6 +2474,14 @@ function wire() {
   });
   $('file-input').addEventListener('change', (e) => sendFile(e.target.files[0]));
   $('load-older').addEventListener('click', loadOlder);
+  $('thread-composer').addEventListener('submit', (e) => sendThreadReply(e).catch(showError));
+  $('thread-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      $('thread-composer').requestSubmit();
+    }
+  });
+  $('thread-close').addEventListener('click', closeThread);
   $('back-button').addEventListener('click', () => closeChat());
   $('group-button').addEventListener('click', () => {
     const show = $('group-panel').hidden;

@@ -1,0 +1,175 @@
+"""Thread counters written with a reply, and the summaries roots show: what the message store needs of threads.
+
+A reply is an ordinary message (one row, written by `umoc.storage.messages.write`)
+that also writes its thread's one ``threads`` row and the follow rows of
+the users it makes followers (its sender, the root's sender at the first
+reply, those it mentions): O(1) rows per reply whatever the group size.
+Only a send with ``thread_id`` comes here; a plain send runs none of this.
+The store of thread reads and follows is `umoc.storage.threads`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from umoc.errors import RefusedError
+from umoc.storage.changes import NewChange, statements_with_change
+from umoc.storage.database import Txn, in_clause
+
+__all__ = [
+    "MAX_PARTICIPANTS",
+    "THREAD_NOT_FOUND",
+    "THREAD_NOT_IN_CHAT",
+    "followers_txn",
+    "ThreadRoot",
+    "ThreadSummary",
+    "reply_deleted_txn",
+    "reply_root_txn",
+    "reply_statements_txn",
+    "summaries_for_txn",
+]
+
+#: Participants a thread summary names (the latest repliers first).
+MAX_PARTICIPANTS = 10
+THREAD_NOT_FOUND = "Thread not found"
+THREAD_NOT_IN_CHAT = "Invalid 'thread_id': not a message of this chat"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    """``thread`` of a root: its live replies, the last one's time, up to ten repliers (the latest first)."""
+
+    reply_count: int
+    last_reply_at: float | None
+    participant_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRoot:
+    """The root a reply goes under (a reply to a reply goes to its root)."""
+
+    seq: int
+    id: str
+    chat_id: int
+    sender_id: int
+
+
+def _participants(text: str | None) -> tuple[int, ...]:
+    return tuple(int(u) for u in json.loads(text or "[]"))
+
+
+def reply_root_txn(txn: Txn, thread_id: str) -> ThreadRoot:
+    """The live root ``thread_id`` names (or the root of the reply it names). `RefusedError` otherwise.
+
+    Whether the sender may write in its chat is the send's own check; that
+    the root is in the chat written to is checked once that chat is known.
+    """
+    row = txn.execute(
+        "SELECT seq, id, chat_id, sender_id, thread_root_seq, deleted_at FROM messages WHERE id = ?", (thread_id,)
+    ).fetchone()
+    if row is not None and row["thread_root_seq"] is not None:
+        row = txn.execute(
+            "SELECT seq, id, chat_id, sender_id, thread_root_seq, deleted_at FROM messages WHERE seq = ?",
+            (int(row["thread_root_seq"]),),
+        ).fetchone()
+    if row is None or row["deleted_at"] is not None:
+        raise RefusedError(THREAD_NOT_FOUND, code="not_found")
+    return ThreadRoot(int(row["seq"]), row["id"], int(row["chat_id"]), int(row["sender_id"]))
+
+
+def reply_statements_txn(
+    txn: Txn, root: ThreadRoot, change: NewChange, mentions: Sequence[int], in_chat: bool
+) -> tuple[ThreadSummary, list[tuple[str, Sequence[Any]]]]:
+    """The thread's summary with this reply, and the statements that write it (for ``execute_each``).
+
+    ``change`` is the reply's feed row (its message, sender and time): it
+    rides on the thread's update unless the reply is also in the chat
+    (``in_chat``), whose counters' update carries it then.  The thread's row
+    is made if need be and locked, so concurrent replies count one after
+    the other.
+    """
+    reply_seq, sender_id, now = change.message_seq, change.actor_id, change.created_at
+    assert reply_seq is not None and sender_id is not None
+    txn.execute(
+        "INSERT INTO threads (root_seq, chat_id) VALUES (?, ?) ON CONFLICT (root_seq) DO NOTHING",
+        (root.seq, root.chat_id),
+    )
+    row = txn.execute(
+        "SELECT reply_count, participant_ids FROM threads WHERE root_seq = ?" + txn.dialect.for_update, (root.seq,)
+    ).fetchone()
+    assert row is not None  # made just above, and a thread's row is never removed
+    count = int(row["reply_count"]) + 1
+    participants = (sender_id, *(u for u in _participants(row["participant_ids"]) if u != sender_id))
+    participants = participants[:MAX_PARTICIPANTS]
+    summary = ThreadSummary(count, now, participants)
+    update = (
+        "UPDATE threads SET reply_count = reply_count + 1, last_reply_at = ?, participant_ids = ?,"
+        " last_reply_seq = CASE WHEN last_reply_seq < ? THEN ? ELSE last_reply_seq END WHERE root_seq = ?",
+        (now, json.dumps(list(participants)), reply_seq, reply_seq, root.seq),
+    )
+    statements: list[tuple[str, Sequence[Any]]] = []
+    if in_chat:
+        statements.append(update)
+    else:
+        statements.extend(statements_with_change(txn, update[0], update[1], change))
+    # Replying follows, and reads the thread up to this reply.
+    statements.append(
+        (
+            "INSERT INTO thread_follows (root_seq, user_id, chat_id, following, read_count) VALUES (?, ?, ?, 1, ?)"
+            " ON CONFLICT (root_seq, user_id) DO UPDATE SET following = 1, read_count = excluded.read_count",
+            (root.seq, sender_id, root.chat_id, count),
+        )
+    )
+    # The root's sender (at the first reply) and who is mentioned follow: a new follower has this
+    # reply unread (not the replies before it); a follower's read position is kept.
+    followers = [u for u in dict.fromkeys(mentions) if u != sender_id]
+    if count == 1:
+        if root.sender_id != sender_id and root.sender_id not in followers:
+            followers.append(root.sender_id)
+        statements.append(("UPDATE messages SET is_thread_root = 1 WHERE seq = ?", (root.seq,)))
+    for user_id in followers:
+        statements.append(
+            (
+                "INSERT INTO thread_follows (root_seq, user_id, chat_id, following, read_count)"
+                " VALUES (?, ?, ?, 1, ?) ON CONFLICT (root_seq, user_id) DO UPDATE SET following = 1",
+                (root.seq, user_id, root.chat_id, count - 1),
+            )
+        )
+    return summary, statements
+
+
+def reply_deleted_txn(txn: Txn, root_seq: int) -> None:
+    """A live reply of the thread was deleted: one reply fewer (read positions past the count are clamped on read)."""
+    txn.execute("UPDATE threads SET reply_count = reply_count - 1 WHERE root_seq = ? AND reply_count > 0", (root_seq,))
+
+
+def summaries_for_txn(txn: Txn, root_seqs: list[int]) -> dict[int, ThreadSummary]:
+    """The summaries of these roots (those with a live reply): one query, none for no roots."""
+    if not root_seqs:
+        return {}
+    rows = txn.execute(
+        "SELECT root_seq, reply_count, last_reply_at, participant_ids FROM threads"
+        " WHERE reply_count > 0 AND root_seq IN " + in_clause(root_seqs),
+        root_seqs,
+    ).fetchall()
+    return {
+        int(r["root_seq"]): ThreadSummary(
+            int(r["reply_count"]), r["last_reply_at"], _participants(r["participant_ids"])
+        )
+        for r in rows
+    }
+
+
+def followers_txn(txn: Txn, root_seqs: list[int]) -> dict[int, list[int]]:
+    """Who follows each of these threads (push reaches them, not every member): one query, none for no threads."""
+    if not root_seqs:
+        return {}
+    found: dict[int, list[int]] = {}
+    for r in txn.execute(
+        "SELECT root_seq, user_id FROM thread_follows WHERE following = 1 AND root_seq IN " + in_clause(root_seqs),
+        root_seqs,
+    ).fetchall():
+        found.setdefault(int(r["root_seq"]), []).append(int(r["user_id"]))
+    return found
