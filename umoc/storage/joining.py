@@ -18,10 +18,17 @@ from twisted.internet import defer
 
 from umoc.credentials import token_digest
 from umoc.errors import RefusedError
-from umoc.records.groups import USER_BANNED, GroupMember, MemberLimits, NewInviteLink, may, member_cap
+from umoc.records.groups import USER_BANNED, GroupMember, MemberLimits, NewInviteLink, member_cap
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn
-from umoc.storage.groups import active_ban_txn, insert_member_txn, lock_members_txn, told_of_members_txn
+from umoc.storage.groups import (
+    active_ban_txn,
+    insert_member_txn,
+    lock_members_txn,
+    staff_txn,
+    told_of_members_txn,
+    told_txn,
+)
 from umoc.storage.messages import UNKNOWN_CHAT
 
 __all__ = ["InviteLink", "Joined", "JoiningStore", "PublicGroup"]
@@ -80,19 +87,19 @@ def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[Pub
 def _join_txn(
     txn: Txn, group_id: int, user_id: int, now: float, limits: int | MemberLimits, invited: bool = False
 ) -> Joined:
-    """Join (``invited``: by an invite link, as to an ``open`` group whatever the rule) or ask to."""
+    """Join (``invited``: by an invite link, as to an ``open`` group whatever the rule) or ask to.
+
+    The members are not read (a broadcast may have 100,000): the joiner's own
+    row, the count kept on the chat row (locked), and whom to tell (`told_txn`).
+    """
     row = txn.execute(
-        "SELECT visibility, join_rule, kind FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
-        + txn.dialect.for_update,
+        "SELECT visibility, join_rule, kind, member_count FROM chats WHERE id = ? AND is_group = 1"
+        " AND closed_at IS NULL" + txn.dialect.for_update,
         (group_id,),
     ).fetchone()
     if row is None:
         raise RefusedError(UNKNOWN_CHAT, code="not_found")
-    members = {
-        int(r["user_id"]): r["role"]
-        for r in txn.execute("SELECT user_id, role FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
-    }
-    if user_id in members:
+    if txn.scalar("SELECT 1 FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, user_id)) is not None:
         raise RefusedError(ALREADY, code="conflict")
     if row["join_rule"] == "invite" and not invited:
         # A private group by invitation is not there for outsiders at all.
@@ -102,13 +109,13 @@ def _join_txn(
     if active_ban_txn(txn, group_id, user_id, now):
         raise RefusedError(BANNED, code="forbidden")
     max_members = member_cap(limits, row["kind"])
-    if len(members) + 1 > max_members:
+    if int(row["member_count"]) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = txn.scalar("SELECT username FROM users WHERE id = ?", (user_id,))
     if row["join_rule"] == "open" or invited:
         insert_member_txn(txn, group_id, user_id, None, now)
-        return Joined("joined", username, told_of_members_txn(txn, group_id, members, user_id))
-    moderators = [m for m, role in members.items() if may(role, "moderate")]
+        return Joined("joined", username, told_txn(txn, group_id, row["kind"], user_id))
+    moderators = staff_txn(txn, group_id)
     asked = txn.scalar("SELECT 1 FROM join_requests WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
     if asked is None:
         txn.execute(
