@@ -86,6 +86,7 @@ export interface ChatInfoEvent {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string | null;
   member_count?: number;
   members?: (Record<string, unknown>)[];
   extra?: Record<string, unknown>;
@@ -414,6 +415,7 @@ export interface GroupCreatedEvent {
   slow_mode: number;
   read_only: boolean;
   retention: number;
+  avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -432,6 +434,8 @@ export interface GroupUpdatedEvent {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string | null;
+  avatar_url?: string | null;
   extra?: Record<string, unknown>;
 }
 
@@ -509,6 +513,7 @@ export interface GroupJoinedEvent {
   slow_mode: number;
   read_only: boolean;
   retention: number;
+  avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -751,6 +756,7 @@ export interface CreateGroupRequest {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string;
 }
 
 export interface UpdateGroupRequest {
@@ -766,6 +772,7 @@ export interface UpdateGroupRequest {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string;
 }
 
 export interface AddGroupMemberRequest {
@@ -870,7 +877,8 @@ export interface GetInviteLinksRequest {
 
 export interface RevokeInviteLinkRequest {
   sessionID?: string;
-  code: string;
+  code?: string;
+  link_id?: number;
 }
 
 export interface JoinByInviteRequest {
