@@ -200,7 +200,7 @@ export interface ThreadFollowedEvent {
   following: boolean;
 }
 
-/** answers get_profile */
+/** answers get_profile (is_admin: one's own profile only) */
 export interface ProfileEvent {
   user_id: number;
   username: string;
@@ -208,6 +208,7 @@ export interface ProfileEvent {
   status_text: string | null;
   avatar_url: string | null;
   extra?: Record<string, unknown>;
+  is_admin?: boolean;
 }
 
 /** a contact came online or went offline */

@@ -125,6 +125,11 @@ def _avatar_readable_txn(txn: Txn, file_id: str, viewer_id: int) -> bool:
     return any(visible_txn(txn, viewer_id, int(r["id"])) for r in rows)
 
 
+def _own_profile_txn(txn: Txn, user_id: int) -> tuple[Profile, bool]:
+    profile = _visible_profile_txn(txn, user_id, user_id)
+    return profile, bool(txn.scalar("SELECT is_admin FROM users WHERE id = ?", (user_id,)))
+
+
 class ProfileStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -132,6 +137,10 @@ class ProfileStore:
     def get(self, viewer_id: int, user_id: int) -> defer.Deferred[Profile]:
         """``user_id``'s profile if ``viewer_id`` may see it; RefusedError (``User not found``) otherwise."""
         return self._db.read("profiles.get", _visible_profile_txn, viewer_id, user_id)
+
+    def own(self, user_id: int) -> defer.Deferred[tuple[Profile, bool]]:
+        """The user's own profile and whether they are a server administrator (one read)."""
+        return self._db.read("profiles.own", _own_profile_txn, user_id)
 
     def update(
         self, user_id: int, change: ProfileChange, image_types: tuple[str, ...] = (), now: float = 0.0

@@ -199,8 +199,8 @@ THREAD_FOLLOWED = declare(
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
-    ("extra",),
-    summary="answers get_profile",
+    ("extra", "is_admin"),
+    summary="answers get_profile (is_admin: one's own profile only)",
 )
 
 # -- presence -------------------------------------------------------------------
