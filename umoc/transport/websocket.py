@@ -20,6 +20,16 @@ what a fan-out to many sockets costs.  Only when the kernel's buffer is
 full does the rest go through Twisted's buffer (and its registration).
 TLS and test transports are written to as before.
 
+Opening handshake: twisted.web has already parsed the upgrade request when
+`EngineWebSocketResource` renders it.  Autobahn's own resource writes the
+request back out as bytes and parses it again, line by line, with a debug
+line per step; for the common request (a plain GET with the usual headers,
+one protocol version, no subprotocol, no compression accepted, nothing the
+application refuses) the handshake is checked straight from twisted.web's
+request, with Autobahn's own rules, and answered in one write.  Anything
+else, every request Autobahn or the application would refuse included, goes
+through Autobahn's resource unchanged, so refusals are exactly Autobahn's.
+
 Slow readers: the protocol registers as the TCP transport's streaming
 producer, so Twisted says when the kernel buffer is full.  Bytes written
 while paused are counted; past ``max_buffered`` the client is dropped,
@@ -28,19 +38,29 @@ because holding its backlog would hurt everyone else's memory.
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
 import inspect
+import re
 from pprint import pformat
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
+from urllib.parse import parse_qs
 
 import autobahn.twisted.websocket as _autobahn_twisted_websocket
 import autobahn.websocket.protocol as _autobahn_protocol
+import txaio
+from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import FrameHeader
+from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
+from autobahn.websocket.protocol import FrameHeader, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.web.iweb import IRequest
+from twisted.web.server import NOT_DONE_YET
 
 from umoc.protocol.engineio import EnginePacket, encode_packet
 from umoc.protocol.websocket import encode_frame, parse_client_frame
@@ -48,7 +68,7 @@ from umoc.transport.engine import EngineServer, EngineSession, Outgoing
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.probe import UpgradeProbe
 
-__all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
+__all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol", "EngineWebSocketResource"]
 
 log = Logger()
 
@@ -144,6 +164,32 @@ _EMPTY: dict[str, Any] = {}
 
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR)
 
+# The fast handshake's checks, each as strict as Autobahn's or stricter (stricter: Autobahn decides).
+#: A request target of printable ASCII: no space, no control character, no fragment ("#").
+_PLAIN_TARGET = re.compile(rb"/[\x21\x22\x24-\x7e]*")
+#: RFC 9110 token (Autobahn's ``_HTTP_FIELD_NAME``).
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Control characters but HTAB, and DEL (Autobahn's ``_HTTP_FIELD_VALUE_INVALID``).
+_FIELD_VALUE_INVALID = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: 16 bytes in base64, as Autobahn checks a Sec-WebSocket-Key.
+_WEBSOCKET_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+_WS_MAGIC = WebSocketProtocol._WS_MAGIC
+
+
+class _Handshake(NamedTuple):
+    """What a checked upgrade request says, for `EngineWebSocketProtocol.accept_handshake`."""
+
+    headers: dict[str, str]
+    query: dict[str, str]
+    key: str
+    extensions: list[Any]
+    remote_ip: str
+
+
+def _has_token(value: str | None, token: str) -> bool:
+    """Whether the comma-separated header ``value`` holds ``token`` (case-insensitive), as Autobahn reads it."""
+    return value is not None and any(part.strip().lower() == token for part in value.split(","))
+
 
 class EngineWebSocketProtocol(WebSocketServerProtocol):
     """Carries one Engine.IO session over one WebSocket."""
@@ -194,6 +240,40 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         problem = self.factory.refuse_reason(query, self._headers, self._remote_ip, secure)
         if problem:
             raise ConnectionDeny(problem[0], problem[1])
+
+    def accept_handshake(self, handshake: _Handshake, rest: bytes) -> None:
+        """Open on a request `EngineWebSocketFactory.check_handshake` accepted: Autobahn's ``succeedHandshake``.
+
+        What it leaves on the connection is what Autobahn's handshake
+        leaves that the open connection still reads (the protocol version,
+        the frame parser's state); the rest it would drop in `onOpen`.
+        """
+        self._query = handshake.query
+        self._headers = self.http_headers = handshake.headers
+        self._remote_ip = handshake.remote_ip
+        self.websocket_version = 13
+        self.websocket_extensions = handshake.extensions
+        self.websocket_extensions_in_use = []
+        self.websocket_protocol_in_use = None
+        accept = base64.b64encode(hashlib.sha1(handshake.key.encode("ascii") + _WS_MAGIC).digest())
+        server = self.factory.server
+        response = (
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+            + (f"Server: {server}\r\n".encode() if server else b"")
+            + b"Upgrade: WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+            + accept
+            + b"\r\n\r\n"
+        )
+        self.trafficStats.preopenOutgoingOctetsWireLevel += len(response)
+        self.transport.write(response)
+        self.state = self.STATE_OPEN
+        self.inside_message = False
+        self.current_frame = None
+        self.data = rest
+        self._onOpen()
+        txaio.resolve(self.is_open, None)
+        if self.data:
+            self.consumeData()
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -521,6 +601,85 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             writer = self._writers[id(reactor)] = TurnWriter(reactor)
         return writer
 
+    def check_handshake(self, request: IRequest, transport: Any) -> _Handshake | None:
+        """The common upgrade request checked as Autobahn and `refuse_reason` would; None for any other.
+
+        None sends the request through Autobahn's own handshake: anything
+        unusual, and every request that is to be refused, so a refusal
+        reads exactly as Autobahn (or `EngineWebSocketProtocol.onConnect`)
+        writes it.  No side effects: the connection is not touched here.
+        """
+        protocol = self.protocol
+        target = request.uri
+        if (
+            request.method != b"GET"
+            or request.clientproto != b"HTTP/1.1"
+            or not _PLAIN_TARGET.fullmatch(target)
+            or target[:2] == b"//"
+            or self.externalPort
+            or self.headers
+            or self.trustXForwardedFor
+            or protocol.maxConnections > 0
+            or protocol.autoPingInterval
+            or protocol.trackTimings
+            or 13 not in protocol.versions
+        ):
+            return None
+        # Autobahn's resource joins a header's values with "," and gives it one line: one value per name.
+        headers: dict[str, str] = {}
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            value = values[0] if len(values) == 1 else b",".join(values)
+            if not _FIELD_NAME.fullmatch(name) or _FIELD_VALUE_INVALID.search(value):
+                return None
+            headers[name.decode("ascii").lower()] = value.decode("iso-8859-1").strip(" \t")
+        host = headers.get("host")
+        if host is None:
+            return None
+        host = host.strip()
+        if ":" in host and not host.endswith("]"):
+            port = host.rsplit(":", 1)[1].strip()
+            if not (port.isascii() and port.isdigit()):
+                return None
+        if (
+            not _has_token(headers.get("upgrade"), "websocket")
+            or not _has_token(headers.get("connection"), "upgrade")
+            or headers.get("sec-websocket-version") != "13"
+            or "sec-websocket-protocol" in headers
+        ):
+            return None
+        key = headers.get("sec-websocket-key", "").strip()
+        if not _WEBSOCKET_KEY.fullmatch(key):
+            return None
+        origin = headers.get("origin")
+        if origin is not None:
+            try:
+                where = _autobahn_protocol._url_to_origin(origin.strip())
+            except Exception:  # noqa: BLE001 - Autobahn refuses it (or fails): let it
+                return None
+            if not (where == "null" and self.allowNullOrigin) and not _autobahn_protocol._is_same_origin(
+                where, "https" if self.isSecure else "http", self.externalPort or self.port, protocol.allowedOriginsPatterns
+            ):
+                return None
+        extensions: list[Any] = []
+        offered = headers.get("sec-websocket-extensions")
+        if offered is not None:
+            extensions = WebSocketProtocol._parseExtensionsHeader(cast(Any, None), offered)
+            offers = []
+            for name, params in extensions:
+                kind = PERMESSAGE_COMPRESSION_EXTENSION.get(name)
+                if kind is not None:
+                    try:
+                        offers.append(kind["Offer"].parse(params))
+                    except Exception:  # noqa: BLE001 - Autobahn refuses a bad offer
+                        return None
+            if offers and protocol.perMessageCompressionAccept(offers) is not None:
+                return None  # compression accepted: Autobahn sets it up
+        query = _first(parse_qs(target.decode("ascii").partition("?")[2]))
+        remote_ip = self.gatekeeper.client_ip(getattr(transport.getPeer(), "host", ""), headers)
+        if self.refuse_reason(query, headers, remote_ip, ISSLTransport.providedBy(transport)):
+            return None
+        return _Handshake(headers, query, key, extensions, remote_ip)
+
     def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:
         peer = protocol.transport.getPeer()
         return self.gatekeeper.client_ip(getattr(peer, "host", ""), protocol.http_headers)
@@ -538,3 +697,38 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         if not self.engine.may_open(remote_ip):
             return (429, "Too many connections")
         return None
+
+
+class EngineWebSocketResource(WebSocketResource):
+    """Autobahn's resource, with the common upgrade request answered straight from twisted.web's parse."""
+
+    _factory: EngineWebSocketFactory
+
+    def render(self, request: IRequest) -> Any:
+        channel = cast(Any, request).channel
+        transport = channel.transport
+        handshake = None if transport is None else self._factory.check_handshake(request, transport)
+        if handshake is None:
+            return super().render(request)
+        protocol = cast(EngineWebSocketProtocol, self._factory.buildProtocol(transport.getPeer()))
+        # Take over the transport from twisted.web, as Autobahn's resource does.
+        channel.transport = None
+        if isinstance(transport, ProtocolWrapper):
+            transport.wrappedProtocol = protocol
+        elif isinstance(transport.protocol, ProtocolWrapper):
+            transport.protocol.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        # The handshake completes below, before the reactor runs again: no opening-handshake timer to set.
+        protocol.openHandshakeTimeout = 0
+        try:
+            protocol.makeConnection(transport)
+        finally:
+            del protocol.openHandshakeTimeout
+        producer = getattr(transport, "_networkProducer", None)
+        if producer is not None:
+            producer.resumeProducing()
+        elif hasattr(transport, "resumeProducing"):
+            transport.resumeProducing()
+        protocol.accept_handshake(handshake, cast(Any, request).content.read())
+        return NOT_DONE_YET
