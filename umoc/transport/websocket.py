@@ -39,6 +39,7 @@ because holding its backlog would hurt everyone else's memory.
 from __future__ import annotations
 
 import base64
+import collections
 import errno
 import hashlib
 import inspect
@@ -51,10 +52,12 @@ import autobahn.twisted.websocket as _autobahn_twisted_websocket
 import autobahn.websocket.protocol as _autobahn_protocol
 import txaio
 from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.util import create_transport_details, peer2str
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
-from autobahn.websocket.protocol import FrameHeader, WebSocketProtocol
+from autobahn.websocket.protocol import FrameHeader, TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.logger import Logger
@@ -132,6 +135,34 @@ _autobahn_hltype = _autobahn_protocol.hltype
 # connect, logged or not, were about 6% of what a new WebSocket costs (bench_wire connect).
 _autobahn_protocol.hltype = _LazyHltype
 _autobahn_twisted_websocket.hltype = _LazyHltype
+
+
+class _Lazy:
+    """A per-connection attribute made on first use; assigning it (as Autobahn does) just sets it.
+
+    For what Autobahn builds for every connection that few ever use: the
+    UTF-8 validator of its own frame parser (the fast path validates by
+    decoding), the transport details and the peer string of its logs.
+    """
+
+    __slots__ = ("name", "make")
+
+    def __init__(self, name: str, make: Any) -> None:
+        self.name = name
+        self.make = make
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.make(obj)
+        return value
+
+
+def _transport_details(protocol: Any) -> Any:
+    """What Autobahn's Twisted adapter records in ``connectionMade``."""
+    details = create_transport_details(protocol.transport, True)
+    details.channel_framing = details.CHANNEL_FRAMING_WEBSOCKET
+    return details
 
 
 class TurnWriter:
@@ -213,8 +244,43 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     #: Autobahn steps (about two per frame) one connection may run per reactor turn.
     STEPS_PER_TURN = 40
 
+    # What Autobahn's ``_connectionMade`` sets to the same value on every connection, set once here
+    # (see `_connectionMade`); Autobahn assigns them on a connection when they change.
+    _perMessageCompress = None
+    trackedTimings = None
+    send_state = WebSocketProtocol.SEND_STATE_GROUND
+    triggered = False
+    wasMaxFramePayloadSizeExceeded = False
+    wasMaxMessagePayloadSizeExceeded = False
+    closedByMe = False
+    failedByMe = False
+    droppedByMe = False
+    wasClean = False
+    wasNotCleanReason = None
+    wasServerConnectionDropTimeout = False
+    wasOpenHandshakeTimeout = False
+    wasCloseHandshakeTimeout = False
+    wasServingFlashSocketPolicyFile = False
+    localCloseCode = None
+    localCloseReason = None
+    remoteCloseCode = None
+    remoteCloseReason = None
+    openHandshakeTimeoutCall = None
+    closeHandshakeTimeoutCall = None
+    autoPingTimeoutCall = None
+    autoPingPending = None
+    autoPingPendingCall = None
+    autoPingPendingSeq = 0
+    autoPingPendingSent = None
+    utf8validator = _Lazy("utf8validator", lambda protocol: Utf8Validator())
+    _transport_details = _Lazy("_transport_details", _transport_details)
+    peer = _Lazy("peer", lambda protocol: peer2str(protocol.transport))
+
     def __init__(self) -> None:
-        super().__init__()
+        # Autobahn's ``WebSocketProtocol.__init__`` but its transport details, made when asked (`_Lazy`).
+        self.is_closed = txaio.create_future()
+        self.is_open = txaio.create_future()
+        self.set_valid_events(["message"])
         self.session: EngineSession | None = None
         self._query: dict[str, str] = {}
         self._headers: dict[str, str] = {}
@@ -275,8 +341,34 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         if self.data:
             self.consumeData()
 
+    def _connectionMade(self) -> None:
+        """Autobahn's, for a connection whose settings are its class's (`EngineWebSocketFactory.setProtocolOptions`).
+
+        Autobahn copies each setting the connection lacks from the factory
+        and pretty-prints them all for a debug line, then sets some thirty
+        fields: those with the same value on every connection are class
+        attributes here, the rest are set below.  A test compares the result
+        with Autobahn's own.
+        """
+        self.trafficStats = TrafficStats()
+        if self.trackTimings:
+            self.setTrackTimings(True)
+        self.state = self.STATE_CONNECTING
+        self.data = b""
+        self.send_queue = collections.deque()
+        if self.openHandshakeTimeout > 0:
+            self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
+                self.openHandshakeTimeout, self.onOpenHandshakeTimeout
+            )
+        self.factory.countConnections += 1
+
     def connectionMade(self) -> None:
-        super().connectionMade()
+        # Autobahn's Twisted adapter, but its transport details and peer string are made when asked (`_Lazy`).
+        try:
+            self.transport.setTcpNoDelay(self.tcpNoDelay)
+        except Exception:  # noqa: BLE001 - as Autobahn: not every transport has Nagle's algorithm
+            pass
+        self._connectionMade()
         # Largest frame the fast path takes: one Autobahn would not refuse (limits are set by now).
         limits = [n for n in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if n > 0]
         self._fast_limit = min(limits, default=65535)
