@@ -205,6 +205,24 @@ _FIELD_VALUE_INVALID = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: 16 bytes in base64, as Autobahn checks a Sec-WebSocket-Key.
 _WEBSOCKET_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
 _WS_MAGIC = WebSocketProtocol._WS_MAGIC
+_txaio: Any = txaio
+#: What an open connection keeps nothing of (`EngineWebSocketProtocol.onOpen`).
+_HANDSHAKE_FIELDS = (
+    "_query",
+    "_headers",
+    "http_request_data",
+    "http_response_data",
+    "http_headers",
+    "http_request_params",
+    "http_status_line",
+    "http_request_uri",
+    "http_request_path",
+    "http_request_host",
+    "websocket_origin",
+    "websocket_protocols",
+    "websocket_extensions",
+    "_wskey",
+)
 
 
 class _Handshake(NamedTuple):
@@ -213,7 +231,6 @@ class _Handshake(NamedTuple):
     headers: dict[str, str]
     query: dict[str, str]
     key: str
-    extensions: list[Any]
     remote_ip: str
 
 
@@ -238,6 +255,8 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     autoPingRestartOnAnyTraffic: bool
     current_frame: FrameHeader | None  # type: ignore[assignment]
     autoPingTimeoutCall: Any  # a timer once auto-ping is on
+    openHandshakeTimeout: float
+    tcpNoDelay: bool
     http_request_data: bytes | None  # type: ignore[assignment]
     http_response_data: str | None  # type: ignore[assignment]
 
@@ -247,7 +266,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     # What Autobahn's ``_connectionMade`` sets to the same value on every connection, set once here
     # (see `_connectionMade`); Autobahn assigns them on a connection when they change.
     _perMessageCompress = None
-    trackedTimings = None
+    trackedTimings: Any = None
     send_state = WebSocketProtocol.SEND_STATE_GROUND
     triggered = False
     wasMaxFramePayloadSizeExceeded = False
@@ -256,7 +275,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     failedByMe = False
     droppedByMe = False
     wasClean = False
-    wasNotCleanReason = None
+    wasNotCleanReason: Any = None
     wasServerConnectionDropTimeout = False
     wasOpenHandshakeTimeout = False
     wasCloseHandshakeTimeout = False
@@ -272,28 +291,43 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     autoPingPendingCall = None
     autoPingPendingSeq = 0
     autoPingPendingSent = None
+    # Autobahn's ``set_valid_events(["message"])``, its observers' table made when asked.
+    _valid_events = ["message"]  # noqa: RUF012 - read only
+    _results = _Lazy("_results", lambda protocol: {"message": None})
+    # What Autobahn's opening handshake sets that an open connection still reads, as its
+    # ``succeedHandshake`` leaves them (`accept_handshake` has nothing else to set).
+    websocket_version = 13
+    inside_message = False
+    current_frame = None
+    # What the handshake keeps only until `onOpen`: an idle socket should not hold its request for life.
+    http_request_data = None
+    http_response_data = None
+    http_headers: dict[str, str] = _EMPTY
+    http_request_params: dict[str, list[str]] = _EMPTY
+    _query: dict[str, str] = _EMPTY
+    _headers: dict[str, str] = _EMPTY
+    # Per connection, set when they change.
+    _paused = False
+    _backlog = 0
+    _remote_ip = ""
+    #: Set while this WebSocket is proving itself to replace long-polling.
+    probe: UpgradeProbe | None = None
+    _next_batch: IDelayedCall | None = None
+    _fast_limit = 0
+    #: The socket written to directly, and what this reactor turn wrote (see `TurnWriter`).
+    _socket: Any = None
+    _out: list[bytes] | None = None
     utf8validator = _Lazy("utf8validator", lambda protocol: Utf8Validator())
+    #: Autobahn's queue of chopped or synchronous writes, which UMOC never makes (its close and pong may).
+    send_queue = _Lazy("send_queue", lambda protocol: collections.deque())
     _transport_details = _Lazy("_transport_details", _transport_details)
     peer = _Lazy("peer", lambda protocol: peer2str(protocol.transport))
 
     def __init__(self) -> None:
         # Autobahn's ``WebSocketProtocol.__init__`` but its transport details, made when asked (`_Lazy`).
-        self.is_closed = txaio.create_future()
-        self.is_open = txaio.create_future()
-        self.set_valid_events(["message"])
+        self.is_closed = _txaio.create_future()
+        self.is_open = _txaio.create_future()
         self.session: EngineSession | None = None
-        self._query: dict[str, str] = {}
-        self._headers: dict[str, str] = {}
-        self._paused = False
-        self._backlog = 0
-        self._remote_ip = ""
-        #: Set while this WebSocket is proving itself to replace long-polling.
-        self.probe: UpgradeProbe | None = None
-        self._next_batch: IDelayedCall | None = None
-        self._fast_limit = 0
-        #: The socket written to directly, and what this reactor turn wrote (see `TurnWriter`).
-        self._socket: Any = None
-        self._out: list[bytes] | None = None
 
     # -- handshake --------------------------------------------------------
 
@@ -317,10 +351,6 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self._query = handshake.query
         self._headers = self.http_headers = handshake.headers
         self._remote_ip = handshake.remote_ip
-        self.websocket_version = 13
-        self.websocket_extensions = handshake.extensions
-        self.websocket_extensions_in_use = []
-        self.websocket_protocol_in_use = None
         accept = base64.b64encode(hashlib.sha1(handshake.key.encode("ascii") + _WS_MAGIC).digest())
         server = self.factory.server
         response = (
@@ -333,11 +363,9 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         self.trafficStats.preopenOutgoingOctetsWireLevel += len(response)
         self.transport.write(response)
         self.state = self.STATE_OPEN
-        self.inside_message = False
-        self.current_frame = None
         self.data = rest
         self._onOpen()
-        txaio.resolve(self.is_open, None)
+        _txaio.resolve(self.is_open, None)
         if self.data:
             self.consumeData()
 
@@ -355,12 +383,18 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             self.setTrackTimings(True)
         self.state = self.STATE_CONNECTING
         self.data = b""
-        self.send_queue = collections.deque()
         if self.openHandshakeTimeout > 0:
             self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
                 self.openHandshakeTimeout, self.onOpenHandshakeTimeout
             )
         self.factory.countConnections += 1
+
+    def _onOpen(self) -> None:
+        # Autobahn's Twisted adapter records a TLS connection's channel id and certificate first.
+        if ISSLTransport.providedBy(self.transport):
+            super()._onOpen()
+        else:
+            self.onOpen()
 
     def connectionMade(self) -> None:
         # Autobahn's Twisted adapter, but its transport details and peer string are made when asked (`_Lazy`).
@@ -388,10 +422,10 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         try:
             self._open()
         finally:
-            # What only the handshake needed: an idle socket should not hold its request for life.
-            self._query, self._headers = _EMPTY, _EMPTY
-            self.http_request_data = self.http_response_data = None
-            self.http_headers = self.http_request_params = _EMPTY
+            # What only the handshake needed: back to the class's empty values.
+            fields = self.__dict__
+            for name in _HANDSHAKE_FIELDS:
+                fields.pop(name, None)
 
     def _open(self) -> None:
         sid = self._query.get("sid")
@@ -568,7 +602,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def _send_wire(self, wire: bytes) -> None:
         """Autobahn's ``sendData`` without its per-call debug-log arguments, built even when unused."""
-        if self.send_queue or self.logOctets:
+        if self.__dict__.get("send_queue") or self.logOctets:
             self.sendData(wire)  # behind Autobahn's queued writes, or logged
             return
         self.trafficStats.outgoingOctetsWireLevel += len(wire)
@@ -701,11 +735,11 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         reads exactly as Autobahn (or `EngineWebSocketProtocol.onConnect`)
         writes it.  No side effects: the connection is not touched here.
         """
-        protocol = self.protocol
+        protocol: Any = self.protocol  # its settings are class attributes
         target = request.uri
         if (
             request.method != b"GET"
-            or request.clientproto != b"HTTP/1.1"
+            or cast(Any, request).clientproto != b"HTTP/1.1"
             or not _PLAIN_TARGET.fullmatch(target)
             or target[:2] == b"//"
             or self.externalPort
@@ -749,16 +783,17 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             except Exception:  # noqa: BLE001 - Autobahn refuses it (or fails): let it
                 return None
             if not (where == "null" and self.allowNullOrigin) and not _autobahn_protocol._is_same_origin(
-                where, "https" if self.isSecure else "http", self.externalPort or self.port, protocol.allowedOriginsPatterns
+                where,
+                "https" if self.isSecure else "http",
+                self.externalPort or self.port,
+                protocol.allowedOriginsPatterns,
             ):
                 return None
-        extensions: list[Any] = []
         offered = headers.get("sec-websocket-extensions")
         if offered is not None:
-            extensions = WebSocketProtocol._parseExtensionsHeader(cast(Any, None), offered)
             offers = []
-            for name, params in extensions:
-                kind = PERMESSAGE_COMPRESSION_EXTENSION.get(name)
+            for name, params in WebSocketProtocol._parseExtensionsHeader(cast(Any, None), offered):
+                kind: Any = PERMESSAGE_COMPRESSION_EXTENSION.get(name)
                 if kind is not None:
                     try:
                         offers.append(kind["Offer"].parse(params))
@@ -770,7 +805,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         remote_ip = self.gatekeeper.client_ip(getattr(transport.getPeer(), "host", ""), headers)
         if self.refuse_reason(query, headers, remote_ip, ISSLTransport.providedBy(transport)):
             return None
-        return _Handshake(headers, query, key, extensions, remote_ip)
+        return _Handshake(headers, query, key, remote_ip)
 
     def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:
         peer = protocol.transport.getPeer()
