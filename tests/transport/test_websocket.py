@@ -251,6 +251,34 @@ class BatchingTests(unittest.TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
+def _site(origins: tuple[str, ...] = (), per_ip: int = 200) -> server.Site:
+    """The Engine.IO endpoint on a twisted.web Site, as the server has it."""
+    engine = EngineServer(Clock(), EngineIOConfig(max_sockets_per_ip=per_ip), Recorder)
+    gate = Gatekeeper(allowed_origins=origins)
+    root = resource.Resource()
+    endpoint = engine_resource(engine, gate, Cors(gate))
+    # No timer on the real reactor for Autobahn's handshake (the fast path sets none).
+    cast(Any, endpoint)._websocket._factory.setProtocolOptions(openHandshakeTimeout=0)
+    root.putChild(b"socket.io", endpoint)
+    site = server.Site(root)
+    site.log = lambda request: None  # type: ignore[method-assign]
+    return site
+
+
+def _request(test: unittest.TestCase, site: server.Site, data: bytes) -> tuple[bytes, Any]:
+    """What the server wrote for ``data``, and the protocol it left on the connection."""
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    channel = site.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    transport.protocol = channel  # as TCP has it: Autobahn's resource swaps it
+    channel.makeConnection(transport)  # type: ignore[union-attr]
+    channel.dataReceived(data)  # type: ignore[union-attr]
+    protocol = transport.protocol
+    if isinstance(protocol, EngineWebSocketProtocol) and protocol.state != protocol.STATE_CLOSED:
+        test.addCleanup(protocol.dropConnection, True)
+    return transport.value(), protocol
+
+
 _CHECK_HANDSHAKE = EngineWebSocketFactory.check_handshake
 
 
@@ -258,29 +286,10 @@ class FastHandshakeTests(unittest.TestCase):
     """The upgrade answered from twisted.web's request writes what Autobahn writes; refusals are Autobahn's."""
 
     def site(self, origins: tuple[str, ...] = (), per_ip: int = 200) -> server.Site:
-        engine = EngineServer(Clock(), EngineIOConfig(max_sockets_per_ip=per_ip), Recorder)
-        gate = Gatekeeper(allowed_origins=origins)
-        root = resource.Resource()
-        endpoint = engine_resource(engine, gate, Cors(gate))
-        # No timer on the real reactor for Autobahn's handshake (the fast path sets none).
-        cast(Any, endpoint)._websocket._factory.setProtocolOptions(openHandshakeTimeout=0)
-        root.putChild(b"socket.io", endpoint)
-        site = server.Site(root)
-        site.log = lambda request: None  # type: ignore[method-assign]
-        return site
+        return _site(origins, per_ip)
 
     def request(self, site: server.Site, data: bytes) -> tuple[bytes, Any]:
-        """What the server wrote for ``data``, and the protocol it left on the connection."""
-        peer = IPv4Address("TCP", "127.0.0.1", 40000)
-        channel = site.buildProtocol(peer)
-        transport = StringTransport(peerAddress=peer)
-        transport.protocol = channel  # as TCP has it: Autobahn's resource swaps it
-        channel.makeConnection(transport)  # type: ignore[union-attr]
-        channel.dataReceived(data)  # type: ignore[union-attr]
-        protocol = transport.protocol
-        if isinstance(protocol, EngineWebSocketProtocol) and protocol.state != protocol.STATE_CLOSED:
-            self.addCleanup(protocol.dropConnection, True)
-        return transport.value(), protocol
+        return _request(self, site, data)
 
     def both(self, data: bytes, **site: Any) -> tuple[tuple[bytes, Any], tuple[bytes, Any], list[Any]]:
         """(fast path's output, Autobahn's output, what `check_handshake` returned)."""
@@ -392,3 +401,17 @@ class ConnectionSetUpTests(unittest.TestCase):
         self.assertEqual(vars(ours.trafficStats), vars(theirs.trafficStats))
         self.assertEqual((list(ours.send_queue), ours.is_open.called), ([], False))
         self.assertEqual((ours.peer, ours._transport_details.peer), ("tcp4:192.168.1.1:54321",) * 2)
+
+
+class QueryTests(unittest.TestCase):
+    @given(st.lists(st.tuples(st.text("ab=%+C3A9&", max_size=6), st.text("ab=%+C3A9&x", max_size=6)), max_size=5))
+    def test_the_fast_path_reads_a_query_as_autobahn_does(self, pairs: list[tuple[str, str]]) -> None:
+        query = "&".join(f"{k}={v}" for k, v in pairs).encode()
+        data = HANDSHAKE.replace(b"transport=websocket", b"transport=websocket&" + query)
+        fast = _request(self, _site(), data)[1]
+        slow_site = _site()
+        cast(Any, slow_site.resource.children[b"socket.io"])._websocket._factory.check_handshake = lambda *args: None
+        slow = _request(self, slow_site, data)[1]
+        self.assertEqual(isinstance(fast, EngineWebSocketProtocol), isinstance(slow, EngineWebSocketProtocol))
+        if isinstance(fast, EngineWebSocketProtocol) and fast.session is not None:  # not refused
+            self.assertEqual(fast.session.query, slow.session.query)

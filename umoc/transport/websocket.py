@@ -46,7 +46,6 @@ import inspect
 import re
 from pprint import pformat
 from typing import Any, NamedTuple, cast
-from urllib.parse import parse_qs
 
 import autobahn.twisted.websocket as _autobahn_twisted_websocket
 import autobahn.websocket.protocol as _autobahn_protocol
@@ -801,7 +800,13 @@ class EngineWebSocketFactory(WebSocketServerFactory):
                         return None
             if offers and protocol.perMessageCompressionAccept(offers) is not None:
                 return None  # compression accepted: Autobahn sets it up
-        query = _first(parse_qs(target.decode("ascii").partition("?")[2]))
+        # twisted.web's parse of the (ASCII) query, read as Autobahn's: blank values dropped, text decoded.
+        query: dict[str, str] = {}
+        for name, values in cast(Any, request).args.items():
+            for value in values:
+                if value:
+                    query[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+                    break
         remote_ip = self.gatekeeper.client_ip(getattr(transport.getPeer(), "host", ""), headers)
         if self.refuse_reason(query, headers, remote_ip, ISSLTransport.providedBy(transport)):
             return None
