@@ -267,9 +267,10 @@ def _ingest(n: int, per_read: int, acks: bool = False) -> None:
 
 def _app_connects(units: int) -> None:
     """``appconnect``: the same users and sessions are made whatever ``units`` is, so only connects differ."""
+    import shutil
     import tempfile
 
-    from twisted.internet import defer, reactor, task
+    from twisted.internet import defer, reactor
 
     from tests.support.server import test_config
     from umoc.credentials import new_token, token_digest
@@ -282,7 +283,14 @@ def _app_connects(units: int) -> None:
 
     async def main() -> None:
         data_dir = tempfile.mkdtemp(prefix="bench-wire-")
-        config = test_config(data_dir, ratelimits={"enabled": False}, engineio={"max_sockets_per_ip": 1_000_000})
+        config = test_config(
+            data_dir,
+            ratelimits={"enabled": False},
+            engineio={"max_sockets_per_ip": 1_000_000},
+            # Valgrind runs the process some fifty times slower: no deadline may expire because of it.
+            database={"timeout": "1h", "stuck_timeout": "2h", "sqlite_synchronous": "normal"},
+            sessions={"check_interval": "1h"},  # the cached sessions stay trusted however slow the set-up
+        )
         storage = open_storage(config, reactor)
         await storage.db.migrate()
         node = build_node(config, reactor, storage)
@@ -295,15 +303,26 @@ def _app_connects(units: int) -> None:
             await storage.users.create_session(NewSession(user.id, f"s{i}", token_digest(token), now, now + 86400), 3)
             await node.services.sessions.check(f"s{i}", token)  # now in the session cache
             logins.append((f"s{i}", token))
+        app = node.socketapp
+        welcomed: list[defer.Deferred[None]] = []
+        on_connect = app.on_connect
+
+        def connected(socket: Any) -> None:
+            on_connect(socket)
+            welcomed[-1].callback(None)
+
+        app.on_connect = connected  # type: ignore[method-assign]
         transports = []
         for session_id, token in logins[: warm + units]:
+            welcomed.append(defer.Deferred())
             transport = _connect_through(node.site, session_id, token)
-            while b"connection_successful" not in transport.value():
-                await task.deferLater(reactor, 0, lambda: None)
-            await node.socketapp.idle()
+            await welcomed[-1]  # the session checked, the feed position read: the socket is welcomed
+            await app.idle()  # and its status announced to its friends
+            assert b"connection_successful" in transport.value()
             transports.append(transport)
         assert len(node.services.hub.by_user) == warm + units
         storage.db.close()
+        shutil.rmtree(data_dir)
         done.append(True)
 
     def stop(result: Any) -> None:
