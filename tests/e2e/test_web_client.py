@@ -518,6 +518,7 @@ class WebClientTests(unittest.TestCase):
         self.assertEqual(made.returncode, 0, made.stderr)
         # An administrator now, Alice finds the report and bans Bob from the group with it.
         alice.driver.refresh()
+        alice.visible("#reports-button")  # once her own profile says is_admin
         alice.click("#reports-button")
         report = alice.text_in("#reports-list .report", "Count me in")
         alice.text_in("#reports-list .report", "rude to the group")
