@@ -91,6 +91,7 @@ class Bench:
         self.next_ack = 0
 
     async def start(self) -> None:
+        import seeding
         from twisted.internet import reactor
 
         from umoc.config import parse_config
@@ -99,8 +100,6 @@ class Bench:
         from umoc.storage import ReadRouter, Storage
         from umoc.storage.database import Database
         from umoc.wiring import build_node
-
-        import seeding
 
         config = parse_config(
             {
@@ -147,10 +146,9 @@ class Bench:
             transport.clear()
 
     def _connect(self, sid: str, token: str) -> Any:
+        from bench_wire import HANDSHAKE, client_frame
         from twisted.internet.address import IPv4Address
         from twisted.internet.testing import StringTransport
-
-        from bench_wire import HANDSHAKE, client_frame
 
         channel = self.node.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
