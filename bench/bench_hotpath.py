@@ -144,6 +144,9 @@ class Bench:
         for transport, *_ in self.sockets:
             assert b"connection_successful" in transport.value(), transport.value()[-300:]
             transport.clear()
+        from umoc import gcpolicy
+
+        gcpolicy.settle()  # as `UmocService` does once it listens
 
     def _connect(self, sid: str, token: str) -> Any:
         from bench_wire import HANDSHAKE, client_frame
