@@ -237,13 +237,12 @@ def _insert_txn(
     new: NewMessage,
     message_id: str,
     now: float,
-    profile: tuple[str | None, str | None],
-    target: tuple[int, int, ReplyTo] | None,
+    shown: tuple[str | None, str | None, tuple[int, int, ReplyTo] | None],
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
 
-    ``profile`` is the sender's ``(display name, avatar file id)``, ``target``
-    the reply target (`sender_and_target_txn`): the message returned shows them.
+    ``shown`` is `sender_and_target_txn`'s answer: the sender's display name
+    and avatar and the reply target, which the message returned shows.
 
     A thread reply (``new.thread_id``) also writes its thread's row and
     follows (`reply_statements_txn`); unless it is also in the chat it leaves
@@ -251,6 +250,7 @@ def _insert_txn(
     A plain message reads nothing more.
     """
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
+    target = shown[2]
     reply_to_seq = target[0] if target is not None else None
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
@@ -331,8 +331,8 @@ def _insert_txn(
         new.encrypted_content,
         now,
         reply_to_seq=reply_to_seq,
-        sender_display_name=profile[0],
-        sender_avatar_file_id=profile[1],
+        sender_display_name=shown[0],
+        sender_avatar_file_id=shown[1],
         reply_to=target[2] if target is not None else None,
         mentions=mentions,
         extra=new.extra,
@@ -382,10 +382,11 @@ def post_txn(
     ``keys_since`` raises `KeyTakenError` with that message; one of an older
     message is taken from it (`_take_expired_key_txn`).
     """
-    display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
+    shown = sender_and_target_txn(txn, sender.uid, new.reply_to)
+    target = shown[2]
     for _ in range(_KEY_TRIES):
         try:
-            message, audience = _insert_txn(txn, sender, new, message_id, now, (display_name, avatar_file_id), target)
+            message, audience = _insert_txn(txn, sender, new, message_id, now, shown)
             break
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
