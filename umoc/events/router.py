@@ -199,6 +199,7 @@ class Router:
             for pending in queue:
                 pending.finished = True
             queue.clear()
+            self._deadlines.done()
 
     def close(self) -> None:
         """Refuse every event not started yet, and those to come (the node is stopping)."""
@@ -208,6 +209,7 @@ class Router:
             for pending in reversed(refused):
                 pending.finished = True
                 self._reply_error(socket, pending.ack_id, UserError(SHUTTING_DOWN, code="unavailable"))
+        self._deadlines.done()
 
     def idle(self) -> defer.Deferred[Any]:
         """Fires when the events running now are done."""
