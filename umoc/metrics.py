@@ -11,9 +11,14 @@ Two kinds of metric:
   name and the wait for a pool connection, logins, rate-limit refusals,
   overload refusals, messages stored.  Label sets are bounded: event names are the route
   table's (anything else is ``unknown``), transaction names are literals in
-  ``umoc.storage``.  prometheus-client costs about 1 µs an increment where a
-  ``collections.Counter`` cost 0.3 µs; against the 600 µs a ``send_message``
-  takes (bench/README.md) that is noise, so the hot path uses it directly.
+  ``umoc.storage``.  The four every message moves (``umoc_events``,
+  ``umoc_event_latency_seconds``, ``umoc_db_transaction_seconds``,
+  ``umoc_messages_stored``) are kept as plain numbers (`_Counts`,
+  `_Timings`) and shown in prometheus-client's families when scraped:
+  its own instruments take a lock per value and walk a histogram's buckets
+  in Python, about 15 µs a message on the loaded development machine,
+  against 2 µs here (``bench/bench_hotpath.py``).  They are only moved on
+  the reactor thread.
 * **Read at scrape time** (`Metrics.gauge`, `Metrics.counter`): values that
   objects further down keep anyway (sockets in the hub, the bus's publish
   and receive counts, whether Redis is connected, the push and webhook
@@ -30,13 +35,15 @@ release each node runs during a rolling upgrade.
 from __future__ import annotations
 
 import platform
+from bisect import bisect_left
 from collections import Counter as PlainCounter
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 import umoc
 
@@ -80,6 +87,79 @@ class _ScrapeTime(Collector):
         return []
 
 
+class _Series:
+    """One label set of a `_Timings`: observations per bucket (not cumulative; the last is +Inf) and their sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        # The first bucket whose bound is at least ``amount``, as prometheus-client's ``amount <= bound``.
+        self.counts[bisect_left(self.bounds, amount)] += 1
+        self.sum += amount
+
+
+class _Timings(Collector):
+    """A histogram by label values, in plain numbers; prometheus-client's ``Histogram`` family when scraped."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: Iterable[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.bounds = tuple(float(b) for b in buckets)
+        self._series: dict[tuple[str, ...], _Series] = {}
+
+    def labels(self, *values: str) -> _Series:
+        """The series of these label values (made on first use): keep it, and call its ``observe``."""
+        series = self._series.get(values)
+        if series is None:
+            series = self._series[values] = _Series(self.bounds)
+        return series
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=list(self.labelnames))
+        les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        for values, series in list(self._series.items()):
+            buckets, total = [], 0
+            for le, count in zip(les, list(series.counts), strict=True):
+                total += count
+                buckets.append((le, float(total)))
+            family.add_metric(list(values), buckets, series.sum)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=list(self.labelnames))]
+
+
+class _Counts(Collector):
+    """A counter by label values (none: one value), in plain numbers; a ``Counter`` family when scraped."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, amount: float = 1.0, values: tuple[str, ...] = ()) -> None:
+        self.values[values] = self.values.get(values, 0.0) + amount
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.labelnames:
+            yield CounterMetricFamily(self.name, self.documentation, value=self.values.get((), 0.0))
+            return
+        family = CounterMetricFamily(self.name, self.documentation, labels=list(self.labelnames))
+        for values, value in list(self.values.items()):
+            family.add_metric(list(values), value)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return [CounterMetricFamily(self.name, self.documentation, labels=list(self.labelnames) or None)]
+
+
 class TransactionMetrics:
     """A database's transaction timings, made with its `Database` and shown by the node's `Metrics`.
 
@@ -89,12 +169,11 @@ class TransactionMetrics:
     """
 
     def __init__(self) -> None:
-        self.seconds = Histogram(
+        self.seconds = _Timings(
             "umoc_db_transaction_seconds",
             "Database transactions by name (as Database.run names them), from request to result",
-            ["transaction", "outcome"],
-            buckets=_DB_BUCKETS,
-            registry=None,
+            ("transaction", "outcome"),
+            _DB_BUCKETS,
         )
         self.pool_wait = Histogram(
             "umoc_db_pool_wait_seconds",
@@ -102,7 +181,7 @@ class TransactionMetrics:
             buckets=_DB_BUCKETS,
             registry=None,
         )
-        self._children: dict[tuple[str, bool], Any] = {}
+        self._children: dict[tuple[str, bool], _Series] = {}
 
     def done(self, name: str, ok: bool, seconds: float, waited: float | None) -> None:
         """One `Database.run`, or one write of a group-commit batch (``waited`` None).
@@ -140,19 +219,17 @@ class Metrics:
             lambda: {(umoc.__version__, platform.python_version()): 1},
             ("version", "python"),
         )
-        self.events = Counter(
-            "umoc_events",
-            "Socket.IO events handled, by event and outcome (ok, error)",
-            ["event", "outcome"],
-            registry=registry,
+        self.events = _Counts(
+            "umoc_events", "Socket.IO events handled, by event and outcome (ok, error)", ("event", "outcome")
         )
-        self.event_latency = Histogram(
+        registry.register(self.events)
+        self.event_latency = _Timings(
             "umoc_event_latency_seconds",
             "Time from an event's arrival to its answer, by event",
-            ["event"],
-            buckets=_EVENT_BUCKETS,
-            registry=registry,
+            ("event",),
+            _EVENT_BUCKETS,
         )
+        registry.register(self.event_latency)
         self.transactions = transactions if transactions is not None else TransactionMetrics()
         registry.register(self.transactions.seconds)
         registry.register(self.transactions.pool_wait)
@@ -169,9 +246,8 @@ class Metrics:
             ["edge"],
             registry=registry,
         )
-        self.messages_stored = Counter(
-            "umoc_messages_stored", "Messages stored (sent by a client of this node)", registry=registry
-        )
+        self.messages_stored = _Counts("umoc_messages_stored", "Messages stored (sent by a client of this node)")
+        registry.register(self.messages_stored)
         #: Push attempts by (kind, outcome): ``webpush``/``gateway`` and ``sent``, ``gone``, ``failed``,
         #: ``retried``, ``refused``, ``dropped``.
         self.pushes: PlainCounter[tuple[str, str]] = PlainCounter()
@@ -189,8 +265,8 @@ class Metrics:
             lambda: dict(self.webhooks),
             "outcome",
         )
-        # Children cached per label value: labels() costs more than the increment itself.
-        self._event_children: dict[str, tuple[Counter, Counter, Histogram]] = {}
+        # Per event: its label sets in `events` and its latency series.
+        self._event_children: dict[str, tuple[tuple[str, str], tuple[str, str], _Series]] = {}
 
     # -- instruments ---------------------------------------------------------
 
@@ -198,12 +274,8 @@ class Metrics:
         """One Socket.IO event handled (``event`` from the route table, or ``unknown``)."""
         children = self._event_children.get(event)
         if children is None:
-            children = self._event_children[event] = (
-                self.events.labels(event, "ok"),
-                self.events.labels(event, "error"),
-                self.event_latency.labels(event),
-            )
-        (children[0] if ok else children[1]).inc()
+            children = self._event_children[event] = ((event, "ok"), (event, "error"), self.event_latency.labels(event))
+        self.events.inc(1.0, children[0] if ok else children[1])
         children[2].observe(seconds)
 
     def count_push(self, kind: str, outcome: str) -> None:

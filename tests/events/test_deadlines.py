@@ -95,3 +95,30 @@ class EventDeadlineTests(NodeTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1, "the failure is still logged")
         self.assertEqual(self.socket.events("error"), [{"message": NOT_DONE_IN_TIME, "code": "timeout"}])
         self.assertEqual(len(self.socket.acks), 1)
+
+    def test_events_share_one_timer_and_each_is_answered_at_its_own_deadline(self) -> None:
+        router = self.node.socketapp.router
+        # A read, so that its long wait since ``received`` is no overload (`umoc.domain.overload`).
+        route = router.routes["slow_test_event"]
+        router.routes["slow_read_test_event"] = Route("slow_read_test_event", route.schema, route.handler, writes=False)
+        self.addCleanup(router.routes.pop, "slow_read_test_event")
+        before = len(self.clock.getDelayedCalls())
+        first = self.send(1, "slow_test_event")
+        self.clock.advance(1)
+        second = self.send(2, "ping", timestamp=1)  # queued behind the slow one
+        self.assertEqual(len(self.clock.getDelayedCalls()), before + 1, "one timer for both deadlines")
+        # A deadline earlier than those already kept (received long ago) moves the timer forward.
+        received = self.clock.seconds() - self.timeout + 0.5
+        early = defer.ensureDeferred(router.handle(self.socket, "slow_read_test_event", [{}], 3, received))
+        self.clock.advance(0.5)
+        self.assertEqual(self.socket.acks, [(3, NOT_DONE)], "the early one at its deadline, the others not yet")
+        self.clock.advance(self.timeout - 1.5 - 0.1)
+        self.assertFalse(first.called)
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(first), NOT_DONE)
+        self.assertFalse(second.called, "the queued one's deadline is a second later")
+        self.clock.advance(1)
+        self.assertEqual(self.successResultOf(second), NOT_RUN)
+        self.gate.callback({"late": True})
+        self.successResultOf(early)
+        self.assertEqual(len(self.clock.getDelayedCalls()), before, "no timer left once every event is done")

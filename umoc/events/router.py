@@ -24,7 +24,8 @@ Every event has a deadline, ``database.timeout`` counted from its arrival
 passed before it starts is answered ``error`` with ``code: "timeout"``
 without running; one still running at its deadline is answered so then,
 once, and its late result is dropped (it still completes, and the socket's
-next event still waits for it, so order holds).
+next event still waits for it, so order holds).  The node's deadlines share
+one timer (`_Deadlines`), set for the earliest.
 
 Past ``server.overload_wait`` (`umoc.domain.overload`) an event that writes
 (``Route.writes``) is refused with ``code: "overloaded"`` and
@@ -39,6 +40,8 @@ the primary until the replica has it (`umoc.storage.replica`).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Collection, Iterable
@@ -152,6 +155,7 @@ class Router:
         self.routes = routes
         self._queues: dict[Any, deque[_Pending]] = {}
         self._running: set[defer.Deferred[None]] = set()
+        self._deadlines = _Deadlines(services.clock)
         self.closed = False
         #: With a replica (``database.read_dsn``), who wrote is remembered for read-your-writes; else None.
         self._reads = services.storage.reads if services.storage.reads.replicated else None
@@ -160,7 +164,7 @@ class Router:
         if self.closed:
             self._reply_error(socket, ack_id, UserError(SHUTTING_DOWN, code="unavailable"))
             return
-        pending = _Pending(event, args, ack_id, self.services.clock.seconds())
+        pending = _Pending(socket, event, args, ack_id, self.services.clock.seconds())
         queue = self._queues.get(socket)
         if queue is None:
             queue = self._queues[socket] = deque()
@@ -175,7 +179,8 @@ class Router:
             self._reply_error(socket, ack_id, refusal)
         else:
             # Answered at its deadline even while it still waits behind the socket's earlier events.
-            pending.timer = self.services.clock.callLater(self._timeout(), self._expire, socket, queue, pending)
+            pending.queue = queue
+            self._deadlines.add(pending.received + self._timeout(), pending)
             queue.append(pending)
 
     def _overloaded(self, event: str) -> UserError | None:
@@ -188,19 +193,13 @@ class Router:
     def _timeout(self) -> float:
         return self.services.config.database.timeout
 
-    def _expire(self, socket: ClientSocket, queue: deque[_Pending], pending: _Pending) -> None:
-        """``pending`` waited its whole deadline behind earlier events: answered, and never run."""
-        pending.timer = None
-        if pending in queue:
-            queue.remove(pending)  # never queue[0]: that one runs, its timer cancelled
-        self._reply_error(socket, pending.ack_id, UserError(NOT_RUN_IN_TIME, code="timeout"))
-
     def forget(self, socket: ClientSocket) -> None:
         queue = self._queues.pop(socket, None)
         if queue is not None:
             for pending in queue:
-                pending.cancel_timer()
+                pending.finished = True
             queue.clear()
+            self._deadlines.done()
 
     def close(self) -> None:
         """Refuse every event not started yet, and those to come (the node is stopping)."""
@@ -208,8 +207,9 @@ class Router:
         for socket, queue in list(self._queues.items()):
             refused = [queue.pop() for _ in range(len(queue) - 1)]  # queue[0] is running
             for pending in reversed(refused):
-                pending.cancel_timer()
+                pending.finished = True
                 self._reply_error(socket, pending.ack_id, UserError(SHUTTING_DOWN, code="unavailable"))
+        self._deadlines.done()
 
     def idle(self) -> defer.Deferred[Any]:
         """Fires when the events running now are done."""
@@ -219,7 +219,7 @@ class Router:
         """Run queued events one after another; synchronous results do not recurse."""
         while queue:
             pending = queue[0]
-            pending.cancel_timer()
+            pending.finished = True  # its deadline is handle's to keep from now on
             d = defer.ensureDeferred(self.handle(socket, pending.event, pending.args, pending.ack_id, pending.received))
             if not d.called:
                 self._running.add(d)
@@ -248,12 +248,11 @@ class Router:
         started = clock.seconds()
         ok = False
         answer = _Answer(socket, ack_id)
-        remaining = (started if received is None else received) + self._timeout() - started
-        timer = None
+        deadline = (started if received is None else received) + self._timeout()
         try:
-            if remaining <= 0:
+            if deadline <= started:
                 raise UserError(NOT_RUN_IN_TIME, code="timeout")
-            timer = clock.callLater(remaining, answer.error, UserError(NOT_DONE_IN_TIME, code="timeout"))
+            self._deadlines.add(deadline, answer)
             route = self.routes.get(event)
             if route is None:
                 raise UserError(f"Unknown event '{event[:64]}'", code="unknown_event")
@@ -294,8 +293,8 @@ class Router:
             log.failure("Error handling event {event}", event=event)
             answer.error(UserError("Internal server error", code="internal"))
         finally:
-            if timer is not None and timer.active():
-                timer.cancel()
+            answer.finished = True
+            self._deadlines.done()
             self.services.metrics.event_done(
                 event if event in self.routes else "unknown", ok, self.services.clock.seconds() - started
             )
@@ -308,33 +307,50 @@ class Router:
 
 
 class _Pending:
-    """An event waiting in its socket's queue, with the timer of its deadline while it waits."""
+    """An event in its socket's queue; while it waits behind earlier ones, its deadline is kept here.
 
-    __slots__ = ("event", "args", "ack_id", "received", "timer")
+    ``finished`` once it starts (`Router.handle` keeps its deadline from
+    then on), is refused or its socket goes: its deadline is then moot.
+    """
 
-    def __init__(self, event: str, args: list[Any], ack_id: int | None, received: float) -> None:
+    __slots__ = ("socket", "event", "args", "ack_id", "received", "queue", "finished")
+
+    def __init__(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None, received: float) -> None:
+        self.socket = socket
         self.event = event
         self.args = args
         self.ack_id = ack_id
         self.received = received
-        self.timer: IDelayedCall | None = None
+        #: The socket's queue, once it waits in it behind earlier events.
+        self.queue: deque[_Pending] | None = None
+        self.finished = False
 
-    def cancel_timer(self) -> None:
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
+    def expire(self) -> None:
+        """It waited its whole deadline behind earlier events: answered, and never run."""
+        self.finished = True
+        if self.queue is not None and self in self.queue:
+            self.queue.remove(self)  # never queue[0]: that one runs (finished)
+        Router._reply_error(self.socket, self.ack_id, UserError(NOT_RUN_IN_TIME, code="timeout"))
 
 
 class _Answer:
-    """One event's answer: given once, by its result, its error or its deadline, whichever comes first."""
+    """One event's answer: given once, by its result, its error or its deadline, whichever comes first.
 
-    __slots__ = ("socket", "ack_id", "given", "timed_out")
+    ``finished`` once `Router.handle` is done with it: its deadline is then moot.
+    """
+
+    __slots__ = ("socket", "ack_id", "given", "timed_out", "finished")
 
     def __init__(self, socket: ClientSocket, ack_id: int | None) -> None:
         self.socket = socket
         self.ack_id = ack_id
         self.given = False
         self.timed_out = False
+        self.finished = False
+
+    def expire(self) -> None:
+        """Still running at its deadline: answered so now (it may yet take effect)."""
+        self.error(UserError(NOT_DONE_IN_TIME, code="timeout"))
 
     def error(self, error: UserError) -> None:
         if self.given:
@@ -342,3 +358,59 @@ class _Answer:
         self.given = True
         self.timed_out = error.code == "timeout"
         Router._reply_error(self.socket, self.ack_id, error)
+
+
+class _Deadlines:
+    """The deadlines of the events waiting and running on this node, kept by one timer.
+
+    A `DelayedCall` per event, made when it starts and cancelled when it
+    ends (nearly always long before its deadline), cost more than the rest of
+    the router's own work for a message (``bench/bench_hotpath.py``).  Here
+    each deadline is an entry of a heap, and one timer is set for the
+    earliest: moved only when an earlier one comes, cancelled when no entry
+    is left.  An entry ``finished`` (its event answered, or started, or
+    gone) is dropped when it reaches the top; one not finished at its
+    deadline is expired then, at the same moment its own timer would have
+    fired.
+    """
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, _Pending | _Answer]] = []
+        self._order = itertools.count()
+        self._call: IDelayedCall | None = None
+        self._at = 0.0
+
+    def add(self, at: float, entry: _Pending | _Answer) -> None:
+        """``entry.expire()`` at ``at`` unless it is ``finished`` by then."""
+        heapq.heappush(self._heap, (at, next(self._order), entry))
+        if self._call is None or at < self._at:
+            self._arm(at)
+
+    def done(self) -> None:
+        """An entry finished: those at the top are dropped; with none left, so is the timer."""
+        heap = self._heap
+        while heap and heap[0][2].finished:
+            heapq.heappop(heap)
+        if not heap and self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _arm(self, at: float) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        self._at = at
+        self._call = self._clock.callLater(max(0.0, at - self._clock.seconds()), self._fire)
+
+    def _fire(self) -> None:
+        self._call = None
+        now = max(self._clock.seconds(), self._at)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)[2]
+            if not entry.finished:
+                entry.expire()
+        while heap and heap[0][2].finished:
+            heapq.heappop(heap)
+        if heap and self._call is None:
+            self._arm(heap[0][0])

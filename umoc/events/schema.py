@@ -185,6 +185,8 @@ class Schema:
 
     def __init__(self, *fields: Field) -> None:
         self.fields = fields
+        #: The fields as plain tuples: ``validate`` runs for every event, and reads no attribute.
+        self._plan = tuple((f.name, f.check, f.required, f.default) for f in fields)
 
     def validate(self, payload: Any) -> dict[str, Any]:
         if payload is None:
@@ -192,14 +194,15 @@ class Schema:
         if not isinstance(payload, dict):
             raise UserError("Invalid payload: expected a JSON object", code="invalid_argument")
         clean: dict[str, Any] = {}
-        for field in self.fields:
-            value = payload.get(field.name, _MISSING)
-            if value is _MISSING or (value is None and not field.required):
-                if field.required:
-                    raise UserError(f"Missing '{field.name}'", code="invalid_argument")
-                clean[field.name] = field.default
+        get = payload.get
+        for name, check, required, default in self._plan:
+            value = get(name, _MISSING)
+            if value is _MISSING or (value is None and not required):
+                if required:
+                    raise UserError(f"Missing '{name}'", code="invalid_argument")
+                clean[name] = default
             else:
-                clean[field.name] = field.check(field.name, value)
+                clean[name] = check(name, value)
         return clean
 
 

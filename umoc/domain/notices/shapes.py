@@ -129,11 +129,12 @@ def new_message(message: Message, now: float | None = None) -> dict[str, Any]:
         "timestamp": iso(message.created_at),
         "is_group": message.is_group,
         "display_name": message.sender_display_name,
-        "avatar_url": avatar_url(message.sender_avatar_file_id),
-        "reply_to": reply_to(message.reply_to),
+        # A new message (every send shapes one) has none of these: no call for them then.
+        "avatar_url": None if message.sender_avatar_file_id is None else avatar_url(message.sender_avatar_file_id),
+        "reply_to": None if message.reply_to is None else reply_to(message.reply_to),
         "mentions": list(message.mentions),
-        "edited_at": iso_or_none(message.edited_at),
-        "reactions": reactions(message.reactions),
+        "edited_at": None if message.edited_at is None else iso(message.edited_at),
+        "reactions": reactions(message.reactions) if message.reactions else [],
     }
     if message.encrypted_content is not None:
         payload["encrypted_content"] = message.encrypted_content
@@ -141,7 +142,8 @@ def new_message(message: Message, now: float | None = None) -> dict[str, Any]:
         payload["extra"] = message.extra
     if message.poll is not None:
         payload["poll"] = poll(message.poll, now)
-    _threaded(payload, message)
+    if message.thread_id is not None or message.thread is not None:
+        _threaded(payload, message)
     return payload
 
 

@@ -245,9 +245,17 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
 
 
 def _insert_txn(
-    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, reply_to_seq: int | None
+    txn: Txn,
+    sender: Actor,
+    new: NewMessage,
+    message_id: str,
+    now: float,
+    shown: tuple[str | None, str | None, tuple[int, int, ReplyTo] | None],
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
+
+    ``shown`` is `sender_and_target_txn`'s answer: the sender's display name
+    and avatar and the reply target, which the message returned shows.
 
     A thread reply (``new.thread_id``) also writes its thread's row and
     follows (`reply_statements_txn`); unless it is also in the chat it leaves
@@ -255,6 +263,8 @@ def _insert_txn(
     A plain message reads nothing more.
     """
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
+    target = shown[2]
+    reply_to_seq = target[0] if target is not None else None
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
         if members is None or sender_id not in members:
@@ -334,6 +344,9 @@ def _insert_txn(
         new.encrypted_content,
         now,
         reply_to_seq=reply_to_seq,
+        sender_display_name=shown[0],
+        sender_avatar_file_id=shown[1],
+        reply_to=target[2] if target is not None else None,
         mentions=mentions,
         extra=new.extra,
         thread_root_seq=root.seq if root is not None else None,
@@ -382,11 +395,11 @@ def post_txn(
     ``keys_since`` raises `KeyTakenError` with that message; one of an older
     message is taken from it (`_take_expired_key_txn`).
     """
-    display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
-    reply_to_seq = target[0] if target is not None else None
+    shown = sender_and_target_txn(txn, sender.uid, new.reply_to)
+    target = shown[2]
     for _ in range(_KEY_TRIES):
         try:
-            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq)
+            message, audience = _insert_txn(txn, sender, new, message_id, now, shown)
             break
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
@@ -394,13 +407,8 @@ def post_txn(
         raise RefusedError(KEY_BUSY, code="conflict")
     if target is not None and target[1] != message.chat_id:
         raise RefusedError(NOT_IN_CHAT, code="invalid_argument")
-    message = replace(
-        message,
-        reply_to=target[2] if target is not None else None,
-        sender_display_name=display_name,
-        sender_avatar_file_id=avatar_file_id,
-        poll=insert_poll_txn(txn, message.seq, new.poll) if new.poll is not None else None,
-    )
+    if new.poll is not None:
+        message = replace(message, poll=insert_poll_txn(txn, message.seq, new.poll))
     return message, audience
 
 
