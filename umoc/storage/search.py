@@ -43,7 +43,6 @@ from twisted.internet import defer
 from umoc.errors import RefusedError
 from umoc.storage.database import Database, Row, Txn
 from umoc.storage.messages import (
-    INDEX_EVERY,
     MESSAGE_COLUMNS,
     READ_COUNT,
     UNKNOWN_CHAT,

@@ -31,7 +31,7 @@ from umoc.errors import Code, RefusedError
 from umoc.records import Actor
 from umoc.records.groups import MUTED, READ_ONLY, ROLE_REFUSED, may, outranks
 from umoc.records.messages import Deletion, NewMessage
-from umoc.storage.changes import NewChange, statements_with_change, with_change
+from umoc.storage.changes import NewChange, record_many_txn, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
@@ -120,11 +120,12 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     the pair) so that two first messages at once still see each other and
     advance the streak.
     """
+    # The pair's chat rides along (a subquery: FOR KEY SHARE locks only the contacts rows).
     rows = txn.execute(
-        "SELECT owner_id, status, last_sent_day FROM contacts"
-        " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
+        "SELECT owner_id, status, last_sent_day, (SELECT id FROM chats WHERE user_lo = ? AND user_hi = ?) AS chat_id"
+        " FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
         " ORDER BY owner_id" + txn.dialect.for_key_share,
-        (sender_id, recipient_id, recipient_id, sender_id),
+        (min(sender_id, recipient_id), max(sender_id, recipient_id), sender_id, recipient_id, recipient_id, sender_id),
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
@@ -133,6 +134,8 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     day = utc_day(now)
     if mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
+    if mine["chat_id"] is not None:
+        return int(mine["chat_id"])
     return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
 
 
@@ -234,16 +237,28 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
     check_settings(role, settings, last_sent_at, now)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """What a message shows of its sender and its reply target, read before the insert."""
+
+    display_name: str | None
+    avatar_file_id: str | None
+    reply_to_seq: int | None
+    reply_to: ReplyTo | None
+
+
 def _insert_txn(
-    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, reply_to_seq: int | None
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, shown: _Sender, later: _Later | None
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
 
     A thread reply (``new.thread_id``) also writes its thread's row and
     follows (`reply_statements_txn`); unless it is also in the chat it leaves
     the chat's counters alone, and its feed row rides on the thread's row.
-    A plain message reads nothing more.
+    A plain message reads nothing more.  With ``later`` (SQLite's batch, `post_each_txn`), a direct
+    message's counters and feed row are left to it, written for the whole batch at its end.
     """
+    reply_to_seq = shown.reply_to_seq
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
@@ -293,7 +308,10 @@ def _insert_txn(
             raise _KeyInUseError()
         seq = int(stored)
     in_thread: ThreadSummary | None = None
-    if root is None:
+    if root is None and later is not None and not is_group:
+        later.add(chat_id, sender_id, seq, now)
+        txn.execute_each(unread_mentions_statements(seq, chat_id, sender_id, mentions))
+    elif root is None:
         change = NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id)
         txn.execute_each(
             (
@@ -324,7 +342,10 @@ def _insert_txn(
         new.encrypted_content,
         now,
         reply_to_seq=reply_to_seq,
+        sender_display_name=shown.display_name,
+        sender_avatar_file_id=shown.avatar_file_id,
         mentions=mentions,
+        reply_to=shown.reply_to,
         extra=new.extra,
         thread_root_seq=root.seq if root is not None else None,
         thread_id=root.id if root is not None else None,
@@ -359,7 +380,13 @@ def _chat_statements(
 
 
 def post_txn(
-    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
+    txn: Txn,
+    sender: Actor,
+    new: NewMessage,
+    message_id: str,
+    now: float,
+    keys_since: float = 0.0,
+    later: _Later | None = None,
 ) -> tuple[Message, list[int]]:
     """Store ``new`` (a checked `NewMessage`) from ``sender``; ``(message, audience user ids)``.
 
@@ -373,10 +400,15 @@ def post_txn(
     message is taken from it (`_take_expired_key_txn`).
     """
     display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
-    reply_to_seq = target[0] if target is not None else None
+    shown = _Sender(
+        display_name,
+        avatar_file_id,
+        target[0] if target is not None else None,
+        target[2] if target is not None else None,
+    )
     for _ in range(_KEY_TRIES):
         try:
-            message, audience = _insert_txn(txn, sender, new, message_id, now, reply_to_seq)
+            message, audience = _insert_txn(txn, sender, new, message_id, now, shown, later)
             break
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
@@ -384,13 +416,8 @@ def post_txn(
         raise RefusedError(KEY_BUSY, code="conflict")
     if target is not None and target[1] != message.chat_id:
         raise RefusedError(NOT_IN_CHAT, code="invalid_argument")
-    message = replace(
-        message,
-        reply_to=target[2] if target is not None else None,
-        sender_display_name=display_name,
-        sender_avatar_file_id=avatar_file_id,
-        poll=insert_poll_txn(txn, message.seq, new.poll) if new.poll is not None else None,
-    )
+    if new.poll is not None:
+        message = replace(message, poll=insert_poll_txn(txn, message.seq, new.poll))
     return message, audience
 
 
@@ -402,14 +429,69 @@ INDEX_EVERY = 256
 _INDEXED_UPTO = "SELECT seq FROM messages_fts_upto"
 
 
-def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
-    """SQLite: `post_txn` for each of a batch's messages, then the full-text index caught up if enough wait.
+class _Later:
+    """SQLite: a batch's direct messages' counters and feed rows, written at its end in three statements.
 
-    A refusal raises, so the batch goes message by message through `post_txn`
-    (as it always did on SQLite) and leaves the index to the next batch or
-    search.  The index's position is read once per batch, not per message.
+    Per member row, the count and the last message's time; per chat, the
+    count and the newest time and seq (what the statements of each message
+    would leave, as ``last_seq`` and ``last_activity`` only move forward);
+    the feed rows in the order of their messages.
     """
-    outcomes = [post_txn(txn, *call) for call in calls]
+
+    __slots__ = ("members", "chats", "changes")
+
+    def __init__(self) -> None:
+        self.members: dict[tuple[int, int], list[Any]] = {}
+        self.chats: dict[int, list[Any]] = {}
+        self.changes: list[NewChange] = []
+
+    def add(self, chat_id: int, sender_id: int, seq: int, now: float) -> None:
+        member = self.members.setdefault((sender_id, chat_id), [sender_id, chat_id, 0, now])
+        member[2] += 1
+        member[3] = now
+        chat = self.chats.setdefault(chat_id, [chat_id, 0, now, seq])
+        chat[1] += 1
+        chat[2], chat[3] = max(chat[2], now), max(chat[3], seq)
+        self.changes.append(NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id))
+
+    def write_txn(self, txn: Txn) -> None:
+        if not self.changes:
+            return
+        # The sender's own rows, then the chats' (the order each message takes them), then the feed.
+        members, chats = list(self.members.values()), list(self.chats.values())
+        txn.execute(
+            "UPDATE user_chats SET sent_count = sent_count + v.column3, last_sent_at = v.column4 FROM (VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(members))
+            + ") AS v WHERE user_chats.user_id = v.column1 AND user_chats.chat_id = v.column2",
+            [value for member in members for value in member],
+        )
+        txn.execute(
+            "UPDATE chats SET message_count = message_count + v.column2,"
+            " last_activity = CASE WHEN last_activity < v.column3 THEN v.column3 ELSE last_activity END,"
+            " last_seq = CASE WHEN last_seq < v.column4 THEN v.column4 ELSE last_seq END FROM (VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(chats))
+            + ") AS v WHERE chats.id = v.column1",
+            [value for chat in chats for value in chat],
+        )
+        record_many_txn(txn, self.changes)
+
+
+def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """SQLite: `post_txn` for each of a batch's messages, then what they left for the batch's end.
+
+    A direct message's counters and feed row are written for the whole batch
+    in three statements (`_Later`), and the full-text index catches up once
+    `INDEX_EVERY` messages wait.  A refusal raises, so the batch goes message
+    by message through `post_txn` (as it always did on SQLite), everything
+    written here undone, and leaves the index to the next batch or search.
+    The index's position is read once per batch, not per message.
+    """
+    later = _Later()
+    outcomes = [
+        post_txn(txn, sender, new, message_id, now, keys_since, later=later)
+        for sender, new, message_id, now, keys_since in calls
+    ]
+    later.write_txn(txn)
     newest = max(message.seq for message, _ in outcomes)
     upto = int(txn.scalar(_INDEXED_UPTO))
     if newest - upto >= INDEX_EVERY:
