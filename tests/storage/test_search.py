@@ -385,6 +385,17 @@ class BatchedIndexSQLiteTests(DatabaseTestCase):
         self.assertEqual((await self.upto())[0], newest + 3)
 
     @inline
+    async def test_a_search_behind_many_messages_indexes_them_in_bounded_writes(self) -> None:
+        self.patch(write, "INDEX_MOST", 2)
+        alice, bob = await self.pair()
+        await self.send(alice, bob, 5, "date")
+        batches = self.db.writer.batches
+        self.assertEqual(await self.found_count(bob, "date"), 5)
+        self.assertEqual(self.db.writer.batches, batches + 3, "2 + 2 + 1")
+        upto, newest = await self.upto()
+        self.assertEqual(upto, newest)
+
+    @inline
     async def test_a_refused_message_sends_the_batch_one_by_one_and_the_index_catches_up_later(self) -> None:
         self.patch(write, "INDEX_EVERY", 2)
         alice, bob = await self.pair()
@@ -514,6 +525,37 @@ class SearchMigrationTestsMixin:
 
 class SearchMigrationSQLiteTests(SearchMigrationTestsMixin, unittest.TestCase):
     backend = "sqlite"
+
+    @inline
+    async def test_migration_027_starts_the_index_position_after_what_the_trigger_indexed(self) -> None:
+        db = await database_before(self, "sqlite", 27)
+
+        def seed(txn: Txn) -> None:
+            seed_pair_txn(txn, T0)
+            for text in ("old quince", "old quince again", "other"):
+                txn.execute(
+                    "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, created_at)"
+                    " VALUES (?, 1, 1, 2, 0, 'text', ?, ?)",
+                    (str(uuid.uuid4()), text, T0),
+                )
+            for user_id, peer_id in ((1, 2), (2, 1)):
+                txn.execute(
+                    "INSERT INTO user_chats (user_id, chat_id, peer_id, is_group, joined_at) VALUES (?, 1, ?, 0, ?)",
+                    (user_id, peer_id, T0),
+                )
+
+        await db.run("test.seed", seed)  # indexed by migration 010's insert trigger
+        await db.migrate()
+        self.assertEqual(await db.run("t", lambda txn: txn.scalar("SELECT seq FROM messages_fts_upto")), 3)
+        storage = Storage(db)
+        batches = db.writer.batches
+        found = await storage.search.messages(2, ["quince"])
+        self.assertEqual([h.message.content for h in found.hits], ["old quince again", "old quince"])
+        self.assertEqual(db.writer.batches, batches, "nothing waited")
+        # An indexed message deleted leaves the index (the trigger kept for messages at or below the position).
+        await db.run("t", lambda txn: txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = 2", (T0,)))
+        found = await storage.search.messages(2, ["quince"])
+        self.assertEqual([h.message.content for h in found.hits], ["old quince"])
 
 
 class SearchMigrationPostgresTests(SearchMigrationTestsMixin, unittest.TestCase):

@@ -284,7 +284,8 @@ class SearchStore:
         if page is None:
             # Messages wait for the index (SQLite): index them, in the next batch of the writer, then read again.
             # The second read sees the index up to at least every message the first one saw.
-            await self._db.write("search.index", 0, index_pending_txn)
+            while await self._db.write("search.index", 0, index_pending_txn):
+                pass
             page = await self._reads.read("messages.search", query.user_id, search_txn, query, self._common, True)
         assert page is not None
         return page

@@ -56,6 +56,7 @@ __all__ = [
     "LiveMessage",
     "delete_txn",
     "INDEX_EVERY",
+    "INDEX_MOST",
     "group_members_txn",
     "index_pending_txn",
     "post_batch_txn",
@@ -426,6 +427,9 @@ def post_txn(
 #: for this many messages costs less than a tenth of one per message.  A search indexes what waits first.
 INDEX_EVERY = 256
 
+#: SQLite: most seqs one transaction indexes (a bulk load's rows, found by a search, go in several: each bounded).
+INDEX_MOST = 20_000
+
 _INDEXED_UPTO = "SELECT seq FROM messages_fts_upto"
 
 
@@ -499,27 +503,30 @@ def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     return outcomes
 
 
-def index_pending_txn(txn: Txn, upto: int | None = None, newest: int | None = None) -> int:
-    """SQLite: index the messages above the index's position (``upto``) up to ``newest``; how many seqs it moved.
+def index_pending_txn(txn: Txn, upto: int | None = None, newest: int | None = None) -> bool:
+    """SQLite: index the messages above the index's position (``upto``) up to ``newest``; whether more wait.
 
     One INSERT ... SELECT, so FTS5 writes one segment for them all; the live
     text messages among them go in as they are now (an edit or deletion since
     needed no change to the index: migration 027's triggers leave messages
-    above the position alone).  Without arguments: everything stored so far.
+    above the position alone).  Without arguments: everything stored so far,
+    but at most `INDEX_MOST` seqs in one transaction (rows bulk-loaded around
+    the server wait in several).
     """
     if upto is None:
         upto = int(txn.scalar(_INDEXED_UPTO))
     if newest is None:
         newest = int(txn.scalar("SELECT COALESCE(MAX(seq), 0) FROM messages"))
-    if newest <= upto:
-        return 0
+    end = min(newest, upto + INDEX_MOST)
+    if end <= upto:
+        return False
     txn.execute(
         "INSERT INTO messages_fts (rowid, content, chat_id) SELECT seq, content, chat_id FROM messages"
         " WHERE seq > ? AND seq <= ? AND type = 'text' AND deleted_at IS NULL ORDER BY seq",
-        (upto, newest),
+        (upto, end),
     )
-    txn.execute("UPDATE messages_fts_upto SET seq = ?", (newest,))
-    return newest - upto
+    txn.execute("UPDATE messages_fts_upto SET seq = ?", (end,))
+    return end < newest
 
 
 #: Migration 018's function: a batch's messages in one statement, one row each, in order.
