@@ -249,17 +249,19 @@ class _Sender:
 
 
 def _insert_txn(
-    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, shown: _Sender, later: _Later | None
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, shown: _Sender
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
 
     A thread reply (``new.thread_id``) also writes its thread's row and
     follows (`reply_statements_txn`); unless it is also in the chat it leaves
     the chat's counters alone, and its feed row rides on the thread's row.
-    A plain message reads nothing more.  With ``later`` (SQLite's batch, `post_each_txn`), a direct
-    message's counters and feed row are left to it, written for the whole batch at its end.
+    A plain message reads nothing more.  In SQLite's batch (`post_each_txn`, its `_Later` in
+    ``txn.locked``), a direct message's counters and feed row are left to it, written for the whole batch
+    at its end.
     """
     reply_to_seq = shown.reply_to_seq
+    later: _Later | None = txn.locked.get(_LATER)
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
@@ -381,13 +383,7 @@ def _chat_statements(
 
 
 def post_txn(
-    txn: Txn,
-    sender: Actor,
-    new: NewMessage,
-    message_id: str,
-    now: float,
-    keys_since: float = 0.0,
-    later: _Later | None = None,
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, keys_since: float = 0.0
 ) -> tuple[Message, list[int]]:
     """Store ``new`` (a checked `NewMessage`) from ``sender``; ``(message, audience user ids)``.
 
@@ -409,7 +405,7 @@ def post_txn(
     )
     for _ in range(_KEY_TRIES):
         try:
-            message, audience = _insert_txn(txn, sender, new, message_id, now, shown, later)
+            message, audience = _insert_txn(txn, sender, new, message_id, now, shown)
             break
         except _KeyInUseError:
             _take_expired_key_txn(txn, sender.uid, new.client_msg_id or "", keys_since)
@@ -431,6 +427,11 @@ INDEX_EVERY = 256
 INDEX_MOST = 20_000
 
 _INDEXED_UPTO = "SELECT seq FROM messages_fts_upto"
+
+
+#: Where `post_each_txn` keeps its `_Later` for the posts it runs: in ``txn.locked``, which a rollback to a
+#: savepoint empties (the batch then goes message by message, each writing its own rows).
+_LATER = "messages.later"
 
 
 class _Later:
@@ -490,11 +491,11 @@ def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     written here undone, and leaves the index to the next batch or search.
     The index's position is read once per batch, not per message.
     """
-    later = _Later()
-    outcomes = [
-        post_txn(txn, sender, new, message_id, now, keys_since, later=later)
-        for sender, new, message_id, now, keys_since in calls
-    ]
+    later = txn.locked[_LATER] = _Later()
+    try:
+        outcomes = [post_txn(txn, *call) for call in calls]
+    finally:
+        txn.locked.pop(_LATER, None)
     later.write_txn(txn)
     newest = max(message.seq for message, _ in outcomes)
     upto = int(txn.scalar(_INDEXED_UPTO))
