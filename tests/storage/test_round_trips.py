@@ -1,5 +1,5 @@
 """PostgreSQL: a group-commit batch of direct messages is one round trip, whatever its size (issue 25);
-SQLite: three statements a message, and the full-text index written once per many.
+SQLite: two statements a message, and the full-text index written once per many.
 
 Round trips are counted as the statements psycopg2 sends (``execute``
 calls on the pool's cursors); psycopg2's own ``BEGIN`` and ``COMMIT`` are one
@@ -330,7 +330,7 @@ def _message(message: Message, ranks: dict[str, dict[int, int]]) -> Message:
 
 
 class SQLiteStatementsTests(unittest.TestCase):
-    """SQLite: a batch of direct messages costs 3 statements a message and a few per batch (issue 25).
+    """SQLite: a batch of direct messages costs 2 statements a message and a few per batch (issue 25).
 
     Counted with ``sqlite3``'s trace callback on the writer's connection:
     every statement the driver runs, and apart (``--``) those FTS5 runs on
@@ -380,16 +380,16 @@ class SQLiteStatementsTests(unittest.TestCase):
         return users
 
     @inline
-    async def test_a_direct_message_costs_three_statements_in_a_batch_and_no_full_text_index_write(self) -> None:
+    async def test_a_direct_message_costs_two_statements_in_a_batch_and_no_full_text_index_write(self) -> None:
         db, storage, traced = await self.database()
         users = await self.friends(db, storage, 20)
         await self.one_batch(db, storage, traced, self.sends(users, 0, 20))  # the chats exist, today's day written
         one = await self.one_batch(db, storage, traced, self.sends(users, 100, 1))
         fifty = await self.one_batch(db, storage, traced, self.sends(users, 200, 50))
         statements = [sql for sql in fifty if not sql.startswith("--")]
-        self.assertLessEqual(len(statements) - len([s for s in one if not s.startswith("--")]), 3 * 49)
+        self.assertLessEqual(len(statements) - len([s for s in one if not s.startswith("--")]), 2 * 49)
         # BEGIN, the savepoint, 3 for the batch, the index's position, COMMIT.
-        self.assertLessEqual(len(statements), 3 * 50 + 7)
+        self.assertLessEqual(len(statements), 2 * 50 + 7)
         self.assertFalse(
             [sql for sql in fifty if sql.startswith(("--", "INSERT INTO messages_fts", "UPDATE messages_fts"))],
             "nothing written to the full-text index",

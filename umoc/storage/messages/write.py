@@ -110,8 +110,18 @@ class _KeyInUseError(Exception):
     """The insert met a row with the same ``(sender_id, client_msg_id)``; nothing was inserted."""
 
 
-def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
-    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id.
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """What a message shows of its sender and its reply target, read before the insert."""
+
+    display_name: str | None
+    avatar_file_id: str | None
+    reply_to_seq: int | None
+    reply_to: ReplyTo | None
+
+
+def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> tuple[int, _Sender]:
+    """Check both rows say FRIEND (so neither blocked), advance the streak; the chat id and the sender's profile.
 
     The two senders of a pair take no lock the other waits for: both rows are
     read ``FOR KEY SHARE``, which only a block or removal (``FOR UPDATE``)
@@ -121,12 +131,23 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     the pair) so that two first messages at once still see each other and
     advance the streak.
     """
-    # The pair's chat rides along (a subquery: FOR KEY SHARE locks only the contacts rows).
+    # The pair's chat and the sender's profile ride along (subqueries: FOR KEY SHARE locks only the contacts rows).
     rows = txn.execute(
-        "SELECT owner_id, status, last_sent_day, (SELECT id FROM chats WHERE user_lo = ? AND user_hi = ?) AS chat_id"
+        "SELECT owner_id, status, last_sent_day, (SELECT id FROM chats WHERE user_lo = ? AND user_hi = ?) AS chat_id,"
+        " (SELECT display_name FROM users WHERE id = ?) AS display_name,"
+        " (SELECT avatar_file_id FROM users WHERE id = ?) AS avatar_file_id"
         " FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
         " ORDER BY owner_id" + txn.dialect.for_key_share,
-        (min(sender_id, recipient_id), max(sender_id, recipient_id), sender_id, recipient_id, recipient_id, sender_id),
+        (
+            min(sender_id, recipient_id),
+            max(sender_id, recipient_id),
+            sender_id,
+            sender_id,
+            sender_id,
+            recipient_id,
+            recipient_id,
+            sender_id,
+        ),
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
@@ -135,9 +156,10 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     day = utc_day(now)
     if mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
+    profile = _Sender(mine["display_name"], mine["avatar_file_id"], None, None)
     if mine["chat_id"] is not None:
-        return int(mine["chat_id"])
-    return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
+        return int(mine["chat_id"]), profile
+    return ensure_direct_chat_txn(txn, sender_id, recipient_id, now), profile
 
 
 def _first_of_day_txn(txn: Txn, sender_id: int, recipient_id: int, day: int) -> None:
@@ -238,18 +260,8 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
     check_settings(role, settings, last_sent_at, now)
 
 
-@dataclass(frozen=True, slots=True)
-class _Sender:
-    """What a message shows of its sender and its reply target, read before the insert."""
-
-    display_name: str | None
-    avatar_file_id: str | None
-    reply_to_seq: int | None
-    reply_to: ReplyTo | None
-
-
 def _insert_txn(
-    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, shown: _Sender
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, shown: _Sender | None
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
 
@@ -258,9 +270,9 @@ def _insert_txn(
     the chat's counters alone, and its feed row rides on the thread's row.
     A plain message reads nothing more.  In SQLite's batch (`post_each_txn`, its `_Later` in
     ``txn.locked``), a direct message's counters and feed row are left to it, written for the whole batch
-    at its end.
+    at its end.  ``shown`` None: a direct message that replies to nothing, whose sender's profile comes
+    with the friend check.
     """
-    reply_to_seq = shown.reply_to_seq
     later: _Later | None = txn.locked.get(_LATER)
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
     if is_group:
@@ -272,8 +284,12 @@ def _insert_txn(
     else:
         if recipient_id == sender_id:
             raise RefusedError(TO_SELF, code="invalid_argument")
-        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
+        chat_id, profile = _direct_permission_txn(txn, sender_id, recipient_id, now)
+        shown = shown or profile
         audience = [sender_id, recipient_id]
+    if shown is None:
+        raise ValueError("a group message's sender is read before its insert")
+    reply_to_seq = shown.reply_to_seq
     if mentions:
         check_mentions(mentions, audience)
     root = reply_root_txn(txn, new.thread_id) if new.thread_id is not None else None
@@ -396,13 +412,16 @@ def post_txn(
     ``keys_since`` raises `KeyTakenError` with that message; one of an older
     message is taken from it (`_take_expired_key_txn`).
     """
-    display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
-    shown = _Sender(
-        display_name,
-        avatar_file_id,
-        target[0] if target is not None else None,
-        target[2] if target is not None else None,
-    )
+    # A direct message that replies to nothing reads its sender's profile with the friend check.
+    target, shown = None, None
+    if new.is_group or new.reply_to is not None:
+        display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
+        shown = _Sender(
+            display_name,
+            avatar_file_id,
+            target[0] if target is not None else None,
+            target[2] if target is not None else None,
+        )
     for _ in range(_KEY_TRIES):
         try:
             message, audience = _insert_txn(txn, sender, new, message_id, now, shown)
