@@ -43,6 +43,18 @@ The workloads drive the real code on in-memory transports, no sockets:
     ``authenticate`` answers at once (a session cache hit) and the stub
     ``on_connect`` adds the socket to the hub and tells it
     ``connection_successful``, as `UmocSocketApp` does.  Unit: one connect.
+``appconnect``
+    The whole node instead of the stub: ``build_node`` on a migrated SQLite
+    database in a temp dir, on the real reactor, its real `UmocSite`; users
+    each with a session already in the session cache (checked once before
+    the measured part, a cache hit as for a user who logged in), rate limits
+    off, no friends.  A connect as ``connect`` does, then the real
+    `UmocSocketApp`: ``authenticate`` (session cache hit, the change-feed
+    position read from SQLite in adbapi's thread), ``on_connect`` (hub,
+    ``connection_successful``, presence, the ``user_status`` announcement
+    with its friend-list read), waited for with ``UmocSocketApp.idle``.
+    Counted: everything the process runs, its database threads included.
+    Unit: one connect.
 """
 
 from __future__ import annotations
@@ -66,6 +78,7 @@ WORKLOADS = {
     "acks": (2000, 200),
     "broadcast": (20, 3),
     "connect": (200, 20),
+    "appconnect": (100, 10),
 }
 
 MASK = b"\x37\xfa\x21\x3d"
@@ -252,6 +265,91 @@ def _ingest(n: int, per_read: int, acks: bool = False) -> None:
     assert node.events == n // per_read * per_read, node.events
 
 
+def _app_connects(units: int) -> None:
+    """``appconnect``: the same users and sessions are made whatever ``units`` is, so only connects differ."""
+    import shutil
+    import tempfile
+
+    from twisted.internet import defer, reactor
+
+    from tests.support.server import test_config
+    from umoc.credentials import new_token, token_digest
+    from umoc.records.sessions import NewSession
+    from umoc.storage import open_storage
+    from umoc.wiring import build_node
+
+    measured, warm = WORKLOADS["appconnect"]
+    done: list[Any] = []
+
+    async def main() -> None:
+        data_dir = tempfile.mkdtemp(prefix="bench-wire-")
+        config = test_config(
+            data_dir,
+            ratelimits={"enabled": False},
+            engineio={"max_sockets_per_ip": 1_000_000},
+            # Valgrind runs the process some fifty times slower: no deadline may expire because of it.
+            database={"timeout": "1h", "stuck_timeout": "2h", "sqlite_synchronous": "normal"},
+            sessions={"check_interval": "1h"},  # the cached sessions stay trusted however slow the set-up
+        )
+        storage = open_storage(config, reactor)
+        await storage.db.migrate()
+        node = build_node(config, reactor, storage)
+        node.site.noisy = False
+        now = reactor.seconds()
+        logins = []
+        for i in range(measured + warm):
+            user = await storage.users.create(f"user{i}", "!", now)
+            token = new_token()
+            await storage.users.create_session(NewSession(user.id, f"s{i}", token_digest(token), now, now + 86400), 3)
+            await node.services.sessions.check(f"s{i}", token)  # now in the session cache
+            logins.append((f"s{i}", token))
+        app = node.socketapp
+        welcomed: list[defer.Deferred[None]] = []
+        on_connect = app.on_connect
+
+        def connected(socket: Any) -> None:
+            on_connect(socket)
+            welcomed[-1].callback(None)
+
+        app.on_connect = connected  # type: ignore[method-assign]
+        transports = []
+        for session_id, token in logins[: warm + units]:
+            welcomed.append(defer.Deferred())
+            transport = _connect_through(node.site, session_id, token)
+            await welcomed[-1]  # the session checked, the feed position read: the socket is welcomed
+            await app.idle()  # and its status announced to its friends
+            assert b"connection_successful" in transport.value()
+            transports.append(transport)
+        assert len(node.services.hub.by_user) == warm + units
+        storage.db.close()
+        shutil.rmtree(data_dir)
+        done.append(True)
+
+    def stop(result: Any) -> None:
+        if not done:
+            print(result, file=sys.stderr)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: defer.ensureDeferred(main()).addBoth(stop))
+    reactor.run()
+    if not done:
+        raise SystemExit("appconnect failed")
+
+
+def _connect_through(site: Any, session_id: str, token: str) -> Any:
+    """A WebSocket through ``site`` and its Socket.IO CONNECT with a session; its transport."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    transport.protocol = channel
+    channel.makeConnection(transport)
+    channel.dataReceived(HANDSHAKE)
+    transport.protocol.dataReceived(client_frame(f'40{{"sessionID":"{session_id}","token":"{token}"}}'))
+    return transport
+
+
 def run(workload: str, units: int) -> None:
     """``units`` of ``workload`` after its warm-up."""
     warm = WORKLOADS[workload][1]
@@ -269,6 +367,8 @@ def run(workload: str, units: int) -> None:
                 assert all(b"new_message" in t.value() for t in transports)
             for t in transports:
                 t.clear()
+    elif workload == "appconnect":
+        _app_connects(units)
     elif workload == "connect":
         node = Node()
         for _ in range(warm + units):

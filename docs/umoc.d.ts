@@ -86,6 +86,7 @@ export interface ChatInfoEvent {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string | null;
   member_count?: number;
   members?: (Record<string, unknown>)[];
   extra?: Record<string, unknown>;
@@ -199,7 +200,7 @@ export interface ThreadFollowedEvent {
   following: boolean;
 }
 
-/** answers get_profile */
+/** answers get_profile (is_admin: one's own profile only) */
 export interface ProfileEvent {
   user_id: number;
   username: string;
@@ -207,6 +208,7 @@ export interface ProfileEvent {
   status_text: string | null;
   avatar_url: string | null;
   extra?: Record<string, unknown>;
+  is_admin?: boolean;
 }
 
 /** a contact came online or went offline */
@@ -414,6 +416,7 @@ export interface GroupCreatedEvent {
   slow_mode: number;
   read_only: boolean;
   retention: number;
+  avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -432,6 +435,8 @@ export interface GroupUpdatedEvent {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string | null;
+  avatar_url?: string | null;
   extra?: Record<string, unknown>;
 }
 
@@ -509,6 +514,7 @@ export interface GroupJoinedEvent {
   slow_mode: number;
   read_only: boolean;
   retention: number;
+  avatar_file_id: string | null;
   member_count: number;
   members: (Record<string, unknown>)[];
   mention_count: number;
@@ -751,6 +757,7 @@ export interface CreateGroupRequest {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string;
 }
 
 export interface UpdateGroupRequest {
@@ -766,6 +773,7 @@ export interface UpdateGroupRequest {
   slow_mode?: number;
   read_only?: boolean;
   retention?: number;
+  avatar_file_id?: string;
 }
 
 export interface AddGroupMemberRequest {
@@ -870,7 +878,8 @@ export interface GetInviteLinksRequest {
 
 export interface RevokeInviteLinkRequest {
   sessionID?: string;
-  code: string;
+  code?: string;
+  link_id?: number;
 }
 
 export interface JoinByInviteRequest {

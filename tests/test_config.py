@@ -95,6 +95,29 @@ class ConfigTests(unittest.SynchronousTestCase):
             parse_config({"sessions": {"max_per_user": True}, "server": {"listen": 8080}})
         self.assertEqual(len(caught.exception.problems), 2)
 
+    def test_the_community_settings_have_defaults_and_are_checked(self) -> None:
+        config = load_config(None)
+        self.assertEqual(
+            (config.contacts.require_friendship, config.groups.public_creation, config.group_member_cap),
+            (True, "all", 256),
+        )
+        # groups.max_members is DESIGN's name; messages.max_group_members the older one it overrides.
+        config = parse_config({"groups": {"max_members": 50}, "messages": {"max_group_members": 10}})
+        self.assertEqual(config.group_member_cap, 50)
+        self.assertEqual(parse_config({"messages": {"max_group_members": 10}}).group_member_cap, 10)
+        for bad, paths in (
+            ({"contacts": {"require_friendship": "no"}}, ("contacts.require_friendship",)),
+            (
+                {"groups": {"public_creation": "some", "max_members": -1}},
+                ("groups.public_creation", "groups.max_members"),
+            ),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(bad)
+            problems = "\n".join(caught.exception.problems)
+            for path in paths:
+                self.assertIn(path, problems)
+
     def test_invalid_values_are_refused(self) -> None:
         with self.assertRaises(ConfigError) as caught:
             parse_config({"database": {"dsn": "mysql://x"}})

@@ -451,8 +451,22 @@ class RetentionConfig:
 class GroupsConfig:
     """Bounds on groups beyond ``messages.max_group_members`` (issue 29)."""
 
+    #: Members of one group other than a broadcast, the creator included (DESIGN's name; 0: unset, the
+    #: older ``messages.max_group_members`` bounds it, 256 by default).
+    max_members: int = 0
     #: Members of one ``broadcast`` group (a message to it is O(1) rows whatever this is).
     max_members_broadcast: int = 100_000
+    #: Who may create a ``public`` group (or make one public): ``all`` users, or server ``admins`` only.
+    public_creation: str = "all"
+
+
+@dataclass(frozen=True)
+class ContactsConfig:
+    """Who may reach whom (issue 29)."""
+
+    #: True: direct messages, and adding someone to a group, need both users to be friends.  False
+    #: (app-style chat, "message the seller"): anyone may message or add anyone who has not blocked them.
+    require_friendship: bool = True
 
 
 @dataclass(frozen=True)
@@ -550,6 +564,11 @@ WEBHOOK_EVENTS = (
     "user.registered",
     "contact.accepted",
     "group.member_added",
+    "group.updated",
+    "group.member_removed",
+    "group.member_role_changed",
+    "group.member_banned",
+    "group.member_muted",
     "report.created",
     "report.resolved",
 )
@@ -676,6 +695,7 @@ class Config:
     engineio: EngineIOConfig = field(default_factory=EngineIOConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     groups: GroupsConfig = field(default_factory=GroupsConfig)
+    contacts: ContactsConfig = field(default_factory=ContactsConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
@@ -698,6 +718,13 @@ class Config:
     @property
     def uploads_path(self) -> Path:
         return self.data_path / self.uploads.directory
+
+    @property
+    def group_member_cap(self) -> int:
+        """Members of one group but a broadcast: ``groups.max_members``, else ``messages.max_group_members``."""
+        if self.groups.max_members:
+            return self.groups.max_members
+        return self.messages.max_group_members
 
     @property
     def max_plain_body(self) -> int:
@@ -983,6 +1010,10 @@ def _check(config: Config) -> list[str]:
         bad("messages.idempotency_window", "expected a positive duration")
     if config.groups.max_members_broadcast < 1:
         bad("groups.max_members_broadcast", "expected at least 1")
+    if config.groups.max_members < 0:
+        bad("groups.max_members", "expected at least 1 (0: messages.max_group_members)")
+    if config.groups.public_creation not in ("all", "admins"):
+        bad("groups.public_creation", "expected one of all, admins")
     if config.retention.messages < 0:
         bad("retention.messages", "expected a duration, 0 to keep messages for ever")
     if config.retention.purge_interval <= 0:

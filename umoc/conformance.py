@@ -71,6 +71,9 @@ class EchoHandler:
     def on_close(self, reason: str) -> None:
         pass
 
+    def on_ping(self) -> None:
+        pass
+
 
 class ConformanceApp:
     """The `SocketApp` the Socket.IO suite talks to.

@@ -47,7 +47,7 @@ from umoc.outbound.agent import AddressPolicy
 from umoc.outbound.previews import PreviewFetcher
 from umoc.ratelimit import FailoverRatelimiter, MemoryRatelimiter, Ratelimiter, RedisRatelimiter, trusted_networks
 from umoc.socketapp import UmocSocketApp
-from umoc.storage import Storage, open_storage
+from umoc.storage import Storage, open_storage, rules_of
 from umoc.storage.replica import ReadRouter
 from umoc.transport.engine import EngineServer
 from umoc.transport.gate import Gatekeeper
@@ -161,6 +161,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
     """
     clock: IReactorTime = reactor
     storage = storage or open_storage(config, clock)
+    storage.db.rules = rules_of(config)  # also on a storage built elsewhere (tests): the configuration's rules
     recovery = RecoveryStore(clock, config.engineio.recovery_window) if config.engineio.recovery_window > 0 else None
     ratelimiter: Ratelimiter
     presence: Presence

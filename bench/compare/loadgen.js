@@ -1,6 +1,7 @@
 // Load generator: many Socket.IO clients in one process, speaking raw frames over `ws`.
 //
 //   node bench/compare/loadgen.js '<json job>'
+//   node bench/compare/loadgen.js @job.json
 //
 // Raw Engine.IO/Socket.IO text frames ("40", "42[...]", "421[...]") instead of
 // socket.io-client keep the generator cheap, so the server under test is the
@@ -24,6 +25,7 @@
 //   // the answers, round-robin over `senders` (client indices; default all), each asking an ack;
 //   // `tag` prefixes `tagField` so the audience's copies (`deliveryEvent`) are timed too.
 //   rate: R, tag: "run1", deliveryEvent: "new_message", drain: s
+//   // With `cpuPids`, also `serverCpuMs`: their CPU time inside the measured window (bench_broadcast.py).
 //   // Ack errors are counted by their `code` (ackErrorCodes; "other" without one); those with
 //   // code "overloaded" (refused at once, nothing stored) are also `refused`, with their own rate
 //   // and ack latency, and `firstError` is the first error of any other kind.
@@ -32,7 +34,9 @@
 "use strict";
 const WebSocket = require("ws");
 
-const job = JSON.parse(process.argv[2]);
+// "@path": the job is in that file (10,000 sessions' queries overflow one argument's limit).
+const arg = process.argv[2];
+const job = JSON.parse(arg.startsWith("@") ? require("fs").readFileSync(arg.slice(1), "utf8") : arg);
 const hardStop = setTimeout(() => fail("job took too long"), (job.timeout || 120) * 1000);
 
 function fail(why) {
@@ -150,6 +154,7 @@ async function latency(clients) {
     perSec: samples.length / job.duration,
     errors,
     loadgenCpu: cpuMs / (job.duration * 1000),
+    serverCpuMs: server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null,
   };
 }
 
@@ -282,6 +287,8 @@ async function openloop(clients) {
   const t0 = now();
   const total = job.warmup + job.duration;
   const cpu0 = { v: null };
+  let server0 = null;
+  let server1 = null;
   await new Promise((resolve) => {
     const timer = setInterval(() => {
       const t = now();
@@ -290,7 +297,9 @@ async function openloop(clients) {
         measuring = true;
         window = [t, t + job.duration * 1000];
         cpu0.v = process.cpuUsage();
+        if (job.cpuPids) server0 = job.cpuPids.map(procCpuMs);
       }
+      if (measuring && server1 === null && job.cpuPids && elapsed >= total) server1 = job.cpuPids.map(procCpuMs);
       const due = Math.floor(job.rate * Math.min(elapsed, total));
       while (k < due) {
         const s = next++ % senders.length;
@@ -336,6 +345,7 @@ async function openloop(clients) {
     deliveryP50: pct(deliveryMs, 0.5),
     deliveryP99: pct(deliveryMs, 0.99),
     loadgenCpu: cpuMs / (job.duration * 1000),
+    serverCpuMs: server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null,
   };
 }
 
@@ -394,6 +404,7 @@ async function deliver(clients) {
     cpuUsPerDelivery: count ? (serverCpuMs * 1000) / count : null,
     sentTotal,
     loadgenCpu: cpuMs / (job.duration * 1000),
+    serverCpuMs: server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null,
   };
 }
 

@@ -39,3 +39,52 @@ class HubTests(unittest.SynchronousTestCase):
         self.assertEqual(self.phone.emitted, [("session_status", {"valid": False, "message": "bye"})])
         self.assertEqual(self.phone.disconnected, "session ended")
         self.assertEqual((self.laptop.emitted, self.laptop.disconnected), ([], None))
+
+
+class LargeFanoutTests(unittest.SynchronousTestCase):
+    """A delivery to more users than a turn takes goes out over several turns, and nothing overtakes it."""
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.hub = Hub(clock=self.clock, session_ended=notices.session_ended)
+        self.hub.SENDS_PER_TURN = 100  # type: ignore[misc]
+        self.readers = [FakeSocket(uid, f"s{uid}", f"user{uid}", sid=str(uid)) for uid in range(1, 251)]
+        for socket in self.readers:
+            self.hub.add(socket)
+
+    def turn(self) -> None:
+        """One reactor turn: the call scheduled before it, not those it schedules (Clock.advance runs both)."""
+        (call,) = self.clock.getDelayedCalls()
+        self.clock.calls.remove(call)
+        call.func(*call.args, **call.kw)
+
+    def reached(self, event: str = "new_message") -> int:
+        return sum(1 for socket in self.readers if socket.events(event))
+
+    def test_a_large_fanout_takes_several_turns_of_bounded_size(self) -> None:
+        self.hub.emit_to_users([s.user_id for s in self.readers], "new_message", {"n": 1})
+        self.assertEqual(self.reached(), 0, "the sender's turn is not spent on the fan-out")
+        for expected in (100, 200, 250):
+            self.turn()
+            self.assertEqual(self.reached(), expected)
+        self.assertEqual(self.hub.queued_fanouts, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_deliveries_made_meanwhile_wait_their_turn_so_every_socket_keeps_the_order(self) -> None:
+        everyone = [s.user_id for s in self.readers]
+        self.hub.emit_to_users(everyone, "new_message", {"n": 1})
+        last = self.readers[-1]
+        self.hub.emit_to_users([last.user_id], "new_message", {"n": 2})  # small, but behind the first
+        self.hub.emit_to_users(everyone, "new_message", {"n": 3})
+        self.assertEqual(last.received, [])
+        while self.hub.queued_fanouts:
+            self.clock.advance(0)
+        self.assertEqual(last.events("new_message"), [{"n": 1}, {"n": 2}, {"n": 3}])
+        self.assertEqual(self.readers[0].events("new_message"), [{"n": 1}, {"n": 3}])
+
+    def test_small_deliveries_go_out_at_once(self) -> None:
+        self.hub.emit_to_users([s.user_id for s in self.readers[:100]], "new_message", {"n": 1})
+        self.assertEqual(self.reached(), 100)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -3,8 +3,9 @@
 That is what a rolling upgrade needs (an old node keeps serving while the
 first node on the new release has migrated the shared database) and what a
 rollback needs (the old release started again on it).  The previous
-release is the commit in ``tests/compat/PREVIOUS_RELEASE``, taken from this
-repository's history with ``git archive``; the test migrates a fresh
+releases are the commits in ``tests/compat/PREVIOUS_RELEASE`` (one line each:
+commit and release name), taken from this repository's history with ``git
+archive``; for each, the test migrates a fresh
 PostgreSQL database with this tree's code, starts the old tree's
 ``twistd -n umoc`` on it in a subprocess (``PYTHONPATH`` and the working
 directory on the old tree, so ``umoc`` and ``twisted.plugins.umoc_plugin``
@@ -39,7 +40,12 @@ from tests.support.deferreds import blocking, eventually, inline
 from umoc.storage.database import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-PREVIOUS_RELEASE = (Path(__file__).with_name("PREVIOUS_RELEASE")).read_text(encoding="utf-8").strip()
+#: (commit, release) of every earlier release this one must stay compatible with (CHANGELOG, "Compatibility").
+PREVIOUS_RELEASES = [
+    (line.split()[0], line.split()[1])
+    for line in Path(__file__).with_name("PREVIOUS_RELEASE").read_text(encoding="utf-8").splitlines()
+    if line.strip() and not line.startswith("#")
+]
 PASSWORD = "a long enough password"
 
 
@@ -47,18 +53,18 @@ def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, timeout=60)
 
 
-def _previous_tree() -> str:
-    """The previous release's ``umoc`` and ``twisted/plugins`` in a temporary folder; SkipTest without the history."""
+def _previous_tree(commit: str) -> str:
+    """An earlier release's ``umoc`` and ``twisted/plugins`` in a temporary folder; SkipTest without the history."""
     try:
-        found = _git("cat-file", "-e", f"{PREVIOUS_RELEASE}^{{commit}}")
+        found = _git("cat-file", "-e", f"{commit}^{{commit}}")
     except (OSError, subprocess.SubprocessError) as exc:
         raise unittest.SkipTest(f"git is not usable here ({exc}): cannot take the previous release") from None
     if found.returncode != 0:
         raise unittest.SkipTest(
-            f"commit {PREVIOUS_RELEASE} (tests/compat/PREVIOUS_RELEASE) is not in this clone's history"
+            f"commit {commit} (tests/compat/PREVIOUS_RELEASE) is not in this clone's history"
             " (a shallow clone?): fetch it to run this test"
         )
-    archive = _git("archive", "--format=tar", PREVIOUS_RELEASE, "umoc", "twisted")
+    archive = _git("archive", "--format=tar", commit, "umoc", "twisted")
     if archive.returncode != 0:
         raise RuntimeError(archive.stderr.decode(errors="replace"))
     folder = tempfile.mkdtemp(prefix="umoc-previous-")
@@ -81,9 +87,11 @@ def _admin(statement: str) -> None:
         conn.close()
 
 
-class PreviousReleaseTests(unittest.TestCase):
-    if not POSTGRES_DSN:
-        skip = NO_POSTGRES
+class PreviousReleaseMixin:
+    """One earlier release (``commit``, ``release``) on this tree's schema; a class per release below."""
+
+    commit: str
+    release: str
 
     timeout = 120
 
@@ -142,15 +150,15 @@ class PreviousReleaseTests(unittest.TestCase):
 
     @inline
     async def test_the_previous_release_serves_the_core_flows_on_this_releases_schema(self) -> None:
-        tree = _previous_tree()
+        tree = _previous_tree(self.commit)
         dsn = await self.database()
         daemon = self.spawn_previous(tree, dsn)
         port = await daemon.listening
         url = f"http://127.0.0.1:{port}"
 
-        # The old code answers, not this tree's: its /healthz has no version yet.
+        # The old code answers, not this tree's: its /healthz names its own release (0.1.0 named none).
         response = await treq.get(url + "/healthz", persistent=False)
-        self.assertNotIn("version", await response.json())
+        self.assertEqual((await response.json()).get("version"), None if self.release == "0.1.0" else self.release)
 
         alice, bob = await self.login(url, "alice"), await self.login(url, "bob")
         alice_socket = await blocking(self.connect, url, alice)
@@ -175,3 +183,12 @@ class PreviousReleaseTests(unittest.TestCase):
         history = await blocking(bob_socket.call, "get_chat_history", {"chat_id": alice["user_id"]}, timeout=10)
         self.assertEqual([m["message_id"] for m in history["messages"]], [sent["message_id"]])
         self.assertNotIn(b"Traceback", daemon.output)
+
+
+for _commit, _release in PREVIOUS_RELEASES:
+    _name = "Release" + _release.replace(".", "_") + "Tests"
+    globals()[_name] = type(
+        _name,
+        (PreviousReleaseMixin, unittest.TestCase),
+        {"commit": _commit, "release": _release, "skip": None if POSTGRES_DSN else NO_POSTGRES},
+    )

@@ -146,8 +146,17 @@ class InviteLinkTestsMixin:
         self.assertIsNone(other["max_uses"])
         self.assertIsNone(other["expires_at"])
         revoked = await alice.call("revoke_invite_link", code=other["code"])
-        self.assertEqual(revoked, {"chat_id": gid, "code": other["code"]})
+        self.assertEqual(revoked, {"chat_id": gid, "code": other["code"], "link_id": revoked["link_id"]})
         self.assertEqual((await dave.call("join_by_invite", code=other["code"]))["error"], "Invalid or expired invite")
+        # A listed link (listed without its code) is revoked by its link_id.
+        third = await alice.call("create_invite_link", chat_id=gid)
+        [listed] = (await alice.call("get_invite_links", chat_id=gid))["links"]
+        self.assertEqual((await bob.call("revoke_invite_link", link_id=listed["link_id"]))["code"], "forbidden")
+        by_id = await alice.call("revoke_invite_link", link_id=listed["link_id"])
+        self.assertEqual(by_id, {"chat_id": gid, "code": None, "link_id": listed["link_id"]})
+        self.assertEqual((await dave.call("join_by_invite", code=third["code"]))["error"], "Invalid or expired invite")
+        both = await alice.call("revoke_invite_link", code=third["code"], link_id=listed["link_id"])
+        self.assertEqual(both["code"], "invalid_argument")
         self.assertEqual((await dave.call("join_by_invite", code="nonsense"))["error"], "Invalid or expired invite")
 
         # Expired: past its time, nobody joins by it.

@@ -18,26 +18,32 @@ MATRIX: dict[str, set[str]] = {
         "react",
         "type",
         "delete_others",
+        "pin",
         "mute",
         "ban",
         "update_group",
         "add_member",
         "remove_member",
         "set_role",
+        "approve_join",
+        "invite_link",
     },
     "admin": {
         "send",
         "react",
         "type",
         "delete_others",
+        "pin",
         "mute",
         "ban",
         "update_group",
         "add_member",
         "remove_member",
         "set_role",
+        "approve_join",
+        "invite_link",
     },
-    "moderator": {"send", "react", "type", "delete_others", "mute", "ban"},
+    "moderator": {"send", "react", "type", "delete_others", "pin", "mute", "ban", "approve_join"},
     "member": {"send", "react", "type"},
     "reader": set(),
 }
@@ -46,12 +52,15 @@ ACTIONS = (
     "react",
     "type",
     "delete_others",
+    "pin",
     "mute",
     "ban",
     "update_group",
     "add_member",
     "remove_member",
     "set_role",
+    "approve_join",
+    "invite_link",
 )
 
 
@@ -73,6 +82,8 @@ class GroupRoleTestsMixin:
             return await person.call("typing", recipient_id=gid, is_typing=True, is_group=True)
         if action == "delete_others":
             return await person.call("delete_message", message_id=ids["victim_message_id"])
+        if action == "pin":
+            return await person.call("pin_message", message_id=ids["message_id"])
         if action == "mute":
             return await person.call("mute_member", chat_id=gid, user_id=ids["set_target"], duration=60)
         if action == "ban":
@@ -83,6 +94,10 @@ class GroupRoleTestsMixin:
             return await person.call("add_group_member", chat_id=gid, user_id=ids["friend"])
         if action == "remove_member":
             return await person.call("remove_group_member", chat_id=gid, user_id=ids["target"])
+        if action == "approve_join":
+            return await person.call("approve_join", chat_id=gid, user_id=ids["requester"])
+        if action == "invite_link":
+            return await person.call("create_invite_link", chat_id=gid)
         assert action == "set_role"
         return await person.call("set_member_role", chat_id=gid, user_id=ids["set_target"], role="reader")
 
@@ -105,6 +120,11 @@ class GroupRoleTestsMixin:
             self.assertEqual(answer, {"chat_id": gid, "user_id": actors[role].id, "role": role, "by": owner.id})
         for role, friend in friends.items():
             await self.befriend(actors[role], friend)
+        # Per actor, someone asking to join (the group takes requests).
+        await owner.call("update_group", chat_id=gid, join_rule="request")
+        requesters = {role: await self.person(f"req{role}") for role in MATRIX}
+        for requester in requesters.values():
+            self.assertEqual(await requester.call("join_group", chat_id=gid), {"status": "requested"})
         posted = await owner.call("send_message", recipient_id=gid, content="react to me", is_group=True)
         victims = {}
         for role, (removed, _, _) in targets.items():
@@ -120,6 +140,7 @@ class GroupRoleTestsMixin:
                 "target": targets[role][0].id,
                 "set_target": targets[role][1].id,
                 "ban_target": targets[role][2].id,
+                "requester": requesters[role].id,
             }
             for action in ACTIONS:
                 answer = await self.act(actor, action, gid, **ids)

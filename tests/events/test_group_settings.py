@@ -63,6 +63,8 @@ class GroupSettingsTestsMixin:
                 "slow_mode": 30,
                 "read_only": False,
                 "retention": 7 * 86400,
+                "avatar_file_id": None,
+                "avatar_url": None,
             },
         )
         for person in (alice, bob, carol):

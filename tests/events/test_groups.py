@@ -49,6 +49,7 @@ class GroupTestsMixin:
                 "slow_mode",
                 "read_only",
                 "retention",
+                "avatar_file_id",
                 "mention_count",
                 "display_name",
                 "avatar_url",
@@ -182,6 +183,8 @@ class GroupTestsMixin:
                 "slow_mode": 0,
                 "read_only": False,
                 "retention": 0,
+                "avatar_file_id": None,
+                "avatar_url": None,
             },
         )
         for person in (alice, bob, carol):

@@ -636,6 +636,11 @@ class ProfileTestsMixin(MessagingCase):
         self.assertEqual(await bob.client.expect("profile"), updated)
         await self.refused(erin, "get_profile", "User not found", user_id=alice.id)
         await self.refused(erin, "get_profile", "User not found", user_id=99999)
+        # One's own profile says whether one is a server administrator; nobody else's does.
+        self.assertEqual(await alice.call("get_profile", user_id=alice.id), {**updated, "is_admin": False})
+        await self.storage.admin.set_admin(alice.id, True)
+        self.assertTrue((await alice.call("get_profile", user_id=alice.id))["is_admin"])
+        self.assertNotIn("is_admin", await bob.call("get_profile", user_id=alice.id))
 
         sent = await self.send(alice, bob.id, "hi")
         self.assertEqual((sent["display_name"], sent["avatar_url"]), ("Alice A.", None))

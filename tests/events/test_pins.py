@@ -23,6 +23,9 @@ class PinTestsMixin(MessagingCase):
     @inline
     async def test_a_pin_reaches_every_member_and_shows_in_get_pinned(self) -> None:
         alice, bob, carol, dave, gid = await self.team()
+        # In a group moderators and above pin (docs/api.md "Roles").
+        for member in (bob, carol):
+            await alice.call("set_member_role", chat_id=gid, user_id=member.id, role="moderator")
         phone = await self.second_socket(bob)
         first = await self.send(alice, gid, "agenda", is_group=True)
         second = await self.send(carol, gid, "minutes", is_group=True)
@@ -126,6 +129,7 @@ class PinTestsMixin(MessagingCase):
     @inline
     async def test_pins_come_back_in_sync_and_in_the_catch_up(self) -> None:
         alice, bob, carol, dave, gid = await self.team()
+        await alice.call("set_member_role", chat_id=gid, user_id=bob.id, role="moderator")
         cursor = await self.server.services.storage.feed.position()
         sent = await self.send(alice, gid, "keep this", is_group=True)
         await bob.call("pin_message", message_id=sent["message_id"])

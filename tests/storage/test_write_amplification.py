@@ -8,10 +8,10 @@ from typing import Any
 from tests.support.databases import DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.records import Actor
-from umoc.records.groups import NewGroup
+from umoc.records.groups import MemberLimits, NewGroup
 from umoc.records.messages import NewMessage
-from umoc.storage.database import Txn
-from umoc.storage.messages.write import post_txn
+from umoc.storage.database import Rules, Txn
+from umoc.storage.messages.write import post_batch_txn, post_txn
 from umoc.storage.receipts import read_txn
 
 T0 = 1_710_072_000.0
@@ -83,6 +83,47 @@ class WriteAmplificationTestsMixin:
         # One message_reads row, the reader's member row, the read change in the sender's feed stream,
         # the chat_read change in the reader's own (their other devices' sync).
         self.assertEqual(changed, 4)
+
+    async def broadcast_of(self, size: int, prefix: str) -> tuple[int, int]:
+        """A ``broadcast`` of ``size`` members (users put in directly; no friendships: app-style joining)."""
+        owner = (await self.storage.users.create(f"{prefix}owner", "x", T0)).id
+
+        def users_txn(txn: Txn) -> list[int]:
+            txn.executemany(
+                "INSERT INTO users (username, password_hash, created_at) VALUES (?, 'x', ?)",
+                [(f"{prefix}{i}", T0) for i in range(size - 1)],
+            )
+            rows = txn.execute("SELECT id FROM users WHERE username LIKE ? AND id <> ?", (f"{prefix}%", owner))
+            return [int(r["id"]) for r in rows.fetchall()]
+
+        readers = await self.db.run("test.users", users_txn)
+        self.db.rules = Rules(require_friendship=False)  # contacts.require_friendship: false
+        record = NewGroup("b", None, readers, kind="broadcast")
+        return await self.storage.groups.create(owner, record, T0, MemberLimits(256, 100_000)), owner
+
+    @inline
+    async def test_a_broadcast_message_writes_the_same_rows_to_an_audience_of_three_or_of_thousands(self) -> None:
+        small, small_owner = await self.broadcast_of(3, "s")
+        large, large_owner = await self.broadcast_of(3000, "l")
+        counts = []
+        for group, owner in ((small, small_owner), (large, large_owner), (large, large_owner)):
+            counts.append(await self.rows_per_message(group, owner, "image"))
+            if self.backend == "postgres":
+                # The group commit's path on PostgreSQL: migration 026's function, a batch in one call.
+                call = (Actor.user(owner, "o"), NewMessage(group, True, "hi", "image"), str(uuid.uuid4()), T0 + 2)
+                _, changed = await self.db.run(
+                    "test.batch",
+                    _rows_changed_txn,
+                    post_batch_txn,
+                    [(*call, 0.0), (*call[:2], str(uuid.uuid4()), T0 + 3, 0.0)],
+                )
+                counts.append(changed // 2)
+        # The message, the sender's member row, the chat row, the feed row: whatever the audience.
+        self.assertEqual(set(counts), {4})
+        members = await self.db.run(
+            "t", lambda txn: txn.scalar("SELECT member_count FROM chats WHERE id = ?", (large,))
+        )
+        self.assertEqual(int(members), 3000)
 
 
 for_each_backend(WriteAmplificationTestsMixin, DatabaseTestCase, globals())

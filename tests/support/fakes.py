@@ -53,6 +53,9 @@ class Recorder:
     def on_close(self, reason: str) -> None:
         self.reasons.append(reason)
 
+    def on_ping(self) -> None:
+        pass
+
 
 @dataclass
 class FakeEngine:

@@ -133,6 +133,33 @@ class ConnectTimeoutTests(unittest.TestCase):
         self.clock.advance(1)
         self.assertTrue(session.closed)
 
+    def test_deadline_after_the_first_ping_is_kept_by_the_pings_without_a_timer_of_its_own(self) -> None:
+        self.server.settings = dataclasses.replace(self.server.settings, ping_interval=25, ping_timeout=20)
+        quiet = self.server.open(FakeTransport(), "10.0.0.1", {}, {}, [])
+        welcomed = self.server.open(FakeTransport(), "10.0.0.2", {}, {}, [])
+        welcomed.on_frame("40")
+        self.app.pending[0].callback(self.identity)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)  # each session's PING, nothing else
+        for seconds in (25, 10, 9.9):  # the PING, answered; the deadline set by it is 45 s from the open
+            self.clock.advance(seconds)
+            quiet.on_frame("3")
+            welcomed.on_frame("3")
+        self.assertFalse(quiet.closed)
+        self.clock.advance(0.1)
+        self.assertEqual((quiet.closed, welcomed.closed), (True, False))
+
+    def test_a_slow_pong_does_not_push_the_deadline_back(self) -> None:
+        self.server.settings = dataclasses.replace(
+            self.server.settings, connect_timeout=60, ping_interval=25, ping_timeout=20
+        )
+        session = self.server.open(FakeTransport(), "10.0.0.1", {}, {}, [])
+        self.clock.advance(25 + 19)  # the first PING, answered just in time: the next comes at 69 s
+        session.on_frame("3")
+        self.clock.advance(15.9)
+        self.assertFalse(session.closed)
+        self.clock.advance(0.1)
+        self.assertTrue(session.closed)
+
     def test_accepted_session_outlives_the_deadline(self) -> None:
         session = self.server.open(FakeTransport(), "10.0.0.1", {}, {}, [])
         session.on_frame("40")

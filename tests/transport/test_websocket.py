@@ -9,22 +9,26 @@ from __future__ import annotations
 import os
 import struct
 from pprint import pformat
-from typing import Any
+from typing import Any, cast
 
-from autobahn.websocket.protocol import PreparedMessage
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
+from twisted.web import resource, server
 
 from tests.support.fakes import Recorder
 from umoc.config import EngineIOConfig, Size
 from umoc.protocol.websocket import encode_frame as _ws_frame
 from umoc.protocol.websocket import unmask as _unmask
+from umoc.transport.cors import Cors
 from umoc.transport.engine import EngineServer, Outgoing
 from umoc.transport.gate import Gatekeeper
-from umoc.transport.websocket import EngineWebSocketFactory, _autobahn_pformat
+from umoc.transport.resource import engine_resource
+from umoc.transport.websocket import EngineWebSocketFactory, EngineWebSocketProtocol, _autobahn_pformat
 
 HANDSHAKE = (
     b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
@@ -245,3 +249,169 @@ class BatchingTests(unittest.TestCase):
         self.protocol.consumeData()
         self.protocol.onClose(False, 1006, None)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+def _site(origins: tuple[str, ...] = (), per_ip: int = 200) -> server.Site:
+    """The Engine.IO endpoint on a twisted.web Site, as the server has it."""
+    engine = EngineServer(Clock(), EngineIOConfig(max_sockets_per_ip=per_ip), Recorder)
+    gate = Gatekeeper(allowed_origins=origins)
+    root = resource.Resource()
+    endpoint = engine_resource(engine, gate, Cors(gate))
+    # No timer on the real reactor for Autobahn's handshake (the fast path sets none).
+    cast(Any, endpoint)._websocket._factory.setProtocolOptions(openHandshakeTimeout=0)
+    root.putChild(b"socket.io", endpoint)
+    site = server.Site(root)
+    site.log = lambda request: None  # type: ignore[method-assign]
+    return site
+
+
+def _request(test: unittest.TestCase, site: server.Site, data: bytes) -> tuple[bytes, Any]:
+    """What the server wrote for ``data``, and the protocol it left on the connection."""
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    channel = site.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    transport.protocol = channel  # as TCP has it: Autobahn's resource swaps it
+    channel.makeConnection(transport)  # type: ignore[union-attr]
+    channel.dataReceived(data)  # type: ignore[union-attr]
+    protocol = transport.protocol
+    if isinstance(protocol, EngineWebSocketProtocol) and protocol.state != protocol.STATE_CLOSED:
+        test.addCleanup(protocol.dropConnection, True)
+    return transport.value(), protocol
+
+
+_CHECK_HANDSHAKE = EngineWebSocketFactory.check_handshake
+
+
+class FastHandshakeTests(unittest.TestCase):
+    """The upgrade answered from twisted.web's request writes what Autobahn writes; refusals are Autobahn's."""
+
+    def site(self, origins: tuple[str, ...] = (), per_ip: int = 200) -> server.Site:
+        return _site(origins, per_ip)
+
+    def request(self, site: server.Site, data: bytes) -> tuple[bytes, Any]:
+        return _request(self, site, data)
+
+    def both(self, data: bytes, **site: Any) -> tuple[tuple[bytes, Any], tuple[bytes, Any], list[Any]]:
+        """(fast path's output, Autobahn's output, what `check_handshake` returned)."""
+        checked: list[Any] = []
+        check = _CHECK_HANDSHAKE
+
+        def recording(factory: EngineWebSocketFactory, request: Any, transport: Any) -> Any:
+            checked.append(check(factory, request, transport))
+            return checked[-1]
+
+        self.patch(EngineWebSocketFactory, "check_handshake", recording)
+        fast = self.request(self.site(**site), data)
+        self.patch(EngineWebSocketFactory, "check_handshake", lambda *args: None)
+        slow = self.request(self.site(**site), data)
+        return fast, slow, checked
+
+    @staticmethod
+    def head(output: bytes) -> bytes:
+        """The HTTP response head (the Engine.IO OPEN that follows a 101 holds a random sid)."""
+        return output.split(b"\r\n\r\n")[0]
+
+    def assert_fast_and_same(self, data: bytes, **site: Any) -> Any:
+        (fast, protocol), (slow, _), checked = self.both(data, **site)
+        self.assertIsNotNone(checked[0], "the fast path took this request")
+        self.assertEqual(self.head(fast), self.head(slow))
+        self.assertIn(b"101 Switching Protocols", fast)
+        self.assertIn(b'0{"sid":', fast)
+        self.assertEqual(protocol.state, protocol.STATE_OPEN)
+        return protocol
+
+    def assert_autobahn_decides(self, data: bytes, **site: Any) -> bytes:
+        (fast, _), (slow, _), checked = self.both(data, **site)
+        self.assertEqual(checked, [None])
+        self.assertEqual(self.head(fast), self.head(slow))
+        return fast
+
+    def test_a_plain_upgrade_opens_with_autobahns_response(self) -> None:
+        protocol = self.assert_fast_and_same(HANDSHAKE)
+        self.assertEqual(protocol.session.query, {"EIO": "4", "transport": "websocket"})
+        self.assertEqual(protocol.session.remote_ip, "127.0.0.1")
+
+    def test_a_browsers_upgrade_with_origin_and_a_compression_offer_opens_without_compression(self) -> None:
+        browser = HANDSHAKE.replace(
+            b"\r\n\r\n",
+            b"\r\nOrigin: http://127.0.0.1\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            b"User-Agent: Mozilla/5.0\r\n\r\n",
+        )
+        protocol = self.assert_fast_and_same(browser)
+        self.assertEqual(protocol.session.headers["origin"], "http://127.0.0.1")
+        self.assertNotIn(b"permessage-deflate", self.request(self.site(), browser)[0])
+
+    def test_an_open_connection_keeps_nothing_of_its_fast_handshake(self) -> None:
+        protocol = self.assert_fast_and_same(HANDSHAKE)
+        self.assertEqual((protocol.http_request_data, protocol.http_response_data), (None, None))
+        self.assertEqual((protocol.http_headers, protocol._headers, protocol._query), ({}, {}, {}))
+
+    def test_refusals_are_autobahns(self) -> None:
+        refused = {
+            b"403 Origin not allowed": (
+                HANDSHAKE.replace(b"\r\n\r\n", b"\r\nOrigin: http://evil.example\r\n\r\n"),
+                {"origins": ("http://good.example",)},
+            ),
+            b"429 Too many connections": (HANDSHAKE, {"per_ip": 0}),
+            b"400 bad Sec-WebSocket-Key": (HANDSHAKE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short=="), {}),
+            b"400 HTTP Connection headers do not include": (
+                HANDSHAKE.replace(b"Connection: Upgrade", b"Connection: keep-alive"),
+                {},
+            ),
+            b"400 HTTP Origin header invalid": (HANDSHAKE.replace(b"\r\n\r\n", b"\r\nOrigin: nohost\r\n\r\n"), {}),
+            b"400 WebSocket connection denied: origin 'null' not allowed": (
+                HANDSHAKE.replace(b"\r\n\r\n", b"\r\nOrigin: null\r\n\r\n"),
+                {},
+            ),
+            b"400 WebSocket version 7 not supported": (HANDSHAKE.replace(b"Version: 13", b"Version: 7"), {}),
+        }
+        for status, (data, site) in refused.items():
+            output = self.assert_autobahn_decides(data, **site)
+            self.assertTrue(output.startswith(b"HTTP/1.1 " + status), (status, output))
+
+    def test_unusual_requests_go_through_autobahn(self) -> None:
+        unusual = [
+            HANDSHAKE.replace(b"Version: 13", b"Version: 8"),
+            HANDSHAKE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: chat\r\n\r\n"),
+            HANDSHAKE.replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1),
+            HANDSHAKE.replace(b"Host: 127.0.0.1", b"Host: 127.0.0.1:+80"),
+            HANDSHAKE.replace(b"transport=websocket", b"transport=websocket&x=%C3%A9"),
+        ]
+        for data in unusual[:-1]:
+            self.assert_autobahn_decides(data)
+        # A percent-escape is plain ASCII: the fast path reads it as Autobahn does.
+        self.assertEqual(self.assert_fast_and_same(unusual[-1]).session.query["x"], "é")
+
+
+class ConnectionSetUpTests(unittest.TestCase):
+    def test_a_connection_starts_as_autobahns_own_set_up_leaves_it(self) -> None:
+        factory = EngineWebSocketFactory(EngineServer(Clock(), EngineIOConfig(), Recorder), Gatekeeper())
+        factory.setProtocolOptions(openHandshakeTimeout=0)  # no timer on the real reactor
+        ours: Any = factory.buildProtocol(None)
+        theirs: Any = object.__new__(factory.protocol)
+        WebSocketProtocol.__init__(theirs)
+        theirs.factory = factory
+        for protocol, set_up in ((ours, type(ours)._connectionMade), (theirs, WebSocketProtocol._connectionMade)):
+            protocol.transport = StringTransport()
+            set_up(protocol)
+        made = {"trafficStats", "utf8validator", "send_queue", "is_open", "is_closed", "_transport_details"}
+        names = set(vars(theirs)) - made - {"factory", "transport"}
+        self.assertEqual({n: getattr(ours, n) for n in names}, {n: getattr(theirs, n) for n in names})
+        self.assertEqual({n: type(getattr(ours, n)) for n in made}, {n: type(getattr(theirs, n)) for n in made})
+        self.assertEqual(vars(ours.trafficStats), vars(theirs.trafficStats))
+        self.assertEqual((list(ours.send_queue), ours.is_open.called), ([], False))
+        self.assertEqual((ours.peer, ours._transport_details.peer), ("tcp4:192.168.1.1:54321",) * 2)
+
+
+class QueryTests(unittest.TestCase):
+    @given(st.lists(st.tuples(st.text("ab=%+C3A9&", max_size=6), st.text("ab=%+C3A9&x", max_size=6)), max_size=5))
+    def test_the_fast_path_reads_a_query_as_autobahn_does(self, pairs: list[tuple[str, str]]) -> None:
+        query = "&".join(f"{k}={v}" for k, v in pairs).encode()
+        data = HANDSHAKE.replace(b"transport=websocket", b"transport=websocket&" + query)
+        fast = _request(self, _site(), data)[1]
+        slow_site = _site()
+        cast(Any, slow_site.resource.children[b"socket.io"])._websocket._factory.check_handshake = lambda *args: None
+        slow = _request(self, slow_site, data)[1]
+        self.assertEqual(isinstance(fast, EngineWebSocketProtocol), isinstance(slow, EngineWebSocketProtocol))
+        if isinstance(fast, EngineWebSocketProtocol) and fast.session is not None:  # not refused
+            self.assertEqual(fast.session.query, slow.session.query)

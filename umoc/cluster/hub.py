@@ -11,14 +11,21 @@ each told, ``umoc.domain.notices.replay``) it made to which of its users,
 so nothing is delivered twice, and it can *hold* a user's live deliveries
 while older missed changes are replayed to them, so a client sees them in
 order.
+
+A delivery to more users than `Hub.SENDS_PER_TURN` (a broadcast channel's
+readers) goes out over several reactor turns, and every delivery made
+while one is under way queues behind it, so each socket still gets events
+in the order they were sent.  Otherwise one message to 10,000 readers
+would hold the reactor for its whole fan-out (about 0.2 s here): every
+other client's events, and the sender's own ack, would wait for it.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Callable, Iterable, Protocol
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from umoc.protocol.socketio import encode_event
 from umoc.transport.engine import Outgoing
@@ -79,6 +86,8 @@ class Hub:
 
     #: Deliveries held for one user during a catch-up, at most; past it they go out at once.
     MAX_HELD = 10_000
+    #: Users one reactor turn delivers a queued fan-out to, at most (about 20 ms of sends here).
+    SENDS_PER_TURN = 1_000
 
     def __init__(
         self,
@@ -106,6 +115,9 @@ class Hub:
         self.messages_delivered = 0
         #: Called with the id of every session ended here or on another node (caches forget it).
         self.session_end_listeners: list[Callable[[str], None]] = []
+        #: Fan-outs going out over several turns, and the deliveries queued behind them, in order.
+        self._fanouts: deque[_Fanout] = deque()
+        self._next_turn: IDelayedCall | None = None
 
     # -- membership -------------------------------------------------------
 
@@ -194,6 +206,17 @@ class Hub:
         if offset is not None and self.recovery is not None:
             self.recovery.record(offset, user_ids, message)
             kept = True
+        counted = key is not None and is_message_key(key)
+        if self._fanouts or (len(user_ids) > self.SENDS_PER_TURN and self._clock is not None):
+            self._fanouts.append(_Fanout(user_ids, message, counted, kept))
+            if self._next_turn is None:
+                self._next_turn = self._clock.callLater(0, self._next_fanouts)  # type: ignore[union-attr]
+            return
+        self._send(user_ids, message, counted)
+        if kept:
+            message.cache.clear()  # the replay log keeps the frames, not each transport's copy
+
+    def _send(self, user_ids: list[int], message: Outgoing, counted: bool) -> None:
         for user_id in user_ids:
             held = self._held.get(user_id)
             if held is not None and len(held) < self.MAX_HELD:
@@ -202,10 +225,31 @@ class Hub:
             sockets = list(self.by_user.get(user_id, ()))
             for socket in sockets:
                 socket.send(message)
-            if key is not None and is_message_key(key):
+            if counted:
                 self.messages_delivered += len(sockets)
-        if kept:
-            message.cache.clear()  # the replay log keeps the frames, not each transport's copy
+
+    def _next_fanouts(self) -> None:
+        """One turn's share of the queued deliveries, oldest first; the rest in the next turn."""
+        self._next_turn = None
+        budget = self.SENDS_PER_TURN
+        fanouts = self._fanouts
+        while fanouts and budget > 0:
+            fanout = fanouts[0]
+            part = fanout.user_ids[fanout.done : fanout.done + budget]
+            self._send(part, fanout.message, fanout.counted)
+            fanout.done += len(part)
+            budget -= len(part)
+            if fanout.done >= len(fanout.user_ids):
+                fanouts.popleft()
+                if fanout.kept:
+                    fanout.message.cache.clear()
+        if fanouts and self._clock is not None:
+            self._next_turn = self._clock.callLater(0, self._next_fanouts)
+
+    @property
+    def queued_fanouts(self) -> int:
+        """Deliveries waiting for a later turn (0 unless a fan-out past `SENDS_PER_TURN` is under way)."""
+        return len(self._fanouts)
 
     # -- catch-up after a bus gap --------------------------------------------
 
@@ -251,3 +295,16 @@ class Hub:
             if self.session_ended is not None:
                 socket.tell(self.session_ended(message))
             socket.disconnect("session ended")
+
+
+class _Fanout:
+    """A delivery going out over several turns: to ``user_ids[done:]`` still."""
+
+    __slots__ = ("user_ids", "message", "counted", "kept", "done")
+
+    def __init__(self, user_ids: list[int], message: Outgoing, counted: bool, kept: bool) -> None:
+        self.user_ids = user_ids
+        self.message = message
+        self.counted = counted
+        self.kept = kept
+        self.done = 0

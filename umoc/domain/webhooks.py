@@ -53,6 +53,7 @@ from umoc.domain.notices import shapes
 from umoc.domain.outbox import FeedConsumer, Tail, halt_deliveries, hand_over
 from umoc.metrics import Metrics
 from umoc.outbound import HttpClient, OutboundQueue, webhook_headers
+from umoc.storage.groups import RoleChanged
 from umoc.storage.messages import Message
 from umoc.storage.outbox import OutboxRow
 from umoc.timefmt import iso
@@ -69,6 +70,11 @@ KIND_SOURCES = {
     "user.registered": "registered",
     "contact.accepted": "contact",
     "group.member_added": "member_added",
+    "group.updated": "group",
+    "group.member_removed": "member_removed",
+    "group.member_role_changed": "member_role",
+    "group.member_banned": "member_banned",
+    "group.member_muted": "member_muted",
     "report.created": "report",
     "report.resolved": "report",
 }
@@ -133,6 +139,30 @@ def render(row: OutboxRow) -> tuple[str, dict[str, Any]] | None:
             "username": change.actor_username,
             "added_by": data.get("added_by"),
         }
+    return _render_group(row)
+
+
+def _render_group(row: OutboxRow) -> tuple[str, dict[str, Any]] | None:
+    """The group webhooks of issue 29, each the payload members got live (``by``: who acted; null when automatic)."""
+    change = row.change
+    assert change is not None
+    data, chat_id, user_id = change.data, change.chat_id or 0, change.actor_id or 0
+    if row.kind == "group" and data.get("event") == "group_updated":
+        return "group.updated", shapes.group_updated(
+            {"chat_id": chat_id, **{k: v for k, v in data.items() if k != "event"}}
+        )
+    if row.kind == "member_removed":
+        return "group.member_removed", {"chat_id": chat_id, "user_id": user_id}
+    if row.kind == "member_role":
+        return "group.member_role_changed", shapes.member_role_changed(
+            chat_id, RoleChanged(user_id, data["role"], data.get("by"))
+        )
+    if row.kind == "member_banned":
+        return "group.member_banned", shapes.member_banned(
+            chat_id, user_id, data.get("until"), data.get("reason"), data.get("by")
+        )
+    if row.kind == "member_muted":
+        return "group.member_muted", {**shapes.member_muted(chat_id, user_id, data.get("until")), "by": data.get("by")}
     return None
 
 

@@ -56,6 +56,11 @@ async def update_group(ctx: EventContext, payload: dict[str, Any]) -> dict[str, 
     return await groups.update(ctx.services, ctx.actor, change)
 
 
+def _avatar(field: str, value: Any) -> Any:
+    """Any JSON value: `NewGroup` and `GroupChange` check the file id themselves."""
+    return value
+
+
 #: The settings fields of create_group and update_group (each optional).
 _SETTING_FIELDS = (
     Enum("visibility", VISIBILITIES, required=False),
@@ -65,6 +70,8 @@ _SETTING_FIELDS = (
     Int("slow_mode", required=False, minimum=0, maximum=MAX_SLOW_MODE),
     Bool("read_only", required=False),
     Int("retention", required=False, minimum=0, maximum=MAX_RETENTION),
+    # A UUID, or "" to clear (`umoc.records.groups` checks it).
+    Field("avatar_file_id", _avatar, required=False, schema={"type": "string", "maxLength": 64}),
 )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from umoc.domain import notices
 from umoc.domain.commands import joining
+from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
 from umoc.events.schema import SESSION_ID, Int, Schema, Str
 from umoc.records.groups import (
@@ -52,7 +53,10 @@ async def get_invite_links(ctx: EventContext, payload: dict[str, Any]) -> dict[s
 
 
 async def revoke_invite_link(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    return await joining.revoke_link(ctx.services, ctx.actor, payload["code"])
+    code, link_id = payload["code"], payload["link_id"]
+    if (code is None) == (link_id is None):
+        raise UserError("Give 'code' or 'link_id' (from get_invite_links), not both", code="invalid_argument")
+    return await joining.revoke_link(ctx.services, ctx.actor, code, link_id)
 
 
 async def join_by_invite(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +99,10 @@ ROUTES = [
         response=notices.INVITE_LINKS,
         writes=False,
     ),
-    Route("revoke_invite_link", Schema(SESSION_ID, _CODE), revoke_invite_link),
+    Route(
+        "revoke_invite_link",
+        Schema(SESSION_ID, Str("code", required=False, max_length=64), Int("link_id", required=False)),
+        revoke_invite_link,
+    ),
     Route("join_by_invite", Schema(SESSION_ID, _CODE), join_by_invite),
 ]

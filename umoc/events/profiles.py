@@ -38,7 +38,11 @@ async def update_profile(ctx: EventContext, payload: dict[str, Any]) -> dict[str
 
 
 async def get_profile(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:
-    return shapes.profile(await ctx.services.storage.profiles.get(ctx.user_id, payload["user_id"]))
+    """Anyone's profile one may see; one's own also says whether one is a server administrator."""
+    if payload["user_id"] != ctx.user_id:
+        return shapes.profile(await ctx.services.storage.profiles.get(ctx.user_id, payload["user_id"]))
+    profile, is_admin = await ctx.services.storage.profiles.own(ctx.user_id)
+    return {**shapes.profile(profile), "is_admin": is_admin}
 
 
 async def update_settings(ctx: EventContext, payload: dict[str, Any]) -> dict[str, Any]:

@@ -184,7 +184,8 @@ def _frames(ptype: PacketType, namespace: str, ack_id: int | None, data: Any) ->
             if attachments:
                 ptype = _TO_BINARY[ptype]
     else:
-        body = _standard_dumps(_PLAIN_ENCODER, data)
+        # CONNECT's answer and CONNECT_ERROR: orjson where it writes the standard encoder's text.
+        body = _plain_dumps(data)
 
     head = _TYPE_CHARS[ptype]
     if ptype in _BINARY_TYPES:

@@ -7,6 +7,7 @@ check reads (the stores ask `may`), so the permission matrix test walks it.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_NAME",
     "MUTED",
     "MemberLimits",
+    "PUBLIC_REFUSED",
     "MembersPageAsked",
     "ROLES",
     "READ_ONLY",
@@ -66,25 +68,29 @@ Role = Literal["owner", "admin", "moderator", "member", "reader"]
 ROLES: tuple[Role, ...] = ("owner", "admin", "moderator", "member", "reader")
 
 #: What a role may do in its group, beyond reading (which every member does).
-Action = Literal["send", "react", "type", "delete_others", "moderate", "update_group", "manage_members", "set_roles"]
+Action = Literal[
+    "send", "react", "type", "delete_others", "pin", "moderate", "update_group", "manage_members", "set_roles"
+]
 ACTIONS: tuple[Action, ...] = (
     "send",
     "react",
     "type",
     "delete_others",
+    "pin",
     "moderate",
     "update_group",
     "manage_members",
     "set_roles",
 )
 #: The lowest role allowed each action (docs/api.md "Roles"): members send, react and type;
-#: moderators also delete others' messages and moderate (mute, ban, approve joins); admins also
+#: moderators also delete others' messages, pin and moderate (mute, ban, approve joins); admins also
 #: update the group, add and remove members and set roles below their own; the owner everything.
 _LOWEST: dict[Action, Role] = {
     "send": "member",
     "react": "member",
     "type": "member",
     "delete_others": "moderator",
+    "pin": "moderator",
     "moderate": "moderator",
     "update_group": "admin",
     "manage_members": "admin",
@@ -149,7 +155,9 @@ MAX_SLOW_MODE = 21600
 MIN_RETENTION = 3600
 MAX_RETENTION = 315_360_000
 #: The settings a group has besides its name and description, as payloads name them.
-SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention")
+SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention", "avatar_file_id")
+#: Refused when ``groups.public_creation`` is ``admins`` and a user who is not one makes a group public.
+PUBLIC_REFUSED = "Only administrators may create public groups"
 
 
 def _one_of(field: str, value: str | None, choices: tuple[str, ...]) -> None:
@@ -180,6 +188,20 @@ def _settings(record: NewGroup | GroupChange) -> None:
             f"Invalid 'retention': expected 0 (the server's) or {MIN_RETENTION} to {MAX_RETENTION} seconds",
             code="invalid_argument",
         )
+    if record.avatar_file_id is not None:
+        object.__setattr__(record, "avatar_file_id", _avatar(record.avatar_file_id))
+
+
+def _avatar(value: object) -> str:
+    """A file id in its canonical form, or ``""`` (no picture: clears it)."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > 64:
+        raise UserError("Invalid 'avatar_file_id': expected a UUID string", code="invalid_argument")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise UserError("Invalid 'avatar_file_id': expected a UUID string", code="invalid_argument") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +220,8 @@ class NewGroup:
     read_only: bool = False
     #: Seconds its messages are kept (0: the server's ``retention.messages``).
     retention: int = 0
+    #: The group's picture: an image the creator uploaded (None or ``""``: none).
+    avatar_file_id: str | None = None
     #: The app's custom data (a JSON object), bounded by `checked`.
     extra: dict[str, object] | None = None
 
@@ -227,6 +251,8 @@ class GroupChange:
     slow_mode: int | None = None
     read_only: bool | None = None
     retention: int | None = None
+    #: An image the admin uploaded, or ``""`` to clear the picture.
+    avatar_file_id: str | None = None
     extra: dict[str, object] | None = None
 
     def __post_init__(self) -> None:

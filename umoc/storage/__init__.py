@@ -13,7 +13,7 @@ from umoc.storage.admin import AdminStore
 from umoc.storage.audit import AuditStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
-from umoc.storage.database import Database, Deadline, Keepalives
+from umoc.storage.database import Database, Deadline, Keepalives, Rules
 from umoc.storage.deliveries import DeliveryStore
 from umoc.storage.edits import EditStore
 from umoc.storage.feed import FeedStore
@@ -40,14 +40,18 @@ from umoc.storage.threads import ThreadStore
 from umoc.storage.totp import TotpStore
 from umoc.storage.users import UserStore
 
-__all__ = ["Storage", "open_storage"]
+__all__ = ["Storage", "open_storage", "rules_of"]
 
 
 class Storage:
     """One object per domain, all over one `Database`."""
 
-    def __init__(self, db: Database, reads: ReadRouter | None = None) -> None:
+    def __init__(self, db: Database, reads: ReadRouter | None = None, rules: Rules | None = None) -> None:
+        """``rules``: the server's rules every transaction applies (`Rules`, from the configuration), set on
+        ``db`` (None: leave the database's as they are, the defaults unless set before)."""
         self.db = db
+        if rules is not None:
+            db.rules = rules
         #: Where history, search, ``sync`` and exports are read: the replica when safe (``database.read_dsn``).
         self.reads = reads if reads is not None else ReadRouter(db)
         self.users = UserStore(db)
@@ -80,6 +84,11 @@ class Storage:
         self.identities = IdentityStore(db)
         self.totp = TotpStore(db)
 
+    @property
+    def require_friendship(self) -> bool:
+        """``contacts.require_friendship``, for checks made before any transaction (`umoc.domain.access`)."""
+        return self.db.rules.require_friendship
+
     def ping(self) -> defer.Deferred[bool]:
         """For /healthz: can we run a query at all?"""
         return self.db.run("ping", lambda txn: txn.scalar("SELECT 1") == 1)
@@ -101,4 +110,13 @@ def open_storage(config: Config, clock: IReactorTime) -> Storage:
     replica = None
     if cfg.read_dsn:
         replica = Database.postgres(cfg.read_dsn, cfg.pool_min, cfg.pool_max, deadline=deadline, keepalives=keepalives)
-    return Storage(db, ReadRouter(db, replica, clock, cfg.read_max_lag))
+    return Storage(db, ReadRouter(db, replica, clock, cfg.read_max_lag), rules_of(config))
+
+
+def rules_of(config: Config) -> Rules:
+    """The `Rules` the stores apply, from the configuration."""
+    return Rules(
+        require_friendship=config.contacts.require_friendship,
+        public_admins_only=config.groups.public_creation == "admins",
+        image_types=tuple(config.uploads.allowed_types.get("image", ())),
+    )

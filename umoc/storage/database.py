@@ -42,7 +42,15 @@ from umoc.storage.engine.pool import (
     _sqlite_open,
     _sqlite_open_reader,
 )
-from umoc.storage.engine.txn import IntegrityError, Row, Txn, _named_row_cursor, in_clause, newest_first_txn
+from umoc.storage.engine.txn import (
+    IntegrityError,
+    Row,
+    Rules,
+    Txn,
+    _named_row_cursor,
+    in_clause,
+    newest_first_txn,
+)
 
 __all__ = [
     "Database",
@@ -53,6 +61,7 @@ __all__ = [
     "Keepalives",
     "PoolHealth",
     "Row",
+    "Rules",
     "SchemaState",
     "SchemaStatus",
     "SchemaTooNewError",
@@ -114,6 +123,8 @@ class Database:
         #: Where `read` runs: SQLite's WAL readers, or the one pool on PostgreSQL.
         self._read_pool = read_pool if read_pool is not None else pool
         self.dialect = dialect
+        #: The server's rules every transaction sees as ``txn.rules`` (`umoc.storage.open_storage` sets them).
+        self.rules = Rules()
         self._integrity_errors = integrity_errors
         #: Driver errors that mean "the database is not there right now", not "this query is wrong".
         self._unavailable_errors = unavailable_errors
@@ -274,7 +285,7 @@ class Database:
                 # sqlite3 opens no transaction for a SELECT: without one each statement
                 # would see its own snapshot. adbapi's commit ends it.
                 cursor.execute("BEGIN")
-            result = fn(Txn(cursor, self.dialect, self._integrity_errors), *args, **kwargs)
+            result = fn(Txn(cursor, self.dialect, self._integrity_errors, self.rules), *args, **kwargs)
             if job.expired:
                 raise DatabaseUnavailableError()  # the caller was told it failed: roll back
             return result

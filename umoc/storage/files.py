@@ -10,10 +10,27 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from umoc.errors import RefusedError
 from umoc.records.files import FileOffer, FileRecord
 from umoc.storage.database import Database, Row, Txn, in_clause
 
-__all__ = ["FileRecord", "FileStore"]
+__all__ = ["FileRecord", "FileStore", "check_avatar_txn"]
+
+
+def check_avatar_txn(txn: Txn, user_id: int, file_id: str, image_types: tuple[str, ...], now: float) -> None:
+    """Refuse ``file_id`` as a picture set by ``user_id`` (a profile's or a group's avatar) unless it is their
+    own upload, arrived whole, of one of ``image_types``; then keep it (completed files are never purged)."""
+    row = txn.execute(
+        "SELECT uploader_id, file_type, uploaded_at FROM files WHERE id = ?" + txn.dialect.for_update, (file_id,)
+    ).fetchone()
+    if row is None or int(row["uploader_id"]) != user_id:
+        raise RefusedError("Invalid 'avatar_file_id': unknown file", code="invalid_argument")
+    if row["uploaded_at"] is None:
+        raise RefusedError("Invalid 'avatar_file_id': the file has not arrived whole yet", code="invalid_argument")
+    if row["file_type"] not in image_types:
+        raise RefusedError("Invalid 'avatar_file_id': an avatar must be an image", code="invalid_argument")
+    txn.execute("UPDATE files SET completed_at = ? WHERE id = ? AND completed_at IS NULL", (now, file_id))
+
 
 _COLUMNS = (
     "id, uploader_id, chat_id, is_group, file_name, file_type, file_size, token_hash,"

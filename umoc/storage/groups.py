@@ -18,6 +18,7 @@ from twisted.internet import defer
 
 from umoc.errors import RefusedError
 from umoc.records.groups import (
+    PUBLIC_REFUSED,
     ROLE_REFUSED,
     ROLES,
     USER_BANNED,
@@ -32,6 +33,7 @@ from umoc.records.groups import (
 from umoc.records.messages import extra_text
 from umoc.storage.changes import NewChange, record_returning_id_txn, record_txn
 from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.files import check_avatar_txn
 from umoc.storage.messages import UNKNOWN_CHAT, group_members_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 from umoc.storage.standing import require_standing_txn
@@ -48,6 +50,9 @@ __all__ = [
     "insert_member_txn",
     "lock_members_txn",
     "remove_member_txn",
+    "staff_txn",
+    "told_of_members_txn",
+    "told_txn",
 ]
 
 
@@ -131,6 +136,38 @@ def lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | Non
     return members
 
 
+def told_of_members_txn(txn: Txn, group_id: int, members: dict[int, str], *also: int) -> list[int]:
+    """Who hears of a membership change (a join, a leave, a role, a mute, a ban): every member, and ``also``.
+
+    In a ``broadcast`` only those who post (moderators and above) and ``also``
+    (the member the change is about): its readers, up to
+    ``groups.max_members_broadcast`` of them, hear of no one else's comings
+    and goings, so a join costs O(staff) deliveries, not O(audience).
+    """
+    told = dict.fromkeys(members)
+    if txn.scalar("SELECT kind FROM chats WHERE id = ?", (group_id,)) == "broadcast":
+        told = dict.fromkeys(m for m, role in members.items() if role in _POSTERS)
+    told.update(dict.fromkeys(also))
+    return list(told)
+
+
+def staff_txn(txn: Txn, group_id: int) -> list[int]:
+    """The group's moderators and above (who post in a broadcast and moderate): by the partial index of
+    migration 026, however large the audience."""
+    rows = txn.execute(
+        "SELECT user_id FROM user_chats WHERE chat_id = ? AND role IN " + in_clause(_POSTERS), (group_id, *_POSTERS)
+    ).fetchall()
+    return [int(r["user_id"]) for r in rows]
+
+
+def told_txn(txn: Txn, group_id: int, kind: str, *also: int) -> list[int]:
+    """`told_of_members_txn` for a caller that has not read the members: read only those it needs."""
+    if kind == "broadcast":
+        return list(dict.fromkeys([*staff_txn(txn, group_id), *also]))
+    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+    return list(dict.fromkeys([*(int(r["user_id"]) for r in rows), *also]))
+
+
 def active_ban_txn(txn: Txn, group_id: int, user_id: int, now: float) -> bool:
     """Whether a ban of ``user_id`` from the group holds at ``now`` (``group_bans``, `umoc.storage.moderation`)."""
     row = txn.execute("SELECT until FROM group_bans WHERE chat_id = ? AND user_id = ?", (group_id, user_id)).fetchone()
@@ -148,9 +185,15 @@ def _set_role_txn(txn: Txn, group_id: int, user_id: int, role: str, by: int | No
 
 
 def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, str]:
-    """``{id: username}`` of ``others``; RefusedError unless each is ``user_id``'s friend both ways."""
+    """``{id: username}`` of ``others``; RefusedError unless each is ``user_id``'s friend both ways.
+
+    Without ``txn.rules.require_friendship`` (``contacts.require_friendship: false``): unless each is a
+    user no block separates from ``user_id``.
+    """
     if not others:
         return {}
+    if not txn.rules.require_friendship:
+        return _check_unblocked_txn(txn, user_id, others)
     rows = txn.execute(
         "SELECT c.contact_id, u.username FROM contacts c"
         " JOIN contacts r ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
@@ -164,17 +207,54 @@ def _check_friends_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, s
     return found
 
 
-def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, limits: int | MemberLimits) -> int:
+def _require_server_admin_txn(txn: Txn, user_id: int) -> None:
+    """``groups.public_creation: admins``: refuse a public group to a user who is not a server administrator."""
+    if not txn.scalar("SELECT is_admin FROM users WHERE id = ?", (user_id,)):
+        raise RefusedError(PUBLIC_REFUSED, code="forbidden")
+
+
+def _check_unblocked_txn(txn: Txn, user_id: int, others: list[int]) -> dict[int, str]:
+    found = {
+        int(r["id"]): r["username"]
+        for r in txn.execute(
+            "SELECT id, username FROM users WHERE deleted_at IS NULL AND id IN " + in_clause(others), others
+        ).fetchall()
+    }
+    blocked = txn.execute(
+        "SELECT 1 FROM contacts WHERE status = ? AND ((owner_id = ? AND contact_id IN "
+        + in_clause(others)
+        + ") OR (contact_id = ? AND owner_id IN "
+        + in_clause(others)
+        + ")) LIMIT 1",
+        [BLOCKED, user_id, *others, user_id, *others],
+    ).fetchone()
+    if len(found) != len(others) or blocked is not None:
+        raise RefusedError("You cannot add this user to a group", code="forbidden")
+    return found
+
+
+def _create_txn(
+    txn: Txn,
+    creator_id: int,
+    group: NewGroup,
+    now: float,
+    limits: int | MemberLimits,
+) -> int:
+    if group.visibility == "public" and txn.rules.public_admins_only:
+        _require_server_admin_txn(txn, creator_id)
     others = [m for m in group.member_ids if m != creator_id]
     max_members = member_cap(limits, group.kind)
     if len(others) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     _check_friends_txn(txn, creator_id, others)
+    avatar = group.avatar_file_id or None
+    if avatar is not None:
+        check_avatar_txn(txn, creator_id, avatar, txn.rules.image_types, now)
     group_id = int(
         txn.scalar(
             "INSERT INTO chats (is_group, name, description, created_by, created_at, member_count, last_activity,"
-            " visibility, join_rule, kind, topic, slow_mode, read_only, retention, extra)"
-            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " visibility, join_rule, kind, topic, slow_mode, read_only, retention, extra, avatar_file_id)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 group.name,
                 group.description,
@@ -190,6 +270,7 @@ def _create_txn(txn: Txn, creator_id: int, group: NewGroup, now: float, limits: 
                 int(group.read_only),
                 group.retention,
                 extra_text(group.extra),
+                avatar,
             ),
         )
     )
@@ -330,16 +411,26 @@ def settings_of(row: Any) -> dict[str, Any]:
         "slow_mode": int(row["slow_mode"]),
         "read_only": bool(row["read_only"]),
         "retention": int(row["retention"]),
+        "avatar_file_id": row["avatar_file_id"],
     }
 
 
 #: What ``group_updated`` shows of a group (and `info_txn` reads).
-_GROUP_COLUMNS = "name, description, visibility, join_rule, kind, topic, slow_mode, read_only, retention"
+_GROUP_COLUMNS = (
+    "name, description, visibility, join_rule, kind, topic, slow_mode, read_only, retention, avatar_file_id"
+)
 
 
 def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tuple[list[int], dict[str, Any]]:
     group_id = change.chat_id
     members = lock_members_txn(txn, group_id, admin_id, "update_group")
+    if change.visibility == "public" and txn.rules.public_admins_only:
+        _require_server_admin_txn(txn, admin_id)
+    if change.avatar_file_id is not None:
+        # "" clears the picture; a file must be the admin's own image upload.
+        if change.avatar_file_id:
+            check_avatar_txn(txn, admin_id, change.avatar_file_id, txn.rules.image_types, now)
+        txn.execute("UPDATE chats SET avatar_file_id = ? WHERE id = ?", (change.avatar_file_id or None, group_id))
     if change.retention == 0 and txn.scalar("SELECT retention FROM chats WHERE id = ?", (group_id,)):
         # Its old messages fall under the server's retention again: the purge's walk looks at them once
         # more (umoc.storage.retention.reset_walk_txn, which imports this module).
@@ -377,8 +468,13 @@ def _update_txn(txn: Txn, admin_id: int, change: GroupChange, now: float) -> tup
 
 
 def _add_member_txn(
-    txn: Txn, group_id: int, admin_id: int, user_id: int, now: float, limits: int | MemberLimits
-) -> str:
+    txn: Txn,
+    group_id: int,
+    admin_id: int,
+    user_id: int,
+    now: float,
+    limits: int | MemberLimits,
+) -> tuple[str, list[int]]:
     members = lock_members_txn(txn, group_id, admin_id, "manage_members")
     if user_id in members:
         raise RefusedError("This user is already a member", code="conflict")
@@ -389,7 +485,7 @@ def _add_member_txn(
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = _check_friends_txn(txn, admin_id, [user_id])[user_id]
     insert_member_txn(txn, group_id, user_id, admin_id, now)
-    return username
+    return username, told_of_members_txn(txn, group_id, members, user_id)
 
 
 def insert_member_txn(txn: Txn, group_id: int, user_id: int, added_by: int | None, now: float) -> None:
@@ -440,14 +536,15 @@ def remove_member_txn(txn: Txn, group_id: int, actor_id: int, user_id: int, now:
         txn.execute("UPDATE chats SET member_count = 0, closed_at = ? WHERE id = ?", (now, group_id))
         return MembershipChange([], None, True)
     txn.execute("UPDATE chats SET member_count = member_count - 1 WHERE id = ?", (group_id,))
-    promoted = None
+    promoted: RoleChanged | None = None
     if role == "owner":
         rows = txn.execute(
             "SELECT user_id, role FROM user_chats WHERE chat_id = ? ORDER BY joined_at, user_id", (group_id,)
         ).fetchall()
         heir = min(rows, key=lambda r: ROLES.index(r["role"]) if r["role"] in ROLES else len(ROLES))
         promoted = _set_role_txn(txn, group_id, int(heir["user_id"]), "owner", None, now)
-    return MembershipChange(list(members), promoted, False)
+        members[promoted.user_id] = "owner"
+    return MembershipChange(told_of_members_txn(txn, group_id, members), promoted, False)
 
 
 def _set_member_role_txn(
@@ -471,14 +568,30 @@ def _set_member_role_txn(
     changes = [_set_role_txn(txn, group_id, user_id, role, actor_id, now)]
     if handover:
         changes.append(_set_role_txn(txn, group_id, actor_id, "admin", actor_id, now))
-    return list(members), changes
+    return told_of_members_txn(txn, group_id, members, user_id, actor_id), changes
+
+
+#: Who posts in a broadcast, and so who types and sees typing there (`umoc.storage.standing`).
+_POSTERS = ("owner", "admin", "moderator")
 
 
 def _typing_audience_txn(txn: Txn, group_id: int, user_id: int, now: float) -> list[int]:
-    members = group_members_txn(txn, group_id)
-    if members is None or user_id not in members:
+    """In a broadcast only those who post (moderators and above) type, and only they see it: its
+    readers, however many, get no typing (and the audience is read without them)."""
+    row = txn.execute(
+        "SELECT c.kind, uc.role FROM chats c JOIN user_chats uc ON uc.chat_id = c.id AND uc.user_id = ?"
+        " WHERE c.id = ? AND c.is_group = 1 AND c.closed_at IS NULL",
+        (user_id, group_id),
+    ).fetchone()
+    if row is None:
         raise RefusedError(UNKNOWN_CHAT, code="not_found")
     require_standing_txn(txn, group_id, user_id, "type", now)
+    if row["kind"] == "broadcast":
+        if row["role"] not in _POSTERS:
+            raise RefusedError(ROLE_REFUSED, code="forbidden")
+        members = staff_txn(txn, group_id)
+    else:
+        members = group_members_txn(txn, group_id) or []
     blocked = {
         int(r["blocked_id"])
         for r in txn.execute(
@@ -497,9 +610,14 @@ class GroupStore:
         self._db = db
 
     def create(
-        self, creator_id: int, group: NewGroup, now: float, max_members: int | MemberLimits
+        self,
+        creator_id: int,
+        group: NewGroup,
+        now: float,
+        max_members: int | MemberLimits,
     ) -> defer.Deferred[int]:
-        """A new group with the creator as its admin; members must be the creator's friends. Raises `RefusedError`."""
+        """A new group with the creator as its owner; members must be the creator's friends (unless
+        ``contacts.require_friendship`` is false); an avatar an image the creator uploaded. Raises `RefusedError`."""
         return self._db.run("groups.create", _create_txn, creator_id, group, now, max_members)
 
     def info(self, group_id: int, viewer_id: int | None, limit: int | None = None) -> defer.Deferred[GroupInfo]:
@@ -519,8 +637,8 @@ class GroupStore:
 
     def add_member(
         self, group_id: int, admin_id: int, user_id: int, now: float, max_members: int | MemberLimits
-    ) -> defer.Deferred[str]:
-        """Add one of the admin's friends; the new member's username."""
+    ) -> defer.Deferred[tuple[str, list[int]]]:
+        """Add one of the admin's friends; the new member's username and who to tell (`told_of_members_txn`)."""
         return self._db.run("groups.add_member", _add_member_txn, group_id, admin_id, user_id, now, max_members)
 
     def remove_member(self, group_id: int, actor_id: int, user_id: int, now: float) -> defer.Deferred[MembershipChange]:

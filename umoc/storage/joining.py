@@ -18,10 +18,17 @@ from twisted.internet import defer
 
 from umoc.credentials import token_digest
 from umoc.errors import RefusedError
-from umoc.records.groups import USER_BANNED, GroupMember, MemberLimits, NewInviteLink, may, member_cap
+from umoc.records.groups import USER_BANNED, GroupMember, MemberLimits, NewInviteLink, member_cap
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn
-from umoc.storage.groups import active_ban_txn, insert_member_txn, lock_members_txn
+from umoc.storage.groups import (
+    active_ban_txn,
+    insert_member_txn,
+    lock_members_txn,
+    staff_txn,
+    told_of_members_txn,
+    told_txn,
+)
 from umoc.storage.messages import UNKNOWN_CHAT
 
 __all__ = ["InviteLink", "Joined", "JoiningStore", "PublicGroup"]
@@ -45,6 +52,7 @@ class PublicGroup:
     member_count: int
     kind: str
     join_rule: str
+    avatar_file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,7 @@ class Joined:
 
 def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[PublicGroup]:
     sql = (
-        "SELECT id, name, topic, member_count, kind, join_rule FROM chats"
+        "SELECT id, name, topic, member_count, kind, join_rule, avatar_file_id FROM chats"
         " WHERE visibility = 'public' AND closed_at IS NULL AND is_group = 1 AND id > ?"
     )
     params: list[Any] = [after]
@@ -69,7 +77,9 @@ def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[Pub
         params += [pattern, pattern]
     rows = txn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)).fetchall()
     return [
-        PublicGroup(int(r["id"]), r["name"], r["topic"], int(r["member_count"]), r["kind"], r["join_rule"])
+        PublicGroup(
+            int(r["id"]), r["name"], r["topic"], int(r["member_count"]), r["kind"], r["join_rule"], r["avatar_file_id"]
+        )
         for r in rows
     ]
 
@@ -77,19 +87,19 @@ def _public_txn(txn: Txn, query: str | None, after: int, limit: int) -> list[Pub
 def _join_txn(
     txn: Txn, group_id: int, user_id: int, now: float, limits: int | MemberLimits, invited: bool = False
 ) -> Joined:
-    """Join (``invited``: by an invite link, as to an ``open`` group whatever the rule) or ask to."""
+    """Join (``invited``: by an invite link, as to an ``open`` group whatever the rule) or ask to.
+
+    The members are not read (a broadcast may have 100,000): the joiner's own
+    row, the count kept on the chat row (locked), and whom to tell (`told_txn`).
+    """
     row = txn.execute(
-        "SELECT visibility, join_rule, kind FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
-        + txn.dialect.for_update,
+        "SELECT visibility, join_rule, kind, member_count FROM chats WHERE id = ? AND is_group = 1"
+        " AND closed_at IS NULL" + txn.dialect.for_update,
         (group_id,),
     ).fetchone()
     if row is None:
         raise RefusedError(UNKNOWN_CHAT, code="not_found")
-    members = {
-        int(r["user_id"]): r["role"]
-        for r in txn.execute("SELECT user_id, role FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
-    }
-    if user_id in members:
+    if txn.scalar("SELECT 1 FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, user_id)) is not None:
         raise RefusedError(ALREADY, code="conflict")
     if row["join_rule"] == "invite" and not invited:
         # A private group by invitation is not there for outsiders at all.
@@ -99,13 +109,13 @@ def _join_txn(
     if active_ban_txn(txn, group_id, user_id, now):
         raise RefusedError(BANNED, code="forbidden")
     max_members = member_cap(limits, row["kind"])
-    if len(members) + 1 > max_members:
+    if int(row["member_count"]) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     username = txn.scalar("SELECT username FROM users WHERE id = ?", (user_id,))
     if row["join_rule"] == "open" or invited:
         insert_member_txn(txn, group_id, user_id, None, now)
-        return Joined("joined", username, [*members, user_id])
-    moderators = [m for m, role in members.items() if may(role, "moderate")]
+        return Joined("joined", username, told_txn(txn, group_id, row["kind"], user_id))
+    moderators = staff_txn(txn, group_id)
     asked = txn.scalar("SELECT 1 FROM join_requests WHERE chat_id = ? AND user_id = ?", (group_id, user_id))
     if asked is None:
         txn.execute(
@@ -141,7 +151,7 @@ def _answer_txn(
     if len(members) + 1 > max_members:
         raise RefusedError(f"A group has at most {max_members} members", code="conflict")
     insert_member_txn(txn, group_id, user_id, actor_id, now)
-    return username, [*members, user_id]
+    return username, told_of_members_txn(txn, group_id, members, user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,16 +209,24 @@ def _links_txn(txn: Txn, group_id: int, actor_id: int, now: float) -> list[Invit
     return [_link(r) for r in rows]
 
 
-def _revoke_link_txn(txn: Txn, actor_id: int, code: str, now: float) -> int:
-    """Revoke the link ``code``; its group. Someone who may not manage the group learns nothing of it."""
+def _revoke_link_txn(
+    txn: Txn, actor_id: int, code: str | None, now: float, link_id: int | None = None
+) -> tuple[int, int]:
+    """Revoke the link ``code`` (or ``link_id``); ``(its group, its id)``. Someone who may not manage the group
+    learns nothing of it."""
+    key: str | int | None
+    if code is not None:
+        where, key = "code_hash = ?", token_digest(code)
+    else:
+        where, key = "id = ?", link_id
     row = txn.execute(
-        "SELECT id, chat_id FROM group_invites WHERE code_hash = ? AND revoked_at IS NULL", (token_digest(code),)
+        "SELECT id, chat_id FROM group_invites WHERE " + where + " AND revoked_at IS NULL", (key,)
     ).fetchone()
     if row is None:
         raise RefusedError(INVALID_INVITE, code="not_found")
     lock_members_txn(txn, int(row["chat_id"]), actor_id, "manage_members")
     txn.execute("UPDATE group_invites SET revoked_at = ? WHERE id = ?", (now, int(row["id"])))
-    return int(row["chat_id"])
+    return int(row["chat_id"]), int(row["id"])
 
 
 def _join_by_invite_txn(
@@ -264,9 +282,11 @@ class JoiningStore:
         """The group's usable links, without their codes."""
         return self._db.read("joining.links", _links_txn, group_id, actor_id, now)
 
-    def revoke_link(self, actor_id: int, code: str, now: float) -> defer.Deferred[int]:
-        """Revoke a link; the group it was for."""
-        return self._db.run("joining.revoke_link", _revoke_link_txn, actor_id, code, now)
+    def revoke_link(
+        self, actor_id: int, code: str | None, now: float, link_id: int | None = None
+    ) -> defer.Deferred[tuple[int, int]]:
+        """Revoke a link named by its code or its id; ``(the group it was for, its id)``."""
+        return self._db.run("joining.revoke_link", _revoke_link_txn, actor_id, code, now, link_id)
 
     def join_by_invite(
         self, code: str, user_id: int, now: float, limits: int | MemberLimits

@@ -20,7 +20,13 @@ from umoc.errors import RefusedError
 from umoc.records.groups import DELETE_WINDOWS, ROLE_REFUSED, Ban, Mute, may, outranks
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Txn
-from umoc.storage.groups import MembershipChange, active_ban_txn, lock_members_txn, remove_member_txn
+from umoc.storage.groups import (
+    MembershipChange,
+    active_ban_txn,
+    lock_members_txn,
+    remove_member_txn,
+    told_of_members_txn,
+)
 from umoc.storage.messages import UNKNOWN_CHAT
 from umoc.storage.messages.write import Deleted, LiveMessage, soft_delete_txn
 
@@ -180,7 +186,7 @@ def _mute_txn(txn: Txn, actor_id: int, mute: Mute, lift: bool, now: float) -> Mu
         txn,
         NewChange("member_muted", now, chat_id=group_id, actor_id=user_id, data={"until": until, "by": actor_id}),
     )
-    return Muted(list(members), until)
+    return Muted(told_of_members_txn(txn, group_id, members, user_id), until)
 
 
 class ModerationStore:

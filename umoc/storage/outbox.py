@@ -73,8 +73,21 @@ from umoc.storage.threadrows import followers_txn
 
 __all__ = ["OUTBOX_KINDS", "OutboxBatch", "OutboxRow", "OutboxStore"]
 
-#: The kinds a consumer may read: the predicate of the PostgreSQL index ``changes_outbox_v2`` (keep them equal).
-OUTBOX_KINDS = ("message", "edit", "delete", "contact", "member_added", "registered", "report")
+#: The kinds a consumer may read: the predicate of the PostgreSQL index ``changes_outbox_v3`` (keep them equal).
+OUTBOX_KINDS = (
+    "message",
+    "edit",
+    "delete",
+    "contact",
+    "member_added",
+    "registered",
+    "report",
+    "group",
+    "member_removed",
+    "member_role",
+    "member_banned",
+    "member_muted",
+)
 
 
 @dataclass(frozen=True, slots=True)

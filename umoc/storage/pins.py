@@ -45,7 +45,7 @@ def _live_pins_txn(txn: Txn, chat_id: int) -> int:
 
 def _pin_txn(txn: Txn, user_id: int, message_id: str, pin: bool, now: float, max_pins: int) -> PinChange:
     target = target_txn(txn, user_id, message_id, lock=True)
-    require_writable_txn(txn, user_id, target, "pin messages", "send", now)
+    require_writable_txn(txn, user_id, target, "pin messages", "pin", now)
     if pin:
         changed = txn.scalar("SELECT 1 FROM message_pins WHERE message_seq = ?", (target.seq,)) is None
         if changed:

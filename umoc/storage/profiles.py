@@ -20,6 +20,7 @@ from umoc.errors import RefusedError
 from umoc.records.profiles import ProfileChange, SettingsChange
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn
+from umoc.storage.files import check_avatar_txn
 from umoc.storage.relations import FRIEND
 
 __all__ = ["Profile", "ProfileStore", "Settings", "profile_txn"]
@@ -92,18 +93,8 @@ def _update_txn(
     fields = change.fields()
     avatar_file_id = fields.get("avatar_file_id")
     if avatar_file_id is not None:
-        row = txn.execute(
-            "SELECT uploader_id, file_type, uploaded_at FROM files WHERE id = ?" + txn.dialect.for_update,
-            (avatar_file_id,),
-        ).fetchone()
-        if row is None or int(row["uploader_id"]) != user_id:
-            raise RefusedError("Invalid 'avatar_file_id': unknown file", code="invalid_argument")
-        if row["uploaded_at"] is None:
-            raise RefusedError("Invalid 'avatar_file_id': the file has not arrived whole yet", code="invalid_argument")
-        if row["file_type"] not in image_types:
-            raise RefusedError("Invalid 'avatar_file_id': an avatar must be an image", code="invalid_argument")
         # Completed files are never purged; an avatar is kept as long as any shared file.
-        txn.execute("UPDATE files SET completed_at = ? WHERE id = ? AND completed_at IS NULL", (now, avatar_file_id))
+        check_avatar_txn(txn, user_id, avatar_file_id, image_types, now)
     for column, value in fields.items():
         txn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
     profile = profile_txn(txn, user_id)
@@ -121,8 +112,22 @@ def _visible_profile_txn(txn: Txn, viewer_id: int, user_id: int) -> Profile:
 
 
 def _avatar_readable_txn(txn: Txn, file_id: str, viewer_id: int) -> bool:
+    """A user's avatar: whoever may see their profile; a group's: its members, and anyone for a public group."""
+    group = txn.execute(
+        "SELECT 1 FROM chats c WHERE c.avatar_file_id = ? AND c.is_group = 1 AND c.closed_at IS NULL"
+        " AND (c.visibility = 'public' OR EXISTS (SELECT 1 FROM user_chats uc WHERE uc.chat_id = c.id"
+        " AND uc.user_id = ?)) LIMIT 1",
+        (file_id, viewer_id),
+    ).fetchone()
+    if group is not None:
+        return True
     rows = txn.execute("SELECT id FROM users WHERE avatar_file_id = ?", (file_id,)).fetchall()
     return any(visible_txn(txn, viewer_id, int(r["id"])) for r in rows)
+
+
+def _own_profile_txn(txn: Txn, user_id: int) -> tuple[Profile, bool]:
+    profile = _visible_profile_txn(txn, user_id, user_id)
+    return profile, bool(txn.scalar("SELECT is_admin FROM users WHERE id = ?", (user_id,)))
 
 
 class ProfileStore:
@@ -132,6 +137,10 @@ class ProfileStore:
     def get(self, viewer_id: int, user_id: int) -> defer.Deferred[Profile]:
         """``user_id``'s profile if ``viewer_id`` may see it; RefusedError (``User not found``) otherwise."""
         return self._db.read("profiles.get", _visible_profile_txn, viewer_id, user_id)
+
+    def own(self, user_id: int) -> defer.Deferred[tuple[Profile, bool]]:
+        """The user's own profile and whether they are a server administrator (one read)."""
+        return self._db.read("profiles.own", _own_profile_txn, user_id)
 
     def update(
         self, user_id: int, change: ProfileChange, image_types: tuple[str, ...] = (), now: float = 0.0
@@ -144,7 +153,8 @@ class ProfileStore:
         return self._db.run("profiles.update", _update_txn, user_id, change, image_types, now)
 
     def avatar_readable(self, file_id: str, viewer_id: int) -> defer.Deferred[bool]:
-        """Whether ``file_id`` is the avatar of someone whose profile ``viewer_id`` may see."""
+        """Whether ``file_id`` is the avatar of someone whose profile ``viewer_id`` may see, or of a group
+        ``viewer_id`` is in or that is public."""
         return self._db.read("profiles.avatar_readable", _avatar_readable_txn, file_id, viewer_id)
 
     def settings(self, user_id: int) -> defer.Deferred[Settings]:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from umoc.storage.database import Txn
 
-__all__ = ["BLOCKED", "FRIEND", "NEW", "ensure_direct_chat_txn", "statuses_txn"]
+__all__ = ["BLOCKED", "FRIEND", "NEW", "ensure_direct_chat_txn", "reachable", "statuses_txn"]
 
 NEW = "NEW"
 FRIEND = "FRIEND"
 BLOCKED = "BLOCKED"
+
+
+def reachable(mine: str | None, theirs: str | None, require_friendship: bool = True) -> bool:
+    """Whether two users whose rows say ``mine`` and ``theirs`` may message (or add) each other.
+
+    ``require_friendship`` (``contacts.require_friendship``): both rows FRIEND.
+    Without it (app-style chat) anyone but a user a block separates them from.
+    """
+    if require_friendship:
+        return mine == FRIEND and theirs == FRIEND
+    return mine != BLOCKED and theirs != BLOCKED
 
 
 def statuses_txn(txn: Txn, a: int, b: int, lock: bool = False) -> tuple[str | None, str | None]:

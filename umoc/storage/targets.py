@@ -15,7 +15,7 @@ from typing import Any
 from umoc.errors import RefusedError
 from umoc.records.groups import Action
 from umoc.storage.database import Txn
-from umoc.storage.relations import BLOCKED, FRIEND, statuses_txn
+from umoc.storage.relations import BLOCKED, reachable, statuses_txn
 from umoc.storage.standing import require_standing_txn
 
 __all__ = ["MESSAGE_NOT_FOUND", "Target", "require_writable_txn", "target_by_seq_txn", "target_txn"]
@@ -113,8 +113,9 @@ def require_writable_txn(txn: Txn, user_id: int, target: Target, doing: str, act
 
     Group membership was checked by `target_txn`; a reader or a muted member
     may not write (`require_standing_txn`).  A direct chat needs both
-    users to be friends; the blocked user is not told of the block (the
-    same answer as for a stranger), the blocker is reminded of it.
+    users to be friends (without ``txn.rules.require_friendship``, only that
+    neither blocked the other); the blocked user is not told of the block
+    (the same answer as for a stranger), the blocker is reminded of it.
     """
     if target.is_group:
         require_standing_txn(txn, target.chat_id, user_id, action, now)
@@ -123,5 +124,7 @@ def require_writable_txn(txn: Txn, user_id: int, target: Target, doing: str, act
     mine, theirs = statuses_txn(txn, user_id, peer)
     if mine == BLOCKED:
         raise RefusedError(f"You have blocked this user: unblock them to {doing}", code="forbidden")
-    if mine != FRIEND or theirs != FRIEND:
+    if not reachable(mine, theirs, txn.rules.require_friendship):
+        if not txn.rules.require_friendship:
+            raise RefusedError(f"You cannot {doing} in this chat", code="forbidden")
         raise RefusedError(f"You can only {doing} in chats with your friends", code="forbidden")

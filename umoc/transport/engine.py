@@ -86,6 +86,9 @@ class EngineHandler(Protocol):
 
     def on_close(self, reason: str) -> None: ...
 
+    def on_ping(self) -> None:
+        """The session just sent a PING: the heartbeat is a clock the layer above may time things by."""
+
 
 class EngineSession:
     """One Engine.IO session: sid, heartbeat, and the current transport."""
@@ -146,6 +149,8 @@ class EngineSession:
         self.transport.send_packets([EnginePacket(EnginePacketType.PING)])
         delay = max(0.0, self._deadline - self._clock.seconds())
         self._timeout_call = self._clock.callLater(delay, self._ping_timed_out)
+        if self.handler is not None:
+            self.handler.on_ping()
 
     def heartbeat_expired(self) -> bool:
         """Close the session if its PONG is overdue; True when it is (or already was) closed.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.web import resource
 from twisted.web.iweb import IRequest
 
@@ -13,7 +12,7 @@ from umoc.transport.engine import EngineServer
 from umoc.transport.errors import BAD_REQUEST, UNKNOWN_TRANSPORT, UNSUPPORTED_VERSION, engine_error
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.polling import PollingResource
-from umoc.transport.websocket import EngineWebSocketFactory
+from umoc.transport.websocket import EngineWebSocketFactory, EngineWebSocketResource
 
 __all__ = ["EngineIOResource", "engine_resource"]
 
@@ -23,7 +22,7 @@ class EngineIOResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, websocket: WebSocketResource, polling: Any = None, cors: Any = None) -> None:
+    def __init__(self, websocket: EngineWebSocketResource, polling: Any = None, cors: Any = None) -> None:
         super().__init__()
         self._websocket = websocket
         self._polling = polling
@@ -52,4 +51,4 @@ def engine_resource(engine: EngineServer, gatekeeper: Gatekeeper, cors: Cors) ->
     factory = EngineWebSocketFactory(engine, gatekeeper)
     polling = PollingResource(engine, gatekeeper, cors)
     factory.upgrade_handler = polling.upgrade
-    return EngineIOResource(WebSocketResource(factory), polling, cors)
+    return EngineIOResource(EngineWebSocketResource(factory), polling, cors)

@@ -248,12 +248,42 @@ class SocketIOConnection:
             connect_timeout = engine.server.settings.connect_timeout
         self._connect_timeout = connect_timeout
         self._connect_timer: IDelayedCall | None = None
+        #: When a connection with no socket is closed, while no timer is set for it yet (see `on_ping`).
+        self._connect_deadline: float | None = None
         self._arm_connect_timer()
 
     def _arm_connect_timer(self) -> None:
-        """A connection with no authenticated socket holds a slot of its IP's quota for nothing."""
-        if self._connect_timeout:
-            self._connect_timer = self.engine.server.clock.callLater(self._connect_timeout, self._connect_timed_out)
+        """A connection with no authenticated socket holds a slot of its IP's quota for nothing.
+
+        A deadline after the next PING (the defaults: 45 s, the PING at 25 s)
+        sets no timer yet: PINGs come on their own timer, and the last one
+        before the deadline sets it (`on_ping`).  Nearly every connection
+        sends its CONNECT within a round trip, so nearly none ever sets one:
+        a timer fewer to make and cancel per connect.
+        """
+        timeout = self._connect_timeout
+        if not timeout:
+            return
+        server = self.engine.server
+        if timeout > server.settings.ping_interval:
+            self._connect_deadline = server.clock.seconds() + timeout
+        else:
+            self._connect_timer = server.clock.callLater(timeout, self._connect_timed_out)
+
+    def on_ping(self) -> None:
+        """Time the connect deadline now if it may come before the next PING.
+
+        The next PING follows the client's PONG (within ``ping_timeout``, else
+        the session ends) by ``ping_interval``.
+        """
+        deadline = self._connect_deadline
+        if deadline is None or self.sockets:
+            return
+        server = self.engine.server
+        left = deadline - server.clock.seconds()
+        if left <= server.settings.ping_interval + server.settings.ping_timeout:
+            self._connect_deadline = None
+            self._connect_timer = server.clock.callLater(max(0.0, left), self._connect_timed_out)
 
     def _connect_timed_out(self) -> None:
         self._connect_timer = None
@@ -261,6 +291,7 @@ class SocketIOConnection:
             self.engine.close("connect timeout", notify=False)
 
     def _cancel_connect_timer(self) -> None:
+        self._connect_deadline = None
         if self._connect_timer is not None and self._connect_timer.active():
             self._connect_timer.cancel()
         self._connect_timer = None
@@ -316,7 +347,7 @@ class SocketIOConnection:
             socket = self.sockets.pop(nsp, None)
             if socket is not None:
                 self._drop(socket, "client namespace disconnect")
-                if not self.sockets and self._connect_timer is None:
+                if not self.sockets and self._connect_timer is None and self._connect_deadline is None:
                     self._arm_connect_timer()
         elif kind in (PacketType.ACK, PacketType.BINARY_ACK):
             # UMOC never asks clients for acks; a stray one is harmless.

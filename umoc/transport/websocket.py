@@ -20,6 +20,16 @@ what a fan-out to many sockets costs.  Only when the kernel's buffer is
 full does the rest go through Twisted's buffer (and its registration).
 TLS and test transports are written to as before.
 
+Opening handshake: twisted.web has already parsed the upgrade request when
+`EngineWebSocketResource` renders it.  Autobahn's own resource writes the
+request back out as bytes and parses it again, line by line, with a debug
+line per step; for the common request (a plain GET with the usual headers,
+one protocol version, no subprotocol, no compression accepted, nothing the
+application refuses) the handshake is checked straight from twisted.web's
+request, with Autobahn's own rules, and answered in one write.  Anything
+else, every request Autobahn or the application would refuse included, goes
+through Autobahn's resource unchanged, so refusals are exactly Autobahn's.
+
 Slow readers: the protocol registers as the TCP transport's streaming
 producer, so Twisted says when the kernel buffer is full.  Bytes written
 while paused are counted; past ``max_buffered`` the client is dropped,
@@ -28,19 +38,31 @@ because holding its backlog would hurt everyone else's memory.
 
 from __future__ import annotations
 
+import base64
+import collections
 import errno
+import hashlib
 import inspect
+import re
 from pprint import pformat
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import autobahn.twisted.websocket as _autobahn_twisted_websocket
 import autobahn.websocket.protocol as _autobahn_protocol
+import txaio
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.util import create_transport_details, peer2str
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import FrameHeader
+from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
+from autobahn.websocket.protocol import FrameHeader, TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.web.iweb import IRequest
+from twisted.web.server import NOT_DONE_YET
 
 from umoc.protocol.engineio import EnginePacket, encode_packet
 from umoc.protocol.websocket import encode_frame, parse_client_frame
@@ -48,7 +70,7 @@ from umoc.transport.engine import EngineServer, EngineSession, Outgoing
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.probe import UpgradeProbe
 
-__all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
+__all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol", "EngineWebSocketResource"]
 
 log = Logger()
 
@@ -114,6 +136,34 @@ _autobahn_protocol.hltype = _LazyHltype
 _autobahn_twisted_websocket.hltype = _LazyHltype
 
 
+class _Lazy:
+    """A per-connection attribute made on first use; assigning it (as Autobahn does) just sets it.
+
+    For what Autobahn builds for every connection that few ever use: the
+    UTF-8 validator of its own frame parser (the fast path validates by
+    decoding), the transport details and the peer string of its logs.
+    """
+
+    __slots__ = ("name", "make")
+
+    def __init__(self, name: str, make: Any) -> None:
+        self.name = name
+        self.make = make
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.make(obj)
+        return value
+
+
+def _transport_details(protocol: Any) -> Any:
+    """What Autobahn's Twisted adapter records in ``connectionMade``."""
+    details = create_transport_details(protocol.transport, True)
+    details.channel_framing = details.CHANNEL_FRAMING_WEBSOCKET
+    return details
+
+
 class TurnWriter:
     """Sends, at the end of each reactor turn, what the turn wrote to each connection: one ``send()`` each."""
 
@@ -144,6 +194,49 @@ _EMPTY: dict[str, Any] = {}
 
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR)
 
+# The fast handshake's checks, each as strict as Autobahn's or stricter (stricter: Autobahn decides).
+#: A request target of printable ASCII: no space, no control character, no fragment ("#").
+_PLAIN_TARGET = re.compile(rb"/[\x21\x22\x24-\x7e]*")
+#: RFC 9110 token (Autobahn's ``_HTTP_FIELD_NAME``).
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Control characters but HTAB, and DEL (Autobahn's ``_HTTP_FIELD_VALUE_INVALID``).
+_FIELD_VALUE_INVALID = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: 16 bytes in base64, as Autobahn checks a Sec-WebSocket-Key.
+_WEBSOCKET_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+_WS_MAGIC = WebSocketProtocol._WS_MAGIC
+_txaio: Any = txaio
+#: What an open connection keeps nothing of (`EngineWebSocketProtocol.onOpen`).
+_HANDSHAKE_FIELDS = (
+    "_query",
+    "_headers",
+    "http_request_data",
+    "http_response_data",
+    "http_headers",
+    "http_request_params",
+    "http_status_line",
+    "http_request_uri",
+    "http_request_path",
+    "http_request_host",
+    "websocket_origin",
+    "websocket_protocols",
+    "websocket_extensions",
+    "_wskey",
+)
+
+
+class _Handshake(NamedTuple):
+    """What a checked upgrade request says, for `EngineWebSocketProtocol.accept_handshake`."""
+
+    headers: dict[str, str]
+    query: dict[str, str]
+    key: str
+    remote_ip: str
+
+
+def _has_token(value: str | None, token: str) -> bool:
+    """Whether the comma-separated header ``value`` holds ``token`` (case-insensitive), as Autobahn reads it."""
+    return value is not None and any(part.strip().lower() == token for part in value.split(","))
+
 
 class EngineWebSocketProtocol(WebSocketServerProtocol):
     """Carries one Engine.IO session over one WebSocket."""
@@ -161,27 +254,79 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     autoPingRestartOnAnyTraffic: bool
     current_frame: FrameHeader | None  # type: ignore[assignment]
     autoPingTimeoutCall: Any  # a timer once auto-ping is on
+    openHandshakeTimeout: float
+    tcpNoDelay: bool
     http_request_data: bytes | None  # type: ignore[assignment]
     http_response_data: str | None  # type: ignore[assignment]
 
     #: Autobahn steps (about two per frame) one connection may run per reactor turn.
     STEPS_PER_TURN = 40
 
+    # What Autobahn's ``_connectionMade`` sets to the same value on every connection, set once here
+    # (see `_connectionMade`); Autobahn assigns them on a connection when they change.
+    _perMessageCompress = None
+    trackedTimings: Any = None
+    send_state = WebSocketProtocol.SEND_STATE_GROUND
+    triggered = False
+    wasMaxFramePayloadSizeExceeded = False
+    wasMaxMessagePayloadSizeExceeded = False
+    closedByMe = False
+    failedByMe = False
+    droppedByMe = False
+    wasClean = False
+    wasNotCleanReason: Any = None
+    wasServerConnectionDropTimeout = False
+    wasOpenHandshakeTimeout = False
+    wasCloseHandshakeTimeout = False
+    wasServingFlashSocketPolicyFile = False
+    localCloseCode = None
+    localCloseReason = None
+    remoteCloseCode = None
+    remoteCloseReason = None
+    openHandshakeTimeoutCall = None
+    closeHandshakeTimeoutCall = None
+    autoPingTimeoutCall = None
+    autoPingPending = None
+    autoPingPendingCall = None
+    autoPingPendingSeq = 0
+    autoPingPendingSent = None
+    # Autobahn's ``set_valid_events(["message"])``, its observers' table made when asked.
+    _valid_events = ["message"]  # noqa: RUF012 - read only
+    _results = _Lazy("_results", lambda protocol: {"message": None})
+    # What Autobahn's opening handshake sets that an open connection still reads, as its
+    # ``succeedHandshake`` leaves them (`accept_handshake` has nothing else to set).
+    websocket_version = 13
+    inside_message = False
+    current_frame = None
+    # What the handshake keeps only until `onOpen`: an idle socket should not hold its request for life.
+    http_request_data = None
+    http_response_data = None
+    http_headers: dict[str, str] = _EMPTY
+    http_request_params: dict[str, list[str]] = _EMPTY
+    _query: dict[str, str] = _EMPTY
+    _headers: dict[str, str] = _EMPTY
+    # Per connection, set when they change.
+    _paused = False
+    _backlog = 0
+    _remote_ip = ""
+    #: Set while this WebSocket is proving itself to replace long-polling.
+    probe: UpgradeProbe | None = None
+    _next_batch: IDelayedCall | None = None
+    _fast_limit = 0
+    #: The socket written to directly, and what this reactor turn wrote (see `TurnWriter`).
+    _socket: Any = None
+    _out: list[bytes] | None = None
+    utf8validator = _Lazy("utf8validator", lambda protocol: Utf8Validator())
+    #: Autobahn's queue of chopped or synchronous writes, which UMOC never makes (its close and pong may).
+    send_queue = _Lazy("send_queue", lambda protocol: collections.deque())
+    _transport_details = _Lazy("_transport_details", _transport_details)
+    peer = _Lazy("peer", lambda protocol: peer2str(protocol.transport))
+
     def __init__(self) -> None:
-        super().__init__()
+        # Autobahn's ``WebSocketProtocol.__init__`` but its transport details, made when asked (`_Lazy`).
+        self.is_closed = _txaio.create_future()
+        self.is_open = _txaio.create_future()
         self.session: EngineSession | None = None
-        self._query: dict[str, str] = {}
-        self._headers: dict[str, str] = {}
-        self._paused = False
-        self._backlog = 0
-        self._remote_ip = ""
-        #: Set while this WebSocket is proving itself to replace long-polling.
-        self.probe: UpgradeProbe | None = None
-        self._next_batch: IDelayedCall | None = None
-        self._fast_limit = 0
-        #: The socket written to directly, and what this reactor turn wrote (see `TurnWriter`).
-        self._socket: Any = None
-        self._out: list[bytes] | None = None
 
     # -- handshake --------------------------------------------------------
 
@@ -195,8 +340,68 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         if problem:
             raise ConnectionDeny(problem[0], problem[1])
 
+    def accept_handshake(self, handshake: _Handshake, rest: bytes) -> None:
+        """Open on a request `EngineWebSocketFactory.check_handshake` accepted: Autobahn's ``succeedHandshake``.
+
+        What it leaves on the connection is what Autobahn's handshake
+        leaves that the open connection still reads (the protocol version,
+        the frame parser's state); the rest it would drop in `onOpen`.
+        """
+        self._query = handshake.query
+        self._headers = self.http_headers = handshake.headers
+        self._remote_ip = handshake.remote_ip
+        accept = base64.b64encode(hashlib.sha1(handshake.key.encode("ascii") + _WS_MAGIC).digest())
+        server = self.factory.server
+        response = (
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+            + (f"Server: {server}\r\n".encode() if server else b"")
+            + b"Upgrade: WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+            + accept
+            + b"\r\n\r\n"
+        )
+        self.trafficStats.preopenOutgoingOctetsWireLevel += len(response)
+        self.transport.write(response)
+        self.state = self.STATE_OPEN
+        self.data = rest
+        self._onOpen()
+        _txaio.resolve(self.is_open, None)
+        if self.data:
+            self.consumeData()
+
+    def _connectionMade(self) -> None:
+        """Autobahn's, for a connection whose settings are its class's (`EngineWebSocketFactory.setProtocolOptions`).
+
+        Autobahn copies each setting the connection lacks from the factory
+        and pretty-prints them all for a debug line, then sets some thirty
+        fields: those with the same value on every connection are class
+        attributes here, the rest are set below.  A test compares the result
+        with Autobahn's own.
+        """
+        self.trafficStats = TrafficStats()
+        if self.trackTimings:
+            self.setTrackTimings(True)
+        self.state = self.STATE_CONNECTING
+        self.data = b""
+        if self.openHandshakeTimeout > 0:
+            self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
+                self.openHandshakeTimeout, self.onOpenHandshakeTimeout
+            )
+        self.factory.countConnections += 1
+
+    def _onOpen(self) -> None:
+        # Autobahn's Twisted adapter records a TLS connection's channel id and certificate first.
+        if ISSLTransport.providedBy(self.transport):
+            super()._onOpen()
+        else:
+            self.onOpen()
+
     def connectionMade(self) -> None:
-        super().connectionMade()
+        # Autobahn's Twisted adapter, but its transport details and peer string are made when asked (`_Lazy`).
+        try:
+            self.transport.setTcpNoDelay(self.tcpNoDelay)
+        except Exception:  # noqa: BLE001 - as Autobahn: not every transport has Nagle's algorithm
+            pass
+        self._connectionMade()
         # Largest frame the fast path takes: one Autobahn would not refuse (limits are set by now).
         limits = [n for n in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if n > 0]
         self._fast_limit = min(limits, default=65535)
@@ -216,10 +421,10 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         try:
             self._open()
         finally:
-            # What only the handshake needed: an idle socket should not hold its request for life.
-            self._query, self._headers = _EMPTY, _EMPTY
-            self.http_request_data = self.http_response_data = None
-            self.http_headers = self.http_request_params = _EMPTY
+            # What only the handshake needed: back to the class's empty values.
+            fields = self.__dict__
+            for name in _HANDSHAKE_FIELDS:
+                fields.pop(name, None)
 
     def _open(self) -> None:
         sid = self._query.get("sid")
@@ -396,7 +601,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def _send_wire(self, wire: bytes) -> None:
         """Autobahn's ``sendData`` without its per-call debug-log arguments, built even when unused."""
-        if self.send_queue or self.logOctets:
+        if self.__dict__.get("send_queue") or self.logOctets:
             self.sendData(wire)  # behind Autobahn's queued writes, or logged
             return
         self.trafficStats.outgoingOctetsWireLevel += len(wire)
@@ -521,6 +726,92 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             writer = self._writers[id(reactor)] = TurnWriter(reactor)
         return writer
 
+    def check_handshake(self, request: IRequest, transport: Any) -> _Handshake | None:
+        """The common upgrade request checked as Autobahn and `refuse_reason` would; None for any other.
+
+        None sends the request through Autobahn's own handshake: anything
+        unusual, and every request that is to be refused, so a refusal
+        reads exactly as Autobahn (or `EngineWebSocketProtocol.onConnect`)
+        writes it.  No side effects: the connection is not touched here.
+        """
+        protocol: Any = self.protocol  # its settings are class attributes
+        target = request.uri
+        if (
+            request.method != b"GET"
+            or cast(Any, request).clientproto != b"HTTP/1.1"
+            or not _PLAIN_TARGET.fullmatch(target)
+            or target[:2] == b"//"
+            or self.externalPort
+            or self.headers
+            or self.trustXForwardedFor
+            or protocol.maxConnections > 0
+            or protocol.autoPingInterval
+            or protocol.trackTimings
+            or 13 not in protocol.versions
+        ):
+            return None
+        # Autobahn's resource joins a header's values with "," and gives it one line: one value per name.
+        headers: dict[str, str] = {}
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            value = values[0] if len(values) == 1 else b",".join(values)
+            if not _FIELD_NAME.fullmatch(name) or _FIELD_VALUE_INVALID.search(value):
+                return None
+            headers[name.decode("ascii").lower()] = value.decode("iso-8859-1").strip(" \t")
+        host = headers.get("host")
+        if host is None:
+            return None
+        host = host.strip()
+        if ":" in host and not host.endswith("]"):
+            port = host.rsplit(":", 1)[1].strip()
+            if not (port.isascii() and port.isdigit()):
+                return None
+        if (
+            not _has_token(headers.get("upgrade"), "websocket")
+            or not _has_token(headers.get("connection"), "upgrade")
+            or headers.get("sec-websocket-version") != "13"
+            or "sec-websocket-protocol" in headers
+        ):
+            return None
+        key = headers.get("sec-websocket-key", "").strip()
+        if not _WEBSOCKET_KEY.fullmatch(key):
+            return None
+        origin = headers.get("origin")
+        if origin is not None:
+            try:
+                where = _autobahn_protocol._url_to_origin(origin.strip())
+            except Exception:  # noqa: BLE001 - Autobahn refuses it (or fails): let it
+                return None
+            if not (where == "null" and self.allowNullOrigin) and not _autobahn_protocol._is_same_origin(
+                where,
+                "https" if self.isSecure else "http",
+                self.externalPort or self.port,
+                protocol.allowedOriginsPatterns,
+            ):
+                return None
+        offered = headers.get("sec-websocket-extensions")
+        if offered is not None:
+            offers = []
+            for name, params in WebSocketProtocol._parseExtensionsHeader(cast(Any, None), offered):
+                kind: Any = PERMESSAGE_COMPRESSION_EXTENSION.get(name)
+                if kind is not None:
+                    try:
+                        offers.append(kind["Offer"].parse(params))
+                    except Exception:  # noqa: BLE001 - Autobahn refuses a bad offer
+                        return None
+            if offers and protocol.perMessageCompressionAccept(offers) is not None:
+                return None  # compression accepted: Autobahn sets it up
+        # twisted.web's parse of the (ASCII) query, read as Autobahn's: blank values dropped, text decoded.
+        query: dict[str, str] = {}
+        for name, values in cast(Any, request).args.items():
+            for value in values:
+                if value:
+                    query[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+                    break
+        remote_ip = self.gatekeeper.client_ip(getattr(transport.getPeer(), "host", ""), headers)
+        if self.refuse_reason(query, headers, remote_ip, ISSLTransport.providedBy(transport)):
+            return None
+        return _Handshake(headers, query, key, remote_ip)
+
     def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:
         peer = protocol.transport.getPeer()
         return self.gatekeeper.client_ip(getattr(peer, "host", ""), protocol.http_headers)
@@ -538,3 +829,38 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         if not self.engine.may_open(remote_ip):
             return (429, "Too many connections")
         return None
+
+
+class EngineWebSocketResource(WebSocketResource):
+    """Autobahn's resource, with the common upgrade request answered straight from twisted.web's parse."""
+
+    _factory: EngineWebSocketFactory
+
+    def render(self, request: IRequest) -> Any:
+        channel = cast(Any, request).channel
+        transport = channel.transport
+        handshake = None if transport is None else self._factory.check_handshake(request, transport)
+        if handshake is None:
+            return super().render(request)
+        protocol = cast(EngineWebSocketProtocol, self._factory.buildProtocol(transport.getPeer()))
+        # Take over the transport from twisted.web, as Autobahn's resource does.
+        channel.transport = None
+        if isinstance(transport, ProtocolWrapper):
+            transport.wrappedProtocol = protocol
+        elif isinstance(transport.protocol, ProtocolWrapper):
+            transport.protocol.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        # The handshake completes below, before the reactor runs again: no opening-handshake timer to set.
+        protocol.openHandshakeTimeout = 0
+        try:
+            protocol.makeConnection(transport)
+        finally:
+            del protocol.openHandshakeTimeout
+        producer = getattr(transport, "_networkProducer", None)
+        if producer is not None:
+            producer.resumeProducing()
+        elif hasattr(transport, "resumeProducing"):
+            transport.resumeProducing()
+        protocol.accept_handshake(handshake, cast(Any, request).content.read())
+        return NOT_DONE_YET

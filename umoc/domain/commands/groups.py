@@ -18,7 +18,14 @@ from umoc.domain.commands.audit import record_moderation
 from umoc.domain.notices import replay, shapes
 from umoc.domain.services import Services
 from umoc.records import Actor
-from umoc.records.groups import GroupChange, GroupMember, MemberLimits, MembersPageAsked, NewGroup, RoleChange
+from umoc.records.groups import (
+    GroupChange,
+    GroupMember,
+    MemberLimits,
+    MembersPageAsked,
+    NewGroup,
+    RoleChange,
+)
 from umoc.storage.groups import RoleChanged
 
 __all__ = ["add_member", "create", "members", "remove_member", "set_member_role", "update"]
@@ -42,8 +49,10 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
     """Admins and the owner; every member gets ``group_updated``: the name, description, settings and ``extra`` now."""
     record = record.checked(services.config.messages)
     now = services.clock.seconds()
-    members, updated = await services.storage.groups.update(actor.uid, record, now)
+    members, written = await services.storage.groups.update(actor.uid, record, now)
+    updated = shapes.group_updated(written)
     services.hub.tell(members, notices.GROUP_UPDATED(updated), key=replay.group(record.chat_id, "group_updated", now))
+    services.webhooks.wake()  # ``group.updated``, read from the feed
     await record_moderation(services, actor, "group.update", record.chat_id)
     return updated
 
@@ -51,11 +60,10 @@ async def update(services: Services, actor: Actor, record: GroupChange) -> dict[
 async def add_member(services: Services, actor: Actor, record: GroupMember) -> dict[str, Any]:
     """An admin adds a friend; every member (the new one too) is told; ``group.member_added`` webhook."""
     chat_id, user_id, now = record.chat_id, record.user_id, services.clock.seconds()
-    username = await services.storage.groups.add_member(chat_id, actor.uid, user_id, now, _limits(services))
+    username, told = await services.storage.groups.add_member(chat_id, actor.uid, user_id, now, _limits(services))
     added = {"chat_id": chat_id, "user_id": user_id, "username": username}
-    info = await services.storage.groups.info(chat_id, None)
     key = replay.member("member_added", chat_id, user_id, now)
-    services.hub.tell([m.user_id for m in info.members], notices.GROUP_MEMBER_ADDED(added), key=key)
+    services.hub.tell(told, notices.GROUP_MEMBER_ADDED(added), key=key)
     services.webhooks.wake()  # ``group.member_added``, read from the feed
     await record_moderation(services, actor, "group.add_member", chat_id, user_id)
     return added
@@ -73,6 +81,7 @@ async def remove_member(services: Services, actor: Actor, record: GroupMember) -
     services.hub.tell([*change.members, record.user_id], notices.GROUP_MEMBER_REMOVED(removed), key=key)
     if change.promoted is not None:
         _announce_role(services, record.chat_id, change.members, change.promoted, now)
+    services.webhooks.wake()  # ``group.member_removed`` (and ``group.member_role_changed``), read from the feed
     await record_moderation(services, actor, "group.remove_member", record.chat_id, record.user_id)
     return removed
 
@@ -90,6 +99,7 @@ async def set_member_role(services: Services, actor: Actor, record: RoleChange) 
     for change in changes:
         _announce_role(services, record.chat_id, members, change, now)
     if changes:
+        services.webhooks.wake()  # ``group.member_role_changed``, read from the feed
         await record_moderation(services, actor, "group.set_role", record.chat_id, record.user_id, role=record.role)
     return shapes.member_role_changed(record.chat_id, RoleChanged(record.user_id, record.role, actor.uid))
 
@@ -110,5 +120,6 @@ async def members(services: Services, actor: Actor, page: MembersPageAsked) -> d
 
 
 def _limits(services: Services) -> MemberLimits:
-    """The member caps of the configuration: ``messages.max_group_members``, ``groups.max_members_broadcast``."""
-    return MemberLimits(services.config.messages.max_group_members, services.config.groups.max_members_broadcast)
+    """The member caps of the configuration: ``groups.max_members`` (or ``messages.max_group_members``),
+    ``groups.max_members_broadcast``."""
+    return MemberLimits(services.config.group_member_cap, services.config.groups.max_members_broadcast)

@@ -73,10 +73,11 @@ async def links(services: Services, actor: Actor, chat_id: int) -> dict[str, Any
     return {"chat_id": chat_id, "links": [shapes.invite_link(link) for link in found]}
 
 
-async def revoke_link(services: Services, actor: Actor, code: str) -> dict[str, Any]:
-    """Revoke a link: nobody joins by it any more; the ack is ``{chat_id, code}``."""
-    chat_id = await services.storage.joining.revoke_link(actor.uid, code, services.clock.seconds())
-    return {"chat_id": chat_id, "code": code}
+async def revoke_link(services: Services, actor: Actor, code: str | None, link_id: int | None = None) -> dict[str, Any]:
+    """Revoke a link, named by its ``code`` or (as ``invite_links`` lists it) its ``link_id``: nobody joins by it
+    any more; the ack is ``{chat_id, code, link_id}``."""
+    chat_id, link_id = await services.storage.joining.revoke_link(actor.uid, code, services.clock.seconds(), link_id)
+    return {"chat_id": chat_id, "code": code, "link_id": link_id}
 
 
 async def join_by_invite(services: Services, actor: Actor, code: str) -> dict[str, Any]:
@@ -103,5 +104,6 @@ async def _welcome(
 
 
 def _limits(services: Services) -> MemberLimits:
-    """The member caps of the configuration: ``messages.max_group_members``, ``groups.max_members_broadcast``."""
-    return MemberLimits(services.config.messages.max_group_members, services.config.groups.max_members_broadcast)
+    """The member caps of the configuration: ``groups.max_members`` (or ``messages.max_group_members``),
+    ``groups.max_members_broadcast``."""
+    return MemberLimits(services.config.group_member_cap, services.config.groups.max_members_broadcast)

@@ -46,8 +46,7 @@ async def ban(services: Services, actor: Actor, record: Ban) -> dict[str, Any]:
     removed = {"chat_id": chat_id, "user_id": user_id}
     key = replay.member("member_removed", chat_id, user_id, now)
     hub.tell(told, notices.GROUP_MEMBER_REMOVED(removed), key=key)
-    if banned.deleted:
-        services.webhooks.wake()  # ``message.deleted``, read from the feed
+    services.webhooks.wake()  # ``group.member_banned``, ``group.member_removed`` (``message.deleted``), from the feed
     await record_moderation(
         services, actor, "group.ban_member", chat_id, user_id, until=entry.until, deleted=len(banned.deleted)
     )
@@ -84,6 +83,7 @@ async def _mute(services: Services, actor: Actor, record: Mute, lift: bool) -> d
     payload = shapes.member_muted(record.chat_id, record.user_id, muted.until)
     key = replay.member("member_muted", record.chat_id, record.user_id, now)
     services.hub.tell(muted.members, notices.MEMBER_MUTED(payload), key=key)
+    services.webhooks.wake()  # ``group.member_muted``, read from the feed
     action = "group.unmute_member" if lift else "group.mute_member"
     await record_moderation(services, actor, action, record.chat_id, record.user_id, until=muted.until)
     return payload

@@ -36,7 +36,7 @@ __all__ = ["REGISTRY", "Notice", "ServerEvent", "declare"]
 REGISTRY: dict[str, ServerEvent] = {}
 
 #: A group's settings (issue 29), in chat_info, group_created and group_updated; a group's ``kind``.
-_SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention")
+_SETTINGS = ("visibility", "join_rule", "kind", "topic", "slow_mode", "read_only", "retention", "avatar_file_id")
 _GROUP_KIND: dict[str, JsonSchema] = {"kind": {"type": "string", "enum": ["group", "broadcast"]}}
 
 
@@ -199,8 +199,8 @@ THREAD_FOLLOWED = declare(
 PROFILE = declare(
     "profile",
     ("user_id", "username", "display_name", "status_text", "avatar_url"),
-    ("extra",),
-    summary="answers get_profile",
+    ("extra", "is_admin"),
+    summary="answers get_profile (is_admin: one's own profile only)",
 )
 
 # -- presence -------------------------------------------------------------------
@@ -339,7 +339,7 @@ GROUP_CREATED = declare(
 GROUP_UPDATED = declare(
     "group_updated",
     ("chat_id", "name", "description"),
-    (*_SETTINGS, "extra"),
+    (*_SETTINGS, "avatar_url", "extra"),
     summary="a group's name, description or settings changed",
     types=_GROUP_KIND,
 )

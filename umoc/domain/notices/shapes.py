@@ -37,6 +37,7 @@ __all__ = [
     "feed_change",
     "former_contact_chat_info",
     "group_info",
+    "group_updated",
     "history_message",
     "message_edited",
     "message_summary",
@@ -289,7 +290,7 @@ def chat_list_entry(entry: ChatEntry, online: set[int]) -> dict[str, Any]:
             "mention_count": entry.mention_count,
             "is_group": True,
             "display_name": None,
-            "avatar_url": None,
+            "avatar_url": avatar_url(entry.avatar_file_id),
         }
     is_online, last_seen = presence_fields(entry.presence_visible, entry.id in online, entry.last_seen)
     return {
@@ -309,7 +310,7 @@ def chat_list_entry(entry: ChatEntry, online: set[int]) -> dict[str, Any]:
 def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count: int = 0) -> dict[str, Any]:
     """The ``chat_info`` shape of a group as ``viewer_id`` sees it (also ``group_created``).
 
-    A group has no profile of its own yet: ``display_name`` and ``avatar_url`` are null.
+    A group has no profile of its own: ``display_name`` is null; ``avatar_url`` is its picture's (or null).
     """
     members = []
     for m in info.members:
@@ -341,7 +342,7 @@ def group_info(info: GroupInfo, viewer_id: int, online: set[int], mention_count:
         **info.settings,
         "mention_count": mention_count,
         "display_name": None,
-        "avatar_url": None,
+        "avatar_url": avatar_url(info.settings.get("avatar_file_id")),
         **({"extra": info.extra} if info.extra is not None else {}),
     }
 
@@ -382,13 +383,20 @@ def members_page(chat_id: int, page: MembersPage, online: set[int], next_cursor:
     }
 
 
+def group_updated(updated: dict[str, Any]) -> dict[str, Any]:
+    """``group_updated`` from what the store wrote: with ``avatar_url`` where the row says ``avatar_file_id``."""
+    if "avatar_file_id" not in updated:
+        return updated
+    return {**updated, "avatar_url": avatar_url(updated["avatar_file_id"])}
+
+
 def public_group(group: PublicGroup) -> dict[str, Any]:
-    """One group of ``public_groups`` (a group has no avatar yet: ``avatar_url`` is null)."""
+    """One group of ``public_groups``."""
     return {
         "chat_id": group.chat_id,
         "name": group.name,
         "topic": group.topic,
-        "avatar_url": None,
+        "avatar_url": avatar_url(group.avatar_file_id),
         "member_count": group.member_count,
         "kind": group.kind,
         "join_rule": group.join_rule,
@@ -646,7 +654,7 @@ def feed_change(change: Change, viewer_id: int, online: set[int]) -> dict[str, A
     elif kind == "group":
         event = "group_updated"
         # Rows from before the settings (migration 020) say only the name and description.
-        fields = {"chat_id": change.chat_id, **{k: v for k, v in data.items() if k != "event"}}
+        fields = group_updated({"chat_id": change.chat_id, **{k: v for k, v in data.items() if k != "event"}})
     elif kind == "member_added":
         event = "group_member_added"
         fields = {"chat_id": change.chat_id, "user_id": change.actor_id, "username": change.actor_username}

@@ -43,6 +43,7 @@ def _list(items: JsonSchema) -> JsonSchema:
 
 FIELD_TYPES: dict[str, JsonSchema] = {
     "action": {"type": "string", "enum": ["added", "removed"]},
+    "avatar_file_id": nullable(STRING),
     "also_in_chat": BOOLEAN,
     "avatar_url": nullable(STRING),
     "bans": OBJECTS,

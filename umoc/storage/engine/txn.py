@@ -8,6 +8,7 @@ also index by position, which `Txn.scalar` relies on.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, Sequence
 
 from umoc.storage.engine.dialect import Dialect, _to_format_style
@@ -31,14 +32,40 @@ class IntegrityError(Exception):
     """A unique or foreign key constraint failed, whatever the driver."""
 
 
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The server's own rules the stores apply inside their transactions (``txn.rules``), from its configuration.
+
+    Set once on the `Database` (`umoc.storage.open_storage`), as its dialect
+    is: no transaction function takes them as parameters.  The defaults are
+    the configuration's.
+    """
+
+    #: ``contacts.require_friendship``: a direct message, and adding a member, need both users to be friends
+    #: (False: only that no block separates them).
+    require_friendship: bool = True
+    #: ``groups.public_creation: admins``: only server administrators (``users.is_admin``) make a group public.
+    public_admins_only: bool = False
+    #: ``uploads.allowed_types.image``: what a group's picture may be.
+    image_types: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
 class Txn:
     """A cursor that speaks ``?`` SQL on both databases; what `*_txn` functions receive."""
 
-    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked", "_ahead")
+    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked", "_ahead", "rules")
 
-    def __init__(self, cursor: Any, dialect: Dialect, integrity_errors: tuple[type[BaseException], ...]) -> None:
+    def __init__(
+        self,
+        cursor: Any,
+        dialect: Dialect,
+        integrity_errors: tuple[type[BaseException], ...],
+        rules: Rules | None = None,
+    ) -> None:
         self._cursor = cursor
         self.dialect = dialect
+        #: The server's rules (`Rules`): the defaults unless the database was given others.
+        self.rules = rules if rules is not None else Rules()
         self._integrity_errors = integrity_errors
         #: What this transaction read under a lock it still holds (a group's members while its chat row is
         #: locked), so the next write of the same batch need not read it again.  Emptied by

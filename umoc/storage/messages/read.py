@@ -44,6 +44,7 @@ __all__ = [
 def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
     rows = txn.execute(
         "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
+        " c.avatar_file_id AS group_avatar,"
         " c.message_count - uc.base_count - uc.sent_count - uc.read_count AS unread_count,"
         # The unread replies of the threads the user follows in the chat (an index range per chat).
         " (SELECT COALESCE(SUM(t.reply_count - f.read_count), 0) FROM thread_follows f"
@@ -77,6 +78,7 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
                 name=r["name"],
                 description=r["description"],
                 member_count=int(r["member_count"]),
+                avatar_file_id=r["group_avatar"] if is_group else None,
             )
         )
     return entries
@@ -229,7 +231,7 @@ def chat_list_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
             e,
             mention_count=counts.get((e.id, e.is_group), 0),
             display_name=None if e.is_group else peers.get(e.id, (None, None))[0],
-            avatar_file_id=None if e.is_group else peers.get(e.id, (None, None))[1],
+            avatar_file_id=e.avatar_file_id if e.is_group else peers.get(e.id, (None, None))[1],
         )
         for e in entries
     ]

@@ -93,7 +93,8 @@ class ChatEntry:
     name: str | None
     description: str | None
     member_count: int
-    #: Filled by `_chat_list_annotated_txn`: unread mentions of the user, the peer's profile.
+    #: Filled by `_chat_list_annotated_txn`: unread mentions of the user, the peer's profile (a group's
+    #: ``avatar_file_id``: its picture, read with the row).
     mention_count: int = 0
     display_name: str | None = None
     avatar_file_id: str | None = None

@@ -37,7 +37,7 @@ from umoc.storage.mentions import check_mentions, mentions_text, outsider_error,
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.polls import insert_poll_txn
-from umoc.storage.relations import FRIEND, ensure_direct_chat_txn
+from umoc.storage.relations import FRIEND, ensure_direct_chat_txn, reachable
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.storage.standing import GroupSettings, check_settings, check_standing
 from umoc.storage.threadrows import (
@@ -90,6 +90,9 @@ _KEY_TRIES = 3
 
 TO_SELF = "You cannot send a message to yourself"
 NOT_FRIENDS = "You can only send direct messages to your friends"
+#: A direct message a block stops when friendship is not required (``contacts.require_friendship: false``).
+BLOCKED_REFUSAL = "You cannot send direct messages to this user"
+USER_NOT_FOUND = "User not found"
 KEY_BUSY = "'client_msg_id' is in use by another message being sent; send again"
 
 
@@ -123,6 +126,9 @@ class _Sender:
 def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> tuple[int, _Sender]:
     """Check both rows say FRIEND (so neither blocked), advance the streak; the chat id and the sender's profile.
 
+    Without ``txn.rules.require_friendship`` (``contacts.require_friendship: false``)
+    any two users a block does not separate may write; streaks stay between friends.
+
     The two senders of a pair take no lock the other waits for: both rows are
     read ``FOR KEY SHARE``, which only a block or removal (``FOR UPDATE``)
     waits on, so a message is never stored after a block committed.  The
@@ -151,14 +157,28 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
-    if mine is None or theirs is None or mine["status"] != FRIEND or theirs["status"] != FRIEND:
-        raise RefusedError(NOT_FRIENDS, code="forbidden")
+    require_friendship = txn.rules.require_friendship
+    mine_status = None if mine is None else mine["status"]
+    theirs_status = None if theirs is None else theirs["status"]
+    if not reachable(mine_status, theirs_status, require_friendship):
+        raise RefusedError(NOT_FRIENDS if require_friendship else BLOCKED_REFUSAL, code="forbidden")
+    if theirs is None and not require_friendship:
+        # No contact row: a stranger, who must exist (and not be deleted) to be written to.
+        if txn.scalar("SELECT 1 FROM users WHERE id = ? AND deleted_at IS NULL", (recipient_id,)) is None:
+            raise RefusedError(USER_NOT_FOUND, code="not_found")
     day = utc_day(now)
-    if mine["last_sent_day"] != day:
+    if mine is not None and mine_status == FRIEND and theirs_status == FRIEND and mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
-    profile = _Sender(mine["display_name"], mine["avatar_file_id"], None, None)
-    if mine["chat_id"] is not None:
-        return int(mine["chat_id"]), profile
+    # Either row carries the chat and the profile; strangers (no rows: contacts.require_friendship off) read them.
+    row = mine if mine is not None else theirs
+    if row is None:
+        display_name, avatar_file_id, _ = sender_and_target_txn(txn, sender_id, None)
+        return ensure_direct_chat_txn(txn, sender_id, recipient_id, now), _Sender(
+            display_name, avatar_file_id, None, None
+        )
+    profile = _Sender(row["display_name"], row["avatar_file_id"], None, None)
+    if row["chat_id"] is not None:
+        return int(row["chat_id"]), profile
     return ensure_direct_chat_txn(txn, sender_id, recipient_id, now), profile
 
 
@@ -549,10 +569,11 @@ def index_pending_txn(txn: Txn, upto: int | None = None, newest: int | None = No
     return end < newest
 
 
-#: Migration 018's function: a batch's messages in one statement, one row each, in order.
+#: Migration 018's function (as migration 026 replaced it): a batch's messages in one statement, one row each,
+#: in order.  The last argument is ``txn.rules.require_friendship`` (``contacts.require_friendship``).
 _POST_MESSAGES = (
     "SELECT * FROM post_messages(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
-    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[])"
+    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[], ?::BOOLEAN)"
 )
 
 
@@ -587,7 +608,7 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    rows = txn.execute(_POST_MESSAGES, columns).fetchall()
+    rows = txn.execute(_POST_MESSAGES, [*columns, txn.rules.require_friendship]).fetchall()
     return [_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
 
 
@@ -651,6 +672,8 @@ _REFUSALS: dict[str, tuple[str, Code]] = {
     "not_in_chat": (NOT_IN_CHAT, "invalid_argument"),
     "to_self": (TO_SELF, "invalid_argument"),
     "not_friends": (NOT_FRIENDS, "forbidden"),
+    "blocked": (BLOCKED_REFUSAL, "forbidden"),
+    "no_user": (USER_NOT_FOUND, "not_found"),
     "unknown_chat": (UNKNOWN_CHAT, "not_found"),
     "role": (ROLE_REFUSED, "forbidden"),
     "muted": (MUTED, "forbidden"),

@@ -9,7 +9,7 @@
 // Everything users wrote is put on the page as text (dom.js h() / textContent).
 //
 // Reports (issue 31): any message of someone else can be reported (`report`); an administrator
-// (whoever GET /api/admin/reports answers) gets a Reports button listing the open ones, each
+// (whose own profile says is_admin) gets a Reports button listing the open ones, each
 // resolved through the admin API (dismiss, delete the message, ban from the group, deactivate).
 
 import {
@@ -48,6 +48,9 @@ const state = {
   avatars: new Map(), // avatar file_id -> Promise of its blob: URL (one download per avatar)
   avatarReady: new Map(), // avatar file_id -> blob: URL once downloaded
   avatarChoice: null, // the profile form's pending change: {file, url} or 'clear'
+  requests: new Map(), // group id -> Map(user_id -> username): join_requested seen, not yet answered
+  directory: {query: '', cursor: null}, // the last list_public_groups asked
+  memberCursors: new Map(), // group id -> get_members' next_cursor (null: all listed)
 };
 
 const keyOf = (isGroup, id) => `${isGroup ? 'g' : 'd'}${id}`;
@@ -112,7 +115,7 @@ function avatar(who, {size = '', group = false, online = false, userId = null} =
     'aria-hidden': 'true',
     dataset: userId === null ? null : {avatarUser: String(userId)},
   }, (name || '?').slice(0, 1).toUpperCase());
-  const fileId = group ? null : avatarFileId(who?.avatar_url);
+  const fileId = avatarFileId(who?.avatar_url);
   if (fileId) {
     const img = h('img', {class: 'avatar-img', alt: ''});
     const ready = state.avatarReady.get(fileId);
@@ -225,7 +228,9 @@ function stop() {
     chats: new Map(), contacts: new Map(), convs: new Map(), groups: new Map(), typing: new Map(),
     fileUrls: new Map(), outgoing: new Set(), composing: null, profile: null,
     people: new Map(), avatars: new Map(), avatarReady: new Map(), avatarChoice: null,
+    requests: new Map(), directory: {query: '', cursor: null}, memberCursors: new Map(),
   });
+  fill($('directory-list'));
   closeMentions();
   pendingDeliveries.clear();
   fill($('chat-list'));
@@ -245,7 +250,6 @@ function start(session) {
   $('app-view').hidden = false;
   $('me').textContent = session.username;
   $('reports-button').hidden = true;
-  checkAdmin();
   setConnection('Connecting…', 'connecting');
   state.conn = new Connection(session, SERVER_EVENTS, {
     connect: onConnect,
@@ -296,16 +300,6 @@ async function sendReport(event) {
   showError('Thank you: the administrators will look at it.');
 }
 
-/** Administrators only: the Reports button shows when the admin API answers this session. */
-async function checkAdmin() {
-  const session = state.session;
-  try {
-    await admin.openReports(session);
-  } catch {
-    return;
-  }
-  if (state.session === session) $('reports-button').hidden = false;
-}
 
 const RESOLUTIONS = [
   {action: 'dismiss', label: 'Dismiss', available: () => true},
@@ -596,6 +590,7 @@ function onContactRemoved({user_id: userId}) {
 async function loadProfile() {
   if (!myId()) return;
   state.profile = await request('get_profile', {user_id: myId()});
+  $('reports-button').hidden = !state.profile.is_admin; // server administrators only
   renderProfile();
 }
 
@@ -651,8 +646,7 @@ function removeAvatarChoice() {
  * Upload an avatar image; answers its file id for update_profile.  `purpose: "avatar"`
  * ties the upload to no chat: it can only ever become the profile's picture.
  */
-async function uploadAvatar(file) {
-  const progress = $('profile-avatar-progress');
+async function uploadAvatar(file, progress = $('profile-avatar-progress')) {
   progress.value = 0;
   progress.hidden = false;
   try {
@@ -822,8 +816,15 @@ function closeChat(focusList = true) {
 async function loadChatInfo(key) {
   const {isGroup, id} = parseKey(key);
   const info = await request('get_chat_info', {chat_id: id, is_group: isGroup});
-  if (isGroup) state.groups.set(id, info);
-  else conv(key).info = info;
+  if (isGroup) {
+    // chat_info does not say whether we are muted: member_muted told us.
+    const muted = state.groups.get(id)?.muted_until;
+    if (muted) info.muted_until = muted;
+    state.groups.set(id, info);
+    state.memberCursors.delete(id); // its first members again; get_members pages from the start
+  } else {
+    conv(key).info = info;
+  }
   if (key === state.current) {
     renderConversationHeader();
     renderGroupPanel();
@@ -902,7 +903,7 @@ function renderConversationHeader() {
   $('conversation-title').textContent = chatName(key);
   const chat = state.chats.get(key);
   fill($('conversation-avatar'), isGroup
-    ? avatar({name: chatName(key)}, {group: true})
+    ? avatar({name: chatName(key), avatar_url: state.groups.get(id)?.avatar_url}, {group: true})
     : avatar(profileOf(id, chat || {username: chatName(key)}), {userId: id}));
   let subtitle;
   const typers = typingNames(key);
@@ -924,6 +925,7 @@ function renderConversationHeader() {
   $('conversation-subtitle').textContent = subtitle;
   $('typing').textContent = typers ? `${typers} ${typers.includes(' and ') ? 'are' : 'is'} typing…` : '';
   $('group-button').hidden = !isGroup;
+  renderComposerRule();
 }
 
 // -- messages ---------------------------------------------------------------------------
@@ -1867,9 +1869,14 @@ async function createGroup(event) {
   if (!name) return;
   const memberIds = [...$('new-group-members').querySelectorAll('input:checked')].map((i) => Number(i.value));
   try {
-    const info = await request('create_group', {name, member_ids: memberIds});
+    const info = await request('create_group', {
+      name, member_ids: memberIds, topic: $('new-group-topic').value.trim(),
+      visibility: $('new-group-visibility').value, join_rule: $('new-group-join-rule').value,
+      kind: $('new-group-broadcast').checked ? 'broadcast' : 'group',
+    });
     onGroupCreated(info);
     $('new-group-name').value = '';
+    $('new-group-topic').value = '';
     $('new-group').open = false;
     openChat(keyOf(true, info.id));
   } catch (err) {
@@ -1893,8 +1900,13 @@ function onGroupUpdated(u) {
   const key = keyOf(true, u.chat_id);
   const chat = state.chats.get(key);
   if (chat) Object.assign(chat, {name: u.name, description: u.description});
+  if (chat && 'avatar_url' in u) chat.avatar_url = u.avatar_url;
   const info = state.groups.get(u.chat_id);
-  if (info) Object.assign(info, {name: u.name, description: u.description});
+  if (info) {
+    Object.assign(info, {name: u.name, description: u.description});
+    for (const field of GROUP_SETTINGS) if (field in u) info[field] = u[field];
+    if ('avatar_url' in u) info.avatar_url = u.avatar_url;
+  }
   renderChats();
   if (key === state.current) {
     renderConversationHeader();
@@ -1951,21 +1963,22 @@ function renderGroupPanel() {
   const {isGroup, id} = parseKey(key);
   const info = isGroup && state.groups.get(id);
   if (!info) return;
-  const admin = info.is_admin;
+  const mine = info.role || (info.is_admin ? 'admin' : 'member');
+  const admin = atLeast(mine, 'admin');
+  const moderator = atLeast(mine, 'moderator');
   const input = $('rename-group-input');
   if (document.activeElement !== input) input.value = info.name;
   $('rename-group-form').hidden = !admin;
   $('add-member-form').hidden = !admin;
-  refill($('group-members'), info.members.map((m) => h('li', {class: 'member', dataset: {user: String(m.user_id)}},
-    avatar(m.user_id === myId() ? state.profile || m : m, {size: 'small', online: m.is_online, userId: m.user_id}),
-    h('span', {class: 'member-name'}, m.user_id === myId() ? `${nameOf(m)} (you)` : nameOf(m)),
-    m.is_admin ? h('span', {class: 'tag'}, 'admin') : null,
-    m.is_online ? h('span', {class: 'visually-hidden'}, ', online') : null,
-    admin && m.user_id !== myId()
-      ? h('button', {type: 'button', class: 'small link danger', 'aria-label': `Remove ${nameOf(m)}`,
-        dataset: {focus: `remove${m.user_id}`},
-        onclick: () => groupAction('remove_group_member', {chat_id: id, user_id: m.user_id})}, 'Remove')
-      : null)));
+  $('group-role').textContent = `Your role: ${mine}${info.kind === 'broadcast' ? ' · a broadcast: moderators post' : ''}`
+    + (info.topic ? ` · ${info.topic}` : '');
+  renderGroupSettings(info, admin);
+  refill($('group-members'), info.members.map((m) => renderMember(id, m, mine)));
+  const cursor = state.memberCursors.get(id);
+  $('group-members-more').hidden = cursor === null || (cursor === undefined && info.member_count <= info.members.length);
+  renderJoinRequests(id, moderator);
+  $('group-invites-section').hidden = !admin;
+  $('group-bans-section').hidden = !moderator;
   const inGroup = new Set(info.members.map((m) => m.user_id));
   const candidates = friends().filter((f) => !inGroup.has(f.user_id));
   fill($('add-member-select'), candidates.length
@@ -1973,9 +1986,10 @@ function renderGroupPanel() {
     : h('option', {value: ''}, 'No friends left to add'));
 }
 
-async function groupAction(event, payload) {
+async function groupAction(event, payload, done = '') {
   try {
     await request(event, payload);
+    if (done) announce(done);
   } catch (err) {
     showError(err);
   }
@@ -1998,6 +2012,329 @@ async function addMember(event) {
 async function leaveGroup() {
   if (!window.confirm(`Leave ${chatName(state.current)}?`)) return;
   await groupAction('leave_group', {chat_id: parseKey(state.current).id});
+}
+
+// -- communities: roles, moderation, joining (docs/api.md "Roles", "Joining groups") -------
+
+const ROLES = ['owner', 'admin', 'moderator', 'member', 'reader'];
+const GROUP_SETTINGS = ['visibility', 'join_rule', 'kind', 'topic', 'slow_mode', 'read_only', 'avatar_file_id'];
+const rank = (role) => { const i = ROLES.indexOf(role); return i < 0 ? ROLES.length : i; };
+const atLeast = (role, floor) => rank(role) <= rank(floor);
+const outranks = (role, other) => rank(role) < rank(other);
+
+function renderGroupSettings(info, admin) {
+  const form = $('group-settings-form');
+  form.hidden = !admin;
+  if (!admin || form.contains(document.activeElement)) return; // keep what is being edited
+  $('group-topic-input').value = info.topic || '';
+  $('group-visibility-select').value = info.visibility || 'private';
+  $('group-join-rule-select').value = info.join_rule || 'invite';
+  $('group-slow-mode-input').value = String(info.slow_mode || 0);
+  $('group-read-only-input').checked = Boolean(info.read_only);
+  $('group-broadcast-input').checked = info.kind === 'broadcast';
+}
+
+async function saveGroupSettings(event) {
+  event.preventDefault();
+  const slow = Number($('group-slow-mode-input').value || 0);
+  await groupAction('update_group', {
+    chat_id: parseKey(state.current).id,
+    topic: $('group-topic-input').value.trim(),
+    visibility: $('group-visibility-select').value,
+    join_rule: $('group-join-rule-select').value,
+    slow_mode: Number.isInteger(slow) ? Math.min(21600, Math.max(0, slow)) : 0,
+    read_only: $('group-read-only-input').checked,
+    kind: $('group-broadcast-input').checked ? 'broadcast' : 'group',
+  }, 'Group settings saved');
+}
+
+/** A group's picture: an image upload of ours (as a profile's avatar), set at once; `null` removes it. */
+async function setGroupPicture(file) {
+  const {id} = parseKey(state.current);
+  try {
+    const fileId = file ? await uploadAvatar(file, $('upload-progress')) : '';
+    await groupAction('update_group', {chat_id: id, avatar_file_id: fileId}, file ? 'Group picture set' : 'Group picture removed');
+  } catch (err) {
+    showError(err);
+  }
+  $('group-avatar-input').value = '';
+}
+
+/** One member of the panel: their role, and what the viewer's role lets them do to a lower one. */
+function renderMember(groupId, m, mine) {
+  const me = m.user_id === myId();
+  const name = nameOf(m);
+  const below = !me && outranks(mine, m.role);
+  const actions = [];
+  if (below && atLeast(mine, 'admin')) {
+    const choices = ROLES.filter((r) => outranks(mine, r) || (mine === 'owner' && r === 'owner'));
+    actions.push(h('label', {class: 'visually-hidden', for: `role${m.user_id}`}, `Role of ${name}`),
+      h('select', {id: `role${m.user_id}`, class: 'small', dataset: {focus: `role${m.user_id}`},
+        onchange: (e) => setRole(groupId, m, e.target.value)},
+      choices.map((r) => h('option', {value: r, selected: r === m.role}, r))));
+  }
+  if (below && atLeast(mine, 'moderator')) {
+    actions.push(
+      h('button', {type: 'button', class: 'small link', 'aria-label': `Mute ${name} for an hour`,
+        dataset: {focus: `mute${m.user_id}`},
+        onclick: () => groupAction('mute_member', {chat_id: groupId, user_id: m.user_id, duration: 3600},
+          `${name} is muted for an hour`)}, 'Mute'),
+      h('button', {type: 'button', class: 'small link', 'aria-label': `Unmute ${name}`,
+        dataset: {focus: `unmute${m.user_id}`},
+        onclick: () => groupAction('unmute_member', {chat_id: groupId, user_id: m.user_id}, `${name} may write again`)},
+      'Unmute'),
+      h('button', {type: 'button', class: 'small link danger', 'aria-label': `Ban ${name}`,
+        dataset: {focus: `ban${m.user_id}`}, onclick: () => banMember(groupId, m)}, 'Ban'));
+  }
+  if (below && atLeast(mine, 'admin')) {
+    actions.push(h('button', {type: 'button', class: 'small link danger', 'aria-label': `Remove ${name}`,
+      dataset: {focus: `remove${m.user_id}`},
+      onclick: () => groupAction('remove_group_member', {chat_id: groupId, user_id: m.user_id})}, 'Remove'));
+  }
+  return h('li', {class: 'member', dataset: {user: String(m.user_id)}},
+    avatar(me ? state.profile || m : m, {size: 'small', online: m.is_online, userId: m.user_id}),
+    h('span', {class: 'member-name'}, me ? `${name} (you)` : name),
+    m.role && m.role !== 'member' ? h('span', {class: 'tag role'}, m.role) : null,
+    m.is_online ? h('span', {class: 'visually-hidden'}, ', online') : null,
+    actions);
+}
+
+async function setRole(groupId, m, role) {
+  if (role === 'owner' && !window.confirm(`Hand the group over to ${nameOf(m)}? You become an admin.`)) {
+    renderGroupPanel();
+    return;
+  }
+  await groupAction('set_member_role', {chat_id: groupId, user_id: m.user_id, role}, `${nameOf(m)} is now ${role}`);
+}
+
+async function banMember(groupId, m) {
+  if (!window.confirm(`Ban ${nameOf(m)} from ${chatName(keyOf(true, groupId))}? Their last hour of messages goes too.`)) {
+    return;
+  }
+  await groupAction('ban_member', {chat_id: groupId, user_id: m.user_id, delete_messages: '1h'}, `${nameOf(m)} is banned`);
+  loadBans(groupId).catch(showError);
+}
+
+/** get_members past the first members chat_info lists. */
+async function loadMoreMembers() {
+  const {id} = parseKey(state.current);
+  const info = state.groups.get(id);
+  const cursor = state.memberCursors.get(id);
+  if (!info || cursor === null) return;
+  try {
+    const page = await request('get_members', cursor ? {chat_id: id, cursor, limit: 100} : {chat_id: id, limit: 100});
+    const known = new Set(info.members.map((m) => m.user_id));
+    for (const m of page.members) {
+      if (!known.has(m.user_id)) {
+        info.members.push({...m, is_online: m.online, is_admin: m.role === 'owner' || m.role === 'admin'});
+      }
+    }
+    state.memberCursors.set(id, page.next_cursor);
+    renderGroupPanel();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function renderJoinRequests(groupId, moderator) {
+  const asked = state.requests.get(groupId) || new Map();
+  $('group-requests-section').hidden = !moderator || asked.size === 0;
+  refill($('group-requests'), [...asked].map(([userId, username]) => h('li', {class: 'member'},
+    h('span', {class: 'member-name'}, username),
+    h('button', {type: 'button', class: 'small', dataset: {focus: `approve${userId}`},
+      'aria-label': `Let ${username} in`, onclick: () => answerRequest(groupId, userId, true)}, 'Approve'),
+    h('button', {type: 'button', class: 'small link danger', dataset: {focus: `reject${userId}`},
+      'aria-label': `Turn ${username} away`, onclick: () => answerRequest(groupId, userId, false)}, 'Reject'))));
+}
+
+async function answerRequest(groupId, userId, approve) {
+  try {
+    await request(approve ? 'approve_join' : 'reject_join', {chat_id: groupId, user_id: userId});
+  } catch (err) {
+    showError(err);
+  }
+  state.requests.get(groupId)?.delete(userId); // answered, or answered by another moderator meanwhile
+  renderGroupPanel();
+}
+
+function onJoinRequested(r) {
+  if (!state.requests.has(r.chat_id)) state.requests.set(r.chat_id, new Map());
+  state.requests.get(r.chat_id).set(r.user_id, r.username);
+  announce(`${r.username} asks to join ${chatName(keyOf(true, r.chat_id))}`);
+  if (state.current === keyOf(true, r.chat_id)) renderGroupPanel();
+}
+
+function onGroupJoined(info) {
+  onGroupCreated(info);
+  announce(`You joined ${info.name}`);
+}
+
+function onMemberRoleChanged(c) {
+  const info = state.groups.get(c.chat_id);
+  if (info) {
+    const member = info.members.find((m) => m.user_id === c.user_id);
+    const isAdmin = c.role === 'owner' || c.role === 'admin';
+    if (member) Object.assign(member, {role: c.role, is_admin: isAdmin});
+    if (c.user_id === myId()) Object.assign(info, {role: c.role, is_admin: isAdmin});
+  }
+  if (c.user_id === myId()) announce(`You are now ${c.role} in ${chatName(keyOf(true, c.chat_id))}`);
+  if (state.current === keyOf(true, c.chat_id)) {
+    renderGroupPanel();
+    renderComposerRule();
+  }
+}
+
+function onMemberBanned(b) {
+  if (b.user_id === myId()) announce(`You were banned from ${chatName(keyOf(true, b.chat_id))}`);
+  else if (state.current === keyOf(true, b.chat_id) && !$('group-panel').hidden) loadBans(b.chat_id).catch(showError);
+}
+
+function onMemberMuted(m) {
+  const until = m.until ? new Date(m.until) : null;
+  const muted = !until || until.getTime() > Date.now();
+  const info = state.groups.get(m.chat_id);
+  if (m.user_id === myId()) {
+    if (info) info.muted_until = muted ? (m.until || 'forever') : null;
+    announce(muted ? `You are muted in ${chatName(keyOf(true, m.chat_id))}` : 'You may write again');
+    if (state.current === keyOf(true, m.chat_id)) renderComposerRule();
+  }
+}
+
+/** Whether this user may post in the open group right now, and why not: the composer says so. */
+function renderComposerRule() {
+  const input = $('composer-input');
+  const key = state.current;
+  let why = '';
+  if (key && parseKey(key).isGroup) {
+    const info = state.groups.get(parseKey(key).id);
+    const role = info?.role || 'member';
+    if (role === 'reader') why = 'You can read this group but not write in it';
+    else if (info?.kind === 'broadcast' && !atLeast(role, 'moderator')) why = 'Only moderators post in this broadcast';
+    else if (info?.read_only && !atLeast(role, 'admin')) why = 'This group is read-only';
+    else if (info?.muted_until) why = 'You are muted in this group';
+  }
+  input.disabled = Boolean(why);
+  $('send-button').disabled = Boolean(why);
+  input.placeholder = why || 'Write a message';
+}
+
+async function loadInvites(groupId) {
+  const found = await request('get_invite_links', {chat_id: groupId});
+  refill($('group-invites'), found.links.map((link) => h('li', {class: 'member'},
+    h('span', {class: 'member-name'}, `${link.code_prefix}…`),
+    h('span', {class: 'muted small'}, `${link.uses}${link.max_uses ? `/${link.max_uses}` : ''} used`
+      + (link.expires_at ? `, until ${new Date(link.expires_at * 1000).toLocaleString()}` : '')),
+    h('button', {type: 'button', class: 'small link danger', dataset: {focus: `revoke${link.link_id}`},
+      'aria-label': `Revoke the link ${link.code_prefix}`,
+      onclick: async () => {
+        await groupAction('revoke_invite_link', {link_id: link.link_id}, 'Link revoked');
+        fill($('invite-new')); // the code shown may be the one just revoked
+        loadInvites(groupId).catch(showError);
+      }}, 'Revoke'))));
+}
+
+async function createInvite(event) {
+  event.preventDefault();
+  const {id} = parseKey(state.current);
+  const payload = {chat_id: id};
+  const uses = Number($('invite-max-uses').value);
+  if (uses > 0) payload.max_uses = Math.min(100000, Math.floor(uses));
+  const expires = Number($('invite-expires').value);
+  if (expires > 0) payload.expires_in = expires;
+  try {
+    const link = await request('create_invite_link', payload);
+    // The code is shown this once (only its digest is kept): whoever has it may join.
+    fill($('invite-new'), 'New invite code (shown once): ', h('code', {class: 'invite-code'}, link.code));
+    await loadInvites(id);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function loadBans(groupId) {
+  const found = await request('get_bans', {chat_id: groupId});
+  refill($('group-bans'), found.bans.map((b) => h('li', {class: 'member'},
+    h('span', {class: 'member-name'}, b.username || `user ${b.user_id}`),
+    b.reason ? h('span', {class: 'muted small'}, b.reason) : null,
+    h('button', {type: 'button', class: 'small link', dataset: {focus: `unban${b.user_id}`},
+      'aria-label': `Lift the ban of ${b.username || b.user_id}`,
+      onclick: async () => {
+        await groupAction('unban_member', {chat_id: groupId, user_id: b.user_id}, 'Ban lifted');
+        loadBans(groupId).catch(showError);
+      }}, 'Unban'))));
+}
+
+/** The panel's lists that only moderators and admins read, fetched when it opens. */
+async function loadGroupExtras(key) {
+  const {isGroup, id} = parseKey(key);
+  const info = isGroup && state.groups.get(id);
+  if (!info) return;
+  fill($('invite-new'));
+  if (atLeast(info.role, 'admin')) await loadInvites(id);
+  if (atLeast(info.role, 'moderator')) await loadBans(id);
+  renderGroupPanel();
+}
+
+async function searchDirectory(event, more = false) {
+  event?.preventDefault();
+  const query = more ? state.directory.query : $('directory-query').value.trim();
+  const payload = {limit: 20};
+  if (query) payload.query = query;
+  if (more && state.directory.cursor) payload.cursor = state.directory.cursor;
+  try {
+    const page = await request('list_public_groups', payload);
+    state.directory = {query, cursor: page.next_cursor};
+    const items = page.groups.map(renderDirectoryItem);
+    if (more) $('directory-list').append(...items);
+    else refill($('directory-list'), items.length ? items : h('li', {class: 'muted'}, 'No public group matches.'));
+    $('directory-more').hidden = !page.next_cursor;
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function renderDirectoryItem(g) {
+  const key = keyOf(true, g.chat_id);
+  const member = state.chats.has(key);
+  const label = member ? 'Open' : g.join_rule === 'open' ? 'Join' : g.join_rule === 'request' ? 'Ask to join' : null;
+  return h('li', {class: 'member directory-item', dataset: {group: String(g.chat_id)}},
+    avatar({name: g.name, avatar_url: g.avatar_url}, {size: 'small', group: true}),
+    h('span', {class: 'member-name'}, g.name,
+      h('span', {class: 'muted small directory-meta'},
+        ` ${g.member_count} member${g.member_count === 1 ? '' : 's'}${g.kind === 'broadcast' ? ' · broadcast' : ''}`
+        + (g.topic ? ` · ${g.topic}` : ''))),
+    label ? h('button', {type: 'button', class: 'small', dataset: {focus: `join${g.chat_id}`},
+      'aria-label': `${label} ${g.name}`, onclick: () => (member ? openChat(key) : joinGroup(g))}, label)
+      : h('span', {class: 'muted small'}, 'by invitation'));
+}
+
+async function joinGroup(g) {
+  try {
+    const answer = await request('join_group', {chat_id: g.chat_id});
+    if (answer.status === 'requested') {
+      announce(`Asked to join ${g.name}: a moderator will answer`);
+      showError(new Error(`Asked to join ${g.name}: a moderator will answer`));
+      return;
+    }
+    onGroupJoined(answer);
+    openChat(keyOf(true, answer.id));
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function joinByInvite(event) {
+  event.preventDefault();
+  const code = $('invite-join-code').value.trim();
+  if (!code) return;
+  try {
+    const info = await request('join_by_invite', {code});
+    $('invite-join-code').value = '';
+    onGroupJoined(info);
+    openChat(keyOf(true, info.id));
+  } catch (err) {
+    showError(err);
+  }
 }
 
 // -- server -> client events ------------------------------------------------------------
@@ -2076,6 +2413,12 @@ const SERVER_EVENTS = {
   group_updated: onGroupUpdated,
   group_member_added: onGroupMemberAdded,
   group_member_removed: onGroupMemberRemoved,
+  group_joined: onGroupJoined,
+  join_requested: onJoinRequested,
+  join_rejected: (r) => announce(`Your request to join ${chatName(keyOf(true, r.chat_id))} was turned down`),
+  member_role_changed: onMemberRoleChanged,
+  member_banned: onMemberBanned,
+  member_muted: onMemberMuted,
   error: (e) => console.debug('server error event', e), // requests see their errors in the ack
 };
 
@@ -2133,9 +2476,18 @@ function wire() {
   $('group-button').addEventListener('click', () => {
     const show = $('group-panel').hidden;
     showGroupPanel(show);
-    if (show) loadChatInfo(state.current).catch(showError);
+    if (show) loadChatInfo(state.current).then(() => loadGroupExtras(state.current)).catch(showError);
   });
   $('rename-group-form').addEventListener('submit', renameGroup);
+  $('group-settings-form').addEventListener('submit', saveGroupSettings);
+  $('group-avatar-input').addEventListener('change', (e) => { if (e.target.files[0]) setGroupPicture(e.target.files[0]); });
+  $('group-avatar-remove').addEventListener('click', () => setGroupPicture(null));
+  $('group-members-more').addEventListener('click', loadMoreMembers);
+  $('invite-create-form').addEventListener('submit', createInvite);
+  $('directory-form').addEventListener('submit', (e) => searchDirectory(e));
+  $('directory-more').addEventListener('click', () => searchDirectory(null, true));
+  $('directory').addEventListener('toggle', () => { if ($('directory').open) searchDirectory(null); });
+  $('invite-join-form').addEventListener('submit', joinByInvite);
   $('add-member-form').addEventListener('submit', addMember);
   $('leave-group-button').addEventListener('click', leaveGroup);
   $('messages').addEventListener('scroll', () => { stickToBottom = messagesNearBottom(); });
