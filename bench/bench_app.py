@@ -22,9 +22,9 @@ and groups of 200 and 1,000 members.  Then, for each mode:
   the group, every member connected: msgs/s, deliveries/s, p50/p99.
 * **connects**: authenticated Socket.IO connects per second (connect with a
   session, CONNECT accepted, close), 50 at a time.
-* **plain**: the statements ``send_message`` runs (``umoc.storage.messages.write.post_txn``,
-  called on a bare ``sqlite3`` / ``psycopg2`` connection: no reactor,
-  threads, savepoints or sockets), committing each message and every 100,
+* **plain**: the transaction ``send_message``'s group commit runs (``umoc.storage.batching._batch_txn``
+  with the posts' ``together``: PostgreSQL's ``post_messages``, SQLite's ``post_each_txn``), called on a
+  bare ``sqlite3`` / ``psycopg2`` connection (no reactor, threads or sockets), committing each message and every 100,
   for a direct chat and the 1,000-member group; and the session lookup a
   connect would make without the cache.
 
@@ -65,7 +65,9 @@ from umoc.records.groups import NewGroup  # noqa: E402
 from umoc.records.messages import NewMessage  # noqa: E402
 from umoc.records.sessions import NewSession  # noqa: E402
 from umoc.storage import database as dbmod  # noqa: E402
+from umoc.storage.batching import _batch_txn, _Item  # noqa: E402
 from umoc.storage.groups import _create_txn as create_group_txn  # noqa: E402
+from umoc.storage.messages import post_together  # noqa: E402
 from umoc.storage.messages.write import post_txn  # noqa: E402
 from umoc.storage.users import _create_session_txn as create_session_txn  # noqa: E402
 from umoc.storage.users import _session_txn as session_txn  # noqa: E402
@@ -163,7 +165,8 @@ def plain_loop(
 ) -> tuple[float, float]:
     """``send_message``'s transaction in a loop on one connection: (messages per second, statements per message).
 
-    The statements exclude ``COMMIT`` (and ``BEGIN`` on SQLite, sent by `Txn.begin`).
+    Each commit is one group-commit batch written as the server writes it.  The statements exclude
+    ``COMMIT`` (and ``BEGIN`` on SQLite, sent by `Txn.begin`).
     """
     ids = seed_data["ids"]
     names = {uid: f"bench{i}" for i, uid in enumerate(ids)}
@@ -173,19 +176,27 @@ def plain_loop(
     started = time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:
-        direct.txn.begin()
-        before = direct.cursor.statements
+        # As the group commit writes a batch (`_batch_txn`): its savepoint, then the posts, in one call of their
+        # ``together`` where the dialect has one (PostgreSQL's function, SQLite's post_each_txn).
+        items = []
         for _ in range(per_commit):
             if group is None:
                 p = sent % pairs
                 a, b = (ids[2 * p], ids[2 * p + 1]) if sent % 2 == 0 else (ids[2 * p + 1], ids[2 * p])
-                post_txn(direct.txn, Actor.user(a, names[a]), NewMessage(b, False, "plain"), new_id(), time.time())
+                new = NewMessage(b, False, "plain")
             else:
                 a = ids[sent % GROUP_SENDERS]
-                post_txn(direct.txn, Actor.user(a, names[a]), NewMessage(group, True, "plain"), new_id(), time.time())
+                new = NewMessage(group, True, "plain")
+            args = (Actor.user(a, names[a]), new, new_id(), time.time(), 0.0)
+            items.append(_Item("messages.post", post_txn, args, 0.0, post_together(direct.dialect, new)))
             sent += 1
+        before = direct.cursor.statements
+        outcomes = _batch_txn(direct.txn, items, (), ())
         statements += direct.cursor.statements - before
         direct.conn.commit()
+        refused = [o for o in outcomes if not isinstance(o, tuple)]
+        if refused:
+            raise RuntimeError(f"the plain loop's message was refused: {refused[0]}")
     return sent / (time.perf_counter() - started), statements / sent
 
 

@@ -45,6 +45,7 @@ from umoc.events import search as search_events  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
 from umoc.storage import Storage  # noqa: E402
 from umoc.storage.database import Database, Txn  # noqa: E402
+from umoc.storage.messages import index_pending_txn  # noqa: E402
 from umoc.transport.socketio import Identity  # noqa: E402
 from umoc.wiring import build_node  # noqa: E402
 
@@ -187,6 +188,9 @@ async def seed(db: Database, args: argparse.Namespace) -> World:
             ("id", "chat_id", "sender_id", "recipient_id", "is_group", "type", "content", "created_at"),
             rows,
         )
+        if db.dialect.batched_search_index:  # SQLite indexes in batches (migration 027): as the server would have
+            while await db.run("seed", index_pending_txn):
+                pass
         print(f"  {start + len(rows):>9,} messages, {time.perf_counter() - started:5.0f} s", flush=True)
     readable: dict[int, int] = {}
     for chat_id, who in members.items():

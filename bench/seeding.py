@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from twisted.internet import defer
 
 from umoc.storage.database import Database, Txn
+from umoc.storage.messages import index_pending_txn
 from umoc.storage.relations import FRIEND
 
 __all__ = ["Seeder"]
@@ -109,6 +110,9 @@ def _messages_txn(txn: Txn, chat_id: int, a: int, b: int, count: int, start: flo
             for s, r in ((a, b) if i % 2 == 0 else (b, a),)
         ],
     )
+    if txn.dialect.batched_search_index:  # SQLite indexes in batches (migration 027): as the server would have
+        while index_pending_txn(txn):
+            pass
 
 
 class Seeder:

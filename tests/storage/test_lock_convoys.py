@@ -51,7 +51,7 @@ class DirectSendersTests(unittest.TestCase):
         post_txn(first, Actor.user(self.a, "a"), NewMessage(self.b, False, "x"), str(uuid.uuid4()), T0 + 5)
         # b's message meanwhile: the permission check, the insert and b's own row do not wait
         # (before, both contacts rows were locked FOR UPDATE: this hit lock_timeout).
-        chat_id = _direct_permission_txn(second, self.b, self.a, T0 + 6)
+        chat_id, _ = _direct_permission_txn(second, self.b, self.a, T0 + 6)
         second.execute(
             "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, created_at)"
             " VALUES (?, ?, ?, ?, 0, 'text', 'y', ?)",

@@ -1,4 +1,5 @@
-"""PostgreSQL: a group-commit batch of direct messages is one round trip, whatever its size (issue 25).
+"""PostgreSQL: a group-commit batch of direct messages is one round trip, whatever its size (issue 25);
+SQLite: two statements a message, and the full-text index written once per many.
 
 Round trips are counted as the statements psycopg2 sends (``execute``
 calls on the pool's cursors); psycopg2's own ``BEGIN`` and ``COMMIT`` are one
@@ -17,7 +18,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, postgres_schema
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, migrated_database, postgres_schema
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.records import Actor
@@ -26,7 +27,7 @@ from umoc.records.messages import NewMessage
 from umoc.storage import Storage
 from umoc.storage.database import Database, Txn
 from umoc.storage.engine.txn import _named_row_cursor
-from umoc.storage.messages import KeyTakenError, Message
+from umoc.storage.messages import KeyTakenError, Message, write
 from umoc.storage.messages.write import post_txn
 
 T0 = 1_710_072_000.0
@@ -326,3 +327,88 @@ def _message(message: Message, ranks: dict[str, dict[int, int]]) -> Message:
         chat_id=ranks["chat"][message.chat_id],
         reply_to_seq=None if message.reply_to_seq is None else seqs[message.reply_to_seq],
     )
+
+
+class SQLiteStatementsTests(unittest.TestCase):
+    """SQLite: a batch of direct messages costs 2 statements a message and a few per batch (issue 25).
+
+    Counted with ``sqlite3``'s trace callback on the writer's connection:
+    every statement the driver runs, and apart (``--``) those FTS5 runs on
+    its own tables inside them.  The full-text index is off the per-message
+    path (migration 027): a batch writes none of it until `INDEX_EVERY`
+    messages wait, then one statement indexes them all.
+    """
+
+    async def database(self) -> tuple[Database, Storage, list[str]]:
+        db = await migrated_database(self, "sqlite")
+        self.addCleanup(db.close)
+        traced: list[str] = []
+        await db.run("test.trace", lambda txn: txn._cursor.connection.set_trace_callback(traced.append))
+        return db, Storage(db), traced
+
+    async def one_batch(self, db: Database, storage: Storage, traced: list[str], sends: list[Any]) -> list[str]:
+        """Post ``sends`` in one batch; the statements it ran (a first write holds the writer meanwhile)."""
+        del traced[:]
+        plug = db.write("test.plug", 0, lambda txn: None)
+        posts = [storage.messages.post(*send) for send in sends]
+        await plug
+        for post in posts:
+            await post
+        self.assertEqual(traced[:3], ["BEGIN IMMEDIATE", "SAVEPOINT batch_all", "COMMIT"], "the plug's batch")
+        return traced[3:]
+
+    def sends(self, users: list[int], start: int, count: int) -> list[tuple[Any, ...]]:
+        """Direct messages between friend pairs (0, 1), (2, 3), ... both ways."""
+        out = []
+        for i in range(start, start + count):
+            pair = (i % (len(users) // 2)) * 2
+            a, b = users[pair], users[pair + 1]
+            sender, to = (a, b) if i % 2 else (b, a)
+            out.append((Actor.user(sender, "u"), NewMessage(to, False, f"text {i}"), f"m-{i}", T0 + i))
+        return out
+
+    async def friends(self, db: Database, storage: Storage, count: int) -> list[int]:
+        users = [(await storage.users.create(f"u{i}", "x", T0)).id for i in range(count)]
+        await db.run(
+            "test.friends",
+            lambda txn: txn.executemany(
+                "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
+                " VALUES (?, ?, 'FRIEND', ?, ?, ?)",
+                [(a, b, a, T0, T0) for i, a in enumerate(users) for b in users[i ^ 1 : (i ^ 1) + 1]],
+            ),
+        )
+        return users
+
+    @inline
+    async def test_a_direct_message_costs_two_statements_in_a_batch_and_no_full_text_index_write(self) -> None:
+        db, storage, traced = await self.database()
+        users = await self.friends(db, storage, 20)
+        await self.one_batch(db, storage, traced, self.sends(users, 0, 20))  # the chats exist, today's day written
+        one = await self.one_batch(db, storage, traced, self.sends(users, 100, 1))
+        fifty = await self.one_batch(db, storage, traced, self.sends(users, 200, 50))
+        statements = [sql for sql in fifty if not sql.startswith("--")]
+        self.assertLessEqual(len(statements) - len([s for s in one if not s.startswith("--")]), 2 * 49)
+        # BEGIN, the savepoint, 3 for the batch, the index's position, COMMIT.
+        self.assertLessEqual(len(statements), 2 * 50 + 7)
+        self.assertFalse(
+            [sql for sql in fifty if sql.startswith(("--", "INSERT INTO messages_fts", "UPDATE messages_fts"))],
+            "nothing written to the full-text index",
+        )
+        self.assertEqual(len([sql for sql in fifty if sql.startswith("INSERT INTO changes")]), 1)
+
+    @inline
+    async def test_the_batch_that_indexes_writes_the_index_once_for_all_its_messages(self) -> None:
+        self.patch(write, "INDEX_EVERY", 1)
+        db, storage, traced = await self.database()
+        users = await self.friends(db, storage, 20)
+        await self.one_batch(db, storage, traced, self.sends(users, 0, 20))
+        one = await self.one_batch(db, storage, traced, self.sends(users, 100, 1))
+        fifty = await self.one_batch(db, storage, traced, self.sends(users, 200, 50))
+        # One new segment of the index for the whole batch (before migration 027: one per message, then merges);
+        # FTS5 still writes each message's size row.
+        for batch in (one, fifty):
+            self.assertEqual(len([s for s in batch if "'messages_fts_idx'" in s and "INSERT" in s]), 1)
+            self.assertEqual(len([s for s in batch if s.startswith("INSERT INTO messages_fts")]), 1)
+        self.assertEqual(len([s for s in fifty if "'messages_fts_docsize'" in s]), 50)
+        found = await storage.search.messages(users[0], ["text"], limit=100)
+        self.assertEqual(len(found.hits), 2 + 1 + 5, "pair 0's share of each batch")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -23,6 +24,7 @@ from umoc.records.groups import NewGroup
 from umoc.records.messages import Deletion, Edit, NewMessage
 from umoc.storage import Storage
 from umoc.storage.database import Txn, _load_migrations
+from umoc.storage.messages import write
 from umoc.storage.search import CommonWords, SearchPage
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC).timestamp()
@@ -126,6 +128,23 @@ class SearchStorageTestsMixin:
         )
         await self.storage.messages.delete(Actor.user(alice, "alice"), Deletion(changed.id), T0 + 3)
         self.assertEqual(await self.found(bob, "cherry"), [])
+
+    @inline
+    async def test_a_search_right_after_a_send_finds_it_and_an_edit_right_after_finds_the_new_text(self) -> None:
+        alice, bob, _ = await self.trio()
+        self.assertEqual(await self.found(bob, "kiwi"), [])
+        sent = await self.post(alice, bob, "a kiwi now")
+        self.assertEqual(await self.found(bob, "kiwi"), ["a kiwi now"])
+        await self.storage.edits.edit(alice, Edit(sent.id, "a mango now"), T0 + 1, 0)
+        self.assertEqual(await self.found(bob, "kiwi"), [])
+        self.assertEqual(await self.found(bob, "mango"), ["a mango now"])
+        # A message edited and deleted before any search (on SQLite: before the index took it).
+        late = await self.post(bob, alice, "a lime later")
+        await self.storage.edits.edit(bob, Edit(late.id, "a lemon later"), T0 + 2, 0)
+        gone = await self.post(bob, alice, "a lemon gone")
+        await self.storage.messages.delete(Actor.user(bob, "bob"), Deletion(gone.id), T0 + 3)
+        self.assertEqual(await self.found(alice, "lemon"), ["a lemon later"])
+        self.assertEqual(await self.found(alice, "lime"), [])
 
     @inline
     async def test_file_messages_are_not_searchable(self) -> None:
@@ -300,6 +319,164 @@ class SearchStorageTestsMixin:
 for_each_backend(SearchStorageTestsMixin, DatabaseTestCase, globals())
 
 
+class SearchStorageIndexedEachBatchSQLiteTests(SearchStorageTestsMixin, DatabaseTestCase):
+    """The same on SQLite with every batch of sends indexing what it stored (migration 027's position moving
+    with each message): edits and deletions then meet indexed messages, where by default they meet waiting ones."""
+
+    backend = "sqlite"
+
+    def setUp(self) -> Any:
+        self.patch(write, "INDEX_EVERY", 1)
+        return super().setUp()
+
+
+class BatchedIndexSQLiteTests(DatabaseTestCase):
+    """SQLite (migration 027): sends index a batch at a time; a search indexes what waits, and only then."""
+
+    backend = "sqlite"
+
+    async def upto(self) -> tuple[int, int]:
+        """The index's position and the newest seq."""
+        row = await self.db.run(
+            "t",
+            lambda txn: txn.execute(
+                "SELECT (SELECT seq FROM messages_fts_upto), (SELECT COALESCE(MAX(seq), 0) FROM messages)"
+            ).fetchone(),
+        )
+        return int(row[0]), int(row[1])
+
+    async def pair(self) -> tuple[int, int]:
+        alice = (await self.storage.users.create("alice", "x", T0)).id
+        bob = (await self.storage.users.create("bob", "x", T0)).id
+        await self.storage.contacts.request(alice, "bob", T0)
+        await self.storage.contacts.accept(bob, alice, T0)
+        return alice, bob
+
+    async def send(self, alice: int, bob: int, count: int, word: str) -> None:
+        """``count`` messages in one batch (a first write holds the writer meanwhile)."""
+        plug = self.db.write("test.plug", 0, lambda txn: None)
+        sends = [
+            self.storage.messages.post(
+                Actor.user(alice, "a"), NewMessage(bob, False, f"{word} {i}"), str(uuid.uuid4()), T0
+            )
+            for i in range(count)
+        ]
+        await plug
+        for d in sends:
+            await d
+
+    @inline
+    async def test_a_batch_indexes_once_enough_wait_and_a_search_then_writes_nothing(self) -> None:
+        self.patch(write, "INDEX_EVERY", 5)
+        alice, bob = await self.pair()
+        await self.send(alice, bob, 3, "plum")
+        upto, newest = await self.upto()
+        self.assertEqual(newest - upto, 3, "three wait")
+        await self.send(alice, bob, 2, "plum")
+        self.assertEqual(await self.upto(), (newest + 2, newest + 2), "five waited: the batch indexed them")
+        batches = self.db.writer.batches
+        page = await self.storage.search.messages(bob, ["plum"], limit=10)
+        self.assertEqual(len(page.hits), 5)
+        self.assertEqual(self.db.writer.batches, batches, "nothing waited: the search wrote nothing")
+        await self.send(alice, bob, 1, "plum")
+        page = await self.storage.search.messages(bob, ["plum"], limit=10)
+        self.assertEqual(len(page.hits), 6)
+        self.assertEqual(self.db.writer.batches, batches + 3, "the plug, the send, then the search's indexing")
+        self.assertEqual((await self.upto())[0], newest + 3)
+
+    @inline
+    async def test_a_search_behind_many_messages_indexes_them_in_bounded_writes(self) -> None:
+        self.patch(write, "INDEX_MOST", 2)
+        alice, bob = await self.pair()
+        await self.send(alice, bob, 5, "date")
+        batches = self.db.writer.batches
+        self.assertEqual(await self.found_count(bob, "date"), 5)
+        self.assertEqual(self.db.writer.batches, batches + 3, "2 + 2 + 1")
+        upto, newest = await self.upto()
+        self.assertEqual(upto, newest)
+
+    @inline
+    async def test_a_refused_message_sends_the_batch_one_by_one_and_the_index_catches_up_later(self) -> None:
+        self.patch(write, "INDEX_EVERY", 2)
+        alice, bob = await self.pair()
+        stranger = (await self.storage.users.create("stranger", "x", T0)).id
+        plug = self.db.write("test.plug", 0, lambda txn: None)
+        ok = [
+            self.storage.messages.post(Actor.user(alice, "a"), NewMessage(bob, False, f"pear {i}"), f"p{i}", T0)
+            for i in range(3)
+        ]
+        refused = self.storage.messages.post(Actor.user(alice, "a"), NewMessage(stranger, False, "pear"), "x", T0)
+        await plug
+        for d in ok:
+            await d
+        with self.assertRaises(RefusedError):
+            await refused
+        upto, newest = await self.upto()
+        self.assertLess(upto, newest, "the batch went one by one: nothing indexed")
+        self.assertEqual(await self.found_count(bob, "pear"), 3)
+        self.assertEqual(await self.upto(), (newest, newest))
+        # Counters and the feed as the statements of each message leave them.
+        self.assertEqual([e.unread_count for e in await self.storage.messages.chat_list(bob)], [3])
+
+    async def found_count(self, user: int, word: str) -> int:
+        return len((await self.storage.search.messages(user, [word], limit=50)).hits)
+
+    @inline
+    async def test_counters_and_feed_rows_of_a_batch_are_those_of_its_messages_one_by_one(self) -> None:
+        alice, bob = await self.pair()
+        carol = (await self.storage.users.create("carol", "x", T0)).id
+        await self.storage.contacts.request(alice, "carol", T0)
+        await self.storage.contacts.accept(carol, alice, T0)
+        plug = self.db.write("test.plug", 0, lambda txn: None)
+        sends = []
+        for i in range(12):
+            sender, to = [(alice, bob), (bob, alice), (alice, carol)][i % 3]
+            sends.append(
+                self.storage.messages.post(
+                    Actor.user(sender, "u"), NewMessage(to, False, f"fig {i}"), f"f{i}", T0 + 100 - i
+                )
+            )
+        await plug
+        seqs = [(await d)[0].seq for d in sends]
+
+        def state_txn(txn: Txn) -> Any:
+            return (
+                [
+                    tuple(r)
+                    for r in txn.execute(
+                        "SELECT message_seq, chat_id, actor_id FROM changes WHERE kind = 'message' ORDER BY id"
+                    ).fetchall()
+                ],
+                [
+                    tuple(r)
+                    for r in txn.execute(
+                        "SELECT id, message_count, last_seq, last_activity FROM chats ORDER BY id"
+                    ).fetchall()
+                ],
+                [
+                    tuple(r)
+                    for r in txn.execute(
+                        "SELECT user_id, chat_id, sent_count, last_sent_at FROM user_chats ORDER BY user_id, chat_id"
+                    ).fetchall()
+                ],
+            )
+
+        feed, chats, members = await self.db.run("t", state_txn)
+        self.assertEqual([seq for seq, _, _ in feed], seqs, "feed rows in the order of the messages")
+        ab, ac = chats[0][0], chats[1][0]
+        # Times fall as seqs rise: last_activity keeps the newest time, last_seq the newest seq.
+        self.assertEqual(chats, [(ab, 8, seqs[10], T0 + 100), (ac, 4, seqs[11], T0 + 98)])
+        self.assertEqual(
+            members,
+            [
+                (alice, ab, 4, T0 + 100 - 9),
+                (alice, ac, 4, T0 + 100 - 11),
+                (bob, ab, 4, T0 + 100 - 10),
+                (carol, ac, 0, None),
+            ],
+        )
+
+
 class SearchMigrationTestsMixin:
     """Migration 010 indexes the messages already there."""
 
@@ -348,6 +525,37 @@ class SearchMigrationTestsMixin:
 
 class SearchMigrationSQLiteTests(SearchMigrationTestsMixin, unittest.TestCase):
     backend = "sqlite"
+
+    @inline
+    async def test_migration_027_starts_the_index_position_after_what_the_trigger_indexed(self) -> None:
+        db = await database_before(self, "sqlite", 27)
+
+        def seed(txn: Txn) -> None:
+            seed_pair_txn(txn, T0)
+            for text in ("old quince", "old quince again", "other"):
+                txn.execute(
+                    "INSERT INTO messages (id, chat_id, sender_id, recipient_id, is_group, type, content, created_at)"
+                    " VALUES (?, 1, 1, 2, 0, 'text', ?, ?)",
+                    (str(uuid.uuid4()), text, T0),
+                )
+            for user_id, peer_id in ((1, 2), (2, 1)):
+                txn.execute(
+                    "INSERT INTO user_chats (user_id, chat_id, peer_id, is_group, joined_at) VALUES (?, 1, ?, 0, ?)",
+                    (user_id, peer_id, T0),
+                )
+
+        await db.run("test.seed", seed)  # indexed by migration 010's insert trigger
+        await db.migrate()
+        self.assertEqual(await db.run("t", lambda txn: txn.scalar("SELECT seq FROM messages_fts_upto")), 3)
+        storage = Storage(db)
+        batches = db.writer.batches
+        found = await storage.search.messages(2, ["quince"])
+        self.assertEqual([h.message.content for h in found.hits], ["old quince again", "old quince"])
+        self.assertEqual(db.writer.batches, batches, "nothing waited")
+        # An indexed message deleted leaves the index (the trigger kept for messages at or below the position).
+        await db.run("t", lambda txn: txn.execute("UPDATE messages SET deleted_at = ? WHERE seq = 2", (T0,)))
+        found = await storage.search.messages(2, ["quince"])
+        self.assertEqual([h.message.content for h in found.hits], ["old quince"])
 
 
 class SearchMigrationPostgresTests(SearchMigrationTestsMixin, unittest.TestCase):

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from umoc.storage.database import Txn
 
-__all__ = ["KINDS", "NewChange", "record_returning_id_txn", "record_txn", "with_change"]
+__all__ = ["KINDS", "NewChange", "record_many_txn", "record_returning_id_txn", "record_txn", "with_change"]
 
 #: Every ``kind`` a change may have (the wire names of ``sync {cursor}`` in docs/api.md).
 KINDS = (
@@ -93,6 +93,18 @@ def record_txn(txn: Txn, *changes: NewChange) -> None:
     """Write the changes, in order (one statement per row: a multi-row INSERT has no defined id order)."""
     for change in changes:
         txn.execute(_INSERT, change.params())
+
+
+def record_many_txn(txn: Txn, changes: Sequence[NewChange]) -> None:
+    """Write the changes, in order: on SQLite in one statement, whose VALUES rows it inserts in their order
+    (one writer, AUTOINCREMENT ids: the ids follow the list); elsewhere as `record_txn`."""
+    if txn.dialect.commit_ordered_ids and changes:
+        txn.execute(
+            f"INSERT INTO changes ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(changes)),
+            [value for change in changes for value in change.params()],
+        )
+    else:
+        record_txn(txn, *changes)
 
 
 def record_returning_id_txn(txn: Txn, change: NewChange) -> int:

@@ -14,7 +14,13 @@ The indexes (migration 010) hold each live text message's words:
   chat as a token, so one FTS5 query intersects "all these words" with "in
   one of the user's chats" and walks the matches newest first (``rowid`` =
   ``seq``), stopping after ``limit + 1``; FTS5 skips through a common
-  word's long posting list to the user's chats' entries.
+  word's long posting list to the user's chats' entries.  The index trails
+  the messages (migration 027): sends index what they stored a batch at a
+  time, every `INDEX_EVERY` messages or so, off the per-message path.  A
+  search that finds messages waiting (above ``messages_fts_upto``) has them
+  indexed first, in a write of its own (`index_pending_txn`), and then
+  reads: every message stored before the search was asked is found, as if
+  the index were written with each message.
 * PostgreSQL: a GIN index on ``messages.search_vector`` (words and the
   chat as a ``'#<id>'`` lexeme), which cannot give its matches newest
   first; `_postgres_hits_txn` picks one of two plans by how common the
@@ -42,6 +48,7 @@ from umoc.storage.messages import (
     UNKNOWN_CHAT,
     Message,
     annotate_txn,
+    index_pending_txn,
     message_from_row,
     read_count_params,
 )
@@ -215,11 +222,22 @@ class _Scan(NamedTuple):
     rows: int
 
 
-def search_txn(txn: Txn, query: SearchQuery, common: CommonWords) -> SearchPage:
-    """Up to ``limit`` hits below seq ``before``, newest first: three or four queries whatever the data."""
+#: SQLite: whether messages wait for the full-text index (migration 027); the index's position is a one-row table
+#: and the newest seq the end of the primary key's b-tree, so this costs two lookups.
+_INDEX_BEHIND = "SELECT (SELECT MAX(seq) FROM messages) > (SELECT seq FROM messages_fts_upto)"
+
+
+def search_txn(txn: Txn, query: SearchQuery, common: CommonWords, exact: bool = False) -> SearchPage | None:
+    """Up to ``limit`` hits below seq ``before``, newest first: three or four queries whatever the data.
+
+    None (SQLite) when messages stored before this read wait for the index and
+    ``exact`` is not set: the caller indexes them and reads again with ``exact``.
+    """
     user_id, terms, chat, before, limit = query
     if not terms:
         raise ValueError("search needs at least one term")
+    if txn.dialect.batched_search_index and not exact and txn.scalar(_INDEX_BEHIND):
+        return None
     chats = _readable_chats_txn(txn, user_id, chat)
     if not chats:
         return SearchPage([], None)
@@ -258,6 +276,16 @@ class SearchStore:
         clients name it: `RefusedError` ``Unknown chat`` if there is no such chat the user
         may read).  ``before`` continues a search below that seq (`SearchPage.next_before`).
         """
-        return self._reads.read(
-            "messages.search", user_id, search_txn, SearchQuery(user_id, list(terms), chat, before, limit), self._common
-        )
+        query = SearchQuery(user_id, list(terms), chat, before, limit)
+        return defer.ensureDeferred(self._messages(query))
+
+    async def _messages(self, query: SearchQuery) -> SearchPage:
+        page = await self._reads.read("messages.search", query.user_id, search_txn, query, self._common)
+        if page is None:
+            # Messages wait for the index (SQLite): index them, in the next batch of the writer, then read again.
+            # The second read sees the index up to at least every message the first one saw.
+            while await self._db.write("search.index", 0, index_pending_txn):
+                pass
+            page = await self._reads.read("messages.search", query.user_id, search_txn, query, self._common, True)
+        assert page is not None
+        return page

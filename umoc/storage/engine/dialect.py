@@ -42,13 +42,18 @@ class Dialect:
     #: Whether several nodes may share the database (PostgreSQL); SQLite has one node, so the feed's
     #: consumers need no lease between nodes there (``umoc.storage.outbox``).
     shared_by_nodes: bool = False
+    #: Whether the full-text index trails the messages and is written a batch at a time (SQLite, migration 027:
+    #: ``messages_fts_upto``); PostgreSQL's ``search_vector`` is written with each message.
+    batched_search_index: bool = False
 
     def schema_text(self, text: str) -> str:
         """A schema file with its dialect fragments filled in (the small differences; see `_load_migrations`)."""
         return text.replace("SERIAL_PK", self.serial_pk).replace("WITHOUT_ROWID", self.without_rowid)
 
 
-SQLITE = Dialect("sqlite", "", "INTEGER PRIMARY KEY AUTOINCREMENT", False, without_rowid=" WITHOUT ROWID")
+SQLITE = Dialect(
+    "sqlite", "", "INTEGER PRIMARY KEY AUTOINCREMENT", False, without_rowid=" WITHOUT ROWID", batched_search_index=True
+)
 
 
 POSTGRES = Dialect(

@@ -19,7 +19,8 @@ from twisted.internet import defer
 
 from umoc.records import Actor
 from umoc.records.messages import Deletion, NewMessage, ReadReceipt
-from umoc.storage.database import Database, Txn
+from umoc.storage.batching import Together
+from umoc.storage.database import Database, Dialect, Txn
 from umoc.storage.messages.read import (
     READ_COUNT,
     annotate_txn,
@@ -39,17 +40,21 @@ from umoc.storage.messages.rows import (
     message_from_row,
 )
 from umoc.storage.messages.write import (
+    INDEX_EVERY,
     Deleted,
     KeyTakenError,
     delete_txn,
     group_members_txn,
+    index_pending_txn,
     post_batch_txn,
+    post_each_txn,
     post_txn,
 )
 from umoc.storage.receipts import Read, read_txn
 from umoc.storage.replica import ReadRouter
 
 __all__ = [
+    "INDEX_EVERY",
     "ChatEntry",
     "Deleted",
     "History",
@@ -61,9 +66,27 @@ __all__ = [
     "UNKNOWN_CHAT",
     "annotate_txn",
     "group_members_txn",
+    "index_pending_txn",
     "message_from_row",
+    "post_together",
     "read_count_params",
 ]
+
+
+def post_together(dialect: Dialect, new: NewMessage) -> Together | None:
+    """The function writing a group-commit batch's posts like ``new`` in one call, where the dialect has one.
+
+    PostgreSQL: migration 018's function, in one round trip.  It stores no
+    ``extra`` nor poll: such a message is written by `post_txn`, in the same
+    batch (after or before the function's share: a batch's writes are
+    concurrent sends, unordered anyway).  Nor a thread reply (migration 024):
+    `post_txn` too.  SQLite: every message through `post_each_txn`, which
+    indexes the batch's text for search once enough waits (migration 027).
+    """
+    if dialect.batched_search_index:
+        return post_each_txn
+    plain = new.extra is None and new.poll is None and new.thread_id is None
+    return post_batch_txn if dialect.batch_functions and plain else None
 
 
 def _chat_key(sender_id: int, new: NewMessage) -> int:
@@ -95,12 +118,7 @@ class MessageStore:
         ``keys_since``: the unique index decides, also between nodes.
         """
         key = _chat_key(sender.uid, new)
-        # Where the schema has it, a batch's messages are one call (one round trip).  Migration 018's
-        # function stores no ``extra`` nor poll: such a message is written by post_txn, in the same batch
-        # (after or before the function's share: a batch's writes are concurrent sends, unordered anyway).
-        # Nor a thread reply (migration 024): post_txn too.
-        plain = new.extra is None and new.poll is None and new.thread_id is None
-        together = post_batch_txn if self._db.dialect.batch_functions and plain else None
+        together = post_together(self._db.dialect, new)
         return self._db.write(
             "messages.post", key, post_txn, sender, new, message_id, now, keys_since, together=together
         )

@@ -31,7 +31,7 @@ from umoc.errors import Code, RefusedError
 from umoc.records import Actor
 from umoc.records.groups import MUTED, READ_ONLY, ROLE_REFUSED, may, outranks
 from umoc.records.messages import Deletion, NewMessage
-from umoc.storage.changes import NewChange, statements_with_change, with_change
+from umoc.storage.changes import NewChange, record_many_txn, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
@@ -55,8 +55,12 @@ __all__ = [
     "KeyTakenError",
     "LiveMessage",
     "delete_txn",
+    "INDEX_EVERY",
+    "INDEX_MOST",
     "group_members_txn",
+    "index_pending_txn",
     "post_batch_txn",
+    "post_each_txn",
     "post_txn",
     "soft_delete_txn",
 ]
@@ -109,8 +113,18 @@ class _KeyInUseError(Exception):
     """The insert met a row with the same ``(sender_id, client_msg_id)``; nothing was inserted."""
 
 
-def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> int:
-    """Check both rows say FRIEND (so neither blocked), advance the streak; return the chat id.
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """What a message shows of its sender and its reply target, read before the insert."""
+
+    display_name: str | None
+    avatar_file_id: str | None
+    reply_to_seq: int | None
+    reply_to: ReplyTo | None
+
+
+def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> tuple[int, _Sender]:
+    """Check both rows say FRIEND (so neither blocked), advance the streak; the chat id and the sender's profile.
 
     Without ``txn.rules.require_friendship`` (``contacts.require_friendship: false``)
     any two users a block does not separate may write; streaks stay between friends.
@@ -123,11 +137,23 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     the pair) so that two first messages at once still see each other and
     advance the streak.
     """
+    # The pair's chat and the sender's profile ride along (subqueries: FOR KEY SHARE locks only the contacts rows).
     rows = txn.execute(
-        "SELECT owner_id, status, last_sent_day FROM contacts"
-        " WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
+        "SELECT owner_id, status, last_sent_day, (SELECT id FROM chats WHERE user_lo = ? AND user_hi = ?) AS chat_id,"
+        " (SELECT display_name FROM users WHERE id = ?) AS display_name,"
+        " (SELECT avatar_file_id FROM users WHERE id = ?) AS avatar_file_id"
+        " FROM contacts WHERE (owner_id = ? AND contact_id = ?) OR (owner_id = ? AND contact_id = ?)"
         " ORDER BY owner_id" + txn.dialect.for_key_share,
-        (sender_id, recipient_id, recipient_id, sender_id),
+        (
+            min(sender_id, recipient_id),
+            max(sender_id, recipient_id),
+            sender_id,
+            sender_id,
+            sender_id,
+            recipient_id,
+            recipient_id,
+            sender_id,
+        ),
     ).fetchall()
     by_owner = {int(r["owner_id"]): r for r in rows}
     mine, theirs = by_owner.get(sender_id), by_owner.get(recipient_id)
@@ -143,7 +169,17 @@ def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: flo
     day = utc_day(now)
     if mine is not None and mine_status == FRIEND and theirs_status == FRIEND and mine["last_sent_day"] != day:
         _first_of_day_txn(txn, sender_id, recipient_id, day)
-    return ensure_direct_chat_txn(txn, sender_id, recipient_id, now)
+    # Either row carries the chat and the profile; strangers (no rows: contacts.require_friendship off) read them.
+    row = mine if mine is not None else theirs
+    if row is None:
+        display_name, avatar_file_id, _ = sender_and_target_txn(txn, sender_id, None)
+        return ensure_direct_chat_txn(txn, sender_id, recipient_id, now), _Sender(
+            display_name, avatar_file_id, None, None
+        )
+    profile = _Sender(row["display_name"], row["avatar_file_id"], None, None)
+    if row["chat_id"] is not None:
+        return int(row["chat_id"]), profile
+    return ensure_direct_chat_txn(txn, sender_id, recipient_id, now), profile
 
 
 def _first_of_day_txn(txn: Txn, sender_id: int, recipient_id: int, day: int) -> None:
@@ -245,26 +281,20 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
 
 
 def _insert_txn(
-    txn: Txn,
-    sender: Actor,
-    new: NewMessage,
-    message_id: str,
-    now: float,
-    shown: tuple[str | None, str | None, tuple[int, int, ReplyTo] | None],
+    txn: Txn, sender: Actor, new: NewMessage, message_id: str, now: float, shown: _Sender | None
 ) -> tuple[Message, list[int]]:
     """The permission check, the row, the sender's and the chat's counters, the feed row and the mentions.
-
-    ``shown`` is `sender_and_target_txn`'s answer: the sender's display name
-    and avatar and the reply target, which the message returned shows.
 
     A thread reply (``new.thread_id``) also writes its thread's row and
     follows (`reply_statements_txn`); unless it is also in the chat it leaves
     the chat's counters alone, and its feed row rides on the thread's row.
-    A plain message reads nothing more.
+    A plain message reads nothing more.  In SQLite's batch (`post_each_txn`, its `_Later` in
+    ``txn.locked``), a direct message's counters and feed row are left to it, written for the whole batch
+    at its end.  ``shown`` None: a direct message that replies to nothing, whose sender's profile comes
+    with the friend check.
     """
+    later: _Later | None = txn.locked.get(_LATER)
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
-    target = shown[2]
-    reply_to_seq = target[0] if target is not None else None
     if is_group:
         members = group_members_txn(txn, recipient_id, lock=True)
         if members is None or sender_id not in members:
@@ -274,8 +304,12 @@ def _insert_txn(
     else:
         if recipient_id == sender_id:
             raise RefusedError(TO_SELF, code="invalid_argument")
-        chat_id = _direct_permission_txn(txn, sender_id, recipient_id, now)
+        chat_id, profile = _direct_permission_txn(txn, sender_id, recipient_id, now)
+        shown = shown or profile
         audience = [sender_id, recipient_id]
+    if shown is None:
+        raise ValueError("a group message's sender is read before its insert")
+    reply_to_seq = shown.reply_to_seq
     if mentions:
         check_mentions(mentions, audience)
     root = reply_root_txn(txn, new.thread_id) if new.thread_id is not None else None
@@ -313,7 +347,10 @@ def _insert_txn(
             raise _KeyInUseError()
         seq = int(stored)
     in_thread: ThreadSummary | None = None
-    if root is None:
+    if root is None and later is not None and not is_group:
+        later.add(chat_id, sender_id, seq, now)
+        txn.execute_each(unread_mentions_statements(seq, chat_id, sender_id, mentions))
+    elif root is None:
         change = NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id)
         txn.execute_each(
             (
@@ -344,10 +381,10 @@ def _insert_txn(
         new.encrypted_content,
         now,
         reply_to_seq=reply_to_seq,
-        sender_display_name=shown[0],
-        sender_avatar_file_id=shown[1],
-        reply_to=target[2] if target is not None else None,
+        sender_display_name=shown.display_name,
+        sender_avatar_file_id=shown.avatar_file_id,
         mentions=mentions,
+        reply_to=shown.reply_to,
         extra=new.extra,
         thread_root_seq=root.seq if root is not None else None,
         thread_id=root.id if root is not None else None,
@@ -395,8 +432,16 @@ def post_txn(
     ``keys_since`` raises `KeyTakenError` with that message; one of an older
     message is taken from it (`_take_expired_key_txn`).
     """
-    shown = sender_and_target_txn(txn, sender.uid, new.reply_to)
-    target = shown[2]
+    # A direct message that replies to nothing reads its sender's profile with the friend check.
+    target, shown = None, None
+    if new.is_group or new.reply_to is not None:
+        display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
+        shown = _Sender(
+            display_name,
+            avatar_file_id,
+            target[0] if target is not None else None,
+            target[2] if target is not None else None,
+        )
     for _ in range(_KEY_TRIES):
         try:
             message, audience = _insert_txn(txn, sender, new, message_id, now, shown)
@@ -410,6 +455,118 @@ def post_txn(
     if new.poll is not None:
         message = replace(message, poll=insert_poll_txn(txn, message.seq, new.poll))
     return message, audience
+
+
+#: SQLite: about how many messages wait for the full-text index before a batch of sends indexes them (migration 027).
+#: FTS5 writes a segment of its index per statement that inserts into it, then merges them: one INSERT ... SELECT
+#: for this many messages costs less than a tenth of one per message.  A search indexes what waits first.
+INDEX_EVERY = 256
+
+#: SQLite: most seqs one transaction indexes (a bulk load's rows, found by a search, go in several: each bounded).
+INDEX_MOST = 20_000
+
+_INDEXED_UPTO = "SELECT seq FROM messages_fts_upto"
+
+
+#: Where `post_each_txn` keeps its `_Later` for the posts it runs: in ``txn.locked``, which a rollback to a
+#: savepoint empties (the batch then goes message by message, each writing its own rows).
+_LATER = "messages.later"
+
+
+class _Later:
+    """SQLite: a batch's direct messages' counters and feed rows, written at its end in three statements.
+
+    Per member row, the count and the last message's time; per chat, the
+    count and the newest time and seq (what the statements of each message
+    would leave, as ``last_seq`` and ``last_activity`` only move forward);
+    the feed rows in the order of their messages.
+    """
+
+    __slots__ = ("members", "chats", "changes")
+
+    def __init__(self) -> None:
+        self.members: dict[tuple[int, int], list[Any]] = {}
+        self.chats: dict[int, list[Any]] = {}
+        self.changes: list[NewChange] = []
+
+    def add(self, chat_id: int, sender_id: int, seq: int, now: float) -> None:
+        member = self.members.setdefault((sender_id, chat_id), [sender_id, chat_id, 0, now])
+        member[2] += 1
+        member[3] = now
+        chat = self.chats.setdefault(chat_id, [chat_id, 0, now, seq])
+        chat[1] += 1
+        chat[2], chat[3] = max(chat[2], now), max(chat[3], seq)
+        self.changes.append(NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id))
+
+    def write_txn(self, txn: Txn) -> None:
+        if not self.changes:
+            return
+        # The sender's own rows, then the chats' (the order each message takes them), then the feed.
+        members, chats = list(self.members.values()), list(self.chats.values())
+        txn.execute(
+            "UPDATE user_chats SET sent_count = sent_count + v.column3, last_sent_at = v.column4 FROM (VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(members))
+            + ") AS v WHERE user_chats.user_id = v.column1 AND user_chats.chat_id = v.column2",
+            [value for member in members for value in member],
+        )
+        txn.execute(
+            "UPDATE chats SET message_count = message_count + v.column2,"
+            " last_activity = CASE WHEN last_activity < v.column3 THEN v.column3 ELSE last_activity END,"
+            " last_seq = CASE WHEN last_seq < v.column4 THEN v.column4 ELSE last_seq END FROM (VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(chats))
+            + ") AS v WHERE chats.id = v.column1",
+            [value for chat in chats for value in chat],
+        )
+        record_many_txn(txn, self.changes)
+
+
+def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """SQLite: `post_txn` for each of a batch's messages, then what they left for the batch's end.
+
+    A direct message's counters and feed row are written for the whole batch
+    in three statements (`_Later`), and the full-text index catches up once
+    `INDEX_EVERY` messages wait.  A refusal raises, so the batch goes message
+    by message through `post_txn` (as it always did on SQLite), everything
+    written here undone, and leaves the index to the next batch or search.
+    The index's position is read once per batch, not per message.
+    """
+    later = txn.locked[_LATER] = _Later()
+    try:
+        outcomes = [post_txn(txn, *call) for call in calls]
+    finally:
+        txn.locked.pop(_LATER, None)
+    later.write_txn(txn)
+    newest = max(message.seq for message, _ in outcomes)
+    upto = int(txn.scalar(_INDEXED_UPTO))
+    if newest - upto >= INDEX_EVERY:
+        index_pending_txn(txn, upto, newest)
+    return outcomes
+
+
+def index_pending_txn(txn: Txn, upto: int | None = None, newest: int | None = None) -> bool:
+    """SQLite: index the messages above the index's position (``upto``) up to ``newest``; whether more wait.
+
+    One INSERT ... SELECT, so FTS5 writes one segment for them all; the live
+    text messages among them go in as they are now (an edit or deletion since
+    needed no change to the index: migration 027's triggers leave messages
+    above the position alone).  Without arguments: everything stored so far,
+    but at most `INDEX_MOST` seqs in one transaction (rows bulk-loaded around
+    the server wait in several).
+    """
+    if upto is None:
+        upto = int(txn.scalar(_INDEXED_UPTO))
+    if newest is None:
+        newest = int(txn.scalar("SELECT COALESCE(MAX(seq), 0) FROM messages"))
+    end = min(newest, upto + INDEX_MOST)
+    if end <= upto:
+        return False
+    txn.execute(
+        "INSERT INTO messages_fts (rowid, content, chat_id) SELECT seq, content, chat_id FROM messages"
+        " WHERE seq > ? AND seq <= ? AND type = 'text' AND deleted_at IS NULL ORDER BY seq",
+        (upto, end),
+    )
+    txn.execute("UPDATE messages_fts_upto SET seq = ?", (end,))
+    return end < newest
 
 
 #: Migration 018's function (as migration 026 replaced it): a batch's messages in one statement, one row each,
