@@ -3,7 +3,7 @@
 //   import type { Socket } from "socket.io-client";
 //   const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, {auth});
 
-export const UMOC_VERSION = "0.2.0";
+export const UMOC_VERSION = "0.3.0";
 
 /** Stable error codes: branch on these, never on messages (docs/api.md, Error codes). */
 export type ErrorCode = "invalid_argument" | "unknown_event" | "not_authenticated" | "account_disabled" | "forbidden" | "invite_required" | "not_found" | "conflict" | "cursor_expired" | "too_large" | "rate_limited" | "too_many_pending" | "overloaded" | "unavailable" | "timeout" | "internal";

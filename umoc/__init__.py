@@ -7,4 +7,4 @@ from this file's text (without importing anything), ``twistd umoc
 CHANGELOG's compatibility table maps each release to its schema version.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
