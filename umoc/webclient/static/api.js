@@ -11,13 +11,15 @@ export class RequestError extends Error {
   }
 }
 
-async function postJson(path, body, headers = {}) {
+// One JSON request: the body (when given) as JSON, the answer's JSON back, a `RequestError` with
+// the server's `error` text (and `totp_required`, which only a login answers) when it refuses.
+async function requestJson(method, path, body, headers = {}) {
   let response;
   try {
     response = await fetch(path, {
-      method: 'POST',
-      headers: {'Content-Type': 'application/json', ...headers},
-      body: JSON.stringify(body),
+      method,
+      headers: {...(body === undefined ? {} : {'Content-Type': 'application/json'}), ...headers},
+      body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
     });
   } catch {
@@ -34,6 +36,10 @@ async function postJson(path, body, headers = {}) {
     throw new RequestError(message, {status: response.status, totpRequired: Boolean(data && data.totp_required)});
   }
   return data;
+}
+
+function postJson(path, body, headers = {}) {
+  return requestJson('POST', path, body, headers);
 }
 
 // The device token a login answered, kept across logouts: this browser's later logins are known to
@@ -78,32 +84,9 @@ export const http = {
 };
 
 // The admin API's reports (administrators only; anybody else gets 403, `forbidden`).
-async function adminFetch(session, method, path, body) {
-  let response;
-  try {
-    response = await fetch(`/api/admin/${path}`, {
-      method,
-      headers: {
-        'X-Session-ID': session.sessionID, 'X-Session-Token': session.token,
-        ...(body === undefined ? {} : {'Content-Type': 'application/json'}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-    });
-  } catch {
-    throw new RequestError('The server cannot be reached');
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const message = data && typeof data.error === 'string' ? data.error : `HTTP ${response.status}`;
-    throw new RequestError(message, {status: response.status});
-  }
-  return data;
+function adminFetch(session, method, path, body) {
+  return requestJson(method, `/api/admin/${path}`, body,
+    {'X-Session-ID': session.sessionID, 'X-Session-Token': session.token});
 }
 
 export const admin = {
