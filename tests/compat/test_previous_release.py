@@ -11,7 +11,10 @@ PostgreSQL database with this tree's code, starts the old tree's
 directory on the old tree, so ``umoc`` and ``twisted.plugins.umoc_plugin``
 both come from there), and drives it with python-socketio: register and
 log in two users, make them contacts, send a message with an ack, receive
-it, read the history.
+it, read the history; then this tree's storage records a change of a kind
+the old release does not know (a thread followed), and the old node's ``sync
+{cursor}`` still answers (operator guide, "Upgrades and migrations": rows
+count as much as columns).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from tests.support.daemon import TWISTD, Daemon
 from tests.support.databases import NO_POSTGRES, POSTGRES_DSN
 from tests.support.deferreds import blocking, eventually, inline
 from umoc.storage.database import Database
+from umoc.storage.threads import ThreadStore
 
 ROOT = Path(__file__).resolve().parents[2]
 #: (commit, release) of every earlier release this one must stay compatible with (CHANGELOG, "Compatibility").
@@ -138,8 +143,10 @@ class PreviousReleaseMixin:
             self.assertIn(response.code, (200, 201), body)
         return body
 
-    def connect(self, url: str, login: dict[str, Any]) -> socketio.Client:
+    def connect(self, url: str, login: dict[str, Any], connected: list[Any] | None = None) -> socketio.Client:
         client = socketio.Client(reconnection=False)
+        if connected is not None:
+            client.on("connection_successful", connected.append)
         client.connect(
             url,
             auth={"sessionID": login["sessionID"], "token": login["token"]},
@@ -161,7 +168,8 @@ class PreviousReleaseMixin:
         self.assertEqual((await response.json()).get("version"), None if self.release == "0.1.0" else self.release)
 
         alice, bob = await self.login(url, "alice"), await self.login(url, "bob")
-        alice_socket = await blocking(self.connect, url, alice)
+        alice_connected: list[dict[str, Any]] = []
+        alice_socket = await blocking(self.connect, url, alice, alice_connected)
         self.addCleanup(blocking, alice_socket.disconnect)
         bob_socket = await blocking(self.connect, url, bob)
         self.addCleanup(blocking, bob_socket.disconnect)
@@ -182,6 +190,19 @@ class PreviousReleaseMixin:
         self.assertEqual(received[0]["message_id"], sent["message_id"])
         history = await blocking(bob_socket.call, "get_chat_history", {"chat_id": alice["user_id"]}, timeout=10)
         self.assertEqual([m["message_id"] for m in history["messages"]], [sent["message_id"]])
+
+        # A change this release writes that the old one cannot show (a thread followed) stays out of what it
+        # reads: alice's sync from her connection's cursor answers, with what it knows.
+        db = Database.postgres(dsn, 1, 1)
+        try:
+            _, changed = await ThreadStore(db).follow(alice["user_id"], sent["message_id"], True, time.time())
+        finally:
+            db.close()
+        self.assertTrue(changed)
+        await eventually(lambda: len(alice_connected), 1, tries=250)
+        synced = await blocking(alice_socket.call, "sync", {"cursor": alice_connected[0]["cursor"]}, timeout=10)
+        self.assertNotIn("error", synced)
+        self.assertIn("message", [c["kind"] for c in synced["changes"]])
         self.assertNotIn(b"Traceback", daemon.output)
 
 

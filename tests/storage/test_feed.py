@@ -26,6 +26,7 @@ from umoc.records.groups import GroupChange, NewGroup
 from umoc.records.messages import Deletion, Edit, MarkUnread, Mute, NewMessage, Reaction, ReadReceipt
 from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
+from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.feed import EXPIRED_CURSOR, FeedPage
 
 T0 = 1_700_000_000.0
@@ -292,6 +293,35 @@ class FeedTestsMixin:
             lambda txn: txn.scalar(
                 "SELECT COUNT(*) FROM changes WHERE (user_id = ? AND chat_id IS NULL) OR profile_id = ?", (alice, alice)
             ),
+        )
+        self.assertEqual(left, 0)
+
+    @inline
+    async def test_thread_follows_are_in_no_stream_and_read_once_by_their_follower_only(self) -> None:
+        alice, bob = await self.users("alice", "bob")
+        await self.befriend(alice, bob, "bob")
+        root = await self.send(alice, "alice", bob, "root")
+        start = await self.storage.feed.position()
+        # A row as 0.3.0 wrote it before migration 028, in her own stream: read there, not twice.
+        legacy = NewChange("thread_follow", T0, user_id=alice, actor_id=alice, data={"thread_id": root, "following": 0})
+        await self.storage.db.run("legacy", record_txn, legacy)
+        for follow in (True, False, True):
+            await self.storage.threads.follow(alice, root, follow, T0)
+        streams = await self.storage.db.run(
+            "streams",
+            lambda txn: txn.execute(
+                "SELECT user_id, chat_id, profile_id FROM changes WHERE kind = 'thread_follow' ORDER BY id"
+            ).fetchall(),
+        )
+        # Releases before 0.3.0 read every row of a user's own stream and refuse a kind they do not know.
+        self.assertEqual([tuple(r) for r in streams[1:]], [(None, None, None)] * 3)
+        for limit in (1, 100):
+            changes, _, _ = await self.read_all(alice, start, limit)
+            self.assertEqual([c["following"] for c in changes], [0, True, False, True])
+        self.assertEqual((await self.read_all(bob, start, 100))[0], [])
+        await self.storage.accounts.delete(alice, T0 + 1, None)
+        left = await self.storage.db.run(
+            "count", lambda txn: txn.scalar("SELECT COUNT(*) FROM changes WHERE kind = 'thread_follow'")
         )
         self.assertEqual(left, 0)
 

@@ -126,6 +126,7 @@ def _delete_txn(txn: Txn, user_id: int, now: float, erased_through: int | None) 
     # The user's own stream and profile changes go with them (a change that is also in a chat's
     # stream, as their removal from a group, stays there for the others), and their past memberships.
     txn.execute("DELETE FROM changes WHERE (user_id = ? AND chat_id IS NULL) OR profile_id = ?", (user_id, user_id))
+    txn.execute("DELETE FROM changes WHERE kind = 'thread_follow' AND user_id IS NULL AND actor_id = ?", (user_id,))
     txn.execute("DELETE FROM left_chats WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM chat_mutes WHERE user_id = ?", (user_id,))
     txn.execute("DELETE FROM bot_tokens WHERE user_id = ?", (user_id,))

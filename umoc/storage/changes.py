@@ -48,7 +48,8 @@ KINDS = (
     # A link preview attached to a text message (``message_preview``).
     "preview",
     "pin",
-    # A thread followed or unfollowed (``data``: thread_id, following), in the user's own stream.
+    # A thread followed or unfollowed (``data``: thread_id, following): in no stream (0.2.0 reads every row of
+    # the user's own stream and refuses a kind it does not know); the follower (``actor_id``) reads it.
     "thread_follow",
     "poll",
     # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.

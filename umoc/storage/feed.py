@@ -8,7 +8,11 @@ What a user reads (rows written by `umoc.storage.changes`):
 * their own stream (contact changes, receipts to them as a sender, their
   own removal from a group);
 * the profile streams of themselves and their friends (both rows FRIEND:
-  who is told ``profile_updated`` live; a pending request shows no profile).
+  who is told ``profile_updated`` live; a pending request shows no profile);
+* the threads they followed or unfollowed (``thread_follow``): rows in no
+  stream, read by ``actor_id`` (index ``changes_follows``, migration 028),
+  since releases before 0.3.0 read every row of the user's own stream and
+  refuse a kind they do not know.
 
 What a change shows is read from the rows it names when the feed is read,
 and the changes of a message deleted (or erased) since are left out but for
@@ -200,6 +204,9 @@ _PROFILE_READERS = (
 )
 _ROW = "c.id, c.chat_id, c.user_id, c.profile_id, c.kind, c.message_seq, c.actor_id, c.data, c.created_at"
 
+#: The user's thread follows: in no stream (older releases read the user's own one); the index's predicate, as is.
+_FOLLOWS = "c.kind = 'thread_follow' AND c.user_id IS NULL AND c.actor_id = ?"
+
 # Each stream is read from its own index and cut at the page size before the
 # streams are merged: a page costs O(streams x page), not O(changes pending).
 _SQLITE_READ = (
@@ -212,6 +219,8 @@ _SQLITE_READ = (
     " WHERE x.chat_id = lc.chat_id AND x.id > ? AND x.id >= lc.joined_change AND x.id < lc.left_change"
     " ORDER BY x.id LIMIT ?) WHERE lc.user_id = ? AND lc.left_change > ?"
     " UNION ALL SELECT * FROM (SELECT " + _ROW + " FROM changes c WHERE c.user_id = ? AND c.id > ?"
+    " ORDER BY c.id LIMIT ?)"
+    " UNION ALL SELECT * FROM (SELECT " + _ROW + " FROM changes c WHERE " + _FOLLOWS + " AND c.id > ?"
     " ORDER BY c.id LIMIT ?)"
     " UNION ALL SELECT " + _ROW + " FROM (SELECT ? AS reader UNION " + _PROFILE_READERS + ") p"
     " JOIN changes c ON c.id IN (SELECT x.id FROM changes x WHERE x.profile_id = p.reader AND x.id > ?"
@@ -246,6 +255,9 @@ def _sqlite_read_txn(txn: Txn, user_id: int, after: int, limit: int) -> tuple[li
             n,
             user_id,
             after,
+            user_id,
+            after,
+            n,
             user_id,
             after,
             n,
@@ -286,6 +298,12 @@ _PG_READ = (
     " UNION ALL (SELECT "
     + _PG_ROW
     + " FROM changes c WHERE c.user_id = ?"
+    + _PG_WINDOW
+    + " ORDER BY c.xid, c.id LIMIT ?)"
+    " UNION ALL (SELECT "
+    + _PG_ROW
+    + " FROM changes c WHERE "
+    + _FOLLOWS
     + _PG_WINDOW
     + " ORDER BY c.xid, c.id LIMIT ?)"
     " UNION ALL (SELECT c.* FROM (SELECT ?::bigint AS reader UNION " + _PROFILE_READERS + ") p"
@@ -341,6 +359,9 @@ def _pg_read_txn(
             limit + 1,
             user_id,
             cursor.lower,
+            user_id,
+            *window,
+            limit + 1,
             user_id,
             *window,
             limit + 1,

@@ -208,13 +208,13 @@ def _follow_txn(txn: Txn, user_id: int, thread_id: str, follow: bool, now: float
         " read_count = excluded.read_count",
         (ref.root_seq, user_id, ref.internal_chat_id, int(follow), ref.root_seq),
     )
-    # The user's own stream: their other devices learn it (sync, catch-up).
+    # For the follower's other devices (sync, catch-up), in no stream older releases read (0.2.0 raises on a
+    # kind it does not know in the user's own stream): `umoc.storage.feed` reads it by actor (migration 028).
     record_txn(
         txn,
         NewChange(
             "thread_follow",
             now,
-            user_id=user_id,
             actor_id=user_id,
             data={"thread_id": thread_id, "following": follow},
         ),
