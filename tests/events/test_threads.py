@@ -8,6 +8,7 @@ the group's size).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from tests.events.test_feed import feed
@@ -16,6 +17,7 @@ from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase
 from umoc.domain.notices import replay
+from umoc.storage.push import Registration
 
 
 class ThreadTestsMixin(MessagingCase):
@@ -144,6 +146,12 @@ class ThreadTestsMixin(MessagingCase):
         second = await self.reply(bob, gid, root["message_id"], "answer 2")
         plain = await self.send(bob, gid, "in the chat", is_group=True)
         self.assertEqual(await self.unread(alice, gid), 3)  # two followed replies and one main message
+        # The push badge is the same sum.
+        registration = Registration(
+            str(uuid.uuid4()), alice.id, "webpush", "https://push.invalid/a", "p256dh", "auth", None, None, 0.0
+        )
+        await self.server.services.storage.push.register(registration, alice.login["sessionID"])
+        self.assertEqual((await self.server.services.storage.push.targets([alice.id]))[alice.id].unread, 3)
         await self.drain(alice)
         phone.drain_all()
         # A read receipt's chat_read (ack to none, notice to every socket) counts the followed replies too.
