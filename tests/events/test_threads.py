@@ -8,6 +8,7 @@ the group's size).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from tests.events.test_feed import feed
@@ -16,6 +17,7 @@ from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase
 from umoc.domain.notices import replay
+from umoc.storage.push import Registration
 
 
 class ThreadTestsMixin(MessagingCase):
@@ -133,6 +135,57 @@ class ThreadTestsMixin(MessagingCase):
         await self.reply(bob, gid, root["message_id"], "@carol?", mentions=[carol.id])
         self.assertEqual(await self.unread(carol, gid), 1)
         self.assertEqual(await self.unread(alice, gid), 1)
+
+    @inline
+    async def test_chat_read_counts_followed_threads_as_get_chats_does(self) -> None:
+        alice, bob, carol, dave, gid = await self.team()
+        phone = await self.second_socket(alice)
+        cursor = await self.server.services.storage.feed.position()
+        root = await self.send(alice, gid, "question", is_group=True)
+        await self.reply(bob, gid, root["message_id"], "answer 1")
+        second = await self.reply(bob, gid, root["message_id"], "answer 2")
+        plain = await self.send(bob, gid, "in the chat", is_group=True)
+        self.assertEqual(await self.unread(alice, gid), 3)  # two followed replies and one main message
+        # The push badge is the same sum.
+        registration = Registration(
+            str(uuid.uuid4()), alice.id, "webpush", "https://push.invalid/a", "p256dh", "auth", None, None, 0.0
+        )
+        await self.server.services.storage.push.register(registration, alice.login["sessionID"])
+        self.assertEqual((await self.server.services.storage.push.targets([alice.id]))[alice.id].unread, 3)
+        await self.drain(alice)
+        phone.drain_all()
+        # A read receipt's chat_read (ack to none, notice to every socket) counts the followed replies too.
+        await alice.call("read_receipt", message_ids=[plain["message_id"]], sender_id=bob.id)
+        read = await phone.expect("chat_read")
+        self.assertEqual((read["chat_id"], read["unread_count"]), (gid, 2))
+        self.assertEqual(await self.unread(alice, gid), 2)
+        marked = await alice.call("mark_unread", chat_id=gid, is_group=True, from_message_id=plain["message_id"])
+        self.assertEqual(marked["unread_count"], 3)
+        self.assertEqual((await phone.expect("chat_read"))["unread_count"], 3)
+        self.assertEqual(await self.unread(alice, gid), 3)
+        # An older page reads nothing; the newest page reads the thread and tells every socket.
+        older = await alice.call("get_thread", thread_id=root["message_id"], before=second["message_id"], limit=1)
+        self.assertEqual(len(older["messages"]), 1)
+        await phone.expect_none("chat_read", within=0.1)
+        await alice.call("get_thread", thread_id=root["message_id"], limit=1)
+        opened = await phone.expect("chat_read")
+        self.assertEqual(
+            opened,
+            {
+                "chat_id": gid,
+                "is_group": True,
+                "last_read_message_id": None,
+                "unread_count": 1,
+                "mention_count": 0,
+            },
+        )
+        self.assertEqual(await self.unread(alice, gid), 1)
+        # Opening it again (nothing unread) tells nobody.
+        await alice.call("get_thread", thread_id=root["message_id"])
+        await phone.expect_none("chat_read", within=0.1)
+        # The same counts in alice's sync, in order.
+        changes, _ = await feed(alice, cursor)
+        self.assertEqual([c["unread_count"] for c in changes if c["kind"] == "chat_read"], [2, 3, 1])
 
     @inline
     async def test_follow_thread_follows_and_unfollows_and_repeats_answer_only_the_asker(self) -> None:

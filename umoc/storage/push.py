@@ -9,6 +9,7 @@ from twisted.internet import defer
 from umoc.records.messages import Mute
 from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn, in_clause
+from umoc.storage.threadrows import UNREAD_COUNT
 
 __all__ = ["PushStore", "PushTarget", "Registration"]
 
@@ -114,8 +115,8 @@ def _targets_txn(txn: Txn, user_ids: list[int]) -> dict[int, PushTarget]:
     unread = {
         int(r["user_id"]): int(r["unread"] or 0)
         for r in txn.execute(
-            # The unread count as the chat list computes it (migration 007), summed for the badge.
-            "SELECT uc.user_id, SUM(c.message_count - uc.base_count - uc.sent_count - uc.read_count) AS unread"
+            # The unread count as the chat list computes it (followed threads too), summed for the badge.
+            "SELECT uc.user_id, SUM(" + UNREAD_COUNT + ") AS unread"
             " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id WHERE uc.user_id IN "
             + in_clause(ids)
             + " GROUP BY uc.user_id",

@@ -17,6 +17,7 @@ from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Txn, in_clause
 from umoc.storage.mentions import mark_mentions_read_txn, mention_count_txn
 from umoc.storage.relations import BLOCKED
+from umoc.storage.threadrows import UNREAD_COUNT
 
 __all__ = ["Read", "ReadState", "read_state_txn", "read_txn", "record_read_state_txn"]
 
@@ -52,9 +53,9 @@ class Read:
 
 
 def read_state_txn(txn: Txn, user_id: int, internal_chat_id: int) -> ReadState:
-    """The user's state of a chat they are in: the unread count as ``get_chats`` computes it (migration 007)."""
+    """The user's state of a chat they are in: the unread count as ``get_chats`` computes it (followed threads too)."""
     row = txn.execute(
-        "SELECT c.is_group, uc.peer_id, c.message_count - uc.base_count - uc.sent_count - uc.read_count AS unread"
+        "SELECT c.is_group, uc.peer_id, " + UNREAD_COUNT + " AS unread"
         " FROM user_chats uc JOIN chats c ON c.id = uc.chat_id WHERE uc.user_id = ? AND uc.chat_id = ?",
         (user_id, internal_chat_id),
     ).fetchone()

@@ -20,6 +20,7 @@ from umoc.storage.database import Txn, in_clause
 
 __all__ = [
     "MAX_PARTICIPANTS",
+    "UNREAD_COUNT",
     "THREAD_NOT_FOUND",
     "THREAD_NOT_IN_CHAT",
     "followers_txn",
@@ -35,6 +36,17 @@ __all__ = [
 MAX_PARTICIPANTS = 10
 THREAD_NOT_FOUND = "Thread not found"
 THREAD_NOT_IN_CHAT = "Invalid 'thread_id': not a message of this chat"
+
+#: A member's unread count of a chat, the one definition every place that reports it uses
+#: (``get_chats``, ``chat_read``, the push badge): the main timeline's (migration 007) plus the
+#: unread replies of the threads they follow in it (an index range per chat, migration 024).
+#: Needs the chat as ``c`` (``chats``) and the member's row as ``uc`` (``user_chats``).
+UNREAD_COUNT = (
+    "(c.message_count - uc.base_count - uc.sent_count - uc.read_count"
+    " + (SELECT COALESCE(SUM(t.reply_count - f.read_count), 0) FROM thread_follows f"
+    " JOIN threads t ON t.root_seq = f.root_seq WHERE f.user_id = uc.user_id AND f.chat_id = uc.chat_id"
+    " AND f.following = 1 AND t.reply_count > f.read_count))"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from umoc.storage.changes import NewChange, record_txn
 from umoc.storage.database import Database, Row, Txn
 from umoc.storage.messages import MESSAGE_COLUMNS, UNKNOWN_CHAT, Message, annotate_txn, message_from_row
 from umoc.storage.messages.read import chat_ref_txn
+from umoc.storage.receipts import ReadState, read_state_txn, record_read_state_txn
 from umoc.storage.threadrows import THREAD_NOT_FOUND, ThreadSummary
 
 __all__ = ["NOT_A_ROOT", "ThreadEntry", "ThreadPage", "ThreadRef", "ThreadStore", "ThreadsPage"]
@@ -48,8 +49,8 @@ class ThreadPage:
     #: Oldest first.
     messages: list[Message]
     has_more: bool
-    #: The asker follows it and had unread replies, now read.
-    read_now: bool
+    #: The asker follows it and had unread replies, now read: their new state of the chat (``chat_read``).
+    read: ReadState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ def _message_txn(txn: Txn, seq: int, viewer_id: int) -> Message:
     return annotate_txn(txn, [message_from_row(row)], viewer_id)[0]
 
 
-def _thread_txn(txn: Txn, user_id: int, query: ThreadQuery) -> ThreadPage:
+def _thread_txn(txn: Txn, user_id: int, query: ThreadQuery, now: float) -> ThreadPage:
     ref = _ref_txn(txn, user_id, query.thread_id)
     before = None
     if query.before is not None:
@@ -120,7 +121,7 @@ def _thread_txn(txn: Txn, user_id: int, query: ThreadQuery) -> ThreadPage:
     rows = rows[: query.limit]
     rows.reverse()
     messages = annotate_txn(txn, [message_from_row(r) for r in rows], user_id)
-    read_now = False
+    read = None
     if query.before is None and ref.following:
         # The newest page reads the thread for a follower.
         read_now = (
@@ -132,7 +133,11 @@ def _thread_txn(txn: Txn, user_id: int, query: ThreadQuery) -> ThreadPage:
             ).rowcount
             > 0
         )
-    return ThreadPage(ref, _message_txn(txn, ref.root_seq, user_id), messages, has_more, read_now)
+        if read_now:
+            # The chat's unread count fell: recorded for the reader's other devices, as a read receipt's.
+            read = read_state_txn(txn, user_id, ref.internal_chat_id)
+            record_read_state_txn(txn, user_id, read, now)
+    return ThreadPage(ref, _message_txn(txn, ref.root_seq, user_id), messages, has_more, read)
 
 
 def _entry(row: Row, root: Message) -> ThreadEntry:
@@ -226,9 +231,9 @@ class ThreadStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def thread(self, user_id: int, query: ThreadQuery) -> defer.Deferred[ThreadPage]:
+    def thread(self, user_id: int, query: ThreadQuery, now: float) -> defer.Deferred[ThreadPage]:
         """A page of a thread of a chat the user is in (the newest page reads it for a follower)."""
-        return self._db.write("threads.thread", user_id, _thread_txn, user_id, query)
+        return self._db.write("threads.thread", user_id, _thread_txn, user_id, query, now)
 
     def threads(self, user_id: int, query: ThreadsQuery) -> defer.Deferred[ThreadsPage]:
         """The threads of a chat the user is in, or those the user follows; latest reply first."""

@@ -2,14 +2,17 @@
 
 ::
 
-    POST messages {recipient_id, content, is_group?, type?, client_msg_id?}
+    POST messages {recipient_id, content, is_group?, type?, client_msg_id?,
+                   reply_to?, mentions?, extra?, thread_id?, also_in_chat?}
                                                               -> 201 new_message payload (200 with
                                                                  "duplicate": true for a retry)
     POST accept_contact {contact_id}                          -> 200 {user_id, username, status}
 
 A bot is a user: it sends to friends and to groups it is a member of, as a
 user's ``send_message`` does, under the same ``ratelimits.messages`` bucket;
-it becomes a friend by accepting a contact request.  No token, or one not
+it becomes a friend by accepting a contact request.  Each field is checked
+with the socket's messages (``Invalid 'mentions': ...``), then by the
+record's own checks (`NewMessage.checked`), as a socket's send is.  No token, or one not
 of an active bot, answers 401.  While the node is overloaded
 (``server.overload_wait``) both answer 503 with ``Retry-After`` at once,
 before the token is looked up: nothing was done.
@@ -17,6 +20,7 @@ before the token is looked up: nothing was done.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from twisted.web import resource
@@ -25,9 +29,10 @@ from twisted.web.iweb import IRequest
 from umoc.credentials import token_digest
 from umoc.domain.commands import contacts, messages
 from umoc.domain.services import Services
+from umoc.errors import UserError
 from umoc.records import Actor
 from umoc.records.contacts import ContactChange
-from umoc.records.messages import NewMessage
+from umoc.records.messages import MAX_MENTIONS, NewMessage
 from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, write_json
 
 __all__ = ["bot_resource"]
@@ -40,6 +45,32 @@ def _int(data: dict[str, Any], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
         raise HttpError(400, f"'{key}' must be a positive integer", code="invalid_argument")
     return value
+
+
+def _uuid(data: dict[str, Any], key: str) -> str | None:
+    """An optional message id, as ``send_message``'s schema takes it (same message)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise UserError(f"Invalid '{key}': expected a UUID string", code="invalid_argument")
+
+
+def _mentions(data: dict[str, Any]) -> tuple[int, ...]:
+    value = data.get("mentions")
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_MENTIONS
+        or not all(not isinstance(item, bool) and isinstance(item, int) and 1 <= item < 2**63 for item in value)
+    ):
+        raise UserError(f"Invalid 'mentions': expected a list of at most {MAX_MENTIONS} ids", code="invalid_argument")
+    return tuple(dict.fromkeys(value))
 
 
 class BotApi:
@@ -78,7 +109,24 @@ class BotApi:
         key = data.get("client_msg_id")
         if key is not None and not isinstance(key, str):
             raise HttpError(400, "'client_msg_id' must be a string", code="invalid_argument")
-        new = NewMessage(_int(data, "recipient_id"), is_group, content, msg_type, client_msg_id=key)
+        also_in_chat = data.get("also_in_chat", False)
+        if not isinstance(also_in_chat, bool):
+            raise UserError("Invalid 'also_in_chat': expected true or false", code="invalid_argument")
+        extra = data.get("extra")
+        if extra is not None and not isinstance(extra, dict):
+            raise UserError("Invalid 'extra': expected a JSON object", code="invalid_argument")
+        new = NewMessage(
+            _int(data, "recipient_id"),
+            is_group,
+            content,
+            msg_type,
+            reply_to=_uuid(data, "reply_to"),
+            mentions=_mentions(data),
+            client_msg_id=key,
+            extra=extra,  # its size and depth: the record's check
+            thread_id=_uuid(data, "thread_id"),
+            also_in_chat=also_in_chat,
+        )
         payload = await messages.send(self._services, Actor.user(bot_id, bot_name, "bot"), new)
         write_json(request, 200 if payload.get("duplicate") else 201, payload)
 

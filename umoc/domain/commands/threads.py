@@ -30,9 +30,17 @@ class Followed:
 
 
 async def thread(services: Services, actor: Actor, query: ThreadQuery) -> dict[str, Any]:
-    """``thread_history``: the root and a page of replies; the newest page reads the thread for a follower."""
-    page = await services.storage.threads.thread(actor.uid, query)
-    return shapes.thread_history(page, services.clock.seconds())
+    """``thread_history``: the root and a page of replies; the newest page reads the thread for a follower.
+
+    When that read lowers the chat's unread count, every socket of the
+    reader gets ``chat_read`` with the new counts (as after a read receipt).
+    """
+    now = services.clock.seconds()
+    page = await services.storage.threads.thread(actor.uid, query, now)
+    if page.read is not None:
+        shown = shapes.chat_read(page.read)
+        services.hub.tell([actor.uid], notices.CHAT_READ(shown), key=replay.chat_read(shown, now))
+    return shapes.thread_history(page, now)
 
 
 async def threads(services: Services, actor: Actor, query: ThreadsQuery) -> dict[str, Any]:

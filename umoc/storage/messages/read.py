@@ -27,7 +27,7 @@ from umoc.storage.previews import previews_for_txn
 from umoc.storage.reactions import reactions_for_txn
 from umoc.storage.relations import BLOCKED, FRIEND
 from umoc.storage.replies import replies_for_txn
-from umoc.storage.threadrows import summaries_for_txn
+from umoc.storage.threadrows import UNREAD_COUNT, summaries_for_txn
 
 __all__ = [
     "READ_COUNT",
@@ -45,11 +45,7 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
     rows = txn.execute(
         "SELECT c.id, c.is_group, uc.peer_id, pu.username, pu.last_seen, c.name, c.description, c.member_count,"
         " c.avatar_file_id AS group_avatar,"
-        " c.message_count - uc.base_count - uc.sent_count - uc.read_count AS unread_count,"
-        # The unread replies of the threads the user follows in the chat (an index range per chat).
-        " (SELECT COALESCE(SUM(t.reply_count - f.read_count), 0) FROM thread_follows f"
-        " JOIN threads t ON t.root_seq = f.root_seq WHERE f.user_id = uc.user_id AND f.chat_id = uc.chat_id"
-        " AND f.following = 1 AND t.reply_count > f.read_count) AS thread_unread,"
+        " " + UNREAD_COUNT + " AS unread_count,"
         # Primary-key lookups per row, not joins: joined on two columns the
         # planner misjudges the row count badly enough to pick poor plans.
         " (SELECT status FROM contacts WHERE owner_id = uc.user_id AND contact_id = uc.peer_id) AS my_status,"
@@ -70,7 +66,7 @@ def _chat_list_rows_txn(txn: Txn, user_id: int) -> list[ChatEntry]:
             ChatEntry(
                 id=int(r["id"]) if is_group else int(r["peer_id"]),
                 is_group=is_group,
-                unread_count=int(r["unread_count"]) + int(r["thread_unread"]),
+                unread_count=int(r["unread_count"]),
                 last_message=message_from_row(r, "last_") if r["last_id"] is not None else None,
                 username=r["username"],
                 last_seen=r["last_seen"],
