@@ -141,8 +141,10 @@ async function latency(clients) {
   await sleep(job.warmup);
   measuring = true;
   const cpu0 = process.cpuUsage();
+  const server0 = job.cpuPids ? job.cpuPids.map(procCpuMs) : null;
   await sleep(job.duration);
   measuring = false;
+  const server1 = job.cpuPids ? job.cpuPids.map(procCpuMs) : null;
   const cpuMs = cpu(cpu0);
   running = false;
   await Promise.race([Promise.all(loops), sleep(5)]);
