@@ -569,6 +569,7 @@ WEBHOOK_EVENTS = (
     "group.member_role_changed",
     "group.member_banned",
     "group.member_muted",
+    "group.join_requested",
     "report.created",
     "report.resolved",
 )

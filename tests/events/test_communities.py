@@ -263,6 +263,23 @@ class GroupWebhooksTestsMixin:
             ],
         )
 
+    @inline
+    async def test_a_request_to_join_is_one_webhook_whatever_the_moderators(self) -> None:
+        alice, bob, dave = [await self.person(n) for n in ("alice", "bob", "dave")]
+        await self.befriend(alice, bob)
+        gid = (
+            await alice.call(
+                "create_group", name="Ask first", member_ids=[bob.id], visibility="public", join_rule="request"
+            )
+        )["id"]
+        await alice.call("set_member_role", chat_id=gid, user_id=bob.id, role="moderator")
+        position = await self.storage.feed.position()
+        await dave.call("join_group", chat_id=gid)
+        await dave.call("join_group", chat_id=gid)  # asked already: no second request
+        batch = await self.storage.outbox.read(position, ("join_request",), 100)
+        hooks = [rendered for rendered in map(render, batch.rows) if rendered is not None]
+        self.assertEqual(hooks, [("group.join_requested", {"chat_id": gid, "user_id": dave.id, "username": "dave"})])
+
 
 for_each_backend(OpenContactsTestsMixin, InProcessChatCase, globals())
 for_each_backend(GroupWebhooksTestsMixin, InProcessChatCase, globals())

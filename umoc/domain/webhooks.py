@@ -75,6 +75,7 @@ KIND_SOURCES = {
     "group.member_role_changed": "member_role",
     "group.member_banned": "member_banned",
     "group.member_muted": "member_muted",
+    "group.join_requested": "join_request",
     "report.created": "report",
     "report.resolved": "report",
 }
@@ -163,6 +164,13 @@ def _render_group(row: OutboxRow) -> tuple[str, dict[str, Any]] | None:
         )
     if row.kind == "member_muted":
         return "group.member_muted", {**shapes.member_muted(chat_id, user_id, data.get("until")), "by": data.get("by")}
+    if row.kind == "join_request":
+        # What a moderator is told live (``join_requested``).
+        return "group.join_requested", {
+            "chat_id": data.get("chat_id"),
+            "user_id": change.actor_id,
+            "username": change.actor_username,
+        }
     return None
 
 

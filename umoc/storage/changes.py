@@ -54,6 +54,9 @@ KINDS = (
     "poll",
     # An account made (``user.registered``): in no stream (no user reads it in ``sync``), for the outbox.
     "registered",
+    # A request to join a group (``group.join_requested``; ``data``: chat_id): in no stream, for the outbox
+    # (each moderator's own stream has its ``join_requested`` row).
+    "join_request",
     # A report filed or resolved (``report.created``, ``report.resolved``): in no stream, for the outbox.
     "report",
 )

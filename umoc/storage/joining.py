@@ -126,6 +126,8 @@ def _join_txn(
                 txn,
                 NewChange("join_requested", now, user_id=moderator, actor_id=user_id, data={"chat_id": group_id}),
             )
+        # Once per request, in no stream: the ``group.join_requested`` webhook.
+        record_txn(txn, NewChange("join_request", now, actor_id=user_id, data={"chat_id": group_id}))
     return Joined("requested", username, moderators if asked is None else [])
 
 

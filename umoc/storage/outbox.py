@@ -87,6 +87,7 @@ OUTBOX_KINDS = (
     "member_role",
     "member_banned",
     "member_muted",
+    "join_request",
 )
 
 

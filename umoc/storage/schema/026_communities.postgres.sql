@@ -11,11 +11,11 @@
 --
 -- The outbox consumers now also read the group changes of issue 29 (group.updated,
 -- group.member_removed, group.member_role_changed, group.member_banned,
--- group.member_muted webhooks): an index whose predicate includes them
+-- group.member_muted, group.join_requested webhooks): an index whose predicate includes them
 -- (umoc/storage/outbox.py OUTBOX_KINDS).  changes_outbox_v2 stays for older code.
 CREATE INDEX changes_outbox_v3 ON changes (xid, id)
     WHERE kind IN ('message', 'edit', 'delete', 'contact', 'member_added', 'registered', 'report', 'group',
-                   'member_removed', 'member_role', 'member_banned', 'member_muted');
+                   'member_removed', 'member_role', 'member_banned', 'member_muted', 'join_request');
 DROP FUNCTION post_messages(BIGINT[], BIGINT[], BOOLEAN[], TEXT[], TEXT[], TEXT[], TEXT[], DOUBLE PRECISION[],
                             TEXT[], TEXT[], TEXT[], DOUBLE PRECISION[]);
 CREATE FUNCTION post_messages(
