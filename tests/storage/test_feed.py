@@ -9,6 +9,7 @@ its own, so the test decides who commits when.
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
@@ -22,7 +23,8 @@ from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.records import Actor
-from umoc.records.groups import GroupChange, NewGroup
+from umoc.records.groups import Ban, GroupChange, NewGroup
+from umoc.records.groups import Mute as GroupMute
 from umoc.records.messages import Deletion, Edit, MarkUnread, Mute, NewMessage, Reaction, ReadReceipt
 from umoc.records.profiles import ProfileChange
 from umoc.storage import Storage
@@ -324,6 +326,63 @@ class FeedTestsMixin:
             "count", lambda txn: txn.scalar("SELECT COUNT(*) FROM changes WHERE kind = 'thread_follow'")
         )
         self.assertEqual(left, 0)
+
+    @inline
+    async def test_a_broadcasts_readers_read_only_their_own_membership_changes_as_told_live(self) -> None:
+        host, mod, ann, ben, cat = await self.users("host", "mod", "ann", "ben", "cat")
+        open_group = NewGroup("Live", None, (), "public", "open", "broadcast")
+        live = await self.storage.groups.create(host, open_group, T0, 10)
+        chat = await self.storage.groups.create(host, replace(open_group, name="Chat", kind="group"), T0, 10)
+        await self.storage.joining.join(live, mod, T0, MAX_MEMBERS)
+        await self.storage.groups.set_member_role(live, host, mod, "moderator", T0)
+        await self.storage.joining.join(chat, ann, T0, MAX_MEMBERS)
+        start = await self.storage.feed.position()
+        for user in (ann, ben, cat):
+            await self.storage.joining.join(live, user, T0, MAX_MEMBERS)
+        await self.storage.joining.join(chat, ben, T0, MAX_MEMBERS)
+        await self.send(host, "host", live, "welcome", is_group=True)
+        await self.storage.moderation.mute(mod, GroupMute(live, ann, 60), T0)
+        await self.storage.moderation.mute(mod, GroupMute(live, cat, 60), T0)
+        await self.storage.groups.remove_member(live, ben, ben, T0)
+        await self.storage.moderation.ban(mod, Ban(live, cat), T0)
+        await self.send(host, "host", live, "bye", is_group=True)
+
+        def seen(changes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+            return [
+                (c["kind"], c.get("chat_id") or c.get("recipient_id"), c.get("user_id") or c.get("content"))
+                for c in changes
+            ]
+
+        everything = [
+            ("member_added", live, ann),
+            ("member_added", live, ben),
+            ("member_added", live, cat),
+            ("member_added", chat, ben),
+            ("message", live, "welcome"),
+            ("member_muted", live, ann),
+            ("member_muted", live, cat),
+            ("member_removed", live, ben),
+            ("member_banned", live, cat),
+            ("member_removed", live, cat),
+            ("message", live, "bye"),
+        ]
+        for limit in (1, 3, 100):
+            # The staff read every membership change; a reader only theirs (the ordinary group's all).
+            self.assertEqual(seen((await self.read_all(mod, start, limit))[0]), [c for c in everything if c[1] == live])
+            self.assertEqual(
+                seen((await self.read_all(ann, start, limit))[0]),
+                [c for c in everything if c[1] == chat or c[0] == "message" or c[2] == ann],
+            )
+            # A reader who left reads up to their removal, their own changes only (as the others do).
+            self.assertEqual(
+                seen((await self.read_all(ben, start, limit))[0]),
+                [
+                    ("member_added", live, ben),
+                    ("member_added", chat, ben),
+                    ("message", live, "welcome"),
+                    ("member_removed", live, ben),
+                ],
+            )
 
     async def settled_position(self) -> str:
         """A position past every change written so far (on PostgreSQL: once no older transaction is open anywhere)."""

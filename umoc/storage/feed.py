@@ -5,6 +5,9 @@ What a user reads (rows written by `umoc.storage.changes`):
 * the streams of the chats they are in (direct chats; a group from the
   change that made them a member, ``user_chats.joined_change``), and of the
   groups they were in, up to their removal (``left_chats``), nothing after;
+  but a reader of a ``broadcast`` (below moderator, or a former member)
+  reads none of its membership changes (``member_added``, ...) but those
+  about themselves, as live (`umoc.storage.groups.hears_of_change_sql`);
 * their own stream (contact changes, receipts to them as a sender, their
   own removal from a group);
 * the profile streams of themselves and their friends (both rows FRIEND:
@@ -76,7 +79,7 @@ from umoc.errors import RefusedError, UserError
 from umoc.records.feed import MAX_CURSOR_LENGTH
 from umoc.records.groups import LISTED_MEMBERS
 from umoc.storage.database import Database, Txn, in_clause
-from umoc.storage.groups import GroupInfo, info_txn
+from umoc.storage.groups import GroupInfo, hears_of_change_sql, info_txn
 from umoc.storage.messages import MESSAGE_COLUMNS, Message, annotate_txn, message_from_row
 from umoc.storage.profiles import Profile, profile_txn
 from umoc.storage.relations import FRIEND
@@ -207,17 +210,24 @@ _ROW = "c.id, c.chat_id, c.user_id, c.profile_id, c.kind, c.message_seq, c.actor
 #: The user's thread follows: in no stream (older releases read the user's own one); the index's predicate, as is.
 _FOLLOWS = "c.kind = 'thread_follow' AND c.user_id IS NULL AND c.actor_id = ?"
 
+#: A broadcast's reader reads no membership change but their own (told live to its staff and the member only).
+_SQLITE_HEARS = hears_of_change_sql("x", "uc.user_id", "uc.role", "ch")
+_SQLITE_HEARD = hears_of_change_sql("x", "lc.user_id", None, "ch")
+
 # Each stream is read from its own index and cut at the page size before the
 # streams are merged: a page costs O(streams x page), not O(changes pending).
 _SQLITE_READ = (
     "SELECT * FROM ("
-    " SELECT " + _ROW + " FROM user_chats uc JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
+    " SELECT " + _ROW + " FROM user_chats uc JOIN chats ch ON ch.id = uc.chat_id"
+    " JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
     " WHERE x.chat_id = uc.chat_id AND x.id > ? AND x.id >= uc.joined_change"
-    " AND (x.user_id IS NULL OR x.user_id <> uc.user_id) ORDER BY x.id LIMIT ?) WHERE uc.user_id = ?"
+    " AND (x.user_id IS NULL OR x.user_id <> uc.user_id) AND " + _SQLITE_HEARS + " ORDER BY x.id LIMIT ?)"
+    " WHERE uc.user_id = ?"
     # Memberships that ended: until the reader is past the removal (on SQLite ids are in commit order).
-    " UNION ALL SELECT " + _ROW + " FROM left_chats lc JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
+    " UNION ALL SELECT " + _ROW + " FROM left_chats lc JOIN chats ch ON ch.id = lc.chat_id"
+    " JOIN changes c ON c.id IN (SELECT x.id FROM changes x"
     " WHERE x.chat_id = lc.chat_id AND x.id > ? AND x.id >= lc.joined_change AND x.id < lc.left_change"
-    " ORDER BY x.id LIMIT ?) WHERE lc.user_id = ? AND lc.left_change > ?"
+    " AND " + _SQLITE_HEARD + " ORDER BY x.id LIMIT ?) WHERE lc.user_id = ? AND lc.left_change > ?"
     " UNION ALL SELECT * FROM (SELECT " + _ROW + " FROM changes c WHERE c.user_id = ? AND c.id > ?"
     " ORDER BY c.id LIMIT ?)"
     " UNION ALL SELECT * FROM (SELECT " + _ROW + " FROM changes c WHERE " + _FOLLOWS + " AND c.id > ?"
@@ -283,18 +293,22 @@ _PG_WINDOW = (
 _PG_ROW = _ROW + ", c.xid::text AS xid"
 _PG_READ = (
     "SELECT * FROM ("
-    "(SELECT c.* FROM user_chats uc CROSS JOIN LATERAL (SELECT " + _PG_ROW + " FROM changes c"
-    " WHERE c.chat_id = uc.chat_id" + _PG_WINDOW + " AND c.id >= uc.joined_change"
-    " AND (c.user_id IS NULL OR c.user_id <> uc.user_id)"
-    " ORDER BY c.xid, c.id LIMIT ?) c WHERE uc.user_id = ?)"
+    "(SELECT c.* FROM user_chats uc JOIN chats ch ON ch.id = uc.chat_id CROSS JOIN LATERAL (SELECT "
+    + _PG_ROW
+    + " FROM changes c WHERE c.chat_id = uc.chat_id"
+    + _PG_WINDOW
+    + " AND c.id >= uc.joined_change AND (c.user_id IS NULL OR c.user_id <> uc.user_id)"
+    " AND " + hears_of_change_sql("c", "uc.user_id", "uc.role", "ch") + " ORDER BY c.xid, c.id LIMIT ?) c"
+    " WHERE uc.user_id = ?)"
     # Memberships that ended, until the reader is past the removal (all its changes are then behind).
-    " UNION ALL (SELECT c.* FROM left_chats lc JOIN changes r ON r.id = lc.left_change"
-    " CROSS JOIN LATERAL (SELECT "
+    " UNION ALL (SELECT c.* FROM left_chats lc JOIN chats ch ON ch.id = lc.chat_id"
+    " JOIN changes r ON r.id = lc.left_change CROSS JOIN LATERAL (SELECT "
     + _PG_ROW
     + " FROM changes c WHERE c.chat_id = lc.chat_id"
     + _PG_WINDOW
-    + " AND c.id >= lc.joined_change AND c.id < lc.left_change"
-    " ORDER BY c.xid, c.id LIMIT ?) c WHERE lc.user_id = ? AND NOT pg_visible_in_snapshot(r.xid, ?::pg_snapshot))"
+    + " AND c.id >= lc.joined_change AND c.id < lc.left_change AND "
+    + hears_of_change_sql("c", "lc.user_id", None, "ch")
+    + " ORDER BY c.xid, c.id LIMIT ?) c WHERE lc.user_id = ? AND NOT pg_visible_in_snapshot(r.xid, ?::pg_snapshot))"
     " UNION ALL (SELECT "
     + _PG_ROW
     + " FROM changes c WHERE c.user_id = ?"

@@ -39,6 +39,7 @@ from umoc.storage.relations import BLOCKED, FRIEND
 from umoc.storage.standing import require_standing_txn
 
 __all__ = [
+    "MEMBERSHIP_KINDS",
     "GroupInfo",
     "GroupMember",
     "GroupStore",
@@ -46,6 +47,7 @@ __all__ = [
     "MembershipChange",
     "RoleChanged",
     "active_ban_txn",
+    "hears_of_change_sql",
     "info_txn",
     "insert_member_txn",
     "lock_members_txn",
@@ -134,6 +136,33 @@ def lock_members_txn(txn: Txn, group_id: int, user_id: int, action: Action | Non
     if action is not None and not may(members[user_id], action):
         raise RefusedError(ROLE_REFUSED, code="forbidden")
     return members
+
+
+#: Who posts in a broadcast, and so who types and sees typing there (`umoc.storage.standing`), and who hears of
+#: its membership changes.
+_POSTERS = ("owner", "admin", "moderator")
+
+#: The feed kinds of a membership change (a join, a leave, a role, a ban, a mute), each about its ``actor_id``.
+MEMBERSHIP_KINDS = ("member_added", "member_removed", "member_role", "member_banned", "member_muted")
+
+
+def _sql_list(names: tuple[str, ...]) -> str:
+    """A literal SQL list of this module's constant names (never of a value from outside)."""
+    return "(" + ", ".join(f"'{name}'" for name in names) + ")"
+
+
+def hears_of_change_sql(change: str, reader: str, role: str | None, chat: str) -> str:
+    """SQL true when the reader hears of the change, `told_of_members_txn`'s rule for the change feed.
+
+    ``change``, ``reader``, ``role``, ``chat``: expressions for the change row, the reader's id, their role in
+    the group (None: a former member, read as a reader) and the chat row.  In a ``broadcast`` a reader reads
+    no membership change but those about themselves; anything else, and anyone else, reads them all.
+    """
+    staff = "" if role is None else f" OR {role} IN {_sql_list(_POSTERS)}"
+    return (
+        f"({chat}.kind <> 'broadcast'{staff} OR {change}.kind NOT IN {_sql_list(MEMBERSHIP_KINDS)}"
+        f" OR {change}.actor_id = {reader})"
+    )
 
 
 def told_of_members_txn(txn: Txn, group_id: int, members: dict[int, str], *also: int) -> list[int]:
@@ -569,10 +598,6 @@ def _set_member_role_txn(
     if handover:
         changes.append(_set_role_txn(txn, group_id, actor_id, "admin", actor_id, now))
     return told_of_members_txn(txn, group_id, members, user_id, actor_id), changes
-
-
-#: Who posts in a broadcast, and so who types and sees typing there (`umoc.storage.standing`).
-_POSTERS = ("owner", "admin", "moderator")
 
 
 def _typing_audience_txn(txn: Txn, group_id: int, user_id: int, now: float) -> list[int]:
