@@ -467,5 +467,39 @@ class ReplayMappingMixin:
         self.assertEqual(self.since(fresh, 0), live)
         self.assertEqual(live[0][1]["id"], group["id"])
 
+    @inline
+    async def test_a_broadcasts_readers_are_replayed_only_their_own_membership_changes_as_told_live(self) -> None:
+        await self.setup_people()
+        alice, bob, carol, dave = self.alice, self.bob, self.carol, self.dave
+        settings = {"kind": "broadcast", "visibility": "public", "join_rule": "open"}
+        live_group = await self.call_ok(alice, "create_group", name="Live", member_ids=[], **settings)
+        gid = live_group["id"]
+        await self.call_ok(bob, "join_group", chat_id=gid)
+        await self.call_ok(alice, "set_member_role", chat_id=gid, user_id=bob.user_id, role="moderator")
+        await self.call_ok(carol, "join_group", chat_id=gid)
+        cursor = await self.storage.feed.position()
+        start = {s: len(s.received) for s in (alice, bob, carol, dave)}
+
+        await self.call_ok(dave, "join_group", chat_id=gid)
+        await self.call_ok(alice, "send_message", recipient_id=gid, content="welcome", is_group=True)
+        await self.call_ok(bob, "mute_member", chat_id=gid, user_id=carol.user_id, duration=60)
+        await self.call_ok(bob, "mute_member", chat_id=gid, user_id=dave.user_id, duration=60)
+        await self.call_ok(dave, "leave_group", chat_id=gid)
+
+        for socket in (alice, bob, carol, dave):
+            live = self.since(socket, start[socket])
+            self.services.hub.delivered = Delivered(self.clock)  # the bus lost everything
+            fresh = await self.replayed_to(socket, cursor)
+            # ``group_joined`` (the joiner's own sockets) is no feed change: its ``group_member_added`` is.
+            live = [e for e in live if e[0] != "group_joined"]
+            self.assertEqual(self.since(fresh, 0), live, socket.username)
+        # Carol, a reader, heard of her own mute only; the staff of every change.
+        carol_heard = [(e[0], e[1].get("user_id")) for e in self.since(carol, start[carol])]
+        self.assertEqual(carol_heard, [("new_message", None), ("member_muted", carol.user_id)])
+        bob_heard = [e[0] for e in self.since(bob, start[bob])]
+        self.assertEqual(bob_heard.count("group_member_added"), 1, bob_heard)
+        self.assertEqual(bob_heard.count("member_muted"), 2, bob_heard)
+        self.assertEqual(bob_heard.count("group_member_removed"), 1, bob_heard)
+
 
 for_each_backend(ReplayMappingMixin, NodeTestCase, globals())
