@@ -230,6 +230,39 @@ class BroadcastAudienceTestsMixin:
         joined = {"chat_id": group["id"], "user_id": ben.id, "username": "ben"}
         self.assertIn(joined, ann.client.drain("group_member_added"))
 
+    @inline
+    async def test_a_readers_sync_has_the_messages_and_its_own_membership_changes_only(self) -> None:
+        host, mod, ann, ben = [await self.person(n) for n in ("host", "mod", "ann", "ben")]
+        settings = {"kind": "broadcast", "visibility": "public", "join_rule": "open"}
+        gid = (await host.call("create_group", name="Live", member_ids=[], **settings))["id"]
+        await mod.call("join_group", chat_id=gid)
+        await host.call("set_member_role", chat_id=gid, user_id=mod.id, role="moderator")
+        cursor = await self.storage.feed.position()
+        await ann.call("join_group", chat_id=gid)
+        await ben.call("join_group", chat_id=gid)
+        sent = await host.call("send_message", recipient_id=gid, content="welcome", is_group=True)
+        await mod.call("mute_member", chat_id=gid, user_id=ben.id, duration=60)
+        await ben.call("leave_group", chat_id=gid)
+        await self.settled()
+
+        async def synced(person: LocalPerson) -> list[tuple[str, Any]]:
+            answer = await person.call("sync", cursor=cursor, limit=100)
+            self.assertFalse(answer["has_more"])
+            return [(c["event"], c.get("user_id") or c.get("message_id")) for c in answer["changes"]]
+
+        joined, message = ("group_member_added", ann.id), ("new_message", sent["message_id"])
+        self.assertEqual(await synced(ann), [joined, message])
+        everything = [
+            joined,
+            ("group_member_added", ben.id),
+            message,
+            ("member_muted", ben.id),
+            ("group_member_removed", ben.id),
+        ]
+        self.assertEqual(await synced(mod), everything)
+        self.assertEqual(await synced(host), everything)
+        self.assertEqual(await synced(ben), everything[1:])
+
 
 class GroupWebhooksTestsMixin:
     """Each group change of issue 29 is a webhook, rendered from its feed row as the members saw it live."""
