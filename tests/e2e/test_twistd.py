@@ -192,6 +192,8 @@ class StartFailureTests(DaemonCase):
             path,
             "--listen",
             "tcp:0:interface=127.0.0.1",
+            "--data-dir",
+            tempfile.mkdtemp(),  # its own: not ./umoc-data in the checkout, which other tests' nodes share
         )
 
     @inline
@@ -207,6 +209,8 @@ class StartFailureTests(DaemonCase):
             path,
             "--listen",
             "tcp:0:interface=127.0.0.1",
+            "--data-dir",
+            tempfile.mkdtemp(),
         )
 
     @inline

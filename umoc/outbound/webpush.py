@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,8 +73,10 @@ def load_or_create_vapid_key(data_dir: Path, key_file: str = "") -> VapidKey:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     vapid = Vapid02()
     vapid.generate_keys()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    # A name of this process's own: two nodes starting together on one data directory must not
+    # write (and truncate) the same file, or one of them links the other's half-written key.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(vapid.private_pem())
     # Two nodes sharing a data directory and starting together: the first key written wins.
