@@ -27,7 +27,7 @@ from umoc.domain.notices import REGISTRY, ServerEvent
 from umoc.errors import CODES
 from umoc.events.router import Route
 from umoc.events.routes import ROUTE_GROUPS
-from umoc.events.schema import JsonSchema
+from umoc.records.schema import JsonSchema
 
 __all__ = ["asyncapi", "main", "routes", "typescript"]
 

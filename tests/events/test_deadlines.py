@@ -16,7 +16,7 @@ from twisted.internet import defer
 from tests.support.deferreds import inline
 from tests.support.node import NodeTestCase
 from umoc.events.router import NOT_DONE_IN_TIME, NOT_RUN_IN_TIME, Route
-from umoc.events.schema import SESSION_ID, Schema
+from umoc.records.schema import SESSION_ID, Schema
 
 NOT_DONE = {"error": NOT_DONE_IN_TIME, "code": "timeout"}
 NOT_RUN = {"error": NOT_RUN_IN_TIME, "code": "timeout"}

@@ -15,7 +15,7 @@ from twisted.internet import defer
 from tests.support.deferreds import inline
 from tests.support.node import NodeTestCase
 from umoc.events.router import Route
-from umoc.events.schema import SESSION_ID, Schema
+from umoc.records.schema import SESSION_ID, Schema
 
 
 class ErrorCodeTests(NodeTestCase):

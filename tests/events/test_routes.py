@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from umoc.config import RATE_CLASSES, RateLimitsConfig
 from umoc.events.router import EventContext, Route, build_routes
 from umoc.events.routes import ROUTE_GROUPS
-from umoc.events.schema import SESSION_ID, Schema
+from umoc.records.schema import SESSION_ID, Schema
 
 
 async def _nothing(ctx: EventContext, payload: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """The Socket.IO edge: payload schemas, the one route table, thin handlers per domain.
 
 `umoc.events.routes` joins every handler module's ``ROUTES``; importing a
-single module (``umoc.events.schema``) loads nothing else.
+single module (``umoc.records.schema``) loads nothing else.
 """

@@ -19,8 +19,8 @@ from typing import Any
 
 from umoc.domain.commands import account
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Schema, Str
 from umoc.records.account import OwnDeletion
+from umoc.records.schema import SESSION_ID, Bool, Schema, Str
 
 __all__ = ["ROUTES"]
 

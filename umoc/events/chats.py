@@ -12,8 +12,8 @@ from umoc.domain import notices
 from umoc.domain.notices import shapes
 from umoc.errors import UNKNOWN_CHAT, UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Int, Schema
 from umoc.records.groups import LISTED_MEMBERS
+from umoc.records.schema import SESSION_ID, Bool, Int, Schema
 from umoc.timefmt import utc_day
 
 __all__ = ["ROUTES"]

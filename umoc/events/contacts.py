@@ -13,9 +13,9 @@ from umoc.domain.commands import contacts
 from umoc.domain.notices import shapes
 from umoc.domain.services import Services
 from umoc.events.router import EventContext, Handler, Route
-from umoc.events.schema import SESSION_ID, Int, Schema, Str
 from umoc.records import Actor
 from umoc.records.contacts import ContactChange, ContactRequest
+from umoc.records.schema import SESSION_ID, Int, Schema, Str
 from umoc.timefmt import utc_day
 
 __all__ = ["ROUTES"]

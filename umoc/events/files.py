@@ -18,8 +18,8 @@ from umoc.domain.commands import messages
 from umoc.errors import UserError
 from umoc.events.messages import answer_sent
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
 from umoc.records.files import FileOffer, FileShare
+from umoc.records.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
 
 __all__ = ["ROUTES"]
 

@@ -12,7 +12,6 @@ from umoc.domain import notices
 from umoc.domain.commands import groups
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Enum, Field, Int, Obj, Schema, Str
 from umoc.records.groups import (
     JOIN_RULES,
     KINDS,
@@ -31,6 +30,7 @@ from umoc.records.groups import (
     NewGroup,
     RoleChange,
 )
+from umoc.records.schema import SESSION_ID, Bool, Enum, Field, Int, Obj, Schema, Str
 
 __all__ = ["ROUTES"]
 

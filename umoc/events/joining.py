@@ -11,7 +11,6 @@ from umoc.domain import notices
 from umoc.domain.commands import joining
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Int, Schema, Str
 from umoc.records.groups import (
     MAX_INVITE_TTL,
     MAX_INVITE_USES,
@@ -20,6 +19,7 @@ from umoc.records.groups import (
     GroupMember,
     NewInviteLink,
 )
+from umoc.records.schema import SESSION_ID, Int, Schema, Str
 
 __all__ = ["ROUTES"]
 

@@ -16,7 +16,6 @@ from typing import Any
 from umoc.domain import notices
 from umoc.domain.commands import chats, messages
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Field, Int, IntList, Obj, Schema, Str, Uuid, UuidList
 from umoc.records.messages import (
     MAX_MENTIONS,
     MESSAGE_TYPE_SCHEMA,
@@ -31,6 +30,7 @@ from umoc.records.messages import (
     Typing,
     message_type,
 )
+from umoc.records.schema import CLIENT_MSG_ID, SESSION_ID, Bool, Field, Int, IntList, Obj, Schema, Str, Uuid, UuidList
 
 __all__ = ["ROUTES", "answer_sent"]
 

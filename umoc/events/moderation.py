@@ -10,8 +10,8 @@ from typing import Any
 from umoc.domain import notices
 from umoc.domain.commands import moderation
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Enum, Int, Schema, Str
 from umoc.records.groups import DELETE_WINDOWS, MAX_DURATION, MAX_REASON, Ban, GroupMember, Mute
+from umoc.records.schema import SESSION_ID, Enum, Int, Schema, Str
 
 __all__ = ["ROUTES"]
 

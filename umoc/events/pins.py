@@ -11,8 +11,8 @@ from typing import Any
 from umoc.domain import notices
 from umoc.domain.commands import pins
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Int, Schema, Uuid
 from umoc.records.messages import Pin, PinnedQuery
+from umoc.records.schema import SESSION_ID, Bool, Int, Schema, Uuid
 
 __all__ = ["ROUTES"]
 

@@ -13,8 +13,8 @@ from umoc.domain import notices
 from umoc.domain.commands import polls
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Field, Schema, Uuid
 from umoc.records.messages import MAX_POLL_OPTIONS, PollClose, PollVote
+from umoc.records.schema import SESSION_ID, Field, Schema, Uuid
 
 __all__ = ["ROUTES"]
 

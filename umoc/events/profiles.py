@@ -14,8 +14,8 @@ from umoc.domain import notices
 from umoc.domain.commands import profiles
 from umoc.domain.notices import shapes
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Field, Int, Schema
 from umoc.records.profiles import MAX_DISPLAY_NAME, MAX_STATUS_TEXT, UNSET, ProfileChange, SettingsChange
+from umoc.records.schema import SESSION_ID, Bool, Field, Int, Schema
 
 __all__ = ["ROUTES"]
 

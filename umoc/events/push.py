@@ -15,9 +15,9 @@ from umoc.domain.commands import chats, push
 from umoc.domain.push import registration_json
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Enum, Field, Int, Schema, Str, Uuid
 from umoc.records.messages import Mute
 from umoc.records.push import PushRegistration, PushRemoval, PushSwitch
+from umoc.records.schema import SESSION_ID, Bool, Enum, Field, Int, Schema, Str, Uuid
 from umoc.timefmt import parse_iso
 
 __all__ = ["ROUTES"]

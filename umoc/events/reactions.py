@@ -11,8 +11,8 @@ from typing import Any
 from umoc.domain import notices
 from umoc.domain.commands import reactions
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Schema, Str, Uuid
 from umoc.records.messages import Reaction
+from umoc.records.schema import SESSION_ID, Schema, Str, Uuid
 
 __all__ = ["ROUTES"]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from umoc.domain.commands import reports
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
 from umoc.records.reports import CATEGORIES, MAX_REASON, TARGETS, NewReport
+from umoc.records.schema import SESSION_ID, Bool, Enum, Int, Schema, Str, Uuid
 
 __all__ = ["ROUTES"]
 

@@ -54,8 +54,8 @@ from umoc.config import RATE_CLASSES
 from umoc.domain.notices import ERROR, ServerEvent
 from umoc.domain.services import Services
 from umoc.errors import UserError
-from umoc.events.schema import Schema
 from umoc.records import Actor
+from umoc.records.schema import Schema
 from umoc.transport.socketio import ClientSocket
 
 __all__ = ["EventContext", "Route", "Router", "build_routes"]

@@ -21,7 +21,7 @@ from umoc.domain import notices
 from umoc.domain.notices import shapes
 from umoc.domain.search import MAX_QUERY, decode_cursor, encode_cursor, query_terms, snippet
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Field, Int, Schema, Str
+from umoc.records.schema import SESSION_ID, Bool, Field, Int, Schema, Str
 
 __all__ = ["ROUTES"]
 

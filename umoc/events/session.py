@@ -6,7 +6,7 @@ from typing import Any
 
 from umoc.domain import notices
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Number, Schema, Str
+from umoc.records.schema import SESSION_ID, Number, Schema, Str
 
 __all__ = ["ROUTES"]
 

@@ -41,8 +41,8 @@ from umoc.domain import notices
 from umoc.domain.notices import shapes
 from umoc.errors import UserError
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Field, Int, Schema, Str
 from umoc.records.feed import MAX_CURSOR_LENGTH
+from umoc.records.schema import SESSION_ID, Field, Int, Schema, Str
 from umoc.timefmt import iso
 
 __all__ = ["ROUTES", "parse_since"]

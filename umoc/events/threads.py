@@ -13,8 +13,8 @@ from typing import Any
 from umoc.domain import notices
 from umoc.domain.commands import threads
 from umoc.events.router import EventContext, Route
-from umoc.events.schema import SESSION_ID, Bool, Int, Schema, Str, Uuid
 from umoc.records.messages import DEFAULT_THREAD_PAGE, MAX_THREAD_PAGE, ThreadFollow, ThreadQuery, ThreadsQuery
+from umoc.records.schema import SESSION_ID, Bool, Int, Schema, Str, Uuid
 
 __all__ = ["ROUTES"]
 

@@ -5,7 +5,7 @@ handlers, ``/api/bot/``, ``/api/admin/``, ``umoc-admin``) builds one of
 these and hands it to a command in ``umoc.domain.commands``; the command
 calls ``checked(limits)`` (the configured bounds) before anything else, so
 the rules on what a message may hold are these and nowhere else.  The
-schema bounds of each edge (``umoc.events.schema``, the bot's JSON parsing)
+schema bounds of each edge (``umoc.records.schema``, the bot's JSON parsing)
 only say what type a field has.
 
 Storage takes the same records: `NewMessage` goes from the edge to

@@ -20,7 +20,6 @@ before the token is looked up: nothing was done.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from twisted.web import resource
@@ -29,10 +28,10 @@ from twisted.web.iweb import IRequest
 from umoc.credentials import token_digest
 from umoc.domain.commands import contacts, messages
 from umoc.domain.services import Services
-from umoc.errors import UserError
 from umoc.records import Actor
 from umoc.records.contacts import ContactChange
 from umoc.records.messages import MAX_MENTIONS, NewMessage
+from umoc.records.schema import Bool, IntList, Obj, Schema, Uuid
 from umoc.web.jsonapi import HttpError, JsonFolder, JsonResource, read_json, write_json
 
 __all__ = ["bot_resource"]
@@ -47,30 +46,14 @@ def _int(data: dict[str, Any], key: str) -> int:
     return value
 
 
-def _uuid(data: dict[str, Any], key: str) -> str | None:
-    """An optional message id, as ``send_message``'s schema takes it (same message)."""
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str) and len(value) <= 64:
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise UserError(f"Invalid '{key}': expected a UUID string", code="invalid_argument")
-
-
-def _mentions(data: dict[str, Any]) -> tuple[int, ...]:
-    value = data.get("mentions")
-    if value is None:
-        return ()
-    if (
-        not isinstance(value, list)
-        or len(value) > MAX_MENTIONS
-        or not all(not isinstance(item, bool) and isinstance(item, int) and 1 <= item < 2**63 for item in value)
-    ):
-        raise UserError(f"Invalid 'mentions': expected a list of at most {MAX_MENTIONS} ids", code="invalid_argument")
-    return tuple(dict.fromkeys(value))
+#: What a bot's message may carry besides its text, checked as ``send_message``'s schema checks it.
+_THREADING = Schema(
+    Uuid("reply_to", required=False),
+    IntList("mentions", MAX_MENTIONS, required=False),
+    Obj("extra", required=False),  # its size and depth: the record's check
+    Uuid("thread_id", required=False),
+    Bool("also_in_chat", required=False, default=False),
+)
 
 
 class BotApi:
@@ -109,23 +92,19 @@ class BotApi:
         key = data.get("client_msg_id")
         if key is not None and not isinstance(key, str):
             raise HttpError(400, "'client_msg_id' must be a string", code="invalid_argument")
-        also_in_chat = data.get("also_in_chat", False)
-        if not isinstance(also_in_chat, bool):
-            raise UserError("Invalid 'also_in_chat': expected true or false", code="invalid_argument")
-        extra = data.get("extra")
-        if extra is not None and not isinstance(extra, dict):
-            raise UserError("Invalid 'extra': expected a JSON object", code="invalid_argument")
+        recipient_id = _int(data, "recipient_id")
+        more = _THREADING.validate(data)
         new = NewMessage(
-            _int(data, "recipient_id"),
+            recipient_id,
             is_group,
             content,
             msg_type,
-            reply_to=_uuid(data, "reply_to"),
-            mentions=_mentions(data),
+            reply_to=more["reply_to"],
+            mentions=tuple(more["mentions"] or ()),
             client_msg_id=key,
-            extra=extra,  # its size and depth: the record's check
-            thread_id=_uuid(data, "thread_id"),
-            also_in_chat=also_in_chat,
+            extra=more["extra"],
+            thread_id=more["thread_id"],
+            also_in_chat=more["also_in_chat"],
         )
         payload = await messages.send(self._services, Actor.user(bot_id, bot_name, "bot"), new)
         write_json(request, 200 if payload.get("duplicate") else 201, payload)

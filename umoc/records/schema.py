@@ -1,8 +1,9 @@
 """Payload schemas: the shape and types of every event, checked before any rule.
 
-A schema returns a clean dict with exactly its fields (defaults filled in),
-so handlers never see a wrong type, a bool posing as an int, or an unbounded
-string.  Unknown keys are ignored: clients add their own fields.
+Here among the records, below both edges, so the Socket.IO events and the
+HTTP edges (the bot API) check a field one way.  A schema returns a clean
+dict with exactly its fields (defaults filled in), so handlers never see a
+wrong type, a bool posing as an int, or an unbounded string.  Unknown keys are ignored: clients add their own fields.
 """
 
 from __future__ import annotations
