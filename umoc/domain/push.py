@@ -478,6 +478,11 @@ class PushNotifier:
             "Push to registration {id} ({kind}) failed: {why}", id=registration.id, kind=registration.kind, why=why
         )
 
+    @property
+    def waiting_timers(self) -> int:
+        """Pushes waiting for ``push.delay`` or a retry: a node that stops reading the feed may still send these."""
+        return len(self._timers)
+
     def decided(self) -> defer.Deferred[Any]:
         """Fires when the feed reads and the push decisions under way (presence, then storage) are made."""
 
