@@ -5,7 +5,7 @@ By concern, as Synapse splits its event stores:
 * ``rows``: `Message`, `ChatEntry`, `History`, the select lists and the mapping from rows;
 * ``write``: posting and deleting, each one named write of the group commit
   (``messages.post``, ``messages.delete``; on PostgreSQL a batch's posts are
-  one call of a function, ``post_batch_txn``);
+  one call of a function, ``post_batch_txn``, thread replies included);
 * ``read``: the chat list, history pages, missed messages and their annotations;
 * read receipts are ``umoc.storage.receipts``, beside ``umoc.storage.deliveries``.
 
@@ -76,17 +76,16 @@ __all__ = [
 def post_together(dialect: Dialect, new: NewMessage) -> Together | None:
     """The function writing a group-commit batch's posts like ``new`` in one call, where the dialect has one.
 
-    PostgreSQL: migration 018's function, in one round trip.  It stores no
-    ``extra`` nor poll: such a message is written by `post_txn`, in the same
-    batch (after or before the function's share: a batch's writes are
-    concurrent sends, unordered anyway).  Nor a thread reply (migration 024):
-    `post_txn` too.  SQLite: every message through `post_each_txn`, which
+    PostgreSQL: migration 029's function, in one round trip, thread replies
+    (``thread_id``, ``also_in_chat``) and ``extra`` included.  It stores no
+    poll: such a message is written by `post_txn`, in the same batch (after
+    or before the function's share: a batch's writes are concurrent sends,
+    unordered anyway).  SQLite: every message through `post_each_txn`, which
     indexes the batch's text for search once enough waits (migration 027).
     """
     if dialect.batched_search_index:
         return post_each_txn
-    plain = new.extra is None and new.poll is None and new.thread_id is None
-    return post_batch_txn if dialect.batch_functions and plain else None
+    return post_batch_txn if dialect.batch_functions and new.poll is None else None
 
 
 def _chat_key(sender_id: int, new: NewMessage) -> int:

@@ -14,11 +14,13 @@ the group size.  The chat row is written last, so the two senders of a
 direct chat hold their one shared row only for the commit.
 
 On PostgreSQL a group-commit batch's messages are written by one call of
-migration 018's ``post_messages`` (as migration 020 replaced it; `post_batch_txn`), which does what
-`post_txn` does for each, so a batch costs one round trip whatever its
-size; `post_txn` stays the write of one message (SQLite, and a batch the
-function gives up on).  A change to what `post_txn` writes needs the same
-change in a new migration replacing the function.
+migration 029's ``post_messages_v2`` (migration 018's ``post_messages`` with
+thread replies and ``extra``; `post_batch_txn`), which does what `post_txn`
+does for each, so a batch costs one round trip whatever its size and
+whatever share of it replies in threads; `post_txn` stays the write of one
+message (SQLite, a poll, and a batch the function gives up on).  A change
+to what `post_txn` writes needs the same change in a new migration
+replacing the function (``post_messages`` stays for older releases).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from umoc.storage.relations import FRIEND, ensure_direct_chat_txn, reachable
 from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
 from umoc.storage.standing import GroupSettings, check_settings, check_standing
 from umoc.storage.threadrows import (
+    THREAD_NOT_FOUND,
     THREAD_NOT_IN_CHAT,
     ThreadSummary,
     reply_deleted_txn,
@@ -330,11 +333,10 @@ def _insert_txn(
     )
     if root is not None:
         insert_plain, insert_keyed = _INSERT_PLAIN_THREAD, _INSERT_KEYED_THREAD
-        extra = None if new.extra is None else json.dumps(new.extra, separators=(",", ":"), ensure_ascii=False)
-        params = (*params, root.seq, root.id, int(new.also_in_chat), extra)
+        params = (*params, root.seq, root.id, int(new.also_in_chat), _extra_text(new.extra))
     elif new.extra is not None:
         insert_plain, insert_keyed = _INSERT_PLAIN_EXTRA, _INSERT_KEYED_EXTRA
-        params = (*params, json.dumps(new.extra, separators=(",", ":"), ensure_ascii=False))  # {} stays {}
+        params = (*params, _extra_text(new.extra))  # {} stays {}
     else:
         insert_plain, insert_keyed = _INSERT_PLAIN, _INSERT_KEYED
     if new.client_msg_id is None:
@@ -392,6 +394,11 @@ def _insert_txn(
         in_thread=in_thread,
     )
     return message, audience
+
+
+def _extra_text(extra: dict[str, Any] | None) -> str | None:
+    """The ``messages.extra`` column: the app's object as compact JSON text ({} stays {}), or NULL."""
+    return None if extra is None else json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
 
 
 def _chat_statements(
@@ -569,16 +576,17 @@ def index_pending_txn(txn: Txn, upto: int | None = None, newest: int | None = No
     return end < newest
 
 
-#: Migration 018's function (as migration 026 replaced it): a batch's messages in one statement, one row each,
-#: in order.  The last argument is ``txn.rules.require_friendship`` (``contacts.require_friendship``).
+#: Migration 029's function: a batch's messages, thread replies and ``extra`` included, in one statement, one
+#: row each, in order.  The last argument is ``txn.rules.require_friendship`` (``contacts.require_friendship``).
 _POST_MESSAGES = (
-    "SELECT * FROM post_messages(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
-    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[], ?::BOOLEAN)"
+    "SELECT * FROM post_messages_v2(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
+    " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[],"
+    " ?::TEXT[], ?::BOOLEAN[], ?::BOOLEAN)"
 )
 
 
 def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
-    """`post_txn` for each of a batch's messages, in one round trip (PostgreSQL, migration 018).
+    """`post_txn` for each of a batch's messages, in one round trip (PostgreSQL, migration 029).
 
     ``calls`` are `post_txn`'s arguments after ``txn``.  Each outcome is
     ``(message, audience)`` or the exception refusing that message alone
@@ -590,7 +598,7 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     message, and are kept in ``txn.locked`` as `group_members_txn` keeps
     them: the group's row stays locked until the commit.
     """
-    columns: list[list[Any]] = [[] for _ in range(12)]
+    columns: list[list[Any]] = [[] for _ in range(15)]
     for sender, new, message_id, now, keys_since in calls:
         values = (
             sender.uid,
@@ -605,6 +613,9 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
             mentions_text(new.mentions),
             new.client_msg_id,
             keys_since,
+            _extra_text(new.extra),
+            new.thread_id,
+            new.also_in_chat,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
@@ -645,6 +656,10 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
             type=row["o_reply_type"],
             content=row["o_reply_content"][:REPLY_PREVIEW],
         )
+    in_thread, root_seq = None, row["o_thread_root_seq"]
+    if root_seq is not None:
+        participants = tuple(int(u) for u in row["o_participant_ids"])
+        in_thread = ThreadSummary(int(row["o_reply_count"]), now, participants)
     message = Message(
         message_id,
         int(row["o_seq"]),
@@ -662,6 +677,11 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         reply_to=target,
         sender_display_name=row["o_display_name"],
         sender_avatar_file_id=row["o_avatar_file_id"],
+        extra=new.extra,
+        thread_root_seq=int(root_seq) if root_seq is not None else None,
+        thread_id=row["o_thread_id"],
+        also_in_chat=root_seq is not None and new.also_in_chat,
+        in_thread=in_thread,
     )
     return message, audience
 
@@ -678,6 +698,8 @@ _REFUSALS: dict[str, tuple[str, Code]] = {
     "role": (ROLE_REFUSED, "forbidden"),
     "muted": (MUTED, "forbidden"),
     "read_only": (READ_ONLY, "forbidden"),
+    "thread_not_found": (THREAD_NOT_FOUND, "not_found"),
+    "thread_not_in_chat": (THREAD_NOT_IN_CHAT, "invalid_argument"),
 }
 
 
