@@ -1,10 +1,11 @@
-"""PostgreSQL: a group-commit batch of direct messages is one round trip, whatever its size (issue 25);
-SQLite: two statements a message, and the full-text index written once per many.
+"""PostgreSQL: a group-commit batch of direct messages is one round trip, whatever its size (issue 25),
+thread replies included (issue 30); SQLite: two statements a message, and the full-text index written
+once per many.
 
 Round trips are counted as the statements psycopg2 sends (``execute``
 calls on the pool's cursors); psycopg2's own ``BEGIN`` and ``COMMIT`` are one
 each per batch, whatever the batch holds, and are not counted.  The batch
-path (migration 018's ``post_messages``) must store exactly what
+path (migration 029's ``post_messages_v2``) must store exactly what
 `post_txn`, statement by statement, stores: the same rows in every table
 it writes, the same answer to every message.
 """
@@ -29,6 +30,7 @@ from umoc.storage.database import Database, Txn
 from umoc.storage.engine.txn import _named_row_cursor
 from umoc.storage.messages import KeyTakenError, Message, write
 from umoc.storage.messages.write import post_txn
+from umoc.storage.threadrows import ThreadSummary
 
 T0 = 1_710_072_000.0
 DAY = 86_400.0
@@ -45,6 +47,15 @@ TABLES = {
     "changes": "SELECT id, chat_id, user_id, profile_id, kind, message_seq, actor_id, data, created_at"
     " FROM changes ORDER BY id",
     "unread_mentions": "SELECT user_id, chat_id, message_seq FROM unread_mentions ORDER BY 1, 2, 3",
+}
+#: What a thread reply writes besides (migration 024).
+THREAD_TABLES = {
+    "messages (threads)": "SELECT seq, extra, thread_root_seq, thread_id, also_in_chat, is_thread_root FROM messages"
+    " ORDER BY seq",
+    "threads": "SELECT root_seq, chat_id, reply_count, last_reply_at, last_reply_seq, participant_ids FROM threads"
+    " ORDER BY root_seq",
+    "thread_follows": "SELECT root_seq, user_id, chat_id, following, read_count FROM thread_follows ORDER BY 1, 2",
+    "user_chats (last sent)": "SELECT user_id, chat_id, last_sent_at FROM user_chats ORDER BY 1, 2",
 }
 
 
@@ -138,6 +149,58 @@ class RoundTripTests(unittest.TestCase):
         self.assertEqual(count, 1)
         stored = await db.run("t", lambda txn: txn.scalar("SELECT count(*) FROM messages"))
         self.assertEqual(stored, 1 + 1 + 50 + 2)
+
+    @inline
+    async def test_a_batch_with_thread_replies_costs_the_round_trips_of_a_batch_of_one(self) -> None:
+        """Issue 30: replies (only in the thread, also in the chat, to a reply) share the batch's one call."""
+        db, storage = await self.database()
+        users = await self.friends(db, storage, *(f"u{i}" for i in range(6)))
+        group = await storage.groups.create(users[0], NewGroup("g", None, tuple(users[1:])), T0, 10)
+        actors = [Actor.user(u, f"u{i}") for i, u in enumerate(users)]
+        roots = [
+            (await storage.messages.post(actors[i], NewMessage(group, True, f"root {i}"), f"root-{i}", T0 + i))[0]
+            for i in range(3)
+        ]
+        # A direct chat's thread too (the pair's lane differs from the group's: its own batch below).
+        direct_root, _ = await storage.messages.post(actors[0], NewMessage(users[1], False, "dm root"), "dm-root", T0)
+
+        def send(i: int) -> tuple[Any, ...]:
+            who = actors[i % 6]
+            if i % 5 == 0:
+                return who, NewMessage(group, True, f"plain {i}", mentions=(users[0],)), f"s-{i}", T0 + 10 + i
+            thread = roots[i % 3].id if i % 7 else "s-1"  # s-1 is a reply: its root's thread
+            new = NewMessage(
+                group,
+                True,
+                f"reply {i}",
+                mentions=(users[(i + 1) % 6],) if i % 3 == 0 else (),
+                thread_id=thread,
+                also_in_chat=i % 4 == 0,
+                extra={"n": i} if i % 6 == 0 else None,
+                client_msg_id=f"k{i}" if i % 8 == 0 else None,
+            )
+            return who, new, f"s-{i}", T0 + 10 + i
+
+        ones, one = await self.one_batch(db, storage, [send(1)])
+        fifties, fifty = await self.one_batch(db, storage, [send(i) for i in range(2, 52)])
+        self.assertEqual(fifty, one)
+        self.assertEqual(one, 1, "the batch's savepoint rides on the one call")
+        self.assertFalse([r for r in ones + fifties if isinstance(r, Failure)])
+        self.assertEqual({r[0].thread_id for r in ones + fifties if r[0].thread_id}, {root.id for root in roots})
+        direct = [
+            (actors[1], NewMessage(users[0], False, f"dm reply {i}", thread_id=direct_root.id), f"d-{i}", T0 + 60 + i)
+            for i in range(20)
+        ]
+        answers, count = await self.one_batch(db, storage, direct)
+        self.assertEqual(count, 1)
+        self.assertEqual([r[0].in_thread.reply_count for r in answers], list(range(1, 21)))
+        # A refused reply in the middle fails alone, within the call.
+        refused = [send(i) for i in range(60, 70)]
+        refused[4] = (actors[1], NewMessage(group, True, "lost", thread_id="nope"), "s-lost", T0 + 80)
+        results, count = await self.one_batch(db, storage, refused)
+        self.assertEqual(count, 1)
+        self.assertEqual([i for i, r in enumerate(results) if isinstance(r, Failure)], [4])
+        self.assertEqual(results[4].getErrorMessage(), "Thread not found")
 
     @inline
     async def test_a_batch_of_group_messages_is_one_round_trip_too(self) -> None:
@@ -258,12 +321,77 @@ class RoundTripTests(unittest.TestCase):
             + [False, True, True, False, True, False, True]
             + [True, True, False],
         )
-        for table, sql in TABLES.items():
-            rows = [
-                _ranked(await db.run("t", lambda txn, sql=sql: txn.execute(sql).fetchall()), ranks)
-                for db, ranks in ((batch_db, batch_ranks), (plain_db, plain_ranks))
-            ]
-            self.assertEqual(rows[0], rows[1], table)
+        await _same_rows(self, (batch_db, batch_ranks), (plain_db, plain_ranks), TABLES)
+
+    @inline
+    async def test_the_batch_stores_and_answers_thread_replies_as_post_txn_does(self) -> None:
+        """Issue 30: the same replies (and their refusals) through the function and through `post_txn`."""
+        batch_db, batch_storage = await self.database()
+        plain_db, plain_storage = await self.database()
+        seeds = [
+            ("root", 1, NewMessage(0, True, "root"), T0 + 1),
+            ("root2", 2, NewMessage(0, True, "root two"), T0 + 2),
+            ("gone", 1, NewMessage(0, True, "deleted root"), T0 + 3),
+            ("dm", 1, NewMessage(2, False, "direct root"), T0 + 4),
+            ("other", 1, NewMessage(-1, True, "root of another group"), T0 + 5),
+        ]
+        for db, storage in ((batch_db, batch_storage), (plain_db, plain_storage)):
+            await self.friends(db, storage, "a", "b", "c", "d")
+            group = await storage.groups.create(1, NewGroup("g", None, (2, 3, 4)), T0, 10)
+            other = await storage.groups.create(1, NewGroup("o", None, (2,)), T0, 10)
+            for message_id, sender_id, new, at in seeds:
+                recipient = {0: group, -1: other}.get(new.recipient_id, new.recipient_id)
+                new = replace(new, recipient_id=recipient)
+                await db.run("t", post_txn, Actor.user(sender_id, "u"), new, message_id, at)
+            await db.run("t", lambda txn: txn.execute("UPDATE messages SET deleted_at = ? WHERE id = 'gone'", (T0,)))
+        a, b, c, d = (Actor.user(u, n) for u, n in ((1, "a"), (2, "b"), (3, "c"), (4, "d")))
+        g, t = group, T0 + 100
+        sends: list[tuple[Any, ...]] = [
+            (b, NewMessage(g, True, "first reply", thread_id="root"), "r1", t),  # a (the root's sender) follows
+            (c, NewMessage(g, True, "mentions d", thread_id="root", mentions=(4, 3)), "r2", t + 1),
+            (a, NewMessage(g, True, "also in chat", thread_id="r1", also_in_chat=True), "r3", t + 2),  # to root
+            (b, NewMessage(g, True, "again", thread_id="root", extra={"k": [1]}), "r4", t + 3),
+            (d, NewMessage(g, True, "own root's first", thread_id="root2", mentions=(2,)), "r5", t + 4),
+            (b, NewMessage(g, True, "to a deleted root", thread_id="gone"), "r6", t + 5),
+            (b, NewMessage(g, True, "to nothing", thread_id="nope"), "r7", t + 6),
+            (b, NewMessage(g, True, "another group's root", thread_id="other"), "r8", t + 7),
+            (c, NewMessage(g, True, "a reply that replies", thread_id="root", reply_to="r3"), "r9", t + 8),
+            (c, NewMessage(g, True, "keyed", thread_id="root", client_msg_id="kr"), "r10", t + 9),
+            (c, NewMessage(g, True, "keyed again", thread_id="root", client_msg_id="kr"), "r11", t + 10),
+            (b, NewMessage(1, False, "direct reply", thread_id="dm", also_in_chat=True), "r12", t + 11),
+            (a, NewMessage(2, False, "direct, thread only", thread_id="dm"), "r13", t + 12),
+            (c, NewMessage(1, False, "new chat, foreign root", thread_id="dm"), "r14", t + 13),
+            (b, NewMessage(g, True, "plain", extra={}), "r15", t + 14),
+            (a, NewMessage(g, True, "many participants", thread_id="root", mentions=(2, 3, 4)), "r16", t + 15),
+        ]
+        batched, count = await self.one_batch(batch_db, batch_storage, [(*send, T0) for send in sends])
+        self.assertEqual(count, 3, "the call, then the retried key's message (its row, its reactions)")
+        plain = []
+        for send in sends:
+            try:
+                plain.append(await plain_db.run("t", post_txn, *send, T0))
+            except (RefusedError, KeyTakenError):
+                plain.append(Failure())
+        batch_ranks, plain_ranks = await _ranks(batch_db), await _ranks(plain_db)
+        self.assertEqual([_answer(r, batch_ranks) for r in batched], [_answer(r, plain_ranks) for r in plain])
+        self.assertEqual(
+            [i for i, r in enumerate(batched) if isinstance(r, Failure)], [5, 6, 7, 10, 13], "refused alone"
+        )
+        self.assertEqual(batched[0][0].in_thread, ThreadSummary(1, t, (2,)))
+        await _same_rows(self, (batch_db, batch_ranks), (plain_db, plain_ranks), {**TABLES, **THREAD_TABLES})
+
+
+_Ranked = tuple[Database, dict[str, dict[int, int]]]
+
+
+async def _same_rows(case: unittest.TestCase, first: _Ranked, second: _Ranked, tables: dict[str, str]) -> None:
+    """Both databases hold the same rows in each table, seqs and ids by rank."""
+    for table, sql in tables.items():
+        rows = [
+            _ranked(await db.run("t", lambda txn, sql=sql: txn.execute(sql).fetchall()), ranks)
+            for db, ranks in (first, second)
+        ]
+        case.assertEqual(rows[0], rows[1], table)
 
 
 #: Columns holding a message's seq, a chat's id or a change's id.
@@ -273,6 +401,9 @@ _NUMBERED = {
     "reply_to_seq": "seq",
     "message_seq": "seq",
     "joined_seq": "seq",
+    "thread_root_seq": "seq",
+    "root_seq": "seq",
+    "last_reply_seq": "seq",
     "chat_id": "chat",
 }
 
@@ -326,6 +457,7 @@ def _message(message: Message, ranks: dict[str, dict[int, int]]) -> Message:
         seq=seqs[message.seq],
         chat_id=ranks["chat"][message.chat_id],
         reply_to_seq=None if message.reply_to_seq is None else seqs[message.reply_to_seq],
+        thread_root_seq=None if message.thread_root_seq is None else seqs[message.thread_root_seq],
     )
 
 
