@@ -380,6 +380,32 @@ class RoundTripTests(unittest.TestCase):
         self.assertEqual(batched[0][0].in_thread, ThreadSummary(1, t, (2,)))
         await _same_rows(self, (batch_db, batch_ranks), (plain_db, plain_ranks), {**TABLES, **THREAD_TABLES})
 
+    @inline
+    async def test_a_thread_names_its_ten_latest_participants_in_a_batch_as_post_txn_does(self) -> None:
+        """Twelve repliers, some twice: the function keeps `MAX_PARTICIPANTS`, the latest first."""
+        names = [f"p{i}" for i in range(12)]
+        sends = [
+            (Actor.user(1 + u % 12, "p"), NewMessage(0, True, f"r {i}", thread_id="root"), f"r{i}", T0 + 10 + i)
+            for i, u in enumerate((*range(12), 3, 0, 11, 5))
+        ]
+        summaries, rows = [], []
+        for batched in (True, False):
+            db, storage = await self.database()
+            users = await self.friends(db, storage, *names)
+            group = await storage.groups.create(users[0], NewGroup("g", None, tuple(users[1:])), T0, 20)
+            await db.run("t", post_txn, Actor.user(users[0], "p0"), NewMessage(group, True, "root"), "root", T0)
+            posts = [(who, replace(new, recipient_id=group), *rest) for who, new, *rest in sends]
+            if batched:
+                results, count = await self.one_batch(db, storage, posts)
+                self.assertEqual(count, 1)
+            else:
+                results = [await db.run("t", post_txn, *post) for post in posts]
+            summaries.append([message.in_thread for message, _ in results])
+            rows.append(await db.run("t", lambda txn: txn.execute(THREAD_TABLES["threads"]).fetchall()[0][2:]))
+        self.assertEqual(summaries[0], summaries[1])
+        self.assertEqual(summaries[0][-1].participant_ids, (6, 12, 1, 4, 11, 10, 9, 8, 7, 5))
+        self.assertEqual(rows[0], rows[1])
+
 
 _Ranked = tuple[Database, dict[str, dict[int, int]]]
 
