@@ -555,6 +555,34 @@ class SQLiteStatementsTests(unittest.TestCase):
         self.assertEqual(len([sql for sql in fifty if sql.startswith("INSERT INTO changes")]), 1)
 
     @inline
+    async def test_a_thread_reply_costs_two_statements_more_than_a_plain_group_message(self) -> None:
+        """Issue 30: its root, and its thread's row made-or-read then updated, instead of the chat's counters.
+
+        Plain: the sender, the message, the sender's row, the chat's row, the feed row. A reply: the sender,
+        the root, the message, the thread's row (one upsert reads and locks it), its update, the feed row
+        and the replier's follow.
+        """
+        db, storage, traced = await self.database()
+        a, b = await self.friends(db, storage, 2)
+        group = await storage.groups.create(a, NewGroup("g", None, (b,)), T0, 10)
+        roots = [
+            (await storage.messages.post(Actor.user(a, "a"), NewMessage(group, True, f"root {i}"), f"root-{i}", T0))[
+                0
+            ].id
+            for i in range(3)
+        ]
+
+        def send(i: int, thread: bool) -> tuple[Any, ...]:
+            new = NewMessage(group, True, f"text {i}", thread_id=roots[i % 3] if thread else None)
+            return Actor.user((a, b)[i % 2], "u"), new, f"m-{i}", T0 + i
+
+        await self.one_batch(db, storage, traced, [send(i, True) for i in range(10)])  # the threads exist
+        plain = await self.one_batch(db, storage, traced, [send(i, False) for i in range(100, 150)])
+        replies = await self.one_batch(db, storage, traced, [send(i, True) for i in range(200, 250)])
+        counts = [len([sql for sql in batch if not sql.startswith("--")]) for batch in (plain, replies)]
+        self.assertEqual(counts[1] - counts[0], 2 * 50)
+
+    @inline
     async def test_the_batch_that_indexes_writes_the_index_once_for_all_its_messages(self) -> None:
         self.patch(write, "INDEX_EVERY", 1)
         db, storage, traced = await self.database()

@@ -104,14 +104,14 @@ def reply_statements_txn(
     """
     reply_seq, sender_id, now = change.message_seq, change.actor_id, change.created_at
     assert reply_seq is not None and sender_id is not None
-    txn.execute(
-        "INSERT INTO threads (root_seq, chat_id) VALUES (?, ?) ON CONFLICT (root_seq) DO NOTHING",
-        (root.seq, root.chat_id),
-    )
+    # Made if need be and read in one statement: the no-op update locks an existing row (as FOR UPDATE would)
+    # and makes RETURNING answer either way (DO NOTHING returns nothing on a conflict).
     row = txn.execute(
-        "SELECT reply_count, participant_ids FROM threads WHERE root_seq = ?" + txn.dialect.for_update, (root.seq,)
+        "INSERT INTO threads (root_seq, chat_id) VALUES (?, ?) ON CONFLICT (root_seq) DO UPDATE"
+        " SET chat_id = threads.chat_id RETURNING reply_count, participant_ids",
+        (root.seq, root.chat_id),
     ).fetchone()
-    assert row is not None  # made just above, and a thread's row is never removed
+    assert row is not None  # inserted or updated: RETURNING answers both
     count = int(row["reply_count"]) + 1
     participants = (sender_id, *(u for u in _participants(row["participant_ids"]) if u != sender_id))
     participants = participants[:MAX_PARTICIPANTS]
