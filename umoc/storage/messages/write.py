@@ -258,7 +258,7 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
     The standings and settings come with the members (`_group_members_txn`):
     an ordinary group costs no query here.  Slow mode reads the sender's last
     message time afresh (an earlier message of the same batch wrote it); a
-    batch whose members came back from ``post_messages`` reads the sender's row.
+    batch whose members came back from ``post_messages_v2`` reads the sender's row.
     """
     standing = txn.locked.get(("group_standing", group_id))
     settings = txn.locked.get(("group_settings", group_id))
@@ -624,7 +624,7 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
 
 
 def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
-    """One row of ``post_messages`` as `post_txn` answers: ``(message, audience)``, or its exception."""
+    """One row of ``post_messages_v2`` as `post_txn` answers: ``(message, audience)``, or its exception."""
     sender, new, message_id, now, _ = call
     outcome = row["o_outcome"]
     if outcome == "key_taken":
