@@ -6,7 +6,7 @@ import uuid
 
 from twisted.internet import defer
 
-from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.records import Actor
@@ -87,3 +87,30 @@ class GroupCommitTestsMixin:
 
 
 for_each_backend(GroupCommitTestsMixin, DatabaseTestCase, globals())
+
+
+class LanesPostgres(DatabaseTestCase):
+    """PostgreSQL's write lanes: direct chats are spread over them, so batches of different chats run at once."""
+
+    backend = "postgres"
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
+
+    user = GroupCommitTestsMixin.user
+    post = GroupCommitTestsMixin.post
+
+    @inline
+    async def test_pairs_of_neighbouring_users_run_on_several_lanes_at_once(self) -> None:
+        # Users who signed up one after the other, friends in pairs (as bench_app.py's): the old key
+        # (31 * lo + hi) put every such pair on one of the four lanes, one batch at a time (issue 25).
+        users = [await self.user(f"u{i}") for i in range(16)]
+        for i, (a, b) in enumerate(zip(users[::2], users[1::2], strict=True)):
+            await self.storage.contacts.request(a, f"u{2 * i + 1}", T0)
+            await self.storage.contacts.accept(b, a, T0)
+        writer = self.db.writer
+        sends = [self.post(a, b, f"{a}->{b}") for a, b in zip(users[::2], users[1::2], strict=True)]
+        self.assertGreaterEqual(writer.running, 3, "eight chats' first messages start on at least three lanes")
+        await defer.gatherResults(sends)
+        for a, b in zip(users[::2], users[1::2], strict=True):
+            history = await self.storage.messages.history(b, a, False, 1, 10)
+            self.assertEqual([m.content for m, _ in history.messages], [f"{a}->{b}"])

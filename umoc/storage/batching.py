@@ -190,6 +190,11 @@ class BatchWriter:
             self._start(lane)
         return item.done
 
+    @property
+    def running(self) -> int:
+        """Lanes with a batch in the database now (PostgreSQL: transactions in flight at once)."""
+        return sum(self._busy)
+
     def oldest_wait(self) -> float:
         """Seconds the oldest unanswered write of the most backed-up lane has waited so far (0: none waits).
 
