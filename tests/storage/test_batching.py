@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from twisted.internet import defer
 
@@ -114,3 +115,33 @@ class LanesPostgres(DatabaseTestCase):
         for a, b in zip(users[::2], users[1::2], strict=True):
             history = await self.storage.messages.history(b, a, False, 1, 10)
             self.assertEqual([m.content for m, _ in history.messages], [f"{a}->{b}"])
+
+    @inline
+    async def test_an_item_that_loses_a_deadlock_is_run_again_and_the_batch_commits(self) -> None:
+        # psycopg2's deadlock is an OperationalError, one of the "database not there" errors that fail a whole
+        # batch: it was never retried, and a deadlock between two lanes failed every write of its batch.
+        import psycopg2.errors
+
+        a, b = await self.user("a"), await self.user("b")
+        tries = []
+
+        def name_txn(txn: Any, user: int, name: str, lose: bool) -> str:
+            tries.append(user)
+            txn.execute("UPDATE users SET display_name = ? WHERE id = ?", (name, user))
+            if lose and tries.count(user) == 1:
+                raise psycopg2.errors.DeadlockDetected("deadlock detected")
+            return name
+
+        writer = self.db.writer
+        batches = writer.batches
+        plug = self.db.write("test.plug", 0, lambda txn: None)  # the next writes of lane 0 wait, then go in one batch
+        sends = [
+            self.db.write("test.name", 0, name_txn, a, "A", True),
+            self.db.write("test.name", 0, name_txn, b, "B", False),
+        ]
+        await plug
+        self.assertEqual(await defer.gatherResults(sends), ["A", "B"])
+        self.assertEqual(writer.batches - batches, 2, "the plug's batch, then both writes in one")
+        self.assertEqual(tries.count(a), 2, "in the batch (lost), then alone")
+        names = await self.db.read("t", lambda t: t.execute("SELECT display_name FROM users ORDER BY id").fetchall())
+        self.assertEqual([r[0] for r in names], ["A", "B"])
