@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from twisted.internet import defer
 
-from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.databases import NO_POSTGRES, POSTGRES_DSN, DatabaseTestCase, for_each_backend
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.records import Actor
@@ -87,3 +88,60 @@ class GroupCommitTestsMixin:
 
 
 for_each_backend(GroupCommitTestsMixin, DatabaseTestCase, globals())
+
+
+class LanesPostgres(DatabaseTestCase):
+    """PostgreSQL's write lanes: direct chats are spread over them, so batches of different chats run at once."""
+
+    backend = "postgres"
+    if not POSTGRES_DSN:
+        skip = NO_POSTGRES
+
+    user = GroupCommitTestsMixin.user
+    post = GroupCommitTestsMixin.post
+
+    @inline
+    async def test_pairs_of_neighbouring_users_run_on_several_lanes_at_once(self) -> None:
+        # Users who signed up one after the other, friends in pairs (as bench_app.py's): the old key
+        # (31 * lo + hi) put every such pair on one of the four lanes, one batch at a time (issue 25).
+        users = [await self.user(f"u{i}") for i in range(16)]
+        for i, (a, b) in enumerate(zip(users[::2], users[1::2], strict=True)):
+            await self.storage.contacts.request(a, f"u{2 * i + 1}", T0)
+            await self.storage.contacts.accept(b, a, T0)
+        writer = self.db.writer
+        sends = [self.post(a, b, f"{a}->{b}") for a, b in zip(users[::2], users[1::2], strict=True)]
+        self.assertGreaterEqual(writer.running, 3, "eight chats' first messages start on at least three lanes")
+        await defer.gatherResults(sends)
+        for a, b in zip(users[::2], users[1::2], strict=True):
+            history = await self.storage.messages.history(b, a, False, 1, 10)
+            self.assertEqual([m.content for m, _ in history.messages], [f"{a}->{b}"])
+
+    @inline
+    async def test_an_item_that_loses_a_deadlock_is_run_again_and_the_batch_commits(self) -> None:
+        # psycopg2's deadlock is an OperationalError, one of the "database not there" errors that fail a whole
+        # batch: it was never retried, and a deadlock between two lanes failed every write of its batch.
+        import psycopg2.errors
+
+        a, b = await self.user("a"), await self.user("b")
+        tries = []
+
+        def name_txn(txn: Any, user: int, name: str, lose: bool) -> str:
+            tries.append(user)
+            txn.execute("UPDATE users SET display_name = ? WHERE id = ?", (name, user))
+            if lose and tries.count(user) == 1:
+                raise psycopg2.errors.DeadlockDetected("deadlock detected")
+            return name
+
+        writer = self.db.writer
+        batches = writer.batches
+        plug = self.db.write("test.plug", 0, lambda txn: None)  # the next writes of lane 0 wait, then go in one batch
+        sends = [
+            self.db.write("test.name", 0, name_txn, a, "A", True),
+            self.db.write("test.name", 0, name_txn, b, "B", False),
+        ]
+        await plug
+        self.assertEqual(await defer.gatherResults(sends), ["A", "B"])
+        self.assertEqual(writer.batches - batches, 2, "the plug's batch, then both writes in one")
+        self.assertEqual(tries.count(a), 2, "in the batch (lost), then alone")
+        names = await self.db.read("t", lambda t: t.execute("SELECT display_name FROM users ORDER BY id").fetchall())
+        self.assertEqual([r[0] for r in names], ["A", "B"])

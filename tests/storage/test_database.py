@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -30,6 +31,28 @@ class DatabaseTestsMixin:
         await self.storage.users.create("pct", "100%?done", 1.0)
         creds = await self.storage.users.credentials("pct")
         self.assertEqual(creds[2], "100%?done")
+
+    @inline
+    async def test_a_transaction_is_one_transaction_and_ends_committed_or_undone(self) -> None:
+        # PostgreSQL's connections are in autocommit mode, the BEGIN sent with the first statement (issue 25):
+        # the statements after it are still one transaction, a failed one leaves nothing and no transaction open.
+        await self.db.run("test", lambda t: t.execute("CREATE TABLE t_tx (n INTEGER)"))
+
+        def fails(txn: Any) -> None:
+            txn.execute("INSERT INTO t_tx (n) VALUES (1)")
+            raise ValueError("undo")
+
+        for _ in range(3):  # more than once, so a pool connection is reused after a failure
+            with self.assertRaises(ValueError):
+                await self.db.run("test", fails)
+            await self.db.run("test", lambda t: t.execute("INSERT INTO t_tx (n) VALUES (2)"))
+        self.assertEqual(await self.db.read("test", lambda t: t.scalar("SELECT sum(n) FROM t_tx")), 6)
+        self.assertIsNone(await self.db.run("test", lambda t: None))  # nothing sent: nothing to end
+        if self.db.dialect.name == "postgres":
+            ids = await self.db.run(
+                "test", lambda t: [t.scalar("SELECT txid_current()"), t.scalar("SELECT txid_current()")]
+            )
+            self.assertEqual(ids[0], ids[1], "both statements in one transaction")
 
 
 for_each_backend(DatabaseTestsMixin, DatabaseTestCase, globals())

@@ -88,7 +88,8 @@ def _batch_txn(
     try:
         return _all_txn(txn, items)
     except Exception as exc:
-        if isinstance(exc, fatal_errors):
+        # A deadlock is also a "fatal" driver error (psycopg2's are OperationalErrors): retried all the same.
+        if isinstance(exc, fatal_errors) and not isinstance(exc, retry_errors):
             raise
         # Someone was refused (or lost a deadlock): undo the batch and run it item by item.
         txn.rollback_to("batch_all")
@@ -129,10 +130,11 @@ def _one_by_one_txn(
             try:
                 result = item.fn(txn, *item.args)
             except Exception as exc:  # each caller gets its own error; the batch goes on
-                if isinstance(exc, fatal_errors):
-                    raise
+                retry = isinstance(exc, retry_errors)
+                if isinstance(exc, fatal_errors) and not (retry and attempt < RETRIES):
+                    raise  # the database is not there, or a deadlock lost every time: the whole batch fails
                 txn.rollback_to("batch_item")
-                if isinstance(exc, retry_errors) and attempt < RETRIES:
+                if retry and attempt < RETRIES:
                     continue
                 outcomes.append(Failure(exc))
             else:
@@ -189,6 +191,11 @@ class BatchWriter:
         if not self._busy[lane]:
             self._start(lane)
         return item.done
+
+    @property
+    def running(self) -> int:
+        """Lanes with a batch in the database now (PostgreSQL: transactions in flight at once)."""
+        return sum(self._busy)
 
     def oldest_wait(self) -> float:
         """Seconds the oldest unanswered write of the most backed-up lane has waited so far (0: none waits).

@@ -189,12 +189,13 @@ class Database:
         kwargs: dict[str, Any] = {"cursor_factory": _named_row_cursor(), **keepalives.connect_kwargs()}
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
+        server_ms = None
         if deadline is not None:
             kwargs["connect_timeout"] = max(1, int(deadline.connect_seconds))
             # A little under the reactor's deadline, so the server usually gives up first and frees the thread.
             # Set per connection, not through "options", which would replace any the DSN carries.
             server_ms = max(100, int(deadline.seconds * 900))
-            kwargs["cp_openfun"] = functools.partial(_postgres_open, server_ms)
+        kwargs["cp_openfun"] = functools.partial(_postgres_open, server_ms)
         pool = _GuardedPool(
             "psycopg2", dsn, cp_min=minimum, cp_max=maximum, cp_reconnect=True, cp_noisy=False, **kwargs
         )
@@ -203,6 +204,8 @@ class Database:
         # target_session_attrs=read-write, and the caller hears "unavailable, try again".
         read_only = psycopg2.errors.ReadOnlySqlTransaction
         pool.discard_errors = (read_only,)
+        # Autocommit connections, each transaction's BEGIN sent with its first statement (`_GuardedPool.explicit`).
+        pool.explicit = True
         unavailable = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.QueryCanceled, read_only)
         # Batches on every connection but one, left for reads.
         lanes = max(1, maximum - 1)
@@ -278,6 +281,7 @@ class Database:
         observe = self.transactions.done
         started = time.monotonic()
         waited: list[float] = []
+        explicit = pool.explicit
 
         def interaction(cursor: Any) -> T:
             waited.append(time.monotonic() - started)
@@ -285,7 +289,10 @@ class Database:
                 # sqlite3 opens no transaction for a SELECT: without one each statement
                 # would see its own snapshot. adbapi's commit ends it.
                 cursor.execute("BEGIN")
-            result = fn(Txn(cursor, self.dialect, self._integrity_errors, self.rules), *args, **kwargs)
+            txn = Txn(cursor, self.dialect, self._integrity_errors, self.rules)
+            if explicit:
+                txn.begin_ahead()
+            result = fn(txn, *args, **kwargs)
             if job.expired:
                 raise DatabaseUnavailableError()  # the caller was told it failed: roll back
             return result

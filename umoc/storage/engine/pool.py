@@ -105,11 +105,13 @@ class PoolHealth:
         return self.threads > 0 and self.stuck >= self.threads
 
 
-def _postgres_open(timeout_ms: int, conn: Any) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = %s", (timeout_ms,))
-        cur.execute("SET lock_timeout = %s", (timeout_ms,))
-    conn.commit()
+def _postgres_open(timeout_ms: int | None, conn: Any) -> None:
+    """A new PostgreSQL connection: in autocommit mode (`_GuardedPool.explicit`), with the deadline's timeouts."""
+    conn.autocommit = True
+    if timeout_ms is not None:
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = %s", (timeout_ms,))
+            cur.execute("SET lock_timeout = %s", (timeout_ms,))
 
 
 #: ``database.sqlite_synchronous`` -> the PRAGMA's value.
@@ -173,6 +175,18 @@ def _socket_of(raw: Any) -> socket.socket | None:
         return None
 
 
+#: ``psycopg2.extensions.TRANSACTION_STATUS_IDLE``: no transaction open on the server.
+_IDLE = 0
+
+
+def _end(raw: Any, statement: str) -> None:
+    """``COMMIT`` or ``ROLLBACK`` through a plain cursor (not the pool's row cursor: nothing is fetched)."""
+    import psycopg2.extensions
+
+    with raw.cursor(cursor_factory=psycopg2.extensions.cursor) as cur:
+        cur.execute(statement)
+
+
 class _GuardedPool(adbapi.ConnectionPool):
     """adbapi's pool, knowing which connection each transaction runs on, so it can cut it loose.
 
@@ -197,6 +211,11 @@ class _GuardedPool(adbapi.ConnectionPool):
 
     #: Errors that mean this connection's server no longer takes writes: discard it and its siblings.
     discard_errors: tuple[type[BaseException], ...] = ()
+    #: PostgreSQL: the connections are in autocommit mode (`_postgres_open`); a transaction's ``BEGIN`` goes
+    #: ahead of its first statement, in that statement's round trip (`Txn.begin_ahead`), and the pool ends
+    #: it with ``COMMIT`` or ``ROLLBACK``.  psycopg2 would send its ``BEGIN`` alone, a round trip of its own:
+    #: one of a group-commit batch's three (issue 25).  A transaction that sent nothing sends nothing.
+    explicit = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -232,7 +251,7 @@ class _GuardedPool(adbapi.ConnectionPool):
                 raise DatabaseUnavailableError()
             result = interaction(trans)
             trans.close()
-            conn.commit()
+            self._commit(conn, raw)
             return result
         except BaseException as exc:
             lost = bool(getattr(raw, "closed", False)) or isinstance(exc, self.discard_errors)
@@ -242,7 +261,7 @@ class _GuardedPool(adbapi.ConnectionPool):
                 self._discard(raw)  # cut loose, lost or read-only: the thread's next transaction opens a new one
             else:
                 try:
-                    conn.rollback()
+                    self._rollback(conn, raw)
                 except BaseException:  # noqa: BLE001 - as adbapi does: the error raised below matters more
                     log.failure("Rollback failed")
             raise
@@ -250,6 +269,24 @@ class _GuardedPool(adbapi.ConnectionPool):
             with self._guard:
                 self.jobs.discard(job)
                 job.sock = None
+
+    def _commit(self, conn: Any, raw: Any) -> None:
+        """End the transaction: adbapi's commit, or (`explicit`) ``COMMIT`` if the transaction was begun."""
+        if not self.explicit:
+            conn.commit()
+        elif raw.info.transaction_status != _IDLE:
+            _end(raw, "COMMIT")
+
+    def _rollback(self, conn: Any, raw: Any) -> None:
+        """Undo the transaction: adbapi's rollback, or (`explicit`) ``ROLLBACK`` (a connection that cannot: dropped)."""
+        if not self.explicit:
+            conn.rollback()
+        elif raw.info.transaction_status != _IDLE:
+            try:
+                _end(raw, "ROLLBACK")
+            except BaseException:
+                self._discard(raw)  # as adbapi's rollback does: the thread's next transaction opens a new one
+                raise
 
     def _socket_for(self, raw: Any) -> socket.socket | None:
         """The calling thread's connection's socket duplicate: made when the connection is new, then kept."""

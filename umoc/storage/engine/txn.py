@@ -129,6 +129,10 @@ class Txn:
         self.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
         self.execute(f"RELEASE SAVEPOINT {savepoint}")
 
+    def begin_ahead(self) -> None:
+        """PostgreSQL in autocommit mode (`_GuardedPool.explicit`): ``BEGIN`` goes with the first statement."""
+        self._ahead.append("BEGIN")
+
     def begin(self) -> None:
         """Open the (writing) transaction now, not at the first write.
 
@@ -136,7 +140,7 @@ class Txn:
         would start its own transaction and commit at its ``RELEASE``; ``IMMEDIATE``
         takes the write lock first (waiting ``busy_timeout``), so reads before
         the first write never meet a busy upgrade.
-        psycopg2 is always inside one.
+        PostgreSQL is always inside one (psycopg2's, or `begin_ahead`'s).
         """
         if self.dialect.name == "sqlite" and not self._cursor.connection.in_transaction:
             self._cursor.execute("BEGIN IMMEDIATE")
