@@ -74,8 +74,11 @@ class PostgresFailoverTests(ServerTestCase):
         crashed_at = promoted_at = None
         n = 0
         started = time.monotonic()
-        while promoted_at is None or time.monotonic() < promoted_at + 2.5:
+        # Past 2.5 s after the promotion, and past 40 acknowledged: a loaded machine sends slower than every 50 ms,
+        # and the test needs that much traffic (it stopped at 38 once).
+        while promoted_at is None or time.monotonic() < promoted_at + 2.5 or len(acked) <= 40:
             now = time.monotonic()
+            self.assertLess(now - started, 90, "the node never wrote again after the promotion")
             if crashed_at is None and now - started > 1.0:
                 await blocking(self.pair.crash_primary)
                 crashed_at = time.monotonic()
