@@ -20,8 +20,8 @@ from tests.support.chat import ChatCase, Person, person_on
 from tests.support.databases import NO_CLUSTER, REDIS_URL, reopenable_database
 from tests.support.deferreds import blocking, inline, sleep
 from tests.support.push import Gateway, PushService, Subscription, WebhookReceiver, serve, until
-from tests.support.server import Server
-from umoc.config import Config, parse_config
+from tests.support.server import Server, test_config
+from umoc.config import Config
 from umoc.domain.commands import bots
 from umoc.records import Actor
 from umoc.records.bots import NewBot
@@ -48,9 +48,10 @@ class PushCase(ChatCase):
         await super().setUp()
 
     def config_for_test(self, data_dir: str) -> Config:
-        raw = {
-            "server": {"listen": "tcp:0:interface=127.0.0.1", "data_dir": data_dir},
-            "push": {
+        # test_config's defaults (the overload rules off for a loaded machine among them), then the push's.
+        return test_config(
+            data_dir,
+            push={
                 "allow_insecure_endpoints": True,
                 "gateways": {"default": self.gateway.url, "sygnal": self.gateway.url},
                 "timeout": "2s",
@@ -60,22 +61,21 @@ class PushCase(ChatCase):
             },
             # The receiver here answers at once or fails at once, never hangs: a loaded machine's late answer
             # must not be delivered again (the tests count deliveries and attempts).
-            "webhook_delivery": {"backoff": "0.05s", "max_attempts": 3, "timeout": "20s"},
-            "outbound": {"allowed_hosts": self.allowed_hosts},
+            webhook_delivery={"backoff": "0.05s", "max_attempts": 3, "timeout": "20s"},
+            outbound={"allowed_hosts": self.allowed_hosts},
             # These tests count the exact pushes decided as each change commits.  With the default 50ms
             # gathering of reads, a contact request made while its target was online may be decided just
             # after the target went offline and registered a device, and pushed: allowed ("decided when
             # sent"), but not what these counts are about.
-            "feed": {"consumer_wake_delay": "0s"},
-            "webhooks": [
+            feed={"consumer_wake_delay": "0s"},
+            webhooks=[
                 {
                     "url": self.hooks.url + "/hook",
                     "secret": SECRET,
                     "events": ["message.created", "contact.accepted", "user.registered"],
                 }
             ],
-        }
-        return parse_config(raw)
+        )
 
     async def offline(self, person: Person) -> None:
         """Close every socket of ``person`` and wait until the server sees them gone."""
