@@ -348,9 +348,11 @@ class RatelimitResetTests(unittest.TestCase):
             folder, {"server": {"data_dir": folder}, "redis": {"url": REDIS_URL, "prefix": self.prefix}}
         )
         config = load_config(self.config_path)
-        self.redis = RedisClient(REDIS_URL, reactor, 2.0)
+        # A 10 s deadline (not 2 s): a late answer on a loaded machine would put a bucket in the limiter's memory
+        # fallback instead of Redis, and the reset would not find it.
+        self.redis = RedisClient(REDIS_URL, reactor, 10.0)
         self.addCleanup(self.redis.close)
-        self.assertTrue(await self.redis.wait_connected(5))
+        self.assertTrue(await self.redis.wait_connected(15))
         self.limiter = RedisRatelimiter(self.redis, reactor, config.ratelimits, self.prefix)
 
     async def cli(self, *argv: str) -> tuple[int, str, str]:
@@ -359,8 +361,14 @@ class RatelimitResetTests(unittest.TestCase):
         return code, out.getvalue(), err.getvalue()
 
     async def held(self) -> list[str]:
-        cursor, keys = await self.redis.call("scan", 0, self.prefix + "*", 10_000)
-        return sorted(k.decode() if isinstance(k, bytes) else k for k in keys)
+        """This test's keys: every SCAN round to the end (the Redis is shared: one round may return a part)."""
+        found: list[str] = []
+        cursor = None
+        while cursor != 0:
+            cursor, keys = await self.redis.call("scan", cursor or 0, self.prefix + "*", 10_000)
+            cursor = int(cursor)
+            found += [k.decode() if isinstance(k, bytes) else k for k in keys]
+        return sorted(found)
 
     @inline
     async def test_reset_by_address_and_by_user_deletes_only_their_buckets(self) -> None:
