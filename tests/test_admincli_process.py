@@ -344,12 +344,21 @@ class RatelimitResetTests(unittest.TestCase):
         self.addCleanup(shutil.rmtree, folder, True)
         shutil.copyfile(await _sqlite_template(), os.path.join(folder, "umoc.sqlite3"))
         self.prefix = f"umoc-t-{uuid.uuid4().hex[:8]}:"
+        # A bucket's key expires once it would be full again: 1.1 s after one message with the default 10 a
+        # second (3 s for connect, 7 s for login), before a loaded machine got to the reset (seen).  One token an
+        # hour keeps every bucket the test takes from for the test.
         self.config_path = write_config(
-            folder, {"server": {"data_dir": folder}, "redis": {"url": REDIS_URL, "prefix": self.prefix}}
+            folder,
+            {
+                "server": {"data_dir": folder},
+                "redis": {"url": REDIS_URL, "prefix": self.prefix},
+                "ratelimits": {
+                    kind: {"rate": 1, "per": "3600s", "burst": 10}
+                    for kind in ("login", "connect", "login_name", "login_account", "messages")
+                },
+            },
         )
         config = load_config(self.config_path)
-        # A 10 s deadline (not 2 s): a late answer on a loaded machine would put a bucket in the limiter's memory
-        # fallback instead of Redis, and the reset would not find it.
         self.redis = RedisClient(REDIS_URL, reactor, 10.0)
         self.addCleanup(self.redis.close)
         self.assertTrue(await self.redis.wait_connected(15))
