@@ -344,13 +344,24 @@ class RatelimitResetTests(unittest.TestCase):
         self.addCleanup(shutil.rmtree, folder, True)
         shutil.copyfile(await _sqlite_template(), os.path.join(folder, "umoc.sqlite3"))
         self.prefix = f"umoc-t-{uuid.uuid4().hex[:8]}:"
+        # A bucket's key expires once it would be full again: 1.1 s after one message with the default 10 a
+        # second (3 s for connect, 7 s for login), before a loaded machine got to the reset (seen).  One token an
+        # hour keeps every bucket the test takes from for the test.
         self.config_path = write_config(
-            folder, {"server": {"data_dir": folder}, "redis": {"url": REDIS_URL, "prefix": self.prefix}}
+            folder,
+            {
+                "server": {"data_dir": folder},
+                "redis": {"url": REDIS_URL, "prefix": self.prefix},
+                "ratelimits": {
+                    kind: {"rate": 1, "per": "3600s", "burst": 10}
+                    for kind in ("login", "connect", "login_name", "login_account", "messages")
+                },
+            },
         )
         config = load_config(self.config_path)
-        self.redis = RedisClient(REDIS_URL, reactor, 2.0)
+        self.redis = RedisClient(REDIS_URL, reactor, 10.0)
         self.addCleanup(self.redis.close)
-        self.assertTrue(await self.redis.wait_connected(5))
+        self.assertTrue(await self.redis.wait_connected(15))
         self.limiter = RedisRatelimiter(self.redis, reactor, config.ratelimits, self.prefix)
 
     async def cli(self, *argv: str) -> tuple[int, str, str]:
@@ -359,8 +370,14 @@ class RatelimitResetTests(unittest.TestCase):
         return code, out.getvalue(), err.getvalue()
 
     async def held(self) -> list[str]:
-        cursor, keys = await self.redis.call("scan", 0, self.prefix + "*", 10_000)
-        return sorted(k.decode() if isinstance(k, bytes) else k for k in keys)
+        """This test's keys: every SCAN round to the end (the Redis is shared: one round may return a part)."""
+        found: list[str] = []
+        cursor = None
+        while cursor != 0:
+            cursor, keys = await self.redis.call("scan", cursor or 0, self.prefix + "*", 10_000)
+            cursor = int(cursor)
+            found += [k.decode() if isinstance(k, bytes) else k for k in keys]
+        return sorted(found)
 
     @inline
     async def test_reset_by_address_and_by_user_deletes_only_their_buckets(self) -> None:

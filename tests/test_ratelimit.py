@@ -93,8 +93,8 @@ class HangingServer(protocol.Protocol):
     """Accepts a connection and never answers: a Redis that is stuck."""
 
 
-async def wait_connected(client: RedisClient, timeout: float = 5.0) -> None:
-    if not await eventually(lambda: client.connected, tries=int(timeout / 0.02)):
+async def wait_connected(client: RedisClient, timeout: float = 15.0) -> None:
+    if not await eventually(lambda: client.connected, timeout=timeout):
         raise AssertionError("no Redis connection")
 
 

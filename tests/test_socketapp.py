@@ -135,10 +135,10 @@ class FuzzTestsMixin:
     async def settle(self) -> None:
         """Let handlers that went to the database or the password pool finish.
 
-        Up to 10 s: ``delete_account`` checks its password as a login does
+        Up to 15 s: ``delete_account`` checks its password as a login does
         (Argon2 on a pool of two threads), tens of milliseconds each.
         """
-        await eventually(lambda: not self.app.router._queues, tries=1000, interval=0.01)
+        await eventually(lambda: not self.app.router._queues, interval=0.01)
 
     @inline
     async def test_a_password_check_answers_on_a_clock_built_node(self) -> None:

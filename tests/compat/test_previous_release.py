@@ -186,7 +186,7 @@ class PreviousReleaseMixin:
             timeout=10,
         )
         self.assertEqual(sent["content"], "hello across releases")
-        await eventually(lambda: len(received), 1, tries=250)
+        await eventually(lambda: len(received), 1)
         self.assertEqual(received[0]["message_id"], sent["message_id"])
         history = await blocking(bob_socket.call, "get_chat_history", {"chat_id": alice["user_id"]}, timeout=10)
         self.assertEqual([m["message_id"] for m in history["messages"]], [sent["message_id"]])
@@ -199,7 +199,7 @@ class PreviousReleaseMixin:
         finally:
             db.close()
         self.assertTrue(changed)
-        await eventually(lambda: len(alice_connected), 1, tries=250)
+        await eventually(lambda: len(alice_connected), 1)
         synced = await blocking(alice_socket.call, "sync", {"cursor": alice_connected[0]["cursor"]}, timeout=10)
         self.assertNotIn("error", synced)
         self.assertIn("message", [c["kind"] for c in synced["changes"]])

@@ -99,7 +99,7 @@ class RealReceiverTests(unittest.TestCase):
         url = await serve_flood(self, flood)
         webhooks = self.start((hook(url),), [], timeout=30, max_attempts=2, backoff=0.05)
         webhooks.send("message.created", {"n": 1}, 1, 0.0)
-        await until(lambda: self.metrics.webhooks["dead_letter"] == 1, timeout=10, what="a dead letter, not 30 s reads")
+        await until(lambda: self.metrics.webhooks["dead_letter"] == 1, timeout=25, what="a dead letter, not 30 s reads")
         await until(lambda: flood.lost == 2, what="both connections aborted")
         self.assertEqual(flood.connections, 2)
         self.assertEqual(self.metrics.webhooks["delivered"], 0)

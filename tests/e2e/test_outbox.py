@@ -24,7 +24,7 @@ from twisted.internet import endpoints, reactor
 from twisted.web import resource, server
 
 from tests.e2e.test_twistd import DaemonCase
-from tests.support.deferreds import blocking, inline, sleep
+from tests.support.deferreds import blocking, eventually, inline, sleep
 from tests.support.push import PushService, WebhookReceiver, until
 
 SECRET = "s3cret-for-the-outbox-tests"
@@ -68,6 +68,8 @@ class OutboxKillTests(DaemonCase):
         config = os.path.join(data_dir, "umoc.yaml")
         settings = {
             "ratelimits": {"enabled": False},
+            # As in tests.support.server.test_config: a loaded machine's slow commit is no reason to refuse a write.
+            "server": {"overload_wait": "20s"},
             "webhooks": [{"url": hook_url, "secret": SECRET, "events": events}],
             "webhook_delivery": {"backoff": "0.2s", "max_backoff": "0.5s", "max_attempts": 100, "timeout": "2s"},
             "push": {
@@ -104,6 +106,19 @@ class OutboxKillTests(DaemonCase):
         self.assertEqual(answer["status"], "FRIEND", answer)
         self.bob_socket = b
         return a, alice, bob
+
+    async def offline(self, a: socketio.Client, alice: dict[str, Any], bob: dict[str, Any]) -> None:
+        """Wait until the server sees Bob gone: his contact entry, as Alice lists it, says offline.
+
+        The push is decided by the same presence (`Presence.online_among`); a
+        message sent before the server handled his disconnect is not pushed.
+        """
+
+        async def gone() -> bool:
+            answer = await blocking(a.call, "get_contacts", {"sessionID": alice["sessionID"]}, timeout=10)
+            return [c["is_online"] for c in answer["contacts"] if c["user_id"] == bob["user_id"]] == [False]
+
+        self.assertTrue(await eventually(gone), "the server saw Bob go")
 
     async def kill_right_after_ack(self, a: socketio.Client, alice: dict[str, Any], bob: dict[str, Any]) -> str:
         payload = {"sessionID": alice["sessionID"], "recipient_id": bob["user_id"], "content": "after the commit"}
@@ -177,7 +192,7 @@ class OutboxKillTests(DaemonCase):
         )
         self.assertEqual(answer.get("kind"), "webpush", answer)
         await blocking(self.bob_socket.disconnect)
-        await sleep(0.5)  # the server sees Bob go
+        await self.offline(a, alice, bob)
         message_id = await self.kill_right_after_ack(a, alice, bob)
 
         await self.listen(pushes, port)

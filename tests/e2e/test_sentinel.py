@@ -73,9 +73,11 @@ class SentinelFailoverTests(ClusterTestCase):
         first_port = self.redis.master_port
         n = 0
         started = time.monotonic()
-        while switched_at is None or time.monotonic() < switched_at + 2.6:
+        # Past 2.6 s after the switch, and past 40 acknowledged: a loaded machine sends slower than every 50 ms,
+        # and the test needs that much traffic (it stopped at 40 once).
+        while switched_at is None or time.monotonic() < switched_at + 2.6 or len(acked) <= 40:
             now = time.monotonic()
-            self.assertLess(now - started, 30, "Sentinel did not fail over in time")
+            self.assertLess(now - started, 30 if switched_at is None else 90, "Sentinel did not fail over in time")
             if killed_at is None and now - started > 1.0:
                 self.redis.kill_master()
                 killed_at = time.monotonic()

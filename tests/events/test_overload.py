@@ -59,6 +59,9 @@ class WritingRoutesTests(unittest.TestCase):
 
 
 class OverloadedRouterMixin:
+    # The production default, which tests.support.server.test_config raises for the other tests.
+    config_overrides = {"ratelimits": {"enabled": False}, "server": {"overload_wait": f"{BOUND}s"}}
+
     @inline
     async def setUp(self) -> None:
         await super().setUp()  # type: ignore[misc]

@@ -386,9 +386,9 @@ class DecodeErrorTests(SynchronousTestCase):
     def test_absurd_ack_id(self) -> None:
         self.assertRejected(f'2{MAX_ACK_ID + 1}["x"]')
         self.assertRejected("2" + "9" * 17 + '["x"]')
-        start = time.perf_counter()
+        start = time.thread_time()
         self.assertRejected("2" + "9" * 1_000_000 + '["x"]')
-        self.assertLess(time.perf_counter() - start, 1.0)
+        self.assertLess(time.thread_time() - start, 1.0)
 
     def test_invalid_json(self) -> None:
         for text in [
@@ -416,15 +416,17 @@ class DecodeErrorTests(SynchronousTestCase):
         self.assertRejected('2["a","\ud800"]')
 
     def test_hostile_deep_nesting_fails_fast_without_recursion_error(self) -> None:
+        # "Fast" in this thread's CPU time (here and in the other bounds of this file): the work the decoder does,
+        # not the wall-clock a loaded machine stretches by running other processes meanwhile.
         for text in [
             "2" + "[" * 100_000,
             "2" + "[" * 100_000 + "]" * 100_000,
             "0" + '{"a":' * 50_000,
             "52-" + "[" * 100_000,
         ]:
-            start = time.perf_counter()
+            start = time.thread_time()
             self.assertRejected(text)
-            self.assertLess(time.perf_counter() - start, 1.0)
+            self.assertLess(time.thread_time() - start, 1.0)
 
     def test_nesting_deeper_than_max_depth(self) -> None:
         text = '2["x",' + "[" * 32 + "]" * 32 + "]"
@@ -474,10 +476,10 @@ class DecodeErrorTests(SynchronousTestCase):
     def test_more_attachments_than_allowed(self) -> None:
         self.assertRejected('511-["a"]', decoder=Decoder(max_attachments=10))
         self.assertRejected("63-[]", decoder=Decoder(max_attachments=2))
-        start = time.perf_counter()
+        start = time.thread_time()
         self.assertRejected('51000000000-["a"]')
         self.assertRejected("5" + "9" * 1_000_000 + '-["a"]')
-        self.assertLess(time.perf_counter() - start, 1.0)
+        self.assertLess(time.thread_time() - start, 1.0)
 
     def test_attachment_count_at_the_limit_is_accepted(self) -> None:
         decoder = Decoder(max_attachments=2)

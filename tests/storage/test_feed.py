@@ -391,7 +391,7 @@ class FeedTestsMixin:
             def settled(txn: Any) -> bool:
                 return bool(txn.scalar("SELECT pg_snapshot_xmin(pg_current_snapshot()) > MAX(xid) FROM changes"))
 
-            await eventually(lambda: self.storage.db.run("test", settled), tries=500)
+            await eventually(lambda: self.storage.db.run("test", settled))
         return await self.storage.feed.position()
 
     @inline

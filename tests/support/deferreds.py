@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable
 from typing import Any, Callable, Coroutine
 
@@ -32,18 +33,24 @@ def sleep(seconds: float) -> defer.Deferred:
     return d
 
 
-async def eventually(probe: Callable[[], Any], expected: Any = True, tries: int = 100, interval: float = 0.02) -> Any:
+async def eventually(
+    probe: Callable[[], Any], expected: Any = True, timeout: float = 15.0, interval: float = 0.02
+) -> Any:
     """Poll ``probe`` (a plain or async callable) until it returns ``expected``; the last value either way.
 
     For conditions another process or thread brings about (Redis, a
-    client's threads), where there is no Deferred to wait on.
+    client's threads), where there is no Deferred to wait on.  The wait is
+    wall-clock ``timeout`` seconds, not a number of tries: on a loaded machine
+    (CI runs the suite two at a time beside other work) each try and each
+    ``interval`` may take far longer than asked, and a count of tries ran out
+    in under the time the condition needed.  A condition that holds returns at
+    once, so a generous timeout costs passing tests nothing.
     """
-    value = None
-    for _ in range(tries):
+    deadline = time.monotonic() + timeout
+    while True:
         value = probe()
         if isinstance(value, Awaitable):
             value = await value
-        if value == expected:
+        if value == expected or time.monotonic() >= deadline:
             return value
         await sleep(interval)
-    return value

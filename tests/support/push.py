@@ -300,7 +300,13 @@ def abort(root: Any) -> None:
             request.channel.transport.abortConnection()
 
 
-async def until(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:
+async def until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    """Wait for ``predicate()``; a test that means a bound (not merely a wait) passes its own ``timeout``.
+
+    The default is generous: CI runs the suite two at a time on a loaded
+    machine, where a delivery taking a few seconds is slowness, not a bug, and
+    a condition that holds ends the wait at once.
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
