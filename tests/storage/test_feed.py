@@ -472,6 +472,31 @@ class OutOfOrderCommitTests(TwoWritersTestCase):
         self.assertEqual((await self.storage.feed.read(bob, again.cursor, 10)).changes, [])
 
     @inline
+    async def test_a_transaction_left_open_across_a_prune_expires_no_fresh_cursor(self) -> None:
+        """A session idle in transaction since before the pruned changes: new cursors still read, old ones expire."""
+        bob = (await self.storage.users.create("bob", "x", T0)).id
+        others = [(await self.storage.users.create(f"u{i}", "x", T0)).id for i in range(3)]
+        before = await self.storage.feed.position()
+        idle, writer = self.conns
+        held = self.write(idle, bob, others[0])  # open, with an xid older than everything pruned below
+        self.write(writer, bob, others[1])
+        writer.commit()
+        self.assertGreater(await self.storage.feed.prune(T0 + 50), 0)
+        fresh = await self.storage.feed.position()
+        self.assertEqual((await self.storage.feed.read(bob, fresh, 10)).changes, [])
+        with self.assertRaises(UserError) as refused:
+            await self.storage.feed.read(bob, before, 10)
+        self.assertEqual(refused.exception.message, EXPIRED_CURSOR)
+        # New changes reach the fresh cursor while the transaction stays open.
+        self.write(writer, bob, others[2])
+        writer.commit()
+        page = await self.storage.feed.read(bob, fresh, 10)
+        self.assertEqual([c.actor_id for c in page.changes], [others[2]])
+        self.assertEqual((await self.storage.feed.read(bob, page.cursor, 10)).changes, [])
+        self.assertGreater(held, 0)
+        idle.rollback()
+
+    @inline
     async def test_a_commit_while_paging_a_window_waits_for_the_next_window(self) -> None:
         bob = (await self.storage.users.create("bob", "x", T0)).id
         others = [(await self.storage.users.create(f"u{i}", "x", T0)).id for i in range(4)]

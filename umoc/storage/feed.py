@@ -337,6 +337,29 @@ def _covers(outer: tuple[int, int, list[int]], inner: tuple[int, int, list[int]]
     return xmax <= outer[1] and all(x in running for x in outer[2] if x < xmax)
 
 
+def _pruned_past(lower: tuple[int, int, list[int]], running_now: set[int], pruned_xid: int) -> bool:
+    """Whether `FeedStore.prune` may have deleted a change past the cursor whose lower snapshot is ``lower``.
+
+    Pruning deletes committed changes only, through the transaction
+    ``pruned_xid``.  A pruned transaction is behind the cursor when it is
+    visible in ``lower``: older than its xmin, or older than its xmax and not
+    one of those running then.  The newest pruned one must be visible; an
+    older one is unknown only if it was running at ``lower`` and has ended
+    since (one in ``running_now``, still running, cannot have been pruned).  Comparing
+    with the xmin alone refused every cursor, fresh ones too, while any
+    transaction anywhere on the server stayed open since before the pruned
+    changes (a session left idle in transaction), so no client could sync.
+    Once such a transaction ends, a cursor taken while it ran is refused
+    once (whether it was pruned is no longer known): its client reloads.
+    """
+    xmin, xmax, running_then = lower
+    if pruned_xid < xmin:
+        return False
+    if pruned_xid >= xmax or pruned_xid in running_then:
+        return True
+    return any(x < pruned_xid and x not in running_now for x in running_then)
+
+
 def _pg_read_txn(
     txn: Txn, user_id: int, cursor: _PgCursor, limit: int, covered: str | None = None
 ) -> tuple[list[Any], str, bool]:
@@ -356,8 +379,9 @@ def _pg_read_txn(
         if not _covers(_snapshot(covered), _snapshot(cursor.upper or cursor.lower)):
             raise ReplicaBehindError()  # the replica is behind this cursor: the primary answers
     _, pruned_xid = _pruned_txn(txn)
-    # Every pruned transaction older than the lower snapshot's xmin was visible in it: behind the cursor.
-    if pruned_xid is not None and pruned_xid >= _snapshot(cursor.lower)[0]:
+    # On a replica nothing is known to be running: the prune it replayed may be newer than ``covered``.
+    running_now = set(_snapshot(now)[2]) if covered is None else set()
+    if pruned_xid is not None and _pruned_past(_snapshot(cursor.lower), running_now, pruned_xid):
         raise UserError(EXPIRED_CURSOR, code="cursor_expired")
     upper = cursor.upper or now
     # Every transaction older than the lower snapshot's xmin is visible in it: start there.
