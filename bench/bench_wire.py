@@ -190,8 +190,15 @@ class Node:
         gate = Gatekeeper()
         self.engine = EngineServer(self.clock, settings, lambda session: SocketIOConnection(session, app))
         root = resource.Resource()
-        root.putChild(b"socket.io", engine_resource(self.engine, gate, Cors(gate)))
-        self.site = server.Site(root)
+        sockets = engine_resource(self.engine, gate, Cors(gate))
+        root.putChild(b"socket.io", sockets)
+        try:  # the server's own site: its WebSocket upgrades skip twisted.web's request
+            from umoc.transport.upgrade import UpgradeSite
+        except ImportError:  # a tree from before it
+            self.site = server.Site(root)
+        else:
+            self.site = UpgradeSite(root)
+            self.site.add_upgrade(b"/socket.io/", sockets.websocket_factory)
         self.site.noisy = False
         self.site.log = lambda request: None  # no access log on stdout
         self.events = 0

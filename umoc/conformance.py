@@ -39,6 +39,7 @@ from umoc.transport.engine import EngineServer, EngineSession, Outgoing
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.resource import engine_resource
 from umoc.transport.socketio import ClientSocket, Identity, SocketIOConnection
+from umoc.transport.upgrade import UpgradeSite
 
 __all__ = ["ConformanceApp", "EchoHandler", "build_conformance_site", "conformance_settings", "main"]
 
@@ -127,9 +128,11 @@ def build_conformance_site(clock: IReactorTime) -> tuple[server.Site, list[Engin
         lambda session: SocketIOConnection(session, app, connect_timeout=settings.connect_timeout),
     )
     root = _Root()
-    root.putChild(b"engine.io", engine_resource(echo, gate, cors))
-    root.putChild(b"socket.io", engine_resource(sockets, gate, cors))
-    site = server.Site(root)
+    resources = {b"engine.io": engine_resource(echo, gate, cors), b"socket.io": engine_resource(sockets, gate, cors)}
+    site = UpgradeSite(root)
+    for name, endpoint in resources.items():
+        root.putChild(name, endpoint)
+        site.add_upgrade(b"/" + name + b"/", endpoint.websocket_factory)
     site.noisy = False
     return site, [echo, sockets]
 

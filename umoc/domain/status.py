@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from umoc.cluster.hub import Hub
 from umoc.cluster.presence import Presence
@@ -29,6 +30,55 @@ __all__ = ["StatusAnnouncer"]
 log = Logger()
 
 
+class FriendReads:
+    """``friend_ids`` for many users in one read, for the announcements of a burst of connects.
+
+    Every socket that opens or closes for a user's first or last time reads
+    the user's friends; in a burst (clients reconnecting after a restart, a
+    load balancer's shift) that was one database round trip per socket, on
+    PostgreSQL most of what a connect cost.  The first caller reads at
+    once, alone; callers that come while a read is in flight wait for the
+    next one, which reads for all of them (at most `MAX_USERS`).  Each read
+    starts after its callers asked, so no answer is older than the call.
+    """
+
+    MAX_USERS = 500
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._waiting: dict[int, list[defer.Deferred[list[int]]]] = {}
+        self._reading = False
+
+    def get(self, user_id: int) -> defer.Deferred[list[int]]:
+        d: defer.Deferred[list[int]] = defer.Deferred()
+        self._waiting.setdefault(user_id, []).append(d)
+        if not self._reading:
+            self._read()
+        return d
+
+    def _read(self) -> None:
+        waiting = self._waiting
+        if len(waiting) > self.MAX_USERS:
+            batch = dict(list(waiting.items())[: self.MAX_USERS])
+            for user_id in batch:
+                del waiting[user_id]
+        else:
+            batch, self._waiting = waiting, {}
+        self._reading = True
+        defer.maybeDeferred(self._storage.contacts.friend_ids_of, list(batch)).addBoth(self._answer, batch)
+
+    def _answer(self, result: Any, batch: dict[int, list[defer.Deferred[list[int]]]]) -> None:
+        self._reading = False
+        if self._waiting:
+            self._read()
+        for user_id, waiters in batch.items():
+            for d in waiters:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(list(result[user_id]))
+
+
 class StatusAnnouncer:
     #: Users announced at once when many change together (a node died): the database is shared.
     CONCURRENCY = 4
@@ -38,6 +88,7 @@ class StatusAnnouncer:
         self._storage = storage
         self._hub = hub
         self._clock = clock
+        self._friends = FriendReads(storage)
 
     async def socket_opened(self, user_id: int, username: str) -> None:
         if await self._presence.socket_opened(user_id):
@@ -48,14 +99,14 @@ class StatusAnnouncer:
             await self._offline(user_id, username)
 
     async def _online(self, user_id: int, username: str) -> None:
-        friends = await self._storage.contacts.friend_ids(user_id)
+        friends = await self._friends.get(user_id)
         status = {"user_id": user_id, "username": username, "status": "online"}
         self._hub.tell(friends, notices.USER_STATUS(status))
 
     async def _offline(self, user_id: int, username: str) -> None:
         now = self._clock.seconds()
         await self._storage.users.set_last_seen(user_id, now)
-        friends = await self._storage.contacts.friend_ids(user_id)
+        friends = await self._friends.get(user_id)
         self._hub.tell(
             friends,
             notices.USER_STATUS({"user_id": user_id, "username": username, "status": "offline", "last_seen": iso(now)}),

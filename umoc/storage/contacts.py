@@ -9,7 +9,7 @@ from twisted.internet import defer
 
 from umoc.errors import RefusedError
 from umoc.storage.changes import NewChange, record_txn
-from umoc.storage.database import Database, Row, Txn
+from umoc.storage.database import Database, Row, Txn, in_clause
 from umoc.storage.relations import BLOCKED, FRIEND, NEW, ensure_direct_chat_txn, statuses_txn
 from umoc.streaks import shown
 
@@ -271,6 +271,23 @@ class ContactStore:
             return [int(r["contact_id"]) for r in rows]
 
         return self._db.read("contacts.friend_ids", txn_fn)
+
+    def friend_ids_of(self, user_ids: builtins.list[int]) -> defer.Deferred[dict[int, builtins.list[int]]]:
+        """`friend_ids` of each of ``user_ids`` in one read (every one of them a key, friendless or not)."""
+
+        def txn_fn(txn: Txn) -> dict[int, list[int]]:
+            found: dict[int, list[int]] = {user_id: [] for user_id in user_ids}
+            rows = txn.execute(
+                "SELECT c.owner_id, c.contact_id FROM contacts c JOIN contacts r"
+                " ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
+                " WHERE c.owner_id IN " + in_clause(user_ids) + " AND c.status = ? AND r.status = ?",
+                (*user_ids, FRIEND, FRIEND),
+            ).fetchall()
+            for r in rows:
+                found[int(r["owner_id"])].append(int(r["contact_id"]))
+            return found
+
+        return self._db.read("contacts.friend_ids_of", txn_fn)
 
     def blocked_between(self, a: int, b: int) -> defer.Deferred[bool]:
         """Whether either user blocked the other."""

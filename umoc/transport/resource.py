@@ -27,6 +27,8 @@ class EngineIOResource(resource.Resource):
         self._websocket = websocket
         self._polling = polling
         self._cors = cors
+        #: What `umoc.transport.upgrade.UpgradeSite.add_upgrade` opens this endpoint's WebSockets with.
+        self.websocket_factory: EngineWebSocketFactory = websocket._factory
 
     def render(self, request: IRequest) -> Any:
         if self._cors is not None and self._cors(request):

@@ -734,11 +734,23 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         reads exactly as Autobahn (or `EngineWebSocketProtocol.onConnect`)
         writes it.  No side effects: the connection is not touched here.
         """
+        if not self.plain_request(request.method, cast(Any, request).clientproto, request.uri):
+            return None
+        # Autobahn's resource joins a header's values with "," and gives it one line: one value per name.
+        headers: dict[str, str] = {}
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            value = values[0] if len(values) == 1 else b",".join(values)
+            if not _FIELD_NAME.fullmatch(name) or _FIELD_VALUE_INVALID.search(value):
+                return None
+            headers[name.decode("ascii").lower()] = value.decode("iso-8859-1").strip(" \t")
+        return self.check_fields(headers, cast(Any, request).args, transport)
+
+    def plain_request(self, method: bytes, version: bytes, target: bytes) -> bool:
+        """`check_handshake`'s first part: the request line, and settings the fast handshake does not cover."""
         protocol: Any = self.protocol  # its settings are class attributes
-        target = request.uri
-        if (
-            request.method != b"GET"
-            or cast(Any, request).clientproto != b"HTTP/1.1"
+        return not (
+            method != b"GET"
+            or version != b"HTTP/1.1"
             or not _PLAIN_TARGET.fullmatch(target)
             or target[:2] == b"//"
             or self.externalPort
@@ -748,15 +760,13 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             or protocol.autoPingInterval
             or protocol.trackTimings
             or 13 not in protocol.versions
-        ):
-            return None
-        # Autobahn's resource joins a header's values with "," and gives it one line: one value per name.
-        headers: dict[str, str] = {}
-        for name, values in request.requestHeaders.getAllRawHeaders():
-            value = values[0] if len(values) == 1 else b",".join(values)
-            if not _FIELD_NAME.fullmatch(name) or _FIELD_VALUE_INVALID.search(value):
-                return None
-            headers[name.decode("ascii").lower()] = value.decode("iso-8859-1").strip(" \t")
+        )
+
+    def check_fields(
+        self, headers: dict[str, str], args: dict[bytes, list[bytes]], transport: Any
+    ) -> _Handshake | None:
+        """`check_handshake`'s second part: the headers (lower-case names, checked values) and the query."""
+        protocol: Any = self.protocol
         host = headers.get("host")
         if host is None:
             return None
@@ -802,7 +812,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
                 return None  # compression accepted: Autobahn sets it up
         # twisted.web's parse of the (ASCII) query, read as Autobahn's: blank values dropped, text decoded.
         query: dict[str, str] = {}
-        for name, values in cast(Any, request).args.items():
+        for name, values in args.items():
             for value in values:
                 if value:
                     query[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
@@ -811,6 +821,32 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         if self.refuse_reason(query, headers, remote_ip, ISSLTransport.providedBy(transport)):
             return None
         return _Handshake(headers, query, key, remote_ip)
+
+    def take_over(
+        self, transport: Any, handshake: _Handshake, rest: bytes, paused: Any = None
+    ) -> EngineWebSocketProtocol:
+        """A new `EngineWebSocketProtocol` on ``transport``, open on the checked ``handshake``; the protocol.
+
+        ``rest``: what the client sent after the request.  ``paused``: the
+        producer twisted.web paused while it handled the request, to resume.
+        """
+        protocol = cast(EngineWebSocketProtocol, self.buildProtocol(transport.getPeer()))
+        if isinstance(transport, ProtocolWrapper):
+            transport.wrappedProtocol = protocol
+        elif isinstance(transport.protocol, ProtocolWrapper):
+            transport.protocol.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        # The handshake completes below, before the reactor runs again: no opening-handshake timer to set.
+        protocol.openHandshakeTimeout = 0
+        try:
+            protocol.makeConnection(transport)
+        finally:
+            del protocol.openHandshakeTimeout
+        if paused is not None:
+            paused.resumeProducing()
+        protocol.accept_handshake(handshake, rest)
+        return protocol
 
     def remote_ip_of(self, protocol: EngineWebSocketProtocol) -> str:
         peer = protocol.transport.getPeer()
@@ -842,25 +878,10 @@ class EngineWebSocketResource(WebSocketResource):
         handshake = None if transport is None else self._factory.check_handshake(request, transport)
         if handshake is None:
             return super().render(request)
-        protocol = cast(EngineWebSocketProtocol, self._factory.buildProtocol(transport.getPeer()))
         # Take over the transport from twisted.web, as Autobahn's resource does.
         channel.transport = None
-        if isinstance(transport, ProtocolWrapper):
-            transport.wrappedProtocol = protocol
-        elif isinstance(transport.protocol, ProtocolWrapper):
-            transport.protocol.wrappedProtocol = protocol
-        else:
-            transport.protocol = protocol
-        # The handshake completes below, before the reactor runs again: no opening-handshake timer to set.
-        protocol.openHandshakeTimeout = 0
-        try:
-            protocol.makeConnection(transport)
-        finally:
-            del protocol.openHandshakeTimeout
         producer = getattr(transport, "_networkProducer", None)
-        if producer is not None:
-            producer.resumeProducing()
-        elif hasattr(transport, "resumeProducing"):
-            transport.resumeProducing()
-        protocol.accept_handshake(handshake, cast(Any, request).content.read())
+        if producer is None and hasattr(transport, "resumeProducing"):
+            producer = transport
+        self._factory.take_over(transport, handshake, cast(Any, request).content.read(), producer)
         return NOT_DONE_YET

@@ -13,6 +13,7 @@ from umoc.transport.cors import Cors
 from umoc.transport.engine import EngineServer
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.resource import engine_resource
+from umoc.transport.upgrade import UpgradeSite
 from umoc.web.accesslog import access_log_formatter
 from umoc.web.auth import auth_resources
 from umoc.web.health import LivenessResource, MetricsResource, ReadinessResource
@@ -22,8 +23,11 @@ from umoc.webclient.resource import web_client_resource
 __all__ = ["UmocSite", "build_metrics_site", "build_site"]
 
 
-class UmocSite(server.Site):
-    """A Site that can drop its idle keep-alive connections when the server stops."""
+class UmocSite(UpgradeSite):
+    """A Site that can drop its idle keep-alive connections when the server stops.
+
+    WebSocket upgrades to ``/socket.io/`` skip twisted.web (`UpgradeSite`).
+    """
 
     def __init__(
         self,
@@ -46,6 +50,12 @@ class UmocSite(server.Site):
         if self._closing:
             return None  # shutting down: refuse, the port is about to close
         channel = super().buildProtocol(addr)
+        self._channels.add(channel)
+        return channel
+
+    def http_channel(self, addr: Any) -> Any:
+        # A connection whose first read was not a fast upgrade: its twisted.web channel is tracked instead.
+        channel = super().http_channel(addr)
         self._channels.add(channel)
         return channel
 
@@ -134,7 +144,8 @@ def build_site(
     if config.web_client.enabled:
         # "/" and the client's static files
         root.children.update(web_client_resource(config.web_client.connect_src).children)
-    root.putChild(b"socket.io", engine_resource(engine, gate, cors))
+    sockets = engine_resource(engine, gate, cors)
+    root.putChild(b"socket.io", sockets)
     api = Api(gate, cors)
     for name, child in {**auth_resources(services, gate), **extra_api}.items():
         api.putChild(name, child)
@@ -149,6 +160,7 @@ def build_site(
         log_formatter=access_log_formatter(gate),
         request_factory=request_factory,
     )
+    site.add_upgrade(b"/socket.io/", sockets.websocket_factory)
     engine.shutdown_hooks.append(site.close_connections)
     site.displayTracebacks = False
     site.noisy = False

@@ -1,0 +1,58 @@
+"""`FriendReads`: the friends of users going on- or offline together are read in one round trip, on both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+
+from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.deferreds import inline
+from umoc.domain.status import FriendReads
+
+
+class FriendReadsTestsMixin:
+    storage: Any
+
+    async def users(self) -> list[int]:
+        """alice, bob, carol, dan: alice friends with bob and carol; carol only asked by dan."""
+        ids = [(await self.storage.users.create(name, "h", 1.0)).id for name in ("alice", "bob", "carol", "dan")]
+        alice, bob, carol, _ = ids
+        for friend, name in ((bob, "bob"), (carol, "carol")):
+            await self.storage.contacts.request(alice, name, 2.0)
+            await self.storage.contacts.accept(friend, alice, 3.0)
+        await self.storage.contacts.request(ids[3], "carol", 4.0)
+        return ids
+
+    @inline
+    async def test_friends_of_several_users_come_from_one_read_each_as_friend_ids_says(self) -> None:
+        ids = await self.users()
+        reads: list[list[int]] = []
+        friend_ids_of = self.storage.contacts.friend_ids_of
+
+        def counted(user_ids: list[int]) -> Any:
+            reads.append(sorted(user_ids))
+            return friend_ids_of(user_ids)
+
+        self.storage.contacts.friend_ids_of = counted
+        reader = FriendReads(self.storage)
+        got = await defer.gatherResults([reader.get(user_id) for user_id in (*ids, ids[0])])
+        expected = [sorted(await self.storage.contacts.friend_ids(user_id)) for user_id in (*ids, ids[0])]
+        self.assertEqual([sorted(friends) for friends in got], expected)
+        self.assertEqual(expected[0], sorted(ids[1:3]))
+        # The first asks alone; the others, asked while it was read, share the next read.
+        self.assertEqual(reads, [[ids[0]], sorted(ids)])
+
+    @inline
+    async def test_a_failed_read_fails_its_callers_and_the_next_callers_read_again(self) -> None:
+        ids = await self.users()
+        friend_ids_of = self.storage.contacts.friend_ids_of
+        self.storage.contacts.friend_ids_of = lambda user_ids: defer.fail(RuntimeError("database away"))
+        reader = FriendReads(self.storage)
+        with self.assertRaises(RuntimeError):
+            await reader.get(ids[0])
+        self.storage.contacts.friend_ids_of = friend_ids_of
+        self.assertEqual(sorted(await reader.get(ids[0])), sorted(ids[1:3]))
+
+
+for_each_backend(FriendReadsTestsMixin, DatabaseTestCase, globals())
