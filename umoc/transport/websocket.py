@@ -225,6 +225,48 @@ _HANDSHAKE_FIELDS = (
 )
 
 
+#: What an open connection sets on itself, in the order the class first learns them (`_learn_fields`).
+_OPEN_FIELDS = (
+    "is_closed",
+    "is_open",
+    "session",
+    "factory",
+    "connected",
+    "transport",
+    "trafficStats",
+    "state",
+    "data",
+    "openHandshakeTimeout",
+    "_fast_limit",
+    "_socket",
+    "_query",
+    "_headers",
+    "http_headers",
+    "_remote_ip",
+    "_out",
+    "_paused",
+    "_backlog",
+    "_next_batch",
+    "probe",
+)
+
+
+def _learn_fields(protocol: type) -> None:
+    """Have ``protocol`` learn the names `_OPEN_FIELDS` first, on a throwaway instance.
+
+    CPython 3.11 keeps an instance's attributes in a compact array indexed by
+    names its class learns from the first instances, at most 30 of them; an
+    instance that sets a name past those gets a plain dict for good, and the
+    interpreter's fast attribute reads refuse it (see `EngineWebSocketProtocol.onOpen`).
+    A connection through Autobahn's own handshake sets some 34 names: were it
+    the first of a node, every later connection would set ``_out`` (its first
+    write) past the 30 and lose the fast reads.
+    """
+    seed: Any = object.__new__(protocol)
+    for name in _OPEN_FIELDS:
+        object.__setattr__(seed, name, None)
+
+
 class _Handshake(NamedTuple):
     """What a checked upgrade request says, for `EngineWebSocketProtocol.accept_handshake`."""
 
@@ -726,6 +768,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
                 {a: staticmethod(v) if inspect.isfunction(v) else v for a, v in settings.items()},
             ),
         )
+        _learn_fields(self.protocol)
 
     def writer_for(self, reactor: Any) -> TurnWriter:
         """The `TurnWriter` of the reactor that runs these connections (one in production)."""
