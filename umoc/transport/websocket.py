@@ -205,6 +205,9 @@ _FIELD_VALUE_INVALID = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: 16 bytes in base64, as Autobahn checks a Sec-WebSocket-Key.
 _WEBSOCKET_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
 _WS_MAGIC = WebSocketProtocol._WS_MAGIC
+# Autobahn's states as module constants for the per-frame methods: CPython 3.11 does not specialise
+# reading a class attribute through an instance (``self.STATE_OPEN``), a global it does.
+_OPEN, _CLOSING, _CLOSED = WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSING, WebSocketProtocol.STATE_CLOSED
 _txaio: Any = txaio
 #: What an open connection keeps nothing of (`EngineWebSocketProtocol.onOpen`).
 _HANDSHAKE_FIELDS = (
@@ -548,7 +551,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             not self._fast_limit  # connectionMade has not run: nothing is set up yet
             or self.current_frame is not None
             or self.inside_message
-            or self.state != self.STATE_OPEN
+            or self.state != _OPEN
             or self.failedByMe
             or self.logFrames
         ):
@@ -577,7 +580,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         logs.  Only an open connection takes the short path; the handshake
         and Autobahn's octet logging go through Autobahn unchanged.
         """
-        if self.state != self.STATE_OPEN or self.logOctets:
+        if self.state != _OPEN or self.logOctets:
             self._dataReceived(data)
             return
         self.trafficStats.incomingOctetsWireLevel += len(data)
@@ -586,11 +589,11 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def consumeData(self) -> None:
         """Autobahn's loop, with a budget per reactor turn (see the module docstring)."""
-        if self.state != self.STATE_OPEN and self.state != self.STATE_CLOSING:
+        if self.state != _OPEN and self.state != _CLOSING:
             super().consumeData()
             return
         budget = self.STEPS_PER_TURN
-        while budget > 0 and self.state != self.STATE_CLOSED:
+        while budget > 0 and self.state != _CLOSED:
             more = self._fast_frame()
             if more is None:
                 if not self.processData():
@@ -600,7 +603,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
                 budget -= 2  # the two steps Autobahn takes for one frame
             else:
                 break
-        if budget <= 0 and self.state != self.STATE_CLOSED and self._next_batch is None:
+        if budget <= 0 and self.state != _CLOSED and self._next_batch is None:
             self.transport.pauseProducing()
             self._next_batch = self.factory.engine.clock.callLater(0, self._take_next_batch)
 
@@ -697,7 +700,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def _admit(self, size: int) -> bool:
         """Count what a paused (slow) client owes; drop it when it owes too much."""
-        if self.state != self.STATE_OPEN:
+        if self.state != _OPEN:
             return False
         if self._paused:
             self._backlog += size
