@@ -6,8 +6,10 @@ state machine; frames are built byte by byte as a browser would send them.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
+import sys
 from pprint import pformat
 from typing import Any, cast
 
@@ -28,7 +30,12 @@ from umoc.transport.cors import Cors
 from umoc.transport.engine import EngineServer, Outgoing
 from umoc.transport.gate import Gatekeeper
 from umoc.transport.resource import engine_resource
-from umoc.transport.websocket import EngineWebSocketFactory, EngineWebSocketProtocol, _autobahn_pformat
+from umoc.transport.websocket import (
+    _OPEN_FIELDS,
+    EngineWebSocketFactory,
+    EngineWebSocketProtocol,
+    _autobahn_pformat,
+)
 
 HANDSHAKE = (
     b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
@@ -193,6 +200,49 @@ class SharedSettingsTests(unittest.TestCase):
         protocol = self.connect(self.factory(1000))[0]
         self.assertEqual((protocol.http_request_data, protocol.http_response_data), (None, None))
         self.assertEqual((protocol.http_headers, protocol._headers, protocol._query), ({}, {}, {}))
+
+
+def _inline_values(obj: object) -> bool:
+    """CPython 3.11: whether ``obj`` keeps its attributes in its inline values (not a dict object).
+
+    The values pointer sits four words before the object (``_PyObject_ValuesPointer``); it is
+    NULL once the instance's ``__dict__`` was made, after which attribute reads are not specialised.
+    """
+    return ctypes.c_void_p.from_address(id(obj) - 4 * ctypes.sizeof(ctypes.c_void_p)).value is not None
+
+
+class InlineValuesTests(unittest.TestCase):
+    """An open connection's ``self.x`` stay on CPython's specialised fast path (bench_wire ingest1)."""
+
+    def setUp(self) -> None:
+        if sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11):
+            raise unittest.SkipTest("reads CPython 3.11's object layout")
+        self.site = _site()
+
+    def connect(self) -> Any:
+        """A WebSocket through the site, as clients connect (the fast handshake unless patched)."""
+        output, protocol = _request(self, self.site, HANDSHAKE)
+        self.assertIn(b"101 Switching Protocols", output)
+        return protocol
+
+    def test_an_open_connection_keeps_inline_values_through_frames_and_writes(self) -> None:
+        protocol = self.connect()
+        protocol.dataReceived(client_frame(b'42["x"]'))
+        protocol.send_frame("2")
+        protocol._out = None  # what a TCP connection's first write sets (`TurnWriter`)
+        protocol.pauseProducing()
+        protocol.resumeProducing()
+        self.assertTrue(_inline_values(protocol))
+
+    def test_a_first_connection_with_many_fields_does_not_push_later_ones_off(self) -> None:
+        # Autobahn's own handshake sets more names than the class has room for (30).
+        self.patch(EngineWebSocketFactory, "check_handshake", lambda *args: None)
+        self.assertFalse(_inline_values(self.connect()))
+        self.patch(EngineWebSocketFactory, "check_handshake", _CHECK_HANDSHAKE)
+        protocol = self.connect()
+        for name in _OPEN_FIELDS:  # every name an open connection sets, as it sets them
+            setattr(protocol, name, getattr(protocol, name))
+        self.assertTrue(_inline_values(protocol))
 
 
 class BatchingTests(unittest.TestCase):

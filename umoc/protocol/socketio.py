@@ -277,7 +277,9 @@ _LONG_NUMBER = b"0" * 19
 
 
 def _loads(text: str) -> Any:
-    if _orjson is not None and _LONG_NUMBER not in text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO):
+    # ``find``, not ``not in``: CPython's ``bytes.__contains__`` first tries its argument as an
+    # integer (``0 in b"..."``) and formats a TypeError it then drops, on every call (1,800 instructions).
+    if _orjson is not None and text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO).find(_LONG_NUMBER) < 0:
         try:
             # Refuses what the standard decoder refuses below (NaN, infinite numbers, lone
             # surrogates, trailing data), which then says why in its own words.

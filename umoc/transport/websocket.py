@@ -153,7 +153,8 @@ class _Lazy:
     def __get__(self, obj: Any, owner: Any = None) -> Any:
         if obj is None:
             return self
-        value = obj.__dict__[self.name] = self.make(obj)
+        value = self.make(obj)
+        setattr(obj, self.name, value)  # not through ``__dict__``: see `EngineWebSocketProtocol.onOpen`
         return value
 
 
@@ -204,6 +205,9 @@ _FIELD_VALUE_INVALID = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: 16 bytes in base64, as Autobahn checks a Sec-WebSocket-Key.
 _WEBSOCKET_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
 _WS_MAGIC = WebSocketProtocol._WS_MAGIC
+# Autobahn's states as module constants for the per-frame methods: CPython 3.11 does not specialise
+# reading a class attribute through an instance (``self.STATE_OPEN``), a global it does.
+_OPEN, _CLOSING, _CLOSED = WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSING, WebSocketProtocol.STATE_CLOSED
 _txaio: Any = txaio
 #: What an open connection keeps nothing of (`EngineWebSocketProtocol.onOpen`).
 _HANDSHAKE_FIELDS = (
@@ -222,6 +226,48 @@ _HANDSHAKE_FIELDS = (
     "websocket_extensions",
     "_wskey",
 )
+
+
+#: What an open connection sets on itself, in the order the class first learns them (`_learn_fields`).
+_OPEN_FIELDS = (
+    "is_closed",
+    "is_open",
+    "session",
+    "factory",
+    "connected",
+    "transport",
+    "trafficStats",
+    "state",
+    "data",
+    "openHandshakeTimeout",
+    "_fast_limit",
+    "_socket",
+    "_query",
+    "_headers",
+    "http_headers",
+    "_remote_ip",
+    "_out",
+    "_paused",
+    "_backlog",
+    "_next_batch",
+    "probe",
+)
+
+
+def _learn_fields(protocol: type) -> None:
+    """Have ``protocol`` learn the names `_OPEN_FIELDS` first, on a throwaway instance.
+
+    CPython 3.11 keeps an instance's attributes in a compact array indexed by
+    names its class learns from the first instances, at most 30 of them; an
+    instance that sets a name past those gets a plain dict for good, and the
+    interpreter's fast attribute reads refuse it (see `EngineWebSocketProtocol.onOpen`).
+    A connection through Autobahn's own handshake sets some 34 names: were it
+    the first of a node, every later connection would set ``_out`` (its first
+    write) past the 30 and lose the fast reads.
+    """
+    seed: Any = object.__new__(protocol)
+    for name in _OPEN_FIELDS:
+        object.__setattr__(seed, name, None)
 
 
 class _Handshake(NamedTuple):
@@ -421,10 +467,15 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         try:
             self._open()
         finally:
-            # What only the handshake needed: back to the class's empty values.
-            fields = self.__dict__
+            # What only the handshake needed: back to the class's empty values (None, `_EMPTY`, or
+            # unset).  Never through ``self.__dict__``: on CPython 3.11 reading an instance's
+            # ``__dict__`` moves its attributes into a dict object for good, and the interpreter's
+            # specialised attribute reads refuse such an object, so every ``self.x`` of every frame
+            # after it took the slow generic lookup (bench_wire ingest1: about 3,700 instructions).
             for name in _HANDSHAKE_FIELDS:
-                fields.pop(name, None)
+                value = getattr(self, name, None)
+                if value is not None and value is not _EMPTY:
+                    delattr(self, name)
 
     def _open(self) -> None:
         sid = self._query.get("sid")
@@ -500,7 +551,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             not self._fast_limit  # connectionMade has not run: nothing is set up yet
             or self.current_frame is not None
             or self.inside_message
-            or self.state != self.STATE_OPEN
+            or self.state != _OPEN
             or self.failedByMe
             or self.logFrames
         ):
@@ -529,7 +580,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         logs.  Only an open connection takes the short path; the handshake
         and Autobahn's octet logging go through Autobahn unchanged.
         """
-        if self.state != self.STATE_OPEN or self.logOctets:
+        if self.state != _OPEN or self.logOctets:
             self._dataReceived(data)
             return
         self.trafficStats.incomingOctetsWireLevel += len(data)
@@ -538,11 +589,11 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def consumeData(self) -> None:
         """Autobahn's loop, with a budget per reactor turn (see the module docstring)."""
-        if self.state != self.STATE_OPEN and self.state != self.STATE_CLOSING:
+        if self.state != _OPEN and self.state != _CLOSING:
             super().consumeData()
             return
         budget = self.STEPS_PER_TURN
-        while budget > 0 and self.state != self.STATE_CLOSED:
+        while budget > 0 and self.state != _CLOSED:
             more = self._fast_frame()
             if more is None:
                 if not self.processData():
@@ -552,7 +603,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
                 budget -= 2  # the two steps Autobahn takes for one frame
             else:
                 break
-        if budget <= 0 and self.state != self.STATE_CLOSED and self._next_batch is None:
+        if budget <= 0 and self.state != _CLOSED and self._next_batch is None:
             self.transport.pauseProducing()
             self._next_batch = self.factory.engine.clock.callLater(0, self._take_next_batch)
 
@@ -601,7 +652,9 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def _send_wire(self, wire: bytes) -> None:
         """Autobahn's ``sendData`` without its per-call debug-log arguments, built even when unused."""
-        if self.__dict__.get("send_queue") or self.logOctets:
+        # ``triggered`` is Autobahn's "the send queue is draining" (set whenever it queues), read instead
+        # of the queue itself so the lazy queue is not made, nor ``__dict__`` read (see `onOpen`).
+        if self.triggered or self.logOctets:
             self.sendData(wire)  # behind Autobahn's queued writes, or logged
             return
         self.trafficStats.outgoingOctetsWireLevel += len(wire)
@@ -647,7 +700,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def _admit(self, size: int) -> bool:
         """Count what a paused (slow) client owes; drop it when it owes too much."""
-        if self.state != self.STATE_OPEN:
+        if self.state != _OPEN:
             return False
         if self._paused:
             self._backlog += size
@@ -718,6 +771,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
                 {a: staticmethod(v) if inspect.isfunction(v) else v for a, v in settings.items()},
             ),
         )
+        _learn_fields(self.protocol)
 
     def writer_for(self, reactor: Any) -> TurnWriter:
         """The `TurnWriter` of the reactor that runs these connections (one in production)."""

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
@@ -116,6 +116,27 @@ def _postgres_open(timeout_ms: int | None, conn: Any) -> None:
 
 #: ``database.sqlite_synchronous`` -> the PRAGMA's value.
 SQLITE_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+
+
+def _bind_as_is() -> None:
+    """Tell `sqlite3` that None, bools and bytes bind as they are.
+
+    `sqlite3` binds only exact ints, floats, strings and bytearrays without
+    asking its adapter registry; for every other parameter (a NULL column, a
+    flag, a blob) it asks the registry, then the ``PrepareProtocol`` type for
+    ``__adapt__``, which raises and drops an AttributeError with its message
+    formatted: about 3,000 instructions per such parameter, several in every
+    message's insert.  Registered, each is one C call returning the same
+    value (None, the int the bool is, the same bytes): what is bound does
+    not change.  Process-wide, as `sqlite3`'s registry is.
+    """
+    as_null = cast("Callable[[None], None]", {}.get)  # {}.get(None) is None, without a Python call
+    sqlite3.register_adapter(type(None), as_null)
+    sqlite3.register_adapter(bool, int)
+    sqlite3.register_adapter(bytes, bytes)  # bytes(b) is b itself
+
+
+_bind_as_is()
 
 
 def _sqlite_open(synchronous: str, conn: sqlite3.Connection) -> None:
@@ -249,7 +270,10 @@ class _GuardedPool(adbapi.ConnectionPool):
         try:
             if job.expired:  # the deadline passed while the connection opened
                 raise DatabaseUnavailableError()
-            result = interaction(trans)
+            # The driver's own cursor, not adbapi's `Transaction` around it: that wrapper finds ``execute``,
+            # ``fetchone`` and the rest through ``__getattr__``, after a failed lookup that formats an
+            # AttributeError each time (several per message; ``bench/bench_hotpath.py``).
+            result = interaction(trans._cursor)
             trans.close()
             self._commit(conn, raw)
             return result
