@@ -476,11 +476,13 @@ class EveryEdgeWebhooksMixin:
         await response.content()
         alice, bob = await self.person("alice"), await self.person("bob")
         await self.befriend(alice, bob)
-        by_socket = await alice.call("delete_message", message_id=(await self.send(alice, bob))["message_id"])
-        second = await self.send(alice, bob)
         # A message deleted before its message.created is rendered is never announced (the outbox renders
-        # rows as they are then): let the webhook go first, or the CLI, which no longer migrates before it
-        # acts and so is quicker, may win the race.
+        # rows as they are then): let each webhook go first, or the deletion (the socket's, or the CLI's,
+        # which no longer migrates before it acts and so is quicker) may win the race.
+        first = await self.send(alice, bob)
+        await until(lambda: len(self.received("message.created")) == 1, what="the first message's webhook")
+        by_socket = await alice.call("delete_message", message_id=first["message_id"])
+        second = await self.send(alice, bob)
         await until(lambda: len(self.received("message.created")) == 2, what="both messages' webhooks")
         by_cli = await self.cli_json("delete-message", second["message_id"])
         await until(lambda: len(self.received("message.deleted")) == 2, what="both deletions")
