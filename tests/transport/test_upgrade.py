@@ -78,7 +78,7 @@ class _HeldPost:
 
 
 class LatePostTests(ServerTestCase):
-    """A POST sent before the client's ``5`` but arriving after it (python-engineio does not wait for it)."""
+    """A POST sent before the client's ``5`` but arriving after it (a client that does not wait for it)."""
 
     async def probed(self, name: str = "alice") -> tuple[dict[str, Any], Polling, str, Any]:
         """A polling user whose WebSocket answered the probe; polling is paused."""

@@ -28,9 +28,9 @@ Upgrade (the client keeps polling until the WebSocket is proven)::
 After the upgrade a GET on the sid answers 400 and a second WebSocket with
 that sid is closed.  A POST still reaching the sid within `LATE_POST_WINDOW`
 seconds of the upgrade (while the session is open) is accepted and its
-packets dispatched: python-engineio's client sends ``5`` without waiting for
-a POST it has in flight, and that POST was sent before the upgrade, so its
-packets belong to the session.  Later, or once the session closed, a POST
+packets dispatched: a client that sends ``5`` without waiting for a POST it
+has in flight (the protocol asks it to wait) sent that POST before the
+upgrade, so its packets belong to the session.  Later, or once the session closed, a POST
 answers 400 as before.  The WebSocket's own packets are not held back for
 such a POST: one whose body completes after later WebSocket packets arrived
 is dispatched after them (a client that pauses polling before ``5``, as the
