@@ -77,8 +77,8 @@ class _HeldPost:
         return int(head.split()[1]), body
 
 
-class LatePostTests(ServerTestCase):
-    """A POST sent before the client's ``5`` but arriving after it (a client that does not wait for it)."""
+class ProbedCase(ServerTestCase):
+    """Polling users whose WebSocket answered the probe, and the pongs they read on it."""
 
     async def probed(self, name: str = "alice") -> tuple[dict[str, Any], Polling, str, Any]:
         """A polling user whose WebSocket answered the probe; polling is paused."""
@@ -97,6 +97,10 @@ class LatePostTests(ServerTestCase):
         with self.assertRaises(websocket.WebSocketTimeoutException):
             await blocking(sock.recv_json_packet, "42", 0.3)
         return got
+
+
+class LatePostTests(ProbedCase):
+    """A POST sent before the client's ``5`` but arriving after it (a client that does not wait for it)."""
 
     @inline
     async def test_a_post_in_flight_across_the_upgrade_is_dispatched_once_in_order(self) -> None:
@@ -140,3 +144,19 @@ class LatePostTests(ServerTestCase):
         await sleep(0.1)
         code, body = await polling.post(sid, _ping(login, 1))
         self.assertEqual((code, json.loads(body)["code"]), (400, 1))
+
+
+class LatePostBoundTests(ProbedCase):
+    """A late POST is held to ``max_payload`` as any POST (small here, so the resource decides)."""
+
+    config_overrides = {"engineio": {"max_payload": "2K"}}
+
+    @inline
+    async def test_a_late_post_keeps_the_size_bound(self) -> None:
+        _, polling, sid, sock = await self.probed()
+        await blocking(sock.send, "5")
+        await sleep(0.05)
+        code, _ = await polling.post(sid, "4" + "x" * 3000)
+        self.assertEqual(code, 413)
+        # As before the upgrade: a POST over the bound ends the session.
+        self.assertTrue(await blocking(sock.closed_within, 3))
