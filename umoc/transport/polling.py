@@ -25,8 +25,16 @@ Upgrade (the client keeps polling until the WebSocket is proven)::
                                                  the WebSocket; frames still queued for
                                                  polling go out on it first, in order
 
-After the upgrade the sid answers 400 to polling and a second WebSocket
-with that sid is closed.
+After the upgrade a GET on the sid answers 400 and a second WebSocket with
+that sid is closed.  A POST still reaching the sid within `LATE_POST_WINDOW`
+seconds of the upgrade (while the session is open) is accepted and its
+packets dispatched: a client that sends ``5`` without waiting for a POST it
+has in flight (the protocol asks it to wait) sent that POST before the
+upgrade, so its packets belong to the session.  Later, or once the session closed, a POST
+answers 400 as before.  The WebSocket's own packets are not held back for
+such a POST: one whose body completes after later WebSocket packets arrived
+is dispatched after them (a client that pauses polling before ``5``, as the
+spec asks and the JavaScript client does, never meets this).
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ log = Logger()
 
 #: The most packets one POST body may hold.
 MAX_PACKETS_PER_POST = 1000
+#: Seconds after an upgrade during which a POST sent before it is still accepted.
+LATE_POST_WINDOW = 10.0
 _NOOP = "6"
 _CLOSE = "1"
 
@@ -100,6 +110,8 @@ class PollingTransport:
         self.upgrading = False
         #: Closed or upgraded away: no more polling on this sid.
         self.done = False
+        #: Upgraded away: POSTs sent before the upgrade are still taken (`LATE_POST_WINDOW`).
+        self.upgraded = False
         #: The WebSocket trying to take over, if any.
         self.probe: UpgradeProbe | None = None
         self._grace: IDelayedCall | None = None
@@ -172,6 +184,9 @@ class PollingTransport:
     def poll(self, request: server.Request) -> Any:
         """A GET: answer now when there is something to send, else hold it."""
         session = self.session
+        if self.upgraded:
+            # The WebSocket carries the session; the sid stays known only for late POSTs.
+            return engine_error(request, UNKNOWN_SID, cors=self.owner.cors)
         if self.done:
             # Closed by the server: collect the last packets, then the sid is gone.
             body = RECORD_SEPARATOR.join(_polling_text(f) for f in self.take_queue())
@@ -211,10 +226,18 @@ class PollingTransport:
                 self._answer(_NOOP)
 
     def discard(self) -> None:
-        """The WebSocket took over: polling on this sid is over."""
+        """The WebSocket took over: polling on this sid is over, but for POSTs already sent.
+
+        The sid stays known for `LATE_POST_WINDOW` seconds (at most the
+        ping timeout) so such a POST is dispatched rather than refused.
+        """
         self.done = True
+        self.upgraded = True
+        self._queue.clear()
+        self._queued_bytes = 0
         self._answer(_NOOP)
-        self.owner.forget(self)
+        window = min(LATE_POST_WINDOW, self.owner.engine.settings.ping_timeout)
+        self._grace = self.owner.clock.callLater(window, self.owner.forget, self)
 
 
 class PollingResource:
@@ -277,7 +300,10 @@ class PollingResource:
 
     def _post(self, request: server.Request, transport: PollingTransport) -> Any:
         session = transport.session
-        if transport.done or session is None or session.closed:
+        if transport.upgraded and (session is None or session.closed):
+            # As if already forgotten: the sid is only kept for late POSTs to an open session.
+            return engine_error(request, UNKNOWN_SID, cors=self.cors)
+        if (transport.done and not transport.upgraded) or session is None or session.closed:
             return engine_error(request, BAD_REQUEST, cors=self.cors)
         limit = self.engine.settings.max_payload
         content = request.content
