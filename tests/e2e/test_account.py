@@ -166,6 +166,15 @@ class AccountDeletionMixin:
         await self.check_deleted(erase=True)
 
     @inline
+    async def test_a_session_sweep_between_the_deletion_and_its_end_still_says_why(self) -> None:
+        """The deletion answers first and ends the sessions after; the periodic sweep may find them gone first."""
+        services = self.server.services
+        deleted = await services.accounts.delete(self.alice.id, False, "admin", finish=False)
+        self.assertEqual(await services.sessions.sweep(), len(deleted.sessions))
+        await self.gone(self.alice.client)
+        await services.accounts.finish(deleted)
+
+    @inline
     async def test_delete_account_without_erase_keeps_her_messages(self) -> None:
         self.assertEqual(await self.alice.call("delete_account", password=PASSWORD), {})
         await self.gone(self.alice.client)

@@ -126,6 +126,7 @@ class Accounts:
         deleted = await self._storage.accounts.delete(user_id, at, through)
         if deleted is None:
             raise AccountNotFoundError("No such user")
+        self._sessions.will_end(deleted.sessions, DELETED)
         self._announce(deleted, at)
         if erase:
             self._unreacted(user_id, deleted.reactions, at)

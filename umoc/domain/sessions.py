@@ -166,6 +166,8 @@ class SessionManager:
         self.hashes_refused = 0
         #: Recently checked sessions: an authenticated connect costs no database round trip.
         self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
+        #: Sessions already deleted whose end is told a moment later (`will_end`), with what their sockets hear.
+        self._ending: dict[str, str] = {}
         hub.session_end_listeners.append(self.forget)
 
     # -- lifecycle ------------------------------------------------------------
@@ -381,7 +383,18 @@ class SessionManager:
 
     def end(self, session_id: str, message: str = "Your session has expired or is invalid") -> None:
         """A session was revoked or expired: tell its sockets and close them, on every node."""
+        self._ending.pop(session_id, None)
         self._hub.end_session(session_id, message)
+
+    def will_end(self, session_ids: list[str], message: str) -> None:
+        """These sessions are deleted and `end` follows shortly: a sweep finding them first says ``message`` too.
+
+        Without it a sweep running between the commit and `end` (an account
+        deletion answers its caller first) told the sockets only that their
+        session had ended, not why.
+        """
+        for session_id in session_ids:
+            self._ending[session_id] = message
 
     def end_all(self, session_ids: list[str], message: str) -> None:
         """Sessions already deleted in the database (by an administrator): close their sockets everywhere."""
@@ -396,7 +409,7 @@ class SessionManager:
         existing = await self._users.existing_sessions(local)
         gone = [session_id for session_id in local if session_id not in existing]
         for session_id in gone:
-            self._hub.end_session_local(session_id, self.ENDED_ELSEWHERE)
+            self._hub.end_session_local(session_id, self._ending.get(session_id, self.ENDED_ELSEWHERE))
         return len(gone)
 
     async def expire(self) -> int:
