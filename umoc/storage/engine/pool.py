@@ -292,7 +292,11 @@ class _GuardedPool(adbapi.ConnectionPool):
             # Opened before a sibling was found lost: open a new one, on the new primary.
             self.disconnect(raw)
             raw = self.connect()
-        sock, cursor = self._guarded(raw)
+        try:
+            sock, cursor = self._guarded(raw)
+        except BaseException:
+            self._discard(raw)  # no cursor from it: lost; the thread's next transaction opens a new one
+            raise
         with self._guard:
             job.started = time.monotonic()
             job.sock = sock
