@@ -70,7 +70,8 @@ def _counting_cursor() -> type:
 
     class CountingCursor(base):  # type: ignore[misc, valid-type]
         def execute(self, query: Any, vars: Any = None) -> Any:
-            _Counted.statements += 1
+            if query != "COMMIT":  # the pool's, one per transaction (sent on the transaction's own cursor)
+                _Counted.statements += 1
             return super().execute(query, vars)
 
         def executemany(self, query: Any, vars_list: Any) -> Any:

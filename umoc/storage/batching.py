@@ -228,21 +228,24 @@ class BatchWriter:
         self._running_since[lane] = None
         if self._queues[lane]:
             self._start(lane)
+        # One pass: each write observed and answered in turn (all observed at the same moment, the commit's).
         observe = self._observe
-        if observe is not None:
-            now = self._now()
-            failed = isinstance(outcome, Failure)
-            for i, item in enumerate(batch):
-                observe(item.name, not (failed or isinstance(outcome[i], Failure)), now - item.started, None)
+        now = self._now() if observe is not None else 0.0
         if isinstance(outcome, Failure):
             # The transaction as a whole failed (deadline, lost connection): nothing was committed.
             for item in batch:
+                if observe is not None:
+                    observe(item.name, False, now - item.started, None)
                 item.done.errback(outcome)
             return
         self.batches += 1
         self.items += len(batch)
         for item, result in zip(batch, outcome, strict=True):
             if isinstance(result, Failure):
+                if observe is not None:
+                    observe(item.name, False, now - item.started, None)
                 item.done.errback(result)
             else:
+                if observe is not None:
+                    observe(item.name, True, now - item.started, None)
                 item.done.callback(result)

@@ -105,6 +105,71 @@ class _FailureLog:
             self._last_logged = None
 
 
+class _Deadlines:
+    """Every running transaction's deadline on one timer, not a `DelayedCall` (``addTimeout``) each.
+
+    Transactions are added in the order they are asked for, all with the same
+    deadline, so the first one still running is the next due: the timer is
+    set for it, moved on when it fires, and left alone when a transaction
+    ends (unless none runs any more: then cancelled, leaving the reactor
+    clean).  Under load, with batches of several lanes and reads overlapping,
+    a transaction costs a dict entry instead of a timer.
+    """
+
+    __slots__ = ("_clock", "_seconds", "_expire", "_jobs", "_call", "_firing")
+
+    def __init__(self, deadline: Deadline | None, expire: Callable[[_Job], None]) -> None:
+        self._clock = deadline.clock if deadline is not None else None
+        self._seconds = deadline.seconds if deadline is not None else 0.0
+        self._expire = expire
+        #: Running transactions, oldest (next due) first: a dict keeps insertion order.
+        self._jobs: dict[_Job, None] = {}
+        self._call: Any = None
+        #: Expiring transactions: their callers' callbacks may ask for new ones, which must not set a timer too.
+        self._firing = False
+
+    def add(self, job: _Job) -> None:
+        clock = self._clock
+        assert clock is not None
+        job.due = clock.seconds() + self._seconds
+        self._jobs[job] = None
+        if self._call is None and not self._firing:
+            self._call = clock.callLater(self._seconds, self._fire)
+
+    def discard(self, job: _Job) -> None:
+        jobs = self._jobs
+        jobs.pop(job, None)
+        if not jobs and self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def overdue(self) -> bool:
+        """Whether the oldest running transaction is past its deadline (the reactor was too busy to fire it)."""
+        if not self._jobs:
+            return False
+        assert self._clock is not None
+        return next(iter(self._jobs)).due <= self._clock.seconds()
+
+    def _fire(self) -> None:
+        self._call = None
+        jobs = self._jobs
+        clock = self._clock
+        assert clock is not None
+        now = clock.seconds()
+        self._firing = True
+        try:
+            while jobs:
+                job = next(iter(jobs))
+                if job.due > now:
+                    break
+                del jobs[job]
+                self._expire(job)
+        finally:
+            self._firing = False
+        if jobs and self._call is None:
+            self._call = clock.callLater(max(0.0, next(iter(jobs)).due - now), self._fire)
+
+
 class Database:
     """The connection pool; everything runs through `run` in adbapi's threads."""
 
@@ -136,6 +201,13 @@ class Database:
         self._failures = _FailureLog(deadline.clock.seconds if deadline is not None else time.monotonic)
         #: Group commit for the hot writes (messages, deletes, reads): see `write`.
         self.writer = BatchWriter(self.run, write_lanes, retry_errors, unavailable_errors, self.transactions.done)
+        #: PostgreSQL's autocommit connections: each transaction's ``BEGIN`` goes with its first statement.
+        self._explicit = pool.explicit
+        #: Every transaction's deadline, on one timer (`_Deadlines`).
+        self._deadlines = _Deadlines(deadline, self._expired)
+        #: Transactions answered by their deadline whose thread has not returned yet: while there are any,
+        #: each new transaction first looks for sockets to shut down (`_sever_overdue`).
+        self._cut = 0
 
     @classmethod
     def sqlite(cls, path: str | Path, deadline: Deadline | None = None, synchronous: str = "full") -> Database:
@@ -276,45 +348,77 @@ class Database:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> defer.Deferred[T]:
-        self._sever_overdue()
+        # Every transaction (a group-commit batch too) pays what follows, so it is one `_Job` carrying the
+        # call to the thread and back, one Deferred, one shared deadline timer: no closures, no callbacks.
+        if self._cut or self._deadlines.overdue():
+            self._sever_overdue()
         job = _Job()
-        observe = self.transactions.done
-        started = time.monotonic()
-        waited: list[float] = []
-        explicit = pool.explicit
-
-        def interaction(cursor: Any) -> T:
-            waited.append(time.monotonic() - started)
-            if snapshot:
-                # sqlite3 opens no transaction for a SELECT: without one each statement
-                # would see its own snapshot. adbapi's commit ends it.
-                cursor.execute("BEGIN")
-            txn = Txn(cursor, self.dialect, self._integrity_errors, self.rules)
-            if explicit:
-                txn.begin_ahead()
-            result = fn(txn, *args, **kwargs)
-            if job.expired:
-                raise DatabaseUnavailableError()  # the caller was told it failed: roll back
-            return result
-
-        d = pool.run_job(job, interaction)
+        job.desc = desc
+        job.fn = fn
+        job.args = args
+        job.kwargs = kwargs
+        job.snapshot = snapshot
+        job.submitted = time.monotonic()
+        d: defer.Deferred[T] = defer.Deferred()
+        job.deferred = d
         if self.deadline is not None:
-
-            def timed_out(result: Any, timeout: float) -> Any:
-                job.expired = True
-                pool.sever(job)  # a thread waiting on a silent server returns
-                raise DatabaseUnavailableError()
-
-            d.addTimeout(self.deadline.seconds, self.deadline.clock, onTimeoutCancel=timed_out)
-        d.addCallbacks(self._answered, self._failed, errbackArgs=(desc,))
-
-        def done(result: Any) -> Any:
-            ok = not isinstance(result, Failure)
-            observe(desc, ok, time.monotonic() - started, waited[0] if waited else None)
-            return result
-
-        d.addBoth(done)
+            self._deadlines.add(job)
+        pool.submit(job, self._interaction, self._completed)
         return d
+
+    def _interaction(self, job: _Job, cursor: Any) -> Any:
+        """In the pool thread: ``job``'s function in a `Txn` over ``cursor``."""
+        job.waited = time.monotonic() - job.submitted
+        if job.snapshot:
+            # sqlite3 opens no transaction for a SELECT: without one each statement
+            # would see its own snapshot. The commit ends it.
+            cursor.execute("BEGIN")
+        txn = Txn(cursor, self.dialect, self._integrity_errors, self.rules)
+        if self._explicit:
+            txn.begin_ahead()
+        result = job.fn(txn, *job.args, **job.kwargs)  # type: ignore[misc]
+        if job.expired:
+            raise DatabaseUnavailableError()  # the caller was told it failed: roll back
+        return result
+
+    def _completed(self, job: _Job, ok: bool, result: Any) -> None:
+        """On the reactor: ``job``'s thread is done; answer its caller, unless the deadline already did."""
+        if job.answered:
+            self._cut -= 1  # the deadline answered it; its thread has now returned
+            return
+        job.answered = True
+        if self.deadline is not None:
+            self._deadlines.discard(job)
+        if ok:
+            self._failures.recovered()
+        else:
+            result = self._unavailable(result, job.desc)
+        self.transactions.done(job.desc, ok, time.monotonic() - job.submitted, job.waited)
+        d = job.deferred
+        job.deferred = job.fn = None
+        job.args = ()
+        assert d is not None
+        if ok:
+            d.callback(result)
+        else:
+            d.errback(result)
+
+    def _expired(self, job: _Job) -> None:
+        """On the reactor: ``job`` is past its deadline; its caller hears `DatabaseUnavailableError` now.
+
+        It must not start, or must roll back (``expired``); a thread waiting on a
+        silent server has its socket shut down so it returns.
+        """
+        job.expired = True
+        job.answered = True
+        self._cut += 1  # until its thread returns (`_completed`)
+        (self._read_pool if job.snapshot else self._pool).sever(job)
+        failure = self._unavailable(Failure(DatabaseUnavailableError()), job.desc)
+        self.transactions.done(job.desc, False, time.monotonic() - job.submitted, job.waited)
+        d = job.deferred
+        job.deferred = None
+        assert d is not None
+        d.errback(failure)
 
     def write(
         self, desc: str, key: int, fn: Callable[..., T], *args: Any, together: Together | None = None
@@ -335,18 +439,17 @@ class Database:
         """
         return self.writer.run(desc, key, fn, *args, together=together)
 
-    def _answered(self, result: T) -> T:
-        self._failures.recovered()
-        return result
-
-    def _failed(self, failure: Any, desc: str) -> Any:
+    def _unavailable(self, failure: Failure, desc: str) -> Failure:
+        """``failure``, or `DatabaseUnavailableError` (logged, once per interval) if the database is not there."""
         if failure.check(DatabaseUnavailableError) or (
             self._unavailable_errors and failure.check(*self._unavailable_errors)
         ):
             # The driver's first line: psycopg2's messages end in a newline and a hint.
             why = (failure.getErrorMessage() or "").strip().splitlines()
-            self._failures.failed(desc, why[0].strip() if why else failure.type.__name__)
-            raise DatabaseUnavailableError() from failure.value
+            self._failures.failed(desc, why[0].strip() if why else failure.type.__name__)  # type: ignore[union-attr]
+            exc = DatabaseUnavailableError()
+            exc.__cause__ = failure.value
+            return Failure(exc)
         return failure
 
     def watch(self) -> PoolHealth:

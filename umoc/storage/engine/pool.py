@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, cast
 
 from twisted.enterprise import adbapi
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from umoc.errors import UserError
 
@@ -161,9 +162,29 @@ SQLITE_READERS = 2
 
 
 class _Job:
-    """One transaction on its way through a pool: what the deadline and the watchdog act on."""
+    """One transaction on its way through a pool: what the deadline and the watchdog act on.
 
-    __slots__ = ("expired", "severed", "started", "sock")
+    It also carries the transaction itself (``fn``, its arguments, the
+    caller's Deferred) to the pool thread and back: one object per
+    transaction, not a closure per step (issue 25: a batch's fixed cost).
+    """
+
+    __slots__ = (
+        "expired",
+        "severed",
+        "started",
+        "sock",
+        "desc",
+        "fn",
+        "args",
+        "kwargs",
+        "snapshot",
+        "submitted",
+        "due",
+        "waited",
+        "answered",
+        "deferred",
+    )
 
     def __init__(self) -> None:
         #: The caller was answered (deadline): the transaction must not start, or must roll back.
@@ -174,6 +195,21 @@ class _Job:
         self.started = 0.0
         #: A duplicate of the connection's socket, so a shutdown reaches that socket and no other.
         self.sock: socket.socket | None = None
+        #: The transaction's name, function and arguments (`Database.run`'s), and whether it reads one snapshot.
+        self.desc = ""
+        self.fn: Callable[..., Any] | None = None
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+        self.snapshot = False
+        #: `time.monotonic()` when it was asked for; the deadline's clock when it is due (`Database`).
+        self.submitted = 0.0
+        self.due = 0.0
+        #: Seconds from its request until a pool thread with a connection ran it (None: none did).
+        self.waited: float | None = None
+        #: Its caller has been answered (by the deadline): its thread's outcome goes nowhere.
+        self.answered = False
+        #: What its caller waits on.
+        self.deferred: defer.Deferred[Any] | None = None
 
 
 def _socket_of(raw: Any) -> socket.socket | None:
@@ -245,24 +281,43 @@ class _GuardedPool(adbapi.ConnectionPool):
         self.jobs: set[_Job] = set()
         #: Per pool thread: its connection, the duplicate of that connection's socket, made once
         #: per connection (three system calls per transaction otherwise), closed with the connection,
-        #: and the `generation` the connection was opened in.
-        self._sockets: dict[int, tuple[Any, socket.socket | None, int]] = {}
+        #: the `generation` the connection was opened in, and (`explicit`) its reused cursor.
+        self._sockets: dict[int, tuple[Any, socket.socket | None, int, Any]] = {}
         #: Bumped when a connection is found lost or read-only: connections opened before are stale.
         self.generation = 0
 
-    def run_job(self, job: _Job, interaction: Callable[[Any], T]) -> defer.Deferred[T]:
-        return threads.deferToThreadPool(self._reactor, self.threadpool, self._run_job, job, interaction)
+    def submit(
+        self, job: _Job, interaction: Callable[[_Job, Any], Any], done: Callable[[_Job, bool, Any], None]
+    ) -> None:
+        """``interaction(job, cursor)`` in a pool thread, then ``done(job, ok, result or Failure)`` on the reactor.
 
-    def _run_job(self, job: _Job, interaction: Callable[[Any], T]) -> T:
+        No Deferred of its own and no callbacks: the caller keeps its own
+        (`Database`), and the outcome crosses back in one ``callFromThread``.
+        """
+        self.threadpool.callInThreadWithCallback(None, self._submitted, job, interaction, done)
+
+    def _submitted(
+        self, job: _Job, interaction: Callable[[_Job, Any], Any], done: Callable[[_Job, bool, Any], None]
+    ) -> None:
+        try:
+            result, ok = self._run_job(job, interaction), True
+        except BaseException:  # noqa: BLE001 - every outcome, an error too, goes to the caller
+            result, ok = Failure(), False
+        self._reactor.callFromThread(done, job, ok, result)
+
+    def _run_job(self, job: _Job, interaction: Callable[[_Job, Any], T]) -> T:
         if job.expired:  # answered while it waited for a thread: nobody wants it
             raise DatabaseUnavailableError()
-        conn = self.connectionFactory(self)
-        raw = conn._connection
+        raw = self.connect()
         if self._stale(raw):
-            conn.reconnect()  # opened before a sibling was found lost: open a new one, on the new primary
-            raw = conn._connection
-        trans = self.transactionFactory(self, conn)
-        sock = self._socket_for(raw)
+            # Opened before a sibling was found lost: open a new one, on the new primary.
+            self.disconnect(raw)
+            raw = self.connect()
+        try:
+            sock, cursor = self._guarded(raw)
+        except BaseException:
+            self._discard(raw)  # no cursor from it: lost; the thread's next transaction opens a new one
+            raise
         with self._guard:
             job.started = time.monotonic()
             job.sock = sock
@@ -270,12 +325,17 @@ class _GuardedPool(adbapi.ConnectionPool):
         try:
             if job.expired:  # the deadline passed while the connection opened
                 raise DatabaseUnavailableError()
-            # The driver's own cursor, not adbapi's `Transaction` around it: that wrapper finds ``execute``,
-            # ``fetchone`` and the rest through ``__getattr__``, after a failed lookup that formats an
-            # AttributeError each time (several per message; ``bench/bench_hotpath.py``).
-            result = interaction(trans._cursor)
-            trans.close()
-            self._commit(conn, raw)
+            if cursor is None:
+                cursor = raw.cursor()  # SQLite: a cursor per transaction, closed (its statement reset) before the end
+                try:
+                    result = interaction(job, cursor)
+                finally:
+                    cursor.close()
+                raw.commit()
+            else:
+                result = interaction(job, cursor)
+                if raw.info.transaction_status != _IDLE:
+                    cursor.execute("COMMIT")
             return result
         except BaseException as exc:
             lost = bool(getattr(raw, "closed", False)) or isinstance(exc, self.discard_errors)
@@ -285,7 +345,7 @@ class _GuardedPool(adbapi.ConnectionPool):
                 self._discard(raw)  # cut loose, lost or read-only: the thread's next transaction opens a new one
             else:
                 try:
-                    self._rollback(conn, raw)
+                    self._rollback(raw)
                 except BaseException:  # noqa: BLE001 - as adbapi does: the error raised below matters more
                     log.failure("Rollback failed")
             raise
@@ -294,17 +354,10 @@ class _GuardedPool(adbapi.ConnectionPool):
                 self.jobs.discard(job)
                 job.sock = None
 
-    def _commit(self, conn: Any, raw: Any) -> None:
-        """End the transaction: adbapi's commit, or (`explicit`) ``COMMIT`` if the transaction was begun."""
+    def _rollback(self, raw: Any) -> None:
+        """Undo the transaction: the driver's rollback, or (`explicit`) ``ROLLBACK`` (failing that: dropped)."""
         if not self.explicit:
-            conn.commit()
-        elif raw.info.transaction_status != _IDLE:
-            _end(raw, "COMMIT")
-
-    def _rollback(self, conn: Any, raw: Any) -> None:
-        """Undo the transaction: adbapi's rollback, or (`explicit`) ``ROLLBACK`` (a connection that cannot: dropped)."""
-        if not self.explicit:
-            conn.rollback()
+            raw.rollback()
         elif raw.info.transaction_status != _IDLE:
             try:
                 _end(raw, "ROLLBACK")
@@ -312,19 +365,25 @@ class _GuardedPool(adbapi.ConnectionPool):
                 self._discard(raw)  # as adbapi's rollback does: the thread's next transaction opens a new one
                 raise
 
-    def _socket_for(self, raw: Any) -> socket.socket | None:
-        """The calling thread's connection's socket duplicate: made when the connection is new, then kept."""
+    def _guarded(self, raw: Any) -> tuple[socket.socket | None, Any]:
+        """The calling thread's connection's socket duplicate and (`explicit`) its cursor, made when it is new.
+
+        One cursor per connection on PostgreSQL, reused by every transaction
+        (rows are fetched whole on the client, so nothing of one transaction
+        is left in it for the next); SQLite's are made per transaction.
+        """
         tid = self.threadID()
         cached = self._sockets.get(tid)
         if cached is not None and cached[0] is raw:
-            return cached[1]
+            return cached[1], cached[3]
         sock = _socket_of(raw)
+        cursor = raw.cursor() if self.explicit else None
         with self._guard:
             old = self._sockets.get(tid)
-            self._sockets[tid] = (raw, sock, self.generation)
+            self._sockets[tid] = (raw, sock, self.generation, cursor)
         if old is not None and old[1] is not None:
             old[1].close()
-        return sock
+        return sock, cursor
 
     def _stale(self, raw: Any) -> bool:
         """Whether the calling thread's connection was opened before one was found lost or read-only."""
@@ -341,7 +400,7 @@ class _GuardedPool(adbapi.ConnectionPool):
     def _close(self, conn: Any) -> None:
         """adbapi closes a connection (discarded, or the pool closing): its socket duplicate goes with it."""
         with self._guard:
-            gone = [tid for tid, (raw, _, _) in self._sockets.items() if raw is conn]
+            gone = [tid for tid, (raw, *_) in self._sockets.items() if raw is conn]
             socks = [self._sockets.pop(tid)[1] for tid in gone]
         for sock in socks:
             if sock is not None:
