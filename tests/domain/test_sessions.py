@@ -67,6 +67,38 @@ class ExpiryTestsMixin:
         self.assertEqual(runs, [0, 10])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    @inline
+    async def test_a_sweep_before_the_revoking_command_ends_the_session_lets_the_command_say_why(self) -> None:
+        """The sweep may read a session gone between an administrator's commit and the command's `end`."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        service = UmocService(test_config(tempfile.mkdtemp(prefix="umoc-srv-")), clock, storage=self.storage)
+        sessions, hub = service.node.services.sessions, service.node.services.hub
+        user = await self.storage.users.create("alice", "x", clock.seconds())
+        now = clock.seconds()
+        for session_id in ("revoked", "unexplained"):
+            await self.storage.users.create_session(
+                NewSession(user.id, session_id, token_digest(session_id), now, now + 3600), 3
+            )
+        revoked, unexplained = FakeSocket(user.id, "revoked"), FakeSocket(user.id, "unexplained")
+        hub.add(revoked)
+        hub.add(unexplained)
+        await self.storage.users.delete_session("revoked")
+        await self.storage.users.delete_session("unexplained")
+
+        self.assertEqual(await sessions.sweep(), 2)
+        self.assertEqual((revoked.emitted, unexplained.emitted), ([], []), "nothing said before the grace")
+        sessions.end_all(["revoked"], "Your session was ended by an administrator")
+        clock.advance(sessions.UNEXPLAINED_GRACE)
+        self.assertEqual(
+            revoked.emitted,
+            [("session_status", {"valid": False, "message": "Your session was ended by an administrator"})],
+        )
+        self.assertEqual(
+            unexplained.emitted, [("session_status", {"valid": False, "message": sessions.ENDED_ELSEWHERE})]
+        )
+        self.assertEqual((revoked.disconnected, unexplained.disconnected), ("session ended", "session ended"))
+
 
 for_each_backend(ExpiryTestsMixin, DatabaseTestCase, globals())
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import threads
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
@@ -140,6 +140,11 @@ class SessionManager:
 
     #: Sent to the sockets of a session that `sweep` found gone.
     ENDED_ELSEWHERE = "Your session has ended"
+    #: Seconds a sweep waits before closing a session it found gone for no reason it knows: the command that
+    #: deleted it (on this node, or another whose bus message is under way) says why in that time.  Without
+    #: it a sweep landing between an administrator's commit and the command's own `end` told the sockets
+    #: only that their session had ended.
+    UNEXPLAINED_GRACE = 1.0
 
     def __init__(
         self,
@@ -168,6 +173,8 @@ class SessionManager:
         self._cache: OrderedDict[str, tuple[SessionRecord, float]] = OrderedDict()
         #: Sessions already deleted whose end is told a moment later (`will_end`), with what their sockets hear.
         self._ending: dict[str, str] = {}
+        #: Sessions a sweep found gone with no reason known yet, ended `UNEXPLAINED_GRACE` seconds later.
+        self._unexplained: dict[str, IDelayedCall] = {}
         hub.session_end_listeners.append(self.forget)
 
     # -- lifecycle ------------------------------------------------------------
@@ -176,6 +183,9 @@ class SessionManager:
         self.password_pool.start()
 
     def stop(self) -> None:
+        for call in self._unexplained.values():
+            call.cancel()
+        self._unexplained.clear()
         if self.password_pool.started and not self.password_pool.joined:
             self.password_pool.stop()
 
@@ -360,8 +370,12 @@ class SessionManager:
             self._cache.popitem(last=False)
 
     def forget(self, session_id: str) -> None:
-        """Drop a session from the cache (it ended, here or on another node)."""
+        """Drop a session from the cache (it ended, here or on another node): its end was told, so a sweep's
+        pending `_end_unexplained` has nothing left to say."""
         self._cache.pop(session_id, None)
+        pending = self._unexplained.pop(session_id, None)
+        if pending is not None and pending.active():
+            pending.cancel()
 
     async def authenticate(self, session_id: str, token: str | None) -> SessionRecord | None:
         """`check`, with None for every kind of invalid session."""
@@ -409,8 +423,26 @@ class SessionManager:
         existing = await self._users.existing_sessions(local)
         gone = [session_id for session_id in local if session_id not in existing]
         for session_id in gone:
-            self._hub.end_session_local(session_id, self._ending.get(session_id, self.ENDED_ELSEWHERE))
+            message = self._ending.get(session_id)
+            if message is not None:
+                self._hub.end_session_local(session_id, message)
+            elif session_id not in self._unexplained:
+                self._unexplained[session_id] = self._clock.callLater(
+                    self.UNEXPLAINED_GRACE, self._end_unexplained, session_id
+                )
         return len(gone)
+
+    def _end_unexplained(self, session_id: str) -> None:
+        """A session the sweep found gone with no reason known here: close what is still open of it.
+
+        The node that deleted it (an administrator's command on this node, or
+        another node whose bus message is on its way) tells the reason within
+        moments of its commit; only if nobody has by now do the sockets hear
+        the generic `ENDED_ELSEWHERE` (``umoc-admin`` with no Redis, say).
+        """
+        self._unexplained.pop(session_id, None)
+        if self._hub.by_session.get(session_id):
+            self._hub.end_session_local(session_id, self._ending.get(session_id, self.ENDED_ELSEWHERE))
 
     async def expire(self) -> int:
         """Delete expired sessions and close their sockets (a periodic task); how many ended."""
