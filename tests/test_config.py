@@ -420,7 +420,18 @@ class JwtConfigTests(unittest.SynchronousTestCase):
 class OidcConfigTests(unittest.SynchronousTestCase):
     def test_enabled_needs_issuer_client_callback_and_openid(self) -> None:
         with self.assertRaises(ConfigError) as caught:
-            parse_config({"auth": {"oidc": {"enabled": True, "scopes": ["profile"], "redirect_url": "https://h/x"}}})
+            parse_config(
+                {
+                    "auth": {
+                        "oidc": {
+                            "enabled": True,
+                            "scopes": ["profile"],
+                            "redirect_url": "https://h/x",
+                            "token_endpoint_auth_method": "private_key_jwt",
+                        }
+                    }
+                }
+            )
         text = str(caught.exception)
-        for path in ("issuer", "client_id", "redirect_url", "scopes"):
+        for path in ("issuer", "client_id", "redirect_url", "scopes", "token_endpoint_auth_method"):
             self.assertIn(f"'auth.oidc.{path}'", text)

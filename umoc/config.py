@@ -309,6 +309,10 @@ class JwtAuthConfig:
     auto_create_users: bool = True
 
 
+#: How UMOC may authenticate at an OIDC provider's token endpoint (``auth.oidc.token_endpoint_auth_method``).
+OIDC_TOKEN_AUTH_METHODS = ("auto", "client_secret_basic", "client_secret_post")
+
+
 @dataclass(frozen=True)
 class OidcAuthConfig:
     """Sign-in with an OpenID Connect provider (authorization code with PKCE) for the web client."""
@@ -323,6 +327,10 @@ class OidcAuthConfig:
     scopes: tuple[str, ...] = ("openid", "profile")
     #: This server's callback as registered at the provider: ``https://HOST/api/oidc/callback``.
     redirect_url: str = ""
+    #: How the client proves itself at the token endpoint: ``auto`` (``client_secret_basic`` unless the
+    #: discovery document lists only ``client_secret_post`` of the two), ``client_secret_basic`` or
+    #: ``client_secret_post``.  Without a ``client_secret``: a public client, whatever this says.
+    token_endpoint_auth_method: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -928,6 +936,8 @@ def _check_oidc(oidc: OidcAuthConfig) -> list[str]:
         bad("redirect_url", 'expected this server\'s callback "https://HOST/api/oidc/callback"')
     if "openid" not in oidc.scopes:
         bad("scopes", "expected a list with openid")
+    if oidc.token_endpoint_auth_method not in OIDC_TOKEN_AUTH_METHODS:
+        bad("token_endpoint_auth_method", "expected one of " + ", ".join(OIDC_TOKEN_AUTH_METHODS))
     return problems
 
 

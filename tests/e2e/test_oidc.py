@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import treq
 
@@ -17,13 +18,15 @@ from tests.support.server import ServerTestCase, test_config
 from umoc.config import Config
 
 CALLBACK = "https://chat.example.test/api/oidc/callback"
+#: With characters client_secret_basic must form-urlencode before base64 (RFC 6749 section 2.3.1).
+SECRET = "client:secret+1 %/é"
 
 
 class OidcTestsMixin:
     server: Any
 
     def setUp(self) -> Any:
-        self.op = OpenIdProvider("umoc-web", "client-secret-1", CALLBACK)
+        self.op = OpenIdProvider("umoc-web", SECRET, CALLBACK)
         self.addCleanup(self.op.stop)
         return super().setUp()
 
@@ -35,18 +38,21 @@ class OidcTestsMixin:
                     "enabled": True,
                     "issuer": self.op.issuer,
                     "client_id": "umoc-web",
-                    "client_secret": "client-secret-1",
+                    "client_secret": SECRET,
                     "redirect_url": CALLBACK,
                 }
             },
+            # A sign-in is two requests (login, callback) against ratelimits.login; some tests make six.
+            ratelimits={"login": {"rate": 100, "per": "60s", "burst": 100}},
         )
 
     async def get(self, url: str, cookie: str | None = None) -> Any:
         headers = {"Cookie": cookie} if cookie else {}
         return await treq.get(url, headers=headers, allow_redirects=False, persistent=False)
 
-    async def sign_in(self, tamper_state: bool = False, keep_cookie: bool = True) -> str:
-        """The browser's way through: login, the provider, the callback; the final Location."""
+    async def sign_in(self, tamper_state: bool = False, keep_cookie: bool = True, iss: str | None = None) -> str:
+        """The browser's way through: login, the provider, the callback; the final Location.  ``iss``: the
+        callback's ``iss`` instead of the provider's (``""``: none at all)."""
         start = await self.get(self.server.url + "/api/oidc/login")
         self.assertEqual(start.code, 302)
         location = start.headers.getRawHeaders("location")[0]
@@ -59,7 +65,12 @@ class OidcTestsMixin:
         self.assertEqual(f"{back.scheme}://{back.netloc}{back.path}", CALLBACK)
         query = parse_qs(back.query)
         state = query["state"][0] + ("x" if tamper_state else "")
-        callback = f"{self.server.url}/api/oidc/callback?code={query['code'][0]}&state={state}"
+        given = {"code": query["code"][0], "state": state}
+        if iss is None and "iss" in query:
+            given["iss"] = query["iss"][0]
+        elif iss:
+            given["iss"] = iss
+        callback = f"{self.server.url}/api/oidc/callback?{urlencode(given)}"
         done = await self.get(callback, cookie.split(";")[0] if keep_cookie else None)
         self.assertEqual(done.code, 302)
         return done.headers.getRawHeaders("location")[0]
@@ -82,6 +93,9 @@ class OidcTestsMixin:
         self.assertEqual(
             json.loads(base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4)))["user_id"], hello["user_id"]
         )
+        # No token_endpoint_auth_methods_supported in the discovery document: OIDC Discovery's default, Basic.
+        self.assertEqual(self.op.auth_used, ["client_secret_basic", "client_secret_basic"])
+        self.assertEqual(self.op.userinfo_requests, 0)  # the names were in the ID token
 
     @inline
     async def test_a_wrong_state_a_lost_cookie_or_a_wrong_nonce_signs_nobody_in(self) -> None:
@@ -96,7 +110,84 @@ class OidcTestsMixin:
         def users(txn: Any) -> int:
             return int(txn.scalar("SELECT COUNT(*) FROM users"))
 
-        self.assertEqual(await self.server.services.storage.db.run("test", users), 0)
+        self.assertEqual(await self.users(), 0)
+
+    async def users(self) -> int:
+        def count(txn: Any) -> int:
+            return int(txn.scalar("SELECT COUNT(*) FROM users"))
+
+        return await self.server.services.storage.db.run("test.users", count)
+
+    def session(self, location: str) -> dict[str, Any]:
+        self.assertTrue(location.startswith("/#oidc="), unquote(location))
+        blob = location.split("=", 1)[1]
+        return json.loads(base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4)))
+
+    async def display_name(self, user_id: int) -> str | None:
+        profile = await self.server.services.storage.profiles.get(user_id, user_id)
+        return profile.display_name
+
+    @inline
+    async def test_client_secret_post_when_the_provider_lists_it_alone_or_it_is_configured(self) -> None:
+        self.op.auth_methods = ["client_secret_post", "private_key_jwt"]
+        self.session(await self.sign_in())
+        self.op.auth_methods = ["client_secret_basic", "client_secret_post"]
+        oidc = self.server.services.oidc
+        oidc._discovered_at = -1e12  # read the document again now
+        self.session(await self.sign_in())
+        oidc._config = replace(oidc._config, token_endpoint_auth_method="client_secret_post")
+        self.session(await self.sign_in())
+        self.assertEqual(self.op.auth_used, ["client_secret_post", "client_secret_basic", "client_secret_post"])
+
+    @inline
+    async def test_the_callbacks_iss_must_be_the_issuer_and_present_when_advertised(self) -> None:
+        # Not advertised: an iss is still checked when the callback has one.
+        location = await self.sign_in(iss="https://evil.example.test")
+        self.assertEqual(
+            unquote(location), "/#oidc_error=The sign-in did not come back from this server's provider; sign in again"
+        )
+        self.session(await self.sign_in(iss=self.op.issuer))
+        self.assertEqual(len(self.op.auth_used), 1)
+        self.op.iss_parameter = True
+        self.server.services.oidc._discovered_at = -1e12
+        for iss in ("", self.op.issuer + "/", "https://evil.example.test"):
+            location = await self.sign_in(iss=iss)
+            self.assertEqual(
+                unquote(location),
+                "/#oidc_error=The sign-in did not come back from this server's provider; sign in again",
+                iss,
+            )
+        # The refused codes never reached the token endpoint.
+        self.assertEqual(len(self.op.auth_used), 1)
+        self.assertEqual(await self.users(), 1)
+        self.session(await self.sign_in())  # the provider's own iss
+        self.assertEqual(len(self.op.auth_used), 2)
+
+    @inline
+    async def test_names_missing_from_the_id_token_come_from_userinfo(self) -> None:
+        self.op.names_in_id_token = False
+        session = self.session(await self.sign_in())
+        self.assertEqual(session["username"], "olive")
+        self.assertEqual(await self.display_name(session["user_id"]), "Olive Oyl")
+        self.assertEqual(self.op.userinfo_requests, 1)
+
+    @inline
+    async def test_a_userinfo_about_another_subject_signs_nobody_in(self) -> None:
+        self.op.names_in_id_token = False
+        self.op.userinfo_sub = "op-user-2"
+        location = await self.sign_in()
+        self.assertEqual(
+            unquote(location), "/#oidc_error=The sign-in provider's answer could not be verified; sign in again"
+        )
+        self.assertEqual((self.op.userinfo_requests, await self.users()), (1, 0))
+
+    @inline
+    async def test_userinfo_failing_signs_in_with_the_id_tokens_names(self) -> None:
+        self.op.names_in_id_token = False
+        self.op.userinfo_code = 503
+        session = self.session(await self.sign_in())
+        self.assertTrue(session["username"].startswith("op-user-1_"), session["username"])
+        self.assertIsNone(await self.display_name(session["user_id"]))
 
 
 for_each_backend(OidcTestsMixin, ServerTestCase, globals())

@@ -1,7 +1,8 @@
 """OIDC sign-in against a real OpenID provider: the certified `oidc-provider` npm package under Node.
 
 tests/js/oidc_provider.mjs starts it on 127.0.0.1 port 0 with one client for
-UMOC (code flow, PKCE required, ``client_secret_post``) and its development
+UMOC (code flow, PKCE required, ``client_secret_basic`` unless a case
+registers ``client_secret_post`` or a public client) and its development
 login and consent pages.  A small browser (`tests.support.oidcprovider`)
 walks the whole way with one cookie jar: UMOC's ``/api/oidc/login``, the
 provider's authorization endpoint, its login form, its consent form, back to
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
@@ -28,7 +30,8 @@ from umoc.config import Config
 
 PUBLIC = "http://umoc.test"
 CALLBACK = PUBLIC + "/api/oidc/callback"
-CLIENT_ID, CLIENT_SECRET = "umoc-web", "a-client-secret-for-the-tests"
+#: With characters client_secret_basic must form-urlencode before base64 (RFC 6749 section 2.3.1).
+CLIENT_ID, CLIENT_SECRET = "umoc-web", "a-client-secret:for the+tests%"
 
 
 def fragment_session(location: str) -> dict[str, Any]:
@@ -43,10 +46,14 @@ class RealProviderCase(ServerTestCase):
     skip = MISSING
     #: Empty: a public client (PKCE alone, no secret at the token endpoint).
     client_secret = CLIENT_SECRET
+    #: tests/js/oidc_provider.mjs's OPTIONS: how its client is registered, where the names travel.
+    provider_options: dict[str, Any] = {}
+    #: ``auth.oidc.token_endpoint_auth_method``.
+    auth_method = "auto"
 
     @inline
     async def setUp(self) -> None:
-        self.op = NodeOpenIdProvider(CLIENT_ID, self.client_secret, CALLBACK)
+        self.op = NodeOpenIdProvider(CLIENT_ID, self.client_secret, CALLBACK, self.provider_options)
         self.addCleanup(self.op.stop)
         await self.op.start()
         await super().setUp()
@@ -62,12 +69,14 @@ class RealProviderCase(ServerTestCase):
                     "client_id": CLIENT_ID,
                     "client_secret": self.client_secret,
                     "redirect_url": CALLBACK,
+                    "token_endpoint_auth_method": self.auth_method,
                 }
             },
         )
 
-    async def at_provider(self, page: Page, login: str, prompts: list[str]) -> Page:
-        """Fill in the provider's forms (login, then consent) until it sends the browser back to UMOC."""
+    async def at_provider(self, page: Page, login: str, prompts: list[str], stop_at: str = PUBLIC + "/#") -> Page:
+        """Fill in the provider's forms (login, then consent) until it sends the browser back to UMOC (to a URL
+        under ``stop_at``, not followed)."""
         while page.location is None:
             self.assertEqual(page.code, 200, page.body[:500])
             action, fields = page.forms[0]
@@ -75,7 +84,7 @@ class RealProviderCase(ServerTestCase):
             if fields["prompt"] == "login":
                 fields = {**fields, "login": login, "password": "anything: development interactions"}
             page = await self.browser.open(action, fields)
-            page = await self.browser.follow(page.location or "", stop_at=PUBLIC + "/#")
+            page = await self.browser.follow(page.location or "", stop_at=stop_at)
         return page
 
     async def sign_in(self, login: str = "olive") -> tuple[str, list[str]]:
@@ -131,6 +140,9 @@ class RealProviderTestsMixin:
         other = fragment_session((await self.sign_in("popeye"))[0])
         self.assertEqual(other["username"], "popeye")
         self.assertEqual(await self.users(), 2)
+        # The discovery document lists client_secret_basic: UMOC sends the secret in the Authorization header.
+        expected = "client_secret_basic" if self.client_secret else "none"
+        self.assertEqual(self.op.token_requests, [(expected, 200)] * 3)
 
     @inline
     async def test_the_provider_requires_pkce_and_umoc_sends_it(self) -> None:
@@ -180,8 +192,77 @@ class RealProviderTestsMixin:
         client = await self.connect(session)
         self.assertEqual((await client.expect("connection_successful"))["user_id"], session["user_id"])
 
+    @inline
+    async def test_a_callback_with_a_wrong_or_no_iss_is_refused_before_the_code_is_spent(self) -> None:
+        page = await self.browser.follow(PUBLIC + "/api/oidc/login", stop_at=CALLBACK)
+        state_cookie = next(cookie for cookie in self.browser.jar if cookie.name == "oidc_state")
+        page = await self.at_provider(page, "olive", [], stop_at=CALLBACK)
+        callback = page.location or ""
+        query = {key: values[0] for key, values in parse_qs(urlsplit(callback).query).items()}
+        # oidc-provider advertises authorization_response_iss_parameter_supported and sends iss (RFC 9207).
+        self.assertEqual(query["iss"], self.op.issuer)
+        for iss in ("https://attacker.example.test", None):
+            given = {key: value for key, value in query.items() if key != "iss"}
+            if iss is not None:
+                given["iss"] = iss
+            self.browser.jar.set_cookie(state_cookie)
+            refused = await self.browser.open(CALLBACK + "?" + urlencode(given))
+            self.assertEqual(
+                unquote(refused.location or ""),
+                PUBLIC + "/#oidc_error=The sign-in did not come back from this server's provider; sign in again",
+            )
+        self.assertEqual(await self.users(), 0)
+        # Neither refusal sent the code to a token endpoint: with the provider's own iss it is still good.
+        self.browser.jar.set_cookie(state_cookie)
+        done = await self.browser.open(callback)
+        self.assertEqual(fragment_session(done.location or "")["username"], "olive")
+
 
 for_each_backend(RealProviderTestsMixin, RealProviderCase, globals())
+
+
+class SecretPostTestsMixin:
+    """The provider's client registered with ``client_secret_post``, UMOC told so
+    (``auth.oidc.token_endpoint_auth_method``); the discovery document lists basic and post."""
+
+    provider_options = {"token_endpoint_auth_method": "client_secret_post"}
+    auth_method = "client_secret_post"
+
+    @inline
+    async def test_client_secret_post_when_configured_else_basic(self) -> None:
+        location, _ = await self.sign_in()
+        self.assertEqual(fragment_session(location)["username"], "olive")
+        self.assertEqual(self.op.token_requests, [("client_secret_post", 200)])
+        # Left to choose, UMOC takes client_secret_basic: oidc-provider lists it (with post), and takes either
+        # from a client registered with one of them (providers that hold a client to its registered method
+        # refuse this one: then the configuration key is the fix).
+        oidc = self.server.services.oidc
+        oidc._config = replace(oidc._config, token_endpoint_auth_method="auto")
+        self.browser.jar.clear()
+        location, _ = await self.sign_in("popeye")
+        self.assertEqual(fragment_session(location)["username"], "popeye")
+        self.assertEqual(self.op.token_requests[1:], [("client_secret_basic", 200)])
+
+
+for_each_backend(SecretPostTestsMixin, RealProviderCase, globals())
+
+
+class UserinfoTestsMixin:
+    """oidc-provider's default (conformIdTokenClaims): the ID token of a code flow has ``sub`` alone, the names
+    are at the userinfo endpoint."""
+
+    provider_options = {"names_in_id_token": False}
+
+    @inline
+    async def test_names_the_id_token_lacks_come_from_userinfo(self) -> None:
+        location, _ = await self.sign_in("wimpy")
+        session = fragment_session(location)
+        self.assertEqual(session["username"], "wimpy")
+        profile = await self.server.services.storage.profiles.get(session["user_id"], session["user_id"])
+        self.assertEqual(profile.display_name, "Wimpy")
+
+
+for_each_backend(UserinfoTestsMixin, RealProviderCase, globals())
 
 
 class PublicClientTestsMixin:
@@ -197,6 +278,7 @@ class PublicClientTestsMixin:
         session = fragment_session(location)
         client = await self.connect(session)
         self.assertEqual((await client.expect("connection_successful"))["username"], "olive")
+        self.assertEqual(self.op.token_requests, [("none", 200)])
 
 
 for_each_backend(PublicClientTestsMixin, RealProviderCase, globals())

@@ -40,11 +40,19 @@ class _ProviderProcess(protocol.ProcessProtocol):
         self.ended: defer.Deferred[None] = defer.Deferred()
         self._out = b""
         self.err = b""
+        #: The JSON lines after the first (the token requests), parsed.
+        self.reports: list[dict[str, Any]] = []
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
         self._out += data
-        if b"\n" in self._out and not self.started.called:
-            self.started.callback(json.loads(self._out.split(b"\n", 1)[0])["issuer"])
+        while b"\n" in self._out:
+            line, self._out = self._out.split(b"\n", 1)
+            if not line.startswith(b'{"'):
+                continue  # the package's own output (its development interactions log to stdout)
+            if not self.started.called:
+                self.started.callback(json.loads(line)["issuer"])
+            else:
+                self.reports.append(json.loads(line))
 
     def errReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
         self.err += data
@@ -56,10 +64,13 @@ class _ProviderProcess(protocol.ProcessProtocol):
 
 
 class NodeOpenIdProvider:
-    """oidc-provider under Node on 127.0.0.1 port 0, with one client (see tests/js/oidc_provider.mjs)."""
+    """oidc-provider under Node on 127.0.0.1 port 0, with one client (see tests/js/oidc_provider.mjs for
+    ``options``: ``token_endpoint_auth_method``, ``names_in_id_token``)."""
 
-    def __init__(self, client_id: str, client_secret: str, redirect_uri: str) -> None:
-        self._args = [client_id, client_secret, redirect_uri]
+    def __init__(
+        self, client_id: str, client_secret: str, redirect_uri: str, options: dict[str, Any] | None = None
+    ) -> None:
+        self._args = [client_id, client_secret, redirect_uri, "0", json.dumps(options or {})]
         self._process = _ProviderProcess()
         self.issuer = ""
 
@@ -71,6 +82,11 @@ class NodeOpenIdProvider:
         )
         self.issuer = await self._process.started
         return self.issuer
+
+    @property
+    def token_requests(self) -> list[tuple[str, int]]:
+        """How the client authenticated at each token request so far, and the provider's status code."""
+        return [(report["token_request"], report["status"]) for report in self._process.reports]
 
     async def stop(self) -> None:
         """Close its stdin (it exits) and wait for the process to end."""

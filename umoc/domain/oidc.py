@@ -3,24 +3,35 @@
 ::
 
     browser                      UMOC (any node)                              provider
-    GET /api/oidc/login   ->     discovery (cached): authorization, token, jwks endpoints
+    GET /api/oidc/login   ->     discovery (cached): authorization, token, jwks, userinfo endpoints,
+                                     token_endpoint_auth_methods_supported,
+                                     authorization_response_iss_parameter_supported
                                  state, nonce, code_verifier: new random values, kept in a
                                  cookie signed with UMOC's own key (any node can read it back)
                           <-     302 authorization_endpoint?response_type=code&client_id&redirect_uri
                                      &scope&state&nonce&code_challenge=S256(verifier)
     ... the user signs in at the provider ...
-    GET /api/oidc/callback?code&state  (the cookie comes along: SameSite=Lax, a top-level GET)
+    GET /api/oidc/callback?code&state[&iss]  (the cookie comes along: SameSite=Lax, a top-level GET)
                                  cookie's signature and expiry, state == the cookie's (constant time)
+                                 iss == the issuer (RFC 9207) when the provider advertises it, or when
+                                     the callback has one: the code goes to no other provider's token
+                                     endpoint (mix-up attacks)
                                  POST token_endpoint {grant_type=authorization_code, code,
-                                     redirect_uri, client_id, client_secret, code_verifier}
+                                     redirect_uri, code_verifier} and the client's credentials:
+                                     client_secret_basic (Authorization: Basic) or client_secret_post
+                                     (client_id, client_secret in the body), see `_auth_method`
                                  the ID token: signature (the provider's JWKS), iss, aud == client_id,
                                      exp, nonce == the cookie's
+                                 a username or display name claim the ID token lacks: GET
+                                     userinfo_endpoint with the access token; its sub must be the
+                                     ID token's, or the sign-in is refused
                                  the user of (issuer, sub): found or created (the claims' names)
                           <-     a new session, handed to the web client in the URL's fragment
 
 Everything that can fail answers `OidcError` with a message for the person
 at the browser; the edge sends it to the web client too.  The client secret,
-codes and tokens are never logged.
+codes and tokens are never logged.  Every request to the provider goes
+through the node's trusted outbound client (bounded answers, no redirects).
 """
 
 from __future__ import annotations
@@ -30,16 +41,16 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from umoc.config import Config, JwtAuthConfig
 from umoc.domain.identity import Identities, SignedIn
-from umoc.domain.tokens import TokenError, TokenVerifier
+from umoc.domain.tokens import TokenError, TokenVerifier, VerifiedToken
 from umoc.errors import UserError
 from umoc.outbound.http import HttpClient
 
@@ -86,6 +97,31 @@ class _Provider:
     authorization_endpoint: str
     token_endpoint: str
     jwks_uri: str
+    #: None: the provider has none (the ID token's claims are all there is).
+    userinfo_endpoint: str | None
+    #: ``token_endpoint_auth_methods_supported``; None when the document has no such list.
+    auth_methods: tuple[str, ...] | None
+    #: ``authorization_response_iss_parameter_supported`` (RFC 9207): every callback must then carry ``iss``.
+    iss_parameter: bool
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> _Provider:
+        """The endpoints and capabilities UMOC uses; `KeyError` when a required endpoint is missing."""
+        userinfo = document.get("userinfo_endpoint")
+        methods = document.get("token_endpoint_auth_methods_supported")
+        return cls(
+            str(document["authorization_endpoint"]),
+            str(document["token_endpoint"]),
+            str(document["jwks_uri"]),
+            userinfo if isinstance(userinfo, str) and userinfo else None,
+            tuple(m for m in methods if isinstance(m, str)) if isinstance(methods, list) else None,
+            document.get("authorization_response_iss_parameter_supported") is True,
+        )
+
+
+def _string_claim(claims: dict[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    return value if isinstance(value, str) and value else None
 
 
 class OidcSignIn:
@@ -115,9 +151,7 @@ class OidcSignIn:
             if answer.code != 200:
                 raise ValueError(f"HTTP {answer.code}")
             document = json.loads(answer.body)
-            provider = _Provider(
-                str(document["authorization_endpoint"]), str(document["token_endpoint"]), str(document["jwks_uri"])
-            )
+            provider = _Provider.from_document(document)
             if document["issuer"] != self._config.issuer:
                 raise ValueError("issuer mismatch")
         except Exception as exc:  # noqa: BLE001 - any failure: the sign-in cannot start now
@@ -185,33 +219,101 @@ class OidcSignIn:
         )
         return Started(f"{provider.authorization_endpoint}{sep}{query}", cookie)
 
-    async def finish(self, code: str, state: str, cookie: str | None) -> SignedIn:
-        """The user the provider signed in, after every check above; `OidcError` (or `TokenError`) otherwise."""
+    def _auth_method(self, provider: _Provider) -> str:
+        """How to prove the client at the token endpoint: ``none`` (a public client: no secret),
+        ``auth.oidc.token_endpoint_auth_method`` when forced, else ``client_secret_basic`` (OIDC Discovery's
+        default when the document lists no methods) unless the provider lists ``client_secret_post`` and not
+        ``client_secret_basic``."""
+        if not self._config.client_secret:
+            return "none"
+        forced = self._config.token_endpoint_auth_method
+        if forced != "auto":
+            return forced
+        supported = provider.auth_methods if provider.auth_methods is not None else ("client_secret_basic",)
+        if "client_secret_post" in supported and "client_secret_basic" not in supported:
+            return "client_secret_post"
+        return "client_secret_basic"
+
+    def _token_request(self, provider: _Provider, code: str, verifier: str) -> tuple[bytes, dict[str, str]]:
+        """The token request's body and headers, the client's credentials placed as `_auth_method` says."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self._config.redirect_url,
+            "code_verifier": verifier,
+        }
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        method = self._auth_method(provider)
+        if method == "client_secret_basic":
+            # RFC 6749 section 2.3.1: each part form-urlencoded, then joined by ":" and base64'd.
+            pair = f"{quote_plus(self._config.client_id)}:{quote_plus(self._config.client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        else:
+            form["client_id"] = self._config.client_id
+            if method == "client_secret_post":
+                form["client_secret"] = self._config.client_secret
+        return urlencode(form).encode("ascii"), headers
+
+    def _check_iss(self, provider: _Provider, iss: str | None) -> None:
+        """RFC 9207: the callback's ``iss`` must be the issuer; it must be there when the provider says it
+        always sends one.  Checked before the code goes anywhere."""
+        if iss is None and not provider.iss_parameter:
+            return
+        if iss != self._config.issuer:
+            log.warn(
+                "OIDC sign-in refused: the callback's iss is {iss!r}, not the issuer",
+                event="oidc_failed",
+                iss=None if iss is None else iss[:200],
+            )
+            raise OidcError("The sign-in did not come back from this server's provider; sign in again")
+
+    async def _userinfo(
+        self, provider: _Provider, access_token: Any, subject: Any, verified: VerifiedToken
+    ) -> VerifiedToken:
+        """``verified`` with the username and display name the ID token lacks taken from the userinfo
+        endpoint, when the provider has one.  Its ``sub`` must be the ID token's (else `OidcError`: the
+        answer is about someone else); an unreachable or unreadable endpoint leaves the names as they were."""
+        if provider.userinfo_endpoint is None or not isinstance(access_token, str) or not access_token:
+            return verified
+        url = provider.userinfo_endpoint
+        try:
+            answer = await self._http.get(
+                url, {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}, TIMEOUT
+            )
+            if answer.code != 200:
+                raise ValueError(f"HTTP {answer.code}")
+            info = json.loads(answer.body)
+            if not isinstance(info, dict):
+                raise ValueError("not a JSON object")
+        except Exception as exc:  # noqa: BLE001 - the names are a nicety: sign in with the ID token's
+            log.warn("OIDC userinfo at {url} failed: {why}", event="oidc_failed", url=url, why=str(exc)[:200])
+            return verified
+        if not isinstance(subject, str) or info.get("sub") != subject:
+            log.warn("OIDC sign-in refused: the userinfo's sub is not the ID token's", event="oidc_failed")
+            raise OidcError("The sign-in provider's answer could not be verified; sign in again")
+        names = self._jwt.claims
+        return replace(
+            verified,
+            username=verified.username or _string_claim(info, names.username),
+            display_name=verified.display_name or _string_claim(info, names.display_name),
+        )
+
+    async def finish(self, code: str, state: str, cookie: str | None, iss: str | None = None) -> SignedIn:
+        """The user the provider signed in, after every check above; `OidcError` (or `TokenError`) otherwise.
+        ``iss`` is the callback's parameter (None: absent)."""
         if not self.enabled:
             raise OidcError("Sign-in with a provider is not enabled")
         kept = await self._unseal(cookie)
         if not hmac.compare_digest(str(kept.get("state", "")).encode(), state.encode()):
             raise OidcError("The sign-in expired or was started elsewhere; sign in again")
         provider = await self._discover()
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": self._config.redirect_url,
-            "client_id": self._config.client_id,
-            "code_verifier": str(kept["verifier"]),
-        }
-        if self._config.client_secret:
-            form["client_secret"] = self._config.client_secret
+        self._check_iss(provider, iss)
+        body, headers = self._token_request(provider, code, str(kept["verifier"]))
         try:
-            answer = await self._http.post(
-                provider.token_endpoint,
-                urlencode(form).encode("ascii"),
-                {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-                TIMEOUT,
-            )
+            answer = await self._http.post(provider.token_endpoint, body, headers, TIMEOUT)
             tokens = json.loads(answer.body) if answer.code == 200 else None
             id_token = tokens["id_token"] if isinstance(tokens, dict) else None
-            if not isinstance(id_token, str):
+            if not isinstance(tokens, dict) or not isinstance(id_token, str):
                 raise ValueError(f"HTTP {answer.code}")
         except Exception as exc:  # noqa: BLE001 - the provider refused the code, or is away
             log.warn("OIDC code exchange failed: {why}", event="oidc_failed", why=str(exc)[:200])
@@ -225,4 +327,6 @@ class OidcSignIn:
         if not hmac.compare_digest(str(claims.get("nonce", "")).encode(), str(kept["nonce"]).encode()):
             log.warn("OIDC sign-in refused: nonce mismatch", event="oidc_failed")
             raise OidcError("The sign-in provider's answer could not be verified; sign in again")
+        if verified.username is None or verified.display_name is None:
+            verified = await self._userinfo(provider, tokens.get("access_token"), claims.get("sub"), verified)
         return await self._identities.sign_in(verified, self._jwt.auto_create_users)

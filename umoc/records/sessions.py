@@ -80,8 +80,10 @@ class TotpCode:
 
 @dataclass(frozen=True, slots=True)
 class OidcCallback:
-    """``GET /api/oidc/callback``: the provider's ``code`` and ``state``, and the state cookie the browser kept."""
+    """``GET /api/oidc/callback``: the provider's ``code``, ``state`` and ``iss`` (RFC 9207; None: absent), and the
+    state cookie the browser kept."""
 
     code: str
     state: str
     cookie: str | None
+    iss: str | None = None

@@ -4,7 +4,7 @@
 
     GET config    -> 200 {"enabled", "provider"}         the web client shows "Sign in with <provider>"
     GET login     -> 302 to the provider, Set-Cookie oidc_state (the signed state: HttpOnly, SameSite=Lax)
-    GET callback?code&state
+    GET callback?code&state[&iss]
                   -> 302 /#oidc=<base64url JSON of the session, as POST /api/login answers it>
                   -> 302 /#oidc_error=<message>           (the web client shows it)
 
@@ -86,7 +86,8 @@ class OidcApi:
             _redirect(request, "/#oidc_error=" + quote(f"The sign-in provider answered: {error[:100]}"), forget)
             return
         cookie = request.getCookie(COOKIE.encode("ascii"))
-        record = OidcCallback(arg(b"code"), arg(b"state"), cookie.decode("ascii", "replace") if cookie else None)
+        iss = arg(b"iss") if b"iss" in request.args else None
+        record = OidcCallback(arg(b"code"), arg(b"state"), cookie.decode("ascii", "replace") if cookie else None, iss)
         actor = sessions.client_actor(self._client(request))
         try:
             answer = await sessions.oidc_session(self._services, actor, record)

@@ -276,7 +276,7 @@ async def oidc_session(services: Services, actor: Actor, record: OidcCallback) -
     verify), `AccountDisabledError` or `RateLimitedError`.
     """
     await check_address_limit(services, "login", actor.name)
-    signed_in = await _signed_in(services, services.oidc.finish(record.code, record.state, record.cookie))
+    signed_in = await _signed_in(services, services.oidc.finish(record.code, record.state, record.cookie, record.iss))
     return await _open_signed_in(services, actor, signed_in.user, "oidc")
 
 
