@@ -145,6 +145,10 @@ class Thumbnailer:
         """`make_thumbnails` in a thread, once a decoding slot is free."""
         return self._slots.run(self._in_thread, make_thumbnails, source, target, self._max_pixels)
 
+    def cpu(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """``fn(*args)``, other CPU-bound media work (a link preview's page parsed), in a decoding slot."""
+        return self._slots.run(self._in_thread, fn, *args)
+
     def io(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """``fn(*args)``, a blocking file operation, in a thread once an I/O slot is free."""
         return self._io.run(self._in_thread, fn, *args)
