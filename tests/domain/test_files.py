@@ -1,4 +1,4 @@
-"""File rules: names that cannot be paths or tricks, message types from the MIME allow-list, the upload spool."""
+"""File rules (names that cannot be paths or tricks, types from the MIME allow-list); bytes to and from disk."""
 
 from __future__ import annotations
 
@@ -7,10 +7,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IConsumer
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from umoc.config import UploadsConfig
-from umoc.domain.files import UploadSpool, check_file_name, message_type_for, normalise_type
+from umoc.domain.files import (
+    FileStreamer,
+    TransferStoppedError,
+    UploadSpool,
+    check_file_name,
+    message_type_for,
+    normalise_type,
+)
 from umoc.errors import UserError
 
 
@@ -166,3 +175,64 @@ class UploadSpoolTests(unittest.TestCase):
         self.successResultOf(removed)
         self.assertFalse(spool.path.exists())
         self.assertTrue(spool.path.parent.is_dir())
+
+
+@implementer(IConsumer)
+class Consumer:
+    """An HTTP response as a streaming producer sees it: bytes written, registration."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802 - Twisted's interface
+        assert streaming
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:  # noqa: N802 - Twisted's interface
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class FileStreamerTests(unittest.TestCase):
+    """`FileStreamer`: every read through the file I/O, one at a time, none while the consumer is paused."""
+
+    def make(self, data: bytes) -> tuple[FileStreamer, ManualIO, Consumer, defer.Deferred[None]]:
+        self.patch(FileStreamer, "CHUNK_SIZE", 4)
+        path = Path(self.mktemp())
+        path.write_bytes(data)
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the cleanup
+        self.addCleanup(handle.close)
+        io, consumer = ManualIO(), Consumer()
+        streamer = FileStreamer(io, handle)
+        return streamer, io, consumer, streamer.send(consumer)
+
+    def test_the_file_is_read_a_chunk_at_a_time_and_none_is_read_while_paused(self) -> None:
+        streamer, io, consumer, done = self.make(b"abcdefghij")
+        self.assertIs(consumer.producer, streamer)
+        self.assertEqual(len(io.waiting), 1)
+        io.step()
+        self.assertEqual(consumer.written, [b"abcd"])
+        self.assertEqual(len(io.waiting), 1, "one read at a time")
+        streamer.pauseProducing()
+        io.step()  # the read under way still arrives
+        self.assertEqual(consumer.written, [b"abcd", b"efgh"])
+        self.assertEqual(io.waiting, [])
+        streamer.resumeProducing()
+        streamer.resumeProducing()
+        self.assertEqual(len(io.waiting), 1)
+        self.assertNoResult(done)
+        io.drain()
+        self.assertEqual(b"".join(consumer.written), b"abcdefghij")
+        self.assertIsNone(consumer.producer)
+        self.successResultOf(done)
+
+    def test_a_stopped_transfer_fails_once_the_read_under_way_is_over(self) -> None:
+        streamer, io, consumer, done = self.make(b"abcdefghij")
+        streamer.stopProducing()
+        self.assertNoResult(done)  # the file must not be closed under the read
+        io.step()
+        self.failureResultOf(done, TransferStoppedError)
+        self.assertEqual((consumer.written, io.waiting), ([], []))

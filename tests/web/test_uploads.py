@@ -11,6 +11,7 @@ import threading
 import uuid
 from typing import Any, BinaryIO
 
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
@@ -24,7 +25,7 @@ from tests.support.node import NodeTestCase
 from tests.support.web import exchange, request
 from umoc.credentials import new_token, token_digest
 from umoc.domain import files as files_module
-from umoc.domain.files import UploadSpool
+from umoc.domain.files import FileStreamer, UploadSpool
 from umoc.records.files import FileOffer
 from umoc.records.sessions import NewSession
 from umoc.web.uploads import content_disposition
@@ -135,8 +136,8 @@ class _GatedFile:
         self._real.close()
 
 
-class UploadOffReactorTests(NodeTestCase):
-    """Upload bodies go to disk in the file I/O threads: the reactor answers others while a disk is slow.
+class FileBytesOffReactorTests(NodeTestCase):
+    """Upload bodies go to disk, downloads come from it, in the file I/O threads: the reactor answers meanwhile.
 
     On the real reactor (its thread pool runs the file work), through the
     Site's own channel on a `StringTransport`.
@@ -220,3 +221,46 @@ class UploadOffReactorTests(NodeTestCase):
         await eventually(lambda: self.temp_files() == [])
         self.assertFalse(self.services.files.path_for(file_id).exists())
         self.assertIsNone((await self.storage.files.get(file_id)).uploaded_at)
+
+    @inline
+    async def test_a_download_is_read_in_worker_threads_while_the_reactor_answers(self) -> None:
+        data = os.urandom(300_000)
+        file_id, _, bob, _ = await DownloadResourceTests.stored(self, data)  # type: ignore[arg-type]
+        headers = await DownloadResourceTests.session_of(self, bob)  # type: ignore[arg-type]
+        gate, threads = threading.Event(), []
+        self.addCleanup(gate.set)
+        real_open = files_module._open_if_there
+
+        def opened(path: Any) -> Any:
+            found = real_open(path)
+            return None if found is None else (_GatedReader(found[0], gate, threads), found[1])
+
+        self.patch(files_module, "_open_if_there", opened)
+        download = defer.ensureDeferred(exchange(self.node.site, "GET", f"/api/files/{file_id}", headers=headers))
+        await eventually(lambda: len(threads) == 1)  # the first read is under way, and stuck
+        health = await exchange(self.node.site, "GET", "/healthz")
+        self.assertEqual(health.code, 200)
+        self.assertNoResult(download)
+        gate.set()
+        got = await download
+        self.assertEqual((got.code, got.body), (200, data))
+        self.assertGreaterEqual(len(threads), 300_000 // FileStreamer.CHUNK_SIZE + 1)
+        self.assertNotIn(threading.current_thread(), threads)
+
+
+class _GatedReader:
+    """A stored file opened for a download, whose reads note their thread and wait for ``gate``."""
+
+    def __init__(self, real: BinaryIO, gate: threading.Event, threads: list[threading.Thread]) -> None:
+        self._real = real
+        self._gate = gate
+        self._threads = threads
+
+    def read(self, size: int) -> bytes:
+        self._threads.append(threading.current_thread())
+        if not self._gate.wait(60):
+            raise OSError(errno.EIO, "the test never opened the gate")
+        return self._real.read(size)
+
+    def close(self) -> None:
+        self._real.close()

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest, token_matches
@@ -37,6 +38,8 @@ from umoc.storage.files import FileRecord
 __all__ = [
     "AVATAR_CHAT",
     "FileManager",
+    "FileStreamer",
+    "TransferStoppedError",
     "UploadDeniedError",
     "UploadSpool",
     "UploadStoreError",
@@ -176,6 +179,14 @@ class FileManager:
     def open_file(self, file_id: str) -> defer.Deferred[tuple[BinaryIO, int] | None]:
         """The stored file opened for reading and its size, opened in a thread; None when it is missing."""
         return self.thumbnailer.io(_open_if_there, self.path_for(file_id))
+
+    def streamer(self, handle: BinaryIO) -> FileStreamer:
+        """Sends an opened file to a consumer, each read in a thread (see `FileStreamer`)."""
+        return FileStreamer(self.thumbnailer.io, handle)
+
+    def close_file(self, handle: BinaryIO) -> defer.Deferred[None]:
+        """Close a file `open_file` opened, in a thread."""
+        return self.thumbnailer.io(handle.close)
 
     def read_thumbnail(self, path: Path) -> defer.Deferred[bytes | None]:
         """A thumbnail's bytes (None when the image has none), read in a thread."""
@@ -549,6 +560,81 @@ class UploadSpool:
         waiting, self._idle = self._idle, []
         for d in waiting:
             d.callback(None)
+
+
+class TransferStoppedError(Exception):
+    """The consumer went away before the whole file was sent."""
+
+
+@implementer(IPushProducer)
+class FileStreamer:
+    """A file to a consumer (an HTTP response), every read in the file I/O threads.
+
+    Twisted's `FileSender` reads each chunk on the reactor thread; this reads
+    `CHUNK_SIZE` bytes through ``io`` (`Thumbnailer.io`), writes them, and
+    reads the next, one read at a time and none while the consumer has
+    paused it (a slow client holds at most one chunk beyond the transport's
+    buffer).  `send`'s Deferred fires once the last byte is written, or fails
+    when the consumer stops it; never while a read is still under way, so
+    the caller may close the file then.
+    """
+
+    CHUNK_SIZE = 64 * 1024
+
+    def __init__(self, io: Callable[..., defer.Deferred[Any]], handle: BinaryIO) -> None:
+        self._io = io
+        self._handle = handle
+        self._consumer: IConsumer | None = None
+        self._paused = False
+        self._reading = False
+        self._stopped = False
+        self._done: defer.Deferred[None] = defer.Deferred()
+
+    def send(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self._consumer = consumer
+        consumer.registerProducer(self, True)
+        self._read()
+        return self._done
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._read()
+
+    def stopProducing(self) -> None:
+        self._stopped = True
+        if not self._reading and not self._done.called:
+            self._done.errback(TransferStoppedError())
+
+    def _read(self) -> None:
+        if self._paused or self._reading or self._stopped or self._done.called:
+            return
+        self._reading = True
+        self._io(self._handle.read, self.CHUNK_SIZE).addCallbacks(self._got, self._failed)
+
+    def _got(self, data: bytes) -> None:
+        self._reading = False
+        consumer = self._consumer
+        if self._stopped or consumer is None:
+            if not self._done.called:
+                self._done.errback(TransferStoppedError())
+            return
+        if not data:
+            consumer.unregisterProducer()
+            self._done.callback(None)
+            return
+        consumer.write(data)
+        self._read()
+
+    def _failed(self, failure: Failure) -> None:
+        self._reading = False
+        if self._done.called:
+            return
+        if not self._stopped and self._consumer is not None:
+            self._consumer.unregisterProducer()
+        self._done.errback(failure)
 
 
 def _create_temp(path: Path) -> BinaryIO:

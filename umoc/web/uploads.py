@@ -25,8 +25,8 @@ written, checks the size on disk, moves the temporary file into place (in a
 thread) under its ``file_id`` (never the client's name) and records it as
 whole: a 201 means the whole body is in the file.
 
-Downloads are opened in a thread and streamed from disk with a `FileSender`
-to members of the chat the file was shared in; everyone else gets the same
+Downloads are opened in a thread and streamed from disk, each read in a
+thread (`FileStreamer`), to members of the chat the file was shared in; everyone else gets the same
 404 whether or not the file exists.  Thumbnails are read whole in a thread.
 """
 
@@ -42,11 +42,10 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.protocols.basic import FileSender
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
-from umoc.domain.files import FileManager, UploadDeniedError, UploadSpool
+from umoc.domain.files import FileManager, TransferStoppedError, UploadDeniedError, UploadSpool
 from umoc.domain.overload import WriteAdmission
 from umoc.domain.sessions import SessionManager
 from umoc.domain.thumbnails import SIZES, thumbnail_type
@@ -437,15 +436,19 @@ class Uploads:
         request.setHeader(b"Content-Length", str(size_bytes).encode("ascii"))
         request.setHeader(b"Content-Disposition", content_disposition(record.file_name).encode("ascii"))
         _private_headers(request)
-        sender = FileSender()
-        transfer = sender.beginFileTransfer(handle, request)
-        request.notifyFinish().addErrback(lambda _: sender.stopProducing())
+        streamer = self.files.streamer(handle)
+        transfer = streamer.send(request)
+        request.notifyFinish().addErrback(lambda _: streamer.stopProducing())
         try:
             await transfer
-        except Exception:  # noqa: BLE001 - the client went away mid-download
+        except TransferStoppedError:  # the client went away mid-download
+            return
+        except Exception:  # noqa: BLE001 - a read failed: the client sees the body cut short
+            log.failure("Reading file {file_id} failed mid-download", file_id=file_id)
+            request.loseConnection()
             return
         finally:
-            handle.close()
+            await self.files.close_file(handle)
         request.finish()
 
     async def _preview_image(self, request: server.Request) -> None:
