@@ -26,8 +26,9 @@ thread) under its ``file_id`` (never the client's name) and records it as
 whole: a 201 means the whole body is in the file.
 
 Downloads are opened in a thread and streamed from disk, each read in a
-thread (`FileStreamer`), to members of the chat the file was shared in; everyone else gets the same
-404 whether or not the file exists.  Thumbnails are read whole in a thread.
+thread too (`FileStreamer`), to members of the chat the file was shared in;
+everyone else gets the same 404 whether or not the file exists.  Thumbnails
+are read whole in a thread.
 """
 
 from __future__ import annotations
