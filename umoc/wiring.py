@@ -283,6 +283,7 @@ def build_node(config: Config, reactor: Any, storage: Storage | None = None, thr
                 files.thumbnailer.run,
                 files.preview_image_path,
                 config.outbound.max_answer_headers,
+                in_thread=files.thumbnailer.cpu,
             ),
         ),
         identities=(identities := _identities(config, clock, storage, sessions, http)),

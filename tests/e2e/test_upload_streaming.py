@@ -185,7 +185,7 @@ class UploadTestsMixin:
         file_id, token = await self.prepared(100_000)
         code, body = await self.put(file_id, ChunkedBody(600_000, chunk=16 * 1024), token)
         self.assertEqual((code, body), (413, {"error": "Body larger than the declared file size", "code": "too_large"}))
-        self.assertEqual(self.temp_files(), [])
+        await eventually(lambda: self.temp_files() == [])  # removed in a file I/O thread, maybe after the answer
         self.assertFalse(self.uploads.path_for(file_id).exists())
         code, body = await self.put(file_id, b"x" * 100_000, token)
         self.assertEqual((code, body), (403, {"error": "Upload token already used", "code": "forbidden"}))
@@ -342,9 +342,6 @@ class UploadTestsMixin:
             response = await self.get(file_id, login)
             self.assertEqual(response.code, 401)
             await response.content()
-
-
-for_each_backend(UploadTestsMixin, ServerTestCase, globals())
 
 
 for_each_backend(UploadTestsMixin, ServerTestCase, globals())

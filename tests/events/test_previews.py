@@ -20,6 +20,7 @@ from tests.domain.test_thumbnails import image_bytes
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase
+from umoc.outbound import previews
 from umoc.outbound.previews import first_url, parse_page
 
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8">
@@ -81,6 +82,19 @@ class ParsingTests(unittest.TestCase):
             (plain.title, plain.description, plain.site_name, plain.image), ("Just a title", "Words", None, None)
         )
         self.assertEqual(parse_page("<title>\u00e9t\u00e9</title>".encode("latin-1"), "latin-1").title, "\u00e9t\u00e9")
+
+    def test_parsing_stops_soon_after_the_head_however_long_the_page(self) -> None:
+        fed: list[int] = []
+        real_feed = previews._HeadParser.feed
+        self.patch(previews._HeadParser, "feed", lambda parser, text: fed.append(len(text)) or real_feed(parser, text))
+        page = (
+            b"<html><head><title>Long</title></head><body>"
+            + b"<p><b>x</b><meta name=description content=no></p>" * 50_000
+        )
+        meta = parse_page(page)
+        self.assertEqual((meta.title, meta.description), ("Long", None))
+        self.assertEqual(len(fed), 1, "one piece, not the whole page")
+        self.assertLess(sum(fed), len(page) // 100)
 
 
 class PreviewFlowMixin:

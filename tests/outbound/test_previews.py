@@ -23,6 +23,7 @@ from tests.outbound.test_agent import ReactorWithDNS, StubDNS
 from tests.support.deferreds import inline
 from umoc.config import PreviewsConfig
 from umoc.domain.thumbnails import Thumbnailer
+from umoc.outbound import previews
 from umoc.outbound.agent import AddressPolicy
 from umoc.outbound.previews import FetchedPreview, PreviewFetcher
 
@@ -117,7 +118,7 @@ class PreviewImageThreadTests(unittest.TestCase):
     """The page's image is thumbnailed from memory; every file it makes is written off the reactor."""
 
     @inline
-    async def test_a_preview_image_is_never_written_or_read_on_the_reactor_thread(self) -> None:
+    async def test_a_preview_page_is_parsed_and_its_image_written_off_the_reactor_thread(self) -> None:
         site = Site({b"/page": ("text/html", PAGE), b"/img.png": ("image/png", image_bytes("PNG", (100, 50)))})
         port = listen(self, site)
         images = Path(self.mktemp())
@@ -139,16 +140,27 @@ class PreviewImageThreadTests(unittest.TestCase):
         self.patch(Image.Image, "save", saving)
         self.patch(os, "replace", replacing)
         self.patch(Path, "write_bytes", writing)
+        parsed: list[bool] = []
+        parse = previews.parse_page
+
+        def parsing(body: bytes, charset: str) -> Any:
+            parsed.append(threadable.isInIOThread())
+            return parse(body, charset)
+
+        self.patch(previews, "parse_page", parsing)
+        thumbnailer = Thumbnailer(reactor, 1, 50_000_000)
         fetcher = PreviewFetcher(
             reactor,
             reactor,  # type: ignore[arg-type]
             PreviewsConfig(),
             AddressPolicy.from_config(["127.0.0.1"]),
-            Thumbnailer(reactor, 1, 50_000_000).run,
+            thumbnailer.run,
             lambda image_id, size: images / image_id[:2] / f"{image_id}.{size}",
+            in_thread=thumbnailer.cpu,
         )
         self.addCleanup(fetcher.close)
         found = await fetcher.fetch(f"http://127.0.0.1:{port}/page")
+        self.assertEqual(parsed, [False], "the page is parsed once, in a worker thread")
         assert found is not None and found.image_id is not None
         made = sorted(p.name for p in images.rglob("*") if p.is_file())
         self.assertEqual(made, sorted(f"{found.image_id}.{size}" for size in ("small", "medium")))

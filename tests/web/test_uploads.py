@@ -5,8 +5,13 @@ Bodies streamed over a real port: ``tests/e2e/test_upload_streaming.py``.
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
 import uuid
+from typing import Any, BinaryIO
 
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
@@ -17,8 +22,10 @@ from zope.interface import implementer
 
 from tests.support.deferreds import eventually, inline
 from tests.support.node import NodeTestCase
-from tests.support.web import request
+from tests.support.web import exchange, request
 from umoc.credentials import new_token, token_digest
+from umoc.domain import files as files_module
+from umoc.domain.files import FileStreamer, UploadSpool
 from umoc.records.files import FileOffer
 from umoc.records.sessions import NewSession
 from umoc.web.uploads import content_disposition
@@ -108,3 +115,152 @@ class UploadResourceTests(NodeTestCase):
         answer = await self.put(file_id, token, b"hello")
         self.assertTrue(answer.startswith(b"HTTP/1.1 201 "), answer)
         self.assertEqual(self.services.files.path_for(file_id).read_bytes(), b"hello")
+
+
+class _GatedFile:
+    """The upload's real temporary file, whose writes note their thread and wait for ``gate``."""
+
+    def __init__(self, real: BinaryIO, gate: threading.Event, threads: list[threading.Thread]) -> None:
+        self._real = real
+        self._gate = gate
+        self._threads = threads
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        self._threads.append(threading.current_thread())
+        if not self._gate.wait(60):
+            raise OSError(errno.EIO, "the test never opened the gate")
+        self._real.writelines(chunks)
+
+    def close(self) -> None:
+        self._threads.append(threading.current_thread())
+        self._real.close()
+
+
+class FileBytesOffReactorTests(NodeTestCase):
+    """Upload bodies go to disk, downloads come from it, in the file I/O threads: the reactor answers meanwhile.
+
+    On the real reactor (its thread pool runs the file work), through the
+    Site's own channel on a `StringTransport`.
+    """
+
+    use_clock = False
+
+    async def prepared(self, size: int) -> tuple[str, str]:
+        return await UploadResourceTests.prepared(self, size)  # type: ignore[arg-type]
+
+    async def channel(self, file_id: str, token: str, size: int) -> tuple[Any, StringTransport]:
+        """A connection that sent an upload's headers, once the upload is authorised (the body is read again)."""
+        channel = self.node.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, Failure(ConnectionDone()))
+        head = (
+            f"PUT /api/upload/{file_id} HTTP/1.1\r\nHost: umoc\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {size}\r\n\r\n"
+        )
+        channel.dataReceived(head.encode("ascii"))
+        self.assertEqual(transport.producerState, "paused")
+        await eventually(lambda: transport.producerState == "producing")
+        return channel, transport
+
+    def gated(self) -> tuple[threading.Event, list[threading.Thread]]:
+        """Every upload's file from now on: writes blocked until the Event is set, their threads noted."""
+        gate, threads = threading.Event(), []
+        self.addCleanup(gate.set)
+        real_create = files_module._create_temp
+        self.patch(files_module, "_create_temp", lambda path: _GatedFile(real_create(path), gate, threads))
+        return gate, threads
+
+    def temp_files(self) -> list[str]:
+        temp_dir = self.services.files.temp_dir
+        return os.listdir(temp_dir) if temp_dir.exists() else []
+
+    @inline
+    async def test_a_blocked_disk_write_runs_in_a_worker_thread_and_the_reactor_answers_meanwhile(self) -> None:
+        self.patch(UploadSpool, "QUEUE_BYTES", 1000)
+        gate, threads = self.gated()
+        data = os.urandom(5000)
+        file_id, token = await self.prepared(len(data))
+        channel, transport = await self.channel(file_id, token, len(data))
+        channel.dataReceived(data[:500])
+        await eventually(lambda: len(threads) == 1)  # the first write is under way, and stuck
+        self.assertIsNot(threads[0], threading.current_thread())
+        health = await exchange(self.node.site, "GET", "/healthz")
+        self.assertEqual(health.code, 200)
+        channel.dataReceived(data[500:900])
+        self.assertEqual(transport.producerState, "producing")
+        channel.dataReceived(data[900:1500])  # 1500 bytes not yet on disk: stop reading the body
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(transport.value(), b"")
+        gate.set()
+        await eventually(lambda: transport.producerState == "producing")
+        channel.dataReceived(data[1500:])
+        await eventually(lambda: b"\r\n\r\n" in transport.value())
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 201 "), transport.value())
+        self.assertEqual(self.services.files.path_for(file_id).read_bytes(), data)
+        self.assertEqual(self.temp_files(), [])
+        self.assertGreaterEqual(len(threads), 3)  # the writes and the close, every one in a worker thread
+        self.assertNotIn(threading.current_thread(), threads)
+
+    @inline
+    async def test_a_failed_disk_write_answers_500_and_leaves_no_partial_file(self) -> None:
+        real_create = files_module._create_temp
+
+        class NoSpace(_GatedFile):
+            def writelines(self, chunks: list[bytes]) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(files_module, "_create_temp", lambda path: NoSpace(real_create(path), threading.Event(), []))
+        file_id, token = await self.prepared(5000)
+        channel, transport = await self.channel(file_id, token, 5000)
+        channel.dataReceived(b"x" * 1000)
+        await eventually(lambda: b"\r\n\r\n" in transport.value())
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 500 "), transport.value())
+        self.assertIn(b'{"error":"The upload could not be stored","code":"internal"}', transport.value())
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        await eventually(lambda: self.temp_files() == [])
+        self.assertFalse(self.services.files.path_for(file_id).exists())
+        self.assertIsNone((await self.storage.files.get(file_id)).uploaded_at)
+
+    @inline
+    async def test_a_download_is_read_in_worker_threads_while_the_reactor_answers(self) -> None:
+        data = os.urandom(300_000)
+        file_id, _, bob, _ = await DownloadResourceTests.stored(self, data)  # type: ignore[arg-type]
+        headers = await DownloadResourceTests.session_of(self, bob)  # type: ignore[arg-type]
+        gate, threads = threading.Event(), []
+        self.addCleanup(gate.set)
+        real_open = files_module._open_if_there
+
+        def opened(path: Any) -> Any:
+            found = real_open(path)
+            return None if found is None else (_GatedReader(found[0], gate, threads), found[1])
+
+        self.patch(files_module, "_open_if_there", opened)
+        download = defer.ensureDeferred(exchange(self.node.site, "GET", f"/api/files/{file_id}", headers=headers))
+        await eventually(lambda: len(threads) == 1)  # the first read is under way, and stuck
+        health = await exchange(self.node.site, "GET", "/healthz")
+        self.assertEqual(health.code, 200)
+        self.assertNoResult(download)
+        gate.set()
+        got = await download
+        self.assertEqual((got.code, got.body), (200, data))
+        self.assertGreaterEqual(len(threads), 300_000 // FileStreamer.CHUNK_SIZE + 1)
+        self.assertNotIn(threading.current_thread(), threads)
+
+
+class _GatedReader:
+    """A stored file opened for a download, whose reads note their thread and wait for ``gate``."""
+
+    def __init__(self, real: BinaryIO, gate: threading.Event, threads: list[threading.Thread]) -> None:
+        self._real = real
+        self._gate = gate
+        self._threads = threads
+
+    def read(self, size: int) -> bytes:
+        self._threads.append(threading.current_thread())
+        if not self._gate.wait(60):
+            raise OSError(errno.EIO, "the test never opened the gate")
+        return self._real.read(size)
+
+    def close(self) -> None:
+        self._real.close()

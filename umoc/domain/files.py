@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from umoc.config import UploadsConfig
 from umoc.credentials import new_token, token_digest, token_matches
@@ -35,13 +38,19 @@ from umoc.storage.files import FileRecord
 __all__ = [
     "AVATAR_CHAT",
     "FileManager",
+    "FileStreamer",
+    "TransferStoppedError",
     "UploadDeniedError",
+    "UploadSpool",
+    "UploadStoreError",
     "check_file_name",
     "download_url",
     "message_type_for",
     "normalise_type",
     "thumbnail_url",
 ]
+
+log = Logger()
 
 #: The chat an avatar upload is recorded with: none (chat ids start at 1), so it is no chat's file.
 AVATAR_CHAT = 0
@@ -93,6 +102,10 @@ def download_url(file_id: str) -> str:
 def thumbnail_url(file_id: str) -> str:
     """The medium thumbnail; ``?size=small`` asks for the small one."""
     return f"/api/files/{file_id}/thumbnail?size=medium"
+
+
+class UploadStoreError(OSError):
+    """The bytes of an upload could not be written whole to disk (full disk, I/O error, a short file)."""
 
 
 class UploadDeniedError(UserError):
@@ -148,11 +161,32 @@ class FileManager:
     def temp_path(self, file_id: str) -> Path:
         """A fresh name for an upload in progress; the directory is made on first use."""
         self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self._temp_name(file_id)
+
+    def _temp_name(self, file_id: str) -> Path:
         return self.temp_dir / f"{file_id}.{secrets.token_hex(8)}.part"
+
+    def spool(
+        self,
+        file_id: str,
+        full: Callable[[], None],
+        drained: Callable[[], None],
+        failed: Callable[[Failure], None],
+    ) -> UploadSpool:
+        """A new temporary file for an upload's body, written in the file I/O threads (see `UploadSpool`)."""
+        return UploadSpool(self.thumbnailer.io, self._temp_name(file_id), full, drained, failed)
 
     def open_file(self, file_id: str) -> defer.Deferred[tuple[BinaryIO, int] | None]:
         """The stored file opened for reading and its size, opened in a thread; None when it is missing."""
         return self.thumbnailer.io(_open_if_there, self.path_for(file_id))
+
+    def streamer(self, handle: BinaryIO) -> FileStreamer:
+        """Sends an opened file to a consumer, each read in a thread (see `FileStreamer`)."""
+        return FileStreamer(self.thumbnailer.io, handle)
+
+    def close_file(self, handle: BinaryIO) -> defer.Deferred[None]:
+        """Close a file `open_file` opened, in a thread."""
+        return self.thumbnailer.io(handle.close)
 
     def read_thumbnail(self, path: Path) -> defer.Deferred[bytes | None]:
         """A thumbnail's bytes (None when the image has none), read in a thread."""
@@ -299,14 +333,18 @@ class FileManager:
         return record
 
     async def store_upload(self, record: FileRecord, temp_path: Path, received: int) -> dict[str, Any]:
-        """Move a whole upload into place by id and record it; `UploadDeniedError` if it is not whole."""
+        """Move a whole upload into place by id and record it; `UploadDeniedError` if it is not whole.
+
+        ``received`` is what the edge counted; the file on disk must hold exactly as many bytes
+        before it is moved (else `UploadStoreError`, and the partial file is gone).
+        """
         if received != record.file_size:
             await self.thumbnailer.io(temp_path.unlink, True)
             raise UploadDeniedError(
                 400, f"Upload incomplete: {received} of {record.file_size} bytes arrived", "invalid_argument"
             )
         final = self.path_for(record.id)
-        await self.thumbnailer.io(_move_into_place, temp_path, final)
+        await self.thumbnailer.io(_move_into_place, temp_path, final, received)
         if not await self._storage.files.mark_uploaded(record.id, self.now()):
             await self.thumbnailer.io(final.unlink, True)
             raise UploadDeniedError(404, "Unknown upload", "not_found")
@@ -378,6 +416,250 @@ class FileManager:
                 continue
 
 
+class UploadSpool:
+    """One upload's body on its way to a temporary file, written in the file I/O threads, in order.
+
+    The HTTP edge hands over each piece of the body as it arrives (`write`)
+    and the reactor thread never touches the file: creating it, writing,
+    closing and removing it all run through `Thumbnailer.io` (at most
+    `Thumbnailer.IO_THREADS` file operations at once on the node).  One
+    upload has at most one operation under way; pieces arriving meanwhile
+    wait in a queue and go down together in the next write, so the bytes
+    land in the order they came and a fast network costs one thread hop per
+    batch, not per TCP read::
+
+        write(a) write(b) write(c)     reactor: queue [a] -> [b] -> [b, c]
+          |  open, then a  |  b + c    I/O thread: one operation at a time
+        finish() -> waits for the queue, closes the file -> the edge answers 201
+
+    The queue is bounded: past `QUEUE_BYTES` waiting, ``full()`` is called
+    (the edge stops reading the body: TCP pushes back on the client), and
+    ``drained()`` once it is down to half.  So a slow disk slows the
+    upload instead of filling memory.  A failed create or write is kept:
+    `failure` is set, the partial file removed, later writes ignored, and
+    `finish` raises it; the edge learns of it at once from ``failed(failure)``.
+    """
+
+    #: Bytes waiting for the disk past which the edge is asked to stop reading the body.
+    QUEUE_BYTES = 1024 * 1024
+
+    def __init__(
+        self,
+        io: Callable[..., defer.Deferred[Any]],
+        path: Path,
+        full: Callable[[], None],
+        drained: Callable[[], None],
+        failed: Callable[[Failure], None],
+    ) -> None:
+        self.path = path
+        self._io = io
+        self._full = full
+        self._drained = drained
+        #: Called once with the failure when creating or writing the file fails.
+        self._failed = failed
+        self.failure: Failure | None = None
+        #: Bytes handed over and not yet written.
+        self.queued = 0
+        #: Bytes written to the file.
+        self.written = 0
+        self._queue: list[bytes] = []
+        self._file: BinaryIO | None = None
+        self._busy = True  # the file is being created
+        self._throttled = False
+        self._closing = False
+        self._discarded = False
+        self._idle: list[defer.Deferred[None]] = []
+        io(_create_temp, path).addCallbacks(self._created, self._broke)
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` after everything before it; ask the edge to stop reading when the queue is full."""
+        if self._closing or self.failure is not None or not data:
+            return
+        self._queue.append(data)
+        self.queued += len(data)
+        if not self._throttled and self.queued > self.QUEUE_BYTES:
+            self._throttled = True
+            self._full()
+        self._pump()
+
+    async def finish(self) -> int:
+        """Wait until every byte handed over is written, then close the file; the size written.
+
+        Raises the failure of a create, write or close that failed (the partial file is removed then).
+        """
+        self._closing = True
+        await self._until_idle()
+        if self.failure is not None:
+            self.failure.raiseException()
+        handle, self._file = self._file, None
+        if handle is not None:
+            await self._io(_close_or_remove, handle, self.path)
+        return self.written
+
+    def discard(self) -> defer.Deferred[None]:
+        """Forget the queue; once the operation under way is over, close and remove the file."""
+        self._closing = True
+        self._queue.clear()
+        self.queued = 0
+        if self._discarded:
+            return defer.succeed(None)
+        self._discarded = True
+        return defer.ensureDeferred(self._remove())
+
+    async def _remove(self) -> None:
+        await self._until_idle()
+        handle, self._file = self._file, None
+        if handle is not None:
+            try:
+                await self._io(_close_and_remove, handle, self.path)
+            except Exception:  # noqa: BLE001 - nobody waits for a discard; the purge sweeps what is left
+                log.failure("Removing the partial upload {path} failed", path=str(self.path))
+
+    def _until_idle(self) -> defer.Deferred[None]:
+        if not self._busy and (not self._queue or self.failure is not None):
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(d)
+        return d
+
+    def _pump(self) -> None:
+        if self._busy or self.failure is not None or not self._queue or self._file is None:
+            return
+        batch, self._queue = self._queue, []
+        size = sum(map(len, batch))
+        self._busy = True
+        self._io(self._file.writelines, batch).addCallbacks(self._written, self._broke, callbackArgs=(size,))
+
+    def _created(self, handle: BinaryIO) -> None:
+        self._file = handle
+        self._next()
+
+    def _written(self, _: object, size: int) -> None:
+        self.written += size
+        self.queued -= size
+        if self._throttled and self.queued <= self.QUEUE_BYTES // 2:
+            self._throttled = False
+            self._drained()
+        self._next()
+
+    def _next(self) -> None:
+        self._busy = False
+        self._pump()
+        if not self._busy:
+            self._wake()
+
+    def _broke(self, failure: Failure) -> None:
+        self._busy = False
+        self.failure = failure
+        log.failure("Writing an upload to {path} failed", failure, path=str(self.path))
+        self.discard()
+        self._wake()
+        self._failed(failure)
+
+    def _wake(self) -> None:
+        waiting, self._idle = self._idle, []
+        for d in waiting:
+            d.callback(None)
+
+
+class TransferStoppedError(Exception):
+    """The consumer went away before the whole file was sent."""
+
+
+@implementer(IPushProducer)
+class FileStreamer:
+    """A file to a consumer (an HTTP response), every read in the file I/O threads.
+
+    Twisted's `FileSender` reads each chunk on the reactor thread; this reads
+    `CHUNK_SIZE` bytes through ``io`` (`Thumbnailer.io`), writes them, and
+    reads the next, one read at a time and none while the consumer has
+    paused it (a slow client holds at most one chunk beyond the transport's
+    buffer).  `send`'s Deferred fires once the last byte is written, or fails
+    when the consumer stops it; never while a read is still under way, so
+    the caller may close the file then.
+    """
+
+    CHUNK_SIZE = 64 * 1024
+
+    def __init__(self, io: Callable[..., defer.Deferred[Any]], handle: BinaryIO) -> None:
+        self._io = io
+        self._handle = handle
+        self._consumer: IConsumer | None = None
+        self._paused = False
+        self._reading = False
+        self._stopped = False
+        self._done: defer.Deferred[None] = defer.Deferred()
+
+    def send(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self._consumer = consumer
+        consumer.registerProducer(self, True)
+        self._read()
+        return self._done
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._read()
+
+    def stopProducing(self) -> None:
+        self._stopped = True
+        if not self._reading and not self._done.called:
+            self._done.errback(TransferStoppedError())
+
+    def _read(self) -> None:
+        if self._paused or self._reading or self._stopped or self._done.called:
+            return
+        self._reading = True
+        self._io(self._handle.read, self.CHUNK_SIZE).addCallbacks(self._got, self._failed)
+
+    def _got(self, data: bytes) -> None:
+        self._reading = False
+        consumer = self._consumer
+        if self._stopped or consumer is None:
+            if not self._done.called:
+                self._done.errback(TransferStoppedError())
+            return
+        if not data:
+            consumer.unregisterProducer()
+            self._done.callback(None)
+            return
+        consumer.write(data)
+        self._read()
+
+    def _failed(self, failure: Failure) -> None:
+        self._reading = False
+        if self._done.called:
+            return
+        if not self._stopped and self._consumer is not None:
+            self._consumer.unregisterProducer()
+        self._done.errback(failure)
+
+
+def _create_temp(path: Path) -> BinaryIO:
+    """A new file only this process may read, never one that is there already."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _close_or_remove(handle: BinaryIO, path: Path) -> None:
+    """Close (the last buffered bytes go down now); a failure to do so leaves no partial file."""
+    try:
+        handle.close()
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _close_and_remove(handle: BinaryIO, path: Path) -> None:
+    try:
+        handle.close()
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _open_if_there(path: Path) -> tuple[BinaryIO, int] | None:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - the caller closes it when the transfer ends
@@ -393,6 +675,14 @@ def _read_if_there(path: Path) -> bytes | None:
         return None
 
 
-def _move_into_place(temp_path: Path, final: Path) -> None:
-    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.replace(temp_path, final)
+def _move_into_place(temp_path: Path, final: Path, size: int) -> None:
+    """Rename the whole upload to its final name, once its size on disk is the size received."""
+    try:
+        on_disk = temp_path.stat().st_size
+        if on_disk != size:
+            raise UploadStoreError(f"{temp_path.name}: {on_disk} bytes on disk, {size} received")
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(temp_path, final)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise

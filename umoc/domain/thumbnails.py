@@ -10,8 +10,9 @@ Decoding a client's image is the riskiest thing UMOC does with its bytes, so:
 - decoding and resizing run in a thread, never on the reactor, at most
   ``uploads.thumbnail_threads`` at a time, so a 12-megapixel photo delays
   nobody else's acks; so does every file read and write of media work (a
-  thumbnail written or served, a preview image, an upload moved into place),
-  at most `Thumbnailer.IO_THREADS` at a time;
+  thumbnail written or served, a preview image, an upload's body written and
+  moved into place, a download read), at most `Thumbnailer.IO_THREADS` at a
+  time;
 - Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) stays on behind ours:
   anything it refuses is simply not thumbnailed;
 - the thumbnail is a fresh image built from pixels only: no EXIF (GPS
@@ -125,9 +126,10 @@ def _save_clean(image: Any, path: Path, alpha: bool) -> None:
 class Thumbnailer:
     """Runs `make_thumbnails`, and the file work around media, in the reactor's thread pool.
 
-    At most ``concurrency`` images decode at once; apart from them, at most
-    `IO_THREADS` file reads and writes (`io`), so a thumbnail served for a
-    download never queues behind 12-megapixel photos being decoded.  Both
+    At most ``concurrency`` images decode (or link preview pages parse:
+    `cpu`) at once; apart from them, at most `IO_THREADS` file reads and
+    writes (`io`), so a thumbnail served for a download never queues behind
+    12-megapixel photos being decoded.  Both
     together stay under the reactor pool's ten threads, leaving room for
     name resolution.  ``reactor`` is where threads report back; a `Clock`
     (in-process tests) has no thread pool, and there the work runs inline.
@@ -144,6 +146,10 @@ class Thumbnailer:
     def run(self, source: Path | bytes, target: Callable[[str], Path]) -> defer.Deferred[ImageInfo | None]:
         """`make_thumbnails` in a thread, once a decoding slot is free."""
         return self._slots.run(self._in_thread, make_thumbnails, source, target, self._max_pixels)
+
+    def cpu(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """``fn(*args)``, other CPU-bound media work (a link preview's page parsed), in a decoding slot."""
+        return self._slots.run(self._in_thread, fn, *args)
 
     def io(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """``fn(*args)``, a blocking file operation, in a thread once an I/O slot is free."""

@@ -14,7 +14,10 @@ The page is parsed with the standard library's `html.parser`: no
 maintained third-party HTML parser (lxml, html5lib, BeautifulSoup) is a
 dependency of UMOC, and reading ``<meta>`` and ``<title>`` from the head
 needs no tree; html.parser is maintained with CPython, tolerant of broken
-markup, pure Python (no C library to harden) and stops at ``<body>`` here.
+markup and pure Python (no C library to harden).  Being pure Python it is
+slow (a megabyte of tags is a second of CPU), so it is fed a piece at a time,
+stops at the end of the head, and runs in one of the thumbnailer's decoding
+threads, never on the reactor.
 
 The page's image (``og:image``) is fetched once, thumbnailed with the same
 code as shared images (format sniffed, pixel limit, metadata stripped; the
@@ -134,15 +137,27 @@ def _charset(answer: Answer) -> str:
     return meta.group(1).decode("ascii", "replace") if meta is not None else "utf-8"
 
 
+#: Characters handed to the HTML parser at a time, so it stops soon after the head.
+_PARSE_PIECE = 16 * 1024
+
+
 def parse_page(body: bytes, charset: str = "utf-8") -> PageMetadata:
-    """OpenGraph first (``og:title``, ``og:description``, ``og:site_name``, ``og:image``), then plain HTML."""
+    """OpenGraph first (``og:title``, ``og:description``, ``og:site_name``, ``og:image``), then plain HTML.
+
+    CPU-bound (pure-Python parsing of up to ``previews.max_page_size``): the fetcher runs it in a thread.
+    """
     try:
         text = body.decode(charset, errors="replace")
     except LookupError:
         text = body.decode("utf-8", errors="replace")
     parser = _HeadParser()
     try:
-        parser.feed(text)
+        # A piece at a time, stopping at the end of the head: the body (most of a page, often
+        # most of a megabyte of tags) would cost html.parser a second of CPU for nothing.
+        for start in range(0, len(text), _PARSE_PIECE):
+            parser.feed(text[start : start + _PARSE_PIECE])
+            if parser.done:
+                break
         parser.close()
     except Exception:  # noqa: BLE001 - html.parser is tolerant; anything left is a page with no preview
         pass
@@ -170,6 +185,7 @@ class PreviewFetcher:
         thumbnail: Callable[[bytes, Callable[[str], Path]], defer.Deferred[Any]],
         image_path: Callable[[str, str], Path],
         max_headers: int = 16 * 1024,
+        in_thread: Callable[..., defer.Deferred[Any]] | None = None,
     ) -> None:
         self._clock = clock
         self.config = config
@@ -179,6 +195,8 @@ class PreviewFetcher:
         self._thumbnail = thumbnail
         #: Where an image's thumbnail of a size goes (`umoc.domain.files.FileManager.preview_image_path`).
         self.image_path = image_path
+        #: Runs `parse_page` off the reactor (`umoc.domain.thumbnails.Thumbnailer.cpu`); inline when None.
+        self._in_thread = in_thread or defer.maybeDeferred
 
     async def fetch(self, url: str) -> FetchedPreview | None:
         page = await self._get(self._pages, url)
@@ -187,7 +205,8 @@ class PreviewFetcher:
         final_url, answer = page
         if answer.code != 200 or "html" not in answer.headers.get("content-type", "text/html").lower():
             return None
-        meta = parse_page(answer.body, _charset(answer))
+        # A head of a megabyte of tags still takes html.parser about a second: not on the reactor.
+        meta = await self._in_thread(parse_page, answer.body, _charset(answer))
         if meta.title is None and meta.description is None:
             return None
         image_id = None

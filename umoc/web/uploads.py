@@ -8,41 +8,45 @@ for ``/api/upload/`` as soon as the headers are in (``gotLength``): it
 checks the path, the bearer token and Content-Length, refuses it with 503
 and ``Retry-After`` while the node is overloaded (``server.overload_wait``:
 the token stays unspent, the same request may be sent again), pauses
-reading while the database says whether this upload may proceed, then writes each chunk
-to a temporary file as it arrives (``handleContentChunk``) and refuses the
-request with 413 the moment the running size passes the declared size.
+reading while the database says whether this upload may proceed, then hands
+each chunk as it arrives (``handleContentChunk``) to an `UploadSpool`, which
+writes it to a temporary file in the file I/O threads, in order, never on the
+reactor thread, and refuses the request with 413 the moment the running size
+passes the declared size.  While more than `UploadSpool.QUEUE_BYTES` wait for
+a slow disk, the body is not read (TCP pushes back on the client); a failed
+write is answered 500 at once and the partial file removed.
 A refused upload is answered at once and the connection closed, instead of
 reading the rest of an unwanted body; a client that sent ``Expect:
 100-continue`` hears ``100 Continue`` only once its upload is authorised, so
 a refused one never sends its body at all.
 
-When the body is complete the resource moves the temporary file into place
-(in a thread) under its ``file_id`` (never the client's name) and records it
-as whole.
+When the body is complete the resource waits for every byte of it to be
+written, checks the size on disk, moves the temporary file into place (in a
+thread) under its ``file_id`` (never the client's name) and records it as
+whole: a 201 means the whole body is in the file.
 
-Downloads are opened in a thread and streamed from disk with a `FileSender`
-to members of the chat the file was shared in; everyone else gets the same
-404 whether or not the file exists.  Thumbnails are read whole in a thread.
+Downloads are opened in a thread and streamed from disk, each read in a
+thread too (`FileStreamer`), to members of the chat the file was shared in;
+everyone else gets the same 404 whether or not the file exists.  Thumbnails
+are read whole in a thread.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import urllib.parse
 import uuid
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.protocols.basic import FileSender
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
-from umoc.domain.files import FileManager, UploadDeniedError
+from umoc.domain.files import FileManager, TransferStoppedError, UploadDeniedError, UploadSpool
 from umoc.domain.overload import WriteAdmission
 from umoc.domain.sessions import SessionManager
 from umoc.domain.thumbnails import SIZES, thumbnail_type
@@ -120,9 +124,12 @@ class UploadReceiver:
         self.finished = False
         #: The client sent ``Expect: 100-continue`` and waits for our go-ahead.
         self.expects_continue = False
-        self.temp_path: Path | None = None
-        self._file: BinaryIO | None = None
-        self._paused = False
+        #: The body on its way to disk, from the moment the headers pass until it is whole or refused.
+        self.spool: UploadSpool | None = None
+        #: The whole body has arrived (twisted.web called ``requestReceived``): nothing more to read.
+        self.body_done = False
+        #: Why reading the body is paused: ``"authorising"``, ``"disk"`` (the spool's queue is full).
+        self._pauses: set[str] = set()
         #: Fires with the file's record once the upload may proceed.
         self.authorised: defer.Deferred[FileRecord] = defer.Deferred()
 
@@ -144,10 +151,12 @@ class UploadReceiver:
         if overloaded is not None:
             self.reject(overloaded.status, overloaded.message, "overloaded", overloaded.headers)
             return
-        self.temp_path = self.uploads.files.temp_path(self.file_id)
-        fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file = os.fdopen(fd, "wb")
-        self._pause()
+        self.spool = self.uploads.files.spool(
+            self.file_id, lambda: self._pause("disk"), lambda: self._resume("disk"), self._disk_failed
+        )
+        if self.rejected:  # the file could not even be created (only where file work runs inline: tests)
+            return
+        self._pause("authorising")
         d = defer.ensureDeferred(self._authorise(self.file_id, token))
         d.addErrback(self._crashed)
 
@@ -175,21 +184,25 @@ class UploadReceiver:
         if self.received > self.limit:
             self.reject(413, "Body larger than the declared file size", "too_large")
             return
-        self._resume()
+        self._resume("authorising")
         channel = getattr(self.request, "channel", None)
         if self.expects_continue and channel is not None and channel.transport is not None:
             channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.authorised.callback(record)
 
     def write(self, data: bytes) -> None:
-        """One chunk of body: count it, refuse it if it passes the limit, else straight to disk."""
-        if self.rejected or self._file is None:
+        """One chunk of body: count it, refuse it if it passes the limit, else queue it for the disk."""
+        if self.rejected or self.spool is None:
             return
         self.received += len(data)
         if self.received > self.limit:
             self.reject(413, "Body larger than the declared file size", "too_large")
             return
-        self._file.write(data)
+        self.spool.write(data)
+
+    def _disk_failed(self, failure: Any) -> None:
+        """A write failed (the spool logged it and removes the file): refuse the rest of the body."""
+        self.reject(500, "The upload could not be stored", "internal")
 
     def reject(self, status: int, message: str, code: Code, headers: dict[str, str] | None = None) -> None:
         """Answer now, close the connection and forget the partial file."""
@@ -215,40 +228,52 @@ class UploadReceiver:
         log.failure("Error authorising an upload", failure)
         self.reject(500, "Internal server error", "internal")
 
-    def _pause(self) -> None:
-        channel = getattr(self.request, "channel", None)
-        if channel is not None and channel.transport is not None:
-            channel.transport.pauseProducing()
-            self._paused = True
+    def _pause(self, reason: str) -> None:
+        """Stop reading the body until every reason to has gone; once it is whole there is nothing to stop.
 
-    def _resume(self) -> None:
+        (After the body the channel pauses and resumes the transport itself, around the response.)
+        """
         channel = getattr(self.request, "channel", None)
-        if self._paused and channel is not None and channel.transport is not None:
-            self._paused = False
+        if self.body_done or channel is None or channel.transport is None:
+            return
+        if not self._pauses:
+            channel.transport.pauseProducing()
+        self._pauses.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        channel = getattr(self.request, "channel", None)
+        if not self._pauses and not self.body_done and channel is not None and channel.transport is not None:
             channel.transport.resumeProducing()
 
     def _discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self.temp_path is not None:
-            self.temp_path.unlink(missing_ok=True)
-            self.temp_path = None
+        """Drop the queue; the spool closes and removes the partial file in a thread."""
+        if self.spool is not None:
+            self.spool.discard()
+            self.spool = None
 
     # -- once the whole body is in -----------------------------------------
 
     async def complete(self) -> dict[str, Any]:
-        """Check the size, move the file into place by id, record it as whole."""
+        """Wait for the last bytes to reach the file, check the size, move it into place by id, record it."""
         if self.rejected:
             raise UploadRefusedError("refused already")
         record = await self.authorised
-        if self.rejected or self._file is None or self.temp_path is None:
+        if self.rejected or self.spool is None:
             raise UploadRefusedError("refused already")
-        self._file.close()
-        self._file = None
-        temp_path, self.temp_path = self.temp_path, None
+        spool, self.spool = self.spool, None
         self.finished = True
-        return await self.uploads.files.store_upload(record, temp_path, self.received)
+        try:
+            await spool.finish()
+        except Exception as failed:  # the spool logged it and removed the partial file
+            raise HttpError(500, "The upload could not be stored", code="internal") from failed
+        try:
+            return await self.uploads.files.store_upload(record, spool.path, self.received)
+        except OSError as failed:
+            log.failure("Storing upload {file_id} failed", file_id=record.id)
+            raise HttpError(500, "The upload could not be stored", code="internal") from failed
 
 
 class UploadRequest(server.Request):
@@ -308,6 +333,8 @@ class UploadRequest(server.Request):
         refuse_now(self, 413, "Request body too large", "too_large")
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.body_done = True
         if self._refused or (self.receiver is not None and self.receiver.rejected):
             return  # answered already; the connection is closing
         super().requestReceived(command, path, version)
@@ -410,15 +437,19 @@ class Uploads:
         request.setHeader(b"Content-Length", str(size_bytes).encode("ascii"))
         request.setHeader(b"Content-Disposition", content_disposition(record.file_name).encode("ascii"))
         _private_headers(request)
-        sender = FileSender()
-        transfer = sender.beginFileTransfer(handle, request)
-        request.notifyFinish().addErrback(lambda _: sender.stopProducing())
+        streamer = self.files.streamer(handle)
+        transfer = streamer.send(request)
+        request.notifyFinish().addErrback(lambda _: streamer.stopProducing())
         try:
             await transfer
-        except Exception:  # noqa: BLE001 - the client went away mid-download
+        except TransferStoppedError:  # the client went away mid-download
+            return
+        except Exception:  # noqa: BLE001 - a read failed: the client sees the body cut short
+            log.failure("Reading file {file_id} failed mid-download", file_id=file_id)
+            request.loseConnection()
             return
         finally:
-            handle.close()
+            await self.files.close_file(handle)
         request.finish()
 
     async def _preview_image(self, request: server.Request) -> None:
