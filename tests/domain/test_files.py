@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,6 +12,7 @@ from twisted.internet.interfaces import IConsumer
 from twisted.trial import unittest
 from zope.interface import implementer
 
+import umoc.domain.files as files_module
 from umoc.config import UploadsConfig
 from umoc.domain.files import (
     FileStreamer,
@@ -236,3 +238,31 @@ class FileStreamerTests(unittest.TestCase):
         io.step()
         self.failureResultOf(done, TransferStoppedError)
         self.assertEqual((consumer.written, io.waiting), ([], []))
+
+
+class MoveIntoPlaceTests(unittest.TestCase):
+    def test_the_bytes_and_the_rename_reach_the_disk_before_the_upload_completes(self) -> None:
+        """Completion is acknowledged after this: a power loss must not leave a complete file empty or unnamed."""
+        root = Path(self.mktemp())
+        (root / "tmp").mkdir(parents=True)
+        temp, final = root / "tmp" / "upload", root / "files" / "ab" / "abcd"
+        temp.write_bytes(b"x" * 10)
+        synced: list[int] = []
+        real_fsync = os.fsync
+
+        def recording_fsync(fd: int) -> None:
+            synced.append(os.fstat(fd).st_ino)
+            real_fsync(fd)
+
+        self.patch(os, "fsync", recording_fsync)
+        temp_inode = temp.stat().st_ino
+        files_module._move_into_place(temp, final, 10)
+        self.assertEqual(final.read_bytes(), b"x" * 10)
+        self.assertEqual(synced, [temp_inode, final.parent.stat().st_ino])
+
+    def test_a_size_other_than_received_is_refused_and_the_partial_file_removed(self) -> None:
+        temp = Path(self.mktemp())
+        temp.write_bytes(b"short")
+        with self.assertRaises(files_module.UploadStoreError):
+            files_module._move_into_place(temp, temp.with_name("final"), 10)
+        self.assertFalse(temp.exists())

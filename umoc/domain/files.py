@@ -676,13 +676,30 @@ def _read_if_there(path: Path) -> bytes | None:
 
 
 def _move_into_place(temp_path: Path, final: Path, size: int) -> None:
-    """Rename the whole upload to its final name, once its size on disk is the size received."""
+    """Rename the whole upload to its final name, once its size on disk is the size received.
+
+    The bytes are flushed to the disk before the rename and the rename after
+    it, so a file the database calls complete survives a power loss, as an
+    acknowledged message does.
+    """
     try:
-        on_disk = temp_path.stat().st_size
-        if on_disk != size:
-            raise UploadStoreError(f"{temp_path.name}: {on_disk} bytes on disk, {size} received")
+        with open(temp_path, "rb") as written:
+            on_disk = os.fstat(written.fileno()).st_size
+            if on_disk != size:
+                raise UploadStoreError(f"{temp_path.name}: {on_disk} bytes on disk, {size} received")
+            os.fsync(written.fileno())
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(temp_path, final)
+        _fsync_directory(final.parent)
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename into ``directory`` durable (POSIX: the entry lives in the directory's own data)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
