@@ -32,6 +32,24 @@ class HubTests(unittest.SynchronousTestCase):
             self.assertEqual(socket.events("new_message"), [{"n": 1}])
         self.assertEqual(self.bob.received, [])
 
+    def test_a_keyed_delivery_to_a_large_audience_reaches_each_local_user_once_held_ones_later(self) -> None:
+        """Issue 30: most of a group's members have no socket here; those here, or held, are the only ones told."""
+        for socket in (self.phone, self.laptop, self.bob):
+            self.hub.add(socket)
+        self.hub.hold([2, 7])  # bob (connected, catching up) and user 7 (held, no socket yet)
+        audience = [*range(3, 1000), 1, 2]
+        self.hub.emit_to_users(audience, "new_message", {"n": 1}, key="m1", unique=True)
+        self.hub.emit_to_users(audience, "new_message", {"n": 1}, key="m1", unique=True)  # reached already
+        self.hub.emit_to_users(audience, "thread_updated", {"t": 1}, unique=True)
+        self.assertEqual(self.phone.events("new_message"), [{"n": 1}])
+        self.assertEqual(self.phone.events("thread_updated"), [{"t": 1}])
+        self.assertEqual(self.bob.received, [])
+        self.assertTrue(all(self.hub.delivered.has("m1", u) for u in (1, 2, 7)))
+        self.assertFalse(self.hub.delivered.has("m1", 3))
+        self.hub.release(2)
+        self.assertEqual((self.bob.events("new_message"), self.bob.events("thread_updated")), ([{"n": 1}], [{"t": 1}]))
+        self.assertEqual(self.hub.messages_delivered, 2, "the phone and the laptop; bob's came from the hold")
+
     def test_ending_a_session_tells_and_closes_only_its_sockets(self) -> None:
         for socket in (self.phone, self.laptop):
             self.hub.add(socket)

@@ -25,7 +25,7 @@ from umoc.errors import RefusedError
 from umoc.records import Actor
 from umoc.records.groups import NewGroup
 from umoc.records.messages import NewMessage
-from umoc.storage import Storage
+from umoc.storage import Storage, messages
 from umoc.storage.database import Database, Txn
 from umoc.storage.engine.txn import _named_row_cursor
 from umoc.storage.messages import KeyTakenError, Message, write
@@ -556,12 +556,11 @@ class SQLiteStatementsTests(unittest.TestCase):
         self.assertEqual(len([sql for sql in fifty if sql.startswith("INSERT INTO changes")]), 1)
 
     @inline
-    async def test_a_thread_reply_costs_two_statements_more_than_a_plain_group_message(self) -> None:
-        """Issue 30: its root, and its thread's row made-or-read then updated, instead of the chat's counters.
+    async def test_a_thread_reply_costs_two_statements_in_a_batch_fewer_than_a_plain_group_message(self) -> None:
+        """Issue 30: the sender with the root and its thread's counts, and the message; per batch, the threads'
+        rows, the follows and the feed rows.
 
-        Plain: the sender, the message, the sender's row, the chat's row, the feed row. A reply: the sender,
-        the root, the message, the thread's row (one upsert reads and locks it), its update, the feed row
-        and the replier's follow.
+        Plain: the sender, the message, the sender's row, the chat's row, the feed row (five a message).
         """
         db, storage, traced = await self.database()
         a, b = await self.friends(db, storage, 2)
@@ -581,7 +580,83 @@ class SQLiteStatementsTests(unittest.TestCase):
         plain = await self.one_batch(db, storage, traced, [send(i, False) for i in range(100, 150)])
         replies = await self.one_batch(db, storage, traced, [send(i, True) for i in range(200, 250)])
         counts = [len([sql for sql in batch if not sql.startswith("--")]) for batch in (plain, replies)]
-        self.assertEqual(counts[1] - counts[0], 2 * 50)
+        self.assertEqual(counts[0] - counts[1], 3 * 50 - 3)
+        self.assertEqual(len([sql for sql in replies if sql.startswith("INSERT INTO threads")]), 1)
+        self.assertEqual(len([sql for sql in replies if sql.startswith("INSERT INTO thread_follows")]), 1)
+
+    @inline
+    async def test_a_batch_of_replies_leaves_the_threads_as_the_same_replies_one_by_one(self) -> None:
+        """Issue 30: SQLite's batch writes each thread and follow once, as each reply's own statements would."""
+        outcomes = []
+        for batched in (True, False):
+            db, storage, traced = await self.database()
+            users = await self.friends(db, storage, 4)
+            rows = [(a, b, a, T0, T0) for x in users[2:] for a, b in ((users[0], x), (x, users[0]))]
+            await db.run(
+                "test.friends",
+                lambda txn, rows=rows: txn.executemany(
+                    "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
+                    " VALUES (?, ?, 'FRIEND', ?, ?, ?)",
+                    rows,
+                ),
+            )
+            group = await storage.groups.create(users[0], NewGroup("g", None, tuple(users[1:])), T0, 10)
+            roots = []
+            for i in range(2):
+                sent = await storage.messages.post(
+                    Actor.user(users[0], "u"), NewMessage(group, True, f"root {i}"), f"root-{i}", T0
+                )
+                roots.append(sent[0].id)
+            # Followed and unfollowed before its first reply: a follow row, and a thread row without replies.
+            await storage.threads.follow(users[2], roots[1], True, T0)
+            await storage.threads.follow(users[2], roots[1], False, T0)
+            sends = []
+            for i in range(12):
+                # Users 0 and 2 reply to the first root, 1 and 3 to the second (whose sender, 0, follows at its
+                # first reply); now and then one mentions a user who never replies there (a new follower, the
+                # root's sender already following, or user 2 who unfollowed), some replies are also in the chat.
+                mentions = (users[(i + 1) % 4],) if i % 3 == 0 else ()
+                new = NewMessage(
+                    group, True, f"reply {i}", mentions=mentions, thread_id=roots[i % 2], also_in_chat=i % 5 == 0
+                )
+                sends.append((Actor.user(users[i % 4], "u"), new, f"r-{i}", T0 + i))
+            if batched:
+                del traced[:]
+                summaries = [m.in_thread for m, _ in await self.posted(db, storage, traced, sends)]
+                written = [sql for sql in traced if sql.startswith("INSERT INTO threads")]
+                self.assertEqual(len(written), 1, "one batch, each thread's row written once")
+            else:
+                # Each by itself, with its own statements (no batch's `post_each_txn`): as PostgreSQL's `post_txn`.
+                with_each = self.patch(messages, "post_together", lambda dialect, new: None)
+                summaries = [(await storage.messages.post(*send))[0].in_thread for send in sends]
+                with_each.restore()
+
+            def state(txn: Any, group: int = group) -> tuple[Any, ...]:
+                return tuple(
+                    [tuple(r) for r in txn.execute(sql).fetchall()]
+                    for sql in (
+                        "SELECT root_seq, chat_id, reply_count, last_reply_at, last_reply_seq, participant_ids"
+                        " FROM threads ORDER BY root_seq",
+                        "SELECT root_seq, user_id, chat_id, following, read_count FROM thread_follows"
+                        " ORDER BY root_seq, user_id",
+                        "SELECT kind, chat_id, message_seq, actor_id, data FROM changes WHERE kind = 'message'"
+                        " ORDER BY message_seq",
+                        "SELECT seq, is_thread_root FROM messages ORDER BY seq",
+                        "SELECT user_id, message_count FROM user_chats u JOIN chats c ON c.id = u.chat_id"
+                        " WHERE c.id = " + str(group) + " ORDER BY user_id",
+                    )
+                )
+
+            outcomes.append((summaries, await db.run("test.state", state)))
+        self.assertEqual(outcomes[0], outcomes[1])
+        self.assertEqual([s.reply_count for s in outcomes[0][0]], [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6])
+
+    async def posted(self, db: Database, storage: Storage, traced: list[str], sends: list[Any]) -> list[Any]:
+        """`one_batch`, answering what each post stored."""
+        plug = db.write("test.plug", 0, lambda txn: None)
+        posts = [storage.messages.post(*send) for send in sends]
+        await plug
+        return [await post for post in posts]
 
     @inline
     async def test_the_batch_that_indexes_writes_the_index_once_for_all_its_messages(self) -> None:

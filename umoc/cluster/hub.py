@@ -70,6 +70,11 @@ class Delivered:
         entry = self._users.get(key)
         return entry is not None and user_id in entry[1]
 
+    def reached(self, key: str) -> set[int] | None:
+        """The local users ``key`` reached (None: none yet); not to be changed."""
+        entry = self._users.get(key)
+        return None if entry is None else entry[1]
+
     def add(self, key: str, user_ids: Iterable[int]) -> None:
         now = self._clock.seconds() if self._clock is not None else 0.0
         entry = self._users.pop(key, None)
@@ -167,18 +172,22 @@ class Hub:
 
     # -- delivery ---------------------------------------------------------
 
-    def tell(self, user_ids: Iterable[int], notice: Announcement, key: str | None = None) -> None:
+    def tell(self, user_ids: Iterable[int], notice: Announcement, key: str | None = None, unique: bool = False) -> None:
         """Deliver one declared server event to every socket of these users, on every node."""
-        self.emit_to_users(user_ids, notice.name, *notice.args, key=key)
+        self.emit_to_users(user_ids, notice.name, *notice.args, key=key, unique=unique)
 
-    def emit_to_users(self, user_ids: Iterable[int], event: str, *args: Any, key: str | None = None) -> None:
+    def emit_to_users(
+        self, user_ids: Iterable[int], event: str, *args: Any, key: str | None = None, unique: bool = False
+    ) -> None:
         """Deliver one event to every socket of these users, on every node.
 
         ``key`` names the change the event tells of (a feed change's delivery
         key): a catch-up after a bus gap will not deliver it again to whoever
-        it reaches now.
+        it reaches now.  ``unique``: the caller knows ``user_ids`` has no
+        repeats (a chat's members), so they are not looked for (a dict of a
+        group's 1,000 members, per event, otherwise).
         """
-        targets = list(dict.fromkeys(user_ids))
+        targets = list(user_ids) if unique else list(dict.fromkeys(user_ids))
         offset = None
         if self.recovery is None:
             frames = encode_event(event, *args)
@@ -199,9 +208,15 @@ class Hub:
         are remembered as reached.
         """
         user_ids = list(user_ids)
+        here: list[int] | None = None
         if key is not None:
-            user_ids = [u for u in user_ids if not self.delivered.has(key, u)]
-            self.delivered.add(key, [u for u in user_ids if u in self.by_user or u in self._held])
+            # The key's users are looked up once, not once per user, and those here found once for the key
+            # and the sends: a group's 1,000 members cost C-level passes, not thousands of calls.
+            reached = self.delivered.reached(key)
+            if reached:
+                user_ids = [u for u in user_ids if u not in reached]
+            here = list(self._here(user_ids))
+            self.delivered.add(key, here)
         kept = False
         if offset is not None and self.recovery is not None:
             self.recovery.record(offset, user_ids, message)
@@ -212,12 +227,19 @@ class Hub:
             if self._next_turn is None:
                 self._next_turn = self._clock.callLater(0, self._next_fanouts)  # type: ignore[union-attr]
             return
-        self._send(user_ids, message, counted)
+        self._send(user_ids if here is None else here, message, counted)
         if kept:
             message.cache.clear()  # the replay log keeps the frames, not each transport's copy
 
+    def _here(self, user_ids: list[int]) -> Iterable[int]:
+        """Those of ``user_ids`` with a socket here or held deliveries, in order: only they are sent anything."""
+        if self._held:
+            return [u for u in user_ids if u in self.by_user or u in self._held]
+        return filter(self.by_user.__contains__, user_ids)
+
     def _send(self, user_ids: list[int], message: Outgoing, counted: bool) -> None:
-        for user_id in user_ids:
+        # Users with no socket here (most of a large group's, on any one node) are skipped in C.
+        for user_id in self._here(user_ids):
             held = self._held.get(user_id)
             if held is not None and len(held) < self.MAX_HELD:
                 held.append(message)

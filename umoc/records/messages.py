@@ -79,8 +79,14 @@ MAX_EMOJI = 32
 _BAD_EMOJI = f"Invalid 'emoji': expected 1 to {MAX_EMOJI} characters with no whitespace"
 
 
+#: A UUID in its one spelling, as `str(uuid.UUID(...))` writes it.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def message_id(value: str, field: str = "message_id") -> str:
     """A message id in its one spelling (lower-case UUID), or `UserError`."""
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value  # already so (ids the server gave out): no parse
     try:
         return str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError):

@@ -9,6 +9,7 @@ wrong type, a bool posing as an int, or an unbounded string.  Unknown keys are i
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -120,9 +121,15 @@ def Enum(name: str, choices: tuple[str, ...], required: bool = True, default: An
     return Field(name, check, required, default, {"type": "string", "enum": list(choices)})
 
 
+#: A UUID already in its one spelling (what `str(uuid.UUID(...))` gives): taken as is, not parsed again.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(field: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > 64:
         raise UserError(f"Invalid '{field}': expected a UUID string", code="invalid_argument")
+    if CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError as exc:

@@ -9,12 +9,19 @@ delete of the target shows in every reply to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 from umoc.errors import RefusedError
 from umoc.storage.database import Row, Txn, in_clause
 
-__all__ = ["NOT_IN_CHAT", "REPLY_PREVIEW", "ReplyTo", "replies_for_txn", "sender_and_target_txn"]
+__all__ = [
+    "NOT_IN_CHAT",
+    "REPLY_PREVIEW",
+    "ReplyTo",
+    "replies_for_txn",
+    "sender_and_target_txn",
+    "sender_target_and_more_txn",
+]
 
 #: Characters of the target's content a reply carries.
 REPLY_PREVIEW = 100
@@ -52,6 +59,13 @@ def _reply(row: Row) -> ReplyTo:
     )
 
 
+_SENDER_AND_TARGET = (
+    "SELECT s.display_name AS sender_display_name, s.avatar_file_id AS sender_avatar_file_id,"
+    " m.seq, m.id, m.chat_id, m.sender_id, u.username, m.type, m.content, m.deleted_at"
+)
+_SENDER_AND_TARGET_FROM = " FROM users s LEFT JOIN messages m ON m.id = ? LEFT JOIN users u ON u.id = m.sender_id"
+
+
 def sender_and_target_txn(
     txn: Txn, sender_id: int, message_id: str | None
 ) -> tuple[str | None, str | None, tuple[int, int, ReplyTo] | None]:
@@ -65,11 +79,29 @@ def sender_and_target_txn(
     (a plain message joins nothing), so a reply costs no extra round trip.
     """
     row = txn.execute(
-        "SELECT s.display_name AS sender_display_name, s.avatar_file_id AS sender_avatar_file_id,"
-        " m.seq, m.id, m.chat_id, m.sender_id, u.username, m.type, m.content, m.deleted_at"
-        " FROM users s LEFT JOIN messages m ON m.id = ? LEFT JOIN users u ON u.id = m.sender_id WHERE s.id = ?",
-        (message_id, sender_id),
+        _SENDER_AND_TARGET + _SENDER_AND_TARGET_FROM + " WHERE s.id = ?", (message_id, sender_id)
     ).fetchone()
+    return _sender_and_target(row, message_id)
+
+
+def sender_target_and_more_txn(
+    txn: Txn, sender_id: int, message_id: str | None, columns: str, joins: str, params: Sequence[Any]
+) -> tuple[str | None, str | None, tuple[int, int, ReplyTo] | None, Row | None]:
+    """`sender_and_target_txn` with more ``columns`` from more ``joins`` (their ``params``) in the same statement.
+
+    The row comes back too (None if the sender is gone), for the caller to
+    read those columns: a thread reply's root rides along this way.
+    """
+    row = txn.execute(
+        _SENDER_AND_TARGET + ", " + columns + _SENDER_AND_TARGET_FROM + joins + " WHERE s.id = ?",
+        (message_id, *params, sender_id),
+    ).fetchone()
+    return (*_sender_and_target(row, message_id), row)
+
+
+def _sender_and_target(
+    row: Row | None, message_id: str | None
+) -> tuple[str | None, str | None, tuple[int, int, ReplyTo] | None]:
     if row is None:
         return None, None, None
     target = None

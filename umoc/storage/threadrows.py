@@ -16,10 +16,13 @@ from typing import Any, Sequence
 
 from umoc.errors import RefusedError
 from umoc.storage.changes import NewChange, statements_with_change
-from umoc.storage.database import Txn, in_clause
+from umoc.storage.database import Row, Txn, in_clause
 
 __all__ = [
+    "BatchedReplies",
     "MAX_PARTICIPANTS",
+    "ROOT_COLUMNS",
+    "ROOT_JOINS",
     "UNREAD_COUNT",
     "THREAD_NOT_FOUND",
     "THREAD_NOT_IN_CHAT",
@@ -29,6 +32,7 @@ __all__ = [
     "reply_deleted_txn",
     "reply_root_txn",
     "reply_statements_txn",
+    "root_from_row",
     "summaries_for_txn",
 ]
 
@@ -66,29 +70,55 @@ class ThreadRoot:
     id: str
     chat_id: int
     sender_id: int
+    #: Its thread's ``reply_count`` and ``participant_ids`` when the root was read (None: no row yet), read
+    #: with it: what SQLite's batch (`BatchedReplies`) counts on from, the write lock held since.
+    counted: tuple[int, str] | None = None
 
 
 def _participants(text: str | None) -> tuple[int, ...]:
-    return tuple(int(u) for u in json.loads(text or "[]"))
+    return tuple(json.loads(text)) if text else ()  # a JSON list of ints, as written
+
+
+#: The root's columns `root_from_row` reads, and its thread's (``threads t``): ``r_*`` and ``t_*``.
+ROOT_COLUMNS = (
+    "r.seq AS r_seq, r.id AS r_id, r.chat_id AS r_chat_id, r.sender_id AS r_sender_id,"
+    " r.thread_root_seq AS r_thread_root_seq, r.deleted_at AS r_deleted_at,"
+    " t.reply_count AS t_reply_count, t.participant_ids AS t_participant_ids"
+)
+#: The joins they need, the message named ``?`` as ``r``.
+ROOT_JOINS = " LEFT JOIN messages r ON r.id = ? LEFT JOIN threads t ON t.root_seq = r.seq"
 
 
 def reply_root_txn(txn: Txn, thread_id: str) -> ThreadRoot:
-    """The live root ``thread_id`` names (or the root of the reply it names). `RefusedError` otherwise.
+    """The live root ``thread_id`` names (or the root of the reply it names), and its thread's counts as now.
 
     Whether the sender may write in its chat is the send's own check; that
     the root is in the chat written to is checked once that chat is known.
+    `RefusedError` when there is no such live root.
     """
     row = txn.execute(
-        "SELECT seq, id, chat_id, sender_id, thread_root_seq, deleted_at FROM messages WHERE id = ?", (thread_id,)
+        "SELECT " + ROOT_COLUMNS + " FROM messages r LEFT JOIN threads t ON t.root_seq = r.seq WHERE r.id = ?",
+        (thread_id,),
     ).fetchone()
-    if row is not None and row["thread_root_seq"] is not None:
+    return root_from_row(txn, row)
+
+
+def root_from_row(txn: Txn, row: Row | None) -> ThreadRoot:
+    """The root from a row of `ROOT_COLUMNS` (read with something else); `RefusedError` if none is live.
+
+    A reply to a reply is one more statement, for its root.
+    """
+    if row is not None and row["r_thread_root_seq"] is not None:
         row = txn.execute(
-            "SELECT seq, id, chat_id, sender_id, thread_root_seq, deleted_at FROM messages WHERE seq = ?",
-            (int(row["thread_root_seq"]),),
+            "SELECT " + ROOT_COLUMNS + " FROM messages r LEFT JOIN threads t ON t.root_seq = r.seq WHERE r.seq = ?",
+            (int(row["r_thread_root_seq"]),),
         ).fetchone()
-    if row is None or row["deleted_at"] is not None:
+    if row is None or row["r_seq"] is None or row["r_deleted_at"] is not None:
         raise RefusedError(THREAD_NOT_FOUND, code="not_found")
-    return ThreadRoot(int(row["seq"]), row["id"], int(row["chat_id"]), int(row["sender_id"]))
+    counted = None
+    if row["t_reply_count"] is not None:
+        counted = int(row["t_reply_count"]), row["t_participant_ids"]
+    return ThreadRoot(int(row["r_seq"]), row["r_id"], int(row["r_chat_id"]), int(row["r_sender_id"]), counted)
 
 
 def reply_statements_txn(
@@ -150,6 +180,79 @@ def reply_statements_txn(
             )
         )
     return summary, statements
+
+
+class BatchedReplies:
+    """SQLite: a group-commit batch's thread replies, whose thread rows and follows are written at its end.
+
+    What `reply_statements_txn`'s statements would leave, in at most three
+    statements for the whole batch however many replies it has: each
+    thread's row once (its count, last reply and participants, from what
+    its first reply of the batch read with its root: `ThreadRoot.counted`),
+    and each follow once.  Only `umoc.storage.messages.write.post_each_txn`
+    uses it: nothing else writes a thread between its reads and this write
+    (one writer, inside one transaction), and a refusal undoes the batch,
+    which then goes message by message through `reply_statements_txn`.
+    """
+
+    __slots__ = ("threads", "follows")
+
+    def __init__(self) -> None:
+        #: root_seq -> [root_seq, chat_id, reply_count, last_reply_at, last_reply_seq, participants]
+        self.threads: dict[int, list[Any]] = {}
+        #: (root_seq, user_id) -> [root_seq, user_id, chat_id, read_count, whether the reply read it]
+        self.follows: dict[tuple[int, int], list[Any]] = {}
+
+    def add(
+        self, root: ThreadRoot, reply_seq: int, sender_id: int, now: float, mentions: Sequence[int]
+    ) -> tuple[ThreadSummary, list[tuple[str, Sequence[Any]]]]:
+        """A reply: its thread's summary with it, and what must be written now (a root's flag, at its first reply)."""
+        thread = self.threads.get(root.seq)
+        if thread is None:
+            count, text = root.counted if root.counted is not None else (0, None)
+            thread = self.threads[root.seq] = [root.seq, root.chat_id, count, now, reply_seq, _participants(text)]
+        count = thread[2] + 1
+        participants = (sender_id, *[u for u in thread[5] if u != sender_id][: MAX_PARTICIPANTS - 1])
+        thread[2], thread[3], thread[5] = count, now, participants
+        if reply_seq > thread[4]:
+            thread[4] = reply_seq
+        # Replying follows, and reads the thread up to this reply (whatever this batch did to the follow before).
+        self.follows[(root.seq, sender_id)] = [root.seq, sender_id, root.chat_id, count, True]
+        followers = [u for u in dict.fromkeys(mentions) if u != sender_id]
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if count == 1:
+            if root.sender_id != sender_id and root.sender_id not in followers:
+                followers.append(root.sender_id)
+            statements.append(("UPDATE messages SET is_thread_root = 1 WHERE seq = ?", (root.seq,)))
+        for user_id in followers:
+            # A new follower has this reply unread; a follow this batch already wrote stays as it is.
+            self.follows.setdefault((root.seq, user_id), [root.seq, user_id, root.chat_id, count - 1, False])
+        return ThreadSummary(count, now, participants), statements
+
+    def write_txn(self, txn: Txn) -> None:
+        """The threads' rows, then the follows (which reference them): one statement each, none for no replies."""
+        if not self.threads:
+            return
+        threads = [(*t[:5], json.dumps(list(t[5]))) for t in self.threads.values()]
+        txn.execute(
+            "INSERT INTO threads (root_seq, chat_id, reply_count, last_reply_at, last_reply_seq, participant_ids)"
+            " VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(threads)) + " ON CONFLICT (root_seq) DO UPDATE"
+            " SET reply_count = excluded.reply_count, last_reply_at = excluded.last_reply_at,"
+            " participant_ids = excluded.participant_ids, last_reply_seq = CASE"
+            " WHEN threads.last_reply_seq < excluded.last_reply_seq THEN excluded.last_reply_seq"
+            " ELSE threads.last_reply_seq END",
+            [value for thread in threads for value in thread],
+        )
+        for reads, update in ((True, "following = 1, read_count = excluded.read_count"), (False, "following = 1")):
+            follows = [f[:4] for f in self.follows.values() if f[4] is reads]
+            if follows:
+                txn.execute(
+                    "INSERT INTO thread_follows (root_seq, user_id, chat_id, read_count, following) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, 1)"] * len(follows))
+                    + " ON CONFLICT (root_seq, user_id) DO UPDATE SET "
+                    + update,
+                    [value for follow in follows for value in follow],
+                )
 
 
 def reply_deleted_txn(txn: Txn, root_seq: int) -> None:

@@ -94,15 +94,16 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     payload = shapes.new_message(message, now)
     delivery = replay.message(message.id)
     client_msg_id = new.client_msg_id
+    # The audience is a chat's members (or a direct chat's two users): no repeats for the hub to look for.
     if client_msg_id is None:
-        services.hub.tell(audience, notices.NEW_MESSAGE(payload), key=delivery)
+        services.hub.tell(audience, notices.NEW_MESSAGE(payload), key=delivery, unique=True)
         mine = payload
     else:
         mine = {**payload, "client_msg_id": client_msg_id}
         services.hub.tell([actor.uid], notices.NEW_MESSAGE(mine), key=delivery)
         others = [user_id for user_id in audience if user_id != actor.uid]
         if others:
-            services.hub.tell(others, notices.NEW_MESSAGE(payload), key=delivery)
+            services.hub.tell(others, notices.NEW_MESSAGE(payload), key=delivery, unique=True)
     if message.in_thread is not None:
         _thread_updated(services, message, message.in_thread, audience)
     # Push and the ``message.created`` webhook read the message from the feed (the outbox): wake them.
@@ -122,7 +123,7 @@ def _thread_updated(services: Services, reply: Message, summary: ThreadSummary, 
         views = [([reply.sender_id], reply.recipient_id), ([reply.recipient_id], reply.sender_id)]
     for users, chat_id in views:
         shown = shapes.thread_updated((reply.thread_id, chat_id, reply.is_group), summary)
-        services.hub.tell(users, notices.THREAD_UPDATED(shown))
+        services.hub.tell(users, notices.THREAD_UPDATED(shown), unique=True)
 
 
 async def _moderated(services: Services, actor: Actor, new: NewMessage) -> NewMessage:

@@ -40,15 +40,25 @@ from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
 from umoc.storage.polls import insert_poll_txn
 from umoc.storage.relations import FRIEND, ensure_direct_chat_txn, reachable
-from umoc.storage.replies import NOT_IN_CHAT, REPLY_PREVIEW, ReplyTo, sender_and_target_txn
+from umoc.storage.replies import (
+    NOT_IN_CHAT,
+    REPLY_PREVIEW,
+    ReplyTo,
+    sender_and_target_txn,
+    sender_target_and_more_txn,
+)
 from umoc.storage.standing import GroupSettings, check_settings, check_standing
 from umoc.storage.threadrows import (
+    ROOT_COLUMNS,
+    ROOT_JOINS,
     THREAD_NOT_FOUND,
     THREAD_NOT_IN_CHAT,
+    BatchedReplies,
     ThreadSummary,
     reply_deleted_txn,
     reply_root_txn,
     reply_statements_txn,
+    root_from_row,
 )
 from umoc.streaks import advance
 from umoc.timefmt import utc_day
@@ -124,6 +134,8 @@ class _Sender:
     avatar_file_id: str | None
     reply_to_seq: int | None
     reply_to: ReplyTo | None
+    #: A thread reply's root and its thread (`ROOT_COLUMNS`), read with the sender; checked once the chat is.
+    thread_root: Row | None = None
 
 
 def _direct_permission_txn(txn: Txn, sender_id: int, recipient_id: int, now: float) -> tuple[int, _Sender]:
@@ -315,7 +327,11 @@ def _insert_txn(
     reply_to_seq = shown.reply_to_seq
     if mentions:
         check_mentions(mentions, audience)
-    root = reply_root_txn(txn, new.thread_id) if new.thread_id is not None else None
+    root = None
+    if new.thread_id is not None and shown.thread_root is not None:
+        root = root_from_row(txn, shown.thread_root)
+    elif new.thread_id is not None:
+        root = reply_root_txn(txn, new.thread_id)
     if root is not None and root.chat_id != chat_id:
         raise RefusedError(THREAD_NOT_IN_CHAT, code="invalid_argument")
     params: tuple[Any, ...] = (
@@ -368,7 +384,13 @@ def _insert_txn(
         if new.also_in_chat:
             # The chat's rows before the thread's, in the order a deletion takes them (no deadlock).
             txn.execute_each(_chat_statements(txn, chat_id, sender_id, seq, now, change))
-        in_thread, thread_statements = reply_statements_txn(txn, root, change, mentions, new.also_in_chat)
+        if later is not None:
+            # SQLite's batch: the thread's row and the follows once per batch, the feed row with the batch's.
+            in_thread, thread_statements = later.replies.add(root, seq, sender_id, now, mentions)
+            if not new.also_in_chat:
+                later.changes.append(change)
+        else:
+            in_thread, thread_statements = reply_statements_txn(txn, root, change, mentions, new.also_in_chat)
         txn.execute_each((*thread_statements, *unread_mentions_statements(seq, chat_id, sender_id, mentions)))
     message = Message(
         message_id,
@@ -442,12 +464,20 @@ def post_txn(
     # A direct message that replies to nothing reads its sender's profile with the friend check.
     target, shown = None, None
     if new.is_group or new.reply_to is not None:
-        display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
+        root_row = None
+        if new.thread_id is None:
+            display_name, avatar_file_id, target = sender_and_target_txn(txn, sender.uid, new.reply_to)
+        else:
+            # A thread reply's root (and its thread's counts) ride along: no statement of their own.
+            display_name, avatar_file_id, target, root_row = sender_target_and_more_txn(
+                txn, sender.uid, new.reply_to, ROOT_COLUMNS, ROOT_JOINS, (new.thread_id,)
+            )
         shown = _Sender(
             display_name,
             avatar_file_id,
             target[0] if target is not None else None,
             target[2] if target is not None else None,
+            root_row,
         )
     for _ in range(_KEY_TRIES):
         try:
@@ -486,15 +516,18 @@ class _Later:
     Per member row, the count and the last message's time; per chat, the
     count and the newest time and seq (what the statements of each message
     would leave, as ``last_seq`` and ``last_activity`` only move forward);
-    the feed rows in the order of their messages.
+    the feed rows in the order of their messages.  Thread replies leave
+    their threads' rows and follows (`BatchedReplies`: up to three more
+    statements) and, unless also in the chat, their feed rows here too.
     """
 
-    __slots__ = ("members", "chats", "changes")
+    __slots__ = ("members", "chats", "changes", "replies")
 
     def __init__(self) -> None:
         self.members: dict[tuple[int, int], list[Any]] = {}
         self.chats: dict[int, list[Any]] = {}
         self.changes: list[NewChange] = []
+        self.replies = BatchedReplies()
 
     def add(self, chat_id: int, sender_id: int, seq: int, now: float) -> None:
         member = self.members.setdefault((sender_id, chat_id), [sender_id, chat_id, 0, now])
@@ -506,9 +539,14 @@ class _Later:
         self.changes.append(NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id))
 
     def write_txn(self, txn: Txn) -> None:
-        if not self.changes:
-            return
-        # The sender's own rows, then the chats' (the order each message takes them), then the feed.
+        # The sender's own rows, then the chats' (the order each message takes them), the threads', the feed.
+        if self.members:
+            self._counters_txn(txn)
+        self.replies.write_txn(txn)
+        if self.changes:
+            record_many_txn(txn, self.changes)
+
+    def _counters_txn(self, txn: Txn) -> None:
         members, chats = list(self.members.values()), list(self.chats.values())
         txn.execute(
             "UPDATE user_chats SET sent_count = sent_count + v.column3, last_sent_at = v.column4 FROM (VALUES "
@@ -524,7 +562,6 @@ class _Later:
             + ") AS v WHERE chats.id = v.column1",
             [value for chat in chats for value in chat],
         )
-        record_many_txn(txn, self.changes)
 
 
 def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:

@@ -1,0 +1,218 @@
+"""SQLite: what one thread reply costs against one plain message in a group of 1,000, counted (issue 30).
+
+Runs the real ``send_message`` handler (as `bench_threads.py` does: schema,
+command, group commit, ``new_message`` and ``thread_updated`` encoded for
+the hub) on SQLite in a temp file, in blocks of plain messages and blocks
+of thread replies (to ``--roots`` roots, from ``--senders`` rotating
+members), ``--in-flight`` at a time, alternating.  Per message of each
+kind it prints what does not depend on the machine's load: statements the
+writer's connection ran (``sqlite3``'s trace callback; ``BEGIN`` and
+``SAVEPOINT`` included, ``COMMIT`` not) and the trigger programs inside
+them, rows written (``total_changes``), batches; then the median CPU
+microseconds of this process per message (the reactor and SQLite's
+thread) and their ratio, which the load moves far less than wall time::
+
+    python bench/bench_thread_cost.py [--blocks 6] [--per-block 400] [--in-flight 16]
+    python bench/bench_thread_cost.py --profile reply   # cProfile of both threads while replies are sent
+
+``--profile plain|reply`` prints the top functions (cumulative) of the
+reactor's thread and of the writer's thread during one block of that kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any
+
+from twisted.internet import defer, task
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from seeding import Seeder  # noqa: E402
+
+from bench.bench_threads import _SEND, _payload, _Socket  # noqa: E402
+from umoc.config import parse_config  # noqa: E402
+from umoc.events.router import EventContext  # noqa: E402
+from umoc.records.groups import NewGroup  # noqa: E402
+from umoc.storage import Storage  # noqa: E402
+from umoc.storage import database as dbmod  # noqa: E402
+from umoc.storage.database import Database  # noqa: E402
+from umoc.storage.engine import pool as poolmod  # noqa: E402
+from umoc.transport.socketio import Identity  # noqa: E402
+from umoc.wiring import build_node  # noqa: E402
+
+
+class Counter:
+    """The writer's trace callback: statements and trigger programs; its connection for ``total_changes``."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.triggers = 0
+        self.begins = 0
+        #: CPU seconds of the database's threads in transactions (their commits and checkpoints included).
+        self.db_cpu = 0.0
+        self.connection: sqlite3.Connection | None = None
+
+    def __call__(self, sql: str) -> None:
+        if sql.startswith("--"):
+            self.triggers += 1
+        else:
+            self.statements += 1
+            if sql.startswith("BEGIN"):
+                self.begins += 1
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        assert self.connection is not None
+        return self.statements, self.triggers, self.connection.total_changes, self.begins
+
+
+COUNTER = Counter()
+_open = dbmod._sqlite_open
+
+
+def _counted_open(synchronous: str, conn: sqlite3.Connection) -> None:
+    _open(synchronous, conn)
+    COUNTER.connection = conn
+    conn.set_trace_callback(COUNTER)
+
+
+#: The writer thread's profiler, enabled around each transaction while ``--profile`` runs.
+WRITER_PROFILE: cProfile.Profile | None = None
+_run_job = poolmod._GuardedPool._run_job
+
+
+def _profiled_run_job(self: Any, job: Any, interaction: Any) -> Any:
+    """A transaction in a pool thread: its CPU time counted (the writer's, and the readers'), maybe profiled."""
+    profile = WRITER_PROFILE
+    started = time.thread_time()
+    try:
+        if profile is None or threading.current_thread() is threading.main_thread():
+            return _run_job(self, job, interaction)
+        profile.enable()
+        try:
+            return _run_job(self, job, interaction)
+        finally:
+            profile.disable()
+    finally:
+        COUNTER.db_cpu += time.thread_time() - started
+
+
+async def _block(
+    sends: list[tuple[EventContext, dict[str, Any]]], in_flight: int
+) -> tuple[tuple[float, float], tuple[int, ...]]:
+    """Every send, ``in_flight`` at a time: ((CPU, the database threads' CPU) us per message, the counters' growth)."""
+    before = COUNTER.snapshot()
+    cpu, db_cpu = time.process_time(), COUNTER.db_cpu
+    pending = iter(sends)
+
+    async def worker() -> None:
+        for ctx, payload in pending:
+            await _SEND.handler(ctx, _SEND.schema.validate(payload))
+
+    await defer.gatherResults([defer.ensureDeferred(worker()) for _ in range(in_flight)], consumeErrors=True)
+    used = (time.process_time() - cpu) / len(sends) * 1e6, (COUNTER.db_cpu - db_cpu) / len(sends) * 1e6
+    return used, tuple(b - a for a, b in zip(before, COUNTER.snapshot(), strict=True))
+
+
+async def main(reactor: Any) -> None:
+    global WRITER_PROFILE
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--senders", type=int, default=20)
+    parser.add_argument("--roots", type=int, default=50)
+    parser.add_argument("--blocks", type=int, default=6, help="blocks of each kind (alternating)")
+    parser.add_argument("--per-block", type=int, default=400)
+    parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--profile", choices=["plain", "reply"])
+    args = parser.parse_args()
+    dbmod._sqlite_open = _counted_open
+    poolmod._GuardedPool._run_job = _profiled_run_job  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory(prefix="umoc-threadcost-") as folder:
+        db = Database.sqlite(os.path.join(folder, "bench.db"))
+        await db.migrate()
+        storage = Storage(db)
+        seeder = Seeder(db)
+        now = time.time()
+        (owner,) = await seeder.users("benchowner", 1, now)
+        members = await seeder.users("benchmember", args.members - 1, now)
+        await seeder.direct_chats(owner, members, 0, now)
+        group = await storage.groups.create(owner, NewGroup("bench", None, tuple(members)), now, args.members)
+        config = parse_config({"ratelimits": {"enabled": False}, "messages": {"max_group_members": args.members}})
+        services = build_node(config, reactor, storage).services
+
+        def context(user_id: int) -> EventContext:
+            identity = Identity(user_id, f"u{user_id}", str(uuid.uuid4()), now + 86400)
+            return EventContext(services, _Socket(identity))  # type: ignore[arg-type]
+
+        owner_ctx = context(owner)
+        senders = [context(u) for u in members[: args.senders]]
+        roots = []
+        for i in range(args.roots):
+            sent = await _SEND.handler(owner_ctx, _SEND.schema.validate(_payload(group, f"topic {i}")))
+            roots.append(sent["message_id"])
+
+        def plain(i: int) -> tuple[EventContext, dict[str, Any]]:
+            return senders[i % len(senders)], _payload(group, f"message {i}")
+
+        rng = random.Random(30)
+
+        def reply(i: int) -> tuple[EventContext, dict[str, Any]]:
+            # To a random root, as bench_threads.py sends them (few replies of one batch share a thread).
+            return senders[i % len(senders)], _payload(group, f"reply {i}", thread_id=rng.choice(roots))
+
+        kinds = {"plain": plain, "reply": reply}
+        for make in kinds.values():  # warm-up: most senders follow most threads
+            await _block([make(i) for i in range(args.roots * len(senders))], args.in_flight)
+        if args.profile:
+            reactor_profile, WRITER_PROFILE = cProfile.Profile(time.thread_time), cProfile.Profile(time.thread_time)
+            reactor_profile.enable()
+            await _block([kinds[args.profile](i) for i in range(args.per_block)], args.in_flight)
+            reactor_profile.disable()
+            for label, profile in (("reactor", reactor_profile), ("writer", WRITER_PROFILE)):
+                print(f"== {label} thread, {args.per_block} {args.profile} messages")
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+            db.close()
+            return
+        cpus: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+        counts: dict[str, list[int]] = {k: [0, 0, 0, 0] for k in kinds}
+        for b in range(args.blocks):
+            order = list(kinds.items())
+            for name, make in order if b % 2 == 0 else reversed(order):
+                used, grown = await _block([make(i) for i in range(args.per_block)], args.in_flight)
+                cpus[name].append(used)
+                counts[name] = [c + g for c, g in zip(counts[name], grown, strict=True)]
+        db.close()
+    n = args.blocks * args.per_block
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"SQLite, group of {args.members}, {args.in_flight} in flight,"
+        f" {args.blocks} x {args.per_block} each; load {load}"
+    )
+    for name in kinds:
+        statements, triggers, rows, batches = counts[name]
+        print(
+            f"  {name:<6} per message: statements {statements / n:5.2f}  triggers {triggers / n:5.2f}"
+            f"  rows {rows / n:5.2f}  (messages per batch {n / max(batches, 1):5.1f})"
+            f" | CPU us/msg median {statistics.median(c[0] for c in cpus[name]):6.0f}"
+            f" (database thread {statistics.median(c[1] for c in cpus[name]):5.0f})"
+        )
+    ratios = [r[0] / p[0] for r, p in zip(cpus["reply"], cpus["plain"], strict=True)]
+    print(
+        f"  CPU reply/plain: median of block pairs {statistics.median(ratios):.3f}"
+        f" ({', '.join(f'{x:.2f}' for x in ratios)})"
+    )
+
+
+if __name__ == "__main__":
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
