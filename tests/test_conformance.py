@@ -18,7 +18,7 @@ import websocket
 from twisted.internet import reactor
 from twisted.trial import unittest
 
-from tests.support.deferreds import blocking, inline, sleep
+from tests.support.deferreds import blocking, eventually, inline, sleep
 from tests.support.rawclient import Polling, RawWebSocket
 from umoc.conformance import build_conformance_site
 
@@ -49,6 +49,27 @@ class ConformanceCase(unittest.TestCase):
             engine.close_all()
         await self.listening.stopListening()
         await sleep(0.05)
+
+    async def poll_held(self, sid: str) -> None:
+        """Wait until the server holds a GET of ``sid``'s (a fixed sleep raced a loaded machine's reactor)."""
+
+        def held() -> bool:
+            session = next((e.sessions[sid] for e in self.engines if sid in e.sessions), None)
+            return session is not None and getattr(session.transport, "_request", None) is not None
+
+        self.assertTrue(await eventually(held), "the server holds the poll")
+
+    async def upgraded_to_websocket(self, sid: str) -> None:
+        """Wait until the server has taken the upgrade packet: the session runs over the WebSocket now."""
+
+        def on_websocket() -> bool:
+            session = next((e.sessions[sid] for e in self.engines if sid in e.sessions), None)
+            return session is not None and session.transport.name == "websocket"
+
+        self.assertTrue(await eventually(on_websocket), "the upgrade is complete")
+
+    async def session_gone(self, sid: str) -> None:
+        self.assertTrue(await eventually(lambda: all(sid not in e.sessions for e in self.engines)), "the session ended")
 
     async def ws(self, query: str = "&transport=websocket") -> RawWebSocket:
         sock = await blocking(RawWebSocket, self.ws_base + query)
@@ -119,7 +140,7 @@ class EngineMessageTests(ConformanceCase):
     async def test_duplicate_poll_closes_the_session(self) -> None:
         sid, _ = await self.polling.handshake()
         first = self.polling.get_deferred(sid)
-        await sleep(0.05)
+        await self.poll_held(sid)
         second = await self.polling.get_deferred(sid, "&t=burst")
         first_response = await first
         self.assertEqual(second.code, 400)
@@ -131,9 +152,9 @@ class EngineMessageTests(ConformanceCase):
         sid, _ = await self.polling.handshake()
         pending = self.polling.get_deferred(sid)
         pending.addErrback(lambda f: None)
-        await sleep(0.05)
+        await self.poll_held(sid)
         pending.cancel()
-        await sleep(0.05)
+        await self.session_gone(sid)
         self.assertEqual((await self.polling.get(sid))[0], 400)
 
     @inline
@@ -178,7 +199,7 @@ class EngineHeartbeatAndCloseTests(ConformanceCase):
     async def test_polling_close_packet_releases_the_pending_get_with_noop(self) -> None:
         sid, _ = await self.polling.handshake()
         pending = self.polling.get_deferred(sid)
-        await sleep(0.01)
+        await self.poll_held(sid)
         self.assertEqual(await self.polling.post(sid, "1"), (200, "ok"))
         response = await pending
         self.assertEqual((response.code, await response.text()), (200, "6"))
@@ -212,7 +233,7 @@ class EngineUpgradeTests(ConformanceCase):
     async def test_after_upgrade_polling_is_refused(self) -> None:
         sid, sock = await self.upgraded()
         await blocking(sock.send, "5")
-        await sleep(0.02)
+        await self.upgraded_to_websocket(sid)
         self.assertEqual((await self.polling.get(sid))[0], 400)
         await blocking(sock.send, "4hello")
         self.assertEqual(await blocking(sock.recv), "4hello")
@@ -221,7 +242,7 @@ class EngineUpgradeTests(ConformanceCase):
     async def test_after_upgrade_a_second_websocket_for_the_sid_is_closed(self) -> None:
         sid, sock = await self.upgraded()
         await blocking(sock.send, "5")
-        await sleep(0.02)
+        await self.upgraded_to_websocket(sid)
         second = await self.ws(f"&transport=websocket&sid={sid}")
         self.assertTrue(await blocking(second.closed_within, 1))
         await blocking(sock.send, "4hello")
