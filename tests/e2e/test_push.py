@@ -656,6 +656,9 @@ class TwoNodePushTests(PushCase):
         sent = [await self.send(alice, bob, f"after {i}") for i in range(2)]
         await until(lambda: len([p for p in self.push_service.for_("bob") if "message_id" in p]) >= 2, timeout=10)
         await sleep(0.3)
+        # The receiver records a push before its sender counts it sent (on the answer): let the sends finish.
+        await other.services.push.decided()
+        await other.services.push.queue.idle()
         pushed = [p["message_id"] for p in self.push_service.for_("bob") if "message_id" in p]
         self.assertEqual(sorted(pushed), sorted(m["message_id"] for m in sent), "each once, none lost")
         self.assertTrue(other.services.push.consumer.holding)  # type: ignore[union-attr]
