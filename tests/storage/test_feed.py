@@ -18,6 +18,7 @@ from tests.support.databases import (
     DatabaseTestCase,
     TwoWritersTestCase,
     for_each_backend,
+    no_other_transaction_older_than_the_prune,
 )
 from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
@@ -47,23 +48,6 @@ def _summary(page_changes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         )
         for c in page_changes
     ]
-
-
-async def no_other_transaction_older_than_the_prune(db: Any, allowed: int | None = None) -> bool:
-    """PostgreSQL: wait until no transaction running anywhere on the server (but ``allowed``) is older than the
-    newest change pruned; whether that came about.
-
-    Another one (another test's, on the same server) in a fresh cursor's snapshot that ends before the cursor is
-    read leaves it unsure whether it missed pruned changes: it is refused once, by design (`umoc.storage.feed`).
-    A transaction starting later has a newer xid, so once this holds it goes on holding.
-    """
-
-    def none_older(txn: Any) -> bool:
-        pruned = int(txn.scalar("SELECT through_xid FROM feed_pruned WHERE singleton = 1"))
-        xip = txn.scalar("SELECT pg_current_snapshot()::text").split(":")[2]
-        return all(int(x) == allowed or int(x) > pruned for x in xip.split(",") if x)
-
-    return bool(await eventually(lambda: db.run("test", none_older), timeout=60))
 
 
 class FeedTestsMixin:
