@@ -12,7 +12,7 @@ from twisted.internet import endpoints, reactor
 from twisted.trial import unittest
 
 from tests.support.databases import NO_REDIS, REDIS_URL
-from tests.support.deferreds import inline, sleep
+from tests.support.deferreds import eventually, inline
 from tests.support.sentinel import REDIS_SERVER, SentinelSet, free_port
 from umoc.cluster.redisclient import RedisClient, _MasterFactory, redis_client
 from umoc.cluster.sentinel import Sentinels, _usable_master
@@ -76,9 +76,11 @@ class LiveSentinelTests(unittest.TestCase):
     async def test_an_unknown_master_name_fails_at_once(self) -> None:
         sentinels = Sentinels([("127.0.0.1", self.redis.sentinel_port)], "nosuch", reactor, 5.0)
         self.addCleanup(sentinels.close)
-        await sleep(0.2)  # the sentinel connection comes up
-        with self.assertRaises(txredisapi.MasterNotFoundError):
+        # The sentinel connection comes up (else the error would only say that none is connected).
+        await eventually(lambda: any(conn._factory.size > 0 for conn in sentinels._connections))
+        with self.assertRaises(txredisapi.MasterNotFoundError) as refused:
             await sentinels.master()
+        self.assertIn("no sentinel knows a live master", str(refused.exception))
 
     @inline
     async def test_a_replica_is_never_used_as_the_master(self) -> None:
@@ -89,5 +91,7 @@ class LiveSentinelTests(unittest.TestCase):
             return factory
 
         to_replica, to_master = connect(self.redis.replica_port), connect(self.redis.master_port)
-        await sleep(0.5)
+        # Wait for the master's connection (a fixed 0.5 s could run out first on a loaded machine); the replica's,
+        # made at the same moment, would have counted by then were its ROLE not checked.
+        await eventually(lambda: to_master.size, 1)
         self.assertEqual((to_replica.size, to_master.size), (0, 1))

@@ -99,6 +99,30 @@ class ExpiryTestsMixin:
         )
         self.assertEqual((revoked.disconnected, unexplained.disconnected), ("session ended", "session ended"))
 
+    @inline
+    async def test_a_session_ended_while_the_sweep_reads_is_left_alone(self) -> None:
+        """The sweep's list of sessions is taken before its query: one ended meanwhile leaves no grace timer."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        service = UmocService(test_config(tempfile.mkdtemp(prefix="umoc-srv-")), clock, storage=self.storage)
+        sessions, hub = service.node.services.sessions, service.node.services.hub
+        user = await self.storage.users.create("alice", "x", clock.seconds())
+        now = clock.seconds()
+        await self.storage.users.create_session(NewSession(user.id, "deleted", token_digest("t"), now, now + 3600), 3)
+        socket = FakeSocket(user.id, "deleted")
+        hub.add(socket)
+        await self.storage.users.delete_session("deleted")
+        reading = defer.ensureDeferred(sessions.sweep())
+        self.assertFalse(reading.called, "the sweep waits for its query")
+        # Its end is told (an account deletion's `end_all`, say) and the socket closes before the query answers.
+        sessions.end_all(["deleted"], "Your account has been deleted")
+        hub.remove(socket)
+        self.assertEqual(await reading, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(
+            socket.emitted, [("session_status", {"valid": False, "message": "Your account has been deleted"})]
+        )
+
 
 for_each_backend(ExpiryTestsMixin, DatabaseTestCase, globals())
 

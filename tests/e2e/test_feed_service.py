@@ -8,7 +8,7 @@ from tests.events.test_feed import feed
 from tests.support.chat import ChatCase, Person, person_on
 from tests.support.client import Client
 from tests.support.cluster import ClusterTestCase
-from tests.support.databases import for_each_backend
+from tests.support.databases import for_each_backend, no_other_transaction_older_than_the_prune
 from tests.support.deferreds import blocking, eventually, inline
 from tests.support.server import test_config
 from umoc.storage.feed import EXPIRED_CURSOR
@@ -36,6 +36,8 @@ class FeedServiceTestsMixin:
         self.assertEqual(await eventually(lambda: db.run("count", lambda txn: txn.scalar(count)), 0), 0)
         answer = await bob.call("sync", cursor=cursor)
         self.assertEqual(answer, {"error": EXPIRED_CURSOR, "code": "cursor_expired"})
+        if self.backend == "postgres":
+            self.assertTrue(await no_other_transaction_older_than_the_prune(db))
         fresh = await self.position(bob)
         self.assertEqual((await bob.call("sync", cursor=fresh))["changes"], [])
 

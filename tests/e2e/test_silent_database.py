@@ -55,6 +55,8 @@ class SilentDatabaseDaemonTests(DaemonCase):
                 f"  dsn: {dsn}\n"
                 "  pool_min: 2\n  pool_max: 2\n  timeout: 1s\n  connect_timeout: 1s\n  stuck_timeout: 5s\n"
                 "ratelimits:\n  enabled: false\n"
+                # Refusals here are the database's deadlines, not the overload rules (off as in test_config).
+                "server:\n  overload_wait: 20s\n  overload_lag: 0s\n"
             )
         daemon = self.spawn("--config", path, "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", path + ".data")
         self.url = f"http://127.0.0.1:{await daemon.listening}"

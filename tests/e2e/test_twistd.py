@@ -274,7 +274,10 @@ class JsonLogTests(DaemonCase):
         with open(path, "w") as f:
             f.write(
                 "logging:\n  format: json\n  level: info\n"
-                "server:\n  trusted_proxies: ['127.0.0.1']\nsessions:\n  max_per_user: 1\n"
+                "server:\n  trusted_proxies: ['127.0.0.1']\n"
+                # As in tests.support.server.test_config: a loaded machine is no reason to refuse the writes.
+                "  overload_wait: 20s\n  overload_lag: 0s\n"
+                "sessions:\n  max_per_user: 1\n"
             )
         daemon = self.spawn("--config", path, "--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp())
         port = await daemon.listening

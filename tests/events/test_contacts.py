@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.support.databases import for_each_backend
-from tests.support.deferreds import blocking, inline, sleep
+from tests.support.deferreds import blocking, inline
 from tests.support.inprocess import InProcessChatCase
 from tests.support.node import NodeTestCase
 
@@ -150,7 +150,7 @@ class ContactTestsMixin:
         await self.befriend(alice, bob)
         # Bob's own connect was announced to his friends of that moment (none); under load that
         # announcement may finish after the friendship: it is not what this test is about.
-        await sleep(0.2)
+        await self.settled()
         alice.client.drain("user_status")
         second = await self.second_socket(bob)
         await alice.client.expect_none("user_status", within=0.2)

@@ -18,6 +18,7 @@ from tests.support.databases import (
     DatabaseTestCase,
     TwoWritersTestCase,
     for_each_backend,
+    no_other_transaction_older_than_the_prune,
 )
 from tests.support.deferreds import eventually, inline
 from umoc.domain.notices import shapes
@@ -416,6 +417,8 @@ class FeedTestsMixin:
         changes, _, _ = await self.read_all(bob, after_old, 100)
         self.assertEqual([c.get("content") for c in changes], ["new"])
         # A new position reads on; nothing before the cutoff is left.
+        if self.backend == "postgres":
+            self.assertTrue(await no_other_transaction_older_than_the_prune(self.storage.db))
         self.assertEqual((await self.read_all(bob, await self.storage.feed.position(), 100))[0], [])
         self.assertEqual(await self.storage.db.run("count", lambda txn: txn.scalar(count)), 1)
 
@@ -482,6 +485,10 @@ class OutOfOrderCommitTests(TwoWritersTestCase):
         self.write(writer, bob, others[1])
         writer.commit()
         self.assertGreater(await self.storage.feed.prune(T0 + 50), 0)
+        with idle.cursor() as cur:
+            cur.execute("SELECT pg_current_xact_id()::text::bigint")
+            held_xid = cur.fetchone()[0]
+        self.assertTrue(await no_other_transaction_older_than_the_prune(self.storage.db, held_xid))
         fresh = await self.storage.feed.position()
         self.assertEqual((await self.storage.feed.read(bob, fresh, 10)).changes, [])
         with self.assertRaises(UserError) as refused:

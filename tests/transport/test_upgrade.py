@@ -8,10 +8,30 @@ from typing import Any
 
 import websocket
 
-from tests.support.deferreds import blocking, inline, sleep
+from tests.support.deferreds import blocking, eventually, inline, sleep
 from tests.support.rawclient import Polling
 from tests.support.server import ServerTestCase
 from umoc.transport import polling as polling_module
+
+
+def _session(case: ServerTestCase, sid: str) -> Any:
+    return case.server.service.node.engine.sessions.get(sid)
+
+
+async def poll_held(case: ServerTestCase, sid: str) -> None:
+    """Wait until the server holds a GET of ``sid``'s (a fixed sleep raced a loaded machine's reactor)."""
+
+    def held() -> bool:
+        session = _session(case, sid)
+        return session is not None and getattr(session.transport, "_request", None) is not None
+
+    case.assertTrue(await eventually(held), "the server holds the poll")
+
+
+async def upgraded(case: ServerTestCase, sid: str) -> None:
+    """Wait until the server has taken the client's ``5``: the session runs over the WebSocket."""
+    session = _session(case, sid)
+    case.assertTrue(await eventually(lambda: session.transport.name == "websocket"), "the upgrade is complete")
 
 
 class UpgradeWithoutLossTests(ServerTestCase):
@@ -29,7 +49,7 @@ class UpgradeWithoutLossTests(ServerTestCase):
         response = await pending
         seen += [json.loads(p[2:])[1]["n"] for p in (await response.text()).split("\x1e") if p.startswith("42")]
         pending = polling.get_deferred(sid)
-        await sleep(0.02)
+        await poll_held(self, sid)
         sock = await self.open_websocket(sid=sid, opened=False)
         await blocking(sock.send, "2probe")
         self.assertEqual(await blocking(sock.recv), "3probe")
@@ -38,7 +58,7 @@ class UpgradeWithoutLossTests(ServerTestCase):
         emit(2)
         emit(3)  # queued for polling while the client has paused it
         await blocking(sock.send, "5")
-        await sleep(0.02)
+        await upgraded(self, sid)
         emit(4)
         for _ in range(3):
             packet = await blocking(sock.recv_json_packet, "42")
@@ -84,7 +104,7 @@ class ProbedCase(ServerTestCase):
         """A polling user whose WebSocket answered the probe; polling is paused."""
         login, polling, sid = await self.polling_user(name)
         pending = polling.get_deferred(sid)
-        await sleep(0.02)
+        await poll_held(self, sid)
         sock = await self.open_websocket(sid=sid, opened=False)
         await blocking(sock.send, "2probe")
         self.assertEqual(await blocking(sock.recv), "3probe")
@@ -109,7 +129,7 @@ class LatePostTests(ProbedCase):
         post = await blocking(_HeldPost, self.server.port, sid, body)
         await sleep(0.05)
         await blocking(sock.send, "5")
-        await sleep(0.05)  # the upgrade is complete before the POST's body is
+        await upgraded(self, sid)  # the upgrade is complete before the POST's body is
         self.assertEqual(await blocking(post.finish), (200, b"ok"))
         for n in (4, 5):
             await blocking(sock.send, _ping(login, n))
@@ -119,7 +139,7 @@ class LatePostTests(ProbedCase):
     async def test_a_post_sent_after_the_upgrade_arrives_in_the_window_is_dispatched(self) -> None:
         login, polling, sid, sock = await self.probed()
         await blocking(sock.send, "5")
-        await sleep(0.05)
+        await upgraded(self, sid)
         self.assertEqual(await polling.post(sid, _ping(login, 1)), (200, "ok"))
         await blocking(sock.send, _ping(login, 2))
         self.assertEqual(await self.pongs(sock, 2), [1, 2])
@@ -131,7 +151,8 @@ class LatePostTests(ProbedCase):
         self.patch(polling_module, "LATE_POST_WINDOW", 0.2)
         login, polling, sid, sock = await self.probed()
         await blocking(sock.send, "5")
-        await sleep(0.4)
+        await upgraded(self, sid)
+        await sleep(0.4)  # past the window, which opened with the upgrade
         code, body = await polling.post(sid, _ping(login, 1))
         self.assertEqual((code, json.loads(body)["code"]), (400, 1))
         await blocking(sock.send, _ping(login, 2))
@@ -139,9 +160,9 @@ class LatePostTests(ProbedCase):
 
         login, polling, sid, sock = await self.probed("bob")
         await blocking(sock.send, "5")
-        await sleep(0.05)
+        await upgraded(self, sid)
         await blocking(sock.close)
-        await sleep(0.1)
+        self.assertTrue(await eventually(lambda: _session(self, sid) is None), "the session ended")
         code, body = await polling.post(sid, _ping(login, 1))
         self.assertEqual((code, json.loads(body)["code"]), (400, 1))
 
@@ -155,7 +176,7 @@ class LatePostBoundTests(ProbedCase):
     async def test_a_late_post_keeps_the_size_bound(self) -> None:
         _, polling, sid, sock = await self.probed()
         await blocking(sock.send, "5")
-        await sleep(0.05)
+        await upgraded(self, sid)
         code, _ = await polling.post(sid, "4" + "x" * 3000)
         self.assertEqual(code, 413)
         # As before the upgrade: a POST over the bound ends the session.

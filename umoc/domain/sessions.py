@@ -421,7 +421,9 @@ class SessionManager:
         if not local:
             return 0
         existing = await self._users.existing_sessions(local)
-        gone = [session_id for session_id in local if session_id not in existing]
+        # Only what is still open here: a session whose end was told (and its sockets closed) while the query
+        # ran has nothing left to close, and a grace timer for it would outlive everything (and say nothing).
+        gone = [s for s in local if s not in existing and self._hub.by_session.get(s)]
         for session_id in gone:
             message = self._ending.get(session_id)
             if message is not None:
