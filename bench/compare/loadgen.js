@@ -25,7 +25,8 @@
 //   // the answers, round-robin over `senders` (client indices; default all), each asking an ack;
 //   // `tag` prefixes `tagField` so the audience's copies (`deliveryEvent`) are timed too.
 //   rate: R, tag: "run1", deliveryEvent: "new_message", drain: s
-//   // With `cpuPids`, also `serverCpuMs`: their CPU time inside the measured window (bench_broadcast.py).
+//   // With `cpuPids`, also `serverCpuMs`: their CPU time inside the measured window (bench_broadcast.py,
+//   // and compare's latency and throughput runs, with `serverUsPerEvent`: that per ack or echo counted).
 //   // Ack errors are counted by their `code` (ackErrorCodes; "other" without one); those with
 //   // code "overloaded" (refused at once, nothing stored) are also `refused`, with their own rate
 //   // and ack latency, and `firstError` is the first error of any other kind.
@@ -157,6 +158,10 @@ async function latency(clients) {
     errors,
     loadgenCpu: cpuMs / (job.duration * 1000),
     serverCpuMs: server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null,
+    serverUsPerEvent:
+      server0 && server1 && samples.length
+        ? ((server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0)) * 1000) / samples.length
+        : null,
   };
 }
 
@@ -182,12 +187,20 @@ async function throughput(clients) {
   await sleep(job.warmup);
   const start = received;
   const cpu0 = process.cpuUsage();
+  const server0 = job.cpuPids ? job.cpuPids.map(procCpuMs) : null;
   await sleep(job.duration);
   const count = received - start;
+  const server1 = job.cpuPids ? job.cpuPids.map(procCpuMs) : null;
   const cpuMs = cpu(cpu0);
   running = false;
   await sleep(1); // let what is in flight drain before the sockets close
-  return { perSec: count / job.duration, loadgenCpu: cpuMs / (job.duration * 1000) };
+  const serverCpuMs = server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null;
+  return {
+    perSec: count / job.duration,
+    loadgenCpu: cpuMs / (job.duration * 1000),
+    serverCpuMs,
+    serverUsPerEvent: serverCpuMs !== null && count ? (serverCpuMs * 1000) / count : null,
+  };
 }
 
 async function fanout(clients) {

@@ -30,7 +30,11 @@ Servers (each started here, on 127.0.0.1, one at a time, stopped afterwards):
 The last three run the same echo/ack/broadcast app, so they compare the
 transports alone.  The load comes from ``bench/compare/loadgen.js`` (Node, raw
 frames, one process); its own CPU use is printed so a saturated generator is
-visible.  Every scenario is bounded in clients, time and rounds.
+visible, and so is each server's own CPU time per ack and per echo (its
+process, from ``/proc/<pid>/stat``, inside the measured window): when the
+generator saturates first (a whole core), the rates only say both servers
+keep up with it, and the CPU per event is what still compares them.  Every
+scenario is bounded in clients, time and rounds.
 """
 
 from __future__ import annotations
@@ -477,7 +481,14 @@ def run_server(
         for key, job in server.jobs(quick).items():
             if only and key.rstrip("0123456789") not in only and key not in only:
                 continue
-            job = {"url": server.url, "serverPid": server.process.pid, "baseRssKb": rss_kb(server.process.pid), **job}
+            job = {
+                "url": server.url,
+                "serverPid": server.process.pid,
+                "baseRssKb": rss_kb(server.process.pid),
+                # The server's own CPU per ack or echo: what it costs even when the generator is what saturates.
+                "cpuPids": [server.process.pid],
+                **job,
+            }
             spies = []
             if profile and isinstance(server, UmocApp | UmocTransport):
                 # Collapsed stacks ("flamegraph" text), one file per server process, mode and scenario.
@@ -558,8 +569,11 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
     ("ack RTT, 100 clients, p50 (ms)", get("lat100", "p50"), ".2f"),
     ("ack RTT, 100 clients, p99 (ms)", get("lat100", "p99"), ".2f"),
     ("acks/s, 100 clients [target >= node]", get("lat100", "perSec"), ",.0f"),
+    ("  (load generator CPU, cores)", get("lat100", "loadgenCpu"), ".2f"),
+    ("  server CPU per ack (us)", get("lat100", "serverUsPerEvent"), ".1f"),
     ("echo msgs/s at saturation [target >= node]", get("thr", "perSec"), ",.0f"),
     ("  (load generator CPU, cores)", get("thr", "loadgenCpu"), ".2f"),
+    ("  server CPU per echo (us)", get("thr", "serverUsPerEvent"), ".1f"),
     ("fan-out to 1,000, p50 (ms) [target <= node]", get("fan", "p50"), ".1f"),
     ("fan-out to 1,000, max (ms)", get("fan", "max"), ".1f"),
     ("RSS at start (MB)", lambda r: r["rss0"] / 1024 if "rss0" in r else None, ".0f"),
