@@ -126,7 +126,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # An edge like the others (commands, records), plus the storage engine for port-db and the schema check.
     "admincli": BASE | {"wiring", "domain.commands", "domain", "records", "storage"},
     "conformance": BASE | {"transport", "protocol"},
-    "tap": BASE | {"service"},
+    # twistd's process: the service, and the reactor's dispatch of ready sockets (transport.readydispatch).
+    "tap": BASE | {"service", "transport"},
     # Reads the route table and the declared server events to print the client contract; nothing imports it.
     "contract": BASE | {"events", "records", "domain", "umoc"},
 }

@@ -52,6 +52,23 @@ class OptionsTests(unittest.TestCase):
         self.assertFalse(service.running)
         self.assertIsNone(service.port)
 
+    def test_the_twistd_service_gives_its_reactor_the_light_dispatch_before_starting(self) -> None:
+        """`umoc.transport.readydispatch` on the reactor the service runs, as it starts (never at wiring)."""
+        from umoc import tap
+        from umoc.service import UmocService
+
+        installed: list[object] = []
+        started: list[bool] = []
+        self.patch(tap.readydispatch, "install", installed.append)
+        self.patch(UmocService, "startService", lambda service: started.append(bool(installed)))
+        options = Options()
+        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--data-dir", tempfile.mkdtemp()])
+        service = makeService(options)
+        self.addCleanup(service.node.services.storage.close)
+        self.assertEqual(installed, [])
+        service.startService()
+        self.assertEqual((installed, started), ([reactor], [True]))
+
     def test_plugin_is_discoverable_by_twistd(self) -> None:
         from twisted.application.service import IServiceMaker
         from twisted.plugin import getPlugins

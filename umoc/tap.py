@@ -30,6 +30,7 @@ import umoc
 from umoc.config import DATA_DIR_ENV, Config, ConfigError, data_dir_override, load_config, with_overrides
 from umoc.logs import log_observer
 from umoc.service import UmocService
+from umoc.transport import readydispatch
 
 __all__ = ["EXIT_START_FAILED", "Options", "TwistdService", "makeService"]
 
@@ -104,6 +105,11 @@ class TwistdService(UmocService):
         if self._observer is not None and isinstance(parent, Componentized):
             parent.setComponent(ILogObserver, self._observer)
         super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        # The process's own reactor: its ready sockets dispatched without Twisted's per-event log-context calls.
+        readydispatch.install(self._reactor)
+        super().startService()
 
     def _start_failed_exit(self, failure: Any) -> None:
         # Already logged in one line by UmocService._start_failed.

@@ -10,7 +10,10 @@ The production codec, `EngineServer`, Autobahn WebSocket transport and
 `SocketIOConnection` run unchanged; unlike ``python -m umoc.conformance``
 the heartbeat is the production default (25 s / 20 s, not the test suites'
 300 ms, which would make 5,000 idle clients busy) and one IP may open
-any number of sockets.  No database, no authentication.
+any number of sockets.  No database, no authentication.  The reactor
+dispatches ready sockets as the node twistd runs does
+(`umoc.transport.readydispatch`); ``UMOC_BENCH_TWISTED_DISPATCH=1`` keeps
+Twisted's own, to measure the difference.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from twisted.web import server  # noqa: E402
 from umoc.config import EngineIOConfig  # noqa: E402
 from umoc.conformance import ConformanceApp, _Root  # noqa: E402
 from umoc.protocol.socketio import encode_event  # noqa: E402
+from umoc.transport import readydispatch  # noqa: E402
 from umoc.transport.cors import Cors  # noqa: E402
 from umoc.transport.engine import EngineServer, Outgoing  # noqa: E402
 from umoc.transport.gate import Gatekeeper  # noqa: E402
@@ -58,6 +62,8 @@ class BenchApp(ConformanceApp):
 
 def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
+    if not os.environ.get("UMOC_BENCH_TWISTED_DISPATCH"):
+        readydispatch.install(reactor)
     settings = EngineIOConfig(max_sockets_per_ip=1_000_000)
     gate = Gatekeeper()
     app = BenchApp(reactor)

@@ -34,7 +34,7 @@ from tests.support.deferreds import inline
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -113,10 +113,20 @@ class Browser:
         self.until(clicked, f"a click on {css}")
 
     def until(self, condition: Any, what: str) -> Any:
+        def attempt() -> Any:
+            try:
+                return condition()
+            except WebDriverException as exc:
+                # Chromium names an element of a page just navigated away from (a sign-in redirect) this way,
+                # not as a stale element: the same "gone a moment ago", so look again.
+                if "does not belong to the document" in str(exc):
+                    return None
+                raise
+
         try:
             # Lists are re-rendered on live events: an element found a moment ago may be gone.
             wait = WebDriverWait(self.driver, WAIT, ignored_exceptions=(StaleElementReferenceException,))
-            return wait.until(lambda d: condition())
+            return wait.until(lambda d: attempt())
         except TimeoutException:
             raise AssertionError(f"{self.name}: timed out waiting for {what}") from None
 
