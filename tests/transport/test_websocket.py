@@ -34,6 +34,7 @@ from umoc.transport.websocket import (
     _OPEN_FIELDS,
     EngineWebSocketFactory,
     EngineWebSocketProtocol,
+    TurnWriter,
     _autobahn_pformat,
 )
 
@@ -299,6 +300,52 @@ class BatchingTests(unittest.TestCase):
         self.protocol.consumeData()
         self.protocol.onClose(False, 1006, None)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class _Flushed:
+    """Stands for a connection: records each `TurnWriter` flush of it."""
+
+    def __init__(self, name: int, log: list[int]) -> None:
+        self.name = name
+        self.log = log
+
+    def flush_writes(self) -> None:
+        self.log.append(self.name)
+
+
+class TurnWriterTests(unittest.TestCase):
+    """One ``send()`` per connection per turn, and a large turn's first connections sent to before its end."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.writer = TurnWriter(self.clock)
+        self.sent: list[int] = []
+
+    def mark(self, *names: int) -> None:
+        for name in names:
+            self.writer.mark(cast(Any, _Flushed(name, self.sent)))
+
+    def test_a_small_turn_is_sent_at_its_end_with_one_timer(self) -> None:
+        self.mark(1, 2, 3)
+        self.assertEqual((self.sent, len(self.clock.getDelayedCalls())), ([], 1))
+        self.clock.advance(0)
+        self.assertEqual((self.sent, self.clock.getDelayedCalls()), ([1, 2, 3], []))
+
+    def test_a_fan_out_sends_each_early_flush_as_it_goes(self) -> None:
+        size = TurnWriter.EARLY_FLUSH
+        self.mark(*range(size - 1))
+        self.assertEqual(self.sent, [])
+        self.mark(size - 1)
+        self.assertEqual(self.sent, list(range(size)))  # before the turn ends
+        self.mark(*range(size, size + 10))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # still one end-of-turn flush
+        self.clock.advance(0)
+        self.assertEqual(self.sent, list(range(size + 10)))
+        # The next turn schedules its own.
+        self.mark(99)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0)
+        self.assertEqual(self.sent[-1], 99)
 
 
 def _site(origins: tuple[str, ...] = (), per_ip: int = 200) -> server.Site:

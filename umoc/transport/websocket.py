@@ -16,8 +16,11 @@ with one ``send()`` at the end of the turn, straight to the socket
 (`TurnWriter`).  Twisted's own ``write`` would register the socket for
 writability, wait for the next poll, send, and unregister: two
 ``epoll_ctl`` and a reactor dispatch per connection per turn, most of
-what a fan-out to many sockets costs.  Only when the kernel's buffer is
-full does the rest go through Twisted's buffer (and its registration).
+what a fan-out to many sockets costs.  A turn that writes to many
+connections sends to them in groups of `TurnWriter.EARLY_FLUSH` as it goes,
+so a broadcast's first recipients do not wait for its last.  Only when the
+kernel's buffer is full does the rest go through Twisted's buffer (and its
+registration).
 TLS and test transports are written to as before.
 
 Opening handshake: twisted.web has already parsed the upgrade request when
@@ -166,17 +169,37 @@ def _transport_details(protocol: Any) -> Any:
 
 
 class TurnWriter:
-    """Sends, at the end of each reactor turn, what the turn wrote to each connection: one ``send()`` each."""
+    """Sends, at the end of each reactor turn, what the turn wrote to each connection: one ``send()`` each.
+
+    A turn that writes to more than `EARLY_FLUSH` connections (a broadcast
+    to a large group) sends to each `EARLY_FLUSH` as it goes, so the first
+    recipients are reading while the rest are still being written to: a
+    fan-out to 1,000 sockets waited for the whole loop before the first
+    ``send()``.  A connection written to again after its early send gets
+    a second ``send()``, in order.
+    """
+
+    #: Connections written to in one turn before their bytes go out without waiting for the turn's end.
+    EARLY_FLUSH = 64
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
         self._dirty: list[EngineWebSocketProtocol] = []
+        self._scheduled = False
 
     def mark(self, protocol: EngineWebSocketProtocol) -> None:
         """``protocol`` has bytes waiting (the first connection of a turn schedules the flush)."""
-        if not self._dirty:
-            self._reactor.callLater(0, self.flush)
-        self._dirty.append(protocol)
+        if not self._scheduled:
+            self._scheduled = True
+            self._reactor.callLater(0, self._end_of_turn)
+        dirty = self._dirty
+        dirty.append(protocol)
+        if len(dirty) >= self.EARLY_FLUSH:
+            self.flush()
+
+    def _end_of_turn(self) -> None:
+        self._scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
