@@ -2,8 +2,9 @@
 
 A receiver that never answers (on 127.0.0.2) must cost a healthy one (on
 127.0.0.1) no delivery; a receiver taking 0.5 s per answer must get its
-whole share in flight at once; dead letters must name the delivery,
-never carry its body.  (What is delivered, from the change feed:
+whole share in flight at once; a redirect is an answer, never followed
+(the receiver it names sees nothing); dead letters must name the
+delivery, never carry its body.  (What is delivered, from the change feed:
 ``tests.domain.test_outbox`` and ``tests.e2e.test_outbox``.)
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.logger import Logger, formatEvent
 from twisted.trial import unittest
+from twisted.web import resource
 
 import umoc.domain.webhooks as webhooks_module
 from tests.support.deferreds import inline
@@ -32,6 +34,23 @@ TEXT = "the words nobody else may read"
 
 def hook(url: str) -> WebhookConfig:
     return WebhookConfig(url=url + "/hook", secret=SECRET, events=("message.created",))
+
+
+class _Redirect(resource.Resource):
+    """Answers every request with a 307 to ``to``: a receiver that sends its deliveries elsewhere."""
+
+    isLeaf = True
+
+    def __init__(self, to: str) -> None:
+        super().__init__()
+        self.to = to
+        self.asked = 0
+
+    def render(self, request: Any) -> bytes:
+        self.asked += 1
+        request.setResponseCode(307)
+        request.setHeader(b"location", self.to.encode())
+        return b""
 
 
 class RealReceiverTests(unittest.TestCase):
@@ -104,6 +123,20 @@ class RealReceiverTests(unittest.TestCase):
         self.assertEqual(flood.connections, 2)
         self.assertEqual(self.metrics.webhooks["delivered"], 0)
         self.assertLess(flood.sent, 64 * 1024 * 1024, "what the kernel buffered, not what the receiver offered")
+        self.flushLoggedErrors()
+
+    @inline
+    async def test_a_redirect_is_not_followed_and_the_delivery_fails(self) -> None:
+        """A webhook's answer is its answer: a 307 to another address reaches nobody there (issue 32)."""
+        elsewhere = WebhookReceiver(SECRET)
+        target = await serve(self, elsewhere, interface="127.0.0.2")
+        redirect = _Redirect(target + "/hook")
+        url = await serve(self, redirect)
+        webhooks = self.start((hook(url),), [elsewhere], max_attempts=2, backoff=0.05)
+        webhooks.send("message.created", {"n": 1}, 1, 0.0)
+        await until(lambda: self.metrics.webhooks["dead_letter"] == 1, what="a dead letter after two 307s")
+        self.assertEqual((redirect.asked, elsewhere.attempts, elsewhere.received), (2, 0, []))
+        self.assertEqual(self.metrics.webhooks["delivered"], 0)
         self.flushLoggedErrors()
 
 
