@@ -150,6 +150,7 @@ async function latency(clients) {
   running = false;
   await Promise.race([Promise.all(loops), sleep(5)]);
   samples.sort((a, b) => a - b);
+  const serverCpuMs = cpuSpent(server0, server1);
   return {
     samples: samples.length,
     p50: pct(samples, 0.5),
@@ -157,11 +158,8 @@ async function latency(clients) {
     perSec: samples.length / job.duration,
     errors,
     loadgenCpu: cpuMs / (job.duration * 1000),
-    serverCpuMs: server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null,
-    serverUsPerEvent:
-      server0 && server1 && samples.length
-        ? ((server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0)) * 1000) / samples.length
-        : null,
+    serverCpuMs,
+    serverUsPerEvent: usPerEvent(serverCpuMs, samples.length),
   };
 }
 
@@ -194,12 +192,12 @@ async function throughput(clients) {
   const cpuMs = cpu(cpu0);
   running = false;
   await sleep(1); // let what is in flight drain before the sockets close
-  const serverCpuMs = server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null;
+  const serverCpuMs = cpuSpent(server0, server1);
   return {
     perSec: count / job.duration,
     loadgenCpu: cpuMs / (job.duration * 1000),
     serverCpuMs,
-    serverUsPerEvent: serverCpuMs !== null && count ? (serverCpuMs * 1000) / count : null,
+    serverUsPerEvent: usPerEvent(serverCpuMs, count),
   };
 }
 
@@ -360,7 +358,7 @@ async function openloop(clients) {
     deliveryP50: pct(deliveryMs, 0.5),
     deliveryP99: pct(deliveryMs, 0.99),
     loadgenCpu: cpuMs / (job.duration * 1000),
-    serverCpuMs: server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null,
+    serverCpuMs: cpuSpent(server0, server1),
   };
 }
 
@@ -369,6 +367,16 @@ function procCpuMs(pid) {
   const stat = require("fs").readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
+}
+
+// CPU ms the `cpuPids` spent between two readings of them (null without `cpuPids`).
+function cpuSpent(before, after) {
+  return before && after ? after.reduce((a, b) => a + b, 0) - before.reduce((a, b) => a + b, 0) : null;
+}
+
+// Server CPU us per event counted in the window (null without `cpuPids` or events).
+function usPerEvent(cpuMs, count) {
+  return cpuMs !== null && count ? (cpuMs * 1000) / count : null;
 }
 
 async function deliver(clients) {
@@ -411,15 +419,14 @@ async function deliver(clients) {
   const acks = acked - acked0;
   running = false;
   await sleep(1);
-  const serverCpuMs = server1.reduce((sum, v, k) => sum + v - server0[k], 0);
+  const serverCpuMs = cpuSpent(server0, server1);
   return {
     perSec: count / job.duration,
     acksPerSec: acks / job.duration,
     serverCpuMs,
-    cpuUsPerDelivery: count ? (serverCpuMs * 1000) / count : null,
+    cpuUsPerDelivery: usPerEvent(serverCpuMs, count),
     sentTotal,
     loadgenCpu: cpuMs / (job.duration * 1000),
-    serverCpuMs: server0 && server1 ? server1.reduce((a, b) => a + b, 0) - server0.reduce((a, b) => a + b, 0) : null,
   };
 }
 

@@ -10,8 +10,9 @@ socket (timeit on this project's machine); an ack of a small event costs
 the whole server 11-12 us, so a tenth of it went to building a dict that
 only legacy log events (``twisted.python.log``) ever read.  Measured with
 ``bench/compare`` (server pinned, 100 clients each waiting for its ack,
-four pairs): 11.6-12.6 us of server CPU per ack before, 10.3-10.4 after;
-acks/s 78,000-85,000 before, 92,600-95,800 after (bench/README).
+three pairs alternating): 11.5-12.9 us of server CPU per ack before,
+10.4-10.5 after; acks/s 77,000-86,000 before, 93,900-95,400 after
+(bench/README).
 
 `install` gives one `EPollReactor` a ``doIteration`` that does the same
 work with less: the same ``epoll`` call and ``_doReadOrWrite`` per ready
