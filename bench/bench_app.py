@@ -218,12 +218,14 @@ def plain_sessions(direct: Direct, seed_data: dict[str, Any], seconds: float) ->
 class BenchServer(compare.UmocApp):
     """`compare.UmocApp`'s server and config, on a database seeded here instead of through the API."""
 
-    def __init__(self, kind: str, pairs: int, overload_wait: str | None = None) -> None:
+    def __init__(self, kind: str, pairs: int, overload_wait: str | None = None, pool_max: int = 5) -> None:
         super().__init__()
         self.kind = kind
         self.pairs = pairs
         #: ``server.overload_wait`` for the server (None: its default).
         self.overload_wait = overload_wait
+        #: PostgreSQL's ``database.pool_max`` (its write lanes are one fewer).
+        self.pool_max = pool_max
         self.admin_dsn = os.environ.get("UMOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
         self.db_name = f"umoc_bench_app_{os.getpid()}"
         self.seed_data: dict[str, Any] = {}
@@ -231,7 +233,7 @@ class BenchServer(compare.UmocApp):
     def database(self) -> dict[str, Any]:
         if self.kind == "sqlite":
             return {}
-        return {"dsn": self.dsn(), "pool_max": 5}
+        return {"dsn": self.dsn(), "pool_max": self.pool_max}
 
     def dsn(self) -> str:
         return f"{self.admin_dsn.rsplit('/', 1)[0]}/{self.db_name}"
@@ -651,6 +653,12 @@ def main() -> None:
         "--overload-wait",
         help="the server's server.overload_wait (default: its own, 500ms; 0 never refuses writes)",
     )
+    parser.add_argument(
+        "--pool-max",
+        type=int,
+        default=5,
+        help="PostgreSQL's database.pool_max (default 5, the server's own; the write lanes are one fewer)",
+    )
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the server during each open-loop run into DIR")
     args = parser.parse_args()
@@ -660,7 +668,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for kind in args.databases.split(","):
         log(f"== {kind} (load {os.getloadavg()})")
-        server = BenchServer(kind, args.pairs, args.overload_wait)
+        server = BenchServer(kind, args.pairs, args.overload_wait, args.pool_max)
         bench = Bench(server, args)
         modes = args.modes.split(",")
         out: dict[str, Any] = {m: [] for m in modes}

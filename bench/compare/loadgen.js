@@ -30,7 +30,8 @@
 //   // Ack errors are counted by their `code` (ackErrorCodes; "other" without one); those with
 //   // code "overloaded" (refused at once, nothing stored) are also `refused`, with their own rate
 //   // and ack latency, and `firstError` is the first error of any other kind.
-//   // connects: `concurrency` loops of connect, CONNECT accepted, close, for `duration` s.
+//   // connects: `concurrency` loops of connect, CONNECT accepted, close, for `duration` s (after
+  //   `warmup` s, optional); with `cpuPids`, `serverUsPerEvent` is the server's CPU per connect.
 // }
 "use strict";
 const WebSocket = require("ws");
@@ -436,7 +437,6 @@ async function connects() {
   let failed = 0;
   let running = true;
   let n = 0;
-  const cpu0 = process.cpuUsage();
   const loops = Array.from({ length: job.concurrency || 50 }, async () => {
     while (running) {
       try {
@@ -448,14 +448,27 @@ async function connects() {
       }
     }
   });
+  // The first `warmup` s (optional) is not counted: the server's first connects warm its caches.
+  if (job.warmup) await sleep(job.warmup);
   const t0 = now();
+  const cpu0 = process.cpuUsage();
+  const start = done;
+  const server0 = job.cpuPids ? job.cpuPids.map(procCpuMs) : null;
   await sleep(job.duration);
-  const count = done;
+  const count = done - start;
   const seconds = (now() - t0) / 1000;
+  const server1 = job.cpuPids ? job.cpuPids.map(procCpuMs) : null;
   const cpuMs = cpu(cpu0);
   running = false;
   await Promise.race([Promise.all(loops), sleep(5)]);
-  return { perSec: count / seconds, failed, loadgenCpu: cpuMs / (seconds * 1000) };
+  const serverCpuMs = cpuSpent(server0, server1);
+  return {
+    perSec: count / seconds,
+    failed,
+    loadgenCpu: cpuMs / (seconds * 1000),
+    serverCpuMs,
+    serverUsPerEvent: usPerEvent(serverCpuMs, count),
+  };
 }
 
 async function idle(clients) {

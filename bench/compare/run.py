@@ -35,6 +35,12 @@ process, from ``/proc/<pid>/stat``, inside the measured window): when the
 generator saturates first (a whole core), the rates only say both servers
 keep up with it, and the CPU per event is what still compares them.  Every
 scenario is bounded in clients, time and rounds.
+
+``conn`` is 50 loops of connect, CONNECT accepted, close (after a second's
+warm-up), with the server's CPU per connect: the transport servers and Node
+accept any CONNECT, ``umoc-app`` logs each one in with a user's session (a
+session cache hit), reads the feed position, joins the hub and announces the
+user online and offline to its friends, as a real connect does.
 """
 
 from __future__ import annotations
@@ -163,7 +169,12 @@ class Server:
                 "fanoutEvent": "broadcast",
             },
             "idle10000": {"scenario": "idle", "clients": 10_000, "settle": 3, "timeout": 240},
+            "conn": self.connect_job(dur),
         }
+
+    def connect_job(self, dur: int) -> dict[str, Any]:
+        """``conn``: 50 loops of connect, CONNECT accepted, close (unauthenticated here; UMOC's app logs in)."""
+        return {"scenario": "connects", "concurrency": 50, "warmup": 1, "duration": dur}
 
 
 class UmocTransport(Server):
@@ -332,6 +343,8 @@ class UmocApp(Server):
                 "timeout": 240,
                 "queries": [self._query(recipient)],
             },
+            # Authenticated: each user's own session (a session cache hit after its first connect).
+            "conn": {**self.connect_job(dur), "queries": everyone},
         }
 
 
@@ -580,6 +593,8 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
     ("RSS, 10,000 idle sockets (MB)", lambda r: (get("idle10000", "rssKb")(r) or 0) / 1024 or None, ".0f"),
     ("idle socket at 10,000 (KB) [target <= 8]", per_socket_kb, ".1f"),
     ("connect 10,000 sockets (s)", lambda r: (get("idle10000", "connectMs")(r) or 0) / 1000 or None, ".1f"),
+    ("connects/s, 50 at a time (umoc-app: logged in)", get("conn", "perSec"), ",.0f"),
+    ("  server CPU per connect (us)", get("conn", "serverUsPerEvent"), ".0f"),
 ]
 
 
@@ -653,7 +668,7 @@ def main() -> None:
         help=f"comma-separated, from {', '.join(SERVERS)}",
     )
     parser.add_argument("--modes", default="pinned,unpinned", help="pinned, unpinned or both")
-    parser.add_argument("--only", help="comma-separated scenarios: lat1,lat100,thr,fan,idle10000,local,cross")
+    parser.add_argument("--only", help="comma-separated scenarios: lat1,lat100,thr,fan,idle10000,conn,local,cross")
     parser.add_argument("--quick", action="store_true", help="3 s runs, fewer fan-out and cluster rounds")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the Python servers during each scenario into DIR")
