@@ -13,7 +13,7 @@ a stopping node wait for the events and announcements under way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Coroutine
 
 from twisted.internet import defer
@@ -47,6 +47,9 @@ class UserIdentity(Identity):
     cursor: str | None = None
     #: The subject of the token the socket connected with; None for a socket of a login's session.
     external_id: str | None = None
+    #: The user's friends, read with ``cursor`` for the ``online`` announcement (None: not read with it);
+    #: dropped once the socket is connected, so an idle socket does not hold them.
+    friends: list[int] | None = None
 
 
 def _bearer_token(auth: Any) -> str | None:
@@ -76,6 +79,12 @@ def _no_position(failure: Failure) -> None:
     return None
 
 
+def _no_arrival(failure: Failure) -> tuple[None, None]:
+    """`_no_position` for `StatusAnnouncer.arrival`: no cursor, and the friends are read when announcing."""
+    failure.trap(UserError)
+    return None, None
+
+
 class UmocSocketApp:
     """The `SocketApp` of the chat server."""
 
@@ -99,11 +108,21 @@ class UmocSocketApp:
             await self._take_connect(f"ip:{connection.engine.remote_ip}")
         bearer = _bearer_token(auth)
         external_id = None
+        known = None
         if bearer is None:
             session_id, token = _credentials(connection, auth)
-        # Asked alongside the session check, so an uncached session costs no extra wait.
-        position = services.storage.feed.position()
-        position.addErrback(_no_position)
+            known = services.sessions.cached_user(session_id)
+        # Asked alongside the session check, so an uncached session costs no extra wait.  A cached one's
+        # user is known already: the feed position and the user's friends (for the ``online`` announcement)
+        # are then one read, shared with the other connects of the moment.
+        arrival: defer.Deferred[Any] | None = None
+        position: defer.Deferred[Any] | None = None
+        if known is not None:
+            arrival = self._status.arrival(known)
+            arrival.addErrback(_no_arrival)
+        else:
+            position = services.storage.feed.position()
+            position.addErrback(_no_position)
         try:
             if bearer is None:
                 record = await services.sessions.check(session_id, token)
@@ -120,10 +139,17 @@ class UmocSocketApp:
             raise AuthError(exc.message, exc.code) from None
         if trusted:
             await self._take_connect(f"user:{record.user_id}")
-        cursor = await position
+        friends = None
+        if arrival is not None:
+            cursor, friends = await arrival
+            if record.user_id != known:  # a session's user does not change: never, but never announce wrongly
+                friends = None
+        else:
+            assert position is not None
+            cursor = await position
         if services.hub.session_socket_count(session_id) >= services.config.engineio.max_sockets_per_session:
             raise AuthError("Too many connections for this session", "conflict")
-        return UserIdentity(record.user_id, record.username, record.id, record.expires_at, cursor, external_id)
+        return UserIdentity(record.user_id, record.username, record.id, record.expires_at, cursor, external_id, friends)
 
     async def _take_connect(self, key: str) -> None:
         allowed, retry_after = await self._services.ratelimiter.can_do_action("connect", key)
@@ -141,6 +167,10 @@ class UmocSocketApp:
         )
         self._services.hub.add(socket)
         identity = socket.identity
+        friends = None
+        if isinstance(identity, UserIdentity) and identity.friends is not None:
+            friends = identity.friends
+            socket.identity = replace(identity, friends=None)
         hello: dict[str, Any] = {
             "user_id": socket.user_id,
             "username": socket.username,
@@ -150,7 +180,7 @@ class UmocSocketApp:
         if isinstance(identity, UserIdentity) and identity.external_id is not None:
             hello["external_id"] = identity.external_id  # a token's socket: the subject it named
         socket.tell(notices.CONNECTION_SUCCESSFUL(hello))
-        self._in_background(self._status.socket_opened(socket.user_id, socket.username))
+        self._in_background(self._status.socket_opened(socket.user_id, socket.username, friends))
 
     def on_event(self, socket: ClientSocket, event: str, args: list[Any], ack_id: int | None) -> None:
         self.router.dispatch(socket, event, args, ack_id)

@@ -353,6 +353,12 @@ class SessionManager:
 
     CACHE_SIZE = 10_000
 
+    def cached_user(self, session_id: str) -> int | None:
+        """The user of a session in the cache, whether or not the cache still trusts it (a session's user
+        never changes); None when it is not there.  Nothing is checked: `check` decides."""
+        entry = self._cache.get(session_id)
+        return None if entry is None else entry[0].user_id
+
     def _cached(self, session_id: str) -> SessionRecord | None:
         entry = self._cache.get(session_id)
         if entry is None:

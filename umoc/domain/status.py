@@ -12,7 +12,7 @@ node that dies (its users are claimed by exactly one surviving node, see
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -30,8 +30,11 @@ __all__ = ["StatusAnnouncer"]
 log = Logger()
 
 
-class FriendReads:
-    """``friend_ids`` for many users in one read, for the announcements of a burst of connects.
+Answer = TypeVar("Answer")
+
+
+class PerUserReads(Generic[Answer]):
+    """One read for many users at once, for the announcements of a burst of connects.
 
     Every socket that opens or closes for a user's first or last time reads
     the user's friends; in a burst (clients reconnecting after a restart, a
@@ -40,17 +43,19 @@ class FriendReads:
     once, alone; callers that come while a read is in flight wait for the
     next one, which reads for all of them (at most `MAX_USERS`).  Each read
     starts after its callers asked, so no answer is older than the call.
+
+    ``read(user_ids)`` answers ``{user_id: answer}`` for every one of them.
     """
 
     MAX_USERS = 500
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
-        self._waiting: dict[int, list[defer.Deferred[list[int]]]] = {}
+    def __init__(self, read: Callable[[list[int]], defer.Deferred[dict[int, Answer]]]) -> None:
+        self._read_users = read
+        self._waiting: dict[int, list[defer.Deferred[Answer]]] = {}
         self._reading = False
 
-    def get(self, user_id: int) -> defer.Deferred[list[int]]:
-        d: defer.Deferred[list[int]] = defer.Deferred()
+    def get(self, user_id: int) -> defer.Deferred[Answer]:
+        d: defer.Deferred[Answer] = defer.Deferred()
         self._waiting.setdefault(user_id, []).append(d)
         if not self._reading:
             self._read()
@@ -65,9 +70,9 @@ class FriendReads:
         else:
             batch, self._waiting = waiting, {}
         self._reading = True
-        defer.maybeDeferred(self._storage.contacts.friend_ids_of, list(batch)).addBoth(self._answer, batch)
+        defer.maybeDeferred(self._read_users, list(batch)).addBoth(self._answer, batch)
 
-    def _answer(self, result: Any, batch: dict[int, list[defer.Deferred[list[int]]]]) -> None:
+    def _answer(self, result: Any, batch: dict[int, list[defer.Deferred[Answer]]]) -> None:
         self._reading = False
         if self._waiting:
             self._read()
@@ -76,7 +81,34 @@ class FriendReads:
                 if isinstance(result, Failure):
                     d.errback(result)
                 else:
-                    d.callback(list(result[user_id]))
+                    d.callback(result[user_id])
+
+
+class FriendReads(PerUserReads[list[int]]):
+    """`PerUserReads` of ``friend_ids``."""
+
+    def __init__(self, storage: Storage) -> None:
+        super().__init__(self._friend_ids_of)
+        self._storage = storage
+
+    def _friend_ids_of(self, user_ids: list[int]) -> defer.Deferred[dict[int, list[int]]]:
+        return self._storage.contacts.friend_ids_of(user_ids)
+
+
+class ArrivalReads(PerUserReads[tuple[str, list[int]]]):
+    """`PerUserReads` of what a connect needs: ``(feed cursor, friend ids)``, in one read (`ArrivalStore.arrive`)."""
+
+    def __init__(self, storage: Storage) -> None:
+        super().__init__(self._arrive)
+        self._storage = storage
+
+    def _arrive(self, user_ids: list[int]) -> defer.Deferred[dict[int, tuple[str, list[int]]]]:
+        return self._storage.arrivals.arrive(user_ids).addCallback(_per_user)
+
+
+def _per_user(found: tuple[str, dict[int, list[int]]]) -> dict[int, tuple[str, list[int]]]:
+    cursor, friends = found
+    return {user_id: (cursor, ids) for user_id, ids in friends.items()}
 
 
 class StatusAnnouncer:
@@ -89,24 +121,32 @@ class StatusAnnouncer:
         self._hub = hub
         self._clock = clock
         self._friends = FriendReads(storage)
+        self._arrivals = ArrivalReads(storage)
 
-    async def socket_opened(self, user_id: int, username: str) -> None:
+    def arrival(self, user_id: int) -> defer.Deferred[tuple[str, list[int]]]:
+        """The feed cursor a connecting socket starts from and the user's friends, in one read shared by the
+        connects of that moment; given to `socket_opened`, the ``online`` announcement reads nothing more."""
+        return self._arrivals.get(user_id)
+
+    async def socket_opened(self, user_id: int, username: str, friends: list[int] | None = None) -> None:
+        """``friends``: read with the connect (`arrival`); None reads them if the user just came online."""
         if await self._presence.socket_opened(user_id):
-            await self._online(user_id, username)
+            await self._online(user_id, username, friends)
 
     async def socket_closed(self, user_id: int, username: str) -> None:
         if await self._presence.socket_closed(user_id):
             await self._offline(user_id, username)
 
-    async def _online(self, user_id: int, username: str) -> None:
-        friends = await self._friends.get(user_id)
+    async def _online(self, user_id: int, username: str, friends: list[int] | None = None) -> None:
+        if friends is None:
+            friends = await self._friends.get(user_id)
         status = {"user_id": user_id, "username": username, "status": "online"}
         self._hub.tell(friends, notices.USER_STATUS(status))
 
     async def _offline(self, user_id: int, username: str) -> None:
         now = self._clock.seconds()
-        await self._storage.users.set_last_seen(user_id, now)
-        friends = await self._friends.get(user_id)
+        # ``last_seen`` and the friends it is told to, in one group-committed transaction.
+        friends = await self._storage.arrivals.depart(user_id, now)
         self._hub.tell(
             friends,
             notices.USER_STATUS({"user_id": user_id, "username": username, "status": "offline", "last_seen": iso(now)}),

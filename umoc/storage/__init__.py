@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from umoc.config import Config
 from umoc.storage.accounts import AccountStore
 from umoc.storage.admin import AdminStore
+from umoc.storage.arrivals import ArrivalStore
 from umoc.storage.audit import AuditStore
 from umoc.storage.bots import BotStore
 from umoc.storage.contacts import ContactStore
@@ -78,6 +79,7 @@ class Storage:
         self.readstate = ReadStateStore(db)
         self.profiles = ProfileStore(db)
         self.feed = FeedStore(db, self.reads)
+        self.arrivals = ArrivalStore(db)
         self.outbox = OutboxStore(db)
         self.search = SearchStore(db, reads=self.reads)
         self.accounts = AccountStore(db, self.reads)

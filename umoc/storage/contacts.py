@@ -209,6 +209,20 @@ def _remove_txn(txn: Txn, user_id: int, target_id: int, now: float) -> None:
     )
 
 
+def friend_ids_of_txn(txn: Txn, user_ids: list[int]) -> dict[int, list[int]]:
+    """The friends (both ways) of each of ``user_ids``: every one of them a key, friendless or not."""
+    found: dict[int, list[int]] = {user_id: [] for user_id in user_ids}
+    rows = txn.execute(
+        "SELECT c.owner_id, c.contact_id FROM contacts c JOIN contacts r"
+        " ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
+        " WHERE c.owner_id IN " + in_clause(user_ids) + " AND c.status = ? AND r.status = ?",
+        (*user_ids, FRIEND, FRIEND),
+    ).fetchall()
+    for r in rows:
+        found[int(r["owner_id"])].append(int(r["contact_id"]))
+    return found
+
+
 class ContactStore:
     """Queries and changes on the contacts table; rules that need atomicity live in the txns."""
 
@@ -274,20 +288,7 @@ class ContactStore:
 
     def friend_ids_of(self, user_ids: builtins.list[int]) -> defer.Deferred[dict[int, builtins.list[int]]]:
         """`friend_ids` of each of ``user_ids`` in one read (every one of them a key, friendless or not)."""
-
-        def txn_fn(txn: Txn) -> dict[int, list[int]]:
-            found: dict[int, list[int]] = {user_id: [] for user_id in user_ids}
-            rows = txn.execute(
-                "SELECT c.owner_id, c.contact_id FROM contacts c JOIN contacts r"
-                " ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
-                " WHERE c.owner_id IN " + in_clause(user_ids) + " AND c.status = ? AND r.status = ?",
-                (*user_ids, FRIEND, FRIEND),
-            ).fetchall()
-            for r in rows:
-                found[int(r["owner_id"])].append(int(r["contact_id"]))
-            return found
-
-        return self._db.read("contacts.friend_ids_of", txn_fn)
+        return self._db.read("contacts.friend_ids_of", friend_ids_of_txn, user_ids)
 
     def blocked_between(self, a: int, b: int) -> defer.Deferred[bool]:
         """Whether either user blocked the other."""

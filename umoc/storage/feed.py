@@ -478,7 +478,7 @@ def _render_txn(txn: Txn, rows: list[Any], viewer_id: int | None = None) -> list
     return changes
 
 
-def _position_txn(txn: Txn) -> str:
+def position_txn(txn: Txn) -> str:
     if not txn.dialect.commit_ordered_ids:
         return _PgCursor(txn.scalar("SELECT pg_current_snapshot()::text"), None, None).encode()
     # Past what was pruned too: with every change pruned, MAX(id) alone would be a position before them.
@@ -547,7 +547,7 @@ class FeedStore:
                 else:
                     each.callback(result)
 
-        self._db.read("feed.position", _position_txn).addBoth(answer)
+        self._db.read("feed.position", position_txn).addBoth(answer)
         return waiter
 
     async def prune(self, cutoff: float, batch: int = 5000) -> int:

@@ -63,11 +63,11 @@ from umoc.storage.feed import (
     _encode,
     _pg_cursor,
     _PgCursor,
-    _position_txn,
     _pruned_txn,
     _render_txn,
     _snapshot,
     _sqlite_cursor,
+    position_txn,
 )
 from umoc.storage.threadrows import followers_txn
 
@@ -291,7 +291,7 @@ def _claim_txn(txn: Txn, name: str, holder: str, now: float, lease: float) -> st
         txn.execute(
             "INSERT INTO feed_consumers (name, position, holder, lease_until, updated_at) VALUES (?, ?, NULL, 0, ?)"
             " ON CONFLICT (name) DO NOTHING",
-            (name, _position_txn(txn), now),
+            (name, position_txn(txn), now),
         )
     if txn.dialect.shared_by_nodes:
         txn.execute(

@@ -21,6 +21,7 @@ __all__ = [
     "UserStore",
     "UsernameTakenError",
     "registration_mode_txn",
+    "set_last_seen_txn",
 ]
 
 #: ``registration.mode`` values: anyone may register, nobody may, or only with an invite code.
@@ -154,7 +155,7 @@ def _expired_txn(txn: Txn, now: float, limit: int) -> list[tuple[str, int]]:
     return [(r["id"], int(r["user_id"])) for r in rows]
 
 
-def _set_last_seen_txn(txn: Txn, user_id: int, when: float) -> None:
+def set_last_seen_txn(txn: Txn, user_id: int, when: float) -> None:
     txn.execute("UPDATE users SET last_seen = ? WHERE id = ?", (when, user_id))
 
 
@@ -231,10 +232,6 @@ class UserStore:
             return None if row is None else _user(row)
 
         return self._db.read("users.by_username", txn_fn)
-
-    def set_last_seen(self, user_id: int, when: float) -> defer.Deferred[None]:
-        """Through group commit: every user going offline at the same moment shares one commit (one fsync)."""
-        return self._db.write("users.last_seen", user_id, _set_last_seen_txn, user_id, when)
 
     def create_session(self, session: NewSession, max_sessions: int | None) -> defer.Deferred[list[str]]:
         """Store a new session; return the ids of older sessions revoked to stay within ``max_sessions``.
