@@ -50,11 +50,17 @@ The workloads drive the real code on in-memory transports, no sockets:
     the measured part, a cache hit as for a user who logged in), rate limits
     off, no friends.  A connect as ``connect`` does, then the real
     `UmocSocketApp`: ``authenticate`` (session cache hit, the change-feed
-    position read from SQLite in adbapi's thread), ``on_connect`` (hub,
-    ``connection_successful``, presence, the ``user_status`` announcement
-    with its friend-list read), waited for with ``UmocSocketApp.idle``.
+    position and the user's friends read from SQLite in one transaction in
+    adbapi's thread), ``on_connect`` (hub, ``connection_successful``,
+    presence, the ``user_status`` announcement), waited for with
+    ``UmocSocketApp.idle``.
     Counted: everything the process runs, its database threads included.
     Unit: one connect.
+``appcycle``
+    As ``appconnect``, and each socket is then closed (its connection
+    lost) and ``UmocSocketApp.idle`` waited for again: ``on_disconnect``
+    (hub, router), presence and the ``offline`` announcement with its
+    ``last_seen`` write through group commit.  Unit: one connect and close.
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ WORKLOADS = {
     "broadcast": (20, 3),
     "connect": (200, 20),
     "appconnect": (100, 10),
+    "appcycle": (100, 10),
 }
 
 MASK = b"\x37\xfa\x21\x3d"
@@ -272,12 +279,15 @@ def _ingest(n: int, per_read: int, acks: bool = False) -> None:
     assert node.events == n // per_read * per_read, node.events
 
 
-def _app_connects(units: int) -> None:
-    """``appconnect``: the same users and sessions are made whatever ``units`` is, so only connects differ."""
+def _app_connects(units: int, close: bool = False) -> None:
+    """``appconnect`` (``close``: ``appcycle``): the same users and sessions are made whatever ``units`` is,
+    so only connects (and closes) differ."""
     import shutil
     import tempfile
 
     from twisted.internet import defer, reactor
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
 
     from tests.support.server import test_config
     from umoc.credentials import new_token, token_digest
@@ -285,7 +295,7 @@ def _app_connects(units: int) -> None:
     from umoc.storage import open_storage
     from umoc.wiring import build_node
 
-    measured, warm = WORKLOADS["appconnect"]
+    measured, warm = WORKLOADS["appcycle" if close else "appconnect"]
     done: list[Any] = []
 
     async def main() -> None:
@@ -326,8 +336,11 @@ def _app_connects(units: int) -> None:
             await welcomed[-1]  # the session checked, the feed position read: the socket is welcomed
             await app.idle()  # and its status announced to its friends
             assert b"connection_successful" in transport.value()
+            if close:
+                transport.protocol.connectionLost(Failure(ConnectionDone()))
+                await app.idle()  # its user announced offline, ``last_seen`` committed
             transports.append(transport)
-        assert len(node.services.hub.by_user) == warm + units
+        assert len(node.services.hub.by_user) == (0 if close else warm + units)
         storage.db.close()
         shutil.rmtree(data_dir)
         done.append(True)
@@ -340,7 +353,7 @@ def _app_connects(units: int) -> None:
     reactor.callWhenRunning(lambda: defer.ensureDeferred(main()).addBoth(stop))
     reactor.run()
     if not done:
-        raise SystemExit("appconnect failed")
+        raise SystemExit("the app workload failed")
 
 
 def _connect_through(site: Any, session_id: str, token: str) -> Any:
@@ -376,6 +389,8 @@ def run(workload: str, units: int) -> None:
                 t.clear()
     elif workload == "appconnect":
         _app_connects(units)
+    elif workload == "appcycle":
+        _app_connects(units, close=True)
     elif workload == "connect":
         node = Node()
         for _ in range(warm + units):
