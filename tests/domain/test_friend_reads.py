@@ -25,17 +25,22 @@ class FriendReadsTestsMixin:
         await self.storage.contacts.request(ids[3], "carol", 4.0)
         return ids
 
-    @inline
-    async def test_friends_of_several_users_come_from_one_read_each_as_friend_ids_says(self) -> None:
-        ids = await self.users()
+    def count_reads(self, store: Any, method: str) -> list[list[int]]:
+        """The users of each call of ``store.method`` from now on, sorted (the method still runs)."""
         reads: list[list[int]] = []
-        friend_ids_of = self.storage.contacts.friend_ids_of
+        read = getattr(store, method)
 
         def counted(user_ids: list[int]) -> Any:
             reads.append(sorted(user_ids))
-            return friend_ids_of(user_ids)
+            return read(user_ids)
 
-        self.storage.contacts.friend_ids_of = counted
+        setattr(store, method, counted)
+        return reads
+
+    @inline
+    async def test_friends_of_several_users_come_from_one_read_each_as_friend_ids_says(self) -> None:
+        ids = await self.users()
+        reads = self.count_reads(self.storage.contacts, "friend_ids_of")
         reader = FriendReads(self.storage)
         got = await defer.gatherResults([reader.get(user_id) for user_id in (*ids, ids[0])])
         expected = [sorted(await self.storage.contacts.friend_ids(user_id)) for user_id in (*ids, ids[0])]
@@ -58,14 +63,7 @@ class FriendReadsTestsMixin:
     @inline
     async def test_arrivals_read_the_feed_position_and_each_users_friends_in_one_read_per_burst(self) -> None:
         ids = await self.users()
-        reads: list[list[int]] = []
-        arrive = self.storage.arrivals.arrive
-
-        def counted(user_ids: list[int]) -> Any:
-            reads.append(sorted(user_ids))
-            return arrive(user_ids)
-
-        self.storage.arrivals.arrive = counted
+        reads = self.count_reads(self.storage.arrivals, "arrive")
         reader = ArrivalReads(self.storage)
         got = await defer.gatherResults([reader.get(user_id) for user_id in ids])
         for (cursor, _), user_id in zip(got, ids, strict=True):
