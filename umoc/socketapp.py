@@ -142,7 +142,7 @@ class UmocSocketApp:
         friends = None
         if arrival is not None:
             cursor, friends = await arrival
-            if record.user_id != known:  # a session's user does not change: never, but never announce wrongly
+            if record.user_id != known:  # a session's user never changes; should it, announce to the right friends
                 friends = None
         else:
             assert position is not None

@@ -34,7 +34,7 @@ Answer = TypeVar("Answer")
 
 
 class PerUserReads(Generic[Answer]):
-    """One read for many users at once, for the announcements of a burst of connects.
+    """One read for many users at once, for a burst of connects (their position, their announcements).
 
     Every socket that opens or closes for a user's first or last time reads
     the user's friends; in a burst (clients reconnecting after a restart, a
