@@ -141,9 +141,7 @@ class UmocSocketApp:
             await self._take_connect(f"user:{record.user_id}")
         friends = None
         if arrival is not None:
-            cursor, friends = await arrival
-            if record.user_id != known:  # a session's user never changes; should it, announce to the right friends
-                friends = None
+            cursor, friends = await arrival  # read for ``known``: a session's user never changes
         else:
             assert position is not None
             cursor = await position

@@ -276,13 +276,7 @@ class ContactStore:
         """Users who are ``user_id``'s friends both ways (so neither blocked the other)."""
 
         def txn_fn(txn: Txn) -> list[int]:
-            rows = txn.execute(
-                "SELECT c.contact_id FROM contacts c JOIN contacts r"
-                " ON r.owner_id = c.contact_id AND r.contact_id = c.owner_id"
-                " WHERE c.owner_id = ? AND c.status = ? AND r.status = ?",
-                (user_id, FRIEND, FRIEND),
-            ).fetchall()
-            return [int(r["contact_id"]) for r in rows]
+            return friend_ids_of_txn(txn, [user_id])[user_id]
 
         return self._db.read("contacts.friend_ids", txn_fn)
 
