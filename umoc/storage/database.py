@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from umoc.metrics import TransactionMetrics
 from umoc.storage.batching import BatchWriter, Together
 from umoc.storage.engine.dialect import POSTGRES, SQLITE, Dialect
+from umoc.storage.engine.members import MemberCache
 from umoc.storage.engine.migrations import (
     SchemaState,
     SchemaStatus,
@@ -190,6 +191,8 @@ class Database:
         self.dialect = dialect
         #: The server's rules every transaction sees as ``txn.rules`` (`umoc.storage.open_storage` sets them).
         self.rules = Rules()
+        #: Groups' members as last read, for every transaction of this database (`umoc.storage.engine.members`).
+        self.members = MemberCache()
         self._integrity_errors = integrity_errors
         #: Driver errors that mean "the database is not there right now", not "this query is wrong".
         self._unavailable_errors = unavailable_errors
@@ -373,7 +376,7 @@ class Database:
             # sqlite3 opens no transaction for a SELECT: without one each statement
             # would see its own snapshot. The commit ends it.
             cursor.execute("BEGIN")
-        txn = Txn(cursor, self.dialect, self._integrity_errors, self.rules)
+        txn = Txn(cursor, self.dialect, self._integrity_errors, self.rules, self.members)
         if self._explicit:
             txn.begin_ahead()
         result = job.fn(txn, *job.args, **job.kwargs)  # type: ignore[misc]

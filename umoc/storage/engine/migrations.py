@@ -175,13 +175,16 @@ def _load_migrations(dialect: Dialect) -> list[Migration]:
 _TRIGGER_START = re.compile(r"\s*CREATE\s+TRIGGER\b", re.IGNORECASE)
 
 
+_TRIGGER_BEGIN = re.compile(r"\bBEGIN\b", re.IGNORECASE)
 _TRIGGER_END = re.compile(r"\bEND\s*$", re.IGNORECASE)
 
 
 def _statements(script: str) -> list[str]:
     """The script's statements, split at ``;``, except inside a trigger's ``BEGIN ... END`` or a ``$$`` body.
 
-    A ``CREATE TRIGGER`` statement runs until the piece that ends in ``END``;
+    A ``CREATE TRIGGER`` statement with a body (SQLite's ``BEGIN ... END``)
+    runs until the piece that ends in ``END`` (PostgreSQL's, which executes a
+    function, ends at its ``;``);
     a function's body (PostgreSQL, between ``$$`` and ``$$``) runs to its
     closing ``$$``; schema files hold no ``;`` in string literals.
     """
@@ -190,7 +193,7 @@ def _statements(script: str) -> list[str]:
     pending = ""
     for piece in "\n".join(lines).split(";"):
         pending = f"{pending};{piece}" if pending else piece
-        if _TRIGGER_START.match(pending) and not _TRIGGER_END.search(pending):
+        if _TRIGGER_START.match(pending) and _TRIGGER_BEGIN.search(pending) and not _TRIGGER_END.search(pending):
             continue
         if pending.count("$$") % 2:
             continue

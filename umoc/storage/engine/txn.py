@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, Sequence
 
 from umoc.storage.engine.dialect import Dialect, _to_format_style
+from umoc.storage.engine.members import MemberCache
 
 
 class Row(Protocol):
@@ -53,7 +54,7 @@ class Rules:
 class Txn:
     """A cursor that speaks ``?`` SQL on both databases; what `*_txn` functions receive."""
 
-    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked", "_ahead", "rules")
+    __slots__ = ("_cursor", "dialect", "_integrity_errors", "locked", "_ahead", "rules", "members")
 
     def __init__(
         self,
@@ -61,11 +62,15 @@ class Txn:
         dialect: Dialect,
         integrity_errors: tuple[type[BaseException], ...],
         rules: Rules | None = None,
+        members: MemberCache | None = None,
     ) -> None:
         self._cursor = cursor
         self.dialect = dialect
         #: The server's rules (`Rules`): the defaults unless the database was given others.
         self.rules = rules if rules is not None else Rules()
+        #: The database's groups' members as last read (`umoc.storage.engine.members`), kept across its
+        #: transactions; None (a bare connection: the bench's plain loop, a migration) reads them each time.
+        self.members = members
         self._integrity_errors = integrity_errors
         #: What this transaction read under a lock it still holds (a group's members while its chat row is
         #: locked), so the next write of the same batch need not read it again.  Emptied by

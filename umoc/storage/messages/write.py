@@ -35,6 +35,7 @@ from umoc.records.groups import MUTED, READ_ONLY, ROLE_REFUSED, may, outranks
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, record_many_txn, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
+from umoc.storage.engine.members import GroupMembers
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
@@ -245,23 +246,43 @@ def group_members_txn(txn: Txn, group_id: int, lock: bool = False) -> list[int] 
 
 
 def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
+    """The members (and, under ``lock``, the settings and standings kept in ``txn.locked``).
+
+    Under ``lock`` the members come from the node's `MemberCache` when the
+    chat's ``members_version``, read and locked with the chat's row, is the
+    one they were kept at: no member row is read then (migration 030).
+    """
     row = txn.execute(
-        "SELECT id, kind, read_only, slow_mode FROM chats WHERE id = ? AND is_group = 1 AND closed_at IS NULL"
-        + (txn.dialect.for_update if lock else ""),
+        "SELECT id, kind, read_only, slow_mode, members_version FROM chats"
+        " WHERE id = ? AND is_group = 1 AND closed_at IS NULL" + (txn.dialect.for_update if lock else ""),
         (group_id,),
     ).fetchone()
     if row is None:
         return None
-    if lock:
-        settings = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
-        txn.locked[("group_settings", group_id)] = settings
-    rows = txn.execute("SELECT user_id, role, muted_until FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
-    if lock:
-        # Each member's standing other than a plain member's, read with the members (no query of its own).
-        txn.locked[("group_standing", group_id)] = {
-            int(r["user_id"]): (r["role"], r["muted_until"]) for r in rows if r["role"] != "member" or r["muted_until"]
-        }
-    return [int(r["user_id"]) for r in rows]
+    if not lock:
+        rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
+        return [int(r[0]) for r in rows]
+    txn.locked[("group_settings", group_id)] = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
+    cache, version = txn.members, int(row["members_version"])
+    kept = cache.get(group_id, version) if cache is not None else None
+    if kept is None:
+        rows = txn.execute(
+            "SELECT user_id, role, muted_until FROM user_chats WHERE chat_id = ?", (group_id,)
+        ).fetchall()
+        kept = GroupMembers(
+            version,
+            tuple(int(r["user_id"]) for r in rows),
+            # Each member's standing other than a plain member's, read with the members (no query of its own).
+            {
+                int(r["user_id"]): (r["role"], r["muted_until"])
+                for r in rows
+                if r["role"] != "member" or r["muted_until"]
+            },
+        )
+        if cache is not None:
+            cache.put(group_id, kept)
+    txn.locked[("group_standing", group_id)] = kept.standing
+    return list(kept.members)
 
 
 def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None:

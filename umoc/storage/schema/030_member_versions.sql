@@ -1,0 +1,13 @@
+-- migration: expand
+-- A group's members change rarely and are read by every group-commit batch
+-- that posts to it: a batch reading a group of 1,000 paid for 1,000 rows
+-- (the index, then the table for each member's role and mute) before it wrote
+-- one.  members_version changes, in the same transaction, whenever a group's
+-- membership does (a member added or removed, a role or mute changed: the
+-- triggers of this version's per-dialect file, so every writer keeps it, an
+-- older node and umoc-admin included).  A node keeps the members it read with
+-- the version they came with (umoc/storage/engine/members.py) and reads them again
+-- only when the version it finds differs.  The value is unique, not counted
+-- (a sequence on PostgreSQL, random() on SQLite): a change rolled back can
+-- never hand its number to a different membership later.
+ALTER TABLE chats ADD COLUMN members_version BIGINT NOT NULL DEFAULT 0
