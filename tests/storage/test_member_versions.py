@@ -130,6 +130,24 @@ class MemberVersionTestsMixin:
         self.assertEqual(standing[users[0]][0], "owner")
 
     @inline
+    async def test_a_send_takes_the_kept_members_while_the_version_holds(self) -> None:
+        """The send's own path: SQLite's statements, PostgreSQL's batch function (told what the node keeps)."""
+        group, users = await self.group_of(4)
+        await self.post(group, users[1])
+        cache: MemberCache = self.db.members
+        kept = cache.peek(group)
+        assert kept is not None
+        self.assertEqual(kept.version, await self.version(group))
+        self.assertEqual(sorted(kept.members), sorted(users[:4]))
+        # Something the database does not hold, under the same version: the send's audience is it.
+        cache.put(group, GroupMembers(kept.version, (*kept.members, 999_999), kept.standing))
+        _, audience = await self.post(group, users[2])
+        self.assertIn(999_999, audience)
+        await self.storage.groups.set_member_role(group, users[0], users[3], "moderator", T0 + 3)
+        _, audience = await self.post(group, users[2])
+        self.assertEqual(sorted(audience), sorted(users[:4]))
+
+    @inline
     async def test_a_send_follows_each_change_of_membership_at_once(self) -> None:
         group, users = await self.group_of(5)
         owner, newcomer = users[0], users[5]

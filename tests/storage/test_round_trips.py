@@ -5,7 +5,7 @@ once per many.
 Round trips are counted as the statements psycopg2 sends (``execute``
 calls on the pool's cursors); psycopg2's own ``BEGIN`` and ``COMMIT`` are one
 each per batch, whatever the batch holds, and are not counted.  The batch
-path (migration 029's ``post_messages_v2``) must store exactly what
+path (migration 030's ``post_messages_v3``) must store exactly what
 `post_txn`, statement by statement, stores: the same rows in every table
 it writes, the same answer to every message.
 """

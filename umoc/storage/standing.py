@@ -1,7 +1,7 @@
 """A member's standing in a group: whether their role and mute let them act (send, react, type).
 
 Sending reads the standing with the group's members (`umoc.storage.messages.write`,
-and migration 029's ``post_messages_v2``); reactions, edits and typing read it
+and migration 030's ``post_messages_v3``); reactions, edits and typing read it
 here, one row, in the transaction that acts.
 """
 

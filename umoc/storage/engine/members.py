@@ -44,8 +44,9 @@ class GroupMembers:
 
     version: int
     members: tuple[int, ...]
-    #: user id -> (role, muted_until) for every member whose role is not "member" or who has a mute set.
-    standing: dict[int, tuple[str, Any]]
+    #: user id -> (role, muted_until) for every member whose role is not "member" or who has a mute set;
+    #: None when read without them (PostgreSQL's batch function checks the sender's standing itself).
+    standing: dict[int, tuple[str, Any]] | None
 
 
 class MemberCache:
@@ -65,6 +66,11 @@ class MemberCache:
                 return None
             self._groups.move_to_end(group_id)
             return kept
+
+    def peek(self, group_id: int) -> GroupMembers | None:
+        """The group's kept members at whatever version (for the caller to name it), else None."""
+        with self._lock:
+            return self._groups.get(group_id)
 
     def put(self, group_id: int, kept: GroupMembers) -> None:
         """Keep ``kept`` for its group (replacing an older version), dropping the least recently used past the bound."""

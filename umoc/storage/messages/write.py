@@ -14,8 +14,9 @@ the group size.  The chat row is written last, so the two senders of a
 direct chat hold their one shared row only for the commit.
 
 On PostgreSQL a group-commit batch's messages are written by one call of
-migration 029's ``post_messages_v2`` (migration 018's ``post_messages`` with
-thread replies and ``extra``; `post_batch_txn`), which does what `post_txn`
+migration 030's ``post_messages_v3`` (migration 018's ``post_messages`` with
+thread replies and ``extra`` since 029's v2, and the node's kept members since
+030; `post_batch_txn`), which does what `post_txn`
 does for each, so a batch costs one round trip whatever its size and
 whatever share of it replies in threads; `post_txn` stays the write of one
 message (SQLite, a poll, and a batch the function gives up on).  A change
@@ -265,7 +266,7 @@ def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     txn.locked[("group_settings", group_id)] = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
     cache, version = txn.members, int(row["members_version"])
     kept = cache.get(group_id, version) if cache is not None else None
-    if kept is None:
+    if kept is None or kept.standing is None:
         rows = txn.execute(
             "SELECT user_id, role, muted_until FROM user_chats WHERE chat_id = ?", (group_id,)
         ).fetchall()
@@ -291,7 +292,7 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
     The standings and settings come with the members (`_group_members_txn`):
     an ordinary group costs no query here.  Slow mode reads the sender's last
     message time afresh (an earlier message of the same batch wrote it); a
-    batch whose members came back from ``post_messages_v2`` reads the sender's row.
+    batch whose members came back from ``post_messages_v3`` reads the sender's row.
     """
     standing = txn.locked.get(("group_standing", group_id))
     settings = txn.locked.get(("group_settings", group_id))
@@ -634,12 +635,13 @@ def index_pending_txn(txn: Txn, upto: int | None = None, newest: int | None = No
     return end < newest
 
 
-#: Migration 029's function: a batch's messages, thread replies and ``extra`` included, in one statement, one
-#: row each, in order.  The last argument is ``txn.rules.require_friendship`` (``contacts.require_friendship``).
+#: Migration 030's function: a batch's messages, thread replies and ``extra`` included, in one statement, one
+#: row each, in order.  After the messages' arrays: ``txn.rules.require_friendship``
+#: (``contacts.require_friendship``), then the groups whose members the node keeps and their versions.
 _POST_MESSAGES = (
-    "SELECT * FROM post_messages_v2(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
+    "SELECT * FROM post_messages_v3(?::BIGINT[], ?::BIGINT[], ?::BOOLEAN[], ?::TEXT[], ?::TEXT[], ?::TEXT[],"
     " ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[], ?::TEXT[], ?::TEXT[], ?::DOUBLE PRECISION[], ?::TEXT[],"
-    " ?::TEXT[], ?::BOOLEAN[], ?::BOOLEAN)"
+    " ?::TEXT[], ?::BOOLEAN[], ?::BOOLEAN, ?::BIGINT[], ?::BIGINT[])"
 )
 
 
@@ -652,9 +654,11 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     stored.  The function raises where post_txn's outcome needs a write
     undone (a racing key); the batch then goes message by message.
 
-    A group's members come back once per call, with its first stored
-    message, and are kept in ``txn.locked`` as `group_members_txn` keeps
-    them: the group's row stays locked until the commit.
+    A group's members version comes back once per call, with its first
+    stored message, and its members too unless the node keeps them at that
+    version (`MemberCache`, told to the function with the call); they are
+    kept in ``txn.locked`` as `group_members_txn` keeps them: the group's
+    row stays locked until the commit.
     """
     columns: list[list[Any]] = [[] for _ in range(15)]
     for sender, new, message_id, now, keys_since in calls:
@@ -677,12 +681,27 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    rows = txn.execute(_POST_MESSAGES, [*columns, txn.rules.require_friendship]).fetchall()
+    # The members kept for the batch's groups, held here for the answer (the cache may drop them meanwhile).
+    held: dict[int, GroupMembers] = {}
+    if txn.members is not None:
+        for _, new, *_ in calls:
+            if new.is_group and new.recipient_id not in held:
+                kept = txn.members.peek(new.recipient_id)
+                if kept is not None:
+                    held[new.recipient_id] = kept
+    txn.locked[_HELD] = held
+    rows = txn.execute(
+        _POST_MESSAGES, [*columns, txn.rules.require_friendship, list(held), [k.version for k in held.values()]]
+    ).fetchall()
     return [_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
 
 
+#: ``txn.locked``'s key for the kept members `post_batch_txn` told the function it holds, by group.
+_HELD = "held_members"
+
+
 def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
-    """One row of ``post_messages_v2`` as `post_txn` answers: ``(message, audience)``, or its exception."""
+    """One row of ``post_messages_v3`` as `post_txn` answers: ``(message, audience)``, or its exception."""
     sender, new, message_id, now, _ = call
     outcome = row["o_outcome"]
     if outcome == "key_taken":
@@ -699,8 +718,16 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         return RefusedError(refusal, code=code)
     if new.is_group:
         key = ("group_members", new.recipient_id)
-        if row["o_members"] is not None:
-            txn.locked[key] = tuple(int(m) for m in row["o_members"])
+        if row["o_members_version"] is not None:  # the group's first stored message of the call
+            version = int(row["o_members_version"])
+            if row["o_members"] is None:  # the version the node holds
+                txn.locked[key] = txn.locked[_HELD][new.recipient_id].members
+            else:
+                members = tuple(int(m) for m in row["o_members"])
+                txn.locked[key] = members
+                if txn.members is not None:
+                    # Without standings: the statement path (`group_members_txn`) reads those itself.
+                    txn.members.put(new.recipient_id, GroupMembers(version, members, None))
         audience = list(txn.locked[key])
     else:
         audience = [sender.uid, new.recipient_id]
