@@ -21,6 +21,7 @@ from umoc.records.messages import NewMessage
 from umoc.storage.database import Txn
 from umoc.storage.engine.members import GroupMembers, MemberCache
 from umoc.storage.messages.write import group_members_txn, post_txn
+from umoc.storage.targets import target_txn
 
 T0 = 1_710_072_000.0
 
@@ -146,6 +147,34 @@ class MemberVersionTestsMixin:
         await self.storage.groups.set_member_role(group, users[0], users[3], "moderator", T0 + 3)
         _, audience = await self.post(group, users[2])
         self.assertEqual(sorted(audience), sorted(users[:4]))
+
+    @inline
+    async def test_an_events_audience_comes_from_the_kept_members_while_the_version_holds(self) -> None:
+        """A reaction's, an edit's, a deletion's target (and typing): its members without a row per member."""
+        group, users = await self.group_of(4)
+        message, _ = await self.post(group, users[1])
+
+        async def audiences() -> tuple[list[int], list[int]]:
+            target = await self.db.read("test.target", target_txn, users[2], message.id)
+            typing = await self.storage.groups.typing_audience(group, users[3], T0 + 2)
+            return sorted(target.members), sorted(typing)
+
+        members = sorted(users[:4])
+        self.assertEqual(await audiences(), (members, [u for u in members if u != users[3]]))
+        cache: MemberCache = self.db.members
+        kept = cache.peek(group)
+        assert kept is not None
+        cache.put(group, GroupMembers(kept.version, (*kept.members, 999_999), kept.standing))
+        target_members, typing = await audiences()
+        self.assertIn(999_999, target_members)
+        self.assertIn(999_999, typing)
+        await self.storage.groups.remove_member(group, users[0], users[2], T0 + 3)
+        self.assertEqual(
+            await self.db.read("test.target", target_txn, users[1], message.id).addCallback(
+                lambda t: sorted(t.members)
+            ),
+            sorted([users[0], users[1], users[3]]),
+        )
 
     @inline
     async def test_a_send_follows_each_change_of_membership_at_once(self) -> None:

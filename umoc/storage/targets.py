@@ -15,6 +15,7 @@ from typing import Any
 from umoc.errors import RefusedError
 from umoc.records.groups import Action
 from umoc.storage.database import Txn
+from umoc.storage.membership import members_at_txn
 from umoc.storage.relations import BLOCKED, reachable, statuses_txn
 from umoc.storage.standing import require_standing_txn
 
@@ -60,7 +61,7 @@ def target_txn(txn: Txn, user_id: int, message_id: str, lock: bool = False) -> T
     """
     row = txn.execute(
         "SELECT m.seq, m.id, m.chat_id, m.sender_id, m.recipient_id, m.is_group, m.type, m.content,"
-        " m.encrypted_content, m.created_at, m.edited_at, m.deleted_at, c.closed_at"
+        " m.encrypted_content, m.created_at, m.edited_at, m.deleted_at, c.closed_at, c.members_version"
         " FROM messages m JOIN user_chats uc ON uc.chat_id = m.chat_id AND uc.user_id = ?"
         " JOIN chats c ON c.id = m.chat_id WHERE m.id = ?"
         + (" FOR UPDATE OF m" if lock and txn.dialect.for_update else ""),
@@ -75,8 +76,8 @@ def _target(txn: Txn, row: Any) -> Target:
     is_group = bool(row["is_group"])
     sender_id, recipient_id = int(row["sender_id"]), int(row["recipient_id"])
     if is_group:
-        rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (int(row["chat_id"]),)).fetchall()
-        members = [int(r["user_id"]) for r in rows]
+        # The node's kept members when the chat's version holds (migration 030): no row per member.
+        members = list(members_at_txn(txn, int(row["chat_id"]), int(row["members_version"])))
     else:
         members = [sender_id, recipient_id]
     return Target(
@@ -99,7 +100,7 @@ def target_by_seq_txn(txn: Txn, seq: int) -> Target | None:
     """The live message ``seq`` whoever asks (None if deleted, or its chat closed): for changes made by the server."""
     row = txn.execute(
         "SELECT m.seq, m.id, m.chat_id, m.sender_id, m.recipient_id, m.is_group, m.type, m.content,"
-        " m.encrypted_content, m.created_at, m.edited_at, m.deleted_at, c.closed_at"
+        " m.encrypted_content, m.created_at, m.edited_at, m.deleted_at, c.closed_at, c.members_version"
         " FROM messages m JOIN chats c ON c.id = m.chat_id WHERE m.seq = ?",
         (seq,),
     ).fetchone()

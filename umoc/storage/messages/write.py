@@ -37,6 +37,7 @@ from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, record_many_txn, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
 from umoc.storage.engine.members import GroupMembers
+from umoc.storage.membership import members_at_txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
@@ -261,8 +262,7 @@ def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     if row is None:
         return None
     if not lock:
-        rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (group_id,)).fetchall()
-        return [int(r[0]) for r in rows]
+        return list(members_at_txn(txn, group_id, int(row["members_version"])))
     txn.locked[("group_settings", group_id)] = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
     cache, version = txn.members, int(row["members_version"])
     kept = cache.get(group_id, version) if cache is not None else None
