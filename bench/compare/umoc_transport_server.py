@@ -13,7 +13,10 @@ the heartbeat is the production default (25 s / 20 s, not the test suites'
 any number of sockets.  No database, no authentication.  The reactor
 dispatches ready sockets as the node twistd runs does
 (`umoc.transport.readydispatch`); ``UMOC_BENCH_TWISTED_DISPATCH=1`` keeps
-Twisted's own, to measure the difference.
+Twisted's own, to measure the difference.  WebSocket upgrades take the
+node's fast path (`umoc.transport.upgrade.UpgradeSite`) as they do in
+the node and in ``umoc.conformance``: before 2026-12-07 this server took
+twisted.web's (its connects/s were measured through `HTTPChannel`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from twisted.internet import endpoints, reactor  # noqa: E402
-from twisted.web import server  # noqa: E402
 
 from umoc.config import EngineIOConfig  # noqa: E402
 from umoc.conformance import ConformanceApp, _Root  # noqa: E402
@@ -36,6 +38,7 @@ from umoc.transport.engine import EngineServer, Outgoing  # noqa: E402
 from umoc.transport.gate import Gatekeeper  # noqa: E402
 from umoc.transport.resource import engine_resource  # noqa: E402
 from umoc.transport.socketio import ClientSocket, SocketIOConnection  # noqa: E402
+from umoc.transport.upgrade import UpgradeSite  # noqa: E402
 
 
 class BenchApp(ConformanceApp):
@@ -69,8 +72,11 @@ def main() -> None:
     app = BenchApp(reactor)
     engine = EngineServer(reactor, settings, lambda session: SocketIOConnection(session, app))
     root = _Root()
-    root.putChild(b"socket.io", engine_resource(engine, gate, Cors(gate)))
-    site = server.Site(root)
+    endpoint = engine_resource(engine, gate, Cors(gate))
+    root.putChild(b"socket.io", endpoint)
+    # As the node's site (`umoc.web.site`): a WebSocket upgrade skips twisted.web (`umoc.transport.upgrade`).
+    site = UpgradeSite(root)
+    site.add_upgrade(b"/socket.io/", endpoint.websocket_factory)
     site.noisy = False
     endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(site)
     reactor.addSystemEventTrigger("before", "shutdown", engine.close_all)
