@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.databases import DatabaseTestCase, befriend, for_each_backend
 from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.records import Actor
@@ -34,15 +34,7 @@ class MemberVersionTestsMixin:
         """A group of ``size`` members, every one a friend of the first (the owner)."""
         users = [(await self.storage.users.create(f"m{i}", "x", T0)).id for i in range(size + 1)]
         owner = users[0]
-
-        def friends_txn(txn: Txn) -> None:
-            txn.executemany(
-                "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
-                " VALUES (?, ?, 'FRIEND', ?, ?, ?)",
-                [row for u in users[1:] for row in ((owner, u, owner, T0, T0), (u, owner, owner, T0, T0))],
-            )
-
-        await self.db.run("test.friends", friends_txn)
+        await befriend(self.db, owner, users[1:], T0)
         # The last user is left out: a friend of the owner to add later.
         group = await self.storage.groups.create(owner, NewGroup("g", None, users[1:size]), T0, 100)
         return group, users

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.support.databases import DatabaseTestCase, for_each_backend
+from tests.support.databases import DatabaseTestCase, befriend, for_each_backend
 from tests.support.deferreds import inline
 from umoc.records import Actor
 from umoc.records.groups import MemberLimits, NewGroup
@@ -37,15 +37,7 @@ class WriteAmplificationTestsMixin:
         """A group of ``size`` members, all friends of the first (rows put in directly: fast for 300)."""
         users = [(await self.storage.users.create(f"{prefix}{i}", "x", T0)).id for i in range(size)]
         owner = users[0]
-
-        def friends_txn(txn: Txn) -> None:
-            txn.executemany(
-                "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
-                " VALUES (?, ?, 'FRIEND', ?, ?, ?)",
-                [row for u in users[1:] for row in ((owner, u, owner, T0, T0), (u, owner, owner, T0, T0))],
-            )
-
-        await self.db.run("test.friends", friends_txn)
+        await befriend(self.db, owner, users[1:], T0)
         group = await self.storage.groups.create(owner, NewGroup("g", None, users[1:]), T0, size)
         return group, users
 

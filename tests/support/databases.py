@@ -30,9 +30,10 @@ from twisted.trial import unittest
 
 from tests.support.deferreds import eventually, inline
 from umoc.storage import Storage
-from umoc.storage.database import Database
+from umoc.storage.database import Database, Txn
 
 __all__ = [
+    "befriend",
     "no_other_transaction_older_than_the_prune",
     "NO_CLUSTER",
     "NO_POSTGRES",
@@ -301,3 +302,16 @@ async def no_other_transaction_older_than_the_prune(db: Any, allowed: int | None
         return all(int(x) == allowed or int(x) > pruned for x in xip.split(",") if x)
 
     return bool(await eventually(lambda: db.run("test", none_older), timeout=60))
+
+
+async def befriend(db: Database, owner: int, others: list[int], at: float) -> None:
+    """Make ``owner`` and each of ``others`` friends both ways, the rows put in directly (fast for hundreds)."""
+
+    def txn_fn(txn: Txn) -> None:
+        txn.executemany(
+            "INSERT INTO contacts (owner_id, contact_id, status, requester_id, created_at, updated_at)"
+            " VALUES (?, ?, 'FRIEND', ?, ?, ?)",
+            [row for u in others for row in ((owner, u, owner, at, at), (u, owner, owner, at, at))],
+        )
+
+    await db.run("test.befriend", txn_fn)
