@@ -17,7 +17,7 @@ from tests.support.deferreds import inline
 from umoc.errors import RefusedError
 from umoc.records import Actor
 from umoc.records.groups import Mute, NewGroup
-from umoc.records.messages import NewMessage
+from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.database import Txn
 from umoc.storage.engine.members import GroupMembers, MemberCache
 from umoc.storage.messages.write import group_members_txn, post_txn
@@ -167,6 +167,20 @@ class MemberVersionTestsMixin:
             ),
             sorted([users[0], users[1], users[3]]),
         )
+
+    @inline
+    async def test_a_deletions_audience_comes_from_the_kept_members_while_the_version_holds(self) -> None:
+        group, users = await self.group_of(4)
+        first, _ = await self.post(group, users[1])
+        second, _ = await self.post(group, users[1])
+        deleted = await self.storage.messages.delete(Actor.user(users[1], "name"), Deletion(first.id), T0 + 2)
+        self.assertEqual(sorted(deleted.audience), sorted(users[:4]))
+        cache: MemberCache = self.db.members
+        kept = cache.peek(group)
+        assert kept is not None
+        cache.put(group, GroupMembers(kept.version, (*kept.members, 999_999), kept.standing))
+        deleted = await self.storage.messages.delete(Actor.user(users[1], "name"), Deletion(second.id), T0 + 3)
+        self.assertIn(999_999, deleted.audience)
 
     @inline
     async def test_a_send_follows_each_change_of_membership_at_once(self) -> None:

@@ -874,8 +874,10 @@ def soft_delete_txn(txn: Txn, message: LiveMessage, actor_id: int | None, now: f
     # message locks the chat row first, then its sender's member row; a direct
     # message its sender's member row, then (last) the chat row.
     is_group = txn.scalar("SELECT is_group FROM chats WHERE id = ?", (chat_id,))
+    # A group's members version, read with its lock: the audience comes from the node's kept members.
+    version: int | None = None
     if is_group:
-        txn.execute("SELECT id FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,))
+        version = int(txn.scalar("SELECT members_version FROM chats WHERE id = ?" + txn.dialect.for_update, (chat_id,)))
     else:
         txn.execute(
             "SELECT user_id FROM user_chats WHERE chat_id = ? ORDER BY user_id" + txn.dialect.for_update, (chat_id,)
@@ -891,7 +893,7 @@ def soft_delete_txn(txn: Txn, message: LiveMessage, actor_id: int | None, now: f
         reply_deleted_txn(txn, int(thread["thread_root_seq"]))
         if not thread["also_in_chat"]:
             # A reply only in its thread was in none of the chat's counters.
-            return Deleted(chat_id, sender_id, _audience_txn(txn, chat_id, sender_id), message.message_id)
+            return Deleted(chat_id, sender_id, _audience_txn(txn, chat_id, sender_id, version), message.message_id)
     # The message leaves exactly one of each member's buckets: live at their
     # join (base), sent by them since, read by them since, or unread.
     txn.execute(
@@ -915,13 +917,21 @@ def soft_delete_txn(txn: Txn, message: LiveMessage, actor_id: int | None, now: f
         " ELSE last_seq END WHERE id = ?",
         (seq, chat_id, chat_id),
     )
-    return Deleted(chat_id, sender_id, _audience_txn(txn, chat_id, sender_id), message.message_id)
+    return Deleted(chat_id, sender_id, _audience_txn(txn, chat_id, sender_id, version), message.message_id)
 
 
-def _audience_txn(txn: Txn, chat_id: int, sender_id: int) -> list[int]:
-    """Who is told of a deletion: the chat's members, and the sender."""
-    rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (chat_id,)).fetchall()
-    audience = [int(r["user_id"]) for r in rows]
+def _audience_txn(txn: Txn, chat_id: int, sender_id: int, version: int | None) -> list[int]:
+    """Who is told of a deletion: the chat's members, and the sender.
+
+    A group's (``version``: its ``members_version``) come from the node's kept
+    members: a ban that deletes a member's messages reads the group once, not
+    once per message.
+    """
+    if version is not None:
+        audience = list(members_at_txn(txn, chat_id, version))
+    else:
+        rows = txn.execute("SELECT user_id FROM user_chats WHERE chat_id = ?", (chat_id,)).fetchall()
+        audience = [int(r["user_id"]) for r in rows]
     if sender_id not in audience:
         audience.append(sender_id)
     return audience
