@@ -37,7 +37,7 @@ from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, record_many_txn, statements_with_change, with_change
 from umoc.storage.database import Row, Txn
 from umoc.storage.engine.members import GroupMembers
-from umoc.storage.membership import members_at_txn
+from umoc.storage.membership import kept_members_txn, members_at_txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
 from umoc.storage.messages.read import keyed_message_txn, message_at_txn
 from umoc.storage.messages.rows import UNKNOWN_CHAT, Message
@@ -264,24 +264,7 @@ def _group_members_txn(txn: Txn, group_id: int, lock: bool) -> list[int] | None:
     if not lock:
         return list(members_at_txn(txn, group_id, int(row["members_version"])))
     txn.locked[("group_settings", group_id)] = GroupSettings(row["kind"], bool(row["read_only"]), int(row["slow_mode"]))
-    cache, version = txn.members, int(row["members_version"])
-    kept = cache.get(group_id, version) if cache is not None else None
-    if kept is None or kept.standing is None:
-        rows = txn.execute(
-            "SELECT user_id, role, muted_until FROM user_chats WHERE chat_id = ?", (group_id,)
-        ).fetchall()
-        kept = GroupMembers(
-            version,
-            tuple(int(r["user_id"]) for r in rows),
-            # Each member's standing other than a plain member's, read with the members (no query of its own).
-            {
-                int(r["user_id"]): (r["role"], r["muted_until"])
-                for r in rows
-                if r["role"] != "member" or r["muted_until"]
-            },
-        )
-        if cache is not None:
-            cache.put(group_id, kept)
+    kept = kept_members_txn(txn, group_id, int(row["members_version"]), standings=True)
     txn.locked[("group_standing", group_id)] = kept.standing
     return list(kept.members)
 
@@ -689,19 +672,17 @@ def post_batch_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
                 kept = txn.members.peek(new.recipient_id)
                 if kept is not None:
                     held[new.recipient_id] = kept
-    txn.locked[_HELD] = held
-    rows = txn.execute(
-        _POST_MESSAGES, [*columns, txn.rules.require_friendship, list(held), [k.version for k in held.values()]]
-    ).fetchall()
-    return [_outcome_txn(txn, row, call) for row, call in zip(rows, calls, strict=True)]
+    # A batch of direct messages holds none: NULL, not empty arrays, costs the least to send.
+    known = (list(held), [k.version for k in held.values()]) if held else (None, None)
+    rows = txn.execute(_POST_MESSAGES, [*columns, txn.rules.require_friendship, *known]).fetchall()
+    return [_outcome_txn(txn, row, call, held) for row, call in zip(rows, calls, strict=True)]
 
 
-#: ``txn.locked``'s key for the kept members `post_batch_txn` told the function it holds, by group.
-_HELD = "held_members"
+def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...], held: dict[int, GroupMembers]) -> Any:
+    """One row of ``post_messages_v3`` as `post_txn` answers: ``(message, audience)``, or its exception.
 
-
-def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
-    """One row of ``post_messages_v3`` as `post_txn` answers: ``(message, audience)``, or its exception."""
+    ``held``: the kept members `post_batch_txn` told the function of, by group.
+    """
     sender, new, message_id, now, _ = call
     outcome = row["o_outcome"]
     if outcome == "key_taken":
@@ -721,7 +702,7 @@ def _outcome_txn(txn: Txn, row: Row, call: tuple[Any, ...]) -> Any:
         if row["o_members_version"] is not None:  # the group's first stored message of the call
             version = int(row["o_members_version"])
             if row["o_members"] is None:  # the version the node holds
-                txn.locked[key] = txn.locked[_HELD][new.recipient_id].members
+                txn.locked[key] = held[new.recipient_id].members
             else:
                 members = tuple(int(m) for m in row["o_members"])
                 txn.locked[key] = members
