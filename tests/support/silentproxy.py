@@ -48,9 +48,20 @@ class SilentProxy:
         return urlunsplit(parts._replace(netloc=netloc))
 
     def stop(self) -> None:
+        """End the loop and close every socket.
+
+        The waking socket is the caller's to close, after the join: the loop
+        can see ``_stopping`` on its own one-second timeout and finish before
+        the wake byte is sent, and a socket it had closed would make that send
+        fail with EBADF (and a send after the loop closed its end, with EPIPE).
+        """
         self._stopping = True
-        self._wake_w.send(b"x")
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # the loop has already finished: nothing to wake
         self._thread.join(5)
+        self._wake_w.close()
 
     def _accept(self) -> None:
         try:
@@ -115,4 +126,3 @@ class SilentProxy:
             self._selector.close()
             self._listener.close()
             self._wake_r.close()
-            self._wake_w.close()
