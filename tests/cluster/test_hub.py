@@ -50,6 +50,23 @@ class HubTests(unittest.SynchronousTestCase):
         self.assertEqual((self.bob.events("new_message"), self.bob.events("thread_updated")), ([{"n": 1}], [{"t": 1}]))
         self.assertEqual(self.hub.messages_delivered, 2, "the phone and the laptop; bob's came from the hold")
 
+    def test_events_told_together_reach_each_local_user_in_order_each_by_its_own_key(self) -> None:
+        """A thread reply's ``new_message`` and ``thread_updated`` go out with one look through the group."""
+        for socket in (self.phone, self.laptop, self.bob):
+            self.hub.add(socket)
+        self.hub.hold([2])  # bob catches up: both wait for his release, in order
+        audience = [*range(3, 1000), 1, 2]
+        together = [(notices.NEW_MESSAGE({"n": 1}), "m1"), (notices.THREAD_UPDATED({"t": 1}), None)]
+        self.hub.tell_all(audience, together, unique=True)
+        self.hub.tell_all(audience, [(notices.NEW_MESSAGE({"n": 1}), "m1")], unique=True)  # reached already
+        for socket in (self.phone, self.laptop):
+            self.assertEqual([name for name, _ in socket.received], ["new_message", "thread_updated"])
+        self.assertEqual(self.bob.received, [])
+        self.assertTrue(all(self.hub.delivered.has("m1", u) for u in (1, 2)))
+        self.hub.release(2)
+        self.assertEqual([name for name, _ in self.bob.received], ["new_message", "thread_updated"])
+        self.assertEqual(self.hub.messages_delivered, 2, "new_message to the phone and the laptop; bob's was held")
+
     def test_ending_a_session_tells_and_closes_only_its_sockets(self) -> None:
         for socket in (self.phone, self.laptop):
             self.hub.add(socket)

@@ -176,6 +176,21 @@ class Hub:
         """Deliver one declared server event to every socket of these users, on every node."""
         self.emit_to_users(user_ids, notice.name, *notice.args, key=key, unique=unique)
 
+    def tell_all(
+        self, user_ids: Iterable[int], notices: Iterable[tuple[Announcement, str | None]], unique: bool = False
+    ) -> None:
+        """Deliver several declared events, in order, each with its key (or None), to the same users.
+
+        As `tell` for each, but the audience is looked through once for the
+        users with a socket here: a thread reply's ``new_message`` and
+        ``thread_updated`` to a group of 1,000 cost one pass over its members,
+        not two.
+        """
+        targets = list(user_ids) if unique else list(dict.fromkeys(user_ids))
+        local = list(self._here(targets))
+        for notice, key in notices:
+            self._emit(targets, local, notice.name, notice.args, key)
+
     def emit_to_users(
         self, user_ids: Iterable[int], event: str, *args: Any, key: str | None = None, unique: bool = False
     ) -> None:
@@ -188,6 +203,10 @@ class Hub:
         group's 1,000 members, per event, otherwise).
         """
         targets = list(user_ids) if unique else list(dict.fromkeys(user_ids))
+        self._emit(targets, None, event, args, key)
+
+    def _emit(self, targets: list[int], local: list[int] | None, event: str, args: Any, key: str | None) -> None:
+        """Encode once, deliver here and publish to the other nodes; ``local``: those of ``targets`` found here."""
         offset = None
         if self.recovery is None:
             frames = encode_event(event, *args)
@@ -195,7 +214,7 @@ class Hub:
             # One offset per broadcast, the same for every recipient: still encoded once.
             offset = self.recovery.next_offset()
             frames = encode_event(event, *args, offset)
-        self.deliver_local(targets, Outgoing.from_socketio(frames), offset, key)
+        self._deliver(targets, local, Outgoing.from_socketio(frames), offset, key)
         if self.remote is not None:
             self.remote.publish_to_users(targets, frames, offset, key)
 
@@ -207,15 +226,23 @@ class Hub:
         With a ``key``, users it already reached are skipped, and the rest
         are remembered as reached.
         """
-        user_ids = list(user_ids)
-        here: list[int] | None = None
+        self._deliver(list(user_ids), None, message, offset, key)
+
+    def _deliver(
+        self, user_ids: list[int], local: list[int] | None, message: Outgoing, offset: str | None, key: str | None
+    ) -> None:
+        """`deliver_local`, given (when known) ``local``: those of ``user_ids`` with a socket or hold here, in order."""
+        here = local
         if key is not None:
             # The key's users are looked up once, not once per user, and those here found once for the key
             # and the sends: a group's 1,000 members cost C-level passes, not thousands of calls.
             reached = self.delivered.reached(key)
             if reached:
                 user_ids = [u for u in user_ids if u not in reached]
-            here = list(self._here(user_ids))
+                if here is not None:
+                    here = [u for u in here if u not in reached]
+            if here is None:
+                here = list(self._here(user_ids))
             self.delivered.add(key, here)
         kept = False
         if offset is not None and self.recovery is not None:
@@ -227,7 +254,7 @@ class Hub:
             if self._next_turn is None:
                 self._next_turn = self._clock.callLater(0, self._next_fanouts)  # type: ignore[union-attr]
             return
-        self._send(user_ids if here is None else here, message, counted)
+        self._send(self._here(user_ids) if here is None else here, message, counted)
         if kept:
             message.cache.clear()  # the replay log keeps the frames, not each transport's copy
 
@@ -237,9 +264,9 @@ class Hub:
             return [u for u in user_ids if u in self.by_user or u in self._held]
         return filter(self.by_user.__contains__, user_ids)
 
-    def _send(self, user_ids: list[int], message: Outgoing, counted: bool) -> None:
-        # Users with no socket here (most of a large group's, on any one node) are skipped in C.
-        for user_id in self._here(user_ids):
+    def _send(self, here: Iterable[int], message: Outgoing, counted: bool) -> None:
+        """Send to the sockets of ``here``: users already found to have a socket or a hold on this node."""
+        for user_id in here:
             held = self._held.get(user_id)
             if held is not None and len(held) < self.MAX_HELD:
                 held.append(message)
@@ -258,7 +285,7 @@ class Hub:
         while fanouts and budget > 0:
             fanout = fanouts[0]
             part = fanout.user_ids[fanout.done : fanout.done + budget]
-            self._send(part, fanout.message, fanout.counted)
+            self._send(self._here(part), fanout.message, fanout.counted)
             fanout.done += len(part)
             budget -= len(part)
             if fanout.done >= len(fanout.user_ids):

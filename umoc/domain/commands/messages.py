@@ -35,7 +35,6 @@ from umoc.records.audit import AuditEntry
 from umoc.records.files import FileOffer, FileShare
 from umoc.records.messages import FILE_TYPES, Deletion, Delivered, Edit, NewMessage, ReadReceipt, ReceiptsQuery, Typing
 from umoc.storage.messages import KeyTakenError, Message
-from umoc.storage.threadrows import ThreadSummary
 from umoc.timefmt import iso
 
 __all__ = [
@@ -94,18 +93,19 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     payload = shapes.new_message(message, now)
     delivery = replay.message(message.id)
     client_msg_id = new.client_msg_id
+    thread_notice = _group_thread_updated(message)
     # The audience is a chat's members (or a direct chat's two users): no repeats for the hub to look for.
     if client_msg_id is None:
-        services.hub.tell(audience, notices.NEW_MESSAGE(payload), key=delivery, unique=True)
+        services.hub.tell_all(audience, [(notices.NEW_MESSAGE(payload), delivery), *thread_notice], unique=True)
         mine = payload
     else:
         mine = {**payload, "client_msg_id": client_msg_id}
-        services.hub.tell([actor.uid], notices.NEW_MESSAGE(mine), key=delivery)
+        services.hub.tell_all([actor.uid], [(notices.NEW_MESSAGE(mine), delivery), *thread_notice])
         others = [user_id for user_id in audience if user_id != actor.uid]
         if others:
-            services.hub.tell(others, notices.NEW_MESSAGE(payload), key=delivery, unique=True)
-    if message.in_thread is not None:
-        _thread_updated(services, message, message.in_thread, audience)
+            services.hub.tell_all(others, [(notices.NEW_MESSAGE(payload), delivery), *thread_notice], unique=True)
+    if message.in_thread is not None and not message.is_group:
+        _direct_thread_updated(services, message)
     # Push and the ``message.created`` webhook read the message from the feed (the outbox): wake them.
     services.push.wake()
     services.webhooks.wake()
@@ -114,16 +114,21 @@ async def send(services: Services, actor: Actor, new: NewMessage) -> dict[str, A
     return mine
 
 
-def _thread_updated(services: Services, reply: Message, summary: ThreadSummary, audience: list[int]) -> None:
-    """``thread_updated`` to the chat's members (each with the chat id they know it by), after a reply."""
+def _group_thread_updated(reply: Message) -> list[tuple[notices.Notice, None]]:
+    """A group reply's ``thread_updated``, told to the members with its ``new_message`` (one pass over them)."""
+    if reply.in_thread is None or not reply.is_group:
+        return []
     assert reply.thread_id is not None
-    if reply.is_group:
-        views = [(audience, reply.recipient_id)]
-    else:
-        views = [([reply.sender_id], reply.recipient_id), ([reply.recipient_id], reply.sender_id)]
-    for users, chat_id in views:
-        shown = shapes.thread_updated((reply.thread_id, chat_id, reply.is_group), summary)
-        services.hub.tell(users, notices.THREAD_UPDATED(shown), unique=True)
+    shown = shapes.thread_updated((reply.thread_id, reply.recipient_id, True), reply.in_thread)
+    return [(notices.THREAD_UPDATED(shown), None)]
+
+
+def _direct_thread_updated(services: Services, reply: Message) -> None:
+    """A direct chat's reply: ``thread_updated`` to each of its two users, with the chat id they know it by."""
+    assert reply.in_thread is not None and reply.thread_id is not None
+    for user_id, chat_id in ((reply.sender_id, reply.recipient_id), (reply.recipient_id, reply.sender_id)):
+        shown = shapes.thread_updated((reply.thread_id, chat_id, False), reply.in_thread)
+        services.hub.tell([user_id], notices.THREAD_UPDATED(shown), unique=True)
 
 
 async def _moderated(services: Services, actor: Actor, new: NewMessage) -> NewMessage:
