@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import orjson
+
 from umoc.storage.database import Txn
 
 __all__ = ["KINDS", "NewChange", "record_many_txn", "record_returning_id_txn", "record_txn", "with_change"]
@@ -80,7 +82,7 @@ class NewChange:
     data: dict[str, Any] | None = None
 
     def params(self) -> tuple[Any, ...]:
-        data = None if self.data is None else json.dumps(self.data, separators=(",", ":"), sort_keys=True)
+        data = None if self.data is None else _data_text(self.data)
         return (
             self.chat_id,
             self.user_id,
@@ -91,6 +93,20 @@ class NewChange:
             data,
             self.created_at,
         )
+
+
+def _data_text(data: dict[str, Any]) -> str:
+    """``changes.data``: compact JSON, keys sorted; orjson's (a C call) where it can write it.
+
+    ``json.dumps`` with these options builds an encoder per call: every
+    thread reply's change paid for one.  orjson writes the same text for
+    ASCII strings and numbers (non-ASCII text unescaped: the same JSON value);
+    what it refuses (an integer past 64 bits) goes the standard way.
+    """
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 def record_txn(txn: Txn, *changes: NewChange) -> None:
