@@ -513,8 +513,9 @@ class SQLiteStatementsTests(unittest.TestCase):
         await plug
         for post in posts:
             await post
-        self.assertEqual(traced[:3], ["BEGIN IMMEDIATE", "SAVEPOINT batch_all", "COMMIT"], "the plug's batch")
-        return traced[3:]
+        # No savepoint: on SQLite one would journal every page the batch changes (``Dialect.batch_savepoint``).
+        self.assertEqual(traced[:2], ["BEGIN IMMEDIATE", "COMMIT"], "the plug's batch")
+        return traced[2:]
 
     def sends(self, users: list[int], start: int, count: int) -> list[tuple[Any, ...]]:
         """Direct messages between friend pairs (0, 1), (2, 3), ... both ways."""

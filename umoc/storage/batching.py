@@ -6,15 +6,19 @@ next transaction.  An idle lane starts at once, so a lone write waits for
 nobody: batching costs no latency, it only appears under load.
 
 Each write still gets its own outcome.  A batch first runs all its items
-under one ``SAVEPOINT`` (sent with the batch's first statement: no round
-trip of its own on PostgreSQL, and not released, as the commit follows).
+under one ``SAVEPOINT`` on PostgreSQL (sent with the batch's first
+statement: no round trip of its own, and not released, as the commit
+follows); on SQLite, where the batch is the whole transaction, under none
+(a savepoint there journals every page the batch changes, into a temporary
+file past 64 KiB): undoing it is rolling the transaction back and beginning
+again.
 Writes of one kind may also be written together: the batch's items naming
 the same ``together`` function go to it in one call (on PostgreSQL, the
 direct messages of a batch are one call of a PL/pgSQL function taking
 arrays, whatever their number), which answers each item with its result or
 the refusal of that item alone.  If any item raises (not friends,
-blocked, unknown message), the batch goes back to that savepoint and runs
-again with every item under its own savepoint: the refused one is rolled
+blocked, unknown message), the batch goes back to that savepoint (or to its
+start) and runs again with every item under its own savepoint: the refused one is rolled
 back to its savepoint and answered with its error while the others commit.
 Items are written to be safe to run again (as `Database.run` requires), and
 refusals are rare, so the common batch pays for no per-item savepoints.
@@ -80,11 +84,14 @@ def _batch_txn(
 
     ``fatal_errors`` (the database is not there, a deadline) fail the whole
     batch: `Database.run` then answers every caller and rolls back.  The
-    savepoint rides on the batch's first statement (`Txn.savepoint`) and is
-    not released: the commit follows.
+    savepoint (PostgreSQL) rides on the batch's first statement (`Txn.savepoint`)
+    and is not released: the commit follows.  SQLite takes none
+    (``Dialect.batch_savepoint``): the batch restarts its transaction instead.
     """
     txn.begin()
-    txn.savepoint("batch_all")
+    undo = txn.dialect.batch_savepoint
+    if undo:
+        txn.savepoint("batch_all")
     try:
         return _all_txn(txn, items)
     except Exception as exc:
@@ -92,7 +99,10 @@ def _batch_txn(
         if isinstance(exc, fatal_errors) and not isinstance(exc, retry_errors):
             raise
         # Someone was refused (or lost a deadlock): undo the batch and run it item by item.
-        txn.rollback_to("batch_all")
+        if undo:
+            txn.rollback_to("batch_all")
+        else:
+            txn.restart()  # the batch is the whole transaction (SQLite)
         return _one_by_one_txn(txn, items, retry_errors, fatal_errors)
 
 

@@ -45,6 +45,11 @@ class Dialect:
     #: Whether the full-text index trails the messages and is written a batch at a time (SQLite, migration 027:
     #: ``messages_fts_upto``); PostgreSQL's ``search_vector`` is written with each message.
     batched_search_index: bool = False
+    #: Whether a group-commit batch undoes itself to a savepoint taken at its start (PostgreSQL: it rides on the
+    #: first statement).  SQLite keeps a savepoint's undo in a journal of every page changed while it is open,
+    #: written to a temporary file past 64 KiB: a whole batch's pages, copied once more.  A batch is the whole
+    #: transaction, so there it rolls the transaction back and begins again instead (`Txn.restart`).
+    batch_savepoint: bool = True
 
     def schema_text(self, text: str) -> str:
         """A schema file with its dialect fragments filled in (the small differences; see `_load_migrations`)."""
@@ -52,7 +57,13 @@ class Dialect:
 
 
 SQLITE = Dialect(
-    "sqlite", "", "INTEGER PRIMARY KEY AUTOINCREMENT", False, without_rowid=" WITHOUT ROWID", batched_search_index=True
+    "sqlite",
+    "",
+    "INTEGER PRIMARY KEY AUTOINCREMENT",
+    False,
+    without_rowid=" WITHOUT ROWID",
+    batched_search_index=True,
+    batch_savepoint=False,
 )
 
 

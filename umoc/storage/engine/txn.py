@@ -134,6 +134,16 @@ class Txn:
         self.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
         self.execute(f"RELEASE SAVEPOINT {savepoint}")
 
+    def restart(self) -> None:
+        """Roll the whole transaction back and begin a new one (SQLite): what a savepoint at its start would undo.
+
+        Forgets what was read under locks, as `rollback_to` does.
+        """
+        self.locked.clear()
+        self._ahead.clear()
+        self._cursor.execute("ROLLBACK")
+        self.begin()
+
     def begin_ahead(self) -> None:
         """PostgreSQL in autocommit mode (`_GuardedPool.explicit`): ``BEGIN`` goes with the first statement."""
         self._ahead.append("BEGIN")
