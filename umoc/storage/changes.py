@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Sequence
 
 import orjson
 
-from umoc.storage.database import Txn
+from umoc.storage.database import Txn, values_rows
 
 __all__ = ["KINDS", "NewChange", "record_many_txn", "record_returning_id_txn", "record_txn", "with_change"]
 
@@ -120,8 +121,8 @@ def record_many_txn(txn: Txn, changes: Sequence[NewChange]) -> None:
     (one writer, AUTOINCREMENT ids: the ids follow the list); elsewhere as `record_txn`."""
     if txn.dialect.commit_ordered_ids and changes:
         txn.execute(
-            f"INSERT INTO changes ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(changes)),
-            [value for change in changes for value in change.params()],
+            f"INSERT INTO changes ({_COLUMNS}) VALUES " + values_rows(len(changes), 8),
+            list(chain.from_iterable(map(NewChange.params, changes))),
         )
     else:
         record_txn(txn, *changes)

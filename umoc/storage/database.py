@@ -51,6 +51,7 @@ from umoc.storage.engine.txn import (
     _named_row_cursor,
     in_clause,
     newest_first_txn,
+    values_rows,
 )
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "Txn",
     "in_clause",
     "newest_first_txn",
+    "values_rows",
 ]
 
 T = TypeVar("T")

@@ -10,14 +10,13 @@ The store of thread reads and follows is `umoc.storage.threads`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import orjson
 
 from umoc.errors import RefusedError
 from umoc.storage.changes import NewChange, statements_with_change
-from umoc.storage.database import Row, Txn, in_clause
+from umoc.storage.database import Row, Txn, in_clause, values_rows
 
 __all__ = [
     "BatchedReplies",
@@ -54,17 +53,19 @@ UNREAD_COUNT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadSummary:
-    """``thread`` of a root: its live replies, the last one's time, up to ten repliers (the latest first)."""
+class ThreadSummary(NamedTuple):
+    """``thread`` of a root: its live replies, the last one's time, up to ten repliers (the latest first).
+
+    A named tuple, as `ThreadRoot`: one is made with every reply, and a
+    frozen dataclass sets each field through ``object.__setattr__``.
+    """
 
     reply_count: int
     last_reply_at: float | None
     participant_ids: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadRoot:
+class ThreadRoot(NamedTuple):
     """The root a reply goes under (a reply to a reply goes to its root)."""
 
     seq: int
@@ -81,13 +82,23 @@ def _participants(text: str | None) -> tuple[int, ...]:
     return tuple(orjson.loads(text)) if text else ()
 
 
-def _participants_text(participants: Sequence[int]) -> str:
-    """``threads.participant_ids`` to write: the JSON list ``[1, 2]`` (as migration 029's function writes it).
+def _with_latest(participants: tuple[int, ...], sender_id: int) -> tuple[int, ...]:
+    """The participants after ``sender_id`` replies: the sender first, then the others, at most `MAX_PARTICIPANTS`."""
+    if sender_id in participants:
+        others = list(participants)
+        others.remove(sender_id)
+        return (sender_id, *others[: MAX_PARTICIPANTS - 1])
+    return (sender_id, *participants[: MAX_PARTICIPANTS - 1])
 
-    Built by hand: ``json.dumps`` made an encoder per call, a third of a
-    thread reply's extra cost in SQLite's writer (callgrind).
+
+def _participants_text(participants: Sequence[int]) -> str:
+    """``threads.participant_ids`` to write: a JSON list of ints.
+
+    orjson's compact ``[3,1]``; migration 029's function writes ``[3, 1]``:
+    the same list to every reader.  ``json.dumps`` built an encoder per call,
+    a third of a thread reply's extra cost in SQLite's writer (callgrind).
     """
-    return "[" + ", ".join(map(str, participants)) + "]"
+    return orjson.dumps(participants).decode()
 
 
 #: The root's columns `root_from_row` reads, and its thread's (``threads t``): ``r_*`` and ``t_*``; always the
@@ -166,8 +177,7 @@ def reply_statements_txn(
     ).fetchone()
     assert row is not None  # inserted or updated: RETURNING answers both
     count = int(row["reply_count"]) + 1
-    participants = (sender_id, *(u for u in _participants(row["participant_ids"]) if u != sender_id))
-    participants = participants[:MAX_PARTICIPANTS]
+    participants = _with_latest(_participants(row["participant_ids"]), sender_id)
     summary = ThreadSummary(count, now, participants)
     update = (
         "UPDATE threads SET reply_count = reply_count + 1, last_reply_at = ?, participant_ids = ?,"
@@ -235,7 +245,7 @@ class BatchedReplies:
             count, text = root.counted if root.counted is not None else (0, None)
             thread = self.threads[root.seq] = [root.seq, root.chat_id, count, now, reply_seq, _participants(text)]
         count = thread[2] + 1
-        participants = (sender_id, *[u for u in thread[5] if u != sender_id][: MAX_PARTICIPANTS - 1])
+        participants = _with_latest(thread[5], sender_id)
         thread[2], thread[3], thread[5] = count, now, participants
         if reply_seq > thread[4]:
             thread[4] = reply_seq
@@ -256,26 +266,35 @@ class BatchedReplies:
         """The threads' rows, then the follows (which reference them): one statement each, none for no replies."""
         if not self.threads:
             return
-        threads = [(*t[:5], _participants_text(t[5])) for t in self.threads.values()]
-        txn.execute(
-            "INSERT INTO threads (root_seq, chat_id, reply_count, last_reply_at, last_reply_seq, participant_ids)"
-            " VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(threads)) + " ON CONFLICT (root_seq) DO UPDATE"
-            " SET reply_count = excluded.reply_count, last_reply_at = excluded.last_reply_at,"
-            " participant_ids = excluded.participant_ids, last_reply_seq = CASE"
-            " WHEN threads.last_reply_seq < excluded.last_reply_seq THEN excluded.last_reply_seq"
-            " ELSE threads.last_reply_seq END",
-            [value for thread in threads for value in thread],
-        )
-        for reads, update in ((True, "following = 1, read_count = excluded.read_count"), (False, "following = 1")):
-            follows = [f[:4] for f in self.follows.values() if f[4] is reads]
-            if follows:
-                txn.execute(
-                    "INSERT INTO thread_follows (root_seq, user_id, chat_id, read_count, following) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, 1)"] * len(follows))
-                    + " ON CONFLICT (root_seq, user_id) DO UPDATE SET "
-                    + update,
-                    [value for follow in follows for value in follow],
-                )
+        threads = self.threads.values()
+        values: list[Any] = []
+        for thread in threads:
+            values.extend(thread[:5])
+            values.append(_participants_text(thread[5]))
+        txn.execute(_THREADS_UPSERT[0] + values_rows(len(threads), 6) + _THREADS_UPSERT[1], values)
+        read: list[Any] = []
+        unread: list[Any] = []
+        for follow in self.follows.values():
+            (read if follow[4] else unread).extend(follow[:4])
+        for values, update in ((read, "following = 1, read_count = excluded.read_count"), (unread, "following = 1")):
+            if values:
+                rows = values_rows(len(values) // 4, 4, "1")
+                txn.execute(_FOLLOWS_UPSERT[0] + rows + _FOLLOWS_UPSERT[1] + update, values)
+
+
+#: A batch's threads written in one statement: its head and tail, around the VALUES rows.
+_THREADS_UPSERT = (
+    "INSERT INTO threads (root_seq, chat_id, reply_count, last_reply_at, last_reply_seq, participant_ids) VALUES ",
+    " ON CONFLICT (root_seq) DO UPDATE SET reply_count = excluded.reply_count, last_reply_at = excluded.last_reply_at,"
+    " participant_ids = excluded.participant_ids, last_reply_seq = CASE"
+    " WHEN threads.last_reply_seq < excluded.last_reply_seq THEN excluded.last_reply_seq"
+    " ELSE threads.last_reply_seq END",
+)
+#: A batch's follows (the update after it differs for those the reply read and those it made followers).
+_FOLLOWS_UPSERT = (
+    "INSERT INTO thread_follows (root_seq, user_id, chat_id, read_count, following) VALUES ",
+    " ON CONFLICT (root_seq, user_id) DO UPDATE SET ",
+)
 
 
 def reply_deleted_txn(txn: Txn, root_seq: int) -> None:

@@ -245,6 +245,18 @@ def in_clause(values: Sequence[Any]) -> str:
     return f"({_placeholders(len(values))})"
 
 
+@functools.lru_cache(maxsize=512)
+def values_rows(count: int, width: int, last: str = "") -> str:
+    """``(?, ?), (?, ?)``: ``count`` VALUES rows of ``width`` parameters each, then ``last`` (a constant) if given.
+
+    Kept per shape: a batch writes its rows with the same text for the same
+    count, so sqlite3's statement cache finds it, and the text is not built
+    again for every batch.
+    """
+    row = "(" + ", ".join(["?"] * width + ([last] if last else [])) + ")"
+    return ", ".join([row] * count)
+
+
 def newest_first_txn(
     txn: Txn, table: str, columns: str, conditions: Sequence[tuple[str, Any]], limit: int
 ) -> list[Row]:

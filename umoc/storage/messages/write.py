@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Any
 
 from umoc.errors import Code, RefusedError
@@ -35,7 +36,7 @@ from umoc.records import Actor
 from umoc.records.groups import MUTED, READ_ONLY, ROLE_REFUSED, may, outranks
 from umoc.records.messages import Deletion, NewMessage
 from umoc.storage.changes import NewChange, record_many_txn, statements_with_change, with_change
-from umoc.storage.database import Row, Txn
+from umoc.storage.database import Row, Txn, values_rows
 from umoc.storage.engine.members import GroupMembers
 from umoc.storage.membership import kept_members_txn, members_at_txn
 from umoc.storage.mentions import check_mentions, mentions_text, outsider_error, unread_mentions_statements
@@ -555,17 +556,17 @@ class _Later:
         members, chats = list(self.members.values()), list(self.chats.values())
         txn.execute(
             "UPDATE user_chats SET sent_count = sent_count + v.column3, last_sent_at = v.column4 FROM (VALUES "
-            + ", ".join(["(?, ?, ?, ?)"] * len(members))
+            + values_rows(len(members), 4)
             + ") AS v WHERE user_chats.user_id = v.column1 AND user_chats.chat_id = v.column2",
-            [value for member in members for value in member],
+            list(chain.from_iterable(members)),
         )
         txn.execute(
             "UPDATE chats SET message_count = message_count + v.column2,"
             " last_activity = CASE WHEN last_activity < v.column3 THEN v.column3 ELSE last_activity END,"
             " last_seq = CASE WHEN last_seq < v.column4 THEN v.column4 ELSE last_seq END FROM (VALUES "
-            + ", ".join(["(?, ?, ?, ?)"] * len(chats))
+            + values_rows(len(chats), 4)
             + ") AS v WHERE chats.id = v.column1",
-            [value for chat in chats for value in chat],
+            list(chain.from_iterable(chats)),
         )
 
 
