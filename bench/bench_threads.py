@@ -8,7 +8,12 @@ seeded in bulk; the owner also has a direct chat with each, so ``get_chats``
 lists ``--members`` chats).  ``--roots`` messages start threads; then blocks
 of plain messages and blocks where ``--thread-share`` of the messages are
 replies (to random roots, from ``--senders`` rotating members) alternate, so
-drift and noise hit both alike; each block's mean is one sample::
+drift and noise hit both alike; each block's mean is one sample.  Besides
+the ratio of the two kinds' median blocks it prints the median (and
+quartiles) of each block pair's ratio, a block against its neighbour of the
+other kind: on a machine whose speed drifts, that is the steadier figure,
+and ``--thread-share 0`` (both kinds the same sends) shows how far it
+spreads with no difference at all::
 
     python bench/bench_threads.py [--members 1000] [--blocks 8] [--per-block 200] [--in-flight 1,16]
 
@@ -141,9 +146,14 @@ async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace)
                 times.append(await _block([make(i) for i in range(args.per_block)], in_flight))
         base, base_cpu = (statistics.median(t[k] for t in plain_times) for k in (0, 1))
         extra, extra_cpu = (statistics.median(t[k] for t in mixed_times) for k in (0, 1))
+        # Each block against its neighbour of the other kind: the machine's drift (clock speed, neighbours)
+        # moves both alike, so these ratios spread far less than the blocks' own times.
+        paired = sorted(p[0] / m[0] for p, m in zip(plain_times, mixed_times, strict=True))
+        quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
         rows.append(
             f"  {name:<10} group of {args.members} {in_flight:>3} in flight | msgs/s: plain {1e6 / base:6.0f}"
             f"  {args.thread_share:.0%} in threads {1e6 / extra:6.0f}  threads/plain {base / extra:5.3f}"
+            f" (pairs: median {statistics.median(paired):5.3f}, quartiles {quartiles[0]:5.3f}-{quartiles[2]:5.3f})"
             f" | CPU us/msg: plain {base_cpu:6.0f}  threads {extra_cpu:6.0f}"
         )
         print(rows[-1], flush=True)
