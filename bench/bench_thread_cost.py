@@ -17,17 +17,27 @@ thread) and their ratio, which the load moves far less than wall time::
 
 ``--profile plain|reply`` prints the top functions (cumulative) of the
 reactor's thread and of the writer's thread during one block of that kind.
+
+``--instructions`` counts instead of timing, so the machine's load does not
+move it: each kind runs under callgrind after the same warm-up, once with
+``--per-block`` messages and once with none, and the difference over their
+number is a message's instructions, the reactor's thread apart from the
+database's (``PYTHONHASHSEED`` fixed; two runs at a time, a few minutes)::
+
+    python bench/bench_thread_cost.py --instructions [--per-block 800]
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import glob
 import os
 import pstats
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -108,12 +118,8 @@ def _profiled_run_job(self: Any, job: Any, interaction: Any) -> Any:
         COUNTER.db_cpu += time.thread_time() - started
 
 
-async def _block(
-    sends: list[tuple[EventContext, dict[str, Any]]], in_flight: int
-) -> tuple[tuple[float, float], tuple[int, ...]]:
-    """Every send, ``in_flight`` at a time: ((CPU, the database threads' CPU) us per message, the counters' growth)."""
-    before = COUNTER.snapshot()
-    cpu, db_cpu = time.process_time(), COUNTER.db_cpu
+async def _sends(sends: list[tuple[EventContext, dict[str, Any]]], in_flight: int) -> None:
+    """Every send, ``in_flight`` at a time."""
     pending = iter(sends)
 
     async def worker() -> None:
@@ -121,6 +127,15 @@ async def _block(
             await _SEND.handler(ctx, _SEND.schema.validate(payload))
 
     await defer.gatherResults([defer.ensureDeferred(worker()) for _ in range(in_flight)], consumeErrors=True)
+
+
+async def _block(
+    sends: list[tuple[EventContext, dict[str, Any]]], in_flight: int
+) -> tuple[tuple[float, float], tuple[int, ...]]:
+    """Every send, ``in_flight`` at a time: ((CPU, the database threads' CPU) us per message, the counters' growth)."""
+    before = COUNTER.snapshot()
+    cpu, db_cpu = time.process_time(), COUNTER.db_cpu
+    await _sends(sends, in_flight)
     used = (time.process_time() - cpu) / len(sends) * 1e6, (COUNTER.db_cpu - db_cpu) / len(sends) * 1e6
     return used, tuple(b - a for a, b in zip(before, COUNTER.snapshot(), strict=True))
 
@@ -135,9 +150,15 @@ async def main(reactor: Any) -> None:
     parser.add_argument("--per-block", type=int, default=400)
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--profile", choices=["plain", "reply"])
+    parser.add_argument("--instructions", action="store_true", help="count under callgrind instead of timing")
+    parser.add_argument("--once", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)  # what callgrind runs
     args = parser.parse_args()
-    dbmod._sqlite_open = _counted_open
-    poolmod._GuardedPool._run_job = _profiled_run_job  # type: ignore[method-assign]
+    if args.instructions:
+        _instructions(args)
+        return
+    if not args.once:  # counted by callgrind: no trace callback, no timing, in what it counts
+        dbmod._sqlite_open = _counted_open
+        poolmod._GuardedPool._run_job = _profiled_run_job  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="umoc-threadcost-") as folder:
         db = Database.sqlite(os.path.join(folder, "bench.db"))
         await db.migrate()
@@ -173,7 +194,13 @@ async def main(reactor: Any) -> None:
 
         kinds = {"plain": plain, "reply": reply}
         for make in kinds.values():  # warm-up: most senders follow most threads
-            await _block([make(i) for i in range(args.roots * len(senders))], args.in_flight)
+            await _sends([make(i) for i in range(args.roots * len(senders))], args.in_flight)
+        if args.once:
+            kind, count = args.once[0], int(args.once[1])
+            if count:
+                await _sends([kinds[kind](i) for i in range(count)], args.in_flight)
+            db.close()
+            return
         if args.profile:
             reactor_profile, WRITER_PROFILE = cProfile.Profile(time.thread_time), cProfile.Profile(time.thread_time)
             reactor_profile.enable()
@@ -212,6 +239,47 @@ async def main(reactor: Any) -> None:
         f"  CPU reply/plain: median of block pairs {statistics.median(ratios):.3f}"
         f" ({', '.join(f'{x:.2f}' for x in ratios)})"
     )
+
+
+def _instructions(args: argparse.Namespace) -> None:
+    """Each kind's instructions per message under callgrind: (with ``--per-block`` messages - with none) / that."""
+    count = args.per_block
+    with tempfile.TemporaryDirectory(prefix="umoc-threadcost-cg-") as folder:
+
+        def run(kind: str, n: int) -> subprocess.Popen[str]:
+            out = os.path.join(folder, f"{kind}-{n}.out")
+            cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
+            cmd += [sys.executable, os.path.abspath(__file__), "--once", kind, str(n)]
+            cmd += ["--members", str(args.members), "--in-flight", str(args.in_flight)]
+            env = dict(os.environ, PYTHONHASHSEED="0")
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+        def threads(kind: str, n: int) -> dict[str, int]:
+            """Instructions by thread: the reactor's ("-01") and the database's (every other, summed)."""
+            totals = {"reactor": 0, "database": 0}
+            for path in glob.glob(os.path.join(folder, f"{kind}-{n}.out-*")):
+                with open(path) as f:
+                    total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+                totals["reactor" if path.endswith("-01") else "database"] += total
+            return totals
+
+        for kind in ("plain", "reply"):
+            for proc in [run(kind, count), run(kind, 0)]:  # two at a time: each its own core
+                _, err = proc.communicate()
+                if proc.returncode != 0:
+                    raise SystemExit(f"callgrind failed\n{err[-3000:]}")
+        per = {
+            k: {t: (threads(k, count)[t] - threads(k, 0)[t]) / count for t in ("reactor", "database")}
+            for k in ("plain", "reply")
+        }
+    print(f"SQLite, group of {args.members}, {args.in_flight} in flight, {count} messages of each kind (callgrind)")
+    for kind, by_thread in per.items():
+        print(
+            f"  {kind:<6} instructions per message {sum(by_thread.values()):10,.0f}"
+            f" (reactor {by_thread['reactor']:9,.0f}, database threads {by_thread['database']:9,.0f})"
+        )
+    ratio = sum(per["reply"].values()) / sum(per["plain"].values())
+    print(f"  reply / plain {ratio:.3f}; at 20 % replies, a message costs {1 + 0.2 * (ratio - 1):.3f}x")
 
 
 if __name__ == "__main__":
