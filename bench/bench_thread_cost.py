@@ -25,6 +25,12 @@ number is a message's instructions, the reactor's thread apart from the
 database's (``PYTHONHASHSEED`` fixed; two runs at a time, a few minutes)::
 
     python bench/bench_thread_cost.py --instructions [--per-block 800]
+
+``--pages`` shows what each kind's commits write: with checkpoints off, the
+WAL's frames a block appends, by the table or index each page belongs to
+(``dbstat``), per message (``--in-flight 1``: one message a commit)::
+
+    python bench/bench_thread_cost.py --pages --in-flight 1 --per-block 200
 """
 
 from __future__ import annotations
@@ -97,6 +103,43 @@ def _counted_open(synchronous: str, conn: sqlite3.Connection) -> None:
     conn.set_trace_callback(COUNTER)
 
 
+def _unchecked_open(synchronous: str, conn: sqlite3.Connection) -> None:
+    """The writer's connection with automatic checkpoints off: the WAL keeps every frame a block writes."""
+    _open(synchronous, conn)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+
+
+_FRAME = 24 + 4096  # a WAL frame: its header, then the page (SQLite's default page size)
+
+
+def _wal_end(path: str) -> int:
+    return max(32, os.path.getsize(path + "-wal"))  # 32: the WAL's own header
+
+
+async def _appended(path: str, sends: Any) -> list[int]:
+    """The page numbers of the WAL frames appended while ``sends`` ran."""
+    start = _wal_end(path)
+    await sends
+    with open(path + "-wal", "rb") as wal:
+        wal.seek(start)
+        data = wal.read()
+    return [int.from_bytes(data[i : i + 4], "big") for i in range(0, len(data) - _FRAME + 1, _FRAME)]
+
+
+def _wal_pages(path: str, name: str, pages: list[int], messages: int) -> None:
+    """Print the frames per message, by the table or index their pages belong to."""
+    reader = sqlite3.connect(path)
+    try:
+        owner = dict(reader.execute("SELECT pageno, name FROM dbstat").fetchall())
+    finally:
+        reader.close()
+    by_name: dict[str, int] = {}
+    for page in pages:
+        by_name[owner.get(page, "(new page)")] = by_name.get(owner.get(page, "(new page)"), 0) + 1
+    shown = ", ".join(f"{k} {v / messages:.2f}" for k, v in sorted(by_name.items(), key=lambda kv: -kv[1]))
+    print(f"  {name:<6} WAL frames per message {len(pages) / messages:5.2f}: {shown}")
+
+
 #: The writer thread's profiler, enabled around each transaction while ``--profile`` runs.
 WRITER_PROFILE: cProfile.Profile | None = None
 _run_job = poolmod._GuardedPool._run_job
@@ -151,6 +194,7 @@ async def main(reactor: Any) -> None:
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--profile", choices=["plain", "reply"])
     parser.add_argument("--instructions", action="store_true", help="count under callgrind instead of timing")
+    parser.add_argument("--pages", action="store_true", help="the pages each kind's commits write, by table")
     parser.add_argument("--once", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)  # what callgrind runs
     args = parser.parse_args()
     if args.instructions:
@@ -159,8 +203,11 @@ async def main(reactor: Any) -> None:
     if not args.once:  # counted by callgrind: no trace callback, no timing, in what it counts
         dbmod._sqlite_open = _counted_open
         poolmod._GuardedPool._run_job = _profiled_run_job  # type: ignore[method-assign]
+    if args.pages:
+        dbmod._sqlite_open = _unchecked_open
     with tempfile.TemporaryDirectory(prefix="umoc-threadcost-") as folder:
-        db = Database.sqlite(os.path.join(folder, "bench.db"))
+        path = os.path.join(folder, "bench.db")
+        db = Database.sqlite(path)
         await db.migrate()
         storage = Storage(db)
         seeder = Seeder(db)
@@ -195,6 +242,16 @@ async def main(reactor: Any) -> None:
         kinds = {"plain": plain, "reply": reply}
         for make in kinds.values():  # warm-up: most senders follow most threads
             await _sends([make(i) for i in range(args.roots * len(senders))], args.in_flight)
+        if args.pages:
+            for name in ("plain", "reply", "plain", "reply"):
+                _wal_pages(
+                    path,
+                    name,
+                    await _appended(path, _sends([kinds[name](i) for i in range(args.per_block)], args.in_flight)),
+                    args.per_block,
+                )
+            db.close()
+            return
         if args.once:
             kind, count = args.once[0], int(args.once[1])
             if count:
