@@ -24,23 +24,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from typing import Any
 
 from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from seeding import Seeder  # noqa: E402
 
-from bench.bench_threads import _block, _payload, _Socket  # noqa: E402
-from umoc.config import parse_config  # noqa: E402
+from bench.bench_threads import _block, _payload, seeded_group  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
-from umoc.records.groups import NewGroup  # noqa: E402
-from umoc.storage import Storage, batching  # noqa: E402
+from umoc.storage import batching  # noqa: E402
 from umoc.storage.database import Database  # noqa: E402
-from umoc.transport.socketio import Identity  # noqa: E402
-from umoc.wiring import build_node  # noqa: E402
 
 #: Whether the next batch opens the savepoint (switched between blocks).
 SAVEPOINT = {"on": False}
@@ -60,18 +54,8 @@ async def main(reactor: Any) -> None:
     batching._batch_txn = _switched_batch_txn  # type: ignore[assignment]
     with tempfile.TemporaryDirectory(prefix="umoc-savepoint-") as folder:
         db = Database.sqlite(os.path.join(folder, "bench.db"))
-        await db.migrate()
-        storage, seeder, now = Storage(db), Seeder(db), time.time()
-        (owner,) = await seeder.users("benchowner", 1, now)
-        members = await seeder.users("benchmember", args.members - 1, now)
-        await seeder.direct_chats(owner, members, 0, now)
-        group = await storage.groups.create(owner, NewGroup("bench", None, tuple(members)), now, args.members)
-        config = parse_config({"ratelimits": {"enabled": False}, "messages": {"max_group_members": args.members}})
-        services = build_node(config, reactor, storage).services
-        senders = [
-            EventContext(services, _Socket(Identity(u, f"u{u}", str(uuid.uuid4()), now + 86400)))  # type: ignore[arg-type]
-            for u in members[:20]
-        ]
+        seeded = await seeded_group(reactor, db, args.members)
+        group, senders = seeded.group, [seeded.context(u) for u in seeded.members[:20]]
 
         def sends(count: int) -> list[tuple[EventContext, dict[str, Any]]]:
             return [(senders[i % len(senders)], _payload(group, f"message {i}")) for i in range(count)]

@@ -48,25 +48,18 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from typing import Any
 
 from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from seeding import Seeder  # noqa: E402
 
-from bench.bench_threads import _SEND, _payload, _Socket  # noqa: E402
-from umoc.config import parse_config  # noqa: E402
+from bench.bench_threads import _SEND, _payload, seeded_group  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
-from umoc.records.groups import NewGroup  # noqa: E402
-from umoc.storage import Storage  # noqa: E402
 from umoc.storage import database as dbmod  # noqa: E402
 from umoc.storage.database import Database  # noqa: E402
 from umoc.storage.engine import pool as poolmod  # noqa: E402
-from umoc.transport.socketio import Identity  # noqa: E402
-from umoc.wiring import build_node  # noqa: E402
 
 
 class Counter:
@@ -208,21 +201,8 @@ async def main(reactor: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="umoc-threadcost-") as folder:
         path = os.path.join(folder, "bench.db")
         db = Database.sqlite(path)
-        await db.migrate()
-        storage = Storage(db)
-        seeder = Seeder(db)
-        now = time.time()
-        (owner,) = await seeder.users("benchowner", 1, now)
-        members = await seeder.users("benchmember", args.members - 1, now)
-        await seeder.direct_chats(owner, members, 0, now)
-        group = await storage.groups.create(owner, NewGroup("bench", None, tuple(members)), now, args.members)
-        config = parse_config({"ratelimits": {"enabled": False}, "messages": {"max_group_members": args.members}})
-        services = build_node(config, reactor, storage).services
-
-        def context(user_id: int) -> EventContext:
-            identity = Identity(user_id, f"u{user_id}", str(uuid.uuid4()), now + 86400)
-            return EventContext(services, _Socket(identity))  # type: ignore[arg-type]
-
+        seeded = await seeded_group(reactor, db, args.members)
+        owner, members, group, context = seeded.owner, seeded.members, seeded.group, seeded.context
         owner_ctx = context(owner)
         senders = [context(u) for u in members[: args.senders]]
         roots = []

@@ -94,24 +94,42 @@ async def _timed(fn: Callable[[], Awaitable[Any]], runs: int) -> tuple[float, fl
     return statistics.median(times), sorted(times)[max(0, int(len(times) * 0.95) - 1)]
 
 
-async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace) -> list[str]:
+@dataclass
+class GroupBench:
+    """A migrated database with a group of ``size`` (the owner's friends) and a node's services over it."""
+
+    owner: int
+    members: list[int]
+    group: int
+    context: Callable[[int], EventContext]
+
+
+async def seeded_group(reactor: Any, db: Database, size: int) -> GroupBench:
+    """Migrate ``db``, seed a group of ``size`` in bulk (the owner has a direct chat with each), build a node."""
     await db.migrate()
     storage = Storage(db)
     seeder = Seeder(db)
     now = time.time()
-    started = time.perf_counter()
     (owner,) = await seeder.users("benchowner", 1, now)
-    members = await seeder.users("benchmember", args.members - 1, now)
+    members = await seeder.users("benchmember", size - 1, now)
     await seeder.direct_chats(owner, members, 0, now)
-    group = await storage.groups.create(owner, NewGroup("bench", None, tuple(members)), now, args.members)
-    print(f"{name}: seeded a group of {args.members} in {time.perf_counter() - started:.1f} s", flush=True)
-
-    config = parse_config({"ratelimits": {"enabled": False}, "messages": {"max_group_members": args.members}})
+    group = await storage.groups.create(owner, NewGroup("bench", None, tuple(members)), now, size)
+    config = parse_config({"ratelimits": {"enabled": False}, "messages": {"max_group_members": size}})
     services = build_node(config, reactor, storage).services
 
     def context(user_id: int) -> EventContext:
+        """What a handler gets from a socket of ``user_id``'s."""
         identity = Identity(user_id, f"u{user_id}", str(uuid.uuid4()), now + 86400)
         return EventContext(services, _Socket(identity))  # type: ignore[arg-type]
+
+    return GroupBench(owner, members, group, context)
+
+
+async def bench(reactor: Any, name: str, db: Database, args: argparse.Namespace) -> list[str]:
+    started = time.perf_counter()
+    seeded = await seeded_group(reactor, db, args.members)
+    owner, members, group, context = seeded.owner, seeded.members, seeded.group, seeded.context
+    print(f"{name}: seeded a group of {args.members} in {time.perf_counter() - started:.1f} s", flush=True)
 
     owner_ctx = context(owner)
     senders = [context(u) for u in members[: args.senders]]
