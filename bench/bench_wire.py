@@ -36,6 +36,12 @@ The workloads drive the real code on in-memory transports, no sockets:
     1,000 connected WebSockets, each its own user, in a real `Hub`; one
     ``new_message`` sent with ``Hub.emit_to_users`` to all 1,000 users.
     Unit: one broadcast (1,000 deliveries).
+``reply_together`` / ``reply_apart``
+    As ``broadcast``, a thread reply's two events to the 1,000 users: its
+    keyed ``new_message`` and its ``thread_updated``, told together with
+    ``Hub.tell_all`` (one message of two frames per socket), or apart with
+    two ``Hub.tell`` calls (as before issue 30's last change).  Unit: one
+    reply (2,000 deliveries).
 ``connect``
     A new connection through the real HTTP site (twisted.web's channel,
     the Engine.IO resource, Autobahn's resource and opening handshake),
@@ -83,6 +89,8 @@ WORKLOADS = {
     "ingest16": (4000, 320),
     "acks": (2000, 200),
     "broadcast": (20, 3),
+    "reply_together": (20, 3),
+    "reply_apart": (20, 3),
     "connect": (200, 20),
     "appconnect": (100, 10),
     "appcycle": (100, 10),
@@ -385,6 +393,25 @@ def run(workload: str, units: int) -> None:
             node.clock.advance(0)
             if i == 0:
                 assert all(b"new_message" in t.value() for t in transports)
+            for t in transports:
+                t.clear()
+    elif workload in ("reply_together", "reply_apart"):
+        from umoc.domain import notices
+
+        node = Node()
+        transports = [node.connect() for _ in range(1000)]
+        users = list(range(1, 1001))
+        summary = {"chat_id": 7, "is_group": True, "thread_id": NEW_MESSAGE["message_id"], "reply_count": 3}
+        for i in range(warm + units):
+            told = [(notices.NEW_MESSAGE(NEW_MESSAGE), f"m{i}"), (notices.THREAD_UPDATED(summary), None)]
+            if workload == "reply_together":
+                node.hub.tell_all(users, told, unique=True)
+            else:
+                for notice, key in told:
+                    node.hub.tell(users, notice, key=key, unique=True)
+            node.clock.advance(0)
+            if i == 0:
+                assert all(b"new_message" in t.value() and b"thread_updated" in t.value() for t in transports)
             for t in transports:
                 t.clear()
     elif workload == "appconnect":

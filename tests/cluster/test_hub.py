@@ -7,6 +7,8 @@ from twisted.trial import unittest
 from tests.support.fakes import FakeSocket
 from umoc.cluster.hub import Hub
 from umoc.domain import notices
+from umoc.transport.engine import Outgoing
+from umoc.transport.socketio import Identity
 
 
 class HubTests(unittest.SynchronousTestCase):
@@ -66,6 +68,46 @@ class HubTests(unittest.SynchronousTestCase):
         self.hub.release(2)
         self.assertEqual([name for name, _ in self.bob.received], ["new_message", "thread_updated"])
         self.assertEqual(self.hub.messages_delivered, 2, "new_message to the phone and the laptop; bob's was held")
+
+    def test_events_told_together_go_to_each_socket_as_one_message_each_kept_under_its_own_offset(self) -> None:
+        """One send per socket (its frames joined into one write), while recovery replays each event alone."""
+        from twisted.internet.task import Clock
+
+        from umoc.transport.recovery import RecoveryStore
+
+        clock = Clock()
+        hub = Hub(recovery=RecoveryStore(clock, 120.0), clock=clock, session_ended=notices.session_ended)
+        sent: list[Outgoing] = []
+        phone = FakeSocket(1, "s1", "alice", pid=hub.recovery.new_pid())  # type: ignore[union-attr]
+        real_send = phone.send
+        phone.send = lambda message: (sent.append(message), real_send(message))  # type: ignore[method-assign]
+        hub.add(phone)
+        hub.recovery.attach(phone)  # type: ignore[union-attr, arg-type]
+        together = [(notices.NEW_MESSAGE({"n": 1}), "m1"), (notices.THREAD_UPDATED({"t": 1}), None)]
+        hub.tell_all([1, 2, 3], together, unique=True)
+        self.assertEqual(len(sent), 1, "one message for both events")
+        self.assertEqual(len(sent[0].frames), 2)
+        self.assertEqual([event[0] for event in phone.received], ["new_message", "thread_updated"])
+        self.assertEqual(hub.messages_delivered, 1, "the new_message, counted once")
+        self.assertTrue(hub.delivered.has("m1", 1))
+        offsets = [event[-1] for event in phone.received]
+        self.assertEqual(len(set(offsets)), 2, "each event has its own offset")
+        hub.recovery.detach(phone, "transport close")  # type: ignore[union-attr, arg-type]
+        restored = hub.recovery.restore(  # type: ignore[union-attr]
+            {"pid": phone.pid, "offset": offsets[0]}, Identity(1, "alice", "s1", 1e12), "/"
+        )
+        assert restored is not None
+        self.assertEqual(len(restored.missed), 1, "after the first offset, only the thread_updated is missed")
+        self.assertIn("thread_updated", restored.missed[0].frames[0])
+
+    def test_events_told_together_after_a_key_reached_someone_here_go_one_by_one(self) -> None:
+        self.hub.add(self.phone)
+        self.hub.add(self.bob)
+        self.hub.emit_to_users([1], "new_message", {"n": 1}, key="m1")  # the phone, by a catch-up
+        together = [(notices.NEW_MESSAGE({"n": 1}), "m1"), (notices.THREAD_UPDATED({"t": 1}), None)]
+        self.hub.tell_all([1, 2], together, unique=True)
+        self.assertEqual([e[0] for e in self.phone.received], ["new_message", "thread_updated"])
+        self.assertEqual([e[0] for e in self.bob.received], ["new_message", "thread_updated"])
 
     def test_ending_a_session_tells_and_closes_only_its_sockets(self) -> None:
         for socket in (self.phone, self.laptop):

@@ -184,12 +184,39 @@ class Hub:
         As `tell` for each, but the audience is looked through once for the
         users with a socket here: a thread reply's ``new_message`` and
         ``thread_updated`` to a group of 1,000 cost one pass over its members,
-        not two.
+        not two.  And when they can go out at once (no fan-out is queued, the
+        audience is within a turn, no key already reached anyone here), each
+        socket is sent them as one message of several frames: one call per
+        socket, not one per event, and one write (the WebSocket frames are
+        joined).  Each event is still encoded once, remembered under its own
+        key, kept for recovery under its own offset and published on its own.
         """
+        notices = list(notices)
         targets = list(user_ids) if unique else list(dict.fromkeys(user_ids))
         local = list(self._here(targets))
+        if len(notices) < 2 or not self._at_once(targets, notices):
+            for notice, key in notices:
+                self._emit(targets, local, notice.name, notice.args, key)
+            return
+        frames: list[str | bytes] = []
+        counted = False
         for notice, key in notices:
-            self._emit(targets, local, notice.name, notice.args, key)
+            encoded, offset = self._encode(notice.name, notice.args)
+            frames.extend(encoded)
+            if key is not None:
+                self.delivered.add(key, local)
+                counted = counted or is_message_key(key)
+            if offset is not None and self.recovery is not None:
+                self.recovery.record(offset, targets, Outgoing.from_socketio(encoded))
+            if self.remote is not None:
+                self.remote.publish_to_users(targets, encoded, offset, key)
+        self._send(local, Outgoing.from_socketio(frames), counted)
+
+    def _at_once(self, targets: list[int], notices: list[tuple[Announcement, str | None]]) -> bool:
+        """Whether `tell_all` may send these together now: nothing queued before them, nobody to skip."""
+        if self._fanouts or (len(targets) > self.SENDS_PER_TURN and self._clock is not None):
+            return False
+        return not any(key is not None and self.delivered.reached(key) for _, key in notices)
 
     def emit_to_users(
         self, user_ids: Iterable[int], event: str, *args: Any, key: str | None = None, unique: bool = False
@@ -207,16 +234,18 @@ class Hub:
 
     def _emit(self, targets: list[int], local: list[int] | None, event: str, args: Any, key: str | None) -> None:
         """Encode once, deliver here and publish to the other nodes; ``local``: those of ``targets`` found here."""
-        offset = None
-        if self.recovery is None:
-            frames = encode_event(event, *args)
-        else:
-            # One offset per broadcast, the same for every recipient: still encoded once.
-            offset = self.recovery.next_offset()
-            frames = encode_event(event, *args, offset)
+        frames, offset = self._encode(event, args)
         self._deliver(targets, local, Outgoing.from_socketio(frames), offset, key)
         if self.remote is not None:
             self.remote.publish_to_users(targets, frames, offset, key)
+
+    def _encode(self, event: str, args: Any) -> tuple[list[str | bytes], str | None]:
+        """The event's Socket.IO frames, and its recovery offset (None when recovery is off)."""
+        if self.recovery is None:
+            return encode_event(event, *args), None
+        # One offset per broadcast, the same for every recipient: still encoded once.
+        offset = self.recovery.next_offset()
+        return encode_event(event, *args, offset), offset
 
     def deliver_local(
         self, user_ids: Iterable[int], message: Outgoing, offset: str | None = None, key: str | None = None
