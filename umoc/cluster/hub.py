@@ -214,7 +214,7 @@ class Hub:
 
     def _at_once(self, targets: list[int], notices: list[tuple[Announcement, str | None]]) -> bool:
         """Whether `tell_all` may send these together now: nothing queued before them, nobody to skip."""
-        if self._fanouts or (len(targets) > self.SENDS_PER_TURN and self._clock is not None):
+        if self._queues(len(targets)):
             return False
         return not any(key is not None and self.delivered.reached(key) for _, key in notices)
 
@@ -278,7 +278,7 @@ class Hub:
             self.recovery.record(offset, user_ids, message)
             kept = True
         counted = key is not None and is_message_key(key)
-        if self._fanouts or (len(user_ids) > self.SENDS_PER_TURN and self._clock is not None):
+        if self._queues(len(user_ids)):
             self._fanouts.append(_Fanout(user_ids, message, counted, kept))
             if self._next_turn is None:
                 self._next_turn = self._clock.callLater(0, self._next_fanouts)  # type: ignore[union-attr]
@@ -286,6 +286,10 @@ class Hub:
         self._send(self._here(user_ids) if here is None else here, message, counted)
         if kept:
             message.cache.clear()  # the replay log keeps the frames, not each transport's copy
+
+    def _queues(self, audience: int) -> bool:
+        """Whether a delivery to ``audience`` users waits its turn: one is under way, or it is too big for one turn."""
+        return bool(self._fanouts) or (audience > self.SENDS_PER_TURN and self._clock is not None)
 
     def _here(self, user_ids: list[int]) -> Iterable[int]:
         """Those of ``user_ids`` with a socket here or held deliveries, in order: only they are sent anything."""

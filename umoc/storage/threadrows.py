@@ -111,6 +111,8 @@ ROOT_COLUMNS = (
     " t.reply_count AS t_reply_count, t.participant_ids AS t_participant_ids"
 )
 _ROOT_WIDTH = ROOT_COLUMNS.count(" AS ")
+#: The root (and its thread) alone, by the condition that follows.
+_ROOT_SELECT = "SELECT " + ROOT_COLUMNS + " FROM messages r LEFT JOIN threads t ON t.root_seq = r.seq WHERE "
 #: The joins they need, the message named ``?`` as ``r``.
 ROOT_JOINS = " LEFT JOIN messages r ON r.id = ? LEFT JOIN threads t ON t.root_seq = r.seq"
 
@@ -123,7 +125,7 @@ def reply_root_txn(txn: Txn, thread_id: str) -> ThreadRoot:
     `RefusedError` when there is no such live root.
     """
     row = txn.execute(
-        "SELECT " + ROOT_COLUMNS + " FROM messages r LEFT JOIN threads t ON t.root_seq = r.seq WHERE r.id = ?",
+        _ROOT_SELECT + "r.id = ?",
         (thread_id,),
     ).fetchone()
     return root_from_row(txn, row)
@@ -141,7 +143,7 @@ def root_from_row(txn: Txn, row: Row | None) -> ThreadRoot:
     if root is not None and root[4] is not None:  # r_thread_root_seq: the message named is a reply
         root = _root_values(
             txn.execute(
-                "SELECT " + ROOT_COLUMNS + " FROM messages r LEFT JOIN threads t ON t.root_seq = r.seq WHERE r.seq = ?",
+                _ROOT_SELECT + "r.seq = ?",
                 (int(root[4]),),
             ).fetchone()
         )
@@ -268,20 +270,19 @@ class BatchedReplies:
         """The threads' rows, then the follows (which reference them): one statement each, none for no replies."""
         if not self.threads:
             return
-        threads = self.threads.values()
-        values: list[Any] = []
-        for thread in threads:
-            values.extend(thread[:5])
-            values.append(_participants_text(thread[5]))
-        txn.execute(_THREADS_UPSERT[0] + values_rows(len(threads), 6) + _THREADS_UPSERT[1], values)
+        threads: list[Any] = []
+        for thread in self.threads.values():
+            threads.extend(thread[:5])
+            threads.append(_participants_text(thread[5]))
+        txn.execute(_THREADS_UPSERT[0] + values_rows(len(self.threads), 6) + _THREADS_UPSERT[1], threads)
         read: list[Any] = []
         unread: list[Any] = []
         for follow in self.follows.values():
             (read if follow[4] else unread).extend(follow[:4])
-        for values, update in ((read, "following = 1, read_count = excluded.read_count"), (unread, "following = 1")):
-            if values:
-                rows = values_rows(len(values) // 4, 4, "1")
-                txn.execute(_FOLLOWS_UPSERT[0] + rows + _FOLLOWS_UPSERT[1] + update, values)
+        for follows, update in ((read, "following = 1, read_count = excluded.read_count"), (unread, "following = 1")):
+            if follows:
+                rows = values_rows(len(follows) // 4, 4, "1")
+                txn.execute(_FOLLOWS_UPSERT[0] + rows + _FOLLOWS_UPSERT[1] + update, follows)
 
 
 #: A batch's threads written in one statement: its head and tail, around the VALUES rows.
