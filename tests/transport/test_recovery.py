@@ -107,6 +107,16 @@ class RecoveryStoreTests(unittest.TestCase):
         self.broadcast([7], 0)
         self.assertEqual(len(self.store._log), 0)
 
+    def test_keepers_are_the_users_whose_sockets_here_may_come_back(self) -> None:
+        self.assertEqual(self.store.keepers([1, 2, 3]), frozenset())
+        gone = self.connected(1)
+        self.connected(3, "s3")
+        self.store.detach(gone, "transport close")  # type: ignore[arg-type]
+        self.assertEqual(self.store.keepers(iter([3, 2, 1, 1])), frozenset({1, 3}))
+        offset = self.store.next_offset()
+        self.store.record(offset, [1, 2, 3], Outgoing(["42"]), keepers=frozenset({3}))
+        self.assertEqual([entry.users for entry in self.store._log], [frozenset({3})])
+
     def test_events_relayed_from_another_node_are_kept_under_their_own_offset(self) -> None:
         from umoc.cluster.hub import Hub
 

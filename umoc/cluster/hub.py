@@ -189,7 +189,8 @@ class Hub:
         socket is sent them as one message of several frames: one call per
         socket, not one per event, and one write (the WebSocket frames are
         joined).  Each event is still encoded once, remembered under its own
-        key, kept for recovery under its own offset and published on its own.
+        key, kept for recovery under its own offset (for the sockets that may
+        come back, found once for all) and published on its own.
         """
         notices = list(notices)
         targets = list(user_ids) if unique else list(dict.fromkeys(user_ids))
@@ -200,6 +201,7 @@ class Hub:
             return
         frames: list[str | bytes] = []
         counted = False
+        keepers = self.recovery.keepers(targets) if self.recovery is not None else frozenset()
         for notice, key in notices:
             encoded, offset = self._encode(notice.name, notice.args)
             frames.extend(encoded)
@@ -207,7 +209,7 @@ class Hub:
                 self.delivered.add(key, local)
                 counted = counted or is_message_key(key)
             if offset is not None and self.recovery is not None:
-                self.recovery.record(offset, targets, Outgoing.from_socketio(encoded))
+                self.recovery.record(offset, targets, Outgoing.from_socketio(encoded), keepers)
             if self.remote is not None:
                 self.remote.publish_to_users(targets, encoded, offset, key)
         self._send(local, Outgoing.from_socketio(frames), counted)
