@@ -42,6 +42,10 @@ The workloads drive the real code on in-memory transports, no sockets:
     ``Hub.tell_all`` (one message of two frames per socket), or apart with
     two ``Hub.tell`` calls (as before issue 30's last change).  Unit: one
     reply (2,000 deliveries).
+``broadcast_recovery`` / ``reply_recovery``
+    As ``broadcast`` and ``reply_together``, with connection state
+    recovery on: every socket has a pid in the node's `RecoveryStore`, so
+    each event is also kept in its replay log for the users it reached.
 ``connect``
     A new connection through the real HTTP site (twisted.web's channel,
     the Engine.IO resource, Autobahn's resource and opening handshake),
@@ -91,6 +95,8 @@ WORKLOADS = {
     "broadcast": (20, 3),
     "reply_together": (20, 3),
     "reply_apart": (20, 3),
+    "broadcast_recovery": (20, 3),
+    "reply_recovery": (20, 3),
     "connect": (200, 20),
     "appconnect": (100, 10),
     "appcycle": (100, 10),
@@ -384,9 +390,11 @@ def run(workload: str, units: int) -> None:
     if workload in ("ingest1", "ingest16", "acks"):
         per_read = 16 if workload == "ingest16" else 1
         _ingest(warm + units, per_read, acks=workload == "acks")
-    elif workload == "broadcast":
+    elif workload in ("broadcast", "broadcast_recovery"):
         node = Node()
         transports = [node.connect() for _ in range(1000)]
+        if workload == "broadcast_recovery":
+            _with_recovery(node)
         users = list(range(1, 1001))
         for i in range(warm + units):
             node.hub.emit_to_users(users, "new_message", NEW_MESSAGE)
@@ -395,16 +403,18 @@ def run(workload: str, units: int) -> None:
                 assert all(b"new_message" in t.value() for t in transports)
             for t in transports:
                 t.clear()
-    elif workload in ("reply_together", "reply_apart"):
+    elif workload in ("reply_together", "reply_apart", "reply_recovery"):
         from umoc.domain import notices
 
         node = Node()
         transports = [node.connect() for _ in range(1000)]
+        if workload == "reply_recovery":
+            _with_recovery(node)
         users = list(range(1, 1001))
         summary = {"chat_id": 7, "is_group": True, "thread_id": NEW_MESSAGE["message_id"], "reply_count": 3}
         for i in range(warm + units):
             told = [(notices.NEW_MESSAGE(NEW_MESSAGE), f"m{i}"), (notices.THREAD_UPDATED(summary), None)]
-            if workload == "reply_together":
+            if workload != "reply_apart":
                 node.hub.tell_all(users, told, unique=True)
             else:
                 for notice, key in told:
@@ -426,6 +436,17 @@ def run(workload: str, units: int) -> None:
         assert len(node.hub.by_user) == warm + units
     else:
         raise SystemExit(f"unknown workload {workload!r}")
+
+
+def _with_recovery(node: Node) -> None:
+    """Connection state recovery on in ``node``'s hub, every connected socket given a pid (as a CONNECT does)."""
+    from umoc.transport.recovery import RecoveryStore
+
+    store = node.hub.recovery = RecoveryStore(node.clock, 120.0)
+    for sockets in node.hub.by_user.values():
+        for socket in sockets:
+            socket.pid = store.new_pid()
+            store.attach(socket)
 
 
 def memory(sockets: int = 1000) -> float:
