@@ -2,9 +2,10 @@
 
 Runs the real ``send_message`` handler (as `bench_threads.py` does: schema,
 command, group commit, ``new_message`` and ``thread_updated`` encoded for
-the hub) on SQLite in a temp file, in blocks of plain messages and blocks
+the hub) on SQLite in a temp file, in blocks of plain messages, blocks
 of thread replies (to ``--roots`` roots, from ``--senders`` rotating
-members), ``--in-flight`` at a time, alternating.  Per message of each
+members) and blocks of the two mixed as `bench_threads.py` mixes them (a
+fifth replies), ``--in-flight`` at a time, alternating.  Per message of each
 kind it prints what does not depend on the machine's load: statements the
 writer's connection ran (``sqlite3``'s trace callback; ``BEGIN`` and
 ``SAVEPOINT`` included, ``COMMIT`` not) and the trigger programs inside
@@ -15,7 +16,7 @@ thread) and their ratio, which the load moves far less than wall time::
     python bench/bench_thread_cost.py [--blocks 6] [--per-block 400] [--in-flight 16]
     python bench/bench_thread_cost.py --profile reply   # cProfile of both threads while replies are sent
 
-``--profile plain|reply`` prints the top functions (cumulative) of the
+``--profile plain|reply|mixed`` prints the top functions (cumulative) of the
 reactor's thread and of the writer's thread during one block of that kind.
 
 ``--instructions`` counts instead of timing, so the machine's load does not
@@ -185,7 +186,7 @@ async def main(reactor: Any) -> None:
     parser.add_argument("--blocks", type=int, default=6, help="blocks of each kind (alternating)")
     parser.add_argument("--per-block", type=int, default=400)
     parser.add_argument("--in-flight", type=int, default=16)
-    parser.add_argument("--profile", choices=["plain", "reply"])
+    parser.add_argument("--profile", choices=["plain", "reply", "mixed"])
     parser.add_argument("--instructions", action="store_true", help="count under callgrind instead of timing")
     parser.add_argument("--pages", action="store_true", help="the pages each kind's commits write, by table")
     parser.add_argument("--once", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)  # what callgrind runs
@@ -219,11 +220,17 @@ async def main(reactor: Any) -> None:
             # To a random root, as bench_threads.py sends them (few replies of one batch share a thread).
             return senders[i % len(senders)], _payload(group, f"reply {i}", thread_id=rng.choice(roots))
 
-        kinds = {"plain": plain, "reply": reply}
+        mix_rng = random.Random(31)
+
+        def mixed(i: int) -> tuple[EventContext, dict[str, Any]]:
+            # As bench_threads.py's mixed blocks: a fifth of the messages are replies, among plain ones.
+            return reply(i) if mix_rng.random() < 0.2 else plain(i)
+
+        kinds = {"plain": plain, "reply": reply, "mixed": mixed}
         for make in kinds.values():  # warm-up: most senders follow most threads
             await _sends([make(i) for i in range(args.roots * len(senders))], args.in_flight)
         if args.pages:
-            for name in ("plain", "reply", "plain", "reply"):
+            for name in ("plain", "reply", "mixed") * 2:
                 _wal_pages(
                     path,
                     name,
@@ -271,11 +278,16 @@ async def main(reactor: Any) -> None:
             f" | CPU us/msg median {statistics.median(c[0] for c in cpus[name]):6.0f}"
             f" (database thread {statistics.median(c[1] for c in cpus[name]):5.0f})"
         )
-    ratios = [r[0] / p[0] for r, p in zip(cpus["reply"], cpus["plain"], strict=True)]
-    print(
-        f"  CPU reply/plain: median of block pairs {statistics.median(ratios):.3f}"
-        f" ({', '.join(f'{x:.2f}' for x in ratios)})"
-    )
+    for kind in ("reply", "mixed"):
+        ratios = [r[0] / p[0] for r, p in zip(cpus[kind], cpus["plain"], strict=True)]
+        print(
+            f"  CPU {kind}/plain: median of block pairs {statistics.median(ratios):.3f}"
+            f" ({', '.join(f'{x:.2f}' for x in ratios)})"
+        )
+
+
+#: What `_instructions` counts: plain messages, thread replies, and the bench's mix (a fifth of them replies).
+KINDS = ("plain", "reply", "mixed")
 
 
 def _instructions(args: argparse.Namespace) -> None:
@@ -300,14 +312,13 @@ def _instructions(args: argparse.Namespace) -> None:
                 totals["reactor" if path.endswith("-01") else "database"] += total
             return totals
 
-        for kind in ("plain", "reply"):
+        for kind in KINDS:
             for proc in [run(kind, count), run(kind, 0)]:  # two at a time: each its own core
                 _, err = proc.communicate()
                 if proc.returncode != 0:
                     raise SystemExit(f"callgrind failed\n{err[-3000:]}")
         per = {
-            k: {t: (threads(k, count)[t] - threads(k, 0)[t]) / count for t in ("reactor", "database")}
-            for k in ("plain", "reply")
+            k: {t: (threads(k, count)[t] - threads(k, 0)[t]) / count for t in ("reactor", "database")} for k in KINDS
         }
     print(f"SQLite, group of {args.members}, {args.in_flight} in flight, {count} messages of each kind (callgrind)")
     for kind, by_thread in per.items():
@@ -316,7 +327,11 @@ def _instructions(args: argparse.Namespace) -> None:
             f" (reactor {by_thread['reactor']:9,.0f}, database threads {by_thread['database']:9,.0f})"
         )
     ratio = sum(per["reply"].values()) / sum(per["plain"].values())
-    print(f"  reply / plain {ratio:.3f}; at 20 % replies, a message costs {1 + 0.2 * (ratio - 1):.3f}x")
+    mixed = sum(per["mixed"].values()) / sum(per["plain"].values())
+    print(
+        f"  reply / plain {ratio:.3f}; at 20 % replies, a message would cost {1 + 0.2 * (ratio - 1):.3f}x"
+        f" from the two alone, and costs {mixed:.3f}x in the mix (replies among plain messages in a batch)"
+    )
 
 
 if __name__ == "__main__":
