@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from twisted.internet import defer
+
 from tests.support.databases import for_each_backend
 from tests.support.deferreds import inline
 from tests.support.inprocess import InProcessChatCase, LocalPerson
@@ -116,6 +118,47 @@ class GroupSettingsTestsMixin:
         with self.assertRaises(RefusedError):
             await self.post_at(carol, gid, sent_at + 59)
         await self.post_at(carol, gid, sent_at + 60)
+
+    @inline
+    async def test_slow_mode_counts_an_earlier_message_of_the_same_batch(self) -> None:
+        _, bob, carol, gid = await self.trio(slow_mode=60)
+        at = self.node.services.clock.seconds()
+        # The moderator's message keeps the writer busy; carol's two, asked for meanwhile, are its next batch.
+        posts = [defer.ensureDeferred(self.post_at(person, gid, at)) for person in (bob, carol, carol)]
+        outcomes = await defer.DeferredList(posts, consumeErrors=True)
+        refused = [result.value for ok, result in outcomes if not ok]
+        self.assertEqual([ok for ok, _ in outcomes].count(True), 2, outcomes)
+        self.assertEqual([type(e) for e in refused], [RefusedError])
+        self.assertEqual(refused[0].code, "rate_limited")
+        stored = await self.scalar("SELECT COUNT(*) FROM messages WHERE chat_id = ? AND sender_id = ?", gid, carol.id)
+        self.assertEqual(stored, 1)
+
+    @inline
+    async def test_a_batch_of_group_messages_counts_each_in_the_chat_its_senders_and_the_feed(self) -> None:
+        alice, bob, carol, gid = await self.trio()
+        storage, at = self.node.services.storage, self.node.services.clock.seconds()
+        senders = [alice] * 5 + [bob] * 3
+        posts = [
+            storage.messages.post(Actor.user(p.id, p.name), NewMessage(gid, True, f"m{i}"), str(uuid.uuid4()), at + i)
+            for i, p in enumerate(senders)
+        ]
+        stored = await defer.gatherResults(posts)
+        seqs = [message.seq for message, _ in stored]
+        (chat,) = await self.rows("SELECT message_count, last_seq, last_activity FROM chats WHERE id = ?", gid)
+        self.assertEqual((chat["message_count"], chat["last_seq"], chat["last_activity"]), (8, max(seqs), at + 7))
+        for person, sent, last in ((alice, 5, at + 4), (bob, 3, at + 7)):
+            (row,) = await self.rows(
+                "SELECT sent_count, last_sent_at FROM user_chats WHERE chat_id = ? AND user_id = ?", gid, person.id
+            )
+            self.assertEqual((row["sent_count"], row["last_sent_at"]), (sent, last))
+        unread = {c["id"]: c["unread_count"] for c in await carol.call("get_chats") if c["is_group"]}
+        self.assertEqual(unread[gid], 8)
+        unread = {c["id"]: c["unread_count"] for c in await alice.call("get_chats") if c["is_group"]}
+        self.assertEqual(unread[gid], 3)
+        feed = await self.rows(
+            "SELECT message_seq FROM changes WHERE kind = 'message' AND chat_id = ? ORDER BY id", gid
+        )
+        self.assertEqual(sorted(r["message_seq"] for r in feed), sorted(seqs))
 
 
 for_each_backend(GroupSettingsTestsMixin, InProcessChatCase, globals())

@@ -275,8 +275,9 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
 
     The standings and settings come with the members (`_group_members_txn`):
     an ordinary group costs no query here.  Slow mode reads the sender's last
-    message time afresh (an earlier message of the same batch wrote it); a
-    batch whose members came back from ``post_messages_v3`` reads the sender's row.
+    message time afresh, or from SQLite's batch (`_Later`) when an earlier
+    message of it is the sender's latest; a batch whose members came back
+    from ``post_messages_v3`` reads the sender's row.
     """
     standing = txn.locked.get(("group_standing", group_id))
     settings = txn.locked.get(("group_settings", group_id))
@@ -297,6 +298,12 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
             last_sent_at = txn.scalar(
                 "SELECT last_sent_at FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, sender_id)
             )
+    later: _Later | None = txn.locked.get(_LATER)
+    if later is not None:
+        # SQLite's batch writes the senders' rows at its end: an earlier message of it is the latest sent.
+        pending = later.members.get((sender_id, group_id))
+        if pending is not None and (last_sent_at is None or pending[3] > last_sent_at):
+            last_sent_at = pending[3]
     check_standing(role, muted_until, "send", now)
     check_settings(role, settings, last_sent_at, now)
 
@@ -309,10 +316,11 @@ def _insert_txn(
     A thread reply (``new.thread_id``) also writes its thread's row and
     follows (`reply_statements_txn`); unless it is also in the chat it leaves
     the chat's counters alone, and its feed row rides on the thread's row.
-    A plain message reads nothing more.  In SQLite's batch (`post_each_txn`, its `_Later` in
-    ``txn.locked``), a direct message's counters and feed row are left to it, written for the whole batch
-    at its end.  ``shown`` None: a direct message that replies to nothing, whose sender's profile comes
-    with the friend check.
+    A plain message reads nothing more.  In SQLite's batch (`post_each_txn`,
+    its `_Later` in ``txn.locked``), a plain message's counters and feed row
+    (a direct or a group message's) are left to it, written for the whole
+    batch at its end.  ``shown`` None: a direct message that replies to
+    nothing, whose sender's profile comes with the friend check.
     """
     later: _Later | None = txn.locked.get(_LATER)
     sender_id, recipient_id, is_group, mentions = sender.uid, new.recipient_id, new.is_group, new.mentions
@@ -371,7 +379,7 @@ def _insert_txn(
             raise _KeyInUseError()
         seq = int(stored)
     in_thread: ThreadSummary | None = None
-    if root is None and later is not None and not is_group:
+    if root is None and later is not None:
         later.add(chat_id, sender_id, seq, now)
         txn.execute_each(unread_mentions_statements(seq, chat_id, sender_id, mentions))
     elif root is None:
@@ -517,7 +525,7 @@ _LATER = "messages.later"
 
 
 class _Later:
-    """SQLite: a batch's direct messages' counters and feed rows, written at its end in three statements.
+    """SQLite: a batch's messages' counters and feed rows, written at its end in three statements.
 
     Per member row, the count and the last message's time; per chat, the
     count and the newest time and seq (what the statements of each message
@@ -573,8 +581,9 @@ class _Later:
 def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     """SQLite: `post_txn` for each of a batch's messages, then what they left for the batch's end.
 
-    A direct message's counters and feed row are written for the whole batch
-    in three statements (`_Later`), and the full-text index catches up once
+    A main-timeline message's counters and feed row are written for the whole
+    batch in three statements (`_Later`; slow mode counts an earlier message of
+    the batch as sent), and the full-text index catches up once
     `INDEX_EVERY` messages wait.  A refusal raises, so the batch goes message
     by message through `post_txn` (as it always did on SQLite), everything
     written here undone, and leaves the index to the next batch or search.
