@@ -299,7 +299,7 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
                 "SELECT last_sent_at FROM user_chats WHERE chat_id = ? AND user_id = ?", (group_id, sender_id)
             )
     later: _Later | None = txn.locked.get(_LATER)
-    if later is not None:
+    if later is not None and settings.slows(role):
         # SQLite's batch writes the senders' rows at its end: an earlier message of it is the latest sent.
         pending = later.members.get((sender_id, group_id))
         if pending is not None and (last_sent_at is None or pending[3] > last_sent_at):
@@ -581,10 +581,10 @@ class _Later:
 def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     """SQLite: `post_txn` for each of a batch's messages, then what they left for the batch's end.
 
-    A main-timeline message's counters and feed row are written for the whole
-    batch in three statements (`_Later`; slow mode counts an earlier message of
-    the batch as sent), and the full-text index catches up once
-    `INDEX_EVERY` messages wait.  A refusal raises, so the batch goes message
+    A plain message's counters and feed row (a direct or a group message's)
+    are written for the whole batch in three statements (`_Later`; slow mode
+    counts an earlier message of the batch as sent), and the full-text index
+    catches up once `INDEX_EVERY` messages wait.  A refusal raises, so the batch goes message
     by message through `post_txn` (as it always did on SQLite), everything
     written here undone, and leaves the index to the next batch or search.
     The index's position is read once per batch, not per message.
