@@ -17,7 +17,7 @@ from twisted.internet import defer
 
 from umoc.errors import RefusedError
 from umoc.storage.changes import NewChange, record_txn
-from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.database import Database, Txn, in_clause, values_rows
 from umoc.storage.relations import BLOCKED
 from umoc.storage.targets import MESSAGE_NOT_FOUND
 
@@ -80,7 +80,7 @@ def _delivered_txn(txn: Txn, recipient_id: int, message_ids: list[str], now: flo
     if fresh:
         txn.execute(
             "INSERT INTO message_deliveries (message_seq, user_id, delivered_at) VALUES "
-            + ", ".join(["(?, ?, ?)"] * len(fresh))
+            + values_rows(len(fresh), 3)
             + " ON CONFLICT (message_seq, user_id) DO NOTHING",
             [v for r in fresh for v in (int(r["seq"]), recipient_id, now)],
         )

@@ -15,7 +15,7 @@ from typing import Sequence
 from twisted.internet import defer
 
 from umoc.errors import RefusedError
-from umoc.storage.database import Database, Txn, in_clause
+from umoc.storage.database import Database, Txn, in_clause, values_rows
 
 __all__ = [
     "MentionStore",
@@ -69,8 +69,7 @@ def unread_mentions_statements(
         return []
     return [
         (
-            "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES "
-            + ", ".join(["(?, ?, ?)"] * len(others)),
+            "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES " + values_rows(len(others), 3),
             [v for user_id in others for v in (user_id, chat_id, message_seq)],
         )
     ]

@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from umoc.errors import RefusedError
 from umoc.records.messages import MarkUnread
-from umoc.storage.database import Database, Txn
+from umoc.storage.database import Database, Txn, values_rows
 from umoc.storage.mentions import parse_mentions
 from umoc.storage.messages import UNKNOWN_CHAT
 from umoc.storage.receipts import ReadState, read_state_txn, record_read_state_txn
@@ -93,7 +93,7 @@ def _unread_txn(txn: Txn, user_id: int, mark: MarkUnread, now: float) -> ReadSta
     if mentioned:
         txn.execute(
             "INSERT INTO unread_mentions (user_id, chat_id, message_seq) VALUES "
-            + ", ".join(["(?, ?, ?)"] * len(mentioned))
+            + values_rows(len(mentioned), 3)
             + " ON CONFLICT (user_id, chat_id, message_seq) DO NOTHING",
             [v for m in mentioned for v in (user_id, chat_id, m)],
         )
