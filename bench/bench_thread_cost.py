@@ -32,6 +32,16 @@ WAL's frames a block appends, by the table or index each page belongs to
 (``dbstat``), per message (``--in-flight 1``: one message a commit)::
 
     python bench/bench_thread_cost.py --pages --in-flight 1 --per-block 200
+
+``--batches`` times each group-commit batch of the writer instead (its
+thread's CPU, commit included) with what it held, over the same blocks,
+and fits ``CPU = a + b * messages + c * replies + d * (any reply)`` by
+least squares, once per round of blocks: ``c`` is what a reply costs the
+writer beyond a plain message, and ``d`` what a batch costs once it holds
+a reply at all (its thread rows', follows' and index pages, written once
+per batch however many replies share them)::
+
+    python bench/bench_thread_cost.py --batches --blocks 10 --per-block 400
 """
 
 from __future__ import annotations
@@ -58,9 +68,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.bench_threads import _SEND, _payload, seeded_group  # noqa: E402
 from umoc.events.router import EventContext  # noqa: E402
+from umoc.storage import batching as batchmod  # noqa: E402
 from umoc.storage import database as dbmod  # noqa: E402
 from umoc.storage.database import Database  # noqa: E402
 from umoc.storage.engine import pool as poolmod  # noqa: E402
+
+#: The share of replies in a ``mixed`` block, as in `bench_threads.py`'s (``--thread-share``'s default).
+MIX_SHARE = 0.2
 
 
 class Counter:
@@ -139,10 +153,31 @@ WRITER_PROFILE: cProfile.Profile | None = None
 _run_job = poolmod._GuardedPool._run_job
 
 
+class _Batches(threading.local):
+    """``--batches``: what the writer's current batch holds (set by `_counted_all_txn`), and every batch timed."""
+
+    held: tuple[int, int] | None = None
+    #: (messages, replies, CPU seconds) of each message batch, in order; shared by the threads (the class's).
+    timed: list[tuple[int, int, float]] = []
+
+
+BATCHES = _Batches()
+_all_txn = batchmod._all_txn
+
+
+def _counted_all_txn(txn: Any, items: list[Any]) -> list[Any]:
+    """`batching._all_txn`, noting how many of the batch's writes are messages and how many of those replies."""
+    news = [item.args[1] for item in items if item.name == "messages.post"]
+    if news:
+        BATCHES.held = (len(news), sum(1 for new in news if new.thread_id is not None))
+    return _all_txn(txn, items)
+
+
 def _profiled_run_job(self: Any, job: Any, interaction: Any) -> Any:
     """A transaction in a pool thread: its CPU time counted (the writer's, and the readers'), maybe profiled."""
     profile = WRITER_PROFILE
     started = time.thread_time()
+    BATCHES.held = None
     try:
         if profile is None or threading.current_thread() is threading.main_thread():
             return _run_job(self, job, interaction)
@@ -152,7 +187,10 @@ def _profiled_run_job(self: Any, job: Any, interaction: Any) -> Any:
         finally:
             profile.disable()
     finally:
-        COUNTER.db_cpu += time.thread_time() - started
+        used = time.thread_time() - started
+        COUNTER.db_cpu += used
+        if BATCHES.held is not None:
+            BATCHES.timed.append((*BATCHES.held, used))
 
 
 async def _sends(sends: list[tuple[EventContext, dict[str, Any]]], in_flight: int) -> None:
@@ -189,6 +227,7 @@ async def main(reactor: Any) -> None:
     parser.add_argument("--profile", choices=["plain", "reply", "mixed"])
     parser.add_argument("--instructions", action="store_true", help="count under callgrind instead of timing")
     parser.add_argument("--pages", action="store_true", help="the pages each kind's commits write, by table")
+    parser.add_argument("--batches", action="store_true", help="fit the writer's CPU per batch to what it held")
     parser.add_argument("--once", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)  # what callgrind runs
     args = parser.parse_args()
     if args.instructions:
@@ -197,6 +236,7 @@ async def main(reactor: Any) -> None:
     if not args.once:  # counted by callgrind: no trace callback, no timing, in what it counts
         dbmod._sqlite_open = _counted_open
         poolmod._GuardedPool._run_job = _profiled_run_job  # type: ignore[method-assign]
+        batchmod._all_txn = _counted_all_txn
     if args.pages:
         dbmod._sqlite_open = _unchecked_open
     with tempfile.TemporaryDirectory(prefix="umoc-threadcost-") as folder:
@@ -224,7 +264,7 @@ async def main(reactor: Any) -> None:
 
         def mixed(i: int) -> tuple[EventContext, dict[str, Any]]:
             # As bench_threads.py's mixed blocks: a fifth of the messages are replies, among plain ones.
-            return reply(i) if mix_rng.random() < 0.2 else plain(i)
+            return reply(i) if mix_rng.random() < MIX_SHARE else plain(i)
 
         kinds = {"plain": plain, "reply": reply, "mixed": mixed}
         for make in kinds.values():  # warm-up: most senders follow most threads
@@ -257,13 +297,19 @@ async def main(reactor: Any) -> None:
             return
         cpus: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
         counts: dict[str, list[int]] = {k: [0, 0, 0, 0] for k in kinds}
+        rounds: list[tuple[int, int]] = []  # each round's batches: BATCHES.timed[start:end]
         for b in range(args.blocks):
             order = list(kinds.items())
+            start = len(BATCHES.timed)
             for name, make in order if b % 2 == 0 else reversed(order):
                 used, grown = await _block([make(i) for i in range(args.per_block)], args.in_flight)
                 cpus[name].append(used)
                 counts[name] = [c + g for c, g in zip(counts[name], grown, strict=True)]
+            rounds.append((start, len(BATCHES.timed)))
         db.close()
+    if args.batches:
+        _print_batch_fits(args, [BATCHES.timed[start:end] for start, end in rounds])
+        return
     n = args.blocks * args.per_block
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
@@ -288,6 +334,56 @@ async def main(reactor: Any) -> None:
 
 #: What `_instructions` counts: plain messages, thread replies, and the bench's mix (a fifth of them replies).
 KINDS = ("plain", "reply", "mixed")
+
+
+def _least_squares(rows: list[list[float]], ys: list[float]) -> list[float]:
+    """The coefficients minimising the squared error of ``rows . x = ys`` (normal equations, a whisker of ridge).
+
+    The ridge only settles ``a`` against ``b`` (nearly every batch holds the
+    same number of messages, so the two are told apart by a few batches);
+    the figures printed (a batch of ``n`` plain messages, ``c``, ``d``) do
+    not depend on how it splits them.
+    """
+    k = len(rows[0])
+    m = [[sum(r[i] * r[j] for r in rows) + (1e-6 if i == j else 0.0) for j in range(k)] for i in range(k)]
+    v = [sum(r[i] * y for r, y in zip(rows, ys, strict=True)) for i in range(k)]
+    for col in range(k):  # Gaussian elimination with partial pivoting
+        pivot = max(range(col, k), key=lambda r: abs(m[r][col]))
+        m[col], m[pivot], v[col], v[pivot] = m[pivot], m[col], v[pivot], v[col]
+        for r in range(col + 1, k):
+            f = m[r][col] / m[col][col]
+            m[r] = [a - f * b for a, b in zip(m[r], m[col], strict=True)]
+            v[r] -= f * v[col]
+    x = [0.0] * k
+    for r in reversed(range(k)):
+        x[r] = (v[r] - sum(m[r][j] * x[j] for j in range(r + 1, k))) / m[r][r]
+    return x
+
+
+def _print_batch_fits(args: argparse.Namespace, rounds: list[list[tuple[int, int, float]]]) -> None:
+    """Per round of blocks, the writer's CPU per batch fitted to its messages, its replies and whether it has any."""
+    n = round(statistics.median(held for batches in rounds for held, _, _ in batches))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"SQLite, group of {args.members}, {args.in_flight} in flight, writer CPU per batch; load {load}")
+    print(f"  fit: CPU = a + b * messages + c * replies + d * (any reply); typical batch {n} messages")
+    fits = []
+    for batches in rounds:
+        rows = [[1.0, float(held), float(replies), 1.0 if replies else 0.0] for held, replies, _ in batches]
+        a, b, c, d = _least_squares(rows, [used * 1e6 for _, _, used in batches])
+        fits.append((a + n * b, b, c, d))
+        print(
+            f"  round of {len(batches):4d} batches: {n} plain {a + n * b:6.0f} us ({b:+5.1f} a message),"
+            f" a reply {c:+6.1f} us, any reply {d:+6.1f} us"
+        )
+    base, _, c, d = (statistics.median(f[i] for f in fits) for i in range(4))
+    share = MIX_SHARE
+    with_reply = 1 - (1 - share) ** n
+    print(
+        f"  medians: a batch of {n} plain {base:.0f} us; a reply {c:+.1f} us; a batch with any reply {d:+.1f} us."
+        f" At {share:.0%} replies ({with_reply:.0%} of batches of {n} hold one) that is"
+        f" {(n * share * c + with_reply * d) / base:+.1%} of the writer's CPU:"
+        f" {n * share * c / base:+.1%} from the replies, {with_reply * d / base:+.1%} from the batches holding them"
+    )
 
 
 def _instructions(args: argparse.Namespace) -> None:
@@ -329,7 +425,8 @@ def _instructions(args: argparse.Namespace) -> None:
     ratio = sum(per["reply"].values()) / sum(per["plain"].values())
     mixed = sum(per["mixed"].values()) / sum(per["plain"].values())
     print(
-        f"  reply / plain {ratio:.3f}; at 20 % replies, a message would cost {1 + 0.2 * (ratio - 1):.3f}x"
+        f"  reply / plain {ratio:.3f}; at {MIX_SHARE:.0%} replies, a message would cost"
+        f" {1 + MIX_SHARE * (ratio - 1):.3f}x"
         f" from the two alone, and costs {mixed:.3f}x in the mix (replies among plain messages in a batch)"
     )
 
