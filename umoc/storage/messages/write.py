@@ -584,9 +584,10 @@ def post_each_txn(txn: Txn, calls: list[tuple[Any, ...]]) -> list[Any]:
     A plain message's counters and feed row (a direct or a group message's)
     are written for the whole batch in three statements (`_Later`; slow mode
     counts an earlier message of the batch as sent), and the full-text index
-    catches up once `INDEX_EVERY` messages wait.  A refusal raises, so the batch goes message
-    by message through `post_txn` (as it always did on SQLite), everything
-    written here undone, and leaves the index to the next batch or search.
+    catches up once `INDEX_EVERY` messages wait.  A refusal raises, so the
+    batch goes message by message through `post_txn` (as it always did on
+    SQLite), everything written here undone, and leaves the index to the
+    next batch or search.
     The index's position is read once per batch, not per message.
     """
     later = txn.locked[_LATER] = _Later()
