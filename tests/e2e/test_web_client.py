@@ -112,6 +112,10 @@ class Browser:
 
         self.until(clicked, f"a click on {css}")
 
+    def attribute(self, css: str, name: str) -> Any:
+        """An attribute of the element found, read again if a live re-render replaced it in between."""
+        return self.until(lambda: self.find(css).get_attribute(name), f"{name} of {css}")
+
     def until(self, condition: Any, what: str) -> Any:
         def attempt() -> Any:
             try:
@@ -366,7 +370,7 @@ class WebClientTests(unittest.TestCase):
         bob.text_in(".message .link-card-title", "Caf\u00e9 & Co")
         alice.text_in(".message.mine .link-card-site", "Example")
         bob.until(lambda: bob.image_loaded(".message .link-card-image"), "the link card's image")
-        href = bob.find(".message figcaption a").get_attribute("href")
+        href = bob.attribute(".message figcaption a", "href")
         self.assertIn("/api/files/", href)
         self.assertNotIn("token", href)  # issue 22 G14: the click fetches with headers and saves a blob: URL
         self.assertNotIn("sessionID", href)
@@ -418,7 +422,7 @@ class WebClientTests(unittest.TestCase):
         alice.visible("#new-group-members input[type=checkbox]").click()
         alice.click("#new-group-form button[type=submit]")
         alice.text_in("#conversation-title", "Weekend plans")
-        group = alice.find(".chat-item.current").get_attribute("data-key")
+        group = alice.attribute(".chat-item.current", "data-key")
         self.assertTrue(group.startswith("g"))
         alice.send("Picnic on Saturday?")
         bob.text_in(f'[data-key="{group}"] .chat-last', "Picnic on Saturday?")
@@ -555,7 +559,7 @@ class WebClientTests(unittest.TestCase):
         Select(alice.find("#new-group-join-rule")).select_by_value("open")
         alice.click("#new-group-form button[type=submit]")
         alice.text_in("#conversation-title", "Book club")
-        group = alice.find(".chat-item.current").get_attribute("data-key")
+        group = alice.attribute(".chat-item.current", "data-key")
         gid = group[1:]
 
         # Bob finds it in the directory (no friendship needed) and joins.
@@ -567,7 +571,7 @@ class WebClientTests(unittest.TestCase):
         bob.text_in("#conversation-title", "Book club")
         bob.send("Hello readers")
         alice.text_in(f'[data-key="{group}"] .chat-last', "Hello readers")
-        bob_id = bob.find("#chat-list .chat-item.current").get_attribute("data-key")  # the group: find Bob's id below
+        bob_id = bob.attribute("#chat-list .chat-item.current", "data-key")  # the group: find Bob's id below
         self.assertEqual(bob_id, group)
 
         # Alice opens the settings: Bob is a member; she makes him a moderator.
