@@ -301,9 +301,9 @@ def _check_standing(txn: Txn, group_id: int, sender_id: int, now: float) -> None
     later: _Later | None = txn.locked.get(_LATER)
     if later is not None and settings.slows(role):
         # SQLite's batch writes the senders' rows at its end: an earlier message of it is the latest sent.
-        pending = later.members.get((sender_id, group_id))
-        if pending is not None and (last_sent_at is None or pending[3] > last_sent_at):
-            last_sent_at = pending[3]
+        pending = later.last_sent_at(sender_id, group_id)
+        if pending is not None and (last_sent_at is None or pending > last_sent_at):
+            last_sent_at = pending
     check_standing(role, muted_until, "send", now)
     check_settings(role, settings, last_sent_at, now)
 
@@ -551,6 +551,11 @@ class _Later:
         chat[1] += 1
         chat[2], chat[3] = max(chat[2], now), max(chat[3], seq)
         self.changes.append(NewChange("message", now, chat_id=chat_id, message_seq=seq, actor_id=sender_id))
+
+    def last_sent_at(self, sender_id: int, chat_id: int) -> float | None:
+        """When the sender's latest message of this batch in that chat was sent (None: none of it yet)."""
+        member = self.members.get((sender_id, chat_id))
+        return None if member is None else member[3]
 
     def write_txn(self, txn: Txn) -> None:
         # The sender's own rows, then the chats' (the order each message takes them), the threads', the feed.
