@@ -216,6 +216,27 @@ class ConsumerTestsMixin(ConsumerHelpers):
         self.assertEqual(recorder.ids, await self.registered_ids())
 
     @inline
+    async def test_a_wake_while_pages_of_an_earlier_snapshot_remain_is_not_lost(self) -> None:
+        """PostgreSQL pages a window in the snapshot its first page took: a commit after it is in the next one.
+
+        A CI run caught this: the claim's read ran while users were being
+        created, so its window held some of them; the wake after the rest
+        started the window's next page, which cleared the wake, and the
+        window's last page (not full) ended the reading 5 rows in.
+        """
+        consumer, recorder = self.consumer()
+        await consumer.start()
+        await self.settle()
+        await self.users("a", "b", "c", "d", "e")
+        consumer.wake()  # the first page (2 rows, full): its next page waits for the clock
+        await defer.DeferredList([consumer.idle()])
+        self.assertEqual(len(recorder.ids), 2)
+        await self.users("f", "g", "h")
+        consumer.wake()  # starts that next page at once (full again on PostgreSQL: c and d)
+        await self.settle()
+        self.assertEqual(recorder.ids, await self.registered_ids(), "the wake's rows too, without a poll")
+
+    @inline
     async def test_rows_render_from_the_live_rows_a_deleted_message_is_not_sent(self) -> None:
         consumer, recorder = self.consumer()
         await consumer.start()

@@ -24,9 +24,11 @@ from the feed after any crash.  A consumer::
   dropped.
 * Waking: a command that wrote a change this consumer reads calls `wake`
   (in-process, after the commit): the next read starts at once, and reads
-  that pile up while one runs become one.  Changes committed by another
-  process (another node, ``umoc-admin``) are found by the poll every
-  ``feed.consumer_poll_interval``.
+  that pile up while one runs become one.  A wake is kept until a read
+  whose snapshot was taken after it has run: on PostgreSQL the pages of a
+  window all read the snapshot its first page took.  Changes committed by
+  another process (another node, ``umoc-admin``) are found by the poll
+  every ``feed.consumer_poll_interval``.
 * One node at a time: a lease row (see `umoc.storage.outbox` for why not an
   advisory lock).  The holder renews it with each position stored and at
   least every third of ``feed.consumer_lease``; the others try to take it
@@ -126,7 +128,11 @@ class FeedConsumer:
         #: Reading waits for rows to complete (past ``MAX_BATCHES`` batches' worth).
         self._blocked = False
         self._reading = False
+        #: Read once more after the read under way: a change this consumer reads was committed meanwhile.
         self._again = False
+        #: The next read pages on in a snapshot taken earlier (`OutboxBatch.same_snapshot`), so it cannot
+        #: see a change committed since: a wake then keeps ``_again`` for the read after that window.
+        self._same_snapshot = False
         self._storing: defer.Deferred[Any] | None = None
         self._store_again = False
         self._claiming = False
@@ -170,13 +176,13 @@ class FeedConsumer:
             return
         wait = self._last_read + self._config.consumer_wake_delay - self._clock.seconds()
         if wait <= 0:
-            self._pump()
+            self._pump(woken=True)
         else:
             self._wake_call = self._clock.callLater(wait, self._woken)
 
     def _woken(self) -> None:
         self._wake_call = None
-        self._pump()
+        self._pump(woken=True)
 
     async def stop(self) -> None:
         """Stop reading; store how far deliveries got; give the lease up so another node takes over at once.
@@ -242,6 +248,7 @@ class FeedConsumer:
             self.holding = True
             self._renewed = now
             self._read_from = self._done_at = self._stored_at = position
+            self._same_snapshot = True  # a stored position may be inside a window (PostgreSQL)
             self._pump()
 
         def failed(failure: Any) -> None:
@@ -265,9 +272,12 @@ class FeedConsumer:
 
     # -- reading ------------------------------------------------------------
 
-    def _pump(self) -> None:
+    def _pump(self, woken: bool = False) -> None:
+        """Start the next read unless one is under way or too many rows are; ``woken``: by a commit (`wake`)."""
         if self._stopped or not self.holding:
             return
+        if woken and self._same_snapshot:
+            self._again = True  # the next read cannot see that commit: read again after its window
         if self._reading:
             self._again = True
             return
@@ -276,7 +286,9 @@ class FeedConsumer:
             return
         self._blocked = False
         assert self._read_from is not None
-        self._reading, self._again = True, False
+        self._reading = True
+        if not self._same_snapshot:
+            self._again = False  # this read's fresh snapshot sees every commit so far
         self._last_read = self._clock.seconds()
         generation = self._generation
         d = self._store.read(self._read_from, self.kinds, self._config.consumer_batch, self._push_only)
@@ -292,6 +304,7 @@ class FeedConsumer:
                     name=self.name,
                 )
             self._read_from = batch.position
+            self._same_snapshot = batch.same_snapshot
             # Rows read past without delivery (a push nobody can get) move the stored position too.
             entry = _Batch(batch.position, len(batch.rows), bool(batch.rows) or batch.skipped)
             self._batches.append(entry)

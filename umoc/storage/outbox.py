@@ -117,6 +117,9 @@ class OutboxBatch:
     expired: bool = False
     #: Rows were read past without being returned (``push_only``): the position moved all the same.
     skipped: bool = False
+    #: The next read pages on in the snapshot this one took (PostgreSQL's window, while pages are full):
+    #: changes committed since are not in it, they come in the window after.
+    same_snapshot: bool = False
 
 
 def _sqlite_rows(txn: Txn, position: str, kinds: tuple[str, ...], limit: int) -> tuple[list[Row], str, bool, bool]:
@@ -161,8 +164,10 @@ def _pg_rows(txn: Txn, position: str, kinds: tuple[str, ...], limit: int) -> tup
 def _read_txn(txn: Txn, position: str, kinds: tuple[str, ...], limit: int, push_only: bool = False) -> OutboxBatch:
     read = _sqlite_rows if txn.dialect.commit_ordered_ids else _pg_rows
     rows, next_position, full, expired = read(txn, position, kinds, limit)
+    # SQLite's next read takes a fresh snapshot; PostgreSQL's pages on in this window while it is full.
+    same_snapshot = full and not txn.dialect.commit_ordered_ids
     if not rows:
-        return OutboxBatch([], next_position, full, expired)
+        return OutboxBatch([], next_position, full, expired, same_snapshot=same_snapshot)
     owners = sorted({int(r["user_id"]) for r in rows if r["user_id"] is not None})
     chats = sorted({int(r["chat_id"]) for r in rows if r["kind"] == "message" and r["chat_id"] is not None})
     members: dict[int, list[tuple[int, int]]] = {}
@@ -193,7 +198,7 @@ def _read_txn(txn: Txn, position: str, kinds: tuple[str, ...], limit: int, push_
         skipped, rows = len(kept) < len(rows), kept
         owners = sorted({int(r["user_id"]) for r in rows if r["user_id"] is not None})
         if not rows:
-            return OutboxBatch([], next_position, full, expired, skipped)
+            return OutboxBatch([], next_position, full, expired, skipped, same_snapshot)
     rendered = _render_txn(txn, list(rows))
     # `_render_txn` keeps the rows' order and leaves out those whose records are gone: match them up again.
     by_row: dict[int, Change] = {}
@@ -223,7 +228,7 @@ def _read_txn(txn: Txn, position: str, kinds: tuple[str, ...], limit: int, push_
                 audiences.get(change_id, ()),
             )
         )
-    return OutboxBatch(out, next_position, full, expired, skipped)
+    return OutboxBatch(out, next_position, full, expired, skipped, same_snapshot)
 
 
 def _thread_root(row: Row) -> int | None:
